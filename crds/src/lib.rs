@@ -1,0 +1,20 @@
+//! Gantry's own custom resources and the one place the Gateway API types are imported from.
+//!
+//! Every other crate in the workspace names Gateway API types through `gantry_crds::gateway`,
+//! so a bump of the `gateway-api` crate touches one line.
+
+/// The controllerName Gantry claims in `GatewayClass.spec.controllerName`.
+pub const CONTROLLER_NAME: &str = "gantry.dev/gateway-controller";
+
+/// Gantry's own API group.
+pub const GROUP: &str = "gantry.dev";
+
+/// The Gateway API group.
+pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+/// Gateway API types (standard channel at the root, experimental under `experimental`).
+pub mod gateway {
+    pub use gateway_api::*;
+}
+
+pub use k8s_openapi;

@@ -1,0 +1,3 @@
+//! Echo backend.
+
+fn main() {}

@@ -1,0 +1,300 @@
+//! The routing IR: everything the data plane needs, and nothing it does not.
+//!
+//! The translator produces an [`Ir`] from the object store; the router compiles it into lookup
+//! tables. It is plain data (serialisable, comparable) so that goldens can pin it and
+//! `GET /config` can show it. Route entries are already in the spec's precedence order:
+//! the data plane takes the first entry that matches.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::ObjectKey;
+
+/// The whole routing configuration for one proxy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ir {
+    /// One entry per port the proxy binds, sorted by port.
+    pub ports: Vec<PortIr>,
+    /// Upstream clusters by [`ClusterIr::name`]. Endpoints live here so an endpoint-only change
+    /// can be applied without re-translating routes.
+    pub clusters: BTreeMap<String, ClusterIr>,
+}
+
+/// A bound port and every listener that shares it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortIr {
+    pub port: u16,
+    pub protocol: PortProtocol,
+    /// Listeners on this port, most specific hostname first (exact, then wildcards by length,
+    /// then the listener without a hostname). A request goes to the first listener whose
+    /// hostname matches its Host.
+    pub listeners: Vec<ListenerIr>,
+}
+
+/// What a port speaks. HTTP ports accept HTTP/1.1 and HTTP/2 with prior knowledge (h2c).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PortProtocol {
+    #[serde(rename = "HTTP")]
+    Http,
+}
+
+/// One Gateway listener that was accepted and programmed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerIr {
+    pub gateway: ObjectKey,
+    /// `spec.listeners[].name`.
+    pub name: String,
+    /// `None` matches every host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Virtual hosts, most specific hostname first. A request is served by the first virtual
+    /// host whose hostname matches; if none of its routes match the answer is 404 (no fallback
+    /// to a less specific virtual host).
+    pub virtual_hosts: Vec<VirtualHostIr>,
+}
+
+/// All route entries for one effective hostname (the intersection of listener and route
+/// hostnames).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualHostIr {
+    /// An exact name (`foo.example.com`), a wildcard (`*.example.com`, matching one or more
+    /// labels in front of the suffix) or `*` for any host.
+    pub hostname: String,
+    /// In precedence order (Gateway API HTTPRouteRule precedence); first match wins.
+    pub routes: Vec<RouteEntryIr>,
+}
+
+/// One `HTTPRouteMatch` of one rule, with the rule's behaviour.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteEntryIr {
+    pub route: RouteRef,
+    /// Index of the rule in `spec.rules`.
+    pub rule_index: usize,
+    #[serde(rename = "match")]
+    pub matches: HttpMatchIr,
+    /// Shared by every entry of the same rule.
+    pub rule: Arc<HttpRuleIr>,
+}
+
+/// Which route an entry came from (metrics label and logs use it).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteRef {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// A request match; every present condition must hold.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpMatchIr {
+    pub path: PathMatchIr,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<ValueMatchIr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_params: Vec<ValueMatchIr>,
+    /// Upper-case method name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+}
+
+/// Path match. `Prefix` follows the spec's segment rule: `/foo` matches `/foo`, `/foo/` and
+/// `/foo/bar` but not `/foobar`; a trailing `/` in the value is ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value")]
+pub enum PathMatchIr {
+    Exact(String),
+    #[serde(rename = "PathPrefix")]
+    Prefix(String),
+    RegularExpression(String),
+}
+
+impl Default for PathMatchIr {
+    fn default() -> Self {
+        Self::Prefix("/".to_owned())
+    }
+}
+
+/// A header or query parameter match. Header names are lower-case; query names are
+/// case-sensitive as the spec says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueMatchIr {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ValueMatchKind,
+    pub value: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ValueMatchKind {
+    Exact,
+    RegularExpression,
+}
+
+/// The behaviour of one rule.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRuleIr {
+    /// `spec.rules[].name`, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Applied in order before the backend is chosen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<HttpFilterIr>,
+    /// Weighted backends. Empty with no redirect filter means 500 (the spec: "If no
+    /// backendRefs or filters are specified that would handle the request, a 500 status code
+    /// MUST be returned").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<BackendIr>,
+    #[serde(default, skip_serializing_if = "TimeoutsIr::is_empty")]
+    pub timeouts: TimeoutsIr,
+}
+
+/// HTTPRoute `timeouts`, in milliseconds. `0` is never stored: a zero duration disables the
+/// timeout and is translated to `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeoutsIr {
+    /// Whole request, from the first byte received to the last byte of the response headers
+    /// (including retries and filters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_ms: Option<u64>,
+    /// One attempt to the backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_request_ms: Option<u64>,
+}
+
+impl TimeoutsIr {
+    pub fn is_empty(&self) -> bool {
+        self.request_ms.is_none() && self.backend_request_ms.is_none()
+    }
+}
+
+/// One weighted backendRef.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendIr {
+    /// Relative weight; 0 never receives traffic.
+    pub weight: u32,
+    /// The resolved cluster, or `None` when the reference is invalid: that share of traffic
+    /// gets a 500 (the spec: "requests that would have been sent to [an invalid backend] MUST
+    /// receive a 500 status code", in proportion to the weight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// backendRef-level filters, applied after the rule's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<HttpFilterIr>,
+}
+
+/// An HTTPRoute filter, validated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "PascalCase")]
+pub enum HttpFilterIr {
+    RequestHeaderModifier(HeaderModifierIr),
+    ResponseHeaderModifier(HeaderModifierIr),
+    RequestRedirect(RedirectIr),
+    #[serde(rename = "URLRewrite")]
+    UrlRewrite(UrlRewriteIr),
+    RequestMirror(MirrorIr),
+}
+
+/// Header edits, applied as set, then add, then remove. Names are lower-case.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderModifierIr {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set: Vec<HeaderValueIr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<HeaderValueIr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderValueIr {
+    pub name: String,
+    pub value: String,
+}
+
+/// RequestRedirect. Absent fields keep the request's value (port: see the spec's rules, which
+/// the data plane applies when building the Location header).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RedirectIr {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathModifierIr>,
+    /// 301, 302, 303, 307 or 308.
+    pub status_code: u16,
+}
+
+/// URLRewrite.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UrlRewriteIr {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathModifierIr>,
+}
+
+/// Path rewrite for redirects and URL rewrites. `ReplacePrefixMatch` replaces the part of the
+/// path matched by the entry's `PathPrefix` match (the translator only allows it there).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value")]
+pub enum PathModifierIr {
+    ReplaceFullPath(String),
+    ReplacePrefixMatch(String),
+}
+
+/// RequestMirror: a copy of the request goes to `cluster` for the given share of requests;
+/// its response is discarded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorIr {
+    /// `None` when the mirror backendRef is invalid (nothing is mirrored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Share of requests mirrored, as numerator over denominator (100/100 by default).
+    pub numerator: u32,
+    pub denominator: u32,
+}
+
+/// An upstream: one Service port and its ready endpoints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterIr {
+    /// `namespace/service:port`.
+    pub name: String,
+    pub service: ObjectKey,
+    /// The Service port.
+    pub port: u16,
+    pub protocol: UpstreamProtocol,
+    /// Ready endpoint addresses (`ip:port`, IPv6 in brackets). Empty means 503.
+    pub endpoints: Vec<String>,
+}
+
+/// How to speak to an upstream, from the Service port's `appProtocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (the default).
+    #[serde(rename = "HTTP/1.1")]
+    Http1,
+    /// HTTP/2 with prior knowledge (`appProtocol: kubernetes.io/h2c`).
+    #[serde(rename = "h2c")]
+    H2c,
+}

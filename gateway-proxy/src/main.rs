@@ -1,0 +1,3 @@
+//! `gantry-proxy`: the command line.
+
+fn main() {}

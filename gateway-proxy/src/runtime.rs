@@ -1,0 +1,1 @@
+//! Ties a source to the translator, the data plane and the status view.

@@ -1,0 +1,3 @@
+//! `gantry-operator`: the command line.
+
+fn main() {}
