@@ -1,1 +1,7 @@
-//! TODO
+//! Metrics and logs.
+
+pub mod histogram;
+pub mod logging;
+pub mod metrics;
+
+pub use metrics::{Metrics, RouteMetrics};

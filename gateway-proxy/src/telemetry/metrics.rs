@@ -1,0 +1,182 @@
+//! Prometheus metrics. Label sets stay small: gateway, route and status class, never a path or
+//! an endpoint address.
+//!
+//! The data plane does not look metrics up per request: the routing table holds a
+//! [`RouteMetrics`] per route, created when the table is compiled, so recording is a couple of
+//! atomic adds.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::histogram::AtomicHistogram;
+
+/// Labels of per-request series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `namespace/name` of the Gateway, empty when no listener matched.
+    pub gateway: String,
+    /// `namespace/name` of the route, empty when no route matched.
+    pub route: String,
+    /// `1xx` … `5xx`.
+    pub status_class: String,
+}
+
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Every metric the proxy exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RequestLabels, AtomicHistogram>,
+    pub config_version: Gauge,
+    pub config_reloads: Counter,
+    pub config_reloads_rejected: Counter,
+    pub upstream_connect_errors: Counter,
+    pub active_connections: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gantry");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let durations = Family::<RequestLabels, AtomicHistogram>::default();
+        let config_version = Gauge::default();
+        let config_reloads = Counter::default();
+        let config_reloads_rejected = Counter::default();
+        let upstream_connect_errors = Counter::default();
+        let active_connections = Gauge::default();
+        registry.register(
+            "requests",
+            "HTTP requests served, by gateway, route and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request received to response headers sent",
+            durations.clone(),
+        );
+        registry.register(
+            "config_version",
+            "Version of the configuration in use",
+            config_version.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configurations applied",
+            config_reloads.clone(),
+        );
+        registry.register(
+            "config_reloads_rejected",
+            "Configuration changes rejected (the last good configuration kept serving)",
+            config_reloads_rejected.clone(),
+        );
+        registry.register(
+            "upstream_connect_errors",
+            "Failed connections to upstream endpoints",
+            upstream_connect_errors.clone(),
+        );
+        registry.register(
+            "downstream_connections_active",
+            "Client connections open",
+            active_connections.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            durations,
+            config_version,
+            config_reloads,
+            config_reloads_rejected,
+            upstream_connect_errors,
+            active_connections,
+        }
+    }
+
+    /// Handles for one gateway/route pair; call when compiling a routing table, not per request.
+    pub fn route_metrics(&self, gateway: &str, route: &str) -> RouteMetrics {
+        let per_class = STATUS_CLASSES.map(|class| {
+            let labels = RequestLabels {
+                gateway: gateway.to_owned(),
+                route: route.to_owned(),
+                status_class: class.to_owned(),
+            };
+            (
+                self.requests.get_or_create_owned(&labels),
+                self.durations.get_or_create_owned(&labels),
+            )
+        });
+        RouteMetrics { per_class }
+    }
+
+    /// Drops the series of a route that no longer exists.
+    pub fn forget_route(&self, gateway: &str, route: &str) {
+        for class in STATUS_CLASSES {
+            let labels = RequestLabels {
+                gateway: gateway.to_owned(),
+                route: route.to_owned(),
+                status_class: class.to_owned(),
+            };
+            self.requests.remove(&labels);
+            self.durations.remove(&labels);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Pre-resolved series for one route: recording takes no lock and allocates nothing.
+#[derive(Clone, Debug)]
+pub struct RouteMetrics {
+    per_class: [(Counter, AtomicHistogram); 5],
+}
+
+impl RouteMetrics {
+    pub fn record(&self, status: u16, elapsed: Duration) {
+        let slot = usize::from(status / 100).clamp(1, 5) - 1;
+        let (count, duration) = &self.per_class[slot];
+        count.inc();
+        duration.observe(elapsed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_metrics_show_up_in_the_exposition() {
+        let metrics = Metrics::new();
+        let route = metrics.route_metrics("default/gw", "default/web");
+        route.record(200, Duration::from_millis(3));
+        route.record(503, Duration::from_millis(1));
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"gantry_requests_total{gateway="default/gw",route="default/web",status_class="2xx"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("gantry_request_duration_seconds_bucket"), "{text}");
+        metrics.forget_route("default/gw", "default/web");
+        assert!(!metrics.encode().contains("default/web"));
+    }
+}
