@@ -1,1 +1,4 @@
-//! Test support for the black-box suite.
+//! Black-box test support for Gantry: the echo backend and helpers that drive the real
+//! `gantry-proxy` binary.
+
+pub mod echo;

@@ -1,1 +1,206 @@
 //! Ties a source to the translator, the data plane and the status view.
+//!
+//! A source publishes [`SourceUpdate`]s on a watch channel (so a burst of changes coalesces into
+//! the latest one); [`Runtime::run`] translates each, applies the IR to the data plane when it
+//! changed, and publishes a new [`View`] for the admin endpoints with one atomic swap.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::ir::Ir;
+use crate::server::DataPlane;
+use crate::status::ObjectStatus;
+use crate::status::stamp;
+use crate::store::Store;
+use crate::telemetry::Metrics;
+use crate::translate::{TranslateOptions, translate};
+
+/// What a source hands the runtime.
+#[derive(Clone, Debug)]
+pub enum SourceUpdate {
+    /// A complete, valid set of objects.
+    Objects {
+        store: Arc<Store>,
+        warnings: Vec<String>,
+    },
+    /// The source's input is invalid; the last good configuration keeps serving.
+    Rejected {
+        errors: Vec<String>,
+        warnings: Vec<String>,
+    },
+}
+
+/// What the source said about the last change it saw.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceReport {
+    /// Why the last change was rejected; empty when the configuration in use is the latest.
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// The configuration in use and what is known about it, as the admin endpoints show it.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct View {
+    /// Increases by one each time a new IR is applied; 0 before the first.
+    pub version: u64,
+    pub ir: Arc<Ir>,
+    #[serde(skip)]
+    pub statuses: Arc<Vec<ObjectStatus>>,
+    pub source: SourceReport,
+}
+
+/// The control loop of one proxy process.
+#[derive(Debug)]
+pub struct Runtime {
+    options: TranslateOptions,
+    dataplane: Arc<DataPlane>,
+    metrics: Arc<Metrics>,
+    view: ArcSwap<View>,
+    translated: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Runtime {
+    pub fn new(options: TranslateOptions, dataplane: Arc<DataPlane>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            options,
+            dataplane,
+            metrics,
+            view: ArcSwap::from_pointee(View::default()),
+            translated: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// The configuration in use.
+    pub fn view(&self) -> Arc<View> {
+        self.view.load_full()
+    }
+
+    pub fn dataplane(&self) -> &Arc<DataPlane> {
+        &self.dataplane
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Ready to take traffic: a configuration was translated and applied, every listener is
+    /// bound, and the process is not draining.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if self.draining.load(Ordering::Acquire) {
+            Err("draining")
+        } else if !self.translated.load(Ordering::Acquire) {
+            Err("no configuration loaded yet")
+        } else if !self.dataplane.ready() {
+            Err("listeners not bound yet")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Marks the process as draining: `/readyz` fails from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Applies source updates until the sender is dropped.
+    pub async fn run(self: Arc<Self>, mut updates: watch::Receiver<Option<SourceUpdate>>) {
+        loop {
+            let update = updates.borrow_and_update().clone();
+            if let Some(update) = update {
+                self.apply(update).await;
+            }
+            if updates.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Applies one update.
+    pub async fn apply(&self, update: SourceUpdate) {
+        match update {
+            SourceUpdate::Objects { store, warnings } => self.apply_store(store, warnings).await,
+            SourceUpdate::Rejected { errors, warnings } => {
+                for error in &errors {
+                    tracing::error!(%error, "configuration rejected; the last good configuration keeps serving");
+                }
+                self.metrics.config_reloads_rejected.inc();
+                self.update_view(|view| view.source = SourceReport { errors, warnings });
+            }
+        }
+    }
+
+    async fn apply_store(&self, store: Arc<Store>, warnings: Vec<String>) {
+        let started = Instant::now();
+        let options = self.options.clone();
+        // Translation is CPU-bound; keep it off the threads that serve requests.
+        let translation =
+            match tokio::task::spawn_blocking(move || translate(&store, &options)).await {
+                Ok(t) => t,
+                Err(error) => {
+                    tracing::error!(%error, "translation panicked; keeping the last good configuration");
+                    self.metrics.config_reloads_rejected.inc();
+                    return;
+                }
+            };
+        let translated_in = started.elapsed();
+        let current = self.view.load_full();
+        let mut version = current.version;
+        let mut ir = current.ir.clone();
+        if *current.ir != translation.ir || !self.translated.load(Ordering::Acquire) {
+            let next = Arc::new(translation.ir);
+            if let Err(error) = self.dataplane.apply(next.clone(), version + 1).await {
+                tracing::error!(%error, "configuration not applied; the last good configuration keeps serving");
+                self.metrics.config_reloads_rejected.inc();
+                self.update_view(|view| {
+                    view.source = SourceReport {
+                        errors: vec![error.to_string()],
+                        warnings,
+                    }
+                });
+                return;
+            }
+            version += 1;
+            ir = next;
+            self.metrics.config_reloads.inc();
+            self.metrics
+                .config_version
+                .set(i64::try_from(version).unwrap_or(i64::MAX));
+        }
+        let mut statuses = translation.statuses;
+        stamp::stamp(&current.statuses, &mut statuses, &stamp::now());
+        for warning in &warnings {
+            tracing::warn!(%warning, "configuration warning");
+        }
+        self.view.store(Arc::new(View {
+            version,
+            ir,
+            statuses: Arc::new(statuses),
+            source: SourceReport {
+                errors: Vec::new(),
+                warnings,
+            },
+        }));
+        self.translated.store(true, Ordering::Release);
+        tracing::info!(
+            version,
+            translate_ms = translated_in.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "configuration applied"
+        );
+    }
+
+    fn update_view(&self, edit: impl FnOnce(&mut View)) {
+        let mut view = View::clone(&self.view.load());
+        edit(&mut view);
+        self.view.store(Arc::new(view));
+    }
+}

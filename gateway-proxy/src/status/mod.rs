@@ -4,6 +4,7 @@
 //! `lastTransitionTime` and publishes them (`GET /status` in standalone mode, the API server in
 //! Kubernetes mode).
 
+pub mod stamp;
 pub mod types;
 
 pub use types::*;

@@ -1,0 +1,225 @@
+//! The echo backend: answers every request with the request it saw, as JSON.
+//!
+//! Used by the black-box tests and by the quick start. Besides echoing it can be told, per
+//! request, to answer slowly (`x-echo-delay-ms`) or with another status (`x-echo-status`), it
+//! echoes WebSocket messages after an upgrade, and it remembers the last requests it served at
+//! `GET /_echo/seen` (so a test can see what a mirror received).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+/// What the echo backend answers with.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Echo {
+    /// The backend's name (`--name`), so tests can tell backends apart.
+    pub name: String,
+    /// The backend's namespace (`--namespace`).
+    pub namespace: String,
+    pub method: String,
+    /// Path and query, as received.
+    pub path: String,
+    /// The Host header (or HTTP/2 authority).
+    pub host: String,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub protocol: String,
+    /// Header values by lower-case name, in order received.
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// Request body, as UTF-8 (lossy).
+    pub body: String,
+}
+
+impl Echo {
+    /// First value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+}
+
+/// Identity of one echo backend.
+#[derive(Clone, Debug)]
+pub struct EchoIdentity {
+    pub name: String,
+    pub namespace: String,
+}
+
+const SEEN_LIMIT: usize = 1000;
+
+struct State {
+    identity: EchoIdentity,
+    seen: Mutex<VecDeque<Echo>>,
+}
+
+/// Serves the echo backend on `listener` until the task is dropped. Speaks HTTP/1.1 and
+/// HTTP/2 with prior knowledge on the same port.
+pub async fn serve(listener: TcpListener, identity: EchoIdentity) {
+    let state = Arc::new(State {
+        identity,
+        seen: Mutex::new(VecDeque::new()),
+    });
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(state.clone(), req));
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let _ = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Binds `addr` and serves; returns the bound address and the serving task.
+pub async fn spawn(
+    addr: SocketAddr,
+    identity: EchoIdentity,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    Ok((bound, tokio::spawn(serve(listener, identity))))
+}
+
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/_echo/seen" {
+        let seen: Vec<Echo> = state.seen.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        return Ok(json_response(StatusCode::OK, &seen));
+    }
+    if is_websocket_upgrade(req.headers()) {
+        return Ok(upgrade_websocket(req));
+    }
+    let delay = header_number(req.headers(), "x-echo-delay-ms");
+    let status = header_number(req.headers(), "x-echo-status")
+        .and_then(|s| StatusCode::from_u16(u16::try_from(s).ok()?).ok())
+        .unwrap_or(StatusCode::OK);
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in &parts.headers {
+        headers
+            .entry(name.as_str().to_owned())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let echo = Echo {
+        name: state.identity.name.clone(),
+        namespace: state.identity.namespace.clone(),
+        method: parts.method.to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "/".to_owned()),
+        host,
+        protocol: format!("{:?}", parts.version),
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    if let Ok(mut seen) = state.seen.lock() {
+        if seen.len() == SEEN_LIMIT {
+            seen.pop_front();
+        }
+        seen.push_back(echo.clone());
+    }
+    if let Some(ms) = delay {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    Ok(json_response(status, &echo))
+}
+
+fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn header_number(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket")
+}
+
+/// Completes the WebSocket handshake and echoes every text and binary message back.
+fn upgrade_websocket(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
+        let mut r = Response::new(Full::new(Bytes::from_static(b"missing Sec-WebSocket-Key")));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        return r;
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let (mut tx, mut rx) = ws.split();
+        while let Some(Ok(msg)) = rx.next().await {
+            if msg.is_text() || msg.is_binary() {
+                if tx.send(msg).await.is_err() {
+                    break;
+                }
+            } else if msg.is_close() {
+                break;
+            }
+        }
+    });
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::CONNECTION, header::HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
+    if let Ok(v) = header::HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    response
+}
