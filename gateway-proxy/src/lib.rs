@@ -6,6 +6,7 @@
 //! server (`admin`) exposes health, metrics, status and the config in use.
 
 pub mod admin;
+pub mod cli;
 pub mod filters;
 pub mod ir;
 pub mod routing;

@@ -1,3 +1,5 @@
-//! `gantry-proxy`: the command line.
+//! `gantry-proxy`: the command line; everything else lives in the library.
 
-fn main() {}
+fn main() -> anyhow::Result<()> {
+    gantry_proxy::cli::main()
+}

@@ -68,7 +68,11 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(options: TranslateOptions, dataplane: Arc<DataPlane>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        options: TranslateOptions,
+        dataplane: Arc<DataPlane>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             options,
             dataplane,
@@ -142,15 +146,16 @@ impl Runtime {
         let started = Instant::now();
         let options = self.options.clone();
         // Translation is CPU-bound; keep it off the threads that serve requests.
-        let translation =
-            match tokio::task::spawn_blocking(move || translate(&store, &options)).await {
-                Ok(t) => t,
-                Err(error) => {
-                    tracing::error!(%error, "translation panicked; keeping the last good configuration");
-                    self.metrics.config_reloads_rejected.inc();
-                    return;
-                }
-            };
+        let translation = match tokio::task::spawn_blocking(move || translate(&store, &options))
+            .await
+        {
+            Ok(t) => t,
+            Err(error) => {
+                tracing::error!(%error, "translation panicked; keeping the last good configuration");
+                self.metrics.config_reloads_rejected.inc();
+                return;
+            }
+        };
         let translated_in = started.elapsed();
         let current = self.view.load_full();
         let mut version = current.version;

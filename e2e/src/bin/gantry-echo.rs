@@ -6,7 +6,10 @@ use clap::Parser;
 use gantry_e2e::echo::{self, EchoIdentity};
 
 #[derive(Parser)]
-#[command(version, about = "HTTP/1.1 + h2c echo backend for Gantry's tests and quick start")]
+#[command(
+    version,
+    about = "HTTP/1.1 + h2c echo backend for Gantry's tests and quick start"
+)]
 struct Args {
     /// Address to listen on; repeat to serve several ports from one process.
     #[arg(long, default_value = "127.0.0.1:3000")]

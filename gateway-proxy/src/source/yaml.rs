@@ -228,7 +228,10 @@ fn parse_document(doc: Document<'_>, origin: &str, at: &str) -> Result<Option<Ob
     };
     let api_version = header.api_version.ok_or_else(|| missing("apiVersion"))?;
     let kind = header.kind.ok_or_else(|| missing("kind"))?;
-    let name = header.metadata.name.ok_or_else(|| missing("metadata.name"))?;
+    let name = header
+        .metadata
+        .name
+        .ok_or_else(|| missing("metadata.name"))?;
     let display_name = match &header.metadata.namespace {
         Some(ns) => format!("{ns}/{name}"),
         None => name,
@@ -465,11 +468,23 @@ key: [unclosed
         assert_eq!(objects.len(), 1);
         assert_eq!(objects[0].origin, "a.yaml:1");
         assert_eq!(issues.len(), 3, "{issues:#?}");
-        assert!(matches!(&issues[0], ParseIssue::UnknownKind { origin, .. } if origin == "a.yaml:5"));
+        assert!(
+            matches!(&issues[0], ParseIssue::UnknownKind { origin, .. } if origin == "a.yaml:5")
+        );
         let invalid = issues[1].to_string();
-        assert!(invalid.contains("a.yaml:10") && invalid.contains("Gateway gw"), "{invalid}");
-        assert!(invalid.contains("line 19"), "line of the bad port: {invalid}");
-        assert!(matches!(&issues[2], ParseIssue::Syntax { .. }), "{:?}", issues[2]);
+        assert!(
+            invalid.contains("a.yaml:10") && invalid.contains("Gateway gw"),
+            "{invalid}"
+        );
+        assert!(
+            invalid.contains("line 19"),
+            "line of the bad port: {invalid}"
+        );
+        assert!(
+            matches!(&issues[2], ParseIssue::Syntax { .. }),
+            "{:?}",
+            issues[2]
+        );
     }
 
     #[test]
@@ -478,7 +493,10 @@ key: [unclosed
         let errors = load_store([("a.yaml", doc), ("b.yaml", doc)]).unwrap_err();
         assert_eq!(errors.len(), 1);
         let message = errors[0].to_string();
-        assert!(message.contains("a.yaml:1") && message.contains("b.yaml:1"), "{message}");
+        assert!(
+            message.contains("a.yaml:1") && message.contains("b.yaml:1"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -56,7 +56,11 @@ fn conditions(object: &ObjectStatus) -> Vec<(String, &Condition)> {
         StatusBody::Gateway(s) => {
             out.extend(s.conditions.iter().map(|c| (String::new(), c)));
             for l in &s.listeners {
-                out.extend(l.conditions.iter().map(|c| (format!("listener:{}", l.name), c)));
+                out.extend(
+                    l.conditions
+                        .iter()
+                        .map(|c| (format!("listener:{}", l.name), c)),
+                );
             }
         }
         StatusBody::Route(s) => {

@@ -1,0 +1,163 @@
+//! The command line: `gantry-proxy run ...`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+
+use crate::runtime::Runtime;
+use crate::server::{DataPlane, DataPlaneOptions};
+use crate::store::ObjectKey;
+use crate::telemetry::Metrics;
+use crate::telemetry::logging::{self, LogFormat};
+use crate::translate::TranslateOptions;
+
+#[derive(Debug, Parser)]
+#[command(name = "gantry-proxy", version, about = "Gantry's Gateway API proxy")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Gateways described by YAML files (`--config-dir`) or by the cluster
+    /// (`--kubernetes`).
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Standalone mode: read Gateway API YAML from this directory (recursively) and watch it.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "kubernetes",
+        required_unless_present = "kubernetes"
+    )]
+    pub config_dir: Option<PathBuf>,
+    /// Kubernetes mode: watch the cluster (in-cluster config or KUBECONFIG).
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// Serve only this Gateway (NS/NAME); repeat for several. Default: every Gateway whose
+    /// class names Gantry's controller.
+    #[arg(long = "gateway", value_name = "NS/NAME", value_parser = parse_gateway)]
+    pub gateways: Vec<ObjectKey>,
+    /// Serve every Gateway of this GatewayClass (a shared fleet).
+    #[arg(long, value_name = "NAME")]
+    pub gateway_class: Option<String>,
+    /// Address every listener binds.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind_address: IpAddr,
+    /// Added to listener ports below 1024 (so an unprivileged process can serve port 80).
+    #[arg(long, default_value_t = 0)]
+    pub port_offset: u16,
+    /// Admin server: /healthz, /readyz, /metrics, /status, /config.
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    pub admin_addr: SocketAddr,
+    /// Log filter, e.g. `info` or `gantry_proxy=debug,info` (RUST_LOG wins when set).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Format of logs and access logs.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub access_log_format: LogFormat,
+    /// Do not log a line per request.
+    #[arg(long)]
+    pub no_access_log: bool,
+    /// Threads serving traffic (default: one per core).
+    #[arg(long)]
+    pub worker_threads: Option<usize>,
+    /// On SIGTERM, how long in-flight requests may take to finish, in seconds.
+    #[arg(long, default_value_t = 25)]
+    pub drain_timeout: u64,
+}
+
+fn parse_gateway(s: &str) -> Result<ObjectKey, String> {
+    ObjectKey::parse(s).ok_or_else(|| format!("`{s}` is not NAMESPACE/NAME"))
+}
+
+/// Parses the command line, builds the Tokio runtime and runs until SIGTERM or SIGINT.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let Command::Run(args) = cli.command;
+    logging::init(&args.log_level, args.access_log_format);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(threads) = args.worker_threads {
+        builder.worker_threads(threads.max(1));
+    }
+    builder
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run(args))
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let Some(config_dir) = args.config_dir.clone() else {
+        bail!("--kubernetes mode is not available in this version; use --config-dir DIR");
+    };
+    if args.gateway_class.is_some() {
+        bail!("--gateway-class is only meaningful with --kubernetes");
+    }
+    let metrics = Arc::new(Metrics::new());
+    let dataplane = Arc::new(DataPlane::new(
+        DataPlaneOptions {
+            bind_address: args.bind_address,
+            port_offset: args.port_offset,
+            drain_timeout: Duration::from_secs(args.drain_timeout),
+            access_log: !args.no_access_log,
+        },
+        metrics.clone(),
+    ));
+    let options = TranslateOptions {
+        gateways: (!args.gateways.is_empty()).then(|| args.gateways.clone()),
+        ..TranslateOptions::default()
+    };
+    let runtime = Arc::new(Runtime::new(options, dataplane.clone(), metrics));
+    let (admin_addr, _admin) = crate::admin::serve(args.admin_addr, runtime.clone())
+        .await
+        .with_context(|| format!("binding the admin address {}", args.admin_addr))?;
+    tracing::info!(%admin_addr, config_dir = %config_dir.display(), "gantry-proxy starting");
+
+    let (updates_tx, updates_rx) = watch::channel(None);
+    let source = tokio::spawn(crate::source::files::run(config_dir, updates_tx));
+    let control = tokio::spawn(runtime.clone().run(updates_rx));
+
+    tokio::select! {
+        result = source => {
+            match result {
+                Ok(Ok(())) => bail!("the file source stopped"),
+                Ok(Err(error)) => return Err(error.into()),
+                Err(error) => bail!("the file source failed: {error}"),
+            }
+        }
+        _ = control => bail!("the control loop stopped"),
+        signal = shutdown_signal() => {
+            tracing::info!(signal, "draining in-flight requests");
+        }
+    }
+    runtime.start_draining();
+    dataplane.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT, with the signal's name.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process can only be killed; wait forever.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
