@@ -2,3 +2,4 @@
 //! `gantry-proxy` binary.
 
 pub mod echo;
+pub mod harness;

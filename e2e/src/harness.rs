@@ -1,0 +1,460 @@
+//! Drives the real `gantry-proxy` binary: writes its config directory, starts it, waits for
+//! `/readyz`, and talks to it over real sockets.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// Path of the `gantry-proxy` binary, built once per test process with the same profile as
+/// the tests (so `cargo test` always exercises the current code).
+pub fn proxy_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "gantry-proxy",
+                "--bin",
+                "gantry-proxy",
+            ])
+            .status()
+            .expect("running cargo build for gantry-proxy");
+        assert!(status.success(), "cargo build -p gantry-proxy failed");
+        // Test binaries live in target/<profile>/deps; the proxy in target/<profile>.
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in target/<profile>/deps");
+        let bin = profile_dir.join("gantry-proxy");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests on loopback).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral port")
+}
+
+/// A running proxy process; killed on drop.
+pub struct Proxy {
+    pub child: Child,
+    pub admin: SocketAddr,
+    pub config_dir: tempdir::TempDir,
+    log_path: PathBuf,
+}
+
+/// A temporary directory removed on drop (no extra crate needed).
+pub mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new(prefix: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "{prefix}-{}-{}",
+                std::process::id(),
+                uuid_like()
+            ));
+            std::fs::create_dir_all(&dir).expect("creating temp dir");
+            Self(dir)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn uuid_like() -> String {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        format!("{nanos:x}{}", N.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl Proxy {
+    /// Writes `files` (name → YAML) into a fresh config directory and starts the proxy on it.
+    /// Does not wait for readiness.
+    pub fn start(files: &[(&str, &str)], extra_args: &[&str]) -> Self {
+        let config_dir = tempdir::TempDir::new("gantry-e2e");
+        for (name, text) in files {
+            write_file(config_dir.path(), name, text);
+        }
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .expect("socket address");
+        let log_path = config_dir.path().with_extension("log");
+        let log = std::fs::File::create(&log_path).expect("creating the proxy log");
+        let child = Command::new(proxy_bin())
+            .arg("run")
+            .arg("--config-dir")
+            .arg(config_dir.path())
+            .args(["--bind-address", "127.0.0.1"])
+            .args(["--admin-addr", &admin.to_string()])
+            .args(["--drain-timeout", "10"])
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning gantry-proxy");
+        Self {
+            child,
+            admin,
+            config_dir,
+            log_path,
+        }
+    }
+
+    /// Starts the proxy and waits until `/readyz` answers 200.
+    pub async fn start_ready(files: &[(&str, &str)], extra_args: &[&str]) -> Self {
+        let proxy = Self::start(files, extra_args);
+        proxy.wait_ready().await;
+        proxy
+    }
+
+    /// Polls `/readyz` until 200 (10 s at most).
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(r) = get(&format!("http://{}/readyz", self.admin)).await {
+                if r.status == StatusCode::OK {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "proxy not ready within 10 s; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Replaces (or adds) one config file.
+    pub fn write(&self, name: &str, text: &str) {
+        write_file(self.config_dir.path(), name, text);
+    }
+
+    /// Removes one config file.
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.config_dir.path().join(name)).expect("removing config file");
+    }
+
+    /// `GET /status` as JSON.
+    pub async fn status(&self) -> serde_json::Value {
+        self.admin_json("/status").await
+    }
+
+    /// `GET /config` as JSON.
+    pub async fn config(&self) -> serde_json::Value {
+        self.admin_json("/config").await
+    }
+
+    /// The config version in use.
+    pub async fn version(&self) -> u64 {
+        self.config().await["version"].as_u64().unwrap_or(0)
+    }
+
+    /// Waits until the config version exceeds `than` (10 s at most).
+    pub async fn wait_version_above(&self, than: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.version().await;
+            if v > than {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "config version stayed at {v}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        let r = get(&format!("http://{}{path}", self.admin))
+            .await
+            .expect("admin request");
+        serde_json::from_slice(&r.body).expect("admin JSON")
+    }
+
+    /// What the proxy logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+fn write_file(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("creating config subdir");
+    }
+    // Write then rename, as editors and ConfigMap volumes do, so the proxy never reads half a
+    // file.
+    let tmp = dir.join(format!(".{}.tmp", name.replace('/', "_")));
+    std::fs::write(&tmp, text).expect("writing config file");
+    std::fs::rename(&tmp, &path).expect("renaming config file");
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as the echo backend's JSON.
+    pub fn echo(&self) -> crate::echo::Echo {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not an echo answer ({e}): {} {}", self.status, self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+fn client() -> &'static HttpClient {
+    static CLIENT: OnceLock<HttpClient> = OnceLock::new();
+    CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build_http())
+}
+
+/// Sends one HTTP/2 (prior knowledge) request over a new connection to `addr`; `url`'s
+/// authority becomes `:authority`, so it need not resolve.
+pub async fn h2_get(addr: SocketAddr, url: &str) -> anyhow::Result<Reply> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await?;
+    tokio::spawn(conn);
+    let req = Request::builder().uri(url).body(Full::new(Bytes::new()))?;
+    let resp = sender.send_request(req).await?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// `GET url`.
+pub async fn get(url: &str) -> Result<Reply, hyper_util::client::legacy::Error> {
+    send(client(), Method::GET, url, &[], Bytes::new()).await
+}
+
+/// `GET url` with a Host header and extra headers.
+pub async fn get_host(
+    url: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> Result<Reply, hyper_util::client::legacy::Error> {
+    let mut all = vec![("host", host)];
+    all.extend_from_slice(headers);
+    send(client(), Method::GET, url, &all, Bytes::new()).await
+}
+
+/// Sends one request with any client, reading the whole response.
+pub async fn send(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<Reply, hyper_util::client::legacy::Error> {
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(body)).expect("valid request");
+    let resp = client.request(req).await?;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// YAML for a Service with one port and the EndpointSlice that points it at `backends`.
+pub fn service_yaml(namespace: &str, name: &str, port: u16, backends: &[SocketAddr]) -> String {
+    service_yaml_with(namespace, name, port, backends, None)
+}
+
+/// Like [`service_yaml`], with an `appProtocol` on the port.
+pub fn service_yaml_with(
+    namespace: &str,
+    name: &str,
+    port: u16,
+    backends: &[SocketAddr],
+    app_protocol: Option<&str>,
+) -> String {
+    let target = backends.first().map(|a| a.port()).unwrap_or(port);
+    let app = app_protocol
+        .map(|p| format!("\n      appProtocol: {p}"))
+        .unwrap_or_default();
+    let mut endpoints = String::new();
+    for b in backends {
+        endpoints.push_str(&format!(
+            "  - addresses: [\"{}\"]\n    conditions: {{ready: true}}\n",
+            b.ip()
+        ));
+    }
+    if endpoints.is_empty() {
+        endpoints.push_str("  []\n");
+    }
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  ports:
+    - name: http
+      port: {port}
+      targetPort: {target}{app}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-1
+  namespace: {namespace}
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports:
+  - name: http
+    port: {target}
+endpoints:
+{endpoints}"#
+    )
+}
+
+/// A GatewayClass for Gantry and a Gateway with one HTTP listener on `port` accepting routes
+/// from all namespaces.
+pub fn gateway_yaml(name: &str, port: u16) -> String {
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: gantry}}
+spec:
+  controllerName: gantry.dev/gateway-controller
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: default}}
+spec:
+  gatewayClassName: gantry
+  listeners:
+    - name: http
+      port: {port}
+      protocol: HTTP
+      allowedRoutes:
+        namespaces: {{from: All}}
+"#
+    )
+}
+
+/// Starts one in-process echo backend per `(namespace, name)` on an ephemeral port and returns
+/// YAML for a matching Service (port 8080) + EndpointSlice per backend, plus the addresses.
+pub async fn echo_backends(backends: &[(&str, &str)]) -> (String, Vec<SocketAddr>) {
+    let mut yaml = String::new();
+    let mut addrs = Vec::new();
+    for (namespace, name) in backends {
+        let identity = crate::echo::EchoIdentity {
+            name: (*name).to_owned(),
+            namespace: (*namespace).to_owned(),
+        };
+        let (addr, _task) = crate::echo::spawn("127.0.0.1:0".parse().expect("addr"), identity)
+            .await
+            .expect("starting echo backend");
+        yaml.push_str("---\n");
+        yaml.push_str(&service_yaml(namespace, name, 8080, &[addr]));
+        addrs.push(addr);
+    }
+    (yaml, addrs)
+}
+
+/// Namespace objects, so label selectors have something to select.
+pub fn namespace_yaml(name: &str, labels: &[(&str, &str)]) -> String {
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}: \"{v}\""))
+        .collect();
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels: {{{}}}\n",
+        labels.join(", ")
+    )
+}
+
+/// `POST url` with headers and a text body.
+pub async fn post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Reply, hyper_util::client::legacy::Error> {
+    send(
+        client(),
+        Method::POST,
+        url,
+        headers,
+        Bytes::copy_from_slice(body.as_bytes()),
+    )
+    .await
+}

@@ -1,0 +1,6 @@
+//! Black-box tests: the real `gantry-proxy` binary, real sockets, echo backends.
+
+mod backends;
+mod filters;
+mod lifecycle;
+mod routing;

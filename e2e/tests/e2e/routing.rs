@@ -1,0 +1,172 @@
+//! Request matching: every match type, precedence and hostnames, as the client sees it.
+
+use gantry_e2e::harness::{Proxy, echo_backends, free_port, gateway_yaml, get_host, post};
+
+const ROUTES: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: matches, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: ["match.example.com"]
+  rules:
+    - matches: [{path: {type: Exact, value: /exact}}]
+      backendRefs: [{name: exact, port: 8080}]
+    - matches: [{path: {type: PathPrefix, value: /prefix}}]
+      backendRefs: [{name: prefix, port: 8080}]
+    - matches: [{path: {type: PathPrefix, value: /prefix/longer}}]
+      backendRefs: [{name: longer, port: 8080}]
+    - matches: [{path: {type: RegularExpression, value: "/re/[0-9]+"}}]
+      backendRefs: [{name: regex, port: 8080}]
+    - matches:
+        - path: {type: PathPrefix, value: /h}
+          headers: [{name: X-Version, value: "2"}]
+      backendRefs: [{name: header, port: 8080}]
+    - matches:
+        - path: {type: PathPrefix, value: /h}
+          queryParams: [{name: v, value: "3"}]
+      backendRefs: [{name: query, port: 8080}]
+    - matches:
+        - path: {type: PathPrefix, value: /h}
+          method: POST
+      backendRefs: [{name: method, port: 8080}]
+    - matches:
+        - path: {type: PathPrefix, value: /h}
+          headers: [{name: x-env, type: RegularExpression, value: "^canary-[a-z]+$"}]
+      backendRefs: [{name: header-regex, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: wildcard, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: ["*.example.com"]
+  rules:
+    - backendRefs: [{name: wildcard, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: any-host, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+    - matches: [{path: {type: PathPrefix, value: /}}]
+      backendRefs: [{name: catchall, port: 8080}]
+"#;
+
+async fn setup() -> (Proxy, String) {
+    let (services, _) = echo_backends(&[
+        ("default", "exact"),
+        ("default", "prefix"),
+        ("default", "longer"),
+        ("default", "regex"),
+        ("default", "header"),
+        ("default", "query"),
+        ("default", "method"),
+        ("default", "header-regex"),
+        ("default", "wildcard"),
+        ("default", "catchall"),
+    ])
+    .await;
+    let port = free_port();
+    let proxy = Proxy::start_ready(
+        &[
+            ("gateway.yaml", &gateway_yaml("gw", port)),
+            ("services.yaml", &services),
+            ("routes.yaml", ROUTES),
+        ],
+        &[],
+    )
+    .await;
+    (proxy, format!("http://127.0.0.1:{port}"))
+}
+
+async fn backend_for(base: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    let reply = get_host(&format!("{base}{path}"), host, headers)
+        .await
+        .expect("request through the proxy");
+    if reply.status != 200 {
+        return format!("HTTP {}", reply.status.as_u16());
+    }
+    reply.echo().name
+}
+
+#[tokio::test]
+async fn every_match_type_picks_its_backend() {
+    let (_proxy, base) = setup().await;
+    let host = "match.example.com";
+    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        ("/exact", &[], "exact"),
+        // Exact is exact. The most specific hostname's routes are the only candidates, and
+        // none of them matches, so the answer is 404 rather than the catch-all route.
+        ("/exact/more", &[], "HTTP 404"),
+        ("/prefix", &[], "prefix"),
+        ("/prefix/", &[], "prefix"),
+        ("/prefix/a/b", &[], "prefix"),
+        // The segment rule: /prefix does not match /prefixes.
+        ("/prefixes", &[], "HTTP 404"),
+        // The longest prefix wins across rules.
+        ("/prefix/longer/x", &[], "longer"),
+        ("/re/123", &[], "regex"),
+        ("/re/abc", &[], "HTTP 404"),
+        ("/h", &[("x-version", "2")], "header"),
+        ("/h?v=3", &[], "query"),
+        ("/h?v=4", &[], "HTTP 404"),
+        ("/h", &[("x-env", "canary-blue")], "header-regex"),
+        ("/h", &[("x-env", "canary-1")], "HTTP 404"),
+    ];
+    for (path, headers, want) in cases {
+        let got = backend_for(&base, host, path, headers).await;
+        assert_eq!(&got, want, "GET {path} {headers:?}");
+    }
+}
+
+#[tokio::test]
+async fn method_match_and_header_names_are_case_insensitive() {
+    let (_proxy, base) = setup().await;
+    let reply = post(
+        &format!("{base}/h"),
+        &[("host", "match.example.com")],
+        "payload",
+    )
+    .await
+    .expect("POST");
+    assert_eq!(reply.echo().name, "method");
+    assert_eq!(reply.echo().body, "payload");
+    assert_eq!(
+        backend_for(&base, "match.example.com", "/h", &[("X-VERSION", "2")]).await,
+        "header"
+    );
+}
+
+#[tokio::test]
+async fn most_specific_hostname_wins() {
+    let (_proxy, base) = setup().await;
+    // Exact hostname beats the wildcard, the wildcard beats the route without hostnames.
+    assert_eq!(
+        backend_for(&base, "match.example.com", "/exact", &[]).await,
+        "exact"
+    );
+    assert_eq!(
+        backend_for(&base, "other.example.com", "/exact", &[]).await,
+        "wildcard"
+    );
+    assert_eq!(
+        backend_for(&base, "a.b.example.com", "/", &[]).await,
+        "wildcard"
+    );
+    // A wildcard needs at least one label in front of the suffix.
+    assert_eq!(
+        backend_for(&base, "example.com", "/", &[]).await,
+        "catchall"
+    );
+    assert_eq!(
+        backend_for(&base, "unrelated.test", "/", &[]).await,
+        "catchall"
+    );
+    // Host matching ignores the port and case.
+    assert_eq!(
+        backend_for(&base, "MATCH.example.com:1234", "/exact", &[]).await,
+        "exact"
+    );
+}
