@@ -3,4 +3,5 @@
 mod backends;
 mod filters;
 mod lifecycle;
+mod quickstart;
 mod routing;
