@@ -59,6 +59,8 @@ impl Echo {
 pub struct EchoIdentity {
     pub name: String,
     pub namespace: String,
+    /// Answer `ok` to everything, without echoing (a fast backend for benchmarks).
+    pub plain: bool,
 }
 
 const SEEN_LIMIT: usize = 1000;
@@ -104,6 +106,9 @@ async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if state.identity.plain {
+        return Ok(Response::new(Full::new(Bytes::from_static(b"ok\n"))));
+    }
     if req.uri().path() == "/_echo/seen" {
         let seen: Vec<Echo> = state
             .seen

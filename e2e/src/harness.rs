@@ -420,6 +420,7 @@ pub async fn echo_backends(backends: &[(&str, &str)]) -> (String, Vec<SocketAddr
         let identity = crate::echo::EchoIdentity {
             name: (*name).to_owned(),
             namespace: (*namespace).to_owned(),
+            plain: false,
         };
         let (addr, _task) = crate::echo::spawn("127.0.0.1:0".parse().expect("addr"), identity)
             .await

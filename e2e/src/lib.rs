@@ -1,5 +1,6 @@
 //! Black-box test support for Gantry: the echo backend and helpers that drive the real
 //! `gantry-proxy` binary.
 
+pub mod bench;
 pub mod echo;
 pub mod harness;

@@ -20,6 +20,10 @@ struct Args {
     /// Namespace reported in every answer.
     #[arg(long, default_value = "default")]
     namespace: String,
+    /// Answer every request with a short fixed body instead of the echo JSON (a fast backend
+    /// for benchmarks).
+    #[arg(long)]
+    plain: bool,
 }
 
 #[tokio::main]
@@ -30,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
         let identity = EchoIdentity {
             name: args.name.clone(),
             namespace: args.namespace.clone(),
+            plain: args.plain,
         };
         let (bound, task) = echo::spawn(addr, identity).await?;
         println!("gantry-echo {} listening on {bound}", args.name);

@@ -15,6 +15,7 @@ async fn quickstart_routes_as_the_readme_says() {
         let identity = EchoIdentity {
             name: name.to_owned(),
             namespace: "default".to_owned(),
+            plain: false,
         };
         let (addr, _task) = echo::spawn("127.0.0.1:0".parse().expect("addr"), identity)
             .await
@@ -48,9 +49,13 @@ async fn quickstart_routes_as_the_readme_says() {
     }
     assert!((5..=40).contains(&v2), "about 10% to web-v2, got {v2}/200");
 
-    let canary = get_host(&format!("{base}/"), "www.example.com", &[("x-canary", "true")])
-        .await
-        .expect("canary");
+    let canary = get_host(
+        &format!("{base}/"),
+        "www.example.com",
+        &[("x-canary", "true")],
+    )
+    .await
+    .expect("canary");
     assert_eq!(canary.echo().name, "web-v2");
 
     let api = get_host(&format!("{base}/v1/users"), "api.example.com", &[])

@@ -1,0 +1,79 @@
+//! Generates equivalent configurations with N host/path routes in front of one backend.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+
+/// Host of route `i`.
+pub fn host(i: usize) -> String {
+    format!("r{i}.bench.example.com")
+}
+
+/// Path of route `i`.
+pub fn path(i: usize) -> String {
+    format!("/svc{i}")
+}
+
+/// Gantry standalone files: a Gateway on `port`, a Service for `backend`, and `routes`
+/// HTTPRoutes, each with its own hostname and path prefix.
+pub fn gantry(port: u16, backend: SocketAddr, routes: usize) -> Vec<(String, String)> {
+    let base = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: gantry}}
+spec: {{controllerName: gantry.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: bench, namespace: default}}
+spec:
+  gatewayClassName: gantry
+  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: backend, namespace: default}}
+spec: {{ports: [{{name: http, port: 80, targetPort: {bport}}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: backend-1, namespace: default, labels: {{kubernetes.io/service-name: backend}}}}
+addressType: IPv4
+ports: [{{name: http, port: {bport}}}]
+endpoints: [{{addresses: ["{bip}"], conditions: {{ready: true}}}}]
+"#,
+        bport = backend.port(),
+        bip = backend.ip()
+    );
+    let mut files = vec![("base.yaml".to_owned(), base)];
+    // Many routes per file, as a generator would write them; 500 a file.
+    for chunk_start in (0..routes).step_by(500) {
+        let mut text = String::new();
+        for i in chunk_start..(chunk_start + 500).min(routes) {
+            text.push_str(&route(i));
+        }
+        files.push((format!("routes-{chunk_start:05}.yaml"), text));
+    }
+    files
+}
+
+/// One HTTPRoute document (with a leading `---`).
+pub fn route(i: usize) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: route-{i}, namespace: default}}
+spec:
+  parentRefs: [{{name: bench}}]
+  hostnames: ["{host}"]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: {path}}}}}]
+      backendRefs: [{{name: backend, port: 80}}]
+"#,
+        host = host(i),
+        path = path(i)
+    );
+    s
+}
