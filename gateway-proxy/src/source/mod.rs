@@ -1,1 +1,3 @@
-//! TODO
+//! Where objects come from: files (standalone mode) and, later, the Kubernetes API.
+
+pub mod yaml;

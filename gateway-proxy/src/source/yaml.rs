@@ -1,0 +1,491 @@
+//! Parses multi-document Kubernetes YAML into typed objects and loads them into a [`Store`].
+//!
+//! Parsing never stops at the first problem: every document is tried, and each problem becomes
+//! a [`ParseIssue`] naming the file and line. Unknown kinds are warnings (skipped); malformed
+//! documents are errors.
+
+use std::fmt;
+
+use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
+use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
+use gantry_crds::gateway::experimental::udproutes::UdpRoute;
+use gantry_crds::gateway::gatewayclasses::GatewayClass;
+use gantry_crds::gateway::gateways::Gateway;
+use gantry_crds::gateway::grpcroutes::GrpcRoute;
+use gantry_crds::gateway::httproutes::HttpRoute;
+use gantry_crds::gateway::referencegrants::ReferenceGrant;
+use gantry_crds::gateway::tlsroutes::TlsRoute;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::store::{DEFAULT_NAMESPACE, ObjectKey, Store};
+
+/// One object read from a file, with where it came from.
+#[derive(Clone, Debug)]
+pub struct Parsed {
+    pub object: Object,
+    /// `file:line` of the document's first line.
+    pub origin: String,
+}
+
+/// Every kind the store holds.
+#[derive(Clone, Debug)]
+pub enum Object {
+    Namespace(Box<Namespace>),
+    GatewayClass(Box<GatewayClass>),
+    Gateway(Box<Gateway>),
+    HttpRoute(Box<HttpRoute>),
+    GrpcRoute(Box<GrpcRoute>),
+    TlsRoute(Box<TlsRoute>),
+    TcpRoute(Box<TcpRoute>),
+    UdpRoute(Box<UdpRoute>),
+    ReferenceGrant(Box<ReferenceGrant>),
+    BackendTlsPolicy(Box<BackendTlsPolicy>),
+    Service(Box<Service>),
+    EndpointSlice(Box<EndpointSlice>),
+    Secret(Box<Secret>),
+    ConfigMap(Box<ConfigMap>),
+}
+
+/// A problem with one document. Warnings skip the document; errors make the bundle invalid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseIssue {
+    #[error("{origin}: YAML syntax error: {message}")]
+    Syntax { origin: String, message: String },
+    #[error(
+        "{origin}: document has no {field}; every object needs `apiVersion`, `kind` and `metadata.name`"
+    )]
+    MissingField { origin: String, field: &'static str },
+    #[error("{origin}: {kind} {name} does not match its schema: {message}")]
+    Invalid {
+        origin: String,
+        kind: String,
+        name: String,
+        message: String,
+    },
+    #[error("{origin}: skipped {api_version} {kind} {name}: not a kind the proxy reads")]
+    UnknownKind {
+        origin: String,
+        api_version: String,
+        kind: String,
+        name: String,
+    },
+}
+
+impl ParseIssue {
+    /// Warnings skip a document without making the bundle invalid.
+    pub fn is_warning(&self) -> bool {
+        matches!(self, Self::UnknownKind { .. })
+    }
+}
+
+/// Why a bundle of objects could not be loaded into a [`Store`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Parse(#[from] ParseIssue),
+    #[error(
+        "{kind} {key} is defined twice, at {first} and at {second}; delete or rename one of them"
+    )]
+    Duplicate {
+        kind: &'static str,
+        key: String,
+        first: String,
+        second: String,
+    },
+}
+
+/// The header every Kubernetes object shares; read first to pick the type.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Header {
+    api_version: Option<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: HeaderMeta,
+}
+
+#[derive(Default, Deserialize)]
+struct HeaderMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+/// Parses every document of `text`. `origin` names the source (usually a file path).
+pub fn parse_documents(text: &str, origin: &str) -> (Vec<Parsed>, Vec<ParseIssue>) {
+    let mut objects = Vec::new();
+    let mut issues = Vec::new();
+    for doc in split_documents(text) {
+        let at = format!("{origin}:{}", doc.first_line);
+        match parse_document(doc, origin, &at) {
+            Ok(Some(object)) => objects.push(Parsed { object, origin: at }),
+            Ok(None) => {}
+            Err(issue) => issues.push(issue),
+        }
+    }
+    (objects, issues)
+}
+
+/// Parses every `(origin, text)` pair and loads the objects into a [`Store`]. Warnings are
+/// returned with the store; any error fails the load and all errors are reported.
+pub fn load_store<O, T>(
+    sources: impl IntoIterator<Item = (O, T)>,
+) -> Result<(Store, Vec<ParseIssue>), Vec<LoadError>>
+where
+    O: AsRef<str>,
+    T: AsRef<str>,
+{
+    let mut loader = Loader::default();
+    let mut warnings = Vec::new();
+    let mut errors = Vec::new();
+    for (origin, text) in sources {
+        let (objects, issues) = parse_documents(text.as_ref(), origin.as_ref());
+        for issue in issues {
+            if issue.is_warning() {
+                warnings.push(issue);
+            } else {
+                errors.push(LoadError::Parse(issue));
+            }
+        }
+        for parsed in objects {
+            if let Err(e) = loader.insert(parsed) {
+                errors.push(e);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok((loader.store, warnings))
+    } else {
+        Err(errors)
+    }
+}
+
+/// One YAML document of a multi-document stream, with its position.
+struct Document<'a> {
+    text: &'a str,
+    /// 1-based line of the document's first line in the whole stream.
+    first_line: usize,
+}
+
+/// Splits a stream at `---` lines. A `---` (or `...`) at column 0 always starts or ends a
+/// document in YAML, so splitting the text keeps each document's line numbers exact, and a
+/// broken document does not hide the ones after it.
+fn split_documents(text: &str) -> Vec<Document<'_>> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut first_line = 1;
+    let mut offset = 0;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let is_marker = |m: &str| {
+            content == m || (content.starts_with(m) && content[m.len()..].starts_with([' ', '\t']))
+        };
+        if is_marker("---") || is_marker("...") {
+            docs.push(Document {
+                text: &text[start..offset],
+                first_line,
+            });
+            // A `--- value` line carries content; keep it by blanking only the marker.
+            start = offset;
+            first_line = index + 1;
+            if is_marker("...") {
+                start = offset + line.len();
+                first_line = index + 2;
+            }
+        }
+        offset += line.len();
+    }
+    docs.push(Document {
+        text: &text[start..],
+        first_line,
+    });
+    docs
+}
+
+fn parse_document(doc: Document<'_>, origin: &str, at: &str) -> Result<Option<Object>, ParseIssue> {
+    let line_offset = doc.first_line as u64 - 1;
+    let render = |err: &serde_saphyr::Error| {
+        err.render_with_options(serde_saphyr::render_options! {
+            snippets: serde_saphyr::SnippetMode::Off,
+            line_offset: line_offset,
+            source_name: Some(origin),
+        })
+    };
+    let header: Option<Header> =
+        serde_saphyr::from_str(doc.text).map_err(|e| ParseIssue::Syntax {
+            origin: at.to_owned(),
+            message: render(&e),
+        })?;
+    let Some(header) = header else {
+        return Ok(None);
+    };
+    let missing = |field| ParseIssue::MissingField {
+        origin: at.to_owned(),
+        field,
+    };
+    let api_version = header.api_version.ok_or_else(|| missing("apiVersion"))?;
+    let kind = header.kind.ok_or_else(|| missing("kind"))?;
+    let name = header.metadata.name.ok_or_else(|| missing("metadata.name"))?;
+    let display_name = match &header.metadata.namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name,
+    };
+    let typed = TypedDoc {
+        text: doc.text,
+        at,
+        kind: &kind,
+        name: &display_name,
+        render: &render,
+    };
+    let object = match (api_version.as_str(), kind.as_str()) {
+        ("v1", "Namespace") => Object::Namespace(typed.parse()?),
+        ("v1", "Service") => Object::Service(typed.parse()?),
+        ("v1", "Secret") => Object::Secret(typed.parse()?),
+        ("v1", "ConfigMap") => Object::ConfigMap(typed.parse()?),
+        ("discovery.k8s.io/v1", "EndpointSlice") => Object::EndpointSlice(typed.parse()?),
+        (GW_V1 | GW_V1BETA1, "GatewayClass") => Object::GatewayClass(typed.parse()?),
+        (GW_V1 | GW_V1BETA1, "Gateway") => Object::Gateway(typed.parse()?),
+        (GW_V1 | GW_V1BETA1, "HTTPRoute") => Object::HttpRoute(typed.parse()?),
+        (GW_V1, "GRPCRoute") => Object::GrpcRoute(typed.parse()?),
+        (GW_V1 | GW_V1ALPHA2 | GW_V1ALPHA3, "TLSRoute") => Object::TlsRoute(typed.parse()?),
+        (GW_V1ALPHA2, "TCPRoute") => Object::TcpRoute(typed.parse()?),
+        (GW_V1ALPHA2, "UDPRoute") => Object::UdpRoute(typed.parse()?),
+        (GW_V1 | GW_V1BETA1, "ReferenceGrant") => Object::ReferenceGrant(typed.parse()?),
+        (GW_V1 | GW_V1ALPHA3, "BackendTLSPolicy") => Object::BackendTlsPolicy(typed.parse()?),
+        _ => {
+            return Err(ParseIssue::UnknownKind {
+                origin: at.to_owned(),
+                api_version,
+                kind,
+                name: display_name,
+            });
+        }
+    };
+    Ok(Some(object))
+}
+
+const GW_V1: &str = "gateway.networking.k8s.io/v1";
+const GW_V1BETA1: &str = "gateway.networking.k8s.io/v1beta1";
+const GW_V1ALPHA2: &str = "gateway.networking.k8s.io/v1alpha2";
+const GW_V1ALPHA3: &str = "gateway.networking.k8s.io/v1alpha3";
+
+/// A document whose kind is known, ready to be deserialised into its type.
+struct TypedDoc<'a> {
+    text: &'a str,
+    at: &'a str,
+    kind: &'a str,
+    name: &'a str,
+    render: &'a dyn Fn(&serde_saphyr::Error) -> String,
+}
+
+impl TypedDoc<'_> {
+    fn parse<T: DeserializeOwned>(&self) -> Result<Box<T>, ParseIssue> {
+        serde_saphyr::from_str::<T>(self.text)
+            .map(Box::new)
+            .map_err(|e| ParseIssue::Invalid {
+                origin: self.at.to_owned(),
+                kind: self.kind.to_owned(),
+                name: self.name.to_owned(),
+                message: (self.render)(&e),
+            })
+    }
+}
+
+/// Inserts parsed objects into a store, remembering where each came from to report
+/// duplicates.
+#[derive(Default)]
+struct Loader {
+    store: Store,
+    origins: std::collections::HashMap<(&'static str, String), String>,
+}
+
+impl Loader {
+    fn insert(&mut self, parsed: Parsed) -> Result<(), LoadError> {
+        let Parsed { object, origin } = parsed;
+        let kind = object.kind();
+        let key = object.key_string();
+        match self.origins.entry((kind, key.clone())) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                return Err(LoadError::Duplicate {
+                    kind,
+                    key,
+                    first: first.get().clone(),
+                    second: origin,
+                });
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(origin);
+            }
+        }
+        let s = &mut self.store;
+        match object {
+            Object::Namespace(o) => {
+                s.namespaces.insert(name_of(&o.metadata), *o);
+            }
+            Object::GatewayClass(o) => {
+                s.gateway_classes.insert(name_of(&o.metadata), *o);
+            }
+            Object::Gateway(o) => insert_namespaced(&mut s.gateways, *o, |o| &mut o.metadata),
+            Object::HttpRoute(o) => insert_namespaced(&mut s.http_routes, *o, |o| &mut o.metadata),
+            Object::GrpcRoute(o) => insert_namespaced(&mut s.grpc_routes, *o, |o| &mut o.metadata),
+            Object::TlsRoute(o) => insert_namespaced(&mut s.tls_routes, *o, |o| &mut o.metadata),
+            Object::TcpRoute(o) => insert_namespaced(&mut s.tcp_routes, *o, |o| &mut o.metadata),
+            Object::UdpRoute(o) => insert_namespaced(&mut s.udp_routes, *o, |o| &mut o.metadata),
+            Object::ReferenceGrant(o) => {
+                insert_namespaced(&mut s.reference_grants, *o, |o| &mut o.metadata);
+            }
+            Object::BackendTlsPolicy(o) => {
+                insert_namespaced(&mut s.backend_tls_policies, *o, |o| &mut o.metadata);
+            }
+            Object::Service(o) => insert_namespaced(&mut s.services, *o, |o| &mut o.metadata),
+            Object::EndpointSlice(o) => {
+                insert_namespaced(&mut s.endpoint_slices, *o, |o| &mut o.metadata);
+            }
+            Object::Secret(o) => insert_namespaced(&mut s.secrets, *o, |o| &mut o.metadata),
+            Object::ConfigMap(o) => insert_namespaced(&mut s.config_maps, *o, |o| &mut o.metadata),
+        }
+        Ok(())
+    }
+}
+
+fn name_of(meta: &ObjectMeta) -> String {
+    meta.name.clone().unwrap_or_default()
+}
+
+/// Inserts a namespaced object, filling in the default namespace as Kubernetes would.
+fn insert_namespaced<T>(
+    map: &mut std::collections::BTreeMap<ObjectKey, T>,
+    mut object: T,
+    meta: impl Fn(&mut T) -> &mut ObjectMeta,
+) {
+    let m = meta(&mut object);
+    let namespace = m
+        .namespace
+        .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned())
+        .clone();
+    let key = ObjectKey::new(namespace, name_of(m));
+    map.insert(key, object);
+}
+
+impl Object {
+    /// The Kubernetes kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Namespace(_) => "Namespace",
+            Self::GatewayClass(_) => "GatewayClass",
+            Self::Gateway(_) => "Gateway",
+            Self::HttpRoute(_) => "HTTPRoute",
+            Self::GrpcRoute(_) => "GRPCRoute",
+            Self::TlsRoute(_) => "TLSRoute",
+            Self::TcpRoute(_) => "TCPRoute",
+            Self::UdpRoute(_) => "UDPRoute",
+            Self::ReferenceGrant(_) => "ReferenceGrant",
+            Self::BackendTlsPolicy(_) => "BackendTLSPolicy",
+            Self::Service(_) => "Service",
+            Self::EndpointSlice(_) => "EndpointSlice",
+            Self::Secret(_) => "Secret",
+            Self::ConfigMap(_) => "ConfigMap",
+        }
+    }
+
+    fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Self::Namespace(o) => &o.metadata,
+            Self::GatewayClass(o) => &o.metadata,
+            Self::Gateway(o) => &o.metadata,
+            Self::HttpRoute(o) => &o.metadata,
+            Self::GrpcRoute(o) => &o.metadata,
+            Self::TlsRoute(o) => &o.metadata,
+            Self::TcpRoute(o) => &o.metadata,
+            Self::UdpRoute(o) => &o.metadata,
+            Self::ReferenceGrant(o) => &o.metadata,
+            Self::BackendTlsPolicy(o) => &o.metadata,
+            Self::Service(o) => &o.metadata,
+            Self::EndpointSlice(o) => &o.metadata,
+            Self::Secret(o) => &o.metadata,
+            Self::ConfigMap(o) => &o.metadata,
+        }
+    }
+
+    /// `name` for cluster-scoped kinds, `namespace/name` (default namespace filled in)
+    /// otherwise.
+    pub fn key_string(&self) -> String {
+        let meta = self.metadata();
+        let name = name_of(meta);
+        match self {
+            Self::Namespace(_) | Self::GatewayClass(_) => name,
+            _ => {
+                let ns = meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+                format!("{ns}/{name}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind(), self.key_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_documents_and_reports_lines() {
+        let text = "\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: apps
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: w
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: gw
+spec:
+  gatewayClassName: gantry
+  listeners:
+  - name: http
+    port: eighty
+    protocol: HTTP
+---
+key: [unclosed
+";
+        let (objects, issues) = parse_documents(text, "a.yaml");
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].origin, "a.yaml:1");
+        assert_eq!(issues.len(), 3, "{issues:#?}");
+        assert!(matches!(&issues[0], ParseIssue::UnknownKind { origin, .. } if origin == "a.yaml:5"));
+        let invalid = issues[1].to_string();
+        assert!(invalid.contains("a.yaml:10") && invalid.contains("Gateway gw"), "{invalid}");
+        assert!(invalid.contains("line 19"), "line of the bad port: {invalid}");
+        assert!(matches!(&issues[2], ParseIssue::Syntax { .. }), "{:?}", issues[2]);
+    }
+
+    #[test]
+    fn duplicates_name_both_places() {
+        let doc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n";
+        let errors = load_store([("a.yaml", doc), ("b.yaml", doc)]).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        let message = errors[0].to_string();
+        assert!(message.contains("a.yaml:1") && message.contains("b.yaml:1"), "{message}");
+    }
+
+    #[test]
+    fn objects_without_namespace_are_in_default() {
+        let doc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n";
+        let (store, warnings) = load_store([("a.yaml", doc)]).unwrap();
+        assert!(warnings.is_empty());
+        assert!(store.services.contains_key(&ObjectKey::new("default", "s")));
+    }
+}
