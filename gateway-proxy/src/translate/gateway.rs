@@ -67,7 +67,7 @@ impl GatewayState {
                 if self.listeners.is_empty() {
                     "Gateway has no listeners; add at least one".to_owned()
                 } else {
-                    format!("no listener can be served; invalid listeners: {}", invalid.join(", "))
+                    format!("no listener can be served; listeners with problems: {}", invalid.join(", "))
                 },
             );
             c::not_ok(c::ACCEPTED, &problem, generation)
@@ -76,7 +76,7 @@ impl GatewayState {
                 c::ACCEPTED,
                 c::REASON_LISTENERS_NOT_VALID,
                 format!(
-                    "invalid listeners: {}; served listeners: {}",
+                    "listeners with problems: {}; listeners served: {}",
                     invalid.join(", "),
                     programmed.join(", ")
                 ),

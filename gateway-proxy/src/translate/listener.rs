@@ -64,9 +64,11 @@ impl ListenerState {
     }
 
     pub fn status(&self, generation: i64) -> ListenerStatus {
-        let accepted = match &self.accepted {
-            None => c::ok(c::ACCEPTED, c::REASON_ACCEPTED, "Listener is accepted", generation),
-            Some(p) => c::not_ok(c::ACCEPTED, p, generation),
+        // Gateway `spec.listeners`: "ALL indistinct Listeners must not be accepted", and
+        // their status "SHOULD indicate which Listeners are conflicted and not Accepted".
+        let accepted = match (&self.accepted, &self.conflicted) {
+            (Some(p), _) | (None, Some(p)) => c::not_ok(c::ACCEPTED, p, generation),
+            (None, None) => c::ok(c::ACCEPTED, c::REASON_ACCEPTED, "Listener is accepted", generation),
         };
         let programmed = if self.programmed() {
             c::ok(c::PROGRAMMED, c::REASON_PROGRAMMED, "Listener is programmed", generation)
@@ -190,10 +192,10 @@ fn route_kinds(
         Problem::new(
             c::REASON_INVALID_ROUTE_KINDS,
             format!(
-                "route kinds {} are not supported on a {} listener; supported: {}",
+                "unsupported route kinds: {}; a {} listener supports: {}",
                 invalid.join(", "),
                 l.protocol,
-                if served.is_empty() { "none".to_owned() } else { served.join(", ") }
+                if served.is_empty() { "none yet".to_owned() } else { served.join(", ") }
             ),
         )
     });

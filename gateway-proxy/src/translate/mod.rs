@@ -19,6 +19,8 @@ mod precedence;
 mod reference_grant;
 mod timeouts;
 
+use std::collections::BTreeSet;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use self::assemble::{Collected, Placed};
@@ -65,7 +67,8 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
     let mut gateways = gateway::our_gateways(store, &classes, options);
     let mut ir = Ir::default();
     let mut collected = Collected::default();
-    let mut attached_count: Placed = Placed::new();
+    // (gateway, listener index, route): a route counts once per listener.
+    let mut attached_count: BTreeSet<(ObjectKey, usize, ObjectKey)> = BTreeSet::new();
     let mut route_statuses = Vec::new();
 
     for (key, route) in &store.http_routes {
@@ -90,7 +93,7 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
                     served,
                     problem,
                 } => {
-                    attached_count.extend(attached.iter().map(|&i| (gateway.clone(), i)));
+                    attached_count.extend(attached.iter().map(|&i| (gateway.clone(), i, key.clone())));
                     match problem.or_else(|| rejection.clone()) {
                         Some(p) => Err(p),
                         None => {
@@ -124,7 +127,7 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
         }
     }
 
-    for (gateway, index) in &attached_count {
+    for (gateway, index, _) in &attached_count {
         if let Some(l) = gateways.get_mut(gateway).and_then(|g| g.listeners.get_mut(*index)) {
             l.attached_routes += 1;
         }
