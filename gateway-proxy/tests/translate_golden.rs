@@ -25,7 +25,11 @@ fn cases() -> Vec<PathBuf> {
 /// `# options: gateways=ns/a,ns/b controller=example.com/x` on the first line.
 fn options(text: &str) -> TranslateOptions {
     let mut options = TranslateOptions::default();
-    let Some(line) = text.lines().next().and_then(|l| l.strip_prefix("# options:")) else {
+    let Some(line) = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# options:"))
+    else {
         return options;
     };
     for item in line.split_whitespace() {
@@ -50,7 +54,11 @@ fn translate_goldens() {
     let cases = cases();
     assert!(!cases.is_empty(), "no golden cases found");
     for input in cases {
-        let name = input.file_name().unwrap_or_default().to_string_lossy().replace(".in.yaml", "");
+        let name = input
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .replace(".in.yaml", "");
         let text = std::fs::read_to_string(&input).expect("readable input");
         let (store, warnings) = load_store([(format!("{name}.in.yaml"), &text)])
             .unwrap_or_else(|errors| panic!("{name}: input does not load: {errors:#?}"));
@@ -68,6 +76,9 @@ fn translate_goldens() {
             continue;
         }
         let expected = std::fs::read_to_string(&output).unwrap_or_default();
-        assert_eq!(expected, actual, "golden {name} differs (GANTRY_UPDATE_GOLDENS=1 rewrites it)");
+        assert_eq!(
+            expected, actual,
+            "golden {name} differs (GANTRY_UPDATE_GOLDENS=1 rewrites it)"
+        );
     }
 }

@@ -228,7 +228,10 @@ fn parse_document(doc: Document<'_>, origin: &str, at: &str) -> Result<Option<Ob
     };
     let api_version = header.api_version.ok_or_else(|| missing("apiVersion"))?;
     let kind = header.kind.ok_or_else(|| missing("kind"))?;
-    let name = header.metadata.name.ok_or_else(|| missing("metadata.name"))?;
+    let name = header
+        .metadata
+        .name
+        .ok_or_else(|| missing("metadata.name"))?;
     let display_name = match &header.metadata.namespace {
         Some(ns) => format!("{ns}/{name}"),
         None => name,
@@ -465,26 +468,41 @@ key: [unclosed
         assert_eq!(objects.len(), 1);
         assert_eq!(objects[0].origin, "a.yaml:1");
         assert_eq!(issues.len(), 3, "{issues:#?}");
-        assert!(matches!(&issues[0], ParseIssue::UnknownKind { origin, .. } if origin == "a.yaml:5"));
+        assert!(
+            matches!(&issues[0], ParseIssue::UnknownKind { origin, .. } if origin == "a.yaml:5")
+        );
         let invalid = issues[1].to_string();
-        assert!(invalid.contains("a.yaml:10") && invalid.contains("Gateway gw"), "{invalid}");
-        assert!(invalid.contains("line 19"), "line of the bad port: {invalid}");
-        assert!(matches!(&issues[2], ParseIssue::Syntax { .. }), "{:?}", issues[2]);
+        assert!(
+            invalid.contains("a.yaml:10") && invalid.contains("Gateway gw"),
+            "{invalid}"
+        );
+        assert!(
+            invalid.contains("line 19"),
+            "line of the bad port: {invalid}"
+        );
+        assert!(
+            matches!(&issues[2], ParseIssue::Syntax { .. }),
+            "{:?}",
+            issues[2]
+        );
     }
 
     #[test]
     fn duplicates_name_both_places() {
         let doc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n";
-        let errors = load_store([("a.yaml", doc), ("b.yaml", doc)]).unwrap_err();
+        let errors = load_store([("a.yaml", doc), ("b.yaml", doc)]).expect_err("duplicate");
         assert_eq!(errors.len(), 1);
         let message = errors[0].to_string();
-        assert!(message.contains("a.yaml:1") && message.contains("b.yaml:1"), "{message}");
+        assert!(
+            message.contains("a.yaml:1") && message.contains("b.yaml:1"),
+            "{message}"
+        );
     }
 
     #[test]
     fn objects_without_namespace_are_in_default() {
         let doc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n";
-        let (store, warnings) = load_store([("a.yaml", doc)]).unwrap();
+        let (store, warnings) = load_store([("a.yaml", doc)]).expect("loads");
         assert!(warnings.is_empty());
         assert!(store.services.contains_key(&ObjectKey::new("default", "s")));
     }

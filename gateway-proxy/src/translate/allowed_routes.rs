@@ -85,8 +85,9 @@ mod tests {
 
     #[test]
     fn label_selector() {
-        let labels: BTreeMap<String, String> =
-            [("env".to_owned(), "prod".to_owned())].into_iter().collect();
+        let labels: BTreeMap<String, String> = [("env".to_owned(), "prod".to_owned())]
+            .into_iter()
+            .collect();
         let expr = |key: &str, op: &str, values: &[&str]| Expr {
             key: key.to_owned(),
             operator: op.to_owned(),
@@ -96,12 +97,30 @@ mod tests {
             match_expressions: Some(e),
             match_labels: None,
         };
-        assert!(selector_matches(&sel(vec![expr("env", "In", &["prod", "qa"])]), &labels));
-        assert!(!selector_matches(&sel(vec![expr("env", "NotIn", &["prod"])]), &labels));
-        assert!(selector_matches(&sel(vec![expr("team", "NotIn", &["a"])]), &labels));
-        assert!(selector_matches(&sel(vec![expr("env", "Exists", &[])]), &labels));
-        assert!(selector_matches(&sel(vec![expr("team", "DoesNotExist", &[])]), &labels));
-        assert!(!selector_matches(&sel(vec![expr("env", "Bogus", &[])]), &labels));
+        assert!(selector_matches(
+            &sel(vec![expr("env", "In", &["prod", "qa"])]),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel(vec![expr("env", "NotIn", &["prod"])]),
+            &labels
+        ));
+        assert!(selector_matches(
+            &sel(vec![expr("team", "NotIn", &["a"])]),
+            &labels
+        ));
+        assert!(selector_matches(
+            &sel(vec![expr("env", "Exists", &[])]),
+            &labels
+        ));
+        assert!(selector_matches(
+            &sel(vec![expr("team", "DoesNotExist", &[])]),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel(vec![expr("env", "Bogus", &[])]),
+            &labels
+        ));
         assert!(selector_matches(&sel(vec![]), &labels));
     }
 }

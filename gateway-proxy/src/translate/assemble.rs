@@ -88,7 +88,7 @@ fn virtual_hosts(mut by_host: BTreeMap<String, Vec<Ranked>>) -> Vec<VirtualHostI
             let mut seen: HashSet<(RouteRef, usize, usize)> = HashSet::new();
             let mut routes = Vec::new();
             for other in hosts.iter().filter(|o| hostname::covers(o, host)) {
-                for r in &by_host[*other] {
+                for r in by_host.get(*other).into_iter().flatten() {
                     if seen.insert((r.entry.route.clone(), r.entry.rule_index, r.match_index)) {
                         routes.push(r.entry.clone());
                     }

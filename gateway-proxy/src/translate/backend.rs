@@ -40,11 +40,18 @@ pub fn resolve(
 ) -> Result<String, Problem> {
     let group = r.group.unwrap_or("");
     let kind = r.kind.unwrap_or("Service");
-    if group != "" || kind != "Service" {
-        let shown = if group.is_empty() { kind.to_owned() } else { format!("{group}/{kind}") };
+    if !group.is_empty() || kind != "Service" {
+        let shown = if group.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{group}/{kind}")
+        };
         return Err(Problem::new(
             c::REASON_INVALID_KIND,
-            format!("backendRef {} has kind {shown}; only core Services (group \"\", kind Service) are supported", r.name),
+            format!(
+                "backendRef {} has kind {shown}; only core Services (group \"\", kind Service) are supported",
+                r.name
+            ),
         ));
     }
     let namespace = r.namespace.unwrap_or(referrer.namespace);
@@ -84,12 +91,23 @@ pub fn resolve(
             format!("Service {key} does not exist"),
         ));
     };
-    let ports = service.spec.as_ref().and_then(|s| s.ports.as_deref()).unwrap_or_default();
+    let ports = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_deref())
+        .unwrap_or_default();
     let Some(service_port) = ports.iter().find(|p| p.port == port) else {
         let known: Vec<String> = ports.iter().map(|p| p.port.to_string()).collect();
         return Err(Problem::new(
             c::REASON_BACKEND_NOT_FOUND,
-            format!("Service {key} has no port {port} (its ports: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") }),
+            format!(
+                "Service {key} has no port {port} (its ports: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
         ));
     };
     let protocol = upstream_protocol(service_port).ok_or_else(|| {
@@ -155,7 +173,11 @@ fn ready_endpoints(store: &Store, service: &ObjectKey, port: &ServicePort) -> Ve
             continue;
         };
         for endpoint in &slice.endpoints {
-            let ready = endpoint.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+            let ready = endpoint
+                .conditions
+                .as_ref()
+                .and_then(|c| c.ready)
+                .unwrap_or(true);
             if !ready {
                 continue;
             }

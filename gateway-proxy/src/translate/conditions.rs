@@ -57,5 +57,11 @@ pub fn ok(type_: &str, reason: &str, message: impl Into<String>, generation: i64
 
 /// `type=False` with the problem's reason and message.
 pub fn not_ok(type_: &str, problem: &Problem, generation: i64) -> Condition {
-    Condition::new(type_, false, problem.reason, problem.message.clone(), generation)
+    Condition::new(
+        type_,
+        false,
+        problem.reason,
+        problem.message.clone(),
+        generation,
+    )
 }

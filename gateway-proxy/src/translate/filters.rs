@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 
 use gantry_crds::gateway::httproutes::{
-    HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters, HttpRouteRulesFiltersRequestHeaderModifier,
-    HttpRouteRulesFiltersRequestMirror, HttpRouteRulesFiltersRequestRedirect,
-    HttpRouteRulesFiltersRequestRedirectPathType, HttpRouteRulesFiltersRequestRedirectScheme,
-    HttpRouteRulesFiltersType, HttpRouteRulesFiltersUrlRewrite,
-    HttpRouteRulesFiltersUrlRewritePathType,
+    HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters,
+    HttpRouteRulesFiltersRequestHeaderModifier, HttpRouteRulesFiltersRequestMirror,
+    HttpRouteRulesFiltersRequestRedirect, HttpRouteRulesFiltersRequestRedirectPathType,
+    HttpRouteRulesFiltersRequestRedirectScheme, HttpRouteRulesFiltersType,
+    HttpRouteRulesFiltersUrlRewrite, HttpRouteRulesFiltersUrlRewritePathType,
 };
 
 use super::backend::{self, BackendRef, Referrer};
@@ -40,10 +40,17 @@ pub struct Filters {
 
 /// Converts a backendRef-level filter to the rule-level type: the generated types are
 /// field-for-field identical.
-pub fn from_backend_filter(f: &HttpRouteRulesBackendRefsFilters) -> Result<HttpRouteRulesFilters, Problem> {
+pub fn from_backend_filter(
+    f: &HttpRouteRulesBackendRefsFilters,
+) -> Result<HttpRouteRulesFilters, Problem> {
     serde_json::to_value(f)
         .and_then(serde_json::from_value)
-        .map_err(|e| Problem::new(c::REASON_UNSUPPORTED_VALUE, format!("backendRef filter cannot be read: {e}")))
+        .map_err(|e| {
+            Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                format!("backendRef filter cannot be read: {e}"),
+            )
+        })
 }
 
 /// Translates a list of filters. An `Err` makes the whole rule invalid (it is dropped).
@@ -62,27 +69,45 @@ pub fn translate_filters(
             )
         };
         let ir = match f.r#type {
-            HttpRouteRulesFiltersType::RequestHeaderModifier => HttpFilterIr::RequestHeaderModifier(
-                header_modifier(f.request_header_modifier.as_ref().ok_or_else(|| missing("requestHeaderModifier"))?)?,
-            ),
+            HttpRouteRulesFiltersType::RequestHeaderModifier => {
+                HttpFilterIr::RequestHeaderModifier(header_modifier(
+                    f.request_header_modifier
+                        .as_ref()
+                        .ok_or_else(|| missing("requestHeaderModifier"))?,
+                )?)
+            }
             HttpRouteRulesFiltersType::ResponseHeaderModifier => {
-                let m = f.response_header_modifier.as_ref().ok_or_else(|| missing("responseHeaderModifier"))?;
+                let m = f
+                    .response_header_modifier
+                    .as_ref()
+                    .ok_or_else(|| missing("responseHeaderModifier"))?;
                 // Same shape as the request modifier.
-                let as_request: HttpRouteRulesFiltersRequestHeaderModifier = serde_json::to_value(m)
-                    .and_then(serde_json::from_value)
-                    .map_err(|e| Problem::new(c::REASON_UNSUPPORTED_VALUE, e.to_string()))?;
+                let as_request: HttpRouteRulesFiltersRequestHeaderModifier =
+                    serde_json::to_value(m)
+                        .and_then(serde_json::from_value)
+                        .map_err(|e| Problem::new(c::REASON_UNSUPPORTED_VALUE, e.to_string()))?;
                 HttpFilterIr::ResponseHeaderModifier(header_modifier(&as_request)?)
             }
             HttpRouteRulesFiltersType::RequestRedirect => HttpFilterIr::RequestRedirect(redirect(
-                f.request_redirect.as_ref().ok_or_else(|| missing("requestRedirect"))?,
+                f.request_redirect
+                    .as_ref()
+                    .ok_or_else(|| missing("requestRedirect"))?,
                 ctx,
             )?),
-            HttpRouteRulesFiltersType::UrlRewrite => {
-                HttpFilterIr::UrlRewrite(url_rewrite(f.url_rewrite.as_ref().ok_or_else(|| missing("urlRewrite"))?, ctx)?)
-            }
+            HttpRouteRulesFiltersType::UrlRewrite => HttpFilterIr::UrlRewrite(url_rewrite(
+                f.url_rewrite
+                    .as_ref()
+                    .ok_or_else(|| missing("urlRewrite"))?,
+                ctx,
+            )?),
             HttpRouteRulesFiltersType::RequestMirror => {
-                let (mirror, problem) =
-                    mirror(f.request_mirror.as_ref().ok_or_else(|| missing("requestMirror"))?, ctx, clusters)?;
+                let (mirror, problem) = mirror(
+                    f.request_mirror
+                        .as_ref()
+                        .ok_or_else(|| missing("requestMirror"))?,
+                    ctx,
+                    clusters,
+                )?;
                 out.unresolved.extend(problem);
                 HttpFilterIr::RequestMirror(mirror)
             }
@@ -129,7 +154,9 @@ fn check_combination(filters: &[HttpRouteRulesFilters]) -> Result<(), Problem> {
             ));
         }
     }
-    if count(HttpRouteRulesFiltersType::RequestRedirect) > 0 && count(HttpRouteRulesFiltersType::UrlRewrite) > 0 {
+    if count(HttpRouteRulesFiltersType::RequestRedirect) > 0
+        && count(HttpRouteRulesFiltersType::UrlRewrite) > 0
+    {
         return Err(Problem::new(
             c::REASON_INCOMPATIBLE_FILTERS,
             "RequestRedirect and URLRewrite filters may not be combined in one rule",
@@ -142,12 +169,20 @@ fn header_name(name: &str) -> Result<String, Problem> {
     let lower = name.to_ascii_lowercase();
     http::HeaderName::from_bytes(lower.as_bytes())
         .map(|_| lower)
-        .map_err(|_| Problem::new(c::REASON_UNSUPPORTED_VALUE, format!("{name:?} is not a valid HTTP header name")))
+        .map_err(|_| {
+            Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                format!("{name:?} is not a valid HTTP header name"),
+            )
+        })
 }
 
 fn header_value(name: &str, value: &str) -> Result<HeaderValueIr, Problem> {
     http::HeaderValue::from_str(value).map_err(|_| {
-        Problem::new(c::REASON_UNSUPPORTED_VALUE, format!("value of header {name:?} has characters not allowed in HTTP"))
+        Problem::new(
+            c::REASON_UNSUPPORTED_VALUE,
+            format!("value of header {name:?} has characters not allowed in HTTP"),
+        )
     })?;
     Ok(HeaderValueIr {
         name: header_name(name)?,
@@ -155,11 +190,28 @@ fn header_value(name: &str, value: &str) -> Result<HeaderValueIr, Problem> {
     })
 }
 
-fn header_modifier(m: &HttpRouteRulesFiltersRequestHeaderModifier) -> Result<HeaderModifierIr, Problem> {
+fn header_modifier(
+    m: &HttpRouteRulesFiltersRequestHeaderModifier,
+) -> Result<HeaderModifierIr, Problem> {
     Ok(HeaderModifierIr {
-        set: m.set.iter().flatten().map(|h| header_value(&h.name, &h.value)).collect::<Result<_, _>>()?,
-        add: m.add.iter().flatten().map(|h| header_value(&h.name, &h.value)).collect::<Result<_, _>>()?,
-        remove: m.remove.iter().flatten().map(|n| header_name(n)).collect::<Result<_, _>>()?,
+        set: m
+            .set
+            .iter()
+            .flatten()
+            .map(|h| header_value(&h.name, &h.value))
+            .collect::<Result<_, _>>()?,
+        add: m
+            .add
+            .iter()
+            .flatten()
+            .map(|h| header_value(&h.name, &h.value))
+            .collect::<Result<_, _>>()?,
+        remove: m
+            .remove
+            .iter()
+            .flatten()
+            .map(|n| header_name(n))
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -168,7 +220,10 @@ fn precise_hostname(h: &str) -> Result<String, Problem> {
     if hostname::is_valid(h) && !h.starts_with("*.") {
         Ok(h.to_owned())
     } else {
-        Err(Problem::new(c::REASON_UNSUPPORTED_VALUE, format!("hostname {h:?} is not a valid precise hostname")))
+        Err(Problem::new(
+            c::REASON_UNSUPPORTED_VALUE,
+            format!("hostname {h:?} is not a valid precise hostname"),
+        ))
     }
 }
 
@@ -188,24 +243,35 @@ fn path_modifier(
             ));
         }
         let v = prefix.ok_or_else(|| {
-            Problem::new(c::REASON_UNSUPPORTED_VALUE, "path type ReplacePrefixMatch needs replacePrefixMatch")
+            Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                "path type ReplacePrefixMatch needs replacePrefixMatch",
+            )
         })?;
         Ok(PathModifierIr::ReplacePrefixMatch(v.clone()))
     } else {
         let v = full.ok_or_else(|| {
-            Problem::new(c::REASON_UNSUPPORTED_VALUE, "path type ReplaceFullPath needs replaceFullPath")
+            Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                "path type ReplaceFullPath needs replaceFullPath",
+            )
         })?;
         Ok(PathModifierIr::ReplaceFullPath(v.clone()))
     }
 }
 
-fn redirect(r: &HttpRouteRulesFiltersRequestRedirect, ctx: &FilterContext<'_>) -> Result<RedirectIr, Problem> {
+fn redirect(
+    r: &HttpRouteRulesFiltersRequestRedirect,
+    ctx: &FilterContext<'_>,
+) -> Result<RedirectIr, Problem> {
     let status_code = match r.status_code.unwrap_or(302) {
         code @ (301 | 302 | 303 | 307 | 308) => code as u16,
         other => {
             return Err(Problem::new(
                 c::REASON_UNSUPPORTED_VALUE,
-                format!("redirect statusCode {other} is not supported; use 301, 302, 303, 307 or 308"),
+                format!(
+                    "redirect statusCode {other} is not supported; use 301, 302, 303, 307 or 308"
+                ),
             ));
         }
     };
@@ -213,7 +279,10 @@ fn redirect(r: &HttpRouteRulesFiltersRequestRedirect, ctx: &FilterContext<'_>) -
         .port
         .map(|p| {
             u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
-                Problem::new(c::REASON_UNSUPPORTED_VALUE, format!("redirect port {p} is out of range"))
+                Problem::new(
+                    c::REASON_UNSUPPORTED_VALUE,
+                    format!("redirect port {p} is out of range"),
+                )
             })
         })
         .transpose()?;
@@ -244,7 +313,10 @@ fn redirect(r: &HttpRouteRulesFiltersRequestRedirect, ctx: &FilterContext<'_>) -
     })
 }
 
-fn url_rewrite(r: &HttpRouteRulesFiltersUrlRewrite, ctx: &FilterContext<'_>) -> Result<UrlRewriteIr, Problem> {
+fn url_rewrite(
+    r: &HttpRouteRulesFiltersUrlRewrite,
+    ctx: &FilterContext<'_>,
+) -> Result<UrlRewriteIr, Problem> {
     Ok(UrlRewriteIr {
         hostname: r.hostname.as_deref().map(precise_hostname).transpose()?,
         path: r
@@ -271,9 +343,17 @@ fn mirror(
 ) -> Result<(MirrorIr, Option<Problem>), Problem> {
     let bad = |msg: String| Problem::new(c::REASON_UNSUPPORTED_VALUE, msg);
     let (numerator, denominator) = match (m.percent, &m.fraction) {
-        (Some(_), Some(_)) => return Err(bad("RequestMirror sets both percent and fraction; use one".to_owned())),
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "RequestMirror sets both percent and fraction; use one".to_owned()
+            ));
+        }
         (Some(p), None) if (0..=100).contains(&p) => (p, 100),
-        (Some(p), None) => return Err(bad(format!("RequestMirror percent {p} is not within 0..100"))),
+        (Some(p), None) => {
+            return Err(bad(format!(
+                "RequestMirror percent {p} is not within 0..100"
+            )));
+        }
         (None, Some(f)) => {
             let d = f.denominator.unwrap_or(100);
             if d <= 0 || f.numerator < 0 || f.numerator > d {

@@ -29,7 +29,10 @@ pub fn our_gateways(
         .iter()
         .filter(|(key, gw)| {
             classes.contains(&gw.spec.gateway_class_name)
-                && options.gateways.as_ref().is_none_or(|only| only.contains(key))
+                && options
+                    .gateways
+                    .as_ref()
+                    .is_none_or(|only| only.contains(key))
         })
         .map(|(key, gw)| (key.clone(), gateway_state(key, gw)))
         .collect()
@@ -67,7 +70,10 @@ impl GatewayState {
                 if self.listeners.is_empty() {
                     "Gateway has no listeners; add at least one".to_owned()
                 } else {
-                    format!("no listener can be served; listeners with problems: {}", invalid.join(", "))
+                    format!(
+                        "no listener can be served; listeners with problems: {}",
+                        invalid.join(", ")
+                    )
                 },
             );
             c::not_ok(c::ACCEPTED, &problem, generation)
@@ -83,13 +89,26 @@ impl GatewayState {
                 generation,
             )
         } else {
-            c::ok(c::ACCEPTED, c::REASON_ACCEPTED, "Gateway is accepted", generation)
+            c::ok(
+                c::ACCEPTED,
+                c::REASON_ACCEPTED,
+                "Gateway is accepted",
+                generation,
+            )
         };
         let programmed_cond = if programmed.is_empty() {
-            let problem = Problem::new(c::REASON_INVALID, "no listener is programmed; see the listener conditions");
+            let problem = Problem::new(
+                c::REASON_INVALID,
+                "no listener is programmed; see the listener conditions",
+            );
             c::not_ok(c::PROGRAMMED, &problem, generation)
         } else {
-            c::ok(c::PROGRAMMED, c::REASON_PROGRAMMED, "Gateway is programmed", generation)
+            c::ok(
+                c::PROGRAMMED,
+                c::REASON_PROGRAMMED,
+                "Gateway is programmed",
+                generation,
+            )
         };
         ObjectStatus {
             api_version: API_VERSION.to_owned(),
@@ -99,7 +118,11 @@ impl GatewayState {
             status: StatusBody::Gateway(GatewayStatus {
                 addresses: Vec::new(),
                 conditions: vec![accepted, programmed_cond],
-                listeners: self.listeners.iter().map(|l| l.status(generation)).collect(),
+                listeners: self
+                    .listeners
+                    .iter()
+                    .map(|l| l.status(generation))
+                    .collect(),
             }),
         }
     }

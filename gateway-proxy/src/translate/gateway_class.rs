@@ -9,7 +9,10 @@ use crate::store::Store;
 
 /// Names of our GatewayClasses, and their statuses. Classes of other controllers get no
 /// status from us.
-pub fn our_classes(store: &Store, options: &TranslateOptions) -> (BTreeSet<String>, Vec<ObjectStatus>) {
+pub fn our_classes(
+    store: &Store,
+    options: &TranslateOptions,
+) -> (BTreeSet<String>, Vec<ObjectStatus>) {
     let mut names = BTreeSet::new();
     let mut statuses = Vec::new();
     for (name, class) in &store.gateway_classes {

@@ -84,7 +84,11 @@ pub fn most_specific_first(a: &str, b: &str) -> Ordering {
         if h == ANY {
             (2, 0, 0)
         } else if let Some(suffix) = wildcard_suffix(h) {
-            (1, usize::MAX - suffix.matches('.').count(), usize::MAX - h.len())
+            (
+                1,
+                usize::MAX - suffix.matches('.').count(),
+                usize::MAX - h.len(),
+            )
         } else {
             (0, usize::MAX - h.matches('.').count(), usize::MAX - h.len())
         }
@@ -106,18 +110,50 @@ mod tests {
             (None, &[], &["*"]),
             (None, &["a.example.com"], &["a.example.com"]),
             (Some("a.example.com"), &[], &["a.example.com"]),
-            (Some("a.example.com"), &["a.example.com"], &["a.example.com"]),
-            (Some("a.example.com"), &["*.example.com"], &["a.example.com"]),
+            (
+                Some("a.example.com"),
+                &["a.example.com"],
+                &["a.example.com"],
+            ),
+            (
+                Some("a.example.com"),
+                &["*.example.com"],
+                &["a.example.com"],
+            ),
             (Some("a.example.com"), &["b.example.com"], &[]),
             (Some("a.example.com"), &["*.a.example.com"], &[]),
-            (Some("*.example.com"), &["a.example.com"], &["a.example.com"]),
-            (Some("*.example.com"), &["x.y.example.com"], &["x.y.example.com"]),
+            (
+                Some("*.example.com"),
+                &["a.example.com"],
+                &["a.example.com"],
+            ),
+            (
+                Some("*.example.com"),
+                &["x.y.example.com"],
+                &["x.y.example.com"],
+            ),
             (Some("*.example.com"), &["example.com"], &[]),
-            (Some("*.example.com"), &["*.example.com"], &["*.example.com"]),
-            (Some("*.example.com"), &["*.a.example.com"], &["*.a.example.com"]),
-            (Some("*.a.example.com"), &["*.example.com"], &["*.a.example.com"]),
+            (
+                Some("*.example.com"),
+                &["*.example.com"],
+                &["*.example.com"],
+            ),
+            (
+                Some("*.example.com"),
+                &["*.a.example.com"],
+                &["*.a.example.com"],
+            ),
+            (
+                Some("*.a.example.com"),
+                &["*.example.com"],
+                &["*.a.example.com"],
+            ),
             (Some("*.example.com"), &["*.example.net"], &[]),
-            (Some("*.example.com"), &["foo.example.net", "foo.example.com"], &["foo.example.com"]),
+            (
+                Some("*.example.com"),
+                &["foo.example.net", "foo.example.com"],
+                &["foo.example.com"],
+            ),
             (Some("*.example.com"), &["badexample.com"], &[]),
         ];
         for (listener, route, want) in cases {
@@ -131,9 +167,26 @@ mod tests {
 
     #[test]
     fn ordering() {
-        let mut v = vec!["*", "*.example.com", "b.com", "*.a.example.com", "a.example.com", "*.com"];
+        let mut v = vec![
+            "*",
+            "*.example.com",
+            "b.com",
+            "*.a.example.com",
+            "a.example.com",
+            "*.com",
+        ];
         v.sort_by(|a, b| most_specific_first(a, b));
-        assert_eq!(v, ["a.example.com", "b.com", "*.a.example.com", "*.example.com", "*.com", "*"]);
+        assert_eq!(
+            v,
+            [
+                "a.example.com",
+                "b.com",
+                "*.a.example.com",
+                "*.example.com",
+                "*.com",
+                "*"
+            ]
+        );
     }
 
     #[test]
@@ -141,7 +194,16 @@ mod tests {
         for ok in ["example.com", "*.example.com", "a-b.c", "localhost"] {
             assert!(is_valid(ok), "{ok}");
         }
-        for bad in ["", "*", "1.2.3.4", "Example.com", "a..b", "-a.com", "*.*.com", "a.*.com"] {
+        for bad in [
+            "",
+            "*",
+            "1.2.3.4",
+            "Example.com",
+            "a..b",
+            "-a.com",
+            "*.*.com",
+            "a.*.com",
+        ] {
             assert!(!is_valid(bad), "{bad}");
         }
     }

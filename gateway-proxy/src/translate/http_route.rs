@@ -83,11 +83,17 @@ pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> Tra
         hostnames: route.spec.hostnames.clone().unwrap_or_default(),
         ..TranslatedRoute::default()
     };
-    let bad: Vec<&String> = out.hostnames.iter().filter(|h| !hostname::is_valid(h)).collect();
+    let bad: Vec<&String> = out
+        .hostnames
+        .iter()
+        .filter(|h| !hostname::is_valid(h))
+        .collect();
     if !bad.is_empty() {
         out.invalid = Some(Problem::new(
             c::REASON_UNSUPPORTED_VALUE,
-            format!("spec.hostnames {bad:?} are not valid DNS names (IP addresses are not allowed)"),
+            format!(
+                "spec.hostnames {bad:?} are not valid DNS names (IP addresses are not allowed)"
+            ),
         ));
         return out;
     }
@@ -132,7 +138,8 @@ fn translate_rule(
     let ctx = FilterContext {
         store,
         referrer,
-        single_prefix_match: matches.len() == 1 && matches!(matches[0].path, PathMatchIr::Prefix(_)),
+        single_prefix_match: matches.len() == 1
+            && matches!(matches[0].path, PathMatchIr::Prefix(_)),
     };
     let filters = rule.filters.as_deref().unwrap_or_default();
     let backend_refs = rule.backend_refs.as_deref().unwrap_or_default();

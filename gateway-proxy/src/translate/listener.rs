@@ -68,10 +68,20 @@ impl ListenerState {
         // their status "SHOULD indicate which Listeners are conflicted and not Accepted".
         let accepted = match (&self.accepted, &self.conflicted) {
             (Some(p), _) | (None, Some(p)) => c::not_ok(c::ACCEPTED, p, generation),
-            (None, None) => c::ok(c::ACCEPTED, c::REASON_ACCEPTED, "Listener is accepted", generation),
+            (None, None) => c::ok(
+                c::ACCEPTED,
+                c::REASON_ACCEPTED,
+                "Listener is accepted",
+                generation,
+            ),
         };
         let programmed = if self.programmed() {
-            c::ok(c::PROGRAMMED, c::REASON_PROGRAMMED, "Listener is programmed", generation)
+            c::ok(
+                c::PROGRAMMED,
+                c::REASON_PROGRAMMED,
+                "Listener is programmed",
+                generation,
+            )
         } else {
             let why = [&self.accepted, &self.conflicted, &self.resolved_refs]
                 .into_iter()
@@ -83,11 +93,22 @@ impl ListenerState {
             c::not_ok(c::PROGRAMMED, &problem, generation)
         };
         let resolved = match &self.resolved_refs {
-            None => c::ok(c::RESOLVED_REFS, c::REASON_RESOLVED_REFS, "All references are resolved", generation),
+            None => c::ok(
+                c::RESOLVED_REFS,
+                c::REASON_RESOLVED_REFS,
+                "All references are resolved",
+                generation,
+            ),
             Some(p) => c::not_ok(c::RESOLVED_REFS, p, generation),
         };
         let conflicted = match &self.conflicted {
-            None => Condition::new(c::CONFLICTED, false, c::REASON_NO_CONFLICTS, "No conflicts", generation),
+            None => Condition::new(
+                c::CONFLICTED,
+                false,
+                c::REASON_NO_CONFLICTS,
+                "No conflicts",
+                generation,
+            ),
             Some(p) => Condition::new(c::CONFLICTED, true, p.reason, p.message.clone(), generation),
         };
         ListenerStatus {
@@ -117,7 +138,10 @@ fn validate_one(l: &GatewayListeners) -> ListenerState {
     if port.is_none() {
         accepted = Some(Problem::new(
             c::REASON_PORT_UNAVAILABLE,
-            format!("port {} is out of range; use a port from 1 to 65535", l.port),
+            format!(
+                "port {} is out of range; use a port from 1 to 65535",
+                l.port
+            ),
         ));
     }
     let served = served_kinds(&l.protocol);
@@ -137,7 +161,9 @@ fn validate_one(l: &GatewayListeners) -> ListenerState {
     {
         accepted = Some(Problem::new(
             c::REASON_UNSUPPORTED_VALUE,
-            format!("hostname {h:?} is not a valid DNS name (an IP address is not allowed; a wildcard must be the whole first label, as in *.example.com)"),
+            format!(
+                "hostname {h:?} is not a valid DNS name (an IP address is not allowed; a wildcard must be the whole first label, as in *.example.com)"
+            ),
         ));
     }
     let served = served.unwrap_or_default();
@@ -148,7 +174,9 @@ fn validate_one(l: &GatewayListeners) -> ListenerState {
         hostname: l.hostname.clone(),
         supported_kinds,
         allowed_namespaces: AllowedNamespaces::from_spec(
-            l.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref()),
+            l.allowed_routes
+                .as_ref()
+                .and_then(|a| a.namespaces.as_ref()),
         ),
         accepted,
         conflicted: None,
@@ -159,10 +187,7 @@ fn validate_one(l: &GatewayListeners) -> ListenerState {
 
 /// `allowedRoutes.kinds`: the supported subset, and `InvalidRouteKinds` naming the rest.
 /// Without kinds, the protocol's default kinds apply.
-fn route_kinds(
-    l: &GatewayListeners,
-    served: &[&str],
-) -> (Vec<RouteGroupKind>, Option<Problem>) {
+fn route_kinds(l: &GatewayListeners, served: &[&str]) -> (Vec<RouteGroupKind>, Option<Problem>) {
     let to_kind = |k: &str| RouteGroupKind {
         group: Some(GATEWAY_GROUP.to_owned()),
         kind: k.to_owned(),
@@ -195,7 +220,11 @@ fn route_kinds(
                 "unsupported route kinds: {}; a {} listener supports: {}",
                 invalid.join(", "),
                 l.protocol,
-                if served.is_empty() { "none yet".to_owned() } else { served.join(", ") }
+                if served.is_empty() {
+                    "none yet".to_owned()
+                } else {
+                    served.join(", ")
+                }
             ),
         )
     });

@@ -9,7 +9,9 @@ use super::conditions::{self as c, Problem};
 use crate::ir::{HttpMatchIr, PathMatchIr, ValueMatchIr, ValueMatchKind};
 
 /// The matches of a rule; none means the spec's default, a `PathPrefix` match on `/`.
-pub fn translate_matches(matches: Option<&[HttpRouteRulesMatches]>) -> Result<Vec<HttpMatchIr>, Problem> {
+pub fn translate_matches(
+    matches: Option<&[HttpRouteRulesMatches]>,
+) -> Result<Vec<HttpMatchIr>, Problem> {
     match matches {
         None | Some([]) => Ok(vec![HttpMatchIr::default()]),
         Some(ms) => ms.iter().map(translate_match).collect(),
@@ -21,7 +23,11 @@ fn translate_match(m: &HttpRouteRulesMatches) -> Result<HttpMatchIr, Problem> {
         None => PathMatchIr::default(),
         Some(p) => {
             let value = p.value.clone().unwrap_or_else(|| "/".to_owned());
-            match p.r#type.clone().unwrap_or(HttpRouteRulesMatchesPathType::PathPrefix) {
+            match p
+                .r#type
+                .clone()
+                .unwrap_or(HttpRouteRulesMatchesPathType::PathPrefix)
+            {
                 HttpRouteRulesMatchesPathType::Exact => PathMatchIr::Exact(absolute_path(value)?),
                 HttpRouteRulesMatchesPathType::PathPrefix => {
                     PathMatchIr::Prefix(absolute_path(value)?)
@@ -42,7 +48,10 @@ fn translate_match(m: &HttpRouteRulesMatches) -> Result<HttpMatchIr, Problem> {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(Problem::new(
                 c::REASON_UNSUPPORTED_VALUE,
-                format!("header match name {:?} is not a valid HTTP header name", h.name),
+                format!(
+                    "header match name {:?} is not a valid HTTP header name",
+                    h.name
+                ),
             ));
         }
         if headers.iter().any(|x| x.name == name) {
@@ -107,7 +116,10 @@ fn valid_regex(what: &str, value: String) -> Result<String, Problem> {
         Ok(_) => Ok(value),
         Err(e) => Err(Problem::new(
             c::REASON_UNSUPPORTED_VALUE,
-            format!("{what} regular expression {value:?} is invalid: {}", last_line(&e.to_string())),
+            format!(
+                "{what} regular expression {value:?} is invalid: {}",
+                last_line(&e.to_string())
+            ),
         )),
     }
 }

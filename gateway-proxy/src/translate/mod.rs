@@ -93,13 +93,22 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
                     served,
                     problem,
                 } => {
-                    attached_count.extend(attached.iter().map(|&i| (gateway.clone(), i, key.clone())));
+                    attached_count
+                        .extend(attached.iter().map(|&i| (gateway.clone(), i, key.clone())));
                     match problem.or_else(|| rejection.clone()) {
                         Some(p) => Err(p),
                         None => {
                             for i in served {
                                 if placed.insert((gateway.clone(), i)) {
-                                    place_route(&mut collected, &gateways, &gateway, i, key, route, &translated);
+                                    place_route(
+                                        &mut collected,
+                                        &gateways,
+                                        &gateway,
+                                        i,
+                                        key,
+                                        route,
+                                        &translated,
+                                    );
                                 }
                             }
                             Ok(())
@@ -128,7 +137,10 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
     }
 
     for (gateway, index, _) in &attached_count {
-        if let Some(l) = gateways.get_mut(gateway).and_then(|g| g.listeners.get_mut(*index)) {
+        if let Some(l) = gateways
+            .get_mut(gateway)
+            .and_then(|g| g.listeners.get_mut(*index))
+        {
             l.attached_routes += 1;
         }
     }
@@ -149,7 +161,10 @@ fn place_route(
     route: &gantry_crds::gateway::httproutes::HttpRoute,
     translated: &http_route::TranslatedRoute,
 ) {
-    let Some(l) = gateways.get(gateway).and_then(|g| g.listeners.get(listener)) else {
+    let Some(l) = gateways
+        .get(gateway)
+        .and_then(|g| g.listeners.get(listener))
+    else {
         return;
     };
     let route_ref = RouteRef {
@@ -187,11 +202,21 @@ fn route_conditions(
     generation: i64,
 ) -> Vec<crate::status::Condition> {
     let mut out = vec![match accepted {
-        Ok(()) => c::ok(c::ACCEPTED, c::REASON_ACCEPTED, "Route is accepted", generation),
+        Ok(()) => c::ok(
+            c::ACCEPTED,
+            c::REASON_ACCEPTED,
+            "Route is accepted",
+            generation,
+        ),
         Err(p) => c::not_ok(c::ACCEPTED, &p, generation),
     }];
     out.push(match translated.unresolved.first() {
-        None => c::ok(c::RESOLVED_REFS, c::REASON_RESOLVED_REFS, "All references are resolved", generation),
+        None => c::ok(
+            c::RESOLVED_REFS,
+            c::REASON_RESOLVED_REFS,
+            "All references are resolved",
+            generation,
+        ),
         Some(first) => {
             let message = translated
                 .unresolved
@@ -199,11 +224,21 @@ fn route_conditions(
                 .map(|p| p.message.as_str())
                 .collect::<Vec<_>>()
                 .join("; ");
-            c::not_ok(c::RESOLVED_REFS, &c::Problem::new(first.reason, message), generation)
+            c::not_ok(
+                c::RESOLVED_REFS,
+                &c::Problem::new(first.reason, message),
+                generation,
+            )
         }
     });
     if let Some(p) = translated.partially_invalid() {
-        out.push(crate::status::Condition::new(c::PARTIALLY_INVALID, true, p.reason, p.message, generation));
+        out.push(crate::status::Condition::new(
+            c::PARTIALLY_INVALID,
+            true,
+            p.reason,
+            p.message,
+            generation,
+        ));
     }
     out
 }

@@ -58,7 +58,10 @@ pub fn attach(
     {
         return Attachment::NotOurs;
     }
-    let key = ObjectKey::new(parent.namespace.as_deref().unwrap_or(route.namespace), parent.name.as_str());
+    let key = ObjectKey::new(
+        parent.namespace.as_deref().unwrap_or(route.namespace),
+        parent.name.as_str(),
+    );
     let Some(gateway) = gateways.get(&key) else {
         return Attachment::NotOurs;
     };
@@ -92,7 +95,8 @@ pub fn attach(
         .filter(|&i| {
             let l = &gateway.listeners[i];
             l.supports_kind(GATEWAY_GROUP, route.kind)
-                && l.allowed_namespaces.allows(&key.namespace, route.namespace, store)
+                && l.allowed_namespaces
+                    .allows(&key.namespace, route.namespace, store)
         })
         .collect();
     if attached.is_empty() {
@@ -108,7 +112,8 @@ pub fn attach(
         .iter()
         .copied()
         .filter(|&i| {
-            !hostname::intersect(gateway.listeners[i].hostname.as_deref(), route.hostnames).is_empty()
+            !hostname::intersect(gateway.listeners[i].hostname.as_deref(), route.hostnames)
+                .is_empty()
         })
         .collect();
     let served: Vec<usize> = matching
@@ -125,7 +130,10 @@ pub fn attach(
             ),
         ))
     } else if served.is_empty() {
-        let names: Vec<&str> = matching.iter().map(|&i| gateway.listeners[i].name.as_str()).collect();
+        let names: Vec<&str> = matching
+            .iter()
+            .map(|&i| gateway.listeners[i].name.as_str())
+            .collect();
         Some(Problem::new(
             c::REASON_NO_MATCHING_PARENT,
             format!(

@@ -56,7 +56,10 @@ fn key(r: &Ranked) -> Key<'_> {
         Reverse(m.headers.len()),
         Reverse(m.query_params.len()),
         (r.created.is_none(), r.created.as_ref()),
-        (r.entry.route.namespace.as_str(), r.entry.route.name.as_str()),
+        (
+            r.entry.route.namespace.as_str(),
+            r.entry.route.name.as_str(),
+        ),
         r.entry.rule_index,
         r.match_index,
     )
@@ -69,7 +72,13 @@ mod tests {
     use super::*;
     use crate::ir::{HttpMatchIr, HttpRuleIr, RouteRef, ValueMatchIr, ValueMatchKind};
 
-    fn ranked(name: &str, path: PathMatchIr, method: bool, headers: usize, created: Option<i64>) -> Ranked {
+    fn ranked(
+        name: &str,
+        path: PathMatchIr,
+        method: bool,
+        headers: usize,
+        created: Option<i64>,
+    ) -> Ranked {
         let value = |i: usize| ValueMatchIr {
             name: format!("h{i}"),
             kind: ValueMatchKind::Exact,
@@ -91,7 +100,8 @@ mod tests {
                 },
                 rule: Arc::new(HttpRuleIr::default()),
             },
-            created: created.map(|s| Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap_or_default())),
+            created: created
+                .map(|s| Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap_or_default())),
             match_index: 0,
         }
     }
@@ -105,16 +115,38 @@ mod tests {
             ranked("c-older", prefix("/api"), false, 0, Some(100)),
             ranked("d-headers", prefix("/api"), false, 2, None),
             ranked("e-method", prefix("/api"), true, 0, None),
-            ranked("f-exact", PathMatchIr::Exact("/".to_owned()), false, 0, None),
+            ranked(
+                "f-exact",
+                PathMatchIr::Exact("/".to_owned()),
+                false,
+                0,
+                None,
+            ),
             ranked("g-long", prefix("/api/v1"), false, 0, None),
-            ranked("h-regex", PathMatchIr::RegularExpression("/x.*".to_owned()), false, 0, None),
+            ranked(
+                "h-regex",
+                PathMatchIr::RegularExpression("/x.*".to_owned()),
+                false,
+                0,
+                None,
+            ),
             ranked("i-untimed", prefix("/api"), false, 0, None),
         ];
         v.sort_by(compare);
         let names: Vec<&str> = v.iter().map(|r| r.entry.route.name.as_str()).collect();
         assert_eq!(
             names,
-            ["f-exact", "h-regex", "g-long", "e-method", "d-headers", "c-older", "b-newer", "i-untimed", "a-root"]
+            [
+                "f-exact",
+                "h-regex",
+                "g-long",
+                "e-method",
+                "d-headers",
+                "c-older",
+                "b-newer",
+                "i-untimed",
+                "a-root"
+            ]
         );
     }
 }

@@ -36,7 +36,9 @@ pub fn permits(store: &Store, from: &From<'_>, to: &To<'_>) -> bool {
             let to_ok = grant.spec.to.iter().any(|t| {
                 t.group == to.group
                     && t.kind == to.kind
-                    && t.name.as_deref().is_none_or(|n| n.is_empty() || n == to.name)
+                    && t.name
+                        .as_deref()
+                        .is_none_or(|n| n.is_empty() || n == to.name)
             });
             from_ok && to_ok
         })

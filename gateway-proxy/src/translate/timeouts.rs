@@ -12,7 +12,9 @@ use crate::ir::TimeoutsIr;
 /// HTTPRouteTimeouts: "the value of BackendRequest must be no more than the value of the
 /// Request timeout", so a larger `backendRequest` makes the rule invalid.
 pub fn translate_timeouts(t: Option<&HttpRouteRulesTimeouts>) -> Result<TimeoutsIr, Problem> {
-    let Some(t) = t else { return Ok(TimeoutsIr::default()) };
+    let Some(t) = t else {
+        return Ok(TimeoutsIr::default());
+    };
     let request_ms = parse("request", t.request.as_deref())?;
     let backend_request_ms = parse("backendRequest", t.backend_request.as_deref())?;
     if let (Some(request), Some(backend)) = (request_ms, backend_request_ms)
