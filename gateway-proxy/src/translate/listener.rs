@@ -151,20 +151,20 @@ fn validate_one(l: &GatewayListeners) -> ListenerState {
         } else {
             "is not a protocol this proxy knows"
         };
-        accepted = Some(Problem::new(
+        accepted = accepted.or(Some(Problem::new(
             c::REASON_UNSUPPORTED_PROTOCOL,
             format!("protocol {} {hint}; supported protocols: HTTP", l.protocol),
-        ));
+        )));
     }
     if let Some(h) = &l.hostname
         && !hostname::is_valid(h)
     {
-        accepted = Some(Problem::new(
+        accepted = accepted.or(Some(Problem::new(
             c::REASON_UNSUPPORTED_VALUE,
             format!(
                 "hostname {h:?} is not a valid DNS name (an IP address is not allowed; a wildcard must be the whole first label, as in *.example.com)"
             ),
-        ));
+        )));
     }
     let served = served.unwrap_or_default();
     let (supported_kinds, resolved_refs) = route_kinds(l, served);
