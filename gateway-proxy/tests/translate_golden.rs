@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gantry_proxy::source::yaml::load_store;
+use gantry_proxy::source::load::load_store;
 use gantry_proxy::store::ObjectKey;
 use gantry_proxy::translate::{TranslateOptions, translate};
 use pretty_assertions::assert_eq;

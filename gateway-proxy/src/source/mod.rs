@@ -1,3 +1,4 @@
 //! Where objects come from: files (standalone mode) and, later, the Kubernetes API.
 
+pub mod load;
 pub mod yaml;
