@@ -13,7 +13,7 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
-use super::yaml;
+use super::load;
 use crate::runtime::SourceUpdate;
 
 /// How long the directory must be quiet before it is read, and the longest a burst can delay
@@ -79,7 +79,7 @@ pub fn load(dir: &Path) -> SourceUpdate {
 }
 
 fn parse(files: Vec<(String, String)>) -> SourceUpdate {
-    match yaml::load_store(files) {
+    match load::load_store(files) {
         Ok((store, warnings)) => SourceUpdate::Objects {
             store: Arc::new(store),
             warnings: warnings.iter().map(ToString::to_string).collect(),

@@ -1,4 +1,5 @@
 //! Where objects come from: files (standalone mode) and, later, the Kubernetes API.
 
 pub mod files;
+pub mod load;
 pub mod yaml;

@@ -1,4 +1,4 @@
-//! Parses multi-document Kubernetes YAML into typed objects and loads them into a [`Store`].
+//! Parses multi-document Kubernetes YAML into typed Kubernetes and Gateway API objects.
 //!
 //! Parsing never stops at the first problem: every document is tried, and each problem becomes
 //! a [`ParseIssue`] naming the file and line. Unknown kinds are warnings (skipped); malformed
@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::store::{DEFAULT_NAMESPACE, ObjectKey, Store};
+use crate::store::DEFAULT_NAMESPACE;
 
 /// One object read from a file, with where it came from.
 #[derive(Clone, Debug)]
@@ -82,22 +82,6 @@ impl ParseIssue {
     }
 }
 
-/// Why a bundle of objects could not be loaded into a [`Store`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum LoadError {
-    #[error(transparent)]
-    Parse(#[from] ParseIssue),
-    #[error(
-        "{kind} {key} is defined twice, at {first} and at {second}; delete or rename one of them"
-    )]
-    Duplicate {
-        kind: &'static str,
-        key: String,
-        first: String,
-        second: String,
-    },
-}
-
 /// The header every Kubernetes object shares; read first to pick the type.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -127,40 +111,6 @@ pub fn parse_documents(text: &str, origin: &str) -> (Vec<Parsed>, Vec<ParseIssue
         }
     }
     (objects, issues)
-}
-
-/// Parses every `(origin, text)` pair and loads the objects into a [`Store`]. Warnings are
-/// returned with the store; any error fails the load and all errors are reported.
-pub fn load_store<O, T>(
-    sources: impl IntoIterator<Item = (O, T)>,
-) -> Result<(Store, Vec<ParseIssue>), Vec<LoadError>>
-where
-    O: AsRef<str>,
-    T: AsRef<str>,
-{
-    let mut loader = Loader::default();
-    let mut warnings = Vec::new();
-    let mut errors = Vec::new();
-    for (origin, text) in sources {
-        let (objects, issues) = parse_documents(text.as_ref(), origin.as_ref());
-        for issue in issues {
-            if issue.is_warning() {
-                warnings.push(issue);
-            } else {
-                errors.push(LoadError::Parse(issue));
-            }
-        }
-        for parsed in objects {
-            if let Err(e) = loader.insert(parsed) {
-                errors.push(e);
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok((loader.store, warnings))
-    } else {
-        Err(errors)
-    }
 }
 
 /// One YAML document of a multi-document stream, with its position.
@@ -297,82 +247,6 @@ impl TypedDoc<'_> {
     }
 }
 
-/// Inserts parsed objects into a store, remembering where each came from to report
-/// duplicates.
-#[derive(Default)]
-struct Loader {
-    store: Store,
-    origins: std::collections::HashMap<(&'static str, String), String>,
-}
-
-impl Loader {
-    fn insert(&mut self, parsed: Parsed) -> Result<(), LoadError> {
-        let Parsed { object, origin } = parsed;
-        let kind = object.kind();
-        let key = object.key_string();
-        match self.origins.entry((kind, key.clone())) {
-            std::collections::hash_map::Entry::Occupied(first) => {
-                return Err(LoadError::Duplicate {
-                    kind,
-                    key,
-                    first: first.get().clone(),
-                    second: origin,
-                });
-            }
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(origin);
-            }
-        }
-        let s = &mut self.store;
-        match object {
-            Object::Namespace(o) => {
-                s.namespaces.insert(name_of(&o.metadata), *o);
-            }
-            Object::GatewayClass(o) => {
-                s.gateway_classes.insert(name_of(&o.metadata), *o);
-            }
-            Object::Gateway(o) => insert_namespaced(&mut s.gateways, *o, |o| &mut o.metadata),
-            Object::HttpRoute(o) => insert_namespaced(&mut s.http_routes, *o, |o| &mut o.metadata),
-            Object::GrpcRoute(o) => insert_namespaced(&mut s.grpc_routes, *o, |o| &mut o.metadata),
-            Object::TlsRoute(o) => insert_namespaced(&mut s.tls_routes, *o, |o| &mut o.metadata),
-            Object::TcpRoute(o) => insert_namespaced(&mut s.tcp_routes, *o, |o| &mut o.metadata),
-            Object::UdpRoute(o) => insert_namespaced(&mut s.udp_routes, *o, |o| &mut o.metadata),
-            Object::ReferenceGrant(o) => {
-                insert_namespaced(&mut s.reference_grants, *o, |o| &mut o.metadata);
-            }
-            Object::BackendTlsPolicy(o) => {
-                insert_namespaced(&mut s.backend_tls_policies, *o, |o| &mut o.metadata);
-            }
-            Object::Service(o) => insert_namespaced(&mut s.services, *o, |o| &mut o.metadata),
-            Object::EndpointSlice(o) => {
-                insert_namespaced(&mut s.endpoint_slices, *o, |o| &mut o.metadata);
-            }
-            Object::Secret(o) => insert_namespaced(&mut s.secrets, *o, |o| &mut o.metadata),
-            Object::ConfigMap(o) => insert_namespaced(&mut s.config_maps, *o, |o| &mut o.metadata),
-        }
-        Ok(())
-    }
-}
-
-fn name_of(meta: &ObjectMeta) -> String {
-    meta.name.clone().unwrap_or_default()
-}
-
-/// Inserts a namespaced object, filling in the default namespace as Kubernetes would.
-fn insert_namespaced<T>(
-    map: &mut std::collections::BTreeMap<ObjectKey, T>,
-    mut object: T,
-    meta: impl Fn(&mut T) -> &mut ObjectMeta,
-) {
-    let m = meta(&mut object);
-    let namespace = m
-        .namespace
-        .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned())
-        .clone();
-    let key = ObjectKey::new(namespace, name_of(m));
-    map.insert(key, object);
-}
-
 impl Object {
     /// The Kubernetes kind.
     pub fn kind(&self) -> &'static str {
@@ -417,7 +291,7 @@ impl Object {
     /// otherwise.
     pub fn key_string(&self) -> String {
         let meta = self.metadata();
-        let name = name_of(meta);
+        let name = meta.name.clone().unwrap_or_default();
         match self {
             Self::Namespace(_) | Self::GatewayClass(_) => name,
             _ => {
@@ -485,25 +359,5 @@ key: [unclosed
             "{:?}",
             issues[2]
         );
-    }
-
-    #[test]
-    fn duplicates_name_both_places() {
-        let doc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n";
-        let errors = load_store([("a.yaml", doc), ("b.yaml", doc)]).unwrap_err();
-        assert_eq!(errors.len(), 1);
-        let message = errors[0].to_string();
-        assert!(
-            message.contains("a.yaml:1") && message.contains("b.yaml:1"),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn objects_without_namespace_are_in_default() {
-        let doc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n";
-        let (store, warnings) = load_store([("a.yaml", doc)]).unwrap();
-        assert!(warnings.is_empty());
-        assert!(store.services.contains_key(&ObjectKey::new("default", "s")));
     }
 }

@@ -1,0 +1,160 @@
+//! Loads parsed objects into a [`Store`], refusing duplicates and naming both places.
+
+use std::collections::BTreeMap;
+use std::collections::hash_map::{Entry, HashMap};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::yaml::{Object, ParseIssue, Parsed, parse_documents};
+use crate::store::{DEFAULT_NAMESPACE, ObjectKey, Store};
+
+/// Why a bundle of objects could not be loaded into a [`Store`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Parse(#[from] ParseIssue),
+    #[error(
+        "{kind} {key} is defined twice, at {first} and at {second}; delete or rename one of them"
+    )]
+    Duplicate {
+        kind: &'static str,
+        key: String,
+        first: String,
+        second: String,
+    },
+}
+
+/// Parses every `(origin, text)` pair and loads the objects into a [`Store`]. Warnings are
+/// returned with the store; any error fails the load and all errors are reported.
+pub fn load_store<O, T>(
+    sources: impl IntoIterator<Item = (O, T)>,
+) -> Result<(Store, Vec<ParseIssue>), Vec<LoadError>>
+where
+    O: AsRef<str>,
+    T: AsRef<str>,
+{
+    let mut loader = Loader::default();
+    let mut warnings = Vec::new();
+    let mut errors = Vec::new();
+    for (origin, text) in sources {
+        let (objects, issues) = parse_documents(text.as_ref(), origin.as_ref());
+        for issue in issues {
+            if issue.is_warning() {
+                warnings.push(issue);
+            } else {
+                errors.push(LoadError::Parse(issue));
+            }
+        }
+        for parsed in objects {
+            if let Err(e) = loader.insert(parsed) {
+                errors.push(e);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok((loader.store, warnings))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Inserts parsed objects into a store, remembering where each came from to report
+/// duplicates.
+#[derive(Default)]
+struct Loader {
+    store: Store,
+    origins: HashMap<(&'static str, String), String>,
+}
+
+impl Loader {
+    fn insert(&mut self, parsed: Parsed) -> Result<(), LoadError> {
+        let Parsed { object, origin } = parsed;
+        let kind = object.kind();
+        let key = object.key_string();
+        match self.origins.entry((kind, key.clone())) {
+            Entry::Occupied(first) => {
+                return Err(LoadError::Duplicate {
+                    kind,
+                    key,
+                    first: first.get().clone(),
+                    second: origin,
+                });
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(origin);
+            }
+        }
+        let s = &mut self.store;
+        match object {
+            Object::Namespace(o) => {
+                s.namespaces.insert(name_of(&o.metadata), *o);
+            }
+            Object::GatewayClass(o) => {
+                s.gateway_classes.insert(name_of(&o.metadata), *o);
+            }
+            Object::Gateway(o) => insert_namespaced(&mut s.gateways, *o, |o| &mut o.metadata),
+            Object::HttpRoute(o) => insert_namespaced(&mut s.http_routes, *o, |o| &mut o.metadata),
+            Object::GrpcRoute(o) => insert_namespaced(&mut s.grpc_routes, *o, |o| &mut o.metadata),
+            Object::TlsRoute(o) => insert_namespaced(&mut s.tls_routes, *o, |o| &mut o.metadata),
+            Object::TcpRoute(o) => insert_namespaced(&mut s.tcp_routes, *o, |o| &mut o.metadata),
+            Object::UdpRoute(o) => insert_namespaced(&mut s.udp_routes, *o, |o| &mut o.metadata),
+            Object::ReferenceGrant(o) => {
+                insert_namespaced(&mut s.reference_grants, *o, |o| &mut o.metadata);
+            }
+            Object::BackendTlsPolicy(o) => {
+                insert_namespaced(&mut s.backend_tls_policies, *o, |o| &mut o.metadata);
+            }
+            Object::Service(o) => insert_namespaced(&mut s.services, *o, |o| &mut o.metadata),
+            Object::EndpointSlice(o) => {
+                insert_namespaced(&mut s.endpoint_slices, *o, |o| &mut o.metadata);
+            }
+            Object::Secret(o) => insert_namespaced(&mut s.secrets, *o, |o| &mut o.metadata),
+            Object::ConfigMap(o) => insert_namespaced(&mut s.config_maps, *o, |o| &mut o.metadata),
+        }
+        Ok(())
+    }
+}
+
+fn name_of(meta: &ObjectMeta) -> String {
+    meta.name.clone().unwrap_or_default()
+}
+
+/// Inserts a namespaced object, filling in the default namespace as Kubernetes would.
+fn insert_namespaced<T>(
+    map: &mut BTreeMap<ObjectKey, T>,
+    mut object: T,
+    meta: impl Fn(&mut T) -> &mut ObjectMeta,
+) {
+    let m = meta(&mut object);
+    let namespace = m
+        .namespace
+        .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned())
+        .clone();
+    let key = ObjectKey::new(namespace, name_of(m));
+    map.insert(key, object);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_name_both_places() {
+        let doc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n";
+        let errors = load_store([("a.yaml", doc), ("b.yaml", doc)]).expect_err("duplicate");
+        assert_eq!(errors.len(), 1);
+        let message = errors[0].to_string();
+        assert!(
+            message.contains("a.yaml:1") && message.contains("b.yaml:1"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn objects_without_namespace_are_in_default() {
+        let doc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n";
+        let (store, warnings) = load_store([("a.yaml", doc)]).expect("loads");
+        assert!(warnings.is_empty());
+        assert!(store.services.contains_key(&ObjectKey::new("default", "s")));
+    }
+}

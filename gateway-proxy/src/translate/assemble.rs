@@ -1,0 +1,107 @@
+//! Builds the IR's ports, listeners and virtual hosts from the route entries of each listener.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use super::gateway::GatewayState;
+use super::hostname;
+use super::precedence::{self, Ranked};
+use crate::ir::{ListenerIr, PortIr, PortProtocol, RouteRef, VirtualHostIr};
+use crate::store::ObjectKey;
+
+/// Route entries collected per listener, then per effective hostname.
+#[derive(Default)]
+pub struct Collected {
+    entries: BTreeMap<(ObjectKey, usize), BTreeMap<String, Vec<Ranked>>>,
+}
+
+impl Collected {
+    pub fn add(&mut self, gateway: &ObjectKey, listener: usize, hostname: &str, entry: Ranked) {
+        self.entries
+            .entry((gateway.clone(), listener))
+            .or_default()
+            .entry(hostname.to_owned())
+            .or_default()
+            .push(entry);
+    }
+
+    /// One [`PortIr`] per port of the programmed listeners, sorted by port; listeners most
+    /// specific hostname first.
+    pub fn into_ports(mut self, gateways: &BTreeMap<ObjectKey, GatewayState>) -> Vec<PortIr> {
+        let mut ports: BTreeMap<u16, Vec<ListenerIr>> = BTreeMap::new();
+        for (key, gateway) in gateways {
+            for (index, listener) in gateway.listeners.iter().enumerate() {
+                if !listener.programmed() {
+                    continue;
+                }
+                let by_host = self
+                    .entries
+                    .remove(&(key.clone(), index))
+                    .unwrap_or_default();
+                ports.entry(listener.port).or_default().push(ListenerIr {
+                    gateway: key.clone(),
+                    name: listener.name.clone(),
+                    hostname: listener.hostname.clone(),
+                    virtual_hosts: virtual_hosts(by_host),
+                });
+            }
+        }
+        ports
+            .into_iter()
+            .map(|(port, mut listeners)| {
+                listeners.sort_by(|a, b| {
+                    hostname::most_specific_first(
+                        a.hostname.as_deref().unwrap_or(hostname::ANY),
+                        b.hostname.as_deref().unwrap_or(hostname::ANY),
+                    )
+                    .then_with(|| a.gateway.cmp(&b.gateway))
+                    .then_with(|| a.name.cmp(&b.name))
+                });
+                PortIr {
+                    port,
+                    protocol: PortProtocol::Http,
+                    listeners,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Virtual hosts of one listener, most specific first.
+///
+/// HTTPRoute `spec.hostnames`: when routes have intersecting hostnames, "precedence must be
+/// given to rules from the HTTPRoute with the largest number of characters in a matching
+/// non-wildcard hostname [then] in a matching hostname. If ties exist across multiple
+/// Routes, the matching precedence rules for HTTPRouteMatches takes over." So the rules of
+/// a less specific hostname still apply to a more specific one, after its own: each virtual
+/// host lists its own entries in match precedence, then those of every less specific
+/// hostname that covers it (a `*.example.com` route is tried for `foo.example.com` when no
+/// `foo.example.com` rule matched).
+fn virtual_hosts(mut by_host: BTreeMap<String, Vec<Ranked>>) -> Vec<VirtualHostIr> {
+    for entries in by_host.values_mut() {
+        entries.sort_by(precedence::compare);
+    }
+    let mut hosts: Vec<&String> = by_host.keys().collect();
+    hosts.sort_by(|a, b| hostname::most_specific_first(a, b));
+    hosts
+        .iter()
+        .map(|host| {
+            let mut seen: HashSet<(RouteRef, usize, usize)> = HashSet::new();
+            let mut routes = Vec::new();
+            for other in hosts.iter().filter(|o| hostname::covers(o, host)) {
+                for r in by_host.get(*other).into_iter().flatten() {
+                    if seen.insert((r.entry.route.clone(), r.entry.rule_index, r.match_index)) {
+                        routes.push(r.entry.clone());
+                    }
+                }
+            }
+            VirtualHostIr {
+                hostname: (*host).clone(),
+                routes,
+            }
+        })
+        .collect()
+}
+
+/// Listeners a route has already been placed on (a route reaching the same listener through
+/// two parentRefs is served, and counted, once).
+pub type Placed = BTreeSet<(ObjectKey, usize)>;

@@ -1,0 +1,194 @@
+//! backendRefs: Service references resolved to clusters with ready endpoints.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::ServicePort;
+
+use super::conditions::{self as c, Problem};
+use super::reference_grant::{self, From, To};
+use crate::ir::{ClusterIr, UpstreamProtocol};
+use crate::store::{ObjectKey, Store};
+
+/// A `BackendObjectReference` as written in a route (any of the generated copies).
+#[derive(Clone, Copy, Debug)]
+pub struct BackendRef<'a> {
+    pub group: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub name: &'a str,
+    pub namespace: Option<&'a str>,
+    pub port: Option<i32>,
+}
+
+/// Who refers to the backend (for ReferenceGrant checks).
+#[derive(Clone, Copy, Debug)]
+pub struct Referrer<'a> {
+    pub kind: &'a str,
+    pub namespace: &'a str,
+}
+
+/// Resolves a reference to a Service port, adding the cluster to `clusters`. Returns the
+/// cluster name, or the spec's reason why the reference is invalid.
+///
+/// Checks run in the order a person fixes them: kind (`InvalidKind`), cross-namespace
+/// permission (`RefNotPermitted`), existence and port (`BackendNotFound`), then the port's
+/// `appProtocol` (`UnsupportedProtocol`).
+pub fn resolve(
+    store: &Store,
+    referrer: Referrer<'_>,
+    r: BackendRef<'_>,
+    clusters: &mut BTreeMap<String, ClusterIr>,
+) -> Result<String, Problem> {
+    let group = r.group.unwrap_or("");
+    let kind = r.kind.unwrap_or("Service");
+    if !group.is_empty() || kind != "Service" {
+        let shown = if group.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{group}/{kind}")
+        };
+        return Err(Problem::new(
+            c::REASON_INVALID_KIND,
+            format!(
+                "backendRef {} has kind {shown}; only core Services (group \"\", kind Service) are supported",
+                r.name
+            ),
+        ));
+    }
+    let namespace = r.namespace.unwrap_or(referrer.namespace);
+    let key = ObjectKey::new(namespace, r.name);
+    let permitted = reference_grant::permits(
+        store,
+        &From {
+            group: gantry_crds::GATEWAY_GROUP,
+            kind: referrer.kind,
+            namespace: referrer.namespace,
+        },
+        &To {
+            group: "",
+            kind: "Service",
+            namespace,
+            name: r.name,
+        },
+    );
+    if !permitted {
+        return Err(Problem::new(
+            c::REASON_REF_NOT_PERMITTED,
+            format!(
+                "backendRef to Service {key} crosses namespaces and no ReferenceGrant in {namespace} allows {} from {}; add one",
+                referrer.kind, referrer.namespace
+            ),
+        ));
+    }
+    let Some(port) = r.port else {
+        return Err(Problem::new(
+            c::REASON_BACKEND_NOT_FOUND,
+            format!("backendRef to Service {key} has no port; a Service reference needs one"),
+        ));
+    };
+    let Some(service) = store.services.get(&key) else {
+        return Err(Problem::new(
+            c::REASON_BACKEND_NOT_FOUND,
+            format!("Service {key} does not exist"),
+        ));
+    };
+    let ports = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_deref())
+        .unwrap_or_default();
+    let Some(service_port) = ports.iter().find(|p| p.port == port) else {
+        let known: Vec<String> = ports.iter().map(|p| p.port.to_string()).collect();
+        return Err(Problem::new(
+            c::REASON_BACKEND_NOT_FOUND,
+            format!(
+                "Service {key} has no port {port} (its ports: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    };
+    let protocol = upstream_protocol(service_port).ok_or_else(|| {
+        Problem::new(
+            "UnsupportedProtocol",
+            format!(
+                "Service {key} port {port} has appProtocol {}, which this proxy cannot speak; use kubernetes.io/h2c, kubernetes.io/ws, http or none",
+                service_port.app_protocol.as_deref().unwrap_or_default()
+            ),
+        )
+    })?;
+    let name = cluster_name(&key, port);
+    if !clusters.contains_key(&name) {
+        let cluster = ClusterIr {
+            name: name.clone(),
+            service: key.clone(),
+            // Checked above: `port` is a Service port, which Kubernetes keeps in 1..=65535.
+            port: u16::try_from(port).unwrap_or(0),
+            protocol,
+            endpoints: ready_endpoints(store, &key, service_port),
+        };
+        clusters.insert(name.clone(), cluster);
+    }
+    Ok(name)
+}
+
+/// `namespace/service:port`.
+pub fn cluster_name(service: &ObjectKey, port: i32) -> String {
+    format!("{service}:{port}")
+}
+
+/// The upstream protocol from the port's `appProtocol` (KEP-3726 standard names). `None`
+/// when it names a protocol the proxy cannot speak to a backend (the route then gets
+/// `ResolvedRefs=False, UnsupportedProtocol`, as BackendRef requires).
+fn upstream_protocol(port: &ServicePort) -> Option<UpstreamProtocol> {
+    match port.app_protocol.as_deref() {
+        None | Some("" | "http" | "HTTP" | "kubernetes.io/ws") => Some(UpstreamProtocol::Http1),
+        Some("kubernetes.io/h2c") => Some(UpstreamProtocol::H2c),
+        Some(_) => None,
+    }
+}
+
+/// Ready endpoints of a Service port, from its EndpointSlices as kube-proxy reads them: the
+/// slice port is matched by *name* to the Service port (both unnamed is a match), and an
+/// endpoint counts unless `conditions.ready` is `false` (absent means ready). FQDN slices
+/// are skipped. Sorted and de-duplicated so translation is deterministic.
+fn ready_endpoints(store: &Store, service: &ObjectKey, port: &ServicePort) -> Vec<String> {
+    let port_name = port.name.as_deref().unwrap_or("");
+    let mut out = BTreeSet::new();
+    for slice in store.endpoint_slices_for(service) {
+        let ipv6 = match slice.address_type.as_str() {
+            "IPv4" => false,
+            "IPv6" => true,
+            _ => continue,
+        };
+        let Some(target) = slice
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+            .and_then(|p| p.port)
+        else {
+            continue;
+        };
+        for endpoint in &slice.endpoints {
+            let ready = endpoint
+                .conditions
+                .as_ref()
+                .and_then(|c| c.ready)
+                .unwrap_or(true);
+            if !ready {
+                continue;
+            }
+            for address in &endpoint.addresses {
+                out.insert(if ipv6 {
+                    format!("[{address}]:{target}")
+                } else {
+                    format!("{address}:{target}")
+                });
+            }
+        }
+    }
+    out.into_iter().collect()
+}

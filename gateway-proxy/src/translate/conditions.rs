@@ -1,0 +1,67 @@
+//! Condition types and reasons, in the Gateway API's own words, and a helper to build them.
+
+use crate::status::Condition;
+
+// Condition types.
+pub const ACCEPTED: &str = "Accepted";
+pub const PROGRAMMED: &str = "Programmed";
+pub const RESOLVED_REFS: &str = "ResolvedRefs";
+pub const CONFLICTED: &str = "Conflicted";
+pub const PARTIALLY_INVALID: &str = "PartiallyInvalid";
+
+// GatewayClass and Gateway reasons.
+pub const REASON_ACCEPTED: &str = "Accepted";
+pub const REASON_PROGRAMMED: &str = "Programmed";
+pub const REASON_INVALID: &str = "Invalid";
+pub const REASON_LISTENERS_NOT_VALID: &str = "ListenersNotValid";
+
+// Listener reasons.
+pub const REASON_NO_CONFLICTS: &str = "NoConflicts";
+pub const REASON_HOSTNAME_CONFLICT: &str = "HostnameConflict";
+pub const REASON_PROTOCOL_CONFLICT: &str = "ProtocolConflict";
+pub const REASON_UNSUPPORTED_PROTOCOL: &str = "UnsupportedProtocol";
+pub const REASON_PORT_UNAVAILABLE: &str = "PortUnavailable";
+pub const REASON_RESOLVED_REFS: &str = "ResolvedRefs";
+pub const REASON_INVALID_ROUTE_KINDS: &str = "InvalidRouteKinds";
+
+// Route reasons.
+pub const REASON_NOT_ALLOWED_BY_LISTENERS: &str = "NotAllowedByListeners";
+pub const REASON_NO_MATCHING_LISTENER_HOSTNAME: &str = "NoMatchingListenerHostname";
+pub const REASON_NO_MATCHING_PARENT: &str = "NoMatchingParent";
+pub const REASON_UNSUPPORTED_VALUE: &str = "UnsupportedValue";
+pub const REASON_INCOMPATIBLE_FILTERS: &str = "IncompatibleFilters";
+pub const REASON_REF_NOT_PERMITTED: &str = "RefNotPermitted";
+pub const REASON_INVALID_KIND: &str = "InvalidKind";
+pub const REASON_BACKEND_NOT_FOUND: &str = "BackendNotFound";
+
+/// A reason and a message a person can act on: why something is not fine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// `type=True` with `reason`.
+pub fn ok(type_: &str, reason: &str, message: impl Into<String>, generation: i64) -> Condition {
+    Condition::new(type_, true, reason, message, generation)
+}
+
+/// `type=False` with the problem's reason and message.
+pub fn not_ok(type_: &str, problem: &Problem, generation: i64) -> Condition {
+    Condition::new(
+        type_,
+        false,
+        problem.reason,
+        problem.message.clone(),
+        generation,
+    )
+}

@@ -1,0 +1,395 @@
+//! HTTPRoute filters (rule- and backendRef-level), validated into the IR.
+
+use std::collections::BTreeMap;
+
+use gantry_crds::gateway::httproutes::{
+    HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters,
+    HttpRouteRulesFiltersRequestHeaderModifier, HttpRouteRulesFiltersRequestMirror,
+    HttpRouteRulesFiltersRequestRedirect, HttpRouteRulesFiltersRequestRedirectPathType,
+    HttpRouteRulesFiltersRequestRedirectScheme, HttpRouteRulesFiltersType,
+    HttpRouteRulesFiltersUrlRewrite, HttpRouteRulesFiltersUrlRewritePathType,
+};
+
+use super::backend::{self, BackendRef, Referrer};
+use super::conditions::{self as c, Problem};
+use super::hostname;
+use crate::ir::{
+    ClusterIr, HeaderModifierIr, HeaderValueIr, HttpFilterIr, MirrorIr, PathModifierIr, RedirectIr,
+    UrlRewriteIr,
+};
+use crate::store::Store;
+
+/// What translating a rule's filters needs to know.
+pub struct FilterContext<'a> {
+    pub store: &'a Store,
+    pub referrer: Referrer<'a>,
+    /// `ReplacePrefixMatch` is only valid when the rule has exactly one match, a `PathPrefix`.
+    pub single_prefix_match: bool,
+}
+
+/// Filters that translated, or why the rule cannot be served as written.
+#[derive(Debug, Default)]
+pub struct Filters {
+    pub filters: Vec<HttpFilterIr>,
+    /// A RequestMirror whose backendRef did not resolve (the rule is still served).
+    pub unresolved: Vec<Problem>,
+    /// A filter the proxy does not implement. The filter "MUST NOT be skipped": the rule
+    /// answers 500 instead.
+    pub unsupported: Option<Problem>,
+}
+
+/// Converts a backendRef-level filter to the rule-level type: the generated types are
+/// field-for-field identical.
+pub fn from_backend_filter(
+    f: &HttpRouteRulesBackendRefsFilters,
+) -> Result<HttpRouteRulesFilters, Problem> {
+    serde_json::to_value(f)
+        .and_then(serde_json::from_value)
+        .map_err(|e| {
+            Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                format!("backendRef filter cannot be read: {e}"),
+            )
+        })
+}
+
+/// Translates a list of filters. An `Err` makes the whole rule invalid (it is dropped).
+pub fn translate_filters(
+    filters: &[HttpRouteRulesFilters],
+    ctx: &FilterContext<'_>,
+    clusters: &mut BTreeMap<String, ClusterIr>,
+) -> Result<Filters, Problem> {
+    check_combination(filters)?;
+    let mut out = Filters::default();
+    for f in filters {
+        let missing = |field: &str| {
+            Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                format!("filter of type {:?} has no `{field}` field", f.r#type),
+            )
+        };
+        let ir = match f.r#type {
+            HttpRouteRulesFiltersType::RequestHeaderModifier => {
+                HttpFilterIr::RequestHeaderModifier(header_modifier(
+                    f.request_header_modifier
+                        .as_ref()
+                        .ok_or_else(|| missing("requestHeaderModifier"))?,
+                )?)
+            }
+            HttpRouteRulesFiltersType::ResponseHeaderModifier => {
+                let m = f
+                    .response_header_modifier
+                    .as_ref()
+                    .ok_or_else(|| missing("responseHeaderModifier"))?;
+                // Same shape as the request modifier.
+                let as_request: HttpRouteRulesFiltersRequestHeaderModifier =
+                    serde_json::to_value(m)
+                        .and_then(serde_json::from_value)
+                        .map_err(|e| Problem::new(c::REASON_UNSUPPORTED_VALUE, e.to_string()))?;
+                HttpFilterIr::ResponseHeaderModifier(header_modifier(&as_request)?)
+            }
+            HttpRouteRulesFiltersType::RequestRedirect => HttpFilterIr::RequestRedirect(redirect(
+                f.request_redirect
+                    .as_ref()
+                    .ok_or_else(|| missing("requestRedirect"))?,
+                ctx,
+            )?),
+            HttpRouteRulesFiltersType::UrlRewrite => HttpFilterIr::UrlRewrite(url_rewrite(
+                f.url_rewrite
+                    .as_ref()
+                    .ok_or_else(|| missing("urlRewrite"))?,
+                ctx,
+            )?),
+            HttpRouteRulesFiltersType::RequestMirror => {
+                let (mirror, problem) = mirror(
+                    f.request_mirror
+                        .as_ref()
+                        .ok_or_else(|| missing("requestMirror"))?,
+                    ctx,
+                    clusters,
+                )?;
+                out.unresolved.extend(problem);
+                HttpFilterIr::RequestMirror(mirror)
+            }
+            HttpRouteRulesFiltersType::ExtensionRef => {
+                let target = f
+                    .extension_ref
+                    .as_ref()
+                    .map(|e| format!(" {}/{} {}", e.group, e.kind, e.name))
+                    .unwrap_or_default();
+                out.unsupported.get_or_insert(Problem::new(
+                    c::REASON_INVALID_KIND,
+                    format!("ExtensionRef filter{target} is not supported by this proxy; requests to this rule get 500"),
+                ));
+                continue;
+            }
+            HttpRouteRulesFiltersType::Cors => {
+                out.unsupported.get_or_insert(Problem::new(
+                    c::REASON_UNSUPPORTED_VALUE,
+                    "CORS filter is not supported yet; requests to this rule get 500",
+                ));
+                continue;
+            }
+        };
+        out.filters.push(ir);
+    }
+    Ok(out)
+}
+
+/// The API's CEL rules on a filter list: each of RequestHeaderModifier,
+/// ResponseHeaderModifier, RequestRedirect and URLRewrite at most once, and RequestRedirect
+/// never with URLRewrite ("which may not be combined"; reason `IncompatibleFilters`).
+fn check_combination(filters: &[HttpRouteRulesFilters]) -> Result<(), Problem> {
+    let count = |t: HttpRouteRulesFiltersType| filters.iter().filter(|f| f.r#type == t).count();
+    for t in [
+        HttpRouteRulesFiltersType::RequestHeaderModifier,
+        HttpRouteRulesFiltersType::ResponseHeaderModifier,
+        HttpRouteRulesFiltersType::RequestRedirect,
+        HttpRouteRulesFiltersType::UrlRewrite,
+    ] {
+        if count(t.clone()) > 1 {
+            return Err(Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                format!("filter {t:?} appears more than once; it may be used once per rule"),
+            ));
+        }
+    }
+    if count(HttpRouteRulesFiltersType::RequestRedirect) > 0
+        && count(HttpRouteRulesFiltersType::UrlRewrite) > 0
+    {
+        return Err(Problem::new(
+            c::REASON_INCOMPATIBLE_FILTERS,
+            "RequestRedirect and URLRewrite filters may not be combined in one rule",
+        ));
+    }
+    Ok(())
+}
+
+fn header_name(name: &str) -> Result<String, Problem> {
+    let lower = name.to_ascii_lowercase();
+    http::HeaderName::from_bytes(lower.as_bytes())
+        .map(|_| lower)
+        .map_err(|_| {
+            Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                format!("{name:?} is not a valid HTTP header name"),
+            )
+        })
+}
+
+fn header_value(name: &str, value: &str) -> Result<HeaderValueIr, Problem> {
+    http::HeaderValue::from_str(value).map_err(|_| {
+        Problem::new(
+            c::REASON_UNSUPPORTED_VALUE,
+            format!("value of header {name:?} has characters not allowed in HTTP"),
+        )
+    })?;
+    Ok(HeaderValueIr {
+        name: header_name(name)?,
+        value: value.to_owned(),
+    })
+}
+
+fn header_modifier(
+    m: &HttpRouteRulesFiltersRequestHeaderModifier,
+) -> Result<HeaderModifierIr, Problem> {
+    Ok(HeaderModifierIr {
+        set: m
+            .set
+            .iter()
+            .flatten()
+            .map(|h| header_value(&h.name, &h.value))
+            .collect::<Result<_, _>>()?,
+        add: m
+            .add
+            .iter()
+            .flatten()
+            .map(|h| header_value(&h.name, &h.value))
+            .collect::<Result<_, _>>()?,
+        remove: m
+            .remove
+            .iter()
+            .flatten()
+            .map(|n| header_name(n))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// A precise hostname (no wildcard) for redirects and rewrites.
+fn precise_hostname(h: &str) -> Result<String, Problem> {
+    if hostname::is_valid(h) && !h.starts_with("*.") {
+        Ok(h.to_owned())
+    } else {
+        Err(Problem::new(
+            c::REASON_UNSUPPORTED_VALUE,
+            format!("hostname {h:?} is not a valid precise hostname"),
+        ))
+    }
+}
+
+fn path_modifier(
+    kind: bool, // true = ReplacePrefixMatch
+    full: Option<&String>,
+    prefix: Option<&String>,
+    ctx: &FilterContext<'_>,
+) -> Result<PathModifierIr, Problem> {
+    if kind {
+        // HTTPPathModifier: "ReplacePrefixMatch is only compatible with a `PathPrefix`
+        // HTTPRouteMatch" (and the CEL rule requires exactly one such match).
+        if !ctx.single_prefix_match {
+            return Err(Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                "ReplacePrefixMatch needs the rule to have exactly one match, of type PathPrefix",
+            ));
+        }
+        let v = prefix.ok_or_else(|| {
+            Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                "path type ReplacePrefixMatch needs replacePrefixMatch",
+            )
+        })?;
+        Ok(PathModifierIr::ReplacePrefixMatch(v.clone()))
+    } else {
+        let v = full.ok_or_else(|| {
+            Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                "path type ReplaceFullPath needs replaceFullPath",
+            )
+        })?;
+        Ok(PathModifierIr::ReplaceFullPath(v.clone()))
+    }
+}
+
+fn redirect(
+    r: &HttpRouteRulesFiltersRequestRedirect,
+    ctx: &FilterContext<'_>,
+) -> Result<RedirectIr, Problem> {
+    let status_code = match r.status_code.unwrap_or(302) {
+        code @ (301 | 302 | 303 | 307 | 308) => code as u16,
+        other => {
+            return Err(Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                format!(
+                    "redirect statusCode {other} is not supported; use 301, 302, 303, 307 or 308"
+                ),
+            ));
+        }
+    };
+    let port = r
+        .port
+        .map(|p| {
+            u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
+                Problem::new(
+                    c::REASON_UNSUPPORTED_VALUE,
+                    format!("redirect port {p} is out of range"),
+                )
+            })
+        })
+        .transpose()?;
+    let path = r
+        .path
+        .as_ref()
+        .map(|p| {
+            path_modifier(
+                p.r#type == HttpRouteRulesFiltersRequestRedirectPathType::ReplacePrefixMatch,
+                p.replace_full_path.as_ref(),
+                p.replace_prefix_match.as_ref(),
+                ctx,
+            )
+        })
+        .transpose()?;
+    Ok(RedirectIr {
+        scheme: r.scheme.as_ref().map(|s| {
+            match s {
+                HttpRouteRulesFiltersRequestRedirectScheme::Http => "http",
+                HttpRouteRulesFiltersRequestRedirectScheme::Https => "https",
+            }
+            .to_owned()
+        }),
+        hostname: r.hostname.as_deref().map(precise_hostname).transpose()?,
+        port,
+        path,
+        status_code,
+    })
+}
+
+fn url_rewrite(
+    r: &HttpRouteRulesFiltersUrlRewrite,
+    ctx: &FilterContext<'_>,
+) -> Result<UrlRewriteIr, Problem> {
+    Ok(UrlRewriteIr {
+        hostname: r.hostname.as_deref().map(precise_hostname).transpose()?,
+        path: r
+            .path
+            .as_ref()
+            .map(|p| {
+                path_modifier(
+                    p.r#type == HttpRouteRulesFiltersUrlRewritePathType::ReplacePrefixMatch,
+                    p.replace_full_path.as_ref(),
+                    p.replace_prefix_match.as_ref(),
+                    ctx,
+                )
+            })
+            .transpose()?,
+    })
+}
+
+/// RequestMirror: the backendRef resolves like any backend (an invalid one mirrors nothing
+/// and is reported in `ResolvedRefs`); `percent` or `fraction` set the share.
+fn mirror(
+    m: &HttpRouteRulesFiltersRequestMirror,
+    ctx: &FilterContext<'_>,
+    clusters: &mut BTreeMap<String, ClusterIr>,
+) -> Result<(MirrorIr, Option<Problem>), Problem> {
+    let bad = |msg: String| Problem::new(c::REASON_UNSUPPORTED_VALUE, msg);
+    let (numerator, denominator) = match (m.percent, &m.fraction) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "RequestMirror sets both percent and fraction; use one".to_owned()
+            ));
+        }
+        (Some(p), None) if (0..=100).contains(&p) => (p, 100),
+        (Some(p), None) => {
+            return Err(bad(format!(
+                "RequestMirror percent {p} is not within 0..100"
+            )));
+        }
+        (None, Some(f)) => {
+            let d = f.denominator.unwrap_or(100);
+            if d <= 0 || f.numerator < 0 || f.numerator > d {
+                return Err(bad(format!(
+                    "RequestMirror fraction {}/{d} is invalid; need 0 <= numerator <= denominator and denominator > 0",
+                    f.numerator
+                )));
+            }
+            (f.numerator, d)
+        }
+        (None, None) => (100, 100),
+    };
+    let b = &m.backend_ref;
+    let resolved = backend::resolve(
+        ctx.store,
+        ctx.referrer,
+        BackendRef {
+            group: b.group.as_deref(),
+            kind: b.kind.as_deref(),
+            name: &b.name,
+            namespace: b.namespace.as_deref(),
+            port: b.port,
+        },
+        clusters,
+    );
+    let (cluster, problem) = match resolved {
+        Ok(name) => (Some(name), None),
+        Err(p) => (None, Some(p)),
+    };
+    Ok((
+        MirrorIr {
+            cluster,
+            // Both checked non-negative above.
+            numerator: numerator.unsigned_abs(),
+            denominator: denominator.unsigned_abs(),
+        },
+        problem,
+    ))
+}

@@ -1,0 +1,216 @@
+//! HTTPRoute rules: matches, filters, backends and timeouts into IR rules, with what went wrong.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gantry_crds::gateway::httproutes::{HttpRoute, HttpRouteRules, HttpRouteRulesFiltersType};
+
+use super::backend::{self, BackendRef, Referrer};
+use super::conditions::{self as c, Problem};
+use super::filters::{FilterContext, from_backend_filter, translate_filters};
+use super::hostname;
+use super::matches::translate_matches;
+use super::timeouts::translate_timeouts;
+use crate::ir::{BackendIr, ClusterIr, HttpMatchIr, HttpRuleIr, PathMatchIr};
+use crate::store::Store;
+
+pub const KIND: &str = "HTTPRoute";
+
+/// One rule that can be served.
+#[derive(Clone, Debug)]
+pub struct TranslatedRule {
+    pub index: usize,
+    pub matches: Vec<HttpMatchIr>,
+    pub rule: Arc<HttpRuleIr>,
+}
+
+/// A route's rules, translated once and shared by every parent it attaches to.
+#[derive(Clone, Debug, Default)]
+pub struct TranslatedRoute {
+    pub rules: Vec<TranslatedRule>,
+    /// Invalid rules, dropped, by index.
+    pub dropped: Vec<(usize, Problem)>,
+    /// References that did not resolve (`ResolvedRefs=False`).
+    pub unresolved: Vec<Problem>,
+    /// A problem with the whole route (invalid hostnames).
+    pub invalid: Option<Problem>,
+    /// Clusters the served rules use.
+    pub clusters: BTreeMap<String, ClusterIr>,
+    pub hostnames: Vec<String>,
+}
+
+impl TranslatedRoute {
+    /// Why no parent can accept the route, if none can: its hostnames are invalid or every
+    /// rule was dropped ("A Route MUST be considered "Accepted" if at least one of the
+    /// Route's rules is implemented by the Gateway").
+    pub fn rejection(&self) -> Option<Problem> {
+        if let Some(p) = &self.invalid {
+            return Some(p.clone());
+        }
+        if self.rules.is_empty() {
+            let (_, first) = self.dropped.first()?;
+            return Some(Problem::new(
+                first.reason,
+                format!("all rules are invalid: {}", describe_dropped(&self.dropped)),
+            ));
+        }
+        None
+    }
+
+    /// `PartiallyInvalid`: some rules served, some dropped. The message starts with
+    /// "Dropped Rule" as RouteConditionPartiallyInvalid requires.
+    pub fn partially_invalid(&self) -> Option<Problem> {
+        (!self.rules.is_empty() && !self.dropped.is_empty()).then(|| {
+            Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                format!("Dropped Rule(s): {}", describe_dropped(&self.dropped)),
+            )
+        })
+    }
+}
+
+fn describe_dropped(dropped: &[(usize, Problem)]) -> String {
+    dropped
+        .iter()
+        .map(|(i, p)| format!("rule {i}: {}", p.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Translates every rule of a route. Never fails: invalid rules are dropped and recorded.
+pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> TranslatedRoute {
+    let mut out = TranslatedRoute {
+        hostnames: route.spec.hostnames.clone().unwrap_or_default(),
+        ..TranslatedRoute::default()
+    };
+    let bad: Vec<&String> = out
+        .hostnames
+        .iter()
+        .filter(|h| !hostname::is_valid(h))
+        .collect();
+    if !bad.is_empty() {
+        out.invalid = Some(Problem::new(
+            c::REASON_UNSUPPORTED_VALUE,
+            format!(
+                "spec.hostnames {bad:?} are not valid DNS names (IP addresses are not allowed)"
+            ),
+        ));
+        return out;
+    }
+    let referrer = Referrer {
+        kind: KIND,
+        namespace,
+    };
+    let default_rules = [HttpRouteRules::default()];
+    // The API defaults `rules` to one rule matching PathPrefix "/" with no backends.
+    let rules = match route.spec.rules.as_deref() {
+        None | Some([]) => &default_rules[..],
+        Some(rules) => rules,
+    };
+    for (index, rule) in rules.iter().enumerate() {
+        let mut clusters = BTreeMap::new();
+        match translate_rule(store, referrer, rule, &mut clusters) {
+            Ok((ir, matches, unresolved)) => {
+                out.unresolved.extend(unresolved);
+                out.clusters.extend(clusters);
+                out.rules.push(TranslatedRule {
+                    index,
+                    matches,
+                    rule: Arc::new(ir),
+                });
+            }
+            Err(problem) => out.dropped.push((index, problem)),
+        }
+    }
+    out
+}
+
+type RuleResult = Result<(HttpRuleIr, Vec<HttpMatchIr>, Vec<Problem>), Problem>;
+
+fn translate_rule(
+    store: &Store,
+    referrer: Referrer<'_>,
+    rule: &HttpRouteRules,
+    clusters: &mut BTreeMap<String, ClusterIr>,
+) -> RuleResult {
+    let matches = translate_matches(rule.matches.as_deref())?;
+    let timeouts = translate_timeouts(rule.timeouts.as_ref())?;
+    let ctx = FilterContext {
+        store,
+        referrer,
+        single_prefix_match: matches.len() == 1
+            && matches!(matches[0].path, PathMatchIr::Prefix(_)),
+    };
+    let filters = rule.filters.as_deref().unwrap_or_default();
+    let backend_refs = rule.backend_refs.as_deref().unwrap_or_default();
+    // The API's CEL rule: "RequestRedirect filter must not be used together with
+    // backendRefs".
+    if !backend_refs.is_empty()
+        && filters
+            .iter()
+            .any(|f| f.r#type == HttpRouteRulesFiltersType::RequestRedirect)
+    {
+        return Err(Problem::new(
+            c::REASON_INCOMPATIBLE_FILTERS,
+            "a RequestRedirect filter may not be used together with backendRefs",
+        ));
+    }
+    let translated = translate_filters(filters, &ctx, clusters)?;
+    let mut unresolved = translated.unresolved;
+    let mut backends = Vec::with_capacity(backend_refs.len());
+    for b in backend_refs {
+        // BackendRef weight: "If unspecified, weight defaults to 1."
+        let weight = b.weight.unwrap_or(1).max(0).unsigned_abs();
+        let rule_filters = b
+            .filters
+            .iter()
+            .flatten()
+            .map(from_backend_filter)
+            .collect::<Result<Vec<_>, _>>()?;
+        let backend_filters = translate_filters(&rule_filters, &ctx, clusters)?;
+        unresolved.extend(backend_filters.unresolved);
+        let resolved = backend::resolve(
+            store,
+            referrer,
+            BackendRef {
+                group: b.group.as_deref(),
+                kind: b.kind.as_deref(),
+                name: &b.name,
+                namespace: b.namespace.as_deref(),
+                port: b.port,
+            },
+            clusters,
+        );
+        // HTTPRouteRule backendRefs: "the proportion of requests that would otherwise have
+        // been routed to an invalid backend MUST receive a 500 status code": an invalid
+        // backend keeps its weight with no cluster.
+        let cluster = match (resolved, backend_filters.unsupported) {
+            (Ok(name), None) => Some(name),
+            (Ok(_), Some(p)) | (Err(p), _) => {
+                unresolved.push(p);
+                None
+            }
+        };
+        backends.push(BackendIr {
+            weight,
+            cluster,
+            filters: backend_filters.filters,
+        });
+    }
+    let mut ir = HttpRuleIr {
+        name: rule.name.clone(),
+        filters: translated.filters,
+        backends,
+        timeouts,
+    };
+    if let Some(p) = translated.unsupported {
+        // A filter the proxy cannot apply "MUST NOT be skipped. Instead, requests that
+        // would have been processed by that filter MUST receive a HTTP error response": the
+        // rule keeps its matches and answers 500 (no backends, no filters).
+        unresolved.push(p);
+        ir.filters.clear();
+        ir.backends.clear();
+        clusters.clear();
+    }
+    Ok((ir, matches, unresolved))
+}

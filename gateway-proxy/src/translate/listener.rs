@@ -1,0 +1,285 @@
+//! Gateway listeners: protocol support, route kinds, conflicts, and their status.
+
+use gantry_crds::gateway::gateways::GatewayListeners;
+
+use super::allowed_routes::AllowedNamespaces;
+use super::conditions::{self as c, Problem};
+use super::hostname;
+use crate::status::{Condition, ListenerStatus, RouteGroupKind};
+
+/// The Gateway API group, the default group of route kinds.
+pub const GATEWAY_GROUP: &str = gantry_crds::GATEWAY_GROUP;
+
+/// Protocols the Gateway API defines. Listeners with any of them take part in conflict
+/// detection even when the proxy does not serve them yet, so their status does not change
+/// meaning when support lands.
+const KNOWN_PROTOCOLS: &[&str] = &["HTTP", "HTTPS", "TLS", "TCP", "UDP"];
+
+/// Protocols this proxy serves today, with the route kinds each accepts.
+fn served_kinds(protocol: &str) -> Option<&'static [&'static str]> {
+    match protocol {
+        "HTTP" => Some(&["HTTPRoute"]),
+        _ => None,
+    }
+}
+
+/// Protocols whose listeners are told apart by hostname on a shared port.
+fn distinct_by_hostname(protocol: &str) -> bool {
+    matches!(protocol, "HTTP" | "HTTPS" | "TLS")
+}
+
+/// One listener after validation.
+#[derive(Clone, Debug)]
+pub struct ListenerState {
+    pub name: String,
+    pub port: u16,
+    pub hostname: Option<String>,
+    pub supported_kinds: Vec<RouteGroupKind>,
+    pub allowed_namespaces: AllowedNamespaces,
+    /// Why the listener is not accepted, if it is not.
+    pub accepted: Option<Problem>,
+    /// Why the listener conflicts with another, if it does.
+    pub conflicted: Option<Problem>,
+    /// Why a reference (route kinds) could not be resolved, if one could not.
+    pub resolved_refs: Option<Problem>,
+    /// Routes attached (counted whether or not the listener is accepted).
+    pub attached_routes: i32,
+}
+
+impl ListenerState {
+    /// Whether routes on this listener are served.
+    pub fn programmed(&self) -> bool {
+        self.accepted.is_none() && self.conflicted.is_none() && !self.supported_kinds.is_empty()
+    }
+
+    /// Whether every condition is healthy.
+    pub fn fully_valid(&self) -> bool {
+        self.accepted.is_none() && self.conflicted.is_none() && self.resolved_refs.is_none()
+    }
+
+    pub fn supports_kind(&self, group: &str, kind: &str) -> bool {
+        self.supported_kinds
+            .iter()
+            .any(|k| k.group.as_deref().unwrap_or(GATEWAY_GROUP) == group && k.kind == kind)
+    }
+
+    pub fn status(&self, generation: i64) -> ListenerStatus {
+        // Gateway `spec.listeners`: "ALL indistinct Listeners must not be accepted", and
+        // their status "SHOULD indicate which Listeners are conflicted and not Accepted".
+        let accepted = match (&self.accepted, &self.conflicted) {
+            (Some(p), _) | (None, Some(p)) => c::not_ok(c::ACCEPTED, p, generation),
+            (None, None) => c::ok(
+                c::ACCEPTED,
+                c::REASON_ACCEPTED,
+                "Listener is accepted",
+                generation,
+            ),
+        };
+        let programmed = if self.programmed() {
+            c::ok(
+                c::PROGRAMMED,
+                c::REASON_PROGRAMMED,
+                "Listener is programmed",
+                generation,
+            )
+        } else {
+            let why = [&self.accepted, &self.conflicted, &self.resolved_refs]
+                .into_iter()
+                .flatten()
+                .map(|p| p.message.as_str())
+                .next()
+                .unwrap_or("Listener supports no route kind");
+            let problem = Problem::new(c::REASON_INVALID, format!("Listener is not served: {why}"));
+            c::not_ok(c::PROGRAMMED, &problem, generation)
+        };
+        let resolved = match &self.resolved_refs {
+            None => c::ok(
+                c::RESOLVED_REFS,
+                c::REASON_RESOLVED_REFS,
+                "All references are resolved",
+                generation,
+            ),
+            Some(p) => c::not_ok(c::RESOLVED_REFS, p, generation),
+        };
+        let conflicted = match &self.conflicted {
+            None => Condition::new(
+                c::CONFLICTED,
+                false,
+                c::REASON_NO_CONFLICTS,
+                "No conflicts",
+                generation,
+            ),
+            Some(p) => Condition::new(c::CONFLICTED, true, p.reason, p.message.clone(), generation),
+        };
+        ListenerStatus {
+            name: self.name.clone(),
+            supported_kinds: self.supported_kinds.clone(),
+            attached_routes: self.attached_routes,
+            conditions: vec![accepted, programmed, resolved, conflicted],
+        }
+    }
+}
+
+/// Validates every listener of one Gateway, including conflicts between them.
+pub fn validate_listeners(listeners: &[GatewayListeners]) -> Vec<ListenerState> {
+    let mut states: Vec<ListenerState> = listeners.iter().map(validate_one).collect();
+    let conflicts: Vec<Option<Problem>> = (0..listeners.len())
+        .map(|i| conflict_of(listeners, i))
+        .collect();
+    for (state, conflict) in states.iter_mut().zip(conflicts) {
+        state.conflicted = conflict;
+    }
+    states
+}
+
+fn validate_one(l: &GatewayListeners) -> ListenerState {
+    let port = u16::try_from(l.port).ok().filter(|p| *p != 0);
+    let mut accepted = None;
+    if port.is_none() {
+        accepted = Some(Problem::new(
+            c::REASON_PORT_UNAVAILABLE,
+            format!(
+                "port {} is out of range; use a port from 1 to 65535",
+                l.port
+            ),
+        ));
+    }
+    let served = served_kinds(&l.protocol);
+    if served.is_none() {
+        let hint = if KNOWN_PROTOCOLS.contains(&l.protocol.as_str()) {
+            "is not supported yet"
+        } else {
+            "is not a protocol this proxy knows"
+        };
+        accepted = accepted.or(Some(Problem::new(
+            c::REASON_UNSUPPORTED_PROTOCOL,
+            format!("protocol {} {hint}; supported protocols: HTTP", l.protocol),
+        )));
+    }
+    if let Some(h) = &l.hostname
+        && !hostname::is_valid(h)
+    {
+        accepted = accepted.or(Some(Problem::new(
+            c::REASON_UNSUPPORTED_VALUE,
+            format!(
+                "hostname {h:?} is not a valid DNS name (an IP address is not allowed; a wildcard must be the whole first label, as in *.example.com)"
+            ),
+        )));
+    }
+    let served = served.unwrap_or_default();
+    let (supported_kinds, resolved_refs) = route_kinds(l, served);
+    ListenerState {
+        name: l.name.clone(),
+        port: port.unwrap_or(0),
+        hostname: l.hostname.clone(),
+        supported_kinds,
+        allowed_namespaces: AllowedNamespaces::from_spec(
+            l.allowed_routes
+                .as_ref()
+                .and_then(|a| a.namespaces.as_ref()),
+        ),
+        accepted,
+        conflicted: None,
+        resolved_refs,
+        attached_routes: 0,
+    }
+}
+
+/// `allowedRoutes.kinds`: the supported subset, and `InvalidRouteKinds` naming the rest.
+/// Without kinds, the protocol's default kinds apply.
+fn route_kinds(l: &GatewayListeners, served: &[&str]) -> (Vec<RouteGroupKind>, Option<Problem>) {
+    let to_kind = |k: &str| RouteGroupKind {
+        group: Some(GATEWAY_GROUP.to_owned()),
+        kind: k.to_owned(),
+    };
+    let listed = l
+        .allowed_routes
+        .as_ref()
+        .and_then(|a| a.kinds.as_ref())
+        .filter(|k| !k.is_empty());
+    let Some(listed) = listed else {
+        return (served.iter().map(|k| to_kind(k)).collect(), None);
+    };
+    let mut supported: Vec<RouteGroupKind> = Vec::new();
+    let mut invalid = Vec::new();
+    for k in listed {
+        let group = k.group.as_deref().unwrap_or(GATEWAY_GROUP);
+        if group == GATEWAY_GROUP && served.contains(&k.kind.as_str()) {
+            let kind = to_kind(&k.kind);
+            if !supported.contains(&kind) {
+                supported.push(kind);
+            }
+        } else {
+            invalid.push(format!("{group}/{}", k.kind));
+        }
+    }
+    let problem = (!invalid.is_empty()).then(|| {
+        Problem::new(
+            c::REASON_INVALID_ROUTE_KINDS,
+            format!(
+                "unsupported route kinds: {}; a {} listener supports: {}",
+                invalid.join(", "),
+                l.protocol,
+                if served.is_empty() {
+                    "none yet".to_owned()
+                } else {
+                    served.join(", ")
+                }
+            ),
+        )
+    });
+    (supported, problem)
+}
+
+/// Gateway `spec.listeners` ("Distinct Listeners"): listeners sharing a port must share a
+/// protocol (else `ProtocolConflict`), and for HTTP, HTTPS and TLS must differ in hostname
+/// (else `HostnameConflict`); TCP and UDP listeners cannot share a port at all. No
+/// conflicting listener wins: all of them are marked. Listeners with a protocol outside the
+/// Gateway API's set, or an invalid port, take no part.
+fn conflict_of(listeners: &[GatewayListeners], i: usize) -> Option<Problem> {
+    let me = &listeners[i];
+    if !KNOWN_PROTOCOLS.contains(&me.protocol.as_str()) {
+        return None;
+    }
+    let peers: Vec<&GatewayListeners> = listeners
+        .iter()
+        .enumerate()
+        .filter(|(j, l)| {
+            *j != i && l.port == me.port && KNOWN_PROTOCOLS.contains(&l.protocol.as_str())
+        })
+        .map(|(_, l)| l)
+        .collect();
+    if let Some(other) = peers.iter().find(|l| l.protocol != me.protocol) {
+        return Some(Problem::new(
+            c::REASON_PROTOCOL_CONFLICT,
+            format!(
+                "port {} is used with protocol {} by listener {} and {} by listener {}; give each protocol its own port",
+                me.port, me.protocol, me.name, other.protocol, other.name
+            ),
+        ));
+    }
+    if !distinct_by_hostname(&me.protocol) {
+        return peers.first().map(|other| {
+            Problem::new(
+                c::REASON_PROTOCOL_CONFLICT,
+                format!(
+                    "{} listeners {} and {} share port {}; {} listeners need a port each",
+                    me.protocol, me.name, other.name, me.port, me.protocol
+                ),
+            )
+        });
+    }
+    peers
+        .iter()
+        .find(|l| l.hostname == me.hostname)
+        .map(|other| {
+            let host = me.hostname.as_deref().unwrap_or("(any)");
+            Problem::new(
+                c::REASON_HOSTNAME_CONFLICT,
+                format!(
+                    "listeners {} and {} share port {}, protocol {} and hostname {host}; change the hostname or port of one",
+                    me.name, other.name, me.port, me.protocol
+                ),
+            )
+        })
+}

@@ -1,0 +1,45 @@
+//! ReferenceGrant: whether a cross-namespace reference is allowed by its target namespace.
+
+use crate::store::Store;
+
+/// The referring object's group, kind and namespace.
+pub struct From<'a> {
+    pub group: &'a str,
+    pub kind: &'a str,
+    pub namespace: &'a str,
+}
+
+/// The referenced object.
+pub struct To<'a> {
+    pub group: &'a str,
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+/// ReferenceGrant: a reference into another namespace is valid only if a ReferenceGrant *in
+/// the target namespace* has a `from` entry naming the referrer's group, kind and namespace,
+/// and a `to` entry naming the target's group and kind and either no name or the target's
+/// name. Same-namespace references need no grant.
+pub fn permits(store: &Store, from: &From<'_>, to: &To<'_>) -> bool {
+    if from.namespace == to.namespace {
+        return true;
+    }
+    store
+        .reference_grants
+        .iter()
+        .filter(|(key, _)| key.namespace == to.namespace)
+        .any(|(_, grant)| {
+            let from_ok = grant.spec.from.iter().any(|f| {
+                f.group == from.group && f.kind == from.kind && f.namespace == from.namespace
+            });
+            let to_ok = grant.spec.to.iter().any(|t| {
+                t.group == to.group
+                    && t.kind == to.kind
+                    && t.name
+                        .as_deref()
+                        .is_none_or(|n| n.is_empty() || n == to.name)
+            });
+            from_ok && to_ok
+        })
+}
