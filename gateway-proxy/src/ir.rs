@@ -53,8 +53,9 @@ pub struct ListenerIr {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// Virtual hosts, most specific hostname first. A request is served by the first virtual
-    /// host whose hostname matches; if none of its routes match the answer is 404 (no fallback
-    /// to a less specific virtual host).
+    /// host whose hostname matches. Its entries already include, after its own, those of every
+    /// less specific hostname that covers it (hostname precedence orders candidates, it does
+    /// not exclude them), so if none of them match the answer is 404.
     pub virtual_hosts: Vec<VirtualHostIr>,
 }
 
