@@ -1,0 +1,111 @@
+//! The compiled configuration: one immutable value, published with one atomic swap.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::CompileError;
+use super::cluster::Cluster;
+use super::table::{CompileCache, PortTable};
+use crate::ir::Ir;
+use crate::telemetry::{Metrics, RouteMetrics};
+
+/// Everything a request needs, compiled from one [`Ir`]. Never mutated after it is built;
+/// a request holds one `Arc<Snapshot>` from start to end.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub version: u64,
+    pub ir: Arc<Ir>,
+    /// Shared with the previous snapshot when only clusters changed.
+    pub ports: Arc<PortTables>,
+    pub clusters: HashMap<String, Arc<Cluster>>,
+}
+
+/// The tables of every port, and the metric series they record into.
+#[derive(Debug)]
+pub struct PortTables {
+    tables: HashMap<u16, PortTable>,
+    /// Series for requests no listener took.
+    pub unmatched: RouteMetrics,
+    /// `(gateway, route)` pairs with series, to drop the ones a new config no longer has.
+    series: HashSet<(Arc<str>, Arc<str>)>,
+}
+
+impl Snapshot {
+    /// The configuration before any was applied: no ports, no clusters.
+    pub fn empty(metrics: &Metrics) -> Self {
+        Self {
+            version: 0,
+            ir: Arc::new(Ir::default()),
+            ports: Arc::new(PortTables {
+                tables: HashMap::new(),
+                unmatched: metrics.route_metrics("", ""),
+                series: HashSet::new(),
+            }),
+            clusters: HashMap::new(),
+        }
+    }
+
+    /// Compiles `ir`. When `previous` has the same ports (an endpoint-only change), its port
+    /// tables are reused and only clusters are compiled.
+    pub fn compile(
+        ir: Arc<Ir>,
+        version: u64,
+        metrics: &Metrics,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self, CompileError> {
+        let ports = match previous {
+            Some(previous) if previous.ir.ports == ir.ports => previous.ports.clone(),
+            _ => Arc::new(compile_ports(&ir, metrics)?),
+        };
+        let clusters = ir
+            .clusters
+            .iter()
+            .map(|(name, cluster)| Ok((name.clone(), Arc::new(Cluster::compile(cluster)?))))
+            .collect::<Result<_, CompileError>>()?;
+        Ok(Self {
+            version,
+            ir,
+            ports,
+            clusters,
+        })
+    }
+
+    pub fn port(&self, port: u16) -> Option<&PortTable> {
+        self.ports.tables.get(&port)
+    }
+
+    /// The ports this configuration serves.
+    pub fn port_numbers(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ir.ports.iter().map(|p| p.port)
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.clusters.get(name)
+    }
+
+    /// Drops metric series of routes `self` had and `next` no longer has.
+    pub fn forget_removed_routes(&self, next: &Snapshot, metrics: &Metrics) {
+        if Arc::ptr_eq(&self.ports, &next.ports) {
+            return;
+        }
+        for (gateway, route) in self.ports.series.difference(&next.ports.series) {
+            metrics.forget_route(gateway, route);
+        }
+    }
+}
+
+fn compile_ports(ir: &Ir, metrics: &Metrics) -> Result<PortTables, CompileError> {
+    let mut cache = CompileCache::default();
+    let mut tables = HashMap::with_capacity(ir.ports.len());
+    for port in &ir.ports {
+        let table = PortTable::compile(port, metrics, &mut cache)?;
+        if tables.insert(port.port, table).is_some() {
+            return Err(CompileError::DuplicatePort(port.port));
+        }
+    }
+    Ok(PortTables {
+        tables,
+        unmatched: metrics.route_metrics("", ""),
+        series: cache.route_metrics.into_keys().collect(),
+    })
+}
