@@ -175,7 +175,10 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("gantry_request_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("gantry_request_duration_seconds_bucket"),
+            "{text}"
+        );
         metrics.forget_route("default/gw", "default/web");
         assert!(!metrics.encode().contains("default/web"));
     }
