@@ -160,7 +160,8 @@ fn match_table() {
             ],
         )],
     )]));
-    let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case<'_>] = &[
         ("GET", "/exact", &[], "exact"),
         ("GET", "/exact/", &[], "root"),
         ("GET", "/exactly", &[], "root"),
