@@ -40,11 +40,7 @@ pub async fn handle(
     let started = Instant::now();
     let request_id = ensure_request_id(request.headers_mut());
     let snapshot = shared.snapshot.load_full();
-    let mut record = Record {
-        method: request.method().clone(),
-        path: request.uri().path().to_owned(),
-        ..Record::default()
-    };
+    let mut record = Record::new(shared.options.access_log, &request);
     let mut metrics = None;
     let mut response = match route(
         shared,
@@ -58,7 +54,7 @@ pub async fn handle(
     {
         Ok(response) => response,
         Err(error) => {
-            record.error = Some(error_chain(&error));
+            record.set_error(|| error_chain(&error));
             error.to_response()
         }
     };
@@ -69,9 +65,7 @@ pub async fn handle(
     metrics
         .unwrap_or(&snapshot.ports.unmatched)
         .record(response.status().as_u16(), elapsed);
-    if shared.options.access_log {
-        record.emit(&response, &request_id, elapsed.as_secs_f64() * 1000.0);
-    }
+    record.emit(&response, &request_id, elapsed.as_secs_f64() * 1000.0);
     response
 }
 
@@ -93,7 +87,7 @@ async fn route<'s>(
         parts.headers.insert(HOST, value);
     }
     let host = normalize_host(filters::host_header(&parts).unwrap_or("")).into_owned();
-    record.host.clone_from(&host);
+    record.set_host(&host);
     let table = snapshot.port(connection.port).ok_or(ProxyError::NoRoute)?;
     let view = RequestView {
         method: &parts.method,
