@@ -510,6 +510,12 @@ async fn http2_prior_knowledge_and_h2c_upstreams() {
             "{}",
             answer.body
         );
+        // HTTP/2 requests carry `:authority`; the upstream gets it as the Host header.
+        assert!(
+            answer.body.contains("host: app.example.com\n"),
+            "{}",
+            answer.body
+        );
     }
     let answer = send(&client, proxy.port, "app.example.com", "/nope").await;
     assert_eq!(answer.status, 404);

@@ -15,7 +15,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use http::header::{HOST, HeaderValue, LOCATION};
+use http::header::{EXPECT, HOST, HeaderValue, LOCATION};
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -136,6 +136,8 @@ async fn forward<'s>(
         None
     };
     strip_hop_by_hop(&mut parts.headers, upgrade);
+    // hyper already answered `Expect: 100-continue` when the body was first read.
+    parts.headers.remove(EXPECT);
     let original_host = parts.headers.get(HOST).cloned();
     add_forwarded(&mut parts.headers, connection.peer.ip(), original_host);
 
