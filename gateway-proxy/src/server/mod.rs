@@ -226,3 +226,35 @@ impl DataPlane {
         SocketAddr::new(options.bind_address, port)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send_sync<T: Send + Sync>(_: &T) {}
+    fn is_send<T: Send>(_: &T) {}
+
+    /// The runtime shares the data plane between tasks and spawns its futures.
+    #[tokio::test]
+    async fn data_plane_is_shareable_and_its_futures_are_send() {
+        let plane = DataPlane::new(
+            DataPlaneOptions {
+                bind_address: std::net::Ipv4Addr::LOCALHOST.into(),
+                port_offset: 8000,
+                drain_timeout: Duration::from_secs(1),
+                access_log: false,
+            },
+            Arc::new(Metrics::new()),
+        );
+        is_send_sync(&plane);
+        is_send(&plane.apply(Arc::new(Ir::default()), 1));
+        is_send(&plane.shutdown());
+        assert_eq!(plane.listen_addr(80).port(), 8080);
+        assert_eq!(plane.listen_addr(8443).port(), 8443);
+        assert!(!plane.ready());
+        plane.apply(Arc::new(Ir::default()), 1).await.unwrap();
+        assert!(plane.ready());
+        plane.shutdown().await;
+        assert!(!plane.ready());
+    }
+}
