@@ -1,5 +1,4 @@
-//! Integration tests of the data plane over real sockets: a hand-built IR pointing at a tiny
-//! echo upstream, served by `DataPlane::apply`.
+//! Data plane over real sockets: a hand-built IR, a tiny echo upstream, `DataPlane::apply`.
 
 // Harness helpers outside #[test] functions panic on purpose: a panic is a test failure.
 #![allow(clippy::unwrap_used)]

@@ -1,5 +1,4 @@
-//! Path modifiers shared by RequestRedirect and URLRewrite: full replacement and
-//! `ReplacePrefixMatch`.
+//! Path modifiers of RequestRedirect and URLRewrite: `ReplaceFullPath`, `ReplacePrefixMatch`.
 
 use crate::ir::PathModifierIr;
 

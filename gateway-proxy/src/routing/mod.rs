@@ -1,5 +1,6 @@
-//! Compiles the routing IR into an immutable [`Snapshot`] and finds the route entry for a
-//! request without scanning every route.
+//! Compiles the routing IR into an immutable [`Snapshot`] and finds each request's entry.
+//!
+//! Lookup never scans every route.
 //!
 //! Lookup per request: port table → listener by hostname ([`host::HostIndex`]) → virtual host
 //! by hostname (same index) → candidate entries by path ([`path::PathIndex`]) → the first

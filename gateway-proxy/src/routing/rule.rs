@@ -1,5 +1,4 @@
-//! A compiled route rule: its filters, weighted backends and timeouts, shared by every entry
-//! of the rule.
+//! A compiled route rule: filters, weighted backends and timeouts, shared by its entries.
 
 use std::sync::Arc;
 use std::time::Duration;

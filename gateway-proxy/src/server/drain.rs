@@ -1,5 +1,4 @@
-//! Connection draining: one signal tells every open connection to shut down gracefully, and
-//! shutdown waits until they are all gone.
+//! Connection draining: one signal shuts every connection down gracefully; wait until all close.
 
 use tokio::sync::watch;
 

@@ -1,5 +1,4 @@
-//! Listening sockets: binding with SO_REUSEADDR, the per-port accept loop, and serving one
-//! connection with HTTP/1.1 or HTTP/2 (prior knowledge).
+//! Listening sockets: SO_REUSEADDR binding, per-port accept loops, HTTP/1.1 + h2c connections.
 
 use std::convert::Infallible;
 use std::io;
