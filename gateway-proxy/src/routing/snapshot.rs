@@ -1,11 +1,11 @@
 //! The compiled configuration: one immutable value, published with one atomic swap.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::CompileError;
 use super::cluster::Cluster;
-use super::table::{CompileCache, PortTable};
+use super::table::{CompileCache, PortTable, SeriesMap};
 use crate::ir::Ir;
 use crate::telemetry::{Metrics, RouteMetrics};
 
@@ -26,8 +26,9 @@ pub struct PortTables {
     tables: HashMap<u16, PortTable>,
     /// Series for requests no listener took.
     pub unmatched: RouteMetrics,
-    /// `(gateway, route)` pairs with series, to drop the ones a new config no longer has.
-    series: HashSet<(Arc<str>, Arc<str>)>,
+    /// Metric handles by `(gateway, route)`: reused by the next compile, and the pairs a new
+    /// config no longer has are dropped from the registry.
+    series: SeriesMap,
 }
 
 impl Snapshot {
@@ -39,7 +40,7 @@ impl Snapshot {
             ports: Arc::new(PortTables {
                 tables: HashMap::new(),
                 unmatched: metrics.route_metrics("", ""),
-                series: HashSet::new(),
+                series: SeriesMap::new(),
             }),
             clusters: HashMap::new(),
         }
@@ -55,7 +56,11 @@ impl Snapshot {
     ) -> Result<Self, CompileError> {
         let ports = match previous {
             Some(previous) if previous.ir.ports == ir.ports => previous.ports.clone(),
-            _ => Arc::new(compile_ports(&ir, metrics)?),
+            _ => Arc::new(compile_ports(
+                &ir,
+                metrics,
+                previous.map(|p| &p.ports.series),
+            )?),
         };
         let clusters = ir
             .clusters
@@ -88,14 +93,24 @@ impl Snapshot {
         if Arc::ptr_eq(&self.ports, &next.ports) {
             return;
         }
-        for (gateway, route) in self.ports.series.difference(&next.ports.series) {
-            metrics.forget_route(gateway, route);
+        for (gateway, route) in self.ports.series.keys() {
+            if !next
+                .ports
+                .series
+                .contains_key(&(gateway.clone(), route.clone()))
+            {
+                metrics.forget_route(gateway, route);
+            }
         }
     }
 }
 
-fn compile_ports(ir: &Ir, metrics: &Metrics) -> Result<PortTables, CompileError> {
-    let mut cache = CompileCache::default();
+fn compile_ports(
+    ir: &Ir,
+    metrics: &Metrics,
+    previous: Option<&SeriesMap>,
+) -> Result<PortTables, CompileError> {
+    let mut cache = CompileCache::new(previous);
     let mut tables = HashMap::with_capacity(ir.ports.len());
     for port in &ir.ports {
         let table = PortTable::compile(port, metrics, &mut cache)?;
@@ -106,6 +121,6 @@ fn compile_ports(ir: &Ir, metrics: &Metrics) -> Result<PortTables, CompileError>
     Ok(PortTables {
         tables,
         unmatched: metrics.route_metrics("", ""),
-        series: cache.route_metrics.into_keys().collect(),
+        series: cache.route_metrics,
     })
 }

@@ -59,15 +59,28 @@ pub enum Lookup<'a> {
     Route(&'a ListenerTable, &'a RouteEntry),
 }
 
+/// Metric handles by `(gateway, route)`.
+pub(super) type SeriesMap = HashMap<(Arc<str>, Arc<str>), RouteMetrics>;
+
 /// Shares compiled pieces between the entries of one compilation.
 #[derive(Default)]
-pub(super) struct CompileCache {
+pub(super) struct CompileCache<'p> {
     /// Rules by the address of their IR `Arc`: the entries of one rule share it.
     rules: HashMap<usize, Arc<Rule>>,
-    pub(super) route_metrics: HashMap<(Arc<str>, Arc<str>), RouteMetrics>,
+    /// Handles of the previous snapshot: registering a series is the costly part of a
+    /// compile, so routes that stay keep theirs.
+    previous: Option<&'p SeriesMap>,
+    pub(super) route_metrics: SeriesMap,
 }
 
-impl CompileCache {
+impl<'p> CompileCache<'p> {
+    pub(super) fn new(previous: Option<&'p SeriesMap>) -> Self {
+        Self {
+            previous,
+            ..Self::default()
+        }
+    }
+
     fn rule(&mut self, ir: &Arc<HttpRuleIr>) -> Result<Arc<Rule>, CompileError> {
         let key = Arc::as_ptr(ir) as usize;
         if let Some(rule) = self.rules.get(&key) {
@@ -80,9 +93,13 @@ impl CompileCache {
 
     fn metrics(&mut self, metrics: &Metrics, gateway: &Arc<str>, route: &str) -> RouteMetrics {
         let key = (gateway.clone(), Arc::from(route));
+        let previous = self.previous;
         self.route_metrics
             .entry(key)
-            .or_insert_with(|| metrics.route_metrics(gateway, route))
+            .or_insert_with_key(|key| match previous.and_then(|p| p.get(key)) {
+                Some(handles) => handles.clone(),
+                None => metrics.route_metrics(gateway, route),
+            })
             .clone()
     }
 }
@@ -91,7 +108,7 @@ impl PortTable {
     pub(super) fn compile(
         ir: &PortIr,
         metrics: &Metrics,
-        cache: &mut CompileCache,
+        cache: &mut CompileCache<'_>,
     ) -> Result<Self, CompileError> {
         let mut listeners = Vec::with_capacity(ir.listeners.len());
         for listener in &ir.listeners {

@@ -324,3 +324,52 @@ fn endpoint_only_changes_reuse_port_tables() {
     let third = Snapshot::compile(Arc::new(ir), 3, &metrics, Some(&second)).unwrap();
     assert!(!Arc::ptr_eq(&second.ports, &third.ports));
 }
+
+#[test]
+fn removed_routes_lose_their_series_and_kept_ones_keep_counting() {
+    let metrics = Metrics::new();
+    let routes = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| entry(n, path(PathMatchIr::Prefix(format!("/{n}")))))
+            .collect::<Vec<_>>()
+    };
+    let first_ir = ir(vec![listener(
+        "l",
+        None,
+        vec![vhost("*", routes(&["a", "b"]))],
+    )]);
+    let first = Snapshot::compile(Arc::new(first_ir), 1, &metrics, None).unwrap();
+    let second_ir = ir(vec![listener(
+        "l",
+        None,
+        vec![vhost("*", routes(&["a", "c"]))],
+    )]);
+    let second = Snapshot::compile(Arc::new(second_ir), 2, &metrics, Some(&first)).unwrap();
+    first.forget_removed_routes(&second, &metrics);
+    let record = |snapshot: &Snapshot, path: &str| {
+        let headers = HeaderMap::new();
+        let view = RequestView {
+            method: &Method::GET,
+            path,
+            query: None,
+            headers: &headers,
+        };
+        if let Lookup::Route(_, entry) = snapshot.port(8080).unwrap().lookup("h", &view) {
+            entry
+                .metrics
+                .record(200, std::time::Duration::from_millis(1));
+        }
+    };
+    record(&first, "/a");
+    record(&second, "/a");
+    let text = metrics.encode();
+    assert!(
+        text.contains(
+            r#"gantry_requests_total{gateway="default/gw",route="default/a",status_class="2xx"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("default/b"), "{text}");
+    assert!(text.contains("default/c"), "{text}");
+}
