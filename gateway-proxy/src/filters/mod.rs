@@ -1,1 +1,109 @@
-//! TODO
+//! HTTPRoute filters: compiled once per rule, applied per request.
+//!
+//! Request filters run in the order the rule lists them, then the chosen backend's filters.
+//! A redirect answers at once; mirrors and response header edits are collected in
+//! [`Deferred`] and run by the pipeline later.
+
+mod headers;
+pub mod mirror;
+mod path;
+mod redirect;
+mod rewrite;
+
+use http::header::HOST;
+use http::request::Parts;
+
+pub use headers::HeaderModifier;
+pub use mirror::Mirror;
+pub use path::{replace_path, replace_prefix};
+pub use redirect::{Redirect, RedirectResponse};
+pub use rewrite::UrlRewrite;
+
+use crate::ir::HttpFilterIr;
+
+/// A filter, validated and ready to apply.
+#[derive(Debug)]
+pub enum Filter {
+    RequestHeaders(HeaderModifier),
+    ResponseHeaders(HeaderModifier),
+    Redirect(Redirect),
+    UrlRewrite(UrlRewrite),
+    Mirror(Mirror),
+}
+
+/// Why a filter of the IR cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("invalid header name {0:?}")]
+    HeaderName(String),
+    #[error("invalid value for header {0:?}")]
+    HeaderValue(String),
+    #[error("invalid hostname {0:?}")]
+    Hostname(String),
+    #[error("invalid redirect status code {0}")]
+    StatusCode(u16),
+}
+
+impl Filter {
+    pub fn compile(ir: &HttpFilterIr) -> Result<Self, FilterError> {
+        Ok(match ir {
+            HttpFilterIr::RequestHeaderModifier(m) => {
+                Self::RequestHeaders(HeaderModifier::compile(m)?)
+            }
+            HttpFilterIr::ResponseHeaderModifier(m) => {
+                Self::ResponseHeaders(HeaderModifier::compile(m)?)
+            }
+            HttpFilterIr::RequestRedirect(r) => Self::Redirect(Redirect::compile(r)?),
+            HttpFilterIr::UrlRewrite(r) => Self::UrlRewrite(UrlRewrite::compile(r)?),
+            HttpFilterIr::RequestMirror(m) => Self::Mirror(Mirror::compile(m)),
+        })
+    }
+}
+
+/// What request filters need to know besides the request.
+#[derive(Clone, Copy, Debug)]
+pub struct FilterContext<'a> {
+    /// The port the Gateway listener declares (before any `--port-offset`).
+    pub listener_port: u16,
+    /// The request host, normalised (no port, lower case).
+    pub host: &'a str,
+    /// The matched entry's `PathPrefix` without trailing slashes, when it has one.
+    pub matched_prefix: Option<&'a str>,
+}
+
+/// Work the request filters leave for later stages of the pipeline.
+#[derive(Debug, Default)]
+pub struct Deferred<'a> {
+    pub mirrors: Vec<&'a Mirror>,
+    pub response_headers: Vec<&'a HeaderModifier>,
+}
+
+/// Applies request filters in order. Returns the redirect to answer with, if one applies;
+/// the remaining filters are then skipped.
+pub fn apply_request<'a>(
+    filters: &'a [Filter],
+    request: &mut Parts,
+    context: &FilterContext<'_>,
+    deferred: &mut Deferred<'a>,
+) -> Option<RedirectResponse> {
+    for filter in filters {
+        match filter {
+            Filter::RequestHeaders(m) => m.apply(&mut request.headers),
+            Filter::ResponseHeaders(m) => deferred.response_headers.push(m),
+            Filter::Redirect(r) => return Some(r.respond(request, context)),
+            Filter::UrlRewrite(r) => r.apply(request, context),
+            Filter::Mirror(m) => {
+                if m.sampled() {
+                    deferred.mirrors.push(m);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The Host header value of a request (HTTP/2 requests get theirs from `:authority` before
+/// filters run).
+pub fn host_header(request: &Parts) -> Option<&str> {
+    request.headers.get(HOST).and_then(|v| v.to_str().ok())
+}

@@ -1,1 +1,46 @@
-//! TODO
+//! Compiles the routing IR into an immutable [`Snapshot`] and finds each request's entry.
+//!
+//! Lookup never scans every route.
+//!
+//! Lookup per request: port table → listener by hostname ([`host::HostIndex`]) → virtual host
+//! by hostname (same index) → candidate entries by path ([`path::PathIndex`]) → the first
+//! candidate in IR order whose whole match holds.
+
+mod cluster;
+pub mod host;
+mod matcher;
+pub mod path;
+mod rule;
+mod snapshot;
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub use cluster::Cluster;
+pub use host::normalize_host;
+pub use matcher::{RequestMatcher, RequestView, percent_decode};
+pub use rule::{Backend, Rule};
+pub use snapshot::{PortTables, Snapshot};
+pub use table::{ListenerTable, Lookup, PortTable, RouteEntry};
+
+use crate::filters::FilterError;
+
+/// Why an IR cannot be compiled. The previous snapshot keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("invalid regular expression {pattern:?}: {source}")]
+    Regex {
+        pattern: String,
+        source: Box<regex::Error>,
+    },
+    #[error("invalid header name {0:?} in a match")]
+    HeaderName(String),
+    #[error("invalid method {0:?} in a match")]
+    Method(String),
+    #[error("invalid endpoint {endpoint:?} in cluster {cluster}")]
+    Endpoint { cluster: String, endpoint: String },
+    #[error("invalid filter: {0}")]
+    Filter(#[from] FilterError),
+    #[error("port {0} appears twice")]
+    DuplicatePort(u16),
+}

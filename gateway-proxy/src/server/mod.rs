@@ -1,12 +1,41 @@
 //! The data plane: binds listener ports, serves HTTP/1.1 and HTTP/2, routes each request through
 //! the current compiled snapshot.
+//!
+//! Invariant: the request path takes no lock. A request does one `ArcSwap::load_full` and
+//! keeps that snapshot to the end; `apply` compiles off the hot path and publishes with one
+//! `store`. Only `apply` and `shutdown` take the (async) listener lock.
 
-use std::net::IpAddr;
+mod access_log;
+mod drain;
+pub mod errors;
+pub mod headers;
+mod listener;
+mod pipeline;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+
+use self::drain::Drain;
+use self::listener::PortListener;
 use crate::ir::Ir;
+use crate::routing::Snapshot;
 use crate::telemetry::Metrics;
+use crate::upstream::Upstreams;
+
+pub use errors::ProxyError;
+
+/// How long a client may take to send request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2 PING interval on idle client connections.
+const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Settings fixed for the life of the process.
 #[derive(Clone, Debug)]
@@ -33,32 +62,199 @@ pub enum ApplyError {
     Compile(String),
 }
 
+/// State shared by the accept loops, connections and requests.
+pub(crate) struct Shared {
+    options: DataPlaneOptions,
+    metrics: Arc<Metrics>,
+    /// The one pointer through which configuration reaches requests.
+    snapshot: ArcSwap<Snapshot>,
+    upstreams: Upstreams,
+    http: auto::Builder<TokioExecutor>,
+    drain: Drain,
+}
+
 /// The running data plane.
-#[derive(Debug)]
 pub struct DataPlane {
-    _options: DataPlaneOptions,
-    _metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
+    /// Accept loops by IR port. Only `apply` and `shutdown` touch it, never a request.
+    listeners: tokio::sync::Mutex<HashMap<u16, PortListener>>,
+    applied: AtomicBool,
+    shutting_down: AtomicBool,
+}
+
+impl fmt::Debug for DataPlane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataPlane")
+            .field("options", &self.shared.options)
+            .field("version", &self.shared.snapshot.load().version)
+            .field("applied", &self.applied)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DataPlane {
     pub fn new(options: DataPlaneOptions, metrics: Arc<Metrics>) -> Self {
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .keep_alive(true)
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .timer(TokioTimer::new());
+        http.http2()
+            .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
+            .timer(TokioTimer::new());
+        let shared = Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot::empty(&metrics)),
+            upstreams: Upstreams::new(&metrics),
+            options,
+            metrics,
+            http,
+            drain: Drain::default(),
+        };
         Self {
-            _options: options,
-            _metrics: metrics,
+            shared: Arc::new(shared),
+            listeners: tokio::sync::Mutex::new(HashMap::new()),
+            applied: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
         }
     }
 
     /// Compiles `ir`, binds the ports it adds, publishes it with one atomic swap and closes the
     /// ports it no longer has. On error nothing changes.
-    pub async fn apply(&self, _ir: Arc<Ir>, _version: u64) -> Result<(), ApplyError> {
+    pub async fn apply(&self, ir: Arc<Ir>, version: u64) -> Result<(), ApplyError> {
+        let metrics = &self.shared.metrics;
+        let mut listeners = self.listeners.lock().await;
+        if self.shutting_down.load(Ordering::Acquire) {
+            tracing::debug!(version, "shutting down; configuration not applied");
+            return Ok(());
+        }
+        let previous = self.shared.snapshot.load_full();
+        let snapshot = Snapshot::compile(ir, version, metrics, Some(&previous)).map_err(|e| {
+            metrics.config_reloads_rejected.inc();
+            ApplyError::Compile(e.to_string())
+        })?;
+
+        // Bind every new port first: if one fails, the sockets bound so far are dropped and
+        // nothing changes.
+        let mut bound = Vec::new();
+        for port in snapshot.port_numbers() {
+            if listeners.contains_key(&port) {
+                continue;
+            }
+            let addr = self.listen_addr(port);
+            match listener::bind(addr) {
+                Ok(socket) => bound.push((port, addr, socket)),
+                Err(source) => {
+                    metrics.config_reloads_rejected.inc();
+                    return Err(ApplyError::Bind { addr, source });
+                }
+            }
+        }
+
+        let snapshot = Arc::new(snapshot);
+        self.shared.snapshot.store(snapshot.clone());
+        for (port, addr, socket) in bound {
+            tracing::info!(port, %addr, "listening");
+            let running = PortListener::start(socket, addr, port, self.shared.clone());
+            listeners.insert(port, running);
+        }
+        let wanted: HashSet<u16> = snapshot.port_numbers().collect();
+        let gone: Vec<u16> = listeners
+            .keys()
+            .copied()
+            .filter(|port| !wanted.contains(port))
+            .collect();
+        for port in gone {
+            if let Some(running) = listeners.remove(&port) {
+                tracing::info!(port, addr = %running.addr, "no longer listening");
+                running.stop().await;
+            }
+        }
+
+        previous.forget_removed_routes(&snapshot, metrics);
+        metrics
+            .config_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        metrics.config_reloads.inc();
+        self.applied.store(true, Ordering::Release);
         Ok(())
     }
 
-    /// True once every port of the configuration in use is bound.
+    /// True once a configuration is applied (every port of the configuration in use is then
+    /// bound), until shutdown starts.
     pub fn ready(&self) -> bool {
-        false
+        self.applied.load(Ordering::Acquire) && !self.shutting_down.load(Ordering::Acquire)
     }
 
-    /// Stops accepting, lets in-flight requests finish within the drain timeout.
-    pub async fn shutdown(&self) {}
+    /// Stops accepting on every port, asks open connections to finish gracefully and waits for
+    /// in-flight requests up to the drain timeout.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        let mut listeners = self.listeners.lock().await;
+        for (_, running) in listeners.drain() {
+            running.stop().await;
+        }
+        drop(listeners);
+        let drain = &self.shared.drain;
+        drain.signal();
+        let timeout = self.shared.options.drain_timeout;
+        if tokio::time::timeout(timeout, drain.drained())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = drain.open(),
+                ?timeout,
+                "drain timeout elapsed with connections still open"
+            );
+        }
+    }
+
+    /// The configuration in use.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
+    /// The socket address a listener port binds: `--bind-address` and, below 1024, the port
+    /// plus `--port-offset`.
+    pub fn listen_addr(&self, port: u16) -> SocketAddr {
+        let options = &self.shared.options;
+        let port = if port < 1024 {
+            port.saturating_add(options.port_offset)
+        } else {
+            port
+        };
+        SocketAddr::new(options.bind_address, port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send_sync<T: Send + Sync>(_: &T) {}
+    fn is_send<T: Send>(_: &T) {}
+
+    /// The runtime shares the data plane between tasks and spawns its futures.
+    #[tokio::test]
+    async fn data_plane_is_shareable_and_its_futures_are_send() {
+        let plane = DataPlane::new(
+            DataPlaneOptions {
+                bind_address: std::net::Ipv4Addr::LOCALHOST.into(),
+                port_offset: 8000,
+                drain_timeout: Duration::from_secs(1),
+                access_log: false,
+            },
+            Arc::new(Metrics::new()),
+        );
+        is_send_sync(&plane);
+        is_send(&plane.apply(Arc::new(Ir::default()), 1));
+        is_send(&plane.shutdown());
+        assert_eq!(plane.listen_addr(80).port(), 8080);
+        assert_eq!(plane.listen_addr(8443).port(), 8443);
+        assert!(!plane.ready());
+        plane.apply(Arc::new(Ir::default()), 1).await.unwrap();
+        assert!(plane.ready());
+        plane.shutdown().await;
+        assert!(!plane.ready());
+    }
 }

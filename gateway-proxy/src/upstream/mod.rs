@@ -1,1 +1,116 @@
-//! TODO
+//! Upstream connections: pooled HTTP/1.1 and h2c clients that outlive configuration swaps.
+
+mod body;
+pub mod upgrade;
+
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme, Uri};
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus_client::metrics::counter::Counter;
+
+pub use body::{BoxError, ProxyBody, empty, full, stream};
+
+use crate::ir::UpstreamProtocol;
+use crate::telemetry::Metrics;
+
+/// How long a new upstream connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle pooled connections are closed after this.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Why an upstream call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        endpoint: Authority,
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("request to {endpoint} failed: {source}")]
+    Request {
+        endpoint: Authority,
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("cannot build the upstream URI: {0}")]
+    Uri(#[from] http::Error),
+}
+
+/// Connection pools, one client per upstream protocol. Pools are keyed by endpoint, so they
+/// survive configuration swaps and endpoint changes.
+#[derive(Clone, Debug)]
+pub struct Upstreams {
+    http1: Client<HttpConnector, ProxyBody>,
+    h2c: Client<HttpConnector, ProxyBody>,
+    connect_errors: Counter,
+}
+
+impl Upstreams {
+    pub fn new(metrics: &Metrics) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector.clone());
+        let h2c = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .http2_only(true)
+            .build(connector);
+        Self {
+            http1,
+            h2c,
+            connect_errors: metrics.upstream_connect_errors.clone(),
+        }
+    }
+
+    /// Sends `request` to `endpoint`. Its URI only needs a path and query; the Host header
+    /// is passed as it is. Upgrade requests always go over HTTP/1.1.
+    pub async fn send(
+        &self,
+        protocol: UpstreamProtocol,
+        endpoint: &Authority,
+        mut request: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let upgrade = upgrade::is_upgrade_request(request.headers());
+        let mut parts = std::mem::take(request.uri_mut()).into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(endpoint.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        *request.uri_mut() = Uri::from_parts(parts).map_err(http::Error::from)?;
+        let client = match protocol {
+            UpstreamProtocol::H2c if !upgrade => {
+                *request.version_mut() = Version::HTTP_2;
+                &self.h2c
+            }
+            _ => {
+                *request.version_mut() = Version::HTTP_11;
+                &self.http1
+            }
+        };
+        client.request(request).await.map_err(|source| {
+            if source.is_connect() {
+                self.connect_errors.inc();
+                UpstreamError::Connect {
+                    endpoint: endpoint.clone(),
+                    source,
+                }
+            } else {
+                UpstreamError::Request {
+                    endpoint: endpoint.clone(),
+                    source,
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,126 @@
+//! The compiled configuration: one immutable value, published with one atomic swap.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::CompileError;
+use super::cluster::Cluster;
+use super::table::{CompileCache, PortTable, SeriesMap};
+use crate::ir::Ir;
+use crate::telemetry::{Metrics, RouteMetrics};
+
+/// Everything a request needs, compiled from one [`Ir`]. Never mutated after it is built;
+/// a request holds one `Arc<Snapshot>` from start to end.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub version: u64,
+    pub ir: Arc<Ir>,
+    /// Shared with the previous snapshot when only clusters changed.
+    pub ports: Arc<PortTables>,
+    pub clusters: HashMap<String, Arc<Cluster>>,
+}
+
+/// The tables of every port, and the metric series they record into.
+#[derive(Debug)]
+pub struct PortTables {
+    tables: HashMap<u16, PortTable>,
+    /// Series for requests no listener took.
+    pub unmatched: RouteMetrics,
+    /// Metric handles by `(gateway, route)`: reused by the next compile, and the pairs a new
+    /// config no longer has are dropped from the registry.
+    series: SeriesMap,
+}
+
+impl Snapshot {
+    /// The configuration before any was applied: no ports, no clusters.
+    pub fn empty(metrics: &Metrics) -> Self {
+        Self {
+            version: 0,
+            ir: Arc::new(Ir::default()),
+            ports: Arc::new(PortTables {
+                tables: HashMap::new(),
+                unmatched: metrics.route_metrics("", ""),
+                series: SeriesMap::new(),
+            }),
+            clusters: HashMap::new(),
+        }
+    }
+
+    /// Compiles `ir`. When `previous` has the same ports (an endpoint-only change), its port
+    /// tables are reused and only clusters are compiled.
+    pub fn compile(
+        ir: Arc<Ir>,
+        version: u64,
+        metrics: &Metrics,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self, CompileError> {
+        let ports = match previous {
+            Some(previous) if previous.ir.ports == ir.ports => previous.ports.clone(),
+            _ => Arc::new(compile_ports(
+                &ir,
+                metrics,
+                previous.map(|p| &p.ports.series),
+            )?),
+        };
+        let clusters = ir
+            .clusters
+            .iter()
+            .map(|(name, cluster)| Ok((name.clone(), Arc::new(Cluster::compile(cluster)?))))
+            .collect::<Result<_, CompileError>>()?;
+        Ok(Self {
+            version,
+            ir,
+            ports,
+            clusters,
+        })
+    }
+
+    pub fn port(&self, port: u16) -> Option<&PortTable> {
+        self.ports.tables.get(&port)
+    }
+
+    /// The ports this configuration serves.
+    pub fn port_numbers(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ir.ports.iter().map(|p| p.port)
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.clusters.get(name)
+    }
+
+    /// Drops metric series of routes `self` had and `next` no longer has.
+    pub fn forget_removed_routes(&self, next: &Snapshot, metrics: &Metrics) {
+        if Arc::ptr_eq(&self.ports, &next.ports) {
+            return;
+        }
+        for (gateway, route) in self.ports.series.keys() {
+            if !next
+                .ports
+                .series
+                .contains_key(&(gateway.clone(), route.clone()))
+            {
+                metrics.forget_route(gateway, route);
+            }
+        }
+    }
+}
+
+fn compile_ports(
+    ir: &Ir,
+    metrics: &Metrics,
+    previous: Option<&SeriesMap>,
+) -> Result<PortTables, CompileError> {
+    let mut cache = CompileCache::new(previous);
+    let mut tables = HashMap::with_capacity(ir.ports.len());
+    for port in &ir.ports {
+        let table = PortTable::compile(port, metrics, &mut cache)?;
+        if tables.insert(port.port, table).is_some() {
+            return Err(CompileError::DuplicatePort(port.port));
+        }
+    }
+    Ok(PortTables {
+        tables,
+        unmatched: metrics.route_metrics("", ""),
+        series: cache.route_metrics,
+    })
+}

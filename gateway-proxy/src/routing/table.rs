@@ -1,0 +1,182 @@
+//! Per-port lookup tables: listener by hostname, virtual host by hostname, route entry by path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::CompileError;
+use super::host::HostIndex;
+use super::matcher::{RequestMatcher, RequestView};
+use super::path::PathIndex;
+use super::rule::Rule;
+use crate::ir::{HttpRuleIr, PortIr};
+use crate::telemetry::{Metrics, RouteMetrics};
+
+/// Everything served on one port.
+#[derive(Debug)]
+pub struct PortTable {
+    pub port: u16,
+    listeners: Vec<ListenerTable>,
+    index: HostIndex,
+}
+
+/// One Gateway listener on the port.
+#[derive(Debug)]
+pub struct ListenerTable {
+    /// `namespace/name` of the Gateway.
+    pub gateway: Arc<str>,
+    pub name: String,
+    virtual_hosts: Vec<VirtualHostTable>,
+    index: HostIndex,
+    /// Series for requests this listener took but no route matched.
+    pub unmatched: RouteMetrics,
+}
+
+/// Route entries for one hostname, in IR precedence order, indexed by path.
+#[derive(Debug)]
+struct VirtualHostTable {
+    entries: Vec<RouteEntry>,
+    paths: PathIndex,
+}
+
+/// One match of one rule.
+#[derive(Debug)]
+pub struct RouteEntry {
+    /// `namespace/name` of the route.
+    pub route: Arc<str>,
+    pub rule_index: usize,
+    pub rule: Arc<Rule>,
+    pub matcher: RequestMatcher,
+    pub metrics: RouteMetrics,
+}
+
+/// The result of looking a request up.
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    /// No listener on the port accepts the host.
+    NoListener,
+    /// A listener took the host but none of its routes matched.
+    NoRoute(&'a ListenerTable),
+    Route(&'a ListenerTable, &'a RouteEntry),
+}
+
+/// Metric handles by `(gateway, route)`.
+pub(super) type SeriesMap = HashMap<(Arc<str>, Arc<str>), RouteMetrics>;
+
+/// Shares compiled pieces between the entries of one compilation.
+#[derive(Default)]
+pub(super) struct CompileCache<'p> {
+    /// Rules by the address of their IR `Arc`: the entries of one rule share it.
+    rules: HashMap<usize, Arc<Rule>>,
+    /// Handles of the previous snapshot: registering a series is the costly part of a
+    /// compile, so routes that stay keep theirs.
+    previous: Option<&'p SeriesMap>,
+    pub(super) route_metrics: SeriesMap,
+}
+
+impl<'p> CompileCache<'p> {
+    pub(super) fn new(previous: Option<&'p SeriesMap>) -> Self {
+        Self {
+            previous,
+            ..Self::default()
+        }
+    }
+
+    fn rule(&mut self, ir: &Arc<HttpRuleIr>) -> Result<Arc<Rule>, CompileError> {
+        let key = Arc::as_ptr(ir) as usize;
+        if let Some(rule) = self.rules.get(&key) {
+            return Ok(rule.clone());
+        }
+        let rule = Arc::new(Rule::compile(ir)?);
+        self.rules.insert(key, rule.clone());
+        Ok(rule)
+    }
+
+    fn metrics(&mut self, metrics: &Metrics, gateway: &Arc<str>, route: &str) -> RouteMetrics {
+        let key = (gateway.clone(), Arc::from(route));
+        let previous = self.previous;
+        self.route_metrics
+            .entry(key)
+            .or_insert_with_key(|key| match previous.and_then(|p| p.get(key)) {
+                Some(handles) => handles.clone(),
+                None => metrics.route_metrics(gateway, route),
+            })
+            .clone()
+    }
+}
+
+impl PortTable {
+    pub(super) fn compile(
+        ir: &PortIr,
+        metrics: &Metrics,
+        cache: &mut CompileCache<'_>,
+    ) -> Result<Self, CompileError> {
+        let mut listeners = Vec::with_capacity(ir.listeners.len());
+        for listener in &ir.listeners {
+            let gateway: Arc<str> = Arc::from(listener.gateway.to_string());
+            let mut virtual_hosts = Vec::with_capacity(listener.virtual_hosts.len());
+            for vhost in &listener.virtual_hosts {
+                let mut entries = Vec::with_capacity(vhost.routes.len());
+                let mut paths = PathIndex::default();
+                for (i, entry) in vhost.routes.iter().enumerate() {
+                    let route = format!("{}/{}", entry.route.namespace, entry.route.name);
+                    paths.insert(i, &entry.matches.path);
+                    entries.push(RouteEntry {
+                        metrics: cache.metrics(metrics, &gateway, &route),
+                        route: Arc::from(route),
+                        rule_index: entry.rule_index,
+                        rule: cache.rule(&entry.rule)?,
+                        matcher: RequestMatcher::compile(&entry.matches)?,
+                    });
+                }
+                virtual_hosts.push(VirtualHostTable { entries, paths });
+            }
+            listeners.push(ListenerTable {
+                index: HostIndex::build(
+                    listener
+                        .virtual_hosts
+                        .iter()
+                        .map(|v| Some(v.hostname.as_str())),
+                ),
+                unmatched: cache.metrics(metrics, &gateway, ""),
+                gateway,
+                name: listener.name.clone(),
+                virtual_hosts,
+            });
+        }
+        Ok(Self {
+            port: ir.port,
+            index: HostIndex::build(ir.listeners.iter().map(|l| l.hostname.as_deref())),
+            listeners,
+        })
+    }
+
+    /// Finds the entry for a request. `host` must be normalised.
+    pub fn lookup(&self, host: &str, request: &RequestView<'_>) -> Lookup<'_> {
+        let Some(listener) = self.index.lookup(host).and_then(|i| self.listeners.get(i)) else {
+            return Lookup::NoListener;
+        };
+        // No fallback to a less specific virtual host: the most specific one that takes the
+        // host answers, or nothing does.
+        let entry = listener
+            .index
+            .lookup(host)
+            .and_then(|i| listener.virtual_hosts.get(i))
+            .and_then(|vhost| vhost.find(request));
+        match entry {
+            Some(entry) => Lookup::Route(listener, entry),
+            None => Lookup::NoRoute(listener),
+        }
+    }
+}
+
+impl VirtualHostTable {
+    /// The first entry in IR order that matches: the lowest candidate index that holds.
+    fn find(&self, request: &RequestView<'_>) -> Option<&RouteEntry> {
+        let mut candidates = Vec::new();
+        self.paths.candidates(request.path, &mut candidates);
+        candidates
+            .into_iter()
+            .filter_map(|i| self.entries.get(i))
+            .find(|entry| entry.matcher.matches(request))
+    }
+}

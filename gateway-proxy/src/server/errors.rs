@@ -1,0 +1,93 @@
+//! Every failure the proxy answers itself, mapped in one place to a status and a short body.
+//! A failure never drops the client connection.
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::upstream::{self, ProxyBody, UpstreamError};
+
+/// Why the proxy answered instead of an upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No listener took the host, or no route of it matched.
+    #[error("no route matched")]
+    NoRoute,
+    /// The chosen backendRef is invalid (or its cluster is missing).
+    #[error("invalid backend")]
+    InvalidBackend,
+    /// The rule has no backend with weight and no redirect.
+    #[error("no backend for this route")]
+    NoBackend,
+    /// A redirect whose Location is not a valid header value.
+    #[error("invalid redirect")]
+    InvalidRedirect,
+    /// The cluster has no ready endpoint.
+    #[error("no healthy upstream")]
+    NoHealthyUpstream,
+    #[error("upstream connect error")]
+    UpstreamConnect(#[source] UpstreamError),
+    #[error("upstream reset")]
+    UpstreamReset(#[source] UpstreamError),
+    /// The route's request timeout elapsed before response headers.
+    #[error("request timeout")]
+    RequestTimeout,
+    /// The route's backendRequest timeout elapsed for the upstream attempt.
+    #[error("upstream request timeout")]
+    BackendTimeout,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::InvalidBackend | Self::NoBackend | Self::InvalidRedirect => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            Self::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamConnect(_) | Self::UpstreamReset(_) => StatusCode::BAD_GATEWAY,
+            Self::RequestTimeout | Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The response sent to the client: the status and this error's message as plain text.
+    /// The pipeline adds the request ID.
+    pub fn to_response(&self) -> Response<ProxyBody> {
+        let mut response = Response::new(upstream::full(format!("{self}\n")));
+        *response.status_mut() = self.status();
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
+}
+
+impl From<UpstreamError> for ProxyError {
+    fn from(error: UpstreamError) -> Self {
+        match error {
+            UpstreamError::Connect { .. } => Self::UpstreamConnect(error),
+            _ => Self::UpstreamReset(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        assert_eq!(ProxyError::NoRoute.status(), 404);
+        assert_eq!(ProxyError::InvalidBackend.status(), 500);
+        assert_eq!(ProxyError::NoBackend.status(), 500);
+        assert_eq!(ProxyError::NoHealthyUpstream.status(), 503);
+        assert_eq!(ProxyError::RequestTimeout.status(), 504);
+        assert_eq!(ProxyError::BackendTimeout.status(), 504);
+        let response = ProxyError::NoHealthyUpstream.to_response();
+        assert_eq!(response.status(), 503);
+        assert_eq!(
+            response.headers()[CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! Listening sockets: SO_REUSEADDR binding, per-port accept loops, HTTP/1.1 + h2c connections.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::drain::Watcher;
+use super::{Shared, pipeline};
+
+/// Pending connections the kernel queues per port.
+const BACKLOG: i32 = 1024;
+
+/// Binds `addr` with SO_REUSEADDR so a restarted proxy can bind at once.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// What a request knows about the connection it came on.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionInfo {
+    /// The port the Gateway listener declares (the IR port, before any offset).
+    pub port: u16,
+    pub peer: SocketAddr,
+}
+
+/// A running accept loop. Stopping it closes the socket; open connections carry on.
+#[derive(Debug)]
+pub struct PortListener {
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl PortListener {
+    pub fn start(listener: TcpListener, addr: SocketAddr, port: u16, shared: Arc<Shared>) -> Self {
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(accept_loop(listener, port, shared, stopped));
+        Self { addr, stop, task }
+    }
+
+    /// Stops accepting and waits until the socket is closed.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    port: u16,
+    shared: Arc<Shared>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let info = ConnectionInfo { port, peer };
+                    let watcher = shared.drain.watcher();
+                    tokio::spawn(serve(stream, info, shared.clone(), watcher));
+                }
+                Err(error) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%error, port, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    tracing::debug!(port, "stopped accepting");
+}
+
+/// Serves one client connection until it closes, or until draining finishes it gracefully.
+async fn serve(stream: TcpStream, info: ConnectionInfo, shared: Arc<Shared>, mut drain: Watcher) {
+    let _open = OpenConnection::new(&shared);
+    let _ = stream.set_nodelay(true);
+    let handler = shared.clone();
+    let service = service_fn(move |request| {
+        let shared = handler.clone();
+        async move { Ok::<_, Infallible>(pipeline::handle(&shared, info, request).await) }
+    });
+    let connection = shared
+        .http
+        .serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = drain.signaled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, peer = %info.peer, "connection ended with an error");
+    }
+}
+
+/// Counts the connection in `downstream_connections_active` while it lives.
+struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
+
+impl OpenConnection {
+    fn new(shared: &Shared) -> Self {
+        let gauge = shared.metrics.active_connections.clone();
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

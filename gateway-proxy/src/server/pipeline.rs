@@ -1,0 +1,262 @@
+//! The request stack, assembled in one place. Order, outermost first:
+//!
+//! 1. request ID: `x-request-id` read or generated; sent upstream and echoed on every response
+//! 2. route lookup on the snapshot loaded once for this request (404 when nothing matches)
+//! 3. the rule's request timeout (504), covering everything below up to response headers
+//! 4. hop-by-hop headers removed; X-Forwarded-For/Proto/Host added
+//! 5. rule filters (a redirect answers here), backend choice (500), backend filters
+//! 6. mirrors, with the body buffered only when one applies
+//! 7. the upstream call under the backendRequest timeout (502, 503, 504); upgrades bridged
+//! 8. response: hop-by-hop headers removed, response header modifiers
+//! 9. request ID echoed, metrics recorded, access log written
+//!
+//! Every failure becomes a response through [`ProxyError`]; none drops the connection.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use http::header::{EXPECT, HOST, HeaderValue, LOCATION};
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+
+use super::Shared;
+use super::access_log::Record;
+use super::errors::ProxyError;
+use super::headers::{X_REQUEST_ID, add_forwarded, ensure_request_id, strip_hop_by_hop};
+use super::listener::ConnectionInfo;
+use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
+use crate::filters::{self, Deferred, FilterContext, RedirectResponse};
+use crate::routing::{Lookup, RequestView, RouteEntry, Snapshot, normalize_host};
+use crate::upstream::{self, ProxyBody, upgrade};
+
+/// Serves one request. Never fails: errors are answered.
+pub async fn handle(
+    shared: &Shared,
+    connection: ConnectionInfo,
+    mut request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let request_id = ensure_request_id(request.headers_mut());
+    let snapshot = shared.snapshot.load_full();
+    let mut record = Record::new(shared.options.access_log, &request);
+    let mut metrics = None;
+    let mut response = match route(
+        shared,
+        &snapshot,
+        connection,
+        request,
+        &mut record,
+        &mut metrics,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(error) => {
+            record.set_error(|| error_chain(&error));
+            error.to_response()
+        }
+    };
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID, request_id.clone());
+    let elapsed = started.elapsed();
+    metrics
+        .unwrap_or(&snapshot.ports.unmatched)
+        .record(response.status().as_u16(), elapsed);
+    record.emit(&response, &request_id, elapsed.as_secs_f64() * 1000.0);
+    response
+}
+
+/// Steps 2 and 3: finds the entry and runs the rest under the request timeout.
+async fn route<'s>(
+    shared: &Shared,
+    snapshot: &'s Snapshot,
+    connection: ConnectionInfo,
+    request: Request<Incoming>,
+    record: &mut Record<'s>,
+    metrics: &mut Option<&'s crate::telemetry::RouteMetrics>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let (mut parts, body) = request.into_parts();
+    // HTTP/2 carries the host in `:authority`; give the upstream a Host header either way.
+    if !parts.headers.contains_key(HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(HOST, value);
+    }
+    let host = normalize_host(filters::host_header(&parts).unwrap_or("")).into_owned();
+    record.set_host(&host);
+    let table = snapshot.port(connection.port).ok_or(ProxyError::NoRoute)?;
+    let view = RequestView {
+        method: &parts.method,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+    };
+    let entry = match table.lookup(&host, &view) {
+        Lookup::NoListener => return Err(ProxyError::NoRoute),
+        Lookup::NoRoute(listener) => {
+            *metrics = Some(&listener.unmatched);
+            return Err(ProxyError::NoRoute);
+        }
+        Lookup::Route(_, entry) => entry,
+    };
+    *metrics = Some(&entry.metrics);
+    record.route = Some(&entry.route);
+    let forward = forward(
+        shared, snapshot, connection, entry, &host, parts, body, record,
+    );
+    within(
+        entry.rule.request_timeout,
+        forward,
+        ProxyError::RequestTimeout,
+    )
+    .await
+}
+
+/// Steps 4 to 8.
+#[allow(clippy::too_many_arguments)] // Each argument is a distinct piece of request context.
+async fn forward<'s>(
+    shared: &Shared,
+    snapshot: &'s Snapshot,
+    connection: ConnectionInfo,
+    entry: &'s RouteEntry,
+    host: &str,
+    mut parts: Parts,
+    body: Incoming,
+    record: &mut Record<'s>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let rule = &entry.rule;
+    let upgrade = upgrade::is_upgrade_request(&parts.headers);
+    let downstream_upgrade = if upgrade {
+        parts.extensions.remove::<OnUpgrade>()
+    } else {
+        None
+    };
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    // hyper already answered `Expect: 100-continue` when the body was first read.
+    parts.headers.remove(EXPECT);
+    let original_host = parts.headers.get(HOST).cloned();
+    add_forwarded(&mut parts.headers, connection.peer.ip(), original_host);
+
+    let context = FilterContext {
+        listener_port: connection.port,
+        host,
+        matched_prefix: entry.matcher.prefix(),
+    };
+    let mut deferred = Deferred::default();
+    if let Some(redirect) =
+        filters::apply_request(&rule.filters, &mut parts, &context, &mut deferred)
+    {
+        return redirect_response(redirect, &deferred);
+    }
+    let backend = rule.choose_backend().ok_or(ProxyError::NoBackend)?;
+    let cluster_name = backend
+        .cluster
+        .as_deref()
+        .ok_or(ProxyError::InvalidBackend)?;
+    if let Some(redirect) =
+        filters::apply_request(&backend.filters, &mut parts, &context, &mut deferred)
+    {
+        return redirect_response(redirect, &deferred);
+    }
+    let cluster = snapshot
+        .cluster(cluster_name)
+        .ok_or(ProxyError::InvalidBackend)?;
+    let endpoint = cluster.pick().ok_or(ProxyError::NoHealthyUpstream)?;
+    record.upstream = Some(endpoint.clone());
+
+    let body = mirror_and_buffer(shared, snapshot, &deferred, &parts, upstream::stream(body)).await;
+    let send = shared
+        .upstreams
+        .send(cluster.protocol, endpoint, Request::from_parts(parts, body));
+    let mut response = within(
+        rule.backend_timeout,
+        async { send.await.map_err(ProxyError::from) },
+        ProxyError::BackendTimeout,
+    )
+    .await?;
+
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching && let Some(downstream) = downstream_upgrade {
+        upgrade::bridge(downstream, &mut response);
+    }
+    strip_hop_by_hop(response.headers_mut(), switching);
+    for modifier in &deferred.response_headers {
+        modifier.apply(response.headers_mut());
+    }
+    Ok(response.map(upstream::stream))
+}
+
+/// Step 6: when mirrors apply, buffers the body and sends each mirror its copy; otherwise the
+/// body streams untouched.
+async fn mirror_and_buffer(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    deferred: &Deferred<'_>,
+    parts: &Parts,
+    body: ProxyBody,
+) -> ProxyBody {
+    let clusters: Vec<_> = deferred
+        .mirrors
+        .iter()
+        .filter_map(|m| m.cluster.as_deref().and_then(|name| snapshot.cluster(name)))
+        .collect();
+    if clusters.is_empty() {
+        return body;
+    }
+    match mirror::buffer(body, MIRROR_BODY_LIMIT).await {
+        Buffered::Complete(bytes) => {
+            for cluster in clusters {
+                mirror::spawn(&shared.upstreams, cluster.clone(), parts, bytes.clone());
+            }
+            upstream::full(bytes)
+        }
+        Buffered::Streaming(body) => {
+            tracing::debug!("request body over the mirror limit; not mirrored");
+            body
+        }
+    }
+}
+
+fn redirect_response(
+    redirect: RedirectResponse,
+    deferred: &Deferred<'_>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let location = redirect.location.ok_or(ProxyError::InvalidRedirect)?;
+    let mut response = Response::new(upstream::empty());
+    *response.status_mut() = redirect.status;
+    response.headers_mut().insert(LOCATION, location);
+    for modifier in &deferred.response_headers {
+        modifier.apply(response.headers_mut());
+    }
+    Ok(response)
+}
+
+/// Runs `future` under an optional time limit.
+async fn within<T>(
+    limit: Option<Duration>,
+    future: impl Future<Output = Result<T, ProxyError>>,
+    on_timeout: ProxyError,
+) -> Result<T, ProxyError> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, future)
+            .await
+            .unwrap_or(Err(on_timeout)),
+        None => future.await,
+    }
+}
+
+/// The error and its causes, for the log.
+fn error_chain(error: &ProxyError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,665 @@
+//! Data plane over real sockets: a hand-built IR, a tiny echo upstream, `DataPlane::apply`.
+
+// Harness helpers outside #[test] functions panic on purpose: a panic is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gantry_proxy::ir::{
+    BackendIr, ClusterIr, HeaderModifierIr, HeaderValueIr, HttpFilterIr, HttpMatchIr, HttpRuleIr,
+    Ir, ListenerIr, MirrorIr, PathMatchIr, PortIr, PortProtocol, RedirectIr, RouteEntryIr,
+    RouteRef, TimeoutsIr, UpstreamProtocol, VirtualHostIr,
+};
+use gantry_proxy::server::{DataPlane, DataPlaneOptions};
+use gantry_proxy::store::ObjectKey;
+use gantry_proxy::telemetry::Metrics;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+// ---------------------------------------------------------------------------------------------
+// Echo upstream
+
+/// Answers with the request line and headers as text. `?sleep=MS` waits first; an upgrade
+/// request gets `101` and then echoes bytes back.
+async fn echo(
+    request: Request<Incoming>,
+    seen: mpsc::UnboundedSender<String>,
+) -> Response<Full<Bytes>> {
+    let query = request.uri().query().unwrap_or("").to_owned();
+    if let Some(ms) = query.split('&').find_map(|p| p.strip_prefix("sleep=")) {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+    }
+    let mut text = format!("{} {}\n", request.method(), request.uri());
+    for (name, value) in request.headers() {
+        text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("?")));
+    }
+    let _ = seen.send(text.clone());
+    if request.headers().contains_key(http::header::UPGRADE) {
+        let mut request = request;
+        let upgrade = hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            let mut io = TokioIo::new(upgrade.await.unwrap());
+            let mut buf = [0u8; 64];
+            loop {
+                match io.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => io.write_all(&buf[..n]).await.unwrap(),
+                }
+            }
+        });
+        return Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "echo")
+            .body(Full::default())
+            .unwrap();
+    }
+    let body = request.into_body().collect().await.unwrap().to_bytes();
+    text.push('\n');
+    text.push_str(&String::from_utf8_lossy(&body));
+    Response::builder()
+        .header("x-upstream", "echo")
+        .header("connection", "keep-alive")
+        .body(Full::new(Bytes::from(text)))
+        .unwrap()
+}
+
+/// Starts the echo upstream (HTTP/1.1 and h2c); returns its address and a feed of the
+/// requests it saw.
+async fn start_echo() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let tx = tx.clone();
+                    async move { Ok::<_, Infallible>(echo(req, tx).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let _ = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+// ---------------------------------------------------------------------------------------------
+// IR
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn backend(cluster: Option<&str>) -> BackendIr {
+    BackendIr {
+        weight: 1,
+        cluster: cluster.map(Into::into),
+        filters: vec![],
+    }
+}
+
+fn entry(name: &str, prefix: &str, rule: HttpRuleIr) -> RouteEntryIr {
+    RouteEntryIr {
+        route: RouteRef {
+            kind: "HTTPRoute".into(),
+            namespace: "default".into(),
+            name: name.into(),
+        },
+        rule_index: 0,
+        matches: HttpMatchIr {
+            path: PathMatchIr::Prefix(prefix.into()),
+            ..Default::default()
+        },
+        rule: Arc::new(rule),
+    }
+}
+
+fn to(cluster: &str) -> HttpRuleIr {
+    HttpRuleIr {
+        backends: vec![backend(Some(cluster))],
+        ..Default::default()
+    }
+}
+
+fn cluster(name: &str, endpoints: Vec<String>, protocol: UpstreamProtocol) -> (String, ClusterIr) {
+    (
+        name.to_owned(),
+        ClusterIr {
+            name: name.into(),
+            service: ObjectKey::new("default", name),
+            port: 80,
+            protocol,
+            endpoints,
+        },
+    )
+}
+
+/// The routes every test uses; `echo` is the upstream, `extra` entries go first.
+fn test_ir(port: u16, echo: SocketAddr, extra: Vec<RouteEntryIr>) -> Ir {
+    let mut routes = extra;
+    routes.extend([
+        entry("echo", "/echo", to("echo")),
+        entry("echo-h2c", "/h2c", to("echo-h2c")),
+        entry(
+            "slow",
+            "/slow",
+            HttpRuleIr {
+                timeouts: TimeoutsIr {
+                    request_ms: None,
+                    backend_request_ms: Some(200),
+                },
+                ..to("echo")
+            },
+        ),
+        entry(
+            "request-timeout",
+            "/request-timeout",
+            HttpRuleIr {
+                timeouts: TimeoutsIr {
+                    request_ms: Some(200),
+                    backend_request_ms: None,
+                },
+                ..to("echo")
+            },
+        ),
+        entry(
+            "invalid",
+            "/invalid",
+            HttpRuleIr {
+                backends: vec![backend(None)],
+                ..Default::default()
+            },
+        ),
+        entry("nothing", "/nothing", HttpRuleIr::default()),
+        entry("empty", "/empty", to("empty")),
+        entry("closed", "/closed", to("closed")),
+        entry(
+            "redirect",
+            "/redirect",
+            HttpRuleIr {
+                filters: vec![HttpFilterIr::RequestRedirect(RedirectIr {
+                    scheme: Some("https".into()),
+                    hostname: Some("secure.example.com".into()),
+                    port: None,
+                    path: None,
+                    status_code: 301,
+                })],
+                ..Default::default()
+            },
+        ),
+        entry(
+            "modify",
+            "/modify",
+            HttpRuleIr {
+                filters: vec![
+                    HttpFilterIr::RequestHeaderModifier(HeaderModifierIr {
+                        set: vec![HeaderValueIr {
+                            name: "x-added".into(),
+                            value: "by-proxy".into(),
+                        }],
+                        ..Default::default()
+                    }),
+                    HttpFilterIr::ResponseHeaderModifier(HeaderModifierIr {
+                        add: vec![HeaderValueIr {
+                            name: "x-response".into(),
+                            value: "modified".into(),
+                        }],
+                        remove: vec!["x-upstream".into()],
+                        ..Default::default()
+                    }),
+                    HttpFilterIr::RequestMirror(MirrorIr {
+                        cluster: Some("echo".into()),
+                        numerator: 1,
+                        denominator: 1,
+                    }),
+                ],
+                ..to("echo")
+            },
+        ),
+    ]);
+    let closed = format!("127.0.0.1:{}", free_port());
+    Ir {
+        ports: vec![PortIr {
+            port,
+            protocol: PortProtocol::Http,
+            listeners: vec![
+                ListenerIr {
+                    gateway: ObjectKey::new("default", "gw"),
+                    name: "strict".into(),
+                    hostname: Some("strict.example.com".into()),
+                    virtual_hosts: vec![VirtualHostIr {
+                        hostname: "strict.example.com".into(),
+                        routes: vec![entry("strict", "/only", to("echo"))],
+                    }],
+                },
+                ListenerIr {
+                    gateway: ObjectKey::new("default", "gw"),
+                    name: "http".into(),
+                    hostname: None,
+                    virtual_hosts: vec![VirtualHostIr {
+                        hostname: "*".into(),
+                        routes,
+                    }],
+                },
+            ],
+        }],
+        clusters: BTreeMap::from([
+            cluster("echo", vec![echo.to_string()], UpstreamProtocol::Http1),
+            cluster("echo-h2c", vec![echo.to_string()], UpstreamProtocol::H2c),
+            cluster("empty", vec![], UpstreamProtocol::Http1),
+            cluster("closed", vec![closed], UpstreamProtocol::Http1),
+        ]),
+    }
+}
+
+struct Proxy {
+    plane: Arc<DataPlane>,
+    port: u16,
+    echo: SocketAddr,
+    seen: mpsc::UnboundedReceiver<String>,
+    metrics: Arc<Metrics>,
+}
+
+async fn start_proxy(drain_timeout: Duration) -> Proxy {
+    let (echo, seen) = start_echo().await;
+    let metrics = Arc::new(Metrics::new());
+    let plane = Arc::new(DataPlane::new(
+        DataPlaneOptions {
+            bind_address: Ipv4Addr::LOCALHOST.into(),
+            port_offset: 0,
+            drain_timeout,
+            access_log: true,
+        },
+        metrics.clone(),
+    ));
+    assert!(!plane.ready());
+    let port = free_port();
+    plane
+        .apply(Arc::new(test_ir(port, echo, vec![])), 1)
+        .await
+        .unwrap();
+    assert!(plane.ready());
+    Proxy {
+        plane,
+        port,
+        echo,
+        seen,
+        metrics,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+
+type TestClient = Client<HttpConnector, Full<Bytes>>;
+
+fn http1() -> TestClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+fn http2() -> TestClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+async fn send(client: &TestClient, port: u16, host: &str, path: &str) -> Answer {
+    let request = Request::get(format!("http://127.0.0.1:{port}{path}"))
+        .header("host", host)
+        .body(Full::default())
+        .unwrap();
+    send_request(client, request).await
+}
+
+async fn send_request(client: &TestClient, request: Request<Full<Bytes>>) -> Answer {
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn assert_request_id(answer: &Answer) {
+    assert!(
+        answer
+            .headers
+            .get("x-request-id")
+            .is_some_and(|v| !v.is_empty()),
+        "no x-request-id on {} {:?}",
+        answer.status,
+        answer.headers
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[tokio::test]
+async fn routes_to_the_upstream_with_forwarded_headers_and_request_id() {
+    let mut proxy = start_proxy(Duration::from_secs(5)).await;
+    let client = http1();
+    let request = Request::get(format!("http://127.0.0.1:{}/echo/a?b=c", proxy.port))
+        .header("host", "app.example.com:8080")
+        .header("x-request-id", "given-id")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "secret")
+        .body(Full::default())
+        .unwrap();
+    let answer = send_request(&client, request).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.headers["x-request-id"], "given-id");
+    assert_eq!(answer.headers["x-upstream"], "echo");
+    assert!(!answer.headers.contains_key("keep-alive"));
+    let body = answer.body.to_lowercase();
+    assert!(body.starts_with("get /echo/a?b=c\n"), "{body}");
+    assert!(body.contains("host: app.example.com:8080\n"), "{body}");
+    assert!(body.contains("x-request-id: given-id\n"), "{body}");
+    assert!(
+        body.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1\n"),
+        "{body}"
+    );
+    assert!(body.contains("x-forwarded-proto: http\n"), "{body}");
+    assert!(
+        body.contains("x-forwarded-host: app.example.com:8080\n"),
+        "{body}"
+    );
+    assert!(!body.contains("x-hop"), "{body}");
+    proxy.seen.recv().await.unwrap();
+
+    // A generated request ID goes upstream and comes back.
+    let answer = send(&client, proxy.port, "app.example.com", "/echo").await;
+    let id = answer.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 36);
+    assert!(answer.body.contains(&format!("x-request-id: {id}\n")));
+
+    let metrics = proxy.metrics.encode();
+    assert!(
+        metrics.contains(r#"gantry_requests_total{gateway="default/gw",route="default/echo",status_class="2xx"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn proxy_errors_are_answered_with_status_and_request_id() {
+    let proxy = start_proxy(Duration::from_secs(5)).await;
+    let client = http1();
+    let cases = [
+        ("app.example.com", "/unknown", 404, "no route matched"),
+        // The strict listener took the host; no fallback to the catch-all listener.
+        ("strict.example.com", "/echo", 404, "no route matched"),
+        ("app.example.com", "/invalid", 500, "invalid backend"),
+        (
+            "app.example.com",
+            "/nothing",
+            500,
+            "no backend for this route",
+        ),
+        ("app.example.com", "/empty", 503, "no healthy upstream"),
+        ("app.example.com", "/closed", 502, "upstream connect error"),
+        (
+            "app.example.com",
+            "/slow?sleep=2000",
+            504,
+            "upstream request timeout",
+        ),
+        (
+            "app.example.com",
+            "/request-timeout?sleep=2000",
+            504,
+            "request timeout",
+        ),
+    ];
+    for (host, path, status, text) in cases {
+        let answer = send(&client, proxy.port, host, path).await;
+        assert_eq!(answer.status, status, "{host}{path}: {}", answer.body);
+        assert_eq!(answer.body.trim(), text, "{host}{path}");
+        assert_request_id(&answer);
+    }
+    let answer = send(&client, proxy.port, "strict.example.com", "/only").await;
+    assert_eq!(answer.status, 200);
+    let answer = send(&client, proxy.port, "app.example.com", "/slow?sleep=10").await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        proxy
+            .metrics
+            .encode()
+            .contains("gantry_upstream_connect_errors_total 1")
+    );
+}
+
+#[tokio::test]
+async fn filters_apply_over_the_wire() {
+    let mut proxy = start_proxy(Duration::from_secs(5)).await;
+    let client = http1();
+    let answer = send(&client, proxy.port, "app.example.com", "/redirect/x?q=1").await;
+    assert_eq!(answer.status, 301);
+    assert_eq!(
+        answer.headers["location"],
+        "https://secure.example.com/redirect/x?q=1"
+    );
+    assert_request_id(&answer);
+
+    let request = Request::post(format!("http://127.0.0.1:{}/modify", proxy.port))
+        .header("host", "app.example.com")
+        .body(Full::new(Bytes::from_static(b"payload")))
+        .unwrap();
+    let answer = send_request(&client, request).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.headers["x-response"], "modified");
+    assert!(!answer.headers.contains_key("x-upstream"));
+    assert!(
+        answer.body.contains("x-added: by-proxy\n"),
+        "{}",
+        answer.body
+    );
+    assert!(answer.body.ends_with("\npayload"), "{}", answer.body);
+    // The main request and its mirror both reached the upstream, with the body.
+    let first = proxy.seen.recv().await.unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), proxy.seen.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with("POST /modify") && second.starts_with("POST /modify"));
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_and_h2c_upstreams() {
+    let proxy = start_proxy(Duration::from_secs(5)).await;
+    let client = http2();
+    for path in ["/echo/h2", "/h2c/h2"] {
+        let answer = send(&client, proxy.port, "app.example.com", path).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        assert_request_id(&answer);
+        assert!(
+            answer.body.contains("x-forwarded-host: app.example.com\n"),
+            "{}",
+            answer.body
+        );
+        // HTTP/2 requests carry `:authority`; the upstream gets it as the Host header.
+        assert!(
+            answer.body.contains("host: app.example.com\n"),
+            "{}",
+            answer.body
+        );
+    }
+    let answer = send(&client, proxy.port, "app.example.com", "/nope").await;
+    assert_eq!(answer.status, 404);
+    assert_request_id(&answer);
+    // HTTP/1.1 client to an h2c upstream.
+    let answer = send(&http1(), proxy.port, "app.example.com", "/h2c/x").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn upgrades_are_bridged() {
+    let proxy = start_proxy(Duration::from_secs(5)).await;
+    let mut stream = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    stream
+        .write_all(
+            b"GET /echo/ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    assert!(head.contains("x-request-id: "), "{head}");
+    stream.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"ping");
+}
+
+#[tokio::test]
+async fn config_swap_drops_no_in_flight_request() {
+    let proxy = start_proxy(Duration::from_secs(5)).await;
+    let client = http1();
+    let in_flight: Vec<_> = (0..8)
+        .map(|i| {
+            let client = client.clone();
+            let port = proxy.port;
+            tokio::spawn(async move {
+                send(
+                    &client,
+                    port,
+                    "app.example.com",
+                    &format!("/echo/{i}?sleep=300"),
+                )
+                .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Version 2 adds a route in front of the others.
+    let extra = vec![entry("new", "/new", to("echo"))];
+    proxy
+        .plane
+        .apply(Arc::new(test_ir(proxy.port, proxy.echo, extra)), 2)
+        .await
+        .unwrap();
+    assert_eq!(proxy.plane.snapshot().version, 2);
+    for request in in_flight {
+        assert_eq!(request.await.unwrap().status, 200);
+    }
+    assert_eq!(
+        send(&client, proxy.port, "app.example.com", "/new")
+            .await
+            .status,
+        200
+    );
+
+    // A bad configuration is rejected and the last good one keeps serving.
+    let mut bad = test_ir(proxy.port, proxy.echo, vec![]);
+    bad.ports[0].listeners[1].virtual_hosts[0].routes[0]
+        .matches
+        .path = PathMatchIr::RegularExpression("(".into());
+    assert!(proxy.plane.apply(Arc::new(bad), 3).await.is_err());
+    assert_eq!(proxy.plane.snapshot().version, 2);
+    assert_eq!(
+        send(&client, proxy.port, "app.example.com", "/new")
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn ports_come_and_go_with_the_config() {
+    let proxy = start_proxy(Duration::from_secs(5)).await;
+    let second = free_port();
+    let mut ir = test_ir(proxy.port, proxy.echo, vec![]);
+    let mut extra_port = ir.ports[0].clone();
+    extra_port.port = second;
+    ir.ports.push(extra_port);
+    proxy.plane.apply(Arc::new(ir), 2).await.unwrap();
+    let client = http1();
+    assert_eq!(send(&client, second, "a", "/echo").await.status, 200);
+
+    // A port that cannot be bound rejects the whole config.
+    let taken = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let mut ir = test_ir(proxy.port, proxy.echo, vec![]);
+    let mut taken_port = ir.ports[0].clone();
+    taken_port.port = taken.local_addr().unwrap().port();
+    ir.ports.push(taken_port);
+    let err = proxy.plane.apply(Arc::new(ir), 3).await.unwrap_err();
+    assert!(
+        matches!(err, gantry_proxy::server::ApplyError::Bind { .. }),
+        "{err}"
+    );
+    assert_eq!(proxy.plane.snapshot().version, 2);
+
+    // Dropping the second port closes it.
+    proxy
+        .plane
+        .apply(Arc::new(test_ir(proxy.port, proxy.echo, vec![])), 4)
+        .await
+        .unwrap();
+    assert!(TcpStream::connect(("127.0.0.1", second)).await.is_err());
+    assert_eq!(send(&client, proxy.port, "a", "/echo").await.status, 200);
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests() {
+    let proxy = start_proxy(Duration::from_secs(5)).await;
+    let client = http1();
+    let port = proxy.port;
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(
+            async move { send(&client, port, "app.example.com", "/echo/slow?sleep=500").await },
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    proxy.plane.shutdown().await;
+    // Shutdown waited for the request still sleeping upstream.
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(!proxy.plane.ready());
+    let answer = slow.await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+}
