@@ -328,10 +328,20 @@ async fn sigterm_drains_in_flight_requests() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     proxy.terminate();
-    // Not ready any more while draining.
-    let readyz = get(&format!("http://{}/readyz", proxy.admin)).await;
-    if let Ok(r) = readyz {
-        assert_eq!(r.status, 503);
+    // Not ready any more while draining (the signal is handled asynchronously, so poll).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match get(&format!("http://{}/readyz", proxy.admin)).await {
+            Ok(r) if r.status == 200 => {
+                assert!(Instant::now() < deadline, "still ready after SIGTERM");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(r) => {
+                assert_eq!(r.status, 503, "{}", r.text());
+                break;
+            }
+            Err(_) => break, // already gone
+        }
     }
     let reply = slow
         .await
