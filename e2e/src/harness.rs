@@ -143,10 +143,10 @@ impl Proxy {
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(r) = get(&format!("http://{}/readyz", self.admin)).await {
-                if r.status == StatusCode::OK {
-                    return;
-                }
+            if let Ok(r) = get(&format!("http://{}/readyz", self.admin)).await
+                && r.status == StatusCode::OK
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,

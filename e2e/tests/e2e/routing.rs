@@ -95,7 +95,8 @@ async fn backend_for(base: &str, host: &str, path: &str, headers: &[(&str, &str)
 async fn every_match_type_picks_its_backend() {
     let (_proxy, base) = setup().await;
     let host = "match.example.com";
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         ("/exact", &[], "exact"),
         // Exact is exact. When no rule of the most specific hostname matches, rules of less
         // specific hostnames covering it come next (hostname precedence orders, it does not
