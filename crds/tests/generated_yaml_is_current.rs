@@ -26,7 +26,10 @@ fn gantry_crd_yaml_is_current() {
 
 #[test]
 fn gateway_api_crd_yaml_in_chart_is_current() {
-    assert_current("charts/gantry/gateway-api-crds", &gateway_api_crds().unwrap());
+    assert_current(
+        "charts/gantry/gateway-api-crds",
+        &gateway_api_crds().unwrap(),
+    );
 }
 
 #[test]
