@@ -123,6 +123,7 @@ impl Drop for ReconcileTimer<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

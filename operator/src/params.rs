@@ -433,6 +433,7 @@ fn default_pod_security_context() -> PodSecurityContext {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
