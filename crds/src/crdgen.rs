@@ -116,38 +116,44 @@ fn annotate(crd: &mut Value) {
     annotations["gateway.networking.k8s.io/bundle-version"] =
         Value::from(GATEWAY_API_BUNDLE_VERSION);
     annotations["gateway.networking.k8s.io/channel"] = Value::from("experimental");
+    // Uninstalling the chart must not delete the CRDs, which would delete every Gateway and Route.
+    annotations["helm.sh/resource-policy"] = Value::from("keep");
 }
 
 /// Marks `status.conditions` (keyed by `type`) and `status.listeners` (keyed by `name`) as map
 /// lists, as upstream's CRDs do. Without it a server-side apply of one condition would replace
 /// the whole list, and the operator (Accepted) and the proxy (Programmed) would fight over it.
 pub fn mark_map_lists(crd: &mut Value) {
-    let Some(versions) = crd["spec"]["versions"].as_array_mut() else {
+    let Some(versions) = crd
+        .pointer_mut("/spec/versions")
+        .and_then(Value::as_array_mut)
+    else {
         return;
     };
     for version in versions {
-        let status =
-            &mut version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
-        if !status.is_object() {
+        // `get_mut`/`pointer_mut`, never indexing: `IndexMut` on a JSON object inserts `null`
+        // for a missing key, and the API server rejects a `null` schema node.
+        let Some(status) = version
+            .pointer_mut("/schema/openAPIV3Schema/properties/status/properties")
+            .and_then(Value::as_object_mut)
+        else {
             continue;
-        }
+        };
         for (list, key) in [("conditions", "type"), ("listeners", "name")] {
-            let field = &mut status[list];
-            if field.is_object() {
-                field["x-kubernetes-list-type"] = Value::from("map");
-                field["x-kubernetes-list-map-keys"] = Value::from(vec![key]);
-                if list == "listeners" {
-                    mark_listener_conditions(field);
-                }
+            let Some(field) = status.get_mut(list).and_then(Value::as_object_mut) else {
+                continue;
+            };
+            field.insert("x-kubernetes-list-type".into(), Value::from("map"));
+            field.insert("x-kubernetes-list-map-keys".into(), Value::from(vec![key]));
+            if list == "listeners"
+                && let Some(conditions) = field
+                    .get_mut("items")
+                    .and_then(|i| i.pointer_mut("/properties/conditions"))
+                    .and_then(Value::as_object_mut)
+            {
+                conditions.insert("x-kubernetes-list-type".into(), Value::from("map"));
+                conditions.insert("x-kubernetes-list-map-keys".into(), Value::from(vec!["type"]));
             }
         }
-    }
-}
-
-fn mark_listener_conditions(listeners: &mut Value) {
-    let conditions = &mut listeners["items"]["properties"]["conditions"];
-    if conditions.is_object() {
-        conditions["x-kubernetes-list-type"] = Value::from("map");
-        conditions["x-kubernetes-list-map-keys"] = Value::from(vec!["type"]);
     }
 }
