@@ -496,3 +496,46 @@ async fn switch_to_dedicated_removes_the_shared_fleet_once_dedicated_fleets_are_
     );
     assert!(fake.get(SHARED).is_none());
 }
+
+#[tokio::test]
+async fn certificate_is_issued_for_a_missing_secret_and_pruned_with_its_listener() {
+    let fake = Arc::new(FakeApi::default());
+    fake.put(CLASS, class(Some(class_params_ref())));
+    fake.put(
+        CLASS_PARAMS,
+        parameters(json!({"certificates": {"issuerRef": {"name": "le", "kind": "ClusterIssuer"}}})),
+    );
+    let mut gateway = gateway_object();
+    gateway["spec"]["listeners"] = json!([
+        {"name": "http", "port": 80, "protocol": "HTTP"},
+        {"name": "https", "port": 443, "protocol": "HTTPS", "hostname": "www.example.com",
+         "tls": {"certificateRefs": [{"name": "www-tls"}]}},
+    ]);
+    fake.put(GATEWAY, gateway.clone());
+    let certificate = "/apis/cert-manager.io/v1/namespaces/apps/certificates/web-www-tls";
+
+    let calls = reconcile_gateway(&fake).await;
+    assert!(lines(&calls).contains(&"GET /api/v1/namespaces/apps/secrets/www-tls".to_string()));
+    let apply = calls
+        .iter()
+        .find(|c| c.path == certificate)
+        .expect("Certificate applied");
+    let body = apply.body.as_ref().unwrap();
+    assert_eq!(body["spec"]["secretName"], "www-tls");
+    assert_eq!(body["spec"]["dnsNames"], json!(["www.example.com"]));
+    assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "gateway-uid");
+
+    // The HTTPS listener goes away: its Certificate is found by label and deleted.
+    gateway["spec"]["listeners"] = json!([{"name": "http", "port": 80, "protocol": "HTTP"}]);
+    fake.put(GATEWAY, gateway);
+    let calls = reconcile_gateway(&fake).await;
+    assert!(
+        calls.iter().any(|c| c.method == "GET"
+            && c.path == "/apis/cert-manager.io/v1/namespaces/apps/certificates"
+            && c.query.contains("labelSelector")),
+        "{:?}",
+        lines(&calls)
+    );
+    assert!(lines(&calls).contains(&format!("DELETE {certificate}")));
+    assert!(fake.get(certificate).is_none());
+}

@@ -21,6 +21,7 @@ use super::{Context, Error, event_reference};
 use crate::infra::apply::is_not_found;
 use crate::infra::names::{self, FIELD_MANAGER};
 use crate::infra::plan::{self, FleetRef};
+use crate::params::FleetParameters;
 
 /// Features the proxy implements (GEP-2162 names), reported in `status.supportedFeatures`.
 /// Keep in step with the proxy; the conformance suite reads this list.
@@ -105,23 +106,38 @@ pub async fn reconcile(class: Arc<GatewayClass>, ctx: Arc<Context>) -> Result<Ac
         }
     };
 
+    match sync(&ctx, &class, &params, shared_namespace.as_deref()).await {
+        Ok(action) => Ok(action),
+        Err(error) => {
+            ctx.warn(
+                &event_reference(class.as_ref()),
+                "ReconcileFailed",
+                error.to_string(),
+            )
+            .await;
+            Err(error)
+        }
+    }
+}
+
+/// Applies the class's RBAC and shared fleet, and retires a shared fleet no longer wanted.
+async fn sync(
+    ctx: &Context,
+    class: &GatewayClass,
+    params: &FleetParameters,
+    shared_namespace: Option<&str>,
+) -> Result<Action, Error> {
     let class_name = class.name_any();
-    let gateways = gateways_of(&ctx, &class_name).await?;
-    let shared = shared_namespace.as_deref().map(|ns| FleetRef {
+    let gateways = gateways_of(ctx, &class_name).await?;
+    let shared = shared_namespace.map(|ns| FleetRef {
         namespace: ns.to_string(),
         name: names::shared_fleet(&class_name),
     });
     let shared_running = match &shared {
-        Some(fleet) => deployment(&ctx, fleet).await?.is_some(),
+        Some(fleet) => deployment(ctx, fleet).await?.is_some(),
         None => false,
     };
-    let objects = plan::class_objects(
-        &class,
-        &params,
-        shared_namespace.as_deref(),
-        &gateways,
-        shared_running,
-    );
+    let objects = plan::class_objects(class, params, shared_namespace, &gateways, shared_running);
     ctx.applier.apply_all(&objects).await?;
 
     let Some(shared) = shared.filter(|_| shared_running) else {
@@ -136,7 +152,7 @@ pub async fn reconcile(class: Arc<GatewayClass>, ctx: Arc<Context>) -> Result<Ac
     // Gateway's dedicated fleet is available, so no Gateway is ever without a proxy.
     for gateway in &gateways {
         let dedicated = plan::dedicated_fleet(gateway);
-        if !deployment(&ctx, &dedicated)
+        if !deployment(ctx, &dedicated)
             .await?
             .is_some_and(|d| available(&d))
         {
