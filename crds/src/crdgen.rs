@@ -152,7 +152,10 @@ pub fn mark_map_lists(crd: &mut Value) {
                     .and_then(Value::as_object_mut)
             {
                 conditions.insert("x-kubernetes-list-type".into(), Value::from("map"));
-                conditions.insert("x-kubernetes-list-map-keys".into(), Value::from(vec!["type"]));
+                conditions.insert(
+                    "x-kubernetes-list-map-keys".into(),
+                    Value::from(vec!["type"]),
+                );
             }
         }
     }

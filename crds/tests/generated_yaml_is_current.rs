@@ -47,7 +47,15 @@ fn gateway_status_conditions_are_map_lists() {
 
 #[test]
 fn generated_schemas_have_no_null_nodes() {
-    for file in gantry_crds().unwrap().into_iter().chain(gateway_api_crds().unwrap()) {
-        assert!(!file.yaml.contains(": null"), "{} has a null schema node", file.name);
+    for file in gantry_crds()
+        .unwrap()
+        .into_iter()
+        .chain(gateway_api_crds().unwrap())
+    {
+        assert!(
+            !file.yaml.contains(": null"),
+            "{} has a null schema node",
+            file.name
+        );
     }
 }
