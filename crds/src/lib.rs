@@ -18,3 +18,11 @@ pub mod gateway {
 }
 
 pub use k8s_openapi;
+
+pub mod crdgen;
+pub mod params;
+
+pub use params::{GATEWAY_PARAMETERS_KIND, GatewayParameters, GatewayParametersSpec};
+
+/// Gantry's own API version.
+pub const VERSION: &str = "v1alpha1";

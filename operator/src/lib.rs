@@ -1,1 +1,10 @@
-//! The Gantry operator.
+//! The Gantry operator: turns GatewayClass parameters and Gateways into running proxy fleets.
+//!
+//! `params` merges GatewayParameters, `infra` renders (pure) and applies the fleet objects,
+//! `controller` holds the GatewayClass and Gateway reconcilers, `admin` serves metrics and probes.
+
+pub mod admin;
+pub mod controller;
+pub mod infra;
+pub mod metrics;
+pub mod params;

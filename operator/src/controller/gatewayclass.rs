@@ -1,0 +1,249 @@
+//! Reconciles a GatewayClass: its Accepted condition and supportedFeatures, the proxies'
+//! cluster-wide RBAC, and the shared fleet when the class's topology is Shared.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gantry_crds::CONTROLLER_NAME;
+use gantry_crds::gateway::gatewayclasses::{GatewayClass, GatewayClassStatusSupportedFeatures};
+use gantry_crds::gateway::gateways::Gateway;
+use gantry_crds::params::Topology;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tracing::instrument;
+
+use super::conditions::{self, Wanted};
+use super::parameters::{self, Invalid};
+use super::{Context, Error, event_reference};
+use crate::infra::apply::is_not_found;
+use crate::infra::names::{self, FIELD_MANAGER};
+use crate::infra::plan::{self, FleetRef};
+use crate::params::FleetParameters;
+
+/// Features the proxy implements (GEP-2162 names), reported in `status.supportedFeatures`.
+/// Keep in step with the proxy; the conformance suite reads this list.
+pub const SUPPORTED_FEATURES: &[&str] = &[
+    "Gateway",
+    "HTTPRoute",
+    "ReferenceGrant",
+    "HTTPRouteHostRewrite",
+    "HTTPRouteMethodMatching",
+    "HTTPRouteQueryParamMatching",
+    "HTTPRoutePathRedirect",
+    "HTTPRoutePathRewrite",
+    "HTTPRoutePortRedirect",
+    "HTTPRouteSchemeRedirect",
+    "HTTPRouteRequestMirror",
+    "HTTPRouteRequestPercentageMirror",
+    "HTTPRouteResponseHeaderModification",
+    "HTTPRouteRequestTimeout",
+    "HTTPRouteBackendTimeout",
+    "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteBackendRequestHeaderModification",
+    "HTTPRouteDestinationPortMatching",
+    "HTTPRouteParentRefPort",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
+    "GatewayPort8080",
+];
+
+/// Requeue interval once everything is in shape (a safety net; watches drive the rest).
+const RESYNC: Duration = Duration::from_secs(300);
+/// Requeue interval while a topology switch waits for the new fleet.
+const SWITCH_POLL: Duration = Duration::from_secs(5);
+
+/// Name used in metrics and logs.
+pub const CONTROLLER: &str = "gatewayclass";
+
+/// Reconciles one GatewayClass.
+#[instrument(skip_all, fields(gatewayclass = %class.name_any()))]
+pub async fn reconcile(class: Arc<GatewayClass>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if class.spec.controller_name != CONTROLLER_NAME {
+        return Ok(Action::await_change());
+    }
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let resolved = match parameters::for_class(&ctx.client, &class).await? {
+        Ok(found) => {
+            let spec = found.as_ref().map(|p| &p.spec);
+            plan::gateway_parameters(spec, None, &ctx.defaults)
+                .map(|params| (params, found.and_then(|p| p.metadata.namespace)))
+                .map_err(Invalid)
+        }
+        Err(invalid) => Err(invalid),
+    };
+    let accepted = match &resolved {
+        Ok(_) => Wanted {
+            type_: "Accepted",
+            status: true,
+            reason: "Accepted",
+            message: format!("Handled by {CONTROLLER_NAME}"),
+            observed_generation: class.metadata.generation,
+        },
+        Err(Invalid(message)) => Wanted {
+            type_: "Accepted",
+            status: false,
+            reason: "InvalidParameters",
+            message: message.clone(),
+            observed_generation: class.metadata.generation,
+        },
+    };
+    write_status(&ctx, &class, &accepted).await?;
+    let (params, shared_namespace) = match resolved {
+        Ok(found) => found,
+        Err(Invalid(message)) => {
+            ctx.warn(
+                &event_reference(class.as_ref()),
+                "InvalidParameters",
+                message,
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+    };
+
+    match sync(&ctx, &class, &params, shared_namespace.as_deref()).await {
+        Ok(action) => Ok(action),
+        Err(error) => {
+            ctx.warn(
+                &event_reference(class.as_ref()),
+                "ReconcileFailed",
+                error.to_string(),
+            )
+            .await;
+            Err(error)
+        }
+    }
+}
+
+/// Applies the class's RBAC and shared fleet, and retires a shared fleet no longer wanted.
+async fn sync(
+    ctx: &Context,
+    class: &GatewayClass,
+    params: &FleetParameters,
+    shared_namespace: Option<&str>,
+) -> Result<Action, Error> {
+    let class_name = class.name_any();
+    let gateways = gateways_of(ctx, &class_name).await?;
+    let shared = shared_namespace.map(|ns| FleetRef {
+        namespace: ns.to_string(),
+        name: names::shared_fleet(&class_name),
+    });
+    let shared_running = match &shared {
+        Some(fleet) => deployment(ctx, fleet).await?.is_some(),
+        None => false,
+    };
+    let objects = plan::class_objects(class, params, shared_namespace, &gateways, shared_running);
+    ctx.applier.apply_all(&objects).await?;
+
+    let Some(shared) = shared.filter(|_| shared_running) else {
+        return Ok(Action::requeue(RESYNC));
+    };
+    let wanted = params.topology == Topology::Shared && !gateways.is_empty();
+    if wanted {
+        ctx.applier.prune_fleet(&shared, &objects).await?;
+        return Ok(Action::requeue(RESYNC));
+    }
+    // Switching to dedicated (or no Gateway left): the shared fleet goes only once every
+    // Gateway's dedicated fleet is available, so no Gateway is ever without a proxy.
+    for gateway in &gateways {
+        let dedicated = plan::dedicated_fleet(gateway);
+        if !deployment(ctx, &dedicated)
+            .await?
+            .is_some_and(|d| available(&d))
+        {
+            tracing::info!(fleet = %dedicated.name, "waiting for dedicated fleet before removing the shared one");
+            return Ok(Action::requeue(SWITCH_POLL));
+        }
+    }
+    ctx.applier.delete_fleet(&shared).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Gateways of the class (in the operator's namespace scope).
+pub async fn gateways_of(ctx: &Context, class: &str) -> Result<Vec<Gateway>, Error> {
+    let api: Api<Gateway> = match &ctx.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| Error::kube("listing Gateways", e))?;
+    let mut gateways: Vec<Gateway> = list
+        .items
+        .into_iter()
+        .filter(|g| g.spec.gateway_class_name == class && g.metadata.deletion_timestamp.is_none())
+        .collect();
+    gateways.sort_by_key(|g| (g.namespace(), g.name_any()));
+    Ok(gateways)
+}
+
+/// The fleet's Deployment, if it exists.
+pub async fn deployment(ctx: &Context, fleet: &FleetRef) -> Result<Option<Deployment>, Error> {
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &fleet.namespace);
+    match api.get(&fleet.name).await {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(Error::kube(
+            format!("reading Deployment {}/{}", fleet.namespace, fleet.name),
+            e,
+        )),
+    }
+}
+
+/// Whether a Deployment has at least one available pod of its current revision.
+pub fn available(deployment: &Deployment) -> bool {
+    let Some(status) = deployment.status.as_ref() else {
+        return false;
+    };
+    let current = status.observed_generation >= deployment.metadata.generation;
+    let wanted = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    current && (wanted == 0 || status.available_replicas.unwrap_or(0) >= 1)
+}
+
+async fn write_status(ctx: &Context, class: &GatewayClass, accepted: &Wanted) -> Result<(), Error> {
+    let status = class.status.as_ref();
+    let existing = conditions::find(status.and_then(|s| s.conditions.as_ref()), "Accepted");
+    let features: Vec<GatewayClassStatusSupportedFeatures> = SUPPORTED_FEATURES
+        .iter()
+        .map(|name| GatewayClassStatusSupportedFeatures {
+            name: name.to_string(),
+        })
+        .collect();
+    let same_features = status.and_then(|s| s.supported_features.as_ref()) == Some(&features);
+    if existing.is_some_and(|c| accepted.matches(c)) && same_features {
+        return Ok(());
+    }
+    let body = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "GatewayClass",
+        "metadata": { "name": class.name_any() },
+        "status": {
+            "conditions": [accepted.to_condition(existing)],
+            "supportedFeatures": features,
+        },
+    });
+    let api: Api<GatewayClass> = Api::all(ctx.client.clone());
+    api.patch_status(
+        &class.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|e| {
+        Error::kube(
+            format!("writing status of GatewayClass {}", class.name_any()),
+            e,
+        )
+    })?;
+    Ok(())
+}

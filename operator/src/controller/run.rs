@@ -1,0 +1,149 @@
+//! Wires the reconcilers to watches and runs them until shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use gantry_crds::GatewayParameters;
+use gantry_crds::gateway::gatewayclasses::GatewayClass;
+use gantry_crds::gateway::gateways::Gateway;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+
+use super::{Context, Error, gateway, gatewayclass};
+use crate::infra::names::{MANAGED_BY, MANAGED_BY_LABEL};
+
+fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
+    move |_, error, ctx| {
+        tracing::warn!(controller, %error, "reconcile failed");
+        ctx.metrics.failure(controller, error.metric_label());
+        Action::requeue(Duration::from_secs(15))
+    }
+}
+
+fn api<K>(ctx: &Context) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match &ctx.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
+/// Runs both controllers until either stream ends (on shutdown signal).
+pub async fn run(ctx: Arc<Context>) {
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let client = ctx.client.clone();
+
+    // Gateways: their own changes, their fleet's Deployment and Service (addresses), and the
+    // class and parameters they depend on.
+    let gateways = Controller::new(api::<Gateway>(&ctx), watcher::Config::default());
+    let gateway_store = gateways.store();
+    let by_class = gateway_store.clone();
+    let by_params = gateway_store.clone();
+    let gateway_controller = gateways
+        .owns(api::<Deployment>(&ctx), managed.clone())
+        .owns(api::<Service>(&ctx), managed.clone())
+        .watches(
+            Api::<GatewayClass>::all(client.clone()),
+            watcher::Config::default(),
+            move |class: GatewayClass| {
+                let name = class.name_any();
+                by_class
+                    .state()
+                    .into_iter()
+                    .filter(move |g| g.spec.gateway_class_name == name)
+                    .map(|g| ObjectRef::from_obj(g.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            Api::<GatewayParameters>::all(client.clone()),
+            watcher::Config::default(),
+            move |params: GatewayParameters| {
+                // Any Gateway in the same namespace may name it, and any class may: re-check
+                // those Gateways (cheap: status writes are skipped when nothing changed).
+                let ns = params.namespace();
+                by_params
+                    .state()
+                    .into_iter()
+                    .filter(move |g| {
+                        g.spec
+                            .infrastructure
+                            .as_ref()
+                            .and_then(|i| i.parameters_ref.as_ref())
+                            .is_none()
+                            || g.namespace() == ns
+                    })
+                    .map(|g| ObjectRef::from_obj(g.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(
+            gateway::reconcile,
+            error_policy(gateway::CONTROLLER),
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "gateway controller event");
+            }
+        });
+
+    // GatewayClasses: their own changes, their Gateways (RBAC subjects, shared fleet ports),
+    // their parameters and the shared fleet's Deployment.
+    let classes = Controller::new(
+        Api::<GatewayClass>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let class_store = classes.store();
+    let class_controller = classes
+        .owns(Api::<Deployment>::all(client.clone()), managed)
+        .watches(
+            api::<Gateway>(&ctx),
+            watcher::Config::default(),
+            |gateway: Gateway| {
+                Some(ObjectRef::<GatewayClass>::new(
+                    &gateway.spec.gateway_class_name,
+                ))
+            },
+        )
+        .watches(
+            Api::<GatewayParameters>::all(client.clone()),
+            watcher::Config::default(),
+            move |params: GatewayParameters| {
+                let (name, ns) = (params.name_any(), params.namespace());
+                class_store
+                    .state()
+                    .into_iter()
+                    .filter(move |c| {
+                        c.spec
+                            .parameters_ref
+                            .as_ref()
+                            .is_some_and(|r| r.name == name && r.namespace == ns)
+                    })
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(
+            gatewayclass::reconcile,
+            error_policy(gatewayclass::CONTROLLER),
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "gatewayclass controller event");
+            }
+        });
+
+    futures::join!(gateway_controller, class_controller);
+}

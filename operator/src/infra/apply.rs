@@ -1,0 +1,176 @@
+//! Makes the cluster match the rendered objects: server-side apply, and deletes for what is no
+//! longer desired. Fields dropped from an apply body (a removed Service port, `replicas` once
+//! an HPA takes over) are removed or released by the API server itself; only whole objects that
+//! disappear from the desired set (HPA, PDB, Certificate, a fleet after a topology switch) need
+//! an explicit delete here.
+
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+
+use super::kind::Kind;
+use super::names::{
+    FIELD_MANAGER, GATEWAY_NAME_LABEL, GATEWAY_NAMESPACE_LABEL, MANAGED_BY, MANAGED_BY_LABEL,
+};
+use super::plan::FleetRef;
+use super::render::DesiredObject;
+
+/// A failed call to the API server, naming the object involved.
+#[derive(Debug, thiserror::Error)]
+#[error("{verb} {kind:?} {namespace}/{name}: {source}")]
+pub struct ApplyError {
+    /// apply, delete or list.
+    pub verb: &'static str,
+    /// Kind of the object.
+    pub kind: Kind,
+    /// Its namespace (empty for cluster-scoped).
+    pub namespace: String,
+    /// Its name (empty for a list).
+    pub name: String,
+    /// The API error.
+    #[source]
+    pub source: kube::Error,
+}
+
+/// Whether an API error is a 404 (object, or the whole kind, absent).
+pub fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.is_not_found())
+}
+
+/// Server-side applies and deletes generated objects with the operator's field manager.
+#[derive(Clone)]
+pub struct Applier {
+    client: Client,
+}
+
+impl Applier {
+    /// An applier using `client`.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    fn api(&self, kind: Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+        let resource = kind.api_resource();
+        match namespace.filter(|_| kind.namespaced()) {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
+        }
+    }
+
+    /// Applies every object in order; stops at the first failure.
+    pub async fn apply_all(&self, objects: &[DesiredObject]) -> Result<(), ApplyError> {
+        for object in objects {
+            self.apply(object).await?;
+        }
+        Ok(())
+    }
+
+    /// Server-side apply of one object. `force` takes over fields another manager set, which is
+    /// what a controller that owns the object wants (kube-rs controller guidelines).
+    pub async fn apply(&self, object: &DesiredObject) -> Result<DynamicObject, ApplyError> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        self.api(object.kind, object.namespace.as_deref())
+            .patch(&object.name, &params, &Patch::Apply(&object.body))
+            .await
+            .map_err(|source| ApplyError {
+                verb: "apply",
+                kind: object.kind,
+                namespace: object.namespace.clone().unwrap_or_default(),
+                name: object.name.clone(),
+                source,
+            })
+    }
+
+    /// Deletes one object; `Ok(false)` when it was already gone.
+    pub async fn delete(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<bool, ApplyError> {
+        match self
+            .api(kind, namespace)
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(source) => Err(ApplyError {
+                verb: "delete",
+                kind,
+                namespace: namespace.unwrap_or_default().to_string(),
+                name: name.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Deletes the HPA and PDB of `fleet` when they are not among `desired` (autoscaling or the
+    /// budget turned off).
+    pub async fn prune_fleet(
+        &self,
+        fleet: &FleetRef,
+        desired: &[DesiredObject],
+    ) -> Result<(), ApplyError> {
+        for kind in [Kind::HorizontalPodAutoscaler, Kind::PodDisruptionBudget] {
+            let wanted = desired.iter().any(|o| {
+                o.kind == kind
+                    && o.name == fleet.name
+                    && o.namespace.as_deref() == Some(&fleet.namespace)
+            });
+            if !wanted {
+                self.delete(kind, Some(&fleet.namespace), &fleet.name)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every object of a fleet that no longer serves anything.
+    pub async fn delete_fleet(&self, fleet: &FleetRef) -> Result<(), ApplyError> {
+        for kind in Kind::FLEET {
+            self.delete(kind, Some(&fleet.namespace), &fleet.name)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the operator's Certificates for a Gateway that are not among `desired` (a removed
+    /// HTTPS listener). A cluster without cert-manager answers 404 for the kind: nothing to do.
+    pub async fn prune_certificates(
+        &self,
+        namespace: &str,
+        gateway: &str,
+        desired: &[DesiredObject],
+    ) -> Result<(), ApplyError> {
+        let selector = format!(
+            "{GATEWAY_NAME_LABEL}={},{GATEWAY_NAMESPACE_LABEL}={},{MANAGED_BY_LABEL}={MANAGED_BY}",
+            super::names::label_value(gateway),
+            super::names::label_value(namespace),
+        );
+        let api = self.api(Kind::Certificate, Some(namespace));
+        let existing = match api.list(&ListParams::default().labels(&selector)).await {
+            Ok(list) => list.items,
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(source) => {
+                return Err(ApplyError {
+                    verb: "list",
+                    kind: Kind::Certificate,
+                    namespace: namespace.to_string(),
+                    name: String::new(),
+                    source,
+                });
+            }
+        };
+        for certificate in existing {
+            let name = certificate.name_any();
+            let wanted = desired
+                .iter()
+                .any(|o| o.kind == Kind::Certificate && o.name == name);
+            if !wanted {
+                self.delete(Kind::Certificate, Some(namespace), &name)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! Decides which fleet serves a Gateway and composes the render functions for each controller.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gantry_crds::gateway::gatewayclasses::GatewayClass;
+use gantry_crds::gateway::gateways::Gateway;
+use gantry_crds::params::{GatewayParametersSpec, Topology};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
+
+use super::names;
+use super::render::{self, DesiredObject, Fleet, SecretState, Target};
+use crate::params::{self, FleetParameters, OperatorDefaults};
+
+/// Where a fleet runs and what it is called.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FleetRef {
+    /// Namespace.
+    pub namespace: String,
+    /// Name of the Deployment, Service, ServiceAccount and friends.
+    pub name: String,
+}
+
+/// The fleet that serves `gateway` under `topology`. `shared_namespace` is the namespace of the
+/// class's GatewayParameters, where a shared fleet runs.
+pub fn fleet_for(
+    gateway: &Gateway,
+    topology: Topology,
+    shared_namespace: Option<&str>,
+) -> FleetRef {
+    let class = &gateway.spec.gateway_class_name;
+    match (topology, shared_namespace) {
+        (Topology::Shared, Some(ns)) => FleetRef {
+            namespace: ns.to_string(),
+            name: names::shared_fleet(class),
+        },
+        _ => dedicated_fleet(gateway),
+    }
+}
+
+/// The dedicated fleet of `gateway`, whether or not it is the one in use.
+pub fn dedicated_fleet(gateway: &Gateway) -> FleetRef {
+    FleetRef {
+        namespace: gateway.metadata.namespace.clone().unwrap_or_default(),
+        name: names::dedicated_fleet(
+            &gateway.metadata.name.clone().unwrap_or_default(),
+            &gateway.spec.gateway_class_name,
+        ),
+    }
+}
+
+/// Resolves the parameters of a Gateway: defaults < class < Gateway. Errors are messages for
+/// an `InvalidParameters` condition.
+pub fn gateway_parameters(
+    class: Option<&GatewayParametersSpec>,
+    gateway: Option<&GatewayParametersSpec>,
+    defaults: &OperatorDefaults,
+) -> Result<FleetParameters, String> {
+    let empty = GatewayParametersSpec::default();
+    let class = class.unwrap_or(&empty);
+    if let Some(gateway) = gateway {
+        if gateway.topology.is_some() {
+            return Err("topology can only be set in the GatewayClass's parameters".to_string());
+        }
+        if class.topology == Some(Topology::Shared) {
+            return Err(
+                "the GatewayClass runs one shared fleet (topology Shared), so per-Gateway \
+                 parameters cannot apply; remove spec.infrastructure.parametersRef"
+                    .to_string(),
+            );
+        }
+    }
+    let merged = match gateway {
+        Some(gateway) => params::merge(class, gateway),
+        None => class.clone(),
+    };
+    params::resolve(&merged, defaults).map_err(|problems| problems.join("; "))
+}
+
+/// Owner reference making `gateway` the controller of an object.
+pub fn gateway_owner(gateway: &Gateway) -> OwnerReference {
+    owner(gateway)
+}
+
+/// Owner reference making `class` the controller of an object.
+pub fn class_owner(class: &GatewayClass) -> OwnerReference {
+    owner(class)
+}
+
+fn owner<K: Resource<DynamicType = ()>>(object: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).to_string(),
+        kind: K::kind(&()).to_string(),
+        name: object.meta().name.clone().unwrap_or_default(),
+        uid: object.meta().uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// What the Gateway controller applies for one Gateway: its dedicated fleet (unless the class
+/// is shared) and its Certificates.
+pub fn gateway_objects(
+    gateway: &Gateway,
+    params: &FleetParameters,
+    secrets: &BTreeMap<String, SecretState>,
+) -> Vec<DesiredObject> {
+    let owner = gateway_owner(gateway);
+    let mut objects = Vec::new();
+    if params.topology == Topology::Dedicated {
+        let fleet = dedicated_fleet(gateway);
+        objects.extend(render::render_fleet(&Fleet {
+            name: fleet.name,
+            namespace: fleet.namespace,
+            class: &gateway.spec.gateway_class_name,
+            target: Target::Dedicated(gateway),
+            params,
+            owner: owner.clone(),
+        }));
+    }
+    objects.extend(render::render_certificates(
+        gateway, params, secrets, &owner,
+    ));
+    objects
+}
+
+/// What the GatewayClass controller applies: the proxies' ClusterRole and its binding, and the
+/// shared fleet when the class is shared and has Gateways. `shared_namespace` is the namespace
+/// of the class's parameters; `keep_shared_subject` keeps the shared fleet's ServiceAccount
+/// bound while a shared fleet still runs (during a switch to dedicated).
+pub fn class_objects(
+    class: &GatewayClass,
+    params: &FleetParameters,
+    shared_namespace: Option<&str>,
+    gateways: &[Gateway],
+    keep_shared_subject: bool,
+) -> Vec<DesiredObject> {
+    let class_name = class.metadata.name.clone().unwrap_or_default();
+    let owner = class_owner(class);
+    let shared = shared_namespace
+        .filter(|_| params.topology == Topology::Shared && !gateways.is_empty())
+        .map(|ns| FleetRef {
+            namespace: ns.to_string(),
+            name: names::shared_fleet(&class_name),
+        });
+    // Dedicated fleets stay bound during a switch to shared until the Gateway controller has
+    // removed them, so every Gateway's dedicated ServiceAccount is always a subject.
+    let mut subjects: BTreeSet<(String, String)> = gateways
+        .iter()
+        .map(|g| {
+            let f = dedicated_fleet(g);
+            (f.namespace, f.name)
+        })
+        .collect();
+    if let Some(ns) = shared_namespace
+        && (shared.is_some() || keep_shared_subject)
+    {
+        subjects.insert((ns.to_string(), names::shared_fleet(&class_name)));
+    }
+    let mut objects = render::render_class_rbac(&class_name, &owner, &subjects);
+    if let Some(fleet) = shared {
+        objects.extend(render::render_fleet(&Fleet {
+            name: fleet.name,
+            namespace: fleet.namespace,
+            class: &class_name,
+            target: Target::Shared(gateways),
+            params,
+            owner,
+        }));
+    }
+    objects
+}

@@ -1,0 +1,772 @@
+//! Pure rendering: resolved parameters and Gateways in, the fleet's desired objects out; no IO.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gantry_crds::gateway::gateways::Gateway;
+use gantry_crds::params::{AccessLogFormat, IssuerKind, LogLevel, PullPolicy, ServiceType};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
+};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle,
+    LifecycleHandler, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, Service,
+    ServiceAccount, ServicePort, ServiceSpec, SleepAction, Volume, VolumeMount,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::kind::Kind;
+use super::names::{
+    self, FLEET_LABEL, GATEWAY_CLASS_NAME_LABEL, GATEWAY_NAME_LABEL, GATEWAY_NAMESPACE_LABEL,
+    MANAGED_BY, MANAGED_BY_LABEL,
+};
+use crate::params::{DisruptionBudget, FleetParameters};
+
+/// The proxy's admin port: `/healthz`, `/readyz`, `/metrics`.
+pub const ADMIN_PORT: i32 = 9901;
+/// Seconds the pod keeps serving after it is marked terminating, so that load balancers and
+/// kube-proxy stop sending new connections before the proxy starts draining on SIGTERM.
+pub const PRE_STOP_SLEEP_SECONDS: i64 = 5;
+
+/// One object the operator wants to exist, ready for server-side apply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredObject {
+    /// What it is (and so which API endpoint takes it).
+    pub kind: Kind,
+    /// Namespace, for namespaced kinds.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// The full apply body, with apiVersion and kind.
+    pub body: Value,
+}
+
+/// Which Gateways a fleet serves.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// One Gateway (`--gateway NS/NAME`).
+    Dedicated(&'a Gateway),
+    /// All Gateways of the class (`--gateway-class NAME`).
+    Shared(&'a [Gateway]),
+}
+
+/// Everything needed to render one fleet.
+#[derive(Clone, Debug)]
+pub struct Fleet<'a> {
+    /// Fleet name: names the Deployment, Service, ServiceAccount, Role, HPA and PDB.
+    pub name: String,
+    /// Namespace the fleet runs in.
+    pub namespace: String,
+    /// GatewayClass name.
+    pub class: &'a str,
+    /// The Gateways it serves.
+    pub target: Target<'a>,
+    /// Resolved parameters.
+    pub params: &'a FleetParameters,
+    /// The Gateway (dedicated) or the GatewayClass (shared).
+    pub owner: OwnerReference,
+}
+
+impl Fleet<'_> {
+    fn gateways(&self) -> &[Gateway] {
+        match self.target {
+            Target::Dedicated(gateway) => std::slice::from_ref(gateway),
+            Target::Shared(gateways) => gateways,
+        }
+    }
+
+    fn labels(&self) -> BTreeMap<String, String> {
+        let mut labels = BTreeMap::new();
+        if let Target::Dedicated(gateway) = self.target {
+            // GEP-1867: spec.infrastructure labels go on every generated resource. They come
+            // first so they can never replace the labels the operator and selectors rely on.
+            if let Some(infra) = gateway
+                .spec
+                .infrastructure
+                .as_ref()
+                .and_then(|i| i.labels.as_ref())
+            {
+                labels.extend(infra.clone());
+            }
+            labels.insert(
+                GATEWAY_NAME_LABEL.to_string(),
+                names::label_value(&gateway.metadata.name.clone().unwrap_or_default()),
+            );
+        }
+        labels.insert(
+            GATEWAY_CLASS_NAME_LABEL.to_string(),
+            names::label_value(self.class),
+        );
+        labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string());
+        labels.insert(
+            "app.kubernetes.io/name".to_string(),
+            "gantry-proxy".to_string(),
+        );
+        labels.insert(FLEET_LABEL.to_string(), names::label_value(&self.name));
+        labels
+    }
+
+    fn annotations(&self) -> Option<BTreeMap<String, String>> {
+        match self.target {
+            Target::Dedicated(gateway) => gateway
+                .spec
+                .infrastructure
+                .as_ref()
+                .and_then(|i| i.annotations.clone())
+                .filter(|a| !a.is_empty()),
+            Target::Shared(_) => None,
+        }
+    }
+
+    fn meta(&self, name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(self.labels()),
+            annotations: self.annotations(),
+            owner_references: Some(vec![self.owner.clone()]),
+            ..Default::default()
+        }
+    }
+}
+
+/// A listener port as the Service exposes it and as the container binds it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PortMapping {
+    /// Port the Gateway declares (Service port).
+    pub port: i32,
+    /// `TCP` or `UDP`.
+    pub protocol: &'static str,
+    /// Port the proxy binds inside the pod (`port + offset` below 1024).
+    pub container_port: i32,
+}
+
+impl PortMapping {
+    /// Name shared by the container port and the Service port (an IANA_SVC_NAME, ≤ 15 chars).
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.protocol.to_ascii_lowercase(), self.port)
+    }
+}
+
+/// One mapping per distinct listener port and protocol across the fleet's Gateways.
+pub fn port_mappings(gateways: &[Gateway], offset: i32) -> Vec<PortMapping> {
+    let set: BTreeSet<PortMapping> = gateways
+        .iter()
+        .flat_map(|g| g.spec.listeners.iter())
+        .map(|l| PortMapping {
+            port: l.port,
+            protocol: if l.protocol == "UDP" { "UDP" } else { "TCP" },
+            container_port: if l.port < 1024 {
+                l.port + offset
+            } else {
+                l.port
+            },
+        })
+        .collect();
+    set.into_iter().collect()
+}
+
+/// The fleet: ServiceAccount, Role, RoleBinding, Service, Deployment, and HPA/PDB when enabled,
+/// in the order they should be applied.
+pub fn render_fleet(fleet: &Fleet<'_>) -> Vec<DesiredObject> {
+    let ports = port_mappings(fleet.gateways(), fleet.params.proxy.port_offset);
+    let mut objects = vec![
+        object(
+            Kind::ServiceAccount,
+            fleet,
+            &ServiceAccount {
+                metadata: fleet.meta(&fleet.name),
+                ..Default::default()
+            },
+        ),
+        object(Kind::Role, fleet, &lease_role(fleet)),
+        object(Kind::RoleBinding, fleet, &lease_role_binding(fleet)),
+    ];
+    if !ports.is_empty() {
+        objects.push(object(Kind::Service, fleet, &service(fleet, &ports)));
+    }
+    objects.push(object(Kind::Deployment, fleet, &deployment(fleet, &ports)));
+    if let Some(hpa) = autoscaler(fleet) {
+        objects.push(object(Kind::HorizontalPodAutoscaler, fleet, &hpa));
+    }
+    if let Some(pdb) = disruption_budget(fleet) {
+        objects.push(object(Kind::PodDisruptionBudget, fleet, &pdb));
+    }
+    objects
+}
+
+fn object<T: Serialize>(kind: Kind, fleet: &Fleet<'_>, typed: &T) -> DesiredObject {
+    DesiredObject {
+        kind,
+        namespace: Some(fleet.namespace.clone()),
+        name: fleet.name.clone(),
+        body: to_value(typed),
+    }
+}
+
+/// k8s-openapi types serialize infallibly (plain structs, string-keyed maps); a failure would be
+/// a bug in that crate, so it degrades to `null`, which the API server rejects loudly.
+fn to_value<T: Serialize>(typed: &T) -> Value {
+    serde_json::to_value(typed).unwrap_or(Value::Null)
+}
+
+fn lease_role(fleet: &Fleet<'_>) -> Role {
+    Role {
+        metadata: fleet.meta(&fleet.name),
+        rules: Some(vec![rule(
+            "coordination.k8s.io",
+            &["leases"],
+            &["get", "create", "update"],
+        )]),
+    }
+}
+
+fn lease_role_binding(fleet: &Fleet<'_>) -> RoleBinding {
+    RoleBinding {
+        metadata: fleet.meta(&fleet.name),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_string(),
+            kind: "Role".to_string(),
+            name: fleet.name.clone(),
+        },
+        subjects: Some(vec![service_account_subject(&fleet.namespace, &fleet.name)]),
+    }
+}
+
+fn service_account_subject(namespace: &str, name: &str) -> Subject {
+    Subject {
+        kind: "ServiceAccount".to_string(),
+        name: name.to_string(),
+        namespace: Some(namespace.to_string()),
+        api_group: None,
+    }
+}
+
+fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.to_string()]),
+        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// What every proxy may do cluster-wide. Routes, Services, EndpointSlices and Secrets live in any
+/// namespace a listener's allowedRoutes or a ReferenceGrant admits, so these cannot be a Role.
+pub fn proxy_cluster_rules() -> Vec<PolicyRule> {
+    const READ: &[&str] = &["get", "list", "watch"];
+    vec![
+        rule(
+            gantry_crds::GATEWAY_GROUP,
+            &[
+                "gatewayclasses",
+                "gateways",
+                "httproutes",
+                "grpcroutes",
+                "tlsroutes",
+                "tcproutes",
+                "udproutes",
+                "referencegrants",
+                "backendtlspolicies",
+            ],
+            READ,
+        ),
+        rule(
+            gantry_crds::GATEWAY_GROUP,
+            &[
+                "gateways/status",
+                "httproutes/status",
+                "grpcroutes/status",
+                "tlsroutes/status",
+                "tcproutes/status",
+                "udproutes/status",
+                "backendtlspolicies/status",
+            ],
+            &["update", "patch"],
+        ),
+        rule(
+            "",
+            &["namespaces", "services", "secrets", "configmaps"],
+            READ,
+        ),
+        rule("discovery.k8s.io", &["endpointslices"], READ),
+    ]
+}
+
+/// Per-class ClusterRole and ClusterRoleBinding naming the ServiceAccount of every fleet of the
+/// class (`subjects` as namespace and name). Cluster-scoped objects may only be owned by
+/// cluster-scoped owners, so both are owned by the GatewayClass, not by a Gateway.
+pub fn render_class_rbac(
+    class: &str,
+    owner: &OwnerReference,
+    subjects: &BTreeSet<(String, String)>,
+) -> Vec<DesiredObject> {
+    let name = names::class_cluster_role(class);
+    let meta = ObjectMeta {
+        name: Some(name.clone()),
+        labels: Some(BTreeMap::from([
+            (
+                GATEWAY_CLASS_NAME_LABEL.to_string(),
+                names::label_value(class),
+            ),
+            (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+        ])),
+        owner_references: Some(vec![owner.clone()]),
+        ..Default::default()
+    };
+    let role = ClusterRole {
+        metadata: meta.clone(),
+        rules: Some(proxy_cluster_rules()),
+        ..Default::default()
+    };
+    let binding = ClusterRoleBinding {
+        metadata: meta,
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_string(),
+            kind: "ClusterRole".to_string(),
+            name: name.clone(),
+        },
+        subjects: Some(
+            subjects
+                .iter()
+                .map(|(ns, sa)| service_account_subject(ns, sa))
+                .collect(),
+        ),
+    };
+    vec![
+        DesiredObject {
+            kind: Kind::ClusterRole,
+            namespace: None,
+            name: name.clone(),
+            body: to_value(&role),
+        },
+        DesiredObject {
+            kind: Kind::ClusterRoleBinding,
+            namespace: None,
+            name,
+            body: to_value(&binding),
+        },
+    ]
+}
+
+fn service(fleet: &Fleet<'_>, ports: &[PortMapping]) -> Service {
+    let s = &fleet.params.service;
+    let mut meta = fleet.meta(&fleet.name);
+    if !s.annotations.is_empty() {
+        let mut annotations = meta.annotations.unwrap_or_default();
+        annotations.extend(s.annotations.clone());
+        meta.annotations = Some(annotations);
+    }
+    let node_ports: BTreeMap<i32, i32> =
+        s.node_ports.iter().map(|n| (n.port, n.node_port)).collect();
+    let exposes_nodes = s.type_ != ServiceType::ClusterIP;
+    Service {
+        metadata: meta,
+        spec: Some(ServiceSpec {
+            type_: Some(service_type(s.type_).to_string()),
+            selector: Some(names::selector(&fleet.name)),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        name: Some(p.name()),
+                        port: p.port,
+                        protocol: Some(p.protocol.to_string()),
+                        target_port: Some(IntOrString::Int(p.container_port)),
+                        node_port: node_ports.get(&p.port).copied().filter(|_| exposes_nodes),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            external_traffic_policy: s
+                .external_traffic_policy
+                .map(|p| format!("{p:?}"))
+                .filter(|_| exposes_nodes),
+            load_balancer_class: s.load_balancer_class.clone(),
+            load_balancer_source_ranges: Some(s.load_balancer_source_ranges.clone())
+                .filter(|r| !r.is_empty()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn service_type(t: ServiceType) -> &'static str {
+    match t {
+        ServiceType::ClusterIP => "ClusterIP",
+        ServiceType::NodePort => "NodePort",
+        ServiceType::LoadBalancer => "LoadBalancer",
+    }
+}
+
+/// The proxy's command line (after the image's `gantry-proxy` entrypoint).
+pub fn proxy_args(fleet: &Fleet<'_>) -> Vec<String> {
+    let p = &fleet.params.proxy;
+    let mut args = vec!["run".to_string(), "--kubernetes".to_string()];
+    match fleet.target {
+        Target::Dedicated(gateway) => {
+            args.push("--gateway".to_string());
+            args.push(format!(
+                "{}/{}",
+                gateway.metadata.namespace.clone().unwrap_or_default(),
+                gateway.metadata.name.clone().unwrap_or_default()
+            ));
+        }
+        Target::Shared(_) => {
+            args.push("--gateway-class".to_string());
+            args.push(fleet.class.to_string());
+        }
+    }
+    args.push("--admin-addr".to_string());
+    args.push(format!("0.0.0.0:{ADMIN_PORT}"));
+    args.push("--port-offset".to_string());
+    args.push(p.port_offset.to_string());
+    args.push("--log-level".to_string());
+    args.push(log_level(p.log_level).to_string());
+    args.push("--access-log-format".to_string());
+    args.push(
+        match p.access_log_format {
+            AccessLogFormat::Json => "json",
+            AccessLogFormat::Text => "text",
+        }
+        .to_string(),
+    );
+    if let Some(threads) = p.worker_threads {
+        args.push("--worker-threads".to_string());
+        args.push(threads.to_string());
+    }
+    args
+}
+
+fn log_level(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Trace => "trace",
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    }
+}
+
+fn deployment(fleet: &Fleet<'_>, ports: &[PortMapping]) -> Deployment {
+    let params = fleet.params;
+    let selector = names::selector(&fleet.name);
+    let mut pod_labels = params.pod.labels.clone().unwrap_or_default();
+    pod_labels.extend(fleet.labels());
+    let mut pod_annotations = fleet.annotations().unwrap_or_default();
+    pod_annotations.extend(params.pod.annotations.clone().unwrap_or_default());
+
+    let mut container_ports = vec![ContainerPort {
+        name: Some("admin".to_string()),
+        container_port: ADMIN_PORT,
+        protocol: Some("TCP".to_string()),
+        ..Default::default()
+    }];
+    container_ports.extend(ports.iter().map(|p| ContainerPort {
+        name: Some(p.name()),
+        container_port: p.container_port,
+        protocol: Some(p.protocol.to_string()),
+        ..Default::default()
+    }));
+
+    let probe = |path: &str, period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::String("admin".to_string()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    };
+    let field_env = |name: &str, path: &str| EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+    ];
+    env.extend(params.env.clone());
+
+    let container = Container {
+        name: "proxy".to_string(),
+        image: Some(params.image.clone()),
+        image_pull_policy: Some(
+            match params.image_pull_policy {
+                PullPolicy::Always => "Always",
+                PullPolicy::IfNotPresent => "IfNotPresent",
+                PullPolicy::Never => "Never",
+            }
+            .to_string(),
+        ),
+        args: Some(proxy_args(fleet)),
+        ports: Some(container_ports),
+        env: Some(env),
+        resources: Some(params.resources.clone()),
+        readiness_probe: Some(probe("/readyz", 5, 2)),
+        liveness_probe: Some(probe("/healthz", 10, 3)),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: PRE_STOP_SLEEP_SECONDS,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        security_context: Some(params.container_security_context.clone()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "tmp".to_string(),
+            mount_path: "/tmp".to_string(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+
+    let spread = params
+        .pod
+        .topology_spread_constraints
+        .clone()
+        .map(|constraints| {
+            constraints
+                .into_iter()
+                .map(|mut c| {
+                    if c.label_selector.is_none() {
+                        c.label_selector = Some(LabelSelector {
+                            match_labels: Some(selector.clone()),
+                            ..Default::default()
+                        });
+                    }
+                    c
+                })
+                .collect()
+        });
+
+    Deployment {
+        metadata: fleet.meta(&fleet.name),
+        spec: Some(DeploymentSpec {
+            // With an HPA the replica count is the autoscaler's: leaving it out of the apply
+            // releases the field instead of resetting it on every reconcile.
+            replicas: if params.autoscaling.is_some() {
+                None
+            } else {
+                Some(params.replicas)
+            },
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..Default::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_string()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::String("25%".to_string())),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(pod_annotations).filter(|a| !a.is_empty()),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(fleet.name.clone()),
+                    containers: vec![container],
+                    termination_grace_period_seconds: Some(params.termination_grace_period_seconds),
+                    security_context: Some(params.pod_security_context.clone()),
+                    node_selector: params.pod.node_selector.clone().filter(|m| !m.is_empty()),
+                    tolerations: params.pod.tolerations.clone(),
+                    affinity: params.pod.affinity.clone(),
+                    topology_spread_constraints: spread,
+                    priority_class_name: params.pod.priority_class_name.clone(),
+                    volumes: Some(vec![Volume {
+                        name: "tmp".to_string(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn autoscaler(fleet: &Fleet<'_>) -> Option<HorizontalPodAutoscaler> {
+    let a = fleet.params.autoscaling.as_ref()?;
+    let metric = |resource: &str, percent: i32| MetricSpec {
+        type_: "Resource".to_string(),
+        resource: Some(ResourceMetricSource {
+            name: resource.to_string(),
+            target: MetricTarget {
+                type_: "Utilization".to_string(),
+                average_utilization: Some(percent),
+                ..Default::default()
+            },
+        }),
+        ..Default::default()
+    };
+    let metrics = [("cpu", a.cpu), ("memory", a.memory)]
+        .into_iter()
+        .filter_map(|(r, p)| p.map(|p| metric(r, p)))
+        .collect();
+    Some(HorizontalPodAutoscaler {
+        metadata: fleet.meta(&fleet.name),
+        spec: Some(HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference {
+                api_version: Some("apps/v1".to_string()),
+                kind: "Deployment".to_string(),
+                name: fleet.name.clone(),
+            },
+            min_replicas: Some(a.min_replicas),
+            max_replicas: a.max_replicas,
+            metrics: Some(metrics),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+fn disruption_budget(fleet: &Fleet<'_>) -> Option<PodDisruptionBudget> {
+    let budget = fleet.params.pod_disruption_budget.as_ref()?;
+    let (min_available, max_unavailable) = match budget {
+        DisruptionBudget::MinAvailable(v) => (Some(v.clone()), None),
+        DisruptionBudget::MaxUnavailable(v) => (None, Some(v.clone())),
+    };
+    Some(PodDisruptionBudget {
+        metadata: fleet.meta(&fleet.name),
+        spec: Some(PodDisruptionBudgetSpec {
+            selector: Some(LabelSelector {
+                match_labels: Some(names::selector(&fleet.name)),
+                ..Default::default()
+            }),
+            min_available,
+            max_unavailable,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// What the operator knows about a Secret named by an HTTPS listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretState {
+    /// It does not exist: issue it.
+    Missing,
+    /// It exists; `issued_by` is its `cert-manager.io/certificate-name` annotation, if any.
+    Present {
+        /// The Certificate that issued it.
+        issued_by: Option<String>,
+    },
+}
+
+/// Same-namespace Secrets named by the Gateway's HTTPS listeners in Terminate mode, with the
+/// listener hostnames that use each. Cross-namespace references are left alone: a Certificate
+/// there could not be owned by the Gateway.
+pub fn https_secrets(gateway: &Gateway) -> BTreeMap<String, BTreeSet<String>> {
+    let mut secrets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let namespace = gateway.metadata.namespace.clone().unwrap_or_default();
+    for listener in &gateway.spec.listeners {
+        let Some(tls) = listener
+            .tls
+            .as_ref()
+            .filter(|_| listener.protocol == "HTTPS")
+        else {
+            continue;
+        };
+        for reference in tls.certificate_refs.iter().flatten() {
+            let is_secret = reference.group.as_deref().unwrap_or("").is_empty()
+                && reference.kind.as_deref().unwrap_or("Secret") == "Secret";
+            let local = reference
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| ns == namespace);
+            if is_secret && local {
+                let hosts = secrets.entry(reference.name.clone()).or_default();
+                hosts.extend(listener.hostname.clone());
+            }
+        }
+    }
+    secrets
+}
+
+/// One cert-manager Certificate per Secret (named by HTTPS listeners) that is missing or was
+/// issued by this Gateway's Certificate before. Keeping the latter desired keeps renewals going
+/// once cert-manager has created the Secret. Listeners without a hostname give no DNS name;
+/// a Secret with no hostname at all is not issued.
+pub fn render_certificates(
+    gateway: &Gateway,
+    params: &FleetParameters,
+    secrets: &BTreeMap<String, SecretState>,
+    owner: &OwnerReference,
+) -> Vec<DesiredObject> {
+    let Some(issuer) = params.issuer_ref.as_ref() else {
+        return Vec::new();
+    };
+    let gateway_name = gateway.metadata.name.clone().unwrap_or_default();
+    let namespace = gateway.metadata.namespace.clone().unwrap_or_default();
+    let class = &gateway.spec.gateway_class_name;
+    https_secrets(gateway)
+        .into_iter()
+        .filter(|(_, hosts)| !hosts.is_empty())
+        .filter_map(|(secret, hosts)| {
+            let name = names::certificate(&gateway_name, &secret);
+            let wanted = match secrets.get(&secret) {
+                Some(SecretState::Missing) => true,
+                Some(SecretState::Present { issued_by }) => issued_by.as_deref() == Some(&name),
+                None => false,
+            };
+            wanted.then(|| DesiredObject {
+                kind: Kind::Certificate,
+                namespace: Some(namespace.clone()),
+                name: name.clone(),
+                body: json!({
+                    "apiVersion": "cert-manager.io/v1",
+                    "kind": "Certificate",
+                    "metadata": {
+                        "name": name,
+                        "namespace": namespace,
+                        "labels": {
+                            GATEWAY_NAME_LABEL: names::label_value(&gateway_name),
+                            GATEWAY_NAMESPACE_LABEL: names::label_value(&namespace),
+                            GATEWAY_CLASS_NAME_LABEL: names::label_value(class),
+                            MANAGED_BY_LABEL: MANAGED_BY,
+                        },
+                        "ownerReferences": [owner],
+                    },
+                    "spec": {
+                        "secretName": secret,
+                        "dnsNames": hosts,
+                        "issuerRef": {
+                            "name": issuer.name,
+                            "kind": match issuer.kind.unwrap_or(IssuerKind::Issuer) {
+                                IssuerKind::Issuer => "Issuer",
+                                IssuerKind::ClusterIssuer => "ClusterIssuer",
+                            },
+                            "group": issuer.group.clone().unwrap_or_else(|| "cert-manager.io".to_string()),
+                        },
+                    },
+                }),
+            })
+        })
+        .collect()
+}

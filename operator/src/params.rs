@@ -1,0 +1,536 @@
+//! Merges GatewayParameters (built-in defaults < GatewayClass < Gateway) into resolved fleet settings.
+//!
+//! Merge rule: scalars and Kubernetes-typed values (resources, affinity, security contexts, lists)
+//! are replaced as a whole by the more specific level; string maps (labels, annotations,
+//! nodeSelector) are merged key by key. The merged result is checked again for contradictions,
+//! because each level may be valid on its own (the CRD's CEL rules see one object only).
+
+use std::collections::BTreeMap;
+
+use gantry_crds::params::{
+    AccessLogFormat, AutoscalingParameters, CertificateParameters, DeploymentParameters,
+    ExternalTrafficPolicy, GatewayParametersSpec, IssuerRef, LogLevel, NodePort,
+    PodDisruptionBudgetParameters, PodParameters, ProxyParameters, PullPolicy, ServiceParameters,
+    ServiceType, Topology,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, EnvVar, PodSecurityContext, ResourceRequirements, SeccompProfile, SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+/// Defaults that come from the operator's command line rather than from the code.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OperatorDefaults {
+    /// Proxy image used when no parameters name one.
+    pub proxy_image: String,
+}
+
+/// Settings of one fleet after merging every level; nothing left to default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FleetParameters {
+    /// Dedicated or shared.
+    pub topology: Topology,
+    /// Replicas when autoscaling is off.
+    pub replicas: i32,
+    /// Proxy image.
+    pub image: String,
+    /// Pull policy.
+    pub image_pull_policy: PullPolicy,
+    /// Container resources.
+    pub resources: ResourceRequirements,
+    /// Extra environment.
+    pub env: Vec<EnvVar>,
+    /// Container security context.
+    pub container_security_context: SecurityContext,
+    /// Drain time.
+    pub termination_grace_period_seconds: i64,
+    /// Pod scheduling and metadata (maps merged; security context resolved below).
+    pub pod: PodParameters,
+    /// Pod security context.
+    pub pod_security_context: PodSecurityContext,
+    /// HPA settings, when enabled.
+    pub autoscaling: Option<Autoscaling>,
+    /// PDB settings, when enabled.
+    pub pod_disruption_budget: Option<DisruptionBudget>,
+    /// Service settings.
+    pub service: ServiceSettings,
+    /// Proxy process flags.
+    pub proxy: ProxySettings,
+    /// cert-manager issuer, when issuance is configured.
+    pub issuer_ref: Option<IssuerRef>,
+}
+
+/// Resolved autoscaling.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Autoscaling {
+    /// Lower bound.
+    pub min_replicas: i32,
+    /// Upper bound.
+    pub max_replicas: i32,
+    /// CPU utilization target, percent.
+    pub cpu: Option<i32>,
+    /// Memory utilization target, percent.
+    pub memory: Option<i32>,
+}
+
+/// Resolved disruption budget: exactly one bound.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DisruptionBudget {
+    /// `minAvailable`.
+    MinAvailable(IntOrString),
+    /// `maxUnavailable`.
+    MaxUnavailable(IntOrString),
+}
+
+/// Resolved Service settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceSettings {
+    /// Service type.
+    pub type_: ServiceType,
+    /// Service annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// External traffic policy.
+    pub external_traffic_policy: Option<ExternalTrafficPolicy>,
+    /// Load balancer class.
+    pub load_balancer_class: Option<String>,
+    /// Source ranges.
+    pub load_balancer_source_ranges: Vec<String>,
+    /// Fixed node ports.
+    pub node_ports: Vec<NodePort>,
+}
+
+/// Resolved proxy flags.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProxySettings {
+    /// `--log-level`.
+    pub log_level: LogLevel,
+    /// `--access-log-format`.
+    pub access_log_format: AccessLogFormat,
+    /// `--worker-threads`, when set.
+    pub worker_threads: Option<i32>,
+    /// `--port-offset`.
+    pub port_offset: i32,
+}
+
+/// Default offset for listener ports below 1024.
+pub const DEFAULT_PORT_OFFSET: i32 = 10000;
+/// UID of the distroless `nonroot` user the proxy image runs as.
+pub const PROXY_UID: i64 = 65532;
+
+/// Overlays `over` onto `base`, field by field.
+pub fn merge(base: &GatewayParametersSpec, over: &GatewayParametersSpec) -> GatewayParametersSpec {
+    GatewayParametersSpec {
+        topology: pick(&base.topology, &over.topology),
+        deployment: nested(&base.deployment, &over.deployment, merge_deployment),
+        pod: nested(&base.pod, &over.pod, merge_pod),
+        autoscaling: nested(&base.autoscaling, &over.autoscaling, |b, o| {
+            AutoscalingParameters {
+                enabled: pick(&b.enabled, &o.enabled),
+                min_replicas: pick(&b.min_replicas, &o.min_replicas),
+                max_replicas: pick(&b.max_replicas, &o.max_replicas),
+                target_cpu_utilization_percentage: pick(
+                    &b.target_cpu_utilization_percentage,
+                    &o.target_cpu_utilization_percentage,
+                ),
+                target_memory_utilization_percentage: pick(
+                    &b.target_memory_utilization_percentage,
+                    &o.target_memory_utilization_percentage,
+                ),
+            }
+        }),
+        pod_disruption_budget: nested(
+            &base.pod_disruption_budget,
+            &over.pod_disruption_budget,
+            merge_pdb,
+        ),
+        service: nested(&base.service, &over.service, merge_service),
+        proxy: nested(&base.proxy, &over.proxy, |b, o| ProxyParameters {
+            log_level: pick(&b.log_level, &o.log_level),
+            access_log_format: pick(&b.access_log_format, &o.access_log_format),
+            worker_threads: pick(&b.worker_threads, &o.worker_threads),
+            port_offset: pick(&b.port_offset, &o.port_offset),
+        }),
+        certificates: nested(&base.certificates, &over.certificates, |b, o| {
+            CertificateParameters {
+                issuer_ref: pick(&b.issuer_ref, &o.issuer_ref),
+            }
+        }),
+    }
+}
+
+fn merge_deployment(b: &DeploymentParameters, o: &DeploymentParameters) -> DeploymentParameters {
+    DeploymentParameters {
+        replicas: pick(&b.replicas, &o.replicas),
+        image: pick(&b.image, &o.image),
+        image_pull_policy: pick(&b.image_pull_policy, &o.image_pull_policy),
+        resources: pick(&b.resources, &o.resources),
+        env: pick(&b.env, &o.env),
+        container_security_context: pick(
+            &b.container_security_context,
+            &o.container_security_context,
+        ),
+        termination_grace_period_seconds: pick(
+            &b.termination_grace_period_seconds,
+            &o.termination_grace_period_seconds,
+        ),
+    }
+}
+
+fn merge_pod(b: &PodParameters, o: &PodParameters) -> PodParameters {
+    PodParameters {
+        labels: merge_maps(&b.labels, &o.labels),
+        annotations: merge_maps(&b.annotations, &o.annotations),
+        node_selector: merge_maps(&b.node_selector, &o.node_selector),
+        tolerations: pick(&b.tolerations, &o.tolerations),
+        affinity: pick(&b.affinity, &o.affinity),
+        topology_spread_constraints: pick(
+            &b.topology_spread_constraints,
+            &o.topology_spread_constraints,
+        ),
+        security_context: pick(&b.security_context, &o.security_context),
+        priority_class_name: pick(&b.priority_class_name, &o.priority_class_name),
+    }
+}
+
+/// A bound set at the more specific level replaces both bounds of the less specific one, so a
+/// Gateway can switch from `minAvailable` to `maxUnavailable` without a contradiction.
+fn merge_pdb(
+    b: &PodDisruptionBudgetParameters,
+    o: &PodDisruptionBudgetParameters,
+) -> PodDisruptionBudgetParameters {
+    let over_sets_bound = o.min_available.is_some() || o.max_unavailable.is_some();
+    let (min_available, max_unavailable) = if over_sets_bound {
+        (o.min_available.clone(), o.max_unavailable.clone())
+    } else {
+        (b.min_available.clone(), b.max_unavailable.clone())
+    };
+    PodDisruptionBudgetParameters {
+        enabled: pick(&b.enabled, &o.enabled),
+        min_available,
+        max_unavailable,
+    }
+}
+
+fn merge_service(b: &ServiceParameters, o: &ServiceParameters) -> ServiceParameters {
+    ServiceParameters {
+        type_: pick(&b.type_, &o.type_),
+        annotations: merge_maps(&b.annotations, &o.annotations),
+        external_traffic_policy: pick(&b.external_traffic_policy, &o.external_traffic_policy),
+        load_balancer_class: pick(&b.load_balancer_class, &o.load_balancer_class),
+        load_balancer_source_ranges: pick(
+            &b.load_balancer_source_ranges,
+            &o.load_balancer_source_ranges,
+        ),
+        node_ports: pick(&b.node_ports, &o.node_ports),
+    }
+}
+
+fn pick<T: Clone>(base: &Option<T>, over: &Option<T>) -> Option<T> {
+    over.clone().or_else(|| base.clone())
+}
+
+fn nested<T: Clone>(base: &Option<T>, over: &Option<T>, f: impl Fn(&T, &T) -> T) -> Option<T> {
+    match (base, over) {
+        (Some(b), Some(o)) => Some(f(b, o)),
+        _ => pick(base, over),
+    }
+}
+
+fn merge_maps(
+    base: &Option<BTreeMap<String, String>>,
+    over: &Option<BTreeMap<String, String>>,
+) -> Option<BTreeMap<String, String>> {
+    match (base, over) {
+        (Some(b), Some(o)) => {
+            let mut merged = b.clone();
+            merged.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Some(merged)
+        }
+        _ => pick(base, over),
+    }
+}
+
+/// Resolves a merged spec into fleet settings, or lists every contradiction found in it.
+pub fn resolve(
+    spec: &GatewayParametersSpec,
+    defaults: &OperatorDefaults,
+) -> Result<FleetParameters, Vec<String>> {
+    let problems = contradictions(spec);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let deployment = spec.deployment.clone().unwrap_or_default();
+    let pod = spec.pod.clone().unwrap_or_default();
+    let service = spec.service.clone().unwrap_or_default();
+    let proxy = spec.proxy.clone().unwrap_or_default();
+    Ok(FleetParameters {
+        topology: spec.topology.unwrap_or_default(),
+        replicas: deployment.replicas.unwrap_or(1),
+        image: deployment
+            .image
+            .unwrap_or_else(|| defaults.proxy_image.clone()),
+        image_pull_policy: deployment
+            .image_pull_policy
+            .unwrap_or(PullPolicy::IfNotPresent),
+        resources: deployment.resources.unwrap_or_else(default_resources),
+        env: deployment.env.unwrap_or_default(),
+        container_security_context: deployment
+            .container_security_context
+            .unwrap_or_else(default_container_security_context),
+        termination_grace_period_seconds: deployment.termination_grace_period_seconds.unwrap_or(30),
+        pod_security_context: pod
+            .security_context
+            .clone()
+            .unwrap_or_else(default_pod_security_context),
+        pod,
+        autoscaling: spec
+            .autoscaling
+            .as_ref()
+            .filter(|a| a.enabled.unwrap_or(true))
+            .map(|a| {
+                let memory = a.target_memory_utilization_percentage;
+                let cpu = a.target_cpu_utilization_percentage.or(if memory.is_none() {
+                    Some(80)
+                } else {
+                    None
+                });
+                Autoscaling {
+                    min_replicas: a.min_replicas.unwrap_or(1),
+                    max_replicas: a
+                        .max_replicas
+                        .unwrap_or(10)
+                        .max(a.min_replicas.unwrap_or(1)),
+                    cpu,
+                    memory,
+                }
+            }),
+        pod_disruption_budget: spec
+            .pod_disruption_budget
+            .as_ref()
+            .filter(|p| p.enabled.unwrap_or(true))
+            .map(|p| match (&p.min_available, &p.max_unavailable) {
+                (_, Some(max)) => DisruptionBudget::MaxUnavailable(max.clone()),
+                (Some(min), None) => DisruptionBudget::MinAvailable(min.clone()),
+                (None, None) => DisruptionBudget::MinAvailable(IntOrString::Int(1)),
+            }),
+        service: ServiceSettings {
+            type_: service.type_.unwrap_or(ServiceType::LoadBalancer),
+            annotations: service.annotations.unwrap_or_default(),
+            external_traffic_policy: service.external_traffic_policy,
+            load_balancer_class: service.load_balancer_class,
+            load_balancer_source_ranges: service.load_balancer_source_ranges.unwrap_or_default(),
+            node_ports: service.node_ports.unwrap_or_default(),
+        },
+        proxy: ProxySettings {
+            log_level: proxy.log_level.unwrap_or(LogLevel::Info),
+            access_log_format: proxy.access_log_format.unwrap_or(AccessLogFormat::Json),
+            worker_threads: proxy.worker_threads,
+            port_offset: proxy.port_offset.unwrap_or(DEFAULT_PORT_OFFSET),
+        },
+        issuer_ref: spec
+            .certificates
+            .as_ref()
+            .and_then(|c| c.issuer_ref.clone()),
+    })
+}
+
+/// Contradictions in a merged spec, each as a sentence naming the fields involved.
+pub fn contradictions(spec: &GatewayParametersSpec) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(a) = &spec.autoscaling
+        && a.enabled.unwrap_or(true)
+        && let (Some(min), Some(max)) = (a.min_replicas, a.max_replicas)
+        && min > max
+    {
+        problems.push(format!(
+            "autoscaling.minReplicas ({min}) exceeds autoscaling.maxReplicas ({max})"
+        ));
+    }
+    if let Some(p) = &spec.pod_disruption_budget
+        && p.min_available.is_some()
+        && p.max_unavailable.is_some()
+    {
+        problems.push(
+            "podDisruptionBudget sets both minAvailable and maxUnavailable; set one".to_string(),
+        );
+    }
+    if let Some(s) = &spec.service {
+        let type_ = s.type_.unwrap_or(ServiceType::LoadBalancer);
+        let lb_only = [
+            ("loadBalancerClass", s.load_balancer_class.is_some()),
+            (
+                "loadBalancerSourceRanges",
+                s.load_balancer_source_ranges.is_some(),
+            ),
+        ];
+        for (field, set) in lb_only {
+            if set && type_ != ServiceType::LoadBalancer {
+                problems.push(format!(
+                    "service.{field} requires service.type LoadBalancer, not {type_:?}"
+                ));
+            }
+        }
+        let external = [
+            ("externalTrafficPolicy", s.external_traffic_policy.is_some()),
+            ("nodePorts", s.node_ports.is_some()),
+        ];
+        for (field, set) in external {
+            if set && type_ == ServiceType::ClusterIP {
+                problems.push(format!(
+                    "service.{field} requires service.type NodePort or LoadBalancer, not ClusterIP"
+                ));
+            }
+        }
+    }
+    if let Some(i) = spec
+        .certificates
+        .as_ref()
+        .and_then(|c| c.issuer_ref.as_ref())
+        && i.name.is_empty()
+    {
+        problems.push("certificates.issuerRef.name must not be empty".to_string());
+    }
+    problems
+}
+
+fn default_resources() -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.to_string());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), q("100m")),
+            ("memory".to_string(), q("128Mi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_string(), q("512Mi"))])),
+        ..Default::default()
+    }
+}
+
+fn default_container_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn default_pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(PROXY_UID),
+        run_as_group: Some(PROXY_UID),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> OperatorDefaults {
+        OperatorDefaults {
+            proxy_image: "gantry-proxy:test".into(),
+        }
+    }
+
+    #[test]
+    fn gateway_values_override_class_values_field_by_field() {
+        let class = GatewayParametersSpec {
+            deployment: Some(DeploymentParameters {
+                replicas: Some(3),
+                image: Some("class:1".into()),
+                ..Default::default()
+            }),
+            pod: Some(PodParameters {
+                labels: Some(BTreeMap::from([
+                    ("a".into(), "class".into()),
+                    ("b".into(), "class".into()),
+                ])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let gateway = GatewayParametersSpec {
+            deployment: Some(DeploymentParameters {
+                replicas: Some(5),
+                ..Default::default()
+            }),
+            pod: Some(PodParameters {
+                labels: Some(BTreeMap::from([("b".into(), "gateway".into())])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let merged = resolve(&merge(&class, &gateway), &defaults()).unwrap();
+        assert_eq!(merged.replicas, 5);
+        assert_eq!(merged.image, "class:1");
+        let labels = merged.pod.labels.unwrap();
+        assert_eq!(labels["a"], "class");
+        assert_eq!(labels["b"], "gateway");
+    }
+
+    #[test]
+    fn defaults_fill_everything_unset() {
+        let p = resolve(&GatewayParametersSpec::default(), &defaults()).unwrap();
+        assert_eq!(p.image, "gantry-proxy:test");
+        assert_eq!(p.topology, Topology::Dedicated);
+        assert_eq!(p.service.type_, ServiceType::LoadBalancer);
+        assert_eq!(p.proxy.port_offset, DEFAULT_PORT_OFFSET);
+        assert!(p.autoscaling.is_none());
+        assert!(p.pod_disruption_budget.is_none());
+    }
+
+    #[test]
+    fn gateway_can_turn_off_class_autoscaling() {
+        let class = GatewayParametersSpec {
+            autoscaling: Some(AutoscalingParameters {
+                max_replicas: Some(4),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let gateway = GatewayParametersSpec {
+            autoscaling: Some(AutoscalingParameters {
+                enabled: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(resolve(&class, &defaults()).unwrap().autoscaling.is_some());
+        let merged = resolve(&merge(&class, &gateway), &defaults()).unwrap();
+        assert!(merged.autoscaling.is_none());
+    }
+
+    #[test]
+    fn contradiction_across_levels_is_reported() {
+        let class = GatewayParametersSpec {
+            service: Some(ServiceParameters {
+                load_balancer_class: Some("example.com/lb".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let gateway = GatewayParametersSpec {
+            service: Some(ServiceParameters {
+                type_: Some(ServiceType::ClusterIP),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let problems = resolve(&merge(&class, &gateway), &defaults()).unwrap_err();
+        assert_eq!(
+            problems,
+            vec!["service.loadBalancerClass requires service.type LoadBalancer, not ClusterIP"]
+        );
+    }
+}

@@ -1,0 +1,541 @@
+//! Controller tests against an in-memory API: the calls each reconcile makes (apply bodies,
+//! field manager, owner references, pruning deletes), status written only when it changed,
+//! InvalidParameters and recovery, and a topology switch without a gap.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+
+use gantry_crds::gateway::gatewayclasses::GatewayClass;
+use gantry_crds::gateway::gateways::Gateway;
+use gantry_operator::controller::{Context, gateway, gatewayclass};
+use gantry_operator::metrics::Metrics;
+use gantry_operator::params::OperatorDefaults;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use support::fake_api::{Call, FakeApi};
+
+const CLASS: &str = "/apis/gateway.networking.k8s.io/v1/gatewayclasses/gantry";
+const GATEWAY: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/apps/gateways/web";
+const CLASS_PARAMS: &str =
+    "/apis/gantry.dev/v1alpha1/namespaces/gantry-system/gatewayparameters/fleet";
+const DEDICATED: &str = "/apis/apps/v1/namespaces/apps/deployments/web-gantry";
+const SHARED: &str = "/apis/apps/v1/namespaces/gantry-system/deployments/gantry-shared";
+
+fn context(fake: &Arc<FakeApi>) -> Arc<Context> {
+    Arc::new(Context::new(
+        fake.client(),
+        OperatorDefaults {
+            proxy_image: "gantry-proxy:test".to_string(),
+        },
+        Arc::new(Metrics::new()),
+        None,
+    ))
+}
+
+fn class(parameters_ref: Option<Value>) -> Value {
+    let mut class = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "GatewayClass",
+        "metadata": {"name": "gantry", "uid": "class-uid", "generation": 1},
+        "spec": {"controllerName": "gantry.dev/gateway-controller"},
+    });
+    if let Some(r) = parameters_ref {
+        class["spec"]["parametersRef"] = r;
+    }
+    class
+}
+
+fn class_params_ref() -> Value {
+    json!({"group": "gantry.dev", "kind": "GatewayParameters", "name": "fleet", "namespace": "gantry-system"})
+}
+
+fn parameters(spec: Value) -> Value {
+    json!({
+        "apiVersion": "gantry.dev/v1alpha1",
+        "kind": "GatewayParameters",
+        "metadata": {"name": "fleet", "namespace": "gantry-system"},
+        "spec": spec,
+    })
+}
+
+fn gateway_object() -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "web", "namespace": "apps", "uid": "gateway-uid", "generation": 3},
+        "spec": {
+            "gatewayClassName": "gantry",
+            "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+        },
+    })
+}
+
+fn stored<K: DeserializeOwned>(fake: &FakeApi, path: &str) -> Arc<K> {
+    Arc::new(serde_json::from_value(fake.get(path).expect(path)).unwrap())
+}
+
+fn lines(calls: &[Call]) -> Vec<String> {
+    calls.iter().map(Call::line).collect()
+}
+
+fn status_patches(calls: &[Call]) -> Vec<&Call> {
+    calls
+        .iter()
+        .filter(|c| c.method == "PATCH" && c.path.ends_with("/status"))
+        .collect()
+}
+
+fn available_deployment(generation: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "x", "generation": generation},
+        "spec": {"replicas": 1, "selector": {}, "template": {}},
+        "status": {"observedGeneration": generation, "availableReplicas": 1},
+    })
+}
+
+async fn reconcile_class(fake: &Arc<FakeApi>) -> Vec<Call> {
+    let class: Arc<GatewayClass> = stored(fake, CLASS);
+    gatewayclass::reconcile(class, context(fake)).await.unwrap();
+    fake.take_calls()
+}
+
+async fn reconcile_gateway(fake: &Arc<FakeApi>) -> Vec<Call> {
+    let gateway: Arc<Gateway> = stored(fake, GATEWAY);
+    gateway::reconcile(gateway, context(fake)).await.unwrap();
+    fake.take_calls()
+}
+
+#[tokio::test]
+async fn missing_parameters_make_the_class_invalid_until_they_exist() {
+    let fake = Arc::new(FakeApi::default());
+    fake.put(CLASS, class(Some(class_params_ref())));
+
+    let calls = reconcile_class(&fake).await;
+    assert_eq!(
+        lines(&calls)[..2],
+        [
+            format!("GET {CLASS_PARAMS}"),
+            format!("PATCH {CLASS}/status")
+        ]
+    );
+    let patch = status_patches(&calls)[0];
+    assert!(
+        patch.query.contains("fieldManager=gantry-operator"),
+        "{}",
+        patch.query
+    );
+    assert!(patch.query.contains("force=true"));
+    let condition = &patch.body.as_ref().unwrap()["status"]["conditions"][0];
+    assert_eq!(condition["type"], "Accepted");
+    assert_eq!(condition["status"], "False");
+    assert_eq!(condition["reason"], "InvalidParameters");
+    assert_eq!(
+        condition["message"],
+        "GatewayParameters gantry-system/fleet named by parametersRef does not exist"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.method == "POST" && c.path.contains("/events")),
+        "an Event is recorded: {:?}",
+        lines(&calls)
+    );
+    assert!(
+        !calls.iter().any(|c| c.path.contains("clusterrole")),
+        "nothing applied while invalid"
+    );
+
+    fake.put(CLASS_PARAMS, parameters(json!({})));
+    let calls = reconcile_class(&fake).await;
+    let patch = status_patches(&calls)[0];
+    let status = &patch.body.as_ref().unwrap()["status"];
+    assert_eq!(status["conditions"][0]["status"], "True");
+    assert_eq!(status["conditions"][0]["reason"], "Accepted");
+    assert_eq!(status["supportedFeatures"][0]["name"], "Gateway");
+    assert_eq!(
+        status["supportedFeatures"].as_array().unwrap().len(),
+        gatewayclass::SUPPORTED_FEATURES.len()
+    );
+    let applied: Vec<String> = calls
+        .iter()
+        .filter(|c| c.method == "PATCH" && !c.path.ends_with("/status"))
+        .map(Call::line)
+        .collect();
+    assert_eq!(
+        applied,
+        [
+            "PATCH /apis/rbac.authorization.k8s.io/v1/clusterroles/gantry-proxy-gantry",
+            "PATCH /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/gantry-proxy-gantry",
+        ]
+    );
+
+    // Nothing changed: the status is not written again.
+    let calls = reconcile_class(&fake).await;
+    assert!(status_patches(&calls).is_empty(), "{:?}", lines(&calls));
+}
+
+#[tokio::test]
+async fn parameters_ref_to_another_kind_is_invalid_parameters() {
+    let fake = Arc::new(FakeApi::default());
+    fake.put(
+        CLASS,
+        class(Some(
+            json!({"group": "", "kind": "ConfigMap", "name": "cfg", "namespace": "x"}),
+        )),
+    );
+    let calls = reconcile_class(&fake).await;
+    assert_eq!(
+        lines(&calls)[0],
+        format!("PATCH {CLASS}/status"),
+        "no lookup of a wrong kind"
+    );
+    let condition = &status_patches(&calls)[0].body.as_ref().unwrap()["status"]["conditions"][0];
+    assert_eq!(condition["reason"], "InvalidParameters");
+    assert_eq!(
+        condition["message"],
+        "parametersRef must refer to gantry.dev/GatewayParameters, not core/ConfigMap"
+    );
+}
+
+#[tokio::test]
+async fn contradictory_parameters_are_invalid_and_a_fix_accepts_the_class() {
+    let fake = Arc::new(FakeApi::default());
+    fake.put(CLASS, class(Some(class_params_ref())));
+    fake.put(
+        CLASS_PARAMS,
+        parameters(
+            json!({"service": {"type": "ClusterIP", "loadBalancerClass": "example.com/lb"}}),
+        ),
+    );
+    let calls = reconcile_class(&fake).await;
+    let condition = &status_patches(&calls)[0].body.as_ref().unwrap()["status"]["conditions"][0];
+    assert_eq!(condition["reason"], "InvalidParameters");
+    assert_eq!(
+        condition["message"],
+        "service.loadBalancerClass requires service.type LoadBalancer, not ClusterIP"
+    );
+
+    fake.put(
+        CLASS_PARAMS,
+        parameters(json!({"service": {"type": "ClusterIP"}})),
+    );
+    let calls = reconcile_class(&fake).await;
+    let condition = &status_patches(&calls)[0].body.as_ref().unwrap()["status"]["conditions"][0];
+    assert_eq!(condition["status"], "True");
+}
+
+#[tokio::test]
+async fn class_of_another_controller_is_left_alone() {
+    let fake = Arc::new(FakeApi::default());
+    let mut other = class(None);
+    other["spec"]["controllerName"] = json!("example.com/other");
+    fake.put(CLASS, other);
+    assert!(reconcile_class(&fake).await.is_empty());
+}
+
+#[tokio::test]
+async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
+    let fake = Arc::new(FakeApi::default());
+    fake.put(CLASS, class(None));
+    fake.put(GATEWAY, gateway_object());
+
+    let calls = reconcile_gateway(&fake).await;
+    assert_eq!(
+        lines(&calls),
+        [
+            format!("GET {CLASS}"),
+            "PATCH /api/v1/namespaces/apps/serviceaccounts/web-gantry".to_string(),
+            "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/apps/roles/web-gantry".to_string(),
+            "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/apps/rolebindings/web-gantry"
+                .to_string(),
+            "PATCH /api/v1/namespaces/apps/services/web-gantry".to_string(),
+            format!("PATCH {DEDICATED}"),
+            "DELETE /apis/autoscaling/v2/namespaces/apps/horizontalpodautoscalers/web-gantry"
+                .to_string(),
+            "DELETE /apis/policy/v1/namespaces/apps/poddisruptionbudgets/web-gantry".to_string(),
+            "GET /api/v1/namespaces/apps/services/web-gantry".to_string(),
+            format!("PATCH {GATEWAY}/status"),
+        ]
+    );
+    for apply in calls.iter().filter(|c| c.method == "PATCH") {
+        assert!(
+            apply.query.contains("fieldManager=gantry-operator"),
+            "{}",
+            apply.query
+        );
+    }
+    let deployment = calls[5].body.as_ref().unwrap();
+    assert_eq!(
+        deployment["metadata"]["ownerReferences"],
+        json!([{
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "name": "web",
+            "uid": "gateway-uid", "controller": true, "blockOwnerDeletion": true,
+        }])
+    );
+    assert_eq!(
+        deployment["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"],
+        "web"
+    );
+    let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert_eq!(args[2], "--gateway");
+    assert_eq!(args[3], "apps/web");
+
+    let status = &status_patches(&calls)[0].body.as_ref().unwrap()["status"];
+    assert_eq!(
+        status["conditions"].as_array().unwrap().len(),
+        1,
+        "only Accepted is ours"
+    );
+    assert_eq!(status["conditions"][0]["type"], "Accepted");
+    assert_eq!(status["conditions"][0]["observedGeneration"], 3);
+    assert!(
+        status.get("listeners").is_none(),
+        "listeners belong to the proxy"
+    );
+
+    // The Service gets a ClusterIP: the address is written; after that nothing changes.
+    let mut service = fake
+        .get("/api/v1/namespaces/apps/services/web-gantry")
+        .unwrap();
+    service["spec"]["clusterIP"] = json!("10.0.0.7");
+    fake.put("/api/v1/namespaces/apps/services/web-gantry", service);
+    let calls = reconcile_gateway(&fake).await;
+    let status = &status_patches(&calls)[0].body.as_ref().unwrap()["status"];
+    assert_eq!(
+        status["addresses"],
+        json!([{"type": "IPAddress", "value": "10.0.0.7"}])
+    );
+    let calls = reconcile_gateway(&fake).await;
+    assert!(
+        status_patches(&calls).is_empty(),
+        "unchanged status is not rewritten"
+    );
+}
+
+#[tokio::test]
+async fn load_balancer_ingress_is_preferred_over_cluster_ip() {
+    let fake = Arc::new(FakeApi::default());
+    fake.put(CLASS, class(None));
+    fake.put(GATEWAY, gateway_object());
+    reconcile_gateway(&fake).await;
+    let mut service = fake
+        .get("/api/v1/namespaces/apps/services/web-gantry")
+        .unwrap();
+    service["spec"]["clusterIP"] = json!("10.0.0.7");
+    service["status"] = json!({"loadBalancer": {"ingress": [{"hostname": "lb.example.com"}]}});
+    fake.put("/api/v1/namespaces/apps/services/web-gantry", service);
+    let calls = reconcile_gateway(&fake).await;
+    let status = &status_patches(&calls)[0].body.as_ref().unwrap()["status"];
+    assert_eq!(
+        status["addresses"],
+        json!([{"type": "Hostname", "value": "lb.example.com"}])
+    );
+}
+
+#[tokio::test]
+async fn autoscaling_turned_off_removes_the_hpa() {
+    let fake = Arc::new(FakeApi::default());
+    fake.put(CLASS, class(Some(class_params_ref())));
+    fake.put(
+        CLASS_PARAMS,
+        parameters(json!({"autoscaling": {"maxReplicas": 4}})),
+    );
+    fake.put(GATEWAY, gateway_object());
+    let hpa = "/apis/autoscaling/v2/namespaces/apps/horizontalpodautoscalers/web-gantry";
+
+    let calls = reconcile_gateway(&fake).await;
+    assert!(lines(&calls).contains(&format!("PATCH {hpa}")));
+    let deployment = calls.iter().find(|c| c.path == DEDICATED).unwrap();
+    assert!(
+        deployment.body.as_ref().unwrap()["spec"]
+            .get("replicas")
+            .is_none(),
+        "replicas left to the HPA"
+    );
+    assert!(fake.get(hpa).is_some());
+
+    fake.put(
+        CLASS_PARAMS,
+        parameters(json!({"autoscaling": {"enabled": false}})),
+    );
+    let calls = reconcile_gateway(&fake).await;
+    assert!(lines(&calls).contains(&format!("DELETE {hpa}")));
+    assert!(fake.get(hpa).is_none());
+    let deployment = calls.iter().find(|c| c.path == DEDICATED).unwrap();
+    assert_eq!(deployment.body.as_ref().unwrap()["spec"]["replicas"], 1);
+}
+
+#[tokio::test]
+async fn gateway_with_missing_parameters_is_invalid_and_gets_an_event() {
+    let fake = Arc::new(FakeApi::default());
+    fake.put(CLASS, class(None));
+    let mut gateway = gateway_object();
+    gateway["spec"]["infrastructure"] = json!({
+        "parametersRef": {"group": "gantry.dev", "kind": "GatewayParameters", "name": "nope"}
+    });
+    fake.put(GATEWAY, gateway);
+    let calls = reconcile_gateway(&fake).await;
+    let condition = &status_patches(&calls)[0].body.as_ref().unwrap()["status"]["conditions"][0];
+    assert_eq!(condition["status"], "False");
+    assert_eq!(condition["reason"], "InvalidParameters");
+    assert_eq!(
+        condition["message"],
+        "GatewayParameters apps/nope named by parametersRef does not exist"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.method == "POST" && c.path.contains("/events"))
+    );
+    assert!(
+        !calls.iter().any(|c| c.path.contains("deployments")),
+        "no fleet while invalid"
+    );
+}
+
+#[tokio::test]
+async fn switch_to_shared_keeps_the_dedicated_fleet_until_the_shared_one_is_available() {
+    let fake = Arc::new(FakeApi::default());
+    fake.put(CLASS, class(Some(class_params_ref())));
+    fake.put(CLASS_PARAMS, parameters(json!({})));
+    fake.put(GATEWAY, gateway_object());
+    reconcile_gateway(&fake).await;
+    assert!(fake.get(DEDICATED).is_some());
+
+    fake.put(CLASS_PARAMS, parameters(json!({"topology": "Shared"})));
+    // The class controller brings up the shared fleet, owned by the class.
+    let calls = reconcile_class(&fake).await;
+    let shared = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path == SHARED)
+        .unwrap();
+    let body = shared.body.as_ref().unwrap();
+    assert_eq!(
+        body["metadata"]["ownerReferences"][0]["kind"],
+        "GatewayClass"
+    );
+    let args = &body["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert_eq!(args[2], "--gateway-class");
+    assert_eq!(args[3], "gantry");
+    let binding = calls
+        .iter()
+        .find(|c| c.path.ends_with("clusterrolebindings/gantry-proxy-gantry"))
+        .unwrap();
+    assert_eq!(
+        binding.body.as_ref().unwrap()["subjects"],
+        json!([
+            {"kind": "ServiceAccount", "name": "web-gantry", "namespace": "apps"},
+            {"kind": "ServiceAccount", "name": "gantry-shared", "namespace": "gantry-system"},
+        ]),
+        "both fleets stay bound during the switch"
+    );
+
+    // Not available yet: the Gateway keeps its dedicated fleet.
+    let calls = reconcile_gateway(&fake).await;
+    assert!(
+        !calls.iter().any(|c| c.method == "DELETE"),
+        "{:?}",
+        lines(&calls)
+    );
+    assert!(fake.get(DEDICATED).is_some());
+
+    // Available: the dedicated fleet goes, and the Gateway reports the shared fleet.
+    let mut deployment = fake.get(SHARED).unwrap();
+    deployment["metadata"]["generation"] = json!(1);
+    deployment["status"] = available_deployment(1)["status"].clone();
+    fake.put(SHARED, deployment);
+    let calls = reconcile_gateway(&fake).await;
+    let deletes: Vec<String> = calls
+        .iter()
+        .filter(|c| c.method == "DELETE")
+        .map(Call::line)
+        .collect();
+    assert!(
+        deletes.contains(&format!("DELETE {DEDICATED}")),
+        "{deletes:?}"
+    );
+    assert!(fake.get(DEDICATED).is_none());
+    let condition = &status_patches(&calls)[0].body.as_ref().unwrap()["status"]["conditions"][0];
+    assert_eq!(
+        condition["message"],
+        "Served by fleet gantry-system/gantry-shared"
+    );
+}
+
+#[tokio::test]
+async fn switch_to_dedicated_removes_the_shared_fleet_once_dedicated_fleets_are_available() {
+    let fake = Arc::new(FakeApi::default());
+    fake.put(CLASS, class(Some(class_params_ref())));
+    fake.put(CLASS_PARAMS, parameters(json!({"topology": "Shared"})));
+    fake.put(GATEWAY, gateway_object());
+    reconcile_class(&fake).await;
+    assert!(fake.get(SHARED).is_some());
+
+    fake.put(CLASS_PARAMS, parameters(json!({})));
+    reconcile_gateway(&fake).await;
+    assert!(fake.get(DEDICATED).is_some());
+    let calls = reconcile_class(&fake).await;
+    assert!(
+        !calls.iter().any(|c| c.method == "DELETE"),
+        "dedicated fleet not available yet"
+    );
+
+    let mut deployment = fake.get(DEDICATED).unwrap();
+    deployment["metadata"]["generation"] = json!(1);
+    deployment["status"] = available_deployment(1)["status"].clone();
+    fake.put(DEDICATED, deployment);
+    let calls = reconcile_class(&fake).await;
+    assert!(
+        lines(&calls).contains(&format!("DELETE {SHARED}")),
+        "{:?}",
+        lines(&calls)
+    );
+    assert!(fake.get(SHARED).is_none());
+}
+
+#[tokio::test]
+async fn certificate_is_issued_for_a_missing_secret_and_pruned_with_its_listener() {
+    let fake = Arc::new(FakeApi::default());
+    fake.put(CLASS, class(Some(class_params_ref())));
+    fake.put(
+        CLASS_PARAMS,
+        parameters(json!({"certificates": {"issuerRef": {"name": "le", "kind": "ClusterIssuer"}}})),
+    );
+    let mut gateway = gateway_object();
+    gateway["spec"]["listeners"] = json!([
+        {"name": "http", "port": 80, "protocol": "HTTP"},
+        {"name": "https", "port": 443, "protocol": "HTTPS", "hostname": "www.example.com",
+         "tls": {"certificateRefs": [{"name": "www-tls"}]}},
+    ]);
+    fake.put(GATEWAY, gateway.clone());
+    let certificate = "/apis/cert-manager.io/v1/namespaces/apps/certificates/web-www-tls";
+
+    let calls = reconcile_gateway(&fake).await;
+    assert!(lines(&calls).contains(&"GET /api/v1/namespaces/apps/secrets/www-tls".to_string()));
+    let apply = calls
+        .iter()
+        .find(|c| c.path == certificate)
+        .expect("Certificate applied");
+    let body = apply.body.as_ref().unwrap();
+    assert_eq!(body["spec"]["secretName"], "www-tls");
+    assert_eq!(body["spec"]["dnsNames"], json!(["www.example.com"]));
+    assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "gateway-uid");
+
+    // The HTTPS listener goes away: its Certificate is found by label and deleted.
+    gateway["spec"]["listeners"] = json!([{"name": "http", "port": 80, "protocol": "HTTP"}]);
+    fake.put(GATEWAY, gateway);
+    let calls = reconcile_gateway(&fake).await;
+    assert!(
+        calls.iter().any(|c| c.method == "GET"
+            && c.path == "/apis/cert-manager.io/v1/namespaces/apps/certificates"
+            && c.query.contains("labelSelector")),
+        "{:?}",
+        lines(&calls)
+    );
+    assert!(lines(&calls).contains(&format!("DELETE {certificate}")));
+    assert!(fake.get(certificate).is_none());
+}
