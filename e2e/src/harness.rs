@@ -14,24 +14,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-/// Path of the `gantry-proxy` binary, built once per test process with the same profile as
-/// the tests (so `cargo test` always exercises the current code).
+/// Path of the `gantry-proxy` binary, so the tests always exercise the current code.
+///
+/// `cargo test --workspace` builds it already (the proxy package has integration tests), with
+/// the workspace's feature set; that binary is used when it is newer than every proxy source.
+/// Otherwise (e.g. `cargo test -p gantry-e2e` after an edit) it is built here once.
 pub fn proxy_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "gantry-proxy",
-                "--bin",
-                "gantry-proxy",
-            ])
-            .status()
-            .expect("running cargo build for gantry-proxy");
-        assert!(status.success(), "cargo build -p gantry-proxy failed");
         // Test binaries live in target/<profile>/deps; the proxy in target/<profile>.
         let exe = std::env::current_exe().expect("current_exe");
         let profile_dir = exe
@@ -39,9 +29,53 @@ pub fn proxy_bin() -> &'static Path {
             .and_then(Path::parent)
             .expect("test binary lives in target/<profile>/deps");
         let bin = profile_dir.join("gantry-proxy");
+        if !is_fresh(&bin) {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let status = Command::new(cargo)
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "gantry-proxy",
+                    "--bin",
+                    "gantry-proxy",
+                ])
+                .status()
+                .expect("running cargo build for gantry-proxy");
+            assert!(status.success(), "cargo build -p gantry-proxy failed");
+        }
         assert!(bin.exists(), "{} missing after build", bin.display());
         bin
     })
+}
+
+/// True when `bin` exists and is newer than every source file it is built from.
+fn is_fresh(bin: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sources = [
+        "gateway-proxy/src",
+        "gateway-proxy/Cargo.toml",
+        "crds/src",
+        "Cargo.lock",
+    ];
+    sources
+        .iter()
+        .all(|s| newest(&root.join(s)).is_some_and(|newest| newest <= built))
+}
+
+fn newest(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    let mut latest = meta.modified().ok()?;
+    for entry in std::fs::read_dir(path).ok()?.flatten() {
+        latest = latest.max(newest(&entry.path())?);
+    }
+    Some(latest)
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests on loopback).
