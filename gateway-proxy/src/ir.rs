@@ -52,10 +52,10 @@ pub struct ListenerIr {
     /// `None` matches every host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    /// Virtual hosts, most specific hostname first. A request is served by the first virtual
-    /// host whose hostname matches. Its entries already include, after its own, those of every
-    /// less specific hostname that covers it (hostname precedence orders candidates, it does
-    /// not exclude them), so if none of them match the answer is 404.
+    /// Virtual hosts, most specific hostname first. A request tries every virtual host whose
+    /// hostname matches its Host, from the most specific to the least (hostname precedence
+    /// orders candidates, it does not exclude them); the first matching entry wins, and if
+    /// none matches the answer is 404.
     pub virtual_hosts: Vec<VirtualHostIr>,
 }
 

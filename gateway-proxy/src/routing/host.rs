@@ -38,21 +38,24 @@ impl HostIndex {
         index
     }
 
-    /// `host` must already be normalised with [`normalize_host`].
+    /// The most specific entry for `host`, which must already be normalised with
+    /// [`normalize_host`].
     pub fn lookup(&self, host: &str) -> Option<usize> {
-        if let Some(i) = self.exact.get(host) {
-            return Some(*i);
-        }
-        if !self.wildcard.is_empty() {
-            // A wildcard needs at least one label in front of its suffix, so start after the
-            // first character; the first hit is the longest, most specific suffix.
-            for (pos, _) in host.match_indices('.').filter(|(pos, _)| *pos > 0) {
-                if let Some(i) = self.wildcard.get(&host[pos..]) {
-                    return Some(*i);
-                }
-            }
-        }
-        self.any
+        self.lookup_all(host).next()
+    }
+
+    /// Every entry whose hostname matches `host`, most specific first: the exact name, then
+    /// wildcard suffixes from the longest to the shortest, then `*`. One map probe per label,
+    /// no allocation.
+    pub fn lookup_all<'a>(&'a self, host: &'a str) -> impl Iterator<Item = usize> + 'a {
+        let exact = self.exact.get(host).copied();
+        // A wildcard needs at least one label in front of its suffix, so dots at position 0
+        // do not count; the first hit is the longest, most specific suffix.
+        let wildcards = host
+            .match_indices('.')
+            .filter(move |(pos, _)| *pos > 0 && !self.wildcard.is_empty())
+            .filter_map(move |(pos, _)| self.wildcard.get(&host[pos..]).copied());
+        exact.into_iter().chain(wildcards).chain(self.any)
     }
 }
 
@@ -106,6 +109,20 @@ mod tests {
         assert_eq!(index.lookup("example.com"), Some(3));
         assert_eq!(index.lookup("other.org"), Some(3));
         assert_eq!(index.lookup(""), Some(3));
+    }
+
+    #[test]
+    fn lookup_all_lists_every_match_most_specific_first() {
+        let index = HostIndex::build([
+            Some("*.example.com"),
+            Some("a.b.example.com"),
+            None,
+            Some("*.b.example.com"),
+        ]);
+        let all: Vec<usize> = index.lookup_all("a.b.example.com").collect();
+        assert_eq!(all, vec![1, 3, 0, 2]);
+        let all: Vec<usize> = index.lookup_all("example.com").collect();
+        assert_eq!(all, vec![2]);
     }
 
     #[test]

@@ -155,13 +155,14 @@ impl PortTable {
         let Some(listener) = self.index.lookup(host).and_then(|i| self.listeners.get(i)) else {
             return Lookup::NoListener;
         };
-        // No fallback to a less specific virtual host: the most specific one that takes the
-        // host answers, or nothing does.
+        // HTTPRoute hostname precedence orders candidates, it does not exclude them: the
+        // entries of the most specific virtual host are tried first, then those of each less
+        // specific hostname that also matches (wildcards by decreasing length, then `*`).
         let entry = listener
             .index
-            .lookup(host)
-            .and_then(|i| listener.virtual_hosts.get(i))
-            .and_then(|vhost| vhost.find(request));
+            .lookup_all(host)
+            .filter_map(|i| listener.virtual_hosts.get(i))
+            .find_map(|vhost| vhost.find(request));
         match entry {
             Some(entry) => Lookup::Route(listener, entry),
             None => Lookup::NoRoute(listener),

@@ -219,6 +219,10 @@ fn hostname_selection() {
             Some("*.example.com"),
             vec![
                 vhost("bar.example.com", any("bar")),
+                vhost(
+                    "baz.example.com",
+                    vec![entry("baz", path(PathMatchIr::Prefix("/baz".into())))],
+                ),
                 vhost("*.a.example.com", any("deep")),
                 vhost("*.example.com", only_api),
             ],
@@ -231,7 +235,11 @@ fn hostname_selection() {
         ("bar.example.com", "/", "bar"),
         ("x.a.example.com", "/", "deep"),
         ("other.example.com", "/api/v1", "wild-api"),
-        // No fallback to a less specific virtual host or listener.
+        // Within a listener, less specific virtual hosts are tried after more specific ones.
+        ("baz.example.com", "/baz", "baz"),
+        ("baz.example.com", "/api/v1", "wild-api"),
+        ("baz.example.com", "/other", "404"),
+        // No fallback across listeners: the listener the host selects answers, or 404.
         ("other.example.com", "/", "404"),
         ("example.com", "/", "star"),
         ("unknown.org", "/", "star"),
