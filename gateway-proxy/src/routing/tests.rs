@@ -371,6 +371,11 @@ fn removed_routes_lose_their_series_and_kept_ones_keep_counting() {
     };
     record(&first, "/a");
     record(&second, "/a");
+    assert!(
+        !metrics.encode().contains("default/c"),
+        "no series before traffic"
+    );
+    record(&second, "/c");
     let text = metrics.encode();
     assert!(
         text.contains(

@@ -5,6 +5,7 @@
 //! [`RouteMetrics`] per route, created when the table is compiled, so recording is a couple of
 //! atomic adds.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -106,19 +107,18 @@ impl Metrics {
     }
 
     /// Handles for one gateway/route pair; call when compiling a routing table, not per request.
+    /// Series are created on the first request of each status class, so routes that see no
+    /// traffic cost a few hundred bytes and no exported series.
     pub fn route_metrics(&self, gateway: &str, route: &str) -> RouteMetrics {
-        let per_class = STATUS_CLASSES.map(|class| {
-            let labels = RequestLabels {
+        RouteMetrics {
+            inner: Arc::new(LazySeries {
+                requests: self.requests.clone(),
+                durations: self.durations.clone(),
                 gateway: gateway.to_owned(),
                 route: route.to_owned(),
-                status_class: class.to_owned(),
-            };
-            (
-                self.requests.get_or_create_owned(&labels),
-                self.durations.get_or_create_owned(&labels),
-            )
-        });
-        RouteMetrics { per_class }
+                per_class: Default::default(),
+            }),
+        }
     }
 
     /// Drops the series of a route that no longer exists.
@@ -143,16 +143,38 @@ impl Metrics {
     }
 }
 
-/// Pre-resolved series for one route: recording takes no lock and allocates nothing.
+/// Series for one route: after the first request of a status class, recording is two atomic
+/// adds and a load, with no lock and no allocation.
 #[derive(Clone, Debug)]
 pub struct RouteMetrics {
-    per_class: [(Counter, AtomicHistogram); 5],
+    inner: Arc<LazySeries>,
+}
+
+#[derive(Debug)]
+struct LazySeries {
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RequestLabels, AtomicHistogram>,
+    gateway: String,
+    route: String,
+    per_class: [OnceLock<(Counter, AtomicHistogram)>; 5],
 }
 
 impl RouteMetrics {
     pub fn record(&self, status: u16, elapsed: Duration) {
         let slot = usize::from(status / 100).clamp(1, 5) - 1;
-        let (count, duration) = &self.per_class[slot];
+        let series = &self.inner;
+        let (count, duration) = series.per_class[slot].get_or_init(|| {
+            // Once per route and status class: registering takes the family's lock.
+            let labels = RequestLabels {
+                gateway: series.gateway.clone(),
+                route: series.route.clone(),
+                status_class: STATUS_CLASSES[slot].to_owned(),
+            };
+            (
+                series.requests.get_or_create_owned(&labels),
+                series.durations.get_or_create_owned(&labels),
+            )
+        });
         count.inc();
         duration.observe(elapsed);
     }
@@ -166,6 +188,10 @@ mod tests {
     fn route_metrics_show_up_in_the_exposition() {
         let metrics = Metrics::new();
         let route = metrics.route_metrics("default/gw", "default/web");
+        assert!(
+            !metrics.encode().contains("default/web"),
+            "no series before the first request"
+        );
         route.record(200, Duration::from_millis(3));
         route.record(503, Duration::from_millis(1));
         let text = metrics.encode();
@@ -175,6 +201,7 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(!text.contains(r#"status_class="4xx""#), "{text}");
         assert!(
             text.contains("gantry_request_duration_seconds_bucket"),
             "{text}"
