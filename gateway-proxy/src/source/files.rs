@@ -13,7 +13,7 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
-use super::load;
+use super::load::ParseCache;
 use crate::runtime::SourceUpdate;
 
 /// How long the directory must be quiet before it is read, and the longest a burst can delay
@@ -73,13 +73,13 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// Reads and parses the directory into one update.
 pub fn load(dir: &Path) -> SourceUpdate {
     match read_dir(dir) {
-        Ok(files) => parse(files),
+        Ok(files) => parse(files, &mut ParseCache::default()),
         Err(error) => unreadable(dir, &error),
     }
 }
 
-fn parse(files: Vec<(String, String)>) -> SourceUpdate {
-    match load::load_store(files) {
+fn parse(files: Vec<(String, String)>, cache: &mut ParseCache) -> SourceUpdate {
+    match cache.load(files) {
         Ok((store, warnings)) => SourceUpdate::Objects {
             store: Arc::new(store),
             warnings: warnings.iter().map(ToString::to_string).collect(),
@@ -129,14 +129,14 @@ pub async fn run(
             source,
         })?;
 
-    let mut last = None;
-    publish(&dir, &updates, &mut last).await;
+    let mut state = Some(PublishState::default());
+    publish(&dir, &updates, &mut state).await;
     while events.recv().await.is_some() {
         coalesce(&mut events).await;
         if updates.is_closed() {
             break;
         }
-        publish(&dir, &updates, &mut last).await;
+        publish(&dir, &updates, &mut state).await;
     }
     drop(watcher);
     Ok(())
@@ -155,33 +155,48 @@ async fn coalesce(events: &mut mpsc::UnboundedReceiver<()>) {
     }
 }
 
+/// What the watcher remembers between reads.
+#[derive(Default)]
+struct PublishState {
+    /// Hash of every file's path and text at the last read.
+    fingerprint: Option<u64>,
+    cache: ParseCache,
+}
+
 /// Reads the directory and publishes it unless nothing changed since the last read.
 async fn publish(
     dir: &Path,
     updates: &watch::Sender<Option<SourceUpdate>>,
-    last: &mut Option<u64>,
+    state: &mut Option<PublishState>,
 ) {
-    let dir_owned = dir.to_owned();
-    let previous = *last;
-    let Ok((fingerprint, update)) =
-        tokio::task::spawn_blocking(move || match read_dir(&dir_owned) {
+    let dir = dir.to_owned();
+    let mut owned = state.take().unwrap_or_default();
+    let result = tokio::task::spawn_blocking(move || {
+        let update = match read_dir(&dir) {
             Ok(files) => {
                 let mut h = DefaultHasher::new();
                 files.hash(&mut h);
-                let fingerprint = h.finish();
-                if Some(fingerprint) == previous {
-                    return (Some(fingerprint), None);
+                let fingerprint = Some(h.finish());
+                if fingerprint == owned.fingerprint {
+                    None
+                } else {
+                    owned.fingerprint = fingerprint;
+                    Some(parse(files, &mut owned.cache))
                 }
-                (Some(fingerprint), Some(parse(files)))
             }
-            Err(error) => (None, Some(unreadable(&dir_owned, &error))),
-        })
-        .await
-    else {
-        return;
-    };
-    *last = fingerprint;
-    if let Some(update) = update {
-        updates.send_replace(Some(update));
+            Err(error) => {
+                owned.fingerprint = None;
+                Some(unreadable(&dir, &error))
+            }
+        };
+        (owned, update)
+    })
+    .await;
+    // A panic while parsing loses the cache; the next read starts afresh.
+    if let Ok((owned, update)) = result {
+        *state = Some(owned);
+        if let Some(update) = update {
+            updates.send_replace(Some(update));
+        }
     }
 }

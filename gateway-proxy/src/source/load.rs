@@ -1,7 +1,8 @@
 //! Loads parsed objects into a [`Store`], refusing duplicates and naming both places.
 
-use std::collections::BTreeMap;
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::hash_map::{DefaultHasher, Entry, HashMap};
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -33,29 +34,86 @@ where
     O: AsRef<str>,
     T: AsRef<str>,
 {
-    let mut loader = Loader::default();
-    let mut warnings = Vec::new();
-    let mut errors = Vec::new();
-    for (origin, text) in sources {
-        let (objects, issues) = parse_documents(text.as_ref(), origin.as_ref());
-        for issue in issues {
-            if issue.is_warning() {
-                warnings.push(issue);
-            } else {
-                errors.push(LoadError::Parse(issue));
+    ParseCache::default().load(sources)
+}
+
+/// Parsed files kept between loads, so that a change re-parses only the files whose text
+/// changed; loading the rest is a copy of already parsed objects.
+#[derive(Debug, Default)]
+pub struct ParseCache {
+    files: HashMap<String, ParsedFile>,
+}
+
+#[derive(Debug)]
+struct ParsedFile {
+    text_hash: u64,
+    objects: Vec<Parsed>,
+    issues: Vec<ParseIssue>,
+}
+
+impl ParseCache {
+    /// Like [`load_store`], reusing the parse of every file whose text is unchanged since the
+    /// last call. Files not given this time are forgotten.
+    pub fn load<O, T>(
+        &mut self,
+        sources: impl IntoIterator<Item = (O, T)>,
+    ) -> Result<(Store, Vec<ParseIssue>), Vec<LoadError>>
+    where
+        O: AsRef<str>,
+        T: AsRef<str>,
+    {
+        let mut loader = Loader::default();
+        let mut warnings = Vec::new();
+        let mut errors = Vec::new();
+        let mut seen = HashSet::new();
+        for (origin, text) in sources {
+            let (origin, text) = (origin.as_ref(), text.as_ref());
+            let text_hash = hash(text);
+            let file = match self.files.entry(origin.to_owned()) {
+                Entry::Occupied(e) if e.get().text_hash == text_hash => e.into_mut(),
+                entry => {
+                    let (objects, issues) = parse_documents(text, origin);
+                    let parsed = ParsedFile {
+                        text_hash,
+                        objects,
+                        issues,
+                    };
+                    match entry {
+                        Entry::Occupied(mut e) => {
+                            e.insert(parsed);
+                            e.into_mut()
+                        }
+                        Entry::Vacant(e) => e.insert(parsed),
+                    }
+                }
+            };
+            seen.insert(origin.to_owned());
+            for issue in &file.issues {
+                if issue.is_warning() {
+                    warnings.push(issue.clone());
+                } else {
+                    errors.push(LoadError::Parse(issue.clone()));
+                }
+            }
+            for parsed in &file.objects {
+                if let Err(e) = loader.insert(parsed.clone()) {
+                    errors.push(e);
+                }
             }
         }
-        for parsed in objects {
-            if let Err(e) = loader.insert(parsed) {
-                errors.push(e);
-            }
+        self.files.retain(|origin, _| seen.contains(origin));
+        if errors.is_empty() {
+            Ok((loader.store, warnings))
+        } else {
+            Err(errors)
         }
     }
-    if errors.is_empty() {
-        Ok((loader.store, warnings))
-    } else {
-        Err(errors)
-    }
+}
+
+fn hash(text: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// Inserts parsed objects into a store, remembering where each came from to report
@@ -148,6 +206,28 @@ mod tests {
             message.contains("a.yaml:1") && message.contains("b.yaml:1"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn the_cache_reparses_only_changed_files_and_forgets_removed_ones() {
+        let svc =
+            |name: &str| format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n");
+        let mut cache = ParseCache::default();
+        let (store, _) = cache
+            .load([("a.yaml", svc("a")), ("b.yaml", svc("b"))])
+            .expect("loads");
+        assert_eq!(store.services.len(), 2);
+        let (store, _) = cache
+            .load([("a.yaml", svc("a")), ("b.yaml", svc("c"))])
+            .expect("loads");
+        let names: Vec<&str> = store.services.keys().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+        let (store, _) = cache.load([("a.yaml", svc("a"))]).expect("loads");
+        assert_eq!(store.services.len(), 1);
+        assert_eq!(cache.files.len(), 1);
+        // A broken file is an error every time it is loaded, cached or not.
+        assert!(cache.load([("a.yaml", "kind: [".to_owned())]).is_err());
+        assert!(cache.load([("a.yaml", "kind: [".to_owned())]).is_err());
     }
 
     #[test]
