@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
@@ -56,23 +57,24 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// Every object the translator may read. Cluster-scoped kinds are keyed by name.
+/// Every object the translator may read. Cluster-scoped kinds are keyed by name. Objects are
+/// shared (`Arc`), so building a new store from mostly unchanged objects copies pointers.
 #[derive(Clone, Debug, Default)]
 pub struct Store {
-    pub namespaces: BTreeMap<String, Namespace>,
-    pub gateway_classes: BTreeMap<String, GatewayClass>,
-    pub gateways: BTreeMap<ObjectKey, Gateway>,
-    pub http_routes: BTreeMap<ObjectKey, HttpRoute>,
-    pub grpc_routes: BTreeMap<ObjectKey, GrpcRoute>,
-    pub tls_routes: BTreeMap<ObjectKey, TlsRoute>,
-    pub tcp_routes: BTreeMap<ObjectKey, TcpRoute>,
-    pub udp_routes: BTreeMap<ObjectKey, UdpRoute>,
-    pub reference_grants: BTreeMap<ObjectKey, ReferenceGrant>,
-    pub backend_tls_policies: BTreeMap<ObjectKey, BackendTlsPolicy>,
-    pub services: BTreeMap<ObjectKey, Service>,
-    pub endpoint_slices: BTreeMap<ObjectKey, EndpointSlice>,
-    pub secrets: BTreeMap<ObjectKey, Secret>,
-    pub config_maps: BTreeMap<ObjectKey, ConfigMap>,
+    pub namespaces: BTreeMap<String, Arc<Namespace>>,
+    pub gateway_classes: BTreeMap<String, Arc<GatewayClass>>,
+    pub gateways: BTreeMap<ObjectKey, Arc<Gateway>>,
+    pub http_routes: BTreeMap<ObjectKey, Arc<HttpRoute>>,
+    pub grpc_routes: BTreeMap<ObjectKey, Arc<GrpcRoute>>,
+    pub tls_routes: BTreeMap<ObjectKey, Arc<TlsRoute>>,
+    pub tcp_routes: BTreeMap<ObjectKey, Arc<TcpRoute>>,
+    pub udp_routes: BTreeMap<ObjectKey, Arc<UdpRoute>>,
+    pub reference_grants: BTreeMap<ObjectKey, Arc<ReferenceGrant>>,
+    pub backend_tls_policies: BTreeMap<ObjectKey, Arc<BackendTlsPolicy>>,
+    pub services: BTreeMap<ObjectKey, Arc<Service>>,
+    pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+    pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
+    pub config_maps: BTreeMap<ObjectKey, Arc<ConfigMap>>,
 }
 
 impl Store {
@@ -92,7 +94,7 @@ impl Store {
                     .and_then(|l| l.get(SERVICE_NAME_LABEL))
                     .is_some_and(|svc| *svc == service.name)
             })
-            .map(|(_, slice)| slice)
+            .map(|(_, slice)| slice.as_ref())
     }
 }
 

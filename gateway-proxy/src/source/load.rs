@@ -3,8 +3,20 @@
 use std::collections::hash_map::{DefaultHasher, Entry, HashMap};
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
+use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
+use gantry_crds::gateway::experimental::udproutes::UdpRoute;
+use gantry_crds::gateway::gateways::Gateway;
+use gantry_crds::gateway::grpcroutes::GrpcRoute;
+use gantry_crds::gateway::httproutes::HttpRoute;
+use gantry_crds::gateway::referencegrants::ReferenceGrant;
+use gantry_crds::gateway::tlsroutes::TlsRoute;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::yaml::{Object, ParseIssue, Parsed, parse_documents};
 use crate::store::{DEFAULT_NAMESPACE, ObjectKey, Store};
@@ -145,29 +157,29 @@ impl Loader {
         let s = &mut self.store;
         match object {
             Object::Namespace(o) => {
-                s.namespaces.insert(name_of(&o.metadata), *o);
+                s.namespaces.insert(name_of(&o.metadata), o);
             }
             Object::GatewayClass(o) => {
-                s.gateway_classes.insert(name_of(&o.metadata), *o);
+                s.gateway_classes.insert(name_of(&o.metadata), o);
             }
-            Object::Gateway(o) => insert_namespaced(&mut s.gateways, *o, |o| &mut o.metadata),
-            Object::HttpRoute(o) => insert_namespaced(&mut s.http_routes, *o, |o| &mut o.metadata),
-            Object::GrpcRoute(o) => insert_namespaced(&mut s.grpc_routes, *o, |o| &mut o.metadata),
-            Object::TlsRoute(o) => insert_namespaced(&mut s.tls_routes, *o, |o| &mut o.metadata),
-            Object::TcpRoute(o) => insert_namespaced(&mut s.tcp_routes, *o, |o| &mut o.metadata),
-            Object::UdpRoute(o) => insert_namespaced(&mut s.udp_routes, *o, |o| &mut o.metadata),
+            Object::Gateway(o) => insert_namespaced(&mut s.gateways, o),
+            Object::HttpRoute(o) => insert_namespaced(&mut s.http_routes, o),
+            Object::GrpcRoute(o) => insert_namespaced(&mut s.grpc_routes, o),
+            Object::TlsRoute(o) => insert_namespaced(&mut s.tls_routes, o),
+            Object::TcpRoute(o) => insert_namespaced(&mut s.tcp_routes, o),
+            Object::UdpRoute(o) => insert_namespaced(&mut s.udp_routes, o),
             Object::ReferenceGrant(o) => {
-                insert_namespaced(&mut s.reference_grants, *o, |o| &mut o.metadata);
+                insert_namespaced(&mut s.reference_grants, o);
             }
             Object::BackendTlsPolicy(o) => {
-                insert_namespaced(&mut s.backend_tls_policies, *o, |o| &mut o.metadata);
+                insert_namespaced(&mut s.backend_tls_policies, o);
             }
-            Object::Service(o) => insert_namespaced(&mut s.services, *o, |o| &mut o.metadata),
+            Object::Service(o) => insert_namespaced(&mut s.services, o),
             Object::EndpointSlice(o) => {
-                insert_namespaced(&mut s.endpoint_slices, *o, |o| &mut o.metadata);
+                insert_namespaced(&mut s.endpoint_slices, o);
             }
-            Object::Secret(o) => insert_namespaced(&mut s.secrets, *o, |o| &mut o.metadata),
-            Object::ConfigMap(o) => insert_namespaced(&mut s.config_maps, *o, |o| &mut o.metadata),
+            Object::Secret(o) => insert_namespaced(&mut s.secrets, o),
+            Object::ConfigMap(o) => insert_namespaced(&mut s.config_maps, o),
         }
         Ok(())
     }
@@ -177,20 +189,53 @@ fn name_of(meta: &ObjectMeta) -> String {
     meta.name.clone().unwrap_or_default()
 }
 
-/// Inserts a namespaced object, filling in the default namespace as Kubernetes would.
-fn insert_namespaced<T>(
-    map: &mut BTreeMap<ObjectKey, T>,
-    mut object: T,
-    meta: impl Fn(&mut T) -> &mut ObjectMeta,
+/// Inserts a namespaced object, filling in the default namespace as Kubernetes would (copying
+/// the object only when it has none).
+fn insert_namespaced<T: Clone + WithMeta>(
+    map: &mut BTreeMap<ObjectKey, Arc<T>>,
+    mut object: Arc<T>,
 ) {
-    let m = meta(&mut object);
-    let namespace = m
-        .namespace
-        .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned())
-        .clone();
-    let key = ObjectKey::new(namespace, name_of(m));
+    if object.meta().namespace.is_none() {
+        Arc::make_mut(&mut object).meta_mut().namespace = Some(DEFAULT_NAMESPACE.to_owned());
+    }
+    let m = object.meta();
+    let key = ObjectKey::new(m.namespace.clone().unwrap_or_default(), name_of(m));
     map.insert(key, object);
 }
+
+/// Access to `metadata` of every namespaced kind the store holds.
+trait WithMeta {
+    fn meta(&self) -> &ObjectMeta;
+    fn meta_mut(&mut self) -> &mut ObjectMeta;
+}
+
+macro_rules! with_meta {
+    ($($t:ty),* $(,)?) => {$(
+        impl WithMeta for $t {
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    )*};
+}
+
+with_meta!(
+    Gateway,
+    HttpRoute,
+    GrpcRoute,
+    TlsRoute,
+    TcpRoute,
+    UdpRoute,
+    ReferenceGrant,
+    BackendTlsPolicy,
+    Service,
+    EndpointSlice,
+    Secret,
+    ConfigMap,
+);
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@
 //! documents are errors.
 
 use std::fmt;
+use std::sync::Arc;
 
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
@@ -34,20 +35,20 @@ pub struct Parsed {
 /// Every kind the store holds.
 #[derive(Clone, Debug)]
 pub enum Object {
-    Namespace(Box<Namespace>),
-    GatewayClass(Box<GatewayClass>),
-    Gateway(Box<Gateway>),
-    HttpRoute(Box<HttpRoute>),
-    GrpcRoute(Box<GrpcRoute>),
-    TlsRoute(Box<TlsRoute>),
-    TcpRoute(Box<TcpRoute>),
-    UdpRoute(Box<UdpRoute>),
-    ReferenceGrant(Box<ReferenceGrant>),
-    BackendTlsPolicy(Box<BackendTlsPolicy>),
-    Service(Box<Service>),
-    EndpointSlice(Box<EndpointSlice>),
-    Secret(Box<Secret>),
-    ConfigMap(Box<ConfigMap>),
+    Namespace(Arc<Namespace>),
+    GatewayClass(Arc<GatewayClass>),
+    Gateway(Arc<Gateway>),
+    HttpRoute(Arc<HttpRoute>),
+    GrpcRoute(Arc<GrpcRoute>),
+    TlsRoute(Arc<TlsRoute>),
+    TcpRoute(Arc<TcpRoute>),
+    UdpRoute(Arc<UdpRoute>),
+    ReferenceGrant(Arc<ReferenceGrant>),
+    BackendTlsPolicy(Arc<BackendTlsPolicy>),
+    Service(Arc<Service>),
+    EndpointSlice(Arc<EndpointSlice>),
+    Secret(Arc<Secret>),
+    ConfigMap(Arc<ConfigMap>),
 }
 
 /// A problem with one document. Warnings skip the document; errors make the bundle invalid.
@@ -164,14 +165,18 @@ fn parse_document(doc: Document<'_>, origin: &str, at: &str) -> Result<Option<Ob
             source_name: Some(origin),
         })
     };
-    let header: Option<Header> =
+    let value: Option<serde_json::Value> =
         serde_saphyr::from_str(doc.text).map_err(|e| ParseIssue::Syntax {
             origin: at.to_owned(),
             message: render(&e),
         })?;
-    let Some(header) = header else {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
         return Ok(None);
     };
+    let header = Header::deserialize(&value).map_err(|e| ParseIssue::Syntax {
+        origin: at.to_owned(),
+        message: format!("not a Kubernetes object: {e}"),
+    })?;
     let missing = |field| ParseIssue::MissingField {
         origin: at.to_owned(),
         field,
@@ -194,20 +199,20 @@ fn parse_document(doc: Document<'_>, origin: &str, at: &str) -> Result<Option<Ob
         render: &render,
     };
     let object = match (api_version.as_str(), kind.as_str()) {
-        ("v1", "Namespace") => Object::Namespace(typed.parse()?),
-        ("v1", "Service") => Object::Service(typed.parse()?),
-        ("v1", "Secret") => Object::Secret(typed.parse()?),
-        ("v1", "ConfigMap") => Object::ConfigMap(typed.parse()?),
-        ("discovery.k8s.io/v1", "EndpointSlice") => Object::EndpointSlice(typed.parse()?),
-        (GW_V1 | GW_V1BETA1, "GatewayClass") => Object::GatewayClass(typed.parse()?),
-        (GW_V1 | GW_V1BETA1, "Gateway") => Object::Gateway(typed.parse()?),
-        (GW_V1 | GW_V1BETA1, "HTTPRoute") => Object::HttpRoute(typed.parse()?),
-        (GW_V1, "GRPCRoute") => Object::GrpcRoute(typed.parse()?),
-        (GW_V1 | GW_V1ALPHA2 | GW_V1ALPHA3, "TLSRoute") => Object::TlsRoute(typed.parse()?),
-        (GW_V1ALPHA2, "TCPRoute") => Object::TcpRoute(typed.parse()?),
-        (GW_V1ALPHA2, "UDPRoute") => Object::UdpRoute(typed.parse()?),
-        (GW_V1 | GW_V1BETA1, "ReferenceGrant") => Object::ReferenceGrant(typed.parse()?),
-        (GW_V1 | GW_V1ALPHA3, "BackendTLSPolicy") => Object::BackendTlsPolicy(typed.parse()?),
+        ("v1", "Namespace") => Object::Namespace(typed.parse(&value)?),
+        ("v1", "Service") => Object::Service(typed.parse(&value)?),
+        ("v1", "Secret") => Object::Secret(typed.parse(&value)?),
+        ("v1", "ConfigMap") => Object::ConfigMap(typed.parse(&value)?),
+        ("discovery.k8s.io/v1", "EndpointSlice") => Object::EndpointSlice(typed.parse(&value)?),
+        (GW_V1 | GW_V1BETA1, "GatewayClass") => Object::GatewayClass(typed.parse(&value)?),
+        (GW_V1 | GW_V1BETA1, "Gateway") => Object::Gateway(typed.parse(&value)?),
+        (GW_V1 | GW_V1BETA1, "HTTPRoute") => Object::HttpRoute(typed.parse(&value)?),
+        (GW_V1, "GRPCRoute") => Object::GrpcRoute(typed.parse(&value)?),
+        (GW_V1 | GW_V1ALPHA2 | GW_V1ALPHA3, "TLSRoute") => Object::TlsRoute(typed.parse(&value)?),
+        (GW_V1ALPHA2, "TCPRoute") => Object::TcpRoute(typed.parse(&value)?),
+        (GW_V1ALPHA2, "UDPRoute") => Object::UdpRoute(typed.parse(&value)?),
+        (GW_V1 | GW_V1BETA1, "ReferenceGrant") => Object::ReferenceGrant(typed.parse(&value)?),
+        (GW_V1 | GW_V1ALPHA3, "BackendTLSPolicy") => Object::BackendTlsPolicy(typed.parse(&value)?),
         _ => {
             return Err(ParseIssue::UnknownKind {
                 origin: at.to_owned(),
@@ -235,9 +240,15 @@ struct TypedDoc<'a> {
 }
 
 impl TypedDoc<'_> {
-    fn parse<T: DeserializeOwned>(&self) -> Result<Box<T>, ParseIssue> {
+    /// Deserialises through a JSON value first (one YAML parse for the whole document); only
+    /// when that fails is the text parsed again straight into `T`, which accepts the same
+    /// input YAML scalars can express and reports the error with its line and column.
+    fn parse<T: DeserializeOwned>(&self, value: &serde_json::Value) -> Result<Arc<T>, ParseIssue> {
+        if let Ok(object) = T::deserialize(value) {
+            return Ok(Arc::new(object));
+        }
         serde_saphyr::from_str::<T>(self.text)
-            .map(Box::new)
+            .map(Arc::new)
             .map_err(|e| ParseIssue::Invalid {
                 origin: self.at.to_owned(),
                 kind: self.kind.to_owned(),
