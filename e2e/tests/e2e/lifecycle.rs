@@ -367,3 +367,45 @@ async fn sigterm_drains_in_flight_requests() {
         "listener closed after shutdown"
     );
 }
+
+#[tokio::test]
+async fn json_access_log_has_one_line_per_request() {
+    let (services, _) = echo_backends(&[("default", "web")]).await;
+    let port = free_port();
+    let proxy = Proxy::start_ready(
+        &[
+            ("gateway.yaml", &gateway_yaml("gw", port)),
+            ("services.yaml", &services),
+            ("route.yaml", &route("web", "log.example.com", "web")),
+        ],
+        &["--access-log-format", "json"],
+    )
+    .await;
+    let reply = get_host(
+        &format!("http://127.0.0.1:{port}/logged?x=1"),
+        "log.example.com",
+        &[("x-request-id", "log-me-123")],
+    )
+    .await
+    .expect("request");
+    assert_eq!(reply.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let log = proxy.log();
+        if let Some(line) = log.lines().find(|l| l.contains("log-me-123")) {
+            break line.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no access-log line:\n{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let entry: Value = serde_json::from_str(&line).expect("access-log line is JSON");
+    assert_eq!(entry["target"], "access", "{entry}");
+    assert_eq!(entry["status"], 200, "{entry}");
+    assert_eq!(entry["method"], "GET", "{entry}");
+    assert_eq!(entry["host"], "log.example.com", "{entry}");
+    assert!(
+        entry["path"].as_str().unwrap_or("").starts_with("/logged"),
+        "{entry}"
+    );
+    assert_eq!(entry["route"], "default/web", "{entry}");
+}
