@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::runtime::Runtime;
 use crate::server::{DataPlane, DataPlaneOptions};
+use crate::status::GatewayStatusAddress;
 use crate::store::ObjectKey;
 use crate::telemetry::Metrics;
 use crate::telemetry::logging::{self, LogFormat};
@@ -117,7 +118,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         gateways: (!args.gateways.is_empty()).then(|| args.gateways.clone()),
         ..TranslateOptions::default()
     };
-    let runtime = Arc::new(Runtime::new(options, dataplane.clone(), metrics));
+    // Standalone: nobody else reports where the Gateways are reachable, so the proxy does.
+    let reachable = match args.bind_address {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let runtime = Arc::new(
+        Runtime::new(options, dataplane.clone(), metrics).with_gateway_addresses(vec![
+            GatewayStatusAddress {
+                type_: "IPAddress".to_owned(),
+                value: reachable.to_string(),
+            },
+        ]),
+    );
     let (admin_addr, _admin) = crate::admin::serve(args.admin_addr, runtime.clone())
         .await
         .with_context(|| format!("binding the admin address {}", args.admin_addr))?;

@@ -14,8 +14,8 @@ use tokio::sync::watch;
 
 use crate::ir::Ir;
 use crate::server::DataPlane;
-use crate::status::ObjectStatus;
 use crate::status::stamp;
+use crate::status::{GatewayStatusAddress, ObjectStatus, StatusBody};
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::translate::{TranslateOptions, translate};
@@ -65,6 +65,9 @@ pub struct Runtime {
     view: ArcSwap<View>,
     translated: AtomicBool,
     draining: AtomicBool,
+    /// Written into every Gateway's `status.addresses` (standalone mode, where no operator
+    /// owns that field).
+    gateway_addresses: Vec<GatewayStatusAddress>,
 }
 
 impl Runtime {
@@ -80,7 +83,14 @@ impl Runtime {
             view: ArcSwap::from_pointee(View::default()),
             translated: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            gateway_addresses: Vec::new(),
         }
+    }
+
+    /// Reports these addresses in every Gateway's status.
+    pub fn with_gateway_addresses(mut self, addresses: Vec<GatewayStatusAddress>) -> Self {
+        self.gateway_addresses = addresses;
+        self
     }
 
     /// The configuration in use.
@@ -181,6 +191,13 @@ impl Runtime {
                 .set(i64::try_from(version).unwrap_or(i64::MAX));
         }
         let mut statuses = translation.statuses;
+        if !self.gateway_addresses.is_empty() {
+            for object in &mut statuses {
+                if let StatusBody::Gateway(gateway) = &mut object.status {
+                    gateway.addresses.clone_from(&self.gateway_addresses);
+                }
+            }
+        }
         stamp::stamp(&current.statuses, &mut statuses, &stamp::now());
         for warning in &warnings {
             tracing::warn!(%warning, "configuration warning");

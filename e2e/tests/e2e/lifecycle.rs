@@ -167,6 +167,10 @@ async fn status_reports_gateway_listeners_and_route_parents() {
     let gw = find(&statuses, "Gateway", "gw");
     assert_eq!(gw["namespace"], "default");
     assert_eq!(
+        gw["status"]["addresses"],
+        serde_json::json!([{"type": "IPAddress", "value": "127.0.0.1"}])
+    );
+    assert_eq!(
         condition(&gw["status"]["conditions"], "Accepted")["status"],
         "True"
     );
