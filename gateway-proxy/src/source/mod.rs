@@ -3,3 +3,4 @@
 pub mod files;
 pub mod load;
 pub mod yaml;
+pub mod kube;

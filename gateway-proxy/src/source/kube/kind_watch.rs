@@ -1,0 +1,125 @@
+//! One watch per kind: list, then watch, turning events into [`Change`]s for the store.
+//!
+//! A relist (first start, `410 Gone`, a watch that cannot resume) is buffered and replaces the
+//! kind's map in one change when it completes, so the store never goes empty meanwhile.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ::kube::runtime::WatchStreamExt;
+use ::kube::runtime::watcher::{self, Event};
+use ::kube::{Api, Resource, ResourceExt};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::kinds::Watched;
+use crate::store::Store;
+
+/// Decides whether an object belongs in the store (e.g. only Gateways of our class).
+pub type Filter<K> = Arc<dyn Fn(&K) -> bool + Send + Sync>;
+
+/// An edit of the store from one kind's watch.
+pub struct Change {
+    /// The kind, as Kubernetes names it.
+    pub kind: &'static str,
+    /// True when this change completes a (re)list: the kind is in sync.
+    pub synced: bool,
+    pub apply: Box<dyn FnOnce(&mut Store) + Send>,
+}
+
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Change")
+            .field("kind", &self.kind)
+            .field("synced", &self.synced)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to watch for one kind.
+pub struct WatchSpec<K: Watched> {
+    pub kind: &'static str,
+    pub api: Api<K>,
+    pub config: watcher::Config,
+    pub filter: Option<Filter<K>>,
+}
+
+/// Runs the watch until the receiver of `changes` is dropped. Errors are logged and retried
+/// with kube's default backoff; the last good objects stay in the store meanwhile.
+pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<Change>) {
+    let WatchSpec {
+        kind,
+        api,
+        config,
+        filter,
+    } = spec;
+    let keep = move |o: &K| filter.as_ref().is_none_or(|f| f(o));
+    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut relist: Option<BTreeMap<K::Key, K>> = None;
+    while let Some(event) = events.next().await {
+        let change = match event {
+            Ok(Event::Init) => {
+                relist = Some(BTreeMap::new());
+                continue;
+            }
+            Ok(Event::InitApply(object)) => {
+                if keep(&object) {
+                    let object = trimmed(object);
+                    relist
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(object.key(), object);
+                }
+                continue;
+            }
+            Ok(Event::InitDone) => {
+                let objects = relist.take().unwrap_or_default();
+                tracing::debug!(kind, count = objects.len(), "listed");
+                Change {
+                    kind,
+                    synced: true,
+                    apply: Box::new(move |store: &mut Store| *K::slot(store) = objects),
+                }
+            }
+            Ok(Event::Apply(object)) => {
+                let key = object.key();
+                if keep(&object) {
+                    let object = trimmed(object);
+                    Change {
+                        kind,
+                        synced: false,
+                        apply: Box::new(move |store: &mut Store| {
+                            K::slot(store).insert(key, object);
+                        }),
+                    }
+                } else {
+                    // It may have stopped matching (a Gateway moved to another class).
+                    removal::<K>(kind, key)
+                }
+            }
+            Ok(Event::Delete(object)) => removal::<K>(kind, object.key()),
+            Err(error) => {
+                tracing::warn!(kind, %error, "watch failed; retrying, the last good objects keep serving");
+                continue;
+            }
+        };
+        if changes.send(change).is_err() {
+            return;
+        }
+    }
+}
+
+fn removal<K: Watched>(kind: &'static str, key: K::Key) -> Change {
+    Change {
+        kind,
+        synced: false,
+        apply: Box::new(move |store: &mut Store| {
+            K::slot(store).remove(&key);
+        }),
+    }
+}
+
+/// Drops `managedFields`, which nothing reads and which can dwarf the object.
+fn trimmed<K: Resource>(mut object: K) -> K {
+    object.managed_fields_mut().clear();
+    object
+}
