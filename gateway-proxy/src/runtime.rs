@@ -65,6 +65,8 @@ pub struct Runtime {
     view: ArcSwap<View>,
     translated: AtomicBool,
     draining: AtomicBool,
+    /// The latest statuses, for a status writer ([`Runtime::statuses`]).
+    statuses: watch::Sender<Arc<Vec<ObjectStatus>>>,
 }
 
 impl Runtime {
@@ -80,6 +82,7 @@ impl Runtime {
             view: ArcSwap::from_pointee(View::default()),
             translated: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            statuses: watch::Sender::new(Arc::default()),
         }
     }
 
@@ -108,6 +111,11 @@ impl Runtime {
         } else {
             Ok(())
         }
+    }
+
+    /// Follows the statuses of every applied configuration (lastTransitionTime stamped).
+    pub fn statuses(&self) -> watch::Receiver<Arc<Vec<ObjectStatus>>> {
+        self.statuses.subscribe()
     }
 
     /// Marks the process as draining: `/readyz` fails from now on.
@@ -185,10 +193,12 @@ impl Runtime {
         for warning in &warnings {
             tracing::warn!(%warning, "configuration warning");
         }
+        let statuses = Arc::new(statuses);
+        self.statuses.send_replace(statuses.clone());
         self.view.store(Arc::new(View {
             version,
             ir,
-            statuses: Arc::new(statuses),
+            statuses,
             source: SourceReport {
                 errors: Vec::new(),
                 warnings,
