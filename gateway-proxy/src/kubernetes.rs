@@ -71,8 +71,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let (updates_tx, updates_rx) = watch::channel(None);
     let (leading_tx, leading_rx) = watch::channel(false);
-    let namespace = std::env::var("POD_NAMESPACE")
-        .unwrap_or_else(|_| client.default_namespace().to_owned());
+    let namespace =
+        std::env::var("POD_NAMESPACE").unwrap_or_else(|_| client.default_namespace().to_owned());
     let identity = std::env::var("POD_NAME")
         .unwrap_or_else(|_| format!("gantry-proxy-{}", uuid::Uuid::new_v4()));
     let lease = LeaseConfig::new(namespace, leader::lease_name(&serves(&scope)), identity);

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use ::kube::api::{Api, PostParams};
 use ::kube::Client;
+use ::kube::api::{Api, PostParams};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
@@ -47,7 +47,13 @@ pub fn lease_name(serves: &str) -> String {
     let mut name: String = format!("gantry-proxy-{serves}")
         .to_ascii_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     name.truncate(253);
     name.trim_end_matches(['-', '.']).to_owned()
@@ -60,7 +66,7 @@ pub enum LeaseError {
     Api {
         namespace: String,
         name: String,
-        source: ::kube::Error,
+        source: Box<::kube::Error>,
     },
 }
 
@@ -88,7 +94,11 @@ impl Elector {
     #[instrument(skip(self), fields(lease = %self.config.name, identity = %self.config.identity))]
     pub async fn try_acquire_or_renew(&mut self) -> Result<bool, LeaseError> {
         let now = Instant::now();
-        let Some(mut lease) = self.api.get_opt(&self.config.name).await.map_err(|e| self.error(e))?
+        let Some(mut lease) = self
+            .api
+            .get_opt(&self.config.name)
+            .await
+            .map_err(|e| self.error(e))?
         else {
             let lease = Lease {
                 metadata: ObjectMeta {
@@ -147,7 +157,11 @@ impl Elector {
 
     /// Hands the Lease back (on shutdown) so another replica takes over at once.
     pub async fn release(&mut self) -> Result<(), LeaseError> {
-        let Some(mut lease) = self.api.get_opt(&self.config.name).await.map_err(|e| self.error(e))?
+        let Some(mut lease) = self
+            .api
+            .get_opt(&self.config.name)
+            .await
+            .map_err(|e| self.error(e))?
         else {
             return Ok(());
         };
@@ -193,7 +207,7 @@ impl Elector {
         LeaseError::Api {
             namespace: self.config.namespace.clone(),
             name: self.config.name.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 }

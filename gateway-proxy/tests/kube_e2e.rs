@@ -22,7 +22,9 @@ impl Drop for Killed {
 }
 
 async fn admin_ready(admin: u16) -> bool {
-    http_get(admin, "/readyz").await.is_some_and(|(code, _)| code == 200)
+    http_get(admin, "/readyz")
+        .await
+        .is_some_and(|(code, _)| code == 200)
 }
 
 #[tokio::test]
@@ -54,9 +56,14 @@ async fn the_binary_serves_the_cluster_and_writes_status() {
         Some((200, "backend saw /one".to_owned()))
     );
 
-    server.apply("httproutes", http_route("default", "r2", "gw", "/two", "echo", 80));
+    server.apply(
+        "httproutes",
+        http_route("default", "r2", "gw", "/two", "echo", 80),
+    );
     eventually(10, "the route added later", || async move {
-        http_get(port, "/two").await.is_some_and(|(code, _)| code == 200)
+        http_get(port, "/two")
+            .await
+            .is_some_and(|(code, _)| code == 200)
     })
     .await;
 
@@ -64,14 +71,17 @@ async fn the_binary_serves_the_cluster_and_writes_status() {
         let s = server.clone();
         async move {
             let programmed = s.get("gateways", "default", "gw").is_some_and(|g| {
-                g["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Programmed" && c["status"] == "True"))
-                    && g["status"]["listeners"][0]["attachedRoutes"] == 2
+                g["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Programmed" && c["status"] == "True")
+                }) && g["status"]["listeners"][0]["attachedRoutes"] == 2
             });
             let routes = ["r1", "r2"].iter().all(|r| {
-                s.get("httproutes", "default", r)
-                    .is_some_and(|o| o["status"]["parents"].as_array().is_some_and(|p| p.len() == 1))
+                s.get("httproutes", "default", r).is_some_and(|o| {
+                    o["status"]["parents"]
+                        .as_array()
+                        .is_some_and(|p| p.len() == 1)
+                })
             });
             programmed && routes
         }

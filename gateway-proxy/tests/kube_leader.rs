@@ -22,9 +22,15 @@ fn config(identity: &str) -> LeaseConfig {
     }
 }
 
-fn start(server: &ApiServer, identity: &str) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+fn start(
+    server: &ApiServer,
+    identity: &str,
+) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(false);
-    let task = tokio::spawn(leader::run(Elector::new(server.client(), config(identity)), tx));
+    let task = tokio::spawn(leader::run(
+        Elector::new(server.client(), config(identity)),
+        tx,
+    ));
     (rx, task)
 }
 
@@ -33,7 +39,10 @@ fn holder(server: &ApiServer) -> (String, i64) {
         .get("leases", "gantry-system", &leader::lease_name("default/gw"))
         .unwrap();
     (
-        lease["spec"]["holderIdentity"].as_str().unwrap_or("").to_owned(),
+        lease["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
         lease["spec"]["leaseTransitions"].as_i64().unwrap_or(0),
     )
 }
@@ -41,7 +50,10 @@ fn holder(server: &ApiServer) -> (String, i64) {
 #[test]
 fn lease_names_are_valid_object_names() {
     assert_eq!(leader::lease_name("default/gw"), "gantry-proxy-default-gw");
-    assert_eq!(leader::lease_name("Shared_Class"), "gantry-proxy-shared-class");
+    assert_eq!(
+        leader::lease_name("Shared_Class"),
+        "gantry-proxy-shared-class"
+    );
     assert!(leader::lease_name(&"x".repeat(400)).len() <= 253);
 }
 
@@ -77,7 +89,10 @@ async fn a_released_lease_is_taken_over_at_once() {
     let mut b = Elector::new(server.client(), config("pod-b"));
     assert!(!b.try_acquire_or_renew().await.unwrap());
     a.release().await.unwrap();
-    assert!(b.try_acquire_or_renew().await.unwrap(), "not taken over after release");
+    assert!(
+        b.try_acquire_or_renew().await.unwrap(),
+        "not taken over after release"
+    );
     assert_eq!(holder(&server).0, "pod-b");
     assert!(a.try_acquire_or_renew().await.is_ok_and(|leads| !leads));
 }

@@ -2,7 +2,7 @@
 //! Initial sync gates readiness, watched changes are served, and watches survive API server
 //! restarts and `410 Gone` without the store going empty.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::disallowed_types)]
 
 mod support;
 
@@ -55,7 +55,10 @@ async fn initial_sync_gates_readiness_and_watched_routes_are_served() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(updates.borrow().is_none(), "published before every kind synced");
+    assert!(
+        updates.borrow().is_none(),
+        "published before every kind synced"
+    );
     assert_eq!(runtime.ready(), Err("no configuration loaded yet"));
 
     server.release("endpointslices");
@@ -70,9 +73,14 @@ async fn initial_sync_gates_readiness_and_watched_routes_are_served() {
     );
 
     // A route added through the watch is served.
-    server.apply("httproutes", http_route("default", "r2", "gw", "/two", "echo", 80));
+    server.apply(
+        "httproutes",
+        http_route("default", "r2", "gw", "/two", "echo", 80),
+    );
     eventually(10, "the new route to be served", || async move {
-        http_get(port, "/two").await.is_some_and(|(code, _)| code == 200)
+        http_get(port, "/two")
+            .await
+            .is_some_and(|(code, _)| code == 200)
     })
     .await;
     assert!(
@@ -116,10 +124,19 @@ async fn a_relist_after_410_gone_keeps_serving_the_last_objects() {
         s.services.len() == 2
     })
     .await;
-    server.apply("httproutes", http_route("default", "r2", "gw", "/two", "echo", 80));
+    server.apply(
+        "httproutes",
+        http_route("default", "r2", "gw", "/two", "echo", 80),
+    );
     server.release("httproutes");
-    store_where(&updates, "the relisted routes", |s| s.http_routes.len() == 2).await;
-    assert!(server.lists("httproutes") >= 2, "the routes were listed again");
+    store_where(&updates, "the relisted routes", |s| {
+        s.http_routes.len() == 2
+    })
+    .await;
+    assert!(
+        server.lists("httproutes") >= 2,
+        "the routes were listed again"
+    );
     let seen = seen.lock().unwrap().clone();
     assert!(!seen.is_empty());
     assert!(
@@ -138,7 +155,10 @@ async fn watches_resume_after_an_api_server_restart_without_relisting() {
 
     server.restart();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    server.apply("httproutes", http_route("default", "r2", "gw", "/two", "echo", 80));
+    server.apply(
+        "httproutes",
+        http_route("default", "r2", "gw", "/two", "echo", 80),
+    );
     server.delete("httproutes", "default", "r1");
     store_where(&updates, "the changes made across the restart", |s| {
         s.http_routes.len() == 1
@@ -146,5 +166,9 @@ async fn watches_resume_after_an_api_server_restart_without_relisting() {
                 .contains_key(&gantry_proxy::store::ObjectKey::new("default", "r2"))
     })
     .await;
-    assert_eq!(server.lists("httproutes"), 1, "resumed from the last version");
+    assert_eq!(
+        server.lists("httproutes"),
+        1,
+        "resumed from the last version"
+    );
 }

@@ -56,17 +56,32 @@ async fn gateway_programmed_and_listeners_are_applied_with_our_field_manager() {
     let server = world().await;
     let updates = start_source(&server);
     let store = store_where(&updates, "the initial sync", |s| s.gateways.len() == 1).await;
-    let written = writer(&server).reconcile(&store, &desired(&store)).await.unwrap();
-    assert_eq!(written, Written { gateways: 1, routes: 1 });
+    let written = writer(&server)
+        .reconcile(&store, &desired(&store))
+        .await
+        .unwrap();
+    assert_eq!(
+        written,
+        Written {
+            gateways: 1,
+            routes: 1
+        }
+    );
 
     let writes = status_writes(&server);
     let apply = writes
         .iter()
-        .find(|w| w.path == "/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways/gw/status")
+        .find(|w| {
+            w.path == "/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways/gw/status"
+        })
         .expect("a Gateway status write");
     assert_eq!(apply.method, "PATCH");
     assert_eq!(apply.content_type, "application/apply-patch+yaml");
-    assert!(apply.query.contains("fieldManager=gantry-proxy"), "{}", apply.query);
+    assert!(
+        apply.query.contains("fieldManager=gantry-proxy"),
+        "{}",
+        apply.query
+    );
     assert!(apply.query.contains("force=true"), "{}", apply.query);
     assert_eq!(apply.body["kind"], "Gateway");
     let conditions = apply.body["status"]["conditions"].as_array().unwrap();
@@ -77,7 +92,10 @@ async fn gateway_programmed_and_listeners_are_applied_with_our_field_manager() {
     let listeners = apply.body["status"]["listeners"].as_array().unwrap();
     assert_eq!(listeners[0]["name"], "http");
     assert_eq!(listeners[0]["attachedRoutes"], 1);
-    assert!(apply.body["status"].get("addresses").is_none(), "addresses are the operator's");
+    assert!(
+        apply.body["status"].get("addresses").is_none(),
+        "addresses are the operator's"
+    );
 }
 
 #[tokio::test]
@@ -91,7 +109,10 @@ async fn route_parents_of_other_controllers_are_kept_and_the_write_is_guarded() 
         s.http_routes.values().any(|r| r.status.is_some())
     })
     .await;
-    writer(&server).reconcile(&store, &desired(&store)).await.unwrap();
+    writer(&server)
+        .reconcile(&store, &desired(&store))
+        .await
+        .unwrap();
 
     let writes = status_writes(&server);
     let patch = writes
@@ -106,7 +127,11 @@ async fn route_parents_of_other_controllers_are_kept_and_the_write_is_guarded() 
     );
     let parents = patch.body["status"]["parents"].as_array().unwrap();
     assert_eq!(parents.len(), 2);
-    assert_eq!(parents[0], foreign_parent("gw"), "the foreign entry is untouched");
+    assert_eq!(
+        parents[0],
+        foreign_parent("gw"),
+        "the foreign entry is untouched"
+    );
     assert_eq!(parents[1]["controllerName"], CONTROLLER);
     assert_eq!(parents[1]["parentRef"], json!({ "name": "gw" }));
     let types: Vec<&str> = parents[1]["conditions"]
@@ -115,7 +140,10 @@ async fn route_parents_of_other_controllers_are_kept_and_the_write_is_guarded() 
         .iter()
         .map(|c| c["type"].as_str().unwrap())
         .collect();
-    assert!(types.contains(&"Accepted") && types.contains(&"ResolvedRefs"), "{types:?}");
+    assert!(
+        types.contains(&"Accepted") && types.contains(&"ResolvedRefs"),
+        "{types:?}"
+    );
 }
 
 #[tokio::test]
@@ -130,7 +158,10 @@ async fn a_conflict_is_retried_on_the_fresh_route() {
         "r1",
         json!({ "status": { "parents": [foreign_parent("gw")] } }),
     );
-    let written = writer(&server).reconcile(&store, &desired(&store)).await.unwrap();
+    let written = writer(&server)
+        .reconcile(&store, &desired(&store))
+        .await
+        .unwrap();
     assert_eq!(written.routes, 1);
 
     let route_writes: Vec<Recorded> = status_writes(&server)
@@ -171,7 +202,10 @@ async fn an_unchanged_status_is_not_written_again() {
     tokio::time::sleep(Duration::from_millis(1100)).await; // a new second for timestamps
     let fresh_writer = &mut self::writer(&server);
     assert_eq!(
-        fresh_writer.reconcile(&fresh, &desired(&fresh)).await.unwrap(),
+        fresh_writer
+            .reconcile(&fresh, &desired(&fresh))
+            .await
+            .unwrap(),
         Written::default()
     );
     assert_eq!(server.writes().len(), after_first);
@@ -192,10 +226,16 @@ async fn a_detached_route_loses_only_our_entry() {
         s.http_routes.values().any(|r| r.status.is_some())
     })
     .await;
-    let written = writer(&server).reconcile(&store, &desired(&store)).await.unwrap();
+    let written = writer(&server)
+        .reconcile(&store, &desired(&store))
+        .await
+        .unwrap();
     assert_eq!(written.routes, 1);
     let live = server.get("httproutes", "default", "r1").unwrap();
-    assert_eq!(live["status"]["parents"], json!([foreign_parent("someone-elses")]));
+    assert_eq!(
+        live["status"]["parents"],
+        json!([foreign_parent("someone-elses")])
+    );
 }
 
 #[tokio::test]
@@ -205,7 +245,12 @@ async fn only_the_leader_writes() {
     let store = store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
     let (statuses_tx, statuses) = watch::channel(Arc::new(Vec::new()));
     let (leading_tx, leading) = watch::channel(false);
-    tokio::spawn(writer::run(writer(&server), statuses, updates.clone(), leading));
+    tokio::spawn(writer::run(
+        writer(&server),
+        statuses,
+        updates.clone(),
+        leading,
+    ));
     statuses_tx.send_replace(Arc::new(desired(&store)));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(status_writes(&server).is_empty(), "a follower wrote status");

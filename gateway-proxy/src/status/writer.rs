@@ -53,7 +53,7 @@ pub enum WriteError {
     Api {
         kind: String,
         key: ObjectKey,
-        source: ::kube::Error,
+        source: Box<::kube::Error>,
     },
     #[error(
         "the status of {kind} {key} changed under every one of {MAX_ATTEMPTS} attempts to write it"
@@ -163,7 +163,7 @@ impl StatusWriter {
         key: &ObjectKey,
         desired: &GatewayStatus,
     ) -> Result<bool, WriteError> {
-        let Some(live) = store.gateways.get(key).and_then(|g| to_value(g)) else {
+        let Some(live) = store.gateways.get(key).and_then(to_value) else {
             return Ok(false);
         };
         let status = &live["status"];
@@ -220,7 +220,7 @@ impl StatusWriter {
             .map_err(|source| WriteError::Api {
                 kind: "Gateway".into(),
                 key: key.clone(),
-                source,
+                source: Box::new(source),
             })?;
         self.remember("Gateway", key, &live, wish);
         tracing::info!("Gateway status written");
@@ -246,7 +246,7 @@ impl StatusWriter {
         let api_error = |source| WriteError::Api {
             kind: kind.to_owned(),
             key: key.clone(),
-            source,
+            source: Box::new(source),
         };
         let wish = strip(&desired);
         for attempt in 1..=MAX_ATTEMPTS {
@@ -355,13 +355,13 @@ pub async fn run(
         }
         let desired = statuses.borrow_and_update().clone();
         let mut retry = false;
-        if let (true, true, Some(store)) = (leading, translated, &store) {
-            if let Err(errors) = writer.reconcile(store, &desired).await {
-                for error in &errors {
-                    tracing::warn!(%error, "status not written; retrying");
-                }
-                retry = true;
+        if let (true, true, Some(store)) = (leading, translated, &store)
+            && let Err(errors) = writer.reconcile(store, &desired).await
+        {
+            for error in &errors {
+                tracing::warn!(%error, "status not written; retrying");
             }
+            retry = true;
         }
         tokio::select! {
             changed = statuses.changed() => {
@@ -401,9 +401,7 @@ fn live_route(store: &Store, kind: &str, key: &ObjectKey) -> Option<Value> {
 
 /// Routes of one kind that have a status, as JSON.
 fn live_routes(store: &Store, kind: &str) -> Vec<(ObjectKey, Value)> {
-    fn with_status<T: Serialize>(
-        map: &BTreeMap<ObjectKey, T>,
-    ) -> Vec<(ObjectKey, Value)> {
+    fn with_status<T: Serialize>(map: &BTreeMap<ObjectKey, T>) -> Vec<(ObjectKey, Value)> {
         map.iter()
             .filter_map(|(k, o)| to_value(o).map(|v| (k.clone(), v)))
             .filter(|(_, v)| !v["status"].is_null())
@@ -519,8 +517,14 @@ mod tests {
 
     #[test]
     fn an_unchanged_condition_keeps_its_time_and_a_flipped_one_gets_now() {
-        let old = [cond("Accepted", true, Some("T1")), cond("ResolvedRefs", true, Some("T1"))];
-        let mut next = [cond("Accepted", true, None), cond("ResolvedRefs", false, None)];
+        let old = [
+            cond("Accepted", true, Some("T1")),
+            cond("ResolvedRefs", true, Some("T1")),
+        ];
+        let mut next = [
+            cond("Accepted", true, None),
+            cond("ResolvedRefs", false, None),
+        ];
         keep_times(&mut next, &old, "T2");
         assert_eq!(next[0].last_transition_time.as_deref(), Some("T1"));
         assert_eq!(next[1].last_transition_time.as_deref(), Some("T2"));
@@ -531,6 +535,9 @@ mod tests {
         let a = [cond("A", true, Some("T1")), cond("B", true, Some("T1"))];
         let b = [cond("B", true, Some("T9")), cond("A", true, None)];
         assert!(same_conditions(&a, &b));
-        assert!(!same_conditions(&a, &[cond("A", false, None), cond("B", true, None)]));
+        assert!(!same_conditions(
+            &a,
+            &[cond("A", false, None), cond("B", true, None)]
+        ));
     }
 }

@@ -3,6 +3,9 @@
 //! field selectors, `410 Gone` for compacted versions, GET/POST/PUT/PATCH with
 //! resourceVersion preconditions answered by `409 Conflict`, and a log of every write.
 
+// A test server, not the data path: one lock around its state is the simple choice.
+#![allow(clippy::disallowed_types, clippy::result_large_err)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -126,7 +129,9 @@ impl ApiServer {
         let previous = st.objects.get(resource).and_then(|m| m.get(&key)).cloned();
         let mut object = object;
         let generation = match &previous {
-            Some(p) if p["spec"] == object["spec"] => p["metadata"]["generation"].as_i64().unwrap_or(1),
+            Some(p) if p["spec"] == object["spec"] => {
+                p["metadata"]["generation"].as_i64().unwrap_or(1)
+            }
             Some(p) => p["metadata"]["generation"].as_i64().unwrap_or(1) + 1,
             None => 1,
         };
@@ -136,7 +141,11 @@ impl ApiServer {
         {
             object["status"] = p["status"].clone();
         }
-        let type_ = if previous.is_some() { "MODIFIED" } else { "ADDED" };
+        let type_ = if previous.is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
         self.store(&mut st, resource, object, type_)
     }
 
@@ -165,7 +174,13 @@ impl ApiServer {
 
     /// How many list requests a resource received.
     pub fn lists(&self, resource: &str) -> usize {
-        self.state.lock().unwrap().lists.get(resource).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .unwrap()
+            .lists
+            .get(resource)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The next guarded write of this object first meets a concurrent change: `edit` is
@@ -206,7 +221,13 @@ impl ApiServer {
         });
     }
 
-    fn store(&self, st: &mut State, resource: &str, mut object: Value, type_: &'static str) -> Value {
+    fn store(
+        &self,
+        st: &mut State,
+        resource: &str,
+        mut object: Value,
+        type_: &'static str,
+    ) -> Value {
         st.rv += 1;
         object["metadata"]["resourceVersion"] = json!(st.rv.to_string());
         if object["metadata"].get("uid").is_none() {
@@ -249,7 +270,10 @@ impl ApiServer {
         };
         let params = parse_query(&query);
         let response = match method {
-            Method::GET if target.name.is_none() && params.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            Method::GET
+                if target.name.is_none()
+                    && params.get("watch").is_some_and(|w| w == "true" || w == "1") =>
+            {
                 return self.watch(target, &params);
             }
             Method::GET if target.name.is_none() => self.list(&target, &params).await,
@@ -313,7 +337,8 @@ impl ApiServer {
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
         let line = |type_: &str, object: &Value| {
-            let mut text = serde_json::to_string(&json!({ "type": type_, "object": object })).unwrap();
+            let mut text =
+                serde_json::to_string(&json!({ "type": type_, "object": object })).unwrap();
             text.push('\n');
             Bytes::from(text)
         };
@@ -327,7 +352,10 @@ impl ApiServer {
             tokio::spawn(async move {
                 let mut last = from;
                 for e in replay {
-                    if e.resource == target.resource && target.matches(&e.object) && fields_match(&selector, &e.object) {
+                    if e.resource == target.resource
+                        && target.matches(&e.object)
+                        && fields_match(&selector, &e.object)
+                    {
                         let _ = tx.send(line(e.type_, &e.object));
                     }
                     last = last.max(e.rv);
@@ -351,7 +379,9 @@ impl ApiServer {
             });
         }
         let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+            rx.recv()
+                .await
+                .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
         });
         Response::builder()
             .status(200)
@@ -361,7 +391,11 @@ impl ApiServer {
     }
 
     fn get_one(&self, target: &Target) -> Response<Body> {
-        match self.get(&target.resource, &target.namespace, target.name.as_deref().unwrap_or("")) {
+        match self.get(
+            &target.resource,
+            &target.namespace,
+            target.name.as_deref().unwrap_or(""),
+        ) {
             Some(o) => json_response(200, &o),
             None => status(404, "NotFound", "not found"),
         }
@@ -373,7 +407,11 @@ impl ApiServer {
             object["metadata"]["namespace"] = json!(target.namespace);
         }
         let key = key_of(&object);
-        if st.objects.get(&target.resource).is_some_and(|m| m.contains_key(&key)) {
+        if st
+            .objects
+            .get(&target.resource)
+            .is_some_and(|m| m.contains_key(&key))
+        {
             return status(409, "AlreadyExists", "already exists");
         }
         let stored = self.store(&mut st, &target.resource, object, "ADDED");
@@ -383,7 +421,11 @@ impl ApiServer {
     /// The current object, after any injected concurrent change; or a 404.
     fn current(&self, st: &mut State, target: &Target) -> Result<Value, Response<Body>> {
         let name = target.name.clone().unwrap_or_default();
-        let id = (target.resource.clone(), target.namespace.clone(), name.clone());
+        let id = (
+            target.resource.clone(),
+            target.namespace.clone(),
+            name.clone(),
+        );
         let Some(current) = st
             .objects
             .get(&target.resource)
@@ -469,9 +511,9 @@ struct Target {
 impl Target {
     fn parse(path: &str) -> Option<Self> {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let rest = match parts.first()? {
-            &"api" => &parts[2..],
-            &"apis" => &parts[3..],
+        let rest = match *parts.first()? {
+            "api" => &parts[2..],
+            "apis" => &parts[3..],
             _ => return None,
         };
         let owned = |s: Option<&&str>| s.map(|s| (*s).to_owned());
@@ -493,13 +535,17 @@ impl Target {
     }
 
     fn matches(&self, object: &Value) -> bool {
-        self.namespace.is_empty() || object["metadata"]["namespace"].as_str() == Some(&self.namespace)
+        self.namespace.is_empty()
+            || object["metadata"]["namespace"].as_str() == Some(&self.namespace)
     }
 }
 
 fn key_of(object: &Value) -> (String, String) {
     (
-        object["metadata"]["namespace"].as_str().unwrap_or("").to_owned(),
+        object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
         object["metadata"]["name"].as_str().unwrap_or("").to_owned(),
     )
 }
@@ -517,12 +563,13 @@ fn decode(s: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
         i += 1;
@@ -584,7 +631,10 @@ fn apply_status(object: &mut Value, status: &Value) {
         };
         match (key, value.as_array()) {
             (Some(key), Some(items)) => {
-                let mut list = object["status"][field].as_array().cloned().unwrap_or_default();
+                let mut list = object["status"][field]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 for item in items {
                     match list.iter_mut().find(|e| e[key] == item[key]) {
                         Some(e) => *e = item.clone(),

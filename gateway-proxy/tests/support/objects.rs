@@ -23,7 +23,14 @@ pub fn gateway(namespace: &str, name: &str, class: &str, port: u16) -> Value {
 }
 
 /// An HTTPRoute sending `prefix` to `service:port`, attached to `gateway` (same namespace).
-pub fn http_route(namespace: &str, name: &str, gateway: &str, prefix: &str, service: &str, port: u16) -> Value {
+pub fn http_route(
+    namespace: &str,
+    name: &str,
+    gateway: &str,
+    prefix: &str,
+    service: &str,
+    port: u16,
+) -> Value {
     json!({"apiVersion": GW_API, "kind": "HTTPRoute",
            "metadata": {"name": name, "namespace": namespace},
            "spec": {"parentRefs": [{"name": gateway}],
@@ -66,5 +73,8 @@ pub fn seed(server: &super::apiserver::ApiServer, port: u16, backend: std::net::
         "endpointslices",
         endpoint_slice("default", "echo", &backend.ip().to_string(), backend.port()),
     );
-    server.apply("httproutes", http_route("default", "r1", "gw", "/one", "echo", 80));
+    server.apply(
+        "httproutes",
+        http_route("default", "r1", "gw", "/one", "echo", 80),
+    );
 }

@@ -20,8 +20,8 @@
 //! Nothing is published until every watch has listed once, so `/readyz` stays false until the
 //! initial sync is complete; after that, every burst of watch events becomes one update.
 
-mod kinds;
 mod kind_watch;
+mod kinds;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -42,8 +42,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-pub use self::kinds::Watched;
 use self::kind_watch::{Change, Filter, WatchSpec};
+pub use self::kinds::Watched;
 use crate::runtime::SourceUpdate;
 use crate::store::{ObjectKey, Store};
 
