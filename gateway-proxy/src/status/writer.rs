@@ -61,17 +61,19 @@ pub enum WriteError {
     Conflicts { kind: String, key: ObjectKey },
 }
 
-/// What the writer has sent for one object: the resourceVersion it read and the status it
-/// wanted. Until the store shows a newer version, the same wish is not sent again.
-type Sent = (String, Value);
+/// A status known to be in place for one version of an object: the resourceVersion read and
+/// the status wanted (without times). Until the store shows another version, the same wish is
+/// neither compared nor sent again, so a lagging store causes no repeated writes and an
+/// unchanged object costs one lookup.
+type Settled = (String, Value);
 
-/// Writes statuses; keeps what it sent so a lagging store does not cause repeated writes.
+/// Writes statuses; remembers what is settled (see [`Settled`]).
 pub struct StatusWriter {
     client: Client,
     controller_name: String,
     /// Gateways served even when the translation shows none (`--gateway`).
     configured: Vec<ObjectKey>,
-    sent: HashMap<(String, ObjectKey), Sent>,
+    settled: HashMap<(String, ObjectKey), Settled>,
 }
 
 /// Counts of one reconcile.
@@ -87,7 +89,7 @@ impl StatusWriter {
             client,
             controller_name,
             configured,
-            sent: HashMap::new(),
+            settled: HashMap::new(),
         }
     }
 
@@ -117,7 +119,7 @@ impl StatusWriter {
         }
         // Routes that carry an entry of ours but got none this time: they detached.
         for kind in ROUTE_KINDS {
-            for (key, live) in live_routes(store, kind) {
+            for (key, live) in routes_with_entries_of(store, kind, &self.controller_name) {
                 let id = (kind.to_owned(), key);
                 if !routes.contains_key(&id)
                     && parents_of(&live)
@@ -129,9 +131,25 @@ impl StatusWriter {
             }
         }
 
+        // Forget objects that are no longer ours to write.
+        self.settled.retain(|(kind, key), _| {
+            if kind == "Gateway" {
+                served.contains(key)
+            } else {
+                routes.contains_key(&(kind.clone(), key.clone()))
+            }
+        });
+
         let mut written = Written::default();
         let mut errors = Vec::new();
         for (key, status) in gateways {
+            let version = store
+                .gateways
+                .get(&key)
+                .and_then(|g| g.metadata.resource_version.as_deref());
+            if self.is_settled("Gateway", &key, version, &gateway_wish(status)) {
+                continue;
+            }
             match self.gateway(store, &key, status).await {
                 Ok(true) => written.gateways += 1,
                 Ok(false) => {}
@@ -139,6 +157,10 @@ impl StatusWriter {
             }
         }
         for ((kind, key), parents) in routes {
+            let version = route_version(store, &kind, &key);
+            if self.is_settled(&kind, &key, version.as_deref(), &strip(parents)) {
+                continue;
+            }
             let Some(live) = live_route(store, &kind, &key) else {
                 continue; // deleted since it was translated
             };
@@ -196,11 +218,9 @@ impl StatusWriter {
             && live_listeners
                 .as_ref()
                 .is_some_and(|live| same_listeners(&listeners, live));
+        let wish = gateway_wish(desired);
         if unchanged {
-            return Ok(false);
-        }
-        let wish = json!({ "conditions": strip(&programmed), "listeners": strip(&listeners) });
-        if self.already_sent("Gateway", key, &live, &wish) {
+            self.settle("Gateway", key, &live, wish);
             return Ok(false);
         }
         let body = json!({
@@ -222,7 +242,7 @@ impl StatusWriter {
                 key: key.clone(),
                 source: Box::new(source),
             })?;
-        self.remember("Gateway", key, &live, wish);
+        self.settle("Gateway", key, &live, wish);
         tracing::info!("Gateway status written");
         Ok(true)
     }
@@ -269,9 +289,7 @@ impl StatusWriter {
                 keep_times(&mut parent.conditions, old, &now);
             }
             if ours.as_ref().is_some_and(|ours| same_parents(&next, ours)) {
-                return Ok(false);
-            }
-            if attempt == 1 && self.already_sent(kind, key, &live, &wish) {
+                self.settle(kind, key, &live, wish);
                 return Ok(false);
             }
             let resource_version = live["metadata"]["resourceVersion"].clone();
@@ -286,7 +304,7 @@ impl StatusWriter {
                 .await
             {
                 Ok(_) => {
-                    self.remember(kind, key, &live, wish);
+                    self.settle(kind, key, &live, wish);
                     tracing::info!(attempt, "route status written");
                     return Ok(true);
                 }
@@ -319,19 +337,20 @@ impl StatusWriter {
             && served.contains(&ObjectKey::new(namespace, name))
     }
 
-    fn already_sent(&self, kind: &str, key: &ObjectKey, live: &Value, wish: &Value) -> bool {
-        let version = live["metadata"]["resourceVersion"].as_str().unwrap_or("");
-        self.sent
-            .get(&(kind.to_owned(), key.clone()))
-            .is_some_and(|(v, w)| v == version && w == wish)
+    fn is_settled(&self, kind: &str, key: &ObjectKey, version: Option<&str>, wish: &Value) -> bool {
+        version.is_some_and(|version| {
+            self.settled
+                .get(&(kind.to_owned(), key.clone()))
+                .is_some_and(|(v, w)| v == version && w == wish)
+        })
     }
 
-    fn remember(&mut self, kind: &str, key: &ObjectKey, live: &Value, wish: Value) {
+    fn settle(&mut self, kind: &str, key: &ObjectKey, live: &Value, wish: Value) {
         let version = live["metadata"]["resourceVersion"]
             .as_str()
             .unwrap_or("")
             .to_owned();
-        self.sent
+        self.settled
             .insert((kind.to_owned(), key.clone()), (version, wish));
     }
 }
@@ -399,22 +418,56 @@ fn live_route(store: &Store, kind: &str, key: &ObjectKey) -> Option<Value> {
     }
 }
 
-/// Routes of one kind that have a status, as JSON.
-fn live_routes(store: &Store, kind: &str) -> Vec<(ObjectKey, Value)> {
-    fn with_status<T: Serialize>(map: &BTreeMap<ObjectKey, T>) -> Vec<(ObjectKey, Value)> {
-        map.iter()
-            .filter_map(|(k, o)| to_value(o).map(|v| (k.clone(), v)))
-            .filter(|(_, v)| !v["status"].is_null())
-            .collect()
+/// Routes of one kind with a `parents[]` entry of `controller`, as JSON.
+fn routes_with_entries_of(store: &Store, kind: &str, controller: &str) -> Vec<(ObjectKey, Value)> {
+    macro_rules! with_entries {
+        ($map:expr) => {
+            $map.iter()
+                .filter(|(_, r)| {
+                    r.status
+                        .as_ref()
+                        .is_some_and(|s| s.parents.iter().any(|p| p.controller_name == controller))
+                })
+                .filter_map(|(k, r)| to_value(r).map(|v| (k.clone(), v)))
+                .collect()
+        };
     }
     match kind {
-        "HTTPRoute" => with_status(&store.http_routes),
-        "GRPCRoute" => with_status(&store.grpc_routes),
-        "TLSRoute" => with_status(&store.tls_routes),
-        "TCPRoute" => with_status(&store.tcp_routes),
-        "UDPRoute" => with_status(&store.udp_routes),
+        "HTTPRoute" => with_entries!(store.http_routes),
+        "GRPCRoute" => with_entries!(store.grpc_routes),
+        "TLSRoute" => with_entries!(store.tls_routes),
+        "TCPRoute" => with_entries!(store.tcp_routes),
+        "UDPRoute" => with_entries!(store.udp_routes),
         _ => Vec::new(),
     }
+}
+
+/// The resourceVersion of a route in the store.
+fn route_version(store: &Store, kind: &str, key: &ObjectKey) -> Option<String> {
+    macro_rules! version {
+        ($map:expr) => {
+            $map.get(key)
+                .and_then(|r| r.metadata.resource_version.clone())
+        };
+    }
+    match kind {
+        "HTTPRoute" => version!(store.http_routes),
+        "GRPCRoute" => version!(store.grpc_routes),
+        "TLSRoute" => version!(store.tls_routes),
+        "TCPRoute" => version!(store.tcp_routes),
+        "UDPRoute" => version!(store.udp_routes),
+        _ => None,
+    }
+}
+
+/// What the proxy wants on a Gateway, without times.
+fn gateway_wish(desired: &GatewayStatus) -> Value {
+    let programmed: Vec<&Condition> = desired
+        .conditions
+        .iter()
+        .filter(|c| c.type_ == PROGRAMMED)
+        .collect();
+    json!({ "conditions": strip(&programmed), "listeners": strip(&desired.listeners) })
 }
 
 fn to_value<T: Serialize>(object: &T) -> Option<Value> {

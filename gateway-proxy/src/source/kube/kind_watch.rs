@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ::kube::runtime::WatchStreamExt;
 use ::kube::runtime::watcher::{self, Event};
-use ::kube::{Api, Resource, ResourceExt};
+use ::kube::{Api, Resource};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -120,6 +120,6 @@ fn removal<K: Watched>(kind: &'static str, key: K::Key) -> Change {
 
 /// Drops `managedFields`, which nothing reads and which can dwarf the object.
 fn trimmed<K: Resource>(mut object: K) -> K {
-    object.managed_fields_mut().clear();
+    object.meta_mut().managed_fields = None;
     object
 }
