@@ -172,3 +172,32 @@ async fn watches_resume_after_an_api_server_restart_without_relisting() {
         "resumed from the last version"
     );
 }
+
+#[tokio::test]
+async fn only_tls_secrets_of_referenced_namespaces_are_watched() {
+    use gantry_proxy::store::ObjectKey;
+    use support::objects::{gateway, secret, with_certificate};
+
+    let server = ApiServer::start().await;
+    let port = free_port();
+    seed(&server, port, start_backend().await);
+    let gw = gateway("default", "gw", "gantry", port);
+    server.apply("gateways", with_certificate(gw.clone(), "certs", "cert"));
+    server.apply("secrets", secret("certs", "cert", "kubernetes.io/tls"));
+    server.apply("secrets", secret("certs", "token", "Opaque"));
+    server.apply("secrets", secret("elsewhere", "cert2", "kubernetes.io/tls"));
+
+    let updates = start_source(&server);
+    let store = store_where(&updates, "the initial sync", |s| !s.gateways.is_empty()).await;
+    assert_eq!(
+        store.secrets.keys().cloned().collect::<Vec<_>>(),
+        vec![ObjectKey::new("certs", "cert")],
+        "the first published store already has the referenced Secret, and only it"
+    );
+
+    server.apply("gateways", with_certificate(gw, "elsewhere", "cert2"));
+    store_where(&updates, "the newly referenced namespace only", |s| {
+        s.secrets.keys().cloned().collect::<Vec<_>>() == vec![ObjectKey::new("elsewhere", "cert2")]
+    })
+    .await;
+}

@@ -78,3 +78,17 @@ pub fn seed(server: &super::apiserver::ApiServer, port: u16, backend: std::net::
         http_route("default", "r1", "gw", "/one", "echo", 80),
     );
 }
+
+pub fn secret(namespace: &str, name: &str, type_: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+           "type": type_, "data": {"tls.crt": "", "tls.key": ""}})
+}
+
+/// `gateway` with an HTTPS listener whose certificate is `namespace/name`.
+pub fn with_certificate(mut gateway: Value, namespace: &str, name: &str) -> Value {
+    let listeners = gateway["spec"]["listeners"].as_array_mut().unwrap();
+    listeners.retain(|l| l["name"] != "https");
+    listeners.push(json!({"name": "https", "protocol": "HTTPS", "port": 8443,
+        "tls": {"mode": "Terminate", "certificateRefs": [{"name": name, "namespace": namespace}]}}));
+    gateway
+}

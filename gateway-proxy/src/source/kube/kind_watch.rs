@@ -20,8 +20,8 @@ pub type Filter<K> = Arc<dyn Fn(&K) -> bool + Send + Sync>;
 
 /// An edit of the store from one kind's watch.
 pub struct Change {
-    /// The kind, as Kubernetes names it.
-    pub kind: &'static str,
+    /// The watch it comes from ([`WatchSpec::name`]).
+    pub watch: String,
     /// True when this change completes a (re)list: the kind is in sync.
     pub synced: bool,
     pub apply: Box<dyn FnOnce(&mut Store) + Send>,
@@ -30,7 +30,7 @@ pub struct Change {
 impl std::fmt::Debug for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Change")
-            .field("kind", &self.kind)
+            .field("watch", &self.watch)
             .field("synced", &self.synced)
             .finish_non_exhaustive()
     }
@@ -38,8 +38,11 @@ impl std::fmt::Debug for Change {
 
 /// What to watch for one kind.
 pub struct WatchSpec<K: Watched> {
-    pub kind: &'static str,
+    /// Names the watch in changes and logs: the kind, plus the namespace when scoped.
+    pub name: String,
     pub api: Api<K>,
+    /// When set, the watch covers only this namespace: a relist replaces only its objects.
+    pub namespace: Option<String>,
     pub config: watcher::Config,
     pub filter: Option<Filter<K>>,
 }
@@ -48,11 +51,13 @@ pub struct WatchSpec<K: Watched> {
 /// with kube's default backoff; the last good objects stay in the store meanwhile.
 pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<Change>) {
     let WatchSpec {
-        kind,
+        name,
         api,
+        namespace,
         config,
         filter,
     } = spec;
+    let name = name.as_str();
     let keep = move |o: &K| filter.as_ref().is_none_or(|f| f(o));
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
     let mut relist: Option<BTreeMap<K::Key, K>> = None;
@@ -73,11 +78,21 @@ pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<
             }
             Ok(Event::InitDone) => {
                 let objects = relist.take().unwrap_or_default();
-                tracing::debug!(kind, count = objects.len(), "listed");
+                tracing::debug!(watch = name, count = objects.len(), "listed");
+                let namespace = namespace.clone();
                 Change {
-                    kind,
+                    watch: name.to_owned(),
                     synced: true,
-                    apply: Box::new(move |store: &mut Store| *K::slot(store) = objects),
+                    apply: Box::new(move |store: &mut Store| {
+                        let slot = K::slot(store);
+                        match &namespace {
+                            Some(ns) => {
+                                slot.retain(|key, _| !K::in_namespace(key, ns));
+                                slot.extend(objects);
+                            }
+                            None => *slot = objects,
+                        }
+                    }),
                 }
             }
             Ok(Event::Apply(object)) => {
@@ -85,7 +100,7 @@ pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<
                 if keep(&object) {
                     let object = trimmed(object);
                     Change {
-                        kind,
+                        watch: name.to_owned(),
                         synced: false,
                         apply: Box::new(move |store: &mut Store| {
                             K::slot(store).insert(key, object);
@@ -93,12 +108,12 @@ pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<
                     }
                 } else {
                     // It may have stopped matching (a Gateway moved to another class).
-                    removal::<K>(kind, key)
+                    removal::<K>(name, key)
                 }
             }
-            Ok(Event::Delete(object)) => removal::<K>(kind, object.key()),
+            Ok(Event::Delete(object)) => removal::<K>(name, object.key()),
             Err(error) => {
-                tracing::warn!(kind, %error, "watch failed; retrying, the last good objects keep serving");
+                tracing::warn!(watch = name, %error, "watch failed; retrying, the last good objects keep serving");
                 continue;
             }
         };
@@ -108,9 +123,9 @@ pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<
     }
 }
 
-fn removal<K: Watched>(kind: &'static str, key: K::Key) -> Change {
+fn removal<K: Watched>(watch: &str, key: K::Key) -> Change {
     Change {
-        kind,
+        watch: watch.to_owned(),
         synced: false,
         apply: Box::new(move |store: &mut Store| {
             K::slot(store).remove(&key);

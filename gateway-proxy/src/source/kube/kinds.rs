@@ -28,6 +28,8 @@ pub trait Watched:
     fn key(&self) -> Self::Key;
     /// The map of the store that holds this kind.
     fn slot(store: &mut Store) -> &mut BTreeMap<Self::Key, Self>;
+    /// Whether a key is in a namespace (never, for cluster-scoped kinds).
+    fn in_namespace(key: &Self::Key, namespace: &str) -> bool;
 }
 
 fn namespaced_key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectKey {
@@ -47,6 +49,9 @@ macro_rules! cluster_scoped {
             fn slot(store: &mut Store) -> &mut BTreeMap<String, Self> {
                 &mut store.$field
             }
+            fn in_namespace(_: &String, _: &str) -> bool {
+                false
+            }
         }
     )*};
 }
@@ -60,6 +65,9 @@ macro_rules! namespaced {
             }
             fn slot(store: &mut Store) -> &mut BTreeMap<ObjectKey, Self> {
                 &mut store.$field
+            }
+            fn in_namespace(key: &ObjectKey, namespace: &str) -> bool {
+                key.namespace == namespace
             }
         }
     )*};

@@ -12,18 +12,22 @@
 //! - Routes, ReferenceGrants, BackendTLSPolicies, Namespaces (for `allowedRoutes` selectors),
 //!   Services and EndpointSlices: cluster-wide, since routes may attach from any namespace a
 //!   listener admits.
-//! - Secrets: only `type=kubernetes.io/tls` (what listener `certificateRefs` point at), so
-//!   service-account tokens, Helm releases and other credentials are never read.
-//! - ConfigMaps: all but the `kube-root-ca.crt` copy present in every namespace (CA bundles
-//!   of BackendTLSPolicies). Narrowing both to the referenced objects is the next step.
+//! - Secrets and ConfigMaps: only in the namespaces that a served Gateway (listener
+//!   `certificateRefs`, `spec.tls`) or a BackendTLSPolicy (`caCertificateRefs`) references,
+//!   one watch per namespace, started and stopped as references come and go; Secrets further
+//!   narrowed to `type=kubernetes.io/tls`, so service-account tokens and other credentials
+//!   are never read.
 //!
-//! Nothing is published until every watch has listed once, so `/readyz` stays false until the
-//! initial sync is complete; after that, every burst of watch events becomes one update.
+//! Nothing is published until every watch has listed once (including those of newly
+//! referenced namespaces), so `/readyz` stays false until the initial sync is complete; after
+//! that, every burst of watch events becomes one update. Endpoint-only changes are translated
+//! like any other (the data plane then reuses its compiled port tables).
 
 mod kind_watch;
 mod kinds;
+mod references;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ::kube::runtime::watcher;
@@ -40,7 +44,8 @@ use gantry_crds::gateway::tlsroutes::TlsRoute;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
+use tracing::instrument;
 
 use self::kind_watch::{Change, Filter, WatchSpec};
 pub use self::kinds::Watched;
@@ -74,59 +79,156 @@ pub async fn run(
     let (changes_tx, changes) = mpsc::unbounded_channel();
     let mut watches = JoinSet::new();
     let kinds = spawn_watches(&client, &scope, &changes_tx, &mut watches);
-    drop(changes_tx);
-    let result = publish(kinds, changes, &updates).await;
+    let mut source = Publisher {
+        client,
+        changes: changes_tx,
+        store: Store::default(),
+        active: kinds.iter().cloned().collect(),
+        unsynced: kinds,
+        scoped: BTreeMap::new(),
+    };
+    let result = source.run(changes, &updates).await;
+    for handle in source.scoped.values() {
+        handle.abort();
+    }
     watches.shutdown().await;
     result
 }
 
-/// Applies changes to the store and publishes it once every kind has listed, one update per
-/// burst of changes.
-async fn publish(
-    kinds: BTreeSet<&'static str>,
-    mut changes: mpsc::UnboundedReceiver<Change>,
-    updates: &watch::Sender<Option<SourceUpdate>>,
-) -> Result<(), KubeSourceError> {
-    let mut store = Store::default();
-    let mut unsynced = kinds;
-    while let Some(change) = changes.recv().await {
-        apply(&mut store, &mut unsynced, change);
-        while let Ok(change) = changes.try_recv() {
-            apply(&mut store, &mut unsynced, change);
-        }
-        if updates.is_closed() {
-            return Ok(());
-        }
-        if unsynced.is_empty() {
-            updates.send_replace(Some(SourceUpdate::Objects {
-                store: Arc::new(store.clone()),
-                warnings: Vec::new(),
-            }));
-        } else {
-            tracing::debug!(waiting_for = ?unsynced, "initial sync in progress");
-        }
-    }
-    Err(KubeSourceError::Stopped)
+/// The store being built, and the watches feeding it.
+struct Publisher {
+    client: Client,
+    changes: mpsc::UnboundedSender<Change>,
+    store: Store,
+    /// Watches whose changes are applied.
+    active: BTreeSet<String>,
+    /// Watches that have not listed yet.
+    unsynced: BTreeSet<String>,
+    /// Per-namespace Secret and ConfigMap watches, by watch name.
+    scoped: BTreeMap<String, AbortHandle>,
 }
 
-fn apply(store: &mut Store, unsynced: &mut BTreeSet<&'static str>, change: Change) {
-    if change.synced && unsynced.remove(change.kind) && unsynced.is_empty() {
-        tracing::info!("initial sync of every watched kind complete");
+impl Publisher {
+    /// Applies changes and publishes the store once every watch has listed, one update per
+    /// burst of changes.
+    async fn run(
+        &mut self,
+        mut changes: mpsc::UnboundedReceiver<Change>,
+        updates: &watch::Sender<Option<SourceUpdate>>,
+    ) -> Result<(), KubeSourceError> {
+        while let Some(change) = changes.recv().await {
+            self.apply(change);
+            while let Ok(change) = changes.try_recv() {
+                self.apply(change);
+            }
+            self.follow_references();
+            if updates.is_closed() {
+                return Ok(());
+            }
+            if self.unsynced.is_empty() {
+                updates.send_replace(Some(SourceUpdate::Objects {
+                    store: Arc::new(self.store.clone()),
+                    warnings: Vec::new(),
+                }));
+            } else {
+                tracing::debug!(waiting_for = ?self.unsynced, "sync in progress");
+            }
+        }
+        Err(KubeSourceError::Stopped)
     }
-    (change.apply)(store);
+
+    fn apply(&mut self, change: Change) {
+        if !self.active.contains(&change.watch) {
+            return; // from a watch stopped meanwhile
+        }
+        if change.synced && self.unsynced.remove(&change.watch) && self.unsynced.is_empty() {
+            tracing::info!("every watch is in sync");
+        }
+        (change.apply)(&mut self.store);
+    }
+
+    /// Starts and stops the per-namespace Secret and ConfigMap watches to match what the
+    /// served objects reference.
+    #[instrument(skip_all)]
+    fn follow_references(&mut self) {
+        let referenced = references::referenced(&self.store);
+        let mut wanted: BTreeMap<String, (&str, String)> = BTreeMap::new();
+        for ns in &referenced.secrets {
+            wanted.insert(format!("Secret in {ns}"), (SECRET, ns.clone()));
+        }
+        for ns in &referenced.config_maps {
+            wanted.insert(format!("ConfigMap in {ns}"), (CONFIG_MAP, ns.clone()));
+        }
+        let stale: Vec<String> = self
+            .scoped
+            .keys()
+            .filter(|name| !wanted.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in stale {
+            if let Some(handle) = self.scoped.remove(&name) {
+                handle.abort();
+            }
+            self.active.remove(&name);
+            self.unsynced.remove(&name);
+            if let Some((kind, ns)) = name.split_once(" in ") {
+                match kind {
+                    SECRET => self.store.secrets.retain(|k, _| k.namespace != ns),
+                    _ => self.store.config_maps.retain(|k, _| k.namespace != ns),
+                }
+            }
+            tracing::info!(watch = %name, "no longer referenced; stopped watching");
+        }
+        for (name, (kind, ns)) in wanted {
+            if self.scoped.contains_key(&name) {
+                continue;
+            }
+            let task: Task = if kind == SECRET {
+                Box::pin(kind_watch::run(
+                    WatchSpec::<Secret> {
+                        name: name.clone(),
+                        api: Api::namespaced(self.client.clone(), &ns),
+                        namespace: Some(ns.clone()),
+                        config: watcher::Config::default().fields("type=kubernetes.io/tls"),
+                        filter: None,
+                    },
+                    self.changes.clone(),
+                ))
+            } else {
+                Box::pin(kind_watch::run(
+                    WatchSpec::<ConfigMap> {
+                        name: name.clone(),
+                        api: Api::namespaced(self.client.clone(), &ns),
+                        namespace: Some(ns.clone()),
+                        config: watcher::Config::default(),
+                        filter: None,
+                    },
+                    self.changes.clone(),
+                ))
+            };
+            tracing::info!(watch = %name, "referenced; watching");
+            self.scoped
+                .insert(name.clone(), tokio::spawn(task).abort_handle());
+            self.active.insert(name.clone());
+            self.unsynced.insert(name);
+        }
+    }
 }
 
-/// Starts one watch per kind; returns the kinds started.
+const SECRET: &str = "Secret";
+const CONFIG_MAP: &str = "ConfigMap";
+
+/// Starts one cluster-wide (or scope-narrowed) watch per kind; returns their names.
 fn spawn_watches(
     client: &Client,
     scope: &Scope,
     changes: &mpsc::UnboundedSender<Change>,
     set: &mut JoinSet<()>,
-) -> BTreeSet<&'static str> {
-    let mut kinds = BTreeSet::new();
+) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
     let all = watcher::Config::default;
-    let mut spawn = |kind: &'static str, set: &mut JoinSet<()>, task| {
-        kinds.insert(kind);
+    let mut spawn = |name: &str, set: &mut JoinSet<()>, task| {
+        names.insert(name.to_owned());
         set.spawn(task);
     };
 
@@ -137,7 +239,7 @@ fn spawn_watches(
     spawn(
         "GatewayClass",
         set,
-        watch_all::<GatewayClass>(client, "GatewayClass", class_config, None, changes),
+        watch_all::<GatewayClass>(client, "GatewayClass", class_config, changes),
     );
     let gateway_spec = gateway_watch(client, scope);
     spawn(
@@ -147,7 +249,7 @@ fn spawn_watches(
     );
     macro_rules! cluster_wide {
         ($($ty:ty => $kind:literal),* $(,)?) => {$(
-            spawn($kind, set, watch_all::<$ty>(client, $kind, all(), None, changes));
+            spawn($kind, set, watch_all::<$ty>(client, $kind, all(), changes));
         )*};
     }
     cluster_wide! {
@@ -162,45 +264,23 @@ fn spawn_watches(
         Service => "Service",
         EndpointSlice => "EndpointSlice",
     }
-    spawn(
-        "Secret",
-        set,
-        watch_all::<Secret>(
-            client,
-            "Secret",
-            all().fields("type=kubernetes.io/tls"),
-            None,
-            changes,
-        ),
-    );
-    spawn(
-        "ConfigMap",
-        set,
-        watch_all::<ConfigMap>(
-            client,
-            "ConfigMap",
-            all().fields("metadata.name!=kube-root-ca.crt"),
-            None,
-            changes,
-        ),
-    );
-    kinds
+    names
 }
 
 type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 fn watch_all<K: Watched>(
     client: &Client,
-    kind: &'static str,
+    name: &str,
     config: watcher::Config,
-    filter: Option<Filter<K>>,
     changes: &mpsc::UnboundedSender<Change>,
 ) -> Task {
     let spec = WatchSpec {
-        kind,
+        name: name.to_owned(),
         api: Api::<K>::all(client.clone()),
+        namespace: None,
         config,
-        filter,
+        filter: None,
     };
     Box::pin(kind_watch::run(spec, changes.clone()))
 }
@@ -208,38 +288,30 @@ fn watch_all<K: Watched>(
 /// The Gateway watch for a scope: a field selector for one Gateway, a filter otherwise.
 fn gateway_watch(client: &Client, scope: &Scope) -> WatchSpec<Gateway> {
     let config = watcher::Config::default();
+    let spec = |api, config, filter| WatchSpec {
+        name: "Gateway".to_owned(),
+        api,
+        namespace: None,
+        config,
+        filter,
+    };
     match scope {
-        Scope::Gateways(keys) if keys.len() == 1 => WatchSpec {
-            kind: "Gateway",
-            api: Api::namespaced(client.clone(), &keys[0].namespace),
-            config: config.fields(&format!("metadata.name={}", keys[0].name)),
-            filter: None,
-        },
+        Scope::Gateways(keys) if keys.len() == 1 => spec(
+            Api::namespaced(client.clone(), &keys[0].namespace),
+            config.fields(&format!("metadata.name={}", keys[0].name)),
+            None,
+        ),
         Scope::Gateways(keys) => {
             let keys: BTreeSet<ObjectKey> = keys.iter().cloned().collect();
-            WatchSpec {
-                kind: "Gateway",
-                api: Api::all(client.clone()),
-                config,
-                filter: Some(Arc::new(move |g: &Gateway| keys.contains(&g.key()))),
-            }
+            let filter: Filter<Gateway> = Arc::new(move |g: &Gateway| keys.contains(&g.key()));
+            spec(Api::all(client.clone()), config, Some(filter))
         }
         Scope::Class(class) => {
             let class = class.clone();
-            WatchSpec {
-                kind: "Gateway",
-                api: Api::all(client.clone()),
-                config,
-                filter: Some(Arc::new(move |g: &Gateway| {
-                    g.spec.gateway_class_name == class
-                })),
-            }
+            let filter: Filter<Gateway> =
+                Arc::new(move |g: &Gateway| g.spec.gateway_class_name == class);
+            spec(Api::all(client.clone()), config, Some(filter))
         }
-        Scope::All => WatchSpec {
-            kind: "Gateway",
-            api: Api::all(client.clone()),
-            config,
-            filter: None,
-        },
+        Scope::All => spec(Api::all(client.clone()), config, None),
     }
 }
