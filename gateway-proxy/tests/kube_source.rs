@@ -201,3 +201,63 @@ async fn only_tls_secrets_of_referenced_namespaces_are_watched() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_route_kind_whose_crd_is_missing_does_not_block_readiness() {
+    let server = ApiServer::start().await;
+    seed(&server, free_port(), start_backend().await);
+    server.unserve("tcproutes");
+    let updates = start_source(&server);
+    store_where(&updates, "the sync without TCPRoutes", |s| {
+        s.http_routes.len() == 1
+    })
+    .await;
+
+    // Installed later: picked up by the retrying watch.
+    server.serve("tcproutes");
+    server.apply(
+        "tcproutes",
+        serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TCPRoute",
+            "metadata": {"name": "t", "namespace": "default"},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "echo", "port": 80}]}]}}),
+    );
+    store_where(&updates, "the TCPRoute once its CRD exists", |s| {
+        s.tcp_routes.len() == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_class_fleet_sees_only_its_class_and_its_gateways() {
+    use gantry_proxy::source::kube::Scope;
+    use support::objects::{gateway, gateway_class};
+
+    let server = ApiServer::start().await;
+    seed(&server, free_port(), start_backend().await);
+    server.apply("gatewayclasses", gateway_class("other"));
+    server.apply(
+        "gateways",
+        gateway("default", "gw-other", "other", free_port()),
+    );
+    server.apply("gateways", gateway("team", "gw-2", "gantry", free_port()));
+    let (tx, updates) = tokio::sync::watch::channel(None);
+    tokio::spawn(gantry_proxy::source::kube::run(
+        server.client(),
+        Scope::Class("gantry".into()),
+        tx,
+    ));
+    let store = store_where(&updates, "the class's Gateways", |s| s.gateways.len() == 2).await;
+    assert_eq!(store.gateway_classes.keys().collect::<Vec<_>>(), ["gantry"]);
+    assert!(
+        store.gateways.keys().all(|k| k.name != "gw-other"),
+        "{:?}",
+        store.gateways.keys()
+    );
+
+    // A Gateway that moves to another class leaves the store.
+    server.apply("gateways", gateway("team", "gw-2", "other", free_port()));
+    store_where(&updates, "the moved Gateway gone", |s| {
+        s.gateways.len() == 1
+    })
+    .await;
+}

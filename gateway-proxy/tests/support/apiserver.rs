@@ -56,6 +56,8 @@ struct State {
     /// Objects ((resource, ns, name)) whose next guarded write meets a concurrent change.
     conflicts: BTreeMap<(String, String, String), Value>,
     lists: BTreeMap<String, usize>,
+    /// Resources answered with `404` (a CRD not installed).
+    unserved: BTreeSet<String>,
 }
 
 /// The server; cheap to clone.
@@ -208,6 +210,20 @@ impl ApiServer {
         self.generation.send_modify(|g| *g += 1);
     }
 
+    /// Answers every request for `resource` with `404`, as for a CRD that is not installed.
+    pub fn unserve(&self, resource: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .unserved
+            .insert(resource.to_owned());
+    }
+
+    /// Serves `resource` again (the CRD got installed).
+    pub fn serve(&self, resource: &str) {
+        self.state.lock().unwrap().unserved.remove(resource);
+    }
+
     /// List requests of `resource` wait until [`ApiServer::release`].
     pub fn hold(&self, resource: &str) {
         self.held.send_modify(|h| {
@@ -268,6 +284,19 @@ impl ApiServer {
         let Some(target) = Target::parse(&path) else {
             return status(404, "NotFound", &format!("no route for {path}"));
         };
+        if self
+            .state
+            .lock()
+            .unwrap()
+            .unserved
+            .contains(&target.resource)
+        {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
         let params = parse_query(&query);
         let response = match method {
             Method::GET

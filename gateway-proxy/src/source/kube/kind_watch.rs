@@ -61,6 +61,8 @@ pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<
     let keep = move |o: &K| filter.as_ref().is_none_or(|f| f(o));
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
     let mut relist: Option<BTreeMap<K::Key, K>> = None;
+    // Whether the kind has been listed (or found missing) once.
+    let mut listed = false;
     while let Some(event) = events.next().await {
         let change = match event {
             Ok(Event::Init) => {
@@ -77,6 +79,7 @@ pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<
                 continue;
             }
             Ok(Event::InitDone) => {
+                listed = true;
                 let objects = relist.take().unwrap_or_default();
                 tracing::debug!(watch = name, count = objects.len(), "listed");
                 let namespace = namespace.clone();
@@ -112,6 +115,30 @@ pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<
                 }
             }
             Ok(Event::Delete(object)) => removal::<K>(name, object.key()),
+            Err(watcher::Error::InitialListFailed(::kube::Error::Api(status)))
+                if status.code == 404 && !listed =>
+            {
+                // The kind is not served (an optional CRD, e.g. an experimental route kind, is
+                // not installed): count it as listed and empty so the proxy can become ready,
+                // and keep retrying so it is picked up once installed.
+                listed = true;
+                tracing::warn!(
+                    watch = name,
+                    "not served by the API server (CRD not installed?); treated as empty until it is"
+                );
+                let namespace = namespace.clone();
+                Change {
+                    watch: name.to_owned(),
+                    synced: true,
+                    apply: Box::new(move |store: &mut Store| {
+                        let slot = K::slot(store);
+                        match &namespace {
+                            Some(ns) => slot.retain(|key, _| !K::in_namespace(key, ns)),
+                            None => slot.clear(),
+                        }
+                    }),
+                }
+            }
             Err(error) => {
                 tracing::warn!(watch = name, %error, "watch failed; retrying, the last good objects keep serving");
                 continue;
