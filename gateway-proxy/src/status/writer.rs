@@ -119,12 +119,13 @@ impl StatusWriter {
         }
         // Routes that carry an entry of ours but got none this time: they detached.
         for kind in ROUTE_KINDS {
-            for (key, live) in routes_with_entries_of(store, kind, &self.controller_name) {
+            let skip = |key: &ObjectKey| routes.contains_key(&(kind.to_owned(), key.clone()));
+            let candidates = routes_with_entries_of(store, kind, &self.controller_name, skip);
+            for (key, live) in candidates {
                 let id = (kind.to_owned(), key);
-                if !routes.contains_key(&id)
-                    && parents_of(&live)
-                        .iter()
-                        .any(|p| self.is_ours(p, &id.1.namespace, &served))
+                if parents_of(&live)
+                    .iter()
+                    .any(|p| self.is_ours(p, &id.1.namespace, &served))
                 {
                     routes.insert(id, &[]);
                 }
@@ -418,11 +419,18 @@ fn live_route(store: &Store, kind: &str, key: &ObjectKey) -> Option<Value> {
     }
 }
 
-/// Routes of one kind with a `parents[]` entry of `controller`, as JSON.
-fn routes_with_entries_of(store: &Store, kind: &str, controller: &str) -> Vec<(ObjectKey, Value)> {
+/// Routes of one kind with a `parents[]` entry of `controller`, as JSON, except those `skip`
+/// names (only the rest are serialized).
+fn routes_with_entries_of(
+    store: &Store,
+    kind: &str,
+    controller: &str,
+    skip: impl Fn(&ObjectKey) -> bool,
+) -> Vec<(ObjectKey, Value)> {
     macro_rules! with_entries {
         ($map:expr) => {
             $map.iter()
+                .filter(|(k, _)| !skip(k))
                 .filter(|(_, r)| {
                     r.status
                         .as_ref()
