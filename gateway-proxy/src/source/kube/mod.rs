@@ -82,16 +82,14 @@ pub async fn run(
     let mut source = Publisher {
         client,
         changes: changes_tx,
+        tasks: watches,
         store: Store::default(),
         active: kinds.iter().cloned().collect(),
         unsynced: kinds,
         scoped: BTreeMap::new(),
     };
     let result = source.run(changes, &updates).await;
-    for handle in source.scoped.values() {
-        handle.abort();
-    }
-    watches.shutdown().await;
+    source.tasks.shutdown().await;
     result
 }
 
@@ -99,6 +97,8 @@ pub async fn run(
 struct Publisher {
     client: Client,
     changes: mpsc::UnboundedSender<Change>,
+    /// Every watch task; dropping the set stops them all.
+    tasks: JoinSet<()>,
     store: Store,
     /// Watches whose changes are applied.
     active: BTreeSet<String>,
@@ -165,6 +165,8 @@ impl Publisher {
             .filter(|name| !wanted.contains_key(*name))
             .cloned()
             .collect();
+        // Reap stopped watches so the set does not grow.
+        while self.tasks.try_join_next().is_some() {}
         for name in stale {
             if let Some(handle) = self.scoped.remove(&name) {
                 handle.abort();
@@ -207,8 +209,7 @@ impl Publisher {
                 ))
             };
             tracing::info!(watch = %name, "referenced; watching");
-            self.scoped
-                .insert(name.clone(), tokio::spawn(task).abort_handle());
+            self.scoped.insert(name.clone(), self.tasks.spawn(task));
             self.active.insert(name.clone());
             self.unsynced.insert(name);
         }
