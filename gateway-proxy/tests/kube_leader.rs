@@ -17,7 +17,7 @@ fn config(identity: &str) -> LeaseConfig {
         namespace: "gantry-system".into(),
         name: leader::lease_name("default/gw"),
         identity: identity.into(),
-        duration: Duration::from_secs(1),
+        duration: Duration::from_secs(2),
         renew_every: Duration::from_millis(100),
     }
 }
@@ -73,7 +73,7 @@ async fn one_replica_leads_and_another_takes_over_when_it_dies() {
     assert_eq!(holder(&server), ("pod-a".to_owned(), 0));
 
     a_task.abort(); // pod-a dies without releasing
-    eventually(5, "pod-b to take over", || {
+    eventually(10, "pod-b to take over", || {
         let leads = *b.borrow();
         async move { leads }
     })
