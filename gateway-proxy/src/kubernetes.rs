@@ -16,6 +16,9 @@ use crate::status::writer::{self, StatusWriter};
 use crate::telemetry::Metrics;
 use crate::translate::TranslateOptions;
 
+/// How long shutdown waits to hand the Lease back.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The scope of a proxy from its flags.
 pub fn scope(args: &RunArgs) -> anyhow::Result<Scope> {
     Ok(match (&args.gateway_class, args.gateways.as_slice()) {
@@ -103,13 +106,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Ok(())
         }
     };
+    runtime.start_draining();
     election.abort();
     status.abort();
-    if let Err(error) = elector.release().await {
-        tracing::warn!(%error, "Lease not released; another replica takes over when it expires");
+    // Hand the Lease over so another replica writes status at once; bounded, so an
+    // unreachable API server cannot hold up draining.
+    match tokio::time::timeout(RELEASE_TIMEOUT, elector.release()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "Lease not released; another replica takes over when it expires");
+        }
+        Err(_) => {
+            tracing::warn!("Lease release timed out; another replica takes over when it expires")
+        }
     }
     outcome?;
-    runtime.start_draining();
     dataplane.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -1,6 +1,6 @@
 //! The real `gantry-proxy run --kubernetes` binary against the in-repo API server: it becomes
 //! ready after the initial sync, serves the cluster's routes, follows a route added later,
-//! takes the Lease and writes status.
+//! takes the Lease, writes status, and hands the Lease back on SIGTERM.
 
 #![allow(clippy::unwrap_used)]
 
@@ -36,7 +36,7 @@ async fn the_binary_serves_the_cluster_and_writes_status() {
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = server.kubeconfig(&dir);
     let admin = free_port();
-    let _proxy = Killed(
+    let mut proxy = Killed(
         Command::new(env!("CARGO_BIN_EXE_gantry-proxy"))
             .args(["run", "--kubernetes", "--gateway", "default/gw"])
             .args(["--bind-address", "127.0.0.1", "--no-access-log"])
@@ -91,5 +91,27 @@ async fn the_binary_serves_the_cluster_and_writes_status() {
         .get("leases", "gantry-system", "gantry-proxy-default.gw")
         .expect("the Lease");
     assert_eq!(lease["spec"]["holderIdentity"], "proxy-0");
+
+    // SIGTERM: the proxy drains, hands the Lease back and exits cleanly.
+    let pid = proxy.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut exit = None;
+    eventually(10, "the proxy to exit", || {
+        exit = proxy.0.try_wait().unwrap();
+        let done = exit.is_some();
+        async move { done }
+    })
+    .await;
+    assert!(exit.unwrap().success(), "{exit:?}");
+    let lease = server
+        .get("leases", "gantry-system", "gantry-proxy-default.gw")
+        .unwrap();
+    assert!(lease["spec"]["holderIdentity"].is_null(), "{lease}");
     let _ = std::fs::remove_dir_all(&dir);
 }
