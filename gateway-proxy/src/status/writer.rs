@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use ::kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use ::kube::{Api, Client};
+use futures::StreamExt;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
 use gantry_crds::gateway::grpcroutes::GrpcRoute;
@@ -43,6 +44,8 @@ const PROGRAMMED: &str = "Programmed";
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 /// Attempts at a route status write that keeps conflicting.
 const MAX_ATTEMPTS: usize = 5;
+/// Route status writes in flight at once.
+const WRITE_CONCURRENCY: usize = 16;
 /// Delay before writes that failed are tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
@@ -157,6 +160,7 @@ impl StatusWriter {
                 Err(error) => errors.push(error),
             }
         }
+        let mut jobs = Vec::new();
         for ((kind, key), parents) in routes {
             let version = route_version(store, &kind, &key);
             if self.is_settled(&kind, &key, version.as_deref(), &strip(parents)) {
@@ -165,9 +169,25 @@ impl StatusWriter {
             let Some(live) = live_route(store, &kind, &key) else {
                 continue; // deleted since it was translated
             };
-            match self.route(&kind, &key, live, parents, &served).await {
-                Ok(true) => written.routes += 1,
-                Ok(false) => {}
+            jobs.push((kind, key, live, parents.to_vec()));
+        }
+        // Routes are independent: write several at once (a first start may have thousands).
+        let this = &*self;
+        let served = &served;
+        let results: Vec<_> = futures::stream::iter(jobs)
+            .map(|(kind, key, live, parents)| async move {
+                let result = this.route(&kind, &key, live, &parents, served).await;
+                (kind, key, result)
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        for (kind, key, result) in results {
+            match result {
+                Ok((wrote, settled)) => {
+                    written.routes += usize::from(wrote);
+                    self.settled.insert((kind, key), settled);
+                }
                 Err(error) => errors.push(error),
             }
         }
@@ -252,15 +272,16 @@ impl StatusWriter {
     /// guarded by the resourceVersion they were read at; retried on conflict.
     #[instrument(skip(self, live, desired, served), fields(route = %key))]
     async fn route(
-        &mut self,
+        &self,
         kind: &str,
         key: &ObjectKey,
         mut live: Value,
         desired: &[RouteParentStatus],
         served: &BTreeSet<ObjectKey>,
-    ) -> Result<bool, WriteError> {
+    ) -> Result<(bool, Settled), WriteError> {
+        let wish = strip(&desired);
         let Some(resource) = route_resource(kind) else {
-            return Ok(false);
+            return Ok((false, settled_at(&live, wish)));
         };
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &key.namespace, &resource);
@@ -269,7 +290,6 @@ impl StatusWriter {
             key: key.clone(),
             source: Box::new(source),
         };
-        let wish = strip(&desired);
         for attempt in 1..=MAX_ATTEMPTS {
             let (foreign, ours): (Vec<Value>, Vec<Value>) = parents_of(&live)
                 .into_iter()
@@ -290,8 +310,7 @@ impl StatusWriter {
                 keep_times(&mut parent.conditions, old, &now);
             }
             if ours.as_ref().is_some_and(|ours| same_parents(&next, ours)) {
-                self.settle(kind, key, &live, wish);
-                return Ok(false);
+                return Ok((false, settled_at(&live, wish)));
             }
             let resource_version = live["metadata"]["resourceVersion"].clone();
             let mut parents = foreign;
@@ -305,9 +324,8 @@ impl StatusWriter {
                 .await
             {
                 Ok(_) => {
-                    self.settle(kind, key, &live, wish);
                     tracing::info!(attempt, "route status written");
-                    return Ok(true);
+                    return Ok((true, settled_at(&live, wish)));
                 }
                 Err(::kube::Error::Api(status)) if status.is_conflict() => {
                     tracing::debug!(attempt, "route changed meanwhile; reading it again");
@@ -347,12 +365,8 @@ impl StatusWriter {
     }
 
     fn settle(&mut self, kind: &str, key: &ObjectKey, live: &Value, wish: Value) {
-        let version = live["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
         self.settled
-            .insert((kind.to_owned(), key.clone()), (version, wish));
+            .insert((kind.to_owned(), key.clone()), settled_at(live, wish));
     }
 }
 
@@ -393,6 +407,12 @@ pub async fn run(
             () = tokio::time::sleep(RETRY_AFTER), if retry => {}
         }
     }
+}
+
+/// The wish settled at the live object's resourceVersion.
+fn settled_at(live: &Value, wish: Value) -> Settled {
+    let version = live["metadata"]["resourceVersion"].as_str().unwrap_or("");
+    (version.to_owned(), wish)
 }
 
 const ROUTE_KINDS: [&str; 5] = ["HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute"];
