@@ -49,6 +49,7 @@ pub struct WatchSpec<K: Watched> {
 
 /// Runs the watch until the receiver of `changes` is dropped. Errors are logged and retried
 /// with kube's default backoff; the last good objects stay in the store meanwhile.
+#[tracing::instrument(skip_all, fields(watch = %spec.name))]
 pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<Change>) {
     let WatchSpec {
         name,
