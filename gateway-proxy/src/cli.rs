@@ -98,8 +98,11 @@ pub fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    if args.kubernetes {
+        return crate::kubernetes::run(args).await;
+    }
     let Some(config_dir) = args.config_dir.clone() else {
-        bail!("--kubernetes mode is not available in this version; use --config-dir DIR");
+        bail!("give --config-dir DIR or --kubernetes");
     };
     if args.gateway_class.is_some() {
         bail!("--gateway-class is only meaningful with --kubernetes");
@@ -161,7 +164,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGTERM or SIGINT, with the signal's name.
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),

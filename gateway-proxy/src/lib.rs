@@ -9,6 +9,8 @@ pub mod admin;
 pub mod cli;
 pub mod filters;
 pub mod ir;
+pub mod kubernetes;
+pub mod leader;
 pub mod routing;
 pub mod runtime;
 pub mod server;

@@ -68,6 +68,8 @@ pub struct Runtime {
     /// Written into every Gateway's `status.addresses` (standalone mode, where no operator
     /// owns that field).
     gateway_addresses: Vec<GatewayStatusAddress>,
+    /// The latest statuses, for a status writer ([`Runtime::statuses`]).
+    statuses: watch::Sender<Arc<Vec<ObjectStatus>>>,
 }
 
 impl Runtime {
@@ -84,6 +86,7 @@ impl Runtime {
             translated: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             gateway_addresses: Vec::new(),
+            statuses: watch::Sender::new(Arc::default()),
         }
     }
 
@@ -118,6 +121,11 @@ impl Runtime {
         } else {
             Ok(())
         }
+    }
+
+    /// Follows the statuses of every applied configuration (lastTransitionTime stamped).
+    pub fn statuses(&self) -> watch::Receiver<Arc<Vec<ObjectStatus>>> {
+        self.statuses.subscribe()
     }
 
     /// Marks the process as draining: `/readyz` fails from now on.
@@ -202,10 +210,12 @@ impl Runtime {
         for warning in &warnings {
             tracing::warn!(%warning, "configuration warning");
         }
+        let statuses = Arc::new(statuses);
+        self.statuses.send_replace(statuses.clone());
         self.view.store(Arc::new(View {
             version,
             ir,
-            statuses: Arc::new(statuses),
+            statuses,
             source: SourceReport {
                 errors: Vec::new(),
                 warnings,

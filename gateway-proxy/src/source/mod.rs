@@ -1,5 +1,6 @@
 //! Where objects come from: files (standalone mode) and, later, the Kubernetes API.
 
 pub mod files;
+pub mod kube;
 pub mod load;
 pub mod yaml;

@@ -6,5 +6,6 @@
 
 pub mod stamp;
 pub mod types;
+pub mod writer;
 
 pub use types::*;

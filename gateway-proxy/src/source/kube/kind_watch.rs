@@ -1,0 +1,168 @@
+//! One watch per kind: list, then watch, turning events into [`Change`]s for the store.
+//!
+//! A relist (first start, `410 Gone`, a watch that cannot resume) is buffered and replaces the
+//! kind's map in one change when it completes, so the store never goes empty meanwhile.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ::kube::runtime::WatchStreamExt;
+use ::kube::runtime::watcher::{self, Event};
+use ::kube::{Api, Resource};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::kinds::Watched;
+use crate::store::Store;
+
+/// Decides whether an object belongs in the store (e.g. only Gateways of our class).
+pub type Filter<K> = Arc<dyn Fn(&K) -> bool + Send + Sync>;
+
+/// An edit of the store from one kind's watch.
+pub struct Change {
+    /// The watch it comes from ([`WatchSpec::name`]).
+    pub watch: String,
+    /// True when this change completes a (re)list: the kind is in sync.
+    pub synced: bool,
+    pub apply: Box<dyn FnOnce(&mut Store) + Send>,
+}
+
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Change")
+            .field("watch", &self.watch)
+            .field("synced", &self.synced)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to watch for one kind.
+pub struct WatchSpec<K: Watched> {
+    /// Names the watch in changes and logs: the kind, plus the namespace when scoped.
+    pub name: String,
+    pub api: Api<K>,
+    /// When set, the watch covers only this namespace: a relist replaces only its objects.
+    pub namespace: Option<String>,
+    pub config: watcher::Config,
+    pub filter: Option<Filter<K>>,
+}
+
+/// Runs the watch until the receiver of `changes` is dropped. Errors are logged and retried
+/// with kube's default backoff; the last good objects stay in the store meanwhile.
+#[tracing::instrument(skip_all, fields(watch = %spec.name))]
+pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<Change>) {
+    let WatchSpec {
+        name,
+        api,
+        namespace,
+        config,
+        filter,
+    } = spec;
+    let name = name.as_str();
+    let keep = move |o: &K| filter.as_ref().is_none_or(|f| f(o));
+    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut relist: Option<BTreeMap<K::Key, Arc<K>>> = None;
+    // Whether the kind has been listed (or found missing) once.
+    let mut listed = false;
+    while let Some(event) = events.next().await {
+        let change = match event {
+            Ok(Event::Init) => {
+                relist = Some(BTreeMap::new());
+                continue;
+            }
+            Ok(Event::InitApply(object)) => {
+                if keep(&object) {
+                    let object = trimmed(object);
+                    relist
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(object.key(), Arc::new(object));
+                }
+                continue;
+            }
+            Ok(Event::InitDone) => {
+                listed = true;
+                let objects = relist.take().unwrap_or_default();
+                tracing::debug!(watch = name, count = objects.len(), "listed");
+                let namespace = namespace.clone();
+                Change {
+                    watch: name.to_owned(),
+                    synced: true,
+                    apply: Box::new(move |store: &mut Store| {
+                        let slot = K::slot(store);
+                        match &namespace {
+                            Some(ns) => {
+                                slot.retain(|key, _| !K::in_namespace(key, ns));
+                                slot.extend(objects);
+                            }
+                            None => *slot = objects,
+                        }
+                    }),
+                }
+            }
+            Ok(Event::Apply(object)) => {
+                let key = object.key();
+                if keep(&object) {
+                    let object = trimmed(object);
+                    Change {
+                        watch: name.to_owned(),
+                        synced: false,
+                        apply: Box::new(move |store: &mut Store| {
+                            K::slot(store).insert(key, Arc::new(object));
+                        }),
+                    }
+                } else {
+                    // It may have stopped matching (a Gateway moved to another class).
+                    removal::<K>(name, key)
+                }
+            }
+            Ok(Event::Delete(object)) => removal::<K>(name, object.key()),
+            Err(watcher::Error::InitialListFailed(::kube::Error::Api(status)))
+                if status.code == 404 && !listed =>
+            {
+                // The kind is not served (an optional CRD, e.g. an experimental route kind, is
+                // not installed): count it as listed and empty so the proxy can become ready,
+                // and keep retrying so it is picked up once installed.
+                listed = true;
+                tracing::warn!(
+                    watch = name,
+                    "not served by the API server (CRD not installed?); treated as empty until it is"
+                );
+                let namespace = namespace.clone();
+                Change {
+                    watch: name.to_owned(),
+                    synced: true,
+                    apply: Box::new(move |store: &mut Store| {
+                        let slot = K::slot(store);
+                        match &namespace {
+                            Some(ns) => slot.retain(|key, _| !K::in_namespace(key, ns)),
+                            None => slot.clear(),
+                        }
+                    }),
+                }
+            }
+            Err(error) => {
+                tracing::warn!(watch = name, %error, "watch failed; retrying, the last good objects keep serving");
+                continue;
+            }
+        };
+        if changes.send(change).is_err() {
+            return;
+        }
+    }
+}
+
+fn removal<K: Watched>(watch: &str, key: K::Key) -> Change {
+    Change {
+        watch: watch.to_owned(),
+        synced: false,
+        apply: Box::new(move |store: &mut Store| {
+            K::slot(store).remove(&key);
+        }),
+    }
+}
+
+/// Drops `managedFields`, which nothing reads and which can dwarf the object.
+fn trimmed<K: Resource>(mut object: K) -> K {
+    object.meta_mut().managed_fields = None;
+    object
+}

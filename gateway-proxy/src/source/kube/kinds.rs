@@ -1,0 +1,95 @@
+//! The kinds the Kubernetes source watches, and where each lives in the [`Store`].
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use ::kube::Resource;
+use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
+use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
+use gantry_crds::gateway::experimental::udproutes::UdpRoute;
+use gantry_crds::gateway::gatewayclasses::GatewayClass;
+use gantry_crds::gateway::gateways::Gateway;
+use gantry_crds::gateway::grpcroutes::GrpcRoute;
+use gantry_crds::gateway::httproutes::HttpRoute;
+use gantry_crds::gateway::referencegrants::ReferenceGrant;
+use gantry_crds::gateway::tlsroutes::TlsRoute;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::de::DeserializeOwned;
+
+use crate::store::{DEFAULT_NAMESPACE, ObjectKey, Store};
+
+/// A kind the source watches: how to key it and which [`Store`] map holds it.
+pub trait Watched:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+    type Key: Ord + Clone + Debug + Send + Sync + 'static;
+    /// The object's key in its map.
+    fn key(&self) -> Self::Key;
+    /// The map of the store that holds this kind.
+    fn slot(store: &mut Store) -> &mut BTreeMap<Self::Key, Arc<Self>>;
+    /// Whether a key is in a namespace (never, for cluster-scoped kinds).
+    fn in_namespace(key: &Self::Key, namespace: &str) -> bool;
+}
+
+fn namespaced_key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectKey {
+    ObjectKey::new(
+        meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
+
+macro_rules! cluster_scoped {
+    ($($ty:ty => $field:ident),* $(,)?) => {$(
+        impl Watched for $ty {
+            type Key = String;
+            fn key(&self) -> String {
+                self.metadata.name.clone().unwrap_or_default()
+            }
+            fn slot(store: &mut Store) -> &mut BTreeMap<String, Arc<Self>> {
+                &mut store.$field
+            }
+            fn in_namespace(_: &String, _: &str) -> bool {
+                false
+            }
+        }
+    )*};
+}
+
+macro_rules! namespaced {
+    ($($ty:ty => $field:ident),* $(,)?) => {$(
+        impl Watched for $ty {
+            type Key = ObjectKey;
+            fn key(&self) -> ObjectKey {
+                namespaced_key(&self.metadata)
+            }
+            fn slot(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
+                &mut store.$field
+            }
+            fn in_namespace(key: &ObjectKey, namespace: &str) -> bool {
+                key.namespace == namespace
+            }
+        }
+    )*};
+}
+
+cluster_scoped! {
+    Namespace => namespaces,
+    GatewayClass => gateway_classes,
+}
+
+namespaced! {
+    Gateway => gateways,
+    HttpRoute => http_routes,
+    GrpcRoute => grpc_routes,
+    TlsRoute => tls_routes,
+    TcpRoute => tcp_routes,
+    UdpRoute => udp_routes,
+    ReferenceGrant => reference_grants,
+    BackendTlsPolicy => backend_tls_policies,
+    Service => services,
+    EndpointSlice => endpoint_slices,
+    Secret => secrets,
+    ConfigMap => config_maps,
+}

@@ -1,0 +1,318 @@
+//! The Kubernetes source: watches only what the served Gateways need and publishes the
+//! complete object set on the same channel as the file source.
+//!
+//! Together with the status writer (`status::writer`) and leader election (`leader`), this is
+//! one of the three places that talk to the Kubernetes API; everything downstream reads a
+//! [`Store`].
+//!
+//! Scope of the watches:
+//! - GatewayClass: only the class given by `--gateway-class`, otherwise all (there are few).
+//! - Gateway: only the one given by `--gateway` (a field selector), only those of the class
+//!   with `--gateway-class`, otherwise all; several `--gateway`s are filtered client-side.
+//! - Routes, ReferenceGrants, BackendTLSPolicies, Namespaces (for `allowedRoutes` selectors),
+//!   Services and EndpointSlices: cluster-wide, since routes may attach from any namespace a
+//!   listener admits.
+//! - Secrets and ConfigMaps: only in the namespaces that a served Gateway (listener
+//!   `certificateRefs`, `spec.tls`) or a BackendTLSPolicy (`caCertificateRefs`) references,
+//!   one watch per namespace, started and stopped as references come and go; Secrets further
+//!   narrowed to `type=kubernetes.io/tls`, so service-account tokens and other credentials
+//!   are never read.
+//!
+//! Nothing is published until every watch has listed once (including those of newly
+//! referenced namespaces), so `/readyz` stays false until the initial sync is complete; after
+//! that, every burst of watch events becomes one update. Endpoint-only changes are translated
+//! like any other (the data plane then reuses its compiled port tables).
+
+mod kind_watch;
+mod kinds;
+mod references;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use ::kube::runtime::watcher;
+use ::kube::{Api, Client};
+use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
+use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
+use gantry_crds::gateway::experimental::udproutes::UdpRoute;
+use gantry_crds::gateway::gatewayclasses::GatewayClass;
+use gantry_crds::gateway::gateways::Gateway;
+use gantry_crds::gateway::grpcroutes::GrpcRoute;
+use gantry_crds::gateway::httproutes::HttpRoute;
+use gantry_crds::gateway::referencegrants::ReferenceGrant;
+use gantry_crds::gateway::tlsroutes::TlsRoute;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
+use tracing::instrument;
+
+use self::kind_watch::{Change, Filter, WatchSpec};
+pub use self::kinds::Watched;
+use crate::runtime::SourceUpdate;
+use crate::store::{ObjectKey, Store};
+
+/// Which Gateways this proxy serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// `--gateway NS/NAME`, repeatable.
+    Gateways(Vec<ObjectKey>),
+    /// `--gateway-class NAME`: every Gateway of the class.
+    Class(String),
+    /// Every Gateway of every class that names our controller.
+    All,
+}
+
+/// Why the source stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeSourceError {
+    #[error("every watch of the Kubernetes source stopped")]
+    Stopped,
+}
+
+/// Watches the cluster and publishes every change until `updates` has no receiver.
+pub async fn run(
+    client: Client,
+    scope: Scope,
+    updates: watch::Sender<Option<SourceUpdate>>,
+) -> Result<(), KubeSourceError> {
+    let (changes_tx, changes) = mpsc::unbounded_channel();
+    let mut watches = JoinSet::new();
+    let kinds = spawn_watches(&client, &scope, &changes_tx, &mut watches);
+    let mut source = Publisher {
+        client,
+        changes: changes_tx,
+        tasks: watches,
+        store: Store::default(),
+        active: kinds.iter().cloned().collect(),
+        unsynced: kinds,
+        scoped: BTreeMap::new(),
+    };
+    let result = source.run(changes, &updates).await;
+    source.tasks.shutdown().await;
+    result
+}
+
+/// The store being built, and the watches feeding it.
+struct Publisher {
+    client: Client,
+    changes: mpsc::UnboundedSender<Change>,
+    /// Every watch task; dropping the set stops them all.
+    tasks: JoinSet<()>,
+    store: Store,
+    /// Watches whose changes are applied.
+    active: BTreeSet<String>,
+    /// Watches that have not listed yet.
+    unsynced: BTreeSet<String>,
+    /// Per-namespace Secret and ConfigMap watches, by watch name.
+    scoped: BTreeMap<String, AbortHandle>,
+}
+
+impl Publisher {
+    /// Applies changes and publishes the store once every watch has listed, one update per
+    /// burst of changes.
+    async fn run(
+        &mut self,
+        mut changes: mpsc::UnboundedReceiver<Change>,
+        updates: &watch::Sender<Option<SourceUpdate>>,
+    ) -> Result<(), KubeSourceError> {
+        while let Some(change) = changes.recv().await {
+            self.apply(change);
+            while let Ok(change) = changes.try_recv() {
+                self.apply(change);
+            }
+            self.follow_references();
+            if updates.is_closed() {
+                return Ok(());
+            }
+            if self.unsynced.is_empty() {
+                updates.send_replace(Some(SourceUpdate::Objects {
+                    store: Arc::new(self.store.clone()),
+                    warnings: Vec::new(),
+                }));
+            } else {
+                tracing::debug!(waiting_for = ?self.unsynced, "sync in progress");
+            }
+        }
+        Err(KubeSourceError::Stopped)
+    }
+
+    fn apply(&mut self, change: Change) {
+        if !self.active.contains(&change.watch) {
+            return; // from a watch stopped meanwhile
+        }
+        if change.synced && self.unsynced.remove(&change.watch) && self.unsynced.is_empty() {
+            tracing::info!("every watch is in sync");
+        }
+        (change.apply)(&mut self.store);
+    }
+
+    /// Starts and stops the per-namespace Secret and ConfigMap watches to match what the
+    /// served objects reference.
+    #[instrument(skip_all)]
+    fn follow_references(&mut self) {
+        let referenced = references::referenced(&self.store);
+        let mut wanted: BTreeMap<String, (&str, String)> = BTreeMap::new();
+        for ns in &referenced.secrets {
+            wanted.insert(format!("Secret in {ns}"), (SECRET, ns.clone()));
+        }
+        for ns in &referenced.config_maps {
+            wanted.insert(format!("ConfigMap in {ns}"), (CONFIG_MAP, ns.clone()));
+        }
+        let stale: Vec<String> = self
+            .scoped
+            .keys()
+            .filter(|name| !wanted.contains_key(*name))
+            .cloned()
+            .collect();
+        // Reap stopped watches so the set does not grow.
+        while self.tasks.try_join_next().is_some() {}
+        for name in stale {
+            if let Some(handle) = self.scoped.remove(&name) {
+                handle.abort();
+            }
+            self.active.remove(&name);
+            self.unsynced.remove(&name);
+            if let Some((kind, ns)) = name.split_once(" in ") {
+                match kind {
+                    SECRET => self.store.secrets.retain(|k, _| k.namespace != ns),
+                    _ => self.store.config_maps.retain(|k, _| k.namespace != ns),
+                }
+            }
+            tracing::info!(watch = %name, "no longer referenced; stopped watching");
+        }
+        for (name, (kind, ns)) in wanted {
+            if self.scoped.contains_key(&name) {
+                continue;
+            }
+            let task: Task = if kind == SECRET {
+                Box::pin(kind_watch::run(
+                    WatchSpec::<Secret> {
+                        name: name.clone(),
+                        api: Api::namespaced(self.client.clone(), &ns),
+                        namespace: Some(ns.clone()),
+                        config: watcher::Config::default().fields("type=kubernetes.io/tls"),
+                        filter: None,
+                    },
+                    self.changes.clone(),
+                ))
+            } else {
+                Box::pin(kind_watch::run(
+                    WatchSpec::<ConfigMap> {
+                        name: name.clone(),
+                        api: Api::namespaced(self.client.clone(), &ns),
+                        namespace: Some(ns.clone()),
+                        config: watcher::Config::default(),
+                        filter: None,
+                    },
+                    self.changes.clone(),
+                ))
+            };
+            tracing::info!(watch = %name, "referenced; watching");
+            self.scoped.insert(name.clone(), self.tasks.spawn(task));
+            self.active.insert(name.clone());
+            self.unsynced.insert(name);
+        }
+    }
+}
+
+const SECRET: &str = "Secret";
+const CONFIG_MAP: &str = "ConfigMap";
+
+/// Starts one cluster-wide (or scope-narrowed) watch per kind; returns their names.
+fn spawn_watches(
+    client: &Client,
+    scope: &Scope,
+    changes: &mpsc::UnboundedSender<Change>,
+    set: &mut JoinSet<()>,
+) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let all = watcher::Config::default;
+    let mut spawn = |name: &str, set: &mut JoinSet<()>, task| {
+        names.insert(name.to_owned());
+        set.spawn(task);
+    };
+
+    let class_config = match scope {
+        Scope::Class(name) => all().fields(&format!("metadata.name={name}")),
+        _ => all(),
+    };
+    spawn(
+        "GatewayClass",
+        set,
+        watch_all::<GatewayClass>(client, "GatewayClass", class_config, changes),
+    );
+    let gateway_spec = gateway_watch(client, scope);
+    spawn(
+        "Gateway",
+        set,
+        Box::pin(kind_watch::run(gateway_spec, changes.clone())),
+    );
+    macro_rules! cluster_wide {
+        ($($ty:ty => $kind:literal),* $(,)?) => {$(
+            spawn($kind, set, watch_all::<$ty>(client, $kind, all(), changes));
+        )*};
+    }
+    cluster_wide! {
+        Namespace => "Namespace",
+        HttpRoute => "HTTPRoute",
+        GrpcRoute => "GRPCRoute",
+        TlsRoute => "TLSRoute",
+        TcpRoute => "TCPRoute",
+        UdpRoute => "UDPRoute",
+        ReferenceGrant => "ReferenceGrant",
+        BackendTlsPolicy => "BackendTLSPolicy",
+        Service => "Service",
+        EndpointSlice => "EndpointSlice",
+    }
+    names
+}
+
+type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+fn watch_all<K: Watched>(
+    client: &Client,
+    name: &str,
+    config: watcher::Config,
+    changes: &mpsc::UnboundedSender<Change>,
+) -> Task {
+    let spec = WatchSpec {
+        name: name.to_owned(),
+        api: Api::<K>::all(client.clone()),
+        namespace: None,
+        config,
+        filter: None,
+    };
+    Box::pin(kind_watch::run(spec, changes.clone()))
+}
+
+/// The Gateway watch for a scope: a field selector for one Gateway, a filter otherwise.
+fn gateway_watch(client: &Client, scope: &Scope) -> WatchSpec<Gateway> {
+    let config = watcher::Config::default();
+    let spec = |api, config, filter| WatchSpec {
+        name: "Gateway".to_owned(),
+        api,
+        namespace: None,
+        config,
+        filter,
+    };
+    match scope {
+        Scope::Gateways(keys) if keys.len() == 1 => spec(
+            Api::namespaced(client.clone(), &keys[0].namespace),
+            config.fields(&format!("metadata.name={}", keys[0].name)),
+            None,
+        ),
+        Scope::Gateways(keys) => {
+            let keys: BTreeSet<ObjectKey> = keys.iter().cloned().collect();
+            let filter: Filter<Gateway> = Arc::new(move |g: &Gateway| keys.contains(&g.key()));
+            spec(Api::all(client.clone()), config, Some(filter))
+        }
+        Scope::Class(class) => {
+            let class = class.clone();
+            let filter: Filter<Gateway> =
+                Arc::new(move |g: &Gateway| g.spec.gateway_class_name == class);
+            spec(Api::all(client.clone()), config, Some(filter))
+        }
+        Scope::All => spec(Api::all(client.clone()), config, None),
+    }
+}

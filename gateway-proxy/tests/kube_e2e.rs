@@ -1,0 +1,117 @@
+//! The real `gantry-proxy run --kubernetes` binary against the in-repo API server: it becomes
+//! ready after the initial sync, serves the cluster's routes, follows a route added later,
+//! takes the Lease, writes status, and hands the Lease back on SIGTERM.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+
+use support::apiserver::ApiServer;
+use support::objects::{http_route, seed};
+use support::{eventually, free_port, http_get, start_backend};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn admin_ready(admin: u16) -> bool {
+    http_get(admin, "/readyz")
+        .await
+        .is_some_and(|(code, _)| code == 200)
+}
+
+#[tokio::test]
+async fn the_binary_serves_the_cluster_and_writes_status() {
+    let server = ApiServer::start().await;
+    let port = free_port();
+    seed(&server, port, start_backend().await);
+    let dir = std::env::temp_dir().join(format!("gantry-kube-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = server.kubeconfig(&dir);
+    let admin = free_port();
+    let mut proxy = Killed(
+        Command::new(env!("CARGO_BIN_EXE_gantry-proxy"))
+            .args(["run", "--kubernetes", "--gateway", "default/gw"])
+            .args(["--bind-address", "127.0.0.1", "--no-access-log"])
+            .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("POD_NAME", "proxy-0")
+            .env("POD_NAMESPACE", "gantry-system")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+
+    eventually(20, "/readyz", || admin_ready(admin)).await;
+    assert_eq!(
+        http_get(port, "/one").await,
+        Some((200, "backend saw /one".to_owned()))
+    );
+
+    server.apply(
+        "httproutes",
+        http_route("default", "r2", "gw", "/two", "echo", 80),
+    );
+    eventually(10, "the route added later", || async move {
+        http_get(port, "/two")
+            .await
+            .is_some_and(|(code, _)| code == 200)
+    })
+    .await;
+
+    eventually(10, "status on the Gateway and both routes", || {
+        let s = server.clone();
+        async move {
+            let programmed = s.get("gateways", "default", "gw").is_some_and(|g| {
+                g["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Programmed" && c["status"] == "True")
+                }) && g["status"]["listeners"][0]["attachedRoutes"] == 2
+            });
+            let routes = ["r1", "r2"].iter().all(|r| {
+                s.get("httproutes", "default", r).is_some_and(|o| {
+                    o["status"]["parents"]
+                        .as_array()
+                        .is_some_and(|p| p.len() == 1)
+                })
+            });
+            programmed && routes
+        }
+    })
+    .await;
+    let lease = server
+        .get("leases", "gantry-system", "gantry-proxy-default.gw")
+        .expect("the Lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "proxy-0");
+
+    // SIGTERM: the proxy drains, hands the Lease back and exits cleanly.
+    let pid = proxy.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut exit = None;
+    eventually(10, "the proxy to exit", || {
+        exit = proxy.0.try_wait().unwrap();
+        let done = exit.is_some();
+        async move { done }
+    })
+    .await;
+    assert!(exit.unwrap().success(), "{exit:?}");
+    let lease = server
+        .get("leases", "gantry-system", "gantry-proxy-default.gw")
+        .unwrap();
+    assert!(lease["spec"]["holderIdentity"].is_null(), "{lease}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,263 @@
+//! Kubernetes mode, source side: the proxy against an in-repo API server over HTTP.
+//! Initial sync gates readiness, watched changes are served, and watches survive API server
+//! restarts and `410 Gone` without the store going empty.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_types)]
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gantry_proxy::runtime::{Runtime, SourceUpdate};
+use gantry_proxy::server::{DataPlane, DataPlaneOptions};
+use gantry_proxy::telemetry::Metrics;
+use gantry_proxy::translate::TranslateOptions;
+use support::apiserver::ApiServer;
+use support::objects::{http_route, seed};
+use support::{eventually, free_port, gw, http_get, start_backend, start_source, store_where};
+
+fn runtime() -> Arc<Runtime> {
+    let metrics = Arc::new(Metrics::new());
+    let dataplane = Arc::new(DataPlane::new(
+        DataPlaneOptions {
+            bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port_offset: 0,
+            drain_timeout: Duration::from_secs(1),
+            access_log: false,
+        },
+        metrics.clone(),
+    ));
+    let options = TranslateOptions {
+        gateways: Some(vec![gw()]),
+        ..TranslateOptions::default()
+    };
+    Arc::new(Runtime::new(options, dataplane, metrics))
+}
+
+#[tokio::test]
+async fn initial_sync_gates_readiness_and_watched_routes_are_served() {
+    let server = ApiServer::start().await;
+    let backend = start_backend().await;
+    let port = free_port();
+    seed(&server, port, backend);
+    server.hold("endpointslices");
+
+    let updates = start_source(&server);
+    let runtime = runtime();
+    tokio::spawn(runtime.clone().run(updates.clone()));
+
+    // Every other kind lists; EndpointSlices do not yet: nothing is published, not ready.
+    eventually(10, "the other kinds to be listed", || {
+        let s = server.clone();
+        async move { s.lists("httproutes") > 0 && s.lists("services") > 0 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        updates.borrow().is_none(),
+        "published before every kind synced"
+    );
+    assert_eq!(runtime.ready(), Err("no configuration loaded yet"));
+
+    server.release("endpointslices");
+    eventually(10, "readiness", || {
+        let ready = runtime.ready().is_ok();
+        async move { ready }
+    })
+    .await;
+    assert_eq!(
+        http_get(port, "/one").await,
+        Some((200, "backend saw /one".to_owned()))
+    );
+
+    // A route added through the watch is served.
+    server.apply(
+        "httproutes",
+        http_route("default", "r2", "gw", "/two", "echo", 80),
+    );
+    eventually(10, "the new route to be served", || async move {
+        http_get(port, "/two")
+            .await
+            .is_some_and(|(code, _)| code == 200)
+    })
+    .await;
+    assert!(
+        runtime
+            .view()
+            .statuses
+            .iter()
+            .any(|s| s.kind == "HTTPRoute" && s.name == "r2"),
+        "the new route has a status"
+    );
+}
+
+#[tokio::test]
+async fn a_relist_after_410_gone_keeps_serving_the_last_objects() {
+    let server = ApiServer::start().await;
+    seed(&server, free_port(), start_backend().await);
+    let mut updates = start_source(&server);
+    store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
+
+    // Record the routes of every store published from now on.
+    let seen: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let recorder = seen.clone();
+    updates.borrow_and_update();
+    let mut watcher = updates.clone();
+    tokio::spawn(async move {
+        while watcher.changed().await.is_ok() {
+            if let Some(SourceUpdate::Objects { store, .. }) = &*watcher.borrow_and_update() {
+                recorder.lock().unwrap().push(store.http_routes.len());
+            }
+        }
+    });
+
+    server.hold("httproutes");
+    server.compact();
+    // Another kind changes while the route list is pending: the update still has the route.
+    server.apply(
+        "services",
+        support::objects::service("default", "other", 8080),
+    );
+    store_where(&updates, "the new Service after the relist", |s| {
+        s.services.len() == 2
+    })
+    .await;
+    server.apply(
+        "httproutes",
+        http_route("default", "r2", "gw", "/two", "echo", 80),
+    );
+    server.release("httproutes");
+    store_where(&updates, "the relisted routes", |s| {
+        s.http_routes.len() == 2
+    })
+    .await;
+    assert!(
+        server.lists("httproutes") >= 2,
+        "the routes were listed again"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter().all(|&n| n >= 1),
+        "a store without routes was published: {seen:?}"
+    );
+    updates.borrow_and_update();
+}
+
+#[tokio::test]
+async fn watches_resume_after_an_api_server_restart_without_relisting() {
+    let server = ApiServer::start().await;
+    seed(&server, free_port(), start_backend().await);
+    let updates = start_source(&server);
+    store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
+
+    server.restart();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.apply(
+        "httproutes",
+        http_route("default", "r2", "gw", "/two", "echo", 80),
+    );
+    server.delete("httproutes", "default", "r1");
+    store_where(&updates, "the changes made across the restart", |s| {
+        s.http_routes.len() == 1
+            && s.http_routes
+                .contains_key(&gantry_proxy::store::ObjectKey::new("default", "r2"))
+    })
+    .await;
+    assert_eq!(
+        server.lists("httproutes"),
+        1,
+        "resumed from the last version"
+    );
+}
+
+#[tokio::test]
+async fn only_tls_secrets_of_referenced_namespaces_are_watched() {
+    use gantry_proxy::store::ObjectKey;
+    use support::objects::{gateway, secret, with_certificate};
+
+    let server = ApiServer::start().await;
+    let port = free_port();
+    seed(&server, port, start_backend().await);
+    let gw = gateway("default", "gw", "gantry", port);
+    server.apply("gateways", with_certificate(gw.clone(), "certs", "cert"));
+    server.apply("secrets", secret("certs", "cert", "kubernetes.io/tls"));
+    server.apply("secrets", secret("certs", "token", "Opaque"));
+    server.apply("secrets", secret("elsewhere", "cert2", "kubernetes.io/tls"));
+
+    let updates = start_source(&server);
+    let store = store_where(&updates, "the initial sync", |s| !s.gateways.is_empty()).await;
+    assert_eq!(
+        store.secrets.keys().cloned().collect::<Vec<_>>(),
+        vec![ObjectKey::new("certs", "cert")],
+        "the first published store already has the referenced Secret, and only it"
+    );
+
+    server.apply("gateways", with_certificate(gw, "elsewhere", "cert2"));
+    store_where(&updates, "the newly referenced namespace only", |s| {
+        s.secrets.keys().cloned().collect::<Vec<_>>() == vec![ObjectKey::new("elsewhere", "cert2")]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_route_kind_whose_crd_is_missing_does_not_block_readiness() {
+    let server = ApiServer::start().await;
+    seed(&server, free_port(), start_backend().await);
+    server.unserve("tcproutes");
+    let updates = start_source(&server);
+    store_where(&updates, "the sync without TCPRoutes", |s| {
+        s.http_routes.len() == 1
+    })
+    .await;
+
+    // Installed later: picked up by the retrying watch.
+    server.serve("tcproutes");
+    server.apply(
+        "tcproutes",
+        serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TCPRoute",
+            "metadata": {"name": "t", "namespace": "default"},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "echo", "port": 80}]}]}}),
+    );
+    store_where(&updates, "the TCPRoute once its CRD exists", |s| {
+        s.tcp_routes.len() == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_class_fleet_sees_only_its_class_and_its_gateways() {
+    use gantry_proxy::source::kube::Scope;
+    use support::objects::{gateway, gateway_class};
+
+    let server = ApiServer::start().await;
+    seed(&server, free_port(), start_backend().await);
+    server.apply("gatewayclasses", gateway_class("other"));
+    server.apply(
+        "gateways",
+        gateway("default", "gw-other", "other", free_port()),
+    );
+    server.apply("gateways", gateway("team", "gw-2", "gantry", free_port()));
+    let (tx, updates) = tokio::sync::watch::channel(None);
+    tokio::spawn(gantry_proxy::source::kube::run(
+        server.client(),
+        Scope::Class("gantry".into()),
+        tx,
+    ));
+    let store = store_where(&updates, "the class's Gateways", |s| s.gateways.len() == 2).await;
+    assert_eq!(store.gateway_classes.keys().collect::<Vec<_>>(), ["gantry"]);
+    assert!(
+        store.gateways.keys().all(|k| k.name != "gw-other"),
+        "{:?}",
+        store.gateways.keys()
+    );
+
+    // A Gateway that moves to another class leaves the store.
+    server.apply("gateways", gateway("team", "gw-2", "other", free_port()));
+    store_where(&updates, "the moved Gateway gone", |s| {
+        s.gateways.len() == 1
+    })
+    .await;
+}

@@ -1,0 +1,265 @@
+//! Kubernetes mode, status side: what the status writer sends to the API server.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gantry_proxy::status::ObjectStatus;
+use gantry_proxy::status::writer::{self, StatusWriter, Written};
+use gantry_proxy::store::Store;
+use gantry_proxy::translate::{TranslateOptions, translate};
+use serde_json::{Value, json};
+use support::apiserver::{ApiServer, Recorded};
+use support::objects::{CONTROLLER, foreign_parent, http_route, seed};
+use support::{eventually, free_port, gw, start_backend, start_source, store_where};
+use tokio::sync::watch;
+
+fn desired(store: &Store) -> Vec<ObjectStatus> {
+    let options = TranslateOptions {
+        gateways: Some(vec![gw()]),
+        ..TranslateOptions::default()
+    };
+    translate(store, &options).statuses
+}
+
+fn writer(server: &ApiServer) -> StatusWriter {
+    StatusWriter::new(server.client(), CONTROLLER.to_owned(), vec![gw()])
+}
+
+async fn world() -> ApiServer {
+    let server = ApiServer::start().await;
+    seed(&server, free_port(), start_backend().await);
+    server
+}
+
+fn status_writes(server: &ApiServer) -> Vec<Recorded> {
+    server
+        .writes()
+        .into_iter()
+        .filter(|w| w.path.ends_with("/status"))
+        .collect()
+}
+
+fn resource_version(store: &Store, route: &str) -> String {
+    store.http_routes[&gantry_proxy::store::ObjectKey::new("default", route)]
+        .metadata
+        .resource_version
+        .clone()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn gateway_programmed_and_listeners_are_applied_with_our_field_manager() {
+    let server = world().await;
+    let updates = start_source(&server);
+    let store = store_where(&updates, "the initial sync", |s| s.gateways.len() == 1).await;
+    let written = writer(&server)
+        .reconcile(&store, &desired(&store))
+        .await
+        .unwrap();
+    assert_eq!(
+        written,
+        Written {
+            gateways: 1,
+            routes: 1
+        }
+    );
+
+    let writes = status_writes(&server);
+    let apply = writes
+        .iter()
+        .find(|w| {
+            w.path == "/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways/gw/status"
+        })
+        .expect("a Gateway status write");
+    assert_eq!(apply.method, "PATCH");
+    assert_eq!(apply.content_type, "application/apply-patch+yaml");
+    assert!(
+        apply.query.contains("fieldManager=gantry-proxy"),
+        "{}",
+        apply.query
+    );
+    assert!(apply.query.contains("force=true"), "{}", apply.query);
+    assert_eq!(apply.body["kind"], "Gateway");
+    let conditions = apply.body["status"]["conditions"].as_array().unwrap();
+    assert_eq!(conditions.len(), 1, "only Programmed: {conditions:?}");
+    assert_eq!(conditions[0]["type"], "Programmed");
+    assert_eq!(conditions[0]["observedGeneration"], 1);
+    assert!(conditions[0]["lastTransitionTime"].is_string());
+    let listeners = apply.body["status"]["listeners"].as_array().unwrap();
+    assert_eq!(listeners[0]["name"], "http");
+    assert_eq!(listeners[0]["attachedRoutes"], 1);
+    assert!(
+        apply.body["status"].get("addresses").is_none(),
+        "addresses are the operator's"
+    );
+}
+
+#[tokio::test]
+async fn route_parents_of_other_controllers_are_kept_and_the_write_is_guarded() {
+    let server = world().await;
+    let mut route = http_route("default", "r1", "gw", "/one", "echo", 80);
+    route["status"] = json!({ "parents": [foreign_parent("gw")] });
+    server.apply("httproutes", route);
+    let updates = start_source(&server);
+    let store = store_where(&updates, "the route with its status", |s| {
+        s.http_routes.values().any(|r| r.status.is_some())
+    })
+    .await;
+    writer(&server)
+        .reconcile(&store, &desired(&store))
+        .await
+        .unwrap();
+
+    let writes = status_writes(&server);
+    let patch = writes
+        .iter()
+        .find(|w| w.path.ends_with("/httproutes/r1/status"))
+        .expect("a route status write");
+    assert_eq!(patch.method, "PATCH");
+    assert_eq!(patch.content_type, "application/merge-patch+json");
+    assert_eq!(
+        patch.body["metadata"]["resourceVersion"],
+        json!(resource_version(&store, "r1"))
+    );
+    let parents = patch.body["status"]["parents"].as_array().unwrap();
+    assert_eq!(parents.len(), 2);
+    assert_eq!(
+        parents[0],
+        foreign_parent("gw"),
+        "the foreign entry is untouched"
+    );
+    assert_eq!(parents[1]["controllerName"], CONTROLLER);
+    assert_eq!(parents[1]["parentRef"], json!({ "name": "gw" }));
+    let types: Vec<&str> = parents[1]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"Accepted") && types.contains(&"ResolvedRefs"),
+        "{types:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_is_retried_on_the_fresh_route() {
+    let server = world().await;
+    let updates = start_source(&server);
+    let store = store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
+    // Another controller writes its entry just before ours arrives.
+    server.conflict_next_write(
+        "httproutes",
+        "default",
+        "r1",
+        json!({ "status": { "parents": [foreign_parent("gw")] } }),
+    );
+    let written = writer(&server)
+        .reconcile(&store, &desired(&store))
+        .await
+        .unwrap();
+    assert_eq!(written.routes, 1);
+
+    let route_writes: Vec<Recorded> = status_writes(&server)
+        .into_iter()
+        .filter(|w| w.path.ends_with("/httproutes/r1/status"))
+        .collect();
+    assert_eq!(
+        route_writes.iter().map(|w| w.status).collect::<Vec<_>>(),
+        vec![409, 200]
+    );
+    let live = server.get("httproutes", "default", "r1").unwrap();
+    let parents = live["status"]["parents"].as_array().unwrap();
+    assert_eq!(parents.len(), 2, "{parents:?}");
+    assert_eq!(parents[0], foreign_parent("gw"));
+    assert_eq!(parents[1]["controllerName"], CONTROLLER);
+}
+
+#[tokio::test]
+async fn an_unchanged_status_is_not_written_again() {
+    let server = world().await;
+    let updates = start_source(&server);
+    let store = store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
+    let mut writer = writer(&server);
+    writer.reconcile(&store, &desired(&store)).await.unwrap();
+    let after_first = server.writes().len();
+
+    // The store has not seen our write yet: nothing is sent twice.
+    let again = writer.reconcile(&store, &desired(&store)).await.unwrap();
+    assert_eq!(again, Written::default());
+
+    // Once it has, the live status equals ours: nothing to write, times kept.
+    let before = server.get("httproutes", "default", "r1").unwrap();
+    let fresh = store_where(&updates, "our statuses in the store", |s| {
+        s.http_routes.values().all(|r| r.status.is_some())
+            && s.gateways.values().all(|g| g.status.is_some())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // a new second for timestamps
+    let fresh_writer = &mut self::writer(&server);
+    assert_eq!(
+        fresh_writer
+            .reconcile(&fresh, &desired(&fresh))
+            .await
+            .unwrap(),
+        Written::default()
+    );
+    assert_eq!(server.writes().len(), after_first);
+    assert_eq!(server.get("httproutes", "default", "r1").unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_detached_route_loses_only_our_entry() {
+    let server = world().await;
+    let mut route = http_route("default", "r1", "gw", "/one", "echo", 80);
+    route["spec"]["parentRefs"] = json!([{ "name": "someone-elses" }]);
+    let mut ours = foreign_parent("gw");
+    ours["controllerName"] = json!(CONTROLLER);
+    route["status"] = json!({ "parents": [foreign_parent("someone-elses"), ours] });
+    server.apply("httproutes", route);
+    let updates = start_source(&server);
+    let store = store_where(&updates, "the detached route", |s| {
+        s.http_routes.values().any(|r| r.status.is_some())
+    })
+    .await;
+    let written = writer(&server)
+        .reconcile(&store, &desired(&store))
+        .await
+        .unwrap();
+    assert_eq!(written.routes, 1);
+    let live = server.get("httproutes", "default", "r1").unwrap();
+    assert_eq!(
+        live["status"]["parents"],
+        json!([foreign_parent("someone-elses")])
+    );
+}
+
+#[tokio::test]
+async fn only_the_leader_writes() {
+    let server = world().await;
+    let updates = start_source(&server);
+    let store = store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
+    let (statuses_tx, statuses) = watch::channel(Arc::new(Vec::new()));
+    let (leading_tx, leading) = watch::channel(false);
+    tokio::spawn(writer::run(
+        writer(&server),
+        statuses,
+        updates.clone(),
+        leading,
+    ));
+    statuses_tx.send_replace(Arc::new(desired(&store)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(status_writes(&server).is_empty(), "a follower wrote status");
+
+    leading_tx.send_replace(true);
+    eventually(10, "the leader's writes", || {
+        let n = status_writes(&server).len();
+        async move { n == 2 }
+    })
+    .await;
+    let _: Value = server.get("gateways", "default", "gw").unwrap()["status"].clone();
+}

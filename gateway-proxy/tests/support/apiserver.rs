@@ -1,0 +1,694 @@
+//! A small Kubernetes API server over real HTTP on 127.0.0.1, enough for the proxy's watches,
+//! status writes and Lease: list with resourceVersion, `?watch=true` streams of JSON lines,
+//! field selectors, `410 Gone` for compacted versions, GET/POST/PUT/PATCH with
+//! resourceVersion preconditions answered by `409 Conflict`, and a log of every write.
+
+// A test server, not the data path: one lock around its state is the simple choice.
+#![allow(clippy::disallowed_types, clippy::result_large_err)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// A write the server received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: Value,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug)]
+struct Event {
+    rv: u64,
+    resource: String,
+    type_: &'static str,
+    object: Value,
+}
+
+#[derive(Default)]
+struct State {
+    rv: u64,
+    /// resource plural → (namespace, name) → object.
+    objects: BTreeMap<String, BTreeMap<(String, String), Value>>,
+    log: Vec<Event>,
+    /// Watches from a resourceVersion below this get `410 Gone`.
+    compacted: u64,
+    writes: Vec<Recorded>,
+    /// Objects ((resource, ns, name)) whose next guarded write meets a concurrent change.
+    conflicts: BTreeMap<(String, String, String), Value>,
+    lists: BTreeMap<String, usize>,
+    /// Resources answered with `404` (a CRD not installed).
+    unserved: BTreeSet<String>,
+}
+
+/// The server; cheap to clone.
+#[derive(Clone)]
+pub struct ApiServer {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    events: broadcast::Sender<Event>,
+    /// Bumped to end every open watch (an API server restart).
+    generation: watch::Sender<u64>,
+    /// Resources whose list requests wait until released.
+    held: watch::Sender<BTreeSet<String>>,
+}
+
+impl ApiServer {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Self {
+            addr: listener.local_addr().unwrap(),
+            state: Arc::default(),
+            events: broadcast::channel(4096).0,
+            generation: watch::Sender::new(0),
+            held: watch::Sender::new(BTreeSet::new()),
+        };
+        let s = server.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let s = s.clone();
+                        async move { Ok::<_, Infallible>(s.handle(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client of this server.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.url().parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// Writes a kubeconfig pointing at this server into `dir`; returns its path.
+    pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\nusers:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\ncurrent-context: fake\n",
+            self.url()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Creates or replaces an object (as a user would), bumping generation on spec changes.
+    pub fn apply(&self, resource: &str, object: Value) -> Value {
+        let mut st = self.state.lock().unwrap();
+        let key = key_of(&object);
+        let previous = st.objects.get(resource).and_then(|m| m.get(&key)).cloned();
+        let mut object = object;
+        let generation = match &previous {
+            Some(p) if p["spec"] == object["spec"] => {
+                p["metadata"]["generation"].as_i64().unwrap_or(1)
+            }
+            Some(p) => p["metadata"]["generation"].as_i64().unwrap_or(1) + 1,
+            None => 1,
+        };
+        object["metadata"]["generation"] = json!(generation);
+        if object.get("status").is_none()
+            && let Some(p) = &previous
+        {
+            object["status"] = p["status"].clone();
+        }
+        let type_ = if previous.is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.store(&mut st, resource, object, type_)
+    }
+
+    pub fn delete(&self, resource: &str, namespace: &str, name: &str) {
+        let mut st = self.state.lock().unwrap();
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some(mut object) = st.objects.get_mut(resource).and_then(|m| m.remove(&key)) {
+            st.rv += 1;
+            object["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+            self.emit(&mut st, resource, "DELETED", object);
+        }
+    }
+
+    pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        let st = self.state.lock().unwrap();
+        st.objects
+            .get(resource)
+            .and_then(|m| m.get(&(namespace.to_owned(), name.to_owned())))
+            .cloned()
+    }
+
+    /// Every write received so far (POST, PUT, PATCH), including refused ones.
+    pub fn writes(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().writes.clone()
+    }
+
+    /// How many list requests a resource received.
+    pub fn lists(&self, resource: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .lists
+            .get(resource)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The next guarded write of this object first meets a concurrent change: `edit` is
+    /// merged into the object (a new resourceVersion), so the write gets `409 Conflict`.
+    pub fn conflict_next_write(&self, resource: &str, namespace: &str, name: &str, edit: Value) {
+        self.state.lock().unwrap().conflicts.insert(
+            (resource.to_owned(), namespace.to_owned(), name.to_owned()),
+            edit,
+        );
+    }
+
+    /// Forgets history: every watch ends, and resuming from any version seen so far gets
+    /// `410 Gone`, forcing a relist.
+    pub fn compact(&self) {
+        {
+            let mut st = self.state.lock().unwrap();
+            st.compacted = st.rv + 1;
+            st.log.clear();
+        }
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Ends every open watch, as an API server restart does; history is kept.
+    pub fn restart(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Answers every request for `resource` with `404`, as for a CRD that is not installed.
+    pub fn unserve(&self, resource: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .unserved
+            .insert(resource.to_owned());
+    }
+
+    /// Serves `resource` again (the CRD got installed).
+    pub fn serve(&self, resource: &str) {
+        self.state.lock().unwrap().unserved.remove(resource);
+    }
+
+    /// List requests of `resource` wait until [`ApiServer::release`].
+    pub fn hold(&self, resource: &str) {
+        self.held.send_modify(|h| {
+            h.insert(resource.to_owned());
+        });
+    }
+
+    pub fn release(&self, resource: &str) {
+        self.held.send_modify(|h| {
+            h.remove(resource);
+        });
+    }
+
+    fn store(
+        &self,
+        st: &mut State,
+        resource: &str,
+        mut object: Value,
+        type_: &'static str,
+    ) -> Value {
+        st.rv += 1;
+        object["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+        if object["metadata"].get("uid").is_none() {
+            object["metadata"]["uid"] = json!(format!("uid-{}", st.rv));
+        }
+        let key = key_of(&object);
+        st.objects
+            .entry(resource.to_owned())
+            .or_default()
+            .insert(key, object.clone());
+        self.emit(st, resource, type_, object.clone());
+        object
+    }
+
+    fn emit(&self, st: &mut State, resource: &str, type_: &'static str, object: Value) {
+        let event = Event {
+            rv: st.rv,
+            resource: resource.to_owned(),
+            type_,
+            object,
+        };
+        st.log.push(event.clone());
+        let _ = self.events.send(event);
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let content_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let bytes = req.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let Some(target) = Target::parse(&path) else {
+            return status(404, "NotFound", &format!("no route for {path}"));
+        };
+        if self
+            .state
+            .lock()
+            .unwrap()
+            .unserved
+            .contains(&target.resource)
+        {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
+        let params = parse_query(&query);
+        let response = match method {
+            Method::GET
+                if target.name.is_none()
+                    && params.get("watch").is_some_and(|w| w == "true" || w == "1") =>
+            {
+                return self.watch(target, &params);
+            }
+            Method::GET if target.name.is_none() => self.list(&target, &params).await,
+            Method::GET => self.get_one(&target),
+            Method::POST => self.create(&target, body.clone()),
+            Method::PUT => self.replace(&target, body.clone()),
+            Method::PATCH => self.patch(&target, &content_type, body.clone()),
+            _ => status(405, "MethodNotAllowed", "unsupported"),
+        };
+        if method != Method::GET {
+            self.state.lock().unwrap().writes.push(Recorded {
+                method: method.to_string(),
+                path,
+                query,
+                content_type,
+                body,
+                status: response.status().as_u16(),
+            });
+        }
+        response
+    }
+
+    async fn list(&self, target: &Target, params: &BTreeMap<String, String>) -> Response<Body> {
+        let mut held = self.held.subscribe();
+        let _ = held.wait_for(|h| !h.contains(&target.resource)).await;
+        let mut st = self.state.lock().unwrap();
+        *st.lists.entry(target.resource.clone()).or_default() += 1;
+        let selector = params.get("fieldSelector").cloned().unwrap_or_default();
+        let items: Vec<Value> = st
+            .objects
+            .get(&target.resource)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|o| target.matches(o) && fields_match(&selector, o))
+            .cloned()
+            .collect();
+        json_response(
+            200,
+            &json!({
+                "apiVersion": "v1",
+                "kind": "List",
+                "metadata": { "resourceVersion": st.rv.to_string() },
+                "items": items,
+            }),
+        )
+    }
+
+    fn watch(&self, target: Target, params: &BTreeMap<String, String>) -> Response<Body> {
+        let from: u64 = params
+            .get("resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let selector = params.get("fieldSelector").cloned().unwrap_or_default();
+        let mut live = self.events.subscribe();
+        let mut ended = self.generation.subscribe();
+        let (replay, gone) = {
+            let st = self.state.lock().unwrap();
+            let gone = from < st.compacted;
+            let replay: Vec<Event> = st.log.iter().filter(|e| e.rv > from).cloned().collect();
+            (replay, gone)
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let line = |type_: &str, object: &Value| {
+            let mut text =
+                serde_json::to_string(&json!({ "type": type_, "object": object })).unwrap();
+            text.push('\n');
+            Bytes::from(text)
+        };
+        if gone {
+            let _ = tx.send(line(
+                "ERROR",
+                &json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                        "message": "too old resource version", "reason": "Expired", "code": 410}),
+            ));
+        } else {
+            tokio::spawn(async move {
+                let mut last = from;
+                for e in replay {
+                    if e.resource == target.resource
+                        && target.matches(&e.object)
+                        && fields_match(&selector, &e.object)
+                    {
+                        let _ = tx.send(line(e.type_, &e.object));
+                    }
+                    last = last.max(e.rv);
+                }
+                loop {
+                    tokio::select! {
+                        event = live.recv() => match event {
+                            Ok(e) if e.rv > last => {
+                                last = e.rv;
+                                if e.resource == target.resource && target.matches(&e.object) && fields_match(&selector, &e.object)
+                                    && tx.send(line(e.type_, &e.object)).is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => return,
+                        },
+                        _ = ended.changed() => return,
+                    }
+                }
+            });
+        }
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+        });
+        Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(BodyExt::boxed_unsync(StreamBody::new(stream.boxed())))
+            .unwrap()
+    }
+
+    fn get_one(&self, target: &Target) -> Response<Body> {
+        match self.get(
+            &target.resource,
+            &target.namespace,
+            target.name.as_deref().unwrap_or(""),
+        ) {
+            Some(o) => json_response(200, &o),
+            None => status(404, "NotFound", "not found"),
+        }
+    }
+
+    fn create(&self, target: &Target, mut object: Value) -> Response<Body> {
+        let mut st = self.state.lock().unwrap();
+        if !target.namespace.is_empty() {
+            object["metadata"]["namespace"] = json!(target.namespace);
+        }
+        let key = key_of(&object);
+        if st
+            .objects
+            .get(&target.resource)
+            .is_some_and(|m| m.contains_key(&key))
+        {
+            return status(409, "AlreadyExists", "already exists");
+        }
+        let stored = self.store(&mut st, &target.resource, object, "ADDED");
+        json_response(201, &stored)
+    }
+
+    /// The current object, after any injected concurrent change; or a 404.
+    fn current(&self, st: &mut State, target: &Target) -> Result<Value, Response<Body>> {
+        let name = target.name.clone().unwrap_or_default();
+        let id = (
+            target.resource.clone(),
+            target.namespace.clone(),
+            name.clone(),
+        );
+        let Some(current) = st
+            .objects
+            .get(&target.resource)
+            .and_then(|m| m.get(&(target.namespace.clone(), name)))
+            .cloned()
+        else {
+            return Err(status(404, "NotFound", "not found"));
+        };
+        if let Some(edit) = st.conflicts.remove(&id) {
+            let mut changed = current;
+            merge(&mut changed, &edit);
+            return Ok(self.store(st, &target.resource, changed, "MODIFIED"));
+        }
+        Ok(current)
+    }
+
+    fn replace(&self, target: &Target, body: Value) -> Response<Body> {
+        let mut st = self.state.lock().unwrap();
+        let current = match self.current(&mut st, target) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        if let Some(rv) = body["metadata"]["resourceVersion"].as_str()
+            && Some(rv) != current["metadata"]["resourceVersion"].as_str()
+        {
+            return status(409, "Conflict", "the object has been modified");
+        }
+        let next = if target.subresource.as_deref() == Some("status") {
+            let mut next = current;
+            next["status"] = body["status"].clone();
+            next
+        } else {
+            let mut next = body;
+            next["metadata"]["uid"] = current["metadata"]["uid"].clone();
+            next
+        };
+        let stored = self.store(&mut st, &target.resource, next, "MODIFIED");
+        json_response(200, &stored)
+    }
+
+    fn patch(&self, target: &Target, content_type: &str, body: Value) -> Response<Body> {
+        let mut st = self.state.lock().unwrap();
+        let current = match self.current(&mut st, target) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let mut next = current.clone();
+        if content_type.starts_with("application/apply-patch") {
+            apply_status(&mut next, &body["status"]);
+        } else if content_type.starts_with("application/merge-patch") {
+            if let Some(rv) = body["metadata"]["resourceVersion"].as_str()
+                && Some(rv) != current["metadata"]["resourceVersion"].as_str()
+            {
+                return status(409, "Conflict", "the object has been modified");
+            }
+            let mut patch = body.clone();
+            if let Some(m) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+            if target.subresource.as_deref() == Some("status") {
+                merge(&mut next, &json!({ "status": patch["status"] }));
+            } else {
+                merge(&mut next, &patch);
+            }
+        } else {
+            return status(415, "UnsupportedMediaType", content_type);
+        }
+        let stored = self.store(&mut st, &target.resource, next, "MODIFIED");
+        json_response(200, &stored)
+    }
+}
+
+/// What a URL path names.
+#[derive(Clone, Debug)]
+struct Target {
+    resource: String,
+    /// Empty for cluster-scoped objects and cluster-wide lists.
+    namespace: String,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+impl Target {
+    fn parse(path: &str) -> Option<Self> {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let rest = match *parts.first()? {
+            "api" => &parts[2..],
+            "apis" => &parts[3..],
+            _ => return None,
+        };
+        let owned = |s: Option<&&str>| s.map(|s| (*s).to_owned());
+        Some(if rest.len() >= 3 && rest[0] == "namespaces" {
+            Self {
+                namespace: rest[1].to_owned(),
+                resource: rest[2].to_owned(),
+                name: owned(rest.get(3)),
+                subresource: owned(rest.get(4)),
+            }
+        } else {
+            Self {
+                resource: (*rest.first()?).to_owned(),
+                namespace: String::new(),
+                name: owned(rest.get(1)),
+                subresource: owned(rest.get(2)),
+            }
+        })
+    }
+
+    fn matches(&self, object: &Value) -> bool {
+        self.namespace.is_empty()
+            || object["metadata"]["namespace"].as_str() == Some(&self.namespace)
+    }
+}
+
+fn key_of(object: &Value) -> (String, String) {
+    (
+        object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+        object["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+fn parse_query(query: &str) -> BTreeMap<String, String> {
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_owned(), decode(v)))
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `a=b,c!=d` on `metadata.name`, `metadata.namespace` and top-level fields such as `type`.
+fn fields_match(selector: &str, object: &Value) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        let (field, value, equal) = match term.split_once("!=") {
+            Some((f, v)) => (f, v, false),
+            None => match term.split_once("==").or_else(|| term.split_once('=')) {
+                Some((f, v)) => (f, v, true),
+                None => return true,
+            },
+        };
+        let mut at = object;
+        for part in field.split('.') {
+            at = &at[part];
+        }
+        (at.as_str().unwrap_or("") == value) == equal
+    })
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            for (k, v) in p {
+                if v.is_null() {
+                    target.as_object_mut().unwrap().remove(k);
+                } else {
+                    merge(&mut target[k], v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+/// Server-side apply of a status, as the Gateway API CRDs declare it: `conditions` keyed by
+/// `type`, `listeners` by `name`, anything else replaced.
+fn apply_status(object: &mut Value, status: &Value) {
+    let Some(fields) = status.as_object() else {
+        return;
+    };
+    if !object["status"].is_object() {
+        object["status"] = json!({});
+    }
+    for (field, value) in fields {
+        let key = match field.as_str() {
+            "conditions" => Some("type"),
+            "listeners" => Some("name"),
+            _ => None,
+        };
+        match (key, value.as_array()) {
+            (Some(key), Some(items)) => {
+                let mut list = object["status"][field]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for item in items {
+                    match list.iter_mut().find(|e| e[key] == item[key]) {
+                        Some(e) => *e = item.clone(),
+                        None => list.push(item.clone()),
+                    }
+                }
+                object["status"][field] = Value::Array(list);
+            }
+            _ => object["status"][field] = value.clone(),
+        }
+    }
+}
+
+fn json_response(code: u16, value: &Value) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(value).unwrap())).boxed_unsync())
+        .unwrap()
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
+    json_response(
+        code,
+        &json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                "message": message, "reason": reason, "code": code}),
+    )
+}

@@ -1,0 +1,126 @@
+//! Test support for Kubernetes mode: an in-process API server and helpers around it.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+pub mod apiserver;
+pub mod objects;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gantry_proxy::runtime::SourceUpdate;
+use gantry_proxy::source::kube::Scope;
+use gantry_proxy::store::{ObjectKey, Store};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A backend answering every request with `200` and `backend saw <path>`.
+pub async fn start_backend() -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&seen);
+                let path = text.split_whitespace().nth(1).unwrap_or("?").to_owned();
+                let body = format!("backend saw {path}");
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// `GET path` on 127.0.0.1:port; the status code and body, or `None` when nothing answered.
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.ok()?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+/// Polls `check` every 20 ms until it holds; panics after `secs` seconds.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The Gateway `default/gw`.
+pub fn gw() -> ObjectKey {
+    ObjectKey::new("default", "gw")
+}
+
+/// Starts the Kubernetes source for `default/gw`; returns its output.
+pub fn start_source(server: &apiserver::ApiServer) -> watch::Receiver<Option<SourceUpdate>> {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(gantry_proxy::source::kube::run(
+        server.client(),
+        Scope::Gateways(vec![gw()]),
+        tx,
+    ));
+    rx
+}
+
+/// The latest store, once one satisfies `check`.
+pub async fn store_where(
+    rx: &watch::Receiver<Option<SourceUpdate>>,
+    what: &str,
+    check: impl Fn(&Store) -> bool,
+) -> Arc<Store> {
+    let mut found = None;
+    eventually(10, what, || {
+        let current = match &*rx.borrow() {
+            Some(SourceUpdate::Objects { store, .. }) if check(store) => Some(store.clone()),
+            _ => None,
+        };
+        let ok = current.is_some();
+        found = current;
+        async move { ok }
+    })
+    .await;
+    found.unwrap()
+}
