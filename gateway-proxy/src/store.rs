@@ -4,9 +4,9 @@
 //! ever reads one. Maps are `BTreeMap`s so iteration order, and therefore translation, is
 //! deterministic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
@@ -75,28 +75,98 @@ pub struct Store {
     pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
     pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
     pub config_maps: BTreeMap<ObjectKey, Arc<ConfigMap>>,
+    /// Built lazily by [`Store::endpoint_slices_for`]; never set it.
+    pub slices_by_service: SliceIndex,
 }
 
 impl Store {
-    /// EndpointSlices that belong to a Service (label `kubernetes.io/service-name`).
+    /// EndpointSlices that belong to a Service (label `kubernetes.io/service-name`). The
+    /// first call builds an index of the whole store, so resolving every Service costs one
+    /// pass over the slices rather than one per Service.
     pub fn endpoint_slices_for<'a>(
         &'a self,
-        service: &'a ObjectKey,
+        service: &ObjectKey,
     ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
-        self.endpoint_slices
-            .range(ObjectKey::new(service.namespace.clone(), String::new())..)
-            .take_while(move |(k, _)| k.namespace == service.namespace)
-            .filter(move |(_, slice)| {
-                slice
+        let index = self.slices_by_service.0.get_or_init(|| {
+            let mut index: HashMap<ObjectKey, Vec<ObjectKey>> = HashMap::new();
+            for (key, slice) in &self.endpoint_slices {
+                if let Some(svc) = slice
                     .metadata
                     .labels
                     .as_ref()
                     .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                    .is_some_and(|svc| *svc == service.name)
-            })
-            .map(|(_, slice)| slice.as_ref())
+                {
+                    index
+                        .entry(ObjectKey::new(key.namespace.clone(), svc.clone()))
+                        .or_default()
+                        .push(key.clone());
+                }
+            }
+            index
+        });
+        index
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| self.endpoint_slices.get(key))
+            .map(AsRef::as_ref)
+    }
+}
+
+/// EndpointSlice keys by Service, built on first use. A copy of the store starts without it
+/// (the copy may be changed), so it can never be stale.
+#[derive(Debug, Default)]
+pub struct SliceIndex(OnceLock<HashMap<ObjectKey, Vec<ObjectKey>>>);
+
+impl Clone for SliceIndex {
+    fn clone(&self) -> Self {
+        Self::default()
     }
 }
 
 /// The EndpointSlice label naming its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slice(namespace: &str, name: &str, service: &str) -> Arc<EndpointSlice> {
+        let mut s = EndpointSlice::default();
+        s.metadata.namespace = Some(namespace.to_owned());
+        s.metadata.name = Some(name.to_owned());
+        s.metadata.labels = Some([(SERVICE_NAME_LABEL.to_owned(), service.to_owned())].into());
+        Arc::new(s)
+    }
+
+    #[test]
+    fn endpoint_slices_are_found_by_service_label_and_namespace() {
+        let mut store = Store::default();
+        for (ns, name, svc) in [
+            ("a", "web-1", "web"),
+            ("a", "web-2", "web"),
+            ("a", "other-1", "other"),
+            ("b", "web-1", "web"),
+            ("a", "unlabelled", ""),
+        ] {
+            store
+                .endpoint_slices
+                .insert(ObjectKey::new(ns, name), slice(ns, name, svc));
+        }
+        let names = |store: &Store, ns: &str, svc: &str| -> Vec<String> {
+            store
+                .endpoint_slices_for(&ObjectKey::new(ns, svc))
+                .filter_map(|s| s.metadata.name.clone())
+                .collect()
+        };
+        assert_eq!(names(&store, "a", "web"), ["web-1", "web-2"]);
+        assert_eq!(names(&store, "b", "web"), ["web-1"]);
+        assert!(names(&store, "c", "web").is_empty());
+
+        // A copy starts without the index, so changes to it are seen.
+        let mut copy = store.clone();
+        copy.endpoint_slices
+            .insert(ObjectKey::new("a", "web-3"), slice("a", "web-3", "web"));
+        assert_eq!(names(&copy, "a", "web"), ["web-1", "web-2", "web-3"]);
+    }
+}
