@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -18,7 +18,7 @@ use crate::status::stamp;
 use crate::status::{GatewayStatusAddress, ObjectStatus, StatusBody};
 use crate::store::Store;
 use crate::telemetry::Metrics;
-use crate::translate::{TranslateOptions, translate};
+use crate::translate::{TranslateOptions, refresh_endpoints, translate};
 
 /// What a source hands the runtime.
 #[derive(Clone, Debug)]
@@ -68,6 +68,8 @@ pub struct Runtime {
     /// Written into every Gateway's `status.addresses` (standalone mode, where no operator
     /// owns that field).
     gateway_addresses: Vec<GatewayStatusAddress>,
+    /// The store the configuration in use was built from.
+    last_store: ArcSwapOption<Store>,
     /// The latest statuses, for a status writer ([`Runtime::statuses`]).
     statuses: watch::Sender<Arc<Vec<ObjectStatus>>>,
 }
@@ -86,6 +88,7 @@ impl Runtime {
             translated: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             gateway_addresses: Vec::new(),
+            last_store: ArcSwapOption::empty(),
             statuses: watch::Sender::new(Arc::default()),
         }
     }
@@ -162,10 +165,28 @@ impl Runtime {
 
     async fn apply_store(&self, store: Arc<Store>, warnings: Vec<String>) {
         let started = Instant::now();
+        let current = self.view.load_full();
+        // A change of EndpointSlices alone cannot change routes or statuses: refresh the
+        // clusters' endpoints and keep everything else.
+        let endpoints_only = self.translated.load(Ordering::Acquire)
+            && self
+                .last_store
+                .load()
+                .as_ref()
+                .is_some_and(|last| last.differs_only_in_endpoint_slices(&store));
         let options = self.options.clone();
+        let in_use = current.ir.clone();
+        let applied_store = store.clone();
         // Translation is CPU-bound; keep it off the threads that serve requests.
-        let translation = match tokio::task::spawn_blocking(move || translate(&store, &options))
-            .await
+        let translation = match tokio::task::spawn_blocking(move || {
+            if endpoints_only {
+                (refresh_endpoints(&store, &in_use), None)
+            } else {
+                let t = translate(&store, &options);
+                (t.ir, Some(t.statuses))
+            }
+        })
+        .await
         {
             Ok(t) => t,
             Err(error) => {
@@ -174,12 +195,13 @@ impl Runtime {
                 return;
             }
         };
+        let (translated_ir, translated_statuses) = translation;
         let translated_in = started.elapsed();
         let current = self.view.load_full();
         let mut version = current.version;
         let mut ir = current.ir.clone();
-        if *current.ir != translation.ir || !self.translated.load(Ordering::Acquire) {
-            let next = Arc::new(translation.ir);
+        if *current.ir != translated_ir || !self.translated.load(Ordering::Acquire) {
+            let next = Arc::new(translated_ir);
             if let Err(error) = self.dataplane.apply(next.clone(), version + 1).await {
                 tracing::error!(%error, "configuration not applied; the last good configuration keeps serving");
                 self.metrics.config_reloads_rejected.inc();
@@ -198,20 +220,26 @@ impl Runtime {
                 .config_version
                 .set(i64::try_from(version).unwrap_or(i64::MAX));
         }
-        let mut statuses = translation.statuses;
-        if !self.gateway_addresses.is_empty() {
-            for object in &mut statuses {
-                if let StatusBody::Gateway(gateway) = &mut object.status {
-                    gateway.addresses.clone_from(&self.gateway_addresses);
+        let statuses = match translated_statuses {
+            Some(mut statuses) => {
+                if !self.gateway_addresses.is_empty() {
+                    for object in &mut statuses {
+                        if let StatusBody::Gateway(gateway) = &mut object.status {
+                            gateway.addresses.clone_from(&self.gateway_addresses);
+                        }
+                    }
                 }
+                stamp::stamp(&current.statuses, &mut statuses, &stamp::now());
+                let statuses = Arc::new(statuses);
+                self.statuses.send_replace(statuses.clone());
+                statuses
             }
-        }
-        stamp::stamp(&current.statuses, &mut statuses, &stamp::now());
+            None => current.statuses.clone(),
+        };
         for warning in &warnings {
             tracing::warn!(%warning, "configuration warning");
         }
-        let statuses = Arc::new(statuses);
-        self.statuses.send_replace(statuses.clone());
+        self.last_store.store(Some(applied_store));
         self.view.store(Arc::new(View {
             version,
             ir,
@@ -224,6 +252,7 @@ impl Runtime {
         self.translated.store(true, Ordering::Release);
         tracing::info!(
             version,
+            endpoints_only,
             translate_ms = translated_in.as_secs_f64() * 1e3,
             total_ms = started.elapsed().as_secs_f64() * 1e3,
             "configuration applied"

@@ -80,6 +80,31 @@ pub struct Store {
 }
 
 impl Store {
+    /// True when `other` holds the very same objects (same `Arc`s, as sources keep them for
+    /// unchanged objects) as `self` in every kind but EndpointSlices. Such a change cannot
+    /// alter routes or statuses, only which endpoints are ready.
+    pub fn differs_only_in_endpoint_slices(&self, other: &Store) -> bool {
+        fn same<K: Ord, T>(a: &BTreeMap<K, Arc<T>>, b: &BTreeMap<K, Arc<T>>) -> bool {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|((ka, va), (kb, vb))| ka == kb && Arc::ptr_eq(va, vb))
+        }
+        same(&self.namespaces, &other.namespaces)
+            && same(&self.gateway_classes, &other.gateway_classes)
+            && same(&self.gateways, &other.gateways)
+            && same(&self.http_routes, &other.http_routes)
+            && same(&self.grpc_routes, &other.grpc_routes)
+            && same(&self.tls_routes, &other.tls_routes)
+            && same(&self.tcp_routes, &other.tcp_routes)
+            && same(&self.udp_routes, &other.udp_routes)
+            && same(&self.reference_grants, &other.reference_grants)
+            && same(&self.backend_tls_policies, &other.backend_tls_policies)
+            && same(&self.services, &other.services)
+            && same(&self.secrets, &other.secrets)
+            && same(&self.config_maps, &other.config_maps)
+    }
+
     /// EndpointSlices that belong to a Service (label `kubernetes.io/service-name`). The
     /// first call builds an index of the whole store, so resolving every Service costs one
     /// pass over the slices rather than one per Service.

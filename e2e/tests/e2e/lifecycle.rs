@@ -413,3 +413,59 @@ async fn json_access_log_has_one_line_per_request() {
     );
     assert_eq!(entry["route"], "default/web", "{entry}");
 }
+
+#[tokio::test]
+async fn an_endpoint_change_moves_traffic_without_retranslating_routes() {
+    let (_, first) = echo_backends(&[("default", "one")]).await;
+    let (_, second) = echo_backends(&[("default", "two")]).await;
+    let slice = |addr: std::net::SocketAddr| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  namespace: default\n  labels: {{kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints: [{{addresses: [\"127.0.0.1\"], conditions: {{ready: true}}}}]\n",
+            addr.port()
+        )
+    };
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n  ports: [{name: http, port: 8080}]\n";
+    let port = free_port();
+    let proxy = Proxy::start_ready(
+        &[
+            ("gateway.yaml", &gateway_yaml("gw", port)),
+            ("service.yaml", service),
+            ("slice.yaml", &slice(first[0])),
+            ("route.yaml", &route("web", "ep.example.com", "web")),
+        ],
+        &[],
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let reply = get_host(&url, "ep.example.com", &[])
+        .await
+        .expect("request");
+    assert_eq!(reply.echo().name, "one");
+    let statuses_before = proxy.status().await;
+
+    let before = proxy.version().await;
+    proxy.write("slice.yaml", &slice(second[0]));
+    proxy.wait_version_above(before).await;
+    let reply = get_host(&url, "ep.example.com", &[])
+        .await
+        .expect("request");
+    assert_eq!(reply.echo().name, "two");
+    assert!(
+        proxy.log().contains("endpoints_only=true"),
+        "the endpoint-only path was taken:\n{}",
+        proxy.log()
+    );
+    assert_eq!(proxy.status().await, statuses_before, "statuses untouched");
+
+    // The endpoint goes away: 503, and statuses still untouched.
+    let before = proxy.version().await;
+    proxy.write(
+        "slice.yaml",
+        &slice(second[0]).replace("ready: true", "ready: false"),
+    );
+    proxy.wait_version_above(before).await;
+    let reply = get_host(&url, "ep.example.com", &[])
+        .await
+        .expect("request");
+    assert_eq!(reply.status, 503);
+}

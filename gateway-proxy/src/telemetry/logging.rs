@@ -1,5 +1,7 @@
 //! Log setup: human-readable text or JSON lines, filtered by `--log-level` / `RUST_LOG`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Output format of logs and access logs.
@@ -19,6 +21,7 @@ pub fn init(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A second call (tests) finds a subscriber already installed; that is fine.
     let _ = match format {

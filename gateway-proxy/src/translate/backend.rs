@@ -134,6 +134,36 @@ pub fn resolve(
     Ok(name)
 }
 
+/// The clusters of `clusters` with their endpoints read again from `store`, for a change that
+/// touched only EndpointSlices: Services, and so cluster names, ports and protocols, are as
+/// they were when `clusters` was translated.
+pub fn refresh_endpoints(
+    store: &Store,
+    clusters: &BTreeMap<String, ClusterIr>,
+) -> BTreeMap<String, ClusterIr> {
+    clusters
+        .iter()
+        .map(|(name, cluster)| {
+            let port = store
+                .services
+                .get(&cluster.service)
+                .and_then(|s| s.spec.as_ref())
+                .and_then(|s| s.ports.as_ref())
+                .and_then(|ports| ports.iter().find(|p| p.port == i32::from(cluster.port)));
+            let endpoints = port
+                .map(|port| ready_endpoints(store, &cluster.service, port))
+                .unwrap_or_default();
+            (
+                name.clone(),
+                ClusterIr {
+                    endpoints,
+                    ..cluster.clone()
+                },
+            )
+        })
+        .collect()
+}
+
 /// `namespace/service:port`.
 pub fn cluster_name(service: &ObjectKey, port: i32) -> String {
     format!("{service}:{port}")

@@ -61,6 +61,16 @@ pub struct Translation {
     pub statuses: Vec<ObjectStatus>,
 }
 
+/// For a store that differs from the one `ir` was translated from only in EndpointSlices
+/// ([`Store::differs_only_in_endpoint_slices`]): the same IR with every cluster's endpoints read
+/// again. Costs one pass over the clusters instead of a translation of every route.
+pub fn refresh_endpoints(store: &Store, ir: &Ir) -> Ir {
+    Ir {
+        ports: ir.ports.clone(),
+        clusters: backend::refresh_endpoints(store, &ir.clusters),
+    }
+}
+
 /// Translates the store. Pure and deterministic.
 pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
     let (classes, mut statuses) = gateway_class::our_classes(store, options);
