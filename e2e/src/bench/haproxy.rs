@@ -50,7 +50,10 @@ mod tests {
     #[test]
     fn one_map_line_per_route() {
         let m = super::map(2);
-        assert_eq!(m, "r0.bench.example.com/svc0 app\nr1.bench.example.com/svc1 app\n");
+        assert_eq!(
+            m,
+            "r0.bench.example.com/svc0 app\nr1.bench.example.com/svc1 app\n"
+        );
         let backend = "127.0.0.1:3000".parse().expect("addr");
         let cfg = super::config(std::path::Path::new("/tmp/r.map"), 8080, backend, 2);
         assert!(cfg.contains("map_beg(/tmp/r.map)"));

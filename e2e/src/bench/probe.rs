@@ -39,7 +39,9 @@ pub fn wait_for_200(
         };
         alive()?;
         if started.elapsed() > timeout {
-            bail!("http://{host}{path} on port {port} did not answer 200 within {timeout:?} (last: {last})");
+            bail!(
+                "http://{host}{path} on port {port} did not answer 200 within {timeout:?} (last: {last})"
+            );
         }
         std::thread::sleep(interval);
     }

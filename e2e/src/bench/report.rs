@@ -61,11 +61,27 @@ fn header(s: &mut String, r: &Results) {
     );
     let _ = writeln!(
         s,
-        "- Runs: {} s each after a {} s warm-up per proxy start, at {} connections, with {} routes.\n",
+        "- Runs: {} s each, {} per proxy and connection level (interleaved across proxies and the direct \
+         connection; medians shown), after a {} s warm-up per proxy, at {} connections, with {} routes.",
         st.seconds_per_run,
+        st.repeats,
         st.warmup_seconds,
         join(&st.connections),
         join(&st.routes)
+    );
+    // At the start none of the suite's processes run yet; at the end its own load counts too.
+    let busy = m.load_average_start > 1.0;
+    let _ = writeln!(
+        s,
+        "- Load average (1 min) {:.1} at the start, {:.1} at the end{}\n",
+        m.load_average_start,
+        m.load_average_end,
+        if busy {
+            ": **other programs were competing for the CPU during this run**; absolute figures are \
+             depressed and noisy, the interleaved ratios less so."
+        } else {
+            "."
+        }
     );
 }
 
@@ -114,7 +130,10 @@ fn throughput(s: &mut String, r: &Results) {
                     "| {} | {c} | {:.0} | {} | {} | {:.3} | {} | {:.3} | {} | {:.3} | {} | {:.2} | {} |",
                     kind.name(),
                     l.requests_per_sec,
-                    ratio(Some(l.requests_per_sec), nginx.map(|x| x.load.requests_per_sec)),
+                    ratio(
+                        Some(l.requests_per_sec),
+                        nginx.map(|x| x.load.requests_per_sec)
+                    ),
                     direct.map_or(String::new(), |d| format!(
                         "{:.0} %",
                         100.0 * l.requests_per_sec / d.requests_per_sec.max(1.0)
@@ -245,7 +264,12 @@ pub fn throughput_chart(r: &Results) -> String {
         .iter()
         .map(|&c| Panel {
             title: format!("{c} connection{}", if c == 1 { "" } else { "s" }),
-            groups: r.settings.routes.iter().map(|n| format!("{n} routes")).collect(),
+            groups: r
+                .settings
+                .routes
+                .iter()
+                .map(|n| format!("{n} routes"))
+                .collect(),
             values: r
                 .settings
                 .routes
@@ -275,7 +299,12 @@ pub fn throughput_chart(r: &Results) -> String {
 pub fn memory_chart(r: &Results) -> String {
     let panel = Panel {
         title: "Resident memory after load, summed over processes".into(),
-        groups: r.settings.routes.iter().map(|n| format!("{n} routes")).collect(),
+        groups: r
+            .settings
+            .routes
+            .iter()
+            .map(|n| format!("{n} routes"))
+            .collect(),
         values: r
             .settings
             .routes

@@ -28,6 +28,9 @@ pub struct Machine {
     pub nginx: String,
     pub haproxy: String,
     pub wrk: String,
+    /// 1-minute load average before and after the run (from `/proc/loadavg`).
+    pub load_average_start: f64,
+    pub load_average_end: f64,
 }
 
 /// The knobs of this run.
@@ -38,6 +41,7 @@ pub struct Settings {
     pub connections: Vec<u32>,
     pub seconds_per_run: u64,
     pub warmup_seconds: u64,
+    pub repeats: usize,
     pub propagation_at: Vec<usize>,
     pub propagation_samples: usize,
     pub churn_routes: usize,

@@ -98,7 +98,12 @@ impl Chart {
         for (g, name) in panel.groups.iter().enumerate() {
             let gx = LEFT + group_width * g as f64 + group_width * 0.1;
             for (k, (_, colour)) in self.series.iter().enumerate() {
-                let Some(v) = panel.values.get(g).and_then(|row| row.get(k)).copied().flatten()
+                let Some(v) = panel
+                    .values
+                    .get(g)
+                    .and_then(|row| row.get(k))
+                    .copied()
+                    .flatten()
                 else {
                     continue;
                 };
@@ -153,7 +158,9 @@ fn trim(v: f64) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

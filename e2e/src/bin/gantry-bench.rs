@@ -38,6 +38,9 @@ struct Args {
     /// Seconds of warm-up load after each proxy start (not measured).
     #[arg(long)]
     warmup: Option<u64>,
+    /// Runs per proxy and connection level, interleaved across proxies; the median is reported.
+    #[arg(long)]
+    repeats: Option<usize>,
     /// Proxies to measure.
     #[arg(long, value_delimiter = ',', default_value = "gantry,nginx,haproxy")]
     proxies: Vec<String>,
@@ -72,22 +75,17 @@ impl Args {
         Settings {
             quick: q,
             routes,
-            connections: self.connections.clone().unwrap_or_else(|| {
-                if q {
-                    vec![1, 16]
-                } else {
-                    vec![1, 16, 128]
-                }
-            }),
+            connections: self
+                .connections
+                .clone()
+                .unwrap_or_else(|| if q { vec![1, 16] } else { vec![1, 16, 128] }),
             seconds_per_run: self.duration.unwrap_or(if q { 1 } else { 5 }),
             warmup_seconds: self.warmup.unwrap_or(if q { 0 } else { 1 }),
-            propagation_at: self.propagation_at.clone().unwrap_or_else(|| {
-                if q {
-                    vec![100]
-                } else {
-                    vec![1_000, 5_000]
-                }
-            }),
+            repeats: self.repeats.unwrap_or(if q { 1 } else { 3 }),
+            propagation_at: self
+                .propagation_at
+                .clone()
+                .unwrap_or_else(|| if q { vec![100] } else { vec![1_000, 5_000] }),
             propagation_samples: self.propagation_samples.unwrap_or(if q { 3 } else { 50 }),
             churn_routes: self.churn_routes.unwrap_or(if q { 100 } else { 1_000 }),
             churn_seconds: self.churn_seconds.unwrap_or(if q { 3 } else { 60 }),
@@ -145,27 +143,32 @@ fn main() -> anyhow::Result<()> {
         connections: settings.connections.clone(),
         duration: Duration::from_secs(settings.seconds_per_run),
         warmup: Duration::from_secs(settings.warmup_seconds),
+        repeats: settings.repeats,
     };
     let mut results = Results {
         machine: machine(cores),
         ..Results::default()
     };
+    results.machine.load_average_start = load_average();
 
-    // Round by route count, every proxy in each round, so slow drift of the shared machine
-    // hits all of them alike.
+    // One round per route count: every proxy started (one at a time, each timed alone), then
+    // runs interleaved across the proxies and a direct connection.
     for &n in &settings.routes {
-        progress(&format!("{n} routes: direct to the backend"));
-        results.direct.extend(matrix::direct(backend, n, &plan)?);
+        let mut running = Vec::new();
         for &kind in &kinds {
-            progress(&format!("{n} routes: {}", kind.name()));
-            let mut running = Running::start(kind, &setup, n, START_TIMEOUT)?;
-            results.proxies.push(matrix::through(&mut running, &plan)?);
-            if kind == Kind::Gantry && settings.propagation_at.contains(&n) {
+            progress(&format!("{n} routes: starting {}", kind.name()));
+            running.push(Running::start(kind, &setup, n, START_TIMEOUT)?);
+        }
+        progress(&format!("{n} routes: load runs"));
+        let (direct, proxies) = matrix::round(backend, n, &mut running, &plan)?;
+        results.direct.extend(direct);
+        results.proxies.extend(proxies);
+        if let Some(gantry) = running.iter_mut().find(|r| r.kind == Kind::Gantry) {
+            if settings.propagation_at.contains(&n) {
                 progress(&format!("{n} routes: gantry route propagation"));
-                results.propagation.push(propagation::measure(
-                    &mut running,
-                    settings.propagation_samples,
-                )?);
+                results
+                    .propagation
+                    .push(propagation::measure(gantry, settings.propagation_samples)?);
             }
         }
     }
@@ -185,7 +188,8 @@ fn main() -> anyhow::Result<()> {
                 "{} routes: gantry churn under load for {} s",
                 settings.churn_routes, settings.churn_seconds
             ));
-            let mut running = Running::start(Kind::Gantry, &setup, settings.churn_routes, START_TIMEOUT)?;
+            let mut running =
+                Running::start(Kind::Gantry, &setup, settings.churn_routes, START_TIMEOUT)?;
             results.churn = Some(churn::measure(
                 &mut running,
                 settings.churn_seconds,
@@ -194,19 +198,26 @@ fn main() -> anyhow::Result<()> {
         }
     }
     echo.check_alive()?;
+    results.machine.load_average_end = load_average();
     results.settings = settings;
 
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let markdown = report::markdown(&results);
     std::fs::write(out.join("report.md"), &markdown)?;
-    std::fs::write(out.join("throughput.svg"), report::throughput_chart(&results))?;
+    std::fs::write(
+        out.join("throughput.svg"),
+        report::throughput_chart(&results),
+    )?;
     std::fs::write(out.join("memory.svg"), report::memory_chart(&results))?;
     std::fs::write(
         out.join("results.json"),
         serde_json::to_string_pretty(&results)?,
     )?;
     println!("{markdown}");
-    progress(&format!("report written to {}", out.join("report.md").display()));
+    progress(&format!(
+        "report written to {}",
+        out.join("report.md").display()
+    ));
     Ok(())
 }
 
@@ -240,5 +251,14 @@ fn machine(cores: usize) -> Machine {
         nginx: proxy::version("nginx"),
         haproxy: proxy::version("haproxy"),
         wrk: proxy::version("wrk"),
+        ..Machine::default()
     }
+}
+
+/// The 1-minute load average: above the core count, other programs competed for the CPU.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
 }
