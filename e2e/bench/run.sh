@@ -2,7 +2,7 @@
 # Gantry's benchmark suite: installs wrk, nginx and haproxy when missing, builds the release
 # binaries, and runs Gantry side by side with nginx and haproxy.
 #
-#   e2e/bench/run.sh            full run (about 10 minutes on 2 cores); writes docs/benchmarks/
+#   e2e/bench/run.sh            full run (about 16 minutes on 2 cores); writes docs/benchmarks/
 #   e2e/bench/run.sh --quick    smoke test (about a minute); writes a temporary directory
 #   e2e/bench/run.sh --help     every knob
 set -euo pipefail

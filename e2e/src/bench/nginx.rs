@@ -60,7 +60,7 @@ mod tests {
     fn one_server_block_per_route() {
         let backend = "127.0.0.1:3000".parse().expect("addr");
         let conf = super::config(std::path::Path::new("/tmp/x"), 8080, backend, 3, 2);
-        assert_eq!(conf.matches("server_name").count(), 3);
+        assert_eq!(conf.matches("server_name r").count(), 3);
         assert!(conf.contains("server_name r2.bench.example.com; location /svc2 {"));
         assert!(conf.contains("keepalive 256;"));
         assert!(conf.contains("access_log off;"));

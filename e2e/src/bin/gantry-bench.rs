@@ -163,13 +163,13 @@ fn main() -> anyhow::Result<()> {
         let (direct, proxies) = matrix::round(backend, n, &mut running, &plan)?;
         results.direct.extend(direct);
         results.proxies.extend(proxies);
-        if let Some(gantry) = running.iter_mut().find(|r| r.kind == Kind::Gantry) {
-            if settings.propagation_at.contains(&n) {
-                progress(&format!("{n} routes: gantry route propagation"));
-                results
-                    .propagation
-                    .push(propagation::measure(gantry, settings.propagation_samples)?);
-            }
+        if let Some(gantry) = running.iter_mut().find(|r| r.kind == Kind::Gantry)
+            && settings.propagation_at.contains(&n)
+        {
+            progress(&format!("{n} routes: gantry route propagation"));
+            results
+                .propagation
+                .push(propagation::measure(gantry, settings.propagation_samples)?);
         }
     }
     if kinds.contains(&Kind::Gantry) {
