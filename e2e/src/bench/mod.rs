@@ -1,5 +1,16 @@
-//! Benchmark building blocks: processes to measure, a load generator driver, config generators.
+//! Benchmark building blocks: config generators for Gantry, nginx and haproxy, the processes
+//! under measurement, the load generator driver, the scenarios, and the report.
 
+pub mod churn;
 pub mod config;
+pub mod haproxy;
+pub mod matrix;
+pub mod nginx;
+pub mod probe;
 pub mod process;
+pub mod propagation;
+pub mod proxy;
+pub mod report;
+pub mod results;
+pub mod svg;
 pub mod wrk;

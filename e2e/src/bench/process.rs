@@ -1,28 +1,38 @@
-//! Child processes under measurement: start, wait for readiness, read RSS and CPU from /proc.
+//! Child processes under measurement: start, stop, and read memory and CPU from /proc.
 
-use std::net::TcpStream;
+use std::fs::File;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-/// A process killed on drop.
+/// A process killed (with its process group's direct children gone with it) on drop.
 pub struct Proc {
     pub name: String,
     child: Child,
+    log: Option<PathBuf>,
 }
 
 impl Proc {
-    pub fn spawn(name: &str, command: &mut Command) -> anyhow::Result<Self> {
+    /// Starts `command` with stdout discarded and stderr written to `log` (when given), so a
+    /// failure to start can be explained.
+    pub fn spawn(name: &str, command: &mut Command, log: Option<&Path>) -> anyhow::Result<Self> {
+        let stderr = match log {
+            Some(path) => Stdio::from(File::create(path)?),
+            None => Stdio::null(),
+        };
         let child = command
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
         Ok(Self {
             name: name.to_owned(),
             child,
+            log: log.map(Path::to_path_buf),
         })
     }
 
@@ -30,12 +40,34 @@ impl Proc {
         self.child.id()
     }
 
-    /// Resident set size in bytes (`VmRSS`).
-    pub fn rss_bytes(&self) -> anyhow::Result<u64> {
-        rss_bytes(self.pid())
+    /// Fails, with the tail of the process's log, when it has exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            let log = self
+                .log
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            bail!("{} exited ({status}):\n{tail}", self.name);
+        }
+        Ok(())
     }
 
-    /// User + system CPU time consumed so far.
+    /// Memory of the process and all its descendants.
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        memory(self.pid())
+    }
+
+    /// User + system CPU time of the process and all its descendants.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
         cpu_time(self.pid())
     }
@@ -48,70 +80,102 @@ impl Drop for Proc {
     }
 }
 
-/// `VmRSS` of a process, in bytes.
-pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS in /proc/PID/status")?;
-    Ok(kb * 1024)
+/// Resident memory summed over a process tree.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Memory {
+    /// Sum of `Rss` (pages shared between processes, such as nginx's configuration inherited
+    /// by its workers, count once per process).
+    pub rss_bytes: u64,
+    /// Sum of `Pss` (shared pages divided among the processes sharing them).
+    pub pss_bytes: u64,
 }
 
-/// utime + stime of a process and its waited-for children (nginx and haproxy workers are
-/// children of the master).
+/// The process and its descendants, parents first.
+pub fn tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while let Some(&p) = all.get(i) {
+        all.extend(children(p));
+        i += 1;
+    }
+    all
+}
+
+/// `Rss` and `Pss` from `/proc/PID/smaps_rollup`, summed over the process tree.
+pub fn memory(pid: u32) -> anyhow::Result<Memory> {
+    let mut total = Memory::default();
+    for p in tree(pid) {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")) else {
+            continue; // exited meanwhile
+        };
+        total.rss_bytes += kib_field(&text, "Rss:").unwrap_or(0) * 1024;
+        total.pss_bytes += kib_field(&text, "Pss:").unwrap_or(0) * 1024;
+    }
+    if total.rss_bytes == 0 {
+        bail!("no memory figures for process {pid} (has it exited?)");
+    }
+    Ok(total)
+}
+
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// utime + stime (+ cutime + cstime, the reaped children) over the process tree: nginx's
+/// workers are children of its master.
 pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("malformed stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state); utime is field 14, stime 15, cutime 16, cstime 17.
-    let tick = |i: usize| -> u64 { fields.get(i - 3).and_then(|v| v.parse().ok()).unwrap_or(0) };
-    let ticks = tick(14) + tick(15) + tick(16) + tick(17);
-    let mut total = ticks as f64 / clock_ticks() as f64;
-    for child in children(pid) {
-        if let Ok(t) = cpu_time(child) {
-            total += t.as_secs_f64();
+    let mut ticks = 0;
+    for p in tree(pid) {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+            ticks += stat_ticks(&stat).with_context(|| format!("malformed /proc/{p}/stat"))?;
         }
     }
-    Ok(Duration::from_secs_f64(total))
+    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+}
+
+fn stat_ticks(stat: &str) -> Option<u64> {
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state); utime is field 14, stime 15, cutime 16, cstime 17.
+    let tick = |i: usize| -> u64 { fields.get(i - 3).and_then(|v| v.parse().ok()).unwrap_or(0) };
+    Some(tick(14) + tick(15) + tick(16) + tick(17))
 }
 
 fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .map(|s| {
-            s.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    // Children may be attached to any thread of the process.
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut all = Vec::new();
+    for task in tasks.flatten() {
+        let path = task.path().join("children");
+        if let Ok(s) = std::fs::read_to_string(path) {
+            all.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    all
 }
 
 fn clock_ticks() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
+    static TICKS: OnceLock<u64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100)
+    })
 }
 
-/// Waits until something accepts TCP connections on `port`.
-pub fn wait_port(port: u16, timeout: Duration) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(started.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    bail!("nothing listening on port {port} after {timeout:?}")
+/// A port nothing listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Builds the workspace binaries in release mode and returns the directory holding them.
@@ -131,4 +195,21 @@ pub fn release_bins(bins: &[&str]) -> anyhow::Result<PathBuf> {
     exe.parent()
         .map(Path::to_path_buf)
         .context("the benchmark binary has no directory")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_cpu_ticks_after_a_command_with_spaces() {
+        let stat = "42 (a b) S 1 2 3 4 5 6 7 8 9 10 100 20 3 4 20 0";
+        assert_eq!(super::stat_ticks(stat), Some(127));
+    }
+
+    #[test]
+    fn measures_this_process() {
+        let me = std::process::id();
+        let m = super::memory(me).expect("memory");
+        assert!(m.rss_bytes > 0 && m.pss_bytes > 0);
+        assert!(super::cpu_time(me).is_ok());
+    }
 }

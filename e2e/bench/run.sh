@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Gantry's benchmark suite: installs wrk, nginx and haproxy when missing, builds the release
+# binaries, and runs Gantry side by side with nginx and haproxy.
+#
+#   e2e/bench/run.sh            full run (about 16 minutes on 2 cores); writes docs/benchmarks/
+#   e2e/bench/run.sh --quick    smoke test (about a minute); writes a temporary directory
+#   e2e/bench/run.sh --help     every knob
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+
+missing=()
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing ${missing[*]} (apt-get)" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # The suite runs nginx and haproxy itself with its own configuration files; keep the
+  # packages from starting their system services while they install.
+  policy=/usr/sbin/policy-rc.d
+  added_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+    added_policy=1
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ -z "$added_policy" ] || $sudo rm -f "$policy"
+fi
+
+# One build of both packages, so the binaries share one feature set and the benchmark's own
+# `cargo build` of the proxy is a no-op.
+cargo build --release --quiet -p gantry-proxy -p gantry-e2e --bins
+exec "${CARGO_TARGET_DIR:-$root/target}/release/gantry-bench" "$@"

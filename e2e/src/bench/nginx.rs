@@ -1,0 +1,69 @@
+//! nginx configuration equivalent to the Gantry routes: one `server` per host, one prefix
+//! `location` each, all proxying to one upstream with keepalive.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::config::{host, path};
+
+/// `nginx.conf` for `routes` routes on `port`, with `workers` worker processes and every file
+/// nginx writes kept under `dir`.
+pub fn config(dir: &Path, port: u16, backend: SocketAddr, routes: usize, workers: usize) -> String {
+    let dir = dir.display();
+    let mut s = format!(
+        r#"worker_processes {workers};
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/client_body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  server_names_hash_max_size 65536;
+  server_names_hash_bucket_size 128;
+  # Clients keep their connections as long as they like (Gantry and haproxy do not cap them).
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  upstream backend {{
+    server {backend};
+    keepalive 256;
+    keepalive_requests 1000000;
+  }}
+  # No route matched: 404, as Gantry answers.
+  server {{
+    listen 127.0.0.1:{port} default_server reuseport;
+    return 404;
+  }}
+"#
+    );
+    for i in 0..routes {
+        let _ = writeln!(
+            s,
+            "  server {{ listen 127.0.0.1:{port}; server_name {}; location {} {{ proxy_pass http://backend; }} }}",
+            host(i),
+            path(i)
+        );
+    }
+    s.push_str("}\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_server_block_per_route() {
+        let backend = "127.0.0.1:3000".parse().expect("addr");
+        let conf = super::config(std::path::Path::new("/tmp/x"), 8080, backend, 3, 2);
+        assert_eq!(conf.matches("server_name r").count(), 3);
+        assert!(conf.contains("server_name r2.bench.example.com; location /svc2 {"));
+        assert!(conf.contains("keepalive 256;"));
+        assert!(conf.contains("access_log off;"));
+        assert!(conf.contains("worker_processes 2;"));
+    }
+}

@@ -1,0 +1,48 @@
+//! Single raw HTTP/1.1 requests: is a route serving 200 yet, and how long until it does.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+/// Sends one `GET path` with `Host: host` on a new connection and returns the status code.
+pub fn status(port: u16, host: &str, path: &str) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    std::str::from_utf8(&head[9..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("not an HTTP/1.x status line"))
+}
+
+/// Polls every `interval` from `started` until the route answers 200; returns the time taken.
+/// `alive` is checked between polls so a crashed proxy fails fast.
+pub fn wait_for_200(
+    port: u16,
+    host: &str,
+    path: &str,
+    started: Instant,
+    timeout: Duration,
+    interval: Duration,
+    mut alive: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Duration> {
+    loop {
+        let last = match status(port, host, path) {
+            Ok(200) => return Ok(started.elapsed()),
+            Ok(code) => format!("status {code}"),
+            Err(e) => e.to_string(),
+        };
+        alive()?;
+        if started.elapsed() > timeout {
+            bail!(
+                "http://{host}{path} on port {port} did not answer 200 within {timeout:?} (last: {last})"
+            );
+        }
+        std::thread::sleep(interval);
+    }
+}

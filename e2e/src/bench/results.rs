@@ -1,0 +1,139 @@
+//! Everything one run of the suite measured, as plain data (also written as `results.json`).
+
+use super::process::Memory;
+use super::proxy::Kind;
+use super::wrk::LoadResult;
+
+/// The whole run.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Results {
+    pub machine: Machine,
+    pub settings: Settings,
+    /// Load runs straight to the backend, one set per route count (measured in the same
+    /// round as the proxies, so drift affects both alike).
+    pub direct: Vec<LoadRun>,
+    pub proxies: Vec<ProxyAtScale>,
+    pub propagation: Vec<Propagation>,
+    pub churn: Option<Churn>,
+}
+
+/// Where and with what the figures were taken.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Machine {
+    pub date_utc: String,
+    pub cores: usize,
+    pub cpu: String,
+    pub kernel: String,
+    pub gantry_commit: String,
+    pub nginx: String,
+    pub haproxy: String,
+    pub wrk: String,
+    /// 1-minute load average before and after the run (from `/proc/loadavg`).
+    pub load_average_start: f64,
+    pub load_average_end: f64,
+}
+
+/// The knobs of this run.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Settings {
+    pub quick: bool,
+    pub routes: Vec<usize>,
+    pub connections: Vec<u32>,
+    pub seconds_per_run: u64,
+    pub warmup_seconds: u64,
+    pub repeats: usize,
+    pub propagation_at: Vec<usize>,
+    pub propagation_samples: usize,
+    pub churn_routes: usize,
+    pub churn_seconds: u64,
+    pub churn_connections: u32,
+}
+
+/// One `wrk` run against one target.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct LoadRun {
+    pub routes: usize,
+    pub connections: u32,
+    pub load: LoadResult,
+    /// CPU seconds the proxy's processes spent per 100,000 requests (none for direct runs).
+    pub cpu_s_per_100k: Option<f64>,
+}
+
+/// One proxy holding N routes.
+#[derive(Debug, serde::Serialize)]
+pub struct ProxyAtScale {
+    pub proxy: Kind,
+    pub routes: usize,
+    /// From spawning the process to the first 200 from the last route.
+    pub load_time_ms: f64,
+    /// After all load runs at this route count.
+    pub memory: Memory,
+    pub runs: Vec<LoadRun>,
+}
+
+/// New routes added one at a time to a running Gantry.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Propagation {
+    /// Routes already loaded.
+    pub routes: usize,
+    /// From the file's rename into the config directory to the first 200, in order.
+    pub samples_ms: Vec<f64>,
+}
+
+/// Routes added, edited and removed while a stable route is under load.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Churn {
+    pub routes: usize,
+    pub seconds: u64,
+    pub added: usize,
+    pub edited: usize,
+    pub removed: usize,
+    pub load: LoadResult,
+    /// The route added last answered 200 at the end: the changes really went live.
+    pub last_change_live: bool,
+}
+
+/// Nearest-rank percentile of `values` (`p` in 0..=100); `None` when empty.
+pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+impl Results {
+    pub fn at(&self, proxy: Kind, routes: usize) -> Option<&ProxyAtScale> {
+        self.proxies
+            .iter()
+            .find(|p| p.proxy == proxy && p.routes == routes)
+    }
+
+    pub fn direct_run(&self, routes: usize, connections: u32) -> Option<&LoadRun> {
+        self.direct
+            .iter()
+            .find(|r| r.routes == routes && r.connections == connections)
+    }
+}
+
+impl ProxyAtScale {
+    pub fn run(&self, connections: u32) -> Option<&LoadRun> {
+        self.runs.iter().find(|r| r.connections == connections)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=50).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(25.0));
+        assert_eq!(percentile(&v, 99.0), Some(50.0));
+        assert_eq!(percentile(&[3.0], 99.0), Some(3.0));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+}
