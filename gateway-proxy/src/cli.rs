@@ -77,6 +77,18 @@ pub struct RunArgs {
     pub drain_timeout: u64,
 }
 
+impl RunArgs {
+    /// The data plane's settings, the same in both modes.
+    pub fn dataplane_options(&self) -> DataPlaneOptions {
+        DataPlaneOptions {
+            bind_address: self.bind_address,
+            port_offset: self.port_offset,
+            drain_timeout: Duration::from_secs(self.drain_timeout),
+            access_log: !self.no_access_log,
+        }
+    }
+}
+
 fn parse_gateway(s: &str) -> Result<ObjectKey, String> {
     ObjectKey::parse(s).ok_or_else(|| format!("`{s}` is not NAMESPACE/NAME"))
 }
@@ -108,15 +120,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         bail!("--gateway-class is only meaningful with --kubernetes");
     }
     let metrics = Arc::new(Metrics::new());
-    let dataplane = Arc::new(DataPlane::new(
-        DataPlaneOptions {
-            bind_address: args.bind_address,
-            port_offset: args.port_offset,
-            drain_timeout: Duration::from_secs(args.drain_timeout),
-            access_log: !args.no_access_log,
-        },
-        metrics.clone(),
-    ));
+    let dataplane = Arc::new(DataPlane::new(args.dataplane_options(), metrics.clone()));
     let options = TranslateOptions {
         gateways: (!args.gateways.is_empty()).then(|| args.gateways.clone()),
         ..TranslateOptions::default()

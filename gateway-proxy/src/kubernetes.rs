@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::cli::RunArgs;
 use crate::leader::{self, Elector, LeaseConfig};
 use crate::runtime::Runtime;
-use crate::server::{DataPlane, DataPlaneOptions};
+use crate::server::DataPlane;
 use crate::source::kube::Scope;
 use crate::status::writer::{self, StatusWriter};
 use crate::telemetry::Metrics;
@@ -49,15 +49,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
     let metrics = Arc::new(Metrics::new());
-    let dataplane = Arc::new(DataPlane::new(
-        DataPlaneOptions {
-            bind_address: args.bind_address,
-            port_offset: args.port_offset,
-            drain_timeout: Duration::from_secs(args.drain_timeout),
-            access_log: !args.no_access_log,
-        },
-        metrics.clone(),
-    ));
+    let dataplane = Arc::new(DataPlane::new(args.dataplane_options(), metrics.clone()));
     let options = TranslateOptions {
         gateways: match &scope {
             Scope::Gateways(keys) => Some(keys.clone()),
