@@ -493,3 +493,33 @@ pub async fn post(
     )
     .await
 }
+
+/// A proxy serving one Gateway (`gw`, one HTTP listener accepting routes from all namespaces),
+/// echo backends as Services on port 8080, and `routes`.
+pub struct Served {
+    pub proxy: Proxy,
+    /// `http://127.0.0.1:PORT` of the Gateway's listener.
+    pub base: String,
+    /// The echo backends' own addresses, in the order given.
+    pub backends: Vec<SocketAddr>,
+}
+
+/// Starts echo backends and a ready proxy serving `routes` in front of them.
+pub async fn serve_routes(backends: &[(&str, &str)], routes: &str) -> Served {
+    let (services, addrs) = echo_backends(backends).await;
+    let port = free_port();
+    let proxy = Proxy::start_ready(
+        &[
+            ("gateway.yaml", &gateway_yaml("gw", port)),
+            ("services.yaml", &services),
+            ("routes.yaml", routes),
+        ],
+        &[],
+    )
+    .await;
+    Served {
+        proxy,
+        base: format!("http://127.0.0.1:{port}"),
+        backends: addrs,
+    }
+}

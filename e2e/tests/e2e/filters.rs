@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use gantry_e2e::echo::Echo;
-use gantry_e2e::harness::{Proxy, echo_backends, free_port, gateway_yaml, get, get_host};
+use gantry_e2e::harness::{Proxy, get, get_host, serve_routes};
 
 const ROUTES: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
@@ -81,22 +81,9 @@ spec:
 "#;
 
 async fn setup() -> (Proxy, String, String) {
-    let (services, addrs) = echo_backends(&[("default", "main"), ("default", "mirror")]).await;
-    let port = free_port();
-    let proxy = Proxy::start_ready(
-        &[
-            ("gateway.yaml", &gateway_yaml("gw", port)),
-            ("services.yaml", &services),
-            ("routes.yaml", ROUTES),
-        ],
-        &[],
-    )
-    .await;
-    (
-        proxy,
-        format!("http://127.0.0.1:{port}"),
-        format!("http://{}", addrs[1]),
-    )
+    let served = serve_routes(&[("default", "main"), ("default", "mirror")], ROUTES).await;
+    let mirror = format!("http://{}", served.backends[1]);
+    (served.proxy, served.base, mirror)
 }
 
 const HOST: &str = "filters.example.com";

@@ -1,6 +1,6 @@
 //! Request matching: every match type, precedence and hostnames, as the client sees it.
 
-use gantry_e2e::harness::{Proxy, echo_backends, free_port, gateway_yaml, get_host, post};
+use gantry_e2e::harness::{Proxy, get_host, post, serve_routes};
 
 const ROUTES: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
@@ -55,30 +55,21 @@ spec:
 "#;
 
 async fn setup() -> (Proxy, String) {
-    let (services, _) = echo_backends(&[
-        ("default", "exact"),
-        ("default", "prefix"),
-        ("default", "longer"),
-        ("default", "regex"),
-        ("default", "header"),
-        ("default", "query"),
-        ("default", "method"),
-        ("default", "header-regex"),
-        ("default", "wildcard"),
-        ("default", "catchall"),
-    ])
-    .await;
-    let port = free_port();
-    let proxy = Proxy::start_ready(
-        &[
-            ("gateway.yaml", &gateway_yaml("gw", port)),
-            ("services.yaml", &services),
-            ("routes.yaml", ROUTES),
-        ],
-        &[],
-    )
-    .await;
-    (proxy, format!("http://127.0.0.1:{port}"))
+    let backends = [
+        "exact",
+        "prefix",
+        "longer",
+        "regex",
+        "header",
+        "query",
+        "method",
+        "header-regex",
+        "wildcard",
+        "catchall",
+    ]
+    .map(|name| ("default", name));
+    let served = serve_routes(&backends, ROUTES).await;
+    (served.proxy, served.base)
 }
 
 async fn backend_for(base: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> String {
