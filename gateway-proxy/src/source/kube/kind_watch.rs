@@ -83,21 +83,7 @@ pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<
                 listed = true;
                 let objects = relist.take().unwrap_or_default();
                 tracing::debug!(watch = name, count = objects.len(), "listed");
-                let namespace = namespace.clone();
-                Change {
-                    watch: name.to_owned(),
-                    synced: true,
-                    apply: Box::new(move |store: &mut Store| {
-                        let slot = K::slot(store);
-                        match &namespace {
-                            Some(ns) => {
-                                slot.retain(|key, _| !K::in_namespace(key, ns));
-                                slot.extend(objects);
-                            }
-                            None => *slot = objects,
-                        }
-                    }),
-                }
+                relisted::<K>(name, namespace.clone(), objects)
             }
             Ok(Event::Apply(object)) => {
                 let key = object.key();
@@ -127,18 +113,7 @@ pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<
                     watch = name,
                     "not served by the API server (CRD not installed?); treated as empty until it is"
                 );
-                let namespace = namespace.clone();
-                Change {
-                    watch: name.to_owned(),
-                    synced: true,
-                    apply: Box::new(move |store: &mut Store| {
-                        let slot = K::slot(store);
-                        match &namespace {
-                            Some(ns) => slot.retain(|key, _| !K::in_namespace(key, ns)),
-                            None => slot.clear(),
-                        }
-                    }),
-                }
+                relisted::<K>(name, namespace.clone(), BTreeMap::new())
             }
             Err(error) => {
                 tracing::warn!(watch = name, %error, "watch failed; retrying, the last good objects keep serving");
@@ -148,6 +123,29 @@ pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<
         if changes.send(change).is_err() {
             return;
         }
+    }
+}
+
+/// A complete list of the kind (within `namespace`, when the watch is scoped to one): it
+/// replaces what the store held for that scope in one step.
+fn relisted<K: Watched>(
+    watch: &str,
+    namespace: Option<String>,
+    objects: BTreeMap<K::Key, Arc<K>>,
+) -> Change {
+    Change {
+        watch: watch.to_owned(),
+        synced: true,
+        apply: Box::new(move |store: &mut Store| {
+            let slot = K::slot(store);
+            match &namespace {
+                Some(ns) => {
+                    slot.retain(|key, _| !K::in_namespace(key, ns));
+                    slot.extend(objects);
+                }
+                None => *slot = objects,
+            }
+        }),
     }
 }
 
