@@ -9,8 +9,8 @@ mod support;
 use std::process::{Child, Command, Stdio};
 
 use support::apiserver::ApiServer;
-use support::objects::{http_route, seed};
-use support::{eventually, free_port, http_get, start_backend};
+use support::objects::seed;
+use support::{add_route_and_wait_until_served, eventually, free_port, http_get, start_backend};
 
 struct Killed(Child);
 
@@ -56,16 +56,7 @@ async fn the_binary_serves_the_cluster_and_writes_status() {
         Some((200, "backend saw /one".to_owned()))
     );
 
-    server.apply(
-        "httproutes",
-        http_route("default", "r2", "gw", "/two", "echo", 80),
-    );
-    eventually(10, "the route added later", || async move {
-        http_get(port, "/two")
-            .await
-            .is_some_and(|(code, _)| code == 200)
-    })
-    .await;
+    add_route_and_wait_until_served(&server, port).await;
 
     eventually(10, "status on the Gateway and both routes", || {
         let s = server.clone();

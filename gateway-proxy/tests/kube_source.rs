@@ -16,7 +16,10 @@ use gantry_proxy::telemetry::Metrics;
 use gantry_proxy::translate::TranslateOptions;
 use support::apiserver::ApiServer;
 use support::objects::{http_route, seed};
-use support::{eventually, free_port, gw, http_get, start_backend, start_source, store_where};
+use support::{
+    add_route_and_wait_until_served, eventually, free_port, gw, http_get, start_backend,
+    start_source, store_where,
+};
 
 fn runtime() -> Arc<Runtime> {
     let metrics = Arc::new(Metrics::new());
@@ -73,16 +76,7 @@ async fn initial_sync_gates_readiness_and_watched_routes_are_served() {
     );
 
     // A route added through the watch is served.
-    server.apply(
-        "httproutes",
-        http_route("default", "r2", "gw", "/two", "echo", 80),
-    );
-    eventually(10, "the new route to be served", || async move {
-        http_get(port, "/two")
-            .await
-            .is_some_and(|(code, _)| code == 200)
-    })
-    .await;
+    add_route_and_wait_until_served(&server, port).await;
     assert!(
         runtime
             .view()

@@ -124,3 +124,22 @@ pub async fn store_where(
     .await;
     found.unwrap()
 }
+
+/// Adds HTTPRoute `default/r2` (path `/two` to Service `echo`) through the API server and waits
+/// until the proxy on `port` serves it.
+pub async fn add_route_and_wait_until_served(server: &apiserver::ApiServer, port: u16) {
+    server.apply(
+        "httproutes",
+        objects::http_route("default", "r2", "gw", "/two", "echo", 80),
+    );
+    eventually(
+        10,
+        "the route added through the watch to be served",
+        || async move {
+            http_get(port, "/two")
+                .await
+                .is_some_and(|(code, _)| code == 200)
+        },
+    )
+    .await;
+}
