@@ -153,6 +153,7 @@ fn cluster(name: &str, endpoints: Vec<String>, protocol: UpstreamProtocol) -> (S
             port: 80,
             protocol,
             endpoints,
+            tls: None,
         },
     )
 }
@@ -254,6 +255,8 @@ fn test_ir(port: u16, echo: SocketAddr, extra: Vec<RouteEntryIr>) -> Ir {
                         hostname: "strict.example.com".into(),
                         routes: vec![entry("strict", "/only", to("echo"))],
                     }],
+                    tls: None,
+                    l4_routes: Vec::new(),
                 },
                 ListenerIr {
                     gateway: ObjectKey::new("default", "gw"),
@@ -263,6 +266,8 @@ fn test_ir(port: u16, echo: SocketAddr, extra: Vec<RouteEntryIr>) -> Ir {
                         hostname: "*".into(),
                         routes,
                     }],
+                    tls: None,
+                    l4_routes: Vec::new(),
                 },
             ],
         }],

@@ -64,6 +64,7 @@ mod tests {
             port: 80,
             protocol: UpstreamProtocol::Http1,
             endpoints: vec!["10.0.0.1:8080".into(), "[::1]:8080".into()],
+            tls: None,
         })
         .unwrap();
         let picks: Vec<_> = (0..4)

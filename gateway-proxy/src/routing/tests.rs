@@ -54,6 +54,8 @@ fn listener(name: &str, hostname: Option<&str>, virtual_hosts: Vec<VirtualHostIr
         name: name.into(),
         hostname: hostname.map(Into::into),
         virtual_hosts,
+        tls: None,
+        l4_routes: Vec::new(),
     }
 }
 
@@ -314,6 +316,7 @@ fn endpoint_only_changes_reuse_port_tables() {
         port: 80,
         protocol: UpstreamProtocol::Http1,
         endpoints,
+        tls: None,
     };
     ir.clusters
         .insert("default/svc:80".into(), cluster(vec!["10.0.0.1:80".into()]));

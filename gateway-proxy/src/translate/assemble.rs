@@ -42,6 +42,8 @@ impl Collected {
                     name: listener.name.clone(),
                     hostname: listener.hostname.clone(),
                     virtual_hosts: virtual_hosts(by_host),
+                    tls: None,
+                    l4_routes: Vec::new(),
                 });
             }
         }

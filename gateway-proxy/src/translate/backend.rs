@@ -128,6 +128,7 @@ pub fn resolve(
             port: u16::try_from(port).unwrap_or(0),
             protocol,
             endpoints: ready_endpoints(store, &key, service_port),
+            tls: None,
         };
         clusters.insert(name.clone(), cluster);
     }
