@@ -2,5 +2,6 @@
 //! `gantry-proxy` binary.
 
 pub mod bench;
+pub mod certs;
 pub mod echo;
 pub mod harness;
