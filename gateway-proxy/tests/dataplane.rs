@@ -297,6 +297,7 @@ async fn start_proxy(drain_timeout: Duration) -> Proxy {
             port_offset: 0,
             drain_timeout,
             access_log: true,
+            l4: Default::default(),
         },
         metrics.clone(),
     ));

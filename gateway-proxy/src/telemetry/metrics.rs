@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::histogram::AtomicHistogram;
+use super::l4::L4Metrics;
 
 /// Labels of per-request series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +42,8 @@ pub struct Metrics {
     pub config_reloads_rejected: Counter,
     pub upstream_connect_errors: Counter,
     pub active_connections: Gauge,
+    /// TCP, TLS and UDP forwarding.
+    pub l4: L4Metrics,
 }
 
 impl Default for Metrics {
@@ -94,7 +97,9 @@ impl Metrics {
             "Client connections open",
             active_connections.clone(),
         );
+        let l4 = L4Metrics::register(&mut registry);
         Self {
+            l4,
             registry,
             requests,
             durations,
