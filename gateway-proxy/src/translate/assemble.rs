@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::gateway::GatewayState;
 use super::hostname;
 use super::precedence::{self, Ranked};
-use crate::ir::{ListenerIr, PortIr, PortProtocol, VirtualHostIr};
+use crate::ir::{L4RouteIr, ListenerIr, PortIr, PortProtocol, VirtualHostIr};
 use crate::store::ObjectKey;
 
 /// Route entries collected per listener, then per effective hostname.
@@ -25,12 +25,26 @@ impl Collected {
     }
 
     /// One [`PortIr`] per port of the programmed listeners, sorted by port; listeners most
-    /// specific hostname first.
-    pub fn into_ports(mut self, gateways: &BTreeMap<ObjectKey, GatewayState>) -> Vec<PortIr> {
+    /// specific hostname first. `l4` holds the L4 routes of each listener.
+    ///
+    /// Listeners of one Gateway that share a port share its protocol (else they conflict);
+    /// when listeners of several Gateways disagree, the port keeps the protocol of the first
+    /// Gateway by `namespace/name` and serves only its compatible listeners.
+    pub fn into_ports(
+        mut self,
+        gateways: &BTreeMap<ObjectKey, GatewayState>,
+        mut l4: BTreeMap<(ObjectKey, usize), Vec<L4RouteIr>>,
+    ) -> Vec<PortIr> {
         let mut ports: BTreeMap<u16, Vec<ListenerIr>> = BTreeMap::new();
+        let mut protocols: BTreeMap<u16, PortProtocol> = BTreeMap::new();
         for (key, gateway) in gateways {
             for (index, listener) in gateway.listeners.iter().enumerate() {
-                if !listener.programmed() {
+                let Some(protocol) = port_protocol(&listener.protocol) else {
+                    continue;
+                };
+                if !listener.programmed()
+                    || *protocols.entry(listener.port).or_insert(protocol) != protocol
+                {
                     continue;
                 }
                 let by_host = self
@@ -43,7 +57,7 @@ impl Collected {
                     hostname: listener.hostname.clone(),
                     virtual_hosts: virtual_hosts(by_host),
                     tls: None,
-                    l4_routes: Vec::new(),
+                    l4_routes: l4.remove(&(key.clone(), index)).unwrap_or_default(),
                 });
             }
         }
@@ -60,11 +74,22 @@ impl Collected {
                 });
                 PortIr {
                     port,
-                    protocol: PortProtocol::Http,
+                    protocol: protocols.get(&port).copied().unwrap_or(PortProtocol::Http),
                     listeners,
                 }
             })
             .collect()
+    }
+}
+
+/// What a port carrying listeners of `protocol` speaks; `None` for protocols not served.
+fn port_protocol(protocol: &str) -> Option<PortProtocol> {
+    match protocol {
+        "HTTP" => Some(PortProtocol::Http),
+        "HTTPS" | "TLS" => Some(PortProtocol::Tls),
+        "TCP" => Some(PortProtocol::Tcp),
+        "UDP" => Some(PortProtocol::Udp),
+        _ => None,
     }
 }
 

@@ -38,6 +38,34 @@ pub fn resolve(
     r: BackendRef<'_>,
     clusters: &mut BTreeMap<String, ClusterIr>,
 ) -> Result<String, Problem> {
+    resolve_for(store, referrer, r, clusters, Traffic::Http)
+}
+
+/// [`resolve`] for a TCPRoute, UDPRoute or TLSRoute backend: bytes are forwarded as they are,
+/// so the port's `appProtocol` does not matter.
+pub fn resolve_stream(
+    store: &Store,
+    referrer: Referrer<'_>,
+    r: BackendRef<'_>,
+    clusters: &mut BTreeMap<String, ClusterIr>,
+) -> Result<String, Problem> {
+    resolve_for(store, referrer, r, clusters, Traffic::Stream)
+}
+
+/// What the backend will carry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Traffic {
+    Http,
+    Stream,
+}
+
+fn resolve_for(
+    store: &Store,
+    referrer: Referrer<'_>,
+    r: BackendRef<'_>,
+    clusters: &mut BTreeMap<String, ClusterIr>,
+    traffic: Traffic,
+) -> Result<String, Problem> {
     let group = r.group.unwrap_or("");
     let kind = r.kind.unwrap_or("Service");
     if !group.is_empty() || kind != "Service" {
@@ -110,7 +138,13 @@ pub fn resolve(
             ),
         ));
     };
-    let protocol = upstream_protocol(service_port).ok_or_else(|| {
+    let protocol = match (upstream_protocol(service_port), traffic) {
+        (Some(protocol), _) => Some(protocol),
+        // Never spoken to: the cluster's HTTP protocol is not used for L4 forwarding.
+        (None, Traffic::Stream) => Some(UpstreamProtocol::Http1),
+        (None, Traffic::Http) => None,
+    };
+    let protocol = protocol.ok_or_else(|| {
         Problem::new(
             "UnsupportedProtocol",
             format!(

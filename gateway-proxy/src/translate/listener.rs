@@ -19,9 +19,15 @@ const KNOWN_PROTOCOLS: &[&str] = &["HTTP", "HTTPS", "TLS", "TCP", "UDP"];
 fn served_kinds(protocol: &str) -> Option<&'static [&'static str]> {
     match protocol {
         "HTTP" => Some(&["HTTPRoute"]),
+        "TLS" => Some(&["TLSRoute"]),
+        "TCP" => Some(&["TCPRoute"]),
+        "UDP" => Some(&["UDPRoute"]),
         _ => None,
     }
 }
+
+/// Protocols listed in the `UnsupportedProtocol` message.
+const SERVED_PROTOCOLS: &str = "HTTP, TLS, TCP, UDP";
 
 /// Protocols whose listeners are told apart by hostname on a shared port.
 fn distinct_by_hostname(protocol: &str) -> bool {
@@ -32,6 +38,8 @@ fn distinct_by_hostname(protocol: &str) -> bool {
 #[derive(Clone, Debug)]
 pub struct ListenerState {
     pub name: String,
+    /// `spec.listeners[].protocol`.
+    pub protocol: String,
     pub port: u16,
     pub hostname: Option<String>,
     pub supported_kinds: Vec<RouteGroupKind>,
@@ -153,7 +161,10 @@ fn validate_one(l: &GatewayListeners) -> ListenerState {
         };
         accepted = accepted.or(Some(Problem::new(
             c::REASON_UNSUPPORTED_PROTOCOL,
-            format!("protocol {} {hint}; supported protocols: HTTP", l.protocol),
+            format!(
+                "protocol {} {hint}; supported protocols: {SERVED_PROTOCOLS}",
+                l.protocol
+            ),
         )));
     }
     if let Some(h) = &l.hostname
@@ -170,6 +181,7 @@ fn validate_one(l: &GatewayListeners) -> ListenerState {
     let (supported_kinds, resolved_refs) = route_kinds(l, served);
     ListenerState {
         name: l.name.clone(),
+        protocol: l.protocol.clone(),
         port: port.unwrap_or(0),
         hostname: l.hostname.clone(),
         supported_kinds,

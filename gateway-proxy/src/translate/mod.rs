@@ -12,6 +12,7 @@ mod gateway;
 mod gateway_class;
 mod hostname;
 mod http_route;
+mod l4_routes;
 mod listener;
 mod matches;
 mod parent_ref;
@@ -146,6 +147,11 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
         }
     }
 
+    let l4 = l4_routes::translate_all(store, &gateways, &options.controller_name);
+    attached_count.extend(l4.attached);
+    route_statuses.extend(l4.statuses);
+    ir.clusters.extend(l4.clusters);
+
     for (gateway, index, _) in &attached_count {
         if let Some(l) = gateways
             .get_mut(gateway)
@@ -156,7 +162,7 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
     }
     statuses.extend(gateways.values().map(gateway::GatewayState::status));
     statuses.extend(route_statuses);
-    ir.ports = collected.into_ports(&gateways);
+    ir.ports = collected.into_ports(&gateways, l4.routes);
     Translation { ir, statuses }
 }
 
