@@ -4,14 +4,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::gateway::GatewayState;
 use super::hostname;
+use super::l4_routes::{self, L4Candidate};
 use super::precedence::{self, Ranked};
-use crate::ir::{L4RouteIr, ListenerIr, PortIr, PortProtocol, VirtualHostIr};
+use crate::ir::{ListenerIr, PortIr, PortProtocol, VirtualHostIr};
 use crate::store::ObjectKey;
 
 /// Route entries collected per listener, then per effective hostname.
 #[derive(Default)]
 pub struct Collected {
     entries: BTreeMap<(ObjectKey, usize), BTreeMap<String, Vec<Ranked>>>,
+    /// TLSRoutes, TCPRoutes and UDPRoutes placed on each listener, before precedence.
+    l4: BTreeMap<(ObjectKey, usize), Vec<L4Candidate>>,
 }
 
 impl Collected {
@@ -24,17 +27,22 @@ impl Collected {
             .push(entry);
     }
 
+    /// Places an L4 route on a listener; precedence between the routes of one listener is
+    /// decided in [`Collected::into_ports`].
+    pub fn add_l4(&mut self, gateway: &ObjectKey, listener: usize, candidate: L4Candidate) {
+        self.l4
+            .entry((gateway.clone(), listener))
+            .or_default()
+            .push(candidate);
+    }
+
     /// One [`PortIr`] per port of the programmed listeners, sorted by port; listeners most
-    /// specific hostname first. `l4` holds the L4 routes of each listener.
+    /// specific hostname first.
     ///
     /// Listeners of one Gateway that share a port share its protocol (else they conflict);
     /// when listeners of several Gateways disagree, the port keeps the protocol of the first
     /// Gateway by `namespace/name` and serves only its compatible listeners.
-    pub fn into_ports(
-        mut self,
-        gateways: &BTreeMap<ObjectKey, GatewayState>,
-        mut l4: BTreeMap<(ObjectKey, usize), Vec<L4RouteIr>>,
-    ) -> Vec<PortIr> {
+    pub fn into_ports(mut self, gateways: &BTreeMap<ObjectKey, GatewayState>) -> Vec<PortIr> {
         let mut ports: BTreeMap<u16, Vec<ListenerIr>> = BTreeMap::new();
         let mut protocols: BTreeMap<u16, PortProtocol> = BTreeMap::new();
         for (key, gateway) in gateways {
@@ -57,7 +65,9 @@ impl Collected {
                     hostname: listener.hostname.clone(),
                     virtual_hosts: virtual_hosts(by_host),
                     tls: None,
-                    l4_routes: l4.remove(&(key.clone(), index)).unwrap_or_default(),
+                    l4_routes: l4_routes::winners(
+                        self.l4.remove(&(key.clone(), index)).unwrap_or_default(),
+                    ),
                 });
             }
         }
