@@ -32,7 +32,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut read, mut write) = tokio::io::split(stream);
-    if write.write_all(format!("{name}\n").as_bytes()).await.is_err() {
+    if write
+        .write_all(format!("{name}\n").as_bytes())
+        .await
+        .is_err()
+    {
         return;
     }
     let _ = tokio::io::copy(&mut read, &mut write).await;

@@ -195,8 +195,16 @@ async fn tcp_connections_to_an_invalid_backend_share_are_closed_and_counted() {
             good += 1;
         }
     }
-    assert!((60..=140).contains(&closed), "1:1 gave {good} served and {closed} closed");
-    wait_metric(&proxy, "gantry_l4_connections_rejected_total", f64::from(closed)).await;
+    assert!(
+        (60..=140).contains(&closed),
+        "1:1 gave {good} served and {closed} closed"
+    );
+    wait_metric(
+        &proxy,
+        "gantry_l4_connections_rejected_total",
+        f64::from(closed),
+    )
+    .await;
     let status = proxy.status().await;
     let route = status
         .as_array()
@@ -248,7 +256,10 @@ async fn udp_route_keeps_a_session_per_client_and_expires_idle_ones() {
     let proxy = Proxy::start_ready(
         &[
             ("gateway.yaml", &gateway("UDP", port)),
-            ("services.yaml", &service_yaml("default", "dns", 9000, &[addr])),
+            (
+                "services.yaml",
+                &service_yaml("default", "dns", 9000, &[addr]),
+            ),
             ("route.yaml", &route("UDPRoute", "dns", &[("dns", 1)])),
         ],
         &["--udp-session-idle-timeout", "300ms"],
@@ -279,7 +290,10 @@ async fn udp_route_keeps_a_session_per_client_and_expires_idle_ones() {
     assert_eq!(metric(&proxy, "gantry_udp_sessions_total").await, 3.0);
     // Idle for longer than the timeout: every session closes.
     wait_metric(&proxy, "gantry_udp_sessions_active", 0.0).await;
-    assert_eq!(metric(&proxy, "gantry_udp_sessions_expired_total").await, 3.0);
+    assert_eq!(
+        metric(&proxy, "gantry_udp_sessions_expired_total").await,
+        3.0
+    );
 
     // A client that comes back gets a new session and its replies.
     let (_, socket) = &clients[0];

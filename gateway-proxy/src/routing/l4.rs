@@ -61,7 +61,9 @@ impl L4Tables {
                 let listeners = p
                     .listeners
                     .iter()
-                    .map(|l| L4ListenerTable::compile(&l.gateway.to_string(), &l.name, &l.l4_routes))
+                    .map(|l| {
+                        L4ListenerTable::compile(&l.gateway.to_string(), &l.name, &l.l4_routes)
+                    })
                     .collect();
                 (
                     p.port,
@@ -189,7 +191,11 @@ mod tests {
             "tls",
             &[
                 route("wild", &["*.example.com"], &[(1, Some("a"))]),
-                route("exact", &["foo.example.com", "bar.example.com"], &[(1, Some("b"))]),
+                route(
+                    "exact",
+                    &["foo.example.com", "bar.example.com"],
+                    &[(1, Some("b"))],
+                ),
             ],
         );
         let name = |sni| listener.route_for_sni(sni).map(|r| r.name.to_string());
@@ -201,7 +207,9 @@ mod tests {
 
         let any = L4ListenerTable::compile("ns/gw", "tls", &[route("any", &["*"], &[])]);
         assert_eq!(
-            any.route_for_sni(None).map(|r| r.name.to_string()).as_deref(),
+            any.route_for_sni(None)
+                .map(|r| r.name.to_string())
+                .as_deref(),
             Some("ns/any")
         );
     }

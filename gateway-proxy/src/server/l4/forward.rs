@@ -28,10 +28,7 @@ pub enum ForwardError {
     #[error("cluster {cluster} has no ready endpoint")]
     NoEndpoint { cluster: String },
     #[error("cannot connect to {endpoint}: {source}")]
-    Connect {
-        endpoint: String,
-        source: io::Error,
-    },
+    Connect { endpoint: String, source: io::Error },
 }
 
 /// Opens a connection to a backend of `route` chosen by weight, then to an endpoint of it in
@@ -65,7 +62,12 @@ pub async fn open_backend(
 /// sent first. Half-closes are passed on: when one side finishes writing, the other side's
 /// write half is shut down and the opposite direction keeps flowing. Returns the bytes sent
 /// to the backend and to the client.
-pub async fn relay<S>(metrics: &Metrics, mut client: S, mut upstream: TcpStream, prefix: &[u8]) -> (u64, u64)
+pub async fn relay<S>(
+    metrics: &Metrics,
+    mut client: S,
+    mut upstream: TcpStream,
+    prefix: &[u8],
+) -> (u64, u64)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -95,9 +97,11 @@ pub async fn reject<S: AsyncWrite + Unpin>(mut client: S) {
 /// Chooses a backend and an endpoint and connects to it.
 async fn connect(snapshot: &Snapshot, route: Option<&L4Route>) -> Result<TcpStream, ForwardError> {
     let route = route.ok_or(ForwardError::NoRoute)?;
-    let backend = route.choose_backend().ok_or_else(|| ForwardError::NoBackend {
-        route: route.name.to_string(),
-    })?;
+    let backend = route
+        .choose_backend()
+        .ok_or_else(|| ForwardError::NoBackend {
+            route: route.name.to_string(),
+        })?;
     let name = backend
         .cluster
         .as_deref()
@@ -109,10 +113,13 @@ async fn connect(snapshot: &Snapshot, route: Option<&L4Route>) -> Result<TcpStre
     };
     let cluster = snapshot.cluster(name).ok_or_else(no_endpoint)?;
     let endpoint = cluster.pick().ok_or_else(no_endpoint)?;
-    let addr: SocketAddr = endpoint.as_str().parse().map_err(|_| ForwardError::Connect {
-        endpoint: endpoint.to_string(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "not an IP address and port"),
-    })?;
+    let addr: SocketAddr = endpoint
+        .as_str()
+        .parse()
+        .map_err(|_| ForwardError::Connect {
+            endpoint: endpoint.to_string(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "not an IP address and port"),
+        })?;
     let connect_error = |source| ForwardError::Connect {
         endpoint: endpoint.to_string(),
         source,

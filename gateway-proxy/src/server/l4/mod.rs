@@ -82,8 +82,12 @@ pub struct TlsConnection<'a> {
 /// handshake with the client. For a `Terminate` listener, `client` is the decrypted stream and
 /// `prefix` is empty: the backend receives plain TCP. A connection no route serves, or one given
 /// to an invalid backendRef, is closed.
-pub(crate) async fn forward_tls<S>(shared: &Shared, conn: TlsConnection<'_>, client: S, prefix: &[u8])
-where
+pub(crate) async fn forward_tls<S>(
+    shared: &Shared,
+    conn: TlsConnection<'_>,
+    client: S,
+    prefix: &[u8],
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let snapshot = shared.snapshot.load_full();
