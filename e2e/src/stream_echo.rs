@@ -60,3 +60,67 @@ pub async fn spawn_udp(name: &str) -> (SocketAddr, JoinHandle<()>) {
     });
     (addr, task)
 }
+
+/// Starts a TLS server named `name` presenting `leaf` on an ephemeral loopback port: after the
+/// handshake it greets and echoes like [`spawn_tcp`]. It stands for a backend that terminates
+/// TLS itself (TLSRoute passthrough).
+pub async fn spawn_tls(name: &str, leaf: &crate::certs::Leaf) -> (SocketAddr, JoinHandle<()>) {
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(leaf.chain(), leaf.key())
+    .expect("backend certificate");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding the TLS echo backend");
+    let addr = listener.local_addr().expect("TLS echo address");
+    let name = name.to_owned();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    greet_and_echo(tls, name).await;
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// A TLS connection to `127.0.0.1:port` with `sni` as server name, trusting only `roots`.
+/// Returns the stream and the certificate the server presented (DER).
+pub async fn tls_connect(
+    port: u16,
+    sni: &str,
+    roots: std::sync::Arc<rustls::RootCertStore>,
+) -> std::io::Result<(
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    rustls_pki_types::CertificateDer<'static>,
+)> {
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(std::io::Error::other)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls_pki_types::ServerName::try_from(sni.to_owned())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let tls = connector.connect(name, tcp).await?;
+    let peer = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .cloned()
+        .ok_or_else(|| std::io::Error::other("the server presented no certificate"))?;
+    Ok((tls, peer))
+}

@@ -149,16 +149,18 @@ async fn tcp_half_close_reaches_the_backend_and_the_reply_still_arrives() {
         &[],
     )
     .await;
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connecting to the TCP listener");
     let payload = vec![b'x'; 256 * 1024];
-    stream.write_all(&payload).await.unwrap();
+    stream.write_all(&payload).await.expect("sending");
     // The client is done sending; the backend sees EOF, finishes echoing and closes.
-    stream.shutdown().await.unwrap();
+    stream.shutdown().await.expect("half-closing");
     let mut received = Vec::new();
     timeout(Duration::from_secs(10), stream.read_to_end(&mut received))
         .await
         .expect("the backend closes after the client's half-close")
-        .unwrap();
+        .expect("reading the echo");
     assert_eq!(&received[..5], b"echo\n");
     assert_eq!(received.len(), 5 + payload.len());
 }
@@ -181,7 +183,9 @@ async fn tcp_connections_to_an_invalid_backend_share_are_closed_and_counted() {
     .await;
     let (mut good, mut closed) = (0, 0);
     for _ in 0..200 {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connecting to the TCP listener");
         let mut buf = Vec::new();
         let mut reader = BufReader::new(&mut stream);
         let n = timeout(Duration::from_secs(5), reader.read_until(b'\n', &mut buf))
@@ -208,7 +212,7 @@ async fn tcp_connections_to_an_invalid_backend_share_are_closed_and_counted() {
     let status = proxy.status().await;
     let route = status
         .as_array()
-        .unwrap()
+        .expect("status is a list")
         .iter()
         .find(|s| s["kind"] == "TCPRoute")
         .expect("TCPRoute status");
@@ -240,12 +244,15 @@ async fn tcp_connection_keeps_its_backend_across_a_configuration_change() {
     let (name, _) = greeting(port).await;
     assert_eq!(name, "new");
     // ...and the established one still talks to its backend.
-    established.write_all(b"still here\n").await.unwrap();
+    established
+        .write_all(b"still here\n")
+        .await
+        .expect("writing on the established connection");
     let mut line = String::new();
     timeout(Duration::from_secs(5), established.read_line(&mut line))
         .await
         .expect("echo within 5 s")
-        .unwrap();
+        .expect("reading the echo");
     assert_eq!(line, "still here\n");
 }
 
@@ -267,22 +274,25 @@ async fn udp_route_keeps_a_session_per_client_and_expires_idle_ones() {
     .await;
     let mut clients = Vec::new();
     for i in 0..3 {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        socket.connect(("127.0.0.1", port)).await.unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("UDP client");
+        socket
+            .connect(("127.0.0.1", port))
+            .await
+            .expect("UDP connect");
         clients.push((i, socket));
     }
     // Each client gets the replies to its own datagrams, twice over one session.
     for round in 0..2 {
         for (i, socket) in &clients {
             let message = format!("client {i} round {round}");
-            socket.send(message.as_bytes()).await.unwrap();
+            socket.send(message.as_bytes()).await.expect("UDP send");
             let mut buf = [0u8; 256];
             let len = timeout(Duration::from_secs(5), socket.recv(&mut buf))
                 .await
                 .expect("a reply within 5 s")
-                .unwrap();
+                .expect("UDP receive");
             assert_eq!(
-                std::str::from_utf8(&buf[..len]).unwrap(),
+                String::from_utf8_lossy(&buf[..len]).into_owned(),
                 format!("dns:{message}")
             );
         }
@@ -297,12 +307,12 @@ async fn udp_route_keeps_a_session_per_client_and_expires_idle_ones() {
 
     // A client that comes back gets a new session and its replies.
     let (_, socket) = &clients[0];
-    socket.send(b"again").await.unwrap();
+    socket.send(b"again").await.expect("UDP send");
     let mut buf = [0u8; 64];
     let len = timeout(Duration::from_secs(5), socket.recv(&mut buf))
         .await
         .expect("a reply within 5 s")
-        .unwrap();
+        .expect("UDP receive");
     assert_eq!(&buf[..len], b"dns:again");
     assert_eq!(metric(&proxy, "gantry_udp_sessions_total").await, 4.0);
 }
@@ -344,17 +354,20 @@ spec:
     )
     .await;
     let status = proxy.status().await;
-    let statuses = status.as_array().unwrap();
-    let gw = statuses.iter().find(|s| s["kind"] == "Gateway").unwrap();
+    let statuses = status.as_array().expect("status is a list");
+    let gw = statuses
+        .iter()
+        .find(|s| s["kind"] == "Gateway")
+        .expect("Gateway status");
     let tcp = &gw["status"]["listeners"][0];
     assert_eq!(tcp["name"], "tcp");
     assert_eq!(tcp["supportedKinds"], serde_json::json!([]));
     let resolved = tcp["conditions"]
         .as_array()
-        .unwrap()
+        .expect("listener conditions")
         .iter()
         .find(|c| c["type"] == "ResolvedRefs")
-        .unwrap();
+        .expect("ResolvedRefs condition");
     assert_eq!(resolved["status"], "False");
     assert_eq!(resolved["reason"], "InvalidRouteKinds");
     let udp = &gw["status"]["listeners"][1];
@@ -362,7 +375,10 @@ spec:
         udp["supportedKinds"],
         serde_json::json!([{"group": "gateway.networking.k8s.io", "kind": "UDPRoute"}])
     );
-    let route = statuses.iter().find(|s| s["kind"] == "TCPRoute").unwrap();
+    let route = statuses
+        .iter()
+        .find(|s| s["kind"] == "TCPRoute")
+        .expect("TCPRoute status");
     let accepted = &route["status"]["parents"][0]["conditions"][0];
     assert_eq!(accepted["type"], "Accepted");
     assert_eq!(accepted["status"], "False");

@@ -82,6 +82,8 @@ pub struct TlsConnection<'a> {
 /// handshake with the client. For a `Terminate` listener, `client` is the decrypted stream and
 /// `prefix` is empty: the backend receives plain TCP. A connection no route serves, or one given
 /// to an invalid backendRef, is closed.
+// Until the TLS listeners' accept path calls it, only the tests below do.
+#[allow(dead_code)]
 pub(crate) async fn forward_tls<S>(
     shared: &Shared,
     conn: TlsConnection<'_>,
@@ -110,5 +112,141 @@ pub(crate) async fn forward_tls<S>(
             tracing::info!(port = conn.port, peer = %conn.peer, sni = conn.sni, route, %error, "TLS connection rejected");
             forward::reject(client).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::ir::{
+        ClusterIr, Ir, L4BackendIr, L4RouteIr, ListenerIr, PortIr, RouteRef, UpstreamProtocol,
+    };
+    use crate::routing::Snapshot;
+    use crate::server::{DataPlane, DataPlaneOptions};
+    use crate::store::ObjectKey;
+    use crate::telemetry::Metrics;
+
+    /// A data plane whose configuration has TLS port 8443 with listener `tls` routing
+    /// `a.example.com` to `backend`, and `invalid.example.com` to an invalid backendRef.
+    fn plane(backend: std::net::SocketAddr) -> DataPlane {
+        let route = |name: &str, host: &str, cluster: Option<&str>| L4RouteIr {
+            route: RouteRef {
+                kind: "TLSRoute".into(),
+                namespace: "ns".into(),
+                name: name.into(),
+            },
+            hostnames: vec![host.into()],
+            backends: vec![L4BackendIr {
+                weight: 1,
+                cluster: cluster.map(Into::into),
+            }],
+        };
+        let ir = Ir {
+            ports: vec![PortIr {
+                port: 8443,
+                protocol: PortProtocol::Tls,
+                listeners: vec![ListenerIr {
+                    gateway: ObjectKey::new("ns", "gw"),
+                    name: "tls".into(),
+                    hostname: None,
+                    virtual_hosts: vec![],
+                    tls: None,
+                    l4_routes: vec![
+                        route("a", "a.example.com", Some("ns/a:443")),
+                        route("broken", "invalid.example.com", None),
+                    ],
+                }],
+            }],
+            clusters: BTreeMap::from([(
+                "ns/a:443".to_owned(),
+                ClusterIr {
+                    name: "ns/a:443".into(),
+                    service: ObjectKey::new("ns", "a"),
+                    port: 443,
+                    protocol: UpstreamProtocol::Http1,
+                    endpoints: vec![backend.to_string()],
+                    tls: None,
+                },
+            )]),
+        };
+        let metrics = Arc::new(Metrics::new());
+        let plane = DataPlane::new(
+            DataPlaneOptions {
+                bind_address: std::net::Ipv4Addr::LOCALHOST.into(),
+                port_offset: 0,
+                drain_timeout: Duration::from_secs(1),
+                access_log: false,
+                l4: L4Options::default(),
+            },
+            metrics.clone(),
+        );
+        let snapshot = Snapshot::compile(Arc::new(ir), 1, &metrics, None).unwrap();
+        plane.shared.snapshot.store(Arc::new(snapshot));
+        plane
+    }
+
+    fn conn<'a>(sni: Option<&'a str>) -> TlsConnection<'a> {
+        TlsConnection {
+            port: 8443,
+            gateway: "ns/gw",
+            listener: "tls",
+            sni,
+            peer: "127.0.0.1:1".parse().unwrap(),
+        }
+    }
+
+    /// Passthrough: the bytes already read (the ClientHello) reach the backend first, then the
+    /// rest of the stream, and the backend's answer comes back.
+    #[tokio::test]
+    async fn forward_tls_sends_the_bytes_already_read_first() {
+        let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plane = plane(backend.local_addr().unwrap());
+        let (client, mut far_end) = tokio::io::duplex(1024);
+        let forward = tokio::spawn(async move {
+            forward_tls(
+                &plane.shared,
+                conn(Some("a.example.com")),
+                client,
+                b"HELLO ",
+            )
+            .await;
+            plane
+        });
+        let (mut upstream, _) = backend.accept().await.unwrap();
+        far_end.write_all(b"world").await.unwrap();
+        far_end.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        upstream.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"HELLO world");
+        upstream.write_all(b"reply").await.unwrap();
+        upstream.shutdown().await.unwrap();
+        let mut reply = Vec::new();
+        far_end.read_to_end(&mut reply).await.unwrap();
+        assert_eq!(reply, b"reply");
+        let plane = forward.await.unwrap();
+        assert_eq!(plane.shared.metrics.l4.connections.get(), 1);
+    }
+
+    /// No route for the SNI, or an invalid backendRef: the client is closed and the
+    /// rejection counted.
+    #[tokio::test]
+    async fn forward_tls_closes_what_no_valid_backend_serves() {
+        let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plane = plane(backend.local_addr().unwrap());
+        for sni in [Some("other.example.com"), None, Some("invalid.example.com")] {
+            let (client, mut far_end) = tokio::io::duplex(1024);
+            forward_tls(&plane.shared, conn(sni), client, b"HELLO").await;
+            let mut got = Vec::new();
+            far_end.read_to_end(&mut got).await.unwrap();
+            assert!(got.is_empty(), "{sni:?}");
+        }
+        assert_eq!(plane.shared.metrics.l4.connections_rejected.get(), 3);
+        assert_eq!(plane.shared.metrics.l4.connections.get(), 0);
     }
 }
