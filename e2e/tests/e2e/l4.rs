@@ -384,3 +384,50 @@ spec:
     assert_eq!(accepted["status"], "False");
     assert_eq!(accepted["reason"], "NotAllowedByListeners");
 }
+
+#[tokio::test]
+async fn a_port_moves_from_tcp_to_udp_and_back() {
+    let (tcp_addr, _tcp) = stream_echo::spawn_tcp("tcp").await;
+    let (udp_addr, _udp) = stream_echo::spawn_udp("udp").await;
+    let services = format!(
+        "{}---\n{}",
+        service_yaml("default", "tcp", 9000, &[tcp_addr]),
+        service_yaml("default", "udp", 9000, &[udp_addr])
+    );
+    let port = free_port();
+    let proxy = Proxy::start_ready(
+        &[
+            ("gateway.yaml", &gateway("TCP", port)),
+            ("services.yaml", &services),
+            ("tcp.yaml", &route("TCPRoute", "tcp", &[("tcp", 1)])),
+            ("udp.yaml", &route("UDPRoute", "udp", &[("udp", 1)])),
+        ],
+        &[],
+    )
+    .await;
+    let (name, _) = greeting(port).await;
+    assert_eq!(name, "tcp");
+
+    let version = proxy.version().await;
+    proxy.write("gateway.yaml", &gateway("UDP", port));
+    let version = proxy.wait_version_above(version).await;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("UDP client");
+    socket
+        .connect(("127.0.0.1", port))
+        .await
+        .expect("UDP connect");
+    socket.send(b"ping").await.expect("UDP send");
+    let mut buf = [0u8; 64];
+    let len = timeout(Duration::from_secs(5), socket.recv(&mut buf))
+        .await
+        .expect("a reply within 5 s")
+        .expect("UDP receive");
+    assert_eq!(&buf[..len], b"udp:ping");
+    // The TCP socket of the port is closed once the port is UDP only.
+    assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+
+    proxy.write("gateway.yaml", &gateway("TCP", port));
+    proxy.wait_version_above(version).await;
+    let (name, _) = greeting(port).await;
+    assert_eq!(name, "tcp");
+}
