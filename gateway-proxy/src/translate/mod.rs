@@ -10,6 +10,9 @@ mod conditions;
 mod filters;
 mod gateway;
 mod gateway_class;
+mod grpc_matches;
+mod grpc_precedence;
+mod grpc_route;
 mod hostname;
 mod http_route;
 mod listener;
@@ -198,6 +201,7 @@ fn place_route(
                         },
                         created: route.metadata.creation_timestamp.clone(),
                         match_index,
+                        grpc: rule.grpc_ranks.get(match_index).copied(),
                     },
                 );
             }
