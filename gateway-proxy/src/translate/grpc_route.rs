@@ -17,10 +17,12 @@ use gantry_crds::gateway::httproutes::HttpRouteRules;
 use super::backend::Referrer;
 use super::conditions::{self as c, Problem};
 use super::grpc_matches::translate_grpc_matches;
+use super::parent_ref::RouteResource;
 use super::http_route::{TranslatedRoute, TranslatedRule, invalid_hostnames, translate_rule};
 use crate::store::Store;
 
-pub const KIND: &str = "GRPCRoute";
+/// `GRPCRoute`.
+pub const KIND: &str = <GrpcRoute as RouteResource>::KIND;
 
 /// Translates every rule of a GRPCRoute. Never fails: invalid rules are dropped and recorded.
 pub fn translate_route(store: &Store, namespace: &str, route: &GrpcRoute) -> TranslatedRoute {
@@ -29,7 +31,7 @@ pub fn translate_route(store: &Store, namespace: &str, route: &GrpcRoute) -> Tra
         ..TranslatedRoute::default()
     };
     if let Some(problem) = invalid_hostnames(&out.hostnames) {
-        out.invalid = Some(problem);
+        out.problems.invalid = Some(problem);
         return out;
     }
     let referrer = Referrer {
@@ -43,14 +45,15 @@ pub fn translate_route(store: &Store, namespace: &str, route: &GrpcRoute) -> Tra
         let mut clusters = BTreeMap::new();
         match translate_grpc_rule(store, referrer, rule, &mut clusters) {
             Ok((translated, unresolved)) => {
-                out.unresolved.extend(unresolved);
+                out.problems.served += 1;
+                out.problems.unresolved.extend(unresolved);
                 out.clusters.extend(clusters);
                 out.rules.push(TranslatedRule {
                     index,
                     ..translated
                 });
             }
-            Err(problem) => out.dropped.push((index, problem)),
+            Err(problem) => out.problems.dropped.push((index, problem)),
         }
     }
     out
