@@ -21,12 +21,16 @@
 //! serves on that listener (its own intersected with the listener's).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::Problem;
+use super::gateway::GatewayState;
 use super::hostname;
-use crate::store::ObjectKey;
+use super::http_route::invalid_hostnames;
+use super::parent_ref::{self, Attachment, RouteInfo, RouteResource};
+use crate::store::{ObjectKey, Store};
 
 /// The Accepted reason of a route that lost to a route of the other kind.
 pub const REASON_HOSTNAME_CONFLICT: &str = "HostnameConflict";
@@ -44,8 +48,76 @@ pub struct Claim {
 /// Listener `(gateway, index)` → the routes served there.
 pub type Claims = BTreeMap<(ObjectKey, usize), Vec<Claim>>;
 
-/// For every listener, the routes not served there and why: `(kind, key)` → problem.
-pub fn rejections(claims: &Claims) -> BTreeMap<(ObjectKey, usize, &'static str, ObjectKey), Problem> {
+/// Routes not served on a listener and why: `(gateway, listener index, kind, route)` → problem.
+pub type Exclusions = BTreeMap<(ObjectKey, usize, &'static str, ObjectKey), Problem>;
+
+/// The exclusions the cross-serving rule makes among the HTTPRoutes and GRPCRoutes of
+/// `store`. Without GRPCRoutes there is nothing to compare, and no work is done.
+pub fn exclusions(store: &Store, gateways: &BTreeMap<ObjectKey, GatewayState>) -> Exclusions {
+    if store.grpc_routes.is_empty() {
+        return Exclusions::new();
+    }
+    let mut claims = Claims::new();
+    add_claims(&mut claims, store, gateways, &store.http_routes, |r| {
+        r.spec.hostnames.as_deref()
+    });
+    add_claims(&mut claims, store, gateways, &store.grpc_routes, |r| {
+        r.spec.hostnames.as_deref()
+    });
+    rejections(&claims)
+}
+
+/// Every listener each route attaches to and would be served on, with the hostnames it
+/// serves there. Routes with invalid hostnames are not served anywhere and claim nothing.
+fn add_claims<R: RouteResource>(
+    claims: &mut Claims,
+    store: &Store,
+    gateways: &BTreeMap<ObjectKey, GatewayState>,
+    routes: &BTreeMap<ObjectKey, Arc<R>>,
+    hostnames: impl Fn(&R) -> Option<&[String]>,
+) {
+    for (key, route) in routes {
+        let hostnames = hostnames(route).unwrap_or_default();
+        if invalid_hostnames(hostnames).is_some() {
+            continue;
+        }
+        let info = RouteInfo {
+            kind: R::KIND,
+            namespace: &key.namespace,
+            hostnames,
+        };
+        for parent in route.parent_refs() {
+            let Attachment::Attached {
+                gateway,
+                served,
+                problem: None,
+                ..
+            } = parent_ref::attach(store, gateways, &info, &parent)
+            else {
+                continue;
+            };
+            for index in served {
+                let Some(listener) = gateways.get(&gateway).and_then(|g| g.listeners.get(index))
+                else {
+                    continue;
+                };
+                let list = claims.entry((gateway.clone(), index)).or_default();
+                if list.iter().any(|c| c.kind == R::KIND && &c.key == key) {
+                    continue;
+                }
+                list.push(Claim {
+                    kind: R::KIND,
+                    key: key.clone(),
+                    created: route.meta().creation_timestamp.clone(),
+                    hostnames: hostname::intersect(listener.hostname.as_deref(), hostnames),
+                });
+            }
+        }
+    }
+}
+
+/// For every listener, the routes not served there and why.
+fn rejections(claims: &Claims) -> Exclusions {
     let mut out = BTreeMap::new();
     for ((gateway, listener), list) in claims {
         let mut order: Vec<&Claim> = list.iter().collect();
@@ -69,8 +141,8 @@ pub fn rejections(claims: &Claims) -> BTreeMap<(ObjectKey, usize, &'static str, 
                         Problem::new(
                             REASON_HOSTNAME_CONFLICT,
                             format!(
-                                "{} {} shares a hostname with {} {} on listener of Gateway {gateway}, which was created first (or sorts first); an HTTPRoute and a GRPCRoute may not serve the same hostname on one listener: give them distinct hostnames",
-                                claim.kind, claim.key, w.kind, w.key
+                                "{} {} shares a hostname with {} {} on a listener of Gateway {gateway}, and {} {} is older (or, as old, sorts first by namespace/name), so only it is served there; give the HTTPRoute and the GRPCRoute distinct hostnames",
+                                claim.kind, claim.key, w.kind, w.key, w.kind, w.key
                             ),
                         ),
                     );
@@ -84,8 +156,10 @@ pub fn rejections(claims: &Claims) -> BTreeMap<(ObjectKey, usize, &'static str, 
 
 /// Whether some host matches a hostname of both lists.
 fn intersects(a: &[String], b: &[String]) -> bool {
-    a.iter()
-        .any(|x| b.iter().any(|y| hostname::covers(x, y) || hostname::covers(y, x)))
+    a.iter().any(|x| {
+        b.iter()
+            .any(|y| hostname::covers(x, y) || hostname::covers(y, x))
+    })
 }
 
 #[cfg(test)]
@@ -156,7 +230,12 @@ mod tests {
         assert_eq!(
             rejected(vec![
                 claim("HTTPRoute", "web", Some(1), &["a.example.com"]),
-                claim("GRPCRoute", "rpc", Some(2), &["a.example.com", "b.example.com"]),
+                claim(
+                    "GRPCRoute",
+                    "rpc",
+                    Some(2),
+                    &["a.example.com", "b.example.com"]
+                ),
                 claim("HTTPRoute", "web2", Some(3), &["b.example.com"]),
             ]),
             ["GRPCRoute rpc"]

@@ -17,8 +17,8 @@ use gantry_crds::gateway::httproutes::HttpRouteRules;
 use super::backend::Referrer;
 use super::conditions::{self as c, Problem};
 use super::grpc_matches::translate_grpc_matches;
-use super::parent_ref::RouteResource;
 use super::http_route::{TranslatedRoute, TranslatedRule, invalid_hostnames, translate_rule};
+use super::parent_ref::RouteResource;
 use crate::store::Store;
 
 /// `GRPCRoute`.

@@ -8,8 +8,8 @@ use gantry_crds::gateway::httproutes::{HttpRoute, HttpRouteRules, HttpRouteRules
 use super::assemble::Collected;
 use super::backend::{self, BackendRef, Referrer};
 use super::conditions::{self as c, Problem};
-use super::grpc_matches::GrpcMatchRank;
 use super::filters::{FilterContext, from_backend_filter, translate_filters};
+use super::grpc_matches::GrpcMatchRank;
 use super::hostname;
 use super::matches::translate_matches;
 use super::parent_ref::RouteResource;

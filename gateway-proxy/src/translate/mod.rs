@@ -76,6 +76,7 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
     let (classes, mut statuses) = gateway_class::our_classes(store, options);
     let mut gateways = gateway::our_gateways(store, &classes, options);
     let mut attacher = Attacher::new(store, &options.controller_name, &gateways);
+    attacher.exclude(cross_serving::exclusions(store, &gateways));
 
     attacher.attach_all(&store.http_routes, http_route::translate_route);
     attacher.attach_all(&store.grpc_routes, grpc_route::translate_route);
