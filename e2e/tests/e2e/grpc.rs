@@ -133,7 +133,8 @@ async fn method_matches_route_by_service_and_method() {
     let c = client(&env, "methods.example.com").await;
     // (path, metadata, backend): Exact service and method; service only; RegularExpression;
     // an exact method match with a header beats the regex.
-    let cases: [(&str, &[(&str, &str)], &str); 4] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 4] = [
         (ECHO_HELLO, &[], "g1"),
         (ECHO_BYE, &[], "g2"),
         (OTHER_PING, &[], "g2"),
