@@ -2,6 +2,7 @@
 
 mod backends;
 mod filters;
+mod grpc;
 mod l4;
 mod lifecycle;
 mod quickstart;

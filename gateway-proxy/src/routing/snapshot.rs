@@ -29,7 +29,7 @@ pub struct PortTables {
     pub unmatched: RouteMetrics,
     /// TCPRoute, UDPRoute and TLSRoute forwarding of the TCP, UDP and TLS ports.
     pub l4: L4Tables,
-    /// Metric handles by `(gateway, route)`: reused by the next compile, and the pairs a new
+    /// Metric handles by `(gateway, route kind, route)`: reused by the next compile, and the pairs a new
     /// config no longer has are dropped from the registry.
     series: SeriesMap,
 }
@@ -42,7 +42,7 @@ impl Snapshot {
             ir: Arc::new(Ir::default()),
             ports: Arc::new(PortTables {
                 tables: HashMap::new(),
-                unmatched: metrics.route_metrics("", ""),
+                unmatched: metrics.route_metrics("", "", ""),
                 l4: L4Tables::default(),
                 series: SeriesMap::new(),
             }),
@@ -97,13 +97,10 @@ impl Snapshot {
         if Arc::ptr_eq(&self.ports, &next.ports) {
             return;
         }
-        for (gateway, route) in self.ports.series.keys() {
-            if !next
-                .ports
-                .series
-                .contains_key(&(gateway.clone(), route.clone()))
-            {
-                metrics.forget_route(gateway, route);
+        for key in self.ports.series.keys() {
+            if !next.ports.series.contains_key(key) {
+                let (gateway, route_kind, route) = key;
+                metrics.forget_route(gateway, route_kind, route);
             }
         }
     }
@@ -124,7 +121,7 @@ fn compile_ports(
     }
     Ok(PortTables {
         tables,
-        unmatched: metrics.route_metrics("", ""),
+        unmatched: metrics.route_metrics("", "", ""),
         l4: L4Tables::compile(ir),
         series: cache.route_metrics,
     })

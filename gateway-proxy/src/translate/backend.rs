@@ -138,11 +138,15 @@ fn resolve_for(
             ),
         ));
     };
+    // A GRPCRoute's backends are spoken to with HTTP/2 whatever the port's `appProtocol`
+    // says (the rule carries `grpc`), so any value, `grpc` included, is fine for it. L4 routes
+    // forward bytes: the cluster's HTTP protocol is never used for them.
     let protocol = match (upstream_protocol(service_port), traffic) {
         (Some(protocol), _) => Some(protocol),
-        // Never spoken to: the cluster's HTTP protocol is not used for L4 forwarding.
         (None, Traffic::Stream) => Some(UpstreamProtocol::Http1),
-        (None, Traffic::Http) => None,
+        (None, Traffic::Http) => {
+            (referrer.kind == super::grpc_route::KIND).then_some(UpstreamProtocol::H2c)
+        }
     };
     let protocol = protocol.ok_or_else(|| {
         Problem::new(

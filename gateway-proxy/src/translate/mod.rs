@@ -7,9 +7,13 @@ mod allowed_routes;
 mod assemble;
 mod backend;
 mod conditions;
+mod cross_serving;
 mod filters;
 mod gateway;
 mod gateway_class;
+mod grpc_matches;
+mod grpc_precedence;
+mod grpc_route;
 mod hostname;
 mod http_route;
 mod l4_routes;
@@ -73,8 +77,10 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
     let (classes, mut statuses) = gateway_class::our_classes(store, options);
     let mut gateways = gateway::our_gateways(store, &classes, options);
     let mut attacher = Attacher::new(store, &options.controller_name, &gateways);
+    attacher.exclude(cross_serving::exclusions(store, &gateways));
 
     attacher.attach_all(&store.http_routes, http_route::translate_route);
+    attacher.attach_all(&store.grpc_routes, grpc_route::translate_route);
     attacher.attach_all(&store.tcp_routes, l4_routes::translate_tcp_route);
     attacher.attach_all(&store.tls_routes, l4_routes::translate_tls_route);
     attacher.attach_all(&store.udp_routes, l4_routes::translate_udp_route);
