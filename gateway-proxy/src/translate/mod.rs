@@ -6,13 +6,16 @@
 mod allowed_routes;
 mod assemble;
 mod backend;
+mod certificate;
 mod conditions;
 mod filters;
+mod frontend_tls;
 mod gateway;
 mod gateway_class;
 mod hostname;
 mod http_route;
 mod listener;
+mod listener_tls;
 mod matches;
 mod parent_ref;
 mod precedence;
