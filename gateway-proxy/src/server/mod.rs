@@ -11,6 +11,7 @@ pub mod errors;
 pub mod headers;
 mod listener;
 mod pipeline;
+pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
