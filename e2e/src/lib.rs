@@ -5,3 +5,4 @@ pub mod bench;
 pub mod certs;
 pub mod echo;
 pub mod harness;
+pub mod tls_client;

@@ -3,5 +3,8 @@
 mod backends;
 mod filters;
 mod lifecycle;
+mod mtls;
 mod quickstart;
 mod routing;
+mod tls;
+mod tls_rotation;

@@ -158,7 +158,9 @@ mod tests {
     #[test]
     fn a_matching_pair_passes_with_its_names() {
         let (cert, key) = pair(&["a.example.com", "*.b.example.com"]);
-        let checked = check_pair(cert.as_bytes(), key.as_bytes()).ok().expect("valid pair");
+        let checked = check_pair(cert.as_bytes(), key.as_bytes())
+            .ok()
+            .expect("valid pair");
         assert_eq!(checked.dns_names, ["a.example.com", "*.b.example.com"]);
     }
 
@@ -166,7 +168,9 @@ mod tests {
     fn a_key_of_another_certificate_is_refused() {
         let (cert, _) = pair(&["a.example.com"]);
         let (_, other_key) = pair(&["a.example.com"]);
-        let error = check_pair(cert.as_bytes(), other_key.as_bytes()).err().expect("refused");
+        let error = check_pair(cert.as_bytes(), other_key.as_bytes())
+            .err()
+            .expect("refused");
         assert!(error.contains("does not belong"), "{error}");
         assert!(!error.contains("PRIVATE"), "{error}");
     }
@@ -176,18 +180,21 @@ mod tests {
         let (cert, key) = pair(&["a.example.com"]);
         assert!(
             check_pair(b"not pem", key.as_bytes())
-                .err().expect("refused")
+                .err()
+                .expect("refused")
                 .contains("no PEM CERTIFICATE")
         );
         assert!(
             check_pair(cert.as_bytes(), b"nope")
-                .err().expect("refused")
+                .err()
+                .expect("refused")
                 .contains("tls.key")
         );
         let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         assert!(
             check_pair(broken.as_bytes(), key.as_bytes())
-                .err().expect("refused")
+                .err()
+                .expect("refused")
                 .contains("does not parse")
         );
     }
