@@ -142,7 +142,7 @@ fn resolve(
         out.no_valid_ca = Some(Problem::new(
             c::REASON_NO_VALID_CA_CERTIFICATE,
             format!(
-                "{at}: no CA certificate reference is valid, so client certificates cannot be validated; fix the references below"
+                "{at}: no CA certificate reference is valid, so client certificates cannot be validated; see ResolvedRefs for each reference"
             ),
         ));
         return out;

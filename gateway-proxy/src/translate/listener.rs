@@ -325,6 +325,15 @@ fn conflict_of(listeners: &[GatewayListeners], i: usize) -> Option<Problem> {
         .find(|l| l.hostname == me.hostname)
         .map(|other| {
             let host = me.hostname.as_deref().unwrap_or("(any)");
+            if other.protocol != me.protocol {
+                return Problem::new(
+                    c::REASON_HOSTNAME_CONFLICT,
+                    format!(
+                        "listeners {} ({}) and {} ({}) share port {} and hostname {host}, so SNI cannot choose between them; change the hostname or port of one",
+                        me.name, me.protocol, other.name, other.protocol, me.port
+                    ),
+                );
+            }
             Problem::new(
                 c::REASON_HOSTNAME_CONFLICT,
                 format!(

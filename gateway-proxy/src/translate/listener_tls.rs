@@ -96,8 +96,8 @@ pub fn resolve(store: &Store, gateway: &ObjectKey, l: &GatewayListeners) -> Reso
         out.resolved_refs.push(Problem::new(
             c::REASON_INVALID_CERTIFICATE_REF,
             format!(
-                "a {} listener terminating TLS needs tls.certificateRefs naming a kubernetes.io/tls Secret",
-                l.protocol
+                "listener {} terminates TLS but has no tls.certificateRefs; name a kubernetes.io/tls Secret there",
+                l.name
             ),
         ));
     }
