@@ -108,7 +108,7 @@ async fn valid_client_certificates_are_required_unless_the_port_falls_back() {
         .get(gw.strict, host, host, "/")
         .await;
     assert!(
-        served_by(&reply.unwrap(), "app"),
+        served_by(&reply.expect("request over TLS"), "app"),
         "log:\n{}",
         gw.proxy.log()
     );
@@ -125,7 +125,7 @@ async fn valid_client_certificates_are_required_unless_the_port_falls_back() {
     }
     let metrics = get(&format!("http://{}/metrics", gw.proxy.admin))
         .await
-        .unwrap()
+        .expect("GET /metrics")
         .text();
     let line = format!(
         "gantry_tls_handshake_errors_total{{port=\"{}\",reason=\"client_certificate\"}} 2",
@@ -139,7 +139,10 @@ async fn valid_client_certificates_are_required_unless_the_port_falls_back() {
         gw.client().identity(&stranger),
         gw.client().identity(&valid),
     ] {
-        let reply = client.get(gw.fallback, host, host, "/").await.unwrap();
+        let reply = client
+            .get(gw.fallback, host, host, "/")
+            .await
+            .expect("request over TLS");
         assert!(served_by(&reply, "app"));
     }
 }
@@ -211,7 +214,7 @@ async fn bad_ca_references_show_in_status_and_never_open_the_listener() {
         .identity(&valid)
         .get(gw.partial, host, host, "/")
         .await
-        .unwrap();
+        .expect("request over TLS");
     assert!(served_by(&reply, "app"));
     assert!(gw.client().get(gw.partial, host, host, "/").await.is_err());
 

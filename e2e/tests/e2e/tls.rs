@@ -184,8 +184,10 @@ async fn sni_selects_the_listener_and_its_certificate() {
             gw.leaf(secret).chain().first().cloned(),
             "certificate for {sni}"
         );
-        let mut session = Session::open(connection).await.unwrap();
-        let reply = session.get(sni, "/").await.unwrap();
+        let mut session = Session::open(connection)
+            .await
+            .expect("HTTP session over TLS");
+        let reply = session.get(sni, "/").await.expect("request over TLS");
         assert!(served_by(&reply, backend), "{sni}: {reply:?}");
         assert_eq!(reply.echo().header("x-forwarded-proto"), Some("https"));
     }
@@ -194,12 +196,20 @@ async fn sni_selects_the_listener_and_its_certificate() {
 #[tokio::test]
 async fn alpn_chooses_http2_or_http1_and_both_tls_versions_work() {
     let gw = start().await;
-    let connection = gw.client().connect(gw.addr, "a.example.com").await.unwrap();
+    let connection = gw
+        .client()
+        .connect(gw.addr, "a.example.com")
+        .await
+        .expect("TLS handshake");
     assert_eq!(connection.alpn().as_deref(), Some(&b"h2"[..]));
-    let mut h2 = Session::open(connection).await.unwrap();
+    let mut h2 = Session::open(connection)
+        .await
+        .expect("HTTP session over TLS");
     assert!(matches!(h2, Session::Http2(_)));
     assert!(served_by(
-        &h2.get("a.example.com", "/").await.unwrap(),
+        &h2.get("a.example.com", "/")
+            .await
+            .expect("request over TLS"),
         "exact"
     ));
 
@@ -209,13 +219,17 @@ async fn alpn_chooses_http2_or_http1_and_both_tls_versions_work() {
             .alpn(alpn)
             .connect(gw.addr, "a.example.com")
             .await
-            .unwrap();
+            .expect("TLS handshake");
         let expected = alpn.first().map(|p| p.to_vec());
         assert_eq!(connection.alpn(), expected);
-        let mut h1 = Session::open(connection).await.unwrap();
+        let mut h1 = Session::open(connection)
+            .await
+            .expect("HTTP session over TLS");
         assert!(matches!(h1, Session::Http1(_)));
         assert!(served_by(
-            &h1.get("a.example.com", "/").await.unwrap(),
+            &h1.get("a.example.com", "/")
+                .await
+                .expect("request over TLS"),
             "exact"
         ));
     }
@@ -231,9 +245,14 @@ async fn alpn_chooses_http2_or_http1_and_both_tls_versions_work() {
             .await
             .unwrap_or_else(|e| panic!("{expected:?}: {e}"));
         assert_eq!(connection.version(), Some(expected));
-        let mut session = Session::open(connection).await.unwrap();
+        let mut session = Session::open(connection)
+            .await
+            .expect("HTTP session over TLS");
         assert!(served_by(
-            &session.get("z.example.com", "/").await.unwrap(),
+            &session
+                .get("z.example.com", "/")
+                .await
+                .expect("request over TLS"),
             "wild"
         ));
     }
@@ -250,22 +269,42 @@ async fn a_host_of_another_listener_is_misdirected() {
             .alpn(&[alpn])
             .connect(gw.addr, "z.example.com")
             .await
-            .unwrap();
-        let mut session = Session::open(connection).await.unwrap();
-        let reply = session.get("a.example.com", "/").await.unwrap();
+            .expect("TLS handshake");
+        let mut session = Session::open(connection)
+            .await
+            .expect("HTTP session over TLS");
+        let reply = session
+            .get("a.example.com", "/")
+            .await
+            .expect("request over TLS");
         assert_eq!(reply.status, 421, "{}", reply.text());
         assert!(reply.header("x-request-id").is_some());
         // The same connection still serves its own hosts.
-        let reply = session.get("y.example.com", "/").await.unwrap();
+        let reply = session
+            .get("y.example.com", "/")
+            .await
+            .expect("request over TLS");
         assert!(served_by(&reply, "wild"), "{reply:?}");
     }
-    let connection = gw.client().connect(gw.addr, "a.example.com").await.unwrap();
-    let mut session = Session::open(connection).await.unwrap();
+    let connection = gw
+        .client()
+        .connect(gw.addr, "a.example.com")
+        .await
+        .expect("TLS handshake");
+    let mut session = Session::open(connection)
+        .await
+        .expect("HTTP session over TLS");
     // The exact listener does not match the host but another listener does: 421.
-    let reply = session.get("z.example.com", "/").await.unwrap();
+    let reply = session
+        .get("z.example.com", "/")
+        .await
+        .expect("request over TLS");
     assert_eq!(reply.status, 421);
     // No listener matches the host: 404.
-    let reply = session.get("nowhere.example.net", "/").await.unwrap();
+    let reply = session
+        .get("nowhere.example.net", "/")
+        .await
+        .expect("request over TLS");
     assert_eq!(reply.status, 404);
 }
 
@@ -287,7 +326,7 @@ async fn a_server_name_no_listener_takes_is_refused_and_counted() {
     assert!(gw.client().connect(gw.addr, "127.0.0.1").await.is_err());
     let metrics = get(&format!("http://{}/metrics", gw.proxy.admin))
         .await
-        .unwrap()
+        .expect("GET /metrics")
         .text();
     let line = format!(
         "gantry_tls_handshake_errors_total{{port=\"{}\",reason=\"no_listener\"}} 2",
@@ -341,7 +380,7 @@ async fn bad_certificate_references_show_in_status_and_others_keep_serving() {
         .client()
         .get(gw.addr, "granted.example.org", "granted.example.org", "/")
         .await
-        .unwrap();
+        .expect("request over TLS");
     assert!(served_by(&reply, "granted"));
     // No key material reaches /config.
     let config = gw.proxy.config().await.to_string();

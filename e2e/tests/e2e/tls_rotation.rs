@@ -74,10 +74,13 @@ async fn a_rotated_certificate_is_used_by_new_handshakes_with_no_failed_request(
     let new_der = new.chain()[0].clone();
 
     // A connection opened before the rotation, kept across it.
-    let before = client.connect(addr, HOST).await.unwrap();
+    let before = client.connect(addr, HOST).await.expect("TLS handshake");
     assert_eq!(before.server_certificate(), Some(old.chain()[0].clone()));
-    let mut kept = Session::open(before).await.unwrap();
-    assert!(served_by(&kept.get(HOST, "/").await.unwrap(), "app"));
+    let mut kept = Session::open(before).await.expect("HTTP session over TLS");
+    assert!(served_by(
+        &kept.get(HOST, "/").await.expect("request over TLS"),
+        "app"
+    ));
 
     let load = Arc::new(Load::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -136,7 +139,7 @@ async fn a_rotated_certificate_is_used_by_new_handshakes_with_no_failed_request(
     }
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
-        worker.await.unwrap();
+        worker.await.expect("load worker");
     }
 
     assert_eq!(
@@ -146,8 +149,11 @@ async fn a_rotated_certificate_is_used_by_new_handshakes_with_no_failed_request(
         proxy.log()
     );
     // The connection opened before the rotation still serves, on its old session.
-    assert!(served_by(&kept.get(HOST, "/").await.unwrap(), "app"));
+    assert!(served_by(
+        &kept.get(HOST, "/").await.expect("request over TLS"),
+        "app"
+    ));
     // And every new handshake now presents the new certificate.
-    let after = client.connect(addr, HOST).await.unwrap();
+    let after = client.connect(addr, HOST).await.expect("TLS handshake");
     assert_eq!(after.server_certificate(), Some(new_der));
 }

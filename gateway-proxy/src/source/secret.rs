@@ -28,15 +28,17 @@ mod tests {
 
     #[test]
     fn string_data_is_merged_into_data_and_wins() {
-        let mut secret = Secret::default();
-        secret.data = Some(
-            [
-                ("a".to_owned(), ByteString(b"from data".to_vec())),
-                ("b".to_owned(), ByteString(b"kept".to_vec())),
-            ]
-            .into(),
-        );
-        secret.string_data = Some([("a".to_owned(), "from stringData".to_owned())].into());
+        let secret = Secret {
+            data: Some(
+                [
+                    ("a".to_owned(), ByteString(b"from data".to_vec())),
+                    ("b".to_owned(), ByteString(b"kept".to_vec())),
+                ]
+                .into(),
+            ),
+            string_data: Some([("a".to_owned(), "from stringData".to_owned())].into()),
+            ..Secret::default()
+        };
         let merged = merge_string_data(Arc::new(secret));
         assert!(merged.string_data.is_none());
         let data = merged.data.as_ref().unwrap();

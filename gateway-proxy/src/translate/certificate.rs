@@ -102,6 +102,15 @@ struct CheckedPair {
     dns_names: Vec<String>,
 }
 
+/// Shows the names only: never the key.
+impl std::fmt::Debug for CheckedPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedPair")
+            .field("dns_names", &self.dns_names)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Parses `tls.crt` and `tls.key` and checks that the key is the certificate's. The error says
 /// what is wrong without showing any of the key.
 fn check_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<CheckedPair, String> {
@@ -158,9 +167,7 @@ mod tests {
     #[test]
     fn a_matching_pair_passes_with_its_names() {
         let (cert, key) = pair(&["a.example.com", "*.b.example.com"]);
-        let checked = check_pair(cert.as_bytes(), key.as_bytes())
-            .ok()
-            .expect("valid pair");
+        let checked = check_pair(cert.as_bytes(), key.as_bytes()).expect("valid pair");
         assert_eq!(checked.dns_names, ["a.example.com", "*.b.example.com"]);
     }
 
@@ -168,9 +175,7 @@ mod tests {
     fn a_key_of_another_certificate_is_refused() {
         let (cert, _) = pair(&["a.example.com"]);
         let (_, other_key) = pair(&["a.example.com"]);
-        let error = check_pair(cert.as_bytes(), other_key.as_bytes())
-            .err()
-            .expect("refused");
+        let error = check_pair(cert.as_bytes(), other_key.as_bytes()).expect_err("refused");
         assert!(error.contains("does not belong"), "{error}");
         assert!(!error.contains("PRIVATE"), "{error}");
     }
@@ -180,21 +185,18 @@ mod tests {
         let (cert, key) = pair(&["a.example.com"]);
         assert!(
             check_pair(b"not pem", key.as_bytes())
-                .err()
-                .expect("refused")
+                .expect_err("refused")
                 .contains("no PEM CERTIFICATE")
         );
         assert!(
             check_pair(cert.as_bytes(), b"nope")
-                .err()
-                .expect("refused")
+                .expect_err("refused")
                 .contains("tls.key")
         );
         let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         assert!(
             check_pair(broken.as_bytes(), key.as_bytes())
-                .err()
-                .expect("refused")
+                .expect_err("refused")
                 .contains("does not parse")
         );
     }
