@@ -69,7 +69,10 @@ impl Snapshot {
                     metrics,
                     previous.map(|p| &p.ports.series),
                 )?),
-                Arc::new(TlsPorts::compile(&ir).map_err(CompileError::Tls)?),
+                Arc::new(
+                    TlsPorts::compile(&ir, previous.map(|p| p.tls.as_ref()))
+                        .map_err(CompileError::Tls)?,
+                ),
             ),
         };
         let clusters = ir
