@@ -60,12 +60,15 @@ pub struct ResolvedTls {
 
 /// Resolves the TLS of a listener of the Gateway `gateway`. The mode defaults to `Terminate`
 /// as the API server's defaulting does. In `Terminate` mode every `certificateRefs` entry is
-/// resolved: an invalid one sets `ResolvedRefs=False` (`InvalidCertificateRef`, or
-/// `RefNotPermitted` across namespaces without a ReferenceGrant) and the valid ones are still
-/// served (several certificates per listener are implementation-specific; serving the valid
-/// ones keeps a rotation with one bad Secret from taking the listener down). With no valid
-/// certificate the listener is not programmed. In `Passthrough` mode `certificateRefs` "is
-/// ignored".
+/// resolved. `InvalidCertificateRef` applies when the listener "has a TLS configuration with
+/// at least one TLS CertificateRef that is invalid or does not exist" (`RefNotPermitted`
+/// instead for another namespace without a ReferenceGrant), so one bad entry sets
+/// `ResolvedRefs=False`; the valid entries are still served (several certificates per
+/// listener are implementation-specific, and serving the valid ones keeps one bad Secret in
+/// a rotation from taking the listener down). With no valid certificate the listener is not
+/// programmed, as a Gateway with an invalid TLS configuration "should fail to become ready"
+/// (conformance `GatewayInvalidTLSConfiguration`). In `Passthrough` mode `certificateRefs`
+/// "is ignored".
 pub fn resolve(store: &Store, gateway: &ObjectKey, l: &GatewayListeners) -> ResolvedTls {
     let mode = match l.tls.as_ref().and_then(|t| t.mode.as_ref()) {
         Some(GatewayListenersTlsMode::Passthrough) => TlsModeIr::Passthrough,
