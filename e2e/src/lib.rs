@@ -4,5 +4,6 @@
 pub mod bench;
 pub mod certs;
 pub mod echo;
+pub mod grpc;
 pub mod harness;
 pub mod tls_client;

@@ -9,6 +9,7 @@ use super::assemble::Collected;
 use super::backend::{self, BackendRef, Referrer};
 use super::conditions::{self as c, Problem};
 use super::filters::{FilterContext, from_backend_filter, translate_filters};
+use super::grpc_matches::GrpcMatchRank;
 use super::hostname;
 use super::matches::translate_matches;
 use super::parent_ref::RouteResource;
@@ -23,6 +24,8 @@ use crate::store::Store;
 pub struct TranslatedRule {
     pub index: usize,
     pub matches: Vec<HttpMatchIr>,
+    /// GRPCRoute only: what precedence needs of each match (same order as `matches`).
+    pub grpc_ranks: Vec<GrpcMatchRank>,
     pub rule: Arc<HttpRuleIr>,
 }
 
@@ -68,6 +71,7 @@ impl TranslatedKind for TranslatedRoute {
                             },
                             created: at.created.cloned(),
                             match_index,
+                            grpc: rule.grpc_ranks.get(match_index).copied(),
                         },
                     );
                 }
@@ -82,18 +86,8 @@ pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> Tra
         hostnames: route.spec.hostnames.clone().unwrap_or_default(),
         ..TranslatedRoute::default()
     };
-    let bad: Vec<&String> = out
-        .hostnames
-        .iter()
-        .filter(|h| !hostname::is_valid(h))
-        .collect();
-    if !bad.is_empty() {
-        out.problems.invalid = Some(Problem::new(
-            c::REASON_UNSUPPORTED_VALUE,
-            format!(
-                "spec.hostnames {bad:?} are not valid DNS names (IP addresses are not allowed)"
-            ),
-        ));
+    if let Some(problem) = invalid_hostnames(&out.hostnames) {
+        out.problems.invalid = Some(problem);
         return out;
     }
     let referrer = Referrer {
@@ -116,6 +110,7 @@ pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> Tra
                 out.rules.push(TranslatedRule {
                     index,
                     matches,
+                    grpc_ranks: Vec::new(),
                     rule: Arc::new(ir),
                 });
             }
@@ -125,9 +120,27 @@ pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> Tra
     out
 }
 
+/// Why a route's `spec.hostnames` are invalid, if they are.
+pub fn invalid_hostnames(hostnames: &[String]) -> Option<Problem> {
+    let bad: Vec<&String> = hostnames
+        .iter()
+        .filter(|h| !hostname::is_valid(h))
+        .collect();
+    (!bad.is_empty()).then(|| {
+        Problem::new(
+            c::REASON_UNSUPPORTED_VALUE,
+            format!(
+                "spec.hostnames {bad:?} are not valid DNS names (IP addresses are not allowed)"
+            ),
+        )
+    })
+}
+
 type RuleResult = Result<(HttpRuleIr, Vec<HttpMatchIr>, Vec<Problem>), Problem>;
 
-fn translate_rule(
+/// Translates one rule. Also used for GRPCRoute rules, whose filters and backendRefs have
+/// the same shape as HTTPRoute's.
+pub fn translate_rule(
     store: &Store,
     referrer: Referrer<'_>,
     rule: &HttpRouteRules,
@@ -202,6 +215,7 @@ fn translate_rule(
         filters: translated.filters,
         backends,
         timeouts,
+        grpc: false,
     };
     if let Some(p) = translated.unsupported {
         // A filter the proxy cannot apply "MUST NOT be skipped. Instead, requests that

@@ -8,10 +8,14 @@ mod assemble;
 mod backend;
 mod certificate;
 mod conditions;
+mod cross_serving;
 mod filters;
 mod frontend_tls;
 mod gateway;
 mod gateway_class;
+mod grpc_matches;
+mod grpc_precedence;
+mod grpc_route;
 mod hostname;
 mod http_route;
 mod listener;
@@ -75,8 +79,10 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
     let (classes, mut statuses) = gateway_class::our_classes(store, options);
     let mut gateways = gateway::our_gateways(store, &classes, options);
     let mut attacher = Attacher::new(store, &options.controller_name, &gateways);
+    attacher.exclude(cross_serving::exclusions(store, &gateways));
 
     attacher.attach_all(&store.http_routes, http_route::translate_route);
+    attacher.attach_all(&store.grpc_routes, grpc_route::translate_route);
 
     let counts = attacher.attached_counts();
     let Attacher {

@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::assemble::{Collected, Placed};
 use super::conditions::{self as c, Problem};
+use super::cross_serving::Exclusions;
 use super::gateway::GatewayState;
 use super::listener::ListenerState;
 use super::parent_ref::{self, Attachment, ParentRef, RouteInfo, RouteResource};
@@ -161,6 +162,8 @@ pub struct Attacher<'a> {
     pub statuses: Vec<ObjectStatus>,
     /// (gateway, listener index, route kind, route): a route counts once per listener.
     attached: BTreeSet<(ObjectKey, usize, &'static str, ObjectKey)>,
+    /// Listeners a route attaches to but is not served on, and why (cross serving).
+    exclusions: Exclusions,
 }
 
 impl<'a> Attacher<'a> {
@@ -177,7 +180,15 @@ impl<'a> Attacher<'a> {
             clusters: BTreeMap::new(),
             statuses: Vec::new(),
             attached: BTreeSet::new(),
+            exclusions: Exclusions::new(),
         }
+    }
+
+    /// Routes that must not be served on some listeners although they attach there (an
+    /// HTTPRoute and a GRPCRoute sharing a hostname). A parentRef none of whose listeners
+    /// serves the route is not `Accepted`, with the exclusion's reason.
+    pub fn exclude(&mut self, exclusions: Exclusions) {
+        self.exclusions = exclusions;
     }
 
     /// Translates every route of one kind with `translate` (store, route namespace, route)
@@ -234,7 +245,11 @@ impl<'a> Attacher<'a> {
                             .iter()
                             .map(|&i| (gateway.clone(), i, route.kind, route.key.clone())),
                     );
-                    match problem.or_else(|| rejection.clone()) {
+                    let (served, excluded) = self.without_exclusions(&gateway, served, route);
+                    let problem = problem
+                        .or_else(|| rejection.clone())
+                        .or_else(|| served.is_empty().then_some(excluded).flatten());
+                    match problem {
                         Some(p) => Err(p),
                         None => {
                             for index in served {
@@ -270,6 +285,34 @@ impl<'a> Attacher<'a> {
                 status: StatusBody::Route(RouteStatus { parents }),
             });
         }
+    }
+
+    /// The listeners of `served` the route may be served on, and the first exclusion's
+    /// problem, if any listener was excluded.
+    fn without_exclusions(
+        &self,
+        gateway: &ObjectKey,
+        served: Vec<usize>,
+        route: &RouteObject<'_>,
+    ) -> (Vec<usize>, Option<Problem>) {
+        if self.exclusions.is_empty() {
+            return (served, None);
+        }
+        let mut excluded = None;
+        let kept = served
+            .into_iter()
+            .filter(|&index| {
+                let key = (gateway.clone(), index, route.kind, route.key.clone());
+                match self.exclusions.get(&key) {
+                    Some(p) => {
+                        excluded.get_or_insert_with(|| p.clone());
+                        false
+                    }
+                    None => true,
+                }
+            })
+            .collect();
+        (kept, excluded)
     }
 
     fn place(
