@@ -16,8 +16,11 @@ pub struct TlsPorts {
     ports: HashMap<u16, TlsPort>,
     /// Compiled configurations by `(gateway, listener)`, with the IR they came from: the next
     /// compile reuses those whose IR did not change (a route change does not rebuild them).
-    configs: HashMap<(Arc<str>, Arc<str>), (Arc<ListenerTlsIr>, Arc<ServerConfig>)>,
+    configs: HashMap<ListenerKey, (Arc<ListenerTlsIr>, Arc<ServerConfig>)>,
 }
+
+/// `(gateway, listener name)`.
+type ListenerKey = (Arc<str>, Arc<str>);
 
 /// The listeners of one TLS port, most specific hostname first.
 #[derive(Debug)]
@@ -54,7 +57,7 @@ impl TlsPorts {
         for port in ir.ports.iter().filter(|p| p.protocol == PortProtocol::Tls) {
             let mut listeners = Vec::with_capacity(port.listeners.len());
             for listener in &port.listeners {
-                let key: (Arc<str>, Arc<str>) = (
+                let key: ListenerKey = (
                     Arc::from(listener.gateway.to_string()),
                     Arc::from(listener.name.as_str()),
                 );
