@@ -7,3 +7,4 @@ pub mod echo;
 pub mod grpc;
 pub mod harness;
 pub mod stream_echo;
+pub mod tls_client;

@@ -92,35 +92,3 @@ pub async fn spawn_tls(name: &str, leaf: &crate::certs::Leaf) -> (SocketAddr, Jo
     });
     (addr, task)
 }
-
-/// A TLS connection to `127.0.0.1:port` with `sni` as server name, trusting only `roots`.
-/// Returns the stream and the certificate the server presented (DER).
-pub async fn tls_connect(
-    port: u16,
-    sni: &str,
-    roots: std::sync::Arc<rustls::RootCertStore>,
-) -> std::io::Result<(
-    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
-    rustls_pki_types::CertificateDer<'static>,
-)> {
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(std::io::Error::other)?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let name = rustls_pki_types::ServerName::try_from(sni.to_owned())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let tls = connector.connect(name, tcp).await?;
-    let peer = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .cloned()
-        .ok_or_else(|| std::io::Error::other("the server presented no certificate"))?;
-    Ok((tls, peer))
-}

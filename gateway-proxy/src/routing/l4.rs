@@ -26,6 +26,8 @@ pub struct L4ListenerTable {
     /// `namespace/name` of the Gateway.
     pub gateway: Arc<str>,
     pub name: String,
+    /// A `TLS` listener: connections go to its TLSRoutes, never to HTTP.
+    pub serves_tls_routes: bool,
     routes: Vec<Arc<L4Route>>,
     /// Hostname index (TLS listeners); TCP and UDP listeners use their first route.
     index: HostIndex,
@@ -62,7 +64,10 @@ impl L4Tables {
                     .listeners
                     .iter()
                     .map(|l| {
-                        L4ListenerTable::compile(&l.gateway.to_string(), &l.name, &l.l4_routes)
+                        let mut table =
+                            L4ListenerTable::compile(&l.gateway.to_string(), &l.name, &l.l4_routes);
+                        table.serves_tls_routes = l.serves_tls_routes;
+                        table
                     })
                     .collect();
                 (
@@ -107,6 +112,7 @@ impl L4ListenerTable {
         Self {
             gateway: Arc::from(gateway),
             name: name.to_owned(),
+            serves_tls_routes: false,
             routes: compiled,
             index: HostIndex::build(hostnames.iter().map(|(h, _)| Some(*h))),
             owners: hostnames.iter().map(|(_, i)| *i).collect(),

@@ -8,6 +8,7 @@ use super::cluster::Cluster;
 use super::l4::L4Tables;
 use super::table::{CompileCache, PortTable, SeriesMap};
 use crate::ir::Ir;
+use crate::server::tls::TlsPorts;
 use crate::telemetry::{Metrics, RouteMetrics};
 
 /// Everything a request needs, compiled from one [`Ir`]. Never mutated after it is built;
@@ -18,6 +19,9 @@ pub struct Snapshot {
     pub ir: Arc<Ir>,
     /// Shared with the previous snapshot when only clusters changed.
     pub ports: Arc<PortTables>,
+    /// TLS listeners by port, with their precompiled handshake configurations; shared with
+    /// the previous snapshot when the ports did not change.
+    pub tls: Arc<TlsPorts>,
     pub clusters: HashMap<String, Arc<Cluster>>,
 }
 
@@ -46,6 +50,7 @@ impl Snapshot {
                 l4: L4Tables::default(),
                 series: SeriesMap::new(),
             }),
+            tls: Arc::new(TlsPorts::default()),
             clusters: HashMap::new(),
         }
     }
@@ -58,13 +63,21 @@ impl Snapshot {
         metrics: &Metrics,
         previous: Option<&Snapshot>,
     ) -> Result<Self, CompileError> {
-        let ports = match previous {
-            Some(previous) if previous.ir.ports == ir.ports => previous.ports.clone(),
-            _ => Arc::new(compile_ports(
-                &ir,
-                metrics,
-                previous.map(|p| &p.ports.series),
-            )?),
+        let (ports, tls) = match previous {
+            Some(previous) if previous.ir.ports == ir.ports => {
+                (previous.ports.clone(), previous.tls.clone())
+            }
+            _ => (
+                Arc::new(compile_ports(
+                    &ir,
+                    metrics,
+                    previous.map(|p| &p.ports.series),
+                )?),
+                Arc::new(
+                    TlsPorts::compile(&ir, previous.map(|p| p.tls.as_ref()))
+                        .map_err(CompileError::Tls)?,
+                ),
+            ),
         };
         let clusters = ir
             .clusters
@@ -75,6 +88,7 @@ impl Snapshot {
             version,
             ir,
             ports,
+            tls,
             clusters,
         })
     }

@@ -56,6 +56,7 @@ fn listener(name: &str, hostname: Option<&str>, virtual_hosts: Vec<VirtualHostIr
         virtual_hosts,
         tls: None,
         l4_routes: Vec::new(),
+        serves_tls_routes: false,
     }
 }
 
@@ -97,6 +98,7 @@ fn route_for(
     match snapshot.port(8080).unwrap().lookup(&host, &view) {
         Lookup::Route(_, entry) => entry.route.trim_start_matches("default/").to_owned(),
         Lookup::NoRoute(_) | Lookup::NoListener => "404".into(),
+        Lookup::Misdirected => "421".into(),
     }
 }
 

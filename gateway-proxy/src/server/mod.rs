@@ -13,6 +13,7 @@ pub mod headers;
 pub mod l4;
 mod listener;
 mod pipeline;
+pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

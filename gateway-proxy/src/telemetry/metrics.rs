@@ -31,6 +31,15 @@ pub struct RequestLabels {
     pub status_class: String,
 }
 
+/// Labels of the TLS handshake error counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeErrorLabels {
+    /// The listener port (as the Gateway declares it).
+    pub port: String,
+    /// A short cause, such as `no_listener` or `client_certificate`.
+    pub reason: String,
+}
+
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Every metric the proxy exports.
@@ -46,6 +55,7 @@ pub struct Metrics {
     pub active_connections: Gauge,
     /// TCP, TLS and UDP forwarding.
     pub l4: L4Metrics,
+    tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -64,6 +74,7 @@ impl Metrics {
         let config_reloads_rejected = Counter::default();
         let upstream_connect_errors = Counter::default();
         let active_connections = Gauge::default();
+        let tls_handshake_errors = Family::<HandshakeErrorLabels, Counter>::default();
         registry.register(
             "requests",
             "HTTP requests served, by gateway, route, route kind and status class",
@@ -100,8 +111,14 @@ impl Metrics {
             active_connections.clone(),
         );
         let l4 = L4Metrics::register(&mut registry);
+        registry.register(
+            "tls_handshake_errors",
+            "TLS connections that failed before serving a request, by port and reason",
+            tls_handshake_errors.clone(),
+        );
         Self {
             l4,
+            tls_handshake_errors,
             registry,
             requests,
             durations,
@@ -111,6 +128,17 @@ impl Metrics {
             upstream_connect_errors,
             active_connections,
         }
+    }
+
+    /// Counts a failed TLS handshake. Reasons are a small fixed set, so the family stays
+    /// small.
+    pub fn tls_handshake_error(&self, port: u16, reason: &'static str) {
+        self.tls_handshake_errors
+            .get_or_create(&HandshakeErrorLabels {
+                port: port.to_string(),
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Handles for one gateway/route pair (`route_kind` and `route` empty for requests no route

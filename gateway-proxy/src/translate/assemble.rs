@@ -43,37 +43,41 @@ impl Collected {
     /// when listeners of several Gateways disagree, the port keeps the protocol of the first
     /// Gateway by `namespace/name` and serves only its compatible listeners.
     pub fn into_ports(mut self, gateways: &BTreeMap<ObjectKey, GatewayState>) -> Vec<PortIr> {
-        let mut ports: BTreeMap<u16, Vec<ListenerIr>> = BTreeMap::new();
-        let mut protocols: BTreeMap<u16, PortProtocol> = BTreeMap::new();
+        let mut ports: BTreeMap<u16, (PortProtocol, Vec<ListenerIr>)> = BTreeMap::new();
         for (key, gateway) in gateways {
             for (index, listener) in gateway.listeners.iter().enumerate() {
-                let Some(protocol) = port_protocol(&listener.protocol) else {
-                    continue;
-                };
-                if !listener.programmed()
-                    || *protocols.entry(listener.port).or_insert(protocol) != protocol
-                {
+                if !listener.programmed() {
                     continue;
                 }
                 let by_host = self
                     .entries
                     .remove(&(key.clone(), index))
                     .unwrap_or_default();
-                ports.entry(listener.port).or_default().push(ListenerIr {
+                let protocol = port_protocol(&listener.protocol);
+                let (port_protocol, listeners) = ports
+                    .entry(listener.port)
+                    .or_insert_with(|| (protocol, Vec::new()));
+                if *port_protocol != protocol {
+                    // Gateways merged onto one proxy that use a port with protocols that
+                    // cannot share it: the first Gateway (by namespace/name) keeps the port.
+                    continue;
+                }
+                listeners.push(ListenerIr {
                     gateway: key.clone(),
                     name: listener.name.clone(),
                     hostname: listener.hostname.clone(),
                     virtual_hosts: virtual_hosts(by_host),
-                    tls: None,
+                    tls: listener.tls.clone(),
                     l4_routes: l4_routes::winners(
                         self.l4.remove(&(key.clone(), index)).unwrap_or_default(),
                     ),
+                    serves_tls_routes: listener.protocol == "TLS",
                 });
             }
         }
         ports
             .into_iter()
-            .map(|(port, mut listeners)| {
+            .map(|(port, (protocol, mut listeners))| {
                 listeners.sort_by(|a, b| {
                     hostname::most_specific_first(
                         a.hostname.as_deref().unwrap_or(hostname::ANY),
@@ -84,7 +88,7 @@ impl Collected {
                 });
                 PortIr {
                     port,
-                    protocol: protocols.get(&port).copied().unwrap_or(PortProtocol::Http),
+                    protocol,
                     listeners,
                 }
             })
@@ -92,14 +96,13 @@ impl Collected {
     }
 }
 
-/// What a port carrying listeners of `protocol` speaks; `None` for protocols not served.
-fn port_protocol(protocol: &str) -> Option<PortProtocol> {
-    match protocol {
-        "HTTP" => Some(PortProtocol::Http),
-        "HTTPS" | "TLS" => Some(PortProtocol::Tls),
-        "TCP" => Some(PortProtocol::Tcp),
-        "UDP" => Some(PortProtocol::Udp),
-        _ => None,
+/// What a port speaks, from the protocol of a listener on it.
+fn port_protocol(listener_protocol: &str) -> PortProtocol {
+    match listener_protocol {
+        "HTTPS" | "TLS" => PortProtocol::Tls,
+        "TCP" => PortProtocol::Tcp,
+        "UDP" => PortProtocol::Udp,
+        _ => PortProtocol::Http,
     }
 }
 

@@ -75,6 +75,22 @@ pub struct TlsConnection<'a> {
     pub peer: std::net::SocketAddr,
 }
 
+/// Whether the listener `gateway`/`listener` of TLS port `port` is a `TLS` listener, whose
+/// terminated connections go to [`forward_tls`] rather than to HTTP.
+pub(crate) fn serves_tls_routes(
+    snapshot: &crate::routing::Snapshot,
+    port: u16,
+    gateway: &str,
+    listener: &str,
+) -> bool {
+    snapshot
+        .ports
+        .l4
+        .port(port)
+        .and_then(|t| t.listener(gateway, listener))
+        .is_some_and(|l| l.serves_tls_routes)
+}
+
 /// Forwards a connection of a TLS listener to the TLSRoute serving its SNI.
 ///
 /// For a `Passthrough` listener, `client` is the raw TCP stream and `prefix` the bytes already
@@ -82,8 +98,6 @@ pub struct TlsConnection<'a> {
 /// handshake with the client. For a `Terminate` listener, `client` is the decrypted stream and
 /// `prefix` is empty: the backend receives plain TCP. A connection no route serves, or one given
 /// to an invalid backendRef, is closed.
-// Until the TLS listeners' accept path calls it, only the tests below do.
-#[allow(dead_code)]
 pub(crate) async fn forward_tls<S>(
     shared: &Shared,
     conn: TlsConnection<'_>,
@@ -161,6 +175,7 @@ mod tests {
                         route("a", "a.example.com", Some("ns/a:443")),
                         route("broken", "invalid.example.com", None),
                     ],
+                    serves_tls_routes: true,
                 }],
             }],
             clusters: BTreeMap::from([(
