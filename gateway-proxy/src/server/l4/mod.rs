@@ -139,7 +139,8 @@ mod tests {
 
     use super::*;
     use crate::ir::{
-        ClusterIr, Ir, L4BackendIr, L4RouteIr, ListenerIr, PortIr, RouteRef, UpstreamProtocol,
+        ClusterIr, Ir, L4BackendIr, L4RouteIr, ListenerIr, ListenerTlsIr, PortIr, RouteRef,
+        TlsModeIr, UpstreamProtocol,
     };
     use crate::routing::Snapshot;
     use crate::server::{DataPlane, DataPlaneOptions};
@@ -170,7 +171,11 @@ mod tests {
                     name: "tls".into(),
                     hostname: None,
                     virtual_hosts: vec![],
-                    tls: None,
+                    tls: Some(Arc::new(ListenerTlsIr {
+                        mode: TlsModeIr::Passthrough,
+                        certificates: vec![],
+                        client_validation: None,
+                    })),
                     l4_routes: vec![
                         route("a", "a.example.com", Some("ns/a:443")),
                         route("broken", "invalid.example.com", None),
