@@ -6,6 +6,7 @@
 mod allowed_routes;
 mod assemble;
 mod backend;
+mod backend_tls;
 mod conditions;
 mod filters;
 mod gateway;
@@ -75,6 +76,7 @@ pub fn refresh_endpoints(store: &Store, ir: &Ir) -> Ir {
 pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
     let (classes, mut statuses) = gateway_class::our_classes(store, options);
     let mut gateways = gateway::our_gateways(store, &classes, options);
+    let mut backend_tls = backend_tls::BackendTls::resolve(store, &gateways);
     let mut ir = Ir::default();
     let mut collected = Collected::default();
     // (gateway, listener index, route): a route counts once per listener.
@@ -82,7 +84,8 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
     let mut route_statuses = Vec::new();
 
     for (key, route) in &store.http_routes {
-        let translated = http_route::translate_route(store, &key.namespace, route);
+        let mut translated = http_route::translate_route(store, &key.namespace, route);
+        let services = backend_tls.secure(store, &mut translated);
         let info = RouteInfo {
             kind: http_route::KIND,
             namespace: &key.namespace,
@@ -134,6 +137,7 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
         }
         if !placed.is_empty() {
             ir.clusters.extend(translated.clusters.clone());
+            backend_tls.record_use(&services, placed.iter().map(|(gateway, _)| gateway));
         }
         if !parents.is_empty() {
             route_statuses.push(ObjectStatus {
@@ -154,8 +158,9 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
             l.attached_routes += 1;
         }
     }
-    statuses.extend(gateways.values().map(gateway::GatewayState::status));
+    statuses.extend(gateways.values().map(|g| backend_tls.gateway_status(g)));
     statuses.extend(route_statuses);
+    statuses.extend(backend_tls.policy_statuses(&options.controller_name));
     ir.ports = collected.into_ports(&gateways);
     Translation { ir, statuses }
 }
