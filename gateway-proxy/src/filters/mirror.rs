@@ -89,7 +89,14 @@ pub async fn buffer(mut body: ProxyBody, limit: usize) -> Buffered {
 }
 
 /// Sends a copy of the request to `cluster` in the background and drops the response.
-pub fn spawn(upstreams: &Upstreams, cluster: Arc<Cluster>, request: &Parts, body: Bytes) {
+/// `gateway` (`namespace/name`) is the Gateway the request came through.
+pub fn spawn(
+    upstreams: &Upstreams,
+    cluster: Arc<Cluster>,
+    gateway: Arc<str>,
+    request: &Parts,
+    body: Bytes,
+) {
     let Some(endpoint) = cluster.pick().cloned() else {
         tracing::debug!(cluster = %cluster.name, "mirror cluster has no endpoints");
         return;
@@ -100,7 +107,7 @@ pub fn spawn(upstreams: &Upstreams, cluster: Arc<Cluster>, request: &Parts, body
     *copy.headers_mut() = request.headers.clone();
     let upstreams = upstreams.clone();
     tokio::spawn(async move {
-        let send = upstreams.send(cluster.protocol, &endpoint, copy);
+        let send = upstreams.send_via(cluster.via(&gateway), &endpoint, copy);
         match tokio::time::timeout(MIRROR_TIMEOUT, send).await {
             Ok(Ok(response)) => {
                 // Drain so the pooled connection can be reused.

@@ -1,4 +1,5 @@
-//! A compiled upstream cluster: parsed endpoint addresses and a round-robin cursor.
+//! A compiled upstream cluster: parsed endpoint addresses, a round-robin cursor and, for a
+//! TLS cluster, its TLS clients.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,6 +8,8 @@ use http::uri::Authority;
 
 use super::CompileError;
 use crate::ir::{ClusterIr, UpstreamProtocol};
+use crate::upstream::Via;
+use crate::upstream::tls::TlsUpstream;
 
 /// One cluster of the snapshot. Endpoints are taken in turn.
 #[derive(Debug)]
@@ -15,10 +18,15 @@ pub struct Cluster {
     pub protocol: UpstreamProtocol,
     endpoints: Vec<Authority>,
     next: AtomicUsize,
+    /// TLS to the endpoints (BackendTLSPolicy); `None` is plaintext.
+    tls: Option<Arc<TlsUpstream>>,
 }
 
 impl Cluster {
-    pub fn compile(ir: &ClusterIr) -> Result<Self, CompileError> {
+    /// Compiles `ir`. The TLS clients of `previous` (the same cluster in the configuration
+    /// being replaced) are kept when its TLS settings did not change, and with them their
+    /// pooled connections.
+    pub fn compile(ir: &ClusterIr, previous: Option<&Cluster>) -> Result<Self, CompileError> {
         let endpoints = ir
             .endpoints
             .iter()
@@ -29,12 +37,33 @@ impl Cluster {
                 })
             })
             .collect::<Result<_, _>>()?;
+        let tls = ir.tls.as_ref().map(|settings| {
+            previous
+                .and_then(|p| p.tls.as_ref())
+                .filter(|old| old.is_built_from(settings, ir.protocol))
+                .cloned()
+                .unwrap_or_else(|| Arc::new(TlsUpstream::build(&ir.name, settings, ir.protocol)))
+        });
         Ok(Self {
             name: Arc::from(ir.name.as_str()),
             protocol: ir.protocol,
             endpoints,
             next: AtomicUsize::new(0),
+            tls,
         })
+    }
+
+    /// How to send a request that came through `gateway` (`namespace/name`).
+    pub fn via(&self, gateway: &str) -> Via<'_> {
+        match &self.tls {
+            Some(tls) => Via::Tls(self.protocol, tls.clients(gateway)),
+            None => Via::Plain(self.protocol),
+        }
+    }
+
+    /// The TLS clients, when the cluster uses TLS.
+    pub fn tls(&self) -> Option<&Arc<TlsUpstream>> {
+        self.tls.as_ref()
     }
 
     /// The next endpoint in round-robin order; `None` when the cluster has none (503).
@@ -65,7 +94,7 @@ mod tests {
             protocol: UpstreamProtocol::Http1,
             endpoints: vec!["10.0.0.1:8080".into(), "[::1]:8080".into()],
             tls: None,
-        })
+        }, None)
         .unwrap();
         let picks: Vec<_> = (0..4)
             .map(|_| cluster.pick().unwrap().to_string())

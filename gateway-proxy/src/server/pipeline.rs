@@ -13,6 +13,7 @@
 //! Every failure becomes a response through [`ProxyError`]; none drops the connection.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{EXPECT, HOST, HeaderValue, LOCATION};
@@ -95,18 +96,26 @@ async fn route<'s>(
         query: parts.uri.query(),
         headers: &parts.headers,
     };
-    let entry = match table.lookup(&host, &view) {
+    let (listener, entry) = match table.lookup(&host, &view) {
         Lookup::NoListener => return Err(ProxyError::NoRoute),
         Lookup::NoRoute(listener) => {
             *metrics = Some(&listener.unmatched);
             return Err(ProxyError::NoRoute);
         }
-        Lookup::Route(_, entry) => entry,
+        Lookup::Route(listener, entry) => (listener, entry),
     };
     *metrics = Some(&entry.metrics);
     record.route = Some(&entry.route);
     let forward = forward(
-        shared, snapshot, connection, entry, &host, parts, body, record,
+        shared,
+        snapshot,
+        connection,
+        &listener.gateway,
+        entry,
+        &host,
+        parts,
+        body,
+        record,
     );
     within(
         entry.rule.request_timeout,
@@ -122,6 +131,7 @@ async fn forward<'s>(
     shared: &Shared,
     snapshot: &'s Snapshot,
     connection: ConnectionInfo,
+    gateway: &Arc<str>,
     entry: &'s RouteEntry,
     host: &str,
     mut parts: Parts,
@@ -168,10 +178,13 @@ async fn forward<'s>(
     let endpoint = cluster.pick().ok_or(ProxyError::NoHealthyUpstream)?;
     record.upstream = Some(endpoint.clone());
 
-    let body = mirror_and_buffer(shared, snapshot, &deferred, &parts, upstream::stream(body)).await;
-    let send = shared
-        .upstreams
-        .send(cluster.protocol, endpoint, Request::from_parts(parts, body));
+    let body = upstream::stream(body);
+    let body = mirror_and_buffer(shared, snapshot, gateway, &deferred, &parts, body).await;
+    let send = shared.upstreams.send_via(
+        cluster.via(gateway),
+        endpoint,
+        Request::from_parts(parts, body),
+    );
     let mut response = within(
         rule.backend_timeout,
         async { send.await.map_err(ProxyError::from) },
@@ -195,6 +208,7 @@ async fn forward<'s>(
 async fn mirror_and_buffer(
     shared: &Shared,
     snapshot: &Snapshot,
+    gateway: &Arc<str>,
     deferred: &Deferred<'_>,
     parts: &Parts,
     body: ProxyBody,
@@ -210,7 +224,8 @@ async fn mirror_and_buffer(
     match mirror::buffer(body, MIRROR_BODY_LIMIT).await {
         Buffered::Complete(bytes) => {
             for cluster in clusters {
-                mirror::spawn(&shared.upstreams, cluster.clone(), parts, bytes.clone());
+                let gateway = gateway.clone();
+                mirror::spawn(&shared.upstreams, cluster.clone(), gateway, parts, bytes.clone());
             }
             upstream::full(bytes)
         }
