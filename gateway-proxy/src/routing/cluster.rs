@@ -87,14 +87,17 @@ mod tests {
 
     #[test]
     fn round_robin() {
-        let cluster = Cluster::compile(&ClusterIr {
-            name: "ns/svc:80".into(),
-            service: ObjectKey::new("ns", "svc"),
-            port: 80,
-            protocol: UpstreamProtocol::Http1,
-            endpoints: vec!["10.0.0.1:8080".into(), "[::1]:8080".into()],
-            tls: None,
-        }, None)
+        let cluster = Cluster::compile(
+            &ClusterIr {
+                name: "ns/svc:80".into(),
+                service: ObjectKey::new("ns", "svc"),
+                port: 80,
+                protocol: UpstreamProtocol::Http1,
+                endpoints: vec!["10.0.0.1:8080".into(), "[::1]:8080".into()],
+                tls: None,
+            },
+            None,
+        )
         .unwrap();
         let picks: Vec<_> = (0..4)
             .map(|_| cluster.pick().unwrap().to_string())

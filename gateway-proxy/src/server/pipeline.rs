@@ -225,7 +225,13 @@ async fn mirror_and_buffer(
         Buffered::Complete(bytes) => {
             for cluster in clusters {
                 let gateway = gateway.clone();
-                mirror::spawn(&shared.upstreams, cluster.clone(), gateway, parts, bytes.clone());
+                mirror::spawn(
+                    &shared.upstreams,
+                    cluster.clone(),
+                    gateway,
+                    parts,
+                    bytes.clone(),
+                );
             }
             upstream::full(bytes)
         }

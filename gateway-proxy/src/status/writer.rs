@@ -36,7 +36,9 @@ use tokio::sync::watch;
 use tracing::instrument;
 
 use super::stamp;
-use super::types::{Condition, GatewayStatus, ListenerStatus, ObjectStatus, ParentReference, StatusBody};
+use super::types::{
+    Condition, GatewayStatus, ListenerStatus, ObjectStatus, ParentReference, StatusBody,
+};
 use crate::runtime::SourceUpdate;
 use crate::store::{ObjectKey, Store};
 

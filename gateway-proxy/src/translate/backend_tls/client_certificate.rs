@@ -73,12 +73,16 @@ pub fn resolve(
             ),
         )));
     }
-    Some(key_pair(store, &secret_key).map(Arc::new).map_err(|message| {
-        Problem::new(
-            REASON_INVALID_CLIENT_CERTIFICATE_REF,
-            format!("spec.tls.backend.clientCertificateRef: {message}"),
-        )
-    }))
+    Some(
+        key_pair(store, &secret_key)
+            .map(Arc::new)
+            .map_err(|message| {
+                Problem::new(
+                    REASON_INVALID_CLIENT_CERTIFICATE_REF,
+                    format!("spec.tls.backend.clientCertificateRef: {message}"),
+                )
+            }),
+    )
 }
 
 /// The Gateway's `ResolvedRefs` condition for its client certificate.
@@ -120,8 +124,7 @@ fn key_pair(store: &Store, secret_key: &ObjectKey) -> Result<ClientCertificateIr
     };
     let cert_pem = field("tls.crt")?;
     let key_pem = field("tls.key")?;
-    pem::check_key_pair(&cert_pem, &key_pem)
-        .map_err(|e| format!("Secret {secret_key}: {e}"))?;
+    pem::check_key_pair(&cert_pem, &key_pem).map_err(|e| format!("Secret {secret_key}: {e}"))?;
     Ok(ClientCertificateIr {
         secret: secret_key.clone(),
         cert_pem,

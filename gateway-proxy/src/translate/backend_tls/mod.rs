@@ -91,11 +91,7 @@ impl BackendTls {
     /// become invalid (500) with a `ResolvedRefs` problem. Returns the Services the route
     /// references, for [`Self::record_use`].
     pub fn secure(&self, store: &Store, route: &mut TranslatedRoute) -> BTreeSet<ObjectKey> {
-        let services = route
-            .clusters
-            .values()
-            .map(|c| c.service.clone())
-            .collect();
+        let services = route.clusters.values().map(|c| c.service.clone()).collect();
         let mut unusable = BTreeSet::new();
         for (name, cluster) in &mut route.clusters {
             let Some(policy) = self.governing(store, &cluster.service, cluster.port) else {

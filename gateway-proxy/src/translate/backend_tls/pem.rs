@@ -50,8 +50,16 @@ mod tests {
 
     #[test]
     fn empty_and_garbage_bundles_are_rejected() {
-        assert!(check_ca_bundle("").unwrap_err().contains("no PEM CERTIFICATE"));
-        assert!(check_ca_bundle("hello").unwrap_err().contains("no PEM CERTIFICATE"));
+        assert!(
+            check_ca_bundle("")
+                .unwrap_err()
+                .contains("no PEM CERTIFICATE")
+        );
+        assert!(
+            check_ca_bundle("hello")
+                .unwrap_err()
+                .contains("no PEM CERTIFICATE")
+        );
         let bad = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         assert!(check_ca_bundle(bad).is_err());
     }
@@ -69,7 +77,10 @@ mod tests {
             .unwrap()
             .self_signed(&leaf_key)
             .unwrap();
-        assert_eq!(check_key_pair(&leaf.pem(), &leaf_key.serialize_pem()), Ok(()));
+        assert_eq!(
+            check_key_pair(&leaf.pem(), &leaf_key.serialize_pem()),
+            Ok(())
+        );
         let error = check_key_pair(&leaf.pem(), &ca_key.serialize_pem()).unwrap_err();
         assert!(error.contains("does not belong"), "{error}");
     }

@@ -39,7 +39,11 @@ pub struct Handshake {
 }
 
 impl TlsConnector {
-    pub fn new(http: HttpConnector, settings: Result<Handshake, Arc<str>>, cluster: Arc<str>) -> Self {
+    pub fn new(
+        http: HttpConnector,
+        settings: Result<Handshake, Arc<str>>,
+        cluster: Arc<str>,
+    ) -> Self {
         Self {
             http,
             settings,

@@ -40,7 +40,11 @@ impl SubjectAltNameVerifier {
         }
     }
 
-    fn carries_a_name(&self, end_entity: &CertificateDer<'_>, cert: &ParsedCertificate<'_>) -> bool {
+    fn carries_a_name(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        cert: &ParsedCertificate<'_>,
+    ) -> bool {
         let uris: Vec<String> = webpki::EndEntityCert::try_from(end_entity)
             .map(|c| c.valid_uri_names().map(str::to_owned).collect())
             .unwrap_or_default();
@@ -113,9 +117,7 @@ impl ServerCertVerifier for SubjectAltNameVerifier {
 
 #[cfg(test)]
 mod tests {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType,
-    };
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 
     use super::*;
 
@@ -126,7 +128,9 @@ mod tests {
 
     fn ca() -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "test CA");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "test CA");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
@@ -181,7 +185,10 @@ mod tests {
             ],
         );
         assert_eq!(check(&v, &cert), Ok(()));
-        let v = verifier(&ca, vec![SubjectAltNameIr::Hostname("sni.example.com".into())]);
+        let v = verifier(
+            &ca,
+            vec![SubjectAltNameIr::Hostname("sni.example.com".into())],
+        );
         assert_eq!(
             check(&v, &cert),
             Err(Error::InvalidCertificate(CertificateError::NotValidForName))
@@ -203,7 +210,10 @@ mod tests {
         );
         assert!(check(&v, &cert).is_err());
         // A DNS name equal to the URI's text is not a URI SAN.
-        let v = verifier(&ca, vec![SubjectAltNameIr::Hostname("cluster.local".into())]);
+        let v = verifier(
+            &ca,
+            vec![SubjectAltNameIr::Hostname("cluster.local".into())],
+        );
         assert!(check(&v, &cert).is_err());
     }
 
@@ -212,7 +222,10 @@ mod tests {
         let trusted = ca();
         let other = ca();
         let cert = leaf(&other, vec![dns("a.example.com")]);
-        let v = verifier(&trusted, vec![SubjectAltNameIr::Hostname("a.example.com".into())]);
+        let v = verifier(
+            &trusted,
+            vec![SubjectAltNameIr::Hostname("a.example.com".into())],
+        );
         assert_eq!(
             check(&v, &cert),
             Err(Error::InvalidCertificate(CertificateError::UnknownIssuer))
