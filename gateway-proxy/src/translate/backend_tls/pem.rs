@@ -22,6 +22,8 @@ pub fn check_ca_bundle(pem: &str) -> Result<usize, String> {
 /// the first certificate.
 pub fn check_key_pair(cert_pem: &str, key_pem: &str) -> Result<(), String> {
     let chain = certificates(cert_pem)?;
+    webpki::EndEntityCert::try_from(&chain[0])
+        .map_err(|e| format!("the certificate cannot be parsed: {e}"))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| format!("no usable private key in PEM: {e}"))?;
     let provider = rustls::crypto::ring::default_provider();

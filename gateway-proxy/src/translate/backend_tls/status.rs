@@ -107,7 +107,7 @@ fn conditions(
         None => c::ok(
             c::RESOLVED_REFS,
             c::REASON_RESOLVED_REFS,
-            "All CA certificate references are resolved",
+            "All references are resolved",
             generation,
         ),
         Some(problem) => c::not_ok(c::RESOLVED_REFS, problem, generation),
