@@ -83,7 +83,55 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ir::{TrustIr, UpstreamTlsIr};
     use crate::store::ObjectKey;
+
+    fn tls_cluster(sni: &str, ca_pem: &str) -> ClusterIr {
+        ClusterIr {
+            name: "ns/svc:443".into(),
+            service: ObjectKey::new("ns", "svc"),
+            port: 443,
+            protocol: UpstreamProtocol::Http1,
+            endpoints: vec!["10.0.0.1:8443".into()],
+            tls: Some(Arc::new(UpstreamTlsIr {
+                policy: ObjectKey::new("ns", "p"),
+                sni: sni.into(),
+                subject_alt_names: Vec::new(),
+                trust: TrustIr::CaCertificates {
+                    sources: vec![ObjectKey::new("ns", "ca")],
+                    pem: ca_pem.into(),
+                },
+                client_certificates: Default::default(),
+            })),
+        }
+    }
+
+    #[test]
+    fn tls_clients_and_their_pools_are_kept_while_the_settings_stay() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap().pem();
+
+        let first = Cluster::compile(&tls_cluster("a.internal", &ca), None).unwrap();
+        assert!(matches!(first.via("ns/gw"), Via::Tls(..)));
+        // An endpoint change keeps the TLS clients (and so the pooled connections).
+        let mut moved = tls_cluster("a.internal", &ca);
+        moved.endpoints = vec!["10.0.0.2:8443".into()];
+        let second = Cluster::compile(&moved, Some(&first)).unwrap();
+        assert!(Arc::ptr_eq(first.tls().unwrap(), second.tls().unwrap()));
+        // New settings get new clients.
+        let third = Cluster::compile(&tls_cluster("b.internal", &ca), Some(&second)).unwrap();
+        assert!(!Arc::ptr_eq(second.tls().unwrap(), third.tls().unwrap()));
+        // Plaintext stays plaintext.
+        let mut plain = tls_cluster("a.internal", &ca);
+        plain.tls = None;
+        let plain = Cluster::compile(&plain, Some(&third)).unwrap();
+        assert!(matches!(
+            plain.via("ns/gw"),
+            Via::Plain(UpstreamProtocol::Http1)
+        ));
+    }
 
     #[test]
     fn round_robin() {

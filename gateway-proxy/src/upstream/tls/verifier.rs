@@ -127,10 +127,12 @@ mod tests {
     }
 
     fn ca() -> Ca {
+        named_ca("test CA")
+    }
+
+    fn named_ca(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "test CA");
+        params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
@@ -220,7 +222,7 @@ mod tests {
     #[test]
     fn a_certificate_from_another_ca_fails_even_with_a_matching_name() {
         let trusted = ca();
-        let other = ca();
+        let other = named_ca("another CA");
         let cert = leaf(&other, vec![dns("a.example.com")]);
         let v = verifier(
             &trusted,
