@@ -4,4 +4,5 @@
 pub mod bench;
 pub mod certs;
 pub mod echo;
+pub mod grpc;
 pub mod harness;

@@ -3,6 +3,7 @@
 mod backend_tls;
 mod backends;
 mod filters;
+mod grpc;
 mod lifecycle;
 mod quickstart;
 mod routing;

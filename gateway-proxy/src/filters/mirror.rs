@@ -15,7 +15,7 @@ use http::request::Parts;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::ir::MirrorIr;
+use crate::ir::{MirrorIr, UpstreamProtocol};
 use crate::routing::Cluster;
 use crate::upstream::{self, BoxError, ProxyBody, Upstreams};
 
@@ -93,6 +93,7 @@ pub async fn buffer(mut body: ProxyBody, limit: usize) -> Buffered {
 pub fn spawn(
     upstreams: &Upstreams,
     cluster: Arc<Cluster>,
+    protocol: UpstreamProtocol,
     gateway: Arc<str>,
     request: &Parts,
     body: Bytes,
@@ -107,7 +108,7 @@ pub fn spawn(
     *copy.headers_mut() = request.headers.clone();
     let upstreams = upstreams.clone();
     tokio::spawn(async move {
-        let send = upstreams.send_via(cluster.via(&gateway), &endpoint, copy);
+        let send = upstreams.send_via(cluster.via(&gateway, protocol), &endpoint, copy);
         match tokio::time::timeout(MIRROR_TIMEOUT, send).await {
             Ok(Ok(response)) => {
                 // Drain so the pooled connection can be reused.

@@ -40,9 +40,9 @@ impl Cluster {
         let tls = ir.tls.as_ref().map(|settings| {
             previous
                 .and_then(|p| p.tls.as_ref())
-                .filter(|old| old.is_built_from(settings, ir.protocol))
+                .filter(|old| old.is_built_from(settings))
                 .cloned()
-                .unwrap_or_else(|| Arc::new(TlsUpstream::build(&ir.name, settings, ir.protocol)))
+                .unwrap_or_else(|| Arc::new(TlsUpstream::build(&ir.name, settings)))
         });
         Ok(Self {
             name: Arc::from(ir.name.as_str()),
@@ -53,11 +53,12 @@ impl Cluster {
         })
     }
 
-    /// How to send a request that came through `gateway` (`namespace/name`).
-    pub fn via(&self, gateway: &str) -> Via<'_> {
+    /// How to send a request that came through `gateway` (`namespace/name`) and speaks
+    /// `protocol` (the rule's choice: see `Rule::upstream_protocol`).
+    pub fn via(&self, gateway: &str, protocol: UpstreamProtocol) -> Via<'_> {
         match &self.tls {
-            Some(tls) => Via::Tls(self.protocol, tls.clients(gateway)),
-            None => Via::Plain(self.protocol),
+            Some(tls) => Via::Tls(protocol, tls.clients(gateway)),
+            None => Via::Plain(protocol),
         }
     }
 
@@ -114,7 +115,10 @@ mod tests {
         let ca = params.self_signed(&key).unwrap().pem();
 
         let first = Cluster::compile(&tls_cluster("a.internal", &ca), None).unwrap();
-        assert!(matches!(first.via("ns/gw"), Via::Tls(..)));
+        assert!(matches!(
+            first.via("ns/gw", UpstreamProtocol::Http1),
+            Via::Tls(..)
+        ));
         // An endpoint change keeps the TLS clients (and so the pooled connections).
         let mut moved = tls_cluster("a.internal", &ca);
         moved.endpoints = vec!["10.0.0.2:8443".into()];
@@ -128,7 +132,7 @@ mod tests {
         plain.tls = None;
         let plain = Cluster::compile(&plain, Some(&third)).unwrap();
         assert!(matches!(
-            plain.via("ns/gw"),
+            plain.via("ns/gw", UpstreamProtocol::Http1),
             Via::Plain(UpstreamProtocol::Http1)
         ));
     }

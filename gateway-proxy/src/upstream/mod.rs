@@ -133,10 +133,8 @@ impl Upstreams {
         let sent = match via {
             Via::Plain(_) if http2 => self.h2c.request(request),
             Via::Plain(_) => self.http1.request(request),
-            Via::Tls(_, clients) => match (&clients.h2, http2) {
-                (Some(h2), true) => h2.request(request),
-                _ => clients.http1.request(request),
-            },
+            Via::Tls(_, clients) if http2 => clients.h2.request(request),
+            Via::Tls(_, clients) => clients.http1.request(request),
         };
         sent.await.map_err(|source| {
             if source.is_connect() {

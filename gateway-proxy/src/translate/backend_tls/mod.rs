@@ -88,10 +88,8 @@ impl BackendTls {
 
     /// Applies the governing policy of each Service port the route uses: its cluster gets
     /// the policy's TLS settings, or, when the policy cannot be used, the backends using it
-    /// become invalid (500) with a `ResolvedRefs` problem. Returns the Services the route
-    /// references, for [`Self::record_use`].
-    pub fn secure(&self, store: &Store, route: &mut TranslatedRoute) -> BTreeSet<ObjectKey> {
-        let services = route.clusters.values().map(|c| c.service.clone()).collect();
+    /// become invalid (500) with a `ResolvedRefs` problem.
+    pub fn secure(&self, store: &Store, mut route: TranslatedRoute) -> TranslatedRoute {
         let mut unusable = BTreeSet::new();
         for (name, cluster) in &mut route.clusters {
             let Some(policy) = self.governing(store, &cluster.service, cluster.port) else {
@@ -100,7 +98,7 @@ impl BackendTls {
             match (&policy.config, self.secured.get(&policy.key)) {
                 (Ok(_), Some(tls)) => cluster.tls = Some(tls.clone()),
                 (Err(problem), _) => {
-                    route.unresolved.push(Problem::new(
+                    route.problems.unresolved.push(Problem::new(
                         REASON_INVALID_BACKEND_TLS,
                         format!(
                             "backendRef to Service {} port {}: its BackendTLSPolicy {} cannot be used ({}: {}); requests for it get 500, never plaintext",
@@ -108,6 +106,7 @@ impl BackendTls {
                         ),
                     ));
                     unusable.insert(name.clone());
+                    route.unusable_tls_services.insert(cluster.service.clone());
                 }
                 (Ok(_), None) => {} // every usable policy is in `secured`
             }
@@ -118,22 +117,18 @@ impl BackendTls {
                 invalidate(Arc::make_mut(&mut rule.rule), &unusable);
             }
         }
-        services
+        route
     }
 
-    /// Records that a route using `services` is served by `gateways`.
-    pub fn record_use<'a>(
-        &mut self,
-        services: &BTreeSet<ObjectKey>,
-        gateways: impl IntoIterator<Item = &'a ObjectKey>,
-    ) {
-        let gateways: Vec<&ObjectKey> = gateways.into_iter().collect();
-        for service in services {
+    /// Records the Gateways serving routes that use each Service (see
+    /// `routes::Attacher::services`): they are the ancestors of the policies targeting it.
+    pub fn record_use(&mut self, services: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>) {
+        for (service, gateways) in services {
             for policy in self.by_service.get(service).into_iter().flatten() {
                 let entry = self.ancestors.entry(policy.clone()).or_default();
-                for gateway in &gateways {
+                for gateway in gateways {
                     entry
-                        .entry((*gateway).clone())
+                        .entry(gateway.clone())
                         .or_default()
                         .insert(service.clone());
                 }

@@ -22,7 +22,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 pub use self::connector::{Handshake, TlsConnection, TlsConnector};
 pub use self::verifier::SubjectAltNameVerifier;
 use super::{ProxyBody, client_builder, http_connector};
-use crate::ir::{ClientCertificateIr, UpstreamProtocol, UpstreamTlsIr};
+use crate::ir::{ClientCertificateIr, UpstreamTlsIr};
 
 /// ALPN protocol IDs.
 const ALPN_H2: &[u8] = b"h2";
@@ -33,7 +33,6 @@ const ALPN_HTTP1: &[u8] = b"http/1.1";
 pub struct TlsUpstream {
     /// What it was built from: a new configuration with the same settings reuses it.
     ir: Arc<UpstreamTlsIr>,
-    protocol: UpstreamProtocol,
     /// For Gateways that present no client certificate.
     anonymous: TlsClients,
     /// By Gateway (`namespace/name`), for those that present one.
@@ -43,23 +42,23 @@ pub struct TlsUpstream {
 /// Clients sharing one verification and client identity.
 #[derive(Clone, Debug)]
 pub struct TlsClients {
-    /// ALPN `http/1.1`: HTTP/1.1 clusters, and upgrade requests to any cluster.
+    /// ALPN `http/1.1`: HTTP/1.1 requests, including upgrades.
     pub http1: Client<TlsConnector, ProxyBody>,
-    /// ALPN `h2`, HTTP/2 only: clusters whose port speaks HTTP/2.
-    pub h2: Option<Client<TlsConnector, ProxyBody>>,
+    /// ALPN `h2`, HTTP/2 only: requests to a port that speaks HTTP/2 (`appProtocol:
+    /// kubernetes.io/h2c`) and gRPC.
+    pub h2: Client<TlsConnector, ProxyBody>,
 }
 
 impl TlsUpstream {
     /// Builds the clients of cluster `name`. Never fails: settings that cannot be turned
     /// into a configuration make every connection fail with the reason logged.
-    pub fn build(name: &str, ir: &Arc<UpstreamTlsIr>, protocol: UpstreamProtocol) -> Self {
+    pub fn build(name: &str, ir: &Arc<UpstreamTlsIr>) -> Self {
         let cluster: Arc<str> = Arc::from(name);
         let clients = |certificate: Option<&ClientCertificateIr>| {
-            TlsClients::build(&cluster, ir, protocol, certificate)
+            TlsClients::build(&cluster, ir, certificate)
         };
         Self {
             ir: ir.clone(),
-            protocol,
             anonymous: clients(None),
             by_gateway: ir
                 .client_certificates
@@ -70,8 +69,8 @@ impl TlsUpstream {
     }
 
     /// True when this was built from exactly these settings.
-    pub fn is_built_from(&self, ir: &UpstreamTlsIr, protocol: UpstreamProtocol) -> bool {
-        self.protocol == protocol && *self.ir == *ir
+    pub fn is_built_from(&self, ir: &UpstreamTlsIr) -> bool {
+        *self.ir == *ir
     }
 
     /// The clients for requests that came through `gateway` (`namespace/name`).
@@ -84,7 +83,6 @@ impl TlsClients {
     fn build(
         cluster: &Arc<str>,
         ir: &UpstreamTlsIr,
-        protocol: UpstreamProtocol,
         certificate: Option<&ClientCertificateIr>,
     ) -> Self {
         let base = ServerName::try_from(ir.sni.clone())
@@ -112,7 +110,7 @@ impl TlsClients {
         };
         Self {
             http1: client(ALPN_HTTP1, false),
-            h2: (protocol == UpstreamProtocol::H2c).then(|| client(ALPN_H2, true)),
+            h2: client(ALPN_H2, true),
         }
     }
 }
