@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 
 use gantry_e2e::certs::{Ca, Leaf, ca_config_map_yaml, tls_secret_yaml};
 use gantry_e2e::echo::{self, EchoIdentity};
-use gantry_e2e::harness::{Proxy, free_port, gateway_yaml, get, get_host, service_yaml};
+use gantry_e2e::harness::{
+    Proxy, free_port, gateway_yaml, get, get_host, service_yaml, service_yaml_with,
+};
 use serde_json::Value;
 
 /// The name the backend certificate is issued for.
@@ -146,6 +148,17 @@ async fn backend_certificates_are_verified_against_the_policy() {
         "good", "wrong-ca", "mismatch", "san-dns", "san-uri", "san-miss", "system",
     ];
     let mut config = services(&names, backend);
+    // A port that speaks HTTP/2: over TLS it is negotiated with ALPN h2.
+    config.push_str(&format!(
+        "---\n{}",
+        service_yaml_with("default", "h2", 8443, &[backend], Some("kubernetes.io/h2c"))
+    ));
+    config.push_str(&policy(
+        "h2",
+        "h2",
+        "",
+        &ca_validation("backend-ca", BACKEND_NAME),
+    ));
     config.push_str(&format!(
         "---\n{}",
         ca_config_map_yaml("default", "backend-ca", &ca.cert_pem)
@@ -205,7 +218,7 @@ async fn backend_certificates_are_verified_against_the_policy() {
         "",
         &format!("    hostname: {BACKEND_NAME}\n    wellKnownCACertificates: System\n"),
     ));
-    let routes = routes(&names);
+    let routes = routes(&[&names[..], &["h2"]].concat());
     let env = start(&[("backends.yaml", &config), ("routes.yaml", &routes)], &[]).await;
 
     let good = env.get("/good").await;
@@ -232,6 +245,12 @@ async fn backend_certificates_are_verified_against_the_policy() {
             "{path}: SNI is the hostname"
         );
     }
+
+    let h2 = env.get("/h2").await;
+    assert_eq!(h2.status, 200, "{}", h2.text());
+    let echo = h2.echo();
+    assert_eq!(echo.protocol, "HTTP/2.0");
+    assert_eq!(echo.tls.expect("TLS").alpn.as_deref(), Some("h2"));
 
     // The good cluster still works after the failures: its pool was never shared.
     assert_eq!(env.get("/good").await.status, 200);
@@ -483,4 +502,17 @@ async fn policy_problems_are_reported_and_never_fall_back_to_plaintext() {
     let resolved = condition(conditions, "ResolvedRefs");
     assert_eq!(resolved["status"], "False");
     assert_eq!(resolved["reason"], "InvalidBackendTLS");
+
+    // The missing ConfigMap appears: the new TLS settings are live without a restart.
+    let version = env.proxy.version().await;
+    env.proxy.write(
+        "late-ca.yaml",
+        &ca_config_map_yaml("default", "does-not-exist", &ca.cert_pem),
+    );
+    env.proxy.wait_version_above(version).await;
+    let reply = env.get("/missing-map").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let fixed = env.policy_conditions("missing-map").await;
+    assert_eq!(condition(&fixed, "Accepted")["status"], "True");
+    assert_eq!(condition(&fixed, "ResolvedRefs")["status"], "True");
 }
