@@ -32,7 +32,7 @@ pub struct PolicyState {
     pub generation: i64,
     pub created: Option<Time>,
     /// Targets by `targetRefs` index: a Service and optionally one of its ports by name, or
-    /// why the target cannot be attached to (`TargetNotFound`).
+    /// why the target cannot be attached to (`TargetNotFound`, or `Invalid` for a UDP port).
     pub targets: Vec<Result<Target, TargetProblem>>,
     /// The TLS settings, or why the policy cannot be used (`Accepted=False`).
     pub config: Result<Arc<UpstreamTlsIr>, Problem>,
@@ -98,31 +98,60 @@ fn target(
     // A policy applies to Services in its own namespace (targetRefs carry no namespace).
     let service = ObjectKey::new(namespace, t.name.as_str());
     let port_name = t.section_name.clone().filter(|s| !s.is_empty());
-    if let (Some(section), Some(svc)) = (&port_name, store.services.get(&service)) {
-        let ports = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.ports.as_deref())
-            .unwrap_or_default();
-        if !ports.iter().any(|p| p.name.as_deref() == Some(section)) {
-            let names: Vec<&str> = ports.iter().filter_map(|p| p.name.as_deref()).collect();
-            // LocalPolicyTargetReferenceWithSectionName: "If a SectionName is specified, but
-            // does not exist on the targeted object, the Policy must fail to attach".
-            return Err(TargetProblem {
-                service: Some(service.clone()),
-                problem: Problem::new(
-                    REASON_TARGET_NOT_FOUND,
-                    format!(
-                        "Service {service} has no port named {section:?} (its named ports: {}); sectionName names a Service port",
-                        if names.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            names.join(", ")
-                        }
-                    ),
+    let Some(svc) = store.services.get(&service) else {
+        // Nothing can use a missing Service, so nothing shows this: the target simply waits.
+        return Ok(Target { service, port_name });
+    };
+    let ports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_deref())
+        .unwrap_or_default();
+    let targeted: Vec<_> = match &port_name {
+        Some(section) => ports
+            .iter()
+            .filter(|p| p.name.as_deref() == Some(section))
+            .collect(),
+        None => ports.iter().collect(),
+    };
+    if let (Some(section), true) = (&port_name, targeted.is_empty()) {
+        let names: Vec<&str> = ports.iter().filter_map(|p| p.name.as_deref()).collect();
+        // LocalPolicyTargetReferenceWithSectionName: "If a SectionName is specified, but does
+        // not exist on the targeted object, the Policy must fail to attach".
+        return Err(TargetProblem {
+            service: Some(service.clone()),
+            problem: Problem::new(
+                REASON_TARGET_NOT_FOUND,
+                format!(
+                    "Service {service} has no port named {section:?} (its named ports: {}); sectionName names a Service port",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
                 ),
-            });
-        }
+            ),
+        });
+    }
+    // GEP-1897: "BackendTLSPolicy applies only to TCP traffic. If a policy explicitly attaches
+    // to a UDP port of a Service (that is, the targetRef has a sectionName specifying a single
+    // port or the service has only 1 port), the `Accepted: False` Condition with `Reason:
+    // Invalid` MUST be set." With TCP ports too, it applies to those.
+    let udp = |p: &&k8s_openapi::api::core::v1::ServicePort| p.protocol.as_deref() == Some("UDP");
+    if !targeted.is_empty() && targeted.iter().all(udp) {
+        return Err(TargetProblem {
+            service: Some(service.clone()),
+            problem: Problem::new(
+                c::REASON_INVALID,
+                format!(
+                    "Service {service} {} UDP only; BackendTLSPolicy applies to TCP ports",
+                    match &port_name {
+                        Some(section) => format!("port {section} is"),
+                        None => "has".to_owned(),
+                    }
+                ),
+            ),
+        });
     }
     Ok(Target { service, port_name })
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::policy::{PolicyState, REASON_CONFLICTED, REASON_TARGET_NOT_FOUND, Target};
+use super::policy::{PolicyState, REASON_CONFLICTED, Target};
 use crate::status::{
     Condition, ObjectStatus, ParentReference, PolicyAncestorStatus, PolicyStatus, StatusBody,
 };
@@ -65,15 +65,20 @@ fn conditions(
                 _ => {}
             },
             Err(p) if p.service.as_ref().is_some_and(|s| services.contains(s)) => {
-                not_found.push(p.problem.message.as_str());
+                not_found.push(&p.problem);
             }
             _ => {}
         }
     }
-    let accepted = if !not_found.is_empty() {
+    let accepted = if let Some(first) = not_found.first() {
+        let message = not_found
+            .iter()
+            .map(|p| p.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
         c::not_ok(
             c::ACCEPTED,
-            &Problem::new(REASON_TARGET_NOT_FOUND, not_found.join("; ")),
+            &Problem::new(first.reason, message),
             generation,
         )
     } else if !lost.is_empty() {
