@@ -6,3 +6,4 @@ pub mod certs;
 pub mod echo;
 pub mod grpc;
 pub mod harness;
+pub mod tls_client;

@@ -5,5 +5,8 @@ mod backends;
 mod filters;
 mod grpc;
 mod lifecycle;
+mod mtls;
 mod quickstart;
 mod routing;
+mod tls;
+mod tls_rotation;

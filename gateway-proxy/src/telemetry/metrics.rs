@@ -30,6 +30,15 @@ pub struct RequestLabels {
     pub status_class: String,
 }
 
+/// Labels of the TLS handshake error counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeErrorLabels {
+    /// The listener port (as the Gateway declares it).
+    pub port: String,
+    /// A short cause, such as `no_listener` or `client_certificate`.
+    pub reason: String,
+}
+
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Every metric the proxy exports.
@@ -43,6 +52,7 @@ pub struct Metrics {
     pub config_reloads_rejected: Counter,
     pub upstream_connect_errors: Counter,
     pub active_connections: Gauge,
+    tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -61,6 +71,7 @@ impl Metrics {
         let config_reloads_rejected = Counter::default();
         let upstream_connect_errors = Counter::default();
         let active_connections = Gauge::default();
+        let tls_handshake_errors = Family::<HandshakeErrorLabels, Counter>::default();
         registry.register(
             "requests",
             "HTTP requests served, by gateway, route, route kind and status class",
@@ -96,7 +107,13 @@ impl Metrics {
             "Client connections open",
             active_connections.clone(),
         );
+        registry.register(
+            "tls_handshake_errors",
+            "TLS connections that failed before serving a request, by port and reason",
+            tls_handshake_errors.clone(),
+        );
         Self {
+            tls_handshake_errors,
             registry,
             requests,
             durations,
@@ -106,6 +123,17 @@ impl Metrics {
             upstream_connect_errors,
             active_connections,
         }
+    }
+
+    /// Counts a failed TLS handshake. Reasons are a small fixed set, so the family stays
+    /// small.
+    pub fn tls_handshake_error(&self, port: u16, reason: &'static str) {
+        self.tls_handshake_errors
+            .get_or_create(&HandshakeErrorLabels {
+                port: port.to_string(),
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Handles for one gateway/route pair (`route_kind` and `route` empty for requests no route
