@@ -5,11 +5,11 @@
 //! fallback to express here.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::{CertificateIr, PemCertificates};
 use crate::store::ObjectKey;
 
 /// How to reach one Service port over TLS: the name to send and verify, the trust anchors,
@@ -29,9 +29,10 @@ pub struct UpstreamTlsIr {
     /// Which certificate authorities the backend's chain must lead to.
     pub trust: TrustIr,
     /// Client certificates (`spec.tls.backend.clientCertificateRef`) by Gateway
-    /// (`namespace/name`). A request through a Gateway that is not listed presents none.
+    /// (`namespace/name`). A request through a Gateway that is not listed presents none. The
+    /// key is redacted wherever it could be shown (see [`super::PrivateKeyPem`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub client_certificates: BTreeMap<String, Arc<ClientCertificateIr>>,
+    pub client_certificates: BTreeMap<String, Arc<CertificateIr>>,
 }
 
 /// A name the backend certificate may carry.
@@ -48,34 +49,14 @@ pub enum SubjectAltNameIr {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum TrustIr {
-    /// The PEM certificates of the policy's valid `caCertificateRefs`, in order.
+    /// The certificates of the policy's valid `caCertificateRefs`, in order (shown as
+    /// fingerprints).
     CaCertificates {
         /// The ConfigMaps they came from (`namespace/name`).
         sources: Vec<ObjectKey>,
-        pem: String,
+        certificates: PemCertificates,
     },
     /// `wellKnownCACertificates: System`: the operating system's trust store, read once by
     /// the data plane.
     System,
-}
-
-/// A client certificate chain and its private key, PEM. The key never leaves the process:
-/// it is not serialised (so `GET /config` does not show it) nor printed by `Debug`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClientCertificateIr {
-    /// The Secret it came from.
-    pub secret: ObjectKey,
-    pub cert_pem: String,
-    #[serde(skip_serializing, default)]
-    pub key_pem: String,
-}
-
-impl fmt::Debug for ClientCertificateIr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCertificateIr")
-            .field("secret", &self.secret)
-            .field("cert_pem", &self.cert_pem)
-            .finish_non_exhaustive()
-    }
 }

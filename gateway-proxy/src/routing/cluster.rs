@@ -84,7 +84,7 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{TrustIr, UpstreamTlsIr};
+    use crate::ir::{PemCertificates, TrustIr, UpstreamTlsIr};
     use crate::store::ObjectKey;
 
     fn tls_cluster(sni: &str, ca_pem: &str) -> ClusterIr {
@@ -100,7 +100,7 @@ mod tests {
                 subject_alt_names: Vec::new(),
                 trust: TrustIr::CaCertificates {
                     sources: vec![ObjectKey::new("ns", "ca")],
-                    pem: ca_pem.into(),
+                    certificates: PemCertificates(ca_pem.into()),
                 },
                 client_certificates: Default::default(),
             })),

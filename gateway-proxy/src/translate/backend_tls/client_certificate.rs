@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use gantry_crds::gateway::gateways::Gateway;
 
-use super::pem;
-use crate::ir::ClientCertificateIr;
+use crate::ir::{CertificateIr, PemCertificates, PrivateKeyPem};
 use crate::status::Condition;
 use crate::store::{ObjectKey, Store};
+use crate::translate::certificate::check_pair;
 use crate::translate::conditions::{self as c, Problem};
 use crate::translate::reference_grant::{self, From, To};
 
@@ -21,7 +21,7 @@ pub fn resolve(
     store: &Store,
     key: &ObjectKey,
     gateway: &Gateway,
-) -> Option<Result<Arc<ClientCertificateIr>, Problem>> {
+) -> Option<Result<Arc<CertificateIr>, Problem>> {
     let r = gateway
         .spec
         .tls
@@ -86,10 +86,7 @@ pub fn resolve(
 }
 
 /// The Gateway's `ResolvedRefs` condition for its client certificate.
-pub fn condition(
-    resolved: &Result<Arc<ClientCertificateIr>, Problem>,
-    generation: i64,
-) -> Condition {
+pub fn condition(resolved: &Result<Arc<CertificateIr>, Problem>, generation: i64) -> Condition {
     match resolved {
         Ok(cert) => c::ok(
             c::RESOLVED_REFS,
@@ -104,30 +101,29 @@ pub fn condition(
     }
 }
 
-/// `tls.crt` and `tls.key` of a Secret, checked to be a matching pair.
-fn key_pair(store: &Store, secret_key: &ObjectKey) -> Result<ClientCertificateIr, String> {
+/// `tls.crt` and `tls.key` of a Secret, checked to be a matching pair (as a listener's
+/// certificate is). Core support is a `kubernetes.io/tls` Secret; any Secret holding both keys
+/// is accepted.
+fn key_pair(store: &Store, secret_key: &ObjectKey) -> Result<CertificateIr, String> {
     let secret = store
         .secrets
         .get(secret_key)
         .ok_or_else(|| format!("Secret {secret_key} does not exist"))?;
-    let field = |name: &str| -> Result<String, String> {
-        let data = secret.data.as_ref().and_then(|d| d.get(name));
-        let text = match data {
-            Some(bytes) => String::from_utf8(bytes.0.clone()).ok(),
-            None => secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(name))
-                .cloned(),
-        };
-        text.ok_or_else(|| format!("Secret {secret_key} has no {name}"))
+    let field = |name: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(name))
+            .map(|b| b.0.as_slice())
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| format!("Secret {secret_key} has no {name}"))
     };
-    let cert_pem = field("tls.crt")?;
-    let key_pem = field("tls.key")?;
-    pem::check_key_pair(&cert_pem, &key_pem).map_err(|e| format!("Secret {secret_key}: {e}"))?;
-    Ok(ClientCertificateIr {
+    let pair = check_pair(field("tls.crt")?, field("tls.key")?)
+        .map_err(|e| format!("Secret {secret_key}: {e}"))?;
+    Ok(CertificateIr {
         secret: secret_key.clone(),
-        cert_pem,
-        key_pem,
+        dns_names: pair.dns_names,
+        chain: PemCertificates(pair.cert_pem),
+        private_key: PrivateKeyPem::new(pair.key_pem),
     })
 }

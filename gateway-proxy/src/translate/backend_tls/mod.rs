@@ -19,7 +19,7 @@ use self::policy::{PolicyState, Target};
 use super::conditions::Problem;
 use super::gateway::GatewayState;
 use super::http_route::TranslatedRoute;
-use crate::ir::{ClientCertificateIr, HttpFilterIr, UpstreamTlsIr};
+use crate::ir::{CertificateIr, HttpFilterIr, UpstreamTlsIr};
 use crate::status::{ObjectStatus, StatusBody};
 use crate::store::{ObjectKey, Store};
 
@@ -39,7 +39,7 @@ pub struct BackendTls {
     /// The TLS settings of each usable policy, with every Gateway's client certificate.
     secured: BTreeMap<ObjectKey, Arc<UpstreamTlsIr>>,
     /// Gateways that set `spec.tls.backend.clientCertificateRef`.
-    client_certificates: BTreeMap<ObjectKey, Result<Arc<ClientCertificateIr>, Problem>>,
+    client_certificates: BTreeMap<ObjectKey, Result<Arc<CertificateIr>, Problem>>,
     /// Per policy, the Gateways it is relevant to and the targeted Services used there.
     ancestors: BTreeMap<ObjectKey, BTreeMap<ObjectKey, BTreeSet<ObjectKey>>>,
 }
@@ -56,7 +56,7 @@ impl BackendTls {
                 out.client_certificates.insert(key.clone(), resolved);
             }
         }
-        let presented: BTreeMap<String, Arc<ClientCertificateIr>> = out
+        let presented: BTreeMap<String, Arc<CertificateIr>> = out
             .client_certificates
             .iter()
             .filter_map(|(k, r)| Some((k.to_string(), r.as_ref().ok()?.clone())))

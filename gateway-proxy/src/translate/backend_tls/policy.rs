@@ -9,16 +9,15 @@ use gantry_crds::gateway::backendtlspolicies::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::pem;
-use crate::ir::{SubjectAltNameIr, TrustIr, UpstreamTlsIr};
+use crate::ir::{PemCertificates, SubjectAltNameIr, TrustIr, UpstreamTlsIr};
 use crate::store::{ObjectKey, Store};
 use crate::translate::conditions::{self as c, Problem};
 use crate::translate::{generation_of, hostname};
 
-// Policy reasons (PolicyConditionReason and the BackendTLSPolicy reasons).
+// Policy reasons (PolicyConditionReason); the CA reasons are shared with listener
+// validation, in `conditions`.
 pub const REASON_CONFLICTED: &str = "Conflicted";
 pub const REASON_TARGET_NOT_FOUND: &str = "TargetNotFound";
-pub const REASON_NO_VALID_CA_CERTIFICATE: &str = "NoValidCACertificate";
-pub const REASON_INVALID_CA_CERTIFICATE_REF: &str = "InvalidCACertificateRef";
 
 /// The one `wellKnownCACertificates` value defined by the API.
 const SYSTEM: &str = "System";
@@ -206,7 +205,7 @@ fn validation(store: &Store, key: &ObjectKey, policy: &BackendTlsPolicy) -> Vali
                     unresolved.as_ref().map_or("", |p| p.message.as_str())
                 );
                 return Err((
-                    Problem::new(REASON_NO_VALID_CA_CERTIFICATE, message),
+                    Problem::new(c::REASON_NO_VALID_CA_CERTIFICATE, message),
                     unresolved,
                 ));
             }
@@ -294,7 +293,7 @@ fn ca_certificates(
                 }
             }
             Err(message) => problems.push(Problem::new(
-                REASON_INVALID_CA_CERTIFICATE_REF,
+                c::REASON_INVALID_CA_CERTIFICATE_REF,
                 format!("caCertificateRef {}: {message}", r.name),
             )),
         }
@@ -309,7 +308,10 @@ fn ca_certificates(
                 .join("; "),
         )
     });
-    let trust = (!sources.is_empty()).then_some(TrustIr::CaCertificates { sources, pem });
+    let trust = (!sources.is_empty()).then_some(TrustIr::CaCertificates {
+        sources,
+        certificates: PemCertificates(pem),
+    });
     (trust, unresolved)
 }
 

@@ -16,13 +16,12 @@ use std::sync::Arc;
 use hyper_util::client::legacy::Client;
 use rustls::ClientConfig;
 use rustls::client::WebPkiServerVerifier;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 
 pub use self::connector::{Handshake, TlsConnection, TlsConnector};
 pub use self::verifier::SubjectAltNameVerifier;
 use super::{ProxyBody, client_builder, http_connector};
-use crate::ir::{ClientCertificateIr, UpstreamTlsIr};
+use crate::ir::{CertificateIr, UpstreamTlsIr};
 
 /// ALPN protocol IDs.
 const ALPN_H2: &[u8] = b"h2";
@@ -54,9 +53,8 @@ impl TlsUpstream {
     /// into a configuration make every connection fail with the reason logged.
     pub fn build(name: &str, ir: &Arc<UpstreamTlsIr>) -> Self {
         let cluster: Arc<str> = Arc::from(name);
-        let clients = |certificate: Option<&ClientCertificateIr>| {
-            TlsClients::build(&cluster, ir, certificate)
-        };
+        let clients =
+            |certificate: Option<&CertificateIr>| TlsClients::build(&cluster, ir, certificate);
         Self {
             ir: ir.clone(),
             anonymous: clients(None),
@@ -80,11 +78,7 @@ impl TlsUpstream {
 }
 
 impl TlsClients {
-    fn build(
-        cluster: &Arc<str>,
-        ir: &UpstreamTlsIr,
-        certificate: Option<&ClientCertificateIr>,
-    ) -> Self {
+    fn build(cluster: &Arc<str>, ir: &UpstreamTlsIr, certificate: Option<&CertificateIr>) -> Self {
         let base = ServerName::try_from(ir.sni.clone())
             .map_err(|e| format!("hostname {:?} cannot be sent as SNI: {e}", ir.sni))
             .and_then(|name| Ok((client_config(ir, certificate)?, name)))
@@ -118,7 +112,7 @@ impl TlsClients {
 /// The client configuration for `ir`, presenting `certificate` when given.
 fn client_config(
     ir: &UpstreamTlsIr,
-    certificate: Option<&ClientCertificateIr>,
+    certificate: Option<&CertificateIr>,
 ) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = roots::root_store(&ir.trust)?;
@@ -141,11 +135,11 @@ fn client_config(
     match certificate {
         None => Ok(builder.with_no_client_auth()),
         Some(cert) => {
-            let chain = CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("client certificate from Secret {}: {e}", cert.secret))?;
-            let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())
-                .map_err(|e| format!("client key from Secret {}: {e}", cert.secret))?;
+            let chain = cert.chain.der();
+            let key = cert
+                .private_key
+                .der()
+                .ok_or_else(|| format!("client key from Secret {} is not PEM", cert.secret))?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| format!("client certificate from Secret {}: {e}", cert.secret))

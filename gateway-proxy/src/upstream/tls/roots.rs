@@ -8,18 +8,18 @@
 use std::sync::{Arc, OnceLock};
 
 use rustls::RootCertStore;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 
 use crate::ir::TrustIr;
 
 /// The root store for `trust`, or why there is none (every handshake then fails).
 pub fn root_store(trust: &TrustIr) -> Result<Arc<RootCertStore>, String> {
     match trust {
-        TrustIr::CaCertificates { pem, sources } => {
+        TrustIr::CaCertificates {
+            certificates,
+            sources,
+        } => {
             let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                let cert = cert.map_err(|e| format!("CA bundle is not valid PEM: {e}"))?;
+            for cert in certificates.der() {
                 roots
                     .add(cert)
                     .map_err(|e| format!("CA certificate is not usable: {e}"))?;
