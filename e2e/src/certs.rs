@@ -47,12 +47,23 @@ impl Ca {
         self.leaf(names, ExtendedKeyUsagePurpose::ServerAuth)
     }
 
+    /// Like [`Ca::server`], with an Ed25519 key instead of ECDSA P-256: with both for the
+    /// same names, the client's signature algorithms decide which one it gets.
+    pub fn server_ed25519(&self, names: &[&str]) -> Leaf {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("Ed25519 key");
+        self.leaf_with(names, ExtendedKeyUsagePurpose::ServerAuth, key)
+    }
+
     /// A client certificate whose common name (and DNS SAN) is `name`.
     pub fn client(&self, name: &str) -> Leaf {
         self.leaf(&[name], ExtendedKeyUsagePurpose::ClientAuth)
     }
 
     fn leaf(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Leaf {
+        self.leaf_with(names, usage, KeyPair::generate().expect("leaf key"))
+    }
+
+    fn leaf_with(&self, names: &[&str], usage: ExtendedKeyUsagePurpose, key: KeyPair) -> Leaf {
         let sans: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(sans).expect("leaf params");
         if let Some(first) = names.first() {
@@ -63,7 +74,6 @@ impl Ca {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
         Leaf {
             cert_pem: cert.pem(),

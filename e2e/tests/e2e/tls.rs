@@ -42,6 +42,11 @@ fn gateway_yaml(port: u16) -> String {
             &[("multi-b", None), ("multi-c", None)],
         ),
         listener(
+            "algorithms",
+            "alg.example.net",
+            &[("alg-ecdsa", None), ("alg-ed25519", None)],
+        ),
+        listener(
             "granted",
             "granted.example.org",
             &[("shared", Some("certs"))],
@@ -97,6 +102,8 @@ async fn start() -> Https {
         ("exact", ca.server(&["a.example.com"])),
         ("multi-b", ca.server(&["b.multi.test"])),
         ("multi-c", ca.server(&["c.multi.test"])),
+        ("alg-ecdsa", ca.server(&["alg.example.net"])),
+        ("alg-ed25519", ca.server_ed25519(&["alg.example.net"])),
         ("shared", ca.server(&["granted.example.org"])),
         ("private", ca.server(&["forbidden.example.org"])),
     ];
@@ -190,6 +197,42 @@ async fn sni_selects_the_listener_and_its_certificate() {
         let reply = session.get(sni, "/").await.expect("request over TLS");
         assert!(served_by(&reply, backend), "{sni}: {reply:?}");
         assert_eq!(reply.echo().header("x-forwarded-proto"), Some("https"));
+    }
+}
+
+#[tokio::test]
+async fn the_client_signature_algorithms_choose_among_certificates_for_one_name() {
+    let gw = start().await;
+    let host = "alg.example.net";
+    let status = gw.proxy.status().await;
+    let listener = listener_status(&status, "algorithms");
+    assert_eq!(
+        condition(listener, "ResolvedRefs")["status"],
+        "True",
+        "{listener:#}"
+    );
+    for (schemes, secret) in [
+        (&[rustls::SignatureScheme::ED25519][..], "alg-ed25519"),
+        (
+            &[rustls::SignatureScheme::ECDSA_NISTP256_SHA256][..],
+            "alg-ecdsa",
+        ),
+        (&[][..], "alg-ecdsa"),
+    ] {
+        let client = if schemes.is_empty() {
+            gw.client()
+        } else {
+            gw.client().signature_schemes(schemes)
+        };
+        let connection = client
+            .connect(gw.addr, host)
+            .await
+            .unwrap_or_else(|e| panic!("handshake offering {schemes:?}: {e}"));
+        assert_eq!(
+            connection.server_certificate(),
+            gw.leaf(secret).chain().first().cloned(),
+            "offering {schemes:?}"
+        );
     }
 }
 
