@@ -142,18 +142,18 @@ impl TlsClient {
         path: &str,
     ) -> anyhow::Result<Reply> {
         let connection = self.connect(addr, server_name).await?;
-        let mut session = Session::open(connection).await?;
-        session.get(host, path).await
+        let mut http = HttpOverTls::open(connection).await?;
+        http.get(host, path).await
     }
 }
 
 /// HTTP over one TLS connection: HTTP/2 when ALPN chose h2, else HTTP/1.1.
-pub enum Session {
+pub enum HttpOverTls {
     Http1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
     Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
-impl Session {
+impl HttpOverTls {
     pub async fn open(connection: Connected) -> anyhow::Result<Self> {
         let h2 = connection.alpn().as_deref() == Some(b"h2");
         let io = TokioIo::new(connection.stream);
