@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    KeyUsagePurpose, SanType,
 };
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
@@ -51,7 +51,23 @@ impl Ca {
     /// same names, the client's signature algorithms decide which one it gets.
     pub fn server_ed25519(&self, names: &[&str]) -> Leaf {
         let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("Ed25519 key");
-        self.leaf_with(names, ExtendedKeyUsagePurpose::ServerAuth, key)
+        self.leaf_with(names, Vec::new(), ExtendedKeyUsagePurpose::ServerAuth, key)
+    }
+
+    /// A server certificate for DNS names `names` that also carries URI SANs `uris` (such as
+    /// SPIFFE IDs).
+    pub fn server_with_uris(&self, names: &[&str], uris: &[&str]) -> Leaf {
+        let mut extra = Vec::new();
+        for uri in uris {
+            let uri = (*uri).try_into().expect("URI SAN is ASCII");
+            extra.push(SanType::URI(uri));
+        }
+        self.leaf_with(
+            names,
+            extra,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            KeyPair::generate().expect("leaf key"),
+        )
     }
 
     /// A client certificate whose common name (and DNS SAN) is `name`.
@@ -60,12 +76,24 @@ impl Ca {
     }
 
     fn leaf(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Leaf {
-        self.leaf_with(names, usage, KeyPair::generate().expect("leaf key"))
+        self.leaf_with(
+            names,
+            Vec::new(),
+            usage,
+            KeyPair::generate().expect("leaf key"),
+        )
     }
 
-    fn leaf_with(&self, names: &[&str], usage: ExtendedKeyUsagePurpose, key: KeyPair) -> Leaf {
+    fn leaf_with(
+        &self,
+        names: &[&str],
+        extra: Vec<SanType>,
+        usage: ExtendedKeyUsagePurpose,
+        key: KeyPair,
+    ) -> Leaf {
         let sans: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(sans).expect("leaf params");
+        params.subject_alt_names.extend(extra);
         if let Some(first) = names.first() {
             params.distinguished_name.push(DnType::CommonName, *first);
         }
