@@ -1,5 +1,6 @@
 //! Black-box tests: the real `gantry-proxy` binary, real sockets, echo backends.
 
+mod backend_tls;
 mod backends;
 mod filters;
 mod grpc;

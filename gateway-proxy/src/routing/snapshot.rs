@@ -82,7 +82,10 @@ impl Snapshot {
         let clusters = ir
             .clusters
             .iter()
-            .map(|(name, cluster)| Ok((name.clone(), Arc::new(Cluster::compile(cluster)?))))
+            .map(|(name, cluster)| {
+                let old = previous.and_then(|p| p.cluster(name)).map(AsRef::as_ref);
+                Ok((name.clone(), Arc::new(Cluster::compile(cluster, old)?)))
+            })
             .collect::<Result<_, CompileError>>()?;
         Ok(Self {
             version,

@@ -14,6 +14,7 @@
 //! request's failure is answered as a gRPC status ([`super::grpc_status`]).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{EXPECT, HOST, HeaderValue, LOCATION};
@@ -113,20 +114,28 @@ async fn route<'s>(
         Some(tls) => table.lookup_on_listener(&tls.gateway, &tls.listener, &host, &view),
         None => table.lookup(&host, &view),
     };
-    let entry = match found {
+    let (listener, entry) = match found {
         Lookup::NoListener => return Err(ProxyError::NoRoute),
         Lookup::Misdirected => return Err(ProxyError::Misdirected),
         Lookup::NoRoute(listener) => {
             *metrics = Some(&listener.unmatched);
             return Err(ProxyError::NoRoute);
         }
-        Lookup::Route(_, entry) => entry,
+        Lookup::Route(listener, entry) => (listener, entry),
     };
     *metrics = Some(&entry.metrics);
     record.route = Some(&entry.route);
     record.route_kind = Some(&entry.route_kind);
     let forward = forward(
-        shared, snapshot, connection, entry, &host, parts, body, record,
+        shared,
+        snapshot,
+        connection,
+        &listener.gateway,
+        entry,
+        &host,
+        parts,
+        body,
+        record,
     );
     within(
         entry.rule.request_timeout,
@@ -142,6 +151,7 @@ async fn forward<'s>(
     shared: &Shared,
     snapshot: &'s Snapshot,
     connection: &ConnectionInfo,
+    gateway: &Arc<str>,
     entry: &'s RouteEntry,
     host: &str,
     mut parts: Parts,
@@ -197,17 +207,10 @@ async fn forward<'s>(
     let endpoint = cluster.pick().ok_or(ProxyError::NoHealthyUpstream)?;
     record.upstream = Some(endpoint.clone());
 
-    let body = mirror_and_buffer(
-        shared,
-        snapshot,
-        rule,
-        &deferred,
-        &parts,
-        upstream::stream(body),
-    )
-    .await;
-    let send = shared.upstreams.send(
-        rule.upstream_protocol(cluster),
+    let body = upstream::stream(body);
+    let body = mirror_and_buffer(shared, snapshot, rule, gateway, &deferred, &parts, body).await;
+    let send = shared.upstreams.send_via(
+        cluster.via(gateway, rule.upstream_protocol(cluster)),
         endpoint,
         Request::from_parts(parts, body),
     );
@@ -235,6 +238,7 @@ async fn mirror_and_buffer(
     shared: &Shared,
     snapshot: &Snapshot,
     rule: &Rule,
+    gateway: &Arc<str>,
     deferred: &Deferred<'_>,
     parts: &Parts,
     body: ProxyBody,
@@ -255,6 +259,7 @@ async fn mirror_and_buffer(
                     &shared.upstreams,
                     cluster.clone(),
                     protocol,
+                    gateway.clone(),
                     parts,
                     bytes.clone(),
                 );

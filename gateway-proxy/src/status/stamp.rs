@@ -69,6 +69,12 @@ fn conditions(object: &ObjectStatus) -> Vec<(String, &Condition)> {
                 out.extend(p.conditions.iter().map(|c| (scope.clone(), c)));
             }
         }
+        StatusBody::Policy(s) => {
+            for a in &s.ancestors {
+                let scope = reference_scope("ancestor", &a.ancestor_ref);
+                out.extend(a.conditions.iter().map(|c| (scope.clone(), c)));
+            }
+        }
     }
     out
 }
@@ -89,13 +95,22 @@ fn for_each_condition_mut(body: &mut StatusBody, mut f: impl FnMut(&str, &mut Co
                 p.conditions.iter_mut().for_each(|c| f(&scope, c));
             }
         }
+        StatusBody::Policy(s) => {
+            for a in &mut s.ancestors {
+                let scope = reference_scope("ancestor", &a.ancestor_ref);
+                a.conditions.iter_mut().for_each(|c| f(&scope, c));
+            }
+        }
     }
 }
 
 fn parent_scope(p: &super::types::RouteParentStatus) -> String {
-    let r = &p.parent_ref;
+    reference_scope("parent", &p.parent_ref)
+}
+
+fn reference_scope(what: &str, r: &super::types::ParentReference) -> String {
     format!(
-        "parent:{}/{}/{}/{}/{:?}/{:?}",
+        "{what}:{}/{}/{}/{}/{:?}/{:?}",
         r.group.as_deref().unwrap_or(""),
         r.kind.as_deref().unwrap_or(""),
         r.namespace.as_deref().unwrap_or(""),

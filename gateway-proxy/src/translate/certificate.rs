@@ -96,10 +96,10 @@ pub fn resolve(
 }
 
 /// A certificate chain and key that belong together.
-struct CheckedPair {
-    cert_pem: String,
-    key_pem: String,
-    dns_names: Vec<String>,
+pub(super) struct CheckedPair {
+    pub(super) cert_pem: String,
+    pub(super) key_pem: String,
+    pub(super) dns_names: Vec<String>,
 }
 
 /// Shows the names only: never the key.
@@ -113,7 +113,8 @@ impl std::fmt::Debug for CheckedPair {
 
 /// Parses `tls.crt` and `tls.key` and checks that the key is the certificate's. The error says
 /// what is wrong without showing any of the key.
-fn check_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<CheckedPair, String> {
+/// (Also the Gateway's backend client certificate, `backend_tls`.)
+pub(super) fn check_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<CheckedPair, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("tls.crt is not valid PEM ({e})"))?;
@@ -169,6 +170,17 @@ mod tests {
         let (cert, key) = pair(&["a.example.com", "*.b.example.com"]);
         let checked = check_pair(cert.as_bytes(), key.as_bytes()).expect("valid pair");
         assert_eq!(checked.dns_names, ["a.example.com", "*.b.example.com"]);
+    }
+
+    #[test]
+    fn an_ed25519_pair_passes() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["ed.example.com".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let checked = check_pair(cert.pem().as_bytes(), key.serialize_pem().as_bytes());
+        assert_eq!(checked.expect("valid pair").dns_names, ["ed.example.com"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod allowed_routes;
 mod assemble;
 mod backend;
+mod backend_tls;
 mod certificate;
 mod conditions;
 mod cross_serving;
@@ -79,11 +80,16 @@ pub fn refresh_endpoints(store: &Store, ir: &Ir) -> Ir {
 pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
     let (classes, mut statuses) = gateway_class::our_classes(store, options);
     let mut gateways = gateway::our_gateways(store, &classes, options);
+    let mut backend_tls = backend_tls::BackendTls::resolve(store, &gateways);
     let mut attacher = Attacher::new(store, &options.controller_name, &gateways);
     attacher.exclude(cross_serving::exclusions(store, &gateways));
 
-    attacher.attach_all(&store.http_routes, http_route::translate_route);
-    attacher.attach_all(&store.grpc_routes, grpc_route::translate_route);
+    attacher.attach_all(&store.http_routes, |store, namespace, route| {
+        backend_tls.secure(store, http_route::translate_route(store, namespace, route))
+    });
+    attacher.attach_all(&store.grpc_routes, |store, namespace, route| {
+        backend_tls.secure(store, grpc_route::translate_route(store, namespace, route))
+    });
     attacher.attach_all(&store.tcp_routes, l4_routes::translate_tcp_route);
     attacher.attach_all(&store.tls_routes, l4_routes::translate_tls_route);
     attacher.attach_all(&store.udp_routes, l4_routes::translate_udp_route);
@@ -93,8 +99,10 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
         collected,
         clusters,
         statuses: route_statuses,
+        services,
         ..
     } = attacher;
+    backend_tls.record_use(&services);
     for ((gateway, index), count) in counts {
         if let Some(l) = gateways
             .get_mut(&gateway)
@@ -103,8 +111,9 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
             l.attached_routes = count;
         }
     }
-    statuses.extend(gateways.values().map(gateway::GatewayState::status));
+    statuses.extend(gateways.values().map(|g| backend_tls.gateway_status(g)));
     statuses.extend(route_statuses);
+    statuses.extend(backend_tls.policy_statuses(&options.controller_name));
     let ir = Ir {
         ports: collected.into_ports(&gateways),
         clusters,
