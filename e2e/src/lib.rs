@@ -6,4 +6,5 @@ pub mod certs;
 pub mod echo;
 pub mod grpc;
 pub mod harness;
+pub mod stream_echo;
 pub mod tls_client;

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::sync::watch;
 
 use crate::runtime::Runtime;
+use crate::server::l4::L4Options;
 use crate::server::{DataPlane, DataPlaneOptions};
 use crate::status::GatewayStatusAddress;
 use crate::store::ObjectKey;
@@ -75,6 +76,13 @@ pub struct RunArgs {
     /// On SIGTERM, how long in-flight requests may take to finish, in seconds.
     #[arg(long, default_value_t = 25)]
     pub drain_timeout: u64,
+    /// Close a UDP session (one per client address) after this long without a datagram in
+    /// either direction, e.g. `60s` or `500ms`.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub udp_session_idle_timeout: Duration,
+    /// UDP sessions one port keeps at most; datagrams from new clients are dropped beyond it.
+    #[arg(long, default_value_t = crate::server::l4::DEFAULT_UDP_MAX_SESSIONS)]
+    pub udp_max_sessions: usize,
 }
 
 impl RunArgs {
@@ -85,6 +93,10 @@ impl RunArgs {
             port_offset: self.port_offset,
             drain_timeout: Duration::from_secs(self.drain_timeout),
             access_log: !self.no_access_log,
+            l4: L4Options {
+                udp_idle_timeout: self.udp_session_idle_timeout,
+                udp_max_sessions: self.udp_max_sessions.max(1),
+            },
         }
     }
 }

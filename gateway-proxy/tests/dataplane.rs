@@ -257,6 +257,7 @@ fn test_ir(port: u16, echo: SocketAddr, extra: Vec<RouteEntryIr>) -> Ir {
                     }],
                     tls: None,
                     l4_routes: Vec::new(),
+                    serves_tls_routes: false,
                 },
                 ListenerIr {
                     gateway: ObjectKey::new("default", "gw"),
@@ -268,6 +269,7 @@ fn test_ir(port: u16, echo: SocketAddr, extra: Vec<RouteEntryIr>) -> Ir {
                     }],
                     tls: None,
                     l4_routes: Vec::new(),
+                    serves_tls_routes: false,
                 },
             ],
         }],
@@ -297,6 +299,7 @@ async fn start_proxy(drain_timeout: Duration) -> Proxy {
             port_offset: 0,
             drain_timeout,
             access_log: true,
+            l4: Default::default(),
         },
         metrics.clone(),
     ));

@@ -29,6 +29,7 @@ fn runtime() -> Arc<Runtime> {
             port_offset: 0,
             drain_timeout: Duration::from_secs(1),
             access_log: false,
+            l4: Default::default(),
         },
         metrics.clone(),
     ));

@@ -86,6 +86,10 @@ pub struct ListenerIr {
     /// TLSRoute, TCPRoute and UDPRoute forwarding of this listener.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub l4_routes: Vec<L4RouteIr>,
+    /// A `TLS` listener: its connections go to TLSRoutes (passed through, or terminated and
+    /// forwarded as TCP), never to HTTP, even when it has no route.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub serves_tls_routes: bool,
 }
 
 /// All route entries for one effective hostname (the intersection of listener and route

@@ -8,6 +8,7 @@
 
 mod cluster;
 pub mod host;
+pub mod l4;
 mod matcher;
 pub mod path;
 mod rule;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::CompileError;
 use super::cluster::Cluster;
+use super::l4::L4Tables;
 use super::table::{CompileCache, PortTable, SeriesMap};
 use crate::ir::Ir;
 use crate::server::tls::TlsPorts;
@@ -30,6 +31,8 @@ pub struct PortTables {
     tables: HashMap<u16, PortTable>,
     /// Series for requests no listener took.
     pub unmatched: RouteMetrics,
+    /// TCPRoute, UDPRoute and TLSRoute forwarding of the TCP, UDP and TLS ports.
+    pub l4: L4Tables,
     /// Metric handles by `(gateway, route kind, route)`: reused by the next compile, and the pairs a new
     /// config no longer has are dropped from the registry.
     series: SeriesMap,
@@ -44,6 +47,7 @@ impl Snapshot {
             ports: Arc::new(PortTables {
                 tables: HashMap::new(),
                 unmatched: metrics.route_metrics("", "", ""),
+                l4: L4Tables::default(),
                 series: SeriesMap::new(),
             }),
             tls: Arc::new(TlsPorts::default()),
@@ -135,6 +139,7 @@ fn compile_ports(
     Ok(PortTables {
         tables,
         unmatched: metrics.route_metrics("", "", ""),
+        l4: L4Tables::compile(ir),
         series: cache.route_metrics,
     })
 }

@@ -56,6 +56,7 @@ fn listener(name: &str, hostname: Option<&str>, virtual_hosts: Vec<VirtualHostIr
         virtual_hosts,
         tls: None,
         l4_routes: Vec::new(),
+        serves_tls_routes: false,
     }
 }
 

@@ -1,5 +1,6 @@
-//! Listening sockets: SO_REUSEADDR binding, per-port accept loops, HTTP/1.1 + h2c connections
-//! (TLS ports hand their connections to [`super::tls`], which comes back to [`serve_http`]).
+//! Listening sockets: SO_REUSEADDR binding, per-port accept loops (TCP) and receive loops
+//! (UDP), HTTP/1.1 + h2c connections; TLS ports hand their connections to [`super::tls`], which
+//! comes back to [`serve_http`], TCP ports to L4 forwarding.
 
 use std::convert::Infallible;
 use std::io;
@@ -16,7 +17,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::drain::Watcher;
+use super::l4::{self, Transport};
 use super::{Shared, pipeline};
+use crate::ir::PortProtocol;
 
 /// Pending connections the kernel queues per port.
 const BACKLOG: i32 = 1024;
@@ -29,6 +32,29 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     TcpListener::from_std(socket.into())
+}
+
+/// A socket bound for one port, not yet serving.
+#[derive(Debug)]
+pub enum Bound {
+    Tcp(TcpListener),
+    Udp(tokio::net::UdpSocket),
+}
+
+impl Bound {
+    pub fn bind(transport: Transport, addr: SocketAddr) -> io::Result<Self> {
+        match transport {
+            Transport::Tcp => bind(addr).map(Self::Tcp),
+            Transport::Udp => l4::udp::bind(addr).map(Self::Udp),
+        }
+    }
+
+    pub fn transport(&self) -> Transport {
+        match self {
+            Self::Tcp(_) => Transport::Tcp,
+            Self::Udp(_) => Transport::Udp,
+        }
+    }
 }
 
 /// What a request knows about the connection it came on.
@@ -50,9 +76,12 @@ pub struct PortListener {
 }
 
 impl PortListener {
-    pub fn start(listener: TcpListener, addr: SocketAddr, port: u16, shared: Arc<Shared>) -> Self {
+    pub fn start(socket: Bound, addr: SocketAddr, port: u16, shared: Arc<Shared>) -> Self {
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, port, shared, stopped));
+        let task = match socket {
+            Bound::Tcp(listener) => tokio::spawn(accept_loop(listener, port, shared, stopped)),
+            Bound::Udp(socket) => tokio::spawn(l4::udp::run(socket, port, shared, stopped)),
+        };
         Self { addr, stop, task }
     }
 
@@ -76,7 +105,20 @@ async fn accept_loop(
                 Ok((stream, peer)) => {
                     let info = ConnectionInfo { port, peer, tls: None };
                     let watcher = shared.drain.watcher();
-                    tokio::spawn(serve(stream, info, shared.clone(), watcher));
+                    // The port's protocol in the configuration current now decides how the
+                    // connection is served, so a port can change protocol without a rebind.
+                    let tcp = shared
+                        .snapshot
+                        .load()
+                        .ports
+                        .l4
+                        .port(port)
+                        .is_some_and(|t| t.protocol == PortProtocol::Tcp);
+                    if tcp {
+                        tokio::spawn(l4::serve_tcp(stream, info, shared.clone(), watcher));
+                    } else {
+                        tokio::spawn(serve(stream, info, shared.clone(), watcher));
+                    }
                 }
                 Err(error) => {
                     // Usually out of file descriptors: back off instead of spinning.

@@ -10,6 +10,7 @@ mod drain;
 pub mod errors;
 pub mod grpc_status;
 pub mod headers;
+pub mod l4;
 mod listener;
 mod pipeline;
 pub mod tls;
@@ -26,6 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
 use self::drain::Drain;
+use self::l4::Transport;
 use self::listener::PortListener;
 use crate::ir::Ir;
 use crate::routing::Snapshot;
@@ -50,6 +52,8 @@ pub struct DataPlaneOptions {
     pub drain_timeout: Duration,
     /// Emit one access-log line per request.
     pub access_log: bool,
+    /// TCP, UDP and TLS-route forwarding.
+    pub l4: l4::L4Options,
 }
 
 /// Why a configuration was not applied. The previous one keeps serving.
@@ -78,8 +82,9 @@ pub(crate) struct Shared {
 /// The running data plane.
 pub struct DataPlane {
     shared: Arc<Shared>,
-    /// Accept loops by IR port. Only `apply` and `shutdown` touch it, never a request.
-    listeners: tokio::sync::Mutex<HashMap<u16, PortListener>>,
+    /// Accept loops (TCP) and receive loops (UDP) by socket kind and IR port. Only `apply` and
+    /// `shutdown` touch it, never a request.
+    listeners: tokio::sync::Mutex<HashMap<(Transport, u16), PortListener>>,
     applied: AtomicBool,
     shutting_down: AtomicBool,
 }
@@ -136,14 +141,22 @@ impl DataPlane {
         })?;
 
         // Bind every new port first: if one fails, the sockets bound so far are dropped and
-        // nothing changes.
+        // nothing changes. A port keeps its socket across changes of protocol that use the same
+        // kind of socket (HTTP, TLS and TCP ports accept TCP connections and look the port's
+        // protocol up per connection).
+        let wanted: HashSet<(Transport, u16)> = snapshot
+            .ir
+            .ports
+            .iter()
+            .map(|p| (Transport::of(p.protocol), p.port))
+            .collect();
         let mut bound = Vec::new();
-        for port in snapshot.port_numbers() {
-            if listeners.contains_key(&port) {
+        for &(transport, port) in &wanted {
+            if listeners.contains_key(&(transport, port)) {
                 continue;
             }
             let addr = self.listen_addr(port);
-            match listener::bind(addr) {
+            match listener::Bound::bind(transport, addr) {
                 Ok(socket) => bound.push((port, addr, socket)),
                 Err(source) => {
                     metrics.config_reloads_rejected.inc();
@@ -155,19 +168,19 @@ impl DataPlane {
         let snapshot = Arc::new(snapshot);
         self.shared.snapshot.store(snapshot.clone());
         for (port, addr, socket) in bound {
-            tracing::info!(port, %addr, "listening");
+            let transport = socket.transport();
+            tracing::info!(port, %addr, ?transport, "listening");
             let running = PortListener::start(socket, addr, port, self.shared.clone());
-            listeners.insert(port, running);
+            listeners.insert((transport, port), running);
         }
-        let wanted: HashSet<u16> = snapshot.port_numbers().collect();
-        let gone: Vec<u16> = listeners
+        let gone: Vec<(Transport, u16)> = listeners
             .keys()
             .copied()
-            .filter(|port| !wanted.contains(port))
+            .filter(|key| !wanted.contains(key))
             .collect();
-        for port in gone {
-            if let Some(running) = listeners.remove(&port) {
-                tracing::info!(port, addr = %running.addr, "no longer listening");
+        for key in gone {
+            if let Some(running) = listeners.remove(&key) {
+                tracing::info!(port = key.1, addr = %running.addr, transport = ?key.0, "no longer listening");
                 running.stop().await;
             }
         }
@@ -245,6 +258,7 @@ mod tests {
                 port_offset: 8000,
                 drain_timeout: Duration::from_secs(1),
                 access_log: false,
+                l4: l4::L4Options::default(),
             },
             Arc::new(Metrics::new()),
         );

@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::histogram::AtomicHistogram;
+use super::l4::L4Metrics;
 
 /// Labels of per-request series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,6 +53,8 @@ pub struct Metrics {
     pub config_reloads_rejected: Counter,
     pub upstream_connect_errors: Counter,
     pub active_connections: Gauge,
+    /// TCP, TLS and UDP forwarding.
+    pub l4: L4Metrics,
     tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
 }
 
@@ -107,12 +110,14 @@ impl Metrics {
             "Client connections open",
             active_connections.clone(),
         );
+        let l4 = L4Metrics::register(&mut registry);
         registry.register(
             "tls_handshake_errors",
             "TLS connections that failed before serving a request, by port and reason",
             tls_handshake_errors.clone(),
         );
         Self {
+            l4,
             tls_handshake_errors,
             registry,
             requests,

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::gateway::GatewayState;
 use super::hostname;
+use super::l4_routes::{self, L4Candidate};
 use super::precedence::{self, Ranked};
 use crate::ir::{ListenerIr, PortIr, PortProtocol, VirtualHostIr};
 use crate::store::ObjectKey;
@@ -12,6 +13,8 @@ use crate::store::ObjectKey;
 #[derive(Default)]
 pub struct Collected {
     entries: BTreeMap<(ObjectKey, usize), BTreeMap<String, Vec<Ranked>>>,
+    /// TLSRoutes, TCPRoutes and UDPRoutes placed on each listener, before precedence.
+    l4: BTreeMap<(ObjectKey, usize), Vec<L4Candidate>>,
 }
 
 impl Collected {
@@ -24,8 +27,21 @@ impl Collected {
             .push(entry);
     }
 
+    /// Places an L4 route on a listener; precedence between the routes of one listener is
+    /// decided in [`Collected::into_ports`].
+    pub fn add_l4(&mut self, gateway: &ObjectKey, listener: usize, candidate: L4Candidate) {
+        self.l4
+            .entry((gateway.clone(), listener))
+            .or_default()
+            .push(candidate);
+    }
+
     /// One [`PortIr`] per port of the programmed listeners, sorted by port; listeners most
     /// specific hostname first.
+    ///
+    /// Listeners of one Gateway that share a port share its protocol (else they conflict);
+    /// when listeners of several Gateways disagree, the port keeps the protocol of the first
+    /// Gateway by `namespace/name` and serves only its compatible listeners.
     pub fn into_ports(mut self, gateways: &BTreeMap<ObjectKey, GatewayState>) -> Vec<PortIr> {
         let mut ports: BTreeMap<u16, (PortProtocol, Vec<ListenerIr>)> = BTreeMap::new();
         for (key, gateway) in gateways {
@@ -52,7 +68,10 @@ impl Collected {
                     hostname: listener.hostname.clone(),
                     virtual_hosts: virtual_hosts(by_host),
                     tls: listener.tls.clone(),
-                    l4_routes: Vec::new(),
+                    l4_routes: l4_routes::winners(
+                        self.l4.remove(&(key.clone(), index)).unwrap_or_default(),
+                    ),
+                    serves_tls_routes: listener.protocol == "TLS",
                 });
             }
         }

@@ -38,6 +38,34 @@ pub fn resolve(
     r: BackendRef<'_>,
     clusters: &mut BTreeMap<String, ClusterIr>,
 ) -> Result<String, Problem> {
+    resolve_for(store, referrer, r, clusters, Traffic::Http)
+}
+
+/// [`resolve`] for a TCPRoute, UDPRoute or TLSRoute backend: bytes are forwarded as they are,
+/// so the port's `appProtocol` does not matter.
+pub fn resolve_stream(
+    store: &Store,
+    referrer: Referrer<'_>,
+    r: BackendRef<'_>,
+    clusters: &mut BTreeMap<String, ClusterIr>,
+) -> Result<String, Problem> {
+    resolve_for(store, referrer, r, clusters, Traffic::Stream)
+}
+
+/// What the backend will carry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Traffic {
+    Http,
+    Stream,
+}
+
+fn resolve_for(
+    store: &Store,
+    referrer: Referrer<'_>,
+    r: BackendRef<'_>,
+    clusters: &mut BTreeMap<String, ClusterIr>,
+    traffic: Traffic,
+) -> Result<String, Problem> {
     let group = r.group.unwrap_or("");
     let kind = r.kind.unwrap_or("Service");
     if !group.is_empty() || kind != "Service" {
@@ -111,9 +139,15 @@ pub fn resolve(
         ));
     };
     // A GRPCRoute's backends are spoken to with HTTP/2 whatever the port's `appProtocol`
-    // says (the rule carries `grpc`), so any value, `grpc` included, is fine for it.
-    let protocol = upstream_protocol(service_port)
-        .or_else(|| (referrer.kind == super::grpc_route::KIND).then_some(UpstreamProtocol::H2c));
+    // says (the rule carries `grpc`), so any value, `grpc` included, is fine for it. L4 routes
+    // forward bytes: the cluster's HTTP protocol is never used for them.
+    let protocol = match (upstream_protocol(service_port), traffic) {
+        (Some(protocol), _) => Some(protocol),
+        (None, Traffic::Stream) => Some(UpstreamProtocol::Http1),
+        (None, Traffic::Http) => {
+            (referrer.kind == super::grpc_route::KIND).then_some(UpstreamProtocol::H2c)
+        }
+    };
     let protocol = protocol.ok_or_else(|| {
         Problem::new(
             "UnsupportedProtocol",

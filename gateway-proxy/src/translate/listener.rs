@@ -30,9 +30,15 @@ pub const HTTP_ROUTE_KINDS: &[&str] = &["HTTPRoute", "GRPCRoute"];
 fn served_kinds(protocol: &str) -> Option<&'static [&'static str]> {
     match protocol {
         "HTTP" | "HTTPS" => Some(HTTP_ROUTE_KINDS),
+        "TLS" => Some(&["TLSRoute"]),
+        "TCP" => Some(&["TCPRoute"]),
+        "UDP" => Some(&["UDPRoute"]),
         _ => None,
     }
 }
+
+/// Protocols listed in the `UnsupportedProtocol` message.
+const SERVED_PROTOCOLS: &str = "HTTP, HTTPS, TLS, TCP, UDP";
 
 /// Protocols whose listeners are told apart by hostname on a shared port.
 fn distinct_by_hostname(protocol: &str) -> bool {
@@ -198,7 +204,7 @@ fn validate_one(l: &GatewayListeners) -> ListenerState {
         accepted = accepted.or(Some(Problem::new(
             c::REASON_UNSUPPORTED_PROTOCOL,
             format!(
-                "protocol {} {hint}; supported protocols: HTTP, HTTPS",
+                "protocol {} {hint}; supported protocols: {SERVED_PROTOCOLS}",
                 l.protocol
             ),
         )));

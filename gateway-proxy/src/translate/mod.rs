@@ -19,6 +19,7 @@ mod grpc_precedence;
 mod grpc_route;
 mod hostname;
 mod http_route;
+mod l4_routes;
 mod listener;
 mod listener_tls;
 mod matches;
@@ -89,6 +90,9 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
     attacher.attach_all(&store.grpc_routes, |store, namespace, route| {
         backend_tls.secure(store, grpc_route::translate_route(store, namespace, route))
     });
+    attacher.attach_all(&store.tcp_routes, l4_routes::translate_tcp_route);
+    attacher.attach_all(&store.tls_routes, l4_routes::translate_tls_route);
+    attacher.attach_all(&store.udp_routes, l4_routes::translate_udp_route);
 
     let counts = attacher.attached_counts();
     let Attacher {

@@ -29,6 +29,8 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "Gateway",
     "HTTPRoute",
     "GRPCRoute",
+    "TCPRoute",
+    "UDPRoute",
     "ReferenceGrant",
     "BackendTLSPolicy",
     "BackendTLSPolicySANValidation",

@@ -80,9 +80,13 @@ pub(super) async fn serve(
     let config = match &listener.action {
         TlsAction::Terminate(config) => config.clone(),
         TlsAction::Passthrough => {
+            // The connection may last long: it does not keep this configuration alive.
+            let (gateway, name) = (listener.gateway.clone(), listener.name.clone());
+            drop(snapshot);
             return passthrough::forward(
                 Prefixed::new(peeked.bytes, stream),
-                listener,
+                (&gateway, &name),
+                server_name.as_deref(),
                 &info,
                 &shared,
             )
@@ -102,6 +106,21 @@ pub(super) async fn serve(
         Ok(Err(error)) => return failed(handshake_reason(&error), &error),
         Err(_) => return failed("handshake_timeout", &"handshake timed out"),
     };
+    // A `TLS` listener in `Terminate` mode: the decrypted stream goes to its TLSRoute as
+    // plain TCP (GEP-2643, "TLSRoute + TLS Termination").
+    if super::l4::serves_tls_routes(&snapshot, port, &listener.gateway, &listener.name) {
+        let (gateway, name) = (listener.gateway.clone(), listener.name.clone());
+        drop(snapshot);
+        let conn = super::l4::TlsConnection {
+            port,
+            gateway: &gateway,
+            listener: &name,
+            sni: server_name.as_deref(),
+            peer: info.peer,
+        };
+        super::l4::forward_tls(&shared, conn, tls, &[]).await;
+        return;
+    }
     let tls_info = info_of(tls.get_ref().1.peer_certificates().is_some());
     drop(snapshot);
     let info = ConnectionInfo {

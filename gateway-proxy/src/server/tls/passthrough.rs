@@ -3,28 +3,27 @@
 
 use tokio::net::TcpStream;
 
-use super::{Prefixed, TlsListener};
-use crate::server::Shared;
+use super::Prefixed;
 use crate::server::listener::ConnectionInfo;
+use crate::server::{Shared, l4};
 
-/// Extension point for TLSRoute passthrough: `stream` replays the peeked ClientHello first
-/// ([`Prefixed::into_parts`] gives the bytes and the socket to a forwarder that copies
-/// both). No forwarder exists yet, so the connection is closed with a log line.
+/// Forwards a `Passthrough` listener's connection to the TLSRoute serving its SNI: the peeked
+/// ClientHello is sent to the backend first, then the rest of the stream, so the backend does
+/// the handshake with the client.
 pub(super) async fn forward(
     stream: Prefixed<TcpStream>,
-    listener: &TlsListener,
+    (gateway, listener): (&str, &str),
+    sni: Option<&str>,
     info: &ConnectionInfo,
     shared: &Shared,
 ) {
-    shared
-        .metrics
-        .tls_handshake_error(info.port, "passthrough_not_served");
-    tracing::warn!(
-        port = info.port,
-        peer = %info.peer,
-        gateway = %listener.gateway,
-        listener = %listener.name,
-        "TLS passthrough is not served yet; connection closed"
-    );
-    drop(stream);
+    let (hello, socket) = stream.into_parts();
+    let conn = l4::TlsConnection {
+        port: info.port,
+        gateway,
+        listener,
+        sni,
+        peer: info.peer,
+    };
+    l4::forward_tls(shared, conn, socket, &hello).await;
 }

@@ -147,6 +147,7 @@ mod tests {
                     client_validation: None,
                 })),
                 l4_routes: Vec::new(),
+                serves_tls_routes: false,
             })
             .collect();
         Ir {

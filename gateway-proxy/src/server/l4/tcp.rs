@@ -1,0 +1,42 @@
+//! TCP listeners: every connection goes to the listener's TCPRoute.
+
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
+use super::forward::{open_backend, reject, relay};
+use crate::server::Shared;
+use crate::server::drain::Watcher;
+use crate::server::listener::ConnectionInfo;
+
+/// Forwards one connection accepted on a TCP port. The backend is chosen with the
+/// configuration current when the connection was accepted; a later change leaves the
+/// connection with the backend it has.
+pub(crate) async fn serve_tcp(
+    stream: TcpStream,
+    info: ConnectionInfo,
+    shared: Arc<Shared>,
+    _drain: Watcher,
+) {
+    let _ = stream.set_nodelay(true);
+    let snapshot = shared.snapshot.load_full();
+    let route = snapshot
+        .ports
+        .l4
+        .port(info.port)
+        .and_then(|table| table.only_route())
+        .cloned();
+    let opened = open_backend(&snapshot, &shared.metrics, route.as_deref()).await;
+    drop(snapshot);
+    let route = route.as_ref().map(|r| &*r.name);
+    match opened {
+        Ok(upstream) => {
+            let (sent, received) = relay(&shared.metrics, stream, upstream, &[]).await;
+            tracing::debug!(port = info.port, peer = %info.peer, route, sent, received, "TCP connection closed");
+        }
+        Err(error) => {
+            tracing::info!(port = info.port, peer = %info.peer, route, %error, "TCP connection rejected");
+            reject(stream).await;
+        }
+    }
+}

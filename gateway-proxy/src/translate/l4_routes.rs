@@ -1,0 +1,250 @@
+//! TLSRoute, TCPRoute and UDPRoute: their one rule's backends, and the precedence between the
+//! routes placed on one listener. Attachment and status are the shared loop's
+//! ([`super::routes`]).
+//!
+//! Precedence. A TCP or UDP listener cannot tell connections apart, so of the routes attached
+//! to it only the oldest (`metadata.creationTimestamp`, then `namespace/name`) receives
+//! traffic, and every attached route stays `Accepted` (GEP-2644, "Multiple TCPRoutes
+//! attaching to the same listener", which applies the `AllowedRoutes` precedence rules; UDP
+//! listeners are the same case). A TLS listener tells connections apart by SNI: each
+//! hostname goes to the oldest route that has it, by the same rules (the API design guide's
+//! conflict rules: "the oldest Route based on creation timestamp", then alphabetical order).
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
+use gantry_crds::gateway::experimental::udproutes::UdpRoute;
+use gantry_crds::gateway::tlsroutes::TlsRoute;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::assemble::Collected;
+use super::backend::{self, BackendRef, Referrer};
+use super::conditions::{self as c, Problem};
+use super::hostname;
+use super::parent_ref::RouteResource;
+use super::routes::{Placement, RuleProblems, TranslatedKind};
+use crate::ir::{ClusterIr, L4BackendIr, L4RouteIr, RouteRef};
+use crate::store::Store;
+
+/// An L4 route's rule, translated once and placed on every listener that serves it.
+#[derive(Clone, Debug, Default)]
+pub struct TranslatedL4Route {
+    kind: &'static str,
+    /// TLSRoute `spec.hostnames`; empty for TCPRoute and UDPRoute.
+    hostnames: Vec<String>,
+    backends: Vec<L4BackendIr>,
+    clusters: BTreeMap<String, ClusterIr>,
+    problems: RuleProblems,
+}
+
+/// A route placed on a listener, competing with the others placed there.
+#[derive(Clone, Debug)]
+pub struct L4Candidate {
+    route: L4RouteIr,
+    created: Option<Time>,
+}
+
+impl TranslatedKind for TranslatedL4Route {
+    fn hostnames(&self) -> &[String] {
+        &self.hostnames
+    }
+
+    fn problems(&self) -> &RuleProblems {
+        &self.problems
+    }
+
+    fn clusters(&self) -> &BTreeMap<String, ClusterIr> {
+        &self.clusters
+    }
+
+    fn place(&self, collected: &mut Collected, at: &Placement<'_>) {
+        // TLSRoute hostnames: "any TLSRoute hostnames that do not match any Listener hostname
+        // MUST be ignored"; what remains is the intersection. TCP and UDP listeners take
+        // every connection.
+        let hostnames = if self.kind == TlsRoute::KIND {
+            hostname::intersect(at.listener.hostname.as_deref(), &self.hostnames)
+        } else {
+            Vec::new()
+        };
+        collected.add_l4(
+            at.gateway,
+            at.index,
+            L4Candidate {
+                route: L4RouteIr {
+                    route: at.route.clone(),
+                    hostnames,
+                    backends: self.backends.clone(),
+                },
+                created: at.created.cloned(),
+            },
+        );
+    }
+}
+
+/// The routes of one listener that receive traffic: oldest first, each TLS hostname kept only
+/// by the oldest route that has it, a TCP or UDP listener's connections all going to its
+/// oldest route. Routes left with nothing are dropped.
+pub fn winners(mut candidates: Vec<L4Candidate>) -> Vec<L4RouteIr> {
+    candidates.sort_by(|a, b| {
+        oldest_first(a.created.as_ref(), b.created.as_ref())
+            .then_with(|| route_key(&a.route.route).cmp(&route_key(&b.route.route)))
+    });
+    let mut taken: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for candidate in candidates {
+        let mut route = candidate.route;
+        if route.route.kind != TlsRoute::KIND {
+            if out.is_empty() {
+                out.push(route);
+            }
+            continue;
+        }
+        route.hostnames.retain(|h| !taken.contains(h));
+        if route.hostnames.is_empty() {
+            continue;
+        }
+        route
+            .hostnames
+            .sort_by(|a, b| hostname::most_specific_first(a, b));
+        taken.extend(route.hostnames.iter().cloned());
+        out.push(route);
+    }
+    out
+}
+
+fn route_key(r: &RouteRef) -> (&str, &str) {
+    (&r.namespace, &r.name)
+}
+
+/// Oldest first; a route without a creation timestamp counts as the newest, as in HTTPRoute
+/// precedence.
+fn oldest_first(a: Option<&Time>, b: Option<&Time>) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => a.0.cmp(&b.0),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+/// A backendRef of any of the three kinds, as the translator reads it.
+struct BackendSpec<'a> {
+    reference: BackendRef<'a>,
+    weight: Option<i32>,
+}
+
+/// The generated backendRef types of the three kinds have the same fields.
+macro_rules! backend_specs {
+    ($rule:expr) => {
+        $rule
+            .backend_refs
+            .iter()
+            .map(|b| BackendSpec {
+                reference: BackendRef {
+                    group: b.group.as_deref(),
+                    kind: b.kind.as_deref(),
+                    name: &b.name,
+                    namespace: b.namespace.as_deref(),
+                    port: b.port,
+                },
+                weight: b.weight,
+            })
+            .collect::<Vec<_>>()
+    };
+}
+
+/// Translates a TCPRoute.
+pub fn translate_tcp_route(store: &Store, namespace: &str, route: &TcpRoute) -> TranslatedL4Route {
+    let rules: Vec<Vec<BackendSpec<'_>>> =
+        route.spec.rules.iter().map(|r| backend_specs!(r)).collect();
+    translate(store, namespace, TcpRoute::KIND, Vec::new(), &rules)
+}
+
+/// Translates a UDPRoute.
+pub fn translate_udp_route(store: &Store, namespace: &str, route: &UdpRoute) -> TranslatedL4Route {
+    let rules: Vec<Vec<BackendSpec<'_>>> =
+        route.spec.rules.iter().map(|r| backend_specs!(r)).collect();
+    translate(store, namespace, UdpRoute::KIND, Vec::new(), &rules)
+}
+
+/// Translates a TLSRoute.
+pub fn translate_tls_route(store: &Store, namespace: &str, route: &TlsRoute) -> TranslatedL4Route {
+    let rules: Vec<Vec<BackendSpec<'_>>> =
+        route.spec.rules.iter().map(|r| backend_specs!(r)).collect();
+    translate(
+        store,
+        namespace,
+        TlsRoute::KIND,
+        route.spec.hostnames.clone(),
+        &rules,
+    )
+}
+
+fn translate(
+    store: &Store,
+    namespace: &str,
+    kind: &'static str,
+    hostnames: Vec<String>,
+    rules: &[Vec<BackendSpec<'_>>],
+) -> TranslatedL4Route {
+    let mut out = TranslatedL4Route {
+        kind,
+        hostnames,
+        ..TranslatedL4Route::default()
+    };
+    let bad: Vec<&String> = out
+        .hostnames
+        .iter()
+        .filter(|h| !hostname::is_valid(h))
+        .collect();
+    if !bad.is_empty() {
+        out.problems.invalid = Some(Problem::new(
+            c::REASON_UNSUPPORTED_VALUE,
+            format!(
+                "spec.hostnames {bad:?} are not valid DNS names (IP addresses are not allowed)"
+            ),
+        ));
+        return out;
+    }
+    let Some((first, rest)) = rules.split_first() else {
+        out.problems.invalid = Some(Problem::new(
+            c::REASON_UNSUPPORTED_VALUE,
+            format!("a {kind} needs one rule; spec.rules is empty"),
+        ));
+        return out;
+    };
+    out.problems.served = 1;
+    // The v1 TCPRoute, UDPRoute and TLSRoute APIs allow exactly one rule
+    // (`+kubebuilder:validation:MaxItems=1`): with no matches, a second rule could never be
+    // chosen. Older API versions accept up to 16; the first is served and the rest dropped.
+    for i in 1..=rest.len() {
+        out.problems.dropped.push((
+            i,
+            Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                format!(
+                    "a {kind} serves one rule, the first (Gateway API v1 allows exactly one); move these backendRefs into rule 0"
+                ),
+            ),
+        ));
+    }
+    let referrer = Referrer { kind, namespace };
+    for b in first {
+        // BackendRef weight: "If unspecified, weight defaults to 1."
+        let weight = b.weight.unwrap_or(1).max(0).unsigned_abs();
+        let resolved = backend::resolve_stream(store, referrer, b.reference, &mut out.clusters);
+        // An invalid backend keeps its weight with no cluster: "Connection rejections must
+        // respect weight; if an invalid backend is requested to have 80% of connections, then
+        // 80% of connections must be rejected instead."
+        let cluster = match resolved {
+            Ok(name) => Some(name),
+            Err(problem) => {
+                out.problems.unresolved.push(problem);
+                None
+            }
+        };
+        out.backends.push(L4BackendIr { weight, cluster });
+    }
+    out
+}
