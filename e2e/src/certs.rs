@@ -47,6 +47,13 @@ impl Ca {
         self.leaf(names, ExtendedKeyUsagePurpose::ServerAuth)
     }
 
+    /// Like [`Ca::server`], with an Ed25519 key instead of ECDSA P-256: with both for the
+    /// same names, the client's signature algorithms decide which one it gets.
+    pub fn server_ed25519(&self, names: &[&str]) -> Leaf {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("Ed25519 key");
+        self.leaf_with(names, Vec::new(), ExtendedKeyUsagePurpose::ServerAuth, key)
+    }
+
     /// A server certificate for DNS names `names` that also carries URI SANs `uris` (such as
     /// SPIFFE IDs).
     pub fn server_with_uris(&self, names: &[&str], uris: &[&str]) -> Leaf {
@@ -55,7 +62,12 @@ impl Ca {
             let uri = (*uri).try_into().expect("URI SAN is ASCII");
             extra.push(SanType::URI(uri));
         }
-        self.leaf_with(names, extra, ExtendedKeyUsagePurpose::ServerAuth)
+        self.leaf_with(
+            names,
+            extra,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            KeyPair::generate().expect("leaf key"),
+        )
     }
 
     /// A client certificate whose common name (and DNS SAN) is `name`.
@@ -64,7 +76,12 @@ impl Ca {
     }
 
     fn leaf(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Leaf {
-        self.leaf_with(names, Vec::new(), usage)
+        self.leaf_with(
+            names,
+            Vec::new(),
+            usage,
+            KeyPair::generate().expect("leaf key"),
+        )
     }
 
     fn leaf_with(
@@ -72,6 +89,7 @@ impl Ca {
         names: &[&str],
         extra: Vec<SanType>,
         usage: ExtendedKeyUsagePurpose,
+        key: KeyPair,
     ) -> Leaf {
         let sans: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(sans).expect("leaf params");
@@ -84,7 +102,6 @@ impl Ca {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
         Leaf {
             cert_pem: cert.pem(),

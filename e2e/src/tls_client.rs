@@ -8,7 +8,8 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::{ClientConfig, RootCertStore, SignatureScheme, SupportedProtocolVersion};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -27,6 +28,8 @@ pub struct TlsClient {
     pub versions: Vec<&'static SupportedProtocolVersion>,
     /// A client certificate to present.
     pub identity: Option<Leaf>,
+    /// When set, the only signature schemes offered for the server's handshake signature.
+    pub signature_schemes: Option<Vec<SignatureScheme>>,
 }
 
 /// An open TLS connection and what was negotiated.
@@ -62,7 +65,34 @@ impl TlsClient {
             alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
             versions: vec![&rustls::version::TLS13, &rustls::version::TLS12],
             identity: None,
+            signature_schemes: None,
         }
+    }
+
+    /// Offers only `schemes` for the server's handshake signature (the server must then use a
+    /// certificate whose key can sign with one of them).
+    pub fn signature_schemes(mut self, schemes: &[SignatureScheme]) -> Self {
+        self.signature_schemes = Some(schemes.to_vec());
+        self
+    }
+
+    fn provider(&self) -> Arc<CryptoProvider> {
+        let mut provider = rustls::crypto::ring::default_provider();
+        if let Some(schemes) = &self.signature_schemes {
+            let all = provider.signature_verification_algorithms;
+            let mapping: Vec<_> = all
+                .mapping
+                .iter()
+                .filter(|(scheme, _)| schemes.contains(scheme))
+                .copied()
+                .collect();
+            // The provider wants 'static tables; a test client leaks one small table.
+            provider.signature_verification_algorithms = WebPkiSupportedAlgorithms {
+                all: all.all,
+                mapping: Box::leak(mapping.into_boxed_slice()),
+            };
+        }
+        Arc::new(provider)
     }
 
     pub fn alpn(mut self, protocols: &[&[u8]]) -> Self {
@@ -81,10 +111,9 @@ impl TlsClient {
     }
 
     fn config(&self) -> anyhow::Result<Arc<ClientConfig>> {
-        let builder =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_protocol_versions(&self.versions)?
-                .with_root_certificates(self.roots.clone());
+        let builder = ClientConfig::builder_with_provider(self.provider())
+            .with_protocol_versions(&self.versions)?
+            .with_root_certificates(self.roots.clone());
         let mut config = match &self.identity {
             Some(leaf) => builder.with_client_auth_cert(leaf.chain(), leaf.key())?,
             None => builder.with_no_client_auth(),
@@ -113,18 +142,18 @@ impl TlsClient {
         path: &str,
     ) -> anyhow::Result<Reply> {
         let connection = self.connect(addr, server_name).await?;
-        let mut session = Session::open(connection).await?;
-        session.get(host, path).await
+        let mut http = HttpOverTls::open(connection).await?;
+        http.get(host, path).await
     }
 }
 
 /// HTTP over one TLS connection: HTTP/2 when ALPN chose h2, else HTTP/1.1.
-pub enum Session {
+pub enum HttpOverTls {
     Http1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
     Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
-impl Session {
+impl HttpOverTls {
     pub async fn open(connection: Connected) -> anyhow::Result<Self> {
         let h2 = connection.alpn().as_deref() == Some(b"h2");
         let io = TokioIo::new(connection.stream);

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use gantry_e2e::certs::{Ca, Leaf, tls_secret_yaml};
 use gantry_e2e::harness::{Proxy, echo_backends, free_port, get, namespace_yaml};
-use gantry_e2e::tls_client::{Session, TlsClient, served_by};
+use gantry_e2e::tls_client::{HttpOverTls, TlsClient, served_by};
 use serde_json::Value;
 
 /// A Gateway with HTTPS listeners on one port, Secrets, routes and echo backends.
@@ -40,6 +40,11 @@ fn gateway_yaml(port: u16) -> String {
             "multi",
             "*.multi.test",
             &[("multi-b", None), ("multi-c", None)],
+        ),
+        listener(
+            "algorithms",
+            "alg.example.net",
+            &[("alg-ecdsa", None), ("alg-ed25519", None)],
         ),
         listener(
             "granted",
@@ -97,6 +102,8 @@ async fn start() -> Https {
         ("exact", ca.server(&["a.example.com"])),
         ("multi-b", ca.server(&["b.multi.test"])),
         ("multi-c", ca.server(&["c.multi.test"])),
+        ("alg-ecdsa", ca.server(&["alg.example.net"])),
+        ("alg-ed25519", ca.server_ed25519(&["alg.example.net"])),
         ("shared", ca.server(&["granted.example.org"])),
         ("private", ca.server(&["forbidden.example.org"])),
     ];
@@ -184,12 +191,46 @@ async fn sni_selects_the_listener_and_its_certificate() {
             gw.leaf(secret).chain().first().cloned(),
             "certificate for {sni}"
         );
-        let mut session = Session::open(connection)
-            .await
-            .expect("HTTP session over TLS");
-        let reply = session.get(sni, "/").await.expect("request over TLS");
+        let mut http = HttpOverTls::open(connection).await.expect("HTTP over TLS");
+        let reply = http.get(sni, "/").await.expect("request over TLS");
         assert!(served_by(&reply, backend), "{sni}: {reply:?}");
         assert_eq!(reply.echo().header("x-forwarded-proto"), Some("https"));
+    }
+}
+
+#[tokio::test]
+async fn the_client_signature_algorithms_choose_among_certificates_for_one_name() {
+    let gw = start().await;
+    let host = "alg.example.net";
+    let status = gw.proxy.status().await;
+    let listener = listener_status(&status, "algorithms");
+    assert_eq!(
+        condition(listener, "ResolvedRefs")["status"],
+        "True",
+        "{listener:#}"
+    );
+    for (schemes, secret) in [
+        (&[rustls::SignatureScheme::ED25519][..], "alg-ed25519"),
+        (
+            &[rustls::SignatureScheme::ECDSA_NISTP256_SHA256][..],
+            "alg-ecdsa",
+        ),
+        (&[][..], "alg-ecdsa"),
+    ] {
+        let client = if schemes.is_empty() {
+            gw.client()
+        } else {
+            gw.client().signature_schemes(schemes)
+        };
+        let connection = client
+            .connect(gw.addr, host)
+            .await
+            .unwrap_or_else(|e| panic!("handshake offering {schemes:?}: {e}"));
+        assert_eq!(
+            connection.server_certificate(),
+            gw.leaf(secret).chain().first().cloned(),
+            "offering {schemes:?}"
+        );
     }
 }
 
@@ -202,10 +243,8 @@ async fn alpn_chooses_http2_or_http1_and_both_tls_versions_work() {
         .await
         .expect("TLS handshake");
     assert_eq!(connection.alpn().as_deref(), Some(&b"h2"[..]));
-    let mut h2 = Session::open(connection)
-        .await
-        .expect("HTTP session over TLS");
-    assert!(matches!(h2, Session::Http2(_)));
+    let mut h2 = HttpOverTls::open(connection).await.expect("HTTP over TLS");
+    assert!(matches!(h2, HttpOverTls::Http2(_)));
     assert!(served_by(
         &h2.get("a.example.com", "/")
             .await
@@ -222,10 +261,8 @@ async fn alpn_chooses_http2_or_http1_and_both_tls_versions_work() {
             .expect("TLS handshake");
         let expected = alpn.first().map(|p| p.to_vec());
         assert_eq!(connection.alpn(), expected);
-        let mut h1 = Session::open(connection)
-            .await
-            .expect("HTTP session over TLS");
-        assert!(matches!(h1, Session::Http1(_)));
+        let mut h1 = HttpOverTls::open(connection).await.expect("HTTP over TLS");
+        assert!(matches!(h1, HttpOverTls::Http1(_)));
         assert!(served_by(
             &h1.get("a.example.com", "/")
                 .await
@@ -245,11 +282,9 @@ async fn alpn_chooses_http2_or_http1_and_both_tls_versions_work() {
             .await
             .unwrap_or_else(|e| panic!("{expected:?}: {e}"));
         assert_eq!(connection.version(), Some(expected));
-        let mut session = Session::open(connection)
-            .await
-            .expect("HTTP session over TLS");
+        let mut http = HttpOverTls::open(connection).await.expect("HTTP over TLS");
         assert!(served_by(
-            &session
+            &http
                 .get("z.example.com", "/")
                 .await
                 .expect("request over TLS"),
@@ -270,17 +305,15 @@ async fn a_host_of_another_listener_is_misdirected() {
             .connect(gw.addr, "z.example.com")
             .await
             .expect("TLS handshake");
-        let mut session = Session::open(connection)
-            .await
-            .expect("HTTP session over TLS");
-        let reply = session
+        let mut http = HttpOverTls::open(connection).await.expect("HTTP over TLS");
+        let reply = http
             .get("a.example.com", "/")
             .await
             .expect("request over TLS");
         assert_eq!(reply.status, 421, "{}", reply.text());
         assert!(reply.header("x-request-id").is_some());
         // The same connection still serves its own hosts.
-        let reply = session
+        let reply = http
             .get("y.example.com", "/")
             .await
             .expect("request over TLS");
@@ -291,17 +324,15 @@ async fn a_host_of_another_listener_is_misdirected() {
         .connect(gw.addr, "a.example.com")
         .await
         .expect("TLS handshake");
-    let mut session = Session::open(connection)
-        .await
-        .expect("HTTP session over TLS");
+    let mut http = HttpOverTls::open(connection).await.expect("HTTP over TLS");
     // The exact listener does not match the host but another listener does: 421.
-    let reply = session
+    let reply = http
         .get("z.example.com", "/")
         .await
         .expect("request over TLS");
     assert_eq!(reply.status, 421);
     // No listener matches the host: 404.
-    let reply = session
+    let reply = http
         .get("nowhere.example.net", "/")
         .await
         .expect("request over TLS");

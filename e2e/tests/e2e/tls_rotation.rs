@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use gantry_e2e::certs::{Ca, tls_secret_yaml};
 use gantry_e2e::harness::{Proxy, echo_backends, free_port};
-use gantry_e2e::tls_client::{Session, TlsClient, served_by};
+use gantry_e2e::tls_client::{HttpOverTls, TlsClient, served_by};
 
 const HOST: &str = "rotate.example.com";
 
@@ -76,7 +76,7 @@ async fn a_rotated_certificate_is_used_by_new_handshakes_with_no_failed_request(
     // A connection opened before the rotation, kept across it.
     let before = client.connect(addr, HOST).await.expect("TLS handshake");
     assert_eq!(before.server_certificate(), Some(old.chain()[0].clone()));
-    let mut kept = Session::open(before).await.expect("HTTP session over TLS");
+    let mut kept = HttpOverTls::open(before).await.expect("HTTP over TLS");
     assert!(served_by(
         &kept.get(HOST, "/").await.expect("request over TLS"),
         "app"
@@ -97,7 +97,7 @@ async fn a_rotated_certificate_is_used_by_new_handshakes_with_no_failed_request(
                 let result = async {
                     let connection = client.connect(addr, HOST).await?;
                     let fresh = connection.server_certificate() == Some(new_der.clone());
-                    let reply = Session::open(connection).await?.get(HOST, "/").await?;
+                    let reply = HttpOverTls::open(connection).await?.get(HOST, "/").await?;
                     anyhow::ensure!(served_by(&reply, "app"), "unexpected reply {reply:?}");
                     Ok(fresh)
                 }
@@ -148,7 +148,7 @@ async fn a_rotated_certificate_is_used_by_new_handshakes_with_no_failed_request(
         "log:\n{}",
         proxy.log()
     );
-    // The connection opened before the rotation still serves, on its old session.
+    // The connection opened before the rotation still serves, on its old handshake.
     assert!(served_by(
         &kept.get(HOST, "/").await.expect("request over TLS"),
         "app"

@@ -38,7 +38,7 @@ pub struct ConnectionInfo {
     pub port: u16,
     pub peer: SocketAddr,
     /// Set on connections of a TLS port once the handshake is done.
-    pub tls: Option<Arc<super::tls::TlsSession>>,
+    pub tls: Option<Arc<super::tls::TlsInfo>>,
 }
 
 /// A running accept loop. Stopping it closes the socket; open connections carry on.

@@ -173,6 +173,17 @@ mod tests {
     }
 
     #[test]
+    fn an_ed25519_pair_passes() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["ed.example.com".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let checked = check_pair(cert.pem().as_bytes(), key.serialize_pem().as_bytes());
+        assert_eq!(checked.expect("valid pair").dns_names, ["ed.example.com"]);
+    }
+
+    #[test]
     fn a_key_of_another_certificate_is_refused() {
         let (cert, _) = pair(&["a.example.com"]);
         let (_, other_key) = pair(&["a.example.com"]);

@@ -7,7 +7,7 @@
 //! `Passthrough`: the stream and peeked bytes go to the [`passthrough`] forwarder.
 //!
 //! A new configuration (a rotated certificate) is used by every handshake after it is
-//! published; connections already open keep their session. Every failure before the first
+//! published; connections already open carry on as they are. Every failure before the first
 //! request is counted in `gantry_tls_handshake_errors_total{port,reason}`.
 
 mod certificates;
@@ -35,9 +35,9 @@ const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the rest of the handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What a request knows about the TLS session it came on.
+/// What a request knows about the TLS connection it came on.
 #[derive(Debug)]
-pub struct TlsSession {
+pub struct TlsInfo {
     /// `namespace/name` of the Gateway whose listener the SNI selected.
     pub gateway: Arc<str>,
     /// The listener's name.
@@ -89,7 +89,7 @@ pub(super) async fn serve(
             .await;
         }
     };
-    let session_of = |client_certificate| TlsSession {
+    let info_of = |client_certificate| TlsInfo {
         gateway: listener.gateway.clone(),
         listener: listener.name.clone(),
         server_name: server_name.clone(),
@@ -102,10 +102,10 @@ pub(super) async fn serve(
         Ok(Err(error)) => return failed(handshake_reason(&error), &error),
         Err(_) => return failed("handshake_timeout", &"handshake timed out"),
     };
-    let session = session_of(tls.get_ref().1.peer_certificates().is_some());
+    let tls_info = info_of(tls.get_ref().1.peer_certificates().is_some());
     drop(snapshot);
     let info = ConnectionInfo {
-        tls: Some(Arc::new(session)),
+        tls: Some(Arc::new(tls_info)),
         ..info
     };
     listener::serve_http(tls, info, shared, drain).await;
