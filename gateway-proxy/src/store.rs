@@ -79,30 +79,50 @@ pub struct Store {
     pub slices_by_service: SliceIndex,
 }
 
+/// What changed between two stores, as far as translation is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Difference {
+    /// Nothing the translator reads: only statuses, resourceVersions or managedFields (our own
+    /// status writes come back this way). The configuration in use stays.
+    Nothing,
+    /// Only EndpointSlices: routes and statuses stay, clusters' endpoints change.
+    EndpointSlices,
+    /// Anything else: translate again.
+    Objects,
+}
+
 impl Store {
-    /// True when `other` holds the very same objects (same `Arc`s, as sources keep them for
-    /// unchanged objects) as `self` in every kind but EndpointSlices. Such a change cannot
-    /// alter routes or statuses, only which endpoints are ready.
-    pub fn differs_only_in_endpoint_slices(&self, other: &Store) -> bool {
-        fn same<K: Ord, T>(a: &BTreeMap<K, Arc<T>>, b: &BTreeMap<K, Arc<T>>) -> bool {
-            a.len() == b.len()
-                && a.iter()
-                    .zip(b)
-                    .all(|((ka, va), (kb, vb))| ka == kb && Arc::ptr_eq(va, vb))
+    /// How `next` differs from `self`. Objects are compared by pointer first (sources keep the
+    /// `Arc` of an unchanged object), so the cost is a walk over the keys plus a comparison of
+    /// the few objects that were replaced.
+    pub fn difference(&self, next: &Store) -> Difference {
+        let others_same = same(&self.namespaces, &next.namespaces)
+            && same(&self.gateway_classes, &next.gateway_classes)
+            && same(&self.gateways, &next.gateways)
+            && same(&self.http_routes, &next.http_routes)
+            && same(&self.grpc_routes, &next.grpc_routes)
+            && same(&self.tls_routes, &next.tls_routes)
+            && same(&self.tcp_routes, &next.tcp_routes)
+            && same(&self.udp_routes, &next.udp_routes)
+            && same(&self.reference_grants, &next.reference_grants)
+            && same(&self.backend_tls_policies, &next.backend_tls_policies)
+            && same(&self.services, &next.services)
+            && same(&self.secrets, &next.secrets)
+            && same(&self.config_maps, &next.config_maps);
+        if !others_same {
+            Difference::Objects
+        } else if same(&self.endpoint_slices, &next.endpoint_slices) {
+            Difference::Nothing
+        } else {
+            Difference::EndpointSlices
         }
-        same(&self.namespaces, &other.namespaces)
-            && same(&self.gateway_classes, &other.gateway_classes)
-            && same(&self.gateways, &other.gateways)
-            && same(&self.http_routes, &other.http_routes)
-            && same(&self.grpc_routes, &other.grpc_routes)
-            && same(&self.tls_routes, &other.tls_routes)
-            && same(&self.tcp_routes, &other.tcp_routes)
-            && same(&self.udp_routes, &other.udp_routes)
-            && same(&self.reference_grants, &other.reference_grants)
-            && same(&self.backend_tls_policies, &other.backend_tls_policies)
-            && same(&self.services, &other.services)
-            && same(&self.secrets, &other.secrets)
-            && same(&self.config_maps, &other.config_maps)
+    }
+
+    /// True when `other` holds the same objects as `self` in every kind but EndpointSlices
+    /// (statuses and resourceVersions aside). Such a change cannot alter routes or statuses,
+    /// only which endpoints are ready.
+    pub fn differs_only_in_endpoint_slices(&self, other: &Store) -> bool {
+        self.difference(other) != Difference::Objects
     }
 
     /// EndpointSlices that belong to a Service (label `kubernetes.io/service-name`). The
@@ -136,6 +156,55 @@ impl Store {
             .filter_map(|key| self.endpoint_slices.get(key))
             .map(AsRef::as_ref)
     }
+}
+
+/// Same keys, and each object the same `Arc` or equal apart from what the translator never
+/// reads ([`Translated`]).
+fn same<K: Ord, T: Translated>(a: &BTreeMap<K, Arc<T>>, b: &BTreeMap<K, Arc<T>>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && (Arc::ptr_eq(va, vb) || va.same_input(vb)))
+}
+
+/// An object as the translator reads it: everything but its status, resourceVersion and
+/// managedFields.
+trait Translated: Clone + PartialEq {
+    fn same_input(&self, other: &Self) -> bool;
+}
+
+macro_rules! translated {
+    (with status: $($ty:ty),*; without: $($plain:ty),*) => {
+        $(impl Translated for $ty {
+            fn same_input(&self, other: &Self) -> bool {
+                let (mut a, mut b) = (self.clone(), other.clone());
+                a.status = None;
+                b.status = None;
+                forget_versions(&mut a.metadata);
+                forget_versions(&mut b.metadata);
+                a == b
+            }
+        })*
+        $(impl Translated for $plain {
+            fn same_input(&self, other: &Self) -> bool {
+                let (mut a, mut b) = (self.clone(), other.clone());
+                forget_versions(&mut a.metadata);
+                forget_versions(&mut b.metadata);
+                a == b
+            }
+        })*
+    };
+}
+
+translated!(
+    with status: Namespace, GatewayClass, Gateway, HttpRoute, GrpcRoute, TlsRoute, TcpRoute,
+        UdpRoute, BackendTlsPolicy, Service;
+    without: ReferenceGrant, EndpointSlice, Secret, ConfigMap
+);
+
+fn forget_versions(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    meta.resource_version = None;
+    meta.managed_fields = None;
 }
 
 /// EndpointSlice keys by Service, built on first use. A copy of the store starts without it

@@ -12,9 +12,12 @@ const MIB: f64 = 1024.0 * 1024.0;
 pub fn markdown(r: &Results) -> String {
     let mut s = String::new();
     header(&mut s, r);
-    throughput(&mut s, r);
-    footprint(&mut s, r);
+    if !r.proxies.is_empty() {
+        throughput(&mut s, r);
+        footprint(&mut s, r);
+    }
     gantry_only(&mut s, r);
+    kube_propagation(&mut s, r);
     let _ = writeln!(
         s,
         "\nHow each figure is measured, and what to keep in mind reading them: \
@@ -254,6 +257,60 @@ fn gantry_only(s: &mut String, r: &Results) {
             if c.last_change_live { "yes" } else { "**no**" }
         );
     }
+}
+
+/// Kubernetes mode: watch event to first 200.
+fn kube_propagation(s: &mut String, r: &Results) {
+    if r.kube_propagation.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "## Gantry in Kubernetes mode: watch event to first 200
+");
+    let _ = writeln!(
+        s,
+        "`gantry-proxy run --kubernetes` against an in-process API server, leading and writing status. New \
+         HTTPRoutes are created through the API server one at a time; time from the creation (the watch event \
+         leaves the server) to the first 200 for that route (polled every 0.5 ms over new connections). Each \
+         sample starts once the previous route's status is written.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| routes loaded | new routes | median ms | p90 ms | p99 ms | max ms |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
+    for p in &r.kube_propagation {
+        let v = &p.samples_ms;
+        let f = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.1}"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            p.routes,
+            v.len(),
+            f(percentile(v, 50.0)),
+            f(percentile(v, 90.0)),
+            f(percentile(v, 99.0)),
+            f(percentile(v, 100.0))
+        );
+    }
+    s.push('\n');
+    let _ = writeln!(
+        s,
+        "Where the proxy spent its time during those samples (mean per run of each stage, from its \
+         `gantry_config_stage_duration_seconds`; a stage also runs for watch events that change nothing served, \
+         such as the proxy's own status writes coming back):\n"
+    );
+    let _ = writeln!(s, "| routes loaded | stage | runs | mean ms |");
+    let _ = writeln!(s, "|---:|---|---:|---:|");
+    for p in &r.kube_propagation {
+        for stage in &p.stages {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.2} |",
+                p.routes, stage.stage, stage.count, stage.mean_ms
+            );
+        }
+    }
+    s.push('\n');
 }
 
 /// The throughput chart: one panel per connection level, groups by route count.

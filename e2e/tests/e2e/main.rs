@@ -3,5 +3,6 @@
 mod backends;
 mod filters;
 mod lifecycle;
+mod listener_ports;
 mod quickstart;
 mod routing;

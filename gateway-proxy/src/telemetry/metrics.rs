@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::histogram::AtomicHistogram;
+use super::kube::KubeMetrics;
 
 /// Labels of per-request series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,6 +31,12 @@ pub struct RequestLabels {
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// Labels of [`Metrics::observe_stage`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: &'static str,
+}
+
 /// Every metric the proxy exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -41,6 +48,10 @@ pub struct Metrics {
     pub config_reloads_rejected: Counter,
     pub upstream_connect_errors: Counter,
     pub active_connections: Gauge,
+    /// Time spent in each stage of applying a change.
+    stages: Family<StageLabels, AtomicHistogram>,
+    /// Kubernetes mode only.
+    pub kube: KubeMetrics,
 }
 
 impl Default for Metrics {
@@ -59,6 +70,8 @@ impl Metrics {
         let config_reloads_rejected = Counter::default();
         let upstream_connect_errors = Counter::default();
         let active_connections = Gauge::default();
+        let stages = Family::<StageLabels, AtomicHistogram>::default();
+        let kube = KubeMetrics::default();
         registry.register(
             "requests",
             "HTTP requests served, by gateway, route and status class",
@@ -94,6 +107,14 @@ impl Metrics {
             "Client connections open",
             active_connections.clone(),
         );
+        registry.register(
+            "config_stage_duration_seconds",
+            "Time a configuration change spent in each stage: source (first event of a burst to the \
+             update published), queued (published to picked up), translate, compile (compile, bind, \
+             swap), status (statuses stamped and published)",
+            stages.clone(),
+        );
+        kube.register(&mut registry);
         Self {
             registry,
             requests,
@@ -103,7 +124,16 @@ impl Metrics {
             config_reloads_rejected,
             upstream_connect_errors,
             active_connections,
+            stages,
+            kube,
         }
+    }
+
+    /// Records the time one change spent in `stage` (see `config_stage_duration_seconds`).
+    pub fn observe_stage(&self, stage: &'static str, elapsed: Duration) {
+        self.stages
+            .get_or_create(&StageLabels { stage })
+            .observe(elapsed);
     }
 
     /// Handles for one gateway/route pair; call when compiling a routing table, not per request.
