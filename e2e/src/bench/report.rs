@@ -48,30 +48,45 @@ fn header(s: &mut String, r: &Results) {
          figures from other machines. Nothing is pinned to a core.",
         m.cores, m.cpu, m.kernel
     );
-    let _ = writeln!(
-        s,
-        "- Proxies: gantry-proxy (release build, `--no-access-log --log-level warn --worker-threads {c}`), {}, {}; \
-         {c} workers each, access logs off, keepalive to the backend. Load generator: {}.",
-        m.nginx,
-        m.haproxy,
-        m.wrk,
-        c = m.cores
-    );
-    let _ = writeln!(
-        s,
-        "- Backend: `gantry-echo --plain` (a fixed short answer) on 127.0.0.1. Route i is host `r{{i}}.bench.example.com`, \
-         path prefix `/svc{{i}}`; the load goes to the last route.",
-    );
-    let _ = writeln!(
-        s,
-        "- Runs: {} s each, {} per proxy and connection level (interleaved across proxies and the direct \
-         connection; medians shown), after a {} s warm-up per proxy, at {} connections, with {} routes.",
-        st.seconds_per_run,
-        st.repeats,
-        st.warmup_seconds,
-        join(&st.connections),
-        join(&st.routes)
-    );
+    let build = match &st.bins {
+        None => "release build".to_owned(),
+        Some(dir) => format!(
+            "**the binaries in `{dir}`, not the release build: compare these figures only with others from the same build**"
+        ),
+    };
+    if st.kube_only {
+        let _ = writeln!(
+            s,
+            "- Only Kubernetes mode's watch event to first 200 was measured: gantry-proxy ({build}, \
+             `--no-access-log --log-level warn --worker-threads {}`).",
+            m.cores
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "- Proxies: gantry-proxy ({build}, `--no-access-log --log-level warn --worker-threads {c}`), {}, {}; \
+             {c} workers each, access logs off, keepalive to the backend. Load generator: {}.",
+            m.nginx,
+            m.haproxy,
+            m.wrk,
+            c = m.cores
+        );
+        let _ = writeln!(
+            s,
+            "- Backend: `gantry-echo --plain` (a fixed short answer) on 127.0.0.1. Route i is host `r{{i}}.bench.example.com`, \
+             path prefix `/svc{{i}}`; the load goes to the last route.",
+        );
+        let _ = writeln!(
+            s,
+            "- Runs: {} s each, {} per proxy and connection level (interleaved across proxies and the direct \
+             connection; medians shown), after a {} s warm-up per proxy, at {} connections, with {} routes.",
+            st.seconds_per_run,
+            st.repeats,
+            st.warmup_seconds,
+            join(&st.connections),
+            join(&st.routes)
+        );
+    }
     // At the start none of the suite's processes run yet; at the end its own load counts too.
     let busy = m.load_average_start > 1.0;
     let _ = writeln!(

@@ -54,6 +54,8 @@ pub struct Settings {
     pub kube_propagation_samples: usize,
     /// Only the Kubernetes-mode propagation was measured.
     pub kube_only: bool,
+    /// Where `gantry-proxy` came from: `None` for the release build, else the `--bins` folder.
+    pub bins: Option<String>,
 }
 
 /// One `wrk` run against one target.

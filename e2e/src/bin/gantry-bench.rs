@@ -112,6 +112,7 @@ impl Args {
                 .kube_propagation_samples
                 .unwrap_or(if q { 5 } else { 100 }),
             kube_only: self.kube_only,
+            bins: self.bins.as_ref().map(|d| d.display().to_string()),
         }
     }
 }
