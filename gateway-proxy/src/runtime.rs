@@ -83,7 +83,8 @@ pub struct Runtime {
     gateway_addresses: Vec<GatewayStatusAddress>,
     /// The store the configuration in use was built from.
     last_store: ArcSwapOption<Store>,
-    /// The translated statuses in use, before the bind results were marked on them.
+    /// While a listener port is unbound: the translated statuses in use, before the unbound
+    /// listeners were marked on them. Empty otherwise.
     translated_statuses: ArcSwap<Vec<ObjectStatus>>,
     /// The latest statuses, for a status writer ([`Runtime::statuses`]).
     statuses: watch::Sender<Arc<Vec<ObjectStatus>>>,
@@ -195,11 +196,8 @@ impl Runtime {
             return;
         }
         tracing::info!(still_unbound = unbound.len(), "listener ports bound again");
-        let mut statuses = Vec::clone(&self.translated_statuses.load());
-        mark_unbound(&mut statuses, &current.ir, &unbound);
-        stamp::stamp(&current.statuses, &mut statuses, &stamp::now());
-        let statuses = Arc::new(statuses);
-        self.statuses.send_replace(statuses.clone());
+        let unmarked = self.unmarked_statuses(&current);
+        let statuses = self.mark_and_stamp(unmarked, &current.ir, &unbound, &current);
         self.metrics
             .config_version
             .set(i64::try_from(version).unwrap_or(i64::MAX));
@@ -303,7 +301,7 @@ impl Runtime {
         }
         let status_started = Instant::now();
         let unbound_changed = unbound != current.unbound_ports;
-        let translated_statuses = match translated_statuses {
+        let unmarked = match translated_statuses {
             Some(mut statuses) => {
                 if !self.gateway_addresses.is_empty() {
                     for object in &mut statuses {
@@ -315,17 +313,12 @@ impl Runtime {
                 Some(Arc::new(statuses))
             }
             // Endpoints only: the same statuses, marked again if the bind results changed.
-            None if unbound_changed => Some(self.translated_statuses.load_full()),
+            None if unbound_changed => Some(self.unmarked_statuses(&current)),
             None => None,
         };
-        let statuses = match translated_statuses {
-            Some(translated) => {
-                let mut statuses = Vec::clone(&translated);
-                mark_unbound(&mut statuses, &ir, &unbound);
-                stamp::stamp(&current.statuses, &mut statuses, &stamp::now());
-                let statuses = Arc::new(statuses);
-                self.translated_statuses.store(translated);
-                self.statuses.send_replace(statuses.clone());
+        let statuses = match unmarked {
+            Some(unmarked) => {
+                let statuses = self.mark_and_stamp(unmarked, &ir, &unbound, &current);
                 self.metrics
                     .observe_stage("status", status_started.elapsed());
                 statuses
@@ -354,6 +347,40 @@ impl Runtime {
             total_ms = started.elapsed().as_secs_f64() * 1e3,
             "configuration applied"
         );
+    }
+
+    /// The translated statuses in use before the unbound ports were marked on them.
+    fn unmarked_statuses(&self, current: &View) -> Arc<Vec<ObjectStatus>> {
+        let kept = self.translated_statuses.load_full();
+        if kept.is_empty() {
+            // Nothing was marked: the statuses in use are unmarked.
+            current.statuses.clone()
+        } else {
+            kept
+        }
+    }
+
+    /// Marks the unbound ports' listeners, stamps the times and publishes the statuses to the
+    /// status writer. The unmarked statuses are kept (shared, not copied) only while a port is
+    /// unbound, for when it gets bound.
+    fn mark_and_stamp(
+        &self,
+        unmarked: Arc<Vec<ObjectStatus>>,
+        ir: &Ir,
+        unbound: &[UnboundPort],
+        current: &View,
+    ) -> Arc<Vec<ObjectStatus>> {
+        self.translated_statuses.store(if unbound.is_empty() {
+            Arc::default()
+        } else {
+            unmarked.clone()
+        });
+        let mut statuses = Arc::unwrap_or_clone(unmarked);
+        mark_unbound(&mut statuses, ir, unbound);
+        stamp::stamp(&current.statuses, &mut statuses, &stamp::now());
+        let statuses = Arc::new(statuses);
+        self.statuses.send_replace(statuses.clone());
+        statuses
     }
 
     fn update_view(&self, edit: impl FnOnce(&mut View)) {
