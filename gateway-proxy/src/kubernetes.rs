@@ -104,12 +104,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         updates_rx.clone(),
         leading_rx,
     ));
-    let source = tokio::spawn(crate::source::kube::run(
-        client,
-        scope,
-        updates_tx,
-        metrics,
-    ));
+    let source = tokio::spawn(crate::source::kube::run(client, scope, updates_tx, metrics));
     let control = tokio::spawn(runtime.clone().run(updates_rx));
 
     let outcome = tokio::select! {

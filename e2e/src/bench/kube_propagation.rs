@@ -121,10 +121,8 @@ impl KubeProxy {
         let server = runtime.block_on(ApiServer::start());
         let port = free_port()?;
         seed(&server, port, setup.backend, routes);
-        let dir = std::env::temp_dir().join(format!(
-            "gantry-bench-{}-kube-{routes}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("gantry-bench-{}-kube-{routes}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let kubeconfig = server.kubeconfig(&dir);

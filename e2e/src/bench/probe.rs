@@ -32,7 +32,10 @@ pub fn get_body(port: u16, path: &str) -> anyhow::Result<String> {
         .split_once("\r\n\r\n")
         .ok_or_else(|| anyhow::anyhow!("no HTTP response from port {port}"))?;
     if !head.starts_with("HTTP/1.1 200") {
-        bail!("GET {path} on port {port}: {}", head.lines().next().unwrap_or(""));
+        bail!(
+            "GET {path} on port {port}: {}",
+            head.lines().next().unwrap_or("")
+        );
     }
     Ok(body.to_owned())
 }

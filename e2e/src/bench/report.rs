@@ -279,8 +279,11 @@ fn kube_propagation(s: &mut String, r: &Results) {
     if r.kube_propagation.is_empty() {
         return;
     }
-    let _ = writeln!(s, "## Gantry in Kubernetes mode: watch event to first 200
-");
+    let _ = writeln!(
+        s,
+        "## Gantry in Kubernetes mode: watch event to first 200
+"
+    );
     let _ = writeln!(
         s,
         "`gantry-proxy run --kubernetes` against an in-process API server, leading and writing status. New \

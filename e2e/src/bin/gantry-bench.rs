@@ -108,9 +108,11 @@ impl Args {
                 .kube_propagation_at
                 .clone()
                 .unwrap_or_else(|| if q { vec![100] } else { vec![1_000, 5_000] }),
-            kube_propagation_samples: self
-                .kube_propagation_samples
-                .unwrap_or(if q { 5 } else { 100 }),
+            kube_propagation_samples: self.kube_propagation_samples.unwrap_or(if q {
+                5
+            } else {
+                100
+            }),
             kube_only: self.kube_only,
             bins: self.bins.as_ref().map(|d| d.display().to_string()),
         }

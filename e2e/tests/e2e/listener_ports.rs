@@ -94,7 +94,9 @@ async fn a_listener_whose_port_is_taken_is_reported_and_the_others_serve() {
     );
     let message = statuses.to_string();
     assert!(
-        message.contains(&format!("port {taken} cannot be bound on 127.0.0.1:{taken}")),
+        message.contains(&format!(
+            "port {taken} cannot be bound on 127.0.0.1:{taken}"
+        )),
         "the message names the port and address: {message}"
     );
     let free_conditions = listener_conditions(&statuses, "free");

@@ -108,7 +108,11 @@ impl<'p> CompileCache<'p> {
     }
 
     /// Takes over a virtual host compiled by the previous snapshot, with its metric handles.
-    fn reuse(&mut self, gateway: &Arc<str>, table: &Arc<VirtualHostTable>) -> Arc<VirtualHostTable> {
+    fn reuse(
+        &mut self,
+        gateway: &Arc<str>,
+        table: &Arc<VirtualHostTable>,
+    ) -> Arc<VirtualHostTable> {
         for entry in &table.entries {
             self.route_metrics
                 .entry((gateway.clone(), entry.route.clone()))
@@ -150,15 +154,17 @@ impl PortTable {
         let mut listeners = Vec::with_capacity(ir.listeners.len());
         for listener in &ir.listeners {
             let gateway: Arc<str> = Arc::from(listener.gateway.to_string());
-            let previous = cache.previous_listener(ir.port, listener).map(|(l, table)| {
-                let by_host: HashMap<&str, (&VirtualHostIr, &Arc<VirtualHostTable>)> = l
-                    .virtual_hosts
-                    .iter()
-                    .zip(&table.virtual_hosts)
-                    .map(|(v, t)| (v.hostname.as_str(), (v, t)))
-                    .collect();
-                by_host
-            });
+            let previous = cache
+                .previous_listener(ir.port, listener)
+                .map(|(l, table)| {
+                    let by_host: HashMap<&str, (&VirtualHostIr, &Arc<VirtualHostTable>)> = l
+                        .virtual_hosts
+                        .iter()
+                        .zip(&table.virtual_hosts)
+                        .map(|(v, t)| (v.hostname.as_str(), (v, t)))
+                        .collect();
+                    by_host
+                });
             let mut virtual_hosts = Vec::with_capacity(listener.virtual_hosts.len());
             for vhost in &listener.virtual_hosts {
                 let unchanged = previous

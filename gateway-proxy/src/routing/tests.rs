@@ -442,7 +442,9 @@ fn a_change_to_one_virtual_host_recompiles_only_that_one() {
             headers: &HeaderMap::new(),
         },
     ) {
-        entry.metrics.record(200, std::time::Duration::from_millis(1));
+        entry
+            .metrics
+            .record(200, std::time::Duration::from_millis(1));
     }
     assert!(metrics.encode().contains(r#"route="default/a""#));
 }

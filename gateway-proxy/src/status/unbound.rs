@@ -53,8 +53,7 @@ pub fn mark_unbound(statuses: &mut [ObjectStatus], ir: &Ir, unbound: &[UnboundPo
         let StatusBody::Gateway(gateway) = &mut object.status else {
             continue;
         };
-        let Some(listeners) = affected.get(&(object.namespace.clone(), object.name.clone()))
-        else {
+        let Some(listeners) = affected.get(&(object.namespace.clone(), object.name.clone())) else {
             continue;
         };
         mark_gateway(gateway, listeners);

@@ -137,8 +137,7 @@ impl Publisher {
                     store: Arc::new(self.store.clone()),
                     warnings: Vec::new(),
                 }));
-                self.metrics
-                    .observe_stage("source", first_event.elapsed());
+                self.metrics.observe_stage("source", first_event.elapsed());
             } else {
                 tracing::debug!(waiting_for = ?self.unsynced, "sync in progress");
             }
