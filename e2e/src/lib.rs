@@ -5,4 +5,5 @@ pub mod apiserver;
 pub mod bench;
 pub mod certs;
 pub mod echo;
+pub mod grpc;
 pub mod harness;

@@ -413,7 +413,7 @@ async fn routes_to_the_upstream_with_forwarded_headers_and_request_id() {
 
     let metrics = proxy.metrics.encode();
     assert!(
-        metrics.contains(r#"gantry_requests_total{gateway="default/gw",route="default/echo",status_class="2xx"} 2"#),
+        metrics.contains(r#"gantry_requests_total{gateway="default/gw",route="default/echo",route_kind="HTTPRoute",status_class="2xx"} 2"#),
         "{metrics}"
     );
 }

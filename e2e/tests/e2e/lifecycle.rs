@@ -221,7 +221,7 @@ async fn status_reports_gateway_listeners_and_route_parents() {
         .expect("metrics")
         .text();
     assert!(
-        metrics.contains(r#"gantry_requests_total{gateway="default/gw",route="default/bad",status_class="5xx"} 1"#),
+        metrics.contains(r#"gantry_requests_total{gateway="default/gw",route="default/bad",route_kind="HTTPRoute",status_class="5xx"} 1"#),
         "{metrics}"
     );
 }

@@ -2,6 +2,7 @@
 
 mod backends;
 mod filters;
+mod grpc;
 mod lifecycle;
 mod listener_ports;
 mod quickstart;

@@ -15,7 +15,7 @@ use http::request::Parts;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::ir::MirrorIr;
+use crate::ir::{MirrorIr, UpstreamProtocol};
 use crate::routing::Cluster;
 use crate::upstream::{self, BoxError, ProxyBody, Upstreams};
 
@@ -89,7 +89,13 @@ pub async fn buffer(mut body: ProxyBody, limit: usize) -> Buffered {
 }
 
 /// Sends a copy of the request to `cluster` in the background and drops the response.
-pub fn spawn(upstreams: &Upstreams, cluster: Arc<Cluster>, request: &Parts, body: Bytes) {
+pub fn spawn(
+    upstreams: &Upstreams,
+    cluster: Arc<Cluster>,
+    protocol: UpstreamProtocol,
+    request: &Parts,
+    body: Bytes,
+) {
     let Some(endpoint) = cluster.pick().cloned() else {
         tracing::debug!(cluster = %cluster.name, "mirror cluster has no endpoints");
         return;
@@ -100,7 +106,7 @@ pub fn spawn(upstreams: &Upstreams, cluster: Arc<Cluster>, request: &Parts, body
     *copy.headers_mut() = request.headers.clone();
     let upstreams = upstreams.clone();
     tokio::spawn(async move {
-        let send = upstreams.send(cluster.protocol, &endpoint, copy);
+        let send = upstreams.send(protocol, &endpoint, copy);
         match tokio::time::timeout(MIRROR_TIMEOUT, send).await {
             Ok(Ok(response)) => {
                 // Drain so the pooled connection can be reused.

@@ -91,6 +91,10 @@ pub struct HttpRuleIr {
     pub backends: Vec<BackendIr>,
     #[serde(default, skip_serializing_if = "TimeoutsIr::is_empty")]
     pub timeouts: TimeoutsIr,
+    /// A GRPCRoute rule: its backends and mirrors are spoken to with HTTP/2 (h2c in
+    /// plaintext), whatever their Service port's `appProtocol` says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grpc: bool,
 }
 
 /// HTTPRoute `timeouts`, in milliseconds. `0` is never stored: a zero duration disables the

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::CompileError;
+use super::cluster::Cluster;
 use crate::filters::Filter;
-use crate::ir::HttpRuleIr;
+use crate::ir::{HttpRuleIr, UpstreamProtocol};
 
 /// One rule, ready to serve.
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub struct Rule {
     pub backend_timeout: Option<Duration>,
     /// Whether a RequestRedirect answers every request of the rule.
     pub redirects: bool,
+    /// A GRPCRoute rule: backends are spoken to with HTTP/2.
+    pub grpc: bool,
 }
 
 /// One weighted backendRef.
@@ -54,7 +57,18 @@ impl Rule {
             request_timeout: ir.timeouts.request_ms.map(Duration::from_millis),
             backend_timeout: ir.timeouts.backend_request_ms.map(Duration::from_millis),
             redirects,
+            grpc: ir.grpc,
         })
+    }
+
+    /// How to speak to `cluster` for this rule: a GRPCRoute rule always uses HTTP/2 (gRPC
+    /// needs it: trailers, streams), otherwise the Service port's `appProtocol` decides.
+    pub fn upstream_protocol(&self, cluster: &Cluster) -> UpstreamProtocol {
+        if self.grpc {
+            UpstreamProtocol::H2c
+        } else {
+            cluster.protocol
+        }
     }
 
     /// A backend chosen in proportion to the weights, invalid ones included; a weight of 0 is

@@ -26,7 +26,7 @@ pub struct PortTables {
     tables: HashMap<u16, PortTable>,
     /// Series for requests no listener took.
     pub unmatched: RouteMetrics,
-    /// Metric handles by `(gateway, route)`: reused by the next compile, and the pairs a new
+    /// Metric handles by `(gateway, route kind, route)`: reused by the next compile, and the pairs a new
     /// config no longer has are dropped from the registry.
     series: SeriesMap,
 }
@@ -39,7 +39,7 @@ impl Snapshot {
             ir: Arc::new(Ir::default()),
             ports: Arc::new(PortTables {
                 tables: HashMap::new(),
-                unmatched: metrics.route_metrics("", ""),
+                unmatched: metrics.route_metrics("", "", ""),
                 series: SeriesMap::new(),
             }),
             clusters: HashMap::new(),
@@ -90,13 +90,10 @@ impl Snapshot {
         if Arc::ptr_eq(&self.ports, &next.ports) {
             return;
         }
-        for (gateway, route) in self.ports.series.keys() {
-            if !next
-                .ports
-                .series
-                .contains_key(&(gateway.clone(), route.clone()))
-            {
-                metrics.forget_route(gateway, route);
+        for key in self.ports.series.keys() {
+            if !next.ports.series.contains_key(key) {
+                let (gateway, route_kind, route) = key;
+                metrics.forget_route(gateway, route_kind, route);
             }
         }
     }
@@ -124,7 +121,7 @@ fn compile_ports(
     );
     Ok(PortTables {
         tables,
-        unmatched: metrics.route_metrics("", ""),
+        unmatched: metrics.route_metrics("", "", ""),
         series: cache.route_metrics,
     })
 }

@@ -44,6 +44,8 @@ struct VirtualHostTable {
 pub struct RouteEntry {
     /// `namespace/name` of the route.
     pub route: Arc<str>,
+    /// `HTTPRoute` or `GRPCRoute`.
+    pub route_kind: Arc<str>,
     pub rule_index: usize,
     pub rule: Arc<Rule>,
     pub matcher: RequestMatcher,
@@ -60,8 +62,8 @@ pub enum Lookup<'a> {
     Route(&'a ListenerTable, &'a RouteEntry),
 }
 
-/// Metric handles by `(gateway, route)`.
-pub(super) type SeriesMap = HashMap<(Arc<str>, Arc<str>), RouteMetrics>;
+/// Metric handles by `(gateway, route kind, route)`.
+pub(super) type SeriesMap = HashMap<(Arc<str>, Arc<str>, Arc<str>), RouteMetrics>;
 
 /// Shares compiled pieces between the entries of one compilation, and with the previous one.
 #[derive(Default)]
@@ -115,7 +117,7 @@ impl<'p> CompileCache<'p> {
     ) -> Arc<VirtualHostTable> {
         for entry in &table.entries {
             self.route_metrics
-                .entry((gateway.clone(), entry.route.clone()))
+                .entry((gateway.clone(), entry.route_kind.clone(), entry.route.clone()))
                 .or_insert_with(|| entry.metrics.clone());
         }
         self.reused_virtual_hosts += 1;
@@ -132,14 +134,20 @@ impl<'p> CompileCache<'p> {
         Ok(rule)
     }
 
-    fn metrics(&mut self, metrics: &Metrics, gateway: &Arc<str>, route: &str) -> RouteMetrics {
-        let key = (gateway.clone(), Arc::from(route));
+    fn metrics(
+        &mut self,
+        metrics: &Metrics,
+        gateway: &Arc<str>,
+        route_kind: &Arc<str>,
+        route: &Arc<str>,
+    ) -> RouteMetrics {
+        let key = (gateway.clone(), route_kind.clone(), route.clone());
         let previous = self.previous;
         self.route_metrics
             .entry(key)
             .or_insert_with_key(|key| match previous.and_then(|p| p.get(key)) {
                 Some(handles) => handles.clone(),
-                None => metrics.route_metrics(gateway, route),
+                None => metrics.route_metrics(gateway, route_kind, route),
             })
             .clone()
     }
@@ -152,6 +160,7 @@ impl PortTable {
         cache: &mut CompileCache<'_>,
     ) -> Result<Self, CompileError> {
         let mut listeners = Vec::with_capacity(ir.listeners.len());
+        let empty: Arc<str> = Arc::from("");
         for listener in &ir.listeners {
             let gateway: Arc<str> = Arc::from(listener.gateway.to_string());
             let previous = cache
@@ -184,7 +193,7 @@ impl PortTable {
                         .iter()
                         .map(|v| Some(v.hostname.as_str())),
                 ),
-                unmatched: cache.metrics(metrics, &gateway, ""),
+                unmatched: cache.metrics(metrics, &gateway, &empty, &empty),
                 gateway,
                 name: listener.name.clone(),
                 virtual_hosts,
@@ -227,11 +236,14 @@ impl VirtualHostTable {
         let mut entries = Vec::with_capacity(vhost.routes.len());
         let mut paths = PathIndex::default();
         for (i, entry) in vhost.routes.iter().enumerate() {
-            let route = format!("{}/{}", entry.route.namespace, entry.route.name);
+            let route: Arc<str> =
+                Arc::from(format!("{}/{}", entry.route.namespace, entry.route.name));
+            let route_kind: Arc<str> = Arc::from(entry.route.kind.as_str());
             paths.insert(i, &entry.matches.path);
             entries.push(RouteEntry {
-                metrics: cache.metrics(metrics, gateway, &route),
-                route: Arc::from(route),
+                metrics: cache.metrics(metrics, gateway, &route_kind, &route),
+                route,
+                route_kind,
                 rule_index: entry.rule_index,
                 rule: cache.rule(&entry.rule)?,
                 matcher: RequestMatcher::compile(&entry.matches)?,

@@ -382,7 +382,7 @@ fn removed_routes_lose_their_series_and_kept_ones_keep_counting() {
     let text = metrics.encode();
     assert!(
         text.contains(
-            r#"gantry_requests_total{gateway="default/gw",route="default/a",status_class="2xx"} 2"#
+            r#"gantry_requests_total{gateway="default/gw",route="default/a",route_kind="HTTPRoute",status_class="2xx"} 2"#
         ),
         "{text}"
     );

@@ -16,9 +16,13 @@ pub struct Record<'s> {
     pub host: String,
     /// `namespace/name` of the matched route.
     pub route: Option<&'s str>,
+    /// Kind of the matched route (`HTTPRoute`, `GRPCRoute`).
+    pub route_kind: Option<&'s str>,
     pub upstream: Option<Authority>,
     /// Why the proxy answered itself, when it did.
     pub error: Option<String>,
+    /// The gRPC status of a gRPC request the proxy answered itself.
+    pub grpc_status: Option<u8>,
 }
 
 impl<'s> Record<'s> {
@@ -65,10 +69,12 @@ impl<'s> Record<'s> {
             status = response.status().as_u16(),
             duration_ms,
             route = self.route.unwrap_or(""),
+            route_kind = self.route_kind.unwrap_or(""),
             upstream = self.upstream.as_ref().map(Authority::as_str).unwrap_or(""),
             request_id = request_id.to_str().unwrap_or(""),
             bytes,
             error = self.error.as_deref(),
+            grpc_status = self.grpc_status,
         );
     }
 }
@@ -108,6 +114,8 @@ mod tests {
         let mut record = Record::new(true, &request);
         record.set_host("example.com");
         record.route = Some("default/web");
+        record.route_kind = Some("GRPCRoute");
+        record.grpc_status = Some(14);
         record.upstream = Some("10.0.0.1:8080".parse().unwrap());
         let response = Response::builder()
             .status(201)
@@ -127,6 +135,8 @@ mod tests {
         assert_eq!(line["status"], 201);
         assert_eq!(line["duration_ms"], 1.5);
         assert_eq!(line["route"], "default/web");
+        assert_eq!(line["route_kind"], "GRPCRoute");
+        assert_eq!(line["grpc_status"], 14);
         assert_eq!(line["upstream"], "10.0.0.1:8080");
         assert_eq!(line["request_id"], "id-1");
         assert_eq!(line["bytes"], 42);

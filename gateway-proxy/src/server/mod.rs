@@ -8,6 +8,7 @@
 mod access_log;
 mod drain;
 pub mod errors;
+pub mod grpc_status;
 pub mod headers;
 mod listener;
 mod pipeline;

@@ -10,7 +10,8 @@
 //! 8. response: hop-by-hop headers removed, response header modifiers
 //! 9. request ID echoed, metrics recorded, access log written
 //!
-//! Every failure becomes a response through [`ProxyError`]; none drops the connection.
+//! Every failure becomes a response through [`ProxyError`]; none drops the connection. A gRPC
+//! request's failure is answered as a gRPC status ([`super::grpc_status`]).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -24,11 +25,12 @@ use hyper::upgrade::OnUpgrade;
 use super::Shared;
 use super::access_log::Record;
 use super::errors::ProxyError;
+use super::grpc_status;
 use super::headers::{X_REQUEST_ID, add_forwarded, ensure_request_id, strip_hop_by_hop};
 use super::listener::ConnectionInfo;
 use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
 use crate::filters::{self, Deferred, FilterContext, RedirectResponse};
-use crate::routing::{Lookup, RequestView, RouteEntry, Snapshot, normalize_host};
+use crate::routing::{Lookup, RequestView, RouteEntry, Rule, Snapshot, normalize_host};
 use crate::upstream::{self, ProxyBody, upgrade};
 
 /// Serves one request. Never fails: errors are answered.
@@ -39,6 +41,7 @@ pub async fn handle(
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let request_id = ensure_request_id(request.headers_mut());
+    let grpc = grpc_status::is_grpc_request(request.headers());
     let snapshot = shared.snapshot.load_full();
     let mut record = Record::new(shared.options.access_log, &request);
     let mut metrics = None;
@@ -55,7 +58,12 @@ pub async fn handle(
         Ok(response) => response,
         Err(error) => {
             record.set_error(|| error_chain(&error));
-            error.to_response()
+            if grpc {
+                record.grpc_status = Some(error.grpc_code().value());
+                error.to_grpc_response()
+            } else {
+                error.to_response()
+            }
         }
     };
     response
@@ -105,6 +113,7 @@ async fn route<'s>(
     };
     *metrics = Some(&entry.metrics);
     record.route = Some(&entry.route);
+    record.route_kind = Some(&entry.route_kind);
     let forward = forward(
         shared, snapshot, connection, entry, &host, parts, body, record,
     );
@@ -168,10 +177,20 @@ async fn forward<'s>(
     let endpoint = cluster.pick().ok_or(ProxyError::NoHealthyUpstream)?;
     record.upstream = Some(endpoint.clone());
 
-    let body = mirror_and_buffer(shared, snapshot, &deferred, &parts, upstream::stream(body)).await;
-    let send = shared
-        .upstreams
-        .send(cluster.protocol, endpoint, Request::from_parts(parts, body));
+    let body = mirror_and_buffer(
+        shared,
+        snapshot,
+        rule,
+        &deferred,
+        &parts,
+        upstream::stream(body),
+    )
+    .await;
+    let send = shared.upstreams.send(
+        rule.upstream_protocol(cluster),
+        endpoint,
+        Request::from_parts(parts, body),
+    );
     let mut response = within(
         rule.backend_timeout,
         async { send.await.map_err(ProxyError::from) },
@@ -195,6 +214,7 @@ async fn forward<'s>(
 async fn mirror_and_buffer(
     shared: &Shared,
     snapshot: &Snapshot,
+    rule: &Rule,
     deferred: &Deferred<'_>,
     parts: &Parts,
     body: ProxyBody,
@@ -210,7 +230,14 @@ async fn mirror_and_buffer(
     match mirror::buffer(body, MIRROR_BODY_LIMIT).await {
         Buffered::Complete(bytes) => {
             for cluster in clusters {
-                mirror::spawn(&shared.upstreams, cluster.clone(), parts, bytes.clone());
+                let protocol = rule.upstream_protocol(cluster);
+                mirror::spawn(
+                    &shared.upstreams,
+                    cluster.clone(),
+                    protocol,
+                    parts,
+                    bytes.clone(),
+                );
             }
             upstream::full(bytes)
         }

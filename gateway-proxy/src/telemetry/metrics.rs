@@ -25,6 +25,8 @@ pub struct RequestLabels {
     pub gateway: String,
     /// `namespace/name` of the route, empty when no route matched.
     pub route: String,
+    /// Kind of the route (`HTTPRoute`, `GRPCRoute`), empty when no route matched.
+    pub route_kind: String,
     /// `1xx` … `5xx`.
     pub status_class: String,
 }
@@ -74,7 +76,7 @@ impl Metrics {
         let kube = KubeMetrics::default();
         registry.register(
             "requests",
-            "HTTP requests served, by gateway, route and status class",
+            "HTTP requests served, by gateway, route, route kind and status class",
             requests.clone(),
         );
         registry.register(
@@ -136,15 +138,17 @@ impl Metrics {
             .observe(elapsed);
     }
 
-    /// Handles for one gateway/route pair; call when compiling a routing table, not per request.
+    /// Handles for one gateway/route pair (`route_kind` and `route` empty for requests no route
+    /// took); call when compiling a routing table, not per request.
     /// Series are created on the first request of each status class, so routes that see no
     /// traffic cost a few hundred bytes and no exported series.
-    pub fn route_metrics(&self, gateway: &str, route: &str) -> RouteMetrics {
+    pub fn route_metrics(&self, gateway: &str, route_kind: &str, route: &str) -> RouteMetrics {
         RouteMetrics {
             inner: Arc::new(LazySeries {
                 requests: self.requests.clone(),
                 durations: self.durations.clone(),
                 gateway: gateway.to_owned(),
+                route_kind: route_kind.to_owned(),
                 route: route.to_owned(),
                 per_class: Default::default(),
             }),
@@ -152,10 +156,11 @@ impl Metrics {
     }
 
     /// Drops the series of a route that no longer exists.
-    pub fn forget_route(&self, gateway: &str, route: &str) {
+    pub fn forget_route(&self, gateway: &str, route_kind: &str, route: &str) {
         for class in STATUS_CLASSES {
             let labels = RequestLabels {
                 gateway: gateway.to_owned(),
+                route_kind: route_kind.to_owned(),
                 route: route.to_owned(),
                 status_class: class.to_owned(),
             };
@@ -185,6 +190,7 @@ struct LazySeries {
     requests: Family<RequestLabels, Counter>,
     durations: Family<RequestLabels, AtomicHistogram>,
     gateway: String,
+    route_kind: String,
     route: String,
     per_class: [OnceLock<(Counter, AtomicHistogram)>; 5],
 }
@@ -197,6 +203,7 @@ impl RouteMetrics {
             // Once per route and status class: registering takes the family's lock.
             let labels = RequestLabels {
                 gateway: series.gateway.clone(),
+                route_kind: series.route_kind.clone(),
                 route: series.route.clone(),
                 status_class: STATUS_CLASSES[slot].to_owned(),
             };
@@ -217,7 +224,7 @@ mod tests {
     #[test]
     fn route_metrics_show_up_in_the_exposition() {
         let metrics = Metrics::new();
-        let route = metrics.route_metrics("default/gw", "default/web");
+        let route = metrics.route_metrics("default/gw", "GRPCRoute", "default/web");
         assert!(
             !metrics.encode().contains("default/web"),
             "no series before the first request"
@@ -227,7 +234,7 @@ mod tests {
         let text = metrics.encode();
         assert!(
             text.contains(
-                r#"gantry_requests_total{gateway="default/gw",route="default/web",status_class="2xx"} 1"#
+                r#"gantry_requests_total{gateway="default/gw",route="default/web",route_kind="GRPCRoute",status_class="2xx"} 1"#
             ),
             "{text}"
         );
@@ -236,7 +243,7 @@ mod tests {
             text.contains("gantry_request_duration_seconds_bucket"),
             "{text}"
         );
-        metrics.forget_route("default/gw", "default/web");
+        metrics.forget_route("default/gw", "GRPCRoute", "default/web");
         assert!(!metrics.encode().contains("default/web"));
     }
 }

@@ -110,7 +110,11 @@ pub fn resolve(
             ),
         ));
     };
-    let protocol = upstream_protocol(service_port).ok_or_else(|| {
+    // A GRPCRoute's backends are spoken to with HTTP/2 whatever the port's `appProtocol`
+    // says (the rule carries `grpc`), so any value, `grpc` included, is fine for it.
+    let protocol = upstream_protocol(service_port)
+        .or_else(|| (referrer.kind == super::grpc_route::KIND).then_some(UpstreamProtocol::H2c));
+    let protocol = protocol.ok_or_else(|| {
         Problem::new(
             "UnsupportedProtocol",
             format!(

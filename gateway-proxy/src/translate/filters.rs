@@ -60,6 +60,12 @@ pub fn translate_filters(
     clusters: &mut BTreeMap<String, ClusterIr>,
 ) -> Result<Filters, Problem> {
     check_combination(filters)?;
+    // What a request to a rule that cannot be served as written gets.
+    let answer = if ctx.referrer.kind == super::grpc_route::KIND {
+        "gRPC status UNAVAILABLE"
+    } else {
+        "500"
+    };
     let mut out = Filters::default();
     for f in filters {
         let missing = |field: &str| {
@@ -119,7 +125,7 @@ pub fn translate_filters(
                     .unwrap_or_default();
                 out.unsupported.get_or_insert(Problem::new(
                     c::REASON_INVALID_KIND,
-                    format!("ExtensionRef filter{target} is not supported by this proxy; requests to this rule get 500"),
+                    format!("ExtensionRef filter{target} is not supported by this proxy; requests to this rule get {answer}"),
                 ));
                 continue;
             }

@@ -5,22 +5,27 @@ use std::sync::Arc;
 
 use gantry_crds::gateway::httproutes::{HttpRoute, HttpRouteRules, HttpRouteRulesFiltersType};
 
+use super::assemble::Collected;
 use super::backend::{self, BackendRef, Referrer};
 use super::conditions::{self as c, Problem};
 use super::filters::{FilterContext, from_backend_filter, translate_filters};
+use super::grpc_matches::GrpcMatchRank;
 use super::hostname;
 use super::matches::translate_matches;
+use super::parent_ref::RouteResource;
+use super::precedence::Ranked;
+use super::routes::{Placement, RuleProblems, TranslatedKind};
 use super::timeouts::translate_timeouts;
-use crate::ir::{BackendIr, ClusterIr, HttpMatchIr, HttpRuleIr, PathMatchIr};
+use crate::ir::{BackendIr, ClusterIr, HttpMatchIr, HttpRuleIr, PathMatchIr, RouteEntryIr};
 use crate::store::Store;
-
-pub const KIND: &str = "HTTPRoute";
 
 /// One rule that can be served.
 #[derive(Clone, Debug)]
 pub struct TranslatedRule {
     pub index: usize,
     pub matches: Vec<HttpMatchIr>,
+    /// GRPCRoute only: what precedence needs of each match (same order as `matches`).
+    pub grpc_ranks: Vec<GrpcMatchRank>,
     pub rule: Arc<HttpRuleIr>,
 }
 
@@ -28,53 +33,51 @@ pub struct TranslatedRule {
 #[derive(Clone, Debug, Default)]
 pub struct TranslatedRoute {
     pub rules: Vec<TranslatedRule>,
-    /// Invalid rules, dropped, by index.
-    pub dropped: Vec<(usize, Problem)>,
-    /// References that did not resolve (`ResolvedRefs=False`).
-    pub unresolved: Vec<Problem>,
-    /// A problem with the whole route (invalid hostnames).
-    pub invalid: Option<Problem>,
+    pub problems: RuleProblems,
     /// Clusters the served rules use.
     pub clusters: BTreeMap<String, ClusterIr>,
     pub hostnames: Vec<String>,
 }
 
-impl TranslatedRoute {
-    /// Why no parent can accept the route, if none can: its hostnames are invalid or every
-    /// rule was dropped ("A Route MUST be considered "Accepted" if at least one of the
-    /// Route's rules is implemented by the Gateway").
-    pub fn rejection(&self) -> Option<Problem> {
-        if let Some(p) = &self.invalid {
-            return Some(p.clone());
-        }
-        if self.rules.is_empty() {
-            let (_, first) = self.dropped.first()?;
-            return Some(Problem::new(
-                first.reason,
-                format!("all rules are invalid: {}", describe_dropped(&self.dropped)),
-            ));
-        }
-        None
+impl TranslatedKind for TranslatedRoute {
+    fn hostnames(&self) -> &[String] {
+        &self.hostnames
     }
 
-    /// `PartiallyInvalid`: some rules served, some dropped. The message starts with
-    /// "Dropped Rule" as RouteConditionPartiallyInvalid requires.
-    pub fn partially_invalid(&self) -> Option<Problem> {
-        (!self.rules.is_empty() && !self.dropped.is_empty()).then(|| {
-            Problem::new(
-                c::REASON_UNSUPPORTED_VALUE,
-                format!("Dropped Rule(s): {}", describe_dropped(&self.dropped)),
-            )
-        })
+    fn problems(&self) -> &RuleProblems {
+        &self.problems
     }
-}
 
-fn describe_dropped(dropped: &[(usize, Problem)]) -> String {
-    dropped
-        .iter()
-        .map(|(i, p)| format!("rule {i}: {}", p.message))
-        .collect::<Vec<_>>()
-        .join("; ")
+    fn clusters(&self) -> &BTreeMap<String, ClusterIr> {
+        &self.clusters
+    }
+
+    /// Every match of every served rule, once per effective hostname (listener and route
+    /// hostnames intersected).
+    fn place(&self, collected: &mut Collected, at: &Placement<'_>) {
+        for host in hostname::intersect(at.listener.hostname.as_deref(), &self.hostnames) {
+            for rule in &self.rules {
+                for (match_index, m) in rule.matches.iter().enumerate() {
+                    collected.add(
+                        at.gateway,
+                        at.index,
+                        &host,
+                        Ranked {
+                            entry: RouteEntryIr {
+                                route: at.route.clone(),
+                                rule_index: rule.index,
+                                matches: m.clone(),
+                                rule: rule.rule.clone(),
+                            },
+                            created: at.created.cloned(),
+                            match_index,
+                            grpc: rule.grpc_ranks.get(match_index).copied(),
+                        },
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Translates every rule of a route. Never fails: invalid rules are dropped and recorded.
@@ -83,22 +86,12 @@ pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> Tra
         hostnames: route.spec.hostnames.clone().unwrap_or_default(),
         ..TranslatedRoute::default()
     };
-    let bad: Vec<&String> = out
-        .hostnames
-        .iter()
-        .filter(|h| !hostname::is_valid(h))
-        .collect();
-    if !bad.is_empty() {
-        out.invalid = Some(Problem::new(
-            c::REASON_UNSUPPORTED_VALUE,
-            format!(
-                "spec.hostnames {bad:?} are not valid DNS names (IP addresses are not allowed)"
-            ),
-        ));
+    if let Some(problem) = invalid_hostnames(&out.hostnames) {
+        out.problems.invalid = Some(problem);
         return out;
     }
     let referrer = Referrer {
-        kind: KIND,
+        kind: HttpRoute::KIND,
         namespace,
     };
     let default_rules = [HttpRouteRules::default()];
@@ -111,23 +104,43 @@ pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> Tra
         let mut clusters = BTreeMap::new();
         match translate_rule(store, referrer, rule, &mut clusters) {
             Ok((ir, matches, unresolved)) => {
-                out.unresolved.extend(unresolved);
+                out.problems.served += 1;
+                out.problems.unresolved.extend(unresolved);
                 out.clusters.extend(clusters);
                 out.rules.push(TranslatedRule {
                     index,
                     matches,
+                    grpc_ranks: Vec::new(),
                     rule: Arc::new(ir),
                 });
             }
-            Err(problem) => out.dropped.push((index, problem)),
+            Err(problem) => out.problems.dropped.push((index, problem)),
         }
     }
     out
 }
 
+/// Why a route's `spec.hostnames` are invalid, if they are.
+pub fn invalid_hostnames(hostnames: &[String]) -> Option<Problem> {
+    let bad: Vec<&String> = hostnames
+        .iter()
+        .filter(|h| !hostname::is_valid(h))
+        .collect();
+    (!bad.is_empty()).then(|| {
+        Problem::new(
+            c::REASON_UNSUPPORTED_VALUE,
+            format!(
+                "spec.hostnames {bad:?} are not valid DNS names (IP addresses are not allowed)"
+            ),
+        )
+    })
+}
+
 type RuleResult = Result<(HttpRuleIr, Vec<HttpMatchIr>, Vec<Problem>), Problem>;
 
-fn translate_rule(
+/// Translates one rule. Also used for GRPCRoute rules, whose filters and backendRefs have
+/// the same shape as HTTPRoute's.
+pub fn translate_rule(
     store: &Store,
     referrer: Referrer<'_>,
     rule: &HttpRouteRules,
@@ -202,6 +215,7 @@ fn translate_rule(
         filters: translated.filters,
         backends,
         timeouts,
+        grpc: false,
     };
     if let Some(p) = translated.unsupported {
         // A filter the proxy cannot apply "MUST NOT be skipped. Instead, requests that

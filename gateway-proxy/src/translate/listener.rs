@@ -15,10 +15,17 @@ pub const GATEWAY_GROUP: &str = gantry_crds::GATEWAY_GROUP;
 /// meaning when support lands.
 const KNOWN_PROTOCOLS: &[&str] = &["HTTP", "HTTPS", "TLS", "TCP", "UDP"];
 
+/// The route kinds an HTTP or HTTPS listener serves. GRPCRoute: "Implementations supporting
+/// GRPCRoute with the HTTP ProtocolType MUST support HTTP/2 over cleartext TCP (h2c) without an
+/// initial upgrade from HTTP/1.1, i.e. with prior knowledge", and with HTTPS "MUST accept
+/// HTTP/2 connections without an initial upgrade from HTTP/1.1, i.e. via ALPN"; HTTP listeners
+/// serve HTTP/1.1 and h2c with prior knowledge on one port.
+pub const HTTP_ROUTE_KINDS: &[&str] = &["HTTPRoute", "GRPCRoute"];
+
 /// Protocols this proxy serves today, with the route kinds each accepts.
 fn served_kinds(protocol: &str) -> Option<&'static [&'static str]> {
     match protocol {
-        "HTTP" => Some(&["HTTPRoute"]),
+        "HTTP" => Some(HTTP_ROUTE_KINDS),
         _ => None,
     }
 }

@@ -38,28 +38,15 @@ fn translate_match(m: &HttpRouteRulesMatches) -> Result<HttpMatchIr, Problem> {
             }
         }
     };
-    // HTTPHeaderMatch / HTTPQueryParamMatch: "If multiple entries specify equivalent
-    // header names, only the first entry with an equivalent name MUST be considered for a
-    // match. Subsequent entries with an equivalent header name MUST be ignored." Header
-    // names are case-insensitive; query parameter names are not.
-    let mut headers: Vec<ValueMatchIr> = Vec::new();
-    for h in m.headers.iter().flatten() {
-        let name = h.name.to_ascii_lowercase();
-        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(Problem::new(
-                c::REASON_UNSUPPORTED_VALUE,
-                format!(
-                    "header match name {:?} is not a valid HTTP header name",
-                    h.name
-                ),
-            ));
-        }
-        if headers.iter().any(|x| x.name == name) {
-            continue;
-        }
-        let regex = h.r#type == Some(HttpRouteRulesMatchesHeadersType::RegularExpression);
-        headers.push(value_match(name, h.value.clone(), regex)?);
-    }
+    let headers = translate_header_matches(m.headers.iter().flatten().map(|h| {
+        (
+            h.name.as_str(),
+            h.value.as_str(),
+            h.r#type == Some(HttpRouteRulesMatchesHeadersType::RegularExpression),
+        )
+    }))?;
+    // HTTPQueryParamMatch: as for headers, only the first entry of a name counts; query
+    // parameter names are case-sensitive.
     let mut query_params: Vec<ValueMatchIr> = Vec::new();
     for q in m.query_params.iter().flatten() {
         if query_params.iter().any(|x| x.name == q.name) {
@@ -81,6 +68,30 @@ fn translate_match(m: &HttpRouteRulesMatches) -> Result<HttpMatchIr, Problem> {
         query_params,
         method,
     })
+}
+
+/// Header matches as `(name, value, is_regex)`. HTTPHeaderMatch and GRPCHeaderMatch: "If
+/// multiple entries specify equivalent header names, only the first entry with an equivalent
+/// name MUST be considered for a match. Subsequent entries with an equivalent header name MUST
+/// be ignored." Header names are case-insensitive.
+pub fn translate_header_matches<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a str, bool)>,
+) -> Result<Vec<ValueMatchIr>, Problem> {
+    let mut out: Vec<ValueMatchIr> = Vec::new();
+    for (name, value, regex) in headers {
+        let lower = name.to_ascii_lowercase();
+        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+            return Err(Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                format!("header match name {name:?} is not a valid HTTP header name"),
+            ));
+        }
+        if out.iter().any(|x| x.name == lower) {
+            continue;
+        }
+        out.push(value_match(lower, value.to_owned(), regex)?);
+    }
+    Ok(out)
 }
 
 fn value_match(name: String, value: String, regex: bool) -> Result<ValueMatchIr, Problem> {
@@ -111,7 +122,7 @@ fn absolute_path(value: String) -> Result<String, Problem> {
 }
 
 /// RegularExpression matches use RE2-like syntax; the `regex` crate's is the same family.
-fn valid_regex(what: &str, value: String) -> Result<String, Problem> {
+pub fn valid_regex(what: &str, value: String) -> Result<String, Problem> {
     match regex::Regex::new(&value) {
         Ok(_) => Ok(value),
         Err(e) => Err(Problem::new(

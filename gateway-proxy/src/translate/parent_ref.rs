@@ -2,7 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use gantry_crds::gateway::httproutes::HttpRouteParentRefs;
+use gantry_crds::gateway::experimental::tcproutes::{TcpRoute, TcpRouteParentRefs};
+use gantry_crds::gateway::experimental::udproutes::{UdpRoute, UdpRouteParentRefs};
+use gantry_crds::gateway::grpcroutes::{GrpcRoute, GrpcRouteParentRefs};
+use gantry_crds::gateway::httproutes::{HttpRoute, HttpRouteParentRefs};
+use gantry_crds::gateway::tlsroutes::{TlsRoute, TlsRouteParentRefs};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::conditions::{self as c, Problem};
 use super::gateway::GatewayState;
@@ -10,6 +15,77 @@ use super::hostname;
 use super::listener::GATEWAY_GROUP;
 use crate::status::ParentReference;
 use crate::store::{ObjectKey, Store};
+
+/// A route's `spec.parentRefs[]` entry; every route kind has the same fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParentRef {
+    pub group: Option<String>,
+    pub kind: Option<String>,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub section_name: Option<String>,
+    pub port: Option<i32>,
+}
+
+/// A route object of any kind: its kind, metadata and parentRefs.
+pub trait RouteResource {
+    /// The kind as written in `kind:` and in status, e.g. `HTTPRoute`.
+    const KIND: &'static str;
+    fn meta(&self) -> &ObjectMeta;
+    fn parent_refs(&self) -> Vec<ParentRef>;
+}
+
+/// Every route kind's generated types have the same parentRefs fields.
+macro_rules! route_resource {
+    ($($route:ty => $kind:literal, $parent:ty;)*) => {$(
+        impl From<&$parent> for ParentRef {
+            fn from(p: &$parent) -> Self {
+                Self {
+                    group: p.group.clone(),
+                    kind: p.kind.clone(),
+                    namespace: p.namespace.clone(),
+                    name: p.name.clone(),
+                    section_name: p.section_name.clone(),
+                    port: p.port,
+                }
+            }
+        }
+
+        impl RouteResource for $route {
+            const KIND: &'static str = $kind;
+
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+
+            fn parent_refs(&self) -> Vec<ParentRef> {
+                self.spec.parent_refs.iter().flatten().map(ParentRef::from).collect()
+            }
+        }
+    )*};
+}
+
+route_resource! {
+    HttpRoute => "HTTPRoute", HttpRouteParentRefs;
+    GrpcRoute => "GRPCRoute", GrpcRouteParentRefs;
+    TlsRoute => "TLSRoute", TlsRouteParentRefs;
+    TcpRoute => "TCPRoute", TcpRouteParentRefs;
+    UdpRoute => "UDPRoute", UdpRouteParentRefs;
+}
+
+impl ParentRef {
+    /// The parentRef exactly as written, for `status.parents[].parentRef`.
+    pub fn echo(&self) -> ParentReference {
+        ParentReference {
+            group: self.group.clone(),
+            kind: self.kind.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            section_name: self.section_name.clone(),
+            port: self.port,
+        }
+    }
+}
 
 /// The outcome of one parentRef.
 #[derive(Clone, Debug)]
@@ -51,7 +127,7 @@ pub fn attach(
     store: &Store,
     gateways: &BTreeMap<ObjectKey, GatewayState>,
     route: &RouteInfo<'_>,
-    parent: &HttpRouteParentRefs,
+    parent: &ParentRef,
 ) -> Attachment {
     if parent.group.as_deref().unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP
         || parent.kind.as_deref().unwrap_or("Gateway") != "Gateway"
@@ -149,17 +225,5 @@ pub fn attach(
         attached,
         served,
         problem,
-    }
-}
-
-/// The parentRef exactly as written, for `status.parents[].parentRef`.
-pub fn echo(parent: &HttpRouteParentRefs) -> ParentReference {
-    ParentReference {
-        group: parent.group.clone(),
-        kind: parent.kind.clone(),
-        namespace: parent.namespace.clone(),
-        name: parent.name.clone(),
-        section_name: parent.section_name.clone(),
-        port: parent.port,
     }
 }

@@ -4,6 +4,8 @@ use std::cmp::{Ordering, Reverse};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::grpc_matches::GrpcMatchRank;
+use super::grpc_precedence;
 use crate::ir::{PathMatchIr, RouteEntryIr};
 
 /// A route entry with what its order depends on beyond the entry itself.
@@ -14,6 +16,8 @@ pub struct Ranked {
     pub created: Option<Time>,
     /// Index of the match within its rule.
     pub match_index: usize,
+    /// For a GRPCRoute entry: what GRPCRoute precedence needs beyond the entry.
+    pub grpc: Option<GrpcMatchRank>,
 }
 
 /// HTTPRouteRule `matches`: "precedence must be given to the match having: "Exact" path
@@ -28,8 +32,17 @@ pub struct Ranked {
 ///   shadowed by a broad prefix such as `/`.
 /// * A route without a creation timestamp counts as newer than any route with one.
 /// * Within a rule, matches keep their list order.
+///
+/// GRPCRoute entries follow GRPCRoute precedence ([`grpc_precedence::key`]). The two kinds
+/// never share a virtual host (a GRPCRoute and an HTTPRoute whose hostnames intersect on a
+/// listener are not both accepted there), so their relative order only keeps the sort total.
 pub fn compare(a: &Ranked, b: &Ranked) -> Ordering {
-    key(a).cmp(&key(b))
+    match (&a.grpc, &b.grpc) {
+        (None, None) => key(a).cmp(&key(b)),
+        (Some(ra), Some(rb)) => grpc_precedence::key(a, ra).cmp(&grpc_precedence::key(b, rb)),
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+    }
 }
 
 type Key<'a> = (
@@ -103,6 +116,7 @@ mod tests {
             created: created
                 .map(|s| Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap_or_default())),
             match_index: 0,
+            grpc: None,
         }
     }
 

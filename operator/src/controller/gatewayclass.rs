@@ -28,6 +28,7 @@ use crate::params::FleetParameters;
 pub const SUPPORTED_FEATURES: &[&str] = &[
     "Gateway",
     "HTTPRoute",
+    "GRPCRoute",
     "ReferenceGrant",
     "HTTPRouteHostRewrite",
     "HTTPRouteMethodMatching",

@@ -1,0 +1,351 @@
+//! The attachment loop every route kind shares: a route's parentRefs resolved to our
+//! listeners, `attachedRoutes` counted, the route placed on the listeners that serve it, and its
+//! `status.parents[]` written.
+//!
+//! A route kind plugs in with [`RouteResource`] (kind, metadata, parentRefs) and by translating
+//! its rules into a value that implements [`TranslatedKind`]; attachment, acceptance and status are the same for every kind (Gateway
+//! API "Route status" and "ParentReference"), only placement differs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+use super::assemble::{Collected, Placed};
+use super::conditions::{self as c, Problem};
+use super::cross_serving::Exclusions;
+use super::gateway::GatewayState;
+use super::listener::ListenerState;
+use super::parent_ref::{self, Attachment, ParentRef, RouteInfo, RouteResource};
+use super::{API_VERSION, generation_of};
+use crate::ir::{ClusterIr, RouteRef};
+use crate::status::{Condition, ObjectStatus, RouteParentStatus, RouteStatus, StatusBody};
+use crate::store::{ObjectKey, Store};
+
+/// What went wrong with a route's rules. Every kind reports the same way: dropped rules make
+/// the route `PartiallyInvalid` (or not `Accepted` when none is left), unresolved references
+/// make `ResolvedRefs` false.
+#[derive(Clone, Debug, Default)]
+pub struct RuleProblems {
+    /// Rules that can be served.
+    pub served: usize,
+    /// Invalid rules, dropped, by index.
+    pub dropped: Vec<(usize, Problem)>,
+    /// References that did not resolve (`ResolvedRefs=False`).
+    pub unresolved: Vec<Problem>,
+    /// A problem with the whole route (e.g. invalid hostnames).
+    pub invalid: Option<Problem>,
+}
+
+impl RuleProblems {
+    /// Why no parent can accept the route, if none can: the route itself is invalid or every
+    /// rule was dropped ("A Route MUST be considered "Accepted" if at least one of the
+    /// Route's rules is implemented by the Gateway").
+    pub fn rejection(&self) -> Option<Problem> {
+        if let Some(p) = &self.invalid {
+            return Some(p.clone());
+        }
+        if self.served == 0 {
+            let (_, first) = self.dropped.first()?;
+            return Some(Problem::new(
+                first.reason,
+                format!("all rules are invalid: {}", self.describe_dropped()),
+            ));
+        }
+        None
+    }
+
+    /// `PartiallyInvalid`: some rules served, some dropped. The message starts with
+    /// "Dropped Rule" as RouteConditionPartiallyInvalid requires.
+    pub fn partially_invalid(&self) -> Option<Problem> {
+        (self.served > 0 && !self.dropped.is_empty()).then(|| {
+            Problem::new(
+                c::REASON_UNSUPPORTED_VALUE,
+                format!("Dropped Rule(s): {}", self.describe_dropped()),
+            )
+        })
+    }
+
+    fn describe_dropped(&self) -> String {
+        self.dropped
+            .iter()
+            .map(|(i, p)| format!("rule {i}: {}", p.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// `Accepted`, `ResolvedRefs` and, when rules were dropped, `PartiallyInvalid`.
+    fn conditions(&self, accepted: Result<(), Problem>, generation: i64) -> Vec<Condition> {
+        let mut out = vec![match accepted {
+            Ok(()) => c::ok(
+                c::ACCEPTED,
+                c::REASON_ACCEPTED,
+                "Route is accepted",
+                generation,
+            ),
+            Err(p) => c::not_ok(c::ACCEPTED, &p, generation),
+        }];
+        out.push(match self.unresolved.first() {
+            None => c::ok(
+                c::RESOLVED_REFS,
+                c::REASON_RESOLVED_REFS,
+                "All references are resolved",
+                generation,
+            ),
+            Some(first) => {
+                let message = self
+                    .unresolved
+                    .iter()
+                    .map(|p| p.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                c::not_ok(
+                    c::RESOLVED_REFS,
+                    &Problem::new(first.reason, message),
+                    generation,
+                )
+            }
+        });
+        if let Some(p) = self.partially_invalid() {
+            out.push(Condition::new(
+                c::PARTIALLY_INVALID,
+                true,
+                p.reason,
+                p.message,
+                generation,
+            ));
+        }
+        out
+    }
+}
+
+/// Where a route is placed: one programmed listener that serves it.
+pub struct Placement<'a> {
+    pub gateway: &'a ObjectKey,
+    /// Index of the listener in the Gateway's `spec.listeners`.
+    pub index: usize,
+    pub listener: &'a ListenerState,
+    pub route: &'a RouteRef,
+    /// The route's `metadata.creationTimestamp` (precedence ties go to the oldest route).
+    pub created: Option<&'a Time>,
+}
+
+/// A route of some kind, with its rules translated once for every parent it attaches to.
+pub trait TranslatedKind {
+    /// `spec.hostnames`; empty matches every hostname (and kinds without hostnames, such as
+    /// TCPRoute, return nothing).
+    fn hostnames(&self) -> &[String];
+    fn problems(&self) -> &RuleProblems;
+    /// Clusters the served rules use.
+    fn clusters(&self) -> &BTreeMap<String, ClusterIr>;
+    /// Adds the route to one listener that serves it.
+    fn place(&self, collected: &mut Collected, at: &Placement<'_>);
+}
+
+/// One route of any kind, ready to attach.
+struct RouteObject<'a> {
+    kind: &'static str,
+    key: &'a ObjectKey,
+    meta: &'a ObjectMeta,
+    parent_refs: Vec<ParentRef>,
+}
+
+/// Attaches routes of every kind to the Gateways we serve and collects what they produce.
+pub struct Attacher<'a> {
+    store: &'a Store,
+    controller_name: &'a str,
+    gateways: &'a BTreeMap<ObjectKey, GatewayState>,
+    pub collected: Collected,
+    /// Clusters of every route placed somewhere.
+    pub clusters: BTreeMap<String, ClusterIr>,
+    /// Route statuses, in the order routes were attached.
+    pub statuses: Vec<ObjectStatus>,
+    /// (gateway, listener index, route kind, route): a route counts once per listener.
+    attached: BTreeSet<(ObjectKey, usize, &'static str, ObjectKey)>,
+    /// Listeners a route attaches to but is not served on, and why (cross serving).
+    exclusions: Exclusions,
+}
+
+impl<'a> Attacher<'a> {
+    pub fn new(
+        store: &'a Store,
+        controller_name: &'a str,
+        gateways: &'a BTreeMap<ObjectKey, GatewayState>,
+    ) -> Self {
+        Self {
+            store,
+            controller_name,
+            gateways,
+            collected: Collected::default(),
+            clusters: BTreeMap::new(),
+            statuses: Vec::new(),
+            attached: BTreeSet::new(),
+            exclusions: Exclusions::new(),
+        }
+    }
+
+    /// Routes that must not be served on some listeners although they attach there (an
+    /// HTTPRoute and a GRPCRoute sharing a hostname). A parentRef none of whose listeners
+    /// serves the route is not `Accepted`, with the exclusion's reason.
+    pub fn exclude(&mut self, exclusions: Exclusions) {
+        self.exclusions = exclusions;
+    }
+
+    /// Translates every route of one kind with `translate` (store, route namespace, route)
+    /// and attaches it.
+    pub fn attach_all<R: RouteResource, T: TranslatedKind>(
+        &mut self,
+        routes: &BTreeMap<ObjectKey, Arc<R>>,
+        translate: impl Fn(&Store, &str, &R) -> T,
+    ) {
+        for (key, route) in routes {
+            let translated = translate(self.store, &key.namespace, route);
+            let object = RouteObject {
+                kind: R::KIND,
+                key,
+                meta: route.meta(),
+                parent_refs: route.parent_refs(),
+            };
+            self.attach(&object, &translated);
+        }
+    }
+
+    /// Resolves every parentRef of `route`, places it on the listeners that serve it and
+    /// records its status (only for parents that are ours: "Implementations of this API can
+    /// only populate Route status for the Gateways/parent resources they are responsible
+    /// for").
+    fn attach(&mut self, route: &RouteObject<'_>, translated: &impl TranslatedKind) {
+        let problems = translated.problems();
+        let info = RouteInfo {
+            kind: route.kind,
+            namespace: &route.key.namespace,
+            hostnames: translated.hostnames(),
+        };
+        let generation = generation_of(route.meta);
+        let rejection = problems.rejection();
+        let route_ref = RouteRef {
+            kind: route.kind.to_owned(),
+            namespace: route.key.namespace.clone(),
+            name: route.key.name.clone(),
+        };
+        let mut parents = Vec::new();
+        let mut placed = Placed::new();
+        for parent in &route.parent_refs {
+            let accepted = match parent_ref::attach(self.store, self.gateways, &info, parent) {
+                Attachment::NotOurs => continue,
+                Attachment::Rejected(problem) => Err(problem),
+                Attachment::Attached {
+                    gateway,
+                    attached,
+                    served,
+                    problem,
+                } => {
+                    self.attached.extend(
+                        attached
+                            .iter()
+                            .map(|&i| (gateway.clone(), i, route.kind, route.key.clone())),
+                    );
+                    let (served, excluded) = self.without_exclusions(&gateway, served, route);
+                    let problem = problem
+                        .or_else(|| rejection.clone())
+                        .or_else(|| served.is_empty().then_some(excluded).flatten());
+                    match problem {
+                        Some(p) => Err(p),
+                        None => {
+                            for index in served {
+                                if placed.insert((gateway.clone(), index)) {
+                                    self.place(&gateway, index, &route_ref, route, translated);
+                                }
+                            }
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            parents.push(RouteParentStatus {
+                parent_ref: parent.echo(),
+                controller_name: self.controller_name.to_owned(),
+                conditions: problems.conditions(accepted, generation),
+            });
+        }
+        if !placed.is_empty() {
+            self.clusters.extend(
+                translated
+                    .clusters()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        if !parents.is_empty() {
+            self.statuses.push(ObjectStatus {
+                api_version: API_VERSION.to_owned(),
+                kind: route.kind.to_owned(),
+                namespace: route.key.namespace.clone(),
+                name: route.key.name.clone(),
+                status: StatusBody::Route(RouteStatus { parents }),
+            });
+        }
+    }
+
+    /// The listeners of `served` the route may be served on, and the first exclusion's
+    /// problem, if any listener was excluded.
+    fn without_exclusions(
+        &self,
+        gateway: &ObjectKey,
+        served: Vec<usize>,
+        route: &RouteObject<'_>,
+    ) -> (Vec<usize>, Option<Problem>) {
+        if self.exclusions.is_empty() {
+            return (served, None);
+        }
+        let mut excluded = None;
+        let kept = served
+            .into_iter()
+            .filter(|&index| {
+                let key = (gateway.clone(), index, route.kind, route.key.clone());
+                match self.exclusions.get(&key) {
+                    Some(p) => {
+                        excluded.get_or_insert_with(|| p.clone());
+                        false
+                    }
+                    None => true,
+                }
+            })
+            .collect();
+        (kept, excluded)
+    }
+
+    fn place(
+        &mut self,
+        gateway: &ObjectKey,
+        index: usize,
+        route_ref: &RouteRef,
+        route: &RouteObject<'_>,
+        translated: &impl TranslatedKind,
+    ) {
+        let Some(listener) = self
+            .gateways
+            .get(gateway)
+            .and_then(|g| g.listeners.get(index))
+        else {
+            return;
+        };
+        let at = Placement {
+            gateway,
+            index,
+            listener,
+            route: route_ref,
+            created: route.meta.creation_timestamp.as_ref(),
+        };
+        translated.place(&mut self.collected, &at);
+    }
+
+    /// Routes attached to each listener, for `status.listeners[].attachedRoutes`.
+    pub fn attached_counts(&self) -> BTreeMap<(ObjectKey, usize), i32> {
+        let mut counts = BTreeMap::new();
+        for (gateway, index, _, _) in &self.attached {
+            *counts.entry((gateway.clone(), *index)).or_insert(0) += 1;
+        }
+        counts
+    }
+}
