@@ -117,7 +117,11 @@ impl<'p> CompileCache<'p> {
     ) -> Arc<VirtualHostTable> {
         for entry in &table.entries {
             self.route_metrics
-                .entry((gateway.clone(), entry.route_kind.clone(), entry.route.clone()))
+                .entry((
+                    gateway.clone(),
+                    entry.route_kind.clone(),
+                    entry.route.clone(),
+                ))
                 .or_insert_with(|| entry.metrics.clone());
         }
         self.reused_virtual_hosts += 1;

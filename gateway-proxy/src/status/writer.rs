@@ -85,9 +85,15 @@ pub struct StatusWriter {
     controller_name: String,
     /// Gateways served even when the translation shows none (`--gateway`).
     configured: Vec<ObjectKey>,
-    settled: HashMap<(String, ObjectKey), Settled>,
+    /// By kind (`Gateway` or a route kind), then object: looked up without building a key.
+    settled: HashMap<&'static str, HashMap<ObjectKey, Settled>>,
     metrics: KubeMetrics,
 }
+
+/// A route status to compare with the live route and write: kind, route, the live route,
+/// the desired parents. (The kind is owned: a borrowed one in the stream of write futures
+/// trips the compiler's `Send` check of the spawned task.)
+type Job = (String, ObjectKey, Value, Vec<RouteParentStatus>);
 
 /// Counts of one reconcile.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -123,7 +129,9 @@ impl StatusWriter {
     ) -> Result<Written, Vec<WriteError>> {
         let mut served: BTreeSet<ObjectKey> = self.configured.iter().cloned().collect();
         let mut gateways = Vec::new();
-        let mut routes: BTreeMap<(String, ObjectKey), &[RouteParentStatus]> = BTreeMap::new();
+        // By route kind, then route: the desired parents (empty for a route that detached).
+        let mut routes: BTreeMap<&'static str, BTreeMap<ObjectKey, &[RouteParentStatus]>> =
+            BTreeMap::new();
         for object in desired {
             let key = ObjectKey::new(object.namespace.clone(), object.name.clone());
             match &object.status {
@@ -132,34 +140,37 @@ impl StatusWriter {
                     gateways.push((key, status));
                 }
                 StatusBody::Route(status) => {
-                    routes.insert((object.kind.clone(), key), &status.parents);
+                    if let Some(kind) = route_kind(&object.kind) {
+                        routes.entry(kind).or_default().insert(key, &status.parents);
+                    }
                 }
                 StatusBody::GatewayClass(_) => {} // the operator's
             }
         }
         // Routes that carry an entry of ours but got none this time: they detached.
         for kind in ROUTE_KINDS {
-            let skip = |key: &ObjectKey| routes.contains_key(&(kind.to_owned(), key.clone()));
+            let wanted = routes.get(kind);
+            let skip = |key: &ObjectKey| wanted.is_some_and(|m| m.contains_key(key));
             let candidates = routes_with_entries_of(store, kind, &self.controller_name, skip);
             for (key, live) in candidates {
-                let id = (kind.to_owned(), key);
                 if parents_of(&live)
                     .iter()
-                    .any(|p| self.is_ours(p, &id.1.namespace, &served))
+                    .any(|p| self.is_ours(p, &key.namespace, &served))
                 {
-                    routes.insert(id, &[]);
+                    routes.entry(kind).or_default().insert(key, &[]);
                 }
             }
         }
 
         // Forget objects that are no longer ours to write.
-        self.settled.retain(|(kind, key), _| {
-            if kind == "Gateway" {
-                served.contains(key)
+        for (kind, settled) in &mut self.settled {
+            if *kind == GATEWAY {
+                settled.retain(|key, _| served.contains(key));
             } else {
-                routes.contains_key(&(kind.clone(), key.clone()))
+                let wanted = routes.get(kind);
+                settled.retain(|key, _| wanted.is_some_and(|m| m.contains_key(key)));
             }
-        });
+        }
 
         let mut written = Written::default();
         let mut errors = Vec::new();
@@ -169,7 +180,7 @@ impl StatusWriter {
                 .get(&key)
                 .and_then(|g| g.metadata.resource_version.as_deref());
             let wish = gateway_wish(status);
-            if matches!(self.settled_wish("Gateway", &key, version), Some(Wish::Gateway(w)) if *w == wish)
+            if matches!(self.settled_wish(GATEWAY, &key, version), Some(Wish::Gateway(w)) if *w == wish)
             {
                 continue;
             }
@@ -185,23 +196,25 @@ impl StatusWriter {
                 }
             }
         }
-        let mut jobs = Vec::new();
-        for ((kind, key), parents) in routes {
-            let version = route_version(store, &kind, &key);
-            if matches!(self.settled_wish(&kind, &key, version), Some(Wish::Route(w)) if same_wish(w, parents))
-            {
-                continue;
+        let mut jobs: Vec<Job> = Vec::new();
+        for (kind, keys) in routes {
+            for (key, parents) in keys {
+                let version = route_version(store, kind, &key);
+                if matches!(self.settled_wish(kind, &key, version), Some(Wish::Route(w)) if same_wish(w, parents))
+                {
+                    continue;
+                }
+                let Some(live) = live_route(store, kind, &key) else {
+                    continue; // deleted since it was translated
+                };
+                jobs.push((kind.to_owned(), key, live, parents.to_vec()));
             }
-            let Some(live) = live_route(store, &kind, &key) else {
-                continue; // deleted since it was translated
-            };
-            jobs.push((kind, key, live, parents.to_vec()));
         }
         // Routes are independent: write several at once (a first start may have thousands).
         let this = &*self;
         let served = &served;
         let results: Vec<_> = futures::stream::iter(jobs)
-            .map(|(kind, key, live, parents)| async move {
+            .map(|(kind, key, live, parents): Job| async move {
                 let result = this.route(&kind, &key, live, &parents, served).await;
                 (kind, key, result)
             })
@@ -218,7 +231,9 @@ impl StatusWriter {
                         WriteResult::unchanged
                     };
                     self.metrics.status_write(&kind, result);
-                    self.settled.insert((kind, key), settled);
+                    if let Some(kind) = route_kind(&kind) {
+                        self.settled.entry(kind).or_default().insert(key, settled);
+                    }
                 }
                 Err(error) => {
                     self.metrics.status_write(&kind, WriteResult::failed);
@@ -397,14 +412,17 @@ impl StatusWriter {
     fn settled_wish(&self, kind: &str, key: &ObjectKey, version: Option<&str>) -> Option<&Wish> {
         let version = version?;
         self.settled
-            .get(&(kind.to_owned(), key.clone()))
+            .get(kind)?
+            .get(key)
             .filter(|(v, _)| v == version)
             .map(|(_, wish)| wish)
     }
 
-    fn settle(&mut self, kind: &str, key: &ObjectKey, live: &Value, wish: Wish) {
+    fn settle(&mut self, kind: &'static str, key: &ObjectKey, live: &Value, wish: Wish) {
         self.settled
-            .insert((kind.to_owned(), key.clone()), settled_at(live, wish));
+            .entry(kind)
+            .or_default()
+            .insert(key.clone(), settled_at(live, wish));
     }
 }
 
@@ -453,7 +471,13 @@ fn settled_at(live: &Value, wish: Wish) -> Settled {
     (version.to_owned(), wish)
 }
 
+const GATEWAY: &str = "Gateway";
 const ROUTE_KINDS: [&str; 5] = ["HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute"];
+
+/// The route kind named `kind`, as one of [`ROUTE_KINDS`].
+fn route_kind(kind: &str) -> Option<&'static str> {
+    ROUTE_KINDS.into_iter().find(|k| *k == kind)
+}
 
 fn route_resource(kind: &str) -> Option<ApiResource> {
     Some(match kind {

@@ -80,9 +80,7 @@ pub fn intersect(listener: Option<&str>, route: &[String]) -> Vec<String> {
 /// the hostname to the right of the wildcard character, the higher the precedence"), then
 /// longer names, and `*` last. Ties break alphabetically so the order is total.
 pub fn most_specific_first(a: &str, b: &str) -> Ordering {
-    specificity(a)
-        .cmp(&specificity(b))
-        .then_with(|| a.cmp(b))
+    specificity(a).cmp(&specificity(b)).then_with(|| a.cmp(b))
 }
 
 /// The sort key of [`most_specific_first`] without the alphabetical tie-break: sorting names
