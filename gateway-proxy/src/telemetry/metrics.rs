@@ -111,9 +111,9 @@ impl Metrics {
         );
         registry.register(
             "config_stage_duration_seconds",
-            "Time a configuration change spent in each stage: source (first event of a burst to the \
-             update published), queued (published to picked up), translate, compile (compile, bind, \
-             swap), status (statuses stamped and published)",
+            "Time a configuration change spent in each stage: source (Kubernetes mode: first event of \
+             a burst to the update published), translate, compile (compile, bind, swap), status \
+             (statuses stamped and published)",
             stages.clone(),
         );
         kube.register(&mut registry);
