@@ -263,4 +263,57 @@ mod tests {
             .insert(ObjectKey::new("a", "web-3"), slice("a", "web-3", "web"));
         assert_eq!(names(&copy, "a", "web"), ["web-1", "web-2", "web-3"]);
     }
+
+    #[test]
+    fn a_difference_is_classified_by_what_the_translator_reads() {
+        use gantry_crds::gateway::httproutes::{
+            HttpRouteStatus, HttpRouteStatusParents, HttpRouteStatusParentsParentRef,
+        };
+
+        let mut route = HttpRoute::default();
+        route.metadata.name = Some("web".into());
+        route.metadata.resource_version = Some("1".into());
+        let key = ObjectKey::new("default", "web");
+        let mut store = Store::default();
+        store
+            .http_routes
+            .insert(key.clone(), Arc::new(route.clone()));
+        store.endpoint_slices.insert(
+            ObjectKey::new("default", "web-1"),
+            slice("default", "web-1", "web"),
+        );
+        assert_eq!(store.difference(&store.clone()), Difference::Nothing);
+
+        // A status written (and read back with a new resourceVersion): nothing to translate.
+        let mut written = route.clone();
+        written.metadata.resource_version = Some("2".into());
+        written.status = Some(HttpRouteStatus {
+            parents: vec![HttpRouteStatusParents {
+                controller_name: "gantry.dev/gateway-controller".into(),
+                parent_ref: HttpRouteStatusParentsParentRef {
+                    name: "gw".into(),
+                    ..Default::default()
+                },
+                conditions: Vec::new(),
+            }],
+        });
+        let mut next = store.clone();
+        next.http_routes.insert(key.clone(), Arc::new(written));
+        assert_eq!(store.difference(&next), Difference::Nothing);
+
+        // Endpoints only.
+        let mut next = store.clone();
+        next.endpoint_slices.insert(
+            ObjectKey::new("default", "web-2"),
+            slice("default", "web-2", "web"),
+        );
+        assert_eq!(store.difference(&next), Difference::EndpointSlices);
+
+        // A spec change, or a new generation.
+        let mut edited = route;
+        edited.metadata.generation = Some(2);
+        let mut next = store.clone();
+        next.http_routes.insert(key, Arc::new(edited));
+        assert_eq!(store.difference(&next), Difference::Objects);
+    }
 }
