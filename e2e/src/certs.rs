@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    KeyUsagePurpose, SanType,
 };
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
@@ -47,14 +47,35 @@ impl Ca {
         self.leaf(names, ExtendedKeyUsagePurpose::ServerAuth)
     }
 
+    /// A server certificate for DNS names `names` that also carries URI SANs `uris` (such as
+    /// SPIFFE IDs).
+    pub fn server_with_uris(&self, names: &[&str], uris: &[&str]) -> Leaf {
+        let mut extra = Vec::new();
+        for uri in uris {
+            let uri = (*uri).try_into().expect("URI SAN is ASCII");
+            extra.push(SanType::URI(uri));
+        }
+        self.leaf_with(names, extra, ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
     /// A client certificate whose common name (and DNS SAN) is `name`.
     pub fn client(&self, name: &str) -> Leaf {
         self.leaf(&[name], ExtendedKeyUsagePurpose::ClientAuth)
     }
 
     fn leaf(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Leaf {
+        self.leaf_with(names, Vec::new(), usage)
+    }
+
+    fn leaf_with(
+        &self,
+        names: &[&str],
+        extra: Vec<SanType>,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> Leaf {
         let sans: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(sans).expect("leaf params");
+        params.subject_alt_names.extend(extra);
         if let Some(first) = names.first() {
             params.distinguished_name.push(DnType::CommonName, *first);
         }

@@ -4,6 +4,10 @@
 //! request, to answer slowly (`x-echo-delay-ms`) or with another status (`x-echo-status`), it
 //! echoes WebSocket messages after an upgrade, and it remembers the last requests it served at
 //! `GET /_echo/seen` (so a test can see what a mirror received).
+//!
+//! With a TLS configuration ([`tls_config`], [`spawn_tls`]) it serves HTTPS instead and reports
+//! the handshake in every answer: the SNI it was sent, the ALPN protocol, and the subject of
+//! the client certificate when it requires one.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
@@ -18,8 +22,12 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -42,6 +50,20 @@ pub struct Echo {
     pub headers: BTreeMap<String, Vec<String>>,
     /// Request body, as UTF-8 (lossy).
     pub body: String,
+    /// The TLS handshake of the connection; absent for plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EchoTls>,
+}
+
+/// What the echo backend saw of a TLS handshake.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct EchoTls {
+    /// The server name the client sent.
+    pub sni: Option<String>,
+    /// The negotiated ALPN protocol.
+    pub alpn: Option<String>,
+    /// The client certificate's subject (e.g. `CN=gateway`), when one was presented.
+    pub client_subject: Option<String>,
 }
 
 impl Echo {
@@ -73,6 +95,16 @@ struct State {
 /// Serves the echo backend on `listener` until the task is dropped. Speaks HTTP/1.1 and
 /// HTTP/2 with prior knowledge on the same port.
 pub async fn serve(listener: TcpListener, identity: EchoIdentity) {
+    serve_with(listener, identity, None).await;
+}
+
+/// Like [`serve`], over TLS with `config` (see [`tls_config`]). A failed handshake closes
+/// that connection only.
+pub async fn serve_tls(listener: TcpListener, identity: EchoIdentity, config: Arc<ServerConfig>) {
+    serve_with(listener, identity, Some(TlsAcceptor::from(config))).await;
+}
+
+async fn serve_with(listener: TcpListener, identity: EchoIdentity, tls: Option<TlsAcceptor>) {
     let state = Arc::new(State {
         identity,
         seen: Mutex::new(VecDeque::new()),
@@ -82,13 +114,78 @@ pub async fn serve(listener: TcpListener, identity: EchoIdentity) {
             continue;
         };
         let state = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| handle(state.clone(), req));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let _ = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await;
+            match tls {
+                None => {
+                    let service = service_fn(move |req| handle(state.clone(), None, req));
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                }
+                Some(acceptor) => {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let seen = Arc::new(handshake(stream.get_ref().1));
+                    let service =
+                        service_fn(move |req| handle(state.clone(), Some(seen.clone()), req));
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                }
+            }
         });
+    }
+}
+
+/// A TLS server configuration with `cert_pem`/`key_pem`, offering ALPN `h2` and `http/1.1`.
+/// With `client_ca_pem`, a client certificate signed by that CA is required.
+pub fn tls_config(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: Option<&str>,
+) -> anyhow::Result<Arc<ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain =
+        CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots.add(cert?)?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// What the handshake of one connection settled.
+fn handshake(session: &rustls::ServerConnection) -> EchoTls {
+    let client_subject = session
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
+        .map(|(_, cert)| cert.subject().to_string());
+    EchoTls {
+        sni: session.server_name().map(str::to_owned),
+        alpn: session
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        client_subject,
     }
 }
 
@@ -102,8 +199,20 @@ pub async fn spawn(
     Ok((bound, tokio::spawn(serve(listener, identity))))
 }
 
+/// Like [`spawn`], serving HTTPS with `config`.
+pub async fn spawn_tls(
+    addr: SocketAddr,
+    identity: EchoIdentity,
+    config: Arc<ServerConfig>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    Ok((bound, tokio::spawn(serve_tls(listener, identity, config))))
+}
+
 async fn handle(
     state: Arc<State>,
+    tls: Option<Arc<EchoTls>>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if state.identity.plain {
@@ -157,6 +266,7 @@ async fn handle(
         protocol: format!("{:?}", parts.version),
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
+        tls: tls.as_deref().cloned(),
     };
     if let Ok(mut seen) = state.seen.lock() {
         if seen.len() == SEEN_LIMIT {

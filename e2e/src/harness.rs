@@ -137,6 +137,15 @@ impl Proxy {
     /// Writes `files` (name → YAML) into a fresh config directory and starts the proxy on it.
     /// Does not wait for readiness.
     pub fn start(files: &[(&str, &str)], extra_args: &[&str]) -> Self {
+        Self::start_with_env(files, extra_args, &[])
+    }
+
+    /// Like [`Proxy::start`], with extra environment variables for the proxy process.
+    pub fn start_with_env(
+        files: &[(&str, &str)],
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let config_dir = tempdir::TempDir::new("gantry-e2e");
         for (name, text) in files {
             write_file(config_dir.path(), name, text);
@@ -154,6 +163,7 @@ impl Proxy {
             .args(["--admin-addr", &admin.to_string()])
             .args(["--drain-timeout", "10"])
             .args(extra_args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

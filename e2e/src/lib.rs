@@ -7,3 +7,4 @@ pub mod certs;
 pub mod echo;
 pub mod grpc;
 pub mod harness;
+pub mod tls_client;

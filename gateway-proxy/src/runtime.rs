@@ -157,6 +157,8 @@ impl Runtime {
     /// that could not be bound every [`REBIND_EVERY`].
     pub async fn run(self: Arc<Self>, mut updates: watch::Receiver<Option<SourceUpdate>>) {
         let mut changed = true;
+        // Updates that apply nothing (statuses read back) must not postpone the retry.
+        let mut rebind_at = tokio::time::Instant::now() + REBIND_EVERY;
         loop {
             if changed {
                 let update = updates.borrow_and_update().clone();
@@ -165,6 +167,9 @@ impl Runtime {
                 }
             }
             let unbound = !self.view.load().unbound_ports.is_empty();
+            if !unbound {
+                rebind_at = tokio::time::Instant::now() + REBIND_EVERY;
+            }
             tokio::select! {
                 result = updates.changed() => {
                     if result.is_err() {
@@ -172,9 +177,10 @@ impl Runtime {
                     }
                     changed = true;
                 }
-                () = tokio::time::sleep(REBIND_EVERY), if unbound => {
+                () = tokio::time::sleep_until(rebind_at), if unbound => {
                     self.rebind().await;
                     changed = false;
+                    rebind_at = tokio::time::Instant::now() + REBIND_EVERY;
                 }
             }
         }

@@ -65,7 +65,8 @@ async fn gateway_programmed_and_listeners_are_applied_with_our_field_manager() {
         written,
         Written {
             gateways: 1,
-            routes: 1
+            routes: 1,
+            policies: 0,
         }
     );
 

@@ -1,9 +1,13 @@
 //! Black-box tests: the real `gantry-proxy` binary, real sockets, echo backends.
 
+mod backend_tls;
 mod backends;
 mod filters;
 mod grpc;
 mod lifecycle;
 mod listener_ports;
+mod mtls;
 mod quickstart;
 mod routing;
+mod tls;
+mod tls_rotation;

@@ -89,10 +89,12 @@ pub async fn buffer(mut body: ProxyBody, limit: usize) -> Buffered {
 }
 
 /// Sends a copy of the request to `cluster` in the background and drops the response.
+/// `gateway` (`namespace/name`) is the Gateway the request came through.
 pub fn spawn(
     upstreams: &Upstreams,
     cluster: Arc<Cluster>,
     protocol: UpstreamProtocol,
+    gateway: Arc<str>,
     request: &Parts,
     body: Bytes,
 ) {
@@ -106,7 +108,7 @@ pub fn spawn(
     *copy.headers_mut() = request.headers.clone();
     let upstreams = upstreams.clone();
     tokio::spawn(async move {
-        let send = upstreams.send(protocol, &endpoint, copy);
+        let send = upstreams.send_via(cluster.via(&gateway, protocol), &endpoint, copy);
         match tokio::time::timeout(MIRROR_TIMEOUT, send).await {
             Ok(Ok(response)) => {
                 // Drain so the pooled connection can be reused.

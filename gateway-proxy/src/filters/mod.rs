@@ -63,6 +63,8 @@ impl Filter {
 /// What request filters need to know besides the request.
 #[derive(Clone, Copy, Debug)]
 pub struct FilterContext<'a> {
+    /// The scheme the client used: `https` on a TLS connection, else `http`.
+    pub scheme: &'static str,
     /// The port the Gateway listener declares (before any `--port-offset`).
     pub listener_port: u16,
     /// The request host, normalised (no port, lower case).

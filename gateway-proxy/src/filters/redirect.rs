@@ -51,8 +51,8 @@ impl Redirect {
 
     /// `scheme://host[:port]path[?query]`.
     pub fn location(&self, request: &Parts, context: &FilterContext<'_>) -> String {
-        // Listeners here are plain HTTP, so that is the request's scheme.
-        let scheme = self.ir.scheme.as_deref().unwrap_or("http");
+        // RequestRedirect `scheme`: "When empty, the scheme of the request is used."
+        let scheme = self.ir.scheme.as_deref().unwrap_or(context.scheme);
         let host = self.ir.hostname.as_deref().unwrap_or(context.host);
         let port = match (self.ir.port, self.ir.scheme.as_deref()) {
             (Some(port), _) => port,
@@ -93,6 +93,7 @@ mod tests {
     fn location(ir: RedirectIr, uri: &str, listener_port: u16, prefix: Option<&str>) -> String {
         let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
         let context = FilterContext {
+            scheme: "http",
             listener_port,
             host: "example.com",
             matched_prefix: prefix,

@@ -63,6 +63,7 @@ mod tests {
             .unwrap()
             .into_parts();
         let context = FilterContext {
+            scheme: "http",
             listener_port: 80,
             host: "example.com",
             matched_prefix: prefix,

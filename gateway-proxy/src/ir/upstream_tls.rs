@@ -1,8 +1,81 @@
 //! TLS from the proxy to a backend (BackendTLSPolicy, the Gateway's `spec.tls.backend`).
+//!
+//! A cluster with [`UpstreamTlsIr`] is only ever reached over TLS: the translator leaves a
+//! backend whose policy is not usable without a cluster (500), so there is no plaintext
+//! fallback to express here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-/// How to verify a backend and which client certificate to present.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+use crate::store::ObjectKey;
+
+/// How to reach one Service port over TLS: the name to send and verify, the trust anchors,
+/// and the client certificate each Gateway presents.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct UpstreamTlsIr {}
+pub struct UpstreamTlsIr {
+    /// The BackendTLSPolicy in effect (`namespace/name`), for logs and `GET /config`.
+    pub policy: ObjectKey,
+    /// SNI of every connection: the policy's `validation.hostname`.
+    pub sni: String,
+    /// `validation.subjectAltNames`. Empty: the certificate must be valid for [`Self::sni`].
+    /// Otherwise it must carry at least one of these names, and the hostname is not used to
+    /// authenticate it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<SubjectAltNameIr>,
+    /// Which certificate authorities the backend's chain must lead to.
+    pub trust: TrustIr,
+    /// Client certificates (`spec.tls.backend.clientCertificateRef`) by Gateway
+    /// (`namespace/name`). A request through a Gateway that is not listed presents none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub client_certificates: BTreeMap<String, Arc<ClientCertificateIr>>,
+}
+
+/// A name the backend certificate may carry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SubjectAltNameIr {
+    /// A DNS name (`type: Hostname`), matched as webpki matches a server name.
+    Hostname(String),
+    /// A URI (`type: URI`), such as a SPIFFE ID, matched exactly.
+    Uri(String),
+}
+
+/// Trust anchors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TrustIr {
+    /// The PEM certificates of the policy's valid `caCertificateRefs`, in order.
+    CaCertificates {
+        /// The ConfigMaps they came from (`namespace/name`).
+        sources: Vec<ObjectKey>,
+        pem: String,
+    },
+    /// `wellKnownCACertificates: System`: the operating system's trust store, read once by
+    /// the data plane.
+    System,
+}
+
+/// A client certificate chain and its private key, PEM. The key never leaves the process:
+/// it is not serialised (so `GET /config` does not show it) nor printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertificateIr {
+    /// The Secret it came from.
+    pub secret: ObjectKey,
+    pub cert_pem: String,
+    #[serde(skip_serializing, default)]
+    pub key_pem: String,
+}
+
+impl fmt::Debug for ClientCertificateIr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCertificateIr")
+            .field("secret", &self.secret)
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
+}

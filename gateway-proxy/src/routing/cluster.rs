@@ -1,4 +1,5 @@
-//! A compiled upstream cluster: parsed endpoint addresses and a round-robin cursor.
+//! A compiled upstream cluster: parsed endpoint addresses, a round-robin cursor and, for a
+//! TLS cluster, its TLS clients.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,6 +8,8 @@ use http::uri::Authority;
 
 use super::CompileError;
 use crate::ir::{ClusterIr, UpstreamProtocol};
+use crate::upstream::Via;
+use crate::upstream::tls::TlsUpstream;
 
 /// One cluster of the snapshot. Endpoints are taken in turn.
 #[derive(Debug)]
@@ -15,10 +18,15 @@ pub struct Cluster {
     pub protocol: UpstreamProtocol,
     endpoints: Vec<Authority>,
     next: AtomicUsize,
+    /// TLS to the endpoints (BackendTLSPolicy); `None` is plaintext.
+    tls: Option<Arc<TlsUpstream>>,
 }
 
 impl Cluster {
-    pub fn compile(ir: &ClusterIr) -> Result<Self, CompileError> {
+    /// Compiles `ir`. The TLS clients of `previous` (the same cluster in the configuration
+    /// being replaced) are kept when its TLS settings did not change, and with them their
+    /// pooled connections.
+    pub fn compile(ir: &ClusterIr, previous: Option<&Cluster>) -> Result<Self, CompileError> {
         let endpoints = ir
             .endpoints
             .iter()
@@ -29,12 +37,34 @@ impl Cluster {
                 })
             })
             .collect::<Result<_, _>>()?;
+        let tls = ir.tls.as_ref().map(|settings| {
+            previous
+                .and_then(|p| p.tls.as_ref())
+                .filter(|old| old.is_built_from(settings))
+                .cloned()
+                .unwrap_or_else(|| Arc::new(TlsUpstream::build(&ir.name, settings)))
+        });
         Ok(Self {
             name: Arc::from(ir.name.as_str()),
             protocol: ir.protocol,
             endpoints,
             next: AtomicUsize::new(0),
+            tls,
         })
+    }
+
+    /// How to send a request that came through `gateway` (`namespace/name`) and speaks
+    /// `protocol` (the rule's choice: see `Rule::upstream_protocol`).
+    pub fn via(&self, gateway: &str, protocol: UpstreamProtocol) -> Via<'_> {
+        match &self.tls {
+            Some(tls) => Via::Tls(protocol, tls.clients(gateway)),
+            None => Via::Plain(protocol),
+        }
+    }
+
+    /// The TLS clients, when the cluster uses TLS.
+    pub fn tls(&self) -> Option<&Arc<TlsUpstream>> {
+        self.tls.as_ref()
     }
 
     /// The next endpoint in round-robin order; `None` when the cluster has none (503).
@@ -54,18 +84,72 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ir::{TrustIr, UpstreamTlsIr};
     use crate::store::ObjectKey;
+
+    fn tls_cluster(sni: &str, ca_pem: &str) -> ClusterIr {
+        ClusterIr {
+            name: "ns/svc:443".into(),
+            service: ObjectKey::new("ns", "svc"),
+            port: 443,
+            protocol: UpstreamProtocol::Http1,
+            endpoints: vec!["10.0.0.1:8443".into()],
+            tls: Some(Arc::new(UpstreamTlsIr {
+                policy: ObjectKey::new("ns", "p"),
+                sni: sni.into(),
+                subject_alt_names: Vec::new(),
+                trust: TrustIr::CaCertificates {
+                    sources: vec![ObjectKey::new("ns", "ca")],
+                    pem: ca_pem.into(),
+                },
+                client_certificates: Default::default(),
+            })),
+        }
+    }
+
+    #[test]
+    fn tls_clients_and_their_pools_are_kept_while_the_settings_stay() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap().pem();
+
+        let first = Cluster::compile(&tls_cluster("a.internal", &ca), None).unwrap();
+        assert!(matches!(
+            first.via("ns/gw", UpstreamProtocol::Http1),
+            Via::Tls(..)
+        ));
+        // An endpoint change keeps the TLS clients (and so the pooled connections).
+        let mut moved = tls_cluster("a.internal", &ca);
+        moved.endpoints = vec!["10.0.0.2:8443".into()];
+        let second = Cluster::compile(&moved, Some(&first)).unwrap();
+        assert!(Arc::ptr_eq(first.tls().unwrap(), second.tls().unwrap()));
+        // New settings get new clients.
+        let third = Cluster::compile(&tls_cluster("b.internal", &ca), Some(&second)).unwrap();
+        assert!(!Arc::ptr_eq(second.tls().unwrap(), third.tls().unwrap()));
+        // Plaintext stays plaintext.
+        let mut plain = tls_cluster("a.internal", &ca);
+        plain.tls = None;
+        let plain = Cluster::compile(&plain, Some(&third)).unwrap();
+        assert!(matches!(
+            plain.via("ns/gw", UpstreamProtocol::Http1),
+            Via::Plain(UpstreamProtocol::Http1)
+        ));
+    }
 
     #[test]
     fn round_robin() {
-        let cluster = Cluster::compile(&ClusterIr {
-            name: "ns/svc:80".into(),
-            service: ObjectKey::new("ns", "svc"),
-            port: 80,
-            protocol: UpstreamProtocol::Http1,
-            endpoints: vec!["10.0.0.1:8080".into(), "[::1]:8080".into()],
-            tls: None,
-        })
+        let cluster = Cluster::compile(
+            &ClusterIr {
+                name: "ns/svc:80".into(),
+                service: ObjectKey::new("ns", "svc"),
+                port: 80,
+                protocol: UpstreamProtocol::Http1,
+                endpoints: vec!["10.0.0.1:8080".into(), "[::1]:8080".into()],
+                tls: None,
+            },
+            None,
+        )
         .unwrap();
         let picks: Vec<_> = (0..4)
             .map(|_| cluster.pick().unwrap().to_string())

@@ -43,4 +43,6 @@ pub enum CompileError {
     Filter(#[from] FilterError),
     #[error("port {0} appears twice")]
     DuplicatePort(u16),
+    #[error("TLS: {0}")]
+    Tls(String),
 }

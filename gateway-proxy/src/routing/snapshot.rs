@@ -7,6 +7,7 @@ use super::CompileError;
 use super::cluster::Cluster;
 use super::table::{CompileCache, PortTable, SeriesMap};
 use crate::ir::Ir;
+use crate::server::tls::TlsPorts;
 use crate::telemetry::{Metrics, RouteMetrics};
 
 /// Everything a request needs, compiled from one [`Ir`]. Never mutated after it is built;
@@ -17,6 +18,9 @@ pub struct Snapshot {
     pub ir: Arc<Ir>,
     /// Shared with the previous snapshot when only clusters changed.
     pub ports: Arc<PortTables>,
+    /// TLS listeners by port, with their precompiled handshake configurations; shared with
+    /// the previous snapshot when the ports did not change.
+    pub tls: Arc<TlsPorts>,
     pub clusters: HashMap<String, Arc<Cluster>>,
 }
 
@@ -42,6 +46,7 @@ impl Snapshot {
                 unmatched: metrics.route_metrics("", "", ""),
                 series: SeriesMap::new(),
             }),
+            tls: Arc::new(TlsPorts::default()),
             clusters: HashMap::new(),
         }
     }
@@ -55,19 +60,31 @@ impl Snapshot {
         metrics: &Metrics,
         previous: Option<&Snapshot>,
     ) -> Result<Self, CompileError> {
-        let ports = match previous {
-            Some(previous) if previous.ir.ports == ir.ports => previous.ports.clone(),
-            _ => Arc::new(compile_ports(&ir, metrics, previous)?),
+        let (ports, tls) = match previous {
+            Some(previous) if previous.ir.ports == ir.ports => {
+                (previous.ports.clone(), previous.tls.clone())
+            }
+            _ => (
+                Arc::new(compile_ports(&ir, metrics, previous)?),
+                Arc::new(
+                    TlsPorts::compile(&ir, previous.map(|p| p.tls.as_ref()))
+                        .map_err(CompileError::Tls)?,
+                ),
+            ),
         };
         let clusters = ir
             .clusters
             .iter()
-            .map(|(name, cluster)| Ok((name.clone(), Arc::new(Cluster::compile(cluster)?))))
+            .map(|(name, cluster)| {
+                let old = previous.and_then(|p| p.cluster(name)).map(AsRef::as_ref);
+                Ok((name.clone(), Arc::new(Cluster::compile(cluster, old)?)))
+            })
             .collect::<Result<_, CompileError>>()?;
         Ok(Self {
             version,
             ir,
             ports,
+            tls,
             clusters,
         })
     }

@@ -60,6 +60,9 @@ pub enum Lookup<'a> {
     /// A listener took the host but none of its routes matched.
     NoRoute(&'a ListenerTable),
     Route(&'a ListenerTable, &'a RouteEntry),
+    /// On a TLS connection: the host belongs to another listener of the port than the one
+    /// the SNI selected.
+    Misdirected,
 }
 
 /// Metric handles by `(gateway, route kind, route)`.
@@ -212,9 +215,37 @@ impl PortTable {
 
     /// Finds the entry for a request. `host` must be normalised.
     pub fn lookup(&self, host: &str, request: &RequestView<'_>) -> Lookup<'_> {
-        let Some(listener) = self.index.lookup(host).and_then(|i| self.listeners.get(i)) else {
-            return Lookup::NoListener;
-        };
+        match self.index.lookup(host).and_then(|i| self.listeners.get(i)) {
+            Some(listener) => Self::lookup_in(listener, host, request),
+            None => Lookup::NoListener,
+        }
+    }
+
+    /// Finds the entry for a request on a TLS connection whose SNI selected the listener
+    /// `name` of `gateway`. Gateway `listeners[].hostname` (HTTPS): when another listener
+    /// has an exact or more specific match for the Host, or the selected listener does not
+    /// match it but another does, the answer is 421; when no listener matches, 404.
+    pub fn lookup_on_listener(
+        &self,
+        gateway: &str,
+        name: &str,
+        host: &str,
+        request: &RequestView<'_>,
+    ) -> Lookup<'_> {
+        match self.index.lookup(host).and_then(|i| self.listeners.get(i)) {
+            Some(listener) if &*listener.gateway == gateway && listener.name == name => {
+                Self::lookup_in(listener, host, request)
+            }
+            Some(_) => Lookup::Misdirected,
+            None => Lookup::NoListener,
+        }
+    }
+
+    fn lookup_in<'t>(
+        listener: &'t ListenerTable,
+        host: &str,
+        request: &RequestView<'_>,
+    ) -> Lookup<'t> {
         // HTTPRoute hostname precedence orders candidates, it does not exclude them: the
         // entries of the most specific virtual host are tried first, then those of each less
         // specific hostname that also matches (wildcards by decreasing length, then `*`).

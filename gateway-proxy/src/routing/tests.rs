@@ -97,6 +97,7 @@ fn route_for(
     match snapshot.port(8080).unwrap().lookup(&host, &view) {
         Lookup::Route(_, entry) => entry.route.trim_start_matches("default/").to_owned(),
         Lookup::NoRoute(_) | Lookup::NoListener => "404".into(),
+        Lookup::Misdirected => "421".into(),
     }
 }
 

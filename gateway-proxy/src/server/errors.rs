@@ -12,6 +12,12 @@ pub enum ProxyError {
     /// No listener took the host, or no route of it matched.
     #[error("no route matched")]
     NoRoute,
+    /// A request on a TLS connection whose Host belongs to another listener than the one the
+    /// SNI selected (RFC 9110 §15.5.20; Gateway `listeners[].hostname`).
+    #[error(
+        "misdirected request: this connection's TLS server name does not cover this host; open a new connection for it"
+    )]
+    Misdirected,
     /// The chosen backendRef is invalid (or its cluster is missing).
     #[error("invalid backend")]
     InvalidBackend,
@@ -40,6 +46,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Self::InvalidBackend | Self::NoBackend | Self::InvalidRedirect => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -78,6 +85,7 @@ mod tests {
     #[test]
     fn statuses() {
         assert_eq!(ProxyError::NoRoute.status(), 404);
+        assert_eq!(ProxyError::Misdirected.status(), 421);
         assert_eq!(ProxyError::InvalidBackend.status(), 500);
         assert_eq!(ProxyError::NoBackend.status(), 500);
         assert_eq!(ProxyError::NoHealthyUpstream.status(), 503);

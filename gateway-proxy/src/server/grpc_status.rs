@@ -11,6 +11,7 @@
 //! | proxy error | HTTP answer | gRPC status |
 //! |---|---|---|
 //! | no route matched | 404 | `UNIMPLEMENTED` (12) |
+//! | misdirected (HTTPS, Host of another listener) | 421, kept as HTTP | (`UNKNOWN` at the client) |
 //! | invalid backend, no backend | 500 | `UNAVAILABLE` (14) |
 //! | invalid redirect | 500 | `UNKNOWN` (2) |
 //! | no ready endpoint | 503 | `UNAVAILABLE` (14) |
@@ -75,6 +76,9 @@ impl ProxyError {
     pub fn grpc_code(&self) -> GrpcCode {
         match self {
             Self::NoRoute => GrpcCode::Unimplemented,
+            // Answered as HTTP 421 even to gRPC calls (see the pipeline); a gRPC client maps
+            // that status to `UNKNOWN`.
+            Self::Misdirected => GrpcCode::Unknown,
             Self::InvalidBackend | Self::NoBackend => GrpcCode::Unavailable,
             Self::InvalidRedirect => GrpcCode::Unknown,
             Self::NoHealthyUpstream | Self::UpstreamConnect(_) | Self::UpstreamReset(_) => {

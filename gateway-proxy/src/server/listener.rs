@@ -1,4 +1,5 @@
-//! Listening sockets: SO_REUSEADDR binding, per-port accept loops, HTTP/1.1 + h2c connections.
+//! Listening sockets: SO_REUSEADDR binding, per-port accept loops, HTTP/1.1 + h2c connections
+//! (TLS ports hand their connections to [`super::tls`], which comes back to [`serve_http`]).
 
 use std::convert::Infallible;
 use std::io;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -30,11 +32,13 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// What a request knows about the connection it came on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnectionInfo {
     /// The port the Gateway listener declares (the IR port, before any offset).
     pub port: u16,
     pub peer: SocketAddr,
+    /// Set on connections of a TLS port once the handshake is done.
+    pub tls: Option<Arc<super::tls::TlsSession>>,
 }
 
 /// A running accept loop. Stopping it closes the socket; open connections carry on.
@@ -70,7 +74,7 @@ async fn accept_loop(
             _ = &mut stopped => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let info = ConnectionInfo { port, peer };
+                    let info = ConnectionInfo { port, peer, tls: None };
                     let watcher = shared.drain.watcher();
                     tokio::spawn(serve(stream, info, shared.clone(), watcher));
                 }
@@ -85,14 +89,35 @@ async fn accept_loop(
     tracing::debug!(port, "stopped accepting");
 }
 
-/// Serves one client connection until it closes, or until draining finishes it gracefully.
-async fn serve(stream: TcpStream, info: ConnectionInfo, shared: Arc<Shared>, mut drain: Watcher) {
+/// Serves one client connection until it closes: HTTP, or TLS when the port is a TLS port
+/// in the configuration current when the connection arrives.
+async fn serve(stream: TcpStream, info: ConnectionInfo, shared: Arc<Shared>, drain: Watcher) {
     let _open = OpenConnection::new(&shared);
     let _ = stream.set_nodelay(true);
+    let tls_port = shared.snapshot.load().tls.port(info.port).is_some();
+    if tls_port {
+        super::tls::serve(stream, info, shared, drain).await;
+    } else {
+        serve_http(stream, info, shared, drain).await;
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on `stream` until it closes, or until draining finishes it
+/// gracefully.
+pub(super) async fn serve_http<S>(
+    stream: S,
+    info: ConnectionInfo,
+    shared: Arc<Shared>,
+    mut drain: Watcher,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let handler = shared.clone();
+    let peer = info.peer;
     let service = service_fn(move |request| {
         let shared = handler.clone();
-        async move { Ok::<_, Infallible>(pipeline::handle(&shared, info, request).await) }
+        let info = info.clone();
+        async move { Ok::<_, Infallible>(pipeline::handle(&shared, &info, request).await) }
     });
     let connection = shared
         .http
@@ -106,7 +131,7 @@ async fn serve(stream: TcpStream, info: ConnectionInfo, shared: Arc<Shared>, mut
         }
     };
     if let Err(error) = result {
-        tracing::debug!(%error, peer = %info.peer, "connection ended with an error");
+        tracing::debug!(%error, %peer, "connection ended with an error");
     }
 }
 

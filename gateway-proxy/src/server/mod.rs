@@ -12,6 +12,7 @@ pub mod grpc_status;
 pub mod headers;
 mod listener;
 mod pipeline;
+pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

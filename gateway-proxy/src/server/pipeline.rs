@@ -14,6 +14,7 @@
 //! request's failure is answered as a gRPC status ([`super::grpc_status`]).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{EXPECT, HOST, HeaderValue, LOCATION};
@@ -26,7 +27,9 @@ use super::Shared;
 use super::access_log::Record;
 use super::errors::ProxyError;
 use super::grpc_status;
-use super::headers::{X_REQUEST_ID, add_forwarded, ensure_request_id, strip_hop_by_hop};
+use super::headers::{
+    X_FORWARDED_PROTO, X_REQUEST_ID, add_forwarded, ensure_request_id, strip_hop_by_hop,
+};
 use super::listener::ConnectionInfo;
 use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
 use crate::filters::{self, Deferred, FilterContext, RedirectResponse};
@@ -36,7 +39,7 @@ use crate::upstream::{self, ProxyBody, upgrade};
 /// Serves one request. Never fails: errors are answered.
 pub async fn handle(
     shared: &Shared,
-    connection: ConnectionInfo,
+    connection: &ConnectionInfo,
     mut request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
@@ -58,7 +61,9 @@ pub async fn handle(
         Ok(response) => response,
         Err(error) => {
             record.set_error(|| error_chain(&error));
-            if grpc {
+            // A misdirected request stays an HTTP 421 even for gRPC: it is an answer about the
+            // connection (open another one for this host), not about the call.
+            if grpc && !matches!(error, ProxyError::Misdirected) {
                 record.grpc_status = Some(error.grpc_code().value());
                 error.to_grpc_response()
             } else {
@@ -81,7 +86,7 @@ pub async fn handle(
 async fn route<'s>(
     shared: &Shared,
     snapshot: &'s Snapshot,
-    connection: ConnectionInfo,
+    connection: &ConnectionInfo,
     request: Request<Incoming>,
     record: &mut Record<'s>,
     metrics: &mut Option<&'s crate::telemetry::RouteMetrics>,
@@ -103,19 +108,34 @@ async fn route<'s>(
         query: parts.uri.query(),
         headers: &parts.headers,
     };
-    let entry = match table.lookup(&host, &view) {
+    // On a TLS connection the listener is the one the SNI selected; a Host that belongs to
+    // another listener of the port is misdirected (421).
+    let found = match &connection.tls {
+        Some(tls) => table.lookup_on_listener(&tls.gateway, &tls.listener, &host, &view),
+        None => table.lookup(&host, &view),
+    };
+    let (listener, entry) = match found {
         Lookup::NoListener => return Err(ProxyError::NoRoute),
+        Lookup::Misdirected => return Err(ProxyError::Misdirected),
         Lookup::NoRoute(listener) => {
             *metrics = Some(&listener.unmatched);
             return Err(ProxyError::NoRoute);
         }
-        Lookup::Route(_, entry) => entry,
+        Lookup::Route(listener, entry) => (listener, entry),
     };
     *metrics = Some(&entry.metrics);
     record.route = Some(&entry.route);
     record.route_kind = Some(&entry.route_kind);
     let forward = forward(
-        shared, snapshot, connection, entry, &host, parts, body, record,
+        shared,
+        snapshot,
+        connection,
+        &listener.gateway,
+        entry,
+        &host,
+        parts,
+        body,
+        record,
     );
     within(
         entry.rule.request_timeout,
@@ -130,7 +150,8 @@ async fn route<'s>(
 async fn forward<'s>(
     shared: &Shared,
     snapshot: &'s Snapshot,
-    connection: ConnectionInfo,
+    connection: &ConnectionInfo,
+    gateway: &Arc<str>,
     entry: &'s RouteEntry,
     host: &str,
     mut parts: Parts,
@@ -149,8 +170,17 @@ async fn forward<'s>(
     parts.headers.remove(EXPECT);
     let original_host = parts.headers.get(HOST).cloned();
     add_forwarded(&mut parts.headers, connection.peer.ip(), original_host);
+    let scheme = if connection.tls.is_some() {
+        parts
+            .headers
+            .insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        "https"
+    } else {
+        "http"
+    };
 
     let context = FilterContext {
+        scheme,
         listener_port: connection.port,
         host,
         matched_prefix: entry.matcher.prefix(),
@@ -177,17 +207,10 @@ async fn forward<'s>(
     let endpoint = cluster.pick().ok_or(ProxyError::NoHealthyUpstream)?;
     record.upstream = Some(endpoint.clone());
 
-    let body = mirror_and_buffer(
-        shared,
-        snapshot,
-        rule,
-        &deferred,
-        &parts,
-        upstream::stream(body),
-    )
-    .await;
-    let send = shared.upstreams.send(
-        rule.upstream_protocol(cluster),
+    let body = upstream::stream(body);
+    let body = mirror_and_buffer(shared, snapshot, rule, gateway, &deferred, &parts, body).await;
+    let send = shared.upstreams.send_via(
+        cluster.via(gateway, rule.upstream_protocol(cluster)),
         endpoint,
         Request::from_parts(parts, body),
     );
@@ -215,6 +238,7 @@ async fn mirror_and_buffer(
     shared: &Shared,
     snapshot: &Snapshot,
     rule: &Rule,
+    gateway: &Arc<str>,
     deferred: &Deferred<'_>,
     parts: &Parts,
     body: ProxyBody,
@@ -235,6 +259,7 @@ async fn mirror_and_buffer(
                     &shared.upstreams,
                     cluster.clone(),
                     protocol,
+                    gateway.clone(),
                     parts,
                     bytes.clone(),
                 );

@@ -3,4 +3,5 @@
 pub mod files;
 pub mod kube;
 pub mod load;
+mod secret;
 pub mod yaml;

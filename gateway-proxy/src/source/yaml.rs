@@ -201,7 +201,7 @@ fn parse_document(doc: Document<'_>, origin: &str, at: &str) -> Result<Option<Ob
     let object = match (api_version.as_str(), kind.as_str()) {
         ("v1", "Namespace") => Object::Namespace(typed.parse(&value)?),
         ("v1", "Service") => Object::Service(typed.parse(&value)?),
-        ("v1", "Secret") => Object::Secret(typed.parse(&value)?),
+        ("v1", "Secret") => Object::Secret(super::secret::merge_string_data(typed.parse(&value)?)),
         ("v1", "ConfigMap") => Object::ConfigMap(typed.parse(&value)?),
         ("discovery.k8s.io/v1", "EndpointSlice") => Object::EndpointSlice(typed.parse(&value)?),
         (GW_V1 | GW_V1BETA1, "GatewayClass") => Object::GatewayClass(typed.parse(&value)?),

@@ -77,6 +77,19 @@ fn stamp_body(before: Option<&StatusBody>, body: &mut StatusBody, now: &str) {
                 stamp_conditions(old_parent, &mut p.conditions, now);
             }
         }
+        StatusBody::Policy(s) => {
+            let old = match before {
+                Some(StatusBody::Policy(o)) => o.ancestors.as_slice(),
+                _ => &[],
+            };
+            for a in &mut s.ancestors {
+                let old_ancestor = old
+                    .iter()
+                    .find(|x| x.ancestor_ref == a.ancestor_ref)
+                    .map_or(&[][..], |x| x.conditions.as_slice());
+                stamp_conditions(old_ancestor, &mut a.conditions, now);
+            }
+        }
     }
 }
 

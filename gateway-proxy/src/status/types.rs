@@ -57,6 +57,8 @@ pub enum StatusBody {
     GatewayClass(GatewayClassStatus),
     Gateway(GatewayStatus),
     Route(RouteStatus),
+    /// A policy (BackendTLSPolicy): one entry per ancestor this controller handles.
+    Policy(PolicyStatus),
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -111,6 +113,22 @@ pub struct RouteStatus {
 #[serde(rename_all = "camelCase")]
 pub struct RouteParentStatus {
     pub parent_ref: ParentReference,
+    pub controller_name: String,
+    pub conditions: Vec<Condition>,
+}
+
+/// `PolicyStatus`: the policy's status per ancestor (for BackendTLSPolicy, the Gateways whose
+/// routes use the targeted Services).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyAncestorStatus {
+    pub ancestor_ref: ParentReference,
     pub controller_name: String,
     pub conditions: Vec<Condition>,
 }

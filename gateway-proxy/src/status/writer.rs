@@ -8,6 +8,10 @@
 //!   merge patch carrying the resourceVersion it was computed from; other controllers' entries
 //!   are copied back untouched, and a `409 Conflict` re-reads the route and tries again.
 //!   Entries for Gateways a route no longer references are removed.
+//! - Policies (BackendTLSPolicy): only `ancestors[]` entries of our controller for Gateways this
+//!   proxy serves, written exactly as route parents are.
+//! - Gateway `ResolvedRefs` (the backend client certificate), with `Programmed`, when the
+//!   translation sets it.
 //!
 //! A write happens only when the status differs from the live object, ignoring
 //! `lastTransitionTime`; a condition whose status did not change keeps its time. Only the
@@ -20,6 +24,7 @@ use std::time::Duration;
 use ::kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use ::kube::{Api, Client};
 use futures::StreamExt;
+use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
 use gantry_crds::gateway::grpcroutes::GrpcRoute;
@@ -32,7 +37,7 @@ use tracing::instrument;
 
 use super::stamp;
 use super::types::{
-    Condition, GatewayStatus, ListenerStatus, ObjectStatus, RouteParentStatus, StatusBody,
+    Condition, GatewayStatus, ListenerStatus, ObjectStatus, ParentReference, StatusBody,
 };
 use crate::runtime::SourceUpdate;
 use crate::store::{ObjectKey, Store};
@@ -40,8 +45,11 @@ use crate::telemetry::kube::{KubeMetrics, WriteResult};
 
 /// The field manager of everything the proxy applies.
 pub const FIELD_MANAGER: &str = "gantry-proxy";
-/// The Gateway condition the proxy owns.
+/// The Gateway conditions the proxy owns: `Programmed`, and `ResolvedRefs` when it reports on
+/// the backend client certificate.
 const PROGRAMMED: &str = "Programmed";
+const RESOLVED_REFS: &str = "ResolvedRefs";
+const OWNED_GATEWAY_CONDITIONS: [&str; 2] = [PROGRAMMED, RESOLVED_REFS];
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 /// Attempts at a route status write that keeps conflicting.
 const MAX_ATTEMPTS: usize = 5;
@@ -71,12 +79,12 @@ pub enum WriteError {
 /// unchanged object costs one lookup.
 type Settled = (String, Wish);
 
-/// What was wished for an object, without times: a route's wish stays typed, so checking the
-/// thousands of unchanged routes of a reconcile costs comparisons, not serialization.
+/// What was wished for an object, without times. Entries stay typed, so checking the thousands
+/// of unchanged routes of a reconcile costs comparisons, not serialization.
 #[derive(Clone, Debug)]
 enum Wish {
     Gateway(Value),
-    Route(Vec<RouteParentStatus>),
+    Entries(Vec<Entry>),
 }
 
 /// Writes statuses; remembers what is settled (see [`Settled`]).
@@ -85,21 +93,16 @@ pub struct StatusWriter {
     controller_name: String,
     /// Gateways served even when the translation shows none (`--gateway`).
     configured: Vec<ObjectKey>,
-    /// By kind (`Gateway` or a route kind), then object: looked up without building a key.
-    settled: HashMap<&'static str, HashMap<ObjectKey, Settled>>,
+    settled: HashMap<(String, ObjectKey), Settled>,
     metrics: KubeMetrics,
 }
-
-/// A route status to compare with the live route and write: kind, route, the live route,
-/// the desired parents. (The kind is owned: a borrowed one in the stream of write futures
-/// trips the compiler's `Send` check of the spawned task.)
-type Job = (String, ObjectKey, Value, Vec<RouteParentStatus>);
 
 /// Counts of one reconcile.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Written {
     pub gateways: usize,
     pub routes: usize,
+    pub policies: usize,
 }
 
 impl StatusWriter {
@@ -129,9 +132,8 @@ impl StatusWriter {
     ) -> Result<Written, Vec<WriteError>> {
         let mut served: BTreeSet<ObjectKey> = self.configured.iter().cloned().collect();
         let mut gateways = Vec::new();
-        // By route kind, then route: the desired parents (empty for a route that detached).
-        let mut routes: BTreeMap<&'static str, BTreeMap<ObjectKey, &[RouteParentStatus]>> =
-            BTreeMap::new();
+        // Routes and policies: the entries of ours each should carry.
+        let mut routes: BTreeMap<(String, ObjectKey), Vec<Entry>> = BTreeMap::new();
         for object in desired {
             let key = ObjectKey::new(object.namespace.clone(), object.name.clone());
             match &object.status {
@@ -140,37 +142,49 @@ impl StatusWriter {
                     gateways.push((key, status));
                 }
                 StatusBody::Route(status) => {
-                    if let Some(kind) = route_kind(&object.kind) {
-                        routes.entry(kind).or_default().insert(key, &status.parents);
-                    }
+                    let entries = status.parents.iter().map(|p| Entry {
+                        reference: p.parent_ref.clone(),
+                        controller_name: p.controller_name.clone(),
+                        conditions: p.conditions.clone(),
+                    });
+                    routes.insert((object.kind.clone(), key), entries.collect());
+                }
+                StatusBody::Policy(status) => {
+                    let entries = status.ancestors.iter().map(|a| Entry {
+                        reference: a.ancestor_ref.clone(),
+                        controller_name: a.controller_name.clone(),
+                        conditions: a.conditions.clone(),
+                    });
+                    routes.insert((object.kind.clone(), key), entries.collect());
                 }
                 StatusBody::GatewayClass(_) => {} // the operator's
             }
         }
-        // Routes that carry an entry of ours but got none this time: they detached.
-        for kind in ROUTE_KINDS {
-            let wanted = routes.get(kind);
-            let skip = |key: &ObjectKey| wanted.is_some_and(|m| m.contains_key(key));
-            let candidates = routes_with_entries_of(store, kind, &self.controller_name, skip);
+        // Objects that carry an entry of ours but got none this time: routes that detached,
+        // policies no longer relevant to a served Gateway.
+        for kind in ROUTE_KINDS.iter().chain(&POLICY_KINDS) {
+            let shape = Shape::of(kind);
+            let skip = |key: &ObjectKey| routes.contains_key(&((*kind).to_owned(), key.clone()));
+            let candidates = objects_with_entries_of(store, kind, &self.controller_name, skip);
             for (key, live) in candidates {
-                if parents_of(&live)
+                let id = ((*kind).to_owned(), key);
+                if entries_of(&live, shape)
                     .iter()
-                    .any(|p| self.is_ours(p, &key.namespace, &served))
+                    .any(|p| self.is_ours(p, shape, &id.1.namespace, &served))
                 {
-                    routes.entry(kind).or_default().insert(key, &[]);
+                    routes.insert(id, Vec::new());
                 }
             }
         }
 
         // Forget objects that are no longer ours to write.
-        for (kind, settled) in &mut self.settled {
-            if *kind == GATEWAY {
-                settled.retain(|key, _| served.contains(key));
+        self.settled.retain(|(kind, key), _| {
+            if kind == "Gateway" {
+                served.contains(key)
             } else {
-                let wanted = routes.get(kind);
-                settled.retain(|key, _| wanted.is_some_and(|m| m.contains_key(key)));
+                routes.contains_key(&(kind.clone(), key.clone()))
             }
-        }
+        });
 
         let mut written = Written::default();
         let mut errors = Vec::new();
@@ -180,7 +194,7 @@ impl StatusWriter {
                 .get(&key)
                 .and_then(|g| g.metadata.resource_version.as_deref());
             let wish = gateway_wish(status);
-            if matches!(self.settled_wish(GATEWAY, &key, version), Some(Wish::Gateway(w)) if *w == wish)
+            if matches!(self.settled_wish("Gateway", &key, version), Some(Wish::Gateway(w)) if *w == wish)
             {
                 continue;
             }
@@ -196,26 +210,24 @@ impl StatusWriter {
                 }
             }
         }
-        let mut jobs: Vec<Job> = Vec::new();
-        for (kind, keys) in routes {
-            for (key, parents) in keys {
-                let version = route_version(store, kind, &key);
-                if matches!(self.settled_wish(kind, &key, version), Some(Wish::Route(w)) if same_wish(w, parents))
-                {
-                    continue;
-                }
-                let Some(live) = live_route(store, kind, &key) else {
-                    continue; // deleted since it was translated
-                };
-                jobs.push((kind.to_owned(), key, live, parents.to_vec()));
+        let mut jobs = Vec::new();
+        for ((kind, key), entries) in routes {
+            let version = object_version(store, &kind, &key);
+            if matches!(self.settled_wish(&kind, &key, version.as_deref()), Some(Wish::Entries(w)) if same_wish(w, &entries))
+            {
+                continue;
             }
+            let Some(live) = live_object(store, &kind, &key) else {
+                continue; // deleted since it was translated
+            };
+            jobs.push((kind, key, live, entries));
         }
-        // Routes are independent: write several at once (a first start may have thousands).
+        // Objects are independent: write several at once (a first start may have thousands).
         let this = &*self;
         let served = &served;
         let results: Vec<_> = futures::stream::iter(jobs)
-            .map(|(kind, key, live, parents): Job| async move {
-                let result = this.route(&kind, &key, live, &parents, served).await;
+            .map(|(kind, key, live, entries)| async move {
+                let result = this.entries(&kind, &key, live, &entries, served).await;
                 (kind, key, result)
             })
             .buffer_unordered(WRITE_CONCURRENCY)
@@ -224,16 +236,18 @@ impl StatusWriter {
         for (kind, key, result) in results {
             match result {
                 Ok((wrote, settled)) => {
-                    written.routes += usize::from(wrote);
+                    if POLICY_KINDS.contains(&kind.as_str()) {
+                        written.policies += usize::from(wrote);
+                    } else {
+                        written.routes += usize::from(wrote);
+                    }
                     let result = if wrote {
                         WriteResult::written
                     } else {
                         WriteResult::unchanged
                     };
                     self.metrics.status_write(&kind, result);
-                    if let Some(kind) = route_kind(&kind) {
-                        self.settled.entry(kind).or_default().insert(key, settled);
-                    }
+                    self.settled.insert((kind, key), settled);
                 }
                 Err(error) => {
                     self.metrics.status_write(&kind, WriteResult::failed);
@@ -263,7 +277,7 @@ impl StatusWriter {
         let live_conditions: Vec<Condition> = parse_list(&status["conditions"]);
         let live_programmed: Vec<Condition> = live_conditions
             .into_iter()
-            .filter(|c| c.type_ == PROGRAMMED)
+            .filter(|c| OWNED_GATEWAY_CONDITIONS.contains(&c.type_.as_str()))
             .collect();
         let live_listeners: Option<Vec<ListenerStatus>> =
             serde_json::from_value(status["listeners"].clone()).ok();
@@ -271,7 +285,7 @@ impl StatusWriter {
         let mut programmed: Vec<Condition> = desired
             .conditions
             .iter()
-            .filter(|c| c.type_ == PROGRAMMED)
+            .filter(|c| OWNED_GATEWAY_CONDITIONS.contains(&c.type_.as_str()))
             .cloned()
             .collect();
         keep_times(&mut programmed, &live_programmed, &now);
@@ -318,21 +332,23 @@ impl StatusWriter {
         Ok(true)
     }
 
-    /// Replaces our `parents[]` entries of one route with `desired`, keeping every other entry,
-    /// guarded by the resourceVersion they were read at; retried on conflict.
-    #[instrument(skip(self, live, desired, served), fields(route = %key))]
-    async fn route(
+    /// Replaces our entries (`parents[]` of a route, `ancestors[]` of a policy) of one object
+    /// with `desired`, keeping every other entry, guarded by the resourceVersion they were
+    /// read at; retried on conflict.
+    #[instrument(skip(self, live, desired, served), fields(object = %key))]
+    async fn entries(
         &self,
         kind: &str,
         key: &ObjectKey,
         mut live: Value,
-        desired: &[RouteParentStatus],
+        desired: &[Entry],
         served: &BTreeSet<ObjectKey>,
     ) -> Result<(bool, Settled), WriteError> {
-        let wish = Wish::Route(desired.to_vec());
-        let Some(resource) = route_resource(kind) else {
+        let wish = Wish::Entries(desired.to_vec());
+        let Some(resource) = resource_of(kind) else {
             return Ok((false, settled_at(&live, wish)));
         };
+        let shape = Shape::of(kind);
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &key.namespace, &resource);
         let api_error = |source| WriteError::Api {
@@ -341,44 +357,44 @@ impl StatusWriter {
             source: Box::new(source),
         };
         for attempt in 1..=MAX_ATTEMPTS {
-            let (foreign, ours): (Vec<Value>, Vec<Value>) = parents_of(&live)
+            let (foreign, ours): (Vec<Value>, Vec<Value>) = entries_of(&live, shape)
                 .into_iter()
-                .partition(|p| !self.is_ours(p, &key.namespace, served));
-            let ours: Option<Vec<RouteParentStatus>> = ours
+                .partition(|p| !self.is_ours(p, shape, &key.namespace, served));
+            let ours: Option<Vec<Entry>> = ours
                 .into_iter()
-                .map(|p| serde_json::from_value(p).ok())
+                .map(|p| Entry::from_value(&p, shape))
                 .collect();
             let now = stamp::now();
             let mut next = desired.to_vec();
-            for parent in &mut next {
+            for entry in &mut next {
                 let old = ours
                     .iter()
                     .flatten()
-                    .find(|o| o.parent_ref == parent.parent_ref)
+                    .find(|o| o.reference == entry.reference)
                     .map(|o| o.conditions.as_slice())
                     .unwrap_or_default();
-                keep_times(&mut parent.conditions, old, &now);
+                keep_times(&mut entry.conditions, old, &now);
             }
-            if ours.as_ref().is_some_and(|ours| same_parents(&next, ours)) {
+            if ours.as_ref().is_some_and(|ours| same_entries(&next, ours)) {
                 return Ok((false, settled_at(&live, wish)));
             }
             let resource_version = live["metadata"]["resourceVersion"].clone();
-            let mut parents = foreign;
-            parents.extend(next.iter().filter_map(|p| serde_json::to_value(p).ok()));
+            let mut list = foreign;
+            list.extend(next.iter().map(|e| e.to_value(shape)));
             let body = json!({
                 "metadata": { "resourceVersion": resource_version },
-                "status": { "parents": parents },
+                "status": { shape.list: list },
             });
             match api
                 .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&body))
                 .await
             {
                 Ok(_) => {
-                    tracing::info!(attempt, "route status written");
+                    tracing::info!(attempt, kind, "status written");
                     return Ok((true, settled_at(&live, wish)));
                 }
                 Err(::kube::Error::Api(status)) if status.is_conflict() => {
-                    tracing::debug!(attempt, "route changed meanwhile; reading it again");
+                    tracing::debug!(attempt, "object changed meanwhile; reading it again");
                     self.metrics
                         .status_write(kind, WriteResult::conflict_retried);
                     let fresh = api.get(&key.name).await.map_err(api_error)?;
@@ -394,14 +410,20 @@ impl StatusWriter {
     }
 
     /// An entry of ours: our controller, for a Gateway this proxy serves.
-    fn is_ours(&self, parent: &Value, route_namespace: &str, served: &BTreeSet<ObjectKey>) -> bool {
-        if parent["controllerName"].as_str() != Some(self.controller_name.as_str()) {
+    fn is_ours(
+        &self,
+        entry: &Value,
+        shape: Shape,
+        object_namespace: &str,
+        served: &BTreeSet<ObjectKey>,
+    ) -> bool {
+        if entry["controllerName"].as_str() != Some(self.controller_name.as_str()) {
             return false;
         }
-        let r = &parent["parentRef"];
+        let r = &entry[shape.reference];
         let group = r["group"].as_str().unwrap_or(GATEWAY_GROUP);
         let kind = r["kind"].as_str().unwrap_or("Gateway");
-        let namespace = r["namespace"].as_str().unwrap_or(route_namespace);
+        let namespace = r["namespace"].as_str().unwrap_or(object_namespace);
         let name = r["name"].as_str().unwrap_or_default();
         group == GATEWAY_GROUP
             && kind == "Gateway"
@@ -412,17 +434,14 @@ impl StatusWriter {
     fn settled_wish(&self, kind: &str, key: &ObjectKey, version: Option<&str>) -> Option<&Wish> {
         let version = version?;
         self.settled
-            .get(kind)?
-            .get(key)
+            .get(&(kind.to_owned(), key.clone()))
             .filter(|(v, _)| v == version)
             .map(|(_, wish)| wish)
     }
 
-    fn settle(&mut self, kind: &'static str, key: &ObjectKey, live: &Value, wish: Wish) {
+    fn settle(&mut self, kind: &str, key: &ObjectKey, live: &Value, wish: Wish) {
         self.settled
-            .entry(kind)
-            .or_default()
-            .insert(key.clone(), settled_at(live, wish));
+            .insert((kind.to_owned(), key.clone()), settled_at(live, wish));
     }
 }
 
@@ -471,73 +490,124 @@ fn settled_at(live: &Value, wish: Wish) -> Settled {
     (version.to_owned(), wish)
 }
 
-const GATEWAY: &str = "Gateway";
 const ROUTE_KINDS: [&str; 5] = ["HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute"];
+const POLICY_KINDS: [&str; 1] = ["BackendTLSPolicy"];
 
-/// The route kind named `kind`, as one of [`ROUTE_KINDS`].
-fn route_kind(kind: &str) -> Option<&'static str> {
-    ROUTE_KINDS.into_iter().find(|k| *k == kind)
+/// Where an object keeps its per-Gateway status entries.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    /// The list under `status`.
+    list: &'static str,
+    /// The reference field of each entry.
+    reference: &'static str,
 }
 
-fn route_resource(kind: &str) -> Option<ApiResource> {
+impl Shape {
+    fn of(kind: &str) -> Self {
+        if POLICY_KINDS.contains(&kind) {
+            Self {
+                list: "ancestors",
+                reference: "ancestorRef",
+            }
+        } else {
+            Self {
+                list: "parents",
+                reference: "parentRef",
+            }
+        }
+    }
+}
+
+/// One per-Gateway status entry: a route's `RouteParentStatus` or a policy's
+/// `PolicyAncestorStatus` (the same fields under different names).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry {
+    reference: ParentReference,
+    controller_name: String,
+    conditions: Vec<Condition>,
+}
+
+impl Entry {
+    fn from_value(v: &Value, shape: Shape) -> Option<Self> {
+        Some(Self {
+            reference: serde_json::from_value(v[shape.reference].clone()).ok()?,
+            controller_name: v["controllerName"].as_str()?.to_owned(),
+            conditions: serde_json::from_value(v["conditions"].clone()).ok()?,
+        })
+    }
+
+    fn to_value(&self, shape: Shape) -> Value {
+        json!({
+            shape.reference: self.reference,
+            "controllerName": self.controller_name,
+            "conditions": self.conditions,
+        })
+    }
+}
+
+fn resource_of(kind: &str) -> Option<ApiResource> {
     Some(match kind {
         "HTTPRoute" => ApiResource::erase::<HttpRoute>(&()),
         "GRPCRoute" => ApiResource::erase::<GrpcRoute>(&()),
         "TLSRoute" => ApiResource::erase::<TlsRoute>(&()),
         "TCPRoute" => ApiResource::erase::<TcpRoute>(&()),
         "UDPRoute" => ApiResource::erase::<UdpRoute>(&()),
+        "BackendTLSPolicy" => ApiResource::erase::<BackendTlsPolicy>(&()),
         _ => return None,
     })
 }
 
-fn live_route(store: &Store, kind: &str, key: &ObjectKey) -> Option<Value> {
+fn live_object(store: &Store, kind: &str, key: &ObjectKey) -> Option<Value> {
     match kind {
         "HTTPRoute" => store.http_routes.get(key).and_then(to_value),
         "GRPCRoute" => store.grpc_routes.get(key).and_then(to_value),
         "TLSRoute" => store.tls_routes.get(key).and_then(to_value),
         "TCPRoute" => store.tcp_routes.get(key).and_then(to_value),
         "UDPRoute" => store.udp_routes.get(key).and_then(to_value),
+        "BackendTLSPolicy" => store.backend_tls_policies.get(key).and_then(to_value),
         _ => None,
     }
 }
 
-/// Routes of one kind with a `parents[]` entry of `controller`, as JSON, except those `skip`
+/// Objects of one kind with a status entry of `controller`, as JSON, except those `skip`
 /// names (only the rest are serialized).
-fn routes_with_entries_of(
+fn objects_with_entries_of(
     store: &Store,
     kind: &str,
     controller: &str,
     skip: impl Fn(&ObjectKey) -> bool,
 ) -> Vec<(ObjectKey, Value)> {
     macro_rules! with_entries {
-        ($map:expr) => {
+        ($map:expr, $list:ident) => {
             $map.iter()
                 .filter(|(k, _)| !skip(k))
                 .filter(|(_, r)| {
                     r.status
                         .as_ref()
-                        .is_some_and(|s| s.parents.iter().any(|p| p.controller_name == controller))
+                        .is_some_and(|s| s.$list.iter().any(|p| p.controller_name == controller))
                 })
                 .filter_map(|(k, r)| to_value(r).map(|v| (k.clone(), v)))
                 .collect()
         };
     }
     match kind {
-        "HTTPRoute" => with_entries!(store.http_routes),
-        "GRPCRoute" => with_entries!(store.grpc_routes),
-        "TLSRoute" => with_entries!(store.tls_routes),
-        "TCPRoute" => with_entries!(store.tcp_routes),
-        "UDPRoute" => with_entries!(store.udp_routes),
+        "HTTPRoute" => with_entries!(store.http_routes, parents),
+        "GRPCRoute" => with_entries!(store.grpc_routes, parents),
+        "TLSRoute" => with_entries!(store.tls_routes, parents),
+        "TCPRoute" => with_entries!(store.tcp_routes, parents),
+        "UDPRoute" => with_entries!(store.udp_routes, parents),
+        "BackendTLSPolicy" => with_entries!(store.backend_tls_policies, ancestors),
         _ => Vec::new(),
     }
 }
 
-/// The resourceVersion of a route in the store.
-fn route_version<'s>(store: &'s Store, kind: &str, key: &ObjectKey) -> Option<&'s str> {
+/// The resourceVersion of a route or policy in the store.
+fn object_version(store: &Store, kind: &str, key: &ObjectKey) -> Option<String> {
     macro_rules! version {
         ($map:expr) => {
             $map.get(key)
-                .and_then(|r| r.metadata.resource_version.as_deref())
+                .and_then(|r| r.metadata.resource_version.clone())
         };
     }
     match kind {
@@ -546,6 +616,7 @@ fn route_version<'s>(store: &'s Store, kind: &str, key: &ObjectKey) -> Option<&'
         "TLSRoute" => version!(store.tls_routes),
         "TCPRoute" => version!(store.tcp_routes),
         "UDPRoute" => version!(store.udp_routes),
+        "BackendTLSPolicy" => version!(store.backend_tls_policies),
         _ => None,
     }
 }
@@ -555,7 +626,7 @@ fn gateway_wish(desired: &GatewayStatus) -> Value {
     let programmed: Vec<&Condition> = desired
         .conditions
         .iter()
-        .filter(|c| c.type_ == PROGRAMMED)
+        .filter(|c| OWNED_GATEWAY_CONDITIONS.contains(&c.type_.as_str()))
         .collect();
     json!({ "conditions": strip(&programmed), "listeners": strip(&desired.listeners) })
 }
@@ -564,8 +635,8 @@ fn to_value<T: Serialize>(object: &T) -> Option<Value> {
     serde_json::to_value(object).ok()
 }
 
-fn parents_of(route: &Value) -> Vec<Value> {
-    route["status"]["parents"]
+fn entries_of(object: &Value, shape: Shape) -> Vec<Value> {
+    object["status"][shape.list]
         .as_array()
         .cloned()
         .unwrap_or_default()
@@ -619,19 +690,19 @@ fn same_listeners(a: &[ListenerStatus], b: &[ListenerStatus]) -> bool {
         })
 }
 
-fn same_parents(a: &[RouteParentStatus], b: &[RouteParentStatus]) -> bool {
+fn same_entries(a: &[Entry], b: &[Entry]) -> bool {
     a.len() == b.len()
         && a.iter().all(|x| {
             b.iter().any(|y| {
-                x.parent_ref == y.parent_ref
+                x.reference == y.reference
                     && x.controller_name == y.controller_name
                     && same_conditions(&x.conditions, &y.conditions)
             })
         })
 }
 
-/// The same parents with the same conditions in the same order, times aside.
-fn same_wish(a: &[RouteParentStatus], b: &[RouteParentStatus]) -> bool {
+/// The same entries with the same conditions in the same order, times aside.
+fn same_wish(a: &[Entry], b: &[Entry]) -> bool {
     let same_condition = |x: &Condition, y: &Condition| {
         x.type_ == y.type_
             && x.status == y.status
@@ -641,7 +712,7 @@ fn same_wish(a: &[RouteParentStatus], b: &[RouteParentStatus]) -> bool {
     };
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {
-            x.parent_ref == y.parent_ref
+            x.reference == y.reference
                 && x.controller_name == y.controller_name
                 && x.conditions.len() == y.conditions.len()
                 && x.conditions

@@ -31,6 +31,15 @@ pub struct RequestLabels {
     pub status_class: String,
 }
 
+/// Labels of the TLS handshake error counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeErrorLabels {
+    /// The listener port (as the Gateway declares it).
+    pub port: String,
+    /// A short cause, such as `no_listener` or `client_certificate`.
+    pub reason: String,
+}
+
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Labels of [`Metrics::observe_stage`].
@@ -54,6 +63,7 @@ pub struct Metrics {
     stages: Family<StageLabels, AtomicHistogram>,
     /// Kubernetes mode only.
     pub kube: KubeMetrics,
+    tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -74,6 +84,7 @@ impl Metrics {
         let active_connections = Gauge::default();
         let stages = Family::<StageLabels, AtomicHistogram>::default();
         let kube = KubeMetrics::default();
+        let tls_handshake_errors = Family::<HandshakeErrorLabels, Counter>::default();
         registry.register(
             "requests",
             "HTTP requests served, by gateway, route, route kind and status class",
@@ -117,7 +128,12 @@ impl Metrics {
             stages.clone(),
         );
         kube.register(&mut registry);
+            "tls_handshake_errors",
+            "TLS connections that failed before serving a request, by port and reason",
+            tls_handshake_errors.clone(),
+        );
         Self {
+            tls_handshake_errors,
             registry,
             requests,
             durations,
@@ -136,6 +152,15 @@ impl Metrics {
         self.stages
             .get_or_create(&StageLabels { stage })
             .observe(elapsed);
+    /// Counts a failed TLS handshake. Reasons are a small fixed set, so the family stays
+    /// small.
+    pub fn tls_handshake_error(&self, port: u16, reason: &'static str) {
+        self.tls_handshake_errors
+            .get_or_create(&HandshakeErrorLabels {
+                port: port.to_string(),
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Handles for one gateway/route pair (`route_kind` and `route` empty for requests no route

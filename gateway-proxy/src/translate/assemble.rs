@@ -27,7 +27,7 @@ impl Collected {
     /// One [`PortIr`] per port of the programmed listeners, sorted by port; listeners most
     /// specific hostname first.
     pub fn into_ports(mut self, gateways: &BTreeMap<ObjectKey, GatewayState>) -> Vec<PortIr> {
-        let mut ports: BTreeMap<u16, Vec<ListenerIr>> = BTreeMap::new();
+        let mut ports: BTreeMap<u16, (PortProtocol, Vec<ListenerIr>)> = BTreeMap::new();
         for (key, gateway) in gateways {
             for (index, listener) in gateway.listeners.iter().enumerate() {
                 if !listener.programmed() {
@@ -37,19 +37,28 @@ impl Collected {
                     .entries
                     .remove(&(key.clone(), index))
                     .unwrap_or_default();
-                ports.entry(listener.port).or_default().push(ListenerIr {
+                let protocol = port_protocol(&listener.protocol);
+                let (port_protocol, listeners) = ports
+                    .entry(listener.port)
+                    .or_insert_with(|| (protocol, Vec::new()));
+                if *port_protocol != protocol {
+                    // Gateways merged onto one proxy that use a port with protocols that
+                    // cannot share it: the first Gateway (by namespace/name) keeps the port.
+                    continue;
+                }
+                listeners.push(ListenerIr {
                     gateway: key.clone(),
                     name: listener.name.clone(),
                     hostname: listener.hostname.clone(),
                     virtual_hosts: virtual_hosts(by_host),
-                    tls: None,
+                    tls: listener.tls.clone(),
                     l4_routes: Vec::new(),
                 });
             }
         }
         ports
             .into_iter()
-            .map(|(port, mut listeners)| {
+            .map(|(port, (protocol, mut listeners))| {
                 listeners.sort_by(|a, b| {
                     hostname::most_specific_first(
                         a.hostname.as_deref().unwrap_or(hostname::ANY),
@@ -60,11 +69,21 @@ impl Collected {
                 });
                 PortIr {
                     port,
-                    protocol: PortProtocol::Http,
+                    protocol,
                     listeners,
                 }
             })
             .collect()
+    }
+}
+
+/// What a port speaks, from the protocol of a listener on it.
+fn port_protocol(listener_protocol: &str) -> PortProtocol {
+    match listener_protocol {
+        "HTTPS" | "TLS" => PortProtocol::Tls,
+        "TCP" => PortProtocol::Tcp,
+        "UDP" => PortProtocol::Udp,
+        _ => PortProtocol::Http,
     }
 }
 

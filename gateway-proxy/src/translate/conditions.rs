@@ -23,6 +23,10 @@ pub const REASON_UNSUPPORTED_PROTOCOL: &str = "UnsupportedProtocol";
 pub const REASON_PORT_UNAVAILABLE: &str = "PortUnavailable";
 pub const REASON_RESOLVED_REFS: &str = "ResolvedRefs";
 pub const REASON_INVALID_ROUTE_KINDS: &str = "InvalidRouteKinds";
+pub const REASON_INVALID_CERTIFICATE_REF: &str = "InvalidCertificateRef";
+pub const REASON_INVALID_CA_CERTIFICATE_REF: &str = "InvalidCACertificateRef";
+pub const REASON_INVALID_CA_CERTIFICATE_KIND: &str = "InvalidCACertificateKind";
+pub const REASON_NO_VALID_CA_CERTIFICATE: &str = "NoValidCACertificate";
 
 // Route reasons.
 pub const REASON_NOT_ALLOWED_BY_LISTENERS: &str = "NotAllowedByListeners";

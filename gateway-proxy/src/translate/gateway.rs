@@ -6,6 +6,7 @@ use gantry_crds::gateway::gateways::Gateway;
 
 use super::conditions::{self as c, Problem};
 use super::listener::{ListenerState, validate_listeners};
+use super::listener_tls;
 use super::{API_VERSION, TranslateOptions, generation_of};
 use crate::status::{GatewayStatus, ObjectStatus, StatusBody};
 use crate::store::{ObjectKey, Store};
@@ -34,15 +35,17 @@ pub fn our_gateways(
                     .as_ref()
                     .is_none_or(|only| only.contains(key))
         })
-        .map(|(key, gw)| (key.clone(), gateway_state(key, gw)))
+        .map(|(key, gw)| (key.clone(), gateway_state(store, key, gw)))
         .collect()
 }
 
-fn gateway_state(key: &ObjectKey, gw: &Gateway) -> GatewayState {
+fn gateway_state(store: &Store, key: &ObjectKey, gw: &Gateway) -> GatewayState {
+    let mut listeners = validate_listeners(&gw.spec.listeners);
+    listener_tls::apply(store, key, gw, &mut listeners);
     GatewayState {
         key: key.clone(),
         generation: generation_of(&gw.metadata),
-        listeners: validate_listeners(&gw.spec.listeners),
+        listeners,
     }
 }
 

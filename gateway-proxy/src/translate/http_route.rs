@@ -1,6 +1,6 @@
 //! HTTPRoute rules: matches, filters, backends and timeouts into IR rules, with what went wrong.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use gantry_crds::gateway::httproutes::{HttpRoute, HttpRouteRules, HttpRouteRulesFiltersType};
@@ -17,7 +17,7 @@ use super::precedence::Ranked;
 use super::routes::{Placement, RuleProblems, TranslatedKind};
 use super::timeouts::translate_timeouts;
 use crate::ir::{BackendIr, ClusterIr, HttpMatchIr, HttpRuleIr, PathMatchIr, RouteEntryIr};
-use crate::store::Store;
+use crate::store::{ObjectKey, Store};
 
 /// One rule that can be served.
 #[derive(Clone, Debug)]
@@ -37,6 +37,9 @@ pub struct TranslatedRoute {
     /// Clusters the served rules use.
     pub clusters: BTreeMap<String, ClusterIr>,
     pub hostnames: Vec<String>,
+    /// Services of backends made invalid because their BackendTLSPolicy cannot be used (their
+    /// clusters are gone from `clusters`).
+    pub unusable_tls_services: BTreeSet<ObjectKey>,
 }
 
 impl TranslatedKind for TranslatedRoute {
@@ -50,6 +53,13 @@ impl TranslatedKind for TranslatedRoute {
 
     fn clusters(&self) -> &BTreeMap<String, ClusterIr> {
         &self.clusters
+    }
+
+    fn services(&self) -> BTreeSet<ObjectKey> {
+        let mut services: BTreeSet<ObjectKey> =
+            self.clusters.values().map(|c| c.service.clone()).collect();
+        services.extend(self.unusable_tls_services.iter().cloned());
+        services
     }
 
     /// Every match of every served rule, once per effective hostname (listener and route

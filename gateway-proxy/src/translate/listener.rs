@@ -1,10 +1,14 @@
 //! Gateway listeners: protocol support, route kinds, conflicts, and their status.
 
+use std::sync::Arc;
+
 use gantry_crds::gateway::gateways::GatewayListeners;
 
 use super::allowed_routes::AllowedNamespaces;
 use super::conditions::{self as c, Problem};
 use super::hostname;
+use super::listener_tls;
+use crate::ir::ListenerTlsIr;
 use crate::status::{Condition, ListenerStatus, RouteGroupKind};
 
 /// The Gateway API group, the default group of route kinds.
@@ -25,7 +29,7 @@ pub const HTTP_ROUTE_KINDS: &[&str] = &["HTTPRoute", "GRPCRoute"];
 /// Protocols this proxy serves today, with the route kinds each accepts.
 fn served_kinds(protocol: &str) -> Option<&'static [&'static str]> {
     match protocol {
-        "HTTP" => Some(HTTP_ROUTE_KINDS),
+        "HTTP" | "HTTPS" => Some(HTTP_ROUTE_KINDS),
         _ => None,
     }
 }
@@ -35,10 +39,18 @@ fn distinct_by_hostname(protocol: &str) -> bool {
     matches!(protocol, "HTTP" | "HTTPS" | "TLS")
 }
 
+/// Protocols that can share a port: HTTPS and TLS listeners are both chosen by the
+/// ClientHello's SNI, so they mix on one port (and must then differ in hostname); any other
+/// protocol needs a port of its own.
+fn share_a_port(a: &str, b: &str) -> bool {
+    a == b || (listener_tls::has_tls(a) && listener_tls::has_tls(b))
+}
+
 /// One listener after validation.
 #[derive(Clone, Debug)]
 pub struct ListenerState {
     pub name: String,
+    pub protocol: String,
     pub port: u16,
     pub hostname: Option<String>,
     pub supported_kinds: Vec<RouteGroupKind>,
@@ -49,6 +61,11 @@ pub struct ListenerState {
     pub conflicted: Option<Problem>,
     /// Why a reference (route kinds) could not be resolved, if one could not.
     pub resolved_refs: Option<Problem>,
+    /// Why an accepted listener still cannot be served (an HTTPS listener without a valid
+    /// certificate), if it cannot.
+    pub not_programmed: Option<Problem>,
+    /// TLS of an HTTPS or TLS listener, once its references are resolved.
+    pub tls: Option<Arc<ListenerTlsIr>>,
     /// Routes attached (counted whether or not the listener is accepted).
     pub attached_routes: i32,
 }
@@ -56,7 +73,22 @@ pub struct ListenerState {
 impl ListenerState {
     /// Whether routes on this listener are served.
     pub fn programmed(&self) -> bool {
-        self.accepted.is_none() && self.conflicted.is_none() && !self.supported_kinds.is_empty()
+        self.accepted.is_none()
+            && self.conflicted.is_none()
+            && self.not_programmed.is_none()
+            && !self.supported_kinds.is_empty()
+    }
+
+    /// Adds a `ResolvedRefs=False` problem: the first one gives the reason, the message
+    /// lists them all.
+    pub fn add_resolved_refs_problem(&mut self, problem: Problem) {
+        match &mut self.resolved_refs {
+            Some(first) => {
+                first.message.push_str("; ");
+                first.message.push_str(&problem.message);
+            }
+            None => self.resolved_refs = Some(problem),
+        }
     }
 
     /// Whether every condition is healthy.
@@ -90,12 +122,17 @@ impl ListenerState {
                 generation,
             )
         } else {
-            let why = [&self.accepted, &self.conflicted, &self.resolved_refs]
-                .into_iter()
-                .flatten()
-                .map(|p| p.message.as_str())
-                .next()
-                .unwrap_or("Listener supports no route kind");
+            let why = [
+                &self.accepted,
+                &self.conflicted,
+                &self.not_programmed,
+                &self.resolved_refs,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|p| p.message.as_str())
+            .next()
+            .unwrap_or("Listener supports no route kind");
             let problem = Problem::new(c::REASON_INVALID, format!("Listener is not served: {why}"));
             c::not_ok(c::PROGRAMMED, &problem, generation)
         };
@@ -160,7 +197,10 @@ fn validate_one(l: &GatewayListeners) -> ListenerState {
         };
         accepted = accepted.or(Some(Problem::new(
             c::REASON_UNSUPPORTED_PROTOCOL,
-            format!("protocol {} {hint}; supported protocols: HTTP", l.protocol),
+            format!(
+                "protocol {} {hint}; supported protocols: HTTP, HTTPS",
+                l.protocol
+            ),
         )));
     }
     if let Some(h) = &l.hostname
@@ -173,10 +213,14 @@ fn validate_one(l: &GatewayListeners) -> ListenerState {
             ),
         )));
     }
+    if let Some(problem) = listener_tls::check_tls_field(l) {
+        accepted = accepted.or(Some(problem));
+    }
     let served = served.unwrap_or_default();
     let (supported_kinds, resolved_refs) = route_kinds(l, served);
     ListenerState {
         name: l.name.clone(),
+        protocol: l.protocol.clone(),
         port: port.unwrap_or(0),
         hostname: l.hostname.clone(),
         supported_kinds,
@@ -188,6 +232,8 @@ fn validate_one(l: &GatewayListeners) -> ListenerState {
         accepted,
         conflicted: None,
         resolved_refs,
+        not_programmed: None,
+        tls: None,
         attached_routes: 0,
     }
 }
@@ -239,8 +285,10 @@ fn route_kinds(l: &GatewayListeners, served: &[&str]) -> (Vec<RouteGroupKind>, O
 }
 
 /// Gateway `spec.listeners` ("Distinct Listeners"): listeners sharing a port must share a
-/// protocol (else `ProtocolConflict`), and for HTTP, HTTPS and TLS must differ in hostname
-/// (else `HostnameConflict`); TCP and UDP listeners cannot share a port at all. No
+/// protocol, HTTPS and TLS aside, which SNI tells apart on one port (else
+/// `ProtocolConflict`), and for HTTP, HTTPS and TLS must differ in hostname (else
+/// `HostnameConflict`, also between an HTTPS and a TLS listener: SNI could not choose);
+/// TCP and UDP listeners cannot share a port at all. No
 /// conflicting listener wins: all of them are marked. Listeners with a protocol outside the
 /// Gateway API's set, or an invalid port, take no part.
 fn conflict_of(listeners: &[GatewayListeners], i: usize) -> Option<Problem> {
@@ -256,7 +304,10 @@ fn conflict_of(listeners: &[GatewayListeners], i: usize) -> Option<Problem> {
         })
         .map(|(_, l)| l)
         .collect();
-    if let Some(other) = peers.iter().find(|l| l.protocol != me.protocol) {
+    if let Some(other) = peers
+        .iter()
+        .find(|l| !share_a_port(&l.protocol, &me.protocol))
+    {
         return Some(Problem::new(
             c::REASON_PROTOCOL_CONFLICT,
             format!(
@@ -281,6 +332,15 @@ fn conflict_of(listeners: &[GatewayListeners], i: usize) -> Option<Problem> {
         .find(|l| l.hostname == me.hostname)
         .map(|other| {
             let host = me.hostname.as_deref().unwrap_or("(any)");
+            if other.protocol != me.protocol {
+                return Problem::new(
+                    c::REASON_HOSTNAME_CONFLICT,
+                    format!(
+                        "listeners {} ({}) and {} ({}) share port {} and hostname {host}, so SNI cannot choose between them; change the hostname or port of one",
+                        me.name, me.protocol, other.name, other.protocol, me.port
+                    ),
+                );
+            }
             Problem::new(
                 c::REASON_HOSTNAME_CONFLICT,
                 format!(

@@ -6,9 +6,12 @@
 mod allowed_routes;
 mod assemble;
 mod backend;
+mod backend_tls;
+mod certificate;
 mod conditions;
 mod cross_serving;
 mod filters;
+mod frontend_tls;
 mod gateway;
 mod gateway_class;
 mod grpc_matches;
@@ -17,6 +20,7 @@ mod grpc_route;
 mod hostname;
 mod http_route;
 mod listener;
+mod listener_tls;
 mod matches;
 mod parent_ref;
 mod precedence;
@@ -75,19 +79,26 @@ pub fn refresh_endpoints(store: &Store, ir: &Ir) -> Ir {
 pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
     let (classes, mut statuses) = gateway_class::our_classes(store, options);
     let mut gateways = gateway::our_gateways(store, &classes, options);
+    let mut backend_tls = backend_tls::BackendTls::resolve(store, &gateways);
     let mut attacher = Attacher::new(store, &options.controller_name, &gateways);
     attacher.exclude(cross_serving::exclusions(store, &gateways));
 
-    attacher.attach_all(&store.http_routes, http_route::translate_route);
-    attacher.attach_all(&store.grpc_routes, grpc_route::translate_route);
+    attacher.attach_all(&store.http_routes, |store, namespace, route| {
+        backend_tls.secure(store, http_route::translate_route(store, namespace, route))
+    });
+    attacher.attach_all(&store.grpc_routes, |store, namespace, route| {
+        backend_tls.secure(store, grpc_route::translate_route(store, namespace, route))
+    });
 
     let counts = attacher.attached_counts();
     let Attacher {
         collected,
         clusters,
         statuses: route_statuses,
+        services,
         ..
     } = attacher;
+    backend_tls.record_use(&services);
     for ((gateway, index), count) in counts {
         if let Some(l) = gateways
             .get_mut(&gateway)
@@ -96,8 +107,9 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
             l.attached_routes = count;
         }
     }
-    statuses.extend(gateways.values().map(gateway::GatewayState::status));
+    statuses.extend(gateways.values().map(|g| backend_tls.gateway_status(g)));
     statuses.extend(route_statuses);
+    statuses.extend(backend_tls.policy_statuses(&options.controller_name));
     let ir = Ir {
         ports: collected.into_ports(&gateways),
         clusters,

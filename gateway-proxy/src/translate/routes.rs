@@ -138,6 +138,14 @@ pub trait TranslatedKind {
     fn problems(&self) -> &RuleProblems;
     /// Clusters the served rules use.
     fn clusters(&self) -> &BTreeMap<String, ClusterIr>;
+    /// Services the route's backends reference, usable or not (policies that target Services,
+    /// such as BackendTLSPolicy, are relevant to the Gateways serving the route).
+    fn services(&self) -> BTreeSet<ObjectKey> {
+        self.clusters()
+            .values()
+            .map(|c| c.service.clone())
+            .collect()
+    }
     /// Adds the route to one listener that serves it.
     fn place(&self, collected: &mut Collected, at: &Placement<'_>);
 }
@@ -160,6 +168,8 @@ pub struct Attacher<'a> {
     pub clusters: BTreeMap<String, ClusterIr>,
     /// Route statuses, in the order routes were attached.
     pub statuses: Vec<ObjectStatus>,
+    /// For each Service a placed route references, the Gateways it is placed on.
+    pub services: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     /// (gateway, listener index, route kind, route): a route counts once per listener.
     attached: BTreeSet<(ObjectKey, usize, &'static str, ObjectKey)>,
     /// Listeners a route attaches to but is not served on, and why (cross serving).
@@ -179,6 +189,7 @@ impl<'a> Attacher<'a> {
             collected: Collected::default(),
             clusters: BTreeMap::new(),
             statuses: Vec::new(),
+            services: BTreeMap::new(),
             attached: BTreeSet::new(),
             exclusions: Exclusions::new(),
         }
@@ -269,6 +280,10 @@ impl<'a> Attacher<'a> {
             });
         }
         if !placed.is_empty() {
+            for service in translated.services() {
+                let gateways = self.services.entry(service).or_default();
+                gateways.extend(placed.iter().map(|(gateway, _)| gateway.clone()));
+            }
             self.clusters.extend(
                 translated
                     .clusters()

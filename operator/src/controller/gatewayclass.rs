@@ -30,6 +30,9 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoute",
     "GRPCRoute",
     "ReferenceGrant",
+    "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
+    "GatewayBackendClientCertificate",
     "HTTPRouteHostRewrite",
     "HTTPRouteMethodMatching",
     "HTTPRouteQueryParamMatching",
@@ -51,6 +54,9 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoute307RedirectStatusCode",
     "HTTPRoute308RedirectStatusCode",
     "GatewayPort8080",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
+    "GatewayHTTPSListenerDetectMisdirectedRequests",
 ];
 
 /// Requeue interval once everything is in shape (a safety net; watches drive the rest).

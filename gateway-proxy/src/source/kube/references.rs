@@ -33,6 +33,19 @@ pub fn referenced(store: &Store) -> Referenced {
                 }
             }
         }
+        // spec.tls.backend.clientCertificateRef: its kind defaults to Secret.
+        if let Some(r) = gateway
+            .spec
+            .tls
+            .as_ref()
+            .and_then(|t| t.backend.as_ref())
+            .and_then(|b| b.client_certificate_ref.as_ref())
+            && r.group.as_deref().unwrap_or("").is_empty()
+            && r.kind.as_deref().unwrap_or("Secret") == "Secret"
+        {
+            out.secrets
+                .insert(r.namespace.clone().unwrap_or_else(|| key.namespace.clone()));
+        }
         if let Some(tls) = gateway
             .spec
             .tls
@@ -103,6 +116,9 @@ spec:
       - name: local-cert
       - name: shared-cert
         namespace: certs
+  tls:
+    backend:
+      clientCertificateRef: {name: client, namespace: client-certs}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: BackendTLSPolicy
@@ -117,7 +133,11 @@ spec:
         let refs = referenced(&store);
         assert_eq!(
             refs.secrets,
-            BTreeSet::from(["certs".to_owned(), "infra".to_owned()])
+            BTreeSet::from([
+                "certs".to_owned(),
+                "client-certs".to_owned(),
+                "infra".to_owned()
+            ])
         );
         assert_eq!(refs.config_maps, BTreeSet::from(["apps".to_owned()]));
     }

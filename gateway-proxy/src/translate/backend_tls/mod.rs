@@ -1,0 +1,243 @@
+//! BackendTLSPolicy and the Gateway's `spec.tls.backend`: which Service ports are reached
+//! over TLS and how, and the status of both.
+//!
+//! Resolved once per translation ([`BackendTls::resolve`]); each route's clusters then get
+//! the TLS settings of the policy that governs their Service port ([`BackendTls::secure`]).
+//! A backend whose governing policy cannot be used is marked invalid (no cluster, so 500):
+//! never plaintext. Policies are relevant to the Gateways whose routes use their Services;
+//! those Gateways are the policy's status ancestors.
+
+mod client_certificate;
+mod pem;
+mod policy;
+mod status;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use self::policy::{PolicyState, Target};
+use super::conditions::Problem;
+use super::gateway::GatewayState;
+use super::http_route::TranslatedRoute;
+use crate::ir::{ClientCertificateIr, HttpFilterIr, UpstreamTlsIr};
+use crate::status::{ObjectStatus, StatusBody};
+use crate::store::{ObjectKey, Store};
+
+/// Route `ResolvedRefs` reason for a backend whose BackendTLSPolicy cannot be used. The API
+/// lists no reason for this case and lets controllers "raise this condition with other
+/// reasons"; this is the name other implementations use.
+pub const REASON_INVALID_BACKEND_TLS: &str = "InvalidBackendTLS";
+
+/// Every policy and Gateway client certificate of one translation, and where they apply.
+#[derive(Debug, Default)]
+pub struct BackendTls {
+    policies: BTreeMap<ObjectKey, PolicyState>,
+    /// The policy that takes precedence for each target.
+    winners: BTreeMap<Target, ObjectKey>,
+    /// Policies naming each Service in a target, attached or not.
+    by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// The TLS settings of each usable policy, with every Gateway's client certificate.
+    secured: BTreeMap<ObjectKey, Arc<UpstreamTlsIr>>,
+    /// Gateways that set `spec.tls.backend.clientCertificateRef`.
+    client_certificates: BTreeMap<ObjectKey, Result<Arc<ClientCertificateIr>, Problem>>,
+    /// Per policy, the Gateways it is relevant to and the targeted Services used there.
+    ancestors: BTreeMap<ObjectKey, BTreeMap<ObjectKey, BTreeSet<ObjectKey>>>,
+}
+
+impl BackendTls {
+    /// Validates every policy and every served Gateway's client certificate, and settles
+    /// which policy takes precedence for each target.
+    pub fn resolve(store: &Store, gateways: &BTreeMap<ObjectKey, GatewayState>) -> Self {
+        let mut out = Self::default();
+        for key in gateways.keys() {
+            if let Some(gateway) = store.gateways.get(key)
+                && let Some(resolved) = client_certificate::resolve(store, key, gateway)
+            {
+                out.client_certificates.insert(key.clone(), resolved);
+            }
+        }
+        let presented: BTreeMap<String, Arc<ClientCertificateIr>> = out
+            .client_certificates
+            .iter()
+            .filter_map(|(k, r)| Some((k.to_string(), r.as_ref().ok()?.clone())))
+            .collect();
+        for (key, policy) in &store.backend_tls_policies {
+            let state = policy::resolve(store, key, policy);
+            for target in &state.targets {
+                let service = match target {
+                    Ok(t) => Some(&t.service),
+                    Err(p) => p.service.as_ref(),
+                };
+                if let Some(service) = service {
+                    out.by_service
+                        .entry(service.clone())
+                        .or_default()
+                        .insert(key.clone());
+                }
+            }
+            if let Ok(config) = &state.config {
+                let mut config = UpstreamTlsIr::clone(config);
+                config.client_certificates = presented.clone();
+                out.secured.insert(key.clone(), Arc::new(config));
+            }
+            out.policies.insert(key.clone(), state);
+        }
+        out.winners = precedence(&out.policies);
+        out
+    }
+
+    /// Applies the governing policy of each Service port the route uses: its cluster gets
+    /// the policy's TLS settings, or, when the policy cannot be used, the backends using it
+    /// become invalid (500) with a `ResolvedRefs` problem.
+    pub fn secure(&self, store: &Store, mut route: TranslatedRoute) -> TranslatedRoute {
+        let mut unusable = BTreeSet::new();
+        for (name, cluster) in &mut route.clusters {
+            let Some(policy) = self.governing(store, &cluster.service, cluster.port) else {
+                continue;
+            };
+            match (&policy.config, self.secured.get(&policy.key)) {
+                (Ok(_), Some(tls)) => cluster.tls = Some(tls.clone()),
+                (Err(problem), _) => {
+                    route.problems.unresolved.push(Problem::new(
+                        REASON_INVALID_BACKEND_TLS,
+                        format!(
+                            "backendRef to Service {} port {}: its BackendTLSPolicy {} cannot be used ({}: {}); requests for it get 500, never plaintext",
+                            cluster.service, cluster.port, policy.key, problem.reason, problem.message
+                        ),
+                    ));
+                    unusable.insert(name.clone());
+                    route.unusable_tls_services.insert(cluster.service.clone());
+                }
+                (Ok(_), None) => {} // every usable policy is in `secured`
+            }
+        }
+        if !unusable.is_empty() {
+            route.clusters.retain(|name, _| !unusable.contains(name));
+            for rule in &mut route.rules {
+                invalidate(Arc::make_mut(&mut rule.rule), &unusable);
+            }
+        }
+        route
+    }
+
+    /// Records the Gateways serving routes that use each Service (see
+    /// `routes::Attacher::services`): they are the ancestors of the policies targeting it.
+    pub fn record_use(&mut self, services: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>) {
+        for (service, gateways) in services {
+            for policy in self.by_service.get(service).into_iter().flatten() {
+                let entry = self.ancestors.entry(policy.clone()).or_default();
+                for gateway in gateways {
+                    entry
+                        .entry(gateway.clone())
+                        .or_default()
+                        .insert(service.clone());
+                }
+            }
+        }
+    }
+
+    /// The Gateway's status, with a `ResolvedRefs` condition when it sets a backend client
+    /// certificate.
+    pub fn gateway_status(&self, gateway: &GatewayState) -> ObjectStatus {
+        let mut status = gateway.status();
+        if let (Some(resolved), StatusBody::Gateway(body)) = (
+            self.client_certificates.get(&gateway.key),
+            &mut status.status,
+        ) {
+            body.conditions
+                .push(client_certificate::condition(resolved, gateway.generation));
+        }
+        status
+    }
+
+    /// Status of every policy relevant to at least one served Gateway.
+    pub fn policy_statuses(&self, controller_name: &str) -> Vec<ObjectStatus> {
+        self.ancestors
+            .iter()
+            .filter_map(|(key, gateways)| {
+                let policy = self.policies.get(key)?;
+                Some(status::policy_status(
+                    policy,
+                    gateways,
+                    &self.winners,
+                    controller_name,
+                ))
+            })
+            .collect()
+    }
+
+    /// The policy for a Service port: the one naming the port (`sectionName`) takes
+    /// precedence over one for the whole Service.
+    fn governing(&self, store: &Store, service: &ObjectKey, port: u16) -> Option<&PolicyState> {
+        let port_name = store
+            .services
+            .get(service)
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.ports.as_ref())
+            .and_then(|ports| ports.iter().find(|p| p.port == i32::from(port)))
+            .and_then(|p| p.name.clone());
+        let specific = port_name.map(|name| Target {
+            service: service.clone(),
+            port_name: Some(name),
+        });
+        let whole = Target {
+            service: service.clone(),
+            port_name: None,
+        };
+        specific
+            .and_then(|t| self.winners.get(&t))
+            .or_else(|| self.winners.get(&whole))
+            .and_then(|key| self.policies.get(key))
+    }
+}
+
+/// The policy that takes precedence for each target. BackendTLSPolicy `targetRefs`: "When
+/// more than one BackendTLSPolicy selects the same target and sectionName, implementations
+/// MUST determine precedence using the following criteria, continuing on ties: The older
+/// policy by creation timestamp takes precedence. ... The policy appearing first in
+/// alphabetical order by {namespace}/{name}." A policy without a creation timestamp counts
+/// as newer than any with one.
+fn precedence(policies: &BTreeMap<ObjectKey, PolicyState>) -> BTreeMap<Target, ObjectKey> {
+    let mut winners: BTreeMap<Target, &PolicyState> = BTreeMap::new();
+    for policy in policies.values() {
+        for target in policy.targets.iter().flatten() {
+            let better = winners
+                .get(target)
+                .is_none_or(|current| precedes(policy, current));
+            if better {
+                winners.insert(target.clone(), policy);
+            }
+        }
+    }
+    winners
+        .into_iter()
+        .map(|(target, policy)| (target, policy.key.clone()))
+        .collect()
+}
+
+fn precedes(a: &PolicyState, b: &PolicyState) -> bool {
+    let rank = |p: &PolicyState| (p.created.is_none(), p.created.as_ref().map(|t| t.0));
+    (rank(a), &a.key) < (rank(b), &b.key)
+}
+
+/// Clears every reference to the clusters in `unusable` from a rule: backends (which then
+/// answer 500) and mirrors (which then mirror nothing).
+fn invalidate(rule: &mut crate::ir::HttpRuleIr, unusable: &BTreeSet<String>) {
+    let clear = |cluster: &mut Option<String>| {
+        if cluster.as_ref().is_some_and(|c| unusable.contains(c)) {
+            *cluster = None;
+        }
+    };
+    let clear_mirrors = |filters: &mut Vec<HttpFilterIr>| {
+        for filter in filters {
+            if let HttpFilterIr::RequestMirror(mirror) = filter {
+                clear(&mut mirror.cluster);
+            }
+        }
+    };
+    clear_mirrors(&mut rule.filters);
+    for backend in &mut rule.backends {
+        clear(&mut backend.cluster);
+        clear_mirrors(&mut backend.filters);
+    }
+}

@@ -1,0 +1,203 @@
+//! Listener `certificateRefs`: a reference to a `kubernetes.io/tls` Secret becomes a checked
+//! certificate and key pair, or the problem that keeps it from being one.
+//!
+//! Pure: the PEM is parsed and the key is matched against the certificate here, so the data
+//! plane never meets a certificate it cannot load.
+
+use gantry_crds::gateway::gateways::GatewayListenersTlsCertificateRefs;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::conditions::{self as c, Problem};
+use super::listener::GATEWAY_GROUP;
+use super::reference_grant::{self, From, To};
+use crate::ir::{CertificateIr, PemCertificates, PrivateKeyPem};
+use crate::store::{ObjectKey, Store};
+
+/// The Secret type that holds a certificate and its key.
+pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+
+/// Resolves one `certificateRefs` entry of a listener of the Gateway `gateway`.
+pub fn resolve(
+    store: &Store,
+    gateway: &ObjectKey,
+    index: usize,
+    reference: &GatewayListenersTlsCertificateRefs,
+) -> Result<CertificateIr, Problem> {
+    let group = reference.group.as_deref().unwrap_or("");
+    let kind = reference.kind.as_deref().unwrap_or("Secret");
+    let namespace = reference
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&gateway.namespace);
+    let key = ObjectKey::new(namespace, reference.name.clone());
+    let at = format!("certificateRefs[{index}] ({key})");
+    let invalid =
+        |why: String| Problem::new(c::REASON_INVALID_CERTIFICATE_REF, format!("{at}: {why}"));
+    if !group.is_empty() || kind != "Secret" {
+        let shown = if group.is_empty() { "core" } else { group };
+        return Err(invalid(format!(
+            "kind {kind} of group {shown} is not supported; reference a core Secret (group \"\", kind Secret)"
+        )));
+    }
+    let permitted = reference_grant::permits(
+        store,
+        &From {
+            group: GATEWAY_GROUP,
+            kind: "Gateway",
+            namespace: &gateway.namespace,
+        },
+        &To {
+            group: "",
+            kind: "Secret",
+            namespace,
+            name: &reference.name,
+        },
+    );
+    if !permitted {
+        return Err(Problem::new(
+            c::REASON_REF_NOT_PERMITTED,
+            format!(
+                "{at}: Secret in namespace {namespace} is not allowed; add a ReferenceGrant there from Gateways in {} to Secrets",
+                gateway.namespace
+            ),
+        ));
+    }
+    let Some(secret) = store.secrets.get(&key) else {
+        return Err(invalid("Secret does not exist".to_owned()));
+    };
+    let secret_type = secret.type_.as_deref().unwrap_or("Opaque");
+    if secret_type != TLS_SECRET_TYPE {
+        return Err(invalid(format!(
+            "Secret has type {secret_type}; a certificate Secret must have type {TLS_SECRET_TYPE}"
+        )));
+    }
+    let field = |name: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(name))
+            .map(|b| b.0.as_slice())
+            .filter(|b| !b.is_empty())
+    };
+    let (Some(cert_pem), Some(key_pem)) = (field("tls.crt"), field("tls.key")) else {
+        return Err(invalid(
+            "Secret needs both tls.crt and tls.key, each non-empty".to_owned(),
+        ));
+    };
+    let pair = check_pair(cert_pem, key_pem).map_err(invalid)?;
+    Ok(CertificateIr {
+        secret: key,
+        dns_names: pair.dns_names,
+        chain: PemCertificates(pair.cert_pem),
+        private_key: PrivateKeyPem::new(pair.key_pem),
+    })
+}
+
+/// A certificate chain and key that belong together.
+struct CheckedPair {
+    cert_pem: String,
+    key_pem: String,
+    dns_names: Vec<String>,
+}
+
+/// Shows the names only: never the key.
+impl std::fmt::Debug for CheckedPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedPair")
+            .field("dns_names", &self.dns_names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses `tls.crt` and `tls.key` and checks that the key is the certificate's. The error says
+/// what is wrong without showing any of the key.
+fn check_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<CheckedPair, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("tls.crt is not valid PEM ({e})"))?;
+    let Some(leaf) = chain.first() else {
+        return Err("tls.crt holds no PEM CERTIFICATE block".to_owned());
+    };
+    let parsed = webpki::EndEntityCert::try_from(leaf)
+        .map_err(|e| format!("tls.crt: the first certificate does not parse ({e:?})"))?;
+    let dns_names = parsed.valid_dns_names().map(str::to_owned).collect();
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|_| "tls.key holds no PEM private key (PKCS#8, PKCS#1 or SEC1)".to_owned())?;
+    let provider = rustls::crypto::ring::default_provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|_| "tls.key is not a usable RSA, ECDSA or Ed25519 private key".to_owned())?;
+    let certified = rustls::sign::CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(_) => {
+            return Err(
+                "tls.key does not belong to the certificate in tls.crt; put the matching pair in the Secret"
+                    .to_owned(),
+            );
+        }
+    }
+    let text = |bytes: &[u8], what: &str| {
+        String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what} is not PEM text"))
+    };
+    Ok(CheckedPair {
+        cert_pem: text(cert_pem, "tls.crt")?,
+        key_pem: text(key_pem, "tls.key")?,
+        dns_names,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_matching_pair_passes_with_its_names() {
+        let (cert, key) = pair(&["a.example.com", "*.b.example.com"]);
+        let checked = check_pair(cert.as_bytes(), key.as_bytes()).expect("valid pair");
+        assert_eq!(checked.dns_names, ["a.example.com", "*.b.example.com"]);
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let (cert, _) = pair(&["a.example.com"]);
+        let (_, other_key) = pair(&["a.example.com"]);
+        let error = check_pair(cert.as_bytes(), other_key.as_bytes()).expect_err("refused");
+        assert!(error.contains("does not belong"), "{error}");
+        assert!(!error.contains("PRIVATE"), "{error}");
+    }
+
+    #[test]
+    fn garbage_is_refused_with_a_reason() {
+        let (cert, key) = pair(&["a.example.com"]);
+        assert!(
+            check_pair(b"not pem", key.as_bytes())
+                .expect_err("refused")
+                .contains("no PEM CERTIFICATE")
+        );
+        assert!(
+            check_pair(cert.as_bytes(), b"nope")
+                .expect_err("refused")
+                .contains("tls.key")
+        );
+        let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(
+            check_pair(broken.as_bytes(), key.as_bytes())
+                .expect_err("refused")
+                .contains("does not parse")
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! TLS to backends: one rustls client configuration per TLS cluster (and per Gateway client
+//! certificate), built when a configuration is compiled, never per request.
+//!
+//! Each configuration gets its own pooled client, so a connection verified under one
+//! policy is never reused under another, and a TLS cluster's pool is kept across
+//! configuration swaps as long as its settings do not change. Plaintext pools are separate
+//! and untouched by any of this.
+
+mod connector;
+mod roots;
+mod verifier;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hyper_util::client::legacy::Client;
+use rustls::ClientConfig;
+use rustls::client::WebPkiServerVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+pub use self::connector::{Handshake, TlsConnection, TlsConnector};
+pub use self::verifier::SubjectAltNameVerifier;
+use super::{ProxyBody, client_builder, http_connector};
+use crate::ir::{ClientCertificateIr, UpstreamTlsIr};
+
+/// ALPN protocol IDs.
+const ALPN_H2: &[u8] = b"h2";
+const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// The pooled clients of one TLS cluster.
+#[derive(Debug)]
+pub struct TlsUpstream {
+    /// What it was built from: a new configuration with the same settings reuses it.
+    ir: Arc<UpstreamTlsIr>,
+    /// For Gateways that present no client certificate.
+    anonymous: TlsClients,
+    /// By Gateway (`namespace/name`), for those that present one.
+    by_gateway: HashMap<String, TlsClients>,
+}
+
+/// Clients sharing one verification and client identity.
+#[derive(Clone, Debug)]
+pub struct TlsClients {
+    /// ALPN `http/1.1`: HTTP/1.1 requests, including upgrades.
+    pub http1: Client<TlsConnector, ProxyBody>,
+    /// ALPN `h2`, HTTP/2 only: requests to a port that speaks HTTP/2 (`appProtocol:
+    /// kubernetes.io/h2c`) and gRPC.
+    pub h2: Client<TlsConnector, ProxyBody>,
+}
+
+impl TlsUpstream {
+    /// Builds the clients of cluster `name`. Never fails: settings that cannot be turned
+    /// into a configuration make every connection fail with the reason logged.
+    pub fn build(name: &str, ir: &Arc<UpstreamTlsIr>) -> Self {
+        let cluster: Arc<str> = Arc::from(name);
+        let clients = |certificate: Option<&ClientCertificateIr>| {
+            TlsClients::build(&cluster, ir, certificate)
+        };
+        Self {
+            ir: ir.clone(),
+            anonymous: clients(None),
+            by_gateway: ir
+                .client_certificates
+                .iter()
+                .map(|(gateway, cert)| (gateway.clone(), clients(Some(cert))))
+                .collect(),
+        }
+    }
+
+    /// True when this was built from exactly these settings.
+    pub fn is_built_from(&self, ir: &UpstreamTlsIr) -> bool {
+        *self.ir == *ir
+    }
+
+    /// The clients for requests that came through `gateway` (`namespace/name`).
+    pub fn clients(&self, gateway: &str) -> &TlsClients {
+        self.by_gateway.get(gateway).unwrap_or(&self.anonymous)
+    }
+}
+
+impl TlsClients {
+    fn build(
+        cluster: &Arc<str>,
+        ir: &UpstreamTlsIr,
+        certificate: Option<&ClientCertificateIr>,
+    ) -> Self {
+        let base = ServerName::try_from(ir.sni.clone())
+            .map_err(|e| format!("hostname {:?} cannot be sent as SNI: {e}", ir.sni))
+            .and_then(|name| Ok((client_config(ir, certificate)?, name)))
+            .map_err(|why| {
+                tracing::warn!(%cluster, policy = %ir.policy, reason = %why, "backend TLS settings cannot be used; connections to this cluster will fail");
+                Arc::<str>::from(why)
+            });
+        let client = |alpn: &[u8], http2_only: bool| {
+            let settings = base.clone().map(|(config, server_name)| {
+                let mut config = config.clone();
+                config.alpn_protocols = vec![alpn.to_vec()];
+                Handshake {
+                    config: Arc::new(config),
+                    server_name,
+                }
+            });
+            let mut http = http_connector();
+            http.enforce_http(false);
+            let connector = TlsConnector::new(http, settings, cluster.clone());
+            let mut builder = client_builder();
+            builder.http2_only(http2_only);
+            builder.build(connector)
+        };
+        Self {
+            http1: client(ALPN_HTTP1, false),
+            h2: client(ALPN_H2, true),
+        }
+    }
+}
+
+/// The client configuration for `ir`, presenting `certificate` when given.
+fn client_config(
+    ir: &UpstreamTlsIr,
+    certificate: Option<&ClientCertificateIr>,
+) -> Result<ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = roots::root_store(&ir.trust)?;
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = if ir.subject_alt_names.is_empty() {
+        // Hostname "MUST be used for authentication and MUST match the certificate served
+        // by the matching backend": webpki's own verifier does exactly that.
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(|e| format!("cannot verify backend certificates: {e}"))?;
+        builder.with_webpki_verifier(verifier)
+    } else {
+        let verifier = SubjectAltNameVerifier::new(roots, ir.subject_alt_names.clone(), provider);
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+    };
+    match certificate {
+        None => Ok(builder.with_no_client_auth()),
+        Some(cert) => {
+            let chain = CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("client certificate from Secret {}: {e}", cert.secret))?;
+            let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())
+                .map_err(|e| format!("client key from Secret {}: {e}", cert.secret))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate from Secret {}: {e}", cert.secret))
+        }
+    }
+}
