@@ -127,11 +127,12 @@ impl Metrics {
              (statuses stamped and published)",
             stages.clone(),
         );
-        kube.register(&mut registry);
+        registry.register(
             "tls_handshake_errors",
             "TLS connections that failed before serving a request, by port and reason",
             tls_handshake_errors.clone(),
         );
+        kube.register(&mut registry);
         Self {
             tls_handshake_errors,
             registry,
@@ -152,6 +153,8 @@ impl Metrics {
         self.stages
             .get_or_create(&StageLabels { stage })
             .observe(elapsed);
+    }
+
     /// Counts a failed TLS handshake. Reasons are a small fixed set, so the family stays
     /// small.
     pub fn tls_handshake_error(&self, port: u16, reason: &'static str) {
