@@ -1,6 +1,7 @@
-//! Black-box test support for Gantry: the echo backend and helpers that drive the real
-//! `gantry-proxy` binary.
+//! Black-box test support for Gantry: the echo backend, an in-process Kubernetes API server,
+//! and helpers that drive the real `gantry-proxy` binary.
 
+pub mod apiserver;
 pub mod bench;
 pub mod certs;
 pub mod echo;

@@ -42,6 +42,20 @@ fn serves(scope: &Scope) -> String {
     }
 }
 
+/// Keeps `gantry_kube_leader` in step with the election.
+async fn count_leadership(
+    mut leading: watch::Receiver<bool>,
+    metrics: crate::telemetry::kube::KubeMetrics,
+    lease: String,
+) {
+    loop {
+        metrics.leading(&lease, *leading.borrow_and_update());
+        if leading.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Serves the cluster's Gateways until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let scope = scope(&args)?;
@@ -58,7 +72,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ..TranslateOptions::default()
     };
     let controller_name = options.controller_name.clone();
-    let runtime = Arc::new(Runtime::new(options, dataplane.clone(), metrics));
+    let kube_metrics = metrics.kube.clone();
+    let runtime = Arc::new(Runtime::new(options, dataplane.clone(), metrics.clone()));
     let (admin_addr, _admin) = crate::admin::serve(args.admin_addr, runtime.clone())
         .await
         .with_context(|| format!("binding the admin address {}", args.admin_addr))?;
@@ -71,19 +86,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let identity = std::env::var("POD_NAME")
         .unwrap_or_else(|_| format!("gantry-proxy-{}", uuid::Uuid::new_v4()));
     let lease = LeaseConfig::new(namespace, leader::lease_name(&serves(&scope)), identity);
+    let lease_id = format!("{}/{}", lease.namespace, lease.name);
     let mut elector = Elector::new(client.clone(), lease.clone());
     let election = tokio::spawn(leader::run(Elector::new(client.clone(), lease), leading_tx));
     let configured = match &scope {
         Scope::Gateways(keys) => keys.clone(),
         _ => Vec::new(),
     };
+    let leadership = tokio::spawn(count_leadership(
+        leading_rx.clone(),
+        kube_metrics.clone(),
+        lease_id,
+    ));
     let status = tokio::spawn(writer::run(
-        StatusWriter::new(client.clone(), controller_name, configured),
+        StatusWriter::new(client.clone(), controller_name, configured).with_metrics(kube_metrics),
         runtime.statuses(),
         updates_rx.clone(),
         leading_rx,
     ));
-    let source = tokio::spawn(crate::source::kube::run(client, scope, updates_tx));
+    let source = tokio::spawn(crate::source::kube::run(client, scope, updates_tx, metrics));
     let control = tokio::spawn(runtime.clone().run(updates_rx));
 
     let outcome = tokio::select! {
@@ -101,6 +122,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     runtime.start_draining();
     election.abort();
     status.abort();
+    leadership.abort();
     // Hand the Lease over so another replica writes status at once; bounded, so an
     // unreachable API server cannot hold up draining.
     match tokio::time::timeout(RELEASE_TIMEOUT, elector.release()).await {

@@ -3,20 +3,27 @@
 //! A source publishes [`SourceUpdate`]s on a watch channel (so a burst of changes coalesces into
 //! the latest one); [`Runtime::run`] translates each, applies the IR to the data plane when it
 //! changed, and publishes a new [`View`] for the admin endpoints with one atomic swap.
+//!
+//! What an update costs depends on what changed ([`Difference`]): nothing the translator
+//! reads (our own status writes coming back through the watch) costs a comparison;
+//! EndpointSlices alone refresh the clusters' endpoints; anything else is translated. Listener
+//! ports that cannot be bound are reported on their listeners' status, and bound again every
+//! [`REBIND_EVERY`] until they are.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::ir::Ir;
-use crate::server::DataPlane;
+use crate::server::{DataPlane, UnboundPort};
 use crate::status::stamp;
+use crate::status::unbound::mark_unbound;
 use crate::status::{GatewayStatusAddress, ObjectStatus, StatusBody};
-use crate::store::Store;
+use crate::store::{Difference, Store};
 use crate::telemetry::Metrics;
 use crate::translate::{TranslateOptions, refresh_endpoints, translate};
 
@@ -54,7 +61,13 @@ pub struct View {
     #[serde(skip)]
     pub statuses: Arc<Vec<ObjectStatus>>,
     pub source: SourceReport,
+    /// Listener ports of `ir` that could not be bound (their listeners are not served).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unbound_ports: Vec<UnboundPort>,
 }
+
+/// How often ports that could not be bound are tried again.
+pub const REBIND_EVERY: Duration = Duration::from_secs(5);
 
 /// The control loop of one proxy process.
 #[derive(Debug)]
@@ -70,6 +83,9 @@ pub struct Runtime {
     gateway_addresses: Vec<GatewayStatusAddress>,
     /// The store the configuration in use was built from.
     last_store: ArcSwapOption<Store>,
+    /// While a listener port is unbound: the translated statuses in use, before the unbound
+    /// listeners were marked on them. Empty otherwise.
+    translated_statuses: ArcSwap<Vec<ObjectStatus>>,
     /// The latest statuses, for a status writer ([`Runtime::statuses`]).
     statuses: watch::Sender<Arc<Vec<ObjectStatus>>>,
 }
@@ -89,6 +105,7 @@ impl Runtime {
             draining: AtomicBool::new(false),
             gateway_addresses: Vec::new(),
             last_store: ArcSwapOption::empty(),
+            translated_statuses: ArcSwap::from_pointee(Vec::new()),
             statuses: watch::Sender::new(Arc::default()),
         }
     }
@@ -136,17 +153,65 @@ impl Runtime {
         self.draining.store(true, Ordering::Release);
     }
 
-    /// Applies source updates until the sender is dropped.
+    /// Applies source updates until the sender is dropped; meanwhile tries to bind the ports
+    /// that could not be bound every [`REBIND_EVERY`].
     pub async fn run(self: Arc<Self>, mut updates: watch::Receiver<Option<SourceUpdate>>) {
+        let mut changed = true;
+        // Updates that apply nothing (statuses read back) must not postpone the retry.
+        let mut rebind_at = tokio::time::Instant::now() + REBIND_EVERY;
         loop {
-            let update = updates.borrow_and_update().clone();
-            if let Some(update) = update {
-                self.apply(update).await;
+            if changed {
+                let update = updates.borrow_and_update().clone();
+                if let Some(update) = update {
+                    self.apply(update).await;
+                }
             }
-            if updates.changed().await.is_err() {
-                return;
+            let unbound = !self.view.load().unbound_ports.is_empty();
+            if !unbound {
+                rebind_at = tokio::time::Instant::now() + REBIND_EVERY;
+            }
+            tokio::select! {
+                result = updates.changed() => {
+                    if result.is_err() {
+                        return;
+                    }
+                    changed = true;
+                }
+                () = tokio::time::sleep_until(rebind_at), if unbound => {
+                    self.rebind().await;
+                    changed = false;
+                    rebind_at = tokio::time::Instant::now() + REBIND_EVERY;
+                }
             }
         }
+    }
+
+    /// Applies the configuration in use again, which binds the ports that are still unbound,
+    /// and updates the listeners' status when that changed anything.
+    async fn rebind(&self) {
+        let current = self.view.load_full();
+        let version = current.version + 1;
+        let unbound = match self.dataplane.apply(current.ir.clone(), version).await {
+            Ok(applied) => applied.unbound,
+            Err(error) => {
+                tracing::error!(%error, "configuration in use not applied again");
+                return;
+            }
+        };
+        if unbound == current.unbound_ports {
+            return;
+        }
+        tracing::info!(still_unbound = unbound.len(), "listener ports bound again");
+        let unmarked = self.unmarked_statuses(&current);
+        let statuses = self.mark_and_stamp(unmarked, &current.ir, &unbound, &current);
+        self.metrics
+            .config_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        self.update_view(|view| {
+            view.version = version;
+            view.statuses = statuses;
+            view.unbound_ports = unbound;
+        });
     }
 
     /// Applies one update.
@@ -166,14 +231,26 @@ impl Runtime {
     async fn apply_store(&self, store: Arc<Store>, warnings: Vec<String>) {
         let started = Instant::now();
         let current = self.view.load_full();
+        let difference = match self.last_store.load().as_ref() {
+            Some(last) if self.translated.load(Ordering::Acquire) => last.difference(&store),
+            _ => Difference::Objects,
+        };
+        if difference == Difference::Nothing {
+            // Statuses (our own writes, read back) or versions only: keep everything.
+            self.last_store.store(Some(store));
+            if !current.source.errors.is_empty() || current.source.warnings != warnings {
+                self.update_view(|view| {
+                    view.source = SourceReport {
+                        errors: Vec::new(),
+                        warnings,
+                    }
+                });
+            }
+            return;
+        }
         // A change of EndpointSlices alone cannot change routes or statuses: refresh the
         // clusters' endpoints and keep everything else.
-        let endpoints_only = self.translated.load(Ordering::Acquire)
-            && self
-                .last_store
-                .load()
-                .as_ref()
-                .is_some_and(|last| last.differs_only_in_endpoint_slices(&store));
+        let endpoints_only = difference == Difference::EndpointSlices;
         let options = self.options.clone();
         let in_use = current.ir.clone();
         let applied_store = store.clone();
@@ -197,21 +274,27 @@ impl Runtime {
         };
         let (translated_ir, translated_statuses) = translation;
         let translated_in = started.elapsed();
+        self.metrics.observe_stage("translate", translated_in);
+        let compile_started = Instant::now();
         let current = self.view.load_full();
         let mut version = current.version;
         let mut ir = current.ir.clone();
+        let mut unbound = current.unbound_ports.clone();
         if *current.ir != translated_ir || !self.translated.load(Ordering::Acquire) {
             let next = Arc::new(translated_ir);
-            if let Err(error) = self.dataplane.apply(next.clone(), version + 1).await {
-                tracing::error!(%error, "configuration not applied; the last good configuration keeps serving");
-                self.metrics.config_reloads_rejected.inc();
-                self.update_view(|view| {
-                    view.source = SourceReport {
-                        errors: vec![error.to_string()],
-                        warnings,
-                    }
-                });
-                return;
+            match self.dataplane.apply(next.clone(), version + 1).await {
+                Ok(applied) => unbound = applied.unbound,
+                Err(error) => {
+                    tracing::error!(%error, "configuration not applied; the last good configuration keeps serving");
+                    self.metrics.config_reloads_rejected.inc();
+                    self.update_view(|view| {
+                        view.source = SourceReport {
+                            errors: vec![error.to_string()],
+                            warnings,
+                        }
+                    });
+                    return;
+                }
             }
             version += 1;
             ir = next;
@@ -219,8 +302,12 @@ impl Runtime {
             self.metrics
                 .config_version
                 .set(i64::try_from(version).unwrap_or(i64::MAX));
+            self.metrics
+                .observe_stage("compile", compile_started.elapsed());
         }
-        let statuses = match translated_statuses {
+        let status_started = Instant::now();
+        let unbound_changed = unbound != current.unbound_ports;
+        let unmarked = match translated_statuses {
             Some(mut statuses) => {
                 if !self.gateway_addresses.is_empty() {
                     for object in &mut statuses {
@@ -229,9 +316,17 @@ impl Runtime {
                         }
                     }
                 }
-                stamp::stamp(&current.statuses, &mut statuses, &stamp::now());
-                let statuses = Arc::new(statuses);
-                self.statuses.send_replace(statuses.clone());
+                Some(Arc::new(statuses))
+            }
+            // Endpoints only: the same statuses, marked again if the bind results changed.
+            None if unbound_changed => Some(self.unmarked_statuses(&current)),
+            None => None,
+        };
+        let statuses = match unmarked {
+            Some(unmarked) => {
+                let statuses = self.mark_and_stamp(unmarked, &ir, &unbound, &current);
+                self.metrics
+                    .observe_stage("status", status_started.elapsed());
                 statuses
             }
             None => current.statuses.clone(),
@@ -248,6 +343,7 @@ impl Runtime {
                 errors: Vec::new(),
                 warnings,
             },
+            unbound_ports: unbound,
         }));
         self.translated.store(true, Ordering::Release);
         tracing::info!(
@@ -257,6 +353,40 @@ impl Runtime {
             total_ms = started.elapsed().as_secs_f64() * 1e3,
             "configuration applied"
         );
+    }
+
+    /// The translated statuses in use before the unbound ports were marked on them.
+    fn unmarked_statuses(&self, current: &View) -> Arc<Vec<ObjectStatus>> {
+        let kept = self.translated_statuses.load_full();
+        if kept.is_empty() {
+            // Nothing was marked: the statuses in use are unmarked.
+            current.statuses.clone()
+        } else {
+            kept
+        }
+    }
+
+    /// Marks the unbound ports' listeners, stamps the times and publishes the statuses to the
+    /// status writer. The unmarked statuses are kept (shared, not copied) only while a port is
+    /// unbound, for when it gets bound.
+    fn mark_and_stamp(
+        &self,
+        unmarked: Arc<Vec<ObjectStatus>>,
+        ir: &Ir,
+        unbound: &[UnboundPort],
+        current: &View,
+    ) -> Arc<Vec<ObjectStatus>> {
+        self.translated_statuses.store(if unbound.is_empty() {
+            Arc::default()
+        } else {
+            unmarked.clone()
+        });
+        let mut statuses = Arc::unwrap_or_clone(unmarked);
+        mark_unbound(&mut statuses, ir, unbound);
+        stamp::stamp(&current.statuses, &mut statuses, &stamp::now());
+        let statuses = Arc::new(statuses);
+        self.statuses.send_replace(statuses.clone());
+        statuses
     }
 
     fn update_view(&self, edit: impl FnOnce(&mut View)) {

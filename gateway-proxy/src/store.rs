@@ -79,30 +79,50 @@ pub struct Store {
     pub slices_by_service: SliceIndex,
 }
 
+/// What changed between two stores, as far as translation is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Difference {
+    /// Nothing the translator reads: only statuses, resourceVersions or managedFields (our own
+    /// status writes come back this way). The configuration in use stays.
+    Nothing,
+    /// Only EndpointSlices: routes and statuses stay, clusters' endpoints change.
+    EndpointSlices,
+    /// Anything else: translate again.
+    Objects,
+}
+
 impl Store {
-    /// True when `other` holds the very same objects (same `Arc`s, as sources keep them for
-    /// unchanged objects) as `self` in every kind but EndpointSlices. Such a change cannot
-    /// alter routes or statuses, only which endpoints are ready.
-    pub fn differs_only_in_endpoint_slices(&self, other: &Store) -> bool {
-        fn same<K: Ord, T>(a: &BTreeMap<K, Arc<T>>, b: &BTreeMap<K, Arc<T>>) -> bool {
-            a.len() == b.len()
-                && a.iter()
-                    .zip(b)
-                    .all(|((ka, va), (kb, vb))| ka == kb && Arc::ptr_eq(va, vb))
+    /// How `next` differs from `self`. Objects are compared by pointer first (sources keep the
+    /// `Arc` of an unchanged object), so the cost is a walk over the keys plus a comparison of
+    /// the few objects that were replaced.
+    pub fn difference(&self, next: &Store) -> Difference {
+        let others_same = same(&self.namespaces, &next.namespaces)
+            && same(&self.gateway_classes, &next.gateway_classes)
+            && same(&self.gateways, &next.gateways)
+            && same(&self.http_routes, &next.http_routes)
+            && same(&self.grpc_routes, &next.grpc_routes)
+            && same(&self.tls_routes, &next.tls_routes)
+            && same(&self.tcp_routes, &next.tcp_routes)
+            && same(&self.udp_routes, &next.udp_routes)
+            && same(&self.reference_grants, &next.reference_grants)
+            && same(&self.backend_tls_policies, &next.backend_tls_policies)
+            && same(&self.services, &next.services)
+            && same(&self.secrets, &next.secrets)
+            && same(&self.config_maps, &next.config_maps);
+        if !others_same {
+            Difference::Objects
+        } else if same(&self.endpoint_slices, &next.endpoint_slices) {
+            Difference::Nothing
+        } else {
+            Difference::EndpointSlices
         }
-        same(&self.namespaces, &other.namespaces)
-            && same(&self.gateway_classes, &other.gateway_classes)
-            && same(&self.gateways, &other.gateways)
-            && same(&self.http_routes, &other.http_routes)
-            && same(&self.grpc_routes, &other.grpc_routes)
-            && same(&self.tls_routes, &other.tls_routes)
-            && same(&self.tcp_routes, &other.tcp_routes)
-            && same(&self.udp_routes, &other.udp_routes)
-            && same(&self.reference_grants, &other.reference_grants)
-            && same(&self.backend_tls_policies, &other.backend_tls_policies)
-            && same(&self.services, &other.services)
-            && same(&self.secrets, &other.secrets)
-            && same(&self.config_maps, &other.config_maps)
+    }
+
+    /// True when `other` holds the same objects as `self` in every kind but EndpointSlices
+    /// (statuses and resourceVersions aside). Such a change cannot alter routes or statuses,
+    /// only which endpoints are ready.
+    pub fn differs_only_in_endpoint_slices(&self, other: &Store) -> bool {
+        self.difference(other) != Difference::Objects
     }
 
     /// EndpointSlices that belong to a Service (label `kubernetes.io/service-name`). The
@@ -136,6 +156,55 @@ impl Store {
             .filter_map(|key| self.endpoint_slices.get(key))
             .map(AsRef::as_ref)
     }
+}
+
+/// Same keys, and each object the same `Arc` or equal apart from what the translator never
+/// reads ([`Translated`]).
+fn same<K: Ord, T: Translated>(a: &BTreeMap<K, Arc<T>>, b: &BTreeMap<K, Arc<T>>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && (Arc::ptr_eq(va, vb) || va.same_input(vb)))
+}
+
+/// An object as the translator reads it: everything but its status, resourceVersion and
+/// managedFields.
+trait Translated: Clone + PartialEq {
+    fn same_input(&self, other: &Self) -> bool;
+}
+
+macro_rules! translated {
+    (with status: $($ty:ty),*; without: $($plain:ty),*) => {
+        $(impl Translated for $ty {
+            fn same_input(&self, other: &Self) -> bool {
+                let (mut a, mut b) = (self.clone(), other.clone());
+                a.status = None;
+                b.status = None;
+                forget_versions(&mut a.metadata);
+                forget_versions(&mut b.metadata);
+                a == b
+            }
+        })*
+        $(impl Translated for $plain {
+            fn same_input(&self, other: &Self) -> bool {
+                let (mut a, mut b) = (self.clone(), other.clone());
+                forget_versions(&mut a.metadata);
+                forget_versions(&mut b.metadata);
+                a == b
+            }
+        })*
+    };
+}
+
+translated!(
+    with status: Namespace, GatewayClass, Gateway, HttpRoute, GrpcRoute, TlsRoute, TcpRoute,
+        UdpRoute, BackendTlsPolicy, Service;
+    without: ReferenceGrant, EndpointSlice, Secret, ConfigMap
+);
+
+fn forget_versions(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    meta.resource_version = None;
+    meta.managed_fields = None;
 }
 
 /// EndpointSlice keys by Service, built on first use. A copy of the store starts without it
@@ -193,5 +262,58 @@ mod tests {
         copy.endpoint_slices
             .insert(ObjectKey::new("a", "web-3"), slice("a", "web-3", "web"));
         assert_eq!(names(&copy, "a", "web"), ["web-1", "web-2", "web-3"]);
+    }
+
+    #[test]
+    fn a_difference_is_classified_by_what_the_translator_reads() {
+        use gantry_crds::gateway::httproutes::{
+            HttpRouteStatus, HttpRouteStatusParents, HttpRouteStatusParentsParentRef,
+        };
+
+        let mut route = HttpRoute::default();
+        route.metadata.name = Some("web".into());
+        route.metadata.resource_version = Some("1".into());
+        let key = ObjectKey::new("default", "web");
+        let mut store = Store::default();
+        store
+            .http_routes
+            .insert(key.clone(), Arc::new(route.clone()));
+        store.endpoint_slices.insert(
+            ObjectKey::new("default", "web-1"),
+            slice("default", "web-1", "web"),
+        );
+        assert_eq!(store.difference(&store.clone()), Difference::Nothing);
+
+        // A status written (and read back with a new resourceVersion): nothing to translate.
+        let mut written = route.clone();
+        written.metadata.resource_version = Some("2".into());
+        written.status = Some(HttpRouteStatus {
+            parents: vec![HttpRouteStatusParents {
+                controller_name: "gantry.dev/gateway-controller".into(),
+                parent_ref: HttpRouteStatusParentsParentRef {
+                    name: "gw".into(),
+                    ..Default::default()
+                },
+                conditions: Vec::new(),
+            }],
+        });
+        let mut next = store.clone();
+        next.http_routes.insert(key.clone(), Arc::new(written));
+        assert_eq!(store.difference(&next), Difference::Nothing);
+
+        // Endpoints only.
+        let mut next = store.clone();
+        next.endpoint_slices.insert(
+            ObjectKey::new("default", "web-2"),
+            slice("default", "web-2", "web"),
+        );
+        assert_eq!(store.difference(&next), Difference::EndpointSlices);
+
+        // A spec change, or a new generation.
+        let mut edited = route;
+        edited.metadata.generation = Some(2);
+        let mut next = store.clone();
+        next.http_routes.insert(key, Arc::new(edited));
+        assert_eq!(store.difference(&next), Difference::Objects);
     }
 }

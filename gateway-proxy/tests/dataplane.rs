@@ -626,26 +626,40 @@ async fn ports_come_and_go_with_the_config() {
     let client = http1();
     assert_eq!(send(&client, second, "a", "/echo").await.status, 200);
 
-    // A port that cannot be bound rejects the whole config.
+    // A port that cannot be bound is reported; the rest of the config is applied and served.
     let taken = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
     let mut ir = test_ir(proxy.port, proxy.echo, vec![]);
-    let mut taken_port = ir.ports[0].clone();
-    taken_port.port = taken.local_addr().unwrap().port();
-    ir.ports.push(taken_port);
-    let err = proxy.plane.apply(Arc::new(ir), 3).await.unwrap_err();
-    assert!(
-        matches!(err, gantry_proxy::server::ApplyError::Bind { .. }),
-        "{err}"
+    let mut extra = ir.ports[0].clone();
+    extra.port = taken_port;
+    ir.ports.push(extra);
+    let ir = Arc::new(ir);
+    let applied = proxy.plane.apply(ir.clone(), 3).await.unwrap();
+    assert_eq!(
+        applied
+            .unbound
+            .iter()
+            .map(|u| (u.port, u.address.port()))
+            .collect::<Vec<_>>(),
+        [(taken_port, taken_port)]
     );
-    assert_eq!(proxy.plane.snapshot().version, 2);
+    assert_eq!(proxy.plane.snapshot().version, 3);
+    assert_eq!(send(&client, proxy.port, "a", "/echo").await.status, 200);
+    assert!(TcpStream::connect(("127.0.0.1", second)).await.is_err());
 
-    // Dropping the second port closes it.
+    // Once the port is free, applying again binds it.
+    drop(taken);
+    let applied = proxy.plane.apply(ir, 4).await.unwrap();
+    assert!(applied.unbound.is_empty(), "{applied:?}");
+    assert_eq!(send(&client, taken_port, "a", "/echo").await.status, 200);
+
+    // Dropping the extra port closes it.
     proxy
         .plane
-        .apply(Arc::new(test_ir(proxy.port, proxy.echo, vec![])), 4)
+        .apply(Arc::new(test_ir(proxy.port, proxy.echo, vec![])), 5)
         .await
         .unwrap();
-    assert!(TcpStream::connect(("127.0.0.1", second)).await.is_err());
+    assert!(TcpStream::connect(("127.0.0.1", taken_port)).await.is_err());
     assert_eq!(send(&client, proxy.port, "a", "/echo").await.status, 200);
 }
 

@@ -83,6 +83,19 @@ async fn the_binary_serves_the_cluster_and_writes_status() {
         .expect("the Lease");
     assert_eq!(lease["spec"]["holderIdentity"], "proxy-0");
 
+    // Kubernetes mode's metrics: leadership, lists, status writes.
+    let (code, metrics) = http_get(admin, "/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    for line in [
+        r#"gantry_kube_leader{lease="gantry-system/gantry-proxy-default.gw"} 1"#,
+        r#"gantry_kube_relists_total{kind="HTTPRoute"} 1"#,
+        r#"gantry_kube_status_writes_total{kind="Gateway",result="written"}"#,
+        r#"gantry_kube_status_writes_total{kind="HTTPRoute",result="written"}"#,
+        r#"gantry_config_stage_duration_seconds_count{stage="translate"}"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+
     // SIGTERM: the proxy drains, hands the Lease back and exits cleanly.
     let pid = proxy.0.id().to_string();
     assert!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gantry_proxy::leader::{self, Elector, LeaseConfig};
 use support::apiserver::ApiServer;
-use support::eventually;
+use support::{Client, eventually};
 use tokio::sync::watch;
 
 fn config(identity: &str) -> LeaseConfig {

@@ -15,7 +15,7 @@ use gantry_proxy::translate::{TranslateOptions, translate};
 use serde_json::{Value, json};
 use support::apiserver::{ApiServer, Recorded};
 use support::objects::{CONTROLLER, GW_API, http_route, seed};
-use support::{free_port, gw, start_backend, start_source, store_where};
+use support::{Client, free_port, gw, start_backend, start_source, store_where};
 
 fn desired(store: &Store) -> Vec<ObjectStatus> {
     let options = TranslateOptions {

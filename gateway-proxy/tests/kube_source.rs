@@ -17,8 +17,8 @@ use gantry_proxy::translate::TranslateOptions;
 use support::apiserver::ApiServer;
 use support::objects::{http_route, seed};
 use support::{
-    add_route_and_wait_until_served, eventually, free_port, gw, http_get, start_backend,
-    start_source, store_where,
+    Client, add_route_and_wait_until_served, eventually, free_port, gw, http_get, start_backend,
+    start_source, start_source_counted, store_where,
 };
 
 fn runtime() -> Arc<Runtime> {
@@ -92,7 +92,8 @@ async fn initial_sync_gates_readiness_and_watched_routes_are_served() {
 async fn a_relist_after_410_gone_keeps_serving_the_last_objects() {
     let server = ApiServer::start().await;
     seed(&server, free_port(), start_backend().await);
-    let mut updates = start_source(&server);
+    let metrics = Arc::new(Metrics::new());
+    let mut updates = start_source_counted(&server, metrics.clone());
     store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
 
     // Record the routes of every store published from now on.
@@ -139,6 +140,17 @@ async fn a_relist_after_410_gone_keeps_serving_the_last_objects() {
         "a store without routes was published: {seen:?}"
     );
     updates.borrow_and_update();
+
+    // The first list and the relist are counted, and so is the 410 that ended the watch.
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"gantry_kube_relists_total{kind="HTTPRoute"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"gantry_kube_watch_errors_total{kind="HTTPRoute"}"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -240,6 +252,7 @@ async fn a_class_fleet_sees_only_its_class_and_its_gateways() {
         server.client(),
         Scope::Class("gantry".into()),
         tx,
+        std::sync::Arc::new(gantry_proxy::telemetry::Metrics::new()),
     ));
     let store = store_where(&updates, "the class's Gateways", |s| s.gateways.len() == 2).await;
     assert_eq!(store.gateway_classes.keys().collect::<Vec<_>>(), ["gantry"]);

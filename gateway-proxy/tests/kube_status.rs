@@ -10,11 +10,12 @@ use std::time::Duration;
 use gantry_proxy::status::ObjectStatus;
 use gantry_proxy::status::writer::{self, StatusWriter, Written};
 use gantry_proxy::store::Store;
+use gantry_proxy::telemetry::Metrics;
 use gantry_proxy::translate::{TranslateOptions, translate};
 use serde_json::{Value, json};
 use support::apiserver::{ApiServer, Recorded};
 use support::objects::{CONTROLLER, foreign_parent, http_route, seed};
-use support::{eventually, free_port, gw, start_backend, start_source, store_where};
+use support::{Client, eventually, free_port, gw, start_backend, start_source, store_where};
 use tokio::sync::watch;
 
 fn desired(store: &Store) -> Vec<ObjectStatus> {
@@ -159,11 +160,21 @@ async fn a_conflict_is_retried_on_the_fresh_route() {
         "r1",
         json!({ "status": { "parents": [foreign_parent("gw")] } }),
     );
+    let metrics = Metrics::new();
     let written = writer(&server)
+        .with_metrics(metrics.kube.clone())
         .reconcile(&store, &desired(&store))
         .await
         .unwrap();
     assert_eq!(written.routes, 1);
+    let text = metrics.encode();
+    for line in [
+        r#"gantry_kube_status_writes_total{kind="HTTPRoute",result="conflict_retried"} 1"#,
+        r#"gantry_kube_status_writes_total{kind="HTTPRoute",result="written"} 1"#,
+        r#"gantry_kube_status_writes_total{kind="Gateway",result="written"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
 
     let route_writes: Vec<Recorded> = status_writes(&server)
         .into_iter()
@@ -201,7 +212,8 @@ async fn an_unchanged_status_is_not_written_again() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // a new second for timestamps
-    let fresh_writer = &mut self::writer(&server);
+    let metrics = Metrics::new();
+    let fresh_writer = &mut self::writer(&server).with_metrics(metrics.kube.clone());
     assert_eq!(
         fresh_writer
             .reconcile(&fresh, &desired(&fresh))
@@ -209,6 +221,13 @@ async fn an_unchanged_status_is_not_written_again() {
             .unwrap(),
         Written::default()
     );
+    let text = metrics.encode();
+    for line in [
+        r#"gantry_kube_status_writes_total{kind="HTTPRoute",result="unchanged"} 1"#,
+        r#"gantry_kube_status_writes_total{kind="Gateway",result="unchanged"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
     assert_eq!(server.writes().len(), after_first);
     assert_eq!(server.get("httproutes", "default", "r1").unwrap(), before);
 }

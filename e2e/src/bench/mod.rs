@@ -1,9 +1,11 @@
 //! Benchmark building blocks: config generators for Gantry, nginx and haproxy, the processes
-//! under measurement, the load generator driver, the scenarios, and the report.
+//! under measurement, the load generator driver, the scenarios (including Gantry's route
+//! propagation from files and from Kubernetes watch events), and the report.
 
 pub mod churn;
 pub mod config;
 pub mod haproxy;
+pub mod kube_propagation;
 pub mod matrix;
 pub mod nginx;
 pub mod probe;

@@ -20,6 +20,26 @@ pub fn status(port: u16, host: &str, path: &str) -> std::io::Result<u16> {
         .ok_or_else(|| std::io::Error::other("not an HTTP/1.x status line"))
 }
 
+/// `GET path` on 127.0.0.1:port; the body of a 200.
+pub fn get_body(port: u16, path: &str) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("no HTTP response from port {port}"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!(
+            "GET {path} on port {port}: {}",
+            head.lines().next().unwrap_or("")
+        );
+    }
+    Ok(body.to_owned())
+}
+
 /// Polls every `interval` from `started` until the route answers 200; returns the time taken.
 /// `alive` is checked between polls so a crashed proxy fails fast.
 pub fn wait_for_200(

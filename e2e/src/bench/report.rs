@@ -12,9 +12,12 @@ const MIB: f64 = 1024.0 * 1024.0;
 pub fn markdown(r: &Results) -> String {
     let mut s = String::new();
     header(&mut s, r);
-    throughput(&mut s, r);
-    footprint(&mut s, r);
+    if !r.proxies.is_empty() {
+        throughput(&mut s, r);
+        footprint(&mut s, r);
+    }
     gantry_only(&mut s, r);
+    kube_propagation(&mut s, r);
     let _ = writeln!(
         s,
         "\nHow each figure is measured, and what to keep in mind reading them: \
@@ -45,30 +48,45 @@ fn header(s: &mut String, r: &Results) {
          figures from other machines. Nothing is pinned to a core.",
         m.cores, m.cpu, m.kernel
     );
-    let _ = writeln!(
-        s,
-        "- Proxies: gantry-proxy (release build, `--no-access-log --log-level warn --worker-threads {c}`), {}, {}; \
-         {c} workers each, access logs off, keepalive to the backend. Load generator: {}.",
-        m.nginx,
-        m.haproxy,
-        m.wrk,
-        c = m.cores
-    );
-    let _ = writeln!(
-        s,
-        "- Backend: `gantry-echo --plain` (a fixed short answer) on 127.0.0.1. Route i is host `r{{i}}.bench.example.com`, \
-         path prefix `/svc{{i}}`; the load goes to the last route.",
-    );
-    let _ = writeln!(
-        s,
-        "- Runs: {} s each, {} per proxy and connection level (interleaved across proxies and the direct \
-         connection; medians shown), after a {} s warm-up per proxy, at {} connections, with {} routes.",
-        st.seconds_per_run,
-        st.repeats,
-        st.warmup_seconds,
-        join(&st.connections),
-        join(&st.routes)
-    );
+    let build = match &st.bins {
+        None => "release build".to_owned(),
+        Some(dir) => format!(
+            "**the binaries in `{dir}`, not the release build: compare these figures only with others from the same build**"
+        ),
+    };
+    if st.kube_only {
+        let _ = writeln!(
+            s,
+            "- Only Kubernetes mode's watch event to first 200 was measured: gantry-proxy ({build}, \
+             `--no-access-log --log-level warn --worker-threads {}`).",
+            m.cores
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "- Proxies: gantry-proxy ({build}, `--no-access-log --log-level warn --worker-threads {c}`), {}, {}; \
+             {c} workers each, access logs off, keepalive to the backend. Load generator: {}.",
+            m.nginx,
+            m.haproxy,
+            m.wrk,
+            c = m.cores
+        );
+        let _ = writeln!(
+            s,
+            "- Backend: `gantry-echo --plain` (a fixed short answer) on 127.0.0.1. Route i is host `r{{i}}.bench.example.com`, \
+             path prefix `/svc{{i}}`; the load goes to the last route.",
+        );
+        let _ = writeln!(
+            s,
+            "- Runs: {} s each, {} per proxy and connection level (interleaved across proxies and the direct \
+             connection; medians shown), after a {} s warm-up per proxy, at {} connections, with {} routes.",
+            st.seconds_per_run,
+            st.repeats,
+            st.warmup_seconds,
+            join(&st.connections),
+            join(&st.routes)
+        );
+    }
     // At the start none of the suite's processes run yet; at the end its own load counts too.
     let busy = m.load_average_start > 1.0;
     let _ = writeln!(
@@ -254,6 +272,63 @@ fn gantry_only(s: &mut String, r: &Results) {
             if c.last_change_live { "yes" } else { "**no**" }
         );
     }
+}
+
+/// Kubernetes mode: watch event to first 200.
+fn kube_propagation(s: &mut String, r: &Results) {
+    if r.kube_propagation.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "## Gantry in Kubernetes mode: watch event to first 200
+"
+    );
+    let _ = writeln!(
+        s,
+        "`gantry-proxy run --kubernetes` against an in-process API server, leading and writing status. New \
+         HTTPRoutes are created through the API server one at a time; time from the creation (the watch event \
+         leaves the server) to the first 200 for that route (polled every 0.5 ms over new connections). Each \
+         sample starts once the previous route's status is written.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| routes loaded | new routes | median ms | p90 ms | p99 ms | max ms |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
+    for p in &r.kube_propagation {
+        let v = &p.samples_ms;
+        let f = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.1}"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            p.routes,
+            v.len(),
+            f(percentile(v, 50.0)),
+            f(percentile(v, 90.0)),
+            f(percentile(v, 99.0)),
+            f(percentile(v, 100.0))
+        );
+    }
+    s.push('\n');
+    let _ = writeln!(
+        s,
+        "Where the proxy spent its time during those samples (mean per run of each stage, from its \
+         `gantry_config_stage_duration_seconds`; a stage also runs for watch events that change nothing served, \
+         such as the proxy's own status writes coming back):\n"
+    );
+    let _ = writeln!(s, "| routes loaded | stage | runs | mean ms |");
+    let _ = writeln!(s, "|---:|---|---:|---:|");
+    for p in &r.kube_propagation {
+        for stage in &p.stages {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.2} |",
+                p.routes, stage.stage, stage.count, stage.mean_ms
+            );
+        }
+    }
+    s.push('\n');
 }
 
 /// The throughput chart: one panel per connection level, groups by route count.

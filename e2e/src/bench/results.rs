@@ -15,6 +15,9 @@ pub struct Results {
     pub proxies: Vec<ProxyAtScale>,
     pub propagation: Vec<Propagation>,
     pub churn: Option<Churn>,
+    /// Kubernetes mode: from a route's creation in the API server (its watch event) to its
+    /// first 200.
+    pub kube_propagation: Vec<KubePropagation>,
 }
 
 /// Where and with what the figures were taken.
@@ -47,6 +50,12 @@ pub struct Settings {
     pub churn_routes: usize,
     pub churn_seconds: u64,
     pub churn_connections: u32,
+    pub kube_propagation_at: Vec<usize>,
+    pub kube_propagation_samples: usize,
+    /// Only the Kubernetes-mode propagation was measured.
+    pub kube_only: bool,
+    /// Where `gantry-proxy` came from: `None` for the release build, else the `--bins` folder.
+    pub bins: Option<String>,
 }
 
 /// One `wrk` run against one target.
@@ -76,8 +85,30 @@ pub struct ProxyAtScale {
 pub struct Propagation {
     /// Routes already loaded.
     pub routes: usize,
-    /// From the file's rename into the config directory to the first 200, in order.
+    /// From the change (a file's rename into the config directory, or a route's creation in the
+    /// API server) to the first 200, in order.
     pub samples_ms: Vec<f64>,
+}
+
+/// New routes created one at a time through the API server of a Gantry in Kubernetes mode.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct KubePropagation {
+    /// Routes already loaded.
+    pub routes: usize,
+    /// From the route's creation in the API server to the first 200, in order.
+    pub samples_ms: Vec<f64>,
+    /// Where the proxy spent its time while the samples ran (its
+    /// `gantry_config_stage_duration_seconds`), in pipeline order.
+    pub stages: Vec<StageTime>,
+}
+
+/// One stage of applying changes, over the samples of a measurement.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct StageTime {
+    pub stage: String,
+    /// Times the stage ran (watch events that came back from status writes count too).
+    pub count: u64,
+    pub mean_ms: f64,
 }
 
 /// Routes added, edited and removed while a stable route is under load.

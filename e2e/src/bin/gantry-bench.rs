@@ -1,5 +1,6 @@
 //! `gantry-bench`: Gantry side by side with nginx and haproxy (throughput, latency, CPU,
-//! memory, load time at N routes), plus Gantry's route propagation and churn under load.
+//! memory, load time at N routes), plus Gantry's route propagation (from files, and from a
+//! Kubernetes watch event) and churn under load.
 //!
 //! Run it through `e2e/bench/run.sh`, which installs wrk, nginx and haproxy first; `--help`
 //! lists the knobs. Writes `report.md`, `throughput.svg`, `memory.svg` and `results.json`.
@@ -14,7 +15,7 @@ use clap::Parser;
 use gantry_e2e::bench::process::{Proc, free_port, release_bins};
 use gantry_e2e::bench::proxy::{self, Kind, Running, Setup};
 use gantry_e2e::bench::results::{Machine, Results, Settings};
-use gantry_e2e::bench::{churn, matrix, probe, propagation, report};
+use gantry_e2e::bench::{churn, kube_propagation, matrix, probe, propagation, report};
 
 #[derive(Parser)]
 #[command(about = "Gantry, nginx and haproxy with the same N routes in front of one backend")]
@@ -56,6 +57,19 @@ struct Args {
     /// Seconds of churn under load (0 skips it).
     #[arg(long)]
     churn_seconds: Option<u64>,
+    /// Route counts at which Kubernetes mode's watch event to first 200 is measured.
+    #[arg(long, value_delimiter = ',')]
+    kube_propagation_at: Option<Vec<usize>>,
+    /// New routes created through the API server, one at a time, for each such measurement.
+    #[arg(long)]
+    kube_propagation_samples: Option<usize>,
+    /// Measure only Kubernetes mode's watch event to first 200 (no load runs, no other proxy).
+    #[arg(long)]
+    kube_only: bool,
+    /// Use the `gantry-proxy` and `gantry-echo` binaries in this directory instead of building
+    /// release ones (figures from a debug build are only good for comparing two builds).
+    #[arg(long)]
+    bins: Option<PathBuf>,
 }
 
 impl Args {
@@ -90,6 +104,17 @@ impl Args {
             churn_routes: self.churn_routes.unwrap_or(if q { 100 } else { 1_000 }),
             churn_seconds: self.churn_seconds.unwrap_or(if q { 3 } else { 60 }),
             churn_connections: 16,
+            kube_propagation_at: self
+                .kube_propagation_at
+                .clone()
+                .unwrap_or_else(|| if q { vec![100] } else { vec![1_000, 5_000] }),
+            kube_propagation_samples: self.kube_propagation_samples.unwrap_or(if q {
+                5
+            } else {
+                100
+            }),
+            kube_only: self.kube_only,
+            bins: self.bins.as_ref().map(|d| d.display().to_string()),
         }
     }
 }
@@ -115,7 +140,10 @@ fn main() -> anyhow::Result<()> {
     let clock = Instant::now();
     let progress = |msg: &str| eprintln!("[{:>6.1} s] {msg}", clock.elapsed().as_secs_f64());
 
-    let bins = release_bins(&["gantry-proxy", "gantry-echo"])?;
+    let bins = match &args.bins {
+        Some(dir) => dir.clone(),
+        None => release_bins(&["gantry-proxy", "gantry-echo"])?,
+    };
     let backend_port = free_port()?;
     let backend: SocketAddr = format!("127.0.0.1:{backend_port}").parse()?;
     let mut echo = Proc::spawn(
@@ -153,7 +181,12 @@ fn main() -> anyhow::Result<()> {
 
     // One round per route count: every proxy started (one at a time, each timed alone), then
     // runs interleaved across the proxies and a direct connection.
-    for &n in &settings.routes {
+    let rounds: &[usize] = if settings.kube_only {
+        &[]
+    } else {
+        &settings.routes
+    };
+    for &n in rounds {
         let mut running = Vec::new();
         for &kind in &kinds {
             progress(&format!("{n} routes: starting {}", kind.name()));
@@ -172,7 +205,7 @@ fn main() -> anyhow::Result<()> {
                 .push(propagation::measure(gantry, settings.propagation_samples)?);
         }
     }
-    if kinds.contains(&Kind::Gantry) {
+    if kinds.contains(&Kind::Gantry) && !settings.kube_only {
         for &n in &settings.propagation_at {
             if !settings.routes.contains(&n) {
                 progress(&format!("{n} routes: gantry route propagation"));
@@ -194,6 +227,18 @@ fn main() -> anyhow::Result<()> {
                 &mut running,
                 settings.churn_seconds,
                 settings.churn_connections,
+            )?);
+        }
+    }
+    if kinds.contains(&Kind::Gantry) {
+        for &n in &settings.kube_propagation_at {
+            progress(&format!(
+                "{n} routes: gantry in Kubernetes mode, watch event to first 200"
+            ));
+            results.kube_propagation.push(kube_propagation::measure(
+                &setup,
+                n,
+                settings.kube_propagation_samples,
             )?);
         }
     }

@@ -6,6 +6,7 @@ mod filters;
 mod grpc;
 mod l4;
 mod lifecycle;
+mod listener_ports;
 mod mtls;
 mod quickstart;
 mod routing;

@@ -56,7 +56,8 @@ impl Snapshot {
     }
 
     /// Compiles `ir`. When `previous` has the same ports (an endpoint-only change), its port
-    /// tables are reused and only clusters are compiled.
+    /// tables are reused and only clusters are compiled; otherwise every virtual host whose IR
+    /// did not change keeps its compiled table.
     pub fn compile(
         ir: Arc<Ir>,
         version: u64,
@@ -68,11 +69,7 @@ impl Snapshot {
                 (previous.ports.clone(), previous.tls.clone())
             }
             _ => (
-                Arc::new(compile_ports(
-                    &ir,
-                    metrics,
-                    previous.map(|p| &p.ports.series),
-                )?),
+                Arc::new(compile_ports(&ir, metrics, previous)?),
                 Arc::new(
                     TlsPorts::compile(&ir, previous.map(|p| p.tls.as_ref()))
                         .map_err(CompileError::Tls)?,
@@ -126,9 +123,12 @@ impl Snapshot {
 fn compile_ports(
     ir: &Ir,
     metrics: &Metrics,
-    previous: Option<&SeriesMap>,
+    previous: Option<&Snapshot>,
 ) -> Result<PortTables, CompileError> {
-    let mut cache = CompileCache::new(previous);
+    let mut cache = CompileCache::new(
+        previous.map(|p| &p.ports.series),
+        previous.map(|p| (&*p.ir, &p.ports.tables)),
+    );
     let mut tables = HashMap::with_capacity(ir.ports.len());
     for port in &ir.ports {
         let table = PortTable::compile(port, metrics, &mut cache)?;
@@ -136,6 +136,10 @@ fn compile_ports(
             return Err(CompileError::DuplicatePort(port.port));
         }
     }
+    tracing::debug!(
+        reused_virtual_hosts = cache.reused_virtual_hosts,
+        "routing tables compiled"
+    );
     Ok(PortTables {
         tables,
         unmatched: metrics.route_metrics("", "", ""),

@@ -8,7 +8,7 @@ use super::host::HostIndex;
 use super::matcher::{RequestMatcher, RequestView};
 use super::path::PathIndex;
 use super::rule::Rule;
-use crate::ir::{HttpRuleIr, PortIr};
+use crate::ir::{HttpRuleIr, Ir, ListenerIr, PortIr, VirtualHostIr};
 use crate::telemetry::{Metrics, RouteMetrics};
 
 /// Everything served on one port.
@@ -25,7 +25,8 @@ pub struct ListenerTable {
     /// `namespace/name` of the Gateway.
     pub gateway: Arc<str>,
     pub name: String,
-    virtual_hosts: Vec<VirtualHostTable>,
+    /// In the IR's order; shared with the previous snapshot when unchanged.
+    virtual_hosts: Vec<Arc<VirtualHostTable>>,
     index: HostIndex,
     /// Series for requests this listener took but no route matched.
     pub unmatched: RouteMetrics,
@@ -67,7 +68,7 @@ pub enum Lookup<'a> {
 /// Metric handles by `(gateway, route kind, route)`.
 pub(super) type SeriesMap = HashMap<(Arc<str>, Arc<str>, Arc<str>), RouteMetrics>;
 
-/// Shares compiled pieces between the entries of one compilation.
+/// Shares compiled pieces between the entries of one compilation, and with the previous one.
 #[derive(Default)]
 pub(super) struct CompileCache<'p> {
     /// Rules by the address of their IR `Arc`: the entries of one rule share it.
@@ -75,15 +76,59 @@ pub(super) struct CompileCache<'p> {
     /// Handles of the previous snapshot: registering a series is the costly part of a
     /// compile, so routes that stay keep theirs.
     previous: Option<&'p SeriesMap>,
+    /// The previous snapshot's IR and port tables: a virtual host whose IR did not change
+    /// keeps its compiled table, so a change to one route recompiles one virtual host.
+    previous_tables: Option<(&'p Ir, &'p HashMap<u16, PortTable>)>,
     pub(super) route_metrics: SeriesMap,
+    /// Virtual hosts reused from the previous snapshot (for tests and logs).
+    pub(super) reused_virtual_hosts: usize,
 }
 
 impl<'p> CompileCache<'p> {
-    pub(super) fn new(previous: Option<&'p SeriesMap>) -> Self {
+    pub(super) fn new(
+        previous: Option<&'p SeriesMap>,
+        previous_tables: Option<(&'p Ir, &'p HashMap<u16, PortTable>)>,
+    ) -> Self {
         Self {
             previous,
+            previous_tables,
             ..Self::default()
         }
+    }
+
+    /// The previous IR and compiled table of the listener `(gateway, name)` on `port`.
+    fn previous_listener(
+        &self,
+        port: u16,
+        listener: &ListenerIr,
+    ) -> Option<(&'p ListenerIr, &'p ListenerTable)> {
+        let (ir, tables) = self.previous_tables?;
+        let port_ir = ir.ports.iter().find(|p| p.port == port)?;
+        let table = tables.get(&port)?;
+        let i = port_ir
+            .listeners
+            .iter()
+            .position(|l| l.gateway == listener.gateway && l.name == listener.name)?;
+        Some((port_ir.listeners.get(i)?, table.listeners.get(i)?))
+    }
+
+    /// Takes over a virtual host compiled by the previous snapshot, with its metric handles.
+    fn reuse(
+        &mut self,
+        gateway: &Arc<str>,
+        table: &Arc<VirtualHostTable>,
+    ) -> Arc<VirtualHostTable> {
+        for entry in &table.entries {
+            self.route_metrics
+                .entry((
+                    gateway.clone(),
+                    entry.route_kind.clone(),
+                    entry.route.clone(),
+                ))
+                .or_insert_with(|| entry.metrics.clone());
+        }
+        self.reused_virtual_hosts += 1;
+        table.clone()
     }
 
     fn rule(&mut self, ir: &Arc<HttpRuleIr>) -> Result<Arc<Rule>, CompileError> {
@@ -125,25 +170,28 @@ impl PortTable {
         let empty: Arc<str> = Arc::from("");
         for listener in &ir.listeners {
             let gateway: Arc<str> = Arc::from(listener.gateway.to_string());
+            let previous = cache
+                .previous_listener(ir.port, listener)
+                .map(|(l, table)| {
+                    let by_host: HashMap<&str, (&VirtualHostIr, &Arc<VirtualHostTable>)> = l
+                        .virtual_hosts
+                        .iter()
+                        .zip(&table.virtual_hosts)
+                        .map(|(v, t)| (v.hostname.as_str(), (v, t)))
+                        .collect();
+                    by_host
+                });
             let mut virtual_hosts = Vec::with_capacity(listener.virtual_hosts.len());
             for vhost in &listener.virtual_hosts {
-                let mut entries = Vec::with_capacity(vhost.routes.len());
-                let mut paths = PathIndex::default();
-                for (i, entry) in vhost.routes.iter().enumerate() {
-                    let route: Arc<str> =
-                        Arc::from(format!("{}/{}", entry.route.namespace, entry.route.name));
-                    let route_kind: Arc<str> = Arc::from(entry.route.kind.as_str());
-                    paths.insert(i, &entry.matches.path);
-                    entries.push(RouteEntry {
-                        metrics: cache.metrics(metrics, &gateway, &route_kind, &route),
-                        route,
-                        route_kind,
-                        rule_index: entry.rule_index,
-                        rule: cache.rule(&entry.rule)?,
-                        matcher: RequestMatcher::compile(&entry.matches)?,
-                    });
-                }
-                virtual_hosts.push(VirtualHostTable { entries, paths });
+                let unchanged = previous
+                    .as_ref()
+                    .and_then(|p| p.get(vhost.hostname.as_str()))
+                    .filter(|(old, _)| *old == vhost);
+                let table = match unchanged {
+                    Some((_, table)) => cache.reuse(&gateway, table),
+                    None => Arc::new(VirtualHostTable::compile(vhost, &gateway, metrics, cache)?),
+                };
+                virtual_hosts.push(table);
             }
             listeners.push(ListenerTable {
                 index: HostIndex::build(
@@ -214,6 +262,31 @@ impl PortTable {
 }
 
 impl VirtualHostTable {
+    fn compile(
+        vhost: &VirtualHostIr,
+        gateway: &Arc<str>,
+        metrics: &Metrics,
+        cache: &mut CompileCache<'_>,
+    ) -> Result<Self, CompileError> {
+        let mut entries = Vec::with_capacity(vhost.routes.len());
+        let mut paths = PathIndex::default();
+        for (i, entry) in vhost.routes.iter().enumerate() {
+            let route: Arc<str> =
+                Arc::from(format!("{}/{}", entry.route.namespace, entry.route.name));
+            let route_kind: Arc<str> = Arc::from(entry.route.kind.as_str());
+            paths.insert(i, &entry.matches.path);
+            entries.push(RouteEntry {
+                metrics: cache.metrics(metrics, gateway, &route_kind, &route),
+                route,
+                route_kind,
+                rule_index: entry.rule_index,
+                rule: cache.rule(&entry.rule)?,
+                matcher: RequestMatcher::compile(&entry.matches)?,
+            });
+        }
+        Ok(Self { entries, paths })
+    }
+
     /// The first entry in IR order that matches: the lowest candidate index that holds.
     fn find(&self, request: &RequestView<'_>) -> Option<&RouteEntry> {
         let mut candidates = Vec::new();

@@ -391,3 +391,62 @@ fn removed_routes_lose_their_series_and_kept_ones_keep_counting() {
     assert!(!text.contains("default/b"), "{text}");
     assert!(text.contains("default/c"), "{text}");
 }
+
+#[test]
+fn a_change_to_one_virtual_host_recompiles_only_that_one() {
+    let metrics = Metrics::new();
+    let build = |b_path: &str| {
+        ir(vec![listener(
+            "l",
+            None,
+            vec![
+                vhost(
+                    "a.example.com",
+                    vec![entry("a", path(PathMatchIr::Prefix("/a".into())))],
+                ),
+                vhost(
+                    "b.example.com",
+                    vec![entry("b", path(PathMatchIr::Prefix(b_path.into())))],
+                ),
+            ],
+        )])
+    };
+    let entry_of = |snapshot: &Snapshot, host: &str, path: &str| -> Option<usize> {
+        let headers = HeaderMap::new();
+        let view = RequestView {
+            method: &Method::GET,
+            path,
+            query: None,
+            headers: &headers,
+        };
+        match snapshot.port(8080).unwrap().lookup(host, &view) {
+            Lookup::Route(_, entry) => Some(std::ptr::from_ref(entry) as usize),
+            _ => None,
+        }
+    };
+    let first = Snapshot::compile(Arc::new(build("/b")), 1, &metrics, None).unwrap();
+    let second = Snapshot::compile(Arc::new(build("/b2")), 2, &metrics, Some(&first)).unwrap();
+    // The unchanged virtual host is the very same compiled table.
+    let a = entry_of(&first, "a.example.com", "/a");
+    assert!(a.is_some());
+    assert_eq!(a, entry_of(&second, "a.example.com", "/a"));
+    // The changed one is compiled anew and serves the new path.
+    assert_eq!(entry_of(&second, "b.example.com", "/b"), None);
+    assert!(entry_of(&second, "b.example.com", "/b2").is_some());
+    // Reused entries keep their metric series across the change.
+    first.forget_removed_routes(&second, &metrics);
+    if let Lookup::Route(_, entry) = second.port(8080).unwrap().lookup(
+        "a.example.com",
+        &RequestView {
+            method: &Method::GET,
+            path: "/a",
+            query: None,
+            headers: &HeaderMap::new(),
+        },
+    ) {
+        entry
+            .metrics
+            .record(200, std::time::Duration::from_millis(1));
+    }
+    assert!(metrics.encode().contains(r#"route="default/a""#));
+}

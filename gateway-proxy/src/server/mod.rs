@@ -68,6 +68,24 @@ pub enum ApplyError {
     Compile(String),
 }
 
+/// What [`DataPlane::apply`] could not do while applying the rest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Ports of the configuration that are not bound, in port order.
+    pub unbound: Vec<UnboundPort>,
+}
+
+/// A listener port that could not be bound.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnboundPort {
+    /// The IR port (as the Gateway listener declares it).
+    pub port: u16,
+    /// The socket address that was tried (`--bind-address`, `--port-offset`).
+    pub address: SocketAddr,
+    pub error: String,
+}
+
 /// State shared by the accept loops, connections and requests.
 pub(crate) struct Shared {
     options: DataPlaneOptions,
@@ -126,13 +144,14 @@ impl DataPlane {
     }
 
     /// Compiles `ir`, binds the ports it adds, publishes it with one atomic swap and closes the
-    /// ports it no longer has. On error nothing changes.
-    pub async fn apply(&self, ir: Arc<Ir>, version: u64) -> Result<(), ApplyError> {
+    /// ports it no longer has. On error nothing changes; ports that could not be bound are
+    /// returned, and the rest is served.
+    pub async fn apply(&self, ir: Arc<Ir>, version: u64) -> Result<Applied, ApplyError> {
         let metrics = &self.shared.metrics;
         let mut listeners = self.listeners.lock().await;
         if self.shutting_down.load(Ordering::Acquire) {
             tracing::debug!(version, "shutting down; configuration not applied");
-            return Ok(());
+            return Ok(Applied::default());
         }
         let previous = self.shared.snapshot.load_full();
         let snapshot = Snapshot::compile(ir, version, metrics, Some(&previous)).map_err(|e| {
@@ -140,10 +159,11 @@ impl DataPlane {
             ApplyError::Compile(e.to_string())
         })?;
 
-        // Bind every new port first: if one fails, the sockets bound so far are dropped and
-        // nothing changes. A port keeps its socket across changes of protocol that use the same
-        // kind of socket (HTTP, TLS and TCP ports accept TCP connections and look the port's
-        // protocol up per connection).
+        // Bind every new port. One that cannot be bound (in use, not permitted) does not hold
+        // back the others: it is reported in `Applied::unbound` (its listeners' status says
+        // so) and tried again by the next apply. A port keeps its socket across changes of
+        // protocol that use the same kind of socket (HTTP, TLS and TCP ports accept TCP
+        // connections and look the port's protocol up per connection).
         let wanted: HashSet<(Transport, u16)> = snapshot
             .ir
             .ports
@@ -151,6 +171,7 @@ impl DataPlane {
             .map(|p| (Transport::of(p.protocol), p.port))
             .collect();
         let mut bound = Vec::new();
+        let mut unbound = Vec::new();
         for &(transport, port) in &wanted {
             if listeners.contains_key(&(transport, port)) {
                 continue;
@@ -158,9 +179,13 @@ impl DataPlane {
             let addr = self.listen_addr(port);
             match listener::Bound::bind(transport, addr) {
                 Ok(socket) => bound.push((port, addr, socket)),
-                Err(source) => {
-                    metrics.config_reloads_rejected.inc();
-                    return Err(ApplyError::Bind { addr, source });
+                Err(error) => {
+                    tracing::warn!(port, %addr, %error, "cannot bind a listener port; its listeners are not served");
+                    unbound.push(UnboundPort {
+                        port,
+                        address: addr,
+                        error: error.to_string(),
+                    });
                 }
             }
         }
@@ -191,7 +216,7 @@ impl DataPlane {
             .set(i64::try_from(version).unwrap_or(i64::MAX));
         metrics.config_reloads.inc();
         self.applied.store(true, Ordering::Release);
-        Ok(())
+        Ok(Applied { unbound })
     }
 
     /// True once a configuration is applied (every port of the configuration in use is then

@@ -6,6 +6,7 @@
 
 pub mod stamp;
 pub mod types;
+pub mod unbound;
 pub mod writer;
 
 pub use types::*;

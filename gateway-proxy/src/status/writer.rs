@@ -41,6 +41,7 @@ use super::types::{
 };
 use crate::runtime::SourceUpdate;
 use crate::store::{ObjectKey, Store};
+use crate::telemetry::kube::{KubeMetrics, WriteResult};
 
 /// The field manager of everything the proxy applies.
 pub const FIELD_MANAGER: &str = "gantry-proxy";
@@ -76,7 +77,15 @@ pub enum WriteError {
 /// the status wanted (without times). Until the store shows another version, the same wish is
 /// neither compared nor sent again, so a lagging store causes no repeated writes and an
 /// unchanged object costs one lookup.
-type Settled = (String, Value);
+type Settled = (String, Wish);
+
+/// What was wished for an object, without times. Entries stay typed, so checking the thousands
+/// of unchanged routes of a reconcile costs comparisons, not serialization.
+#[derive(Clone, Debug)]
+enum Wish {
+    Gateway(Value),
+    Entries(Vec<Entry>),
+}
 
 /// Writes statuses; remembers what is settled (see [`Settled`]).
 pub struct StatusWriter {
@@ -85,6 +94,7 @@ pub struct StatusWriter {
     /// Gateways served even when the translation shows none (`--gateway`).
     configured: Vec<ObjectKey>,
     settled: HashMap<(String, ObjectKey), Settled>,
+    metrics: KubeMetrics,
 }
 
 /// Counts of one reconcile.
@@ -102,7 +112,14 @@ impl StatusWriter {
             controller_name,
             configured,
             settled: HashMap::new(),
+            metrics: KubeMetrics::default(),
         }
+    }
+
+    /// Counts every status settled in `metrics` (`gantry_kube_status_writes_total`).
+    pub fn with_metrics(mut self, metrics: KubeMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Brings the API server in line with `desired`, reading live statuses from `store`.
@@ -176,19 +193,28 @@ impl StatusWriter {
                 .gateways
                 .get(&key)
                 .and_then(|g| g.metadata.resource_version.as_deref());
-            if self.is_settled("Gateway", &key, version, &gateway_wish(status)) {
+            let wish = gateway_wish(status);
+            if matches!(self.settled_wish("Gateway", &key, version), Some(Wish::Gateway(w)) if *w == wish)
+            {
                 continue;
             }
             match self.gateway(store, &key, status).await {
-                Ok(true) => written.gateways += 1,
-                Ok(false) => {}
-                Err(error) => errors.push(error),
+                Ok(true) => {
+                    written.gateways += 1;
+                    self.metrics.status_write("Gateway", WriteResult::written);
+                }
+                Ok(false) => self.metrics.status_write("Gateway", WriteResult::unchanged),
+                Err(error) => {
+                    self.metrics.status_write("Gateway", WriteResult::failed);
+                    errors.push(error);
+                }
             }
         }
         let mut jobs = Vec::new();
         for ((kind, key), entries) in routes {
             let version = object_version(store, &kind, &key);
-            if self.is_settled(&kind, &key, version.as_deref(), &strip(&entries)) {
+            if matches!(self.settled_wish(&kind, &key, version.as_deref()), Some(Wish::Entries(w)) if same_wish(w, &entries))
+            {
                 continue;
             }
             let Some(live) = live_object(store, &kind, &key) else {
@@ -215,9 +241,18 @@ impl StatusWriter {
                     } else {
                         written.routes += usize::from(wrote);
                     }
+                    let result = if wrote {
+                        WriteResult::written
+                    } else {
+                        WriteResult::unchanged
+                    };
+                    self.metrics.status_write(&kind, result);
                     self.settled.insert((kind, key), settled);
                 }
-                Err(error) => errors.push(error),
+                Err(error) => {
+                    self.metrics.status_write(&kind, WriteResult::failed);
+                    errors.push(error);
+                }
             }
         }
         if errors.is_empty() {
@@ -268,7 +303,7 @@ impl StatusWriter {
             && live_listeners
                 .as_ref()
                 .is_some_and(|live| same_listeners(&listeners, live));
-        let wish = gateway_wish(desired);
+        let wish = Wish::Gateway(gateway_wish(desired));
         if unchanged {
             self.settle("Gateway", key, &live, wish);
             return Ok(false);
@@ -309,7 +344,7 @@ impl StatusWriter {
         desired: &[Entry],
         served: &BTreeSet<ObjectKey>,
     ) -> Result<(bool, Settled), WriteError> {
-        let wish = strip(&desired);
+        let wish = Wish::Entries(desired.to_vec());
         let Some(resource) = resource_of(kind) else {
             return Ok((false, settled_at(&live, wish)));
         };
@@ -360,6 +395,8 @@ impl StatusWriter {
                 }
                 Err(::kube::Error::Api(status)) if status.is_conflict() => {
                     tracing::debug!(attempt, "object changed meanwhile; reading it again");
+                    self.metrics
+                        .status_write(kind, WriteResult::conflict_retried);
                     let fresh = api.get(&key.name).await.map_err(api_error)?;
                     live = serde_json::to_value(fresh).unwrap_or(Value::Null);
                 }
@@ -393,15 +430,16 @@ impl StatusWriter {
             && served.contains(&ObjectKey::new(namespace, name))
     }
 
-    fn is_settled(&self, kind: &str, key: &ObjectKey, version: Option<&str>, wish: &Value) -> bool {
-        version.is_some_and(|version| {
-            self.settled
-                .get(&(kind.to_owned(), key.clone()))
-                .is_some_and(|(v, w)| v == version && w == wish)
-        })
+    /// The wish settled for this version of the object, if any.
+    fn settled_wish(&self, kind: &str, key: &ObjectKey, version: Option<&str>) -> Option<&Wish> {
+        let version = version?;
+        self.settled
+            .get(&(kind.to_owned(), key.clone()))
+            .filter(|(v, _)| v == version)
+            .map(|(_, wish)| wish)
     }
 
-    fn settle(&mut self, kind: &str, key: &ObjectKey, live: &Value, wish: Value) {
+    fn settle(&mut self, kind: &str, key: &ObjectKey, live: &Value, wish: Wish) {
         self.settled
             .insert((kind.to_owned(), key.clone()), settled_at(live, wish));
     }
@@ -447,7 +485,7 @@ pub async fn run(
 }
 
 /// The wish settled at the live object's resourceVersion.
-fn settled_at(live: &Value, wish: Value) -> Settled {
+fn settled_at(live: &Value, wish: Wish) -> Settled {
     let version = live["metadata"]["resourceVersion"].as_str().unwrap_or("");
     (version.to_owned(), wish)
 }
@@ -660,6 +698,27 @@ fn same_entries(a: &[Entry], b: &[Entry]) -> bool {
                     && x.controller_name == y.controller_name
                     && same_conditions(&x.conditions, &y.conditions)
             })
+        })
+}
+
+/// The same entries with the same conditions in the same order, times aside.
+fn same_wish(a: &[Entry], b: &[Entry]) -> bool {
+    let same_condition = |x: &Condition, y: &Condition| {
+        x.type_ == y.type_
+            && x.status == y.status
+            && x.reason == y.reason
+            && x.message == y.message
+            && x.observed_generation == y.observed_generation
+    };
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.reference == y.reference
+                && x.controller_name == y.controller_name
+                && x.conditions.len() == y.conditions.len()
+                && x.conditions
+                    .iter()
+                    .zip(&y.conditions)
+                    .all(|(c, d)| same_condition(c, d))
         })
 }
 

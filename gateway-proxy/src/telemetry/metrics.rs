@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::histogram::AtomicHistogram;
+use super::kube::KubeMetrics;
 use super::l4::L4Metrics;
 
 /// Labels of per-request series.
@@ -42,6 +43,12 @@ pub struct HandshakeErrorLabels {
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// Labels of [`Metrics::observe_stage`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: &'static str,
+}
+
 /// Every metric the proxy exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -55,6 +62,10 @@ pub struct Metrics {
     pub active_connections: Gauge,
     /// TCP, TLS and UDP forwarding.
     pub l4: L4Metrics,
+    /// Time spent in each stage of applying a change.
+    stages: Family<StageLabels, AtomicHistogram>,
+    /// Kubernetes mode only.
+    pub kube: KubeMetrics,
     tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
 }
 
@@ -74,6 +85,8 @@ impl Metrics {
         let config_reloads_rejected = Counter::default();
         let upstream_connect_errors = Counter::default();
         let active_connections = Gauge::default();
+        let stages = Family::<StageLabels, AtomicHistogram>::default();
+        let kube = KubeMetrics::default();
         let tls_handshake_errors = Family::<HandshakeErrorLabels, Counter>::default();
         registry.register(
             "requests",
@@ -112,10 +125,18 @@ impl Metrics {
         );
         let l4 = L4Metrics::register(&mut registry);
         registry.register(
+            "config_stage_duration_seconds",
+            "Time a configuration change spent in each stage: source (Kubernetes mode: first event of \
+             a burst to the update published), translate, compile (compile, bind, swap), status \
+             (statuses stamped and published)",
+            stages.clone(),
+        );
+        registry.register(
             "tls_handshake_errors",
             "TLS connections that failed before serving a request, by port and reason",
             tls_handshake_errors.clone(),
         );
+        kube.register(&mut registry);
         Self {
             l4,
             tls_handshake_errors,
@@ -127,7 +148,16 @@ impl Metrics {
             config_reloads_rejected,
             upstream_connect_errors,
             active_connections,
+            stages,
+            kube,
         }
+    }
+
+    /// Records the time one change spent in `stage` (see `config_stage_duration_seconds`).
+    pub fn observe_stage(&self, stage: &'static str, elapsed: Duration) {
+        self.stages
+            .get_or_create(&StageLabels { stage })
+            .observe(elapsed);
     }
 
     /// Counts a failed TLS handshake. Reasons are a small fixed set, so the family stays

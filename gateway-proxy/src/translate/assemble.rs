@@ -118,8 +118,10 @@ fn port_protocol(listener_protocol: &str) -> PortProtocol {
 /// tries the virtual hosts matching a request from the most specific to the least, so nothing
 /// is copied between virtual hosts and translation stays linear in the number of routes.
 fn virtual_hosts(by_host: BTreeMap<String, Vec<Ranked>>) -> Vec<VirtualHostIr> {
+    // In alphabetical order from the map; a stable sort by specificity keeps that order among
+    // equals, which is `most_specific_first`.
     let mut hosts: Vec<(String, Vec<Ranked>)> = by_host.into_iter().collect();
-    hosts.sort_by(|(a, _), (b, _)| hostname::most_specific_first(a, b));
+    hosts.sort_by_cached_key(|(h, _)| hostname::specificity(h));
     hosts
         .into_iter()
         .map(|(hostname, mut entries)| {

@@ -1,9 +1,10 @@
-//! Test support for Kubernetes mode: an in-process API server and helpers around it.
+//! Test support for Kubernetes mode: helpers around the in-process API server of
+//! `gantry_e2e::apiserver` (shared with the benchmark).
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-pub mod apiserver;
-pub mod objects;
+pub use gantry_e2e::apiserver;
+pub use gantry_e2e::apiserver::objects;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -12,9 +13,22 @@ use std::time::Duration;
 use gantry_proxy::runtime::SourceUpdate;
 use gantry_proxy::source::kube::Scope;
 use gantry_proxy::store::{ObjectKey, Store};
+use gantry_proxy::telemetry::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+/// A `kube::Client` of the in-process API server.
+pub trait Client {
+    fn client(&self) -> kube::Client;
+}
+
+impl Client for apiserver::ApiServer {
+    fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.url().parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+}
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
@@ -96,11 +110,20 @@ pub fn gw() -> ObjectKey {
 
 /// Starts the Kubernetes source for `default/gw`; returns its output.
 pub fn start_source(server: &apiserver::ApiServer) -> watch::Receiver<Option<SourceUpdate>> {
+    start_source_counted(server, Arc::new(Metrics::new()))
+}
+
+/// [`start_source`], counting into `metrics`.
+pub fn start_source_counted(
+    server: &apiserver::ApiServer,
+    metrics: Arc<Metrics>,
+) -> watch::Receiver<Option<SourceUpdate>> {
     let (tx, rx) = watch::channel(None);
     tokio::spawn(gantry_proxy::source::kube::run(
         server.client(),
         Scope::Gateways(vec![gw()]),
         tx,
+        metrics,
     ));
     rx
 }

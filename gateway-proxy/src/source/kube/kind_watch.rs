@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::kinds::Watched;
 use crate::store::Store;
+use crate::telemetry::kube::KubeMetrics;
 
 /// Decides whether an object belongs in the store (e.g. only Gateways of our class).
 pub type Filter<K> = Arc<dyn Fn(&K) -> bool + Send + Sync>;
@@ -47,10 +48,14 @@ pub struct WatchSpec<K: Watched> {
     pub filter: Option<Filter<K>>,
 }
 
-/// Runs the watch until the receiver of `changes` is dropped. Errors are logged and retried
-/// with kube's default backoff; the last good objects stay in the store meanwhile.
+/// Runs the watch until the receiver of `changes` is dropped. Errors are logged, counted and
+/// retried with kube's default backoff; the last good objects stay in the store meanwhile.
 #[tracing::instrument(skip_all, fields(watch = %spec.name))]
-pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<Change>) {
+pub async fn run<K: Watched>(
+    spec: WatchSpec<K>,
+    changes: mpsc::UnboundedSender<Change>,
+    metrics: KubeMetrics,
+) {
     let WatchSpec {
         name,
         api,
@@ -59,6 +64,8 @@ pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<
         filter,
     } = spec;
     let name = name.as_str();
+    // Per-namespace watches ("Secret in ns") count under their kind.
+    let kind = name.split(" in ").next().unwrap_or(name);
     let keep = move |o: &K| filter.as_ref().is_none_or(|f| f(o));
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
     let mut relist: Option<BTreeMap<K::Key, Arc<K>>> = None;
@@ -81,6 +88,7 @@ pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<
             }
             Ok(Event::InitDone) => {
                 listed = true;
+                metrics.relisted(kind);
                 let objects = relist.take().unwrap_or_default();
                 tracing::debug!(watch = name, count = objects.len(), "listed");
                 relisted::<K>(name, namespace.clone(), objects)
@@ -109,6 +117,7 @@ pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<
                 // not installed): count it as listed and empty so the proxy can become ready,
                 // and keep retrying so it is picked up once installed.
                 listed = true;
+                metrics.watch_failed(kind);
                 tracing::warn!(
                     watch = name,
                     "not served by the API server (CRD not installed?); treated as empty until it is"
@@ -116,6 +125,7 @@ pub async fn run<K: Watched>(spec: WatchSpec<K>, changes: mpsc::UnboundedSender<
                 relisted::<K>(name, namespace.clone(), BTreeMap::new())
             }
             Err(error) => {
+                metrics.watch_failed(kind);
                 tracing::warn!(watch = name, %error, "watch failed; retrying, the last good objects keep serving");
                 continue;
             }

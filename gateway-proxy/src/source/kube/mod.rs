@@ -51,6 +51,8 @@ use self::kind_watch::{Change, Filter, WatchSpec};
 pub use self::kinds::Watched;
 use crate::runtime::SourceUpdate;
 use crate::store::{ObjectKey, Store};
+use crate::telemetry::Metrics;
+use crate::telemetry::kube::KubeMetrics;
 
 /// Which Gateways this proxy serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,17 +72,20 @@ pub enum KubeSourceError {
     Stopped,
 }
 
-/// Watches the cluster and publishes every change until `updates` has no receiver.
+/// Watches the cluster and publishes every change until `updates` has no receiver; counts
+/// relists, watch errors and the time from a burst's first event to its update in `metrics`.
 pub async fn run(
     client: Client,
     scope: Scope,
     updates: watch::Sender<Option<SourceUpdate>>,
+    metrics: Arc<Metrics>,
 ) -> Result<(), KubeSourceError> {
     let (changes_tx, changes) = mpsc::unbounded_channel();
     let mut watches = JoinSet::new();
-    let kinds = spawn_watches(&client, &scope, &changes_tx, &mut watches);
+    let kinds = spawn_watches(&client, &scope, &changes_tx, &metrics.kube, &mut watches);
     let mut source = Publisher {
         client,
+        metrics,
         changes: changes_tx,
         tasks: watches,
         store: Store::default(),
@@ -96,6 +101,7 @@ pub async fn run(
 /// The store being built, and the watches feeding it.
 struct Publisher {
     client: Client,
+    metrics: Arc<Metrics>,
     changes: mpsc::UnboundedSender<Change>,
     /// Every watch task; dropping the set stops them all.
     tasks: JoinSet<()>,
@@ -117,6 +123,7 @@ impl Publisher {
         updates: &watch::Sender<Option<SourceUpdate>>,
     ) -> Result<(), KubeSourceError> {
         while let Some(change) = changes.recv().await {
+            let first_event = std::time::Instant::now();
             self.apply(change);
             while let Ok(change) = changes.try_recv() {
                 self.apply(change);
@@ -130,6 +137,7 @@ impl Publisher {
                     store: Arc::new(self.store.clone()),
                     warnings: Vec::new(),
                 }));
+                self.metrics.observe_stage("source", first_event.elapsed());
             } else {
                 tracing::debug!(waiting_for = ?self.unsynced, "sync in progress");
             }
@@ -195,6 +203,7 @@ impl Publisher {
                         filter: None,
                     },
                     self.changes.clone(),
+                    self.metrics.kube.clone(),
                 ))
             } else {
                 Box::pin(kind_watch::run(
@@ -206,6 +215,7 @@ impl Publisher {
                         filter: None,
                     },
                     self.changes.clone(),
+                    self.metrics.kube.clone(),
                 ))
             };
             tracing::info!(watch = %name, "referenced; watching");
@@ -224,6 +234,7 @@ fn spawn_watches(
     client: &Client,
     scope: &Scope,
     changes: &mpsc::UnboundedSender<Change>,
+    metrics: &KubeMetrics,
     set: &mut JoinSet<()>,
 ) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
@@ -240,17 +251,21 @@ fn spawn_watches(
     spawn(
         "GatewayClass",
         set,
-        watch_all::<GatewayClass>(client, "GatewayClass", class_config, changes),
+        watch_all::<GatewayClass>(client, "GatewayClass", class_config, changes, metrics),
     );
     let gateway_spec = gateway_watch(client, scope);
     spawn(
         "Gateway",
         set,
-        Box::pin(kind_watch::run(gateway_spec, changes.clone())),
+        Box::pin(kind_watch::run(
+            gateway_spec,
+            changes.clone(),
+            metrics.clone(),
+        )),
     );
     macro_rules! cluster_wide {
         ($($ty:ty => $kind:literal),* $(,)?) => {$(
-            spawn($kind, set, watch_all::<$ty>(client, $kind, all(), changes));
+            spawn($kind, set, watch_all::<$ty>(client, $kind, all(), changes, metrics));
         )*};
     }
     cluster_wide! {
@@ -275,6 +290,7 @@ fn watch_all<K: Watched>(
     name: &str,
     config: watcher::Config,
     changes: &mpsc::UnboundedSender<Change>,
+    metrics: &KubeMetrics,
 ) -> Task {
     let spec = WatchSpec {
         name: name.to_owned(),
@@ -283,7 +299,7 @@ fn watch_all<K: Watched>(
         config,
         filter: None,
     };
-    Box::pin(kind_watch::run(spec, changes.clone()))
+    Box::pin(kind_watch::run(spec, changes.clone(), metrics.clone()))
 }
 
 /// The Gateway watch for a scope: a field selector for one Gateway, a filter otherwise.

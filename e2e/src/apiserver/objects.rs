@@ -1,4 +1,6 @@
-//! Gateway API and core objects as the API server stores them, for tests.
+//! Gateway API and core objects as the API server stores them, for tests and benchmarks.
+
+#![allow(clippy::unwrap_used)]
 
 use serde_json::{Value, json};
 
@@ -64,7 +66,7 @@ pub fn foreign_parent(gateway: &str) -> Value {
 
 /// The usual world: namespace `default`, class `gantry`, Gateway `default/gw` on `port`,
 /// Service `echo` with an endpoint at `backend`, and HTTPRoute `r1` for `/one`.
-pub fn seed(server: &super::apiserver::ApiServer, port: u16, backend: std::net::SocketAddr) {
+pub fn seed(server: &super::ApiServer, port: u16, backend: std::net::SocketAddr) {
     server.apply("namespaces", namespace("default"));
     server.apply("gatewayclasses", gateway_class("gantry"));
     server.apply("gateways", gateway("default", "gw", "gantry", port));

@@ -2,9 +2,15 @@
 //! status writes and Lease: list with resourceVersion, `?watch=true` streams of JSON lines,
 //! field selectors, `410 Gone` for compacted versions, GET/POST/PUT/PATCH with
 //! resourceVersion preconditions answered by `409 Conflict`, and a log of every write.
+//!
+//! The Kubernetes-mode tests of `gantry-proxy` and the watch-to-first-200 benchmark
+//! (`gantry-bench`) both run the proxy against it; [`objects`] builds what they store.
 
-// A test server, not the data path: one lock around its state is the simple choice.
-#![allow(clippy::disallowed_types, clippy::result_large_err)]
+// A test server, not the data path: one lock around its state is the simple choice, and a
+// poisoned lock or a malformed object means the test or benchmark is broken.
+#![allow(clippy::result_large_err, clippy::unwrap_used)]
+
+pub mod objects;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -107,12 +113,6 @@ impl ApiServer {
         format!("http://{}", self.addr)
     }
 
-    /// A client of this server.
-    pub fn client(&self) -> kube::Client {
-        let config = kube::Config::new(self.url().parse().unwrap());
-        kube::Client::try_from(config).unwrap()
-    }
-
     /// Writes a kubeconfig pointing at this server into `dir`; returns its path.
     pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
         let path = dir.join("kubeconfig");
@@ -167,6 +167,14 @@ impl ApiServer {
             .get(resource)
             .and_then(|m| m.get(&(namespace.to_owned(), name.to_owned())))
             .cloned()
+    }
+
+    /// How many stored objects of `resource` satisfy `check`.
+    pub fn count(&self, resource: &str, check: impl Fn(&Value) -> bool) -> usize {
+        let st = self.state.lock().unwrap();
+        st.objects
+            .get(resource)
+            .map_or(0, |m| m.values().filter(|o| check(o)).count())
     }
 
     /// Every write received so far (POST, PUT, PATCH), including refused ones.
