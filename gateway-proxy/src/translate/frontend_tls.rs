@@ -38,6 +38,30 @@ struct CaRef<'a> {
     namespace: Option<&'a str>,
 }
 
+/// The CA references and mode of a `default` or `perPort` validation: the generated types
+/// differ in name only.
+macro_rules! refs_and_mode {
+    ($validation:expr, $insecure:path) => {{
+        let v = $validation;
+        let refs: Vec<CaRef<'_>> = v
+            .ca_certificate_refs
+            .iter()
+            .map(|r| CaRef {
+                group: &r.group,
+                kind: &r.kind,
+                name: &r.name,
+                namespace: r.namespace.as_deref(),
+            })
+            .collect();
+        let mode = if matches!(v.mode, Some($insecure)) {
+            ClientValidationMode::AllowInsecureFallback
+        } else {
+            ClientValidationMode::AllowValidOnly
+        };
+        (refs, mode)
+    }};
+}
+
 /// The validation that applies to HTTPS listeners on `port`: the `perPort` entry for the port
 /// when there is one ("Once set this configuration overrides the default configuration for
 /// all Listeners handling HTTPS traffic that match this port"), else `default`.
@@ -55,30 +79,16 @@ pub fn for_port(
         .iter()
         .flatten()
         .find(|p| i64::from(p.port) == i64::from(port));
-    let (refs, mode, at): (Vec<CaRef<'_>>, ClientValidationMode, String) = match per_port {
+    let ((refs, mode), at) = match per_port {
         Some(p) => {
             let Some(v) = &p.tls.validation else {
                 return FrontendValidation::default();
             };
-            let refs = v
-                .ca_certificate_refs
-                .iter()
-                .map(|r| CaRef {
-                    group: &r.group,
-                    kind: &r.kind,
-                    name: &r.name,
-                    namespace: r.namespace.as_deref(),
-                })
-                .collect();
-            let mode = match v.mode {
-                Some(GatewayTlsFrontendPerPortTlsValidationMode::AllowInsecureFallback) => {
-                    ClientValidationMode::AllowInsecureFallback
-                }
-                _ => ClientValidationMode::AllowValidOnly,
-            };
             (
-                refs,
-                mode,
+                refs_and_mode!(
+                    v,
+                    GatewayTlsFrontendPerPortTlsValidationMode::AllowInsecureFallback
+                ),
                 format!("spec.tls.frontend.perPort[port={port}]"),
             )
         }
@@ -86,23 +96,13 @@ pub fn for_port(
             let Some(v) = &frontend.default.validation else {
                 return FrontendValidation::default();
             };
-            let refs = v
-                .ca_certificate_refs
-                .iter()
-                .map(|r| CaRef {
-                    group: &r.group,
-                    kind: &r.kind,
-                    name: &r.name,
-                    namespace: r.namespace.as_deref(),
-                })
-                .collect();
-            let mode = match v.mode {
-                Some(GatewayTlsFrontendDefaultValidationMode::AllowInsecureFallback) => {
-                    ClientValidationMode::AllowInsecureFallback
-                }
-                _ => ClientValidationMode::AllowValidOnly,
-            };
-            (refs, mode, "spec.tls.frontend.default".to_owned())
+            (
+                refs_and_mode!(
+                    v,
+                    GatewayTlsFrontendDefaultValidationMode::AllowInsecureFallback
+                ),
+                "spec.tls.frontend.default".to_owned(),
+            )
         }
     };
     resolve(store, key, &refs, mode, &at)

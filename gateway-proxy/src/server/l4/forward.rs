@@ -94,8 +94,11 @@ pub async fn reject<S: AsyncWrite + Unpin>(mut client: S) {
     let _ = client.shutdown().await;
 }
 
-/// Chooses a backend and an endpoint and connects to it.
-async fn connect(snapshot: &Snapshot, route: Option<&L4Route>) -> Result<TcpStream, ForwardError> {
+/// Chooses a backend of `route` by weight, then one of its endpoints, as a socket address.
+pub(super) fn choose_endpoint(
+    snapshot: &Snapshot,
+    route: Option<&L4Route>,
+) -> Result<SocketAddr, ForwardError> {
     let route = route.ok_or(ForwardError::NoRoute)?;
     let backend = route
         .choose_backend()
@@ -111,17 +114,24 @@ async fn connect(snapshot: &Snapshot, route: Option<&L4Route>) -> Result<TcpStre
     let no_endpoint = || ForwardError::NoEndpoint {
         cluster: name.to_owned(),
     };
-    let cluster = snapshot.cluster(name).ok_or_else(no_endpoint)?;
-    let endpoint = cluster.pick().ok_or_else(no_endpoint)?;
-    let addr: SocketAddr = endpoint
+    let endpoint = snapshot
+        .cluster(name)
+        .and_then(|c| c.pick())
+        .ok_or_else(no_endpoint)?;
+    endpoint
         .as_str()
         .parse()
         .map_err(|_| ForwardError::Connect {
             endpoint: endpoint.to_string(),
             source: io::Error::new(io::ErrorKind::InvalidInput, "not an IP address and port"),
-        })?;
+        })
+}
+
+/// Chooses a backend and an endpoint and connects to it.
+async fn connect(snapshot: &Snapshot, route: Option<&L4Route>) -> Result<TcpStream, ForwardError> {
+    let addr = choose_endpoint(snapshot, route)?;
     let connect_error = |source| ForwardError::Connect {
-        endpoint: endpoint.to_string(),
+        endpoint: addr.to_string(),
         source,
     };
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))

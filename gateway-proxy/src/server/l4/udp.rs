@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::forward::ForwardError;
+use super::forward::{ForwardError, choose_endpoint};
 use crate::routing::Snapshot;
 use crate::server::Shared;
 use crate::telemetry::l4::L4Metrics;
@@ -179,35 +179,12 @@ async fn open_upstream(snapshot: &Snapshot, port: u16) -> Result<UdpSocket, Forw
         .l4
         .port(port)
         .and_then(|t| t.only_route())
-        .ok_or(ForwardError::NoRoute)?;
-    let backend = route
-        .choose_backend()
-        .ok_or_else(|| ForwardError::NoBackend {
-            route: route.name.to_string(),
-        })?;
-    let name = backend
-        .cluster
-        .as_deref()
-        .ok_or_else(|| ForwardError::InvalidBackend {
-            route: route.name.to_string(),
-        })?;
-    let no_endpoint = || ForwardError::NoEndpoint {
-        cluster: name.to_owned(),
-    };
-    let endpoint = snapshot
-        .cluster(name)
-        .and_then(|c| c.pick())
-        .ok_or_else(no_endpoint)?;
+        .map(AsRef::as_ref);
+    let addr = choose_endpoint(snapshot, route)?;
     let connect_error = |source| ForwardError::Connect {
-        endpoint: endpoint.to_string(),
+        endpoint: addr.to_string(),
         source,
     };
-    let addr: SocketAddr = endpoint.as_str().parse().map_err(|_| {
-        connect_error(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not an IP address and port",
-        ))
-    })?;
     let local = match addr.ip() {
         IpAddr::V4(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
         IpAddr::V6(_) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
