@@ -433,6 +433,22 @@ endpoints:
 /// A GatewayClass for Gantry and a Gateway with one HTTP listener on `port` accepting routes
 /// from all namespaces.
 pub fn gateway_yaml(name: &str, port: u16) -> String {
+    gateway_with_listeners_yaml(
+        name,
+        &format!(
+            r#"    - name: http
+      port: {port}
+      protocol: HTTP
+      allowedRoutes:
+        namespaces: {{from: All}}
+"#
+        ),
+    )
+}
+
+/// A GatewayClass for Gantry and a Gateway `default/{name}` with `listeners`: YAML list items
+/// indented by four spaces (`    - name: ...`).
+pub fn gateway_with_listeners_yaml(name: &str, listeners: &str) -> String {
     format!(
         r#"apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -446,12 +462,7 @@ metadata: {{name: {name}, namespace: default}}
 spec:
   gatewayClassName: gantry
   listeners:
-    - name: http
-      port: {port}
-      protocol: HTTP
-      allowedRoutes:
-        namespaces: {{from: All}}
-"#
+{listeners}"#
     )
 }
 

@@ -5,33 +5,17 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gantry_e2e::harness::{Proxy, free_port, get, service_yaml};
+use gantry_e2e::harness::{Proxy, free_port, gateway_with_listeners_yaml, get, service_yaml};
 use gantry_e2e::stream_echo;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout};
 
-const CLASS: &str = r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: gantry}
-spec:
-  controllerName: gantry.dev/gateway-controller
-"#;
-
 /// A Gateway `gw` with one listener of `protocol` on `port`.
 fn gateway(protocol: &str, port: u16) -> String {
-    format!(
-        r#"{CLASS}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: gantry
-  listeners:
-    - name: l4
-      port: {port}
-      protocol: {protocol}
-"#
+    gateway_with_listeners_yaml(
+        "gw",
+        &format!("    - name: l4\n      port: {port}\n      protocol: {protocol}\n"),
     )
 }
 
@@ -320,15 +304,10 @@ async fn udp_route_keeps_a_session_per_client_and_expires_idle_ones() {
 #[tokio::test]
 async fn status_reports_a_route_kind_the_listener_does_not_allow() {
     let port = free_port();
-    let gateway = format!(
-        r#"{CLASS}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: gantry
-  listeners:
-    - name: tcp
+    let gateway = gateway_with_listeners_yaml(
+        "gw",
+        &format!(
+            r#"    - name: tcp
       port: {port}
       protocol: TCP
       allowedRoutes:
@@ -337,7 +316,8 @@ spec:
       port: {}
       protocol: UDP
 "#,
-        free_port()
+            free_port()
+        ),
     );
     let proxy = Proxy::start_ready(
         &[

@@ -4,25 +4,18 @@
 
 use std::time::{Duration, Instant};
 
-use gantry_e2e::harness::{Proxy, echo_backends, free_port, get_host};
+use gantry_e2e::harness::{Proxy, echo_backends, free_port, gateway_with_listeners_yaml, get_host};
 use serde_json::Value;
 
 fn gateway(free: u16, taken: u16) -> String {
+    let gateway = gateway_with_listeners_yaml(
+        "gw",
+        &format!(
+            "    - {{name: free, port: {free}, protocol: HTTP}}\n    - {{name: taken, port: {taken}, protocol: HTTP}}\n"
+        ),
+    );
     format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: gantry}}
-spec: {{controllerName: gantry.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: gantry
-  listeners:
-    - {{name: free, port: {free}, protocol: HTTP}}
-    - {{name: taken, port: {taken}, protocol: HTTP}}
----
+        r#"{gateway}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{name: web, namespace: default}}

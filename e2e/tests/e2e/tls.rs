@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 
 use gantry_e2e::certs::{Ca, Leaf, tls_secret_yaml};
-use gantry_e2e::harness::{Proxy, echo_backends, free_port, get, namespace_yaml};
+use gantry_e2e::harness::{
+    Proxy, echo_backends, free_port, gateway_with_listeners_yaml, get, namespace_yaml,
+};
 use gantry_e2e::tls_client::{HttpOverTls, TlsClient, served_by};
 use serde_json::Value;
 
@@ -63,21 +65,7 @@ fn gateway_yaml(port: u16) -> String {
         ),
     ]
     .concat();
-    format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: gantry}}
-spec:
-  controllerName: gantry.dev/gateway-controller
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: gantry
-  listeners:
-{listeners}"#
-    )
+    gateway_with_listeners_yaml("gw", &listeners)
 }
 
 fn route(name: &str, section: &str, backend: &str) -> String {

@@ -7,32 +7,24 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gantry_e2e::certs::{Ca, tls_secret_yaml};
-use gantry_e2e::harness::{Proxy, echo_backends, free_port};
+use gantry_e2e::harness::{Proxy, echo_backends, free_port, gateway_with_listeners_yaml};
 use gantry_e2e::tls_client::{HttpOverTls, TlsClient, served_by};
 
 const HOST: &str = "rotate.example.com";
 
 fn config(port: u16) -> String {
-    format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: gantry}}
-spec:
-  controllerName: gantry.dev/gateway-controller
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: gantry
-  listeners:
-    - name: https
+    let listeners = format!(
+        r#"    - name: https
       port: {port}
       protocol: HTTPS
       hostname: {HOST}
       tls:
         certificateRefs: [{{name: rotating}}]
----
+"#
+    );
+    let gateway = gateway_with_listeners_yaml("gw", &listeners);
+    format!(
+        r#"{gateway}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{name: app, namespace: default}}

@@ -5,18 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use gantry_e2e::certs::{Ca, Leaf, tls_secret_yaml};
-use gantry_e2e::harness::{Proxy, free_port, service_yaml};
+use gantry_e2e::harness::{Proxy, free_port, gateway_with_listeners_yaml, service_yaml};
 use gantry_e2e::stream_echo;
 use gantry_e2e::tls_client::TlsClient;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::time::timeout;
-
-const CLASS: &str = r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: gantry}
-spec:
-  controllerName: gantry.dev/gateway-controller
-"#;
 
 /// A TLS listener `name` on `port` for `hostname`, in `mode`.
 fn listener(name: &str, port: u16, hostname: &str, mode: &str) -> String {
@@ -37,17 +30,7 @@ fn listener(name: &str, port: u16, hostname: &str, mode: &str) -> String {
 }
 
 fn gateway(listeners: &[String]) -> String {
-    format!(
-        r#"{CLASS}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: gantry
-  listeners:
-{}"#,
-        listeners.concat()
-    )
+    gateway_with_listeners_yaml("gw", &listeners.concat())
 }
 
 /// A TLSRoute `name` for `hostname` to Service `service` port 9000.
