@@ -8,26 +8,12 @@ mod support;
 
 use std::time::Duration;
 
-use gantry_proxy::status::ObjectStatus;
-use gantry_proxy::status::writer::{StatusWriter, Written};
+use gantry_proxy::status::writer::Written;
 use gantry_proxy::store::{ObjectKey, Store};
-use gantry_proxy::translate::{TranslateOptions, translate};
 use serde_json::{Value, json};
 use support::apiserver::{ApiServer, Recorded};
 use support::objects::{CONTROLLER, GW_API, http_route, seed};
-use support::{Client, free_port, gw, start_backend, start_source, store_where};
-
-fn desired(store: &Store) -> Vec<ObjectStatus> {
-    let options = TranslateOptions {
-        gateways: Some(vec![gw()]),
-        ..TranslateOptions::default()
-    };
-    translate(store, &options).statuses
-}
-
-fn writer(server: &ApiServer) -> StatusWriter {
-    StatusWriter::new(server.client(), CONTROLLER.to_owned(), vec![gw()])
-}
+use support::{desired, free_port, start_backend, start_source, store_where, writer};
 
 /// A policy for Service `echo` (used by route `r1`) whose CA ConfigMap does not exist.
 fn policy(status: Option<Value>) -> Value {

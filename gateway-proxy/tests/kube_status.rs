@@ -7,28 +7,14 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gantry_proxy::status::ObjectStatus;
-use gantry_proxy::status::writer::{self, StatusWriter, Written};
+use gantry_proxy::status::writer::{self, Written};
 use gantry_proxy::store::Store;
 use gantry_proxy::telemetry::Metrics;
-use gantry_proxy::translate::{TranslateOptions, translate};
 use serde_json::{Value, json};
 use support::apiserver::{ApiServer, Recorded};
 use support::objects::{CONTROLLER, foreign_parent, http_route, seed};
-use support::{Client, eventually, free_port, gw, start_backend, start_source, store_where};
+use support::{desired, eventually, free_port, start_backend, start_source, store_where, writer};
 use tokio::sync::watch;
-
-fn desired(store: &Store) -> Vec<ObjectStatus> {
-    let options = TranslateOptions {
-        gateways: Some(vec![gw()]),
-        ..TranslateOptions::default()
-    };
-    translate(store, &options).statuses
-}
-
-fn writer(server: &ApiServer) -> StatusWriter {
-    StatusWriter::new(server.client(), CONTROLLER.to_owned(), vec![gw()])
-}
 
 async fn world() -> ApiServer {
     let server = ApiServer::start().await;

@@ -12,11 +12,28 @@ use std::time::Duration;
 
 use gantry_proxy::runtime::SourceUpdate;
 use gantry_proxy::source::kube::Scope;
+use gantry_proxy::status::ObjectStatus;
+use gantry_proxy::status::writer::StatusWriter;
 use gantry_proxy::store::{ObjectKey, Store};
 use gantry_proxy::telemetry::Metrics;
+use gantry_proxy::translate::{TranslateOptions, translate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+/// The statuses the translator wants for `store`, serving [`gw`].
+pub fn desired(store: &Store) -> Vec<ObjectStatus> {
+    let options = TranslateOptions {
+        gateways: Some(vec![gw()]),
+        ..TranslateOptions::default()
+    };
+    translate(store, &options).statuses
+}
+
+/// A status writer for [`gw`] talking to `server`.
+pub fn writer(server: &apiserver::ApiServer) -> StatusWriter {
+    StatusWriter::new(server.client(), objects::CONTROLLER.to_owned(), vec![gw()])
+}
 
 /// A `kube::Client` of the in-process API server.
 pub trait Client {
