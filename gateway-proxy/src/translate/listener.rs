@@ -196,15 +196,10 @@ fn validate_one(l: &GatewayListeners) -> ListenerState {
     }
     let served = served_kinds(&l.protocol);
     if served.is_none() {
-        let hint = if KNOWN_PROTOCOLS.contains(&l.protocol.as_str()) {
-            "is not supported yet"
-        } else {
-            "is not a protocol this proxy knows"
-        };
         accepted = accepted.or(Some(Problem::new(
             c::REASON_UNSUPPORTED_PROTOCOL,
             format!(
-                "protocol {} {hint}; supported protocols: {SERVED_PROTOCOLS}",
+                "protocol {} is not a protocol this proxy knows; supported protocols: {SERVED_PROTOCOLS}",
                 l.protocol
             ),
         )));
