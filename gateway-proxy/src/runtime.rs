@@ -25,7 +25,7 @@ use crate::status::unbound::mark_unbound;
 use crate::status::{GatewayStatusAddress, ObjectStatus, StatusBody};
 use crate::store::{Difference, Store};
 use crate::telemetry::Metrics;
-use crate::translate::{TranslateOptions, refresh_endpoints, translate};
+use crate::translate::{TranslateOptions, Translator, refresh_endpoints};
 
 /// What a source hands the runtime.
 #[derive(Clone, Debug)]
@@ -72,7 +72,8 @@ pub const REBIND_EVERY: Duration = Duration::from_secs(5);
 /// The control loop of one proxy process.
 #[derive(Debug)]
 pub struct Runtime {
-    options: TranslateOptions,
+    /// Kept between updates: it re-translates only the routes that changed.
+    translator: tokio::sync::Mutex<Translator>,
     dataplane: Arc<DataPlane>,
     metrics: Arc<Metrics>,
     view: ArcSwap<View>,
@@ -97,7 +98,7 @@ impl Runtime {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            options,
+            translator: tokio::sync::Mutex::new(Translator::new(options)),
             dataplane,
             metrics,
             view: ArcSwap::from_pointee(View::default()),
@@ -251,27 +252,37 @@ impl Runtime {
         // A change of EndpointSlices alone cannot change routes or statuses: refresh the
         // clusters' endpoints and keep everything else.
         let endpoints_only = difference == Difference::EndpointSlices;
-        let options = self.options.clone();
         let in_use = current.ir.clone();
         let applied_store = store.clone();
+        let mut translator = self.translator.lock().await;
+        // Taken for the blocking task and put back after it; should translation panic, the
+        // next update starts from an empty cache.
+        let fresh = translator.fresh();
+        let mut taken = std::mem::replace(&mut *translator, fresh);
         // Translation is CPU-bound; keep it off the threads that serve requests.
         let translation = match tokio::task::spawn_blocking(move || {
-            if endpoints_only {
+            let translated = if endpoints_only {
                 (refresh_endpoints(&store, &in_use), None)
             } else {
-                let t = translate(&store, &options);
+                let t = taken.translate(&store);
                 (t.ir, Some(t.statuses))
-            }
+            };
+            (translated, taken)
         })
         .await
         {
-            Ok(t) => t,
+            Ok((t, taken)) => {
+                *translator = taken;
+                t
+            }
             Err(error) => {
                 tracing::error!(%error, "translation panicked; keeping the last good configuration");
                 self.metrics.config_reloads_rejected.inc();
                 return;
             }
         };
+        let cache = translator.stats();
+        drop(translator);
         let (translated_ir, translated_statuses) = translation;
         let translated_in = started.elapsed();
         self.metrics.observe_stage("translate", translated_in);
@@ -349,6 +360,8 @@ impl Runtime {
         tracing::info!(
             version,
             endpoints_only,
+            routes_translated = cache.translated,
+            routes_reused = cache.reused,
             translate_ms = translated_in.as_secs_f64() * 1e3,
             total_ms = started.elapsed().as_secs_f64() * 1e3,
             "configuration applied"

@@ -118,6 +118,21 @@ impl Store {
         }
     }
 
+    /// True when `other` holds the same objects as `self` (statuses and versions aside) in
+    /// every kind a route's rules read when translated besides the route itself: Services,
+    /// ReferenceGrants, BackendTLSPolicies and the ConfigMaps and Secrets they reference, and
+    /// Gateways and GatewayClasses (a Gateway's backend client certificate). See
+    /// `translate::route_cache`.
+    pub fn same_rule_inputs(&self, other: &Store) -> bool {
+        same(&self.services, &other.services)
+            && same(&self.reference_grants, &other.reference_grants)
+            && same(&self.backend_tls_policies, &other.backend_tls_policies)
+            && same(&self.config_maps, &other.config_maps)
+            && same(&self.secrets, &other.secrets)
+            && same(&self.gateways, &other.gateways)
+            && same(&self.gateway_classes, &other.gateway_classes)
+    }
+
     /// True when `other` holds the same objects as `self` in every kind but EndpointSlices
     /// (statuses and resourceVersions aside). Such a change cannot alter routes or statuses,
     /// only which endpoints are ready.
@@ -169,7 +184,8 @@ fn same<K: Ord, T: Translated>(a: &BTreeMap<K, Arc<T>>, b: &BTreeMap<K, Arc<T>>)
 
 /// An object as the translator reads it: everything but its status, resourceVersion and
 /// managedFields.
-trait Translated: Clone + PartialEq {
+pub trait Translated: Clone + PartialEq {
+    /// Equal as the translator reads them.
     fn same_input(&self, other: &Self) -> bool;
 }
 

@@ -5,10 +5,11 @@
 //! `GANTRY_UPDATE_GOLDENS=1` to rewrite the outputs.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use gantry_proxy::source::load::load_store;
 use gantry_proxy::store::ObjectKey;
-use gantry_proxy::translate::{TranslateOptions, translate};
+use gantry_proxy::translate::{CacheStats, TranslateOptions, Translator, translate};
 use pretty_assertions::assert_eq;
 
 fn cases() -> Vec<PathBuf> {
@@ -79,6 +80,49 @@ fn translate_goldens() {
         assert_eq!(
             expected, actual,
             "golden {name} differs (GANTRY_UPDATE_GOLDENS=1 rewrites it)"
+        );
+    }
+}
+
+/// Every case translates the same through a [`Translator`] that already translated it (every
+/// route's rules reused from its cache) as from scratch.
+#[test]
+fn a_warm_translator_gives_every_golden_output() {
+    for input in cases() {
+        let text = std::fs::read_to_string(&input).expect("readable input");
+        let name = input.display().to_string();
+        let (store, _) = load_store([(name.clone(), &text)]).expect("input loads");
+        let options = options(&text);
+        let cold = translate(&store, &options);
+        let routes = store.http_routes.len()
+            + store.grpc_routes.len()
+            + store.tls_routes.len()
+            + store.tcp_routes.len()
+            + store.udp_routes.len();
+        let mut translator = Translator::new(options);
+        assert_eq!(
+            translator.translate(&Arc::new(store.clone())),
+            cold,
+            "{name}"
+        );
+        assert_eq!(
+            translator.stats(),
+            CacheStats {
+                translated: routes,
+                reused: 0
+            },
+            "{name}"
+        );
+        // The same objects again, read anew (new allocations, equal content).
+        let (again, _) = load_store([(name.clone(), &text)]).expect("input loads");
+        assert_eq!(translator.translate(&Arc::new(again)), cold, "{name}");
+        assert_eq!(
+            translator.stats(),
+            CacheStats {
+                translated: 0,
+                reused: routes
+            },
+            "{name}"
         );
     }
 }

@@ -1,4 +1,4 @@
-//! backendRefs: Service references resolved to clusters with ready endpoints.
+//! backendRefs: Service references resolved to clusters, and the clusters' ready endpoints.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -165,7 +165,8 @@ fn resolve_for(
             // Checked above: `port` is a Service port, which Kubernetes keeps in 1..=65535.
             port: u16::try_from(port).unwrap_or(0),
             protocol,
-            endpoints: ready_endpoints(store, &key, service_port),
+            // Read for the clusters in use at the end of a translation (see `route_cache`).
+            endpoints: Vec::new(),
             tls: None,
         };
         clusters.insert(name.clone(), cluster);
@@ -173,9 +174,9 @@ fn resolve_for(
     Ok(name)
 }
 
-/// The clusters of `clusters` with their endpoints read again from `store`, for a change that
-/// touched only EndpointSlices: Services, and so cluster names, ports and protocols, are as
-/// they were when `clusters` was translated.
+/// The clusters of `clusters` with their endpoints read from `store`: at the end of each
+/// translation, and alone for a change that touched only EndpointSlices (Services, and so
+/// cluster names, ports and protocols, are as they were when `clusters` was translated).
 pub fn refresh_endpoints(
     store: &Store,
     clusters: &BTreeMap<String, ClusterIr>,

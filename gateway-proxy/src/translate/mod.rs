@@ -26,11 +26,16 @@ mod matches;
 mod parent_ref;
 mod precedence;
 mod reference_grant;
+mod route_cache;
 mod routes;
 mod timeouts;
 
+use std::sync::Arc;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+pub use self::route_cache::CacheStats;
+use self::route_cache::RouteCache;
 use self::routes::Attacher;
 use crate::ir::Ir;
 use crate::status::ObjectStatus;
@@ -76,23 +81,89 @@ pub fn refresh_endpoints(store: &Store, ir: &Ir) -> Ir {
     }
 }
 
-/// Translates the store. Pure and deterministic.
+/// Translates one store after another, reusing what the previous translation made of the
+/// routes that did not change (see `route_cache`). The result is always the one
+/// [`translate`] gives for the same store.
+#[derive(Debug)]
+pub struct Translator {
+    options: TranslateOptions,
+    cache: RouteCache,
+}
+
+impl Translator {
+    pub fn new(options: TranslateOptions) -> Self {
+        Self {
+            options,
+            cache: RouteCache::default(),
+        }
+    }
+
+    /// Translates `store`. Pure and deterministic, like [`translate`].
+    pub fn translate(&mut self, store: &Arc<Store>) -> Translation {
+        self.cache.begin(store);
+        let translation = translate_with(store, &self.options, &mut self.cache);
+        self.cache.finish();
+        translation
+    }
+
+    /// A translator with the same options and nothing cached.
+    pub fn fresh(&self) -> Self {
+        Self::new(self.options.clone())
+    }
+
+    /// How many routes the last translation translated, and how many it reused.
+    pub fn stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+}
+
+/// Translates the store from scratch. Pure and deterministic.
 pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
+    Translator::new(options.clone()).translate(&Arc::new(store.clone()))
+}
+
+fn translate_with(
+    store: &Store,
+    options: &TranslateOptions,
+    cache: &mut RouteCache,
+) -> Translation {
     let (classes, mut statuses) = gateway_class::our_classes(store, options);
     let mut gateways = gateway::our_gateways(store, &classes, options);
     let mut backend_tls = backend_tls::BackendTls::resolve(store, &gateways);
     let mut attacher = Attacher::new(store, &options.controller_name, &gateways);
     attacher.exclude(cross_serving::exclusions(store, &gateways));
 
-    attacher.attach_all(&store.http_routes, |store, namespace, route| {
-        backend_tls.secure(store, http_route::translate_route(store, namespace, route))
+    attacher.attach_all(&store.http_routes, |store, key, route| {
+        cache.http.get_or_translate(key, route, || {
+            backend_tls.secure(
+                store,
+                http_route::translate_route(store, &key.namespace, route),
+            )
+        })
     });
-    attacher.attach_all(&store.grpc_routes, |store, namespace, route| {
-        backend_tls.secure(store, grpc_route::translate_route(store, namespace, route))
+    attacher.attach_all(&store.grpc_routes, |store, key, route| {
+        cache.grpc.get_or_translate(key, route, || {
+            backend_tls.secure(
+                store,
+                grpc_route::translate_route(store, &key.namespace, route),
+            )
+        })
     });
-    attacher.attach_all(&store.tcp_routes, l4_routes::translate_tcp_route);
-    attacher.attach_all(&store.tls_routes, l4_routes::translate_tls_route);
-    attacher.attach_all(&store.udp_routes, l4_routes::translate_udp_route);
+    attacher.attach_all(&store.tcp_routes, |store, key, route| {
+        cache.tcp.get_or_translate(key, route, || {
+            l4_routes::translate_tcp_route(store, &key.namespace, route)
+        })
+    });
+    attacher.attach_all(&store.tls_routes, |store, key, route| {
+        cache.tls.get_or_translate(key, route, || {
+            l4_routes::translate_tls_route(store, &key.namespace, route)
+        })
+    });
+    attacher.attach_all(&store.udp_routes, |store, key, route| {
+        cache.udp.get_or_translate(key, route, || {
+            l4_routes::translate_udp_route(store, &key.namespace, route)
+        })
+    });
 
     let counts = attacher.attached_counts();
     let Attacher {
@@ -116,7 +187,9 @@ pub fn translate(store: &Store, options: &TranslateOptions) -> Translation {
     statuses.extend(backend_tls.policy_statuses(&options.controller_name));
     let ir = Ir {
         ports: collected.into_ports(&gateways),
-        clusters,
+        // Route rules are translated (and cached) without endpoints: they are read here, once
+        // for every cluster in use.
+        clusters: backend::refresh_endpoints(store, &clusters),
     };
     Translation { ir, statuses }
 }

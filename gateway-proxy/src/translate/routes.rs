@@ -202,22 +202,22 @@ impl<'a> Attacher<'a> {
         self.exclusions = exclusions;
     }
 
-    /// Translates every route of one kind with `translate` (store, route namespace, route)
-    /// and attaches it.
+    /// Translates every route of one kind with `translate` (store, route key, route) and
+    /// attaches it.
     pub fn attach_all<R: RouteResource, T: TranslatedKind>(
         &mut self,
         routes: &BTreeMap<ObjectKey, Arc<R>>,
-        translate: impl Fn(&Store, &str, &R) -> T,
+        mut translate: impl FnMut(&Store, &ObjectKey, &Arc<R>) -> Arc<T>,
     ) {
         for (key, route) in routes {
-            let translated = translate(self.store, &key.namespace, route);
+            let translated = translate(self.store, key, route);
             let object = RouteObject {
                 kind: R::KIND,
                 key,
                 meta: route.meta(),
                 parent_refs: route.parent_refs(),
             };
-            self.attach(&object, &translated);
+            self.attach(&object, &*translated);
         }
     }
 

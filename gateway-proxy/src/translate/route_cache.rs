@@ -1,0 +1,278 @@
+//! Translated route rules kept from one translation to the next, so that a change of a few
+//! routes re-translates only those routes.
+//!
+//! What a route's rules translate to ([`super::http_route::translate_route`] and the other
+//! kinds, BackendTLSPolicy applied) depends on the route and on the objects its rules read:
+//! Services, ReferenceGrants, BackendTLSPolicies with their ConfigMaps and Secrets, and our
+//! Gateways and GatewayClasses (a Gateway's backend client certificate). EndpointSlices are not
+//! among them: clusters are translated without endpoints, which are read once per translation
+//! for the clusters in use ([`super::backend::refresh_endpoints`]).
+//!
+//! So an entry is reused while its route is unchanged (the same object, or one differing only in
+//! status and versions) and none of those kinds changed since the previous translation; any
+//! change to them drops every entry. Routes change far more often than the objects they read,
+//! and a translation from an empty cache is exactly the translation without one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
+use gantry_crds::gateway::experimental::udproutes::UdpRoute;
+use gantry_crds::gateway::grpcroutes::GrpcRoute;
+use gantry_crds::gateway::httproutes::HttpRoute;
+use gantry_crds::gateway::tlsroutes::TlsRoute;
+
+use super::http_route::TranslatedRoute;
+use super::l4_routes::TranslatedL4Route;
+use crate::store::{ObjectKey, Store, Translated};
+
+/// The translated rules of every route of the previous translation.
+#[derive(Debug, Default)]
+pub struct RouteCache {
+    /// The store the entries were translated from.
+    inputs: Option<Arc<Store>>,
+    pub(super) http: KindCache<HttpRoute, TranslatedRoute>,
+    pub(super) grpc: KindCache<GrpcRoute, TranslatedRoute>,
+    pub(super) tls: KindCache<TlsRoute, TranslatedL4Route>,
+    pub(super) tcp: KindCache<TcpRoute, TranslatedL4Route>,
+    pub(super) udp: KindCache<UdpRoute, TranslatedL4Route>,
+    /// Routes translated and reused by the last translation.
+    pub(super) stats: CacheStats,
+}
+
+/// How much of the last translation came from the cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub translated: usize,
+    pub reused: usize,
+}
+
+impl RouteCache {
+    /// Prepares a translation of `store`: keeps the entries when the objects route rules read
+    /// are the same as in the store they were made from, else drops them all.
+    pub(super) fn begin(&mut self, store: &Arc<Store>) {
+        let keep = self
+            .inputs
+            .as_ref()
+            .is_some_and(|previous| previous.same_rule_inputs(store));
+        if !keep {
+            self.http.clear();
+            self.grpc.clear();
+            self.tls.clear();
+            self.tcp.clear();
+            self.udp.clear();
+        }
+        self.inputs = Some(store.clone());
+        self.stats = CacheStats::default();
+    }
+
+    /// Ends a translation: entries of routes it did not see are dropped.
+    pub(super) fn finish(&mut self) {
+        let mut stats = CacheStats::default();
+        for (translated, reused) in [
+            self.http.finish(),
+            self.grpc.finish(),
+            self.tls.finish(),
+            self.tcp.finish(),
+            self.udp.finish(),
+        ] {
+            stats.translated += translated;
+            stats.reused += reused;
+        }
+        self.stats = stats;
+    }
+
+    /// What the last translation translated and reused.
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+}
+
+/// The entries of one route kind.
+#[derive(Debug)]
+pub(super) struct KindCache<R, T> {
+    /// From the previous translation.
+    previous: HashMap<ObjectKey, (Arc<R>, Arc<T>)>,
+    /// Of this translation so far.
+    current: HashMap<ObjectKey, (Arc<R>, Arc<T>)>,
+    translated: usize,
+}
+
+impl<R, T> Default for KindCache<R, T> {
+    fn default() -> Self {
+        Self {
+            previous: HashMap::new(),
+            current: HashMap::new(),
+            translated: 0,
+        }
+    }
+}
+
+impl<R: Translated, T> KindCache<R, T> {
+    /// The translation of `route`: the previous one when the route is unchanged, else
+    /// `translate()`.
+    pub(super) fn get_or_translate(
+        &mut self,
+        key: &ObjectKey,
+        route: &Arc<R>,
+        translate: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        let reused = self
+            .previous
+            .remove(key)
+            .filter(|(cached, _)| Arc::ptr_eq(cached, route) || cached.same_input(route))
+            .map(|(_, translated)| translated);
+        let translated = reused.unwrap_or_else(|| {
+            self.translated += 1;
+            Arc::new(translate())
+        });
+        self.current
+            .insert(key.clone(), (route.clone(), translated.clone()));
+        translated
+    }
+
+    fn clear(&mut self) {
+        self.previous.clear();
+        self.current.clear();
+    }
+
+    /// `(translated, reused)` by this translation; what it did not see is dropped.
+    fn finish(&mut self) -> (usize, usize) {
+        self.previous = std::mem::take(&mut self.current);
+        let translated = std::mem::take(&mut self.translated);
+        (translated, self.previous.len() - translated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{TranslateOptions, Translator, translate};
+    use super::*;
+    use crate::source::load::load_store;
+
+    const BASE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gantry}
+spec: {controllerName: gantry.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: gantry
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
+  - {name: tcp, port: 9000, protocol: TCP, allowedRoutes: {namespaces: {from: All}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: a, namespace: default}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b, namespace: backends}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: a-1
+  namespace: default
+  labels: {kubernetes.io/service-name: a}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [10.0.0.1]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r2, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /b}}]
+    backendRefs: [{name: b, namespace: backends, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r3, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /c}}]
+    backendRefs: [{name: c, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: t, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: tcp}]
+  rules: [{backendRefs: [{name: a, port: 80}]}]
+"#;
+
+    const R1: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r1, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /a}}]
+    backendRefs: [{name: a, port: 80}]
+"#;
+
+    const GRANT: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: allow, namespace: backends}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}]
+  to: [{group: "", kind: Service}]
+"#;
+
+    const SERVICE_C: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: c, namespace: default}
+spec: {ports: [{name: http, port: 80}]}
+"#;
+
+    /// Translates `documents` with `translator` and from scratch, checks both agree, and
+    /// returns what the translator translated and reused.
+    fn step(translator: &mut Translator, documents: &[&str]) -> (usize, usize) {
+        let (store, issues) = load_store(
+            documents
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (format!("doc-{i}.yaml"), *d)),
+        )
+        .unwrap();
+        assert!(issues.is_empty(), "{issues:?}");
+        let store = Arc::new(store);
+        let warm = translator.translate(&store);
+        assert_eq!(warm, translate(&store, &TranslateOptions::default()));
+        let stats = translator.stats();
+        (stats.translated, stats.reused)
+    }
+
+    #[test]
+    fn only_changed_routes_are_translated_again_and_the_result_is_a_full_translation() {
+        let mut t = Translator::new(TranslateOptions::default());
+        assert_eq!(step(&mut t, &[BASE, R1, GRANT]), (4, 0));
+        // An edited route.
+        let r1_edited = R1.replace("value: /a", "value: /a2");
+        assert_eq!(step(&mut t, &[BASE, &r1_edited, GRANT]), (1, 3));
+        // A new endpoint: no route translated, the cluster's endpoints read again.
+        let more = BASE.replace("[10.0.0.1]", "[10.0.0.1, 10.0.0.2]");
+        assert_eq!(step(&mut t, &[&more, &r1_edited, GRANT]), (0, 4));
+        // A Service created: route rules read Services, so all are translated again (r3's
+        // backend resolves now).
+        assert_eq!(step(&mut t, &[&more, &r1_edited, GRANT, SERVICE_C]), (4, 0));
+        // The ReferenceGrant removed: r2's backend is no longer permitted.
+        assert_eq!(step(&mut t, &[&more, &r1_edited, SERVICE_C]), (4, 0));
+        // A route deleted, another added back.
+        assert_eq!(step(&mut t, &[&more, SERVICE_C]), (0, 3));
+        assert_eq!(step(&mut t, &[&more, R1, SERVICE_C]), (1, 3));
+    }
+}
