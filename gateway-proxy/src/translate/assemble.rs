@@ -12,19 +12,26 @@ use crate::store::ObjectKey;
 /// Route entries collected per listener, then per effective hostname.
 #[derive(Default)]
 pub struct Collected {
-    entries: BTreeMap<(ObjectKey, usize), BTreeMap<String, Vec<Ranked>>>,
+    /// By Gateway, listener index and effective hostname.
+    entries: BTreeMap<ObjectKey, BTreeMap<usize, BTreeMap<String, Vec<Ranked>>>>,
     /// TLSRoutes, TCPRoutes and UDPRoutes placed on each listener, before precedence.
     l4: BTreeMap<(ObjectKey, usize), Vec<L4Candidate>>,
 }
 
 impl Collected {
     pub fn add(&mut self, gateway: &ObjectKey, listener: usize, hostname: &str, entry: Ranked) {
-        self.entries
-            .entry((gateway.clone(), listener))
-            .or_default()
-            .entry(hostname.to_owned())
-            .or_default()
-            .push(entry);
+        // Looked up before inserting: keys are copied only for a new Gateway or hostname.
+        let listeners = match self.entries.get_mut(gateway) {
+            Some(listeners) => listeners,
+            None => self.entries.entry(gateway.clone()).or_default(),
+        };
+        let hosts = listeners.entry(listener).or_default();
+        match hosts.get_mut(hostname) {
+            Some(entries) => entries.push(entry),
+            None => {
+                hosts.insert(hostname.to_owned(), vec![entry]);
+            }
+        }
     }
 
     /// Places an L4 route on a listener; precedence between the routes of one listener is
@@ -51,7 +58,8 @@ impl Collected {
                 }
                 let by_host = self
                     .entries
-                    .remove(&(key.clone(), index))
+                    .get_mut(key)
+                    .and_then(|listeners| listeners.remove(&index))
                     .unwrap_or_default();
                 let protocol = port_protocol(&listener.protocol);
                 let (port_protocol, listeners) = ports

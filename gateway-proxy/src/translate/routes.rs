@@ -170,8 +170,9 @@ pub struct Attacher<'a> {
     pub statuses: Vec<ObjectStatus>,
     /// For each Service a placed route references, the Gateways it is placed on.
     pub services: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
-    /// (gateway, listener index, route kind, route): a route counts once per listener.
-    attached: BTreeSet<(ObjectKey, usize, &'static str, ObjectKey)>,
+    /// Routes attached to each listener of each Gateway, by listener index: a route counts
+    /// once per listener.
+    attached: BTreeMap<ObjectKey, BTreeMap<usize, i32>>,
     /// Listeners a route attaches to but is not served on, and why (cross serving).
     exclusions: Exclusions,
 }
@@ -190,7 +191,7 @@ impl<'a> Attacher<'a> {
             clusters: BTreeMap::new(),
             statuses: Vec::new(),
             services: BTreeMap::new(),
-            attached: BTreeSet::new(),
+            attached: BTreeMap::new(),
             exclusions: Exclusions::new(),
         }
     }
@@ -241,6 +242,7 @@ impl<'a> Attacher<'a> {
         };
         let mut parents = Vec::new();
         let mut placed = Placed::new();
+        let mut attached_to = Placed::new();
         for parent in &route.parent_refs {
             let accepted = match parent_ref::attach(self.store, self.gateways, &info, parent) {
                 Attachment::NotOurs => continue,
@@ -251,11 +253,11 @@ impl<'a> Attacher<'a> {
                     served,
                     problem,
                 } => {
-                    self.attached.extend(
-                        attached
-                            .iter()
-                            .map(|&i| (gateway.clone(), i, route.kind, route.key.clone())),
-                    );
+                    for index in attached {
+                        if attached_to.insert((gateway.clone(), index)) {
+                            self.count_attached(&gateway, index);
+                        }
+                    }
                     let (served, excluded) = self.without_exclusions(&gateway, served, route);
                     let problem = problem
                         .or_else(|| rejection.clone())
@@ -279,11 +281,14 @@ impl<'a> Attacher<'a> {
                 conditions: problems.conditions(accepted, generation),
             });
         }
-        if !placed.is_empty() {
+        // Only BackendTLSPolicy status reads which Gateways use a Service.
+        if !placed.is_empty() && !self.store.backend_tls_policies.is_empty() {
             for service in translated.services() {
                 let gateways = self.services.entry(service).or_default();
                 gateways.extend(placed.iter().map(|(gateway, _)| gateway.clone()));
             }
+        }
+        if !placed.is_empty() {
             self.clusters.extend(
                 translated
                     .clusters()
@@ -355,12 +360,23 @@ impl<'a> Attacher<'a> {
         translated.place(&mut self.collected, &at);
     }
 
+    fn count_attached(&mut self, gateway: &ObjectKey, index: usize) {
+        let listeners = match self.attached.get_mut(gateway) {
+            Some(listeners) => listeners,
+            None => self.attached.entry(gateway.clone()).or_default(),
+        };
+        *listeners.entry(index).or_insert(0) += 1;
+    }
+
     /// Routes attached to each listener, for `status.listeners[].attachedRoutes`.
     pub fn attached_counts(&self) -> BTreeMap<(ObjectKey, usize), i32> {
-        let mut counts = BTreeMap::new();
-        for (gateway, index, _, _) in &self.attached {
-            *counts.entry((gateway.clone(), *index)).or_insert(0) += 1;
-        }
-        counts
+        self.attached
+            .iter()
+            .flat_map(|(gateway, listeners)| {
+                listeners
+                    .iter()
+                    .map(move |(index, count)| ((gateway.clone(), *index), *count))
+            })
+            .collect()
     }
 }
