@@ -13,7 +13,6 @@
 //! change to them drops every entry. Routes change far more often than the objects they read,
 //! and a translation from an empty cache is exactly the translation without one.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
@@ -88,21 +87,33 @@ impl RouteCache {
     }
 }
 
-/// The entries of one route kind.
+/// The entries of one route kind, sorted by route key.
+///
+/// Routes are translated in key order (the store's maps are sorted), so the previous entries
+/// are walked alongside them: no hashing, and a reused entry's key is moved, not copied.
 #[derive(Debug)]
 pub(super) struct KindCache<R, T> {
-    /// From the previous translation.
-    previous: HashMap<ObjectKey, (Arc<R>, Arc<T>)>,
+    /// From the previous translation; those before `next` were passed.
+    previous: Vec<Entry<R, T>>,
+    next: usize,
     /// Of this translation so far.
-    current: HashMap<ObjectKey, (Arc<R>, Arc<T>)>,
+    current: Vec<Entry<R, T>>,
     translated: usize,
+}
+
+#[derive(Debug)]
+struct Entry<R, T> {
+    key: ObjectKey,
+    route: Arc<R>,
+    translated: Arc<T>,
 }
 
 impl<R, T> Default for KindCache<R, T> {
     fn default() -> Self {
         Self {
-            previous: HashMap::new(),
-            current: HashMap::new(),
+            previous: Vec::new(),
+            next: 0,
+            current: Vec::new(),
             translated: 0,
         }
     }
@@ -110,35 +121,57 @@ impl<R, T> Default for KindCache<R, T> {
 
 impl<R: Translated, T> KindCache<R, T> {
     /// The translation of `route`: the previous one when the route is unchanged, else
-    /// `translate()`.
+    /// `translate()`. Routes must come in key order.
     pub(super) fn get_or_translate(
         &mut self,
         key: &ObjectKey,
         route: &Arc<R>,
         translate: impl FnOnce() -> T,
     ) -> Arc<T> {
-        let reused = self
+        debug_assert!(self.current.last().is_none_or(|last| last.key < *key));
+        while self
             .previous
-            .remove(key)
-            .filter(|(cached, _)| Arc::ptr_eq(cached, route) || cached.same_input(route))
-            .map(|(_, translated)| translated);
-        let translated = reused.unwrap_or_else(|| {
-            self.translated += 1;
-            Arc::new(translate())
+            .get(self.next)
+            .is_some_and(|entry| entry.key < *key)
+        {
+            self.next += 1;
+        }
+        let reusable = self.previous.get_mut(self.next).filter(|entry| {
+            entry.key == *key && (Arc::ptr_eq(&entry.route, route) || entry.route.same_input(route))
         });
-        self.current
-            .insert(key.clone(), (route.clone(), translated.clone()));
+        let entry = match reusable {
+            Some(entry) => {
+                self.next += 1;
+                Entry {
+                    key: std::mem::take(&mut entry.key),
+                    route: route.clone(),
+                    translated: entry.translated.clone(),
+                }
+            }
+            None => {
+                self.translated += 1;
+                Entry {
+                    key: key.clone(),
+                    route: route.clone(),
+                    translated: Arc::new(translate()),
+                }
+            }
+        };
+        let translated = entry.translated.clone();
+        self.current.push(entry);
         translated
     }
 
     fn clear(&mut self) {
         self.previous.clear();
         self.current.clear();
+        self.next = 0;
     }
 
     /// `(translated, reused)` by this translation; what it did not see is dropped.
     fn finish(&mut self) -> (usize, usize) {
         self.previous = std::mem::take(&mut self.current);
+        self.next = 0;
         let translated = std::mem::take(&mut self.translated);
         (translated, self.previous.len() - translated)
     }

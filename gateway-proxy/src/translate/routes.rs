@@ -289,12 +289,17 @@ impl<'a> Attacher<'a> {
             }
         }
         if !placed.is_empty() {
-            self.clusters.extend(
-                translated
-                    .clusters()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            );
+            // Many routes share a cluster: copy it only when it is new or differs (the last
+            // route's wins).
+            for (name, cluster) in translated.clusters() {
+                match self.clusters.get_mut(name) {
+                    Some(existing) if existing == cluster => {}
+                    Some(existing) => existing.clone_from(cluster),
+                    None => {
+                        self.clusters.insert(name.clone(), cluster.clone());
+                    }
+                }
+            }
         }
         if !parents.is_empty() {
             self.statuses.push(ObjectStatus {
