@@ -133,6 +133,11 @@ impl Store {
             && same(&self.gateway_classes, &other.gateway_classes)
     }
 
+    /// True when `other` holds the same Namespaces as `self` (labels select routes).
+    pub fn same_namespaces(&self, other: &Store) -> bool {
+        same(&self.namespaces, &other.namespaces)
+    }
+
     /// True when `other` holds the same objects as `self` in every kind but EndpointSlices
     /// (statuses and resourceVersions aside). Such a change cannot alter routes or statuses,
     /// only which endpoints are ready.

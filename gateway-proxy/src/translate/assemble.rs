@@ -1,6 +1,6 @@
 //! Builds the IR's ports, listeners and virtual hosts from the route entries of each listener.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::gateway::GatewayState;
 use super::hostname;
@@ -141,7 +141,3 @@ fn virtual_hosts(by_host: BTreeMap<String, Vec<Ranked>>) -> Vec<VirtualHostIr> {
         })
         .collect()
 }
-
-/// Listeners a route has already been placed on (a route reaching the same listener through
-/// two parentRefs is served, and counted, once).
-pub type Placed = BTreeSet<(ObjectKey, usize)>;

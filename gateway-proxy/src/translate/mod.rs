@@ -131,38 +131,30 @@ fn translate_with(
     let mut gateways = gateway::our_gateways(store, &classes, options);
     let mut backend_tls = backend_tls::BackendTls::resolve(store, &gateways);
     let mut attacher = Attacher::new(store, &options.controller_name, &gateways);
-    attacher.exclude(cross_serving::exclusions(store, &gateways));
+    let exclusions = cross_serving::exclusions(store, &gateways);
+    attacher.replay_attachments(cache.replay_attachments(&exclusions));
+    attacher.exclude(exclusions);
 
-    attacher.attach_all(&store.http_routes, |store, key, route| {
-        cache.http.get_or_translate(key, route, || {
-            backend_tls.secure(
-                store,
-                http_route::translate_route(store, &key.namespace, route),
-            )
-        })
+    attacher.attach_all(&store.http_routes, &mut cache.http, |store, key, route| {
+        backend_tls.secure(
+            store,
+            http_route::translate_route(store, &key.namespace, route),
+        )
     });
-    attacher.attach_all(&store.grpc_routes, |store, key, route| {
-        cache.grpc.get_or_translate(key, route, || {
-            backend_tls.secure(
-                store,
-                grpc_route::translate_route(store, &key.namespace, route),
-            )
-        })
+    attacher.attach_all(&store.grpc_routes, &mut cache.grpc, |store, key, route| {
+        backend_tls.secure(
+            store,
+            grpc_route::translate_route(store, &key.namespace, route),
+        )
     });
-    attacher.attach_all(&store.tcp_routes, |store, key, route| {
-        cache.tcp.get_or_translate(key, route, || {
-            l4_routes::translate_tcp_route(store, &key.namespace, route)
-        })
+    attacher.attach_all(&store.tcp_routes, &mut cache.tcp, |store, key, route| {
+        l4_routes::translate_tcp_route(store, &key.namespace, route)
     });
-    attacher.attach_all(&store.tls_routes, |store, key, route| {
-        cache.tls.get_or_translate(key, route, || {
-            l4_routes::translate_tls_route(store, &key.namespace, route)
-        })
+    attacher.attach_all(&store.tls_routes, &mut cache.tls, |store, key, route| {
+        l4_routes::translate_tls_route(store, &key.namespace, route)
     });
-    attacher.attach_all(&store.udp_routes, |store, key, route| {
-        cache.udp.get_or_translate(key, route, || {
-            l4_routes::translate_udp_route(store, &key.namespace, route)
-        })
+    attacher.attach_all(&store.udp_routes, &mut cache.udp, |store, key, route| {
+        l4_routes::translate_udp_route(store, &key.namespace, route)
     });
 
     let counts = attacher.attached_counts();

@@ -12,6 +12,11 @@
 //! status and versions) and none of those kinds changed since the previous translation; any
 //! change to them drops every entry. Routes change far more often than the objects they read,
 //! and a translation from an empty cache is exactly the translation without one.
+//!
+//! With the rules, each entry keeps what attaching the route produced (listeners, placement,
+//! status: [`Attached`]). That is replayed when, besides the above, the Namespaces (their labels
+//! select routes) and the listeners excluded by cross serving (which depend on the other
+//! routes) are unchanged too.
 
 use std::sync::Arc;
 
@@ -21,8 +26,10 @@ use gantry_crds::gateway::grpcroutes::GrpcRoute;
 use gantry_crds::gateway::httproutes::HttpRoute;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
 
+use super::cross_serving::Exclusions;
 use super::http_route::TranslatedRoute;
 use super::l4_routes::TranslatedL4Route;
+use super::routes::Attached;
 use crate::store::{ObjectKey, Store, Translated};
 
 /// The translated rules of every route of the previous translation.
@@ -37,6 +44,11 @@ pub struct RouteCache {
     pub(super) udp: KindCache<UdpRoute, TranslatedL4Route>,
     /// Routes translated and reused by the last translation.
     pub(super) stats: CacheStats,
+    /// Whether the Namespaces are as in `inputs`' predecessor too (with the rule inputs, what
+    /// attachments read besides the routes and exclusions).
+    namespaces_same: bool,
+    /// Cross-serving exclusions of the previous translation.
+    exclusions: Exclusions,
 }
 
 /// How much of the last translation came from the cache.
@@ -54,6 +66,11 @@ impl RouteCache {
             .inputs
             .as_ref()
             .is_some_and(|previous| previous.same_rule_inputs(store));
+        self.namespaces_same = keep
+            && self
+                .inputs
+                .as_ref()
+                .is_some_and(|previous| previous.same_namespaces(store));
         if !keep {
             self.http.clear();
             self.grpc.clear();
@@ -81,6 +98,16 @@ impl RouteCache {
         self.stats = stats;
     }
 
+    /// Whether remembered attachments may be replayed in this translation, whose cross-serving
+    /// exclusions are `exclusions`.
+    pub(super) fn replay_attachments(&mut self, exclusions: &Exclusions) -> bool {
+        let same = self.namespaces_same && self.exclusions == *exclusions;
+        if !same {
+            self.exclusions.clone_from(exclusions);
+        }
+        same
+    }
+
     /// What the last translation translated and reused.
     pub fn stats(&self) -> CacheStats {
         self.stats
@@ -106,6 +133,13 @@ struct Entry<R, T> {
     key: ObjectKey,
     route: Arc<R>,
     translated: Arc<T>,
+    attached: Option<Arc<Attached>>,
+}
+
+/// A route's translated rules, and its attachment when the rules were reused.
+pub(super) struct Cached<T> {
+    pub translated: Arc<T>,
+    pub attached: Option<Arc<Attached>>,
 }
 
 impl<R, T> Default for KindCache<R, T> {
@@ -120,14 +154,15 @@ impl<R, T> Default for KindCache<R, T> {
 }
 
 impl<R: Translated, T> KindCache<R, T> {
-    /// The translation of `route`: the previous one when the route is unchanged, else
-    /// `translate()`. Routes must come in key order.
+    /// The translation of `route`: the previous one (with its attachment) when the route is
+    /// unchanged, else `translate()`. Routes must come in key order, and each must be followed
+    /// by [`KindCache::remember_attached`].
     pub(super) fn get_or_translate(
         &mut self,
         key: &ObjectKey,
         route: &Arc<R>,
         translate: impl FnOnce() -> T,
-    ) -> Arc<T> {
+    ) -> Cached<T> {
         debug_assert!(self.current.last().is_none_or(|last| last.key < *key));
         while self
             .previous
@@ -146,6 +181,7 @@ impl<R: Translated, T> KindCache<R, T> {
                     key: std::mem::take(&mut entry.key),
                     route: route.clone(),
                     translated: entry.translated.clone(),
+                    attached: entry.attached.take(),
                 }
             }
             None => {
@@ -154,12 +190,24 @@ impl<R: Translated, T> KindCache<R, T> {
                     key: key.clone(),
                     route: route.clone(),
                     translated: Arc::new(translate()),
+                    attached: None,
                 }
             }
         };
-        let translated = entry.translated.clone();
+        let cached = Cached {
+            translated: entry.translated.clone(),
+            attached: entry.attached.clone(),
+        };
         self.current.push(entry);
-        translated
+        cached
+    }
+
+    /// Remembers the attachment of the route last returned by
+    /// [`KindCache::get_or_translate`].
+    pub(super) fn remember_attached(&mut self, attached: Arc<Attached>) {
+        if let Some(entry) = self.current.last_mut() {
+            entry.attached = Some(attached);
+        }
     }
 
     fn clear(&mut self) {
@@ -197,6 +245,17 @@ spec:
   listeners:
   - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
   - {name: tcp, port: 9000, protocol: TCP, allowedRoutes: {namespaces: {from: All}}}
+  - name: team-a
+    port: 81
+    protocol: HTTP
+    allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: a}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r4, namespace: other}
+spec:
+  parentRefs: [{name: gw, namespace: default, sectionName: team-a}]
+  rules: [{backendRefs: [{name: a, namespace: default, port: 80}]}]
 ---
 apiVersion: v1
 kind: Service
@@ -271,6 +330,21 @@ metadata: {name: c, namespace: default}
 spec: {ports: [{name: http, port: 80}]}
 "#;
 
+    const TEAM_A: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: other, labels: {team: a}}
+"#;
+
+    const GRPC: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules: [{backendRefs: [{name: a, port: 80}]}]
+"#;
+
     /// Translates `documents` with `translator` and from scratch, checks both agree, and
     /// returns what the translator translated and reused.
     fn step(translator: &mut Translator, documents: &[&str]) -> (usize, usize) {
@@ -292,20 +366,33 @@ spec: {ports: [{name: http, port: 80}]}
     #[test]
     fn only_changed_routes_are_translated_again_and_the_result_is_a_full_translation() {
         let mut t = Translator::new(TranslateOptions::default());
-        assert_eq!(step(&mut t, &[BASE, R1, GRANT]), (4, 0));
+        assert_eq!(step(&mut t, &[BASE, R1, GRANT]), (5, 0));
         // An edited route.
         let r1_edited = R1.replace("value: /a", "value: /a2");
-        assert_eq!(step(&mut t, &[BASE, &r1_edited, GRANT]), (1, 3));
+        assert_eq!(step(&mut t, &[BASE, &r1_edited, GRANT]), (1, 4));
         // A new endpoint: no route translated, the cluster's endpoints read again.
         let more = BASE.replace("[10.0.0.1]", "[10.0.0.1, 10.0.0.2]");
-        assert_eq!(step(&mut t, &[&more, &r1_edited, GRANT]), (0, 4));
+        assert_eq!(step(&mut t, &[&more, &r1_edited, GRANT]), (0, 5));
+        // Namespace labels: r4 now attaches to the listener selecting team a (rules reused,
+        // attachments not).
+        assert_eq!(step(&mut t, &[&more, &r1_edited, GRANT, TEAM_A]), (0, 5));
+        // A GRPCRoute overlapping the HTTPRoutes on one listener: cross serving excludes some.
+        assert_eq!(
+            step(&mut t, &[&more, &r1_edited, GRANT, TEAM_A, GRPC]),
+            (1, 5)
+        );
+        assert_eq!(step(&mut t, &[&more, &r1_edited, GRANT, TEAM_A]), (0, 5));
         // A Service created: route rules read Services, so all are translated again (r3's
         // backend resolves now).
-        assert_eq!(step(&mut t, &[&more, &r1_edited, GRANT, SERVICE_C]), (4, 0));
+        let all = [&more, &r1_edited, GRANT, TEAM_A, SERVICE_C];
+        assert_eq!(step(&mut t, &all), (5, 0));
         // The ReferenceGrant removed: r2's backend is no longer permitted.
-        assert_eq!(step(&mut t, &[&more, &r1_edited, SERVICE_C]), (4, 0));
+        assert_eq!(
+            step(&mut t, &[&more, &r1_edited, TEAM_A, SERVICE_C]),
+            (5, 0)
+        );
         // A route deleted, another added back.
-        assert_eq!(step(&mut t, &[&more, SERVICE_C]), (0, 3));
-        assert_eq!(step(&mut t, &[&more, R1, SERVICE_C]), (1, 3));
+        assert_eq!(step(&mut t, &[&more, TEAM_A, SERVICE_C]), (0, 4));
+        assert_eq!(step(&mut t, &[&more, R1, TEAM_A, SERVICE_C]), (1, 4));
     }
 }

@@ -11,16 +11,17 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
-use super::assemble::{Collected, Placed};
+use super::assemble::Collected;
 use super::conditions::{self as c, Problem};
 use super::cross_serving::Exclusions;
 use super::gateway::GatewayState;
 use super::listener::ListenerState;
 use super::parent_ref::{self, Attachment, ParentRef, RouteInfo, RouteResource};
+use super::route_cache::KindCache;
 use super::{API_VERSION, generation_of};
 use crate::ir::{ClusterIr, RouteRef};
 use crate::status::{Condition, ObjectStatus, RouteParentStatus, RouteStatus, StatusBody};
-use crate::store::{ObjectKey, Store};
+use crate::store::{ObjectKey, Store, Translated};
 
 /// What went wrong with a route's rules. Every kind reports the same way: dropped rules make
 /// the route `PartiallyInvalid` (or not `Accepted` when none is left), unresolved references
@@ -158,6 +159,28 @@ struct RouteObject<'a> {
     parent_refs: Vec<ParentRef>,
 }
 
+/// What attaching one route produced. Remembered with the route's translated rules and
+/// replayed as is while nothing it read besides the route changed (see `route_cache`).
+#[derive(Debug)]
+pub struct Attached {
+    route: RouteRef,
+    /// `metadata.creationTimestamp` (precedence ties go to the oldest route).
+    created: Option<Time>,
+    /// Listeners the route attaches to (`attachedRoutes`), once each.
+    attached: Vec<(ObjectKey, usize)>,
+    /// Listeners that serve the route, once each, in parentRef order.
+    placed: Vec<(ObjectKey, usize)>,
+    status: Option<ObjectStatus>,
+}
+
+/// Adds `(gateway, index)` to `list` unless it is there (a route reaching one listener through
+/// two parentRefs is counted and served once).
+fn push_once(list: &mut Vec<(ObjectKey, usize)>, gateway: &ObjectKey, index: usize) {
+    if !list.iter().any(|(g, i)| *i == index && g == gateway) {
+        list.push((gateway.clone(), index));
+    }
+}
+
 /// Attaches routes of every kind to the Gateways we serve and collects what they produce.
 pub struct Attacher<'a> {
     store: &'a Store,
@@ -175,6 +198,8 @@ pub struct Attacher<'a> {
     attached: BTreeMap<ObjectKey, BTreeMap<usize, i32>>,
     /// Listeners a route attaches to but is not served on, and why (cross serving).
     exclusions: Exclusions,
+    /// See [`Attacher::replay_attachments`].
+    replay: bool,
 }
 
 impl<'a> Attacher<'a> {
@@ -193,6 +218,7 @@ impl<'a> Attacher<'a> {
             services: BTreeMap::new(),
             attached: BTreeMap::new(),
             exclusions: Exclusions::new(),
+            replay: false,
         }
     }
 
@@ -203,30 +229,44 @@ impl<'a> Attacher<'a> {
         self.exclusions = exclusions;
     }
 
-    /// Translates every route of one kind with `translate` (store, route key, route) and
-    /// attaches it.
-    pub fn attach_all<R: RouteResource, T: TranslatedKind>(
+    /// Whether attachments remembered from the previous translation may be replayed: nothing
+    /// an attachment reads besides its route changed (see `route_cache`).
+    pub fn replay_attachments(&mut self, replay: bool) {
+        self.replay = replay;
+    }
+
+    /// Translates every route of one kind with `translate` (store, route key, route), or
+    /// takes its rules from `cache`, and attaches it.
+    pub fn attach_all<R: RouteResource + Translated, T: TranslatedKind>(
         &mut self,
         routes: &BTreeMap<ObjectKey, Arc<R>>,
-        mut translate: impl FnMut(&Store, &ObjectKey, &Arc<R>) -> Arc<T>,
+        cache: &mut KindCache<R, T>,
+        translate: impl Fn(&Store, &ObjectKey, &R) -> T,
     ) {
         for (key, route) in routes {
-            let translated = translate(self.store, key, route);
-            let object = RouteObject {
-                kind: R::KIND,
-                key,
-                meta: route.meta(),
-                parent_refs: route.parent_refs(),
+            let store = self.store;
+            let cached = cache.get_or_translate(key, route, || translate(store, key, route));
+            let attached = match cached.attached {
+                Some(attached) if self.replay => attached,
+                _ => {
+                    let object = RouteObject {
+                        kind: R::KIND,
+                        key,
+                        meta: route.meta(),
+                        parent_refs: route.parent_refs(),
+                    };
+                    Arc::new(self.attach(&object, &*cached.translated))
+                }
             };
-            self.attach(&object, &*translated);
+            self.apply(&attached, &*cached.translated);
+            cache.remember_attached(attached);
         }
     }
 
-    /// Resolves every parentRef of `route`, places it on the listeners that serve it and
-    /// records its status (only for parents that are ours: "Implementations of this API can
-    /// only populate Route status for the Gateways/parent resources they are responsible
-    /// for").
-    fn attach(&mut self, route: &RouteObject<'_>, translated: &impl TranslatedKind) {
+    /// Resolves every parentRef of `route`: the listeners it attaches to, those that serve it,
+    /// and its status (only for parents that are ours: "Implementations of this API can only
+    /// populate Route status for the Gateways/parent resources they are responsible for").
+    fn attach(&self, route: &RouteObject<'_>, translated: &impl TranslatedKind) -> Attached {
         let problems = translated.problems();
         let info = RouteInfo {
             kind: route.kind,
@@ -235,14 +275,9 @@ impl<'a> Attacher<'a> {
         };
         let generation = generation_of(route.meta);
         let rejection = problems.rejection();
-        let route_ref = RouteRef {
-            kind: route.kind.to_owned(),
-            namespace: route.key.namespace.clone(),
-            name: route.key.name.clone(),
-        };
         let mut parents = Vec::new();
-        let mut placed = Placed::new();
-        let mut attached_to = Placed::new();
+        let mut placed = Vec::new();
+        let mut attached_to = Vec::new();
         for parent in &route.parent_refs {
             let accepted = match parent_ref::attach(self.store, self.gateways, &info, parent) {
                 Attachment::NotOurs => continue,
@@ -254,9 +289,7 @@ impl<'a> Attacher<'a> {
                     problem,
                 } => {
                     for index in attached {
-                        if attached_to.insert((gateway.clone(), index)) {
-                            self.count_attached(&gateway, index);
-                        }
+                        push_once(&mut attached_to, &gateway, index);
                     }
                     let (served, excluded) = self.without_exclusions(&gateway, served, route);
                     let problem = problem
@@ -266,9 +299,7 @@ impl<'a> Attacher<'a> {
                         Some(p) => Err(p),
                         None => {
                             for index in served {
-                                if placed.insert((gateway.clone(), index)) {
-                                    self.place(&gateway, index, &route_ref, route, translated);
-                                }
+                                push_once(&mut placed, &gateway, index);
                             }
                             Ok(())
                         }
@@ -281,14 +312,42 @@ impl<'a> Attacher<'a> {
                 conditions: problems.conditions(accepted, generation),
             });
         }
+        Attached {
+            route: RouteRef {
+                kind: route.kind.to_owned(),
+                namespace: route.key.namespace.clone(),
+                name: route.key.name.clone(),
+            },
+            created: route.meta.creation_timestamp.clone(),
+            attached: attached_to,
+            placed,
+            status: (!parents.is_empty()).then(|| ObjectStatus {
+                api_version: API_VERSION.to_owned(),
+                kind: route.kind.to_owned(),
+                namespace: route.key.namespace.clone(),
+                name: route.key.name.clone(),
+                status: StatusBody::Route(RouteStatus { parents }),
+            }),
+        }
+    }
+
+    /// Adds what attaching a route produced: counts, placements, clusters and status.
+    fn apply(&mut self, attached: &Attached, translated: &impl TranslatedKind) {
+        for (gateway, index) in &attached.attached {
+            self.count_attached(gateway, *index);
+        }
+        for (gateway, index) in &attached.placed {
+            self.place(gateway, *index, attached, translated);
+        }
+        let placed = !attached.placed.is_empty();
         // Only BackendTLSPolicy status reads which Gateways use a Service.
-        if !placed.is_empty() && !self.store.backend_tls_policies.is_empty() {
+        if placed && !self.store.backend_tls_policies.is_empty() {
             for service in translated.services() {
                 let gateways = self.services.entry(service).or_default();
-                gateways.extend(placed.iter().map(|(gateway, _)| gateway.clone()));
+                gateways.extend(attached.placed.iter().map(|(gateway, _)| gateway.clone()));
             }
         }
-        if !placed.is_empty() {
+        if placed {
             // Many routes share a cluster: copy it only when it is new or differs (the last
             // route's wins).
             for (name, cluster) in translated.clusters() {
@@ -301,14 +360,8 @@ impl<'a> Attacher<'a> {
                 }
             }
         }
-        if !parents.is_empty() {
-            self.statuses.push(ObjectStatus {
-                api_version: API_VERSION.to_owned(),
-                kind: route.kind.to_owned(),
-                namespace: route.key.namespace.clone(),
-                name: route.key.name.clone(),
-                status: StatusBody::Route(RouteStatus { parents }),
-            });
+        if let Some(status) = &attached.status {
+            self.statuses.push(status.clone());
         }
     }
 
@@ -344,8 +397,7 @@ impl<'a> Attacher<'a> {
         &mut self,
         gateway: &ObjectKey,
         index: usize,
-        route_ref: &RouteRef,
-        route: &RouteObject<'_>,
+        attached: &Attached,
         translated: &impl TranslatedKind,
     ) {
         let Some(listener) = self
@@ -359,8 +411,8 @@ impl<'a> Attacher<'a> {
             gateway,
             index,
             listener,
-            route: route_ref,
-            created: route.meta.creation_timestamp.as_ref(),
+            route: &attached.route,
+            created: attached.created.as_ref(),
         };
         translated.place(&mut self.collected, &at);
     }
