@@ -1,0 +1,548 @@
+//! Writes the proxy's statuses to the API server (Kubernetes mode).
+//!
+//! Besides the Kubernetes source and leader election, this is the only code that talks to the
+//! API server. What it writes, and how:
+//! - Gateway: the `Programmed` condition and `listeners[]`, by server-side apply with the field
+//!   manager [`FIELD_MANAGER`]; `Accepted` and `addresses` belong to the operator.
+//! - Routes: only `parents[]` entries of our controller for Gateways this proxy serves, by a
+//!   merge patch carrying the resourceVersion it was computed from; other controllers' entries
+//!   are copied back untouched, and a `409 Conflict` re-reads the route and tries again.
+//!   Entries for Gateways a route no longer references are removed.
+//! - Policies (BackendTLSPolicy): only `ancestors[]` entries of our controller for Gateways this
+//!   proxy serves, written exactly as route parents are.
+//! - Gateway `ResolvedRefs` (the backend client certificate), with `Programmed`, when the
+//!   translation sets it.
+//!
+//! A write happens only when the status differs from the live object, ignoring
+//! `lastTransitionTime`; a condition whose status did not change keeps its time. Only the
+//! leader writes ([`run`] takes a leadership signal).
+
+//!
+//! A reconcile costs a lookup and a comparison per unchanged object, without copies: the
+//! wanted entries are borrowed from the translator's statuses, and only objects whose status
+//! is compared with the live one are copied. [`run`] skips the reconcile altogether when
+//! neither the statuses nor any Gateway, route or policy changed since the last one that
+//! succeeded.
+
+mod compare;
+mod entries;
+mod live;
+mod settled;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use ::kube::{Api, Client};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tracing::instrument;
+
+use self::compare::{gateway_wish, keep_times, parse_list, same_conditions, same_listeners};
+use self::entries::{Entries, Entry, Kind, Served, Shape, is_served_gateway, same_entries};
+use self::settled::{Ledger, Settled};
+use super::stamp;
+use super::types::{Condition, GatewayStatus, ListenerStatus, ObjectStatus, StatusBody};
+use crate::runtime::SourceUpdate;
+use crate::store::{ObjectKey, Store};
+use crate::telemetry::kube::{KubeMetrics, WriteResult};
+
+/// The field manager of everything the proxy applies.
+pub const FIELD_MANAGER: &str = "gantry-proxy";
+/// The Gateway conditions the proxy owns: `Programmed`, and `ResolvedRefs` when it reports on
+/// the backend client certificate.
+const PROGRAMMED: &str = "Programmed";
+const RESOLVED_REFS: &str = "ResolvedRefs";
+const OWNED_GATEWAY_CONDITIONS: [&str; 2] = [PROGRAMMED, RESOLVED_REFS];
+const GATEWAY_GROUP: &str = gantry_crds::GATEWAY_GROUP;
+/// Attempts at a route status write that keeps conflicting.
+const MAX_ATTEMPTS: usize = 5;
+/// Route status writes in flight at once.
+const WRITE_CONCURRENCY: usize = 16;
+/// Delay before writes that failed are tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// Why a status could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("writing the status of {kind} {key}: {source}")]
+    Api {
+        kind: String,
+        key: ObjectKey,
+        source: Box<::kube::Error>,
+    },
+    #[error(
+        "the status of {kind} {key} changed under every one of {MAX_ATTEMPTS} attempts to write it"
+    )]
+    Conflicts { kind: String, key: ObjectKey },
+}
+
+/// Writes statuses; remembers what is settled (see [`Settled`]).
+pub struct StatusWriter {
+    client: Client,
+    controller_name: String,
+    /// Gateways served even when the translation shows none (`--gateway`).
+    configured: Vec<ObjectKey>,
+    settled: Ledger,
+    metrics: KubeMetrics,
+}
+
+/// Counts of one reconcile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub gateways: usize,
+    pub routes: usize,
+    pub policies: usize,
+}
+
+/// A route or policy whose status is compared with `live`, and written if it differs.
+struct Job {
+    kind: Kind,
+    key: ObjectKey,
+    live: Value,
+    desired: Vec<Entry>,
+}
+
+impl StatusWriter {
+    pub fn new(client: Client, controller_name: String, configured: Vec<ObjectKey>) -> Self {
+        Self {
+            client,
+            controller_name,
+            configured,
+            settled: Ledger::default(),
+            metrics: KubeMetrics::default(),
+        }
+    }
+
+    /// Counts every status settled in `metrics` (`gantry_kube_status_writes_total`).
+    pub fn with_metrics(mut self, metrics: KubeMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Brings the API server in line with `desired`, reading live statuses from `store`.
+    /// Every object is attempted; the errors of those that failed are returned together.
+    #[instrument(skip_all, fields(objects = desired.len()))]
+    pub async fn reconcile(
+        &mut self,
+        store: &Store,
+        desired: &[ObjectStatus],
+    ) -> Result<Written, Vec<WriteError>> {
+        let mut served = self.configured.clone();
+        let mut gateways = Vec::new();
+        // Routes and policies: the entries of ours each should carry, borrowed.
+        let mut wanted: HashMap<(Kind, &str, &str), Entries<'_>> =
+            HashMap::with_capacity(desired.len());
+        for object in desired {
+            let id = |kind| (kind, object.namespace.as_str(), object.name.as_str());
+            match &object.status {
+                StatusBody::Gateway(status) => {
+                    let key = ObjectKey::new(object.namespace.clone(), object.name.clone());
+                    served.push(key.clone());
+                    gateways.push((key, status));
+                }
+                StatusBody::Route(status) => {
+                    if let Some(kind) = Kind::parse(&object.kind) {
+                        wanted.insert(id(kind), Entries::Parents(&status.parents));
+                    }
+                }
+                StatusBody::Policy(status) => {
+                    if let Some(kind) = Kind::parse(&object.kind) {
+                        wanted.insert(id(kind), Entries::Ancestors(&status.ancestors));
+                    }
+                }
+                StatusBody::GatewayClass(_) => {} // the operator's
+            }
+        }
+        let served = Served::new(served);
+        // Forget Gateways that are no longer ours to write.
+        self.settled.retain_gateways(&served);
+
+        let mut written = Written::default();
+        let mut errors = Vec::new();
+        for (key, status) in gateways {
+            let version = store
+                .gateways
+                .get(&key)
+                .and_then(|g| g.metadata.resource_version.as_deref());
+            if self
+                .settled
+                .gateway_settled(&key, version, &gateway_wish(status))
+            {
+                continue;
+            }
+            match self.gateway(store, &key, status).await {
+                Ok(true) => {
+                    written.gateways += 1;
+                    self.metrics.status_write("Gateway", WriteResult::written);
+                }
+                Ok(false) => self.metrics.status_write("Gateway", WriteResult::unchanged),
+                Err(error) => {
+                    self.metrics.status_write("Gateway", WriteResult::failed);
+                    errors.push(error);
+                }
+            }
+        }
+
+        // Every route and policy in the store: those that should carry entries of ours, and
+        // those that carry one but got none this time (routes that detached, policies no
+        // longer relevant to a served Gateway). Those not settled are compared with their
+        // live status; only they are copied.
+        let mut jobs = Vec::new();
+        self.settled.start_round();
+        for kind in Kind::ALL {
+            live::for_each_object(store, kind, |key, object| {
+                let id = (kind, key.namespace.as_str(), key.name.as_str());
+                let wanted = match wanted.get(&id) {
+                    Some(entries) => *entries,
+                    None if object.has_entry_for(
+                        &self.controller_name,
+                        &served,
+                        &key.namespace,
+                    ) =>
+                    {
+                        Entries::NONE
+                    }
+                    None => return,
+                };
+                let version = object.resource_version();
+                if self.settled.entries_settled(kind, key, version, wanted) {
+                    return;
+                }
+                if let Some(live) = object.to_json() {
+                    jobs.push(Job {
+                        kind,
+                        key: key.clone(),
+                        live,
+                        desired: wanted.to_vec(),
+                    });
+                }
+            });
+        }
+        // Forget objects that are no longer ours to write.
+        self.settled.forget_unchecked();
+
+        // Objects are independent: write several at once (a first start may have thousands).
+        let this = &*self;
+        let served = &served;
+        let results: Vec<_> = futures::stream::iter(jobs)
+            .map(|job| async move {
+                let result = this
+                    .entries(job.kind, &job.key, job.live, job.desired, served)
+                    .await;
+                (job.kind, job.key, result)
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        for (kind, key, result) in results {
+            match result {
+                Ok((wrote, settled)) => {
+                    if kind.is_policy() {
+                        written.policies += usize::from(wrote);
+                    } else {
+                        written.routes += usize::from(wrote);
+                    }
+                    let result = if wrote {
+                        WriteResult::written
+                    } else {
+                        WriteResult::unchanged
+                    };
+                    self.metrics.status_write(kind.name(), result);
+                    self.settled.settle_entries(kind, key, settled);
+                }
+                Err(error) => {
+                    self.metrics.status_write(kind.name(), WriteResult::failed);
+                    errors.push(error);
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(written)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Applies `Programmed` and `listeners[]` when they differ from the live Gateway.
+    #[instrument(skip(self, store, desired), fields(gateway = %key))]
+    async fn gateway(
+        &mut self,
+        store: &Store,
+        key: &ObjectKey,
+        desired: &GatewayStatus,
+    ) -> Result<bool, WriteError> {
+        let Some(live) = store
+            .gateways
+            .get(key)
+            .and_then(|g| serde_json::to_value(g).ok())
+        else {
+            return Ok(false);
+        };
+        let status = &live["status"];
+        let live_conditions: Vec<Condition> = parse_list(&status["conditions"]);
+        let live_programmed: Vec<Condition> = live_conditions
+            .into_iter()
+            .filter(|c| OWNED_GATEWAY_CONDITIONS.contains(&c.type_.as_str()))
+            .collect();
+        let live_listeners: Option<Vec<ListenerStatus>> =
+            serde_json::from_value(status["listeners"].clone()).ok();
+        let now = stamp::now();
+        let mut programmed: Vec<Condition> = desired
+            .conditions
+            .iter()
+            .filter(|c| OWNED_GATEWAY_CONDITIONS.contains(&c.type_.as_str()))
+            .cloned()
+            .collect();
+        keep_times(&mut programmed, &live_programmed, &now);
+        let mut listeners = desired.listeners.clone();
+        for listener in &mut listeners {
+            let old = live_listeners
+                .iter()
+                .flatten()
+                .find(|l| l.name == listener.name)
+                .map(|l| l.conditions.as_slice())
+                .unwrap_or_default();
+            keep_times(&mut listener.conditions, old, &now);
+        }
+        let unchanged = same_conditions(&programmed, &live_programmed)
+            && live_listeners
+                .as_ref()
+                .is_some_and(|live| same_listeners(&listeners, live));
+        let wish = gateway_wish(desired);
+        if unchanged {
+            self.settled.settle_gateway(key, Settled::at(&live, wish));
+            return Ok(false);
+        }
+        let body = json!({
+            "apiVersion": format!("{GATEWAY_GROUP}/v1"),
+            "kind": "Gateway",
+            "metadata": { "name": key.name, "namespace": key.namespace },
+            "status": { "conditions": programmed, "listeners": listeners },
+        });
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &key.namespace,
+            &ApiResource::erase::<gantry_crds::gateway::gateways::Gateway>(&()),
+        );
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch_status(&key.name, &params, &Patch::Apply(&body))
+            .await
+            .map_err(|source| WriteError::Api {
+                kind: "Gateway".into(),
+                key: key.clone(),
+                source: Box::new(source),
+            })?;
+        self.settled.settle_gateway(key, Settled::at(&live, wish));
+        tracing::info!("Gateway status written");
+        Ok(true)
+    }
+
+    /// Replaces our entries (`parents[]` of a route, `ancestors[]` of a policy) of one object
+    /// with `desired`, keeping every other entry, guarded by the resourceVersion they were
+    /// read at; retried on conflict.
+    #[instrument(skip(self, live, desired, served), fields(object = %key))]
+    async fn entries(
+        &self,
+        kind: Kind,
+        key: &ObjectKey,
+        mut live: Value,
+        desired: Vec<Entry>,
+        served: &Served,
+    ) -> Result<(bool, Settled<Vec<Entry>>), WriteError> {
+        let shape = kind.shape();
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &key.namespace, &kind.resource());
+        let api_error = |source| WriteError::Api {
+            kind: kind.name().to_owned(),
+            key: key.clone(),
+            source: Box::new(source),
+        };
+        for attempt in 1..=MAX_ATTEMPTS {
+            let (foreign, ours): (Vec<Value>, Vec<Value>) = entries_of(&live, shape)
+                .into_iter()
+                .partition(|p| !self.is_ours(p, shape, &key.namespace, served));
+            let ours: Option<Vec<Entry>> = ours
+                .into_iter()
+                .map(|p| Entry::from_value(&p, shape))
+                .collect();
+            let now = stamp::now();
+            let mut next = desired.clone();
+            for entry in &mut next {
+                let old = ours
+                    .iter()
+                    .flatten()
+                    .find(|o| o.reference == entry.reference)
+                    .map(|o| o.conditions.as_slice())
+                    .unwrap_or_default();
+                keep_times(&mut entry.conditions, old, &now);
+            }
+            if ours.as_ref().is_some_and(|ours| same_entries(&next, ours)) {
+                return Ok((false, Settled::at(&live, desired)));
+            }
+            let resource_version = live["metadata"]["resourceVersion"].clone();
+            let mut list = foreign;
+            list.extend(next.iter().map(|e| e.to_value(shape)));
+            let body = json!({
+                "metadata": { "resourceVersion": resource_version },
+                "status": { shape.list: list },
+            });
+            match api
+                .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&body))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(attempt, kind = kind.name(), "status written");
+                    return Ok((true, Settled::at(&live, desired)));
+                }
+                Err(::kube::Error::Api(status)) if status.is_conflict() => {
+                    tracing::debug!(attempt, "object changed meanwhile; reading it again");
+                    self.metrics
+                        .status_write(kind.name(), WriteResult::conflict_retried);
+                    let fresh = api.get(&key.name).await.map_err(api_error)?;
+                    live = serde_json::to_value(fresh).unwrap_or(Value::Null);
+                }
+                Err(error) => return Err(api_error(error)),
+            }
+        }
+        Err(WriteError::Conflicts {
+            kind: kind.name().to_owned(),
+            key: key.clone(),
+        })
+    }
+
+    /// An entry of ours: our controller, for a Gateway this proxy serves.
+    fn is_ours(
+        &self,
+        entry: &Value,
+        shape: Shape,
+        object_namespace: &str,
+        served: &Served,
+    ) -> bool {
+        if entry["controllerName"].as_str() != Some(self.controller_name.as_str()) {
+            return false;
+        }
+        let r = &entry[shape.reference];
+        is_served_gateway(
+            r["group"].as_str(),
+            r["kind"].as_str(),
+            r["namespace"].as_str().unwrap_or(object_namespace),
+            r["name"].as_str().unwrap_or_default(),
+            served,
+        )
+    }
+}
+
+/// The inputs of a reconcile that succeeded: given the same statuses and the same Gateways,
+/// routes and policies, another reconcile would find everything settled and send nothing.
+struct Reconciled {
+    statuses: Arc<Vec<ObjectStatus>>,
+    store: Arc<Store>,
+}
+
+impl Reconciled {
+    fn covers(&self, statuses: &Arc<Vec<ObjectStatus>>, store: &Arc<Store>) -> bool {
+        Arc::ptr_eq(&self.statuses, statuses)
+            && (Arc::ptr_eq(&self.store, store) || live::same_objects(&self.store, store))
+    }
+}
+
+/// Writes statuses whenever they, the live objects or leadership change, while this replica
+/// leads. Returns when the runtime is gone.
+pub async fn run(
+    mut writer: StatusWriter,
+    mut statuses: watch::Receiver<Arc<Vec<ObjectStatus>>>,
+    mut objects: watch::Receiver<Option<SourceUpdate>>,
+    mut leader: watch::Receiver<bool>,
+) {
+    // Before the first translation the statuses are empty, which would read as "every route
+    // detached"; wait for a real one.
+    let mut translated = !statuses.borrow().is_empty();
+    let mut store: Option<Arc<Store>> = None;
+    // Cleared by a failure and while not leading, so that retries and a new term of
+    // leadership always reconcile.
+    let mut reconciled: Option<Reconciled> = None;
+    loop {
+        let leading = *leader.borrow_and_update();
+        if let Some(SourceUpdate::Objects { store: s, .. }) = &*objects.borrow_and_update() {
+            store = Some(s.clone());
+        }
+        let desired = statuses.borrow_and_update().clone();
+        let mut retry = false;
+        if !leading {
+            reconciled = None;
+        }
+        if let (true, true, Some(store)) = (leading, translated, &store)
+            && !reconciled
+                .as_ref()
+                .is_some_and(|r| r.covers(&desired, store))
+        {
+            match writer.reconcile(store, &desired).await {
+                Ok(_) => {
+                    reconciled = Some(Reconciled {
+                        statuses: desired,
+                        store: store.clone(),
+                    });
+                }
+                Err(errors) => {
+                    for error in &errors {
+                        tracing::warn!(%error, "status not written; retrying");
+                    }
+                    reconciled = None;
+                    retry = true;
+                }
+            }
+        }
+        tokio::select! {
+            changed = statuses.changed() => {
+                if changed.is_err() { return; }
+                translated = true;
+            }
+            changed = objects.changed() => if changed.is_err() { return; },
+            changed = leader.changed() => if changed.is_err() { return; },
+            () = tokio::time::sleep(RETRY_AFTER), if retry => {}
+        }
+    }
+}
+
+fn entries_of(object: &Value, shape: Shape) -> Vec<Value> {
+    object["status"][shape.list]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconcile_is_skipped_only_for_the_same_statuses_and_the_same_objects() {
+        let statuses = Arc::new(Vec::new());
+        let store = Arc::new(Store::default());
+        let done = Reconciled {
+            statuses: statuses.clone(),
+            store: store.clone(),
+        };
+        assert!(done.covers(&statuses, &store));
+
+        // A watch event on something the writer does not read: a new store, the same objects.
+        let mut endpoints = Store::clone(&store);
+        endpoints
+            .endpoint_slices
+            .insert(ObjectKey::new("default", "echo-1"), Arc::default());
+        assert!(done.covers(&statuses, &Arc::new(endpoints)));
+
+        // A new translation, even an equal one, is compared again.
+        assert!(!done.covers(&Arc::new(Vec::new()), &store));
+
+        // So is any Gateway, route or policy that changed, such as a status read back.
+        let mut gateway = Store::clone(&store);
+        gateway
+            .gateways
+            .insert(ObjectKey::new("default", "gw"), Arc::default());
+        assert!(!done.covers(&statuses, &Arc::new(gateway)));
+    }
+}
