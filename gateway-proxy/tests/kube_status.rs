@@ -7,6 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gantry_proxy::runtime::SourceUpdate;
 use gantry_proxy::status::writer::{self, Written};
 use gantry_proxy::store::Store;
 use gantry_proxy::telemetry::Metrics;
@@ -283,16 +284,7 @@ async fn a_running_writer_writes_back_only_what_another_party_changed() {
         updates.clone(),
         leading,
     ));
-    eventually(10, "the first writes", || {
-        let n = status_writes(&server).len();
-        async move { n == 2 }
-    })
-    .await;
-    store_where(&updates, "our statuses read back", |s| {
-        s.http_routes.values().all(|r| r.status.is_some())
-            && s.gateways.values().all(|g| g.status.is_some())
-    })
-    .await;
+    settled(&server, &updates).await;
     let before = server.writes().len();
 
     // A change the writer does not read (the Service's endpoints moved), then another
@@ -329,4 +321,47 @@ async fn a_running_writer_writes_back_only_what_another_party_changed() {
         entry
     };
     assert_eq!(timeless(&live["status"]["parents"][1]), timeless(&ours));
+}
+
+#[tokio::test]
+async fn a_running_writer_writes_the_status_of_a_route_deleted_and_created_again() {
+    let server = world().await;
+    let updates = start_source(&server);
+    let store = store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
+    let (_statuses_tx, statuses) = watch::channel(Arc::new(desired(&store)));
+    let (_leading_tx, leading) = watch::channel(true);
+    tokio::spawn(writer::run(
+        writer(&server),
+        statuses,
+        updates.clone(),
+        leading,
+    ));
+    settled(&server, &updates).await;
+
+    server.delete("httproutes", "default", "r1");
+    store_where(&updates, "the route gone", |s| s.http_routes.is_empty()).await;
+    server.apply(
+        "httproutes",
+        http_route("default", "r1", "gw", "/one", "echo", 80),
+    );
+    eventually(10, "the new route's status", || {
+        let parents =
+            server.get("httproutes", "default", "r1").unwrap()["status"]["parents"].clone();
+        async move { parents[0]["controllerName"] == CONTROLLER }
+    })
+    .await;
+}
+
+/// Waits until a running writer's first writes (the Gateway and `r1`) are in the store.
+async fn settled(server: &ApiServer, updates: &watch::Receiver<Option<SourceUpdate>>) {
+    eventually(10, "the first writes", || {
+        let n = status_writes(server).len();
+        async move { n == 2 }
+    })
+    .await;
+    store_where(updates, "our statuses read back", |s| {
+        s.http_routes.values().all(|r| r.status.is_some())
+            && s.gateways.values().all(|g| g.status.is_some())
+    })
+    .await;
 }

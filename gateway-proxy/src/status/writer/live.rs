@@ -1,6 +1,6 @@
 //! The live routes and policies as the writer reads them from the store: their version,
-//! whether they carry an entry of ours, and whether anything it reads changed between two
-//! stores. Typed, so that checking an unchanged object serializes nothing.
+//! whether they carry an entry of ours, and which of them changed between two stores. Typed,
+//! so that checking an unchanged object serializes nothing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use super::entries::{Kind, Served, is_served_gateway};
 use crate::store::{ObjectKey, Store};
 
 /// A route or policy in the store.
-pub(super) trait LiveObject {
+pub(super) trait LiveObject: Sync {
     fn resource_version(&self) -> Option<&str>;
     /// Whether its status has an entry of `controller` for a Gateway in `served`; a reference
     /// without a namespace is in the object's own `namespace`.
@@ -87,23 +87,51 @@ pub(super) fn for_each_object<'s>(
     }
 }
 
-/// Whether the two stores hold the very same Gateways, routes and policies (the objects the
-/// writer reads). Sources keep the `Arc` of an object no event replaced, so this compares
-/// pointers: a status written back, even our own, counts as a change.
-pub(super) fn same_objects(a: &Store, b: &Store) -> bool {
-    fn same<T>(a: &BTreeMap<ObjectKey, Arc<T>>, b: &BTreeMap<ObjectKey, Arc<T>>) -> bool {
-        a.len() == b.len()
-            && a.iter()
-                .zip(b)
-                .all(|((ka, va), (kb, vb))| Arc::ptr_eq(va, vb) && ka == kb)
+/// Every route and policy that `store` added or replaced since `previous` (`Some`), and every
+/// one it no longer has (`None`), kind by kind in key order. Sources keep the `Arc` of an
+/// object no event replaced, so an unchanged object costs a pointer comparison; a status
+/// written back, even our own, counts as a change.
+pub(super) fn changes<'s>(
+    previous: &'s Store,
+    store: &'s Store,
+) -> Vec<(Kind, &'s ObjectKey, Option<&'s dyn LiveObject>)> {
+    fn diff<'s, T: LiveObject + 's>(
+        kind: Kind,
+        before: &'s BTreeMap<ObjectKey, Arc<T>>,
+        after: &'s BTreeMap<ObjectKey, Arc<T>>,
+        out: &mut Vec<(Kind, &'s ObjectKey, Option<&'s dyn LiveObject>)>,
+    ) {
+        let mut old = before.iter().peekable();
+        for (key, object) in after {
+            while let Some((gone, _)) = old.next_if(|(k, _)| *k < key) {
+                out.push((kind, gone, None));
+            }
+            let same = old
+                .next_if(|(k, _)| *k == key)
+                .is_some_and(|(_, o)| Arc::ptr_eq(o, object));
+            if !same {
+                out.push((kind, key, Some(&**object as &dyn LiveObject)));
+            }
+        }
+        out.extend(old.map(|(gone, _)| (kind, gone, None)));
     }
-    same(&a.gateways, &b.gateways)
-        && same(&a.http_routes, &b.http_routes)
-        && same(&a.grpc_routes, &b.grpc_routes)
-        && same(&a.tls_routes, &b.tls_routes)
-        && same(&a.tcp_routes, &b.tcp_routes)
-        && same(&a.udp_routes, &b.udp_routes)
-        && same(&a.backend_tls_policies, &b.backend_tls_policies)
+    let mut out = Vec::new();
+    for kind in Kind::ALL {
+        match kind {
+            Kind::HttpRoute => diff(kind, &previous.http_routes, &store.http_routes, &mut out),
+            Kind::GrpcRoute => diff(kind, &previous.grpc_routes, &store.grpc_routes, &mut out),
+            Kind::TlsRoute => diff(kind, &previous.tls_routes, &store.tls_routes, &mut out),
+            Kind::TcpRoute => diff(kind, &previous.tcp_routes, &store.tcp_routes, &mut out),
+            Kind::UdpRoute => diff(kind, &previous.udp_routes, &store.udp_routes, &mut out),
+            Kind::BackendTlsPolicy => diff(
+                kind,
+                &previous.backend_tls_policies,
+                &store.backend_tls_policies,
+                &mut out,
+            ),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -160,31 +188,49 @@ mod tests {
     }
 
     #[test]
-    fn stores_differ_for_the_writer_only_when_a_gateway_route_or_policy_was_replaced() {
-        let r1 = route("r1", json!({"parents": []}));
-        let mut a = Store::default();
-        a.http_routes
-            .insert(ObjectKey::new("apps", "r1"), r1.clone());
-        let mut b = a.clone();
-        b.services.clear();
-        b.endpoint_slices.clear();
-        assert!(same_objects(&a, &b), "a clone shares every object");
-        b.secrets
-            .insert(ObjectKey::new("apps", "s"), Arc::default());
-        assert!(same_objects(&a, &b), "the writer reads no Secret");
-        // Our own status coming back replaces the route with an equal-looking one.
-        b.http_routes.insert(
-            ObjectKey::new("apps", "r1"),
-            Arc::new(HttpRoute::clone(&r1)),
+    fn changes_are_the_routes_and_policies_added_replaced_or_removed() {
+        let key = |name: &str| ObjectKey::new("apps", name);
+        let mut before = Store::default();
+        for name in ["a", "b", "c"] {
+            before
+                .http_routes
+                .insert(key(name), route(name, json!({"parents": []})));
+        }
+        let mut after = before.clone();
+        after.services.clear();
+        after.secrets.insert(key("s"), Arc::default());
+        assert!(
+            changes(&before, &after).is_empty(),
+            "only what the writer does not read"
         );
-        assert!(!same_objects(&a, &b));
-        let mut c = a.clone();
-        c.http_routes
-            .insert(ObjectKey::new("apps", "r2"), r1.clone());
-        assert!(!same_objects(&a, &c), "a route was added");
-        let mut d = a.clone();
-        d.gateways
-            .insert(ObjectKey::new("infra", "gw"), Arc::default());
-        assert!(!same_objects(&a, &d), "a Gateway was added");
+
+        // Our own status coming back replaces a route with an equal-looking one.
+        after.http_routes.insert(
+            key("b"),
+            Arc::new(HttpRoute::clone(&before.http_routes[&key("b")])),
+        );
+        after.http_routes.remove(&key("a"));
+        after
+            .http_routes
+            .insert(key("d"), route("d", json!({"parents": []})));
+        after.backend_tls_policies.remove(&key("none"));
+        let seen: Vec<(Kind, &str, bool)> = changes(&before, &after)
+            .into_iter()
+            .map(|(kind, key, object)| (kind, key.name.as_str(), object.is_some()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (Kind::HttpRoute, "a", false),
+                (Kind::HttpRoute, "b", true),
+                (Kind::HttpRoute, "d", true),
+            ]
+        );
+        let empty = Store::default();
+        let seen: Vec<(&str, bool)> = changes(&after, &empty)
+            .into_iter()
+            .map(|(_, key, object)| (key.name.as_str(), object.is_some()))
+            .collect();
+        assert_eq!(seen, [("b", false), ("c", false), ("d", false)]);
     }
 }

@@ -20,9 +20,9 @@
 //!
 //! A reconcile costs a lookup and a comparison per unchanged object, without copies: the
 //! wanted entries are borrowed from the translator's statuses, and only objects whose status
-//! is compared with the live one are copied. [`run`] skips the reconcile altogether when
-//! neither the statuses nor any Gateway, route or policy changed since the last one that
-//! succeeded.
+//! is compared with the live one are copied. When the statuses are the same as at the last
+//! reconcile that succeeded (a watch event, such as our own write coming back), [`run`] looks
+//! only at the Gateways, routes and policies that changed since, often none.
 
 mod compare;
 mod entries;
@@ -42,6 +42,7 @@ use tracing::instrument;
 
 use self::compare::{gateway_wish, keep_times, parse_list, same_conditions, same_listeners};
 use self::entries::{Entries, Entry, Kind, Served, Shape, is_served_gateway, same_entries};
+use self::live::LiveObject;
 use self::settled::{Ledger, Settled};
 use super::stamp;
 use super::types::{Condition, GatewayStatus, ListenerStatus, ObjectStatus, StatusBody};
@@ -124,45 +125,48 @@ impl StatusWriter {
 
     /// Brings the API server in line with `desired`, reading live statuses from `store`.
     /// Every object is attempted; the errors of those that failed are returned together.
-    #[instrument(skip_all, fields(objects = desired.len()))]
     pub async fn reconcile(
         &mut self,
         store: &Store,
         desired: &[ObjectStatus],
     ) -> Result<Written, Vec<WriteError>> {
+        self.reconcile_since(None, store, desired).await
+    }
+
+    /// [`StatusWriter::reconcile`]. With `previous`, the store read by the last reconcile that
+    /// succeeded, for these very statuses: only the Gateways, routes and policies replaced,
+    /// added or removed since are looked at (all of them when too many changed).
+    #[instrument(skip_all, fields(objects = desired.len(), since_previous = previous.is_some()))]
+    async fn reconcile_since(
+        &mut self,
+        previous: Option<&Store>,
+        store: &Store,
+        desired: &[ObjectStatus],
+    ) -> Result<Written, Vec<WriteError>> {
         let mut served = self.configured.clone();
         let mut gateways = Vec::new();
-        // Routes and policies: the entries of ours each should carry, borrowed.
-        let mut wanted: HashMap<(Kind, &str, &str), Entries<'_>> =
-            HashMap::with_capacity(desired.len());
         for object in desired {
-            let id = |kind| (kind, object.namespace.as_str(), object.name.as_str());
-            match &object.status {
-                StatusBody::Gateway(status) => {
-                    let key = ObjectKey::new(object.namespace.clone(), object.name.clone());
-                    served.push(key.clone());
-                    gateways.push((key, status));
-                }
-                StatusBody::Route(status) => {
-                    if let Some(kind) = Kind::parse(&object.kind) {
-                        wanted.insert(id(kind), Entries::Parents(&status.parents));
-                    }
-                }
-                StatusBody::Policy(status) => {
-                    if let Some(kind) = Kind::parse(&object.kind) {
-                        wanted.insert(id(kind), Entries::Ancestors(&status.ancestors));
-                    }
-                }
-                StatusBody::GatewayClass(_) => {} // the operator's
+            if let StatusBody::Gateway(status) = &object.status {
+                let key = ObjectKey::new(object.namespace.clone(), object.name.clone());
+                served.push(key.clone());
+                gateways.push((key, status));
             }
         }
         let served = Served::new(served);
+        let changes = previous
+            .map(|previous| live::changes(previous, store))
+            .filter(|changes| changes.len() <= MAX_CHANGES);
         // Forget Gateways that are no longer ours to write.
         self.settled.retain_gateways(&served);
 
         let mut written = Written::default();
         let mut errors = Vec::new();
         for (key, status) in gateways {
+            if let Some(previous) = previous.filter(|_| changes.is_some())
+                && same_object(previous.gateways.get(&key), store.gateways.get(&key))
+            {
+                continue;
+            }
             let version = store
                 .gateways
                 .get(&key)
@@ -186,43 +190,43 @@ impl StatusWriter {
             }
         }
 
-        // Every route and policy in the store: those that should carry entries of ours, and
-        // those that carry one but got none this time (routes that detached, policies no
-        // longer relevant to a served Gateway). Those not settled are compared with their
-        // live status; only they are copied.
+        // Routes and policies: those that should carry entries of ours, and those that carry
+        // one but got none this time (routes that detached, policies no longer relevant to a
+        // served Gateway). Those not settled are compared with their live status.
         let mut jobs = Vec::new();
-        self.settled.start_round();
-        for kind in Kind::ALL {
-            live::for_each_object(store, kind, |key, object| {
-                let id = (kind, key.namespace.as_str(), key.name.as_str());
-                let wanted = match wanted.get(&id) {
-                    Some(entries) => *entries,
-                    None if object.has_entry_for(
-                        &self.controller_name,
-                        &served,
-                        &key.namespace,
-                    ) =>
-                    {
-                        Entries::NONE
+        match changes {
+            Some(changes) => {
+                for (kind, key, object) in changes {
+                    match object {
+                        Some(object) => {
+                            let wanted = find_wanted(desired, kind, key);
+                            jobs.extend(self.plan(kind, key, object, wanted, &served));
+                        }
+                        None => self.settled.forget(kind, key),
                     }
-                    None => return,
-                };
-                let version = object.resource_version();
-                if self.settled.entries_settled(kind, key, version, wanted) {
-                    return;
                 }
-                if let Some(live) = object.to_json() {
-                    jobs.push(Job {
-                        kind,
-                        key: key.clone(),
-                        live,
-                        desired: wanted.to_vec(),
+            }
+            None => {
+                // The entries of ours each should carry, borrowed.
+                let mut wanted = HashMap::with_capacity(desired.len());
+                for object in desired {
+                    if let Some((kind, entries)) = wanted_entries(object) {
+                        let id = (kind, object.namespace.as_str(), object.name.as_str());
+                        wanted.insert(id, entries);
+                    }
+                }
+                self.settled.start_round();
+                for kind in Kind::ALL {
+                    live::for_each_object(store, kind, |key, object| {
+                        let id = (kind, key.namespace.as_str(), key.name.as_str());
+                        let wanted = wanted.get(&id).copied();
+                        jobs.extend(self.plan(kind, key, object, wanted, &served));
                     });
                 }
-            });
+                // Forget objects that are no longer ours to write.
+                self.settled.forget_unchecked();
+            }
         }
-        // Forget objects that are no longer ours to write.
-        self.settled.forget_unchecked();
 
         // Objects are independent: write several at once (a first start may have thousands).
         let this = &*self;
@@ -264,6 +268,39 @@ impl StatusWriter {
         } else {
             Err(errors)
         }
+    }
+
+    /// What to do about one route or policy in the store, given the entries of ours it should
+    /// carry: nothing when it is not ours to write or its status is settled, else a [`Job`]
+    /// (only then are the entries copied).
+    fn plan(
+        &mut self,
+        kind: Kind,
+        key: &ObjectKey,
+        object: &dyn LiveObject,
+        wanted: Option<Entries<'_>>,
+        served: &Served,
+    ) -> Option<Job> {
+        let wanted = match wanted {
+            Some(entries) => entries,
+            None if object.has_entry_for(&self.controller_name, served, &key.namespace) => {
+                Entries::NONE
+            }
+            None => {
+                self.settled.forget(kind, key);
+                return None;
+            }
+        };
+        let version = object.resource_version();
+        if self.settled.entries_settled(kind, key, version, wanted) {
+            return None;
+        }
+        Some(Job {
+            kind,
+            key: key.clone(),
+            live: object.to_json()?,
+            desired: wanted.to_vec(),
+        })
     }
 
     /// Applies `Programmed` and `listeners[]` when they differ from the live Gateway.
@@ -435,18 +472,10 @@ impl StatusWriter {
     }
 }
 
-/// The inputs of a reconcile that succeeded: given the same statuses and the same Gateways,
-/// routes and policies, another reconcile would find everything settled and send nothing.
+/// The inputs of the last reconcile that succeeded.
 struct Reconciled {
     statuses: Arc<Vec<ObjectStatus>>,
     store: Arc<Store>,
-}
-
-impl Reconciled {
-    fn covers(&self, statuses: &Arc<Vec<ObjectStatus>>, store: &Arc<Store>) -> bool {
-        Arc::ptr_eq(&self.statuses, statuses)
-            && (Arc::ptr_eq(&self.store, store) || live::same_objects(&self.store, store))
-    }
 }
 
 /// Writes statuses whenever they, the live objects or leadership change, while this replica
@@ -474,12 +503,23 @@ pub async fn run(
         if !leading {
             reconciled = None;
         }
-        if let (true, true, Some(store)) = (leading, translated, &store)
-            && !reconciled
-                .as_ref()
-                .is_some_and(|r| r.covers(&desired, store))
-        {
-            match writer.reconcile(store, &desired).await {
+        if let (true, true, Some(store)) = (leading, translated, &store) {
+            // With the same statuses as last time, only what changed in the store needs a look
+            // (often nothing: the event was about Services, EndpointSlices or Secrets).
+            let previous = reconciled
+                .take()
+                .filter(|r| Arc::ptr_eq(&r.statuses, &desired))
+                .map(|r| r.store);
+            let result = match &previous {
+                Some(previous) if Arc::ptr_eq(previous, store) => Ok(Written::default()),
+                Some(previous) => {
+                    writer
+                        .reconcile_since(Some(previous), store, &desired)
+                        .await
+                }
+                None => writer.reconcile(store, &desired).await,
+            };
+            match result {
                 Ok(_) => {
                     reconciled = Some(Reconciled {
                         statuses: desired,
@@ -507,42 +547,48 @@ pub async fn run(
     }
 }
 
+/// Above this many changed routes and policies, a reconcile looks at all of them (one lookup
+/// each) rather than searching the statuses for each changed one.
+const MAX_CHANGES: usize = 64;
+
+/// The kind and the entries of ours of a route's or policy's status.
+fn wanted_entries(object: &ObjectStatus) -> Option<(Kind, Entries<'_>)> {
+    let entries = match &object.status {
+        StatusBody::Route(status) => Entries::Parents(&status.parents),
+        StatusBody::Policy(status) => Entries::Ancestors(&status.ancestors),
+        StatusBody::Gateway(_) | StatusBody::GatewayClass(_) => return None,
+    };
+    Some((Kind::parse(&object.kind)?, entries))
+}
+
+/// The entries of ours `desired` wants on one object (the last status for it, as with a
+/// lookup table built from all of them).
+fn find_wanted<'a>(
+    desired: &'a [ObjectStatus],
+    kind: Kind,
+    key: &ObjectKey,
+) -> Option<Entries<'a>> {
+    desired
+        .iter()
+        .rev()
+        .filter(|o| o.name == key.name && o.namespace == key.namespace)
+        .find_map(|o| wanted_entries(o).filter(|(k, _)| *k == kind))
+        .map(|(_, entries)| entries)
+}
+
+/// Whether both stores hold the very same object (sources keep the `Arc` of an object no
+/// event replaced).
+fn same_object<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 fn entries_of(object: &Value, shape: Shape) -> Vec<Value> {
     object["status"][shape.list]
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reconcile_is_skipped_only_for_the_same_statuses_and_the_same_objects() {
-        let statuses = Arc::new(Vec::new());
-        let store = Arc::new(Store::default());
-        let done = Reconciled {
-            statuses: statuses.clone(),
-            store: store.clone(),
-        };
-        assert!(done.covers(&statuses, &store));
-
-        // A watch event on something the writer does not read: a new store, the same objects.
-        let mut endpoints = Store::clone(&store);
-        endpoints
-            .endpoint_slices
-            .insert(ObjectKey::new("default", "echo-1"), Arc::default());
-        assert!(done.covers(&statuses, &Arc::new(endpoints)));
-
-        // A new translation, even an equal one, is compared again.
-        assert!(!done.covers(&Arc::new(Vec::new()), &store));
-
-        // So is any Gateway, route or policy that changed, such as a status read back.
-        let mut gateway = Store::clone(&store);
-        gateway
-            .gateways
-            .insert(ObjectKey::new("default", "gw"), Arc::default());
-        assert!(!done.covers(&statuses, &Arc::new(gateway)));
-    }
 }

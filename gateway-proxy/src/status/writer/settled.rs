@@ -95,6 +95,11 @@ impl Ledger {
             .is_some_and(|v| marked.settled.version == v && same_wish(&marked.settled.wish, wish))
     }
 
+    /// Forgets one route or policy: gone, or no longer ours to write.
+    pub(super) fn forget(&mut self, kind: Kind, key: &ObjectKey) {
+        self.entries[kind.index()].remove(key);
+    }
+
     /// Forgets the routes and policies not checked this round.
     pub(super) fn forget_unchecked(&mut self) {
         let round = self.round;
