@@ -16,7 +16,6 @@
 //! A write happens only when the status differs from the live object, ignoring
 //! `lastTransitionTime`; a condition whose status did not change keeps its time. Only the
 //! leader writes ([`run`] takes a leadership signal).
-
 //!
 //! A reconcile costs a lookup and a comparison per unchanged object, without copies: the
 //! wanted entries are borrowed from the translator's statuses, and only objects whose status
