@@ -7,12 +7,13 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gantry_proxy::runtime::SourceUpdate;
 use gantry_proxy::status::writer::{self, Written};
 use gantry_proxy::store::Store;
 use gantry_proxy::telemetry::Metrics;
 use serde_json::{Value, json};
 use support::apiserver::{ApiServer, Recorded};
-use support::objects::{CONTROLLER, foreign_parent, http_route, seed};
+use support::objects::{CONTROLLER, endpoint_slice, foreign_parent, http_route, seed};
 use support::{desired, eventually, free_port, start_backend, start_source, store_where, writer};
 use tokio::sync::watch;
 
@@ -268,4 +269,99 @@ async fn only_the_leader_writes() {
     })
     .await;
     let _: Value = server.get("gateways", "default", "gw").unwrap()["status"].clone();
+}
+
+#[tokio::test]
+async fn a_running_writer_writes_back_only_what_another_party_changed() {
+    let server = world().await;
+    let updates = start_source(&server);
+    let store = store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
+    let (_statuses_tx, statuses) = watch::channel(Arc::new(desired(&store)));
+    let (_leading_tx, leading) = watch::channel(true);
+    tokio::spawn(writer::run(
+        writer(&server),
+        statuses,
+        updates.clone(),
+        leading,
+    ));
+    settled(&server, &updates).await;
+    let before = server.writes().len();
+
+    // A change the writer does not read (the Service's endpoints moved), then another
+    // controller's write that drops our entry: only the entry is written back.
+    server.apply(
+        "endpointslices",
+        endpoint_slice("default", "echo", "127.0.0.1", free_port()),
+    );
+    let mut route = server.get("httproutes", "default", "r1").unwrap();
+    let ours = route["status"]["parents"][0].clone();
+    assert_eq!(ours["controllerName"], CONTROLLER);
+    route["status"] = json!({ "parents": [foreign_parent("gw")] });
+    server.apply("httproutes", route);
+    eventually(10, "our entry written back", || {
+        let parents =
+            server.get("httproutes", "default", "r1").unwrap()["status"]["parents"].clone();
+        async move { parents.as_array().is_some_and(|p| p.len() == 2) }
+    })
+    .await;
+
+    let writes = &server.writes()[before..];
+    assert_eq!(writes.len(), 1, "{writes:#?}");
+    assert!(writes[0].path.ends_with("/httproutes/r1/status"));
+    let live = server.get("httproutes", "default", "r1").unwrap();
+    assert_eq!(live["status"]["parents"][0], foreign_parent("gw"));
+    let timeless = |entry: &Value| {
+        let mut entry = entry.clone();
+        for condition in entry["conditions"].as_array_mut().unwrap() {
+            condition
+                .as_object_mut()
+                .unwrap()
+                .remove("lastTransitionTime");
+        }
+        entry
+    };
+    assert_eq!(timeless(&live["status"]["parents"][1]), timeless(&ours));
+}
+
+#[tokio::test]
+async fn a_running_writer_writes_the_status_of_a_route_deleted_and_created_again() {
+    let server = world().await;
+    let updates = start_source(&server);
+    let store = store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
+    let (_statuses_tx, statuses) = watch::channel(Arc::new(desired(&store)));
+    let (_leading_tx, leading) = watch::channel(true);
+    tokio::spawn(writer::run(
+        writer(&server),
+        statuses,
+        updates.clone(),
+        leading,
+    ));
+    settled(&server, &updates).await;
+
+    server.delete("httproutes", "default", "r1");
+    store_where(&updates, "the route gone", |s| s.http_routes.is_empty()).await;
+    server.apply(
+        "httproutes",
+        http_route("default", "r1", "gw", "/one", "echo", 80),
+    );
+    eventually(10, "the new route's status", || {
+        let parents =
+            server.get("httproutes", "default", "r1").unwrap()["status"]["parents"].clone();
+        async move { parents[0]["controllerName"] == CONTROLLER }
+    })
+    .await;
+}
+
+/// Waits until a running writer's first writes (the Gateway and `r1`) are in the store.
+async fn settled(server: &ApiServer, updates: &watch::Receiver<Option<SourceUpdate>>) {
+    eventually(10, "the first writes", || {
+        let n = status_writes(server).len();
+        async move { n == 2 }
+    })
+    .await;
+    store_where(updates, "our statuses read back", |s| {
+        s.http_routes.values().all(|r| r.status.is_some())
+            && s.gateways.values().all(|g| g.status.is_some())
+    })
+    .await;
 }
