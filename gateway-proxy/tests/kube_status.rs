@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gantry_proxy::runtime::SourceUpdate;
+use gantry_proxy::status::ObjectStatus;
 use gantry_proxy::status::writer::{self, Written};
 use gantry_proxy::store::Store;
 use gantry_proxy::telemetry::Metrics;
@@ -274,17 +275,7 @@ async fn only_the_leader_writes() {
 #[tokio::test]
 async fn a_running_writer_writes_back_only_what_another_party_changed() {
     let server = world().await;
-    let updates = start_source(&server);
-    let store = store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
-    let (_statuses_tx, statuses) = watch::channel(Arc::new(desired(&store)));
-    let (_leading_tx, leading) = watch::channel(true);
-    tokio::spawn(writer::run(
-        writer(&server),
-        statuses,
-        updates.clone(),
-        leading,
-    ));
-    settled(&server, &updates).await;
+    let _running = running_writer(&server).await;
     let before = server.writes().len();
 
     // A change the writer does not read (the Service's endpoints moved), then another
@@ -326,20 +317,13 @@ async fn a_running_writer_writes_back_only_what_another_party_changed() {
 #[tokio::test]
 async fn a_running_writer_writes_the_status_of_a_route_deleted_and_created_again() {
     let server = world().await;
-    let updates = start_source(&server);
-    let store = store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
-    let (_statuses_tx, statuses) = watch::channel(Arc::new(desired(&store)));
-    let (_leading_tx, leading) = watch::channel(true);
-    tokio::spawn(writer::run(
-        writer(&server),
-        statuses,
-        updates.clone(),
-        leading,
-    ));
-    settled(&server, &updates).await;
+    let running = running_writer(&server).await;
 
     server.delete("httproutes", "default", "r1");
-    store_where(&updates, "the route gone", |s| s.http_routes.is_empty()).await;
+    store_where(&running.updates, "the route gone", |s| {
+        s.http_routes.is_empty()
+    })
+    .await;
     server.apply(
         "httproutes",
         http_route("default", "r1", "gw", "/one", "echo", 80),
@@ -350,6 +334,34 @@ async fn a_running_writer_writes_the_status_of_a_route_deleted_and_created_again
         async move { parents[0]["controllerName"] == CONTROLLER }
     })
     .await;
+}
+
+/// A source and a leading writer running against `server`, writing the statuses of the
+/// initial sync; they run while this lives.
+struct RunningWriter {
+    updates: watch::Receiver<Option<SourceUpdate>>,
+    _statuses: watch::Sender<Arc<Vec<ObjectStatus>>>,
+    _leading: watch::Sender<bool>,
+}
+
+/// Starts a [`RunningWriter`] and waits until its first writes are read back.
+async fn running_writer(server: &ApiServer) -> RunningWriter {
+    let updates = start_source(server);
+    let store = store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
+    let (statuses_tx, statuses) = watch::channel(Arc::new(desired(&store)));
+    let (leading_tx, leading) = watch::channel(true);
+    tokio::spawn(writer::run(
+        writer(server),
+        statuses,
+        updates.clone(),
+        leading,
+    ));
+    settled(server, &updates).await;
+    RunningWriter {
+        updates,
+        _statuses: statuses_tx,
+        _leading: leading_tx,
+    }
 }
 
 /// Waits until a running writer's first writes (the Gateway and `r1`) are in the store.
