@@ -32,7 +32,7 @@ use super::l4_routes::TranslatedL4Route;
 use super::routes::Attached;
 use crate::store::{ObjectKey, Store, Translated};
 
-/// The translated rules of every route of the previous translation.
+/// The translated rules and attachments of every route of the previous translation.
 #[derive(Debug, Default)]
 pub struct RouteCache {
     /// The store the entries were translated from.
@@ -44,8 +44,8 @@ pub struct RouteCache {
     pub(super) udp: KindCache<UdpRoute, TranslatedL4Route>,
     /// Routes translated and reused by the last translation.
     pub(super) stats: CacheStats,
-    /// Whether the Namespaces are as in `inputs`' predecessor too (with the rule inputs, what
-    /// attachments read besides the routes and exclusions).
+    /// Whether this translation's Namespaces and rule inputs are those of the previous one
+    /// (what attachments read, besides their routes and the exclusions).
     namespaces_same: bool,
     /// Cross-serving exclusions of the previous translation.
     exclusions: Exclusions,
