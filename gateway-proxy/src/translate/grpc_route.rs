@@ -41,13 +41,14 @@ pub fn translate_route(store: &Store, namespace: &str, route: &GrpcRoute) -> Tra
     // Unlike HTTPRoute's, GRPCRoute `rules` has no default: a route without rules serves
     // nothing (its calls find no route: UNIMPLEMENTED).
     let rules = route.spec.rules.as_deref().unwrap_or_default();
+    let mut all_clusters = BTreeMap::new();
     for (index, rule) in rules.iter().enumerate() {
         let mut clusters = BTreeMap::new();
         match translate_grpc_rule(store, referrer, rule, &mut clusters) {
             Ok((translated, unresolved)) => {
                 out.problems.served += 1;
                 out.problems.unresolved.extend(unresolved);
-                out.clusters.extend(clusters);
+                all_clusters.extend(clusters);
                 out.rules.push(TranslatedRule {
                     index,
                     ..translated
@@ -56,6 +57,7 @@ pub fn translate_route(store: &Store, namespace: &str, route: &GrpcRoute) -> Tra
             Err(problem) => out.problems.dropped.push((index, problem)),
         }
     }
+    out.clusters = all_clusters.into_values().collect();
     out
 }
 

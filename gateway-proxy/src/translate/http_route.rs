@@ -35,7 +35,9 @@ pub struct TranslatedRoute {
     pub rules: Vec<TranslatedRule>,
     pub problems: RuleProblems,
     /// Clusters the served rules use.
-    pub clusters: BTreeMap<String, ClusterIr>,
+    /// Clusters the served rules use, by name. A list rather than a map: it is kept for every
+    /// route between translations, and a map's node costs far more than its one or two entries.
+    pub clusters: Vec<ClusterIr>,
     pub hostnames: Vec<String>,
     /// Services of backends made invalid because their BackendTLSPolicy cannot be used (their
     /// clusters are gone from `clusters`).
@@ -51,13 +53,13 @@ impl TranslatedKind for TranslatedRoute {
         &self.problems
     }
 
-    fn clusters(&self) -> &BTreeMap<String, ClusterIr> {
+    fn clusters(&self) -> &[ClusterIr] {
         &self.clusters
     }
 
     fn services(&self) -> BTreeSet<ObjectKey> {
         let mut services: BTreeSet<ObjectKey> =
-            self.clusters.values().map(|c| c.service.clone()).collect();
+            self.clusters.iter().map(|c| c.service.clone()).collect();
         services.extend(self.unusable_tls_services.iter().cloned());
         services
     }
@@ -110,13 +112,14 @@ pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> Tra
         None | Some([]) => &default_rules[..],
         Some(rules) => rules,
     };
+    let mut all_clusters = BTreeMap::new();
     for (index, rule) in rules.iter().enumerate() {
         let mut clusters = BTreeMap::new();
         match translate_rule(store, referrer, rule, &mut clusters) {
             Ok((ir, matches, unresolved)) => {
                 out.problems.served += 1;
                 out.problems.unresolved.extend(unresolved);
-                out.clusters.extend(clusters);
+                all_clusters.extend(clusters);
                 out.rules.push(TranslatedRule {
                     index,
                     matches,
@@ -127,6 +130,7 @@ pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> Tra
             Err(problem) => out.problems.dropped.push((index, problem)),
         }
     }
+    out.clusters = all_clusters.into_values().collect();
     out
 }
 

@@ -34,7 +34,8 @@ pub struct TranslatedL4Route {
     /// TLSRoute `spec.hostnames`; empty for TCPRoute and UDPRoute.
     hostnames: Vec<String>,
     backends: Vec<L4BackendIr>,
-    clusters: BTreeMap<String, ClusterIr>,
+    /// By name (see `http_route::TranslatedRoute::clusters`).
+    clusters: Vec<ClusterIr>,
     problems: RuleProblems,
 }
 
@@ -54,7 +55,7 @@ impl TranslatedKind for TranslatedL4Route {
         &self.problems
     }
 
-    fn clusters(&self) -> &BTreeMap<String, ClusterIr> {
+    fn clusters(&self) -> &[ClusterIr] {
         &self.clusters
     }
 
@@ -230,10 +231,11 @@ fn translate(
         ));
     }
     let referrer = Referrer { kind, namespace };
+    let mut clusters = BTreeMap::new();
     for b in first {
         // BackendRef weight: "If unspecified, weight defaults to 1."
         let weight = b.weight.unwrap_or(1).max(0).unsigned_abs();
-        let resolved = backend::resolve_stream(store, referrer, b.reference, &mut out.clusters);
+        let resolved = backend::resolve_stream(store, referrer, b.reference, &mut clusters);
         // An invalid backend keeps its weight with no cluster: "Connection rejections must
         // respect weight; if an invalid backend is requested to have 80% of connections, then
         // 80% of connections must be rejected instead."
@@ -246,5 +248,6 @@ fn translate(
         };
         out.backends.push(L4BackendIr { weight, cluster });
     }
+    out.clusters = clusters.into_values().collect();
     out
 }

@@ -138,14 +138,11 @@ pub trait TranslatedKind {
     fn hostnames(&self) -> &[String];
     fn problems(&self) -> &RuleProblems;
     /// Clusters the served rules use.
-    fn clusters(&self) -> &BTreeMap<String, ClusterIr>;
+    fn clusters(&self) -> &[ClusterIr];
     /// Services the route's backends reference, usable or not (policies that target Services,
     /// such as BackendTLSPolicy, are relevant to the Gateways serving the route).
     fn services(&self) -> BTreeSet<ObjectKey> {
-        self.clusters()
-            .values()
-            .map(|c| c.service.clone())
-            .collect()
+        self.clusters().iter().map(|c| c.service.clone()).collect()
     }
     /// Adds the route to one listener that serves it.
     fn place(&self, collected: &mut Collected, at: &Placement<'_>);
@@ -350,12 +347,12 @@ impl<'a> Attacher<'a> {
         if placed {
             // Many routes share a cluster: copy it only when it is new or differs (the last
             // route's wins).
-            for (name, cluster) in translated.clusters() {
-                match self.clusters.get_mut(name) {
+            for cluster in translated.clusters() {
+                match self.clusters.get_mut(&cluster.name) {
                     Some(existing) if existing == cluster => {}
                     Some(existing) => existing.clone_from(cluster),
                     None => {
-                        self.clusters.insert(name.clone(), cluster.clone());
+                        self.clusters.insert(cluster.name.clone(), cluster.clone());
                     }
                 }
             }

@@ -91,7 +91,7 @@ impl BackendTls {
     /// become invalid (500) with a `ResolvedRefs` problem.
     pub fn secure(&self, store: &Store, mut route: TranslatedRoute) -> TranslatedRoute {
         let mut unusable = BTreeSet::new();
-        for (name, cluster) in &mut route.clusters {
+        for cluster in &mut route.clusters {
             let Some(policy) = self.governing(store, &cluster.service, cluster.port) else {
                 continue;
             };
@@ -105,14 +105,16 @@ impl BackendTls {
                             cluster.service, cluster.port, policy.key, problem.reason, problem.message
                         ),
                     ));
-                    unusable.insert(name.clone());
+                    unusable.insert(cluster.name.clone());
                     route.unusable_tls_services.insert(cluster.service.clone());
                 }
                 (Ok(_), None) => {} // every usable policy is in `secured`
             }
         }
         if !unusable.is_empty() {
-            route.clusters.retain(|name, _| !unusable.contains(name));
+            route
+                .clusters
+                .retain(|cluster| !unusable.contains(&cluster.name));
             for rule in &mut route.rules {
                 invalidate(Arc::make_mut(&mut rule.rule), &unusable);
             }
