@@ -34,8 +34,7 @@ pub struct TranslatedRule {
 pub struct TranslatedRoute {
     pub rules: Vec<TranslatedRule>,
     pub problems: RuleProblems,
-    /// Clusters the served rules use.
-    /// Clusters the served rules use, by name. A list rather than a map: it is kept for every
+    /// Clusters the served rules use, sorted by name. A list rather than a map: it is kept for every
     /// route between translations, and a map's node costs far more than its one or two entries.
     pub clusters: Vec<ClusterIr>,
     pub hostnames: Vec<String>,

@@ -34,7 +34,7 @@ pub struct TranslatedL4Route {
     /// TLSRoute `spec.hostnames`; empty for TCPRoute and UDPRoute.
     hostnames: Vec<String>,
     backends: Vec<L4BackendIr>,
-    /// By name (see `http_route::TranslatedRoute::clusters`).
+    /// Sorted by name (a list: see `http_route::TranslatedRoute::clusters`).
     clusters: Vec<ClusterIr>,
     problems: RuleProblems,
 }
