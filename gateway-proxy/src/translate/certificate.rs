@@ -9,8 +9,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::conditions::{self as c, Problem};
-use super::listener::GATEWAY_GROUP;
-use super::reference_grant::{self, From, To};
+use super::reference_grant;
 use crate::ir::{CertificateIr, PemCertificates, PrivateKeyPem};
 use crate::store::{ObjectKey, Store};
 
@@ -41,21 +40,7 @@ pub fn resolve(
             "kind {kind} of group {shown} is not supported; reference a core Secret (group \"\", kind Secret)"
         )));
     }
-    let permitted = reference_grant::permits(
-        store,
-        &From {
-            group: GATEWAY_GROUP,
-            kind: "Gateway",
-            namespace: &gateway.namespace,
-        },
-        &To {
-            group: "",
-            kind: "Secret",
-            namespace,
-            name: &reference.name,
-        },
-    );
-    if !permitted {
+    if !reference_grant::gateway_permits(store, &gateway.namespace, "Secret", &key) {
         return Err(Problem::new(
             c::REASON_REF_NOT_PERMITTED,
             format!(

@@ -8,8 +8,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use super::conditions::{self as c, Problem};
-use super::listener::GATEWAY_GROUP;
-use super::reference_grant::{self, From, To};
+use super::reference_grant;
 use crate::ir::{ClientValidationIr, ClientValidationMode, PemCertificates};
 use crate::store::{ObjectKey, Store};
 
@@ -177,21 +176,7 @@ fn resolve_one(
             ),
         ));
     }
-    let permitted = reference_grant::permits(
-        store,
-        &From {
-            group: GATEWAY_GROUP,
-            kind: "Gateway",
-            namespace: &gateway.namespace,
-        },
-        &To {
-            group: "",
-            kind: "ConfigMap",
-            namespace,
-            name: r.name,
-        },
-    );
-    if !permitted {
+    if !reference_grant::gateway_permits(store, &gateway.namespace, "ConfigMap", &key) {
         return Err(Problem::new(
             c::REASON_REF_NOT_PERMITTED,
             format!(

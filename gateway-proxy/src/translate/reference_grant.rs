@@ -1,6 +1,6 @@
 //! ReferenceGrant: whether a cross-namespace reference is allowed by its target namespace.
 
-use crate::store::Store;
+use crate::store::{ObjectKey, Store};
 
 /// The referring object's group, kind and namespace.
 pub struct From<'a> {
@@ -42,4 +42,28 @@ pub fn permits(store: &Store, from: &From<'_>, to: &To<'_>) -> bool {
             });
             from_ok && to_ok
         })
+}
+
+/// Whether a Gateway in `gateway_namespace` may reference the core object (group `""`) of
+/// `kind` at `target`: a certificate Secret, a CA ConfigMap, a backend client certificate.
+pub fn gateway_permits(
+    store: &Store,
+    gateway_namespace: &str,
+    kind: &str,
+    target: &ObjectKey,
+) -> bool {
+    permits(
+        store,
+        &From {
+            group: gantry_crds::GATEWAY_GROUP,
+            kind: "Gateway",
+            namespace: gateway_namespace,
+        },
+        &To {
+            group: "",
+            kind,
+            namespace: &target.namespace,
+            name: &target.name,
+        },
+    )
 }

@@ -10,7 +10,7 @@ use crate::status::Condition;
 use crate::store::{ObjectKey, Store};
 use crate::translate::certificate::check_pair;
 use crate::translate::conditions::{self as c, Problem};
-use crate::translate::reference_grant::{self, From, To};
+use crate::translate::reference_grant;
 
 /// GatewayConditionReason for an unusable client certificate reference.
 pub const REASON_INVALID_CLIENT_CERTIFICATE_REF: &str = "InvalidClientCertificateRef";
@@ -50,21 +50,7 @@ pub fn resolve(
             ),
         )));
     }
-    let permitted = reference_grant::permits(
-        store,
-        &From {
-            group: gantry_crds::GATEWAY_GROUP,
-            kind: "Gateway",
-            namespace: &key.namespace,
-        },
-        &To {
-            group: "",
-            kind: "Secret",
-            namespace,
-            name: &r.name,
-        },
-    );
-    if !permitted {
+    if !reference_grant::gateway_permits(store, &key.namespace, "Secret", &secret_key) {
         return Some(Err(Problem::new(
             c::REASON_REF_NOT_PERMITTED,
             format!(
