@@ -229,18 +229,7 @@ fn gantry_only(s: &mut String, r: &Results) {
         );
         let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
         for p in &r.propagation {
-            let v = &p.samples_ms;
-            let f = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.1}"));
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} |",
-                p.routes,
-                v.len(),
-                f(percentile(v, 50.0)),
-                f(percentile(v, 99.0)),
-                f(percentile(v, 0.0)),
-                f(percentile(v, 100.0))
-            );
+            samples_row(s, p.routes, &p.samples_ms, &[50.0, 99.0, 0.0, 100.0]);
         }
         s.push('\n');
     }
@@ -297,18 +286,7 @@ fn kube_propagation(s: &mut String, r: &Results) {
     );
     let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
     for p in &r.kube_propagation {
-        let v = &p.samples_ms;
-        let f = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.1}"));
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} |",
-            p.routes,
-            v.len(),
-            f(percentile(v, 50.0)),
-            f(percentile(v, 90.0)),
-            f(percentile(v, 99.0)),
-            f(percentile(v, 100.0))
-        );
+        samples_row(s, p.routes, &p.samples_ms, &[50.0, 90.0, 99.0, 100.0]);
     }
     s.push('\n');
     let _ = writeln!(
@@ -424,4 +402,18 @@ fn join<T: ToString>(v: &[T]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A table row: routes loaded, the number of samples, then the given percentiles of them (ms).
+fn samples_row(s: &mut String, routes: usize, samples: &[f64], percentiles: &[f64]) {
+    let _ = write!(s, "| {routes} | {} |", samples.len());
+    for &p in percentiles {
+        match percentile(samples, p) {
+            Some(x) => {
+                let _ = write!(s, " {x:.1} |");
+            }
+            None => s.push_str("  |"),
+        }
+    }
+    s.push('\n');
 }
