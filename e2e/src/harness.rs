@@ -183,22 +183,45 @@ impl Proxy {
         proxy
     }
 
+    /// Calls `check` every `every` until it gives `Ok`; fails the test once `within` has
+    /// passed, with the last `Err` (why not yet) and the proxy's log.
+    pub async fn eventually<T, Fut>(
+        &self,
+        within: Duration,
+        every: Duration,
+        mut check: impl FnMut() -> Fut,
+    ) -> T
+    where
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let deadline = Instant::now() + within;
+        loop {
+            match check().await {
+                Ok(value) => return value,
+                Err(why) => assert!(
+                    Instant::now() < deadline,
+                    "{why} (after {within:?}); log:\n{}",
+                    self.log()
+                ),
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
     /// Polls `/readyz` until 200 (10 s at most).
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(r) = get(&format!("http://{}/readyz", self.admin)).await
-                && r.status == StatusCode::OK
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "proxy not ready within 10 s; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let url = format!("http://{}/readyz", self.admin);
+        self.eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || async {
+                match get(&url).await {
+                    Ok(r) if r.status == StatusCode::OK => Ok(()),
+                    _ => Err("proxy not ready".to_owned()),
+                }
+            },
+        )
+        .await;
     }
 
     /// Replaces (or adds) one config file.
@@ -228,19 +251,19 @@ impl Proxy {
 
     /// Waits until the config version exceeds `than` (10 s at most).
     pub async fn wait_version_above(&self, than: u64) -> u64 {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let v = self.version().await;
-            if v > than {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "config version stayed at {v}; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(10),
+            || async {
+                let v = self.version().await;
+                if v > than {
+                    Ok(v)
+                } else {
+                    Err(format!("config version stayed at {v}"))
+                }
+            },
+        )
+        .await
     }
 
     pub async fn admin_json(&self, path: &str) -> serde_json::Value {

@@ -9,7 +9,7 @@ use gantry_e2e::harness::{Proxy, free_port, gateway_with_listeners_yaml, get, se
 use gantry_e2e::stream_echo;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::time::{Instant, timeout};
+use tokio::time::timeout;
 
 /// A Gateway `gw` with one listener of `protocol` on `port`.
 fn gateway(protocol: &str, port: u16) -> String {
@@ -65,19 +65,20 @@ async fn metric(proxy: &Proxy, name: &str) -> f64 {
 
 /// Polls `/metrics` until `name` equals `want` (10 s at most).
 async fn wait_metric(proxy: &Proxy, name: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let value = metric(proxy, name).await;
-        if value == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} stayed at {value}, expected {want}; log:\n{}",
-            proxy.log()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    proxy
+        .eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(25),
+            || async {
+                let value = metric(proxy, name).await;
+                if value == want {
+                    Ok(())
+                } else {
+                    Err(format!("{name} stayed at {value}, expected {want}"))
+                }
+            },
+        )
+        .await;
 }
 
 async fn tcp_backends(names: &[&str]) -> (String, Vec<SocketAddr>) {

@@ -2,7 +2,7 @@
 //! `PortUnavailable`, `Programmed=False`), the Gateway's other listener keeps serving, and the
 //! port is bound once it is free.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gantry_e2e::harness::{Proxy, echo_backends, free_port, gateway_with_listeners_yaml, get_host};
 use serde_json::Value;
@@ -102,21 +102,22 @@ async fn a_listener_whose_port_is_taken_is_reported_and_the_others_serve() {
 
     // Freed, the port is bound by the proxy's retry, without any change to the config.
     drop(occupant);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let conditions = listener_conditions(&proxy.status().await, "taken");
-        if has(&conditions, "Programmed", "True", "Programmed")
-            && has(&conditions, "Accepted", "True", "Accepted")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the freed port was never bound: {conditions:?}\n{}",
-            proxy.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    proxy
+        .eventually(
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || async {
+                let conditions = listener_conditions(&proxy.status().await, "taken");
+                if has(&conditions, "Programmed", "True", "Programmed")
+                    && has(&conditions, "Accepted", "True", "Accepted")
+                {
+                    Ok(())
+                } else {
+                    Err(format!("the freed port was never bound: {conditions:?}"))
+                }
+            },
+        )
+        .await;
     let reply = get_host(&format!("http://127.0.0.1:{taken}/"), "a.example.com", &[])
         .await
         .expect("an answer");

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gantry_e2e::certs::{Ca, tls_secret_yaml};
 use gantry_e2e::harness::{Proxy, echo_backends, free_port, gateway_with_listeners_yaml};
@@ -111,24 +111,29 @@ async fn a_rotated_certificate_is_used_by_new_handshakes_with_no_failed_request(
     }
 
     // Let the load run on the old certificate, then rotate.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while load.ok.load(Ordering::Relaxed) < 20 {
-        assert!(Instant::now() < deadline, "load loop made no progress");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let progress = |counter: &'static str, count: &AtomicU64, want: u64| {
+        let n = count.load(Ordering::Relaxed);
+        if n >= want {
+            Ok(())
+        } else {
+            Err(format!("{counter}: {n} of {want} requests"))
+        }
+    };
+    let every = Duration::from_millis(10);
+    proxy
+        .eventually(Duration::from_secs(20), every, || async {
+            progress("load loop made no progress", &load.ok, 20)
+        })
+        .await;
     let version = proxy.version().await;
     proxy.write("secret.yaml", &tls_secret_yaml("default", "rotating", &new));
     proxy.wait_version_above(version).await;
     // Keep the load going until plenty of requests were served on the new certificate.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while load.on_new.load(Ordering::Relaxed) < 50 {
-        assert!(
-            Instant::now() < deadline,
-            "new certificate never presented; log:\n{}",
-            proxy.log()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    proxy
+        .eventually(Duration::from_secs(20), every, || async {
+            progress("new certificate never presented", &load.on_new, 50)
+        })
+        .await;
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
         worker.await.expect("load worker");
