@@ -96,19 +96,9 @@ impl Store {
     /// `Arc` of an unchanged object), so the cost is a walk over the keys plus a comparison of
     /// the few objects that were replaced.
     pub fn difference(&self, next: &Store) -> Difference {
-        let others_same = same(&self.namespaces, &next.namespaces)
-            && same(&self.gateway_classes, &next.gateway_classes)
-            && same(&self.gateways, &next.gateways)
-            && same(&self.http_routes, &next.http_routes)
-            && same(&self.grpc_routes, &next.grpc_routes)
-            && same(&self.tls_routes, &next.tls_routes)
-            && same(&self.tcp_routes, &next.tcp_routes)
-            && same(&self.udp_routes, &next.udp_routes)
-            && same(&self.reference_grants, &next.reference_grants)
-            && same(&self.backend_tls_policies, &next.backend_tls_policies)
-            && same(&self.services, &next.services)
-            && same(&self.secrets, &next.secrets)
-            && same(&self.config_maps, &next.config_maps);
+        // Every kind but EndpointSlices: the routes, and what routes and Gateways read.
+        let others_same =
+            self.same_routes(next) && self.same_rule_inputs(next) && self.same_namespaces(next);
         if !others_same {
             Difference::Objects
         } else if same(&self.endpoint_slices, &next.endpoint_slices) {
@@ -133,16 +123,18 @@ impl Store {
             && same(&self.gateway_classes, &other.gateway_classes)
     }
 
+    /// True when `other` holds the same routes of every kind as `self`.
+    fn same_routes(&self, other: &Store) -> bool {
+        same(&self.http_routes, &other.http_routes)
+            && same(&self.grpc_routes, &other.grpc_routes)
+            && same(&self.tls_routes, &other.tls_routes)
+            && same(&self.tcp_routes, &other.tcp_routes)
+            && same(&self.udp_routes, &other.udp_routes)
+    }
+
     /// True when `other` holds the same Namespaces as `self` (labels select routes).
     pub fn same_namespaces(&self, other: &Store) -> bool {
         same(&self.namespaces, &other.namespaces)
-    }
-
-    /// True when `other` holds the same objects as `self` in every kind but EndpointSlices
-    /// (statuses and resourceVersions aside). Such a change cannot alter routes or statuses,
-    /// only which endpoints are ready.
-    pub fn differs_only_in_endpoint_slices(&self, other: &Store) -> bool {
-        self.difference(other) != Difference::Objects
     }
 
     /// EndpointSlices that belong to a Service (label `kubernetes.io/service-name`). The

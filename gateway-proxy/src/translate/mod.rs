@@ -72,7 +72,7 @@ pub struct Translation {
 }
 
 /// For a store that differs from the one `ir` was translated from only in EndpointSlices
-/// ([`Store::differs_only_in_endpoint_slices`]): the same IR with every cluster's endpoints read
+/// ([`Store::difference`] is `EndpointSlices`): the same IR with every cluster's endpoints read
 /// again. Costs one pass over the clusters instead of a translation of every route.
 pub fn refresh_endpoints(store: &Store, ir: &Ir) -> Ir {
     Ir {

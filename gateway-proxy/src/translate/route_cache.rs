@@ -43,7 +43,7 @@ pub struct RouteCache {
     pub(super) tcp: KindCache<TcpRoute, TranslatedL4Route>,
     pub(super) udp: KindCache<UdpRoute, TranslatedL4Route>,
     /// Routes translated and reused by the last translation.
-    pub(super) stats: CacheStats,
+    stats: CacheStats,
     /// Whether this translation's Namespaces and rule inputs are those of the previous one
     /// (what attachments read, besides their routes and the exclusions).
     namespaces_same: bool,
