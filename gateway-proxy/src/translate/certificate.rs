@@ -5,6 +5,7 @@
 //! plane never meets a certificate it cannot load.
 
 use gantry_crds::gateway::gateways::GatewayListenersTlsCertificateRefs;
+use k8s_openapi::api::core::v1::Secret;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -58,26 +59,26 @@ pub fn resolve(
             "Secret has type {secret_type}; a certificate Secret must have type {TLS_SECRET_TYPE}"
         )));
     }
-    let field = |name: &str| {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(name))
-            .map(|b| b.0.as_slice())
-            .filter(|b| !b.is_empty())
-    };
-    let (Some(cert_pem), Some(key_pem)) = (field("tls.crt"), field("tls.key")) else {
+    let (Some(cert_pem), Some(key_pem)) = (
+        secret_field(secret, "tls.crt"),
+        secret_field(secret, "tls.key"),
+    ) else {
         return Err(invalid(
             "Secret needs both tls.crt and tls.key, each non-empty".to_owned(),
         ));
     };
     let pair = check_pair(cert_pem, key_pem).map_err(invalid)?;
-    Ok(CertificateIr {
-        secret: key,
-        dns_names: pair.dns_names,
-        chain: PemCertificates(pair.cert_pem),
-        private_key: PrivateKeyPem::new(pair.key_pem),
-    })
+    Ok(pair.into_ir(key))
+}
+
+/// A non-empty data field of a Secret.
+pub(super) fn secret_field<'a>(secret: &'a Secret, name: &str) -> Option<&'a [u8]> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(name))
+        .map(|b| b.0.as_slice())
+        .filter(|b| !b.is_empty())
 }
 
 /// A certificate chain and key that belong together.
@@ -85,6 +86,18 @@ pub(super) struct CheckedPair {
     pub(super) cert_pem: String,
     pub(super) key_pem: String,
     pub(super) dns_names: Vec<String>,
+}
+
+impl CheckedPair {
+    /// The certificate of `secret`, as listeners and backend connections present it.
+    pub(super) fn into_ir(self, secret: ObjectKey) -> CertificateIr {
+        CertificateIr {
+            secret,
+            dns_names: self.dns_names,
+            chain: PemCertificates(self.cert_pem),
+            private_key: PrivateKeyPem::new(self.key_pem),
+        }
+    }
 }
 
 /// Shows the names only: never the key.

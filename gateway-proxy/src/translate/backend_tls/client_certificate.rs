@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use gantry_crds::gateway::gateways::Gateway;
 
-use crate::ir::{CertificateIr, PemCertificates, PrivateKeyPem};
+use crate::ir::CertificateIr;
 use crate::status::Condition;
 use crate::store::{ObjectKey, Store};
-use crate::translate::certificate::check_pair;
+use crate::translate::certificate::{check_pair, secret_field};
 use crate::translate::conditions::{self as c, Problem};
 use crate::translate::reference_grant;
 
@@ -96,20 +96,9 @@ fn key_pair(store: &Store, secret_key: &ObjectKey) -> Result<CertificateIr, Stri
         .get(secret_key)
         .ok_or_else(|| format!("Secret {secret_key} does not exist"))?;
     let field = |name: &str| {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(name))
-            .map(|b| b.0.as_slice())
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| format!("Secret {secret_key} has no {name}"))
+        secret_field(secret, name).ok_or_else(|| format!("Secret {secret_key} has no {name}"))
     };
     let pair = check_pair(field("tls.crt")?, field("tls.key")?)
         .map_err(|e| format!("Secret {secret_key}: {e}"))?;
-    Ok(CertificateIr {
-        secret: secret_key.clone(),
-        dns_names: pair.dns_names,
-        chain: PemCertificates(pair.cert_pem),
-        private_key: PrivateKeyPem::new(pair.key_pem),
-    })
+    Ok(pair.into_ir(secret_key.clone()))
 }
