@@ -12,11 +12,11 @@ use tokio::sync::watch;
 use crate::runtime::Runtime;
 use crate::server::l4::L4Options;
 use crate::server::{DataPlane, DataPlaneOptions};
-use crate::status::GatewayStatusAddress;
-use crate::store::ObjectKey;
 use crate::telemetry::Metrics;
 use crate::telemetry::logging::{self, LogFormat};
-use crate::translate::TranslateOptions;
+use gantry_translate::status::GatewayStatusAddress;
+use gantry_translate::store::ObjectKey;
+use gantry_translate::translate::TranslateOptions;
 
 #[derive(Debug, Parser)]
 #[command(name = "gantry-proxy", version, about = "Gantry's Gateway API proxy")]

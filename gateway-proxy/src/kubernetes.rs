@@ -14,7 +14,7 @@ use crate::server::DataPlane;
 use crate::source::kube::Scope;
 use crate::status::writer::{self, StatusWriter};
 use crate::telemetry::Metrics;
-use crate::translate::TranslateOptions;
+use gantry_translate::translate::TranslateOptions;
 
 /// How long shutdown waits to hand the Lease back.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);

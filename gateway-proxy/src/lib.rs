@@ -7,8 +7,8 @@
 
 pub mod admin;
 pub mod cli;
+pub mod clock;
 pub mod filters;
-pub mod ir;
 pub mod kubernetes;
 pub mod leader;
 pub mod routing;
@@ -16,7 +16,5 @@ pub mod runtime;
 pub mod server;
 pub mod source;
 pub mod status;
-pub mod store;
 pub mod telemetry;
-pub mod translate;
 pub mod upstream;

@@ -18,14 +18,15 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::ir::Ir;
-use crate::server::{DataPlane, UnboundPort};
-use crate::status::stamp;
-use crate::status::unbound::mark_unbound;
-use crate::status::{GatewayStatusAddress, ObjectStatus, StatusBody};
-use crate::store::{Difference, Store};
+use crate::server::DataPlane;
 use crate::telemetry::Metrics;
-use crate::translate::{TranslateOptions, Translator, refresh_endpoints};
+use gantry_translate::ir::Ir;
+use gantry_translate::status::stamp;
+use gantry_translate::status::unbound::UnboundPort;
+use gantry_translate::status::unbound::mark_unbound;
+use gantry_translate::status::{GatewayStatusAddress, ObjectStatus, StatusBody};
+use gantry_translate::store::{Difference, Store};
+use gantry_translate::translate::{TranslateOptions, Translator, refresh_endpoints};
 
 /// What a source hands the runtime.
 #[derive(Clone, Debug)]
@@ -396,7 +397,7 @@ impl Runtime {
         });
         let mut statuses = Arc::unwrap_or_clone(unmarked);
         mark_unbound(&mut statuses, ir, unbound);
-        stamp::stamp(&current.statuses, &mut statuses, &stamp::now());
+        stamp::stamp(&current.statuses, &mut statuses, &crate::clock::now());
         let statuses = Arc::new(statuses);
         self.statuses.send_replace(statuses.clone());
         statuses

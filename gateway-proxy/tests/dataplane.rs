@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gantry_proxy::ir::{
+use gantry_proxy::server::{DataPlane, DataPlaneOptions};
+use gantry_proxy::telemetry::Metrics;
+use gantry_translate::ir::{
     BackendIr, ClusterIr, HeaderModifierIr, HeaderValueIr, HttpFilterIr, HttpMatchIr, HttpRuleIr,
     Ir, ListenerIr, MirrorIr, PathMatchIr, PortIr, PortProtocol, RedirectIr, RouteEntryIr,
     RouteRef, TimeoutsIr, UpstreamProtocol, VirtualHostIr,
 };
-use gantry_proxy::server::{DataPlane, DataPlaneOptions};
-use gantry_proxy::store::ObjectKey;
-use gantry_proxy::telemetry::Metrics;
+use gantry_translate::store::ObjectKey;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;

@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use gantry_proxy::status::writer::Written;
-use gantry_proxy::store::{ObjectKey, Store};
+use gantry_translate::store::{ObjectKey, Store};
 use serde_json::{Value, json};
 use support::apiserver::{ApiServer, Recorded};
 use support::objects::{CONTROLLER, GW_API, http_route, seed};

@@ -13,7 +13,7 @@ use std::time::Duration;
 use gantry_proxy::runtime::{Runtime, SourceUpdate};
 use gantry_proxy::server::{DataPlane, DataPlaneOptions};
 use gantry_proxy::telemetry::Metrics;
-use gantry_proxy::translate::TranslateOptions;
+use gantry_translate::translate::TranslateOptions;
 use support::apiserver::ApiServer;
 use support::objects::{http_route, seed};
 use support::{
@@ -170,7 +170,7 @@ async fn watches_resume_after_an_api_server_restart_without_relisting() {
     store_where(&updates, "the changes made across the restart", |s| {
         s.http_routes.len() == 1
             && s.http_routes
-                .contains_key(&gantry_proxy::store::ObjectKey::new("default", "r2"))
+                .contains_key(&gantry_translate::store::ObjectKey::new("default", "r2"))
     })
     .await;
     assert_eq!(
@@ -182,7 +182,7 @@ async fn watches_resume_after_an_api_server_restart_without_relisting() {
 
 #[tokio::test]
 async fn only_tls_secrets_of_referenced_namespaces_are_watched() {
-    use gantry_proxy::store::ObjectKey;
+    use gantry_translate::store::ObjectKey;
     use support::objects::{gateway, secret, with_certificate};
 
     let server = ApiServer::start().await;

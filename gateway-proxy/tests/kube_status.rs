@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gantry_proxy::runtime::SourceUpdate;
-use gantry_proxy::status::ObjectStatus;
 use gantry_proxy::status::writer::{self, Written};
-use gantry_proxy::store::Store;
 use gantry_proxy::telemetry::Metrics;
+use gantry_translate::status::ObjectStatus;
+use gantry_translate::store::Store;
 use serde_json::{Value, json};
 use support::apiserver::{ApiServer, Recorded};
 use support::objects::{CONTROLLER, endpoint_slice, foreign_parent, http_route, seed};
@@ -33,7 +33,7 @@ fn status_writes(server: &ApiServer) -> Vec<Recorded> {
 }
 
 fn resource_version(store: &Store, route: &str) -> String {
-    store.http_routes[&gantry_proxy::store::ObjectKey::new("default", route)]
+    store.http_routes[&gantry_translate::store::ObjectKey::new("default", route)]
         .metadata
         .resource_version
         .clone()

@@ -3,7 +3,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::FilterError;
-use crate::ir::{HeaderModifierIr, HeaderValueIr};
+use gantry_translate::ir::{HeaderModifierIr, HeaderValueIr};
 
 /// Header edits applied as set, then add (appends a value), then remove.
 #[derive(Debug, Default)]

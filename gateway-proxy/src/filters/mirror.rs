@@ -15,9 +15,9 @@ use http::request::Parts;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::ir::{MirrorIr, UpstreamProtocol};
 use crate::routing::Cluster;
 use crate::upstream::{self, BoxError, ProxyBody, Upstreams};
+use gantry_translate::ir::{MirrorIr, UpstreamProtocol};
 
 /// Largest request body copied to a mirror.
 pub const MIRROR_BODY_LIMIT: usize = 1024 * 1024;

@@ -19,7 +19,7 @@ pub use path::{replace_path, replace_prefix};
 pub use redirect::{Redirect, RedirectResponse};
 pub use rewrite::UrlRewrite;
 
-use crate::ir::HttpFilterIr;
+use gantry_translate::ir::HttpFilterIr;
 
 /// A filter, validated and ready to apply.
 #[derive(Debug)]

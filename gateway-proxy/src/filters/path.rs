@@ -1,6 +1,6 @@
 //! Path modifiers of RequestRedirect and URLRewrite: `ReplaceFullPath`, `ReplacePrefixMatch`.
 
-use crate::ir::PathModifierIr;
+use gantry_translate::ir::PathModifierIr;
 
 /// The new path for `path` (no query). `matched_prefix` is the entry's `PathPrefix` without
 /// trailing slashes; without one, `ReplacePrefixMatch` treats the empty prefix as matched.

@@ -6,7 +6,7 @@ use http::request::Parts;
 
 use super::path::replace_path;
 use super::{FilterContext, FilterError};
-use crate::ir::RedirectIr;
+use gantry_translate::ir::RedirectIr;
 
 /// A validated RequestRedirect.
 #[derive(Debug)]
@@ -88,7 +88,7 @@ fn well_known_port(scheme: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::PathModifierIr;
+    use gantry_translate::ir::PathModifierIr;
 
     fn location(ir: RedirectIr, uri: &str, listener_port: u16, prefix: Option<&str>) -> String {
         let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();

@@ -6,7 +6,7 @@ use http::uri::{PathAndQuery, Uri};
 
 use super::path::replace_path;
 use super::{FilterContext, FilterError};
-use crate::ir::{PathModifierIr, UrlRewriteIr};
+use gantry_translate::ir::{PathModifierIr, UrlRewriteIr};
 
 /// A validated URLRewrite.
 #[derive(Debug)]

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use http::uri::Authority;
 
 use super::CompileError;
-use crate::ir::{ClusterIr, UpstreamProtocol};
 use crate::upstream::Via;
 use crate::upstream::tls::TlsUpstream;
+use gantry_translate::ir::{ClusterIr, UpstreamProtocol};
 
 /// One cluster of the snapshot. Endpoints are taken in turn.
 #[derive(Debug)]
@@ -84,8 +84,8 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{PemCertificates, TrustIr, UpstreamTlsIr};
-    use crate::store::ObjectKey;
+    use gantry_translate::ir::{PemCertificates, TrustIr, UpstreamTlsIr};
+    use gantry_translate::store::ObjectKey;
 
     fn tls_cluster(sni: &str, ca_pem: &str) -> ClusterIr {
         ClusterIr {

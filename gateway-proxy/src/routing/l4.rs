@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::host::HostIndex;
-use crate::ir::{Ir, L4BackendIr, L4RouteIr, PortProtocol};
+use gantry_translate::ir::{Ir, L4BackendIr, L4RouteIr, PortProtocol};
 
 /// The L4 routes of every TCP, UDP and TLS port.
 #[derive(Debug, Default)]
@@ -170,7 +170,7 @@ impl L4Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::RouteRef;
+    use gantry_translate::ir::RouteRef;
 
     fn route(name: &str, hostnames: &[&str], backends: &[(u32, Option<&str>)]) -> L4RouteIr {
         L4RouteIr {

@@ -8,7 +8,7 @@ use regex::Regex;
 
 use super::CompileError;
 use super::path::{prefix_key, prefix_matches};
-use crate::ir::{HttpMatchIr, PathMatchIr, ValueMatchIr, ValueMatchKind};
+use gantry_translate::ir::{HttpMatchIr, PathMatchIr, ValueMatchIr, ValueMatchKind};
 
 /// What a match looks at. Borrowed from the request, so matching allocates only to join a
 /// repeated header or to decode an escaped query value.

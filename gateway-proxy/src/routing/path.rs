@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::ir::PathMatchIr;
+use gantry_translate::ir::PathMatchIr;
 
 /// Entry indices by path. A lookup probes the exact map once and the prefix map once per
 /// segment boundary of the request path; regex entries are always candidates. Indices stay

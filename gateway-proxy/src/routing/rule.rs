@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::CompileError;
 use super::cluster::Cluster;
 use crate::filters::Filter;
-use crate::ir::{HttpRuleIr, UpstreamProtocol};
+use gantry_translate::ir::{HttpRuleIr, UpstreamProtocol};
 
 /// One rule, ready to serve.
 #[derive(Debug)]
@@ -96,7 +96,9 @@ impl Rule {
     }
 }
 
-fn compile_filters(filters: &[crate::ir::HttpFilterIr]) -> Result<Vec<Filter>, CompileError> {
+fn compile_filters(
+    filters: &[gantry_translate::ir::HttpFilterIr],
+) -> Result<Vec<Filter>, CompileError> {
     filters
         .iter()
         .map(|f| Filter::compile(f).map_err(CompileError::Filter))
@@ -106,7 +108,7 @@ fn compile_filters(filters: &[crate::ir::HttpFilterIr]) -> Result<Vec<Filter>, C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::BackendIr;
+    use gantry_translate::ir::BackendIr;
 
     fn backend(weight: u32, cluster: Option<&str>) -> BackendIr {
         BackendIr {

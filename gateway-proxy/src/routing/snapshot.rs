@@ -7,9 +7,9 @@ use super::CompileError;
 use super::cluster::Cluster;
 use super::l4::L4Tables;
 use super::table::{CompileCache, PortTable, SeriesMap};
-use crate::ir::Ir;
 use crate::server::tls::TlsPorts;
 use crate::telemetry::{Metrics, RouteMetrics};
+use gantry_translate::ir::Ir;
 
 /// Everything a request needs, compiled from one [`Ir`]. Never mutated after it is built;
 /// a request holds one `Arc<Snapshot>` from start to end.

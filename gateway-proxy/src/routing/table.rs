@@ -8,8 +8,8 @@ use super::host::HostIndex;
 use super::matcher::{RequestMatcher, RequestView};
 use super::path::PathIndex;
 use super::rule::Rule;
-use crate::ir::{HttpRuleIr, Ir, ListenerIr, PortIr, VirtualHostIr};
 use crate::telemetry::{Metrics, RouteMetrics};
+use gantry_translate::ir::{HttpRuleIr, Ir, ListenerIr, PortIr, VirtualHostIr};
 
 /// Everything served on one port.
 #[derive(Debug)]

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, Method};
 
 use super::{CompileError, Lookup, RequestView, Snapshot};
-use crate::ir::{
+use crate::telemetry::Metrics;
+use gantry_translate::ir::{
     ClusterIr, HttpMatchIr, HttpRuleIr, Ir, ListenerIr, PathMatchIr, PortIr, PortProtocol,
     RouteEntryIr, RouteRef, UpstreamProtocol, ValueMatchIr, ValueMatchKind, VirtualHostIr,
 };
-use crate::store::ObjectKey;
-use crate::telemetry::Metrics;
+use gantry_translate::store::ObjectKey;
 
 fn entry(name: &str, matches: HttpMatchIr) -> RouteEntryIr {
     RouteEntryIr {

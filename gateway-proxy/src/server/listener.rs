@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::drain::Watcher;
 use super::l4::{self, Transport};
 use super::{Shared, pipeline};
-use crate::ir::PortProtocol;
+use gantry_translate::ir::PortProtocol;
 
 /// Pending connections the kernel queues per port.
 const BACKLOG: i32 = 1024;

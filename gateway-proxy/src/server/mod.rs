@@ -29,10 +29,11 @@ use hyper_util::server::conn::auto;
 use self::drain::Drain;
 use self::l4::Transport;
 use self::listener::PortListener;
-use crate::ir::Ir;
 use crate::routing::Snapshot;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstreams;
+use gantry_translate::ir::Ir;
+use gantry_translate::status::unbound::UnboundPort;
 
 pub use errors::ProxyError;
 
@@ -73,17 +74,6 @@ pub enum ApplyError {
 pub struct Applied {
     /// Ports of the configuration that are not bound, in port order.
     pub unbound: Vec<UnboundPort>,
-}
-
-/// A listener port that could not be bound.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UnboundPort {
-    /// The IR port (as the Gateway listener declares it).
-    pub port: u16,
-    /// The socket address that was tried (`--bind-address`, `--port-offset`).
-    pub address: SocketAddr,
-    pub error: String,
 }
 
 /// State shared by the accept loops, connections and requests.

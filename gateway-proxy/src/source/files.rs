@@ -13,8 +13,8 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
-use super::load::ParseCache;
 use crate::runtime::SourceUpdate;
+use gantry_translate::store::load::ParseCache;
 
 /// How long the directory must be quiet before it is read, and the longest a burst can delay
 /// a read.

@@ -1,7 +1,4 @@
-//! Where objects come from: files (standalone mode) and, later, the Kubernetes API.
+//! Where objects come from: YAML files (standalone mode) and the Kubernetes API.
 
 pub mod files;
 pub mod kube;
-pub mod load;
-mod secret;
-pub mod yaml;

@@ -17,8 +17,8 @@ use prometheus_client::metrics::counter::Counter;
 
 pub use body::{BoxError, ProxyBody, empty, full, stream};
 
-use crate::ir::UpstreamProtocol;
 use crate::telemetry::Metrics;
+use gantry_translate::ir::UpstreamProtocol;
 
 /// How long a new upstream connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

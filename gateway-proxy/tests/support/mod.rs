@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use gantry_proxy::runtime::SourceUpdate;
 use gantry_proxy::source::kube::Scope;
-use gantry_proxy::status::ObjectStatus;
 use gantry_proxy::status::writer::StatusWriter;
-use gantry_proxy::store::{ObjectKey, Store};
 use gantry_proxy::telemetry::Metrics;
-use gantry_proxy::translate::{TranslateOptions, translate};
+use gantry_translate::status::ObjectStatus;
+use gantry_translate::store::{ObjectKey, Store};
+use gantry_translate::translate::{TranslateOptions, translate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;

@@ -16,7 +16,7 @@ pub use forward::ForwardError;
 pub(crate) use tcp::serve_tcp;
 
 use super::Shared;
-use crate::ir::PortProtocol;
+use gantry_translate::ir::PortProtocol;
 
 /// How long a UDP session lives without a datagram in either direction, by default.
 pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -138,14 +138,14 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::ir::{
+    use crate::routing::Snapshot;
+    use crate::server::{DataPlane, DataPlaneOptions};
+    use crate::telemetry::Metrics;
+    use gantry_translate::ir::{
         ClusterIr, Ir, L4BackendIr, L4RouteIr, ListenerIr, ListenerTlsIr, PortIr, RouteRef,
         TlsModeIr, UpstreamProtocol,
     };
-    use crate::routing::Snapshot;
-    use crate::server::{DataPlane, DataPlaneOptions};
-    use crate::store::ObjectKey;
-    use crate::telemetry::Metrics;
+    use gantry_translate::store::ObjectKey;
 
     /// A data plane whose configuration has TLS port 8443 with listener `tls` routing
     /// `a.example.com` to `backend`, and `invalid.example.com` to an invalid backendRef.

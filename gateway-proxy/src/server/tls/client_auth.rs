@@ -10,7 +10,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
-use crate::ir::{ClientValidationIr, ClientValidationMode};
+use gantry_translate::ir::{ClientValidationIr, ClientValidationMode};
 
 /// The verifier for `validation`.
 pub fn verifier(

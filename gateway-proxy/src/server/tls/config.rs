@@ -8,7 +8,7 @@ use rustls::sign::CertifiedKey;
 
 use super::certificates::ListenerCertificates;
 use super::client_auth;
-use crate::ir::ListenerTlsIr;
+use gantry_translate::ir::ListenerTlsIr;
 
 /// ALPN protocols offered, most preferred first.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 
 use super::config;
-use crate::ir::{Ir, ListenerTlsIr, PortProtocol, TlsModeIr};
 use crate::routing::host::HostIndex;
+use gantry_translate::ir::{Ir, ListenerTlsIr, PortProtocol, TlsModeIr};
 
 /// The TLS listeners of every TLS port.
 #[derive(Debug, Default)]
@@ -116,8 +116,8 @@ impl TlsPort {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{CertificateIr, ListenerIr, PemCertificates, PortIr, PrivateKeyPem};
-    use crate::store::ObjectKey;
+    use gantry_translate::ir::{CertificateIr, ListenerIr, PemCertificates, PortIr, PrivateKeyPem};
+    use gantry_translate::store::ObjectKey;
 
     fn certificate(name: &str) -> CertificateIr {
         let key = rcgen::KeyPair::generate().expect("key");

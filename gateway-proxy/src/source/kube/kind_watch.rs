@@ -13,8 +13,8 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::kinds::Watched;
-use crate::store::Store;
 use crate::telemetry::kube::KubeMetrics;
+use gantry_translate::store::Store;
 
 /// Decides whether an object belongs in the store (e.g. only Gateways of our class).
 pub type Filter<K> = Arc<dyn Fn(&K) -> bool + Send + Sync>;

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 
-use crate::store::{DEFAULT_NAMESPACE, ObjectKey, Store};
+use gantry_translate::store::{DEFAULT_NAMESPACE, ObjectKey, Store};
 
 /// A kind the source watches: how to key it and which [`Store`] map holds it.
 pub trait Watched:

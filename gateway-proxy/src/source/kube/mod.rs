@@ -50,9 +50,9 @@ use tracing::instrument;
 use self::kind_watch::{Change, Filter, WatchSpec};
 pub use self::kinds::Watched;
 use crate::runtime::SourceUpdate;
-use crate::store::{ObjectKey, Store};
 use crate::telemetry::Metrics;
 use crate::telemetry::kube::KubeMetrics;
+use gantry_translate::store::{ObjectKey, Store};
 
 /// Which Gateways this proxy serves.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::store::Store;
+use gantry_translate::store::Store;
 
 /// Namespaces holding referenced Secrets and referenced ConfigMaps.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -97,7 +97,7 @@ fn scan(value: &Value, namespace: &str, out: &mut Referenced) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::load::load_store;
+    use gantry_translate::store::load::load_store;
 
     #[test]
     fn listener_certificates_and_policy_ca_bundles_name_their_namespaces() {

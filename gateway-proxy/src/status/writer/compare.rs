@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::OWNED_GATEWAY_CONDITIONS;
-use crate::status::types::{Condition, GatewayStatus, ListenerStatus};
+use gantry_translate::status::types::{Condition, GatewayStatus, ListenerStatus};
 
 /// What the proxy wants on a Gateway, without times.
 pub(super) fn gateway_wish(desired: &GatewayStatus) -> Value {

@@ -13,8 +13,10 @@ use serde_json::{Value, json};
 
 use super::GATEWAY_GROUP;
 use super::compare::same_conditions;
-use crate::status::types::{Condition, ParentReference, PolicyAncestorStatus, RouteParentStatus};
-use crate::store::ObjectKey;
+use gantry_translate::status::types::{
+    Condition, ParentReference, PolicyAncestorStatus, RouteParentStatus,
+};
+use gantry_translate::store::ObjectKey;
 
 /// A kind whose status holds per-Gateway entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -14,7 +14,7 @@ use gantry_crds::gateway::tlsroutes::TlsRoute;
 use serde_json::Value;
 
 use super::entries::{Kind, Served, is_served_gateway};
-use crate::store::{ObjectKey, Store};
+use gantry_translate::store::{ObjectKey, Store};
 
 /// A route or policy in the store.
 pub(super) trait LiveObject: Sync {

@@ -43,11 +43,12 @@ use self::compare::{gateway_wish, keep_times, parse_list, same_conditions, same_
 use self::entries::{Entries, Entry, Kind, Served, Shape, is_served_gateway, same_entries};
 use self::live::LiveObject;
 use self::settled::{Ledger, Settled};
-use super::stamp;
-use super::types::{Condition, GatewayStatus, ListenerStatus, ObjectStatus, StatusBody};
 use crate::runtime::SourceUpdate;
-use crate::store::{ObjectKey, Store};
 use crate::telemetry::kube::{KubeMetrics, WriteResult};
+use gantry_translate::status::{
+    Condition, GatewayStatus, ListenerStatus, ObjectStatus, StatusBody,
+};
+use gantry_translate::store::{ObjectKey, Store};
 
 /// The field manager of everything the proxy applies.
 pub const FIELD_MANAGER: &str = "gantry-proxy";
@@ -325,7 +326,7 @@ impl StatusWriter {
             .collect();
         let live_listeners: Option<Vec<ListenerStatus>> =
             serde_json::from_value(status["listeners"].clone()).ok();
-        let now = stamp::now();
+        let now = crate::clock::now();
         let mut programmed: Vec<Condition> = desired
             .conditions
             .iter()
@@ -404,7 +405,7 @@ impl StatusWriter {
                 .into_iter()
                 .map(|p| Entry::from_value(&p, shape))
                 .collect();
-            let now = stamp::now();
+            let now = crate::clock::now();
             let mut next = desired.clone();
             for entry in &mut next {
                 let old = ours

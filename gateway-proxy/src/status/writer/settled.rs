@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::entries::{Entries, Entry, Kind, Served, same_wish};
-use crate::store::ObjectKey;
+use gantry_translate::store::ObjectKey;
 
 /// A status known to be in place for one version of an object: the resourceVersion read and
 /// the status wanted (without times). Until the store shows another version, the same wish is

@@ -21,7 +21,7 @@ use rustls_pki_types::ServerName;
 pub use self::connector::{Handshake, TlsConnection, TlsConnector};
 pub use self::verifier::SubjectAltNameVerifier;
 use super::{ProxyBody, client_builder, http_connector};
-use crate::ir::{CertificateIr, UpstreamTlsIr};
+use gantry_translate::ir::{CertificateIr, UpstreamTlsIr};
 
 /// ALPN protocol IDs.
 const ALPN_H2: &[u8] = b"h2";

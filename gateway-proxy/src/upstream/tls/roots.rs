@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustls::RootCertStore;
 
-use crate::ir::TrustIr;
+use gantry_translate::ir::TrustIr;
 
 /// The root store for `trust`, or why there is none (every handshake then fails).
 pub fn root_store(trust: &TrustIr) -> Result<Arc<RootCertStore>, String> {

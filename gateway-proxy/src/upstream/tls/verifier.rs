@@ -14,7 +14,7 @@ use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::ir::SubjectAltNameIr;
+use gantry_translate::ir::SubjectAltNameIr;
 
 /// Accepts a certificate that chains to `roots` and carries at least one of `names`.
 /// BackendTLSPolicy: "When specified the certificate served from the backend MUST have at

@@ -4,6 +4,10 @@
 //! ever reads one. Maps are `BTreeMap`s so iteration order, and therefore translation, is
 //! deterministic.
 
+pub mod load;
+mod secret;
+pub mod yaml;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, OnceLock};

@@ -10,10 +10,12 @@
 //! served and `False` when none is, as the translator does for invalid listeners.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Serialize;
 
 use super::types::{Condition, GatewayStatus, ObjectStatus, StatusBody};
 use crate::ir::Ir;
-use crate::server::UnboundPort;
 
 const ACCEPTED: &str = "Accepted";
 const PROGRAMMED: &str = "Programmed";
@@ -21,6 +23,17 @@ const REASON_PORT_UNAVAILABLE: &str = "PortUnavailable";
 const REASON_PENDING: &str = "Pending";
 const REASON_LISTENERS_NOT_VALID: &str = "ListenersNotValid";
 const REASON_INVALID: &str = "Invalid";
+
+/// A listener port the data plane could not bind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnboundPort {
+    /// The IR port (as the Gateway listener declares it).
+    pub port: u16,
+    /// The socket address that was tried (`--bind-address`, `--port-offset`).
+    pub address: SocketAddr,
+    pub error: String,
+}
 
 /// Marks every listener on an unbound port as not accepted and not programmed, and updates
 /// the conditions of the Gateways they belong to.

@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gantry_proxy::source::load::load_store;
-use gantry_proxy::store::ObjectKey;
-use gantry_proxy::translate::{CacheStats, TranslateOptions, Translator, translate};
+use gantry_translate::store::ObjectKey;
+use gantry_translate::store::load::load_store;
+use gantry_translate::translate::{CacheStats, TranslateOptions, Translator, translate};
 use pretty_assertions::assert_eq;
 
 fn cases() -> Vec<PathBuf> {

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gantry_proxy::source::load::load_store;
-use gantry_proxy::store::Store;
-use gantry_proxy::translate::{TranslateOptions, Translator, translate};
+use gantry_translate::store::Store;
+use gantry_translate::store::load::load_store;
+use gantry_translate::translate::{TranslateOptions, Translator, translate};
 
 /// As in the proxy's binary.
 #[global_allocator]

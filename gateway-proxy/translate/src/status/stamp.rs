@@ -33,11 +33,6 @@ pub fn stamp(previous: &[ObjectStatus], next: &mut [ObjectStatus], now: &str) {
     }
 }
 
-/// The current time in the Kubernetes timestamp format.
-pub fn now() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-}
-
 fn stamp_body(before: Option<&StatusBody>, body: &mut StatusBody, now: &str) {
     match body {
         StatusBody::GatewayClass(s) => {

@@ -229,7 +229,7 @@ impl<R: Translated, T> KindCache<R, T> {
 mod tests {
     use super::super::{TranslateOptions, Translator, translate};
     use super::*;
-    use crate::source::load::load_store;
+    use crate::store::load::load_store;
 
     const BASE: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1

@@ -1,0 +1,13 @@
+//! Gantry's translator: Gateway API objects in, routing IR and Kubernetes status out.
+//!
+//! Data flows one way through this crate: manifests or watched objects fill a
+//! [`store::Store`]; [`translate::translate`] (or the incremental [`translate::Translator`])
+//! turns it into the routing [`ir::Ir`] plus the [`status`] of every object the proxy owns.
+//! Nothing here does IO, spawns a task, reads a clock or talks to Kubernetes: the crate has no
+//! such dependency, so the compiler keeps the translator pure. Bad input never fails a
+//! translation; it becomes a status condition with the Gateway API's reason.
+
+pub mod ir;
+pub mod status;
+pub mod store;
+pub mod translate;
