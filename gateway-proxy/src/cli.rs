@@ -2,17 +2,17 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use tokio::sync::watch;
 
-use crate::runtime::Runtime;
+use crate::kubernetes::KubeSource;
+use crate::kubernetes::watch::Scope;
+use crate::serve::{ServeOptions, serve};
+use crate::server::DataPlaneOptions;
 use crate::server::l4::L4Options;
-use crate::server::{DataPlane, DataPlaneOptions};
-use crate::telemetry::Metrics;
+use crate::source::FileSource;
 use crate::telemetry::logging::{self, LogFormat};
 use gantry_translate::status::GatewayStatusAddress;
 use gantry_translate::store::ObjectKey;
@@ -122,8 +122,17 @@ pub fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let options = ServeOptions {
+        admin_addr: args.admin_addr,
+        dataplane: args.dataplane_options(),
+    };
     if args.kubernetes {
-        return crate::kubernetes::run(args).await;
+        let scope = Scope::from_flags(&args.gateways, args.gateway_class.as_deref())?;
+        tracing::info!(?scope, "gantry-proxy starting in Kubernetes mode");
+        let source = KubeSource::connect(scope)
+            .await
+            .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+        return Ok(serve(source, options).await?);
     }
     let Some(config_dir) = args.config_dir.clone() else {
         bail!("give --config-dir DIR or --kubernetes");
@@ -131,66 +140,23 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.gateway_class.is_some() {
         bail!("--gateway-class is only meaningful with --kubernetes");
     }
-    let metrics = Arc::new(Metrics::new());
-    let dataplane = Arc::new(DataPlane::new(args.dataplane_options(), metrics.clone()));
-    let options = TranslateOptions {
-        gateways: (!args.gateways.is_empty()).then(|| args.gateways.clone()),
-        ..TranslateOptions::default()
-    };
     // Standalone: nobody else reports where the Gateways are reachable, so the proxy does.
     let reachable = match args.bind_address {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    let runtime = Arc::new(
-        Runtime::new(options, dataplane.clone(), metrics).with_gateway_addresses(vec![
-            GatewayStatusAddress {
-                type_: "IPAddress".to_owned(),
-                value: reachable.to_string(),
-            },
-        ]),
-    );
-    let (admin_addr, _admin) = crate::admin::serve(args.admin_addr, runtime.clone())
-        .await
-        .with_context(|| format!("binding the admin address {}", args.admin_addr))?;
-    tracing::info!(%admin_addr, config_dir = %config_dir.display(), "gantry-proxy starting");
-
-    let (updates_tx, updates_rx) = watch::channel(None);
-    let source = tokio::spawn(crate::source::files::run(config_dir, updates_tx));
-    let control = tokio::spawn(runtime.clone().run(updates_rx));
-
-    tokio::select! {
-        result = source => {
-            match result {
-                Ok(Ok(())) => bail!("the file source stopped"),
-                Ok(Err(error)) => return Err(error.into()),
-                Err(error) => bail!("the file source failed: {error}"),
-            }
-        }
-        _ = control => bail!("the control loop stopped"),
-        signal = shutdown_signal() => {
-            tracing::info!(signal, "draining in-flight requests");
-        }
-    }
-    runtime.start_draining();
-    dataplane.shutdown().await;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT, with the signal's name.
-pub(crate) async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the process can only be killed; wait forever.
-        return std::future::pending().await;
+    tracing::info!(config_dir = %config_dir.display(), "gantry-proxy starting");
+    let source = FileSource {
+        dir: config_dir,
+        options: TranslateOptions {
+            gateways: (!args.gateways.is_empty()).then(|| args.gateways.clone()),
+            ..TranslateOptions::default()
+        },
+        addresses: vec![GatewayStatusAddress {
+            type_: "IPAddress".to_owned(),
+            value: reachable.to_string(),
+        }],
     };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
+    Ok(serve(source, options).await?)
 }

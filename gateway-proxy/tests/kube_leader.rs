@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use gantry_proxy::leader::{self, Elector, LeaseConfig};
+use gantry_proxy::kubernetes::leader::{self, Elector, LeaseConfig};
 use support::apiserver::ApiServer;
 use support::{Client, eventually};
 use tokio::sync::watch;

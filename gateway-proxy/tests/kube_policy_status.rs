@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use gantry_proxy::status::writer::Written;
+use gantry_proxy::kubernetes::status_writer::Written;
 use gantry_translate::store::{ObjectKey, Store};
 use serde_json::{Value, json};
 use support::apiserver::{ApiServer, Recorded};

@@ -10,18 +10,19 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gantry_proxy::runtime::{Runtime, SourceUpdate};
+use gantry_proxy::control::ControlLoop;
 use gantry_proxy::server::{DataPlane, DataPlaneOptions};
+use gantry_proxy::source::SourceUpdate;
 use gantry_proxy::telemetry::Metrics;
 use gantry_translate::translate::TranslateOptions;
 use support::apiserver::ApiServer;
 use support::objects::{http_route, seed};
 use support::{
-    Client, add_route_and_wait_until_served, eventually, free_port, gw, http_get, start_backend,
-    start_source, start_source_counted, store_where,
+    Client, add_route_and_wait_until_served, counted, eventually, free_port, gw, http_get,
+    start_backend, start_source, start_source_counted, store_where,
 };
 
-fn runtime() -> Arc<Runtime> {
+fn control() -> ControlLoop {
     let metrics = Arc::new(Metrics::new());
     let dataplane = Arc::new(DataPlane::new(
         DataPlaneOptions {
@@ -37,7 +38,7 @@ fn runtime() -> Arc<Runtime> {
         gateways: Some(vec![gw()]),
         ..TranslateOptions::default()
     };
-    Arc::new(Runtime::new(options, dataplane, metrics))
+    ControlLoop::new(options, dataplane, metrics)
 }
 
 #[tokio::test]
@@ -49,8 +50,9 @@ async fn initial_sync_gates_readiness_and_watched_routes_are_served() {
     server.hold("endpointslices");
 
     let updates = start_source(&server);
-    let runtime = runtime();
-    tokio::spawn(runtime.clone().run(updates.clone()));
+    let control = control();
+    let runtime = control.published().clone();
+    tokio::spawn(control.run(updates.clone()));
 
     // Every other kind lists; EndpointSlices do not yet: nothing is published, not ready.
     eventually(10, "the other kinds to be listed", || {
@@ -92,8 +94,9 @@ async fn initial_sync_gates_readiness_and_watched_routes_are_served() {
 async fn a_relist_after_410_gone_keeps_serving_the_last_objects() {
     let server = ApiServer::start().await;
     seed(&server, free_port(), start_backend().await);
-    let metrics = Arc::new(Metrics::new());
-    let mut updates = start_source_counted(&server, metrics.clone());
+    let counted = counted();
+    let metrics = counted.0.clone();
+    let mut updates = start_source_counted(&server, &counted);
     store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
 
     // Record the routes of every store published from now on.
@@ -236,7 +239,7 @@ async fn a_route_kind_whose_crd_is_missing_does_not_block_readiness() {
 
 #[tokio::test]
 async fn a_class_fleet_sees_only_its_class_and_its_gateways() {
-    use gantry_proxy::source::kube::Scope;
+    use gantry_proxy::kubernetes::watch::Scope;
     use support::objects::{gateway, gateway_class};
 
     let server = ApiServer::start().await;
@@ -248,11 +251,12 @@ async fn a_class_fleet_sees_only_its_class_and_its_gateways() {
     );
     server.apply("gateways", gateway("team", "gw-2", "gantry", free_port()));
     let (tx, updates) = tokio::sync::watch::channel(None);
-    tokio::spawn(gantry_proxy::source::kube::run(
+    tokio::spawn(gantry_proxy::kubernetes::watch::run(
         server.client(),
         Scope::Class("gantry".into()),
         tx,
         std::sync::Arc::new(gantry_proxy::telemetry::Metrics::new()),
+        Default::default(),
     ));
     let store = store_where(&updates, "the class's Gateways", |s| s.gateways.len() == 2).await;
     assert_eq!(store.gateway_classes.keys().collect::<Vec<_>>(), ["gantry"]);

@@ -7,8 +7,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gantry_proxy::runtime::SourceUpdate;
-use gantry_proxy::status::writer::{self, Written};
+use gantry_proxy::kubernetes::metrics::KubeMetrics;
+use gantry_proxy::kubernetes::status_writer::{self, Written};
+use gantry_proxy::source::SourceUpdate;
 use gantry_proxy::telemetry::Metrics;
 use gantry_translate::status::ObjectStatus;
 use gantry_translate::store::Store;
@@ -148,9 +149,10 @@ async fn a_conflict_is_retried_on_the_fresh_route() {
         "r1",
         json!({ "status": { "parents": [foreign_parent("gw")] } }),
     );
-    let metrics = Metrics::new();
+    let kube = KubeMetrics::default();
+    let metrics = Metrics::with(|registry| kube.register(registry));
     let written = writer(&server)
-        .with_metrics(metrics.kube.clone())
+        .with_metrics(kube.clone())
         .reconcile(&store, &desired(&store))
         .await
         .unwrap();
@@ -200,8 +202,9 @@ async fn an_unchanged_status_is_not_written_again() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // a new second for timestamps
-    let metrics = Metrics::new();
-    let fresh_writer = &mut self::writer(&server).with_metrics(metrics.kube.clone());
+    let kube = KubeMetrics::default();
+    let metrics = Metrics::with(|registry| kube.register(registry));
+    let fresh_writer = &mut self::writer(&server).with_metrics(kube.clone());
     assert_eq!(
         fresh_writer
             .reconcile(&fresh, &desired(&fresh))
@@ -253,7 +256,7 @@ async fn only_the_leader_writes() {
     let store = store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
     let (statuses_tx, statuses) = watch::channel(Arc::new(Vec::new()));
     let (leading_tx, leading) = watch::channel(false);
-    tokio::spawn(writer::run(
+    tokio::spawn(status_writer::run(
         writer(&server),
         statuses,
         updates.clone(),
@@ -350,7 +353,7 @@ async fn running_writer(server: &ApiServer) -> RunningWriter {
     let store = store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
     let (statuses_tx, statuses) = watch::channel(Arc::new(desired(&store)));
     let (leading_tx, leading) = watch::channel(true);
-    tokio::spawn(writer::run(
+    tokio::spawn(status_writer::run(
         writer(server),
         statuses,
         updates.clone(),

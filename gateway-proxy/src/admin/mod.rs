@@ -17,12 +17,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::runtime::Runtime;
+use crate::control::Published;
 
 /// Binds the admin address and serves until the returned task is aborted.
 pub async fn serve(
     addr: SocketAddr,
-    runtime: Arc<Runtime>,
+    published: Arc<Published>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -31,11 +31,11 @@ pub async fn serve(
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let runtime = runtime.clone();
+            let published = published.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
-                    let runtime = runtime.clone();
-                    async move { Ok::<_, Infallible>(route(&runtime, &req)) }
+                    let published = published.clone();
+                    async move { Ok::<_, Infallible>(route(&published, &req)) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -46,13 +46,13 @@ pub async fn serve(
     Ok((bound, task))
 }
 
-fn route(runtime: &Runtime, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn route(published: &Published, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
     }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" => match runtime.ready() {
+        "/readyz" => match published.ready() {
             Ok(()) => text(StatusCode::OK, "ready\n"),
             Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -61,11 +61,11 @@ fn route(runtime: &Runtime, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         },
         "/metrics" => with_type(
             StatusCode::OK,
-            runtime.metrics().encode(),
+            published.metrics().encode(),
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
-        "/status" => json(&*runtime.view().statuses),
-        "/config" => json(&*runtime.view()),
+        "/status" => json(&*published.view().statuses),
+        "/config" => json(&*published.view()),
         _ => text(
             StatusCode::NOT_FOUND,
             "unknown path; try /healthz, /readyz, /metrics, /status or /config\n",

@@ -15,7 +15,7 @@ use http::request::Parts;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::routing::Cluster;
+use crate::upstream::Cluster;
 use crate::upstream::{self, BoxError, ProxyBody, Upstreams};
 use gantry_translate::ir::{MirrorIr, UpstreamProtocol};
 

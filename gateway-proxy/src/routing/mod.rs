@@ -6,7 +6,6 @@
 //! by hostname (same index) → candidate entries by path ([`path::PathIndex`]) → the first
 //! candidate in IR order whose whole match holds.
 
-mod cluster;
 pub mod host;
 pub mod l4;
 mod matcher;
@@ -16,8 +15,8 @@ mod snapshot;
 mod table;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
-pub use cluster::Cluster;
 pub use host::normalize_host;
 pub use matcher::{RequestMatcher, RequestView, percent_decode};
 pub use rule::{Backend, Rule};
@@ -25,6 +24,7 @@ pub use snapshot::{PortTables, Snapshot};
 pub use table::{ListenerTable, Lookup, PortTable, RouteEntry};
 
 use crate::filters::FilterError;
+use crate::upstream::ClusterError;
 
 /// Why an IR cannot be compiled. The previous snapshot keeps serving.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +38,8 @@ pub enum CompileError {
     HeaderName(String),
     #[error("invalid method {0:?} in a match")]
     Method(String),
-    #[error("invalid endpoint {endpoint:?} in cluster {cluster}")]
-    Endpoint { cluster: String, endpoint: String },
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     #[error("invalid filter: {0}")]
     Filter(#[from] FilterError),
     #[error("port {0} appears twice")]

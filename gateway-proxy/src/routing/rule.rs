@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::CompileError;
-use super::cluster::Cluster;
 use crate::filters::Filter;
+use crate::upstream::Cluster;
 use gantry_translate::ir::{HttpRuleIr, UpstreamProtocol};
 
 /// One rule, ready to serve.

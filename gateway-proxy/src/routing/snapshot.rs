@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::CompileError;
-use super::cluster::Cluster;
 use super::l4::L4Tables;
 use super::table::{CompileCache, PortTable, SeriesMap};
-use crate::server::tls::TlsPorts;
+use super::tls::TlsPorts;
 use crate::telemetry::{Metrics, RouteMetrics};
+use crate::upstream::Cluster;
 use gantry_translate::ir::Ir;
 
 /// Everything a request needs, compiled from one [`Ir`]. Never mutated after it is built;

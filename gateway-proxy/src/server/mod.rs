@@ -144,10 +144,10 @@ impl DataPlane {
             return Ok(Applied::default());
         }
         let previous = self.shared.snapshot.load_full();
-        let snapshot = Snapshot::compile(ir, version, metrics, Some(&previous)).map_err(|e| {
-            metrics.config_reloads_rejected.inc();
-            ApplyError::Compile(e.to_string())
-        })?;
+        // The control loop counts applied and rejected configurations: it knows whether this
+        // is a new configuration or the one in use applied again to bind its ports.
+        let snapshot = Snapshot::compile(ir, version, metrics, Some(&previous))
+            .map_err(|e| ApplyError::Compile(e.to_string()))?;
 
         // Bind every new port. One that cannot be bound (in use, not permitted) does not hold
         // back the others: it is reported in `Applied::unbound` (its listeners' status says
@@ -201,10 +201,6 @@ impl DataPlane {
         }
 
         previous.forget_removed_routes(&snapshot, metrics);
-        metrics
-            .config_version
-            .set(i64::try_from(version).unwrap_or(i64::MAX));
-        metrics.config_reloads.inc();
         self.applied.store(true, Ordering::Release);
         Ok(Applied { unbound })
     }

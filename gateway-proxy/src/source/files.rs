@@ -13,7 +13,7 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
-use crate::runtime::SourceUpdate;
+use super::SourceUpdate;
 use gantry_translate::store::load::ParseCache;
 
 /// How long the directory must be quiet before it is read, and the longest a burst can delay

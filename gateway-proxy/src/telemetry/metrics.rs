@@ -16,7 +16,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::histogram::AtomicHistogram;
-use super::kube::KubeMetrics;
 use super::l4::L4Metrics;
 
 /// Labels of per-request series.
@@ -64,8 +63,6 @@ pub struct Metrics {
     pub l4: L4Metrics,
     /// Time spent in each stage of applying a change.
     stages: Family<StageLabels, AtomicHistogram>,
-    /// Kubernetes mode only.
-    pub kube: KubeMetrics,
     tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
 }
 
@@ -77,6 +74,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// Every metric the proxy exports, plus the families `register` adds (a mode's own).
+    pub fn with(register: impl FnOnce(&mut Registry)) -> Self {
         let mut registry = Registry::with_prefix("gantry");
         let requests = Family::<RequestLabels, Counter>::default();
         let durations = Family::<RequestLabels, AtomicHistogram>::default();
@@ -86,7 +88,6 @@ impl Metrics {
         let upstream_connect_errors = Counter::default();
         let active_connections = Gauge::default();
         let stages = Family::<StageLabels, AtomicHistogram>::default();
-        let kube = KubeMetrics::default();
         let tls_handshake_errors = Family::<HandshakeErrorLabels, Counter>::default();
         registry.register(
             "requests",
@@ -136,7 +137,7 @@ impl Metrics {
             "TLS connections that failed before serving a request, by port and reason",
             tls_handshake_errors.clone(),
         );
-        kube.register(&mut registry);
+        register(&mut registry);
         Self {
             l4,
             tls_handshake_errors,
@@ -149,7 +150,6 @@ impl Metrics {
             upstream_connect_errors,
             active_connections,
             stages,
-            kube,
         }
     }
 

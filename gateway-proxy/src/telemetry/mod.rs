@@ -1,7 +1,6 @@
 //! Metrics and logs.
 
 pub mod histogram;
-pub mod kube;
 pub mod l4;
 pub mod logging;
 pub mod metrics;

@@ -2,6 +2,7 @@
 //! and TLS clients per cluster (`tls`).
 
 mod body;
+mod cluster;
 pub mod tls;
 pub mod upgrade;
 
@@ -16,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::counter::Counter;
 
 pub use body::{BoxError, ProxyBody, empty, full, stream};
+pub use cluster::{Cluster, ClusterError};
 
 use crate::telemetry::Metrics;
 use gantry_translate::ir::UpstreamProtocol;

@@ -10,9 +10,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gantry_proxy::runtime::SourceUpdate;
-use gantry_proxy::source::kube::Scope;
-use gantry_proxy::status::writer::StatusWriter;
+use gantry_proxy::kubernetes::metrics::KubeMetrics;
+use gantry_proxy::kubernetes::status_writer::StatusWriter;
+use gantry_proxy::kubernetes::watch::Scope;
+use gantry_proxy::source::SourceUpdate;
 use gantry_proxy::telemetry::Metrics;
 use gantry_translate::status::ObjectStatus;
 use gantry_translate::store::{ObjectKey, Store};
@@ -127,20 +128,28 @@ pub fn gw() -> ObjectKey {
 
 /// Starts the Kubernetes source for `default/gw`; returns its output.
 pub fn start_source(server: &apiserver::ApiServer) -> watch::Receiver<Option<SourceUpdate>> {
-    start_source_counted(server, Arc::new(Metrics::new()))
+    start_source_counted(server, &counted())
 }
 
-/// [`start_source`], counting into `metrics`.
+/// Metrics with Kubernetes mode's families registered.
+pub fn counted() -> (Arc<Metrics>, KubeMetrics) {
+    let kube = KubeMetrics::default();
+    let metrics = Arc::new(Metrics::with(|registry| kube.register(registry)));
+    (metrics, kube)
+}
+
+/// [`start_source`], counting into `metrics` (from [`counted`]).
 pub fn start_source_counted(
     server: &apiserver::ApiServer,
-    metrics: Arc<Metrics>,
+    (metrics, kube): &(Arc<Metrics>, KubeMetrics),
 ) -> watch::Receiver<Option<SourceUpdate>> {
     let (tx, rx) = watch::channel(None);
-    tokio::spawn(gantry_proxy::source::kube::run(
+    tokio::spawn(gantry_proxy::kubernetes::watch::run(
         server.client(),
         Scope::Gateways(vec![gw()]),
         tx,
-        metrics,
+        metrics.clone(),
+        kube.clone(),
     ));
     rx
 }

@@ -1,7 +1,7 @@
 //! TLS ports: HTTPS and TLS listeners sharing a port, told apart by the ClientHello's SNI.
 //!
 //! A connection goes: ClientHello peeked (bounded in size and time, [`client_hello`]) → SNI →
-//! listener on the port by hostname, from the snapshot current at that moment ([`table`]) →
+//! listener on the port by hostname, from the snapshot current at that moment (`routing::tls`) →
 //! `Terminate`: a rustls handshake with the listener's precompiled configuration, replaying
 //! the peeked bytes ([`prefixed`]), then HTTP/1.1 or HTTP/2 through the request pipeline;
 //! `Passthrough`: the stream and peeked bytes go to the [`passthrough`] forwarder.
@@ -10,13 +10,9 @@
 //! published; connections already open carry on as they are. Every failure before the first
 //! request is counted in `gantry_tls_handshake_errors_total{port,reason}`.
 
-mod certificates;
-mod client_auth;
 pub mod client_hello;
-mod config;
 mod passthrough;
 mod prefixed;
-mod table;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,10 +21,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 pub use self::prefixed::Prefixed;
-pub use self::table::{TlsAction, TlsListener, TlsPort, TlsPorts};
 use super::Shared;
 use super::drain::Watcher;
 use super::listener::{self, ConnectionInfo};
+use crate::routing::tls::TlsAction;
 
 /// How long a client may take to send its ClientHello.
 const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);

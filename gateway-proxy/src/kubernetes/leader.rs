@@ -1,7 +1,6 @@
 //! Leader election over a `coordination.k8s.io/v1` Lease: one replica of a fleet writes status.
 //!
-//! Besides the Kubernetes source and the status writer, this is the only code that talks to
-//! the API server. Every replica serves traffic; only the holder of the Lease writes status.
+//! Every replica serves traffic; only the holder of the Lease writes status.
 //! The holder renews every [`LeaseConfig::renew_every`]; another replica takes over once the
 //! Lease has not been renewed for [`LeaseConfig::duration`], measured on its own clock from the
 //! moment it last saw the record change (as client-go does, so clock skew does not matter).

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::kinds::Watched;
-use crate::telemetry::kube::KubeMetrics;
+use crate::kubernetes::metrics::KubeMetrics;
 use gantry_translate::store::Store;
 
 /// Decides whether an object belongs in the store (e.g. only Gateways of our class).

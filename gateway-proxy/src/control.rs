@@ -1,8 +1,10 @@
-//! Ties a source to the translator, the data plane and the status view.
+//! The control loop: source updates in, a translated configuration applied to the data plane
+//! and published (view for the admin endpoints, statuses for a status writer) out.
 //!
-//! A source publishes [`SourceUpdate`]s on a watch channel (so a burst of changes coalesces into
-//! the latest one); [`Runtime::run`] translates each, applies the IR to the data plane when it
-//! changed, and publishes a new [`View`] for the admin endpoints with one atomic swap.
+//! One task owns the [`ControlLoop`] and with it everything a change needs: the incremental
+//! [`Translator`], the store the configuration in use was built from, and the translated
+//! statuses before unbound listeners were marked on them. What others read is in
+//! [`Published`]: the [`View`] (one atomic pointer), the status channel and the draining flag.
 //!
 //! What an update costs depends on what changed ([`Difference`]): nothing the translator
 //! reads (our own status writes coming back through the watch) costs a comparison;
@@ -14,34 +16,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::server::DataPlane;
+use crate::source::SourceUpdate;
 use crate::telemetry::Metrics;
 use gantry_translate::ir::Ir;
 use gantry_translate::status::stamp;
-use gantry_translate::status::unbound::UnboundPort;
-use gantry_translate::status::unbound::mark_unbound;
+use gantry_translate::status::unbound::{UnboundPort, mark_unbound};
 use gantry_translate::status::{GatewayStatusAddress, ObjectStatus, StatusBody};
 use gantry_translate::store::{Difference, Store};
 use gantry_translate::translate::{TranslateOptions, Translator, refresh_endpoints};
-
-/// What a source hands the runtime.
-#[derive(Clone, Debug)]
-pub enum SourceUpdate {
-    /// A complete, valid set of objects.
-    Objects {
-        store: Arc<Store>,
-        warnings: Vec<String>,
-    },
-    /// The source's input is invalid; the last good configuration keeps serving.
-    Rejected {
-        errors: Vec<String>,
-        warnings: Vec<String>,
-    },
-}
 
 /// What the source said about the last change it saw.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -56,7 +43,8 @@ pub struct SourceReport {
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct View {
-    /// Increases by one each time a new IR is applied; 0 before the first.
+    /// Increases by one each time a new IR is applied; 0 before the first. The same number
+    /// as `gantry_config_version` and the data plane's snapshot.
     pub version: u64,
     pub ir: Arc<Ir>,
     #[serde(skip)]
@@ -70,76 +58,35 @@ pub struct View {
 /// How often ports that could not be bound are tried again.
 pub const REBIND_EVERY: Duration = Duration::from_secs(5);
 
-/// The control loop of one proxy process.
+/// What the control loop publishes; shared with the admin server and the status writer.
 #[derive(Debug)]
-pub struct Runtime {
-    /// Kept between updates: it re-translates only the routes that changed.
-    translator: tokio::sync::Mutex<Translator>,
+pub struct Published {
+    view: ArcSwap<View>,
+    /// The latest statuses, for a status writer ([`Published::statuses`]).
+    statuses: watch::Sender<Arc<Vec<ObjectStatus>>>,
+    draining: AtomicBool,
     dataplane: Arc<DataPlane>,
     metrics: Arc<Metrics>,
-    view: ArcSwap<View>,
-    translated: AtomicBool,
-    draining: AtomicBool,
-    /// Written into every Gateway's `status.addresses` (standalone mode, where no operator
-    /// owns that field).
-    gateway_addresses: Vec<GatewayStatusAddress>,
-    /// The store the configuration in use was built from.
-    last_store: ArcSwapOption<Store>,
-    /// While a listener port is unbound: the translated statuses in use, before the unbound
-    /// listeners were marked on them. Empty otherwise.
-    translated_statuses: ArcSwap<Vec<ObjectStatus>>,
-    /// The latest statuses, for a status writer ([`Runtime::statuses`]).
-    statuses: watch::Sender<Arc<Vec<ObjectStatus>>>,
 }
 
-impl Runtime {
-    pub fn new(
-        options: TranslateOptions,
-        dataplane: Arc<DataPlane>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Self {
-            translator: tokio::sync::Mutex::new(Translator::new(options)),
-            dataplane,
-            metrics,
-            view: ArcSwap::from_pointee(View::default()),
-            translated: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
-            gateway_addresses: Vec::new(),
-            last_store: ArcSwapOption::empty(),
-            translated_statuses: ArcSwap::from_pointee(Vec::new()),
-            statuses: watch::Sender::new(Arc::default()),
-        }
-    }
-
-    /// Reports these addresses in every Gateway's status.
-    pub fn with_gateway_addresses(mut self, addresses: Vec<GatewayStatusAddress>) -> Self {
-        self.gateway_addresses = addresses;
-        self
-    }
-
+impl Published {
     /// The configuration in use.
     pub fn view(&self) -> Arc<View> {
         self.view.load_full()
-    }
-
-    pub fn dataplane(&self) -> &Arc<DataPlane> {
-        &self.dataplane
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
-    /// Ready to take traffic: a configuration was translated and applied, every listener is
-    /// bound, and the process is not draining.
+    /// Ready to take traffic: a first configuration was translated and applied (its ports
+    /// bound, except those already in use, which are reported on their listeners' status and
+    /// do not hold back readiness), and the process is not draining.
     pub fn ready(&self) -> Result<(), &'static str> {
         if self.draining.load(Ordering::Acquire) {
             Err("draining")
-        } else if !self.translated.load(Ordering::Acquire) {
+        } else if self.view.load().version == 0 || !self.dataplane.ready() {
             Err("no configuration loaded yet")
-        } else if !self.dataplane.ready() {
-            Err("listeners not bound yet")
         } else {
             Ok(())
         }
@@ -155,9 +102,69 @@ impl Runtime {
         self.draining.store(true, Ordering::Release);
     }
 
+    fn update_view(&self, edit: impl FnOnce(&mut View)) {
+        let mut view = View::clone(&self.view.load());
+        edit(&mut view);
+        self.view.store(Arc::new(view));
+    }
+}
+
+/// The control loop of one proxy process, owned by the task that runs it.
+#[derive(Debug)]
+pub struct ControlLoop {
+    /// Kept between updates: it re-translates only the routes that changed.
+    translator: Translator,
+    /// The store the configuration in use was built from.
+    last_store: Option<Arc<Store>>,
+    /// While a listener port is unbound: the translated statuses in use, before the unbound
+    /// listeners were marked on them. Empty otherwise.
+    unmarked_statuses: Arc<Vec<ObjectStatus>>,
+    /// Written into every Gateway's `status.addresses` (standalone mode, where no operator
+    /// owns that field).
+    gateway_addresses: Vec<GatewayStatusAddress>,
+    dataplane: Arc<DataPlane>,
+    metrics: Arc<Metrics>,
+    published: Arc<Published>,
+}
+
+impl ControlLoop {
+    pub fn new(
+        options: TranslateOptions,
+        dataplane: Arc<DataPlane>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let published = Arc::new(Published {
+            view: ArcSwap::from_pointee(View::default()),
+            statuses: watch::Sender::new(Arc::default()),
+            draining: AtomicBool::new(false),
+            dataplane: dataplane.clone(),
+            metrics: metrics.clone(),
+        });
+        Self {
+            translator: Translator::new(options),
+            last_store: None,
+            unmarked_statuses: Arc::default(),
+            gateway_addresses: Vec::new(),
+            dataplane,
+            metrics,
+            published,
+        }
+    }
+
+    /// Reports these addresses in every Gateway's status.
+    pub fn with_gateway_addresses(mut self, addresses: Vec<GatewayStatusAddress>) -> Self {
+        self.gateway_addresses = addresses;
+        self
+    }
+
+    /// What this loop publishes, for the admin server and a status writer.
+    pub fn published(&self) -> &Arc<Published> {
+        &self.published
+    }
+
     /// Applies source updates until the sender is dropped; meanwhile tries to bind the ports
     /// that could not be bound every [`REBIND_EVERY`].
-    pub async fn run(self: Arc<Self>, mut updates: watch::Receiver<Option<SourceUpdate>>) {
+    pub async fn run(mut self, mut updates: watch::Receiver<Option<SourceUpdate>>) {
         let mut changed = true;
         // Updates that apply nothing (statuses read back) must not postpone the retry.
         let mut rebind_at = tokio::time::Instant::now() + REBIND_EVERY;
@@ -168,7 +175,7 @@ impl Runtime {
                     self.apply(update).await;
                 }
             }
-            let unbound = !self.view.load().unbound_ports.is_empty();
+            let unbound = !self.published.view.load().unbound_ports.is_empty();
             if !unbound {
                 rebind_at = tokio::time::Instant::now() + REBIND_EVERY;
             }
@@ -189,11 +196,15 @@ impl Runtime {
     }
 
     /// Applies the configuration in use again, which binds the ports that are still unbound,
-    /// and updates the listeners' status when that changed anything.
-    async fn rebind(&self) {
-        let current = self.view.load_full();
-        let version = current.version + 1;
-        let unbound = match self.dataplane.apply(current.ir.clone(), version).await {
+    /// and updates the listeners' status when that changed anything. The configuration is the
+    /// same, so its version is too.
+    pub async fn rebind(&mut self) {
+        let current = self.published.view();
+        let unbound = match self
+            .dataplane
+            .apply(current.ir.clone(), current.version)
+            .await
+        {
             Ok(applied) => applied.unbound,
             Err(error) => {
                 tracing::error!(%error, "configuration in use not applied again");
@@ -206,18 +217,14 @@ impl Runtime {
         tracing::info!(still_unbound = unbound.len(), "listener ports bound again");
         let unmarked = self.unmarked_statuses(&current);
         let statuses = self.mark_and_stamp(unmarked, &current.ir, &unbound, &current);
-        self.metrics
-            .config_version
-            .set(i64::try_from(version).unwrap_or(i64::MAX));
-        self.update_view(|view| {
-            view.version = version;
+        self.published.update_view(|view| {
             view.statuses = statuses;
             view.unbound_ports = unbound;
         });
     }
 
     /// Applies one update.
-    pub async fn apply(&self, update: SourceUpdate) {
+    pub async fn apply(&mut self, update: SourceUpdate) {
         match update {
             SourceUpdate::Objects { store, warnings } => self.apply_store(store, warnings).await,
             SourceUpdate::Rejected { errors, warnings } => {
@@ -225,23 +232,25 @@ impl Runtime {
                     tracing::error!(%error, "configuration rejected; the last good configuration keeps serving");
                 }
                 self.metrics.config_reloads_rejected.inc();
-                self.update_view(|view| view.source = SourceReport { errors, warnings });
+                self.published
+                    .update_view(|view| view.source = SourceReport { errors, warnings });
             }
         }
     }
 
-    async fn apply_store(&self, store: Arc<Store>, warnings: Vec<String>) {
+    async fn apply_store(&mut self, store: Arc<Store>, warnings: Vec<String>) {
         let started = Instant::now();
-        let current = self.view.load_full();
-        let difference = match self.last_store.load().as_ref() {
-            Some(last) if self.translated.load(Ordering::Acquire) => last.difference(&store),
+        let current = self.published.view();
+        let translated_before = current.version > 0;
+        let difference = match &self.last_store {
+            Some(last) if translated_before => last.difference(&store),
             _ => Difference::Objects,
         };
         if difference == Difference::Nothing {
             // Statuses (our own writes, read back) or versions only: keep everything.
-            self.last_store.store(Some(store));
+            self.last_store = Some(store);
             if !current.source.errors.is_empty() || current.source.warnings != warnings {
-                self.update_view(|view| {
+                self.published.update_view(|view| {
                     view.source = SourceReport {
                         errors: Vec::new(),
                         warnings,
@@ -255,25 +264,24 @@ impl Runtime {
         let endpoints_only = difference == Difference::EndpointSlices;
         let in_use = current.ir.clone();
         let applied_store = store.clone();
-        let mut translator = self.translator.lock().await;
-        // Taken for the blocking task and put back after it; should translation panic, the
-        // next update starts from an empty cache.
-        let fresh = translator.fresh();
-        let mut taken = std::mem::replace(&mut *translator, fresh);
+        // Moved into the blocking task and back; should translation panic, the next update
+        // starts from an empty cache.
+        let fresh = self.translator.fresh();
+        let mut translator = std::mem::replace(&mut self.translator, fresh);
         // Translation is CPU-bound; keep it off the threads that serve requests.
         let translation = match tokio::task::spawn_blocking(move || {
             let translated = if endpoints_only {
                 (refresh_endpoints(&store, &in_use), None)
             } else {
-                let t = taken.translate(&store);
+                let t = translator.translate(&store);
                 (t.ir, Some(t.statuses))
             };
-            (translated, taken)
+            (translated, translator)
         })
         .await
         {
-            Ok((t, taken)) => {
-                *translator = taken;
+            Ok((t, translator)) => {
+                self.translator = translator;
                 t
             }
             Err(error) => {
@@ -282,24 +290,22 @@ impl Runtime {
                 return;
             }
         };
-        let cache = translator.stats();
-        drop(translator);
+        let cache = self.translator.stats();
         let (translated_ir, translated_statuses) = translation;
         let translated_in = started.elapsed();
         self.metrics.observe_stage("translate", translated_in);
         let compile_started = Instant::now();
-        let current = self.view.load_full();
         let mut version = current.version;
         let mut ir = current.ir.clone();
         let mut unbound = current.unbound_ports.clone();
-        if *current.ir != translated_ir || !self.translated.load(Ordering::Acquire) {
+        if *current.ir != translated_ir || !translated_before {
             let next = Arc::new(translated_ir);
             match self.dataplane.apply(next.clone(), version + 1).await {
                 Ok(applied) => unbound = applied.unbound,
                 Err(error) => {
                     tracing::error!(%error, "configuration not applied; the last good configuration keeps serving");
                     self.metrics.config_reloads_rejected.inc();
-                    self.update_view(|view| {
+                    self.published.update_view(|view| {
                         view.source = SourceReport {
                             errors: vec![error.to_string()],
                             warnings,
@@ -311,9 +317,6 @@ impl Runtime {
             version += 1;
             ir = next;
             self.metrics.config_reloads.inc();
-            self.metrics
-                .config_version
-                .set(i64::try_from(version).unwrap_or(i64::MAX));
             self.metrics
                 .observe_stage("compile", compile_started.elapsed());
         }
@@ -346,8 +349,8 @@ impl Runtime {
         for warning in &warnings {
             tracing::warn!(%warning, "configuration warning");
         }
-        self.last_store.store(Some(applied_store));
-        self.view.store(Arc::new(View {
+        self.last_store = Some(applied_store);
+        self.published.view.store(Arc::new(View {
             version,
             ir,
             statuses,
@@ -357,7 +360,10 @@ impl Runtime {
             },
             unbound_ports: unbound,
         }));
-        self.translated.store(true, Ordering::Release);
+        // Set after the view, so that the gauge never names a version `/config` does not show.
+        self.metrics
+            .config_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
         tracing::info!(
             version,
             endpoints_only,
@@ -371,12 +377,11 @@ impl Runtime {
 
     /// The translated statuses in use before the unbound ports were marked on them.
     fn unmarked_statuses(&self, current: &View) -> Arc<Vec<ObjectStatus>> {
-        let kept = self.translated_statuses.load_full();
-        if kept.is_empty() {
+        if self.unmarked_statuses.is_empty() {
             // Nothing was marked: the statuses in use are unmarked.
             current.statuses.clone()
         } else {
-            kept
+            self.unmarked_statuses.clone()
         }
     }
 
@@ -384,28 +389,22 @@ impl Runtime {
     /// status writer. The unmarked statuses are kept (shared, not copied) only while a port is
     /// unbound, for when it gets bound.
     fn mark_and_stamp(
-        &self,
+        &mut self,
         unmarked: Arc<Vec<ObjectStatus>>,
         ir: &Ir,
         unbound: &[UnboundPort],
         current: &View,
     ) -> Arc<Vec<ObjectStatus>> {
-        self.translated_statuses.store(if unbound.is_empty() {
+        self.unmarked_statuses = if unbound.is_empty() {
             Arc::default()
         } else {
             unmarked.clone()
-        });
+        };
         let mut statuses = Arc::unwrap_or_clone(unmarked);
         mark_unbound(&mut statuses, ir, unbound);
         stamp::stamp(&current.statuses, &mut statuses, &crate::clock::now());
         let statuses = Arc::new(statuses);
-        self.statuses.send_replace(statuses.clone());
+        self.published.statuses.send_replace(statuses.clone());
         statuses
-    }
-
-    fn update_view(&self, edit: impl FnOnce(&mut View)) {
-        let mut view = View::clone(&self.view.load());
-        edit(&mut view);
-        self.view.store(Arc::new(view));
     }
 }

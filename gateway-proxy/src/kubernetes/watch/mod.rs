@@ -1,9 +1,8 @@
 //! The Kubernetes source: watches only what the served Gateways need and publishes the
 //! complete object set on the same channel as the file source.
 //!
-//! Together with the status writer (`status::writer`) and leader election (`leader`), this is
-//! one of the three places that talk to the Kubernetes API; everything downstream reads a
-//! [`Store`].
+//! Together with the status writer and leader election beside it in `kubernetes`, this is
+//! where the proxy talks to the Kubernetes API; everything downstream reads a [`Store`].
 //!
 //! Scope of the watches:
 //! - GatewayClass: only the class given by `--gateway-class`, otherwise all (there are few).
@@ -49,9 +48,9 @@ use tracing::instrument;
 
 use self::kind_watch::{Change, Filter, WatchSpec};
 pub use self::kinds::Watched;
-use crate::runtime::SourceUpdate;
+use super::metrics::KubeMetrics;
+use crate::source::SourceUpdate;
 use crate::telemetry::Metrics;
-use crate::telemetry::kube::KubeMetrics;
 use gantry_translate::store::{ObjectKey, Store};
 
 /// Which Gateways this proxy serves.
@@ -79,13 +78,15 @@ pub async fn run(
     scope: Scope,
     updates: watch::Sender<Option<SourceUpdate>>,
     metrics: Arc<Metrics>,
+    kube: KubeMetrics,
 ) -> Result<(), KubeSourceError> {
     let (changes_tx, changes) = mpsc::unbounded_channel();
     let mut watches = JoinSet::new();
-    let kinds = spawn_watches(&client, &scope, &changes_tx, &metrics.kube, &mut watches);
+    let kinds = spawn_watches(&client, &scope, &changes_tx, &kube, &mut watches);
     let mut source = Publisher {
         client,
         metrics,
+        kube,
         changes: changes_tx,
         tasks: watches,
         store: Store::default(),
@@ -102,6 +103,7 @@ pub async fn run(
 struct Publisher {
     client: Client,
     metrics: Arc<Metrics>,
+    kube: KubeMetrics,
     changes: mpsc::UnboundedSender<Change>,
     /// Every watch task; dropping the set stops them all.
     tasks: JoinSet<()>,
@@ -203,7 +205,7 @@ impl Publisher {
                         filter: None,
                     },
                     self.changes.clone(),
-                    self.metrics.kube.clone(),
+                    self.kube.clone(),
                 ))
             } else {
                 Box::pin(kind_watch::run(
@@ -215,7 +217,7 @@ impl Publisher {
                         filter: None,
                     },
                     self.changes.clone(),
-                    self.metrics.kube.clone(),
+                    self.kube.clone(),
                 ))
             };
             tracing::info!(watch = %name, "referenced; watching");

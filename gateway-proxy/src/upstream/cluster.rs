@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::uri::Authority;
 
-use super::CompileError;
-use crate::upstream::Via;
-use crate::upstream::tls::TlsUpstream;
+use super::Via;
+use super::tls::TlsUpstream;
 use gantry_translate::ir::{ClusterIr, UpstreamProtocol};
 
 /// One cluster of the snapshot. Endpoints are taken in turn.
@@ -22,16 +21,23 @@ pub struct Cluster {
     tls: Option<Arc<TlsUpstream>>,
 }
 
+/// Why a cluster of the IR cannot be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("invalid endpoint {endpoint:?} in cluster {cluster}")]
+    Endpoint { cluster: String, endpoint: String },
+}
+
 impl Cluster {
     /// Compiles `ir`. The TLS clients of `previous` (the same cluster in the configuration
     /// being replaced) are kept when its TLS settings did not change, and with them their
     /// pooled connections.
-    pub fn compile(ir: &ClusterIr, previous: Option<&Cluster>) -> Result<Self, CompileError> {
+    pub fn compile(ir: &ClusterIr, previous: Option<&Cluster>) -> Result<Self, ClusterError> {
         let endpoints = ir
             .endpoints
             .iter()
             .map(|e| {
-                e.parse::<Authority>().map_err(|_| CompileError::Endpoint {
+                e.parse::<Authority>().map_err(|_| ClusterError::Endpoint {
                     cluster: ir.name.clone(),
                     endpoint: e.clone(),
                 })

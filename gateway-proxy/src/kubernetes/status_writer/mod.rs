@@ -1,7 +1,6 @@
 //! Writes the proxy's statuses to the API server (Kubernetes mode).
 //!
-//! Besides the Kubernetes source and leader election, this is the only code that talks to the
-//! API server. What it writes, and how:
+//! What it writes, and how:
 //! - Gateway: the `Programmed` condition and `listeners[]`, by server-side apply with the field
 //!   manager [`FIELD_MANAGER`]; `Accepted` and `addresses` belong to the operator.
 //! - Routes: only `parents[]` entries of our controller for Gateways this proxy serves, by a
@@ -43,8 +42,8 @@ use self::compare::{gateway_wish, keep_times, parse_list, same_conditions, same_
 use self::entries::{Entries, Entry, Kind, Served, Shape, is_served_gateway, same_entries};
 use self::live::LiveObject;
 use self::settled::{Ledger, Settled};
-use crate::runtime::SourceUpdate;
-use crate::telemetry::kube::{KubeMetrics, WriteResult};
+use crate::kubernetes::metrics::{KubeMetrics, WriteResult};
+use crate::source::SourceUpdate;
 use gantry_translate::status::{
     Condition, GatewayStatus, ListenerStatus, ObjectStatus, StatusBody,
 };

@@ -52,7 +52,7 @@ pub struct KubeMetrics {
 }
 
 impl KubeMetrics {
-    pub(super) fn register(&self, registry: &mut Registry) {
+    pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "kube_relists",
             "Complete lists of a kind (the first one, then each relist after 410 Gone or a watch that could not resume)",
@@ -112,14 +112,13 @@ mod tests {
 
     #[test]
     fn kubernetes_series_show_up_only_once_used() {
-        let metrics = Metrics::new();
+        let kube = KubeMetrics::default();
+        let metrics = Metrics::with(|registry| kube.register(registry));
         assert!(!metrics.encode().contains("gantry_kube_relists_total{"));
-        metrics.kube.relisted("HTTPRoute");
-        metrics.kube.watch_failed("Service");
-        metrics
-            .kube
-            .status_write("HTTPRoute", WriteResult::conflict_retried);
-        metrics.kube.leading("ns/lease", true);
+        kube.relisted("HTTPRoute");
+        kube.watch_failed("Service");
+        kube.status_write("HTTPRoute", WriteResult::conflict_retried);
+        kube.leading("ns/lease", true);
         let text = metrics.encode();
         for line in [
             r#"gantry_kube_relists_total{kind="HTTPRoute"} 1"#,

@@ -1,0 +1,199 @@
+//! Kubernetes mode: everything that talks to the API server, behind one [`Source`].
+//!
+//! - [`watch`]: one watch per kind, scoped to what the served Gateways need, publishing the
+//!   complete object set on the same channel as the file source.
+//! - [`status_writer`]: writes the control loop's statuses back onto Gateways, routes and
+//!   BackendTLSPolicies, only what is ours and only when it changed.
+//! - [`leader`]: a Lease; only its holder writes status, every replica serves traffic.
+//! - [`metrics`]: relists, watch errors, status writes and leadership.
+//!
+//! Nothing outside this module has a Kubernetes client.
+
+pub mod leader;
+pub mod metrics;
+pub mod status_writer;
+pub mod watch;
+
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::sync::watch as channel;
+
+use self::leader::{Elector, LeaseConfig};
+use self::metrics::KubeMetrics;
+use self::status_writer::StatusWriter;
+use self::watch::Scope;
+use crate::source::{Source, SourceError, SourceLink};
+use gantry_translate::store::ObjectKey;
+use gantry_translate::translate::TranslateOptions;
+
+/// How long shutdown waits to hand the Lease back.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Which Gateways a proxy serves, from `--gateway` and `--gateway-class`.
+#[derive(Debug, thiserror::Error)]
+#[error("give either --gateway or --gateway-class, not both")]
+pub struct ScopeError;
+
+impl Scope {
+    pub fn from_flags(
+        gateways: &[ObjectKey],
+        gateway_class: Option<&str>,
+    ) -> Result<Self, ScopeError> {
+        Ok(match (gateway_class, gateways) {
+            (Some(_), [_, ..]) => return Err(ScopeError),
+            (Some(class), []) => Scope::Class(class.to_owned()),
+            (None, []) => Scope::All,
+            (None, gateways) => Scope::Gateways(gateways.to_vec()),
+        })
+    }
+
+    /// What the Lease of this fleet is named after.
+    fn lease_subject(&self) -> String {
+        match self {
+            Scope::Class(class) => class.clone(),
+            Scope::Gateways(keys) => keys
+                .iter()
+                .map(|k| format!("{}.{}", k.namespace, k.name))
+                .collect::<Vec<_>>()
+                .join("."),
+            Scope::All => "all".to_owned(),
+        }
+    }
+}
+
+/// Kubernetes mode's source: the watches, the status writer and the Lease of one proxy.
+#[derive(Clone)]
+pub struct KubeSource {
+    client: ::kube::Client,
+    scope: Scope,
+    lease: LeaseConfig,
+    metrics: KubeMetrics,
+}
+
+impl std::fmt::Debug for KubeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeSource")
+            .field("scope", &self.scope)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeSource {
+    /// A source for `scope`, holding a Lease in `POD_NAMESPACE` (the client's default
+    /// namespace otherwise) as `POD_NAME` (a random name otherwise).
+    pub fn new(client: ::kube::Client, scope: Scope) -> Self {
+        let namespace = std::env::var("POD_NAMESPACE")
+            .unwrap_or_else(|_| client.default_namespace().to_owned());
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("gantry-proxy-{}", uuid::Uuid::new_v4()));
+        let lease = LeaseConfig::new(
+            namespace,
+            leader::lease_name(&scope.lease_subject()),
+            identity,
+        );
+        Self {
+            client,
+            scope,
+            lease,
+            metrics: KubeMetrics::default(),
+        }
+    }
+
+    /// Connects with the in-cluster configuration or `KUBECONFIG`.
+    pub async fn connect(scope: Scope) -> Result<Self, ::kube::Error> {
+        Ok(Self::new(::kube::Client::try_default().await?, scope))
+    }
+
+    /// Holds this Lease instead (tests: short durations).
+    pub fn with_lease(mut self, lease: LeaseConfig) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+}
+
+impl Source for KubeSource {
+    fn translate_options(&self) -> TranslateOptions {
+        TranslateOptions {
+            gateways: match &self.scope {
+                Scope::Gateways(keys) => Some(keys.clone()),
+                _ => None,
+            },
+            ..TranslateOptions::default()
+        }
+    }
+
+    fn register_metrics(&self, registry: &mut Registry) {
+        self.metrics.register(registry);
+    }
+
+    async fn run(self, mut link: SourceLink) -> Result<(), SourceError> {
+        let controller_name = self.translate_options().controller_name;
+        let lease_id = format!("{}/{}", self.lease.namespace, self.lease.name);
+        let (leading_tx, leading_rx) = channel::channel(false);
+        let mut elector = Elector::new(self.client.clone(), self.lease.clone());
+        let election = tokio::spawn(leader::run(
+            Elector::new(self.client.clone(), self.lease),
+            leading_tx,
+        ));
+        let leadership = tokio::spawn(count_leadership(
+            leading_rx.clone(),
+            self.metrics.clone(),
+            lease_id,
+        ));
+        let configured = match &self.scope {
+            Scope::Gateways(keys) => keys.clone(),
+            _ => Vec::new(),
+        };
+        let status = tokio::spawn(status_writer::run(
+            StatusWriter::new(self.client.clone(), controller_name, configured)
+                .with_metrics(self.metrics.clone()),
+            link.statuses,
+            link.updates.subscribe(),
+            leading_rx,
+        ));
+        let outcome: Result<(), SourceError> = tokio::select! {
+            result = watch::run(self.client, self.scope, link.updates, link.metrics, self.metrics) => match result {
+                Ok(()) => Err("the Kubernetes source stopped".into()),
+                Err(error) => Err(error.into()),
+            },
+            _ = link.shutdown.wait_for(|draining| *draining) => Ok(()),
+        };
+        election.abort();
+        status.abort();
+        leadership.abort();
+        // Hand the Lease over so another replica writes status at once; bounded, so an
+        // unreachable API server cannot hold up draining.
+        match tokio::time::timeout(RELEASE_TIMEOUT, elector.release()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "Lease not released; another replica takes over when it expires");
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "Lease release timed out; another replica takes over when it expires"
+                )
+            }
+        }
+        outcome
+    }
+}
+
+/// Keeps `gantry_kube_leader` in step with the election.
+async fn count_leadership(
+    mut leading: channel::Receiver<bool>,
+    metrics: KubeMetrics,
+    lease: String,
+) {
+    loop {
+        metrics.leading(&lease, *leading.borrow_and_update());
+        if leading.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,3 +1,0 @@
-//! Publishing the translator's statuses: the Kubernetes status writer.
-
-pub mod writer;
