@@ -32,14 +32,16 @@ use tokio::sync::mpsc;
 // ---------------------------------------------------------------------------------------------
 // Echo upstream
 
-/// Answers with the request line and headers as text. `?sleep=MS` waits first; an upgrade
-/// request gets `101` and then echoes bytes back.
+/// Answers with the request line and headers as text. `?sleep=MS` reports the request's path
+/// on `arrived`, then waits; an upgrade request gets `101` and then echoes bytes back.
 async fn echo(
     request: Request<Incoming>,
     seen: mpsc::UnboundedSender<String>,
+    arrived: mpsc::UnboundedSender<String>,
 ) -> Response<Full<Bytes>> {
     let query = request.uri().query().unwrap_or("").to_owned();
     if let Some(ms) = query.split('&').find_map(|p| p.strip_prefix("sleep=")) {
+        let _ = arrived.send(request.uri().path().to_owned());
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
     }
     let mut text = format!("{} {}\n", request.method(), request.uri());
@@ -77,20 +79,27 @@ async fn echo(
         .unwrap()
 }
 
-/// Starts the echo upstream (HTTP/1.1 and h2c); returns its address and a feed of the
-/// requests it saw.
-async fn start_echo() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
+/// Starts the echo upstream (HTTP/1.1 and h2c); returns its address, a feed of the requests
+/// it saw and a feed of the slow (`?sleep=`) requests that reached it.
+async fn start_echo() -> (
+    SocketAddr,
+    mpsc::UnboundedReceiver<String>,
+    mpsc::UnboundedReceiver<String>,
+) {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
+    let (arrived_tx, arrived_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             let tx = tx.clone();
+            let arrived_tx = arrived_tx.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
                     let tx = tx.clone();
-                    async move { Ok::<_, Infallible>(echo(req, tx).await) }
+                    let arrived_tx = arrived_tx.clone();
+                    async move { Ok::<_, Infallible>(echo(req, tx, arrived_tx).await) }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let _ = builder
@@ -99,7 +108,7 @@ async fn start_echo() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
             });
         }
     });
-    (addr, rx)
+    (addr, rx, arrived_rx)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -287,11 +296,13 @@ struct Proxy {
     port: u16,
     echo: SocketAddr,
     seen: mpsc::UnboundedReceiver<String>,
+    /// Slow requests that reached the upstream (and are held there).
+    arrived: mpsc::UnboundedReceiver<String>,
     metrics: Arc<Metrics>,
 }
 
 async fn start_proxy(drain_timeout: Duration) -> Proxy {
-    let (echo, seen) = start_echo().await;
+    let (echo, seen, arrived) = start_echo().await;
     let metrics = Arc::new(Metrics::new());
     let plane = Arc::new(DataPlane::new(
         DataPlaneOptions {
@@ -315,6 +326,7 @@ async fn start_proxy(drain_timeout: Duration) -> Proxy {
         port,
         echo,
         seen,
+        arrived,
         metrics,
     }
 }
@@ -563,7 +575,7 @@ async fn upgrades_are_bridged() {
 
 #[tokio::test]
 async fn config_swap_drops_no_in_flight_request() {
-    let proxy = start_proxy(Duration::from_secs(5)).await;
+    let mut proxy = start_proxy(Duration::from_secs(5)).await;
     let client = http1();
     let in_flight: Vec<_> = (0..8)
         .map(|i| {
@@ -580,7 +592,10 @@ async fn config_swap_drops_no_in_flight_request() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Every request is held by the upstream when the configuration changes.
+    for _ in 0..8 {
+        proxy.arrived.recv().await.unwrap();
+    }
     // Version 2 adds a route in front of the others.
     let extra = vec![entry("new", "/new", to("echo"))];
     proxy
@@ -665,7 +680,7 @@ async fn ports_come_and_go_with_the_config() {
 
 #[tokio::test]
 async fn shutdown_drains_in_flight_requests() {
-    let proxy = start_proxy(Duration::from_secs(5)).await;
+    let mut proxy = start_proxy(Duration::from_secs(5)).await;
     let client = http1();
     let port = proxy.port;
     let slow = {
@@ -674,14 +689,13 @@ async fn shutdown_drains_in_flight_requests() {
             async move { send(&client, port, "app.example.com", "/echo/slow?sleep=500").await },
         )
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let started = std::time::Instant::now();
+    // Shutdown starts while the upstream holds the request for another half second.
+    assert_eq!(proxy.arrived.recv().await.unwrap(), "/echo/slow");
     proxy.plane.shutdown().await;
-    // Shutdown waited for the request still sleeping upstream.
-    assert!(started.elapsed() >= Duration::from_millis(300));
     assert!(!proxy.plane.ready());
+    // It was answered in full: shutdown waited for it rather than closing its connection.
     let answer = slow.await.unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(answer.body.contains("GET /echo/slow"), "{}", answer.body);
     assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
 }

@@ -47,6 +47,19 @@ fn holder(server: &ApiServer) -> (String, i64) {
     )
 }
 
+/// Successful Lease writes that name `identity` as the holder.
+fn renewals_by(server: &ApiServer, identity: &str) -> usize {
+    server
+        .writes()
+        .iter()
+        .filter(|w| {
+            w.path.contains("/leases")
+                && w.status < 300
+                && w.body["spec"]["holderIdentity"] == identity
+        })
+        .count()
+}
+
 #[test]
 fn lease_names_are_valid_object_names() {
     assert_eq!(leader::lease_name("default/gw"), "gantry-proxy-default-gw");
@@ -67,7 +80,13 @@ async fn one_replica_leads_and_another_takes_over_when_it_dies() {
     })
     .await;
     let (b, _b_task) = start(&server, "pod-b");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // pod-b tries as often as pod-a renews; after five renewals it has tried several times.
+    let renewals_before = renewals_by(&server, "pod-a");
+    eventually(10, "pod-a to renew five more times", || {
+        let renewed = renewals_by(&server, "pod-a") >= renewals_before + 5;
+        async move { renewed }
+    })
+    .await;
     assert!(!*b.borrow(), "two leaders at once");
     assert!(*a.borrow(), "the leader lost the Lease while renewing");
     assert_eq!(holder(&server), ("pod-a".to_owned(), 0));

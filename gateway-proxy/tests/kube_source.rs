@@ -41,6 +41,15 @@ fn control() -> ControlLoop {
     ControlLoop::new(options, dataplane, metrics)
 }
 
+/// How many stores the source published (`config_stage_duration_seconds{stage="source"}`).
+fn publishes(metrics: &Metrics) -> u64 {
+    let text = metrics.encode();
+    let prefix = r#"gantry_config_stage_duration_seconds_count{stage="source"} "#;
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
 #[tokio::test]
 async fn initial_sync_gates_readiness_and_watched_routes_are_served() {
     let server = ApiServer::start().await;
@@ -49,7 +58,8 @@ async fn initial_sync_gates_readiness_and_watched_routes_are_served() {
     seed(&server, port, backend);
     server.hold("endpointslices");
 
-    let updates = start_source(&server);
+    let counted = counted();
+    let updates = start_source_counted(&server, &counted);
     let control = control();
     let runtime = control.published().clone();
     tokio::spawn(control.run(updates.clone()));
@@ -60,7 +70,6 @@ async fn initial_sync_gates_readiness_and_watched_routes_are_served() {
         async move { s.lists("httproutes") > 0 && s.lists("services") > 0 }
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         updates.borrow().is_none(),
         "published before every kind synced"
@@ -73,6 +82,8 @@ async fn initial_sync_gates_readiness_and_watched_routes_are_served() {
         async move { ready }
     })
     .await;
+    // Whatever the order the lists came in, the source published once: the complete store.
+    assert_eq!(publishes(&counted.0), 1, "{}", counted.0.encode());
     assert_eq!(
         http_get(port, "/one").await,
         Some((200, "backend saw /one".to_owned()))

@@ -5,7 +5,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use gantry_proxy::kubernetes::metrics::KubeMetrics;
 use gantry_proxy::kubernetes::status_writer::{self, Written};
@@ -201,10 +200,12 @@ async fn an_unchanged_status_is_not_written_again() {
             && s.gateways.values().all(|g| g.status.is_some())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(1100)).await; // a new second for timestamps
+    // Conditions it would stamp now carry a time no earlier write has.
     let kube = KubeMetrics::default();
     let metrics = Metrics::with(|registry| kube.register(registry));
-    let fresh_writer = &mut self::writer(&server).with_metrics(kube.clone());
+    let fresh_writer = &mut self::writer(&server)
+        .with_metrics(kube.clone())
+        .with_clock(support::later);
     assert_eq!(
         fresh_writer
             .reconcile(&fresh, &desired(&fresh))
@@ -256,14 +257,23 @@ async fn only_the_leader_writes() {
     let store = store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
     let (statuses_tx, statuses) = watch::channel(Arc::new(Vec::new()));
     let (leading_tx, leading) = watch::channel(false);
+    let kube = KubeMetrics::default();
+    let metrics = Metrics::with(|registry| kube.register(registry));
     tokio::spawn(status_writer::run(
-        writer(&server),
+        writer(&server).with_metrics(kube),
         statuses,
         updates.clone(),
         leading,
     ));
     statuses_tx.send_replace(Arc::new(desired(&store)));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The follower has seen the statuses and passed on them.
+    eventually(10, "the follower's pass", || {
+        let passed = metrics
+            .encode()
+            .contains(r#"gantry_kube_status_reconciles_total{outcome="not_leader"}"#);
+        async move { passed }
+    })
+    .await;
     assert!(status_writes(&server).is_empty(), "a follower wrote status");
 
     leading_tx.send_replace(true);

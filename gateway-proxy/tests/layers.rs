@@ -103,7 +103,10 @@ fn every_module_uses_only_the_layers_below_it() {
             }
         }
     }
-    assert!(checked > 50, "found only {checked} crate paths; is src/ read?");
+    assert!(
+        checked > 50,
+        "found only {checked} crate paths; is src/ read?"
+    );
     assert!(violations.is_empty(), "{}", violations.join("\n"));
 }
 

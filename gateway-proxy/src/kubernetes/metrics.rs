@@ -36,6 +36,23 @@ pub struct WriteLabels {
     pub result: WriteResult,
 }
 
+/// What one pass of the status writer's loop did.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values, as Prometheus shows them
+pub enum ReconcileOutcome {
+    /// Every status it looked at is settled (written or already live).
+    ok,
+    /// Some writes failed; the pass is retried.
+    failed,
+    /// Statuses or objects changed while another replica leads: nothing was looked at.
+    not_leader,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub outcome: ReconcileOutcome,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LeaseLabels {
     /// `namespace/name` of the Lease.
@@ -48,6 +65,7 @@ pub struct KubeMetrics {
     relists: Family<KindLabels, Counter>,
     watch_errors: Family<KindLabels, Counter>,
     status_writes: Family<WriteLabels, Counter>,
+    status_reconciles: Family<ReconcileLabels, Counter>,
     leader: Family<LeaseLabels, Gauge>,
 }
 
@@ -67,6 +85,11 @@ impl KubeMetrics {
             "kube_status_writes",
             "Statuses the writer settled, by kind and result (written, unchanged, conflict_retried, failed)",
             self.status_writes.clone(),
+        );
+        registry.register(
+            "kube_status_reconciles",
+            "Passes of the status writer over changed statuses or objects, by outcome (ok, failed, not_leader)",
+            self.status_reconciles.clone(),
         );
         registry.register(
             "kube_leader",
@@ -89,6 +112,12 @@ impl KubeMetrics {
             result,
         };
         self.status_writes.get_or_create(&labels).inc();
+    }
+
+    pub fn status_reconciled(&self, outcome: ReconcileOutcome) {
+        self.status_reconciles
+            .get_or_create(&ReconcileLabels { outcome })
+            .inc();
     }
 
     pub fn leading(&self, lease: &str, leading: bool) {

@@ -36,6 +36,12 @@ pub fn writer(server: &apiserver::ApiServer) -> StatusWriter {
     StatusWriter::new(server.client(), objects::CONTROLLER.to_owned(), vec![gw()])
 }
 
+/// A clock for status writers far from now: a condition stamped with it cannot carry the
+/// time of an earlier write by chance.
+pub fn later() -> String {
+    "2100-01-01T00:00:00Z".to_owned()
+}
+
 /// A `kube::Client` of the in-process API server.
 pub trait Client {
     fn client(&self) -> kube::Client;

@@ -42,7 +42,7 @@ use self::compare::{gateway_wish, keep_times, parse_list, same_conditions, same_
 use self::entries::{Entries, Entry, Kind, Served, Shape, is_served_gateway, same_entries};
 use self::live::LiveObject;
 use self::settled::{Ledger, Settled};
-use crate::kubernetes::metrics::{KubeMetrics, WriteResult};
+use crate::kubernetes::metrics::{KubeMetrics, ReconcileOutcome, WriteResult};
 use crate::source::SourceUpdate;
 use gantry_translate::status::{
     Condition, GatewayStatus, ListenerStatus, ObjectStatus, StatusBody,
@@ -87,6 +87,8 @@ pub struct StatusWriter {
     configured: Vec<ObjectKey>,
     settled: Ledger,
     metrics: KubeMetrics,
+    /// `lastTransitionTime` of changed conditions.
+    clock: fn() -> String,
 }
 
 /// Counts of one reconcile.
@@ -113,7 +115,15 @@ impl StatusWriter {
             configured,
             settled: Ledger::default(),
             metrics: KubeMetrics::default(),
+            clock: crate::clock::now,
         }
+    }
+
+    /// Takes `lastTransitionTime` of changed conditions from `clock` instead of the wall
+    /// clock (tests: a time no earlier write can have).
+    pub fn with_clock(mut self, clock: fn() -> String) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Counts every status settled in `metrics` (`gantry_kube_status_writes_total`).
@@ -325,7 +335,7 @@ impl StatusWriter {
             .collect();
         let live_listeners: Option<Vec<ListenerStatus>> =
             serde_json::from_value(status["listeners"].clone()).ok();
-        let now = crate::clock::now();
+        let now = (self.clock)();
         let mut programmed: Vec<Condition> = desired
             .conditions
             .iter()
@@ -404,7 +414,7 @@ impl StatusWriter {
                 .into_iter()
                 .map(|p| Entry::from_value(&p, shape))
                 .collect();
-            let now = crate::clock::now();
+            let now = (self.clock)();
             let mut next = desired.clone();
             for entry in &mut next {
                 let old = ours
@@ -501,6 +511,11 @@ pub async fn run(
         let mut retry = false;
         if !leading {
             reconciled = None;
+            if translated && store.is_some() {
+                writer
+                    .metrics
+                    .status_reconciled(ReconcileOutcome::not_leader);
+            }
         }
         if let (true, true, Some(store)) = (leading, translated, &store) {
             // With the same statuses as last time, only what changed in the store needs a look
@@ -520,12 +535,14 @@ pub async fn run(
             };
             match result {
                 Ok(_) => {
+                    writer.metrics.status_reconciled(ReconcileOutcome::ok);
                     reconciled = Some(Reconciled {
                         statuses: desired,
                         store: store.clone(),
                     });
                 }
                 Err(errors) => {
+                    writer.metrics.status_reconciled(ReconcileOutcome::failed);
                     for error in &errors {
                         tracing::warn!(%error, "status not written; retrying");
                     }
