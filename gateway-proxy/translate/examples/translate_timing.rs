@@ -1,7 +1,7 @@
 //! How long the translator takes at N routes, from scratch and for one new route with a warm
 //! [`Translator`]. A profiling aid for the translator alone (no sockets, no status writer):
 //!
-//!   cargo run --release -p gantry-proxy --example translate_timing -- 1000 5000 10000
+//!   cargo run --release -p gantry-translate --example translate_timing -- 1000 5000 10000
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
