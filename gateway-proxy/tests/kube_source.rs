@@ -61,7 +61,7 @@ async fn initial_sync_gates_readiness_and_watched_routes_are_served() {
     let counted = counted();
     let updates = start_source_counted(&server, &counted);
     let control = control();
-    let runtime = control.published().clone();
+    let published = control.published().clone();
     tokio::spawn(control.run(updates.clone()));
 
     // Every other kind lists; EndpointSlices do not yet: nothing is published, not ready.
@@ -74,11 +74,11 @@ async fn initial_sync_gates_readiness_and_watched_routes_are_served() {
         updates.borrow().is_none(),
         "published before every kind synced"
     );
-    assert_eq!(runtime.ready(), Err("no configuration loaded yet"));
+    assert_eq!(published.ready(), Err("no configuration loaded yet"));
 
     server.release("endpointslices");
     eventually(10, "readiness", || {
-        let ready = runtime.ready().is_ok();
+        let ready = published.ready().is_ok();
         async move { ready }
     })
     .await;
@@ -92,7 +92,7 @@ async fn initial_sync_gates_readiness_and_watched_routes_are_served() {
     // A route added through the watch is served.
     add_route_and_wait_until_served(&server, port).await;
     assert!(
-        runtime
+        published
             .view()
             .statuses
             .iter()

@@ -1,7 +1,7 @@
 //! The file source: every `*.yaml` / `*.yml` under a directory, recursively, watched for changes.
 //!
 //! Each change re-reads the directory and publishes either the complete set of objects or, when
-//! any file is invalid, a rejection naming every problem (the runtime keeps the last good
+//! any file is invalid, a rejection naming every problem (the control loop keeps the last good
 //! configuration). Bursts of file events are coalesced before reading.
 
 use std::collections::hash_map::DefaultHasher;

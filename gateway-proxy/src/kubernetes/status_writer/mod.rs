@@ -488,7 +488,7 @@ struct Reconciled {
 }
 
 /// Writes statuses whenever they, the live objects or leadership change, while this replica
-/// leads. Returns when the runtime is gone.
+/// leads. Returns when the control loop is gone.
 pub async fn run(
     mut writer: StatusWriter,
     mut statuses: watch::Receiver<Arc<Vec<ObjectStatus>>>,

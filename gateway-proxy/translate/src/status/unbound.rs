@@ -1,6 +1,6 @@
 //! Listener status for ports the data plane could not bind.
 //!
-//! The translator does no IO, so it cannot know that a port is taken; the runtime overlays
+//! The translator does no IO, so it cannot know that a port is taken; the control loop overlays
 //! these conditions on the translated statuses after an apply, and the other listeners keep
 //! serving. Spec (Gateway API `ListenerConditionReason`): `Accepted` is `False` with
 //! `PortUnavailable`, "used ... when the Listener requests a port that cannot be used on the

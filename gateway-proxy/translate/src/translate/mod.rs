@@ -45,7 +45,7 @@ use crate::store::{ObjectKey, Store};
 const API_VERSION: &str = "gateway.networking.k8s.io/v1";
 
 /// What to translate.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TranslateOptions {
     /// GatewayClasses whose `spec.controllerName` equals this are ours.
     pub controller_name: String,

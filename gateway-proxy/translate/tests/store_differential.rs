@@ -1,0 +1,287 @@
+//! The shortcuts taken before translation, proven against a cold computation over every golden:
+//! the file source's `ParseCache` (a re-read parses only changed files) and `Store::difference`
+//! (the control loop skips translation on `Nothing` and only refreshes endpoints on
+//! `EndpointSlices`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gantry_translate::store::load::{ParseCache, load_store};
+use gantry_translate::store::{Difference, ObjectKey, Store};
+use gantry_translate::translate::{TranslateOptions, Translation, refresh_endpoints, translate};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
+
+struct Case {
+    name: String,
+    text: String,
+    options: TranslateOptions,
+    store: Store,
+    translation: Translation,
+}
+
+fn cases() -> Vec<Case> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/translate");
+    let mut inputs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("testdata/translate exists")
+        .map(|e| e.expect("readable directory entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".in.yaml"))
+        .collect();
+    inputs.sort();
+    assert!(
+        inputs.len() > 10,
+        "golden cases missing in {}",
+        dir.display()
+    );
+    inputs
+        .into_iter()
+        .map(|input| {
+            let name = input
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .replace(".in.yaml", "");
+            let text = std::fs::read_to_string(&input).expect("readable input");
+            let (store, _) = load_store([("config.yaml", &text)])
+                .unwrap_or_else(|e| panic!("{name} does not load: {e:?}"));
+            let options = options(&text);
+            let translation = translate(&store, &options);
+            Case {
+                name,
+                text,
+                options,
+                store,
+                translation,
+            }
+        })
+        .collect()
+}
+
+/// `# options: gateways=ns/a,ns/b controller=example.com/x` on the first line.
+fn options(text: &str) -> TranslateOptions {
+    let mut options = TranslateOptions::default();
+    let Some(line) = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# options:"))
+    else {
+        return options;
+    };
+    for item in line.split_whitespace() {
+        match item.split_once('=') {
+            Some(("gateways", list)) => {
+                options.gateways = Some(
+                    list.split(',')
+                        .map(|g| ObjectKey::parse(g).expect("NS/NAME"))
+                        .collect(),
+                );
+            }
+            Some(("controller", name)) => options.controller_name = name.to_owned(),
+            _ => panic!("unknown option {item}"),
+        }
+    }
+    options
+}
+
+/// A file no golden touches, kept in every load: its parse is reused every time.
+const KEPT: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kept-by-the-cache\n";
+
+/// One cache walks through every golden (forwards, backwards, each twice in a row), the golden
+/// in a file that changes each step, either under one name or under a new name each step (the
+/// old file forgotten), beside a file that never changes. Each step's store equals a cold load
+/// of the same files.
+#[test]
+fn a_warm_parse_cache_loads_what_a_cold_load_does() {
+    let cases = cases();
+    let order: Vec<&Case> = cases
+        .iter()
+        .chain(cases.iter().rev())
+        .flat_map(|c| [c, c])
+        .collect();
+    let mut failures = Vec::new();
+    let mut same_name = ParseCache::default();
+    let mut new_names = ParseCache::default();
+    let mut previous = "start";
+    for (step, case) in order.iter().enumerate() {
+        let moved = format!("step-{}.yaml", step % 3);
+        for (how, cache, file) in [
+            ("same file", &mut same_name, "config.yaml"),
+            ("renamed file", &mut new_names, moved.as_str()),
+        ] {
+            let files = [(file, case.text.as_str()), ("kept.yaml", KEPT)];
+            let (cold, _) = load_store(files).expect("loads cold");
+            let (warm, _) = cache.load(files).expect("loads warm");
+            if warm.difference(&cold) != Difference::Nothing || !same_endpoint_slices(&warm, &cold)
+            {
+                failures.push(format!("{previous} → {} ({how})", case.name));
+            }
+        }
+        previous = &case.name;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} steps load differently warm and cold:\n{}",
+        failures.len(),
+        failures[..failures.len().min(20)].join("\n")
+    );
+}
+
+/// Whenever `Store::difference` lets the control loop skip translation (`Nothing`) or only
+/// refresh endpoints (`EndpointSlices`), the result equals a full translation of the new store.
+/// Checked over every ordered pair of goldens, and over variants of each golden that change
+/// only what `difference` says it may skip: versions and statuses, or EndpointSlices.
+#[test]
+fn the_control_loop_shortcuts_equal_a_full_translation() {
+    let cases = cases();
+    let mut failures = Vec::new();
+    let mut shortcuts = [0usize; 2];
+    let mut check = |from: &Case, label: &str, to: &Store, to_translation: &Translation| match from
+        .store
+        .difference(to)
+    {
+        Difference::Objects => {}
+        Difference::Nothing => {
+            shortcuts[0] += 1;
+            if from.translation != *to_translation {
+                failures.push(format!("{label}: `Nothing`, yet the translation differs"));
+            }
+        }
+        Difference::EndpointSlices => {
+            shortcuts[1] += 1;
+            let refreshed = refresh_endpoints(to, &from.translation.ir);
+            if refreshed != to_translation.ir {
+                failures.push(format!(
+                        "{label}: `EndpointSlices`, yet refreshed endpoints differ from a full translation"
+                    ));
+            }
+            if from.translation.statuses != to_translation.statuses {
+                failures.push(format!(
+                    "{label}: `EndpointSlices`, yet the statuses differ"
+                ));
+            }
+        }
+    };
+    for a in &cases {
+        for b in &cases {
+            if a.options == b.options {
+                check(
+                    a,
+                    &format!("{} → {}", a.name, b.name),
+                    &b.store,
+                    &b.translation,
+                );
+            }
+        }
+        for (variant, store) in variants(&a.store) {
+            let translation = translate(&store, &a.options);
+            check(a, &format!("{} → {variant}", a.name), &store, &translation);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} shortcuts disagree with a full translation:\n{}",
+        failures.len(),
+        failures[..failures.len().min(20)].join("\n")
+    );
+    // The variants exist to reach both shortcuts; make sure they still do.
+    assert!(
+        shortcuts[0] >= cases.len() && shortcuts[1] >= 10,
+        "shortcuts taken: {shortcuts:?}"
+    );
+}
+
+/// Changes of `store` that `difference` should classify as `Nothing` or `EndpointSlices`.
+fn variants(store: &Store) -> Vec<(&'static str, Store)> {
+    let mut out = Vec::new();
+
+    let mut versions = store.clone();
+    bump_versions(&mut versions);
+    out.push(("new resourceVersions and route statuses", versions));
+
+    // Changes that must be translated: were `difference` to skip them, the check fails.
+    if !store.services.is_empty() {
+        let mut ports = store.clone();
+        for service in ports.services.values_mut() {
+            let spec = Arc::make_mut(service)
+                .spec
+                .get_or_insert_with(Default::default);
+            for port in spec.ports.iter_mut().flatten() {
+                port.port += 1;
+            }
+        }
+        out.push(("every Service port renumbered", ports));
+    }
+    if !store.namespaces.is_empty() {
+        let mut labels = store.clone();
+        for namespace in labels.namespaces.values_mut() {
+            Arc::make_mut(namespace).metadata.labels = None;
+        }
+        out.push(("Namespace labels removed", labels));
+    }
+
+    if !store.endpoint_slices.is_empty() {
+        let mut not_ready = store.clone();
+        for slice in not_ready.endpoint_slices.values_mut() {
+            for endpoint in &mut Arc::make_mut(slice).endpoints {
+                endpoint.conditions = Some(EndpointConditions {
+                    ready: Some(false),
+                    ..EndpointConditions::default()
+                });
+            }
+        }
+        out.push(("every endpoint not ready", not_ready));
+
+        let mut more = store.clone();
+        for slice in more.endpoint_slices.values_mut() {
+            let slice = Arc::make_mut(slice);
+            let address = if slice.address_type == "IPv6" {
+                "fd00::99"
+            } else {
+                "10.255.0.99"
+            };
+            slice.endpoints.push(Endpoint {
+                addresses: vec![address.to_owned()],
+                ..Endpoint::default()
+            });
+        }
+        out.push(("one more endpoint per slice", more));
+
+        let mut none = store.clone();
+        none.endpoint_slices.clear();
+        out.push(("no EndpointSlices", none));
+    }
+    out
+}
+
+fn bump_versions(store: &mut Store) {
+    fn bump(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+        meta.resource_version = Some("4242".to_owned());
+    }
+    for o in store.gateway_classes.values_mut() {
+        bump(&mut Arc::make_mut(o).metadata);
+    }
+    for o in store.gateways.values_mut() {
+        bump(&mut Arc::make_mut(o).metadata);
+    }
+    for o in store.http_routes.values_mut() {
+        let route = Arc::make_mut(o);
+        bump(&mut route.metadata);
+        route.status = Some(Default::default());
+    }
+    for o in store.grpc_routes.values_mut() {
+        bump(&mut Arc::make_mut(o).metadata);
+    }
+    for o in store.services.values_mut() {
+        bump(&mut Arc::make_mut(o).metadata);
+    }
+    for o in store.endpoint_slices.values_mut() {
+        bump(&mut Arc::make_mut(o).metadata);
+    }
+}
+
+fn same_endpoint_slices(a: &Store, b: &Store) -> bool {
+    a.endpoint_slices.len() == b.endpoint_slices.len()
+        && a.endpoint_slices
+            .iter()
+            .zip(&b.endpoint_slices)
+            .all(|((ka, va), (kb, vb))| ka == kb && va == vb)
+}
