@@ -107,7 +107,9 @@ fn parse_gateway(s: &str) -> Result<ObjectKey, String> {
 }
 
 fn parse_port_offset(s: &str) -> Result<u16, String> {
-    let offset: i64 = s.parse().map_err(|_| format!("`{s}` is not a whole number"))?;
+    let offset: i64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
     gantry_translate::ports::port_offset(offset).map_err(|e| e.to_string())
 }
 

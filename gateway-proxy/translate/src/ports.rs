@@ -17,11 +17,11 @@ pub const MAX_PORT_OFFSET: u16 = u16::MAX - (FIRST_UNPRIVILEGED_PORT - 1);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PortOffsetError {
     /// Below zero.
-    #[error("port offset {0} is negative; use a value from 0 to {max}", max = MAX_PORT_OFFSET)]
+    #[error("port offset {0} is negative (use 0 to {max})", max = MAX_PORT_OFFSET)]
     Negative(i64),
     /// Port 1023 plus the offset would pass 65535.
     #[error(
-        "port offset {0} would move port 1023 past 65535; use a value from 0 to {max}",
+        "port offset {0} would move port 1023 past 65535 (use 0 to {max})",
         max = MAX_PORT_OFFSET
     )]
     TooLarge(i64),
@@ -91,8 +91,7 @@ mod tests {
         assert_eq!(port_offset(70000), Err(PortOffsetError::TooLarge(70000)));
         assert_eq!(
             port_offset(64513).map_err(|e| e.to_string()),
-            Err("port offset 64513 would move port 1023 past 65535; use a value from 0 to 64512"
-                .to_string())
+            Err("port offset 64513 would move port 1023 past 65535 (use 0 to 64512)".to_string())
         );
     }
 }
