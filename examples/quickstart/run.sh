@@ -5,9 +5,23 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
+bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 
-cargo build --quiet --bin gantry-proxy --bin gantry-echo
-bin="$root/target/debug"
+# The two programs the quick start runs, named by binary so the line does not depend on which
+# package holds the echo backend.
+build=(cargo build --bin gantry-proxy --bin gantry-echo)
+
+if [[ ! -x "$bin/gantry-proxy" || ! -x "$bin/gantry-echo" ]]; then
+  cat <<'TXT'
+First build: cargo compiles Gantry and its ~250 dependencies (debug profile), which takes
+several minutes on a small machine (4 minutes measured on 2 shared cores, more when they are
+busy or the crates still have to be downloaded). Later runs rebuild only what changed and
+serve within seconds. Cargo's progress follows.
+
+TXT
+fi
+echo "+ ${build[*]}"
+"${build[@]}"
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
@@ -19,10 +33,18 @@ trap cleanup EXIT INT TERM
 
 "$bin/gantry-proxy" run --config-dir "$here" --bind-address 127.0.0.1 --admin-addr 127.0.0.1:9901 & pids+=($!)
 
+ready=false
 for _ in $(seq 100); do
-  curl -fsS -o /dev/null http://127.0.0.1:9901/readyz 2>/dev/null && break
+  if curl -fsS -o /dev/null http://127.0.0.1:9901/readyz 2>/dev/null; then
+    ready=true
+    break
+  fi
   sleep 0.1
 done
+if [[ "$ready" != true ]]; then
+  echo "gantry-proxy is not ready after 10 seconds; see its log above (is port 8080 or 9901 in use?)" >&2
+  exit 1
+fi
 cat <<'TXT'
 
 Gantry is serving http://127.0.0.1:8080 (admin on 127.0.0.1:9901). Try:

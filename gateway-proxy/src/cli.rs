@@ -55,8 +55,9 @@ pub struct RunArgs {
     /// Address every listener binds.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind_address: IpAddr,
-    /// Added to listener ports below 1024 (so an unprivileged process can serve port 80).
-    #[arg(long, default_value_t = 0)]
+    /// Added to listener ports below 1024 (so an unprivileged process can serve port 80);
+    /// 0 to 64512, so that port 1023 stays within 65535.
+    #[arg(long, default_value_t = 0, value_parser = parse_port_offset)]
     pub port_offset: u16,
     /// Admin server: /healthz, /readyz, /metrics, /status, /config.
     #[arg(long, default_value = "127.0.0.1:9901")]
@@ -103,6 +104,13 @@ impl RunArgs {
 
 fn parse_gateway(s: &str) -> Result<ObjectKey, String> {
     ObjectKey::parse(s).ok_or_else(|| format!("`{s}` is not NAMESPACE/NAME"))
+}
+
+fn parse_port_offset(s: &str) -> Result<u16, String> {
+    let offset: i64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    gantry_translate::ports::port_offset(offset).map_err(|e| e.to_string())
 }
 
 /// Parses the command line, builds the Tokio runtime and runs until SIGTERM or SIGINT.

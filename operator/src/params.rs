@@ -13,6 +13,7 @@ use gantry_crds::params::{
     PodDisruptionBudgetParameters, PodParameters, ProxyParameters, PullPolicy, ServiceParameters,
     ServiceType, Topology,
 };
+use gantry_translate::ports;
 use k8s_openapi::api::core::v1::{
     Capabilities, EnvVar, PodSecurityContext, ResourceRequirements, SeccompProfile, SecurityContext,
 };
@@ -109,12 +110,13 @@ pub struct ProxySettings {
     pub access_log_format: AccessLogFormat,
     /// `--worker-threads`, when set.
     pub worker_threads: Option<i32>,
-    /// `--port-offset`.
-    pub port_offset: i32,
+    /// `--port-offset`, checked by the rule the proxy binds with
+    /// ([`gantry_translate::ports::port_offset`]).
+    pub port_offset: u16,
 }
 
 /// Default offset for listener ports below 1024.
-pub const DEFAULT_PORT_OFFSET: i32 = 10000;
+pub const DEFAULT_PORT_OFFSET: u16 = 10000;
 /// UID of the distroless `nonroot` user the proxy image runs as.
 pub const PROXY_UID: i64 = 65532;
 
@@ -260,6 +262,7 @@ pub fn resolve(
     if !problems.is_empty() {
         return Err(problems);
     }
+    let port_offset = port_offset(spec.proxy.as_ref()).map_err(|problem| vec![problem])?;
     let deployment = spec.deployment.clone().unwrap_or_default();
     let pod = spec.pod.clone().unwrap_or_default();
     let service = spec.service.clone().unwrap_or_default();
@@ -326,7 +329,7 @@ pub fn resolve(
             log_level: proxy.log_level.unwrap_or(LogLevel::Info),
             access_log_format: proxy.access_log_format.unwrap_or(AccessLogFormat::Json),
             worker_threads: proxy.worker_threads,
-            port_offset: proxy.port_offset.unwrap_or(DEFAULT_PORT_OFFSET),
+            port_offset,
         },
         issuer_ref: spec
             .certificates
@@ -335,7 +338,8 @@ pub fn resolve(
     })
 }
 
-/// Contradictions in a merged spec, each as a sentence naming the fields involved.
+/// Contradictions in a merged spec, and values the proxy would refuse on its command line, each
+/// as a sentence naming the fields involved.
 pub fn contradictions(spec: &GatewayParametersSpec) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(a) = &spec.autoscaling
@@ -383,6 +387,17 @@ pub fn contradictions(spec: &GatewayParametersSpec) -> Vec<String> {
             }
         }
     }
+    if let Err(problem) = port_offset(spec.proxy.as_ref()) {
+        problems.push(problem);
+    }
+    if let Some(threads) = spec.proxy.as_ref().and_then(|p| p.worker_threads)
+        && threads < 1
+    {
+        problems.push(format!(
+            "proxy.workerThreads must be at least 1, not {threads} (leave it unset for one thread \
+             per CPU)"
+        ));
+    }
     if let Some(i) = spec
         .certificates
         .as_ref()
@@ -392,6 +407,17 @@ pub fn contradictions(spec: &GatewayParametersSpec) -> Vec<String> {
         problems.push("certificates.issuerRef.name must not be empty".to_string());
     }
     problems
+}
+
+/// `proxy.portOffset`, or the default, checked by the rule the proxy binds with: an offset that
+/// is negative or moves port 1023 past 65535 would render a Deployment whose proxy refuses its
+/// command line or whose Service targets no port.
+fn port_offset(proxy: Option<&ProxyParameters>) -> Result<u16, String> {
+    match proxy.and_then(|p| p.port_offset) {
+        None => Ok(DEFAULT_PORT_OFFSET),
+        Some(offset) => ports::port_offset(i64::from(offset))
+            .map_err(|error| format!("proxy.portOffset is invalid: {error}")),
+    }
 }
 
 fn default_resources() -> ResourceRequirements {
@@ -509,6 +535,55 @@ mod tests {
         assert!(resolve(&class, &defaults()).unwrap().autoscaling.is_some());
         let merged = resolve(&merge(&class, &gateway), &defaults()).unwrap();
         assert!(merged.autoscaling.is_none());
+    }
+
+    fn proxy(port_offset: Option<i32>, worker_threads: Option<i32>) -> GatewayParametersSpec {
+        GatewayParametersSpec {
+            proxy: Some(ProxyParameters {
+                port_offset,
+                worker_threads,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn port_offsets_that_keep_port_1023_within_65535_are_accepted() {
+        for offset in [0, 1, 8000, 64512] {
+            let p = resolve(&proxy(Some(offset), None), &defaults()).unwrap();
+            assert_eq!(i32::from(p.proxy.port_offset), offset);
+        }
+    }
+
+    #[test]
+    fn negative_or_overflowing_port_offsets_are_invalid_parameters() {
+        assert_eq!(
+            resolve(&proxy(Some(-1), None), &defaults()).unwrap_err(),
+            vec!["proxy.portOffset is invalid: port offset -1 is negative (use 0 to 64512)"]
+        );
+        assert_eq!(
+            resolve(&proxy(Some(64513), None), &defaults()).unwrap_err(),
+            vec![
+                "proxy.portOffset is invalid: port offset 64513 would move port 1023 past \
+                 65535 (use 0 to 64512)"
+            ]
+        );
+        assert!(resolve(&proxy(Some(i32::MAX), None), &defaults()).is_err());
+        assert!(resolve(&proxy(Some(i32::MIN), None), &defaults()).is_err());
+    }
+
+    #[test]
+    fn worker_threads_below_one_are_invalid_parameters() {
+        assert_eq!(
+            resolve(&proxy(None, Some(0)), &defaults()).unwrap_err(),
+            vec![
+                "proxy.workerThreads must be at least 1, not 0 (leave it unset for one thread \
+                 per CPU)"
+            ]
+        );
+        assert!(resolve(&proxy(None, Some(-4)), &defaults()).is_err());
+        assert!(resolve(&proxy(None, Some(1)), &defaults()).is_ok());
     }
 
     #[test]

@@ -4,108 +4,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod support;
 
-use gantry_crds::GatewayParameters;
-use gantry_crds::gateway::gatewayclasses::GatewayClass;
-use gantry_crds::gateway::gateways::Gateway;
+use std::path::PathBuf;
+
 use gantry_operator::infra::plan;
-use gantry_operator::infra::render::{SecretState, https_secrets};
-use gantry_operator::params::OperatorDefaults;
-use k8s_openapi::api::core::v1::Secret;
 use serde_json::{Value, json};
-
-struct Input {
-    class: GatewayClass,
-    parameters: Vec<GatewayParameters>,
-    gateways: Vec<Gateway>,
-    secrets: Vec<Secret>,
-}
-
-fn parse(path: &Path) -> Input {
-    let text = std::fs::read_to_string(path).unwrap();
-    let docs: Vec<Value> = serde_saphyr::from_str_multiple(&text).unwrap();
-    let mut class = None;
-    let mut input = Input {
-        class: GatewayClass::default(),
-        parameters: Vec::new(),
-        gateways: Vec::new(),
-        secrets: Vec::new(),
-    };
-    for doc in docs.into_iter().filter(|d| !d.is_null()) {
-        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
-        match kind.as_str() {
-            "GatewayClass" => class = Some(serde_json::from_value(doc).unwrap()),
-            "GatewayParameters" => input.parameters.push(serde_json::from_value(doc).unwrap()),
-            "Gateway" => input.gateways.push(serde_json::from_value(doc).unwrap()),
-            "Secret" => input.secrets.push(serde_json::from_value(doc).unwrap()),
-            other => panic!("{}: unexpected kind {other:?}", path.display()),
-        }
-    }
-    input.class = class.expect("every case has one GatewayClass");
-    input
-}
-
-fn find_params<'a>(
-    all: &'a [GatewayParameters],
-    ns: &str,
-    name: &str,
-) -> Option<&'a GatewayParameters> {
-    all.iter().find(|p| {
-        p.metadata.namespace.as_deref() == Some(ns) && p.metadata.name.as_deref() == Some(name)
-    })
-}
+use support::render_cases::{Input, cases, golden_path, parse};
 
 /// Renders what both controllers would apply for the case.
 fn render(input: &Input) -> Vec<Value> {
-    let defaults = OperatorDefaults {
-        proxy_image: "ghcr.io/gantry-dev/gantry-proxy:test".to_string(),
-    };
-    let class_ref = input.class.spec.parameters_ref.as_ref();
-    let class_params = class_ref.and_then(|r| {
-        find_params(
-            &input.parameters,
-            r.namespace.as_deref().unwrap_or_default(),
-            &r.name,
-        )
-    });
-    let class_spec = class_params.map(|p| &p.spec);
     let mut out = Vec::new();
     for gateway in &input.gateways {
         let ns = gateway.metadata.namespace.clone().unwrap_or_default();
-        let gateway_params = gateway
-            .spec
-            .infrastructure
-            .as_ref()
-            .and_then(|i| i.parameters_ref.as_ref())
-            .and_then(|r| find_params(&input.parameters, &ns, &r.name));
-        match plan::gateway_parameters(class_spec, gateway_params.map(|p| &p.spec), &defaults) {
-            Ok(params) => {
-                let secrets: BTreeMap<String, SecretState> = https_secrets(gateway)
-                    .into_keys()
-                    .map(|name| {
-                        let existing = input.secrets.iter().find(|s| {
-                            s.metadata.name.as_deref() == Some(&name)
-                                && s.metadata.namespace.as_deref() == Some(&ns)
-                        });
-                        let state = match existing {
-                            None => SecretState::Missing,
-                            Some(s) => SecretState::Present {
-                                issued_by: s.metadata.annotations.as_ref().and_then(|a| {
-                                    a.get("cert-manager.io/certificate-name").cloned()
-                                }),
-                            },
-                        };
-                        (name, state)
-                    })
-                    .collect();
-                out.extend(
-                    plan::gateway_objects(gateway, &params, &secrets)
-                        .into_iter()
-                        .map(|o| o.body),
-                );
-            }
+        match input.gateway_parameters(gateway) {
+            Ok(params) => out.extend(
+                plan::gateway_objects(gateway, &params, &input.secrets_of(gateway))
+                    .into_iter()
+                    .map(|o| o.body),
+            ),
             Err(message) => out.push(json!({
                 "kind": "InvalidParameters",
                 "gateway": format!("{ns}/{}", gateway.metadata.name.clone().unwrap_or_default()),
@@ -113,15 +30,18 @@ fn render(input: &Input) -> Vec<Value> {
             })),
         }
     }
-    match plan::gateway_parameters(class_spec, None, &defaults) {
-        Ok(params) => {
-            let shared_ns = class_params.and_then(|p| p.metadata.namespace.as_deref());
-            out.extend(
-                plan::class_objects(&input.class, &params, shared_ns, &input.gateways, false)
-                    .into_iter()
-                    .map(|o| o.body),
-            );
-        }
+    match input.class_fleet_parameters() {
+        Ok(params) => out.extend(
+            plan::class_objects(
+                &input.class,
+                &params,
+                input.shared_namespace(),
+                &input.gateways,
+                false,
+            )
+            .into_iter()
+            .map(|o| o.body),
+        ),
         Err(message) => out.push(json!({ "kind": "InvalidParameters", "class": message })),
     }
     out
@@ -136,25 +56,14 @@ fn to_yaml(objects: &[Value]) -> String {
     text
 }
 
-fn cases() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/render");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".in.yaml"))
-        .collect();
-    cases.sort();
-    cases
-}
-
 #[test]
 fn render_goldens() {
     let update = std::env::var("GANTRY_UPDATE_GOLDENS").is_ok_and(|v| v == "1");
     let cases = cases();
     assert!(!cases.is_empty(), "no render cases found");
-    let mut stale = Vec::new();
+    let mut stale: Vec<PathBuf> = Vec::new();
     for case in cases {
-        let out_path = PathBuf::from(case.to_string_lossy().replace(".in.yaml", ".out.yaml"));
+        let out_path = golden_path(&case);
         let rendered = to_yaml(&render(&parse(&case)));
         if update {
             std::fs::write(&out_path, &rendered).unwrap();

@@ -240,16 +240,14 @@ impl DataPlane {
         self.shared.snapshot.load_full()
     }
 
-    /// The socket address a listener port binds: `--bind-address` and, below 1024, the port
-    /// plus `--port-offset`.
+    /// The socket address a listener port binds: `--bind-address` and the port the shared
+    /// rule gives (below 1024, the port plus `--port-offset`; the operator's Service targets it).
     pub fn listen_addr(&self, port: u16) -> SocketAddr {
         let options = &self.shared.options;
-        let port = if port < 1024 {
-            port.saturating_add(options.port_offset)
-        } else {
-            port
-        };
-        SocketAddr::new(options.bind_address, port)
+        // No offset `--port-offset` accepts passes 65535; were one to, the declared port is
+        // tried, and a failed bind is reported on the listener like any other.
+        let bound = gantry_translate::ports::bound_port(port, options.port_offset).unwrap_or(port);
+        SocketAddr::new(options.bind_address, bound)
     }
 }
 

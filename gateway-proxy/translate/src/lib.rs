@@ -6,8 +6,12 @@
 //! Nothing here does IO, spawns a task, reads a clock or talks to Kubernetes: the crate has no
 //! such dependency, so the compiler keeps the translator pure. Bad input never fails a
 //! translation; it becomes a status condition with the Gateway API's reason.
+//!
+//! [`ports`] holds the one rule both the proxy and the operator use for which port a listener is
+//! bound at inside the pod (`--port-offset`).
 
 pub mod ir;
+pub mod ports;
 pub mod status;
 pub mod store;
 pub mod translate;

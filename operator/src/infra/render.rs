@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gantry_crds::gateway::gateways::Gateway;
 use gantry_crds::params::{AccessLogFormat, IssuerKind, LogLevel, PullPolicy, ServiceType};
+use gantry_translate::ports::bound_port;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
@@ -147,7 +148,8 @@ pub struct PortMapping {
     pub port: i32,
     /// `TCP` or `UDP`.
     pub protocol: &'static str,
-    /// Port the proxy binds inside the pod (`port + offset` below 1024).
+    /// Port the proxy binds inside the pod: [`gantry_translate::ports::bound_port`], the rule
+    /// the proxy binds with (`port + offset` below 1024).
     pub container_port: i32,
 }
 
@@ -158,19 +160,21 @@ impl PortMapping {
     }
 }
 
-/// One mapping per distinct listener port and protocol across the fleet's Gateways.
-pub fn port_mappings(gateways: &[Gateway], offset: i32) -> Vec<PortMapping> {
+/// One mapping per distinct listener port and protocol across the fleet's Gateways. `offset` is
+/// a checked one (at most [`gantry_translate::ports::MAX_PORT_OFFSET`]), so every port in
+/// 1–65535 has a bound port; a port outside that range, which the Gateway CRD rejects, is kept
+/// as declared.
+pub fn port_mappings(gateways: &[Gateway], offset: u16) -> Vec<PortMapping> {
     let set: BTreeSet<PortMapping> = gateways
         .iter()
         .flat_map(|g| g.spec.listeners.iter())
         .map(|l| PortMapping {
             port: l.port,
             protocol: if l.protocol == "UDP" { "UDP" } else { "TCP" },
-            container_port: if l.port < 1024 {
-                l.port + offset
-            } else {
-                l.port
-            },
+            container_port: u16::try_from(l.port)
+                .ok()
+                .and_then(|port| bound_port(port, offset))
+                .map_or(l.port, i32::from),
         })
         .collect();
     set.into_iter().collect()

@@ -1,0 +1,447 @@
+//! The contract between the operator and the proxy: the command line the operator renders into
+//! a fleet's Deployment is parsed by the proxy's own parser (`gantry_proxy::cli::Cli`) and must
+//! mean what the parameters say, and the Service's `targetPort` and the container port must be
+//! the port the proxy's data plane binds with those arguments. Checked for every Deployment of
+//! the render goldens and for every combination of the parameters that shape the arguments.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use clap::Parser;
+use gantry_crds::gateway::gatewayclasses::GatewayClass;
+use gantry_crds::gateway::gateways::Gateway;
+use gantry_crds::params::{AccessLogFormat, GatewayParametersSpec};
+use gantry_operator::infra::kind::Kind;
+use gantry_operator::infra::plan;
+use gantry_operator::infra::render::{ADMIN_PORT, DesiredObject};
+use gantry_operator::params::FleetParameters;
+use gantry_proxy::cli::{Cli, Command, RunArgs};
+use gantry_proxy::server::DataPlane;
+use gantry_proxy::telemetry::Metrics;
+use gantry_proxy::telemetry::logging::LogFormat;
+use serde_json::{Value, json};
+use support::render_cases::{self, Input};
+
+/// What a fleet was rendered to serve.
+enum Serves {
+    /// A dedicated fleet: `--gateway NS/NAME`.
+    Gateway(String),
+    /// A shared fleet: `--gateway-class NAME`.
+    Class(String),
+}
+
+/// The proxy container's arguments, as the pod would pass them after the entrypoint.
+fn proxy_args(deployment: &Value) -> Vec<String> {
+    let container = proxy_container(deployment);
+    serde_json::from_value(container["args"].clone()).unwrap()
+}
+
+fn proxy_container(deployment: &Value) -> &Value {
+    deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "proxy")
+        .expect("a container named proxy")
+}
+
+/// Parses `args` with the proxy's parser, failing the test with clap's message when it refuses.
+fn parse(context: &str, args: &[String]) -> RunArgs {
+    let argv = std::iter::once("gantry-proxy".to_string()).chain(args.iter().cloned());
+    match Cli::try_parse_from(argv) {
+        Ok(Cli {
+            command: Command::Run(run),
+        }) => run,
+        Err(error) => panic!("{context}: the proxy rejects {args:?}:\n{error}"),
+    }
+}
+
+/// Distinct (port, protocol) of the listeners the fleet serves, as the Service should expose.
+fn listener_ports(gateways: &[&Gateway]) -> BTreeSet<(i32, &'static str)> {
+    gateways
+        .iter()
+        .flat_map(|g| g.spec.listeners.iter())
+        .map(|l| (l.port, if l.protocol == "UDP" { "UDP" } else { "TCP" }))
+        .collect()
+}
+
+/// Checks the fleet's Deployment (and Service) in `objects` against `params`, and returns the
+/// Deployment's namespace and name.
+fn check_fleet(
+    context: &str,
+    objects: &[DesiredObject],
+    params: &FleetParameters,
+    serves: &Serves,
+    gateways: &[&Gateway],
+) -> (String, String) {
+    let deployment = objects
+        .iter()
+        .find(|o| o.kind == Kind::Deployment)
+        .unwrap_or_else(|| panic!("{context}: no Deployment rendered"));
+    let body = &deployment.body;
+    let args = proxy_args(body);
+    let run = parse(context, &args);
+    let context = format!("{context}: {args:?}");
+
+    assert!(run.kubernetes, "{context}: not in Kubernetes mode");
+    assert_eq!(run.config_dir, None, "{context}");
+    match serves {
+        Serves::Gateway(key) => {
+            let gateways: Vec<String> = run.gateways.iter().map(|g| g.to_string()).collect();
+            assert_eq!(gateways, vec![key.clone()], "{context}");
+            assert_eq!(run.gateway_class, None, "{context}");
+        }
+        Serves::Class(class) => {
+            assert!(run.gateways.is_empty(), "{context}");
+            assert_eq!(
+                run.gateway_class.as_deref(),
+                Some(class.as_str()),
+                "{context}"
+            );
+        }
+    }
+    let proxy = &params.proxy;
+    assert_eq!(run.port_offset, proxy.port_offset, "{context}");
+    assert_eq!(
+        run.log_level,
+        serde_json::to_value(proxy.log_level)
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        "{context}"
+    );
+    let format = match proxy.access_log_format {
+        AccessLogFormat::Json => LogFormat::Json,
+        AccessLogFormat::Text => LogFormat::Text,
+    };
+    assert_eq!(run.access_log_format, format, "{context}");
+    assert_eq!(
+        run.worker_threads,
+        proxy.worker_threads.map(|t| usize::try_from(t).unwrap()),
+        "{context}"
+    );
+    assert!(!run.no_access_log, "{context}");
+    // Every interface of the pod, or the Service cannot reach the listeners.
+    assert!(run.bind_address.is_unspecified(), "{context}");
+
+    // The admin server is where the probes and the `admin` container port point.
+    let admin_port = u16::try_from(ADMIN_PORT).unwrap();
+    assert_eq!(
+        run.admin_addr,
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, admin_port)),
+        "{context}"
+    );
+    let container = proxy_container(body);
+    let container_ports: BTreeMap<String, (i64, String)> = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                (
+                    p["containerPort"].as_i64().unwrap(),
+                    p["protocol"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        container_ports.get("admin"),
+        Some(&(i64::from(ADMIN_PORT), "TCP".to_string())),
+        "{context}"
+    );
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["port"], "admin", "{context}");
+    }
+
+    // Each listener port: the Service targets the container port of the same name, which is
+    // where the proxy's data plane binds the listener given these arguments.
+    let plane = DataPlane::new(run.dataplane_options(), Arc::new(Metrics::new()));
+    let wanted = listener_ports(gateways);
+    let service = objects.iter().find(|o| o.kind == Kind::Service);
+    let Some(service) = service else {
+        assert!(wanted.is_empty(), "{context}: listeners but no Service");
+        assert_eq!(container_ports.len(), 1, "{context}: only the admin port");
+        return (
+            deployment.namespace.clone().unwrap(),
+            deployment.name.clone(),
+        );
+    };
+    let mut exposed = BTreeSet::new();
+    for port in service.body["spec"]["ports"].as_array().unwrap() {
+        let name = port["name"].as_str().unwrap();
+        let listener_port = port["port"].as_i64().unwrap();
+        let protocol = port["protocol"].as_str().unwrap().to_string();
+        let target = port["targetPort"].as_i64().unwrap();
+        let bound = plane
+            .listen_addr(u16::try_from(listener_port).unwrap())
+            .port();
+        assert_eq!(
+            target,
+            i64::from(bound),
+            "{context}: Service port {name} targets {target}, the proxy binds {bound}"
+        );
+        assert_eq!(
+            container_ports.get(name),
+            Some(&(target, protocol.clone())),
+            "{context}: container port {name}"
+        );
+        exposed.insert((i32::try_from(listener_port).unwrap(), protocol));
+    }
+    let wanted: BTreeSet<(i32, String)> = wanted
+        .into_iter()
+        .map(|(port, protocol)| (port, protocol.to_string()))
+        .collect();
+    assert_eq!(exposed, wanted, "{context}: Service ports");
+    assert_eq!(
+        container_ports.len(),
+        wanted.len() + 1,
+        "{context}: container ports are the listeners' and admin"
+    );
+    (
+        deployment.namespace.clone().unwrap(),
+        deployment.name.clone(),
+    )
+}
+
+/// Every Deployment in `<case>.out.yaml`, as namespace and name.
+fn golden_deployments(case: &std::path::Path) -> BTreeSet<(String, String)> {
+    let text = std::fs::read_to_string(render_cases::golden_path(case)).unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_str_multiple(&text).unwrap();
+    docs.iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .map(|d| {
+            (
+                d["metadata"]["namespace"].as_str().unwrap().to_string(),
+                d["metadata"]["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Checks the fleets the controllers render for one golden input; returns the Deployments seen.
+fn check_case(case: &str, input: &Input) -> BTreeSet<(String, String)> {
+    let mut checked = BTreeSet::new();
+    for gateway in &input.gateways {
+        let Ok(params) = input.gateway_parameters(gateway) else {
+            continue;
+        };
+        let objects = plan::gateway_objects(gateway, &params, &input.secrets_of(gateway));
+        if !objects.iter().any(|o| o.kind == Kind::Deployment) {
+            continue;
+        }
+        let key = format!(
+            "{}/{}",
+            gateway.metadata.namespace.clone().unwrap_or_default(),
+            gateway.metadata.name.clone().unwrap_or_default()
+        );
+        let context = format!("{case}: fleet of {key}");
+        checked.insert(check_fleet(
+            &context,
+            &objects,
+            &params,
+            &Serves::Gateway(key),
+            &[gateway],
+        ));
+    }
+    if let Ok(params) = input.class_fleet_parameters() {
+        let objects = plan::class_objects(
+            &input.class,
+            &params,
+            input.shared_namespace(),
+            &input.gateways,
+            false,
+        );
+        if objects.iter().any(|o| o.kind == Kind::Deployment) {
+            let class = input.class.metadata.name.clone().unwrap_or_default();
+            let gateways: Vec<&Gateway> = input.gateways.iter().collect();
+            checked.insert(check_fleet(
+                &format!("{case}: shared fleet of {class}"),
+                &objects,
+                &params,
+                &Serves::Class(class),
+                &gateways,
+            ));
+        }
+    }
+    checked
+}
+
+#[tokio::test]
+async fn every_golden_deployment_runs_a_proxy_that_accepts_its_arguments() {
+    let cases = render_cases::cases();
+    assert!(!cases.is_empty(), "no render cases found");
+    let mut deployments = 0;
+    for case in cases {
+        let name = case.file_name().unwrap().to_string_lossy().to_string();
+        let checked = check_case(&name, &render_cases::parse(&case));
+        assert_eq!(
+            checked,
+            golden_deployments(&case),
+            "{name}: every Deployment of the golden is checked"
+        );
+        deployments += checked.len();
+    }
+    assert!(deployments > 0, "no Deployment checked");
+}
+
+fn gateway(name: &str, listeners: &[(&str, i32, &str)]) -> Gateway {
+    serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": { "name": name, "namespace": "edge", "uid": format!("uid-{name}") },
+        "spec": {
+            "gatewayClassName": "gantry",
+            "listeners": listeners
+                .iter()
+                .map(|(listener, port, protocol)| json!({
+                    "name": listener, "port": port, "protocol": protocol,
+                }))
+                .collect::<Vec<_>>(),
+        },
+    }))
+    .unwrap()
+}
+
+fn class() -> GatewayClass {
+    serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "GatewayClass",
+        "metadata": { "name": "gantry", "uid": "uid-class" },
+        "spec": { "controllerName": "gantry.dev/gateway-controller" },
+    }))
+    .unwrap()
+}
+
+/// Every value of every parameter that shapes the proxy's arguments, in both topologies, with
+/// listeners on both sides of 1024, at the ends of the port range, and on UDP.
+#[tokio::test]
+async fn every_combination_of_proxy_parameters_renders_arguments_the_proxy_accepts() {
+    let gateways = [
+        gateway(
+            "web",
+            &[
+                ("http", 80, "HTTP"),
+                ("https", 443, "HTTPS"),
+                ("low", 1, "TCP"),
+                ("last-privileged", 1023, "TCP"),
+                ("first-unprivileged", 1024, "HTTP"),
+                ("dns", 53, "UDP"),
+                ("top", 65535, "TCP"),
+            ],
+        ),
+        gateway("api", &[("http", 80, "HTTP"), ("alt", 8080, "HTTP")]),
+        gateway("empty", &[]),
+    ];
+    let class = class();
+    let defaults = render_cases::defaults();
+    let mut fleets = 0;
+    for topology in ["Dedicated", "Shared"] {
+        for log_level in [
+            None,
+            Some("trace"),
+            Some("debug"),
+            Some("info"),
+            Some("warn"),
+            Some("error"),
+        ] {
+            for access_log_format in [None, Some("json"), Some("text")] {
+                for worker_threads in [None, Some(1), Some(1024)] {
+                    for port_offset in [None, Some(0), Some(1), Some(10000), Some(64512)] {
+                        let spec: GatewayParametersSpec = serde_json::from_value(json!({
+                            "topology": topology,
+                            "proxy": {
+                                "logLevel": log_level,
+                                "accessLogFormat": access_log_format,
+                                "workerThreads": worker_threads,
+                                "portOffset": port_offset,
+                            },
+                        }))
+                        .unwrap();
+                        let params = plan::gateway_parameters(Some(&spec), None, &defaults)
+                            .unwrap_or_else(|e| panic!("{spec:?}: {e}"));
+                        let context = format!("{spec:?}");
+                        if topology == "Dedicated" {
+                            for g in &gateways {
+                                let objects = plan::gateway_objects(g, &params, &BTreeMap::new());
+                                let key = format!("edge/{}", g.metadata.name.clone().unwrap());
+                                check_fleet(
+                                    &context,
+                                    &objects,
+                                    &params,
+                                    &Serves::Gateway(key),
+                                    &[g],
+                                );
+                                fleets += 1;
+                            }
+                        } else {
+                            let objects = plan::class_objects(
+                                &class,
+                                &params,
+                                Some("gantry-system"),
+                                &gateways,
+                                false,
+                            );
+                            let all: Vec<&Gateway> = gateways.iter().collect();
+                            check_fleet(
+                                &context,
+                                &objects,
+                                &params,
+                                &Serves::Class("gantry".to_string()),
+                                &all,
+                            );
+                            fleets += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(fleets, 6 * 3 * 3 * 5 * (3 + 1));
+}
+
+/// Offsets the operator refuses are the offsets the proxy refuses, and the largest one both
+/// accept moves port 1023 to 65535.
+#[test]
+fn operator_and_proxy_accept_the_same_port_offsets() {
+    let defaults = render_cases::defaults();
+    for (offset, valid) in [
+        (i64::from(i32::MIN), false),
+        (-1, false),
+        (0, true),
+        (10000, true),
+        (64512, true),
+        (64513, false),
+        (65535, false),
+        (65536, false),
+        (i64::from(i32::MAX), false),
+    ] {
+        let args = [
+            "gantry-proxy".to_string(),
+            "run".to_string(),
+            "--kubernetes".to_string(),
+            format!("--port-offset={offset}"),
+        ];
+        let proxy = Cli::try_parse_from(&args);
+        assert_eq!(proxy.is_ok(), valid, "proxy, offset {offset}");
+        let spec: GatewayParametersSpec =
+            serde_json::from_value(json!({ "proxy": { "portOffset": offset } })).unwrap();
+        let operator = plan::gateway_parameters(Some(&spec), None, &defaults);
+        assert_eq!(operator.is_ok(), valid, "operator, offset {offset}");
+        if let Err(message) = operator {
+            assert!(
+                message.starts_with(&format!(
+                    "proxy.portOffset is invalid: port offset {offset} "
+                )),
+                "{message}"
+            );
+            assert!(message.ends_with("(use 0 to 64512)"), "{message}");
+        }
+    }
+}
