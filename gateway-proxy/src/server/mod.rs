@@ -205,8 +205,9 @@ impl DataPlane {
         Ok(Applied { unbound })
     }
 
-    /// True once a configuration is applied (every port of the configuration in use is then
-    /// bound), until shutdown starts.
+    /// True once a configuration is applied, until shutdown starts. Ports that could not be
+    /// bound do not make it false: they are reported in `Applied::unbound` (and on their
+    /// listeners' status) while every other port serves.
     pub fn ready(&self) -> bool {
         self.applied.load(Ordering::Acquire) && !self.shutting_down.load(Ordering::Acquire)
     }
