@@ -1,7 +1,7 @@
 //! The admin server: health, readiness, metrics, status and the configuration in use.
 //!
-//! `GET /healthz` (process up), `GET /readyz` (200 once the first configuration is applied and
-//! every listener is bound), `GET /metrics` (Prometheus text), `GET /status` (the status of
+//! `GET /healthz` (process up), `GET /readyz` (200 once the first configuration is applied,
+//! until draining; a port that cannot be bound does not hold it back), `GET /metrics` (Prometheus text), `GET /status` (the status of
 //! every object the proxy owns, as Kubernetes would store it), `GET /config` (the IR in use,
 //! with its version and what the source last reported).
 
