@@ -7,6 +7,7 @@
 //! such dependency, so the compiler keeps the translator pure. Bad input never fails a
 //! translation; it becomes a status condition with the Gateway API's reason.
 
+pub mod goldens;
 pub mod ir;
 pub mod status;
 pub mod store;

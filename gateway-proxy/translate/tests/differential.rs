@@ -1,0 +1,139 @@
+//! Differential test of the incremental translator over every ordered pair of golden cases.
+//!
+//! For each pair (A, B) of `testdata/translate/` cases, A and B possibly the same case, a
+//! [`Translator`] that translated A's store then translates B's store, and the result (IR and
+//! statuses) must be exactly what [`translate`] gives for B from scratch. Whatever the route
+//! cache keeps from A, reuses or drops, only B may show in the output.
+//!
+//! Options: the translator's options are fixed for its life, so both translations of a pair use
+//! B's options (B's `# options:` header, or the defaults). A is then translated with options it
+//! was not written for, which is still a translation the cache must not leak into B's.
+//!
+//! One test per A (`translator_after::<A>`), each running A against every B and reporting the
+//! failing pairs together (the first 20, by name).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use gantry_translate::goldens::{self, INPUT_SUFFIX};
+use gantry_translate::store::Store;
+use gantry_translate::translate::{TranslateOptions, Translation, Translator, translate};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+/// Failing pairs reported by name per test; the rest are counted.
+const REPORTED_FAILURES: usize = 20;
+
+/// A case ready to translate, with its translation from scratch.
+struct Case {
+    name: String,
+    store: Arc<Store>,
+    options: TranslateOptions,
+    cold: Translation,
+}
+
+fn main() {
+    let arguments = Arguments::from_args();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/translate");
+    let trials = match cases(&dir) {
+        Ok(cases) => {
+            let cases = Arc::new(cases);
+            (0..cases.len())
+                .map(|a| {
+                    let cases = cases.clone();
+                    let name = format!("translator_after::{}", cases[a].name);
+                    Trial::test(name, move || translator_after(&cases, a))
+                })
+                .collect()
+        }
+        Err(message) => vec![Trial::test("golden_cases", move || Err(message.into()))],
+    };
+    libtest_mimic::run(&arguments, trials).exit();
+}
+
+/// Every case of `dir`, loaded and translated from scratch.
+fn cases(dir: &Path) -> Result<Vec<Case>, String> {
+    let names = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned());
+    let listing = goldens::listing(names);
+    if listing.cases.is_empty() {
+        return Err(format!("no {INPUT_SUFFIX} case in {}", dir.display()));
+    }
+    listing
+        .cases
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(format!("{name}{INPUT_SUFFIX}"));
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let options = goldens::options(&name, &text).map_err(|e| e.to_string())?;
+            let store = goldens::load(&name, &text).map_err(|e| e.to_string())?;
+            let cold = translate(&store, &options);
+            Ok(Case {
+                name,
+                store: Arc::new(store),
+                options,
+                cold,
+            })
+        })
+        .collect()
+}
+
+/// A translator that translated case `a` then translates each case B gives B's output.
+fn translator_after(cases: &[Case], a: usize) -> Result<(), Failed> {
+    let first = &cases[a];
+    let mut failures = Vec::new();
+    for second in cases {
+        let mut translator = Translator::new(second.options.clone());
+        translator.translate(&first.store);
+        let warm = translator.translate(&second.store);
+        if warm != second.cold {
+            failures.push(format!(
+                "{} then {}: {}",
+                first.name,
+                second.name,
+                difference(&second.cold, &warm)
+            ));
+        }
+    }
+    report(&first.name, cases.len(), &failures)
+}
+
+/// Where `warm` differs from `cold`, in the golden output's JSON.
+fn difference(cold: &Translation, warm: &Translation) -> String {
+    let part = if cold.ir != warm.ir { "IR" } else { "statuses" };
+    let rendered = (goldens::render(cold), goldens::render(warm));
+    match rendered {
+        (Ok(cold), Ok(warm)) => match goldens::first_difference(&cold, &warm) {
+            Some(line) => format!("{part} differ from a translation from scratch at {line}"),
+            None => format!(
+                "{part} differ from a translation from scratch in a field JSON does not show"
+            ),
+        },
+        _ => format!("{part} differ from a translation from scratch (not serialisable)"),
+    }
+}
+
+/// Ok when no pair failed; else the first [`REPORTED_FAILURES`] failing pairs and the count.
+fn report(first: &str, pairs: usize, failures: &[String]) -> Result<(), Failed> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let mut message = format!(
+        "{} of {pairs} pairs starting with {first} differ from a computation from scratch:\n",
+        failures.len()
+    );
+    for failure in failures.iter().take(REPORTED_FAILURES) {
+        message.push_str("  ");
+        message.push_str(failure);
+        message.push('\n');
+    }
+    if failures.len() > REPORTED_FAILURES {
+        message.push_str(&format!(
+            "  ... and {} more\n",
+            failures.len() - REPORTED_FAILURES
+        ));
+    }
+    Err(message.into())
+}
