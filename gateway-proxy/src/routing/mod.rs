@@ -7,6 +7,7 @@
 //! candidate in IR order whose whole match holds.
 
 mod cluster;
+mod describe;
 pub mod host;
 pub mod l4;
 mod matcher;
