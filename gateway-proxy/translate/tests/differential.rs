@@ -5,11 +5,12 @@
 //! statuses) must be exactly what [`translate`] gives for B from scratch. Whatever the route
 //! cache keeps from A, reuses or drops, only B may show in the output.
 //!
-//! The same translator is also walked from A to B one kind of object at a time (B's HTTPRoutes
-//! replacing A's, then B's GRPCRoutes, ..., then B's Services, ...), each step compared with a
-//! translation of that step's store from scratch. Golden cases rarely share routes, so the
-//! direct pair alone seldom keeps a route while what it reads changes; the walk does at every
-//! step after the routes, which is where each invalidation rule of the route cache is needed.
+//! A translator is also walked from A to B one kind of object at a time (B's HTTPRoutes
+//! replacing A's, then B's GRPCRoutes, ..., then B's Services, ...; the order is [`KINDS`]),
+//! each step compared with a translation of that step's store from scratch. Golden cases
+//! rarely share routes, so the direct pair alone seldom keeps a route while what it reads
+//! changes; the walk does at every step after the routes, which is where each invalidation
+//! rule of the route cache is needed.
 //!
 //! Options: the translator's options are fixed for its life, so both translations of a pair use
 //! B's options (B's `# options:` header, or the defaults). A is then translated with options it
@@ -149,14 +150,15 @@ fn translator_after(cases: &[Case], a: usize) -> Result<(), Failed> {
 /// Replaces one kind of object of a store with another store's; false when they were the same.
 type Take = fn(&mut Store, &Store) -> bool;
 
-/// Every kind of the store, routes first, in the order the walk from A to B takes them.
+/// Every kind of the store in the order the walk from A to B takes them: routes first, so that
+/// every later step changes what unchanged routes read; Namespaces last, since their labels
+/// matter to attachments only once B's Gateways (their listeners' selectors) are there.
 const KINDS: &[(&str, Take)] = &kinds![
     http_routes,
     grpc_routes,
     tls_routes,
     tcp_routes,
     udp_routes,
-    namespaces,
     gateway_classes,
     gateways,
     services,
@@ -165,6 +167,7 @@ const KINDS: &[(&str, Take)] = &kinds![
     backend_tls_policies,
     secrets,
     config_maps,
+    namespaces,
 ];
 
 /// Where `warm` differs from `cold`, in the golden output's JSON.
