@@ -10,6 +10,14 @@
 //! Each case's IR is its translation from scratch with its own `# options:` header: the
 //! snapshot compiler has no options, so every pair is run.
 //!
+//! The data plane is also walked from A to B one kind of object at a time
+//! (`gantry_translate::goldens::walk`, the store steps the translator's differential test
+//! takes, each translated from scratch with B's options): each step's IR is compiled after the
+//! snapshot of the step before and compared with the IR compiled from nothing. Golden cases
+//! rarely share a listener whose TLS settings differ, or a cluster whose backend TLS differs;
+//! the walk's steps (B's Gateways with A's Secrets, B's BackendTLSPolicies with A's ConfigMaps)
+//! do, which is where the reuse checks of TLS configurations and upstream clients are needed.
+//!
 //! One test per A (`snapshot_after::<A>`), each running A against every B and reporting the
 //! failing pairs together (the first 20, by name).
 
@@ -20,7 +28,8 @@ use gantry_proxy::routing::Snapshot;
 use gantry_proxy::telemetry::Metrics;
 use gantry_translate::goldens::{self, INPUT_SUFFIX};
 use gantry_translate::ir::Ir;
-use gantry_translate::translate::translate;
+use gantry_translate::store::Store;
+use gantry_translate::translate::{TranslateOptions, translate};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// Failing pairs reported by name per test; the rest are counted.
@@ -28,9 +37,11 @@ const REPORTED_FAILURES: usize = 20;
 /// Longest part of a differing line shown in a failure.
 const SHOWN_CHARACTERS: usize = 400;
 
-/// A case's IR and its snapshot compiled from nothing.
+/// A case's objects, IR and its snapshot compiled from nothing.
 struct Case {
     name: String,
+    store: Store,
+    options: TranslateOptions,
     ir: Arc<Ir>,
     /// [`Snapshot::describe`], or the compile error.
     cold: Result<String, String>,
@@ -77,7 +88,13 @@ fn cases(dir: &Path) -> Result<Vec<Case>, String> {
             let store = goldens::load(&name, &text).map_err(|e| e.to_string())?;
             let ir = Arc::new(translate(&store, &options).ir);
             let cold = compile(&ir, &metrics, None).map(|s| s.describe());
-            Ok(Case { name, ir, cold })
+            Ok(Case {
+                name,
+                store,
+                options,
+                ir,
+                cold,
+            })
         })
         .collect()
 }
@@ -102,8 +119,32 @@ fn snapshot_after(cases: &[Case], a: usize) -> Result<(), Failed> {
     let mut failures = Vec::new();
     for second in cases {
         let warm = compile(&second.ir, &metrics, Some(&previous)).map(|s| s.describe());
+        let pair = format!("{} then {}", first.name, second.name);
         if let Some(difference) = difference(&second.cold, &warm) {
-            failures.push(format!("{} then {}: {difference}", first.name, second.name));
+            failures.push(format!("{pair}: {difference}"));
+        }
+
+        // The snapshot in use: a step whose IR does not compile leaves it in place.
+        let mut in_use = compile(&first.ir, &metrics, None).ok();
+        for step in goldens::walk(&first.store, &second.store) {
+            let ir = translate(&step.store, &second.options).ir;
+            let cold = compile(&ir, &metrics, None);
+            let warm = compile(&ir, &metrics, in_use.as_ref());
+            let described = (
+                cold.as_ref().map(Snapshot::describe).map_err(Clone::clone),
+                warm.as_ref().map(Snapshot::describe).map_err(Clone::clone),
+            );
+            if let Some(difference) = difference(&described.0, &described.1) {
+                failures.push(format!(
+                    "{pair}, one kind at a time, after taking {} from {}: {difference}",
+                    step.taken, second.name
+                ));
+                // Later steps start from a snapshot already known to be wrong.
+                break;
+            }
+            if let Ok(snapshot) = warm {
+                in_use = Some(snapshot);
+            }
         }
     }
     report(&first.name, cases.len(), &failures)

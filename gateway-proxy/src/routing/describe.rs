@@ -78,8 +78,16 @@ fn path_index(index: &PathIndex) -> String {
 
 fn describe_ports(snapshot: &Snapshot, out: &mut String) {
     for (port, table) in sorted(&snapshot.ports.tables) {
-        line(out, 0, format_args!("port {port} (table of port {})", table.port));
-        line(out, 1, format_args!("listeners by host: {}", host_index(&table.index)));
+        line(
+            out,
+            0,
+            format_args!("port {port} (table of port {})", table.port),
+        );
+        line(
+            out,
+            1,
+            format_args!("listeners by host: {}", host_index(&table.index)),
+        );
         for (l, listener) in table.listeners.iter().enumerate() {
             line(
                 out,
@@ -93,7 +101,11 @@ fn describe_ports(snapshot: &Snapshot, out: &mut String) {
             );
             for (v, vhost) in listener.virtual_hosts.iter().enumerate() {
                 line(out, 2, format_args!("virtual host {v}"));
-                line(out, 3, format_args!("entries by path: {}", path_index(&vhost.paths)));
+                line(
+                    out,
+                    3,
+                    format_args!("entries by path: {}", path_index(&vhost.paths)),
+                );
                 for (e, entry) in vhost.entries.iter().enumerate() {
                     line(
                         out,
@@ -142,7 +154,11 @@ fn describe_l4(snapshot: &Snapshot, out: &mut String) {
 fn describe_tls(tls: &TlsPorts, out: &mut String) {
     for (port, table) in sorted(&tls.ports) {
         line(out, 0, format_args!("tls port {port}"));
-        line(out, 1, format_args!("listeners by SNI: {}", host_index(&table.index)));
+        line(
+            out,
+            1,
+            format_args!("listeners by SNI: {}", host_index(&table.index)),
+        );
         for (l, listener) in table.listeners.iter().enumerate() {
             let action = match &listener.action {
                 TlsAction::Passthrough => "passthrough".to_owned(),
@@ -151,7 +167,10 @@ fn describe_tls(tls: &TlsPorts, out: &mut String) {
             line(
                 out,
                 1,
-                format_args!("listener {l}: {}/{} {action}", listener.gateway, listener.name),
+                format_args!(
+                    "listener {l}: {}/{} {action}",
+                    listener.gateway, listener.name
+                ),
             );
         }
     }
@@ -182,7 +201,11 @@ fn describe_clusters(snapshot: &Snapshot, out: &mut String) {
             ),
         );
         if let Some(tls) = cluster.tls() {
-            line(out, 1, format_args!("tls built from {:?}", tls.built_from()));
+            line(
+                out,
+                1,
+                format_args!("tls built from {:?}", tls.built_from()),
+            );
         }
     }
 }

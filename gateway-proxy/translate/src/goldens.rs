@@ -1,14 +1,16 @@
-//! Translator golden cases as text: naming, the `# options:` header, loading and the output's form.
+//! Translator golden cases as text: naming, the `# options:` header, loading, the output's form, walks between cases.
 //!
 //! A case `<name>` is a pair of files in `testdata/translate/`: `<name>.in.yaml`, the objects,
 //! and `<name>.out.json`, what translating them gives. The golden tests of this crate and the
 //! data plane's differential tests read the files and hand the text to these functions, which
 //! do no IO, so every harness reads the cases the same way.
 
-use crate::store::ObjectKey;
-use crate::store::Store;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use crate::store::load::{LoadError, load_store};
 use crate::store::yaml::ParseIssue;
+use crate::store::{ObjectKey, Store, Translated};
 use crate::translate::{TranslateOptions, Translation};
 
 /// The end of an input file's name.
@@ -136,8 +138,86 @@ pub fn render(translation: &Translation) -> Result<String, serde_json::Error> {
     Ok(json + "\n")
 }
 
+/// One step of a [`walk`]: the store after taking one more kind of object from the target.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The [`Store`] field taken, e.g. `services`.
+    pub taken: &'static str,
+    pub store: Store,
+}
+
+/// Replaces one kind of object of a store with another store's; false when both hold the same.
+type Take = fn(&mut Store, &Store) -> bool;
+
+/// `[(field, take)]` for fields of [`Store`].
+macro_rules! kinds {
+    ($($field:ident),* $(,)?) => {
+        [$((stringify!($field), (|to: &mut Store, from: &Store| -> bool {
+            if same(&to.$field, &from.$field) {
+                return false;
+            }
+            to.$field.clone_from(&from.$field);
+            true
+        }) as Take)),*]
+    };
+}
+
+/// Every kind of object of a [`Store`], in the order [`walk`] takes them: routes first, so that
+/// every later step changes what unchanged routes read; Namespaces last, since their labels
+/// matter to attachments only once the target's Gateways (their listeners' selectors) are there.
+const KINDS: [(&str, Take); 14] = kinds![
+    http_routes,
+    grpc_routes,
+    tls_routes,
+    tcp_routes,
+    udp_routes,
+    gateway_classes,
+    gateways,
+    services,
+    endpoint_slices,
+    reference_grants,
+    backend_tls_policies,
+    secrets,
+    config_maps,
+    namespaces,
+];
+
+/// The stores between `from` and `to` when `to`'s objects replace `from`'s one kind at a time
+/// (the order of `KINDS`), skipping kinds both hold the same of. The last step, if any, holds
+/// `to`'s objects. Incremental paths (the translator's route cache, the data plane's reuse of
+/// compiled tables) are checked at each step: golden cases rarely share routes, so going from
+/// one case to another directly seldom keeps a route while what it reads changes, and every
+/// step of a walk after the routes does.
+pub fn walk(from: &Store, to: &Store) -> Vec<Step> {
+    let mut store = from.clone();
+    let mut steps = Vec::new();
+    for (taken, take) in KINDS {
+        if take(&mut store, to) {
+            steps.push(Step {
+                taken,
+                store: store.clone(),
+            });
+        }
+    }
+    steps
+}
+
+/// Same keys, and each object equal as the translator reads it.
+fn same<K: Ord, T: Translated>(a: &BTreeMap<K, Arc<T>>, b: &BTreeMap<K, Arc<T>>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && (Arc::ptr_eq(va, vb) || va.same_input(vb)))
+}
+
+/// Characters of a long differing line shown before the first differing character.
+const CONTEXT_BEFORE: usize = 40;
+/// Characters of a long differing line shown from the first differing character.
+const CONTEXT_AFTER: usize = 120;
+
 /// The first line where `expected` and `actual` differ, numbered from 1, with both versions:
-/// enough to find a difference in a long output. `None` when they are equal.
+/// enough to find a difference in a long output. A long line is shown around its first
+/// differing character (its column, from 1). `None` when they are equal.
 pub fn first_difference(expected: &str, actual: &str) -> Option<String> {
     if expected == actual {
         return None;
@@ -148,6 +228,29 @@ pub fn first_difference(expected: &str, actual: &str) -> Option<String> {
     loop {
         match (expected_lines.next(), actual_lines.next()) {
             (Some(e), Some(a)) if e == a => number += 1,
+            (Some(e), Some(a)) if e.chars().count().max(a.chars().count()) > CONTEXT_AFTER => {
+                let column = e.chars().zip(a.chars()).take_while(|(x, y)| x == y).count();
+                let start = column.saturating_sub(CONTEXT_BEFORE);
+                let excerpt = |line: &str| {
+                    let shown: String = line
+                        .chars()
+                        .skip(start)
+                        .take(CONTEXT_BEFORE + CONTEXT_AFTER)
+                        .collect();
+                    let more = line.chars().count() > start + CONTEXT_BEFORE + CONTEXT_AFTER;
+                    format!(
+                        "{}{shown}{}",
+                        if start > 0 { "..." } else { "" },
+                        if more { "..." } else { "" }
+                    )
+                };
+                return Some(format!(
+                    "line {number}, column {}: expected {:?}, got {:?}",
+                    column + 1,
+                    excerpt(e),
+                    excerpt(a)
+                ));
+            }
             (e, a) => {
                 return Some(format!(
                     "line {number}: expected {:?}, got {:?}",
@@ -207,6 +310,39 @@ mod tests {
     }
 
     #[test]
+    fn a_walk_takes_the_kinds_that_differ_routes_first_and_ends_at_the_target() {
+        let from = load(
+            "from",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: default}\n",
+        )
+        .unwrap();
+        let to = load(
+            "to",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: b, namespace: default}\n---\n\
+             apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+             metadata: {name: r, namespace: default}\nspec: {}\n",
+        )
+        .unwrap();
+        let steps = walk(&from, &to);
+        let taken: Vec<_> = steps.iter().map(|s| s.taken).collect();
+        assert_eq!(taken, ["http_routes", "services"]);
+        assert_eq!(steps[0].store.services.len(), 1);
+        assert!(
+            steps[0]
+                .store
+                .services
+                .contains_key(&ObjectKey::new("default", "a"))
+        );
+        assert!(
+            steps[1]
+                .store
+                .services
+                .contains_key(&ObjectKey::new("default", "b"))
+        );
+        assert!(walk(&to, &to).is_empty());
+    }
+
+    #[test]
     fn the_first_difference_names_its_line() {
         assert_eq!(first_difference("a\nb\n", "a\nb\n"), None);
         assert_eq!(
@@ -216,6 +352,17 @@ mod tests {
         assert_eq!(
             first_difference("a\n", "a\nb\n").as_deref(),
             Some(r#"line 2: expected "<end>", got "b""#)
+        );
+        let long = |c: char| format!("{}{c}{}\n", "x".repeat(100), "y".repeat(200));
+        assert_eq!(
+            first_difference(&long('a'), &long('b')),
+            Some(format!(
+                "line 1, column 101: expected \"...{}a{}...\", got \"...{}b{}...\"",
+                "x".repeat(40),
+                "y".repeat(119),
+                "x".repeat(40),
+                "y".repeat(119)
+            ))
         );
     }
 }

@@ -5,50 +5,26 @@
 //! statuses) must be exactly what [`translate`] gives for B from scratch. Whatever the route
 //! cache keeps from A, reuses or drops, only B may show in the output.
 //!
-//! A translator is also walked from A to B one kind of object at a time (B's HTTPRoutes
-//! replacing A's, then B's GRPCRoutes, ..., then B's Services, ...; the order is [`KINDS`]),
-//! each step compared with a translation of that step's store from scratch. Golden cases
-//! rarely share routes, so the direct pair alone seldom keeps a route while what it reads
-//! changes; the walk does at every step after the routes, which is where each invalidation
-//! rule of the route cache is needed.
+//! A translator is also walked from A to B one kind of object at a time (`goldens::walk`: B's
+//! HTTPRoutes replacing A's, ..., then B's Services, ...), each step compared with a
+//! translation of that step's store from scratch. Golden cases rarely share routes, so the
+//! direct pair alone seldom keeps a route while what it reads changes; the walk does at every
+//! step after the routes, which is where each invalidation rule of the route cache is needed.
 //!
-//! Options: the translator's options are fixed for its life, so both translations of a pair use
-//! B's options (B's `# options:` header, or the defaults). A is then translated with options it
+//! Options: the translator's options are fixed for its life, so both translations of a pair, and
+//! every step of its walk, use B's options (B's `# options:` header, or the defaults). A is then translated with options it
 //! was not written for, which is still a translation the cache must not leak into B's.
 //!
 //! One test per A (`translator_after::<A>`), each running A against every B and reporting the
 //! failing pairs together (the first 20, by name).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use gantry_translate::goldens::{self, INPUT_SUFFIX};
-use gantry_translate::store::{Store, Translated};
+use gantry_translate::store::Store;
 use gantry_translate::translate::{TranslateOptions, Translation, Translator, translate};
 use libtest_mimic::{Arguments, Failed, Trial};
-
-/// `[(name, take)]` for store fields: `take` copies the field from the second store unless both
-/// hold the same objects (the same keys, each equal as the translator reads it).
-macro_rules! kinds {
-    ($($field:ident),* $(,)?) => {
-        [$((stringify!($field), (|to: &mut Store, from: &Store| -> bool {
-            if same(&to.$field, &from.$field) {
-                return false;
-            }
-            to.$field.clone_from(&from.$field);
-            true
-        }) as Take)),*]
-    };
-}
-
-/// Same keys, and each object equal as the translator reads it.
-fn same<K: Ord, T: Translated>(a: &BTreeMap<K, Arc<T>>, b: &BTreeMap<K, Arc<T>>) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|((ka, va), (kb, vb))| ka == kb && va.same_input(vb))
-}
 
 /// Failing pairs reported by name per test; the rest are counted.
 const REPORTED_FAILURES: usize = 20;
@@ -125,17 +101,14 @@ fn translator_after(cases: &[Case], a: usize) -> Result<(), Failed> {
 
         let mut translator = Translator::new(second.options.clone());
         translator.translate(&first.store);
-        let mut store = Store::clone(&first.store);
-        for (kind, take) in KINDS {
-            if !take(&mut store, &second.store) {
-                continue;
-            }
-            let step = Arc::new(store.clone());
-            let warm = translator.translate(&step);
-            let cold = translate(&step, &second.options);
+        for step in goldens::walk(&first.store, &second.store) {
+            let store = Arc::new(step.store);
+            let warm = translator.translate(&store);
+            let cold = translate(&store, &second.options);
             if warm != cold {
                 failures.push(format!(
-                    "{pair}, one kind at a time, after taking {kind} from {}: {}",
+                    "{pair}, one kind at a time, after taking {} from {}: {}",
+                    step.taken,
                     second.name,
                     difference(&cold, &warm)
                 ));
@@ -146,29 +119,6 @@ fn translator_after(cases: &[Case], a: usize) -> Result<(), Failed> {
     }
     report(&first.name, cases.len(), &failures)
 }
-
-/// Replaces one kind of object of a store with another store's; false when they were the same.
-type Take = fn(&mut Store, &Store) -> bool;
-
-/// Every kind of the store in the order the walk from A to B takes them: routes first, so that
-/// every later step changes what unchanged routes read; Namespaces last, since their labels
-/// matter to attachments only once B's Gateways (their listeners' selectors) are there.
-const KINDS: &[(&str, Take)] = &kinds![
-    http_routes,
-    grpc_routes,
-    tls_routes,
-    tcp_routes,
-    udp_routes,
-    gateway_classes,
-    gateways,
-    services,
-    endpoint_slices,
-    reference_grants,
-    backend_tls_policies,
-    secrets,
-    config_maps,
-    namespaces,
-];
 
 /// Where `warm` differs from `cold`, in the golden output's JSON.
 fn difference(cold: &Translation, warm: &Translation) -> String {
