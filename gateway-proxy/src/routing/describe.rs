@@ -5,9 +5,12 @@
 //! (matchers, rules with filters, backends, weights and timeouts), path indexes, L4 routes by
 //! SNI and their backends, TLS listeners with their compiled server configurations, clusters
 //! with endpoints and the TLS settings their clients were built from, and the metric series the
-//! snapshot holds. Hash maps are listed in key order. Left out: the IR the snapshot was
-//! compiled from (an input, not a decision), its version, round-robin cursors and metric
-//! values (state, which requests change).
+//! snapshot holds (not which entry records into which series). Hash maps are listed in key
+//! order. Left out: the IR the snapshot was compiled from (an input, not a decision), its
+//! version, round-robin cursors and metric values (state, which requests change). TLS
+//! configurations are shown by their `Debug` form, which shows certificates and the subjects
+//! of client-validation roots but no private key, and holds handshake state (a compression
+//! cache) that is empty until the first handshake.
 //!
 //! It is what the data plane's differential test compares: a snapshot compiled after another
 //! (reusing its tables, TLS configurations and upstream clients) against one compiled from
