@@ -10,10 +10,10 @@ use std::collections::HashMap;
 /// one wins, like the first-match rule of the IR.
 #[derive(Debug, Default)]
 pub struct HostIndex {
-    exact: HashMap<String, usize>,
+    pub(super) exact: HashMap<String, usize>,
     /// Keyed by the suffix including its leading dot: `*.example.com` → `.example.com`.
-    wildcard: HashMap<String, usize>,
-    any: Option<usize>,
+    pub(super) wildcard: HashMap<String, usize>,
+    pub(super) any: Option<usize>,
 }
 
 impl HostIndex {

@@ -10,7 +10,7 @@ use gantry_translate::ir::{Ir, L4BackendIr, L4RouteIr, PortProtocol};
 /// The L4 routes of every TCP, UDP and TLS port.
 #[derive(Debug, Default)]
 pub struct L4Tables {
-    ports: HashMap<u16, L4PortTable>,
+    pub(super) ports: HashMap<u16, L4PortTable>,
 }
 
 /// One port's listeners, in IR order (most specific hostname first).
@@ -28,11 +28,11 @@ pub struct L4ListenerTable {
     pub name: String,
     /// A `TLS` listener: connections go to its TLSRoutes, never to HTTP.
     pub serves_tls_routes: bool,
-    routes: Vec<Arc<L4Route>>,
+    pub(super) routes: Vec<Arc<L4Route>>,
     /// Hostname index (TLS listeners); TCP and UDP listeners use their first route.
-    index: HostIndex,
+    pub(super) index: HostIndex,
     /// The route of each indexed hostname.
-    owners: Vec<usize>,
+    pub(super) owners: Vec<usize>,
 }
 
 /// One route, ready to forward.

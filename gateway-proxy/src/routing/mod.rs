@@ -6,6 +6,7 @@
 //! by hostname (same index) → candidate entries by path ([`path::PathIndex`]) → the first
 //! candidate in IR order whose whole match holds.
 
+mod describe;
 pub mod host;
 pub mod l4;
 mod matcher;

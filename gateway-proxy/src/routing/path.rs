@@ -10,10 +10,10 @@ use gantry_translate::ir::PathMatchIr;
 /// fully matches.
 #[derive(Debug, Default)]
 pub struct PathIndex {
-    exact: HashMap<String, Vec<usize>>,
+    pub(super) exact: HashMap<String, Vec<usize>>,
     /// Keyed by the prefix without trailing slashes (`/` becomes the empty key).
-    prefix: HashMap<String, Vec<usize>>,
-    regex: Vec<usize>,
+    pub(super) prefix: HashMap<String, Vec<usize>>,
+    pub(super) regex: Vec<usize>,
 }
 
 impl PathIndex {

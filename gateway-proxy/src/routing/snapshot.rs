@@ -28,14 +28,14 @@ pub struct Snapshot {
 /// The tables of every port, and the metric series they record into.
 #[derive(Debug)]
 pub struct PortTables {
-    tables: HashMap<u16, PortTable>,
+    pub(super) tables: HashMap<u16, PortTable>,
     /// Series for requests no listener took.
     pub unmatched: RouteMetrics,
     /// TCPRoute, UDPRoute and TLSRoute forwarding of the TCP, UDP and TLS ports.
     pub l4: L4Tables,
     /// Metric handles by `(gateway, route kind, route)`: reused by the next compile, and the pairs a new
     /// config no longer has are dropped from the registry.
-    series: SeriesMap,
+    pub(super) series: SeriesMap,
 }
 
 impl Snapshot {

@@ -15,8 +15,8 @@ use gantry_translate::ir::{HttpRuleIr, Ir, ListenerIr, PortIr, VirtualHostIr};
 #[derive(Debug)]
 pub struct PortTable {
     pub port: u16,
-    listeners: Vec<ListenerTable>,
-    index: HostIndex,
+    pub(super) listeners: Vec<ListenerTable>,
+    pub(super) index: HostIndex,
 }
 
 /// One Gateway listener on the port.
@@ -26,17 +26,17 @@ pub struct ListenerTable {
     pub gateway: Arc<str>,
     pub name: String,
     /// In the IR's order; shared with the previous snapshot when unchanged.
-    virtual_hosts: Vec<Arc<VirtualHostTable>>,
-    index: HostIndex,
+    pub(super) virtual_hosts: Vec<Arc<VirtualHostTable>>,
+    pub(super) index: HostIndex,
     /// Series for requests this listener took but no route matched.
     pub unmatched: RouteMetrics,
 }
 
 /// Route entries for one hostname, in IR precedence order, indexed by path.
 #[derive(Debug)]
-struct VirtualHostTable {
-    entries: Vec<RouteEntry>,
-    paths: PathIndex,
+pub(super) struct VirtualHostTable {
+    pub(super) entries: Vec<RouteEntry>,
+    pub(super) paths: PathIndex,
 }
 
 /// One match of one rule.

@@ -10,6 +10,7 @@
 //! [`ports`] holds the one rule both the proxy and the operator use for which port a listener is
 //! bound at inside the pod (`--port-offset`).
 
+pub mod goldens;
 pub mod ir;
 pub mod ports;
 pub mod status;

@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use gantry_translate::goldens;
 use gantry_translate::store::load::{ParseCache, load_store};
-use gantry_translate::store::{Difference, ObjectKey, Store};
+use gantry_translate::store::{Difference, Store};
 use gantry_translate::translate::{TranslateOptions, Translation, refresh_endpoints, translate};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
 
@@ -43,7 +44,7 @@ fn cases() -> Vec<Case> {
             let text = std::fs::read_to_string(&input).expect("readable input");
             let (store, _) = load_store([("config.yaml", &text)])
                 .unwrap_or_else(|e| panic!("{name} does not load: {e:?}"));
-            let options = options(&text);
+            let options = goldens::options(&name, &text).unwrap_or_else(|e| panic!("{e}"));
             let translation = translate(&store, &options);
             Case {
                 name,
@@ -54,32 +55,6 @@ fn cases() -> Vec<Case> {
             }
         })
         .collect()
-}
-
-/// `# options: gateways=ns/a,ns/b controller=example.com/x` on the first line.
-fn options(text: &str) -> TranslateOptions {
-    let mut options = TranslateOptions::default();
-    let Some(line) = text
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("# options:"))
-    else {
-        return options;
-    };
-    for item in line.split_whitespace() {
-        match item.split_once('=') {
-            Some(("gateways", list)) => {
-                options.gateways = Some(
-                    list.split(',')
-                        .map(|g| ObjectKey::parse(g).expect("NS/NAME"))
-                        .collect(),
-                );
-            }
-            Some(("controller", name)) => options.controller_name = name.to_owned(),
-            _ => panic!("unknown option {item}"),
-        }
-    }
-    options
 }
 
 /// A file no golden touches, kept in every load: its parse is reused every time.

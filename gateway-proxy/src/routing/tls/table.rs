@@ -13,10 +13,10 @@ use gantry_translate::ir::{Ir, ListenerTlsIr, PortProtocol, TlsModeIr};
 /// The TLS listeners of every TLS port.
 #[derive(Debug, Default)]
 pub struct TlsPorts {
-    ports: HashMap<u16, TlsPort>,
+    pub(crate) ports: HashMap<u16, TlsPort>,
     /// Compiled configurations by `(gateway, listener)`, with the IR they came from: the next
     /// compile reuses those whose IR did not change (a route change does not rebuild them).
-    configs: HashMap<ListenerKey, (Arc<ListenerTlsIr>, Arc<ServerConfig>)>,
+    pub(crate) configs: HashMap<ListenerKey, (Arc<ListenerTlsIr>, Arc<ServerConfig>)>,
 }
 
 /// `(gateway, listener name)`.
@@ -25,8 +25,8 @@ type ListenerKey = (Arc<str>, Arc<str>);
 /// The listeners of one TLS port, most specific hostname first.
 #[derive(Debug)]
 pub struct TlsPort {
-    listeners: Vec<TlsListener>,
-    index: HostIndex,
+    pub(crate) listeners: Vec<TlsListener>,
+    pub(crate) index: HostIndex,
 }
 
 /// One HTTPS or TLS listener.

@@ -71,6 +71,11 @@ impl TlsUpstream {
         *self.ir == *ir
     }
 
+    /// The settings this was built from.
+    pub fn built_from(&self) -> &UpstreamTlsIr {
+        &self.ir
+    }
+
     /// The clients for requests that came through `gateway` (`namespace/name`).
     pub fn clients(&self, gateway: &str) -> &TlsClients {
         self.by_gateway.get(gateway).unwrap_or(&self.anonymous)

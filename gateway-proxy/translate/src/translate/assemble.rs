@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::gateway::GatewayState;
 use super::hostname;
-use super::l4_routes::{self, L4Candidate};
+use super::l4_routes::{self, L4Candidate, Superseded};
 use super::precedence::{self, Ranked};
 use crate::ir::{ListenerIr, PortIr, PortProtocol, VirtualHostIr};
 use crate::store::ObjectKey;
@@ -49,8 +49,14 @@ impl Collected {
     /// Listeners of one Gateway that share a port share its protocol (else they conflict);
     /// when listeners of several Gateways disagree, the port keeps the protocol of the first
     /// Gateway by `namespace/name` and serves only its compatible listeners.
-    pub fn into_ports(mut self, gateways: &BTreeMap<ObjectKey, GatewayState>) -> Vec<PortIr> {
+    ///
+    /// With the ports, what older L4 routes take from newer ones on each listener.
+    pub fn into_ports(
+        mut self,
+        gateways: &BTreeMap<ObjectKey, GatewayState>,
+    ) -> (Vec<PortIr>, Superseded) {
         let mut ports: BTreeMap<u16, (PortProtocol, Vec<ListenerIr>)> = BTreeMap::new();
+        let mut superseded = Superseded::new();
         for (key, gateway) in gateways {
             for (index, listener) in gateway.listeners.iter().enumerate() {
                 if !listener.programmed() {
@@ -78,12 +84,14 @@ impl Collected {
                     tls: listener.tls.clone(),
                     l4_routes: l4_routes::winners(
                         self.l4.remove(&(key.clone(), index)).unwrap_or_default(),
+                        &format!("{key}/{}", listener.name),
+                        &mut superseded,
                     ),
                     serves_tls_routes: listener.protocol == "TLS",
                 });
             }
         }
-        ports
+        let ports = ports
             .into_iter()
             .map(|(port, (protocol, mut listeners))| {
                 listeners.sort_by(|a, b| {
@@ -100,7 +108,8 @@ impl Collected {
                     listeners,
                 }
             })
-            .collect()
+            .collect();
+        (ports, superseded)
     }
 }
 

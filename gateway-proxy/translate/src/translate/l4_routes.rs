@@ -9,6 +9,8 @@
 //! listeners are the same case). A TLS listener tells connections apart by SNI: each
 //! hostname goes to the oldest route that has it, by the same rules (the API design guide's
 //! conflict rules: "the oldest Route based on creation timestamp", then alphabetical order).
+//! A route that loses traffic this way stays `Accepted`, and the message of that condition names
+//! the routes that take it and what they take.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -25,6 +27,7 @@ use super::hostname;
 use super::parent_ref::RouteResource;
 use super::routes::{Placement, RuleProblems, TranslatedKind};
 use crate::ir::{ClusterIr, L4BackendIr, L4RouteIr, RouteRef};
+use crate::status::{ObjectStatus, StatusBody};
 use crate::store::Store;
 
 /// An L4 route's rule, translated once and placed on every listener that serves it.
@@ -83,35 +86,129 @@ impl TranslatedKind for TranslatedL4Route {
     }
 }
 
+/// For each L4 route that an older route beats on some listener, what the older routes take
+/// from it ("TLSRoute default/old takes hostname shop.example.com on listener
+/// default/gw/tls"), in listener order. The beaten route stays `Accepted`; these notes go in
+/// the message of its `Accepted` condition ([`note_superseded`]).
+pub type Superseded = BTreeMap<RouteRef, Vec<String>>;
+
 /// The routes of one listener that receive traffic: oldest first, each TLS hostname kept only
 /// by the oldest route that has it, a TCP or UDP listener's connections all going to its
-/// oldest route. Routes left with nothing are dropped.
-pub fn winners(mut candidates: Vec<L4Candidate>) -> Vec<L4RouteIr> {
+/// oldest route. Routes left with nothing are dropped. What each newer route loses, and to
+/// whom, is added to `superseded` (`listener` is `namespace/gateway/listener`).
+pub fn winners(
+    mut candidates: Vec<L4Candidate>,
+    listener: &str,
+    superseded: &mut Superseded,
+) -> Vec<L4RouteIr> {
     candidates.sort_by(|a, b| {
         oldest_first(a.created.as_ref(), b.created.as_ref())
             .then_with(|| route_key(&a.route.route).cmp(&route_key(&b.route.route)))
     });
-    let mut taken: Vec<String> = Vec::new();
-    let mut out = Vec::new();
+    // Each hostname taken, with the route that took it.
+    let mut taken: Vec<(String, RouteRef)> = Vec::new();
+    let mut out: Vec<L4RouteIr> = Vec::new();
     for candidate in candidates {
         let mut route = candidate.route;
         if route.route.kind != TlsRoute::KIND {
-            if out.is_empty() {
-                out.push(route);
+            match out.first() {
+                None => out.push(route),
+                Some(winner) => note(
+                    superseded,
+                    &route.route,
+                    &winner.route,
+                    "all traffic",
+                    listener,
+                ),
             }
             continue;
         }
-        route.hostnames.retain(|h| !taken.contains(h));
+        route
+            .hostnames
+            .retain(|h| match taken.iter().find(|(host, _)| host == h) {
+                Some((_, winner)) => {
+                    note(
+                        superseded,
+                        &route.route,
+                        winner,
+                        &format!("hostname {h}"),
+                        listener,
+                    );
+                    false
+                }
+                None => true,
+            });
         if route.hostnames.is_empty() {
             continue;
         }
         route
             .hostnames
             .sort_by(|a, b| hostname::most_specific_first(a, b));
-        taken.extend(route.hostnames.iter().cloned());
+        taken.extend(
+            route
+                .hostnames
+                .iter()
+                .map(|h| (h.clone(), route.route.clone())),
+        );
         out.push(route);
     }
     out
+}
+
+/// Records that `winner` takes `what` from `loser` on `listener`.
+fn note(
+    superseded: &mut Superseded,
+    loser: &RouteRef,
+    winner: &RouteRef,
+    what: &str,
+    listener: &str,
+) {
+    let note = format!(
+        "{} {}/{} takes {what} on listener {listener}",
+        winner.kind, winner.namespace, winner.name
+    );
+    match superseded.get_mut(loser) {
+        Some(notes) => notes.push(note),
+        None => {
+            superseded.insert(loser.clone(), vec![note]);
+        }
+    }
+}
+
+/// Adds to the `Accepted` condition of every route in `superseded` what older routes take from
+/// it: such a route is accepted (GEP-2644) but receives less traffic than it asks for, and the
+/// message says which routes win. Done after every route is attached and placed, since it
+/// depends on the other routes of the listeners (so it is never part of what the route cache
+/// remembers of one route).
+pub fn note_superseded(statuses: &mut [ObjectStatus], superseded: &Superseded) {
+    if superseded.is_empty() {
+        return;
+    }
+    for status in statuses {
+        let StatusBody::Route(route_status) = &mut status.status else {
+            continue;
+        };
+        let key = RouteRef {
+            kind: status.kind.clone(),
+            namespace: status.namespace.clone(),
+            name: status.name.clone(),
+        };
+        let Some(notes) = superseded.get(&key) else {
+            continue;
+        };
+        let message = format!(
+            "Route is accepted; an older route wins where they overlap: {}",
+            notes.join("; ")
+        );
+        for condition in route_status
+            .parents
+            .iter_mut()
+            .flat_map(|p| p.conditions.iter_mut())
+            .filter(|c| c.type_ == c::ACCEPTED && c.status == "True")
+        {
+            condition.message.clone_from(&message);
+        }
+    }
 }
 
 fn route_key(r: &RouteRef) -> (&str, &str) {

@@ -177,8 +177,12 @@ fn translate_with(
     statuses.extend(gateways.values().map(|g| backend_tls.gateway_status(g)));
     statuses.extend(route_statuses);
     statuses.extend(backend_tls.policy_statuses(&options.controller_name));
+    let (ports, superseded) = collected.into_ports(&gateways);
+    // Precedence between L4 routes is decided per listener, once every route is placed: the
+    // routes that lose some traffic say so in their (already collected) statuses.
+    l4_routes::note_superseded(&mut statuses, &superseded);
     let ir = Ir {
-        ports: collected.into_ports(&gateways),
+        ports,
         // Route rules are translated (and cached) without endpoints: they are read here, once
         // for every cluster in use.
         clusters: backend::refresh_endpoints(store, &clusters),

@@ -1,0 +1,185 @@
+//! Differential test of the incremental translator over every ordered pair of golden cases.
+//!
+//! For each pair (A, B) of `testdata/translate/` cases, A and B possibly the same case, a
+//! [`Translator`] that translated A's store then translates B's store, and the result (IR and
+//! statuses) must be exactly what [`translate`] gives for B from scratch. Whatever the route
+//! cache keeps from A, reuses or drops, only B may show in the output.
+//!
+//! A translator is also walked from A to B one kind of object at a time (`goldens::walk`: B's
+//! HTTPRoutes replacing A's, ..., then B's Services, ...), each step compared with a
+//! translation of that step's store from scratch. Golden cases rarely share routes, so the
+//! direct pair alone seldom keeps a route while what it reads changes; the walk does at every
+//! step after the routes, which is where each invalidation rule of the route cache is needed.
+//!
+//! Where a step differs from the one before only in EndpointSlices (or in nothing the translator
+//! reads), the runtime skips the translator: it refreshes the endpoints of the IR in use
+//! ([`refresh_endpoints`]) and keeps the statuses. That shortcut is checked against the
+//! translation from scratch too, before the translator is given the step.
+//!
+//! Options: the translator's options are fixed for its life, so both translations of a pair, and
+//! every step of its walk, use B's options (B's `# options:` header, or the defaults). A is then translated with options it
+//! was not written for, which is still a translation the cache must not leak into B's.
+//!
+//! One test per A (`translator_after::<A>`), each running A against every B and reporting the
+//! failing pairs together (the first 20, by name).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use gantry_translate::goldens::{self, INPUT_SUFFIX};
+use gantry_translate::store::{Difference, Store};
+use gantry_translate::translate::{
+    TranslateOptions, Translation, Translator, refresh_endpoints, translate,
+};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+/// Failing pairs reported by name per test; the rest are counted.
+const REPORTED_FAILURES: usize = 20;
+
+/// A case ready to translate, with its translation from scratch.
+struct Case {
+    name: String,
+    store: Arc<Store>,
+    options: TranslateOptions,
+    cold: Translation,
+}
+
+fn main() {
+    let arguments = Arguments::from_args();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/translate");
+    let trials = match cases(&dir) {
+        Ok(cases) => {
+            let cases = Arc::new(cases);
+            (0..cases.len())
+                .map(|a| {
+                    let cases = cases.clone();
+                    let name = format!("translator_after::{}", cases[a].name);
+                    Trial::test(name, move || translator_after(&cases, a))
+                })
+                .collect()
+        }
+        Err(message) => vec![Trial::test("golden_cases", move || Err(message.into()))],
+    };
+    libtest_mimic::run(&arguments, trials).exit();
+}
+
+/// Every case of `dir`, loaded and translated from scratch.
+fn cases(dir: &Path) -> Result<Vec<Case>, String> {
+    let names = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned());
+    let listing = goldens::listing(names);
+    if listing.cases.is_empty() {
+        return Err(format!("no {INPUT_SUFFIX} case in {}", dir.display()));
+    }
+    listing
+        .cases
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(format!("{name}{INPUT_SUFFIX}"));
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let options = goldens::options(&name, &text).map_err(|e| e.to_string())?;
+            let store = goldens::load(&name, &text).map_err(|e| e.to_string())?;
+            let cold = translate(&store, &options);
+            Ok(Case {
+                name,
+                store: Arc::new(store),
+                options,
+                cold,
+            })
+        })
+        .collect()
+}
+
+/// A translator that translated case `a` then translates each case B gives B's output.
+fn translator_after(cases: &[Case], a: usize) -> Result<(), Failed> {
+    let first = &cases[a];
+    let mut failures = Vec::new();
+    for second in cases {
+        let pair = format!("{} then {}", first.name, second.name);
+        let mut translator = Translator::new(second.options.clone());
+        translator.translate(&first.store);
+        let warm = translator.translate(&second.store);
+        if warm != second.cold {
+            failures.push(format!("{pair}: {}", difference(&second.cold, &warm)));
+        }
+
+        let mut translator = Translator::new(second.options.clone());
+        let mut in_use = translator.translate(&first.store);
+        let mut previous = first.store.clone();
+        for step in goldens::walk(&first.store, &second.store) {
+            let store = Arc::new(step.store);
+            let cold = translate(&store, &second.options);
+            let at = format!(
+                "{pair}, one kind at a time, after taking {} from {}",
+                step.taken, second.name
+            );
+            // The runtime's shortcuts, taken when the store differs only in what the
+            // translator does not read, or only in EndpointSlices.
+            let shortcut = match previous.difference(&store) {
+                Difference::Nothing => Some(("the translation kept", in_use.clone())),
+                Difference::EndpointSlices => Some((
+                    "the endpoints refreshed",
+                    Translation {
+                        ir: refresh_endpoints(&store, &in_use.ir),
+                        statuses: in_use.statuses.clone(),
+                    },
+                )),
+                Difference::Objects => None,
+            };
+            if let Some((how, kept)) = shortcut.filter(|(_, kept)| *kept != cold) {
+                failures.push(format!("{at}, with {how}: {}", difference(&cold, &kept)));
+                break;
+            }
+            let warm = translator.translate(&store);
+            if warm != cold {
+                failures.push(format!("{at}: {}", difference(&cold, &warm)));
+                // Later steps start from a translator already known to be wrong.
+                break;
+            }
+            in_use = warm;
+            previous = store;
+        }
+    }
+    report(&first.name, cases.len(), &failures)
+}
+
+/// Where `warm` differs from `cold`, in the golden output's JSON.
+fn difference(cold: &Translation, warm: &Translation) -> String {
+    let part = if cold.ir != warm.ir { "IR" } else { "statuses" };
+    let rendered = (goldens::render(cold), goldens::render(warm));
+    match rendered {
+        (Ok(cold), Ok(warm)) => match goldens::first_difference(&cold, &warm) {
+            Some(line) => format!("{part} differ from a translation from scratch at {line}"),
+            None => format!(
+                "{part} differ from a translation from scratch in a field JSON does not show"
+            ),
+        },
+        _ => format!("{part} differ from a translation from scratch (not serialisable)"),
+    }
+}
+
+/// Ok when no pair failed; else the first [`REPORTED_FAILURES`] failing pairs and the count.
+fn report(first: &str, pairs: usize, failures: &[String]) -> Result<(), Failed> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let mut message = format!(
+        "{} of {pairs} pairs starting with {first} differ from a computation from scratch:\n",
+        failures.len()
+    );
+    for failure in failures.iter().take(REPORTED_FAILURES) {
+        message.push_str("  ");
+        message.push_str(failure);
+        message.push('\n');
+    }
+    if failures.len() > REPORTED_FAILURES {
+        message.push_str(&format!(
+            "  ... and {} more\n",
+            failures.len() - REPORTED_FAILURES
+        ));
+    }
+    Err(message.into())
+}
