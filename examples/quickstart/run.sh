@@ -6,7 +6,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
-cargo build --quiet --bin gantry-proxy --bin gantry-echo
+cargo build --quiet -p gantry-proxy -p gantry-testkit --bin gantry-proxy --bin gantry-echo
 bin="$root/target/debug"
 
 pids=()
