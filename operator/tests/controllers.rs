@@ -104,7 +104,13 @@ async fn reconcile_class(fake: &ApiServer) -> Vec<Recorded> {
     let class: Arc<GatewayClass> = stored(fake, CLASS);
     fake.take_requests();
     gatewayclass::reconcile(class, context(fake)).await.unwrap();
-    fake.take_requests()
+    let calls = fake.take_requests();
+    assert_eq!(
+        refused(&calls),
+        Vec::<String>::new(),
+        "every request succeeds"
+    );
+    calls
 }
 
 /// Reconciles the Gateway as stored; the requests it made.
@@ -112,7 +118,31 @@ async fn reconcile_gateway(fake: &ApiServer) -> Vec<Recorded> {
     let gateway: Arc<Gateway> = stored(fake, GATEWAY);
     fake.take_requests();
     gateway::reconcile(gateway, context(fake)).await.unwrap();
-    fake.take_requests()
+    let calls = fake.take_requests();
+    assert_eq!(
+        refused(&calls),
+        Vec::<String>::new(),
+        "every request succeeds"
+    );
+    calls
+}
+
+/// The managers of an object's fields: `(manager, operation, subresource)`.
+fn managers(fake: &ApiServer, path: &str) -> Vec<String> {
+    let object = fake.at(path).expect(path);
+    object["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["manager"].as_str().unwrap_or(""),
+                e["operation"].as_str().unwrap_or(""),
+                e["subresource"].as_str().unwrap_or("-")
+            )
+        })
+        .collect()
 }
 
 /// Every failed request: none is expected.
@@ -163,6 +193,20 @@ async fn missing_parameters_make_the_class_invalid_until_they_exist() {
         !calls.iter().any(|c| c.path.contains("clusterrole")),
         "nothing applied while invalid"
     );
+    let stored_class = fake.at(CLASS).unwrap();
+    assert_eq!(
+        stored_class["status"]["conditions"][0]["reason"],
+        "InvalidParameters"
+    );
+    assert_eq!(
+        managers(&fake, CLASS),
+        ["gantry-operator Apply status"],
+        "the status is applied through the status subresource"
+    );
+    assert_eq!(
+        fake.count("events", |e| e["reason"] == "InvalidParameters"),
+        1
+    );
 
     fake.put(CLASS_PARAMS, parameters(json!({})));
     let calls = reconcile_class(&fake).await;
@@ -186,6 +230,21 @@ async fn missing_parameters_make_the_class_invalid_until_they_exist() {
             "PATCH /apis/rbac.authorization.k8s.io/v1/clusterroles/gantry-proxy-gantry",
             "PATCH /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/gantry-proxy-gantry",
         ]
+    );
+
+    let stored_class = fake.at(CLASS).unwrap();
+    assert_eq!(
+        stored_class["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the server merged the new Accepted over the old one"
+    );
+    assert_eq!(stored_class["status"]["conditions"][0]["status"], "True");
+    assert!(
+        fake.at("/apis/rbac.authorization.k8s.io/v1/clusterroles/gantry-proxy-gantry")
+            .is_some()
     );
 
     // Nothing changed: the status is not written again.
@@ -299,6 +358,13 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
     assert_eq!(args[2], "--gateway");
     assert_eq!(args[3], "apps/web");
 
+    let stored_deployment = fake.at(DEDICATED).unwrap();
+    assert_eq!(
+        stored_deployment["metadata"]["ownerReferences"][0]["uid"],
+        "gateway-uid"
+    );
+    assert_eq!(managers(&fake, DEDICATED), ["gantry-operator Apply -"]);
+    assert_eq!(stored_deployment["metadata"]["generation"], 1);
     let status = &status_patches(&calls)[0].body["status"];
     assert_eq!(
         status["conditions"].as_array().unwrap().len(),
@@ -314,7 +380,7 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
 
     // The Service gets a ClusterIP: the address is written; after that nothing changes.
     let mut service = fake
-        .get("/api/v1/namespaces/apps/services/web-gantry")
+        .at("/api/v1/namespaces/apps/services/web-gantry")
         .unwrap();
     service["spec"]["clusterIP"] = json!("10.0.0.7");
     fake.put("/api/v1/namespaces/apps/services/web-gantry", service);
@@ -323,6 +389,18 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
     assert_eq!(
         status["addresses"],
         json!([{"type": "IPAddress", "value": "10.0.0.7"}])
+    );
+    let stored_gateway = fake.at(GATEWAY).unwrap();
+    assert_eq!(stored_gateway["status"]["addresses"], status["addresses"]);
+    assert_eq!(
+        stored_gateway["status"]["conditions"][0]["type"],
+        "Accepted"
+    );
+    assert_eq!(
+        fake.at("/api/v1/namespaces/apps/services/web-gantry")
+            .unwrap()["spec"]["clusterIP"],
+        "10.0.0.7",
+        "the operator's apply leaves the ClusterIP it does not own"
     );
     let calls = reconcile_gateway(&fake).await;
     assert!(
@@ -338,7 +416,7 @@ async fn load_balancer_ingress_is_preferred_over_cluster_ip() {
     fake.put(GATEWAY, gateway_object());
     reconcile_gateway(&fake).await;
     let mut service = fake
-        .get("/api/v1/namespaces/apps/services/web-gantry")
+        .at("/api/v1/namespaces/apps/services/web-gantry")
         .unwrap();
     service["spec"]["clusterIP"] = json!("10.0.0.7");
     service["status"] = json!({"loadBalancer": {"ingress": [{"hostname": "lb.example.com"}]}});
@@ -380,6 +458,21 @@ async fn autoscaling_turned_off_removes_the_hpa() {
     assert!(fake.at(hpa).is_none());
     let deployment = calls.iter().find(|c| c.path == DEDICATED).unwrap();
     assert_eq!(deployment.body["spec"]["replicas"], 1);
+    assert_eq!(fake.at(DEDICATED).unwrap()["spec"]["replicas"], 1);
+
+    // On again: the server removes `replicas`, which the operator no longer applies.
+    fake.put(
+        CLASS_PARAMS,
+        parameters(json!({"autoscaling": {"maxReplicas": 4}})),
+    );
+    reconcile_gateway(&fake).await;
+    assert!(
+        fake.at(DEDICATED).unwrap()["spec"]
+            .get("replicas")
+            .is_none(),
+        "replicas pruned by server-side apply"
+    );
+    assert!(fake.at(hpa).is_some());
 }
 
 #[tokio::test]
