@@ -1,14 +1,15 @@
 //! A Kubernetes API server over real HTTP on 127.0.0.1 that behaves like kube-apiserver wherever the proxy and the operator depend on it.
-//!
-//! Lists with resourceVersion, `?watch=true` streams of JSON lines, field and label selectors,
-//! `410 Gone` for compacted versions; GET/POST/PUT/PATCH/DELETE; `resourceVersion` increasing
-//! across all writes and checked (`409 Conflict` for a stale one); `metadata.generation` bumped
-//! only when the spec changes; a status subresource separate from the main resource; server-side
-//! apply with `managedFields` per field manager ([`managed`], [`fields`]); a log of every request.
-//!
-//! The Kubernetes-mode tests of `gantry-proxy`, the operator's controller tests and the
-//! watch-to-first-200 benchmark (`gantry-bench`) run against it; [`objects`] builds what they
-//! store.
+
+// What it serves: lists with resourceVersion, `?watch=true` streams of JSON lines, field and
+// label selectors, `410 Gone` for compacted versions; GET/POST/PUT/PATCH/DELETE;
+// `resourceVersion` increasing across all writes and checked (`409 Conflict` for a stale one);
+// `metadata.generation` bumped only when the spec changes; a status subresource separate from
+// the main resource; server-side apply with `managedFields` per field manager (`managed`,
+// `fields`); a log of every request.
+//
+// The Kubernetes-mode tests of `gantry-proxy`, the operator's controller tests and the
+// watch-to-first-200 benchmark (`gantry-bench`) run against it; `objects` builds what they
+// store.
 
 // A test server, not the data path: one lock around its state is the simple choice, and a
 // poisoned lock or a malformed object means the test or benchmark is broken.
