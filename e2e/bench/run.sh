@@ -13,10 +13,16 @@
 set -euo pipefail
 
 debug=""
+quick=""
 args=()
 for arg in "$@"; do
-  if [ "$arg" = "--debug" ]; then debug=1; else args+=("$arg"); fi
+  case "$arg" in
+    --debug) debug=1 ;;
+    --quick) quick=1 ;;
+    *) args+=("$arg") ;;
+  esac
 done
+[ -z "$quick" ] || [ -n "$debug" ] || args=(--quick ${args[@]+"${args[@]}"})
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -46,9 +52,10 @@ fi
 
 target="${CARGO_TARGET_DIR:-$root/target}"
 if [ -n "$debug" ]; then
-  # Debug binaries, as `cargo test --workspace` builds them (only the benchmark and the echo
-  # binary are new), and the smallest matrix that still runs every part once.
-  cargo build --quiet --locked -p gantry-proxy -p gantry-testkit -p gantry-bench --bins
+  # Debug binaries with the feature set of `cargo test --workspace`, so after the test suite
+  # only the benchmark and the echo binary are new (seconds), and the smallest matrix that
+  # still runs every part once.
+  cargo build --quiet --locked --workspace --all-targets
   exec "$target/debug/gantry-bench" --quick --bins "$target/debug" \
     --routes 1,10 --connections 1 --duration 1 --warmup 0 --repeats 1 \
     --propagation-at 10 --propagation-samples 1 --churn-seconds 0 \
