@@ -474,6 +474,13 @@ impl ApiServer {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let selector = params.get("fieldSelector").cloned().unwrap_or_default();
+        let labels = params.get("labelSelector").cloned().unwrap_or_default();
+        let wanted = move |e: &Event| {
+            e.resource == target.resource
+                && target.matches(&e.object)
+                && fields_match(&selector, &e.object)
+                && labels_match(&labels, &e.object)
+        };
         let mut live = self.events.subscribe();
         let mut ended = self.generation.subscribe();
         let (replay, gone) = {
@@ -499,10 +506,7 @@ impl ApiServer {
             tokio::spawn(async move {
                 let mut last = from;
                 for e in replay {
-                    if e.resource == target.resource
-                        && target.matches(&e.object)
-                        && fields_match(&selector, &e.object)
-                    {
+                    if wanted(&e) {
                         let _ = tx.send(line(e.type_, &e.object));
                     }
                     last = last.max(e.rv);
@@ -512,8 +516,7 @@ impl ApiServer {
                         event = live.recv() => match event {
                             Ok(e) if e.rv > last => {
                                 last = e.rv;
-                                if e.resource == target.resource && target.matches(&e.object) && fields_match(&selector, &e.object)
-                                    && tx.send(line(e.type_, &e.object)).is_err() {
+                                if wanted(&e) && tx.send(line(e.type_, &e.object)).is_err() {
                                     return;
                                 }
                             }
@@ -579,10 +582,8 @@ impl ApiServer {
             }
         }
         let object = managed::update(None, object, &target.write(manager));
-        match self.commit(&mut st, target, None, object) {
-            Ok(stored) => json_response(201, &stored),
-            Err(response) => response,
-        }
+        let stored = self.commit(&mut st, target, None, object);
+        json_response(201, &stored)
     }
 
     /// The current object, after any injected concurrent change; or a 404.
@@ -617,7 +618,7 @@ impl ApiServer {
         target: &Target,
         current: Option<&Value>,
         mut next: Value,
-    ) -> Result<Value, Response<Body>> {
+    ) -> Value {
         next["metadata"]["generation"] = json!(match current {
             Some(c) => next_generation(c, &next),
             None => 1,
@@ -626,7 +627,7 @@ impl ApiServer {
             next["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
             next["metadata"]["uid"] = current["metadata"]["uid"].clone();
             if next == *current {
-                return Ok(next);
+                return next;
             }
         }
         let type_ = if current.is_some() {
@@ -634,7 +635,7 @@ impl ApiServer {
         } else {
             "ADDED"
         };
-        Ok(self.store(st, &target.resource, next, type_))
+        self.store(st, &target.resource, next, type_)
     }
 
     /// The object a write to the main resource or to `/status` leaves: only `.status` from
@@ -684,10 +685,8 @@ impl ApiServer {
         written["metadata"]["managedFields"] = current["metadata"]["managedFields"].clone();
         let next = Self::scoped(target, &current, written);
         let next = managed::update(Some(&current), next, &target.write(manager));
-        match self.commit(&mut st, target, Some(&current), next) {
-            Ok(stored) => json_response(200, &stored),
-            Err(response) => response,
-        }
+        let stored = self.commit(&mut st, target, Some(&current), next);
+        json_response(200, &stored)
     }
 
     fn patch(
@@ -760,10 +759,8 @@ impl ApiServer {
             return status(415, "UnsupportedMediaType", content_type);
         };
         let created = current.is_none();
-        match self.commit(&mut st, target, current.as_ref(), next) {
-            Ok(stored) => json_response(if created { 201 } else { 200 }, &stored),
-            Err(response) => response,
-        }
+        let stored = self.commit(&mut st, target, current.as_ref(), next);
+        json_response(if created { 201 } else { 200 }, &stored)
     }
 
     fn delete_one(&self, target: &Target) -> Response<Body> {

@@ -604,3 +604,36 @@ async fn requests_are_logged_and_deletes_are_served() {
     assert!(server.get("gateways", "default", "gw").is_none());
     assert_eq!(server.writes().len(), 2, "reads are not writes");
 }
+
+#[tokio::test]
+async fn lists_filter_by_label_selector() {
+    let server = ApiServer::start().await;
+    for (name, team) in [("a", "web"), ("b", "db")] {
+        server.apply(
+            "certificates",
+            json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                   "metadata": {"name": name, "namespace": "apps", "labels": {"team": team}}}),
+        );
+    }
+    let list = "/apis/cert-manager.io/v1/namespaces/apps/certificates";
+    let names = |list: &Value| -> Vec<String> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(&get(&server, &format!("{list}?labelSelector=team%3Dweb")).await),
+        ["a"]
+    );
+    assert_eq!(
+        names(&get(&server, &format!("{list}?labelSelector=team%21%3Dweb")).await),
+        ["b"]
+    );
+    assert_eq!(
+        names(&get(&server, &format!("{list}?labelSelector=team")).await),
+        ["a", "b"]
+    );
+}
