@@ -4,10 +4,25 @@
 # against an in-process API server (watch event to first 200 at 1,000 and 5,000 routes; 100
 # routes with --quick).
 #
-#   e2e/bench/run.sh            full run (about 16 minutes on 2 cores); writes docs/benchmarks/
-#   e2e/bench/run.sh --quick    smoke test (about a minute); writes a temporary directory
-#   e2e/bench/run.sh --help     every knob
+#   e2e/bench/run.sh                  full run (about 16 minutes on 2 cores); writes docs/benchmarks/
+#   e2e/bench/run.sh --quick          short run of release builds (about a minute once built)
+#   e2e/bench/run.sh --quick --debug  CI smoke test: debug builds (the test build's, mostly), a
+#                                     tiny matrix, every proxy and the Kubernetes-mode
+#                                     propagation once; figures printed, none asserted
+#   e2e/bench/run.sh --help           every knob
 set -euo pipefail
+
+debug=""
+quick=""
+args=()
+for arg in "$@"; do
+  case "$arg" in
+    --debug) debug=1 ;;
+    --quick) quick=1 ;;
+    *) args+=("$arg") ;;
+  esac
+done
+[ -z "$quick" ] || [ -n "$debug" ] || args=(--quick ${args[@]+"${args[@]}"})
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -35,7 +50,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
   [ -z "$added_policy" ] || $sudo rm -f "$policy"
 fi
 
-# One build of both packages, so the binaries share one feature set and the benchmark's own
+target="${CARGO_TARGET_DIR:-$root/target}"
+if [ -n "$debug" ]; then
+  # Debug binaries with the feature set of `cargo test --workspace`, so after the test suite
+  # only the benchmark and the echo binary are new (seconds), and the smallest matrix that
+  # still runs every part once.
+  cargo build --quiet --locked --workspace --all-targets
+  exec "$target/debug/gantry-bench" --quick --bins "$target/debug" \
+    --routes 1,10 --connections 1 --duration 1 --warmup 0 --repeats 1 \
+    --propagation-at 10 --propagation-samples 1 --churn-seconds 0 \
+    --kube-propagation-at 10 --kube-propagation-samples 1 ${args[@]+"${args[@]}"}
+fi
+# One build of every package, so the binaries share one feature set and the benchmark's own
 # `cargo build` of the proxy is a no-op.
-cargo build --release --quiet -p gantry-proxy -p gantry-e2e --bins
-exec "${CARGO_TARGET_DIR:-$root/target}/release/gantry-bench" "$@"
+cargo build --release --quiet -p gantry-proxy -p gantry-testkit -p gantry-bench --bins
+exec "$target/release/gantry-bench" ${args[@]+"${args[@]}"}

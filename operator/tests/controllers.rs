@@ -1,10 +1,6 @@
-//! Controller tests against an in-memory API: the calls each reconcile makes (apply bodies,
-//! field manager, owner references, pruning deletes), status written only when it changed,
-//! InvalidParameters and recovery, and a topology switch without a gap.
+//! Controller tests against the test kit's API server over real HTTP: the requests each reconcile makes (apply bodies, field manager, owner references, pruning deletes), what the server stores, status written only when it changed, InvalidParameters and recovery, and a topology switch without a gap.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::sync::Arc;
 
@@ -13,9 +9,9 @@ use gantry_crds::gateway::gateways::Gateway;
 use gantry_operator::controller::{Context, gateway, gatewayclass};
 use gantry_operator::metrics::Metrics;
 use gantry_operator::params::OperatorDefaults;
+use gantry_testkit::apiserver::{ApiServer, Recorded};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use support::fake_api::{Call, FakeApi};
 
 const CLASS: &str = "/apis/gateway.networking.k8s.io/v1/gatewayclasses/gantry";
 const GATEWAY: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/apps/gateways/web";
@@ -24,9 +20,15 @@ const CLASS_PARAMS: &str =
 const DEDICATED: &str = "/apis/apps/v1/namespaces/apps/deployments/web-gantry";
 const SHARED: &str = "/apis/apps/v1/namespaces/gantry-system/deployments/gantry-shared";
 
-fn context(fake: &Arc<FakeApi>) -> Arc<Context> {
+/// A `kube::Client` of `server`.
+fn client(server: &ApiServer) -> kube::Client {
+    let config = kube::Config::new(server.url().parse().unwrap());
+    kube::Client::try_from(config).unwrap()
+}
+
+fn context(fake: &ApiServer) -> Arc<Context> {
     Arc::new(Context::new(
-        fake.client(),
+        client(fake),
         OperatorDefaults {
             proxy_image: "gantry-proxy:test".to_string(),
         },
@@ -73,15 +75,15 @@ fn gateway_object() -> Value {
     })
 }
 
-fn stored<K: DeserializeOwned>(fake: &FakeApi, path: &str) -> Arc<K> {
-    Arc::new(serde_json::from_value(fake.get(path).expect(path)).unwrap())
+fn stored<K: DeserializeOwned>(fake: &ApiServer, path: &str) -> Arc<K> {
+    Arc::new(serde_json::from_value(fake.at(path).expect(path)).unwrap())
 }
 
-fn lines(calls: &[Call]) -> Vec<String> {
-    calls.iter().map(Call::line).collect()
+fn lines(calls: &[Recorded]) -> Vec<String> {
+    calls.iter().map(Recorded::line).collect()
 }
 
-fn status_patches(calls: &[Call]) -> Vec<&Call> {
+fn status_patches(calls: &[Recorded]) -> Vec<&Recorded> {
     calls
         .iter()
         .filter(|c| c.method == "PATCH" && c.path.ends_with("/status"))
@@ -97,21 +99,64 @@ fn available_deployment(generation: i64) -> Value {
     })
 }
 
-async fn reconcile_class(fake: &Arc<FakeApi>) -> Vec<Call> {
+/// Reconciles the class as stored; the requests it made.
+async fn reconcile_class(fake: &ApiServer) -> Vec<Recorded> {
     let class: Arc<GatewayClass> = stored(fake, CLASS);
+    fake.take_requests();
     gatewayclass::reconcile(class, context(fake)).await.unwrap();
-    fake.take_calls()
+    let calls = fake.take_requests();
+    assert_eq!(
+        refused(&calls),
+        Vec::<String>::new(),
+        "every request succeeds"
+    );
+    calls
 }
 
-async fn reconcile_gateway(fake: &Arc<FakeApi>) -> Vec<Call> {
+/// Reconciles the Gateway as stored; the requests it made.
+async fn reconcile_gateway(fake: &ApiServer) -> Vec<Recorded> {
     let gateway: Arc<Gateway> = stored(fake, GATEWAY);
+    fake.take_requests();
     gateway::reconcile(gateway, context(fake)).await.unwrap();
-    fake.take_calls()
+    let calls = fake.take_requests();
+    assert_eq!(
+        refused(&calls),
+        Vec::<String>::new(),
+        "every request succeeds"
+    );
+    calls
+}
+
+/// The managers of an object's fields: `(manager, operation, subresource)`.
+fn managers(fake: &ApiServer, path: &str) -> Vec<String> {
+    let object = fake.at(path).expect(path);
+    object["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["manager"].as_str().unwrap_or(""),
+                e["operation"].as_str().unwrap_or(""),
+                e["subresource"].as_str().unwrap_or("-")
+            )
+        })
+        .collect()
+}
+
+/// Every failed request: none is expected.
+fn refused(calls: &[Recorded]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c.status >= 400 && c.status != 404)
+        .map(|c| format!("{} {}: {}", c.line(), c.status, c.body))
+        .collect()
 }
 
 #[tokio::test]
 async fn missing_parameters_make_the_class_invalid_until_they_exist() {
-    let fake = Arc::new(FakeApi::default());
+    let fake = ApiServer::start().await;
     fake.put(CLASS, class(Some(class_params_ref())));
 
     let calls = reconcile_class(&fake).await;
@@ -129,7 +174,7 @@ async fn missing_parameters_make_the_class_invalid_until_they_exist() {
         patch.query
     );
     assert!(patch.query.contains("force=true"));
-    let condition = &patch.body.as_ref().unwrap()["status"]["conditions"][0];
+    let condition = &patch.body["status"]["conditions"][0];
     assert_eq!(condition["type"], "Accepted");
     assert_eq!(condition["status"], "False");
     assert_eq!(condition["reason"], "InvalidParameters");
@@ -148,11 +193,25 @@ async fn missing_parameters_make_the_class_invalid_until_they_exist() {
         !calls.iter().any(|c| c.path.contains("clusterrole")),
         "nothing applied while invalid"
     );
+    let stored_class = fake.at(CLASS).unwrap();
+    assert_eq!(
+        stored_class["status"]["conditions"][0]["reason"],
+        "InvalidParameters"
+    );
+    assert_eq!(
+        managers(&fake, CLASS),
+        ["gantry-operator Apply status"],
+        "the status is applied through the status subresource"
+    );
+    assert_eq!(
+        fake.count("events", |e| e["reason"] == "InvalidParameters"),
+        1
+    );
 
     fake.put(CLASS_PARAMS, parameters(json!({})));
     let calls = reconcile_class(&fake).await;
     let patch = status_patches(&calls)[0];
-    let status = &patch.body.as_ref().unwrap()["status"];
+    let status = &patch.body["status"];
     assert_eq!(status["conditions"][0]["status"], "True");
     assert_eq!(status["conditions"][0]["reason"], "Accepted");
     assert_eq!(status["supportedFeatures"][0]["name"], "Gateway");
@@ -163,7 +222,7 @@ async fn missing_parameters_make_the_class_invalid_until_they_exist() {
     let applied: Vec<String> = calls
         .iter()
         .filter(|c| c.method == "PATCH" && !c.path.ends_with("/status"))
-        .map(Call::line)
+        .map(Recorded::line)
         .collect();
     assert_eq!(
         applied,
@@ -173,6 +232,21 @@ async fn missing_parameters_make_the_class_invalid_until_they_exist() {
         ]
     );
 
+    let stored_class = fake.at(CLASS).unwrap();
+    assert_eq!(
+        stored_class["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the server merged the new Accepted over the old one"
+    );
+    assert_eq!(stored_class["status"]["conditions"][0]["status"], "True");
+    assert!(
+        fake.at("/apis/rbac.authorization.k8s.io/v1/clusterroles/gantry-proxy-gantry")
+            .is_some()
+    );
+
     // Nothing changed: the status is not written again.
     let calls = reconcile_class(&fake).await;
     assert!(status_patches(&calls).is_empty(), "{:?}", lines(&calls));
@@ -180,7 +254,7 @@ async fn missing_parameters_make_the_class_invalid_until_they_exist() {
 
 #[tokio::test]
 async fn parameters_ref_to_another_kind_is_invalid_parameters() {
-    let fake = Arc::new(FakeApi::default());
+    let fake = ApiServer::start().await;
     fake.put(
         CLASS,
         class(Some(
@@ -193,7 +267,7 @@ async fn parameters_ref_to_another_kind_is_invalid_parameters() {
         format!("PATCH {CLASS}/status"),
         "no lookup of a wrong kind"
     );
-    let condition = &status_patches(&calls)[0].body.as_ref().unwrap()["status"]["conditions"][0];
+    let condition = &status_patches(&calls)[0].body["status"]["conditions"][0];
     assert_eq!(condition["reason"], "InvalidParameters");
     assert_eq!(
         condition["message"],
@@ -203,7 +277,7 @@ async fn parameters_ref_to_another_kind_is_invalid_parameters() {
 
 #[tokio::test]
 async fn contradictory_parameters_are_invalid_and_a_fix_accepts_the_class() {
-    let fake = Arc::new(FakeApi::default());
+    let fake = ApiServer::start().await;
     fake.put(CLASS, class(Some(class_params_ref())));
     fake.put(
         CLASS_PARAMS,
@@ -212,7 +286,7 @@ async fn contradictory_parameters_are_invalid_and_a_fix_accepts_the_class() {
         ),
     );
     let calls = reconcile_class(&fake).await;
-    let condition = &status_patches(&calls)[0].body.as_ref().unwrap()["status"]["conditions"][0];
+    let condition = &status_patches(&calls)[0].body["status"]["conditions"][0];
     assert_eq!(condition["reason"], "InvalidParameters");
     assert_eq!(
         condition["message"],
@@ -224,13 +298,13 @@ async fn contradictory_parameters_are_invalid_and_a_fix_accepts_the_class() {
         parameters(json!({"service": {"type": "ClusterIP"}})),
     );
     let calls = reconcile_class(&fake).await;
-    let condition = &status_patches(&calls)[0].body.as_ref().unwrap()["status"]["conditions"][0];
+    let condition = &status_patches(&calls)[0].body["status"]["conditions"][0];
     assert_eq!(condition["status"], "True");
 }
 
 #[tokio::test]
 async fn class_of_another_controller_is_left_alone() {
-    let fake = Arc::new(FakeApi::default());
+    let fake = ApiServer::start().await;
     let mut other = class(None);
     other["spec"]["controllerName"] = json!("example.com/other");
     fake.put(CLASS, other);
@@ -239,7 +313,7 @@ async fn class_of_another_controller_is_left_alone() {
 
 #[tokio::test]
 async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
-    let fake = Arc::new(FakeApi::default());
+    let fake = ApiServer::start().await;
     fake.put(CLASS, class(None));
     fake.put(GATEWAY, gateway_object());
 
@@ -268,7 +342,7 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
             apply.query
         );
     }
-    let deployment = calls[5].body.as_ref().unwrap();
+    let deployment = &calls[5].body;
     assert_eq!(
         deployment["metadata"]["ownerReferences"],
         json!([{
@@ -284,7 +358,14 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
     assert_eq!(args[2], "--gateway");
     assert_eq!(args[3], "apps/web");
 
-    let status = &status_patches(&calls)[0].body.as_ref().unwrap()["status"];
+    let stored_deployment = fake.at(DEDICATED).unwrap();
+    assert_eq!(
+        stored_deployment["metadata"]["ownerReferences"][0]["uid"],
+        "gateway-uid"
+    );
+    assert_eq!(managers(&fake, DEDICATED), ["gantry-operator Apply -"]);
+    assert_eq!(stored_deployment["metadata"]["generation"], 1);
+    let status = &status_patches(&calls)[0].body["status"];
     assert_eq!(
         status["conditions"].as_array().unwrap().len(),
         1,
@@ -299,15 +380,27 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
 
     // The Service gets a ClusterIP: the address is written; after that nothing changes.
     let mut service = fake
-        .get("/api/v1/namespaces/apps/services/web-gantry")
+        .at("/api/v1/namespaces/apps/services/web-gantry")
         .unwrap();
     service["spec"]["clusterIP"] = json!("10.0.0.7");
     fake.put("/api/v1/namespaces/apps/services/web-gantry", service);
     let calls = reconcile_gateway(&fake).await;
-    let status = &status_patches(&calls)[0].body.as_ref().unwrap()["status"];
+    let status = &status_patches(&calls)[0].body["status"];
     assert_eq!(
         status["addresses"],
         json!([{"type": "IPAddress", "value": "10.0.0.7"}])
+    );
+    let stored_gateway = fake.at(GATEWAY).unwrap();
+    assert_eq!(stored_gateway["status"]["addresses"], status["addresses"]);
+    assert_eq!(
+        stored_gateway["status"]["conditions"][0]["type"],
+        "Accepted"
+    );
+    assert_eq!(
+        fake.at("/api/v1/namespaces/apps/services/web-gantry")
+            .unwrap()["spec"]["clusterIP"],
+        "10.0.0.7",
+        "the operator's apply leaves the ClusterIP it does not own"
     );
     let calls = reconcile_gateway(&fake).await;
     assert!(
@@ -318,18 +411,18 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
 
 #[tokio::test]
 async fn load_balancer_ingress_is_preferred_over_cluster_ip() {
-    let fake = Arc::new(FakeApi::default());
+    let fake = ApiServer::start().await;
     fake.put(CLASS, class(None));
     fake.put(GATEWAY, gateway_object());
     reconcile_gateway(&fake).await;
     let mut service = fake
-        .get("/api/v1/namespaces/apps/services/web-gantry")
+        .at("/api/v1/namespaces/apps/services/web-gantry")
         .unwrap();
     service["spec"]["clusterIP"] = json!("10.0.0.7");
     service["status"] = json!({"loadBalancer": {"ingress": [{"hostname": "lb.example.com"}]}});
     fake.put("/api/v1/namespaces/apps/services/web-gantry", service);
     let calls = reconcile_gateway(&fake).await;
-    let status = &status_patches(&calls)[0].body.as_ref().unwrap()["status"];
+    let status = &status_patches(&calls)[0].body["status"];
     assert_eq!(
         status["addresses"],
         json!([{"type": "Hostname", "value": "lb.example.com"}])
@@ -338,7 +431,7 @@ async fn load_balancer_ingress_is_preferred_over_cluster_ip() {
 
 #[tokio::test]
 async fn autoscaling_turned_off_removes_the_hpa() {
-    let fake = Arc::new(FakeApi::default());
+    let fake = ApiServer::start().await;
     fake.put(CLASS, class(Some(class_params_ref())));
     fake.put(
         CLASS_PARAMS,
@@ -351,12 +444,10 @@ async fn autoscaling_turned_off_removes_the_hpa() {
     assert!(lines(&calls).contains(&format!("PATCH {hpa}")));
     let deployment = calls.iter().find(|c| c.path == DEDICATED).unwrap();
     assert!(
-        deployment.body.as_ref().unwrap()["spec"]
-            .get("replicas")
-            .is_none(),
+        deployment.body["spec"].get("replicas").is_none(),
         "replicas left to the HPA"
     );
-    assert!(fake.get(hpa).is_some());
+    assert!(fake.at(hpa).is_some());
 
     fake.put(
         CLASS_PARAMS,
@@ -364,14 +455,29 @@ async fn autoscaling_turned_off_removes_the_hpa() {
     );
     let calls = reconcile_gateway(&fake).await;
     assert!(lines(&calls).contains(&format!("DELETE {hpa}")));
-    assert!(fake.get(hpa).is_none());
+    assert!(fake.at(hpa).is_none());
     let deployment = calls.iter().find(|c| c.path == DEDICATED).unwrap();
-    assert_eq!(deployment.body.as_ref().unwrap()["spec"]["replicas"], 1);
+    assert_eq!(deployment.body["spec"]["replicas"], 1);
+    assert_eq!(fake.at(DEDICATED).unwrap()["spec"]["replicas"], 1);
+
+    // On again: the server removes `replicas`, which the operator no longer applies.
+    fake.put(
+        CLASS_PARAMS,
+        parameters(json!({"autoscaling": {"maxReplicas": 4}})),
+    );
+    reconcile_gateway(&fake).await;
+    assert!(
+        fake.at(DEDICATED).unwrap()["spec"]
+            .get("replicas")
+            .is_none(),
+        "replicas pruned by server-side apply"
+    );
+    assert!(fake.at(hpa).is_some());
 }
 
 #[tokio::test]
 async fn gateway_with_missing_parameters_is_invalid_and_gets_an_event() {
-    let fake = Arc::new(FakeApi::default());
+    let fake = ApiServer::start().await;
     fake.put(CLASS, class(None));
     let mut gateway = gateway_object();
     gateway["spec"]["infrastructure"] = json!({
@@ -379,7 +485,7 @@ async fn gateway_with_missing_parameters_is_invalid_and_gets_an_event() {
     });
     fake.put(GATEWAY, gateway);
     let calls = reconcile_gateway(&fake).await;
-    let condition = &status_patches(&calls)[0].body.as_ref().unwrap()["status"]["conditions"][0];
+    let condition = &status_patches(&calls)[0].body["status"]["conditions"][0];
     assert_eq!(condition["status"], "False");
     assert_eq!(condition["reason"], "InvalidParameters");
     assert_eq!(
@@ -399,12 +505,12 @@ async fn gateway_with_missing_parameters_is_invalid_and_gets_an_event() {
 
 #[tokio::test]
 async fn switch_to_shared_keeps_the_dedicated_fleet_until_the_shared_one_is_available() {
-    let fake = Arc::new(FakeApi::default());
+    let fake = ApiServer::start().await;
     fake.put(CLASS, class(Some(class_params_ref())));
     fake.put(CLASS_PARAMS, parameters(json!({})));
     fake.put(GATEWAY, gateway_object());
     reconcile_gateway(&fake).await;
-    assert!(fake.get(DEDICATED).is_some());
+    assert!(fake.at(DEDICATED).is_some());
 
     fake.put(CLASS_PARAMS, parameters(json!({"topology": "Shared"})));
     // The class controller brings up the shared fleet, owned by the class.
@@ -413,7 +519,7 @@ async fn switch_to_shared_keeps_the_dedicated_fleet_until_the_shared_one_is_avai
         .iter()
         .find(|c| c.method == "PATCH" && c.path == SHARED)
         .unwrap();
-    let body = shared.body.as_ref().unwrap();
+    let body = &shared.body;
     assert_eq!(
         body["metadata"]["ownerReferences"][0]["kind"],
         "GatewayClass"
@@ -426,7 +532,7 @@ async fn switch_to_shared_keeps_the_dedicated_fleet_until_the_shared_one_is_avai
         .find(|c| c.path.ends_with("clusterrolebindings/gantry-proxy-gantry"))
         .unwrap();
     assert_eq!(
-        binding.body.as_ref().unwrap()["subjects"],
+        binding.body["subjects"],
         json!([
             {"kind": "ServiceAccount", "name": "web-gantry", "namespace": "apps"},
             {"kind": "ServiceAccount", "name": "gantry-shared", "namespace": "gantry-system"},
@@ -441,10 +547,10 @@ async fn switch_to_shared_keeps_the_dedicated_fleet_until_the_shared_one_is_avai
         "{:?}",
         lines(&calls)
     );
-    assert!(fake.get(DEDICATED).is_some());
+    assert!(fake.at(DEDICATED).is_some());
 
     // Available: the dedicated fleet goes, and the Gateway reports the shared fleet.
-    let mut deployment = fake.get(SHARED).unwrap();
+    let mut deployment = fake.at(SHARED).unwrap();
     deployment["metadata"]["generation"] = json!(1);
     deployment["status"] = available_deployment(1)["status"].clone();
     fake.put(SHARED, deployment);
@@ -452,14 +558,14 @@ async fn switch_to_shared_keeps_the_dedicated_fleet_until_the_shared_one_is_avai
     let deletes: Vec<String> = calls
         .iter()
         .filter(|c| c.method == "DELETE")
-        .map(Call::line)
+        .map(Recorded::line)
         .collect();
     assert!(
         deletes.contains(&format!("DELETE {DEDICATED}")),
         "{deletes:?}"
     );
-    assert!(fake.get(DEDICATED).is_none());
-    let condition = &status_patches(&calls)[0].body.as_ref().unwrap()["status"]["conditions"][0];
+    assert!(fake.at(DEDICATED).is_none());
+    let condition = &status_patches(&calls)[0].body["status"]["conditions"][0];
     assert_eq!(
         condition["message"],
         "Served by fleet gantry-system/gantry-shared"
@@ -468,23 +574,23 @@ async fn switch_to_shared_keeps_the_dedicated_fleet_until_the_shared_one_is_avai
 
 #[tokio::test]
 async fn switch_to_dedicated_removes_the_shared_fleet_once_dedicated_fleets_are_available() {
-    let fake = Arc::new(FakeApi::default());
+    let fake = ApiServer::start().await;
     fake.put(CLASS, class(Some(class_params_ref())));
     fake.put(CLASS_PARAMS, parameters(json!({"topology": "Shared"})));
     fake.put(GATEWAY, gateway_object());
     reconcile_class(&fake).await;
-    assert!(fake.get(SHARED).is_some());
+    assert!(fake.at(SHARED).is_some());
 
     fake.put(CLASS_PARAMS, parameters(json!({})));
     reconcile_gateway(&fake).await;
-    assert!(fake.get(DEDICATED).is_some());
+    assert!(fake.at(DEDICATED).is_some());
     let calls = reconcile_class(&fake).await;
     assert!(
         !calls.iter().any(|c| c.method == "DELETE"),
         "dedicated fleet not available yet"
     );
 
-    let mut deployment = fake.get(DEDICATED).unwrap();
+    let mut deployment = fake.at(DEDICATED).unwrap();
     deployment["metadata"]["generation"] = json!(1);
     deployment["status"] = available_deployment(1)["status"].clone();
     fake.put(DEDICATED, deployment);
@@ -494,12 +600,12 @@ async fn switch_to_dedicated_removes_the_shared_fleet_once_dedicated_fleets_are_
         "{:?}",
         lines(&calls)
     );
-    assert!(fake.get(SHARED).is_none());
+    assert!(fake.at(SHARED).is_none());
 }
 
 #[tokio::test]
 async fn certificate_is_issued_for_a_missing_secret_and_pruned_with_its_listener() {
-    let fake = Arc::new(FakeApi::default());
+    let fake = ApiServer::start().await;
     fake.put(CLASS, class(Some(class_params_ref())));
     fake.put(
         CLASS_PARAMS,
@@ -520,7 +626,7 @@ async fn certificate_is_issued_for_a_missing_secret_and_pruned_with_its_listener
         .iter()
         .find(|c| c.path == certificate)
         .expect("Certificate applied");
-    let body = apply.body.as_ref().unwrap();
+    let body = &apply.body;
     assert_eq!(body["spec"]["secretName"], "www-tls");
     assert_eq!(body["spec"]["dnsNames"], json!(["www.example.com"]));
     assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "gateway-uid");
@@ -537,5 +643,5 @@ async fn certificate_is_issued_for_a_missing_secret_and_pruned_with_its_listener
         lines(&calls)
     );
     assert!(lines(&calls).contains(&format!("DELETE {certificate}")));
-    assert!(fake.get(certificate).is_none());
+    assert!(fake.at(certificate).is_none());
 }

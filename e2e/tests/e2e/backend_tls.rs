@@ -3,9 +3,9 @@
 
 use std::net::SocketAddr;
 
-use gantry_e2e::certs::{Ca, Leaf, ca_config_map_yaml, tls_secret_yaml};
-use gantry_e2e::echo::{self, EchoIdentity};
-use gantry_e2e::harness::{
+use gantry_testkit::certs::{Ca, Leaf, ca_config_map_yaml, tls_secret_yaml};
+use gantry_testkit::echo::{self, EchoIdentity};
+use gantry_testkit::harness::{
     Proxy, free_port, gateway_yaml, get, get_host, service_yaml, service_yaml_with,
 };
 use serde_json::Value;
@@ -78,7 +78,7 @@ struct Env {
 }
 
 impl Env {
-    async fn get(&self, path: &str) -> gantry_e2e::harness::Reply {
+    async fn get(&self, path: &str) -> gantry_testkit::harness::Reply {
         get_host(&format!("{}{path}", self.base), HOST, &[])
             .await
             .expect("request through the proxy")
@@ -302,7 +302,7 @@ async fn system_roots_come_from_the_system_trust_store() {
         &format!("    hostname: {BACKEND_NAME}\n    wellKnownCACertificates: System\n"),
     ));
     let routes = routes(&["system"]);
-    let dir = gantry_e2e::harness::tempdir::TempDir::new("gantry-system-roots");
+    let dir = gantry_testkit::harness::tempdir::TempDir::new("gantry-system-roots");
     let bundle = dir.path().join("ca.pem");
     std::fs::write(&bundle, &ca.cert_pem).expect("writing the CA bundle");
     let bundle = bundle.to_string_lossy().into_owned();

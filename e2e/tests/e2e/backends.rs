@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use futures::{SinkExt, StreamExt};
-use gantry_e2e::harness::{
+use gantry_testkit::harness::{
     Proxy, echo_backends, free_port, gateway_yaml, get_host, h2_get, service_yaml,
     service_yaml_with,
 };

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use gantry_e2e::echo::Echo;
-use gantry_e2e::harness::{Proxy, get, get_host, serve_routes};
+use gantry_testkit::echo::Echo;
+use gantry_testkit::harness::{Proxy, get, get_host, serve_routes};
 
 const ROUTES: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1

@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use gantry_e2e::grpc::{self, Client, ECHO_BYE, ECHO_HELLO, OTHER_PING};
-use gantry_e2e::harness::{Proxy, free_port, gateway_yaml, get, service_yaml, service_yaml_with};
+use gantry_testkit::grpc::{self, Client, ECHO_BYE, ECHO_HELLO, OTHER_PING};
+use gantry_testkit::harness::{
+    Proxy, free_port, gateway_yaml, get, service_yaml, service_yaml_with,
+};
 use tonic::Code;
 
 const ROUTES: &str = r#"

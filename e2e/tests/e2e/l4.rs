@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gantry_e2e::harness::{Proxy, free_port, gateway_with_listeners_yaml, get, service_yaml};
-use gantry_e2e::stream_echo;
+use gantry_testkit::harness::{Proxy, free_port, gateway_with_listeners_yaml, get, service_yaml};
+use gantry_testkit::stream_echo;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use gantry_e2e::echo::Echo;
-use gantry_e2e::harness::{Proxy, echo_backends, free_port, gateway_yaml, get, get_host};
+use gantry_testkit::echo::Echo;
+use gantry_testkit::harness::{Proxy, echo_backends, free_port, gateway_yaml, get, get_host};
 use serde_json::Value;
 
 fn route(name: &str, host: &str, backend: &str) -> String {

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use gantry_e2e::harness::{Proxy, echo_backends, free_port, gateway_with_listeners_yaml, get_host};
+use gantry_testkit::harness::{
+    Proxy, echo_backends, free_port, gateway_with_listeners_yaml, get_host,
+};
 use serde_json::Value;
 
 fn gateway(free: u16, taken: u16) -> String {

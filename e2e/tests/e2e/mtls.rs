@@ -4,9 +4,9 @@
 
 use std::net::SocketAddr;
 
-use gantry_e2e::certs::{Ca, ca_config_map_yaml, tls_secret_yaml};
-use gantry_e2e::harness::{Proxy, echo_backends, free_port, get};
-use gantry_e2e::tls_client::{TlsClient, served_by};
+use gantry_testkit::certs::{Ca, ca_config_map_yaml, tls_secret_yaml};
+use gantry_testkit::harness::{Proxy, echo_backends, free_port, get};
+use gantry_testkit::tls_client::{TlsClient, served_by};
 use serde_json::Value;
 
 struct Mtls {

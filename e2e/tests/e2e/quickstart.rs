@@ -1,7 +1,7 @@
 //! The README's quick start, on the example files as shipped (ports moved to free ones).
 
-use gantry_e2e::echo::{self, EchoIdentity};
-use gantry_e2e::harness::{Proxy, free_port, get_host};
+use gantry_testkit::echo::{self, EchoIdentity};
+use gantry_testkit::harness::{Proxy, free_port, get_host};
 
 fn example(name: &str) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart/").to_owned() + name;

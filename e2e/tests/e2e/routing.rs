@@ -1,6 +1,6 @@
 //! Request matching: every match type, precedence and hostnames, as the client sees it.
 
-use gantry_e2e::harness::{Proxy, get_host, post, serve_routes};
+use gantry_testkit::harness::{Proxy, get_host, post, serve_routes};
 
 const ROUTES: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1

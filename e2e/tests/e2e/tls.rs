@@ -5,11 +5,11 @@
 
 use std::net::SocketAddr;
 
-use gantry_e2e::certs::{Ca, Leaf, tls_secret_yaml};
-use gantry_e2e::harness::{
+use gantry_testkit::certs::{Ca, Leaf, tls_secret_yaml};
+use gantry_testkit::harness::{
     Proxy, echo_backends, free_port, gateway_with_listeners_yaml, get, namespace_yaml,
 };
-use gantry_e2e::tls_client::{HttpOverTls, TlsClient, served_by};
+use gantry_testkit::tls_client::{HttpOverTls, TlsClient, served_by};
 use serde_json::Value;
 
 /// A Gateway with HTTPS listeners on one port, Secrets, routes and echo backends.

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use gantry_e2e::certs::{Ca, tls_secret_yaml};
-use gantry_e2e::harness::{Proxy, echo_backends, free_port, gateway_with_listeners_yaml};
-use gantry_e2e::tls_client::{HttpOverTls, TlsClient, served_by};
+use gantry_testkit::certs::{Ca, tls_secret_yaml};
+use gantry_testkit::harness::{Proxy, echo_backends, free_port, gateway_with_listeners_yaml};
+use gantry_testkit::tls_client::{HttpOverTls, TlsClient, served_by};
 
 const HOST: &str = "rotate.example.com";
 

@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gantry_e2e::certs::{Ca, Leaf, tls_secret_yaml};
-use gantry_e2e::harness::{Proxy, free_port, gateway_with_listeners_yaml, service_yaml};
-use gantry_e2e::stream_echo;
-use gantry_e2e::tls_client::TlsClient;
+use gantry_testkit::certs::{Ca, Leaf, tls_secret_yaml};
+use gantry_testkit::harness::{Proxy, free_port, gateway_with_listeners_yaml, service_yaml};
+use gantry_testkit::stream_echo;
+use gantry_testkit::tls_client::TlsClient;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::time::timeout;
 
@@ -128,7 +128,7 @@ async fn tls_passthrough_routes_by_sni_and_the_client_sees_the_backends_certific
             .await
             .is_err()
     );
-    let metrics = gantry_e2e::harness::get(&format!("http://{}/metrics", proxy.admin))
+    let metrics = gantry_testkit::harness::get(&format!("http://{}/metrics", proxy.admin))
         .await
         .expect("GET /metrics")
         .text();

@@ -1,10 +1,10 @@
 //! Test support for Kubernetes mode: helpers around the in-process API server of
-//! `gantry_e2e::apiserver` (shared with the benchmark).
+//! `gantry_testkit::apiserver` (shared with the benchmark).
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-pub use gantry_e2e::apiserver;
-pub use gantry_e2e::apiserver::objects;
+pub use gantry_testkit::apiserver;
+pub use gantry_testkit::apiserver::objects;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -54,7 +54,7 @@ fn is_fresh(bin: &Path) -> bool {
     let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
         return false;
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let sources = [
         "gateway-proxy/src",
         "gateway-proxy/Cargo.toml",

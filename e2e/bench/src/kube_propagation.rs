@@ -1,5 +1,5 @@
 //! Watch event to first 200 in Kubernetes mode: `gantry-proxy run --kubernetes` serves N
-//! HTTPRoutes from the in-process API server ([`crate::apiserver`]); new routes are created
+//! HTTPRoutes from the in-process API server ([`gantry_testkit::apiserver`]); new routes are created
 //! through the API server one at a time, and each is timed from its creation (the moment the
 //! server sends the watch event) to the first 200 for that route.
 //!
@@ -20,8 +20,8 @@ use super::probe;
 use super::process::{Proc, free_port};
 use super::proxy::Setup;
 use super::results::{KubePropagation, StageTime};
-use crate::apiserver::ApiServer;
-use crate::apiserver::objects::{self, GW_API};
+use gantry_testkit::apiserver::ApiServer;
+use gantry_testkit::apiserver::objects::{self, GW_API};
 
 /// The Gateway every route attaches to.
 const GATEWAY: &str = "bench";

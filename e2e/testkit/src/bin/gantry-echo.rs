@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use gantry_e2e::echo::{self, EchoIdentity};
+use gantry_testkit::echo::{self, EchoIdentity};
 
 #[derive(Parser)]
 #[command(

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use gantry_e2e::bench::process::{Proc, free_port, release_bins};
-use gantry_e2e::bench::proxy::{self, Kind, Running, Setup};
-use gantry_e2e::bench::results::{Machine, Results, Settings};
-use gantry_e2e::bench::{churn, kube_propagation, matrix, probe, propagation, report};
+use gantry_bench::process::{Proc, free_port, release_bins};
+use gantry_bench::proxy::{self, Kind, Running, Setup};
+use gantry_bench::results::{Machine, Results, Settings};
+use gantry_bench::{churn, kube_propagation, matrix, probe, propagation, report};
 
 #[derive(Parser)]
 #[command(about = "Gantry, nginx and haproxy with the same N routes in front of one backend")]
@@ -134,7 +134,10 @@ fn main() -> anyhow::Result<()> {
         if settings.quick {
             std::env::temp_dir().join("gantry-bench-quick")
         } else {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/benchmarks"))
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../docs/benchmarks"
+            ))
         }
     });
     let clock = Instant::now();

@@ -1,16 +1,25 @@
-//! A small Kubernetes API server over real HTTP on 127.0.0.1, enough for the proxy's watches,
-//! status writes and Lease: list with resourceVersion, `?watch=true` streams of JSON lines,
-//! field selectors, `410 Gone` for compacted versions, GET/POST/PUT/PATCH with
-//! resourceVersion preconditions answered by `409 Conflict`, and a log of every write.
-//!
-//! The Kubernetes-mode tests of `gantry-proxy` and the watch-to-first-200 benchmark
-//! (`gantry-bench`) both run the proxy against it; [`objects`] builds what they store.
+//! A Kubernetes API server over real HTTP on 127.0.0.1 that behaves like kube-apiserver wherever the proxy and the operator depend on it.
+
+// What it serves: lists with resourceVersion, `?watch=true` streams of JSON lines, field and
+// label selectors, `410 Gone` for compacted versions; GET/POST/PUT/PATCH/DELETE;
+// `resourceVersion` increasing across all writes and checked (`409 Conflict` for a stale one);
+// `metadata.generation` bumped only when the spec changes; a status subresource separate from
+// the main resource; server-side apply with `managedFields` per field manager (`managed`,
+// `fields`); a log of every request.
+//
+// The Kubernetes-mode tests of `gantry-proxy`, the operator's controller tests and the
+// watch-to-first-200 benchmark (`gantry-bench`) run against it; `objects` builds what they
+// store.
 
 // A test server, not the data path: one lock around its state is the simple choice, and a
 // poisoned lock or a malformed object means the test or benchmark is broken.
 #![allow(clippy::result_large_err, clippy::unwrap_used)]
 
+pub mod fields;
+pub mod managed;
 pub mod objects;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -31,7 +40,7 @@ use tokio::sync::{broadcast, watch};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
-/// A write the server received.
+/// A request the server received.
 #[derive(Clone, Debug)]
 pub struct Recorded {
     pub method: String,
@@ -40,6 +49,37 @@ pub struct Recorded {
     pub content_type: String,
     pub body: Value,
     pub status: u16,
+}
+
+impl Recorded {
+    /// `METHOD path`, for compact assertions.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+/// Resources served with a status subresource: writes to `/status` change only `.status`,
+/// writes to the object itself never do.
+pub const STATUS_SUBRESOURCE: &[&str] = &[
+    "gatewayclasses",
+    "gateways",
+    "httproutes",
+    "grpcroutes",
+    "tlsroutes",
+    "tcproutes",
+    "udproutes",
+    "backendtlspolicies",
+    "gatewayparameters",
+    "deployments",
+    "services",
+    "horizontalpodautoscalers",
+    "poddisruptionbudgets",
+    "certificates",
+    "namespaces",
+];
+
+fn has_status_subresource(resource: &str) -> bool {
+    STATUS_SUBRESOURCE.contains(&resource)
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +99,8 @@ struct State {
     /// Watches from a resourceVersion below this get `410 Gone`.
     compacted: u64,
     writes: Vec<Recorded>,
+    /// Every request, reads included; [`ApiServer::take_requests`] drains it.
+    requests: Vec<Recorded>,
     /// Objects ((resource, ns, name)) whose next guarded write meets a concurrent change.
     conflicts: BTreeMap<(String, String, String), Value>,
     lists: BTreeMap<String, usize>,
@@ -124,24 +166,31 @@ impl ApiServer {
         path
     }
 
-    /// Creates or replaces an object (as a user would), bumping generation on spec changes.
+    /// Creates or replaces an object directly, as the cluster's other writers would (a user, a
+    /// controller setting a Deployment's status): the object is stored as given, status
+    /// included (kept from before when absent), managedFields kept from before when absent.
+    /// `generation` starts at 1 (or at the one a new object carries, as if edited before) and
+    /// is bumped when anything but metadata and status changed.
     pub fn apply(&self, resource: &str, object: Value) -> Value {
         let mut st = self.state.lock().unwrap();
         let key = key_of(&object);
         let previous = st.objects.get(resource).and_then(|m| m.get(&key)).cloned();
         let mut object = object;
         let generation = match &previous {
-            Some(p) if p["spec"] == object["spec"] => {
-                p["metadata"]["generation"].as_i64().unwrap_or(1)
-            }
-            Some(p) => p["metadata"]["generation"].as_i64().unwrap_or(1) + 1,
-            None => 1,
+            Some(p) => next_generation(p, &object),
+            None => object["metadata"]["generation"].as_i64().unwrap_or(1),
         };
         object["metadata"]["generation"] = json!(generation);
-        if object.get("status").is_none()
-            && let Some(p) = &previous
-        {
-            object["status"] = p["status"].clone();
+        if let Some(p) = &previous {
+            if object.get("status").is_none() && !p["status"].is_null() {
+                object["status"] = p["status"].clone();
+            }
+            if object["metadata"].get("managedFields").is_none()
+                && !p["metadata"]["managedFields"].is_null()
+            {
+                object["metadata"]["managedFields"] = p["metadata"]["managedFields"].clone();
+            }
+            object["metadata"]["uid"] = p["metadata"]["uid"].clone();
         }
         let type_ = if previous.is_some() {
             "MODIFIED"
@@ -169,6 +218,30 @@ impl ApiServer {
             .cloned()
     }
 
+    /// The object at a URL path (`/apis/apps/v1/namespaces/apps/deployments/web`).
+    pub fn at(&self, path: &str) -> Option<Value> {
+        let target = Target::parse(path)?;
+        self.get(
+            &target.resource,
+            &target.namespace,
+            target.name.as_deref().unwrap_or(""),
+        )
+    }
+
+    /// [`ApiServer::apply`] of `object` at a URL path; name and namespace come from the path.
+    pub fn put(&self, path: &str, mut object: Value) -> Value {
+        let target = Target::parse(path).unwrap();
+        object["metadata"]["name"] = json!(target.name.as_deref().unwrap_or(""));
+        if target.namespace.is_empty() {
+            if let Some(metadata) = object["metadata"].as_object_mut() {
+                metadata.remove("namespace");
+            }
+        } else {
+            object["metadata"]["namespace"] = json!(target.namespace);
+        }
+        self.apply(&target.resource, object)
+    }
+
     /// How many stored objects of `resource` satisfy `check`.
     pub fn count(&self, resource: &str, check: impl Fn(&Value) -> bool) -> usize {
         let st = self.state.lock().unwrap();
@@ -177,9 +250,26 @@ impl ApiServer {
             .map_or(0, |m| m.values().filter(|o| check(o)).count())
     }
 
-    /// Every write received so far (POST, PUT, PATCH), including refused ones.
+    /// Every write received so far (POST, PUT, PATCH, DELETE), including refused ones.
     pub fn writes(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().writes.clone()
+    }
+
+    /// Every request (reads too) since the last call, which forgets them.
+    pub fn take_requests(&self) -> Vec<Recorded> {
+        std::mem::take(&mut self.state.lock().unwrap().requests)
+    }
+
+    /// `managedFields` of a stored object, by manager.
+    pub fn managed_fields(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Vec<managed::Entry> {
+        self.get(resource, namespace, name)
+            .map(|o| managed::read(&o))
+            .unwrap_or_default()
     }
 
     /// How many list requests a resource received.
@@ -281,55 +371,74 @@ impl ApiServer {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let query = req.uri().query().unwrap_or("").to_owned();
-        let content_type = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let header = |name: http::header::HeaderName| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let content_type = header(http::header::CONTENT_TYPE);
+        let user_agent = header(http::header::USER_AGENT);
         let bytes = req.into_body().collect().await.unwrap().to_bytes();
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let Some(target) = Target::parse(&path) else {
-            return status(404, "NotFound", &format!("no route for {path}"));
-        };
-        if self
-            .state
-            .lock()
-            .unwrap()
-            .unserved
-            .contains(&target.resource)
-        {
-            return status(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            );
-        }
         let params = parse_query(&query);
-        let response = match method {
-            Method::GET
-                if target.name.is_none()
-                    && params.get("watch").is_some_and(|w| w == "true" || w == "1") =>
-            {
-                return self.watch(target, &params);
-            }
-            Method::GET if target.name.is_none() => self.list(&target, &params).await,
-            Method::GET => self.get_one(&target),
-            Method::POST => self.create(&target, body.clone()),
-            Method::PUT => self.replace(&target, body.clone()),
-            Method::PATCH => self.patch(&target, &content_type, body.clone()),
-            _ => status(405, "MethodNotAllowed", "unsupported"),
+        let record = |response: &Response<Body>| Recorded {
+            method: method.to_string(),
+            path: path.clone(),
+            query: query.clone(),
+            content_type: content_type.clone(),
+            body: body.clone(),
+            status: response.status().as_u16(),
         };
+        let response = match Target::parse(&path) {
+            None => status(404, "NotFound", &format!("no route for {path}")),
+            Some(target)
+                if self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .unserved
+                    .contains(&target.resource) =>
+            {
+                status(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                )
+            }
+            Some(target) => {
+                let manager = params
+                    .get("fieldManager")
+                    .cloned()
+                    .unwrap_or_else(|| default_manager(&user_agent));
+                match method {
+                    Method::GET
+                        if target.name.is_none()
+                            && params.get("watch").is_some_and(|w| w == "true" || w == "1") =>
+                    {
+                        let response = self.watch(target, &params);
+                        self.state.lock().unwrap().requests.push(record(&response));
+                        return response;
+                    }
+                    Method::GET if target.name.is_none() => self.list(&target, &params).await,
+                    Method::GET => self.get_one(&target),
+                    Method::POST => self.create(&target, body.clone(), &manager),
+                    Method::PUT => self.replace(&target, body.clone(), &manager),
+                    Method::PATCH => {
+                        self.patch(&target, &content_type, body.clone(), &manager, &params)
+                    }
+                    Method::DELETE => self.delete_one(&target),
+                    _ => status(405, "MethodNotAllowed", "unsupported"),
+                }
+            }
+        };
+        let recorded = record(&response);
+        let mut st = self.state.lock().unwrap();
         if method != Method::GET {
-            self.state.lock().unwrap().writes.push(Recorded {
-                method: method.to_string(),
-                path,
-                query,
-                content_type,
-                body,
-                status: response.status().as_u16(),
-            });
+            st.writes.push(recorded.clone());
         }
+        st.requests.push(recorded);
         response
     }
 
@@ -339,12 +448,13 @@ impl ApiServer {
         let mut st = self.state.lock().unwrap();
         *st.lists.entry(target.resource.clone()).or_default() += 1;
         let selector = params.get("fieldSelector").cloned().unwrap_or_default();
+        let labels = params.get("labelSelector").cloned().unwrap_or_default();
         let items: Vec<Value> = st
             .objects
             .get(&target.resource)
             .into_iter()
             .flat_map(|m| m.values())
-            .filter(|o| target.matches(o) && fields_match(&selector, o))
+            .filter(|o| target.matches(o) && fields_match(&selector, o) && labels_match(&labels, o))
             .cloned()
             .collect();
         json_response(
@@ -364,6 +474,13 @@ impl ApiServer {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let selector = params.get("fieldSelector").cloned().unwrap_or_default();
+        let labels = params.get("labelSelector").cloned().unwrap_or_default();
+        let wanted = move |e: &Event| {
+            e.resource == target.resource
+                && target.matches(&e.object)
+                && fields_match(&selector, &e.object)
+                && labels_match(&labels, &e.object)
+        };
         let mut live = self.events.subscribe();
         let mut ended = self.generation.subscribe();
         let (replay, gone) = {
@@ -389,10 +506,7 @@ impl ApiServer {
             tokio::spawn(async move {
                 let mut last = from;
                 for e in replay {
-                    if e.resource == target.resource
-                        && target.matches(&e.object)
-                        && fields_match(&selector, &e.object)
-                    {
+                    if wanted(&e) {
                         let _ = tx.send(line(e.type_, &e.object));
                     }
                     last = last.max(e.rv);
@@ -402,8 +516,7 @@ impl ApiServer {
                         event = live.recv() => match event {
                             Ok(e) if e.rv > last => {
                                 last = e.rv;
-                                if e.resource == target.resource && target.matches(&e.object) && fields_match(&selector, &e.object)
-                                    && tx.send(line(e.type_, &e.object)).is_err() {
+                                if wanted(&e) && tx.send(line(e.type_, &e.object)).is_err() {
                                     return;
                                 }
                             }
@@ -438,10 +551,17 @@ impl ApiServer {
         }
     }
 
-    fn create(&self, target: &Target, mut object: Value) -> Response<Body> {
+    fn create(&self, target: &Target, mut object: Value, manager: &str) -> Response<Body> {
         let mut st = self.state.lock().unwrap();
         if !target.namespace.is_empty() {
             object["metadata"]["namespace"] = json!(target.namespace);
+        }
+        if object["metadata"]["name"]
+            .as_str()
+            .is_none_or(str::is_empty)
+            && let Some(prefix) = object["metadata"]["generateName"].as_str()
+        {
+            object["metadata"]["name"] = json!(format!("{prefix}{}", st.rv + 1));
         }
         let key = key_of(&object);
         if st
@@ -451,7 +571,18 @@ impl ApiServer {
         {
             return status(409, "AlreadyExists", "already exists");
         }
-        let stored = self.store(&mut st, &target.resource, object, "ADDED");
+        if has_status_subresource(&target.resource)
+            && let Some(map) = object.as_object_mut()
+        {
+            map.remove("status");
+        }
+        if let Some(metadata) = object["metadata"].as_object_mut() {
+            for field in ["resourceVersion", "uid", "managedFields", "generation"] {
+                metadata.remove(field);
+            }
+        }
+        let object = managed::update(None, object, &target.write(manager));
+        let stored = self.commit(&mut st, target, None, object);
         json_response(201, &stored)
     }
 
@@ -479,7 +610,67 @@ impl ApiServer {
         Ok(current)
     }
 
-    fn replace(&self, target: &Target, body: Value) -> Response<Body> {
+    /// Stores `next` in place of `current` (`None`: a new object): `generation` set, a new
+    /// resourceVersion and a watch event. A write that changes nothing stores nothing.
+    fn commit(
+        &self,
+        st: &mut State,
+        target: &Target,
+        current: Option<&Value>,
+        mut next: Value,
+    ) -> Value {
+        next["metadata"]["generation"] = json!(match current {
+            Some(c) => next_generation(c, &next),
+            None => 1,
+        });
+        if let Some(current) = current {
+            next["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+            next["metadata"]["uid"] = current["metadata"]["uid"].clone();
+            if next == *current {
+                return next;
+            }
+        }
+        let type_ = if current.is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.store(st, &target.resource, next, type_)
+    }
+
+    /// The object a write to the main resource or to `/status` leaves: only `.status` from
+    /// `written` through the status subresource; everything but `.status` otherwise (for
+    /// resources with a status subresource).
+    fn scoped(target: &Target, current: &Value, written: Value) -> Value {
+        if !has_status_subresource(&target.resource) {
+            return written;
+        }
+        let mut next;
+        if target.is_status() {
+            next = current.clone();
+            match written.get("status") {
+                Some(s) if !s.is_null() => next["status"] = s.clone(),
+                _ => {
+                    if let Some(map) = next.as_object_mut() {
+                        map.remove("status");
+                    }
+                }
+            }
+        } else {
+            next = written;
+            match current.get("status") {
+                Some(s) => next["status"] = s.clone(),
+                None => {
+                    if let Some(map) = next.as_object_mut() {
+                        map.remove("status");
+                    }
+                }
+            }
+        }
+        next
+    }
+
+    fn replace(&self, target: &Target, body: Value, manager: &str) -> Response<Body> {
         let mut st = self.state.lock().unwrap();
         let current = match self.current(&mut st, target) {
             Ok(c) => c,
@@ -488,56 +679,112 @@ impl ApiServer {
         if let Some(rv) = body["metadata"]["resourceVersion"].as_str()
             && Some(rv) != current["metadata"]["resourceVersion"].as_str()
         {
-            return status(409, "Conflict", "the object has been modified");
+            return conflict(target);
         }
-        let next = if target.subresource.as_deref() == Some("status") {
-            let mut next = current;
-            next["status"] = body["status"].clone();
-            next
-        } else {
-            let mut next = body;
-            next["metadata"]["uid"] = current["metadata"]["uid"].clone();
-            next
-        };
-        let stored = self.store(&mut st, &target.resource, next, "MODIFIED");
+        let mut written = body;
+        written["metadata"]["managedFields"] = current["metadata"]["managedFields"].clone();
+        let next = Self::scoped(target, &current, written);
+        let next = managed::update(Some(&current), next, &target.write(manager));
+        let stored = self.commit(&mut st, target, Some(&current), next);
         json_response(200, &stored)
     }
 
-    fn patch(&self, target: &Target, content_type: &str, body: Value) -> Response<Body> {
+    fn patch(
+        &self,
+        target: &Target,
+        content_type: &str,
+        body: Value,
+        manager: &str,
+        params: &BTreeMap<String, String>,
+    ) -> Response<Body> {
         let mut st = self.state.lock().unwrap();
+        let apply = content_type.starts_with("application/apply-patch");
+        if apply && !params.contains_key("fieldManager") {
+            return status(
+                400,
+                "BadRequest",
+                "PATCH with application/apply-patch+yaml requires fieldManager",
+            );
+        }
         let current = match self.current(&mut st, target) {
-            Ok(c) => c,
+            Ok(c) => Some(c),
+            // Server-side apply creates a missing object (not through a subresource).
+            Err(_) if apply && !target.is_status() => None,
             Err(r) => return r,
         };
-        let mut next = current.clone();
-        if content_type.starts_with("application/apply-patch") {
-            apply_status(&mut next, &body["status"]);
-        } else if content_type.starts_with("application/merge-patch") {
-            if let Some(rv) = body["metadata"]["resourceVersion"].as_str()
-                && Some(rv) != current["metadata"]["resourceVersion"].as_str()
-            {
-                return status(409, "Conflict", "the object has been modified");
+        if let (Some(current), Some(rv)) = (&current, body["metadata"]["resourceVersion"].as_str())
+            && Some(rv) != current["metadata"]["resourceVersion"].as_str()
+        {
+            return conflict(target);
+        }
+        let next = if apply {
+            let mut config = body.clone();
+            if let Some(metadata) = config["metadata"].as_object_mut() {
+                metadata.remove("resourceVersion");
+                metadata.remove("managedFields");
             }
+            if !target.namespace.is_empty() {
+                config["metadata"]["namespace"] = json!(target.namespace);
+            }
+            if has_status_subresource(&target.resource)
+                && let Some(map) = config.as_object_mut()
+            {
+                if target.is_status() {
+                    map.retain(|k, _| {
+                        k == "status" || k == "metadata" || k == "apiVersion" || k == "kind"
+                    });
+                } else {
+                    map.remove("status");
+                }
+            }
+            let force = params.get("force").is_some_and(|f| f == "true");
+            match managed::apply(current.as_ref(), &config, &target.write(manager), force) {
+                Ok(next) => next,
+                Err(conflicts) => return apply_conflict(&conflicts),
+            }
+        } else if content_type.starts_with("application/merge-patch") {
+            let Some(current) = &current else {
+                return status(404, "NotFound", "not found");
+            };
             let mut patch = body.clone();
             if let Some(m) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
                 m.remove("resourceVersion");
+                m.remove("managedFields");
             }
-            if target.subresource.as_deref() == Some("status") {
-                merge(&mut next, &json!({ "status": patch["status"] }));
-            } else {
-                merge(&mut next, &patch);
-            }
+            let mut next = current.clone();
+            merge(&mut next, &patch);
+            let next = Self::scoped(target, current, next);
+            managed::update(Some(current), next, &target.write(manager))
         } else {
             return status(415, "UnsupportedMediaType", content_type);
+        };
+        let created = current.is_none();
+        let stored = self.commit(&mut st, target, current.as_ref(), next);
+        json_response(if created { 201 } else { 200 }, &stored)
+    }
+
+    fn delete_one(&self, target: &Target) -> Response<Body> {
+        let name = target.name.clone().unwrap_or_default();
+        let exists = self
+            .get(&target.resource, &target.namespace, &name)
+            .is_some();
+        if !exists {
+            return status(404, "NotFound", "not found");
         }
-        let stored = self.store(&mut st, &target.resource, next, "MODIFIED");
-        json_response(200, &stored)
+        self.delete(&target.resource, &target.namespace, &name);
+        json_response(
+            200,
+            &json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
+                    "details": {"name": name, "kind": target.resource}, "code": 200}),
+        )
     }
 }
 
 /// What a URL path names.
 #[derive(Clone, Debug)]
 struct Target {
+    /// `v1`, `apps/v1`, `gateway.networking.k8s.io/v1`.
+    api_version: String,
     resource: String,
     /// Empty for cluster-scoped objects and cluster-wide lists.
     namespace: String,
@@ -548,14 +795,18 @@ struct Target {
 impl Target {
     fn parse(path: &str) -> Option<Self> {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let rest = match *parts.first()? {
-            "api" => &parts[2..],
-            "apis" => &parts[3..],
+        let (api_version, rest) = match *parts.first()? {
+            "api" => ((*parts.get(1)?).to_owned(), parts.get(2..)?),
+            "apis" => (
+                format!("{}/{}", parts.get(1)?, parts.get(2)?),
+                parts.get(3..)?,
+            ),
             _ => return None,
         };
         let owned = |s: Option<&&str>| s.map(|s| (*s).to_owned());
         Some(if rest.len() >= 3 && rest[0] == "namespaces" {
             Self {
+                api_version,
                 namespace: rest[1].to_owned(),
                 resource: rest[2].to_owned(),
                 name: owned(rest.get(3)),
@@ -563,12 +814,35 @@ impl Target {
             }
         } else {
             Self {
+                api_version,
                 resource: (*rest.first()?).to_owned(),
                 namespace: String::new(),
                 name: owned(rest.get(1)),
                 subresource: owned(rest.get(2)),
             }
         })
+    }
+
+    fn is_status(&self) -> bool {
+        self.subresource.as_deref() == Some("status")
+    }
+
+    /// How a write through this URL is tracked in managedFields.
+    fn write<'a>(&'a self, manager: &'a str) -> managed::Write<'a> {
+        let status_only = self.is_status();
+        let split = has_status_subresource(&self.resource);
+        managed::Write {
+            manager,
+            subresource: self.subresource.as_deref(),
+            api_version: &self.api_version,
+            scope: if !split {
+                |_| true
+            } else if status_only {
+                |p| fields::under(p, "status")
+            } else {
+                |p| !fields::under(p, "status")
+            },
+        }
     }
 
     fn matches(&self, object: &Value) -> bool {
@@ -632,6 +906,76 @@ fn fields_match(selector: &str, object: &Value) -> bool {
     })
 }
 
+/// `a=b,c!=d,e` on labels (equality, inequality, existence).
+fn labels_match(selector: &str, object: &Value) -> bool {
+    let labels = &object["metadata"]["labels"];
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        if let Some((k, v)) = term.split_once("!=") {
+            labels[k].as_str() != Some(v)
+        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            labels[k].as_str() == Some(v)
+        } else {
+            labels.get(term).is_some()
+        }
+    })
+}
+
+/// The generation after a write from `current` to `next`: bumped when anything but metadata
+/// and status changed (the spec, for kinds that have one).
+fn next_generation(current: &Value, next: &Value) -> i64 {
+    let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+    let content = |o: &Value| -> Value {
+        let mut o = o.clone();
+        if let Some(map) = o.as_object_mut() {
+            map.remove("metadata");
+            map.remove("status");
+        }
+        o
+    };
+    if content(current) == content(next) {
+        generation
+    } else {
+        generation + 1
+    }
+}
+
+/// The manager of a write without `fieldManager`: the user agent's program name, as the API
+/// server derives it.
+fn default_manager(user_agent: &str) -> String {
+    match user_agent.split('/').next() {
+        Some(name) if !name.is_empty() => name.to_owned(),
+        _ => "unknown".to_owned(),
+    }
+}
+
+fn conflict(target: &Target) -> Response<Body> {
+    status(
+        409,
+        "Conflict",
+        &format!(
+            "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
+            target.resource,
+            target.name.as_deref().unwrap_or("")
+        ),
+    )
+}
+
+fn apply_conflict(conflicts: &managed::Conflicts) -> Response<Body> {
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|(manager, path)| {
+            json!({"type": "FieldManagerConflict", "message": format!("conflict with \"{manager}\""),
+                   "field": fields::display(path)})
+        })
+        .collect();
+    json_response(
+        409,
+        &json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                "message": managed::conflict_message(conflicts), "reason": "Conflict",
+                "details": {"causes": causes}, "code": 409}),
+    )
+}
+
 /// RFC 7386 JSON merge patch.
 fn merge(target: &mut Value, patch: &Value) {
     match patch {
@@ -648,40 +992,6 @@ fn merge(target: &mut Value, patch: &Value) {
             }
         }
         other => *target = other.clone(),
-    }
-}
-
-/// Server-side apply of a status, as the Gateway API CRDs declare it: `conditions` keyed by
-/// `type`, `listeners` by `name`, anything else replaced.
-fn apply_status(object: &mut Value, status: &Value) {
-    let Some(fields) = status.as_object() else {
-        return;
-    };
-    if !object["status"].is_object() {
-        object["status"] = json!({});
-    }
-    for (field, value) in fields {
-        let key = match field.as_str() {
-            "conditions" => Some("type"),
-            "listeners" => Some("name"),
-            _ => None,
-        };
-        match (key, value.as_array()) {
-            (Some(key), Some(items)) => {
-                let mut list = object["status"][field]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                for item in items {
-                    match list.iter_mut().find(|e| e[key] == item[key]) {
-                        Some(e) => *e = item.clone(),
-                        None => list.push(item.clone()),
-                    }
-                }
-                object["status"][field] = Value::Array(list);
-            }
-            _ => object["status"][field] = value.clone(),
-        }
     }
 }
 

@@ -1,0 +1,9 @@
+//! What Gantry's tests run against: an in-process Kubernetes API server, echo backends, certificates, a TLS client, a gRPC backend, and a harness that starts the real `gantry-proxy` binary.
+
+pub mod apiserver;
+pub mod certs;
+pub mod echo;
+pub mod grpc;
+pub mod harness;
+pub mod stream_echo;
+pub mod tls_client;
