@@ -4,6 +4,7 @@
 // Harness helpers outside #[test] functions panic on purpose: a panic is a test failure.
 #![allow(clippy::unwrap_used)]
 
+use gantry_testkit::ports::free_port;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,14 +79,6 @@ endpoints: [{{addresses: ["{address}"]}}]
         store: Arc::new(store),
         warnings: Vec::new(),
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn gauge(metrics: &Metrics) -> i64 {

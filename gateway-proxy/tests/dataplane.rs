@@ -3,6 +3,7 @@
 // Harness helpers outside #[test] functions panic on purpose: a panic is a test failure.
 #![allow(clippy::unwrap_used)]
 
+use gantry_testkit::ports::free_port;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -113,14 +114,6 @@ async fn start_echo() -> (
 
 // ---------------------------------------------------------------------------------------------
 // IR
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn backend(cluster: Option<&str>) -> BackendIr {
     BackendIr {

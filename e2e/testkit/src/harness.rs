@@ -1,7 +1,7 @@
 //! Drives the real `gantry-proxy` binary: writes its config directory, starts it, waits for
 //! `/readyz`, and talks to it over real sockets.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -78,13 +78,7 @@ fn newest(path: &Path) -> Option<std::time::SystemTime> {
     Some(latest)
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests on loopback).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral port")
-}
+pub use crate::ports::free_port;
 
 /// A running proxy process; killed on drop.
 pub struct Proxy {

@@ -5,5 +5,6 @@ pub mod certs;
 pub mod echo;
 pub mod grpc;
 pub mod harness;
+pub mod ports;
 pub mod stream_echo;
 pub mod tls_client;

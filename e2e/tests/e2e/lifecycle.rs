@@ -42,31 +42,35 @@ async fn readyz_turns_ready_only_once_a_config_is_loaded() {
     let port = free_port();
     // The only file is broken: nothing can be served, so the proxy must not claim readiness.
     let proxy = Proxy::start(&[("broken.yaml", "kind: [unclosed\n")], &[]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if get(&format!("http://{}/healthz", proxy.admin))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "admin never came up:\n{}",
-            proxy.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let readyz = get(&format!("http://{}/readyz", proxy.admin))
-        .await
-        .expect("readyz");
-    assert_eq!(readyz.status, 503, "{}", readyz.text());
-    let config = proxy.config().await;
-    let errors = config["source"]["errors"].to_string();
+    // Wait for the source's verdict on the file (the admin server answers before it), then
+    // check that it did not make the proxy ready.
+    let errors = proxy
+        .eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || async {
+                let Ok(reply) = get(&format!("http://{}/config", proxy.admin)).await else {
+                    return Err("admin not up yet".to_owned());
+                };
+                let config: Value = serde_json::from_slice(&reply.body)
+                    .map_err(|e| format!("/config is not JSON: {e}"))?;
+                let errors = config["source"]["errors"].to_string();
+                if errors.contains("broken.yaml") {
+                    Ok(errors)
+                } else {
+                    Err(format!("the broken file is not reported yet: {errors}"))
+                }
+            },
+        )
+        .await;
     assert!(
         errors.contains("broken.yaml:1"),
         "the error names file and line: {errors}"
     );
+    let readyz = get(&format!("http://{}/readyz", proxy.admin))
+        .await
+        .expect("readyz");
+    assert_eq!(readyz.status, 503, "{}", readyz.text());
 
     proxy.write("gateway.yaml", &gateway_yaml("gw", port));
     proxy.write("services.yaml", &services);

@@ -6,6 +6,8 @@
 pub use gantry_testkit::apiserver;
 pub use gantry_testkit::apiserver::objects;
 
+#[allow(unused_imports)] // not every test binary picks ports
+pub use gantry_testkit::ports::free_port;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,15 +54,6 @@ impl Client for apiserver::ApiServer {
         let config = kube::Config::new(self.url().parse().unwrap());
         kube::Client::try_from(config).unwrap()
     }
-}
-
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A backend answering every request with `200` and `backend saw <path>`.
