@@ -174,8 +174,18 @@ async fn watches_resume_after_an_api_server_restart_without_relisting() {
     let updates = start_source(&server);
     store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
 
+    server.take_requests();
     server.restart();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The changes below happen after the HTTPRoute watch has ended and been opened again, so
+    // they reach the source through the resumed watch.
+    eventually(10, "the HTTPRoute watch to resume", || {
+        let resumed = server
+            .take_requests()
+            .iter()
+            .any(|r| r.path.ends_with("/httproutes") && r.query.contains("watch=true"));
+        async move { resumed }
+    })
+    .await;
     server.apply(
         "httproutes",
         http_route("default", "r2", "gw", "/two", "echo", 80),

@@ -285,6 +285,50 @@ async fn only_the_leader_writes() {
     let _: Value = server.get("gateways", "default", "gw").unwrap()["status"].clone();
 }
 
+/// The first translation can reach the writer together with the store (both sent while it
+/// waits): whichever of the two wakes it, the statuses are written. `tokio::select!` polls its
+/// branches in a random order, so each round is a fresh draw; a writer that took the statuses
+/// as seen without noting the translation would stay idle in about half of the rounds.
+#[tokio::test]
+async fn a_translation_arriving_with_the_store_is_written() {
+    let server = world().await;
+    let updates = start_source(&server);
+    let store = store_where(&updates, "the initial sync", |s| s.http_routes.len() == 1).await;
+    let statuses = Arc::new(desired(&store));
+    for round in 0..16 {
+        let (objects_tx, objects) = watch::channel(None);
+        let (statuses_tx, statuses_rx) = watch::channel(Arc::new(Vec::new()));
+        let (_leading_tx, leading) = watch::channel(true);
+        let kube = KubeMetrics::default();
+        let metrics = Metrics::with(|registry| kube.register(registry));
+        let writer = tokio::spawn(status_writer::run(
+            writer(&server).with_metrics(kube),
+            statuses_rx,
+            objects,
+            leading,
+        ));
+        // On this single-threaded runtime the writer runs until it waits for a change.
+        tokio::task::yield_now().await;
+        objects_tx.send_replace(Some(SourceUpdate::Objects {
+            store: store.clone(),
+            warnings: Vec::new(),
+        }));
+        statuses_tx.send_replace(statuses.clone());
+        eventually(10, &format!("round {round}: a reconcile"), || {
+            let done = metrics
+                .encode()
+                .contains(r#"gantry_kube_status_reconciles_total{outcome="ok"} 1"#);
+            async move { done }
+        })
+        .await;
+        writer.abort();
+    }
+    assert!(
+        server.get("gateways", "default", "gw").unwrap()["status"]["listeners"].is_array(),
+        "the Gateway's status was written"
+    );
+}
+
 #[tokio::test]
 async fn a_running_writer_writes_back_only_what_another_party_changed() {
     let server = world().await;

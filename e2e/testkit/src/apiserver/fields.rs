@@ -1,6 +1,6 @@
 //! Field paths of objects as server-side apply sees them: which lists merge by key, the set of fields an object sets, FieldsV1 encoding, and merging or removing fields.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -215,17 +215,86 @@ fn merge_at(live: &mut Value, config: &Value, names: &mut Vec<String>) {
         Value::Array(items) if list_keys(names).is_some() && live.is_array() => {
             let keys = list_keys(names).unwrap_or_default();
             if let Some(list) = live.as_array_mut() {
-                for item in items {
-                    let key = item_key(item, keys);
-                    match list.iter_mut().find(|i| item_key(i, keys) == key) {
-                        Some(existing) => merge_at(existing, item, names),
-                        None => list.push(item.clone()),
-                    }
-                }
+                *list = merge_list(list, items, keys, names);
             }
         }
         other => *live = other.clone(),
     }
+}
+
+/// A list-map merged as kube-apiserver's structured merge does: the applied items in the
+/// applied order, each merged into its live item; live items the configuration does not hold
+/// stay where they were relative to the items around them.
+fn merge_list(
+    live: &[Value],
+    applied: &[Value],
+    keys: &[&str],
+    names: &mut Vec<String>,
+) -> Vec<Value> {
+    let live_keys: Vec<String> = live.iter().map(|i| item_key(i, keys)).collect();
+    let applied_keys: Vec<String> = applied.iter().map(|i| item_key(i, keys)).collect();
+    // The items in both lists, in the applied order: a live item held by both waits for its
+    // turn in this order.
+    let mut shared: VecDeque<&String> = applied_keys
+        .iter()
+        .filter(|k| live_keys.contains(k))
+        .collect();
+    let mut merged: Vec<&String> = Vec::new();
+    let mut out = Vec::with_capacity(live.len() + applied.len());
+    let take = |key: &String, item: &Value, names: &mut Vec<String>| match live_keys
+        .iter()
+        .position(|k| k == key)
+    {
+        Some(at) => {
+            let mut existing = live[at].clone();
+            merge_at(&mut existing, item, names);
+            existing
+        }
+        None => item.clone(),
+    };
+    let (mut l, mut r) = (0, 0);
+    while l < live.len() || r < applied.len() {
+        if l < live.len() && r < applied.len() {
+            let key = &live_keys[l];
+            if *key == applied_keys[r] {
+                out.push(take(key, &applied[r], names));
+                merged.push(key);
+                if shared.front() == Some(&key) {
+                    shared.pop_front();
+                }
+                l += 1;
+                r += 1;
+                continue;
+            }
+            if applied_keys.contains(key) && shared.front().is_some_and(|next| *next != key) {
+                // A shared item, not the next one in the applied order.
+                l += 1;
+                continue;
+            }
+        }
+        if l < live.len() {
+            let key = &live_keys[l];
+            if !applied_keys.contains(key) {
+                out.push(live[l].clone());
+                l += 1;
+                continue;
+            }
+            if merged.contains(&key) {
+                l += 1;
+                continue;
+            }
+        }
+        if r < applied.len() {
+            let key = &applied_keys[r];
+            out.push(take(key, &applied[r], names));
+            merged.push(key);
+            if shared.front() == Some(&key) {
+                shared.pop_front();
+            }
+            r += 1;
+        }
+    }
+    out
 }
 
 /// `fieldsV1` of a managedFields entry.
@@ -394,6 +463,51 @@ mod tests {
                                {"type": "Programmed", "status": "True"}],
                 "addresses": [{"value": "b"}],
             }})
+        );
+    }
+
+    #[test]
+    fn merged_list_items_take_the_applied_order_and_others_keep_their_place() {
+        let names = |list: &Value| -> Vec<String> {
+            list["status"]["listeners"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let listeners = |names: &[&str]| {
+            let items: Vec<Value> = names.iter().map(|n| json!({"name": n})).collect();
+            json!({"status": {"listeners": items}})
+        };
+        for (live, applied, expected) in [
+            (
+                &["http"][..],
+                &["https", "http"][..],
+                &["https", "http"][..],
+            ),
+            (&["b", "a"], &["a", "b"], &["a", "b"]),
+            (&["x", "a", "y", "b"], &["b", "a"], &["x", "y", "b", "a"]),
+            (&["a", "x"], &["c", "a"], &["c", "a", "x"]),
+        ] {
+            let mut merged = listeners(live);
+            merge_applied(&mut merged, &listeners(applied));
+            assert_eq!(
+                names(&merged),
+                expected,
+                "{live:?} with {applied:?} applied"
+            );
+        }
+        let mut live =
+            json!({"status": {"listeners": [{"name": "a", "attachedRoutes": 1, "x": 1}]}});
+        merge_applied(
+            &mut live,
+            &json!({"status": {"listeners": [{"name": "b"}, {"name": "a", "attachedRoutes": 2}]}}),
+        );
+        assert_eq!(
+            live["status"]["listeners"],
+            json!([{"name": "b"}, {"name": "a", "attachedRoutes": 2, "x": 1}]),
+            "an item merges into its live item"
         );
     }
 

@@ -242,6 +242,15 @@ impl ApiServer {
         self.apply(&target.resource, object)
     }
 
+    /// Every stored object of `resource`, ordered by namespace and name.
+    pub fn objects(&self, resource: &str) -> Vec<Value> {
+        let st = self.state.lock().unwrap();
+        st.objects
+            .get(resource)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// How many stored objects of `resource` satisfy `check`.
     pub fn count(&self, resource: &str, check: impl Fn(&Value) -> bool) -> usize {
         let st = self.state.lock().unwrap();

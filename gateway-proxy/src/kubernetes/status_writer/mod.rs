@@ -144,9 +144,11 @@ impl StatusWriter {
 
     /// [`StatusWriter::reconcile`]. With `previous`, the store read by the last reconcile that
     /// succeeded, for these very statuses: only the Gateways, routes and policies replaced,
-    /// added or removed since are looked at (all of them when too many changed).
+    /// added or removed since are looked at (all of them when too many changed). Objects are
+    /// told apart by pointer, so `store` must keep the `Arc` of every object not replaced
+    /// since `previous` (as the sources do).
     #[instrument(skip_all, fields(objects = desired.len(), since_previous = previous.is_some()))]
-    async fn reconcile_since(
+    pub async fn reconcile_since(
         &mut self,
         previous: Option<&Store>,
         store: &Store,
@@ -504,6 +506,9 @@ pub async fn run(
     let mut reconciled: Option<Reconciled> = None;
     loop {
         let leading = *leader.borrow_and_update();
+        // A translation can arrive while another event woke the loop; the borrow below marks
+        // it seen, so `statuses.changed()` will not report it.
+        translated |= statuses.has_changed().unwrap_or(false);
         if let Some(SourceUpdate::Objects { store: s, .. }) = &*objects.borrow_and_update() {
             store = Some(s.clone());
         }
