@@ -29,6 +29,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../translate/tests/pairs/mod.rs"]
+mod pairs;
 mod support;
 
 use std::collections::BTreeMap;
@@ -36,68 +38,21 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gantry_proxy::kubernetes::status_writer::{StatusWriter, Written};
-use gantry_translate::goldens::{self, INPUT_SUFFIX};
 use gantry_translate::status::ObjectStatus;
 use gantry_translate::store::{ObjectKey, Store};
 use gantry_translate::translate::{TranslateOptions, translate};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Failed;
+use pairs::Golden as Case;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use support::Client;
 use support::apiserver::ApiServer;
-
-/// Failing pairs reported by name per test; the rest are counted.
-const REPORTED_FAILURES: usize = 20;
-
-struct Case {
-    name: String,
-    store: Store,
-    options: TranslateOptions,
-}
+use support::objects::foreign_parent;
 
 fn main() {
-    let arguments = Arguments::from_args();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("translate/testdata/translate");
-    let trials = match cases(&dir) {
-        Ok(cases) => {
-            let cases = Arc::new(cases);
-            (0..cases.len())
-                .map(|a| {
-                    let cases = cases.clone();
-                    let name = format!("status_after::{}", cases[a].name);
-                    Trial::test(name, move || status_after(&cases, a))
-                })
-                .collect()
-        }
-        Err(message) => vec![Trial::test("golden_cases", move || Err(message.into()))],
-    };
-    libtest_mimic::run(&arguments, trials).exit();
-}
-
-fn cases(dir: &Path) -> Result<Vec<Case>, String> {
-    let names = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned());
-    let listing = goldens::listing(names);
-    if listing.cases.is_empty() {
-        return Err(format!("no {INPUT_SUFFIX} case in {}", dir.display()));
-    }
-    listing
-        .cases
-        .into_iter()
-        .map(|name| {
-            let path = dir.join(format!("{name}{INPUT_SUFFIX}"));
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            Ok(Case {
-                options: goldens::options(&name, &text).map_err(|e| e.to_string())?,
-                store: goldens::load(&name, &text).map_err(|e| e.to_string())?,
-                name,
-            })
-        })
-        .collect()
+    pairs::run(pairs::read(&dir), "status_after", |c| &c.name, status_after)
 }
 
 fn status_after(cases: &[Case], a: usize) -> Result<(), Failed> {
@@ -115,22 +70,12 @@ fn status_after(cases: &[Case], a: usize) -> Result<(), Failed> {
     });
     let mut failures = Vec::new();
     for second in cases {
-        empty(&server);
+        become_(&server, &Store::default());
         if let Err(message) = runtime.block_on(pair(&server, &client, first, second)) {
-            failures.push(format!("{} -> {}: {message}", first.name, second.name));
+            failures.push(format!("{} then {}: {message}", first.name, second.name));
         }
     }
-    if failures.is_empty() {
-        return Ok(());
-    }
-    let count = failures.len();
-    failures.truncate(REPORTED_FAILURES);
-    Err(format!(
-        "{count} of {} pairs fail:\n{}",
-        cases.len(),
-        failures.join("\n")
-    )
-    .into())
+    pairs::report(&first.name, cases.len(), &failures)
 }
 
 /// Steps 1 to 3 of the module's description for the pair (`first`, `second`).
@@ -144,7 +89,7 @@ async fn pair(
     let mut writer = new_writer(client, options);
 
     // 1. A's objects and statuses.
-    create(server, &first.store);
+    become_(server, &first.store);
     let read = snapshot(server, None)?;
     let statuses = translate(&read, options).statuses;
     writer.reconcile(&read, &statuses).await.map_err(errors)?;
@@ -284,31 +229,8 @@ macro_rules! for_each_kind {
     };
 }
 
-/// Deletes every object of the server.
-fn empty(server: &ApiServer) {
-    macro_rules! delete_all {
-        ($field:ident, $resource:literal) => {
-            for object in server.objects($resource) {
-                let key: ObjectKey = Key::of(&object);
-                server.delete($resource, &key.namespace, &key.name);
-            }
-        };
-    }
-    for_each_kind!(delete_all);
-}
-
-/// Creates every object of `store` on the server.
-fn create(server: &ApiServer, store: &Store) {
-    macro_rules! put {
-        ($field:ident, $resource:literal) => {
-            put_all(server, $resource, &store.$field);
-        };
-    }
-    for_each_kind!(put);
-}
-
 /// Makes the server's objects `store`'s: the others are deleted, `store`'s applied over what
-/// is there (a status they do not carry stays).
+/// is there (a status they do not carry stays). An empty store empties the server.
 fn become_(server: &ApiServer, store: &Store) {
     macro_rules! replace {
         ($field:ident, $resource:literal) => {
@@ -424,43 +346,23 @@ fn edit_statuses(server: &ApiServer, controller: &str) {
     for (resource, list) in ENTRY_LISTS {
         for mut object in server.objects(resource) {
             turn += 1;
-            let entries = match object["status"][list].as_array() {
-                Some(entries) => entries.clone(),
-                None => Vec::new(),
-            };
-            let edited: Vec<Value> = match turn % 3 {
-                1 => Vec::new(),
-                2 => entries
-                    .into_iter()
-                    .map(|mut entry| {
+            let mut entries = object["status"][list]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            match turn % 3 {
+                1 => entries.clear(),
+                2 => {
+                    for entry in &mut entries {
                         if entry["controllerName"] == controller {
                             stale(&mut entry["conditions"]);
                         }
-                        entry
-                    })
-                    .chain([json!({
-                        "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "other"},
-                        "ancestorRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "other"},
-                        "controllerName": "example.com/other-controller",
-                        "conditions": [{
-                            "type": "Accepted",
-                            "status": "True",
-                            "reason": "Accepted",
-                            "message": "",
-                            "lastTransitionTime": "2020-01-01T00:00:00Z",
-                        }],
-                    })])
-                    .map(|mut entry| {
-                        let unused = if list == "parents" { "ancestorRef" } else { "parentRef" };
-                        if let Some(entry) = entry.as_object_mut() {
-                            entry.remove(unused);
-                        }
-                        entry
-                    })
-                    .collect(),
+                    }
+                    entries.push(theirs(list));
+                }
                 _ => continue,
-            };
-            object["status"][list] = json!(edited);
+            }
+            object["status"][list] = json!(entries);
             server.apply(resource, object);
         }
     }
@@ -471,6 +373,18 @@ fn edit_statuses(server: &ApiServer, controller: &str) {
             server.apply("gateways", object);
         }
     }
+}
+
+/// Another controller's entry for a list of per-Gateway entries (`parents` or `ancestors`).
+fn theirs(list: &str) -> Value {
+    let mut entry = foreign_parent("other");
+    if list == "ancestors"
+        && let Some(fields) = entry.as_object_mut()
+        && let Some(reference) = fields.remove("parentRef")
+    {
+        fields.insert("ancestorRef".to_owned(), reference);
+    }
+    entry
 }
 
 /// Makes every condition of a list `Unknown`, as a status left behind by an older version.

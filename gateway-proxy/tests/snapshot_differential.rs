@@ -21,19 +21,21 @@
 //! One test per A (`snapshot_after::<A>`), each running A against every B and reporting the
 //! failing pairs together (the first 20, by name).
 
+#[path = "../translate/tests/pairs/mod.rs"]
+mod pairs;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use gantry_proxy::routing::Snapshot;
 use gantry_proxy::telemetry::Metrics;
-use gantry_translate::goldens::{self, INPUT_SUFFIX};
+use gantry_translate::goldens;
 use gantry_translate::ir::Ir;
 use gantry_translate::store::Store;
 use gantry_translate::translate::{TranslateOptions, translate};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Failed;
+use pairs::report;
 
-/// Failing pairs reported by name per test; the rest are counted.
-const REPORTED_FAILURES: usize = 20;
 /// Longest part of a differing line shown in a failure.
 const SHOWN_CHARACTERS: usize = 400;
 
@@ -48,55 +50,30 @@ struct Case {
 }
 
 fn main() {
-    let arguments = Arguments::from_args();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("translate/testdata/translate");
-    let trials = match cases(&dir) {
-        Ok(cases) => {
-            let cases = Arc::new(cases);
-            (0..cases.len())
-                .map(|a| {
-                    let cases = cases.clone();
-                    let name = format!("snapshot_after::{}", cases[a].name);
-                    Trial::test(name, move || snapshot_after(&cases, a))
-                })
-                .collect()
-        }
-        Err(message) => vec![Trial::test("golden_cases", move || Err(message.into()))],
-    };
-    libtest_mimic::run(&arguments, trials).exit();
+    let metrics = Metrics::new();
+    let cases = pairs::read(&dir).map(|cases| {
+        cases
+            .into_iter()
+            .map(|golden| Case::new(golden, &metrics))
+            .collect()
+    });
+    pairs::run(cases, "snapshot_after", |c: &Case| &c.name, snapshot_after)
 }
 
-/// Every case of `dir`: translated from scratch, and the IR compiled from nothing.
-fn cases(dir: &Path) -> Result<Vec<Case>, String> {
-    let names = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned());
-    let listing = goldens::listing(names);
-    if listing.cases.is_empty() {
-        return Err(format!("no {INPUT_SUFFIX} case in {}", dir.display()));
+impl Case {
+    /// A case translated from scratch, and its IR compiled from nothing.
+    fn new(golden: pairs::Golden, metrics: &Metrics) -> Self {
+        let ir = Arc::new(translate(&golden.store, &golden.options).ir);
+        let cold = compile(&ir, metrics, None).map(|s| s.describe());
+        Self {
+            name: golden.name,
+            store: golden.store,
+            options: golden.options,
+            ir,
+            cold,
+        }
     }
-    let metrics = Metrics::new();
-    listing
-        .cases
-        .into_iter()
-        .map(|name| {
-            let path = dir.join(format!("{name}{INPUT_SUFFIX}"));
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let options = goldens::options(&name, &text).map_err(|e| e.to_string())?;
-            let store = goldens::load(&name, &text).map_err(|e| e.to_string())?;
-            let ir = Arc::new(translate(&store, &options).ir);
-            let cold = compile(&ir, &metrics, None).map(|s| s.describe());
-            Ok(Case {
-                name,
-                store,
-                options,
-                ir,
-                cold,
-            })
-        })
-        .collect()
 }
 
 /// `ir` compiled after `previous`, from a copy of the IR (as the runtime hands the data plane
@@ -180,27 +157,4 @@ fn shorten(text: &str) -> String {
         Some((end, _)) => format!("{}...", &text[..end]),
         None => text.to_owned(),
     }
-}
-
-/// Ok when no pair failed; else the first [`REPORTED_FAILURES`] failing pairs and the count.
-fn report(first: &str, pairs: usize, failures: &[String]) -> Result<(), Failed> {
-    if failures.is_empty() {
-        return Ok(());
-    }
-    let mut message = format!(
-        "{} of {pairs} pairs starting with {first} differ from a compilation from nothing:\n",
-        failures.len()
-    );
-    for failure in failures.iter().take(REPORTED_FAILURES) {
-        message.push_str("  ");
-        message.push_str(failure);
-        message.push('\n');
-    }
-    if failures.len() > REPORTED_FAILURES {
-        message.push_str(&format!(
-            "  ... and {} more\n",
-            failures.len() - REPORTED_FAILURES
-        ));
-    }
-    Err(message.into())
 }

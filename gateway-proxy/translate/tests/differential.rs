@@ -23,18 +23,18 @@
 //! One test per A (`translator_after::<A>`), each running A against every B and reporting the
 //! failing pairs together (the first 20, by name).
 
+mod pairs;
+
 use std::path::Path;
 use std::sync::Arc;
 
-use gantry_translate::goldens::{self, INPUT_SUFFIX};
+use gantry_translate::goldens;
 use gantry_translate::store::{Difference, Store};
 use gantry_translate::translate::{
     TranslateOptions, Translation, Translator, refresh_endpoints, translate,
 };
-use libtest_mimic::{Arguments, Failed, Trial};
-
-/// Failing pairs reported by name per test; the rest are counted.
-const REPORTED_FAILURES: usize = 20;
+use libtest_mimic::Failed;
+use pairs::report;
 
 /// A case ready to translate, with its translation from scratch.
 struct Case {
@@ -45,52 +45,27 @@ struct Case {
 }
 
 fn main() {
-    let arguments = Arguments::from_args();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/translate");
-    let trials = match cases(&dir) {
-        Ok(cases) => {
-            let cases = Arc::new(cases);
-            (0..cases.len())
-                .map(|a| {
-                    let cases = cases.clone();
-                    let name = format!("translator_after::{}", cases[a].name);
-                    Trial::test(name, move || translator_after(&cases, a))
-                })
-                .collect()
-        }
-        Err(message) => vec![Trial::test("golden_cases", move || Err(message.into()))],
-    };
-    libtest_mimic::run(&arguments, trials).exit();
+    let cases = pairs::read(&dir).map(|cases| cases.into_iter().map(Case::new).collect());
+    pairs::run(
+        cases,
+        "translator_after",
+        |c: &Case| &c.name,
+        translator_after,
+    )
 }
 
-/// Every case of `dir`, loaded and translated from scratch.
-fn cases(dir: &Path) -> Result<Vec<Case>, String> {
-    let names = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned());
-    let listing = goldens::listing(names);
-    if listing.cases.is_empty() {
-        return Err(format!("no {INPUT_SUFFIX} case in {}", dir.display()));
+impl Case {
+    /// A case with its translation from scratch.
+    fn new(golden: pairs::Golden) -> Self {
+        let cold = translate(&golden.store, &golden.options);
+        Self {
+            name: golden.name,
+            store: Arc::new(golden.store),
+            options: golden.options,
+            cold,
+        }
     }
-    listing
-        .cases
-        .into_iter()
-        .map(|name| {
-            let path = dir.join(format!("{name}{INPUT_SUFFIX}"));
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let options = goldens::options(&name, &text).map_err(|e| e.to_string())?;
-            let store = goldens::load(&name, &text).map_err(|e| e.to_string())?;
-            let cold = translate(&store, &options);
-            Ok(Case {
-                name,
-                store: Arc::new(store),
-                options,
-                cold,
-            })
-        })
-        .collect()
 }
 
 /// A translator that translated case `a` then translates each case B gives B's output.
@@ -159,27 +134,4 @@ fn difference(cold: &Translation, warm: &Translation) -> String {
         },
         _ => format!("{part} differ from a translation from scratch (not serialisable)"),
     }
-}
-
-/// Ok when no pair failed; else the first [`REPORTED_FAILURES`] failing pairs and the count.
-fn report(first: &str, pairs: usize, failures: &[String]) -> Result<(), Failed> {
-    if failures.is_empty() {
-        return Ok(());
-    }
-    let mut message = format!(
-        "{} of {pairs} pairs starting with {first} differ from a computation from scratch:\n",
-        failures.len()
-    );
-    for failure in failures.iter().take(REPORTED_FAILURES) {
-        message.push_str("  ");
-        message.push_str(failure);
-        message.push('\n');
-    }
-    if failures.len() > REPORTED_FAILURES {
-        message.push_str(&format!(
-            "  ... and {} more\n",
-            failures.len() - REPORTED_FAILURES
-        ));
-    }
-    Err(message.into())
 }
