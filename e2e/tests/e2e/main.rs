@@ -4,6 +4,7 @@ mod backend_tls;
 mod backends;
 mod filters;
 mod grpc;
+mod hostile;
 mod l4;
 mod lifecycle;
 mod listener_ports;
