@@ -11,8 +11,9 @@ use crate::kubernetes::KubeSource;
 use crate::kubernetes::watch::Scope;
 use crate::routing::normalize::{EscapedSlashes, PathOptions};
 use crate::serve::{ServeOptions, serve};
+use crate::server::activity::Timeouts;
 use crate::server::l4::L4Options;
-use crate::server::{DataPlaneOptions, HttpOptions};
+use crate::server::{ConnectionOptions, DataPlaneOptions, HttpOptions};
 use crate::source::FileSource;
 use crate::telemetry::logging::{self, LogFormat};
 use gantry_translate::status::GatewayStatusAddress;
@@ -104,6 +105,25 @@ pub struct RunArgs {
     /// for none. A route's `request: 0s` disables it for that route.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub default_request_timeout: Duration,
+    /// Client connections open at once on one listener port; more are closed on accept.
+    #[arg(long, default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS_PER_LISTENER)]
+    pub max_connections_per_listener: usize,
+    /// Client connections open at once in the process (default: half the open-file limit).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// A client must send each request head, and the first one after connecting, within this.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub client_header_timeout: Duration,
+    /// A client connection with no request in flight is closed after this long.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub client_idle_timeout: Duration,
+    /// A client connection whose responses stop moving (the client stopped reading) is
+    /// closed after this long.
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    pub client_stall_timeout: Duration,
+    /// Streams one HTTP/2 client connection may have open at once.
+    #[arg(long, default_value_t = crate::server::DEFAULT_HTTP2_MAX_STREAMS)]
+    pub http2_max_concurrent_streams: u32,
 }
 
 impl RunArgs {
@@ -127,9 +147,25 @@ impl RunArgs {
                 request_body_timeout: nonzero(self.request_body_timeout),
                 default_request_timeout: nonzero(self.default_request_timeout),
             },
+            connections: ConnectionOptions {
+                per_listener: self.max_connections_per_listener.max(1),
+                process: self
+                    .max_connections
+                    .unwrap_or_else(crate::server::default_max_connections)
+                    .max(1),
+                timeouts: Timeouts {
+                    header: self.client_header_timeout.max(MIN_CLIENT_TIMEOUT),
+                    idle: self.client_idle_timeout.max(MIN_CLIENT_TIMEOUT),
+                    stall: self.client_stall_timeout.max(MIN_CLIENT_TIMEOUT),
+                },
+                http2_max_streams: self.http2_max_concurrent_streams.max(1),
+            },
         }
     }
 }
+
+/// The shortest client connection timeout accepted; shorter values are raised to it.
+const MIN_CLIENT_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// `None` for a zero duration (no limit).
 fn nonzero(duration: Duration) -> Option<Duration> {

@@ -26,6 +26,7 @@ fn control() -> (ControlLoop, Arc<Metrics>) {
             access_log: false,
             l4: Default::default(),
             http: Default::default(),
+            connections: Default::default(),
         },
         metrics.clone(),
     ));

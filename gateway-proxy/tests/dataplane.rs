@@ -305,6 +305,7 @@ async fn start_proxy(drain_timeout: Duration) -> Proxy {
             access_log: true,
             l4: Default::default(),
             http: Default::default(),
+            connections: Default::default(),
         },
         metrics.clone(),
     ));

@@ -32,6 +32,7 @@ fn control() -> ControlLoop {
             access_log: false,
             l4: Default::default(),
             http: Default::default(),
+            connections: Default::default(),
         },
         metrics.clone(),
     ));

@@ -13,12 +13,14 @@ use hyper_util::rt::TokioIo;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
+use super::activity::{Activity, Verdict, Watchdog};
 use super::drain::Watcher;
 use super::l4::{self, Transport};
 use super::{Shared, pipeline};
+use crate::telemetry::logging::ACCESS_LOG_TARGET;
 use gantry_translate::ir::PortProtocol;
 
 /// Pending connections the kernel queues per port.
@@ -65,6 +67,8 @@ pub struct ConnectionInfo {
     pub peer: SocketAddr,
     /// Set on connections of a TLS port once the handshake is done.
     pub tls: Option<Arc<super::tls::TlsInfo>>,
+    /// What the connection's requests are doing, for its watchdog.
+    pub activity: Arc<Activity>,
 }
 
 /// A running accept loop. Stopping it closes the socket; open connections carry on.
@@ -98,12 +102,19 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut stopped: oneshot::Receiver<()>,
 ) {
+    let per_listener = Arc::new(Semaphore::new(shared.options.connections.per_listener));
     loop {
         tokio::select! {
             _ = &mut stopped => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let info = ConnectionInfo { port, peer, tls: None };
+                    // Over a limit, the connection is closed at once: its descriptor is freed
+                    // and the rest keep being served (the admin port included).
+                    let Some(permits) = admit(&shared, &per_listener, port) else {
+                        drop(stream);
+                        continue;
+                    };
+                    let info = ConnectionInfo { port, peer, tls: None, activity: Arc::default() };
                     let watcher = shared.drain.watcher();
                     // The port's protocol in the configuration current now decides how the
                     // connection is served, so a port can change protocol without a rebind.
@@ -114,10 +125,17 @@ async fn accept_loop(
                         .l4
                         .port(port)
                         .is_some_and(|t| t.protocol == PortProtocol::Tcp);
+                    let shared = shared.clone();
                     if tcp {
-                        tokio::spawn(l4::serve_tcp(stream, info, shared.clone(), watcher));
+                        tokio::spawn(async move {
+                            l4::serve_tcp(stream, info, shared, watcher).await;
+                            drop(permits);
+                        });
                     } else {
-                        tokio::spawn(serve(stream, info, shared.clone(), watcher));
+                        tokio::spawn(async move {
+                            serve(stream, info, shared, watcher).await;
+                            drop(permits);
+                        });
                     }
                 }
                 Err(error) => {
@@ -129,6 +147,29 @@ async fn accept_loop(
         }
     }
     tracing::debug!(port, "stopped accepting");
+}
+
+/// A connection's places under the process-wide and the listener's connection limits; `None`
+/// (and a count in `gantry_downstream_connections_refused_total`) when either is full.
+fn admit(
+    shared: &Shared,
+    per_listener: &Arc<Semaphore>,
+    port: u16,
+) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+    let Ok(process) = shared.connections.clone().try_acquire_owned() else {
+        shared.metrics.connection_refused("process_limit");
+        tracing::debug!(port, "connection refused: process connection limit reached");
+        return None;
+    };
+    let Ok(listener) = per_listener.clone().try_acquire_owned() else {
+        shared.metrics.connection_refused("listener_limit");
+        tracing::debug!(
+            port,
+            "connection refused: listener connection limit reached"
+        );
+        return None;
+    };
+    Some((process, listener))
 }
 
 /// Serves one client connection until it closes: HTTP, or TLS when the port is a TLS port
@@ -156,23 +197,80 @@ pub(super) async fn serve_http<S>(
 {
     let handler = shared.clone();
     let peer = info.peer;
+    let activity = info.activity.clone();
     let service = service_fn(move |request| {
         let shared = handler.clone();
         let info = info.clone();
-        async move { Ok::<_, Infallible>(pipeline::handle(&shared, &info, request).await) }
+        let pending = info.activity.request();
+        async move {
+            let response = pipeline::handle(&shared, &info, request).await;
+            drop(pending);
+            Ok::<_, Infallible>(response)
+        }
     });
     let connection = shared
         .http
         .serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = drain.signaled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+    let mut watchdog = Watchdog::new(activity, shared.options.connections.timeouts);
+    let mut closing = false;
+    let result = loop {
+        tokio::select! {
+            result = connection.as_mut() => break result,
+            () = drain.signaled(), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            verdict = watchdog.verdict() => match verdict {
+                // Idle: close gracefully (HTTP/2 GOAWAY); if that does not finish the
+                // connection by the next verdict, it is dropped.
+                Verdict::Idle if !closing => {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    shared.metrics.connection_closed("idle");
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                Verdict::Idle | Verdict::Stalled => {
+                    tracing::debug!(%peer, ?verdict, "dropping a connection that does not move");
+                    shared.metrics.connection_closed(match verdict {
+                        Verdict::Stalled => "stalled",
+                        Verdict::Idle => "idle_unfinished",
+                    });
+                    return;
+                }
+            },
         }
     };
     if let Err(error) = result {
+        log_connection_error(&shared, peer, &*error);
+    }
+}
+
+/// A connection that ended with an error. The HTTP/1 parser answers a request it cannot parse
+/// itself (400, or 431 for a head over the size limit); such a request gets its access-log
+/// line and a count in `gantry_requests_rejected_total{reason="unparsable"}` here.
+fn log_connection_error(
+    shared: &Shared,
+    peer: SocketAddr,
+    error: &(dyn std::error::Error + Send + Sync + 'static),
+) {
+    let Some(error) = error.downcast_ref::<hyper::Error>() else {
+        tracing::debug!(%error, %peer, "connection ended with an error");
+        return;
+    };
+    if error.is_parse() || error.is_parse_too_large() {
+        let status: u16 = if error.is_parse_too_large() { 431 } else { 400 };
+        shared.metrics.request_rejected("unparsable");
+        if shared.options.access_log {
+            tracing::info!(
+                target: ACCESS_LOG_TARGET,
+                status,
+                peer = %peer,
+                error = %error,
+                "request rejected by the HTTP parser"
+            );
+        }
+    } else {
         tracing::debug!(%error, %peer, "connection ended with an error");
     }
 }

@@ -6,6 +6,7 @@
 //! `store`. Only `apply` and `shutdown` take the (async) listener lock.
 
 mod access_log;
+pub mod activity;
 mod client_body;
 mod drain;
 pub mod errors;
@@ -40,8 +41,6 @@ use gantry_translate::status::unbound::UnboundPort;
 
 pub use errors::ProxyError;
 
-/// How long a client may take to send request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/2 PING interval on idle client connections.
 const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -60,6 +59,73 @@ pub struct DataPlaneOptions {
     pub l4: l4::L4Options,
     /// Request handling: paths, forwarding headers, timeouts.
     pub http: HttpOptions,
+    /// Client connections: limits and timeouts.
+    pub connections: ConnectionOptions,
+}
+
+/// Bounds on client connections. Every default is documented in `docs/security.md`.
+#[derive(Clone, Debug)]
+pub struct ConnectionOptions {
+    /// Client connections open at once on one listener port (`--max-connections-per-listener`).
+    pub per_listener: usize,
+    /// Client connections open at once in the process (`--max-connections`).
+    pub process: usize,
+    /// Header, idle and stall timeouts ([`activity`]).
+    pub timeouts: activity::Timeouts,
+    /// Streams one HTTP/2 connection may have open (`--http2-max-concurrent-streams`); also
+    /// the most upstream requests one client connection can have in flight.
+    pub http2_max_streams: u32,
+}
+
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        Self {
+            per_listener: DEFAULT_MAX_CONNECTIONS_PER_LISTENER,
+            process: default_max_connections(),
+            timeouts: activity::Timeouts {
+                header: DEFAULT_HEADER_TIMEOUT,
+                idle: DEFAULT_IDLE_TIMEOUT,
+                stall: DEFAULT_STALL_TIMEOUT,
+            },
+            http2_max_streams: DEFAULT_HTTP2_MAX_STREAMS,
+        }
+    }
+}
+
+/// Default of `--max-connections-per-listener`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_LISTENER: usize = 10_000;
+/// Default of `--client-header-timeout`: the first request's head, and each head, must arrive
+/// within it.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of `--client-idle-timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default of `--client-stall-timeout`.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default of `--http2-max-concurrent-streams`.
+pub const DEFAULT_HTTP2_MAX_STREAMS: u32 = 100;
+/// Response bytes one HTTP/2 stream buffers beyond what the client's window lets through.
+const HTTP2_MAX_SEND_BUFFER: usize = 16 * 1024;
+/// Largest HTTP/2 header list a client may send (as HTTP/1's head limit, 64 KiB).
+const HTTP2_MAX_HEADER_LIST: u32 = 64 * 1024;
+
+/// The default process-wide connection limit: half the open-file limit (the other half is for
+/// upstream connections, listeners, the admin server and files), and at least 64.
+pub fn default_max_connections() -> usize {
+    (open_file_limit() / 2).saturating_sub(32).max(64)
+}
+
+/// The soft limit on open files (`ulimit -n`), from `/proc/self/limits`; 1024 when unknown.
+fn open_file_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|soft| soft.parse().ok())
+        })
+        .unwrap_or(1024)
 }
 
 /// How HTTP requests are checked and bounded. Every default is documented in
@@ -121,6 +187,8 @@ pub(crate) struct Shared {
     upstreams: Upstreams,
     http: auto::Builder<TokioExecutor>,
     drain: Drain,
+    /// Places under the process-wide connection limit.
+    connections: Arc<tokio::sync::Semaphore>,
 }
 
 /// The running data plane.
@@ -145,15 +213,21 @@ impl fmt::Debug for DataPlane {
 
 impl DataPlane {
     pub fn new(options: DataPlaneOptions, metrics: Arc<Metrics>) -> Self {
+        let limits = &options.connections;
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1()
             .keep_alive(true)
-            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .header_read_timeout(limits.timeouts.header)
             .timer(TokioTimer::new());
         http.http2()
             .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
+            .max_concurrent_streams(limits.http2_max_streams)
+            .max_send_buf_size(HTTP2_MAX_SEND_BUFFER)
+            .max_header_list_size(HTTP2_MAX_HEADER_LIST)
             .timer(TokioTimer::new());
+        let connections = Arc::new(tokio::sync::Semaphore::new(limits.process));
         let shared = Shared {
+            connections,
             snapshot: ArcSwap::from_pointee(Snapshot::empty(&metrics)),
             upstreams: Upstreams::new(&metrics),
             options,
@@ -306,6 +380,7 @@ mod tests {
                 access_log: false,
                 l4: l4::L4Options::default(),
                 http: HttpOptions::default(),
+                connections: ConnectionOptions::default(),
             },
             Arc::new(Metrics::new()),
         );

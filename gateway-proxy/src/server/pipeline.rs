@@ -265,7 +265,7 @@ async fn forward<'s>(
     for modifier in &deferred.response_headers {
         modifier.apply(response.headers_mut());
     }
-    Ok(response.map(upstream::stream))
+    Ok(response.map(|body| upstream::stream(connection.activity.track(body))))
 }
 
 /// Step 6: when mirrors apply, buffers the body and sends each mirror its copy; otherwise the

@@ -71,6 +71,8 @@ pub struct Metrics {
     stages: Family<StageLabels, AtomicHistogram>,
     tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
     requests_rejected: Family<RejectLabels, Counter>,
+    connections_refused: Family<RejectLabels, Counter>,
+    connections_closed: Family<RejectLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -97,6 +99,21 @@ impl Metrics {
         let stages = Family::<StageLabels, AtomicHistogram>::default();
         let tls_handshake_errors = Family::<HandshakeErrorLabels, Counter>::default();
         let requests_rejected = Family::<RejectLabels, Counter>::default();
+        let connections_refused = Family::<RejectLabels, Counter>::default();
+        let connections_closed = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "downstream_connections_refused",
+            "Client connections closed on accept because a connection limit was reached \
+             (process_limit, listener_limit)",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "downstream_connections_closed",
+            "Client connections the proxy closed for doing nothing: idle (no request for the \
+             idle or header timeout), stalled (response bodies not moving for the stall timeout), \
+             idle_unfinished (idle and not closed by a graceful shutdown)",
+            connections_closed.clone(),
+        );
         registry.register(
             "requests_rejected",
             "Requests refused before routing (malformed Host, unsafe path, CONNECT, unsupported \
@@ -156,6 +173,8 @@ impl Metrics {
             l4,
             tls_handshake_errors,
             requests_rejected,
+            connections_refused,
+            connections_closed,
             registry,
             requests,
             durations,
@@ -189,6 +208,20 @@ impl Metrics {
     /// Counts a request refused before routing; `reason` is one of a small fixed set.
     pub fn request_rejected(&self, reason: &'static str) {
         self.requests_rejected
+            .get_or_create(&RejectLabels { reason })
+            .inc();
+    }
+
+    /// Counts a connection refused on accept.
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&RejectLabels { reason })
+            .inc();
+    }
+
+    /// Counts a connection the watchdog closed.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
             .get_or_create(&RejectLabels { reason })
             .inc();
     }

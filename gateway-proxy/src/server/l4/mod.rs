@@ -204,6 +204,7 @@ mod tests {
                 access_log: false,
                 l4: L4Options::default(),
                 http: Default::default(),
+                connections: Default::default(),
             },
             metrics.clone(),
         );
