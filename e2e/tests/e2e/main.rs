@@ -2,6 +2,7 @@
 
 mod backend_tls;
 mod backends;
+mod connections;
 mod filters;
 mod grpc;
 mod hostile;
