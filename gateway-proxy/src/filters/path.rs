@@ -15,7 +15,9 @@ pub fn replace_path(modifier: &PathModifierIr, path: &str, matched_prefix: Optio
 
 /// Replaces the segment-matched `prefix` of `path` with `replacement`:
 /// `/foo` → `/xyz` turns `/foo/bar` into `/xyz/bar`; replacing with `/` or the empty string
-/// never produces `//` and never an empty path.
+/// never produces `//` and never an empty path. Nor does a rest that starts with `//` (paths
+/// keep doubled slashes with `--path-merge-slashes false`): `/v1//evil.com/x` with `/v1` → `/`
+/// is `/evil.com/x`, never the scheme-relative `//evil.com/x`.
 pub fn replace_prefix(prefix: &str, path: &str, replacement: &str) -> String {
     let prefix = prefix.trim_end_matches('/');
     let rest = path.strip_prefix(prefix).unwrap_or(path);
@@ -28,6 +30,10 @@ pub fn replace_prefix(prefix: &str, path: &str, replacement: &str) -> String {
     out.push_str(rest);
     if out.is_empty() {
         out.push('/');
+    }
+    if out.starts_with("//") {
+        let rest = out.trim_start_matches('/');
+        out = format!("/{rest}");
     }
     out
 }
@@ -55,6 +61,9 @@ mod tests {
             ("/prefix/one/two", "/prefix/one", "/one", "/one/two"),
             ("/anything", "/", "/new", "/new/anything"),
             ("/", "/", "/new", "/new/"),
+            ("/v1//evil.com/x", "/v1", "/", "/evil.com/x"),
+            ("/v1//evil.com/x", "/v1", "", "/evil.com/x"),
+            ("/v1///x", "/v1", "/a", "/a///x"),
         ];
         for (path, prefix, replacement, want) in cases {
             assert_eq!(

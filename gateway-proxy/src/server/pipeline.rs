@@ -1,14 +1,19 @@
 //! The request stack, assembled in one place. Order, outermost first:
 //!
 //! 1. request ID: `x-request-id` read or generated; sent upstream and echoed on every response
-//! 2. route lookup on the snapshot loaded once for this request (404 when nothing matches)
-//! 3. the rule's request timeout (504), covering everything below up to response headers
-//! 4. hop-by-hop headers removed; X-Forwarded-For/Proto/Host added
-//! 5. rule filters (a redirect answers here), backend choice (500), backend filters
-//! 6. mirrors, with the body buffered only when one applies
-//! 7. the upstream call under the backendRequest timeout (502, 503, 504); upgrades bridged
-//! 8. response: hop-by-hop headers removed, response header modifiers
-//! 9. request ID echoed, metrics recorded, access log written
+//! 2. request checks (Host, framing, method: 400, 405, 501) and path normalisation (400)
+//! 3. route lookup on the snapshot loaded once for this request (404 when nothing matches)
+//! 4. the rule's request timeout, or the default one (504), covering everything below up to
+//!    response headers
+//! 5. hop-by-hop headers removed (an upgrade other than WebSocket with them);
+//!    X-Forwarded-For/Proto/Host and `Forwarded` set by the trusted-hops rule
+//! 6. rule filters (a redirect answers here), backend choice (500), backend filters
+//! 7. mirrors, with the body buffered only when one applies
+//! 8. the upstream call under the backendRequest timeout (502, 503, 504), the body under the
+//!    body-read timeout (400, 408, 499); only an asked-for WebSocket `101` is bridged
+//! 9. response: hop-by-hop headers removed, response header modifiers; its body tracked by the
+//!    connection's watchdog
+//! 10. request ID echoed, metrics recorded, access log written
 //!
 //! Every failure becomes a response through [`ProxyError`]; none drops the connection. A gRPC
 //! request's failure is answered as a gRPC status ([`super::grpc_status`]).
@@ -92,7 +97,8 @@ pub async fn handle(
     response
 }
 
-/// Steps 2 and 3: finds the entry and runs the rest under the request timeout.
+/// Steps 2 to 4: checks the request, finds the entry and runs the rest under the request
+/// timeout.
 async fn route<'s>(
     shared: &Shared,
     snapshot: &'s Snapshot,
@@ -158,7 +164,7 @@ async fn route<'s>(
     within(request_timeout, forward, ProxyError::RequestTimeout).await
 }
 
-/// Steps 4 to 8.
+/// Steps 5 to 9.
 #[allow(clippy::too_many_arguments)] // Each argument is a distinct piece of request context.
 async fn forward<'s>(
     shared: &Shared,
@@ -268,7 +274,7 @@ async fn forward<'s>(
     Ok(response.map(|body| upstream::stream(connection.activity.track(body))))
 }
 
-/// Step 6: when mirrors apply, buffers the body and sends each mirror its copy; otherwise the
+/// Step 7: when mirrors apply, buffers the body and sends each mirror its copy; otherwise the
 /// body streams untouched.
 async fn mirror_and_buffer(
     shared: &Shared,
