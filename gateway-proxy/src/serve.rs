@@ -87,10 +87,9 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
         })?;
     let (admin_debug_addr, admin_debug) = match placement {
         admin::Placement::Separate(addr) => {
-            let (bound, task) =
-                admin::serve(addr, published.clone(), admin::Endpoints::WithDebug)
-                    .await
-                    .map_err(|source| ServeError::AdminDebug { addr, source })?;
+            let (bound, task) = admin::serve(addr, published.clone(), admin::Endpoints::WithDebug)
+                .await
+                .map_err(|source| ServeError::AdminDebug { addr, source })?;
             (Some(bound), Some(task))
         }
         admin::Placement::OnAdmin | admin::Placement::Nowhere => (None, None),
@@ -155,7 +154,9 @@ impl Running {
 pub async fn serve(source: impl Source, options: ServeOptions) -> Result<(), ServeError> {
     let running = start(source, options).await?;
     match running.admin_debug_addr {
-        Some(debug_addr) => tracing::info!(admin_addr = %running.admin_addr, admin_debug_addr = %debug_addr, "gantry-proxy serving"),
+        Some(debug_addr) => {
+            tracing::info!(admin_addr = %running.admin_addr, admin_debug_addr = %debug_addr, "gantry-proxy serving")
+        }
         None => tracing::info!(admin_addr = %running.admin_addr, "gantry-proxy serving"),
     }
     running

@@ -63,7 +63,9 @@ async fn pod_ip_serves_probes_and_metrics_and_only_loopback_serves_status_and_co
     let dir = TempDir::new("gantry-admin");
     let running = proxy(&dir, at([127, 0, 0, 2]), Some(at([127, 0, 0, 1]))).await;
     let pod = running.admin_addr;
-    let debug = running.admin_debug_addr.expect("a debug listener of its own");
+    let debug = running
+        .admin_debug_addr
+        .expect("a debug listener of its own");
     assert_eq!(pod.ip(), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
     assert_eq!(debug.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
 

@@ -170,7 +170,10 @@ mod tests {
         assert_eq!(Placement::new(local, None), Placement::OnAdmin);
         assert_eq!(Placement::new(addr("[::1]:9901"), None), Placement::OnAdmin);
         assert_eq!(Placement::new(pod, None), Placement::Nowhere);
-        assert_eq!(Placement::new(addr("0.0.0.0:9901"), None), Placement::Nowhere);
+        assert_eq!(
+            Placement::new(addr("0.0.0.0:9901"), None),
+            Placement::Nowhere
+        );
         assert_eq!(
             Placement::new(pod, Some(addr("127.0.0.1:9902"))),
             Placement::Separate(addr("127.0.0.1:9902"))
