@@ -67,7 +67,9 @@ fn generated_schemas_have_no_null_nodes() {
 fn generated_gateway_api_crds_do_not_claim_to_be_the_upstream_bundle() {
     for file in gateway_api_crds().unwrap() {
         assert!(
-            !file.yaml.contains("gateway.networking.k8s.io/bundle-version")
+            !file
+                .yaml
+                .contains("gateway.networking.k8s.io/bundle-version")
                 && !file.yaml.contains("gateway.networking.k8s.io/channel"),
             "{} carries an upstream bundle annotation",
             file.name
