@@ -101,9 +101,80 @@ PY
   rm -rf "$out"
 }
 
+# Every permission the chart grants, one line per (role, apiGroup, resource, verb, resourceNames),
+# and every binding, for the cluster-wide install and for a watchNamespace install, compared with
+# the reviewed list in rbac-allowlist.txt. A grant added, widened or removed fails until the list
+# is reviewed and updated (GANTRY_UPDATE_RBAC_ALLOWLIST=1 rewrites it). The list also holds what
+# must never appear: the check below fails on a wildcard, on escalate or impersonate, on bind
+# without resourceNames, and on any role that grants Secrets or ConfigMaps beyond list and
+# watch or any write on roles or clusterroles.
+check_rbac() {
+  local out
+  out="$(mktemp -d)"
+  "$helm" template gantry "$chart" --namespace gantry-system >"$out/cluster-wide.yaml"
+  "$helm" template gantry "$chart" --namespace gantry-system --set operator.watchNamespace=team-a >"$out/watch-namespace.yaml"
+  python3 - "$out" "$chart/rbac-allowlist.txt" "${GANTRY_UPDATE_RBAC_ALLOWLIST:-0}" <<'PY'
+import os, sys, yaml
+out, allowlist, update = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+lines, problems = [], []
+for install in ("cluster-wide", "watch-namespace"):
+    docs = [d for d in yaml.safe_load_all(open(os.path.join(out, install + ".yaml"))) if d]
+    for d in docs:
+        kind, meta = d["kind"], d["metadata"]
+        where = meta.get("namespace", "-")
+        if kind in ("Role", "ClusterRole"):
+            if d.get("aggregationRule"):
+                problems.append("%s %s aggregates other roles" % (kind, meta["name"]))
+            for rule in d.get("rules") or []:
+                if rule.get("nonResourceURLs"):
+                    problems.append("%s %s grants non-resource URLs" % (kind, meta["name"]))
+                names = ",".join(rule.get("resourceNames") or []) or "*"
+                for group in rule.get("apiGroups") or []:
+                    for resource in rule.get("resources") or []:
+                        for verb in rule["verbs"]:
+                            lines.append("%s %s %s %s %s %s %s %s" % (install, kind, meta["name"], where, group or "core", resource, verb, names))
+                            if "*" in (group, resource, verb):
+                                problems.append("wildcard in %s %s" % (kind, meta["name"]))
+                            if verb in ("escalate", "impersonate"):
+                                problems.append("%s on %s in %s %s" % (verb, resource, kind, meta["name"]))
+                            if verb == "bind" and names == "*":
+                                problems.append("bind without resourceNames in %s %s" % (kind, meta["name"]))
+                            if resource in ("roles", "clusterroles") and verb not in ("bind",):
+                                problems.append("%s %s on %s in %s %s" % (verb, resource, group, kind, meta["name"]))
+                            if resource in ("secrets", "configmaps") and verb not in ("get", "list", "watch"):
+                                problems.append("%s %s in %s %s" % (verb, resource, kind, meta["name"]))
+                            if resource == "secrets" and verb in ("list", "watch") and kind == "ClusterRole" and not meta["name"].endswith("-secrets"):
+                                problems.append("%s secrets cluster-wide in %s %s" % (verb, kind, meta["name"]))
+        elif kind in ("RoleBinding", "ClusterRoleBinding"):
+            subjects = ",".join("%s:%s/%s" % (s["kind"], s.get("namespace", "-"), s["name"]) for s in d.get("subjects") or [])
+            lines.append("%s %s %s %s -> %s/%s %s" % (install, kind, meta["name"], where, d["roleRef"]["kind"], d["roleRef"]["name"], subjects))
+lines.sort()
+text = "".join(l + "\n" for l in lines)
+header = "# Every grant and binding the chart renders (charts/gantry/test.sh, check_rbac): reviewed.\n# install kind name namespace apiGroup resource verb resourceNames | install kind name namespace -> roleRef subjects\n"
+if update:
+    open(allowlist, "w").write(header + text)
+    print("rewrote %s (%d lines)" % (allowlist, len(lines)))
+expected = [l for l in open(allowlist).read().splitlines() if l and not l.startswith("#")]
+for p in problems:
+    print("FORBIDDEN: " + p)
+added = sorted(set(lines) - set(expected))
+removed = sorted(set(expected) - set(lines))
+for l in added:
+    print("NOT IN THE ALLOW-LIST: " + l)
+for l in removed:
+    print("IN THE ALLOW-LIST, NOT RENDERED: " + l)
+if problems or added or removed:
+    sys.exit(1)
+print("%d grants and bindings match %s" % (len(lines), os.path.basename(allowlist)))
+PY
+  rm -rf "$out"
+}
+
 install_helm
 install_validators
 validate "default values"
 validate "all options on" -f "$chart/ci/all-on-values.yaml"
 validate_operator_goldens
+echo "== RBAC against the reviewed allow-list"
+check_rbac
 echo "chart OK"

@@ -19,8 +19,15 @@ use crate::params::GatewayParameters;
 /// Upstream's approval link for the `gateway.networking.k8s.io` group.
 const GATEWAY_API_APPROVAL: &str = "https://github.com/kubernetes-sigs/gateway-api/pull/1538";
 
-/// The Gateway API bundle version these CRDs correspond to.
-pub const GATEWAY_API_BUNDLE_VERSION: &str = "v1.5.0";
+/// The Gateway API release whose types the `gateway-api` crate was generated from. The
+/// generated CRDs are *not* that release's bundle (no CEL rules, no upstream markers), so they
+/// never carry upstream's `gateway.networking.k8s.io/bundle-version` or `channel` annotations,
+/// which tools and other implementations read as "the upstream bundle is installed"; they carry
+/// [`GENERATED_FROM_ANNOTATION`] instead. Install upstream's release where you can.
+pub const GATEWAY_API_RELEASE: &str = "v1.5.0";
+
+/// Annotation naming what the Gateway API CRDs were generated from.
+pub const GENERATED_FROM_ANNOTATION: &str = "gantry.dev/generated-from";
 
 /// One generated file: its name and its YAML text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,9 +120,9 @@ fn annotate(crd: &mut Value) {
         *annotations = Value::Object(Default::default());
     }
     annotations["api-approved.kubernetes.io"] = Value::from(GATEWAY_API_APPROVAL);
-    annotations["gateway.networking.k8s.io/bundle-version"] =
-        Value::from(GATEWAY_API_BUNDLE_VERSION);
-    annotations["gateway.networking.k8s.io/channel"] = Value::from("experimental");
+    annotations[GENERATED_FROM_ANNOTATION] = Value::from(format!(
+        "gateway-api crate types of Gateway API {GATEWAY_API_RELEASE}; not the upstream bundle"
+    ));
     // Uninstalling the chart must not delete the CRDs, which would delete every Gateway and Route.
     annotations["helm.sh/resource-policy"] = Value::from("keep");
 }

@@ -59,3 +59,26 @@ fn generated_schemas_have_no_null_nodes() {
         );
     }
 }
+
+/// The generated Gateway API CRDs are not upstream's bundle and must not say they are: tools and
+/// other implementations read `gateway.networking.k8s.io/bundle-version` and `channel` as "the
+/// upstream bundle of that version is installed".
+#[test]
+fn generated_gateway_api_crds_do_not_claim_to_be_the_upstream_bundle() {
+    for file in gateway_api_crds().unwrap() {
+        assert!(
+            !file
+                .yaml
+                .contains("gateway.networking.k8s.io/bundle-version")
+                && !file.yaml.contains("gateway.networking.k8s.io/channel"),
+            "{} carries an upstream bundle annotation",
+            file.name
+        );
+        assert!(
+            file.yaml
+                .contains(gantry_crds::crdgen::GENERATED_FROM_ANNOTATION),
+            "{} does not say what it was generated from",
+            file.name
+        );
+    }
+}

@@ -61,9 +61,16 @@ pub struct RunArgs {
     /// 0 to 64512, so that port 1023 stays within 65535.
     #[arg(long, default_value_t = 0, value_parser = parse_port_offset)]
     pub port_offset: u16,
-    /// Admin server: /healthz, /readyz, /metrics, /status, /config.
-    #[arg(long, default_value = "127.0.0.1:9901")]
+    /// Admin server: /healthz, /readyz, /metrics; also /status and /config when it is a
+    /// loopback address and no --admin-debug-addr is given. An IPv6 address may be written
+    /// without brackets (`fd00::7:9901`, as `$(POD_IP):9901` expands to).
+    #[arg(long, default_value = "127.0.0.1:9901", value_parser = parse_socket_addr)]
     pub admin_addr: SocketAddr,
+    /// Where /status and /config are served (with the admin endpoints): a listener of its own,
+    /// or the admin server itself when equal to --admin-addr. Default: the admin server when
+    /// --admin-addr is a loopback address, otherwise nowhere.
+    #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
+    pub admin_debug_addr: Option<SocketAddr>,
     /// Log filter, e.g. `info` or `gantry_proxy=debug,info` (RUST_LOG wins when set).
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -176,6 +183,19 @@ fn parse_gateway(s: &str) -> Result<ObjectKey, String> {
     ObjectKey::parse(s).ok_or_else(|| format!("`{s}` is not NAMESPACE/NAME"))
 }
 
+/// `IP:PORT`, `[IPv6]:PORT`, or an IPv6 address and port without brackets (the last `:`
+/// separates the port), which is what `$(POD_IP):PORT` gives on an IPv6 pod.
+pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let invalid = || format!("`{s}` is not an address with a port, e.g. 10.0.0.7:9901");
+    let (ip, port) = s.rsplit_once(':').ok_or_else(invalid)?;
+    let ip: IpAddr = ip.parse().map_err(|_| invalid())?;
+    let port: u16 = port.parse().map_err(|_| invalid())?;
+    Ok(SocketAddr::new(ip, port))
+}
+
 fn parse_port_offset(s: &str) -> Result<u16, String> {
     let offset: i64 = s
         .parse()
@@ -202,6 +222,7 @@ pub fn main() -> anyhow::Result<()> {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let options = ServeOptions {
         admin_addr: args.admin_addr,
+        admin_debug_addr: args.admin_debug_addr,
         dataplane: args.dataplane_options(),
     };
     if args.kubernetes {
@@ -237,4 +258,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }],
     };
     Ok(serve(source, options).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_addresses_take_ipv6_pod_ips_without_brackets() {
+        let v4: SocketAddr = "10.0.0.7:9901".parse().expect("v4");
+        let v6: SocketAddr = "[fd00::7]:9901".parse().expect("v6");
+        assert_eq!(parse_socket_addr("10.0.0.7:9901"), Ok(v4));
+        assert_eq!(parse_socket_addr("[fd00::7]:9901"), Ok(v6));
+        assert_eq!(parse_socket_addr("fd00::7:9901"), Ok(v6));
+        assert!(parse_socket_addr("10.0.0.7").is_err());
+        assert!(parse_socket_addr("$(POD_IP):9901").is_err());
+        assert!(parse_socket_addr("10.0.0.7:99999").is_err());
+    }
 }

@@ -24,6 +24,11 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("binding the admin debug address {addr}: {source}")]
+    AdminDebug {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Source(SourceError),
     #[error("the source task failed: {0}")]
@@ -35,7 +40,10 @@ pub enum ServeError {
 /// Settings of `serve` that do not depend on the mode.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
+    /// `/healthz`, `/readyz`, `/metrics` (and `/status`, `/config` per [`admin::Placement`]).
     pub admin_addr: SocketAddr,
+    /// Where `/status` and `/config` are served (`--admin-debug-addr`); see [`admin::Placement`].
+    pub admin_debug_addr: Option<SocketAddr>,
     pub dataplane: DataPlaneOptions,
 }
 
@@ -45,11 +53,14 @@ pub struct Running {
     pub published: Arc<Published>,
     /// Where the admin server listens (the port is chosen when 0 was asked for).
     pub admin_addr: SocketAddr,
+    /// Where `/status` and `/config` are served, when not on `admin_addr` and not nowhere.
+    pub admin_debug_addr: Option<SocketAddr>,
     dataplane: Arc<DataPlane>,
     shutdown: watch::Sender<bool>,
     source: tokio::task::JoinHandle<Result<(), SourceError>>,
     control: tokio::task::JoinHandle<()>,
     _admin: tokio::task::JoinHandle<()>,
+    _admin_debug: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts serving `source`; returns once the admin server is bound.
@@ -63,12 +74,26 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
     )
     .with_gateway_addresses(source.gateway_addresses());
     let published = control.published().clone();
-    let (admin_addr, admin) = admin::serve(options.admin_addr, published.clone())
+    let placement = admin::Placement::new(options.admin_addr, options.admin_debug_addr);
+    let endpoints = match placement {
+        admin::Placement::OnAdmin => admin::Endpoints::WithDebug,
+        admin::Placement::Separate(_) | admin::Placement::Nowhere => admin::Endpoints::Public,
+    };
+    let (admin_addr, admin) = admin::serve(options.admin_addr, published.clone(), endpoints)
         .await
         .map_err(|source| ServeError::Admin {
             addr: options.admin_addr,
             source,
         })?;
+    let (admin_debug_addr, admin_debug) = match placement {
+        admin::Placement::Separate(addr) => {
+            let (bound, task) = admin::serve(addr, published.clone(), admin::Endpoints::WithDebug)
+                .await
+                .map_err(|source| ServeError::AdminDebug { addr, source })?;
+            (Some(bound), Some(task))
+        }
+        admin::Placement::OnAdmin | admin::Placement::Nowhere => (None, None),
+    };
     let (updates, updates_rx) = watch::channel(None);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let link = SourceLink {
@@ -82,11 +107,13 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
     Ok(Running {
         published,
         admin_addr,
+        admin_debug_addr,
         dataplane,
         shutdown,
         source,
         control,
         _admin: admin,
+        _admin_debug: admin_debug,
     })
 }
 
@@ -126,7 +153,12 @@ impl Running {
 /// Serves `source` until SIGTERM or SIGINT, then drains.
 pub async fn serve(source: impl Source, options: ServeOptions) -> Result<(), ServeError> {
     let running = start(source, options).await?;
-    tracing::info!(admin_addr = %running.admin_addr, "gantry-proxy serving");
+    match running.admin_debug_addr {
+        Some(debug_addr) => {
+            tracing::info!(admin_addr = %running.admin_addr, admin_debug_addr = %debug_addr, "gantry-proxy serving")
+        }
+        None => tracing::info!(admin_addr = %running.admin_addr, "gantry-proxy serving"),
+    }
     running
         .until(async {
             let signal = shutdown_signal().await;

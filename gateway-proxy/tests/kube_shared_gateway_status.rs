@@ -191,6 +191,7 @@ async fn operator_and_proxy_keep_each_others_gateway_status() {
         server.client(),
         OperatorDefaults {
             proxy_image: "gantry-proxy:test".to_owned(),
+            proxy_roles: gantry_operator::params::ProxyRoles::default(),
         },
         Arc::new(Metrics::new()),
         None,

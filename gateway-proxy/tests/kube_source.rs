@@ -216,6 +216,8 @@ async fn only_tls_secrets_of_referenced_namespaces_are_watched() {
     seed(&server, port, start_backend().await);
     let gw = gateway("default", "gw", "gantry", port);
     server.apply("gateways", with_certificate(gw.clone(), "certs", "cert"));
+    server.apply("referencegrants", secrets_for_default_gateways("certs"));
+    server.apply("referencegrants", secrets_for_default_gateways("elsewhere"));
     server.apply("secrets", secret("certs", "cert", "kubernetes.io/tls"));
     server.apply("secrets", secret("certs", "token", "Opaque"));
     server.apply("secrets", secret("elsewhere", "cert2", "kubernetes.io/tls"));
@@ -231,6 +233,72 @@ async fn only_tls_secrets_of_referenced_namespaces_are_watched() {
     server.apply("gateways", with_certificate(gw, "elsewhere", "cert2"));
     store_where(&updates, "the newly referenced namespace only", |s| {
         s.secrets.keys().cloned().collect::<Vec<_>>() == vec![ObjectKey::new("elsewhere", "cert2")]
+    })
+    .await;
+}
+
+/// A ReferenceGrant in `namespace` letting Gateways of `default` use its Secrets.
+fn secrets_for_default_gateways(namespace: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+        "metadata": {"name": "gateways", "namespace": namespace},
+        "spec": {
+            "from": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "default"}],
+            "to": [{"group": "", "kind": "Secret"}],
+        },
+    })
+}
+
+#[tokio::test]
+async fn a_secret_in_a_namespace_no_reference_grant_permits_is_never_watched() {
+    use support::objects::{gateway, secret, with_certificate};
+
+    let server = ApiServer::start().await;
+    let port = free_port();
+    seed(&server, port, start_backend().await);
+    let gw = gateway("default", "gw", "gantry", port);
+    server.apply("gateways", with_certificate(gw, "certs", "cert"));
+    server.apply("secrets", secret("certs", "cert", "kubernetes.io/tls"));
+    let updates = start_source(&server);
+    let store = store_where(&updates, "the initial sync", |s| !s.gateways.is_empty()).await;
+    assert!(store.secrets.is_empty(), "{:?}", store.secrets.keys());
+    assert!(
+        !server
+            .take_requests()
+            .iter()
+            .any(|r| r.path.contains("/namespaces/certs/secrets")),
+        "no request for Secrets in certs"
+    );
+
+    // The grant arrives: the namespace is watched.
+    server.apply("referencegrants", secrets_for_default_gateways("certs"));
+    store_where(&updates, "the granted Secret", |s| s.secrets.len() == 1).await;
+}
+
+#[tokio::test]
+async fn a_namespace_whose_secrets_are_forbidden_does_not_block_the_rest_until_allowed() {
+    use support::objects::{gateway, secret, with_certificate};
+
+    let server = ApiServer::start().await;
+    let port = free_port();
+    seed(&server, port, start_backend().await);
+    let gw = gateway("default", "gw", "gantry", port);
+    server.apply("gateways", with_certificate(gw, "certs", "cert"));
+    server.apply("referencegrants", secrets_for_default_gateways("certs"));
+    server.apply("secrets", secret("certs", "cert", "kubernetes.io/tls"));
+    // The operator has not bound the fleet's read access in `certs` yet.
+    server.forbid("secrets", "certs");
+    let updates = start_source(&server);
+    let store = store_where(&updates, "a sync without the forbidden namespace", |s| {
+        s.http_routes.len() == 1
+    })
+    .await;
+    assert!(store.secrets.is_empty());
+
+    // The RoleBinding arrives: the retrying watch lists the namespace.
+    server.allow("secrets", "certs");
+    store_where(&updates, "the Secret once reading is allowed", |s| {
+        s.secrets.len() == 1
     })
     .await;
 }

@@ -9,7 +9,7 @@ use clap::Parser;
 use gantry_operator::admin::{self, AdminState};
 use gantry_operator::controller::{Context, run};
 use gantry_operator::metrics::Metrics;
-use gantry_operator::params::OperatorDefaults;
+use gantry_operator::params::{OperatorDefaults, ProxyRoles};
 use tracing_subscriber::EnvFilter;
 
 /// Reconciles GatewayClasses and Gateways of `gantry.dev/gateway-controller` into proxy fleets.
@@ -26,6 +26,10 @@ struct Args {
         default_value = "ghcr.io/gantry-dev/gantry-proxy:latest"
     )]
     proxy_image: String,
+    /// Prefix of the ClusterRoles fleets are bound to (installed with the operator):
+    /// `<prefix>`, `<prefix>-leader-election`, `<prefix>-secrets`, `<prefix>-configmaps`.
+    #[arg(long, env = "GANTRY_PROXY_ROLE_PREFIX", default_value = "gantry-proxy")]
+    proxy_role_prefix: String,
     /// Only reconcile Gateways in this namespace (GatewayClasses are cluster-scoped).
     #[arg(long, env = "GANTRY_NAMESPACE")]
     namespace: Option<String>,
@@ -63,6 +67,9 @@ async fn main() -> anyhow::Result<()> {
         client,
         OperatorDefaults {
             proxy_image: args.proxy_image,
+            proxy_roles: ProxyRoles {
+                prefix: args.proxy_role_prefix,
+            },
         },
         metrics,
         args.namespace,

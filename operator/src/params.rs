@@ -25,6 +25,51 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 pub struct OperatorDefaults {
     /// Proxy image used when no parameters name one.
     pub proxy_image: String,
+    /// The ClusterRoles, installed with the operator, that fleets are bound to.
+    pub proxy_roles: ProxyRoles,
+}
+
+/// The ClusterRoles that hold what proxy fleets may do. The chart installs them; the operator
+/// only binds them (RBAC `bind` on these names), so it never needs to hold what it grants and
+/// never creates or edits a role. `<prefix>`: cluster-wide reads of Gateway API objects,
+/// Namespaces, Services and EndpointSlices, and status writes (one ClusterRoleBinding per
+/// class); `<prefix>-leader-election`: Leases (a RoleBinding in the fleet's namespace);
+/// `<prefix>-secrets` and `<prefix>-configmaps`: reads (a RoleBinding in each namespace whose
+/// Secrets or ConfigMaps the fleet's Gateways reference).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyRoles {
+    /// `--proxy-role-prefix`.
+    pub prefix: String,
+}
+
+impl Default for ProxyRoles {
+    fn default() -> Self {
+        Self {
+            prefix: "gantry-proxy".to_string(),
+        }
+    }
+}
+
+impl ProxyRoles {
+    /// Cluster-wide reads and status writes.
+    pub fn cluster(&self) -> String {
+        self.prefix.clone()
+    }
+
+    /// Leases, for the status writer's leader election.
+    pub fn leader_election(&self) -> String {
+        format!("{}-leader-election", self.prefix)
+    }
+
+    /// Reads of Secrets in one namespace.
+    pub fn secrets(&self) -> String {
+        format!("{}-secrets", self.prefix)
+    }
+
+    /// Reads of ConfigMaps in one namespace.
+    pub fn config_maps(&self) -> String {
+        format!("{}-configmaps", self.prefix)
+    }
 }
 
 /// Settings of one fleet after merging every level; nothing left to default.
@@ -60,6 +105,8 @@ pub struct FleetParameters {
     pub proxy: ProxySettings,
     /// cert-manager issuer, when issuance is configured.
     pub issuer_ref: Option<IssuerRef>,
+    /// The ClusterRoles the fleet is bound to.
+    pub roles: ProxyRoles,
 }
 
 /// Resolved autoscaling.
@@ -268,6 +315,7 @@ pub fn resolve(
     let service = spec.service.clone().unwrap_or_default();
     let proxy = spec.proxy.clone().unwrap_or_default();
     Ok(FleetParameters {
+        roles: defaults.proxy_roles.clone(),
         topology: spec.topology.unwrap_or_default(),
         replicas: deployment.replicas.unwrap_or(1),
         image: deployment
@@ -466,6 +514,7 @@ mod tests {
     fn defaults() -> OperatorDefaults {
         OperatorDefaults {
             proxy_image: "gantry-proxy:test".into(),
+            proxy_roles: ProxyRoles::default(),
         }
     }
 

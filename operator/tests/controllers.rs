@@ -31,6 +31,7 @@ fn context(fake: &ApiServer) -> Arc<Context> {
         client(fake),
         OperatorDefaults {
             proxy_image: "gantry-proxy:test".to_string(),
+            proxy_roles: gantry_operator::params::ProxyRoles::default(),
         },
         Arc::new(Metrics::new()),
         None,
@@ -226,10 +227,14 @@ async fn missing_parameters_make_the_class_invalid_until_they_exist() {
         .collect();
     assert_eq!(
         applied,
-        [
-            "PATCH /apis/rbac.authorization.k8s.io/v1/clusterroles/gantry-proxy-gantry",
-            "PATCH /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/gantry-proxy-gantry",
-        ]
+        ["PATCH /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/gantry-proxy-gantry"],
+        "the operator binds the installed ClusterRole; it never writes a role"
+    );
+    let binding =
+        fake.at("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/gantry-proxy-gantry");
+    assert_eq!(
+        binding.unwrap()["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gantry-proxy"})
     );
 
     let stored_class = fake.at(CLASS).unwrap();
@@ -242,10 +247,6 @@ async fn missing_parameters_make_the_class_invalid_until_they_exist() {
         "the server merged the new Accepted over the old one"
     );
     assert_eq!(stored_class["status"]["conditions"][0]["status"], "True");
-    assert!(
-        fake.at("/apis/rbac.authorization.k8s.io/v1/clusterroles/gantry-proxy-gantry")
-            .is_some()
-    );
 
     // Nothing changed: the status is not written again.
     let calls = reconcile_class(&fake).await;
@@ -323,8 +324,7 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
         [
             format!("GET {CLASS}"),
             "PATCH /api/v1/namespaces/apps/serviceaccounts/web-gantry".to_string(),
-            "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/apps/roles/web-gantry".to_string(),
-            "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/apps/rolebindings/web-gantry"
+            "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/apps/rolebindings/web-gantry-leader-election"
                 .to_string(),
             "PATCH /api/v1/namespaces/apps/services/web-gantry".to_string(),
             format!("PATCH {DEDICATED}"),
@@ -342,7 +342,7 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
             apply.query
         );
     }
-    let deployment = &calls[5].body;
+    let deployment = &calls[4].body;
     assert_eq!(
         deployment["metadata"]["ownerReferences"],
         json!([{
@@ -644,4 +644,148 @@ async fn certificate_is_issued_for_a_missing_secret_and_pruned_with_its_listener
     );
     assert!(lines(&calls).contains(&format!("DELETE {certificate}")));
     assert!(fake.at(certificate).is_none());
+}
+
+const GRANTS_SECRETS_IN_CERTS: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/certs/rolebindings/gantry-proxy-apps-web-gantry-secrets";
+const GRANTS_SECRETS_IN_APPS: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/apps/rolebindings/gantry-proxy-apps-web-gantry-secrets";
+const REFERENCE_GRANT: &str =
+    "/apis/gateway.networking.k8s.io/v1beta1/namespaces/certs/referencegrants/gateways-in-apps";
+
+fn https_gateway(certificate_refs: Value) -> Value {
+    let mut gateway = gateway_object();
+    gateway["spec"]["listeners"] = json!([
+        {"name": "https", "port": 443, "protocol": "HTTPS", "hostname": "www.example.com",
+         "tls": {"certificateRefs": certificate_refs}},
+    ]);
+    gateway
+}
+
+fn secret_grant() -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1beta1",
+        "kind": "ReferenceGrant",
+        "metadata": {"name": "gateways-in-apps", "namespace": "certs"},
+        "spec": {
+            "from": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "apps"}],
+            "to": [{"group": "", "kind": "Secret"}],
+        },
+    })
+}
+
+/// `namespace/name` of every RoleBinding granting reads of Secrets or ConfigMaps.
+fn read_grants(fake: &ApiServer) -> Vec<String> {
+    let mut grants: Vec<String> = fake
+        .objects("rolebindings")
+        .iter()
+        .filter(|b| b["metadata"]["labels"]["gantry.dev/grant"].is_string())
+        .map(|b| {
+            format!(
+                "{}/{}",
+                b["metadata"]["namespace"].as_str().unwrap(),
+                b["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    grants.sort();
+    grants
+}
+
+#[tokio::test]
+async fn a_fleet_may_read_secrets_in_a_namespace_only_while_its_gateway_references_one_there() {
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(None));
+    // Someone else's RoleBinding in the namespace: never touched.
+    let foreign = "/apis/rbac.authorization.k8s.io/v1/namespaces/certs/rolebindings/readers";
+    fake.put(
+        foreign,
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "readers", "namespace": "certs",
+                         "labels": {"gantry.dev/grant": "secrets"}},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        }),
+    );
+    fake.put(
+        GATEWAY,
+        https_gateway(json!([{"name": "www-tls"}, {"name": "shared-tls", "namespace": "certs"}])),
+    );
+
+    // No ReferenceGrant: the Secret in `certs` cannot be used, so nothing is granted there.
+    reconcile_class(&fake).await;
+    assert_eq!(
+        read_grants(&fake),
+        ["apps/gantry-proxy-apps-web-gantry-secrets", "certs/readers"]
+    );
+
+    // `certs` grants it: the fleet may read Secrets there, through the installed ClusterRole.
+    fake.put(REFERENCE_GRANT, secret_grant());
+    let calls = reconcile_class(&fake).await;
+    assert!(
+        lines(&calls).contains(&format!("PATCH {GRANTS_SECRETS_IN_CERTS}")),
+        "{:?}",
+        lines(&calls)
+    );
+    let binding = fake.at(GRANTS_SECRETS_IN_CERTS).expect("granted in certs");
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gantry-proxy-secrets"})
+    );
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "web-gantry", "namespace": "apps"}])
+    );
+    assert_eq!(
+        binding["metadata"]["ownerReferences"][0]["kind"],
+        "GatewayClass"
+    );
+    assert_eq!(
+        managers(&fake, GRANTS_SECRETS_IN_CERTS),
+        ["gantry-operator Apply -"]
+    );
+
+    // Nothing changed: nothing is deleted.
+    let calls = reconcile_class(&fake).await;
+    assert!(
+        !calls.iter().any(|c| c.method == "DELETE"),
+        "{:?}",
+        lines(&calls)
+    );
+
+    // The Gateway stops referencing `certs`: the grant there goes, the one at home stays.
+    fake.put(GATEWAY, https_gateway(json!([{"name": "www-tls"}])));
+    let calls = reconcile_class(&fake).await;
+    let deletes: Vec<String> = calls
+        .iter()
+        .filter(|c| c.method == "DELETE")
+        .map(Recorded::line)
+        .collect();
+    assert_eq!(deletes, [format!("DELETE {GRANTS_SECRETS_IN_CERTS}")]);
+    assert!(fake.at(GRANTS_SECRETS_IN_CERTS).is_none());
+    assert!(fake.at(GRANTS_SECRETS_IN_APPS).is_some());
+
+    // No TLS listener at all: nothing is granted anywhere, the foreign binding stays.
+    fake.put(GATEWAY, gateway_object());
+    reconcile_class(&fake).await;
+    assert_eq!(read_grants(&fake), ["certs/readers"]);
+    assert!(fake.at(foreign).is_some());
+}
+
+#[tokio::test]
+async fn withdrawing_a_reference_grant_withdraws_the_fleets_read_access() {
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(None));
+    fake.put(REFERENCE_GRANT, secret_grant());
+    fake.put(
+        GATEWAY,
+        https_gateway(json!([{"name": "shared-tls", "namespace": "certs"}])),
+    );
+    reconcile_class(&fake).await;
+    assert_eq!(
+        read_grants(&fake),
+        ["certs/gantry-proxy-apps-web-gantry-secrets"]
+    );
+
+    fake.delete("referencegrants", "certs", "gateways-in-apps");
+    reconcile_class(&fake).await;
+    assert_eq!(read_grants(&fake), Vec::<String>::new());
 }

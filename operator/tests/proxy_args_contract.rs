@@ -18,8 +18,9 @@ use gantry_crds::gateway::gateways::Gateway;
 use gantry_crds::params::{AccessLogFormat, GatewayParametersSpec};
 use gantry_operator::infra::kind::Kind;
 use gantry_operator::infra::plan;
-use gantry_operator::infra::render::{ADMIN_PORT, DesiredObject};
+use gantry_operator::infra::render::{ADMIN_DEBUG_PORT, ADMIN_PORT, DesiredObject, POD_IP_ENV};
 use gantry_operator::params::FleetParameters;
+use gantry_proxy::admin::Placement;
 use gantry_proxy::cli::{Cli, Command, RunArgs};
 use gantry_proxy::server::DataPlane;
 use gantry_proxy::telemetry::Metrics;
@@ -35,10 +36,32 @@ enum Serves {
     Class(String),
 }
 
-/// The proxy container's arguments, as the pod would pass them after the entrypoint.
-fn proxy_args(deployment: &Value) -> Vec<String> {
+/// The pod IPs the arguments are expanded with: one IPv4 and one IPv6 pod.
+const POD_IPS: [&str; 2] = ["10.1.2.3", "fd00::7"];
+
+/// The proxy container's arguments, as the kubelet passes them after the entrypoint: every
+/// `$(NAME)` of a variable the container defines is replaced by its value, the downward API's
+/// `status.podIP` by `pod_ip`.
+fn proxy_args(deployment: &Value, pod_ip: &str) -> Vec<String> {
     let container = proxy_container(deployment);
-    serde_json::from_value(container["args"].clone()).unwrap()
+    let mut env = BTreeMap::new();
+    for var in container["env"].as_array().into_iter().flatten() {
+        let name = var["name"].as_str().unwrap().to_string();
+        let value = match var["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+            Some("status.podIP") => pod_ip.to_string(),
+            Some(path) => format!("<{path}>"),
+            None => var["value"].as_str().unwrap_or_default().to_string(),
+        };
+        env.insert(name, value);
+    }
+    let args: Vec<String> = serde_json::from_value(container["args"].clone()).unwrap();
+    args.into_iter()
+        .map(|arg| {
+            env.iter().fold(arg, |arg, (name, value)| {
+                arg.replace(&format!("$({name})"), value)
+            })
+        })
+        .collect()
 }
 
 fn proxy_container(deployment: &Value) -> &Value {
@@ -84,9 +107,40 @@ fn check_fleet(
         .find(|o| o.kind == Kind::Deployment)
         .unwrap_or_else(|| panic!("{context}: no Deployment rendered"));
     let body = &deployment.body;
-    let args = proxy_args(body);
+    for pod_ip in POD_IPS {
+        let args = proxy_args(body, pod_ip);
+        let run = parse(context, &args);
+        let context = format!("{context}: {args:?}");
+        // Probes and scrapers reach the pod IP; /status and /config only loopback.
+        let admin_port = u16::try_from(ADMIN_PORT).unwrap();
+        assert_eq!(
+            run.admin_addr,
+            SocketAddr::new(pod_ip.parse().unwrap(), admin_port),
+            "{context}"
+        );
+        let debug = SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            u16::try_from(ADMIN_DEBUG_PORT).unwrap(),
+        ));
+        assert_eq!(run.admin_debug_addr, Some(debug), "{context}");
+        assert_eq!(
+            Placement::new(run.admin_addr, run.admin_debug_addr),
+            Placement::Separate(debug),
+            "{context}"
+        );
+    }
+    let args = proxy_args(body, POD_IPS[0]);
     let run = parse(context, &args);
     let context = format!("{context}: {args:?}");
+    let env = &proxy_container(body)["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == POD_IP_ENV
+                && v["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"),
+        "{context}: {POD_IP_ENV} from the downward API"
+    );
 
     assert!(run.kubernetes, "{context}: not in Kubernetes mode");
     assert_eq!(run.config_dir, None, "{context}");
@@ -129,13 +183,8 @@ fn check_fleet(
     // Every interface of the pod, or the Service cannot reach the listeners.
     assert!(run.bind_address.is_unspecified(), "{context}");
 
-    // The admin server is where the probes and the `admin` container port point.
-    let admin_port = u16::try_from(ADMIN_PORT).unwrap();
-    assert_eq!(
-        run.admin_addr,
-        SocketAddr::from((Ipv4Addr::UNSPECIFIED, admin_port)),
-        "{context}"
-    );
+    // The admin server (on the pod IP, above) is where the probes and the `admin` container
+    // port point; the probes name no host, so the kubelet sends them to the pod IP.
     let container = proxy_container(body);
     let container_ports: BTreeMap<String, (i64, String)> = container["ports"]
         .as_array()
@@ -158,7 +207,17 @@ fn check_fleet(
     );
     for probe in ["readinessProbe", "livenessProbe"] {
         assert_eq!(container[probe]["httpGet"]["port"], "admin", "{context}");
+        assert!(
+            container[probe]["httpGet"].get("host").is_none(),
+            "{context}"
+        );
     }
+    assert!(
+        !container_ports
+            .values()
+            .any(|(port, _)| *port == i64::from(ADMIN_DEBUG_PORT)),
+        "{context}: the debug port is not a container port"
+    );
 
     // Each listener port: the Service targets the container port of the same name, which is
     // where the proxy's data plane binds the listener given these arguments.

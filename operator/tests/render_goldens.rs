@@ -1,5 +1,6 @@
 //! Render goldens: `testdata/render/<case>.in.yaml` (a GatewayClass, GatewayParameters, Gateways,
-//! existing Secrets) → `<case>.out.yaml` (every object the operator would apply, in order).
+//! existing Secrets, ReferenceGrants, BackendTLSPolicies) → `<case>.out.yaml` (every object the
+//! operator would apply, in order).
 //! `GANTRY_UPDATE_GOLDENS=1 cargo test -p gantry-operator --test render_goldens` rewrites them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -31,17 +32,31 @@ fn render(input: &Input) -> Vec<Value> {
         }
     }
     match input.class_fleet_parameters() {
-        Ok(params) => out.extend(
-            plan::class_objects(
-                &input.class,
-                &params,
-                input.shared_namespace(),
-                &input.gateways,
-                false,
-            )
-            .into_iter()
-            .map(|o| o.body),
-        ),
+        Ok(params) => {
+            out.extend(
+                plan::class_objects(
+                    &input.class,
+                    &params,
+                    input.shared_namespace(),
+                    &input.gateways,
+                    false,
+                )
+                .into_iter()
+                .map(|o| o.body),
+            );
+            out.extend(
+                plan::reference_bindings(
+                    &input.class,
+                    &params,
+                    input.shared_namespace(),
+                    &input.gateways,
+                    false,
+                    &input.references,
+                )
+                .into_iter()
+                .map(|o| o.body),
+            );
+        }
         Err(message) => out.push(json!({ "kind": "InvalidParameters", "class": message })),
     }
     out

@@ -33,3 +33,8 @@ app.kubernetes.io/instance: {{ .Release.Name | trunc 63 | trimSuffix "-" | quote
 {{- define "gantry.proxyImage" -}}
 {{- printf "%s:%s" .Values.proxy.image.repository (default .Chart.AppVersion .Values.proxy.image.tag) -}}
 {{- end -}}
+
+{{/* Prefix of the ClusterRoles the operator binds proxy fleets to (--proxy-role-prefix). */}}
+{{- define "gantry.proxyRolePrefix" -}}
+{{- printf "%s-proxy" (include "gantry.fullname" .) | trunc 45 | trimSuffix "-" -}}
+{{- end -}}

@@ -1,9 +1,12 @@
 //! The admin server: health, readiness, metrics, status and the configuration in use.
 //!
 //! `GET /healthz` (process up), `GET /readyz` (200 once the first configuration is applied,
-//! until draining; a port that cannot be bound does not hold it back), `GET /metrics` (Prometheus text), `GET /status` (the status of
-//! every object the proxy owns, as Kubernetes would store it), `GET /config` (the IR in use,
-//! with its version and what the source last reported).
+//! until draining; a port that cannot be bound does not hold it back), `GET /metrics`
+//! (Prometheus text): served wherever the admin server listens. `GET /status` (the status of
+//! every object the proxy owns, as Kubernetes would store it) and `GET /config` (the IR in use,
+//! with its version and what the source last reported) say more about the cluster than a
+//! scraper needs: they are served only on the debug address ([`Placement`]), which is the
+//! loopback interface unless the command line names another.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,10 +22,47 @@ use tokio::net::TcpListener;
 
 use crate::control::Published;
 
+/// Where `/status` and `/config` are served, given `--admin-addr` and `--admin-debug-addr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// On the admin address itself: it was named as the debug address too, or no debug address
+    /// was given and the admin address is a loopback address (the standalone default).
+    OnAdmin,
+    /// On a listener of their own at this address (the admin address serves only health,
+    /// readiness and metrics).
+    Separate(SocketAddr),
+    /// Nowhere: the admin address is reachable from outside the host and no debug address was
+    /// given.
+    Nowhere,
+}
+
+impl Placement {
+    /// The rule: an explicit debug address wins; without one, only a loopback admin address
+    /// also serves the debug endpoints.
+    pub fn new(admin: SocketAddr, debug: Option<SocketAddr>) -> Self {
+        match debug {
+            Some(debug) if debug == admin => Self::OnAdmin,
+            Some(debug) => Self::Separate(debug),
+            None if admin.ip().is_loopback() => Self::OnAdmin,
+            None => Self::Nowhere,
+        }
+    }
+}
+
+/// Which endpoints one listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoints {
+    /// `/healthz`, `/readyz`, `/metrics`.
+    Public,
+    /// Those and `/status`, `/config`.
+    WithDebug,
+}
+
 /// Binds the admin address and serves until the returned task is aborted.
 pub async fn serve(
     addr: SocketAddr,
     published: Arc<Published>,
+    endpoints: Endpoints,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -35,7 +75,7 @@ pub async fn serve(
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
                     let published = published.clone();
-                    async move { Ok::<_, Infallible>(route(&published, &req)) }
+                    async move { Ok::<_, Infallible>(route(&published, &req, endpoints)) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -46,7 +86,11 @@ pub async fn serve(
     Ok((bound, task))
 }
 
-fn route(published: &Published, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn route(
+    published: &Published,
+    req: &Request<Incoming>,
+    endpoints: Endpoints,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
     }
@@ -64,11 +108,21 @@ fn route(published: &Published, req: &Request<Incoming>) -> Response<Full<Bytes>
             published.metrics().encode(),
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
+        "/status" | "/config" if endpoints == Endpoints::Public => text(
+            StatusCode::NOT_FOUND,
+            "/status and /config are served only on the debug address (--admin-debug-addr, \
+             by default the loopback interface)\n",
+        ),
         "/status" => json(&*published.view().statuses),
         "/config" => json(&*published.view()),
         _ => text(
             StatusCode::NOT_FOUND,
-            "unknown path; try /healthz, /readyz, /metrics, /status or /config\n",
+            match endpoints {
+                Endpoints::Public => "unknown path; try /healthz, /readyz or /metrics\n",
+                Endpoints::WithDebug => {
+                    "unknown path; try /healthz, /readyz, /metrics, /status or /config\n"
+                }
+            },
         ),
     }
 }
@@ -99,4 +153,35 @@ fn with_type(
         header::HeaderValue::from_static(content_type),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("an address")
+    }
+
+    #[test]
+    fn debug_endpoints_stay_on_loopback_unless_named() {
+        let pod = addr("10.1.2.3:9901");
+        let local = addr("127.0.0.1:9901");
+        assert_eq!(Placement::new(local, None), Placement::OnAdmin);
+        assert_eq!(Placement::new(addr("[::1]:9901"), None), Placement::OnAdmin);
+        assert_eq!(Placement::new(pod, None), Placement::Nowhere);
+        assert_eq!(
+            Placement::new(addr("0.0.0.0:9901"), None),
+            Placement::Nowhere
+        );
+        assert_eq!(
+            Placement::new(pod, Some(addr("127.0.0.1:9902"))),
+            Placement::Separate(addr("127.0.0.1:9902"))
+        );
+        assert_eq!(Placement::new(pod, Some(pod)), Placement::OnAdmin);
+        assert_eq!(
+            Placement::new(local, Some(addr("127.0.0.1:9902"))),
+            Placement::Separate(addr("127.0.0.1:9902"))
+        );
+    }
 }

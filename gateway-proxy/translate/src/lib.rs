@@ -8,11 +8,14 @@
 //! translation; it becomes a status condition with the Gateway API's reason.
 //!
 //! [`ports`] holds the one rule both the proxy and the operator use for which port a listener is
-//! bound at inside the pod (`--port-offset`).
+//! bound at inside the pod (`--port-offset`); [`references`] the one rule for which namespaces'
+//! Secrets and ConfigMaps a set of Gateways may read: the proxy watches those namespaces and the
+//! operator grants the fleet read access in exactly those.
 
 pub mod goldens;
 pub mod ir;
 pub mod ports;
+pub mod references;
 pub mod status;
 pub mod store;
 pub mod translate;

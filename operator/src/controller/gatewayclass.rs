@@ -1,13 +1,18 @@
 //! Reconciles a GatewayClass: its Accepted condition and supportedFeatures, the proxies'
-//! cluster-wide RBAC, and the shared fleet when the class's topology is Shared.
+//! RBAC (the class's ClusterRoleBinding, and per fleet a RoleBinding in each namespace whose
+//! Secrets or ConfigMaps its Gateways reference), and the shared fleet when the class's
+//! topology is Shared.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use gantry_crds::CONTROLLER_NAME;
+use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::gatewayclasses::{GatewayClass, GatewayClassStatusSupportedFeatures};
 use gantry_crds::gateway::gateways::Gateway;
+use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::params::Topology;
+use gantry_translate::store::{ObjectKey, Store};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -151,6 +156,22 @@ async fn sync(
     };
     let objects = plan::class_objects(class, params, shared_namespace, &gateways, shared_running);
     ctx.applier.apply_all(&objects).await?;
+    let grants = plan::reference_bindings(
+        class,
+        params,
+        shared_namespace,
+        &gateways,
+        shared_running,
+        &reference_objects(ctx).await?,
+    );
+    ctx.applier.apply_all(&grants).await?;
+    for (namespace, name) in ctx
+        .applier
+        .prune_reference_bindings(&class_name, ctx.namespace.as_deref(), &grants)
+        .await?
+    {
+        tracing::info!(%namespace, %name, "no longer referenced; read access withdrawn");
+    }
 
     let Some(shared) = shared.filter(|_| shared_running) else {
         return Ok(Action::requeue(RESYNC));
@@ -174,6 +195,45 @@ async fn sync(
     }
     ctx.applier.delete_fleet(&shared).await?;
     Ok(Action::requeue(RESYNC))
+}
+
+/// The ReferenceGrants and BackendTLSPolicies (in the operator's namespace scope) that decide,
+/// with the Gateways, which namespaces' Secrets and ConfigMaps the fleets may read. A kind whose
+/// CRD is not installed is empty.
+pub async fn reference_objects(ctx: &Context) -> Result<Store, Error> {
+    let mut store = Store::default();
+    for grant in list_optional::<ReferenceGrant>(ctx, "ReferenceGrants").await? {
+        store.reference_grants.insert(key(&grant), Arc::new(grant));
+    }
+    for policy in list_optional::<BackendTlsPolicy>(ctx, "BackendTLSPolicies").await? {
+        store
+            .backend_tls_policies
+            .insert(key(&policy), Arc::new(policy));
+    }
+    Ok(store)
+}
+
+fn key<K: kube::Resource>(object: &K) -> ObjectKey {
+    ObjectKey::new(
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default(),
+    )
+}
+
+async fn list_optional<K>(ctx: &Context, what: &str) -> Result<Vec<K>, Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let api: Api<K> = match &ctx.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    match api.list(&ListParams::default()).await {
+        Ok(list) => Ok(list.items),
+        Err(e) if is_not_found(&e) => Ok(Vec::new()),
+        Err(e) => Err(Error::kube(format!("listing {what}"), e)),
+    }
 }
 
 /// Gateways of the class (in the operator's namespace scope).

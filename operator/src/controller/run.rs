@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gantry_crds::GatewayParameters;
+use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
 use gantry_crds::gateway::gateways::Gateway;
+use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::{Action, Controller};
@@ -97,13 +99,25 @@ pub async fn run(ctx: Arc<Context>) {
             }
         });
 
-    // GatewayClasses: their own changes, their Gateways (RBAC subjects, shared fleet ports),
-    // their parameters and the shared fleet's Deployment.
+    // GatewayClasses: their own changes, their Gateways (RBAC subjects and references, shared
+    // fleet ports), their parameters, the shared fleet's Deployment, and the ReferenceGrants and
+    // BackendTLSPolicies that decide which namespaces' Secrets and ConfigMaps fleets may read
+    // (any of them may matter to any class: every class of ours is looked at again).
     let classes = Controller::new(
         Api::<GatewayClass>::all(client.clone()),
         watcher::Config::default(),
     );
     let class_store = classes.store();
+    let by_grant = class_store.clone();
+    let by_policy = class_store.clone();
+    let ours = |store: &kube::runtime::reflector::Store<GatewayClass>| {
+        store
+            .state()
+            .into_iter()
+            .filter(|c| c.spec.controller_name == gantry_crds::CONTROLLER_NAME)
+            .map(|c| ObjectRef::from_obj(c.as_ref()))
+            .collect::<Vec<_>>()
+    };
     let class_controller = classes
         .owns(Api::<Deployment>::all(client.clone()), managed)
         .watches(
@@ -114,6 +128,16 @@ pub async fn run(ctx: Arc<Context>) {
                     &gateway.spec.gateway_class_name,
                 ))
             },
+        )
+        .watches(
+            api::<ReferenceGrant>(&ctx),
+            watcher::Config::default(),
+            move |_: ReferenceGrant| ours(&by_grant),
+        )
+        .watches(
+            api::<BackendTlsPolicy>(&ctx),
+            watcher::Config::default(),
+            move |_: BackendTlsPolicy| ours(&by_policy),
         )
         .watches(
             Api::<GatewayParameters>::all(client.clone()),

@@ -9,7 +9,8 @@ use kube::{Client, ResourceExt};
 
 use super::kind::Kind;
 use super::names::{
-    FIELD_MANAGER, GATEWAY_NAME_LABEL, GATEWAY_NAMESPACE_LABEL, MANAGED_BY, MANAGED_BY_LABEL,
+    self, FIELD_MANAGER, GATEWAY_CLASS_NAME_LABEL, GATEWAY_NAME_LABEL, GATEWAY_NAMESPACE_LABEL,
+    GRANT_LABEL, MANAGED_BY, MANAGED_BY_LABEL,
 };
 use super::plan::FleetRef;
 use super::render::DesiredObject;
@@ -128,10 +129,57 @@ impl Applier {
     /// Deletes every object of a fleet that no longer serves anything.
     pub async fn delete_fleet(&self, fleet: &FleetRef) -> Result<(), ApplyError> {
         for kind in Kind::FLEET {
-            self.delete(kind, Some(&fleet.namespace), &fleet.name)
-                .await?;
+            let name = match kind {
+                Kind::RoleBinding => names::leader_election_binding(&fleet.name),
+                _ => fleet.name.clone(),
+            };
+            self.delete(kind, Some(&fleet.namespace), &name).await?;
         }
         Ok(())
+    }
+
+    /// Deletes the RoleBindings granting the class's fleets reads in a namespace that are not
+    /// among `desired` (a reference removed, a ReferenceGrant withdrawn, a fleet gone). They are
+    /// found by label, in `scope` (the operator's namespace) or in every namespace.
+    pub async fn prune_reference_bindings(
+        &self,
+        class: &str,
+        scope: Option<&str>,
+        desired: &[DesiredObject],
+    ) -> Result<Vec<(String, String)>, ApplyError> {
+        let selector = format!(
+            "{GATEWAY_CLASS_NAME_LABEL}={},{MANAGED_BY_LABEL}={MANAGED_BY},{GRANT_LABEL}",
+            names::label_value(class),
+        );
+        let existing = self
+            .api(Kind::RoleBinding, scope)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|source| ApplyError {
+                verb: "list",
+                kind: Kind::RoleBinding,
+                namespace: scope.unwrap_or_default().to_string(),
+                name: String::new(),
+                source,
+            })?;
+        let mut deleted = Vec::new();
+        for binding in existing.items {
+            let namespace = binding.metadata.namespace.clone().unwrap_or_default();
+            let name = binding.name_any();
+            let wanted = desired.iter().any(|o| {
+                o.kind == Kind::RoleBinding
+                    && o.name == name
+                    && o.namespace.as_deref() == Some(namespace.as_str())
+            });
+            if !wanted
+                && self
+                    .delete(Kind::RoleBinding, Some(&namespace), &name)
+                    .await?
+            {
+                deleted.push((namespace, name));
+            }
+        }
+        Ok(deleted)
     }
 
     /// Deletes the operator's Certificates for a Gateway that are not among `desired` (a removed

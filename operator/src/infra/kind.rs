@@ -4,7 +4,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::core::ApiResource;
 
 /// A kind of generated object.
@@ -12,12 +12,8 @@ use kube::core::ApiResource;
 pub enum Kind {
     /// core/v1 ServiceAccount.
     ServiceAccount,
-    /// rbac/v1 Role.
-    Role,
     /// rbac/v1 RoleBinding.
     RoleBinding,
-    /// rbac/v1 ClusterRole.
-    ClusterRole,
     /// rbac/v1 ClusterRoleBinding.
     ClusterRoleBinding,
     /// core/v1 Service.
@@ -33,14 +29,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Every kind that makes up a fleet, in deletion order (workload first, identity last).
-    pub const FLEET: [Kind; 7] = [
+    /// Every kind that makes up a fleet in its own namespace, in deletion order (workload
+    /// first, identity last). The RoleBinding is the leader-election one.
+    pub const FLEET: [Kind; 6] = [
         Kind::HorizontalPodAutoscaler,
         Kind::PodDisruptionBudget,
         Kind::Deployment,
         Kind::Service,
         Kind::RoleBinding,
-        Kind::Role,
         Kind::ServiceAccount,
     ];
 
@@ -48,9 +44,7 @@ impl Kind {
     pub fn api_resource(self) -> ApiResource {
         match self {
             Kind::ServiceAccount => ApiResource::erase::<ServiceAccount>(&()),
-            Kind::Role => ApiResource::erase::<Role>(&()),
             Kind::RoleBinding => ApiResource::erase::<RoleBinding>(&()),
-            Kind::ClusterRole => ApiResource::erase::<ClusterRole>(&()),
             Kind::ClusterRoleBinding => ApiResource::erase::<ClusterRoleBinding>(&()),
             Kind::Service => ApiResource::erase::<Service>(&()),
             Kind::Deployment => ApiResource::erase::<Deployment>(&()),
@@ -68,6 +62,6 @@ impl Kind {
 
     /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::ClusterRole | Kind::ClusterRoleBinding)
+        !matches!(self, Kind::ClusterRoleBinding)
     }
 }

@@ -10,6 +10,11 @@ pub const GATEWAY_CLASS_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-cl
 pub const FLEET_LABEL: &str = "gantry.dev/fleet";
 /// Namespace of the Gateway a Certificate was issued for (label values cannot hold `ns/name`).
 pub const GATEWAY_NAMESPACE_LABEL: &str = "gantry.dev/gateway-namespace";
+/// Namespace of the fleet a RoleBinding in another namespace grants to.
+pub const FLEET_NAMESPACE_LABEL: &str = "gantry.dev/fleet-namespace";
+/// On the RoleBindings that grant a fleet reads in one namespace: `secrets` or `configmaps`.
+/// The operator finds (and prunes) them by this label.
+pub const GRANT_LABEL: &str = "gantry.dev/grant";
 /// Standard "managed by" label; the operator's watches select on it.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`].
@@ -47,9 +52,24 @@ pub fn shared_fleet(class: &str) -> String {
     bounded(&format!("{class}-shared"), MAX_NAME)
 }
 
-/// Name of the per-class ClusterRole and ClusterRoleBinding granting the proxies read access.
-pub fn class_cluster_role(class: &str) -> String {
+/// Name of the per-class ClusterRoleBinding granting the class's fleets their cluster-wide
+/// reads.
+pub fn class_cluster_role_binding(class: &str) -> String {
     bounded(&format!("gantry-proxy-{class}"), MAX_NAME)
+}
+
+/// Name of the RoleBinding in a fleet's namespace granting it Leases.
+pub fn leader_election_binding(fleet: &str) -> String {
+    bounded(&format!("{fleet}-leader-election"), MAX_NAME)
+}
+
+/// Name of the RoleBinding granting the fleet `fleet_namespace/fleet` reads of `grant`
+/// (`secrets` or `configmaps`) in another (or its own) namespace: unique per fleet there.
+pub fn reference_binding(fleet_namespace: &str, fleet: &str, grant: &str) -> String {
+    bounded(
+        &format!("gantry-proxy-{fleet_namespace}-{fleet}-{grant}"),
+        MAX_NAME,
+    )
 }
 
 /// Name of the cert-manager Certificate issuing `secret` for `gateway`. cert-manager copies the

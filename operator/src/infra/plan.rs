@@ -1,15 +1,18 @@
 //! Decides which fleet serves a Gateway and composes the render functions for each controller.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
 use gantry_crds::gateway::gateways::Gateway;
 use gantry_crds::params::{GatewayParametersSpec, Topology};
+use gantry_translate::references;
+use gantry_translate::store::{ObjectKey, Store};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 
 use super::names;
-use super::render::{self, DesiredObject, Fleet, SecretState, Target};
+use super::render::{self, DesiredObject, Fleet, FleetReferences, SecretState, Target};
 use crate::params::{self, FleetParameters, OperatorDefaults};
 
 /// Where a fleet runs and what it is called.
@@ -124,7 +127,7 @@ pub fn gateway_objects(
     objects
 }
 
-/// What the GatewayClass controller applies: the proxies' ClusterRole and its binding, and the
+/// What the GatewayClass controller applies: the ClusterRoleBinding of the proxies' ClusterRole, and the
 /// shared fleet when the class is shared and has Gateways. `shared_namespace` is the namespace
 /// of the class's parameters; `keep_shared_subject` keeps the shared fleet's ServiceAccount
 /// bound while a shared fleet still runs (during a switch to dedicated).
@@ -157,7 +160,7 @@ pub fn class_objects(
     {
         subjects.insert((ns.to_string(), names::shared_fleet(&class_name)));
     }
-    let mut objects = render::render_class_rbac(&class_name, &owner, &subjects);
+    let mut objects = render::render_class_rbac(&class_name, &owner, &params.roles, &subjects);
     if let Some(fleet) = shared {
         objects.extend(render::render_fleet(&Fleet {
             name: fleet.name,
@@ -169,4 +172,59 @@ pub fn class_objects(
         }));
     }
     objects
+}
+
+/// The RoleBindings granting each fleet of the class reads of Secrets and ConfigMaps in the
+/// namespaces its Gateways reference, as [`gantry_translate::references`] decides (the rule the
+/// proxy watches by). `objects` holds the cluster's ReferenceGrants and BackendTLSPolicies (in
+/// the operator's scope); its Gateways are ignored. The fleets are those `class_objects` binds:
+/// every Gateway's dedicated fleet, and the shared fleet when it runs or is wanted.
+pub fn reference_bindings(
+    class: &GatewayClass,
+    params: &FleetParameters,
+    shared_namespace: Option<&str>,
+    gateways: &[Gateway],
+    keep_shared_subject: bool,
+    objects: &Store,
+) -> Vec<DesiredObject> {
+    let class_name = class.metadata.name.clone().unwrap_or_default();
+    let referenced = |served: &[&Gateway]| {
+        let mut store = objects.clone();
+        store.gateways = served
+            .iter()
+            .map(|g| {
+                (
+                    ObjectKey::new(
+                        g.metadata.namespace.as_deref().unwrap_or_default(),
+                        g.metadata.name.as_deref().unwrap_or_default(),
+                    ),
+                    Arc::new((*g).clone()),
+                )
+            })
+            .collect();
+        references::referenced(&store)
+    };
+    let mut fleets: Vec<FleetReferences> = gateways
+        .iter()
+        .map(|g| {
+            let fleet = dedicated_fleet(g);
+            FleetReferences {
+                namespace: fleet.namespace,
+                name: fleet.name,
+                referenced: referenced(&[g]),
+            }
+        })
+        .collect();
+    let shared_wanted = params.topology == Topology::Shared && !gateways.is_empty();
+    if let Some(ns) = shared_namespace
+        && (shared_wanted || keep_shared_subject)
+    {
+        let all: Vec<&Gateway> = gateways.iter().collect();
+        fleets.push(FleetReferences {
+            namespace: ns.to_string(),
+            name: names::shared_fleet(&class_name),
+            referenced: referenced(&all),
+        });
+    }
+    render::render_reference_bindings(&class_name, &class_owner(class), &params.roles, &fleets)
 }

@@ -18,9 +18,7 @@ use k8s_openapi::api::core::v1::{
     ServiceAccount, ServicePort, ServiceSpec, SleepAction, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
-};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
@@ -28,13 +26,16 @@ use serde_json::{Value, json};
 
 use super::kind::Kind;
 use super::names::{
-    self, FLEET_LABEL, GATEWAY_CLASS_NAME_LABEL, GATEWAY_NAME_LABEL, GATEWAY_NAMESPACE_LABEL,
-    MANAGED_BY, MANAGED_BY_LABEL,
+    self, FLEET_LABEL, FLEET_NAMESPACE_LABEL, GATEWAY_CLASS_NAME_LABEL, GATEWAY_NAME_LABEL,
+    GATEWAY_NAMESPACE_LABEL, GRANT_LABEL, MANAGED_BY, MANAGED_BY_LABEL,
 };
-use crate::params::{DisruptionBudget, FleetParameters};
+use crate::params::{DisruptionBudget, FleetParameters, ProxyRoles};
 
-/// The proxy's admin port: `/healthz`, `/readyz`, `/metrics`.
+/// The proxy's admin port on the pod IP: `/healthz`, `/readyz`, `/metrics` (probes, scrapers).
 pub const ADMIN_PORT: i32 = 9901;
+/// The proxy's debug port on the pod's loopback interface: `/status`, `/config` (reached with
+/// `kubectl port-forward`, never from the network).
+pub const ADMIN_DEBUG_PORT: i32 = 9902;
 /// Seconds the pod keeps serving after it is marked terminating, so that load balancers and
 /// kube-proxy stop sending new connections before the proxy starts draining on SIGTERM.
 pub const PRE_STOP_SLEEP_SECONDS: i64 = 5;
@@ -180,8 +181,8 @@ pub fn port_mappings(gateways: &[Gateway], offset: u16) -> Vec<PortMapping> {
     set.into_iter().collect()
 }
 
-/// The fleet: ServiceAccount, Role, RoleBinding, Service, Deployment, and HPA/PDB when enabled,
-/// in the order they should be applied.
+/// The fleet: ServiceAccount, the RoleBinding granting it Leases, Service, Deployment, and
+/// HPA/PDB when enabled, in the order they should be applied.
 pub fn render_fleet(fleet: &Fleet<'_>) -> Vec<DesiredObject> {
     let ports = port_mappings(fleet.gateways(), fleet.params.proxy.port_offset);
     let mut objects = vec![
@@ -193,8 +194,12 @@ pub fn render_fleet(fleet: &Fleet<'_>) -> Vec<DesiredObject> {
                 ..Default::default()
             },
         ),
-        object(Kind::Role, fleet, &lease_role(fleet)),
-        object(Kind::RoleBinding, fleet, &lease_role_binding(fleet)),
+        DesiredObject {
+            kind: Kind::RoleBinding,
+            namespace: Some(fleet.namespace.clone()),
+            name: names::leader_election_binding(&fleet.name),
+            body: to_value(&leader_election_binding(fleet)),
+        },
     ];
     if !ports.is_empty() {
         objects.push(object(Kind::Service, fleet, &service(fleet, &ports)));
@@ -224,26 +229,20 @@ fn to_value<T: Serialize>(typed: &T) -> Value {
     serde_json::to_value(typed).unwrap_or(Value::Null)
 }
 
-fn lease_role(fleet: &Fleet<'_>) -> Role {
-    Role {
-        metadata: fleet.meta(&fleet.name),
-        rules: Some(vec![rule(
-            "coordination.k8s.io",
-            &["leases"],
-            &["get", "create", "update"],
-        )]),
+/// Leases in the fleet's own namespace, through the `<prefix>-leader-election` ClusterRole.
+fn leader_election_binding(fleet: &Fleet<'_>) -> RoleBinding {
+    RoleBinding {
+        metadata: fleet.meta(&names::leader_election_binding(&fleet.name)),
+        role_ref: cluster_role_ref(fleet.params.roles.leader_election()),
+        subjects: Some(vec![service_account_subject(&fleet.namespace, &fleet.name)]),
     }
 }
 
-fn lease_role_binding(fleet: &Fleet<'_>) -> RoleBinding {
-    RoleBinding {
-        metadata: fleet.meta(&fleet.name),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".to_string(),
-            kind: "Role".to_string(),
-            name: fleet.name.clone(),
-        },
-        subjects: Some(vec![service_account_subject(&fleet.namespace, &fleet.name)]),
+fn cluster_role_ref(name: String) -> RoleRef {
+    RoleRef {
+        api_group: "rbac.authorization.k8s.io".to_string(),
+        kind: "ClusterRole".to_string(),
+        name,
     }
 }
 
@@ -256,90 +255,32 @@ fn service_account_subject(namespace: &str, name: &str) -> Subject {
     }
 }
 
-fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
-    PolicyRule {
-        api_groups: Some(vec![group.to_string()]),
-        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
-        verbs: verbs.iter().map(|v| v.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-/// What every proxy may do cluster-wide. Routes, Services, EndpointSlices and Secrets live in any
-/// namespace a listener's allowedRoutes or a ReferenceGrant admits, so these cannot be a Role.
-pub fn proxy_cluster_rules() -> Vec<PolicyRule> {
-    const READ: &[&str] = &["get", "list", "watch"];
-    vec![
-        rule(
-            gantry_crds::GATEWAY_GROUP,
-            &[
-                "gatewayclasses",
-                "gateways",
-                "httproutes",
-                "grpcroutes",
-                "tlsroutes",
-                "tcproutes",
-                "udproutes",
-                "referencegrants",
-                "backendtlspolicies",
-            ],
-            READ,
-        ),
-        rule(
-            gantry_crds::GATEWAY_GROUP,
-            &[
-                "gateways/status",
-                "httproutes/status",
-                "grpcroutes/status",
-                "tlsroutes/status",
-                "tcproutes/status",
-                "udproutes/status",
-                "backendtlspolicies/status",
-            ],
-            &["update", "patch"],
-        ),
-        rule(
-            "",
-            &["namespaces", "services", "secrets", "configmaps"],
-            READ,
-        ),
-        rule("discovery.k8s.io", &["endpointslices"], READ),
-    ]
-}
-
-/// Per-class ClusterRole and ClusterRoleBinding naming the ServiceAccount of every fleet of the
-/// class (`subjects` as namespace and name). Cluster-scoped objects may only be owned by
-/// cluster-scoped owners, so both are owned by the GatewayClass, not by a Gateway.
+/// Per-class ClusterRoleBinding of the `<prefix>` ClusterRole (cluster-wide reads of Gateway API
+/// objects, Namespaces, Services and EndpointSlices; status writes; never Secrets or ConfigMaps)
+/// naming the ServiceAccount of every fleet of the class (`subjects` as namespace and name).
+/// Cluster-scoped objects may only be owned by cluster-scoped owners, so it is owned by the
+/// GatewayClass, not by a Gateway.
 pub fn render_class_rbac(
     class: &str,
     owner: &OwnerReference,
+    roles: &ProxyRoles,
     subjects: &BTreeSet<(String, String)>,
 ) -> Vec<DesiredObject> {
-    let name = names::class_cluster_role(class);
-    let meta = ObjectMeta {
-        name: Some(name.clone()),
-        labels: Some(BTreeMap::from([
-            (
-                GATEWAY_CLASS_NAME_LABEL.to_string(),
-                names::label_value(class),
-            ),
-            (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
-        ])),
-        owner_references: Some(vec![owner.clone()]),
-        ..Default::default()
-    };
-    let role = ClusterRole {
-        metadata: meta.clone(),
-        rules: Some(proxy_cluster_rules()),
-        ..Default::default()
-    };
+    let name = names::class_cluster_role_binding(class);
     let binding = ClusterRoleBinding {
-        metadata: meta,
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".to_string(),
-            kind: "ClusterRole".to_string(),
-            name: name.clone(),
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(BTreeMap::from([
+                (
+                    GATEWAY_CLASS_NAME_LABEL.to_string(),
+                    names::label_value(class),
+                ),
+                (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+            ])),
+            owner_references: Some(vec![owner.clone()]),
+            ..Default::default()
         },
+        role_ref: cluster_role_ref(roles.cluster()),
         subjects: Some(
             subjects
                 .iter()
@@ -347,20 +288,82 @@ pub fn render_class_rbac(
                 .collect(),
         ),
     };
-    vec![
-        DesiredObject {
-            kind: Kind::ClusterRole,
-            namespace: None,
-            name: name.clone(),
-            body: to_value(&role),
-        },
-        DesiredObject {
-            kind: Kind::ClusterRoleBinding,
-            namespace: None,
-            name,
-            body: to_value(&binding),
-        },
-    ]
+    vec![DesiredObject {
+        kind: Kind::ClusterRoleBinding,
+        namespace: None,
+        name,
+        body: to_value(&binding),
+    }]
+}
+
+/// A fleet and the namespaces whose Secrets and ConfigMaps its Gateways reference
+/// ([`gantry_translate::references`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetReferences {
+    /// The fleet's namespace.
+    pub namespace: String,
+    /// The fleet's name (and its ServiceAccount's).
+    pub name: String,
+    /// What its Gateways reference.
+    pub referenced: gantry_translate::references::Referenced,
+}
+
+/// One RoleBinding per fleet and referenced namespace and kind, binding the `<prefix>-secrets`
+/// or `<prefix>-configmaps` ClusterRole there: the fleet reads Secrets and ConfigMaps only in
+/// those namespaces. Owned by the GatewayClass (an owner in another namespace would be invalid)
+/// and labelled so that the class controller finds and prunes those no longer referenced.
+pub fn render_reference_bindings(
+    class: &str,
+    owner: &OwnerReference,
+    roles: &ProxyRoles,
+    fleets: &[FleetReferences],
+) -> Vec<DesiredObject> {
+    let mut objects = Vec::new();
+    for fleet in fleets {
+        let grants = [
+            ("secrets", roles.secrets(), &fleet.referenced.secrets),
+            (
+                "configmaps",
+                roles.config_maps(),
+                &fleet.referenced.config_maps,
+            ),
+        ];
+        for (grant, role, namespaces) in grants {
+            for namespace in namespaces {
+                let name = names::reference_binding(&fleet.namespace, &fleet.name, grant);
+                let binding = RoleBinding {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        namespace: Some(namespace.clone()),
+                        labels: Some(BTreeMap::from([
+                            (
+                                GATEWAY_CLASS_NAME_LABEL.to_string(),
+                                names::label_value(class),
+                            ),
+                            (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+                            (FLEET_LABEL.to_string(), names::label_value(&fleet.name)),
+                            (
+                                FLEET_NAMESPACE_LABEL.to_string(),
+                                names::label_value(&fleet.namespace),
+                            ),
+                            (GRANT_LABEL.to_string(), grant.to_string()),
+                        ])),
+                        owner_references: Some(vec![owner.clone()]),
+                        ..Default::default()
+                    },
+                    role_ref: cluster_role_ref(role.clone()),
+                    subjects: Some(vec![service_account_subject(&fleet.namespace, &fleet.name)]),
+                };
+                objects.push(DesiredObject {
+                    kind: Kind::RoleBinding,
+                    namespace: Some(namespace.clone()),
+                    name,
+                    body: to_value(&binding),
+                });
+            }
+        }
+    }
+    objects
 }
 
 fn service(fleet: &Fleet<'_>, ports: &[PortMapping]) -> Service {
@@ -413,6 +416,10 @@ fn service_type(t: ServiceType) -> &'static str {
     }
 }
 
+/// The environment variable holding the pod IP (downward API `status.podIP`), which the kubelet
+/// expands in the proxy's arguments.
+pub const POD_IP_ENV: &str = "POD_IP";
+
 /// The proxy's command line (after the image's `gantry-proxy` entrypoint).
 pub fn proxy_args(fleet: &Fleet<'_>) -> Vec<String> {
     let p = &fleet.params.proxy;
@@ -431,8 +438,11 @@ pub fn proxy_args(fleet: &Fleet<'_>) -> Vec<String> {
             args.push(fleet.class.to_string());
         }
     }
+    // Probes and scrapers reach the pod IP; `/status` and `/config` stay on loopback.
     args.push("--admin-addr".to_string());
-    args.push(format!("0.0.0.0:{ADMIN_PORT}"));
+    args.push(format!("$({POD_IP_ENV}):{ADMIN_PORT}"));
+    args.push("--admin-debug-addr".to_string());
+    args.push(format!("127.0.0.1:{ADMIN_DEBUG_PORT}"));
     args.push("--port-offset".to_string());
     args.push(p.port_offset.to_string());
     args.push("--log-level".to_string());
@@ -507,6 +517,7 @@ fn deployment(fleet: &Fleet<'_>, ports: &[PortMapping]) -> Deployment {
     let mut env = vec![
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
+        field_env(POD_IP_ENV, "status.podIP"),
     ];
     env.extend(params.env.clone());
 

@@ -6,14 +6,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use gantry_crds::GatewayParameters;
+use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
 use gantry_crds::gateway::gateways::Gateway;
+use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_operator::infra::plan;
 use gantry_operator::infra::render::{SecretState, https_secrets};
 use gantry_operator::params::{FleetParameters, OperatorDefaults};
+use gantry_translate::store::{ObjectKey, Store};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 /// One case's objects.
@@ -22,6 +27,8 @@ pub struct Input {
     pub parameters: Vec<GatewayParameters>,
     pub gateways: Vec<Gateway>,
     pub secrets: Vec<Secret>,
+    /// ReferenceGrants and BackendTLSPolicies: what decides which namespaces fleets read.
+    pub references: Store,
 }
 
 /// Every `<case>.in.yaml`, sorted.
@@ -45,6 +52,7 @@ pub fn golden_path(case: &Path) -> PathBuf {
 pub fn defaults() -> OperatorDefaults {
     OperatorDefaults {
         proxy_image: "ghcr.io/gantry-dev/gantry-proxy:test".to_string(),
+        proxy_roles: gantry_operator::params::ProxyRoles::default(),
     }
 }
 
@@ -58,6 +66,7 @@ pub fn parse(path: &Path) -> Input {
         parameters: Vec::new(),
         gateways: Vec::new(),
         secrets: Vec::new(),
+        references: Store::default(),
     };
     for doc in docs.into_iter().filter(|d| !d.is_null()) {
         let kind = doc["kind"].as_str().unwrap_or_default().to_string();
@@ -66,11 +75,32 @@ pub fn parse(path: &Path) -> Input {
             "GatewayParameters" => input.parameters.push(serde_json::from_value(doc).unwrap()),
             "Gateway" => input.gateways.push(serde_json::from_value(doc).unwrap()),
             "Secret" => input.secrets.push(serde_json::from_value(doc).unwrap()),
+            "ReferenceGrant" => {
+                let grant: ReferenceGrant = serde_json::from_value(doc).unwrap();
+                input
+                    .references
+                    .reference_grants
+                    .insert(key(&grant.metadata), Arc::new(grant));
+            }
+            "BackendTLSPolicy" => {
+                let policy: BackendTlsPolicy = serde_json::from_value(doc).unwrap();
+                input
+                    .references
+                    .backend_tls_policies
+                    .insert(key(&policy.metadata), Arc::new(policy));
+            }
             other => panic!("{}: unexpected kind {other:?}", path.display()),
         }
     }
     input.class = class.expect("every case has one GatewayClass");
     input
+}
+
+fn key(meta: &ObjectMeta) -> ObjectKey {
+    ObjectKey::new(
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    )
 }
 
 impl Input {

@@ -106,6 +106,9 @@ struct State {
     lists: BTreeMap<String, usize>,
     /// Resources answered with `404` (a CRD not installed).
     unserved: BTreeSet<String>,
+    /// (resource, namespace) answered with `403`, as RBAC answers a subject without a grant
+    /// there.
+    forbidden: BTreeSet<(String, String)>,
 }
 
 /// The server; cheap to clone.
@@ -326,6 +329,25 @@ impl ApiServer {
             .insert(resource.to_owned());
     }
 
+    /// Answers every request for `resource` in `namespace` with `403 Forbidden`, as the API
+    /// server does for a subject that holds no RoleBinding there.
+    pub fn forbid(&self, resource: &str, namespace: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .forbidden
+            .insert((resource.to_owned(), namespace.to_owned()));
+    }
+
+    /// Allows `resource` in `namespace` again (the RoleBinding arrived).
+    pub fn allow(&self, resource: &str, namespace: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .forbidden
+            .remove(&(resource.to_owned(), namespace.to_owned()));
+    }
+
     /// Serves `resource` again (the CRD got installed).
     pub fn serve(&self, resource: &str) {
         self.state.lock().unwrap().unserved.remove(resource);
@@ -414,6 +436,23 @@ impl ApiServer {
                     404,
                     "NotFound",
                     "the server could not find the requested resource",
+                )
+            }
+            Some(target)
+                if self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .forbidden
+                    .contains(&(target.resource.clone(), target.namespace.clone())) =>
+            {
+                status(
+                    403,
+                    "Forbidden",
+                    &format!(
+                        "{} is forbidden in the namespace {}",
+                        target.resource, target.namespace
+                    ),
                 )
             }
             Some(target) => {

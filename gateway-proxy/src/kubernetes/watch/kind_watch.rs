@@ -46,6 +46,11 @@ pub struct WatchSpec<K: Watched> {
     pub namespace: Option<String>,
     pub config: watcher::Config,
     pub filter: Option<Filter<K>>,
+    /// A first list the API server forbids (`403`) counts as an empty list, retried with
+    /// backoff: for the per-namespace Secret and ConfigMap watches, whose RoleBindings the
+    /// operator creates as references appear, so one namespace not granted yet never holds
+    /// back the rest. Cluster-wide watches keep waiting: without them nothing can be served.
+    pub forbidden_is_empty: bool,
 }
 
 /// Runs the watch until the receiver of `changes` is dropped. Errors are logged, counted and
@@ -62,6 +67,7 @@ pub async fn run<K: Watched>(
         namespace,
         config,
         filter,
+        forbidden_is_empty,
     } = spec;
     let name = name.as_str();
     // Per-namespace watches ("Secret in ns") count under their kind.
@@ -121,6 +127,17 @@ pub async fn run<K: Watched>(
                 tracing::warn!(
                     watch = name,
                     "not served by the API server (CRD not installed?); treated as empty until it is"
+                );
+                relisted::<K>(name, namespace.clone(), BTreeMap::new())
+            }
+            Err(watcher::Error::InitialListFailed(::kube::Error::Api(status)))
+                if status.code == 403 && forbidden_is_empty && !listed =>
+            {
+                listed = true;
+                metrics.watch_failed(kind);
+                tracing::warn!(
+                    watch = name,
+                    "reading is forbidden (the operator has not granted it yet?); treated as empty until it is allowed"
                 );
                 relisted::<K>(name, namespace.clone(), BTreeMap::new())
             }

@@ -12,10 +12,13 @@
 //!   Services and EndpointSlices: cluster-wide, since routes may attach from any namespace a
 //!   listener admits.
 //! - Secrets and ConfigMaps: only in the namespaces that a served Gateway (listener
-//!   `certificateRefs`, `spec.tls`) or a BackendTLSPolicy (`caCertificateRefs`) references,
-//!   one watch per namespace, started and stopped as references come and go; Secrets further
-//!   narrowed to `type=kubernetes.io/tls`, so service-account tokens and other credentials
-//!   are never read.
+//!   `certificateRefs`, `spec.tls`) or a BackendTLSPolicy (`caCertificateRefs`) references
+//!   ([`gantry_translate::references`]: across namespaces only where a ReferenceGrant permits
+//!   it, the rule the operator grants read access by), one watch per namespace, started and
+//!   stopped as references come and go; Secrets further narrowed to `type=kubernetes.io/tls`,
+//!   so service-account tokens and other credentials are never read. A namespace whose read
+//!   the API server forbids (the operator has not granted it yet) counts as empty, so the rest
+//!   serves, and is retried with backoff until the grant arrives.
 //!
 //! Nothing is published until every watch has listed once (including those of newly
 //! referenced namespaces), so `/readyz` stays false until the initial sync is complete; after
@@ -24,7 +27,6 @@
 
 mod kind_watch;
 mod kinds;
-mod references;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -51,6 +53,7 @@ pub use self::kinds::Watched;
 use super::metrics::KubeMetrics;
 use crate::source::SourceUpdate;
 use crate::telemetry::Metrics;
+use gantry_translate::references;
 use gantry_translate::store::{ObjectKey, Store};
 
 /// Which Gateways this proxy serves.
@@ -203,6 +206,7 @@ impl Publisher {
                         namespace: Some(ns.clone()),
                         config: watcher::Config::default().fields("type=kubernetes.io/tls"),
                         filter: None,
+                        forbidden_is_empty: true,
                     },
                     self.changes.clone(),
                     self.kube.clone(),
@@ -215,6 +219,7 @@ impl Publisher {
                         namespace: Some(ns.clone()),
                         config: watcher::Config::default(),
                         filter: None,
+                        forbidden_is_empty: true,
                     },
                     self.changes.clone(),
                     self.kube.clone(),
@@ -300,6 +305,7 @@ fn watch_all<K: Watched>(
         namespace: None,
         config,
         filter: None,
+        forbidden_is_empty: false,
     };
     Box::pin(kind_watch::run(spec, changes.clone(), metrics.clone()))
 }
@@ -313,6 +319,7 @@ fn gateway_watch(client: &Client, scope: &Scope) -> WatchSpec<Gateway> {
         namespace: None,
         config,
         filter,
+        forbidden_is_empty: false,
     };
     match scope {
         Scope::Gateways(keys) if keys.len() == 1 => spec(

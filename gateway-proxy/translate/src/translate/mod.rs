@@ -25,7 +25,7 @@ mod listener_tls;
 mod matches;
 mod parent_ref;
 mod precedence;
-mod reference_grant;
+pub(crate) mod reference_grant;
 mod route_cache;
 mod routes;
 mod timeouts;

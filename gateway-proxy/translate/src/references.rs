@@ -1,0 +1,213 @@
+//! Which namespaces' Secrets and ConfigMaps a set of Gateways may read: the proxy watches
+//! exactly those, and the operator grants each fleet read access in exactly those.
+//!
+//! A reference counts only when the translator could use it: a same-namespace reference, or a
+//! cross-namespace one that a ReferenceGrant in the target namespace permits (the same rule as
+//! [`crate::translate`] applies). So a Gateway that names a Secret in a namespace that did not
+//! grant it never makes its fleet able to read that namespace.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::store::{ObjectKey, Store};
+use crate::translate::reference_grant;
+
+/// Namespaces holding referenced Secrets and referenced ConfigMaps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Referenced {
+    /// Namespaces whose Secrets are referenced (listener `certificateRefs`,
+    /// `spec.tls.backend.clientCertificateRef`).
+    pub secrets: BTreeSet<String>,
+    /// Namespaces whose ConfigMaps are referenced (`spec.tls.frontend` CA bundles, BackendTLSPolicy
+    /// `caCertificateRefs`).
+    pub config_maps: BTreeSet<String>,
+}
+
+/// Scans the store's Gateways (listener `certificateRefs`, which default to Secrets,
+/// `spec.tls.backend.clientCertificateRef`, which defaults to a Secret, and any Secret or
+/// ConfigMap reference under `spec.tls`) and every BackendTLSPolicy (`caCertificateRefs`, local
+/// to the policy). Cross-namespace references from Gateways count only when a ReferenceGrant in
+/// the store permits them.
+pub fn referenced(store: &Store) -> Referenced {
+    let mut out = Referenced::default();
+    for (key, gateway) in &store.gateways {
+        let mut found = Found::default();
+        for listener in &gateway.spec.listeners {
+            let refs = listener
+                .tls
+                .as_ref()
+                .and_then(|t| t.certificate_refs.as_ref());
+            for r in refs.into_iter().flatten() {
+                let core = r.group.as_deref().unwrap_or("").is_empty();
+                if core && r.kind.as_deref().unwrap_or("Secret") == "Secret" {
+                    found.add("Secret", r.namespace.as_deref(), &r.name, &key.namespace);
+                }
+            }
+        }
+        if let Some(r) = gateway
+            .spec
+            .tls
+            .as_ref()
+            .and_then(|t| t.backend.as_ref())
+            .and_then(|b| b.client_certificate_ref.as_ref())
+            && r.group.as_deref().unwrap_or("").is_empty()
+            && r.kind.as_deref().unwrap_or("Secret") == "Secret"
+        {
+            found.add("Secret", r.namespace.as_deref(), &r.name, &key.namespace);
+        }
+        if let Some(tls) = gateway
+            .spec
+            .tls
+            .as_ref()
+            .and_then(|t| serde_json::to_value(t).ok())
+        {
+            scan(&tls, &key.namespace, &mut found);
+        }
+        for (kind, target) in found.0 {
+            if !reference_grant::gateway_permits(store, &key.namespace, kind, &target) {
+                continue;
+            }
+            match kind {
+                "Secret" => out.secrets.insert(target.namespace),
+                _ => out.config_maps.insert(target.namespace),
+            };
+        }
+    }
+    for (key, policy) in &store.backend_tls_policies {
+        // LocalObjectReferences: always the policy's own namespace, whatever else they say.
+        let named_config_map = policy
+            .spec
+            .validation
+            .ca_certificate_refs
+            .iter()
+            .flatten()
+            .any(|r| r.group.is_empty() && r.kind == "ConfigMap");
+        if named_config_map {
+            out.config_maps.insert(key.namespace.clone());
+        }
+    }
+    out
+}
+
+/// References found on one Gateway: kind and target.
+#[derive(Default)]
+struct Found(BTreeSet<(&'static str, ObjectKey)>);
+
+impl Found {
+    fn add(&mut self, kind: &'static str, namespace: Option<&str>, name: &str, default: &str) {
+        self.0
+            .insert((kind, ObjectKey::new(namespace.unwrap_or(default), name)));
+    }
+}
+
+/// Every object with an explicit core `kind` of Secret or ConfigMap and a `name`.
+fn scan(value: &Value, namespace: &str, out: &mut Found) {
+    match value {
+        Value::Object(map) => {
+            let core = map
+                .get("group")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty();
+            let name = map.get("name").and_then(Value::as_str);
+            let ns = map.get("namespace").and_then(Value::as_str);
+            match (map.get("kind").and_then(Value::as_str), name) {
+                (Some("Secret"), Some(name)) if core => out.add("Secret", ns, name, namespace),
+                (Some("ConfigMap"), Some(name)) if core => {
+                    out.add("ConfigMap", ns, name, namespace);
+                }
+                _ => {}
+            }
+            map.values().for_each(|v| scan(v, namespace, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| scan(v, namespace, out)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::load::load_store;
+
+    const GATEWAY: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: gantry
+  listeners:
+  - name: https
+    protocol: HTTPS
+    port: 443
+    tls:
+      certificateRefs:
+      - name: local-cert
+      - name: shared-cert
+        namespace: certs
+  tls:
+    backend:
+      clientCertificateRef: {name: client, namespace: client-certs}
+    frontend:
+      default:
+        validation:
+          caCertificateRefs: [{group: "", kind: ConfigMap, name: ca, namespace: cas}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {name: p, namespace: apps}
+spec:
+  targetRefs: [{group: "", kind: Service, name: svc}]
+  validation:
+    hostname: svc.apps
+    caCertificateRefs: [{group: "", kind: ConfigMap, name: ca}]
+"#;
+
+    fn grant(namespace: &str, kind: &str) -> String {
+        format!(
+            r#"
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{name: gateways, namespace: {namespace}}}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: Gateway, namespace: infra}}]
+  to: [{{group: "", kind: {kind}}}]
+"#
+        )
+    }
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn cross_namespace_references_count_only_where_a_reference_grant_permits_them() {
+        let (store, _) = load_store([("t.yaml", GATEWAY)]).expect("loads");
+        let refs = referenced(&store);
+        assert_eq!(refs.secrets, set(&["infra"]));
+        assert_eq!(refs.config_maps, set(&["apps"]));
+    }
+
+    #[test]
+    fn listener_certificates_client_certificates_and_ca_bundles_name_their_namespaces() {
+        let yaml = format!(
+            "{GATEWAY}{}{}{}",
+            grant("certs", "Secret"),
+            grant("client-certs", "Secret"),
+            grant("cas", "ConfigMap")
+        );
+        let (store, _) = load_store([("t.yaml", yaml.as_str())]).expect("loads");
+        let refs = referenced(&store);
+        assert_eq!(refs.secrets, set(&["certs", "client-certs", "infra"]));
+        assert_eq!(refs.config_maps, set(&["apps", "cas"]));
+    }
+
+    #[test]
+    fn a_grant_for_another_kind_does_not_count() {
+        let yaml = format!("{GATEWAY}{}", grant("certs", "ConfigMap"));
+        let (store, _) = load_store([("t.yaml", yaml.as_str())]).expect("loads");
+        assert_eq!(referenced(&store).secrets, set(&["infra"]));
+    }
+}
