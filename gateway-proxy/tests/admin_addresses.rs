@@ -47,6 +47,8 @@ async fn proxy(dir: &TempDir, admin: SocketAddr, debug: Option<SocketAddr>) -> R
                 drain_timeout: Duration::from_secs(1),
                 access_log: false,
                 l4: Default::default(),
+                http: Default::default(),
+                connections: Default::default(),
             },
         },
     )
