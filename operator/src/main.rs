@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use clap::Parser;
 use gantry_operator::admin::{self, AdminState};
-use gantry_operator::controller::{Context, run};
+use gantry_operator::controller::{Context, Scope, ServedClass, run};
 use gantry_operator::metrics::Metrics;
 use gantry_operator::params::{OperatorDefaults, ProxyRoles};
 use tracing_subscriber::EnvFilter;
@@ -26,13 +26,26 @@ struct Args {
         default_value = "ghcr.io/gantry-dev/gantry-proxy:latest"
     )]
     proxy_image: String,
-    /// Prefix of the ClusterRoles fleets are bound to (installed with the operator):
-    /// `<prefix>`, `<prefix>-leader-election`, `<prefix>-secrets`, `<prefix>-configmaps`.
+    /// Prefix of the roles fleets are bound to (installed with the operator): `<prefix>`,
+    /// `<prefix>-leader-election`, `<prefix>-secrets`, `<prefix>-configmaps`. ClusterRoles, or
+    /// Roles in `--namespace`.
     #[arg(long, env = "GANTRY_PROXY_ROLE_PREFIX", default_value = "gantry-proxy")]
     proxy_role_prefix: String,
-    /// Only reconcile Gateways in this namespace (GatewayClasses are cluster-scoped).
-    #[arg(long, env = "GANTRY_NAMESPACE")]
+    /// Namespace-scoped install: read and write only namespaced objects of this namespace, bind
+    /// fleets to the proxies' Roles there; needs `--gateway-class`, since no GatewayClass is read.
+    #[arg(long, env = "GANTRY_NAMESPACE", requires = "gateway_classes")]
     namespace: Option<String>,
+    /// With `--namespace`: a GatewayClass served, as `NAME` or `NAME=PARAMETERS` (the
+    /// GatewayParameters in `--namespace` that parameterise it); repeat for several. Its
+    /// Gateways in the namespace are served; the GatewayClass object is never read, nor its
+    /// status written.
+    #[arg(
+        long = "gateway-class",
+        value_name = "NAME[=PARAMETERS]",
+        requires = "namespace",
+        value_parser = ServedClass::parse
+    )]
+    gateway_classes: Vec<ServedClass>,
     /// Log as JSON lines.
     #[arg(long, env = "GANTRY_LOG_JSON")]
     log_json: bool,
@@ -69,10 +82,17 @@ async fn main() -> anyhow::Result<()> {
             proxy_image: args.proxy_image,
             proxy_roles: ProxyRoles {
                 prefix: args.proxy_role_prefix,
+                namespace: None,
             },
         },
         metrics,
-        args.namespace,
+        match args.namespace {
+            Some(namespace) => Scope::Namespace {
+                namespace,
+                classes: args.gateway_classes,
+            },
+            None => Scope::Cluster,
+        },
     ));
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!("controllers starting");

@@ -25,35 +25,52 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 pub struct OperatorDefaults {
     /// Proxy image used when no parameters name one.
     pub proxy_image: String,
-    /// The ClusterRoles, installed with the operator, that fleets are bound to.
+    /// The roles, installed with the operator, that fleets are bound to.
     pub proxy_roles: ProxyRoles,
 }
 
-/// The ClusterRoles that hold what proxy fleets may do. The chart installs them; the operator
-/// only binds them (RBAC `bind` on these names), so it never needs to hold what it grants and
-/// never creates or edits a role. `<prefix>`: cluster-wide reads of Gateway API objects,
-/// Namespaces, Services and EndpointSlices, and status writes (one ClusterRoleBinding per
-/// class); `<prefix>-leader-election`: Leases (a RoleBinding in the fleet's namespace);
+/// The roles that hold what proxy fleets may do. The chart installs them; the operator only
+/// binds them (RBAC `bind` on these names), so it never needs to hold what it grants and never
+/// creates or edits a role. `<prefix>`: reads of Gateway API objects, Services and
+/// EndpointSlices (and Namespaces, cluster-wide only), and status writes;
+/// `<prefix>-leader-election`: Leases (a RoleBinding in the fleet's namespace);
 /// `<prefix>-secrets` and `<prefix>-configmaps`: reads (a RoleBinding in each namespace whose
 /// Secrets or ConfigMaps the fleet's Gateways reference).
+///
+/// Cluster-wide installs bind ClusterRoles (`<prefix>` with one ClusterRoleBinding per class);
+/// a namespace-scoped install (`namespace` set) binds Roles of the same names in that namespace,
+/// with RoleBindings only, and its fleets watch only that namespace (`--watch-namespace`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProxyRoles {
     /// `--proxy-role-prefix`.
     pub prefix: String,
+    /// `--namespace`: the roles are Roles in this namespace, and fleets only watch it.
+    pub namespace: Option<String>,
 }
 
 impl Default for ProxyRoles {
     fn default() -> Self {
         Self {
             prefix: "gantry-proxy".to_string(),
+            namespace: None,
         }
     }
 }
 
 impl ProxyRoles {
-    /// Cluster-wide reads and status writes.
+    /// Reads of Gateway API objects, Services and EndpointSlices, and status writes:
+    /// cluster-wide (a ClusterRole), or in the install's namespace (a Role).
     pub fn cluster(&self) -> String {
         self.prefix.clone()
+    }
+
+    /// `ClusterRole`, or `Role` in a namespace-scoped install: the kind of every roleRef.
+    pub fn kind(&self) -> &'static str {
+        if self.namespace.is_some() {
+            "Role"
+        } else {
+            "ClusterRole"
+        }
     }
 
     /// Leases, for the status writer's leader election.

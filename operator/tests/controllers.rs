@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
 use gantry_crds::gateway::gateways::Gateway;
-use gantry_operator::controller::{Context, gateway, gatewayclass};
+use gantry_operator::controller::{Context, Scope, gateway, gatewayclass};
 use gantry_operator::metrics::Metrics;
 use gantry_operator::params::OperatorDefaults;
 use gantry_testkit::apiserver::{ApiServer, Recorded};
@@ -34,7 +34,7 @@ fn context(fake: &ApiServer) -> Arc<Context> {
             proxy_roles: gantry_operator::params::ProxyRoles::default(),
         },
         Arc::new(Metrics::new()),
-        None,
+        Scope::Cluster,
     ))
 }
 

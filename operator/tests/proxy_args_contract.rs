@@ -316,6 +316,7 @@ fn check_case(case: &str, input: &Input) -> BTreeSet<(String, String)> {
             input.shared_namespace(),
             &input.gateways,
             false,
+            Some(&plan::class_owner(&input.class)),
         );
         if objects.iter().any(|o| o.kind == Kind::Deployment) {
             let class = input.class.metadata.name.clone().unwrap_or_default();
@@ -446,6 +447,7 @@ async fn every_combination_of_proxy_parameters_renders_arguments_the_proxy_accep
                                 Some("gantry-system"),
                                 &gateways,
                                 false,
+                                Some(&plan::class_owner(&class)),
                             );
                             let all: Vec<&Gateway> = gateways.iter().collect();
                             check_fleet(

@@ -40,6 +40,7 @@ fn render(input: &Input) -> Vec<Value> {
                     input.shared_namespace(),
                     &input.gateways,
                     false,
+                    Some(&plan::class_owner(&input.class)),
                 )
                 .into_iter()
                 .map(|o| o.body),
@@ -52,6 +53,7 @@ fn render(input: &Input) -> Vec<Value> {
                     &input.gateways,
                     false,
                     &input.references,
+                    Some(&plan::class_owner(&input.class)),
                 )
                 .into_iter()
                 .map(|o| o.body),

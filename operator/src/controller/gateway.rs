@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gantry_crds::CONTROLLER_NAME;
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
 use gantry_crds::gateway::gateways::{Gateway, GatewayStatusAddresses};
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -20,7 +19,6 @@ use super::conditions::{self, Wanted};
 use super::gatewayclass::{available, deployment};
 use super::parameters::{self, Invalid};
 use super::{Context, Error, event_reference};
-use crate::infra::apply::is_not_found;
 use crate::infra::names::FIELD_MANAGER;
 use crate::infra::plan::{self, FleetRef};
 use crate::infra::render::{SecretState, https_secrets};
@@ -39,13 +37,8 @@ pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Actio
         // Owner references let the garbage collector remove the fleet.
         return Ok(Action::await_change());
     }
-    let classes: Api<GatewayClass> = Api::all(ctx.client.clone());
-    let class_name = &gateway.spec.gateway_class_name;
-    let class = match classes.get(class_name).await {
-        Ok(class) if class.spec.controller_name == CONTROLLER_NAME => class,
-        Ok(_) => return Ok(Action::await_change()),
-        Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
-        Err(e) => return Err(Error::kube(format!("reading GatewayClass {class_name}"), e)),
+    let Some(class) = ctx.class(&gateway.spec.gateway_class_name).await? else {
+        return Ok(Action::await_change());
     };
     let _timer = ctx.metrics.reconcile(CONTROLLER);
 
@@ -155,7 +148,9 @@ async fn sync_fleet(
         .is_some_and(|d| available(&d))
     {
         tracing::info!(from = %dedicated.name, to = %target.name, "moving Gateway to the shared fleet");
-        ctx.applier.delete_fleet(&dedicated).await?;
+        ctx.applier
+            .delete_fleet(&dedicated, &params.roles)
+            .await?;
         Ok(target)
     } else {
         Ok(dedicated)

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gantry_crds::CONTROLLER_NAME;
+use gantry_crds::{CONTROLLER_NAME, GatewayParameters};
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::gatewayclasses::{GatewayClass, GatewayClassStatusSupportedFeatures};
 use gantry_crds::gateway::gateways::Gateway;
@@ -22,7 +22,7 @@ use tracing::instrument;
 
 use super::conditions::{self, Wanted};
 use super::parameters::{self, Invalid};
-use super::{Context, Error, event_reference};
+use super::{Context, Error};
 use crate::infra::apply::is_not_found;
 use crate::infra::names::{self, FIELD_MANAGER};
 use crate::infra::plan::{self, FleetRef};
@@ -88,7 +88,7 @@ pub async fn reconcile(class: Arc<GatewayClass>, ctx: Arc<Context>) -> Result<Ac
         Ok(found) => {
             let spec = found.as_ref().map(|p| &p.spec);
             plan::gateway_parameters(spec, None, &ctx.defaults)
-                .map(|params| (params, found.and_then(|p| p.metadata.namespace)))
+                .map(|params| (params, found))
                 .map_err(Invalid)
         }
         Err(invalid) => Err(invalid),
@@ -110,40 +110,34 @@ pub async fn reconcile(class: Arc<GatewayClass>, ctx: Arc<Context>) -> Result<Ac
         },
     };
     write_status(&ctx, &class, &accepted).await?;
-    let (params, shared_namespace) = match resolved {
+    let (params, parameters) = match resolved {
         Ok(found) => found,
         Err(Invalid(message)) => {
-            ctx.warn(
-                &event_reference(class.as_ref()),
-                "InvalidParameters",
-                message,
-            )
-            .await;
+            ctx.warn_class(&class, "InvalidParameters", message).await;
             return Ok(Action::await_change());
         }
     };
 
-    match sync(&ctx, &class, &params, shared_namespace.as_deref()).await {
+    match sync(&ctx, &class, &params, parameters.as_ref()).await {
         Ok(action) => Ok(action),
         Err(error) => {
-            ctx.warn(
-                &event_reference(class.as_ref()),
-                "ReconcileFailed",
-                error.to_string(),
-            )
-            .await;
+            ctx.warn_class(&class, "ReconcileFailed", error.to_string())
+                .await;
             Err(error)
         }
     }
 }
 
 /// Applies the class's RBAC and shared fleet, and retires a shared fleet no longer wanted.
+/// `parameters` are the class's GatewayParameters: a shared fleet runs in their namespace.
 async fn sync(
     ctx: &Context,
     class: &GatewayClass,
     params: &FleetParameters,
-    shared_namespace: Option<&str>,
+    parameters: Option<&GatewayParameters>,
 ) -> Result<Action, Error> {
+    let shared_namespace = parameters.and_then(|p| p.metadata.namespace.as_deref());
+    let owner = plan::class_controlled_owner(class, parameters, &params.roles);
     let class_name = class.name_any();
     let gateways = gateways_of(ctx, &class_name).await?;
     let shared = shared_namespace.map(|ns| FleetRef {
@@ -154,7 +148,14 @@ async fn sync(
         Some(fleet) => deployment(ctx, fleet).await?.is_some(),
         None => false,
     };
-    let objects = plan::class_objects(class, params, shared_namespace, &gateways, shared_running);
+    let objects = plan::class_objects(
+        class,
+        params,
+        shared_namespace,
+        &gateways,
+        shared_running,
+        owner.as_ref(),
+    );
     ctx.applier.apply_all(&objects).await?;
     let grants = plan::reference_bindings(
         class,
@@ -163,11 +164,12 @@ async fn sync(
         &gateways,
         shared_running,
         &reference_objects(ctx).await?,
+        owner.as_ref(),
     );
     ctx.applier.apply_all(&grants).await?;
     for (namespace, name) in ctx
         .applier
-        .prune_reference_bindings(&class_name, ctx.namespace.as_deref(), &grants)
+        .prune_reference_bindings(&class_name, ctx.namespace(), &grants)
         .await?
     {
         tracing::info!(%namespace, %name, "no longer referenced; read access withdrawn");
@@ -193,7 +195,7 @@ async fn sync(
             return Ok(Action::requeue(SWITCH_POLL));
         }
     }
-    ctx.applier.delete_fleet(&shared).await?;
+    ctx.applier.delete_fleet(&shared, &params.roles).await?;
     Ok(Action::requeue(RESYNC))
 }
 
@@ -225,7 +227,7 @@ where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let api: Api<K> = match &ctx.namespace {
+    let api: Api<K> = match ctx.namespace() {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
@@ -238,7 +240,7 @@ where
 
 /// Gateways of the class (in the operator's namespace scope).
 pub async fn gateways_of(ctx: &Context, class: &str) -> Result<Vec<Gateway>, Error> {
-    let api: Api<Gateway> = match &ctx.namespace {
+    let api: Api<Gateway> = match ctx.namespace() {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
@@ -282,7 +284,13 @@ pub fn available(deployment: &Deployment) -> bool {
     current && (wanted == 0 || status.available_replicas.unwrap_or(0) >= 1)
 }
 
+/// Server-side applies `Accepted` and `supportedFeatures`, when they changed. A
+/// namespace-scoped install writes no GatewayClass status: the class is cluster-scoped, which
+/// no Role can grant, and it is never read there.
 async fn write_status(ctx: &Context, class: &GatewayClass, accepted: &Wanted) -> Result<(), Error> {
+    if ctx.namespace().is_some() {
+        return Ok(());
+    }
     let status = class.status.as_ref();
     let existing = conditions::find(status.and_then(|s| s.conditions.as_ref()), "Accepted");
     let features: Vec<GatewayClassStatusSupportedFeatures> = SUPPORTED_FEATURES

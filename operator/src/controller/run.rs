@@ -12,11 +12,11 @@ use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
-use super::{Context, Error, gateway, gatewayclass};
+use super::{Context, Error, Scope, gateway, gatewayclass};
 use crate::infra::names::{MANAGED_BY, MANAGED_BY_LABEL};
 
 fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
@@ -32,9 +32,35 @@ where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    match &ctx.namespace {
+    match ctx.namespace() {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
+    }
+}
+
+/// Every watch the controllers start, namespaced in a namespace-scoped install: there, nothing
+/// cluster-scoped is listed or watched (no GatewayClass), and every GatewayParameters change
+/// looks at every served class again (there are few).
+fn classes_controller(ctx: &Arc<Context>) -> Controller<GatewayClass> {
+    match &ctx.scope {
+        Scope::Cluster => Controller::new(
+            Api::<GatewayClass>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        ),
+        Scope::Namespace { namespace, classes } => {
+            // The classes come from the command line: a store holding them, and one trigger
+            // each at start; the watches below trigger them again.
+            let (reader, mut writer) = reflector::store();
+            let served: Vec<GatewayClass> = classes.iter().map(|c| c.class(namespace)).collect();
+            writer.apply_watcher_event(&watcher::Event::Init);
+            for class in &served {
+                writer.apply_watcher_event(&watcher::Event::InitApply(class.clone()));
+            }
+            writer.apply_watcher_event(&watcher::Event::InitDone);
+            let trigger = futures::stream::iter(served.into_iter().map(Ok))
+                .chain(futures::stream::pending());
+            Controller::for_stream(trigger, reader)
+        }
     }
 }
 
@@ -49,10 +75,11 @@ pub async fn run(ctx: Arc<Context>) {
     let gateway_store = gateways.store();
     let by_class = gateway_store.clone();
     let by_params = gateway_store.clone();
-    let gateway_controller = gateways
+    let mut gateway_controller = gateways
         .owns(api::<Deployment>(&ctx), managed.clone())
-        .owns(api::<Service>(&ctx), managed.clone())
-        .watches(
+        .owns(api::<Service>(&ctx), managed.clone());
+    if ctx.namespace().is_none() {
+        gateway_controller = gateway_controller.watches(
             Api::<GatewayClass>::all(client.clone()),
             watcher::Config::default(),
             move |class: GatewayClass| {
@@ -64,9 +91,11 @@ pub async fn run(ctx: Arc<Context>) {
                     .map(|g| ObjectRef::from_obj(g.as_ref()))
                     .collect::<Vec<_>>()
             },
-        )
+        );
+    }
+    let gateway_controller = gateway_controller
         .watches(
-            Api::<GatewayParameters>::all(client.clone()),
+            api::<GatewayParameters>(&ctx),
             watcher::Config::default(),
             move |params: GatewayParameters| {
                 // Any Gateway in the same namespace may name it, and any class may: re-check
@@ -103,14 +132,12 @@ pub async fn run(ctx: Arc<Context>) {
     // fleet ports), their parameters, the shared fleet's Deployment, and the ReferenceGrants and
     // BackendTLSPolicies that decide which namespaces' Secrets and ConfigMaps fleets may read
     // (any of them may matter to any class: every class of ours is looked at again).
-    let classes = Controller::new(
-        Api::<GatewayClass>::all(client.clone()),
-        watcher::Config::default(),
-    );
+    let classes = classes_controller(&ctx);
     let class_store = classes.store();
     let by_grant = class_store.clone();
     let by_policy = class_store.clone();
-    let ours = |store: &kube::runtime::reflector::Store<GatewayClass>| {
+    let by_deployment = class_store.clone();
+    let ours = |store: &reflector::Store<GatewayClass>| {
         store
             .state()
             .into_iter()
@@ -118,8 +145,16 @@ pub async fn run(ctx: Arc<Context>) {
             .map(|c| ObjectRef::from_obj(c.as_ref()))
             .collect::<Vec<_>>()
     };
+    let namespaced = ctx.namespace().is_some();
+    let classes = if namespaced {
+        // The shared fleet is owned by the class's GatewayParameters there, not by the class.
+        classes.watches(api::<Deployment>(&ctx), managed, move |_: Deployment| {
+            ours(&by_deployment)
+        })
+    } else {
+        classes.owns(Api::<Deployment>::all(client.clone()), managed)
+    };
     let class_controller = classes
-        .owns(Api::<Deployment>::all(client.clone()), managed)
         .watches(
             api::<Gateway>(&ctx),
             watcher::Config::default(),
@@ -140,7 +175,7 @@ pub async fn run(ctx: Arc<Context>) {
             move |_: BackendTlsPolicy| ours(&by_policy),
         )
         .watches(
-            Api::<GatewayParameters>::all(client.clone()),
+            api::<GatewayParameters>(&ctx),
             watcher::Config::default(),
             move |params: GatewayParameters| {
                 let (name, ns) = (params.name_any(), params.namespace());

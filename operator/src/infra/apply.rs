@@ -14,6 +14,7 @@ use super::names::{
 };
 use super::plan::FleetRef;
 use super::render::DesiredObject;
+use crate::params::ProxyRoles;
 
 /// A failed call to the API server, naming the object involved.
 #[derive(Debug, thiserror::Error)]
@@ -126,14 +127,23 @@ impl Applier {
         Ok(())
     }
 
-    /// Deletes every object of a fleet that no longer serves anything.
-    pub async fn delete_fleet(&self, fleet: &FleetRef) -> Result<(), ApplyError> {
+    /// Deletes every object of a fleet that no longer serves anything (with `roles` of a
+    /// namespace-scoped install, its RoleBinding of the `<prefix>` Role too).
+    pub async fn delete_fleet(&self, fleet: &FleetRef, roles: &ProxyRoles) -> Result<(), ApplyError> {
         for kind in Kind::FLEET {
             let name = match kind {
                 Kind::RoleBinding => names::leader_election_binding(&fleet.name),
                 _ => fleet.name.clone(),
             };
             self.delete(kind, Some(&fleet.namespace), &name).await?;
+        }
+        if roles.namespace.is_some() {
+            self.delete(
+                Kind::RoleBinding,
+                Some(&fleet.namespace),
+                &names::fleet_reads_binding(&fleet.name),
+            )
+            .await?;
         }
         Ok(())
     }

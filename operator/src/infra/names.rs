@@ -63,6 +63,12 @@ pub fn leader_election_binding(fleet: &str) -> String {
     bounded(&format!("{fleet}-leader-election"), MAX_NAME)
 }
 
+/// Name of the RoleBinding in a fleet's namespace granting it the `<prefix>` Role
+/// (namespace-scoped installs only; cluster-wide ones use the class's ClusterRoleBinding).
+pub fn fleet_reads_binding(fleet: &str) -> String {
+    bounded(&format!("{fleet}-gateway-api"), MAX_NAME)
+}
+
 /// Name of the RoleBinding granting the fleet `fleet_namespace/fleet` reads of `grant`
 /// (`secrets` or `configmaps`) in another (or its own) namespace: unique per fleet there.
 pub fn reference_binding(fleet_namespace: &str, fleet: &str, grant: &str) -> String {

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use gantry_crds::GatewayParameters;
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
 use gantry_crds::gateway::gateways::Gateway;
 use gantry_crds::params::{GatewayParametersSpec, Topology};
@@ -13,7 +14,7 @@ use kube::Resource;
 
 use super::names;
 use super::render::{self, DesiredObject, Fleet, FleetReferences, SecretState, Target};
-use crate::params::{self, FleetParameters, OperatorDefaults};
+use crate::params::{self, FleetParameters, OperatorDefaults, ProxyRoles};
 
 /// Where a fleet runs and what it is called.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -127,19 +128,39 @@ pub fn gateway_objects(
     objects
 }
 
-/// What the GatewayClass controller applies: the ClusterRoleBinding of the proxies' ClusterRole, and the
-/// shared fleet when the class is shared and has Gateways. `shared_namespace` is the namespace
-/// of the class's parameters; `keep_shared_subject` keeps the shared fleet's ServiceAccount
-/// bound while a shared fleet still runs (during a switch to dedicated).
+/// What owns the objects the GatewayClass controller applies: the GatewayClass; in a
+/// namespace-scoped install, which never reads the class (so knows no uid to own by), the
+/// class's GatewayParameters, which live in the shared fleet's namespace. `None` there when the
+/// class has no parameters, and so no shared fleet either.
+pub fn class_controlled_owner(
+    class: &GatewayClass,
+    parameters: Option<&GatewayParameters>,
+    roles: &ProxyRoles,
+) -> Option<OwnerReference> {
+    match roles.namespace {
+        None => Some(class_owner(class)),
+        Some(_) => parameters.map(owner),
+    }
+}
+
+/// What the GatewayClass controller applies: the ClusterRoleBinding of the proxies' ClusterRole
+/// (cluster-wide installs only; a namespace-scoped install binds each fleet on its own), and
+/// the shared fleet when the class is shared and has Gateways. `shared_namespace` is the
+/// namespace of the class's parameters; `keep_shared_subject` keeps the shared fleet's
+/// ServiceAccount bound while a shared fleet still runs (during a switch to dedicated);
+/// `owner` is [`class_controlled_owner`].
 pub fn class_objects(
     class: &GatewayClass,
     params: &FleetParameters,
     shared_namespace: Option<&str>,
     gateways: &[Gateway],
     keep_shared_subject: bool,
+    owner: Option<&OwnerReference>,
 ) -> Vec<DesiredObject> {
     let class_name = class.metadata.name.clone().unwrap_or_default();
-    let owner = class_owner(class);
+    let Some(owner) = owner.cloned() else {
+        return Vec::new();
+    };
     let shared = shared_namespace
         .filter(|_| params.topology == Topology::Shared && !gateways.is_empty())
         .map(|ns| FleetRef {
@@ -160,7 +181,11 @@ pub fn class_objects(
     {
         subjects.insert((ns.to_string(), names::shared_fleet(&class_name)));
     }
-    let mut objects = render::render_class_rbac(&class_name, &owner, &params.roles, &subjects);
+    let mut objects = if params.roles.namespace.is_none() {
+        render::render_class_rbac(&class_name, &owner, &params.roles, &subjects)
+    } else {
+        Vec::new()
+    };
     if let Some(fleet) = shared {
         objects.extend(render::render_fleet(&Fleet {
             name: fleet.name,
@@ -186,8 +211,10 @@ pub fn reference_bindings(
     gateways: &[Gateway],
     keep_shared_subject: bool,
     objects: &Store,
+    owner: Option<&OwnerReference>,
 ) -> Vec<DesiredObject> {
     let class_name = class.metadata.name.clone().unwrap_or_default();
+    let namespaced = params.roles.namespace.is_some();
     let referenced = |served: &[&Gateway]| {
         let mut store = objects.clone();
         store.gateways = served
@@ -206,17 +233,24 @@ pub fn reference_bindings(
     };
     let mut fleets: Vec<FleetReferences> = gateways
         .iter()
-        .map(|g| {
+        .filter_map(|g| {
             let fleet = dedicated_fleet(g);
-            FleetReferences {
+            let owner = if namespaced {
+                gateway_owner(g)
+            } else {
+                owner?.clone()
+            };
+            Some(FleetReferences {
                 namespace: fleet.namespace,
                 name: fleet.name,
                 referenced: referenced(&[g]),
-            }
+                owner,
+            })
         })
         .collect();
     let shared_wanted = params.topology == Topology::Shared && !gateways.is_empty();
     if let Some(ns) = shared_namespace
+        && let Some(owner) = owner
         && (shared_wanted || keep_shared_subject)
     {
         let all: Vec<&Gateway> = gateways.iter().collect();
@@ -224,7 +258,8 @@ pub fn reference_bindings(
             namespace: ns.to_string(),
             name: names::shared_fleet(&class_name),
             referenced: referenced(&all),
+            owner: owner.clone(),
         });
     }
-    render::render_reference_bindings(&class_name, &class_owner(class), &params.roles, &fleets)
+    render::render_reference_bindings(&class_name, &params.roles, &fleets)
 }

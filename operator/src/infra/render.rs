@@ -201,6 +201,16 @@ pub fn render_fleet(fleet: &Fleet<'_>) -> Vec<DesiredObject> {
             body: to_value(&leader_election_binding(fleet)),
         },
     ];
+    if fleet.params.roles.namespace.is_some() {
+        // Namespace-scoped install: no ClusterRoleBinding per class; each fleet is bound to
+        // the `<prefix>` Role of its namespace by a RoleBinding of its own.
+        objects.push(DesiredObject {
+            kind: Kind::RoleBinding,
+            namespace: Some(fleet.namespace.clone()),
+            name: names::fleet_reads_binding(&fleet.name),
+            body: to_value(&fleet_reads_binding(fleet)),
+        });
+    }
     if !ports.is_empty() {
         objects.push(object(Kind::Service, fleet, &service(fleet, &ports)));
     }
@@ -229,19 +239,33 @@ fn to_value<T: Serialize>(typed: &T) -> Value {
     serde_json::to_value(typed).unwrap_or(Value::Null)
 }
 
-/// Leases in the fleet's own namespace, through the `<prefix>-leader-election` ClusterRole.
+/// Leases in the fleet's own namespace, through the `<prefix>-leader-election` role.
 fn leader_election_binding(fleet: &Fleet<'_>) -> RoleBinding {
+    let roles = &fleet.params.roles;
     RoleBinding {
         metadata: fleet.meta(&names::leader_election_binding(&fleet.name)),
-        role_ref: cluster_role_ref(fleet.params.roles.leader_election()),
+        role_ref: role_ref(roles, roles.leader_election()),
         subjects: Some(vec![service_account_subject(&fleet.namespace, &fleet.name)]),
     }
 }
 
-fn cluster_role_ref(name: String) -> RoleRef {
+/// Namespace-scoped installs only: the fleet's reads of Gateway API objects, Services and
+/// EndpointSlices (and status writes) in its namespace, through the `<prefix>` Role.
+fn fleet_reads_binding(fleet: &Fleet<'_>) -> RoleBinding {
+    let roles = &fleet.params.roles;
+    RoleBinding {
+        metadata: fleet.meta(&names::fleet_reads_binding(&fleet.name)),
+        role_ref: role_ref(roles, roles.cluster()),
+        subjects: Some(vec![service_account_subject(&fleet.namespace, &fleet.name)]),
+    }
+}
+
+/// A reference to one of the proxies' roles: a ClusterRole, or in a namespace-scoped install a
+/// Role of the binding's namespace.
+fn role_ref(roles: &ProxyRoles, name: String) -> RoleRef {
     RoleRef {
         api_group: "rbac.authorization.k8s.io".to_string(),
-        kind: "ClusterRole".to_string(),
+        kind: roles.kind().to_string(),
         name,
     }
 }
@@ -280,7 +304,7 @@ pub fn render_class_rbac(
             owner_references: Some(vec![owner.clone()]),
             ..Default::default()
         },
-        role_ref: cluster_role_ref(roles.cluster()),
+        role_ref: role_ref(roles, roles.cluster()),
         subjects: Some(
             subjects
                 .iter()
@@ -298,7 +322,7 @@ pub fn render_class_rbac(
 
 /// A fleet and the namespaces whose Secrets and ConfigMaps its Gateways reference
 /// ([`gantry_translate::references`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FleetReferences {
     /// The fleet's namespace.
     pub namespace: String,
@@ -306,15 +330,18 @@ pub struct FleetReferences {
     pub name: String,
     /// What its Gateways reference.
     pub referenced: gantry_translate::references::Referenced,
+    /// The owner of its RoleBindings: the GatewayClass; in a namespace-scoped install (which
+    /// never reads the class) the fleet's Gateway, or the class's GatewayParameters for a
+    /// shared fleet, all in the same namespace as the bindings.
+    pub owner: OwnerReference,
 }
 
 /// One RoleBinding per fleet and referenced namespace and kind, binding the `<prefix>-secrets`
-/// or `<prefix>-configmaps` ClusterRole there: the fleet reads Secrets and ConfigMaps only in
-/// those namespaces. Owned by the GatewayClass (an owner in another namespace would be invalid)
-/// and labelled so that the class controller finds and prunes those no longer referenced.
+/// or `<prefix>-configmaps` role there: the fleet reads Secrets and ConfigMaps only in
+/// those namespaces. Owned by [`FleetReferences::owner`] (an owner in another namespace would
+/// be invalid) and labelled so that the class controller finds and prunes those no longer referenced.
 pub fn render_reference_bindings(
     class: &str,
-    owner: &OwnerReference,
     roles: &ProxyRoles,
     fleets: &[FleetReferences],
 ) -> Vec<DesiredObject> {
@@ -348,10 +375,10 @@ pub fn render_reference_bindings(
                             ),
                             (GRANT_LABEL.to_string(), grant.to_string()),
                         ])),
-                        owner_references: Some(vec![owner.clone()]),
+                        owner_references: Some(vec![fleet.owner.clone()]),
                         ..Default::default()
                     },
-                    role_ref: cluster_role_ref(role.clone()),
+                    role_ref: role_ref(roles, role.clone()),
                     subjects: Some(vec![service_account_subject(&fleet.namespace, &fleet.name)]),
                 };
                 objects.push(DesiredObject {
@@ -437,6 +464,16 @@ pub fn proxy_args(fleet: &Fleet<'_>) -> Vec<String> {
             args.push("--gateway-class".to_string());
             args.push(fleet.class.to_string());
         }
+    }
+    if let Some(namespace) = &fleet.params.roles.namespace {
+        // Namespace-scoped install: the fleet may read only its namespace, and no GatewayClass,
+        // so it watches only that namespace and is told its class (a dedicated fleet too).
+        if let Target::Dedicated(_) = fleet.target {
+            args.push("--gateway-class".to_string());
+            args.push(fleet.class.to_string());
+        }
+        args.push("--watch-namespace".to_string());
+        args.push(namespace.clone());
     }
     // Probes and scrapers reach the pod IP; `/status` and `/config` stay on loopback.
     args.push("--admin-addr".to_string());
