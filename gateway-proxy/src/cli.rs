@@ -51,9 +51,15 @@ pub struct RunArgs {
     /// class names Gantry's controller.
     #[arg(long = "gateway", value_name = "NS/NAME", value_parser = parse_gateway)]
     pub gateways: Vec<ObjectKey>,
-    /// Serve every Gateway of this GatewayClass (a shared fleet).
+    /// Serve every Gateway of this GatewayClass (a shared fleet). With --watch-namespace, the
+    /// class served, which is then not read (with --gateway too: those Gateways' class).
     #[arg(long, value_name = "NAME")]
     pub gateway_class: Option<String>,
+    /// Kubernetes mode with Roles only: list and watch only this namespace, nothing
+    /// cluster-scoped. Needs --gateway-class (GatewayClasses cannot be read); Namespaces cannot
+    /// be read either, so a listener's allowedRoutes `from: Selector` admits no route.
+    #[arg(long, value_name = "NS", requires = "kubernetes")]
+    pub watch_namespace: Option<String>,
     /// Address every listener binds.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind_address: IpAddr,
@@ -226,11 +232,24 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         dataplane: args.dataplane_options(),
     };
     if args.kubernetes {
-        let scope = Scope::from_flags(&args.gateways, args.gateway_class.as_deref())?;
-        tracing::info!(?scope, "gantry-proxy starting in Kubernetes mode");
+        let (scope, namespaced) = Scope::from_flags_in(
+            &args.gateways,
+            args.gateway_class.as_deref(),
+            args.watch_namespace.as_deref(),
+        )?;
+        tracing::info!(?scope, ?namespaced, "gantry-proxy starting in Kubernetes mode");
+        if let Some(namespaced) = &namespaced {
+            tracing::info!(
+                namespace = %namespaced.namespace,
+                "watching one namespace (Roles only): GatewayClass {} taken from the command \
+                 line, Namespace labels unknown, so allowedRoutes selectors admit no route",
+                namespaced.class
+            );
+        }
         let source = KubeSource::connect(scope)
             .await
-            .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+            .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?
+            .in_namespace(namespaced);
         return Ok(serve(source, options).await?);
     }
     let Some(config_dir) = args.config_dir.clone() else {

@@ -194,7 +194,7 @@ async fn operator_and_proxy_keep_each_others_gateway_status() {
             proxy_roles: gantry_operator::params::ProxyRoles::default(),
         },
         Arc::new(Metrics::new()),
-        None,
+        gantry_operator::controller::Scope::Cluster,
     ));
     let mut writers = Writers {
         proxy: writer(&server),

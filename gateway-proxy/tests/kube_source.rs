@@ -364,3 +364,101 @@ async fn a_class_fleet_sees_only_its_class_and_its_gateways() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn with_watch_namespace_only_that_namespace_is_listed_and_watched() {
+    use gantry_proxy::kubernetes::watch::{Namespaced, Scope};
+    use gantry_translate::store::ObjectKey;
+    use support::objects::{gateway, secret, with_certificate};
+
+    let server = ApiServer::start().await;
+    let port = free_port();
+    seed(&server, port, start_backend().await);
+    let gw = gateway("default", "gw", "gantry", port);
+    server.apply("gateways", with_certificate(gw, "default", "cert"));
+    server.apply("secrets", secret("default", "cert", "kubernetes.io/tls"));
+    // Another namespace's objects, and a grant there that a Role in default cannot see.
+    server.apply("gateways", gateway("team", "gw-2", "gantry", free_port()));
+    server.apply(
+        "httproutes",
+        http_route("team", "r-team", "gw-2", "/team", "echo", 80),
+    );
+    server.apply("referencegrants", secrets_for_default_gateways("team"));
+    // As for a subject holding only Roles in default: every cluster-wide list and watch, and
+    // every cluster-scoped kind, is forbidden.
+    for resource in [
+        "gatewayclasses",
+        "namespaces",
+        "gateways",
+        "httproutes",
+        "grpcroutes",
+        "tlsroutes",
+        "tcproutes",
+        "udproutes",
+        "referencegrants",
+        "backendtlspolicies",
+        "services",
+        "endpointslices",
+        "secrets",
+        "configmaps",
+    ] {
+        server.forbid(resource, "");
+    }
+
+    let (tx, updates) = tokio::sync::watch::channel(None);
+    tokio::spawn(gantry_proxy::kubernetes::watch::run_in(
+        server.client(),
+        Scope::Class("gantry".into()),
+        Some(Namespaced {
+            namespace: "default".into(),
+            class: "gantry".into(),
+        }),
+        tx,
+        Arc::new(Metrics::new()),
+        Default::default(),
+    ));
+    let store = store_where(&updates, "the namespace's objects", |s| {
+        s.http_routes.len() == 1 && s.secrets.len() == 1
+    })
+    .await;
+    assert_eq!(
+        store.gateways.keys().cloned().collect::<Vec<_>>(),
+        vec![ObjectKey::new("default", "gw")]
+    );
+    let class = &store.gateway_classes["gantry"];
+    assert_eq!(class.spec.controller_name, gantry_crds::CONTROLLER_NAME);
+    assert!(store.namespaces.is_empty(), "Namespaces are never read");
+
+    // A Gateway referencing a Secret elsewhere (granted there) still watches nothing outside.
+    server.apply(
+        "gateways",
+        with_certificate(gateway("default", "gw", "gantry", port), "team", "cert"),
+    );
+    store_where(&updates, "the Gateway's new reference", |s| {
+        s.gateways.values().any(|g| {
+            g.spec.listeners.iter().any(|l| {
+                l.tls
+                    .as_ref()
+                    .and_then(|t| t.certificate_refs.as_ref())
+                    .is_some_and(|r| r[0].namespace.as_deref() == Some("team"))
+            })
+        })
+    })
+    .await;
+
+    let requests = server.take_requests();
+    assert!(!requests.is_empty());
+    let outside: Vec<String> = requests
+        .iter()
+        .filter(|r| {
+            !(r.path.starts_with("/api/v1/namespaces/default/")
+                || r.path.starts_with("/apis/") && r.path.contains("/namespaces/default/"))
+        })
+        .map(|r| format!("{} {}?{} -> {}", r.method, r.path, r.query, r.status))
+        .collect();
+    assert_eq!(outside, Vec::<String>::new(), "requests outside default");
+    assert!(
+        requests.iter().all(|r| r.status < 400 || r.status == 404),
+        "no request was refused"
+    );
+}

@@ -22,7 +22,7 @@ use tokio::sync::watch as channel;
 use self::leader::{Elector, LeaseConfig};
 use self::metrics::KubeMetrics;
 use self::status_writer::StatusWriter;
-use self::watch::Scope;
+use self::watch::{Namespaced, Scope};
 use crate::source::{Source, SourceError, SourceLink};
 use gantry_translate::store::ObjectKey;
 use gantry_translate::translate::TranslateOptions;
@@ -30,10 +30,19 @@ use gantry_translate::translate::TranslateOptions;
 /// How long shutdown waits to hand the Lease back.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Which Gateways a proxy serves, from `--gateway` and `--gateway-class`.
+/// Which Gateways a proxy serves, from `--gateway`, `--gateway-class` and `--watch-namespace`.
 #[derive(Debug, thiserror::Error)]
-#[error("give either --gateway or --gateway-class, not both")]
-pub struct ScopeError;
+pub enum ScopeError {
+    #[error("give either --gateway or --gateway-class, not both (both only with --watch-namespace)")]
+    Both,
+    #[error(
+        "--watch-namespace needs --gateway-class: the GatewayClass cannot be read with a Role, so \
+         the class served is given on the command line"
+    )]
+    NoClass,
+    #[error("--gateway {0} is outside --watch-namespace {1}")]
+    OutsideNamespace(String, String),
+}
 
 impl Scope {
     pub fn from_flags(
@@ -41,11 +50,42 @@ impl Scope {
         gateway_class: Option<&str>,
     ) -> Result<Self, ScopeError> {
         Ok(match (gateway_class, gateways) {
-            (Some(_), [_, ..]) => return Err(ScopeError),
+            (Some(_), [_, ..]) => return Err(ScopeError::Both),
             (Some(class), []) => Scope::Class(class.to_owned()),
             (None, []) => Scope::All,
             (None, gateways) => Scope::Gateways(gateways.to_vec()),
         })
+    }
+
+    /// The scope and, with `--watch-namespace`, the namespace and class a namespace-scoped
+    /// proxy serves: `--gateway-class` is then required (it names the class, which cannot be
+    /// read), and `--gateway`s, when given, narrow it to those Gateways of the namespace.
+    pub fn from_flags_in(
+        gateways: &[ObjectKey],
+        gateway_class: Option<&str>,
+        watch_namespace: Option<&str>,
+    ) -> Result<(Self, Option<Namespaced>), ScopeError> {
+        let Some(namespace) = watch_namespace else {
+            return Ok((Self::from_flags(gateways, gateway_class)?, None));
+        };
+        let class = gateway_class.ok_or(ScopeError::NoClass)?;
+        if let Some(outside) = gateways.iter().find(|k| k.namespace != namespace) {
+            return Err(ScopeError::OutsideNamespace(
+                format!("{}/{}", outside.namespace, outside.name),
+                namespace.to_owned(),
+            ));
+        }
+        let scope = match gateways {
+            [] => Scope::Class(class.to_owned()),
+            keys => Scope::Gateways(keys.to_vec()),
+        };
+        Ok((
+            scope,
+            Some(Namespaced {
+                namespace: namespace.to_owned(),
+                class: class.to_owned(),
+            }),
+        ))
     }
 
     /// What the Lease of this fleet is named after.
@@ -67,6 +107,7 @@ impl Scope {
 pub struct KubeSource {
     client: ::kube::Client,
     scope: Scope,
+    namespaced: Option<Namespaced>,
     lease: LeaseConfig,
     metrics: KubeMetrics,
 }
@@ -75,6 +116,7 @@ impl std::fmt::Debug for KubeSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KubeSource")
             .field("scope", &self.scope)
+            .field("namespaced", &self.namespaced)
             .field("lease", &self.lease)
             .finish_non_exhaustive()
     }
@@ -96,9 +138,17 @@ impl KubeSource {
         Self {
             client,
             scope,
+            namespaced: None,
             lease,
             metrics: KubeMetrics::default(),
         }
+    }
+
+    /// Watches only `namespaced.namespace` and serves `namespaced.class` without reading it
+    /// (`--watch-namespace`).
+    pub fn in_namespace(mut self, namespaced: Option<Namespaced>) -> Self {
+        self.namespaced = namespaced;
+        self
     }
 
     /// Connects with the in-cluster configuration or `KUBECONFIG`.
@@ -124,6 +174,7 @@ impl Source for KubeSource {
                 Scope::Gateways(keys) => Some(keys.clone()),
                 _ => None,
             },
+            namespace_labels: self.namespaced.is_none(),
             ..TranslateOptions::default()
         }
     }
@@ -158,7 +209,7 @@ impl Source for KubeSource {
             leading_rx,
         ));
         let outcome: Result<(), SourceError> = tokio::select! {
-            result = watch::run(self.client, self.scope, link.updates, link.metrics, self.metrics) => match result {
+            result = watch::run_in(self.client, self.scope, self.namespaced, link.updates, link.metrics, self.metrics) => match result {
                 Ok(()) => Err("the Kubernetes source stopped".into()),
                 Err(error) => Err(error.into()),
             },

@@ -20,6 +20,12 @@
 //!   the API server forbids (the operator has not granted it yet) counts as empty, so the rest
 //!   serves, and is retried with backoff until the grant arrives.
 //!
+//! - With `--watch-namespace NS` (a namespace-scoped install, Roles only): every watch above is
+//!   namespaced to NS, and nothing cluster-scoped is listed or watched. The GatewayClass comes
+//!   from the command line instead (a GatewayClass of our controller put into the store), and
+//!   Namespaces are not watched: `allowedRoutes` selectors then admit nothing
+//!   ([`TranslateOptions::namespace_labels`]). Secrets and ConfigMaps are watched only in NS.
+//!
 //! Nothing is published until every watch has listed once (including those of newly
 //! referenced namespaces), so `/readyz` stays false until the initial sync is complete; after
 //! that, every burst of watch events becomes one update. Endpoint-only changes are translated
@@ -36,7 +42,7 @@ use ::kube::{Api, Client};
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
-use gantry_crds::gateway::gatewayclasses::GatewayClass;
+use gantry_crds::gateway::gatewayclasses::{GatewayClass, GatewayClassSpec};
 use gantry_crds::gateway::gateways::Gateway;
 use gantry_crds::gateway::grpcroutes::GrpcRoute;
 use gantry_crds::gateway::httproutes::HttpRoute;
@@ -55,6 +61,7 @@ use crate::source::SourceUpdate;
 use crate::telemetry::Metrics;
 use gantry_translate::references;
 use gantry_translate::store::{ObjectKey, Store};
+use gantry_translate::translate::TranslateOptions;
 
 /// Which Gateways this proxy serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +72,30 @@ pub enum Scope {
     Class(String),
     /// Every Gateway of every class that names our controller.
     All,
+}
+
+/// A proxy of a namespace-scoped install (`--watch-namespace`): it may read only `namespace`
+/// (Roles only), and serves Gateways of `class`, which it cannot read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Namespaced {
+    /// The one namespace watched.
+    pub namespace: String,
+    /// The GatewayClass served (`--gateway-class`), taken to name our controller.
+    pub class: String,
+}
+
+impl Namespaced {
+    /// The GatewayClass the store holds in place of the cluster's: ours, named `class`.
+    fn gateway_class(&self, controller_name: &str) -> GatewayClass {
+        GatewayClass::new(
+            &self.class,
+            GatewayClassSpec {
+                controller_name: controller_name.to_owned(),
+                description: None,
+                parameters_ref: None,
+            },
+        )
+    }
 }
 
 /// Why the source stopped.
@@ -83,16 +114,44 @@ pub async fn run(
     metrics: Arc<Metrics>,
     kube: KubeMetrics,
 ) -> Result<(), KubeSourceError> {
+    run_in(client, scope, None, updates, metrics, kube).await
+}
+
+/// [`run`], in one namespace only when `namespaced` is given (`--watch-namespace`).
+pub async fn run_in(
+    client: Client,
+    scope: Scope,
+    namespaced: Option<Namespaced>,
+    updates: watch::Sender<Option<SourceUpdate>>,
+    metrics: Arc<Metrics>,
+    kube: KubeMetrics,
+) -> Result<(), KubeSourceError> {
     let (changes_tx, changes) = mpsc::unbounded_channel();
     let mut watches = JoinSet::new();
-    let kinds = spawn_watches(&client, &scope, &changes_tx, &kube, &mut watches);
+    let kinds = spawn_watches(
+        &client,
+        &scope,
+        namespaced.as_ref(),
+        &changes_tx,
+        &kube,
+        &mut watches,
+    );
+    let mut store = Store::default();
+    if let Some(namespaced) = &namespaced {
+        let controller_name = TranslateOptions::default().controller_name;
+        store.gateway_classes.insert(
+            namespaced.class.clone(),
+            Arc::new(namespaced.gateway_class(&controller_name)),
+        );
+    }
     let mut source = Publisher {
         client,
         metrics,
         kube,
         changes: changes_tx,
         tasks: watches,
-        store: Store::default(),
+        namespace: namespaced.map(|n| n.namespace),
+        store,
         active: kinds.iter().cloned().collect(),
         unsynced: kinds,
         scoped: BTreeMap::new(),
@@ -108,6 +167,8 @@ struct Publisher {
     metrics: Arc<Metrics>,
     kube: KubeMetrics,
     changes: mpsc::UnboundedSender<Change>,
+    /// `--watch-namespace`: Secrets and ConfigMaps are watched only there.
+    namespace: Option<String>,
     /// Every watch task; dropping the set stops them all.
     tasks: JoinSet<()>,
     store: Store,
@@ -165,11 +226,15 @@ impl Publisher {
     #[instrument(skip_all)]
     fn follow_references(&mut self) {
         let referenced = references::referenced(&self.store);
+        // Only namespaced objects are watched with --watch-namespace, so only ReferenceGrants
+        // of that namespace are known and nothing elsewhere is referenced; the filter makes
+        // sure of it.
+        let readable = |ns: &&String| self.namespace.as_ref().is_none_or(|only| only == *ns);
         let mut wanted: BTreeMap<String, (&str, String)> = BTreeMap::new();
-        for ns in &referenced.secrets {
+        for ns in referenced.secrets.iter().filter(readable) {
             wanted.insert(format!("Secret in {ns}"), (SECRET, ns.clone()));
         }
-        for ns in &referenced.config_maps {
+        for ns in referenced.config_maps.iter().filter(readable) {
             wanted.insert(format!("ConfigMap in {ns}"), (CONFIG_MAP, ns.clone()));
         }
         let stale: Vec<String> = self
@@ -236,10 +301,12 @@ impl Publisher {
 const SECRET: &str = "Secret";
 const CONFIG_MAP: &str = "ConfigMap";
 
-/// Starts one cluster-wide (or scope-narrowed) watch per kind; returns their names.
+/// Starts one cluster-wide (or scope-narrowed) watch per kind, or with `namespaced` one
+/// namespaced watch per namespaced kind; returns their names.
 fn spawn_watches(
     client: &Client,
     scope: &Scope,
+    namespaced: Option<&Namespaced>,
     changes: &mpsc::UnboundedSender<Change>,
     metrics: &KubeMetrics,
     set: &mut JoinSet<()>,
@@ -250,17 +317,25 @@ fn spawn_watches(
         names.insert(name.to_owned());
         set.spawn(task);
     };
+    let namespace = namespaced.map(|n| n.namespace.as_str());
 
-    let class_config = match scope {
-        Scope::Class(name) => all().fields(&format!("metadata.name={name}")),
-        _ => all(),
-    };
-    spawn(
-        "GatewayClass",
-        set,
-        watch_all::<GatewayClass>(client, "GatewayClass", class_config, changes, metrics),
-    );
-    let gateway_spec = gateway_watch(client, scope);
+    if namespace.is_none() {
+        let class_config = match scope {
+            Scope::Class(name) => all().fields(&format!("metadata.name={name}")),
+            _ => all(),
+        };
+        spawn(
+            "GatewayClass",
+            set,
+            watch_all::<GatewayClass>(client, "GatewayClass", class_config, changes, metrics),
+        );
+        spawn(
+            "Namespace",
+            set,
+            watch_all::<Namespace>(client, "Namespace", all(), changes, metrics),
+        );
+    }
+    let gateway_spec = gateway_watch(client, scope, namespace);
     spawn(
         "Gateway",
         set,
@@ -272,11 +347,14 @@ fn spawn_watches(
     );
     macro_rules! cluster_wide {
         ($($ty:ty => $kind:literal),* $(,)?) => {$(
-            spawn($kind, set, watch_all::<$ty>(client, $kind, all(), changes, metrics));
+            let task = match namespace {
+                Some(ns) => watch_in::<$ty>(client, ns, $kind, changes, metrics),
+                None => watch_all::<$ty>(client, $kind, all(), changes, metrics),
+            };
+            spawn($kind, set, task);
         )*};
     }
     cluster_wide! {
-        Namespace => "Namespace",
         HttpRoute => "HTTPRoute",
         GrpcRoute => "GRPCRoute",
         TlsRoute => "TLSRoute",
@@ -310,8 +388,35 @@ fn watch_all<K: Watched>(
     Box::pin(kind_watch::run(spec, changes.clone(), metrics.clone()))
 }
 
-/// The Gateway watch for a scope: a field selector for one Gateway, a filter otherwise.
-fn gateway_watch(client: &Client, scope: &Scope) -> WatchSpec<Gateway> {
+/// A watch of the kind in `namespace` only.
+fn watch_in<K: Watched>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    changes: &mpsc::UnboundedSender<Change>,
+    metrics: &KubeMetrics,
+) -> Task
+where
+    K: ::kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    let spec = WatchSpec {
+        name: name.to_owned(),
+        api: Api::<K>::namespaced(client.clone(), namespace),
+        namespace: Some(namespace.to_owned()),
+        config: watcher::Config::default(),
+        filter: None,
+        forbidden_is_empty: false,
+    };
+    Box::pin(kind_watch::run(spec, changes.clone(), metrics.clone()))
+}
+
+/// The Gateway watch for a scope: a field selector for one Gateway, a filter otherwise; in
+/// `namespace` only when given.
+fn gateway_watch(client: &Client, scope: &Scope, namespace: Option<&str>) -> WatchSpec<Gateway> {
+    let many = || match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let config = watcher::Config::default();
     let spec = |api, config, filter| WatchSpec {
         name: "Gateway".to_owned(),
@@ -330,14 +435,14 @@ fn gateway_watch(client: &Client, scope: &Scope) -> WatchSpec<Gateway> {
         Scope::Gateways(keys) => {
             let keys: BTreeSet<ObjectKey> = keys.iter().cloned().collect();
             let filter: Filter<Gateway> = Arc::new(move |g: &Gateway| keys.contains(&g.key()));
-            spec(Api::all(client.clone()), config, Some(filter))
+            spec(many(), config, Some(filter))
         }
         Scope::Class(class) => {
             let class = class.clone();
             let filter: Filter<Gateway> =
                 Arc::new(move |g: &Gateway| g.spec.gateway_class_name == class);
-            spec(Api::all(client.clone()), config, Some(filter))
+            spec(many(), config, Some(filter))
         }
-        Scope::All => spec(Api::all(client.clone()), config, None),
+        Scope::All => spec(many(), config, None),
     }
 }

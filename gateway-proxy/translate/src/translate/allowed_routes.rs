@@ -19,6 +19,9 @@ pub enum AllowedNamespaces {
     Selector(GatewayListenersAllowedRoutesNamespacesSelector),
     /// `from: Selector` without a selector: nothing is selected.
     Nothing,
+    /// `from: Selector` where Namespace labels cannot be read (a proxy watching one namespace
+    /// with Roles only): nothing is selected, and the route's condition says why.
+    LabelsUnreadable,
 }
 
 impl AllowedNamespaces {
@@ -33,12 +36,19 @@ impl AllowedNamespaces {
         }
     }
 
+    /// Namespace labels cannot be read: a selector admits nothing.
+    pub fn labels_unreadable(&mut self) {
+        if let Self::Selector(_) = self {
+            *self = Self::LabelsUnreadable;
+        }
+    }
+
     /// Whether a route in `route_ns` may attach to a listener of a Gateway in `gateway_ns`.
     pub fn allows(&self, gateway_ns: &str, route_ns: &str, store: &Store) -> bool {
         match self {
             Self::Same => gateway_ns == route_ns,
             Self::All => true,
-            Self::Nothing => false,
+            Self::Nothing | Self::LabelsUnreadable => false,
             Self::Selector(selector) => {
                 let empty = BTreeMap::new();
                 let labels = store

@@ -35,7 +35,15 @@ pub fn our_gateways(
                     .as_ref()
                     .is_none_or(|only| only.contains(key))
         })
-        .map(|(key, gw)| (key.clone(), gateway_state(store, key, gw)))
+        .map(|(key, gw)| {
+            let mut state = gateway_state(store, key, gw);
+            if !options.namespace_labels {
+                for listener in &mut state.listeners {
+                    listener.allowed_namespaces.labels_unreadable();
+                }
+            }
+            (key.clone(), state)
+        })
         .collect()
 }
 

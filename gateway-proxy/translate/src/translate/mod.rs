@@ -52,6 +52,11 @@ pub struct TranslateOptions {
     /// When set, only these Gateways are served (`--gateway NS/NAME`); otherwise every Gateway
     /// of our classes.
     pub gateways: Option<Vec<ObjectKey>>,
+    /// Whether Namespace labels are known (the store holds the Namespaces). Not in a proxy
+    /// watching one namespace with Roles only (`--watch-namespace`), which cannot read
+    /// Namespaces: there a listener's `allowedRoutes.namespaces.from: Selector` admits no route,
+    /// rather than judge namespaces by labels it cannot see.
+    pub namespace_labels: bool,
 }
 
 impl Default for TranslateOptions {
@@ -59,6 +64,7 @@ impl Default for TranslateOptions {
         Self {
             controller_name: gantry_crds::CONTROLLER_NAME.to_owned(),
             gateways: None,
+            namespace_labels: true,
         }
     }
 }

@@ -9,6 +9,7 @@ use gantry_crds::gateway::httproutes::{HttpRoute, HttpRouteParentRefs};
 use gantry_crds::gateway::tlsroutes::{TlsRoute, TlsRouteParentRefs};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::allowed_routes::AllowedNamespaces;
 use super::conditions::{self as c, Problem};
 use super::gateway::GatewayState;
 use super::hostname;
@@ -176,10 +177,19 @@ pub fn attach(
         })
         .collect();
     if attached.is_empty() {
+        let unreadable = candidates.iter().any(|&i| {
+            gateway.listeners[i].allowed_namespaces == AllowedNamespaces::LabelsUnreadable
+        });
+        let why = if unreadable {
+            "; a listener selects namespaces by label, which this proxy cannot read (it \
+             watches one namespace with Roles only): use allowedRoutes.namespaces.from Same"
+        } else {
+            " (see allowedRoutes)"
+        };
         return reject(
             c::REASON_NOT_ALLOWED_BY_LISTENERS,
             format!(
-                "no listener of Gateway {key} allows {} from namespace {} (see allowedRoutes)",
+                "no listener of Gateway {key} allows {} from namespace {}{why}",
                 route.kind, route.namespace
             ),
         );
