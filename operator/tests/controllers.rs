@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
 use gantry_crds::gateway::gateways::Gateway;
-use gantry_operator::controller::{Context, Scope, gateway, gatewayclass};
+use gantry_operator::controller::{Context, Scope, ServedClass, gateway, gatewayclass};
 use gantry_operator::metrics::Metrics;
 use gantry_operator::params::OperatorDefaults;
 use gantry_testkit::apiserver::{ApiServer, Recorded};
@@ -788,4 +788,173 @@ async fn withdrawing_a_reference_grant_withdraws_the_fleets_read_access() {
     fake.delete("referencegrants", "certs", "gateways-in-apps");
     reconcile_class(&fake).await;
     assert_eq!(read_grants(&fake), Vec::<String>::new());
+}
+
+/// Resources a subject holding only Roles in one namespace cannot touch elsewhere: every
+/// cluster-scoped kind, and every namespaced kind across namespaces (namespace `""`).
+const CLUSTER_WIDE: &[&str] = &[
+    "gatewayclasses",
+    "namespaces",
+    "clusterroles",
+    "clusterrolebindings",
+    "gateways",
+    "gatewayparameters",
+    "referencegrants",
+    "backendtlspolicies",
+    "deployments",
+    "services",
+    "serviceaccounts",
+    "rolebindings",
+    "secrets",
+    "events",
+];
+
+fn namespaced_context(fake: &ApiServer, namespace: &str) -> Arc<Context> {
+    Arc::new(Context::new(
+        client(fake),
+        OperatorDefaults {
+            proxy_image: "gantry-proxy:test".to_string(),
+            proxy_roles: gantry_operator::params::ProxyRoles::default(),
+        },
+        Arc::new(Metrics::new()),
+        Scope::Namespace {
+            namespace: namespace.to_string(),
+            classes: vec![ServedClass::parse("gantry=fleet").unwrap()],
+        },
+    ))
+}
+
+/// Polls `check` until it holds (the controllers work in the background), for at most 20 s.
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_namespace_scoped_install_reads_and_writes_only_its_namespace_and_binds_roles() {
+    let fake = ApiServer::start().await;
+    for resource in CLUSTER_WIDE {
+        fake.forbid(resource, "");
+    }
+    // No GatewayClass exists: a namespace-scoped install takes its class from the command line.
+    let mut params = parameters(json!({}));
+    params["metadata"]["namespace"] = json!("apps");
+    params["metadata"]["uid"] = json!("params-uid");
+    fake.apply("gatewayparameters", params);
+    let mut gateway = gateway_object();
+    gateway["spec"]["listeners"] = json!([{"name": "https", "port": 443, "protocol": "HTTPS",
+        "tls": {"mode": "Terminate", "certificateRefs": [{"name": "cert"}]}}]);
+    fake.apply("gateways", gateway);
+    // Another namespace's Gateway of the same class is none of its business.
+    let mut other = gateway_object();
+    other["metadata"]["namespace"] = json!("elsewhere");
+    fake.apply("gateways", other);
+
+    let ctx = namespaced_context(&fake, "apps");
+    let controllers = tokio::spawn(gantry_operator::controller::run::run(ctx));
+    until("the fleet and its bindings", || {
+        fake.get("deployments", "apps", "web-gantry").is_some()
+            && fake
+                .get(
+                    "rolebindings",
+                    "apps",
+                    "gantry-proxy-apps-web-gantry-secrets",
+                )
+                .is_some()
+    })
+    .await;
+    controllers.abort();
+
+    let requests = fake.take_requests();
+    let outside: Vec<String> = requests
+        .iter()
+        .filter(|r| !r.path.contains("/namespaces/apps/"))
+        .map(|r| format!("{} {}?{} -> {}", r.method, r.path, r.query, r.status))
+        .collect();
+    assert_eq!(outside, Vec::<String>::new(), "requests outside apps");
+    assert_eq!(refused(&requests), Vec::<String>::new());
+    assert!(fake.objects("clusterrolebindings").is_empty());
+    assert!(fake.get("deployments", "elsewhere", "web-gantry").is_none());
+
+    // Every binding is a RoleBinding of the proxies' Roles.
+    let role = |name: &str| fake.get("rolebindings", "apps", name).unwrap()["roleRef"].clone();
+    let role_ref =
+        |name: &str| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name});
+    assert_eq!(role("web-gantry-gateway-api"), role_ref("gantry-proxy"));
+    assert_eq!(
+        role("web-gantry-leader-election"),
+        role_ref("gantry-proxy-leader-election")
+    );
+    let secrets = fake
+        .get(
+            "rolebindings",
+            "apps",
+            "gantry-proxy-apps-web-gantry-secrets",
+        )
+        .unwrap();
+    assert_eq!(secrets["roleRef"], role_ref("gantry-proxy-secrets"));
+    assert_eq!(
+        secrets["metadata"]["ownerReferences"][0]["kind"], "Gateway",
+        "owned by the Gateway: no GatewayClass uid is known"
+    );
+
+    // The fleet watches only the namespace and is told its class.
+    let deployment = fake.get("deployments", "apps", "web-gantry").unwrap();
+    let args: Vec<String> = serde_json::from_value(
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
+    )
+    .unwrap();
+    let joined = args.join(" ");
+    assert!(joined.contains("--gateway apps/web"), "{joined}");
+    assert!(joined.contains("--gateway-class gantry"), "{joined}");
+    assert!(joined.contains("--watch-namespace apps"), "{joined}");
+}
+
+#[tokio::test]
+async fn a_namespace_scoped_shared_fleet_is_owned_by_the_class_parameters() {
+    let fake = ApiServer::start().await;
+    for resource in CLUSTER_WIDE {
+        fake.forbid(resource, "");
+    }
+    let mut params = parameters(json!({"topology": "Shared"}));
+    params["metadata"]["namespace"] = json!("apps");
+    params["metadata"]["uid"] = json!("params-uid");
+    fake.apply("gatewayparameters", params);
+    fake.apply("gateways", gateway_object());
+
+    let ctx = namespaced_context(&fake, "apps");
+    let class = Arc::new(ServedClass::parse("gantry=fleet").unwrap().class("apps"));
+    fake.take_requests();
+    gatewayclass::reconcile(class, ctx.clone()).await.unwrap();
+    let calls = fake.take_requests();
+    assert_eq!(refused(&calls), Vec::<String>::new());
+    assert!(
+        calls.iter().all(|c| c.path.contains("/namespaces/apps/")),
+        "{:?}",
+        lines(&calls)
+    );
+    assert!(
+        !calls.iter().any(|c| c.path.contains("gatewayclasses")),
+        "no GatewayClass read or status written: {:?}",
+        lines(&calls)
+    );
+    let shared = fake.get("deployments", "apps", "gantry-shared").unwrap();
+    let owner = &shared["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "GatewayParameters");
+    assert_eq!(owner["uid"], "params-uid");
+    let reads = fake
+        .get("rolebindings", "apps", "gantry-shared-gateway-api")
+        .unwrap();
+    assert_eq!(reads["roleRef"]["kind"], "Role");
+    assert_eq!(
+        reads["subjects"][0],
+        json!({"kind": "ServiceAccount", "name": "gantry-shared", "namespace": "apps"})
+    );
 }

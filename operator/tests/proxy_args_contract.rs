@@ -144,11 +144,29 @@ fn check_fleet(
 
     assert!(run.kubernetes, "{context}: not in Kubernetes mode");
     assert_eq!(run.config_dir, None, "{context}");
+    // A namespace-scoped install: the fleet watches only its namespace, and is told its class.
+    let namespace = params.roles.namespace.clone();
+    assert_eq!(run.watch_namespace, namespace, "{context}");
+    let (scope, namespaced) = gantry_proxy::kubernetes::watch::Scope::from_flags_in(
+        &run.gateways,
+        run.gateway_class.as_deref(),
+        run.watch_namespace.as_deref(),
+    )
+    .unwrap_or_else(|e| panic!("{context}: the proxy refuses its scope: {e}"));
+    assert_eq!(
+        namespaced.map(|n| n.namespace),
+        namespace.clone(),
+        "{context}: {scope:?}"
+    );
     match serves {
         Serves::Gateway(key) => {
             let gateways: Vec<String> = run.gateways.iter().map(|g| g.to_string()).collect();
             assert_eq!(gateways, vec![key.clone()], "{context}");
-            assert_eq!(run.gateway_class, None, "{context}");
+            if namespace.is_some() {
+                assert!(run.gateway_class.is_some(), "{context}: the class is named");
+            } else {
+                assert_eq!(run.gateway_class, None, "{context}");
+            }
         }
         Serves::Class(class) => {
             assert!(run.gateways.is_empty(), "{context}");
@@ -400,71 +418,77 @@ async fn every_combination_of_proxy_parameters_renders_arguments_the_proxy_accep
         gateway("empty", &[]),
     ];
     let class = class();
-    let defaults = render_cases::defaults();
     let mut fleets = 0;
-    for topology in ["Dedicated", "Shared"] {
-        for log_level in [
-            None,
-            Some("trace"),
-            Some("debug"),
-            Some("info"),
-            Some("warn"),
-            Some("error"),
-        ] {
-            for access_log_format in [None, Some("json"), Some("text")] {
-                for worker_threads in [None, Some(1), Some(1024)] {
-                    for port_offset in [None, Some(0), Some(1), Some(10000), Some(64512)] {
-                        let spec: GatewayParametersSpec = serde_json::from_value(json!({
-                            "topology": topology,
-                            "proxy": {
-                                "logLevel": log_level,
-                                "accessLogFormat": access_log_format,
-                                "workerThreads": worker_threads,
-                                "portOffset": port_offset,
-                            },
-                        }))
-                        .unwrap();
-                        let params = plan::gateway_parameters(Some(&spec), None, &defaults)
-                            .unwrap_or_else(|e| panic!("{spec:?}: {e}"));
-                        let context = format!("{spec:?}");
-                        if topology == "Dedicated" {
-                            for g in &gateways {
-                                let objects = plan::gateway_objects(g, &params, &BTreeMap::new());
-                                let key = format!("edge/{}", g.metadata.name.clone().unwrap());
+    // Cluster-wide, and namespace-scoped (Roles only) in the Gateways' namespace.
+    for install_namespace in [None, Some("edge")] {
+        let mut defaults = render_cases::defaults();
+        defaults.proxy_roles.namespace = install_namespace.map(str::to_string);
+        let shared_namespace = install_namespace.unwrap_or("gantry-system");
+        for topology in ["Dedicated", "Shared"] {
+            for log_level in [
+                None,
+                Some("trace"),
+                Some("debug"),
+                Some("info"),
+                Some("warn"),
+                Some("error"),
+            ] {
+                for access_log_format in [None, Some("json"), Some("text")] {
+                    for worker_threads in [None, Some(1), Some(1024)] {
+                        for port_offset in [None, Some(0), Some(1), Some(10000), Some(64512)] {
+                            let spec: GatewayParametersSpec = serde_json::from_value(json!({
+                                "topology": topology,
+                                "proxy": {
+                                    "logLevel": log_level,
+                                    "accessLogFormat": access_log_format,
+                                    "workerThreads": worker_threads,
+                                    "portOffset": port_offset,
+                                },
+                            }))
+                            .unwrap();
+                            let params = plan::gateway_parameters(Some(&spec), None, &defaults)
+                                .unwrap_or_else(|e| panic!("{spec:?}: {e}"));
+                            let context = format!("{spec:?}");
+                            if topology == "Dedicated" {
+                                for g in &gateways {
+                                    let objects =
+                                        plan::gateway_objects(g, &params, &BTreeMap::new());
+                                    let key = format!("edge/{}", g.metadata.name.clone().unwrap());
+                                    check_fleet(
+                                        &context,
+                                        &objects,
+                                        &params,
+                                        &Serves::Gateway(key),
+                                        &[g],
+                                    );
+                                    fleets += 1;
+                                }
+                            } else {
+                                let objects = plan::class_objects(
+                                    &class,
+                                    &params,
+                                    Some(shared_namespace),
+                                    &gateways,
+                                    false,
+                                    Some(&plan::class_owner(&class)),
+                                );
+                                let all: Vec<&Gateway> = gateways.iter().collect();
                                 check_fleet(
                                     &context,
                                     &objects,
                                     &params,
-                                    &Serves::Gateway(key),
-                                    &[g],
+                                    &Serves::Class("gantry".to_string()),
+                                    &all,
                                 );
                                 fleets += 1;
                             }
-                        } else {
-                            let objects = plan::class_objects(
-                                &class,
-                                &params,
-                                Some("gantry-system"),
-                                &gateways,
-                                false,
-                                Some(&plan::class_owner(&class)),
-                            );
-                            let all: Vec<&Gateway> = gateways.iter().collect();
-                            check_fleet(
-                                &context,
-                                &objects,
-                                &params,
-                                &Serves::Class("gantry".to_string()),
-                                &all,
-                            );
-                            fleets += 1;
                         }
                     }
                 }
             }
         }
     }
-    assert_eq!(fleets, 6 * 3 * 3 * 5 * (3 + 1));
+    assert_eq!(fleets, 2 * 6 * 3 * 3 * 5 * (3 + 1));
 }
 
 /// Offsets the operator refuses are the offsets the proxy refuses, and the largest one both

@@ -148,9 +148,7 @@ async fn sync_fleet(
         .is_some_and(|d| available(&d))
     {
         tracing::info!(from = %dedicated.name, to = %target.name, "moving Gateway to the shared fleet");
-        ctx.applier
-            .delete_fleet(&dedicated, &params.roles)
-            .await?;
+        ctx.applier.delete_fleet(&dedicated, &params.roles).await?;
         Ok(target)
     } else {
         Ok(dedicated)

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gantry_crds::{CONTROLLER_NAME, GatewayParameters};
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::gatewayclasses::{GatewayClass, GatewayClassStatusSupportedFeatures};
 use gantry_crds::gateway::gateways::Gateway;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::params::Topology;
+use gantry_crds::{CONTROLLER_NAME, GatewayParameters};
 use gantry_translate::store::{ObjectKey, Store};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{ListParams, Patch, PatchParams};

@@ -89,14 +89,15 @@ impl ServedClass {
             GatewayClassSpec {
                 controller_name: gantry_crds::CONTROLLER_NAME.to_string(),
                 description: None,
-                parameters_ref: self.parameters.as_ref().map(|name| {
-                    GatewayClassParametersRef {
+                parameters_ref: self
+                    .parameters
+                    .as_ref()
+                    .map(|name| GatewayClassParametersRef {
                         group: gantry_crds::GROUP.to_string(),
                         kind: gantry_crds::GATEWAY_PARAMETERS_KIND.to_string(),
                         name: name.clone(),
                         namespace: Some(namespace.to_string()),
-                    }
-                }),
+                    }),
             },
         )
     }

@@ -57,8 +57,8 @@ fn classes_controller(ctx: &Arc<Context>) -> Controller<GatewayClass> {
                 writer.apply_watcher_event(&watcher::Event::InitApply(class.clone()));
             }
             writer.apply_watcher_event(&watcher::Event::InitDone);
-            let trigger = futures::stream::iter(served.into_iter().map(Ok))
-                .chain(futures::stream::pending());
+            let trigger =
+                futures::stream::iter(served.into_iter().map(Ok)).chain(futures::stream::pending());
             Controller::for_stream(trigger, reader)
         }
     }

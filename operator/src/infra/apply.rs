@@ -129,7 +129,11 @@ impl Applier {
 
     /// Deletes every object of a fleet that no longer serves anything (with `roles` of a
     /// namespace-scoped install, its RoleBinding of the `<prefix>` Role too).
-    pub async fn delete_fleet(&self, fleet: &FleetRef, roles: &ProxyRoles) -> Result<(), ApplyError> {
+    pub async fn delete_fleet(
+        &self,
+        fleet: &FleetRef,
+        roles: &ProxyRoles,
+    ) -> Result<(), ApplyError> {
         for kind in Kind::FLEET {
             let name = match kind {
                 Kind::RoleBinding => names::leader_election_binding(&fleet.name),
