@@ -107,7 +107,9 @@ PY
 # is reviewed and updated (GANTRY_UPDATE_RBAC_ALLOWLIST=1 rewrites it). The list also holds what
 # must never appear: the check below fails on a wildcard, on escalate or impersonate, on bind
 # without resourceNames, and on any role that grants Secrets or ConfigMaps beyond list and
-# watch or any write on roles or clusterroles.
+# watch or any write on roles or clusterroles, and on any ClusterRole or ClusterRoleBinding (or a
+# RoleBinding of a ClusterRole, or anything outside the watched namespace) in the watchNamespace
+# install, which must use Roles only.
 check_rbac() {
   local out
   out="$(mktemp -d)"
@@ -122,6 +124,17 @@ for install in ("cluster-wide", "watch-namespace"):
     for d in docs:
         kind, meta = d["kind"], d["metadata"]
         where = meta.get("namespace", "-")
+        # A watchNamespace install uses Roles only: nothing cluster-scoped, and every role,
+        # binding and roleRef in the watched namespace.
+        if install == "watch-namespace":
+            if kind in ("ClusterRole", "ClusterRoleBinding"):
+                problems.append("%s %s in a watchNamespace install" % (kind, meta["name"]))
+            if kind in ("Role", "RoleBinding") and where != "team-a":
+                problems.append("%s %s outside the watched namespace (%s)" % (kind, meta["name"], where))
+            if kind == "RoleBinding" and d["roleRef"]["kind"] != "Role":
+                problems.append("RoleBinding %s binds a %s in a watchNamespace install" % (meta["name"], d["roleRef"]["kind"]))
+            if kind == "GatewayClass":
+                problems.append("GatewayClass %s (cluster-scoped) in a watchNamespace install" % meta["name"])
         if kind in ("Role", "ClusterRole"):
             if d.get("aggregationRule"):
                 problems.append("%s %s aggregates other roles" % (kind, meta["name"]))
