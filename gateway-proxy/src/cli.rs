@@ -237,7 +237,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.gateway_class.as_deref(),
             args.watch_namespace.as_deref(),
         )?;
-        tracing::info!(?scope, ?namespaced, "gantry-proxy starting in Kubernetes mode");
+        tracing::info!(
+            ?scope,
+            ?namespaced,
+            "gantry-proxy starting in Kubernetes mode"
+        );
         if let Some(namespaced) = &namespaced {
             tracing::info!(
                 namespace = %namespaced.namespace,

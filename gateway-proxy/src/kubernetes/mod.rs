@@ -33,7 +33,9 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Which Gateways a proxy serves, from `--gateway`, `--gateway-class` and `--watch-namespace`.
 #[derive(Debug, thiserror::Error)]
 pub enum ScopeError {
-    #[error("give either --gateway or --gateway-class, not both (both only with --watch-namespace)")]
+    #[error(
+        "give either --gateway or --gateway-class, not both (both only with --watch-namespace)"
+    )]
     Both,
     #[error(
         "--watch-namespace needs --gateway-class: the GatewayClass cannot be read with a Role, so \

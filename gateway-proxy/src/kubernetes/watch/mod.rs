@@ -389,7 +389,7 @@ fn watch_all<K: Watched>(
 }
 
 /// A watch of the kind in `namespace` only.
-fn watch_in<K: Watched>(
+fn watch_in<K>(
     client: &Client,
     namespace: &str,
     name: &str,
@@ -397,7 +397,7 @@ fn watch_in<K: Watched>(
     metrics: &KubeMetrics,
 ) -> Task
 where
-    K: ::kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K: Watched + ::kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
 {
     let spec = WatchSpec {
         name: name.to_owned(),
