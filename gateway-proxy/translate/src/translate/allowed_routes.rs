@@ -94,6 +94,24 @@ mod tests {
     use gantry_crds::gateway::gateways::GatewayListenersAllowedRoutesNamespacesSelectorMatchExpressions as Expr;
 
     #[test]
+    fn without_namespace_labels_a_selector_admits_nothing_and_same_and_all_are_kept() {
+        let store = Store::default();
+        let everything = GatewayListenersAllowedRoutesNamespacesSelector {
+            match_expressions: None,
+            match_labels: None,
+        };
+        let mut selector = AllowedNamespaces::Selector(everything);
+        assert!(selector.allows("apps", "apps", &store), "an empty selector");
+        selector.labels_unreadable();
+        assert_eq!(selector, AllowedNamespaces::LabelsUnreadable);
+        assert!(!selector.allows("apps", "apps", &store));
+        for mut kept in [AllowedNamespaces::Same, AllowedNamespaces::All] {
+            kept.labels_unreadable();
+            assert!(kept.allows("apps", "apps", &store), "{kept:?}");
+        }
+    }
+
+    #[test]
     fn label_selector() {
         let labels: BTreeMap<String, String> = [("env".to_owned(), "prod".to_owned())]
             .into_iter()
