@@ -280,7 +280,7 @@ async fn paths_are_normalised_before_matching_and_forwarded_normalised() {
 #[tokio::test]
 async fn host_framing_and_method_rules() {
     let env = setup(&[]).await;
-    let cases: [(&str, String, u16, &str); 10] = [
+    let cases: [(&'static str, String, u16, &str); 10] = [
         (
             "two Host headers",
             format!("GET /public HTTP/1.1\r\nHost: {HOST}\r\nHost: other.example\r\n"),
@@ -344,7 +344,26 @@ async fn host_framing_and_method_rules() {
             "",
         ),
     ];
-    for (what, head, status, reason) in cases {
+    let long_path = format!("/public/{}", "a".repeat(17 * 1024));
+    let big_header = "v".repeat(8 * 1024);
+    let big_headers: String = (0..9)
+        .map(|i| format!("X-Big-{i}: {big_header}\r\n"))
+        .collect();
+    let sizes = [
+        (
+            "a target over 16 KiB",
+            format!("GET {long_path} HTTP/1.1\r\nHost: {HOST}\r\n"),
+            414,
+            "uri_too_long",
+        ),
+        (
+            "headers over 64 KiB",
+            format!("GET /public HTTP/1.1\r\nHost: {HOST}\r\n{big_headers}"),
+            431,
+            "headers_too_large",
+        ),
+    ];
+    for (what, head, status, reason) in cases.into_iter().chain(sizes) {
         let before = rejected(&env.proxy, reason).await;
         let response = raw(env.addr, &format!("{head}Connection: close\r\n\r\n")).await;
         assert_eq!(status_of(&response), status, "{what}: {response}");
@@ -353,6 +372,34 @@ async fn host_framing_and_method_rules() {
             assert_eq!(rejected(&env.proxy, reason).await, before + 1, "{what}");
         }
     }
+
+    // A head the HTTP/1 parser cannot parse is answered by the parser itself, before a request
+    // (or its ID) exists; it is still counted and logged.
+    let response = raw(
+        env.addr,
+        &format!(
+            "GET /public HTTP/1.1\r\nHost: {HOST}\r\nNo colon here\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status_of(&response), 400, "{response}");
+    env.proxy
+        .eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || async {
+                match rejected(&env.proxy, "unparsable").await {
+                    1 => Ok(()),
+                    n => Err(format!("{n} unparsable requests counted")),
+                }
+            },
+        )
+        .await;
+    assert!(
+        env.proxy
+            .log()
+            .contains("request rejected by the HTTP parser")
+    );
 
     // An absolute-form target routes by its authority, whatever Host says (RFC 9112 §3.2.2).
     let response = raw(

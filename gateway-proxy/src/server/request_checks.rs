@@ -36,9 +36,36 @@ impl Refusal {
     }
 }
 
-/// Checks method, transfer codings and Host, and leaves exactly one valid `Host` header: the
-/// authority the request is for.
+/// The longest request target (path and query) served; longer ones get 414.
+pub const MAX_URI_BYTES: usize = 16 * 1024;
+/// The most header bytes (names and values) a request may carry; more get 431, answered here
+/// with a request ID and an access-log line. (HTTP/2 header lists are capped at the same size
+/// by the HTTP/2 settings.)
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Checks sizes, method, transfer codings and Host, and leaves exactly one valid `Host`
+/// header: the authority the request is for.
 pub fn check(parts: &mut Parts) -> Result<(), Refusal> {
+    let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target > MAX_URI_BYTES {
+        return Err(Refusal {
+            status: StatusCode::URI_TOO_LONG,
+            reason: "uri_too_long",
+            message: format!("the request target is over {MAX_URI_BYTES} bytes"),
+        });
+    }
+    let header_bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Err(Refusal {
+            status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            reason: "headers_too_large",
+            message: format!("the request headers are over {MAX_HEADER_BYTES} bytes"),
+        });
+    }
     if parts.method == Method::CONNECT {
         // Gantry does not tunnel CONNECT, and no route kind can ask it to.
         return Err(Refusal {
@@ -248,6 +275,24 @@ mod tests {
         assert_eq!(
             reason(h2, "https://a.example/", &["b.example"]),
             Err("host_authority_mismatch")
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        let long = format!("/{}", "a".repeat(MAX_URI_BYTES));
+        let mut p = parts(Version::HTTP_11, &long, &["a"]);
+        assert_eq!(check(&mut p).unwrap_err().status, StatusCode::URI_TOO_LONG);
+        let mut p = parts(Version::HTTP_11, "/", &["a"]);
+        for i in 0..70 {
+            p.headers.insert(
+                http::HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_str(&"v".repeat(1000)).unwrap(),
+            );
+        }
+        assert_eq!(
+            check(&mut p).unwrap_err().status,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
         );
     }
 
