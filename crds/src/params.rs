@@ -271,6 +271,77 @@ pub struct ProxyParameters {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 64000))]
     pub port_offset: Option<i32>,
+    /// Limits and timeouts for clients and how their requests are read
+    /// (`docs/security.md`); field names follow Envoy Gateway's ClientTrafficPolicy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_traffic: Option<ClientTrafficParameters>,
+}
+
+/// Client-facing limits and request handling. Every field left unset keeps the proxy's default.
+/// Durations are Gateway API durations (GEP-2257), such as `30s`, `500ms` or `1h2m`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientTrafficParameters {
+    /// `%2F` and `%5C` in request paths (`--path-escaped-slashes`, default RejectRequest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escaped_slashes_action: Option<EscapedSlashesAction>,
+    /// Keep runs of `/` in request paths instead of merging them (`--path-merge-slashes false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_merge_slashes: Option<bool>,
+    /// Proxies in front whose X-Forwarded-* and Forwarded headers are trusted
+    /// (`--trusted-proxy-hops`, default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 16))]
+    pub num_trusted_hops: Option<i32>,
+    /// Each request head, and the first after connecting, must arrive within this
+    /// (`--client-header-timeout`, default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"))]
+    pub request_header_timeout: Option<String>,
+    /// A connection with no request in flight is closed after this (`--client-idle-timeout`,
+    /// default 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"))]
+    pub idle_timeout: Option<String>,
+    /// A connection whose responses stop moving is closed after this
+    /// (`--client-stall-timeout`, default 300s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"))]
+    pub stall_timeout: Option<String>,
+    /// Longest wait for the next part of a request body (`--request-body-timeout`, default 60s;
+    /// `0s` for none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"))]
+    pub request_body_timeout: Option<String>,
+    /// Request timeout of routes that set no `timeouts.request` (`--default-request-timeout`,
+    /// default 60s; `0s` for none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"))]
+    pub default_request_timeout: Option<String>,
+    /// Client connections open at once per listener port (`--max-connections-per-listener`,
+    /// default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub connection_limit: Option<i32>,
+    /// Client connections open at once per proxy (`--max-connections`, default half the
+    /// open-file limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub max_connections: Option<i32>,
+    /// Streams one HTTP/2 connection may have open (`--http2-max-concurrent-streams`,
+    /// default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub http2_max_concurrent_streams: Option<i32>,
+}
+
+/// What to do with encoded slashes in request paths (Envoy Gateway's names).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum EscapedSlashesAction {
+    /// Answer 400.
+    RejectRequest,
+    /// Keep them encoded, as ordinary characters of a segment.
+    KeepUnchanged,
 }
 
 /// Proxy log level.

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 
 use gantry_crds::params::{
-    AccessLogFormat, AutoscalingParameters, CertificateParameters, DeploymentParameters,
-    ExternalTrafficPolicy, GatewayParametersSpec, IssuerRef, LogLevel, NodePort,
-    PodDisruptionBudgetParameters, PodParameters, ProxyParameters, PullPolicy, ServiceParameters,
-    ServiceType, Topology,
+    AccessLogFormat, AutoscalingParameters, CertificateParameters, ClientTrafficParameters,
+    DeploymentParameters, ExternalTrafficPolicy, GatewayParametersSpec, IssuerRef, LogLevel,
+    NodePort, PodDisruptionBudgetParameters, PodParameters, ProxyParameters, PullPolicy,
+    ServiceParameters, ServiceType, Topology,
 };
 use gantry_translate::ports;
 use k8s_openapi::api::core::v1::{
@@ -177,6 +177,8 @@ pub struct ProxySettings {
     /// `--port-offset`, checked by the rule the proxy binds with
     /// ([`gantry_translate::ports::port_offset`]).
     pub port_offset: u16,
+    /// Client limits and timeouts; each set field becomes a flag (durations in milliseconds).
+    pub client_traffic: ClientTrafficParameters,
 }
 
 /// Default offset for listener ports below 1024.
@@ -216,6 +218,33 @@ pub fn merge(base: &GatewayParametersSpec, over: &GatewayParametersSpec) -> Gate
             access_log_format: pick(&b.access_log_format, &o.access_log_format),
             worker_threads: pick(&b.worker_threads, &o.worker_threads),
             port_offset: pick(&b.port_offset, &o.port_offset),
+            client_traffic: nested(&b.client_traffic, &o.client_traffic, |b, o| {
+                ClientTrafficParameters {
+                    escaped_slashes_action: pick(
+                        &b.escaped_slashes_action,
+                        &o.escaped_slashes_action,
+                    ),
+                    disable_merge_slashes: pick(&b.disable_merge_slashes, &o.disable_merge_slashes),
+                    num_trusted_hops: pick(&b.num_trusted_hops, &o.num_trusted_hops),
+                    request_header_timeout: pick(
+                        &b.request_header_timeout,
+                        &o.request_header_timeout,
+                    ),
+                    idle_timeout: pick(&b.idle_timeout, &o.idle_timeout),
+                    stall_timeout: pick(&b.stall_timeout, &o.stall_timeout),
+                    request_body_timeout: pick(&b.request_body_timeout, &o.request_body_timeout),
+                    default_request_timeout: pick(
+                        &b.default_request_timeout,
+                        &o.default_request_timeout,
+                    ),
+                    connection_limit: pick(&b.connection_limit, &o.connection_limit),
+                    max_connections: pick(&b.max_connections, &o.max_connections),
+                    http2_max_concurrent_streams: pick(
+                        &b.http2_max_concurrent_streams,
+                        &o.http2_max_concurrent_streams,
+                    ),
+                }
+            }),
         }),
         certificates: nested(&base.certificates, &over.certificates, |b, o| {
             CertificateParameters {
@@ -395,6 +424,7 @@ pub fn resolve(
             access_log_format: proxy.access_log_format.unwrap_or(AccessLogFormat::Json),
             worker_threads: proxy.worker_threads,
             port_offset,
+            client_traffic: proxy.client_traffic.unwrap_or_default(),
         },
         issuer_ref: spec
             .certificates
@@ -463,6 +493,9 @@ pub fn contradictions(spec: &GatewayParametersSpec) -> Vec<String> {
              per CPU)"
         ));
     }
+    if let Some(traffic) = spec.proxy.as_ref().and_then(|p| p.client_traffic.as_ref()) {
+        problems.extend(client_traffic_problems(traffic));
+    }
     if let Some(i) = spec
         .certificates
         .as_ref()
@@ -472,6 +505,57 @@ pub fn contradictions(spec: &GatewayParametersSpec) -> Vec<String> {
         problems.push("certificates.issuerRef.name must not be empty".to_string());
     }
     problems
+}
+
+/// Values of `proxy.clientTraffic` the proxy would refuse: durations that are not Gateway API
+/// durations, numbers out of range (the schema checks both too; this catches what reaches the
+/// operator another way).
+fn client_traffic_problems(t: &ClientTrafficParameters) -> Vec<String> {
+    let mut problems = Vec::new();
+    let durations = [
+        ("requestHeaderTimeout", &t.request_header_timeout),
+        ("idleTimeout", &t.idle_timeout),
+        ("stallTimeout", &t.stall_timeout),
+        ("requestBodyTimeout", &t.request_body_timeout),
+        ("defaultRequestTimeout", &t.default_request_timeout),
+    ];
+    for (field, value) in durations {
+        if let Some(value) = value
+            && let Err(error) = gateway_duration_ms(value)
+        {
+            problems.push(format!(
+                "proxy.clientTraffic.{field} {value:?} is not a duration such as \"30s\": {error}"
+            ));
+        }
+    }
+    let numbers = [
+        ("numTrustedHops", t.num_trusted_hops, 0),
+        ("connectionLimit", t.connection_limit, 1),
+        ("maxConnections", t.max_connections, 1),
+        (
+            "http2MaxConcurrentStreams",
+            t.http2_max_concurrent_streams,
+            1,
+        ),
+    ];
+    for (field, value, min) in numbers {
+        if let Some(value) = value
+            && value < min
+        {
+            problems.push(format!(
+                "proxy.clientTraffic.{field} must be at least {min}, not {value}"
+            ));
+        }
+    }
+    problems
+}
+
+/// A Gateway API duration (GEP-2257) in milliseconds.
+pub fn gateway_duration_ms(value: &str) -> Result<u128, String> {
+    use std::str::FromStr;
+    gantry_crds::gateway::Duration::from_str(value)
+        .map(|d| d.as_millis())
+        .map_err(|e| e.to_string())
 }
 
 /// `proxy.portOffset`, or the default, checked by the rule the proxy binds with: an offset that

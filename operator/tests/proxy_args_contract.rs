@@ -530,3 +530,87 @@ fn operator_and_proxy_accept_the_same_port_offsets() {
         }
     }
 }
+
+/// `proxy.clientTraffic` reaches the proxy as the options it names; unset fields leave the
+/// proxy's own defaults.
+#[test]
+fn client_traffic_parameters_become_the_proxy_options() {
+    use gantry_proxy::routing::normalize::EscapedSlashes;
+    use std::time::Duration;
+
+    let defaults = render_cases::defaults();
+    let g = gateway("web", &[("http", 80, "HTTP")]);
+    let run_for = |proxy: Value| {
+        let spec: GatewayParametersSpec =
+            serde_json::from_value(json!({"topology": "Dedicated", "proxy": proxy})).unwrap();
+        let params = plan::gateway_parameters(Some(&spec), None, &defaults).unwrap();
+        let objects = plan::gateway_objects(&g, &params, &BTreeMap::new());
+        let deployment = objects.iter().find(|o| o.kind == Kind::Deployment).unwrap();
+        parse("clientTraffic", &proxy_args(&deployment.body, POD_IPS[0])).dataplane_options()
+    };
+
+    let set = run_for(json!({"clientTraffic": {
+        "escapedSlashesAction": "KeepUnchanged",
+        "disableMergeSlashes": true,
+        "numTrustedHops": 2,
+        "requestHeaderTimeout": "5s",
+        "idleTimeout": "1m30s",
+        "stallTimeout": "10m",
+        "requestBodyTimeout": "0s",
+        "defaultRequestTimeout": "1h2m",
+        "connectionLimit": 500,
+        "maxConnections": 900,
+        "http2MaxConcurrentStreams": 32,
+    }}));
+    assert_eq!(set.http.paths.escaped_slashes, EscapedSlashes::Keep);
+    assert!(!set.http.paths.merge_slashes);
+    assert_eq!(set.http.trusted_proxy_hops, 2);
+    assert_eq!(set.http.request_body_timeout, None);
+    assert_eq!(
+        set.http.default_request_timeout,
+        Some(Duration::from_secs(3720))
+    );
+    assert_eq!(set.connections.timeouts.header, Duration::from_secs(5));
+    assert_eq!(set.connections.timeouts.idle, Duration::from_secs(90));
+    assert_eq!(set.connections.timeouts.stall, Duration::from_secs(600));
+    assert_eq!(set.connections.per_listener, 500);
+    assert_eq!(set.connections.process, 900);
+    assert_eq!(set.connections.http2_max_streams, 32);
+
+    let unset = run_for(json!({}));
+    let proxy_defaults =
+        parse("defaults", &["run".into(), "--kubernetes".into()]).dataplane_options();
+    assert_eq!(unset.http.paths, proxy_defaults.http.paths);
+    assert_eq!(
+        unset.http.trusted_proxy_hops,
+        proxy_defaults.http.trusted_proxy_hops
+    );
+    assert_eq!(
+        unset.http.request_body_timeout,
+        proxy_defaults.http.request_body_timeout
+    );
+    assert_eq!(
+        unset.http.default_request_timeout,
+        proxy_defaults.http.default_request_timeout
+    );
+    assert_eq!(
+        unset.connections.timeouts,
+        proxy_defaults.connections.timeouts
+    );
+    assert_eq!(
+        unset.connections.per_listener,
+        proxy_defaults.connections.per_listener
+    );
+    assert_eq!(
+        unset.connections.http2_max_streams,
+        proxy_defaults.connections.http2_max_streams
+    );
+
+    // A duration the schema would refuse never reaches the command line: the parameters are
+    // invalid instead.
+    let spec: GatewayParametersSpec =
+        serde_json::from_value(json!({"proxy": {"clientTraffic": {"idleTimeout": "soon"}}}))
+            .unwrap();
+    let error = plan::gateway_parameters(Some(&spec), None, &defaults).unwrap_err();
+    assert!(error.contains("proxy.clientTraffic.idleTimeout"), "{error}");
+}

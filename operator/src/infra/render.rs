@@ -3,7 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use gantry_crds::gateway::gateways::Gateway;
-use gantry_crds::params::{AccessLogFormat, IssuerKind, LogLevel, PullPolicy, ServiceType};
+use gantry_crds::params::{
+    AccessLogFormat, ClientTrafficParameters, EscapedSlashesAction, IssuerKind, LogLevel,
+    PullPolicy, ServiceType,
+};
 use gantry_translate::ports::bound_port;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
@@ -29,7 +32,7 @@ use super::names::{
     self, FLEET_LABEL, FLEET_NAMESPACE_LABEL, GATEWAY_CLASS_NAME_LABEL, GATEWAY_NAME_LABEL,
     GATEWAY_NAMESPACE_LABEL, GRANT_LABEL, MANAGED_BY, MANAGED_BY_LABEL,
 };
-use crate::params::{DisruptionBudget, FleetParameters, ProxyRoles};
+use crate::params::{DisruptionBudget, FleetParameters, ProxyRoles, gateway_duration_ms};
 
 /// The proxy's admin port on the pod IP: `/healthz`, `/readyz`, `/metrics` (probes, scrapers).
 pub const ADMIN_PORT: i32 = 9901;
@@ -496,7 +499,51 @@ pub fn proxy_args(fleet: &Fleet<'_>) -> Vec<String> {
         args.push("--worker-threads".to_string());
         args.push(threads.to_string());
     }
+    client_traffic_args(&p.client_traffic, &mut args);
     args
+}
+
+/// `proxy.clientTraffic` as flags; unset fields keep the proxy's defaults.
+fn client_traffic_args(t: &ClientTrafficParameters, args: &mut Vec<String>) {
+    let mut flag = |name: &str, value: String| {
+        args.push(name.to_string());
+        args.push(value);
+    };
+    if let Some(action) = t.escaped_slashes_action {
+        let value = match action {
+            EscapedSlashesAction::RejectRequest => "reject",
+            EscapedSlashesAction::KeepUnchanged => "keep",
+        };
+        flag("--path-escaped-slashes", value.to_string());
+    }
+    if t.disable_merge_slashes == Some(true) {
+        flag("--path-merge-slashes", "false".to_string());
+    }
+    if let Some(hops) = t.num_trusted_hops {
+        flag("--trusted-proxy-hops", hops.to_string());
+    }
+    let durations = [
+        ("--client-header-timeout", &t.request_header_timeout),
+        ("--client-idle-timeout", &t.idle_timeout),
+        ("--client-stall-timeout", &t.stall_timeout),
+        ("--request-body-timeout", &t.request_body_timeout),
+        ("--default-request-timeout", &t.default_request_timeout),
+    ];
+    for (name, value) in durations {
+        // Checked by `params::resolve`; a value that does not parse is never rendered.
+        if let Some(ms) = value.as_deref().and_then(|v| gateway_duration_ms(v).ok()) {
+            flag(name, format!("{ms}ms"));
+        }
+    }
+    if let Some(limit) = t.connection_limit {
+        flag("--max-connections-per-listener", limit.to_string());
+    }
+    if let Some(limit) = t.max_connections {
+        flag("--max-connections", limit.to_string());
+    }
+    if let Some(streams) = t.http2_max_concurrent_streams {
+        flag("--http2-max-concurrent-streams", streams.to_string());
+    }
 }
 
 fn log_level(level: LogLevel) -> &'static str {
