@@ -2,6 +2,7 @@
 
 mod backend_tls;
 mod backends;
+mod config_files;
 mod filters;
 mod grpc;
 mod l4;
