@@ -9,9 +9,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::kubernetes::KubeSource;
 use crate::kubernetes::watch::Scope;
+use crate::routing::normalize::{EscapedSlashes, PathOptions};
 use crate::serve::{ServeOptions, serve};
-use crate::server::DataPlaneOptions;
 use crate::server::l4::L4Options;
+use crate::server::{DataPlaneOptions, HttpOptions};
 use crate::source::FileSource;
 use crate::telemetry::logging::{self, LogFormat};
 use gantry_translate::status::GatewayStatusAddress;
@@ -84,6 +85,25 @@ pub struct RunArgs {
     /// UDP sessions one port keeps at most; datagrams from new clients are dropped beyond it.
     #[arg(long, default_value_t = crate::server::l4::DEFAULT_UDP_MAX_SESSIONS)]
     pub udp_max_sessions: usize,
+    /// Merge runs of `/` in request paths before matching (`//a///b` → `/a/b`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub path_merge_slashes: bool,
+    /// What to do with `%2F` and `%5C` in request paths: `reject` answers 400, `keep` leaves
+    /// them encoded, as ordinary characters of a segment.
+    #[arg(long, value_enum, default_value_t = EscapedSlashes::Reject)]
+    pub path_escaped_slashes: EscapedSlashes,
+    /// Proxies in front of Gantry whose X-Forwarded-* and Forwarded headers are trusted; with
+    /// 0, whatever the client sent in them is replaced.
+    #[arg(long, default_value_t = 0)]
+    pub trusted_proxy_hops: u32,
+    /// The longest wait for the next part of a request body before answering 408; `0`
+    /// waits forever.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub request_body_timeout: Duration,
+    /// Request timeout (to response headers) of routes that set no `timeouts.request`; `0`
+    /// for none. A route's `request: 0s` disables it for that route.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub default_request_timeout: Duration,
 }
 
 impl RunArgs {
@@ -98,8 +118,22 @@ impl RunArgs {
                 udp_idle_timeout: self.udp_session_idle_timeout,
                 udp_max_sessions: self.udp_max_sessions.max(1),
             },
+            http: HttpOptions {
+                paths: PathOptions {
+                    merge_slashes: self.path_merge_slashes,
+                    escaped_slashes: self.path_escaped_slashes,
+                },
+                trusted_proxy_hops: self.trusted_proxy_hops,
+                request_body_timeout: nonzero(self.request_body_timeout),
+                default_request_timeout: nonzero(self.default_request_timeout),
+            },
         }
     }
+}
+
+/// `None` for a zero duration (no limit).
+fn nonzero(duration: Duration) -> Option<Duration> {
+    (!duration.is_zero()).then_some(duration)
 }
 
 fn parse_gateway(s: &str) -> Result<ObjectKey, String> {

@@ -25,6 +25,7 @@ fn control() -> (ControlLoop, Arc<Metrics>) {
             drain_timeout: Duration::from_secs(1),
             access_log: false,
             l4: Default::default(),
+            http: Default::default(),
         },
         metrics.clone(),
     ));

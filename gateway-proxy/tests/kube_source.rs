@@ -31,6 +31,7 @@ fn control() -> ControlLoop {
             drain_timeout: Duration::from_secs(1),
             access_log: false,
             l4: Default::default(),
+            http: Default::default(),
         },
         metrics.clone(),
     ));

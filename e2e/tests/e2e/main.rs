@@ -5,6 +5,7 @@ mod backends;
 mod config_files;
 mod filters;
 mod grpc;
+mod hostile;
 mod l4;
 mod lifecycle;
 mod listener_ports;

@@ -10,6 +10,7 @@ mod describe;
 pub mod host;
 pub mod l4;
 mod matcher;
+pub mod normalize;
 pub mod path;
 mod rule;
 mod snapshot;

@@ -4,7 +4,14 @@
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 
+use super::request_checks::Refusal;
 use crate::upstream::{self, ProxyBody, UpstreamError};
+
+/// The status nginx logs for a client that went away before its request was answered.
+pub const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
 
 /// Why the proxy answered instead of an upstream.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +47,32 @@ pub enum ProxyError {
     /// The route's backendRequest timeout elapsed for the upstream attempt.
     #[error("upstream request timeout")]
     BackendTimeout,
+    /// The upstream answered `101 Switching Protocols` to a request that did not ask for that
+    /// protocol; no tunnel is opened.
+    #[error("upstream switched protocols without being asked")]
+    UnexpectedUpgrade,
+    /// Refused before routing: framing, Host, path or method.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The client's request body failed while it was forwarded: the client's fault, not the
+    /// upstream's.
+    #[error("{0}")]
+    ClientBody(ClientBodyError),
+}
+
+/// How a client's request body failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClientBodyError {
+    /// Invalid chunked framing or similar (400).
+    #[error("invalid request body")]
+    Invalid,
+    /// No part of the body arrived within the body timeout (408).
+    #[error("request body timeout: the client stopped sending the body")]
+    Timeout,
+    /// The client closed the connection before the body was complete. The answer goes
+    /// nowhere; its status, 499 as nginx logs it, is for the access log and metrics.
+    #[error("client closed the connection before the request body was complete")]
+    Aborted,
 }
 
 impl ProxyError {
@@ -51,8 +84,14 @@ impl ProxyError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             Self::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
-            Self::UpstreamConnect(_) | Self::UpstreamReset(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamConnect(_) | Self::UpstreamReset(_) | Self::UnexpectedUpgrade => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::RequestTimeout | Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Refused(refusal) => refusal.status,
+            Self::ClientBody(ClientBodyError::Invalid) => StatusCode::BAD_REQUEST,
+            Self::ClientBody(ClientBodyError::Timeout) => StatusCode::REQUEST_TIMEOUT,
+            Self::ClientBody(ClientBodyError::Aborted) => CLIENT_CLOSED_REQUEST,
         }
     }
 
@@ -65,6 +104,11 @@ impl ProxyError {
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if let Self::Refused(refusal) = self
+            && let Some((name, value)) = refusal.headers()
+        {
+            response.headers_mut().insert(name, value);
+        }
         response
     }
 }

@@ -81,10 +81,14 @@ impl ProxyError {
             Self::Misdirected => GrpcCode::Unknown,
             Self::InvalidBackend | Self::NoBackend => GrpcCode::Unavailable,
             Self::InvalidRedirect => GrpcCode::Unknown,
-            Self::NoHealthyUpstream | Self::UpstreamConnect(_) | Self::UpstreamReset(_) => {
-                GrpcCode::Unavailable
-            }
+            Self::NoHealthyUpstream
+            | Self::UpstreamConnect(_)
+            | Self::UpstreamReset(_)
+            | Self::UnexpectedUpgrade => GrpcCode::Unavailable,
             Self::RequestTimeout | Self::BackendTimeout => GrpcCode::DeadlineExceeded,
+            Self::ClientBody(super::errors::ClientBodyError::Timeout) => GrpcCode::DeadlineExceeded,
+            // Answered as HTTP (see the pipeline): the request was not a well-formed call.
+            Self::Refused(_) | Self::ClientBody(_) => GrpcCode::Unknown,
         }
     }
 

@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 
 use http::header::{
-    CONNECTION, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, HeaderMap, HeaderName, HeaderValue,
+    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -28,21 +28,66 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
     }
 }
 
-/// Appends the client to X-Forwarded-For and sets X-Forwarded-Proto and X-Forwarded-Host
-/// (from the Host the client sent).
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, original_host: Option<HeaderValue>) {
-    let client = client.to_canonical().to_string();
+/// What the proxy tells the upstream about the client.
+#[derive(Clone, Copy, Debug)]
+pub struct Forwarding {
+    /// The peer of the client connection.
+    pub client: IpAddr,
+    /// `http` or `https`, as the client connected.
+    pub scheme: &'static str,
+    /// Proxies in front of Gantry whose forwarding headers are trusted
+    /// (`--trusted-proxy-hops`).
+    pub trusted_hops: u32,
+}
+
+/// Sets X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and `Forwarded` (RFC 7239).
+///
+/// With no trusted hops (the default), what the client sent in them is a claim nobody vouches
+/// for: X-Forwarded-For becomes the peer address alone, X-Forwarded-Proto and -Host are set
+/// from the connection and the Host, and `Forwarded` is removed. With trusted hops in front,
+/// the peer is appended to X-Forwarded-For and to `Forwarded`, and a proxy's X-Forwarded-Proto
+/// and -Host are kept.
+pub fn add_forwarded(headers: &mut HeaderMap, forwarding: &Forwarding) {
+    let client = forwarding.client.to_canonical();
+    let trusted = forwarding.trusted_hops > 0;
+    let host = headers.get(HOST).cloned();
     let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.is_empty() => format!("{existing}, {client}"),
-        _ => client,
+        Some(existing) if trusted && !existing.is_empty() => format!("{existing}, {client}"),
+        _ => client.to_string(),
     };
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         headers.insert(X_FORWARDED_FOR, value);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    if let Some(host) = original_host {
+    if !trusted || !headers.contains_key(X_FORWARDED_PROTO) {
+        headers.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(forwarding.scheme),
+        );
+    }
+    if let Some(host) = host
+        && (!trusted || !headers.contains_key(X_FORWARDED_HOST))
+    {
         headers.insert(X_FORWARDED_HOST, host);
     }
+    if trusted && let Some(existing) = headers.get(FORWARDED).and_then(|v| v.to_str().ok()) {
+        // RFC 7239 §6: an IPv6 address is quoted and bracketed.
+        let node = match client {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        };
+        let appended = format!("{existing}, for={node};proto={}", forwarding.scheme);
+        if let Ok(value) = HeaderValue::from_str(&appended) {
+            headers.insert(FORWARDED, value);
+        }
+    } else {
+        headers.remove(FORWARDED);
+    }
+}
+
+/// Headers a `Connection` token never removes: the request's identity and framing, which the
+/// proxy sets or relies on, and the request ID it adds.
+fn protected(name: &HeaderName) -> bool {
+    name == HOST || name == CONTENT_LENGTH || name == X_REQUEST_ID
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the Connection header
@@ -55,7 +100,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .filter(|name| !(keep_upgrade && name == UPGRADE))
+        .filter(|name| !(keep_upgrade && name == UPGRADE) && !protected(name))
         .collect();
     for name in named {
         headers.remove(name);
@@ -103,18 +148,64 @@ mod tests {
         assert_eq!(ensure_request_id(&mut headers), "abc");
     }
 
-    #[test]
-    fn forwarded_headers_append() {
+    fn forwarding(trusted_hops: u32) -> Forwarding {
+        Forwarding {
+            client: "10.0.0.1".parse().unwrap(),
+            scheme: "http",
+            trusted_hops,
+        }
+    }
+
+    fn spoofed() -> HeaderMap {
         let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("example.com:8080"));
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
-        add_forwarded(
-            &mut headers,
-            "10.0.0.1".parse().unwrap(),
-            Some(HeaderValue::from_static("example.com:8080")),
-        );
-        assert_eq!(headers[X_FORWARDED_FOR], "1.2.3.4, 10.0.0.1");
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        headers.insert(X_FORWARDED_HOST, HeaderValue::from_static("admin.internal"));
+        headers.insert(FORWARDED, HeaderValue::from_static("for=1.2.3.4"));
+        headers
+    }
+
+    #[test]
+    fn untrusted_forwarding_headers_are_overwritten() {
+        let mut headers = spoofed();
+        add_forwarded(&mut headers, &forwarding(0));
+        assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1");
         assert_eq!(headers[X_FORWARDED_PROTO], "http");
         assert_eq!(headers[X_FORWARDED_HOST], "example.com:8080");
+        assert!(!headers.contains_key(FORWARDED));
+    }
+
+    #[test]
+    fn trusted_forwarding_headers_are_appended() {
+        let mut headers = spoofed();
+        add_forwarded(&mut headers, &forwarding(1));
+        assert_eq!(headers[X_FORWARDED_FOR], "1.2.3.4, 10.0.0.1");
+        assert_eq!(headers[X_FORWARDED_PROTO], "https");
+        assert_eq!(headers[X_FORWARDED_HOST], "admin.internal");
+        assert_eq!(headers[FORWARDED], "for=1.2.3.4, for=10.0.0.1;proto=http");
+        let mut headers = HeaderMap::new();
+        add_forwarded(&mut headers, &forwarding(1));
+        assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1");
+        assert!(!headers.contains_key(FORWARDED));
+    }
+
+    #[test]
+    fn connection_tokens_never_remove_what_the_proxy_needs() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONNECTION,
+            HeaderValue::from_static("x-request-id, host, content-length, x-other"),
+        );
+        headers.insert(X_REQUEST_ID, HeaderValue::from_static("id"));
+        headers.insert(HOST, HeaderValue::from_static("a"));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("3"));
+        headers.insert("x-other", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers, false);
+        assert_eq!(headers[X_REQUEST_ID], "id");
+        assert_eq!(headers[HOST], "a");
+        assert_eq!(headers[CONTENT_LENGTH], "3");
+        assert!(!headers.contains_key("x-other"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! `store`. Only `apply` and `shutdown` take the (async) listener lock.
 
 mod access_log;
+mod client_body;
 mod drain;
 pub mod errors;
 pub mod grpc_status;
@@ -13,6 +14,7 @@ pub mod headers;
 pub mod l4;
 mod listener;
 mod pipeline;
+pub mod request_checks;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
@@ -30,6 +32,7 @@ use self::drain::Drain;
 use self::l4::Transport;
 use self::listener::PortListener;
 use crate::routing::Snapshot;
+use crate::routing::normalize::PathOptions;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstreams;
 use gantry_translate::ir::Ir;
@@ -55,7 +58,40 @@ pub struct DataPlaneOptions {
     pub access_log: bool,
     /// TCP, UDP and TLS-route forwarding.
     pub l4: l4::L4Options,
+    /// Request handling: paths, forwarding headers, timeouts.
+    pub http: HttpOptions,
 }
+
+/// How HTTP requests are checked and bounded. Every default is documented in
+/// `docs/security.md`.
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    /// Path normalisation (`--path-merge-slashes`, `--path-escaped-slashes`).
+    pub paths: PathOptions,
+    /// Proxies in front whose X-Forwarded-* and `Forwarded` headers are kept
+    /// (`--trusted-proxy-hops`).
+    pub trusted_proxy_hops: u32,
+    /// The longest wait for the next part of a request body (`--request-body-timeout`).
+    pub request_body_timeout: Option<Duration>,
+    /// The request timeout of routes that set none (`--default-request-timeout`).
+    pub default_request_timeout: Option<Duration>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            paths: PathOptions::default(),
+            trusted_proxy_hops: 0,
+            request_body_timeout: Some(DEFAULT_REQUEST_BODY_TIMEOUT),
+            default_request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+        }
+    }
+}
+
+/// Default of `--request-body-timeout`.
+pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default of `--default-request-timeout`.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a configuration was not applied. The previous one keeps serving.
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +305,7 @@ mod tests {
                 drain_timeout: Duration::from_secs(1),
                 access_log: false,
                 l4: l4::L4Options::default(),
+                http: HttpOptions::default(),
             },
             Arc::new(Metrics::new()),
         );

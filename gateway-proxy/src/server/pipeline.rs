@@ -13,26 +13,32 @@
 //! Every failure becomes a response through [`ProxyError`]; none drops the connection. A gRPC
 //! request's failure is answered as a gRPC status ([`super::grpc_status`]).
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{EXPECT, HOST, HeaderValue, LOCATION};
+use http::header::{EXPECT, LOCATION};
 use http::request::Parts;
+use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::Shared;
 use super::access_log::Record;
+use super::client_body::ClientBody;
 use super::errors::ProxyError;
 use super::grpc_status;
 use super::headers::{
-    X_FORWARDED_PROTO, X_REQUEST_ID, add_forwarded, ensure_request_id, strip_hop_by_hop,
+    Forwarding, X_REQUEST_ID, add_forwarded, ensure_request_id, strip_hop_by_hop,
 };
 use super::listener::ConnectionInfo;
+use super::request_checks::{self, Refusal};
 use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
 use crate::filters::{self, Deferred, FilterContext, RedirectResponse};
+use crate::routing::normalize::normalize_path;
 use crate::routing::{Lookup, RequestView, RouteEntry, Rule, Snapshot, normalize_host};
 use crate::upstream::{self, ProxyBody, upgrade};
 
@@ -61,9 +67,13 @@ pub async fn handle(
         Ok(response) => response,
         Err(error) => {
             record.set_error(|| error_chain(&error));
-            // A misdirected request stays an HTTP 421 even for gRPC: it is an answer about the
-            // connection (open another one for this host), not about the call.
-            if grpc && !matches!(error, ProxyError::Misdirected) {
+            if let ProxyError::Refused(refusal) = &error {
+                shared.metrics.request_rejected(refusal.reason);
+            }
+            // A misdirected or refused request stays an HTTP answer even for gRPC: it is about
+            // the connection or the request's form (open another connection for this host, fix
+            // the request), not about the call.
+            if grpc && !matches!(error, ProxyError::Misdirected | ProxyError::Refused(_)) {
                 record.grpc_status = Some(error.grpc_code().value());
                 error.to_grpc_response()
             } else {
@@ -92,12 +102,14 @@ async fn route<'s>(
     metrics: &mut Option<&'s crate::telemetry::RouteMetrics>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut parts, body) = request.into_parts();
-    // HTTP/2 carries the host in `:authority`; give the upstream a Host header either way.
-    if !parts.headers.contains_key(HOST)
-        && let Some(authority) = parts.uri.authority()
-        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+    // One valid Host (HTTP/2's `:authority`, an absolute-form target's authority or the
+    // header), a method and framing the proxy serves; then the path routes are matched on.
+    request_checks::check(&mut parts)?;
+    let options = &shared.options.http;
+    if let Cow::Owned(path) = normalize_path(parts.uri.path(), &options.paths)
+        .map_err(|r| Refusal::bad_request(r.reason(), r.to_string()))?
     {
-        parts.headers.insert(HOST, value);
+        set_path(&mut parts, &path)?;
     }
     let host = normalize_host(filters::host_header(&parts).unwrap_or("")).into_owned();
     record.set_host(&host);
@@ -137,12 +149,13 @@ async fn route<'s>(
         body,
         record,
     );
-    within(
-        entry.rule.request_timeout,
-        forward,
-        ProxyError::RequestTimeout,
-    )
-    .await
+    // A route's own timeout, or the proxy's default when it sets none ("0s" disables both).
+    let request_timeout = match entry.rule.request_timeout {
+        Some(limit) if limit.is_zero() => None,
+        Some(limit) => Some(limit),
+        None => options.default_request_timeout,
+    };
+    within(request_timeout, forward, ProxyError::RequestTimeout).await
 }
 
 /// Steps 4 to 8.
@@ -159,25 +172,28 @@ async fn forward<'s>(
     record: &mut Record<'s>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let rule = &entry.rule;
-    let upgrade = upgrade::is_upgrade_request(&parts.headers);
-    let downstream_upgrade = if upgrade {
-        parts.extensions.remove::<OnUpgrade>()
-    } else {
-        None
-    };
-    strip_hop_by_hop(&mut parts.headers, upgrade);
+    // WebSocket only (RFC 6455 over HTTP/1.1), and not on GRPCRoute rules; any other
+    // `Upgrade` (h2c, which RFC 9113 §3.1 removed, or anything else) is dropped and the request
+    // served as an ordinary one.
+    let upgrade = upgrade::requested(&parts).filter(|_| !rule.grpc);
+    let downstream_upgrade = upgrade.and_then(|_| parts.extensions.remove::<OnUpgrade>());
+    let upgrade = upgrade.filter(|_| downstream_upgrade.is_some());
+    strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
     // hyper already answered `Expect: 100-continue` when the body was first read.
     parts.headers.remove(EXPECT);
-    let original_host = parts.headers.get(HOST).cloned();
-    add_forwarded(&mut parts.headers, connection.peer.ip(), original_host);
     let scheme = if connection.tls.is_some() {
-        parts
-            .headers
-            .insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         "https"
     } else {
         "http"
     };
+    add_forwarded(
+        &mut parts.headers,
+        &Forwarding {
+            client: connection.peer.ip(),
+            scheme,
+            trusted_hops: shared.options.http.trusted_proxy_hops,
+        },
+    );
 
     let context = FilterContext {
         scheme,
@@ -207,23 +223,43 @@ async fn forward<'s>(
     let endpoint = cluster.pick().ok_or(ProxyError::NoHealthyUpstream)?;
     record.upstream = Some(endpoint.clone());
 
-    let body = upstream::stream(body);
+    // A body that breaks or stalls is the client's failure, answered as such, not a 502.
+    let (body, client_body) = if body.is_end_stream() {
+        (upstream::stream(body), None)
+    } else {
+        let (body, outcome) = ClientBody::new(
+            body,
+            parts.version,
+            shared.options.http.request_body_timeout,
+        );
+        (upstream::stream(body), Some(outcome))
+    };
     let body = mirror_and_buffer(shared, snapshot, rule, gateway, &deferred, &parts, body).await;
     let send = shared.upstreams.send_via(
         cluster.via(gateway, rule.upstream_protocol(cluster)),
         endpoint,
         Request::from_parts(parts, body),
     );
-    let mut response = within(
-        rule.backend_timeout,
-        async { send.await.map_err(ProxyError::from) },
-        ProxyError::BackendTimeout,
-    )
-    .await?;
+    let sent = async {
+        send.await.map_err(
+            |error| match client_body.as_ref().and_then(|outcome| outcome.get()) {
+                Some(&failure) => ProxyError::ClientBody(failure),
+                None => ProxyError::from(error),
+            },
+        )
+    };
+    let mut response = within(rule.backend_timeout, sent, ProxyError::BackendTimeout).await?;
 
+    // Only the upgrade the client asked for and the route allows is bridged; an upstream that
+    // switches protocols unasked is answered 502, so no tunnel opens around routing.
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if switching && let Some(downstream) = downstream_upgrade {
-        upgrade::bridge(downstream, &mut response);
+    if switching {
+        match (upgrade, downstream_upgrade) {
+            (Some(asked), Some(downstream)) if upgrade::accepts(response.headers(), asked) => {
+                upgrade::bridge(downstream, &mut response);
+            }
+            _ => return Err(ProxyError::UnexpectedUpgrade),
+        }
     }
     strip_hop_by_hop(response.headers_mut(), switching);
     for modifier in &deferred.response_headers {
@@ -285,6 +321,20 @@ fn redirect_response(
         modifier.apply(response.headers_mut());
     }
     Ok(response)
+}
+
+/// Replaces the request's path, keeping its query, scheme and authority.
+fn set_path(parts: &mut Parts, path: &str) -> Result<(), Refusal> {
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let invalid = |_| Refusal::bad_request("path_invalid", "invalid request path");
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.path_and_query = Some(PathAndQuery::try_from(path_and_query).map_err(invalid)?);
+    parts.uri = Uri::from_parts(uri)
+        .map_err(|_| Refusal::bad_request("path_invalid", "invalid request path"))?;
+    Ok(())
 }
 
 /// Runs `future` under an optional time limit.

@@ -42,6 +42,12 @@ pub struct HandshakeErrorLabels {
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// Labels of `requests_rejected`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub reason: &'static str,
+}
+
 /// Labels of [`Metrics::observe_stage`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabels {
@@ -64,6 +70,7 @@ pub struct Metrics {
     /// Time spent in each stage of applying a change.
     stages: Family<StageLabels, AtomicHistogram>,
     tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
+    requests_rejected: Family<RejectLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -89,6 +96,13 @@ impl Metrics {
         let active_connections = Gauge::default();
         let stages = Family::<StageLabels, AtomicHistogram>::default();
         let tls_handshake_errors = Family::<HandshakeErrorLabels, Counter>::default();
+        let requests_rejected = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "requests_rejected",
+            "Requests refused before routing (malformed Host, unsafe path, CONNECT, unsupported \
+             transfer coding), by reason",
+            requests_rejected.clone(),
+        );
         registry.register(
             "requests",
             "HTTP requests served, by gateway, route, route kind and status class",
@@ -141,6 +155,7 @@ impl Metrics {
         Self {
             l4,
             tls_handshake_errors,
+            requests_rejected,
             registry,
             requests,
             durations,
@@ -168,6 +183,13 @@ impl Metrics {
                 port: port.to_string(),
                 reason: reason.to_owned(),
             })
+            .inc();
+    }
+
+    /// Counts a request refused before routing; `reason` is one of a small fixed set.
+    pub fn request_rejected(&self, reason: &'static str) {
+        self.requests_rejected
+            .get_or_create(&RejectLabels { reason })
             .inc();
     }
 

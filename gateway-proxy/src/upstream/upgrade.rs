@@ -1,7 +1,14 @@
-//! HTTP upgrades (WebSocket): bridges the client's and the upstream's upgraded connections.
+//! HTTP upgrades (WebSocket): which upgrades are tunnelled, and the bridge between the
+//! client's and the upstream's upgraded connections.
+//!
+//! After a `101`, bytes flow to the backend with no routing or filter in between, so only
+//! WebSocket (RFC 6455: a GET over HTTP/1.1 asking for `websocket`) is tunnelled. `h2c` (removed
+//! by RFC 9113 §3.1) and any other protocol are not: the pipeline drops the headers and serves
+//! the request as an ordinary one.
 
-use http::Response;
 use http::header::{CONNECTION, HeaderMap, UPGRADE};
+use http::request::Parts;
+use http::{Method, Response, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -15,6 +22,38 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// The upgrades Gantry tunnels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upgrade {
+    WebSocket,
+}
+
+/// The upgrade the request asks for, when it is one Gantry tunnels.
+pub fn requested(parts: &Parts) -> Option<Upgrade> {
+    let websocket = parts.method == Method::GET
+        && parts.version == Version::HTTP_11
+        && is_upgrade_request(&parts.headers)
+        && only_websocket(&parts.headers);
+    websocket.then_some(Upgrade::WebSocket)
+}
+
+/// Whether a `101` response switches to the protocol that was asked for.
+pub fn accepts(response: &HeaderMap, upgrade: Upgrade) -> bool {
+    match upgrade {
+        Upgrade::WebSocket => only_websocket(response),
+    }
+}
+
+/// Exactly one `Upgrade` header naming exactly `websocket`.
+fn only_websocket(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(UPGRADE).iter();
+    let first = values.next();
+    values.next().is_none()
+        && first
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
 }
 
 /// After the upstream answered `101 Switching Protocols`, copies bytes both ways between the
@@ -49,5 +88,41 @@ mod tests {
         assert!(is_upgrade_request(&headers));
         headers.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
         assert!(!is_upgrade_request(&headers));
+    }
+
+    #[test]
+    fn only_websocket_over_http1_get_is_tunnelled() {
+        let request = |method: Method, version: Version, upgrade: &str| {
+            let (parts, ()) = http::Request::builder()
+                .method(method)
+                .version(version)
+                .uri("/")
+                .header(CONNECTION, "Upgrade")
+                .header(UPGRADE, upgrade)
+                .body(())
+                .unwrap()
+                .into_parts();
+            requested(&parts)
+        };
+        let h11 = Version::HTTP_11;
+        assert_eq!(
+            request(Method::GET, h11, "websocket"),
+            Some(Upgrade::WebSocket)
+        );
+        assert_eq!(
+            request(Method::GET, h11, "WebSocket"),
+            Some(Upgrade::WebSocket)
+        );
+        assert_eq!(request(Method::GET, h11, "h2c"), None);
+        assert_eq!(request(Method::GET, h11, "websocket, h2c"), None);
+        assert_eq!(request(Method::GET, h11, "tls/1.2"), None);
+        assert_eq!(request(Method::POST, h11, "websocket"), None);
+        assert_eq!(request(Method::GET, Version::HTTP_10, "websocket"), None);
+        let mut response = HeaderMap::new();
+        assert!(!accepts(&response, Upgrade::WebSocket));
+        response.insert(UPGRADE, HeaderValue::from_static("h2c"));
+        assert!(!accepts(&response, Upgrade::WebSocket));
+        response.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(accepts(&response, Upgrade::WebSocket));
     }
 }

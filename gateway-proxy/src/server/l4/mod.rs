@@ -203,6 +203,7 @@ mod tests {
                 drain_timeout: Duration::from_secs(1),
                 access_log: false,
                 l4: L4Options::default(),
+                http: Default::default(),
             },
             metrics.clone(),
         );

@@ -97,8 +97,9 @@ pub struct HttpRuleIr {
     pub grpc: bool,
 }
 
-/// HTTPRoute `timeouts`, in milliseconds. `0` is never stored: a zero duration disables the
-/// timeout and is translated to `None`.
+/// HTTPRoute `timeouts`, in milliseconds. `request_ms: 0` is a request timeout the route
+/// disabled ("0s"), so the proxy's default request timeout does not apply either; `None` is
+/// none set. A zero `backendRequest` is `None`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TimeoutsIr {

@@ -8,7 +8,8 @@ use gantry_crds::gateway::httproutes::HttpRouteRulesTimeouts;
 use super::conditions::{self as c, Problem};
 use crate::ir::TimeoutsIr;
 
-/// Parses `request` and `backendRequest`. A zero duration disables the timeout (`None`).
+/// Parses `request` and `backendRequest`. A zero `request` disables the timeout, proxy default
+/// included, and is kept as `0`; a zero `backendRequest` is `None`.
 /// HTTPRouteTimeouts: "the value of BackendRequest must be no more than the value of the
 /// Request timeout", so a larger `backendRequest` makes the rule invalid.
 pub fn translate_timeouts(t: Option<&HttpRouteRulesTimeouts>) -> Result<TimeoutsIr, Problem> {
@@ -16,8 +17,10 @@ pub fn translate_timeouts(t: Option<&HttpRouteRulesTimeouts>) -> Result<Timeouts
         return Ok(TimeoutsIr::default());
     };
     let request_ms = parse("request", t.request.as_deref())?;
-    let backend_request_ms = parse("backendRequest", t.backend_request.as_deref())?;
+    let backend_request_ms =
+        parse("backendRequest", t.backend_request.as_deref())?.filter(|&ms| ms > 0);
     if let (Some(request), Some(backend)) = (request_ms, backend_request_ms)
+        && request > 0
         && backend > request
     {
         return Err(Problem::new(
@@ -43,6 +46,5 @@ fn parse(field: &str, value: Option<&str>) -> Result<Option<u64>, Problem> {
             format!("timeouts.{field} {value:?} is not a Gateway API duration such as \"10s\", \"500ms\" or \"1h2m\": {e}"),
         )
     })?;
-    let ms = d.as_millis();
-    Ok((ms > 0).then(|| u64::try_from(ms).unwrap_or(u64::MAX)))
+    Ok(Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
 }

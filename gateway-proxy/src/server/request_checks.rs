@@ -1,0 +1,276 @@
+//! Checks every request passes before it is routed: the framing and Host rules of RFC 9112,
+//! RFC 9110 and RFC 9113, and the methods Gantry refuses. A request that fails one is answered
+//! by the proxy (400, 405 or 501) and counted in `gantry_requests_rejected_total{reason}`.
+
+use http::header::{ALLOW, HOST, HeaderValue, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::{Method, StatusCode, Version};
+
+/// Why a request was refused before routing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub status: StatusCode,
+    /// A short label for the metric.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn bad_request(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// Headers the response must carry (405 names the methods that are allowed).
+    pub fn headers(&self) -> Option<(http::HeaderName, HeaderValue)> {
+        (self.status == StatusCode::METHOD_NOT_ALLOWED).then(|| {
+            (
+                ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE"),
+            )
+        })
+    }
+}
+
+/// Checks method, transfer codings and Host, and leaves exactly one valid `Host` header: the
+/// authority the request is for.
+pub fn check(parts: &mut Parts) -> Result<(), Refusal> {
+    if parts.method == Method::CONNECT {
+        // Gantry does not tunnel CONNECT, and no route kind can ask it to.
+        return Err(Refusal {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            reason: "connect",
+            message: "CONNECT is not served here".into(),
+        });
+    }
+    check_transfer_coding(parts)?;
+    check_host(parts)
+}
+
+/// RFC 9112 §6.1: the proxy decodes `chunked` only; any other transfer coding would reach the
+/// backend undeclared (the header is hop-by-hop), so it is not implemented (501). A request
+/// whose last coding is not `chunked` never gets here: the parser answers 400.
+fn check_transfer_coding(parts: &Parts) -> Result<(), Refusal> {
+    for value in parts.headers.get_all(TRANSFER_ENCODING) {
+        let codings = value.to_str().unwrap_or("?");
+        let other = codings
+            .split(',')
+            .map(str::trim)
+            .any(|coding| !coding.eq_ignore_ascii_case("chunked"));
+        if other {
+            return Err(Refusal {
+                status: StatusCode::NOT_IMPLEMENTED,
+                reason: "transfer_coding",
+                message: format!("transfer coding `{codings}` is not supported; only chunked is"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_host(parts: &mut Parts) -> Result<(), Refusal> {
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    let header = hosts.next().cloned();
+    if hosts.next().is_some() {
+        return Err(Refusal::bad_request(
+            "host_repeated",
+            "more than one Host header",
+        ));
+    }
+    // The authority of the target: HTTP/2's `:authority`, or an HTTP/1 absolute-form target.
+    let target = parts.uri.authority().map(|a| a.as_str().to_owned());
+    let host = match (parts.version, target, header) {
+        (Version::HTTP_2 | Version::HTTP_3, Some(authority), Some(header)) => {
+            // RFC 9113 §8.3.1: a `host` that names another entity than `:authority` makes
+            // the request malformed.
+            if !header.as_bytes().eq_ignore_ascii_case(authority.as_bytes()) {
+                return Err(Refusal::bad_request(
+                    "host_authority_mismatch",
+                    "the host header and :authority differ",
+                ));
+            }
+            authority
+        }
+        // RFC 9112 §3.2.2: with an absolute-form target the Host header is ignored and
+        // replaced by the target's authority.
+        (_, Some(authority), _) => authority,
+        (_, None, Some(header)) => match header.to_str() {
+            Ok(text) => text.to_owned(),
+            Err(_) => return Err(Refusal::bad_request("host_invalid", "invalid Host header")),
+        },
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host gets 400. HTTP/1.0 may omit it.
+        (Version::HTTP_11, None, None) => {
+            return Err(Refusal::bad_request(
+                "host_missing",
+                "an HTTP/1.1 request needs a Host header",
+            ));
+        }
+        (_, None, None) => return Ok(()),
+    };
+    validate_host(&host)?;
+    let value = HeaderValue::from_str(&host)
+        .map_err(|_| Refusal::bad_request("host_invalid", "invalid Host header"))?;
+    parts.headers.insert(HOST, value);
+    Ok(())
+}
+
+/// `uri-host [ ":" port ]` (RFC 9110 §7.2) restricted to what names a host: a DNS name (letters,
+/// digits, `-`, `.`, `_`), an IPv4 address or a bracketed IPv6 address, and a port of at most
+/// 65535. No userinfo, path, list or space. An empty Host is allowed (RFC 9112 §3.2), and then
+/// routes like a Host that matches no hostname.
+pub fn validate_host(host: &str) -> Result<(), Refusal> {
+    let invalid = |what: &str| {
+        Err(Refusal::bad_request(
+            "host_invalid",
+            format!("invalid Host `{}`: {what}", host.escape_debug()),
+        ))
+    };
+    if host.is_empty() {
+        return Ok(());
+    }
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let Some((address, after)) = rest.split_once(']') else {
+            return invalid("unclosed IPv6 literal");
+        };
+        if address.parse::<std::net::Ipv6Addr>().is_err() {
+            return invalid("not an IPv6 address");
+        }
+        match after {
+            "" => (address, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (address, Some(port)),
+                None => return invalid("junk after the IPv6 literal"),
+            },
+        }
+    } else {
+        let (name, port) = match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        };
+        if name.is_empty() {
+            return invalid("no host name");
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+        {
+            return invalid(&format!(
+                "`{}` is not allowed in a host name",
+                c.escape_debug()
+            ));
+        }
+        (name, port)
+    };
+    let _ = name;
+    if let Some(port) = port
+        && !port.is_empty()
+        && (!port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err())
+    {
+        return invalid("the port is not a number from 0 to 65535");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(version: Version, uri: &str, hosts: &[&str]) -> Parts {
+        let mut builder = http::Request::get(uri).version(version);
+        for host in hosts {
+            builder = builder.header(HOST, *host);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    fn reason(version: Version, uri: &str, hosts: &[&str]) -> Result<String, &'static str> {
+        let mut parts = parts(version, uri, hosts);
+        check(&mut parts).map_err(|r| r.reason)?;
+        Ok(parts
+            .headers
+            .get(HOST)
+            .map(|h| h.to_str().unwrap().to_owned())
+            .unwrap_or_default())
+    }
+
+    #[test]
+    fn host_rules_of_http1() {
+        let h11 = Version::HTTP_11;
+        assert_eq!(reason(h11, "/", &["a.example"]), Ok("a.example".into()));
+        assert_eq!(
+            reason(h11, "/", &["a.example:8080"]),
+            Ok("a.example:8080".into())
+        );
+        assert_eq!(reason(h11, "/", &["[::1]:80"]), Ok("[::1]:80".into()));
+        assert_eq!(reason(h11, "/", &["a", "b"]), Err("host_repeated"));
+        assert_eq!(reason(h11, "/", &[]), Err("host_missing"));
+        assert_eq!(reason(Version::HTTP_10, "/", &[]), Ok(String::new()));
+        for bad in [
+            "a, b",
+            "a,b",
+            "user@a.example",
+            "a.example/x",
+            "a:99999",
+            "a:8x",
+            "a b",
+            "[::1",
+            "[zz]",
+            ":80",
+        ] {
+            assert_eq!(reason(h11, "/", &[bad]), Err("host_invalid"), "{bad}");
+        }
+        // Absolute form: the target's authority wins over Host.
+        assert_eq!(
+            reason(h11, "http://b.example/x", &["a.example"]),
+            Ok("b.example".into())
+        );
+        assert_eq!(
+            reason(h11, "http://u@b.example/x", &["a.example"]),
+            Err("host_invalid")
+        );
+    }
+
+    #[test]
+    fn host_rules_of_http2() {
+        let h2 = Version::HTTP_2;
+        assert_eq!(
+            reason(h2, "https://a.example/", &[]),
+            Ok("a.example".into())
+        );
+        assert_eq!(
+            reason(h2, "https://a.example/", &["A.example"]),
+            Ok("a.example".into())
+        );
+        assert_eq!(
+            reason(h2, "https://a.example/", &["b.example"]),
+            Err("host_authority_mismatch")
+        );
+    }
+
+    #[test]
+    fn methods_and_codings() {
+        let mut connect = parts(Version::HTTP_11, "/", &["a"]);
+        connect.method = Method::CONNECT;
+        let refusal = check(&mut connect).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(refusal.headers().is_some());
+        for (coding, ok) in [
+            ("chunked", true),
+            ("gzip, chunked", false),
+            ("identity", false),
+        ] {
+            let mut p = parts(Version::HTTP_11, "/", &["a"]);
+            p.headers
+                .insert(TRANSFER_ENCODING, HeaderValue::from_static(coding));
+            let result = check(&mut p);
+            assert_eq!(result.is_ok(), ok, "{coding}");
+            if let Err(refusal) = result {
+                assert_eq!(refusal.status, StatusCode::NOT_IMPLEMENTED);
+            }
+        }
+    }
+}
