@@ -100,7 +100,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .filter(|name| !(keep_upgrade && name == UPGRADE) && !protected(name))
+        .filter(|name| !(protected(name) || keep_upgrade && name == UPGRADE))
         .collect();
     for name in named {
         headers.remove(name);
