@@ -3,6 +3,7 @@
 mod backend_tls;
 mod backends;
 mod connections;
+mod config_files;
 mod filters;
 mod grpc;
 mod hostile;

@@ -157,9 +157,15 @@ fn decode(path: &str, escaped_slashes: EscapedSlashes) -> Result<String, PathRej
                 i += 3;
             }
             _ => {
-                // The path came from a parsed URI: every other byte is ASCII.
-                out.push(bytes[i] as char);
-                i += 1;
+                // Copied as it is up to the next `%` or `\`. A parsed URI may carry bytes
+                // above 0x7F (the `http` crate admits them in paths): they must stay UTF-8,
+                // not become one `char` per byte (found by the `path_normalise` fuzz target).
+                let end = bytes[i..]
+                    .iter()
+                    .position(|b| matches!(b, b'%' | b'\\'))
+                    .map_or(bytes.len(), |n| i + n);
+                out.push_str(&path[i..end]);
+                i = end;
             }
         }
     }
@@ -210,6 +216,22 @@ mod tests {
 
     fn norm(path: &str) -> Result<String, PathRejection> {
         normalize_path(path, &PathOptions::default()).map(Cow::into_owned)
+    }
+
+    /// Regression (fuzz target `path_normalise`): a path with non-ASCII characters that needs
+    /// normalising kept them as one Latin-1 `char` per UTF-8 byte, so `/a/./ҟ` became
+    /// `/a/Ã\u{92}Â\u{9f}` and normalising twice changed the path again.
+    #[test]
+    fn non_ascii_characters_survive_normalisation() {
+        assert_eq!(
+            norm("/a/./\u{49f}/b/../v%41"),
+            Ok("/a/\u{49f}/vA".to_owned())
+        );
+        assert_eq!(norm("/é//x/%2e%2E/ü"), Ok("/é/ü".to_owned()));
+        let crash = "/a/\0\0.;/B/\u{49f}/v.";
+        let once = norm(crash).expect("normalises");
+        assert_eq!(norm(&once), Ok(once.clone()), "idempotent");
+        assert!(once.contains('\u{49f}'), "{once:?}");
     }
 
     #[test]

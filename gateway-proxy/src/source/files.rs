@@ -3,9 +3,17 @@
 //! Each change re-reads the directory and publishes either the complete set of objects or, when
 //! any file is invalid, a rejection naming every problem (the control loop keeps the last good
 //! configuration). Bursts of file events are coalesced before reading.
+//!
+//! Only regular files are read (symlinks are followed, as ConfigMap volumes need, but must end
+//! at a regular file), each at most [`MAX_FILE_BYTES`] and all together at most
+//! [`MAX_TOTAL_BYTES`]; a FIFO, a device or a symlink loop is refused by name and never opened
+//! in a way that could block or read without end.
 
 use std::collections::hash_map::DefaultHasher;
+use std::fs::File;
 use std::hash::{Hash, Hasher};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +29,13 @@ use gantry_translate::store::load::ParseCache;
 const QUIET: Duration = Duration::from_millis(5);
 const MAX_DELAY: Duration = Duration::from_millis(100);
 
+/// The largest config file read (8 MiB); a larger one is refused.
+pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+/// The most bytes read from all config files of one directory together (64 MiB).
+pub const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
+/// The deepest directory nesting followed under the config directory.
+pub const MAX_DEPTH: usize = 16;
+
 /// Errors that stop the file source from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum FileSourceError {
@@ -33,27 +48,110 @@ pub enum FileSourceError {
     Watch { dir: PathBuf, source: notify::Error },
 }
 
-/// Reads every config file under `dir`, sorted by path, as `(path, text)` pairs. Names that
-/// start with `.` are skipped: editor swap files, and the `..data` directories Kubernetes uses
-/// for atomically updated ConfigMap volumes (whose files are also linked at the top level).
-pub fn read_dir(dir: &Path) -> std::io::Result<Vec<(String, String)>> {
-    let mut paths = Vec::new();
-    collect(dir, &mut paths)?;
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(&p)?;
-            Ok((p.display().to_string(), text))
-        })
-        .collect()
+/// Why one config file (or directory) under the config directory was not read. Each names
+/// the path; any of them rejects the whole directory, as an invalid file does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("{path}: cannot read: {message}")]
+    Io { path: String, message: String },
+    #[error(
+        "{path}: not a regular file ({what}); config files must be regular files or symlinks to them"
+    )]
+    NotRegular { path: String, what: &'static str },
+    #[error(
+        "{path}: {size} bytes is larger than the {limit}-byte limit for one config file; split it"
+    )]
+    TooLarge { path: String, size: u64, limit: u64 },
+    #[error(
+        "{path}: the config files together pass the {limit}-byte limit; remove files from the config directory"
+    )]
+    TotalTooLarge { path: String, limit: u64 },
+    #[error(
+        "{path}: not UTF-8 text (invalid byte at line {line}, column {column}); config files must be UTF-8"
+    )]
+    NotUtf8 {
+        path: String,
+        line: usize,
+        column: usize,
+    },
+    #[error("{path}: a symlink loop (this directory contains itself); remove the link")]
+    Loop { path: String },
+    #[error("{path}: nested more than {limit} directories deep; not read")]
+    TooDeep { path: String, limit: usize },
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
+/// What one read of the config directory found: the text of every readable config file as
+/// `(path, text)`, sorted by path, and every file that could not be read.
+#[derive(Debug, Default, Hash)]
+pub struct DirContents {
+    pub files: Vec<(String, String)>,
+    pub errors: Vec<ConfigFileError>,
+}
+
+/// Reads every config file under `dir`, sorted by path. Names that start with `.` are
+/// skipped: editor swap files, and the `..data` directories Kubernetes uses for atomically
+/// updated ConfigMap volumes (whose files are also linked at the top level). Fails only when
+/// `dir` itself cannot be listed.
+pub fn read_dir(dir: &Path) -> std::io::Result<DirContents> {
+    let mut contents = DirContents::default();
+    let mut paths = Vec::new();
+    let top = std::fs::metadata(dir)?;
+    let mut ancestors = vec![(top.dev(), top.ino())];
+    collect(dir, &mut ancestors, &mut paths, &mut contents.errors);
+    paths.sort();
+    let mut total = 0u64;
+    for path in paths {
+        let name = path.display().to_string();
+        if total > MAX_TOTAL_BYTES {
+            contents.errors.push(ConfigFileError::TotalTooLarge {
+                path: name,
+                limit: MAX_TOTAL_BYTES,
+            });
+            break;
+        }
+        match read_file(&path, &name) {
+            Ok(text) => {
+                total += text.len() as u64;
+                if total > MAX_TOTAL_BYTES {
+                    contents.errors.push(ConfigFileError::TotalTooLarge {
+                        path: name,
+                        limit: MAX_TOTAL_BYTES,
+                    });
+                    break;
+                }
+                contents.files.push((name, text));
+            }
+            Err(error) => contents.errors.push(error),
+        }
+    }
+    Ok(contents)
+}
+
+/// Collects the config file paths under `dir`. `ancestors` holds the device and inode of
+/// every directory from the config directory down to `dir`, to refuse a symlink loop.
+fn collect(
+    dir: &Path,
+    ancestors: &mut Vec<(u64, u64)>,
+    out: &mut Vec<PathBuf>,
+    errors: &mut Vec<ConfigFileError>,
+) {
+    let io = |path: &Path, error: std::io::Error| ConfigFileError::Io {
+        path: path.display().to_string(),
+        message: error.to_string(),
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => return errors.push(io(dir, error)),
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => {
+                errors.push(io(dir, error));
+                continue;
+            }
+        };
+        if entry.file_name().as_encoded_bytes().starts_with(b".") {
             continue;
         }
         let path = entry.path();
@@ -62,32 +160,125 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
             continue; // a dangling link
         };
         if meta.is_dir() {
-            collect(&path, out)?;
+            let id = (meta.dev(), meta.ino());
+            if ancestors.contains(&id) {
+                errors.push(ConfigFileError::Loop {
+                    path: path.display().to_string(),
+                });
+            } else if ancestors.len() > MAX_DEPTH {
+                errors.push(ConfigFileError::TooDeep {
+                    path: path.display().to_string(),
+                    limit: MAX_DEPTH,
+                });
+            } else {
+                ancestors.push(id);
+                collect(&path, ancestors, out, errors);
+                ancestors.pop();
+            }
         } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             out.push(path);
         }
     }
-    Ok(())
+}
+
+/// Reads one config file: a regular file (after symlinks) of at most [`MAX_FILE_BYTES`], in
+/// UTF-8. The file is opened without blocking (a FIFO swapped in after the check cannot hang
+/// the reader), checked again through the open handle, and read through a limit, so a file
+/// that grows while it is read still cannot make it read more than the limit.
+fn read_file(path: &Path, name: &str) -> Result<String, ConfigFileError> {
+    let io = |error: std::io::Error| ConfigFileError::Io {
+        path: name.to_owned(),
+        message: error.to_string(),
+    };
+    let regular = |meta: &std::fs::Metadata| -> Result<(), ConfigFileError> {
+        if meta.is_file() {
+            return Ok(());
+        }
+        Err(ConfigFileError::NotRegular {
+            path: name.to_owned(),
+            what: file_type_name(meta),
+        })
+    };
+    regular(&std::fs::metadata(path).map_err(io)?)?;
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    regular(&meta)?;
+    let too_large = |size| ConfigFileError::TooLarge {
+        path: name.to_owned(),
+        size,
+        limit: MAX_FILE_BYTES,
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        ConfigFileError::NotUtf8 {
+            path: name.to_owned(),
+            line: valid.iter().filter(|&&b| b == b'\n').count() + 1,
+            column: valid.len() - line_start + 1,
+        }
+    })
+}
+
+fn file_type_name(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Reads and parses the directory into one update.
 pub fn load(dir: &Path) -> SourceUpdate {
     match read_dir(dir) {
-        Ok(files) => parse(files, &mut ParseCache::default()),
+        Ok(contents) => parse(contents, &mut ParseCache::default()),
         Err(error) => unreadable(dir, &error),
     }
 }
 
-fn parse(files: Vec<(String, String)>, cache: &mut ParseCache) -> SourceUpdate {
-    match cache.load(files) {
-        Ok((store, warnings)) => SourceUpdate::Objects {
+/// Parses what was read. Files that could not be read reject the update, together with every
+/// problem of the files that could.
+fn parse(contents: DirContents, cache: &mut ParseCache) -> SourceUpdate {
+    let mut errors: Vec<String> = contents.errors.iter().map(ToString::to_string).collect();
+    match cache.load(contents.files) {
+        Ok((store, warnings)) if errors.is_empty() => SourceUpdate::Objects {
             store: Arc::new(store),
             warnings: warnings.iter().map(ToString::to_string).collect(),
         },
-        Err(errors) => SourceUpdate::Rejected {
-            errors: errors.iter().map(ToString::to_string).collect(),
-            warnings: Vec::new(),
+        Ok((_, warnings)) => SourceUpdate::Rejected {
+            errors,
+            warnings: warnings.iter().map(ToString::to_string).collect(),
         },
+        Err(load_errors) => {
+            errors.extend(load_errors.iter().map(ToString::to_string));
+            SourceUpdate::Rejected {
+                errors,
+                warnings: Vec::new(),
+            }
+        }
     }
 }
 
@@ -173,15 +364,15 @@ async fn publish(
     let mut owned = state.take().unwrap_or_default();
     let result = tokio::task::spawn_blocking(move || {
         let update = match read_dir(&dir) {
-            Ok(files) => {
+            Ok(contents) => {
                 let mut h = DefaultHasher::new();
-                files.hash(&mut h);
+                contents.hash(&mut h);
                 let fingerprint = Some(h.finish());
                 if fingerprint == owned.fingerprint {
                     None
                 } else {
                     owned.fingerprint = fingerprint;
-                    Some(parse(files, &mut owned.cache))
+                    Some(parse(contents, &mut owned.cache))
                 }
             }
             Err(error) => {
@@ -198,5 +389,126 @@ async fn publish(
         if let Some(update) = update {
             updates.send_replace(Some(update));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_testkit::harness::tempdir::TempDir;
+
+    const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n";
+
+    fn errors_of(dir: &Path) -> Vec<String> {
+        match load(dir) {
+            SourceUpdate::Rejected { errors, .. } => errors,
+            SourceUpdate::Objects { .. } => panic!("{} was accepted", dir.display()),
+        }
+    }
+
+    fn one_error_naming(dir: &Path, file: &str, words: &str) {
+        let errors = errors_of(dir);
+        let path = dir.join(file).display().to_string();
+        assert!(
+            errors.len() == 1 && errors[0].starts_with(&path) && errors[0].contains(words),
+            "expected one error naming {path} and saying {words:?}: {errors:#?}"
+        );
+    }
+
+    #[test]
+    fn a_fifo_is_refused_by_name_without_blocking() {
+        let dir = TempDir::new("gantry-files");
+        std::fs::write(dir.path().join("ok.yaml"), SERVICE).expect("write");
+        let status = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("pipe.yaml"))
+            .status()
+            .expect("mkfifo");
+        assert!(status.success());
+        one_error_naming(dir.path(), "pipe.yaml", "a FIFO");
+    }
+
+    #[test]
+    fn a_symlink_to_a_device_is_refused_by_name() {
+        let dir = TempDir::new("gantry-files");
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.yaml")).expect("symlink");
+        one_error_naming(dir.path(), "zero.yaml", "a character device");
+    }
+
+    #[test]
+    fn a_symlink_to_a_regular_file_is_read() {
+        let dir = TempDir::new("gantry-files");
+        std::fs::write(dir.path().join(".target"), SERVICE).expect("write");
+        std::os::unix::fs::symlink(dir.path().join(".target"), dir.path().join("link.yaml"))
+            .expect("symlink");
+        let contents = read_dir(dir.path()).expect("reads");
+        assert_eq!(contents.errors, []);
+        assert_eq!(contents.files.len(), 1);
+        assert_eq!(contents.files[0].1, SERVICE);
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_refused_by_name() {
+        let dir = TempDir::new("gantry-files");
+        let file = File::create(dir.path().join("big.yaml")).expect("create");
+        // Sparse: no disk space used.
+        file.set_len(MAX_FILE_BYTES + 1).expect("set_len");
+        one_error_naming(dir.path(), "big.yaml", "larger than the 8388608-byte limit");
+        file.set_len(MAX_FILE_BYTES).expect("set_len");
+        let contents = read_dir(dir.path()).expect("reads");
+        assert_eq!(contents.errors, [], "a file of exactly the limit is read");
+    }
+
+    #[test]
+    fn files_over_the_total_limit_are_refused() {
+        let dir = TempDir::new("gantry-files");
+        let files = MAX_TOTAL_BYTES / MAX_FILE_BYTES + 1;
+        for i in 0..files {
+            let file = File::create(dir.path().join(format!("f{i:02}.yaml"))).expect("create");
+            file.set_len(MAX_FILE_BYTES).expect("set_len");
+        }
+        let contents = read_dir(dir.path()).expect("reads");
+        let last = dir.path().join(format!("f{:02}.yaml", files - 1));
+        assert_eq!(
+            contents.errors,
+            [ConfigFileError::TotalTooLarge {
+                path: last.display().to_string(),
+                limit: MAX_TOTAL_BYTES
+            }]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_file_line_and_column() {
+        let dir = TempDir::new("gantry-files");
+        std::fs::write(dir.path().join("ok.yaml"), SERVICE).expect("write");
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        std::fs::write(dir.path().join("sub/bad.yaml"), b"a: 1\nb: \xff\n").expect("write");
+        one_error_naming(dir.path(), "sub/bad.yaml", "line 2, column 4");
+    }
+
+    #[test]
+    fn a_symlink_loop_is_refused_by_name() {
+        let dir = TempDir::new("gantry-files");
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        std::fs::write(dir.path().join("sub/ok.yaml"), SERVICE).expect("write");
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("sub/up")).expect("symlink");
+        one_error_naming(dir.path(), "sub/up", "symlink loop");
+    }
+
+    #[test]
+    fn unreadable_files_and_parse_errors_are_reported_together() {
+        let dir = TempDir::new("gantry-files");
+        std::fs::write(dir.path().join("broken.yaml"), "kind: [").expect("write");
+        std::os::unix::fs::symlink("/dev/null", dir.path().join("null.yaml")).expect("symlink");
+        let errors = errors_of(dir.path());
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(
+            errors.iter().any(|e| e.contains("null.yaml")),
+            "{errors:#?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("broken.yaml:1")),
+            "{errors:#?}"
+        );
     }
 }

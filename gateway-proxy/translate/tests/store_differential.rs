@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gantry_translate::goldens;
-use gantry_translate::store::load::{ParseCache, load_store};
+use gantry_translate::store::load::ParseCache;
 use gantry_translate::store::{Difference, Store};
 use gantry_translate::translate::{TranslateOptions, Translation, refresh_endpoints, translate};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
@@ -42,7 +42,8 @@ fn cases() -> Vec<Case> {
                 .to_string_lossy()
                 .replace(".in.yaml", "");
             let text = std::fs::read_to_string(&input).expect("readable input");
-            let (store, _) = load_store([("config.yaml", &text)])
+            let (store, _) = ParseCache::without_crd_validation()
+                .load([("config.yaml", &text)])
                 .unwrap_or_else(|e| panic!("{name} does not load: {e:?}"));
             let options = goldens::options(&name, &text).unwrap_or_else(|e| panic!("{e}"));
             let translation = translate(&store, &options);
@@ -73,8 +74,8 @@ fn a_warm_parse_cache_loads_what_a_cold_load_does() {
         .flat_map(|c| [c, c])
         .collect();
     let mut failures = Vec::new();
-    let mut same_name = ParseCache::default();
-    let mut new_names = ParseCache::default();
+    let mut same_name = ParseCache::without_crd_validation();
+    let mut new_names = ParseCache::without_crd_validation();
     let mut previous = "start";
     for (step, case) in order.iter().enumerate() {
         let moved = format!("step-{}.yaml", step % 3);
@@ -83,7 +84,9 @@ fn a_warm_parse_cache_loads_what_a_cold_load_does() {
             ("renamed file", &mut new_names, moved.as_str()),
         ] {
             let files = [(file, case.text.as_str()), ("kept.yaml", KEPT)];
-            let (cold, _) = load_store(files).expect("loads cold");
+            let (cold, _) = ParseCache::without_crd_validation()
+                .load(files)
+                .expect("loads cold");
             let (warm, _) = cache.load(files).expect("loads warm");
             if warm.difference(&cold) != Difference::Nothing || !same_endpoint_slices(&warm, &cold)
             {

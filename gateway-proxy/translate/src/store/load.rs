@@ -18,7 +18,7 @@ use gantry_crds::gateway::tlsroutes::TlsRoute;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use super::yaml::{Object, ParseIssue, Parsed, parse_documents};
+use super::yaml::{CrdValidation, Object, ParseIssue, Parsed, parse_documents_with};
 use crate::store::{DEFAULT_NAMESPACE, ObjectKey, Store};
 
 /// Why a bundle of objects could not be loaded into a [`Store`].
@@ -54,6 +54,7 @@ where
 #[derive(Debug, Default)]
 pub struct ParseCache {
     files: HashMap<String, ParsedFile>,
+    validation: CrdValidation,
 }
 
 #[derive(Debug)]
@@ -64,6 +65,14 @@ struct ParsedFile {
 }
 
 impl ParseCache {
+    /// A cache that checks only the types, not the CRDs' validation ([`CrdValidation::Off`]).
+    pub fn without_crd_validation() -> Self {
+        Self {
+            files: HashMap::new(),
+            validation: CrdValidation::Off,
+        }
+    }
+
     /// Like [`load_store`], reusing the parse of every file whose text is unchanged since the
     /// last call. Files not given this time are forgotten.
     pub fn load<O, T>(
@@ -84,7 +93,7 @@ impl ParseCache {
             let file = match self.files.entry(origin.to_owned()) {
                 Entry::Occupied(e) if e.get().text_hash == text_hash => e.into_mut(),
                 entry => {
-                    let (objects, issues) = parse_documents(text, origin);
+                    let (objects, issues) = parse_documents_with(text, origin, self.validation);
                     let parsed = ParsedFile {
                         text_hash,
                         objects,

@@ -4,7 +4,9 @@
 //! ever reads one. Maps are `BTreeMap`s so iteration order, and therefore translation, is
 //! deterministic.
 
+pub mod field_path;
 pub mod load;
+pub mod schema;
 mod secret;
 pub mod yaml;
 

@@ -2,7 +2,11 @@
 //!
 //! Parsing never stops at the first problem: every document is tried, and each problem becomes
 //! a [`ParseIssue`] naming the file and line. Unknown kinds are warnings (skipped); malformed
-//! documents are errors.
+//! documents are errors, and so is a document with a field its type does not have (a typo
+//! such as `hostnamez:` would otherwise be dropped silently, as strict field validation in
+//! `kubectl` refuses it) or one the Gateway API CRDs' validation would refuse ([`schema`]).
+//!
+//! [`schema`]: super::schema
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,6 +26,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use serde_saphyr::with_deserializer_from_str;
+
+use super::field_path::{FieldPath, Segment, line_of};
 use crate::store::DEFAULT_NAMESPACE;
 
 /// One object read from a file, with where it came from.
@@ -67,6 +74,23 @@ pub enum ParseIssue {
         name: String,
         message: String,
     },
+    #[error(
+        "{origin}: {kind} {name}: unknown field \"{field}\"; fix its spelling or remove it (the object is not loaded)"
+    )]
+    UnknownField {
+        origin: String,
+        kind: String,
+        name: String,
+        field: String,
+    },
+    #[error("{origin}: {kind} {name} is invalid: {field}: {message}")]
+    Rejected {
+        origin: String,
+        kind: String,
+        name: String,
+        field: String,
+        message: String,
+    },
     #[error("{origin}: skipped {api_version} {kind} {name}: not a kind the proxy reads")]
     UnknownKind {
         origin: String,
@@ -101,14 +125,34 @@ struct HeaderMeta {
 
 /// Parses every document of `text`. `origin` names the source (usually a file path).
 pub fn parse_documents(text: &str, origin: &str) -> (Vec<Parsed>, Vec<ParseIssue>) {
+    parse_documents_with(text, origin, CrdValidation::On)
+}
+
+/// Whether objects are checked against the Gateway API CRDs' validation ([`super::schema`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CrdValidation {
+    /// As the API server checks them: what it would refuse is an error. Standalone mode.
+    #[default]
+    On,
+    /// Only the types are checked: for the translator's golden cases, which also cover objects
+    /// an API server with older CRDs admits, so the translator's own handling stays tested.
+    Off,
+}
+
+/// [`parse_documents`], choosing whether the CRDs' validation applies.
+pub fn parse_documents_with(
+    text: &str,
+    origin: &str,
+    validation: CrdValidation,
+) -> (Vec<Parsed>, Vec<ParseIssue>) {
     let mut objects = Vec::new();
     let mut issues = Vec::new();
     for doc in split_documents(text) {
         let at = format!("{origin}:{}", doc.first_line);
-        match parse_document(doc, origin, &at) {
+        match parse_document(doc, origin, &at, validation) {
             Ok(Some(object)) => objects.push(Parsed { object, origin: at }),
             Ok(None) => {}
-            Err(issue) => issues.push(issue),
+            Err(found) => issues.extend(found),
         }
     }
     (objects, issues)
@@ -156,7 +200,12 @@ fn split_documents(text: &str) -> Vec<Document<'_>> {
     docs
 }
 
-fn parse_document(doc: Document<'_>, origin: &str, at: &str) -> Result<Option<Object>, ParseIssue> {
+fn parse_document(
+    doc: Document<'_>,
+    origin: &str,
+    at: &str,
+    validation: CrdValidation,
+) -> Result<Option<Object>, Vec<ParseIssue>> {
     let line_offset = doc.first_line as u64 - 1;
     let render = |err: &serde_saphyr::Error| {
         err.render_with_options(serde_saphyr::render_options! {
@@ -165,21 +214,26 @@ fn parse_document(doc: Document<'_>, origin: &str, at: &str) -> Result<Option<Ob
             source_name: Some(origin),
         })
     };
-    let value: Option<serde_json::Value> =
-        serde_saphyr::from_str(doc.text).map_err(|e| ParseIssue::Syntax {
+    let value: Option<serde_json::Value> = serde_saphyr::from_str(doc.text).map_err(|e| {
+        vec![ParseIssue::Syntax {
             origin: at.to_owned(),
             message: render(&e),
-        })?;
+        }]
+    })?;
     let Some(value) = value.filter(|v| !v.is_null()) else {
         return Ok(None);
     };
-    let header = Header::deserialize(&value).map_err(|e| ParseIssue::Syntax {
-        origin: at.to_owned(),
-        message: format!("not a Kubernetes object: {e}"),
+    let header = Header::deserialize(&value).map_err(|e| {
+        vec![ParseIssue::Syntax {
+            origin: at.to_owned(),
+            message: format!("not a Kubernetes object: {e}"),
+        }]
     })?;
-    let missing = |field| ParseIssue::MissingField {
-        origin: at.to_owned(),
-        field,
+    let missing = |field| {
+        vec![ParseIssue::MissingField {
+            origin: at.to_owned(),
+            field,
+        }]
     };
     let api_version = header.api_version.ok_or_else(|| missing("apiVersion"))?;
     let kind = header.kind.ok_or_else(|| missing("kind"))?;
@@ -193,6 +247,8 @@ fn parse_document(doc: Document<'_>, origin: &str, at: &str) -> Result<Option<Ob
     };
     let typed = TypedDoc {
         text: doc.text,
+        origin,
+        first_line: doc.first_line,
         at,
         kind: &kind,
         name: &display_name,
@@ -214,14 +270,30 @@ fn parse_document(doc: Document<'_>, origin: &str, at: &str) -> Result<Option<Ob
         (GW_V1 | GW_V1BETA1, "ReferenceGrant") => Object::ReferenceGrant(typed.parse(&value)?),
         (GW_V1 | GW_V1ALPHA3, "BackendTLSPolicy") => Object::BackendTlsPolicy(typed.parse(&value)?),
         _ => {
-            return Err(ParseIssue::UnknownKind {
+            return Err(vec![ParseIssue::UnknownKind {
                 origin: at.to_owned(),
                 api_version,
                 kind,
                 name: display_name,
-            });
+            }]);
         }
     };
+    let violations = match validation {
+        CrdValidation::On => super::schema::validate(&kind, &value),
+        CrdValidation::Off => Vec::new(),
+    };
+    if !violations.is_empty() {
+        return Err(violations
+            .into_iter()
+            .map(|v| ParseIssue::Rejected {
+                origin: typed.origin_of(&v.field),
+                kind: kind.clone(),
+                name: display_name.clone(),
+                field: v.field.to_string(),
+                message: v.message,
+            })
+            .collect());
+    }
     Ok(Some(object))
 }
 
@@ -233,6 +305,10 @@ const GW_V1ALPHA3: &str = "gateway.networking.k8s.io/v1alpha3";
 /// A document whose kind is known, ready to be deserialised into its type.
 struct TypedDoc<'a> {
     text: &'a str,
+    /// The file, and the line of the document's first line in it.
+    origin: &'a str,
+    first_line: usize,
+    /// `file:line` of the document.
     at: &'a str,
     kind: &'a str,
     name: &'a str,
@@ -242,19 +318,56 @@ struct TypedDoc<'a> {
 impl TypedDoc<'_> {
     /// Deserialises through a JSON value first (one YAML parse for the whole document); only
     /// when that fails is the text parsed again straight into `T`, which accepts the same
-    /// input YAML scalars can express and reports the error with its line and column.
-    fn parse<T: DeserializeOwned>(&self, value: &serde_json::Value) -> Result<Arc<T>, ParseIssue> {
-        if let Ok(object) = T::deserialize(value) {
-            return Ok(Arc::new(object));
-        }
-        serde_saphyr::from_str::<T>(self.text)
-            .map(Arc::new)
-            .map_err(|e| ParseIssue::Invalid {
+    /// input YAML scalars can express and reports the error with its line and column. Every
+    /// field `T` does not read is an error naming its path and line.
+    fn parse<T: DeserializeOwned>(
+        &self,
+        value: &serde_json::Value,
+    ) -> Result<Arc<T>, Vec<ParseIssue>> {
+        let mut unknown = Vec::new();
+        let parsed = serde_ignored::deserialize(value, |path| {
+            unknown.push(FieldPath::from_ignored(&path));
+        })
+        .or_else(|_| {
+            unknown.clear();
+            with_deserializer_from_str(self.text, |de| {
+                serde_ignored::deserialize(de, |path| {
+                    unknown.push(FieldPath::from_ignored(&path));
+                })
+            })
+        });
+        let object = parsed.map_err(|e| {
+            vec![ParseIssue::Invalid {
                 origin: self.at.to_owned(),
                 kind: self.kind.to_owned(),
                 name: self.name.to_owned(),
                 message: (self.render)(&e),
+            }]
+        })?;
+        // `apiVersion` and `kind` are read by the header, not by every type.
+        unknown.retain(|path| {
+            !matches!(path.0.as_slice(), [Segment::Key(k)] if k == "apiVersion" || k == "kind")
+        });
+        if unknown.is_empty() {
+            return Ok(Arc::new(object));
+        }
+        Err(unknown
+            .into_iter()
+            .map(|field| ParseIssue::UnknownField {
+                origin: self.origin_of(&field),
+                kind: self.kind.to_owned(),
+                name: self.name.to_owned(),
+                field: field.to_string(),
             })
+            .collect())
+    }
+
+    /// `file:line` of the field at `path`, or of the document when it cannot be found.
+    fn origin_of(&self, path: &FieldPath) -> String {
+        match line_of(self.text, path) {
+            Some(line) => format!("{}:{}", self.origin, line + self.first_line as u64 - 1),
+            None => self.at.to_owned(),
+        }
     }
 }
 
@@ -369,6 +482,106 @@ key: [unclosed
             matches!(&issues[2], ParseIssue::Syntax { .. }),
             "{:?}",
             issues[2]
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_is_an_error_naming_file_line_and_path() {
+        let text = "\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: apps
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: web
+  namespace: apps
+spec:
+  parentRefs:
+  - name: gw
+  hostnamez:
+  - app.example
+  rules:
+  - backendRefs:
+    - name: web
+      port: 80
+      wieght: 2
+";
+        let (objects, issues) = parse_documents(text, "routes.yaml");
+        assert_eq!(objects.len(), 1, "only the Namespace loads");
+        let messages: Vec<String> = issues.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                "routes.yaml:14: HTTPRoute apps/web: unknown field \"spec.hostnamez\"; fix its spelling or remove it (the object is not loaded)",
+                "routes.yaml:20: HTTPRoute apps/web: unknown field \"spec.rules[0].backendRefs[0].wieght\"; fix its spelling or remove it (the object is not loaded)",
+            ]
+        );
+        assert!(issues.iter().all(|i| !i.is_warning()));
+    }
+
+    #[test]
+    fn unknown_fields_of_core_kinds_are_errors_too() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  labels: {a: b}\nspec:\n  ports:\n  - port: 80\n    targetPrt: 8080\n";
+        let (_, issues) = parse_documents(text, "svc.yaml");
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert!(
+            issues[0]
+                .to_string()
+                .starts_with("svc.yaml:9: Service s: unknown field \"spec.ports[0].targetPrt\""),
+            "{}",
+            issues[0]
+        );
+    }
+
+    #[test]
+    fn known_fields_of_every_kind_are_not_reported() {
+        let text = "\
+apiVersion: v1
+kind: Secret
+metadata: {name: s, namespace: a, annotations: {x: y}}
+type: kubernetes.io/tls
+data: {tls.crt: YQ==}
+stringData: {tls.key: b}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: gantry
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
+status:
+  conditions: []
+";
+        let (objects, issues) = parse_documents(text, "a.yaml");
+        assert_eq!(issues, []);
+        assert_eq!(objects.len(), 2);
+    }
+
+    #[test]
+    fn an_object_the_crds_refuse_is_an_error_naming_the_field_and_its_line() {
+        let listeners: String = (0..65)
+            .map(|i| {
+                format!(
+                    "  - name: l{i}\n    port: {}\n    protocol: HTTP\n",
+                    1000 + i
+                )
+            })
+            .collect();
+        let text = format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: gw\nspec:\n  gatewayClassName: gantry\n  listeners:\n{listeners}"
+        );
+        let (objects, issues) = parse_documents(&text, "gw.yaml");
+        assert!(objects.is_empty());
+        let messages: Vec<String> = issues.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                "gw.yaml:7: Gateway gw is invalid: spec.listeners: Too many: 65: must have at most 64 items"
+            ]
         );
     }
 }
