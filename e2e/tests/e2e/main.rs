@@ -2,8 +2,8 @@
 
 mod backend_tls;
 mod backends;
-mod connections;
 mod config_files;
+mod connections;
 mod filters;
 mod grpc;
 mod hostile;
