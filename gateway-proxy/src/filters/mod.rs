@@ -8,7 +8,7 @@ mod headers;
 pub mod mirror;
 mod path;
 mod redirect;
-mod rewrite;
+pub mod rewrite;
 
 use http::header::HOST;
 use http::request::Parts;

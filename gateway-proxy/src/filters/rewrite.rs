@@ -34,19 +34,20 @@ impl UrlRewrite {
         }
         if let Some(modifier) = &self.path {
             let path = replace_path(modifier, request.uri.path(), context.matched_prefix);
-            let path_and_query = match request.uri.query() {
-                Some(query) => format!("{path}?{query}"),
-                None => path,
-            };
-            if let Ok(uri) = with_path_and_query(&request.uri, &path_and_query) {
+            if let Ok(uri) = with_path(&request.uri, &path) {
                 request.uri = uri;
             }
         }
     }
 }
 
-/// `uri` with its path and query replaced; scheme and authority are kept.
-fn with_path_and_query(uri: &Uri, path_and_query: &str) -> Result<Uri, http::Error> {
+/// `uri` with its path replaced; query, scheme and authority are kept. Used by URLRewrite and
+/// by path normalisation.
+pub fn with_path(uri: &Uri, path: &str) -> Result<Uri, http::Error> {
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
     let mut parts = uri.clone().into_parts();
     parts.path_and_query = Some(PathAndQuery::try_from(path_and_query)?);
     Ok(Uri::from_parts(parts)?)

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use http::header::{EXPECT, LOCATION};
 use http::request::Parts;
-use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -42,7 +41,7 @@ use super::headers::{
 use super::listener::ConnectionInfo;
 use super::request_checks::{self, Refusal};
 use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
-use crate::filters::{self, Deferred, FilterContext, RedirectResponse};
+use crate::filters::{self, Deferred, FilterContext, RedirectResponse, rewrite};
 use crate::routing::normalize::normalize_path;
 use crate::routing::{Lookup, RequestView, RouteEntry, Rule, Snapshot, normalize_host};
 use crate::upstream::{self, ProxyBody, upgrade};
@@ -115,7 +114,8 @@ async fn route<'s>(
     if let Cow::Owned(path) = normalize_path(parts.uri.path(), &options.paths)
         .map_err(|r| Refusal::bad_request(r.reason(), r.to_string()))?
     {
-        set_path(&mut parts, &path)?;
+        parts.uri = rewrite::with_path(&parts.uri, &path)
+            .map_err(|_| Refusal::bad_request("path_invalid", "invalid request path"))?;
     }
     let host = normalize_host(filters::host_header(&parts).unwrap_or("")).into_owned();
     record.set_host(&host);
@@ -327,20 +327,6 @@ fn redirect_response(
         modifier.apply(response.headers_mut());
     }
     Ok(response)
-}
-
-/// Replaces the request's path, keeping its query, scheme and authority.
-fn set_path(parts: &mut Parts, path: &str) -> Result<(), Refusal> {
-    let path_and_query = match parts.uri.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_owned(),
-    };
-    let invalid = |_| Refusal::bad_request("path_invalid", "invalid request path");
-    let mut uri = std::mem::take(&mut parts.uri).into_parts();
-    uri.path_and_query = Some(PathAndQuery::try_from(path_and_query).map_err(invalid)?);
-    parts.uri = Uri::from_parts(uri)
-        .map_err(|_| Refusal::bad_request("path_invalid", "invalid request path"))?;
-    Ok(())
 }
 
 /// Runs `future` under an optional time limit.

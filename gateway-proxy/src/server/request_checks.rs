@@ -159,7 +159,7 @@ pub fn validate_host(host: &str) -> Result<(), Refusal> {
     if host.is_empty() {
         return Ok(());
     }
-    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+    let port = if let Some(rest) = host.strip_prefix('[') {
         let Some((address, after)) = rest.split_once(']') else {
             return invalid("unclosed IPv6 literal");
         };
@@ -167,9 +167,9 @@ pub fn validate_host(host: &str) -> Result<(), Refusal> {
             return invalid("not an IPv6 address");
         }
         match after {
-            "" => (address, None),
+            "" => None,
             _ => match after.strip_prefix(':') {
-                Some(port) => (address, Some(port)),
+                Some(port) => Some(port),
                 None => return invalid("junk after the IPv6 literal"),
             },
         }
@@ -190,9 +190,8 @@ pub fn validate_host(host: &str) -> Result<(), Refusal> {
                 c.escape_debug()
             ));
         }
-        (name, port)
+        port
     };
-    let _ = name;
     if let Some(port) = port
         && !port.is_empty()
         && (!port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err())
