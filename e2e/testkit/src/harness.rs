@@ -267,6 +267,35 @@ impl Proxy {
         serde_json::from_slice(&r.body).expect("admin JSON")
     }
 
+    /// The value of one series of `/metrics` (`name` or `name{labels}`), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let reply = get(&format!("http://{}/metrics", self.admin))
+            .await
+            .expect("GET /metrics");
+        reply
+            .text()
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Polls `/metrics` until `series` equals `want` (10 s at most).
+    pub async fn wait_metric(&self, series: &str, want: f64) {
+        self.eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(25),
+            || async {
+                let value = self.metric(series).await;
+                if value == want {
+                    Ok(())
+                } else {
+                    Err(format!("{series} stayed at {value}, expected {want}"))
+                }
+            },
+        )
+        .await;
+    }
+
     /// What the proxy logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

@@ -109,18 +109,6 @@ async fn closed_by_peer(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
     out
 }
 
-/// One series of the proxy's `/metrics`.
-async fn metric(proxy: &Proxy, series: &str) -> u64 {
-    let metrics = get(&format!("http://{}/metrics", proxy.admin))
-        .await
-        .expect("metrics");
-    String::from_utf8_lossy(&metrics.body)
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Open descriptors and resident memory (KiB) of the proxy process.
 fn fds_and_rss(proxy: &Proxy) -> (usize, u64) {
     let pid = proxy.child.id();
@@ -205,10 +193,10 @@ async fn connections_that_do_nothing_are_closed() {
 
     // The HTTP/1 parser's own header timeout may close the keep-alive connection first.
     let idle = "gantry_downstream_connections_closed_total{reason=\"idle\"}";
-    assert!(metric(&proxy, idle).await >= 3);
+    assert!(proxy.metric(idle).await >= 3.0);
     assert_eq!(
-        metric(&proxy, "gantry_downstream_connections_active").await,
-        0
+        proxy.metric("gantry_downstream_connections_active").await,
+        0.0
     );
 }
 
@@ -220,22 +208,13 @@ async fn connections_over_the_limits_are_refused_and_the_admin_port_answers() {
         held.push(TcpStream::connect(env.addr).await.expect("connect"));
     }
     env.proxy
-        .eventually(
-            Duration::from_secs(10),
-            Duration::from_millis(20),
-            || async {
-                match metric(&env.proxy, "gantry_downstream_connections_active").await {
-                    20 => Ok(()),
-                    n => Err(format!("{n} connections active")),
-                }
-            },
-        )
+        .wait_metric("gantry_downstream_connections_active", 20.0)
         .await;
     // The 21st is closed on accept, before any byte.
     let mut refused = TcpStream::connect(env.addr).await.expect("connect");
     assert!(closed_by_peer(&mut refused).await.is_empty());
     let series = "gantry_downstream_connections_refused_total{reason=\"listener_limit\"}";
-    assert_eq!(metric(&env.proxy, series).await, 1);
+    assert_eq!(env.proxy.metric(series).await, 1.0);
     let health = get(&format!("http://{}/healthz", env.proxy.admin))
         .await
         .expect("healthz");
@@ -243,16 +222,7 @@ async fn connections_over_the_limits_are_refused_and_the_admin_port_answers() {
     // A place freed is a place taken.
     drop(held.pop());
     env.proxy
-        .eventually(
-            Duration::from_secs(10),
-            Duration::from_millis(20),
-            || async {
-                match metric(&env.proxy, "gantry_downstream_connections_active").await {
-                    19 => Ok(()),
-                    n => Err(format!("{n} connections active")),
-                }
-            },
-        )
+        .wait_metric("gantry_downstream_connections_active", 19.0)
         .await;
     let mut again = TcpStream::connect(env.addr).await.expect("connect");
     again
@@ -269,21 +239,12 @@ async fn connections_over_the_limits_are_refused_and_the_admin_port_answers() {
     let _a = TcpStream::connect(env.addr).await.expect("connect");
     let _b = TcpStream::connect(env.addr).await.expect("connect");
     env.proxy
-        .eventually(
-            Duration::from_secs(10),
-            Duration::from_millis(20),
-            || async {
-                match metric(&env.proxy, "gantry_downstream_connections_active").await {
-                    2 => Ok(()),
-                    n => Err(format!("{n} connections active")),
-                }
-            },
-        )
+        .wait_metric("gantry_downstream_connections_active", 2.0)
         .await;
     let mut refused = TcpStream::connect(env.addr).await.expect("connect");
     assert!(closed_by_peer(&mut refused).await.is_empty());
     let series = "gantry_downstream_connections_refused_total{reason=\"process_limit\"}";
-    assert_eq!(metric(&env.proxy, series).await, 1);
+    assert_eq!(env.proxy.metric(series).await, 1.0);
 }
 
 /// HTTP/2 clients that open streams with a zero window and never read: streams per connection
@@ -367,7 +328,7 @@ async fn http2_clients_that_never_read_cannot_exhaust_memory() {
         )
         .await;
     let stalled = "gantry_downstream_connections_closed_total{reason=\"stalled\"}";
-    assert_eq!(metric(&env.proxy, stalled).await, CONNECTIONS as u64);
+    assert_eq!(env.proxy.metric(stalled).await, CONNECTIONS as f64);
     drop(heads);
     drop(clients);
 }

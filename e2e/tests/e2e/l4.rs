@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gantry_testkit::harness::{Proxy, free_port, gateway_with_listeners_yaml, get, service_yaml};
+use gantry_testkit::harness::{Proxy, free_port, gateway_with_listeners_yaml, service_yaml};
 use gantry_testkit::stream_echo;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UdpSocket};
@@ -49,36 +49,6 @@ async fn greeting(port: u16) -> (String, BufReader<TcpStream>) {
         .expect("greeting within 5 s")
         .expect("reading the greeting");
     (line.trim_end().to_owned(), reader)
-}
-
-/// The value of an unlabelled metric in `/metrics`, 0 when absent.
-async fn metric(proxy: &Proxy, name: &str) -> f64 {
-    let reply = get(&format!("http://{}/metrics", proxy.admin))
-        .await
-        .expect("GET /metrics");
-    reply
-        .text()
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Polls `/metrics` until `name` equals `want` (10 s at most).
-async fn wait_metric(proxy: &Proxy, name: &str, want: f64) {
-    proxy
-        .eventually(
-            Duration::from_secs(10),
-            Duration::from_millis(25),
-            || async {
-                let value = metric(proxy, name).await;
-                if value == want {
-                    Ok(())
-                } else {
-                    Err(format!("{name} stayed at {value}, expected {want}"))
-                }
-            },
-        )
-        .await;
 }
 
 async fn tcp_backends(names: &[&str]) -> (String, Vec<SocketAddr>) {
@@ -188,12 +158,9 @@ async fn tcp_connections_to_an_invalid_backend_share_are_closed_and_counted() {
         (60..=140).contains(&closed),
         "1:1 gave {good} served and {closed} closed"
     );
-    wait_metric(
-        &proxy,
-        "gantry_l4_connections_rejected_total",
-        f64::from(closed),
-    )
-    .await;
+    proxy
+        .wait_metric("gantry_l4_connections_rejected_total", f64::from(closed))
+        .await;
     let status = proxy.status().await;
     let route = status
         .as_array()
@@ -282,13 +249,10 @@ async fn udp_route_keeps_a_session_per_client_and_expires_idle_ones() {
             );
         }
     }
-    assert_eq!(metric(&proxy, "gantry_udp_sessions_total").await, 3.0);
+    assert_eq!(proxy.metric("gantry_udp_sessions_total").await, 3.0);
     // Idle for longer than the timeout: every session closes.
-    wait_metric(&proxy, "gantry_udp_sessions_active", 0.0).await;
-    assert_eq!(
-        metric(&proxy, "gantry_udp_sessions_expired_total").await,
-        3.0
-    );
+    proxy.wait_metric("gantry_udp_sessions_active", 0.0).await;
+    assert_eq!(proxy.metric("gantry_udp_sessions_expired_total").await, 3.0);
 
     // A client that comes back gets a new session and its replies.
     let (_, socket) = &clients[0];
@@ -299,7 +263,7 @@ async fn udp_route_keeps_a_session_per_client_and_expires_idle_ones() {
         .expect("a reply within 5 s")
         .expect("UDP receive");
     assert_eq!(&buf[..len], b"dns:again");
-    assert_eq!(metric(&proxy, "gantry_udp_sessions_total").await, 4.0);
+    assert_eq!(proxy.metric("gantry_udp_sessions_total").await, 4.0);
 }
 
 #[tokio::test]
