@@ -374,18 +374,15 @@ async fn h2_send(port: u16, url: &str, host: Option<&str>) -> Answer {
         .send_request(request.body(Full::default()).unwrap())
         .await
         .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    answer(response).await
 }
 
 async fn send_request(client: &TestClient, request: Request<Full<Bytes>>) -> Answer {
-    let response = client.request(request).await.unwrap();
+    answer(client.request(request).await.unwrap()).await
+}
+
+/// A response read to its end.
+async fn answer(response: http::Response<hyper::body::Incoming>) -> Answer {
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.into_body().collect().await.unwrap().to_bytes();
