@@ -80,6 +80,7 @@ pub fn gateway_api_crds() -> Result<Vec<GeneratedFile>, CrdGenError> {
         ListenerSet::crd(),
         experimental::tcproutes::TcpRoute::crd(),
         experimental::udproutes::UdpRoute::crd(),
+        experimental::xbackendtrafficpolicies::XBackendTrafficPolicy::crd(),
     ];
     crds.into_iter()
         .map(|crd| {

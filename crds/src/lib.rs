@@ -13,8 +13,14 @@ pub const GROUP: &str = "gantry.dev";
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 
 /// Gateway API types (standard channel at the root, experimental under `experimental`).
+///
+/// HTTPRoute and GRPCRoute are the experimental channel's types: they are a superset of the
+/// standard ones and carry the rule fields Gantry implements beyond the standard channel of
+/// the `gateway-api` crate's release (`retry`, `sessionPersistence`). An object written against
+/// the standard CRDs reads the same.
 pub mod gateway {
     pub use gateway_api::*;
+    pub use gateway_api::experimental::{grpcroutes, httproutes};
 }
 
 pub use k8s_openapi;

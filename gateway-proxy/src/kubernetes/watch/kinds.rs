@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use ::kube::Resource;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
+use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
+use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
@@ -81,6 +83,7 @@ cluster_scoped! {
 
 namespaced! {
     Gateway => gateways,
+    ListenerSet => listener_sets,
     HttpRoute => http_routes,
     GrpcRoute => grpc_routes,
     TlsRoute => tls_routes,
@@ -88,6 +91,7 @@ namespaced! {
     UdpRoute => udp_routes,
     ReferenceGrant => reference_grants,
     BackendTlsPolicy => backend_tls_policies,
+    XBackendTrafficPolicy => backend_traffic_policies,
     Service => services,
     EndpointSlice => endpoint_slices,
     Secret => secrets,

@@ -40,6 +40,8 @@ use std::sync::Arc;
 use ::kube::runtime::watcher;
 use ::kube::{Api, Client};
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
+use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
+use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
 use gantry_crds::gateway::gatewayclasses::{GatewayClass, GatewayClassSpec};
@@ -362,6 +364,8 @@ fn spawn_watches(
         UdpRoute => "UDPRoute",
         ReferenceGrant => "ReferenceGrant",
         BackendTlsPolicy => "BackendTLSPolicy",
+        XBackendTrafficPolicy => "XBackendTrafficPolicy",
+        ListenerSet => "ListenerSet",
         Service => "Service",
         EndpointSlice => "EndpointSlice",
     }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
+use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
+use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
 use gantry_crds::gateway::gateways::Gateway;
@@ -172,6 +174,7 @@ impl Loader {
                 s.gateway_classes.insert(name_of(&o.metadata), o);
             }
             Object::Gateway(o) => insert_namespaced(&mut s.gateways, o),
+            Object::ListenerSet(o) => insert_namespaced(&mut s.listener_sets, o),
             Object::HttpRoute(o) => insert_namespaced(&mut s.http_routes, o),
             Object::GrpcRoute(o) => insert_namespaced(&mut s.grpc_routes, o),
             Object::TlsRoute(o) => insert_namespaced(&mut s.tls_routes, o),
@@ -182,6 +185,9 @@ impl Loader {
             }
             Object::BackendTlsPolicy(o) => {
                 insert_namespaced(&mut s.backend_tls_policies, o);
+            }
+            Object::XBackendTrafficPolicy(o) => {
+                insert_namespaced(&mut s.backend_traffic_policies, o);
             }
             Object::Service(o) => insert_namespaced(&mut s.services, o),
             Object::EndpointSlice(o) => {
@@ -240,6 +246,8 @@ with_meta!(
     UdpRoute,
     ReferenceGrant,
     BackendTlsPolicy,
+    XBackendTrafficPolicy,
+    ListenerSet,
     Service,
     EndpointSlice,
     Secret,

@@ -15,6 +15,8 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
+use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
+use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
@@ -70,6 +72,7 @@ pub struct Store {
     pub namespaces: BTreeMap<String, Arc<Namespace>>,
     pub gateway_classes: BTreeMap<String, Arc<GatewayClass>>,
     pub gateways: BTreeMap<ObjectKey, Arc<Gateway>>,
+    pub listener_sets: BTreeMap<ObjectKey, Arc<ListenerSet>>,
     pub http_routes: BTreeMap<ObjectKey, Arc<HttpRoute>>,
     pub grpc_routes: BTreeMap<ObjectKey, Arc<GrpcRoute>>,
     pub tls_routes: BTreeMap<ObjectKey, Arc<TlsRoute>>,
@@ -77,6 +80,7 @@ pub struct Store {
     pub udp_routes: BTreeMap<ObjectKey, Arc<UdpRoute>>,
     pub reference_grants: BTreeMap<ObjectKey, Arc<ReferenceGrant>>,
     pub backend_tls_policies: BTreeMap<ObjectKey, Arc<BackendTlsPolicy>>,
+    pub backend_traffic_policies: BTreeMap<ObjectKey, Arc<XBackendTrafficPolicy>>,
     pub services: BTreeMap<ObjectKey, Arc<Service>>,
     pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
     pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
@@ -123,9 +127,11 @@ impl Store {
         same(&self.services, &other.services)
             && same(&self.reference_grants, &other.reference_grants)
             && same(&self.backend_tls_policies, &other.backend_tls_policies)
+            && same(&self.backend_traffic_policies, &other.backend_traffic_policies)
             && same(&self.config_maps, &other.config_maps)
             && same(&self.secrets, &other.secrets)
             && same(&self.gateways, &other.gateways)
+            && same(&self.listener_sets, &other.listener_sets)
             && same(&self.gateway_classes, &other.gateway_classes)
     }
 
@@ -217,7 +223,7 @@ macro_rules! translated {
 
 translated!(
     with status: Namespace, GatewayClass, Gateway, HttpRoute, GrpcRoute, TlsRoute, TcpRoute,
-        UdpRoute, BackendTlsPolicy, Service;
+        UdpRoute, BackendTlsPolicy, XBackendTrafficPolicy, ListenerSet, Service;
     without: ReferenceGrant, EndpointSlice, Secret, ConfigMap
 );
 

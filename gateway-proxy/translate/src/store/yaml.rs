@@ -12,6 +12,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
+use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
+use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
@@ -45,6 +47,7 @@ pub enum Object {
     Namespace(Arc<Namespace>),
     GatewayClass(Arc<GatewayClass>),
     Gateway(Arc<Gateway>),
+    ListenerSet(Arc<ListenerSet>),
     HttpRoute(Arc<HttpRoute>),
     GrpcRoute(Arc<GrpcRoute>),
     TlsRoute(Arc<TlsRoute>),
@@ -52,6 +55,7 @@ pub enum Object {
     UdpRoute(Arc<UdpRoute>),
     ReferenceGrant(Arc<ReferenceGrant>),
     BackendTlsPolicy(Arc<BackendTlsPolicy>),
+    XBackendTrafficPolicy(Arc<XBackendTrafficPolicy>),
     Service(Arc<Service>),
     EndpointSlice(Arc<EndpointSlice>),
     Secret(Arc<Secret>),
@@ -265,8 +269,14 @@ fn parse_document(
         (GW_V1 | GW_V1BETA1, "HTTPRoute") => Object::HttpRoute(typed.parse(&value)?),
         (GW_V1, "GRPCRoute") => Object::GrpcRoute(typed.parse(&value)?),
         (GW_V1 | GW_V1ALPHA2 | GW_V1ALPHA3, "TLSRoute") => Object::TlsRoute(typed.parse(&value)?),
-        (GW_V1ALPHA2, "TCPRoute") => Object::TcpRoute(typed.parse(&value)?),
-        (GW_V1ALPHA2, "UDPRoute") => Object::UdpRoute(typed.parse(&value)?),
+        (GW_V1 | GW_V1ALPHA2, "TCPRoute") => Object::TcpRoute(typed.parse(&value)?),
+        (GW_V1 | GW_V1ALPHA2, "UDPRoute") => Object::UdpRoute(typed.parse(&value)?),
+        (GW_V1, "ListenerSet") | (GWX_V1ALPHA1, "XListenerSet") => {
+            Object::ListenerSet(typed.parse(&value)?)
+        }
+        (GWX_V1ALPHA1, "XBackendTrafficPolicy") => {
+            Object::XBackendTrafficPolicy(typed.parse(&value)?)
+        }
         (GW_V1 | GW_V1BETA1, "ReferenceGrant") => Object::ReferenceGrant(typed.parse(&value)?),
         (GW_V1 | GW_V1ALPHA3, "BackendTLSPolicy") => Object::BackendTlsPolicy(typed.parse(&value)?),
         _ => {
@@ -301,6 +311,8 @@ const GW_V1: &str = "gateway.networking.k8s.io/v1";
 const GW_V1BETA1: &str = "gateway.networking.k8s.io/v1beta1";
 const GW_V1ALPHA2: &str = "gateway.networking.k8s.io/v1alpha2";
 const GW_V1ALPHA3: &str = "gateway.networking.k8s.io/v1alpha3";
+/// The experimental group (`XListenerSet` is ListenerSet's name there; the fields are the same).
+const GWX_V1ALPHA1: &str = "gateway.networking.x-k8s.io/v1alpha1";
 
 /// A document whose kind is known, ready to be deserialised into its type.
 struct TypedDoc<'a> {
@@ -378,6 +390,7 @@ impl Object {
             Self::Namespace(_) => "Namespace",
             Self::GatewayClass(_) => "GatewayClass",
             Self::Gateway(_) => "Gateway",
+            Self::ListenerSet(_) => "ListenerSet",
             Self::HttpRoute(_) => "HTTPRoute",
             Self::GrpcRoute(_) => "GRPCRoute",
             Self::TlsRoute(_) => "TLSRoute",
@@ -385,6 +398,7 @@ impl Object {
             Self::UdpRoute(_) => "UDPRoute",
             Self::ReferenceGrant(_) => "ReferenceGrant",
             Self::BackendTlsPolicy(_) => "BackendTLSPolicy",
+            Self::XBackendTrafficPolicy(_) => "XBackendTrafficPolicy",
             Self::Service(_) => "Service",
             Self::EndpointSlice(_) => "EndpointSlice",
             Self::Secret(_) => "Secret",
@@ -397,6 +411,7 @@ impl Object {
             Self::Namespace(o) => &o.metadata,
             Self::GatewayClass(o) => &o.metadata,
             Self::Gateway(o) => &o.metadata,
+            Self::ListenerSet(o) => &o.metadata,
             Self::HttpRoute(o) => &o.metadata,
             Self::GrpcRoute(o) => &o.metadata,
             Self::TlsRoute(o) => &o.metadata,
@@ -404,6 +419,7 @@ impl Object {
             Self::UdpRoute(o) => &o.metadata,
             Self::ReferenceGrant(o) => &o.metadata,
             Self::BackendTlsPolicy(o) => &o.metadata,
+            Self::XBackendTrafficPolicy(o) => &o.metadata,
             Self::Service(o) => &o.metadata,
             Self::EndpointSlice(o) => &o.metadata,
             Self::Secret(o) => &o.metadata,

@@ -129,6 +129,13 @@ pub fn translate_filters(
                 ));
                 continue;
             }
+            HttpRouteRulesFiltersType::ExternalAuth => {
+                out.unsupported.get_or_insert(Problem::new(
+                    c::REASON_UNSUPPORTED_VALUE,
+                    format!("ExternalAuth filter is not supported by this proxy; requests to this rule get {answer}"),
+                ));
+                continue;
+            }
             HttpRouteRulesFiltersType::Cors => {
                 out.unsupported.get_or_insert(Problem::new(
                     c::REASON_UNSUPPORTED_VALUE,
