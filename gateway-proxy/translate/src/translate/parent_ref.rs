@@ -98,7 +98,8 @@ pub enum Attachment {
     Rejected(Problem),
     Attached {
         gateway: ObjectKey,
-        /// Listener indexes the route attaches to (counted in `attachedRoutes`).
+        /// Listener indexes the route attaches to (counted in `attachedRoutes`): selected by
+        /// the parentRef, admitting the route by `allowedRoutes`, sharing a hostname with it.
         attached: Vec<usize>,
         /// Of those, the listeners that also share a hostname with the route and are
         /// programmed: where the route is served.
@@ -120,10 +121,9 @@ pub struct RouteInfo<'a> {
 /// ParentReference: `sectionName` names a listener and `port` selects listeners on that
 /// port (both must match when both are set; neither selects every listener). A listener
 /// admits the route if its `allowedRoutes` kinds include the route's kind and its namespace
-/// policy admits the route's namespace; that alone is attachment (ListenerStatus
-/// `attachedRoutes`: "based solely on the combination of the AllowedRoutes field ... and the
-/// Route's ParentRefs field"). The route is then served on attached listeners whose
-/// hostname intersects the route's hostnames.
+/// policy admits the route's namespace. Of those, the listeners whose hostname intersects the
+/// route's hostnames count it in `attachedRoutes` (only routes accepted there count) and serve
+/// it where they are programmed.
 pub fn attach(
     store: &Store,
     gateways: &BTreeMap<ObjectKey, GatewayState>,
@@ -194,6 +194,12 @@ pub fn attach(
             ),
         );
     }
+    // A listener that shares no hostname with the route does not count it either. The route
+    // is not accepted there ("If both the Listener and HTTPRoute have specified hostnames, and
+    // none match ..., then the HTTPRoute is not accepted"), and `ListenerStatus.attachedRoutes`
+    // "represents the number of Routes with the Accepted condition set to "True" that have
+    // been attached to this Listener. Routes with any other value for the Accepted condition
+    // MUST NOT be included in this count."
     let matching: Vec<usize> = attached
         .iter()
         .copied()
@@ -232,7 +238,7 @@ pub fn attach(
     };
     Attachment::Attached {
         gateway: key,
-        attached,
+        attached: matching,
         served,
         problem,
     }
