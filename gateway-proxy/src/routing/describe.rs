@@ -127,7 +127,8 @@ fn describe_ports(snapshot: &Snapshot, out: &mut String) {
 }
 
 fn describe_l4(snapshot: &Snapshot, out: &mut String) {
-    for (port, table) in sorted(&snapshot.ports.l4.ports) {
+    let l4 = &snapshot.ports.l4;
+    for (port, table) in sorted(&l4.ports).into_iter().chain(sorted(&l4.udp_ports)) {
         line(out, 0, format_args!("l4 port {port} {:?}", table.protocol));
         for (l, listener) in table.listeners.iter().enumerate() {
             line(

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use super::host::HostIndex;
 use gantry_translate::ir::{Ir, L4BackendIr, L4RouteIr, PortProtocol};
 
-/// The L4 routes of every TCP, UDP and TLS port.
+/// The L4 routes of every TCP, UDP and TLS port. A UDP port and a TCP-based port may have
+/// the same number (different sockets), so they are kept apart.
 #[derive(Debug, Default)]
 pub struct L4Tables {
     pub(super) ports: HashMap<u16, L4PortTable>,
+    pub(super) udp_ports: HashMap<u16, L4PortTable>,
 }
 
 /// One port's listeners, in IR order (most specific hostname first).
@@ -55,11 +57,9 @@ pub struct L4Backend {
 
 impl L4Tables {
     pub fn compile(ir: &Ir) -> Self {
-        let ports = ir
-            .ports
-            .iter()
-            .filter(|p| p.protocol != PortProtocol::Http)
-            .map(|p| {
+        let mut tables = Self::default();
+        for p in ir.ports.iter().filter(|p| p.protocol != PortProtocol::Http) {
+            let table = {
                 let listeners = p
                     .listeners
                     .iter()
@@ -70,20 +70,29 @@ impl L4Tables {
                         table
                     })
                     .collect();
-                (
-                    p.port,
-                    L4PortTable {
-                        protocol: p.protocol,
-                        listeners,
-                    },
-                )
-            })
-            .collect();
-        Self { ports }
+                L4PortTable {
+                    protocol: p.protocol,
+                    listeners,
+                }
+            };
+            let map = if p.protocol == PortProtocol::Udp {
+                &mut tables.udp_ports
+            } else {
+                &mut tables.ports
+            };
+            map.insert(p.port, table);
+        }
+        tables
     }
 
+    /// The table of a TCP-based port (TLS or TCP).
     pub fn port(&self, port: u16) -> Option<&L4PortTable> {
         self.ports.get(&port)
+    }
+
+    /// The table of a UDP port.
+    pub fn udp_port(&self, port: u16) -> Option<&L4PortTable> {
+        self.udp_ports.get(&port)
     }
 }
 

@@ -177,7 +177,7 @@ async fn open_upstream(snapshot: &Snapshot, port: u16) -> Result<UdpSocket, Forw
     let route = snapshot
         .ports
         .l4
-        .port(port)
+        .udp_port(port)
         .and_then(|t| t.only_route())
         .map(AsRef::as_ref);
     let addr = choose_endpoint(snapshot, route)?;

@@ -43,19 +43,21 @@ impl Collected {
             .push(candidate);
     }
 
-    /// One [`PortIr`] per port of the programmed listeners, sorted by port; listeners most
-    /// specific hostname first.
+    /// One [`PortIr`] per port and transport of the programmed listeners, sorted by port (a
+    /// TCP-based port before a UDP port of the same number); listeners most specific hostname
+    /// first.
     ///
-    /// Listeners of one Gateway that share a port share its protocol (else they conflict);
-    /// when listeners of several Gateways disagree, the port keeps the protocol of the first
-    /// Gateway by `namespace/name` and serves only its compatible listeners.
+    /// Listeners that share a port and transport share its protocol: otherwise they conflict,
+    /// within a Gateway (`listener`) and across the Gateways one proxy serves
+    /// (`shared_ports`), and the losers are not programmed. Should two still disagree, the
+    /// port keeps the protocol of the first by `namespace/name`.
     ///
     /// With the ports, what older L4 routes take from newer ones on each listener.
     pub fn into_ports(
         mut self,
         gateways: &BTreeMap<ObjectKey, GatewayState>,
     ) -> (Vec<PortIr>, Superseded) {
-        let mut ports: BTreeMap<u16, (PortProtocol, Vec<ListenerIr>)> = BTreeMap::new();
+        let mut ports: BTreeMap<(u16, bool), (PortProtocol, Vec<ListenerIr>)> = BTreeMap::new();
         let mut superseded = Superseded::new();
         for (key, gateway) in gateways {
             for (index, listener) in gateway.listeners.iter().enumerate() {
@@ -69,7 +71,7 @@ impl Collected {
                     .unwrap_or_default();
                 let protocol = port_protocol(&listener.protocol);
                 let (port_protocol, listeners) = ports
-                    .entry(listener.port)
+                    .entry((listener.port, protocol == PortProtocol::Udp))
                     .or_insert_with(|| (protocol, Vec::new()));
                 if *port_protocol != protocol {
                     // Gateways merged onto one proxy that use a port with protocols that
@@ -93,7 +95,7 @@ impl Collected {
         }
         let ports = ports
             .into_iter()
-            .map(|(port, (protocol, mut listeners))| {
+            .map(|((port, _udp), (protocol, mut listeners))| {
                 listeners.sort_by(|a, b| {
                     hostname::most_specific_first(
                         a.hostname.as_deref().unwrap_or(hostname::ANY),

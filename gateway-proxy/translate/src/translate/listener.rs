@@ -41,14 +41,19 @@ fn served_kinds(protocol: &str) -> Option<&'static [&'static str]> {
 const SERVED_PROTOCOLS: &str = "HTTP, HTTPS, TLS, TCP, UDP";
 
 /// Protocols whose listeners are told apart by hostname on a shared port.
-fn distinct_by_hostname(protocol: &str) -> bool {
+pub(super) fn distinct_by_hostname(protocol: &str) -> bool {
     matches!(protocol, "HTTP" | "HTTPS" | "TLS")
+}
+
+/// Whether a listener of this protocol listens on a UDP socket (all others use TCP).
+pub fn is_udp(protocol: &str) -> bool {
+    protocol == "UDP"
 }
 
 /// Protocols that can share a port: HTTPS and TLS listeners are both chosen by the
 /// ClientHello's SNI, so they mix on one port (and must then differ in hostname); any other
 /// protocol needs a port of its own.
-fn share_a_port(a: &str, b: &str) -> bool {
+pub(super) fn share_a_port(a: &str, b: &str) -> bool {
     a == b || (listener_tls::has_tls(a) && listener_tls::has_tls(b))
 }
 
@@ -289,9 +294,11 @@ fn route_kinds(l: &GatewayListeners, served: &[&str]) -> (Vec<RouteGroupKind>, O
 /// protocol, HTTPS and TLS aside, which SNI tells apart on one port (else
 /// `ProtocolConflict`), and for HTTP, HTTPS and TLS must differ in hostname (else
 /// `HostnameConflict`, also between an HTTPS and a TLS listener: SNI could not choose);
-/// TCP and UDP listeners cannot share a port at all. No
-/// conflicting listener wins: all of them are marked. Listeners with a protocol outside the
-/// Gateway API's set, or an invalid port, take no part.
+/// two TCP or two UDP listeners cannot share a port at all. A UDP listener and a listener of a
+/// TCP-based protocol are distinct on one port number (GEP-2644): they listen on different
+/// sockets and never see each other's traffic. No conflicting listener wins: all of them are
+/// marked. Listeners with a protocol outside the Gateway API's set, or an invalid port, take
+/// no part.
 fn conflict_of(listeners: &[GatewayListeners], i: usize) -> Option<Problem> {
     let me = &listeners[i];
     if !KNOWN_PROTOCOLS.contains(&me.protocol.as_str()) {
@@ -301,7 +308,10 @@ fn conflict_of(listeners: &[GatewayListeners], i: usize) -> Option<Problem> {
         .iter()
         .enumerate()
         .filter(|(j, l)| {
-            *j != i && l.port == me.port && KNOWN_PROTOCOLS.contains(&l.protocol.as_str())
+            *j != i
+                && l.port == me.port
+                && KNOWN_PROTOCOLS.contains(&l.protocol.as_str())
+                && is_udp(&l.protocol) == is_udp(&me.protocol)
         })
         .map(|(_, l)| l)
         .collect();

@@ -28,6 +28,7 @@ mod precedence;
 pub(crate) mod reference_grant;
 mod route_cache;
 mod routes;
+mod shared_ports;
 mod timeouts;
 
 use std::sync::Arc;
@@ -135,6 +136,7 @@ fn translate_with(
 ) -> Translation {
     let (classes, mut statuses) = gateway_class::our_classes(store, options);
     let mut gateways = gateway::our_gateways(store, &classes, options);
+    shared_ports::mark_conflicts(store, &mut gateways);
     let mut backend_tls = backend_tls::BackendTls::resolve(store, &gateways);
     let mut attacher = Attacher::new(store, &options.controller_name, &gateways);
     let exclusions = cross_serving::exclusions(store, &gateways);
