@@ -9,8 +9,8 @@
 //!   Entries for Gateways a route no longer references are removed.
 //! - Policies (BackendTLSPolicy): only `ancestors[]` entries of our controller for Gateways this
 //!   proxy serves, written exactly as route parents are.
-//! - Gateway `ResolvedRefs` (the backend client certificate), with `Programmed`, when the
-//!   translation sets it.
+//! - Gateway `ResolvedRefs` (the backend client certificate) and
+//!   `InsecureFrontendValidationMode`, with `Programmed`, when the translation sets them.
 //!
 //! A write happens only when the status differs from the live object, ignoring
 //! `lastTransitionTime`; a condition whose status did not change keeps its time. Only the
@@ -51,11 +51,14 @@ use gantry_translate::store::{ObjectKey, Store};
 
 /// The field manager of everything the proxy applies.
 pub const FIELD_MANAGER: &str = "gantry-proxy";
-/// The Gateway conditions the proxy owns: `Programmed`, and `ResolvedRefs` when it reports on
-/// the backend client certificate.
+/// The Gateway conditions the proxy owns: `Programmed`, `ResolvedRefs` when it reports on
+/// the backend client certificate, and `InsecureFrontendValidationMode` when frontend TLS
+/// validation lets clients without a valid certificate in.
 const PROGRAMMED: &str = "Programmed";
 const RESOLVED_REFS: &str = "ResolvedRefs";
-const OWNED_GATEWAY_CONDITIONS: [&str; 2] = [PROGRAMMED, RESOLVED_REFS];
+const INSECURE_FRONTEND_VALIDATION_MODE: &str = "InsecureFrontendValidationMode";
+const OWNED_GATEWAY_CONDITIONS: [&str; 3] =
+    [PROGRAMMED, RESOLVED_REFS, INSECURE_FRONTEND_VALIDATION_MODE];
 const GATEWAY_GROUP: &str = gantry_crds::GATEWAY_GROUP;
 /// Attempts at a route status write that keeps conflicting.
 const MAX_ATTEMPTS: usize = 5;

@@ -8,12 +8,14 @@ pub const PROGRAMMED: &str = "Programmed";
 pub const RESOLVED_REFS: &str = "ResolvedRefs";
 pub const CONFLICTED: &str = "Conflicted";
 pub const PARTIALLY_INVALID: &str = "PartiallyInvalid";
+pub const INSECURE_FRONTEND_VALIDATION_MODE: &str = "InsecureFrontendValidationMode";
 
 // GatewayClass and Gateway reasons.
 pub const REASON_ACCEPTED: &str = "Accepted";
 pub const REASON_PROGRAMMED: &str = "Programmed";
 pub const REASON_INVALID: &str = "Invalid";
 pub const REASON_LISTENERS_NOT_VALID: &str = "ListenersNotValid";
+pub const REASON_CONFIGURATION_CHANGED: &str = "ConfigurationChanged";
 
 // Listener reasons.
 pub const REASON_NO_CONFLICTS: &str = "NoConflicts";

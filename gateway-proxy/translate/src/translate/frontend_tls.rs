@@ -61,6 +61,28 @@ macro_rules! refs_and_mode {
     }};
 }
 
+/// Whether `spec.tls.frontend` sets `AllowInsecureFallback`, by default or for some port.
+pub fn allows_insecure_fallback(gateway: &Gateway) -> bool {
+    let Some(frontend) = gateway.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) else {
+        return false;
+    };
+    let default = frontend.default.validation.as_ref().is_some_and(|v| {
+        matches!(
+            v.mode,
+            Some(GatewayTlsFrontendDefaultValidationMode::AllowInsecureFallback)
+        )
+    });
+    default
+        || frontend.per_port.iter().flatten().any(|p| {
+            p.tls.validation.as_ref().is_some_and(|v| {
+                matches!(
+                    v.mode,
+                    Some(GatewayTlsFrontendPerPortTlsValidationMode::AllowInsecureFallback)
+                )
+            })
+        })
+}
+
 /// The validation that applies to HTTPS listeners on `port`: the `perPort` entry for the port
 /// when there is one ("Once set this configuration overrides the default configuration for
 /// all Listeners handling HTTPS traffic that match this port"), else `default`.

@@ -6,7 +6,7 @@ use gantry_crds::gateway::gateways::Gateway;
 
 use super::conditions::{self as c, Problem};
 use super::listener::{ListenerState, validate_listeners};
-use super::listener_tls;
+use super::{frontend_tls, listener_tls};
 use super::{API_VERSION, TranslateOptions, generation_of};
 use crate::status::{GatewayStatus, ObjectStatus, StatusBody};
 use crate::store::{ObjectKey, Store};
@@ -17,6 +17,9 @@ pub struct GatewayState {
     pub key: ObjectKey,
     pub generation: i64,
     pub listeners: Vec<ListenerState>,
+    /// `spec.tls.frontend` lets clients without a valid certificate in (`AllowInsecureFallback`
+    /// by default or on some port): the Gateway says so in `InsecureFrontendValidationMode`.
+    pub insecure_frontend_validation: bool,
 }
 
 /// The Gateways we serve: those whose class is ours, narrowed to `options.gateways` when set.
@@ -54,6 +57,7 @@ fn gateway_state(store: &Store, key: &ObjectKey, gw: &Gateway) -> GatewayState {
         key: key.clone(),
         generation: generation_of(&gw.metadata),
         listeners,
+        insecure_frontend_validation: frontend_tls::allows_insecure_fallback(gw),
     }
 }
 
@@ -121,6 +125,18 @@ impl GatewayState {
                 generation,
             )
         };
+        let mut conditions = vec![accepted, programmed_cond];
+        if self.insecure_frontend_validation {
+            // Gateway API: "This reason MUST be set for GatewayConditionInsecureFrontendValidationMode
+            // when client change FrontendValidationModeType for a Gateway or per port override
+            // to `AllowInsecureFallback`."
+            conditions.push(c::ok(
+                c::INSECURE_FRONTEND_VALIDATION_MODE,
+                c::REASON_CONFIGURATION_CHANGED,
+                "spec.tls.frontend uses AllowInsecureFallback: HTTPS clients without a valid certificate are let in; use AllowValidOnly to require one",
+                generation,
+            ));
+        }
         ObjectStatus {
             api_version: API_VERSION.to_owned(),
             kind: "Gateway".to_owned(),
@@ -128,7 +144,7 @@ impl GatewayState {
             name: self.key.name.clone(),
             status: StatusBody::Gateway(GatewayStatus {
                 addresses: Vec::new(),
-                conditions: vec![accepted, programmed_cond],
+                conditions,
                 listeners: self
                     .listeners
                     .iter()
