@@ -3,6 +3,7 @@
 //! Secrets or ConfigMaps its Gateways reference), and the shared fleet when the class's
 //! topology is Shared.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +13,10 @@ use gantry_crds::gateway::gateways::Gateway;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::params::Topology;
 use gantry_crds::{CONTROLLER_NAME, GatewayParameters};
+use gantry_translate::features;
 use gantry_translate::store::{ObjectKey, Store};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -27,47 +29,6 @@ use crate::infra::apply::is_not_found;
 use crate::infra::names::{self, FIELD_MANAGER};
 use crate::infra::plan::{self, FleetRef};
 use crate::params::FleetParameters;
-
-/// Features the proxy implements (GEP-2162 names), reported in `status.supportedFeatures`.
-/// Keep in step with the proxy; the conformance suite reads this list.
-pub const SUPPORTED_FEATURES: &[&str] = &[
-    "Gateway",
-    "HTTPRoute",
-    "GRPCRoute",
-    "TCPRoute",
-    "UDPRoute",
-    "TLSRoute",
-    "TLSRouteModeTerminate",
-    "TLSRouteModeMixed",
-    "ReferenceGrant",
-    "BackendTLSPolicy",
-    "BackendTLSPolicySANValidation",
-    "GatewayBackendClientCertificate",
-    "HTTPRouteHostRewrite",
-    "HTTPRouteMethodMatching",
-    "HTTPRouteQueryParamMatching",
-    "HTTPRoutePathRedirect",
-    "HTTPRoutePathRewrite",
-    "HTTPRoutePortRedirect",
-    "HTTPRouteSchemeRedirect",
-    "HTTPRouteRequestMirror",
-    "HTTPRouteRequestPercentageMirror",
-    "HTTPRouteResponseHeaderModification",
-    "HTTPRouteRequestTimeout",
-    "HTTPRouteBackendTimeout",
-    "HTTPRouteBackendProtocolH2C",
-    "HTTPRouteBackendProtocolWebSocket",
-    "HTTPRouteBackendRequestHeaderModification",
-    "HTTPRouteDestinationPortMatching",
-    "HTTPRouteParentRefPort",
-    "HTTPRoute303RedirectStatusCode",
-    "HTTPRoute307RedirectStatusCode",
-    "HTTPRoute308RedirectStatusCode",
-    "GatewayPort8080",
-    "GatewayFrontendClientCertificateValidation",
-    "GatewayFrontendClientCertificateValidationInsecureFallback",
-    "GatewayHTTPSListenerDetectMisdirectedRequests",
-];
 
 /// Requeue interval once everything is in shape (a safety net; watches drive the rest).
 const RESYNC: Duration = Duration::from_secs(300);
@@ -284,6 +245,37 @@ pub fn available(deployment: &Deployment) -> bool {
     current && (wanted == 0 || status.available_replicas.unwrap_or(0) >= 1)
 }
 
+/// The optional kinds ([`features::OPTIONAL_KINDS`]) the API server serves at a version the
+/// proxy reads: a list of one object at each version, newest first, until one answers. Only a
+/// `404` (the CRD is not installed, or not served at that version) counts as missing; any
+/// other answer counts as served, so a passing error never withdraws a feature.
+async fn served_kinds(ctx: &Context) -> BTreeSet<&'static str> {
+    let mut served = BTreeSet::new();
+    for kind in features::OPTIONAL_KINDS {
+        for version in kind.versions {
+            let resource = ApiResource {
+                group: kind.group.to_owned(),
+                version: (*version).to_owned(),
+                api_version: format!("{}/{version}", kind.group),
+                kind: kind.kind.to_owned(),
+                plural: kind.plural.to_owned(),
+            };
+            let api: Api<DynamicObject> = match ctx.namespace() {
+                Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &resource),
+                None => Api::all_with(ctx.client.clone(), &resource),
+            };
+            match api.list(&ListParams::default().limit(1)).await {
+                Err(e) if is_not_found(&e) => continue,
+                _ => {
+                    served.insert(kind.kind);
+                    break;
+                }
+            }
+        }
+    }
+    served
+}
+
 /// Server-side applies `Accepted` and `supportedFeatures`, when they changed. A
 /// namespace-scoped install writes no GatewayClass status: the class is cluster-scoped, which
 /// no Role can grant, and it is never read there.
@@ -293,12 +285,14 @@ async fn write_status(ctx: &Context, class: &GatewayClass, accepted: &Wanted) ->
     }
     let status = class.status.as_ref();
     let existing = conditions::find(status.and_then(|s| s.conditions.as_ref()), "Accepted");
-    let features: Vec<GatewayClassStatusSupportedFeatures> = SUPPORTED_FEATURES
-        .iter()
-        .map(|name| GatewayClassStatusSupportedFeatures {
-            name: name.to_string(),
-        })
-        .collect();
+    let served = served_kinds(ctx).await;
+    let features: Vec<GatewayClassStatusSupportedFeatures> =
+        features::supported(|kind| served.contains(kind))
+            .into_iter()
+            .map(|name| GatewayClassStatusSupportedFeatures {
+                name: name.to_owned(),
+            })
+            .collect();
     let same_features = status.and_then(|s| s.supported_features.as_ref()) == Some(&features);
     if existing.is_some_and(|c| accepted.matches(c)) && same_features {
         return Ok(());

@@ -348,6 +348,26 @@ impl ApiServer {
             .remove(&(resource.to_owned(), namespace.to_owned()));
     }
 
+    /// Answers requests for `resource` at `version` only (`v1alpha2`) with `404`, as the API
+    /// server does for a version the CRD lists with `served: false`; other versions still
+    /// serve the same objects, as conversion does.
+    pub fn unserve_version(&self, resource: &str, version: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .unserved
+            .insert(format!("{resource}@{version}"));
+    }
+
+    fn is_unserved(&self, target: &Target) -> bool {
+        let state = self.state.lock().unwrap();
+        let version = target.api_version.rsplit('/').next().unwrap_or_default();
+        state.unserved.contains(&target.resource)
+            || state
+                .unserved
+                .contains(&format!("{}@{version}", target.resource))
+    }
+
     /// Serves `resource` again (the CRD got installed).
     pub fn serve(&self, resource: &str) {
         self.state.lock().unwrap().unserved.remove(resource);
@@ -424,20 +444,11 @@ impl ApiServer {
         };
         let response = match Target::parse(&path) {
             None => status(404, "NotFound", &format!("no route for {path}")),
-            Some(target)
-                if self
-                    .state
-                    .lock()
-                    .unwrap()
-                    .unserved
-                    .contains(&target.resource) =>
-            {
-                status(
-                    404,
-                    "NotFound",
-                    "the server could not find the requested resource",
-                )
-            }
+            Some(target) if self.is_unserved(&target) => status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ),
             Some(target)
                 if self
                     .state

@@ -6,8 +6,8 @@ use gantry_crds::gateway::gateways::Gateway;
 
 use super::conditions::{self as c, Problem};
 use super::listener::{ListenerState, validate_listeners};
-use super::{frontend_tls, listener_tls};
 use super::{API_VERSION, TranslateOptions, generation_of};
+use super::{frontend_tls, listener_tls};
 use crate::status::{GatewayStatus, ObjectStatus, StatusBody};
 use crate::store::{ObjectKey, Store};
 
