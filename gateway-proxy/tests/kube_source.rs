@@ -328,6 +328,51 @@ async fn a_route_kind_whose_crd_is_missing_does_not_block_readiness() {
     .await;
 }
 
+/// Gateway API v1.6's standard channel serves TCPRoute and UDPRoute at `v1` only: the watch
+/// finds that version and reads routes there (and never lists the unserved `v1alpha2` again);
+/// where only `v1alpha2` is served (older releases), it reads that.
+#[tokio::test]
+async fn route_kinds_are_watched_at_the_newest_version_served() {
+    let server = ApiServer::start().await;
+    seed(&server, free_port(), start_backend().await);
+    server.unserve_version("tcproutes", "v1alpha2");
+    server.unserve_version("udproutes", "v1");
+    let route = |kind: &str, version: &str| {
+        serde_json::json!({"apiVersion": format!("gateway.networking.k8s.io/{version}"), "kind": kind,
+            "metadata": {"name": "t", "namespace": "default"},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "echo", "port": 80}]}]}})
+    };
+    server.apply("tcproutes", route("TCPRoute", "v1"));
+    server.apply("udproutes", route("UDPRoute", "v1alpha2"));
+    server.take_requests();
+    let updates = start_source(&server);
+    store_where(
+        &updates,
+        "TCPRoute read at v1 and UDPRoute at v1alpha2",
+        |s| s.tcp_routes.len() == 1 && s.udp_routes.len() == 1,
+    )
+    .await;
+    let requests = server.take_requests();
+    // The watch's own list (not a one-object probe) went to the version found.
+    let listed = |path: &str| {
+        requests.iter().any(|r| {
+            r.path == path && r.status == 200 && !r.query.split('&').any(|p| p == "limit=1")
+        })
+    };
+    assert!(listed("/apis/gateway.networking.k8s.io/v1/tcproutes"));
+    assert!(listed("/apis/gateway.networking.k8s.io/v1alpha2/udproutes"));
+    let unserved_lists = requests
+        .iter()
+        .filter(|r| r.status == 404)
+        .map(|r| r.line())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        unserved_lists,
+        ["GET /apis/gateway.networking.k8s.io/v1/udproutes".to_owned()],
+        "only the one probe of an unserved version"
+    );
+}
+
 #[tokio::test]
 async fn a_class_fleet_sees_only_its_class_and_its_gateways() {
     use gantry_proxy::kubernetes::watch::Scope;

@@ -434,3 +434,36 @@ async fn settled(server: &ApiServer, updates: &watch::Receiver<Option<SourceUpda
     })
     .await;
 }
+
+/// A TCPRoute's status goes to the version the API server serves: `v1` where it is (Gateway
+/// API v1.6), `v1alpha2` where `v1` is not (older releases).
+#[tokio::test]
+async fn tcp_route_status_is_written_at_the_version_served() {
+    for (unserved, expected) in [("v1alpha2", "v1"), ("v1", "v1alpha2")] {
+        let server = world().await;
+        server.unserve_version("tcproutes", unserved);
+        server.apply(
+            "tcproutes",
+            json!({"apiVersion": format!("gateway.networking.k8s.io/{expected}"), "kind": "TCPRoute",
+                "metadata": {"name": "t", "namespace": "default"},
+                "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "echo", "port": 80}]}]}}),
+        );
+        let updates = start_source(&server);
+        let store = store_where(&updates, "the TCPRoute", |s| s.tcp_routes.len() == 1).await;
+        writer(&server)
+            .reconcile(&store, &desired(&store))
+            .await
+            .unwrap();
+        let path = format!(
+            "/apis/gateway.networking.k8s.io/{expected}/namespaces/default/tcproutes/t/status"
+        );
+        let written = status_writes(&server)
+            .into_iter()
+            .find(|w| w.path == path && w.status == 200)
+            .unwrap_or_else(|| panic!("no status write at {path}: {:?}", server.writes()));
+        assert_eq!(
+            written.body["status"]["parents"][0]["controllerName"],
+            CONTROLLER
+        );
+    }
+}

@@ -87,6 +87,21 @@ impl Kind {
         }
     }
 
+    /// Where the kind's status is written, newest version first: TCPRoute and UDPRoute are
+    /// served at `v1` from Gateway API v1.6 and at `v1alpha2` before (a `404` at one version
+    /// moves the write to the next).
+    pub(super) fn resources(self) -> Vec<ApiResource> {
+        let at_v1 = |mut r: ApiResource| {
+            r.version = "v1".to_owned();
+            r.api_version = format!("{}/v1", r.group);
+            r
+        };
+        match self {
+            Self::TcpRoute | Self::UdpRoute => vec![at_v1(self.resource()), self.resource()],
+            _ => vec![self.resource()],
+        }
+    }
+
     pub(super) fn resource(self) -> ApiResource {
         match self {
             Self::HttpRoute => ApiResource::erase::<HttpRoute>(&()),

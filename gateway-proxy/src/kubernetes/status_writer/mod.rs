@@ -404,8 +404,10 @@ impl StatusWriter {
         served: &Served,
     ) -> Result<(bool, Settled<Vec<Entry>>), WriteError> {
         let shape = kind.shape();
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &key.namespace, &kind.resource());
+        let resources = kind.resources();
+        let mut version = 0;
+        let mut api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &key.namespace, &resources[version]);
         let api_error = |source| WriteError::Api {
             kind: kind.name().to_owned(),
             key: key.clone(),
@@ -447,6 +449,17 @@ impl StatusWriter {
                 Ok(_) => {
                     tracing::info!(attempt, kind = kind.name(), "status written");
                     return Ok((true, Settled::at(&live, desired)));
+                }
+                Err(::kube::Error::Api(status))
+                    if status.code == 404 && version + 1 < resources.len() =>
+                {
+                    // Not served at this version: the next (older) one.
+                    version += 1;
+                    api = Api::namespaced_with(
+                        self.client.clone(),
+                        &key.namespace,
+                        &resources[version],
+                    );
                 }
                 Err(::kube::Error::Api(status)) if status.is_conflict() => {
                     tracing::debug!(attempt, "object changed meanwhile; reading it again");

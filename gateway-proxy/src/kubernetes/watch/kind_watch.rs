@@ -74,7 +74,7 @@ pub async fn run<K: Watched>(
     let kind = name.split(" in ").next().unwrap_or(name);
     let keep = move |o: &K| filter.as_ref().is_none_or(|f| f(o));
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
-    let mut relist: Option<BTreeMap<K::Key, Arc<K>>> = None;
+    let mut relist: Option<BTreeMap<K::Key, Arc<K::Stored>>> = None;
     // Whether the kind has been listed (or found missing) once.
     let mut listed = false;
     while let Some(event) = events.next().await {
@@ -88,7 +88,7 @@ pub async fn run<K: Watched>(
                     let object = trimmed(object);
                     relist
                         .get_or_insert_with(BTreeMap::new)
-                        .insert(object.key(), Arc::new(object));
+                        .insert(object.key(), Arc::new(object.into_stored()));
                 }
                 continue;
             }
@@ -107,7 +107,7 @@ pub async fn run<K: Watched>(
                         watch: name.to_owned(),
                         synced: false,
                         apply: Box::new(move |store: &mut Store| {
-                            K::slot(store).insert(key, Arc::new(object));
+                            K::slot(store).insert(key, Arc::new(object.into_stored()));
                         }),
                     }
                 } else {
@@ -124,11 +124,25 @@ pub async fn run<K: Watched>(
                 // and keep retrying so it is picked up once installed.
                 listed = true;
                 metrics.watch_failed(kind);
+                let disabled: Vec<&str> = gantry_translate::features::FEATURES
+                    .iter()
+                    .filter(|f| f.kinds.contains(&kind))
+                    .map(|f| f.name)
+                    .collect();
                 tracing::warn!(
                     watch = name,
-                    "not served by the API server (CRD not installed?); treated as empty until it is"
+                    features = %disabled.join(", "),
+                    "not served by the API server (CRD not installed?); treated as empty until it is, and these features do not work meanwhile"
                 );
                 relisted::<K>(name, namespace.clone(), BTreeMap::new())
+            }
+            Err(watcher::Error::InitialListFailed(::kube::Error::Api(status)))
+                if status.code == 404 =>
+            {
+                // Still not served: said once above; keep trying without repeating it.
+                metrics.watch_failed(kind);
+                tracing::debug!(watch = name, "still not served");
+                continue;
             }
             Err(watcher::Error::InitialListFailed(::kube::Error::Api(status)))
                 if status.code == 403 && forbidden_is_empty && !listed =>
@@ -158,7 +172,7 @@ pub async fn run<K: Watched>(
 fn relisted<K: Watched>(
     watch: &str,
     namespace: Option<String>,
-    objects: BTreeMap<K::Key, Arc<K>>,
+    objects: BTreeMap<K::Key, Arc<K::Stored>>,
 ) -> Change {
     Change {
         watch: watch.to_owned(),

@@ -27,15 +27,22 @@ pub trait Watched:
     Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
 {
     type Key: Ord + Clone + Debug + Send + Sync + 'static;
+    /// What the store holds: the type itself, or for a kind read at another version than its
+    /// type's (`versions`), the type the store keeps.
+    type Stored: Send + Sync + 'static;
     /// The object's key in its map.
     fn key(&self) -> Self::Key;
+    /// The object as the store holds it.
+    fn into_stored(self) -> Self::Stored;
     /// The map of the store that holds this kind.
-    fn slot(store: &mut Store) -> &mut BTreeMap<Self::Key, Arc<Self>>;
+    fn slot(store: &mut Store) -> &mut BTreeMap<Self::Key, Arc<Self::Stored>>;
     /// Whether a key is in a namespace (never, for cluster-scoped kinds).
     fn in_namespace(key: &Self::Key, namespace: &str) -> bool;
 }
 
-fn namespaced_key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectKey {
+pub(super) fn namespaced_key(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> ObjectKey {
     ObjectKey::new(
         meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
         meta.name.as_deref().unwrap_or_default(),
@@ -46,8 +53,12 @@ macro_rules! cluster_scoped {
     ($($ty:ty => $field:ident),* $(,)?) => {$(
         impl Watched for $ty {
             type Key = String;
+            type Stored = Self;
             fn key(&self) -> String {
                 self.metadata.name.clone().unwrap_or_default()
+            }
+            fn into_stored(self) -> Self {
+                self
             }
             fn slot(store: &mut Store) -> &mut BTreeMap<String, Arc<Self>> {
                 &mut store.$field
@@ -63,8 +74,12 @@ macro_rules! namespaced {
     ($($ty:ty => $field:ident),* $(,)?) => {$(
         impl Watched for $ty {
             type Key = ObjectKey;
+            type Stored = Self;
             fn key(&self) -> ObjectKey {
                 namespaced_key(&self.metadata)
+            }
+            fn into_stored(self) -> Self {
+                self
             }
             fn slot(store: &mut Store) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
                 &mut store.$field

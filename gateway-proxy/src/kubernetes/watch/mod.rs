@@ -33,6 +33,7 @@
 
 mod kind_watch;
 mod kinds;
+mod versions;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -40,8 +41,6 @@ use std::sync::Arc;
 use ::kube::runtime::watcher;
 use ::kube::{Api, Client};
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
-use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
-use gantry_crds::gateway::experimental::udproutes::UdpRoute;
 use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
 use gantry_crds::gateway::gatewayclasses::{GatewayClass, GatewayClassSpec};
 use gantry_crds::gateway::gateways::Gateway;
@@ -356,12 +355,34 @@ fn spawn_watches(
             spawn($kind, set, task);
         )*};
     }
+    let place = match namespace {
+        Some(ns) => versions::Place::Namespace(ns.to_owned()),
+        None => versions::Place::All,
+    };
+    spawn(
+        "TCPRoute",
+        set,
+        Box::pin(versions::tcp_routes(
+            client.clone(),
+            place.clone(),
+            changes.clone(),
+            metrics.clone(),
+        )),
+    );
+    spawn(
+        "UDPRoute",
+        set,
+        Box::pin(versions::udp_routes(
+            client.clone(),
+            place,
+            changes.clone(),
+            metrics.clone(),
+        )),
+    );
     cluster_wide! {
         HttpRoute => "HTTPRoute",
         GrpcRoute => "GRPCRoute",
         TlsRoute => "TLSRoute",
-        TcpRoute => "TCPRoute",
-        UdpRoute => "UDPRoute",
         ReferenceGrant => "ReferenceGrant",
         BackendTlsPolicy => "BackendTLSPolicy",
         XBackendTrafficPolicy => "XBackendTrafficPolicy",
