@@ -238,6 +238,7 @@ async fn the_gateway_client_certificate_condition_is_applied_with_programmed() {
     assert_eq!(
         conditions,
         [
+            ("Accepted".to_owned(), "Accepted".to_owned()),
             ("Programmed".to_owned(), "Programmed".to_owned()),
             (
                 "ResolvedRefs".to_owned(),

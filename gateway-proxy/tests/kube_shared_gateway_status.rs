@@ -1,4 +1,4 @@
-//! One Gateway status, two writers on one API server: the operator's Gateway reconciler (Accepted, addresses) and the proxy's status writer (Programmed, listeners), in both orders and repeatedly; neither removes what the other wrote.
+//! One Gateway status, two writers on one API server: the operator's Gateway reconciler (addresses, and `Accepted` only to refuse the Gateway) and the proxy's status writer (Accepted, Programmed, listeners), in both orders and repeatedly; neither removes what the other wrote, and a refusal by the operator is never overwritten.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -50,24 +50,17 @@ impl Writers {
     }
 
     async fn operator_writes(&mut self) {
-        let before = self.status_writes();
+        self.operator_reconciles().await;
+        let stored = self.stored();
+        self.addresses = Some(stored["status"]["addresses"].clone());
+        self.check("after the operator's write");
+    }
+
+    async fn operator_reconciles(&self) {
         let gateway: Gateway = serde_json::from_value(self.stored()).unwrap();
         gateway_controller::reconcile(Arc::new(gateway), self.operator.clone())
             .await
             .unwrap();
-        assert_eq!(
-            self.status_writes(),
-            before + 1,
-            "the operator wrote the status"
-        );
-        let stored = self.stored();
-        let accepted = condition(&stored, "Accepted").expect("Accepted");
-        assert_eq!(
-            accepted["observedGeneration"],
-            stored["metadata"]["generation"]
-        );
-        self.addresses = Some(stored["status"]["addresses"].clone());
-        self.check("after the operator's write");
     }
 
     async fn proxy_writes(&mut self) {
@@ -82,11 +75,13 @@ impl Writers {
         assert_eq!(written.gateways, 1, "the proxy wrote the status");
         assert_eq!(self.status_writes(), before + 1);
         let stored = self.stored();
-        let programmed = condition(&stored, "Programmed").expect("Programmed");
-        assert_eq!(
-            programmed["observedGeneration"],
-            stored["metadata"]["generation"]
-        );
+        for type_ in ["Accepted", "Programmed"] {
+            let written = condition(&stored, type_).expect(type_);
+            assert_eq!(
+                written["observedGeneration"],
+                stored["metadata"]["generation"]
+            );
+        }
         self.listeners = Some(listener_names(&stored));
         self.check("after the proxy's write");
     }
@@ -109,10 +104,8 @@ impl Writers {
         let mut types = condition_types(&stored);
         types.sort();
         let mut expected = Vec::new();
-        if self.addresses.is_some() {
-            expected.push("Accepted");
-        }
         if self.listeners.is_some() {
+            expected.push("Accepted");
             expected.push("Programmed");
         }
         assert_eq!(types, expected, "conditions {when}: {status}");
@@ -205,9 +198,16 @@ async fn operator_and_proxy_keep_each_others_gateway_status() {
         listeners: None,
     };
 
-    // First writes, one order; the operator's first has no address yet (no ClusterIP).
+    // First writes, one order; the operator's first has no address yet (no ClusterIP), so it
+    // writes nothing.
+    let before = writers.status_writes();
     writers.operator_writes().await;
     assert_eq!(writers.addresses, Some(Value::Null));
+    assert_eq!(
+        writers.status_writes(),
+        before,
+        "nothing for the operator to say"
+    );
     writers.proxy_writes().await;
 
     for round in 1..=4 {
@@ -248,23 +248,87 @@ async fn operator_and_proxy_keep_each_others_gateway_status() {
                 _ => None,
             })
             .collect();
+        parts.sort();
         parts.dedup();
         parts
     };
-    assert_eq!(
-        owned("gantry-operator"),
-        [
-            "addresses",
-            r#"condition {"type":"Accepted"}"#,
-            "conditions"
-        ]
-    );
+    assert_eq!(owned("gantry-operator"), ["addresses"]);
     assert_eq!(
         owned("gantry-proxy"),
         [
+            r#"condition {"type":"Accepted"}"#,
             r#"condition {"type":"Programmed"}"#,
             "conditions",
             "listeners"
         ]
     );
+}
+
+/// The operator refuses a Gateway whose parametersRef names nothing (`InvalidParameters`); the
+/// proxy, which does not resolve parameters in Kubernetes mode, leaves that `Accepted` alone
+/// however often it writes. Once the reference is fixed the operator gives the condition up
+/// and the proxy's `Accepted` takes its place: one owner at a time, no flapping.
+#[tokio::test]
+async fn an_operator_refusal_stands_until_the_operator_lifts_it() {
+    let server = ApiServer::start().await;
+    let port = free_port();
+    seed(&server, port, start_backend().await);
+    let updates = start_source(&server);
+    let operator = Arc::new(Context::new(
+        server.client(),
+        OperatorDefaults {
+            proxy_image: "gantry-proxy:test".to_owned(),
+            proxy_roles: gantry_operator::params::ProxyRoles::default(),
+        },
+        Arc::new(Metrics::new()),
+        gantry_operator::controller::Scope::Cluster,
+    ));
+    let mut writers = Writers {
+        proxy: writer(&server),
+        server: server.clone(),
+        updates,
+        operator,
+        addresses: None,
+        listeners: None,
+    };
+    writers.proxy_writes().await;
+
+    let mut refused = gateway_spec(port, 0);
+    refused["spec"]["infrastructure"] = json!({"parametersRef": {"group": "gantry.dev", "kind": "GatewayParameters", "name": "absent"}});
+    server.apply("gateways", refused);
+    writers.operator_reconciles().await;
+    let accepted = |server: &ApiServer| {
+        let stored = server.get("gateways", "default", "gw").unwrap();
+        let c = condition(&stored, "Accepted").expect("Accepted");
+        (
+            c["reason"].as_str().unwrap().to_owned(),
+            c["observedGeneration"] == stored["metadata"]["generation"],
+        )
+    };
+    assert_eq!(accepted(&server), ("InvalidParameters".to_owned(), true));
+    for _ in 0..2 {
+        let version = writers.stored()["metadata"]["resourceVersion"].clone();
+        let store = writers.store_at(&version).await;
+        writers
+            .proxy
+            .reconcile(&store, &desired(&store))
+            .await
+            .unwrap();
+        assert_eq!(
+            accepted(&server),
+            ("InvalidParameters".to_owned(), true),
+            "the proxy leaves the refusal alone"
+        );
+    }
+
+    server.apply("gateways", gateway_spec(port, 0));
+    writers.operator_reconciles().await;
+    let stored = writers.stored();
+    assert!(
+        condition(&stored, "Accepted").is_none_or(|c| c["reason"] != "InvalidParameters"),
+        "the operator lifted its refusal: {}",
+        stored["status"]
+    );
+    writers.proxy_writes().await;
+    assert_eq!(accepted(&server), ("Accepted".to_owned(), true));
 }

@@ -75,10 +75,15 @@ async fn gateway_programmed_and_listeners_are_applied_with_our_field_manager() {
     assert!(apply.query.contains("force=true"), "{}", apply.query);
     assert_eq!(apply.body["kind"], "Gateway");
     let conditions = apply.body["status"]["conditions"].as_array().unwrap();
-    assert_eq!(conditions.len(), 1, "only Programmed: {conditions:?}");
-    assert_eq!(conditions[0]["type"], "Programmed");
-    assert_eq!(conditions[0]["observedGeneration"], 1);
-    assert!(conditions[0]["lastTransitionTime"].is_string());
+    let types: Vec<&str> = conditions
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["Accepted", "Programmed"], "{conditions:?}");
+    for condition in conditions {
+        assert_eq!(condition["observedGeneration"], 1);
+        assert!(condition["lastTransitionTime"].is_string());
+    }
     let listeners = apply.body["status"]["listeners"].as_array().unwrap();
     assert_eq!(listeners[0]["name"], "http");
     assert_eq!(listeners[0]["attachedRoutes"], 1);

@@ -177,6 +177,8 @@ impl Source for KubeSource {
                 _ => None,
             },
             namespace_labels: self.namespaced.is_none(),
+            // The operator resolves parametersRef and owns `InvalidParameters`.
+            parameters_refs: false,
             ..TranslateOptions::default()
         }
     }

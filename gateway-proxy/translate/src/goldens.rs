@@ -165,7 +165,7 @@ macro_rules! kinds {
 /// Every kind of object of a [`Store`], in the order [`walk`] takes them: routes first, so that
 /// every later step changes what unchanged routes read; Namespaces last, since their labels
 /// matter to attachments only once the target's Gateways (their listeners' selectors) are there.
-const KINDS: [(&str, Take); 16] = kinds![
+const KINDS: [(&str, Take); 17] = kinds![
     http_routes,
     grpc_routes,
     tls_routes,
@@ -174,6 +174,7 @@ const KINDS: [(&str, Take); 16] = kinds![
     gateway_classes,
     gateways,
     listener_sets,
+    gateway_parameters,
     services,
     endpoint_slices,
     reference_grants,

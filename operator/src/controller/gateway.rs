@@ -1,6 +1,8 @@
 //! Reconciles a Gateway: applies its fleet and Certificates, prunes what is no longer wanted,
-//! moves it between dedicated and shared fleets without a gap, and writes its Accepted
-//! condition and addresses. Programmed and listener status belong to the proxy fleet.
+//! moves it between dedicated and shared fleets without a gap, and writes its addresses. It
+//! writes `Accepted` only to refuse the Gateway (`InvalidParameters`); otherwise `Accepted`,
+//! `Programmed` and the listeners belong to the proxy fleet, which translates the Gateway
+//! (`ListenersNotValid` and the rest) and leaves `Accepted` alone while the refusal stands.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,7 +48,7 @@ pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Actio
         Ok(found) => found,
         Err(Invalid(message)) => {
             let accepted = accepted(&gateway, false, "InvalidParameters", message.clone());
-            write_status(&ctx, &gateway, &accepted, Vec::new()).await?;
+            write_status(&ctx, &gateway, Some(&accepted), Vec::new()).await?;
             ctx.warn(
                 &event_reference(gateway.as_ref()),
                 "InvalidParameters",
@@ -60,15 +62,9 @@ pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Actio
     match sync_fleet(&ctx, &gateway, &params, shared_namespace.as_deref()).await {
         Ok(serving) => {
             let addresses = addresses(&ctx, &serving).await?;
-            let message = format!("Served by fleet {}/{}", serving.namespace, serving.name);
+            tracing::debug!(fleet = %format!("{}/{}", serving.namespace, serving.name), "served");
             let waiting = addresses.is_empty();
-            write_status(
-                &ctx,
-                &gateway,
-                &accepted(&gateway, true, "Accepted", message),
-                addresses,
-            )
-            .await?;
+            write_status(&ctx, &gateway, None, addresses).await?;
             Ok(Action::requeue(if waiting { POLL } else { RESYNC }))
         }
         Err(error) => {
@@ -240,16 +236,25 @@ fn accepted(gateway: &Gateway, status: bool, reason: &'static str, message: Stri
 async fn write_status(
     ctx: &Context,
     gateway: &Gateway,
-    accepted: &Wanted,
+    refusal: Option<&Wanted>,
     addresses: Vec<GatewayStatusAddresses>,
 ) -> Result<(), Error> {
     let status = gateway.status.as_ref();
     let existing = conditions::find(status.and_then(|s| s.conditions.as_ref()), "Accepted");
     let existing_addresses = status.and_then(|s| s.addresses.clone()).unwrap_or_default();
-    if existing.is_some_and(|c| accepted.matches(c)) && existing_addresses == addresses {
+    let unchanged = match refusal {
+        Some(wanted) => existing.is_some_and(|c| wanted.matches(c)),
+        // Nothing to refuse: a refusal of ours still there must go (applying without the
+        // condition gives it up; the proxy then writes `Accepted`).
+        None => existing.is_none_or(|c| c.reason != "InvalidParameters"),
+    };
+    if unchanged && existing_addresses == addresses {
         return Ok(());
     }
-    let mut status_body = json!({ "conditions": [accepted.to_condition(existing)] });
+    let mut status_body = match refusal {
+        Some(wanted) => json!({ "conditions": [wanted.to_condition(existing)] }),
+        None => json!({}),
+    };
     if !addresses.is_empty() {
         status_body["addresses"] = json!(addresses);
     }

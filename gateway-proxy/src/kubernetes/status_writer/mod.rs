@@ -1,8 +1,11 @@
 //! Writes the proxy's statuses to the API server (Kubernetes mode).
 //!
 //! What it writes, and how:
-//! - Gateway: the `Programmed` condition and `listeners[]`, by server-side apply with the field
-//!   manager [`FIELD_MANAGER`]; `Accepted` and `addresses` belong to the operator.
+//! - Gateway: the `Accepted` and `Programmed` conditions and `listeners[]`, by server-side
+//!   apply with the field manager [`FIELD_MANAGER`]; `addresses` belong to the operator. The
+//!   operator writes `Accepted` only to refuse a Gateway (`InvalidParameters`, its parametersRef
+//!   cannot be used): while the live Gateway carries that refusal for its current generation,
+//!   the proxy leaves `Accepted` to the operator, so the two never take turns.
 //! - Routes: only `parents[]` entries of our controller for Gateways this proxy serves, by a
 //!   merge patch carrying the resourceVersion it was computed from; other controllers' entries
 //!   are copied back untouched, and a `409 Conflict` re-reads the route and tries again.
@@ -51,14 +54,22 @@ use gantry_translate::store::{ObjectKey, Store};
 
 /// The field manager of everything the proxy applies.
 pub const FIELD_MANAGER: &str = "gantry-proxy";
-/// The Gateway conditions the proxy owns: `Programmed`, `ResolvedRefs` when it reports on
+/// The Gateway conditions the proxy owns: `Accepted` (unless the operator refuses the
+/// Gateway), `Programmed`, `ResolvedRefs` when it reports on
 /// the backend client certificate, and `InsecureFrontendValidationMode` when frontend TLS
 /// validation lets clients without a valid certificate in.
+const ACCEPTED: &str = "Accepted";
 const PROGRAMMED: &str = "Programmed";
 const RESOLVED_REFS: &str = "ResolvedRefs";
 const INSECURE_FRONTEND_VALIDATION_MODE: &str = "InsecureFrontendValidationMode";
-const OWNED_GATEWAY_CONDITIONS: [&str; 3] =
-    [PROGRAMMED, RESOLVED_REFS, INSECURE_FRONTEND_VALIDATION_MODE];
+const OWNED_GATEWAY_CONDITIONS: [&str; 4] = [
+    ACCEPTED,
+    PROGRAMMED,
+    RESOLVED_REFS,
+    INSECURE_FRONTEND_VALIDATION_MODE,
+];
+/// The reason of the operator's refusal of a Gateway.
+const INVALID_PARAMETERS: &str = "InvalidParameters";
 const GATEWAY_GROUP: &str = gantry_crds::GATEWAY_GROUP;
 /// Attempts at a route status write that keeps conflicting.
 const MAX_ATTEMPTS: usize = 5;
@@ -334,17 +345,25 @@ impl StatusWriter {
         };
         let status = &live["status"];
         let live_conditions: Vec<Condition> = parse_list(&status["conditions"]);
-        let live_programmed: Vec<Condition> = live_conditions
-            .into_iter()
-            .filter(|c| OWNED_GATEWAY_CONDITIONS.contains(&c.type_.as_str()))
-            .collect();
+        let generation = live["metadata"]["generation"].as_i64();
+        let refused = live_conditions.iter().any(|c| {
+            c.type_ == ACCEPTED
+                && c.reason == INVALID_PARAMETERS
+                && Some(c.observed_generation) == generation
+        });
+        let owned = |c: &Condition| {
+            OWNED_GATEWAY_CONDITIONS.contains(&c.type_.as_str())
+                && !(refused && c.type_ == ACCEPTED)
+        };
+        let live_programmed: Vec<Condition> =
+            live_conditions.into_iter().filter(|c| owned(c)).collect();
         let live_listeners: Option<Vec<ListenerStatus>> =
             serde_json::from_value(status["listeners"].clone()).ok();
         let now = (self.clock)();
         let mut programmed: Vec<Condition> = desired
             .conditions
             .iter()
-            .filter(|c| OWNED_GATEWAY_CONDITIONS.contains(&c.type_.as_str()))
+            .filter(|c| owned(c))
             .cloned()
             .collect();
         keep_times(&mut programmed, &live_programmed, &now);

@@ -17,6 +17,7 @@ use gantry_crds::gateway::httproutes::HttpRoute;
 use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
+use gantry_crds::params::GatewayParameters;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -175,6 +176,7 @@ impl Loader {
             }
             Object::Gateway(o) => insert_namespaced(&mut s.gateways, o),
             Object::ListenerSet(o) => insert_namespaced(&mut s.listener_sets, o),
+            Object::GatewayParameters(o) => insert_namespaced(&mut s.gateway_parameters, o),
             Object::HttpRoute(o) => insert_namespaced(&mut s.http_routes, o),
             Object::GrpcRoute(o) => insert_namespaced(&mut s.grpc_routes, o),
             Object::TlsRoute(o) => insert_namespaced(&mut s.tls_routes, o),
@@ -248,6 +250,7 @@ with_meta!(
     BackendTlsPolicy,
     XBackendTrafficPolicy,
     ListenerSet,
+    GatewayParameters,
     Service,
     EndpointSlice,
     Secret,

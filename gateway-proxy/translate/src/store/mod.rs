@@ -25,6 +25,7 @@ use gantry_crds::gateway::httproutes::HttpRoute;
 use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
+use gantry_crds::params::GatewayParameters;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,9 @@ pub struct Store {
     pub gateway_classes: BTreeMap<String, Arc<GatewayClass>>,
     pub gateways: BTreeMap<ObjectKey, Arc<Gateway>>,
     pub listener_sets: BTreeMap<ObjectKey, Arc<ListenerSet>>,
+    /// Gantry's GatewayParameters, which a Gateway's `spec.infrastructure.parametersRef`
+    /// names (standalone mode; in Kubernetes mode the operator checks them).
+    pub gateway_parameters: BTreeMap<ObjectKey, Arc<GatewayParameters>>,
     pub http_routes: BTreeMap<ObjectKey, Arc<HttpRoute>>,
     pub grpc_routes: BTreeMap<ObjectKey, Arc<GrpcRoute>>,
     pub tls_routes: BTreeMap<ObjectKey, Arc<TlsRoute>>,
@@ -135,6 +139,7 @@ impl Store {
             && same(&self.secrets, &other.secrets)
             && same(&self.gateways, &other.gateways)
             && same(&self.listener_sets, &other.listener_sets)
+            && same(&self.gateway_parameters, &other.gateway_parameters)
             && same(&self.gateway_classes, &other.gateway_classes)
     }
 
@@ -227,7 +232,7 @@ macro_rules! translated {
 translated!(
     with status: Namespace, GatewayClass, Gateway, HttpRoute, GrpcRoute, TlsRoute, TcpRoute,
         UdpRoute, BackendTlsPolicy, XBackendTrafficPolicy, ListenerSet, Service;
-    without: ReferenceGrant, EndpointSlice, Secret, ConfigMap
+    without: ReferenceGrant, EndpointSlice, Secret, ConfigMap, GatewayParameters
 );
 
 fn forget_versions(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {

@@ -22,6 +22,7 @@ use gantry_crds::gateway::httproutes::HttpRoute;
 use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
+use gantry_crds::params::GatewayParameters;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -48,6 +49,7 @@ pub enum Object {
     GatewayClass(Arc<GatewayClass>),
     Gateway(Arc<Gateway>),
     ListenerSet(Arc<ListenerSet>),
+    GatewayParameters(Arc<GatewayParameters>),
     HttpRoute(Arc<HttpRoute>),
     GrpcRoute(Arc<GrpcRoute>),
     TlsRoute(Arc<TlsRoute>),
@@ -274,6 +276,9 @@ fn parse_document(
         (GW_V1, "ListenerSet") | (GWX_V1ALPHA1, "XListenerSet") => {
             Object::ListenerSet(typed.parse(&value)?)
         }
+        ("gantry.dev/v1alpha1", "GatewayParameters") => {
+            Object::GatewayParameters(typed.parse(&value)?)
+        }
         (GWX_V1ALPHA1, "XBackendTrafficPolicy") => {
             Object::XBackendTrafficPolicy(typed.parse(&value)?)
         }
@@ -391,6 +396,7 @@ impl Object {
             Self::GatewayClass(_) => "GatewayClass",
             Self::Gateway(_) => "Gateway",
             Self::ListenerSet(_) => "ListenerSet",
+            Self::GatewayParameters(_) => "GatewayParameters",
             Self::HttpRoute(_) => "HTTPRoute",
             Self::GrpcRoute(_) => "GRPCRoute",
             Self::TlsRoute(_) => "TLSRoute",
@@ -412,6 +418,7 @@ impl Object {
             Self::GatewayClass(o) => &o.metadata,
             Self::Gateway(o) => &o.metadata,
             Self::ListenerSet(o) => &o.metadata,
+            Self::GatewayParameters(o) => &o.metadata,
             Self::HttpRoute(o) => &o.metadata,
             Self::GrpcRoute(o) => &o.metadata,
             Self::TlsRoute(o) => &o.metadata,

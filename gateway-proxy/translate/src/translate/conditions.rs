@@ -16,6 +16,7 @@ pub const REASON_PROGRAMMED: &str = "Programmed";
 pub const REASON_INVALID: &str = "Invalid";
 pub const REASON_LISTENERS_NOT_VALID: &str = "ListenersNotValid";
 pub const REASON_CONFIGURATION_CHANGED: &str = "ConfigurationChanged";
+pub const REASON_INVALID_PARAMETERS: &str = "InvalidParameters";
 
 // Listener reasons.
 pub const REASON_NO_CONFLICTS: &str = "NoConflicts";

@@ -17,6 +17,9 @@ pub struct GatewayState {
     pub key: ObjectKey,
     pub generation: i64,
     pub listeners: Vec<ListenerState>,
+    /// Why `spec.infrastructure.parametersRef` cannot be used, if it cannot: the Gateway is
+    /// then `Accepted=False InvalidParameters` and none of its listeners is served.
+    pub invalid_parameters: Option<Problem>,
     /// `spec.tls.frontend` lets clients without a valid certificate in (`AllowInsecureFallback`
     /// by default or on some port): the Gateway says so in `InsecureFrontendValidationMode`.
     pub insecure_frontend_validation: bool,
@@ -40,6 +43,9 @@ pub fn our_gateways(
         })
         .map(|(key, gw)| {
             let mut state = gateway_state(store, key, gw);
+            if options.parameters_refs {
+                state.set_invalid_parameters(parameters_problem(store, key, gw));
+            }
             if !options.namespace_labels {
                 for listener in &mut state.listeners {
                     listener.allowed_namespaces.labels_unreadable();
@@ -57,11 +63,59 @@ fn gateway_state(store: &Store, key: &ObjectKey, gw: &Gateway) -> GatewayState {
         key: key.clone(),
         generation: generation_of(&gw.metadata),
         listeners,
+        invalid_parameters: None,
         insecure_frontend_validation: frontend_tls::allows_insecure_fallback(gw),
     }
 }
 
+/// Gateway `spec.infrastructure.parametersRef`: "If the referent cannot be found, refers to an
+/// unsupported kind, or when the data within that resource is malformed, the Gateway SHOULD
+/// be rejected with the "Accepted" status condition set to "False" and an
+/// "InvalidParameters" reason." The referent is in the Gateway's namespace.
+fn parameters_problem(store: &Store, key: &ObjectKey, gw: &Gateway) -> Option<Problem> {
+    let reference = gw.spec.infrastructure.as_ref()?.parameters_ref.as_ref()?;
+    if reference.group != gantry_crds::GROUP
+        || reference.kind != gantry_crds::GATEWAY_PARAMETERS_KIND
+    {
+        return Some(Problem::new(
+            c::REASON_INVALID_PARAMETERS,
+            format!(
+                "spec.infrastructure.parametersRef names kind {} of group {:?}; Gantry reads {} of group {}",
+                reference.kind,
+                reference.group,
+                gantry_crds::GATEWAY_PARAMETERS_KIND,
+                gantry_crds::GROUP
+            ),
+        ));
+    }
+    let target = ObjectKey::new(key.namespace.clone(), reference.name.clone());
+    (!store.gateway_parameters.contains_key(&target)).then(|| {
+        Problem::new(
+            c::REASON_INVALID_PARAMETERS,
+            format!(
+                "spec.infrastructure.parametersRef names GatewayParameters {target}, which does not exist; create it or remove the reference"
+            ),
+        )
+    })
+}
+
 impl GatewayState {
+    /// Rejects the Gateway for its parameters: no listener is served.
+    fn set_invalid_parameters(&mut self, problem: Option<Problem>) {
+        let Some(problem) = problem else {
+            return;
+        };
+        for listener in &mut self.listeners {
+            listener.not_programmed.get_or_insert_with(|| {
+                Problem::new(
+                    c::REASON_INVALID,
+                    format!("the Gateway is not accepted: {}", problem.message),
+                )
+            });
+        }
+        self.invalid_parameters = Some(problem);
+    }
+
     pub fn status(&self) -> ObjectStatus {
         let generation = self.generation;
         let invalid: Vec<&str> = self
@@ -79,7 +133,9 @@ impl GatewayState {
         // Gateway `ListenersNotValid`: "This can be the reason when "Accepted" is "True" or
         // "False", depending on whether the listener being invalid causes the entire Gateway
         // to not be accepted." We accept the Gateway while one listener can be served.
-        let accepted = if programmed.is_empty() {
+        let accepted = if let Some(problem) = &self.invalid_parameters {
+            c::not_ok(c::ACCEPTED, problem, generation)
+        } else if programmed.is_empty() {
             let problem = Problem::new(
                 c::REASON_LISTENERS_NOT_VALID,
                 if self.listeners.is_empty() {

@@ -58,6 +58,10 @@ pub struct TranslateOptions {
     /// Namespaces: there a listener's `allowedRoutes.namespaces.from: Selector` admits no route,
     /// rather than judge namespaces by labels it cannot see.
     pub namespace_labels: bool,
+    /// Whether a Gateway's `spec.infrastructure.parametersRef` is resolved here against the
+    /// store's GatewayParameters (standalone mode). In Kubernetes mode the operator resolves
+    /// it and owns the `InvalidParameters` condition, so the proxy does not.
+    pub parameters_refs: bool,
 }
 
 impl Default for TranslateOptions {
@@ -66,6 +70,7 @@ impl Default for TranslateOptions {
             controller_name: gantry_crds::CONTROLLER_NAME.to_owned(),
             gateways: None,
             namespace_labels: true,
+            parameters_refs: true,
         }
     }
 }
