@@ -15,6 +15,11 @@ pub const REASON_PROGRAMMED: &str = "Programmed";
 pub const REASON_INVALID: &str = "Invalid";
 pub const REASON_LISTENERS_NOT_VALID: &str = "ListenersNotValid";
 
+// ListenerSet reasons.
+pub const REASON_NOT_ALLOWED: &str = "NotAllowed";
+pub const REASON_PARENT_NOT_ACCEPTED: &str = "ParentNotAccepted";
+pub const REASON_PARENT_NOT_PROGRAMMED: &str = "ParentNotProgrammed";
+
 // Listener reasons.
 pub const REASON_NO_CONFLICTS: &str = "NoConflicts";
 pub const REASON_HOSTNAME_CONFLICT: &str = "HostnameConflict";
