@@ -100,6 +100,18 @@ pub fn for_gateway<'a>(
     (candidates, rejected)
 }
 
+/// Whether the Gateway a ListenerSet's `parentRef` names is in `store` and its
+/// `allowedListeners` admits the ListenerSet's namespace (Namespace labels read from `store`).
+pub fn admitted_by_parent(store: &Store, key: &ObjectKey, set: &ListenerSet) -> bool {
+    parent_of(key, set).is_some_and(|parent| {
+        store.gateways.get(&parent).is_some_and(|gw| {
+            Allowed::of(gw, true)
+                .admits(store, &parent, &key.namespace)
+                .is_ok()
+        })
+    })
+}
+
 /// The Gateway a ListenerSet's `parentRef` names, if it names a Gateway (ParentGatewayReference:
 /// group defaults to the Gateway API group, kind to `Gateway`, namespace to the ListenerSet's).
 pub fn parent_of(key: &ObjectKey, set: &ListenerSet) -> Option<ObjectKey> {

@@ -21,7 +21,7 @@ mod hostname;
 mod http_route;
 mod l4_routes;
 mod listener;
-mod listener_set;
+pub(crate) mod listener_set;
 mod listener_tls;
 mod matches;
 mod parent_ref;
