@@ -7,9 +7,7 @@ mod support;
 
 use serde_json::Value;
 use support::apiserver::ApiServer;
-use support::objects::{
-    allowing_listener_sets, gateway, listener_set, namespace, seed,
-};
+use support::objects::{allowing_listener_sets, gateway, listener_set, namespace, seed};
 use support::{desired, free_port, start_backend, start_source, store_where, writer};
 
 fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
@@ -55,7 +53,11 @@ async fn listener_set_status_and_attached_listener_sets_are_written() {
     let team = server.get("listenersets", "default", "team").unwrap();
     let status = &team["status"];
     assert_eq!(condition(status, "Accepted")["status"], "True", "{status}");
-    assert_eq!(condition(status, "Programmed")["status"], "True", "{status}");
+    assert_eq!(
+        condition(status, "Programmed")["status"],
+        "True",
+        "{status}"
+    );
     assert!(condition(status, "Accepted")["lastTransitionTime"].is_string());
     let listeners = status["listeners"].as_array().unwrap();
     assert_eq!(listeners.len(), 1, "{status}");
@@ -69,7 +71,11 @@ async fn listener_set_status_and_attached_listener_sets_are_written() {
 
     let gw = server.get("gateways", "default", "gw").unwrap();
     assert_eq!(gw["status"]["attachedListenerSets"], 1, "{}", gw["status"]);
-    let own: Vec<&Value> = gw["status"]["listeners"].as_array().unwrap().iter().collect();
+    let own: Vec<&Value> = gw["status"]["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
     assert_eq!(own.len(), 1, "only the Gateway's own listener: {own:?}");
 
     // Written once: a writer with nothing remembered finds the statuses in place.

@@ -42,8 +42,7 @@ pub fn mark_unbound(statuses: &mut [ObjectStatus], ir: &Ir, unbound: &[UnboundPo
         return;
     }
     // (kind, namespace, name) of the Gateway or ListenerSet → listener name → why.
-    let mut affected: BTreeMap<(&str, String, String), BTreeMap<String, String>> =
-        BTreeMap::new();
+    let mut affected: BTreeMap<(&str, String, String), BTreeMap<String, String>> = BTreeMap::new();
     for failed in unbound {
         let Some(port) = ir.ports.iter().find(|p| p.port == failed.port) else {
             continue;

@@ -62,13 +62,8 @@ pub fn resolve(
             "kind {kind} of group {shown} is not supported; reference a core Secret (group \"\", kind Secret)"
         )));
     }
-    if !reference_grant::listener_owner_permits(
-        store,
-        owner.kind,
-        owner.namespace,
-        "Secret",
-        &key,
-    ) {
+    if !reference_grant::listener_owner_permits(store, owner.kind, owner.namespace, "Secret", &key)
+    {
         return Err(Problem::new(
             c::REASON_REF_NOT_PERMITTED,
             format!(

@@ -380,7 +380,11 @@ fn conflict_of(listeners: &[(usize, &GatewayListeners)], i: usize) -> Option<Pro
         } else {
             (me.name.clone(), other_name(group, l))
         };
-        let noun = if group == my_group { "listeners" } else { "listener" };
+        let noun = if group == my_group {
+            "listeners"
+        } else {
+            "listener"
+        };
         format!("{noun} {mine} and {theirs}")
     };
     if let Some(other) = peers

@@ -288,11 +288,7 @@ fn summary(
         )
     };
     let accepted_cond = if accepted.is_empty() {
-        c::not_ok(
-            c::ACCEPTED,
-            &listeners_not_valid("is accepted"),
-            generation,
-        )
+        c::not_ok(c::ACCEPTED, &listeners_not_valid("is accepted"), generation)
     } else if invalid.is_empty() {
         c::ok(
             c::ACCEPTED,

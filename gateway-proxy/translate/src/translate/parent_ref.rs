@@ -257,7 +257,11 @@ pub fn attach(
             format!(
                 "listeners {} of {what} are not programmed; see the {} listener conditions",
                 names.join(", "),
-                if origin.is_some() { "ListenerSet's" } else { "Gateway's" }
+                if origin.is_some() {
+                    "ListenerSet's"
+                } else {
+                    "Gateway's"
+                }
             ),
         ))
     } else {
