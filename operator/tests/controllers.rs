@@ -801,6 +801,7 @@ const CLUSTER_WIDE: &[&str] = &[
     "gatewayparameters",
     "referencegrants",
     "backendtlspolicies",
+    "listenersets",
     "deployments",
     "services",
     "serviceaccounts",
