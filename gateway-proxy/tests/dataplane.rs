@@ -260,6 +260,7 @@ fn test_ir(port: u16, echo: SocketAddr, extra: Vec<RouteEntryIr>) -> Ir {
                     tls: None,
                     l4_routes: Vec::new(),
                     serves_tls_routes: false,
+                    listener_set: None,
                 },
                 ListenerIr {
                     gateway: ObjectKey::new("default", "gw"),
@@ -272,6 +273,7 @@ fn test_ir(port: u16, echo: SocketAddr, extra: Vec<RouteEntryIr>) -> Ir {
                     tls: None,
                     l4_routes: Vec::new(),
                     serves_tls_routes: false,
+                    listener_set: None,
                 },
             ],
         }],

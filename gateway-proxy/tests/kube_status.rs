@@ -53,6 +53,7 @@ async fn gateway_programmed_and_listeners_are_applied_with_our_field_manager() {
         written,
         Written {
             gateways: 1,
+            listener_sets: 0,
             routes: 1,
             policies: 0,
         }

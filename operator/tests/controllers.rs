@@ -803,6 +803,7 @@ const CLUSTER_WIDE: &[&str] = &[
     "gatewayparameters",
     "referencegrants",
     "backendtlspolicies",
+    "listenersets",
     "deployments",
     "services",
     "serviceaccounts",

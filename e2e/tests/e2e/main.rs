@@ -10,6 +10,7 @@ mod hostile;
 mod l4;
 mod lifecycle;
 mod listener_ports;
+mod listener_sets;
 mod mtls;
 mod quickstart;
 mod routing;

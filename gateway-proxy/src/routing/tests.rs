@@ -57,6 +57,7 @@ fn listener(name: &str, hostname: Option<&str>, virtual_hosts: Vec<VirtualHostIr
         tls: None,
         l4_routes: Vec::new(),
         serves_tls_routes: false,
+        listener_set: None,
     }
 }
 

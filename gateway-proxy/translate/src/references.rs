@@ -11,9 +11,13 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::store::{ObjectKey, Store};
-use crate::translate::reference_grant;
+use crate::translate::{listener_set, reference_grant};
 
 /// Namespaces holding referenced Secrets and referenced ConfigMaps.
+///
+/// A ListenerSet's listener `certificateRefs` count too, when its parent Gateway is in the
+/// store and allows it; cross-namespace ones only where a ReferenceGrant from ListenerSets
+/// permits them (GEP-1713: a grant to the Gateway is not inherited).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Referenced {
     /// Namespaces whose Secrets are referenced (listener `certificateRefs`,
@@ -72,6 +76,35 @@ pub fn referenced(store: &Store) -> Referenced {
                 "Secret" => out.secrets.insert(target.namespace),
                 _ => out.config_maps.insert(target.namespace),
             };
+        }
+    }
+    for (key, set) in &store.listener_sets {
+        if !listener_set::admitted_by_parent(store, key, set) {
+            continue;
+        }
+        let mut found = Found::default();
+        for listener in &set.spec.listeners {
+            let refs = listener
+                .tls
+                .as_ref()
+                .and_then(|t| t.certificate_refs.as_ref());
+            for r in refs.into_iter().flatten() {
+                let core = r.group.as_deref().unwrap_or("").is_empty();
+                if core && r.kind.as_deref().unwrap_or("Secret") == "Secret" {
+                    found.add("Secret", r.namespace.as_deref(), &r.name, &key.namespace);
+                }
+            }
+        }
+        for (kind, target) in found.0 {
+            if reference_grant::listener_owner_permits(
+                store,
+                listener_set::KIND,
+                &key.namespace,
+                kind,
+                &target,
+            ) {
+                out.secrets.insert(target.namespace);
+            }
         }
     }
     for (key, policy) in &store.backend_tls_policies {
@@ -209,5 +242,71 @@ spec:
         let yaml = format!("{GATEWAY}{}", grant("certs", "ConfigMap"));
         let (store, _) = load_store([("t.yaml", yaml.as_str())]).expect("loads");
         assert_eq!(referenced(&store).secrets, set(&["infra"]));
+    }
+
+    const LISTENER_SETS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: gantry
+  allowedListeners: {namespaces: {from: All}}
+  listeners: [{name: http, protocol: HTTP, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: closed, namespace: infra}
+spec:
+  gatewayClassName: gantry
+  listeners: [{name: http, protocol: HTTP, port: 81}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: ls, namespace: apps}
+spec:
+  parentRef: {name: gw, namespace: infra}
+  listeners:
+  - name: https
+    protocol: HTTPS
+    port: 443
+    tls:
+      certificateRefs:
+      - name: local-cert
+      - {name: granted, namespace: certs}
+      - {name: gateway-grant-only, namespace: gateway-certs}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: not-allowed, namespace: other}
+spec:
+  parentRef: {name: closed, namespace: infra}
+  listeners:
+  - name: https
+    protocol: HTTPS
+    port: 443
+    tls: {certificateRefs: [{name: cert}]}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: listener-sets, namespace: certs}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: ListenerSet, namespace: apps}]
+  to: [{group: "", kind: Secret}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: gateways, namespace: gateway-certs}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: apps}]
+  to: [{group: "", kind: Secret}]
+"#;
+
+    #[test]
+    fn listener_set_certificates_count_when_their_gateway_allows_them_and_a_grant_from_listener_sets_permits()
+     {
+        let (store, _) = load_store([("t.yaml", LISTENER_SETS)]).expect("loads");
+        // apps: the ListenerSet's own namespace; certs: granted to ListenerSets; not
+        // gateway-certs (granted to Gateways only) nor other (its Gateway does not allow it).
+        assert_eq!(referenced(&store).secrets, set(&["apps", "certs"]));
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::gatewayclasses::{GatewayClass, GatewayClassStatusSupportedFeatures};
 use gantry_crds::gateway::gateways::Gateway;
+use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::params::Topology;
 use gantry_crds::{CONTROLLER_NAME, GatewayParameters};
@@ -160,9 +161,9 @@ async fn sync(
     Ok(Action::requeue(RESYNC))
 }
 
-/// The ReferenceGrants and BackendTLSPolicies (in the operator's namespace scope) that decide,
-/// with the Gateways, which namespaces' Secrets and ConfigMaps the fleets may read. A kind whose
-/// CRD is not installed is empty.
+/// The ReferenceGrants, BackendTLSPolicies and ListenerSets (their listener certificates; in the
+/// operator's namespace scope) that decide, with the Gateways, which namespaces' Secrets and
+/// ConfigMaps the fleets may read. A kind whose CRD is not installed is empty.
 pub async fn reference_objects(ctx: &Context) -> Result<Store, Error> {
     let mut store = Store::default();
     for grant in list_optional::<ReferenceGrant>(ctx, "ReferenceGrants").await? {
@@ -172,6 +173,9 @@ pub async fn reference_objects(ctx: &Context) -> Result<Store, Error> {
         store
             .backend_tls_policies
             .insert(key(&policy), Arc::new(policy));
+    }
+    for set in list_optional::<ListenerSet>(ctx, "ListenerSets").await? {
+        store.listener_sets.insert(key(&set), Arc::new(set));
     }
     Ok(store)
 }

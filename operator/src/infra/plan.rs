@@ -201,8 +201,8 @@ pub fn class_objects(
 
 /// The RoleBindings granting each fleet of the class reads of Secrets and ConfigMaps in the
 /// namespaces its Gateways reference, as [`gantry_translate::references`] decides (the rule the
-/// proxy watches by). `objects` holds the cluster's ReferenceGrants and BackendTLSPolicies (in
-/// the operator's scope); its Gateways are ignored. The fleets are those `class_objects` binds:
+/// proxy watches by). `objects` holds the cluster's ReferenceGrants, BackendTLSPolicies and
+/// ListenerSets (in the operator's scope); its Gateways are ignored. The fleets are those `class_objects` binds:
 /// every Gateway's dedicated fleet, and the shared fleet when it runs or is wanted.
 pub fn reference_bindings(
     class: &GatewayClass,

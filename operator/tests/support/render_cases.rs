@@ -12,6 +12,7 @@ use gantry_crds::GatewayParameters;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
 use gantry_crds::gateway::gateways::Gateway;
+use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_operator::infra::plan;
 use gantry_operator::infra::render::{SecretState, https_secrets};
@@ -88,6 +89,13 @@ pub fn parse(path: &Path) -> Input {
                     .references
                     .backend_tls_policies
                     .insert(key(&policy.metadata), Arc::new(policy));
+            }
+            "ListenerSet" => {
+                let set: ListenerSet = serde_json::from_value(doc).unwrap();
+                input
+                    .references
+                    .listener_sets
+                    .insert(key(&set.metadata), Arc::new(set));
             }
             other => panic!("{}: unexpected kind {other:?}", path.display()),
         }

@@ -63,6 +63,7 @@ impl Recorded {
 pub const STATUS_SUBRESOURCE: &[&str] = &[
     "gatewayclasses",
     "gateways",
+    "listenersets",
     "httproutes",
     "grpcroutes",
     "tlsroutes",

@@ -81,6 +81,28 @@ pub fn seed(server: &super::ApiServer, port: u16, backend: std::net::SocketAddr)
     );
 }
 
+/// A ListenerSet of `gateway` (same namespace unless `gateway_namespace` differs) with one
+/// HTTP listener `name` on `port`.
+pub fn listener_set(
+    namespace: &str,
+    name: &str,
+    gateway_namespace: &str,
+    gateway: &str,
+    listener: &str,
+    port: u16,
+) -> Value {
+    json!({"apiVersion": GW_API, "kind": "ListenerSet",
+           "metadata": {"name": name, "namespace": namespace},
+           "spec": {"parentRef": {"name": gateway, "namespace": gateway_namespace},
+                    "listeners": [{"name": listener, "protocol": "HTTP", "port": port}]}})
+}
+
+/// `gateway` with `spec.allowedListeners.namespaces.from` set to `from`.
+pub fn allowing_listener_sets(mut gateway: Value, from: &str) -> Value {
+    gateway["spec"]["allowedListeners"] = json!({"namespaces": {"from": from}});
+    gateway
+}
+
 pub fn secret(namespace: &str, name: &str, type_: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
            "type": type_, "data": {"tls.crt": "", "tls.key": ""}})

@@ -14,7 +14,16 @@ pub(super) fn gateway_wish(desired: &GatewayStatus) -> Value {
         .iter()
         .filter(|c| OWNED_GATEWAY_CONDITIONS.contains(&c.type_.as_str()))
         .collect();
-    json!({ "conditions": strip(&programmed), "listeners": strip(&desired.listeners) })
+    json!({
+        "conditions": strip(&programmed),
+        "listeners": strip(&desired.listeners),
+        "attachedListenerSets": desired.attached_listener_sets,
+    })
+}
+
+/// What the proxy wants on a ListenerSet (all of its status), without times.
+pub(super) fn listener_set_wish(desired: &GatewayStatus) -> Value {
+    json!({ "conditions": strip(&desired.conditions), "listeners": strip(&desired.listeners) })
 }
 
 /// Parses each element on its own, skipping those that are not in our shape.

@@ -13,7 +13,10 @@
 //! - Policies (BackendTLSPolicy): only `ancestors[]` entries of our controller for Gateways this
 //!   proxy serves, written exactly as route parents are.
 //! - Gateway `ResolvedRefs` (the backend client certificate) and
-//!   `InsecureFrontendValidationMode`, with `Programmed`, when the translation sets them.
+//!   `InsecureFrontendValidationMode`, with `Programmed`, when the translation sets them, and
+//!   `attachedListenerSets` when the Gateway allows ListenerSets.
+//! - ListenerSet: its whole status (`Accepted`, `Programmed`, `listeners[]`), by server-side
+//!   apply as for Gateways; only for ListenerSets whose parent Gateway this proxy serves.
 //!
 //! A write happens only when the status differs from the live object, ignoring
 //! `lastTransitionTime`; a condition whose status did not change keeps its time. Only the
@@ -27,6 +30,7 @@
 
 mod compare;
 mod entries;
+mod listener_set;
 mod live;
 mod settled;
 
@@ -109,6 +113,7 @@ pub struct StatusWriter {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Written {
     pub gateways: usize,
+    pub listener_sets: usize,
     pub routes: usize,
     pub policies: usize,
 }
@@ -170,9 +175,14 @@ impl StatusWriter {
     ) -> Result<Written, Vec<WriteError>> {
         let mut served = self.configured.clone();
         let mut gateways = Vec::new();
+        let mut listener_sets = Vec::new();
         for object in desired {
             if let StatusBody::Gateway(status) = &object.status {
                 let key = ObjectKey::new(object.namespace.clone(), object.name.clone());
+                if object.kind == listener_set::KIND {
+                    listener_sets.push((key, status));
+                    continue;
+                }
                 served.push(key.clone());
                 gateways.push((key, status));
             }
@@ -210,6 +220,34 @@ impl StatusWriter {
                 Ok(false) => self.metrics.status_write("Gateway", WriteResult::unchanged),
                 Err(error) => {
                     self.metrics.status_write("Gateway", WriteResult::failed);
+                    errors.push(error);
+                }
+            }
+        }
+
+        self.settled
+            .retain_listener_sets(|key| listener_sets.iter().any(|(k, _)| k == key));
+        for (key, status) in listener_sets {
+            if let Some(previous) = previous.filter(|_| changes.is_some())
+                && same_object(
+                    previous.listener_sets.get(&key),
+                    store.listener_sets.get(&key),
+                )
+            {
+                continue;
+            }
+            match self.listener_set(store, &key, status).await {
+                Ok(true) => {
+                    written.listener_sets += 1;
+                    self.metrics
+                        .status_write(listener_set::KIND, WriteResult::written);
+                }
+                Ok(false) => self
+                    .metrics
+                    .status_write(listener_set::KIND, WriteResult::unchanged),
+                Err(error) => {
+                    self.metrics
+                        .status_write(listener_set::KIND, WriteResult::failed);
                     errors.push(error);
                 }
             }
@@ -377,10 +415,12 @@ impl StatusWriter {
                 .unwrap_or_default();
             keep_times(&mut listener.conditions, old, &now);
         }
+        let live_attached = status["attachedListenerSets"].as_i64();
         let unchanged = same_conditions(&programmed, &live_programmed)
             && live_listeners
                 .as_ref()
-                .is_some_and(|live| same_listeners(&listeners, live));
+                .is_some_and(|live| same_listeners(&listeners, live))
+            && live_attached == desired.attached_listener_sets.map(i64::from);
         let wish = gateway_wish(desired);
         if unchanged {
             self.settled.settle_gateway(key, Settled::at(&live, wish));
@@ -390,8 +430,19 @@ impl StatusWriter {
             "apiVersion": format!("{GATEWAY_GROUP}/v1"),
             "kind": "Gateway",
             "metadata": { "name": key.name, "namespace": key.namespace },
-            "status": { "conditions": programmed, "listeners": listeners },
+            "status": {
+                "conditions": programmed,
+                "listeners": listeners,
+                "attachedListenerSets": desired.attached_listener_sets,
+            },
         });
+        let mut body = body;
+        if desired.attached_listener_sets.is_none() {
+            // Not applied: the field is left to whoever else sets it (or removed, if we did).
+            if let Some(status) = body["status"].as_object_mut() {
+                status.remove("attachedListenerSets");
+            }
+        }
         let api: Api<DynamicObject> = Api::namespaced_with(
             self.client.clone(),
             &key.namespace,

@@ -42,6 +42,8 @@ struct Marked {
 pub(super) struct Ledger {
     /// Gateways' wishes as JSON without times (there are few Gateways).
     gateways: HashMap<ObjectKey, Settled<Value>>,
+    /// ListenerSets' wishes, the same way.
+    listener_sets: HashMap<ObjectKey, Settled<Value>>,
     /// Routes and policies, one table per [`Kind`].
     entries: [HashMap<ObjectKey, Marked>; Kind::ALL.len()],
     /// The current reconcile round (see [`Ledger::start_round`]).
@@ -65,6 +67,29 @@ impl Ledger {
 
     pub(super) fn settle_gateway(&mut self, key: &ObjectKey, settled: Settled<Value>) {
         self.gateways.insert(key.clone(), settled);
+    }
+
+    /// Whether `wish` is settled for this version of the ListenerSet.
+    pub(super) fn listener_set_settled(
+        &self,
+        key: &ObjectKey,
+        version: Option<&str>,
+        wish: &Value,
+    ) -> bool {
+        version.is_some_and(|version| {
+            self.listener_sets
+                .get(key)
+                .is_some_and(|s| s.version == version && s.wish == *wish)
+        })
+    }
+
+    pub(super) fn settle_listener_set(&mut self, key: &ObjectKey, settled: Settled<Value>) {
+        self.listener_sets.insert(key.clone(), settled);
+    }
+
+    /// Forgets ListenerSets that have no status of ours any more.
+    pub(super) fn retain_listener_sets(&mut self, keep: impl Fn(&ObjectKey) -> bool) {
+        self.listener_sets.retain(|key, _| keep(key));
     }
 
     /// Forgets Gateways this proxy no longer serves.

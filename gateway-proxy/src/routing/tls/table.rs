@@ -148,6 +148,7 @@ mod tests {
                 })),
                 l4_routes: Vec::new(),
                 serves_tls_routes: false,
+                listener_set: None,
             })
             .collect();
         Ir {

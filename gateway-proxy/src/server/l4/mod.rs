@@ -181,6 +181,7 @@ mod tests {
                         route("broken", "invalid.example.com", None),
                     ],
                     serves_tls_routes: true,
+                    listener_set: None,
                 }],
             }],
             clusters: BTreeMap::from([(

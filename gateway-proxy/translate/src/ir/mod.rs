@@ -90,6 +90,20 @@ pub struct ListenerIr {
     /// forwarded as TCP), never to HTTP, even when it has no route.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub serves_tls_routes: bool,
+    /// A listener of a ListenerSet attached to `gateway`. Its `name` is then
+    /// `<namespace>/<ListenerSet>/<listener>`: listener names need only be unique within one
+    /// resource (GEP-1713), and the data plane tells listeners apart by Gateway and name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_set: Option<ListenerSetListenerIr>,
+}
+
+/// Where a listener merged from a ListenerSet was declared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetListenerIr {
+    pub listener_set: ObjectKey,
+    /// The listener's name in the ListenerSet.
+    pub name: String,
 }
 
 /// All route entries for one effective hostname (the intersection of listener and route

@@ -55,6 +55,9 @@ pub struct ObjectStatus {
 #[serde(untagged)]
 pub enum StatusBody {
     GatewayClass(GatewayClassStatus),
+    /// A Gateway, or a ListenerSet (`ListenerSetStatus` has the same `conditions` and
+    /// `listeners[]`, without `addresses` and `attachedListenerSets`): `ObjectStatus::kind`
+    /// tells them apart.
     Gateway(GatewayStatus),
     Route(RouteStatus),
     /// A policy (BackendTLSPolicy): one entry per ancestor this controller handles.
@@ -72,6 +75,11 @@ pub struct GatewayClassStatus {
 pub struct GatewayStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<GatewayStatusAddress>,
+    /// ListenerSets attached to the Gateway ("selected by the Gateway's AllowedListeners
+    /// field", "a valid ParentRef selecting the Gateway", "Accepted: true"). Written for
+    /// Gateways that allow ListenerSets or that one names; never for a ListenerSet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached_listener_sets: Option<i32>,
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub listeners: Vec<ListenerStatus>,

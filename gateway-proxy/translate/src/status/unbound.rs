@@ -36,13 +36,13 @@ pub struct UnboundPort {
 }
 
 /// Marks every listener on an unbound port as not accepted and not programmed, and updates
-/// the conditions of the Gateways they belong to.
+/// the conditions of the Gateways or ListenerSets that declare them.
 pub fn mark_unbound(statuses: &mut [ObjectStatus], ir: &Ir, unbound: &[UnboundPort]) {
     if unbound.is_empty() {
         return;
     }
-    // (gateway namespace, gateway name) → listener name → why.
-    let mut affected: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
+    // (kind, namespace, name) of the Gateway or ListenerSet → listener name → why.
+    let mut affected: BTreeMap<(&str, String, String), BTreeMap<String, String>> = BTreeMap::new();
     for failed in unbound {
         let Some(port) = ir.ports.iter().find(|p| p.port == failed.port) else {
             continue;
@@ -53,20 +53,26 @@ pub fn mark_unbound(statuses: &mut [ObjectStatus], ir: &Ir, unbound: &[UnboundPo
             failed.port, failed.address, failed.error
         );
         for listener in &port.listeners {
+            let (owner, kind, name) = match &listener.listener_set {
+                Some(set) => (&set.listener_set, "ListenerSet", &set.name),
+                None => (&listener.gateway, "Gateway", &listener.name),
+            };
             affected
-                .entry((
-                    listener.gateway.namespace.clone(),
-                    listener.gateway.name.clone(),
-                ))
+                .entry((kind, owner.namespace.clone(), owner.name.clone()))
                 .or_default()
-                .insert(listener.name.clone(), why.clone());
+                .insert(name.clone(), why.clone());
         }
     }
     for object in statuses.iter_mut() {
         let StatusBody::Gateway(gateway) = &mut object.status else {
             continue;
         };
-        let Some(listeners) = affected.get(&(object.namespace.clone(), object.name.clone())) else {
+        let id = (
+            object.kind.as_str(),
+            object.namespace.clone(),
+            object.name.clone(),
+        );
+        let Some(listeners) = affected.get(&id) else {
             continue;
         };
         mark_gateway(gateway, listeners);

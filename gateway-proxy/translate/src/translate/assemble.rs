@@ -6,7 +6,7 @@ use super::gateway::GatewayState;
 use super::hostname;
 use super::l4_routes::{self, L4Candidate, Superseded};
 use super::precedence::{self, Ranked};
-use crate::ir::{ListenerIr, PortIr, PortProtocol, VirtualHostIr};
+use crate::ir::{ListenerIr, ListenerSetListenerIr, PortIr, PortProtocol, VirtualHostIr};
 use crate::store::ObjectKey;
 
 /// Route entries collected per listener, then per effective hostname.
@@ -78,15 +78,29 @@ impl Collected {
                     // cannot share it: the first Gateway (by namespace/name) keeps the port.
                     continue;
                 }
+                let (name, listener_set) = match &listener.origin {
+                    Some(set) => (
+                        format!("{set}/{}", listener.name),
+                        Some(ListenerSetListenerIr {
+                            listener_set: set.clone(),
+                            name: listener.name.clone(),
+                        }),
+                    ),
+                    None => (listener.name.clone(), None),
+                };
                 listeners.push(ListenerIr {
                     gateway: key.clone(),
-                    name: listener.name.clone(),
+                    name,
+                    listener_set,
                     hostname: listener.hostname.clone(),
                     virtual_hosts: virtual_hosts(by_host),
                     tls: listener.tls.clone(),
                     l4_routes: l4_routes::winners(
                         self.l4.remove(&(key.clone(), index)).unwrap_or_default(),
-                        &format!("{key}/{}", listener.name),
+                        &match &listener.origin {
+                            Some(set) => format!("ListenerSet {set}/{}", listener.name),
+                            None => format!("{key}/{}", listener.name),
+                        },
                         &mut superseded,
                     ),
                     serves_tls_routes: listener.protocol == "TLS",

@@ -17,10 +17,31 @@ use crate::store::{ObjectKey, Store};
 /// The Secret type that holds a certificate and its key.
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 
-/// Resolves one `certificateRefs` entry of a listener of the Gateway `gateway`.
+/// The object that declares a listener: its Gateway, or a ListenerSet attached to it.
+/// A `certificateRefs` entry without a namespace is in the owner's namespace, and a reference
+/// into another namespace needs a ReferenceGrant from the owner's kind (GEP-1713: "A
+/// `ListenerSet` must be able to reference a secret/backend in the same namespace as itself
+/// without a `ReferenceGrant`").
+#[derive(Clone, Copy, Debug)]
+pub struct Owner<'a> {
+    /// `Gateway` or `ListenerSet`.
+    pub kind: &'a str,
+    pub namespace: &'a str,
+}
+
+impl<'a> Owner<'a> {
+    pub fn gateway(key: &'a ObjectKey) -> Self {
+        Self {
+            kind: "Gateway",
+            namespace: &key.namespace,
+        }
+    }
+}
+
+/// Resolves one `certificateRefs` entry of a listener declared by `owner`.
 pub fn resolve(
     store: &Store,
-    gateway: &ObjectKey,
+    owner: Owner<'_>,
     index: usize,
     reference: &GatewayListenersTlsCertificateRefs,
 ) -> Result<CertificateIr, Problem> {
@@ -30,7 +51,7 @@ pub fn resolve(
         .namespace
         .as_deref()
         .filter(|n| !n.is_empty())
-        .unwrap_or(&gateway.namespace);
+        .unwrap_or(owner.namespace);
     let key = ObjectKey::new(namespace, reference.name.clone());
     let at = format!("certificateRefs[{index}] ({key})");
     let invalid =
@@ -41,12 +62,13 @@ pub fn resolve(
             "kind {kind} of group {shown} is not supported; reference a core Secret (group \"\", kind Secret)"
         )));
     }
-    if !reference_grant::gateway_permits(store, &gateway.namespace, "Secret", &key) {
+    if !reference_grant::listener_owner_permits(store, owner.kind, owner.namespace, "Secret", &key)
+    {
         return Err(Problem::new(
             c::REASON_REF_NOT_PERMITTED,
             format!(
-                "{at}: Secret in namespace {namespace} is not allowed; add a ReferenceGrant there from Gateways in {} to Secrets",
-                gateway.namespace
+                "{at}: Secret in namespace {namespace} is not allowed; add a ReferenceGrant there from {}s in {} to Secrets",
+                owner.kind, owner.namespace
             ),
         ));
     }

@@ -18,6 +18,11 @@ pub const REASON_LISTENERS_NOT_VALID: &str = "ListenersNotValid";
 pub const REASON_CONFIGURATION_CHANGED: &str = "ConfigurationChanged";
 pub const REASON_INVALID_PARAMETERS: &str = "InvalidParameters";
 
+// ListenerSet reasons.
+pub const REASON_NOT_ALLOWED: &str = "NotAllowed";
+pub const REASON_PARENT_NOT_ACCEPTED: &str = "ParentNotAccepted";
+pub const REASON_PARENT_NOT_PROGRAMMED: &str = "ParentNotProgrammed";
+
 // Listener reasons.
 pub const REASON_NO_CONFLICTS: &str = "NoConflicts";
 pub const REASON_HOSTNAME_CONFLICT: &str = "HostnameConflict";

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use gantry_crds::gateway::gateways::Gateway;
 
 use super::conditions::{self as c, Problem};
-use super::listener::{ListenerState, validate_listeners};
+use super::listener::{ListenerState, validate_merged};
+use super::listener_set::{self, ListenerSetState};
 use super::{API_VERSION, TranslateOptions, generation_of};
 use super::{frontend_tls, listener_tls};
 use crate::status::{GatewayStatus, ObjectStatus, StatusBody};
@@ -16,6 +17,8 @@ use crate::store::{ObjectKey, Store};
 pub struct GatewayState {
     pub key: ObjectKey,
     pub generation: i64,
+    /// The Gateway's own listeners (`origin: None`), then those of each attached ListenerSet
+    /// in precedence order (see `listener_set`).
     pub listeners: Vec<ListenerState>,
     /// Why `spec.infrastructure.parametersRef` cannot be used, if it cannot: the Gateway is
     /// then `Accepted=False InvalidParameters` and none of its listeners is served.
@@ -23,6 +26,11 @@ pub struct GatewayState {
     /// `spec.tls.frontend` lets clients without a valid certificate in (`AllowInsecureFallback`
     /// by default or on some port): the Gateway says so in `InsecureFrontendValidationMode`.
     pub insecure_frontend_validation: bool,
+    /// ListenerSets whose `parentRef` names this Gateway, attached or not.
+    pub listener_sets: Vec<ListenerSetState>,
+    /// Whether status reports `attachedListenerSets`: the Gateway allows ListenerSets or one
+    /// names it.
+    reports_listener_sets: bool,
 }
 
 /// The Gateways we serve: those whose class is ours, narrowed to `options.gateways` when set.
@@ -42,7 +50,7 @@ pub fn our_gateways(
                     .is_none_or(|only| only.contains(key))
         })
         .map(|(key, gw)| {
-            let mut state = gateway_state(store, key, gw);
+            let mut state = gateway_state(store, key, gw, options.namespace_labels);
             if options.parameters_refs {
                 state.set_invalid_parameters(parameters_problem(store, key, gw));
             }
@@ -56,15 +64,68 @@ pub fn our_gateways(
         .collect()
 }
 
-fn gateway_state(store: &Store, key: &ObjectKey, gw: &Gateway) -> GatewayState {
-    let mut listeners = validate_listeners(&gw.spec.listeners);
-    listener_tls::apply(store, key, gw, &mut listeners);
+fn gateway_state(
+    store: &Store,
+    key: &ObjectKey,
+    gw: &Gateway,
+    namespace_labels: bool,
+) -> GatewayState {
+    let (candidates, mut listener_sets) =
+        listener_set::for_gateway(store, key, gw, namespace_labels);
+    let mut groups = vec![(None, gw.spec.listeners.as_slice())];
+    groups.extend(
+        candidates
+            .iter()
+            .map(|c| (Some(c.key), c.listeners.as_slice())),
+    );
+    let specs: Vec<_> = groups.iter().flat_map(|(_, l)| l.iter()).collect();
+    let mut listeners = validate_merged(&groups);
+    listener_tls::apply(store, key, gw, &specs, &mut listeners);
+    let own = gw.spec.listeners.len();
+    // GEP-1713 `ParentNotAccepted`: "the `parentRef` isn't accepted". A Gateway none of
+    // whose own listeners can be served is not accepted (see `status`); its ListenerSets'
+    // listeners are then not taken.
+    let parent_accepted = listeners[..own].iter().any(ListenerState::programmed);
+    let mut start = own;
+    for candidate in &candidates {
+        let end = start + candidate.listeners.len();
+        listener_sets.push(ListenerSetState {
+            key: candidate.key.clone(),
+            generation: generation_of(&candidate.set.metadata),
+            listeners: parent_accepted.then_some(start..end),
+            rejected: (!parent_accepted).then(|| {
+                Problem::new(
+                    c::REASON_PARENT_NOT_ACCEPTED,
+                    format!(
+                        "Gateway {key} is not accepted (no listener of its own can be served; see its status)"
+                    ),
+                )
+            }),
+        });
+        start = end;
+    }
+    if !parent_accepted {
+        listeners.truncate(own);
+    }
+    listener_sets.sort_by(|a, b| a.key.cmp(&b.key));
+    let reports_listener_sets = !listener_sets.is_empty()
+        || gw
+            .spec
+            .allowed_listeners
+            .as_ref()
+            .and_then(|a| a.namespaces.as_ref())
+            .and_then(|n| n.from.as_ref())
+            .is_some_and(|from| {
+                *from != gantry_crds::gateway::gateways::GatewayAllowedListenersNamespacesFrom::None
+            });
     GatewayState {
         key: key.clone(),
         generation: generation_of(&gw.metadata),
         listeners,
         invalid_parameters: None,
         insecure_frontend_validation: frontend_tls::allows_insecure_fallback(gw),
+        listener_sets,
+        reports_listener_sets,
     }
 }
 
@@ -116,16 +177,28 @@ impl GatewayState {
         self.invalid_parameters = Some(problem);
     }
 
+    /// The Gateway's own listeners (GEP-1713: the Gateway's `Accepted` and `Programmed`
+    /// "remain unchanged and reflect the status of the local configuration").
+    pub fn own_listeners(&self) -> impl Iterator<Item = &ListenerState> {
+        self.listeners.iter().filter(|l| l.origin.is_none())
+    }
+
+    /// The status of every ListenerSet naming this Gateway.
+    pub fn listener_set_statuses(&self) -> impl Iterator<Item = ObjectStatus> + '_ {
+        self.listener_sets
+            .iter()
+            .map(|set| set.status(&self.listeners))
+    }
+
     pub fn status(&self) -> ObjectStatus {
         let generation = self.generation;
-        let invalid: Vec<&str> = self
-            .listeners
+        let own: Vec<&ListenerState> = self.own_listeners().collect();
+        let invalid: Vec<&str> = own
             .iter()
             .filter(|l| !l.fully_valid())
             .map(|l| l.name.as_str())
             .collect();
-        let programmed: Vec<&str> = self
-            .listeners
+        let programmed: Vec<&str> = own
             .iter()
             .filter(|l| l.programmed())
             .map(|l| l.name.as_str())
@@ -138,7 +211,7 @@ impl GatewayState {
         } else if programmed.is_empty() {
             let problem = Problem::new(
                 c::REASON_LISTENERS_NOT_VALID,
-                if self.listeners.is_empty() {
+                if own.is_empty() {
                     "Gateway has no listeners; add at least one".to_owned()
                 } else {
                     format!(
@@ -200,12 +273,16 @@ impl GatewayState {
             name: self.key.name.clone(),
             status: StatusBody::Gateway(GatewayStatus {
                 addresses: Vec::new(),
+                attached_listener_sets: self.reports_listener_sets.then(|| {
+                    let attached = self
+                        .listener_sets
+                        .iter()
+                        .filter(|set| set.attached(&self.listeners))
+                        .count();
+                    i32::try_from(attached).unwrap_or(i32::MAX)
+                }),
                 conditions,
-                listeners: self
-                    .listeners
-                    .iter()
-                    .map(|l| l.status(generation))
-                    .collect(),
+                listeners: own.iter().map(|l| l.status(generation)).collect(),
             }),
         }
     }

@@ -10,6 +10,7 @@ use super::hostname;
 use super::listener_tls;
 use crate::ir::ListenerTlsIr;
 use crate::status::{Condition, ListenerStatus, RouteGroupKind};
+use crate::store::ObjectKey;
 
 /// The Gateway API group, the default group of route kinds.
 pub const GATEWAY_GROUP: &str = gantry_crds::GATEWAY_GROUP;
@@ -79,6 +80,8 @@ pub struct ListenerState {
     pub tls: Option<Arc<ListenerTlsIr>>,
     /// Routes attached (counted whether or not the listener is accepted).
     pub attached_routes: i32,
+    /// The ListenerSet that declares this listener; `None` for the Gateway's own listeners.
+    pub origin: Option<ObjectKey>,
 }
 
 impl ListenerState {
@@ -107,6 +110,20 @@ impl ListenerState {
         self.accepted.is_none() && self.conflicted.is_none() && self.resolved_refs.is_none()
     }
 
+    /// The namespace `allowedRoutes.namespaces.from: Same` means: the ListenerSet's for its
+    /// listeners (ListenerEntry `allowedRoutes` defaults to routes "in the same namespace"
+    /// as the ListenerSet, GEP-1713 conformance `ListenerSetAllowedRoutesSameNamespace`),
+    /// else the Gateway's.
+    pub fn owner_namespace<'a>(&'a self, gateway: &'a ObjectKey) -> &'a str {
+        self.origin.as_ref().unwrap_or(gateway).namespace.as_str()
+    }
+
+    /// Whether the listener is accepted and not conflicted (a ListenerSet counts as accepted
+    /// while one of its listeners is).
+    pub fn accepted(&self) -> bool {
+        self.accepted.is_none() && self.conflicted.is_none()
+    }
+
     pub fn supports_kind(&self, group: &str, kind: &str) -> bool {
         self.supported_kinds
             .iter()
@@ -132,6 +149,17 @@ impl ListenerState {
                 "Listener is programmed",
                 generation,
             )
+        } else if let (Some(conflict), Some(_), None) =
+            (&self.conflicted, &self.origin, &self.accepted)
+        {
+            // A conflicted ListenerSet listener: `Programmed=False` with the conflict's reason
+            // (conformance `ListenerSetHostnameConflict` expects `HostnameConflict` on
+            // `Accepted`, `Programmed` and `Conflicted` alike).
+            let problem = Problem::new(
+                conflict.reason,
+                format!("Listener is not served: {}", conflict.message),
+            );
+            c::not_ok(c::PROGRAMMED, &problem, generation)
         } else {
             let why = [
                 &self.accepted,
@@ -175,14 +203,35 @@ impl ListenerState {
     }
 }
 
-/// Validates every listener of one Gateway, including conflicts between them.
-pub fn validate_listeners(listeners: &[GatewayListeners]) -> Vec<ListenerState> {
-    let mut states: Vec<ListenerState> = listeners.iter().map(validate_one).collect();
-    let conflicts: Vec<Option<Problem>> = (0..listeners.len())
-        .map(|i| conflict_of(listeners, i))
+/// Validates the merged listener list of a Gateway: its own listeners (first group, origin
+/// `None`), then each attached ListenerSet's, in the GEP-1713 precedence order ("parent"
+/// Gateway, then ListenerSets oldest first, then by `{namespace}/{name}`).
+///
+/// GEP-1713 "Listener Validation": implementations "MUST treat the parent Gateways as having
+/// the merged list of all listeners from itself and attached ListenerSets and validation of
+/// this list of listeners MUST behave the same as if the list were part of a single Gateway
+/// with the relaxed listener name constraints" (names need only be unique within one
+/// resource), and on a conflict "the first Listener on the precedence list MUST be accepted,
+/// and should not have a `Conflicted` condition, while the conflicting listeners MUST have a
+/// `Conflicted` condition set to True". So a listener conflicts with the listeners of its own
+/// resource (all of them marked, as within one Gateway) and with those of resources before
+/// it, never with those after it.
+pub fn validate_merged(groups: &[(Option<&ObjectKey>, &[GatewayListeners])]) -> Vec<ListenerState> {
+    let flat: Vec<(usize, &GatewayListeners)> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(g, (_, listeners))| listeners.iter().map(move |l| (g, l)))
         .collect();
-    for (state, conflict) in states.iter_mut().zip(conflicts) {
-        state.conflicted = conflict;
+    let mut states: Vec<ListenerState> = Vec::with_capacity(flat.len());
+    for (origin, listeners) in groups {
+        for l in *listeners {
+            let mut state = validate_one(l);
+            state.origin = origin.cloned();
+            states.push(state);
+        }
+    }
+    for (i, state) in states.iter_mut().enumerate() {
+        state.conflicted = conflict_of(&flat, i);
     }
     states
 }
@@ -241,6 +290,7 @@ fn validate_one(l: &GatewayListeners) -> ListenerState {
         not_programmed: None,
         tls: None,
         attached_routes: 0,
+        origin: None,
     }
 }
 
@@ -299,31 +349,66 @@ fn route_kinds(l: &GatewayListeners, served: &[&str]) -> (Vec<RouteGroupKind>, O
 /// sockets and never see each other's traffic. No conflicting listener wins: all of them are
 /// marked. Listeners with a protocol outside the Gateway API's set, or an invalid port, take
 /// no part.
-fn conflict_of(listeners: &[GatewayListeners], i: usize) -> Option<Problem> {
-    let me = &listeners[i];
+fn conflict_of(listeners: &[(usize, &GatewayListeners)], i: usize) -> Option<Problem> {
+    let (my_group, me) = listeners[i];
     if !KNOWN_PROTOCOLS.contains(&me.protocol.as_str()) {
         return None;
     }
-    let peers: Vec<&GatewayListeners> = listeners
+    let peers: Vec<(usize, &GatewayListeners)> = listeners
         .iter()
         .enumerate()
-        .filter(|(j, l)| {
+        .filter(|(j, (group, l))| {
             *j != i
+                && *group <= my_group
                 && l.port == me.port
                 && KNOWN_PROTOCOLS.contains(&l.protocol.as_str())
                 && is_udp(&l.protocol) == is_udp(&me.protocol)
         })
-        .map(|(_, l)| l)
+        .map(|(_, peer)| *peer)
         .collect();
+    // A peer of another resource is named only as "a listener of higher precedence":
+    // GEP-1713 asks to "avoid setting any Condition that exposes information from other
+    // users, but still provide meaningful information of why a ListenerSet was not accepted".
+    let other_name = |group: usize, l: &GatewayListeners| {
+        if group == my_group {
+            l.name.clone()
+        } else if group == 0 {
+            "a listener of the Gateway".to_owned()
+        } else {
+            "a listener of an older ListenerSet (or one before it by namespace/name)".to_owned()
+        }
+    };
+    // "listeners a and b", or "listener a and a listener of the Gateway".
+    let pair = |group: usize, l: &GatewayListeners, annotate: bool| {
+        let (mine, theirs) = if annotate {
+            (
+                format!("{} ({})", me.name, me.protocol),
+                format!("{} ({})", other_name(group, l), l.protocol),
+            )
+        } else {
+            (me.name.clone(), other_name(group, l))
+        };
+        let noun = if group == my_group {
+            "listeners"
+        } else {
+            "listener"
+        };
+        format!("{noun} {mine} and {theirs}")
+    };
     if let Some(other) = peers
         .iter()
-        .find(|l| !share_a_port(&l.protocol, &me.protocol))
+        .find(|(_, l)| !share_a_port(&l.protocol, &me.protocol))
     {
         return Some(Problem::new(
             c::REASON_PROTOCOL_CONFLICT,
             format!(
-                "port {} is used with protocol {} by listener {} and {} by listener {}; give each protocol its own port",
-                me.port, me.protocol, me.name, other.protocol, other.name
+                "port {} is used with protocol {} by listener {} and {} by {}{}; give each protocol its own port",
+                me.port,
+                me.protocol,
+                me.name,
+                other.1.protocol,
+                if other.0 == my_group { "listener " } else { "" },
+                other_name(other.0, other.1)
             ),
         ));
     }
@@ -332,31 +417,38 @@ fn conflict_of(listeners: &[GatewayListeners], i: usize) -> Option<Problem> {
             Problem::new(
                 c::REASON_PROTOCOL_CONFLICT,
                 format!(
-                    "{} listeners {} and {} share port {}; {} listeners need a port each",
-                    me.protocol, me.name, other.name, me.port, me.protocol
+                    "{} {} share port {}; {} listeners need a port each",
+                    me.protocol,
+                    pair(other.0, other.1, false),
+                    me.port,
+                    me.protocol
                 ),
             )
         });
     }
     peers
         .iter()
-        .find(|l| l.hostname == me.hostname)
+        .find(|(_, l)| l.hostname == me.hostname)
         .map(|other| {
             let host = me.hostname.as_deref().unwrap_or("(any)");
-            if other.protocol != me.protocol {
+            let (_, peer) = *other;
+            if peer.protocol != me.protocol {
                 return Problem::new(
                     c::REASON_HOSTNAME_CONFLICT,
                     format!(
-                        "listeners {} ({}) and {} ({}) share port {} and hostname {host}, so SNI cannot choose between them; change the hostname or port of one",
-                        me.name, me.protocol, other.name, other.protocol, me.port
+                        "{} share port {} and hostname {host}, so SNI cannot choose between them; change the hostname or port of one",
+                        pair(other.0, peer, true),
+                        me.port
                     ),
                 );
             }
             Problem::new(
                 c::REASON_HOSTNAME_CONFLICT,
                 format!(
-                    "listeners {} and {} share port {}, protocol {} and hostname {host}; change the hostname or port of one",
-                    me.name, other.name, me.port, me.protocol
+                    "{} share port {}, protocol {} and hostname {host}; change the hostname or port of one",
+                    pair(other.0, peer, false),
+                    me.port,
+                    me.protocol
                 ),
             )
         })

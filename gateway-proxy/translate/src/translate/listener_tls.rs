@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use gantry_crds::gateway::gateways::{Gateway, GatewayListeners, GatewayListenersTlsMode};
 
-use super::certificate;
+use super::certificate::{self, Owner};
 use super::conditions::{self as c, Problem};
 use super::frontend_tls::{self, FrontendValidation};
 use super::listener::ListenerState;
@@ -69,7 +69,7 @@ pub struct ResolvedTls {
 /// programmed, as a Gateway with an invalid TLS configuration "should fail to become ready"
 /// (conformance `GatewayInvalidTLSConfiguration`). In `Passthrough` mode `certificateRefs`
 /// "is ignored".
-pub fn resolve(store: &Store, gateway: &ObjectKey, l: &GatewayListeners) -> ResolvedTls {
+pub fn resolve(store: &Store, owner: Owner<'_>, l: &GatewayListeners) -> ResolvedTls {
     let mode = match l.tls.as_ref().and_then(|t| t.mode.as_ref()) {
         Some(GatewayListenersTlsMode::Passthrough) => TlsModeIr::Passthrough,
         _ => TlsModeIr::Terminate,
@@ -90,7 +90,7 @@ pub fn resolve(store: &Store, gateway: &ObjectKey, l: &GatewayListeners) -> Reso
         .unwrap_or_default();
     let mut certificates = Vec::new();
     for (i, reference) in refs.iter().enumerate() {
-        match certificate::resolve(store, gateway, i, reference) {
+        match certificate::resolve(store, owner, i, reference) {
             Ok(cert) => certificates.push(cert),
             Err(problem) => out.resolved_refs.push(problem),
         }
@@ -119,15 +119,33 @@ pub fn resolve(store: &Store, gateway: &ObjectKey, l: &GatewayListeners) -> Reso
     out
 }
 
-/// Resolves the TLS of every HTTPS and TLS listener of one Gateway into its state, with the
-/// frontend validation of each HTTPS listener's port.
-pub fn apply(store: &Store, key: &ObjectKey, gateway: &Gateway, states: &mut [ListenerState]) {
+/// Resolves the TLS of every HTTPS and TLS listener of one Gateway (its own, then those of
+/// its ListenerSets: `specs` and `states` in the same order) into its state, with the
+/// frontend validation of each HTTPS listener's port. Certificates resolve from the
+/// listener's owner (see [`Owner`]); the Gateway's frontend validation applies to every HTTPS
+/// listener on the port, a ListenerSet's too, since the merged listeners "MUST behave the same
+/// as if the list were part of a single Gateway" (GEP-1713), and a ListenerSet must not open
+/// a port's client-certificate check.
+pub fn apply(
+    store: &Store,
+    key: &ObjectKey,
+    gateway: &Gateway,
+    specs: &[&GatewayListeners],
+    states: &mut [ListenerState],
+) {
     let mut frontend: BTreeMap<u16, FrontendValidation> = BTreeMap::new();
-    for (spec, state) in gateway.spec.listeners.iter().zip(states.iter_mut()) {
+    for (spec, state) in specs.iter().zip(states.iter_mut()) {
         if !has_tls(&spec.protocol) || state.accepted.is_some() {
             continue;
         }
-        let resolved = resolve(store, key, spec);
+        let owner = match &state.origin {
+            Some(set) => Owner {
+                kind: "ListenerSet",
+                namespace: &set.namespace,
+            },
+            None => Owner::gateway(key),
+        };
+        let resolved = resolve(store, owner, spec);
         for problem in resolved.resolved_refs {
             state.add_resolved_refs_problem(problem);
         }

@@ -21,6 +21,7 @@ mod hostname;
 mod http_route;
 mod l4_routes;
 mod listener;
+pub(crate) mod listener_set;
 mod listener_tls;
 mod matches;
 mod parent_ref;
@@ -188,6 +189,12 @@ fn translate_with(
         }
     }
     statuses.extend(gateways.values().map(|g| backend_tls.gateway_status(g)));
+    let mut listener_sets: Vec<ObjectStatus> = gateways
+        .values()
+        .flat_map(|g| g.listener_set_statuses())
+        .collect();
+    listener_sets.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    statuses.extend(listener_sets);
     statuses.extend(route_statuses);
     statuses.extend(backend_tls.policy_statuses(&options.controller_name));
     let (ports, superseded) = collected.into_ports(&gateways);

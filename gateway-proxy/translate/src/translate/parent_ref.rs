@@ -1,4 +1,6 @@
 //! Route parentRefs: which of our Gateway listeners a route attaches to, or why it does not.
+//! A parentRef names a Gateway (its own listeners) or a ListenerSet attached to one (that
+//! ListenerSet's listeners, GEP-1713).
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,7 @@ use super::conditions::{self as c, Problem};
 use super::gateway::GatewayState;
 use super::hostname;
 use super::listener::GATEWAY_GROUP;
+use super::listener_set;
 use crate::status::ParentReference;
 use crate::store::{ObjectKey, Store};
 
@@ -130,17 +133,45 @@ pub fn attach(
     route: &RouteInfo<'_>,
     parent: &ParentRef,
 ) -> Attachment {
-    if parent.group.as_deref().unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP
-        || parent.kind.as_deref().unwrap_or("Gateway") != "Gateway"
-    {
+    if parent.group.as_deref().unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP {
         return Attachment::NotOurs;
     }
-    let key = ObjectKey::new(
-        parent.namespace.as_deref().unwrap_or(route.namespace),
-        parent.name.as_str(),
-    );
-    let Some(gateway) = gateways.get(&key) else {
-        return Attachment::NotOurs;
+    let namespace = parent.namespace.as_deref().unwrap_or(route.namespace);
+    let parent_key = ObjectKey::new(namespace, parent.name.as_str());
+    let (key, gateway, origin) = match parent.kind.as_deref().unwrap_or("Gateway") {
+        "Gateway" => match gateways.get(&parent_key) {
+            Some(gateway) => (parent_key, gateway, None),
+            None => return Attachment::NotOurs,
+        },
+        listener_set::KIND => {
+            // A ListenerSet is ours when its parentRef names a Gateway we serve.
+            let Some((gateway, set)) = gateways.values().find_map(|g| {
+                g.listener_sets
+                    .iter()
+                    .find(|s| s.key == parent_key)
+                    .map(|s| (g, s))
+            }) else {
+                return Attachment::NotOurs;
+            };
+            if let Some(problem) = &set.rejected {
+                return Attachment::Rejected(Problem::new(
+                    c::REASON_NO_MATCHING_PARENT,
+                    format!(
+                        "ListenerSet {parent_key} is not attached to Gateway {}: {}",
+                        gateway.key, problem.message
+                    ),
+                ));
+            }
+            (gateway.key.clone(), gateway, Some(&set.key))
+        }
+        _ => return Attachment::NotOurs,
+    };
+    // GEP-1713 "Route Attachment": "Routes attach to all relevant Listeners in their direct
+    // Parent object": a Gateway parentRef (with or without sectionName or port) reaches only
+    // the Gateway's own listeners, a ListenerSet parentRef only that ListenerSet's.
+    let what = match origin {
+        Some(set) => format!("ListenerSet {set}"),
+        None => format!("Gateway {key}"),
     };
     let reject = |reason, message: String| Attachment::Rejected(Problem::new(reason, message));
     let candidates: Vec<usize> = gateway
@@ -148,22 +179,23 @@ pub fn attach(
         .iter()
         .enumerate()
         .filter(|(_, l)| {
-            parent.section_name.as_deref().is_none_or(|s| s == l.name)
+            l.origin.as_ref() == origin
+                && parent.section_name.as_deref().is_none_or(|s| s == l.name)
                 && parent.port.is_none_or(|p| p == i32::from(l.port))
         })
         .map(|(i, _)| i)
         .collect();
     if candidates.is_empty() {
-        let mut what = Vec::new();
+        let mut wanted = Vec::new();
         if let Some(s) = &parent.section_name {
-            what.push(format!("named {s}"));
+            wanted.push(format!("named {s}"));
         }
         if let Some(p) = parent.port {
-            what.push(format!("on port {p}"));
+            wanted.push(format!("on port {p}"));
         }
         return reject(
             c::REASON_NO_MATCHING_PARENT,
-            format!("Gateway {key} has no listener {}", what.join(" and ")),
+            format!("{what} has no listener {}", wanted.join(" and ")),
         );
     }
     let attached: Vec<usize> = candidates
@@ -173,7 +205,7 @@ pub fn attach(
             let l = &gateway.listeners[i];
             l.supports_kind(GATEWAY_GROUP, route.kind)
                 && l.allowed_namespaces
-                    .allows(&key.namespace, route.namespace, store)
+                    .allows(l.owner_namespace(&key), route.namespace, store)
         })
         .collect();
     if attached.is_empty() {
@@ -189,7 +221,7 @@ pub fn attach(
         return reject(
             c::REASON_NOT_ALLOWED_BY_LISTENERS,
             format!(
-                "no listener of Gateway {key} allows {} from namespace {}{why}",
+                "no listener of {what} allows {} from namespace {}{why}",
                 route.kind, route.namespace
             ),
         );
@@ -217,7 +249,7 @@ pub fn attach(
         Some(Problem::new(
             c::REASON_NO_MATCHING_LISTENER_HOSTNAME,
             format!(
-                "no listener of Gateway {key} has a hostname matching {:?}",
+                "no listener of {what} has a hostname matching {:?}",
                 route.hostnames
             ),
         ))
@@ -229,8 +261,13 @@ pub fn attach(
         Some(Problem::new(
             c::REASON_NO_MATCHING_PARENT,
             format!(
-                "listeners {} of Gateway {key} are not programmed; see the Gateway's listener conditions",
-                names.join(", ")
+                "listeners {} of {what} are not programmed; see the {} listener conditions",
+                names.join(", "),
+                if origin.is_some() {
+                    "ListenerSet's"
+                } else {
+                    "Gateway's"
+                }
             ),
         ))
     } else {

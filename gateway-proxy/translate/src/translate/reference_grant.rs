@@ -52,12 +52,26 @@ pub fn gateway_permits(
     kind: &str,
     target: &ObjectKey,
 ) -> bool {
+    listener_owner_permits(store, "Gateway", gateway_namespace, kind, target)
+}
+
+/// Whether a Gateway or a ListenerSet (`owner_kind`, both of the Gateway API group) in
+/// `owner_namespace` may reference the core object of `kind` at `target`. GEP-1713: a
+/// ReferenceGrant to a Gateway "MUST NOT be inherited by child ListenerSets", nor one to a
+/// ListenerSet grant anything to the Gateway's listeners; each is judged as its own kind.
+pub fn listener_owner_permits(
+    store: &Store,
+    owner_kind: &str,
+    owner_namespace: &str,
+    kind: &str,
+    target: &ObjectKey,
+) -> bool {
     permits(
         store,
         &From {
             group: gantry_crds::GATEWAY_GROUP,
-            kind: "Gateway",
-            namespace: gateway_namespace,
+            kind: owner_kind,
+            namespace: owner_namespace,
         },
         &To {
             group: "",
