@@ -7,6 +7,7 @@ mod allowed_routes;
 mod assemble;
 mod backend;
 mod backend_tls;
+pub mod backend_traffic;
 mod certificate;
 mod conditions;
 mod cross_serving;
@@ -26,6 +27,7 @@ mod matches;
 mod parent_ref;
 mod precedence;
 pub(crate) mod reference_grant;
+mod retry;
 mod route_cache;
 mod routes;
 mod timeouts;
@@ -136,6 +138,7 @@ fn translate_with(
     let (classes, mut statuses) = gateway_class::our_classes(store, options);
     let mut gateways = gateway::our_gateways(store, &classes, options);
     let mut backend_tls = backend_tls::BackendTls::resolve(store, &gateways);
+    let mut backend_traffic = backend_traffic::BackendTraffic::resolve(store);
     let mut attacher = Attacher::new(store, &options.controller_name, &gateways);
     let exclusions = cross_serving::exclusions(store, &gateways);
     attacher.replay_attachments(cache.replay_attachments(&exclusions));
@@ -169,9 +172,11 @@ fn translate_with(
         clusters,
         statuses: route_statuses,
         services,
+        missing_services,
         ..
     } = attacher;
     backend_tls.record_use(&services);
+    backend_traffic.record_use(&services, &missing_services);
     for ((gateway, index), count) in counts {
         if let Some(l) = gateways
             .get_mut(&gateway)
@@ -183,16 +188,16 @@ fn translate_with(
     statuses.extend(gateways.values().map(|g| backend_tls.gateway_status(g)));
     statuses.extend(route_statuses);
     statuses.extend(backend_tls.policy_statuses(&options.controller_name));
+    statuses.extend(backend_traffic.policy_statuses(&options.controller_name));
     let (ports, superseded) = collected.into_ports(&gateways);
     // Precedence between L4 routes is decided per listener, once every route is placed: the
     // routes that lose some traffic say so in their (already collected) statuses.
     l4_routes::note_superseded(&mut statuses, &superseded);
-    let ir = Ir {
-        ports,
-        // Route rules are translated (and cached) without endpoints: they are read here, once
-        // for every cluster in use.
-        clusters: backend::refresh_endpoints(store, &clusters),
-    };
+    // Route rules are translated (and cached) without endpoints: they are read here, once for
+    // every cluster in use, and so is each Service's retry budget.
+    let mut clusters = backend::refresh_endpoints(store, &clusters);
+    backend_traffic.apply(&mut clusters);
+    let ir = Ir { ports, clusters };
     Translation { ir, statuses }
 }
 
