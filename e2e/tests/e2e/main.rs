@@ -12,6 +12,7 @@ mod lifecycle;
 mod listener_ports;
 mod mtls;
 mod quickstart;
+mod retries;
 mod routing;
 mod tls;
 mod tls_rotation;

@@ -283,12 +283,12 @@ async fn forward<'s>(
                 Request::from_parts(parts, body.into_body()),
             );
             let sent = async {
-                send.await.map_err(
-                    |error| match client_body.as_ref().and_then(|outcome| outcome.get()) {
+                send.await.map_err(|error| {
+                    match client_body.as_ref().and_then(|outcome| outcome.get()) {
                         Some(&failure) => ProxyError::ClientBody(failure),
                         None => ProxyError::from(error),
-                    },
-                )
+                    }
+                })
             };
             within(rule.backend_timeout, sent, ProxyError::BackendTimeout).await?
         }

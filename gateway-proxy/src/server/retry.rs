@@ -42,12 +42,14 @@ use crate::upstream::{Cluster, ProxyBody, Via};
 
 /// Access-log notes for a retry that was not made.
 const NOTE_BODY_OVER_LIMIT: &str = "not retried: request body over the 64 KiB retry buffer";
-const NOTE_BODY_UNAVAILABLE: &str =
-    "not retried: the failed attempt still held the request body";
+const NOTE_BODY_UNAVAILABLE: &str = "not retried: the failed attempt still held the request body";
 const NOTE_BUDGET: &str = "not retried: the Service's retry budget is exhausted (503)";
 const NOTE_ATTEMPTS: &str = "not retried: every attempt the rule allows was made";
 
-const _: () = assert!(RETRY_BUFFER_LIMIT == 64 * 1024, "NOTE_BODY_OVER_LIMIT names the size");
+const _: () = assert!(
+    RETRY_BUFFER_LIMIT == 64 * 1024,
+    "NOTE_BODY_OVER_LIMIT names the size"
+);
 
 /// One request's upstream, as the attempt loop needs it.
 pub(super) struct Upstream<'a> {
@@ -86,7 +88,12 @@ pub(super) async fn send(
             Err(_) => return outcome,
         };
         if retry >= policy.attempts {
-            skip(&upstream, record, SkipReason::AttemptsExhausted, NOTE_ATTEMPTS);
+            skip(
+                &upstream,
+                record,
+                SkipReason::AttemptsExhausted,
+                NOTE_ATTEMPTS,
+            );
             return outcome;
         }
         retry += 1;
@@ -94,7 +101,12 @@ pub(super) async fn send(
         let resume = tokio::time::Instant::now() + wait;
         // The failed attempt hands the body back while the backoff runs.
         if body.over_limit() {
-            skip(&upstream, record, SkipReason::BodyNotReplayable, NOTE_BODY_OVER_LIMIT);
+            skip(
+                &upstream,
+                record,
+                SkipReason::BodyNotReplayable,
+                NOTE_BODY_OVER_LIMIT,
+            );
             return outcome;
         }
         if let Err(why) = body.recover(wait).await {

@@ -468,7 +468,10 @@ impl RouteMetrics {
     /// Counts one retry, by why the attempt before it failed.
     pub fn retry(&self, reason: RetryReason) {
         let series = &self.inner;
-        let slot = RetryReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        let slot = RetryReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
         series.retries[slot]
             .get_or_init(|| {
                 series
@@ -481,7 +484,10 @@ impl RouteMetrics {
     /// Counts one retry the rule asked for and the proxy did not make.
     pub fn retry_skipped(&self, reason: SkipReason) {
         let series = &self.inner;
-        let slot = SkipReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        let slot = SkipReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
         series.skipped[slot]
             .get_or_init(|| {
                 series

@@ -68,9 +68,10 @@ impl RetryBudget {
     fn try_retry_at(&self, now: u64) -> bool {
         let requests = self.requests.sum(now);
         let retries = self.retries.sum(now);
-        let within_budget =
-            (retries + 1).saturating_mul(100) <= requests.saturating_mul(u64::from(self.settings.percent));
-        let within_minimum = self.recent_retries.sum(now) < u64::from(self.settings.min_retry_count);
+        let within_budget = (retries + 1).saturating_mul(100)
+            <= requests.saturating_mul(u64::from(self.settings.percent));
+        let within_minimum =
+            self.recent_retries.sum(now) < u64::from(self.settings.min_retry_count);
         if within_budget || within_minimum {
             self.retries.add(now);
             self.recent_retries.add(now);

@@ -9,8 +9,8 @@ pub mod replay;
 
 use std::time::Duration;
 
-pub use budget::RetryBudget;
 pub use crate::telemetry::{RetryReason, SkipReason};
+pub use budget::RetryBudget;
 use gantry_translate::ir::RetryIr;
 
 /// The backoff never grows past this many times its base ("MAY cap the delay at an

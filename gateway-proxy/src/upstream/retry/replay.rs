@@ -242,7 +242,9 @@ mod tests {
             .iter()
             .map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes()))))
             .collect();
-        stream(http_body_util::StreamBody::new(futures::stream::iter(frames)))
+        stream(http_body_util::StreamBody::new(futures::stream::iter(
+            frames,
+        )))
     }
 
     async fn read(body: ProxyBody) -> Bytes {
@@ -282,7 +284,10 @@ mod tests {
     async fn a_body_over_the_limit_streams_once_and_is_not_replayed() {
         let big: &'static str = Box::leak("y".repeat(RETRY_BUFFER_LIMIT).into_boxed_str());
         let mut body = Replayable::stream(chunks(&["x", big]));
-        assert_eq!(read(body.next_attempt()).await.len(), RETRY_BUFFER_LIMIT + 1);
+        assert_eq!(
+            read(body.next_attempt()).await.len(),
+            RETRY_BUFFER_LIMIT + 1
+        );
         assert_eq!(
             body.recover(Duration::ZERO).await,
             Err(NotReplayable::OverLimit)
