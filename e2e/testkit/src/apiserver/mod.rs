@@ -69,6 +69,7 @@ pub const STATUS_SUBRESOURCE: &[&str] = &[
     "tcproutes",
     "udproutes",
     "backendtlspolicies",
+    "xbackendtrafficpolicies",
     "gatewayparameters",
     "deployments",
     "services",
