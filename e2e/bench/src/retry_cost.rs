@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn the_two_routes_differ_only_in_retry() {
-        let text = config(8080, "127.0.0.1:9000".parse().unwrap());
+        let text = config(8080, "127.0.0.1:9000".parse().expect("an address"));
         let routes: Vec<&str> = text.split("kind: HTTPRoute").skip(1).collect();
         assert_eq!(routes.len(), 2);
         let strip = |r: &str| {
