@@ -100,15 +100,6 @@ pub(super) async fn send(
         let wait = policy.backoff(retry);
         let resume = tokio::time::Instant::now() + wait;
         // The failed attempt hands the body back while the backoff runs.
-        if body.over_limit() {
-            skip(
-                &upstream,
-                record,
-                SkipReason::BodyNotReplayable,
-                NOTE_BODY_OVER_LIMIT,
-            );
-            return outcome;
-        }
         if let Err(why) = body.recover(wait).await {
             let note = match why {
                 NotReplayable::OverLimit => NOTE_BODY_OVER_LIMIT,

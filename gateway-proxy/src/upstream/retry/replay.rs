@@ -111,11 +111,6 @@ impl Replayable {
             _ => Ok(()),
         }
     }
-
-    /// Whether the body is known to be too large to be sent again (without waiting).
-    pub fn over_limit(&self) -> bool {
-        matches!(self, Self::Gone(NotReplayable::OverLimit))
-    }
 }
 
 /// The body of one attempt: the kept chunks again, then the rest of the client's body, kept as
@@ -292,7 +287,11 @@ mod tests {
             body.recover(Duration::ZERO).await,
             Err(NotReplayable::OverLimit)
         );
-        assert!(body.over_limit());
+        assert_eq!(
+            body.recover(Duration::ZERO).await,
+            Err(NotReplayable::OverLimit),
+            "and stays so"
+        );
     }
 
     #[tokio::test]
