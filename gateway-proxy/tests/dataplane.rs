@@ -156,6 +156,7 @@ fn cluster(name: &str, endpoints: Vec<String>, protocol: UpstreamProtocol) -> (S
             protocol,
             endpoints,
             tls: None,
+            retry_budget: None,
         },
     )
 }

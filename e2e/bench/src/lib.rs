@@ -14,5 +14,6 @@ pub mod propagation;
 pub mod proxy;
 pub mod report;
 pub mod results;
+pub mod retry_cost;
 pub mod svg;
 pub mod wrk;

@@ -17,6 +17,7 @@ pub fn markdown(r: &Results) -> String {
         footprint(&mut s, r);
     }
     gantry_only(&mut s, r);
+    retry_cost(&mut s, r);
     kube_propagation(&mut s, r);
     let _ = writeln!(
         s,
@@ -54,7 +55,14 @@ fn header(s: &mut String, r: &Results) {
             "**the binaries in `{dir}`, not the release build: compare these figures only with others from the same build**"
         ),
     };
-    if st.kube_only {
+    if st.retry_cost_only {
+        let _ = writeln!(
+            s,
+            "- Only the cost of a retry that never triggers was measured: gantry-proxy ({build}, \
+             `--no-access-log --log-level warn --worker-threads {}`), backend `gantry-echo --plain`.",
+            m.cores
+        );
+    } else if st.kube_only {
         let _ = writeln!(
             s,
             "- Only Kubernetes mode's watch event to first 200 was measured: gantry-proxy ({build}, \
@@ -264,6 +272,42 @@ fn gantry_only(s: &mut String, r: &Results) {
 }
 
 /// Kubernetes mode: watch event to first 200.
+fn retry_cost(s: &mut String, r: &Results) {
+    let Some(c) = &r.retry_cost else {
+        return;
+    };
+    let _ = writeln!(
+        s,
+        "## Gantry: what a retry that never triggers costs
+"
+    );
+    let _ = writeln!(
+        s,
+        "Two routes of one Gantry to the same backend, identical but for HTTPRoute `retry` (codes \
+         500, 502, 503, 504; 2 attempts) on one; the backend always answers 200, so nothing is \
+         retried. `wrk` with {} connections, {} s per run, {} run(s) per route, interleaved. \
+         The target: the retrying route within 3% of the other's CPU per request.\n",
+        c.connections, c.seconds_per_run, c.repeats
+    );
+    let _ = writeln!(
+        s,
+        "| route | requests | errors | req/s (median) | CPU µs / request |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+    for (name, route) in [("without retry", &c.plain), ("with retry", &c.retry)] {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {:.0} | {:.2} |",
+            route.requests, route.errors, route.requests_per_sec, route.cpu_us_per_request
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nCPU per request with retry: {:+.1}% against the route without.\n",
+        c.cpu_difference_percent
+    );
+}
+
 fn kube_propagation(s: &mut String, r: &Results) {
     if r.kube_propagation.is_empty() {
         return;

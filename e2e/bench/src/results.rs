@@ -18,6 +18,9 @@ pub struct Results {
     /// Kubernetes mode: from a route's creation in the API server (its watch event) to its
     /// first 200.
     pub kube_propagation: Vec<KubePropagation>,
+    /// Gantry: a route with HTTPRoute `retry` that never triggers, next to the same route
+    /// without it.
+    pub retry_cost: Option<RetryCost>,
 }
 
 /// Where and with what the figures were taken.
@@ -54,6 +57,11 @@ pub struct Settings {
     pub kube_propagation_samples: usize,
     /// Only the Kubernetes-mode propagation was measured.
     pub kube_only: bool,
+    /// Seconds per run of the retry-cost scenario (0: not run).
+    pub retry_cost_seconds: u64,
+    pub retry_cost_repeats: usize,
+    /// Only the retry cost was measured.
+    pub retry_cost_only: bool,
     /// Where `gantry-proxy` came from: `None` for the release build, else the `--bins` folder.
     pub bins: Option<String>,
 }
@@ -122,6 +130,29 @@ pub struct Churn {
     pub load: LoadResult,
     /// The route added last answered 200 at the end: the changes really went live.
     pub last_change_live: bool,
+}
+
+/// The CPU price of a `retry` that never triggers (see `retry_cost`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RetryCost {
+    pub connections: u32,
+    pub seconds_per_run: u64,
+    pub repeats: usize,
+    pub plain: RetryCostRoute,
+    pub retry: RetryCostRoute,
+    /// (retry − plain) / plain CPU per request, in percent.
+    pub cpu_difference_percent: f64,
+}
+
+/// One of the two routes of the retry-cost runs, over all its runs.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RetryCostRoute {
+    pub requests: u64,
+    pub errors: u64,
+    /// Median of the runs.
+    pub requests_per_sec: f64,
+    /// CPU time of the proxy per request, in microseconds.
+    pub cpu_us_per_request: f64,
 }
 
 /// Nearest-rank percentile of `values` (`p` in 0..=100); `None` when empty.

@@ -1,7 +1,11 @@
 //! The echo backend: answers every request with the request it saw, as JSON.
 //!
 //! Used by the black-box tests and by the quick start. Besides echoing it can be told, per
-//! request, to answer slowly (`x-echo-delay-ms`) or with another status (`x-echo-status`), it
+//! request, to answer slowly (`x-echo-delay-ms`) or with another status (`x-echo-status`), to
+//! fail the first N requests that carry one `x-request-id` (`x-echo-fail-first: N`, failing as
+//! `x-echo-fail-with` says: a status such as `503`, `close` to close the connection without an
+//! answer, or `slow:MS` to answer only after MS milliseconds; a retried request keeps its
+//! request ID, so this is how tests make the first attempts fail), it
 //! echoes WebSocket messages after an upgrade, and it remembers the last requests it served at
 //! `GET /_echo/seen` (so a test can see what a mirror received).
 //!
@@ -9,8 +13,7 @@
 //! the handshake in every answer: the SNI it was sent, the ALPN protocol, and the subject of
 //! the client certificate when it requires one.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::convert::Infallible;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,6 +56,10 @@ pub struct Echo {
     /// The TLS handshake of the connection; absent for plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<EchoTls>,
+    /// With `x-echo-fail-first`: how many requests with this `x-request-id` this backend saw,
+    /// this one included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u64>,
 }
 
 /// What the echo backend saw of a TLS handshake.
@@ -90,7 +97,50 @@ const SEEN_LIMIT: usize = 1000;
 struct State {
     identity: EchoIdentity,
     seen: Mutex<VecDeque<Echo>>,
+    /// Requests seen per `x-request-id`, for `x-echo-fail-first`.
+    attempts: Mutex<HashMap<String, u64>>,
 }
+
+/// How a request told to fail (`x-echo-fail-first`) fails.
+enum Failure {
+    Status(StatusCode),
+    Close,
+    Slow(Duration),
+}
+
+impl Failure {
+    fn parse(headers: &HeaderMap) -> Self {
+        let text = headers
+            .get("x-echo-fail-with")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("503")
+            .trim();
+        if text == "close" {
+            return Self::Close;
+        }
+        if let Some(ms) = text.strip_prefix("slow:").and_then(|ms| ms.parse().ok()) {
+            return Self::Slow(Duration::from_millis(ms));
+        }
+        Self::Status(
+            text.parse()
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+        )
+    }
+}
+
+/// An error that makes the server close the connection without answering.
+#[derive(Debug)]
+struct Hangup;
+
+impl std::fmt::Display for Hangup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("told to close the connection without answering")
+    }
+}
+
+impl std::error::Error for Hangup {}
 
 /// Serves the echo backend on `listener` until the task is dropped. Speaks HTTP/1.1 and
 /// HTTP/2 with prior knowledge on the same port.
@@ -108,6 +158,7 @@ async fn serve_with(listener: TcpListener, identity: EchoIdentity, tls: Option<T
     let state = Arc::new(State {
         identity,
         seen: Mutex::new(VecDeque::new()),
+        attempts: Mutex::new(HashMap::new()),
     });
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -214,7 +265,7 @@ async fn handle(
     state: Arc<State>,
     tls: Option<Arc<EchoTls>>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Full<Bytes>>, Hangup> {
     if state.identity.plain {
         return Ok(Response::new(Full::new(Bytes::from_static(b"ok\n"))));
     }
@@ -229,10 +280,36 @@ async fn handle(
     if is_websocket_upgrade(req.headers()) {
         return Ok(upgrade_websocket(req));
     }
-    let delay = header_number(req.headers(), "x-echo-delay-ms");
-    let status = header_number(req.headers(), "x-echo-status")
+    let mut delay = header_number(req.headers(), "x-echo-delay-ms");
+    let mut status = header_number(req.headers(), "x-echo-status")
         .and_then(|s| StatusCode::from_u16(u16::try_from(s).ok()?).ok())
         .unwrap_or(StatusCode::OK);
+    let mut attempt = None;
+    if let Some(fail_first) = header_number(req.headers(), "x-echo-fail-first") {
+        let id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let seen = state
+            .attempts
+            .lock()
+            .map(|mut a| {
+                let n = a.entry(id).or_insert(0);
+                *n += 1;
+                *n
+            })
+            .unwrap_or(1);
+        attempt = Some(seen);
+        if seen <= fail_first {
+            match Failure::parse(req.headers()) {
+                Failure::Status(failed) => status = failed,
+                Failure::Close => return Err(Hangup),
+                Failure::Slow(wait) => delay = Some(u64::try_from(wait.as_millis()).unwrap_or(0)),
+            }
+        }
+    }
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -267,6 +344,7 @@ async fn handle(
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
         tls: tls.as_deref().cloned(),
+        attempt,
     };
     if let Ok(mut seen) = state.seen.lock() {
         if seen.len() == SEEN_LIMIT {

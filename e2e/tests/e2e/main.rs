@@ -13,6 +13,7 @@ mod listener_ports;
 mod listener_sets;
 mod mtls;
 mod quickstart;
+mod retries;
 mod routing;
 mod tls;
 mod tls_rotation;

@@ -211,5 +211,12 @@ fn describe_clusters(snapshot: &Snapshot, out: &mut String) {
                 format_args!("tls built from {:?}", tls.built_from()),
             );
         }
+        if let Some(budget) = cluster.budget() {
+            line(
+                out,
+                1,
+                format_args!("retry budget built from {:?}", budget.settings()),
+            );
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::CompileError;
 use crate::filters::Filter;
 use crate::upstream::Cluster;
+use crate::upstream::retry::RetryPolicy;
 use gantry_translate::ir::{HttpRuleIr, UpstreamProtocol};
 
 /// One rule, ready to serve.
@@ -19,6 +20,8 @@ pub struct Rule {
     pub request_timeout: Option<Duration>,
     /// One upstream attempt.
     pub backend_timeout: Option<Duration>,
+    /// HTTPRoute `retry`; `None` sends one attempt.
+    pub retry: Option<RetryPolicy>,
     /// Whether a RequestRedirect answers every request of the rule.
     pub redirects: bool,
     /// A GRPCRoute rule: backends are spoken to with HTTP/2.
@@ -56,6 +59,7 @@ impl Rule {
             backends,
             request_timeout: ir.timeouts.request_ms.map(Duration::from_millis),
             backend_timeout: ir.timeouts.backend_request_ms.map(Duration::from_millis),
+            retry: ir.retry.as_ref().map(RetryPolicy::compile),
             redirects,
             grpc: ir.grpc,
         })

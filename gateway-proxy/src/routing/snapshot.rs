@@ -9,7 +9,9 @@ use super::table::{CompileCache, PortTable, SeriesMap};
 use super::tls::TlsPorts;
 use crate::telemetry::{Metrics, RouteMetrics};
 use crate::upstream::Cluster;
+use crate::upstream::retry::RetryBudget;
 use gantry_translate::ir::Ir;
+use gantry_translate::store::ObjectKey;
 
 /// Everything a request needs, compiled from one [`Ir`]. Never mutated after it is built;
 /// a request holds one `Arc<Snapshot>` from start to end.
@@ -76,12 +78,29 @@ impl Snapshot {
                 ),
             ),
         };
+        // One budget per Service, shared by its clusters; kept (with its counts) from the
+        // previous snapshot while its settings are the same.
+        let mut budgets: HashMap<&ObjectKey, Arc<RetryBudget>> = HashMap::new();
         let clusters = ir
             .clusters
             .iter()
             .map(|(name, cluster)| {
                 let old = previous.and_then(|p| p.cluster(name)).map(AsRef::as_ref);
-                Ok((name.clone(), Arc::new(Cluster::compile(cluster, old)?)))
+                let budget = cluster.retry_budget.as_ref().map(|settings| {
+                    budgets
+                        .entry(&cluster.service)
+                        .or_insert_with(|| {
+                            previous
+                                .and_then(|p| p.budget_of(&cluster.service))
+                                .filter(|b| b.is_built_from(settings))
+                                .unwrap_or_else(|| Arc::new(RetryBudget::new(settings)))
+                        })
+                        .clone()
+                });
+                Ok((
+                    name.clone(),
+                    Arc::new(Cluster::compile_with_budget(cluster, old, budget)?),
+                ))
             })
             .collect::<Result<_, CompileError>>()?;
         Ok(Self {
@@ -104,6 +123,15 @@ impl Snapshot {
 
     pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
         self.clusters.get(name)
+    }
+
+    /// The retry budget the clusters of `service` share, if they have one.
+    fn budget_of(&self, service: &ObjectKey) -> Option<Arc<RetryBudget>> {
+        self.ir
+            .clusters
+            .values()
+            .filter(|c| &c.service == service)
+            .find_map(|c| self.cluster(&c.name)?.budget().cloned())
     }
 
     /// Drops metric series of routes `self` had and `next` no longer has.

@@ -320,6 +320,7 @@ fn endpoint_only_changes_reuse_port_tables() {
         protocol: UpstreamProtocol::Http1,
         endpoints,
         tls: None,
+        retry_budget: None,
     };
     ir.clusters
         .insert("default/svc:80".into(), cluster(vec!["10.0.0.1:80".into()]));

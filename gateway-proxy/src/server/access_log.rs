@@ -23,6 +23,11 @@ pub struct Record<'s> {
     pub error: Option<String>,
     /// The gRPC status of a gRPC request the proxy answered itself.
     pub grpc_status: Option<u8>,
+    /// Requests sent upstream for this one (1 without retries; 0 when none was sent).
+    pub attempts: u32,
+    /// Why a retry the rule asked for was not made, when one was not (for example a request
+    /// body over the retry buffer).
+    pub retry: Option<&'static str>,
 }
 
 impl<'s> Record<'s> {
@@ -75,6 +80,8 @@ impl<'s> Record<'s> {
             bytes,
             error = self.error.as_deref(),
             grpc_status = self.grpc_status,
+            attempts = self.attempts,
+            retry = self.retry,
         );
     }
 }
@@ -117,6 +124,8 @@ mod tests {
         record.route_kind = Some("GRPCRoute");
         record.grpc_status = Some(14);
         record.upstream = Some("10.0.0.1:8080".parse().unwrap());
+        record.attempts = 2;
+        record.retry = Some("not retried: request body over the 64 KiB retry buffer");
         let response = Response::builder()
             .status(201)
             .header(CONTENT_LENGTH, "42")
@@ -140,6 +149,11 @@ mod tests {
         assert_eq!(line["upstream"], "10.0.0.1:8080");
         assert_eq!(line["request_id"], "id-1");
         assert_eq!(line["bytes"], 42);
+        assert_eq!(line["attempts"], 2);
+        assert_eq!(
+            line["retry"],
+            "not retried: request body over the 64 KiB retry buffer"
+        );
         assert!(!out.contains("id-2"), "a disabled record wrote: {out}");
     }
 }

@@ -47,6 +47,11 @@ pub enum ProxyError {
     /// The route's backendRequest timeout elapsed for the upstream attempt.
     #[error("upstream request timeout")]
     BackendTimeout,
+    /// A retry the rule asked for was refused by the Service's retry budget (XBackendTrafficPolicy
+    /// `retryConstraint`: "After the retry budget has been exceeded, additional retries to the
+    /// backend MUST return a 503 response to the client").
+    #[error("retry budget exhausted: the backend's retry budget allows no more retries now")]
+    RetryBudgetExhausted,
     /// The upstream answered `101 Switching Protocols` to a request that did not ask for that
     /// protocol; no tunnel is opened.
     #[error("upstream switched protocols without being asked")]
@@ -83,7 +88,7 @@ impl ProxyError {
             Self::InvalidBackend | Self::NoBackend | Self::InvalidRedirect => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            Self::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoHealthyUpstream | Self::RetryBudgetExhausted => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect(_) | Self::UpstreamReset(_) | Self::UnexpectedUpgrade => {
                 StatusCode::BAD_GATEWAY
             }
@@ -135,6 +140,7 @@ mod tests {
         assert_eq!(ProxyError::NoHealthyUpstream.status(), 503);
         assert_eq!(ProxyError::RequestTimeout.status(), 504);
         assert_eq!(ProxyError::BackendTimeout.status(), 504);
+        assert_eq!(ProxyError::RetryBudgetExhausted.status(), 503);
         let response = ProxyError::NoHealthyUpstream.to_response();
         assert_eq!(response.status(), 503);
         assert_eq!(

@@ -82,6 +82,7 @@ impl ProxyError {
             Self::InvalidBackend | Self::NoBackend => GrpcCode::Unavailable,
             Self::InvalidRedirect => GrpcCode::Unknown,
             Self::NoHealthyUpstream
+            | Self::RetryBudgetExhausted
             | Self::UpstreamConnect(_)
             | Self::UpstreamReset(_)
             | Self::UnexpectedUpgrade => GrpcCode::Unavailable,

@@ -16,6 +16,7 @@ pub mod l4;
 mod listener;
 mod pipeline;
 pub mod request_checks;
+mod retry;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};

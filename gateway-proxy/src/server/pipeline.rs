@@ -10,7 +10,9 @@
 //! 6. rule filters (a redirect answers here), backend choice (500), backend filters
 //! 7. mirrors, with the body buffered only when one applies
 //! 8. the upstream call under the backendRequest timeout (502, 503, 504), the body under the
-//!    body-read timeout (400, 408, 499); only an asked-for WebSocket `101` is bridged
+//!    body-read timeout (400, 408, 499); with the rule's `retry`, more attempts as it says
+//!    ([`super::retry`]; 503 when the Service's retry budget refuses one); only an asked-for
+//!    WebSocket `101` is bridged
 //! 9. response: hop-by-hop headers removed, response header modifiers; its body tracked by the
 //!    connection's watchdog
 //! 10. request ID echoed, metrics recorded, access log written
@@ -40,10 +42,12 @@ use super::headers::{
 };
 use super::listener::ConnectionInfo;
 use super::request_checks::{self, Refusal};
+use super::retry;
 use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
 use crate::filters::{self, Deferred, FilterContext, RedirectResponse, rewrite};
 use crate::routing::normalize::normalize_path;
 use crate::routing::{Lookup, RequestView, RouteEntry, Rule, Snapshot, normalize_host};
+use crate::upstream::retry::replay::Replayable;
 use crate::upstream::{self, ProxyBody, upgrade};
 
 /// Serves one request. Never fails: errors are answered.
@@ -230,31 +234,65 @@ async fn forward<'s>(
     record.upstream = Some(endpoint.clone());
 
     // A body that breaks or stalls is the client's failure, answered as such, not a 502.
-    let (body, client_body) = if body.is_end_stream() {
-        (upstream::stream(body), None)
-    } else {
+    let has_body = !body.is_end_stream();
+    let (body, client_body) = if has_body {
         let (body, outcome) = ClientBody::new(
             body,
             parts.version,
             shared.options.http.request_body_timeout,
         );
         (upstream::stream(body), Some(outcome))
+    } else {
+        (upstream::stream(body), None)
     };
     let body = mirror_and_buffer(shared, snapshot, rule, gateway, &deferred, &parts, body).await;
-    let send = shared.upstreams.send_via(
-        cluster.via(gateway, rule.upstream_protocol(cluster)),
-        endpoint,
-        Request::from_parts(parts, body),
-    );
-    let sent = async {
-        send.await.map_err(
-            |error| match client_body.as_ref().and_then(|outcome| outcome.get()) {
-                Some(&failure) => ProxyError::ClientBody(failure),
-                None => ProxyError::from(error),
-            },
-        )
+    let via = cluster.via(gateway, rule.upstream_protocol(cluster));
+    let mut response = match (&rule.retry, upgrade) {
+        // Step 8 with `retry`: attempts until one is not retried (see `retry`). A body is kept
+        // for replay only when there is one, and lazily.
+        (Some(policy), None) => {
+            let replayable = match body {
+                Outgoing::Buffered(bytes) => Replayable::Full(bytes),
+                Outgoing::Stream(_) if !has_body => Replayable::Empty,
+                Outgoing::Stream(body) => Replayable::stream(body),
+            };
+            let upstream = retry::Upstream {
+                shared,
+                cluster,
+                via,
+                backend_timeout: rule.backend_timeout,
+                metrics: &entry.metrics,
+            };
+            retry::send(
+                upstream,
+                policy,
+                endpoint,
+                parts,
+                replayable,
+                client_body.as_ref(),
+                record,
+            )
+            .await?
+        }
+        _ => {
+            record.attempts = 1;
+            entry.metrics.upstream_attempt();
+            let send = shared.upstreams.send_via(
+                via,
+                endpoint,
+                Request::from_parts(parts, body.into_body()),
+            );
+            let sent = async {
+                send.await.map_err(|error| {
+                    match client_body.as_ref().and_then(|outcome| outcome.get()) {
+                        Some(&failure) => ProxyError::ClientBody(failure),
+                        None => ProxyError::from(error),
+                    }
+                })
+            };
+            within(rule.backend_timeout, sent, ProxyError::BackendTimeout).await?
+        }
     };
-    let mut response = within(rule.backend_timeout, sent, ProxyError::BackendTimeout).await?;
 
     // Only the upgrade the client asked for and the route allows is bridged; an upstream that
     // switches protocols unasked is answered 502, so no tunnel opens around routing.
@@ -274,6 +312,23 @@ async fn forward<'s>(
     Ok(response.map(|body| upstream::stream(connection.activity.track(body))))
 }
 
+/// A request body on its way upstream.
+enum Outgoing {
+    /// Read whole (for mirrors).
+    Buffered(bytes::Bytes),
+    /// Streamed as it arrives.
+    Stream(ProxyBody),
+}
+
+impl Outgoing {
+    fn into_body(self) -> ProxyBody {
+        match self {
+            Self::Buffered(bytes) => upstream::full(bytes),
+            Self::Stream(body) => body,
+        }
+    }
+}
+
 /// Step 7: when mirrors apply, buffers the body and sends each mirror its copy; otherwise the
 /// body streams untouched.
 async fn mirror_and_buffer(
@@ -284,14 +339,14 @@ async fn mirror_and_buffer(
     deferred: &Deferred<'_>,
     parts: &Parts,
     body: ProxyBody,
-) -> ProxyBody {
+) -> Outgoing {
     let clusters: Vec<_> = deferred
         .mirrors
         .iter()
         .filter_map(|m| m.cluster.as_deref().and_then(|name| snapshot.cluster(name)))
         .collect();
     if clusters.is_empty() {
-        return body;
+        return Outgoing::Stream(body);
     }
     match mirror::buffer(body, MIRROR_BODY_LIMIT).await {
         Buffered::Complete(bytes) => {
@@ -306,11 +361,11 @@ async fn mirror_and_buffer(
                     bytes.clone(),
                 );
             }
-            upstream::full(bytes)
+            Outgoing::Buffered(bytes)
         }
         Buffered::Streaming(body) => {
             tracing::debug!("request body over the mirror limit; not mirrored");
-            body
+            Outgoing::Stream(body)
         }
     }
 }

@@ -31,6 +31,82 @@ pub struct RequestLabels {
     pub status_class: String,
 }
 
+/// Labels of per-route upstream series (attempts).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub gateway: String,
+    pub route: String,
+    pub route_kind: String,
+}
+
+/// Labels of the retry counters: the route and why.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    pub gateway: String,
+    pub route: String,
+    pub route_kind: String,
+    pub reason: &'static str,
+}
+
+/// Why an attempt is tried again: the `reason` label of `gantry_upstream_retries_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryReason {
+    /// The backend answered one of the rule's `codes`.
+    Status,
+    /// No connection: refused, connect timeout, TLS handshake failure.
+    ConnectFailure,
+    /// The connection was reset or closed before response headers.
+    Reset,
+    /// The attempt ran out its `backendRequest` timeout.
+    BackendTimeout,
+}
+
+impl RetryReason {
+    pub const ALL: [Self; 4] = [
+        Self::Status,
+        Self::ConnectFailure,
+        Self::Reset,
+        Self::BackendTimeout,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Status => "status_code",
+            Self::ConnectFailure => "connect_failure",
+            Self::Reset => "reset",
+            Self::BackendTimeout => "backend_timeout",
+        }
+    }
+}
+
+/// Why a retry that the policy asked for was not made: the `reason` label of
+/// `gantry_upstream_retries_skipped_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Every attempt the rule allows was made.
+    AttemptsExhausted,
+    /// The Service's retry budget had no room (the client gets a 503).
+    BudgetExhausted,
+    /// The request body was larger than the retry buffer, or could not be had back.
+    BodyNotReplayable,
+}
+
+impl SkipReason {
+    pub const ALL: [Self; 3] = [
+        Self::AttemptsExhausted,
+        Self::BudgetExhausted,
+        Self::BodyNotReplayable,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::AttemptsExhausted => "attempts_exhausted",
+            Self::BudgetExhausted => "budget_exhausted",
+            Self::BodyNotReplayable => "body_not_replayable",
+        }
+    }
+}
+
 /// Labels of the TLS handshake error counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HandshakeErrorLabels {
@@ -60,6 +136,9 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RequestLabels, AtomicHistogram>,
+    upstream_attempts: Family<RouteLabels, Counter>,
+    upstream_retries: Family<RetryLabels, Counter>,
+    retries_skipped: Family<RetryLabels, Counter>,
     pub config_version: Gauge,
     pub config_reloads: Counter,
     pub config_reloads_rejected: Counter,
@@ -91,6 +170,9 @@ impl Metrics {
         let mut registry = Registry::with_prefix("gantry");
         let requests = Family::<RequestLabels, Counter>::default();
         let durations = Family::<RequestLabels, AtomicHistogram>::default();
+        let upstream_attempts = Family::<RouteLabels, Counter>::default();
+        let upstream_retries = Family::<RetryLabels, Counter>::default();
+        let retries_skipped = Family::<RetryLabels, Counter>::default();
         let config_version = Gauge::default();
         let config_reloads = Counter::default();
         let config_reloads_rejected = Counter::default();
@@ -129,6 +211,26 @@ impl Metrics {
             "request_duration_seconds",
             "Time from request received to response headers sent",
             durations.clone(),
+        );
+        registry.register(
+            "upstream_attempts",
+            "Requests sent to upstreams (first attempts and retries), by gateway, route and route \
+             kind",
+            upstream_attempts.clone(),
+        );
+        registry.register(
+            "upstream_retries",
+            "Retries sent to upstreams (HTTPRoute retry), by gateway, route, route kind and the \
+             reason the previous attempt failed (status_code, connect_failure, reset, \
+             backend_timeout)",
+            upstream_retries.clone(),
+        );
+        registry.register(
+            "upstream_retries_skipped",
+            "Retries a rule asked for that were not made, by gateway, route, route kind and reason \
+             (attempts_exhausted, budget_exhausted: the Service's XBackendTrafficPolicy retry \
+             budget, body_not_replayable: a request body over the retry buffer)",
+            retries_skipped.clone(),
         );
         registry.register(
             "config_version",
@@ -178,6 +280,9 @@ impl Metrics {
             registry,
             requests,
             durations,
+            upstream_attempts,
+            upstream_retries,
+            retries_skipped,
             config_version,
             config_reloads,
             config_reloads_rejected,
@@ -235,10 +340,16 @@ impl Metrics {
             inner: Arc::new(LazySeries {
                 requests: self.requests.clone(),
                 durations: self.durations.clone(),
+                upstream_attempts: self.upstream_attempts.clone(),
+                upstream_retries: self.upstream_retries.clone(),
+                retries_skipped: self.retries_skipped.clone(),
                 gateway: gateway.to_owned(),
                 route_kind: route_kind.to_owned(),
                 route: route.to_owned(),
                 per_class: Default::default(),
+                attempts: OnceLock::new(),
+                retries: Default::default(),
+                skipped: Default::default(),
             }),
         }
     }
@@ -254,6 +365,24 @@ impl Metrics {
             };
             self.requests.remove(&labels);
             self.durations.remove(&labels);
+        }
+        let route_labels = RouteLabels {
+            gateway: gateway.to_owned(),
+            route: route.to_owned(),
+            route_kind: route_kind.to_owned(),
+        };
+        self.upstream_attempts.remove(&route_labels);
+        let retry_labels = |reason| RetryLabels {
+            gateway: gateway.to_owned(),
+            route: route.to_owned(),
+            route_kind: route_kind.to_owned(),
+            reason,
+        };
+        for reason in RetryReason::ALL {
+            self.upstream_retries.remove(&retry_labels(reason.label()));
+        }
+        for reason in SkipReason::ALL {
+            self.retries_skipped.remove(&retry_labels(reason.label()));
         }
     }
 
@@ -281,6 +410,23 @@ struct LazySeries {
     route_kind: String,
     route: String,
     per_class: [OnceLock<(Counter, AtomicHistogram)>; 5],
+    upstream_attempts: Family<RouteLabels, Counter>,
+    upstream_retries: Family<RetryLabels, Counter>,
+    retries_skipped: Family<RetryLabels, Counter>,
+    attempts: OnceLock<Counter>,
+    retries: [OnceLock<Counter>; RetryReason::ALL.len()],
+    skipped: [OnceLock<Counter>; SkipReason::ALL.len()],
+}
+
+impl LazySeries {
+    fn retry_labels(&self, reason: &'static str) -> RetryLabels {
+        RetryLabels {
+            gateway: self.gateway.clone(),
+            route: self.route.clone(),
+            route_kind: self.route_kind.clone(),
+            reason,
+        }
+    }
 }
 
 impl RouteMetrics {
@@ -302,6 +448,53 @@ impl RouteMetrics {
         });
         count.inc();
         duration.observe(elapsed);
+    }
+
+    /// Counts one request sent upstream (a first attempt or a retry).
+    pub fn upstream_attempt(&self) {
+        let series = &self.inner;
+        series
+            .attempts
+            .get_or_init(|| {
+                series.upstream_attempts.get_or_create_owned(&RouteLabels {
+                    gateway: series.gateway.clone(),
+                    route: series.route.clone(),
+                    route_kind: series.route_kind.clone(),
+                })
+            })
+            .inc();
+    }
+
+    /// Counts one retry, by why the attempt before it failed.
+    pub fn retry(&self, reason: RetryReason) {
+        let series = &self.inner;
+        let slot = RetryReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        series.retries[slot]
+            .get_or_init(|| {
+                series
+                    .upstream_retries
+                    .get_or_create_owned(&series.retry_labels(reason.label()))
+            })
+            .inc();
+    }
+
+    /// Counts one retry the rule asked for and the proxy did not make.
+    pub fn retry_skipped(&self, reason: SkipReason) {
+        let series = &self.inner;
+        let slot = SkipReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        series.skipped[slot]
+            .get_or_init(|| {
+                series
+                    .retries_skipped
+                    .get_or_create_owned(&series.retry_labels(reason.label()))
+            })
+            .inc();
     }
 }
 

@@ -5,4 +5,4 @@ pub mod l4;
 pub mod logging;
 pub mod metrics;
 
-pub use metrics::{Metrics, RouteMetrics};
+pub use metrics::{Metrics, RetryReason, RouteMetrics, SkipReason};

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use http::uri::Authority;
 
 use super::Via;
+use super::retry::RetryBudget;
 use super::tls::TlsUpstream;
 use gantry_translate::ir::{ClusterIr, UpstreamProtocol};
 
@@ -19,6 +20,8 @@ pub struct Cluster {
     next: AtomicUsize,
     /// TLS to the endpoints (BackendTLSPolicy); `None` is plaintext.
     tls: Option<Arc<TlsUpstream>>,
+    /// The Service's retry budget (XBackendTrafficPolicy), shared by its clusters.
+    budget: Option<Arc<RetryBudget>>,
 }
 
 /// Why a cluster of the IR cannot be compiled.
@@ -33,6 +36,16 @@ impl Cluster {
     /// being replaced) are kept when its TLS settings did not change, and with them their
     /// pooled connections.
     pub fn compile(ir: &ClusterIr, previous: Option<&Cluster>) -> Result<Self, ClusterError> {
+        Self::compile_with_budget(ir, previous, None)
+    }
+
+    /// [`Cluster::compile`] with the Service's retry budget (the same `Arc` for every cluster of
+    /// one Service, see `Snapshot::compile`).
+    pub fn compile_with_budget(
+        ir: &ClusterIr,
+        previous: Option<&Cluster>,
+        budget: Option<Arc<RetryBudget>>,
+    ) -> Result<Self, ClusterError> {
         let endpoints = ir
             .endpoints
             .iter()
@@ -56,6 +69,7 @@ impl Cluster {
             endpoints,
             next: AtomicUsize::new(0),
             tls,
+            budget,
         })
     }
 
@@ -80,6 +94,26 @@ impl Cluster {
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
         self.endpoints.get(i)
+    }
+
+    /// For a retry: the next endpoint in round-robin order that is not in `tried`, or, when
+    /// every endpoint was tried, the next one ("a retry picks another endpoint where one
+    /// exists").
+    pub fn pick_other(&self, tried: &[Authority]) -> Option<&Authority> {
+        let count = self.endpoints.len();
+        if count == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..count)
+            .map(|offset| &self.endpoints[(start + offset) % count])
+            .find(|endpoint| !tried.contains(endpoint))
+            .or_else(|| self.endpoints.get(start % count))
+    }
+
+    /// The retry budget of the cluster's Service, when an XBackendTrafficPolicy sets one.
+    pub fn budget(&self) -> Option<&Arc<RetryBudget>> {
+        self.budget.as_ref()
     }
 
     pub fn endpoints(&self) -> &[Authority] {
@@ -110,6 +144,7 @@ mod tests {
                 },
                 client_certificates: Default::default(),
             })),
+            retry_budget: None,
         }
     }
 
@@ -153,6 +188,7 @@ mod tests {
                 protocol: UpstreamProtocol::Http1,
                 endpoints: vec!["10.0.0.1:8080".into(), "[::1]:8080".into()],
                 tls: None,
+                retry_budget: None,
             },
             None,
         )
@@ -164,5 +200,15 @@ mod tests {
             picks,
             ["10.0.0.1:8080", "[::1]:8080", "10.0.0.1:8080", "[::1]:8080"]
         );
+        // A retry takes an endpoint not tried yet, whatever the cursor says.
+        let first: Authority = "10.0.0.1:8080".parse().unwrap();
+        for _ in 0..4 {
+            assert_eq!(
+                cluster.pick_other(std::slice::from_ref(&first)).unwrap(),
+                "[::1]:8080"
+            );
+        }
+        let both: Vec<Authority> = cluster.endpoints().to_vec();
+        assert!(cluster.pick_other(&both).is_some(), "all tried: any");
     }
 }

@@ -190,6 +190,43 @@ pub const FEATURES: &[Feature] = &[
         &["e2e/tests/e2e/backends.rs#proxy_errors_map_to_the_documented_codes"],
     ),
     feature(
+        "HTTPRouteRetry",
+        NONE,
+        &["retry-translated-into-ir", "retry-invalid-values-drop-their-rules"],
+        &[
+            "e2e/tests/e2e/retries.rs#a_status_listed_in_codes_is_retried_until_the_backend_answers",
+            "e2e/tests/e2e/retries.rs#when_the_attempts_run_out_the_client_gets_the_backends_last_answer",
+            "e2e/tests/e2e/retries.rs#a_post_body_is_replayed_on_retry",
+        ],
+    ),
+    feature(
+        "HTTPRouteRetryCodes",
+        NONE,
+        &["retry-translated-into-ir"],
+        &["e2e/tests/e2e/retries.rs#a_status_listed_in_codes_is_retried_until_the_backend_answers"],
+    ),
+    feature(
+        "HTTPRouteRetryBackoff",
+        NONE,
+        &["retry-translated-into-ir"],
+        &["e2e/tests/e2e/retries.rs#retries_stop_at_the_request_timeout"],
+    ),
+    feature(
+        "HTTPRouteRetryBackendTimeout",
+        NONE,
+        &["retry-translated-into-ir"],
+        &["e2e/tests/e2e/retries.rs#a_slow_attempt_is_cut_by_backend_request_and_retried"],
+    ),
+    feature(
+        "HTTPRouteRetryConnectionError",
+        NONE,
+        &["retry-translated-into-ir"],
+        &[
+            "e2e/tests/e2e/retries.rs#a_connection_closed_before_the_answer_is_retried",
+            "e2e/tests/e2e/retries.rs#a_retry_picks_another_endpoint",
+        ],
+    ),
+    feature(
         "HTTPRouteBackendProtocolH2C",
         NONE,
         &["backend-h2c-app-protocol"],

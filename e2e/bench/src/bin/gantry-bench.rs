@@ -15,7 +15,7 @@ use clap::Parser;
 use gantry_bench::process::{Proc, free_port, release_bins};
 use gantry_bench::proxy::{self, Kind, Running, Setup};
 use gantry_bench::results::{Machine, Results, Settings};
-use gantry_bench::{churn, kube_propagation, matrix, probe, propagation, report};
+use gantry_bench::{churn, kube_propagation, matrix, probe, propagation, report, retry_cost};
 
 #[derive(Parser)]
 #[command(about = "Gantry, nginx and haproxy with the same N routes in front of one backend")]
@@ -66,6 +66,16 @@ struct Args {
     /// Measure only Kubernetes mode's watch event to first 200 (no load runs, no other proxy).
     #[arg(long)]
     kube_only: bool,
+    /// Seconds per run of the retry-cost scenario: a route with HTTPRoute retry that never
+    /// triggers next to the same route without it (0 skips it).
+    #[arg(long)]
+    retry_cost_seconds: Option<u64>,
+    /// Runs per route of the retry-cost scenario, interleaved.
+    #[arg(long)]
+    retry_cost_repeats: Option<usize>,
+    /// Measure only the retry cost (no other load runs, no other proxy).
+    #[arg(long)]
+    retry_cost_only: bool,
     /// Use the `gantry-proxy` and `gantry-echo` binaries in this directory instead of building
     /// release ones (figures from a debug build are only good for comparing two builds).
     #[arg(long)]
@@ -114,6 +124,9 @@ impl Args {
                 100
             }),
             kube_only: self.kube_only,
+            retry_cost_seconds: self.retry_cost_seconds.unwrap_or(if q { 1 } else { 5 }),
+            retry_cost_repeats: self.retry_cost_repeats.unwrap_or(if q { 1 } else { 5 }),
+            retry_cost_only: self.retry_cost_only,
             bins: self.bins.as_ref().map(|d| d.display().to_string()),
         }
     }
@@ -184,11 +197,8 @@ fn main() -> anyhow::Result<()> {
 
     // One round per route count: every proxy started (one at a time, each timed alone), then
     // runs interleaved across the proxies and a direct connection.
-    let rounds: &[usize] = if settings.kube_only {
-        &[]
-    } else {
-        &settings.routes
-    };
+    let only = settings.kube_only || settings.retry_cost_only;
+    let rounds: &[usize] = if only { &[] } else { &settings.routes };
     for &n in rounds {
         let mut running = Vec::new();
         for &kind in &kinds {
@@ -208,7 +218,7 @@ fn main() -> anyhow::Result<()> {
                 .push(propagation::measure(gantry, settings.propagation_samples)?);
         }
     }
-    if kinds.contains(&Kind::Gantry) && !settings.kube_only {
+    if kinds.contains(&Kind::Gantry) && !only {
         for &n in &settings.propagation_at {
             if !settings.routes.contains(&n) {
                 progress(&format!("{n} routes: gantry route propagation"));
@@ -233,7 +243,24 @@ fn main() -> anyhow::Result<()> {
             )?);
         }
     }
-    if kinds.contains(&Kind::Gantry) {
+    if kinds.contains(&Kind::Gantry) && settings.retry_cost_seconds > 0 && !settings.kube_only {
+        progress("gantry: a route with retry that never triggers, next to one without");
+        let cost = retry_cost::measure(
+            &setup,
+            16,
+            Duration::from_secs(settings.retry_cost_seconds),
+            Duration::from_secs(settings.warmup_seconds),
+            settings.retry_cost_repeats,
+        )?;
+        progress(&format!(
+            "retry cost: {:.2} µs CPU per request without retry, {:.2} with ({:+.1}%)",
+            cost.plain.cpu_us_per_request,
+            cost.retry.cpu_us_per_request,
+            cost.cpu_difference_percent
+        ));
+        results.retry_cost = Some(cost);
+    }
+    if kinds.contains(&Kind::Gantry) && !settings.retry_cost_only {
         for &n in &settings.kube_propagation_at {
             progress(&format!(
                 "{n} routes: gantry in Kubernetes mode, watch event to first 200"

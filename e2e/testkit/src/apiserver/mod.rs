@@ -70,6 +70,7 @@ pub const STATUS_SUBRESOURCE: &[&str] = &[
     "tcproutes",
     "udproutes",
     "backendtlspolicies",
+    "xbackendtrafficpolicies",
     "gatewayparameters",
     "deployments",
     "services",

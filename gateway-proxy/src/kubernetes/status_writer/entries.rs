@@ -5,6 +5,7 @@ use ::kube::api::ApiResource;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
+use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
 use gantry_crds::gateway::grpcroutes::GrpcRoute;
 use gantry_crds::gateway::httproutes::HttpRoute;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
@@ -27,16 +28,18 @@ pub(super) enum Kind {
     TcpRoute,
     UdpRoute,
     BackendTlsPolicy,
+    XBackendTrafficPolicy,
 }
 
 impl Kind {
-    pub(super) const ALL: [Self; 6] = [
+    pub(super) const ALL: [Self; 7] = [
         Self::HttpRoute,
         Self::GrpcRoute,
         Self::TlsRoute,
         Self::TcpRoute,
         Self::UdpRoute,
         Self::BackendTlsPolicy,
+        Self::XBackendTrafficPolicy,
     ];
 
     /// The kind an `ObjectStatus` names; `None` for kinds without entries (and Gateways).
@@ -48,6 +51,7 @@ impl Kind {
             "TCPRoute" => Self::TcpRoute,
             "UDPRoute" => Self::UdpRoute,
             "BackendTLSPolicy" => Self::BackendTlsPolicy,
+            "XBackendTrafficPolicy" => Self::XBackendTrafficPolicy,
             _ => return None,
         })
     }
@@ -61,6 +65,7 @@ impl Kind {
             Self::TcpRoute => "TCPRoute",
             Self::UdpRoute => "UDPRoute",
             Self::BackendTlsPolicy => "BackendTLSPolicy",
+            Self::XBackendTrafficPolicy => "XBackendTrafficPolicy",
         }
     }
 
@@ -70,7 +75,7 @@ impl Kind {
     }
 
     pub(super) fn is_policy(self) -> bool {
-        self == Self::BackendTlsPolicy
+        matches!(self, Self::BackendTlsPolicy | Self::XBackendTrafficPolicy)
     }
 
     pub(super) fn shape(self) -> Shape {
@@ -110,6 +115,7 @@ impl Kind {
             Self::TcpRoute => ApiResource::erase::<TcpRoute>(&()),
             Self::UdpRoute => ApiResource::erase::<UdpRoute>(&()),
             Self::BackendTlsPolicy => ApiResource::erase::<BackendTlsPolicy>(&()),
+            Self::XBackendTrafficPolicy => ApiResource::erase::<XBackendTrafficPolicy>(&()),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
+use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
 use gantry_crds::gateway::grpcroutes::GrpcRoute;
 use gantry_crds::gateway::httproutes::HttpRoute;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
@@ -61,6 +62,7 @@ live_object!(
     TcpRoute => parents.parent_ref,
     UdpRoute => parents.parent_ref,
     BackendTlsPolicy => ancestors.ancestor_ref,
+    XBackendTrafficPolicy => ancestors.ancestor_ref,
 );
 
 /// Calls `visit` with every object of `kind` in the store, in key order.
@@ -84,6 +86,7 @@ pub(super) fn for_each_object<'s>(
         Kind::TcpRoute => each(&store.tcp_routes, &mut visit),
         Kind::UdpRoute => each(&store.udp_routes, &mut visit),
         Kind::BackendTlsPolicy => each(&store.backend_tls_policies, &mut visit),
+        Kind::XBackendTrafficPolicy => each(&store.backend_traffic_policies, &mut visit),
     }
 }
 
@@ -127,6 +130,12 @@ pub(super) fn changes<'s>(
                 kind,
                 &previous.backend_tls_policies,
                 &store.backend_tls_policies,
+                &mut out,
+            ),
+            Kind::XBackendTrafficPolicy => diff(
+                kind,
+                &previous.backend_traffic_policies,
+                &store.backend_traffic_policies,
                 &mut out,
             ),
         }

@@ -193,6 +193,7 @@ mod tests {
                     protocol: UpstreamProtocol::Http1,
                     endpoints: vec![backend.to_string()],
                     tls: None,
+                    retry_budget: None,
                 },
             )]),
         };

@@ -91,6 +91,10 @@ pub struct HttpRuleIr {
     pub backends: Vec<BackendIr>,
     #[serde(default, skip_serializing_if = "TimeoutsIr::is_empty")]
     pub timeouts: TimeoutsIr,
+    /// HTTPRoute `retry` (GEP-1731), validated; `None` when the rule sets none or disables
+    /// retries (`attempts: 0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryIr>,
     /// A GRPCRoute rule: its backends and mirrors are spoken to with HTTP/2 (h2c in
     /// plaintext), whatever their Service port's `appProtocol` says.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -116,6 +120,45 @@ impl TimeoutsIr {
     pub fn is_empty(&self) -> bool {
         self.request_ms.is_none() && self.backend_request_ms.is_none()
     }
+}
+
+/// HTTPRoute rule `retry`: when an upstream attempt is tried again. The data plane retries on
+/// the listed status codes, on connection failures (refused, reset or closed before response
+/// headers) and on an attempt that ran out its `backendRequest` timeout; never once response
+/// headers were sent to the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryIr {
+    /// Retries after the first attempt: HTTPRouteRetry `attempts`, "the maximum number of times
+    /// an individual request from the Gateway to a backend should be retried in addition to the
+    /// initial request" (1 when unset). Never 0: a rule with `attempts: 0` has no `retry`.
+    pub attempts: u32,
+    /// Status codes (400 to 599) retried, sorted and de-duplicated; empty retries only
+    /// connection failures and timed-out attempts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<u16>,
+    /// Base of the exponential backoff between attempts, in milliseconds.
+    pub backoff_ms: u64,
+}
+
+/// XBackendTrafficPolicy `retryConstraint` (GEP-3388) of the Service a cluster belongs to:
+/// retries to it are allowed while they stay within `percent` of the requests of the last
+/// `interval_ms`, or within `min_retry_count` per `min_retry_interval_ms` whatever the
+/// traffic. Every cluster of one Service carries the same budget, and shares its counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryBudgetIr {
+    /// The policy the budget comes from (`namespace/name`).
+    pub policy: String,
+    /// `budget.percent`: at most this share (0 to 100) of the requests of the interval may be
+    /// retries.
+    pub percent: u32,
+    /// `budget.interval`.
+    pub interval_ms: u64,
+    /// `minRetryRate.count`: retries always allowed per `min_retry_interval_ms`.
+    pub min_retry_count: u32,
+    /// `minRetryRate.interval`.
+    pub min_retry_interval_ms: u64,
 }
 
 /// One weighted backendRef.

@@ -133,6 +133,10 @@ pub struct ClusterIr {
     /// TLS to the backend (BackendTLSPolicy); `None` is plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Arc<UpstreamTlsIr>>,
+    /// The retry budget of the Service (XBackendTrafficPolicy `retryConstraint`); `None` is no
+    /// budget: retries are limited only by each rule's `attempts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudgetIr>,
 }
 
 /// How to speak to an upstream, from the Service port's `appProtocol`.

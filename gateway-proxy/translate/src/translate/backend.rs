@@ -168,6 +168,7 @@ fn resolve_for(
             // Read for the clusters in use at the end of a translation (see `route_cache`).
             endpoints: Vec::new(),
             tls: None,
+            retry_budget: None,
         };
         clusters.insert(name.clone(), cluster);
     }

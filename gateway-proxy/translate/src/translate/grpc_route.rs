@@ -14,10 +14,12 @@ use std::sync::Arc;
 use gantry_crds::gateway::grpcroutes::{GrpcRoute, GrpcRouteRules};
 use gantry_crds::gateway::httproutes::HttpRouteRules;
 
-use super::backend::Referrer;
+use super::backend::{BackendRef, Referrer};
 use super::conditions::{self as c, Problem};
 use super::grpc_matches::translate_grpc_matches;
-use super::http_route::{TranslatedRoute, TranslatedRule, invalid_hostnames, translate_rule};
+use super::http_route::{
+    TranslatedRoute, TranslatedRule, invalid_hostnames, missing_services, translate_rule,
+};
 use super::parent_ref::RouteResource;
 use crate::store::Store;
 
@@ -46,6 +48,17 @@ pub fn translate_route(store: &Store, namespace: &str, route: &GrpcRoute) -> Tra
         let mut clusters = BTreeMap::new();
         match translate_grpc_rule(store, referrer, rule, &mut clusters) {
             Ok((translated, unresolved)) => {
+                out.missing_services.extend(missing_services(
+                    store,
+                    namespace,
+                    rule.backend_refs.iter().flatten().map(|b| BackendRef {
+                        group: b.group.as_deref(),
+                        kind: b.kind.as_deref(),
+                        name: &b.name,
+                        namespace: b.namespace.as_deref(),
+                        port: b.port,
+                    }),
+                ));
                 out.problems.served += 1;
                 out.problems.unresolved.extend(unresolved);
                 all_clusters.extend(clusters);

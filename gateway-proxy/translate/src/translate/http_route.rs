@@ -14,6 +14,7 @@ use super::hostname;
 use super::matches::translate_matches;
 use super::parent_ref::RouteResource;
 use super::precedence::Ranked;
+use super::retry::translate_retry;
 use super::routes::{Placement, RuleProblems, TranslatedKind};
 use super::timeouts::translate_timeouts;
 use crate::ir::{BackendIr, ClusterIr, HttpMatchIr, HttpRuleIr, PathMatchIr, RouteEntryIr};
@@ -41,6 +42,9 @@ pub struct TranslatedRoute {
     /// Services of backends made invalid because their BackendTLSPolicy cannot be used (their
     /// clusters are gone from `clusters`).
     pub unusable_tls_services: BTreeSet<ObjectKey>,
+    /// Services the served rules' backendRefs name that do not exist (an XBackendTrafficPolicy
+    /// targeting one shows `TargetNotFound` on the Gateways serving the route).
+    pub missing_services: BTreeSet<ObjectKey>,
 }
 
 impl TranslatedKind for TranslatedRoute {
@@ -61,6 +65,10 @@ impl TranslatedKind for TranslatedRoute {
             self.clusters.iter().map(|c| c.service.clone()).collect();
         services.extend(self.unusable_tls_services.iter().cloned());
         services
+    }
+
+    fn missing_services(&self) -> BTreeSet<ObjectKey> {
+        self.missing_services.clone()
     }
 
     /// Every match of every served rule, once per effective hostname (listener and route
@@ -116,6 +124,17 @@ pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> Tra
         let mut clusters = BTreeMap::new();
         match translate_rule(store, referrer, rule, &mut clusters) {
             Ok((ir, matches, unresolved)) => {
+                out.missing_services.extend(missing_services(
+                    store,
+                    namespace,
+                    rule.backend_refs.iter().flatten().map(|b| BackendRef {
+                        group: b.group.as_deref(),
+                        kind: b.kind.as_deref(),
+                        name: &b.name,
+                        namespace: b.namespace.as_deref(),
+                        port: b.port,
+                    }),
+                ));
                 out.problems.served += 1;
                 out.problems.unresolved.extend(unresolved);
                 all_clusters.extend(clusters);
@@ -131,6 +150,20 @@ pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> Tra
     }
     out.clusters = all_clusters.into_values().collect();
     out
+}
+
+/// The Services among `refs` (core Service references, namespace defaulting to the route's)
+/// that the store does not have.
+pub fn missing_services<'a>(
+    store: &Store,
+    namespace: &str,
+    refs: impl Iterator<Item = BackendRef<'a>>,
+) -> impl Iterator<Item = ObjectKey> {
+    refs.filter(|r| r.group.unwrap_or("").is_empty() && r.kind.unwrap_or("Service") == "Service")
+        .map(|r| ObjectKey::new(r.namespace.unwrap_or(namespace), r.name))
+        .filter(|key| !store.services.contains_key(key))
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 /// Why a route's `spec.hostnames` are invalid, if they are.
@@ -161,6 +194,7 @@ pub fn translate_rule(
 ) -> RuleResult {
     let matches = translate_matches(rule.matches.as_deref())?;
     let timeouts = translate_timeouts(rule.timeouts.as_ref())?;
+    let retry = translate_retry(rule.retry.as_ref())?;
     let ctx = FilterContext {
         store,
         referrer,
@@ -228,6 +262,7 @@ pub fn translate_rule(
         filters: translated.filters,
         backends,
         timeouts,
+        retry,
         grpc: false,
     };
     if let Some(p) = translated.unsupported {

@@ -7,6 +7,7 @@ mod allowed_routes;
 mod assemble;
 mod backend;
 mod backend_tls;
+pub mod backend_traffic;
 mod certificate;
 mod conditions;
 mod cross_serving;
@@ -27,6 +28,7 @@ mod matches;
 mod parent_ref;
 mod precedence;
 pub(crate) mod reference_grant;
+mod retry;
 mod route_cache;
 mod routes;
 mod shared_ports;
@@ -144,6 +146,7 @@ fn translate_with(
     let mut gateways = gateway::our_gateways(store, &classes, options);
     shared_ports::mark_conflicts(store, &mut gateways);
     let mut backend_tls = backend_tls::BackendTls::resolve(store, &gateways);
+    let mut backend_traffic = backend_traffic::BackendTraffic::resolve(store);
     let mut attacher = Attacher::new(store, &options.controller_name, &gateways);
     let exclusions = cross_serving::exclusions(store, &gateways);
     attacher.replay_attachments(cache.replay_attachments(&exclusions));
@@ -177,9 +180,11 @@ fn translate_with(
         clusters,
         statuses: route_statuses,
         services,
+        missing_services,
         ..
     } = attacher;
     backend_tls.record_use(&services);
+    backend_traffic.record_use(&services, &missing_services);
     for ((gateway, index), count) in counts {
         if let Some(l) = gateways
             .get_mut(&gateway)
@@ -197,16 +202,16 @@ fn translate_with(
     statuses.extend(listener_sets);
     statuses.extend(route_statuses);
     statuses.extend(backend_tls.policy_statuses(&options.controller_name));
+    statuses.extend(backend_traffic.policy_statuses(&options.controller_name));
     let (ports, superseded) = collected.into_ports(&gateways);
     // Precedence between L4 routes is decided per listener, once every route is placed: the
     // routes that lose some traffic say so in their (already collected) statuses.
     l4_routes::note_superseded(&mut statuses, &superseded);
-    let ir = Ir {
-        ports,
-        // Route rules are translated (and cached) without endpoints: they are read here, once
-        // for every cluster in use.
-        clusters: backend::refresh_endpoints(store, &clusters),
-    };
+    // Route rules are translated (and cached) without endpoints: they are read here, once for
+    // every cluster in use, and so is each Service's retry budget.
+    let mut clusters = backend::refresh_endpoints(store, &clusters);
+    backend_traffic.apply(&mut clusters);
+    let ir = Ir { ports, clusters };
     Translation { ir, statuses }
 }
 

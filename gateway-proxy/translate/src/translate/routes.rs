@@ -144,6 +144,11 @@ pub trait TranslatedKind {
     fn services(&self) -> BTreeSet<ObjectKey> {
         self.clusters().iter().map(|c| c.service.clone()).collect()
     }
+    /// Services the route's backends reference that do not exist (only XBackendTrafficPolicy
+    /// status reads them: its `TargetNotFound`).
+    fn missing_services(&self) -> BTreeSet<ObjectKey> {
+        BTreeSet::new()
+    }
     /// Adds the route to one listener that serves it.
     fn place(&self, collected: &mut Collected, at: &Placement<'_>);
 }
@@ -190,6 +195,8 @@ pub struct Attacher<'a> {
     pub statuses: Vec<ObjectStatus>,
     /// For each Service a placed route references, the Gateways it is placed on.
     pub services: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// The same for Services a placed route references that do not exist.
+    pub missing_services: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     /// Routes attached to each listener of each Gateway, by listener index: a route counts
     /// once per listener.
     attached: BTreeMap<ObjectKey, BTreeMap<usize, i32>>,
@@ -213,6 +220,7 @@ impl<'a> Attacher<'a> {
             clusters: BTreeMap::new(),
             statuses: Vec::new(),
             services: BTreeMap::new(),
+            missing_services: BTreeMap::new(),
             attached: BTreeMap::new(),
             exclusions: Exclusions::new(),
             replay: false,
@@ -337,11 +345,21 @@ impl<'a> Attacher<'a> {
             self.place(gateway, *index, attached, translated);
         }
         let placed = !attached.placed.is_empty();
-        // Only BackendTLSPolicy status reads which Gateways use a Service.
-        if placed && !self.store.backend_tls_policies.is_empty() {
+        // Only policy statuses (BackendTLSPolicy, XBackendTrafficPolicy) read which Gateways
+        // use a Service.
+        let traffic_policies = !self.store.backend_traffic_policies.is_empty();
+        if placed && (!self.store.backend_tls_policies.is_empty() || traffic_policies) {
+            let gateways = || attached.placed.iter().map(|(gateway, _)| gateway.clone());
             for service in translated.services() {
-                let gateways = self.services.entry(service).or_default();
-                gateways.extend(attached.placed.iter().map(|(gateway, _)| gateway.clone()));
+                self.services.entry(service).or_default().extend(gateways());
+            }
+            if traffic_policies {
+                for service in translated.missing_services() {
+                    self.missing_services
+                        .entry(service)
+                        .or_default()
+                        .extend(gateways());
+                }
             }
         }
         if placed {

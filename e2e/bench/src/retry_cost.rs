@@ -1,0 +1,209 @@
+//! What a `retry` that never triggers costs: one Gantry with two routes to the same backend,
+//! identical but for HTTPRoute `retry` on one of them, loaded in turn with `wrk`; CPU time of
+//! the proxy per request for each, side by side. The backend always answers 200, so the
+//! retrying route never retries: the figure is the price of being ready to (the request's
+//! headers kept for a second attempt, a status check, a counter).
+//!
+//! Nothing is asserted: the target (within 3% of the route without `retry`) is read from the
+//! report, since timings on a shared machine are not something a test can hold.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::probe;
+use super::process::{Proc, free_port};
+use super::proxy::Setup;
+use super::results::{RetryCost, RetryCostRoute};
+use super::wrk::{self, Counting, LoadResult};
+
+const PLAIN_HOST: &str = "plain.bench.example.com";
+const RETRY_HOST: &str = "retry.bench.example.com";
+const PATH: &str = "/svc";
+
+/// Gantry standalone files: a Gateway on `port`, the backend's Service, and the two routes.
+pub fn config(port: u16, backend: SocketAddr) -> String {
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: gantry}}
+spec: {{controllerName: gantry.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: bench, namespace: default}}
+spec:
+  gatewayClassName: gantry
+  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: backend, namespace: default}}
+spec: {{ports: [{{name: http, port: 80, targetPort: {bport}}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: backend-1, namespace: default, labels: {{kubernetes.io/service-name: backend}}}}
+addressType: IPv4
+ports: [{{name: http, port: {bport}}}]
+endpoints: [{{addresses: ["{bip}"], conditions: {{ready: true}}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: plain, namespace: default}}
+spec:
+  parentRefs: [{{name: bench}}]
+  hostnames: ["{PLAIN_HOST}"]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: {PATH}}}}}]
+      timeouts: {{request: 10s, backendRequest: 5s}}
+      backendRefs: [{{name: backend, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: retry, namespace: default}}
+spec:
+  parentRefs: [{{name: bench}}]
+  hostnames: ["{RETRY_HOST}"]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: {PATH}}}}}]
+      timeouts: {{request: 10s, backendRequest: 5s}}
+      retry: {{codes: [500, 502, 503, 504], attempts: 2, backoff: 25ms}}
+      backendRefs: [{{name: backend, port: 80}}]
+"#,
+        bport = backend.port(),
+        bip = backend.ip()
+    )
+}
+
+/// Starts Gantry with both routes and loads them in turn, `repeats` times each, with
+/// `connections` connections for `duration` per run (after `warmup` on each).
+pub fn measure(
+    setup: &Setup,
+    connections: u32,
+    duration: Duration,
+    warmup: Duration,
+    repeats: usize,
+) -> anyhow::Result<RetryCost> {
+    let port = free_port()?;
+    let dir = std::env::temp_dir().join(format!("gantry-bench-{}-retry-cost", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config_dir = dir.join("config");
+    std::fs::create_dir_all(&config_dir)?;
+    std::fs::write(config_dir.join("config.yaml"), config(port, setup.backend))?;
+    let mut command = Command::new(setup.bins.join("gantry-proxy"));
+    command
+        .args(["run", "--no-access-log", "--log-level", "warn"])
+        .arg("--config-dir")
+        .arg(&config_dir)
+        .args(["--bind-address", "127.0.0.1"])
+        .args(["--admin-addr", &format!("127.0.0.1:{}", free_port()?)])
+        .args(["--worker-threads", &setup.workers.to_string()]);
+    let mut proc = Proc::spawn("gantry", &mut command, Some(&dir.join("stderr.log")))?;
+    let started = Instant::now();
+    for host in [PLAIN_HOST, RETRY_HOST] {
+        probe::wait_for_200(
+            port,
+            host,
+            PATH,
+            started,
+            Duration::from_secs(60),
+            Duration::from_millis(2),
+            || proc.check_alive(),
+        )
+        .with_context(|| format!("gantry did not serve {host}"))?;
+    }
+    let url = format!("http://127.0.0.1:{port}{PATH}");
+    if !warmup.is_zero() {
+        for host in [PLAIN_HOST, RETRY_HOST] {
+            wrk::run(&url, host, connections, warmup, Counting::Summary)?;
+        }
+    }
+    // Interleaved, so a drift of the machine hits both routes alike.
+    let mut plain = Vec::new();
+    let mut retry = Vec::new();
+    for _ in 0..repeats.max(1) {
+        for (host, samples) in [(PLAIN_HOST, &mut plain), (RETRY_HOST, &mut retry)] {
+            let before = proc.cpu_time()?;
+            let load = wrk::run(&url, host, connections, duration, Counting::Summary)?;
+            let cpu = proc.cpu_time()?.saturating_sub(before);
+            proc.check_alive()?;
+            samples.push((load, cpu));
+        }
+    }
+    for host in [PLAIN_HOST, RETRY_HOST] {
+        let code = probe::status(port, host, PATH)?;
+        anyhow::ensure!(code == 200, "{host} answered {code} after the load");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let plain = summarise(&plain);
+    let retry = summarise(&retry);
+    Ok(RetryCost {
+        connections,
+        seconds_per_run: duration.as_secs(),
+        repeats: repeats.max(1),
+        cpu_difference_percent: (retry.cpu_us_per_request / plain.cpu_us_per_request.max(1e-9)
+            - 1.0)
+            * 100.0,
+        plain,
+        retry,
+    })
+}
+
+fn summarise(samples: &[(LoadResult, Duration)]) -> RetryCostRoute {
+    let requests: u64 = samples.iter().map(|(l, _)| l.requests).sum();
+    let errors: u64 = samples.iter().map(|(l, _)| l.errors()).sum();
+    let cpu: f64 = samples.iter().map(|(_, c)| c.as_secs_f64()).sum();
+    let mut rps: Vec<f64> = samples.iter().map(|(l, _)| l.requests_per_sec).collect();
+    rps.sort_by(f64::total_cmp);
+    RetryCostRoute {
+        requests,
+        errors,
+        requests_per_sec: rps.get(rps.len() / 2).copied().unwrap_or(0.0),
+        cpu_us_per_request: cpu * 1e6 / requests.max(1) as f64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_two_routes_differ_only_in_retry() {
+        let text = config(8080, "127.0.0.1:9000".parse().expect("an address"));
+        let routes: Vec<&str> = text.split("kind: HTTPRoute").skip(1).collect();
+        assert_eq!(routes.len(), 2);
+        let strip = |r: &str| {
+            r.lines()
+                .filter(|l| {
+                    !l.contains("retry:")
+                        && !l.contains("name: plain")
+                        && !l.contains("name: retry")
+                        && !l.starts_with("---")
+                        && !l.starts_with("apiVersion")
+                })
+                .map(|l| l.replace(PLAIN_HOST, "HOST").replace(RETRY_HOST, "HOST"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(routes[0]), strip(routes[1]));
+        assert!(routes[1].contains("retry: {codes"));
+    }
+
+    #[test]
+    fn cpu_per_request_is_summed_over_runs() {
+        let run = |requests: u64| LoadResult {
+            requests,
+            requests_per_sec: requests as f64,
+            ..LoadResult::default()
+        };
+        let s = summarise(&[
+            (run(1_000), Duration::from_millis(30)),
+            (run(3_000), Duration::from_millis(50)),
+        ]);
+        assert_eq!(s.requests, 4_000);
+        assert!((s.cpu_us_per_request - 20.0).abs() < 1e-9);
+        assert_eq!(s.requests_per_sec, 3_000.0);
+    }
+}
