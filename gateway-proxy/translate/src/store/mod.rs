@@ -15,14 +15,14 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
-use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
-use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
+use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
 use gantry_crds::gateway::gateways::Gateway;
 use gantry_crds::gateway::grpcroutes::GrpcRoute;
 use gantry_crds::gateway::httproutes::HttpRoute;
+use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
@@ -127,7 +127,10 @@ impl Store {
         same(&self.services, &other.services)
             && same(&self.reference_grants, &other.reference_grants)
             && same(&self.backend_tls_policies, &other.backend_tls_policies)
-            && same(&self.backend_traffic_policies, &other.backend_traffic_policies)
+            && same(
+                &self.backend_traffic_policies,
+                &other.backend_traffic_policies,
+            )
             && same(&self.config_maps, &other.config_maps)
             && same(&self.secrets, &other.secrets)
             && same(&self.gateways, &other.gateways)

@@ -7,6 +7,7 @@ mod allowed_routes;
 mod assemble;
 mod backend;
 mod backend_tls;
+mod backend_traffic;
 mod certificate;
 mod conditions;
 mod cross_serving;
@@ -28,6 +29,7 @@ mod precedence;
 pub(crate) mod reference_grant;
 mod route_cache;
 mod routes;
+mod session_persistence;
 mod timeouts;
 
 use std::sync::Arc;
