@@ -19,8 +19,8 @@ pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 /// the `gateway-api` crate's release (`retry`, `sessionPersistence`). An object written against
 /// the standard CRDs reads the same.
 pub mod gateway {
-    pub use gateway_api::*;
     pub use gateway_api::experimental::{grpcroutes, httproutes};
+    pub use gateway_api::*;
 }
 
 pub use k8s_openapi;

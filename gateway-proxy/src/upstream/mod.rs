@@ -3,6 +3,7 @@
 
 mod body;
 mod cluster;
+pub mod session;
 pub mod tls;
 pub mod upgrade;
 

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use ::kube::Resource;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
-use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
-use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
+use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
 use gantry_crds::gateway::gateways::Gateway;
 use gantry_crds::gateway::grpcroutes::GrpcRoute;
 use gantry_crds::gateway::httproutes::HttpRoute;
+use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
