@@ -16,6 +16,7 @@ use crate::server::l4::L4Options;
 use crate::server::{ConnectionOptions, DataPlaneOptions, HttpOptions};
 use crate::source::FileSource;
 use crate::telemetry::logging::{self, LogFormat};
+use crate::upstream::session::SessionKey;
 use gantry_translate::status::GatewayStatusAddress;
 use gantry_translate::store::ObjectKey;
 use gantry_translate::translate::TranslateOptions;
@@ -137,6 +138,12 @@ pub struct RunArgs {
     /// Streams one HTTP/2 client connection may have open at once.
     #[arg(long, default_value_t = crate::server::DEFAULT_HTTP2_MAX_STREAMS)]
     pub http2_max_concurrent_streams: u32,
+    /// The key session persistence tokens are signed with: a file of at least 32 random
+    /// bytes (a mounted Secret), the same for every replica so that a session survives a
+    /// request landing on another replica or a restart. Without it each process signs with a
+    /// random key of its own.
+    #[arg(long, value_name = "FILE")]
+    pub session_key_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -159,6 +166,7 @@ impl RunArgs {
                 trusted_proxy_hops: self.trusted_proxy_hops,
                 request_body_timeout: nonzero(self.request_body_timeout),
                 default_request_timeout: nonzero(self.default_request_timeout),
+                ..HttpOptions::default()
             },
             connections: ConnectionOptions {
                 per_listener: self.max_connections_per_listener.max(1),
@@ -226,10 +234,24 @@ pub fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut dataplane = args.dataplane_options();
+    match &args.session_key_file {
+        Some(path) => {
+            dataplane.http.session_key = std::sync::Arc::new(
+                SessionKey::from_file(path).context("loading --session-key-file")?,
+            );
+            tracing::info!(file = %path.display(), "session persistence tokens are signed with the key of --session-key-file");
+        }
+        None => tracing::info!(
+            "no --session-key-file: session persistence tokens are signed with a random key of \
+             this process, so sessions do not survive a restart or a request reaching another \
+             replica; give every replica the same key file to share them"
+        ),
+    }
     let options = ServeOptions {
         admin_addr: args.admin_addr,
         admin_debug_addr: args.admin_debug_addr,
-        dataplane: args.dataplane_options(),
+        dataplane,
     };
     if args.kubernetes {
         let (scope, namespaced) = Scope::from_flags_in(

@@ -120,6 +120,7 @@ fn backend(cluster: Option<&str>) -> BackendIr {
         weight: 1,
         cluster: cluster.map(Into::into),
         filters: vec![],
+        session_persistence: None,
     }
 }
 

@@ -1,9 +1,10 @@
 //! HTTPRoute filters: compiled once per rule, applied per request.
 //!
 //! Request filters run in the order the rule lists them, then the chosen backend's filters.
-//! A redirect answers at once; mirrors and response header edits are collected in
-//! [`Deferred`] and run by the pipeline later.
+//! A redirect, or a CORS preflight, answers at once; mirrors, CORS headers and response header
+//! edits are collected in [`Deferred`] and run by the pipeline later.
 
+pub mod cors;
 mod headers;
 pub mod mirror;
 mod path;
@@ -13,6 +14,7 @@ pub mod rewrite;
 use http::header::HOST;
 use http::request::Parts;
 
+pub use cors::{Cors, CorsHeaders, CorsOutcome};
 pub use headers::HeaderModifier;
 pub use mirror::Mirror;
 pub use path::{replace_path, replace_prefix};
@@ -29,6 +31,7 @@ pub enum Filter {
     Redirect(Redirect),
     UrlRewrite(UrlRewrite),
     Mirror(Mirror),
+    Cors(Cors),
 }
 
 /// Why a filter of the IR cannot be applied.
@@ -42,6 +45,8 @@ pub enum FilterError {
     Hostname(String),
     #[error("invalid redirect status code {0}")]
     StatusCode(u16),
+    #[error("invalid CORS origin {0:?}")]
+    Origin(String),
 }
 
 impl Filter {
@@ -56,6 +61,7 @@ impl Filter {
             HttpFilterIr::RequestRedirect(r) => Self::Redirect(Redirect::compile(r)?),
             HttpFilterIr::UrlRewrite(r) => Self::UrlRewrite(UrlRewrite::compile(r)?),
             HttpFilterIr::RequestMirror(m) => Self::Mirror(Mirror::compile(m)),
+            HttpFilterIr::Cors(c) => Self::Cors(Cors::compile(c)?),
         })
     }
 }
@@ -78,21 +84,51 @@ pub struct FilterContext<'a> {
 pub struct Deferred<'a> {
     pub mirrors: Vec<&'a Mirror>,
     pub response_headers: Vec<&'a HeaderModifier>,
+    /// CORS headers for the response (rule and backend filters may both add some).
+    pub cors: Vec<CorsHeaders>,
 }
 
-/// Applies request filters in order. Returns the redirect to answer with, if one applies;
-/// the remaining filters are then skipped.
+impl Deferred<'_> {
+    /// The response-side work: CORS headers, then the response header modifiers (which may
+    /// change them).
+    pub fn apply_response(&self, headers: &mut http::HeaderMap) {
+        for cors in &self.cors {
+            cors.apply(headers);
+        }
+        for modifier in &self.response_headers {
+            modifier.apply(headers);
+        }
+    }
+}
+
+/// A response the proxy gives itself, from a filter.
+#[derive(Debug)]
+pub enum LocalAnswer {
+    Redirect(RedirectResponse),
+    /// A CORS preflight: `200` with these headers.
+    Preflight(http::HeaderMap),
+}
+
+/// Applies request filters in order. Returns the answer to give, if a filter answers (a
+/// redirect, a CORS preflight); the remaining filters are then skipped.
 pub fn apply_request<'a>(
     filters: &'a [Filter],
     request: &mut Parts,
     context: &FilterContext<'_>,
     deferred: &mut Deferred<'a>,
-) -> Option<RedirectResponse> {
+) -> Option<LocalAnswer> {
     for filter in filters {
         match filter {
             Filter::RequestHeaders(m) => m.apply(&mut request.headers),
             Filter::ResponseHeaders(m) => deferred.response_headers.push(m),
-            Filter::Redirect(r) => return Some(r.respond(request, context)),
+            Filter::Redirect(r) => return Some(LocalAnswer::Redirect(r.respond(request, context))),
+            Filter::Cors(c) => match c.evaluate(request) {
+                None => {}
+                Some(CorsOutcome::Preflight(headers)) => {
+                    return Some(LocalAnswer::Preflight(headers));
+                }
+                Some(CorsOutcome::Actual(headers)) => deferred.cors.push(headers),
+            },
             Filter::UrlRewrite(r) => r.apply(request, context),
             Filter::Mirror(m) => {
                 if m.sampled() {

@@ -24,6 +24,9 @@ pub struct RequestView<'a> {
 #[derive(Debug)]
 pub struct RequestMatcher {
     path: PathMatcher,
+    /// The cookie `Path` of a rule's session persistence (GEP-1619): the prefix or exact
+    /// path, or a regular expression's literal start up to its last `/`; `/` for everything.
+    cookie_path: String,
     headers: Vec<(HeaderName, ValueMatcher)>,
     query: Vec<(String, ValueMatcher)>,
     method: Option<Method>,
@@ -45,6 +48,7 @@ enum ValueMatcher {
 
 impl RequestMatcher {
     pub fn compile(ir: &HttpMatchIr) -> Result<Self, CompileError> {
+        let cookie_path = cookie_path(&ir.path);
         let path = match &ir.path {
             PathMatchIr::Exact(value) => PathMatcher::Exact(value.clone()),
             PathMatchIr::Prefix(value) => PathMatcher::Prefix(prefix_key(value).to_owned()),
@@ -70,6 +74,7 @@ impl RequestMatcher {
             .map(|m| Method::from_bytes(m.as_bytes()).map_err(|_| CompileError::Method(m.into())))
             .transpose()?;
         Ok(Self {
+            cookie_path,
             path,
             headers,
             query,
@@ -94,6 +99,11 @@ impl RequestMatcher {
             PathMatcher::Prefix(prefix) => prefix_matches(prefix, path),
             PathMatcher::Regex(regex) => regex.is_match(path),
         }
+    }
+
+    /// The cookie `Path` of the rule's session persistence when this match matched.
+    pub fn cookie_path(&self) -> &str {
+        &self.cookie_path
     }
 
     /// The matched `PathPrefix`, without trailing slashes, for `ReplacePrefixMatch`.
@@ -122,6 +132,39 @@ impl ValueMatcher {
 }
 
 /// Compiles `pattern` anchored at both ends: the whole value must match.
+/// GEP-1619's cookie `Path` for a path match: "For an xRoute that matches all paths, the
+/// Path should be set to /"; with several paths, the one matched; "For an xRoute using a path
+/// that is a regex, the Path should be set to the longest non-regex prefix". A path that could
+/// not stand in a cookie attribute (`;`, `,`, spaces) falls back to `/`.
+fn cookie_path(path: &PathMatchIr) -> String {
+    let literal = match path {
+        PathMatchIr::Exact(value) => value.as_str(),
+        PathMatchIr::Prefix(value) => prefix_key(value),
+        PathMatchIr::RegularExpression(pattern) => {
+            let end = pattern
+                .find(|c: char| "\\.^$*+?()[]{}|".contains(c))
+                .unwrap_or(pattern.len());
+            let literal = &pattern[..end];
+            if end == pattern.len() {
+                literal
+            } else {
+                literal.rfind('/').map_or("", |slash| &literal[..slash])
+            }
+        }
+    };
+    let literal = literal.trim_end_matches('/');
+    if literal.is_empty()
+        || !literal.starts_with('/')
+        || literal
+            .chars()
+            .any(|c| c == ';' || c == ',' || c.is_whitespace() || c.is_control())
+    {
+        "/".to_owned()
+    } else {
+        literal.to_owned()
+    }
+}
+
 fn full_match(pattern: &str) -> Result<Regex, CompileError> {
     Regex::new(&format!("^(?:{pattern})$")).map_err(|source| CompileError::Regex {
         pattern: pattern.to_owned(),
@@ -177,4 +220,28 @@ pub fn percent_decode(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_paths_follow_the_gep() {
+        let cases = [
+            (PathMatchIr::Prefix("/".into()), "/"),
+            (PathMatchIr::Prefix("/cart/".into()), "/cart"),
+            (PathMatchIr::Exact("/a/b".into()), "/a/b"),
+            (
+                PathMatchIr::RegularExpression("/p1/p2/.*/p3".into()),
+                "/p1/p2",
+            ),
+            (PathMatchIr::RegularExpression("/plain".into()), "/plain"),
+            (PathMatchIr::RegularExpression(".*".into()), "/"),
+            (PathMatchIr::Exact("/a;b".into()), "/"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(cookie_path(&path), want, "{path:?}");
+        }
+    }
 }

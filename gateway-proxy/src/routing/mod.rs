@@ -21,7 +21,7 @@ pub mod tls;
 
 pub use host::normalize_host;
 pub use matcher::{RequestMatcher, RequestView, percent_decode};
-pub use rule::{Backend, Rule};
+pub use rule::{Backend, Resumed, Rule, RuleSession};
 pub use snapshot::{PortTables, Snapshot};
 pub use table::{ListenerTable, Lookup, PortTable, RouteEntry};
 
@@ -48,4 +48,6 @@ pub enum CompileError {
     DuplicatePort(u16),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Session(#[from] crate::upstream::session::SessionNameError),
 }

@@ -3,10 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderMap;
+use http::uri::Authority;
+
 use super::CompileError;
 use crate::filters::Filter;
 use crate::upstream::Cluster;
 use crate::upstream::retry::RetryPolicy;
+use crate::upstream::session::{self, SessionConfig, SessionKey, Token};
 use gantry_translate::ir::{HttpRuleIr, UpstreamProtocol};
 
 /// One rule, ready to serve.
@@ -26,6 +30,32 @@ pub struct Rule {
     pub redirects: bool,
     /// A GRPCRoute rule: backends are spoken to with HTTP/2.
     pub grpc: bool,
+    /// Session persistence: the rule's own (one, for every backend) or its backends'
+    /// policies' (one per distinct configuration).
+    pub sessions: Vec<RuleSession>,
+}
+
+/// One session configuration of a rule and the backends it covers.
+#[derive(Debug)]
+pub struct RuleSession {
+    pub config: SessionConfig,
+    /// Indexes into [`Rule::backends`].
+    pub backends: Vec<usize>,
+}
+
+/// A session a request's token resumes.
+#[derive(Debug)]
+pub enum Resumed<'r, 'c> {
+    /// Its endpoint is still there.
+    Kept {
+        session: usize,
+        backend: &'r Backend,
+        endpoint: &'c Authority,
+        token: Token,
+    },
+    /// Its backend is there but its endpoint is gone: another endpoint of the backend takes
+    /// the session, and the new one is written back.
+    Moved { backend: &'r Backend },
 }
 
 /// One weighted backendRef.
@@ -35,22 +65,52 @@ pub struct Backend {
     /// `None` for an invalid reference: its share of requests gets a 500.
     pub cluster: Option<Arc<str>>,
     pub filters: Vec<Filter>,
+    /// [`session::id`] of the cluster name, what a session token names.
+    pub cluster_id: u64,
+    /// The index in [`Rule::sessions`] of the session persistence that covers it.
+    pub session: Option<usize>,
 }
 
 impl Rule {
     pub fn compile(ir: &HttpRuleIr) -> Result<Self, CompileError> {
         let filters = compile_filters(&ir.filters)?;
-        let backends = ir
-            .backends
-            .iter()
-            .map(|b| {
-                Ok(Backend {
-                    weight: b.weight,
-                    cluster: b.cluster.as_deref().map(Arc::from),
-                    filters: compile_filters(&b.filters)?,
-                })
-            })
-            .collect::<Result<Vec<_>, CompileError>>()?;
+        let mut sessions: Vec<RuleSession> = Vec::new();
+        if let Some(sp) = &ir.session_persistence {
+            sessions.push(RuleSession {
+                config: SessionConfig::compile(sp).map_err(CompileError::Session)?,
+                backends: Vec::new(),
+            });
+        }
+        let mut backends = Vec::with_capacity(ir.backends.len());
+        for (index, b) in ir.backends.iter().enumerate() {
+            let session = match (&ir.session_persistence, &b.session_persistence) {
+                (Some(_), _) => Some(0),
+                (None, Some(sp)) => {
+                    let config = SessionConfig::compile(sp).map_err(CompileError::Session)?;
+                    match sessions.iter().position(|s| s.config == config) {
+                        Some(i) => Some(i),
+                        None => {
+                            sessions.push(RuleSession {
+                                config,
+                                backends: Vec::new(),
+                            });
+                            Some(sessions.len() - 1)
+                        }
+                    }
+                }
+                (None, None) => None,
+            };
+            if let Some(s) = session.and_then(|i| sessions.get_mut(i)) {
+                s.backends.push(index);
+            }
+            backends.push(Backend {
+                weight: b.weight,
+                cluster: b.cluster.as_deref().map(Arc::from),
+                filters: compile_filters(&b.filters)?,
+                cluster_id: b.cluster.as_deref().map_or(0, session::id),
+                session,
+            });
+        }
         let redirects = filters.iter().any(|f| matches!(f, Filter::Redirect(_)));
         Ok(Self {
             name: ir.name.clone(),
@@ -62,7 +122,52 @@ impl Rule {
             retry: ir.retry.as_ref().map(RetryPolicy::compile),
             redirects,
             grpc: ir.grpc,
+            sessions,
         })
+    }
+
+    /// The session a request's token resumes, if it carries a valid, unexpired one of this
+    /// rule whose backend the rule still has (whatever its weight: GEP-1619, "the persistence
+    /// to a single backend MUST be maintained across services, even if the weight is set to
+    /// 0"). `clusters` finds a cluster of the snapshot by name.
+    pub fn resume<'r, 'c>(
+        &'r self,
+        headers: &HeaderMap,
+        key: &SessionKey,
+        now: u64,
+        clusters: impl Fn(&str) -> Option<&'c Cluster>,
+    ) -> Option<Resumed<'r, 'c>> {
+        for (index, s) in self.sessions.iter().enumerate() {
+            for value in s.config.values(headers) {
+                let Some(token) = key
+                    .open(&s.config, value)
+                    .filter(|t| s.config.fresh(t, now))
+                else {
+                    continue;
+                };
+                let Some(backend) = s
+                    .backends
+                    .iter()
+                    .filter_map(|&b| self.backends.get(b))
+                    .find(|b| b.cluster.is_some() && b.cluster_id == token.cluster)
+                else {
+                    continue;
+                };
+                let Some(cluster) = backend.cluster.as_deref().and_then(&clusters) else {
+                    continue;
+                };
+                return Some(match cluster.endpoint_by_id(token.endpoint) {
+                    Some(endpoint) => Resumed::Kept {
+                        session: index,
+                        backend,
+                        endpoint,
+                        token,
+                    },
+                    None => Resumed::Moved { backend },
+                });
+            }
+        }
+        None
     }
 
     /// How to speak to `cluster` for this rule: a GRPCRoute rule always uses HTTP/2 (gRPC
@@ -119,6 +224,7 @@ mod tests {
             weight,
             cluster: cluster.map(Into::into),
             filters: vec![],
+            session_persistence: None,
         }
     }
 

@@ -37,6 +37,7 @@ use crate::routing::Snapshot;
 use crate::routing::normalize::PathOptions;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstreams;
+use crate::upstream::session::SessionKey;
 use gantry_translate::ir::Ir;
 use gantry_translate::status::unbound::UnboundPort;
 
@@ -142,6 +143,8 @@ pub struct HttpOptions {
     pub request_body_timeout: Option<Duration>,
     /// The request timeout of routes that set none (`--default-request-timeout`).
     pub default_request_timeout: Option<Duration>,
+    /// What session persistence tokens are signed with (`--session-key-file`, else random).
+    pub session_key: Arc<SessionKey>,
 }
 
 impl Default for HttpOptions {
@@ -151,6 +154,7 @@ impl Default for HttpOptions {
             trusted_proxy_hops: 0,
             request_body_timeout: Some(DEFAULT_REQUEST_BODY_TIMEOUT),
             default_request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            session_key: Arc::new(SessionKey::random()),
         }
     }
 }

@@ -7,13 +7,15 @@
 //!    response headers
 //! 5. hop-by-hop headers removed (an upgrade other than WebSocket with them);
 //!    X-Forwarded-For/Proto/Host and `Forwarded` set by the trusted-hops rule
-//! 6. rule filters (a redirect answers here), backend choice (500), backend filters
+//! 6. rule filters (a redirect or a CORS preflight answers here), backend choice (a session's
+//!    backend and endpoint when the request resumes one; else by weight: 500), backend filters
 //! 7. mirrors, with the body buffered only when one applies
 //! 8. the upstream call under the backendRequest timeout (502, 503, 504), the body under the
 //!    body-read timeout (400, 408, 499); with the rule's `retry`, more attempts as it says
 //!    ([`super::retry`]; 503 when the Service's retry budget refuses one); only an asked-for
 //!    WebSocket `101` is bridged
-//! 9. response: hop-by-hop headers removed, response header modifiers; its body tracked by the
+//! 9. response: hop-by-hop headers removed, CORS headers, response header modifiers, a new or
+//!    refreshed session token (Set-Cookie or the session header); its body tracked by the
 //!    connection's watchdog
 //! 10. request ID echoed, metrics recorded, access log written
 //!
@@ -44,10 +46,11 @@ use super::listener::ConnectionInfo;
 use super::request_checks::{self, Refusal};
 use super::retry;
 use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
-use crate::filters::{self, Deferred, FilterContext, RedirectResponse, rewrite};
+use crate::filters::{self, Deferred, FilterContext, LocalAnswer, rewrite};
 use crate::routing::normalize::normalize_path;
-use crate::routing::{Lookup, RequestView, RouteEntry, Rule, Snapshot, normalize_host};
+use crate::routing::{Lookup, RequestView, Resumed, RouteEntry, Rule, Snapshot, normalize_host};
 use crate::upstream::retry::replay::Replayable;
+use crate::upstream::session::{self, Token};
 use crate::upstream::{self, ProxyBody, upgrade};
 
 /// Serves one request. Never fails: errors are answered.
@@ -212,25 +215,75 @@ async fn forward<'s>(
         matched_prefix: entry.matcher.prefix(),
     };
     let mut deferred = Deferred::default();
-    if let Some(redirect) =
-        filters::apply_request(&rule.filters, &mut parts, &context, &mut deferred)
+    if let Some(answer) = filters::apply_request(&rule.filters, &mut parts, &context, &mut deferred)
     {
-        return redirect_response(redirect, &deferred);
+        return local_response(answer, &deferred);
     }
-    let backend = rule.choose_backend().ok_or(ProxyError::NoBackend)?;
+    // A session the request resumes picks the backend and endpoint; otherwise the weights
+    // and the cluster's rotation do, and a backend with session persistence starts a session.
+    let key = &shared.options.http.session_key;
+    let now = session::now();
+    let resumed = if rule.sessions.is_empty() {
+        None
+    } else {
+        rule.resume(&parts.headers, key, now, |name| {
+            snapshot.cluster(name).map(|c| &**c)
+        })
+    };
+    let backend = match &resumed {
+        Some(Resumed::Kept { backend, .. } | Resumed::Moved { backend }) => *backend,
+        None => rule.choose_backend().ok_or(ProxyError::NoBackend)?,
+    };
     let cluster_name = backend
         .cluster
         .as_deref()
         .ok_or(ProxyError::InvalidBackend)?;
-    if let Some(redirect) =
+    if let Some(answer) =
         filters::apply_request(&backend.filters, &mut parts, &context, &mut deferred)
     {
-        return redirect_response(redirect, &deferred);
+        return local_response(answer, &deferred);
     }
     let cluster = snapshot
         .cluster(cluster_name)
         .ok_or(ProxyError::InvalidBackend)?;
-    let endpoint = cluster.pick().ok_or(ProxyError::NoHealthyUpstream)?;
+    let (endpoint, session_write) = match resumed {
+        Some(Resumed::Kept {
+            session,
+            endpoint,
+            token,
+            ..
+        }) => {
+            let refresh = rule
+                .sessions
+                .get(session)
+                .is_some_and(|s| s.config.needs_refresh(&token, now));
+            let write = refresh.then_some((
+                session,
+                Token {
+                    last_seen: now,
+                    ..token
+                },
+            ));
+            (endpoint, write)
+        }
+        _ => {
+            let (endpoint, endpoint_id) = cluster
+                .pick_with_id()
+                .ok_or(ProxyError::NoHealthyUpstream)?;
+            let write = backend.session.map(|session| {
+                (
+                    session,
+                    Token {
+                        issued: now,
+                        last_seen: now,
+                        cluster: backend.cluster_id,
+                        endpoint: endpoint_id,
+                    },
+                )
+            });
+            (endpoint, write)
+        }
+    };
     record.upstream = Some(endpoint.clone());
 
     // A body that breaks or stalls is the client's failure, answered as such, not a 502.
@@ -306,8 +359,23 @@ async fn forward<'s>(
         }
     }
     strip_hop_by_hop(response.headers_mut(), switching);
-    for modifier in &deferred.response_headers {
-        modifier.apply(response.headers_mut());
+    deferred.apply_response(response.headers_mut());
+    if let Some((index, token)) = session_write
+        && let Some(s) = rule.sessions.get(index)
+    {
+        let sealed = key.seal(&s.config, &token);
+        let path = entry.matcher.cookie_path();
+        if let Some((name, value)) =
+            s.config
+                .write(&sealed, &token, now, Some(path), connection.tls.is_some())
+        {
+            // A backend's own cookies stay; a session header is the proxy's.
+            if name == http::header::SET_COOKIE {
+                response.headers_mut().append(name, value);
+            } else {
+                response.headers_mut().insert(name, value);
+            }
+        }
     }
     Ok(response.map(|body| upstream::stream(connection.activity.track(body))))
 }
@@ -370,17 +438,25 @@ async fn mirror_and_buffer(
     }
 }
 
-fn redirect_response(
-    redirect: RedirectResponse,
+/// A filter's own answer: a redirect, or a CORS preflight (`200`, no body), with the response
+/// work of the filters before it.
+fn local_response(
+    answer: LocalAnswer,
     deferred: &Deferred<'_>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let location = redirect.location.ok_or(ProxyError::InvalidRedirect)?;
     let mut response = Response::new(upstream::empty());
-    *response.status_mut() = redirect.status;
-    response.headers_mut().insert(LOCATION, location);
-    for modifier in &deferred.response_headers {
-        modifier.apply(response.headers_mut());
+    match answer {
+        LocalAnswer::Redirect(redirect) => {
+            let location = redirect.location.ok_or(ProxyError::InvalidRedirect)?;
+            *response.status_mut() = redirect.status;
+            response.headers_mut().insert(LOCATION, location);
+        }
+        LocalAnswer::Preflight(headers) => {
+            *response.status_mut() = filters::cors::PREFLIGHT_STATUS;
+            filters::cors::apply_headers(&headers, response.headers_mut());
+        }
     }
+    deferred.apply_response(response.headers_mut());
     Ok(response)
 }
 

@@ -17,6 +17,9 @@ pub struct Cluster {
     pub name: Arc<str>,
     pub protocol: UpstreamProtocol,
     endpoints: Vec<Authority>,
+    /// [`super::session::id`] of each endpoint's address, in the same order: what a session
+    /// token names.
+    endpoint_ids: Vec<u64>,
     next: AtomicUsize,
     /// TLS to the endpoints (BackendTLSPolicy); `None` is plaintext.
     tls: Option<Arc<TlsUpstream>>,
@@ -56,6 +59,7 @@ impl Cluster {
                 })
             })
             .collect::<Result<_, _>>()?;
+        let endpoint_ids = ir.endpoints.iter().map(|e| super::session::id(e)).collect();
         let tls = ir.tls.as_ref().map(|settings| {
             previous
                 .and_then(|p| p.tls.as_ref())
@@ -67,6 +71,7 @@ impl Cluster {
             name: Arc::from(ir.name.as_str()),
             protocol: ir.protocol,
             endpoints,
+            endpoint_ids,
             next: AtomicUsize::new(0),
             tls,
             budget,
@@ -114,6 +119,21 @@ impl Cluster {
     /// The retry budget of the cluster's Service, when an XBackendTrafficPolicy sets one.
     pub fn budget(&self) -> Option<&Arc<RetryBudget>> {
         self.budget.as_ref()
+    }
+
+    /// The next endpoint in round-robin order with its session id.
+    pub fn pick_with_id(&self) -> Option<(&Authority, u64)> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        Some((self.endpoints.get(i)?, *self.endpoint_ids.get(i)?))
+    }
+
+    /// The endpoint whose session id is `id`, while the cluster has it.
+    pub fn endpoint_by_id(&self, id: u64) -> Option<&Authority> {
+        let i = self.endpoint_ids.iter().position(|e| *e == id)?;
+        self.endpoints.get(i)
     }
 
     pub fn endpoints(&self) -> &[Authority] {

@@ -4,6 +4,7 @@
 mod body;
 mod cluster;
 pub mod retry;
+pub mod session;
 pub mod tls;
 pub mod upgrade;
 

@@ -227,6 +227,16 @@ pub const FEATURES: &[Feature] = &[
         ],
     ),
     feature(
+        "HTTPRouteCORS",
+        NONE,
+        &["cors-filter-wildcards-and-credentials"],
+        &[
+            "e2e/tests/e2e/cors.rs#a_preflight_from_an_allowed_origin_is_answered_by_the_proxy",
+            "e2e/tests/e2e/cors.rs#a_preflight_from_a_refused_origin_gets_no_cors_headers",
+            "e2e/tests/e2e/cors.rs#actual_requests_reach_the_backend_and_get_headers_only_for_allowed_origins",
+        ],
+    ),
+    feature(
         "HTTPRouteBackendProtocolH2C",
         NONE,
         &["backend-h2c-app-protocol"],

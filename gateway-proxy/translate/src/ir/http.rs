@@ -99,6 +99,56 @@ pub struct HttpRuleIr {
     /// plaintext), whatever their Service port's `appProtocol` says.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub grpc: bool,
+    /// The rule's own `sessionPersistence` (GEP-1619), for every backend of the rule. It
+    /// overrides any XBackendTrafficPolicy of the backends' Services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_persistence: Option<SessionPersistenceIr>,
+}
+
+/// Session persistence (GEP-1619): a signed token, in a cookie or a header, names the
+/// backend and endpoint a client's session is bound to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionPersistenceIr {
+    /// The cookie or header name: `sessionName`, or one generated from `scope`.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: SessionKind,
+    /// Cookies only: `Permanent` cookies carry `Max-Age` (the absolute timeout).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub permanent: bool,
+    /// A session ends this long after it began, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absolute_timeout_secs: Option<u64>,
+    /// A session ends after this long without a request, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u64>,
+    /// What a token is bound to (`Kind/namespace/name/rule`): a token made for one rule is
+    /// never valid for another, as the GEP requires ("Route rules referencing the same service
+    /// MUST NOT share persistent sessions"). Rule names are used when set, so reordering
+    /// rules keeps their sessions.
+    pub scope: String,
+    /// Where the configuration came from: `rule`, or the XBackendTrafficPolicy's
+    /// `namespace/name`. A rule's cookie gets the matched path as `Path`; a policy's none
+    /// (GEP-1619: "the Path attribute MUST be left unset").
+    pub source: String,
+}
+
+/// `sessionPersistence.type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionKind {
+    Cookie,
+    Header,
+}
+
+impl SessionPersistenceIr {
+    /// The `source` of a rule's own configuration.
+    pub const RULE: &'static str = "rule";
+
+    /// Whether the configuration is the rule's own (not a policy's).
+    pub fn from_rule(&self) -> bool {
+        self.source == Self::RULE
+    }
 }
 
 /// HTTPRoute `timeouts`, in milliseconds. `request_ms: 0` is a request timeout the route
@@ -175,6 +225,10 @@ pub struct BackendIr {
     /// backendRef-level filters, applied after the rule's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<HttpFilterIr>,
+    /// Session persistence from an XBackendTrafficPolicy of the backend's Service, when the
+    /// rule sets none of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_persistence: Option<SessionPersistenceIr>,
 }
 
 /// An HTTPRoute filter, validated.
@@ -187,6 +241,31 @@ pub enum HttpFilterIr {
     #[serde(rename = "URLRewrite")]
     UrlRewrite(UrlRewriteIr),
     RequestMirror(MirrorIr),
+    #[serde(rename = "CORS")]
+    Cors(CorsIr),
+}
+
+/// The CORS filter (GEP-1767), validated. Header names are lower-case.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CorsIr {
+    /// `*` alone, or origins `scheme://host[:port]` (lower-case; the host may start with `*`,
+    /// which matches any number of labels to its left). Empty allows no origin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_origins: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_credentials: bool,
+    /// Method names, or `*` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_methods: Vec<String>,
+    /// Header names, or `*` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_headers: Vec<String>,
+    /// Header names, or `*` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    /// `Access-Control-Max-Age` of preflight answers (the API's default: 5).
+    pub max_age: u32,
 }
 
 /// Header edits, applied as set, then add, then remove. Names are lower-case.

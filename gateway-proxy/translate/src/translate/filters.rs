@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use gantry_crds::gateway::httproutes::{
-    HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters,
+    HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters, HttpRouteRulesFiltersCors,
     HttpRouteRulesFiltersRequestHeaderModifier, HttpRouteRulesFiltersRequestMirror,
     HttpRouteRulesFiltersRequestRedirect, HttpRouteRulesFiltersRequestRedirectPathType,
     HttpRouteRulesFiltersRequestRedirectScheme, HttpRouteRulesFiltersType,
@@ -14,8 +14,8 @@ use super::backend::{self, BackendRef, Referrer};
 use super::conditions::{self as c, Problem};
 use super::hostname;
 use crate::ir::{
-    ClusterIr, HeaderModifierIr, HeaderValueIr, HttpFilterIr, MirrorIr, PathModifierIr, RedirectIr,
-    UrlRewriteIr,
+    ClusterIr, CorsIr, HeaderModifierIr, HeaderValueIr, HttpFilterIr, MirrorIr, PathModifierIr,
+    RedirectIr, UrlRewriteIr,
 };
 use crate::store::Store;
 
@@ -137,11 +137,7 @@ pub fn translate_filters(
                 continue;
             }
             HttpRouteRulesFiltersType::Cors => {
-                out.unsupported.get_or_insert(Problem::new(
-                    c::REASON_UNSUPPORTED_VALUE,
-                    "CORS filter is not supported yet; requests to this rule get 500",
-                ));
-                continue;
+                HttpFilterIr::Cors(cors(f.cors.as_ref().ok_or_else(|| missing("cors"))?)?)
             }
         };
         out.filters.push(ir);
@@ -149,12 +145,13 @@ pub fn translate_filters(
     Ok(out)
 }
 
-/// The API's CEL rules on a filter list: each of RequestHeaderModifier,
+/// The API's CEL rules on a filter list: each of CORS, RequestHeaderModifier,
 /// ResponseHeaderModifier, RequestRedirect and URLRewrite at most once, and RequestRedirect
 /// never with URLRewrite ("which may not be combined"; reason `IncompatibleFilters`).
 fn check_combination(filters: &[HttpRouteRulesFilters]) -> Result<(), Problem> {
     let count = |t: HttpRouteRulesFiltersType| filters.iter().filter(|f| f.r#type == t).count();
     for t in [
+        HttpRouteRulesFiltersType::Cors,
         HttpRouteRulesFiltersType::RequestHeaderModifier,
         HttpRouteRulesFiltersType::ResponseHeaderModifier,
         HttpRouteRulesFiltersType::RequestRedirect,
@@ -405,4 +402,174 @@ fn mirror(
         },
         problem,
     ))
+}
+
+/// The methods `allowMethods` may name (`HTTPMethodWithWildcard`: RFC 9110's methods, PATCH,
+/// and `*`).
+const CORS_METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "*",
+];
+
+/// The CORS filter (GEP-1767). Values the API's validation would refuse (an origin that is
+/// not `*` or `http(s)://host[:port]`, `*` beside other origins or methods, an unknown
+/// method, a header name that is not a token, `maxAge` below 1) make the rule invalid
+/// (`UnsupportedValue`), as for every filter.
+fn cors(f: &HttpRouteRulesFiltersCors) -> Result<CorsIr, Problem> {
+    let bad = |msg: String| Problem::new(c::REASON_UNSUPPORTED_VALUE, msg);
+    let origins = f.allow_origins.clone().unwrap_or_default();
+    if origins.iter().any(|o| o == "*") && origins.len() > 1 {
+        return Err(bad(
+            "CORS allowOrigins cannot contain '*' alongside other origins".to_owned(),
+        ));
+    }
+    let allow_origins = origins
+        .iter()
+        .map(|o| cors_origin(o).ok_or_else(|| bad(format!(
+            "CORS allowOrigins entry {o:?} is not '*' or an origin such as https://example.com, https://*.example.com or http://example.com:8080 (scheme http or https; `*` only at the start of the host)"
+        ))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let methods = f.allow_methods.clone().unwrap_or_default();
+    if methods.iter().any(|m| m == "*") && methods.len() > 1 {
+        return Err(bad(
+            "CORS allowMethods cannot contain '*' alongside other methods".to_owned(),
+        ));
+    }
+    if let Some(m) = methods.iter().find(|m| !CORS_METHODS.contains(&m.as_str())) {
+        return Err(bad(format!(
+            "CORS allowMethods entry {m:?} is not one of {} (method names are case-sensitive)",
+            CORS_METHODS.join(", ")
+        )));
+    }
+    let names = |field: &str, list: &Option<Vec<String>>| -> Result<Vec<String>, Problem> {
+        let list = list.clone().unwrap_or_default();
+        if list.iter().any(|h| h == "*") {
+            if list.len() > 1 {
+                return Err(bad(format!(
+                    "CORS {field} cannot contain '*' alongside header names"
+                )));
+            }
+            return Ok(list);
+        }
+        let mut out: Vec<String> = list
+            .iter()
+            .map(|h| {
+                header_name(h).map_err(|_| {
+                    bad(format!(
+                        "CORS {field} entry {h:?} is not a valid HTTP header name"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        // A set: the API lists it as one (`listType=set`), so duplicates say nothing more.
+        let mut seen = std::collections::BTreeSet::new();
+        out.retain(|h| seen.insert(h.clone()));
+        Ok(out)
+    };
+    let max_age = match f.max_age {
+        // "When the MaxAge field is unspecified, the gateway sets the response header
+        // Access-Control-Max-Age: 5 by default."
+        None => 5,
+        Some(age) if age >= 1 => age.unsigned_abs(),
+        Some(age) => {
+            return Err(bad(format!(
+                "CORS maxAge {age} is not allowed; it must be at least 1 (second)"
+            )));
+        }
+    };
+    Ok(CorsIr {
+        allow_origins,
+        allow_credentials: f.allow_credentials.unwrap_or(false),
+        allow_methods: methods,
+        allow_headers: names("allowHeaders", &f.allow_headers)?,
+        expose_headers: names("exposeHeaders", &f.expose_headers)?,
+        max_age,
+    })
+}
+
+/// An `allowOrigins` entry, lower-cased, when valid: `*`, or `http`/`https` `://` a host
+/// (DNS labels or an IP address, optionally starting with a `*` wildcard) and an optional
+/// port 1 to 65535.
+fn cors_origin(origin: &str) -> Option<String> {
+    if origin == "*" {
+        return Some(origin.to_owned());
+    }
+    let lower = origin.to_ascii_lowercase();
+    let (scheme, rest) = lower.split_once("://")?;
+    if !matches!(scheme, "http" | "https") || rest.is_empty() {
+        return None;
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        // An IPv6 literal's colons are inside brackets.
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (rest, None),
+    };
+    if let Some(port) = port {
+        let n: u32 = port
+            .parse()
+            .ok()
+            .filter(|_| port.bytes().all(|b| b.is_ascii_digit()))?;
+        if !(1..=65535).contains(&n) {
+            return None;
+        }
+    }
+    let literal = host.strip_prefix('*').unwrap_or(host);
+    let valid_host = if literal.is_empty() {
+        // `scheme://*`: every host.
+        host == "*"
+    } else if host.starts_with('*') {
+        // The wildcard matches labels to its left: what follows must be a domain suffix.
+        literal.starts_with('.')
+            && literal.len() > 1
+            && literal[1..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !literal[1..].split('.').any(str::is_empty)
+    } else if let Some(v6) = literal.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        literal
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !literal.split('.').any(str::is_empty)
+    };
+    valid_host.then_some(lower)
+}
+
+#[cfg(test)]
+mod cors_tests {
+    use super::cors_origin;
+
+    #[test]
+    fn origins_the_api_allows() {
+        for ok in [
+            "*",
+            "https://www.foo.com",
+            "HTTP://Example.COM:8080",
+            "https://*.bar.com",
+            "https://*",
+            "http://10.0.0.1:80",
+            "http://[::1]:8080",
+        ] {
+            assert!(cors_origin(ok).is_some(), "{ok} should be valid");
+        }
+        assert_eq!(
+            cors_origin("HTTPS://WWW.Foo.com").as_deref(),
+            Some("https://www.foo.com")
+        );
+        for bad in [
+            "www.foo.com",
+            "ftp://foo.com",
+            "https://",
+            "https://foo.com/path",
+            "https://foo*.com",
+            "https://a.*.com",
+            "https://foo.com:0",
+            "https://foo.com:70000",
+            "https://foo..com",
+            "https://*.",
+            "*.foo.com",
+        ] {
+            assert!(cors_origin(bad).is_none(), "{bad} should be invalid");
+        }
+    }
 }

@@ -47,7 +47,11 @@ pub fn translate_route(store: &Store, namespace: &str, route: &GrpcRoute) -> Tra
     for (index, rule) in rules.iter().enumerate() {
         let mut clusters = BTreeMap::new();
         match translate_grpc_rule(store, referrer, rule, &mut clusters) {
-            Ok((translated, unresolved)) => {
+            Ok((mut translated, unresolved)) => {
+                let name = route.metadata.name.as_deref().unwrap_or_default();
+                if let Some(ir) = Arc::get_mut(&mut translated.rule) {
+                    super::session_persistence::bind(ir, KIND, namespace, name, index);
+                }
                 out.missing_services.extend(missing_services(
                     store,
                     namespace,
@@ -85,6 +89,7 @@ fn translate_grpc_rule(
         name: rule.name.clone(),
         filters: convert(&rule.filters, "filters")?,
         backend_refs: convert(&rule.backend_refs, "backendRefs")?,
+        session_persistence: convert(&rule.session_persistence, "sessionPersistence")?,
         ..HttpRouteRules::default()
     };
     let (mut ir, _, unresolved) = translate_rule(store, referrer, &as_http, clusters)?;

@@ -7,6 +7,7 @@ use gantry_crds::gateway::httproutes::{HttpRoute, HttpRouteRules, HttpRouteRules
 
 use super::assemble::Collected;
 use super::backend::{self, BackendRef, Referrer};
+use super::backend_traffic::session::policy_session;
 use super::conditions::{self as c, Problem};
 use super::filters::{FilterContext, from_backend_filter, translate_filters};
 use super::grpc_matches::GrpcMatchRank;
@@ -16,8 +17,11 @@ use super::parent_ref::RouteResource;
 use super::precedence::Ranked;
 use super::retry::translate_retry;
 use super::routes::{Placement, RuleProblems, TranslatedKind};
+use super::session_persistence;
 use super::timeouts::translate_timeouts;
-use crate::ir::{BackendIr, ClusterIr, HttpMatchIr, HttpRuleIr, PathMatchIr, RouteEntryIr};
+use crate::ir::{
+    BackendIr, ClusterIr, HttpMatchIr, HttpRuleIr, PathMatchIr, RouteEntryIr, SessionPersistenceIr,
+};
 use crate::store::{ObjectKey, Store};
 
 /// One rule that can be served.
@@ -123,7 +127,9 @@ pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> Tra
     for (index, rule) in rules.iter().enumerate() {
         let mut clusters = BTreeMap::new();
         match translate_rule(store, referrer, rule, &mut clusters) {
-            Ok((ir, matches, unresolved)) => {
+            Ok((mut ir, matches, unresolved)) => {
+                let name = route.metadata.name.as_deref().unwrap_or_default();
+                session_persistence::bind(&mut ir, HttpRoute::KIND, namespace, name, index);
                 out.missing_services.extend(missing_services(
                     store,
                     namespace,
@@ -216,6 +222,14 @@ pub fn translate_rule(
         ));
     }
     let translated = translate_filters(filters, &ctx, clusters)?;
+    // GEP-1619: "Session persistence configuration specified in a route rule SHALL override
+    // equivalent configuration in BackendLBPolicy" (now XBackendTrafficPolicy); "The
+    // sessionPersistence configuration inline to RouteX route rule MUST take precedence".
+    let rule_session = rule
+        .session_persistence
+        .as_ref()
+        .map(|sp| session_persistence::translate(sp, SessionPersistenceIr::RULE))
+        .transpose()?;
     let mut unresolved = translated.unresolved;
     let mut backends = Vec::with_capacity(backend_refs.len());
     for b in backend_refs {
@@ -251,10 +265,24 @@ pub fn translate_rule(
                 None
             }
         };
+        // A policy's session persistence, for a rule that sets none. GEP-1619 leaves a split
+        // between backends with and without it to the implementation; here it applies to the
+        // backends whose Service has it (the GEP's third choice). A policy whose value is
+        // invalid is not applied.
+        let session_persistence = match (&rule_session, &cluster) {
+            (None, Some(name)) => clusters
+                .get(name)
+                .and_then(|c| policy_session(store, &c.service))
+                .and_then(|(policy, sp)| {
+                    session_persistence::translate(&sp, &policy.to_string()).ok()
+                }),
+            _ => None,
+        };
         backends.push(BackendIr {
             weight,
             cluster,
             filters: backend_filters.filters,
+            session_persistence,
         });
     }
     let mut ir = HttpRuleIr {
@@ -264,6 +292,7 @@ pub fn translate_rule(
         timeouts,
         retry,
         grpc: false,
+        session_persistence: rule_session,
     };
     if let Some(p) = translated.unsupported {
         // A filter the proxy cannot apply "MUST NOT be skipped. Instead, requests that

@@ -32,6 +32,7 @@ mod retry;
 mod route_cache;
 mod routes;
 mod shared_ports;
+mod session_persistence;
 mod timeouts;
 
 use std::sync::Arc;

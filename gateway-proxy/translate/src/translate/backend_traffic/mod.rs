@@ -1,5 +1,6 @@
 //! XBackendTrafficPolicy (GEP-3388, `gateway.networking.x-k8s.io/v1alpha1`): the retry budget
-//! of the Services it targets, and the policy's status.
+//! of the Services it targets, their session persistence (`session`, GEP-1619), and the
+//! policy's status.
 //!
 //! [`resolve`] decides which policy applies to which Service ([`ResolvedPolicies`]); this
 //! module puts each Service's `retryConstraint` on its clusters ([`BackendTraffic::apply`]) and
@@ -7,6 +8,7 @@
 //! routes use its Services; those Gateways are its status ancestors.
 
 pub mod resolve;
+pub(crate) mod session;
 mod status;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,9 +1,9 @@
 //! Which XBackendTrafficPolicy applies to which Service: every policy validated once per
 //! translation, and for each targeted Service the one that takes precedence.
 //!
-//! This is the one place that decides it, for every field of the policy: `retryConstraint`
-//! (the retry budget, read here) and `sessionPersistence` (read by whoever implements it, from
-//! [`TrafficPolicy::policy`] of [`ResolvedPolicies::for_service`]).
+//! It decides it for `retryConstraint` (the retry budget, read here) and for the policy's
+//! status; `session` applies the same rule when a route rule reads `sessionPersistence` (the
+//! route cache translates rules one at a time, without this resolution at hand).
 //!
 //! Precedence follows the Gateway API's policy attachment rule for conflicting Direct policies
 //! (GEP-713), as BackendTLSPolicy spells it out: "the older policy by creation timestamp takes

@@ -111,9 +111,10 @@ fn accepted(
                 ),
                 None => "Policy is accepted; it sets no retryConstraint".to_owned(),
             };
-            // Session persistence is not implemented yet: say so rather than pretend.
             if policy.policy.spec.session_persistence.is_some() {
-                message.push_str("; sessionPersistence is not supported yet and has no effect");
+                message.push_str(
+                    "; its sessionPersistence applies to route rules that do not set their own",
+                );
             }
             c::ok(c::ACCEPTED, c::REASON_ACCEPTED, message, generation)
         }
