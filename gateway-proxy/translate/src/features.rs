@@ -192,7 +192,10 @@ pub const FEATURES: &[Feature] = &[
     feature(
         "HTTPRouteRetry",
         NONE,
-        &["retry-translated-into-ir", "retry-invalid-values-drop-their-rules"],
+        &[
+            "retry-translated-into-ir",
+            "retry-invalid-values-drop-their-rules",
+        ],
         &[
             "e2e/tests/e2e/retries.rs#a_status_listed_in_codes_is_retried_until_the_backend_answers",
             "e2e/tests/e2e/retries.rs#when_the_attempts_run_out_the_client_gets_the_backends_last_answer",

@@ -31,8 +31,8 @@ pub(crate) mod reference_grant;
 mod retry;
 mod route_cache;
 mod routes;
-mod shared_ports;
 mod session_persistence;
+mod shared_ports;
 mod timeouts;
 
 use std::sync::Arc;
