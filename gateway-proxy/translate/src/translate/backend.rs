@@ -152,7 +152,7 @@ fn resolve_for(
         Problem::new(
             "UnsupportedProtocol",
             format!(
-                "Service {key} port {port} has appProtocol {}, which this proxy cannot speak; use kubernetes.io/h2c, kubernetes.io/ws, http or none",
+                "Service {key} port {port} has appProtocol {}, which this proxy cannot speak; use kubernetes.io/h2c, kubernetes.io/ws, http or none (or HTTPS or kubernetes.io/wss with a BackendTLSPolicy)",
                 service_port.app_protocol.as_deref().unwrap_or_default()
             ),
         )
@@ -216,9 +216,18 @@ pub fn cluster_name(service: &ObjectKey, port: i32) -> String {
 fn upstream_protocol(port: &ServicePort) -> Option<UpstreamProtocol> {
     match port.app_protocol.as_deref() {
         None | Some("" | "http" | "HTTP" | "kubernetes.io/ws") => Some(UpstreamProtocol::Http1),
+        // HTTP/1.1 (WebSocket) over TLS: served only where a BackendTLSPolicy covers the port,
+        // which `backend_tls::BackendTls::secure` checks.
+        Some(p) if tls_app_protocol(Some(p)) => Some(UpstreamProtocol::Http1),
         Some("kubernetes.io/h2c") => Some(UpstreamProtocol::H2c),
         Some(_) => None,
     }
+}
+
+/// Whether a Service port's `appProtocol` says it speaks TLS (`HTTPS`, `kubernetes.io/wss`):
+/// usable only with a BackendTLSPolicy for the port.
+pub fn tls_app_protocol(app_protocol: Option<&str>) -> bool {
+    matches!(app_protocol, Some("https" | "HTTPS" | "kubernetes.io/wss"))
 }
 
 /// Ready endpoints of a Service port, from its EndpointSlices as kube-proxy reads them: the

@@ -93,6 +93,21 @@ impl BackendTls {
         let mut unusable = BTreeSet::new();
         for cluster in &mut route.clusters {
             let Some(policy) = self.governing(store, &cluster.service, cluster.port) else {
+                // A port that speaks TLS (`appProtocol: HTTPS` or `kubernetes.io/wss`) is a
+                // valid backend only with a BackendTLSPolicy that says how to verify it; never
+                // plaintext.
+                if let Some(app_protocol) =
+                    tls_app_protocol_of(store, &cluster.service, cluster.port)
+                {
+                    route.problems.unresolved.push(Problem::new(
+                        "UnsupportedProtocol",
+                        format!(
+                            "Service {} port {} has appProtocol {app_protocol}, which needs TLS: add a BackendTLSPolicy for it; requests for it get 500, never plaintext",
+                            cluster.service, cluster.port
+                        ),
+                    ));
+                    unusable.insert(cluster.name.clone());
+                }
                 continue;
             };
             match (&policy.config, self.secured.get(&policy.key)) {
@@ -224,6 +239,23 @@ fn precedes(a: &PolicyState, b: &PolicyState) -> bool {
 
 /// Clears every reference to the clusters in `unusable` from a rule: backends (which then
 /// answer 500) and mirrors (which then mirror nothing).
+/// The `appProtocol` of a Service port that speaks TLS, if it does.
+fn tls_app_protocol_of(store: &Store, service: &ObjectKey, port: u16) -> Option<String> {
+    let app_protocol = store
+        .services
+        .get(service)?
+        .spec
+        .as_ref()?
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.port == i32::from(port))?
+        .app_protocol
+        .clone();
+    super::backend::tls_app_protocol(app_protocol.as_deref())
+        .then(|| app_protocol.unwrap_or_default())
+}
+
 fn invalidate(rule: &mut crate::ir::HttpRuleIr, unusable: &BTreeSet<String>) {
     let clear = |cluster: &mut Option<String>| {
         if cluster.as_ref().is_some_and(|c| unusable.contains(c)) {
