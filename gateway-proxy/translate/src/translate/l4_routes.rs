@@ -42,15 +42,24 @@ pub struct TranslatedL4Route {
     backends: Vec<L4BackendIr>,
     /// Sorted by name (a list: see `http_route::TranslatedRoute::clusters`).
     clusters: Vec<ClusterIr>,
-    /// TLSRoute only, when they differ from `backends`: the backends as a TLS `Passthrough`
-    /// listener sees them. Passthrough never originates TLS, so a BackendTLSPolicy that cannot
-    /// be used does not make a backend invalid there.
-    passthrough_backends: Option<Vec<L4BackendIr>>,
-    /// The clusters only `passthrough_backends` use.
-    passthrough_clusters: Vec<ClusterIr>,
+    /// TLSRoute only, when a BackendTLSPolicy governs one of its backends: the backends and
+    /// clusters a TLS `Passthrough` listener uses instead.
+    passthrough: Option<Passthrough>,
     /// Services of backends made invalid because their BackendTLSPolicy cannot be used.
     unusable_tls_services: BTreeSet<ObjectKey>,
     problems: RuleProblems,
+}
+
+/// What a TLS `Passthrough` listener forwards a TLSRoute's connections to when a
+/// BackendTLSPolicy governs some of its backends. Passthrough never originates TLS, so those
+/// backends get plaintext clusters of their own ([`backend::passthrough_cluster_name`]) and
+/// a policy that cannot be used does not make them invalid here. The IR then says exactly
+/// what happens: a cluster with TLS settings is only ever reached over TLS.
+#[derive(Clone, Debug)]
+struct Passthrough {
+    backends: Vec<L4BackendIr>,
+    /// The plaintext clusters of the governed backends; the others use `clusters`.
+    clusters: Vec<ClusterIr>,
 }
 
 /// A route placed on a listener, competing with the others placed there.
@@ -73,8 +82,8 @@ impl TranslatedKind for TranslatedL4Route {
         &self.clusters
     }
 
-    fn passthrough_clusters(&self) -> &[ClusterIr] {
-        &self.passthrough_clusters
+    fn passthrough_clusters(&self) -> Option<&[ClusterIr]> {
+        self.passthrough.as_ref().map(|p| &p.clusters[..])
     }
 
     fn services(&self) -> BTreeSet<ObjectKey> {
@@ -100,8 +109,8 @@ impl TranslatedKind for TranslatedL4Route {
                 route: L4RouteIr {
                     route: at.route.clone(),
                     hostnames,
-                    backends: match &self.passthrough_backends {
-                        Some(backends) if at.listener.is_tls_passthrough() => backends.clone(),
+                    backends: match &self.passthrough {
+                        Some(p) if at.listener.is_tls_passthrough() => p.backends.clone(),
                         _ => self.backends.clone(),
                     },
                 },
@@ -132,10 +141,11 @@ impl TranslatedL4Route {
         if self.kind == UdpRoute::KIND {
             return self;
         }
+        let mut governed = Vec::new();
         let mut unusable = BTreeSet::new();
         for cluster in &mut self.clusters {
             match tls(cluster) {
-                ClusterTls::None => {}
+                ClusterTls::None => continue,
                 ClusterTls::Tls(settings) => cluster.tls = Some(settings),
                 ClusterTls::Unusable { policy, problem } => {
                     self.problems
@@ -150,25 +160,47 @@ impl TranslatedL4Route {
                     self.unusable_tls_services.insert(cluster.service.clone());
                 }
             }
+            governed.push(cluster.name.clone());
         }
-        if unusable.is_empty() {
+        if governed.is_empty() {
             return self;
         }
-        let is_unusable = |name: &Option<String>| name.as_ref().is_some_and(|n| unusable.contains(n));
         if self.kind == TlsRoute::KIND {
-            self.passthrough_backends = Some(self.backends.clone());
+            let plain = |name: &String| backend::passthrough_cluster_name(name);
+            self.passthrough = Some(Passthrough {
+                backends: self
+                    .backends
+                    .iter()
+                    .map(|b| L4BackendIr {
+                        weight: b.weight,
+                        cluster: b.cluster.as_ref().map(|name| {
+                            if governed.contains(name) {
+                                plain(name)
+                            } else {
+                                name.clone()
+                            }
+                        }),
+                    })
+                    .collect(),
+                clusters: self
+                    .clusters
+                    .iter()
+                    .filter(|c| governed.contains(&c.name))
+                    .map(|c| ClusterIr {
+                        name: plain(&c.name),
+                        tls: None,
+                        ..c.clone()
+                    })
+                    .collect(),
+            });
         }
-        for backend in &mut self.backends {
-            if is_unusable(&backend.cluster) {
-                backend.cluster = None;
+        if !unusable.is_empty() {
+            for backend in &mut self.backends {
+                if backend.cluster.as_ref().is_some_and(|n| unusable.contains(n)) {
+                    backend.cluster = None;
+                }
             }
-        }
-        let (gone, kept) = std::mem::take(&mut self.clusters)
-            .into_iter()
-            .partition(|cluster| unusable.contains(&cluster.name));
-        self.clusters = kept;
-        if self.kind == TlsRoute::KIND {
-            self.passthrough_clusters = gone;
+            self.clusters.retain(|cluster| !unusable.contains(&cluster.name));
         }
         self
     }

@@ -155,11 +155,11 @@ pub trait TranslatedKind {
     fn problems(&self) -> &RuleProblems;
     /// Clusters the served rules use.
     fn clusters(&self) -> &[ClusterIr];
-    /// Clusters only a TLS `Passthrough` listener uses besides [`Self::clusters`] (a TLSRoute
-    /// backend whose BackendTLSPolicy cannot be used is still forwarded there: passthrough
-    /// never originates TLS).
-    fn passthrough_clusters(&self) -> &[ClusterIr] {
-        &[]
+    /// Clusters a TLS `Passthrough` listener uses besides those of [`Self::clusters`] that
+    /// originate no TLS, when they differ: `None` when a passthrough listener uses
+    /// [`Self::clusters`] as they are (see `l4_routes::Passthrough`).
+    fn passthrough_clusters(&self) -> Option<&[ClusterIr]> {
+        None
     }
     /// Services the route's backends reference, usable or not (policies that target Services,
     /// such as BackendTLSPolicy, are relevant to the Gateways serving the route).
@@ -379,10 +379,14 @@ impl<'a> Attacher<'a> {
             self.place(gateway, *index, attached, translated);
         }
         let placed = !attached.placed.is_empty();
-        let passthrough = attached
-            .placed
-            .iter()
-            .any(|(gateway, index)| self.is_tls_passthrough(gateway, *index));
+        let (mut on_passthrough, mut elsewhere) = (false, false);
+        for (gateway, index) in &attached.placed {
+            if self.is_tls_passthrough(gateway, *index) {
+                on_passthrough = true;
+            } else {
+                elsewhere = true;
+            }
+        }
         // Only policy statuses (BackendTLSPolicy, XBackendTrafficPolicy) read which Gateways
         // use a Service.
         let traffic_policies = !self.store.backend_traffic_policies.is_empty();
@@ -420,12 +424,19 @@ impl<'a> Attacher<'a> {
         if placed {
             // Many routes share a cluster: copy it only when it is new or differs (the last
             // route's wins).
-            let passthrough_clusters = if passthrough {
-                translated.passthrough_clusters()
-            } else {
-                &[]
+            // Only the clusters the listeners it is placed on use.
+            let (clusters, passthrough) = match translated.passthrough_clusters() {
+                None => (translated.clusters(), &[][..]),
+                Some(passthrough) => (
+                    if elsewhere {
+                        translated.clusters()
+                    } else {
+                        &[]
+                    },
+                    if on_passthrough { passthrough } else { &[] },
+                ),
             };
-            for cluster in translated.clusters().iter().chain(passthrough_clusters) {
+            for cluster in clusters.iter().chain(passthrough) {
                 match self.clusters.get_mut(&cluster.name) {
                     Some(existing) if existing == cluster => {}
                     Some(existing) => existing.clone_from(cluster),
