@@ -206,7 +206,10 @@ mod tests {
         assert_eq!(parsed.name, "db");
         assert_eq!(parsed.tls.sni.as_deref(), Some("db.internal"));
         assert_eq!(parsed.tls.alpn, None);
-        assert_eq!(parsed.tls.client_subject.as_deref(), Some("CN=gantrygateway"));
+        assert_eq!(
+            parsed.tls.client_subject.as_deref(),
+            Some("CN=gantrygateway")
+        );
         assert_eq!(TlsGreeting::parse("db\n"), None);
     }
 }

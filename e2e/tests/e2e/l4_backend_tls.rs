@@ -99,11 +99,7 @@ async fn read_greeting<S: AsyncRead + Unpin>(reader: &mut BufReader<S>) -> Optio
 
 /// Sends `ping`, half-closes, and expects exactly `ping` back, then the backend's close.
 async fn echo_round_trip<S: AsyncRead + AsyncWrite + Unpin>(mut reader: BufReader<S>) {
-    reader
-        .get_mut()
-        .write_all(b"ping")
-        .await
-        .expect("sending");
+    reader.get_mut().write_all(b"ping").await.expect("sending");
     reader.get_mut().shutdown().await.expect("half-closing");
     let mut rest = Vec::new();
     timeout(Duration::from_secs(10), reader.read_to_end(&mut rest))
@@ -158,8 +154,16 @@ async fn tcp_and_terminated_tls_routes_reach_a_tls_backend_with_verified_tls() {
     let config = format!(
         "{}---\n{}---\n{}---\n{}---\n{}{}",
         gateway(tcp_port, tls_port, "Terminate", true),
-        tls_secret_yaml("default", "gateway-cert", &gateway_ca.server(&["*.example.com"])),
-        tls_secret_yaml("default", "gateway-client", &client_ca.client("gantry-gateway")),
+        tls_secret_yaml(
+            "default",
+            "gateway-cert",
+            &gateway_ca.server(&["*.example.com"])
+        ),
+        tls_secret_yaml(
+            "default",
+            "gateway-client",
+            &client_ca.client("gantry-gateway")
+        ),
         ca_config_map_yaml("default", "backend-ca", &backend_ca.cert_pem),
         service_yaml("default", "db", 9000, &[backend]),
         routes_and_policy("backend-ca"),
@@ -233,7 +237,11 @@ async fn a_backend_that_does_not_verify_closes_the_client_and_says_why() {
     let config = format!(
         "{}---\n{}---\n{}---\n{}{}",
         gateway(tcp_port, tls_port, "Terminate", false),
-        tls_secret_yaml("default", "gateway-cert", &gateway_ca.server(&["*.example.com"])),
+        tls_secret_yaml(
+            "default",
+            "gateway-cert",
+            &gateway_ca.server(&["*.example.com"])
+        ),
         ca_config_map_yaml("default", "other-ca", &other_ca.cert_pem),
         service_yaml("default", "db", 9000, &[backend]),
         routes_and_policy("other-ca"),

@@ -377,7 +377,13 @@ mod tests {
         let plane = plane_with(backend.local_addr().unwrap(), Some(policy(&ca)));
         let (client, mut far_end) = tokio::io::duplex(1024);
         let forward = tokio::spawn(async move {
-            forward_tls(&plane.shared, conn(Some("a.example.com")), client, b"HELLO ").await;
+            forward_tls(
+                &plane.shared,
+                conn(Some("a.example.com")),
+                client,
+                b"HELLO ",
+            )
+            .await;
         });
         let (mut upstream, _) = backend.accept().await.unwrap();
         far_end.write_all(b"world").await.unwrap();

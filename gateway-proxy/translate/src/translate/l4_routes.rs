@@ -196,11 +196,16 @@ impl TranslatedL4Route {
         }
         if !unusable.is_empty() {
             for backend in &mut self.backends {
-                if backend.cluster.as_ref().is_some_and(|n| unusable.contains(n)) {
+                if backend
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|n| unusable.contains(n))
+                {
                     backend.cluster = None;
                 }
             }
-            self.clusters.retain(|cluster| !unusable.contains(&cluster.name));
+            self.clusters
+                .retain(|cluster| !unusable.contains(&cluster.name));
         }
         self
     }
