@@ -225,7 +225,7 @@ pub fn tls_config(
 }
 
 /// What the handshake of one connection settled.
-fn handshake(session: &rustls::ServerConnection) -> EchoTls {
+pub(crate) fn handshake(session: &rustls::ServerConnection) -> EchoTls {
     let client_subject = session
         .peer_certificates()
         .and_then(|certs| certs.first())

@@ -9,6 +9,7 @@ mod filters;
 mod grpc;
 mod hostile;
 mod l4;
+mod l4_backend_tls;
 mod lifecycle;
 mod listener_ports;
 mod listener_sets;

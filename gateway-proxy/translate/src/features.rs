@@ -69,7 +69,10 @@ pub const FEATURES: &[Feature] = &[
         "GatewayBackendClientCertificate",
         BTLS,
         &["gateway-backend-client-certificate"],
-        &["e2e/tests/e2e/backend_tls.rs#the_gateway_presents_its_backend_client_certificate"],
+        &[
+            "e2e/tests/e2e/backend_tls.rs#the_gateway_presents_its_backend_client_certificate",
+            "e2e/tests/e2e/l4_backend_tls.rs#tcp_and_terminated_tls_routes_reach_a_tls_backend_with_verified_tls",
+        ],
     ),
     feature(
         "GatewayFrontendClientCertificateValidation",
@@ -315,11 +318,21 @@ pub const FEATURES: &[Feature] = &[
             "e2e/tests/e2e/tls.rs#sni_selects_the_listener_and_its_certificate",
         ],
     ),
+    // Also for TCPRoute and TLSRoute in Terminate mode (GEP-2643; the upstream conformance test
+    // BackendTLSPolicyTLSRouteTerminate needs only this feature and TLSRouteModeTerminate):
+    // upstream defines no feature name of its own for that.
     feature(
         "BackendTLSPolicy",
         BTLS,
-        &["backend-tls-policy-accepted"],
-        &["e2e/tests/e2e/backend_tls.rs#backend_certificates_are_verified_against_the_policy"],
+        &[
+            "backend-tls-policy-accepted",
+            "backend-tls-policy-tls-route-terminate",
+            "backend-tls-policy-tcp-route",
+        ],
+        &[
+            "e2e/tests/e2e/backend_tls.rs#backend_certificates_are_verified_against_the_policy",
+            "e2e/tests/e2e/l4_backend_tls.rs#tcp_and_terminated_tls_routes_reach_a_tls_backend_with_verified_tls",
+        ],
     ),
     feature(
         "BackendTLSPolicySANValidation",

@@ -210,6 +210,13 @@ pub fn cluster_name(service: &ObjectKey, port: i32) -> String {
     format!("{service}:{port}")
 }
 
+/// The cluster a TLS `Passthrough` listener uses for a Service port that a BackendTLSPolicy
+/// governs (`namespace/service:port/passthrough`): the same endpoints, never TLS from the proxy
+/// (see `l4_routes::Passthrough`). No Service name contains `/`, so it names no other cluster.
+pub fn passthrough_cluster_name(cluster: &str) -> String {
+    format!("{cluster}/passthrough")
+}
+
 /// The upstream protocol from the port's `appProtocol` (KEP-3726 standard names). `None`
 /// when it names a protocol the proxy cannot speak to a backend (the route then gets
 /// `ResolvedRefs=False, UnsupportedProtocol`, as BackendRef requires).

@@ -167,9 +167,11 @@ fn translate_with(
     });
     attacher.attach_all(&store.tcp_routes, &mut cache.tcp, |store, key, route| {
         l4_routes::translate_tcp_route(store, &key.namespace, route)
+            .with_backend_tls(|cluster| backend_tls.for_cluster(store, cluster))
     });
     attacher.attach_all(&store.tls_routes, &mut cache.tls, |store, key, route| {
         l4_routes::translate_tls_route(store, &key.namespace, route)
+            .with_backend_tls(|cluster| backend_tls.for_cluster(store, cluster))
     });
     attacher.attach_all(&store.udp_routes, &mut cache.udp, |store, key, route| {
         l4_routes::translate_udp_route(store, &key.namespace, route)
@@ -181,11 +183,12 @@ fn translate_with(
         clusters,
         statuses: route_statuses,
         services,
+        passthrough_services,
         missing_services,
         ..
     } = attacher;
-    backend_tls.record_use(&services);
-    backend_traffic.record_use(&services, &missing_services);
+    backend_tls.record_use(&services, &passthrough_services);
+    backend_traffic.record_use(&[&services, &passthrough_services, &missing_services]);
     for ((gateway, index), count) in counts {
         if let Some(l) = gateways
             .get_mut(&gateway)

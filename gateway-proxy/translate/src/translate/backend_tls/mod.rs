@@ -2,10 +2,12 @@
 //! over TLS and how, and the status of both.
 //!
 //! Resolved once per translation ([`BackendTls::resolve`]); each route's clusters then get
-//! the TLS settings of the policy that governs their Service port ([`BackendTls::secure`]).
-//! A backend whose governing policy cannot be used is marked invalid (no cluster, so 500):
-//! never plaintext. Policies are relevant to the Gateways whose routes use their Services;
-//! those Gateways are the policy's status ancestors.
+//! the TLS settings of the policy that governs their Service port ([`BackendTls::secure`] for
+//! HTTPRoute and GRPCRoute; TCPRoute and TLSRoute through [`BackendTls::for_cluster`], see
+//! `l4_routes::TranslatedL4Route::with_backend_tls` for which L4 connections originate TLS).
+//! A backend whose governing policy cannot be used is marked invalid (no cluster, so 500, or
+//! a closed connection): never plaintext. Policies are relevant to the Gateways whose routes
+//! use their Services; those Gateways are the policy's status ancestors.
 
 mod client_certificate;
 mod pem;
@@ -19,7 +21,7 @@ use self::policy::{PolicyState, Target};
 use super::conditions::Problem;
 use super::gateway::GatewayState;
 use super::http_route::TranslatedRoute;
-use crate::ir::{CertificateIr, HttpFilterIr, UpstreamTlsIr};
+use crate::ir::{CertificateIr, ClusterIr, HttpFilterIr, UpstreamTlsIr};
 use crate::status::{ObjectStatus, StatusBody};
 use crate::store::{ObjectKey, Store};
 
@@ -40,8 +42,22 @@ pub struct BackendTls {
     secured: BTreeMap<ObjectKey, Arc<UpstreamTlsIr>>,
     /// Gateways that set `spec.tls.backend.clientCertificateRef`.
     client_certificates: BTreeMap<ObjectKey, Result<Arc<CertificateIr>, Problem>>,
-    /// Per policy, the Gateways it is relevant to and the targeted Services used there.
-    ancestors: BTreeMap<ObjectKey, BTreeMap<ObjectKey, BTreeSet<ObjectKey>>>,
+    /// Per policy, the Gateways it is relevant to and how the targeted Services are used there.
+    ancestors: BTreeMap<ObjectKey, BTreeMap<ObjectKey, status::Uses>>,
+}
+
+/// What BackendTLSPolicy makes of one cluster's Service port.
+#[derive(Debug)]
+pub enum ClusterTls<'a> {
+    /// No policy governs the port.
+    None,
+    /// The governing policy's settings, with every Gateway's client certificate.
+    Tls(Arc<UpstreamTlsIr>),
+    /// The governing policy cannot be used.
+    Unusable {
+        policy: &'a ObjectKey,
+        problem: &'a Problem,
+    },
 }
 
 impl BackendTls {
@@ -92,38 +108,35 @@ impl BackendTls {
     pub fn secure(&self, store: &Store, mut route: TranslatedRoute) -> TranslatedRoute {
         let mut unusable = BTreeSet::new();
         for cluster in &mut route.clusters {
-            let Some(policy) = self.governing(store, &cluster.service, cluster.port) else {
-                // A port that speaks TLS (`appProtocol: HTTPS` or `kubernetes.io/wss`) is a
-                // valid backend only with a BackendTLSPolicy that says how to verify it; never
-                // plaintext.
-                if let Some(app_protocol) =
-                    tls_app_protocol_of(store, &cluster.service, cluster.port)
-                {
-                    route.problems.unresolved.push(Problem::new(
-                        "UnsupportedProtocol",
-                        format!(
-                            "Service {} port {} has appProtocol {app_protocol}, which needs TLS: add a BackendTLSPolicy for it; requests for it get 500, never plaintext",
-                            cluster.service, cluster.port
-                        ),
-                    ));
-                    unusable.insert(cluster.name.clone());
-                }
-                continue;
-            };
-            match (&policy.config, self.secured.get(&policy.key)) {
-                (Ok(_), Some(tls)) => cluster.tls = Some(tls.clone()),
-                (Err(problem), _) => {
-                    route.problems.unresolved.push(Problem::new(
-                        REASON_INVALID_BACKEND_TLS,
-                        format!(
-                            "backendRef to Service {} port {}: its BackendTLSPolicy {} cannot be used ({}: {}); requests for it get 500, never plaintext",
-                            cluster.service, cluster.port, policy.key, problem.reason, problem.message
-                        ),
+            match self.for_cluster(store, cluster) {
+                ClusterTls::Tls(tls) => cluster.tls = Some(tls),
+                ClusterTls::Unusable { policy, problem } => {
+                    route.problems.unresolved.push(unusable_problem(
+                        cluster,
+                        policy,
+                        problem,
+                        "requests for it get 500, never plaintext",
                     ));
                     unusable.insert(cluster.name.clone());
                     route.unusable_tls_services.insert(cluster.service.clone());
                 }
-                (Ok(_), None) => {} // every usable policy is in `secured`
+                ClusterTls::None => {
+                    // A port that speaks TLS (`appProtocol: HTTPS` or `kubernetes.io/wss`) is a
+                    // valid backend only with a BackendTLSPolicy that says how to verify it;
+                    // never plaintext.
+                    if let Some(app_protocol) =
+                        tls_app_protocol_of(store, &cluster.service, cluster.port)
+                    {
+                        route.problems.unresolved.push(Problem::new(
+                            "UnsupportedProtocol",
+                            format!(
+                                "Service {} port {} has appProtocol {app_protocol}, which needs TLS: add a BackendTLSPolicy for it; requests for it get 500, never plaintext",
+                                cluster.service, cluster.port
+                            ),
+                        ));
+                        unusable.insert(cluster.name.clone());
+                    }
+                }
             }
         }
         if !unusable.is_empty() {
@@ -137,17 +150,42 @@ impl BackendTls {
         route
     }
 
+    /// What governs the Service port of `cluster`.
+    pub fn for_cluster(&self, store: &Store, cluster: &ClusterIr) -> ClusterTls<'_> {
+        let Some(policy) = self.governing(store, &cluster.service, cluster.port) else {
+            return ClusterTls::None;
+        };
+        match (&policy.config, self.secured.get(&policy.key)) {
+            (Ok(_), Some(tls)) => ClusterTls::Tls(tls.clone()),
+            (Err(problem), _) => ClusterTls::Unusable {
+                policy: &policy.key,
+                problem,
+            },
+            (Ok(_), None) => ClusterTls::None, // every usable policy is in `secured`
+        }
+    }
+
     /// Records the Gateways serving routes that use each Service (see
-    /// `routes::Attacher::services`): they are the ancestors of the policies targeting it.
-    pub fn record_use(&mut self, services: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>) {
-        for (service, gateways) in services {
-            for policy in self.by_service.get(service).into_iter().flatten() {
-                let entry = self.ancestors.entry(policy.clone()).or_default();
-                for gateway in gateways {
-                    entry
-                        .entry(gateway.clone())
-                        .or_default()
-                        .insert(service.clone());
+    /// `routes::Attacher::services`): through listeners that originate TLS to covered
+    /// backends (`services`), or through TLS `Passthrough` listeners, which never do
+    /// (`passthrough`). Both make those Gateways ancestors of the policies targeting the
+    /// Service: a passthrough Gateway is shown too, with a message saying the policy
+    /// originates nothing there.
+    pub fn record_use(
+        &mut self,
+        services: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+        passthrough: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    ) {
+        for (uses, through_passthrough) in [(services, false), (passthrough, true)] {
+            for (service, gateways) in uses {
+                for policy in self.by_service.get(service).into_iter().flatten() {
+                    let entry = self.ancestors.entry(policy.clone()).or_default();
+                    for gateway in gateways {
+                        entry
+                            .entry(gateway.clone())
+                            .or_default()
+                            .add(service, through_passthrough);
+                    }
                 }
             }
         }
@@ -237,8 +275,23 @@ fn precedes(a: &PolicyState, b: &PolicyState) -> bool {
     (rank(a), &a.key) < (rank(b), &b.key)
 }
 
-/// Clears every reference to the clusters in `unusable` from a rule: backends (which then
-/// answer 500) and mirrors (which then mirror nothing).
+/// The route's `ResolvedRefs` problem for a backend whose governing policy cannot be used;
+/// `consequence` says what happens to its traffic.
+pub fn unusable_problem(
+    cluster: &ClusterIr,
+    policy: &ObjectKey,
+    problem: &Problem,
+    consequence: &str,
+) -> Problem {
+    Problem::new(
+        REASON_INVALID_BACKEND_TLS,
+        format!(
+            "backendRef to Service {} port {}: its BackendTLSPolicy {policy} cannot be used ({}: {}); {consequence}",
+            cluster.service, cluster.port, problem.reason, problem.message
+        ),
+    )
+}
+
 /// The `appProtocol` of a Service port that speaks TLS, if it does.
 fn tls_app_protocol_of(store: &Store, service: &ObjectKey, port: u16) -> Option<String> {
     let app_protocol = store
@@ -256,6 +309,8 @@ fn tls_app_protocol_of(store: &Store, service: &ObjectKey, port: u16) -> Option<
         .then(|| app_protocol.unwrap_or_default())
 }
 
+/// Clears every reference to the clusters in `unusable` from a rule: backends (which then
+/// answer 500) and mirrors (which then mirror nothing).
 fn invalidate(rule: &mut crate::ir::HttpRuleIr, unusable: &BTreeSet<String>) {
     let clear = |cluster: &mut Option<String>| {
         if cluster.as_ref().is_some_and(|c| unusable.contains(c)) {

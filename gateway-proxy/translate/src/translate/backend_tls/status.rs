@@ -16,18 +16,37 @@ pub const KIND: &str = "BackendTLSPolicy";
 /// PolicyStatus `ancestors`: "A maximum of 16 ancestors will be represented in this list."
 const MAX_ANCESTORS: usize = 16;
 
+/// How one Gateway uses the Services a policy targets.
+#[derive(Debug, Default)]
+pub struct Uses {
+    /// Every targeted Service the Gateway's routes use.
+    services: BTreeSet<ObjectKey>,
+    /// Whether one of them is used through a listener that originates TLS to it (anything but
+    /// a TLS `Passthrough` listener).
+    originating: bool,
+}
+
+impl Uses {
+    pub fn add(&mut self, service: &ObjectKey, through_passthrough: bool) {
+        if !self.services.contains(service) {
+            self.services.insert(service.clone());
+        }
+        self.originating |= !through_passthrough;
+    }
+}
+
 /// The policy's status for the Gateways it is relevant to, each with the Services used
 /// there that the policy targets.
 pub fn policy_status(
     policy: &PolicyState,
-    gateways: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    gateways: &BTreeMap<ObjectKey, Uses>,
     winners: &BTreeMap<Target, ObjectKey>,
     controller_name: &str,
 ) -> ObjectStatus {
     let ancestors = gateways
         .iter()
         .take(MAX_ANCESTORS)
-        .map(|(gateway, services)| PolicyAncestorStatus {
+        .map(|(gateway, uses)| PolicyAncestorStatus {
             ancestor_ref: ParentReference {
                 group: Some(gantry_crds::GATEWAY_GROUP.to_owned()),
                 kind: Some("Gateway".to_owned()),
@@ -37,7 +56,7 @@ pub fn policy_status(
                 port: None,
             },
             controller_name: controller_name.to_owned(),
-            conditions: conditions(policy, services, winners),
+            conditions: conditions(policy, uses, winners),
         })
         .collect();
     ObjectStatus {
@@ -52,9 +71,10 @@ pub fn policy_status(
 /// `Accepted` and `ResolvedRefs` for one ancestor, from the targets naming `services`.
 fn conditions(
     policy: &PolicyState,
-    services: &BTreeSet<ObjectKey>,
+    uses: &Uses,
     winners: &BTreeMap<Target, ObjectKey>,
 ) -> Vec<Condition> {
+    let services = &uses.services;
     let generation = policy.generation;
     let mut not_found = Vec::new();
     let mut lost = Vec::new();
@@ -99,10 +119,20 @@ fn conditions(
         )
     } else {
         match &policy.config {
-            Ok(_) => c::ok(
+            Ok(_) if uses.originating => c::ok(
                 c::ACCEPTED,
                 c::REASON_ACCEPTED,
                 "Policy is accepted; connections to its targets use TLS",
+                generation,
+            ),
+            // The policy is valid and attached, so it is accepted; but this Gateway reaches its
+            // targets only through TLS Passthrough listeners, which never originate TLS
+            // (GEP-1897, "How a client behaves": TLSRoute, "Listener Mode: Passthrough", "Connect
+            // to backend with TLS? No"). The message says so rather than promise TLS.
+            Ok(_) => c::ok(
+                c::ACCEPTED,
+                c::REASON_ACCEPTED,
+                "Policy is accepted; this Gateway uses its targets only through TLS Passthrough listeners, where the client's own TLS reaches the backend and the Gateway originates none",
                 generation,
             ),
             Err(problem) => c::not_ok(c::ACCEPTED, problem, generation),

@@ -73,14 +73,11 @@ impl BackendTraffic {
         }
     }
 
-    /// Records the Gateways serving routes that use each Service, existing (`services`) or
-    /// referenced but missing (`missing`): they are the ancestors of the policies targeting it.
-    pub fn record_use(
-        &mut self,
-        services: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
-        missing: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
-    ) {
-        for (service, gateways) in services.iter().chain(missing) {
+    /// Records the Gateways serving routes that use each Service, existing or referenced but
+    /// missing (each map: Service to Gateways): they are the ancestors of the policies
+    /// targeting it.
+    pub fn record_use(&mut self, uses: &[&BTreeMap<ObjectKey, BTreeSet<ObjectKey>>]) {
+        for (service, gateways) in uses.iter().flat_map(|map| map.iter()) {
             for policy in self.by_service.get(service).into_iter().flatten() {
                 let entry = self.ancestors.entry(policy.clone()).or_default();
                 for gateway in gateways {
