@@ -1382,3 +1382,46 @@ async fn without_the_listener_set_crd_the_controllers_run_without_errors() {
     );
     assert_eq!(refused(&requests), Vec::<String>::new());
 }
+
+/// A Namespace labelled after the fact: the Gateway selecting ListenerSet namespaces by that
+/// label takes the ListenerSet there, and its fleet opens the port (the Namespace watch).
+#[tokio::test]
+async fn labelling_a_namespace_opens_the_ports_of_its_listener_sets_on_selecting_gateways() {
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(None));
+    let mut gateway = admitting("Selector");
+    gateway["spec"]["allowedListeners"]["namespaces"]["selector"] =
+        json!({"matchLabels": {"listeners": "allowed"}});
+    fake.put(GATEWAY, gateway);
+    let team = |labels: Value| {
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "team", "labels": labels}})
+    };
+    fake.apply("namespaces", team(json!({})));
+    fake.apply(
+        "listenersets",
+        listener_set(
+            "team",
+            "team",
+            json!([{"name": "db", "port": 5432, "protocol": "TCP"}]),
+        ),
+    );
+
+    let (ctx, controllers) = run_controllers(&fake);
+    until("the fleet", || port_names(&fake, SERVICE) == ["tcp-80"]).await;
+    let mut service = fake.at(SERVICE).unwrap();
+    service["spec"]["clusterIP"] = json!("10.0.0.7");
+    fake.put(SERVICE, service);
+    until("the address", || {
+        fake.at(GATEWAY).unwrap()["status"]["addresses"].is_array()
+    })
+    .await;
+
+    fake.apply("namespaces", team(json!({"listeners": "allowed"})));
+    until("5432 on the fleet", || {
+        port_names(&fake, SERVICE) == ["tcp-5432", "tcp-80"]
+    })
+    .await;
+    controllers.abort();
+    assert_eq!(reconcile_errors(&ctx), Vec::<String>::new());
+}

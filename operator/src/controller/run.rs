@@ -73,12 +73,11 @@ fn gateway_ref(key: ObjectKey) -> ObjectRef<Gateway> {
 
 /// The Gateways whose `allowedListeners` select ListenerSet namespaces by label: a Namespace
 /// change may change what they admit.
-fn selecting(gateways: &reflector::Store<Gateway>) -> Vec<ObjectRef<Gateway>> {
+fn selecting(gateways: &reflector::Store<Gateway>) -> Vec<Arc<Gateway>> {
     gateways
         .state()
         .into_iter()
         .filter(|g| selects_namespaces_by_label(g))
-        .map(|g| ObjectRef::from_obj(g.as_ref()))
         .collect()
 }
 
@@ -107,7 +106,12 @@ pub async fn run(ctx: Arc<Context>) {
         gateway_controller = gateway_controller.watches(
             Api::<Namespace>::all(client.clone()),
             watcher::Config::default(),
-            move |_: Namespace| selecting(&by_namespace),
+            move |_: Namespace| {
+                selecting(&by_namespace)
+                    .iter()
+                    .map(|g| ObjectRef::from_obj(g.as_ref()))
+                    .collect::<Vec<_>>()
+            },
         );
         gateway_controller = gateway_controller.watches(
             Api::<GatewayClass>::all(client.clone()),
@@ -202,8 +206,7 @@ pub async fn run(ctx: Arc<Context>) {
             watcher::Config::default(),
             move |_: Namespace| {
                 selecting(&by_set_namespace)
-                    .into_iter()
-                    .filter_map(|g| by_set_namespace.get(&g))
+                    .iter()
                     .map(|g| ObjectRef::<GatewayClass>::new(&g.spec.gateway_class_name))
                     .collect::<Vec<_>>()
             },
