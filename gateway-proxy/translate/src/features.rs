@@ -44,6 +44,7 @@ const TCP: &[&str] = &["TCPRoute"];
 const UDP: &[&str] = &["UDPRoute"];
 const GRANT: &[&str] = &["ReferenceGrant"];
 const BTLS: &[&str] = &["BackendTLSPolicy"];
+const LS: &[&str] = &["ListenerSet"];
 
 /// Every feature Gantry implements, in the order `docs/conformance.md` lists them.
 pub const FEATURES: &[Feature] = &[
@@ -88,6 +89,23 @@ pub const FEATURES: &[Feature] = &[
         &["frontend-validation"],
         &[
             "e2e/tests/e2e/mtls.rs#valid_client_certificates_are_required_unless_the_port_falls_back",
+        ],
+    ),
+    feature(
+        "ListenerSet",
+        LS,
+        &[
+            "listenerset-attached",
+            "listenerset-not-allowed",
+            "listenerset-allowed-from-selector",
+            "listenerset-conflict-with-gateway-listener",
+            "listenerset-route-section-name",
+        ],
+        &[
+            "e2e/tests/e2e/listener_sets.rs#a_listener_set_listener_serves_its_port_and_hostname_and_goes_with_its_file",
+            "e2e/tests/e2e/listener_sets.rs#a_listener_set_terminates_tls_with_a_certificate_of_its_own_namespace",
+            "gateway-proxy/tests/kube_listener_set_status.rs#listener_set_status_and_attached_listener_sets_are_written",
+            "operator/tests/controllers.rs#a_listener_set_opens_its_ports_on_the_fleet_of_the_gateway_that_admits_it",
         ],
     ),
     feature(
