@@ -194,6 +194,7 @@ mod tests {
                     endpoints: vec![backend.to_string()],
                     tls: None,
                     retry_budget: None,
+                    backend_config: None,
                 },
             )]),
         };
