@@ -31,6 +31,7 @@ pub(crate) mod reference_grant;
 mod retry;
 mod route_cache;
 mod routes;
+mod service_policy;
 mod session_persistence;
 mod shared_ports;
 mod timeouts;
