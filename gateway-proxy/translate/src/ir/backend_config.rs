@@ -206,9 +206,11 @@ pub struct OutlierDetectionIr {
     pub max_ejection_percent: u32,
 }
 
-/// Limits per proxy replica and cluster. Over a limit the proxy answers 503 at once, with
+/// Limits per proxy replica and cluster. A request over a limit is answered 503 at once, with
 /// [`CIRCUIT_BREAKER_HEADER`] naming the limit; nothing is queued beyond
-/// `max_pending_requests`. A limit of 0 lets nothing through.
+/// `max_pending_requests`. A retry over `max_parallel_retries` is not made (the response that
+/// would have been retried is returned, as when a rule's attempts are exhausted). A limit of 0
+/// lets nothing through.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CircuitBreakerIr {
