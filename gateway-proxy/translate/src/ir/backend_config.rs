@@ -300,3 +300,51 @@ mod hex_bytes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip_through_json_with_payloads_as_hex() {
+        let ir = BackendConfigIr {
+            policy: "ns/p".to_owned(),
+            load_balancer: LoadBalancerIr::ConsistentHash(ConsistentHashIr {
+                key: HashKeyIr::Cookie {
+                    name: "c".to_owned(),
+                    ttl_ms: Some(0),
+                    attributes: BTreeMap::from([("Secure".to_owned(), String::new())]),
+                },
+                table_size: 65_537,
+            }),
+            health_check: Some(HealthCheckIr {
+                active: Some(ActiveHealthCheckIr {
+                    timeout_ms: 1_000,
+                    interval_ms: 3_000,
+                    initial_jitter_ms: 0,
+                    unhealthy_threshold: 3,
+                    healthy_threshold: 1,
+                    probe: HealthProbeIr::Tcp {
+                        send: Some(b"PING\r\n".to_vec()),
+                        receive: Some(vec![0x00, 0xff]),
+                    },
+                }),
+                passive: None,
+                panic_threshold_percent: 50,
+            }),
+            circuit_breaker: None,
+            connection: ConnectionIr::DEFAULT,
+        };
+        let json = serde_json::to_value(&ir).unwrap_or_default();
+        assert_eq!(
+            json["healthCheck"]["active"]["probe"],
+            serde_json::json!({"type": "TCP", "send": "50494e470d0a", "receive": "00ff"})
+        );
+        assert_eq!(json["loadBalancer"]["type"], "ConsistentHash");
+        assert_eq!(json["loadBalancer"]["key"]["ttlMs"], 0);
+        let back: Result<BackendConfigIr, _> = serde_json::from_value(json);
+        assert_eq!(back.ok(), Some(ir));
+        let odd = serde_json::json!({"type": "TCP", "send": "abc"});
+        assert!(serde_json::from_value::<HealthProbeIr>(odd).is_err());
+    }
+}
