@@ -84,7 +84,7 @@ fn parse_ms(text: &str) -> Result<u64, String> {
 
 /// `1s`, `1500ms`, as a rule's bound is best read.
 fn shown(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
