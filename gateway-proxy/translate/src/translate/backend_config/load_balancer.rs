@@ -87,8 +87,8 @@ fn consistent_hash(check: &mut Check, hash: &ConsistentHash) -> ConsistentHashIr
     let extra = |set: bool, name: &str, check: &mut Check| {
         if set {
             check.fail(format!(
-                "{field}.{name} is set but type is {:?}; it is only read with type {}",
-                hash.type_,
+                "{field}.{name} is set but type is {}; it is only read with type {}",
+                hash_type_name(hash.type_),
                 match name {
                     "header" => "Header",
                     "cookie" => "Cookie",
@@ -167,6 +167,16 @@ fn consistent_hash(check: &mut Check, hash: &ConsistentHash) -> ConsistentHashIr
         }
     };
     ConsistentHashIr { key, table_size }
+}
+
+/// The type as the API spells it.
+fn hash_type_name(t: ConsistentHashType) -> &'static str {
+    match t {
+        ConsistentHashType::SourceIp => "SourceIP",
+        ConsistentHashType::Header => "Header",
+        ConsistentHashType::Cookie => "Cookie",
+        ConsistentHashType::QueryParams => "QueryParams",
+    }
 }
 
 /// Cookie attributes the proxy writes itself (from `ttl`), which the attributes may not set.

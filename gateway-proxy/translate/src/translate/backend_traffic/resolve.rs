@@ -28,7 +28,8 @@ use crate::translate::generation_of;
 pub use crate::translate::service_policy::REASON_CONFLICTED;
 pub use crate::translate::service_policy::target::REASON_TARGET_NOT_FOUND;
 use crate::translate::service_policy::target::{self, MissingService, TargetRef};
-pub use crate::translate::service_policy::{Resolved, ServicePolicy, Target, TargetProblem};
+use crate::translate::service_policy::{Resolved, ServicePolicy};
+pub use crate::translate::service_policy::{Target, TargetProblem};
 
 /// `retryConstraint.budget` defaults, from the API (`+kubebuilder:default={percent: 20,
 /// interval: "10s"}`).
