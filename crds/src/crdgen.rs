@@ -9,6 +9,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::Value;
 
+use crate::backend_config::BackendConfigPolicy;
 use crate::gateway::{
     backendtlspolicies::BackendTlsPolicy, experimental, gatewayclasses::GatewayClass,
     gateways::Gateway, grpcroutes::GrpcRoute, httproutes::HttpRoute, listenersets::ListenerSet,
@@ -61,7 +62,7 @@ pub enum CrdGenError {
 
 /// Gantry's own CRDs (`gantry.dev`).
 pub fn gantry_crds() -> Result<Vec<GeneratedFile>, CrdGenError> {
-    vec![GatewayParameters::crd()]
+    vec![GatewayParameters::crd(), BackendConfigPolicy::crd()]
         .into_iter()
         .map(|crd| to_file(crd, |_| {}))
         .collect()

@@ -25,9 +25,13 @@ pub mod gateway {
 
 pub use k8s_openapi;
 
+pub mod backend_config;
 pub mod crdgen;
 pub mod params;
 
+pub use backend_config::{
+    BACKEND_CONFIG_POLICY_KIND, BackendConfigPolicy, BackendConfigPolicySpec,
+};
 pub use params::{GATEWAY_PARAMETERS_KIND, GatewayParameters, GatewayParametersSpec};
 
 /// Gantry's own API version.

@@ -158,6 +158,7 @@ fn cluster(name: &str, endpoints: Vec<String>, protocol: UpstreamProtocol) -> (S
             endpoints,
             tls: None,
             retry_budget: None,
+            backend_config: None,
         },
     )
 }

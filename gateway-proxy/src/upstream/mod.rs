@@ -22,12 +22,12 @@ pub use body::{BoxError, ProxyBody, empty, full, stream};
 pub use cluster::{Cluster, ClusterError};
 
 use crate::telemetry::Metrics;
-use gantry_translate::ir::UpstreamProtocol;
+use gantry_translate::ir::{ConnectionIr, UpstreamProtocol};
 
-/// How long a new upstream connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Idle pooled connections are closed after this.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a new upstream connection may take (also a BackendConfigPolicy's default).
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(ConnectionIr::DEFAULT.connect_timeout_ms);
+/// Idle pooled connections are closed after this (also a BackendConfigPolicy's default).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_millis(ConnectionIr::DEFAULT.idle_timeout_ms);
 
 /// Why an upstream call failed.
 #[derive(Debug, thiserror::Error)]

@@ -8,9 +8,11 @@
 //! - GatewayClass: only the class given by `--gateway-class`, otherwise all (there are few).
 //! - Gateway: only the one given by `--gateway` (a field selector), only those of the class
 //!   with `--gateway-class`, otherwise all; several `--gateway`s are filtered client-side.
-//! - Routes, ReferenceGrants, BackendTLSPolicies, Namespaces (for `allowedRoutes` selectors),
-//!   Services and EndpointSlices: cluster-wide, since routes may attach from any namespace a
-//!   listener admits.
+//! - Routes, ReferenceGrants, BackendTLSPolicies, XBackendTrafficPolicies,
+//!   BackendConfigPolicies, Namespaces (for `allowedRoutes` selectors), Services and
+//!   EndpointSlices: cluster-wide, since routes may attach from any namespace a listener admits.
+//!   A kind the API server does not serve (its CRD not installed) counts as listed and empty,
+//!   and is picked up once it is installed (`kind_watch`).
 //! - Secrets and ConfigMaps: only in the namespaces that a served Gateway (listener
 //!   `certificateRefs`, `spec.tls`) or a BackendTLSPolicy (`caCertificateRefs`) references
 //!   ([`gantry_translate::references`]: across namespaces only where a ReferenceGrant permits
@@ -40,6 +42,7 @@ use std::sync::Arc;
 
 use ::kube::runtime::watcher;
 use ::kube::{Api, Client};
+use gantry_crds::backend_config::BackendConfigPolicy;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
 use gantry_crds::gateway::gatewayclasses::{GatewayClass, GatewayClassSpec};
@@ -386,6 +389,7 @@ fn spawn_watches(
         ReferenceGrant => "ReferenceGrant",
         BackendTlsPolicy => "BackendTLSPolicy",
         XBackendTrafficPolicy => "XBackendTrafficPolicy",
+        BackendConfigPolicy => "BackendConfigPolicy",
         ListenerSet => "ListenerSet",
         Service => "Service",
         EndpointSlice => "EndpointSlice",

@@ -216,6 +216,7 @@ mod tests {
                     endpoints: vec![backend.to_string()],
                     tls,
                     retry_budget: None,
+                    backend_config: None,
                 },
             )]),
         };

@@ -169,6 +169,7 @@ fn resolve_for(
             endpoints: Vec::new(),
             tls: None,
             retry_budget: None,
+            backend_config: None,
         };
         clusters.insert(name.clone(), cluster);
     }

@@ -6,6 +6,7 @@
 mod allowed_routes;
 mod assemble;
 mod backend;
+mod backend_config;
 mod backend_tls;
 pub mod backend_traffic;
 mod certificate;
@@ -31,6 +32,7 @@ pub(crate) mod reference_grant;
 mod retry;
 mod route_cache;
 mod routes;
+mod service_policy;
 mod session_persistence;
 mod shared_ports;
 mod timeouts;
@@ -148,6 +150,7 @@ fn translate_with(
     shared_ports::mark_conflicts(store, &mut gateways);
     let mut backend_tls = backend_tls::BackendTls::resolve(store, &gateways);
     let mut backend_traffic = backend_traffic::BackendTraffic::resolve(store);
+    let mut backend_config = backend_config::BackendConfig::resolve(store);
     let mut attacher = Attacher::new(store, &options.controller_name, &gateways);
     let exclusions = cross_serving::exclusions(store, &gateways);
     attacher.replay_attachments(cache.replay_attachments(&exclusions));
@@ -188,7 +191,9 @@ fn translate_with(
         ..
     } = attacher;
     backend_tls.record_use(&services, &passthrough_services);
-    backend_traffic.record_use(&[&services, &passthrough_services, &missing_services]);
+    let uses = [&services, &passthrough_services, &missing_services];
+    backend_traffic.record_use(&uses);
+    backend_config.record_use(&uses);
     for ((gateway, index), count) in counts {
         if let Some(l) = gateways
             .get_mut(&gateway)
@@ -207,14 +212,17 @@ fn translate_with(
     statuses.extend(route_statuses);
     statuses.extend(backend_tls.policy_statuses(&options.controller_name));
     statuses.extend(backend_traffic.policy_statuses(&options.controller_name));
+    statuses.extend(backend_config.policy_statuses(&options.controller_name));
     let (ports, superseded) = collected.into_ports(&gateways);
     // Precedence between L4 routes is decided per listener, once every route is placed: the
     // routes that lose some traffic say so in their (already collected) statuses.
     l4_routes::note_superseded(&mut statuses, &superseded);
     // Route rules are translated (and cached) without endpoints: they are read here, once for
-    // every cluster in use, and so is each Service's retry budget.
+    // every cluster in use, and so are each Service's retry budget and each Service port's
+    // BackendConfigPolicy settings.
     let mut clusters = backend::refresh_endpoints(store, &clusters);
     backend_traffic.apply(&mut clusters);
+    backend_config.apply(store, &mut clusters);
     let ir = Ir { ports, clusters };
     Translation { ir, statuses }
 }

@@ -167,7 +167,7 @@ pub trait TranslatedKind {
         self.clusters().iter().map(|c| c.service.clone()).collect()
     }
     /// Services the route's backends reference that do not exist (only XBackendTrafficPolicy
-    /// status reads them: its `TargetNotFound`).
+    /// and BackendConfigPolicy statuses read them: their `TargetNotFound`).
     fn missing_services(&self) -> BTreeSet<ObjectKey> {
         BTreeSet::new()
     }
@@ -387,9 +387,11 @@ impl<'a> Attacher<'a> {
                 elsewhere = true;
             }
         }
-        // Only policy statuses (BackendTLSPolicy, XBackendTrafficPolicy) read which Gateways
-        // use a Service.
-        let traffic_policies = !self.store.backend_traffic_policies.is_empty();
+        // Only policy statuses (BackendTLSPolicy, XBackendTrafficPolicy, BackendConfigPolicy)
+        // read which Gateways use a Service; the last two also show a target that names a
+        // missing Service.
+        let traffic_policies = !self.store.backend_traffic_policies.is_empty()
+            || !self.store.backend_config_policies.is_empty();
         if placed && (!self.store.backend_tls_policies.is_empty() || traffic_policies) {
             let services = translated.services();
             for (gateway, index) in &attached.placed {

@@ -17,10 +17,11 @@ mod status;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use self::policy::{PolicyState, Target};
+use self::policy::PolicyState;
 use super::conditions::Problem;
 use super::gateway::GatewayState;
 use super::http_route::TranslatedRoute;
+use super::service_policy::{Ancestors, Resolved};
 use crate::ir::{CertificateIr, ClusterIr, HttpFilterIr, UpstreamTlsIr};
 use crate::status::{ObjectStatus, StatusBody};
 use crate::store::{ObjectKey, Store};
@@ -33,17 +34,17 @@ pub const REASON_INVALID_BACKEND_TLS: &str = "InvalidBackendTLS";
 /// Every policy and Gateway client certificate of one translation, and where they apply.
 #[derive(Debug, Default)]
 pub struct BackendTls {
-    policies: BTreeMap<ObjectKey, PolicyState>,
-    /// The policy that takes precedence for each target.
-    winners: BTreeMap<Target, ObjectKey>,
-    /// Policies naming each Service in a target, attached or not.
-    by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// Every policy, and the one that takes precedence for each target.
+    resolved: Resolved<PolicyState>,
     /// The TLS settings of each usable policy, with every Gateway's client certificate.
     secured: BTreeMap<ObjectKey, Arc<UpstreamTlsIr>>,
     /// Gateways that set `spec.tls.backend.clientCertificateRef`.
     client_certificates: BTreeMap<ObjectKey, Result<Arc<CertificateIr>, Problem>>,
-    /// Per policy, the Gateways it is relevant to and how the targeted Services are used there.
-    ancestors: BTreeMap<ObjectKey, BTreeMap<ObjectKey, status::Uses>>,
+    /// The Gateways each policy is relevant to.
+    ancestors: Ancestors,
+    /// Service → the Gateways that reach it through listeners that originate TLS (anything but
+    /// a TLS `Passthrough` listener).
+    originating: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
 }
 
 /// What BackendTLSPolicy makes of one cluster's Service port.
@@ -77,28 +78,18 @@ impl BackendTls {
             .iter()
             .filter_map(|(k, r)| Some((k.to_string(), r.as_ref().ok()?.clone())))
             .collect();
+        let mut policies = BTreeMap::new();
         for (key, policy) in &store.backend_tls_policies {
             let state = policy::resolve(store, key, policy);
-            for target in &state.targets {
-                let service = match target {
-                    Ok(t) => Some(&t.service),
-                    Err(p) => p.service.as_ref(),
-                };
-                if let Some(service) = service {
-                    out.by_service
-                        .entry(service.clone())
-                        .or_default()
-                        .insert(key.clone());
-                }
-            }
             if let Ok(config) = &state.config {
                 let mut config = UpstreamTlsIr::clone(config);
                 config.client_certificates = presented.clone();
                 out.secured.insert(key.clone(), Arc::new(config));
             }
-            out.policies.insert(key.clone(), state);
+            policies.insert(key.clone(), state);
         }
-        out.winners = precedence(&out.policies);
+        out.ancestors = Ancestors::new(policies.values());
+        out.resolved = Resolved::new(policies);
         out
     }
 
@@ -152,7 +143,10 @@ impl BackendTls {
 
     /// What governs the Service port of `cluster`.
     pub fn for_cluster(&self, store: &Store, cluster: &ClusterIr) -> ClusterTls<'_> {
-        let Some(policy) = self.governing(store, &cluster.service, cluster.port) else {
+        let Some(policy) = self
+            .resolved
+            .governing(store, &cluster.service, cluster.port)
+        else {
             return ClusterTls::None;
         };
         match (&policy.config, self.secured.get(&policy.key)) {
@@ -176,18 +170,13 @@ impl BackendTls {
         services: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
         passthrough: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     ) {
-        for (uses, through_passthrough) in [(services, false), (passthrough, true)] {
-            for (service, gateways) in uses {
-                for policy in self.by_service.get(service).into_iter().flatten() {
-                    let entry = self.ancestors.entry(policy.clone()).or_default();
-                    for gateway in gateways {
-                        entry
-                            .entry(gateway.clone())
-                            .or_default()
-                            .add(service, through_passthrough);
-                    }
-                }
-            }
+        self.ancestors.record_use(services);
+        self.ancestors.record_use(passthrough);
+        for (service, gateways) in services {
+            self.originating
+                .entry(service.clone())
+                .or_default()
+                .extend(gateways.iter().cloned());
         }
     }
 
@@ -210,69 +199,17 @@ impl BackendTls {
         self.ancestors
             .iter()
             .filter_map(|(key, gateways)| {
-                let policy = self.policies.get(key)?;
+                let policy = self.resolved.policies().get(key)?;
                 Some(status::policy_status(
                     policy,
                     gateways,
-                    &self.winners,
+                    &self.originating,
+                    self.resolved.winners(),
                     controller_name,
                 ))
             })
             .collect()
     }
-
-    /// The policy for a Service port: the one naming the port (`sectionName`) takes
-    /// precedence over one for the whole Service.
-    fn governing(&self, store: &Store, service: &ObjectKey, port: u16) -> Option<&PolicyState> {
-        let port_name = store
-            .services
-            .get(service)
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.ports.as_ref())
-            .and_then(|ports| ports.iter().find(|p| p.port == i32::from(port)))
-            .and_then(|p| p.name.clone());
-        let specific = port_name.map(|name| Target {
-            service: service.clone(),
-            port_name: Some(name),
-        });
-        let whole = Target {
-            service: service.clone(),
-            port_name: None,
-        };
-        specific
-            .and_then(|t| self.winners.get(&t))
-            .or_else(|| self.winners.get(&whole))
-            .and_then(|key| self.policies.get(key))
-    }
-}
-
-/// The policy that takes precedence for each target. BackendTLSPolicy `targetRefs`: "When
-/// more than one BackendTLSPolicy selects the same target and sectionName, implementations
-/// MUST determine precedence using the following criteria, continuing on ties: The older
-/// policy by creation timestamp takes precedence. ... The policy appearing first in
-/// alphabetical order by {namespace}/{name}." A policy without a creation timestamp counts
-/// as newer than any with one.
-fn precedence(policies: &BTreeMap<ObjectKey, PolicyState>) -> BTreeMap<Target, ObjectKey> {
-    let mut winners: BTreeMap<Target, &PolicyState> = BTreeMap::new();
-    for policy in policies.values() {
-        for target in policy.targets.iter().flatten() {
-            let better = winners
-                .get(target)
-                .is_none_or(|current| precedes(policy, current));
-            if better {
-                winners.insert(target.clone(), policy);
-            }
-        }
-    }
-    winners
-        .into_iter()
-        .map(|(target, policy)| (target, policy.key.clone()))
-        .collect()
-}
-
-fn precedes(a: &PolicyState, b: &PolicyState) -> bool {
-    let rank = |p: &PolicyState| (p.created.is_none(), p.created.as_ref().map(|t| t.0));
-    (rank(a), &a.key) < (rank(b), &b.key)
 }
 
 /// The route's `ResolvedRefs` problem for a backend whose governing policy cannot be used;
