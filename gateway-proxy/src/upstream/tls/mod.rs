@@ -13,6 +13,7 @@ mod verifier;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use http::uri::Scheme;
 use hyper_util::client::legacy::Client;
 use rustls::ClientConfig;
 use rustls::client::WebPkiServerVerifier;
@@ -20,7 +21,7 @@ use rustls_pki_types::ServerName;
 
 pub use self::connector::{Handshake, TlsConnection, TlsConnector};
 pub use self::verifier::SubjectAltNameVerifier;
-use super::{ProxyBody, client_builder, http_connector};
+use super::{Http2Pool, POOL_IDLE_TIMEOUT, ProxyBody, client_builder, http_connector};
 use gantry_translate::ir::{CertificateIr, UpstreamTlsIr};
 
 /// ALPN protocol IDs.
@@ -45,7 +46,7 @@ pub struct TlsClients {
     pub http1: Client<TlsConnector, ProxyBody>,
     /// ALPN `h2`, HTTP/2 only: requests to a port that speaks HTTP/2 (`appProtocol:
     /// kubernetes.io/h2c`) and gRPC.
-    pub h2: Client<TlsConnector, ProxyBody>,
+    pub h2: Http2Pool<TlsConnector>,
 }
 
 impl TlsUpstream {
@@ -91,7 +92,7 @@ impl TlsClients {
                 tracing::warn!(%cluster, policy = %ir.policy, reason = %why, "backend TLS settings cannot be used; connections to this cluster will fail");
                 Arc::<str>::from(why)
             });
-        let client = |alpn: &[u8], http2_only: bool| {
+        let connector = |alpn: &[u8]| {
             let settings = base.clone().map(|(config, server_name)| {
                 let mut config = config.clone();
                 config.alpn_protocols = vec![alpn.to_vec()];
@@ -102,14 +103,11 @@ impl TlsClients {
             });
             let mut http = http_connector();
             http.enforce_http(false);
-            let connector = TlsConnector::new(http, settings, cluster.clone());
-            let mut builder = client_builder();
-            builder.http2_only(http2_only);
-            builder.build(connector)
+            TlsConnector::new(http, settings, cluster.clone())
         };
         Self {
-            http1: client(ALPN_HTTP1, false),
-            h2: client(ALPN_H2, true),
+            http1: client_builder().build(connector(ALPN_HTTP1)),
+            h2: Http2Pool::new(connector(ALPN_H2), Scheme::HTTPS, POOL_IDLE_TIMEOUT),
         }
     }
 }
