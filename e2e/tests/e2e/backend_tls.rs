@@ -228,6 +228,7 @@ async fn backend_certificates_are_verified_against_the_policy() {
     assert_eq!(tls.sni.as_deref(), Some(BACKEND_NAME));
     assert_eq!(tls.alpn.as_deref(), Some("http/1.1"));
     assert_eq!(echo.host, HOST, "the Host header is passed as it came");
+    assert_eq!(echo.header("host"), Some(HOST));
 
     for path in ["/wrong-ca", "/mismatch", "/san-miss", "/system"] {
         let reply = env.get(path).await;
@@ -250,6 +251,9 @@ async fn backend_certificates_are_verified_against_the_policy() {
     assert_eq!(h2.status, 200, "{}", h2.text());
     let echo = h2.echo();
     assert_eq!(echo.protocol, "HTTP/2.0");
+    // Over HTTP/2 the Host is `:authority` (RFC 9113 §8.3.1), with no separate `host` header.
+    assert_eq!(echo.authority.as_deref(), Some(HOST), "{echo:?}");
+    assert_eq!(echo.header("host"), None, "{echo:?}");
     assert_eq!(echo.tls.expect("TLS").alpn.as_deref(), Some("h2"));
 
     // The good cluster still works after the failures: its pool was never shared.
