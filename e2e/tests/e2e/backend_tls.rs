@@ -224,11 +224,11 @@ async fn backend_certificates_are_verified_against_the_policy() {
     let good = env.get("/good").await;
     assert_eq!(good.status, 200, "{}\n{}", good.text(), env.proxy.log());
     let echo = good.echo();
+    assert_eq!(echo.header("host"), Some(HOST));
     let tls = echo.tls.expect("the backend saw TLS");
     assert_eq!(tls.sni.as_deref(), Some(BACKEND_NAME));
     assert_eq!(tls.alpn.as_deref(), Some("http/1.1"));
     assert_eq!(echo.host, HOST, "the Host header is passed as it came");
-    assert_eq!(echo.header("host"), Some(HOST));
 
     for path in ["/wrong-ca", "/mismatch", "/san-miss", "/system"] {
         let reply = env.get(path).await;
