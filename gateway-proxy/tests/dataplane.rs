@@ -553,11 +553,7 @@ async fn http2_prior_knowledge_and_h2c_upstreams() {
         );
         if path.starts_with("/echo") {
             // An HTTP/1.1 upstream gets the client's `:authority` as the Host header.
-            assert!(
-                answer.body.starts_with("GET /echo/h2\n"),
-                "{}",
-                answer.body
-            );
+            assert!(answer.body.starts_with("GET /echo/h2\n"), "{}", answer.body);
             assert!(
                 answer.body.contains("host: app.example.com\n"),
                 "{}",
@@ -567,7 +563,9 @@ async fn http2_prior_knowledge_and_h2c_upstreams() {
             // An HTTP/2 upstream gets it as `:authority`, and no `host` header (RFC 9113
             // §8.3.1), not the endpoint's address.
             assert!(
-                answer.body.starts_with("GET http://app.example.com/h2c/h2\n"),
+                answer
+                    .body
+                    .starts_with("GET http://app.example.com/h2c/h2\n"),
                 "{}",
                 answer.body
             );
@@ -592,7 +590,9 @@ async fn http2_prior_knowledge_and_h2c_upstreams() {
     let answer = send(&http1(), proxy.port, "app.example.com", "/h2c/x").await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert!(
-        answer.body.starts_with("GET http://app.example.com/h2c/x\n"),
+        answer
+            .body
+            .starts_with("GET http://app.example.com/h2c/x\n"),
         "{}",
         answer.body
     );

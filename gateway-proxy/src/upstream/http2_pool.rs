@@ -153,7 +153,9 @@ where
                 .get_or_init(|| inner.connect(endpoint, &slot))
                 .await;
             match connection {
-                Ok(sender) if replaced || sender.is_ready() => return Ok((slot.clone(), sender.clone())),
+                Ok(sender) if replaced || sender.is_ready() => {
+                    return Ok((slot.clone(), sender.clone()));
+                }
                 // Closed since it was last used: open another.
                 Ok(_) => {
                     inner.forget(endpoint, Arc::as_ptr(&slot));
@@ -542,9 +544,7 @@ mod tests {
             .expect("authority");
         drop(listener);
         let pool = pool(LONG);
-        let failed = pool
-            .send(&endpoint, request("app.example.com", "/"))
-            .await;
+        let failed = pool.send(&endpoint, request("app.example.com", "/")).await;
         assert!(
             matches!(failed, Err(UpstreamError::Connect { .. })),
             "{failed:?}"

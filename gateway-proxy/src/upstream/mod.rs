@@ -36,9 +36,15 @@ pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("cannot connect to {endpoint}: {source}")]
-    Connect { endpoint: Authority, source: BoxError },
+    Connect {
+        endpoint: Authority,
+        source: BoxError,
+    },
     #[error("request to {endpoint} failed: {source}")]
-    Request { endpoint: Authority, source: BoxError },
+    Request {
+        endpoint: Authority,
+        source: BoxError,
+    },
     #[error("cannot build the upstream URI: {0}")]
     Uri(#[from] http::Error),
 }
