@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::{Future, poll_fn};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -141,16 +141,21 @@ where
         let mut replaced = false;
         loop {
             let slot = inner.slot(endpoint);
-            // A connect abandoned by every request waiting for it leaves no empty slot behind
-            // (once the connect is done, dropping this does nothing).
+            // A connect this request started and abandoned (it was dropped while connecting)
+            // leaves no empty slot behind; once the connect is done, this does nothing.
+            let started = AtomicBool::new(false);
             let _abandoned = ForgetUnconnected {
                 table: &inner.table,
                 endpoint,
                 slot: &slot,
+                started: &started,
             };
             let connection = slot
                 .connection
-                .get_or_init(|| inner.connect(endpoint, &slot))
+                .get_or_init(|| {
+                    started.store(true, Ordering::Relaxed);
+                    inner.connect(endpoint, &slot)
+                })
                 .await;
             match connection {
                 Ok(sender) if replaced || sender.is_ready() => {
@@ -270,16 +275,18 @@ fn forget(table: &Table, endpoint: &Authority, slot: *const Slot) {
     });
 }
 
-/// Removes a slot whose connect every waiting request abandoned (dropped while waiting).
+/// Removes a slot whose connect was abandoned by the request that started it. (A request
+/// waiting for it then starts it again, and one arriving later opens its own.)
 struct ForgetUnconnected<'a> {
     table: &'a Table,
     endpoint: &'a Authority,
     slot: &'a Arc<Slot>,
+    started: &'a AtomicBool,
 }
 
 impl Drop for ForgetUnconnected<'_> {
     fn drop(&mut self) {
-        if !self.slot.connection.initialized() {
+        if self.started.load(Ordering::Relaxed) && !self.slot.connection.initialized() {
             forget(self.table, self.endpoint, Arc::as_ptr(self.slot));
         }
     }
@@ -308,13 +315,11 @@ async fn drive<F>(
             forget(&table, &endpoint, slot.as_ptr());
         }
     };
+    let last_used = |slot: &Weak<Slot>| slot.upgrade().map(|s| s.last_used.load(Ordering::Relaxed));
     let mut connection = std::pin::pin!(connection);
-    loop {
-        // Gone from the pool and from every request: closing.
-        let Some(last_used) = slot.upgrade().map(|s| s.last_used.load(Ordering::Relaxed)) else {
-            break;
-        };
-        let deadline = epoch + Duration::from_millis(last_used) + idle;
+    // While the pool or a request holds the slot; once neither does, the connection is closing.
+    while let Some(used) = last_used(&slot) {
+        let deadline = epoch + Duration::from_millis(used) + idle;
         tokio::select! {
             closed = &mut connection => {
                 if let Err(error) = closed {
@@ -324,8 +329,8 @@ async fn drive<F>(
                 return;
             }
             () = tokio::time::sleep_until(deadline) => {
-                let used = slot.upgrade().map_or(0, |s| s.last_used.load(Ordering::Relaxed));
-                if used == last_used {
+                // No request since: idle.
+                if last_used(&slot) == Some(used) {
                     let_go(&table);
                     break;
                 }
@@ -549,6 +554,40 @@ mod tests {
             matches!(failed, Err(UpstreamError::Connect { .. })),
             "{failed:?}"
         );
+        assert!(pool.inner.table.load().is_empty());
+    }
+
+    /// A connector whose connects never finish.
+    #[derive(Clone)]
+    struct Stalling;
+
+    impl tower_service::Service<Uri> for Stalling {
+        type Response = TokioIo<tokio::net::TcpStream>;
+        type Error = BoxError;
+        type Future =
+            std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), BoxError>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Uri) -> Self::Future {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_connect_leaves_no_slot_behind() {
+        use futures::FutureExt;
+        let pool = Http2Pool::new(Stalling, Scheme::HTTP, LONG);
+        let endpoint: Authority = "127.0.0.1:1".parse().expect("authority");
+        let sending = pool.send(&endpoint, request("app.example.com", "/"));
+        // Polled once: the slot is there and its connect under way; then the request is
+        // dropped (the client went away).
+        assert!(sending.now_or_never().is_none());
         assert!(pool.inner.table.load().is_empty());
     }
 }
