@@ -264,7 +264,10 @@ pub const FEATURES: &[Feature] = &[
         "HTTPRouteBackendProtocolH2C",
         NONE,
         &["backend-h2c-app-protocol"],
-        &["e2e/tests/e2e/backends.rs#http2_client_and_h2c_backend"],
+        &[
+            "e2e/tests/e2e/backends.rs#http2_client_and_h2c_backend",
+            "e2e/tests/e2e/backends.rs#h2c_backends_get_the_host_as_authority",
+        ],
     ),
     feature(
         "HTTPRouteBackendProtocolWebSocket",

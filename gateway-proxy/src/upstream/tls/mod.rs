@@ -15,6 +15,7 @@ mod verifier;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use http::uri::Scheme;
 use hyper_util::client::legacy::Client;
 use rustls::ClientConfig;
 use rustls::client::WebPkiServerVerifier;
@@ -22,7 +23,7 @@ use rustls_pki_types::ServerName;
 
 pub use self::connector::{Handshake, TlsConnection, TlsConnector, failure_reason, unusable};
 pub use self::verifier::SubjectAltNameVerifier;
-use super::{ProxyBody, client_builder, http_connector};
+use super::{Http2Pool, POOL_IDLE_TIMEOUT, ProxyBody, client_builder, http_connector};
 use gantry_translate::ir::{CertificateIr, UpstreamTlsIr};
 
 /// ALPN protocol IDs.
@@ -47,7 +48,7 @@ pub struct TlsClients {
     pub http1: Client<TlsConnector, ProxyBody>,
     /// ALPN `h2`, HTTP/2 only: requests to a port that speaks HTTP/2 (`appProtocol:
     /// kubernetes.io/h2c`) and gRPC.
-    pub h2: Client<TlsConnector, ProxyBody>,
+    pub h2: Http2Pool<TlsConnector>,
     /// No ALPN: the connections of TCPRoutes and terminated TLSRoutes, whose bytes are opaque
     /// (the Gateway API defines no ALPN for them). Not pooled: one handshake per connection.
     pub stream: Result<Handshake, Arc<str>>,
@@ -106,18 +107,15 @@ impl TlsClients {
                 }
             })
         };
-        let client = |alpn: &[u8], http2_only: bool| {
+        let connector = |alpn: &[u8]| {
             let settings = handshake(&[alpn]);
             let mut http = http_connector();
             http.enforce_http(false);
-            let connector = TlsConnector::new(http, settings, cluster.clone());
-            let mut builder = client_builder();
-            builder.http2_only(http2_only);
-            builder.build(connector)
+            TlsConnector::new(http, settings, cluster.clone())
         };
         Self {
-            http1: client(ALPN_HTTP1, false),
-            h2: client(ALPN_H2, true),
+            http1: client_builder().build(connector(ALPN_HTTP1)),
+            h2: Http2Pool::new(connector(ALPN_H2), Scheme::HTTPS, POOL_IDLE_TIMEOUT),
             stream: handshake(&[]),
         }
     }
