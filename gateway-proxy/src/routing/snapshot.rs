@@ -99,7 +99,13 @@ impl Snapshot {
                 });
                 Ok((
                     name.clone(),
-                    Arc::new(Cluster::compile_with_budget(cluster, old, budget)?),
+                    Arc::new(
+                        Cluster::compile_with_budget(cluster, old, budget)?.with_health(
+                            cluster,
+                            old,
+                            &metrics.health,
+                        ),
+                    ),
                 ))
             })
             .collect::<Result<_, CompileError>>()?;

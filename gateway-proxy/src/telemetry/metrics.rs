@@ -15,6 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::health::HealthMetrics;
 use super::histogram::AtomicHistogram;
 use super::l4::L4Metrics;
 
@@ -146,6 +147,8 @@ pub struct Metrics {
     pub active_connections: Gauge,
     /// TCP, TLS and UDP forwarding.
     pub l4: L4Metrics,
+    /// Endpoint health (BackendConfigPolicy `healthCheck`).
+    pub health: HealthMetrics,
     /// Time spent in each stage of applying a change.
     stages: Family<StageLabels, AtomicHistogram>,
     tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
@@ -258,6 +261,7 @@ impl Metrics {
             active_connections.clone(),
         );
         let l4 = L4Metrics::register(&mut registry);
+        let health = HealthMetrics::register(&mut registry);
         registry.register(
             "config_stage_duration_seconds",
             "Time a configuration change spent in each stage: source (Kubernetes mode: first event of \
@@ -273,6 +277,7 @@ impl Metrics {
         register(&mut registry);
         Self {
             l4,
+            health,
             tls_handshake_errors,
             requests_rejected,
             connections_refused,

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use http::uri::Authority;
 
 use super::Via;
+use super::health::{ClusterHealth, Outcome, state::Selection};
 use super::retry::RetryBudget;
 use super::tls::TlsUpstream;
 use gantry_translate::ir::{ClusterIr, UpstreamProtocol};
@@ -25,6 +26,8 @@ pub struct Cluster {
     tls: Option<Arc<TlsUpstream>>,
     /// The Service's retry budget (XBackendTrafficPolicy), shared by its clusters.
     budget: Option<Arc<RetryBudget>>,
+    /// Health checks (BackendConfigPolicy `healthCheck`); `None`: every endpoint is used.
+    health: Option<ClusterHealth>,
 }
 
 /// Why a cluster of the IR cannot be compiled.
@@ -75,7 +78,68 @@ impl Cluster {
             next: AtomicUsize::new(0),
             tls,
             budget,
+            health: None,
         })
+    }
+
+    /// Adds the health state of `ir`'s health checks, taking over `previous`'s (see
+    /// [`ClusterHealth::compile`]).
+    pub fn with_health(
+        mut self,
+        ir: &ClusterIr,
+        previous: Option<&Cluster>,
+        metrics: &crate::telemetry::health::HealthMetrics,
+    ) -> Self {
+        self.health = ClusterHealth::compile(
+            ir,
+            &self.endpoints,
+            self.tls.as_ref(),
+            previous.and_then(|p| p.health.as_ref()),
+            metrics,
+        );
+        self
+    }
+
+    /// The health of the cluster's endpoints, when it has health checks.
+    pub fn health(&self) -> Option<&ClusterHealth> {
+        self.health.as_ref()
+    }
+
+    /// Records how a request to `endpoint` ended, for outlier detection.
+    pub fn observe(&self, endpoint: &Authority, outcome: Outcome) {
+        if let Some(health) = &self.health {
+            health.observe(endpoint, outcome);
+        }
+    }
+
+    /// The endpoints that may be chosen now, with their index: all of them without health
+    /// checks; otherwise the healthy ones, or all in panic mode, or none.
+    pub fn candidates(&self) -> impl Iterator<Item = (usize, &Authority)> {
+        let selection = self.health.as_ref().map(ClusterHealth::selection);
+        self.endpoints
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| self.may_choose(selection, *i))
+    }
+
+    /// Whether endpoint `index` may be chosen under `selection` (from [`ClusterHealth`]).
+    fn may_choose(&self, selection: Option<Selection>, index: usize) -> bool {
+        match (&self.health, selection) {
+            (Some(health), Some(selection)) => health.allows(selection, index),
+            _ => true,
+        }
+    }
+
+    /// The first endpoint index from `start` on (round) that may be chosen now.
+    fn next_candidate(&self, start: usize) -> Option<usize> {
+        let count = self.endpoints.len();
+        let Some(health) = &self.health else {
+            return (count > 0).then(|| start % count);
+        };
+        let selection = health.selection();
+        (0..count)
+            .map(|offset| (start + offset) % count)
+            .find(|&i| health.allows(selection, i))
     }
 
     /// How to send a request that came through `gateway` (`namespace/name`) and speaks
@@ -97,7 +161,7 @@ impl Cluster {
         if self.endpoints.is_empty() {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        let i = self.next_candidate(self.next.fetch_add(1, Ordering::Relaxed))?;
         self.endpoints.get(i)
     }
 
@@ -110,10 +174,15 @@ impl Cluster {
             return None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..count)
-            .map(|offset| &self.endpoints[(start + offset) % count])
-            .find(|endpoint| !tried.contains(endpoint))
-            .or_else(|| self.endpoints.get(start % count))
+        let selection = self.health.as_ref().map(ClusterHealth::selection);
+        let mut candidates = (0..count)
+            .map(|offset| (start + offset) % count)
+            .filter(|&i| self.may_choose(selection, i));
+        let first = candidates.clone().next()?;
+        candidates
+            .find(|&i| !tried.contains(&self.endpoints[i]))
+            .or(Some(first))
+            .and_then(|i| self.endpoints.get(i))
     }
 
     /// The retry budget of the cluster's Service, when an XBackendTrafficPolicy sets one.
@@ -126,13 +195,19 @@ impl Cluster {
         if self.endpoints.is_empty() {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        let i = self.next_candidate(self.next.fetch_add(1, Ordering::Relaxed))?;
         Some((self.endpoints.get(i)?, *self.endpoint_ids.get(i)?))
     }
 
-    /// The endpoint whose session id is `id`, while the cluster has it.
+    /// The endpoint whose session id is `id`, while the cluster has it and it may be chosen
+    /// (an unhealthy endpoint's sessions move, as when it is gone).
     pub fn endpoint_by_id(&self, id: u64) -> Option<&Authority> {
         let i = self.endpoint_ids.iter().position(|e| *e == id)?;
+        if let Some(health) = &self.health
+            && !health.allows(health.selection(), i)
+        {
+            return None;
+        }
         self.endpoints.get(i)
     }
 

@@ -3,6 +3,7 @@
 
 mod body;
 mod cluster;
+pub mod health;
 mod http2_pool;
 pub mod retry;
 pub mod session;
