@@ -2,6 +2,9 @@
 //! cluster and endpoint, so they exist only for the endpoints of clusters with health checks,
 //! and an endpoint's series go when the last configuration listing it goes.
 
+// The owner count's lock is taken when a configuration is compiled or dropped, never per request.
+#![allow(clippy::disallowed_types)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 

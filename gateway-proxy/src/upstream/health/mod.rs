@@ -8,6 +8,10 @@
 //! neither restarts probes nor forgets ejections; a slot's task stops, and its metric series
 //! go, when the last snapshot listing the endpoint goes.
 
+// Locks here: an endpoint's outlier counters (taken per request only for clusters with passive
+// checks, never for others) and the ejection decision (taken only when a threshold is reached).
+#![allow(clippy::disallowed_types)]
+
 mod probe;
 pub mod state;
 

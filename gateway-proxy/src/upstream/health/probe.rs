@@ -179,7 +179,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = TokioIo::new(stream);
-    let response = if http2 {
+    if http2 {
         let (mut sender, connection) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
                 .await
@@ -198,8 +198,7 @@ where
         let result = collect(response, read_body).await;
         driver.abort();
         result
-    };
-    response
+    }
 }
 
 async fn collect(
