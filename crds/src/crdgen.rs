@@ -14,7 +14,9 @@ use crate::gateway::{
     gateways::Gateway, grpcroutes::GrpcRoute, httproutes::HttpRoute, listenersets::ListenerSet,
     referencegrants::ReferenceGrant, tlsroutes::TlsRoute,
 };
+use crate::composition::HttpComposition;
 use crate::params::GatewayParameters;
+use crate::transform::HttpTransform;
 
 /// Upstream's approval link for the `gateway.networking.k8s.io` group.
 const GATEWAY_API_APPROVAL: &str = "https://github.com/kubernetes-sigs/gateway-api/pull/1538";
@@ -61,7 +63,11 @@ pub enum CrdGenError {
 
 /// Gantry's own CRDs (`gantry.dev`).
 pub fn gantry_crds() -> Result<Vec<GeneratedFile>, CrdGenError> {
-    vec![GatewayParameters::crd()]
+    vec![
+        GatewayParameters::crd(),
+        HttpTransform::crd(),
+        HttpComposition::crd(),
+    ]
         .into_iter()
         .map(|crd| to_file(crd, |_| {}))
         .collect()
