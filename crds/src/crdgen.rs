@@ -9,12 +9,12 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::Value;
 
+use crate::composition::HttpComposition;
 use crate::gateway::{
     backendtlspolicies::BackendTlsPolicy, experimental, gatewayclasses::GatewayClass,
     gateways::Gateway, grpcroutes::GrpcRoute, httproutes::HttpRoute, listenersets::ListenerSet,
     referencegrants::ReferenceGrant, tlsroutes::TlsRoute,
 };
-use crate::composition::HttpComposition;
 use crate::params::GatewayParameters;
 use crate::transform::HttpTransform;
 
@@ -68,9 +68,9 @@ pub fn gantry_crds() -> Result<Vec<GeneratedFile>, CrdGenError> {
         HttpTransform::crd(),
         HttpComposition::crd(),
     ]
-        .into_iter()
-        .map(|crd| to_file(crd, |_| {}))
-        .collect()
+    .into_iter()
+    .map(|crd| to_file(crd, |_| {}))
+    .collect()
 }
 
 /// The Gateway API CRDs the proxy and the operator read, generated from the `gateway-api` crate.

@@ -15,11 +15,13 @@ use crate::store::ObjectKey;
 mod http;
 mod l4;
 mod tls;
+mod transform;
 mod upstream_tls;
 
 pub use http::*;
 pub use l4::*;
 pub use tls::*;
+pub use transform::*;
 pub use upstream_tls::*;
 
 /// The whole routing configuration for one proxy.

@@ -9,8 +9,10 @@ mod backend;
 mod backend_tls;
 pub mod backend_traffic;
 mod certificate;
+mod composition;
 mod conditions;
 mod cross_serving;
+mod extension_ref;
 mod filters;
 mod frontend_tls;
 mod gateway;
@@ -33,7 +35,9 @@ mod route_cache;
 mod routes;
 mod session_persistence;
 mod shared_ports;
+mod template;
 mod timeouts;
+mod transform;
 
 use std::sync::Arc;
 
