@@ -102,7 +102,11 @@ pub struct Upstream<'a, F> {
 impl PreparedComposition<'_> {
     /// Calls every part at once and builds the answer. `request` gives the headers each part
     /// is sent (those of the request as the filters left it, without its body's).
-    pub async fn answer<'c, F>(&self, request: &Parts, upstream: Upstream<'_, F>) -> Response<ProxyBody>
+    pub async fn answer<'c, F>(
+        &self,
+        request: &Parts,
+        upstream: Upstream<'_, F>,
+    ) -> Response<ProxyBody>
     where
         F: Fn(&str) -> Option<&'c Arc<Cluster>>,
     {
@@ -195,9 +199,17 @@ async fn call<F>(
             .await
             .map_err(|e| format!("the upstream call failed: {e}"))?;
         if !response.status().is_success() {
-            return Err(format!("the backend answered {}", response.status().as_u16()));
+            return Err(format!(
+                "the backend answered {}",
+                response.status().as_u16()
+            ));
         }
-        let too_large = || format!("the answer is larger than maxResponseBytes ({})", part.max_bytes);
+        let too_large = || {
+            format!(
+                "the answer is larger than maxResponseBytes ({})",
+                part.max_bytes
+            )
+        };
         let declared = response
             .headers()
             .get(CONTENT_LENGTH)

@@ -94,7 +94,9 @@ impl PreparedBody<'_> {
         for (pointer, value) in &self.body.set {
             let value = match value {
                 SetValue::Json(v) => v.clone(),
-                SetValue::Template(_) => Value::String(rendered.next().cloned().unwrap_or_default()),
+                SetValue::Template(_) => {
+                    Value::String(rendered.next().cloned().unwrap_or_default())
+                }
             };
             set(doc, pointer, value);
         }

@@ -158,9 +158,9 @@ pub fn apply_request<'a>(
     for filter in filters {
         match filter {
             Filter::RequestHeaders(m) => m.apply(&mut request.headers),
-            Filter::ResponseHeaders(m) => deferred
-                .response_headers
-                .push(ResponseHeaders::Modifier(m)),
+            Filter::ResponseHeaders(m) => {
+                deferred.response_headers.push(ResponseHeaders::Modifier(m))
+            }
             Filter::Redirect(r) => return Some(LocalAnswer::Redirect(r.respond(request, context))),
             Filter::Cors(c) => match c.evaluate(request) {
                 None => {}

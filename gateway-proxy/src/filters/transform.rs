@@ -14,7 +14,9 @@ use super::json_body::JsonBody;
 use super::rewrite::with_path;
 use super::template::Template;
 use super::{Deferred, FilterContext, FilterError, ResponseHeaders};
-use gantry_translate::ir::{PATH_REGEX_SIZE_LIMIT, TemplateHeaderIr, TemplateHeadersIr, TransformIr};
+use gantry_translate::ir::{
+    PATH_REGEX_SIZE_LIMIT, TemplateHeaderIr, TemplateHeadersIr, TransformIr,
+};
 
 /// A compiled HTTPTransform.
 #[derive(Debug)]
@@ -62,13 +64,21 @@ impl Transform {
                 .map(TemplateHeaders::compile)
                 .transpose()?,
             path,
-            request_body: ir.request_body.as_ref().map(JsonBody::compile).transpose()?,
+            request_body: ir
+                .request_body
+                .as_ref()
+                .map(JsonBody::compile)
+                .transpose()?,
             response_headers: ir
                 .response_headers
                 .as_ref()
                 .map(TemplateHeaders::compile)
                 .transpose()?,
-            response_body: ir.response_body.as_ref().map(JsonBody::compile).transpose()?,
+            response_body: ir
+                .response_body
+                .as_ref()
+                .map(JsonBody::compile)
+                .transpose()?,
         })
     }
 
@@ -205,10 +215,7 @@ mod tests {
                 }],
                 add: vec![TemplateHeaderIr {
                     name: "x-client".into(),
-                    value: TemplateIr(vec![
-                        SegmentIr::Literal("ip=".into()),
-                        SegmentIr::ClientIp,
-                    ]),
+                    value: TemplateIr(vec![SegmentIr::Literal("ip=".into()), SegmentIr::ClientIp]),
                 }],
                 remove: vec!["x-secret".into()],
             }),

@@ -8,8 +8,9 @@
 //! - GatewayClass: only the class given by `--gateway-class`, otherwise all (there are few).
 //! - Gateway: only the one given by `--gateway` (a field selector), only those of the class
 //!   with `--gateway-class`, otherwise all; several `--gateway`s are filtered client-side.
-//! - Routes, ReferenceGrants, BackendTLSPolicies, Namespaces (for `allowedRoutes` selectors),
-//!   Services and EndpointSlices: cluster-wide, since routes may attach from any namespace a
+//! - Routes, ReferenceGrants, BackendTLSPolicies, HTTPTransforms and HTTPCompositions (Gantry's
+//!   ExtensionRef filters), Namespaces (for `allowedRoutes` selectors), Services and
+//!   EndpointSlices: cluster-wide, since routes may attach from any namespace a
 //!   listener admits.
 //! - Secrets and ConfigMaps: only in the namespaces that a served Gateway (listener
 //!   `certificateRefs`, `spec.tls`) or a BackendTLSPolicy (`caCertificateRefs`) references
@@ -49,6 +50,7 @@ use gantry_crds::gateway::httproutes::HttpRoute;
 use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
+use gantry_crds::{HttpComposition, HttpTransform};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::sync::{mpsc, watch};
@@ -386,6 +388,10 @@ fn spawn_watches(
         ReferenceGrant => "ReferenceGrant",
         BackendTlsPolicy => "BackendTLSPolicy",
         XBackendTrafficPolicy => "XBackendTrafficPolicy",
+        // Gantry's ExtensionRef filters; like every kind here, a CRD that is not installed
+        // counts as empty until it is.
+        HttpTransform => "HTTPTransform",
+        HttpComposition => "HTTPComposition",
         ListenerSet => "ListenerSet",
         Service => "Service",
         EndpointSlice => "EndpointSlice",
