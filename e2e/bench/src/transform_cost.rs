@@ -237,7 +237,7 @@ mod tests {
     fn the_config_loads_and_the_body_has_its_size() {
         let text = config(8080, "127.0.0.1:9000".parse().expect("an address"));
         assert_eq!(text.matches("kind: HTTPRoute").count(), 3);
-        assert_eq!(text.matches("kind: HTTPTransform").count(), 2);
+        assert_eq!(text.matches("\nkind: HTTPTransform\n").count(), 2);
         assert!(text.contains("${client_ip} via ${route}"), "{text}");
         let b = body(4);
         assert!((4 * 1024 - 64..=4 * 1024).contains(&b.len()), "{}", b.len());
