@@ -245,7 +245,7 @@ pub enum HttpFilterIr {
     Cors(CorsIr),
     /// An ExtensionRef to an HTTPTransform.
     #[serde(rename = "HTTPTransform")]
-    Transform(super::TransformIr),
+    Transform(Box<super::TransformIr>),
     /// An ExtensionRef to an HTTPComposition: the rule answers itself.
     #[serde(rename = "HTTPComposition")]
     Composition(super::CompositionIr),

@@ -43,7 +43,7 @@ pub fn resolve(
         (GROUP, HTTP_TRANSFORM_KIND) => {
             let object = store.http_transforms.get(&key).ok_or_else(missing)?;
             let ir = transform::translate(&object.spec, key.to_string()).map_err(invalid)?;
-            Ok((HttpFilterIr::Transform(ir), Vec::new()))
+            Ok((HttpFilterIr::Transform(Box::new(ir)), Vec::new()))
         }
         (GROUP, HTTP_COMPOSITION_KIND) => {
             if referrer.kind != "HTTPRoute" {
