@@ -9,6 +9,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::Value;
 
+use crate::backend_config::BackendConfigPolicy;
 use crate::composition::HttpComposition;
 use crate::gateway::{
     backendtlspolicies::BackendTlsPolicy, experimental, gatewayclasses::GatewayClass,
@@ -65,6 +66,7 @@ pub enum CrdGenError {
 pub fn gantry_crds() -> Result<Vec<GeneratedFile>, CrdGenError> {
     vec![
         GatewayParameters::crd(),
+        BackendConfigPolicy::crd(),
         HttpTransform::crd(),
         HttpComposition::crd(),
     ]

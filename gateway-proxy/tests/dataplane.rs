@@ -158,6 +158,7 @@ fn cluster(name: &str, endpoints: Vec<String>, protocol: UpstreamProtocol) -> (S
             endpoints,
             tls: None,
             retry_budget: None,
+            backend_config: None,
         },
     )
 }
@@ -551,12 +552,26 @@ async fn http2_prior_knowledge_and_h2c_upstreams() {
             "{}",
             answer.body
         );
-        // HTTP/2 requests carry `:authority`; the upstream gets it as the Host header.
-        assert!(
-            answer.body.contains("host: app.example.com\n"),
-            "{}",
-            answer.body
-        );
+        if path.starts_with("/echo") {
+            // An HTTP/1.1 upstream gets the client's `:authority` as the Host header.
+            assert!(answer.body.starts_with("GET /echo/h2\n"), "{}", answer.body);
+            assert!(
+                answer.body.contains("host: app.example.com\n"),
+                "{}",
+                answer.body
+            );
+        } else {
+            // An HTTP/2 upstream gets it as `:authority`, and no `host` header (RFC 9113
+            // §8.3.1), not the endpoint's address.
+            assert!(
+                answer
+                    .body
+                    .starts_with("GET http://app.example.com/h2c/h2\n"),
+                "{}",
+                answer.body
+            );
+            assert!(!answer.body.contains("\nhost:"), "{}", answer.body);
+        }
     }
     let answer = h2_send(proxy.port, "http://app.example.com/nope", None).await;
     assert_eq!(answer.status, 404);
@@ -572,9 +587,17 @@ async fn http2_prior_knowledge_and_h2c_upstreams() {
     assert_request_id(&answer);
     let answer = send(&http2(), proxy.port, "app.example.com", "/echo/h2").await;
     assert_eq!(answer.status, 400, "{}", answer.body);
-    // HTTP/1.1 client to an h2c upstream.
+    // HTTP/1.1 client to an h2c upstream: its Host becomes `:authority`.
     let answer = send(&http1(), proxy.port, "app.example.com", "/h2c/x").await;
     assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .starts_with("GET http://app.example.com/h2c/x\n"),
+        "{}",
+        answer.body
+    );
+    assert!(!answer.body.contains("\nhost:"), "{}", answer.body);
 }
 
 #[tokio::test]

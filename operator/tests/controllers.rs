@@ -19,6 +19,7 @@ const CLASS_PARAMS: &str =
     "/apis/gantry.dev/v1alpha1/namespaces/gantry-system/gatewayparameters/fleet";
 const DEDICATED: &str = "/apis/apps/v1/namespaces/apps/deployments/web-gantry";
 const SHARED: &str = "/apis/apps/v1/namespaces/gantry-system/deployments/gantry-shared";
+const LISTENER_SETS: &str = "/apis/gateway.networking.k8s.io/v1/listenersets";
 
 /// A `kube::Client` of `server`.
 fn client(server: &ApiServer) -> kube::Client {
@@ -335,6 +336,7 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
         lines(&calls),
         [
             format!("GET {CLASS}"),
+            format!("GET {LISTENER_SETS}"),
             "PATCH /api/v1/namespaces/apps/serviceaccounts/web-gantry".to_string(),
             "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/apps/rolebindings/web-gantry-leader-election"
                 .to_string(),
@@ -345,7 +347,8 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
             "DELETE /apis/policy/v1/namespaces/apps/poddisruptionbudgets/web-gantry".to_string(),
             "GET /api/v1/namespaces/apps/services/web-gantry".to_string(),
         ],
-        "no status yet: no address to report, and Accepted belongs to the proxy fleet"
+        "no status yet: no address to report, and Accepted belongs to the proxy fleet; the \
+         ListenerSets are read for the ports they may add"
     );
     for apply in calls.iter().filter(|c| c.method == "PATCH") {
         assert!(
@@ -354,7 +357,11 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
             apply.query
         );
     }
-    let deployment = &calls[4].body;
+    let deployment = &calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path == DEDICATED)
+        .unwrap()
+        .body;
     assert_eq!(
         deployment["metadata"]["ownerReferences"],
         json!([{
@@ -994,4 +1001,427 @@ async fn supported_features_follow_the_kinds_the_cluster_serves() {
         ["GET /apis/gateway.networking.k8s.io/v1/tcproutes 200"],
         "the newest version is tried first"
     );
+}
+
+const SERVICE: &str = "/api/v1/namespaces/apps/services/web-gantry";
+const SHARED_SERVICE: &str = "/api/v1/namespaces/gantry-system/services/gantry-shared";
+
+/// The Gateway `apps/web` admitting ListenerSets `from` (Same, All, Selector, None).
+fn admitting(from: &str) -> Value {
+    let mut gateway = gateway_object();
+    gateway["spec"]["allowedListeners"] = json!({"namespaces": {"from": from}});
+    gateway
+}
+
+/// A ListenerSet `namespace/name` naming the Gateway `apps/web`, with `listeners`.
+fn listener_set(namespace: &str, name: &str, listeners: Value) -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "ListenerSet",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"parentRef": {"name": "web", "namespace": "apps"}, "listeners": listeners},
+    })
+}
+
+/// An HTTPS listener on 9443 and an HTTP one on the port the Gateway's own listener uses.
+fn team_listeners() -> Value {
+    json!([
+        {"name": "app", "port": 9443, "protocol": "HTTPS", "hostname": "app.example.com",
+         "tls": {"certificateRefs": [{"name": "app-tls"}]}},
+        {"name": "http", "port": 80, "protocol": "HTTP", "hostname": "app.example.com"},
+    ])
+}
+
+/// `name port->targetPort/protocol` of each port of the stored Service at `path`.
+fn service_ports(fake: &ApiServer, path: &str) -> Vec<String> {
+    fake.at(path).expect(path)["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}->{}/{}",
+                p["name"].as_str().unwrap(),
+                p["port"],
+                p["targetPort"],
+                p["protocol"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// `name containerPort/protocol` of each port of the stored Deployment's proxy container.
+fn container_ports(fake: &ApiServer, path: &str) -> Vec<String> {
+    fake.at(path).expect(path)["spec"]["template"]["spec"]["containers"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}/{}",
+                p["name"].as_str().unwrap(),
+                p["containerPort"],
+                p["protocol"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_listener_set_opens_its_ports_on_the_fleet_of_the_gateway_that_admits_it() {
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(None));
+    fake.put(GATEWAY, admitting("Same"));
+    fake.apply(
+        "listenersets",
+        listener_set("apps", "team", team_listeners()),
+    );
+
+    let calls = reconcile_gateway(&fake).await;
+    assert_eq!(
+        lines(&calls)[..2],
+        [format!("GET {CLASS}"), format!("GET {LISTENER_SETS}")]
+    );
+    // Port 80, which the Gateway and the ListenerSet both use, is one Service port; below 1024
+    // it is bound at port + 10000 in the pod, 9443 as declared (`gantry_translate::ports`).
+    assert_eq!(
+        service_ports(&fake, SERVICE),
+        ["tcp-80 80->10080/TCP", "tcp-9443 9443->9443/TCP"]
+    );
+    assert_eq!(
+        container_ports(&fake, DEDICATED),
+        ["admin 9901/TCP", "tcp-80 10080/TCP", "tcp-9443 9443/TCP"]
+    );
+
+    // Deleted: the port goes from the Service and the container (server-side apply removes
+    // what the operator stops applying).
+    fake.delete("listenersets", "apps", "team");
+    reconcile_gateway(&fake).await;
+    assert_eq!(service_ports(&fake, SERVICE), ["tcp-80 80->10080/TCP"]);
+    assert_eq!(
+        container_ports(&fake, DEDICATED),
+        ["admin 9901/TCP", "tcp-80 10080/TCP"]
+    );
+}
+
+#[tokio::test]
+async fn a_listener_set_its_gateway_does_not_admit_opens_no_port() {
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(None));
+    // No allowedListeners: `from: None`, the default.
+    fake.put(GATEWAY, gateway_object());
+    fake.apply(
+        "listenersets",
+        listener_set("apps", "team", team_listeners()),
+    );
+    let udp = json!([{"name": "dns", "port": 53, "protocol": "UDP"}]);
+    fake.apply("listenersets", listener_set("team", "dns", udp));
+    reconcile_gateway(&fake).await;
+    assert_eq!(service_ports(&fake, SERVICE), ["tcp-80 80->10080/TCP"]);
+
+    // `Same`: the ListenerSet of the Gateway's namespace, not the one in `team`.
+    fake.put(GATEWAY, admitting("Same"));
+    reconcile_gateway(&fake).await;
+    assert_eq!(
+        service_ports(&fake, SERVICE),
+        ["tcp-80 80->10080/TCP", "tcp-9443 9443->9443/TCP"]
+    );
+
+    // `Selector`: by the labels of the ListenerSet's namespace, read only for a selector.
+    let mut gateway = admitting("Selector");
+    gateway["spec"]["allowedListeners"]["namespaces"]["selector"] =
+        json!({"matchLabels": {"listeners": "allowed"}});
+    fake.put(GATEWAY, gateway);
+    fake.apply(
+        "namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+    );
+    let calls = reconcile_gateway(&fake).await;
+    assert!(
+        lines(&calls).contains(&"GET /api/v1/namespaces".to_string()),
+        "{:?}",
+        lines(&calls)
+    );
+    assert_eq!(service_ports(&fake, SERVICE), ["tcp-80 80->10080/TCP"]);
+    fake.apply(
+        "namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "team", "labels": {"listeners": "allowed"}}}),
+    );
+    reconcile_gateway(&fake).await;
+    assert_eq!(
+        service_ports(&fake, SERVICE),
+        ["udp-53 53->10053/UDP", "tcp-80 80->10080/TCP"]
+    );
+}
+
+#[tokio::test]
+async fn a_listener_set_opens_its_ports_on_the_shared_fleet_of_its_class() {
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(Some(class_params_ref())));
+    fake.put(CLASS_PARAMS, parameters(json!({"topology": "Shared"})));
+    fake.put(GATEWAY, admitting("All"));
+    fake.apply(
+        "listenersets",
+        listener_set("team", "team", team_listeners()),
+    );
+
+    reconcile_class(&fake).await;
+    assert_eq!(
+        service_ports(&fake, SHARED_SERVICE),
+        ["tcp-80 80->10080/TCP", "tcp-9443 9443->9443/TCP"]
+    );
+    assert_eq!(
+        container_ports(&fake, SHARED),
+        ["admin 9901/TCP", "tcp-80 10080/TCP", "tcp-9443 9443/TCP"]
+    );
+
+    fake.delete("listenersets", "team", "team");
+    reconcile_class(&fake).await;
+    assert_eq!(
+        service_ports(&fake, SHARED_SERVICE),
+        ["tcp-80 80->10080/TCP"]
+    );
+}
+
+/// Names in the GatewayClass's stored `status.supportedFeatures`.
+fn supported_features(fake: &ApiServer) -> Vec<String> {
+    fake.at(CLASS).unwrap()["status"]["supportedFeatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn without_the_listener_set_crd_fleets_are_rendered_and_the_feature_is_not_advertised() {
+    let fake = ApiServer::start().await;
+    fake.unserve("listenersets");
+    fake.put(CLASS, class(None));
+    fake.put(GATEWAY, admitting("Same"));
+
+    // `reconcile_gateway` fails the test on any error; the 404 of the list is all it gets.
+    let calls = reconcile_gateway(&fake).await;
+    let listed: Vec<String> = calls
+        .iter()
+        .filter(|c| c.path.contains("listenersets"))
+        .map(|c| format!("{} {}", c.line(), c.status))
+        .collect();
+    assert_eq!(listed, [format!("GET {LISTENER_SETS} 404")]);
+    assert_eq!(service_ports(&fake, SERVICE), ["tcp-80 80->10080/TCP"]);
+
+    reconcile_class(&fake).await;
+    let features = supported_features(&fake);
+    assert!(
+        !features.contains(&"ListenerSet".to_string()),
+        "{features:?}"
+    );
+    assert!(features.contains(&"HTTPRoute".to_string()), "{features:?}");
+
+    // Where the kind is served, the same class advertises it.
+    let served = ApiServer::start().await;
+    served.put(CLASS, class(None));
+    reconcile_class(&served).await;
+    let features = supported_features(&served);
+    assert!(
+        features.contains(&"ListenerSet".to_string()),
+        "{features:?}"
+    );
+}
+
+const POOLED_CLASS: &str = "/apis/gateway.networking.k8s.io/v1/gatewayclasses/pooled";
+const API_GATEWAY: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/apps/gateways/api";
+const POOLED_SERVICE: &str = "/api/v1/namespaces/gantry-system/services/pooled-shared";
+
+/// Both controllers, cluster-wide, in the background; abort the handle to stop them.
+fn run_controllers(fake: &ApiServer) -> (Arc<Context>, tokio::task::JoinHandle<()>) {
+    let ctx = context(fake);
+    let controllers = tokio::spawn(gantry_operator::controller::run::run(ctx.clone()));
+    (ctx, controllers)
+}
+
+/// The Service port names of the stored Service at `path`, sorted (none while it does not
+/// exist).
+fn port_names(fake: &ApiServer, path: &str) -> Vec<String> {
+    let mut names: Vec<String> = fake
+        .at(path)
+        .and_then(|s| s["spec"]["ports"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Reconciles that failed, from the operator's metrics: none is expected.
+fn reconcile_errors(ctx: &Context) -> Vec<String> {
+    ctx.metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("gantry_operator_reconcile_errors_total{"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Only the watches drive these changes (the controllers' resync is minutes away): a
+/// ListenerSet created, moved to another Gateway and deleted re-renders the dedicated fleet of
+/// one class and the shared fleet of another.
+#[tokio::test]
+async fn listener_set_changes_re_render_dedicated_and_shared_fleets() {
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(None));
+    let mut pooled = class(Some(class_params_ref()));
+    pooled["metadata"]["uid"] = json!("pooled-uid");
+    fake.put(POOLED_CLASS, pooled);
+    fake.put(CLASS_PARAMS, parameters(json!({"topology": "Shared"})));
+    fake.put(GATEWAY, admitting("Same"));
+    let mut api = admitting("Same");
+    api["metadata"]["uid"] = json!("api-uid");
+    api["spec"]["gatewayClassName"] = json!("pooled");
+    fake.put(API_GATEWAY, api);
+
+    let (ctx, controllers) = run_controllers(&fake);
+    let ports = |path: &'static str, wanted: &'static [&'static str]| {
+        let fake = &fake;
+        move || port_names(fake, path) == wanted
+    };
+    until("both fleets", ports(SERVICE, &["tcp-80"])).await;
+    until("both fleets", ports(POOLED_SERVICE, &["tcp-80"])).await;
+    // Addresses: the Gateways are then reconciled again only when something they depend on
+    // changes (no polling for an address).
+    for (path, ip) in [(SERVICE, "10.0.0.7"), (POOLED_SERVICE, "10.0.0.8")] {
+        let mut service = fake.at(path).unwrap();
+        service["spec"]["clusterIP"] = json!(ip);
+        fake.put(path, service);
+    }
+    until("both addresses", || {
+        [GATEWAY, API_GATEWAY]
+            .iter()
+            .all(|g| fake.at(g).unwrap()["status"]["addresses"].is_array())
+    })
+    .await;
+
+    let mut team = listener_set("apps", "team", team_listeners());
+    fake.apply("listenersets", team.clone());
+    let dns = json!([{"name": "dns", "port": 53, "protocol": "UDP"}]);
+    let mut pooled_set = listener_set("apps", "dns", dns);
+    pooled_set["spec"]["parentRef"]["name"] = json!("api");
+    fake.apply("listenersets", pooled_set);
+    until(
+        "9443 on the dedicated fleet",
+        ports(SERVICE, &["tcp-80", "tcp-9443"]),
+    )
+    .await;
+    until(
+        "53 on the shared fleet",
+        ports(POOLED_SERVICE, &["tcp-80", "udp-53"]),
+    )
+    .await;
+
+    // Moved to the other Gateway: the fleet it left closes the port, the other opens it.
+    team["spec"]["parentRef"]["name"] = json!("api");
+    fake.apply("listenersets", team);
+    until(
+        "9443 closed on the dedicated fleet",
+        ports(SERVICE, &["tcp-80"]),
+    )
+    .await;
+    until(
+        "9443 on the shared fleet",
+        ports(POOLED_SERVICE, &["tcp-80", "tcp-9443", "udp-53"]),
+    )
+    .await;
+
+    fake.delete("listenersets", "apps", "team");
+    fake.delete("listenersets", "apps", "dns");
+    until(
+        "the shared fleet's ports closed",
+        ports(POOLED_SERVICE, &["tcp-80"]),
+    )
+    .await;
+    controllers.abort();
+    assert_eq!(reconcile_errors(&ctx), Vec::<String>::new());
+    assert_eq!(refused(&fake.take_requests()), Vec::<String>::new());
+}
+
+/// Without the ListenerSet CRD, the watch and the lists find nothing, say so once, and no
+/// reconcile fails: the fleet runs, and the class does not advertise ListenerSet.
+#[tokio::test]
+async fn without_the_listener_set_crd_the_controllers_run_without_errors() {
+    let fake = ApiServer::start().await;
+    fake.unserve("listenersets");
+    fake.put(CLASS, class(None));
+    fake.put(GATEWAY, admitting("Same"));
+
+    let (ctx, controllers) = run_controllers(&fake);
+    until("the fleet and the class status", || {
+        port_names(&fake, SERVICE) == ["tcp-80"]
+            && fake
+                .at(CLASS)
+                .is_some_and(|c| c["status"]["supportedFeatures"].is_array())
+    })
+    .await;
+    controllers.abort();
+    let features = supported_features(&fake);
+    assert!(
+        !features.contains(&"ListenerSet".to_string()),
+        "{features:?}"
+    );
+    assert_eq!(reconcile_errors(&ctx), Vec::<String>::new());
+    let requests = fake.take_requests();
+    let unserved: Vec<u16> = requests
+        .iter()
+        .filter(|r| r.path.contains("listenersets"))
+        .map(|r| r.status)
+        .collect();
+    assert!(
+        !unserved.is_empty() && unserved.iter().all(|s| *s == 404),
+        "{unserved:?}"
+    );
+    assert_eq!(refused(&requests), Vec::<String>::new());
+}
+
+/// A Namespace labelled after the fact: the Gateway selecting ListenerSet namespaces by that
+/// label takes the ListenerSet there, and its fleet opens the port (the Namespace watch).
+#[tokio::test]
+async fn labelling_a_namespace_opens_the_ports_of_its_listener_sets_on_selecting_gateways() {
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(None));
+    let mut gateway = admitting("Selector");
+    gateway["spec"]["allowedListeners"]["namespaces"]["selector"] =
+        json!({"matchLabels": {"listeners": "allowed"}});
+    fake.put(GATEWAY, gateway);
+    let team = |labels: Value| {
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "team", "labels": labels}})
+    };
+    fake.apply("namespaces", team(json!({})));
+    fake.apply(
+        "listenersets",
+        listener_set(
+            "team",
+            "team",
+            json!([{"name": "db", "port": 5432, "protocol": "TCP"}]),
+        ),
+    );
+
+    let (ctx, controllers) = run_controllers(&fake);
+    until("the fleet", || port_names(&fake, SERVICE) == ["tcp-80"]).await;
+    let mut service = fake.at(SERVICE).unwrap();
+    service["spec"]["clusterIP"] = json!("10.0.0.7");
+    fake.put(SERVICE, service);
+    until("the address", || {
+        fake.at(GATEWAY).unwrap()["status"]["addresses"].is_array()
+    })
+    .await;
+
+    fake.apply("namespaces", team(json!({"listeners": "allowed"})));
+    until("5432 on the fleet", || {
+        port_names(&fake, SERVICE) == ["tcp-5432", "tcp-80"]
+    })
+    .await;
+    controllers.abort();
+    assert_eq!(reconcile_errors(&ctx), Vec::<String>::new());
 }

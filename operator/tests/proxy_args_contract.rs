@@ -15,6 +15,7 @@ use std::sync::Arc;
 use clap::Parser;
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
 use gantry_crds::gateway::gateways::Gateway;
+use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::params::{AccessLogFormat, GatewayParametersSpec};
 use gantry_operator::infra::kind::Kind;
 use gantry_operator::infra::plan;
@@ -25,6 +26,8 @@ use gantry_proxy::cli::{Cli, Command, RunArgs};
 use gantry_proxy::server::DataPlane;
 use gantry_proxy::telemetry::Metrics;
 use gantry_proxy::telemetry::logging::LogFormat;
+use gantry_translate::store::{ObjectKey, Store};
+use gantry_translate::translate::{TranslateOptions, translate};
 use serde_json::{Value, json};
 use support::render_cases::{self, Input};
 
@@ -84,12 +87,71 @@ fn parse(context: &str, args: &[String]) -> RunArgs {
     }
 }
 
-/// Distinct (port, protocol) of the listeners the fleet serves, as the Service should expose.
-fn listener_ports(gateways: &[&Gateway]) -> BTreeSet<(i32, &'static str)> {
-    gateways
+/// Distinct (port, protocol) of the listeners the fleet serves, as the Service should expose:
+/// the Gateways' own, and those of every ListenerSet in `objects` that the proxy's translator
+/// (with the fleet's `namespace_labels`) does not refuse as `NotAllowed` by its Gateway.
+fn listener_ports(
+    gateways: &[&Gateway],
+    objects: &Store,
+    namespace_labels: bool,
+) -> BTreeSet<(i32, &'static str)> {
+    let mut store = objects.clone();
+    store
+        .gateway_classes
+        .insert("gantry".to_string(), Arc::new(class()));
+    store.gateways = gateways
         .iter()
-        .flat_map(|g| g.spec.listeners.iter())
-        .map(|l| (l.port, if l.protocol == "UDP" { "UDP" } else { "TCP" }))
+        .map(|g| {
+            let key = ObjectKey::new(
+                g.metadata.namespace.as_deref().unwrap_or_default(),
+                g.metadata.name.as_deref().unwrap_or_default(),
+            );
+            (key, Arc::new((*g).clone()))
+        })
+        .collect();
+    let options = TranslateOptions {
+        namespace_labels,
+        parameters_refs: false,
+        ..TranslateOptions::default()
+    };
+    let statuses = serde_json::to_value(translate(&store, &options).statuses).unwrap();
+    let not_allowed = |set: &ObjectKey| {
+        statuses.as_array().unwrap().iter().any(|s| {
+            s["kind"] == "ListenerSet"
+                && s["namespace"] == set.namespace.as_str()
+                && s["name"] == set.name.as_str()
+                && s["status"]["conditions"][0]["reason"] == "NotAllowed"
+        })
+    };
+    let own = gateways.iter().flat_map(|g| {
+        g.spec
+            .listeners
+            .iter()
+            .map(|l| (l.port, l.protocol.clone()))
+    });
+    let from_sets = store
+        .listener_sets
+        .iter()
+        .filter(|(key, set)| {
+            let parent = set
+                .spec
+                .parent_ref
+                .namespace
+                .as_deref()
+                .unwrap_or(&key.namespace);
+            store
+                .gateways
+                .contains_key(&ObjectKey::new(parent, &set.spec.parent_ref.name))
+                && !not_allowed(key)
+        })
+        .flat_map(|(_, set)| {
+            set.spec
+                .listeners
+                .iter()
+                .map(|l| (l.port, l.protocol.clone()))
+        });
+    own.chain(from_sets)
+        .map(|(port, protocol)| (port, if protocol == "UDP" { "UDP" } else { "TCP" }))
         .collect()
 }
 
@@ -101,6 +163,7 @@ fn check_fleet(
     params: &FleetParameters,
     serves: &Serves,
     gateways: &[&Gateway],
+    listener_sets: &Store,
 ) -> (String, String) {
     let deployment = objects
         .iter()
@@ -240,7 +303,7 @@ fn check_fleet(
     // Each listener port: the Service targets the container port of the same name, which is
     // where the proxy's data plane binds the listener given these arguments.
     let plane = DataPlane::new(run.dataplane_options(), Arc::new(Metrics::new()));
-    let wanted = listener_ports(gateways);
+    let wanted = listener_ports(gateways, listener_sets, namespace.is_none());
     let service = objects.iter().find(|o| o.kind == Kind::Service);
     let Some(service) = service else {
         assert!(wanted.is_empty(), "{context}: listeners but no Service");
@@ -309,7 +372,12 @@ fn check_case(case: &str, input: &Input) -> BTreeSet<(String, String)> {
         let Ok(params) = input.gateway_parameters(gateway) else {
             continue;
         };
-        let objects = plan::gateway_objects(gateway, &params, &input.secrets_of(gateway));
+        let objects = plan::gateway_objects(
+            gateway,
+            &params,
+            &input.secrets_of(gateway),
+            &input.references,
+        );
         if !objects.iter().any(|o| o.kind == Kind::Deployment) {
             continue;
         }
@@ -325,6 +393,7 @@ fn check_case(case: &str, input: &Input) -> BTreeSet<(String, String)> {
             &params,
             &Serves::Gateway(key),
             &[gateway],
+            &input.references,
         ));
     }
     if let Ok(params) = input.class_fleet_parameters() {
@@ -335,6 +404,7 @@ fn check_case(case: &str, input: &Input) -> BTreeSet<(String, String)> {
             &input.gateways,
             false,
             Some(&plan::class_owner(&input.class)),
+            &input.references,
         );
         if objects.iter().any(|o| o.kind == Kind::Deployment) {
             let class = input.class.metadata.name.clone().unwrap_or_default();
@@ -345,6 +415,7 @@ fn check_case(case: &str, input: &Input) -> BTreeSet<(String, String)> {
                 &params,
                 &Serves::Class(class),
                 &gateways,
+                &input.references,
             ));
         }
     }
@@ -387,6 +458,37 @@ fn gateway(name: &str, listeners: &[(&str, i32, &str)]) -> Gateway {
     .unwrap()
 }
 
+/// `gateway` admitting ListenerSets of its own namespace.
+fn allowing_listener_sets(mut gateway: Gateway) -> Gateway {
+    gateway.spec.allowed_listeners =
+        serde_json::from_value(json!({"namespaces": {"from": "Same"}})).unwrap();
+    gateway
+}
+
+/// A store holding one ListenerSet in `edge` that names the Gateway `parent`.
+fn listener_set(parent: &str, listeners: &[(&str, i32, &str)]) -> Store {
+    let set: ListenerSet = serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "ListenerSet",
+        "metadata": { "name": "team", "namespace": "edge" },
+        "spec": {
+            "parentRef": { "name": parent },
+            "listeners": listeners
+                .iter()
+                .map(|(listener, port, protocol)| json!({
+                    "name": listener, "port": port, "protocol": protocol,
+                }))
+                .collect::<Vec<_>>(),
+        },
+    }))
+    .unwrap();
+    let mut store = Store::default();
+    store
+        .listener_sets
+        .insert(ObjectKey::new("edge", "team"), Arc::new(set));
+    store
+}
+
 fn class() -> GatewayClass {
     serde_json::from_value(json!({
         "apiVersion": "gateway.networking.k8s.io/v1",
@@ -414,9 +516,23 @@ async fn every_combination_of_proxy_parameters_renders_arguments_the_proxy_accep
                 ("top", 65535, "TCP"),
             ],
         ),
-        gateway("api", &[("http", 80, "HTTP"), ("alt", 8080, "HTTP")]),
+        allowing_listener_sets(gateway(
+            "api",
+            &[("http", 80, "HTTP"), ("alt", 8080, "HTTP")],
+        )),
         gateway("empty", &[]),
     ];
+    // A ListenerSet adding ports to `api`: new ones on both sides of 1024 and on UDP, and one
+    // that `web` and `api` already use.
+    let listener_sets = listener_set(
+        "api",
+        &[
+            ("extra", 9443, "HTTP"),
+            ("low", 1, "TCP"),
+            ("dns", 5353, "UDP"),
+            ("http", 80, "HTTP"),
+        ],
+    );
     let class = class();
     let mut fleets = 0;
     // Cluster-wide, and namespace-scoped (Roles only) in the Gateways' namespace.
@@ -451,8 +567,12 @@ async fn every_combination_of_proxy_parameters_renders_arguments_the_proxy_accep
                             let context = format!("{spec:?}");
                             if topology == "Dedicated" {
                                 for g in &gateways {
-                                    let objects =
-                                        plan::gateway_objects(g, &params, &BTreeMap::new());
+                                    let objects = plan::gateway_objects(
+                                        g,
+                                        &params,
+                                        &BTreeMap::new(),
+                                        &listener_sets,
+                                    );
                                     let key = format!("edge/{}", g.metadata.name.clone().unwrap());
                                     check_fleet(
                                         &context,
@@ -460,6 +580,7 @@ async fn every_combination_of_proxy_parameters_renders_arguments_the_proxy_accep
                                         &params,
                                         &Serves::Gateway(key),
                                         &[g],
+                                        &listener_sets,
                                     );
                                     fleets += 1;
                                 }
@@ -471,6 +592,7 @@ async fn every_combination_of_proxy_parameters_renders_arguments_the_proxy_accep
                                     &gateways,
                                     false,
                                     Some(&plan::class_owner(&class)),
+                                    &listener_sets,
                                 );
                                 let all: Vec<&Gateway> = gateways.iter().collect();
                                 check_fleet(
@@ -479,6 +601,7 @@ async fn every_combination_of_proxy_parameters_renders_arguments_the_proxy_accep
                                     &params,
                                     &Serves::Class("gantry".to_string()),
                                     &all,
+                                    &listener_sets,
                                 );
                                 fleets += 1;
                             }
@@ -544,7 +667,7 @@ fn client_traffic_parameters_become_the_proxy_options() {
         let spec: GatewayParametersSpec =
             serde_json::from_value(json!({"topology": "Dedicated", "proxy": proxy})).unwrap();
         let params = plan::gateway_parameters(Some(&spec), None, &defaults).unwrap();
-        let objects = plan::gateway_objects(&g, &params, &BTreeMap::new());
+        let objects = plan::gateway_objects(&g, &params, &BTreeMap::new(), &Store::default());
         let deployment = objects.iter().find(|o| o.kind == Kind::Deployment).unwrap();
         parse("clientTraffic", &proxy_args(&deployment.body, POD_IPS[0])).dataplane_options()
     };

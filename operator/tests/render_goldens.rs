@@ -1,6 +1,6 @@
 //! Render goldens: `testdata/render/<case>.in.yaml` (a GatewayClass, GatewayParameters, Gateways,
-//! existing Secrets, ReferenceGrants, BackendTLSPolicies) → `<case>.out.yaml` (every object the
-//! operator would apply, in order).
+//! existing Secrets, ReferenceGrants, BackendTLSPolicies, ListenerSets, Namespaces) →
+//! `<case>.out.yaml` (every object the operator would apply, in order).
 //! `GANTRY_UPDATE_GOLDENS=1 cargo test -p gantry-operator --test render_goldens` rewrites them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,9 +20,14 @@ fn render(input: &Input) -> Vec<Value> {
         let ns = gateway.metadata.namespace.clone().unwrap_or_default();
         match input.gateway_parameters(gateway) {
             Ok(params) => out.extend(
-                plan::gateway_objects(gateway, &params, &input.secrets_of(gateway))
-                    .into_iter()
-                    .map(|o| o.body),
+                plan::gateway_objects(
+                    gateway,
+                    &params,
+                    &input.secrets_of(gateway),
+                    &input.references,
+                )
+                .into_iter()
+                .map(|o| o.body),
             ),
             Err(message) => out.push(json!({
                 "kind": "InvalidParameters",
@@ -41,6 +46,7 @@ fn render(input: &Input) -> Vec<Value> {
                     &input.gateways,
                     false,
                     Some(&plan::class_owner(&input.class)),
+                    &input.references,
                 )
                 .into_iter()
                 .map(|o| o.body),

@@ -49,6 +49,10 @@ pub struct Echo {
     pub path: String,
     /// The Host header (or HTTP/2 authority).
     pub host: String,
+    /// HTTP/2's `:authority` (the request URI's authority); absent over HTTP/1.1, where the
+    /// request target is in origin form. Whether a `host` header came too is in `headers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
     /// `HTTP/1.1` or `HTTP/2.0`.
     pub protocol: String,
     /// Header values by lower-case name, in order received.
@@ -227,7 +231,7 @@ pub fn tls_config(
 }
 
 /// What the handshake of one connection settled.
-fn handshake(session: &rustls::ServerConnection) -> EchoTls {
+pub(crate) fn handshake(session: &rustls::ServerConnection) -> EchoTls {
     let client_subject = session
         .peer_certificates()
         .and_then(|certs| certs.first())
@@ -345,6 +349,7 @@ async fn handle(
             .map(|p| p.to_string())
             .unwrap_or_else(|| "/".to_owned()),
         host,
+        authority: parts.uri.authority().map(ToString::to_string),
         protocol: format!("{:?}", parts.version),
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),

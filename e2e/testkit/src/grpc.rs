@@ -3,7 +3,7 @@
 //! The backend serves h2c with prior knowledge and implements two services:
 //! `gantry.test.Echo` (methods `Hello` and `Bye`) and `gantry.test.Other` (method `Ping`).
 //! Every call is answered with a [`CallReply`] naming the backend that answered, the method
-//! path it saw and the request headers (metadata) it received. Any other method is answered
+//! path and `:authority` it saw and the request headers (metadata) it received. Any other method is answered
 //! `UNIMPLEMENTED` by the backend itself, with `x-answered-by` in its trailers so a test can
 //! tell a backend's answer from the proxy's.
 
@@ -50,6 +50,9 @@ pub struct CallReply {
     /// `CallRequest.name`, echoed.
     #[prost(string, tag = "4")]
     pub name: String,
+    /// The call's `:authority`, as the backend received it.
+    #[prost(string, tag = "5")]
+    pub authority: String,
 }
 
 /// Starts a gRPC backend named `backend` on `addr` (port 0 for any); returns its address.
@@ -89,14 +92,28 @@ async fn answer(
         }
         return status.into_http();
     }
+    let authority = request
+        .uri()
+        .authority()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     let mut grpc = Grpc::new(ProstCodec::<CallReply, CallRequest>::default());
-    grpc.unary(Method { backend, path }, request).await
+    grpc.unary(
+        Method {
+            backend,
+            path,
+            authority,
+        },
+        request,
+    )
+    .await
 }
 
 /// One call: the answer says who answered and what it saw.
 struct Method {
     backend: String,
     path: String,
+    authority: String,
 }
 
 impl UnaryService<CallRequest> for Method {
@@ -122,6 +139,7 @@ impl UnaryService<CallRequest> for Method {
             path: self.path.clone(),
             headers,
             name: request.into_inner().name,
+            authority: self.authority.clone(),
         };
         Box::pin(async move { Ok(tonic::Response::new(reply)) })
     }

@@ -224,6 +224,7 @@ async fn backend_certificates_are_verified_against_the_policy() {
     let good = env.get("/good").await;
     assert_eq!(good.status, 200, "{}\n{}", good.text(), env.proxy.log());
     let echo = good.echo();
+    assert_eq!(echo.header("host"), Some(HOST));
     let tls = echo.tls.expect("the backend saw TLS");
     assert_eq!(tls.sni.as_deref(), Some(BACKEND_NAME));
     assert_eq!(tls.alpn.as_deref(), Some("http/1.1"));
@@ -250,6 +251,9 @@ async fn backend_certificates_are_verified_against_the_policy() {
     assert_eq!(h2.status, 200, "{}", h2.text());
     let echo = h2.echo();
     assert_eq!(echo.protocol, "HTTP/2.0");
+    // Over HTTP/2 the Host is `:authority` (RFC 9113 §8.3.1), with no separate `host` header.
+    assert_eq!(echo.authority.as_deref(), Some(HOST), "{echo:?}");
+    assert_eq!(echo.header("host"), None, "{echo:?}");
     assert_eq!(echo.tls.expect("TLS").alpn.as_deref(), Some("h2"));
 
     // The good cluster still works after the failures: its pool was never shared.

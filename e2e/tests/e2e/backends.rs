@@ -37,6 +37,11 @@ spec:
       backendRefs: [{name: v1, port: 8080}]
     - matches: [{path: {type: PathPrefix, value: /h2c}}]
       backendRefs: [{name: grpcish, port: 8080}]
+    - matches: [{path: {type: PathPrefix, value: /rewritten-h2c}}]
+      filters:
+        - type: URLRewrite
+          urlRewrite: {hostname: rewritten.internal}
+      backendRefs: [{name: grpcish, port: 8080}]
     - matches: [{path: {type: PathPrefix, value: /ws}}]
       backendRefs: [{name: v1, port: 8080}]
     - matches: [{path: {type: PathPrefix, value: /}}]
@@ -202,7 +207,12 @@ async fn http2_client_and_h2c_backend() {
         .await
         .expect("HTTP/2 request");
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.echo().name, "v1");
+    let echo = reply.echo();
+    assert_eq!(echo.name, "v1");
+    // An HTTP/1.1 backend gets the client's `:authority` as its Host header.
+    assert_eq!(echo.protocol, "HTTP/1.1");
+    assert_eq!(echo.header("host"), Some(HOST));
+    assert_eq!(echo.authority, None);
 
     let reply = get_host(&format!("{}/h2c", env.base), HOST, &[])
         .await
@@ -213,6 +223,37 @@ async fn http2_client_and_h2c_backend() {
         echo.protocol, "HTTP/2.0",
         "the h2c backend was reached over HTTP/2"
     );
+}
+
+/// RFC 9113 §8.3.1: over HTTP/2 the backend gets the request's authority as `:authority`
+/// (the client's Host, or the host a URLRewrite filter wrote), and no separate `host` header,
+/// whether the client spoke HTTP/1.1 or HTTP/2.
+#[tokio::test]
+async fn h2c_backends_get_the_host_as_authority() {
+    let env = setup().await;
+    let addr = format!("127.0.0.1:{}", env.port).parse().expect("addr");
+    let from_http1 = get_host(&format!("{}/h2c/x", env.base), HOST, &[])
+        .await
+        .expect("request");
+    let from_http2 = h2_get(addr, &format!("http://{HOST}/h2c/x"))
+        .await
+        .expect("HTTP/2 request");
+    let rewritten = get_host(&format!("{}/rewritten-h2c", env.base), HOST, &[])
+        .await
+        .expect("request");
+    for (reply, authority) in [
+        (from_http1, HOST),
+        (from_http2, HOST),
+        (rewritten, "rewritten.internal"),
+    ] {
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let echo = reply.echo();
+        assert_eq!(echo.name, "grpcish");
+        assert_eq!(echo.protocol, "HTTP/2.0");
+        assert_eq!(echo.authority.as_deref(), Some(authority), "{echo:?}");
+        assert_eq!(echo.header("host"), None, "no host header: {echo:?}");
+        assert_eq!(echo.header("x-forwarded-host"), Some(HOST));
+    }
 }
 
 #[tokio::test]

@@ -150,6 +150,15 @@ async fn method_matches_route_by_service_and_method() {
         assert_eq!(reply.backend, backend, "{path} {metadata:?}");
         assert_eq!(reply.path, path);
         assert_eq!(reply.name, "gantry");
+        // RFC 9113 §8.3.1: the call's authority reaches the backend as `:authority`, with no
+        // separate `host` header.
+        assert_eq!(reply.authority, "methods.example.com", "{path}");
+        assert_eq!(
+            reply.headers.get("host"),
+            None,
+            "{path}: {:?}",
+            reply.headers
+        );
     }
 }
 

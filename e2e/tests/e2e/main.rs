@@ -1,5 +1,6 @@
 //! Black-box tests: the real `gantry-proxy` binary, real sockets, echo backends.
 
+mod backend_config;
 mod backend_tls;
 mod backends;
 mod config_files;
@@ -9,6 +10,7 @@ mod filters;
 mod grpc;
 mod hostile;
 mod l4;
+mod l4_backend_tls;
 mod lifecycle;
 mod listener_ports;
 mod listener_sets;

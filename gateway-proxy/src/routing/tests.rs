@@ -321,6 +321,7 @@ fn endpoint_only_changes_reuse_port_tables() {
         endpoints,
         tls: None,
         retry_budget: None,
+        backend_config: None,
     };
     ir.clusters
         .insert("default/svc:80".into(), cluster(vec!["10.0.0.1:80".into()]));

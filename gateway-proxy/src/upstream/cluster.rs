@@ -165,6 +165,7 @@ mod tests {
                 client_certificates: Default::default(),
             })),
             retry_budget: None,
+            backend_config: None,
         }
     }
 
@@ -209,6 +210,7 @@ mod tests {
                 endpoints: vec!["10.0.0.1:8080".into(), "[::1]:8080".into()],
                 tls: None,
                 retry_budget: None,
+                backend_config: None,
             },
             None,
         )

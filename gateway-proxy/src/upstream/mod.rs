@@ -1,8 +1,9 @@
-//! Upstream connections: pooled HTTP/1.1 and h2c clients that outlive configuration swaps,
-//! and TLS clients per cluster (`tls`).
+//! Upstream connections: pooled HTTP/1.1 clients and HTTP/2 connection pools
+//! (`http2_pool`) that outlive configuration swaps, and TLS clients per cluster (`tls`).
 
 mod body;
 mod cluster;
+mod http2_pool;
 pub mod retry;
 pub mod session;
 pub mod tls;
@@ -10,8 +11,9 @@ pub mod upgrade;
 
 use std::time::Duration;
 
+use http::header::HOST;
 use http::uri::{Authority, Scheme, Uri};
-use http::{Request, Response, Version};
+use http::{HeaderMap, Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -20,14 +22,16 @@ use prometheus_client::metrics::counter::Counter;
 
 pub use body::{BoxError, ProxyBody, empty, full, stream};
 pub use cluster::{Cluster, ClusterError};
+pub use http2_pool::Http2Pool;
 
 use crate::telemetry::Metrics;
-use gantry_translate::ir::UpstreamProtocol;
+use gantry_translate::ir::{ConnectionIr, UpstreamProtocol};
 
-/// How long a new upstream connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Idle pooled connections are closed after this.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a new upstream connection may take (also a BackendConfigPolicy's default).
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(ConnectionIr::DEFAULT.connect_timeout_ms);
+/// Idle pooled connections are closed after this (also a BackendConfigPolicy's default).
+pub(crate) const POOL_IDLE_TIMEOUT: Duration =
+    Duration::from_millis(ConnectionIr::DEFAULT.idle_timeout_ms);
 
 /// Why an upstream call failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,12 +39,12 @@ pub enum UpstreamError {
     #[error("cannot connect to {endpoint}: {source}")]
     Connect {
         endpoint: Authority,
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
     #[error("request to {endpoint} failed: {source}")]
     Request {
         endpoint: Authority,
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
     #[error("cannot build the upstream URI: {0}")]
     Uri(#[from] http::Error),
@@ -73,12 +77,12 @@ pub(crate) fn client_builder() -> hyper_util::client::legacy::Builder {
     builder
 }
 
-/// Connection pools, one client per upstream protocol. Pools are keyed by endpoint, so they
+/// Connection pools, one per upstream protocol. Pools are keyed by endpoint, so they
 /// survive configuration swaps and endpoint changes.
 #[derive(Clone, Debug)]
 pub struct Upstreams {
     http1: Client<HttpConnector, ProxyBody>,
-    h2c: Client<HttpConnector, ProxyBody>,
+    h2c: Http2Pool<HttpConnector>,
     connect_errors: Counter,
 }
 
@@ -86,7 +90,7 @@ impl Upstreams {
     pub fn new(metrics: &Metrics) -> Self {
         let connector = http_connector();
         let http1 = client_builder().build(connector.clone());
-        let h2c = client_builder().http2_only(true).build(connector);
+        let h2c = Http2Pool::new(connector, Scheme::HTTP, POOL_IDLE_TIMEOUT);
         Self {
             http1,
             h2c,
@@ -94,8 +98,9 @@ impl Upstreams {
         }
     }
 
-    /// Sends `request` to `endpoint`. Its URI only needs a path and query; the Host header
-    /// is passed as it is. Upgrade requests always go over HTTP/1.1.
+    /// Sends `request` to `endpoint`. Its URI only needs a path and query. Over HTTP/1.1 the
+    /// Host header is passed as it is; over HTTP/2 it becomes `:authority`. Upgrade requests
+    /// always go over HTTP/1.1.
     pub async fn send(
         &self,
         protocol: UpstreamProtocol,
@@ -114,45 +119,102 @@ impl Upstreams {
         mut request: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let upgrade = upgrade::is_upgrade_request(request.headers());
-        let mut parts = std::mem::take(request.uri_mut()).into_parts();
-        parts.scheme = Some(match via {
-            Via::Plain(_) => Scheme::HTTP,
-            Via::Tls(..) => Scheme::HTTPS,
-        });
-        parts.authority = Some(endpoint.clone());
-        if parts.path_and_query.is_none() {
-            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-        }
-        *request.uri_mut() = Uri::from_parts(parts).map_err(http::Error::from)?;
         let http2 = match via {
             Via::Plain(protocol) | Via::Tls(protocol, _) => {
                 protocol == UpstreamProtocol::H2c && !upgrade
             }
         };
+        let mut parts = std::mem::take(request.uri_mut()).into_parts();
+        parts.scheme = Some(match via {
+            Via::Plain(_) => Scheme::HTTP,
+            Via::Tls(..) => Scheme::HTTPS,
+        });
+        parts.authority = Some(if http2 {
+            authority_from_host(request.headers_mut(), endpoint)
+        } else {
+            // The HTTP/1.1 clients pool by the URI's authority; the Host header goes as it is.
+            endpoint.clone()
+        });
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        *request.uri_mut() = Uri::from_parts(parts).map_err(http::Error::from)?;
         *request.version_mut() = if http2 {
             Version::HTTP_2
         } else {
             Version::HTTP_11
         };
         let sent = match via {
-            Via::Plain(_) if http2 => self.h2c.request(request),
-            Via::Plain(_) => self.http1.request(request),
-            Via::Tls(_, clients) if http2 => clients.h2.request(request),
-            Via::Tls(_, clients) => clients.http1.request(request),
+            Via::Plain(_) if http2 => self.h2c.send(endpoint, request).await,
+            Via::Tls(_, clients) if http2 => clients.h2.send(endpoint, request).await,
+            Via::Plain(_) => legacy(endpoint, self.http1.request(request).await),
+            Via::Tls(_, clients) => legacy(endpoint, clients.http1.request(request).await),
         };
-        sent.await.map_err(|source| {
-            if source.is_connect() {
-                self.connect_errors.inc();
-                UpstreamError::Connect {
-                    endpoint: endpoint.clone(),
-                    source,
-                }
-            } else {
-                UpstreamError::Request {
-                    endpoint: endpoint.clone(),
-                    source,
-                }
+        if let Err(UpstreamError::Connect { .. }) = sent {
+            self.connect_errors.inc();
+        }
+        sent
+    }
+}
+
+/// The `:authority` of an HTTP/2 request to a backend: the Host header, taken out of the
+/// headers. RFC 9113 §8.3.1: an intermediary forwarding a request over HTTP/2 constructs
+/// `:authority` from the original request's authority, and a `host` header must not differ
+/// from it; sending only `:authority` is what strict servers (and gRPC servers that check
+/// the authority) expect. The endpoint's address stands in only when the request has no
+/// usable Host (an HTTP/1.0 request without one), as the HTTP/1.1 client does for a missing
+/// Host header.
+fn authority_from_host(headers: &mut HeaderMap, endpoint: &Authority) -> Authority {
+    headers
+        .remove(HOST)
+        .and_then(|host| Authority::try_from(host.as_bytes()).ok())
+        .filter(|authority| !authority.host().is_empty())
+        .unwrap_or_else(|| endpoint.clone())
+}
+
+/// A result of hyper-util's pooled client as an [`UpstreamError`].
+fn legacy(
+    endpoint: &Authority,
+    sent: Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+) -> Result<Response<Incoming>, UpstreamError> {
+    sent.map_err(|source| {
+        let endpoint = endpoint.clone();
+        if source.is_connect() {
+            UpstreamError::Connect {
+                endpoint,
+                source: source.into(),
             }
-        })
+        } else {
+            UpstreamError::Request {
+                endpoint,
+                source: source.into(),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn http2_authority_is_the_host_header_taken_out() {
+        let endpoint: Authority = "10.0.0.7:8080".parse().expect("authority");
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("app.example.com:8443"));
+        headers.insert("x-other", HeaderValue::from_static("kept"));
+        let authority = authority_from_host(&mut headers, &endpoint);
+        assert_eq!(authority, "app.example.com:8443");
+        assert!(!headers.contains_key(HOST), "no separate host header");
+        assert_eq!(headers["x-other"], "kept");
+
+        // No usable Host (an HTTP/1.0 request without one, or an empty one): the endpoint.
+        let mut headers = HeaderMap::new();
+        assert_eq!(authority_from_host(&mut headers, &endpoint), endpoint);
+        headers.insert(HOST, HeaderValue::from_static(""));
+        assert_eq!(authority_from_host(&mut headers, &endpoint), endpoint);
+        assert!(!headers.contains_key(HOST));
     }
 }

@@ -44,6 +44,7 @@ const TCP: &[&str] = &["TCPRoute"];
 const UDP: &[&str] = &["UDPRoute"];
 const GRANT: &[&str] = &["ReferenceGrant"];
 const BTLS: &[&str] = &["BackendTLSPolicy"];
+const LS: &[&str] = &["ListenerSet"];
 
 /// Every feature Gantry implements, in the order `docs/conformance.md` lists them.
 pub const FEATURES: &[Feature] = &[
@@ -69,7 +70,10 @@ pub const FEATURES: &[Feature] = &[
         "GatewayBackendClientCertificate",
         BTLS,
         &["gateway-backend-client-certificate"],
-        &["e2e/tests/e2e/backend_tls.rs#the_gateway_presents_its_backend_client_certificate"],
+        &[
+            "e2e/tests/e2e/backend_tls.rs#the_gateway_presents_its_backend_client_certificate",
+            "e2e/tests/e2e/l4_backend_tls.rs#tcp_and_terminated_tls_routes_reach_a_tls_backend_with_verified_tls",
+        ],
     ),
     feature(
         "GatewayFrontendClientCertificateValidation",
@@ -85,6 +89,23 @@ pub const FEATURES: &[Feature] = &[
         &["frontend-validation"],
         &[
             "e2e/tests/e2e/mtls.rs#valid_client_certificates_are_required_unless_the_port_falls_back",
+        ],
+    ),
+    feature(
+        "ListenerSet",
+        LS,
+        &[
+            "listenerset-attached",
+            "listenerset-not-allowed",
+            "listenerset-allowed-from-selector",
+            "listenerset-conflict-with-gateway-listener",
+            "listenerset-route-section-name",
+        ],
+        &[
+            "e2e/tests/e2e/listener_sets.rs#a_listener_set_listener_serves_its_port_and_hostname_and_goes_with_its_file",
+            "e2e/tests/e2e/listener_sets.rs#a_listener_set_terminates_tls_with_a_certificate_of_its_own_namespace",
+            "gateway-proxy/tests/kube_listener_set_status.rs#listener_set_status_and_attached_listener_sets_are_written",
+            "operator/tests/controllers.rs#a_listener_set_opens_its_ports_on_the_fleet_of_the_gateway_that_admits_it",
         ],
     ),
     feature(
@@ -243,7 +264,10 @@ pub const FEATURES: &[Feature] = &[
         "HTTPRouteBackendProtocolH2C",
         NONE,
         &["backend-h2c-app-protocol"],
-        &["e2e/tests/e2e/backends.rs#http2_client_and_h2c_backend"],
+        &[
+            "e2e/tests/e2e/backends.rs#http2_client_and_h2c_backend",
+            "e2e/tests/e2e/backends.rs#h2c_backends_get_the_host_as_authority",
+        ],
     ),
     feature(
         "HTTPRouteBackendProtocolWebSocket",
@@ -315,11 +339,21 @@ pub const FEATURES: &[Feature] = &[
             "e2e/tests/e2e/tls.rs#sni_selects_the_listener_and_its_certificate",
         ],
     ),
+    // Also for TCPRoute and TLSRoute in Terminate mode (GEP-2643; the upstream conformance test
+    // BackendTLSPolicyTLSRouteTerminate needs only this feature and TLSRouteModeTerminate):
+    // upstream defines no feature name of its own for that.
     feature(
         "BackendTLSPolicy",
         BTLS,
-        &["backend-tls-policy-accepted"],
-        &["e2e/tests/e2e/backend_tls.rs#backend_certificates_are_verified_against_the_policy"],
+        &[
+            "backend-tls-policy-accepted",
+            "backend-tls-policy-tls-route-terminate",
+            "backend-tls-policy-tcp-route",
+        ],
+        &[
+            "e2e/tests/e2e/backend_tls.rs#backend_certificates_are_verified_against_the_policy",
+            "e2e/tests/e2e/l4_backend_tls.rs#tcp_and_terminated_tls_routes_reach_a_tls_backend_with_verified_tls",
+        ],
     ),
     feature(
         "BackendTLSPolicySANValidation",

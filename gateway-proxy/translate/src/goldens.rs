@@ -165,7 +165,7 @@ macro_rules! kinds {
 /// Every kind of object of a [`Store`], in the order [`walk`] takes them: routes first, so that
 /// every later step changes what unchanged routes read; Namespaces last, since their labels
 /// matter to attachments only once the target's Gateways (their listeners' selectors) are there.
-const KINDS: [(&str, Take); 19] = kinds![
+const KINDS: [(&str, Take); 20] = kinds![
     http_routes,
     grpc_routes,
     tls_routes,
@@ -182,6 +182,7 @@ const KINDS: [(&str, Take); 19] = kinds![
     reference_grants,
     backend_tls_policies,
     backend_traffic_policies,
+    backend_config_policies,
     secrets,
     config_maps,
     namespaces,

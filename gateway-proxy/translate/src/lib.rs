@@ -10,12 +10,14 @@
 //! [`ports`] holds the one rule both the proxy and the operator use for which port a listener is
 //! bound at inside the pod (`--port-offset`); [`references`] the one rule for which namespaces'
 //! Secrets and ConfigMaps a set of Gateways may read: the proxy watches those namespaces and the
-//! operator grants the fleet read access in exactly those. [`features`] is the one list of
+//! operator grants the fleet read access in exactly those; [`listener_sets`] which listeners a
+//! Gateway takes from ListenerSets, so the operator opens their ports. [`features`] is the one list of
 //! Gateway API features Gantry reports as supported, with the tests that prove each.
 
 pub mod features;
 pub mod goldens;
 pub mod ir;
+pub mod listener_sets;
 pub mod ports;
 pub mod references;
 pub mod status;

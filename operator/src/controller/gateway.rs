@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
 use gantry_crds::gateway::gateways::{Gateway, GatewayStatusAddresses};
+use gantry_crds::params::Topology;
+use gantry_translate::store::Store;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -20,7 +22,7 @@ use tracing::instrument;
 use super::conditions::{self, Wanted};
 use super::gatewayclass::{available, deployment};
 use super::parameters::{self, Invalid};
-use super::{Context, Error, event_reference};
+use super::{Context, Error, event_reference, objects};
 use crate::infra::names::FIELD_MANAGER;
 use crate::infra::plan::{self, FleetRef};
 use crate::infra::render::{SecretState, https_secrets};
@@ -120,7 +122,15 @@ async fn sync_fleet(
     shared_namespace: Option<&str>,
 ) -> Result<FleetRef, Error> {
     let secrets = secret_states(ctx, gateway, params).await?;
-    let objects = plan::gateway_objects(gateway, params, &secrets);
+    // A dedicated fleet opens the ports of the listeners its ListenerSets add; a shared one is
+    // rendered by the class controller.
+    let listener_sets = match params.topology {
+        Topology::Dedicated => {
+            objects::listener_set_objects(ctx, std::slice::from_ref(gateway)).await?
+        }
+        Topology::Shared => Store::default(),
+    };
+    let objects = plan::gateway_objects(gateway, params, &secrets, &listener_sets);
     ctx.applier.apply_all(&objects).await?;
     let namespace = gateway.namespace().unwrap_or_default();
     if params.issuer_ref.is_some() {

@@ -7,15 +7,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::gatewayclasses::{GatewayClass, GatewayClassStatusSupportedFeatures};
 use gantry_crds::gateway::gateways::Gateway;
-use gantry_crds::gateway::listenersets::ListenerSet;
-use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::params::Topology;
 use gantry_crds::{CONTROLLER_NAME, GatewayParameters};
 use gantry_translate::features;
-use gantry_translate::store::{ObjectKey, Store};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -25,7 +21,7 @@ use tracing::instrument;
 
 use super::conditions::{self, Wanted};
 use super::parameters::{self, Invalid};
-use super::{Context, Error};
+use super::{Context, Error, objects};
 use crate::infra::apply::is_not_found;
 use crate::infra::names::{self, FIELD_MANAGER};
 use crate::infra::plan::{self, FleetRef};
@@ -110,6 +106,8 @@ async fn sync(
         Some(fleet) => deployment(ctx, fleet).await?.is_some(),
         None => false,
     };
+    // ListenerSets decide both the shared fleet's ports and which namespaces fleets read.
+    let references = objects::reference_objects(ctx, &gateways).await?;
     let objects = plan::class_objects(
         class,
         params,
@@ -117,6 +115,7 @@ async fn sync(
         &gateways,
         shared_running,
         owner.as_ref(),
+        &references,
     );
     ctx.applier.apply_all(&objects).await?;
     let grants = plan::reference_bindings(
@@ -125,7 +124,7 @@ async fn sync(
         shared_namespace,
         &gateways,
         shared_running,
-        &reference_objects(ctx).await?,
+        &references,
         owner.as_ref(),
     );
     ctx.applier.apply_all(&grants).await?;
@@ -159,48 +158,6 @@ async fn sync(
     }
     ctx.applier.delete_fleet(&shared, &params.roles).await?;
     Ok(Action::requeue(RESYNC))
-}
-
-/// The ReferenceGrants, BackendTLSPolicies and ListenerSets (their listener certificates; in the
-/// operator's namespace scope) that decide, with the Gateways, which namespaces' Secrets and
-/// ConfigMaps the fleets may read. A kind whose CRD is not installed is empty.
-pub async fn reference_objects(ctx: &Context) -> Result<Store, Error> {
-    let mut store = Store::default();
-    for grant in list_optional::<ReferenceGrant>(ctx, "ReferenceGrants").await? {
-        store.reference_grants.insert(key(&grant), Arc::new(grant));
-    }
-    for policy in list_optional::<BackendTlsPolicy>(ctx, "BackendTLSPolicies").await? {
-        store
-            .backend_tls_policies
-            .insert(key(&policy), Arc::new(policy));
-    }
-    for set in list_optional::<ListenerSet>(ctx, "ListenerSets").await? {
-        store.listener_sets.insert(key(&set), Arc::new(set));
-    }
-    Ok(store)
-}
-
-fn key<K: kube::Resource>(object: &K) -> ObjectKey {
-    ObjectKey::new(
-        object.meta().namespace.as_deref().unwrap_or_default(),
-        object.meta().name.as_deref().unwrap_or_default(),
-    )
-}
-
-async fn list_optional<K>(ctx: &Context, what: &str) -> Result<Vec<K>, Error>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let api: Api<K> = match ctx.namespace() {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    match api.list(&ListParams::default()).await {
-        Ok(list) => Ok(list.items),
-        Err(e) if is_not_found(&e) => Ok(Vec::new()),
-        Err(e) => Err(Error::kube(format!("listing {what}"), e)),
-    }
 }
 
 /// Gateways of the class (in the operator's namespace scope).

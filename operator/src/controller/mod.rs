@@ -3,10 +3,13 @@
 pub mod conditions;
 pub mod gateway;
 pub mod gatewayclass;
+pub mod listener_sets;
+pub mod objects;
 pub mod parameters;
 pub mod run;
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
@@ -117,6 +120,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// What is reconciled.
     pub scope: Scope,
+    /// Optional kinds found not served, each said once in the log.
+    not_served: Mutex<BTreeSet<&'static str>>,
 }
 
 impl Context {
@@ -140,6 +145,26 @@ impl Context {
             defaults,
             metrics,
             scope,
+            not_served: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Notes that the API server does not serve `kind` (its CRD is not installed): a warning
+    /// the first time, so a cluster without an optional CRD is told once, not at every
+    /// reconcile or watch retry.
+    pub fn not_served(&self, kind: &'static str) {
+        let first = self
+            .not_served
+            .lock()
+            .map(|mut kinds| kinds.insert(kind))
+            .unwrap_or(false);
+        if first {
+            tracing::warn!(
+                kind,
+                "not served by the API server (CRD not installed?); treated as empty until it is"
+            );
+        } else {
+            tracing::debug!(kind, "still not served");
         }
     }
 

@@ -9,14 +9,16 @@ use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::gatewayclasses::GatewayClass;
 use gantry_crds::gateway::gateways::Gateway;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
+use gantry_translate::listener_sets::selects_namespaces_by_label;
+use gantry_translate::store::ObjectKey;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
-use super::{Context, Error, Scope, gateway, gatewayclass};
+use super::{Context, Error, Scope, gateway, gatewayclass, listener_sets};
 use crate::infra::names::{MANAGED_BY, MANAGED_BY_LABEL};
 
 fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
@@ -64,6 +66,21 @@ fn classes_controller(ctx: &Arc<Context>) -> Controller<GatewayClass> {
     }
 }
 
+/// The reference of the Gateway at `key`.
+fn gateway_ref(key: ObjectKey) -> ObjectRef<Gateway> {
+    ObjectRef::new(&key.name).within(&key.namespace)
+}
+
+/// The Gateways whose `allowedListeners` select ListenerSet namespaces by label: a Namespace
+/// change may change what they admit.
+fn selecting(gateways: &reflector::Store<Gateway>) -> Vec<Arc<Gateway>> {
+    gateways
+        .state()
+        .into_iter()
+        .filter(|g| selects_namespaces_by_label(g))
+        .collect()
+}
+
 /// Runs both controllers until either stream ends (on shutdown signal).
 pub async fn run(ctx: Arc<Context>) {
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
@@ -75,10 +92,27 @@ pub async fn run(ctx: Arc<Context>) {
     let gateway_store = gateways.store();
     let by_class = gateway_store.clone();
     let by_params = gateway_store.clone();
+    let by_namespace = gateway_store.clone();
+    let by_set = gateway_store.clone();
+    let by_set_namespace = gateway_store.clone();
     let mut gateway_controller = gateways
         .owns(api::<Deployment>(&ctx), managed.clone())
-        .owns(api::<Service>(&ctx), managed.clone());
+        .owns(api::<Service>(&ctx), managed.clone())
+        // A ListenerSet adds listeners to the Gateway it names: its dedicated fleet's ports.
+        .reconcile_on(listener_sets::parent_changes(ctx.clone()).map(gateway_ref));
     if ctx.namespace().is_none() {
+        // Namespace labels decide which ListenerSets a Gateway's `allowedListeners` selector
+        // admits (a namespace-scoped install reads no Namespace: there a selector admits none).
+        gateway_controller = gateway_controller.watches(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default(),
+            move |_: Namespace| {
+                selecting(&by_namespace)
+                    .iter()
+                    .map(|g| ObjectRef::from_obj(g.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        );
         gateway_controller = gateway_controller.watches(
             Api::<GatewayClass>::all(client.clone()),
             watcher::Config::default(),
@@ -129,9 +163,11 @@ pub async fn run(ctx: Arc<Context>) {
         });
 
     // GatewayClasses: their own changes, their Gateways (RBAC subjects and references, shared
-    // fleet ports), their parameters, the shared fleet's Deployment, and the ReferenceGrants and
+    // fleet ports), their parameters, the shared fleet's Deployment, the ReferenceGrants and
     // BackendTLSPolicies that decide which namespaces' Secrets and ConfigMaps fleets may read
-    // (any of them may matter to any class: every class of ours is looked at again).
+    // (any of them may matter to any class: every class of ours is looked at again), and the
+    // ListenerSets, whose listeners add shared fleet ports and certificates to read (the class
+    // of the Gateway each names).
     let classes = classes_controller(&ctx);
     let class_store = classes.store();
     let by_grant = class_store.clone();
@@ -153,6 +189,28 @@ pub async fn run(ctx: Arc<Context>) {
         })
     } else {
         classes.owns(Api::<Deployment>::all(client.clone()), managed)
+    };
+    let classes = classes.reconcile_on(listener_sets::parent_changes(ctx.clone()).filter_map(
+        move |gateway| {
+            let class = by_set
+                .get(&gateway_ref(gateway))
+                .map(|g| ObjectRef::<GatewayClass>::new(&g.spec.gateway_class_name));
+            futures::future::ready(class)
+        },
+    ));
+    let classes = if namespaced {
+        classes
+    } else {
+        classes.watches(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default(),
+            move |_: Namespace| {
+                selecting(&by_set_namespace)
+                    .iter()
+                    .map(|g| ObjectRef::<GatewayClass>::new(&g.spec.gateway_class_name))
+                    .collect::<Vec<_>>()
+            },
+        )
     };
     let class_controller = classes
         .watches(

@@ -103,11 +103,13 @@ fn owner<K: Resource<DynamicType = ()>>(object: &K) -> OwnerReference {
 }
 
 /// What the Gateway controller applies for one Gateway: its dedicated fleet (unless the class
-/// is shared) and its Certificates.
+/// is shared) and its Certificates. `listener_sets` holds the ListenerSets (and Namespaces)
+/// that may add listeners to the Gateway ([`Fleet::listener_sets`]).
 pub fn gateway_objects(
     gateway: &Gateway,
     params: &FleetParameters,
     secrets: &BTreeMap<String, SecretState>,
+    listener_sets: &Store,
 ) -> Vec<DesiredObject> {
     let owner = gateway_owner(gateway);
     let mut objects = Vec::new();
@@ -120,6 +122,7 @@ pub fn gateway_objects(
             target: Target::Dedicated(gateway),
             params,
             owner: owner.clone(),
+            listener_sets,
         }));
     }
     objects.extend(render::render_certificates(
@@ -148,7 +151,8 @@ pub fn class_controlled_owner(
 /// the shared fleet when the class is shared and has Gateways. `shared_namespace` is the
 /// namespace of the class's parameters; `keep_shared_subject` keeps the shared fleet's
 /// ServiceAccount bound while a shared fleet still runs (during a switch to dedicated);
-/// `owner` is [`class_controlled_owner`].
+/// `owner` is [`class_controlled_owner`]; `listener_sets` holds the ListenerSets (and
+/// Namespaces) that may add listeners to the Gateways ([`Fleet::listener_sets`]).
 pub fn class_objects(
     class: &GatewayClass,
     params: &FleetParameters,
@@ -156,6 +160,7 @@ pub fn class_objects(
     gateways: &[Gateway],
     keep_shared_subject: bool,
     owner: Option<&OwnerReference>,
+    listener_sets: &Store,
 ) -> Vec<DesiredObject> {
     let class_name = class.metadata.name.clone().unwrap_or_default();
     let Some(owner) = owner.cloned() else {
@@ -194,6 +199,7 @@ pub fn class_objects(
             target: Target::Shared(gateways),
             params,
             owner,
+            listener_sets,
         }));
     }
     objects

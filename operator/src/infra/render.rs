@@ -2,12 +2,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gantry_crds::gateway::gateways::Gateway;
+use gantry_crds::gateway::gateways::{Gateway, GatewayListeners};
 use gantry_crds::params::{
     AccessLogFormat, ClientTrafficParameters, EscapedSlashesAction, IssuerKind, LogLevel,
     PullPolicy, ServiceType,
 };
+use gantry_translate::listener_sets;
 use gantry_translate::ports::bound_port;
+use gantry_translate::store::{ObjectKey, Store};
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
@@ -80,6 +82,10 @@ pub struct Fleet<'a> {
     pub params: &'a FleetParameters,
     /// The Gateway (dedicated) or the GatewayClass (shared).
     pub owner: OwnerReference,
+    /// The ListenerSets in the operator's scope (and, when a Gateway selects ListenerSet
+    /// namespaces by label, the Namespaces): the listeners the Gateways take from those they
+    /// admit get ports too. Other kinds in the store are ignored.
+    pub listener_sets: &'a Store,
 }
 
 impl Fleet<'_> {
@@ -164,14 +170,33 @@ impl PortMapping {
     }
 }
 
-/// One mapping per distinct listener port and protocol across the fleet's Gateways. `offset` is
-/// a checked one (at most [`gantry_translate::ports::MAX_PORT_OFFSET`]), so every port in
-/// 1–65535 has a bound port; a port outside that range, which the Gateway CRD rejects, is kept
-/// as declared.
-pub fn port_mappings(gateways: &[Gateway], offset: u16) -> Vec<PortMapping> {
+/// One mapping per distinct listener port and protocol across the fleet's Gateways: their own
+/// listeners and those they take from the ListenerSets they admit
+/// ([`gantry_translate::listener_sets::admitted_listeners`], the rule the proxy merges them by;
+/// `namespace_labels` as the fleet's proxy has them). Listeners sharing a port and protocol
+/// share one mapping. `offset` is a checked one (at most
+/// [`gantry_translate::ports::MAX_PORT_OFFSET`]), so every port in 1–65535 has a bound port; a
+/// port outside that range, which the CRDs reject, is kept as declared.
+pub fn port_mappings(
+    gateways: &[Gateway],
+    listener_sets: &Store,
+    namespace_labels: bool,
+    offset: u16,
+) -> Vec<PortMapping> {
+    let from_sets: Vec<GatewayListeners> = gateways
+        .iter()
+        .flat_map(|g| {
+            let key = ObjectKey::new(
+                g.metadata.namespace.as_deref().unwrap_or_default(),
+                g.metadata.name.as_deref().unwrap_or_default(),
+            );
+            listener_sets::admitted_listeners(listener_sets, &key, g, namespace_labels)
+        })
+        .collect();
     let set: BTreeSet<PortMapping> = gateways
         .iter()
         .flat_map(|g| g.spec.listeners.iter())
+        .chain(&from_sets)
         .map(|l| PortMapping {
             port: l.port,
             protocol: if l.protocol == "UDP" { "UDP" } else { "TCP" },
@@ -187,7 +212,15 @@ pub fn port_mappings(gateways: &[Gateway], offset: u16) -> Vec<PortMapping> {
 /// The fleet: ServiceAccount, the RoleBinding granting it Leases, Service, Deployment, and
 /// HPA/PDB when enabled, in the order they should be applied.
 pub fn render_fleet(fleet: &Fleet<'_>) -> Vec<DesiredObject> {
-    let ports = port_mappings(fleet.gateways(), fleet.params.proxy.port_offset);
+    // A namespace-scoped fleet reads no Namespace (`--watch-namespace`): there a selector
+    // admits no ListenerSet, so it opens no port for one.
+    let namespace_labels = fleet.params.roles.namespace.is_none();
+    let ports = port_mappings(
+        fleet.gateways(),
+        fleet.listener_sets,
+        namespace_labels,
+        fleet.params.proxy.port_offset,
+    );
     let mut objects = vec![
         object(
             Kind::ServiceAccount,

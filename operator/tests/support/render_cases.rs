@@ -1,5 +1,6 @@
 //! The render goldens' inputs (`testdata/render/<case>.in.yaml`: a GatewayClass,
-//! GatewayParameters, Gateways, existing Secrets) and the parameters they resolve to, as the
+//! GatewayParameters, Gateways, existing Secrets, and the ReferenceGrants, BackendTLSPolicies,
+//! ListenerSets and Namespaces the controllers read) and the parameters they resolve to, as the
 //! controllers resolve them.
 
 #![allow(dead_code)]
@@ -18,7 +19,7 @@ use gantry_operator::infra::plan;
 use gantry_operator::infra::render::{SecretState, https_secrets};
 use gantry_operator::params::{FleetParameters, OperatorDefaults};
 use gantry_translate::store::{ObjectKey, Store};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
@@ -28,7 +29,8 @@ pub struct Input {
     pub parameters: Vec<GatewayParameters>,
     pub gateways: Vec<Gateway>,
     pub secrets: Vec<Secret>,
-    /// ReferenceGrants and BackendTLSPolicies: what decides which namespaces fleets read.
+    /// ReferenceGrants, BackendTLSPolicies, ListenerSets and Namespaces: what decides which
+    /// namespaces fleets read and which ports ListenerSets add.
     pub references: Store,
 }
 
@@ -89,6 +91,14 @@ pub fn parse(path: &Path) -> Input {
                     .references
                     .backend_tls_policies
                     .insert(key(&policy.metadata), Arc::new(policy));
+            }
+            "Namespace" => {
+                let namespace: Namespace = serde_json::from_value(doc).unwrap();
+                let name = namespace.metadata.name.clone().unwrap_or_default();
+                input
+                    .references
+                    .namespaces
+                    .insert(name, Arc::new(namespace));
             }
             "ListenerSet" => {
                 let set: ListenerSet = serde_json::from_value(doc).unwrap();

@@ -71,6 +71,7 @@ pub const STATUS_SUBRESOURCE: &[&str] = &[
     "udproutes",
     "backendtlspolicies",
     "xbackendtrafficpolicies",
+    "backendconfigpolicies",
     "gatewayparameters",
     "deployments",
     "services",

@@ -2,6 +2,7 @@
 //! carry them, owned entries for writing, and borrowed views for comparing without copies.
 
 use ::kube::api::ApiResource;
+use gantry_crds::backend_config::BackendConfigPolicy;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
@@ -29,10 +30,11 @@ pub(super) enum Kind {
     UdpRoute,
     BackendTlsPolicy,
     XBackendTrafficPolicy,
+    BackendConfigPolicy,
 }
 
 impl Kind {
-    pub(super) const ALL: [Self; 7] = [
+    pub(super) const ALL: [Self; 8] = [
         Self::HttpRoute,
         Self::GrpcRoute,
         Self::TlsRoute,
@@ -40,6 +42,7 @@ impl Kind {
         Self::UdpRoute,
         Self::BackendTlsPolicy,
         Self::XBackendTrafficPolicy,
+        Self::BackendConfigPolicy,
     ];
 
     /// The kind an `ObjectStatus` names; `None` for kinds without entries (and Gateways).
@@ -52,6 +55,7 @@ impl Kind {
             "UDPRoute" => Self::UdpRoute,
             "BackendTLSPolicy" => Self::BackendTlsPolicy,
             "XBackendTrafficPolicy" => Self::XBackendTrafficPolicy,
+            "BackendConfigPolicy" => Self::BackendConfigPolicy,
             _ => return None,
         })
     }
@@ -66,6 +70,7 @@ impl Kind {
             Self::UdpRoute => "UDPRoute",
             Self::BackendTlsPolicy => "BackendTLSPolicy",
             Self::XBackendTrafficPolicy => "XBackendTrafficPolicy",
+            Self::BackendConfigPolicy => "BackendConfigPolicy",
         }
     }
 
@@ -75,7 +80,10 @@ impl Kind {
     }
 
     pub(super) fn is_policy(self) -> bool {
-        matches!(self, Self::BackendTlsPolicy | Self::XBackendTrafficPolicy)
+        matches!(
+            self,
+            Self::BackendTlsPolicy | Self::XBackendTrafficPolicy | Self::BackendConfigPolicy
+        )
     }
 
     pub(super) fn shape(self) -> Shape {
@@ -116,6 +124,7 @@ impl Kind {
             Self::UdpRoute => ApiResource::erase::<UdpRoute>(&()),
             Self::BackendTlsPolicy => ApiResource::erase::<BackendTlsPolicy>(&()),
             Self::XBackendTrafficPolicy => ApiResource::erase::<XBackendTrafficPolicy>(&()),
+            Self::BackendConfigPolicy => ApiResource::erase::<BackendConfigPolicy>(&()),
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use gantry_crds::backend_config::BackendConfigPolicy;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
@@ -63,6 +64,7 @@ live_object!(
     UdpRoute => parents.parent_ref,
     BackendTlsPolicy => ancestors.ancestor_ref,
     XBackendTrafficPolicy => ancestors.ancestor_ref,
+    BackendConfigPolicy => ancestors.ancestor_ref,
 );
 
 /// Calls `visit` with every object of `kind` in the store, in key order.
@@ -87,6 +89,7 @@ pub(super) fn for_each_object<'s>(
         Kind::UdpRoute => each(&store.udp_routes, &mut visit),
         Kind::BackendTlsPolicy => each(&store.backend_tls_policies, &mut visit),
         Kind::XBackendTrafficPolicy => each(&store.backend_traffic_policies, &mut visit),
+        Kind::BackendConfigPolicy => each(&store.backend_config_policies, &mut visit),
     }
 }
 
@@ -136,6 +139,12 @@ pub(super) fn changes<'s>(
                 kind,
                 &previous.backend_traffic_policies,
                 &store.backend_traffic_policies,
+                &mut out,
+            ),
+            Kind::BackendConfigPolicy => diff(
+                kind,
+                &previous.backend_config_policies,
+                &store.backend_config_policies,
                 &mut out,
             ),
         }

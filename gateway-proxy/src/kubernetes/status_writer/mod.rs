@@ -10,8 +10,9 @@
 //!   merge patch carrying the resourceVersion it was computed from; other controllers' entries
 //!   are copied back untouched, and a `409 Conflict` re-reads the route and tries again.
 //!   Entries for Gateways a route no longer references are removed.
-//! - Policies (BackendTLSPolicy, XBackendTrafficPolicy): only `ancestors[]` entries of our
-//!   controller for Gateways this proxy serves, written exactly as route parents are.
+//! - Policies (BackendTLSPolicy, XBackendTrafficPolicy, BackendConfigPolicy): only
+//!   `ancestors[]` entries of our controller for Gateways this proxy serves, written exactly as
+//!   route parents are.
 //! - Gateway `ResolvedRefs` (the backend client certificate) and
 //!   `InsecureFrontendValidationMode`, with `Programmed`, when the translation sets them, and
 //!   `attachedListenerSets` when the Gateway allows ListenerSets.

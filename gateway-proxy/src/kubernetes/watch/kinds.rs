@@ -5,6 +5,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use ::kube::Resource;
+use gantry_crds::backend_config::BackendConfigPolicy;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
@@ -110,6 +111,7 @@ namespaced! {
     XBackendTrafficPolicy => backend_traffic_policies,
     HttpTransform => http_transforms,
     HttpComposition => http_compositions,
+    BackendConfigPolicy => backend_config_policies,
     Service => services,
     EndpointSlice => endpoint_slices,
     Secret => secrets,

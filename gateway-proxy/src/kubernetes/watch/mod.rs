@@ -8,10 +8,12 @@
 //! - GatewayClass: only the class given by `--gateway-class`, otherwise all (there are few).
 //! - Gateway: only the one given by `--gateway` (a field selector), only those of the class
 //!   with `--gateway-class`, otherwise all; several `--gateway`s are filtered client-side.
-//! - Routes, ReferenceGrants, BackendTLSPolicies, HTTPTransforms and HTTPCompositions (Gantry's
-//!   ExtensionRef filters), Namespaces (for `allowedRoutes` selectors), Services and
-//!   EndpointSlices: cluster-wide, since routes may attach from any namespace a
-//!   listener admits.
+//! - Routes, ReferenceGrants, BackendTLSPolicies, XBackendTrafficPolicies,
+//!   BackendConfigPolicies, HTTPTransforms and HTTPCompositions (Gantry's ExtensionRef
+//!   filters), Namespaces (for `allowedRoutes` selectors), Services and EndpointSlices:
+//!   cluster-wide, since routes may attach from any namespace a listener admits.
+//!   A kind the API server does not serve (its CRD not installed) counts as listed and empty,
+//!   and is picked up once it is installed (`kind_watch`).
 //! - Secrets and ConfigMaps: only in the namespaces that a served Gateway (listener
 //!   `certificateRefs`, `spec.tls`) or a BackendTLSPolicy (`caCertificateRefs`) references
 //!   ([`gantry_translate::references`]: across namespaces only where a ReferenceGrant permits
@@ -41,6 +43,7 @@ use std::sync::Arc;
 
 use ::kube::runtime::watcher;
 use ::kube::{Api, Client};
+use gantry_crds::backend_config::BackendConfigPolicy;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
 use gantry_crds::gateway::gatewayclasses::{GatewayClass, GatewayClassSpec};
@@ -388,8 +391,8 @@ fn spawn_watches(
         ReferenceGrant => "ReferenceGrant",
         BackendTlsPolicy => "BackendTLSPolicy",
         XBackendTrafficPolicy => "XBackendTrafficPolicy",
-        // Gantry's ExtensionRef filters; like every kind here, a CRD that is not installed
-        // counts as empty until it is.
+        BackendConfigPolicy => "BackendConfigPolicy",
+        // Gantry's ExtensionRef filters.
         HttpTransform => "HTTPTransform",
         HttpComposition => "HTTPComposition",
         ListenerSet => "ListenerSet",

@@ -1,20 +1,42 @@
 //! The stream forwarder: one client stream to one backend endpoint, bytes copied both ways
-//! until both sides have closed.
+//! until both sides have closed. Where a BackendTLSPolicy covers the backend and the listener
+//! is not a TLS passthrough one, the proxy first completes a verified TLS handshake with the
+//! backend, with the same code and settings HTTP requests to that cluster use.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::stream::BackendStream;
 use crate::routing::Snapshot;
 use crate::routing::l4::L4Route;
 use crate::telemetry::Metrics;
 use crate::telemetry::l4::L4Metrics;
+use crate::upstream::Cluster;
+use crate::upstream::tls;
 
 /// How long a backend connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the TLS handshake with a backend may take, once connected.
+const BACKEND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a forwarded connection may originate TLS to its backend.
+#[derive(Clone, Copy, Debug)]
+pub enum Origination<'a> {
+    /// A TLS `Passthrough` listener: the client's own TLS goes to the backend untouched and the
+    /// proxy never originates any (GEP-1897, "How a client behaves": TLSRoute on a Passthrough
+    /// listener, "Connect to backend with TLS? No"). The translator gives such listeners
+    /// plaintext clusters anyway; this keeps a double encryption impossible.
+    Never,
+    /// TCPRoute and terminated TLSRoute: TLS to a cluster that has TLS settings
+    /// (BackendTLSPolicy), presenting the backend client certificate of Gateway `gateway`
+    /// (`namespace/name`) when it has one.
+    AsConfigured { gateway: &'a str },
+}
 
 /// Why a client stream was closed without reaching a backend.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +51,14 @@ pub enum ForwardError {
     NoEndpoint { cluster: String },
     #[error("cannot connect to {endpoint}: {source}")]
     Connect { endpoint: String, source: io::Error },
+    #[error("TLS to {endpoint} of cluster {cluster} failed ({reason}): {source}")]
+    BackendTls {
+        cluster: String,
+        endpoint: String,
+        /// A short label, as in `gantry_l4_backend_tls_errors_total`.
+        reason: &'static str,
+        source: io::Error,
+    },
 }
 
 /// Opens a connection to a backend of `route` chosen by weight, then to an endpoint of it in
@@ -37,19 +67,31 @@ pub enum ForwardError {
 /// A connection given to an invalid backendRef, or to a backend with no ready endpoint, is
 /// rejected: TCPRoute and TLSRoute `backendRefs` say the implementation "MUST actively reject
 /// connection attempts to this backend", in proportion to its weight.
+///
+/// A failed TLS handshake with the backend is counted as a connect error (as it is for HTTP
+/// requests) and in `l4_backend_tls_errors` by reason; the client is closed, never forwarded
+/// in plaintext.
 pub async fn open_backend(
     snapshot: &Snapshot,
     metrics: &Metrics,
     route: Option<&L4Route>,
-) -> Result<TcpStream, ForwardError> {
-    match connect(snapshot, route).await {
+    origination: Origination<'_>,
+) -> Result<BackendStream, ForwardError> {
+    match connect(snapshot, route, origination).await {
         Ok(upstream) => {
             metrics.l4.connections.inc();
             Ok(upstream)
         }
         Err(error) => {
-            if matches!(error, ForwardError::Connect { .. }) {
-                metrics.upstream_connect_errors.inc();
+            match &error {
+                ForwardError::Connect { .. } => {
+                    metrics.upstream_connect_errors.inc();
+                }
+                ForwardError::BackendTls { reason, .. } => {
+                    metrics.upstream_connect_errors.inc();
+                    metrics.l4.backend_tls_error(reason);
+                }
+                _ => {}
             }
             metrics.l4.connections_rejected.inc();
             Err(error)
@@ -62,14 +104,15 @@ pub async fn open_backend(
 /// sent first. Half-closes are passed on: when one side finishes writing, the other side's
 /// write half is shut down and the opposite direction keeps flowing. Returns the bytes sent
 /// to the backend and to the client.
-pub async fn relay<S>(
+pub async fn relay<S, U>(
     metrics: &Metrics,
     mut client: S,
-    mut upstream: TcpStream,
+    mut upstream: U,
     prefix: &[u8],
 ) -> (u64, u64)
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
 {
     let _active = ActiveConnection::new(&metrics.l4);
     if !prefix.is_empty()
@@ -99,6 +142,14 @@ pub(super) fn choose_endpoint(
     snapshot: &Snapshot,
     route: Option<&L4Route>,
 ) -> Result<SocketAddr, ForwardError> {
+    choose(snapshot, route).map(|(addr, _)| addr)
+}
+
+/// [`choose_endpoint`], with the endpoint's cluster.
+fn choose<'s>(
+    snapshot: &'s Snapshot,
+    route: Option<&L4Route>,
+) -> Result<(SocketAddr, &'s Arc<Cluster>), ForwardError> {
     let route = route.ok_or(ForwardError::NoRoute)?;
     let backend = route
         .choose_backend()
@@ -114,24 +165,49 @@ pub(super) fn choose_endpoint(
     let no_endpoint = || ForwardError::NoEndpoint {
         cluster: name.to_owned(),
     };
-    let endpoint = snapshot
-        .cluster(name)
-        .and_then(|c| c.pick())
-        .ok_or_else(no_endpoint)?;
-    endpoint
+    let cluster = snapshot.cluster(name).ok_or_else(no_endpoint)?;
+    let endpoint = cluster.pick().ok_or_else(no_endpoint)?;
+    let addr = endpoint
         .as_str()
         .parse()
         .map_err(|_| ForwardError::Connect {
             endpoint: endpoint.to_string(),
             source: io::Error::new(io::ErrorKind::InvalidInput, "not an IP address and port"),
-        })
+        })?;
+    Ok((addr, cluster))
 }
 
-/// Chooses a backend and an endpoint and connects to it.
-async fn connect(snapshot: &Snapshot, route: Option<&L4Route>) -> Result<TcpStream, ForwardError> {
-    let addr = choose_endpoint(snapshot, route)?;
+/// Chooses a backend and an endpoint and connects to it, over TLS where `origination` allows
+/// it and the cluster has TLS settings.
+async fn connect(
+    snapshot: &Snapshot,
+    route: Option<&L4Route>,
+    origination: Origination<'_>,
+) -> Result<BackendStream, ForwardError> {
+    let (addr, cluster) = choose(snapshot, route)?;
+    let endpoint = addr.to_string();
+    let tls_error = |reason, source| ForwardError::BackendTls {
+        cluster: cluster.name.to_string(),
+        endpoint: endpoint.clone(),
+        reason,
+        source,
+    };
+    let handshake = match (origination, cluster.tls()) {
+        (Origination::AsConfigured { gateway }, Some(tls)) => {
+            // Settings that cannot be used fail every connection before one is opened, as for
+            // HTTP requests: never plaintext.
+            match &tls.clients(gateway).stream {
+                Ok(handshake) => Some(handshake),
+                Err(why) => {
+                    let error = tls::unusable(why, &cluster.name, &endpoint);
+                    return Err(tls_error("unusable_settings", error));
+                }
+            }
+        }
+        _ => None,
+    };
     let connect_error = |source| ForwardError::Connect {
-        endpoint: addr.to_string(),
+        endpoint: endpoint.clone(),
         source,
     };
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
@@ -139,7 +215,18 @@ async fn connect(snapshot: &Snapshot, route: Option<&L4Route>) -> Result<TcpStre
         .map_err(|_| connect_error(io::Error::new(io::ErrorKind::TimedOut, "timed out")))?
         .map_err(connect_error)?;
     let _ = stream.set_nodelay(true);
-    Ok(stream)
+    let Some(handshake) = handshake else {
+        return Ok(BackendStream::Plain(stream));
+    };
+    let connecting = handshake.connect(stream, &cluster.name, &endpoint);
+    match tokio::time::timeout(BACKEND_HANDSHAKE_TIMEOUT, connecting).await {
+        Ok(Ok(tls)) => Ok(BackendStream::Tls(Box::new(tls))),
+        Ok(Err(error)) => Err(tls_error(tls::failure_reason(&error), error)),
+        Err(_) => Err(tls_error(
+            "timeout",
+            io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"),
+        )),
+    }
 }
 
 /// Counts a forwarded connection in `l4_connections_active` while it lives.

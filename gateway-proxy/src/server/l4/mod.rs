@@ -5,6 +5,7 @@
 //! starts and keeps it: configuration changes never cut an established connection.
 
 mod forward;
+mod stream;
 mod tcp;
 pub(crate) mod udp;
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use forward::ForwardError;
+pub use forward::{ForwardError, Origination};
 pub(crate) use tcp::serve_tcp;
 
 use super::Shared;
@@ -73,6 +74,8 @@ pub struct TlsConnection<'a> {
     /// The ClientHello's server name, lower case; `None` when the client sent none.
     pub sni: Option<&'a str>,
     pub peer: std::net::SocketAddr,
+    /// A `Passthrough` listener: the proxy never originates TLS to the backend.
+    pub passthrough: bool,
 }
 
 /// Whether the listener `gateway`/`listener` of TLS port `port` is a `TLS` listener, whose
@@ -95,9 +98,12 @@ pub(crate) fn serves_tls_routes(
 ///
 /// For a `Passthrough` listener, `client` is the raw TCP stream and `prefix` the bytes already
 /// read from it (the ClientHello): they are sent to the backend first, so the backend does the
-/// handshake with the client. For a `Terminate` listener, `client` is the decrypted stream and
-/// `prefix` is empty: the backend receives plain TCP. A connection no route serves, or one given
-/// to an invalid backendRef, is closed.
+/// handshake with the client, and the proxy never originates TLS. For a `Terminate` listener,
+/// `client` is the decrypted stream and `prefix` is empty: the backend receives the bytes over
+/// plain TCP, or over TLS the proxy originates where a BackendTLSPolicy covers it (GEP-2643:
+/// "On a terminated TLSRoute, a BackendTLSPolicy can be used to re-encrypt the traffic to
+/// backends"). A connection no route serves, one given to an invalid backendRef, and one whose
+/// TLS to the backend fails are closed.
 pub(crate) async fn forward_tls<S>(
     shared: &Shared,
     conn: TlsConnection<'_>,
@@ -114,7 +120,15 @@ pub(crate) async fn forward_tls<S>(
         .and_then(|t| t.listener(conn.gateway, conn.listener))
         .and_then(|l| l.route_for_sni(conn.sni))
         .cloned();
-    let opened = forward::open_backend(&snapshot, &shared.metrics, route.as_deref()).await;
+    let origination = if conn.passthrough {
+        Origination::Never
+    } else {
+        Origination::AsConfigured {
+            gateway: conn.gateway,
+        }
+    };
+    let opened =
+        forward::open_backend(&snapshot, &shared.metrics, route.as_deref(), origination).await;
     drop(snapshot);
     let route = route.as_ref().map(|r| &*r.name);
     match opened {
@@ -150,6 +164,14 @@ mod tests {
     /// A data plane whose configuration has TLS port 8443 with listener `tls` routing
     /// `a.example.com` to `backend`, and `invalid.example.com` to an invalid backendRef.
     fn plane(backend: std::net::SocketAddr) -> DataPlane {
+        plane_with(backend, None)
+    }
+
+    /// [`plane`], with `tls` as the cluster's BackendTLSPolicy settings.
+    fn plane_with(
+        backend: std::net::SocketAddr,
+        tls: Option<Arc<gantry_translate::ir::UpstreamTlsIr>>,
+    ) -> DataPlane {
         let route = |name: &str, host: &str, cluster: Option<&str>| L4RouteIr {
             route: RouteRef {
                 kind: "TLSRoute".into(),
@@ -192,8 +214,9 @@ mod tests {
                     port: 443,
                     protocol: UpstreamProtocol::Http1,
                     endpoints: vec![backend.to_string()],
-                    tls: None,
+                    tls,
                     retry_budget: None,
+                    backend_config: None,
                 },
             )]),
         };
@@ -222,6 +245,7 @@ mod tests {
             listener: "tls",
             sni,
             peer: "127.0.0.1:1".parse().unwrap(),
+            passthrough: true,
         }
     }
 
@@ -255,6 +279,121 @@ mod tests {
         assert_eq!(reply, b"reply");
         let plane = forward.await.unwrap();
         assert_eq!(plane.shared.metrics.l4.connections.get(), 1);
+    }
+
+    /// BackendTLSPolicy settings verifying `backend.internal` against `ca`.
+    fn policy(ca: &gantry_testkit::certs::Ca) -> Arc<gantry_translate::ir::UpstreamTlsIr> {
+        use gantry_translate::ir::{PemCertificates, TrustIr, UpstreamTlsIr};
+        Arc::new(UpstreamTlsIr {
+            policy: ObjectKey::new("ns", "policy"),
+            sni: "backend.internal".into(),
+            subject_alt_names: Vec::new(),
+            trust: TrustIr::CaCertificates {
+                sources: vec![ObjectKey::new("ns", "ca")],
+                certificates: PemCertificates(ca.cert_pem.clone()),
+            },
+            client_certificates: BTreeMap::new(),
+        })
+    }
+
+    /// A terminated connection to a cluster with TLS settings: the proxy completes a verified
+    /// handshake with the policy's SNI and no ALPN, and the bytes flow over it both ways.
+    #[tokio::test]
+    async fn forward_tls_originates_tls_where_the_cluster_has_settings() {
+        use gantry_testkit::stream_echo::{TlsBackend, TlsGreeting, spawn_tls_backend};
+        let ca = gantry_testkit::certs::Ca::new("backend CA");
+        let leaf = ca.server(&["backend.internal"]);
+        let (backend, _task) = spawn_tls_backend(TlsBackend {
+            name: "secure",
+            leaf: &leaf,
+            client_ca: None,
+            require_sni: Some("backend.internal"),
+        })
+        .await;
+        let plane = plane_with(backend, Some(policy(&ca)));
+        let (client, far_end) = tokio::io::duplex(1024);
+        let forward = tokio::spawn(async move {
+            let conn = TlsConnection {
+                passthrough: false,
+                ..conn(Some("a.example.com"))
+            };
+            forward_tls(&plane.shared, conn, client, &[]).await;
+            plane
+        });
+        let mut far_end = tokio::io::BufReader::new(far_end);
+        let mut line = String::new();
+        tokio::io::AsyncBufReadExt::read_line(&mut far_end, &mut line)
+            .await
+            .unwrap();
+        let greeting = TlsGreeting::parse(&line).expect("a greeting");
+        assert_eq!(greeting.name, "secure");
+        assert_eq!(greeting.tls.sni.as_deref(), Some("backend.internal"));
+        assert_eq!(greeting.tls.alpn, None, "no ALPN for opaque bytes");
+        far_end.get_mut().write_all(b"ping").await.unwrap();
+        far_end.get_mut().shutdown().await.unwrap();
+        let mut echoed = Vec::new();
+        far_end.read_to_end(&mut echoed).await.unwrap();
+        assert_eq!(echoed, b"ping", "half-close reaches the backend over TLS");
+        let plane = forward.await.unwrap();
+        assert_eq!(plane.shared.metrics.l4.connections.get(), 1);
+    }
+
+    /// A backend whose certificate does not chain to the policy's CA: the client is closed,
+    /// and the metrics say why.
+    #[tokio::test]
+    async fn forward_tls_closes_the_client_when_the_backend_does_not_verify() {
+        use gantry_testkit::stream_echo::{TlsBackend, spawn_tls_backend};
+        let ca = gantry_testkit::certs::Ca::new("backend CA");
+        let other = gantry_testkit::certs::Ca::new("another CA");
+        let leaf = other.server(&["backend.internal"]);
+        let (backend, _task) = spawn_tls_backend(TlsBackend {
+            name: "impostor",
+            leaf: &leaf,
+            client_ca: None,
+            require_sni: None,
+        })
+        .await;
+        let plane = plane_with(backend, Some(policy(&ca)));
+        let (client, mut far_end) = tokio::io::duplex(1024);
+        let conn = TlsConnection {
+            passthrough: false,
+            ..conn(Some("a.example.com"))
+        };
+        forward_tls(&plane.shared, conn, client, &[]).await;
+        let mut got = Vec::new();
+        far_end.read_to_end(&mut got).await.unwrap();
+        assert!(got.is_empty());
+        let metrics = &plane.shared.metrics;
+        assert_eq!(metrics.l4.connections_rejected.get(), 1);
+        assert_eq!(metrics.l4.backend_tls_errors("unknown_issuer"), 1);
+        assert_eq!(metrics.upstream_connect_errors.get(), 1);
+    }
+
+    /// A passthrough listener never originates TLS, even to a cluster with TLS settings: the
+    /// client's bytes (its own ClientHello first) reach the backend as they are.
+    #[tokio::test]
+    async fn forward_tls_never_originates_tls_for_passthrough() {
+        let ca = gantry_testkit::certs::Ca::new("backend CA");
+        let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plane = plane_with(backend.local_addr().unwrap(), Some(policy(&ca)));
+        let (client, mut far_end) = tokio::io::duplex(1024);
+        let forward = tokio::spawn(async move {
+            forward_tls(
+                &plane.shared,
+                conn(Some("a.example.com")),
+                client,
+                b"HELLO ",
+            )
+            .await;
+        });
+        let (mut upstream, _) = backend.accept().await.unwrap();
+        far_end.write_all(b"world").await.unwrap();
+        far_end.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        upstream.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"HELLO world");
+        drop(upstream);
+        forward.await.unwrap();
     }
 
     /// No route for the SNI, or an invalid backendRef: the client is closed and the

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
-use super::forward::{open_backend, reject, relay};
+use super::forward::{Origination, open_backend, reject, relay};
 use crate::server::Shared;
 use crate::server::drain::Watcher;
 use crate::server::listener::ConnectionInfo;
@@ -20,13 +20,15 @@ pub(crate) async fn serve_tcp(
 ) {
     let _ = stream.set_nodelay(true);
     let snapshot = shared.snapshot.load_full();
-    let route = snapshot
-        .ports
-        .l4
-        .port(info.port)
-        .and_then(|table| table.only_route())
-        .cloned();
-    let opened = open_backend(&snapshot, &shared.metrics, route.as_deref()).await;
+    let table = snapshot.ports.l4.port(info.port);
+    let route = table.and_then(|table| table.only_route()).cloned();
+    // The Gateway of the listener: its backend client certificate, if any, is presented.
+    let gateway = table
+        .and_then(|table| table.listeners.first())
+        .map(|listener| listener.gateway.clone())
+        .unwrap_or_else(|| Arc::from(""));
+    let origination = Origination::AsConfigured { gateway: &gateway };
+    let opened = open_backend(&snapshot, &shared.metrics, route.as_deref(), origination).await;
     drop(snapshot);
     let route = route.as_ref().map(|r| &*r.name);
     match opened {

@@ -102,8 +102,9 @@ pub(super) async fn serve(
         Ok(Err(error)) => return failed(handshake_reason(&error), &error),
         Err(_) => return failed("handshake_timeout", &"handshake timed out"),
     };
-    // A `TLS` listener in `Terminate` mode: the decrypted stream goes to its TLSRoute as
-    // plain TCP (GEP-2643, "TLSRoute + TLS Termination").
+    // A `TLS` listener in `Terminate` mode: the decrypted stream goes to its TLSRoute as TCP
+    // (GEP-2643, "TLSRoute + TLS Termination"), re-encrypted where a BackendTLSPolicy covers
+    // the backend.
     if super::l4::serves_tls_routes(&snapshot, port, &listener.gateway, &listener.name) {
         let (gateway, name) = (listener.gateway.clone(), listener.name.clone());
         drop(snapshot);
@@ -113,6 +114,7 @@ pub(super) async fn serve(
             listener: &name,
             sni: server_name.as_deref(),
             peer: info.peer,
+            passthrough: false,
         };
         super::l4::forward_tls(&shared, conn, tls, &[]).await;
         return;

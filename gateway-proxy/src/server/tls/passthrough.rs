@@ -24,6 +24,7 @@ pub(super) async fn forward(
         listener,
         sni,
         peer: info.peer,
+        passthrough: true,
     };
     l4::forward_tls(shared, conn, socket, &hello).await;
 }

@@ -1,5 +1,9 @@
 //! A hyper-util connector that opens TCP with `HttpConnector` and then TLS with one fixed
 //! rustls configuration and server name (the policy's hostname, not the endpoint address).
+//!
+//! The handshake itself ([`Handshake::connect`], [`unusable`]) is shared with the L4
+//! forwarder, which originates TLS for TCPRoute and terminated TLSRoute connections: one
+//! implementation of backend TLS, and one log line for each way it fails.
 
 use std::future::Future;
 use std::io;
@@ -38,6 +42,66 @@ pub struct Handshake {
     pub server_name: ServerName<'static>,
 }
 
+impl Handshake {
+    /// Completes a verified TLS handshake with the backend over `tcp`. A failure is logged
+    /// with `cluster` (`namespace/service:port`), `endpoint` and the reason.
+    pub async fn connect(
+        &self,
+        tcp: TcpStream,
+        cluster: &str,
+        endpoint: &str,
+    ) -> io::Result<TlsStream<TcpStream>> {
+        let tls = tokio_rustls::TlsConnector::from(self.config.clone());
+        tls.connect(self.server_name.clone(), tcp)
+            .await
+            .inspect_err(|error| {
+                tracing::warn!(
+                    %cluster,
+                    %endpoint,
+                    sni = %self.server_name.to_str(),
+                    %error,
+                    "TLS handshake with the backend failed; check the BackendTLSPolicy's CA certificates and hostname or subjectAltNames against the backend's certificate"
+                );
+            })
+    }
+}
+
+/// The error of a connection to a cluster whose TLS settings cannot be used (`why`): nothing
+/// is sent, never plaintext. Logged with `cluster` and `endpoint`.
+pub fn unusable(why: &str, cluster: &str, endpoint: &str) -> io::Error {
+    tracing::warn!(%cluster, %endpoint, reason = %why, "no TLS connection to the backend: its TLS settings cannot be used");
+    io::Error::other(why.to_owned())
+}
+
+/// A short, fixed label for why a TLS connection to a backend failed, for metrics.
+pub fn failure_reason(error: &io::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
+        return match error.kind() {
+            io::ErrorKind::TimedOut => "timeout",
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe => "backend_closed",
+            _ => "other",
+        };
+    };
+    match tls {
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => "unknown_issuer",
+        Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => "name_mismatch",
+        Error::InvalidCertificate(
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. },
+        ) => "certificate_expired",
+        Error::InvalidCertificate(_) => "bad_certificate",
+        Error::AlertReceived(_) => "backend_alert",
+        _ => "handshake",
+    }
+}
+
 impl TlsConnector {
     pub fn new(
         http: HttpConnector,
@@ -67,31 +131,13 @@ impl tower_service::Service<Uri> for TlsConnector {
         let settings = self.settings.clone();
         let cluster = self.cluster.clone();
         Box::pin(async move {
-            let Handshake {
-                config,
-                server_name,
-            } = match settings {
-                Ok(settings) => settings,
-                Err(why) => {
-                    tracing::warn!(%cluster, %endpoint, reason = %why, "no TLS connection to the backend: its TLS settings cannot be used");
-                    return Err(io::Error::other(why.to_string()).into());
-                }
+            let handshake = match settings {
+                Ok(handshake) => handshake,
+                Err(why) => return Err(unusable(&why, &cluster, &endpoint).into()),
             };
             let tcp = connecting.await?.into_inner();
-            let tls = tokio_rustls::TlsConnector::from(config);
-            match tls.connect(server_name.clone(), tcp).await {
-                Ok(stream) => Ok(TlsConnection(TokioIo::new(stream))),
-                Err(error) => {
-                    tracing::warn!(
-                        %cluster,
-                        %endpoint,
-                        sni = %server_name.to_str(),
-                        %error,
-                        "TLS handshake with the backend failed; check the BackendTLSPolicy's CA certificates and hostname or subjectAltNames against the backend's certificate"
-                    );
-                    Err(error.into())
-                }
-            }
+            let stream = handshake.connect(tcp, &cluster, &endpoint).await?;
+            Ok(TlsConnection(TokioIo::new(stream)))
         })
     }
 }

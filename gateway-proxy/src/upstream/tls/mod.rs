@@ -1,5 +1,7 @@
 //! TLS to backends: one rustls client configuration per TLS cluster (and per Gateway client
-//! certificate), built when a configuration is compiled, never per request.
+//! certificate), built when a configuration is compiled, never per request and never per
+//! connection. HTTP requests use its pooled clients; TCPRoute and terminated TLSRoute
+//! connections use its [`TlsClients::stream`] handshake.
 //!
 //! Each configuration gets its own pooled client, so a connection verified under one
 //! policy is never reused under another, and a TLS cluster's pool is kept across
@@ -13,14 +15,15 @@ mod verifier;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use http::uri::Scheme;
 use hyper_util::client::legacy::Client;
 use rustls::ClientConfig;
 use rustls::client::WebPkiServerVerifier;
 use rustls_pki_types::ServerName;
 
-pub use self::connector::{Handshake, TlsConnection, TlsConnector};
+pub use self::connector::{Handshake, TlsConnection, TlsConnector, failure_reason, unusable};
 pub use self::verifier::SubjectAltNameVerifier;
-use super::{ProxyBody, client_builder, http_connector};
+use super::{Http2Pool, POOL_IDLE_TIMEOUT, ProxyBody, client_builder, http_connector};
 use gantry_translate::ir::{CertificateIr, UpstreamTlsIr};
 
 /// ALPN protocol IDs.
@@ -45,7 +48,10 @@ pub struct TlsClients {
     pub http1: Client<TlsConnector, ProxyBody>,
     /// ALPN `h2`, HTTP/2 only: requests to a port that speaks HTTP/2 (`appProtocol:
     /// kubernetes.io/h2c`) and gRPC.
-    pub h2: Client<TlsConnector, ProxyBody>,
+    pub h2: Http2Pool<TlsConnector>,
+    /// No ALPN: the connections of TCPRoutes and terminated TLSRoutes, whose bytes are opaque
+    /// (the Gateway API defines no ALPN for them). Not pooled: one handshake per connection.
+    pub stream: Result<Handshake, Arc<str>>,
 }
 
 impl TlsUpstream {
@@ -91,25 +97,26 @@ impl TlsClients {
                 tracing::warn!(%cluster, policy = %ir.policy, reason = %why, "backend TLS settings cannot be used; connections to this cluster will fail");
                 Arc::<str>::from(why)
             });
-        let client = |alpn: &[u8], http2_only: bool| {
-            let settings = base.clone().map(|(config, server_name)| {
+        let handshake = |alpn: &[&[u8]]| {
+            base.clone().map(|(config, server_name)| {
                 let mut config = config.clone();
-                config.alpn_protocols = vec![alpn.to_vec()];
+                config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
                 Handshake {
                     config: Arc::new(config),
                     server_name,
                 }
-            });
+            })
+        };
+        let connector = |alpn: &[u8]| {
+            let settings = handshake(&[alpn]);
             let mut http = http_connector();
             http.enforce_http(false);
-            let connector = TlsConnector::new(http, settings, cluster.clone());
-            let mut builder = client_builder();
-            builder.http2_only(http2_only);
-            builder.build(connector)
+            TlsConnector::new(http, settings, cluster.clone())
         };
         Self {
-            http1: client(ALPN_HTTP1, false),
-            h2: client(ALPN_H2, true),
+            http1: client_builder().build(connector(ALPN_HTTP1)),
+            h2: Http2Pool::new(connector(ALPN_H2), Scheme::HTTPS, POOL_IDLE_TIMEOUT),
+            stream: handshake(&[]),
         }
     }
 }

@@ -12,12 +12,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::ObjectKey;
 
+mod backend_config;
 mod http;
 mod l4;
 mod tls;
 mod transform;
 mod upstream_tls;
 
+pub use backend_config::*;
 pub use http::*;
 pub use l4::*;
 pub use tls::*;
@@ -139,6 +141,11 @@ pub struct ClusterIr {
     /// budget: retries are limited only by each rule's `attempts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_budget: Option<RetryBudgetIr>,
+    /// Load balancing, health checks, circuit breaking and connection settings of the
+    /// BackendConfigPolicy governing the Service port; `None`: no policy governs it, and the
+    /// data plane uses round robin and [`ConnectionIr::DEFAULT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_config: Option<Arc<BackendConfigIr>>,
 }
 
 /// How to speak to an upstream, from the Service port's `appProtocol`.

@@ -1,8 +1,10 @@
 //! TLS from the proxy to a backend (BackendTLSPolicy, the Gateway's `spec.tls.backend`).
 //!
 //! A cluster with [`UpstreamTlsIr`] is only ever reached over TLS: the translator leaves a
-//! backend whose policy is not usable without a cluster (500), so there is no plaintext
-//! fallback to express here.
+//! backend whose policy is not usable without a cluster (500, or a closed connection), so there
+//! is no plaintext fallback to express here. A TLS Passthrough listener, which never originates
+//! TLS, reaches such a Service port through a plaintext cluster of its own
+//! (`namespace/service:port/passthrough`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

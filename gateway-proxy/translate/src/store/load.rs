@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use gantry_crds::backend_config::BackendConfigPolicy;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
@@ -194,6 +195,9 @@ impl Loader {
             Object::XBackendTrafficPolicy(o) => {
                 insert_namespaced(&mut s.backend_traffic_policies, o);
             }
+            Object::BackendConfigPolicy(o) => {
+                insert_namespaced(&mut s.backend_config_policies, o);
+            }
             Object::Service(o) => insert_namespaced(&mut s.services, o),
             Object::EndpointSlice(o) => {
                 insert_namespaced(&mut s.endpoint_slices, o);
@@ -252,6 +256,7 @@ with_meta!(
     ReferenceGrant,
     BackendTlsPolicy,
     XBackendTrafficPolicy,
+    BackendConfigPolicy,
     ListenerSet,
     GatewayParameters,
     HttpTransform,

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+use gantry_crds::backend_config::BackendConfigPolicy;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
@@ -89,6 +90,9 @@ pub struct Store {
     pub reference_grants: BTreeMap<ObjectKey, Arc<ReferenceGrant>>,
     pub backend_tls_policies: BTreeMap<ObjectKey, Arc<BackendTlsPolicy>>,
     pub backend_traffic_policies: BTreeMap<ObjectKey, Arc<XBackendTrafficPolicy>>,
+    /// Gantry's BackendConfigPolicies: load balancing, health checks, circuit breaking and
+    /// connection settings of the clusters of the Services they target.
+    pub backend_config_policies: BTreeMap<ObjectKey, Arc<BackendConfigPolicy>>,
     pub services: BTreeMap<ObjectKey, Arc<Service>>,
     pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
     pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
@@ -114,9 +118,12 @@ impl Store {
     /// `Arc` of an unchanged object), so the cost is a walk over the keys plus a comparison of
     /// the few objects that were replaced.
     pub fn difference(&self, next: &Store) -> Difference {
-        // Every kind but EndpointSlices: the routes, and what routes and Gateways read.
-        let others_same =
-            self.same_routes(next) && self.same_rule_inputs(next) && self.same_namespaces(next);
+        // Every kind but EndpointSlices: the routes, what routes and Gateways read, and the
+        // policies applied to clusters once routes are translated.
+        let others_same = self.same_routes(next)
+            && self.same_rule_inputs(next)
+            && self.same_namespaces(next)
+            && self.same_cluster_policies(next);
         if !others_same {
             Difference::Objects
         } else if same(&self.endpoint_slices, &next.endpoint_slices) {
@@ -157,6 +164,16 @@ impl Store {
             && same(&self.tls_routes, &other.tls_routes)
             && same(&self.tcp_routes, &other.tcp_routes)
             && same(&self.udp_routes, &other.udp_routes)
+    }
+
+    /// True when `other` holds the same BackendConfigPolicies as `self`. Route rules never read
+    /// them (they are applied to the clusters in use after routes are translated), so they are
+    /// not rule inputs: a change to them keeps the route cache.
+    pub fn same_cluster_policies(&self, other: &Store) -> bool {
+        same(
+            &self.backend_config_policies,
+            &other.backend_config_policies,
+        )
     }
 
     /// True when `other` holds the same Namespaces as `self` (labels select routes).
@@ -238,7 +255,8 @@ macro_rules! translated {
 
 translated!(
     with status: Namespace, GatewayClass, Gateway, HttpRoute, GrpcRoute, TlsRoute, TcpRoute,
-        UdpRoute, BackendTlsPolicy, XBackendTrafficPolicy, ListenerSet, Service;
+        UdpRoute, BackendTlsPolicy, XBackendTrafficPolicy, BackendConfigPolicy, ListenerSet,
+        Service;
     without: ReferenceGrant, EndpointSlice, Secret, ConfigMap, GatewayParameters,
         HttpTransform, HttpComposition
 );

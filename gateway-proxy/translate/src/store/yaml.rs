@@ -11,6 +11,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use gantry_crds::backend_config::BackendConfigPolicy;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
@@ -61,6 +62,7 @@ pub enum Object {
     ReferenceGrant(Arc<ReferenceGrant>),
     BackendTlsPolicy(Arc<BackendTlsPolicy>),
     XBackendTrafficPolicy(Arc<XBackendTrafficPolicy>),
+    BackendConfigPolicy(Arc<BackendConfigPolicy>),
     Service(Arc<Service>),
     EndpointSlice(Arc<EndpointSlice>),
     Secret(Arc<Secret>),
@@ -287,6 +289,9 @@ fn parse_document(
         (GWX_V1ALPHA1, "XBackendTrafficPolicy") => {
             Object::XBackendTrafficPolicy(typed.parse(&value)?)
         }
+        ("gantry.dev/v1alpha1", "BackendConfigPolicy") => {
+            Object::BackendConfigPolicy(typed.parse(&value)?)
+        }
         (GW_V1 | GW_V1BETA1, "ReferenceGrant") => Object::ReferenceGrant(typed.parse(&value)?),
         (GW_V1 | GW_V1ALPHA3, "BackendTLSPolicy") => Object::BackendTlsPolicy(typed.parse(&value)?),
         _ => {
@@ -412,6 +417,7 @@ impl Object {
             Self::ReferenceGrant(_) => "ReferenceGrant",
             Self::BackendTlsPolicy(_) => "BackendTLSPolicy",
             Self::XBackendTrafficPolicy(_) => "XBackendTrafficPolicy",
+            Self::BackendConfigPolicy(_) => "BackendConfigPolicy",
             Self::Service(_) => "Service",
             Self::EndpointSlice(_) => "EndpointSlice",
             Self::Secret(_) => "Secret",
@@ -436,6 +442,7 @@ impl Object {
             Self::ReferenceGrant(o) => &o.metadata,
             Self::BackendTlsPolicy(o) => &o.metadata,
             Self::XBackendTrafficPolicy(o) => &o.metadata,
+            Self::BackendConfigPolicy(o) => &o.metadata,
             Self::Service(o) => &o.metadata,
             Self::EndpointSlice(o) => &o.metadata,
             Self::Secret(o) => &o.metadata,

@@ -169,6 +169,7 @@ fn resolve_for(
             endpoints: Vec::new(),
             tls: None,
             retry_budget: None,
+            backend_config: None,
         };
         clusters.insert(name.clone(), cluster);
     }
@@ -208,6 +209,13 @@ pub fn refresh_endpoints(
 /// `namespace/service:port`.
 pub fn cluster_name(service: &ObjectKey, port: i32) -> String {
     format!("{service}:{port}")
+}
+
+/// The cluster a TLS `Passthrough` listener uses for a Service port that a BackendTLSPolicy
+/// governs (`namespace/service:port/passthrough`): the same endpoints, never TLS from the proxy
+/// (see `l4_routes::Passthrough`). No Service name contains `/`, so it names no other cluster.
+pub fn passthrough_cluster_name(cluster: &str) -> String {
+    format!("{cluster}/passthrough")
 }
 
 /// The upstream protocol from the port's `appProtocol` (KEP-3726 standard names). `None`

@@ -13,7 +13,7 @@
 //! the routes that take it and what they take.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
@@ -22,13 +22,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::assemble::Collected;
 use super::backend::{self, BackendRef, Referrer};
+use super::backend_tls::{self, ClusterTls};
 use super::conditions::{self as c, Problem};
 use super::hostname;
 use super::parent_ref::RouteResource;
 use super::routes::{Placement, RuleProblems, TranslatedKind};
 use crate::ir::{ClusterIr, L4BackendIr, L4RouteIr, RouteRef};
 use crate::status::{ObjectStatus, StatusBody};
-use crate::store::Store;
+use crate::store::{ObjectKey, Store};
 
 /// An L4 route's rule, translated once and placed on every listener that serves it.
 #[derive(Clone, Debug, Default)]
@@ -36,10 +37,29 @@ pub struct TranslatedL4Route {
     kind: &'static str,
     /// TLSRoute `spec.hostnames`; empty for TCPRoute and UDPRoute.
     hostnames: Vec<String>,
+    /// As a listener that originates TLS to covered backends sees them (TCP, TLS
+    /// `Terminate`): a backend whose BackendTLSPolicy cannot be used has no cluster.
     backends: Vec<L4BackendIr>,
     /// Sorted by name (a list: see `http_route::TranslatedRoute::clusters`).
     clusters: Vec<ClusterIr>,
+    /// TLSRoute only, when a BackendTLSPolicy governs one of its backends: the backends and
+    /// clusters a TLS `Passthrough` listener uses instead.
+    passthrough: Option<Passthrough>,
+    /// Services of backends made invalid because their BackendTLSPolicy cannot be used.
+    unusable_tls_services: BTreeSet<ObjectKey>,
     problems: RuleProblems,
+}
+
+/// What a TLS `Passthrough` listener forwards a TLSRoute's connections to when a
+/// BackendTLSPolicy governs some of its backends. Passthrough never originates TLS, so those
+/// backends get plaintext clusters of their own ([`backend::passthrough_cluster_name`]) and
+/// a policy that cannot be used does not make them invalid here. The IR then says exactly
+/// what happens: a cluster with TLS settings is only ever reached over TLS.
+#[derive(Clone, Debug)]
+struct Passthrough {
+    backends: Vec<L4BackendIr>,
+    /// The plaintext clusters of the governed backends; the others use `clusters`.
+    clusters: Vec<ClusterIr>,
 }
 
 /// A route placed on a listener, competing with the others placed there.
@@ -62,6 +82,17 @@ impl TranslatedKind for TranslatedL4Route {
         &self.clusters
     }
 
+    fn passthrough_clusters(&self) -> Option<&[ClusterIr]> {
+        self.passthrough.as_ref().map(|p| &p.clusters[..])
+    }
+
+    fn services(&self) -> BTreeSet<ObjectKey> {
+        let mut services: BTreeSet<ObjectKey> =
+            self.clusters.iter().map(|c| c.service.clone()).collect();
+        services.extend(self.unusable_tls_services.iter().cloned());
+        services
+    }
+
     fn place(&self, collected: &mut Collected, at: &Placement<'_>) {
         // TLSRoute hostnames: "any TLSRoute hostnames that do not match any Listener hostname
         // MUST be ignored"; what remains is the intersection. TCP and UDP listeners take
@@ -78,11 +109,105 @@ impl TranslatedKind for TranslatedL4Route {
                 route: L4RouteIr {
                     route: at.route.clone(),
                     hostnames,
-                    backends: self.backends.clone(),
+                    backends: match &self.passthrough {
+                        Some(p) if at.listener.is_tls_passthrough() => p.backends.clone(),
+                        _ => self.backends.clone(),
+                    },
                 },
                 created: at.created.cloned(),
             },
         );
+    }
+}
+
+impl TranslatedL4Route {
+    /// Applies BackendTLSPolicy to the route's backends: `tls` says what governs each
+    /// cluster's Service port.
+    ///
+    /// Which connections originate TLS (GEP-1897, "How a client behaves", leaves TLSRoute in
+    /// `Terminate` mode and TCPRoute to implementations; GEP-2643, "TLSRoute + TLS
+    /// Termination": "On a terminated TLSRoute, a BackendTLSPolicy can be used to re-encrypt
+    /// the traffic to backends"): TCPRoute and TLSRoute on a `Terminate` listener do, with the
+    /// policy's SNI and verification and no ALPN (the bytes are opaque TCP, and the API
+    /// defines no ALPN for them). TLSRoute on a `Passthrough` listener never does ("Connect to
+    /// backend with TLS? No"): the client's own TLS reaches the backend untouched. UDPRoute
+    /// never does either: a policy does not attach to a UDP port (see `backend_tls::policy`).
+    ///
+    /// A backend whose policy cannot be used is rejected wherever TLS would be originated
+    /// (never plaintext: TCPRoute and TLSRoute `backendRefs` reject connections to an invalid
+    /// backend in proportion to its weight), and forwarded as before on a passthrough
+    /// listener.
+    pub fn with_backend_tls<'a>(mut self, tls: impl Fn(&ClusterIr) -> ClusterTls<'a>) -> Self {
+        if self.kind == UdpRoute::KIND {
+            return self;
+        }
+        let mut governed = Vec::new();
+        let mut unusable = BTreeSet::new();
+        for cluster in &mut self.clusters {
+            match tls(cluster) {
+                ClusterTls::None => continue,
+                ClusterTls::Tls(settings) => cluster.tls = Some(settings),
+                ClusterTls::Unusable { policy, problem } => {
+                    self.problems
+                        .unresolved_when_originating
+                        .push(backend_tls::unusable_problem(
+                            cluster,
+                            policy,
+                            problem,
+                            "connections given to it are closed, never forwarded in plaintext",
+                        ));
+                    unusable.insert(cluster.name.clone());
+                    self.unusable_tls_services.insert(cluster.service.clone());
+                }
+            }
+            governed.push(cluster.name.clone());
+        }
+        if governed.is_empty() {
+            return self;
+        }
+        if self.kind == TlsRoute::KIND {
+            let plain = |name: &String| backend::passthrough_cluster_name(name);
+            self.passthrough = Some(Passthrough {
+                backends: self
+                    .backends
+                    .iter()
+                    .map(|b| L4BackendIr {
+                        weight: b.weight,
+                        cluster: b.cluster.as_ref().map(|name| {
+                            if governed.contains(name) {
+                                plain(name)
+                            } else {
+                                name.clone()
+                            }
+                        }),
+                    })
+                    .collect(),
+                clusters: self
+                    .clusters
+                    .iter()
+                    .filter(|c| governed.contains(&c.name))
+                    .map(|c| ClusterIr {
+                        name: plain(&c.name),
+                        tls: None,
+                        ..c.clone()
+                    })
+                    .collect(),
+            });
+        }
+        if !unusable.is_empty() {
+            for backend in &mut self.backends {
+                if backend
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|n| unusable.contains(n))
+                {
+                    backend.cluster = None;
+                }
+            }
+            self.clusters
+                .retain(|cluster| !unusable.contains(&cluster.name));
+        }
+        self
     }
 }
 

@@ -93,6 +93,16 @@ impl ListenerState {
             && !self.supported_kinds.is_empty()
     }
 
+    /// Whether this is a `TLS` listener in `Passthrough` mode: the client's TLS goes to the
+    /// backend untouched, so the proxy never originates TLS there.
+    pub fn is_tls_passthrough(&self) -> bool {
+        self.protocol == "TLS"
+            && self
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.mode == crate::ir::TlsModeIr::Passthrough)
+    }
+
     /// Adds a `ResolvedRefs=False` problem: the first one gives the reason, the message
     /// lists them all.
     pub fn add_resolved_refs_problem(&mut self, problem: Problem) {

@@ -6,6 +6,7 @@
 mod allowed_routes;
 mod assemble;
 mod backend;
+mod backend_config;
 mod backend_tls;
 pub mod backend_traffic;
 mod certificate;
@@ -33,6 +34,7 @@ pub(crate) mod reference_grant;
 mod retry;
 mod route_cache;
 mod routes;
+mod service_policy;
 mod session_persistence;
 mod shared_ports;
 mod template;
@@ -152,6 +154,7 @@ fn translate_with(
     shared_ports::mark_conflicts(store, &mut gateways);
     let mut backend_tls = backend_tls::BackendTls::resolve(store, &gateways);
     let mut backend_traffic = backend_traffic::BackendTraffic::resolve(store);
+    let mut backend_config = backend_config::BackendConfig::resolve(store);
     let mut attacher = Attacher::new(store, &options.controller_name, &gateways);
     let exclusions = cross_serving::exclusions(store, &gateways);
     attacher.replay_attachments(cache.replay_attachments(&exclusions));
@@ -171,9 +174,11 @@ fn translate_with(
     });
     attacher.attach_all(&store.tcp_routes, &mut cache.tcp, |store, key, route| {
         l4_routes::translate_tcp_route(store, &key.namespace, route)
+            .with_backend_tls(|cluster| backend_tls.for_cluster(store, cluster))
     });
     attacher.attach_all(&store.tls_routes, &mut cache.tls, |store, key, route| {
         l4_routes::translate_tls_route(store, &key.namespace, route)
+            .with_backend_tls(|cluster| backend_tls.for_cluster(store, cluster))
     });
     attacher.attach_all(&store.udp_routes, &mut cache.udp, |store, key, route| {
         l4_routes::translate_udp_route(store, &key.namespace, route)
@@ -185,11 +190,14 @@ fn translate_with(
         clusters,
         statuses: route_statuses,
         services,
+        passthrough_services,
         missing_services,
         ..
     } = attacher;
-    backend_tls.record_use(&services);
-    backend_traffic.record_use(&services, &missing_services);
+    backend_tls.record_use(&services, &passthrough_services);
+    let uses = [&services, &passthrough_services, &missing_services];
+    backend_traffic.record_use(&uses);
+    backend_config.record_use(&uses);
     for ((gateway, index), count) in counts {
         if let Some(l) = gateways
             .get_mut(&gateway)
@@ -208,14 +216,17 @@ fn translate_with(
     statuses.extend(route_statuses);
     statuses.extend(backend_tls.policy_statuses(&options.controller_name));
     statuses.extend(backend_traffic.policy_statuses(&options.controller_name));
+    statuses.extend(backend_config.policy_statuses(&options.controller_name));
     let (ports, superseded) = collected.into_ports(&gateways);
     // Precedence between L4 routes is decided per listener, once every route is placed: the
     // routes that lose some traffic say so in their (already collected) statuses.
     l4_routes::note_superseded(&mut statuses, &superseded);
     // Route rules are translated (and cached) without endpoints: they are read here, once for
-    // every cluster in use, and so is each Service's retry budget.
+    // every cluster in use, and so are each Service's retry budget and each Service port's
+    // BackendConfigPolicy settings.
     let mut clusters = backend::refresh_endpoints(store, &clusters);
     backend_traffic.apply(&mut clusters);
+    backend_config.apply(store, &mut clusters);
     let ir = Ir { ports, clusters };
     Translation { ir, statuses }
 }

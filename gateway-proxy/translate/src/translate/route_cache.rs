@@ -6,7 +6,8 @@
 //! Services, ReferenceGrants, BackendTLSPolicies with their ConfigMaps and Secrets, and our
 //! Gateways and GatewayClasses (a Gateway's backend client certificate). EndpointSlices are not
 //! among them: clusters are translated without endpoints, which are read once per translation
-//! for the clusters in use ([`super::backend::refresh_endpoints`]).
+//! for the clusters in use ([`super::backend::refresh_endpoints`]); nor are
+//! BackendConfigPolicies, whose settings are put on those clusters afterwards.
 //!
 //! So an entry is reused while its route is unchanged (the same object, or one differing only in
 //! status and versions) and none of those kinds changed since the previous translation; any

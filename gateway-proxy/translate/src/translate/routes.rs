@@ -34,6 +34,12 @@ pub struct RuleProblems {
     pub dropped: Vec<(usize, Problem)>,
     /// References that did not resolve (`ResolvedRefs=False`).
     pub unresolved: Vec<Problem>,
+    /// Backends of an L4 route whose BackendTLSPolicy cannot be used. They are unresolved only
+    /// where the proxy would originate TLS to them: on every listener but a TLS `Passthrough`
+    /// one, which forwards the client's own TLS and never originates any (GEP-1897, "How a
+    /// client behaves": TLSRoute on a Passthrough listener, "Connect to backend with TLS? No").
+    /// HTTPRoute and GRPCRoute always originate, so theirs go in `unresolved`.
+    pub unresolved_when_originating: Vec<Problem>,
     /// A problem with the whole route (e.g. invalid hostnames).
     pub invalid: Option<Problem>,
 }
@@ -75,8 +81,15 @@ impl RuleProblems {
             .join("; ")
     }
 
-    /// `Accepted`, `ResolvedRefs` and, when rules were dropped, `PartiallyInvalid`.
-    fn conditions(&self, accepted: Result<(), Problem>, generation: i64) -> Vec<Condition> {
+    /// `Accepted`, `ResolvedRefs` and, when rules were dropped, `PartiallyInvalid`, for a parent
+    /// whose listeners `originate` TLS to backends that a BackendTLSPolicy covers (false only
+    /// for a parent served on TLS `Passthrough` listeners alone).
+    fn conditions(
+        &self,
+        accepted: Result<(), Problem>,
+        generation: i64,
+        originate: bool,
+    ) -> Vec<Condition> {
         let mut out = vec![match accepted {
             Ok(()) => c::ok(
                 c::ACCEPTED,
@@ -86,7 +99,11 @@ impl RuleProblems {
             ),
             Err(p) => c::not_ok(c::ACCEPTED, &p, generation),
         }];
-        out.push(match self.unresolved.first() {
+        let mut unresolved: Vec<&Problem> = self.unresolved.iter().collect();
+        if originate {
+            unresolved.extend(&self.unresolved_when_originating);
+        }
+        out.push(match unresolved.first() {
             None => c::ok(
                 c::RESOLVED_REFS,
                 c::REASON_RESOLVED_REFS,
@@ -94,8 +111,7 @@ impl RuleProblems {
                 generation,
             ),
             Some(first) => {
-                let message = self
-                    .unresolved
+                let message = unresolved
                     .iter()
                     .map(|p| p.message.as_str())
                     .collect::<Vec<_>>()
@@ -139,13 +155,19 @@ pub trait TranslatedKind {
     fn problems(&self) -> &RuleProblems;
     /// Clusters the served rules use.
     fn clusters(&self) -> &[ClusterIr];
+    /// Clusters a TLS `Passthrough` listener uses besides those of [`Self::clusters`] that
+    /// originate no TLS, when they differ: `None` when a passthrough listener uses
+    /// [`Self::clusters`] as they are (see `l4_routes::Passthrough`).
+    fn passthrough_clusters(&self) -> Option<&[ClusterIr]> {
+        None
+    }
     /// Services the route's backends reference, usable or not (policies that target Services,
     /// such as BackendTLSPolicy, are relevant to the Gateways serving the route).
     fn services(&self) -> BTreeSet<ObjectKey> {
         self.clusters().iter().map(|c| c.service.clone()).collect()
     }
     /// Services the route's backends reference that do not exist (only XBackendTrafficPolicy
-    /// status reads them: its `TargetNotFound`).
+    /// and BackendConfigPolicy statuses read them: their `TargetNotFound`).
     fn missing_services(&self) -> BTreeSet<ObjectKey> {
         BTreeSet::new()
     }
@@ -193,8 +215,12 @@ pub struct Attacher<'a> {
     pub clusters: BTreeMap<String, ClusterIr>,
     /// Route statuses, in the order routes were attached.
     pub statuses: Vec<ObjectStatus>,
-    /// For each Service a placed route references, the Gateways it is placed on.
+    /// For each Service a placed route references, the Gateways it is placed on (through a
+    /// listener other than a TLS `Passthrough` one).
     pub services: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// The same through TLS `Passthrough` listeners, where the client's own TLS reaches the
+    /// backend and no BackendTLSPolicy applies.
+    pub passthrough_services: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     /// The same for Services a placed route references that do not exist.
     pub missing_services: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     /// Routes attached to each listener of each Gateway, by listener index: a route counts
@@ -220,6 +246,7 @@ impl<'a> Attacher<'a> {
             clusters: BTreeMap::new(),
             statuses: Vec::new(),
             services: BTreeMap::new(),
+            passthrough_services: BTreeMap::new(),
             missing_services: BTreeMap::new(),
             attached: BTreeMap::new(),
             exclusions: Exclusions::new(),
@@ -284,6 +311,9 @@ impl<'a> Attacher<'a> {
         let mut placed = Vec::new();
         let mut attached_to = Vec::new();
         for parent in &route.parent_refs {
+            // Whether this parent's listeners would originate TLS to a covered backend: all
+            // but a parent served on TLS Passthrough listeners only.
+            let mut originate = true;
             let accepted = match parent_ref::attach(self.store, self.gateways, &info, parent) {
                 Attachment::NotOurs => continue,
                 Attachment::Rejected(problem) => Err(problem),
@@ -297,6 +327,10 @@ impl<'a> Attacher<'a> {
                         push_once(&mut attached_to, &gateway, index);
                     }
                     let (served, excluded) = self.without_exclusions(&gateway, served, route);
+                    originate = served.is_empty()
+                        || !served
+                            .iter()
+                            .all(|&index| self.is_tls_passthrough(&gateway, index));
                     let problem = problem
                         .or_else(|| rejection.clone())
                         .or_else(|| served.is_empty().then_some(excluded).flatten());
@@ -314,7 +348,7 @@ impl<'a> Attacher<'a> {
             parents.push(RouteParentStatus {
                 parent_ref: parent.echo(),
                 controller_name: self.controller_name.to_owned(),
-                conditions: problems.conditions(accepted, generation),
+                conditions: problems.conditions(accepted, generation, originate),
             });
         }
         Attached {
@@ -345,15 +379,42 @@ impl<'a> Attacher<'a> {
             self.place(gateway, *index, attached, translated);
         }
         let placed = !attached.placed.is_empty();
-        // Only policy statuses (BackendTLSPolicy, XBackendTrafficPolicy) read which Gateways
-        // use a Service.
-        let traffic_policies = !self.store.backend_traffic_policies.is_empty();
+        let (mut on_passthrough, mut elsewhere) = (false, false);
+        for (gateway, index) in &attached.placed {
+            if self.is_tls_passthrough(gateway, *index) {
+                on_passthrough = true;
+            } else {
+                elsewhere = true;
+            }
+        }
+        // Only policy statuses (BackendTLSPolicy, XBackendTrafficPolicy, BackendConfigPolicy)
+        // read which Gateways use a Service; the last two also show a target that names a
+        // missing Service.
+        let traffic_policies = !self.store.backend_traffic_policies.is_empty()
+            || !self.store.backend_config_policies.is_empty();
         if placed && (!self.store.backend_tls_policies.is_empty() || traffic_policies) {
-            let gateways = || attached.placed.iter().map(|(gateway, _)| gateway.clone());
-            for service in translated.services() {
-                self.services.entry(service).or_default().extend(gateways());
+            let services = translated.services();
+            for (gateway, index) in &attached.placed {
+                let uses = if self.is_tls_passthrough(gateway, *index) {
+                    &mut self.passthrough_services
+                } else {
+                    &mut self.services
+                };
+                for service in &services {
+                    match uses.get_mut(service) {
+                        Some(gateways) => {
+                            if !gateways.contains(gateway) {
+                                gateways.insert(gateway.clone());
+                            }
+                        }
+                        None => {
+                            uses.insert(service.clone(), BTreeSet::from([gateway.clone()]));
+                        }
+                    }
+                }
             }
             if traffic_policies {
+                let gateways = || attached.placed.iter().map(|(gateway, _)| gateway.clone());
                 for service in translated.missing_services() {
                     self.missing_services
                         .entry(service)
@@ -365,7 +426,19 @@ impl<'a> Attacher<'a> {
         if placed {
             // Many routes share a cluster: copy it only when it is new or differs (the last
             // route's wins).
-            for cluster in translated.clusters() {
+            // Only the clusters the listeners it is placed on use.
+            let (clusters, passthrough) = match translated.passthrough_clusters() {
+                None => (translated.clusters(), &[][..]),
+                Some(passthrough) => (
+                    if elsewhere {
+                        translated.clusters()
+                    } else {
+                        &[]
+                    },
+                    if on_passthrough { passthrough } else { &[] },
+                ),
+            };
+            for cluster in clusters.iter().chain(passthrough) {
                 match self.clusters.get_mut(&cluster.name) {
                     Some(existing) if existing == cluster => {}
                     Some(existing) => existing.clone_from(cluster),
@@ -430,6 +503,14 @@ impl<'a> Attacher<'a> {
             created: attached.created.as_ref(),
         };
         translated.place(&mut self.collected, &at);
+    }
+
+    /// Whether listener `index` of `gateway` is a TLS `Passthrough` listener.
+    fn is_tls_passthrough(&self, gateway: &ObjectKey, index: usize) -> bool {
+        self.gateways
+            .get(gateway)
+            .and_then(|g| g.listeners.get(index))
+            .is_some_and(ListenerState::is_tls_passthrough)
     }
 
     fn count_attached(&mut self, gateway: &ObjectKey, index: usize) {

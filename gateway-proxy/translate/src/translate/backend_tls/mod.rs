@@ -2,10 +2,12 @@
 //! over TLS and how, and the status of both.
 //!
 //! Resolved once per translation ([`BackendTls::resolve`]); each route's clusters then get
-//! the TLS settings of the policy that governs their Service port ([`BackendTls::secure`]).
-//! A backend whose governing policy cannot be used is marked invalid (no cluster, so 500):
-//! never plaintext. Policies are relevant to the Gateways whose routes use their Services;
-//! those Gateways are the policy's status ancestors.
+//! the TLS settings of the policy that governs their Service port ([`BackendTls::secure`] for
+//! HTTPRoute and GRPCRoute; TCPRoute and TLSRoute through [`BackendTls::for_cluster`], see
+//! `l4_routes::TranslatedL4Route::with_backend_tls` for which L4 connections originate TLS).
+//! A backend whose governing policy cannot be used is marked invalid (no cluster, so 500, or
+//! a closed connection): never plaintext. Policies are relevant to the Gateways whose routes
+//! use their Services; those Gateways are the policy's status ancestors.
 
 mod client_certificate;
 mod pem;
@@ -15,11 +17,12 @@ mod status;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use self::policy::{PolicyState, Target};
+use self::policy::PolicyState;
 use super::conditions::Problem;
 use super::gateway::GatewayState;
 use super::http_route::TranslatedRoute;
-use crate::ir::{CertificateIr, HttpFilterIr, UpstreamTlsIr};
+use super::service_policy::{Ancestors, Resolved};
+use crate::ir::{CertificateIr, ClusterIr, HttpFilterIr, UpstreamTlsIr};
 use crate::status::{ObjectStatus, StatusBody};
 use crate::store::{ObjectKey, Store};
 
@@ -31,17 +34,31 @@ pub const REASON_INVALID_BACKEND_TLS: &str = "InvalidBackendTLS";
 /// Every policy and Gateway client certificate of one translation, and where they apply.
 #[derive(Debug, Default)]
 pub struct BackendTls {
-    policies: BTreeMap<ObjectKey, PolicyState>,
-    /// The policy that takes precedence for each target.
-    winners: BTreeMap<Target, ObjectKey>,
-    /// Policies naming each Service in a target, attached or not.
-    by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// Every policy, and the one that takes precedence for each target.
+    resolved: Resolved<PolicyState>,
     /// The TLS settings of each usable policy, with every Gateway's client certificate.
     secured: BTreeMap<ObjectKey, Arc<UpstreamTlsIr>>,
     /// Gateways that set `spec.tls.backend.clientCertificateRef`.
     client_certificates: BTreeMap<ObjectKey, Result<Arc<CertificateIr>, Problem>>,
-    /// Per policy, the Gateways it is relevant to and the targeted Services used there.
-    ancestors: BTreeMap<ObjectKey, BTreeMap<ObjectKey, BTreeSet<ObjectKey>>>,
+    /// The Gateways each policy is relevant to.
+    ancestors: Ancestors,
+    /// Service → the Gateways that reach it through listeners that originate TLS (anything but
+    /// a TLS `Passthrough` listener).
+    originating: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+}
+
+/// What BackendTLSPolicy makes of one cluster's Service port.
+#[derive(Debug)]
+pub enum ClusterTls<'a> {
+    /// No policy governs the port.
+    None,
+    /// The governing policy's settings, with every Gateway's client certificate.
+    Tls(Arc<UpstreamTlsIr>),
+    /// The governing policy cannot be used.
+    Unusable {
+        policy: &'a ObjectKey,
+        problem: &'a Problem,
+    },
 }
 
 impl BackendTls {
@@ -61,28 +78,18 @@ impl BackendTls {
             .iter()
             .filter_map(|(k, r)| Some((k.to_string(), r.as_ref().ok()?.clone())))
             .collect();
+        let mut policies = BTreeMap::new();
         for (key, policy) in &store.backend_tls_policies {
             let state = policy::resolve(store, key, policy);
-            for target in &state.targets {
-                let service = match target {
-                    Ok(t) => Some(&t.service),
-                    Err(p) => p.service.as_ref(),
-                };
-                if let Some(service) = service {
-                    out.by_service
-                        .entry(service.clone())
-                        .or_default()
-                        .insert(key.clone());
-                }
-            }
             if let Ok(config) = &state.config {
                 let mut config = UpstreamTlsIr::clone(config);
                 config.client_certificates = presented.clone();
                 out.secured.insert(key.clone(), Arc::new(config));
             }
-            out.policies.insert(key.clone(), state);
+            policies.insert(key.clone(), state);
         }
-        out.winners = precedence(&out.policies);
+        out.ancestors = Ancestors::new(policies.values());
+        out.resolved = Resolved::new(policies);
         out
     }
 
@@ -92,38 +99,35 @@ impl BackendTls {
     pub fn secure(&self, store: &Store, mut route: TranslatedRoute) -> TranslatedRoute {
         let mut unusable = BTreeSet::new();
         for cluster in &mut route.clusters {
-            let Some(policy) = self.governing(store, &cluster.service, cluster.port) else {
-                // A port that speaks TLS (`appProtocol: HTTPS` or `kubernetes.io/wss`) is a
-                // valid backend only with a BackendTLSPolicy that says how to verify it; never
-                // plaintext.
-                if let Some(app_protocol) =
-                    tls_app_protocol_of(store, &cluster.service, cluster.port)
-                {
-                    route.problems.unresolved.push(Problem::new(
-                        "UnsupportedProtocol",
-                        format!(
-                            "Service {} port {} has appProtocol {app_protocol}, which needs TLS: add a BackendTLSPolicy for it; requests for it get 500, never plaintext",
-                            cluster.service, cluster.port
-                        ),
-                    ));
-                    unusable.insert(cluster.name.clone());
-                }
-                continue;
-            };
-            match (&policy.config, self.secured.get(&policy.key)) {
-                (Ok(_), Some(tls)) => cluster.tls = Some(tls.clone()),
-                (Err(problem), _) => {
-                    route.problems.unresolved.push(Problem::new(
-                        REASON_INVALID_BACKEND_TLS,
-                        format!(
-                            "backendRef to Service {} port {}: its BackendTLSPolicy {} cannot be used ({}: {}); requests for it get 500, never plaintext",
-                            cluster.service, cluster.port, policy.key, problem.reason, problem.message
-                        ),
+            match self.for_cluster(store, cluster) {
+                ClusterTls::Tls(tls) => cluster.tls = Some(tls),
+                ClusterTls::Unusable { policy, problem } => {
+                    route.problems.unresolved.push(unusable_problem(
+                        cluster,
+                        policy,
+                        problem,
+                        "requests for it get 500, never plaintext",
                     ));
                     unusable.insert(cluster.name.clone());
                     route.unusable_tls_services.insert(cluster.service.clone());
                 }
-                (Ok(_), None) => {} // every usable policy is in `secured`
+                ClusterTls::None => {
+                    // A port that speaks TLS (`appProtocol: HTTPS` or `kubernetes.io/wss`) is a
+                    // valid backend only with a BackendTLSPolicy that says how to verify it;
+                    // never plaintext.
+                    if let Some(app_protocol) =
+                        tls_app_protocol_of(store, &cluster.service, cluster.port)
+                    {
+                        route.problems.unresolved.push(Problem::new(
+                            "UnsupportedProtocol",
+                            format!(
+                                "Service {} port {} has appProtocol {app_protocol}, which needs TLS: add a BackendTLSPolicy for it; requests for it get 500, never plaintext",
+                                cluster.service, cluster.port
+                            ),
+                        ));
+                        unusable.insert(cluster.name.clone());
+                    }
+                }
             }
         }
         if !unusable.is_empty() {
@@ -137,19 +141,42 @@ impl BackendTls {
         route
     }
 
+    /// What governs the Service port of `cluster`.
+    pub fn for_cluster(&self, store: &Store, cluster: &ClusterIr) -> ClusterTls<'_> {
+        let Some(policy) = self
+            .resolved
+            .governing(store, &cluster.service, cluster.port)
+        else {
+            return ClusterTls::None;
+        };
+        match (&policy.config, self.secured.get(&policy.key)) {
+            (Ok(_), Some(tls)) => ClusterTls::Tls(tls.clone()),
+            (Err(problem), _) => ClusterTls::Unusable {
+                policy: &policy.key,
+                problem,
+            },
+            (Ok(_), None) => ClusterTls::None, // every usable policy is in `secured`
+        }
+    }
+
     /// Records the Gateways serving routes that use each Service (see
-    /// `routes::Attacher::services`): they are the ancestors of the policies targeting it.
-    pub fn record_use(&mut self, services: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>) {
+    /// `routes::Attacher::services`): through listeners that originate TLS to covered
+    /// backends (`services`), or through TLS `Passthrough` listeners, which never do
+    /// (`passthrough`). Both make those Gateways ancestors of the policies targeting the
+    /// Service: a passthrough Gateway is shown too, with a message saying the policy
+    /// originates nothing there.
+    pub fn record_use(
+        &mut self,
+        services: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+        passthrough: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    ) {
+        self.ancestors.record_use(services);
+        self.ancestors.record_use(passthrough);
         for (service, gateways) in services {
-            for policy in self.by_service.get(service).into_iter().flatten() {
-                let entry = self.ancestors.entry(policy.clone()).or_default();
-                for gateway in gateways {
-                    entry
-                        .entry(gateway.clone())
-                        .or_default()
-                        .insert(service.clone());
-                }
-            }
+            self.originating
+                .entry(service.clone())
+                .or_default()
+                .extend(gateways.iter().cloned());
         }
     }
 
@@ -172,73 +199,36 @@ impl BackendTls {
         self.ancestors
             .iter()
             .filter_map(|(key, gateways)| {
-                let policy = self.policies.get(key)?;
+                let policy = self.resolved.policies().get(key)?;
                 Some(status::policy_status(
                     policy,
                     gateways,
-                    &self.winners,
+                    &self.originating,
+                    self.resolved.winners(),
                     controller_name,
                 ))
             })
             .collect()
     }
-
-    /// The policy for a Service port: the one naming the port (`sectionName`) takes
-    /// precedence over one for the whole Service.
-    fn governing(&self, store: &Store, service: &ObjectKey, port: u16) -> Option<&PolicyState> {
-        let port_name = store
-            .services
-            .get(service)
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.ports.as_ref())
-            .and_then(|ports| ports.iter().find(|p| p.port == i32::from(port)))
-            .and_then(|p| p.name.clone());
-        let specific = port_name.map(|name| Target {
-            service: service.clone(),
-            port_name: Some(name),
-        });
-        let whole = Target {
-            service: service.clone(),
-            port_name: None,
-        };
-        specific
-            .and_then(|t| self.winners.get(&t))
-            .or_else(|| self.winners.get(&whole))
-            .and_then(|key| self.policies.get(key))
-    }
 }
 
-/// The policy that takes precedence for each target. BackendTLSPolicy `targetRefs`: "When
-/// more than one BackendTLSPolicy selects the same target and sectionName, implementations
-/// MUST determine precedence using the following criteria, continuing on ties: The older
-/// policy by creation timestamp takes precedence. ... The policy appearing first in
-/// alphabetical order by {namespace}/{name}." A policy without a creation timestamp counts
-/// as newer than any with one.
-fn precedence(policies: &BTreeMap<ObjectKey, PolicyState>) -> BTreeMap<Target, ObjectKey> {
-    let mut winners: BTreeMap<Target, &PolicyState> = BTreeMap::new();
-    for policy in policies.values() {
-        for target in policy.targets.iter().flatten() {
-            let better = winners
-                .get(target)
-                .is_none_or(|current| precedes(policy, current));
-            if better {
-                winners.insert(target.clone(), policy);
-            }
-        }
-    }
-    winners
-        .into_iter()
-        .map(|(target, policy)| (target, policy.key.clone()))
-        .collect()
+/// The route's `ResolvedRefs` problem for a backend whose governing policy cannot be used;
+/// `consequence` says what happens to its traffic.
+pub fn unusable_problem(
+    cluster: &ClusterIr,
+    policy: &ObjectKey,
+    problem: &Problem,
+    consequence: &str,
+) -> Problem {
+    Problem::new(
+        REASON_INVALID_BACKEND_TLS,
+        format!(
+            "backendRef to Service {} port {}: its BackendTLSPolicy {policy} cannot be used ({}: {}); {consequence}",
+            cluster.service, cluster.port, problem.reason, problem.message
+        ),
+    )
 }
 
-fn precedes(a: &PolicyState, b: &PolicyState) -> bool {
-    let rank = |p: &PolicyState| (p.created.is_none(), p.created.as_ref().map(|t| t.0));
-    (rank(a), &a.key) < (rank(b), &b.key)
-}
-
-/// Clears every reference to the clusters in `unusable` from a rule: backends (which then
-/// answer 500) and mirrors (which then mirror nothing).
 /// The `appProtocol` of a Service port that speaks TLS, if it does.
 fn tls_app_protocol_of(store: &Store, service: &ObjectKey, port: u16) -> Option<String> {
     let app_protocol = store
@@ -256,6 +246,8 @@ fn tls_app_protocol_of(store: &Store, service: &ObjectKey, port: u16) -> Option<
         .then(|| app_protocol.unwrap_or_default())
 }
 
+/// Clears every reference to the clusters in `unusable` from a rule: backends (which then
+/// answer 500) and mirrors (which then mirror nothing).
 fn invalidate(rule: &mut crate::ir::HttpRuleIr, unusable: &BTreeSet<String>) {
     let clear = |cluster: &mut Option<String>| {
         if cluster.as_ref().is_some_and(|c| unusable.contains(c)) {

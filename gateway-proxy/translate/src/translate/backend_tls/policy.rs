@@ -1,5 +1,6 @@
-//! One BackendTLSPolicy on its own: its targets, and whether its validation settings and
-//! CA certificate references make a usable TLS configuration.
+//! One BackendTLSPolicy on its own: its targets (resolved as every Service policy's are, in
+//! `service_policy`, plus the UDP rule), and whether its validation settings and CA
+//! certificate references make a usable TLS configuration.
 
 use std::sync::Arc;
 
@@ -12,12 +13,9 @@ use super::pem;
 use crate::ir::{PemCertificates, SubjectAltNameIr, TrustIr, UpstreamTlsIr};
 use crate::store::{ObjectKey, Store};
 use crate::translate::conditions::{self as c, Problem};
+use crate::translate::service_policy::target::{self, MissingService, TargetRef};
+use crate::translate::service_policy::{ServicePolicy, Target, TargetProblem};
 use crate::translate::{generation_of, hostname};
-
-// Policy reasons (PolicyConditionReason); the CA reasons are shared with listener
-// validation, in `conditions`.
-pub const REASON_CONFLICTED: &str = "Conflicted";
-pub const REASON_TARGET_NOT_FOUND: &str = "TargetNotFound";
 
 /// The one `wellKnownCACertificates` value defined by the API.
 const SYSTEM: &str = "System";
@@ -39,21 +37,16 @@ pub struct PolicyState {
     pub unresolved: Option<Problem>,
 }
 
-/// What a target reference points at.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Target {
-    pub service: ObjectKey,
-    /// `sectionName`: one port of the Service, by name; `None` is every port.
-    pub port_name: Option<String>,
-}
-
-/// A target reference that does not attach.
-#[derive(Clone, Debug)]
-pub struct TargetProblem {
-    /// The Service it names, when it names one, so the problem can be shown on the Gateways
-    /// that use that Service.
-    pub service: Option<ObjectKey>,
-    pub problem: Problem,
+impl ServicePolicy for PolicyState {
+    fn key(&self) -> &ObjectKey {
+        &self.key
+    }
+    fn created(&self) -> Option<&Time> {
+        self.created.as_ref()
+    }
+    fn targets(&self) -> &[Result<Target, TargetProblem>] {
+        &self.targets
+    }
 }
 
 /// Validates one policy against the store.
@@ -82,69 +75,34 @@ fn target(
     namespace: &str,
     t: &gantry_crds::gateway::backendtlspolicies::BackendTlsPolicyTargetRefs,
 ) -> Result<Target, TargetProblem> {
-    if !t.group.is_empty() || t.kind != "Service" {
-        return Err(TargetProblem {
-            service: None,
-            problem: Problem::new(
-                REASON_TARGET_NOT_FOUND,
-                format!(
-                    "targetRef {} has group {:?} and kind {}; only core Services can be targeted",
-                    t.name, t.group, t.kind
-                ),
-            ),
-        });
-    }
-    // A policy applies to Services in its own namespace (targetRefs carry no namespace).
-    let service = ObjectKey::new(namespace, t.name.as_str());
-    let port_name = t.section_name.clone().filter(|s| !s.is_empty());
-    let Some(svc) = store.services.get(&service) else {
-        // Nothing can use a missing Service, so nothing shows this: the target simply waits.
-        return Ok(Target { service, port_name });
-    };
-    let ports = svc
-        .spec
-        .as_ref()
-        .and_then(|s| s.ports.as_deref())
-        .unwrap_or_default();
-    let targeted: Vec<_> = match &port_name {
-        Some(section) => ports
-            .iter()
-            .filter(|p| p.name.as_deref() == Some(section))
-            .collect(),
-        None => ports.iter().collect(),
-    };
-    if let (Some(section), true) = (&port_name, targeted.is_empty()) {
-        let names: Vec<&str> = ports.iter().filter_map(|p| p.name.as_deref()).collect();
-        // LocalPolicyTargetReferenceWithSectionName: "If a SectionName is specified, but does
-        // not exist on the targeted object, the Policy must fail to attach".
-        return Err(TargetProblem {
-            service: Some(service.clone()),
-            problem: Problem::new(
-                REASON_TARGET_NOT_FOUND,
-                format!(
-                    "Service {service} has no port named {section:?} (its named ports: {}); sectionName names a Service port",
-                    if names.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        names.join(", ")
-                    }
-                ),
-            ),
-        });
-    }
+    // A target naming a missing Service simply waits: nothing can use a missing Service, so
+    // nothing would show the problem.
+    let target = target::resolve(
+        store,
+        namespace,
+        TargetRef {
+            group: &t.group,
+            kind: &t.kind,
+            name: &t.name,
+            section_name: t.section_name.as_deref(),
+        },
+        MissingService::Waits,
+    )?;
     // GEP-1897: "BackendTLSPolicy applies only to TCP traffic. If a policy explicitly attaches
     // to a UDP port of a Service (that is, the targetRef has a sectionName specifying a single
     // port or the service has only 1 port), the `Accepted: False` Condition with `Reason:
     // Invalid` MUST be set." With TCP ports too, it applies to those.
+    let targeted = target::targeted_ports(store, &target);
     let udp = |p: &&k8s_openapi::api::core::v1::ServicePort| p.protocol.as_deref() == Some("UDP");
     if !targeted.is_empty() && targeted.iter().all(udp) {
+        let service = &target.service;
         return Err(TargetProblem {
             service: Some(service.clone()),
             problem: Problem::new(
                 c::REASON_INVALID,
                 format!(
                     "Service {service} {} UDP only; BackendTLSPolicy applies to TCP ports",
-                    match &port_name {
+                    match &target.port_name {
                         Some(section) => format!("port {section} is"),
                         None => "has".to_owned(),
                     }
@@ -152,7 +110,7 @@ fn target(
             ),
         });
     }
-    Ok(Target { service, port_name })
+    Ok(target)
 }
 
 type Validated = Result<(UpstreamTlsIr, Option<Problem>), (Problem, Option<Problem>)>;

@@ -14,6 +14,7 @@ mod status;
 use std::collections::{BTreeMap, BTreeSet};
 
 use self::resolve::ResolvedPolicies;
+use super::service_policy::Ancestors;
 use crate::ir::ClusterIr;
 use crate::status::ObjectStatus;
 use crate::store::{ObjectKey, Store};
@@ -22,35 +23,17 @@ use crate::store::{ObjectKey, Store};
 #[derive(Debug, Default)]
 pub struct BackendTraffic {
     resolved: ResolvedPolicies,
-    /// Policies naming each Service in a target, attached or not (a Service that does not
-    /// exist included, so its `TargetNotFound` can be shown).
-    by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
-    /// Per policy, the Gateways it is relevant to and the targeted Services used there.
-    ancestors: BTreeMap<ObjectKey, BTreeMap<ObjectKey, BTreeSet<ObjectKey>>>,
+    /// The Gateways each policy is relevant to.
+    ancestors: Ancestors,
 }
 
 impl BackendTraffic {
     pub fn resolve(store: &Store) -> Self {
         let resolved = ResolvedPolicies::resolve(store);
-        let mut by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>> = BTreeMap::new();
-        for (key, policy) in resolved.policies() {
-            for target in &policy.targets {
-                let service = match target {
-                    Ok(service) => Some(service),
-                    Err(problem) => problem.service.as_ref(),
-                };
-                if let Some(service) = service {
-                    by_service
-                        .entry(service.clone())
-                        .or_default()
-                        .insert(key.clone());
-                }
-            }
-        }
+        let ancestors = Ancestors::new(resolved.policies().values());
         Self {
             resolved,
-            by_service,
-            ancestors: BTreeMap::new(),
+            ancestors,
         }
     }
 
@@ -73,23 +56,12 @@ impl BackendTraffic {
         }
     }
 
-    /// Records the Gateways serving routes that use each Service, existing (`services`) or
-    /// referenced but missing (`missing`): they are the ancestors of the policies targeting it.
-    pub fn record_use(
-        &mut self,
-        services: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
-        missing: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
-    ) {
-        for (service, gateways) in services.iter().chain(missing) {
-            for policy in self.by_service.get(service).into_iter().flatten() {
-                let entry = self.ancestors.entry(policy.clone()).or_default();
-                for gateway in gateways {
-                    entry
-                        .entry(gateway.clone())
-                        .or_default()
-                        .insert(service.clone());
-                }
-            }
+    /// Records the Gateways serving routes that use each Service, existing or referenced but
+    /// missing (each map: Service to Gateways): they are the ancestors of the policies
+    /// targeting it.
+    pub fn record_use(&mut self, uses: &[&BTreeMap<ObjectKey, BTreeSet<ObjectKey>>]) {
+        for services in uses {
+            self.ancestors.record_use(services);
         }
     }
 

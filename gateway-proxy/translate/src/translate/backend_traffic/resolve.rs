@@ -25,11 +25,11 @@ use crate::ir::RetryBudgetIr;
 use crate::store::{ObjectKey, Store};
 use crate::translate::conditions::{self as c, Problem};
 use crate::translate::generation_of;
-
-/// PolicyConditionReason for a target that does not exist or is not a Service.
-pub const REASON_TARGET_NOT_FOUND: &str = "TargetNotFound";
-/// PolicyConditionReason for a policy another one takes precedence over.
-pub const REASON_CONFLICTED: &str = "Conflicted";
+pub use crate::translate::service_policy::REASON_CONFLICTED;
+pub use crate::translate::service_policy::target::REASON_TARGET_NOT_FOUND;
+use crate::translate::service_policy::target::{self, MissingService, TargetRef};
+use crate::translate::service_policy::{Resolved, ServicePolicy};
+pub use crate::translate::service_policy::{Target, TargetProblem};
 
 /// `retryConstraint.budget` defaults, from the API (`+kubebuilder:default={percent: 20,
 /// interval: "10s"}`).
@@ -52,9 +52,10 @@ pub struct TrafficPolicy {
     /// The object as written, for the fields this module does not interpret
     /// (`sessionPersistence`).
     pub policy: Arc<XBackendTrafficPolicy>,
-    /// Targets by `targetRefs` index: a Service of the policy's namespace, or why the reference
-    /// does not attach (`TargetNotFound`).
-    pub targets: Vec<Result<ObjectKey, TargetProblem>>,
+    /// Targets by `targetRefs` index: a Service of the policy's namespace (the whole Service:
+    /// these references carry no `sectionName`), or why the reference does not attach
+    /// (`TargetNotFound`).
+    pub targets: Vec<Result<Target, TargetProblem>>,
     /// The retry budget (`None` when the policy sets no `retryConstraint`), or why the policy's
     /// values cannot be used (`Accepted=False, Invalid`).
     pub retry_budget: Result<Option<RetryBudgetIr>, Problem>,
@@ -67,76 +68,57 @@ impl TrafficPolicy {
     }
 }
 
-/// A target reference that does not attach.
-#[derive(Clone, Debug)]
-pub struct TargetProblem {
-    /// The Service it names, when it names one (a Service that does not exist): the problem is
-    /// shown on the Gateways whose routes reference that Service.
-    pub service: Option<ObjectKey>,
-    pub problem: Problem,
+impl ServicePolicy for TrafficPolicy {
+    fn key(&self) -> &ObjectKey {
+        &self.key
+    }
+    fn created(&self) -> Option<&Time> {
+        self.created.as_ref()
+    }
+    fn targets(&self) -> &[Result<Target, TargetProblem>] {
+        &self.targets
+    }
 }
 
 /// Every policy of a store, and the one that applies to each Service.
 #[derive(Debug, Default)]
-pub struct ResolvedPolicies {
-    policies: BTreeMap<ObjectKey, TrafficPolicy>,
-    /// Service → the policy that takes precedence for it.
-    winners: BTreeMap<ObjectKey, ObjectKey>,
-}
+pub struct ResolvedPolicies(Resolved<TrafficPolicy>);
 
 impl ResolvedPolicies {
     /// Validates every XBackendTrafficPolicy of `store` and settles precedence.
     pub fn resolve(store: &Store) -> Self {
-        let policies: BTreeMap<ObjectKey, TrafficPolicy> = store
-            .backend_traffic_policies
-            .iter()
-            .map(|(key, policy)| (key.clone(), resolve_one(store, key, policy)))
-            .collect();
-        let mut winners: BTreeMap<ObjectKey, &TrafficPolicy> = BTreeMap::new();
-        for policy in policies.values() {
-            for service in policy.targets.iter().flatten() {
-                if winners
-                    .get(service)
-                    .is_none_or(|current| precedes(policy, current))
-                {
-                    winners.insert(service.clone(), policy);
-                }
-            }
-        }
-        let winners = winners
-            .into_iter()
-            .map(|(service, policy)| (service, policy.key.clone()))
-            .collect();
-        Self { policies, winners }
+        Self(Resolved::new(
+            store
+                .backend_traffic_policies
+                .iter()
+                .map(|(key, policy)| (key.clone(), resolve_one(store, key, policy)))
+                .collect(),
+        ))
     }
 
     /// The policy that applies to `service`, if any: the oldest of those targeting it. It may
     /// be invalid ([`TrafficPolicy::is_valid`]); then nothing of it applies.
     pub fn for_service(&self, service: &ObjectKey) -> Option<&TrafficPolicy> {
-        self.winners
-            .get(service)
-            .and_then(|key| self.policies.get(key))
+        self.0.for_target(&Target {
+            service: service.clone(),
+            port_name: None,
+        })
     }
 
-    /// The policy that takes precedence for `service`, by key.
-    pub fn winner(&self, service: &ObjectKey) -> Option<&ObjectKey> {
-        self.winners.get(service)
+    /// The policy that takes precedence for each target, by key.
+    pub fn winners(&self) -> &BTreeMap<Target, ObjectKey> {
+        self.0.winners()
     }
 
     /// Every policy, by key.
     pub fn policies(&self) -> &BTreeMap<ObjectKey, TrafficPolicy> {
-        &self.policies
+        self.0.policies()
     }
 
     /// Whether the store has no policy at all.
     pub fn is_empty(&self) -> bool {
-        self.policies.is_empty()
+        self.0.is_empty()
     }
-}
-
-fn precedes(a: &TrafficPolicy, b: &TrafficPolicy) -> bool {
-    let rank = |p: &TrafficPolicy| (p.created.is_none(), p.created.as_ref().map(|t| t.0));
-    (rank(a), &a.key) < (rank(b), &b.key)
 }
 
 fn resolve_one(
@@ -171,30 +153,18 @@ fn target(
     store: &Store,
     namespace: &str,
     t: &XBackendTrafficPolicyTargetRefs,
-) -> Result<ObjectKey, TargetProblem> {
-    if !t.group.is_empty() || t.kind != "Service" {
-        return Err(TargetProblem {
-            service: None,
-            problem: Problem::new(
-                REASON_TARGET_NOT_FOUND,
-                format!(
-                    "targetRef {} has group {:?} and kind {}; only core Services can be targeted",
-                    t.name, t.group, t.kind
-                ),
-            ),
-        });
-    }
-    let service = ObjectKey::new(namespace, t.name.as_str());
-    if !store.services.contains_key(&service) {
-        return Err(TargetProblem {
-            service: Some(service.clone()),
-            problem: Problem::new(
-                REASON_TARGET_NOT_FOUND,
-                format!("targetRef Service {service} does not exist"),
-            ),
-        });
-    }
-    Ok(service)
+) -> Result<Target, TargetProblem> {
+    target::resolve(
+        store,
+        namespace,
+        TargetRef {
+            group: &t.group,
+            kind: &t.kind,
+            name: &t.name,
+            section_name: None,
+        },
+        MissingService::NotFound,
+    )
 }
 
 /// `retryConstraint` with the API's defaults filled in and its ranges checked.

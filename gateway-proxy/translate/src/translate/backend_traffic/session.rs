@@ -4,7 +4,8 @@
 //! A policy applies to the Services its `targetRefs` name (core group, kind `Service`, in the
 //! policy's namespace; a target carries no port). When several policies target one Service
 //! the oldest wins, then the first by `namespace/name` (GEP-713's conflict rule, as for
-//! BackendTLSPolicy); the others do not apply to it, whichever fields they set.
+//! BackendTLSPolicy, `service_policy::rank`); the others do not apply to it, whichever fields
+//! they set.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTraffic
 use gantry_crds::gateway::httproutes::HttpRouteRulesSessionPersistence;
 
 use crate::store::{ObjectKey, Store};
+use crate::translate::service_policy::rank;
 
 /// The policy that governs `service`, if any targets it.
 pub fn governing_policy<'a>(
@@ -29,13 +31,7 @@ pub fn governing_policy<'a>(
                     .iter()
                     .any(|t| t.group.is_empty() && t.kind == "Service" && t.name == service.name)
         })
-        .min_by(|(a_key, a), (b_key, b)| {
-            let rank = |p: &XBackendTrafficPolicy| {
-                let created = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-                (created.is_none(), created)
-            };
-            (rank(a), *a_key).cmp(&(rank(b), *b_key))
-        })
+        .min_by_key(|(key, policy)| rank(policy.metadata.creation_timestamp.as_ref(), key))
 }
 
 /// The `sessionPersistence` of the policy that governs `service`, in the shape of a route

@@ -1,22 +1,23 @@
 //! XBackendTrafficPolicy status: one `ancestors[]` entry per Gateway the policy is relevant
 //! to, with `Accepted` (PolicyConditionReason: `Accepted`, `TargetNotFound`, `Conflicted`,
-//! `Invalid`), written the way BackendTLSPolicy's are.
+//! `Invalid`), written the way BackendTLSPolicy's are (`service_policy::ancestors`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::resolve::{REASON_CONFLICTED, ResolvedPolicies, TrafficPolicy};
-use crate::status::{
-    Condition, ObjectStatus, ParentReference, PolicyAncestorStatus, PolicyStatus, StatusBody,
-};
+use super::resolve::{ResolvedPolicies, TrafficPolicy};
+use crate::status::{Condition, ObjectStatus};
 use crate::store::ObjectKey;
-use crate::translate::conditions::{self as c, Problem};
+use crate::translate::conditions as c;
+use crate::translate::service_policy::ancestors::{self, PolicyKind};
 
 pub const KIND: &str = "XBackendTrafficPolicy";
 /// The experimental group's version the policy is served at.
 pub const API_VERSION: &str = "gateway.networking.x-k8s.io/v1alpha1";
 
-/// PolicyStatus `ancestors`: "A maximum of 16 ancestors will be represented in this list."
-const MAX_ANCESTORS: usize = 16;
+const POLICY_KIND: PolicyKind = PolicyKind {
+    kind: KIND,
+    api_version: API_VERSION,
+};
 
 /// The policy's status for the Gateways it is relevant to, each with the Services used there
 /// that the policy targets.
@@ -26,29 +27,13 @@ pub fn policy_status(
     resolved: &ResolvedPolicies,
     controller_name: &str,
 ) -> ObjectStatus {
-    let ancestors = gateways
-        .iter()
-        .take(MAX_ANCESTORS)
-        .map(|(gateway, services)| PolicyAncestorStatus {
-            ancestor_ref: ParentReference {
-                group: Some(gantry_crds::GATEWAY_GROUP.to_owned()),
-                kind: Some("Gateway".to_owned()),
-                namespace: Some(gateway.namespace.clone()),
-                name: gateway.name.clone(),
-                section_name: None,
-                port: None,
-            },
-            controller_name: controller_name.to_owned(),
-            conditions: vec![accepted(policy, services, resolved)],
-        })
-        .collect();
-    ObjectStatus {
-        api_version: API_VERSION.to_owned(),
-        kind: KIND.to_owned(),
-        namespace: policy.key.namespace.clone(),
-        name: policy.key.name.clone(),
-        status: StatusBody::Policy(PolicyStatus { ancestors }),
-    }
+    ancestors::policy_status(
+        POLICY_KIND,
+        &policy.key,
+        gateways,
+        controller_name,
+        |_, services| vec![accepted(policy, services, resolved)],
+    )
 }
 
 /// `Accepted` for one ancestor, from the targets naming `services`: a target that does not
@@ -59,47 +44,10 @@ fn accepted(
     resolved: &ResolvedPolicies,
 ) -> Condition {
     let generation = policy.generation;
-    let mut not_found = Vec::new();
-    let mut lost = Vec::new();
-    for target in &policy.targets {
-        match target {
-            Ok(service) if services.contains(service) => match resolved.winner(service) {
-                Some(winner) if winner != &policy.key => lost.push((service, winner)),
-                _ => {}
-            },
-            Err(p) if p.service.as_ref().is_some_and(|s| services.contains(s)) => {
-                not_found.push(&p.problem);
-            }
-            _ => {}
-        }
-    }
-    if let Some(first) = not_found.first() {
-        let message = not_found
-            .iter()
-            .map(|p| p.message.as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
-        return c::not_ok(
-            c::ACCEPTED,
-            &Problem::new(first.reason, message),
-            generation,
-        );
-    }
-    if !lost.is_empty() {
-        let message = lost
-            .iter()
-            .map(|(service, winner)| {
-                format!(
-                    "XBackendTrafficPolicy {winner} also targets Service {service} and takes precedence (the older policy wins, then the first by name); this policy is not applied there"
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        return c::not_ok(
-            c::ACCEPTED,
-            &Problem::new(REASON_CONFLICTED, message),
-            generation,
-        );
+    if let Some(problem) =
+        ancestors::attachment_problem(POLICY_KIND, policy, services, resolved.winners())
+    {
+        return c::not_ok(c::ACCEPTED, &problem, generation);
     }
     match &policy.retry_budget {
         Err(problem) => c::not_ok(c::ACCEPTED, problem, generation),
