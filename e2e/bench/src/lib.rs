@@ -16,4 +16,5 @@ pub mod report;
 pub mod results;
 pub mod retry_cost;
 pub mod svg;
+pub mod transform_cost;
 pub mod wrk;

@@ -18,6 +18,7 @@ pub fn markdown(r: &Results) -> String {
     }
     gantry_only(&mut s, r);
     retry_cost(&mut s, r);
+    transform_cost(&mut s, r);
     kube_propagation(&mut s, r);
     let _ = writeln!(
         s,
@@ -269,6 +270,46 @@ fn gantry_only(s: &mut String, r: &Results) {
             if c.last_change_live { "yes" } else { "**no**" }
         );
     }
+}
+
+/// HTTPTransform: header templates per request, JSON body edits per KiB.
+fn transform_cost(s: &mut String, r: &Results) {
+    let Some(c) = &r.transform_cost else {
+        return;
+    };
+    let _ = writeln!(s, "## Gantry: what HTTPTransform costs\n");
+    let _ = writeln!(
+        s,
+        "One Gantry in front of a JSON echo backend: a plain GET, the same GET through header \
+         templates (request and response), a plain POST of a {} KiB JSON body, and the same POST \
+         through JSON body edits of the request and of the answer (which echoes the body, about \
+         as large again). `wrk` with {} connections, {} s per run, {} run(s) per case, \
+         interleaved.\n",
+        c.body_kib, c.connections, c.seconds_per_run, c.repeats
+    );
+    let _ = writeln!(
+        s,
+        "| case | requests | errors | req/s (median) | CPU µs / request |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+    for (name, route) in [
+        ("GET", &c.plain_get),
+        ("GET, header templates", &c.headers),
+        ("POST JSON", &c.plain_post),
+        ("POST JSON, body edits both ways", &c.json),
+    ] {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {:.0} | {:.2} |",
+            route.requests, route.errors, route.requests_per_sec, route.cpu_us_per_request
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nHeader templates: {:+.2} µs CPU per request. JSON body edits: {:.2} µs CPU per KiB \
+         edited.\n",
+        c.header_templates_us_per_request, c.json_us_per_kib
+    );
 }
 
 /// Kubernetes mode: watch event to first 200.

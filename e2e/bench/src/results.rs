@@ -21,6 +21,9 @@ pub struct Results {
     /// Gantry: a route with HTTPRoute `retry` that never triggers, next to the same route
     /// without it.
     pub retry_cost: Option<RetryCost>,
+    /// Gantry: HTTPTransform header templates and JSON body edits, next to the same routes
+    /// without them.
+    pub transform_cost: Option<TransformCost>,
 }
 
 /// Where and with what the figures were taken.
@@ -62,6 +65,10 @@ pub struct Settings {
     pub retry_cost_repeats: usize,
     /// Only the retry cost was measured.
     pub retry_cost_only: bool,
+    /// Seconds per run of the transform-cost scenario (0: not run).
+    pub transform_cost_seconds: u64,
+    /// Size of the JSON bodies of the transform-cost scenario.
+    pub transform_body_kib: usize,
     /// Where `gantry-proxy` came from: `None` for the release build, else the `--bins` folder.
     pub bins: Option<String>,
 }
@@ -142,6 +149,24 @@ pub struct RetryCost {
     pub retry: RetryCostRoute,
     /// (retry − plain) / plain CPU per request, in percent.
     pub cpu_difference_percent: f64,
+}
+
+/// What HTTPTransform costs (see `transform_cost`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct TransformCost {
+    pub connections: u32,
+    pub seconds_per_run: u64,
+    pub repeats: usize,
+    /// Size of the JSON request body; the answer echoes it, about as large again.
+    pub body_kib: usize,
+    pub plain_get: RetryCostRoute,
+    pub headers: RetryCostRoute,
+    pub plain_post: RetryCostRoute,
+    pub json: RetryCostRoute,
+    /// CPU per request of the header templates (request and response) over the plain GET.
+    pub header_templates_us_per_request: f64,
+    /// CPU of the JSON edits over the plain POST, per KiB edited (request and answer).
+    pub json_us_per_kib: f64,
 }
 
 /// One of the two routes of the retry-cost runs, over all its runs.

@@ -1,7 +1,9 @@
 //! The echo backend: answers every request with the request it saw, as JSON.
 //!
 //! Used by the black-box tests and by the quick start. Besides echoing it can be told, per
-//! request, to answer slowly (`x-echo-delay-ms`) or with another status (`x-echo-status`), to
+//! request, to answer slowly (`x-echo-delay-ms`, or the query parameter `echo-delay-ms`, which
+//! reaches one backend where a header would reach all, as in a composition) or with another
+//! status (`x-echo-status`, or `echo-status`), to
 //! fail the first N requests that carry one `x-request-id` (`x-echo-fail-first: N`, failing as
 //! `x-echo-fail-with` says: a status such as `503`, `close` to close the connection without an
 //! answer, or `slow:MS` to answer only after MS milliseconds; a retried request keeps its
@@ -284,8 +286,11 @@ async fn handle(
     if is_websocket_upgrade(req.headers()) {
         return Ok(upgrade_websocket(req));
     }
-    let mut delay = header_number(req.headers(), "x-echo-delay-ms");
+    let query = req.uri().query();
+    let mut delay = header_number(req.headers(), "x-echo-delay-ms")
+        .or_else(|| query_number(query, "echo-delay-ms"));
     let mut status = header_number(req.headers(), "x-echo-status")
+        .or_else(|| query_number(query, "echo-status"))
         .and_then(|s| StatusCode::from_u16(u16::try_from(s).ok()?).ok())
         .unwrap_or(StatusCode::OK);
     let mut attempt = None;
@@ -372,6 +377,14 @@ fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<B
         header::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+fn query_number(query: Option<&str>, name: &str) -> Option<u64> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))?
+        .parse()
+        .ok()
 }
 
 fn header_number(headers: &HeaderMap, name: &str) -> Option<u64> {

@@ -22,3 +22,4 @@ mod sessions;
 mod tls;
 mod tls_rotation;
 mod tls_routes;
+mod transform;

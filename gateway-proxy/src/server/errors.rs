@@ -59,6 +59,12 @@ pub enum ProxyError {
     /// Refused before routing: framing, Host, path or method.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// A request body an HTTPTransform edits is larger than its `maxBytes`.
+    #[error("request body larger than the {0} bytes this route transforms")]
+    BodyTooLarge(usize),
+    /// A request body an HTTPTransform edits says it is JSON but is not.
+    #[error("request body is not valid JSON")]
+    InvalidJsonBody,
     /// The client's request body failed while it was forwarded: the client's fault, not the
     /// upstream's.
     #[error("{0}")]
@@ -94,6 +100,8 @@ impl ProxyError {
             }
             Self::RequestTimeout | Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Refused(refusal) => refusal.status,
+            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidJsonBody => StatusCode::BAD_REQUEST,
             Self::ClientBody(ClientBodyError::Invalid) => StatusCode::BAD_REQUEST,
             Self::ClientBody(ClientBodyError::Timeout) => StatusCode::REQUEST_TIMEOUT,
             Self::ClientBody(ClientBodyError::Aborted) => CLIENT_CLOSED_REQUEST,

@@ -89,7 +89,10 @@ impl ProxyError {
             Self::RequestTimeout | Self::BackendTimeout => GrpcCode::DeadlineExceeded,
             Self::ClientBody(super::errors::ClientBodyError::Timeout) => GrpcCode::DeadlineExceeded,
             // Answered as HTTP (see the pipeline): the request was not a well-formed call.
-            Self::Refused(_) | Self::ClientBody(_) => GrpcCode::Unknown,
+            Self::Refused(_)
+            | Self::ClientBody(_)
+            | Self::BodyTooLarge(_)
+            | Self::InvalidJsonBody => GrpcCode::Unknown,
         }
     }
 

@@ -7,16 +7,18 @@
 //!    response headers
 //! 5. hop-by-hop headers removed (an upgrade other than WebSocket with them);
 //!    X-Forwarded-For/Proto/Host and `Forwarded` set by the trusted-hops rule
-//! 6. rule filters (a redirect or a CORS preflight answers here), backend choice (a session's
-//!    backend and endpoint when the request resumes one; else by weight: 500), backend filters
-//! 7. mirrors, with the body buffered only when one applies
+//! 6. rule filters (a redirect, a CORS preflight or an HTTPComposition answers here), backend
+//!    choice (a session's backend and endpoint when the request resumes one; else by weight:
+//!    500), backend filters
+//! 7. HTTPTransform request body edits (JSON, buffered within `maxBytes`: 413, 400), then
+//!    mirrors, with the body buffered only when one of them applies
 //! 8. the upstream call under the backendRequest timeout (502, 503, 504), the body under the
 //!    body-read timeout (400, 408, 499); with the rule's `retry`, more attempts as it says
 //!    ([`super::retry`]; 503 when the Service's retry budget refuses one); only an asked-for
 //!    WebSocket `101` is bridged
 //! 9. response: hop-by-hop headers removed, CORS headers, response header modifiers, a new or
-//!    refreshed session token (Set-Cookie or the session header); its body tracked by the
-//!    connection's watchdog
+//!    refreshed session token (Set-Cookie or the session header), HTTPTransform response body
+//!    edits; its body tracked by the connection's watchdog
 //! 10. request ID echoed, metrics recorded, access log written
 //!
 //! Every failure becomes a response through [`ProxyError`]; none drops the connection. A gRPC
@@ -29,13 +31,14 @@ use std::time::{Duration, Instant};
 
 use http::header::{EXPECT, LOCATION};
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::Shared;
 use super::access_log::Record;
+use super::body_transform;
 use super::client_body::ClientBody;
 use super::errors::ProxyError;
 use super::grpc_status;
@@ -213,11 +216,20 @@ async fn forward<'s>(
         listener_port: connection.port,
         host,
         matched_prefix: entry.matcher.prefix(),
+        client: connection.peer.ip(),
+        route: &entry.route,
     };
+    let head_request = parts.method == Method::HEAD;
     let mut deferred = Deferred::default();
     if let Some(answer) = filters::apply_request(&rule.filters, &mut parts, &context, &mut deferred)
     {
-        return local_response(answer, &deferred);
+        let local = Local {
+            shared,
+            snapshot,
+            gateway,
+            parts: &parts,
+        };
+        return local_response(local, answer, &deferred).await;
     }
     // A session the request resumes picks the backend and endpoint; otherwise the weights
     // and the cluster's rotation do, and a backend with session persistence starts a session.
@@ -241,7 +253,13 @@ async fn forward<'s>(
     if let Some(answer) =
         filters::apply_request(&backend.filters, &mut parts, &context, &mut deferred)
     {
-        return local_response(answer, &deferred);
+        let local = Local {
+            shared,
+            snapshot,
+            gateway,
+            parts: &parts,
+        };
+        return local_response(local, answer, &deferred).await;
     }
     let cluster = snapshot
         .cluster(cluster_name)
@@ -297,6 +315,22 @@ async fn forward<'s>(
         (upstream::stream(body), Some(outcome))
     } else {
         (upstream::stream(body), None)
+    };
+    let body = if deferred.request_body.is_empty() {
+        Outgoing::Stream(body)
+    } else {
+        match body_transform::request(
+            &mut parts.headers,
+            body,
+            has_body,
+            &deferred.request_body,
+            client_body.as_ref(),
+        )
+        .await?
+        {
+            Ok(bytes) => Outgoing::Buffered(bytes),
+            Err(body) => Outgoing::Stream(body),
+        }
     };
     let body = mirror_and_buffer(shared, snapshot, rule, gateway, &deferred, &parts, body).await;
     let via = cluster.via(gateway, rule.upstream_protocol(cluster));
@@ -377,6 +411,16 @@ async fn forward<'s>(
             }
         }
     }
+    if !deferred.response_body.is_empty() {
+        let edited = body_transform::response(
+            response.map(upstream::stream),
+            &deferred.response_body,
+            head_request,
+            &shared.metrics,
+        )
+        .await;
+        return Ok(edited.map(|body| upstream::stream(connection.activity.track(body))));
+    }
     Ok(response.map(|body| upstream::stream(connection.activity.track(body))))
 }
 
@@ -397,8 +441,8 @@ impl Outgoing {
     }
 }
 
-/// Step 7: when mirrors apply, buffers the body and sends each mirror its copy; otherwise the
-/// body streams untouched.
+/// Step 7: when mirrors apply, buffers the body (unless an HTTPTransform already did) and
+/// sends each mirror its copy; otherwise the body goes on as it is.
 async fn mirror_and_buffer(
     shared: &Shared,
     snapshot: &Snapshot,
@@ -406,7 +450,7 @@ async fn mirror_and_buffer(
     gateway: &Arc<str>,
     deferred: &Deferred<'_>,
     parts: &Parts,
-    body: ProxyBody,
+    body: Outgoing,
 ) -> Outgoing {
     let clusters: Vec<_> = deferred
         .mirrors
@@ -414,9 +458,13 @@ async fn mirror_and_buffer(
         .filter_map(|m| m.cluster.as_deref().and_then(|name| snapshot.cluster(name)))
         .collect();
     if clusters.is_empty() {
-        return Outgoing::Stream(body);
+        return body;
     }
-    match mirror::buffer(body, MIRROR_BODY_LIMIT).await {
+    let buffered = match body {
+        Outgoing::Buffered(bytes) => Buffered::Complete(bytes),
+        Outgoing::Stream(body) => mirror::buffer(body, MIRROR_BODY_LIMIT).await,
+    };
+    match buffered {
         Buffered::Complete(bytes) => {
             for cluster in clusters {
                 let protocol = rule.upstream_protocol(cluster);
@@ -438,14 +486,42 @@ async fn mirror_and_buffer(
     }
 }
 
-/// A filter's own answer: a redirect, or a CORS preflight (`200`, no body), with the response
-/// work of the filters before it.
-fn local_response(
-    answer: LocalAnswer,
+/// What a filter's own answer may need: an HTTPComposition calls upstreams.
+struct Local<'a> {
+    shared: &'a Shared,
+    snapshot: &'a Snapshot,
+    gateway: &'a Arc<str>,
+    parts: &'a Parts,
+}
+
+/// A filter's own answer: a redirect, a CORS preflight (`200`, no body) or a composed JSON
+/// answer, with the response work of the filters before it.
+async fn local_response(
+    local: Local<'_>,
+    answer: LocalAnswer<'_>,
     deferred: &Deferred<'_>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let mut response = Response::new(upstream::empty());
     match answer {
+        LocalAnswer::Compose(composition) => {
+            let upstream = filters::composition::Upstream {
+                upstreams: &local.shared.upstreams,
+                gateway: local.gateway,
+                clusters: |name: &str| local.snapshot.cluster(name),
+            };
+            response = composition.answer(local.parts, upstream).await;
+            deferred.apply_response(response.headers_mut());
+            if !deferred.response_body.is_empty() {
+                response = body_transform::response(
+                    response,
+                    &deferred.response_body,
+                    local.parts.method == Method::HEAD,
+                    &local.shared.metrics,
+                )
+                .await;
+            }
+            return Ok(response);
+        }
         LocalAnswer::Redirect(redirect) => {
             let location = redirect.location.ok_or(ProxyError::InvalidRedirect)?;
             *response.status_mut() = redirect.status;

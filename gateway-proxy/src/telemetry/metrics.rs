@@ -152,6 +152,7 @@ pub struct Metrics {
     requests_rejected: Family<RejectLabels, Counter>,
     connections_refused: Family<RejectLabels, Counter>,
     connections_closed: Family<RejectLabels, Counter>,
+    body_transforms_skipped: Family<RejectLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -183,6 +184,13 @@ impl Metrics {
         let requests_rejected = Family::<RejectLabels, Counter>::default();
         let connections_refused = Family::<RejectLabels, Counter>::default();
         let connections_closed = Family::<RejectLabels, Counter>::default();
+        let body_transforms_skipped = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "response_body_transforms_skipped",
+            "Response bodies an HTTPTransform would have changed but passed unchanged, by reason \
+             (over_limit, invalid_json)",
+            body_transforms_skipped.clone(),
+        );
         registry.register(
             "downstream_connections_refused",
             "Client connections closed on accept because a connection limit was reached \
@@ -277,6 +285,7 @@ impl Metrics {
             requests_rejected,
             connections_refused,
             connections_closed,
+            body_transforms_skipped,
             registry,
             requests,
             durations,
@@ -320,6 +329,13 @@ impl Metrics {
     /// Counts a connection refused on accept.
     pub fn connection_refused(&self, reason: &'static str) {
         self.connections_refused
+            .get_or_create(&RejectLabels { reason })
+            .inc();
+    }
+
+    /// Counts a response body an HTTPTransform passed unchanged.
+    pub fn body_transform_skipped(&self, reason: &'static str) {
+        self.body_transforms_skipped
             .get_or_create(&RejectLabels { reason })
             .inc();
     }

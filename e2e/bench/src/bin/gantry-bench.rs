@@ -15,7 +15,9 @@ use clap::Parser;
 use gantry_bench::process::{Proc, free_port, release_bins};
 use gantry_bench::proxy::{self, Kind, Running, Setup};
 use gantry_bench::results::{Machine, Results, Settings};
-use gantry_bench::{churn, kube_propagation, matrix, probe, propagation, report, retry_cost};
+use gantry_bench::{
+    churn, kube_propagation, matrix, probe, propagation, report, retry_cost, transform_cost,
+};
 
 #[derive(Parser)]
 #[command(about = "Gantry, nginx and haproxy with the same N routes in front of one backend")]
@@ -76,6 +78,13 @@ struct Args {
     /// Measure only the retry cost (no other load runs, no other proxy).
     #[arg(long)]
     retry_cost_only: bool,
+    /// Seconds per run of the transform-cost scenario: HTTPTransform header templates and
+    /// JSON body edits next to the same routes without them (0 skips it).
+    #[arg(long)]
+    transform_cost_seconds: Option<u64>,
+    /// KiB of the JSON request body of the transform-cost scenario.
+    #[arg(long)]
+    transform_body_kib: Option<usize>,
     /// Use the `gantry-proxy` and `gantry-echo` binaries in this directory instead of building
     /// release ones (figures from a debug build are only good for comparing two builds).
     #[arg(long)]
@@ -127,6 +136,8 @@ impl Args {
             retry_cost_seconds: self.retry_cost_seconds.unwrap_or(if q { 1 } else { 5 }),
             retry_cost_repeats: self.retry_cost_repeats.unwrap_or(if q { 1 } else { 5 }),
             retry_cost_only: self.retry_cost_only,
+            transform_cost_seconds: self.transform_cost_seconds.unwrap_or(if q { 1 } else { 5 }),
+            transform_body_kib: self.transform_body_kib.unwrap_or(4).max(1),
             bins: self.bins.as_ref().map(|d| d.display().to_string()),
         }
     }
@@ -259,6 +270,24 @@ fn main() -> anyhow::Result<()> {
             cost.cpu_difference_percent
         ));
         results.retry_cost = Some(cost);
+    }
+    let transform =
+        settings.transform_cost_seconds > 0 && !settings.kube_only && !settings.retry_cost_only;
+    if kinds.contains(&Kind::Gantry) && transform {
+        progress("gantry: HTTPTransform header templates and JSON body edits");
+        let cost = transform_cost::measure(
+            &setup,
+            16,
+            Duration::from_secs(settings.transform_cost_seconds),
+            Duration::from_secs(settings.warmup_seconds),
+            settings.retry_cost_repeats,
+            settings.transform_body_kib,
+        )?;
+        progress(&format!(
+            "transform cost: header templates {:+.2} µs CPU per request; JSON body edits {:.2} µs CPU per KiB",
+            cost.header_templates_us_per_request, cost.json_us_per_kib
+        ));
+        results.transform_cost = Some(cost);
     }
     if kinds.contains(&Kind::Gantry) && !settings.retry_cost_only {
         for &n in &settings.kube_propagation_at {
