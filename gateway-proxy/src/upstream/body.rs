@@ -29,3 +29,46 @@ where
 {
     body.map_err(Into::into).boxed_unsync()
 }
+
+/// An upstream response's body. For a cluster with circuit breaker limits it holds the
+/// connection its request took (HTTP/1.1: one connection carries one response at a time)
+/// until the body ends or is dropped; otherwise it is the body as hyper gives it.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    inner: hyper::body::Incoming,
+    held: Option<super::limits::Held>,
+}
+
+impl UpstreamBody {
+    pub(super) fn new(inner: hyper::body::Incoming, held: Option<super::limits::Held>) -> Self {
+        Self { inner, held }
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if this.held.is_some() && (frame.is_ready() && this.inner.is_end_stream()) {
+            this.held = None;
+        }
+        if let std::task::Poll::Ready(None | Some(Err(_))) = frame {
+            this.held = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

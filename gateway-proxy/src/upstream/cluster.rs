@@ -1,5 +1,6 @@
-//! A compiled upstream cluster: parsed endpoint addresses, a round-robin cursor and, for a
-//! TLS cluster, its TLS clients.
+//! A compiled upstream cluster: parsed endpoint addresses, a round-robin cursor, for a TLS
+//! cluster its TLS clients, and for a cluster with a BackendConfigPolicy its connection
+//! settings and own pools.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,8 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use http::uri::Authority;
 
 use super::Via;
+use super::clients::ClusterClients;
+use super::connect::ConnectionPolicy;
 use super::retry::RetryBudget;
 use super::tls::TlsUpstream;
+use crate::telemetry::Metrics;
 use gantry_translate::ir::{ClusterIr, UpstreamProtocol};
 
 /// One cluster of the snapshot. Endpoints are taken in turn.
@@ -25,6 +29,10 @@ pub struct Cluster {
     tls: Option<Arc<TlsUpstream>>,
     /// The Service's retry budget (XBackendTrafficPolicy), shared by its clusters.
     budget: Option<Arc<RetryBudget>>,
+    /// Connection settings (BackendConfigPolicy); `None`: the shared pools and defaults.
+    connection: Option<Arc<ConnectionPolicy>>,
+    /// The own plaintext pools of a cluster with a policy (a TLS one has them in `tls`).
+    own: Option<Arc<ClusterClients>>,
 }
 
 /// Why a cluster of the IR cannot be compiled.
@@ -49,6 +57,20 @@ impl Cluster {
         previous: Option<&Cluster>,
         budget: Option<Arc<RetryBudget>>,
     ) -> Result<Self, ClusterError> {
+        static UNREGISTERED: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::new);
+        Self::compile_in(ir, previous, budget, &UNREGISTERED)
+    }
+
+    /// [`Cluster::compile_with_budget`], counting the connections and circuit breaker
+    /// rejections of a cluster with a BackendConfigPolicy in `metrics`. Its connection
+    /// settings and pools (with their connections) are kept from `previous` while its
+    /// connection settings stay the same.
+    pub fn compile_in(
+        ir: &ClusterIr,
+        previous: Option<&Cluster>,
+        budget: Option<Arc<RetryBudget>>,
+        metrics: &Metrics,
+    ) -> Result<Self, ClusterError> {
         let endpoints = ir
             .endpoints
             .iter()
@@ -60,13 +82,32 @@ impl Cluster {
             })
             .collect::<Result<_, _>>()?;
         let endpoint_ids = ir.endpoints.iter().map(|e| super::session::id(e)).collect();
+        let connection = ir.backend_config.as_ref().map(|config| {
+            previous
+                .and_then(|p| p.connection.as_ref())
+                .filter(|old| old.is_built_from(config))
+                .cloned()
+                .unwrap_or_else(|| ConnectionPolicy::new(&ir.name, config, metrics))
+        });
         let tls = ir.tls.as_ref().map(|settings| {
             previous
                 .and_then(|p| p.tls.as_ref())
-                .filter(|old| old.is_built_from(settings))
+                .filter(|old| old.is_built_from(settings, connection.as_ref()))
                 .cloned()
-                .unwrap_or_else(|| Arc::new(TlsUpstream::build(&ir.name, settings)))
+                .unwrap_or_else(|| {
+                    Arc::new(TlsUpstream::build(&ir.name, settings, connection.as_ref()))
+                })
         });
+        let own = match (&tls, &connection) {
+            (None, Some(policy)) => Some(
+                previous
+                    .and_then(|p| p.own.as_ref())
+                    .filter(|old| Arc::ptr_eq(&old.policy, policy))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(ClusterClients::new(policy.clone()))),
+            ),
+            _ => None,
+        };
         Ok(Self {
             name: Arc::from(ir.name.as_str()),
             protocol: ir.protocol,
@@ -75,16 +116,24 @@ impl Cluster {
             next: AtomicUsize::new(0),
             tls,
             budget,
+            connection,
+            own,
         })
     }
 
     /// How to send a request that came through `gateway` (`namespace/name`) and speaks
     /// `protocol` (the rule's choice: see `Rule::upstream_protocol`).
     pub fn via(&self, gateway: &str, protocol: UpstreamProtocol) -> Via<'_> {
-        match &self.tls {
-            Some(tls) => Via::Tls(protocol, tls.clients(gateway)),
-            None => Via::Plain(protocol),
+        match (&self.tls, &self.own) {
+            (Some(tls), _) => Via::Tls(protocol, tls.clients(gateway)),
+            (None, Some(own)) => Via::Own(protocol, own),
+            (None, None) => Via::Plain(protocol),
         }
+    }
+
+    /// The connection settings of a cluster with a BackendConfigPolicy.
+    pub fn connection(&self) -> Option<&Arc<ConnectionPolicy>> {
+        self.connection.as_ref()
     }
 
     /// The TLS clients, when the cluster uses TLS.

@@ -12,6 +12,12 @@
 //! (GOAWAY, an error, the backend hanging up), and let go after the idle timeout without a new
 //! request: it then closes once its last stream ends. The table of connections is read without
 //! a lock; it is copied only when a connection is opened or let go.
+//!
+//! A pool built for a cluster with a BackendConfigPolicy ([`Http2Pool::with_policy`]) also
+//! lets a connection go once it carried `maxRequestsPerConnection` requests or is
+//! `maxConnectionDuration` old (it closes once its streams end, and the next request opens
+//! another), and takes each new connection from the circuit breaker's `maxConnections` (waiting
+//! as a pending request when none is free).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,6 +35,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use super::connect::{ConnectionPolicy, ConnectionState};
+use super::limits::{Held, Overflow};
 use super::{BoxError, ProxyBody, UpstreamError};
 
 /// Endpoint → its connection (or the connect under way).
@@ -50,12 +58,17 @@ struct Inner<C> {
     idle_timeout: Duration,
     /// What [`Slot::last_used`] counts from.
     epoch: Instant,
+    /// The cluster's connection settings, when a policy governs it.
+    policy: Option<Arc<ConnectionPolicy>>,
 }
+
+/// An open connection: where requests are sent, and its age and request count.
+type Open = (SendRequest<ProxyBody>, Arc<ConnectionState>);
 
 /// One endpoint's connection.
 struct Slot {
     /// Set once, by the first request that needs it; the others wait for the same connect.
-    connection: OnceCell<Result<SendRequest<ProxyBody>, SharedError>>,
+    connection: OnceCell<Result<Open, SharedError>>,
     /// When a request last started on it: milliseconds since the pool's epoch.
     last_used: AtomicU64,
 }
@@ -87,6 +100,21 @@ where
     /// A pool dialling with `connector` (called with `scheme://endpoint/`); connections
     /// without a new request for `idle_timeout` are let go.
     pub fn new(connector: C, scheme: Scheme, idle_timeout: Duration) -> Self {
+        Self::build(connector, scheme, idle_timeout, None)
+    }
+
+    /// A pool for a cluster with a policy: its idle timeout, connection age and request
+    /// limits, and circuit breaker connection limits.
+    pub fn with_policy(connector: C, scheme: Scheme, policy: Arc<ConnectionPolicy>) -> Self {
+        Self::build(connector, scheme, policy.idle_timeout(), Some(policy))
+    }
+
+    fn build(
+        connector: C,
+        scheme: Scheme,
+        idle_timeout: Duration,
+        policy: Option<Arc<ConnectionPolicy>>,
+    ) -> Self {
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder.timer(TokioTimer::new());
         Self {
@@ -97,6 +125,7 @@ where
                 table: Arc::new(ArcSwap::default()),
                 idle_timeout,
                 epoch: Instant::now(),
+                policy,
             }),
         }
     }
@@ -110,8 +139,14 @@ where
     ) -> Result<Response<Incoming>, UpstreamError> {
         let mut retried = false;
         loop {
-            let (slot, mut sender) = self.checkout(endpoint).await?;
+            let (slot, mut sender, state) = self.checkout(endpoint).await?;
             slot.touch(self.inner.now_ms());
+            if let Some(policy) = &self.inner.policy
+                && policy.retire_after_request(&state)
+            {
+                // This request is its last: the next one opens another connection.
+                self.inner.forget(endpoint, Arc::as_ptr(&slot));
+            }
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(response),
                 Err(mut failed) => {
@@ -136,7 +171,7 @@ where
     async fn checkout(
         &self,
         endpoint: &Authority,
-    ) -> Result<(Arc<Slot>, SendRequest<ProxyBody>), UpstreamError> {
+    ) -> Result<(Arc<Slot>, SendRequest<ProxyBody>, Arc<ConnectionState>), UpstreamError> {
         let inner = &self.inner;
         let mut replaced = false;
         loop {
@@ -158,8 +193,8 @@ where
                 })
                 .await;
             match connection {
-                Ok(sender) if replaced || sender.is_ready() => {
-                    return Ok((slot.clone(), sender.clone()));
+                Ok((sender, state)) if replaced || sender.is_ready() => {
+                    return Ok((slot.clone(), sender.clone(), state.clone()));
                 }
                 // Closed since it was last used: open another.
                 Ok(_) => {
@@ -169,6 +204,9 @@ where
                 Err(error) => {
                     // The next request tries again.
                     inner.forget(endpoint, Arc::as_ptr(&slot));
+                    if let Some(overflow) = error.0.downcast_ref::<Overflow>() {
+                        return Err(UpstreamError::Overflow(*overflow));
+                    }
                     return Err(UpstreamError::Connect {
                         endpoint: endpoint.clone(),
                         source: Box::new(error.clone()),
@@ -191,7 +229,17 @@ where
         &self,
         endpoint: &Authority,
         slot: &Arc<Slot>,
-    ) -> Result<SendRequest<ProxyBody>, SharedError> {
+    ) -> Result<Open, SharedError> {
+        // The circuit breaker's connection, held for as long as the connection is open.
+        let held = match self.policy.as_ref().and_then(|p| p.limits()) {
+            Some(limits) => Some(
+                limits
+                    .acquire()
+                    .await
+                    .map_err(|overflow| SharedError::from(BoxError::from(overflow)))?,
+            ),
+            None => None,
+        };
         let uri = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(endpoint.clone())
@@ -211,15 +259,20 @@ where
             .handshake(io)
             .await
             .map_err(|e| SharedError::from(BoxError::from(e)))?;
+        let max_age = self.policy.as_ref().and_then(|p| p.max_age());
         tokio::spawn(drive(
             connection,
             Arc::downgrade(&self.table),
             endpoint.clone(),
             Arc::downgrade(slot),
-            self.idle_timeout,
-            self.epoch,
+            Limits {
+                idle: self.idle_timeout,
+                epoch: self.epoch,
+                retire_at: max_age.map(|age| Instant::now() + age),
+                held,
+            },
         ));
-        Ok(sender)
+        Ok((sender, ConnectionState::new()))
     }
 }
 
@@ -298,15 +351,24 @@ impl Slot {
     }
 }
 
-/// Drives one connection until it closes. After `idle` without a new request it is let go:
-/// no new request gets it, and it closes once its last stream ends.
+/// What ends a connection's use, for [`drive`].
+struct Limits {
+    idle: Duration,
+    epoch: Instant,
+    /// When it gets too old (`maxConnectionDuration`).
+    retire_at: Option<Instant>,
+    /// The circuit breaker's connection, given back when the connection closes.
+    held: Option<Held>,
+}
+
+/// Drives one connection until it closes. After `idle` without a new request, or once it is
+/// too old, it is let go: no new request gets it, and it closes once its last stream ends.
 async fn drive<F>(
     connection: F,
     table: Weak<Table>,
     endpoint: Authority,
     slot: Weak<Slot>,
-    idle: Duration,
-    epoch: Instant,
+    limits: Limits,
 ) where
     F: Future<Output = hyper::Result<()>>,
 {
@@ -316,10 +378,17 @@ async fn drive<F>(
         }
     };
     let last_used = |slot: &Weak<Slot>| slot.upgrade().map(|s| s.last_used.load(Ordering::Relaxed));
+    let Limits {
+        idle,
+        epoch,
+        retire_at,
+        held: _held,
+    } = limits;
     let mut connection = std::pin::pin!(connection);
     // While the pool or a request holds the slot; once neither does, the connection is closing.
     while let Some(used) = last_used(&slot) {
-        let deadline = epoch + Duration::from_millis(used) + idle;
+        let idle_at = epoch + Duration::from_millis(used) + idle;
+        let deadline = retire_at.map_or(idle_at, |at| at.min(idle_at));
         tokio::select! {
             closed = &mut connection => {
                 if let Err(error) = closed {
@@ -329,8 +398,8 @@ async fn drive<F>(
                 return;
             }
             () = tokio::time::sleep_until(deadline) => {
-                // No request since: idle.
-                if last_used(&slot) == Some(used) {
+                // No request since (idle), or too old.
+                if last_used(&slot) == Some(used) || retire_at.is_some_and(|at| at <= deadline) {
                     let_go(&table);
                     break;
                 }
