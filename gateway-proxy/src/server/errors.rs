@@ -99,7 +99,7 @@ impl ProxyError {
             }
             // No connection within the connect timeout: the endpoint is unavailable, as Envoy
             // answers it (BackendConfigPolicy `connectTimeout`, docs/policies.md).
-            Self::UpstreamConnect(error) if error.is_connect_timeout() => {
+            Self::UpstreamConnect(UpstreamError::ConnectTimeout { .. }) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::UpstreamConnect(_) | Self::UpstreamReset(_) | Self::UnexpectedUpgrade => {
@@ -140,7 +140,9 @@ impl ProxyError {
 impl From<UpstreamError> for ProxyError {
     fn from(error: UpstreamError) -> Self {
         match error {
-            UpstreamError::Connect { .. } => Self::UpstreamConnect(error),
+            UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } => {
+                Self::UpstreamConnect(error)
+            }
             UpstreamError::Overflow(overflow) => Self::CircuitBreaker(overflow),
             _ => Self::UpstreamReset(error),
         }
@@ -169,14 +171,16 @@ mod tests {
             refused.to_response().headers()[CIRCUIT_BREAKER_HEADER],
             "maxPendingRequests"
         );
-        let connect = |kind| {
-            ProxyError::from(UpstreamError::Connect {
-                endpoint: http::uri::Authority::from_static("10.0.0.1:80"),
-                source: Box::new(std::io::Error::from(kind)),
-            })
-        };
-        assert_eq!(connect(std::io::ErrorKind::TimedOut).status(), 503);
-        assert_eq!(connect(std::io::ErrorKind::ConnectionRefused).status(), 502);
+        let endpoint = http::uri::Authority::from_static("10.0.0.1:80");
+        let timed_out = ProxyError::from(UpstreamError::ConnectTimeout {
+            endpoint: endpoint.clone(),
+        });
+        assert_eq!(timed_out.status(), 503);
+        let refused = ProxyError::from(UpstreamError::Connect {
+            endpoint,
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        });
+        assert_eq!(refused.status(), 502);
         let response = ProxyError::NoHealthyUpstream.to_response();
         assert_eq!(response.status(), 503);
         assert_eq!(

@@ -47,6 +47,10 @@ pub enum UpstreamError {
         endpoint: Authority,
         source: BoxError,
     },
+    /// No connection within the connect timeout (BackendConfigPolicy `connectTimeout`, or the
+    /// default).
+    #[error("connect to {endpoint} timed out")]
+    ConnectTimeout { endpoint: Authority },
     #[error("request to {endpoint} failed: {source}")]
     Request {
         endpoint: Authority,
@@ -60,12 +64,13 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// True for a connect that timed out (BackendConfigPolicy `connectTimeout`, or the
-    /// default).
-    pub fn is_connect_timeout(&self) -> bool {
+    /// A connect error whose cause is a timeout becomes [`UpstreamError::ConnectTimeout`].
+    fn name_timeout(self) -> Self {
         match self {
-            Self::Connect { source, .. } => connect::is_timeout(source.as_ref()),
-            _ => false,
+            Self::Connect { endpoint, source } if connect::is_timeout(source.as_ref()) => {
+                Self::ConnectTimeout { endpoint }
+            }
+            other => other,
         }
     }
 }
@@ -207,8 +212,9 @@ impl Upstreams {
             Via::Tls(_, clients) => legacy(endpoint, clients.http1.request(request).await),
             Via::Own(_, clients) => legacy(endpoint, clients.http1.request(request).await),
         };
+        let sent = sent.map_err(UpstreamError::name_timeout);
         match &sent {
-            Err(UpstreamError::Connect { .. }) => {
+            Err(UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. }) => {
                 self.connect_errors.inc();
             }
             Err(UpstreamError::Overflow(overflow)) => {
