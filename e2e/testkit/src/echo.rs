@@ -297,7 +297,11 @@ pub async fn spawn(
 pub async fn spawn_counting(
     addr: SocketAddr,
     identity: EchoIdentity,
-) -> std::io::Result<(SocketAddr, Arc<ConnectionCounts>, tokio::task::JoinHandle<()>)> {
+) -> std::io::Result<(
+    SocketAddr,
+    Arc<ConnectionCounts>,
+    tokio::task::JoinHandle<()>,
+)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let counts = Arc::new(ConnectionCounts::default());

@@ -127,7 +127,10 @@ async fn a_connection_carries_max_requests_per_connection_then_another_is_opened
     let (unlimited, unlimited_counts) = counting("unlimited").await;
     let env = serve(
         &[("limited", limited), ("unlimited", unlimited)],
-        &[policy("limited", "  circuitBreaker: {maxRequestsPerConnection: 2}\n")],
+        &[policy(
+            "limited",
+            "  circuitBreaker: {maxRequestsPerConnection: 2}\n",
+        )],
     )
     .await;
     let mut carried = Vec::new();
@@ -186,13 +189,22 @@ async fn a_connect_that_does_not_complete_in_the_connect_timeout_is_a_503() {
     let hole = blackhole().await.expect("an address whose connects hang");
     let env = serve(
         &[("hole", hole.addr)],
-        &[policy("hole", "  timeout:\n    tcp: {connectTimeout: 100ms}\n")],
+        &[policy(
+            "hole",
+            "  timeout:\n    tcp: {connectTimeout: 100ms}\n",
+        )],
     )
     .await;
-    let reply = env.get("/hole", &[("x-request-id", "connect-timeout-1")]).await;
+    let reply = env
+        .get("/hole", &[("x-request-id", "connect-timeout-1")])
+        .await;
     // Not the 504 of the request timeout: the connect timed out.
     assert_eq!(reply.status, 503, "{}", reply.text());
-    assert!(reply.text().contains("upstream connect error"), "{}", reply.text());
+    assert!(
+        reply.text().contains("upstream connect error"),
+        "{}",
+        reply.text()
+    );
     env.proxy
         .wait_metric("gantry_upstream_connect_errors_total", 1.0)
         .await;

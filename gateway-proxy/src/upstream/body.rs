@@ -30,17 +30,22 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
-/// An upstream response's body. For a cluster with circuit breaker limits it holds the
-/// connection its request took (HTTP/1.1: one connection carries one response at a time)
-/// until the body ends or is dropped; otherwise it is the body as hyper gives it.
+/// An upstream response's body. For a cluster with a BackendConfigPolicy it holds what its
+/// request took of the cluster's limits (over HTTP/1.1 a circuit breaker connection, as one
+/// connection carries one response at a time; over HTTP/2 a stream of a connection with
+/// `maxConcurrentStreams`) until the body ends or is dropped; otherwise it is the body as hyper
+/// gives it.
 #[derive(Debug)]
 pub struct UpstreamBody {
     inner: hyper::body::Incoming,
-    held: Option<super::limits::Held>,
+    held: Option<std::sync::Arc<super::limits::Held>>,
 }
 
 impl UpstreamBody {
-    pub(super) fn new(inner: hyper::body::Incoming, held: Option<super::limits::Held>) -> Self {
+    pub(super) fn new(
+        inner: hyper::body::Incoming,
+        held: Option<std::sync::Arc<super::limits::Held>>,
+    ) -> Self {
         Self { inner, held }
     }
 }

@@ -117,7 +117,8 @@ impl ConnectionPolicy {
 
     /// Counts a request (or TCP/TLS route connection) a limit refused.
     pub fn rejected(&self, overflow: Overflow) {
-        self.rejections.rejected(&self.cluster, overflow.limit.name());
+        self.rejections
+            .rejected(&self.cluster, overflow.limit.name());
     }
 
     /// True when connections may have to be retired after a request (a maximum age or request
@@ -129,10 +130,15 @@ impl ConnectionPolicy {
     /// Counts one more request on a connection; true when the connection must take no other
     /// (it carried `maxRequestsPerConnection` requests, or it is `maxConnectionDuration` old).
     pub fn retire_after_request(&self, state: &ConnectionState) -> bool {
-        let carried = state.requests.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let carried = state
+            .requests
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         self.max_requests_per_connection()
             .is_some_and(|max| carried >= max)
-            || self.max_age().is_some_and(|age| state.opened.elapsed() >= age)
+            || self
+                .max_age()
+                .is_some_and(|age| state.opened.elapsed() >= age)
     }
 
     /// The TCP connector of the cluster's HTTP clients: the policy's connect timeout and TCP
@@ -143,9 +149,8 @@ impl ConnectionPolicy {
         connector.set_connect_timeout(Some(self.connect_timeout()));
         if let Some(keepalive) = &self.connection().tcp_keepalive {
             connector.set_keepalive(Some(Duration::from_secs(keepalive.idle_time_secs.into())));
-            connector.set_keepalive_interval(Some(Duration::from_secs(
-                keepalive.interval_secs.into(),
-            )));
+            connector
+                .set_keepalive_interval(Some(Duration::from_secs(keepalive.interval_secs.into())));
             connector.set_keepalive_retries(Some(keepalive.probes));
         }
         connector
@@ -395,11 +400,8 @@ mod tests {
         assert_eq!(keepalive_options(&tcp), (true, 31, 7, 4));
 
         // Without `tcpKeepalive`, the operating system's settings: no probes.
-        let plain = ConnectionPolicy::new(
-            "ns/svc:80",
-            &config(ConnectionIr::DEFAULT),
-            &Metrics::new(),
-        );
+        let plain =
+            ConnectionPolicy::new("ns/svc:80", &config(ConnectionIr::DEFAULT), &Metrics::new());
         let tcp = plain.connect_tcp(addr).await.expect("connected");
         assert!(!keepalive_options(&tcp).0);
     }
@@ -474,6 +476,8 @@ mod tests {
         assert!(is_timeout(&timed_out));
         let wrapped = io::Error::other(timed_out);
         assert!(is_timeout(&wrapped));
-        assert!(!is_timeout(&io::Error::from(io::ErrorKind::ConnectionRefused)));
+        assert!(!is_timeout(&io::Error::from(
+            io::ErrorKind::ConnectionRefused
+        )));
     }
 }

@@ -21,8 +21,8 @@ use http::uri::{Authority, Scheme, Uri};
 use http::{HeaderMap, Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::counter::Counter;
 
@@ -224,7 +224,14 @@ impl Upstreams {
             }
             _ => {}
         }
-        let response = sent?;
+        let mut response = sent?;
+        // An HTTP/2 stream counted against `maxConcurrentStreams`, kept with the body.
+        let held = match policy {
+            Some(_) => held
+                .map(Arc::new)
+                .or_else(|| response.extensions_mut().remove::<Arc<limits::Held>>()),
+            None => None,
+        };
         if let (Some(policy), Some(capture)) = (policy, capture)
             && let Some(state) = response.extensions().get::<Arc<connect::ConnectionState>>()
             && policy.retire_after_request(state)

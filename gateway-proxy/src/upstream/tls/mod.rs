@@ -88,7 +88,11 @@ impl TlsUpstream {
 
     /// True when this was built from exactly these settings (the same connection policy, or
     /// none).
-    pub fn is_built_from(&self, ir: &UpstreamTlsIr, policy: Option<&Arc<ConnectionPolicy>>) -> bool {
+    pub fn is_built_from(
+        &self,
+        ir: &UpstreamTlsIr,
+        policy: Option<&Arc<ConnectionPolicy>>,
+    ) -> bool {
         *self.ir == *ir
             && match (&self.policy, policy) {
                 (None, None) => true,
