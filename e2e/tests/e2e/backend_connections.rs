@@ -185,6 +185,40 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test]
+async fn a_connection_older_than_max_connection_duration_is_not_reused() {
+    let (aging, counts) = counting("aging").await;
+    let env = serve(
+        &[("aging", aging)],
+        &[policy(
+            "aging",
+            "  timeout:\n    http: {maxConnectionDuration: 300ms}\n",
+        )],
+    )
+    .await;
+    let first = env.get("/aging", &[]).await;
+    assert_eq!(first.echo().connection, Some(1), "{}", first.text());
+    // Requests in sequence reuse the pooled connection until it is too old; then another is
+    // opened and the old one closed.
+    env.proxy
+        .eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || async {
+                let reply = env.get("/aging", &[]).await;
+                match reply.echo().connection {
+                    Some(1) => Err("still on the first connection".to_owned()),
+                    _ => Ok(()),
+                }
+            },
+        )
+        .await;
+    env.until("the old connection is still open", || {
+        (counts.open() != 1).then(|| format!("{} open", counts.open()))
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_connect_that_does_not_complete_in_the_connect_timeout_is_a_503() {
     let hole = blackhole().await.expect("an address whose connects hang");
     let env = serve(

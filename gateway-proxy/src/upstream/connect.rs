@@ -12,14 +12,17 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::{
+    CaptureConnection, Connected, Connection, HttpConnector,
+};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpStream;
@@ -208,10 +211,25 @@ impl Drop for OpenConnection {
 
 /// What one connection knows about itself: its age and the requests it carried. HTTP/1.1
 /// responses carry it in their extensions (hyper-util's `Connected::extra`).
-#[derive(Debug)]
 pub struct ConnectionState {
     opened: Instant,
     requests: AtomicU32,
+    /// An HTTP/1.1 connection's handle in hyper-util's pool, from its first response: what
+    /// poisons it (it is not pooled again) once it gets too old. Taken out when the connection
+    /// closes (the handle refers back to this state).
+    pool_entry: Mutex<Option<CaptureConnection>>,
+    /// Too old (`maxConnectionDuration`): takes no new request.
+    expired: AtomicBool,
+}
+
+impl std::fmt::Debug for ConnectionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionState")
+            .field("opened", &self.opened)
+            .field("requests", &self.requests)
+            .field("expired", &self.expired)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConnectionState {
@@ -219,7 +237,49 @@ impl ConnectionState {
         Arc::new(Self {
             opened: Instant::now(),
             requests: AtomicU32::new(0),
+            pool_entry: Mutex::new(None),
+            expired: AtomicBool::new(false),
         })
+    }
+
+    /// Keeps the pool handle of the HTTP/1.1 connection this state is of, from a response it
+    /// carried, so it can be poisoned when it gets too old; poisons it at once when it already
+    /// is (or `retire`).
+    pub fn remember(&self, entry: CaptureConnection, retire: bool) {
+        if retire || self.expired.load(Ordering::Acquire) {
+            poison(&entry);
+            return;
+        }
+        if let Ok(mut kept) = self.pool_entry.lock()
+            && kept.is_none()
+        {
+            *kept = Some(entry);
+        }
+        // It may have expired meanwhile.
+        if self.expired.load(Ordering::Acquire) {
+            self.expire();
+        }
+    }
+
+    /// Marks the connection too old: a pooled HTTP/1.1 connection is poisoned, so hyper-util
+    /// does not hand it out again and closes it.
+    fn expire(&self) {
+        self.expired.store(true, Ordering::Release);
+        if let Some(entry) = self.pool_entry.lock().ok().and_then(|mut e| e.take()) {
+            poison(&entry);
+        }
+    }
+
+    fn forget_pool_entry(&self) {
+        if let Ok(mut entry) = self.pool_entry.lock() {
+            entry.take();
+        }
+    }
+}
+
+fn poison(entry: &CaptureConnection) {
+    if let Some(connection) = entry.connection_metadata().as_ref() {
+        connection.poison();
     }
 }
 
@@ -256,10 +316,21 @@ where
         let policy = self.policy.clone();
         Box::pin(async move {
             let io = connecting.await.map_err(Into::into)?;
-            Ok(CountedIo {
-                io,
-                counted: policy.map(|p| (ConnectionState::new(), p.count_open())),
-            })
+            let counted = policy.map(|policy| {
+                let state = ConnectionState::new();
+                if let Some(age) = policy.max_age() {
+                    // Too old at `age`: not pooled again from then on.
+                    let state = Arc::downgrade(&state);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(age).await;
+                        if let Some(state) = state.upgrade() {
+                            state.expire();
+                        }
+                    });
+                }
+                (state, policy.count_open())
+            });
+            Ok(CountedIo { io, counted })
         })
     }
 }
@@ -269,6 +340,14 @@ where
 pub struct CountedIo<T> {
     io: T,
     counted: Option<(Arc<ConnectionState>, OpenConnection)>,
+}
+
+impl<T> Drop for CountedIo<T> {
+    fn drop(&mut self) {
+        if let Some((state, _)) = &self.counted {
+            state.forget_pool_entry();
+        }
+    }
 }
 
 impl<T: Connection> Connection for CountedIo<T> {
@@ -435,6 +514,8 @@ mod tests {
         let old = ConnectionState {
             opened: Instant::now() - Duration::from_millis(1_000),
             requests: AtomicU32::new(0),
+            pool_entry: Mutex::new(None),
+            expired: AtomicBool::new(false),
         };
         assert!(policy.retire_after_request(&old));
 

@@ -234,11 +234,11 @@ impl Upstreams {
         };
         if let (Some(policy), Some(capture)) = (policy, capture)
             && let Some(state) = response.extensions().get::<Arc<connect::ConnectionState>>()
-            && policy.retire_after_request(state)
-            && let Some(connection) = capture.connection_metadata().as_ref()
         {
-            // Not pooled again: it closes once this response is read.
-            connection.poison();
+            // Retired: not pooled again, it closes once this response is read. Otherwise kept
+            // so the connection can be retired when it gets too old.
+            let retire = policy.retire_after_request(state);
+            state.remember(capture, retire);
         }
         Ok(response.map(|body| UpstreamBody::new(body, held)))
     }
