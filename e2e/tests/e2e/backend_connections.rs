@@ -340,3 +340,93 @@ async fn over_max_connections_and_max_pending_requests_a_request_gets_a_503_nami
     // Once the burst is over, the pending request's wait is over too: `slow` serves again.
     assert_eq!(env.get("/slow", &[]).await.status, 200);
 }
+
+/// A Gateway `gw` with TCP listeners `limited` and `hole` on the two ports.
+fn tcp_gateway(limited: u16, hole: u16) -> String {
+    gantry_testkit::harness::gateway_with_listeners_yaml(
+        "gw",
+        &format!(
+            "    - name: limited\n      port: {limited}\n      protocol: TCP\n    - name: hole\n      port: {hole}\n      protocol: TCP\n"
+        ),
+    )
+}
+
+/// A TCPRoute on listener `listener` of `gw` to Service `service` port 9000.
+fn tcp_route(listener: &str, service: &str) -> String {
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {{name: {listener}, namespace: default}}
+spec:
+  parentRefs: [{{name: gw, sectionName: {listener}}}]
+  rules:
+    - backendRefs: [{{name: {service}, port: 9000}}]
+"#
+    )
+}
+
+/// Reads what the backend sends first through a connection to the proxy's `port`: its greeting
+/// line, or nothing when the proxy closes the connection.
+async fn first_line(port: u16) -> (String, tokio::io::BufReader<tokio::net::TcpStream>) {
+    use tokio::io::AsyncBufReadExt;
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connecting to the TCP listener");
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+        .await
+        .expect("a line or the close within 10 s")
+        .expect("reading");
+    (line.trim_end().to_owned(), reader)
+}
+
+#[tokio::test]
+async fn tcp_route_connections_keep_max_connections_and_the_connect_timeout() {
+    let (backend, _task) = gantry_testkit::stream_echo::spawn_tcp("limited").await;
+    let hole = blackhole().await.expect("an address whose connects hang");
+    let (limited_port, hole_port) = (free_port(), free_port());
+    let objects = [
+        service_yaml("default", "limited", 9000, &[backend]),
+        service_yaml("default", "hole", 9000, &[hole.addr]),
+        tcp_route("limited", "limited"),
+        tcp_route("hole", "hole"),
+        policy("limited", "  circuitBreaker: {maxConnections: 1}\n"),
+        policy("hole", "  timeout:\n    tcp: {connectTimeout: 100ms}\n"),
+    ]
+    .join("---\n");
+    let proxy = Proxy::start_ready(
+        &[
+            ("gateway.yaml", &tcp_gateway(limited_port, hole_port)),
+            ("objects.yaml", &objects),
+        ],
+        &[],
+    )
+    .await;
+    let open = "gantry_upstream_connections_open{cluster=\"default/limited:9000\"}";
+
+    let (greeting, first) = first_line(limited_port).await;
+    assert!(greeting.contains("limited"), "{greeting}");
+    proxy.wait_metric(open, 1.0).await;
+    // A second connection while the first is open: closed without reaching the backend.
+    let (nothing, _) = first_line(limited_port).await;
+    assert_eq!(nothing, "");
+    proxy
+        .wait_metric(
+            "gantry_circuit_breaker_rejections_total{cluster=\"default/limited:9000\",limit=\"maxConnections\"}",
+            1.0,
+        )
+        .await;
+    // Once the first closes, another may open.
+    drop(first);
+    proxy.wait_metric(open, 0.0).await;
+    let (greeting, _third) = first_line(limited_port).await;
+    assert!(greeting.contains("limited"), "{greeting}");
+
+    // A backend that never accepts: the client is closed after the policy's connect timeout.
+    let (nothing, _) = first_line(hole_port).await;
+    assert_eq!(nothing, "");
+    proxy
+        .wait_metric("gantry_upstream_connect_errors_total", 1.0)
+        .await;
+}
