@@ -12,11 +12,11 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::Client;
@@ -217,7 +217,7 @@ pub struct ConnectionState {
     /// An HTTP/1.1 connection's handle in hyper-util's pool, from its first response: what
     /// poisons it (it is not pooled again) once it gets too old. Taken out when the connection
     /// closes (the handle refers back to this state).
-    pool_entry: Mutex<Option<CaptureConnection>>,
+    pool_entry: ArcSwapOption<CaptureConnection>,
     /// Too old (`maxConnectionDuration`): takes no new request.
     expired: AtomicBool,
 }
@@ -237,7 +237,7 @@ impl ConnectionState {
         Arc::new(Self {
             opened: Instant::now(),
             requests: AtomicU32::new(0),
-            pool_entry: Mutex::new(None),
+            pool_entry: ArcSwapOption::empty(),
             expired: AtomicBool::new(false),
         })
     }
@@ -250,10 +250,9 @@ impl ConnectionState {
             poison(&entry);
             return;
         }
-        if let Ok(mut kept) = self.pool_entry.lock()
-            && kept.is_none()
-        {
-            *kept = Some(entry);
+        // The first response's handle is kept; later ones are of the same connection.
+        if self.pool_entry.load().is_none() {
+            self.pool_entry.store(Some(Arc::new(entry)));
         }
         // It may have expired meanwhile.
         if self.expired.load(Ordering::Acquire) {
@@ -265,15 +264,13 @@ impl ConnectionState {
     /// does not hand it out again and closes it.
     fn expire(&self) {
         self.expired.store(true, Ordering::Release);
-        if let Some(entry) = self.pool_entry.lock().ok().and_then(|mut e| e.take()) {
+        if let Some(entry) = self.pool_entry.swap(None) {
             poison(&entry);
         }
     }
 
     fn forget_pool_entry(&self) {
-        if let Ok(mut entry) = self.pool_entry.lock() {
-            entry.take();
-        }
+        self.pool_entry.store(None);
     }
 }
 
@@ -514,7 +511,7 @@ mod tests {
         let old = ConnectionState {
             opened: Instant::now() - Duration::from_millis(1_000),
             requests: AtomicU32::new(0),
-            pool_entry: Mutex::new(None),
+            pool_entry: ArcSwapOption::empty(),
             expired: AtomicBool::new(false),
         };
         assert!(policy.retire_after_request(&old));

@@ -9,7 +9,6 @@
 //! unless `max_pending` requests already wait: then it is refused at once. Nothing waits when
 //! either limit is 0 ("a limit of 0 lets nothing through").
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -75,31 +74,29 @@ impl ConnectionLimits {
     /// (either limit is 0), `maxPendingRequests` when the pending requests are at their limit.
     /// The wait ends when a connection is given back, or when the caller gives up (the request
     /// timeout, the client leaving).
-    pub fn acquire(self: &Arc<Self>) -> impl Future<Output = Result<Held, Overflow>> + Send + '_ {
-        async move {
+    pub async fn acquire(self: &Arc<Self>) -> Result<Held, Overflow> {
+        if let Some(held) = self.try_acquire() {
+            return Ok(held);
+        }
+        if self.max_connections == 0 || self.max_pending == 0 {
+            return Err(Overflow {
+                limit: Limit::MaxConnections,
+            });
+        }
+        if !increment_below(&self.pending, self.max_pending) {
+            return Err(Overflow {
+                limit: Limit::MaxPendingRequests,
+            });
+        }
+        let _pending = Pending(self);
+        loop {
+            let notified = self.freed.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
             if let Some(held) = self.try_acquire() {
                 return Ok(held);
             }
-            if self.max_connections == 0 || self.max_pending == 0 {
-                return Err(Overflow {
-                    limit: Limit::MaxConnections,
-                });
-            }
-            if !increment_below(&self.pending, self.max_pending) {
-                return Err(Overflow {
-                    limit: Limit::MaxPendingRequests,
-                });
-            }
-            let _pending = Pending(self);
-            loop {
-                let notified = self.freed.notified();
-                let mut notified = std::pin::pin!(notified);
-                notified.as_mut().enable();
-                if let Some(held) = self.try_acquire() {
-                    return Ok(held);
-                }
-                notified.await;
-            }
+            notified.await;
         }
     }
 
