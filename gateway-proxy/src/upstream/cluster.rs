@@ -282,4 +282,88 @@ mod tests {
         let both: Vec<Authority> = cluster.endpoints().to_vec();
         assert!(cluster.pick_other(&both).is_some(), "all tried: any");
     }
+
+    fn with_policy(mut ir: ClusterIr, connect_timeout_ms: u64) -> ClusterIr {
+        use gantry_translate::ir::{BackendConfigIr, ConnectionIr, LoadBalancerIr};
+        ir.backend_config = Some(Arc::new(BackendConfigIr {
+            policy: "ns/p".into(),
+            load_balancer: LoadBalancerIr::RoundRobin {
+                slow_start_window_ms: None,
+            },
+            health_check: None,
+            circuit_breaker: None,
+            connection: ConnectionIr {
+                connect_timeout_ms,
+                ..ConnectionIr::DEFAULT
+            },
+        }));
+        ir
+    }
+
+    fn plain_cluster() -> ClusterIr {
+        let mut ir = tls_cluster("a.internal", "");
+        ir.tls = None;
+        ir
+    }
+
+    #[test]
+    fn a_policy_s_pools_are_kept_while_its_connection_settings_stay() {
+        let without = Cluster::compile(&plain_cluster(), None).unwrap();
+        assert!(without.connection().is_none());
+        assert!(matches!(
+            without.via("ns/gw", UpstreamProtocol::Http1),
+            Via::Plain(_)
+        ));
+
+        let first = Cluster::compile(&with_policy(plain_cluster(), 1_000), Some(&without)).unwrap();
+        let own = |c: &Cluster| match c.via("ns/gw", UpstreamProtocol::Http1) {
+            Via::Own(_, clients) => clients as *const ClusterClients,
+            other => panic!("not the cluster's own pools: {other:?}"),
+        };
+        // Endpoints and the policy's other settings change: the pools (and their connections)
+        // stay.
+        let mut moved = with_policy(plain_cluster(), 1_000);
+        moved.endpoints = vec!["10.0.0.9:8443".into()];
+        if let Some(config) = moved.backend_config.as_mut() {
+            Arc::make_mut(config).load_balancer = gantry_translate::ir::LoadBalancerIr::Random;
+        }
+        let second = Cluster::compile(&moved, Some(&first)).unwrap();
+        assert_eq!(own(&first), own(&second));
+        assert!(Arc::ptr_eq(
+            first.connection().unwrap(),
+            second.connection().unwrap()
+        ));
+        // New connection settings: new pools.
+        let third = Cluster::compile(&with_policy(plain_cluster(), 2_000), Some(&second)).unwrap();
+        assert_ne!(own(&second), own(&third));
+        // The policy gone: the shared pools again.
+        let fourth = Cluster::compile(&plain_cluster(), Some(&third)).unwrap();
+        assert!(matches!(
+            fourth.via("ns/gw", UpstreamProtocol::Http1),
+            Via::Plain(_)
+        ));
+    }
+
+    #[test]
+    fn a_tls_cluster_s_clients_follow_its_policy() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap().pem();
+        let tls = || tls_cluster("a.internal", &ca);
+
+        let first = Cluster::compile(&with_policy(tls(), 1_000), None).unwrap();
+        let clients = |c: &Cluster| match c.via("ns/gw", UpstreamProtocol::Http1) {
+            Via::Tls(_, clients) => clients.policy.clone(),
+            other => panic!("not TLS: {other:?}"),
+        };
+        assert!(clients(&first).is_some());
+        let same = Cluster::compile(&with_policy(tls(), 1_000), Some(&first)).unwrap();
+        assert!(Arc::ptr_eq(first.tls().unwrap(), same.tls().unwrap()));
+        let other = Cluster::compile(&with_policy(tls(), 2_000), Some(&same)).unwrap();
+        assert!(!Arc::ptr_eq(same.tls().unwrap(), other.tls().unwrap()));
+        let none = Cluster::compile(&tls(), Some(&other)).unwrap();
+        assert!(!Arc::ptr_eq(other.tls().unwrap(), none.tls().unwrap()));
+        assert!(clients(&none).is_none());
+    }
 }
