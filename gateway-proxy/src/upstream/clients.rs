@@ -9,7 +9,8 @@ use http::uri::Scheme;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use super::connect::{ConnectionPolicy, Counted};
+use super::connect::ConnectionPolicy;
+use super::counted::Counted;
 use super::{Http2Pool, ProxyBody};
 
 /// One cluster's own plaintext pools.

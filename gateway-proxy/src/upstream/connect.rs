@@ -1,34 +1,23 @@
 //! How a cluster that a BackendConfigPolicy governs connects to its endpoints: its
 //! [`ConnectionPolicy`] (connect timeout, idle timeout, TCP keepalive, maximum connection age
-//! and requests per connection, the circuit breaker's connection limits) and [`Counted`], the
-//! connector wrapper that counts its open connections and tells the pools each connection's age
-//! and request count.
+//! and requests per connection, the circuit breaker's connection limits). Its connections are
+//! counted by `counted::Counted`.
 //!
 //! A policy is built once per cluster compile and carried over (with the pools built from it
 //! and their connections) while the cluster's connection settings stay the same. Clusters
 //! without a policy never see any of this: they use the shared pools.
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
-use http::Uri;
-use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{
-    CaptureConnection, Connected, Connection, HttpConnector,
-};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
-use super::BoxError;
+use super::counted::{ConnectionState, OpenConnection};
 use super::limits::{ConnectionLimits, Overflow};
 use crate::telemetry::Metrics;
 use crate::telemetry::circuit_breaker::CircuitBreakerMetrics;
@@ -133,15 +122,10 @@ impl ConnectionPolicy {
     /// Counts one more request on a connection; true when the connection must take no other
     /// (it carried `maxRequestsPerConnection` requests, or it is `maxConnectionDuration` old).
     pub fn retire_after_request(&self, state: &ConnectionState) -> bool {
-        let carried = state
-            .requests
-            .fetch_add(1, Ordering::Relaxed)
-            .saturating_add(1);
+        let carried = state.count_request();
         self.max_requests_per_connection()
             .is_some_and(|max| carried >= max)
-            || self
-                .max_age()
-                .is_some_and(|age| state.opened.elapsed() >= age)
+            || self.max_age().is_some_and(|age| state.age() >= age)
     }
 
     /// The TCP connector of the cluster's HTTP clients: the policy's connect timeout and TCP
@@ -185,8 +169,7 @@ impl ConnectionPolicy {
 
     /// Counts an open connection in the cluster's gauge while the guard lives.
     pub fn count_open(&self) -> OpenConnection {
-        self.open.inc();
-        OpenConnection(self.open.clone())
+        OpenConnection::new(&self.open)
     }
 }
 
@@ -197,204 +180,6 @@ pub fn set_keepalive(stream: &TcpStream, keepalive: &TcpKeepaliveIr) -> io::Resu
         .with_interval(Duration::from_secs(keepalive.interval_secs.into()))
         .with_retries(keepalive.probes);
     socket2::SockRef::from(stream).set_tcp_keepalive(&settings)
-}
-
-/// One connection counted in its cluster's `upstream_connections_open` gauge.
-#[derive(Debug)]
-pub struct OpenConnection(Gauge);
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
-/// What one connection knows about itself: its age and the requests it carried. HTTP/1.1
-/// responses carry it in their extensions (hyper-util's `Connected::extra`).
-pub struct ConnectionState {
-    opened: Instant,
-    requests: AtomicU32,
-    /// An HTTP/1.1 connection's handle in hyper-util's pool, from its first response: what
-    /// poisons it (it is not pooled again) once it gets too old. Taken out when the connection
-    /// closes (the handle refers back to this state).
-    pool_entry: ArcSwapOption<CaptureConnection>,
-    /// Too old (`maxConnectionDuration`): takes no new request.
-    expired: AtomicBool,
-}
-
-impl std::fmt::Debug for ConnectionState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectionState")
-            .field("opened", &self.opened)
-            .field("requests", &self.requests)
-            .field("expired", &self.expired)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ConnectionState {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self {
-            opened: Instant::now(),
-            requests: AtomicU32::new(0),
-            pool_entry: ArcSwapOption::empty(),
-            expired: AtomicBool::new(false),
-        })
-    }
-
-    /// Keeps the pool handle of the HTTP/1.1 connection this state is of, from a response it
-    /// carried, so it can be poisoned when it gets too old; poisons it at once when it already
-    /// is (or `retire`).
-    pub fn remember(&self, entry: CaptureConnection, retire: bool) {
-        if retire || self.expired.load(Ordering::Acquire) {
-            poison(&entry);
-            return;
-        }
-        // The first response's handle is kept; later ones are of the same connection.
-        if self.pool_entry.load().is_none() {
-            self.pool_entry.store(Some(Arc::new(entry)));
-        }
-        // It may have expired meanwhile.
-        if self.expired.load(Ordering::Acquire) {
-            self.expire();
-        }
-    }
-
-    /// Marks the connection too old: a pooled HTTP/1.1 connection is poisoned, so hyper-util
-    /// does not hand it out again and closes it.
-    fn expire(&self) {
-        self.expired.store(true, Ordering::Release);
-        if let Some(entry) = self.pool_entry.swap(None) {
-            poison(&entry);
-        }
-    }
-
-    fn forget_pool_entry(&self) {
-        self.pool_entry.store(None);
-    }
-}
-
-fn poison(entry: &CaptureConnection) {
-    if let Some(connection) = entry.connection_metadata().as_ref() {
-        connection.poison();
-    }
-}
-
-/// A connector that counts the connections it opens for a cluster with a policy (`None`: a
-/// cluster without one; the connection passes through untouched).
-#[derive(Clone, Debug)]
-pub struct Counted<C> {
-    inner: C,
-    policy: Option<Arc<ConnectionPolicy>>,
-}
-
-impl<C> Counted<C> {
-    pub fn new(inner: C, policy: Option<Arc<ConnectionPolicy>>) -> Self {
-        Self { inner, policy }
-    }
-}
-
-impl<C> tower_service::Service<Uri> for Counted<C>
-where
-    C: tower_service::Service<Uri> + Send + 'static,
-    C::Future: Send + 'static,
-    C::Error: Into<BoxError>,
-{
-    type Response = CountedIo<C::Response>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
-        let policy = self.policy.clone();
-        Box::pin(async move {
-            let io = connecting.await.map_err(Into::into)?;
-            let counted = policy.map(|policy| {
-                let state = ConnectionState::new();
-                if let Some(age) = policy.max_age() {
-                    // Too old at `age`: not pooled again from then on.
-                    let state = Arc::downgrade(&state);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(age).await;
-                        if let Some(state) = state.upgrade() {
-                            state.expire();
-                        }
-                    });
-                }
-                (state, policy.count_open())
-            });
-            Ok(CountedIo { io, counted })
-        })
-    }
-}
-
-/// A connection opened by [`Counted`].
-#[derive(Debug)]
-pub struct CountedIo<T> {
-    io: T,
-    counted: Option<(Arc<ConnectionState>, OpenConnection)>,
-}
-
-impl<T> Drop for CountedIo<T> {
-    fn drop(&mut self) {
-        if let Some((state, _)) = &self.counted {
-            state.forget_pool_entry();
-        }
-    }
-}
-
-impl<T: Connection> Connection for CountedIo<T> {
-    fn connected(&self) -> Connected {
-        let connected = self.io.connected();
-        match &self.counted {
-            Some((state, _)) => connected.extra(state.clone()),
-            None => connected,
-        }
-    }
-}
-
-impl<T: Read + Unpin> Read for CountedIo<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<T: Write + Unpin> Write for CountedIo<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
 }
 
 /// True when `error` (or one of its causes) is a connect that timed out.
@@ -418,6 +203,7 @@ pub fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use gantry_translate::ir::{CircuitBreakerIr, LoadBalancerIr};
+    use http::Uri;
     use hyper_util::rt::TokioIo;
     use tokio::net::TcpListener;
     use tower_service::Service;
@@ -508,12 +294,8 @@ mod tests {
         aging.circuit_breaker = None;
         let policy = ConnectionPolicy::new("ns/svc:80", &aging, &metrics);
         assert!(!policy.retire_after_request(&ConnectionState::new()));
-        let old = ConnectionState {
-            opened: Instant::now() - Duration::from_millis(1_000),
-            requests: AtomicU32::new(0),
-            pool_entry: ArcSwapOption::empty(),
-            expired: AtomicBool::new(false),
-        };
+        let old =
+            ConnectionState::opened_at(tokio::time::Instant::now() - Duration::from_millis(1_000));
         assert!(policy.retire_after_request(&old));
 
         let default = ConnectionPolicy::new("ns/svc:80", &config(ConnectionIr::DEFAULT), &metrics);

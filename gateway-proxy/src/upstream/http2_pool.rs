@@ -39,7 +39,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use super::connect::{ConnectionPolicy, ConnectionState};
+use super::connect::ConnectionPolicy;
+use super::counted::ConnectionState;
 use super::limits::{ConnectionLimits, Held, Overflow};
 use super::{BoxError, ProxyBody, UpstreamError};
 

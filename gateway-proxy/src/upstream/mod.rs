@@ -1,11 +1,13 @@
 //! Upstream connections: pooled HTTP/1.1 clients and HTTP/2 connection pools
 //! (`http2_pool`) that outlive configuration swaps, TLS clients per cluster (`tls`), and the
-//! own clients of clusters a BackendConfigPolicy governs (`clients`, `connect`, `limits`).
+//! own clients of clusters a BackendConfigPolicy governs (`clients`, `connect`, `counted`,
+//! `limits`).
 
 mod body;
 pub mod clients;
 mod cluster;
 pub mod connect;
+pub mod counted;
 mod http2_pool;
 pub mod limits;
 pub mod retry;
@@ -155,7 +157,7 @@ impl Upstreams {
     /// from the circuit breaker (waiting as a pending request, or refused with
     /// [`UpstreamError::Overflow`]) and holds it until its response body ends; the connection
     /// it used is not pooled again once it carried `maxRequestsPerConnection` requests or is
-    /// `maxConnectionDuration` old (checked when its response arrives).
+    /// `maxConnectionDuration` old.
     pub async fn send_via(
         &self,
         via: Via<'_>,
@@ -233,7 +235,7 @@ impl Upstreams {
             None => None,
         };
         if let (Some(policy), Some(capture)) = (policy, capture)
-            && let Some(state) = response.extensions().get::<Arc<connect::ConnectionState>>()
+            && let Some(state) = response.extensions().get::<Arc<counted::ConnectionState>>()
         {
             // Retired: not pooled again, it closes once this response is read. Otherwise kept
             // so the connection can be retired when it gets too old.

@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::upstream::connect::OpenConnection;
+use crate::upstream::counted::OpenConnection;
 use crate::upstream::limits::Held;
 
 /// A connection to a backend endpoint, with what it holds of its cluster's connection limits

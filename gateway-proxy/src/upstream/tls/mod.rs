@@ -25,7 +25,8 @@ use rustls_pki_types::ServerName;
 
 pub use self::connector::{Handshake, TlsConnection, TlsConnector, failure_reason, unusable};
 pub use self::verifier::SubjectAltNameVerifier;
-use super::connect::{ConnectionPolicy, Counted};
+use super::connect::ConnectionPolicy;
+use super::counted::Counted;
 use super::{Http2Pool, POOL_IDLE_TIMEOUT, ProxyBody, client_builder, http_connector};
 use gantry_translate::ir::{CertificateIr, UpstreamTlsIr};
 
