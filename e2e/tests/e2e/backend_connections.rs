@@ -3,7 +3,9 @@
 //! `maxRequestsPerConnection` requests and their idle connections closed after
 //! `connectionIdleTimeout`; a connect to an address that never answers ends with a 503 after
 //! `connectTimeout`; a burst against a slow backend limited by `maxConnections` and
-//! `maxPendingRequests` gets 503s naming the limit while another Service keeps serving.
+//! `maxPendingRequests` gets 503s naming the limit while another Service keeps serving; an h2c
+//! Service's connections carry at most `maxConcurrentStreams` requests at once; TCPRoute
+//! connections keep `maxConnections` and the connect timeout.
 //! Outcomes are asserted (statuses, headers, connection counts, counters), never durations.
 
 use std::net::SocketAddr;
@@ -216,6 +218,55 @@ async fn a_connection_older_than_max_connection_duration_is_not_reused() {
         (counts.open() != 1).then(|| format!("{} open", counts.open()))
     })
     .await;
+}
+
+#[tokio::test]
+async fn an_http2_connection_carries_at_most_max_concurrent_streams() {
+    let (h2, counts) = counting("h2").await;
+    let port = free_port();
+    let services = gantry_testkit::harness::service_yaml_with(
+        "default",
+        "h2",
+        8080,
+        &[h2],
+        Some("kubernetes.io/h2c"),
+    );
+    let objects = [
+        services,
+        routes(&["h2"]),
+        policy("h2", "  http2: {maxConcurrentStreams: 1}\n"),
+    ]
+    .join("---\n");
+    let proxy = Proxy::start_ready(
+        &[
+            ("gateway.yaml", &gateway_yaml("gw", port)),
+            ("objects.yaml", &objects),
+        ],
+        &[],
+    )
+    .await;
+    let env = Arc::new(Env {
+        proxy,
+        base: format!("http://127.0.0.1:{port}"),
+    });
+    // Three requests at once, each answered slowly: one stream per connection.
+    let requests: Vec<_> = (0..3)
+        .map(|_| {
+            let env = env.clone();
+            tokio::spawn(async move { env.get("/h2", &[("x-echo-delay-ms", "1000")]).await })
+        })
+        .collect();
+    let mut carried = Vec::new();
+    for request in requests {
+        let reply = request.await.expect("request task");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let echo = reply.echo();
+        assert_eq!(echo.protocol, "HTTP/2.0");
+        carried.push(echo.connection.expect("numbered connection"));
+    }
+    carried.sort_unstable();
+    assert_eq!(carried, [1, 2, 3]);
+    assert_eq!(counts.accepted(), 3);
 }
 
 #[tokio::test]
