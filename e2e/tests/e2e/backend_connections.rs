@@ -1,7 +1,7 @@
 //! BackendConfigPolicy connection settings and circuit breaker connection limits against the
 //! real binary: backends that count and number their connections see a new connection after
-//! `maxRequestsPerConnection` requests and their idle connections closed after
-//! `connectionIdleTimeout`; a connect to an address that never answers ends with a 503 after
+//! `maxRequestsPerConnection` requests and after `maxConnectionDuration`, and their idle
+//! connections closed after `connectionIdleTimeout`; a connect to an address that never answers ends with a 503 after
 //! `connectTimeout`; a burst against a slow backend limited by `maxConnections` and
 //! `maxPendingRequests` gets 503s naming the limit while another Service keeps serving; an h2c
 //! Service's connections carry at most `maxConcurrentStreams` requests at once; TCPRoute
