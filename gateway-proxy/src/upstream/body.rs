@@ -60,10 +60,11 @@ impl http_body::Body for UpstreamBody {
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         let frame = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
-        if this.held.is_some() && (frame.is_ready() && this.inner.is_end_stream()) {
-            this.held = None;
-        }
-        if let std::task::Poll::Ready(None | Some(Err(_))) = frame {
+        // Given back as soon as the body is over (its last frame, its end or an error).
+        if this.held.is_some()
+            && let std::task::Poll::Ready(read) = &frame
+            && (read.is_none() || matches!(read, Some(Err(_))) || this.inner.is_end_stream())
+        {
             this.held = None;
         }
         frame
