@@ -1,6 +1,7 @@
 //! Black-box tests: the real `gantry-proxy` binary, real sockets, echo backends.
 
 mod backend_config;
+mod backend_connections;
 mod backend_tls;
 mod backends;
 mod config_files;

@@ -5,7 +5,9 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::request_checks::Refusal;
+use crate::upstream::limits::Overflow;
 use crate::upstream::{self, ProxyBody, UpstreamError};
+use gantry_translate::ir::CIRCUIT_BREAKER_HEADER;
 
 /// The status nginx logs for a client that went away before its request was answered.
 pub const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
@@ -52,6 +54,10 @@ pub enum ProxyError {
     /// backend MUST return a 503 response to the client").
     #[error("retry budget exhausted: the backend's retry budget allows no more retries now")]
     RetryBudgetExhausted,
+    /// Refused by a BackendConfigPolicy circuit breaker connection limit: 503 at once, with
+    /// `x-gantry-circuit-breaker` naming the limit.
+    #[error("{0}")]
+    CircuitBreaker(Overflow),
     /// The upstream answered `101 Switching Protocols` to a request that did not ask for that
     /// protocol; no tunnel is opened.
     #[error("upstream switched protocols without being asked")]
@@ -94,7 +100,14 @@ impl ProxyError {
             Self::InvalidBackend | Self::NoBackend | Self::InvalidRedirect => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            Self::NoHealthyUpstream | Self::RetryBudgetExhausted => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoHealthyUpstream | Self::RetryBudgetExhausted | Self::CircuitBreaker(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            // No connection within the connect timeout: the endpoint is unavailable, as Envoy
+            // answers it (BackendConfigPolicy `connectTimeout`, docs/policies.md).
+            Self::UpstreamConnect(UpstreamError::ConnectTimeout { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::UpstreamConnect(_) | Self::UpstreamReset(_) | Self::UnexpectedUpgrade => {
                 StatusCode::BAD_GATEWAY
             }
@@ -122,6 +135,12 @@ impl ProxyError {
         {
             response.headers_mut().insert(name, value);
         }
+        if let Self::CircuitBreaker(overflow) = self {
+            response.headers_mut().insert(
+                CIRCUIT_BREAKER_HEADER,
+                HeaderValue::from_static(overflow.limit.name()),
+            );
+        }
         response
     }
 }
@@ -129,7 +148,10 @@ impl ProxyError {
 impl From<UpstreamError> for ProxyError {
     fn from(error: UpstreamError) -> Self {
         match error {
-            UpstreamError::Connect { .. } => Self::UpstreamConnect(error),
+            UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } => {
+                Self::UpstreamConnect(error)
+            }
+            UpstreamError::Overflow(overflow) => Self::CircuitBreaker(overflow),
             _ => Self::UpstreamReset(error),
         }
     }
@@ -149,6 +171,24 @@ mod tests {
         assert_eq!(ProxyError::RequestTimeout.status(), 504);
         assert_eq!(ProxyError::BackendTimeout.status(), 504);
         assert_eq!(ProxyError::RetryBudgetExhausted.status(), 503);
+        let refused = ProxyError::from(UpstreamError::Overflow(Overflow {
+            limit: upstream::limits::Limit::MaxPendingRequests,
+        }));
+        assert_eq!(refused.status(), 503);
+        assert_eq!(
+            refused.to_response().headers()[CIRCUIT_BREAKER_HEADER],
+            "maxPendingRequests"
+        );
+        let endpoint = http::uri::Authority::from_static("10.0.0.1:80");
+        let timed_out = ProxyError::from(UpstreamError::ConnectTimeout {
+            endpoint: endpoint.clone(),
+        });
+        assert_eq!(timed_out.status(), 503);
+        let refused = ProxyError::from(UpstreamError::Connect {
+            endpoint,
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        });
+        assert_eq!(refused.status(), 502);
         let response = ProxyError::NoHealthyUpstream.to_response();
         assert_eq!(response.status(), 503);
         assert_eq!(

@@ -83,6 +83,7 @@ impl ProxyError {
             Self::InvalidRedirect => GrpcCode::Unknown,
             Self::NoHealthyUpstream
             | Self::RetryBudgetExhausted
+            | Self::CircuitBreaker(_)
             | Self::UpstreamConnect(_)
             | Self::UpstreamReset(_)
             | Self::UnexpectedUpgrade => GrpcCode::Unavailable,

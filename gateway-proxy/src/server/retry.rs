@@ -29,7 +29,6 @@ use std::time::Duration;
 use http::request::Parts;
 use http::uri::Authority;
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use super::Shared;
 use super::access_log::Record;
@@ -38,7 +37,7 @@ use super::errors::ProxyError;
 use crate::telemetry::RouteMetrics;
 use crate::upstream::retry::replay::{NotReplayable, RETRY_BUFFER_LIMIT, Replayable};
 use crate::upstream::retry::{RetryPolicy, RetryReason, SkipReason};
-use crate::upstream::{Cluster, ProxyBody, Via};
+use crate::upstream::{Cluster, ProxyBody, UpstreamBody, Via};
 
 /// Access-log notes for a retry that was not made.
 const NOTE_BODY_OVER_LIMIT: &str = "not retried: request body over the 64 KiB retry buffer";
@@ -69,7 +68,7 @@ pub(super) async fn send(
     mut body: Replayable,
     client_body: Option<&Outcome>,
     record: &mut Record<'_>,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let mut tried: Vec<Authority> = Vec::new();
     let mut endpoint = first.clone();
     let mut retry = 0;
@@ -135,7 +134,7 @@ async fn attempt(
     endpoint: &Authority,
     request: Request<ProxyBody>,
     client_body: Option<&Outcome>,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     upstream.metrics.upstream_attempt();
     if let Some(budget) = upstream.cluster.budget() {
         budget.record_request();

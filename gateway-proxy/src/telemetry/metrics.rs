@@ -15,8 +15,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::circuit_breaker::CircuitBreakerMetrics;
 use super::histogram::AtomicHistogram;
 use super::l4::L4Metrics;
+use super::upstream_connections::UpstreamConnectionMetrics;
 
 /// Labels of per-request series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -146,6 +148,10 @@ pub struct Metrics {
     pub active_connections: Gauge,
     /// TCP, TLS and UDP forwarding.
     pub l4: L4Metrics,
+    /// Rejections by BackendConfigPolicy circuit breaker limits.
+    pub circuit_breaker: CircuitBreakerMetrics,
+    /// Connections open per cluster with a BackendConfigPolicy.
+    pub upstream_connections: UpstreamConnectionMetrics,
     /// Time spent in each stage of applying a change.
     stages: Family<StageLabels, AtomicHistogram>,
     tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
@@ -266,6 +272,8 @@ impl Metrics {
             active_connections.clone(),
         );
         let l4 = L4Metrics::register(&mut registry);
+        let circuit_breaker = CircuitBreakerMetrics::register(&mut registry);
+        let upstream_connections = UpstreamConnectionMetrics::register(&mut registry);
         registry.register(
             "config_stage_duration_seconds",
             "Time a configuration change spent in each stage: source (Kubernetes mode: first event of \
@@ -281,6 +289,8 @@ impl Metrics {
         register(&mut registry);
         Self {
             l4,
+            circuit_breaker,
+            upstream_connections,
             tls_handshake_errors,
             requests_rejected,
             connections_refused,

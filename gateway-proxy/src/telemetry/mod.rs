@@ -1,8 +1,10 @@
 //! Metrics and logs.
 
+pub mod circuit_breaker;
 pub mod histogram;
 pub mod l4;
 pub mod logging;
 pub mod metrics;
+pub mod upstream_connections;
 
 pub use metrics::{Metrics, RetryReason, RouteMetrics, SkipReason};

@@ -1,5 +1,6 @@
-//! A compiled upstream cluster: parsed endpoint addresses, a round-robin cursor and, for a
-//! TLS cluster, its TLS clients.
+//! A compiled upstream cluster: parsed endpoint addresses, a round-robin cursor, for a TLS
+//! cluster its TLS clients, and for a cluster with a BackendConfigPolicy its connection
+//! settings and own pools.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,8 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use http::uri::Authority;
 
 use super::Via;
+use super::clients::ClusterClients;
+use super::connect::ConnectionPolicy;
 use super::retry::RetryBudget;
 use super::tls::TlsUpstream;
+use crate::telemetry::Metrics;
 use gantry_translate::ir::{ClusterIr, UpstreamProtocol};
 
 /// One cluster of the snapshot. Endpoints are taken in turn.
@@ -25,6 +29,10 @@ pub struct Cluster {
     tls: Option<Arc<TlsUpstream>>,
     /// The Service's retry budget (XBackendTrafficPolicy), shared by its clusters.
     budget: Option<Arc<RetryBudget>>,
+    /// Connection settings (BackendConfigPolicy); `None`: the shared pools and defaults.
+    connection: Option<Arc<ConnectionPolicy>>,
+    /// The own plaintext pools of a cluster with a policy (a TLS one has them in `tls`).
+    own: Option<Arc<ClusterClients>>,
 }
 
 /// Why a cluster of the IR cannot be compiled.
@@ -49,6 +57,20 @@ impl Cluster {
         previous: Option<&Cluster>,
         budget: Option<Arc<RetryBudget>>,
     ) -> Result<Self, ClusterError> {
+        static UNREGISTERED: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::new);
+        Self::compile_in(ir, previous, budget, &UNREGISTERED)
+    }
+
+    /// [`Cluster::compile_with_budget`], counting the connections and circuit breaker
+    /// rejections of a cluster with a BackendConfigPolicy in `metrics`. Its connection
+    /// settings and pools (with their connections) are kept from `previous` while its
+    /// connection settings stay the same.
+    pub fn compile_in(
+        ir: &ClusterIr,
+        previous: Option<&Cluster>,
+        budget: Option<Arc<RetryBudget>>,
+        metrics: &Metrics,
+    ) -> Result<Self, ClusterError> {
         let endpoints = ir
             .endpoints
             .iter()
@@ -60,13 +82,32 @@ impl Cluster {
             })
             .collect::<Result<_, _>>()?;
         let endpoint_ids = ir.endpoints.iter().map(|e| super::session::id(e)).collect();
+        let connection = ir.backend_config.as_ref().map(|config| {
+            previous
+                .and_then(|p| p.connection.as_ref())
+                .filter(|old| old.is_built_from(config))
+                .cloned()
+                .unwrap_or_else(|| ConnectionPolicy::new(&ir.name, config, metrics))
+        });
         let tls = ir.tls.as_ref().map(|settings| {
             previous
                 .and_then(|p| p.tls.as_ref())
-                .filter(|old| old.is_built_from(settings))
+                .filter(|old| old.is_built_from(settings, connection.as_ref()))
                 .cloned()
-                .unwrap_or_else(|| Arc::new(TlsUpstream::build(&ir.name, settings)))
+                .unwrap_or_else(|| {
+                    Arc::new(TlsUpstream::build(&ir.name, settings, connection.as_ref()))
+                })
         });
+        let own = match (&tls, &connection) {
+            (None, Some(policy)) => Some(
+                previous
+                    .and_then(|p| p.own.as_ref())
+                    .filter(|old| Arc::ptr_eq(&old.policy, policy))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(ClusterClients::new(policy.clone()))),
+            ),
+            _ => None,
+        };
         Ok(Self {
             name: Arc::from(ir.name.as_str()),
             protocol: ir.protocol,
@@ -75,16 +116,24 @@ impl Cluster {
             next: AtomicUsize::new(0),
             tls,
             budget,
+            connection,
+            own,
         })
     }
 
     /// How to send a request that came through `gateway` (`namespace/name`) and speaks
     /// `protocol` (the rule's choice: see `Rule::upstream_protocol`).
     pub fn via(&self, gateway: &str, protocol: UpstreamProtocol) -> Via<'_> {
-        match &self.tls {
-            Some(tls) => Via::Tls(protocol, tls.clients(gateway)),
-            None => Via::Plain(protocol),
+        match (&self.tls, &self.own) {
+            (Some(tls), _) => Via::Tls(protocol, tls.clients(gateway)),
+            (None, Some(own)) => Via::Own(protocol, own),
+            (None, None) => Via::Plain(protocol),
         }
+    }
+
+    /// The connection settings of a cluster with a BackendConfigPolicy.
+    pub fn connection(&self) -> Option<&Arc<ConnectionPolicy>> {
+        self.connection.as_ref()
     }
 
     /// The TLS clients, when the cluster uses TLS.
@@ -232,5 +281,89 @@ mod tests {
         }
         let both: Vec<Authority> = cluster.endpoints().to_vec();
         assert!(cluster.pick_other(&both).is_some(), "all tried: any");
+    }
+
+    fn with_policy(mut ir: ClusterIr, connect_timeout_ms: u64) -> ClusterIr {
+        use gantry_translate::ir::{BackendConfigIr, ConnectionIr, LoadBalancerIr};
+        ir.backend_config = Some(Arc::new(BackendConfigIr {
+            policy: "ns/p".into(),
+            load_balancer: LoadBalancerIr::RoundRobin {
+                slow_start_window_ms: None,
+            },
+            health_check: None,
+            circuit_breaker: None,
+            connection: ConnectionIr {
+                connect_timeout_ms,
+                ..ConnectionIr::DEFAULT
+            },
+        }));
+        ir
+    }
+
+    fn plain_cluster() -> ClusterIr {
+        let mut ir = tls_cluster("a.internal", "");
+        ir.tls = None;
+        ir
+    }
+
+    #[test]
+    fn a_policy_s_pools_are_kept_while_its_connection_settings_stay() {
+        let without = Cluster::compile(&plain_cluster(), None).unwrap();
+        assert!(without.connection().is_none());
+        assert!(matches!(
+            without.via("ns/gw", UpstreamProtocol::Http1),
+            Via::Plain(_)
+        ));
+
+        let first = Cluster::compile(&with_policy(plain_cluster(), 1_000), Some(&without)).unwrap();
+        let own = |c: &Cluster| match c.via("ns/gw", UpstreamProtocol::Http1) {
+            Via::Own(_, clients) => clients as *const ClusterClients,
+            other => panic!("not the cluster's own pools: {other:?}"),
+        };
+        // Endpoints and the policy's other settings change: the pools (and their connections)
+        // stay.
+        let mut moved = with_policy(plain_cluster(), 1_000);
+        moved.endpoints = vec!["10.0.0.9:8443".into()];
+        if let Some(config) = moved.backend_config.as_mut() {
+            Arc::make_mut(config).load_balancer = gantry_translate::ir::LoadBalancerIr::Random;
+        }
+        let second = Cluster::compile(&moved, Some(&first)).unwrap();
+        assert_eq!(own(&first), own(&second));
+        assert!(Arc::ptr_eq(
+            first.connection().unwrap(),
+            second.connection().unwrap()
+        ));
+        // New connection settings: new pools.
+        let third = Cluster::compile(&with_policy(plain_cluster(), 2_000), Some(&second)).unwrap();
+        assert_ne!(own(&second), own(&third));
+        // The policy gone: the shared pools again.
+        let fourth = Cluster::compile(&plain_cluster(), Some(&third)).unwrap();
+        assert!(matches!(
+            fourth.via("ns/gw", UpstreamProtocol::Http1),
+            Via::Plain(_)
+        ));
+    }
+
+    #[test]
+    fn a_tls_cluster_s_clients_follow_its_policy() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap().pem();
+        let tls = || tls_cluster("a.internal", &ca);
+
+        let first = Cluster::compile(&with_policy(tls(), 1_000), None).unwrap();
+        let clients = |c: &Cluster| match c.via("ns/gw", UpstreamProtocol::Http1) {
+            Via::Tls(_, clients) => clients.policy.clone(),
+            other => panic!("not TLS: {other:?}"),
+        };
+        assert!(clients(&first).is_some());
+        let same = Cluster::compile(&with_policy(tls(), 1_000), Some(&first)).unwrap();
+        assert!(Arc::ptr_eq(first.tls().unwrap(), same.tls().unwrap()));
+        let other = Cluster::compile(&with_policy(tls(), 2_000), Some(&same)).unwrap();
+        assert!(!Arc::ptr_eq(same.tls().unwrap(), other.tls().unwrap()));
+        let none = Cluster::compile(&tls(), Some(&other)).unwrap();
+        assert!(!Arc::ptr_eq(other.tls().unwrap(), none.tls().unwrap()));
+        assert!(clients(&none).is_none());
     }
 }

@@ -11,15 +11,17 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::stream::BackendStream;
+use super::stream::{BackendIo, BackendStream, Counted};
 use crate::routing::Snapshot;
 use crate::routing::l4::L4Route;
 use crate::telemetry::Metrics;
 use crate::telemetry::l4::L4Metrics;
 use crate::upstream::Cluster;
+use crate::upstream::limits::{Limit, Overflow};
 use crate::upstream::tls;
 
-/// How long a backend connection may take to open.
+/// How long a backend connection may take to open (without a BackendConfigPolicy; with one,
+/// its `connectTimeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the TLS handshake with a backend may take, once connected.
 const BACKEND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +53,10 @@ pub enum ForwardError {
     NoEndpoint { cluster: String },
     #[error("cannot connect to {endpoint}: {source}")]
     Connect { endpoint: String, source: io::Error },
+    /// The cluster's circuit breaker `maxConnections` are all open (BackendConfigPolicy); a
+    /// connection never waits for one.
+    #[error("cluster {cluster}: circuit breaker maxConnections reached")]
+    CircuitBreaker { cluster: String },
     #[error("TLS to {endpoint} of cluster {cluster} failed ({reason}): {source}")]
     BackendTls {
         cluster: String,
@@ -210,17 +216,40 @@ async fn connect(
         endpoint: endpoint.clone(),
         source,
     };
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| connect_error(io::Error::new(io::ErrorKind::TimedOut, "timed out")))?
-        .map_err(connect_error)?;
-    let _ = stream.set_nodelay(true);
+    // A cluster with a BackendConfigPolicy: its connect timeout, keepalive and maxConnections.
+    let policy = cluster.connection();
+    let held = match policy.and_then(|p| Some((p, p.limits()?))) {
+        Some((policy, limits)) => match limits.try_acquire() {
+            Some(held) => Some(held),
+            None => {
+                policy.rejected(Overflow {
+                    limit: Limit::MaxConnections,
+                });
+                return Err(ForwardError::CircuitBreaker {
+                    cluster: cluster.name.to_string(),
+                });
+            }
+        },
+        None => None,
+    };
+    let stream = match policy {
+        Some(policy) => policy.connect_tcp(addr).await.map_err(connect_error)?,
+        None => {
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+                .await
+                .map_err(|_| connect_error(io::Error::new(io::ErrorKind::TimedOut, "timed out")))?
+                .map_err(connect_error)?;
+            let _ = stream.set_nodelay(true);
+            stream
+        }
+    };
+    let counted = policy.map(|policy| Counted::new(held, policy.count_open()));
     let Some(handshake) = handshake else {
-        return Ok(BackendStream::Plain(stream));
+        return Ok(BackendStream::new(BackendIo::Plain(stream), counted));
     };
     let connecting = handshake.connect(stream, &cluster.name, &endpoint);
     match tokio::time::timeout(BACKEND_HANDSHAKE_TIMEOUT, connecting).await {
-        Ok(Ok(tls)) => Ok(BackendStream::Tls(Box::new(tls))),
+        Ok(Ok(tls)) => Ok(BackendStream::new(BackendIo::Tls(Box::new(tls)), counted)),
         Ok(Err(error)) => Err(tls_error(tls::failure_reason(&error), error)),
         Err(_) => Err(tls_error(
             "timeout",
