@@ -33,7 +33,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve the Gateways described by YAML files (`--config-dir`) or by the cluster
     /// (`--kubernetes`).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a directory of YAML as `run --config-dir DIR` would load it, without serving:
     /// print every condition that is not healthy (file:line, object, condition, reason,
     /// message) and exit 1 when any is an error.
@@ -239,7 +239,7 @@ fn parse_port_offset(s: &str) -> Result<u16, String> {
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
-        Command::Run(args) => args,
+        Command::Run(args) => *args,
         Command::Validate(args) => validate_command(&args),
     };
     logging::init(&args.log_level, args.access_log_format);
