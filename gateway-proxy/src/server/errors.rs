@@ -5,6 +5,7 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::request_checks::Refusal;
+use gantry_translate::ir::CIRCUIT_BREAKER_HEADER;
 use crate::upstream::{self, ProxyBody, UpstreamError};
 
 /// The status nginx logs for a client that went away before its request was answered.
@@ -52,6 +53,10 @@ pub enum ProxyError {
     /// backend MUST return a 503 response to the client").
     #[error("retry budget exhausted: the backend's retry budget allows no more retries now")]
     RetryBudgetExhausted,
+    /// A BackendConfigPolicy circuit breaker limit (named, as the API spells it) is reached:
+    /// 503 at once, with `x-gantry-circuit-breaker` naming it.
+    #[error("circuit breaker open: {0}")]
+    CircuitBreaker(&'static str),
     /// The upstream answered `101 Switching Protocols` to a request that did not ask for that
     /// protocol; no tunnel is opened.
     #[error("upstream switched protocols without being asked")]
@@ -88,7 +93,9 @@ impl ProxyError {
             Self::InvalidBackend | Self::NoBackend | Self::InvalidRedirect => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            Self::NoHealthyUpstream | Self::RetryBudgetExhausted => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoHealthyUpstream | Self::RetryBudgetExhausted | Self::CircuitBreaker(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::UpstreamConnect(_) | Self::UpstreamReset(_) | Self::UnexpectedUpgrade => {
                 StatusCode::BAD_GATEWAY
             }
@@ -114,7 +121,18 @@ impl ProxyError {
         {
             response.headers_mut().insert(name, value);
         }
+        self.add_circuit_breaker_header(&mut response);
         response
+    }
+
+    /// `x-gantry-circuit-breaker: <limit>` on a circuit breaker's refusal.
+    pub fn add_circuit_breaker_header<B>(&self, response: &mut Response<B>) {
+        if let Self::CircuitBreaker(limit) = self {
+            response.headers_mut().insert(
+                CIRCUIT_BREAKER_HEADER,
+                HeaderValue::from_static(limit),
+            );
+        }
     }
 }
 
@@ -141,6 +159,12 @@ mod tests {
         assert_eq!(ProxyError::RequestTimeout.status(), 504);
         assert_eq!(ProxyError::BackendTimeout.status(), 504);
         assert_eq!(ProxyError::RetryBudgetExhausted.status(), 503);
+        let refused = ProxyError::CircuitBreaker("maxParallelRequests").to_response();
+        assert_eq!(refused.status(), 503);
+        assert_eq!(
+            refused.headers()[CIRCUIT_BREAKER_HEADER],
+            "maxParallelRequests"
+        );
         let response = ProxyError::NoHealthyUpstream.to_response();
         assert_eq!(response.status(), 503);
         assert_eq!(

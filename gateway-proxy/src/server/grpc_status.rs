@@ -83,6 +83,7 @@ impl ProxyError {
             Self::InvalidRedirect => GrpcCode::Unknown,
             Self::NoHealthyUpstream
             | Self::RetryBudgetExhausted
+            | Self::CircuitBreaker(_)
             | Self::UpstreamConnect(_)
             | Self::UpstreamReset(_)
             | Self::UnexpectedUpgrade => GrpcCode::Unavailable,
@@ -107,6 +108,7 @@ impl ProxyError {
         if let Ok(message) = HeaderValue::from_str(&percent_encode(&self.to_string())) {
             headers.insert(GRPC_MESSAGE, message);
         }
+        self.add_circuit_breaker_header(&mut response);
         response
     }
 }

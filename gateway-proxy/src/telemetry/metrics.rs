@@ -15,6 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::circuit_breaker::CircuitBreakerMetrics;
 use super::histogram::AtomicHistogram;
 use super::l4::L4Metrics;
 
@@ -89,13 +90,16 @@ pub enum SkipReason {
     BudgetExhausted,
     /// The request body was larger than the retry buffer, or could not be had back.
     BodyNotReplayable,
+    /// The cluster's circuit breaker (`maxParallelRetries`) had no room.
+    CircuitBreaker,
 }
 
 impl SkipReason {
-    pub const ALL: [Self; 3] = [
+    pub const ALL: [Self; 4] = [
         Self::AttemptsExhausted,
         Self::BudgetExhausted,
         Self::BodyNotReplayable,
+        Self::CircuitBreaker,
     ];
 
     pub fn label(self) -> &'static str {
@@ -103,6 +107,7 @@ impl SkipReason {
             Self::AttemptsExhausted => "attempts_exhausted",
             Self::BudgetExhausted => "budget_exhausted",
             Self::BodyNotReplayable => "body_not_replayable",
+            Self::CircuitBreaker => "circuit_breaker",
         }
     }
 }
@@ -146,6 +151,8 @@ pub struct Metrics {
     pub active_connections: Gauge,
     /// TCP, TLS and UDP forwarding.
     pub l4: L4Metrics,
+    /// BackendConfigPolicy circuit breaker refusals.
+    pub circuit_breaker: CircuitBreakerMetrics,
     /// Time spent in each stage of applying a change.
     stages: Family<StageLabels, AtomicHistogram>,
     tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
@@ -229,7 +236,8 @@ impl Metrics {
             "upstream_retries_skipped",
             "Retries a rule asked for that were not made, by gateway, route, route kind and reason \
              (attempts_exhausted, budget_exhausted: the Service's XBackendTrafficPolicy retry \
-             budget, body_not_replayable: a request body over the retry buffer)",
+             budget, body_not_replayable: a request body over the retry buffer, circuit_breaker: the \
+             cluster's maxParallelRetries)",
             retries_skipped.clone(),
         );
         registry.register(
@@ -258,6 +266,7 @@ impl Metrics {
             active_connections.clone(),
         );
         let l4 = L4Metrics::register(&mut registry);
+        let circuit_breaker = CircuitBreakerMetrics::register(&mut registry);
         registry.register(
             "config_stage_duration_seconds",
             "Time a configuration change spent in each stage: source (Kubernetes mode: first event of \
@@ -273,6 +282,7 @@ impl Metrics {
         register(&mut registry);
         Self {
             l4,
+            circuit_breaker,
             tls_handshake_errors,
             requests_rejected,
             connections_refused,

@@ -1,5 +1,6 @@
 //! Metrics and logs.
 
+pub mod circuit_breaker;
 pub mod histogram;
 pub mod l4;
 pub mod logging;

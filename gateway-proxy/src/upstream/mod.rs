@@ -1,9 +1,11 @@
 //! Upstream connections: pooled HTTP/1.1 clients and HTTP/2 connection pools
 //! (`http2_pool`) that outlive configuration swaps, and TLS clients per cluster (`tls`).
 
+pub mod balancer;
 mod body;
 mod cluster;
 mod http2_pool;
+pub mod in_flight;
 pub mod retry;
 pub mod session;
 pub mod tls;
@@ -21,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::counter::Counter;
 
 pub use body::{BoxError, ProxyBody, empty, full, stream};
-pub use cluster::{Cluster, ClusterError};
+pub use cluster::{Cluster, ClusterError, Picked};
 pub use http2_pool::Http2Pool;
 
 use crate::telemetry::Metrics;
