@@ -1,7 +1,7 @@
 //! BackendConfigPolicy against the real binary in standalone mode: policies read from the
 //! config directory, their resolved settings on the clusters in `GET /config`, their status in
 //! `GET /status`, an invalid policy reported without stopping the rest, and an edit applied
-//! live. (The data plane does not act on the settings yet; see docs/policies.md.)
+//! live. What the data plane does with them: `load_balancing.rs`.
 
 use std::time::Duration;
 
