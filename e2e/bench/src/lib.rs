@@ -14,6 +14,7 @@ pub mod propagation;
 pub mod proxy;
 pub mod report;
 pub mod results;
+pub mod lb_cost;
 pub mod retry_cost;
 pub mod svg;
 pub mod wrk;

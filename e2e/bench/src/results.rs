@@ -21,6 +21,8 @@ pub struct Results {
     /// Gantry: a route with HTTPRoute `retry` that never triggers, next to the same route
     /// without it.
     pub retry_cost: Option<RetryCost>,
+    /// Gantry: one route per BackendConfigPolicy load balancer, next to one without a policy.
+    pub lb_cost: Option<LbCost>,
 }
 
 /// Where and with what the figures were taken.
@@ -62,6 +64,11 @@ pub struct Settings {
     pub retry_cost_repeats: usize,
     /// Only the retry cost was measured.
     pub retry_cost_only: bool,
+    /// Seconds per run of the load balancer scenario (0: not run).
+    pub lb_cost_seconds: u64,
+    pub lb_cost_repeats: usize,
+    /// Only the load balancer cost was measured.
+    pub lb_cost_only: bool,
     /// Where `gantry-proxy` came from: `None` for the release build, else the `--bins` folder.
     pub bins: Option<String>,
 }
@@ -153,6 +160,23 @@ pub struct RetryCostRoute {
     pub requests_per_sec: f64,
     /// CPU time of the proxy per request, in microseconds.
     pub cpu_us_per_request: f64,
+}
+
+/// The CPU price of each load balancing algorithm (see `lb_cost`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct LbCost {
+    pub connections: u32,
+    pub seconds_per_run: u64,
+    pub repeats: usize,
+    /// The route without a policy (`none`) first, then one per algorithm.
+    pub routes: Vec<LbCostRoute>,
+}
+
+/// One algorithm's route, over all its runs.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct LbCostRoute {
+    pub algorithm: String,
+    pub route: RetryCostRoute,
 }
 
 /// Nearest-rank percentile of `values` (`p` in 0..=100); `None` when empty.

@@ -152,7 +152,7 @@ pub fn measure(
     })
 }
 
-fn summarise(samples: &[(LoadResult, Duration)]) -> RetryCostRoute {
+pub(crate) fn summarise(samples: &[(LoadResult, Duration)]) -> RetryCostRoute {
     let requests: u64 = samples.iter().map(|(l, _)| l.requests).sum();
     let errors: u64 = samples.iter().map(|(l, _)| l.errors()).sum();
     let cpu: f64 = samples.iter().map(|(_, c)| c.as_secs_f64()).sum();
