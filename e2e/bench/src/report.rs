@@ -290,10 +290,7 @@ fn lb_cost(s: &mut String, r: &Results) {
         "| algorithm | requests | errors | req/s (median) | CPU µs / request | vs none |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
-    let base = c
-        .routes
-        .first()
-        .map_or(0.0, |r| r.route.cpu_us_per_request);
+    let base = c.routes.first().map_or(0.0, |r| r.route.cpu_us_per_request);
     for r in &c.routes {
         let route = &r.route;
         let _ = writeln!(

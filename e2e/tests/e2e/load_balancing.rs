@@ -148,7 +148,11 @@ async fn each_algorithm_spreads_requests_over_the_endpoints() {
         ("plain", &eps, None),
         ("rr", &eps, Some("  loadBalancer: {type: RoundRobin}\n")),
         ("random", &eps, Some("  loadBalancer: {type: Random}\n")),
-        ("least", &eps, Some("  loadBalancer: {type: LeastRequest}\n")),
+        (
+            "least",
+            &eps,
+            Some("  loadBalancer: {type: LeastRequest}\n"),
+        ),
     ])
     .await;
     // Round robin, with or without a policy: exactly even.
@@ -239,7 +243,10 @@ async fn consistent_hashing_sticks_to_an_endpoint_per_header_cookie_and_source_i
         assert_eq!(names.len(), 1, "{ip}: {names:?}");
         used.extend(names);
     }
-    assert!(used.len() >= 3, "24 client addresses over 4 endpoints: {used:?}");
+    assert!(
+        used.len() >= 3,
+        "24 client addresses over 4 endpoints: {used:?}"
+    );
 }
 
 #[tokio::test]
@@ -262,7 +269,11 @@ async fn removing_one_of_ten_endpoints_moves_only_its_keys_and_few_others() {
         .collect();
     env.proxy.write(
         "hash.yaml",
-        &format!("{}---\n{}", service_yaml("hash", &fewer), policy("hash", spec)),
+        &format!(
+            "{}---\n{}",
+            service_yaml("hash", &fewer),
+            policy("hash", spec)
+        ),
     );
     env.proxy.wait_version_above(version).await;
     let (mut on_removed, mut moved) = (0, 0);
@@ -277,7 +288,11 @@ async fn removing_one_of_ten_endpoints_moves_only_its_keys_and_few_others() {
     }
     assert!(on_removed > 0, "some users were on ep-3");
     // Maglev moves a few keys besides the removed endpoint's: measured well under 5%.
-    assert!(moved * 100 <= users.len() * 5, "{moved} of {} users moved", users.len());
+    assert!(
+        moved * 100 <= users.len() * 5,
+        "{moved} of {} users moved",
+        users.len()
+    );
 }
 
 #[tokio::test]
@@ -288,7 +303,11 @@ async fn a_new_endpoint_starts_slowly() {
     let version = env.proxy.version().await;
     env.proxy.write(
         "slow.yaml",
-        &format!("{}---\n{}", service_yaml("slow", &eps), policy("slow", spec)),
+        &format!(
+            "{}---\n{}",
+            service_yaml("slow", &eps),
+            policy("slow", spec)
+        ),
     );
     env.proxy.wait_version_above(version).await;
     let counts = env.spread("/slow", 400).await;
@@ -296,7 +315,10 @@ async fn a_new_endpoint_starts_slowly() {
     let new = counts.get("ep-3").copied().unwrap_or_default();
     assert!(new < 40, "{counts:?}");
     for old in ["ep-0", "ep-1", "ep-2"] {
-        assert!(counts.get(old).copied().unwrap_or_default() > 100, "{counts:?}");
+        assert!(
+            counts.get(old).copied().unwrap_or_default() > 100,
+            "{counts:?}"
+        );
     }
 }
 
@@ -326,14 +348,18 @@ async fn requests_over_max_parallel_requests_get_503_while_other_services_serve(
         .collect();
     let refused = env
         .proxy
-        .eventually(Duration::from_secs(4), Duration::from_millis(10), || async {
-            let reply = env.get("/guarded", &[]).await;
-            if reply.status == 503 {
-                Ok(reply)
-            } else {
-                Err(format!("not refused yet: {}", reply.status))
-            }
-        })
+        .eventually(
+            Duration::from_secs(4),
+            Duration::from_millis(10),
+            || async {
+                let reply = env.get("/guarded", &[]).await;
+                if reply.status == 503 {
+                    Ok(reply)
+                } else {
+                    Err(format!("not refused yet: {}", reply.status))
+                }
+            },
+        )
         .await;
     assert_eq!(
         refused.header("x-gantry-circuit-breaker"),

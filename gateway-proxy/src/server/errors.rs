@@ -5,8 +5,8 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::request_checks::Refusal;
-use gantry_translate::ir::CIRCUIT_BREAKER_HEADER;
 use crate::upstream::{self, ProxyBody, UpstreamError};
+use gantry_translate::ir::CIRCUIT_BREAKER_HEADER;
 
 /// The status nginx logs for a client that went away before its request was answered.
 pub const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
@@ -128,10 +128,9 @@ impl ProxyError {
     /// `x-gantry-circuit-breaker: <limit>` on a circuit breaker's refusal.
     pub fn add_circuit_breaker_header<B>(&self, response: &mut Response<B>) {
         if let Self::CircuitBreaker(limit) = self {
-            response.headers_mut().insert(
-                CIRCUIT_BREAKER_HEADER,
-                HeaderValue::from_static(limit),
-            );
+            response
+                .headers_mut()
+                .insert(CIRCUIT_BREAKER_HEADER, HeaderValue::from_static(limit));
         }
     }
 }

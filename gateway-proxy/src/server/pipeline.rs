@@ -253,7 +253,10 @@ async fn forward<'s>(
     // A BackendConfigPolicy's `maxParallelRequests`: over it, 503 at once. The counts taken
     // here are held until the response body ends.
     let mut in_flight = cluster.admit().map_err(|limit| {
-        shared.metrics.circuit_breaker.rejected(&cluster.name, limit);
+        shared
+            .metrics
+            .circuit_breaker
+            .rejected(&cluster.name, limit);
         ProxyError::CircuitBreaker(limit)
     })?;
     let mut balancer_cookie = None;

@@ -38,9 +38,9 @@ use super::access_log::Record;
 use super::client_body::Outcome;
 use super::errors::ProxyError;
 use crate::telemetry::RouteMetrics;
+use crate::upstream::in_flight::InFlight;
 use crate::upstream::retry::replay::{NotReplayable, RETRY_BUFFER_LIMIT, Replayable};
 use crate::upstream::retry::{RetryPolicy, RetryReason, SkipReason};
-use crate::upstream::in_flight::InFlight;
 use crate::upstream::{Cluster, ProxyBody, Via};
 
 /// Access-log notes for a retry that was not made.

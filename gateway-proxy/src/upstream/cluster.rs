@@ -91,12 +91,8 @@ impl Cluster {
         });
         let policy = ir.backend_config.as_deref();
         let balancer = policy.map(|policy| {
-            let previous_names: Option<Vec<String>> = previous.map(|p| {
-                p.endpoints
-                    .iter()
-                    .map(|e| e.as_str().to_owned())
-                    .collect()
-            });
+            let previous_names: Option<Vec<String>> =
+                previous.map(|p| p.endpoints.iter().map(|e| e.as_str().to_owned()).collect());
             Box::new(Balancer::compile(
                 &policy.load_balancer,
                 &ir.endpoints,

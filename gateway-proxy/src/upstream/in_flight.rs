@@ -236,10 +236,7 @@ mod tests {
         // The same request's next retry: its previous retry count is released first.
         assert!(limits.admit_retry(&mut one).is_ok());
         let mut other = limits.admit().expect("request");
-        assert_eq!(
-            limits.admit_retry(&mut other),
-            Err(MAX_PARALLEL_RETRIES)
-        );
+        assert_eq!(limits.admit_retry(&mut other), Err(MAX_PARALLEL_RETRIES));
         drop(one);
         assert!(limits.admit_retry(&mut other).is_ok());
     }
@@ -250,7 +247,10 @@ mod tests {
         let mut held = limits.admit().expect("admitted").hold(full("hello"));
         assert_eq!(limits.requests_in_flight(), Some(1));
         let frame = held.frame().await.and_then(Result::ok);
-        assert_eq!(frame.and_then(|f| f.into_data().ok()).unwrap_or_default(), "hello");
+        assert_eq!(
+            frame.and_then(|f| f.into_data().ok()).unwrap_or_default(),
+            "hello"
+        );
         // The body is finished (still alive): released.
         assert_eq!(limits.requests_in_flight(), Some(0));
         drop(held);

@@ -127,8 +127,7 @@ pub(crate) async fn forward_tls<S>(
             gateway: conn.gateway,
         }
     };
-    let opened =
-        forward::open_backend(
+    let opened = forward::open_backend(
         &snapshot,
         &shared.metrics,
         route.as_deref(),

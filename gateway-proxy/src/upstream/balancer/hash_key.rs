@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(value.len(), 16);
         assert!(text.ends_with("; Max-Age=2; Path=/; Secure"), "{text}");
         let mut headers = HeaderMap::new();
-        headers.insert(COOKIE, HeaderValue::from_str(&format!("lb={value}")).unwrap_or(header));
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("lb={value}")).unwrap_or(header),
+        );
         assert_eq!(hash(&key, &request(&headers, None)), Some(hashed));
 
         let session = HashKeyIr::Cookie {

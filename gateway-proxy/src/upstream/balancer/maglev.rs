@@ -130,7 +130,10 @@ mod tests {
         }
         // Maglev fills in turns, so shares differ by at most one slot.
         let (min, max) = (counts.iter().min(), counts.iter().max());
-        assert!(max.zip(min).is_some_and(|(max, min)| max - min <= 1), "{counts:?}");
+        assert!(
+            max.zip(min).is_some_and(|(max, min)| max - min <= 1),
+            "{counts:?}"
+        );
     }
 
     #[test]
@@ -169,9 +172,15 @@ mod tests {
             }
         }
         let share = f64::from(on_removed) / f64::from(keys);
-        assert!((0.08..0.12).contains(&share), "the removed endpoint held {share}");
+        assert!(
+            (0.08..0.12).contains(&share),
+            "the removed endpoint held {share}"
+        );
         let extra = f64::from(moved_others) / f64::from(keys);
-        assert!(extra < 0.05, "{extra} of the keys moved between endpoints that stayed");
+        assert!(
+            extra < 0.05,
+            "{extra} of the keys moved between endpoints that stayed"
+        );
     }
 
     #[test]

@@ -54,7 +54,10 @@ impl<'a> Choosable<'a> {
     }
 
     fn allows(&self, i: usize) -> bool {
-        i < self.count && self.allowed.is_none_or(|a| a.get(i).copied().unwrap_or(false))
+        i < self.count
+            && self
+                .allowed
+                .is_none_or(|a| a.get(i).copied().unwrap_or(false))
     }
 
     /// The first allowed endpoint from `start` on, wrapping around.
@@ -142,9 +145,7 @@ impl Balancer {
                 (Algorithm::ConsistentHash { key, table }, None)
             }
         };
-        let slow_start = slow_start
-            .filter(|ms| *ms > 0)
-            .map(Duration::from_millis);
+        let slow_start = slow_start.filter(|ms| *ms > 0).map(Duration::from_millis);
         let needs_states = slow_start.is_some() || matches!(algorithm, Algorithm::LeastRequest);
         let mut states = Vec::new();
         if needs_states {
@@ -255,7 +256,8 @@ impl Balancer {
         };
         match self.states.get(index).and_then(|s| s.added) {
             Some(added) => {
-                let ramp = now.saturating_duration_since(added).as_secs_f64() / window.as_secs_f64();
+                let ramp =
+                    now.saturating_duration_since(added).as_secs_f64() / window.as_secs_f64();
                 ramp.clamp(SLOW_START_MIN_WEIGHT, 1.0)
             }
             None => 1.0,

@@ -93,7 +93,10 @@ fn least_request_prefers_the_endpoint_with_fewer_requests_in_flight() {
     assert!(busy[0] < 300, "{busy:?}");
     drop(held);
     let choice = lr.choose(Choosable::all(4), &key([1, 1, 1, 1]));
-    assert!(choice.is_some_and(|c| c.slot.is_some()), "the pick holds a count");
+    assert!(
+        choice.is_some_and(|c| c.slot.is_some()),
+        "the pick holds a count"
+    );
 }
 
 #[test]
@@ -103,7 +106,10 @@ fn slow_start_ramps_a_new_endpoint_up_over_the_window() {
     };
     let start = Instant::now();
     let first = Balancer::compile(&ir, &names(3), None, None, start);
-    assert!(first.warm_until.is_none(), "the first endpoints are not new");
+    assert!(
+        first.warm_until.is_none(),
+        "the first endpoints are not new"
+    );
     // Endpoint 3 joins.
     let four = names(4);
     let old = names(3);
@@ -148,7 +154,10 @@ fn consistent_hash_sticks_to_an_endpoint_per_key_and_spreads_keys() {
         };
         let first = hash.choose(Choosable::all(5), &request).map(|c| c.index);
         for _ in 0..3 {
-            assert_eq!(hash.choose(Choosable::all(5), &request).map(|c| c.index), first);
+            assert_eq!(
+                hash.choose(Choosable::all(5), &request).map(|c| c.index),
+                first
+            );
         }
         per_endpoint[first.unwrap_or_default()] += 1;
     }
