@@ -1,13 +1,12 @@
 //! What a consistent hash hashes (`HashKeyIr`), read from a request or a connection, and the
 //! cookie a request without its hash cookie is given.
 
-use std::hash::Hasher;
 use std::net::IpAddr;
 
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
 
-use super::maglev::{hash_key, key_hasher};
+use super::maglev::hash_key;
 use gantry_translate::ir::HashKeyIr;
 
 /// What a request or connection offers to a balancer.
@@ -45,33 +44,36 @@ pub fn hash(key: &HashKeyIr, request: &RequestKey<'_>) -> Option<u64> {
         HashKeyIr::Header { name } => {
             let mut values = request.headers?.get_all(name.as_str()).iter();
             let first = values.next()?;
-            let mut hasher = key_hasher();
-            hasher.write(first.as_bytes());
+            let Some(second) = values.next() else {
+                return Some(hash_key(first.as_bytes()));
+            };
+            // Several values: joined with `,`, in order.
+            let mut joined = [first, second].map(|v| v.as_bytes()).join(&b","[..]);
             for value in values {
-                hasher.write(b",");
-                hasher.write(value.as_bytes());
+                joined.push(b',');
+                joined.extend_from_slice(value.as_bytes());
             }
-            Some(hasher.finish())
+            Some(hash_key(&joined))
         }
         HashKeyIr::Cookie { name, .. } => cookie(request.headers?, name).map(hash_key),
         HashKeyIr::QueryParams { names } => {
             let query = request.query?;
-            let mut hasher = key_hasher();
+            let mut joined = Vec::new();
             let mut found = false;
             for name in names {
                 let value = query
                     .split('&')
-                    .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+                    .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
                     .find(|(n, _)| *n == name.as_str())
                     .map(|(_, v)| v);
                 if let Some(value) = value {
                     found = true;
-                    hasher.write(value.as_bytes());
+                    joined.extend_from_slice(value.as_bytes());
                 }
                 // A separator after each parameter, present or not, so `a=x` and `b=x` differ.
-                hasher.write(&[0]);
+                joined.push(0);
             }
-            found.then(|| hasher.finish())
+            found.then(|| hash_key(&joined))
         }
     }
 }

@@ -16,16 +16,9 @@ const OFFSET_SEED: u64 = 0x6d61_676c_6576_0001;
 const SKIP_SEED: u64 = 0x6d61_676c_6576_0002;
 const KEY_SEED: u64 = 0x6d61_676c_6576_0003;
 
-/// A hasher for request keys; [`Maglev::lookup`] takes what it finishes with.
-pub fn key_hasher() -> impl Hasher {
-    FixedState::with_seed(KEY_SEED).build_hasher()
-}
-
 /// The hash of one key made of `bytes`.
 pub fn hash_key(bytes: &[u8]) -> u64 {
-    let mut hasher = key_hasher();
-    hasher.write(bytes);
-    hasher.finish()
+    hash(KEY_SEED, bytes)
 }
 
 fn hash(seed: u64, bytes: &[u8]) -> u64 {
