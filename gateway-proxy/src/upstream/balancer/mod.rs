@@ -271,23 +271,20 @@ impl Balancer {
         weight >= 1.0 || fastrand::f64() < weight
     }
 
+    /// The next endpoint in turn; one warming up takes its turn with the probability of its
+    /// weight, and a turn it leaves goes to an endpoint drawn at random (so the turns it
+    /// leaves spread over the others instead of all going to its neighbour).
     fn round_robin(&self, choosable: Choosable<'_>, now: Option<Instant>) -> Option<usize> {
         if choosable.count == 0 {
             return None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut first = None;
-        for offset in 0..choosable.count {
-            let i = (start + offset) % choosable.count;
-            if !choosable.allows(i) {
-                continue;
-            }
-            if self.accepts(i, now) {
-                return Some(i);
-            }
-            first.get_or_insert(i);
+        let i = choosable.scan(start % choosable.count)?;
+        if self.accepts(i, now) {
+            Some(i)
+        } else {
+            self.draw(choosable, now)
         }
-        first
     }
 
     /// An endpoint at random, each taking its turn with a probability of its weight.
