@@ -65,6 +65,7 @@ pub(super) struct Upstream<'a> {
 }
 
 /// Sends the request, then retries it as `policy` says. `first` is the endpoint already chosen.
+#[allow(clippy::too_many_arguments)] // Each argument is a distinct piece of request context.
 pub(super) async fn send(
     upstream: Upstream<'_>,
     policy: &RetryPolicy,
