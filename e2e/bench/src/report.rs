@@ -63,6 +63,13 @@ fn header(s: &mut String, r: &Results) {
              `--no-access-log --log-level warn --worker-threads {}`), backend `gantry-echo --plain`.",
             m.cores
         );
+    } else if st.lb_cost_only {
+        let _ = writeln!(
+            s,
+            "- Only the cost of each load balancer was measured: gantry-proxy ({build}, \
+             `--no-access-log --log-level warn --worker-threads {}`), backends `gantry-echo --plain`.",
+            m.cores
+        );
     } else if st.kube_only {
         let _ = writeln!(
             s,
