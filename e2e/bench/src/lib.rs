@@ -6,6 +6,7 @@ pub mod churn;
 pub mod config;
 pub mod haproxy;
 pub mod kube_propagation;
+pub mod lb_cost;
 pub mod matrix;
 pub mod nginx;
 pub mod probe;

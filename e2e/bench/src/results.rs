@@ -24,6 +24,8 @@ pub struct Results {
     /// Gantry: HTTPTransform header templates and JSON body edits, next to the same routes
     /// without them.
     pub transform_cost: Option<TransformCost>,
+    /// Gantry: one route per BackendConfigPolicy load balancer, next to one without a policy.
+    pub lb_cost: Option<LbCost>,
 }
 
 /// Where and with what the figures were taken.
@@ -69,6 +71,11 @@ pub struct Settings {
     pub transform_cost_seconds: u64,
     /// Size of the JSON bodies of the transform-cost scenario.
     pub transform_body_kib: usize,
+    /// Seconds per run of the load balancer scenario (0: not run).
+    pub lb_cost_seconds: u64,
+    pub lb_cost_repeats: usize,
+    /// Only the load balancer cost was measured.
+    pub lb_cost_only: bool,
     /// Where `gantry-proxy` came from: `None` for the release build, else the `--bins` folder.
     pub bins: Option<String>,
 }
@@ -178,6 +185,23 @@ pub struct RetryCostRoute {
     pub requests_per_sec: f64,
     /// CPU time of the proxy per request, in microseconds.
     pub cpu_us_per_request: f64,
+}
+
+/// The CPU price of each load balancing algorithm (see `lb_cost`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct LbCost {
+    pub connections: u32,
+    pub seconds_per_run: u64,
+    pub repeats: usize,
+    /// The route without a policy (`none`) first, then one per algorithm.
+    pub routes: Vec<LbCostRoute>,
+}
+
+/// One algorithm's route, over all its runs.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct LbCostRoute {
+    pub algorithm: String,
+    pub route: RetryCostRoute,
 }
 
 /// Nearest-rank percentile of `values` (`p` in 0..=100); `None` when empty.

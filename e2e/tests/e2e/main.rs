@@ -15,6 +15,7 @@ mod l4_backend_tls;
 mod lifecycle;
 mod listener_ports;
 mod listener_sets;
+mod load_balancing;
 mod mtls;
 mod quickstart;
 mod retries;

@@ -135,13 +135,18 @@ impl ProxyError {
         {
             response.headers_mut().insert(name, value);
         }
+        self.add_circuit_breaker_header(&mut response);
+        response
+    }
+
+    /// `x-gantry-circuit-breaker: <limit>` on a circuit breaker's refusal.
+    pub fn add_circuit_breaker_header<B>(&self, response: &mut Response<B>) {
         if let Self::CircuitBreaker(overflow) = self {
             response.headers_mut().insert(
                 CIRCUIT_BREAKER_HEADER,
                 HeaderValue::from_static(overflow.limit.name()),
             );
         }
-        response
     }
 }
 
@@ -189,6 +194,15 @@ mod tests {
             source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
         });
         assert_eq!(refused.status(), 502);
+        let refused = ProxyError::CircuitBreaker(Overflow {
+            limit: upstream::limits::Limit::MaxParallelRequests,
+        })
+        .to_response();
+        assert_eq!(refused.status(), 503);
+        assert_eq!(
+            refused.headers()[CIRCUIT_BREAKER_HEADER],
+            "maxParallelRequests"
+        );
         let response = ProxyError::NoHealthyUpstream.to_response();
         assert_eq!(response.status(), 503);
         assert_eq!(

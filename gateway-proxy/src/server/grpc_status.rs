@@ -111,6 +111,7 @@ impl ProxyError {
         if let Ok(message) = HeaderValue::from_str(&percent_encode(&self.to_string())) {
             headers.insert(GRPC_MESSAGE, message);
         }
+        self.add_circuit_breaker_header(&mut response);
         response
     }
 }

@@ -9,16 +9,18 @@
 //!    X-Forwarded-For/Proto/Host and `Forwarded` set by the trusted-hops rule
 //! 6. rule filters (a redirect, a CORS preflight or an HTTPComposition answers here), backend
 //!    choice (a session's backend and endpoint when the request resumes one; else by weight:
-//!    500), backend filters
+//!    500), backend filters, the circuit breaker's `maxParallelRequests` (503), the endpoint
+//!    (the cluster's load balancer: [`crate::upstream::balancer`])
 //! 7. HTTPTransform request body edits (JSON, buffered within `maxBytes`: 413, 400), then
 //!    mirrors, with the body buffered only when one of them applies
 //! 8. the upstream call under the backendRequest timeout (502, 503, 504), the body under the
 //!    body-read timeout (400, 408, 499); with the rule's `retry`, more attempts as it says
 //!    ([`super::retry`]; 503 when the Service's retry budget refuses one); only an asked-for
 //!    WebSocket `101` is bridged
-//! 9. response: hop-by-hop headers removed, CORS headers, response header modifiers, a new or
-//!    refreshed session token (Set-Cookie or the session header), HTTPTransform response body
-//!    edits; its body tracked by the connection's watchdog
+//! 9. response: hop-by-hop headers removed, CORS headers, response header modifiers, a
+//!    consistent hash's new cookie, a new or refreshed session token (Set-Cookie or the session
+//!    header), HTTPTransform response body edits; its body tracked by the connection's watchdog
+//!    and holding the request's in-flight counts until it ends
 //! 10. request ID echoed, metrics recorded, access log written
 //!
 //! Every failure becomes a response through [`ProxyError`]; none drops the connection. A gRPC
@@ -52,6 +54,7 @@ use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
 use crate::filters::{self, Deferred, FilterContext, LocalAnswer, rewrite};
 use crate::routing::normalize::normalize_path;
 use crate::routing::{Lookup, RequestView, Resumed, RouteEntry, Rule, Snapshot, normalize_host};
+use crate::upstream::balancer::RequestKey;
 use crate::upstream::retry::replay::Replayable;
 use crate::upstream::session::{self, Token};
 use crate::upstream::{self, ProxyBody, upgrade};
@@ -264,6 +267,19 @@ async fn forward<'s>(
     let cluster = snapshot
         .cluster(cluster_name)
         .ok_or(ProxyError::InvalidBackend)?;
+    // A BackendConfigPolicy's `maxParallelRequests`: over it, 503 at once. The counts taken
+    // here are held until the response body ends.
+    let mut in_flight = cluster.admit().map_err(|limit| {
+        shared
+            .metrics
+            .circuit_breaker
+            .rejected(&cluster.name, limit);
+        // `admit` refuses only for `maxParallelRequests`.
+        ProxyError::CircuitBreaker(upstream::limits::Overflow {
+            limit: upstream::limits::Limit::MaxParallelRequests,
+        })
+    })?;
+    let mut balancer_cookie = None;
     let (endpoint, session_write) = match resumed {
         Some(Resumed::Kept {
             session,
@@ -282,12 +298,21 @@ async fn forward<'s>(
                     ..token
                 },
             ));
+            in_flight.set_endpoint(cluster.track(endpoint));
             (endpoint, write)
         }
         _ => {
-            let (endpoint, endpoint_id) = cluster
-                .pick_with_id()
+            let key = RequestKey {
+                client: connection.peer.ip(),
+                headers: Some(&parts.headers),
+                query: parts.uri.query(),
+            };
+            let picked = cluster
+                .pick_for(&key)
                 .ok_or(ProxyError::NoHealthyUpstream)?;
+            let (endpoint, endpoint_id) = (picked.endpoint, picked.id);
+            in_flight.set_endpoint(picked.slot);
+            balancer_cookie = picked.set_cookie;
             let write = backend.session.map(|session| {
                 (
                     session,
@@ -357,6 +382,7 @@ async fn forward<'s>(
                 parts,
                 replayable,
                 client_body.as_ref(),
+                &mut in_flight,
                 record,
             )
             .await?
@@ -394,6 +420,11 @@ async fn forward<'s>(
     }
     strip_hop_by_hop(response.headers_mut(), switching);
     deferred.apply_response(response.headers_mut());
+    if let Some(cookie) = balancer_cookie {
+        response
+            .headers_mut()
+            .append(http::header::SET_COOKIE, cookie);
+    }
     if let Some((index, token)) = session_write
         && let Some(s) = rule.sessions.get(index)
     {
@@ -411,7 +442,9 @@ async fn forward<'s>(
             }
         }
     }
-    if !deferred.response_body.is_empty() {
+    let response = if deferred.response_body.is_empty() {
+        response.map(|body| upstream::stream(connection.activity.track(body)))
+    } else {
         let edited = body_transform::response(
             response.map(upstream::stream),
             &deferred.response_body,
@@ -419,9 +452,12 @@ async fn forward<'s>(
             &shared.metrics,
         )
         .await;
-        return Ok(edited.map(|body| upstream::stream(connection.activity.track(body))));
+        edited.map(|body| upstream::stream(connection.activity.track(body)))
+    };
+    if in_flight.is_empty() {
+        return Ok(response);
     }
-    Ok(response.map(|body| upstream::stream(connection.activity.track(body))))
+    Ok(response.map(|body| upstream::stream(in_flight.hold(body))))
 }
 
 /// A request body on its way upstream.

@@ -91,13 +91,16 @@ pub enum SkipReason {
     BudgetExhausted,
     /// The request body was larger than the retry buffer, or could not be had back.
     BodyNotReplayable,
+    /// The cluster's circuit breaker (`maxParallelRetries`) had no room.
+    CircuitBreaker,
 }
 
 impl SkipReason {
-    pub const ALL: [Self; 3] = [
+    pub const ALL: [Self; 4] = [
         Self::AttemptsExhausted,
         Self::BudgetExhausted,
         Self::BodyNotReplayable,
+        Self::CircuitBreaker,
     ];
 
     pub fn label(self) -> &'static str {
@@ -105,6 +108,7 @@ impl SkipReason {
             Self::AttemptsExhausted => "attempts_exhausted",
             Self::BudgetExhausted => "budget_exhausted",
             Self::BodyNotReplayable => "body_not_replayable",
+            Self::CircuitBreaker => "circuit_breaker",
         }
     }
 }
@@ -243,7 +247,8 @@ impl Metrics {
             "upstream_retries_skipped",
             "Retries a rule asked for that were not made, by gateway, route, route kind and reason \
              (attempts_exhausted, budget_exhausted: the Service's XBackendTrafficPolicy retry \
-             budget, body_not_replayable: a request body over the retry buffer)",
+             budget, body_not_replayable: a request body over the retry buffer, circuit_breaker: the \
+             cluster's maxParallelRetries)",
             retries_skipped.clone(),
         );
         registry.register(

@@ -1,21 +1,26 @@
-//! A compiled upstream cluster: parsed endpoint addresses, a round-robin cursor, for a TLS
-//! cluster its TLS clients, and for a cluster with a BackendConfigPolicy its connection
-//! settings and own pools.
+//! A compiled upstream cluster: parsed endpoint addresses, a round-robin cursor (or, under a
+//! BackendConfigPolicy, its load balancer and request limits), for a TLS cluster its TLS
+//! clients, and for a cluster with a policy its connection settings and own pools.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
+use http::HeaderValue;
 use http::uri::Authority;
 
 use super::Via;
+use super::balancer::{Balancer, Choosable, RequestKey};
 use super::clients::ClusterClients;
 use super::connect::ConnectionPolicy;
+use super::in_flight::{InFlight, RequestLimits, Slot};
 use super::retry::RetryBudget;
 use super::tls::TlsUpstream;
 use crate::telemetry::Metrics;
 use gantry_translate::ir::{ClusterIr, UpstreamProtocol};
 
-/// One cluster of the snapshot. Endpoints are taken in turn.
+/// One cluster of the snapshot. Endpoints are taken in turn, unless a BackendConfigPolicy
+/// gives the cluster a load balancer.
 #[derive(Debug)]
 pub struct Cluster {
     pub name: Arc<str>,
@@ -33,6 +38,22 @@ pub struct Cluster {
     connection: Option<Arc<ConnectionPolicy>>,
     /// The own plaintext pools of a cluster with a policy (a TLS one has them in `tls`).
     own: Option<Arc<ClusterClients>>,
+    /// The policy's load balancer; `None`: round robin on `next`, as without a policy.
+    balancer: Option<Box<Balancer>>,
+    /// The circuit breaker's request limits (none without a policy).
+    limits: RequestLimits,
+}
+
+/// An endpoint picked for a request.
+#[derive(Debug)]
+pub struct Picked<'c> {
+    pub endpoint: &'c Authority,
+    /// Its session id (see [`Cluster::endpoint_by_id`]).
+    pub id: u64,
+    /// Its in-flight count, held (least request).
+    pub slot: Option<Slot>,
+    /// A `Set-Cookie` for the response: a consistent hash's cookie, new to the client.
+    pub set_cookie: Option<HeaderValue>,
 }
 
 /// Why a cluster of the IR cannot be compiled.
@@ -108,6 +129,22 @@ impl Cluster {
             ),
             _ => None,
         };
+        let policy = ir.backend_config.as_deref();
+        let balancer = policy.map(|policy| {
+            let previous_names: Option<Vec<String>> =
+                previous.map(|p| p.endpoints.iter().map(|e| e.as_str().to_owned()).collect());
+            Box::new(Balancer::compile(
+                &policy.load_balancer,
+                &ir.endpoints,
+                previous.and_then(|p| p.balancer.as_deref()),
+                previous_names.as_deref(),
+                Instant::now(),
+            ))
+        });
+        let limits = RequestLimits::new(
+            policy.and_then(|p| p.circuit_breaker.as_ref()),
+            previous.map(|p| &p.limits),
+        );
         Ok(Self {
             name: Arc::from(ir.name.as_str()),
             protocol: ir.protocol,
@@ -118,7 +155,55 @@ impl Cluster {
             budget,
             connection,
             own,
+            balancer,
+            limits,
         })
+    }
+
+    /// Which endpoints the load balancer may choose now: today all of them.
+    pub fn choosable(&self) -> Choosable<'_> {
+        Choosable::all(self.endpoints.len())
+    }
+
+    /// Admits a request under the circuit breaker's `maxParallelRequests`: the counts it
+    /// holds until its response body ends, or the name of the limit it is over (503).
+    pub fn admit(&self) -> Result<InFlight, &'static str> {
+        self.limits.admit()
+    }
+
+    /// Admits a retry under `maxParallelRetries` into the request's counts, or names the
+    /// limit it is over (the retry is not made).
+    pub fn admit_retry(&self, in_flight: &mut InFlight) -> Result<(), &'static str> {
+        self.limits.admit_retry(in_flight)
+    }
+
+    /// The endpoint for `request`: the policy's load balancer's choice, or the next in
+    /// round-robin order; `None` when none may be chosen (503).
+    pub fn pick_for(&self, request: &RequestKey<'_>) -> Option<Picked<'_>> {
+        let Some(balancer) = &self.balancer else {
+            let (endpoint, id) = self.pick_with_id()?;
+            return Some(Picked {
+                endpoint,
+                id,
+                slot: None,
+                set_cookie: None,
+            });
+        };
+        let choice = balancer.choose(self.choosable(), request)?;
+        Some(Picked {
+            endpoint: self.endpoints.get(choice.index)?,
+            id: *self.endpoint_ids.get(choice.index)?,
+            slot: choice.slot,
+            set_cookie: choice.set_cookie,
+        })
+    }
+
+    /// The in-flight count of `endpoint`, taken, when the load balancer counts (least
+    /// request): for a session's endpoint and a retry's.
+    pub fn track(&self, endpoint: &Authority) -> Option<Slot> {
+        let balancer = self.balancer.as_ref()?;
+        let index = self.endpoints.iter().position(|e| e == endpoint)?;
+        balancer.slot(index)
     }
 
     /// How to send a request that came through `gateway` (`namespace/name`) and speaks
@@ -154,6 +239,12 @@ impl Cluster {
     /// every endpoint was tried, the next one ("a retry picks another endpoint where one
     /// exists").
     pub fn pick_other(&self, tried: &[Authority]) -> Option<&Authority> {
+        if let Some(balancer) = &self.balancer {
+            let other = balancer.choose_other(self.choosable(), |i| {
+                self.endpoints.get(i).is_some_and(|e| tried.contains(e))
+            })?;
+            return self.endpoints.get(other);
+        }
         let count = self.endpoints.len();
         if count == 0 {
             return None;

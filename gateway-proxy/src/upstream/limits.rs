@@ -19,6 +19,8 @@ use tokio::sync::Notify;
 pub enum Limit {
     MaxConnections,
     MaxPendingRequests,
+    /// Requests in flight (see `upstream::in_flight`).
+    MaxParallelRequests,
 }
 
 impl Limit {
@@ -27,6 +29,7 @@ impl Limit {
         match self {
             Self::MaxConnections => "maxConnections",
             Self::MaxPendingRequests => "maxPendingRequests",
+            Self::MaxParallelRequests => super::in_flight::MAX_PARALLEL_REQUESTS,
         }
     }
 }

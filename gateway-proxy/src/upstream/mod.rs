@@ -3,12 +3,14 @@
 //! own clients of clusters a BackendConfigPolicy governs (`clients`, `connect`, `counted`,
 //! `limits`).
 
+pub mod balancer;
 mod body;
 pub mod clients;
 mod cluster;
 pub mod connect;
 pub mod counted;
 mod http2_pool;
+pub mod in_flight;
 pub mod limits;
 pub mod retry;
 pub mod session;
@@ -29,7 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::counter::Counter;
 
 pub use body::{BoxError, ProxyBody, UpstreamBody, empty, full, stream};
-pub use cluster::{Cluster, ClusterError};
+pub use cluster::{Cluster, ClusterError, Picked};
 pub use http2_pool::Http2Pool;
 
 use crate::telemetry::Metrics;

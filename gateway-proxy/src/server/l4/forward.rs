@@ -4,7 +4,7 @@
 //! backend, with the same code and settings HTTP requests to that cluster use.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,8 @@ use crate::routing::l4::L4Route;
 use crate::telemetry::Metrics;
 use crate::telemetry::l4::L4Metrics;
 use crate::upstream::Cluster;
+use crate::upstream::balancer::RequestKey;
+use crate::upstream::in_flight::Slot;
 use crate::upstream::limits::{Limit, Overflow};
 use crate::upstream::tls;
 
@@ -67,8 +69,10 @@ pub enum ForwardError {
     },
 }
 
-/// Opens a connection to a backend of `route` chosen by weight, then to an endpoint of it in
-/// turn. On failure the connection is counted as rejected; the caller closes the client.
+/// Opens a connection to a backend of `route` chosen by weight, then to an endpoint of it
+/// chosen by the cluster's load balancer (in turn without a BackendConfigPolicy; a consistent
+/// hash on anything but the client's address chooses at random). The endpoint's in-flight
+/// count (least request) comes back with the stream, to be held while the connection lives. On failure the connection is counted as rejected; the caller closes the client.
 ///
 /// A connection given to an invalid backendRef, or to a backend with no ready endpoint, is
 /// rejected: TCPRoute and TLSRoute `backendRefs` say the implementation "MUST actively reject
@@ -81,9 +85,10 @@ pub async fn open_backend(
     snapshot: &Snapshot,
     metrics: &Metrics,
     route: Option<&L4Route>,
+    client: IpAddr,
     origination: Origination<'_>,
-) -> Result<BackendStream, ForwardError> {
-    match connect(snapshot, route, origination).await {
+) -> Result<(BackendStream, Option<Slot>), ForwardError> {
+    match connect(snapshot, route, client, origination).await {
         Ok(upstream) => {
             metrics.l4.connections.inc();
             Ok(upstream)
@@ -147,15 +152,17 @@ pub async fn reject<S: AsyncWrite + Unpin>(mut client: S) {
 pub(super) fn choose_endpoint(
     snapshot: &Snapshot,
     route: Option<&L4Route>,
+    client: IpAddr,
 ) -> Result<SocketAddr, ForwardError> {
-    choose(snapshot, route).map(|(addr, _)| addr)
+    choose(snapshot, route, client).map(|(addr, _, _)| addr)
 }
 
 /// [`choose_endpoint`], with the endpoint's cluster.
 fn choose<'s>(
     snapshot: &'s Snapshot,
     route: Option<&L4Route>,
-) -> Result<(SocketAddr, &'s Arc<Cluster>), ForwardError> {
+    client: IpAddr,
+) -> Result<(SocketAddr, &'s Arc<Cluster>, Option<Slot>), ForwardError> {
     let route = route.ok_or(ForwardError::NoRoute)?;
     let backend = route
         .choose_backend()
@@ -172,7 +179,10 @@ fn choose<'s>(
         cluster: name.to_owned(),
     };
     let cluster = snapshot.cluster(name).ok_or_else(no_endpoint)?;
-    let endpoint = cluster.pick().ok_or_else(no_endpoint)?;
+    let picked = cluster
+        .pick_for(&RequestKey::connection(client))
+        .ok_or_else(no_endpoint)?;
+    let endpoint = picked.endpoint;
     let addr = endpoint
         .as_str()
         .parse()
@@ -180,7 +190,7 @@ fn choose<'s>(
             endpoint: endpoint.to_string(),
             source: io::Error::new(io::ErrorKind::InvalidInput, "not an IP address and port"),
         })?;
-    Ok((addr, cluster))
+    Ok((addr, cluster, picked.slot))
 }
 
 /// Chooses a backend and an endpoint and connects to it, over TLS where `origination` allows
@@ -188,9 +198,10 @@ fn choose<'s>(
 async fn connect(
     snapshot: &Snapshot,
     route: Option<&L4Route>,
+    client: IpAddr,
     origination: Origination<'_>,
-) -> Result<BackendStream, ForwardError> {
-    let (addr, cluster) = choose(snapshot, route)?;
+) -> Result<(BackendStream, Option<Slot>), ForwardError> {
+    let (addr, cluster, slot) = choose(snapshot, route, client)?;
     let endpoint = addr.to_string();
     let tls_error = |reason, source| ForwardError::BackendTls {
         cluster: cluster.name.to_string(),
@@ -245,11 +256,14 @@ async fn connect(
     };
     let counted = policy.map(|policy| Counted::new(held, policy.count_open()));
     let Some(handshake) = handshake else {
-        return Ok(BackendStream::new(BackendIo::Plain(stream), counted));
+        return Ok((BackendStream::new(BackendIo::Plain(stream), counted), slot));
     };
     let connecting = handshake.connect(stream, &cluster.name, &endpoint);
     match tokio::time::timeout(BACKEND_HANDSHAKE_TIMEOUT, connecting).await {
-        Ok(Ok(tls)) => Ok(BackendStream::new(BackendIo::Tls(Box::new(tls)), counted)),
+        Ok(Ok(tls)) => Ok((
+            BackendStream::new(BackendIo::Tls(Box::new(tls)), counted),
+            slot,
+        )),
         Ok(Err(error)) => Err(tls_error(tls::failure_reason(&error), error)),
         Err(_) => Err(tls_error(
             "timeout",
