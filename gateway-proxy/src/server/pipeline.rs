@@ -328,6 +328,7 @@ async fn forward<'s>(
         }
     };
     record.upstream = Some(endpoint.clone());
+    let picked = endpoint.clone();
 
     // A body that breaks or stalls is the client's failure, answered as such, not a 502.
     let has_body = !body.is_end_stream();
@@ -425,6 +426,20 @@ async fn forward<'s>(
             .headers_mut()
             .append(http::header::SET_COOKIE, cookie);
     }
+    // A retry answered by another endpoint moves the session there: the next request goes
+    // where this one was served.
+    let session_write = match (&record.upstream, backend.session) {
+        (Some(served), Some(session)) if *served != picked => Some((
+            session,
+            Token {
+                issued: now,
+                last_seen: now,
+                cluster: backend.cluster_id,
+                endpoint: upstream::session::id(served.as_str()),
+            },
+        )),
+        _ => session_write,
+    };
     if let Some((index, token)) = session_write
         && let Some(s) = rule.sessions.get(index)
     {
