@@ -50,30 +50,7 @@ spec:
         )
     };
     format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: gantry}}
-spec: {{controllerName: gantry.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: bench, namespace: default}}
-spec:
-  gatewayClassName: gantry
-  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: backend, namespace: default}}
-spec: {{ports: [{{name: http, port: 80, targetPort: {bport}}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: backend-1, namespace: default, labels: {{kubernetes.io/service-name: backend}}}}
-addressType: IPv4
-ports: [{{name: http, port: {bport}}}]
-endpoints: [{{addresses: ["{bip}"], conditions: {{ready: true}}}}]
----
+        r#"{base}---
 apiVersion: gantry.dev/v1alpha1
 kind: HTTPTransform
 metadata: {{name: headers, namespace: default}}
@@ -107,8 +84,7 @@ spec:
       rename: [{{from: /path, to: /upstream_path}}]
       set: [{{pointer: /gateway, value: gantry}}]
 {plain}{headers}{json}"#,
-        bport = backend.port(),
-        bip = backend.ip(),
+        base = crate::config::base(port, backend),
         plain = route("plain", PLAIN_HOST, ""),
         headers = route("headers", HEADERS_HOST, "headers"),
         json = route("json", JSON_HOST, "json"),
