@@ -10,12 +10,14 @@ use kube::CustomResourceExt;
 use serde_json::Value;
 
 use crate::backend_config::BackendConfigPolicy;
+use crate::composition::HttpComposition;
 use crate::gateway::{
     backendtlspolicies::BackendTlsPolicy, experimental, gatewayclasses::GatewayClass,
     gateways::Gateway, grpcroutes::GrpcRoute, httproutes::HttpRoute, listenersets::ListenerSet,
     referencegrants::ReferenceGrant, tlsroutes::TlsRoute,
 };
 use crate::params::GatewayParameters;
+use crate::transform::HttpTransform;
 
 /// Upstream's approval link for the `gateway.networking.k8s.io` group.
 const GATEWAY_API_APPROVAL: &str = "https://github.com/kubernetes-sigs/gateway-api/pull/1538";
@@ -62,10 +64,15 @@ pub enum CrdGenError {
 
 /// Gantry's own CRDs (`gantry.dev`).
 pub fn gantry_crds() -> Result<Vec<GeneratedFile>, CrdGenError> {
-    vec![GatewayParameters::crd(), BackendConfigPolicy::crd()]
-        .into_iter()
-        .map(|crd| to_file(crd, |_| {}))
-        .collect()
+    vec![
+        GatewayParameters::crd(),
+        BackendConfigPolicy::crd(),
+        HttpTransform::crd(),
+        HttpComposition::crd(),
+    ]
+    .into_iter()
+    .map(|crd| to_file(crd, |_| {}))
+    .collect()
 }
 
 /// The Gateway API CRDs the proxy and the operator read, generated from the `gateway-api` crate.

@@ -26,13 +26,17 @@ pub mod gateway {
 pub use k8s_openapi;
 
 pub mod backend_config;
+pub mod composition;
 pub mod crdgen;
 pub mod params;
+pub mod transform;
 
 pub use backend_config::{
     BACKEND_CONFIG_POLICY_KIND, BackendConfigPolicy, BackendConfigPolicySpec,
 };
+pub use composition::{HTTP_COMPOSITION_KIND, HttpComposition, HttpCompositionSpec};
 pub use params::{GATEWAY_PARAMETERS_KIND, GatewayParameters, GatewayParametersSpec};
+pub use transform::{HTTP_TRANSFORM_KIND, HttpTransform, HttpTransformSpec};
 
 /// Gantry's own API version.
 pub const VERSION: &str = "v1alpha1";

@@ -1,4 +1,4 @@
-//! The command line: `gantry-proxy run ...`.
+//! The command line: `gantry-proxy run ...` and `gantry-proxy validate DIR`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -17,6 +17,7 @@ use crate::server::{ConnectionOptions, DataPlaneOptions, HttpOptions};
 use crate::source::FileSource;
 use crate::telemetry::logging::{self, LogFormat};
 use crate::upstream::session::SessionKey;
+use crate::validate::{self, Output};
 use gantry_translate::status::GatewayStatusAddress;
 use gantry_translate::store::ObjectKey;
 use gantry_translate::translate::TranslateOptions;
@@ -32,7 +33,24 @@ pub struct Cli {
 pub enum Command {
     /// Serve the Gateways described by YAML files (`--config-dir`) or by the cluster
     /// (`--kubernetes`).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Check a directory of YAML as `run --config-dir DIR` would load it, without serving:
+    /// print every condition that is not healthy (file:line, object, condition, reason,
+    /// message) and exit 1 when any is an error.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The directory `run --config-dir` would be given.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Validate as a proxy serving only this Gateway (NS/NAME); repeat for several.
+    #[arg(long = "gateway", value_name = "NS/NAME", value_parser = parse_gateway)]
+    pub gateways: Vec<ObjectKey>,
+    /// `text` for people, `json` for tools.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -220,7 +238,10 @@ fn parse_port_offset(s: &str) -> Result<u16, String> {
 /// Parses the command line, builds the Tokio runtime and runs until SIGTERM or SIGINT.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let Command::Run(args) = cli.command;
+    let args = match cli.command {
+        Command::Run(args) => *args,
+        Command::Validate(args) => validate_command(&args),
+    };
     logging::init(&args.log_level, args.access_log_format);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
@@ -231,6 +252,17 @@ pub fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?
         .block_on(run(args))
+}
+
+/// `validate`: prints the report and exits, 0 when there is no error and 1 otherwise.
+fn validate_command(args: &ValidateArgs) -> ! {
+    let options = TranslateOptions {
+        gateways: (!args.gateways.is_empty()).then(|| args.gateways.clone()),
+        ..TranslateOptions::default()
+    };
+    let report = validate::validate(&args.dir, &options);
+    print!("{}", report.render(args.output));
+    std::process::exit(if report.ok() { 0 } else { 1 })
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -19,3 +19,4 @@ pub mod server;
 pub mod source;
 pub mod telemetry;
 pub mod upstream;
+pub mod validate;

@@ -328,6 +328,38 @@ async fn a_route_kind_whose_crd_is_missing_does_not_block_readiness() {
     .await;
 }
 
+/// HTTPTransform and HTTPComposition (Gantry's ExtensionRef filters) are watched; a cluster
+/// without their CRDs still becomes ready, and picks them up once installed.
+#[tokio::test]
+async fn gantry_filter_kinds_are_watched_and_optional() {
+    let server = ApiServer::start().await;
+    seed(&server, free_port(), start_backend().await);
+    server.unserve("httptransforms");
+    server.apply(
+        "httpcompositions",
+        serde_json::json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "HTTPComposition",
+            "metadata": {"name": "c", "namespace": "default"},
+            "spec": {"parts": [{"name": "a", "backendRef": {"name": "echo", "port": 80}, "path": "/a"}]}}),
+    );
+    let updates = start_source(&server);
+    store_where(&updates, "the sync without HTTPTransforms", |s| {
+        s.http_routes.len() == 1 && s.http_compositions.len() == 1 && s.http_transforms.is_empty()
+    })
+    .await;
+
+    server.serve("httptransforms");
+    server.apply(
+        "httptransforms",
+        serde_json::json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "HTTPTransform",
+            "metadata": {"name": "t", "namespace": "default"},
+            "spec": {"response": {"headers": {"remove": ["server"]}}}}),
+    );
+    store_where(&updates, "the HTTPTransform once its CRD exists", |s| {
+        s.http_transforms.len() == 1
+    })
+    .await;
+}
+
 /// Gateway API v1.6's standard channel serves TCPRoute and UDPRoute at `v1` only: the watch
 /// finds that version and reads routes there (and never lists the unserved `v1alpha2` again);
 /// where only `v1alpha2` is served (older releases), it reads that.

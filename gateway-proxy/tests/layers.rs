@@ -18,6 +18,7 @@ const LAYERS: &[&str] = &[
     "control",
     "admin",
     "serve",
+    "validate",
     "cli",
 ];
 

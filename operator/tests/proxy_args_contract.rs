@@ -82,7 +82,8 @@ fn parse(context: &str, args: &[String]) -> RunArgs {
     match Cli::try_parse_from(argv) {
         Ok(Cli {
             command: Command::Run(run),
-        }) => run,
+        }) => *run,
+        Ok(other) => panic!("{context}: {args:?} is not a run command: {other:?}"),
         Err(error) => panic!("{context}: the proxy rejects {args:?}:\n{error}"),
     }
 }

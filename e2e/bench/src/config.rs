@@ -13,10 +13,10 @@ pub fn path(i: usize) -> String {
     format!("/svc{i}")
 }
 
-/// Gantry standalone files: a Gateway on `port`, a Service for `backend`, and `routes`
-/// HTTPRoutes, each with its own hostname and path prefix.
-pub fn gantry(port: u16, backend: SocketAddr, routes: usize) -> Vec<(String, String)> {
-    let base = format!(
+/// The Gateway on `port` (class `gantry`, one HTTP listener) and the Service `backend` (port
+/// 80) with `backend` as its one endpoint: what every Gantry scenario starts from.
+pub fn base(port: u16, backend: SocketAddr) -> String {
+    format!(
         r#"apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: {{name: gantry}}
@@ -43,7 +43,13 @@ endpoints: [{{addresses: ["{bip}"], conditions: {{ready: true}}}}]
 "#,
         bport = backend.port(),
         bip = backend.ip()
-    );
+    )
+}
+
+/// Gantry standalone files: a Gateway on `port`, a Service for `backend`, and `routes`
+/// HTTPRoutes, each with its own hostname and path prefix.
+pub fn gantry(port: u16, backend: SocketAddr, routes: usize) -> Vec<(String, String)> {
+    let base = base(port, backend);
     let mut files = vec![("base.yaml".to_owned(), base)];
     // Many routes per file, as a generator would write them; 500 a file.
     for chunk_start in (0..routes).step_by(500) {

@@ -18,6 +18,8 @@ pub fn markdown(r: &Results) -> String {
     }
     gantry_only(&mut s, r);
     retry_cost(&mut s, r);
+    transform_cost(&mut s, r);
+    lb_cost(&mut s, r);
     kube_propagation(&mut s, r);
     let _ = writeln!(
         s,
@@ -60,6 +62,13 @@ fn header(s: &mut String, r: &Results) {
             s,
             "- Only the cost of a retry that never triggers was measured: gantry-proxy ({build}, \
              `--no-access-log --log-level warn --worker-threads {}`), backend `gantry-echo --plain`.",
+            m.cores
+        );
+    } else if st.lb_cost_only {
+        let _ = writeln!(
+            s,
+            "- Only the cost of each load balancer was measured: gantry-proxy ({build}, \
+             `--no-access-log --log-level warn --worker-threads {}`), backends `gantry-echo --plain`.",
             m.cores
         );
     } else if st.kube_only {
@@ -269,6 +278,81 @@ fn gantry_only(s: &mut String, r: &Results) {
             if c.last_change_live { "yes" } else { "**no**" }
         );
     }
+}
+
+/// HTTPTransform: header templates per request, JSON body edits per KiB.
+fn transform_cost(s: &mut String, r: &Results) {
+    let Some(c) = &r.transform_cost else {
+        return;
+    };
+    let _ = writeln!(s, "## Gantry: what HTTPTransform costs\n");
+    let _ = writeln!(
+        s,
+        "One Gantry in front of a JSON echo backend: a plain GET, the same GET through header \
+         templates (request and response), a plain POST of a {} KiB JSON body, and the same POST \
+         through JSON body edits of the request and of the answer (which echoes the body, about \
+         as large again). `wrk` with {} connections, {} s per run, {} run(s) per case, \
+         interleaved.\n",
+        c.body_kib, c.connections, c.seconds_per_run, c.repeats
+    );
+    let _ = writeln!(
+        s,
+        "| case | requests | errors | req/s (median) | CPU µs / request |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+    for (name, route) in [
+        ("GET", &c.plain_get),
+        ("GET, header templates", &c.headers),
+        ("POST JSON", &c.plain_post),
+        ("POST JSON, body edits both ways", &c.json),
+    ] {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {:.0} | {:.2} |",
+            route.requests, route.errors, route.requests_per_sec, route.cpu_us_per_request
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nHeader templates: {:+.2} µs CPU per request. JSON body edits: {:.2} µs CPU per KiB \
+         edited.\n",
+        c.header_templates_us_per_request, c.json_us_per_kib
+    );
+}
+
+/// One route per load balancing algorithm.
+fn lb_cost(s: &mut String, r: &Results) {
+    let Some(c) = &r.lb_cost else {
+        return;
+    };
+    let _ = writeln!(s, "## Gantry: what each load balancer costs\n");
+    let _ = writeln!(
+        s,
+        "One route per BackendConfigPolicy `loadBalancer` type, each to its own Service with the \
+         same four endpoints, and the same route to a Service without a policy (`none`). `wrk` \
+         with {} connections, {} s per run, {} run(s) per route, interleaved.\n",
+        c.connections, c.seconds_per_run, c.repeats
+    );
+    let _ = writeln!(
+        s,
+        "| algorithm | requests | errors | req/s (median) | CPU µs / request | vs none |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+    let base = c.routes.first().map_or(0.0, |r| r.route.cpu_us_per_request);
+    for r in &c.routes {
+        let route = &r.route;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.0} | {:.2} | {:+.1}% |",
+            r.algorithm,
+            route.requests,
+            route.errors,
+            route.requests_per_sec,
+            route.cpu_us_per_request,
+            (route.cpu_us_per_request / base.max(1e-9) - 1.0) * 100.0
+        );
+    }
+    let _ = writeln!(s);
 }
 
 /// Kubernetes mode: watch event to first 200.

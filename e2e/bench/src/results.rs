@@ -21,6 +21,11 @@ pub struct Results {
     /// Gantry: a route with HTTPRoute `retry` that never triggers, next to the same route
     /// without it.
     pub retry_cost: Option<RetryCost>,
+    /// Gantry: HTTPTransform header templates and JSON body edits, next to the same routes
+    /// without them.
+    pub transform_cost: Option<TransformCost>,
+    /// Gantry: one route per BackendConfigPolicy load balancer, next to one without a policy.
+    pub lb_cost: Option<LbCost>,
 }
 
 /// Where and with what the figures were taken.
@@ -62,6 +67,15 @@ pub struct Settings {
     pub retry_cost_repeats: usize,
     /// Only the retry cost was measured.
     pub retry_cost_only: bool,
+    /// Seconds per run of the transform-cost scenario (0: not run).
+    pub transform_cost_seconds: u64,
+    /// Size of the JSON bodies of the transform-cost scenario.
+    pub transform_body_kib: usize,
+    /// Seconds per run of the load balancer scenario (0: not run).
+    pub lb_cost_seconds: u64,
+    pub lb_cost_repeats: usize,
+    /// Only the load balancer cost was measured.
+    pub lb_cost_only: bool,
     /// Where `gantry-proxy` came from: `None` for the release build, else the `--bins` folder.
     pub bins: Option<String>,
 }
@@ -144,6 +158,24 @@ pub struct RetryCost {
     pub cpu_difference_percent: f64,
 }
 
+/// What HTTPTransform costs (see `transform_cost`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct TransformCost {
+    pub connections: u32,
+    pub seconds_per_run: u64,
+    pub repeats: usize,
+    /// Size of the JSON request body; the answer echoes it, about as large again.
+    pub body_kib: usize,
+    pub plain_get: RetryCostRoute,
+    pub headers: RetryCostRoute,
+    pub plain_post: RetryCostRoute,
+    pub json: RetryCostRoute,
+    /// CPU per request of the header templates (request and response) over the plain GET.
+    pub header_templates_us_per_request: f64,
+    /// CPU of the JSON edits over the plain POST, per KiB edited (request and answer).
+    pub json_us_per_kib: f64,
+}
+
 /// One of the two routes of the retry-cost runs, over all its runs.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct RetryCostRoute {
@@ -153,6 +185,23 @@ pub struct RetryCostRoute {
     pub requests_per_sec: f64,
     /// CPU time of the proxy per request, in microseconds.
     pub cpu_us_per_request: f64,
+}
+
+/// The CPU price of each load balancing algorithm (see `lb_cost`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct LbCost {
+    pub connections: u32,
+    pub seconds_per_run: u64,
+    pub repeats: usize,
+    /// The route without a policy (`none`) first, then one per algorithm.
+    pub routes: Vec<LbCostRoute>,
+}
+
+/// One algorithm's route, over all its runs.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct LbCostRoute {
+    pub algorithm: String,
+    pub route: RetryCostRoute,
 }
 
 /// Nearest-rank percentile of `values` (`p` in 0..=100); `None` when empty.

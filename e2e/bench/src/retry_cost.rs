@@ -26,30 +26,7 @@ const PATH: &str = "/svc";
 /// Gantry standalone files: a Gateway on `port`, the backend's Service, and the two routes.
 pub fn config(port: u16, backend: SocketAddr) -> String {
     format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: gantry}}
-spec: {{controllerName: gantry.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: bench, namespace: default}}
-spec:
-  gatewayClassName: gantry
-  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: backend, namespace: default}}
-spec: {{ports: [{{name: http, port: 80, targetPort: {bport}}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: backend-1, namespace: default, labels: {{kubernetes.io/service-name: backend}}}}
-addressType: IPv4
-ports: [{{name: http, port: {bport}}}]
-endpoints: [{{addresses: ["{bip}"], conditions: {{ready: true}}}}]
----
+        r#"{base}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{name: plain, namespace: default}}
@@ -73,8 +50,7 @@ spec:
       retry: {{codes: [500, 502, 503, 504], attempts: 2, backoff: 25ms}}
       backendRefs: [{{name: backend, port: 80}}]
 "#,
-        bport = backend.port(),
-        bip = backend.ip()
+        base = crate::config::base(port, backend),
     )
 }
 
@@ -152,7 +128,8 @@ pub fn measure(
     })
 }
 
-fn summarise(samples: &[(LoadResult, Duration)]) -> RetryCostRoute {
+/// One route's runs: requests, errors, the median rate and CPU per request.
+pub fn summarise(samples: &[(LoadResult, Duration)]) -> RetryCostRoute {
     let requests: u64 = samples.iter().map(|(l, _)| l.requests).sum();
     let errors: u64 = samples.iter().map(|(l, _)| l.errors()).sum();
     let cpu: f64 = samples.iter().map(|(_, c)| c.as_secs_f64()).sum();

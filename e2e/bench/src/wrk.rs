@@ -69,14 +69,26 @@ pub fn run(
     duration: Duration,
     counting: Counting,
 ) -> anyhow::Result<LoadResult> {
+    run_with(url, host, connections, duration, counting, "")
+}
+
+/// [`run`] with Lua run before the hooks: `wrk.method`, `wrk.body`, `wrk.headers[...]`.
+pub fn run_with(
+    url: &str,
+    host: &str,
+    connections: u32,
+    duration: Duration,
+    counting: Counting,
+    prelude: &str,
+) -> anyhow::Result<LoadResult> {
     let script = std::env::temp_dir().join(format!(
         "gantry-wrk-{}-{}.lua",
         std::process::id(),
         connections
     ));
     let text = match counting {
-        Counting::Summary => DONE_HOOK.to_owned(),
-        Counting::EveryResponse => format!("{RESPONSE_HOOK}{DONE_HOOK}"),
+        Counting::Summary => format!("{prelude}\n{DONE_HOOK}"),
+        Counting::EveryResponse => format!("{prelude}\n{RESPONSE_HOOK}{DONE_HOOK}"),
     };
     std::fs::write(&script, text)?;
     let threads = connections.clamp(1, 2);

@@ -1,7 +1,9 @@
 //! The echo backend: answers every request with the request it saw, as JSON.
 //!
 //! Used by the black-box tests and by the quick start. Besides echoing it can be told, per
-//! request, to answer slowly (`x-echo-delay-ms`) or with another status (`x-echo-status`), to
+//! request, to answer slowly (`x-echo-delay-ms`, or the query parameter `echo-delay-ms`, which
+//! reaches one backend where a header would reach all, as in a composition) or with another
+//! status (`x-echo-status`, or `echo-status`), to
 //! fail the first N requests that carry one `x-request-id` (`x-echo-fail-first: N`, failing as
 //! `x-echo-fail-with` says: a status such as `503`, `close` to close the connection without an
 //! answer, or `slow:MS` to answer only after MS milliseconds; a retried request keeps its
@@ -12,9 +14,13 @@
 //! With a TLS configuration ([`tls_config`], [`spawn_tls`]) it serves HTTPS instead and reports
 //! the handshake in every answer: the SNI it was sent, the ALPN protocol, and the subject of
 //! the client certificate when it requires one.
+//!
+//! [`spawn_counting`] counts its connections ([`ConnectionCounts`]: accepted, open now) and
+//! numbers them, reporting in each answer the connection that carried the request.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -64,6 +70,29 @@ pub struct Echo {
     /// this one included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u64>,
+    /// From a counting backend ([`spawn_counting`]): the connection that carried the request,
+    /// numbered from 1 in the order they were accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<u64>,
+}
+
+/// The connections of a counting echo backend ([`spawn_counting`]).
+#[derive(Debug, Default)]
+pub struct ConnectionCounts {
+    accepted: AtomicU64,
+    open: AtomicU64,
+}
+
+impl ConnectionCounts {
+    /// Connections accepted since the backend started.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now (closed by either side once the server sees the close).
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::SeqCst)
+    }
 }
 
 /// What the echo backend saw of a TLS handshake.
@@ -149,16 +178,21 @@ impl std::error::Error for Hangup {}
 /// Serves the echo backend on `listener` until the task is dropped. Speaks HTTP/1.1 and
 /// HTTP/2 with prior knowledge on the same port.
 pub async fn serve(listener: TcpListener, identity: EchoIdentity) {
-    serve_with(listener, identity, None).await;
+    serve_with(listener, identity, None, None).await;
 }
 
 /// Like [`serve`], over TLS with `config` (see [`tls_config`]). A failed handshake closes
 /// that connection only.
 pub async fn serve_tls(listener: TcpListener, identity: EchoIdentity, config: Arc<ServerConfig>) {
-    serve_with(listener, identity, Some(TlsAcceptor::from(config))).await;
+    serve_with(listener, identity, Some(TlsAcceptor::from(config)), None).await;
 }
 
-async fn serve_with(listener: TcpListener, identity: EchoIdentity, tls: Option<TlsAcceptor>) {
+async fn serve_with(
+    listener: TcpListener,
+    identity: EchoIdentity,
+    tls: Option<TlsAcceptor>,
+    counts: Option<Arc<ConnectionCounts>>,
+) {
     let state = Arc::new(State {
         identity,
         seen: Mutex::new(VecDeque::new()),
@@ -170,11 +204,17 @@ async fn serve_with(listener: TcpListener, identity: EchoIdentity, tls: Option<T
         };
         let state = state.clone();
         let tls = tls.clone();
+        let counts = counts.clone();
+        let number = counts.as_ref().map(|c| {
+            c.open.fetch_add(1, Ordering::SeqCst);
+            c.accepted.fetch_add(1, Ordering::SeqCst) + 1
+        });
         tokio::spawn(async move {
+            let _closed = counts.map(Closed);
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             match tls {
                 None => {
-                    let service = service_fn(move |req| handle(state.clone(), None, req));
+                    let service = service_fn(move |req| handle(state.clone(), None, number, req));
                     let _ = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
@@ -184,8 +224,9 @@ async fn serve_with(listener: TcpListener, identity: EchoIdentity, tls: Option<T
                         return;
                     };
                     let seen = Arc::new(handshake(stream.get_ref().1));
-                    let service =
-                        service_fn(move |req| handle(state.clone(), Some(seen.clone()), req));
+                    let service = service_fn(move |req| {
+                        handle(state.clone(), Some(seen.clone()), number, req)
+                    });
                     let _ = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
@@ -254,6 +295,31 @@ pub async fn spawn(
     Ok((bound, tokio::spawn(serve(listener, identity))))
 }
 
+/// Like [`spawn`], counting and numbering the backend's connections.
+pub async fn spawn_counting(
+    addr: SocketAddr,
+    identity: EchoIdentity,
+) -> std::io::Result<(
+    SocketAddr,
+    Arc<ConnectionCounts>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let counts = Arc::new(ConnectionCounts::default());
+    let task = tokio::spawn(serve_with(listener, identity, None, Some(counts.clone())));
+    Ok((bound, counts, task))
+}
+
+/// Counts a connection closed when dropped.
+struct Closed(Arc<ConnectionCounts>);
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Like [`spawn`], serving HTTPS with `config`.
 pub async fn spawn_tls(
     addr: SocketAddr,
@@ -268,6 +334,7 @@ pub async fn spawn_tls(
 async fn handle(
     state: Arc<State>,
     tls: Option<Arc<EchoTls>>,
+    connection: Option<u64>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Hangup> {
     if state.identity.plain {
@@ -284,8 +351,11 @@ async fn handle(
     if is_websocket_upgrade(req.headers()) {
         return Ok(upgrade_websocket(req));
     }
-    let mut delay = header_number(req.headers(), "x-echo-delay-ms");
+    let query = req.uri().query();
+    let mut delay = header_number(req.headers(), "x-echo-delay-ms")
+        .or_else(|| query_number(query, "echo-delay-ms"));
     let mut status = header_number(req.headers(), "x-echo-status")
+        .or_else(|| query_number(query, "echo-status"))
         .and_then(|s| StatusCode::from_u16(u16::try_from(s).ok()?).ok())
         .unwrap_or(StatusCode::OK);
     let mut attempt = None;
@@ -350,6 +420,7 @@ async fn handle(
         body: String::from_utf8_lossy(&body).into_owned(),
         tls: tls.as_deref().cloned(),
         attempt,
+        connection,
     };
     if let Ok(mut seen) = state.seen.lock() {
         if seen.len() == SEEN_LIMIT {
@@ -372,6 +443,14 @@ fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<B
         header::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+fn query_number(query: Option<&str>, name: &str) -> Option<u64> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))?
+        .parse()
+        .ok()
 }
 
 fn header_number(headers: &HeaderMap, name: &str) -> Option<u64> {

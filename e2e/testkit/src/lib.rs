@@ -1,6 +1,7 @@
 //! What Gantry's tests run against: an in-process Kubernetes API server, echo backends, certificates, a TLS client, a gRPC backend, and a harness that starts the real `gantry-proxy` binary.
 
 pub mod apiserver;
+pub mod blackhole;
 pub mod certs;
 pub mod echo;
 pub mod grpc;

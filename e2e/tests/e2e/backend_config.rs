@@ -1,7 +1,8 @@
 //! BackendConfigPolicy against the real binary in standalone mode: policies read from the
 //! config directory, their resolved settings on the clusters in `GET /config`, their status in
 //! `GET /status`, an invalid policy reported without stopping the rest, and an edit applied
-//! live. (The data plane does not act on the settings yet; see docs/policies.md.)
+//! live. What the data plane does with the connection settings is in `backend_connections`,
+//! with the load balancers in `load_balancing`.
 
 use std::time::Duration;
 

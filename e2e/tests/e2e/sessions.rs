@@ -427,3 +427,70 @@ async fn a_key_file_that_is_too_short_stops_the_proxy() {
     assert!(proxy.log().contains("at least 32"), "{}", proxy.log());
     let _ = std::fs::remove_file(&path);
 }
+
+/// A route whose Service has a live echo endpoint and one that refuses connections, with
+/// session persistence and one retry.
+const RETRY_ROUTE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: resilient, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: ["sticky.example.com"]
+  rules:
+    - sessionPersistence:
+        sessionName: gantry-retry
+      retry: {attempts: 1, backoff: 1ms}
+      backendRefs: [{name: half, port: 8080}]
+"#;
+
+#[tokio::test]
+async fn a_retry_answered_by_another_endpoint_moves_the_session_there() {
+    let live = echoes("half", 1).await[0];
+    // A port nothing listens on: connecting is refused, which is retried.
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let port = free_port();
+    let proxy = Proxy::start_ready(
+        &[
+            ("gateway.yaml", &gateway_yaml("gw", port)),
+            ("half.yaml", &service_yaml("half", &[dead, live])),
+            ("routes.yaml", RETRY_ROUTE),
+        ],
+        &[],
+    )
+    .await;
+    let base = format!("http://127.0.0.1:{port}");
+    let attempts = || {
+        proxy.metric(
+            "gantry_upstream_attempts_total{gateway=\"default/gw\",route=\"default/resilient\",route_kind=\"HTTPRoute\"}",
+        )
+    };
+
+    // Round robin takes each endpoint in turn (a retry's pick advances it too), so at least
+    // one of two new sessions starts on the dead endpoint and is answered by the live one
+    // after a retry.
+    let mut cookies = Vec::new();
+    for _ in 0..2 {
+        let reply = get(&base, "/", &[]).await;
+        assert_eq!(reply.echo().name, "half-0");
+        cookies.push(cookie_value(&reply, "gantry-retry").expect("a session cookie"));
+    }
+    let before = attempts().await;
+    assert!(
+        before >= 3.0,
+        "a new session was retried ({before} attempts)"
+    );
+
+    // Both sessions now name the endpoint that answered: no request needs a retry.
+    for cookie in &cookies {
+        for _ in 0..5 {
+            let reply = get(&base, "/", &[("cookie", &format!("gantry-retry={cookie}"))]).await;
+            assert_eq!(reply.echo().name, "half-0");
+        }
+    }
+    assert_eq!(
+        attempts().await,
+        before + 10.0,
+        "a session that named the refused endpoint would be retried on every request"
+    );
+}

@@ -1,25 +1,32 @@
 //! HTTPRoute filters: compiled once per rule, applied per request.
 //!
 //! Request filters run in the order the rule lists them, then the chosen backend's filters.
-//! A redirect, or a CORS preflight, answers at once; mirrors, CORS headers and response header
-//! edits are collected in [`Deferred`] and run by the pipeline later.
+//! A redirect, a CORS preflight or an HTTPComposition answers at once; mirrors, CORS headers,
+//! response header edits and JSON body edits (HTTPTransform) are collected in [`Deferred`] and
+//! run by the pipeline later. A rule without them allocates nothing for them.
 
+pub mod composition;
 pub mod cors;
 mod headers;
+pub mod json_body;
 pub mod mirror;
 mod path;
 mod redirect;
 pub mod rewrite;
+mod template;
+pub mod transform;
 
 use http::header::HOST;
 use http::request::Parts;
 
+pub use composition::{Composition, PreparedComposition};
 pub use cors::{Cors, CorsHeaders, CorsOutcome};
 pub use headers::HeaderModifier;
 pub use mirror::Mirror;
 pub use path::{replace_path, replace_prefix};
 pub use redirect::{Redirect, RedirectResponse};
 pub use rewrite::UrlRewrite;
+pub use transform::{RenderedHeaders, Transform};
 
 use gantry_translate::ir::HttpFilterIr;
 
@@ -32,6 +39,8 @@ pub enum Filter {
     UrlRewrite(UrlRewrite),
     Mirror(Mirror),
     Cors(Cors),
+    Transform(Transform),
+    Composition(Composition),
 }
 
 /// Why a filter of the IR cannot be applied.
@@ -47,6 +56,10 @@ pub enum FilterError {
     StatusCode(u16),
     #[error("invalid CORS origin {0:?}")]
     Origin(String),
+    #[error("invalid regular expression {0:?}")]
+    Regex(String),
+    #[error("invalid method {0:?}")]
+    Method(String),
 }
 
 impl Filter {
@@ -62,6 +75,8 @@ impl Filter {
             HttpFilterIr::UrlRewrite(r) => Self::UrlRewrite(UrlRewrite::compile(r)?),
             HttpFilterIr::RequestMirror(m) => Self::Mirror(Mirror::compile(m)),
             HttpFilterIr::Cors(c) => Self::Cors(Cors::compile(c)?),
+            HttpFilterIr::Transform(t) => Self::Transform(Transform::compile(t)?),
+            HttpFilterIr::Composition(c) => Self::Composition(Composition::compile(c)?),
         })
     }
 }
@@ -77,50 +92,75 @@ pub struct FilterContext<'a> {
     pub host: &'a str,
     /// The matched entry's `PathPrefix` without trailing slashes, when it has one.
     pub matched_prefix: Option<&'a str>,
+    /// The connection's peer address (`${client_ip}`).
+    pub client: std::net::IpAddr,
+    /// `namespace/name` of the matched route (`${route}`).
+    pub route: &'a str,
 }
 
 /// Work the request filters leave for later stages of the pipeline.
 #[derive(Debug, Default)]
 pub struct Deferred<'a> {
     pub mirrors: Vec<&'a Mirror>,
-    pub response_headers: Vec<&'a HeaderModifier>,
+    /// Response header edits, in filter order.
+    pub response_headers: Vec<ResponseHeaders<'a>>,
     /// CORS headers for the response (rule and backend filters may both add some).
     pub cors: Vec<CorsHeaders>,
+    /// HTTPTransform JSON edits of the request body, in filter order.
+    pub request_body: Vec<json_body::PreparedBody<'a>>,
+    /// HTTPTransform JSON edits of the response body, in filter order.
+    pub response_body: Vec<json_body::PreparedBody<'a>>,
+}
+
+/// One filter's response header edits.
+#[derive(Debug)]
+pub enum ResponseHeaders<'a> {
+    /// ResponseHeaderModifier.
+    Modifier(&'a HeaderModifier),
+    /// An HTTPTransform's, rendered when it ran.
+    Rendered(RenderedHeaders<'a>),
 }
 
 impl Deferred<'_> {
-    /// The response-side work: CORS headers, then the response header modifiers (which may
+    /// The response-side work: CORS headers, then the response header edits (which may
     /// change them).
     pub fn apply_response(&self, headers: &mut http::HeaderMap) {
         for cors in &self.cors {
             cors.apply(headers);
         }
-        for modifier in &self.response_headers {
-            modifier.apply(headers);
+        for edits in &self.response_headers {
+            match edits {
+                ResponseHeaders::Modifier(modifier) => modifier.apply(headers),
+                ResponseHeaders::Rendered(rendered) => rendered.apply(headers),
+            }
         }
     }
 }
 
 /// A response the proxy gives itself, from a filter.
 #[derive(Debug)]
-pub enum LocalAnswer {
+pub enum LocalAnswer<'a> {
     Redirect(RedirectResponse),
     /// A CORS preflight: `200` with these headers.
     Preflight(http::HeaderMap),
+    /// An HTTPComposition: the parts are called by the pipeline.
+    Compose(PreparedComposition<'a>),
 }
 
 /// Applies request filters in order. Returns the answer to give, if a filter answers (a
-/// redirect, a CORS preflight); the remaining filters are then skipped.
+/// redirect, a CORS preflight, a composition); the remaining filters are then skipped.
 pub fn apply_request<'a>(
     filters: &'a [Filter],
     request: &mut Parts,
     context: &FilterContext<'_>,
     deferred: &mut Deferred<'a>,
-) -> Option<LocalAnswer> {
+) -> Option<LocalAnswer<'a>> {
     for filter in filters {
         match filter {
             Filter::RequestHeaders(m) => m.apply(&mut request.headers),
-            Filter::ResponseHeaders(m) => deferred.response_headers.push(m),
+            Filter::ResponseHeaders(m) => {
+                deferred.response_headers.push(ResponseHeaders::Modifier(m))
+            }
             Filter::Redirect(r) => return Some(LocalAnswer::Redirect(r.respond(request, context))),
             Filter::Cors(c) => match c.evaluate(request) {
                 None => {}
@@ -134,6 +174,10 @@ pub fn apply_request<'a>(
                 if m.sampled() {
                     deferred.mirrors.push(m);
                 }
+            }
+            Filter::Transform(t) => t.apply(request, context, deferred),
+            Filter::Composition(c) => {
+                return Some(LocalAnswer::Compose(c.prepare(request, context)));
             }
         }
     }

@@ -97,6 +97,8 @@ mod tests {
             listener_port,
             host: "example.com",
             matched_prefix: prefix,
+            client: std::net::Ipv4Addr::LOCALHOST.into(),
+            route: "default/r",
         };
         Redirect::compile(&ir).unwrap().location(&parts, &context)
     }

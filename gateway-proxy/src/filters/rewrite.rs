@@ -68,6 +68,8 @@ mod tests {
             listener_port: 80,
             host: "example.com",
             matched_prefix: prefix,
+            client: std::net::Ipv4Addr::LOCALHOST.into(),
+            route: "default/r",
         };
         UrlRewrite::compile(&ir)
             .unwrap()

@@ -99,13 +99,7 @@ impl Snapshot {
                 });
                 Ok((
                     name.clone(),
-                    Arc::new(
-                        Cluster::compile_with_budget(cluster, old, budget)?.with_health(
-                            cluster,
-                            old,
-                            &metrics.health,
-                        ),
-                    ),
+                    Arc::new(Cluster::compile_in(cluster, old, budget, metrics)?),
                 ))
             })
             .collect::<Result<_, CompileError>>()?;

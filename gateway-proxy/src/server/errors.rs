@@ -5,7 +5,9 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::request_checks::Refusal;
+use crate::upstream::limits::Overflow;
 use crate::upstream::{self, ProxyBody, UpstreamError};
+use gantry_translate::ir::CIRCUIT_BREAKER_HEADER;
 
 /// The status nginx logs for a client that went away before its request was answered.
 pub const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
@@ -52,6 +54,10 @@ pub enum ProxyError {
     /// backend MUST return a 503 response to the client").
     #[error("retry budget exhausted: the backend's retry budget allows no more retries now")]
     RetryBudgetExhausted,
+    /// Refused by a BackendConfigPolicy circuit breaker connection limit: 503 at once, with
+    /// `x-gantry-circuit-breaker` naming the limit.
+    #[error("{0}")]
+    CircuitBreaker(Overflow),
     /// The upstream answered `101 Switching Protocols` to a request that did not ask for that
     /// protocol; no tunnel is opened.
     #[error("upstream switched protocols without being asked")]
@@ -59,6 +65,12 @@ pub enum ProxyError {
     /// Refused before routing: framing, Host, path or method.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// A request body an HTTPTransform edits is larger than its `maxBytes`.
+    #[error("request body larger than the {0} bytes this route transforms")]
+    BodyTooLarge(usize),
+    /// A request body an HTTPTransform edits says it is JSON but is not.
+    #[error("request body is not valid JSON")]
+    InvalidJsonBody,
     /// The client's request body failed while it was forwarded: the client's fault, not the
     /// upstream's.
     #[error("{0}")]
@@ -88,12 +100,21 @@ impl ProxyError {
             Self::InvalidBackend | Self::NoBackend | Self::InvalidRedirect => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            Self::NoHealthyUpstream | Self::RetryBudgetExhausted => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoHealthyUpstream | Self::RetryBudgetExhausted | Self::CircuitBreaker(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            // No connection within the connect timeout: the endpoint is unavailable, as Envoy
+            // answers it (BackendConfigPolicy `connectTimeout`, docs/policies.md).
+            Self::UpstreamConnect(UpstreamError::ConnectTimeout { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::UpstreamConnect(_) | Self::UpstreamReset(_) | Self::UnexpectedUpgrade => {
                 StatusCode::BAD_GATEWAY
             }
             Self::RequestTimeout | Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Refused(refusal) => refusal.status,
+            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidJsonBody => StatusCode::BAD_REQUEST,
             Self::ClientBody(ClientBodyError::Invalid) => StatusCode::BAD_REQUEST,
             Self::ClientBody(ClientBodyError::Timeout) => StatusCode::REQUEST_TIMEOUT,
             Self::ClientBody(ClientBodyError::Aborted) => CLIENT_CLOSED_REQUEST,
@@ -114,14 +135,28 @@ impl ProxyError {
         {
             response.headers_mut().insert(name, value);
         }
+        self.add_circuit_breaker_header(&mut response);
         response
+    }
+
+    /// `x-gantry-circuit-breaker: <limit>` on a circuit breaker's refusal.
+    pub fn add_circuit_breaker_header<B>(&self, response: &mut Response<B>) {
+        if let Self::CircuitBreaker(overflow) = self {
+            response.headers_mut().insert(
+                CIRCUIT_BREAKER_HEADER,
+                HeaderValue::from_static(overflow.limit.name()),
+            );
+        }
     }
 }
 
 impl From<UpstreamError> for ProxyError {
     fn from(error: UpstreamError) -> Self {
         match error {
-            UpstreamError::Connect { .. } => Self::UpstreamConnect(error),
+            UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } => {
+                Self::UpstreamConnect(error)
+            }
+            UpstreamError::Overflow(overflow) => Self::CircuitBreaker(overflow),
             _ => Self::UpstreamReset(error),
         }
     }
@@ -141,6 +176,33 @@ mod tests {
         assert_eq!(ProxyError::RequestTimeout.status(), 504);
         assert_eq!(ProxyError::BackendTimeout.status(), 504);
         assert_eq!(ProxyError::RetryBudgetExhausted.status(), 503);
+        let refused = ProxyError::from(UpstreamError::Overflow(Overflow {
+            limit: upstream::limits::Limit::MaxPendingRequests,
+        }));
+        assert_eq!(refused.status(), 503);
+        assert_eq!(
+            refused.to_response().headers()[CIRCUIT_BREAKER_HEADER],
+            "maxPendingRequests"
+        );
+        let endpoint = http::uri::Authority::from_static("10.0.0.1:80");
+        let timed_out = ProxyError::from(UpstreamError::ConnectTimeout {
+            endpoint: endpoint.clone(),
+        });
+        assert_eq!(timed_out.status(), 503);
+        let refused = ProxyError::from(UpstreamError::Connect {
+            endpoint,
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        });
+        assert_eq!(refused.status(), 502);
+        let refused = ProxyError::CircuitBreaker(Overflow {
+            limit: upstream::limits::Limit::MaxParallelRequests,
+        })
+        .to_response();
+        assert_eq!(refused.status(), 503);
+        assert_eq!(
+            refused.headers()[CIRCUIT_BREAKER_HEADER],
+            "maxParallelRequests"
+        );
         let response = ProxyError::NoHealthyUpstream.to_response();
         assert_eq!(response.status(), 503);
         assert_eq!(

@@ -83,13 +83,17 @@ impl ProxyError {
             Self::InvalidRedirect => GrpcCode::Unknown,
             Self::NoHealthyUpstream
             | Self::RetryBudgetExhausted
+            | Self::CircuitBreaker(_)
             | Self::UpstreamConnect(_)
             | Self::UpstreamReset(_)
             | Self::UnexpectedUpgrade => GrpcCode::Unavailable,
             Self::RequestTimeout | Self::BackendTimeout => GrpcCode::DeadlineExceeded,
             Self::ClientBody(super::errors::ClientBodyError::Timeout) => GrpcCode::DeadlineExceeded,
             // Answered as HTTP (see the pipeline): the request was not a well-formed call.
-            Self::Refused(_) | Self::ClientBody(_) => GrpcCode::Unknown,
+            Self::Refused(_)
+            | Self::ClientBody(_)
+            | Self::BodyTooLarge(_)
+            | Self::InvalidJsonBody => GrpcCode::Unknown,
         }
     }
 
@@ -107,6 +111,7 @@ impl ProxyError {
         if let Ok(message) = HeaderValue::from_str(&percent_encode(&self.to_string())) {
             headers.insert(GRPC_MESSAGE, message);
         }
+        self.add_circuit_breaker_header(&mut response);
         response
     }
 }

@@ -7,6 +7,7 @@
 
 mod access_log;
 pub mod activity;
+mod body_transform;
 mod client_body;
 mod drain;
 pub mod errors;

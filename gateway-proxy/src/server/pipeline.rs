@@ -7,16 +7,20 @@
 //!    response headers
 //! 5. hop-by-hop headers removed (an upgrade other than WebSocket with them);
 //!    X-Forwarded-For/Proto/Host and `Forwarded` set by the trusted-hops rule
-//! 6. rule filters (a redirect or a CORS preflight answers here), backend choice (a session's
-//!    backend and endpoint when the request resumes one; else by weight: 500), backend filters
-//! 7. mirrors, with the body buffered only when one applies
+//! 6. rule filters (a redirect, a CORS preflight or an HTTPComposition answers here), backend
+//!    choice (a session's backend and endpoint when the request resumes one; else by weight:
+//!    500), backend filters, the circuit breaker's `maxParallelRequests` (503), the endpoint
+//!    (the cluster's load balancer: [`crate::upstream::balancer`])
+//! 7. HTTPTransform request body edits (JSON, buffered within `maxBytes`: 413, 400), then
+//!    mirrors, with the body buffered only when one of them applies
 //! 8. the upstream call under the backendRequest timeout (502, 503, 504), the body under the
 //!    body-read timeout (400, 408, 499); with the rule's `retry`, more attempts as it says
 //!    ([`super::retry`]; 503 when the Service's retry budget refuses one); only an asked-for
 //!    WebSocket `101` is bridged
-//! 9. response: hop-by-hop headers removed, CORS headers, response header modifiers, a new or
-//!    refreshed session token (Set-Cookie or the session header); its body tracked by the
-//!    connection's watchdog
+//! 9. response: hop-by-hop headers removed, CORS headers, response header modifiers, a
+//!    consistent hash's new cookie, a new or refreshed session token (Set-Cookie or the session
+//!    header), HTTPTransform response body edits; its body tracked by the connection's watchdog
+//!    and holding the request's in-flight counts until it ends
 //! 10. request ID echoed, metrics recorded, access log written
 //!
 //! Every failure becomes a response through [`ProxyError`]; none drops the connection. A gRPC
@@ -29,13 +33,14 @@ use std::time::{Duration, Instant};
 
 use http::header::{EXPECT, LOCATION};
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::Shared;
 use super::access_log::Record;
+use super::body_transform;
 use super::client_body::ClientBody;
 use super::errors::ProxyError;
 use super::grpc_status;
@@ -49,6 +54,7 @@ use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
 use crate::filters::{self, Deferred, FilterContext, LocalAnswer, rewrite};
 use crate::routing::normalize::normalize_path;
 use crate::routing::{Lookup, RequestView, Resumed, RouteEntry, Rule, Snapshot, normalize_host};
+use crate::upstream::balancer::RequestKey;
 use crate::upstream::retry::replay::Replayable;
 use crate::upstream::session::{self, Token};
 use crate::upstream::{self, ProxyBody, upgrade};
@@ -213,11 +219,20 @@ async fn forward<'s>(
         listener_port: connection.port,
         host,
         matched_prefix: entry.matcher.prefix(),
+        client: connection.peer.ip(),
+        route: &entry.route,
     };
+    let head_request = parts.method == Method::HEAD;
     let mut deferred = Deferred::default();
     if let Some(answer) = filters::apply_request(&rule.filters, &mut parts, &context, &mut deferred)
     {
-        return local_response(answer, &deferred);
+        let local = Local {
+            shared,
+            snapshot,
+            gateway,
+            parts: &parts,
+        };
+        return local_response(local, answer, &deferred).await;
     }
     // A session the request resumes picks the backend and endpoint; otherwise the weights
     // and the cluster's rotation do, and a backend with session persistence starts a session.
@@ -241,11 +256,30 @@ async fn forward<'s>(
     if let Some(answer) =
         filters::apply_request(&backend.filters, &mut parts, &context, &mut deferred)
     {
-        return local_response(answer, &deferred);
+        let local = Local {
+            shared,
+            snapshot,
+            gateway,
+            parts: &parts,
+        };
+        return local_response(local, answer, &deferred).await;
     }
     let cluster = snapshot
         .cluster(cluster_name)
         .ok_or(ProxyError::InvalidBackend)?;
+    // A BackendConfigPolicy's `maxParallelRequests`: over it, 503 at once. The counts taken
+    // here are held until the response body ends.
+    let mut in_flight = cluster.admit().map_err(|limit| {
+        shared
+            .metrics
+            .circuit_breaker
+            .rejected(&cluster.name, limit);
+        // `admit` refuses only for `maxParallelRequests`.
+        ProxyError::CircuitBreaker(upstream::limits::Overflow {
+            limit: upstream::limits::Limit::MaxParallelRequests,
+        })
+    })?;
+    let mut balancer_cookie = None;
     let (endpoint, session_write) = match resumed {
         Some(Resumed::Kept {
             session,
@@ -264,12 +298,21 @@ async fn forward<'s>(
                     ..token
                 },
             ));
+            in_flight.set_endpoint(cluster.track(endpoint));
             (endpoint, write)
         }
         _ => {
-            let (endpoint, endpoint_id) = cluster
-                .pick_with_id()
+            let key = RequestKey {
+                client: connection.peer.ip(),
+                headers: Some(&parts.headers),
+                query: parts.uri.query(),
+            };
+            let picked = cluster
+                .pick_for(&key)
                 .ok_or(ProxyError::NoHealthyUpstream)?;
+            let (endpoint, endpoint_id) = (picked.endpoint, picked.id);
+            in_flight.set_endpoint(picked.slot);
+            balancer_cookie = picked.set_cookie;
             let write = backend.session.map(|session| {
                 (
                     session,
@@ -285,6 +328,7 @@ async fn forward<'s>(
         }
     };
     record.upstream = Some(endpoint.clone());
+    let picked = endpoint.clone();
 
     // A body that breaks or stalls is the client's failure, answered as such, not a 502.
     let has_body = !body.is_end_stream();
@@ -297,6 +341,22 @@ async fn forward<'s>(
         (upstream::stream(body), Some(outcome))
     } else {
         (upstream::stream(body), None)
+    };
+    let body = if deferred.request_body.is_empty() {
+        Outgoing::Stream(body)
+    } else {
+        match body_transform::request(
+            &mut parts.headers,
+            body,
+            has_body,
+            &deferred.request_body,
+            client_body.as_ref(),
+        )
+        .await?
+        {
+            Ok(bytes) => Outgoing::Buffered(bytes),
+            Err(body) => Outgoing::Stream(body),
+        }
     };
     let body = mirror_and_buffer(shared, snapshot, rule, gateway, &deferred, &parts, body).await;
     let via = cluster.via(gateway, rule.upstream_protocol(cluster));
@@ -323,6 +383,7 @@ async fn forward<'s>(
                 parts,
                 replayable,
                 client_body.as_ref(),
+                &mut in_flight,
                 record,
             )
             .await?
@@ -362,6 +423,25 @@ async fn forward<'s>(
     }
     strip_hop_by_hop(response.headers_mut(), switching);
     deferred.apply_response(response.headers_mut());
+    if let Some(cookie) = balancer_cookie {
+        response
+            .headers_mut()
+            .append(http::header::SET_COOKIE, cookie);
+    }
+    // A retry answered by another endpoint moves the session there: the next request goes
+    // where this one was served.
+    let session_write = match (&record.upstream, backend.session) {
+        (Some(served), Some(session)) if *served != picked => Some((
+            session,
+            Token {
+                issued: now,
+                last_seen: now,
+                cluster: backend.cluster_id,
+                endpoint: upstream::session::id(served.as_str()),
+            },
+        )),
+        _ => session_write,
+    };
     if let Some((index, token)) = session_write
         && let Some(s) = rule.sessions.get(index)
     {
@@ -379,7 +459,22 @@ async fn forward<'s>(
             }
         }
     }
-    Ok(response.map(|body| upstream::stream(connection.activity.track(body))))
+    let response = if deferred.response_body.is_empty() {
+        response.map(|body| upstream::stream(connection.activity.track(body)))
+    } else {
+        let edited = body_transform::response(
+            response.map(upstream::stream),
+            &deferred.response_body,
+            head_request,
+            &shared.metrics,
+        )
+        .await;
+        edited.map(|body| upstream::stream(connection.activity.track(body)))
+    };
+    if in_flight.is_empty() {
+        return Ok(response);
+    }
+    Ok(response.map(|body| upstream::stream(in_flight.hold(body))))
 }
 
 /// A request body on its way upstream.
@@ -399,8 +494,8 @@ impl Outgoing {
     }
 }
 
-/// Step 7: when mirrors apply, buffers the body and sends each mirror its copy; otherwise the
-/// body streams untouched.
+/// Step 7: when mirrors apply, buffers the body (unless an HTTPTransform already did) and
+/// sends each mirror its copy; otherwise the body goes on as it is.
 async fn mirror_and_buffer(
     shared: &Shared,
     snapshot: &Snapshot,
@@ -408,7 +503,7 @@ async fn mirror_and_buffer(
     gateway: &Arc<str>,
     deferred: &Deferred<'_>,
     parts: &Parts,
-    body: ProxyBody,
+    body: Outgoing,
 ) -> Outgoing {
     let clusters: Vec<_> = deferred
         .mirrors
@@ -416,9 +511,13 @@ async fn mirror_and_buffer(
         .filter_map(|m| m.cluster.as_deref().and_then(|name| snapshot.cluster(name)))
         .collect();
     if clusters.is_empty() {
-        return Outgoing::Stream(body);
+        return body;
     }
-    match mirror::buffer(body, MIRROR_BODY_LIMIT).await {
+    let buffered = match body {
+        Outgoing::Buffered(bytes) => Buffered::Complete(bytes),
+        Outgoing::Stream(body) => mirror::buffer(body, MIRROR_BODY_LIMIT).await,
+    };
+    match buffered {
         Buffered::Complete(bytes) => {
             for cluster in clusters {
                 let protocol = rule.upstream_protocol(cluster);
@@ -440,14 +539,42 @@ async fn mirror_and_buffer(
     }
 }
 
-/// A filter's own answer: a redirect, or a CORS preflight (`200`, no body), with the response
-/// work of the filters before it.
-fn local_response(
-    answer: LocalAnswer,
+/// What a filter's own answer may need: an HTTPComposition calls upstreams.
+struct Local<'a> {
+    shared: &'a Shared,
+    snapshot: &'a Snapshot,
+    gateway: &'a Arc<str>,
+    parts: &'a Parts,
+}
+
+/// A filter's own answer: a redirect, a CORS preflight (`200`, no body) or a composed JSON
+/// answer, with the response work of the filters before it.
+async fn local_response(
+    local: Local<'_>,
+    answer: LocalAnswer<'_>,
     deferred: &Deferred<'_>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let mut response = Response::new(upstream::empty());
     match answer {
+        LocalAnswer::Compose(composition) => {
+            let upstream = filters::composition::Upstream {
+                upstreams: &local.shared.upstreams,
+                gateway: local.gateway,
+                clusters: |name: &str| local.snapshot.cluster(name),
+            };
+            response = composition.answer(local.parts, upstream).await;
+            deferred.apply_response(response.headers_mut());
+            if !deferred.response_body.is_empty() {
+                response = body_transform::response(
+                    response,
+                    &deferred.response_body,
+                    local.parts.method == Method::HEAD,
+                    &local.shared.metrics,
+                )
+                .await;
+            }
+            return Ok(response);
+        }
         LocalAnswer::Redirect(redirect) => {
             let location = redirect.location.ok_or(ProxyError::InvalidRedirect)?;
             *response.status_mut() = redirect.status;

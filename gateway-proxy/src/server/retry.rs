@@ -20,8 +20,10 @@
 //! Each attempt has the rule's `backendRequest` timeout; the pipeline's `request` timeout
 //! covers every attempt and every backoff ("the entire duration of the initial request and any
 //! retry attempts MUST not exceed the Request timeout duration"). A retry goes to an endpoint
-//! not tried yet where one exists, after the policy's backoff, and only when the Service's retry
-//! budget has room (else 503). When the attempts run out, the last failure is the answer: the
+//! not tried yet where one exists, after the policy's backoff, only when the cluster's
+//! circuit breaker allows another retry in flight (`maxParallelRetries`; else the failed
+//! attempt's outcome is the answer) and only when the Service's retry budget has room (else
+//! 503). When the attempts run out, the last failure is the answer: the
 //! backend's response, or the proxy's error ("the Gateway MUST return an error").
 
 use std::time::Duration;
@@ -29,7 +31,6 @@ use std::time::Duration;
 use http::request::Parts;
 use http::uri::Authority;
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use super::Shared;
 use super::access_log::Record;
@@ -37,14 +38,16 @@ use super::client_body::Outcome;
 use super::errors::ProxyError;
 use crate::telemetry::RouteMetrics;
 use crate::upstream::health::Outcome as Observed;
+use crate::upstream::in_flight::InFlight;
 use crate::upstream::retry::replay::{NotReplayable, RETRY_BUFFER_LIMIT, Replayable};
 use crate::upstream::retry::{RetryPolicy, RetryReason, SkipReason};
-use crate::upstream::{Cluster, ProxyBody, Via};
+use crate::upstream::{Cluster, ProxyBody, UpstreamBody, Via};
 
 /// Access-log notes for a retry that was not made.
 const NOTE_BODY_OVER_LIMIT: &str = "not retried: request body over the 64 KiB retry buffer";
 const NOTE_BODY_UNAVAILABLE: &str = "not retried: the failed attempt still held the request body";
 const NOTE_BUDGET: &str = "not retried: the Service's retry budget is exhausted (503)";
+const NOTE_CIRCUIT_BREAKER: &str = "not retried: the cluster's maxParallelRetries is reached";
 const NOTE_ATTEMPTS: &str = "not retried: every attempt the rule allows was made";
 
 const _: () = assert!(
@@ -62,6 +65,7 @@ pub(super) struct Upstream<'a> {
 }
 
 /// Sends the request, then retries it as `policy` says. `first` is the endpoint already chosen.
+#[allow(clippy::too_many_arguments)] // Each argument is a distinct piece of request context.
 pub(super) async fn send(
     upstream: Upstream<'_>,
     policy: &RetryPolicy,
@@ -69,8 +73,9 @@ pub(super) async fn send(
     parts: Parts,
     mut body: Replayable,
     client_body: Option<&Outcome>,
+    in_flight: &mut InFlight,
     record: &mut Record<'_>,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let mut tried: Vec<Authority> = Vec::new();
     let mut endpoint = first.clone();
     let mut retry = 0;
@@ -109,6 +114,19 @@ pub(super) async fn send(
             skip(&upstream, record, SkipReason::BodyNotReplayable, note);
             return outcome;
         }
+        // A BackendConfigPolicy's `maxParallelRetries`: over it, the response that would have
+        // been retried is the answer.
+        if let Err(limit) = upstream.cluster.admit_retry(in_flight) {
+            let metrics = &upstream.shared.metrics.circuit_breaker;
+            metrics.rejected(&upstream.cluster.name, limit);
+            skip(
+                &upstream,
+                record,
+                SkipReason::CircuitBreaker,
+                NOTE_CIRCUIT_BREAKER,
+            );
+            return outcome;
+        }
         if let Some(budget) = upstream.cluster.budget()
             && !budget.try_retry()
         {
@@ -123,6 +141,7 @@ pub(super) async fn send(
             return Err(ProxyError::NoHealthyUpstream);
         };
         endpoint = next.clone();
+        in_flight.set_endpoint(upstream.cluster.track(&endpoint));
         record.upstream = Some(endpoint.clone());
         // `recover` may have waited part of the backoff already.
         tokio::time::sleep_until(resume).await;
@@ -136,7 +155,7 @@ async fn attempt(
     endpoint: &Authority,
     request: Request<ProxyBody>,
     client_body: Option<&Outcome>,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     upstream.metrics.upstream_attempt();
     if let Some(budget) = upstream.cluster.budget() {
         budget.record_request();
@@ -167,12 +186,12 @@ async fn attempt(
 /// attempt on `endpoint` ended: a response's status, or a failure of the proxy's side (no
 /// connection, a reset, the backendRequest timeout). A failure of the client's body is not the
 /// endpoint's.
-pub(super) fn observe(
+pub(super) fn observe<B>(
     cluster: &Cluster,
     endpoint: &Authority,
-    outcome: &Result<Response<Incoming>, ProxyError>,
+    outcome: &Result<Response<B>, ProxyError>,
 ) {
-    if cluster.health().is_none() {
+    if !cluster.has_health_checks() {
         return;
     }
     let outcome = match outcome {
@@ -182,6 +201,7 @@ pub(super) fn observe(
             | ProxyError::UpstreamReset(_)
             | ProxyError::BackendTimeout,
         ) => Observed::LocalFailure,
+        // The client's body, a circuit breaker limit: not the endpoint's doing.
         Err(_) => return,
     };
     cluster.observe(endpoint, outcome);

@@ -15,9 +15,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::circuit_breaker::CircuitBreakerMetrics;
 use super::health::HealthMetrics;
 use super::histogram::AtomicHistogram;
 use super::l4::L4Metrics;
+use super::upstream_connections::UpstreamConnectionMetrics;
 
 /// Labels of per-request series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -90,13 +92,16 @@ pub enum SkipReason {
     BudgetExhausted,
     /// The request body was larger than the retry buffer, or could not be had back.
     BodyNotReplayable,
+    /// The cluster's circuit breaker (`maxParallelRetries`) had no room.
+    CircuitBreaker,
 }
 
 impl SkipReason {
-    pub const ALL: [Self; 3] = [
+    pub const ALL: [Self; 4] = [
         Self::AttemptsExhausted,
         Self::BudgetExhausted,
         Self::BodyNotReplayable,
+        Self::CircuitBreaker,
     ];
 
     pub fn label(self) -> &'static str {
@@ -104,6 +109,7 @@ impl SkipReason {
             Self::AttemptsExhausted => "attempts_exhausted",
             Self::BudgetExhausted => "budget_exhausted",
             Self::BodyNotReplayable => "body_not_replayable",
+            Self::CircuitBreaker => "circuit_breaker",
         }
     }
 }
@@ -147,6 +153,10 @@ pub struct Metrics {
     pub active_connections: Gauge,
     /// TCP, TLS and UDP forwarding.
     pub l4: L4Metrics,
+    /// Rejections by BackendConfigPolicy circuit breaker limits.
+    pub circuit_breaker: CircuitBreakerMetrics,
+    /// Connections open per cluster with a BackendConfigPolicy.
+    pub upstream_connections: UpstreamConnectionMetrics,
     /// Endpoint health (BackendConfigPolicy `healthCheck`).
     pub health: HealthMetrics,
     /// Time spent in each stage of applying a change.
@@ -155,6 +165,7 @@ pub struct Metrics {
     requests_rejected: Family<RejectLabels, Counter>,
     connections_refused: Family<RejectLabels, Counter>,
     connections_closed: Family<RejectLabels, Counter>,
+    body_transforms_skipped: Family<RejectLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -186,6 +197,13 @@ impl Metrics {
         let requests_rejected = Family::<RejectLabels, Counter>::default();
         let connections_refused = Family::<RejectLabels, Counter>::default();
         let connections_closed = Family::<RejectLabels, Counter>::default();
+        let body_transforms_skipped = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "response_body_transforms_skipped",
+            "Response bodies an HTTPTransform would have changed but passed unchanged, by reason \
+             (over_limit, invalid_json)",
+            body_transforms_skipped.clone(),
+        );
         registry.register(
             "downstream_connections_refused",
             "Client connections closed on accept because a connection limit was reached \
@@ -232,7 +250,8 @@ impl Metrics {
             "upstream_retries_skipped",
             "Retries a rule asked for that were not made, by gateway, route, route kind and reason \
              (attempts_exhausted, budget_exhausted: the Service's XBackendTrafficPolicy retry \
-             budget, body_not_replayable: a request body over the retry buffer)",
+             budget, body_not_replayable: a request body over the retry buffer, circuit_breaker: the \
+             cluster's maxParallelRetries)",
             retries_skipped.clone(),
         );
         registry.register(
@@ -261,6 +280,8 @@ impl Metrics {
             active_connections.clone(),
         );
         let l4 = L4Metrics::register(&mut registry);
+        let circuit_breaker = CircuitBreakerMetrics::register(&mut registry);
+        let upstream_connections = UpstreamConnectionMetrics::register(&mut registry);
         let health = HealthMetrics::register(&mut registry);
         registry.register(
             "config_stage_duration_seconds",
@@ -277,11 +298,14 @@ impl Metrics {
         register(&mut registry);
         Self {
             l4,
+            circuit_breaker,
+            upstream_connections,
             health,
             tls_handshake_errors,
             requests_rejected,
             connections_refused,
             connections_closed,
+            body_transforms_skipped,
             registry,
             requests,
             durations,
@@ -325,6 +349,13 @@ impl Metrics {
     /// Counts a connection refused on accept.
     pub fn connection_refused(&self, reason: &'static str) {
         self.connections_refused
+            .get_or_create(&RejectLabels { reason })
+            .inc();
+    }
+
+    /// Counts a response body an HTTPTransform passed unchanged.
+    pub fn body_transform_skipped(&self, reason: &'static str) {
+        self.body_transforms_skipped
             .get_or_create(&RejectLabels { reason })
             .inc();
     }

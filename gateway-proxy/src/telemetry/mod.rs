@@ -1,9 +1,11 @@
 //! Metrics and logs.
 
+pub mod circuit_breaker;
 pub mod health;
 pub mod histogram;
 pub mod l4;
 pub mod logging;
 pub mod metrics;
+pub mod upstream_connections;
 
 pub use metrics::{Metrics, RetryReason, RouteMetrics, SkipReason};

@@ -29,3 +29,52 @@ where
 {
     body.map_err(Into::into).boxed_unsync()
 }
+
+/// An upstream response's body. For a cluster with a BackendConfigPolicy it holds what its
+/// request took of the cluster's limits (over HTTP/1.1 a circuit breaker connection, as one
+/// connection carries one response at a time; over HTTP/2 a stream of a connection with
+/// `maxConcurrentStreams`) until the body ends or is dropped; otherwise it is the body as hyper
+/// gives it.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    inner: hyper::body::Incoming,
+    held: Option<std::sync::Arc<super::limits::Held>>,
+}
+
+impl UpstreamBody {
+    pub(super) fn new(
+        inner: hyper::body::Incoming,
+        held: Option<std::sync::Arc<super::limits::Held>>,
+    ) -> Self {
+        Self { inner, held }
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        // Given back as soon as the body is over (its last frame, its end or an error).
+        if this.held.is_some()
+            && let std::task::Poll::Ready(read) = &frame
+            && (read.is_none() || matches!(read, Some(Err(_))) || this.inner.is_end_stream())
+        {
+            this.held = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -12,6 +12,16 @@
 //! (GOAWAY, an error, the backend hanging up), and let go after the idle timeout without a new
 //! request: it then closes once its last stream ends. The table of connections is read without
 //! a lock; it is copied only when a connection is opened or let go.
+//!
+//! A pool built for a cluster with a BackendConfigPolicy ([`Http2Pool::with_policy`]) also
+//! lets a connection go once it carried `maxRequestsPerConnection` requests or is
+//! `maxConnectionDuration` old (it closes once its streams end, and the next request opens
+//! another), and takes each new connection from the circuit breaker's `maxConnections` (waiting
+//! as a pending request when none is free). With `http2.maxConcurrentStreams`, a connection
+//! carrying that many streams takes no new request: the next one opens another connection, and
+//! the full one is let go (it closes once its streams end). The stream a response holds is
+//! given back when its body ends: the response carries it in its extensions, for the caller to
+//! keep with the body.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,6 +39,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use super::connect::ConnectionPolicy;
+use super::counted::ConnectionState;
+use super::limits::{ConnectionLimits, Held, Overflow};
 use super::{BoxError, ProxyBody, UpstreamError};
 
 /// Endpoint → its connection (or the connect under way).
@@ -50,12 +63,24 @@ struct Inner<C> {
     idle_timeout: Duration,
     /// What [`Slot::last_used`] counts from.
     epoch: Instant,
+    /// The cluster's connection settings, when a policy governs it.
+    policy: Option<Arc<ConnectionPolicy>>,
+}
+
+/// An open connection.
+#[derive(Clone)]
+struct Open {
+    sender: SendRequest<ProxyBody>,
+    /// Its age and request count.
+    state: Arc<ConnectionState>,
+    /// Its streams in flight, when `http2.maxConcurrentStreams` limits them.
+    streams: Option<Arc<ConnectionLimits>>,
 }
 
 /// One endpoint's connection.
 struct Slot {
     /// Set once, by the first request that needs it; the others wait for the same connect.
-    connection: OnceCell<Result<SendRequest<ProxyBody>, SharedError>>,
+    connection: OnceCell<Result<Open, SharedError>>,
     /// When a request last started on it: milliseconds since the pool's epoch.
     last_used: AtomicU64,
 }
@@ -87,6 +112,21 @@ where
     /// A pool dialling with `connector` (called with `scheme://endpoint/`); connections
     /// without a new request for `idle_timeout` are let go.
     pub fn new(connector: C, scheme: Scheme, idle_timeout: Duration) -> Self {
+        Self::build(connector, scheme, idle_timeout, None)
+    }
+
+    /// A pool for a cluster with a policy: its idle timeout, connection age and request
+    /// limits, and circuit breaker connection limits.
+    pub fn with_policy(connector: C, scheme: Scheme, policy: Arc<ConnectionPolicy>) -> Self {
+        Self::build(connector, scheme, policy.idle_timeout(), Some(policy))
+    }
+
+    fn build(
+        connector: C,
+        scheme: Scheme,
+        idle_timeout: Duration,
+        policy: Option<Arc<ConnectionPolicy>>,
+    ) -> Self {
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder.timer(TokioTimer::new());
         Self {
@@ -97,6 +137,7 @@ where
                 table: Arc::new(ArcSwap::default()),
                 idle_timeout,
                 epoch: Instant::now(),
+                policy,
             }),
         }
     }
@@ -110,10 +151,35 @@ where
     ) -> Result<Response<Incoming>, UpstreamError> {
         let mut retried = false;
         loop {
-            let (slot, mut sender) = self.checkout(endpoint).await?;
+            let (slot, open) = self.checkout(endpoint).await?;
+            let Open {
+                mut sender,
+                state,
+                streams,
+            } = open;
+            let stream = match streams.as_ref().map(|streams| streams.try_acquire()) {
+                Some(None) => {
+                    // Full: let it go, and open another.
+                    self.inner.forget(endpoint, Arc::as_ptr(&slot));
+                    continue;
+                }
+                Some(stream) => stream,
+                None => None,
+            };
             slot.touch(self.inner.now_ms());
+            if let Some(policy) = &self.inner.policy
+                && policy.retire_after_request(&state)
+            {
+                // This request is its last: the next one opens another connection.
+                self.inner.forget(endpoint, Arc::as_ptr(&slot));
+            }
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(response),
+                Ok(mut response) => {
+                    if let Some(stream) = stream {
+                        response.extensions_mut().insert(Arc::new(stream));
+                    }
+                    return Ok(response);
+                }
                 Err(mut failed) => {
                     // Never sent: the connection closed between the checkout and the send
                     // (GOAWAY, the backend hanging up). Once more, on a new connection.
@@ -133,10 +199,7 @@ where
     }
 
     /// The endpoint's open connection, opened now if there is none.
-    async fn checkout(
-        &self,
-        endpoint: &Authority,
-    ) -> Result<(Arc<Slot>, SendRequest<ProxyBody>), UpstreamError> {
+    async fn checkout(&self, endpoint: &Authority) -> Result<(Arc<Slot>, Open), UpstreamError> {
         let inner = &self.inner;
         let mut replaced = false;
         loop {
@@ -158,8 +221,8 @@ where
                 })
                 .await;
             match connection {
-                Ok(sender) if replaced || sender.is_ready() => {
-                    return Ok((slot.clone(), sender.clone()));
+                Ok(open) if replaced || open.sender.is_ready() => {
+                    return Ok((slot.clone(), open.clone()));
                 }
                 // Closed since it was last used: open another.
                 Ok(_) => {
@@ -169,6 +232,9 @@ where
                 Err(error) => {
                     // The next request tries again.
                     inner.forget(endpoint, Arc::as_ptr(&slot));
+                    if let Some(overflow) = error.0.downcast_ref::<Overflow>() {
+                        return Err(UpstreamError::Overflow(*overflow));
+                    }
                     return Err(UpstreamError::Connect {
                         endpoint: endpoint.clone(),
                         source: Box::new(error.clone()),
@@ -187,11 +253,17 @@ where
     C::Error: Into<BoxError>,
 {
     /// Opens a connection to `endpoint` and starts the task that drives it.
-    async fn connect(
-        &self,
-        endpoint: &Authority,
-        slot: &Arc<Slot>,
-    ) -> Result<SendRequest<ProxyBody>, SharedError> {
+    async fn connect(&self, endpoint: &Authority, slot: &Arc<Slot>) -> Result<Open, SharedError> {
+        // The circuit breaker's connection, held for as long as the connection is open.
+        let held = match self.policy.as_ref().and_then(|p| p.limits()) {
+            Some(limits) => Some(
+                limits
+                    .acquire()
+                    .await
+                    .map_err(|overflow| SharedError::from(BoxError::from(overflow)))?,
+            ),
+            None => None,
+        };
         let uri = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(endpoint.clone())
@@ -211,15 +283,29 @@ where
             .handshake(io)
             .await
             .map_err(|e| SharedError::from(BoxError::from(e)))?;
+        let max_age = self.policy.as_ref().and_then(|p| p.max_age());
         tokio::spawn(drive(
             connection,
             Arc::downgrade(&self.table),
             endpoint.clone(),
             Arc::downgrade(slot),
-            self.idle_timeout,
-            self.epoch,
+            Limits {
+                idle: self.idle_timeout,
+                epoch: self.epoch,
+                retire_at: max_age.map(|age| Instant::now() + age),
+                held,
+            },
         ));
-        Ok(sender)
+        let streams = self
+            .policy
+            .as_ref()
+            .and_then(|p| p.max_streams())
+            .map(|max| ConnectionLimits::new(max, 0));
+        Ok(Open {
+            sender,
+            state: ConnectionState::new(),
+            streams,
+        })
     }
 }
 
@@ -298,15 +384,24 @@ impl Slot {
     }
 }
 
-/// Drives one connection until it closes. After `idle` without a new request it is let go:
-/// no new request gets it, and it closes once its last stream ends.
+/// What ends a connection's use, for [`drive`].
+struct Limits {
+    idle: Duration,
+    epoch: Instant,
+    /// When it gets too old (`maxConnectionDuration`).
+    retire_at: Option<Instant>,
+    /// The circuit breaker's connection, given back when the connection closes.
+    held: Option<Held>,
+}
+
+/// Drives one connection until it closes. After `idle` without a new request, or once it is
+/// too old, it is let go: no new request gets it, and it closes once its last stream ends.
 async fn drive<F>(
     connection: F,
     table: Weak<Table>,
     endpoint: Authority,
     slot: Weak<Slot>,
-    idle: Duration,
-    epoch: Instant,
+    limits: Limits,
 ) where
     F: Future<Output = hyper::Result<()>>,
 {
@@ -316,10 +411,17 @@ async fn drive<F>(
         }
     };
     let last_used = |slot: &Weak<Slot>| slot.upgrade().map(|s| s.last_used.load(Ordering::Relaxed));
+    let Limits {
+        idle,
+        epoch,
+        retire_at,
+        held: _held,
+    } = limits;
     let mut connection = std::pin::pin!(connection);
     // While the pool or a request holds the slot; once neither does, the connection is closing.
     while let Some(used) = last_used(&slot) {
-        let deadline = epoch + Duration::from_millis(used) + idle;
+        let idle_at = epoch + Duration::from_millis(used) + idle;
+        let deadline = retire_at.map_or(idle_at, |at| at.min(idle_at));
         tokio::select! {
             closed = &mut connection => {
                 if let Err(error) = closed {
@@ -329,8 +431,8 @@ async fn drive<F>(
                 return;
             }
             () = tokio::time::sleep_until(deadline) => {
-                // No request since: idle.
-                if last_used(&slot) == Some(used) {
+                // No request since (idle), or too old.
+                if last_used(&slot) == Some(used) || retire_at.is_some_and(|at| at <= deadline) {
                     let_go(&table);
                     break;
                 }
@@ -398,7 +500,8 @@ mod tests {
     }
 
     /// An HTTP/2 backend (prior knowledge) reporting each request's `:authority` and `host`
-    /// header, numbering its connections; `/hang-up` drops the connection instead of answering.
+    /// header, numbering its connections; `/hang-up` drops the connection instead of answering,
+    /// `/hold` never answers.
     async fn backend() -> (Authority, mpsc::UnboundedReceiver<Event>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
@@ -423,6 +526,9 @@ mod tests {
                         async move {
                             if request.uri().path() == "/hang-up" {
                                 let _ = hang_up.send(());
+                                std::future::pending::<()>().await;
+                            }
+                            if request.uri().path() == "/hold" {
                                 std::future::pending::<()>().await;
                             }
                             Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
@@ -589,5 +695,118 @@ mod tests {
         // dropped (the client went away).
         assert!(sending.now_or_never().is_none());
         assert!(pool.inner.table.load().is_empty());
+    }
+
+    /// A pool with a policy of `connection` and `breaker`.
+    fn policy_pool(
+        connection: gantry_translate::ir::ConnectionIr,
+        breaker: Option<gantry_translate::ir::CircuitBreakerIr>,
+    ) -> Http2Pool<HttpConnector> {
+        let config = gantry_translate::ir::BackendConfigIr {
+            policy: "ns/p".into(),
+            load_balancer: gantry_translate::ir::LoadBalancerIr::Random,
+            health_check: None,
+            circuit_breaker: breaker,
+            connection,
+        };
+        let policy = ConnectionPolicy::new("ns/svc:80", &config, &crate::telemetry::Metrics::new());
+        Http2Pool::with_policy(policy.http_connector(), Scheme::HTTP, policy)
+    }
+
+    fn breaker(
+        connections: u32,
+        pending: u32,
+        per_connection: Option<u32>,
+    ) -> gantry_translate::ir::CircuitBreakerIr {
+        gantry_translate::ir::CircuitBreakerIr {
+            max_connections: connections,
+            max_pending_requests: pending,
+            max_parallel_requests: 1024,
+            max_parallel_retries: 1024,
+            max_requests_per_connection: per_connection,
+        }
+    }
+
+    /// The connection each of `count` events reports.
+    async fn connections(seen: &mut mpsc::UnboundedReceiver<Event>, count: usize) -> Vec<usize> {
+        let mut numbers = Vec::new();
+        while numbers.len() < count {
+            if let Event::Request { connection, .. } = next(seen).await {
+                numbers.push(connection);
+            }
+        }
+        numbers.sort_unstable();
+        numbers
+    }
+
+    #[tokio::test]
+    async fn a_connection_at_its_stream_limit_takes_no_new_request() {
+        let (endpoint, mut seen) = backend().await;
+        let pool = policy_pool(
+            gantry_translate::ir::ConnectionIr {
+                http2_max_concurrent_streams: Some(2),
+                ..gantry_translate::ir::ConnectionIr::DEFAULT
+            },
+            None,
+        );
+        let held: Vec<_> = (0..3)
+            .map(|_| {
+                let pool = pool.clone();
+                let endpoint = endpoint.clone();
+                tokio::spawn(async move {
+                    pool.send(&endpoint, request("app.example.com", "/hold"))
+                        .await
+                })
+            })
+            .collect();
+        // Two streams on the first connection, the third on a second one.
+        assert_eq!(connections(&mut seen, 3).await, [0, 0, 1]);
+        for request in held {
+            request.abort();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_retired_after_its_requests_and_max_connections_refuses_more() {
+        let (endpoint, mut seen) = backend().await;
+        let pool = policy_pool(
+            gantry_translate::ir::ConnectionIr::DEFAULT,
+            Some(breaker(1, 0, Some(2))),
+        );
+        for _ in 0..2 {
+            drop(
+                pool.send(&endpoint, request("app.example.com", "/"))
+                    .await
+                    .expect("answered"),
+            );
+        }
+        assert_eq!(connections(&mut seen, 2).await, [0, 0]);
+        // The retired connection closes once its streams end; only then may another open.
+        let mut closed = false;
+        while !closed {
+            closed = matches!(next(&mut seen).await, Event::Closed { connection: 0 });
+        }
+        let third = loop {
+            match pool.send(&endpoint, request("app.example.com", "/")).await {
+                // The pool's driver may not have seen the close yet: the limit still counts it.
+                Err(UpstreamError::Overflow(_)) => tokio::task::yield_now().await,
+                other => break other,
+            }
+        };
+        assert_eq!(third.expect("answered").status(), 200);
+        assert_eq!(connections(&mut seen, 1).await, [1]);
+
+        // With one connection open and none allowed to wait, another endpoint is refused.
+        let (other, _other_seen) = backend().await;
+        let refused = pool.send(&other, request("app.example.com", "/")).await;
+        assert!(
+            matches!(
+                refused,
+                Err(UpstreamError::Overflow(Overflow {
+                    limit: crate::upstream::limits::Limit::MaxConnections
+                }))
+            ),
+            "{refused:?}"
+        );
     }
 }

@@ -1,15 +1,24 @@
 //! Upstream connections: pooled HTTP/1.1 clients and HTTP/2 connection pools
-//! (`http2_pool`) that outlive configuration swaps, and TLS clients per cluster (`tls`).
+//! (`http2_pool`) that outlive configuration swaps, TLS clients per cluster (`tls`), and the
+//! own clients of clusters a BackendConfigPolicy governs (`clients`, `connect`, `counted`,
+//! `limits`).
 
+pub mod balancer;
 mod body;
+pub mod clients;
 mod cluster;
+pub mod connect;
+pub mod counted;
 pub mod health;
 mod http2_pool;
+pub mod in_flight;
+pub mod limits;
 pub mod retry;
 pub mod session;
 pub mod tls;
 pub mod upgrade;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HOST;
@@ -18,11 +27,12 @@ use http::{HeaderMap, Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::counter::Counter;
 
-pub use body::{BoxError, ProxyBody, empty, full, stream};
-pub use cluster::{Cluster, ClusterError};
+pub use body::{BoxError, ProxyBody, UpstreamBody, empty, full, stream};
+pub use cluster::{Cluster, ClusterError, Picked};
 pub use http2_pool::Http2Pool;
 
 use crate::telemetry::Metrics;
@@ -42,6 +52,10 @@ pub enum UpstreamError {
         endpoint: Authority,
         source: BoxError,
     },
+    /// No connection within the connect timeout (BackendConfigPolicy `connectTimeout`, or the
+    /// default).
+    #[error("connect to {endpoint} timed out")]
+    ConnectTimeout { endpoint: Authority },
     #[error("request to {endpoint} failed: {source}")]
     Request {
         endpoint: Authority,
@@ -49,6 +63,21 @@ pub enum UpstreamError {
     },
     #[error("cannot build the upstream URI: {0}")]
     Uri(#[from] http::Error),
+    /// Refused by the cluster's circuit breaker connection limits.
+    #[error(transparent)]
+    Overflow(#[from] limits::Overflow),
+}
+
+impl UpstreamError {
+    /// A connect error whose cause is a timeout becomes [`UpstreamError::ConnectTimeout`].
+    fn name_timeout(self) -> Self {
+        match self {
+            Self::Connect { endpoint, source } if connect::is_timeout(source.as_ref()) => {
+                Self::ConnectTimeout { endpoint }
+            }
+            other => other,
+        }
+    }
 }
 
 /// How a request reaches its endpoint.
@@ -58,6 +87,19 @@ pub enum Via<'a> {
     Plain(UpstreamProtocol),
     /// TLS, over the cluster's own pools (see [`tls`]).
     Tls(UpstreamProtocol, &'a tls::TlsClients),
+    /// Plaintext, over the own pools of a cluster with a BackendConfigPolicy.
+    Own(UpstreamProtocol, &'a clients::ClusterClients),
+}
+
+impl Via<'_> {
+    /// The cluster's connection settings, when a policy governs it.
+    fn policy(&self) -> Option<&connect::ConnectionPolicy> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Tls(_, clients) => clients.policy.as_deref(),
+            Self::Own(_, clients) => Some(&clients.policy),
+        }
+    }
 }
 
 /// The TCP connector every upstream client starts from.
@@ -107,27 +149,49 @@ impl Upstreams {
         protocol: UpstreamProtocol,
         endpoint: &Authority,
         request: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         self.send_via(Via::Plain(protocol), endpoint, request).await
     }
 
     /// Sends `request` to `endpoint` the way `via` says: plaintext, or over a TLS cluster's
     /// own clients (a failed handshake is a connect error, so a 502).
+    ///
+    /// For a cluster with a BackendConfigPolicy: an HTTP/1.1 request first takes a connection
+    /// from the circuit breaker (waiting as a pending request, or refused with
+    /// [`UpstreamError::Overflow`]) and holds it until its response body ends; the connection
+    /// it used is not pooled again once it carried `maxRequestsPerConnection` requests or is
+    /// `maxConnectionDuration` old.
     pub async fn send_via(
         &self,
         via: Via<'_>,
         endpoint: &Authority,
         mut request: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let upgrade = upgrade::is_upgrade_request(request.headers());
         let http2 = match via {
-            Via::Plain(protocol) | Via::Tls(protocol, _) => {
+            Via::Plain(protocol) | Via::Tls(protocol, _) | Via::Own(protocol, _) => {
                 protocol == UpstreamProtocol::H2c && !upgrade
             }
         };
+        let policy = via.policy();
+        let held = match policy.and_then(|p| p.limits()) {
+            Some(limits) if !http2 => match limits.acquire().await {
+                Ok(held) => Some(held),
+                Err(overflow) => {
+                    if let Some(policy) = policy {
+                        policy.rejected(overflow);
+                    }
+                    return Err(overflow.into());
+                }
+            },
+            _ => None,
+        };
+        let capture = policy
+            .filter(|p| !http2 && p.retires_connections())
+            .map(|_| capture_connection(&mut request));
         let mut parts = std::mem::take(request.uri_mut()).into_parts();
         parts.scheme = Some(match via {
-            Via::Plain(_) => Scheme::HTTP,
+            Via::Plain(_) | Via::Own(..) => Scheme::HTTP,
             Via::Tls(..) => Scheme::HTTPS,
         });
         parts.authority = Some(if http2 {
@@ -148,13 +212,40 @@ impl Upstreams {
         let sent = match via {
             Via::Plain(_) if http2 => self.h2c.send(endpoint, request).await,
             Via::Tls(_, clients) if http2 => clients.h2.send(endpoint, request).await,
+            Via::Own(_, clients) if http2 => clients.h2c.send(endpoint, request).await,
             Via::Plain(_) => legacy(endpoint, self.http1.request(request).await),
             Via::Tls(_, clients) => legacy(endpoint, clients.http1.request(request).await),
+            Via::Own(_, clients) => legacy(endpoint, clients.http1.request(request).await),
         };
-        if let Err(UpstreamError::Connect { .. }) = sent {
-            self.connect_errors.inc();
+        let sent = sent.map_err(UpstreamError::name_timeout);
+        match &sent {
+            Err(UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. }) => {
+                self.connect_errors.inc();
+            }
+            Err(UpstreamError::Overflow(overflow)) => {
+                if let Some(policy) = policy {
+                    policy.rejected(*overflow);
+                }
+            }
+            _ => {}
         }
-        sent
+        let mut response = sent?;
+        // An HTTP/2 stream counted against `maxConcurrentStreams`, kept with the body.
+        let held = match policy {
+            Some(_) => held
+                .map(Arc::new)
+                .or_else(|| response.extensions_mut().remove::<Arc<limits::Held>>()),
+            None => None,
+        };
+        if let (Some(policy), Some(capture)) = (policy, capture)
+            && let Some(state) = response.extensions().get::<Arc<counted::ConnectionState>>()
+        {
+            // Retired: not pooled again, it closes once this response is read. Otherwise kept
+            // so the connection can be retired when it gets too old.
+            let retire = policy.retire_after_request(state);
+            state.remember(capture, retire);
+        }
+        Ok(response.map(|body| UpstreamBody::new(body, held)))
     }
 }
 

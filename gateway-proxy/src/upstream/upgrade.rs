@@ -9,7 +9,6 @@
 use http::header::{CONNECTION, HeaderMap, UPGRADE};
 use http::request::Parts;
 use http::{Method, Response, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -58,7 +57,7 @@ fn only_websocket(headers: &HeaderMap) -> bool {
 
 /// After the upstream answered `101 Switching Protocols`, copies bytes both ways between the
 /// two upgraded connections until either side closes.
-pub fn bridge(downstream: OnUpgrade, upstream_response: &mut Response<Incoming>) {
+pub fn bridge<B>(downstream: OnUpgrade, upstream_response: &mut Response<B>) {
     let upstream = hyper::upgrade::on(upstream_response);
     tokio::spawn(async move {
         match tokio::try_join!(downstream, upstream) {

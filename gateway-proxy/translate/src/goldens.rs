@@ -165,7 +165,7 @@ macro_rules! kinds {
 /// Every kind of object of a [`Store`], in the order [`walk`] takes them: routes first, so that
 /// every later step changes what unchanged routes read; Namespaces last, since their labels
 /// matter to attachments only once the target's Gateways (their listeners' selectors) are there.
-const KINDS: [(&str, Take); 18] = kinds![
+const KINDS: [(&str, Take); 20] = kinds![
     http_routes,
     grpc_routes,
     tls_routes,
@@ -175,6 +175,8 @@ const KINDS: [(&str, Take); 18] = kinds![
     gateways,
     listener_sets,
     gateway_parameters,
+    http_transforms,
+    http_compositions,
     services,
     endpoint_slices,
     reference_grants,

@@ -15,7 +15,10 @@ use clap::Parser;
 use gantry_bench::process::{Proc, free_port, release_bins};
 use gantry_bench::proxy::{self, Kind, Running, Setup};
 use gantry_bench::results::{Machine, Results, Settings};
-use gantry_bench::{churn, kube_propagation, matrix, probe, propagation, report, retry_cost};
+use gantry_bench::{
+    churn, kube_propagation, lb_cost, matrix, probe, propagation, report, retry_cost,
+    transform_cost,
+};
 
 #[derive(Parser)]
 #[command(about = "Gantry, nginx and haproxy with the same N routes in front of one backend")]
@@ -76,6 +79,23 @@ struct Args {
     /// Measure only the retry cost (no other load runs, no other proxy).
     #[arg(long)]
     retry_cost_only: bool,
+    /// Seconds per run of the transform-cost scenario: HTTPTransform header templates and
+    /// JSON body edits next to the same routes without them (0 skips it).
+    #[arg(long)]
+    transform_cost_seconds: Option<u64>,
+    /// KiB of the JSON request body of the transform-cost scenario.
+    #[arg(long)]
+    transform_body_kib: Option<usize>,
+    /// Seconds per run of the load balancer scenario: one route per BackendConfigPolicy
+    /// load balancer next to one without a policy (0 skips it).
+    #[arg(long)]
+    lb_cost_seconds: Option<u64>,
+    /// Runs per route of the load balancer scenario, interleaved.
+    #[arg(long)]
+    lb_cost_repeats: Option<usize>,
+    /// Measure only the load balancer cost (no other load runs, no other proxy).
+    #[arg(long)]
+    lb_cost_only: bool,
     /// Use the `gantry-proxy` and `gantry-echo` binaries in this directory instead of building
     /// release ones (figures from a debug build are only good for comparing two builds).
     #[arg(long)]
@@ -127,6 +147,11 @@ impl Args {
             retry_cost_seconds: self.retry_cost_seconds.unwrap_or(if q { 1 } else { 5 }),
             retry_cost_repeats: self.retry_cost_repeats.unwrap_or(if q { 1 } else { 5 }),
             retry_cost_only: self.retry_cost_only,
+            transform_cost_seconds: self.transform_cost_seconds.unwrap_or(if q { 1 } else { 5 }),
+            transform_body_kib: self.transform_body_kib.unwrap_or(4).max(1),
+            lb_cost_seconds: self.lb_cost_seconds.unwrap_or(if q { 1 } else { 5 }),
+            lb_cost_repeats: self.lb_cost_repeats.unwrap_or(if q { 1 } else { 3 }),
+            lb_cost_only: self.lb_cost_only,
             bins: self.bins.as_ref().map(|d| d.display().to_string()),
         }
     }
@@ -197,7 +222,7 @@ fn main() -> anyhow::Result<()> {
 
     // One round per route count: every proxy started (one at a time, each timed alone), then
     // runs interleaved across the proxies and a direct connection.
-    let only = settings.kube_only || settings.retry_cost_only;
+    let only = settings.kube_only || settings.retry_cost_only || settings.lb_cost_only;
     let rounds: &[usize] = if only { &[] } else { &settings.routes };
     for &n in rounds {
         let mut running = Vec::new();
@@ -243,7 +268,11 @@ fn main() -> anyhow::Result<()> {
             )?);
         }
     }
-    if kinds.contains(&Kind::Gantry) && settings.retry_cost_seconds > 0 && !settings.kube_only {
+    if kinds.contains(&Kind::Gantry)
+        && settings.retry_cost_seconds > 0
+        && !settings.kube_only
+        && !settings.lb_cost_only
+    {
         progress("gantry: a route with retry that never triggers, next to one without");
         let cost = retry_cost::measure(
             &setup,
@@ -260,7 +289,46 @@ fn main() -> anyhow::Result<()> {
         ));
         results.retry_cost = Some(cost);
     }
-    if kinds.contains(&Kind::Gantry) && !settings.retry_cost_only {
+    let transform =
+        settings.transform_cost_seconds > 0 && !settings.kube_only && !settings.retry_cost_only;
+    if kinds.contains(&Kind::Gantry) && transform {
+        progress("gantry: HTTPTransform header templates and JSON body edits");
+        let cost = transform_cost::measure(
+            &setup,
+            16,
+            Duration::from_secs(settings.transform_cost_seconds),
+            Duration::from_secs(settings.warmup_seconds),
+            settings.retry_cost_repeats,
+            settings.transform_body_kib,
+        )?;
+        progress(&format!(
+            "transform cost: header templates {:+.2} µs CPU per request; JSON body edits {:.2} µs CPU per KiB",
+            cost.header_templates_us_per_request, cost.json_us_per_kib
+        ));
+        results.transform_cost = Some(cost);
+    }
+    if kinds.contains(&Kind::Gantry)
+        && settings.lb_cost_seconds > 0
+        && !settings.kube_only
+        && !settings.retry_cost_only
+    {
+        progress("gantry: one route per load balancer, next to one without a policy");
+        let cost = lb_cost::measure(
+            &setup,
+            16,
+            Duration::from_secs(settings.lb_cost_seconds),
+            Duration::from_secs(settings.warmup_seconds),
+            settings.lb_cost_repeats,
+        )?;
+        for r in &cost.routes {
+            progress(&format!(
+                "load balancer {}: {:.2} µs CPU per request",
+                r.algorithm, r.route.cpu_us_per_request
+            ));
+        }
+        results.lb_cost = Some(cost);
+    }
+    if kinds.contains(&Kind::Gantry) && !settings.retry_cost_only && !settings.lb_cost_only {
         for &n in &settings.kube_propagation_at {
             progress(&format!(
                 "{n} routes: gantry in Kubernetes mode, watch event to first 200"

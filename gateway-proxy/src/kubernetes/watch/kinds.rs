@@ -17,6 +17,7 @@ use gantry_crds::gateway::httproutes::HttpRoute;
 use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
+use gantry_crds::{HttpComposition, HttpTransform};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
@@ -108,6 +109,8 @@ namespaced! {
     ReferenceGrant => reference_grants,
     BackendTlsPolicy => backend_tls_policies,
     XBackendTrafficPolicy => backend_traffic_policies,
+    HttpTransform => http_transforms,
+    HttpComposition => http_compositions,
     BackendConfigPolicy => backend_config_policies,
     Service => services,
     EndpointSlice => endpoint_slices,

@@ -9,8 +9,9 @@
 //! - Gateway: only the one given by `--gateway` (a field selector), only those of the class
 //!   with `--gateway-class`, otherwise all; several `--gateway`s are filtered client-side.
 //! - Routes, ReferenceGrants, BackendTLSPolicies, XBackendTrafficPolicies,
-//!   BackendConfigPolicies, Namespaces (for `allowedRoutes` selectors), Services and
-//!   EndpointSlices: cluster-wide, since routes may attach from any namespace a listener admits.
+//!   BackendConfigPolicies, HTTPTransforms and HTTPCompositions (Gantry's ExtensionRef
+//!   filters), Namespaces (for `allowedRoutes` selectors), Services and EndpointSlices:
+//!   cluster-wide, since routes may attach from any namespace a listener admits.
 //!   A kind the API server does not serve (its CRD not installed) counts as listed and empty,
 //!   and is picked up once it is installed (`kind_watch`).
 //! - Secrets and ConfigMaps: only in the namespaces that a served Gateway (listener
@@ -52,6 +53,7 @@ use gantry_crds::gateway::httproutes::HttpRoute;
 use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
+use gantry_crds::{HttpComposition, HttpTransform};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::sync::{mpsc, watch};
@@ -390,6 +392,9 @@ fn spawn_watches(
         BackendTlsPolicy => "BackendTLSPolicy",
         XBackendTrafficPolicy => "XBackendTrafficPolicy",
         BackendConfigPolicy => "BackendConfigPolicy",
+        // Gantry's ExtensionRef filters.
+        HttpTransform => "HTTPTransform",
+        HttpComposition => "HTTPComposition",
         ListenerSet => "ListenerSet",
         Service => "Service",
         EndpointSlice => "EndpointSlice",

@@ -4,22 +4,28 @@
 //! backend, with the same code and settings HTTP requests to that cluster use.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::uri::Authority;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::stream::BackendStream;
+use super::stream::{BackendIo, BackendStream, Counted};
 use crate::routing::Snapshot;
 use crate::routing::l4::L4Route;
 use crate::telemetry::Metrics;
 use crate::telemetry::l4::L4Metrics;
 use crate::upstream::Cluster;
+use crate::upstream::balancer::RequestKey;
+use crate::upstream::health::Outcome;
+use crate::upstream::in_flight::Slot;
+use crate::upstream::limits::{Limit, Overflow};
 use crate::upstream::tls;
 
-/// How long a backend connection may take to open.
+/// How long a backend connection may take to open (without a BackendConfigPolicy; with one,
+/// its `connectTimeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the TLS handshake with a backend may take, once connected.
 const BACKEND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +57,10 @@ pub enum ForwardError {
     NoEndpoint { cluster: String },
     #[error("cannot connect to {endpoint}: {source}")]
     Connect { endpoint: String, source: io::Error },
+    /// The cluster's circuit breaker `maxConnections` are all open (BackendConfigPolicy); a
+    /// connection never waits for one.
+    #[error("cluster {cluster}: circuit breaker maxConnections reached")]
+    CircuitBreaker { cluster: String },
     #[error("TLS to {endpoint} of cluster {cluster} failed ({reason}): {source}")]
     BackendTls {
         cluster: String,
@@ -61,8 +71,10 @@ pub enum ForwardError {
     },
 }
 
-/// Opens a connection to a backend of `route` chosen by weight, then to an endpoint of it in
-/// turn. On failure the connection is counted as rejected; the caller closes the client.
+/// Opens a connection to a backend of `route` chosen by weight, then to an endpoint of it
+/// chosen by the cluster's load balancer (in turn without a BackendConfigPolicy; a consistent
+/// hash on anything but the client's address chooses at random). The endpoint's in-flight
+/// count (least request) comes back with the stream, to be held while the connection lives. On failure the connection is counted as rejected; the caller closes the client.
 ///
 /// A connection given to an invalid backendRef, or to a backend with no ready endpoint, is
 /// rejected: TCPRoute and TLSRoute `backendRefs` say the implementation "MUST actively reject
@@ -75,9 +87,10 @@ pub async fn open_backend(
     snapshot: &Snapshot,
     metrics: &Metrics,
     route: Option<&L4Route>,
+    client: IpAddr,
     origination: Origination<'_>,
-) -> Result<BackendStream, ForwardError> {
-    match connect(snapshot, route, origination).await {
+) -> Result<(BackendStream, Option<Slot>), ForwardError> {
+    match connect(snapshot, route, client, origination).await {
         Ok(upstream) => {
             metrics.l4.connections.inc();
             Ok(upstream)
@@ -141,15 +154,25 @@ pub async fn reject<S: AsyncWrite + Unpin>(mut client: S) {
 pub(super) fn choose_endpoint(
     snapshot: &Snapshot,
     route: Option<&L4Route>,
+    client: IpAddr,
 ) -> Result<SocketAddr, ForwardError> {
-    choose(snapshot, route).map(|(addr, _)| addr)
+    choose(snapshot, route, client).map(|chosen| chosen.addr)
+}
+
+/// An endpoint chosen for a connection.
+struct Chosen<'s> {
+    addr: SocketAddr,
+    endpoint: &'s Authority,
+    cluster: &'s Arc<Cluster>,
+    slot: Option<Slot>,
 }
 
 /// [`choose_endpoint`], with the endpoint's cluster.
 fn choose<'s>(
     snapshot: &'s Snapshot,
     route: Option<&L4Route>,
-) -> Result<(SocketAddr, &'s Arc<Cluster>), ForwardError> {
+    client: IpAddr,
+) -> Result<Chosen<'s>, ForwardError> {
     let route = route.ok_or(ForwardError::NoRoute)?;
     let backend = route
         .choose_backend()
@@ -166,7 +189,10 @@ fn choose<'s>(
         cluster: name.to_owned(),
     };
     let cluster = snapshot.cluster(name).ok_or_else(no_endpoint)?;
-    let endpoint = cluster.pick().ok_or_else(no_endpoint)?;
+    let picked = cluster
+        .pick_for(&RequestKey::connection(client))
+        .ok_or_else(no_endpoint)?;
+    let endpoint = picked.endpoint;
     let addr = endpoint
         .as_str()
         .parse()
@@ -174,7 +200,12 @@ fn choose<'s>(
             endpoint: endpoint.to_string(),
             source: io::Error::new(io::ErrorKind::InvalidInput, "not an IP address and port"),
         })?;
-    Ok((addr, cluster))
+    Ok(Chosen {
+        addr,
+        endpoint,
+        cluster,
+        slot: picked.slot,
+    })
 }
 
 /// Chooses a backend and an endpoint and connects to it, over TLS where `origination` allows
@@ -182,9 +213,36 @@ fn choose<'s>(
 async fn connect(
     snapshot: &Snapshot,
     route: Option<&L4Route>,
+    client: IpAddr,
     origination: Origination<'_>,
-) -> Result<BackendStream, ForwardError> {
-    let (addr, cluster) = choose(snapshot, route)?;
+) -> Result<(BackendStream, Option<Slot>), ForwardError> {
+    let Chosen {
+        addr,
+        endpoint,
+        cluster,
+        slot,
+    } = choose(snapshot, route, client)?;
+    let result = open(addr, cluster, slot, origination).await;
+    // Outlier detection (BackendConfigPolicy passive health checks) counts connect and TLS
+    // handshake failures of TCP and TLS routes as local-origin failures, as Envoy's TCP proxy
+    // does; a circuit breaker refusal is not the endpoint's doing.
+    match &result {
+        Ok(_) => cluster.observe(endpoint, Outcome::Connected),
+        Err(ForwardError::Connect { .. } | ForwardError::BackendTls { .. }) => {
+            cluster.observe(endpoint, Outcome::LocalFailure);
+        }
+        Err(_) => {}
+    }
+    result
+}
+
+/// Connects to the chosen endpoint.
+async fn open(
+    addr: SocketAddr,
+    cluster: &Cluster,
+    slot: Option<Slot>,
+    origination: Origination<'_>,
+) -> Result<(BackendStream, Option<Slot>), ForwardError> {
     let endpoint = addr.to_string();
     let tls_error = |reason, source| ForwardError::BackendTls {
         cluster: cluster.name.to_string(),
@@ -210,17 +268,43 @@ async fn connect(
         endpoint: endpoint.clone(),
         source,
     };
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| connect_error(io::Error::new(io::ErrorKind::TimedOut, "timed out")))?
-        .map_err(connect_error)?;
-    let _ = stream.set_nodelay(true);
+    // A cluster with a BackendConfigPolicy: its connect timeout, keepalive and maxConnections.
+    let policy = cluster.connection();
+    let held = match policy.and_then(|p| Some((p, p.limits()?))) {
+        Some((policy, limits)) => match limits.try_acquire() {
+            Some(held) => Some(held),
+            None => {
+                policy.rejected(Overflow {
+                    limit: Limit::MaxConnections,
+                });
+                return Err(ForwardError::CircuitBreaker {
+                    cluster: cluster.name.to_string(),
+                });
+            }
+        },
+        None => None,
+    };
+    let stream = match policy {
+        Some(policy) => policy.connect_tcp(addr).await.map_err(connect_error)?,
+        None => {
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+                .await
+                .map_err(|_| connect_error(io::Error::new(io::ErrorKind::TimedOut, "timed out")))?
+                .map_err(connect_error)?;
+            let _ = stream.set_nodelay(true);
+            stream
+        }
+    };
+    let counted = policy.map(|policy| Counted::new(held, policy.count_open()));
     let Some(handshake) = handshake else {
-        return Ok(BackendStream::Plain(stream));
+        return Ok((BackendStream::new(BackendIo::Plain(stream), counted), slot));
     };
     let connecting = handshake.connect(stream, &cluster.name, &endpoint);
     match tokio::time::timeout(BACKEND_HANDSHAKE_TIMEOUT, connecting).await {
-        Ok(Ok(tls)) => Ok(BackendStream::Tls(Box::new(tls))),
+        Ok(Ok(tls)) => Ok((
+            BackendStream::new(BackendIo::Tls(Box::new(tls)), counted),
+            slot,
+        )),
         Ok(Err(error)) => Err(tls_error(tls::failure_reason(&error), error)),
         Err(_) => Err(tls_error(
             "timeout",

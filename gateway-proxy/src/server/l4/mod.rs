@@ -127,12 +127,18 @@ pub(crate) async fn forward_tls<S>(
             gateway: conn.gateway,
         }
     };
-    let opened =
-        forward::open_backend(&snapshot, &shared.metrics, route.as_deref(), origination).await;
+    let opened = forward::open_backend(
+        &snapshot,
+        &shared.metrics,
+        route.as_deref(),
+        conn.peer.ip(),
+        origination,
+    )
+    .await;
     drop(snapshot);
     let route = route.as_ref().map(|r| &*r.name);
     match opened {
-        Ok(upstream) => {
+        Ok((upstream, _in_flight)) => {
             let (sent, received) = forward::relay(&shared.metrics, client, upstream, prefix).await;
             tracing::debug!(port = conn.port, peer = %conn.peer, sni = conn.sni, route, sent, received, "TLS connection closed");
         }

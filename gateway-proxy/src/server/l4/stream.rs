@@ -9,15 +9,92 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-/// A connection to a backend endpoint.
+use crate::upstream::counted::OpenConnection;
+use crate::upstream::limits::Held;
+
+/// A connection to a backend endpoint, with what it holds of its cluster's connection limits
+/// (BackendConfigPolicy) until it closes.
 #[derive(Debug)]
-pub enum BackendStream {
+pub struct BackendStream {
+    io: BackendIo,
+    _counted: Option<Counted>,
+}
+
+/// A connection of a cluster with a BackendConfigPolicy: counted in its open-connections gauge
+/// and, with a circuit breaker, one of its `maxConnections`.
+#[derive(Debug)]
+pub struct Counted {
+    _held: Option<Held>,
+    _open: OpenConnection,
+}
+
+impl Counted {
+    pub fn new(held: Option<Held>, open: OpenConnection) -> Self {
+        Self {
+            _held: held,
+            _open: open,
+        }
+    }
+}
+
+impl BackendStream {
+    pub fn new(io: BackendIo, counted: Option<Counted>) -> Self {
+        Self {
+            io,
+            _counted: counted,
+        }
+    }
+}
+
+impl AsyncRead for BackendStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for BackendStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// The bytes' way to the backend.
+#[derive(Debug)]
+pub enum BackendIo {
     Plain(TcpStream),
     /// Boxed: a TLS session is far larger than a socket.
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-impl AsyncRead for BackendStream {
+impl AsyncRead for BackendIo {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -30,7 +107,7 @@ impl AsyncRead for BackendStream {
     }
 }
 
-impl AsyncWrite for BackendStream {
+impl AsyncWrite for BackendIo {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

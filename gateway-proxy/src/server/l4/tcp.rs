@@ -28,11 +28,18 @@ pub(crate) async fn serve_tcp(
         .map(|listener| listener.gateway.clone())
         .unwrap_or_else(|| Arc::from(""));
     let origination = Origination::AsConfigured { gateway: &gateway };
-    let opened = open_backend(&snapshot, &shared.metrics, route.as_deref(), origination).await;
+    let opened = open_backend(
+        &snapshot,
+        &shared.metrics,
+        route.as_deref(),
+        info.peer.ip(),
+        origination,
+    )
+    .await;
     drop(snapshot);
     let route = route.as_ref().map(|r| &*r.name);
     match opened {
-        Ok(upstream) => {
+        Ok((upstream, _in_flight)) => {
             let (sent, received) = relay(&shared.metrics, stream, upstream, &[]).await;
             tracing::debug!(port = info.port, peer = %info.peer, route, sent, received, "TCP connection closed");
         }

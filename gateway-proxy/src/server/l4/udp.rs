@@ -128,7 +128,7 @@ pub(crate) async fn run(
                         tracing::debug!(port, %peer, limit = options.udp_max_sessions, "UDP session limit reached; datagram dropped");
                         continue;
                     }
-                    let upstream = match open_upstream(&snapshot, port).await {
+                    let upstream = match open_upstream(&snapshot, port, peer.ip()).await {
                         Ok(upstream) => Some(Arc::new(upstream)),
                         Err(ForwardError::InvalidBackend { route }) => {
                             tracing::info!(port, %peer, route, "UDP session given to an invalid backendRef; its datagrams are dropped");
@@ -173,14 +173,18 @@ pub(crate) async fn run(
 }
 
 /// Chooses a backend and an endpoint for a new session and opens a socket connected to it.
-async fn open_upstream(snapshot: &Snapshot, port: u16) -> Result<UdpSocket, ForwardError> {
+async fn open_upstream(
+    snapshot: &Snapshot,
+    port: u16,
+    client: IpAddr,
+) -> Result<UdpSocket, ForwardError> {
     let route = snapshot
         .ports
         .l4
         .udp_port(port)
         .and_then(|t| t.only_route())
         .map(AsRef::as_ref);
-    let addr = choose_endpoint(snapshot, route)?;
+    let addr = choose_endpoint(snapshot, route, client)?;
     let connect_error = |source| ForwardError::Connect {
         endpoint: addr.to_string(),
         source,

@@ -7,17 +7,23 @@
 //! the health settings and transport stay the same, keyed by endpoint address, so a reload
 //! neither restarts probes nor forgets ejections; a slot's task stops, and its metric series
 //! go, when the last snapshot listing the endpoint goes.
+//!
+//! The load balancer reads health through [`ClusterHealth::choosable`], one candidate filter
+//! for every algorithm, session persistence and a retry's other endpoint. Requests take no
+//! lock: health flags and outlier counters are atomics, and which endpoints may be chosen
+//! (healthy ones, all in panic mode, none) is recomputed only after a health change.
 
-// Locks here: an endpoint's outlier counters (taken per request only for clusters with passive
-// checks, never for others) and the ejection decision (taken only when a threshold is reached).
+// The one lock here serializes ejection decisions (the maximum percentage counts the ejected):
+// taken only when an endpoint's failures reach a threshold, never per request.
 #![allow(clippy::disallowed_types)]
 
 mod probe;
 pub mod state;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::uri::Authority;
 use serde::Serialize;
@@ -27,6 +33,7 @@ use tokio::task::AbortHandle;
 use self::probe::Transport;
 pub use self::state::Outcome;
 use self::state::{ActiveState, OutlierState, Selection};
+use super::balancer::{Availability, Choosable};
 use super::tls::TlsUpstream;
 use crate::telemetry::health::{EndpointLabels, HealthMetrics};
 use gantry_translate::ir::{ClusterIr, HealthCheckIr, UpstreamProtocol, UpstreamTlsIr};
@@ -46,12 +53,18 @@ struct Key {
     tls: Option<UpstreamTlsIr>,
 }
 
+/// `ClusterHealth::cached` before the first computation.
+const UNCACHED: u64 = u64::MAX;
+
 /// The health state of one cluster in one snapshot.
 #[derive(Debug)]
 pub struct ClusterHealth {
     shared: Arc<Shared>,
     /// In the cluster's endpoint order.
     endpoints: Vec<Arc<EndpointSlot>>,
+    /// The last [`Selection`] computed, with the [`Shared::epoch`] it was computed at
+    /// (`epoch << 2 | selection`): requests recount healthy endpoints only after a change.
+    cached: AtomicU64,
 }
 
 /// What the snapshots of one cluster share while its settings stay.
@@ -63,6 +76,15 @@ struct Shared {
     /// Serializes ejection decisions (the maximum percentage counts the ejected).
     ejecting: Mutex<()>,
     panic: AtomicBool,
+    /// Bumped after every change of an endpoint's availability.
+    epoch: AtomicU64,
+}
+
+impl Shared {
+    /// An endpoint's availability changed: selections are computed again.
+    fn changed(&self) {
+        self.epoch.fetch_add(1, Ordering::Release);
+    }
 }
 
 /// One endpoint: its state, and the task probing it and ending its ejections.
@@ -88,17 +110,25 @@ struct EndpointState {
     address: Authority,
     /// Active checks say healthy (always true without active checks).
     active: AtomicBool,
-    /// Ejected by outlier detection.
-    ejected: AtomicBool,
-    outlier: Mutex<OutlierState>,
+    /// Passive checks: consecutive failures and ejection.
+    outlier: OutlierState,
     /// Wakes the task when the endpoint is ejected.
     ejection: Notify,
 }
 
 impl EndpointState {
     fn available(&self) -> bool {
-        self.active.load(Ordering::Relaxed) && !self.ejected.load(Ordering::Relaxed)
+        self.active.load(Ordering::Relaxed) && self.outlier.ejected_until().is_none()
     }
+}
+
+/// A cluster's endpoint health as this replica sees it, for `GET /config`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterHealthView {
+    /// Panic mode: too few endpoints are healthy, so requests go to all of them.
+    pub panic: bool,
+    pub endpoints: Vec<EndpointHealthView>,
 }
 
 /// One endpoint's health, for `GET /config`.
@@ -106,21 +136,17 @@ impl EndpointState {
 #[serde(rename_all = "camelCase")]
 pub struct EndpointHealthView {
     pub endpoint: String,
-    /// May receive requests (active checks pass and not ejected).
-    pub healthy: bool,
-    /// Active checks' verdict (true without active checks).
-    pub active_healthy: bool,
-    pub ejected: bool,
+    /// `healthy` (may receive requests), `unhealthy` (its active checks fail) or `ejected`
+    /// (by outlier detection; an ejected endpoint whose checks fail too is `unhealthy`).
+    pub state: &'static str,
+    /// The active checks' verdict; absent without active checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_healthy: Option<bool>,
+    /// While ejected: when it returns (RFC 3339, UTC, rounded to the second).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ejected_until: Option<String>,
     /// Times outlier detection ejected it.
     pub ejections: u32,
-}
-
-/// A cluster's health, for `GET /config`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterHealthView {
-    pub panic: bool,
-    pub endpoints: Vec<EndpointHealthView>,
 }
 
 impl ClusterHealth {
@@ -144,13 +170,18 @@ impl ClusterHealth {
         let previous = previous.filter(|p| p.shared.key == key);
         let shared = match previous {
             Some(previous) => previous.shared.clone(),
-            None => Arc::new(Shared {
-                key,
-                cluster: Arc::from(ir.name.as_str()),
-                metrics: metrics.clone(),
-                ejecting: Mutex::new(()),
-                panic: AtomicBool::new(false),
-            }),
+            None => {
+                let cluster: Arc<str> = Arc::from(ir.name.as_str());
+                metrics.set_panic(&cluster, false);
+                Arc::new(Shared {
+                    key,
+                    cluster,
+                    metrics: metrics.clone(),
+                    ejecting: Mutex::new(()),
+                    panic: AtomicBool::new(false),
+                    epoch: AtomicU64::new(0),
+                })
+            }
         };
         let transport = settings.active.as_ref().map(|active| {
             Transport::new(
@@ -160,20 +191,43 @@ impl ClusterHealth {
                 &active.probe,
             )
         });
+        let kept: HashMap<&Authority, &Arc<EndpointSlot>> = previous
+            .map(|p| p.endpoints.iter().map(|s| (&s.state.address, s)).collect())
+            .unwrap_or_default();
         let endpoints = endpoints
             .iter()
-            .map(|address| {
-                previous
-                    .and_then(|p| p.endpoints.iter().find(|s| s.state.address == *address))
-                    .cloned()
-                    .unwrap_or_else(|| EndpointSlot::start(&shared, address, transport.as_ref()))
+            .map(|address| match kept.get(address) {
+                Some(slot) => Arc::clone(slot),
+                None => EndpointSlot::start(&shared, address, transport.as_ref()),
             })
             .collect();
-        Some(Self { shared, endpoints })
+        // Endpoints came or went: panic mode is decided again.
+        shared.changed();
+        Some(Self {
+            shared,
+            endpoints,
+            cached: AtomicU64::new(UNCACHED),
+        })
     }
 
-    /// Which endpoints requests may go to now; sets the panic gauge when it changes.
-    pub fn selection(&self) -> Selection {
+    /// Which endpoints requests may go to now: the healthy ones; all of them in panic mode;
+    /// none when none is healthy and the panic threshold is 0.
+    pub fn choosable(&self) -> Choosable<'_> {
+        match self.selection() {
+            Selection::Healthy => Choosable::available(self.endpoints.len(), self),
+            Selection::Panic => Choosable::all(self.endpoints.len()),
+            Selection::Nothing => Choosable::none(),
+        }
+    }
+
+    /// The current [`Selection`]: recomputed after a health change, else the cached one.
+    /// Sets the panic gauge when panic mode starts or ends.
+    fn selection(&self) -> Selection {
+        let epoch = self.shared.epoch.load(Ordering::Acquire);
+        let cached = self.cached.load(Ordering::Relaxed);
+        if cached != UNCACHED && cached >> 2 == epoch {
+            return decode(cached & 3);
+        }
         let healthy = self
             .endpoints
             .iter()
@@ -184,61 +238,67 @@ impl ClusterHealth {
             self.endpoints.len(),
             self.shared.key.settings.panic_threshold_percent,
         );
+        self.cached
+            .store(epoch << 2 | encode(selection), Ordering::Relaxed);
         let panic = selection == Selection::Panic;
         if self.shared.panic.swap(panic, Ordering::Relaxed) != panic {
             self.shared.metrics.set_panic(&self.shared.cluster, panic);
+            if panic {
+                tracing::warn!(cluster = %self.shared.cluster, healthy, endpoints = self.endpoints.len(), "panic mode: too few healthy endpoints, requests go to all of them");
+            } else {
+                tracing::info!(cluster = %self.shared.cluster, healthy, "panic mode ended");
+            }
         }
         selection
     }
 
-    /// Whether endpoint `index` may be chosen under `selection`.
-    pub fn allows(&self, selection: Selection, index: usize) -> bool {
-        match selection {
-            Selection::Panic => true,
-            Selection::Nothing => false,
-            Selection::Healthy => self
-                .endpoints
-                .get(index)
-                .is_some_and(|s| s.state.available()),
-        }
-    }
-
-    /// Records how a request to `endpoint` ended (outlier detection); may eject it.
-    pub fn observe(&self, endpoint: &Authority, outcome: Outcome) {
+    /// Records how a request to endpoint `index` ended (outlier detection); may eject it.
+    /// Lock-free unless a threshold is reached.
+    pub fn observe(&self, index: usize, outcome: Outcome) {
         let Some(settings) = &self.shared.key.settings.passive else {
             return;
         };
-        let Some(slot) = self.endpoints.iter().find(|s| s.state.address == *endpoint) else {
+        let Some(slot) = self.endpoints.get(index) else {
             return;
         };
-        let reached = lock(&slot.state.outlier).record(outcome, settings);
-        if !reached {
+        let outlier = &slot.state.outlier;
+        if !outlier.record(outcome, settings) {
             return;
         }
-        let _deciding = lock(&self.shared.ejecting);
+        let _deciding = self
+            .shared
+            .ejecting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if outlier.ejected_until().is_some() {
+            return;
+        }
         let ejected = self
             .endpoints
             .iter()
-            .filter(|s| s.state.ejected.load(Ordering::Relaxed))
+            .filter(|s| s.state.outlier.ejected_until().is_some())
             .count();
         if !state::may_eject(ejected, self.endpoints.len(), settings.max_ejection_percent) {
-            return;
-        }
-        let mut outlier = lock(&slot.state.outlier);
-        if outlier.ejected_until.is_some() {
+            // As Envoy: the run of failures is counted afresh.
+            outlier.reset();
+            tracing::debug!(cluster = %self.shared.cluster, endpoint = %slot.state.address, "outlier detection did not eject an endpoint: maxEjectionPercent reached");
             return;
         }
         outlier.eject(now_ms(), settings);
-        slot.state.ejected.store(true, Ordering::Relaxed);
-        drop(outlier);
+        self.shared.changed();
         self.shared.metrics.ejected(&self.shared.cluster);
-        self.shared.metrics.set_healthy(&slot.labels, false);
-        tracing::info!(cluster = %self.shared.cluster, endpoint = %endpoint, "outlier detection ejected an endpoint");
+        self.shared
+            .metrics
+            .set_healthy(&slot.labels, slot.state.available());
+        tracing::info!(cluster = %self.shared.cluster, endpoint = %slot.state.address, ejections = outlier.ejections(), "outlier detection ejected an endpoint");
         slot.state.ejection.notify_one();
     }
 
     /// The health of every endpoint, for `GET /config`.
     pub fn view(&self) -> ClusterHealthView {
+        let now = now_ms();
+        let wall = SystemTime::now();
+        let has_active = self.shared.key.settings.active.is_some();
         ClusterHealthView {
             panic: self.selection() == Selection::Panic,
             endpoints: self
@@ -246,16 +306,49 @@ impl ClusterHealth {
                 .iter()
                 .map(|slot| {
                     let state = &slot.state;
+                    let active = state.active.load(Ordering::Relaxed);
+                    let until = state.outlier.ejected_until();
                     EndpointHealthView {
                         endpoint: state.address.to_string(),
-                        healthy: state.available(),
-                        active_healthy: state.active.load(Ordering::Relaxed),
-                        ejected: state.ejected.load(Ordering::Relaxed),
-                        ejections: lock(&state.outlier).ejections,
+                        state: match (active, until) {
+                            (false, _) => "unhealthy",
+                            (true, Some(_)) => "ejected",
+                            (true, None) => "healthy",
+                        },
+                        active_healthy: has_active.then_some(active),
+                        ejected_until: until.map(|until| {
+                            let left = Duration::from_millis(until.saturating_sub(now));
+                            humantime::format_rfc3339_seconds(wall + left).to_string()
+                        }),
+                        ejections: state.outlier.ejections(),
                     }
                 })
                 .collect(),
         }
+    }
+}
+
+impl Availability for ClusterHealth {
+    fn available(&self, index: usize) -> bool {
+        self.endpoints
+            .get(index)
+            .is_some_and(|s| s.state.available())
+    }
+}
+
+fn encode(selection: Selection) -> u64 {
+    match selection {
+        Selection::Healthy => 0,
+        Selection::Panic => 1,
+        Selection::Nothing => 2,
+    }
+}
+
+fn decode(code: u64) -> Selection {
+    match code {
+        0 => Selection::Healthy,
+        1 => Selection::Panic,
+        _ => Selection::Nothing,
     }
 }
 
@@ -268,8 +361,7 @@ impl EndpointSlot {
         let state = Arc::new(EndpointState {
             address: address.clone(),
             active: AtomicBool::new(true),
-            ejected: AtomicBool::new(false),
-            outlier: Mutex::new(OutlierState::default()),
+            outlier: OutlierState::default(),
             ejection: Notify::new(),
         });
         let labels = EndpointLabels {
@@ -280,11 +372,10 @@ impl EndpointSlot {
         shared.metrics.set_healthy(&labels, true);
         let task = tokio::runtime::Handle::try_current().ok().map(|runtime| {
             let watch = Watch {
-                settings: shared.key.settings.clone(),
+                shared: shared.clone(),
                 transport: transport.cloned(),
                 state: state.clone(),
                 labels: labels.clone(),
-                metrics: shared.metrics.clone(),
             };
             runtime.spawn(watch.run()).abort_handle()
         });
@@ -297,13 +388,12 @@ impl EndpointSlot {
     }
 }
 
-/// The task of one endpoint.
+/// The task of one endpoint: owned by its [`EndpointSlot`], aborted when the slot goes.
 struct Watch {
-    settings: HealthCheckIr,
+    shared: Arc<Shared>,
     transport: Option<Transport>,
     state: Arc<EndpointState>,
     labels: EndpointLabels,
-    metrics: HealthMetrics,
 }
 
 impl Watch {
@@ -311,9 +401,13 @@ impl Watch {
         tokio::join!(self.probe(), self.review());
     }
 
+    fn settings(&self) -> &HealthCheckIr {
+        &self.shared.key.settings
+    }
+
     /// Active checks: a probe every interval, after a random initial delay.
     async fn probe(&self) {
-        let (Some(active), Some(transport)) = (&self.settings.active, &self.transport) else {
+        let (Some(active), Some(transport)) = (&self.settings().active, &self.transport) else {
             return;
         };
         let jitter = fastrand::u64(0..=active.initial_jitter_ms);
@@ -330,10 +424,12 @@ impl Watch {
             if let Ok(Err(error)) = &result {
                 tracing::debug!(cluster = %self.labels.cluster, endpoint = %self.labels.endpoint, %error, "health check probe failed");
             }
-            self.metrics.probe(&self.labels.cluster, success);
+            self.shared.metrics.probe(&self.labels.cluster, success);
             if verdict.record(success, active) {
                 self.state.active.store(verdict.healthy, Ordering::Relaxed);
-                self.metrics
+                self.shared.changed();
+                self.shared
+                    .metrics
                     .set_healthy(&self.labels, self.state.available());
                 tracing::info!(cluster = %self.labels.cluster, endpoint = %self.labels.endpoint, healthy = verdict.healthy, "active health checks changed an endpoint's health");
             }
@@ -343,27 +439,25 @@ impl Watch {
 
     /// Passive checks: returns the endpoint at the review its ejection ends at.
     async fn review(&self) {
-        if self.settings.passive.is_none() {
+        if self.settings().passive.is_none() {
             return;
         }
         loop {
-            let until = lock(&self.state.outlier).ejected_until;
-            let Some(until) = until else {
+            let Some(until) = self.state.outlier.ejected_until() else {
+                // `notify_one` keeps a permit when nobody waits: an ejection between the check
+                // and this wait is not missed.
                 self.state.ejection.notified().await;
                 continue;
             };
             let wait = until.saturating_sub(now_ms());
             tokio::time::sleep(Duration::from_millis(wait)).await;
-            if lock(&self.state.outlier).review(now_ms()) {
-                self.state.ejected.store(false, Ordering::Relaxed);
-                self.metrics
+            if self.state.outlier.review(now_ms()) {
+                self.shared.changed();
+                self.shared
+                    .metrics
                     .set_healthy(&self.labels, self.state.available());
                 tracing::info!(cluster = %self.labels.cluster, endpoint = %self.labels.endpoint, "an ejected endpoint returned to service");
             }
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

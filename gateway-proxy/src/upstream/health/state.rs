@@ -2,6 +2,8 @@
 //! (milliseconds on a monotonic clock) and the outcome, so every rule is tested by explicit
 //! calls. The contract is `gantry_translate::ir::backend_config`'s documentation.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
 use gantry_translate::ir::{ActiveHealthCheckIr, OutlierDetectionIr};
 
 /// Active checking of one endpoint: consecutive probe results against the thresholds.
@@ -50,90 +52,152 @@ impl ActiveState {
 pub enum Outcome {
     /// The endpoint answered with this status.
     Status(u16),
-    /// The proxy's side failed: no connection, a reset before the response, a timeout.
+    /// The proxy's side failed: no connection, a reset before the response, a timeout, a
+    /// failed TLS handshake.
     LocalFailure,
+    /// A connection of a TCP or TLS route opened (and its TLS handshake, if any, completed):
+    /// a local-origin success.
+    Connected,
 }
 
-/// Passive checking of one endpoint: consecutive failure counters and ejections.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// `ejected_until` while the endpoint is not ejected.
+const NOT_EJECTED: u64 = u64::MAX;
+
+/// Passive checking of one endpoint: consecutive failure counters and ejections. Every field
+/// is an atomic, so counting a request's outcome takes no lock; the caller serializes
+/// [`OutlierState::eject`] (the maximum ejection percentage counts the ejected).
+#[derive(Debug)]
 pub struct OutlierState {
-    consecutive_5xx: u32,
-    consecutive_gateway: u32,
-    consecutive_local: u32,
+    consecutive_5xx: AtomicU32,
+    consecutive_gateway: AtomicU32,
+    consecutive_local: AtomicU32,
     /// Times ejected so far (the ejection time grows with it).
-    pub ejections: u32,
-    /// While ejected: when (ms) the endpoint returns.
-    pub ejected_until: Option<u64>,
+    ejections: AtomicU32,
+    /// While ejected: when (ms) the endpoint returns; [`NOT_EJECTED`] otherwise.
+    ejected_until: AtomicU64,
+}
+
+impl Default for OutlierState {
+    fn default() -> Self {
+        Self {
+            consecutive_5xx: AtomicU32::new(0),
+            consecutive_gateway: AtomicU32::new(0),
+            consecutive_local: AtomicU32::new(0),
+            ejections: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(NOT_EJECTED),
+        }
+    }
 }
 
 impl OutlierState {
     /// Counts `outcome`; true when a counter reached its threshold (the caller then ejects,
-    /// if the maximum percentage allows). An ejected endpoint counts nothing.
-    pub fn record(&mut self, outcome: Outcome, settings: &OutlierDetectionIr) -> bool {
-        if self.ejected_until.is_some() {
+    /// if the maximum percentage allows, or calls [`OutlierState::reset`]). An ejected
+    /// endpoint counts nothing.
+    ///
+    /// As Envoy's outlier detection (which Envoy Gateway's `passive` fields configure): with
+    /// `splitExternalLocalOriginErrors` off a local failure counts as a 503 and an opened
+    /// connection as a success; with it on they count apart, in
+    /// `consecutiveLocalOriginFailures`, and any response resets that count.
+    pub fn record(&self, outcome: Outcome, settings: &OutlierDetectionIr) -> bool {
+        if self.ejected_until().is_some() {
             return false;
         }
+        let split = settings.split_external_local_origin_errors;
         let (server_error, gateway_error) = match outcome {
-            Outcome::Status(status) => ((500..600).contains(&status), matches!(status, 502..=504)),
-            Outcome::LocalFailure if settings.split_external_local_origin_errors => {
-                self.consecutive_local = self.consecutive_local.saturating_add(1);
-                return reached(
-                    self.consecutive_local,
-                    settings.consecutive_local_origin_failures,
-                );
+            Outcome::Status(status) => {
+                if split {
+                    // A response means the connection worked.
+                    bump(&self.consecutive_local, false);
+                }
+                ((500..600).contains(&status), matches!(status, 502..=504))
             }
-            // Not split: a local failure counts as a 503.
+            Outcome::LocalFailure if split => {
+                let count = bump(&self.consecutive_local, true);
+                return reached(count, settings.consecutive_local_origin_failures);
+            }
+            Outcome::Connected if split => {
+                bump(&self.consecutive_local, false);
+                return false;
+            }
             Outcome::LocalFailure => (true, true),
+            Outcome::Connected => (false, false),
         };
-        if matches!(outcome, Outcome::Status(_)) && settings.split_external_local_origin_errors {
-            // A response means the connection worked.
-            self.consecutive_local = 0;
-        }
-        bump(&mut self.consecutive_5xx, server_error);
-        bump(&mut self.consecutive_gateway, gateway_error);
-        reached(self.consecutive_5xx, settings.consecutive_5xx_errors)
-            || reached(
-                self.consecutive_gateway,
-                settings.consecutive_gateway_errors,
-            )
+        let five = bump(&self.consecutive_5xx, server_error);
+        let gateway = bump(&self.consecutive_gateway, gateway_error);
+        reached(five, settings.consecutive_5xx_errors)
+            || reached(gateway, settings.consecutive_gateway_errors)
     }
 
     /// Ejects the endpoint at `now`: it returns at the first review (every `interval_ms` on the
     /// same clock) at least `base_ejection_time_ms` × (its number of ejections) later.
-    pub fn eject(&mut self, now: u64, settings: &OutlierDetectionIr) {
-        self.ejections = self.ejections.saturating_add(1);
+    pub fn eject(&self, now: u64, settings: &OutlierDetectionIr) {
+        let ejections = self
+            .ejections
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         let due = now.saturating_add(
             settings
                 .base_ejection_time_ms
-                .saturating_mul(u64::from(self.ejections)),
+                .saturating_mul(u64::from(ejections)),
         );
         let interval = settings.interval_ms.max(1);
-        self.ejected_until = Some(due.div_ceil(interval).saturating_mul(interval));
+        let until = due
+            .div_ceil(interval)
+            .saturating_mul(interval)
+            .min(NOT_EJECTED - 1);
         self.reset();
+        self.ejected_until.store(until, Ordering::Release);
     }
 
     /// At a review at `now`: returns the endpoint when its time is up, with its counters
     /// reset; true when it returned.
-    pub fn review(&mut self, now: u64) -> bool {
-        match self.ejected_until {
+    pub fn review(&self, now: u64) -> bool {
+        match self.ejected_until() {
             Some(until) if now >= until => {
-                self.ejected_until = None;
                 self.reset();
-                true
+                self.ejected_until
+                    .compare_exchange(until, NOT_EJECTED, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
             }
             _ => false,
         }
     }
 
-    fn reset(&mut self) {
-        self.consecutive_5xx = 0;
-        self.consecutive_gateway = 0;
-        self.consecutive_local = 0;
+    /// While ejected: when (ms) the endpoint returns.
+    pub fn ejected_until(&self) -> Option<u64> {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        (until != NOT_EJECTED).then_some(until)
+    }
+
+    /// Times ejected so far.
+    pub fn ejections(&self) -> u32 {
+        self.ejections.load(Ordering::Relaxed)
+    }
+
+    /// Starts every consecutive count again (Envoy does so after each ejection attempt, made or
+    /// refused by the maximum percentage, so a run of failures is counted afresh).
+    pub fn reset(&self) {
+        for counter in [
+            &self.consecutive_5xx,
+            &self.consecutive_gateway,
+            &self.consecutive_local,
+        ] {
+            bump(counter, false);
+        }
     }
 }
 
-fn bump(counter: &mut u32, failed: bool) {
-    *counter = if failed { counter.saturating_add(1) } else { 0 };
+/// Counts one more failure, or resets the count on a success; the new count. A count already
+/// 0 is not written, so successes leave the cache line alone.
+fn bump(counter: &AtomicU32, failed: bool) -> u32 {
+    if failed {
+        counter.fetch_add(1, Ordering::Relaxed).saturating_add(1)
+    } else {
+        if counter.load(Ordering::Relaxed) != 0 {
+            counter.store(0, Ordering::Relaxed);
+        }
+        0
+    }
 }
 
 /// A threshold of 0 is never reached.
@@ -227,7 +291,7 @@ mod tests {
     #[test]
     fn consecutive_5xx_and_gateway_errors() {
         let settings = passive(3, 2, 0, false);
-        let mut state = OutlierState::default();
+        let state = OutlierState::default();
         assert!(!state.record(Outcome::Status(500), &settings));
         assert!(!state.record(Outcome::Status(500), &settings));
         assert!(!state.record(Outcome::Status(200), &settings), "reset");
@@ -238,13 +302,13 @@ mod tests {
         );
 
         // 500, 502, 501: three 5xx in a row.
-        let mut state = OutlierState::default();
+        let state = OutlierState::default();
         for status in [500, 502] {
             assert!(!state.record(Outcome::Status(status), &settings));
         }
         assert!(state.record(Outcome::Status(501), &settings));
         // A 4xx is a success for both counters.
-        let mut state = OutlierState::default();
+        let state = OutlierState::default();
         state.record(Outcome::Status(503), &settings);
         state.record(Outcome::Status(404), &settings);
         assert!(!state.record(Outcome::Status(503), &settings));
@@ -253,12 +317,12 @@ mod tests {
     #[test]
     fn local_failures_count_as_503_unless_split() {
         let settings = passive(0, 2, 5, false);
-        let mut state = OutlierState::default();
+        let state = OutlierState::default();
         assert!(!state.record(Outcome::LocalFailure, &settings));
         assert!(state.record(Outcome::LocalFailure, &settings));
 
         let settings = passive(0, 2, 2, true);
-        let mut state = OutlierState::default();
+        let state = OutlierState::default();
         assert!(!state.record(Outcome::LocalFailure, &settings));
         assert!(
             !state.record(Outcome::Status(503), &settings),
@@ -267,9 +331,22 @@ mod tests {
         assert!(!state.record(Outcome::LocalFailure, &settings));
         assert!(state.record(Outcome::LocalFailure, &settings));
 
+        // An opened connection (TCP and TLS routes) is a success: it breaks a run of local
+        // failures, counted apart or as 503s.
+        let state = OutlierState::default();
+        assert!(!state.record(Outcome::LocalFailure, &settings));
+        assert!(!state.record(Outcome::Connected, &settings));
+        assert!(!state.record(Outcome::LocalFailure, &settings));
+        let settings = passive(0, 2, 5, false);
+        let state = OutlierState::default();
+        assert!(!state.record(Outcome::LocalFailure, &settings));
+        assert!(!state.record(Outcome::Connected, &settings));
+        assert!(!state.record(Outcome::LocalFailure, &settings));
+        assert!(state.record(Outcome::LocalFailure, &settings));
+
         // Thresholds of 0 never eject.
         let settings = passive(0, 0, 0, true);
-        let mut state = OutlierState::default();
+        let state = OutlierState::default();
         for _ in 0..10 {
             assert!(!state.record(Outcome::Status(503), &settings));
             assert!(!state.record(Outcome::LocalFailure, &settings));
@@ -279,21 +356,21 @@ mod tests {
     #[test]
     fn ejection_time_grows_with_each_ejection_and_ends_at_a_review() {
         let settings = passive(1, 0, 0, false);
-        let mut state = OutlierState::default();
+        let state = OutlierState::default();
         assert!(state.record(Outcome::Status(500), &settings));
         state.eject(1_050, &settings);
         // 1050 + 1000 = 2050, reviewed at 2100.
-        assert_eq!(state.ejected_until, Some(2_100));
+        assert_eq!(state.ejected_until(), Some(2_100));
         assert!(!state.record(Outcome::Status(500), &settings), "ejected");
         assert!(!state.review(2_099));
         assert!(state.review(2_100));
-        assert_eq!(state.ejected_until, None);
+        assert_eq!(state.ejected_until(), None);
         assert!(state.record(Outcome::Status(500), &settings));
         state.eject(3_000, &settings);
-        assert_eq!(state.ejected_until, Some(5_000), "twice the base time");
+        assert_eq!(state.ejected_until(), Some(5_000), "twice the base time");
         assert!(state.review(5_000));
         state.eject(6_000, &settings);
-        assert_eq!(state.ejected_until, Some(9_000), "three times");
+        assert_eq!(state.ejected_until(), Some(9_000), "three times");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! Each configuration gets its own pooled client, so a connection verified under one
 //! policy is never reused under another, and a TLS cluster's pool is kept across
 //! configuration swaps as long as its settings do not change. Plaintext pools are separate
-//! and untouched by any of this.
+//! and untouched by any of this. A cluster that a BackendConfigPolicy governs builds its TLS
+//! clients with the policy's connection settings (`super::connect`), and keeps them while both
+//! its TLS and its connection settings stay.
 
 mod connector;
 mod roots;
@@ -23,6 +25,8 @@ use rustls_pki_types::ServerName;
 
 pub use self::connector::{Handshake, TlsConnection, TlsConnector, failure_reason, unusable};
 pub use self::verifier::SubjectAltNameVerifier;
+use super::connect::ConnectionPolicy;
+use super::counted::Counted;
 use super::{Http2Pool, POOL_IDLE_TIMEOUT, ProxyBody, client_builder, http_connector};
 use gantry_translate::ir::{CertificateIr, UpstreamTlsIr};
 
@@ -35,6 +39,8 @@ const ALPN_HTTP1: &[u8] = b"http/1.1";
 pub struct TlsUpstream {
     /// What it was built from: a new configuration with the same settings reuses it.
     ir: Arc<UpstreamTlsIr>,
+    /// The connection settings it was built with, when a policy governs the cluster.
+    policy: Option<Arc<ConnectionPolicy>>,
     /// For Gateways that present no client certificate.
     anonymous: TlsClients,
     /// By Gateway (`namespace/name`), for those that present one.
@@ -45,10 +51,12 @@ pub struct TlsUpstream {
 #[derive(Clone, Debug)]
 pub struct TlsClients {
     /// ALPN `http/1.1`: HTTP/1.1 requests, including upgrades.
-    pub http1: Client<TlsConnector, ProxyBody>,
+    pub http1: Client<Counted<TlsConnector>, ProxyBody>,
     /// ALPN `h2`, HTTP/2 only: requests to a port that speaks HTTP/2 (`appProtocol:
     /// kubernetes.io/h2c`) and gRPC.
-    pub h2: Http2Pool<TlsConnector>,
+    pub h2: Http2Pool<Counted<TlsConnector>>,
+    /// The cluster's connection settings, when a policy governs it.
+    pub policy: Option<Arc<ConnectionPolicy>>,
     /// No ALPN: the connections of TCPRoutes and terminated TLSRoutes, whose bytes are opaque
     /// (the Gateway API defines no ALPN for them). Not pooled: one handshake per connection.
     pub stream: Result<Handshake, Arc<str>>,
@@ -57,12 +65,19 @@ pub struct TlsClients {
 impl TlsUpstream {
     /// Builds the clients of cluster `name`. Never fails: settings that cannot be turned
     /// into a configuration make every connection fail with the reason logged.
-    pub fn build(name: &str, ir: &Arc<UpstreamTlsIr>) -> Self {
+    /// With `policy`, connections follow its settings; without, the proxy's defaults.
+    pub fn build(
+        name: &str,
+        ir: &Arc<UpstreamTlsIr>,
+        policy: Option<&Arc<ConnectionPolicy>>,
+    ) -> Self {
         let cluster: Arc<str> = Arc::from(name);
-        let clients =
-            |certificate: Option<&CertificateIr>| TlsClients::build(&cluster, ir, certificate);
+        let clients = |certificate: Option<&CertificateIr>| {
+            TlsClients::build(&cluster, ir, certificate, policy)
+        };
         Self {
             ir: ir.clone(),
+            policy: policy.cloned(),
             anonymous: clients(None),
             by_gateway: ir
                 .client_certificates
@@ -72,9 +87,19 @@ impl TlsUpstream {
         }
     }
 
-    /// True when this was built from exactly these settings.
-    pub fn is_built_from(&self, ir: &UpstreamTlsIr) -> bool {
+    /// True when this was built from exactly these settings (the same connection policy, or
+    /// none).
+    pub fn is_built_from(
+        &self,
+        ir: &UpstreamTlsIr,
+        policy: Option<&Arc<ConnectionPolicy>>,
+    ) -> bool {
         *self.ir == *ir
+            && match (&self.policy, policy) {
+                (None, None) => true,
+                (Some(mine), Some(theirs)) => Arc::ptr_eq(mine, theirs),
+                _ => false,
+            }
     }
 
     /// The settings this was built from.
@@ -89,7 +114,12 @@ impl TlsUpstream {
 }
 
 impl TlsClients {
-    fn build(cluster: &Arc<str>, ir: &UpstreamTlsIr, certificate: Option<&CertificateIr>) -> Self {
+    fn build(
+        cluster: &Arc<str>,
+        ir: &UpstreamTlsIr,
+        certificate: Option<&CertificateIr>,
+        policy: Option<&Arc<ConnectionPolicy>>,
+    ) -> Self {
         let base = ServerName::try_from(ir.sni.clone())
             .map_err(|e| format!("hostname {:?} cannot be sent as SNI: {e}", ir.sni))
             .and_then(|name| Ok((client_config(ir, certificate)?, name)))
@@ -109,14 +139,28 @@ impl TlsClients {
         };
         let connector = |alpn: &[u8]| {
             let settings = handshake(&[alpn]);
-            let mut http = http_connector();
+            let mut http = policy.map_or_else(http_connector, |p| p.http_connector());
             http.enforce_http(false);
-            TlsConnector::new(http, settings, cluster.clone())
+            Counted::new(
+                TlsConnector::new(http, settings, cluster.clone()),
+                policy.cloned(),
+            )
+        };
+        let (http1, h2) = match policy {
+            Some(policy) => (
+                policy.client_builder().build(connector(ALPN_HTTP1)),
+                Http2Pool::with_policy(connector(ALPN_H2), Scheme::HTTPS, policy.clone()),
+            ),
+            None => (
+                client_builder().build(connector(ALPN_HTTP1)),
+                Http2Pool::new(connector(ALPN_H2), Scheme::HTTPS, POOL_IDLE_TIMEOUT),
+            ),
         };
         Self {
-            http1: client_builder().build(connector(ALPN_HTTP1)),
-            h2: Http2Pool::new(connector(ALPN_H2), Scheme::HTTPS, POOL_IDLE_TIMEOUT),
+            http1,
+            h2,
             stream: handshake(&[]),
+            policy: policy.cloned(),
         }
     }
 }

@@ -243,6 +243,12 @@ pub enum HttpFilterIr {
     RequestMirror(MirrorIr),
     #[serde(rename = "CORS")]
     Cors(CorsIr),
+    /// An ExtensionRef to an HTTPTransform.
+    #[serde(rename = "HTTPTransform")]
+    Transform(Box<super::TransformIr>),
+    /// An ExtensionRef to an HTTPComposition: the rule answers itself.
+    #[serde(rename = "HTTPComposition")]
+    Composition(super::CompositionIr),
 }
 
 /// The CORS filter (GEP-1767), validated. Header names are lower-case.

@@ -16,12 +16,14 @@ mod backend_config;
 mod http;
 mod l4;
 mod tls;
+mod transform;
 mod upstream_tls;
 
 pub use backend_config::*;
 pub use http::*;
 pub use l4::*;
 pub use tls::*;
+pub use transform::*;
 pub use upstream_tls::*;
 
 /// The whole routing configuration for one proxy.

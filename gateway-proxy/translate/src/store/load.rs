@@ -19,6 +19,7 @@ use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
 use gantry_crds::params::GatewayParameters;
+use gantry_crds::{HttpComposition, HttpTransform};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -178,6 +179,8 @@ impl Loader {
             Object::Gateway(o) => insert_namespaced(&mut s.gateways, o),
             Object::ListenerSet(o) => insert_namespaced(&mut s.listener_sets, o),
             Object::GatewayParameters(o) => insert_namespaced(&mut s.gateway_parameters, o),
+            Object::HttpTransform(o) => insert_namespaced(&mut s.http_transforms, o),
+            Object::HttpComposition(o) => insert_namespaced(&mut s.http_compositions, o),
             Object::HttpRoute(o) => insert_namespaced(&mut s.http_routes, o),
             Object::GrpcRoute(o) => insert_namespaced(&mut s.grpc_routes, o),
             Object::TlsRoute(o) => insert_namespaced(&mut s.tls_routes, o),
@@ -256,6 +259,8 @@ with_meta!(
     BackendConfigPolicy,
     ListenerSet,
     GatewayParameters,
+    HttpTransform,
+    HttpComposition,
     Service,
     EndpointSlice,
     Secret,

@@ -27,6 +27,7 @@ use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
 use gantry_crds::params::GatewayParameters;
+use gantry_crds::{HttpComposition, HttpTransform};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::{Deserialize, Serialize};
@@ -78,6 +79,9 @@ pub struct Store {
     /// Gantry's GatewayParameters, which a Gateway's `spec.infrastructure.parametersRef`
     /// names (standalone mode; in Kubernetes mode the operator checks them).
     pub gateway_parameters: BTreeMap<ObjectKey, Arc<GatewayParameters>>,
+    /// Gantry's ExtensionRef filters: HTTPTransform and HTTPComposition.
+    pub http_transforms: BTreeMap<ObjectKey, Arc<HttpTransform>>,
+    pub http_compositions: BTreeMap<ObjectKey, Arc<HttpComposition>>,
     pub http_routes: BTreeMap<ObjectKey, Arc<HttpRoute>>,
     pub grpc_routes: BTreeMap<ObjectKey, Arc<GrpcRoute>>,
     pub tls_routes: BTreeMap<ObjectKey, Arc<TlsRoute>>,
@@ -131,7 +135,8 @@ impl Store {
 
     /// True when `other` holds the same objects as `self` (statuses and versions aside) in
     /// every kind a route's rules read when translated besides the route itself: Services,
-    /// ReferenceGrants, BackendTLSPolicies and the ConfigMaps and Secrets they reference, and
+    /// ReferenceGrants, BackendTLSPolicies and the ConfigMaps and Secrets they reference,
+    /// HTTPTransforms and HTTPCompositions (ExtensionRef filters), and
     /// Gateways and GatewayClasses (a Gateway's backend client certificate). See
     /// `translate::route_cache`.
     pub fn same_rule_inputs(&self, other: &Store) -> bool {
@@ -147,6 +152,8 @@ impl Store {
             && same(&self.gateways, &other.gateways)
             && same(&self.listener_sets, &other.listener_sets)
             && same(&self.gateway_parameters, &other.gateway_parameters)
+            && same(&self.http_transforms, &other.http_transforms)
+            && same(&self.http_compositions, &other.http_compositions)
             && same(&self.gateway_classes, &other.gateway_classes)
     }
 
@@ -250,7 +257,8 @@ translated!(
     with status: Namespace, GatewayClass, Gateway, HttpRoute, GrpcRoute, TlsRoute, TcpRoute,
         UdpRoute, BackendTlsPolicy, XBackendTrafficPolicy, BackendConfigPolicy, ListenerSet,
         Service;
-    without: ReferenceGrant, EndpointSlice, Secret, ConfigMap, GatewayParameters
+    without: ReferenceGrant, EndpointSlice, Secret, ConfigMap, GatewayParameters,
+        HttpTransform, HttpComposition
 );
 
 fn forget_versions(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {

@@ -24,6 +24,7 @@ use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
 use gantry_crds::params::GatewayParameters;
+use gantry_crds::{HttpComposition, HttpTransform};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -51,6 +52,8 @@ pub enum Object {
     Gateway(Arc<Gateway>),
     ListenerSet(Arc<ListenerSet>),
     GatewayParameters(Arc<GatewayParameters>),
+    HttpTransform(Arc<HttpTransform>),
+    HttpComposition(Arc<HttpComposition>),
     HttpRoute(Arc<HttpRoute>),
     GrpcRoute(Arc<GrpcRoute>),
     TlsRoute(Arc<TlsRoute>),
@@ -281,6 +284,8 @@ fn parse_document(
         ("gantry.dev/v1alpha1", "GatewayParameters") => {
             Object::GatewayParameters(typed.parse(&value)?)
         }
+        ("gantry.dev/v1alpha1", "HTTPTransform") => Object::HttpTransform(typed.parse(&value)?),
+        ("gantry.dev/v1alpha1", "HTTPComposition") => Object::HttpComposition(typed.parse(&value)?),
         (GWX_V1ALPHA1, "XBackendTrafficPolicy") => {
             Object::XBackendTrafficPolicy(typed.parse(&value)?)
         }
@@ -402,6 +407,8 @@ impl Object {
             Self::Gateway(_) => "Gateway",
             Self::ListenerSet(_) => "ListenerSet",
             Self::GatewayParameters(_) => "GatewayParameters",
+            Self::HttpTransform(_) => "HTTPTransform",
+            Self::HttpComposition(_) => "HTTPComposition",
             Self::HttpRoute(_) => "HTTPRoute",
             Self::GrpcRoute(_) => "GRPCRoute",
             Self::TlsRoute(_) => "TLSRoute",
@@ -425,6 +432,8 @@ impl Object {
             Self::Gateway(o) => &o.metadata,
             Self::ListenerSet(o) => &o.metadata,
             Self::GatewayParameters(o) => &o.metadata,
+            Self::HttpTransform(o) => &o.metadata,
+            Self::HttpComposition(o) => &o.metadata,
             Self::HttpRoute(o) => &o.metadata,
             Self::GrpcRoute(o) => &o.metadata,
             Self::TlsRoute(o) => &o.metadata,

@@ -12,7 +12,7 @@ use gantry_crds::gateway::httproutes::{
 
 use super::backend::{self, BackendRef, Referrer};
 use super::conditions::{self as c, Problem};
-use super::hostname;
+use super::{extension_ref, hostname};
 use crate::ir::{
     ClusterIr, CorsIr, HeaderModifierIr, HeaderValueIr, HttpFilterIr, MirrorIr, PathModifierIr,
     RedirectIr, UrlRewriteIr,
@@ -118,16 +118,30 @@ pub fn translate_filters(
                 HttpFilterIr::RequestMirror(mirror)
             }
             HttpRouteRulesFiltersType::ExtensionRef => {
-                let target = f
+                let e = f
                     .extension_ref
                     .as_ref()
-                    .map(|e| format!(" {}/{} {}", e.group, e.kind, e.name))
-                    .unwrap_or_default();
-                out.unsupported.get_or_insert(Problem::new(
-                    c::REASON_INVALID_KIND,
-                    format!("ExtensionRef filter{target} is not supported by this proxy; requests to this rule get {answer}"),
-                ));
-                continue;
+                    .ok_or_else(|| missing("extensionRef"))?;
+                match extension_ref::resolve(
+                    &e.group,
+                    &e.kind,
+                    &e.name,
+                    ctx.store,
+                    ctx.referrer,
+                    clusters,
+                ) {
+                    Ok((ir, problems)) => {
+                        out.unresolved.extend(problems);
+                        ir
+                    }
+                    Err(problem) => {
+                        out.unsupported.get_or_insert(Problem::new(
+                            problem.reason,
+                            format!("{}; requests to this rule get {answer}", problem.message),
+                        ));
+                        continue;
+                    }
+                }
             }
             HttpRouteRulesFiltersType::ExternalAuth => {
                 out.unsupported.get_or_insert(Problem::new(
@@ -172,7 +186,35 @@ fn check_combination(filters: &[HttpRouteRulesFilters]) -> Result<(), Problem> {
             "RequestRedirect and URLRewrite filters may not be combined in one rule",
         ));
     }
+    // An HTTPComposition answers the request itself, as a redirect does: one per rule, and
+    // never beside a redirect.
+    let compositions = composition_count(filters);
+    if compositions > 1 {
+        return Err(Problem::new(
+            c::REASON_INCOMPATIBLE_FILTERS,
+            "a rule may reference one HTTPComposition; it answers the request itself",
+        ));
+    }
+    if compositions > 0 && count(HttpRouteRulesFiltersType::RequestRedirect) > 0 {
+        return Err(Problem::new(
+            c::REASON_INCOMPATIBLE_FILTERS,
+            "RequestRedirect and an HTTPComposition may not be combined in one rule: both answer the request",
+        ));
+    }
     Ok(())
+}
+
+/// How many of `filters` are ExtensionRefs to an HTTPComposition.
+pub fn composition_count(filters: &[HttpRouteRulesFilters]) -> usize {
+    filters
+        .iter()
+        .filter(|f| {
+            f.r#type == HttpRouteRulesFiltersType::ExtensionRef
+                && f.extension_ref.as_ref().is_some_and(|e| {
+                    e.group == gantry_crds::GROUP && e.kind == gantry_crds::HTTP_COMPOSITION_KIND
+                })
+        })
+        .count()
 }
 
 fn header_name(name: &str) -> Result<String, Problem> {

@@ -9,7 +9,7 @@ use super::assemble::Collected;
 use super::backend::{self, BackendRef, Referrer};
 use super::backend_traffic::session::policy_session;
 use super::conditions::{self as c, Problem};
-use super::filters::{FilterContext, from_backend_filter, translate_filters};
+use super::filters::{FilterContext, composition_count, from_backend_filter, translate_filters};
 use super::grpc_matches::GrpcMatchRank;
 use super::hostname;
 use super::matches::translate_matches;
@@ -221,6 +221,13 @@ pub fn translate_rule(
             "a RequestRedirect filter may not be used together with backendRefs",
         ));
     }
+    // A composition answers like a redirect: it needs, and takes, no backendRefs.
+    if !backend_refs.is_empty() && composition_count(filters) > 0 {
+        return Err(Problem::new(
+            c::REASON_INCOMPATIBLE_FILTERS,
+            "an HTTPComposition filter answers the request itself and may not be used together with backendRefs",
+        ));
+    }
     let translated = translate_filters(filters, &ctx, clusters)?;
     // GEP-1619: "Session persistence configuration specified in a route rule SHALL override
     // equivalent configuration in BackendLBPolicy" (now XBackendTrafficPolicy); "The
@@ -241,6 +248,12 @@ pub fn translate_rule(
             .flatten()
             .map(from_backend_filter)
             .collect::<Result<Vec<_>, _>>()?;
+        if composition_count(&rule_filters) > 0 {
+            return Err(Problem::new(
+                c::REASON_INCOMPATIBLE_FILTERS,
+                "an HTTPComposition answers the request itself; reference it from the rule's filters, not a backendRef's",
+            ));
+        }
         let backend_filters = translate_filters(&rule_filters, &ctx, clusters)?;
         unresolved.extend(backend_filters.unresolved);
         let resolved = backend::resolve(

@@ -10,8 +10,10 @@ mod backend_config;
 mod backend_tls;
 pub mod backend_traffic;
 mod certificate;
+mod composition;
 mod conditions;
 mod cross_serving;
+mod extension_ref;
 mod filters;
 mod frontend_tls;
 mod gateway;
@@ -35,7 +37,9 @@ mod routes;
 mod service_policy;
 mod session_persistence;
 mod shared_ports;
+mod template;
 mod timeouts;
+mod transform;
 
 use std::sync::Arc;
 

@@ -1,0 +1,236 @@
+//! What each BackendConfigPolicy load balancer costs: one Gantry with one route per
+//! algorithm, each to its own Service with the same endpoints, and the same route to a
+//! Service without a policy; `wrk` loads each in turn, and the report prints the proxy's CPU
+//! time per request for each, side by side. The Services have four endpoints (the suite's
+//! backend and three more `gantry-echo --plain`), so the algorithms have a choice to make.
+//!
+//! Nothing is asserted: timings on a shared machine are read from the report, not tested.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::probe;
+use super::process::{Proc, free_port};
+use super::proxy::Setup;
+use super::results::{LbCost, LbCostRoute};
+use super::retry_cost::summarise;
+use super::wrk::{self, Counting};
+
+const PATH: &str = "/svc";
+
+/// `(name, loadBalancer YAML)`; `None` is the Service without a policy.
+const ALGORITHMS: [(&str, Option<&str>); 5] = [
+    ("none", None),
+    ("roundrobin", Some("{type: RoundRobin}")),
+    ("random", Some("{type: Random}")),
+    ("leastrequest", Some("{type: LeastRequest}")),
+    (
+        "consistenthash",
+        Some("{type: ConsistentHash, consistentHash: {type: SourceIP}}"),
+    ),
+];
+
+fn host(name: &str) -> String {
+    format!("{name}.lb.bench.example.com")
+}
+
+/// Extra backends beside the suite's.
+const EXTRA_BACKENDS: usize = 3;
+
+/// Gantry standalone files: a Gateway on `port`, one Service (endpoints `backends`, one
+/// EndpointSlice each), policy and route per algorithm.
+pub fn config(port: u16, backends: &[SocketAddr]) -> String {
+    let mut text = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: gantry}}
+spec: {{controllerName: gantry.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: bench, namespace: default}}
+spec:
+  gatewayClassName: gantry
+  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+"#
+    );
+    for (name, lb) in ALGORITHMS {
+        let host = host(name);
+        let _ = write!(
+            text,
+            r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+"#
+        );
+        for (i, backend) in backends.iter().enumerate() {
+            let _ = write!(
+                text,
+                r#"---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-{i}, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports: [{{name: http, port: {bport}}}]
+endpoints: [{{addresses: ["{bip}"], conditions: {{ready: true}}}}]
+"#,
+                bport = backend.port(),
+                bip = backend.ip()
+            );
+        }
+        let _ = write!(
+            text,
+            r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: default}}
+spec:
+  parentRefs: [{{name: bench}}]
+  hostnames: ["{host}"]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: {PATH}}}}}]
+      backendRefs: [{{name: {name}, port: 80}}]
+"#
+        );
+        if let Some(lb) = lb {
+            let _ = write!(
+                text,
+                r#"---
+apiVersion: gantry.dev/v1alpha1
+kind: BackendConfigPolicy
+metadata: {{name: {name}, namespace: default}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: {name}}}]
+  loadBalancer: {lb}
+"#
+            );
+        }
+    }
+    text
+}
+
+/// Starts Gantry and loads each algorithm's route in turn, `repeats` times each, with
+/// `connections` connections for `duration` per run (after `warmup` on each).
+pub fn measure(
+    setup: &Setup,
+    connections: u32,
+    duration: Duration,
+    warmup: Duration,
+    repeats: usize,
+) -> anyhow::Result<LbCost> {
+    let port = free_port()?;
+    let dir = std::env::temp_dir().join(format!("gantry-bench-{}-lb-cost", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config_dir = dir.join("config");
+    std::fs::create_dir_all(&config_dir)?;
+    let mut backends = vec![setup.backend];
+    let mut echoes = Vec::new();
+    for _ in 0..EXTRA_BACKENDS {
+        let backend_port = free_port()?;
+        let listen = format!("127.0.0.1:{backend_port}");
+        let mut echo = Proc::spawn(
+            "gantry-echo",
+            Command::new(setup.bins.join("gantry-echo")).args(["--plain", "--listen", &listen]),
+            None,
+        )?;
+        probe::wait_for_200(
+            backend_port,
+            "direct",
+            "/",
+            Instant::now(),
+            Duration::from_secs(10),
+            Duration::from_millis(5),
+            || echo.check_alive(),
+        )
+        .context("an extra backend did not start")?;
+        backends.push(listen.parse()?);
+        echoes.push(echo);
+    }
+    std::fs::write(config_dir.join("config.yaml"), config(port, &backends))?;
+    let mut command = Command::new(setup.bins.join("gantry-proxy"));
+    command
+        .args(["run", "--no-access-log", "--log-level", "warn"])
+        .arg("--config-dir")
+        .arg(&config_dir)
+        .args(["--bind-address", "127.0.0.1"])
+        .args(["--admin-addr", &format!("127.0.0.1:{}", free_port()?)])
+        .args(["--worker-threads", &setup.workers.to_string()]);
+    let mut proc = Proc::spawn("gantry", &mut command, Some(&dir.join("stderr.log")))?;
+    let started = Instant::now();
+    let hosts: Vec<String> = ALGORITHMS.iter().map(|(name, _)| host(name)).collect();
+    for host in &hosts {
+        probe::wait_for_200(
+            port,
+            host,
+            PATH,
+            started,
+            Duration::from_secs(60),
+            Duration::from_millis(2),
+            || proc.check_alive(),
+        )
+        .with_context(|| format!("gantry did not serve {host}"))?;
+    }
+    let url = format!("http://127.0.0.1:{port}{PATH}");
+    if !warmup.is_zero() {
+        for host in &hosts {
+            wrk::run(&url, host, connections, warmup, Counting::Summary)?;
+        }
+    }
+    // Interleaved, so a drift of the machine hits every route alike.
+    let mut samples: Vec<Vec<_>> = hosts.iter().map(|_| Vec::new()).collect();
+    for _ in 0..repeats.max(1) {
+        for (host, samples) in hosts.iter().zip(&mut samples) {
+            let before = proc.cpu_time()?;
+            let load = wrk::run(&url, host, connections, duration, Counting::Summary)?;
+            let cpu = proc.cpu_time()?.saturating_sub(before);
+            proc.check_alive()?;
+            samples.push((load, cpu));
+        }
+    }
+    for host in &hosts {
+        let code = probe::status(port, host, PATH)?;
+        anyhow::ensure!(code == 200, "{host} answered {code} after the load");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(LbCost {
+        connections,
+        seconds_per_run: duration.as_secs(),
+        repeats: repeats.max(1),
+        routes: ALGORITHMS
+            .iter()
+            .zip(&samples)
+            .map(|((name, _), samples)| LbCostRoute {
+                algorithm: (*name).to_owned(),
+                route: summarise(samples),
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_service_route_and_policy_per_algorithm() {
+        let backends: Vec<SocketAddr> = (9000..9004)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        let text = config(8080, &backends);
+        assert_eq!(text.matches("kind: HTTPRoute").count(), ALGORITHMS.len());
+        assert_eq!(
+            text.matches("kind: BackendConfigPolicy").count(),
+            ALGORITHMS.len() - 1
+        );
+        assert_eq!(
+            text.matches("kind: EndpointSlice").count(),
+            4 * ALGORITHMS.len()
+        );
+    }
+}
