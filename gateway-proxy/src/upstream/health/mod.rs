@@ -172,7 +172,10 @@ impl ClusterHealth {
             Some(previous) => previous.shared.clone(),
             None => {
                 let cluster: Arc<str> = Arc::from(ir.name.as_str());
-                metrics.set_panic(&cluster, false);
+                // The cluster's series go with its last endpoint: none without endpoints.
+                if !endpoints.is_empty() {
+                    metrics.set_panic(&cluster, false);
+                }
                 Arc::new(Shared {
                     key,
                     cluster,
