@@ -12,6 +12,7 @@
 //! ports that cannot be bound are reported on their listeners' status, and bound again every
 //! [`REBIND_EVERY`] until they are.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use crate::server::DataPlane;
 use crate::source::SourceUpdate;
 use crate::telemetry::Metrics;
+use crate::upstream::health::ClusterHealthView;
 use gantry_translate::ir::Ir;
 use gantry_translate::status::stamp;
 use gantry_translate::status::unbound::{UnboundPort, mark_unbound};
@@ -77,6 +79,17 @@ impl Published {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The endpoint health of every cluster with health checks in the configuration serving
+    /// now, as this replica sees it (each replica probes and ejects on its own), by cluster.
+    pub fn endpoint_health(&self) -> BTreeMap<String, ClusterHealthView> {
+        self.dataplane
+            .snapshot()
+            .clusters
+            .iter()
+            .filter_map(|(name, cluster)| Some((name.clone(), cluster.health_view()?)))
+            .collect()
     }
 
     /// Ready to take traffic: a first configuration was translated and applied (its ports

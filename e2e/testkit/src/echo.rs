@@ -17,10 +17,15 @@
 //!
 //! [`spawn_counting`] counts its connections ([`ConnectionCounts`]: accepted, open now) and
 //! numbers them, reporting in each answer the connection that carried the request.
+//!
+//! `GET /_echo/health` is a health endpoint for active health checks: `200` unless a test
+//! flips it. [`spawn_switchable`] hands a test the [`Switches`] of a backend: the health
+//! endpoint's status, and a status every other request is answered with (a failing endpoint,
+//! for outlier detection).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -125,10 +130,40 @@ pub struct EchoIdentity {
     pub plain: bool,
 }
 
+/// What a test flips on a running echo backend ([`spawn_switchable`]).
+#[derive(Debug)]
+pub struct Switches {
+    health: AtomicU16,
+    fail: AtomicU16,
+}
+
+impl Default for Switches {
+    fn default() -> Self {
+        Self {
+            health: AtomicU16::new(200),
+            fail: AtomicU16::new(0),
+        }
+    }
+}
+
+impl Switches {
+    /// The status `GET /_echo/health` answers with from now on (at first `200`).
+    pub fn set_health(&self, status: u16) {
+        self.health.store(status, Ordering::SeqCst);
+    }
+
+    /// Every other request is answered with `status` (still echoing what it saw) from now on;
+    /// `None`: as usual.
+    pub fn fail_with(&self, status: Option<u16>) {
+        self.fail.store(status.unwrap_or(0), Ordering::SeqCst);
+    }
+}
+
 const SEEN_LIMIT: usize = 1000;
 
 struct State {
     identity: EchoIdentity,
+    switches: Arc<Switches>,
     seen: Mutex<VecDeque<Echo>>,
     /// Requests seen per `x-request-id`, for `x-echo-fail-first`.
     attempts: Mutex<HashMap<String, u64>>,
@@ -178,13 +213,20 @@ impl std::error::Error for Hangup {}
 /// Serves the echo backend on `listener` until the task is dropped. Speaks HTTP/1.1 and
 /// HTTP/2 with prior knowledge on the same port.
 pub async fn serve(listener: TcpListener, identity: EchoIdentity) {
-    serve_with(listener, identity, None, None).await;
+    serve_with(listener, identity, None, None, Arc::default()).await;
 }
 
 /// Like [`serve`], over TLS with `config` (see [`tls_config`]). A failed handshake closes
 /// that connection only.
 pub async fn serve_tls(listener: TcpListener, identity: EchoIdentity, config: Arc<ServerConfig>) {
-    serve_with(listener, identity, Some(TlsAcceptor::from(config)), None).await;
+    serve_with(
+        listener,
+        identity,
+        Some(TlsAcceptor::from(config)),
+        None,
+        Arc::default(),
+    )
+    .await;
 }
 
 async fn serve_with(
@@ -192,9 +234,11 @@ async fn serve_with(
     identity: EchoIdentity,
     tls: Option<TlsAcceptor>,
     counts: Option<Arc<ConnectionCounts>>,
+    switches: Arc<Switches>,
 ) {
     let state = Arc::new(State {
         identity,
+        switches,
         seen: Mutex::new(VecDeque::new()),
         attempts: Mutex::new(HashMap::new()),
     });
@@ -307,8 +351,26 @@ pub async fn spawn_counting(
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let counts = Arc::new(ConnectionCounts::default());
-    let task = tokio::spawn(serve_with(listener, identity, None, Some(counts.clone())));
+    let task = tokio::spawn(serve_with(
+        listener,
+        identity,
+        None,
+        Some(counts.clone()),
+        Arc::default(),
+    ));
     Ok((bound, counts, task))
+}
+
+/// Like [`spawn`], with [`Switches`] the test flips while the backend runs.
+pub async fn spawn_switchable(
+    addr: SocketAddr,
+    identity: EchoIdentity,
+) -> std::io::Result<(SocketAddr, Arc<Switches>, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let switches = Arc::new(Switches::default());
+    let task = tokio::spawn(serve_with(listener, identity, None, None, switches.clone()));
+    Ok((bound, switches, task))
 }
 
 /// Counts a connection closed when dropped.
@@ -348,6 +410,11 @@ async fn handle(
             .unwrap_or_default();
         return Ok(json_response(StatusCode::OK, &seen));
     }
+    if req.uri().path() == "/_echo/health" {
+        let status = StatusCode::from_u16(state.switches.health.load(Ordering::SeqCst))
+            .unwrap_or(StatusCode::OK);
+        return Ok(json_response(status, &state.identity.name));
+    }
     if is_websocket_upgrade(req.headers()) {
         return Ok(upgrade_websocket(req));
     }
@@ -358,6 +425,9 @@ async fn handle(
         .or_else(|| query_number(query, "echo-status"))
         .and_then(|s| StatusCode::from_u16(u16::try_from(s).ok()?).ok())
         .unwrap_or(StatusCode::OK);
+    if let Ok(failing) = StatusCode::from_u16(state.switches.fail.load(Ordering::SeqCst)) {
+        status = failing;
+    }
     let mut attempt = None;
     if let Some(fail_first) = header_number(req.headers(), "x-echo-fail-first") {
         let id = req

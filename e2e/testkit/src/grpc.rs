@@ -6,12 +6,18 @@
 //! path and `:authority` it saw and the request headers (metadata) it received. Any other method is answered
 //! `UNIMPLEMENTED` by the backend itself, with `x-answered-by` in its trailers so a test can
 //! tell a backend's answer from the proxy's.
+//!
+//! It also serves the gRPC health checking protocol (`grpc.health.v1.Health/Check`, for the
+//! whole server whatever service is asked about): `SERVING`, unless the test flips the
+//! [`GrpcHealth`] of a backend started with [`spawn_backend_with_health`].
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use http::uri::PathAndQuery;
 use hyper::body::Incoming;
@@ -55,21 +61,73 @@ pub struct CallReply {
     pub authority: String,
 }
 
+/// The health checking protocol's method.
+pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+
+/// `grpc.health.v1.HealthCheckRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthCheckRequest {
+    #[prost(string, tag = "1")]
+    pub service: String,
+}
+
+/// `grpc.health.v1.HealthCheckResponse`; `status` is a `ServingStatus`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthCheckResponse {
+    #[prost(int32, tag = "1")]
+    pub status: i32,
+}
+
+/// `ServingStatus.SERVING`.
+pub const SERVING: i32 = 1;
+/// `ServingStatus.NOT_SERVING`.
+pub const NOT_SERVING: i32 = 2;
+
+/// The status a backend's health service reports; `SERVING` at first.
+#[derive(Debug)]
+pub struct GrpcHealth(AtomicI32);
+
+impl Default for GrpcHealth {
+    fn default() -> Self {
+        Self(AtomicI32::new(SERVING))
+    }
+}
+
+impl GrpcHealth {
+    /// Reports `SERVING` or `NOT_SERVING` from now on.
+    pub fn set_serving(&self, serving: bool) {
+        let status = if serving { SERVING } else { NOT_SERVING };
+        self.0.store(status, Ordering::SeqCst);
+    }
+}
+
 /// Starts a gRPC backend named `backend` on `addr` (port 0 for any); returns its address.
 pub async fn spawn_backend(addr: SocketAddr, backend: &str) -> std::io::Result<SocketAddr> {
+    Ok(spawn_backend_with_health(addr, backend).await?.0)
+}
+
+/// [`spawn_backend`], with the switch of its health service.
+pub async fn spawn_backend_with_health(
+    addr: SocketAddr,
+    backend: &str,
+) -> std::io::Result<(SocketAddr, Arc<GrpcHealth>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let backend = backend.to_owned();
+    let health = Arc::new(GrpcHealth::default());
+    let switch = health.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             let backend = backend.clone();
+            let health = health.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
                     let backend = backend.clone();
-                    async move { Ok::<_, Infallible>(answer(backend, request).await) }
+                    let health = health.clone();
+                    async move { Ok::<_, Infallible>(answer(backend, health, request).await) }
                 });
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
@@ -77,14 +135,19 @@ pub async fn spawn_backend(addr: SocketAddr, backend: &str) -> std::io::Result<S
             });
         }
     });
-    Ok(local)
+    Ok((local, switch))
 }
 
 async fn answer(
     backend: String,
+    health: Arc<GrpcHealth>,
     request: http::Request<Incoming>,
 ) -> http::Response<tonic::body::Body> {
     let path = request.uri().path().to_owned();
+    if path == HEALTH_CHECK {
+        let mut grpc = Grpc::new(ProstCodec::<HealthCheckResponse, HealthCheckRequest>::default());
+        return grpc.unary(Check(health), request).await;
+    }
     if !METHODS.contains(&path.as_str()) {
         let mut status = tonic::Status::unimplemented(format!("{backend} has no method {path}"));
         if let Ok(value) = backend.parse() {
@@ -107,6 +170,19 @@ async fn answer(
         request,
     )
     .await
+}
+
+/// `grpc.health.v1.Health/Check`.
+struct Check(Arc<GrpcHealth>);
+
+impl UnaryService<HealthCheckRequest> for Check {
+    type Response = HealthCheckResponse;
+    type Future = std::future::Ready<Result<tonic::Response<HealthCheckResponse>, tonic::Status>>;
+
+    fn call(&mut self, _: tonic::Request<HealthCheckRequest>) -> Self::Future {
+        let status = self.0.0.load(Ordering::SeqCst);
+        std::future::ready(Ok(tonic::Response::new(HealthCheckResponse { status })))
+    }
 }
 
 /// One call: the answer says who answered and what it saw.

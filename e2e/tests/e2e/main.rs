@@ -9,6 +9,7 @@ mod connections;
 mod cors;
 mod filters;
 mod grpc;
+mod health_checks;
 mod hostile;
 mod l4;
 mod l4_backend_tls;

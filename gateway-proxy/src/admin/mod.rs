@@ -4,10 +4,12 @@
 //! until draining; a port that cannot be bound does not hold it back), `GET /metrics`
 //! (Prometheus text): served wherever the admin server listens. `GET /status` (the status of
 //! every object the proxy owns, as Kubernetes would store it) and `GET /config` (the IR in use,
-//! with its version and what the source last reported) say more about the cluster than a
+//! with its version, what the source last reported and, for clusters with health checks, this
+//! replica's view of their endpoints' health) say more about the cluster than a
 //! scraper needs: they are served only on the debug address ([`Placement`]), which is the
 //! loopback interface unless the command line names another.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,9 +20,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::control::Published;
+use crate::control::{Published, View};
+use crate::upstream::health::ClusterHealthView;
 
 /// Where `/status` and `/config` are served, given `--admin-addr` and `--admin-debug-addr`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +118,10 @@ fn route(
              by default the loopback interface)\n",
         ),
         "/status" => json(&*published.view().statuses),
-        "/config" => json(&*published.view()),
+        "/config" => json(&Config {
+            view: &published.view(),
+            endpoint_health: published.endpoint_health(),
+        }),
         _ => text(
             StatusCode::NOT_FOUND,
             match endpoints {
@@ -125,6 +132,17 @@ fn route(
             },
         ),
     }
+}
+
+/// `GET /config`: the configuration in use and, per cluster with health checks, the health of
+/// its endpoints as this replica sees it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Config<'a> {
+    #[serde(flatten)]
+    view: &'a View,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    endpoint_health: BTreeMap<String, ClusterHealthView>,
 }
 
 fn json<T: serde::Serialize + ?Sized>(value: &T) -> Response<Full<Bytes>> {

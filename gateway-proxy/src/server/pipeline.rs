@@ -404,7 +404,9 @@ async fn forward<'s>(
                     }
                 })
             };
-            within(rule.backend_timeout, sent, ProxyError::BackendTimeout).await?
+            let sent = within(rule.backend_timeout, sent, ProxyError::BackendTimeout).await;
+            retry::observe(cluster, endpoint, &sent);
+            sent?
         }
     };
 

@@ -37,6 +37,7 @@ use super::access_log::Record;
 use super::client_body::Outcome;
 use super::errors::ProxyError;
 use crate::telemetry::RouteMetrics;
+use crate::upstream::health::Outcome as Observed;
 use crate::upstream::in_flight::InFlight;
 use crate::upstream::retry::replay::{NotReplayable, RETRY_BUFFER_LIMIT, Replayable};
 use crate::upstream::retry::{RetryPolicy, RetryReason, SkipReason};
@@ -171,12 +172,39 @@ async fn attempt(
             },
         )
     };
-    match upstream.backend_timeout {
+    let outcome = match upstream.backend_timeout {
         Some(limit) => tokio::time::timeout(limit, sent)
             .await
             .unwrap_or(Err(ProxyError::BackendTimeout)),
         None => sent.await,
+    };
+    observe(upstream.cluster, endpoint, &outcome);
+    outcome
+}
+
+/// Tells the cluster's outlier detection (BackendConfigPolicy passive health checks) how an
+/// attempt on `endpoint` ended: a response's status, or a failure of the proxy's side (no
+/// connection, a reset, the backendRequest timeout). A failure of the client's body is not the
+/// endpoint's.
+pub(super) fn observe<B>(
+    cluster: &Cluster,
+    endpoint: &Authority,
+    outcome: &Result<Response<B>, ProxyError>,
+) {
+    if !cluster.has_health_checks() {
+        return;
     }
+    let outcome = match outcome {
+        Ok(response) => Observed::Status(response.status().as_u16()),
+        Err(
+            ProxyError::UpstreamConnect(_)
+            | ProxyError::UpstreamReset(_)
+            | ProxyError::BackendTimeout,
+        ) => Observed::LocalFailure,
+        // The client's body, a circuit breaker limit: not the endpoint's doing.
+        Err(_) => return,
+    };
+    cluster.observe(endpoint, outcome);
 }
 
 fn skip(upstream: &Upstream<'_>, record: &mut Record<'_>, reason: SkipReason, note: &'static str) {

@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::circuit_breaker::CircuitBreakerMetrics;
+use super::health::HealthMetrics;
 use super::histogram::AtomicHistogram;
 use super::l4::L4Metrics;
 use super::upstream_connections::UpstreamConnectionMetrics;
@@ -156,6 +157,8 @@ pub struct Metrics {
     pub circuit_breaker: CircuitBreakerMetrics,
     /// Connections open per cluster with a BackendConfigPolicy.
     pub upstream_connections: UpstreamConnectionMetrics,
+    /// Endpoint health (BackendConfigPolicy `healthCheck`).
+    pub health: HealthMetrics,
     /// Time spent in each stage of applying a change.
     stages: Family<StageLabels, AtomicHistogram>,
     tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
@@ -279,6 +282,7 @@ impl Metrics {
         let l4 = L4Metrics::register(&mut registry);
         let circuit_breaker = CircuitBreakerMetrics::register(&mut registry);
         let upstream_connections = UpstreamConnectionMetrics::register(&mut registry);
+        let health = HealthMetrics::register(&mut registry);
         registry.register(
             "config_stage_duration_seconds",
             "Time a configuration change spent in each stage: source (Kubernetes mode: first event of \
@@ -296,6 +300,7 @@ impl Metrics {
             l4,
             circuit_breaker,
             upstream_connections,
+            health,
             tls_handshake_errors,
             requests_rejected,
             connections_refused,

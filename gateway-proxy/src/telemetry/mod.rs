@@ -1,6 +1,7 @@
 //! Metrics and logs.
 
 pub mod circuit_breaker;
+pub mod health;
 pub mod histogram;
 pub mod l4;
 pub mod logging;

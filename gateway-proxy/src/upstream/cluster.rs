@@ -13,6 +13,7 @@ use super::Via;
 use super::balancer::{Balancer, Choosable, RequestKey};
 use super::clients::ClusterClients;
 use super::connect::ConnectionPolicy;
+use super::health::{ClusterHealth, ClusterHealthView, Outcome};
 use super::in_flight::{InFlight, RequestLimits, Slot};
 use super::retry::RetryBudget;
 use super::tls::TlsUpstream;
@@ -42,6 +43,8 @@ pub struct Cluster {
     balancer: Option<Box<Balancer>>,
     /// The circuit breaker's request limits (none without a policy).
     limits: RequestLimits,
+    /// Health checks (BackendConfigPolicy `healthCheck`); `None`: every endpoint is used.
+    health: Option<ClusterHealth>,
 }
 
 /// An endpoint picked for a request.
@@ -92,7 +95,7 @@ impl Cluster {
         budget: Option<Arc<RetryBudget>>,
         metrics: &Metrics,
     ) -> Result<Self, ClusterError> {
-        let endpoints = ir
+        let endpoints: Vec<Authority> = ir
             .endpoints
             .iter()
             .map(|e| {
@@ -145,6 +148,13 @@ impl Cluster {
             policy.and_then(|p| p.circuit_breaker.as_ref()),
             previous.map(|p| &p.limits),
         );
+        let health = ClusterHealth::compile(
+            ir,
+            &endpoints,
+            tls.as_ref(),
+            previous.and_then(|p| p.health.as_ref()),
+            &metrics.health,
+        );
         Ok(Self {
             name: Arc::from(ir.name.as_str()),
             protocol: ir.protocol,
@@ -157,12 +167,46 @@ impl Cluster {
             own,
             balancer,
             limits,
+            health,
         })
     }
 
-    /// Which endpoints the load balancer may choose now: today all of them.
+    /// Which endpoints may be chosen now: every one without health checks; with them the
+    /// healthy ones, all of them in panic mode, or none (see [`ClusterHealth::choosable`]).
+    /// The one candidate filter of the load balancer, session persistence, retries and
+    /// mirrors.
     pub fn choosable(&self) -> Choosable<'_> {
-        Choosable::all(self.endpoints.len())
+        match &self.health {
+            Some(health) => health.choosable(),
+            None => Choosable::all(self.endpoints.len()),
+        }
+    }
+
+    /// Records how a request (or a TCP or TLS route's connection) to `endpoint` ended, for
+    /// outlier detection; nothing without passive health checks.
+    pub fn observe(&self, endpoint: &Authority, outcome: Outcome) {
+        let Some(health) = &self.health else {
+            return;
+        };
+        // Mostly `endpoint` is one of ours (a pick): found by address before by value.
+        let index = self
+            .endpoints
+            .iter()
+            .position(|e| std::ptr::eq(e, endpoint))
+            .or_else(|| self.endpoints.iter().position(|e| e == endpoint));
+        if let Some(index) = index {
+            health.observe(index, outcome);
+        }
+    }
+
+    /// Whether the cluster has health checks (its requests' outcomes are worth observing).
+    pub fn has_health_checks(&self) -> bool {
+        self.health.is_some()
+    }
+
+    /// This replica's view of its endpoints' health, for `GET /config`.
+    pub fn health_view(&self) -> Option<ClusterHealthView> {
+        self.health.as_ref().map(ClusterHealth::view)
     }
 
     /// Admits a request under the circuit breaker's `maxParallelRequests`: the counts it
@@ -226,13 +270,19 @@ impl Cluster {
         self.tls.as_ref()
     }
 
-    /// The next endpoint in round-robin order; `None` when the cluster has none (503).
+    /// The next endpoint in round-robin order that may be chosen; `None` when there is none
+    /// (503).
     pub fn pick(&self) -> Option<&Authority> {
+        self.endpoints.get(self.next_index()?)
+    }
+
+    /// The round-robin cursor's next index, or the first after it that may be chosen.
+    fn next_index(&self) -> Option<usize> {
         if self.endpoints.is_empty() {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        self.endpoints.get(i)
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        self.choosable().scan(start)
     }
 
     /// For a retry: the next endpoint in round-robin order that is not in `tried`, or, when
@@ -249,11 +299,13 @@ impl Cluster {
         if count == 0 {
             return None;
         }
+        let choosable = self.choosable();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..count)
-            .map(|offset| &self.endpoints[(start + offset) % count])
-            .find(|endpoint| !tried.contains(endpoint))
-            .or_else(|| self.endpoints.get(start % count))
+            .map(|offset| (start + offset) % count)
+            .find(|&i| choosable.allows(i) && !tried.contains(&self.endpoints[i]))
+            .or_else(|| choosable.scan(start % count))
+            .and_then(|i| self.endpoints.get(i))
     }
 
     /// The retry budget of the cluster's Service, when an XBackendTrafficPolicy sets one.
@@ -261,18 +313,20 @@ impl Cluster {
         self.budget.as_ref()
     }
 
-    /// The next endpoint in round-robin order with its session id.
+    /// The next endpoint in round-robin order that may be chosen, with its session id.
     pub fn pick_with_id(&self) -> Option<(&Authority, u64)> {
-        if self.endpoints.is_empty() {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        let i = self.next_index()?;
         Some((self.endpoints.get(i)?, *self.endpoint_ids.get(i)?))
     }
 
-    /// The endpoint whose session id is `id`, while the cluster has it.
+    /// The endpoint whose session id is `id`, while the cluster has it and it may be chosen:
+    /// the session of an unhealthy endpoint moves, as when the endpoint is gone (see
+    /// docs/routing.md, "Endpoint gone"), except in panic mode.
     pub fn endpoint_by_id(&self, id: u64) -> Option<&Authority> {
         let i = self.endpoint_ids.iter().position(|e| *e == id)?;
+        if !self.choosable().allows(i) {
+            return None;
+        }
         self.endpoints.get(i)
     }
 
@@ -395,6 +449,135 @@ mod tests {
         let mut ir = tls_cluster("a.internal", "");
         ir.tls = None;
         ir
+    }
+
+    /// Three endpoints under a policy with passive health checks: 2 consecutive 5xx eject,
+    /// at most 67 % of the endpoints, panic below `panic` % healthy.
+    fn with_outlier_detection(panic: u32, max_ejection_percent: u32) -> ClusterIr {
+        use gantry_translate::ir::{HealthCheckIr, OutlierDetectionIr};
+        let mut ir = with_policy(plain_cluster(), 1_000);
+        ir.endpoints = vec![
+            "10.0.0.1:80".into(),
+            "10.0.0.2:80".into(),
+            "10.0.0.3:80".into(),
+        ];
+        if let Some(config) = ir.backend_config.as_mut() {
+            Arc::make_mut(config).health_check = Some(HealthCheckIr {
+                active: None,
+                passive: Some(OutlierDetectionIr {
+                    consecutive_5xx_errors: 2,
+                    consecutive_gateway_errors: 0,
+                    consecutive_local_origin_failures: 0,
+                    split_external_local_origin_errors: false,
+                    interval_ms: 100,
+                    base_ejection_time_ms: 60_000,
+                    max_ejection_percent,
+                }),
+                panic_threshold_percent: panic,
+            });
+        }
+        ir
+    }
+
+    fn eject(cluster: &Cluster, endpoint: &Authority) {
+        cluster.observe(endpoint, Outcome::Status(500));
+        cluster.observe(endpoint, Outcome::Status(503));
+    }
+
+    #[test]
+    fn ejected_endpoints_are_no_candidate_for_any_choice() {
+        // No Tokio runtime: no task returns an ejected endpoint while the test runs.
+        let cluster = Cluster::compile(&with_outlier_detection(10, 67), None).unwrap();
+        let endpoints = cluster.endpoints().to_vec();
+        let key = RequestKey::connection([10, 1, 1, 1].into());
+        cluster.observe(&endpoints[0], Outcome::Status(500));
+        cluster.observe(&endpoints[0], Outcome::Status(200));
+        cluster.observe(&endpoints[0], Outcome::Status(500));
+        assert!(cluster.choosable().allows(0), "a success broke the run");
+        eject(&cluster, &endpoints[0]);
+        for _ in 0..6 {
+            let picked = cluster.pick_for(&key).unwrap();
+            assert_ne!(picked.endpoint, &endpoints[0]);
+            assert_ne!(cluster.pick().unwrap(), &endpoints[0]);
+            assert_ne!(
+                cluster
+                    .pick_other(std::slice::from_ref(&endpoints[1]))
+                    .unwrap(),
+                &endpoints[0],
+                "a retry's other endpoint"
+            );
+        }
+        let id = |i: usize| super::super::session::id(endpoints[i].as_str());
+        assert!(cluster.endpoint_by_id(id(0)).is_none(), "its sessions move");
+        assert_eq!(cluster.endpoint_by_id(id(1)), Some(&endpoints[1]));
+        let view = cluster.health_view().unwrap();
+        assert_eq!(view.endpoints[0].state, "ejected");
+        assert_eq!(view.endpoints[0].ejections, 1);
+        assert!(view.endpoints[0].ejected_until.is_some());
+        assert_eq!(view.endpoints[1].state, "healthy");
+        assert!(!view.panic);
+
+        // 67 % of 3 is 2: a second ejection is allowed, a third is not.
+        eject(&cluster, &endpoints[1]);
+        eject(&cluster, &endpoints[2]);
+        for _ in 0..6 {
+            assert_eq!(cluster.pick_for(&key).unwrap().endpoint, &endpoints[2]);
+        }
+        let view = cluster.health_view().unwrap();
+        assert_eq!(view.endpoints[2].state, "healthy");
+        assert_eq!(view.endpoints[2].ejections, 0);
+    }
+
+    #[test]
+    fn panic_mode_chooses_over_all_endpoints() {
+        let cluster = Cluster::compile(&with_outlier_detection(50, 100), None).unwrap();
+        let endpoints = cluster.endpoints().to_vec();
+        let key = RequestKey::connection([10, 1, 1, 1].into());
+        eject(&cluster, &endpoints[0]);
+        assert!(!cluster.health_view().unwrap().panic, "2 of 3 healthy");
+        eject(&cluster, &endpoints[1]);
+        // 1 of 3 healthy is below 50 %: every endpoint is chosen again.
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..30 {
+            seen.insert(cluster.pick_for(&key).unwrap().endpoint.to_string());
+        }
+        assert_eq!(seen.len(), 3);
+        assert!(cluster.health_view().unwrap().panic);
+
+        // A panic threshold of 0 and nothing healthy: no endpoint (503).
+        let cluster = Cluster::compile(&with_outlier_detection(0, 100), None).unwrap();
+        for endpoint in cluster.endpoints().to_vec() {
+            eject(&cluster, &endpoint);
+        }
+        assert!(cluster.pick_for(&key).is_none());
+        assert!(cluster.pick().is_none());
+        assert!(!cluster.health_view().unwrap().panic);
+    }
+
+    #[test]
+    fn health_state_survives_a_reload_that_keeps_its_settings() {
+        let first = Cluster::compile(&with_outlier_detection(10, 67), None).unwrap();
+        let ejected = first.endpoints()[0].clone();
+        eject(&first, &ejected);
+        // Another endpoint list, the same settings: the ejection is kept.
+        let mut moved = with_outlier_detection(10, 67);
+        moved.endpoints.push("10.0.0.4:80".into());
+        moved.endpoints.reverse();
+        let second = Cluster::compile(&moved, Some(&first)).unwrap();
+        let index = second
+            .endpoints()
+            .iter()
+            .position(|e| *e == ejected)
+            .unwrap();
+        assert!(!second.choosable().allows(index));
+        assert_eq!(
+            second.health_view().unwrap().endpoints[index].state,
+            "ejected"
+        );
+        // New settings start afresh.
+        let third = Cluster::compile(&with_outlier_detection(10, 100), Some(&second)).unwrap();
+        assert_eq!(third.endpoints()[0], ejected);
+        assert!(third.choosable().allows(0));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod clients;
 mod cluster;
 pub mod connect;
 pub mod counted;
+pub mod health;
 mod http2_pool;
 pub mod in_flight;
 pub mod limits;

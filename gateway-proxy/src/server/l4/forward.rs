@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::uri::Authority;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -18,6 +19,7 @@ use crate::telemetry::Metrics;
 use crate::telemetry::l4::L4Metrics;
 use crate::upstream::Cluster;
 use crate::upstream::balancer::RequestKey;
+use crate::upstream::health::Outcome;
 use crate::upstream::in_flight::Slot;
 use crate::upstream::limits::{Limit, Overflow};
 use crate::upstream::tls;
@@ -154,7 +156,15 @@ pub(super) fn choose_endpoint(
     route: Option<&L4Route>,
     client: IpAddr,
 ) -> Result<SocketAddr, ForwardError> {
-    choose(snapshot, route, client).map(|(addr, _, _)| addr)
+    choose(snapshot, route, client).map(|chosen| chosen.addr)
+}
+
+/// An endpoint chosen for a connection.
+struct Chosen<'s> {
+    addr: SocketAddr,
+    endpoint: &'s Authority,
+    cluster: &'s Arc<Cluster>,
+    slot: Option<Slot>,
 }
 
 /// [`choose_endpoint`], with the endpoint's cluster.
@@ -162,7 +172,7 @@ fn choose<'s>(
     snapshot: &'s Snapshot,
     route: Option<&L4Route>,
     client: IpAddr,
-) -> Result<(SocketAddr, &'s Arc<Cluster>, Option<Slot>), ForwardError> {
+) -> Result<Chosen<'s>, ForwardError> {
     let route = route.ok_or(ForwardError::NoRoute)?;
     let backend = route
         .choose_backend()
@@ -190,7 +200,12 @@ fn choose<'s>(
             endpoint: endpoint.to_string(),
             source: io::Error::new(io::ErrorKind::InvalidInput, "not an IP address and port"),
         })?;
-    Ok((addr, cluster, picked.slot))
+    Ok(Chosen {
+        addr,
+        endpoint,
+        cluster,
+        slot: picked.slot,
+    })
 }
 
 /// Chooses a backend and an endpoint and connects to it, over TLS where `origination` allows
@@ -201,7 +216,33 @@ async fn connect(
     client: IpAddr,
     origination: Origination<'_>,
 ) -> Result<(BackendStream, Option<Slot>), ForwardError> {
-    let (addr, cluster, slot) = choose(snapshot, route, client)?;
+    let Chosen {
+        addr,
+        endpoint,
+        cluster,
+        slot,
+    } = choose(snapshot, route, client)?;
+    let result = open(addr, cluster, slot, origination).await;
+    // Outlier detection (BackendConfigPolicy passive health checks) counts connect and TLS
+    // handshake failures of TCP and TLS routes as local-origin failures, as Envoy's TCP proxy
+    // does; a circuit breaker refusal is not the endpoint's doing.
+    match &result {
+        Ok(_) => cluster.observe(endpoint, Outcome::Connected),
+        Err(ForwardError::Connect { .. } | ForwardError::BackendTls { .. }) => {
+            cluster.observe(endpoint, Outcome::LocalFailure);
+        }
+        Err(_) => {}
+    }
+    result
+}
+
+/// Connects to the chosen endpoint.
+async fn open(
+    addr: SocketAddr,
+    cluster: &Cluster,
+    slot: Option<Slot>,
+    origination: Origination<'_>,
+) -> Result<(BackendStream, Option<Slot>), ForwardError> {
     let endpoint = addr.to_string();
     let tls_error = |reason, source| ForwardError::BackendTls {
         cluster: cluster.name.to_string(),

@@ -28,12 +28,35 @@ const SLOW_START_MIN_WEIGHT: f64 = 0.1;
 /// Random draws before a draw falls back to a scan (when few endpoints may be chosen).
 const DRAWS: usize = 8;
 
+/// Which endpoints may take traffic now, by index: endpoint health (see `upstream::health`),
+/// read by a [`Choosable`] without a lock.
+pub trait Availability: Sync {
+    /// Whether endpoint `index` may take traffic now.
+    fn available(&self, index: usize) -> bool;
+}
+
 /// Which endpoints of a cluster may be chosen now, by index.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Choosable<'a> {
     count: usize,
-    /// `None`: all of them.
-    allowed: Option<&'a [bool]>,
+    allowed: Allowed<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Allowed<'a> {
+    All,
+    Listed(&'a [bool]),
+    By(&'a dyn Availability),
+}
+
+impl std::fmt::Debug for Choosable<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let allowed: Vec<usize> = (0..self.count).filter(|&i| self.allows(i)).collect();
+        f.debug_struct("Choosable")
+            .field("count", &self.count)
+            .field("allowed", &allowed)
+            .finish()
+    }
 }
 
 impl<'a> Choosable<'a> {
@@ -41,27 +64,43 @@ impl<'a> Choosable<'a> {
     pub fn all(count: usize) -> Self {
         Self {
             count,
-            allowed: None,
+            allowed: Allowed::All,
         }
+    }
+
+    /// None at all (every choice is `None`).
+    pub fn none() -> Self {
+        Self::all(0)
     }
 
     /// The endpoints whose entry in `allowed` is `true`.
     pub fn only(allowed: &'a [bool]) -> Self {
         Self {
             count: allowed.len(),
-            allowed: Some(allowed),
+            allowed: Allowed::Listed(allowed),
         }
     }
 
-    fn allows(&self, i: usize) -> bool {
+    /// The endpoints of `count` that `availability` says are available.
+    pub fn available(count: usize, availability: &'a dyn Availability) -> Self {
+        Self {
+            count,
+            allowed: Allowed::By(availability),
+        }
+    }
+
+    /// Whether endpoint `i` may be chosen.
+    pub fn allows(&self, i: usize) -> bool {
         i < self.count
-            && self
-                .allowed
-                .is_none_or(|a| a.get(i).copied().unwrap_or(false))
+            && match self.allowed {
+                Allowed::All => true,
+                Allowed::Listed(allowed) => allowed.get(i).copied().unwrap_or(false),
+                Allowed::By(availability) => availability.available(i),
+            }
     }
 
     /// The first allowed endpoint from `start` on, wrapping around.
-    fn scan(&self, start: usize) -> Option<usize> {
+    pub fn scan(&self, start: usize) -> Option<usize> {
         (0..self.count)
             .map(|offset| (start + offset) % self.count)
             .find(|&i| self.allows(i))
