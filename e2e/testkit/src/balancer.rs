@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 
 /// How often each backend's `/readyz` is asked.
 const PROBE_EVERY: Duration = Duration::from_millis(20);
+/// A probe not answered within this fails (as a kubelet probe's `timeoutSeconds`).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A running balancer; its tasks stop on drop.
 pub struct Balancer {
@@ -171,7 +173,8 @@ async fn probe(state: Arc<State>) {
         let backends: Vec<Arc<Backend>> = lock(&state.backends).clone();
         for backend in backends {
             let url = format!("http://{}/readyz", backend.admin);
-            let ready = matches!(crate::harness::get(&url).await, Ok(r) if r.status == 200);
+            let answer = tokio::time::timeout(PROBE_TIMEOUT, crate::harness::get(&url)).await;
+            let ready = matches!(answer, Ok(Ok(r)) if r.status == 200);
             if backend.in_rotation.swap(ready, Ordering::AcqRel) != ready {
                 state.rotation.send_modify(|n| *n += 1);
             }
