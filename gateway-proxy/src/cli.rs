@@ -373,7 +373,10 @@ mod tests {
     #[test]
     fn drain_timeouts_take_units_or_bare_seconds() {
         assert_eq!(parse_seconds_or_duration("25"), Ok(Duration::from_secs(25)));
-        assert_eq!(parse_seconds_or_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(
+            parse_seconds_or_duration("20s"),
+            Ok(Duration::from_secs(20))
+        );
         assert_eq!(
             parse_seconds_or_duration("1500ms"),
             Ok(Duration::from_millis(1500))

@@ -761,7 +761,11 @@ async fn an_announced_shutdown_asks_http1_clients_to_reconnect_and_keeps_serving
     let proxy = start_proxy(Duration::from_secs(5)).await;
     let before = send(&http1(), proxy.port, "app.example.com", "/echo").await;
     assert_eq!(before.status, 200);
-    assert!(before.headers.get("connection").is_none(), "{:?}", before.headers);
+    assert!(
+        before.headers.get("connection").is_none(),
+        "{:?}",
+        before.headers
+    );
 
     proxy.plane.announce_shutdown();
     // Still accepting and serving; the response closes the connection after it (RFC 9112
@@ -780,5 +784,8 @@ async fn an_announced_shutdown_asks_http1_clients_to_reconnect_and_keeps_serving
     let h2 = h2_send(proxy.port, "http://app.example.com/echo", None).await;
     assert_eq!(h2.status, 200);
     assert!(h2.headers.get("connection").is_none(), "{:?}", h2.headers);
-    assert!(proxy.plane.ready(), "readiness is the control loop's; the plane still serves");
+    assert!(
+        proxy.plane.ready(),
+        "readiness is the control loop's; the plane still serves"
+    );
 }

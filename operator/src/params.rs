@@ -626,7 +626,7 @@ fn drain(spec: &GatewayParametersSpec) -> Result<Drain, Vec<String>> {
     let grace_ms = u128::try_from(grace).unwrap_or(0).saturating_mul(1000);
     if grace_ms < delay_ms + timeout_ms + STOP_MARGIN_MS {
         let shown = |ms: u128| {
-            if ms % 1000 == 0 {
+            if ms.is_multiple_of(1000) {
                 format!("{}s", ms / 1000)
             } else {
                 format!("{ms}ms")
@@ -825,7 +825,11 @@ mod tests {
         assert!(resolve(&proxy(None, Some(1)), &defaults()).is_ok());
     }
 
-    fn shutdown(delay: Option<&str>, timeout: Option<&str>, grace: Option<i64>) -> GatewayParametersSpec {
+    fn shutdown(
+        delay: Option<&str>,
+        timeout: Option<&str>,
+        grace: Option<i64>,
+    ) -> GatewayParametersSpec {
         GatewayParametersSpec {
             proxy: Some(ProxyParameters {
                 shutdown: Some(ShutdownParameters {
@@ -853,7 +857,10 @@ mod tests {
     #[test]
     fn the_drain_must_end_a_second_before_the_grace_period() {
         let p = resolve(&shutdown(Some("10s"), Some("49s"), Some(60)), &defaults()).unwrap();
-        assert_eq!((p.proxy.drain_delay_ms, p.proxy.drain_timeout_ms), (10_000, 49_000));
+        assert_eq!(
+            (p.proxy.drain_delay_ms, p.proxy.drain_timeout_ms),
+            (10_000, 49_000)
+        );
         assert_eq!(
             resolve(&shutdown(Some("10s"), Some("50s"), Some(60)), &defaults()).unwrap_err(),
             vec![
@@ -870,10 +877,17 @@ mod tests {
 
     #[test]
     fn drain_durations_must_be_gateway_api_durations() {
-        let problems = resolve(&shutdown(Some("soon"), Some("-1s"), None), &defaults()).unwrap_err();
+        let problems =
+            resolve(&shutdown(Some("soon"), Some("-1s"), None), &defaults()).unwrap_err();
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].starts_with("proxy.shutdown.drainDelay \"soon\""), "{problems:?}");
-        assert!(problems[1].starts_with("proxy.shutdown.drainTimeout \"-1s\""), "{problems:?}");
+        assert!(
+            problems[0].starts_with("proxy.shutdown.drainDelay \"soon\""),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("proxy.shutdown.drainTimeout \"-1s\""),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -881,7 +895,10 @@ mod tests {
         let class = shutdown(Some("15s"), None, Some(60));
         let gateway = shutdown(None, Some("40s"), None);
         let p = resolve(&merge(&class, &gateway), &defaults()).unwrap();
-        assert_eq!((p.proxy.drain_delay_ms, p.proxy.drain_timeout_ms), (15_000, 40_000));
+        assert_eq!(
+            (p.proxy.drain_delay_ms, p.proxy.drain_timeout_ms),
+            (15_000, 40_000)
+        );
         assert_eq!(p.termination_grace_period_seconds, 60);
     }
 

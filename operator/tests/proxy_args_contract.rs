@@ -265,7 +265,11 @@ fn check_fleet(
     // The drain the parameters ask for, and a grace period the kubelet waits for it.
     let millis = |ms: u128| std::time::Duration::from_millis(u64::try_from(ms).unwrap());
     assert_eq!(run.drain_delay, millis(proxy.drain_delay_ms), "{context}");
-    assert_eq!(run.drain_timeout, millis(proxy.drain_timeout_ms), "{context}");
+    assert_eq!(
+        run.drain_timeout,
+        millis(proxy.drain_timeout_ms),
+        "{context}"
+    );
     let grace = body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         .as_u64()
         .unwrap();
@@ -788,5 +792,8 @@ fn shutdown_parameters_become_the_proxy_drain() {
     }))
     .unwrap();
     let error = plan::gateway_parameters(Some(&spec), None, &defaults).unwrap_err();
-    assert!(error.contains("terminationGracePeriodSeconds (30)"), "{error}");
+    assert!(
+        error.contains("terminationGracePeriodSeconds (30)"),
+        "{error}"
+    );
 }

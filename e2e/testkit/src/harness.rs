@@ -120,11 +120,7 @@ pub mod tempdir {
 
     /// A path under the temporary directory no other call returns.
     pub fn unique_path(prefix: &str) -> PathBuf {
-        std::env::temp_dir().join(format!(
-            "{prefix}-{}-{}",
-            std::process::id(),
-            uuid_like()
-        ))
+        std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), uuid_like()))
     }
 
     fn uuid_like() -> String {

@@ -50,7 +50,10 @@ spec:
 fn member(dir: &TempDir, drain_delay: &str) -> (Proxy, SocketAddr) {
     let port = free_port();
     let offset = (port - 80).to_string();
-    let proxy = Proxy::start_in(dir, &["--port-offset", &offset, "--drain-delay", drain_delay]);
+    let proxy = Proxy::start_in(
+        dir,
+        &["--port-offset", &offset, "--drain-delay", drain_delay],
+    );
     (proxy, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
@@ -118,7 +121,11 @@ async fn exits_cleanly(proxy: &mut Proxy) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(status.success(), "exit status {status}; log:\n{}", proxy.log());
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        proxy.log()
+    );
 }
 
 /// Waits until `/readyz` stops answering 200.
@@ -260,8 +267,12 @@ async fn a_rolling_replacement_under_load_fails_no_request() {
     let balancer = Balancer::start().await;
     balancer.add("a", a_addr, a.admin);
     balancer.add("b", b_addr, b.admin);
-    balancer.wait_rotation("a", true, Duration::from_secs(10)).await;
-    balancer.wait_rotation("b", true, Duration::from_secs(10)).await;
+    balancer
+        .wait_rotation("a", true, Duration::from_secs(10))
+        .await;
+    balancer
+        .wait_rotation("b", true, Duration::from_secs(10))
+        .await;
 
     let mut ws = websocket(a_addr).await;
     echo_once(&mut ws, "before SIGTERM").await;
@@ -275,10 +286,14 @@ async fn a_rolling_replacement_under_load_fails_no_request() {
     let (c, c_addr) = member(&dir, "60s");
     balancer.add("c", c_addr, c.admin);
     c.wait_ready().await;
-    balancer.wait_rotation("c", true, Duration::from_secs(10)).await;
+    balancer
+        .wait_rotation("c", true, Duration::from_secs(10))
+        .await;
     a.terminate();
     unready(&a).await;
-    balancer.wait_rotation("a", false, Duration::from_secs(10)).await;
+    balancer
+        .wait_rotation("a", false, Duration::from_secs(10))
+        .await;
     // During the delay A still accepts and serves, and asks HTTP/1.1 clients to reconnect.
     let direct = get_host(&format!("http://{a_addr}/direct"), HOST, &[])
         .await
@@ -304,7 +319,11 @@ async fn a_rolling_replacement_under_load_fails_no_request() {
     // The load carries on through B and C.
     load.wait_ok_above(load.ok() + 200).await;
     let (ok, failures) = load.stop().await;
-    assert!(failures.is_empty(), "{} of {ok} requests failed: {failures:#?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {ok} requests failed: {failures:#?}",
+        failures.len()
+    );
     assert!(balancer.connections("c") > 0);
 }
 
@@ -329,7 +348,10 @@ spec:
     // after it, however slow the machine.
     let mut proxy = Proxy::start_ready(
         &[
-            ("gateway.yaml", &gateway_with_listeners_yaml("gw", &listeners)),
+            (
+                "gateway.yaml",
+                &gateway_with_listeners_yaml("gw", &listeners),
+            ),
             ("services.yaml", &services),
             (
                 "tcp-backend.yaml",
@@ -388,8 +410,12 @@ spec:
     drop(ws);
     exits_cleanly(&mut proxy).await;
     let log = proxy.log();
-    let delay_over = log.find("drain delay over").expect("the delay ended by itself");
-    let closing = log.find("draining (2/2)").expect("the closing phase is logged");
+    let delay_over = log
+        .find("drain delay over")
+        .expect("the delay ended by itself");
+    let closing = log
+        .find("draining (2/2)")
+        .expect("the closing phase is logged");
     assert!(delay_over < closing, "{log}");
     assert!(!log.contains("second stop request"), "{log}");
 }

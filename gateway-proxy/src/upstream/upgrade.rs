@@ -59,8 +59,12 @@ fn only_websocket(headers: &HeaderMap) -> bool {
 /// two upgraded connections until either side closes, or until `until` resolves (the proxy
 /// drains): then both are closed ([`super::close::close_both`]). `hold` is kept until the bridge
 /// ends (the drain counts the connection open while it is).
-pub fn bridge<B, F, H>(downstream: OnUpgrade, upstream_response: &mut Response<B>, until: F, hold: H)
-where
+pub fn bridge<B, F, H>(
+    downstream: OnUpgrade,
+    upstream_response: &mut Response<B>,
+    until: F,
+    hold: H,
+) where
     F: Future<Output = ()> + Send + 'static,
     H: Send + 'static,
 {

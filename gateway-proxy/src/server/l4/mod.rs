@@ -414,7 +414,14 @@ mod tests {
         let plane = plane(backend.local_addr().unwrap());
         for sni in [Some("other.example.com"), None, Some("invalid.example.com")] {
             let (client, mut far_end) = tokio::io::duplex(1024);
-            forward_tls(&plane.shared, conn(sni), client, b"HELLO", std::future::pending()).await;
+            forward_tls(
+                &plane.shared,
+                conn(sni),
+                client,
+                b"HELLO",
+                std::future::pending(),
+            )
+            .await;
             let mut got = Vec::new();
             far_end.read_to_end(&mut got).await.unwrap();
             assert!(got.is_empty(), "{sni:?}");
