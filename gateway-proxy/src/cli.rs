@@ -384,4 +384,14 @@ mod tests {
         assert!(parse_seconds_or_duration("soon").is_err());
         assert!(parse_seconds_or_duration("-1").is_err());
     }
+
+    #[test]
+    fn the_default_drain_delay_is_the_documented_one() {
+        let cli = Cli::try_parse_from(["gantry-proxy", "run", "--kubernetes"]).expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(args.drain_delay, crate::serve::DEFAULT_DRAIN_DELAY);
+        assert_eq!(args.drain_timeout, Duration::from_secs(20));
+    }
 }
