@@ -100,7 +100,8 @@ pub struct DeploymentParameters {
     /// Security context of the proxy container; defaults to a non-root, read-only, no-capability one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_security_context: Option<SecurityContext>,
-    /// Seconds a terminating pod gets to drain its connections (default 30).
+    /// Seconds a terminating pod gets to drain its connections (default 30); more than
+    /// `proxy.shutdown.drainDelay` plus `proxy.shutdown.drainTimeout`, by a second at least.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub termination_grace_period_seconds: Option<i64>,
@@ -275,6 +276,30 @@ pub struct ProxyParameters {
     /// (`docs/security.md`); field names follow Envoy Gateway's ClientTrafficPolicy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_traffic: Option<ClientTrafficParameters>,
+    /// How a proxy stops when its pod terminates (`docs/operations.md`). The drain delay plus
+    /// the drain timeout must stay at least a second below
+    /// `deployment.terminationGracePeriodSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown: Option<ShutdownParameters>,
+}
+
+/// A proxy's graceful stop. On SIGTERM the proxy fails readiness and keeps serving for the
+/// drain delay, so kube-proxy and load balancers stop sending it new connections, then stops
+/// accepting and closes its connections within the drain timeout. Durations are Gateway API
+/// durations (GEP-2257), such as `5s` or `1m30s`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShutdownParameters {
+    /// How long the proxy keeps serving, unready, after SIGTERM (`--drain-delay`, default
+    /// 5s; `0s` stops accepting at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"))]
+    pub drain_delay: Option<String>,
+    /// How long open connections may take to finish after the drain delay before they are
+    /// dropped (`--drain-timeout`, default 20s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"))]
+    pub drain_timeout: Option<String>,
 }
 
 /// Client-facing limits and request handling. Every field left unset keeps the proxy's default.

@@ -108,9 +108,16 @@ pub struct RunArgs {
     /// Threads serving traffic (default: one per core).
     #[arg(long)]
     pub worker_threads: Option<usize>,
-    /// On SIGTERM, how long in-flight requests may take to finish, in seconds.
-    #[arg(long, default_value_t = 25)]
-    pub drain_timeout: u64,
+    /// On SIGTERM, how long the proxy keeps serving with `/readyz` failing before it stops
+    /// accepting, so that load balancers and kube-proxy stop sending it new connections
+    /// first, e.g. `5s`; `0s` stops accepting at once. A second SIGTERM or SIGINT ends it.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub drain_delay: Duration,
+    /// After the drain delay, how long open connections may take to finish before they are
+    /// dropped, e.g. `20s` (a bare number is seconds). With the delay, within the
+    /// termination grace period.
+    #[arg(long, default_value = "20s", value_parser = parse_seconds_or_duration)]
+    pub drain_timeout: Duration,
     /// Close a UDP session (one per client address) after this long without a datagram in
     /// either direction, e.g. `60s` or `500ms`.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -170,7 +177,7 @@ impl RunArgs {
         DataPlaneOptions {
             bind_address: self.bind_address,
             port_offset: self.port_offset,
-            drain_timeout: Duration::from_secs(self.drain_timeout),
+            drain_timeout: self.drain_timeout,
             access_log: !self.no_access_log,
             l4: L4Options {
                 udp_idle_timeout: self.udp_session_idle_timeout,
@@ -209,6 +216,15 @@ const MIN_CLIENT_TIMEOUT: Duration = Duration::from_millis(100);
 /// `None` for a zero duration (no limit).
 fn nonzero(duration: Duration) -> Option<Duration> {
     (!duration.is_zero()).then_some(duration)
+}
+
+/// A duration such as `20s` or `1m30s`, or a bare number of seconds (what `--drain-timeout`
+/// took before it took units).
+fn parse_seconds_or_duration(s: &str) -> Result<Duration, String> {
+    match s.parse::<u64>() {
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(s).map_err(|e| e.to_string()),
+    }
 }
 
 fn parse_gateway(s: &str) -> Result<ObjectKey, String> {
@@ -284,6 +300,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         admin_addr: args.admin_addr,
         admin_debug_addr: args.admin_debug_addr,
         dataplane,
+        drain_delay: args.drain_delay,
     };
     if args.kubernetes {
         let (scope, namespaced) = Scope::from_flags_in(
@@ -351,5 +368,30 @@ mod tests {
         assert!(parse_socket_addr("10.0.0.7").is_err());
         assert!(parse_socket_addr("$(POD_IP):9901").is_err());
         assert!(parse_socket_addr("10.0.0.7:99999").is_err());
+    }
+
+    #[test]
+    fn drain_timeouts_take_units_or_bare_seconds() {
+        assert_eq!(parse_seconds_or_duration("25"), Ok(Duration::from_secs(25)));
+        assert_eq!(
+            parse_seconds_or_duration("20s"),
+            Ok(Duration::from_secs(20))
+        );
+        assert_eq!(
+            parse_seconds_or_duration("1500ms"),
+            Ok(Duration::from_millis(1500))
+        );
+        assert!(parse_seconds_or_duration("soon").is_err());
+        assert!(parse_seconds_or_duration("-1").is_err());
+    }
+
+    #[test]
+    fn the_default_drain_delay_is_the_documented_one() {
+        let cli = Cli::try_parse_from(["gantry-proxy", "run", "--kubernetes"]).expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(args.drain_delay, crate::serve::DEFAULT_DRAIN_DELAY);
+        assert_eq!(args.drain_timeout, Duration::from_secs(20));
     }
 }

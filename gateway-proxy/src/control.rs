@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use crate::server::DataPlane;
 use crate::source::SourceUpdate;
-use crate::telemetry::Metrics;
+use crate::telemetry::{DrainPhase, Metrics};
 use crate::upstream::health::ClusterHealthView;
 use gantry_translate::ir::Ir;
 use gantry_translate::status::stamp;
@@ -113,6 +113,7 @@ impl Published {
     /// Marks the process as draining: `/readyz` fails from now on.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
+        self.metrics.set_drain_phase(DrainPhase::Delay);
     }
 
     fn update_view(&self, edit: impl FnOnce(&mut View)) {

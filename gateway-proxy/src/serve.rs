@@ -1,20 +1,34 @@
 //! Runs one proxy process from a [`Source`]: the same wiring in standalone and Kubernetes mode.
 //!
 //! Order of start: metrics (with the source's families) → data plane → control loop → admin
-//! server → source. Order of stop, on SIGTERM or SIGINT: `/readyz` turns unready, the source
-//! releases what it holds (Kubernetes mode: the Lease), then the data plane stops accepting and
-//! lets in-flight requests finish within the drain timeout.
+//! server → source.
+//!
+//! Order of stop, on SIGTERM or SIGINT ([`Running::until`]):
+//! 1. `/readyz` fails and `gantry_drain_phase` is 1; for the drain delay (`--drain-delay`) every
+//!    listener keeps accepting and serving as before, and the source keeps following the
+//!    configuration, so that kube-proxy and load balancers, told by the readiness (or by the
+//!    pod's deletion), stop sending new connections while none is refused. HTTP/1.1 responses
+//!    carry `Connection: close`, moving keep-alive clients to new connections elsewhere.
+//! 2. When the delay ends (at once on a second signal): `gantry_drain_phase` is 2, the source
+//!    stops and releases what it holds (Kubernetes mode: the Lease), every port stops
+//!    accepting, UDP sessions end, HTTP/2 connections get GOAWAY, HTTP/1.1 connections close
+//!    after the response in flight, and upgraded (WebSocket), TCP and TLS route connections
+//!    are closed.
+//! 3. The process exits once every connection has closed, or when the drain timeout
+//!    (`--drain-timeout`) has passed since step 2 (at once on a third signal), dropping what is
+//!    still open. So the whole stop takes at most the delay plus the timeout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::admin;
 use crate::control::{ControlLoop, Published};
 use crate::server::{DataPlane, DataPlaneOptions};
 use crate::source::{Source, SourceError, SourceLink};
-use crate::telemetry::Metrics;
+use crate::telemetry::{DrainPhase, Metrics};
 
 /// Why a proxy stopped other than by a signal.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +59,16 @@ pub struct ServeOptions {
     /// Where `/status` and `/config` are served (`--admin-debug-addr`); see [`admin::Placement`].
     pub admin_debug_addr: Option<SocketAddr>,
     pub dataplane: DataPlaneOptions,
+    /// How long the process keeps serving, unready, after SIGTERM (`--drain-delay`).
+    pub drain_delay: Duration,
 }
+
+/// Default of `--drain-delay`. Removing a terminating pod from a Service's endpoints reaches
+/// every node's kube-proxy, and load balancers that target pods, within a few seconds; until
+/// then new connections still arrive and must be served. Five seconds covers a healthy cluster
+/// (it is the sleep a `preStop` hook commonly waits for) and, with the default drain timeout,
+/// stays within Kubernetes' default termination grace period of 30 seconds.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
 
 /// A proxy started by [`start`]: what it publishes, and a handle to stop it.
 #[derive(Debug)]
@@ -56,6 +79,7 @@ pub struct Running {
     /// Where `/status` and `/config` are served, when not on `admin_addr` and not nowhere.
     pub admin_debug_addr: Option<SocketAddr>,
     dataplane: Arc<DataPlane>,
+    drain_delay: Duration,
     shutdown: watch::Sender<bool>,
     source: tokio::task::JoinHandle<Result<(), SourceError>>,
     control: tokio::task::JoinHandle<()>,
@@ -66,6 +90,7 @@ pub struct Running {
 /// Starts serving `source`; returns once the admin server is bound.
 pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running, ServeError> {
     let metrics = Arc::new(Metrics::with(|registry| source.register_metrics(registry)));
+    let drain_delay = options.drain_delay;
     let dataplane = Arc::new(DataPlane::new(options.dataplane, metrics.clone()));
     let control = ControlLoop::new(
         source.translate_options(),
@@ -109,6 +134,7 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
         admin_addr,
         admin_debug_addr,
         dataplane,
+        drain_delay,
         shutdown,
         source,
         control,
@@ -118,28 +144,96 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
 }
 
 impl Running {
-    /// Serves until `stop` resolves (then drains) or the source or control loop fails.
-    pub async fn until(mut self, stop: impl Future<Output = ()>) -> Result<(), ServeError> {
+    /// Serves until the first stop request arrives on `stops` (a signal's name), then stops
+    /// gracefully in the order of the module documentation: a second request skips what is
+    /// left of the drain delay, a third stops waiting for connections. When the source or the
+    /// control loop fails, the proxy stops the same way without a delay and returns the error.
+    pub async fn until(
+        self,
+        mut stops: mpsc::UnboundedReceiver<&'static str>,
+    ) -> Result<(), ServeError> {
+        let Self {
+            published,
+            dataplane,
+            drain_delay,
+            shutdown,
+            mut source,
+            mut control,
+            ..
+        } = self;
         let failed = tokio::select! {
-            result = &mut self.source => Some(match result {
+            result = &mut source => Some(match result {
                 Ok(Ok(())) => ServeError::Source("the source stopped".into()),
                 Ok(Err(error)) => ServeError::Source(error),
                 Err(error) => ServeError::SourceTask(error),
             }),
-            _ = &mut self.control => Some(ServeError::ControlLoop),
-            () = stop => None,
+            _ = &mut control => Some(ServeError::ControlLoop),
+            signal = next_stop(&mut stops) => {
+                tracing::info!(signal, "stop requested");
+                None
+            }
         };
-        self.published.start_draining();
-        if failed.is_none() {
-            self.shutdown.send_replace(true);
-            match (&mut self.source).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::warn!(%error, "the source did not stop cleanly"),
-                Err(error) => tracing::warn!(%error, "the source task failed while stopping"),
+        published.start_draining();
+        dataplane.announce_shutdown();
+        if failed.is_none() && !drain_delay.is_zero() {
+            tracing::info!(
+                ?drain_delay,
+                "draining (1/2): /readyz fails; every listener keeps serving for the drain \
+                 delay, so load balancers stop sending new connections; HTTP/1.1 responses \
+                 carry Connection: close"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(drain_delay) => tracing::info!("drain delay over"),
+                signal = next_stop(&mut stops) => {
+                    tracing::info!(signal, "second stop request: the rest of the drain delay skipped");
+                }
             }
         }
-        self.dataplane.shutdown().await;
-        self.control.abort();
+        published.metrics().set_drain_phase(DrainPhase::Closing);
+        let timeout = dataplane.drain_timeout();
+        let deadline = tokio::time::Instant::now() + timeout;
+        if failed.is_none() {
+            shutdown.send_replace(true);
+        }
+        let open = dataplane.close().await;
+        tracing::info!(
+            open,
+            ?timeout,
+            "draining (2/2): no longer accepting; HTTP/2 connections told GOAWAY, HTTP/1.1 \
+             connections close after their response in flight, upgraded, TCP and TLS route \
+             connections closed, UDP sessions ended"
+        );
+        let source_stopped = async {
+            if failed.is_some() {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, &mut source).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(error))) => tracing::warn!(%error, "the source did not stop cleanly"),
+                Ok(Err(error)) => tracing::warn!(%error, "the source task failed while stopping"),
+                Err(_) => tracing::warn!("the source did not stop within the drain timeout"),
+            }
+        };
+        let connections_closed = async {
+            tokio::select! {
+                closed = tokio::time::timeout_at(deadline, dataplane.closed()) => match closed {
+                    Ok(()) => tracing::info!("every connection closed"),
+                    Err(_) => tracing::warn!(
+                        open = dataplane.open_connections(),
+                        ?timeout,
+                        "drain timeout elapsed with connections still open; they are dropped"
+                    ),
+                },
+                signal = next_stop(&mut stops) => tracing::warn!(
+                    signal,
+                    open = dataplane.open_connections(),
+                    "another stop request: connections still open are dropped"
+                ),
+            }
+        };
+        tokio::join!(source_stopped, connections_closed);
+        control.abort();
+        source.abort();
         match failed {
             Some(error) => Err(error),
             None => {
@@ -150,7 +244,15 @@ impl Running {
     }
 }
 
-/// Serves `source` until SIGTERM or SIGINT, then drains.
+/// The next stop request; never, once nothing can send one.
+async fn next_stop(stops: &mut mpsc::UnboundedReceiver<&'static str>) -> &'static str {
+    match stops.recv().await {
+        Some(signal) => signal,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves `source` until SIGTERM or SIGINT, then stops gracefully ([`Running::until`]).
 pub async fn serve(source: impl Source, options: ServeOptions) -> Result<(), ServeError> {
     let running = start(source, options).await?;
     match running.admin_debug_addr {
@@ -159,26 +261,29 @@ pub async fn serve(source: impl Source, options: ServeOptions) -> Result<(), Ser
         }
         None => tracing::info!(admin_addr = %running.admin_addr, "gantry-proxy serving"),
     }
-    running
-        .until(async {
-            let signal = shutdown_signal().await;
-            tracing::info!(signal, "draining in-flight requests");
-        })
-        .await
+    let (stops, stop_requests) = mpsc::unbounded_channel();
+    tokio::spawn(forward_signals(stops));
+    running.until(stop_requests).await
 }
 
-/// Resolves on SIGTERM or SIGINT, with the signal's name.
-async fn shutdown_signal() -> &'static str {
+/// Sends the name of every SIGTERM and SIGINT to `stops`.
+async fn forward_signals(stops: mpsc::UnboundedSender<&'static str>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        // Without signal handlers the process can only be killed; wait forever.
+        // Without signal handlers the process can only be killed.
+        tracing::warn!("cannot handle SIGTERM and SIGINT; the proxy stops only when killed");
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    loop {
+        let signal = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        if stops.send(signal).is_err() {
+            return;
+        }
     }
 }

@@ -50,6 +50,7 @@ async fn proxy(dir: &TempDir, admin: SocketAddr, debug: Option<SocketAddr>) -> R
                 http: Default::default(),
                 connections: Default::default(),
             },
+            drain_delay: Duration::ZERO,
         },
     )
     .await

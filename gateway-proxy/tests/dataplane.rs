@@ -755,3 +755,37 @@ async fn shutdown_drains_in_flight_requests() {
     assert!(answer.body.contains("GET /echo/slow"), "{}", answer.body);
     assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
 }
+
+#[tokio::test]
+async fn an_announced_shutdown_asks_http1_clients_to_reconnect_and_keeps_serving() {
+    let proxy = start_proxy(Duration::from_secs(5)).await;
+    let before = send(&http1(), proxy.port, "app.example.com", "/echo").await;
+    assert_eq!(before.status, 200);
+    assert!(
+        before.headers.get("connection").is_none(),
+        "{:?}",
+        before.headers
+    );
+
+    proxy.plane.announce_shutdown();
+    // Still accepting and serving; the response closes the connection after it (RFC 9112
+    // §9.6), so the client's next request opens a new one.
+    let mut stream = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    stream
+        .write_all(b"GET /echo HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8_lossy(&raw).to_lowercase();
+    assert!(raw.starts_with("http/1.1 200"), "{raw}");
+    assert!(raw.contains("connection: close\r\n"), "{raw}");
+    // HTTP/2 has no Connection header; its GOAWAY comes when the connections are closed.
+    let h2 = h2_send(proxy.port, "http://app.example.com/echo", None).await;
+    assert_eq!(h2.status, 200);
+    assert!(h2.headers.get("connection").is_none(), "{:?}", h2.headers);
+    assert!(
+        proxy.plane.ready(),
+        "readiness is the control loop's; the plane still serves"
+    );
+}

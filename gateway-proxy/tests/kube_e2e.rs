@@ -41,6 +41,8 @@ async fn the_binary_serves_the_cluster_and_writes_status() {
             .args(["run", "--kubernetes", "--gateway", "default/gw"])
             .args(["--bind-address", "127.0.0.1", "--no-access-log"])
             .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+            // A short drain delay: the source (and the Lease) is released when it ends.
+            .args(["--drain-delay", "1s"])
             .env("KUBECONFIG", &kubeconfig)
             .env("POD_NAME", "proxy-0")
             .env("POD_NAMESPACE", "gantry-system")

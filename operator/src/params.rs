@@ -11,7 +11,7 @@ use gantry_crds::params::{
     AccessLogFormat, AutoscalingParameters, CertificateParameters, ClientTrafficParameters,
     DeploymentParameters, ExternalTrafficPolicy, GatewayParametersSpec, IssuerRef, LogLevel,
     NodePort, PodDisruptionBudgetParameters, PodParameters, ProxyParameters, PullPolicy,
-    ServiceParameters, ServiceType, Topology,
+    ServiceParameters, ServiceType, ShutdownParameters, Topology,
 };
 use gantry_translate::ports;
 use k8s_openapi::api::core::v1::{
@@ -179,7 +179,21 @@ pub struct ProxySettings {
     pub port_offset: u16,
     /// Client limits and timeouts; each set field becomes a flag (durations in milliseconds).
     pub client_traffic: ClientTrafficParameters,
+    /// `--drain-delay`, in milliseconds.
+    pub drain_delay_ms: u128,
+    /// `--drain-timeout`, in milliseconds.
+    pub drain_timeout_ms: u128,
 }
+
+/// Default of `proxy.shutdown.drainDelay` (the proxy's own default, `--drain-delay`).
+pub const DEFAULT_DRAIN_DELAY: &str = "5s";
+/// Default of `proxy.shutdown.drainTimeout` (the proxy's own default, `--drain-timeout`).
+pub const DEFAULT_DRAIN_TIMEOUT: &str = "20s";
+/// Default of `deployment.terminationGracePeriodSeconds` (Kubernetes' own default).
+pub const DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS: i64 = 30;
+/// What the grace period must leave beyond the drain delay and timeout: the proxy's own stop
+/// (the Lease handed back, the process exiting) happens after them.
+pub const STOP_MARGIN_MS: u128 = 1000;
 
 /// Default offset for listener ports below 1024.
 pub const DEFAULT_PORT_OFFSET: u16 = 10000;
@@ -244,6 +258,10 @@ pub fn merge(base: &GatewayParametersSpec, over: &GatewayParametersSpec) -> Gate
                         &o.http2_max_concurrent_streams,
                     ),
                 }
+            }),
+            shutdown: nested(&b.shutdown, &o.shutdown, |b, o| ShutdownParameters {
+                drain_delay: pick(&b.drain_delay, &o.drain_delay),
+                drain_timeout: pick(&b.drain_timeout, &o.drain_timeout),
             }),
         }),
         certificates: nested(&base.certificates, &over.certificates, |b, o| {
@@ -356,6 +374,7 @@ pub fn resolve(
         return Err(problems);
     }
     let port_offset = port_offset(spec.proxy.as_ref()).map_err(|problem| vec![problem])?;
+    let drain = drain(spec)?;
     let deployment = spec.deployment.clone().unwrap_or_default();
     let pod = spec.pod.clone().unwrap_or_default();
     let service = spec.service.clone().unwrap_or_default();
@@ -375,7 +394,9 @@ pub fn resolve(
         container_security_context: deployment
             .container_security_context
             .unwrap_or_else(default_container_security_context),
-        termination_grace_period_seconds: deployment.termination_grace_period_seconds.unwrap_or(30),
+        termination_grace_period_seconds: deployment
+            .termination_grace_period_seconds
+            .unwrap_or(DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS),
         pod_security_context: pod
             .security_context
             .clone()
@@ -425,6 +446,8 @@ pub fn resolve(
             worker_threads: proxy.worker_threads,
             port_offset,
             client_traffic: proxy.client_traffic.unwrap_or_default(),
+            drain_delay_ms: drain.delay_ms,
+            drain_timeout_ms: drain.timeout_ms,
         },
         issuer_ref: spec
             .certificates
@@ -496,6 +519,9 @@ pub fn contradictions(spec: &GatewayParametersSpec) -> Vec<String> {
     if let Some(traffic) = spec.proxy.as_ref().and_then(|p| p.client_traffic.as_ref()) {
         problems.extend(client_traffic_problems(traffic));
     }
+    if let Err(drain_problems) = drain(spec) {
+        problems.extend(drain_problems);
+    }
     if let Some(i) = spec
         .certificates
         .as_ref()
@@ -556,6 +582,69 @@ pub fn gateway_duration_ms(value: &str) -> Result<u128, String> {
     gantry_crds::gateway::Duration::from_str(value)
         .map(|d| d.as_millis())
         .map_err(|e| e.to_string())
+}
+
+/// The drain delay and timeout, resolved.
+struct Drain {
+    delay_ms: u128,
+    timeout_ms: u128,
+}
+
+/// `proxy.shutdown`, or the defaults, checked: each a Gateway API duration, and together
+/// within the termination grace period with [`STOP_MARGIN_MS`] to spare. The kubelet sends
+/// SIGKILL when the grace period ends, so a proxy still draining then drops what is open, and
+/// one still in its drain delay drops connections it has just accepted.
+fn drain(spec: &GatewayParametersSpec) -> Result<Drain, Vec<String>> {
+    let shutdown = spec.proxy.as_ref().and_then(|p| p.shutdown.as_ref());
+    let duration = |field: &str, value: Option<&String>, default: &str| {
+        let value = value.map_or(default, String::as_str);
+        gateway_duration_ms(value).map_err(|error| {
+            format!("proxy.shutdown.{field} {value:?} is not a duration such as \"5s\": {error}")
+        })
+    };
+    let delay = duration(
+        "drainDelay",
+        shutdown.and_then(|s| s.drain_delay.as_ref()),
+        DEFAULT_DRAIN_DELAY,
+    );
+    let timeout = duration(
+        "drainTimeout",
+        shutdown.and_then(|s| s.drain_timeout.as_ref()),
+        DEFAULT_DRAIN_TIMEOUT,
+    );
+    let (delay_ms, timeout_ms) = match (delay, timeout) {
+        (Ok(delay), Ok(timeout)) => (delay, timeout),
+        (delay, timeout) => {
+            return Err([delay.err(), timeout.err()].into_iter().flatten().collect());
+        }
+    };
+    let grace = spec
+        .deployment
+        .as_ref()
+        .and_then(|d| d.termination_grace_period_seconds)
+        .unwrap_or(DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS);
+    let grace_ms = u128::try_from(grace).unwrap_or(0).saturating_mul(1000);
+    if grace_ms < delay_ms + timeout_ms + STOP_MARGIN_MS {
+        let shown = |ms: u128| {
+            if ms.is_multiple_of(1000) {
+                format!("{}s", ms / 1000)
+            } else {
+                format!("{ms}ms")
+            }
+        };
+        return Err(vec![format!(
+            "deployment.terminationGracePeriodSeconds ({grace}) must exceed \
+             proxy.shutdown.drainDelay ({}) plus proxy.shutdown.drainTimeout ({}) by at least \
+             {}: the kubelet kills the proxy when the grace period ends, before it has drained",
+            shown(delay_ms),
+            shown(timeout_ms),
+            shown(STOP_MARGIN_MS),
+        )]);
+    }
+    Ok(Drain {
+        delay_ms,
+        timeout_ms,
+    })
 }
 
 /// `proxy.portOffset`, or the default, checked by the rule the proxy binds with: an offset that
@@ -734,6 +823,83 @@ mod tests {
         );
         assert!(resolve(&proxy(None, Some(-4)), &defaults()).is_err());
         assert!(resolve(&proxy(None, Some(1)), &defaults()).is_ok());
+    }
+
+    fn shutdown(
+        delay: Option<&str>,
+        timeout: Option<&str>,
+        grace: Option<i64>,
+    ) -> GatewayParametersSpec {
+        GatewayParametersSpec {
+            proxy: Some(ProxyParameters {
+                shutdown: Some(ShutdownParameters {
+                    drain_delay: delay.map(Into::into),
+                    drain_timeout: timeout.map(Into::into),
+                }),
+                ..Default::default()
+            }),
+            deployment: Some(DeploymentParameters {
+                termination_grace_period_seconds: grace,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_default_drain_fits_the_default_grace_period() {
+        let p = resolve(&GatewayParametersSpec::default(), &defaults()).unwrap();
+        assert_eq!(p.proxy.drain_delay_ms, 5000);
+        assert_eq!(p.proxy.drain_timeout_ms, 20_000);
+        assert_eq!(p.termination_grace_period_seconds, 30);
+    }
+
+    #[test]
+    fn the_drain_must_end_a_second_before_the_grace_period() {
+        let p = resolve(&shutdown(Some("10s"), Some("49s"), Some(60)), &defaults()).unwrap();
+        assert_eq!(
+            (p.proxy.drain_delay_ms, p.proxy.drain_timeout_ms),
+            (10_000, 49_000)
+        );
+        assert_eq!(
+            resolve(&shutdown(Some("10s"), Some("50s"), Some(60)), &defaults()).unwrap_err(),
+            vec![
+                "deployment.terminationGracePeriodSeconds (60) must exceed \
+                 proxy.shutdown.drainDelay (10s) plus proxy.shutdown.drainTimeout (50s) by at \
+                 least 1s: the kubelet kills the proxy when the grace period ends, before it has \
+                 drained"
+            ]
+        );
+        // The defaults count: a shorter grace period alone breaks them.
+        assert!(resolve(&shutdown(None, None, Some(25)), &defaults()).is_err());
+        assert!(resolve(&shutdown(Some("0s"), None, Some(25)), &defaults()).is_ok());
+    }
+
+    #[test]
+    fn drain_durations_must_be_gateway_api_durations() {
+        let problems =
+            resolve(&shutdown(Some("soon"), Some("-1s"), None), &defaults()).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("proxy.shutdown.drainDelay \"soon\""),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("proxy.shutdown.drainTimeout \"-1s\""),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn the_drain_merges_field_by_field() {
+        let class = shutdown(Some("15s"), None, Some(60));
+        let gateway = shutdown(None, Some("40s"), None);
+        let p = resolve(&merge(&class, &gateway), &defaults()).unwrap();
+        assert_eq!(
+            (p.proxy.drain_delay_ms, p.proxy.drain_timeout_ms),
+            (15_000, 40_000)
+        );
+        assert_eq!(p.termination_grace_period_seconds, 60);
     }
 
     #[test]

@@ -317,6 +317,39 @@ async fn contradictory_parameters_are_invalid_and_a_fix_accepts_the_class() {
 }
 
 #[tokio::test]
+async fn a_drain_longer_than_the_grace_period_is_invalid_parameters() {
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(Some(class_params_ref())));
+    fake.put(
+        CLASS_PARAMS,
+        parameters(json!({
+            "deployment": {"terminationGracePeriodSeconds": 20},
+            "proxy": {"shutdown": {"drainDelay": "5s", "drainTimeout": "15s"}},
+        })),
+    );
+    let calls = reconcile_class(&fake).await;
+    let condition = &status_patches(&calls)[0].body["status"]["conditions"][0];
+    assert_eq!(condition["reason"], "InvalidParameters");
+    assert_eq!(
+        condition["message"],
+        "deployment.terminationGracePeriodSeconds (20) must exceed proxy.shutdown.drainDelay \
+         (5s) plus proxy.shutdown.drainTimeout (15s) by at least 1s: the kubelet kills the \
+         proxy when the grace period ends, before it has drained"
+    );
+
+    fake.put(
+        CLASS_PARAMS,
+        parameters(json!({
+            "deployment": {"terminationGracePeriodSeconds": 21},
+            "proxy": {"shutdown": {"drainDelay": "5s", "drainTimeout": "15s"}},
+        })),
+    );
+    let calls = reconcile_class(&fake).await;
+    let condition = &status_patches(&calls)[0].body["status"]["conditions"][0];
+    assert_eq!(condition["status"], "True");
+}
+
+#[tokio::test]
 async fn class_of_another_controller_is_left_alone() {
     let fake = ApiServer::start().await;
     let mut other = class(None);

@@ -262,6 +262,25 @@ fn check_fleet(
         "{context}"
     );
     assert!(!run.no_access_log, "{context}");
+    // The drain the parameters ask for, and a grace period the kubelet waits for it.
+    let millis = |ms: u128| std::time::Duration::from_millis(u64::try_from(ms).unwrap());
+    assert_eq!(run.drain_delay, millis(proxy.drain_delay_ms), "{context}");
+    assert_eq!(
+        run.drain_timeout,
+        millis(proxy.drain_timeout_ms),
+        "{context}"
+    );
+    let grace = body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        std::time::Duration::from_secs(grace) > run.drain_delay + run.drain_timeout,
+        "{context}: a grace period of {grace}s ends before the drain"
+    );
+    assert!(
+        proxy_container(body).get("lifecycle").is_none(),
+        "{context}: no preStop hook, the proxy holds on SIGTERM itself"
+    );
     // Every interface of the pod, or the Service cannot reach the listeners.
     assert!(run.bind_address.is_unspecified(), "{context}");
 
@@ -737,4 +756,44 @@ fn client_traffic_parameters_become_the_proxy_options() {
             .unwrap();
     let error = plan::gateway_parameters(Some(&spec), None, &defaults).unwrap_err();
     assert!(error.contains("proxy.clientTraffic.idleTimeout"), "{error}");
+}
+
+/// `proxy.shutdown` reaches the proxy as its drain delay and timeout; unset, the operator renders
+/// the proxy's own defaults, which fit Kubernetes' default grace period.
+#[test]
+fn shutdown_parameters_become_the_proxy_drain() {
+    use std::time::Duration;
+
+    let defaults = render_cases::defaults();
+    let g = gateway("web", &[("http", 80, "HTTP")]);
+    let run_for = |spec: Value| {
+        let spec: GatewayParametersSpec = serde_json::from_value(spec).unwrap();
+        let params = plan::gateway_parameters(Some(&spec), None, &defaults).unwrap();
+        let objects = plan::gateway_objects(&g, &params, &BTreeMap::new(), &Store::default());
+        let deployment = objects.iter().find(|o| o.kind == Kind::Deployment).unwrap();
+        parse("shutdown", &proxy_args(&deployment.body, POD_IPS[0]))
+    };
+
+    let set = run_for(json!({
+        "deployment": {"terminationGracePeriodSeconds": 120},
+        "proxy": {"shutdown": {"drainDelay": "15s", "drainTimeout": "1m30s"}},
+    }));
+    assert_eq!(set.drain_delay, Duration::from_secs(15));
+    assert_eq!(set.drain_timeout, Duration::from_secs(90));
+
+    let unset = run_for(json!({}));
+    let proxy_defaults = parse("defaults", &["run".into(), "--kubernetes".into()]);
+    assert_eq!(unset.drain_delay, proxy_defaults.drain_delay);
+    assert_eq!(unset.drain_timeout, proxy_defaults.drain_timeout);
+
+    // A drain longer than the grace period is refused, not rendered.
+    let spec: GatewayParametersSpec = serde_json::from_value(json!({
+        "proxy": {"shutdown": {"drainTimeout": "30s"}},
+    }))
+    .unwrap();
+    let error = plan::gateway_parameters(Some(&spec), None, &defaults).unwrap_err();
+    assert!(
+        error.contains("terminationGracePeriodSeconds (30)"),
+        "{error}"
+    );
 }

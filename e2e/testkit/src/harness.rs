@@ -91,29 +91,36 @@ pub struct Proxy {
 /// A temporary directory removed on drop (no extra crate needed).
 pub mod tempdir {
     use std::path::{Path, PathBuf};
+    use std::sync::Arc;
 
-    pub struct TempDir(PathBuf);
+    /// Clones share the directory, removed when the last is dropped (proxies serving one
+    /// config directory).
+    #[derive(Clone)]
+    pub struct TempDir(Arc<Removed>);
+
+    struct Removed(PathBuf);
 
     impl TempDir {
         pub fn new(prefix: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!(
-                "{prefix}-{}-{}",
-                std::process::id(),
-                uuid_like()
-            ));
+            let dir = unique_path(prefix);
             std::fs::create_dir_all(&dir).expect("creating temp dir");
-            Self(dir)
+            Self(Arc::new(Removed(dir)))
         }
 
         pub fn path(&self) -> &Path {
-            &self.0
+            &self.0.0
         }
     }
 
-    impl Drop for TempDir {
+    impl Drop for Removed {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    /// A path under the temporary directory no other call returns.
+    pub fn unique_path(prefix: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), uuid_like()))
     }
 
     fn uuid_like() -> String {
@@ -144,18 +151,38 @@ impl Proxy {
         for (name, text) in files {
             write_file(config_dir.path(), name, text);
         }
+        Self::spawn(config_dir, extra_args, env)
+    }
+
+    /// Starts another proxy on `config_dir` (one another proxy serves: a fleet); give it a
+    /// `--port-offset` of its own so that its listeners do not collide with the other's.
+    pub fn start_in(config_dir: &tempdir::TempDir, extra_args: &[&str]) -> Self {
+        Self::spawn(config_dir.clone(), extra_args, &[])
+    }
+
+    /// Starts the binary on `config_dir`. Unless `extra_args` sets them, the drain delay is 0
+    /// (SIGTERM stops accepting at once) and the drain timeout 10 s.
+    fn spawn(config_dir: tempdir::TempDir, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port())
             .parse()
             .expect("socket address");
-        let log_path = config_dir.path().with_extension("log");
+        let log_path = tempdir::unique_path("gantry-e2e-proxy").with_extension("log");
         let log = std::fs::File::create(&log_path).expect("creating the proxy log");
+        let default = |flag: &'static str, value: &'static str| -> Vec<&str> {
+            if extra_args.contains(&flag) {
+                Vec::new()
+            } else {
+                vec![flag, value]
+            }
+        };
         let child = Command::new(proxy_bin())
             .arg("run")
             .arg("--config-dir")
             .arg(config_dir.path())
             .args(["--bind-address", "127.0.0.1"])
             .args(["--admin-addr", &admin.to_string()])
-            .args(["--drain-timeout", "10"])
+            .args(default("--drain-timeout", "10"))
+            .args(default("--drain-delay", "0s"))
             .args(extra_args)
             .envs(env.iter().copied())
             .stdout(Stdio::null())

@@ -1,6 +1,7 @@
-//! What Gantry's tests run against: an in-process Kubernetes API server, echo backends, certificates, a TLS client, a gRPC backend, and a harness that starts the real `gantry-proxy` binary.
+//! What Gantry's tests run against: an in-process Kubernetes API server, echo backends, certificates, a TLS client, a gRPC backend, a TCP load balancer that follows readiness, and a harness that starts the real `gantry-proxy` binary.
 
 pub mod apiserver;
+pub mod balancer;
 pub mod blackhole;
 pub mod certs;
 pub mod echo;

@@ -198,13 +198,17 @@ pub(super) async fn serve_http<S>(
     let handler = shared.clone();
     let peer = info.peer;
     let activity = info.activity.clone();
-    let service = service_fn(move |request| {
+    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let shared = handler.clone();
         let info = info.clone();
         let pending = info.activity.request();
+        let http1 = request.version() < http::Version::HTTP_2;
         async move {
-            let response = pipeline::handle(&shared, &info, request).await;
+            let mut response = pipeline::handle(&shared, &info, request).await;
             drop(pending);
+            if http1 && shared.drain.announced() {
+                ask_to_reconnect(&mut response);
+            }
             Ok::<_, Infallible>(response)
         }
     });
@@ -243,6 +247,25 @@ pub(super) async fn serve_http<S>(
     };
     if let Err(error) = result {
         log_connection_error(&shared, peer, &*error);
+    }
+}
+
+/// During the drain delay, an HTTP/1.1 response carries `Connection: close` (RFC 9112 §9.6:
+/// the connection closes once this response is sent), and the client's next request opens a
+/// new connection, which the load balancer, told by the failing readiness, sends to another
+/// replica. A keep-alive connection is otherwise pinned to this process (kube-proxy and load
+/// balancers keep an established connection on its endpoint), and closing it when the delay
+/// ends could race a request the client is sending on it at that moment, which fails without
+/// an answer; a close the client asked for cannot race. The price is a new connection per
+/// request for the length of the delay. HTTP/2 needs none of this: its GOAWAY, sent when the
+/// delay ends, names the last stream served, so no request is lost. A `101` keeps the
+/// connection: it becomes the upgraded stream, closed when the delay ends.
+fn ask_to_reconnect<B>(response: &mut http::Response<B>) {
+    if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
     }
 }
 

@@ -328,28 +328,55 @@ impl DataPlane {
         self.applied.load(Ordering::Acquire) && !self.shutting_down.load(Ordering::Acquire)
     }
 
-    /// Stops accepting on every port, asks open connections to finish gracefully and waits for
-    /// in-flight requests up to the drain timeout.
-    pub async fn shutdown(&self) {
+    /// The first step of a graceful stop, for the drain delay: everything keeps being served,
+    /// but HTTP/1.1 responses ask their clients to reconnect (`Connection: close`), so that
+    /// keep-alive connections move to another replica while this one is still in the load
+    /// balancers' rotation.
+    pub fn announce_shutdown(&self) {
+        self.shared.drain.announce();
+    }
+
+    /// Stops accepting on every port (UDP sessions end with their port) and asks every open
+    /// connection to finish: HTTP/2 gets GOAWAY, HTTP/1.1 closes after the response in flight
+    /// (at once when idle), upgraded (WebSocket) and TCP and TLS route connections are closed.
+    /// Returns the connections still open; [`DataPlane::closed`] resolves when none is.
+    pub async fn close(&self) -> usize {
         self.shutting_down.store(true, Ordering::Release);
         let mut listeners = self.listeners.lock().await;
         for (_, running) in listeners.drain() {
             running.stop().await;
         }
         drop(listeners);
-        let drain = &self.shared.drain;
-        drain.signal();
+        self.shared.drain.signal();
+        self.shared.drain.open()
+    }
+
+    /// Resolves once every connection has closed.
+    pub async fn closed(&self) {
+        self.shared.drain.drained().await;
+    }
+
+    /// Connections open.
+    pub fn open_connections(&self) -> usize {
+        self.shared.drain.open()
+    }
+
+    /// [`DataPlane::close`], then waits for the connections up to the drain timeout.
+    pub async fn shutdown(&self) {
+        self.close().await;
         let timeout = self.shared.options.drain_timeout;
-        if tokio::time::timeout(timeout, drain.drained())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(timeout, self.closed()).await.is_err() {
             tracing::warn!(
-                open = drain.open(),
+                open = self.open_connections(),
                 ?timeout,
                 "drain timeout elapsed with connections still open"
             );
         }
+    }
+
+    /// How long a drain may wait for connections to close (`--drain-timeout`).
+    pub fn drain_timeout(&self) -> Duration {
+        self.shared.options.drain_timeout
     }
 
     /// The configuration in use.

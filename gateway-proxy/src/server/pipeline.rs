@@ -416,7 +416,11 @@ async fn forward<'s>(
     if switching {
         match (upgrade, downstream_upgrade) {
             (Some(asked), Some(downstream)) if upgrade::accepts(response.headers(), asked) => {
-                upgrade::bridge(downstream, &mut response);
+                // Closed when the drain delay ends, like every other connection; the drain
+                // waits for it meanwhile.
+                let drain = shared.drain.watcher();
+                let until = drain.clone().into_signaled();
+                upgrade::bridge(downstream, &mut response, until, drain);
             }
             _ => return Err(ProxyError::UnexpectedUpgrade),
         }

@@ -151,6 +151,8 @@ pub struct Metrics {
     pub config_reloads_rejected: Counter,
     pub upstream_connect_errors: Counter,
     pub active_connections: Gauge,
+    /// Where a graceful stop is ([`DrainPhase`]).
+    pub drain_phase: Gauge,
     /// TCP, TLS and UDP forwarding.
     pub l4: L4Metrics,
     /// Rejections by BackendConfigPolicy circuit breaker limits.
@@ -166,6 +168,23 @@ pub struct Metrics {
     connections_refused: Family<RejectLabels, Counter>,
     connections_closed: Family<RejectLabels, Counter>,
     body_transforms_skipped: Family<RejectLabels, Counter>,
+}
+
+/// The values of `gantry_drain_phase`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainPhase {
+    Serving = 0,
+    /// Unready, still accepting and serving: the drain delay.
+    Delay = 1,
+    /// No longer accepting; connections closing.
+    Closing = 2,
+}
+
+impl Metrics {
+    /// Sets `gantry_drain_phase`.
+    pub fn set_drain_phase(&self, phase: DrainPhase) {
+        self.drain_phase.set(phase as i64);
+    }
 }
 
 impl Default for Metrics {
@@ -192,6 +211,7 @@ impl Metrics {
         let config_reloads_rejected = Counter::default();
         let upstream_connect_errors = Counter::default();
         let active_connections = Gauge::default();
+        let drain_phase = Gauge::default();
         let stages = Family::<StageLabels, AtomicHistogram>::default();
         let tls_handshake_errors = Family::<HandshakeErrorLabels, Counter>::default();
         let requests_rejected = Family::<RejectLabels, Counter>::default();
@@ -279,6 +299,13 @@ impl Metrics {
             "Client connections open",
             active_connections.clone(),
         );
+        registry.register(
+            "drain_phase",
+            "Where a graceful stop is: 0 serving; 1 draining, readiness failing but every listener \
+             still serving for the drain delay; 2 draining, no longer accepting, open connections \
+             closing within the drain timeout",
+            drain_phase.clone(),
+        );
         let l4 = L4Metrics::register(&mut registry);
         let circuit_breaker = CircuitBreakerMetrics::register(&mut registry);
         let upstream_connections = UpstreamConnectionMetrics::register(&mut registry);
@@ -317,6 +344,7 @@ impl Metrics {
             config_reloads_rejected,
             upstream_connect_errors,
             active_connections,
+            drain_phase,
             stages,
         }
     }

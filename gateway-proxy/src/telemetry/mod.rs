@@ -8,4 +8,4 @@ pub mod logging;
 pub mod metrics;
 pub mod upstream_connections;
 
-pub use metrics::{Metrics, RetryReason, RouteMetrics, SkipReason};
+pub use metrics::{DrainPhase, Metrics, RetryReason, RouteMetrics, SkipReason};

@@ -6,6 +6,7 @@
 pub mod balancer;
 mod body;
 pub mod clients;
+pub mod close;
 mod cluster;
 pub mod connect;
 pub mod counted;

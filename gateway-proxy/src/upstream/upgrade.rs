@@ -56,16 +56,38 @@ fn only_websocket(headers: &HeaderMap) -> bool {
 }
 
 /// After the upstream answered `101 Switching Protocols`, copies bytes both ways between the
-/// two upgraded connections until either side closes.
-pub fn bridge<B>(downstream: OnUpgrade, upstream_response: &mut Response<B>) {
+/// two upgraded connections until either side closes, or until `until` resolves (the proxy
+/// drains): then both are closed ([`super::close::close_both`]). `hold` is kept until the bridge
+/// ends (the drain counts the connection open while it is).
+pub fn bridge<B, F, H>(
+    downstream: OnUpgrade,
+    upstream_response: &mut Response<B>,
+    until: F,
+    hold: H,
+) where
+    F: Future<Output = ()> + Send + 'static,
+    H: Send + 'static,
+{
     let upstream = hyper::upgrade::on(upstream_response);
     tokio::spawn(async move {
+        let _hold = hold;
         match tokio::try_join!(downstream, upstream) {
             Ok((client, server)) => {
                 let mut client = TokioIo::new(client);
                 let mut server = TokioIo::new(server);
-                if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
-                    tracing::debug!(%error, "upgraded connection ended with an error");
+                let copied = tokio::select! {
+                    copied = tokio::io::copy_bidirectional(&mut client, &mut server) => Some(copied),
+                    () = until => None,
+                };
+                match copied {
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => {
+                        tracing::debug!(%error, "upgraded connection ended with an error");
+                    }
+                    None => {
+                        tracing::debug!("draining: closing an upgraded connection");
+                        super::close::close_both(&mut client, &mut server).await;
+                    }
                 }
             }
             Err(error) => tracing::debug!(%error, "upgrade failed"),

@@ -18,9 +18,9 @@ use k8s_openapi::api::autoscaling::v2::{
     MetricTarget, ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle,
-    LifecycleHandler, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, Service,
-    ServiceAccount, ServicePort, ServiceSpec, SleepAction, Volume, VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, Service, ServiceAccount, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
@@ -41,9 +41,6 @@ pub const ADMIN_PORT: i32 = 9901;
 /// The proxy's debug port on the pod's loopback interface: `/status`, `/config` (reached with
 /// `kubectl port-forward`, never from the network).
 pub const ADMIN_DEBUG_PORT: i32 = 9902;
-/// Seconds the pod keeps serving after it is marked terminating, so that load balancers and
-/// kube-proxy stop sending new connections before the proxy starts draining on SIGTERM.
-pub const PRE_STOP_SLEEP_SECONDS: i64 = 5;
 
 /// One object the operator wants to exist, ready for server-side apply.
 #[derive(Clone, Debug, PartialEq)]
@@ -533,6 +530,10 @@ pub fn proxy_args(fleet: &Fleet<'_>) -> Vec<String> {
         args.push(threads.to_string());
     }
     client_traffic_args(&p.client_traffic, &mut args);
+    args.push("--drain-delay".to_string());
+    args.push(format!("{}ms", p.drain_delay_ms));
+    args.push("--drain-timeout".to_string());
+    args.push(format!("{}ms", p.drain_timeout_ms));
     args
 }
 
@@ -655,15 +656,10 @@ fn deployment(fleet: &Fleet<'_>, ports: &[PortMapping]) -> Deployment {
         resources: Some(params.resources.clone()),
         readiness_probe: Some(probe("/readyz", 5, 2)),
         liveness_probe: Some(probe("/healthz", 10, 3)),
-        lifecycle: Some(Lifecycle {
-            pre_stop: Some(LifecycleHandler {
-                sleep: Some(SleepAction {
-                    seconds: PRE_STOP_SLEEP_SECONDS,
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        // No preStop hook: on SIGTERM the proxy itself fails readiness and keeps serving for
+        // its drain delay (`--drain-delay`) before it stops accepting, which is what a preStop
+        // sleep used to buy; the grace period covers the delay and the drain timeout
+        // (`params::resolve` checks it).
         security_context: Some(params.container_security_context.clone()),
         volume_mounts: Some(vec![VolumeMount {
             name: "tmp".to_string(),

@@ -19,6 +19,7 @@ use crate::telemetry::Metrics;
 use crate::telemetry::l4::L4Metrics;
 use crate::upstream::Cluster;
 use crate::upstream::balancer::RequestKey;
+use crate::upstream::close::close_both;
 use crate::upstream::health::Outcome;
 use crate::upstream::in_flight::Slot;
 use crate::upstream::limits::{Limit, Overflow};
@@ -115,13 +116,15 @@ pub async fn open_backend(
 /// Copies bytes both ways between `client` and `upstream` until both have closed. `prefix`
 /// holds bytes already read from the client (a ClientHello read to find the SNI); they are
 /// sent first. Half-closes are passed on: when one side finishes writing, the other side's
-/// write half is shut down and the opposite direction keeps flowing. Returns the bytes sent
-/// to the backend and to the client.
+/// write half is shut down and the opposite direction keeps flowing. When `until` resolves
+/// first (the proxy drains), both sides are closed ([`close_both`]). Returns the bytes sent to
+/// the backend and to the client (those before a drain's close are not counted).
 pub async fn relay<S, U>(
     metrics: &Metrics,
     mut client: S,
     mut upstream: U,
     prefix: &[u8],
+    until: impl Future<Output = ()>,
 ) -> (u64, u64)
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -135,11 +138,20 @@ where
         return (0, 0);
     }
     let sent_prefix = prefix.len() as u64;
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((to_backend, to_client)) => (to_backend + sent_prefix, to_client),
-        Err(error) => {
+    let copied = tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => Some(copied),
+        () = until => None,
+    };
+    match copied {
+        Some(Ok((to_backend, to_client))) => (to_backend + sent_prefix, to_client),
+        Some(Err(error)) => {
             // A reset on either side ends the connection; there is nothing to tell the client.
             tracing::debug!(%error, "forwarded connection ended with an error");
+            (sent_prefix, 0)
+        }
+        None => {
+            tracing::debug!("draining: closing a forwarded connection");
+            close_both(&mut client, &mut upstream).await;
             (sent_prefix, 0)
         }
     }

@@ -103,12 +103,13 @@ pub(crate) fn serves_tls_routes(
 /// plain TCP, or over TLS the proxy originates where a BackendTLSPolicy covers it (GEP-2643:
 /// "On a terminated TLSRoute, a BackendTLSPolicy can be used to re-encrypt the traffic to
 /// backends"). A connection no route serves, one given to an invalid backendRef, and one whose
-/// TLS to the backend fails are closed.
+/// TLS to the backend fails are closed. Draining (`until`) closes the connection.
 pub(crate) async fn forward_tls<S>(
     shared: &Shared,
     conn: TlsConnection<'_>,
     client: S,
     prefix: &[u8],
+    until: impl Future<Output = ()>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -139,7 +140,8 @@ pub(crate) async fn forward_tls<S>(
     let route = route.as_ref().map(|r| &*r.name);
     match opened {
         Ok((upstream, _in_flight)) => {
-            let (sent, received) = forward::relay(&shared.metrics, client, upstream, prefix).await;
+            let (sent, received) =
+                forward::relay(&shared.metrics, client, upstream, prefix, until).await;
             tracing::debug!(port = conn.port, peer = %conn.peer, sni = conn.sni, route, sent, received, "TLS connection closed");
         }
         Err(error) => {
@@ -268,6 +270,7 @@ mod tests {
                 conn(Some("a.example.com")),
                 client,
                 b"HELLO ",
+                std::future::pending(),
             )
             .await;
             plane
@@ -323,7 +326,7 @@ mod tests {
                 passthrough: false,
                 ..conn(Some("a.example.com"))
             };
-            forward_tls(&plane.shared, conn, client, &[]).await;
+            forward_tls(&plane.shared, conn, client, &[], std::future::pending()).await;
             plane
         });
         let mut far_end = tokio::io::BufReader::new(far_end);
@@ -365,7 +368,7 @@ mod tests {
             passthrough: false,
             ..conn(Some("a.example.com"))
         };
-        forward_tls(&plane.shared, conn, client, &[]).await;
+        forward_tls(&plane.shared, conn, client, &[], std::future::pending()).await;
         let mut got = Vec::new();
         far_end.read_to_end(&mut got).await.unwrap();
         assert!(got.is_empty());
@@ -389,6 +392,7 @@ mod tests {
                 conn(Some("a.example.com")),
                 client,
                 b"HELLO ",
+                std::future::pending(),
             )
             .await;
         });
@@ -410,7 +414,14 @@ mod tests {
         let plane = plane(backend.local_addr().unwrap());
         for sni in [Some("other.example.com"), None, Some("invalid.example.com")] {
             let (client, mut far_end) = tokio::io::duplex(1024);
-            forward_tls(&plane.shared, conn(sni), client, b"HELLO").await;
+            forward_tls(
+                &plane.shared,
+                conn(sni),
+                client,
+                b"HELLO",
+                std::future::pending(),
+            )
+            .await;
             let mut got = Vec::new();
             far_end.read_to_end(&mut got).await.unwrap();
             assert!(got.is_empty(), "{sni:?}");

@@ -11,12 +11,12 @@ use crate::server::listener::ConnectionInfo;
 
 /// Forwards one connection accepted on a TCP port. The backend is chosen with the
 /// configuration current when the connection was accepted; a later change leaves the
-/// connection with the backend it has.
+/// connection with the backend it has. Draining closes it.
 pub(crate) async fn serve_tcp(
     stream: TcpStream,
     info: ConnectionInfo,
     shared: Arc<Shared>,
-    _drain: Watcher,
+    drain: Watcher,
 ) {
     let _ = stream.set_nodelay(true);
     let snapshot = shared.snapshot.load_full();
@@ -40,7 +40,8 @@ pub(crate) async fn serve_tcp(
     let route = route.as_ref().map(|r| &*r.name);
     match opened {
         Ok((upstream, _in_flight)) => {
-            let (sent, received) = relay(&shared.metrics, stream, upstream, &[]).await;
+            let closing = drain.into_signaled();
+            let (sent, received) = relay(&shared.metrics, stream, upstream, &[], closing).await;
             tracing::debug!(port = info.port, peer = %info.peer, route, sent, received, "TCP connection closed");
         }
         Err(error) => {

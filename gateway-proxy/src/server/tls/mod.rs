@@ -85,6 +85,7 @@ pub(super) async fn serve(
                 server_name.as_deref(),
                 &info,
                 &shared,
+                drain,
             )
             .await;
         }
@@ -116,7 +117,7 @@ pub(super) async fn serve(
             peer: info.peer,
             passthrough: false,
         };
-        super::l4::forward_tls(&shared, conn, tls, &[]).await;
+        super::l4::forward_tls(&shared, conn, tls, &[], drain.into_signaled()).await;
         return;
     }
     let tls_info = info_of(tls.get_ref().1.peer_certificates().is_some());

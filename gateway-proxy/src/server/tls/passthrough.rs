@@ -4,6 +4,7 @@
 use tokio::net::TcpStream;
 
 use super::Prefixed;
+use crate::server::drain::Watcher;
 use crate::server::listener::ConnectionInfo;
 use crate::server::{Shared, l4};
 
@@ -16,6 +17,7 @@ pub(super) async fn forward(
     sni: Option<&str>,
     info: &ConnectionInfo,
     shared: &Shared,
+    drain: Watcher,
 ) {
     let (hello, socket) = stream.into_parts();
     let conn = l4::TlsConnection {
@@ -26,5 +28,5 @@ pub(super) async fn forward(
         peer: info.peer,
         passthrough: true,
     };
-    l4::forward_tls(shared, conn, socket, &hello).await;
+    l4::forward_tls(shared, conn, socket, &hello, drain.into_signaled()).await;
 }
