@@ -70,6 +70,9 @@ impl Query {
     pub fn prepare(&self) -> Result<Prepared, RequestError> {
         let method = Method::from_bytes(self.method.trim().as_bytes())
             .map_err(|_| RequestError::Method(self.method.clone()))?;
+        if !self.url.contains("://") {
+            return Err(RequestError::Scheme(self.url.clone()));
+        }
         let uri: Uri = self
             .url
             .parse()
