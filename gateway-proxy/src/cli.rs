@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::explain;
 use crate::kubernetes::KubeSource;
 use crate::kubernetes::watch::Scope;
 use crate::routing::normalize::{EscapedSlashes, PathOptions};
@@ -18,7 +19,6 @@ use crate::server::{ConnectionOptions, DataPlaneOptions, HttpOptions};
 use crate::source::FileSource;
 use crate::telemetry::logging::{self, LogFormat};
 use crate::upstream::session::SessionKey;
-use crate::explain;
 use crate::validate::{self, Output};
 use gantry_translate::status::GatewayStatusAddress;
 use gantry_translate::store::ObjectKey;

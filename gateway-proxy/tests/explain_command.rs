@@ -153,7 +153,10 @@ spec:
 
 #[test]
 fn an_exact_match_wins_over_a_prefix_and_the_prefix_is_told_why() {
-    let dir = Dir::with("exact", &[("gateway.yaml", GATEWAY), ("routes.yaml", ROUTES)]);
+    let dir = Dir::with(
+        "exact",
+        &[("gateway.yaml", GATEWAY), ("routes.yaml", ROUTES)],
+    );
     let (code, report) = explain_json(&dir.0, &["GET http://shop.example.com:8080/cart?x=1"]);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["listener"]["gateway"], "default/gw");
@@ -175,7 +178,9 @@ fn an_exact_match_wins_over_a_prefix_and_the_prefix_is_told_why() {
     assert_eq!(prefix["reason"], "precedence", "{prefix:#}");
     let why = prefix["message"].as_str().expect("message");
     assert!(
-        why.contains("PathPrefix") && why.contains("Exact") && why.contains("HTTPRoute rule precedence"),
+        why.contains("PathPrefix")
+            && why.contains("Exact")
+            && why.contains("HTTPRoute rule precedence"),
         "{why}"
     );
     // The header match of the same route fails on its header, not on precedence.
@@ -198,10 +203,17 @@ fn an_exact_match_wins_over_a_prefix_and_the_prefix_is_told_why() {
 
 #[test]
 fn a_header_match_that_holds_outranks_a_shorter_prefix_and_the_text_says_so() {
-    let dir = Dir::with("header", &[("gateway.yaml", GATEWAY), ("routes.yaml", ROUTES)]);
+    let dir = Dir::with(
+        "header",
+        &[("gateway.yaml", GATEWAY), ("routes.yaml", ROUTES)],
+    );
     let out = explain(
         &dir.0,
-        &["GET http://shop.example.com:8080/cart/items", "-H", "x-beta: 1"],
+        &[
+            "GET http://shop.example.com:8080/cart/items",
+            "-H",
+            "x-beta: 1",
+        ],
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
@@ -221,7 +233,10 @@ fn a_header_match_that_holds_outranks_a_shorter_prefix_and_the_text_says_so() {
 
 #[test]
 fn an_unknown_host_is_the_proxys_404_with_every_route_out_by_hostname() {
-    let dir = Dir::with("hostname", &[("gateway.yaml", GATEWAY), ("routes.yaml", ROUTES)]);
+    let dir = Dir::with(
+        "hostname",
+        &[("gateway.yaml", GATEWAY), ("routes.yaml", ROUTES)],
+    );
     let (code, report) = explain_json(&dir.0, &["GET http://other.example.com:8080/cart"]);
     assert_eq!(code, 1, "{report:#}");
     assert!(report.get("route").is_none());
@@ -249,7 +264,11 @@ spec:
 ";
     let dir = Dir::with(
         "namespace",
-        &[("gateway.yaml", GATEWAY), ("routes.yaml", ROUTES), ("other.yaml", other)],
+        &[
+            ("gateway.yaml", GATEWAY),
+            ("routes.yaml", ROUTES),
+            ("other.yaml", other),
+        ],
     );
     let (code, report) = explain_json(&dir.0, &["GET http://shop.example.com:8080/cart"]);
     assert_eq!(code, 0);
@@ -278,7 +297,10 @@ spec:
   rules:
   - backendRefs: [{name: shop, namespace: default, port: 80}]
 ";
-    let dir = Dir::with("listener", &[("gateway.yaml", &gateway), ("other.yaml", other)]);
+    let dir = Dir::with(
+        "listener",
+        &[("gateway.yaml", &gateway), ("other.yaml", other)],
+    );
     let (code, report) = explain_json(&dir.0, &["GET http://shop.example.com:8080/"]);
     assert_eq!(code, 1, "{report:#}");
     let ops = candidate(&report, "team/ops", 0);
@@ -293,7 +315,10 @@ spec:
 
 #[test]
 fn a_redirect_is_the_routes_answer_with_its_location() {
-    let (code, report) = explain_json(&quickstart(), &["GET http://api.example.com:8080/old/a?q=1"]);
+    let (code, report) = explain_json(
+        &quickstart(),
+        &["GET http://api.example.com:8080/old/a?q=1"],
+    );
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["route"]["name"], "api");
     assert_eq!(report["route"]["rule"], 1);
@@ -319,7 +344,10 @@ spec:
     - {name: shop, port: 80, weight: 3}
     - {name: ghost, port: 80, weight: 1}
 ";
-    let dir = Dir::with("weights", &[("gateway.yaml", GATEWAY), ("routes.yaml", routes)]);
+    let dir = Dir::with(
+        "weights",
+        &[("gateway.yaml", GATEWAY), ("routes.yaml", routes)],
+    );
     let (code, report) = explain_json(&dir.0, &["GET http://anything:8080/"]);
     assert_eq!(code, 0, "most requests are routed: {report:#}");
     let backends = report["backends"].as_array().expect("backends");
@@ -337,12 +365,18 @@ spec:
     // Every backend invalid: the proxy answers every request itself.
     let dir = Dir::with(
         "all-invalid",
-        &[("gateway.yaml", GATEWAY), ("routes.yaml", &routes.replace("name: shop", "name: gone"))],
+        &[
+            ("gateway.yaml", GATEWAY),
+            ("routes.yaml", &routes.replace("name: shop", "name: gone")),
+        ],
     );
     let out = explain(&dir.0, &["GET http://anything:8080/"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("75.0% proxy 500: the backendRef is invalid"), "{text}");
+    assert!(
+        text.contains("75.0% proxy 500: the backendRef is invalid"),
+        "{text}"
+    );
 }
 
 /// Two HTTPS listeners with their own hostnames on one port: a connection whose SNI picked
@@ -354,7 +388,11 @@ fn a_host_of_another_tls_listener_than_the_sni_chose_is_421() {
         .expect("params")
         .self_signed(&key)
         .expect("certificate");
-    let indent = |pem: &str| pem.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
     let config = format!(
         "\
 apiVersion: gateway.networking.k8s.io/v1
@@ -399,7 +437,10 @@ spec:
         indent(&key.serialize_pem())
     );
     let services = &GATEWAY[GATEWAY.find("apiVersion: v1").expect("services")..];
-    let dir = Dir::with("misdirected", &[("tls.yaml", &config), ("services.yaml", services)]);
+    let dir = Dir::with(
+        "misdirected",
+        &[("tls.yaml", &config), ("services.yaml", services)],
+    );
 
     let (code, report) = explain_json(&dir.0, &["GET https://a.example.com:8443/"]);
     assert_eq!(code, 0, "{report:#}");
@@ -410,7 +451,11 @@ spec:
 
     let (code, report) = explain_json(
         &dir.0,
-        &["GET https://a.example.com:8443/", "-H", "host: b.example.com"],
+        &[
+            "GET https://a.example.com:8443/",
+            "-H",
+            "host: b.example.com",
+        ],
     );
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(report["listener"]["name"], "a", "the SNI's listener");
@@ -418,7 +463,9 @@ spec:
     assert_eq!(outcome["kind"], "misdirected");
     assert_eq!(outcome["status"], 421);
     assert!(
-        outcome["message"].as_str().is_some_and(|m| m.contains("listener b")),
+        outcome["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("listener b")),
         "{outcome:#}"
     );
     // `--sni` is what picks the listener.
@@ -448,7 +495,10 @@ spec:
   - matches: [{method: {service: pkg.Echo}}]
     backendRefs: [{name: shop, port: 80}]
 ";
-    let dir = Dir::with("grpc", &[("gateway.yaml", GATEWAY), ("routes.yaml", routes)]);
+    let dir = Dir::with(
+        "grpc",
+        &[("gateway.yaml", GATEWAY), ("routes.yaml", routes)],
+    );
     let grpc = ["-H", "content-type: application/grpc"];
     let mut args = vec!["POST http://grpc.example.com:8080/pkg.Echo/Say"];
     args.extend(grpc);
@@ -460,7 +510,9 @@ spec:
     let service = candidate(&report, "default/rpc", 1);
     assert_eq!(service["reason"], "precedence");
     assert!(
-        service["message"].as_str().is_some_and(|m| m.contains("GRPCRoute rule precedence")),
+        service["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("GRPCRoute rule precedence")),
         "{service:#}"
     );
     // A method no rule serves: the proxy's 404, answered as gRPC Unimplemented.
@@ -484,7 +536,10 @@ fn usage_and_configuration_errors_exit_2_and_a_port_without_listener_exits_1() {
     let missing = Path::new(env!("CARGO_MANIFEST_DIR")).join("no-such-directory");
     assert_eq!(explain(&missing, &["GET http://a/"]).status.code(), Some(2));
     let broken = Dir::with("broken", &[("bad.yaml", "kind: Gateway\nspec: [\n")]);
-    assert_eq!(explain(&broken.0, &["GET http://a:8080/"]).status.code(), Some(2));
+    assert_eq!(
+        explain(&broken.0, &["GET http://a:8080/"]).status.code(),
+        Some(2)
+    );
 
     let (code, report) = explain_json(&quickstart(), &["GET http://www.example.com:9999/"]);
     assert_eq!(code, 1);

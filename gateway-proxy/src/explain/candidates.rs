@@ -216,8 +216,9 @@ fn precedence(
         let (lc, wc) = (created(store, l), created(store, w));
         if lc != wc {
             let show = |t: &Option<Time>| {
-                t.as_ref()
-                    .map_or("no creation timestamp".to_owned(), |t| format!("created {}", t.0))
+                t.as_ref().map_or("no creation timestamp".to_owned(), |t| {
+                    format!("created {}", t.0)
+                })
             };
             // A route without a timestamp counts as newer than any with one.
             if order_created(&wc, &lc) == Ordering::Less {

@@ -83,13 +83,9 @@ pub fn explain(
         .build()
         .map_err(|error| ExplainError::Compile(error.to_string()))?;
     runtime.block_on(async {
-        let snapshot = Snapshot::compile(
-            Arc::new(translation.ir.clone()),
-            1,
-            &Metrics::new(),
-            None,
-        )
-        .map_err(|error| ExplainError::Compile(error.to_string()))?;
+        let snapshot =
+            Snapshot::compile(Arc::new(translation.ir.clone()), 1, &Metrics::new(), None)
+                .map_err(|error| ExplainError::Compile(error.to_string()))?;
         let loaded = Loaded {
             store: &store,
             translation: &translation,

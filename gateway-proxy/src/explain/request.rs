@@ -73,10 +73,9 @@ impl Query {
         if !self.url.contains("://") {
             return Err(RequestError::Scheme(self.url.clone()));
         }
-        let uri: Uri = self
-            .url
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| RequestError::Url(self.url.clone(), e.to_string()))?;
+        let uri: Uri = self.url.parse().map_err(|e: http::uri::InvalidUri| {
+            RequestError::Url(self.url.clone(), e.to_string())
+        })?;
         let scheme = match uri.scheme_str() {
             Some(s) if s.eq_ignore_ascii_case("http") => Scheme::Http,
             Some(s) if s.eq_ignore_ascii_case("https") => Scheme::Https,

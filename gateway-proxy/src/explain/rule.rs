@@ -75,8 +75,7 @@ pub fn report(
         if let Some(cluster) = cluster {
             out.policies.extend(cluster_policies(cluster));
             if let Some(sp) = &backend.session_persistence {
-                out.policies
-                    .push(session(sp, Some(cluster.name.clone())));
+                out.policies.push(session(sp, Some(cluster.name.clone())));
             }
         }
         if share == 0.0 {
@@ -170,7 +169,10 @@ fn local(answer: LocalAnswer<'_>) -> Outcome {
                     ..outcome(
                         "redirect",
                         redirect.status.as_u16(),
-                        format!("RequestRedirect: {} to {location}", redirect.status.as_u16()),
+                        format!(
+                            "RequestRedirect: {} to {location}",
+                            redirect.status.as_u16()
+                        ),
                     )
                 }
             }
@@ -194,7 +196,10 @@ fn local(answer: LocalAnswer<'_>) -> Outcome {
             outcome(
                 "corsPreflight",
                 200,
-                format!("CORS preflight answered by the proxy ({})", names.join("; ")),
+                format!(
+                    "CORS preflight answered by the proxy ({})",
+                    names.join("; ")
+                ),
             )
         }
         LocalAnswer::Compose(_) => {
@@ -300,7 +305,9 @@ pub fn filter(ir: &HttpFilterIr) -> FilterSummary {
                 } else {
                     format!("{}/{}", m.numerator, m.denominator)
                 },
-                m.cluster.as_deref().unwrap_or("an invalid backend (nothing is mirrored)")
+                m.cluster
+                    .as_deref()
+                    .unwrap_or("an invalid backend (nothing is mirrored)")
             ),
         ),
         HttpFilterIr::Cors(c) => (

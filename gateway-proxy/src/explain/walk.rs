@@ -133,7 +133,11 @@ impl Walk<'_, '_> {
         self.out.request.path = Some(prepared.parts.uri.path().to_owned());
         self.out.request.query = prepared.parts.uri.query().map(str::to_owned);
         let Some(table) = snapshot.port(port) else {
-            return self.proxy_answers(&ProxyError::NoRoute, &prepared, "no HTTP routes on the port".into());
+            return self.proxy_answers(
+                &ProxyError::NoRoute,
+                &prepared,
+                "no HTTP routes on the port".into(),
+            );
         };
         let parts = &prepared.parts;
         let view = RequestView {
@@ -151,7 +155,8 @@ impl Walk<'_, '_> {
             Lookup::NoRoute(listener) => (listener, None),
             Lookup::NoListener => {
                 self.out.candidates = listeners_not_matching(port_ir, &host);
-                let message = format!("no listener on port {port} has a hostname matching {host}: 404");
+                let message =
+                    format!("no listener on port {port} has a hostname matching {host}: 404");
                 return self.proxy_answers(&ProxyError::NoRoute, &prepared, message);
             }
             Lookup::Misdirected => {
@@ -187,7 +192,7 @@ impl Walk<'_, '_> {
         };
         let listener_ir = self.listener(port_ir, table, listener);
         if let Some(gateway) = self.gateway
-            && &*listener.gateway != gateway.to_string()
+            && *listener.gateway != gateway.to_string()
         {
             self.note(format!(
                 "the listener taking this host belongs to Gateway {}, not {gateway}",
@@ -331,7 +336,9 @@ impl Walk<'_, '_> {
                     .iter()
                     .find(|r| format!("{}/{}", r.route.namespace, r.route.name) == *c.name)
             }) {
-                Some(route) => self.l4_route(route, format!("SNI {}", sni.unwrap_or("(none)")), how),
+                Some(route) => {
+                    self.l4_route(route, format!("SNI {}", sni.unwrap_or("(none)")), how)
+                }
                 None => self.no_http(
                     "noRoute",
                     format!(
@@ -354,10 +361,15 @@ impl Walk<'_, '_> {
         };
         self.out.listener = Some(summary(port_ir, listener));
         match listener.l4_routes.first() {
-            Some(route) => self.l4_route(route, format!("port {}", port_ir.port), "forwarded as TCP"),
+            Some(route) => {
+                self.l4_route(route, format!("port {}", port_ir.port), "forwarded as TCP")
+            }
             None => self.no_http(
                 "noRoute",
-                format!("port {} is a TCP port with no TCPRoute: the connection is closed", port_ir.port),
+                format!(
+                    "port {} is a TCP port with no TCPRoute: the connection is closed",
+                    port_ir.port
+                ),
             ),
         }
     }
@@ -371,7 +383,11 @@ impl Walk<'_, '_> {
             rule_name: None,
             match_index: 0,
             matched: by,
-            hostname: route.hostnames.first().cloned().unwrap_or_else(|| "*".to_owned()),
+            hostname: route
+                .hostnames
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "*".to_owned()),
         });
         let total: u64 = route.backends.iter().map(|b| u64::from(b.weight)).sum();
         for backend in &route.backends {
@@ -399,7 +415,12 @@ impl Walk<'_, '_> {
                     } else {
                         Answerer::Proxy
                     },
-                    kind: if cluster.is_some() { "forwarded" } else { "invalidBackend" }.to_owned(),
+                    kind: if cluster.is_some() {
+                        "forwarded"
+                    } else {
+                        "invalidBackend"
+                    }
+                    .to_owned(),
                     status: None,
                     grpc_status: None,
                     share,
@@ -473,7 +494,11 @@ fn find<'t>(table: &'t PortTable, gateway: &str, name: &str) -> Option<&'t Liste
 }
 
 fn gateways(port: &PortIr) -> String {
-    let names: BTreeSet<String> = port.listeners.iter().map(|l| l.gateway.to_string()).collect();
+    let names: BTreeSet<String> = port
+        .listeners
+        .iter()
+        .map(|l| l.gateway.to_string())
+        .collect();
     names.into_iter().collect::<Vec<_>>().join(", ")
 }
 

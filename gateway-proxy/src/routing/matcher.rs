@@ -50,8 +50,12 @@ enum ValueMatcher {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mismatch {
     /// `wanted`: `Exact /a`, `PathPrefix /a` or `RegularExpression /a.*`.
-    Path { wanted: String },
-    Method { wanted: String },
+    Path {
+        wanted: String,
+    },
+    Method {
+        wanted: String,
+    },
     /// `got`: the request's value (repeated headers joined), `None` when it has none.
     Header {
         name: String,
@@ -74,10 +78,18 @@ impl std::fmt::Display for Mismatch {
         match self {
             Self::Path { wanted } => write!(f, "path does not match {wanted}"),
             Self::Method { wanted } => write!(f, "method is not {wanted}"),
-            Self::Header { name, wanted, got: g } => {
+            Self::Header {
+                name,
+                wanted,
+                got: g,
+            } => {
                 write!(f, "header {name} is not {wanted} (request has {})", got(g))
             }
-            Self::Query { name, wanted, got: g } => write!(
+            Self::Query {
+                name,
+                wanted,
+                got: g,
+            } => write!(
                 f,
                 "query parameter {name} is not {wanted} (request has {})",
                 got(g)
@@ -196,7 +208,11 @@ impl RequestMatcher {
         }
         if !self.method_matches(request.method) {
             out.push(Mismatch::Method {
-                wanted: self.method.as_ref().map(ToString::to_string).unwrap_or_default(),
+                wanted: self
+                    .method
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
             });
         }
         for (name, value) in &self.headers {

@@ -347,7 +347,9 @@ pub fn check_explain(scenario: &Scenario) -> Result<(), String> {
             "http://{}:{PORT}{}{}",
             r.host,
             r.path,
-            r.query.map(|(n, v)| format!("?{n}={v}")).unwrap_or_default()
+            r.query
+                .map(|(n, v)| format!("?{n}={v}"))
+                .unwrap_or_default()
         ),
         headers: r.headers.iter().map(|(n, v)| format!("{n}: {v}")).collect(),
         sni: None,
@@ -392,7 +394,11 @@ pub fn check_explain(scenario: &Scenario) -> Result<(), String> {
             query: Vec::new(),
         };
         let matches = &route.rules[rule].matches;
-        let spec_match = if matches.is_empty() { &default } else { &matches[m] };
+        let spec_match = if matches.is_empty() {
+            &default
+        } else {
+            &matches[m]
+        };
         let hostname_ok = route.hostnames.is_empty()
             || route.hostnames.iter().any(|h| hostname_matches(h, r.host));
         let holds = hostname_ok && scenario.holds(spec_match);
