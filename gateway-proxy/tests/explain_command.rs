@@ -468,6 +468,10 @@ spec:
             .is_some_and(|m| m.contains("listener b")),
         "{outcome:#}"
     );
+    let other = candidate(&report, "default/tls/b", 0);
+    assert_eq!(other["kind"], "Listener");
+    assert_eq!(other["reason"], "listener");
+    assert_eq!(other["hostname"], "b.example.com");
     // `--sni` is what picks the listener.
     let (code, report) = explain_json(
         &dir.0,

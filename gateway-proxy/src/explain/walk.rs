@@ -161,32 +161,45 @@ impl Walk<'_, '_> {
             }
             Lookup::Misdirected => {
                 let (gateway, name) = tls_listener.unwrap_or_default();
+                // The listener the host belongs to, as a connection without SNI would find it.
                 let owner = match table.lookup(&host, &view) {
-                    Lookup::Route(l, _) | Lookup::NoRoute(l) => {
-                        format!("listener {} of Gateway {}", l.name, l.gateway)
-                    }
-                    _ => "another listener".to_owned(),
+                    Lookup::Route(l, _) | Lookup::NoRoute(l) => Some(l),
+                    _ => None,
                 };
+                let owner_text = owner.map_or("another listener".to_owned(), |l| {
+                    format!("listener {} of Gateway {}", l.name, l.gateway)
+                });
                 if let Some(l) = find(table, &gateway, &name) {
                     self.listener(port_ir, table, l);
                 }
                 let message = format!(
                     "the connection's server name selected listener {name} of Gateway {gateway}, \
-                     but host {host} belongs to {owner}: 421 Misdirected Request (Gateway \
+                     but host {host} belongs to {owner_text}: 421 Misdirected Request (Gateway \
                      listeners[].hostname; RFC 9110 §15.5.20), the client must open a new \
                      connection"
                 );
-                self.out.candidates.push(Candidate {
-                    kind: "Listener".to_owned(),
-                    namespace: String::new(),
-                    name: owner,
-                    rule: None,
-                    match_index: None,
-                    matched: None,
-                    hostname: None,
-                    reason: Why::Listener,
-                    message: format!("takes host {host}, but the connection is not its own"),
-                });
+                if let Some(l) = owner {
+                    let (namespace, gateway) = l.gateway.split_once('/').unwrap_or_default();
+                    let hostname = port_ir
+                        .listeners
+                        .iter()
+                        .find(|i| i.gateway.to_string() == *l.gateway && i.name == l.name)
+                        .and_then(|i| i.hostname.clone());
+                    self.out.candidates.push(Candidate {
+                        kind: "Listener".to_owned(),
+                        namespace: namespace.to_owned(),
+                        name: format!("{gateway}/{}", l.name),
+                        rule: None,
+                        match_index: None,
+                        matched: None,
+                        hostname,
+                        reason: Why::Listener,
+                        message: format!(
+                            "it takes host {host}, but the connection's server name chose another \
+                             listener"
+                        ),
+                    });
+                }
                 return self.proxy_answers(&ProxyError::Misdirected, &prepared, message);
             }
         };
