@@ -1,4 +1,5 @@
-//! The command line: `gantry-proxy run ...` and `gantry-proxy validate DIR`.
+//! The command line: `gantry-proxy run ...`, `gantry-proxy validate DIR` and
+//! `gantry-proxy explain --config-dir DIR 'METHOD URL'`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::explain;
 use crate::kubernetes::KubeSource;
 use crate::kubernetes::watch::Scope;
 use crate::routing::normalize::{EscapedSlashes, PathOptions};
@@ -38,6 +40,41 @@ pub enum Command {
     /// print every condition that is not healthy (file:line, object, condition, reason,
     /// message) and exit 1 when any is an error.
     Validate(ValidateArgs),
+    /// Explain what the proxy would do with one request to a configuration directory:
+    /// the listener, route, rule, filters, policies and backends it gets, what the proxy
+    /// answers itself if anything, and why every other candidate route did not answer.
+    /// Exit status: 0 when a route answers, 1 when the proxy answers itself (404, 421, 500...)
+    /// or the connection fails, 2 on a usage or configuration error.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The directory `run --config-dir` would be given (a cluster is not read, for now).
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: PathBuf,
+    /// The request: `METHOD URL` as one argument (`'GET https://shop.example.com/cart?x=1'`),
+    /// or the method and the URL as two.
+    #[arg(value_name = "REQUEST", required = true, num_args = 1..=2)]
+    pub request: Vec<String>,
+    /// A request header, `name: value`; repeat for several. A `host` header replaces the
+    /// URL's authority as the Host sent (the URL still gives the port and the SNI).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// The TLS server name the client sends (default: the URL's host).
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
+    /// The Gateway (NS/NAME) meant, when several share the port: the proxy is loaded as one
+    /// serving only it, as `run --gateway` does.
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_gateway)]
+    pub gateway: Option<ObjectKey>,
+    /// The client's address, as source-IP rules and `${client_ip}` see it (default
+    /// 192.0.2.1).
+    #[arg(long, value_name = "IP")]
+    pub client_ip: Option<IpAddr>,
+    /// `text` for people, `json` for tools.
+    #[arg(long, value_enum, default_value_t = explain::Output::Text)]
+    pub output: explain::Output,
 }
 
 #[derive(Debug, Args)]
@@ -257,6 +294,7 @@ pub fn main() -> anyhow::Result<()> {
     let args = match cli.command {
         Command::Run(args) => *args,
         Command::Validate(args) => validate_command(&args),
+        Command::Explain(args) => explain_command(&args),
     };
     logging::init(&args.log_level, args.access_log_format);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -279,6 +317,40 @@ fn validate_command(args: &ValidateArgs) -> ! {
     let report = validate::validate(&args.dir, &options);
     print!("{}", report.render(args.output));
     std::process::exit(if report.ok() { 0 } else { 1 })
+}
+
+/// `explain`: prints the explanation and exits 0 when a route answers, 1 when the proxy
+/// answers itself, 2 when the request or the directory cannot be used.
+fn explain_command(args: &ExplainArgs) -> ! {
+    let (method, url) = match args.request.as_slice() {
+        [one] => match one.trim().split_once(char::is_whitespace) {
+            Some((method, url)) => (method.to_owned(), url.trim().to_owned()),
+            None => (String::from("GET"), one.clone()),
+        },
+        [method, url, ..] => (method.clone(), url.clone()),
+        [] => (String::from("GET"), String::new()),
+    };
+    let query = explain::Query {
+        method,
+        url,
+        headers: args.headers.clone(),
+        sni: args.sni.clone(),
+        client_ip: args.client_ip,
+    };
+    let options = TranslateOptions {
+        gateways: args.gateway.clone().map(|g| vec![g]),
+        ..TranslateOptions::default()
+    };
+    match explain::explain(&args.config_dir, &options, &query, args.gateway.as_ref()) {
+        Ok(explanation) => {
+            print!("{}", explanation.render(args.output));
+            std::process::exit(if explanation.routed() { 0 } else { 1 })
+        }
+        Err(error) => {
+            eprintln!("gantry-proxy explain: {error}");
+            std::process::exit(2)
+        }
+    }
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {

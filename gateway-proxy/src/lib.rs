@@ -11,6 +11,7 @@ pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod control;
+pub mod explain;
 pub mod filters;
 pub mod kubernetes;
 pub mod routing;

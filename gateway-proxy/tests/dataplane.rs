@@ -132,6 +132,7 @@ fn entry(name: &str, prefix: &str, rule: HttpRuleIr) -> RouteEntryIr {
             name: name.into(),
         },
         rule_index: 0,
+        match_index: 0,
         matches: HttpMatchIr {
             path: PathMatchIr::Prefix(prefix.into()),
             ..Default::default()

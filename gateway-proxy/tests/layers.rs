@@ -19,6 +19,7 @@ const LAYERS: &[&str] = &[
     "admin",
     "serve",
     "validate",
+    "explain",
     "cli",
 ];
 

@@ -5,7 +5,7 @@
 mod route_model;
 
 use proptest::prelude::*;
-use route_model::{Scenario, check};
+use route_model::{Scenario, check, check_explain};
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
@@ -14,6 +14,20 @@ proptest! {
     fn the_compiled_router_picks_the_rule_the_spec_picks(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let scenario = Scenario::from_bytes(&bytes);
         if let Err(why) = check(&scenario) {
+            prop_assert!(false, "{}", why);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// `gantry-proxy explain` reports the rule the data plane and the spec pick, and says of
+    /// every other entry whether it matched exactly as the model does.
+    #[test]
+    fn explain_reports_the_rule_the_router_and_the_spec_pick(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let scenario = Scenario::from_bytes(&bytes);
+        if let Err(why) = check_explain(&scenario) {
             prop_assert!(false, "{}", why);
         }
     }
@@ -30,5 +44,6 @@ fn seeds_agree() {
         ][..],
     ] {
         check(&Scenario::from_bytes(bytes)).unwrap_or_else(|why| panic!("{why}"));
+        check_explain(&Scenario::from_bytes(bytes)).unwrap_or_else(|why| panic!("{why}"));
     }
 }

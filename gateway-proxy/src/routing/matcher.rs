@@ -46,6 +46,105 @@ enum ValueMatcher {
     Regex(Regex),
 }
 
+/// A condition of a match that a request does not meet, as `explain` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mismatch {
+    /// `wanted`: `Exact /a`, `PathPrefix /a` or `RegularExpression /a.*`.
+    Path {
+        wanted: String,
+    },
+    Method {
+        wanted: String,
+    },
+    /// `got`: the request's value (repeated headers joined), `None` when it has none.
+    Header {
+        name: String,
+        wanted: String,
+        got: Option<String>,
+    },
+    Query {
+        name: String,
+        wanted: String,
+        got: Option<String>,
+    },
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let got = |got: &Option<String>| match got {
+            Some(value) => format!("{value:?}"),
+            None => "none".to_owned(),
+        };
+        match self {
+            Self::Path { wanted } => write!(f, "path does not match {wanted}"),
+            Self::Method { wanted } => write!(f, "method is not {wanted}"),
+            Self::Header {
+                name,
+                wanted,
+                got: g,
+            } => {
+                write!(f, "header {name} is not {wanted} (request has {})", got(g))
+            }
+            Self::Query {
+                name,
+                wanted,
+                got: g,
+            } => write!(
+                f,
+                "query parameter {name} is not {wanted} (request has {})",
+                got(g)
+            ),
+        }
+    }
+}
+
+/// The whole match as written, e.g. `PathPrefix /cart, method GET, header x-a = "1"`.
+impl std::fmt::Display for RequestMatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path)?;
+        if let Some(method) = &self.method {
+            write!(f, ", method {method}")?;
+        }
+        for (name, value) in &self.headers {
+            write!(f, ", header {name} = {value}")?;
+        }
+        for (name, value) in &self.query {
+            write!(f, ", query {name} = {value}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The match as written: `Exact /a`, `PathPrefix /a`, `RegularExpression /a.*`.
+impl std::fmt::Display for PathMatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exact(value) => write!(f, "Exact {value}"),
+            // The key has no trailing slash; the root prefix's key is empty.
+            Self::Prefix(prefix) if prefix.is_empty() => write!(f, "PathPrefix /"),
+            Self::Prefix(prefix) => write!(f, "PathPrefix {prefix}"),
+            Self::Regex(regex) => write!(f, "RegularExpression {}", pattern(regex)),
+        }
+    }
+}
+
+impl std::fmt::Display for ValueMatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exact(value) => write!(f, "{value:?}"),
+            Self::Regex(regex) => write!(f, "RegularExpression {:?}", pattern(regex)),
+        }
+    }
+}
+
+/// The pattern as written, without the anchors [`full_match`] adds.
+fn pattern(regex: &Regex) -> &str {
+    let full = regex.as_str();
+    full.strip_prefix("^(?:")
+        .and_then(|p| p.strip_suffix(")$"))
+        .unwrap_or(full)
+}
+
 impl RequestMatcher {
     pub fn compile(ir: &HttpMatchIr) -> Result<Self, CompileError> {
         let cookie_path = cookie_path(&ir.path);
@@ -82,15 +181,59 @@ impl RequestMatcher {
         })
     }
 
+    /// Whether every condition holds. The data plane's test; [`Self::mismatches`] applies the
+    /// same predicates one by one to say which fail.
     pub fn matches(&self, request: &RequestView<'_>) -> bool {
         self.path_matches(request.path)
-            && self.method.as_ref().is_none_or(|m| m == request.method)
-            && self.headers.iter().all(|(name, value)| {
-                header_value(request.headers, name).is_some_and(|v| value.matches(&v))
-            })
-            && self.query.iter().all(|(name, value)| {
-                query_value(request.query, name).is_some_and(|v| value.matches(&v))
-            })
+            && self.method_matches(request.method)
+            && self
+                .headers
+                .iter()
+                .all(|(name, value)| header_matches(request.headers, name, value))
+            && self
+                .query
+                .iter()
+                .all(|(name, value)| query_matches(request.query, name, value))
+    }
+
+    /// Every condition that does not hold, in the order path, method, headers, query
+    /// parameters; empty exactly when [`Self::matches`] is true. For `explain`, off the
+    /// request path.
+    pub fn mismatches(&self, request: &RequestView<'_>) -> Vec<Mismatch> {
+        let mut out = Vec::new();
+        if !self.path_matches(request.path) {
+            out.push(Mismatch::Path {
+                wanted: self.path.to_string(),
+            });
+        }
+        if !self.method_matches(request.method) {
+            out.push(Mismatch::Method {
+                wanted: self
+                    .method
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            });
+        }
+        for (name, value) in &self.headers {
+            if !header_matches(request.headers, name, value) {
+                out.push(Mismatch::Header {
+                    name: name.to_string(),
+                    wanted: value.to_string(),
+                    got: header_value(request.headers, name).map(Cow::into_owned),
+                });
+            }
+        }
+        for (name, value) in &self.query {
+            if !query_matches(request.query, name, value) {
+                out.push(Mismatch::Query {
+                    name: name.clone(),
+                    wanted: value.to_string(),
+                    got: query_value(request.query, name).map(Cow::into_owned),
+                });
+            }
+        }
+        out
     }
 
     fn path_matches(&self, path: &str) -> bool {
@@ -99,6 +242,10 @@ impl RequestMatcher {
             PathMatcher::Prefix(prefix) => prefix_matches(prefix, path),
             PathMatcher::Regex(regex) => regex.is_match(path),
         }
+    }
+
+    fn method_matches(&self, method: &Method) -> bool {
+        self.method.as_ref().is_none_or(|m| m == method)
     }
 
     /// The cookie `Path` of the rule's session persistence when this match matched.
@@ -172,6 +319,16 @@ fn full_match(pattern: &str) -> Result<Regex, CompileError> {
     })
 }
 
+/// HTTPHeaderMatch: the request has the header and its value matches.
+fn header_matches(headers: &HeaderMap, name: &HeaderName, value: &ValueMatcher) -> bool {
+    header_value(headers, name).is_some_and(|v| value.matches(&v))
+}
+
+/// HTTPQueryParamMatch: the request has the parameter and its first value matches.
+fn query_matches(query: Option<&str>, name: &str, value: &ValueMatcher) -> bool {
+    query_value(query, name).is_some_and(|v| value.matches(&v))
+}
+
 /// A header's value; repeated headers are joined with `, ` as RFC 9110 §5.3 allows. Values
 /// that are not visible ASCII never match.
 fn header_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Cow<'a, str>> {
@@ -225,6 +382,72 @@ pub fn percent_decode(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gantry_translate::ir::{ValueMatchIr, ValueMatchKind};
+
+    #[test]
+    fn mismatches_name_each_failed_condition_and_are_empty_exactly_on_a_match() {
+        let value = |name: &str, kind, value: &str| ValueMatchIr {
+            name: name.into(),
+            kind,
+            value: value.into(),
+        };
+        let matcher = RequestMatcher::compile(&HttpMatchIr {
+            path: PathMatchIr::Prefix("/cart/".into()),
+            headers: vec![value("x-a", ValueMatchKind::Exact, "1")],
+            query_params: vec![value("q", ValueMatchKind::RegularExpression, "[0-9]+")],
+            method: Some("GET".into()),
+        })
+        .expect("compiles");
+        assert_eq!(
+            matcher.to_string(),
+            "PathPrefix /cart, method GET, header x-a = \"1\", query q = RegularExpression \"[0-9]+\""
+        );
+        let mut wrong = HeaderMap::new();
+        wrong.insert("x-a", "2".parse().expect("value"));
+        let all_wrong = RequestView {
+            method: &Method::POST,
+            path: "/cartx",
+            query: Some("q=a"),
+            headers: &wrong,
+        };
+        let found: Vec<String> = matcher
+            .mismatches(&all_wrong)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "path does not match PathPrefix /cart",
+                "method is not GET",
+                "header x-a is not \"1\" (request has \"2\")",
+                "query parameter q is not RegularExpression \"[0-9]+\" (request has \"a\")",
+            ]
+        );
+        assert!(!matcher.matches(&all_wrong));
+        let mut good = HeaderMap::new();
+        good.insert("x-a", "1".parse().expect("value"));
+        let right = RequestView {
+            method: &Method::GET,
+            path: "/cart/a",
+            query: Some("q=12"),
+            headers: &good,
+        };
+        assert!(matcher.matches(&right));
+        assert!(matcher.mismatches(&right).is_empty());
+        let no_query = RequestView {
+            query: None,
+            ..right
+        };
+        assert_eq!(
+            matcher.mismatches(&no_query),
+            [Mismatch::Query {
+                name: "q".into(),
+                wanted: "RegularExpression \"[0-9]+\"".into(),
+                got: None
+            }]
+        );
+    }
 
     #[test]
     fn cookie_paths_follow_the_gep() {

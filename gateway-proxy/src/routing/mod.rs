@@ -6,6 +6,7 @@
 //! by hostname (same index) → candidate entries by path ([`path::PathIndex`]) → the first
 //! candidate in IR order whose whole match holds.
 
+mod candidates;
 mod describe;
 pub mod host;
 pub mod l4;
@@ -19,8 +20,9 @@ mod table;
 mod tests;
 pub mod tls;
 
+pub use candidates::{Trial, winner};
 pub use host::normalize_host;
-pub use matcher::{RequestMatcher, RequestView, percent_decode};
+pub use matcher::{Mismatch, RequestMatcher, RequestView, percent_decode};
 pub use rule::{Backend, Resumed, Rule, RuleSession};
 pub use snapshot::{PortTables, Snapshot};
 pub use table::{ListenerTable, Lookup, PortTable, RouteEntry};

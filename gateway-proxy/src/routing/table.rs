@@ -47,6 +47,8 @@ pub struct RouteEntry {
     /// `HTTPRoute` or `GRPCRoute`.
     pub route_kind: Arc<str>,
     pub rule_index: usize,
+    /// Index of the match in the rule's `matches`.
+    pub match_index: usize,
     pub rule: Arc<Rule>,
     pub matcher: RequestMatcher,
     pub metrics: RouteMetrics,
@@ -213,6 +215,11 @@ impl PortTable {
         })
     }
 
+    /// The port's listeners, in the IR's order.
+    pub fn listeners(&self) -> &[ListenerTable] {
+        &self.listeners
+    }
+
     /// Finds the entry for a request. `host` must be normalised.
     pub fn lookup(&self, host: &str, request: &RequestView<'_>) -> Lookup<'_> {
         match self.index.lookup(host).and_then(|i| self.listeners.get(i)) {
@@ -280,6 +287,7 @@ impl VirtualHostTable {
                 route,
                 route_kind,
                 rule_index: entry.rule_index,
+                match_index: entry.match_index,
                 rule: cache.rule(&entry.rule)?,
                 matcher: RequestMatcher::compile(&entry.matches)?,
             });

@@ -21,6 +21,7 @@ fn entry(name: &str, matches: HttpMatchIr) -> RouteEntryIr {
             name: name.into(),
         },
         rule_index: 0,
+        match_index: 0,
         matches,
         rule: Arc::new(HttpRuleIr::default()),
     }

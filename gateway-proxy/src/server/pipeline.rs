@@ -26,7 +26,6 @@
 //! Every failure becomes a response through [`ProxyError`]; none drops the connection. A gRPC
 //! request's failure is answered as a gRPC status ([`super::grpc_status`]).
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,12 +47,11 @@ use super::headers::{
     Forwarding, X_REQUEST_ID, add_forwarded, ensure_request_id, strip_hop_by_hop,
 };
 use super::listener::ConnectionInfo;
-use super::request_checks::{self, Refusal};
+use super::request_checks;
 use super::retry;
 use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
-use crate::filters::{self, Deferred, FilterContext, LocalAnswer, rewrite};
-use crate::routing::normalize::normalize_path;
-use crate::routing::{Lookup, RequestView, Resumed, RouteEntry, Rule, Snapshot, normalize_host};
+use crate::filters::{self, Deferred, FilterContext, LocalAnswer};
+use crate::routing::{Lookup, RequestView, Resumed, RouteEntry, Rule, Snapshot};
 use crate::upstream::balancer::RequestKey;
 use crate::upstream::retry::replay::Replayable;
 use crate::upstream::session::{self, Token};
@@ -122,15 +120,7 @@ async fn route<'s>(
     let (mut parts, body) = request.into_parts();
     // One valid Host (HTTP/2's `:authority`, an absolute-form target's authority or the
     // header), a method and framing the proxy serves; then the path routes are matched on.
-    request_checks::check(&mut parts)?;
-    let options = &shared.options.http;
-    if let Cow::Owned(path) = normalize_path(parts.uri.path(), &options.paths)
-        .map_err(|r| Refusal::bad_request(r.reason(), r.to_string()))?
-    {
-        parts.uri = rewrite::with_path(&parts.uri, &path)
-            .map_err(|_| Refusal::bad_request("path_invalid", "invalid request path"))?;
-    }
-    let host = normalize_host(filters::host_header(&parts).unwrap_or("")).into_owned();
+    let host = request_checks::prepare(&mut parts, &shared.options.http.paths)?;
     record.set_host(&host);
     let table = snapshot.port(connection.port).ok_or(ProxyError::NoRoute)?;
     let view = RequestView {
@@ -172,7 +162,7 @@ async fn route<'s>(
     let request_timeout = match entry.rule.request_timeout {
         Some(limit) if limit.is_zero() => None,
         Some(limit) => Some(limit),
-        None => options.default_request_timeout,
+        None => shared.options.http.default_request_timeout,
     };
     within(request_timeout, forward, ProxyError::RequestTimeout).await
 }

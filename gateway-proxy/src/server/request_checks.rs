@@ -2,9 +2,15 @@
 //! RFC 9110 and RFC 9113, and the methods Gantry refuses. A request that fails one is answered
 //! by the proxy (400, 405 or 501) and counted in `gantry_requests_rejected_total{reason}`.
 
+use std::borrow::Cow;
+
 use http::header::{ALLOW, HOST, HeaderValue, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{Method, StatusCode, Version};
+
+use crate::filters::{self, rewrite};
+use crate::routing::normalize::{PathOptions, normalize_path};
+use crate::routing::normalize_host;
 
 /// Why a request was refused before routing.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +48,21 @@ pub const MAX_URI_BYTES: usize = 16 * 1024;
 /// with a request ID and an access-log line. (HTTP/2 header lists are capped at the same size
 /// by the HTTP/2 settings.)
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Everything a request goes through before it is routed, for the pipeline and for
+/// `gantry-proxy explain` alike: [`check`], then the path normalised as routes see it (400),
+/// then the host routes are matched on (normalised: no port, lower case). The request's URI
+/// is rewritten to the normalised path.
+pub fn prepare(parts: &mut Parts, paths: &PathOptions) -> Result<String, Refusal> {
+    check(parts)?;
+    if let Cow::Owned(path) = normalize_path(parts.uri.path(), paths)
+        .map_err(|r| Refusal::bad_request(r.reason(), r.to_string()))?
+    {
+        parts.uri = rewrite::with_path(&parts.uri, &path)
+            .map_err(|_| Refusal::bad_request("path_invalid", "invalid request path"))?;
+    }
+    Ok(normalize_host(filters::host_header(parts).unwrap_or("")).into_owned())
+}
 
 /// Checks sizes, method, transfer codings and Host, and leaves exactly one valid `Host`
 /// header: the authority the request is for.

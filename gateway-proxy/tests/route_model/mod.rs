@@ -329,6 +329,90 @@ fn hostname_matches(hostname: &str, host: &str) -> bool {
     }
 }
 
+/// `gantry-proxy explain` on the scenario: the route and rule it reports must be the ones the
+/// data plane's lookup picks and the model expects, and each other entry that matches must be
+/// reported as losing on precedence, never on its match.
+pub fn check_explain(scenario: &Scenario) -> Result<(), String> {
+    use gantry_proxy::explain::{Loaded, Query, Why, explain_loaded};
+    let yaml = scenario.yaml();
+    let (store, _) =
+        load_store([("scenario.yaml", yaml.as_str())]).map_err(|e| format!("{e:?}\n{yaml}"))?;
+    let translation = translate(&store, &TranslateOptions::default());
+    let snapshot = Snapshot::compile(Arc::new(translation.ir.clone()), 1, &Metrics::new(), None)
+        .map_err(|e| format!("compile: {e}\n{yaml}"))?;
+    let r = &scenario.request;
+    let query = Query {
+        method: r.method.to_owned(),
+        url: format!(
+            "http://{}:{PORT}{}{}",
+            r.host,
+            r.path,
+            r.query
+                .map(|(n, v)| format!("?{n}={v}"))
+                .unwrap_or_default()
+        ),
+        headers: r.headers.iter().map(|(n, v)| format!("{n}: {v}")).collect(),
+        sni: None,
+        client_ip: None,
+    };
+    let loaded = Loaded {
+        store: &store,
+        translation: &translation,
+        snapshot: &snapshot,
+    };
+    let explained = explain_loaded(&loaded, &query, None).map_err(|e| e.to_string())?;
+    let got = explained
+        .route
+        .as_ref()
+        .map(|route| (format!("{}/{}", route.namespace, route.name), route.rule));
+    let expected = scenario.expected();
+    if got != expected {
+        return Err(format!(
+            "request {r:?}\nexplain reports {got:?}, the spec says {expected:?}\n{}\n{yaml}",
+            explained.render(gantry_proxy::explain::Output::Text)
+        ));
+    }
+    if !explained.notes.is_empty() {
+        return Err(format!("notes: {:?}\n{yaml}", explained.notes));
+    }
+    // A losing entry whose match holds in the model lost on hostname tier or precedence.
+    for c in &explained.candidates {
+        let (Some(rule), Some(m)) = (c.rule, c.match_index) else {
+            continue;
+        };
+        let Some(route) = scenario
+            .unique_routes()
+            .into_iter()
+            .find(|x| x.namespace == c.namespace && x.name == c.name)
+        else {
+            return Err(format!("explain names an unknown route {c:?}"));
+        };
+        let default = Match {
+            path: PathMatch::Prefix("/"),
+            method: None,
+            headers: Vec::new(),
+            query: Vec::new(),
+        };
+        let matches = &route.rules[rule].matches;
+        let spec_match = if matches.is_empty() {
+            &default
+        } else {
+            &matches[m]
+        };
+        let hostname_ok = route.hostnames.is_empty()
+            || route.hostnames.iter().any(|h| hostname_matches(h, r.host));
+        let holds = hostname_ok && scenario.holds(spec_match);
+        let said_holds = c.reason == Why::Precedence;
+        if holds != said_holds {
+            return Err(format!(
+                "request {r:?}\nexplain says {c:?}, but the model says the match {}\n{yaml}",
+                if holds { "holds" } else { "does not hold" }
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Translates and compiles the scenario and compares the lookup with the model.
 pub fn check(scenario: &Scenario) -> Result<(), String> {
     let yaml = scenario.yaml();

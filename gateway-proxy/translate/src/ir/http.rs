@@ -11,10 +11,18 @@ pub struct RouteEntryIr {
     pub route: RouteRef,
     /// Index of the rule in `spec.rules`.
     pub rule_index: usize,
+    /// Index of the match in the rule's `matches` (0 for a rule without matches, whose one
+    /// match is the default).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub match_index: usize,
     #[serde(rename = "match")]
     pub matches: HttpMatchIr,
     /// Shared by every entry of the same rule.
     pub rule: Arc<HttpRuleIr>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Which route an entry came from (metrics label and logs use it).

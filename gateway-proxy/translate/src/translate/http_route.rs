@@ -89,6 +89,7 @@ impl TranslatedKind for TranslatedRoute {
                             entry: RouteEntryIr {
                                 route: at.route.clone(),
                                 rule_index: rule.index,
+                                match_index,
                                 matches: m.clone(),
                                 rule: rule.rule.clone(),
                             },

@@ -46,6 +46,13 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use self::route_cache::CacheStats;
+
+/// The translator's own rules for whether a listener takes a route, for `gantry-proxy
+/// explain` to say why a route accepted elsewhere is not on a given listener.
+pub mod attachment {
+    pub use super::allowed_routes::AllowedNamespaces;
+    pub use super::hostname::intersect as intersect_hostnames;
+}
 use self::route_cache::RouteCache;
 use self::routes::Attacher;
 use crate::ir::Ir;

@@ -105,6 +105,7 @@ mod tests {
                     name: name.to_owned(),
                 },
                 rule_index: 0,
+                match_index: 0,
                 matches: HttpMatchIr {
                     path,
                     headers: (0..headers).map(value).collect(),
