@@ -4,7 +4,8 @@
 //!   complete object set on the same channel as the file source.
 //! - [`status_writer`]: writes the control loop's statuses back onto Gateways, routes and
 //!   BackendTLSPolicies, only what is ours and only when it changed.
-//! - [`leader`]: a Lease; only its holder writes status, every replica serves traffic.
+//! - [`leader`]: a Lease (the elector is `gantry_lease`); only its holder writes status, every
+//!   replica serves traffic.
 //! - [`metrics`]: relists, watch errors, status writes and leadership.
 //!
 //! Nothing outside this module has a Kubernetes client.
@@ -94,11 +95,9 @@ impl Scope {
     fn lease_subject(&self) -> String {
         match self {
             Scope::Class(class) => class.clone(),
-            Scope::Gateways(keys) => keys
-                .iter()
-                .map(|k| format!("{}.{}", k.namespace, k.name))
-                .collect::<Vec<_>>()
-                .join("."),
+            Scope::Gateways(keys) => gantry_lease::gateways_subject(
+                keys.iter().map(|k| (k.namespace.as_str(), k.name.as_str())),
+            ),
             Scope::All => "all".to_owned(),
         }
     }
