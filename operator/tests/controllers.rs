@@ -1425,3 +1425,36 @@ async fn labelling_a_namespace_opens_the_ports_of_its_listener_sets_on_selecting
     controllers.abort();
     assert_eq!(reconcile_errors(&ctx), Vec::<String>::new());
 }
+
+/// A Gateway moving to the shared fleet removes its dedicated fleet as soon as the shared one
+/// is available, driven by the shared Deployment's events (or a short poll while the move is
+/// pending), not by the resync minutes later, although it has an address and nothing else
+/// about it changes.
+#[tokio::test]
+async fn a_move_to_the_shared_fleet_completes_when_the_shared_deployment_becomes_available() {
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(Some(class_params_ref())));
+    fake.put(CLASS_PARAMS, parameters(json!({})));
+    fake.put(GATEWAY, gateway_object());
+    let (ctx, controllers) = run_controllers(&fake);
+    until("the dedicated fleet", || fake.at(SERVICE).is_some()).await;
+    let mut service = fake.at(SERVICE).unwrap();
+    service["spec"]["clusterIP"] = json!("10.0.0.7");
+    fake.put(SERVICE, service);
+    until("the Gateway's address", || {
+        fake.at(GATEWAY).unwrap()["status"]["addresses"][0]["value"] == "10.0.0.7"
+    })
+    .await;
+
+    fake.put(CLASS_PARAMS, parameters(json!({"topology": "Shared"})));
+    until("the shared fleet", || fake.at(SHARED).is_some()).await;
+    assert!(fake.at(DEDICATED).is_some(), "removed before the shared fleet is available");
+
+    let mut deployment = fake.at(SHARED).unwrap();
+    let generation = deployment["metadata"]["generation"].as_i64().unwrap();
+    deployment["status"] = available_deployment(generation)["status"].clone();
+    fake.put(SHARED, deployment);
+    until("the dedicated fleet removed", || fake.at(DEDICATED).is_none()).await;
+    controllers.abort();
+    assert_eq!(reconcile_errors(&ctx), Vec::<String>::new());
+}

@@ -62,10 +62,10 @@ pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Actio
     };
 
     match sync_fleet(&ctx, &gateway, &params, shared_namespace.as_deref()).await {
-        Ok(serving) => {
-            let addresses = addresses(&ctx, &serving).await?;
-            tracing::debug!(fleet = %format!("{}/{}", serving.namespace, serving.name), "served");
-            let waiting = addresses.is_empty();
+        Ok(Serving { fleet, moving }) => {
+            let addresses = addresses(&ctx, &fleet).await?;
+            tracing::debug!(fleet = %format!("{}/{}", fleet.namespace, fleet.name), "served");
+            let waiting = addresses.is_empty() || moving;
             write_status(&ctx, &gateway, None, addresses).await?;
             Ok(Action::requeue(if waiting { POLL } else { RESYNC }))
         }
@@ -114,13 +114,31 @@ async fn resolve(
     .map_err(Invalid))
 }
 
+/// The fleet serving a Gateway right now.
+struct Serving {
+    fleet: FleetRef,
+    /// Moving to the shared fleet, which is not available yet: the dedicated fleet still
+    /// serves, and the Gateway is looked at again soon (besides the shared Deployment's events)
+    /// rather than at the next resync.
+    moving: bool,
+}
+
+impl Serving {
+    fn settled(fleet: FleetRef) -> Self {
+        Self {
+            fleet,
+            moving: false,
+        }
+    }
+}
+
 /// Applies what the Gateway needs and returns the fleet that serves it right now.
 async fn sync_fleet(
     ctx: &Context,
     gateway: &Gateway,
     params: &FleetParameters,
     shared_namespace: Option<&str>,
-) -> Result<FleetRef, Error> {
+) -> Result<Serving, Error> {
     let secrets = secret_states(ctx, gateway, params).await?;
     // A dedicated fleet opens the ports of the listeners its ListenerSets add; a shared one is
     // rendered by the class controller.
@@ -142,12 +160,12 @@ async fn sync_fleet(
     let target = plan::fleet_for(gateway, params.topology, shared_namespace);
     if target == dedicated {
         ctx.applier.prune_fleet(&dedicated, &objects).await?;
-        return Ok(dedicated);
+        return Ok(Serving::settled(dedicated));
     }
     // Moving to the shared fleet (applied by the GatewayClass controller): keep the dedicated
     // fleet serving until the shared one is available, then remove it.
     if deployment(ctx, &dedicated).await?.is_none() {
-        return Ok(target);
+        return Ok(Serving::settled(target));
     }
     if deployment(ctx, &target)
         .await?
@@ -155,9 +173,12 @@ async fn sync_fleet(
     {
         tracing::info!(from = %dedicated.name, to = %target.name, "moving Gateway to the shared fleet");
         ctx.applier.delete_fleet(&dedicated, &params.roles).await?;
-        Ok(target)
+        Ok(Serving::settled(target))
     } else {
-        Ok(dedicated)
+        Ok(Serving {
+            fleet: dedicated,
+            moving: true,
+        })
     }
 }
 
