@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use gantry_operator::admin::{self, AdminState};
 use gantry_lease::LeaseConfig;
+use gantry_operator::admin::{self, AdminState};
 use gantry_operator::controller::{Context, Scope, ServedClass, run};
 use gantry_operator::leader::{self, Election, Ended};
 use gantry_operator::metrics::Metrics;
@@ -116,7 +116,10 @@ async fn main() -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| client.default_namespace().to_string()),
             name: args.leader_election_name.clone(),
-            identity: args.leader_election_identity.clone().unwrap_or_else(identity),
+            identity: args
+                .leader_election_identity
+                .clone()
+                .unwrap_or_else(identity),
             duration: args.lease_duration,
             renew_every: args.retry_period,
         },

@@ -362,7 +362,10 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
         json!(["gantry.dev/fleet-teardown"])
     );
     let lease = fake.at(LEASE).unwrap();
-    assert_eq!(lease["metadata"]["ownerReferences"][0]["uid"], "gateway-uid");
+    assert_eq!(
+        lease["metadata"]["ownerReferences"][0]["uid"],
+        "gateway-uid"
+    );
     assert!(lease.get("spec").is_none(), "the proxies write the spec");
     for apply in calls.iter().filter(|c| c.method == "PATCH") {
         assert!(
@@ -1501,7 +1504,10 @@ async fn a_move_to_the_shared_fleet_completes_when_the_shared_deployment_becomes
 
     fake.put(CLASS_PARAMS, parameters(json!({"topology": "Shared"})));
     until("the shared fleet", || fake.at(SHARED).is_some()).await;
-    assert!(fake.at(DEDICATED).is_some(), "removed before the shared fleet is available");
+    assert!(
+        fake.at(DEDICATED).is_some(),
+        "removed before the shared fleet is available"
+    );
 
     let mut deployment = fake.at(SHARED).unwrap();
     let generation = deployment["metadata"]["generation"].as_i64().unwrap();
@@ -1553,7 +1559,8 @@ async fn a_deleted_gateway_loses_its_pods_before_their_rbac_and_lease() {
         fake.at(SERVICE).is_some()
             && fake.at(LEASE).is_some()
             && fleet_bound(&fake)
-            && fake.at(GATEWAY).unwrap()["metadata"]["finalizers"] == json!(["gantry.dev/fleet-teardown"])
+            && fake.at(GATEWAY).unwrap()["metadata"]["finalizers"]
+                == json!(["gantry.dev/fleet-teardown"])
     })
     .await;
     fake.take_requests();
@@ -1569,9 +1576,15 @@ async fn a_deleted_gateway_loses_its_pods_before_their_rbac_and_lease() {
     })
     .await;
     for kept in [SERVICE, LEASE, ACCOUNT, LEADER_BINDING, GATEWAY] {
-        assert!(fake.at(kept).is_some(), "{kept} removed while the pods drain");
+        assert!(
+            fake.at(kept).is_some(),
+            "{kept} removed while the pods drain"
+        );
     }
-    assert!(fleet_bound(&fake), "the class binding dropped the draining fleet");
+    assert!(
+        fleet_bound(&fake),
+        "the class binding dropped the draining fleet"
+    );
 
     // The pods are gone: the garbage collector removes the Deployment.
     fake.delete("deployments", "apps", "web-gantry");
@@ -1579,7 +1592,10 @@ async fn a_deleted_gateway_loses_its_pods_before_their_rbac_and_lease() {
     for gone in [SERVICE, LEASE, ACCOUNT, LEADER_BINDING] {
         assert!(fake.at(gone).is_none(), "{gone} left behind");
     }
-    until("the class binding without the fleet", || !fleet_bound(&fake)).await;
+    until("the class binding without the fleet", || {
+        !fleet_bound(&fake)
+    })
+    .await;
     let writes: Vec<String> = fake
         .take_requests()
         .iter()

@@ -109,7 +109,11 @@ fn rendered_names_and_label_values_fit_kubernetes_limits() {
         for object in render(&parse(&case)) {
             let name = object["metadata"]["name"].as_str().unwrap_or_default();
             let max = if object["kind"] == "Lease" { 253 } else { 63 };
-            assert!(name.len() <= max, "{}: name {name} too long", case.display());
+            assert!(
+                name.len() <= max,
+                "{}: name {name} too long",
+                case.display()
+            );
             if let Some(labels) = object["metadata"]["labels"].as_object() {
                 for (key, value) in labels {
                     let value = value.as_str().unwrap_or_default();

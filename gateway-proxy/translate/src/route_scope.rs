@@ -232,7 +232,10 @@ spec:
         assert_eq!(names(&kept.grpc_routes), ["edge/grpc-dmz"]);
         // The same objects: nothing copied.
         let key = ObjectKey::new("apps", "direct");
-        assert!(Arc::ptr_eq(&kept.http_routes[&key], &store.http_routes[&key]));
+        assert!(Arc::ptr_eq(
+            &kept.http_routes[&key],
+            &store.http_routes[&key]
+        ));
         // Everything else is untouched.
         assert_eq!(kept.gateways.len(), 2);
         assert_eq!(kept.listener_sets.len(), 1);
@@ -252,9 +255,14 @@ spec:
             .expect("a route status")
         };
         route.status = Some(status("example.com/other"));
-        store.http_routes.insert(key.clone(), Arc::new(route.clone()));
+        store
+            .http_routes
+            .insert(key.clone(), Arc::new(route.clone()));
         let kept = retain_served_routes(store.clone(), CONTROLLER);
-        assert!(!kept.http_routes.contains_key(&key), "another controller's entry");
+        assert!(
+            !kept.http_routes.contains_key(&key),
+            "another controller's entry"
+        );
 
         route.status = Some(status(CONTROLLER));
         store.http_routes.insert(key.clone(), Arc::new(route));

@@ -878,8 +878,7 @@ impl ApiServer {
             .unwrap_or_default();
         let marked = !current["metadata"]["deletionTimestamp"].is_null();
         let foreground = json!("foregroundDeletion");
-        if policy.as_deref() == Some("Foreground") && !marked && !finalizers.contains(&foreground)
-        {
+        if policy.as_deref() == Some("Foreground") && !marked && !finalizers.contains(&foreground) {
             finalizers.push(foreground);
         }
         if finalizers.is_empty() {

@@ -649,7 +649,10 @@ async fn finalizers_hold_a_deleted_object_until_a_write_removes_the_last_one() {
 
     let (code, marked) = call(&server, "DELETE", GW, JSON, &json!({})).await;
     assert_eq!(code, 202, "{marked}");
-    assert_eq!(marked["metadata"]["deletionTimestamp"], super::DELETION_TIMESTAMP);
+    assert_eq!(
+        marked["metadata"]["deletionTimestamp"],
+        super::DELETION_TIMESTAMP
+    );
     // Still there, and deleting again changes nothing.
     let (code, _) = call(&server, "DELETE", GW, JSON, &json!({})).await;
     assert_eq!(code, 202);
@@ -663,7 +666,10 @@ async fn finalizers_hold_a_deleted_object_until_a_write_removes_the_last_one() {
     let patch = json!({"metadata": {"finalizers": [], "deletionTimestamp": null}});
     let (code, _) = call(&server, "PATCH", GW, MERGE, &patch).await;
     assert_eq!(code, 200);
-    assert!(server.at(GW).is_none(), "the last finalizer removed deletes it");
+    assert!(
+        server.at(GW).is_none(),
+        "the last finalizer removed deletes it"
+    );
 }
 
 #[tokio::test]
@@ -678,7 +684,10 @@ async fn a_foreground_delete_waits_for_the_garbage_collector() {
     )
     .await;
     assert_eq!(code, 202);
-    assert_eq!(marked["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+    assert_eq!(
+        marked["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
     assert!(server.at(GW).is_some());
     // The garbage collector, once the dependents are gone.
     server.delete("gateways", "default", "gw");

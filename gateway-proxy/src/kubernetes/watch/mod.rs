@@ -217,10 +217,8 @@ impl Publisher {
                 return Ok(());
             }
             if self.unsynced.is_empty() {
-                let store = route_scope::retain_served_routes(
-                    self.store.clone(),
-                    &self.controller_name,
-                );
+                let store =
+                    route_scope::retain_served_routes(self.store.clone(), &self.controller_name);
                 if self
                     .published
                     .as_ref()

@@ -181,8 +181,14 @@ impl Store {
             && ptr(&self.udp_routes, &other.udp_routes)
             && ptr(&self.reference_grants, &other.reference_grants)
             && ptr(&self.backend_tls_policies, &other.backend_tls_policies)
-            && ptr(&self.backend_traffic_policies, &other.backend_traffic_policies)
-            && ptr(&self.backend_config_policies, &other.backend_config_policies)
+            && ptr(
+                &self.backend_traffic_policies,
+                &other.backend_traffic_policies,
+            )
+            && ptr(
+                &self.backend_config_policies,
+                &other.backend_config_policies,
+            )
             && ptr(&self.services, &other.services)
             && ptr(&self.endpoint_slices, &other.endpoint_slices)
             && ptr(&self.secrets, &other.secrets)
