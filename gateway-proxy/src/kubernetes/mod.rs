@@ -91,6 +91,12 @@ impl Scope {
         ))
     }
 
+    /// The Lease this fleet's replicas elect their status writer with (the operator renders it
+    /// with the fleet, under the same name).
+    pub fn lease_name(&self) -> String {
+        leader::lease_name(&self.lease_subject())
+    }
+
     /// What the Lease of this fleet is named after.
     fn lease_subject(&self) -> String {
         match self {
@@ -131,11 +137,7 @@ impl KubeSource {
             .unwrap_or_else(|_| client.default_namespace().to_owned());
         let identity = std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("gantry-proxy-{}", uuid::Uuid::new_v4()));
-        let lease = LeaseConfig::new(
-            namespace,
-            leader::lease_name(&scope.lease_subject()),
-            identity,
-        );
+        let lease = LeaseConfig::new(namespace, scope.lease_name(), identity);
         Self {
             client,
             scope,
