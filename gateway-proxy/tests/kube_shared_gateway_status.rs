@@ -236,10 +236,12 @@ async fn operator_and_proxy_keep_each_others_gateway_status() {
     // Each manager owns exactly its own part of the Gateway's status.
     let entries = server.managed_fields("gateways", "default", "gw");
     let owned = |manager: &str| -> Vec<String> {
-        let entry = entries.iter().find(|e| e.manager == manager).unwrap();
-        let mut parts: Vec<String> = entry
-            .fields
+        // Every entry of the manager: the operator also owns the Gateway's fleet finalizer
+        // (metadata, by an update of the object itself).
+        let mut parts: Vec<String> = entries
             .iter()
+            .filter(|e| e.manager == manager)
+            .flat_map(|e| e.fields.iter())
             .filter_map(|path| match path.as_slice() {
                 [Field(s), Field(c), Key(k)] if s == "status" && c == "conditions" => {
                     Some(format!("condition {k}"))

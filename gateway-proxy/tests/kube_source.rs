@@ -539,3 +539,54 @@ async fn with_watch_namespace_only_that_namespace_is_listed_and_watched() {
         "no request was refused"
     );
 }
+
+/// A fleet serving `default/gw` watches routes cluster-wide, but routes naming another Gateway
+/// (here of the same class, served by another fleet) never reach the translator: a burst that
+/// changes only them publishes nothing.
+#[tokio::test]
+async fn routes_of_gateways_not_served_are_never_published() {
+    use gantry_translate::store::ObjectKey;
+    use support::objects::gateway;
+
+    let server = ApiServer::start().await;
+    seed(&server, free_port(), start_backend().await);
+    server.apply(
+        "gateways",
+        gateway("default", "internal", "gantry", free_port()),
+    );
+    let counted = counted();
+    let updates = start_source_counted(&server, &counted);
+    store_where(&updates, "the initial store", |s| s.http_routes.len() == 1).await;
+    let initial = publishes(&counted.0);
+
+    for i in 0..30 {
+        let name = format!("internal-{}", i % 3);
+        let path = format!("/internal/{i}");
+        server.apply(
+            "httproutes",
+            http_route("default", &name, "internal", &path, "echo", 80),
+        );
+    }
+    server.apply(
+        "httproutes",
+        http_route("default", "r2", "gw", "/two", "echo", 80),
+    );
+    let store = store_where(&updates, "the route of the served Gateway", |s| {
+        s.http_routes.contains_key(&ObjectKey::new("default", "r2"))
+    })
+    .await;
+    assert_eq!(
+        store
+            .http_routes
+            .keys()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["default/r1", "default/r2"],
+        "routes of another Gateway were published"
+    );
+    assert_eq!(
+        publishes(&counted.0),
+        initial + 1,
+        "only the change to a served route was published"
+    );
+}

@@ -1,4 +1,5 @@
-//! Operator metrics: reconciles, their duration and failures, by controller and error kind.
+//! Operator metrics: reconciles, their duration and failures, by controller and error kind;
+//! whether this replica leads (runs the controllers).
 
 use std::time::Instant;
 
@@ -6,6 +7,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -35,6 +37,7 @@ pub struct Metrics {
     reconciles: Family<ControllerLabels, Counter>,
     failures: Family<ErrorLabels, Counter>,
     duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -64,11 +67,18 @@ impl Metrics {
             "Time spent in one reconcile",
             duration.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica runs the controllers (holds the Lease, or runs without leader election), else 0",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciles,
             failures,
             duration,
+            leader,
         }
     }
 
@@ -83,6 +93,11 @@ impl Metrics {
             labels,
             start: Instant::now(),
         }
+    }
+
+    /// Records whether this replica runs the controllers.
+    pub fn leading(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Counts a failed reconcile.

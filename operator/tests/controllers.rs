@@ -20,6 +20,10 @@ const CLASS_PARAMS: &str =
 const DEDICATED: &str = "/apis/apps/v1/namespaces/apps/deployments/web-gantry";
 const SHARED: &str = "/apis/apps/v1/namespaces/gantry-system/deployments/gantry-shared";
 const LISTENER_SETS: &str = "/apis/gateway.networking.k8s.io/v1/listenersets";
+/// The dedicated fleet's Lease, named as its proxies (`--gateway apps/web`) name it.
+const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/apps/leases/gantry-proxy-apps.web";
+const SHARED_LEASE: &str =
+    "/apis/coordination.k8s.io/v1/namespaces/gantry-system/leases/gantry-proxy-gantry";
 
 /// A `kube::Client` of `server`.
 fn client(server: &ApiServer) -> kube::Client {
@@ -369,10 +373,12 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
         lines(&calls),
         [
             format!("GET {CLASS}"),
+            format!("PATCH {GATEWAY}"),
             format!("GET {LISTENER_SETS}"),
             "PATCH /api/v1/namespaces/apps/serviceaccounts/web-gantry".to_string(),
             "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/apps/rolebindings/web-gantry-leader-election"
                 .to_string(),
+            format!("PATCH {LEASE}"),
             "PATCH /api/v1/namespaces/apps/services/web-gantry".to_string(),
             format!("PATCH {DEDICATED}"),
             "DELETE /apis/autoscaling/v2/namespaces/apps/horizontalpodautoscalers/web-gantry"
@@ -380,9 +386,20 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
             "DELETE /apis/policy/v1/namespaces/apps/poddisruptionbudgets/web-gantry".to_string(),
             "GET /api/v1/namespaces/apps/services/web-gantry".to_string(),
         ],
-        "no status yet: no address to report, and Accepted belongs to the proxy fleet; the \
-         ListenerSets are read for the ports they may add"
+        "the fleet finalizer first; no status yet: no address to report, and Accepted belongs \
+         to the proxy fleet; the ListenerSets are read for the ports they may add; the Lease \
+         the proxies will hold is applied with an owner"
     );
+    assert_eq!(
+        fake.at(GATEWAY).unwrap()["metadata"]["finalizers"],
+        json!(["gantry.dev/fleet-teardown"])
+    );
+    let lease = fake.at(LEASE).unwrap();
+    assert_eq!(
+        lease["metadata"]["ownerReferences"][0]["uid"],
+        "gateway-uid"
+    );
+    assert!(lease.get("spec").is_none(), "the proxies write the spec");
     for apply in calls.iter().filter(|c| c.method == "PATCH") {
         assert!(
             apply.query.contains("fieldManager=gantry-operator"),
@@ -589,22 +606,51 @@ async fn switch_to_shared_keeps_the_dedicated_fleet_until_the_shared_one_is_avai
     );
     assert!(fake.at(DEDICATED).is_some());
 
-    // Available: the dedicated fleet goes, and the Gateway reports the shared fleet.
+    // Available: the dedicated Deployment goes first, in the foreground (its pods drain with
+    // their RBAC and Lease in place); the Gateway still reports the dedicated fleet.
     let mut deployment = fake.at(SHARED).unwrap();
     deployment["metadata"]["generation"] = json!(1);
     deployment["status"] = available_deployment(1)["status"].clone();
     fake.put(SHARED, deployment);
+    let calls = reconcile_gateway(&fake).await;
+    let deletes: Vec<&Recorded> = calls.iter().filter(|c| c.method == "DELETE").collect();
+    assert_eq!(
+        deletes.iter().map(|c| c.line()).collect::<Vec<_>>(),
+        [format!("DELETE {DEDICATED}")],
+        "the workload first"
+    );
+    assert_eq!(deletes[0].body["propagationPolicy"], "Foreground");
+    assert!(fake.at(DEDICATED).unwrap()["metadata"]["deletionTimestamp"].is_string());
+    assert!(fake.at(LEASE).is_some() && fake.at(SERVICE).is_some());
+    let calls = reconcile_gateway(&fake).await;
+    assert!(
+        !calls.iter().any(|c| c.method == "DELETE"),
+        "nothing else while the pods drain: {:?}",
+        lines(&calls)
+    );
+
+    // The garbage collector removes the Deployment once its pods are gone: then the rest.
+    fake.delete("deployments", "apps", "web-gantry");
     let calls = reconcile_gateway(&fake).await;
     let deletes: Vec<String> = calls
         .iter()
         .filter(|c| c.method == "DELETE")
         .map(Recorded::line)
         .collect();
-    assert!(
-        deletes.contains(&format!("DELETE {DEDICATED}")),
-        "{deletes:?}"
+    for gone in [
+        LEASE,
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/apps/rolebindings/web-gantry-leader-election",
+        "/api/v1/namespaces/apps/serviceaccounts/web-gantry",
+        SERVICE,
+    ] {
+        assert!(deletes.contains(&format!("DELETE {gone}")), "{deletes:?}");
+        assert!(fake.at(gone).is_none(), "{gone}");
+    }
+    assert_eq!(
+        deletes.last(),
+        Some(&format!("DELETE {SERVICE}")),
+        "the Service last"
     );
-    assert!(fake.at(DEDICATED).is_none());
     for patch in status_patches(&calls) {
         assert!(
             patch.body["status"]["conditions"].is_null(),
@@ -642,7 +688,12 @@ async fn switch_to_dedicated_removes_the_shared_fleet_once_dedicated_fleets_are_
         "{:?}",
         lines(&calls)
     );
-    assert!(fake.at(SHARED).is_none());
+    assert!(fake.at(SHARED).unwrap()["metadata"]["deletionTimestamp"].is_string());
+    assert!(fake.at(SHARED_LEASE).is_some(), "kept while the pods drain");
+    fake.delete("deployments", "gantry-system", "gantry-shared");
+    reconcile_class(&fake).await;
+    assert!(fake.at(SHARED_LEASE).is_none());
+    assert!(fake.at(SHARED_SERVICE).is_none());
 }
 
 #[tokio::test]
@@ -1112,8 +1163,13 @@ async fn a_listener_set_opens_its_ports_on_the_fleet_of_the_gateway_that_admits_
 
     let calls = reconcile_gateway(&fake).await;
     assert_eq!(
-        lines(&calls)[..2],
-        [format!("GET {CLASS}"), format!("GET {LISTENER_SETS}")]
+        lines(&calls)[..3],
+        [
+            format!("GET {CLASS}"),
+            format!("PATCH {GATEWAY}"),
+            format!("GET {LISTENER_SETS}")
+        ],
+        "the fleet finalizer, then the ListenerSets"
     );
     // Port 80, which the Gateway and the ListenerSet both use, is one Service port; below 1024
     // it is bound at port + 10000 in the pod, 9443 as declared (`gantry_translate::ports`).
@@ -1455,6 +1511,142 @@ async fn labelling_a_namespace_opens_the_ports_of_its_listener_sets_on_selecting
         port_names(&fake, SERVICE) == ["tcp-5432", "tcp-80"]
     })
     .await;
+    controllers.abort();
+    assert_eq!(reconcile_errors(&ctx), Vec::<String>::new());
+}
+
+/// A Gateway moving to the shared fleet removes its dedicated fleet as soon as the shared one
+/// is available, driven by the shared Deployment's events (or a short poll while the move is
+/// pending), not by the resync minutes later, although it has an address and nothing else
+/// about it changes.
+#[tokio::test]
+async fn a_move_to_the_shared_fleet_completes_when_the_shared_deployment_becomes_available() {
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(Some(class_params_ref())));
+    fake.put(CLASS_PARAMS, parameters(json!({})));
+    fake.put(GATEWAY, gateway_object());
+    let (ctx, controllers) = run_controllers(&fake);
+    until("the dedicated fleet", || fake.at(SERVICE).is_some()).await;
+    let mut service = fake.at(SERVICE).unwrap();
+    service["spec"]["clusterIP"] = json!("10.0.0.7");
+    fake.put(SERVICE, service);
+    until("the Gateway's address", || {
+        fake.at(GATEWAY).unwrap()["status"]["addresses"][0]["value"] == "10.0.0.7"
+    })
+    .await;
+
+    fake.put(CLASS_PARAMS, parameters(json!({"topology": "Shared"})));
+    until("the shared fleet", || fake.at(SHARED).is_some()).await;
+    assert!(
+        fake.at(DEDICATED).is_some(),
+        "removed before the shared fleet is available"
+    );
+
+    let mut deployment = fake.at(SHARED).unwrap();
+    let generation = deployment["metadata"]["generation"].as_i64().unwrap();
+    deployment["status"] = available_deployment(generation)["status"].clone();
+    fake.put(SHARED, deployment);
+    until("the dedicated Deployment deleted", || {
+        fake.at(DEDICATED)
+            .is_some_and(|d| d["metadata"]["deletionTimestamp"].is_string())
+    })
+    .await;
+    // Its pods are gone: the garbage collector removes it, and the rest of the fleet follows.
+    fake.delete("deployments", "apps", "web-gantry");
+    until("the dedicated fleet removed", || {
+        fake.at(SERVICE).is_none() && fake.at(LEASE).is_none()
+    })
+    .await;
+    controllers.abort();
+    assert_eq!(reconcile_errors(&ctx), Vec::<String>::new());
+}
+
+const CLASS_BINDING: &str =
+    "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/gantry-proxy-gantry";
+const LEADER_BINDING: &str =
+    "/apis/rbac.authorization.k8s.io/v1/namespaces/apps/rolebindings/web-gantry-leader-election";
+const ACCOUNT: &str = "/api/v1/namespaces/apps/serviceaccounts/web-gantry";
+
+/// Whether the class's ClusterRoleBinding grants the dedicated fleet's ServiceAccount.
+fn fleet_bound(fake: &ApiServer) -> bool {
+    fake.at(CLASS_BINDING).is_some_and(|b| {
+        b["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["name"] == "web-gantry")
+    })
+}
+
+/// A deleted Gateway stays (finalizer) until its fleet's pods are gone: the Deployment goes
+/// first, in the foreground, while the pods keep their ServiceAccount, RoleBindings, the
+/// class's ClusterRoleBinding and their Lease; once the garbage collector has removed it, the
+/// rest goes and then the finalizer.
+#[tokio::test]
+async fn a_deleted_gateway_loses_its_pods_before_their_rbac_and_lease() {
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(None));
+    fake.put(GATEWAY, gateway_object());
+    let (ctx, controllers) = run_controllers(&fake);
+    until("the fleet, its Lease and its finalizer", || {
+        fake.at(SERVICE).is_some()
+            && fake.at(LEASE).is_some()
+            && fleet_bound(&fake)
+            && fake.at(GATEWAY).unwrap()["metadata"]["finalizers"]
+                == json!(["gantry.dev/fleet-teardown"])
+    })
+    .await;
+    fake.take_requests();
+
+    let gateways: kube::Api<Gateway> = kube::Api::namespaced(client(&fake), "apps");
+    gateways
+        .delete("web", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    until("the Deployment deleted in the foreground", || {
+        fake.at(DEDICATED)
+            .is_some_and(|d| d["metadata"]["deletionTimestamp"].is_string())
+    })
+    .await;
+    for kept in [SERVICE, LEASE, ACCOUNT, LEADER_BINDING, GATEWAY] {
+        assert!(
+            fake.at(kept).is_some(),
+            "{kept} removed while the pods drain"
+        );
+    }
+    assert!(
+        fleet_bound(&fake),
+        "the class binding dropped the draining fleet"
+    );
+
+    // The pods are gone: the garbage collector removes the Deployment.
+    fake.delete("deployments", "apps", "web-gantry");
+    until("the Gateway gone", || fake.at(GATEWAY).is_none()).await;
+    for gone in [SERVICE, LEASE, ACCOUNT, LEADER_BINDING] {
+        assert!(fake.at(gone).is_none(), "{gone} left behind");
+    }
+    until("the class binding without the fleet", || {
+        !fleet_bound(&fake)
+    })
+    .await;
+    let writes: Vec<String> = fake
+        .take_requests()
+        .iter()
+        .filter(|c| c.method != "GET" && !c.path.contains("/events"))
+        .map(Recorded::line)
+        .collect();
+    let at = |line: String| {
+        writes
+            .iter()
+            .position(|w| *w == line)
+            .unwrap_or_else(|| panic!("{line} not in {writes:#?}"))
+    };
+    let workload = at(format!("DELETE {DEDICATED}"));
+    let finalizer = at(format!("PATCH {GATEWAY}"));
+    for after in [LEASE, LEADER_BINDING, ACCOUNT, SERVICE] {
+        let deleted = at(format!("DELETE {after}"));
+        assert!(workload < deleted && deleted < finalizer, "{writes:#?}");
+    }
     controllers.abort();
     assert_eq!(reconcile_errors(&ctx), Vec::<String>::new());
 }

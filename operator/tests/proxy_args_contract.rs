@@ -222,6 +222,18 @@ fn check_fleet(
         namespace.clone(),
         "{context}: {scope:?}"
     );
+    // The Lease the proxy holds (in its namespace, `POD_NAMESPACE`) is the one rendered with
+    // the fleet, so that it has an owner and is deleted with the fleet.
+    let leases: Vec<(Option<&str>, &str)> = objects
+        .iter()
+        .filter(|o| o.kind == Kind::Lease)
+        .map(|o| (o.namespace.as_deref(), o.name.as_str()))
+        .collect();
+    assert_eq!(
+        leases,
+        [(deployment.namespace.as_deref(), scope.lease_name().as_str())],
+        "{context}"
+    );
     match serves {
         Serves::Gateway(key) => {
             let gateways: Vec<String> = run.gateways.iter().map(|g| g.to_string()).collect();

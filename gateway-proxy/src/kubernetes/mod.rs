@@ -4,7 +4,8 @@
 //!   complete object set on the same channel as the file source.
 //! - [`status_writer`]: writes the control loop's statuses back onto Gateways, routes and
 //!   BackendTLSPolicies, only what is ours and only when it changed.
-//! - [`leader`]: a Lease; only its holder writes status, every replica serves traffic.
+//! - [`leader`]: a Lease (the elector is `gantry_lease`); only its holder writes status, every
+//!   replica serves traffic.
 //! - [`metrics`]: relists, watch errors, status writes and leadership.
 //!
 //! Nothing outside this module has a Kubernetes client.
@@ -90,15 +91,19 @@ impl Scope {
         ))
     }
 
+    /// The Lease this fleet's replicas elect their status writer with (the operator renders it
+    /// with the fleet, under the same name).
+    pub fn lease_name(&self) -> String {
+        leader::lease_name(&self.lease_subject())
+    }
+
     /// What the Lease of this fleet is named after.
     fn lease_subject(&self) -> String {
         match self {
             Scope::Class(class) => class.clone(),
-            Scope::Gateways(keys) => keys
-                .iter()
-                .map(|k| format!("{}.{}", k.namespace, k.name))
-                .collect::<Vec<_>>()
-                .join("."),
+            Scope::Gateways(keys) => gantry_lease::gateways_subject(
+                keys.iter().map(|k| (k.namespace.as_str(), k.name.as_str())),
+            ),
             Scope::All => "all".to_owned(),
         }
     }
@@ -132,11 +137,7 @@ impl KubeSource {
             .unwrap_or_else(|_| client.default_namespace().to_owned());
         let identity = std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("gantry-proxy-{}", uuid::Uuid::new_v4()));
-        let lease = LeaseConfig::new(
-            namespace,
-            leader::lease_name(&scope.lease_subject()),
-            identity,
-        );
+        let lease = LeaseConfig::new(namespace, scope.lease_name(), identity);
         Self {
             client,
             scope,

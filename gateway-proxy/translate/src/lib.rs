@@ -11,7 +11,8 @@
 //! bound at inside the pod (`--port-offset`); [`references`] the one rule for which namespaces'
 //! Secrets and ConfigMaps a set of Gateways may read: the proxy watches those namespaces and the
 //! operator grants the fleet read access in exactly those; [`listener_sets`] which listeners a
-//! Gateway takes from ListenerSets, so the operator opens their ports. [`features`] is the one list of
+//! Gateway takes from ListenerSets, so the operator opens their ports; [`route_scope`] which routes
+//! a proxy serving some Gateways needs to translate at all. [`features`] is the one list of
 //! Gateway API features Gantry reports as supported, with the tests that prove each.
 
 pub mod features;
@@ -20,6 +21,7 @@ pub mod ir;
 pub mod listener_sets;
 pub mod ports;
 pub mod references;
+pub mod route_scope;
 pub mod status;
 pub mod store;
 pub mod translate;

@@ -23,7 +23,8 @@ use super::conditions::{self, Wanted};
 use super::gatewayclass::{available, deployment};
 use super::parameters::{self, Invalid};
 use super::{Context, Error, event_reference, objects};
-use crate::infra::names::FIELD_MANAGER;
+use crate::infra::apply::Teardown;
+use crate::infra::names::{self, FIELD_MANAGER, FLEET_FINALIZER};
 use crate::infra::plan::{self, FleetRef};
 use crate::infra::render::{SecretState, https_secrets};
 use crate::params::FleetParameters;
@@ -38,8 +39,7 @@ const POLL: Duration = Duration::from_secs(5);
 #[instrument(skip_all, fields(gateway = %format!("{}/{}", gateway.namespace().unwrap_or_default(), gateway.name_any())))]
 pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action, Error> {
     if gateway.metadata.deletion_timestamp.is_some() {
-        // Owner references let the garbage collector remove the fleet.
-        return Ok(Action::await_change());
+        return teardown(&ctx, &gateway).await;
     }
     let Some(class) = ctx.class(&gateway.spec.gateway_class_name).await? else {
         return Ok(Action::await_change());
@@ -61,11 +61,14 @@ pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Actio
         }
     };
 
+    if params.topology == Topology::Dedicated {
+        add_finalizer(&ctx, &gateway).await?;
+    }
     match sync_fleet(&ctx, &gateway, &params, shared_namespace.as_deref()).await {
-        Ok(serving) => {
-            let addresses = addresses(&ctx, &serving).await?;
-            tracing::debug!(fleet = %format!("{}/{}", serving.namespace, serving.name), "served");
-            let waiting = addresses.is_empty();
+        Ok(Serving { fleet, moving }) => {
+            let addresses = addresses(&ctx, &fleet).await?;
+            tracing::debug!(fleet = %format!("{}/{}", fleet.namespace, fleet.name), "served");
+            let waiting = addresses.is_empty() || moving;
             write_status(&ctx, &gateway, None, addresses).await?;
             Ok(Action::requeue(if waiting { POLL } else { RESYNC }))
         }
@@ -114,13 +117,31 @@ async fn resolve(
     .map_err(Invalid))
 }
 
+/// The fleet serving a Gateway right now.
+struct Serving {
+    fleet: FleetRef,
+    /// Moving to the shared fleet, which is not available yet: the dedicated fleet still
+    /// serves, and the Gateway is looked at again soon (besides the shared Deployment's events)
+    /// rather than at the next resync.
+    moving: bool,
+}
+
+impl Serving {
+    fn settled(fleet: FleetRef) -> Self {
+        Self {
+            fleet,
+            moving: false,
+        }
+    }
+}
+
 /// Applies what the Gateway needs and returns the fleet that serves it right now.
 async fn sync_fleet(
     ctx: &Context,
     gateway: &Gateway,
     params: &FleetParameters,
     shared_namespace: Option<&str>,
-) -> Result<FleetRef, Error> {
+) -> Result<Serving, Error> {
     let secrets = secret_states(ctx, gateway, params).await?;
     // A dedicated fleet opens the ports of the listeners its ListenerSets add; a shared one is
     // rendered by the class controller.
@@ -142,23 +163,124 @@ async fn sync_fleet(
     let target = plan::fleet_for(gateway, params.topology, shared_namespace);
     if target == dedicated {
         ctx.applier.prune_fleet(&dedicated, &objects).await?;
-        return Ok(dedicated);
+        return Ok(Serving::settled(dedicated));
     }
     // Moving to the shared fleet (applied by the GatewayClass controller): keep the dedicated
     // fleet serving until the shared one is available, then remove it.
-    if deployment(ctx, &dedicated).await?.is_none() {
-        return Ok(target);
+    if !ctx.applier.fleet_remains(&dedicated).await? {
+        return Ok(Serving::settled(target));
     }
-    if deployment(ctx, &target)
+    let serving = deployment(ctx, &target)
         .await?
-        .is_some_and(|d| available(&d))
-    {
+        .is_some_and(|d| available(&d));
+    if serving {
         tracing::info!(from = %dedicated.name, to = %target.name, "moving Gateway to the shared fleet");
-        ctx.applier.delete_fleet(&dedicated, &params.roles).await?;
-        Ok(target)
-    } else {
-        Ok(dedicated)
+        let lease = dedicated_lease(gateway);
+        let teardown = ctx
+            .applier
+            .teardown_fleet(&dedicated, &params.roles, &lease)
+            .await?;
+        if teardown == Teardown::Done {
+            return Ok(Serving::settled(target));
+        }
+        // The dedicated pods drain (its Service and address stay until they are gone).
     }
+    Ok(Serving {
+        fleet: dedicated,
+        moving: true,
+    })
+}
+
+/// The Lease of the Gateway's dedicated fleet.
+fn dedicated_lease(gateway: &Gateway) -> String {
+    names::dedicated_lease(
+        gateway.metadata.namespace.as_deref().unwrap_or_default(),
+        gateway.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+fn has_finalizer(gateway: &Gateway) -> bool {
+    gateway
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == FLEET_FINALIZER)
+}
+
+/// Adds the fleet finalizer, so that a deleted Gateway stays until its dedicated fleet's pods
+/// are gone and the RBAC, Lease and Service they use are removed after them ([`teardown`]).
+async fn add_finalizer(ctx: &Context, gateway: &Gateway) -> Result<(), Error> {
+    if has_finalizer(gateway) {
+        return Ok(());
+    }
+    let mut finalizers = gateway.metadata.finalizers.clone().unwrap_or_default();
+    finalizers.push(FLEET_FINALIZER.to_string());
+    set_finalizers(ctx, gateway, finalizers).await
+}
+
+/// Writes `metadata.finalizers` by a merge patch guarded by the resourceVersion read, so that
+/// another controller's finalizer added meanwhile is never lost (a `409` retries).
+async fn set_finalizers(
+    ctx: &Context,
+    gateway: &Gateway,
+    finalizers: Vec<String>,
+) -> Result<(), Error> {
+    let namespace = gateway.namespace().unwrap_or_default();
+    let name = gateway.name_any();
+    let api: Api<Gateway> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": gateway.metadata.resource_version,
+        }
+    });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    api.patch(&name, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(|e| {
+            Error::kube(
+                format!("writing the finalizers of Gateway {namespace}/{name}"),
+                e,
+            )
+        })?;
+    Ok(())
+}
+
+/// A deleted Gateway: its dedicated fleet goes in order. The Deployment first, in the
+/// foreground, so that its pods drain with every permission they hold (their watches and their
+/// Lease keep working); once it is gone, the RBAC, Lease and Service; then the finalizer, and
+/// the garbage collector removes what else the Gateway owns (Certificates).
+async fn teardown(ctx: &Context, gateway: &Gateway) -> Result<Action, Error> {
+    if !has_finalizer(gateway) {
+        // Owner references let the garbage collector remove what is left.
+        return Ok(Action::await_change());
+    }
+    let fleet = plan::dedicated_fleet(gateway);
+    let lease = dedicated_lease(gateway);
+    let teardown = ctx
+        .applier
+        .teardown_fleet(&fleet, &ctx.defaults.proxy_roles, &lease)
+        .await?;
+    if teardown == Teardown::Draining {
+        tracing::info!(fleet = %format!("{}/{}", fleet.namespace, fleet.name), "Gateway deleted: waiting for its fleet's pods to drain");
+        // The Deployment's deletion brings this Gateway back; the poll is a safety net.
+        return Ok(Action::requeue(POLL));
+    }
+    let finalizers: Vec<String> = gateway
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != FLEET_FINALIZER)
+        .cloned()
+        .collect();
+    set_finalizers(ctx, gateway, finalizers).await?;
+    tracing::info!(fleet = %format!("{}/{}", fleet.namespace, fleet.name), "Gateway deleted: fleet removed");
+    Ok(Action::await_change())
 }
 
 /// The state of each Secret an HTTPS listener names, when issuance is configured.

@@ -22,8 +22,8 @@ use tracing::instrument;
 use super::conditions::{self, Wanted};
 use super::parameters::{self, Invalid};
 use super::{Context, Error, objects};
-use crate::infra::apply::is_not_found;
-use crate::infra::names::{self, FIELD_MANAGER};
+use crate::infra::apply::{Teardown, is_not_found};
+use crate::infra::names::{self, FIELD_MANAGER, FLEET_FINALIZER};
 use crate::infra::plan::{self, FleetRef};
 use crate::params::FleetParameters;
 
@@ -136,12 +136,18 @@ async fn sync(
         tracing::info!(%namespace, %name, "no longer referenced; read access withdrawn");
     }
 
-    let Some(shared) = shared.filter(|_| shared_running) else {
+    let Some(shared) = shared else {
         return Ok(Action::requeue(RESYNC));
     };
     let wanted = params.topology == Topology::Shared && !gateways.is_empty();
     if wanted {
-        ctx.applier.prune_fleet(&shared, &objects).await?;
+        if shared_running {
+            ctx.applier.prune_fleet(&shared, &objects).await?;
+        }
+        return Ok(Action::requeue(RESYNC));
+    }
+    // A teardown whose pods are gone still removes the rest (the Service goes last).
+    if !shared_running && !ctx.applier.fleet_remains(&shared).await? {
         return Ok(Action::requeue(RESYNC));
     }
     // Switching to dedicated (or no Gateway left): the shared fleet goes only once every
@@ -156,8 +162,16 @@ async fn sync(
             return Ok(Action::requeue(SWITCH_POLL));
         }
     }
-    ctx.applier.delete_fleet(&shared, &params.roles).await?;
-    Ok(Action::requeue(RESYNC))
+    let lease = names::shared_lease(&class_name);
+    match ctx
+        .applier
+        .teardown_fleet(&shared, &params.roles, &lease)
+        .await?
+    {
+        // Its pods drain; the rest goes once they are gone.
+        Teardown::Draining => Ok(Action::requeue(SWITCH_POLL)),
+        Teardown::Done => Ok(Action::requeue(RESYNC)),
+    }
 }
 
 /// Gateways of the class (in the operator's namespace scope).
@@ -173,7 +187,17 @@ pub async fn gateways_of(ctx: &Context, class: &str) -> Result<Vec<Gateway>, Err
     let mut gateways: Vec<Gateway> = list
         .items
         .into_iter()
-        .filter(|g| g.spec.gateway_class_name == class && g.metadata.deletion_timestamp.is_none())
+        // A deleted Gateway whose dedicated fleet is still draining keeps its fleet's RBAC
+        // and read grants until the teardown removes the finalizer.
+        .filter(|g| {
+            g.spec.gateway_class_name == class
+                && (g.metadata.deletion_timestamp.is_none()
+                    || g.metadata
+                        .finalizers
+                        .iter()
+                        .flatten()
+                        .any(|f| f == FLEET_FINALIZER))
+        })
         .collect();
     gateways.sort_by_key(|g| (g.namespace(), g.name_any()));
     Ok(gateways)

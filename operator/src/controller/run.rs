@@ -19,7 +19,9 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use super::{Context, Error, Scope, gateway, gatewayclass, listener_sets};
-use crate::infra::names::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::infra::names::{
+    GATEWAY_CLASS_NAME_LABEL, GATEWAY_NAME_LABEL, MANAGED_BY, MANAGED_BY_LABEL, label_value,
+};
 
 fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
     move |_, error, ctx| {
@@ -81,13 +83,46 @@ fn selecting(gateways: &reflector::Store<Gateway>) -> Vec<Arc<Gateway>> {
         .collect()
 }
 
+/// The Gateways a fleet's Deployment matters to: its owner, for a dedicated fleet; for a shared
+/// fleet (labelled with its class and no Gateway) once it is available, every Gateway of the
+/// class, since those moving to it remove their dedicated fleet then.
+fn fleet_gateways(
+    deployment: &Deployment,
+    gateways: &reflector::Store<Gateway>,
+) -> Vec<ObjectRef<Gateway>> {
+    let namespace = deployment.namespace().unwrap_or_default();
+    let owners: Vec<ObjectRef<Gateway>> = deployment
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == "Gateway" && o.api_version.starts_with(gantry_crds::GATEWAY_GROUP))
+        .map(|o| ObjectRef::new(&o.name).within(&namespace))
+        .collect();
+    if !owners.is_empty() {
+        return owners;
+    }
+    let labels = deployment.labels();
+    if labels.contains_key(GATEWAY_NAME_LABEL) || !gatewayclass::available(deployment) {
+        return Vec::new();
+    }
+    let Some(class) = labels.get(GATEWAY_CLASS_NAME_LABEL) else {
+        return Vec::new();
+    };
+    gateways
+        .state()
+        .into_iter()
+        .filter(|g| &label_value(&g.spec.gateway_class_name) == class)
+        .map(|g| ObjectRef::from_obj(g.as_ref()))
+        .collect()
+}
+
 /// Runs both controllers until either stream ends (on shutdown signal).
 pub async fn run(ctx: Arc<Context>) {
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let client = ctx.client.clone();
 
-    // Gateways: their own changes, their fleet's Deployment and Service (addresses), and the
-    // class and parameters they depend on.
+    // Gateways: their own changes, their fleet's Deployment and Service (addresses), the
+    // class's shared Deployment (a Gateway moving to it removes its dedicated fleet once it is
+    // available), and the class and parameters they depend on.
     let gateways = Controller::new(api::<Gateway>(&ctx), watcher::Config::default());
     let gateway_store = gateways.store();
     let by_class = gateway_store.clone();
@@ -95,8 +130,13 @@ pub async fn run(ctx: Arc<Context>) {
     let by_namespace = gateway_store.clone();
     let by_set = gateway_store.clone();
     let by_set_namespace = gateway_store.clone();
+    let by_deployment_class = gateway_store.clone();
     let mut gateway_controller = gateways
-        .owns(api::<Deployment>(&ctx), managed.clone())
+        .watches(
+            api::<Deployment>(&ctx),
+            managed.clone(),
+            move |deployment: Deployment| fleet_gateways(&deployment, &by_deployment_class),
+        )
         .owns(api::<Service>(&ctx), managed.clone())
         // A ListenerSet adds listeners to the Gateway it names: its dedicated fleet's ports.
         .reconcile_on(listener_sets::parent_changes(ctx.clone()).map(gateway_ref));

@@ -38,6 +38,15 @@ pub fn is_not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.is_not_found())
 }
 
+/// How far [`Applier::teardown_fleet`] got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Teardown {
+    /// The Deployment is being deleted: its pods are draining. Call again once it is gone.
+    Draining,
+    /// Nothing of the fleet is left.
+    Done,
+}
+
 /// Server-side applies and deletes generated objects with the operator's field manager.
 #[derive(Clone)]
 pub struct Applier {
@@ -127,29 +136,90 @@ impl Applier {
         Ok(())
     }
 
-    /// Deletes every object of a fleet that no longer serves anything (with `roles` of a
-    /// namespace-scoped install, its RoleBinding of the `<prefix>` Role too).
-    pub async fn delete_fleet(
+    /// Removes a fleet that no longer serves anything, in order, over several calls: first
+    /// the Deployment, deleted in the foreground, so that it disappears only once its pods
+    /// are gone ([`Teardown::Draining`] until then); then what the pods used while draining
+    /// (the Lease they held, their RoleBindings, their ServiceAccount), the HPA and PDB, and
+    /// the Service last: while it exists, a teardown is unfinished. `lease` is the fleet's
+    /// Lease; with `roles` of a namespace-scoped install, the fleet's RoleBinding of the
+    /// `<prefix>` Role goes too.
+    pub async fn teardown_fleet(
         &self,
         fleet: &FleetRef,
         roles: &ProxyRoles,
-    ) -> Result<(), ApplyError> {
-        for kind in Kind::FLEET {
-            let name = match kind {
-                Kind::RoleBinding => names::leader_election_binding(&fleet.name),
-                _ => fleet.name.clone(),
-            };
-            self.delete(kind, Some(&fleet.namespace), &name).await?;
+        lease: &str,
+    ) -> Result<Teardown, ApplyError> {
+        let namespace = Some(fleet.namespace.as_str());
+        let deployments = self.api(Kind::Deployment, namespace);
+        let error = |verb, source| ApplyError {
+            verb,
+            kind: Kind::Deployment,
+            namespace: fleet.namespace.clone(),
+            name: fleet.name.clone(),
+            source,
+        };
+        match deployments.get_opt(&fleet.name).await {
+            Ok(Some(deployment)) => {
+                if deployment.metadata.deletion_timestamp.is_none() {
+                    // Foreground: the garbage collector removes the ReplicaSets and their pods
+                    // (each draining for its grace period) before the Deployment itself.
+                    match deployments
+                        .delete(&fleet.name, &DeleteParams::foreground())
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(e) if is_not_found(&e) => {}
+                        Err(source) => return Err(error("delete", source)),
+                    }
+                }
+                return Ok(Teardown::Draining);
+            }
+            Ok(None) => {}
+            Err(source) => return Err(error("get", source)),
         }
-        if roles.namespace.is_some() {
-            self.delete(
+        let mut rest = vec![
+            (Kind::HorizontalPodAutoscaler, fleet.name.clone()),
+            (Kind::PodDisruptionBudget, fleet.name.clone()),
+            (Kind::Lease, lease.to_string()),
+            (
                 Kind::RoleBinding,
-                Some(&fleet.namespace),
-                &names::fleet_reads_binding(&fleet.name),
-            )
-            .await?;
+                names::leader_election_binding(&fleet.name),
+            ),
+        ];
+        if roles.namespace.is_some() {
+            rest.push((Kind::RoleBinding, names::fleet_reads_binding(&fleet.name)));
         }
-        Ok(())
+        rest.push((Kind::ServiceAccount, fleet.name.clone()));
+        rest.push((Kind::Service, fleet.name.clone()));
+        for (kind, name) in rest {
+            self.delete(kind, namespace, &name).await?;
+        }
+        Ok(Teardown::Done)
+    }
+
+    /// Whether anything of a fleet is left: its Deployment, or the Service a teardown deletes
+    /// last.
+    pub async fn fleet_remains(&self, fleet: &FleetRef) -> Result<bool, ApplyError> {
+        for kind in [Kind::Deployment, Kind::Service] {
+            match self
+                .api(kind, Some(&fleet.namespace))
+                .get_metadata_opt(&fleet.name)
+                .await
+            {
+                Ok(Some(_)) => return Ok(true),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(ApplyError {
+                        verb: "get",
+                        kind,
+                        namespace: fleet.namespace.clone(),
+                        name: fleet.name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Deletes the RoleBindings granting the class's fleets reads in a namespace that are not

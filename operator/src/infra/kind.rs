@@ -2,6 +2,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
@@ -26,20 +27,12 @@ pub enum Kind {
     PodDisruptionBudget,
     /// cert-manager.io/v1 Certificate (a CRD the cluster may not have).
     Certificate,
+    /// coordination.k8s.io/v1 Lease: the fleet's leader-election Lease, applied without a spec
+    /// (the proxies hold it) so that it has an owner and goes with the fleet.
+    Lease,
 }
 
 impl Kind {
-    /// Every kind that makes up a fleet in its own namespace, in deletion order (workload
-    /// first, identity last). The RoleBinding is the leader-election one.
-    pub const FLEET: [Kind; 6] = [
-        Kind::HorizontalPodAutoscaler,
-        Kind::PodDisruptionBudget,
-        Kind::Deployment,
-        Kind::Service,
-        Kind::RoleBinding,
-        Kind::ServiceAccount,
-    ];
-
     /// Where the API serves this kind.
     pub fn api_resource(self) -> ApiResource {
         match self {
@@ -50,6 +43,7 @@ impl Kind {
             Kind::Deployment => ApiResource::erase::<Deployment>(&()),
             Kind::HorizontalPodAutoscaler => ApiResource::erase::<HorizontalPodAutoscaler>(&()),
             Kind::PodDisruptionBudget => ApiResource::erase::<PodDisruptionBudget>(&()),
+            Kind::Lease => ApiResource::erase::<Lease>(&()),
             Kind::Certificate => ApiResource {
                 group: "cert-manager.io".to_string(),
                 version: "v1".to_string(),

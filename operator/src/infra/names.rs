@@ -19,6 +19,9 @@ pub const GRANT_LABEL: &str = "gantry.dev/grant";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`].
 pub const MANAGED_BY: &str = "gantry-operator";
+/// On Gateways with a dedicated fleet: the operator removes the fleet in order (pods first,
+/// then what they use) before the Gateway goes.
+pub const FLEET_FINALIZER: &str = "gantry.dev/fleet-teardown";
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "gantry-operator";
 
@@ -50,6 +53,18 @@ pub fn dedicated_fleet(gateway: &str, class: &str) -> String {
 /// Name of the shared fleet of a GatewayClass.
 pub fn shared_fleet(class: &str) -> String {
     bounded(&format!("{class}-shared"), MAX_NAME)
+}
+
+/// The Lease a dedicated fleet's replicas elect their status writer with: the proxy names it
+/// after the Gateway it serves (`--gateway NS/NAME`).
+pub fn dedicated_lease(namespace: &str, gateway: &str) -> String {
+    gantry_lease::lease_name(&gantry_lease::gateways_subject([(namespace, gateway)]))
+}
+
+/// The Lease of a class's shared fleet: the proxy names it after the class
+/// (`--gateway-class NAME`).
+pub fn shared_lease(class: &str) -> String {
+    gantry_lease::lease_name(class)
 }
 
 /// Name of the per-class ClusterRoleBinding granting the class's fleets their cluster-wide

@@ -17,6 +17,7 @@ use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
     MetricTarget, ResourceMetricSource,
 };
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
     ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, Service, ServiceAccount, ServicePort,
@@ -206,8 +207,8 @@ pub fn port_mappings(
     set.into_iter().collect()
 }
 
-/// The fleet: ServiceAccount, the RoleBinding granting it Leases, Service, Deployment, and
-/// HPA/PDB when enabled, in the order they should be applied.
+/// The fleet: ServiceAccount, the RoleBinding granting it Leases, its Lease, Service,
+/// Deployment, and HPA/PDB when enabled, in the order they should be applied.
 pub fn render_fleet(fleet: &Fleet<'_>) -> Vec<DesiredObject> {
     // A namespace-scoped fleet reads no Namespace (`--watch-namespace`): there a selector
     // admits no ListenerSet, so it opens no port for one.
@@ -232,6 +233,17 @@ pub fn render_fleet(fleet: &Fleet<'_>) -> Vec<DesiredObject> {
             namespace: Some(fleet.namespace.clone()),
             name: names::leader_election_binding(&fleet.name),
             body: to_value(&leader_election_binding(fleet)),
+        },
+        // The Lease the proxies elect their status writer with, as an owned object without a
+        // spec: the proxies hold it, and it goes with the fleet (garbage collection, pruning).
+        DesiredObject {
+            kind: Kind::Lease,
+            namespace: Some(fleet.namespace.clone()),
+            name: lease_name(fleet),
+            body: to_value(&Lease {
+                metadata: fleet.meta(&lease_name(fleet)),
+                spec: None,
+            }),
         },
     ];
     if fleet.params.roles.namespace.is_some() {
@@ -270,6 +282,18 @@ fn object<T: Serialize>(kind: Kind, fleet: &Fleet<'_>, typed: &T) -> DesiredObje
 /// a bug in that crate, so it degrades to `null`, which the API server rejects loudly.
 fn to_value<T: Serialize>(typed: &T) -> Value {
     serde_json::to_value(typed).unwrap_or(Value::Null)
+}
+
+/// The name the fleet's proxies give their Lease: after the Gateway (dedicated) or the class
+/// (shared) they serve.
+fn lease_name(fleet: &Fleet<'_>) -> String {
+    match fleet.target {
+        Target::Dedicated(gateway) => names::dedicated_lease(
+            gateway.metadata.namespace.as_deref().unwrap_or_default(),
+            gateway.metadata.name.as_deref().unwrap_or_default(),
+        ),
+        Target::Shared(_) => names::shared_lease(fleet.class),
+    }
 }
 
 /// Leases in the fleet's own namespace, through the `<prefix>-leader-election` role.

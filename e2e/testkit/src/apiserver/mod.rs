@@ -4,7 +4,10 @@
 // label selectors, `410 Gone` for compacted versions; GET/POST/PUT/PATCH/DELETE;
 // `resourceVersion` increasing across all writes and checked (`409 Conflict` for a stale one);
 // `metadata.generation` bumped only when the spec changes; a status subresource separate from
-// the main resource; server-side apply with `managedFields` per field manager (`managed`,
+// the main resource; finalizers (a DELETE of an object with finalizers, or with
+// `propagationPolicy: Foreground`, which adds `foregroundDeletion`, only sets
+// `deletionTimestamp`; the object goes when a write removes its last finalizer; the garbage
+// collector is not simulated: a test removes what it would with [`ApiServer::delete`]); server-side apply with `managedFields` per field manager (`managed`,
 // `fields`); a log of every request.
 //
 // The Kubernetes-mode tests of `gantry-proxy`, the operator's controller tests and the
@@ -490,7 +493,7 @@ impl ApiServer {
                     Method::PATCH => {
                         self.patch(&target, &content_type, body.clone(), &manager, &params)
                     }
-                    Method::DELETE => self.delete_one(&target),
+                    Method::DELETE => self.delete_one(&target, &body, &params),
                     _ => status(405, "MethodNotAllowed", "unsupported"),
                 }
             }
@@ -688,7 +691,33 @@ impl ApiServer {
         if let Some(current) = current {
             next["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
             next["metadata"]["uid"] = current["metadata"]["uid"].clone();
+            for field in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
+                match current["metadata"].get(field) {
+                    Some(value) => next["metadata"][field] = value.clone(),
+                    None => {
+                        if let Some(metadata) = next["metadata"].as_object_mut() {
+                            metadata.remove(field);
+                        }
+                    }
+                }
+            }
             if next == *current {
+                return next;
+            }
+            // A write that removes the last finalizer of an object marked for deletion
+            // deletes it.
+            if !current["metadata"]["deletionTimestamp"].is_null()
+                && next["metadata"]["finalizers"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty)
+            {
+                let key = key_of(current);
+                if let Some(map) = st.objects.get_mut(&target.resource) {
+                    map.remove(&key);
+                }
+                st.rv += 1;
+                next["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+                self.emit(st, &target.resource, "DELETED", next.clone());
                 return next;
             }
         }
@@ -825,22 +854,56 @@ impl ApiServer {
         json_response(if created { 201 } else { 200 }, &stored)
     }
 
-    fn delete_one(&self, target: &Target) -> Response<Body> {
+    /// As kube-apiserver: an object with finalizers, or deleted with `propagationPolicy:
+    /// Foreground` (which adds the `foregroundDeletion` finalizer the garbage collector removes
+    /// once the dependents are gone), is only marked (`deletionTimestamp`) and answered with
+    /// `202`; it goes when a write removes its last finalizer. Others go at once.
+    fn delete_one(
+        &self,
+        target: &Target,
+        options: &Value,
+        params: &BTreeMap<String, String>,
+    ) -> Response<Body> {
         let name = target.name.clone().unwrap_or_default();
-        let exists = self
-            .get(&target.resource, &target.namespace, &name)
-            .is_some();
-        if !exists {
+        let Some(current) = self.get(&target.resource, &target.namespace, &name) else {
             return status(404, "NotFound", "not found");
+        };
+        let policy = options["propagationPolicy"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| params.get("propagationPolicy").cloned());
+        let mut finalizers: Vec<Value> = current["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let marked = !current["metadata"]["deletionTimestamp"].is_null();
+        let foreground = json!("foregroundDeletion");
+        if policy.as_deref() == Some("Foreground") && !marked && !finalizers.contains(&foreground) {
+            finalizers.push(foreground);
         }
-        self.delete(&target.resource, &target.namespace, &name);
-        json_response(
-            200,
-            &json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
-                    "details": {"name": name, "kind": target.resource}, "code": 200}),
-        )
+        if finalizers.is_empty() {
+            self.delete(&target.resource, &target.namespace, &name);
+            return json_response(
+                200,
+                &json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
+                        "details": {"name": name, "kind": target.resource}, "code": 200}),
+            );
+        }
+        if marked {
+            return json_response(202, &current);
+        }
+        let mut st = self.state.lock().unwrap();
+        let mut next = current;
+        next["metadata"]["finalizers"] = json!(finalizers);
+        next["metadata"]["deletionTimestamp"] = json!(DELETION_TIMESTAMP);
+        next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        let stored = self.store(&mut st, &target.resource, next, "MODIFIED");
+        json_response(202, &stored)
     }
 }
+
+/// The `deletionTimestamp` of objects marked for deletion (no clock: tests assert no times).
+pub const DELETION_TIMESTAMP: &str = "2000-01-01T00:00:00Z";
 
 /// What a URL path names.
 #[derive(Clone, Debug)]

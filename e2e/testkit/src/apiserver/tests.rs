@@ -637,3 +637,61 @@ async fn lists_filter_by_label_selector() {
         ["a", "b"]
     );
 }
+
+#[tokio::test]
+async fn finalizers_hold_a_deleted_object_until_a_write_removes_the_last_one() {
+    let server = world().await;
+    let gw = get(&server, GW).await;
+    let rv = gw["metadata"]["resourceVersion"].clone();
+    let patch = json!({"metadata": {"finalizers": ["a/one", "b/two"], "resourceVersion": rv}});
+    let (code, _) = call(&server, "PATCH", GW, MERGE, &patch).await;
+    assert_eq!(code, 200);
+
+    let (code, marked) = call(&server, "DELETE", GW, JSON, &json!({})).await;
+    assert_eq!(code, 202, "{marked}");
+    assert_eq!(
+        marked["metadata"]["deletionTimestamp"],
+        super::DELETION_TIMESTAMP
+    );
+    // Still there, and deleting again changes nothing.
+    let (code, _) = call(&server, "DELETE", GW, JSON, &json!({})).await;
+    assert_eq!(code, 202);
+    let stored = get(&server, GW).await;
+    assert_eq!(stored["metadata"]["finalizers"], json!(["a/one", "b/two"]));
+
+    let patch = json!({"metadata": {"finalizers": ["b/two"]}});
+    let (code, _) = call(&server, "PATCH", GW, MERGE, &patch).await;
+    assert_eq!(code, 200);
+    assert!(server.at(GW).is_some(), "one finalizer left");
+    let patch = json!({"metadata": {"finalizers": [], "deletionTimestamp": null}});
+    let (code, _) = call(&server, "PATCH", GW, MERGE, &patch).await;
+    assert_eq!(code, 200);
+    assert!(
+        server.at(GW).is_none(),
+        "the last finalizer removed deletes it"
+    );
+}
+
+#[tokio::test]
+async fn a_foreground_delete_waits_for_the_garbage_collector() {
+    let server = world().await;
+    let (code, marked) = call(
+        &server,
+        "DELETE",
+        GW,
+        JSON,
+        &json!({"propagationPolicy": "Foreground"}),
+    )
+    .await;
+    assert_eq!(code, 202);
+    assert_eq!(
+        marked["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
+    assert!(server.at(GW).is_some());
+    // The garbage collector, once the dependents are gone.
+    server.delete("gateways", "default", "gw");
+    assert!(server.at(GW).is_none());
+    let (code, _) = call(&server, "DELETE", GW, JSON, &json!({})).await;
+    assert_eq!(code, 404);
+}

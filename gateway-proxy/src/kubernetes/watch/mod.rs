@@ -29,6 +29,11 @@
 //!   Namespaces are not watched: `allowedRoutes` selectors then admit nothing
 //!   ([`TranslateOptions::namespace_labels`]). Secrets and ConfigMaps are watched only in NS.
 //!
+//! - Routes: every route is watched, but only those that name a served Gateway (or a
+//!   ListenerSet of one), or still carry a `parents[]` entry of ours for one, are published
+//!   ([`gantry_translate::route_scope`]); a burst that changes only other routes publishes
+//!   nothing, so routes of other Gateways never reach the translator or the status writer.
+//!
 //! Nothing is published until every watch has listed once (including those of newly
 //! referenced namespaces), so `/readyz` stays false until the initial sync is complete; after
 //! that, every burst of watch events becomes one update. Endpoint-only changes are translated
@@ -66,6 +71,7 @@ use super::metrics::KubeMetrics;
 use crate::source::SourceUpdate;
 use crate::telemetry::Metrics;
 use gantry_translate::references;
+use gantry_translate::route_scope;
 use gantry_translate::store::{ObjectKey, Store};
 use gantry_translate::translate::TranslateOptions;
 
@@ -161,6 +167,8 @@ pub async fn run_in(
         active: kinds.iter().cloned().collect(),
         unsynced: kinds,
         scoped: BTreeMap::new(),
+        controller_name: TranslateOptions::default().controller_name,
+        published: None,
     };
     let result = source.run(changes, &updates).await;
     source.tasks.shutdown().await;
@@ -184,6 +192,10 @@ struct Publisher {
     unsynced: BTreeSet<String>,
     /// Per-namespace Secret and ConfigMap watches, by watch name.
     scoped: BTreeMap<String, AbortHandle>,
+    /// Our controller name: routes are published only for Gateways of its classes.
+    controller_name: String,
+    /// The store published last.
+    published: Option<Arc<Store>>,
 }
 
 impl Publisher {
@@ -205,8 +217,20 @@ impl Publisher {
                 return Ok(());
             }
             if self.unsynced.is_empty() {
+                let store =
+                    route_scope::retain_served_routes(self.store.clone(), &self.controller_name);
+                if self
+                    .published
+                    .as_ref()
+                    .is_some_and(|last| last.identical(&store))
+                {
+                    tracing::debug!("only objects this proxy does not serve changed");
+                    continue;
+                }
+                let store = Arc::new(store);
+                self.published = Some(store.clone());
                 updates.send_replace(Some(SourceUpdate::Objects {
-                    store: Arc::new(self.store.clone()),
+                    store,
                     warnings: Vec::new(),
                 }));
                 self.metrics.observe_stage("source", first_event.elapsed());

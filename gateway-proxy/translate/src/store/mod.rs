@@ -157,6 +157,44 @@ impl Store {
             && same(&self.gateway_classes, &other.gateway_classes)
     }
 
+    /// True when `other` holds the very same objects as `self` (the same `Arc`s, statuses
+    /// included): nothing at all changed, not even a status a writer reads. Sources keep the
+    /// `Arc` of an unchanged object, so a source may skip publishing such a store.
+    pub fn identical(&self, other: &Store) -> bool {
+        fn ptr<K: Ord, T>(a: &BTreeMap<K, Arc<T>>, b: &BTreeMap<K, Arc<T>>) -> bool {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|((ka, va), (kb, vb))| ka == kb && Arc::ptr_eq(va, vb))
+        }
+        ptr(&self.namespaces, &other.namespaces)
+            && ptr(&self.gateway_classes, &other.gateway_classes)
+            && ptr(&self.gateways, &other.gateways)
+            && ptr(&self.listener_sets, &other.listener_sets)
+            && ptr(&self.gateway_parameters, &other.gateway_parameters)
+            && ptr(&self.http_transforms, &other.http_transforms)
+            && ptr(&self.http_compositions, &other.http_compositions)
+            && ptr(&self.http_routes, &other.http_routes)
+            && ptr(&self.grpc_routes, &other.grpc_routes)
+            && ptr(&self.tls_routes, &other.tls_routes)
+            && ptr(&self.tcp_routes, &other.tcp_routes)
+            && ptr(&self.udp_routes, &other.udp_routes)
+            && ptr(&self.reference_grants, &other.reference_grants)
+            && ptr(&self.backend_tls_policies, &other.backend_tls_policies)
+            && ptr(
+                &self.backend_traffic_policies,
+                &other.backend_traffic_policies,
+            )
+            && ptr(
+                &self.backend_config_policies,
+                &other.backend_config_policies,
+            )
+            && ptr(&self.services, &other.services)
+            && ptr(&self.endpoint_slices, &other.endpoint_slices)
+            && ptr(&self.secrets, &other.secrets)
+            && ptr(&self.config_maps, &other.config_maps)
+    }
+
     /// True when `other` holds the same routes of every kind as `self`.
     fn same_routes(&self, other: &Store) -> bool {
         same(&self.http_routes, &other.http_routes)

@@ -28,7 +28,7 @@ mod listener;
 pub(crate) mod listener_set;
 mod listener_tls;
 mod matches;
-mod parent_ref;
+pub(crate) mod parent_ref;
 mod precedence;
 pub(crate) mod reference_grant;
 mod retry;
