@@ -214,40 +214,66 @@ async fn add_finalizer(ctx: &Context, gateway: &Gateway) -> Result<(), Error> {
     if has_finalizer(gateway) {
         return Ok(());
     }
-    let mut finalizers = gateway.metadata.finalizers.clone().unwrap_or_default();
-    finalizers.push(FLEET_FINALIZER.to_string());
-    set_finalizers(ctx, gateway, finalizers).await
+    set_finalizers(ctx, gateway, |finalizers| {
+        if !finalizers.iter().any(|f| f == FLEET_FINALIZER) {
+            finalizers.push(FLEET_FINALIZER.to_string());
+        }
+    })
+    .await
 }
 
-/// Writes `metadata.finalizers` by a merge patch guarded by the resourceVersion read, so that
-/// another controller's finalizer added meanwhile is never lost (a `409` retries).
+/// Conflicts a finalizer write re-reads the Gateway for before it fails the reconcile.
+const FINALIZER_CONFLICT_RETRIES: usize = 3;
+
+/// Edits `metadata.finalizers` with `edit` and writes them by a merge patch guarded by the
+/// resourceVersion read, so that another controller's finalizer added meanwhile is never lost.
+/// On a `409` (the cached Gateway was older than the server's: a status write, say, had not
+/// reached the cache yet) the Gateway is read again and the edit made on the fresh list.
 async fn set_finalizers(
     ctx: &Context,
     gateway: &Gateway,
-    finalizers: Vec<String>,
+    edit: impl Fn(&mut Vec<String>),
 ) -> Result<(), Error> {
     let namespace = gateway.namespace().unwrap_or_default();
     let name = gateway.name_any();
     let api: Api<Gateway> = Api::namespaced(ctx.client.clone(), &namespace);
-    let patch = json!({
-        "metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": gateway.metadata.resource_version,
-        }
-    });
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PatchParams::default()
     };
-    api.patch(&name, &params, &Patch::Merge(&patch))
-        .await
-        .map_err(|e| {
-            Error::kube(
-                format!("writing the finalizers of Gateway {namespace}/{name}"),
-                e,
-            )
-        })?;
-    Ok(())
+    let context = || format!("writing the finalizers of Gateway {namespace}/{name}");
+    let mut current = gateway.metadata.clone();
+    let mut conflicts = 0;
+    loop {
+        let mut finalizers = current.finalizers.clone().unwrap_or_default();
+        edit(&mut finalizers);
+        if current
+            .finalizers
+            .as_ref()
+            .map_or(finalizers.is_empty(), |f| *f == finalizers)
+        {
+            return Ok(());
+        }
+        let patch = json!({
+            "metadata": {
+                "finalizers": finalizers,
+                "resourceVersion": current.resource_version,
+            }
+        });
+        match api.patch(&name, &params, &Patch::Merge(&patch)).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && conflicts < FINALIZER_CONFLICT_RETRIES => {
+                conflicts += 1;
+                current = match api.get_opt(&name).await {
+                    Ok(Some(fresh)) => fresh.metadata,
+                    // Gone meanwhile: nothing holds it any more.
+                    Ok(None) => return Ok(()),
+                    Err(e) => return Err(Error::kube(context(), e)),
+                };
+            }
+            Err(e) => return Err(Error::kube(context(), e)),
+        }
+    }
 }
 
 /// A deleted Gateway: its dedicated fleet goes in order. The Deployment first, in the
@@ -270,15 +296,10 @@ async fn teardown(ctx: &Context, gateway: &Gateway) -> Result<Action, Error> {
         // The Deployment's deletion brings this Gateway back; the poll is a safety net.
         return Ok(Action::requeue(POLL));
     }
-    let finalizers: Vec<String> = gateway
-        .metadata
-        .finalizers
-        .iter()
-        .flatten()
-        .filter(|f| *f != FLEET_FINALIZER)
-        .cloned()
-        .collect();
-    set_finalizers(ctx, gateway, finalizers).await?;
+    set_finalizers(ctx, gateway, |finalizers| {
+        finalizers.retain(|f| f != FLEET_FINALIZER);
+    })
+    .await?;
     tracing::info!(fleet = %format!("{}/{}", fleet.namespace, fleet.name), "Gateway deleted: fleet removed");
     Ok(Action::await_change())
 }
