@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Gantry's benchmark suite: installs wrk, nginx, haproxy (and valgrind for a full run) when missing, builds the release
-# binaries, and runs Gantry side by side with nginx and haproxy, then Gantry in Kubernetes mode
+# Gantry's benchmark suite: installs wrk, nginx, haproxy (and valgrind for a full run) when
+# missing, builds the release binaries, and runs Gantry side by side with nginx and haproxy, then Gantry in Kubernetes mode
 # against an in-process API server (watch event to first 200 at 1,000 and 5,000 routes; 100
 # routes with --quick).
 #
