@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Gantry's benchmark suite: installs wrk, nginx, haproxy (and valgrind for a full run) when
-# missing, builds the release binaries, and runs Gantry side by side with nginx and haproxy, then Gantry in Kubernetes mode
-# against an in-process API server (watch event to first 200 at 1,000 and 5,000 routes; 100
-# routes with --quick).
+# missing, builds the release binaries, and runs Gantry side by side with nginx and haproxy,
+# then Gantry in Kubernetes mode against an in-process API server (watch event to first 200 at
+# 1,000 and 5,000 routes; 100 routes with --quick).
 #
 #   e2e/bench/run.sh                  full run (about 16 minutes on 2 cores); writes docs/benchmarks/
 #   e2e/bench/run.sh --quick          short run of release builds (about a minute once built)
