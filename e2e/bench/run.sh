@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Gantry's benchmark suite: installs wrk, nginx and haproxy when missing, builds the release
-# binaries, and runs Gantry side by side with nginx and haproxy, then Gantry in Kubernetes mode
-# against an in-process API server (watch event to first 200 at 1,000 and 5,000 routes; 100
-# routes with --quick).
+# Gantry's benchmark suite: installs wrk, nginx, haproxy (and valgrind for a full run) when
+# missing, builds the release binaries, and runs Gantry side by side with nginx and haproxy,
+# then Gantry in Kubernetes mode against an in-process API server (watch event to first 200 at
+# 1,000 and 5,000 routes; 100 routes with --quick).
 #
 #   e2e/bench/run.sh                  full run (about 16 minutes on 2 cores); writes docs/benchmarks/
 #   e2e/bench/run.sh --quick          short run of release builds (about a minute once built)
@@ -32,6 +32,10 @@ command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# Instructions per request are counted by callgrind: in a full run, or when asked for.
+if [ -z "$quick" ] || [[ " ${args[*]-} " == *" --instructions"* ]]; then
+  command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing ${missing[*]} (apt-get)" >&2
   sudo=""

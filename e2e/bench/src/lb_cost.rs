@@ -8,22 +8,22 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::backend::{self, Echo};
 use super::probe;
 use super::process::{Proc, free_port};
-use super::proxy::Setup;
+use super::proxy::{self, Setup};
 use super::results::{LbCost, LbCostRoute};
 use super::retry_cost::summarise;
 use super::wrk::{self, Counting};
 
-const PATH: &str = "/svc";
+pub const PATH: &str = "/svc";
 
 /// `(name, loadBalancer YAML)`; `None` is the Service without a policy.
-const ALGORITHMS: [(&str, Option<&str>); 5] = [
+pub const ALGORITHMS: [(&str, Option<&str>); 5] = [
     ("none", None),
     ("roundrobin", Some("{type: RoundRobin}")),
     ("random", Some("{type: Random}")),
@@ -34,12 +34,12 @@ const ALGORITHMS: [(&str, Option<&str>); 5] = [
     ),
 ];
 
-fn host(name: &str) -> String {
+pub fn host(name: &str) -> String {
     format!("{name}.lb.bench.example.com")
 }
 
 /// Extra backends beside the suite's.
-const EXTRA_BACKENDS: usize = 3;
+pub const EXTRA_BACKENDS: usize = 3;
 
 /// Gantry standalone files: a Gateway on `port`, one Service (endpoints `backends`, one
 /// EndpointSlice each), policy and route per algorithm.
@@ -132,35 +132,12 @@ pub fn measure(
     let mut backends = vec![setup.backend];
     let mut echoes = Vec::new();
     for _ in 0..EXTRA_BACKENDS {
-        let backend_port = free_port()?;
-        let listen = format!("127.0.0.1:{backend_port}");
-        let mut echo = Proc::spawn(
-            "gantry-echo",
-            Command::new(setup.bins.join("gantry-echo")).args(["--plain", "--listen", &listen]),
-            None,
-        )?;
-        probe::wait_for_200(
-            backend_port,
-            "direct",
-            "/",
-            Instant::now(),
-            Duration::from_secs(10),
-            Duration::from_millis(5),
-            || echo.check_alive(),
-        )
-        .context("an extra backend did not start")?;
-        backends.push(listen.parse()?);
+        let (echo, listen) = backend::start(&setup.bins, Echo::Plain)?;
+        backends.push(listen);
         echoes.push(echo);
     }
     std::fs::write(config_dir.join("config.yaml"), config(port, &backends))?;
-    let mut command = Command::new(setup.bins.join("gantry-proxy"));
-    command
-        .args(["run", "--no-access-log", "--log-level", "warn"])
-        .arg("--config-dir")
-        .arg(&config_dir)
-        .args(["--bind-address", "127.0.0.1"])
-        .args(["--admin-addr", &format!("127.0.0.1:{}", free_port()?)])
-        .args(["--worker-threads", &setup.workers.to_string()]);
+    let mut command = proxy::gantry_command(setup, &config_dir)?;
     let mut proc = Proc::spawn("gantry", &mut command, Some(&dir.join("stderr.log")))?;
     let started = Instant::now();
     let hosts: Vec<String> = ALGORITHMS.iter().map(|(name, _)| host(name)).collect();

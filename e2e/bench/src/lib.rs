@@ -2,9 +2,12 @@
 //! under measurement, the load generator driver, the scenarios (including Gantry's route
 //! propagation from files and from Kubernetes watch events), and the report.
 
+pub mod backend;
 pub mod churn;
+pub mod client;
 pub mod config;
 pub mod haproxy;
+pub mod instructions;
 pub mod kube_propagation;
 pub mod lb_cost;
 pub mod matrix;

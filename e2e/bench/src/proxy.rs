@@ -69,6 +69,18 @@ impl Running {
         routes: usize,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
+        Self::start_with(kind, setup, routes, timeout, |command| command)
+    }
+
+    /// [`Running::start`], with the proxy's command line passed through `wrap` first (to run
+    /// it under a tool such as callgrind).
+    pub fn start_with(
+        kind: Kind,
+        setup: &Setup,
+        routes: usize,
+        timeout: Duration,
+        wrap: impl FnOnce(Command) -> Command,
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let dir = std::env::temp_dir().join(format!(
             "gantry-bench-{}-{}-{routes}",
@@ -79,19 +91,12 @@ impl Running {
         std::fs::create_dir_all(&dir)?;
         let config_dir = dir.join("config");
         std::fs::create_dir_all(&config_dir)?;
-        let mut command = match kind {
+        let command = match kind {
             Kind::Gantry => {
                 for (name, text) in config::gantry(port, setup.backend, routes) {
                     std::fs::write(config_dir.join(name), text)?;
                 }
-                let mut c = Command::new(setup.bins.join("gantry-proxy"));
-                c.args(["run", "--no-access-log", "--log-level", "warn"])
-                    .arg("--config-dir")
-                    .arg(&config_dir)
-                    .args(["--bind-address", "127.0.0.1"])
-                    .args(["--admin-addr", &format!("127.0.0.1:{}", free_port()?)])
-                    .args(["--worker-threads", &setup.workers.to_string()]);
-                c
+                gantry_command(setup, &config_dir)?
             }
             Kind::Nginx => {
                 let conf = config_dir.join("nginx.conf");
@@ -122,6 +127,7 @@ impl Running {
                 c
             }
         };
+        let mut command = wrap(command);
         let started = Instant::now();
         let mut proc = Proc::spawn(kind.name(), &mut command, Some(&dir.join("stderr.log")))?;
         let last = routes.saturating_sub(1);
@@ -161,6 +167,10 @@ impl Running {
         Ok(())
     }
 
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
     pub fn config_dir(&self) -> PathBuf {
         self.dir.join("config")
     }
@@ -184,8 +194,21 @@ impl Drop for Running {
     }
 }
 
+/// `gantry-proxy run` on the files in `config_dir`, as every scenario runs it: no access log,
+/// warnings only, listeners on 127.0.0.1, an admin port, `setup.workers` worker threads.
+pub fn gantry_command(setup: &Setup, config_dir: &Path) -> anyhow::Result<Command> {
+    let mut c = Command::new(setup.bins.join("gantry-proxy"));
+    c.args(["run", "--no-access-log", "--log-level", "warn"])
+        .arg("--config-dir")
+        .arg(config_dir)
+        .args(["--bind-address", "127.0.0.1"])
+        .args(["--admin-addr", &format!("127.0.0.1:{}", free_port()?)])
+        .args(["--worker-threads", &setup.workers.to_string()]);
+    Ok(c)
+}
+
 /// Full path of a program on `PATH` (Debian puts nginx and haproxy in /usr/sbin).
-fn which(program: &str) -> anyhow::Result<PathBuf> {
+pub fn which(program: &str) -> anyhow::Result<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     path.split(':')
         .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"])

@@ -20,6 +20,7 @@ pub fn markdown(r: &Results) -> String {
     retry_cost(&mut s, r);
     transform_cost(&mut s, r);
     lb_cost(&mut s, r);
+    instructions(&mut s, r);
     kube_propagation(&mut s, r);
     let _ = writeln!(
         s,
@@ -70,6 +71,12 @@ fn header(s: &mut String, r: &Results) {
             "- Only the cost of each load balancer was measured: gantry-proxy ({build}, \
              `--no-access-log --log-level warn --worker-threads {}`), backends `gantry-echo --plain`.",
             m.cores
+        );
+    } else if st.instructions_only {
+        let _ = writeln!(
+            s,
+            "- Only instructions per request were counted (callgrind): gantry-proxy ({build}, \
+             `--no-access-log --log-level warn --worker-threads 1`), nginx and haproxy with one worker."
         );
     } else if st.kube_only {
         let _ = writeln!(
@@ -350,6 +357,62 @@ fn lb_cost(s: &mut String, r: &Results) {
             route.requests_per_sec,
             route.cpu_us_per_request,
             (route.cpu_us_per_request / base.max(1e-9) - 1.0) * 100.0
+        );
+    }
+    let _ = writeln!(s);
+}
+
+/// Instructions per request, by group, each case against its group's first.
+fn instructions(s: &mut String, r: &Results) {
+    let Some(c) = &r.instructions else {
+        return;
+    };
+    let _ = writeln!(s, "## Instructions per request (callgrind)\n");
+    let _ = writeln!(
+        s,
+        "User-space instructions of the whole proxy process (every thread) per request, counted \
+         by callgrind: {} requests on one keep-alive connection after {} on it, one worker. \
+         Exact on a busy machine, unlike CPU time: the figure to compare between changes. \
+         Kernel work (the TCP stack, the same for every proxy) is not in it. Each case is \
+         compared with the first of its group; the transform cases send a {} KiB JSON body.\n",
+        c.requests, c.warmup, c.transform_body_kib
+    );
+    let _ = writeln!(
+        s,
+        "| group | case | instructions / request | vs first of group |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|");
+    let mut first: Option<(&str, f64)> = None;
+    for case in &c.cases {
+        let base = match first {
+            Some((group, base)) if group == case.group => base,
+            _ => {
+                first = Some((&case.group, case.per_request));
+                case.per_request
+            }
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0} | {:+.1}% |",
+            case.group,
+            case.case,
+            case.per_request,
+            (case.per_request / base.max(1e-9) - 1.0) * 100.0
+        );
+    }
+    let post = |name: &str| {
+        c.cases
+            .iter()
+            .find(|case| case.group == "transform POST" && case.case.contains(name))
+            .map(|case| case.per_request)
+    };
+    if let (Some(plain), Some(edited)) = (post("no transform"), post("body edits")) {
+        // The answer echoes the request's body: about as large again.
+        let kib = (2 * c.transform_body_kib).max(1) as f64;
+        let _ = writeln!(
+            s,
+            "\nJSON body edits: {:.0} instructions per KiB edited (request and answer).",
+            (edited - plain) / kib
         );
     }
     let _ = writeln!(s);

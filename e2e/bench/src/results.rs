@@ -26,6 +26,8 @@ pub struct Results {
     pub transform_cost: Option<TransformCost>,
     /// Gantry: one route per BackendConfigPolicy load balancer, next to one without a policy.
     pub lb_cost: Option<LbCost>,
+    /// User-space instructions per request, counted by callgrind.
+    pub instructions: Option<Instructions>,
 }
 
 /// Where and with what the figures were taken.
@@ -76,6 +78,9 @@ pub struct Settings {
     pub lb_cost_repeats: usize,
     /// Only the load balancer cost was measured.
     pub lb_cost_only: bool,
+    /// Measured requests per instruction-count case (0: not counted).
+    pub instructions_requests: usize,
+    pub instructions_only: bool,
     /// Where `gantry-proxy` came from: `None` for the release build, else the `--bins` folder.
     pub bins: Option<String>,
 }
@@ -202,6 +207,29 @@ pub struct LbCost {
 pub struct LbCostRoute {
     pub algorithm: String,
     pub route: RetryCostRoute,
+}
+
+/// User-space instructions per request, counted by callgrind (see `instructions`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Instructions {
+    /// Measured requests per case, on one keep-alive connection.
+    pub requests: usize,
+    /// Requests on that connection before counting.
+    pub warmup: usize,
+    pub transform_body_kib: usize,
+    pub cases: Vec<InstructionCase>,
+}
+
+/// One case of the instruction counts.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct InstructionCase {
+    /// `proxies`, `retry`, `load balancer`, `transform GET` or `transform POST`: cases of a
+    /// group are compared with the group's first.
+    pub group: String,
+    pub case: String,
+    /// Instructions of the whole proxy process over the measured requests.
+    pub instructions: u64,
+    pub per_request: f64,
 }
 
 /// Nearest-rank percentile of `values` (`p` in 0..=100); `None` when empty.

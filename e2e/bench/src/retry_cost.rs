@@ -8,20 +8,19 @@
 //! report, since timings on a shared machine are not something a test can hold.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use super::probe;
 use super::process::{Proc, free_port};
-use super::proxy::Setup;
+use super::proxy::{self, Setup};
 use super::results::{RetryCost, RetryCostRoute};
 use super::wrk::{self, Counting, LoadResult};
 
-const PLAIN_HOST: &str = "plain.bench.example.com";
-const RETRY_HOST: &str = "retry.bench.example.com";
-const PATH: &str = "/svc";
+pub const PLAIN_HOST: &str = "plain.bench.example.com";
+pub const RETRY_HOST: &str = "retry.bench.example.com";
+pub const PATH: &str = "/svc";
 
 /// Gantry standalone files: a Gateway on `port`, the backend's Service, and the two routes.
 pub fn config(port: u16, backend: SocketAddr) -> String {
@@ -69,14 +68,7 @@ pub fn measure(
     let config_dir = dir.join("config");
     std::fs::create_dir_all(&config_dir)?;
     std::fs::write(config_dir.join("config.yaml"), config(port, setup.backend))?;
-    let mut command = Command::new(setup.bins.join("gantry-proxy"));
-    command
-        .args(["run", "--no-access-log", "--log-level", "warn"])
-        .arg("--config-dir")
-        .arg(&config_dir)
-        .args(["--bind-address", "127.0.0.1"])
-        .args(["--admin-addr", &format!("127.0.0.1:{}", free_port()?)])
-        .args(["--worker-threads", &setup.workers.to_string()]);
+    let mut command = proxy::gantry_command(setup, &config_dir)?;
     let mut proc = Proc::spawn("gantry", &mut command, Some(&dir.join("stderr.log")))?;
     let started = Instant::now();
     for host in [PLAIN_HOST, RETRY_HOST] {

@@ -8,21 +8,21 @@
 //! Nothing is asserted: timings on a shared machine are not something a test can hold.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::backend::{self, Echo};
 use super::probe;
 use super::process::{Proc, free_port};
-use super::proxy::Setup;
+use super::proxy::{self, Setup};
 use super::results::TransformCost;
 use super::wrk::{self, Counting, LoadResult};
 
-const PLAIN_HOST: &str = "plain.bench.example.com";
-const HEADERS_HOST: &str = "headers.bench.example.com";
-const JSON_HOST: &str = "json.bench.example.com";
-const PATH: &str = "/svc";
+pub const PLAIN_HOST: &str = "plain.bench.example.com";
+pub const HEADERS_HOST: &str = "headers.bench.example.com";
+pub const JSON_HOST: &str = "json.bench.example.com";
+pub const PATH: &str = "/svc";
 
 /// Gantry standalone files: a Gateway on `port`, the JSON echo's Service, the three routes
 /// and the two HTTPTransforms.
@@ -121,23 +121,10 @@ pub fn measure(
     let _ = std::fs::remove_dir_all(&dir);
     let config_dir = dir.join("config");
     std::fs::create_dir_all(&config_dir)?;
-    let backend_port = free_port()?;
-    let backend: SocketAddr = format!("127.0.0.1:{backend_port}").parse()?;
-    let mut echo = Proc::spawn(
-        "gantry-echo (JSON)",
-        Command::new(setup.bins.join("gantry-echo")).args(["--listen", &backend.to_string()]),
-        None,
-    )?;
+    let (mut echo, backend) = backend::start(&setup.bins, Echo::Json)?;
     let port = free_port()?;
     std::fs::write(config_dir.join("config.yaml"), config(port, backend))?;
-    let mut command = Command::new(setup.bins.join("gantry-proxy"));
-    command
-        .args(["run", "--no-access-log", "--log-level", "warn"])
-        .arg("--config-dir")
-        .arg(&config_dir)
-        .args(["--bind-address", "127.0.0.1"])
-        .args(["--admin-addr", &format!("127.0.0.1:{}", free_port()?)])
-        .args(["--worker-threads", &setup.workers.to_string()]);
+    let mut command = proxy::gantry_command(setup, &config_dir)?;
     let mut proc = Proc::spawn("gantry", &mut command, Some(&dir.join("stderr.log")))?;
     let started = Instant::now();
     for host in [PLAIN_HOST, HEADERS_HOST, JSON_HOST] {

@@ -147,7 +147,10 @@ async fn route<'s>(
     *metrics = Some(&entry.metrics);
     record.route = Some(&entry.route);
     record.route_kind = Some(&entry.route_kind);
-    let forward = forward(
+    // On the heap: the future holds every step's state (some kilobytes), and on the stack it
+    // would be copied whole each time it moves into `within`, the timeout and the caller's
+    // future; boxed, only a pointer moves. One allocation against several large copies.
+    let forward = Box::pin(forward(
         shared,
         snapshot,
         connection,
@@ -157,7 +160,7 @@ async fn route<'s>(
         parts,
         body,
         record,
-    );
+    ));
     // A route's own timeout, or the proxy's default when it sets none ("0s" disables both).
     let request_timeout = match entry.rule.request_timeout {
         Some(limit) if limit.is_zero() => None,
@@ -222,7 +225,7 @@ async fn forward<'s>(
             gateway,
             parts: &parts,
         };
-        return local_response(local, answer, &deferred).await;
+        return Box::pin(local_response(local, answer, &deferred)).await;
     }
     // A session the request resumes picks the backend and endpoint; otherwise the weights
     // and the cluster's rotation do, and a backend with session persistence starts a session.
@@ -252,7 +255,7 @@ async fn forward<'s>(
             gateway,
             parts: &parts,
         };
-        return local_response(local, answer, &deferred).await;
+        return Box::pin(local_response(local, answer, &deferred)).await;
     }
     let cluster = snapshot
         .cluster(cluster_name)
@@ -335,20 +338,27 @@ async fn forward<'s>(
     let body = if deferred.request_body.is_empty() {
         Outgoing::Stream(body)
     } else {
-        match body_transform::request(
+        match Box::pin(body_transform::request(
             &mut parts.headers,
             body,
             has_body,
             &deferred.request_body,
             client_body.as_ref(),
-        )
+        ))
         .await?
         {
             Ok(bytes) => Outgoing::Buffered(bytes),
             Err(body) => Outgoing::Stream(body),
         }
     };
-    let body = mirror_and_buffer(shared, snapshot, rule, gateway, &deferred, &parts, body).await;
+    let body = if deferred.mirrors.is_empty() {
+        body
+    } else {
+        Box::pin(mirror_and_buffer(
+            shared, snapshot, rule, gateway, &deferred, &parts, body,
+        ))
+        .await
+    };
     let via = cluster.via(gateway, rule.upstream_protocol(cluster));
     let mut response = match (&rule.retry, upgrade) {
         // Step 8 with `retry`: attempts until one is not retried (see `retry`). A body is kept
@@ -366,7 +376,7 @@ async fn forward<'s>(
                 backend_timeout: rule.backend_timeout,
                 metrics: &entry.metrics,
             };
-            retry::send(
+            Box::pin(retry::send(
                 upstream,
                 policy,
                 endpoint,
@@ -375,7 +385,7 @@ async fn forward<'s>(
                 client_body.as_ref(),
                 &mut in_flight,
                 record,
-            )
+            ))
             .await?
         }
         _ => {
@@ -456,12 +466,12 @@ async fn forward<'s>(
     let response = if deferred.response_body.is_empty() {
         response.map(|body| upstream::stream(connection.activity.track(body)))
     } else {
-        let edited = body_transform::response(
+        let edited = Box::pin(body_transform::response(
             response.map(upstream::stream),
             &deferred.response_body,
             head_request,
             &shared.metrics,
-        )
+        ))
         .await;
         edited.map(|body| upstream::stream(connection.activity.track(body)))
     };

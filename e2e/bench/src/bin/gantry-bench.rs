@@ -5,18 +5,18 @@
 //! Run it through `e2e/bench/run.sh`, which installs wrk, nginx and haproxy first; `--help`
 //! lists the knobs. Writes `report.md`, `throughput.svg`, `memory.svg` and `results.json`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use gantry_bench::process::{Proc, free_port, release_bins};
+use gantry_bench::backend::{self, Echo};
+use gantry_bench::process::release_bins;
 use gantry_bench::proxy::{self, Kind, Running, Setup};
 use gantry_bench::results::{Machine, Results, Settings};
 use gantry_bench::{
-    churn, kube_propagation, lb_cost, matrix, probe, propagation, report, retry_cost,
+    churn, instructions, kube_propagation, lb_cost, matrix, propagation, report, retry_cost,
     transform_cost,
 };
 
@@ -96,6 +96,14 @@ struct Args {
     /// Measure only the load balancer cost (no other load runs, no other proxy).
     #[arg(long)]
     lb_cost_only: bool,
+    /// Measured requests per case of the instruction counts (callgrind: Gantry, nginx and
+    /// haproxy at one route, and Gantry's retry, load balancer and transform variants);
+    /// 0 skips them [default: 2000; 0 with --quick].
+    #[arg(long)]
+    instructions_requests: Option<usize>,
+    /// Count only instructions per request (no load runs).
+    #[arg(long)]
+    instructions_only: bool,
     /// Use the `gantry-proxy` and `gantry-echo` binaries in this directory instead of building
     /// release ones (figures from a debug build are only good for comparing two builds).
     #[arg(long)]
@@ -152,10 +160,17 @@ impl Args {
             lb_cost_seconds: self.lb_cost_seconds.unwrap_or(if q { 1 } else { 5 }),
             lb_cost_repeats: self.lb_cost_repeats.unwrap_or(if q { 1 } else { 3 }),
             lb_cost_only: self.lb_cost_only,
+            instructions_requests: self
+                .instructions_requests
+                .unwrap_or(if q { 0 } else { 2_000 }),
+            instructions_only: self.instructions_only,
             bins: self.bins.as_ref().map(|d| d.display().to_string()),
         }
     }
 }
+
+/// Requests on a connection before its instructions are counted.
+const INSTRUCTIONS_WARMUP: usize = 200;
 
 /// How long a proxy may take to serve its last route after starting.
 const START_TIMEOUT: Duration = Duration::from_secs(300);
@@ -185,23 +200,8 @@ fn main() -> anyhow::Result<()> {
         Some(dir) => dir.clone(),
         None => release_bins(&["gantry-proxy", "gantry-echo"])?,
     };
-    let backend_port = free_port()?;
-    let backend: SocketAddr = format!("127.0.0.1:{backend_port}").parse()?;
-    let mut echo = Proc::spawn(
-        "gantry-echo",
-        Command::new(bins.join("gantry-echo")).args(["--plain", "--listen", &backend.to_string()]),
-        None,
-    )?;
-    probe::wait_for_200(
-        backend_port,
-        "direct",
-        "/",
-        Instant::now(),
-        Duration::from_secs(10),
-        Duration::from_millis(5),
-        || echo.check_alive(),
-    )
-    .context("the backend did not start")?;
+    let (mut echo, backend) =
+        backend::start(&bins, Echo::Plain).context("the backend did not start")?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let setup = Setup {
         bins,
@@ -222,7 +222,12 @@ fn main() -> anyhow::Result<()> {
 
     // One round per route count: every proxy started (one at a time, each timed alone), then
     // runs interleaved across the proxies and a direct connection.
-    let only = settings.kube_only || settings.retry_cost_only || settings.lb_cost_only;
+    // With an `--*-only` flag, only the scenarios so flagged run; without one, all of them.
+    let only = settings.kube_only
+        || settings.retry_cost_only
+        || settings.lb_cost_only
+        || settings.instructions_only;
+    let wanted = |flag: bool| flag || !only;
     let rounds: &[usize] = if only { &[] } else { &settings.routes };
     for &n in rounds {
         let mut running = Vec::new();
@@ -270,8 +275,7 @@ fn main() -> anyhow::Result<()> {
     }
     if kinds.contains(&Kind::Gantry)
         && settings.retry_cost_seconds > 0
-        && !settings.kube_only
-        && !settings.lb_cost_only
+        && wanted(settings.retry_cost_only)
     {
         progress("gantry: a route with retry that never triggers, next to one without");
         let cost = retry_cost::measure(
@@ -289,9 +293,7 @@ fn main() -> anyhow::Result<()> {
         ));
         results.retry_cost = Some(cost);
     }
-    let transform =
-        settings.transform_cost_seconds > 0 && !settings.kube_only && !settings.retry_cost_only;
-    if kinds.contains(&Kind::Gantry) && transform {
+    if kinds.contains(&Kind::Gantry) && settings.transform_cost_seconds > 0 && wanted(false) {
         progress("gantry: HTTPTransform header templates and JSON body edits");
         let cost = transform_cost::measure(
             &setup,
@@ -309,8 +311,7 @@ fn main() -> anyhow::Result<()> {
     }
     if kinds.contains(&Kind::Gantry)
         && settings.lb_cost_seconds > 0
-        && !settings.kube_only
-        && !settings.retry_cost_only
+        && wanted(settings.lb_cost_only)
     {
         progress("gantry: one route per load balancer, next to one without a policy");
         let cost = lb_cost::measure(
@@ -328,7 +329,26 @@ fn main() -> anyhow::Result<()> {
         }
         results.lb_cost = Some(cost);
     }
-    if kinds.contains(&Kind::Gantry) && !settings.retry_cost_only && !settings.lb_cost_only {
+    if kinds.contains(&Kind::Gantry)
+        && settings.instructions_requests > 0
+        && wanted(settings.instructions_only)
+    {
+        let counted = instructions::measure(
+            &setup.bins,
+            backend,
+            settings.instructions_requests,
+            INSTRUCTIONS_WARMUP,
+            &progress,
+        )?;
+        for c in &counted.cases {
+            progress(&format!(
+                "instructions per request, {} {}: {:.0}",
+                c.group, c.case, c.per_request
+            ));
+        }
+        results.instructions = Some(counted);
+    }
+    if kinds.contains(&Kind::Gantry) && wanted(settings.kube_only) {
         for &n in &settings.kube_propagation_at {
             progress(&format!(
                 "{n} routes: gantry in Kubernetes mode, watch event to first 200"
