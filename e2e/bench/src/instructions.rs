@@ -106,19 +106,19 @@ pub fn measure(
     let body = transform_cost::body(TRANSFORM_BODY_KIB);
     let transform_cases = [
         (
-            "GET, no transform",
+            "no transform",
             Request::get(transform_cost::PLAIN_HOST, transform_cost::PATH),
         ),
         (
-            "GET, header templates",
+            "header templates",
             Request::get(transform_cost::HEADERS_HOST, transform_cost::PATH),
         ),
         (
-            "POST 4 KiB JSON, no transform",
+            "4 KiB JSON, no transform",
             Request::post_json(transform_cost::PLAIN_HOST, transform_cost::PATH, &body),
         ),
         (
-            "POST 4 KiB JSON, body edits both ways",
+            "4 KiB JSON, body edits both ways",
             Request::post_json(transform_cost::JSON_HOST, transform_cost::PATH, &body),
         ),
     ];

@@ -404,7 +404,14 @@ async fn forward<'s>(
                     }
                 })
             };
-            let sent = within(rule.backend_timeout, sent, ProxyError::BackendTimeout).await;
+            // Under a time limit the send's future is boxed, like `forward`'s: the timeout would
+            // otherwise take (copy) the whole of it.
+            let sent = match rule.backend_timeout {
+                Some(limit) => {
+                    within(Some(limit), Box::pin(sent), ProxyError::BackendTimeout).await
+                }
+                None => sent.await,
+            };
             retry::observe(cluster, endpoint, &sent);
             sent?
         }
