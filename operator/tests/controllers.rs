@@ -373,6 +373,7 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
         lines(&calls),
         [
             format!("GET {CLASS}"),
+            format!("GET {GATEWAY}"),
             format!("PATCH {GATEWAY}"),
             format!("GET {LISTENER_SETS}"),
             "PATCH /api/v1/namespaces/apps/serviceaccounts/web-gantry".to_string(),
@@ -386,7 +387,7 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
             "DELETE /apis/policy/v1/namespaces/apps/poddisruptionbudgets/web-gantry".to_string(),
             "GET /api/v1/namespaces/apps/services/web-gantry".to_string(),
         ],
-        "the fleet finalizer first; no status yet: no address to report, and Accepted belongs \
+        "the fleet finalizer first (on the Gateway read afresh); no status yet: no address to report, and Accepted belongs \
          to the proxy fleet; the ListenerSets are read for the ports they may add; the Lease \
          the proxies will hold is applied with an owner"
     );
@@ -1163,9 +1164,10 @@ async fn a_listener_set_opens_its_ports_on_the_fleet_of_the_gateway_that_admits_
 
     let calls = reconcile_gateway(&fake).await;
     assert_eq!(
-        lines(&calls)[..3],
+        lines(&calls)[..4],
         [
             format!("GET {CLASS}"),
+            format!("GET {GATEWAY}"),
             format!("PATCH {GATEWAY}"),
             format!("GET {LISTENER_SETS}")
         ],

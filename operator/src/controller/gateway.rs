@@ -227,8 +227,10 @@ const FINALIZER_CONFLICT_RETRIES: usize = 3;
 
 /// Edits `metadata.finalizers` with `edit` and writes them by a merge patch guarded by the
 /// resourceVersion read, so that another controller's finalizer added meanwhile is never lost.
-/// On a `409` (the cached Gateway was older than the server's: a status write, say, had not
-/// reached the cache yet) the Gateway is read again and the edit made on the fresh list.
+/// The Gateway is read from the API server first, not taken from the cache (which may not
+/// have seen this controller's own status write yet, and would only earn a `409`); on a `409`
+/// all the same (another writer in between) it is read again and the edit made on the fresh
+/// list. Finalizers change twice in a Gateway's life, so the reads cost nothing that matters.
 async fn set_finalizers(
     ctx: &Context,
     gateway: &Gateway,
@@ -242,7 +244,16 @@ async fn set_finalizers(
         ..PatchParams::default()
     };
     let context = || format!("writing the finalizers of Gateway {namespace}/{name}");
-    let mut current = gateway.metadata.clone();
+    let read = || async {
+        match api.get_opt(&name).await {
+            Ok(fresh) => Ok(fresh.map(|g| g.metadata)),
+            Err(e) => Err(Error::kube(context(), e)),
+        }
+    };
+    // Gone meanwhile: nothing holds it any more.
+    let Some(mut current) = read().await? else {
+        return Ok(());
+    };
     let mut conflicts = 0;
     loop {
         let mut finalizers = current.finalizers.clone().unwrap_or_default();
@@ -264,12 +275,10 @@ async fn set_finalizers(
             Ok(_) => return Ok(()),
             Err(kube::Error::Api(e)) if e.code == 409 && conflicts < FINALIZER_CONFLICT_RETRIES => {
                 conflicts += 1;
-                current = match api.get_opt(&name).await {
-                    Ok(Some(fresh)) => fresh.metadata,
-                    // Gone meanwhile: nothing holds it any more.
-                    Ok(None) => return Ok(()),
-                    Err(e) => return Err(Error::kube(context(), e)),
+                let Some(fresh) = read().await? else {
+                    return Ok(());
                 };
+                current = fresh;
             }
             Err(e) => return Err(Error::kube(context(), e)),
         }
