@@ -5,33 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use gantry_testkit::harness::tempdir::TempDir;
 use serde_json::Value;
 
-/// A fresh directory under the system's temp dir, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(test: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("gantry-explain-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("temp dir");
-        Self(path)
+/// A fresh config directory holding `files` (name → YAML), removed when dropped.
+fn config_dir(files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new("gantry-explain");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write config file");
     }
-
-    fn with(test: &str, files: &[(&str, &str)]) -> Self {
-        let dir = Self::new(test);
-        for (name, text) in files {
-            std::fs::write(dir.0.join(name), text).expect("write config file");
-        }
-        dir
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    dir
 }
 
 fn explain(dir: &Path, args: &[&str]) -> Output {
@@ -153,11 +136,8 @@ spec:
 
 #[test]
 fn an_exact_match_wins_over_a_prefix_and_the_prefix_is_told_why() {
-    let dir = Dir::with(
-        "exact",
-        &[("gateway.yaml", GATEWAY), ("routes.yaml", ROUTES)],
-    );
-    let (code, report) = explain_json(&dir.0, &["GET http://shop.example.com:8080/cart?x=1"]);
+    let dir = config_dir(&[("gateway.yaml", GATEWAY), ("routes.yaml", ROUTES)]);
+    let (code, report) = explain_json(dir.path(), &["GET http://shop.example.com:8080/cart?x=1"]);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["listener"]["gateway"], "default/gw");
     assert_eq!(report["listener"]["name"], "http");
@@ -203,12 +183,9 @@ fn an_exact_match_wins_over_a_prefix_and_the_prefix_is_told_why() {
 
 #[test]
 fn a_header_match_that_holds_outranks_a_shorter_prefix_and_the_text_says_so() {
-    let dir = Dir::with(
-        "header",
-        &[("gateway.yaml", GATEWAY), ("routes.yaml", ROUTES)],
-    );
+    let dir = config_dir(&[("gateway.yaml", GATEWAY), ("routes.yaml", ROUTES)]);
     let out = explain(
-        &dir.0,
+        dir.path(),
         &[
             "GET http://shop.example.com:8080/cart/items",
             "-H",
@@ -233,11 +210,8 @@ fn a_header_match_that_holds_outranks_a_shorter_prefix_and_the_text_says_so() {
 
 #[test]
 fn an_unknown_host_is_the_proxys_404_with_every_route_out_by_hostname() {
-    let dir = Dir::with(
-        "hostname",
-        &[("gateway.yaml", GATEWAY), ("routes.yaml", ROUTES)],
-    );
-    let (code, report) = explain_json(&dir.0, &["GET http://other.example.com:8080/cart"]);
+    let dir = config_dir(&[("gateway.yaml", GATEWAY), ("routes.yaml", ROUTES)]);
+    let (code, report) = explain_json(dir.path(), &["GET http://other.example.com:8080/cart"]);
     assert_eq!(code, 1, "{report:#}");
     assert!(report.get("route").is_none());
     let outcome = &report["outcomes"][0];
@@ -262,15 +236,12 @@ spec:
   - matches: [{path: {type: Exact, value: /cart}}]
     backendRefs: [{name: shop, port: 80}]
 ";
-    let dir = Dir::with(
-        "namespace",
-        &[
-            ("gateway.yaml", GATEWAY),
-            ("routes.yaml", ROUTES),
-            ("other.yaml", other),
-        ],
-    );
-    let (code, report) = explain_json(&dir.0, &["GET http://shop.example.com:8080/cart"]);
+    let dir = config_dir(&[
+        ("gateway.yaml", GATEWAY),
+        ("routes.yaml", ROUTES),
+        ("other.yaml", other),
+    ]);
+    let (code, report) = explain_json(dir.path(), &["GET http://shop.example.com:8080/cart"]);
     assert_eq!(code, 0);
     assert_eq!(report["route"]["name"], "cart");
     let intruder = candidate(&report, "team/intruder", 0);
@@ -297,11 +268,8 @@ spec:
   rules:
   - backendRefs: [{name: shop, namespace: default, port: 80}]
 ";
-    let dir = Dir::with(
-        "listener",
-        &[("gateway.yaml", &gateway), ("other.yaml", other)],
-    );
-    let (code, report) = explain_json(&dir.0, &["GET http://shop.example.com:8080/"]);
+    let dir = config_dir(&[("gateway.yaml", &gateway), ("other.yaml", other)]);
+    let (code, report) = explain_json(dir.path(), &["GET http://shop.example.com:8080/"]);
     assert_eq!(code, 1, "{report:#}");
     let ops = candidate(&report, "team/ops", 0);
     assert_eq!(ops["reason"], "notAttached");
@@ -344,11 +312,8 @@ spec:
     - {name: shop, port: 80, weight: 3}
     - {name: ghost, port: 80, weight: 1}
 ";
-    let dir = Dir::with(
-        "weights",
-        &[("gateway.yaml", GATEWAY), ("routes.yaml", routes)],
-    );
-    let (code, report) = explain_json(&dir.0, &["GET http://anything:8080/"]);
+    let dir = config_dir(&[("gateway.yaml", GATEWAY), ("routes.yaml", routes)]);
+    let (code, report) = explain_json(dir.path(), &["GET http://anything:8080/"]);
     assert_eq!(code, 0, "most requests are routed: {report:#}");
     let backends = report["backends"].as_array().expect("backends");
     assert_eq!(backends.len(), 2);
@@ -363,14 +328,11 @@ spec:
     assert_eq!(outcomes[1]["share"], 0.25);
 
     // Every backend invalid: the proxy answers every request itself.
-    let dir = Dir::with(
-        "all-invalid",
-        &[
-            ("gateway.yaml", GATEWAY),
-            ("routes.yaml", &routes.replace("name: shop", "name: gone")),
-        ],
-    );
-    let out = explain(&dir.0, &["GET http://anything:8080/"]);
+    let dir = config_dir(&[
+        ("gateway.yaml", GATEWAY),
+        ("routes.yaml", &routes.replace("name: shop", "name: gone")),
+    ]);
+    let out = explain(dir.path(), &["GET http://anything:8080/"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
@@ -437,12 +399,9 @@ spec:
         indent(&key.serialize_pem())
     );
     let services = &GATEWAY[GATEWAY.find("apiVersion: v1").expect("services")..];
-    let dir = Dir::with(
-        "misdirected",
-        &[("tls.yaml", &config), ("services.yaml", services)],
-    );
+    let dir = config_dir(&[("tls.yaml", &config), ("services.yaml", services)]);
 
-    let (code, report) = explain_json(&dir.0, &["GET https://a.example.com:8443/"]);
+    let (code, report) = explain_json(dir.path(), &["GET https://a.example.com:8443/"]);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["request"]["sni"], "a.example.com");
     assert_eq!(report["listener"]["name"], "a");
@@ -450,7 +409,7 @@ spec:
     assert_eq!(report["route"]["name"], "both");
 
     let (code, report) = explain_json(
-        &dir.0,
+        dir.path(),
         &[
             "GET https://a.example.com:8443/",
             "-H",
@@ -474,12 +433,12 @@ spec:
     assert_eq!(other["hostname"], "b.example.com");
     // `--sni` is what picks the listener.
     let (code, report) = explain_json(
-        &dir.0,
+        dir.path(),
         &["GET https://b.example.com:8443/", "--sni", "b.example.com"],
     );
     assert_eq!((code, &report["listener"]["name"]), (0, &Value::from("b")));
     // No listener for the name: the handshake is refused.
-    let (code, report) = explain_json(&dir.0, &["GET https://c.other.org:8443/"]);
+    let (code, report) = explain_json(dir.path(), &["GET https://c.other.org:8443/"]);
     assert_eq!(code, 1);
     assert_eq!(report["outcomes"][0]["kind"], "tlsRefused");
 }
@@ -499,14 +458,11 @@ spec:
   - matches: [{method: {service: pkg.Echo}}]
     backendRefs: [{name: shop, port: 80}]
 ";
-    let dir = Dir::with(
-        "grpc",
-        &[("gateway.yaml", GATEWAY), ("routes.yaml", routes)],
-    );
+    let dir = config_dir(&[("gateway.yaml", GATEWAY), ("routes.yaml", routes)]);
     let grpc = ["-H", "content-type: application/grpc"];
     let mut args = vec!["POST http://grpc.example.com:8080/pkg.Echo/Say"];
     args.extend(grpc);
-    let (code, report) = explain_json(&dir.0, &args);
+    let (code, report) = explain_json(dir.path(), &args);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["route"]["kind"], "GRPCRoute");
     assert_eq!(report["route"]["rule"], 0);
@@ -522,7 +478,7 @@ spec:
     // A method no rule serves: the proxy's 404, answered as gRPC Unimplemented.
     let mut args = vec!["POST http://grpc.example.com:8080/pkg.Other/Say"];
     args.extend(grpc);
-    let (code, report) = explain_json(&dir.0, &args);
+    let (code, report) = explain_json(dir.path(), &args);
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(report["outcomes"][0]["status"], 404);
     assert_eq!(report["outcomes"][0]["grpcStatus"], 12);
@@ -539,9 +495,11 @@ fn usage_and_configuration_errors_exit_2_and_a_port_without_listener_exits_1() {
     );
     let missing = Path::new(env!("CARGO_MANIFEST_DIR")).join("no-such-directory");
     assert_eq!(explain(&missing, &["GET http://a/"]).status.code(), Some(2));
-    let broken = Dir::with("broken", &[("bad.yaml", "kind: Gateway\nspec: [\n")]);
+    let broken = config_dir(&[("bad.yaml", "kind: Gateway\nspec: [\n")]);
     assert_eq!(
-        explain(&broken.0, &["GET http://a:8080/"]).status.code(),
+        explain(broken.path(), &["GET http://a:8080/"])
+            .status
+            .code(),
         Some(2)
     );
 

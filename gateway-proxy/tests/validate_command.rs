@@ -1,30 +1,13 @@
 //! `gantry-proxy validate DIR`, run as a user runs it: the real binary on real files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-/// A fresh directory under the system's temp dir, removed when dropped.
-struct Dir(PathBuf);
+use gantry_testkit::harness::tempdir::TempDir;
 
-impl Dir {
-    fn new(test: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("gantry-validate-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("temp dir");
-        Self(path)
-    }
-
-    fn write(&self, name: &str, text: &str) -> &Self {
-        std::fs::write(self.0.join(name), text).expect("write config file");
-        self
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Writes `text` as `name` in the config directory `dir`.
+fn write(dir: &TempDir, name: &str, text: &str) {
+    std::fs::write(dir.path().join(name), text).expect("write config file");
 }
 
 fn validate(dir: &Path, extra: &[&str]) -> Output {
@@ -85,12 +68,12 @@ fn the_quick_start_is_valid() {
 
 #[test]
 fn a_route_with_a_missing_backend_is_an_error_naming_file_line_and_reason() {
-    let dir = Dir::new("missing-backend");
-    dir.write("all.yaml", &format!("{GATEWAY}{BROKEN_ROUTE}"));
-    let out = validate(&dir.0, &[]);
+    let dir = TempDir::new("gantry-validate");
+    write(&dir, "all.yaml", &format!("{GATEWAY}{BROKEN_ROUTE}"));
+    let out = validate(dir.path(), &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    let routes = dir.0.join("all.yaml");
+    let routes = dir.path().join("all.yaml");
     let line = GATEWAY.lines().count() + 1;
     let expected = format!(
         "error: {}:{line}: HTTPRoute default/shop (parent Gateway default/gw): ResolvedRefs=False \
@@ -101,7 +84,7 @@ fn a_route_with_a_missing_backend_is_an_error_naming_file_line_and_reason() {
     assert!(stdout.ends_with("1 error, 0 warnings\n"), "{stdout}");
 
     // The same as JSON, for tools.
-    let out = validate(&dir.0, &["--output", "json"]);
+    let out = validate(dir.path(), &["--output", "json"]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("validate --output json prints JSON");
@@ -119,15 +102,15 @@ fn a_route_with_a_missing_backend_is_an_error_naming_file_line_and_reason() {
 
 #[test]
 fn a_listener_conflict_is_an_error_on_the_listener() {
-    let dir = Dir::new("conflict");
+    let dir = TempDir::new("gantry-validate");
     let conflicting = format!(
         "{GATEWAY}  - name: other
     port: 8080
     protocol: TCP
 "
     );
-    dir.write("gateway.yaml", &conflicting);
-    let out = validate(&dir.0, &[]);
+    write(&dir, "gateway.yaml", &conflicting);
+    let out = validate(dir.path(), &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
@@ -138,18 +121,20 @@ fn a_listener_conflict_is_an_error_on_the_listener() {
 
 #[test]
 fn a_route_for_no_served_gateway_is_a_warning_only() {
-    let dir = Dir::new("unattached");
-    dir.write("gateway.yaml", GATEWAY).write(
+    let dir = TempDir::new("gantry-validate");
+    write(&dir, "gateway.yaml", GATEWAY);
+    write(
+        &dir,
         "routes.yaml",
         &BROKEN_ROUTE.replace("- name: gw", "- name: elsewhere"),
     );
-    let out = validate(&dir.0, &[]);
+    let out = validate(dir.path(), &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(
         stdout.starts_with(&format!(
             "warning: {}:1: HTTPRoute default/shop: no parentRef names a Gateway",
-            dir.0.join("routes.yaml").display()
+            dir.path().join("routes.yaml").display()
         )),
         "{stdout}"
     );
@@ -158,17 +143,17 @@ fn a_route_for_no_served_gateway_is_a_warning_only() {
 
 #[test]
 fn unparsable_yaml_is_an_error_and_nothing_is_translated() {
-    let dir = Dir::new("syntax");
-    dir.write("gateway.yaml", GATEWAY)
-        .write("bad.yaml", "kind: HTTPRoute\nmetadata: [unclosed\n");
-    let out = validate(&dir.0, &["--output", "json"]);
+    let dir = TempDir::new("gantry-validate");
+    write(&dir, "gateway.yaml", GATEWAY);
+    write(&dir, "bad.yaml", "kind: HTTPRoute\nmetadata: [unclosed\n");
+    let out = validate(dir.path(), &["--output", "json"]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let message = report["findings"][0]["message"]
         .as_str()
         .unwrap_or_default();
     assert!(
-        message.contains(&format!("{}:", dir.0.join("bad.yaml").display())),
+        message.contains(&format!("{}:", dir.path().join("bad.yaml").display())),
         "{message}"
     );
 }
