@@ -9,6 +9,10 @@ use gantry_crds::gateway::gateways::Gateway;
 use gantry_operator::controller::{Context, Scope, ServedClass, gateway, gatewayclass};
 use gantry_operator::metrics::Metrics;
 use gantry_operator::params::OperatorDefaults;
+#[path = "support/context.rs"]
+mod context;
+
+use context::{client, context};
 use gantry_testkit::apiserver::{ApiServer, Recorded};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -24,24 +28,6 @@ const LISTENER_SETS: &str = "/apis/gateway.networking.k8s.io/v1/listenersets";
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/apps/leases/gantry-proxy-apps.web";
 const SHARED_LEASE: &str =
     "/apis/coordination.k8s.io/v1/namespaces/gantry-system/leases/gantry-proxy-gantry";
-
-/// A `kube::Client` of `server`.
-fn client(server: &ApiServer) -> kube::Client {
-    let config = kube::Config::new(server.url().parse().unwrap());
-    kube::Client::try_from(config).unwrap()
-}
-
-fn context(fake: &ApiServer) -> Arc<Context> {
-    Arc::new(Context::new(
-        client(fake),
-        OperatorDefaults {
-            proxy_image: "gantry-proxy:test".to_string(),
-            proxy_roles: gantry_operator::params::ProxyRoles::default(),
-        },
-        Arc::new(Metrics::new()),
-        Scope::Cluster,
-    ))
-}
 
 fn class(parameters_ref: Option<Value>) -> Value {
     let mut class = json!({

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gantry_lease::LeaseConfig;
-use gantry_operator::controller::{Context, Scope, run};
+use gantry_operator::controller::{Context, run};
 use gantry_operator::leader::{self, Election, Ended};
-use gantry_operator::metrics::Metrics;
-use gantry_operator::params::OperatorDefaults;
+#[path = "support/context.rs"]
+mod context;
+
+use context::{client, context};
 use gantry_testkit::apiserver::ApiServer;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -22,23 +24,6 @@ const CLASS: &str = "/apis/gateway.networking.k8s.io/v1/gatewayclasses/gantry";
 const GATEWAY: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/apps/gateways/web";
 const SERVICE: &str = "/api/v1/namespaces/apps/services/web-gantry";
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/gantry-system/leases/gantry-operator";
-
-fn client(server: &ApiServer) -> kube::Client {
-    let config = kube::Config::new(server.url().parse().unwrap());
-    kube::Client::try_from(config).unwrap()
-}
-
-fn context(fake: &ApiServer) -> Arc<Context> {
-    Arc::new(Context::new(
-        client(fake),
-        OperatorDefaults {
-            proxy_image: "gantry-proxy:test".to_string(),
-            proxy_roles: gantry_operator::params::ProxyRoles::default(),
-        },
-        Arc::new(Metrics::new()),
-        Scope::Cluster,
-    ))
-}
 
 fn gateway(ports: &[u16]) -> Value {
     let listeners: Vec<Value> = ports
