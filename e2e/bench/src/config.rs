@@ -16,6 +16,11 @@ pub fn path(i: usize) -> String {
 /// The Gateway on `port` (class `gantry`, one HTTP listener) and the Service `backend` (port
 /// 80) with `backend` as its one endpoint: what every Gantry scenario starts from.
 pub fn base(port: u16, backend: SocketAddr) -> String {
+    format!("{}{}", gateway(port), service("backend", &[backend]))
+}
+
+/// The GatewayClass `gantry` and the Gateway `default/bench` with one HTTP listener on `port`.
+pub fn gateway(port: u16) -> String {
     format!(
         r#"apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -28,22 +33,36 @@ metadata: {{name: bench, namespace: default}}
 spec:
   gatewayClassName: gantry
   listeners: [{{name: http, port: {port}, protocol: HTTP}}]
----
+"#
+    )
+}
+
+/// The Service `default/name` (port 80) with `endpoints`, one EndpointSlice each; every
+/// document starts with `---`.
+pub fn service(name: &str, endpoints: &[SocketAddr]) -> String {
+    let mut text = format!(
+        r#"---
 apiVersion: v1
 kind: Service
-metadata: {{name: backend, namespace: default}}
-spec: {{ports: [{{name: http, port: 80, targetPort: {bport}}}]}}
----
+metadata: {{name: {name}, namespace: default}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+"#
+    );
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        text.push_str(&format!(
+            r#"---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {{name: backend-1, namespace: default, labels: {{kubernetes.io/service-name: backend}}}}
+metadata: {{name: {name}-{i}, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}
 addressType: IPv4
-ports: [{{name: http, port: {bport}}}]
-endpoints: [{{addresses: ["{bip}"], conditions: {{ready: true}}}}]
+ports: [{{name: http, port: {port}}}]
+endpoints: [{{addresses: ["{ip}"], conditions: {{ready: true}}}}]
 "#,
-        bport = backend.port(),
-        bip = backend.ip()
-    )
+            port = endpoint.port(),
+            ip = endpoint.ip()
+        ));
+    }
+    text
 }
 
 /// Gantry standalone files: a Gateway on `port`, a Service for `backend`, and `routes`

@@ -44,46 +44,10 @@ pub const EXTRA_BACKENDS: usize = 3;
 /// Gantry standalone files: a Gateway on `port`, one Service (endpoints `backends`, one
 /// EndpointSlice each), policy and route per algorithm.
 pub fn config(port: u16, backends: &[SocketAddr]) -> String {
-    let mut text = format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: gantry}}
-spec: {{controllerName: gantry.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: bench, namespace: default}}
-spec:
-  gatewayClassName: gantry
-  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
-"#
-    );
+    let mut text = super::config::gateway(port);
     for (name, lb) in ALGORITHMS {
         let host = host(name);
-        let _ = write!(
-            text,
-            r#"---
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: default}}
-spec: {{ports: [{{name: http, port: 80}}]}}
-"#
-        );
-        for (i, backend) in backends.iter().enumerate() {
-            let _ = write!(
-                text,
-                r#"---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: {name}-{i}, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}
-addressType: IPv4
-ports: [{{name: http, port: {bport}}}]
-endpoints: [{{addresses: ["{bip}"], conditions: {{ready: true}}}}]
-"#,
-                bport = backend.port(),
-                bip = backend.ip()
-            );
-        }
+        text.push_str(&super::config::service(name, backends));
         let _ = write!(
             text,
             r#"---
