@@ -15,6 +15,7 @@ pub mod explain;
 pub mod filters;
 pub mod kubernetes;
 pub mod routing;
+pub mod security;
 pub mod serve;
 pub mod server;
 pub mod source;

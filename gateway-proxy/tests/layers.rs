@@ -11,6 +11,7 @@ const LAYERS: &[&str] = &[
     "clock",
     "upstream",
     "filters",
+    "security",
     "routing",
     "server",
     "source",
