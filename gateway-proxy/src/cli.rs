@@ -22,7 +22,7 @@ use crate::upstream::session::SessionKey;
 use crate::validate::{self, Output};
 use gantry_translate::status::GatewayStatusAddress;
 use gantry_translate::store::ObjectKey;
-use gantry_translate::translate::TranslateOptions;
+use gantry_translate::translate::{AddressAssignment, TranslateOptions};
 
 #[derive(Debug, Parser)]
 #[command(name = "gantry-proxy", version, about = "Gantry's Gateway API proxy")]
@@ -416,6 +416,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         dir: config_dir,
         options: TranslateOptions {
             gateways: (!args.gateways.is_empty()).then(|| args.gateways.clone()),
+            // A Gateway's spec.addresses: any local address when listening on all of them.
+            addresses: if args.bind_address.is_unspecified() {
+                AddressAssignment::Any
+            } else {
+                AddressAssignment::Only(args.bind_address)
+            },
             ..TranslateOptions::default()
         },
         addresses: vec![GatewayStatusAddress {

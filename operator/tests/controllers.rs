@@ -474,6 +474,36 @@ async fn load_balancer_ingress_is_preferred_over_cluster_ip() {
 }
 
 #[tokio::test]
+async fn static_addresses_go_on_the_service_and_into_the_gateway_status() {
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(None));
+    let mut gateway = gateway_object();
+    gateway["spec"]["addresses"] = json!([
+        {"value": "192.0.2.10"},
+        {"type": "IPAddress", "value": "2001:db8::10"},
+    ]);
+    fake.put(GATEWAY, gateway);
+    reconcile_gateway(&fake).await;
+    let path = "/api/v1/namespaces/apps/services/web-gantry";
+    let mut service = fake.at(path).unwrap();
+    assert_eq!(
+        service["spec"]["externalIPs"],
+        json!(["192.0.2.10", "2001:db8::10"])
+    );
+    service["spec"]["clusterIP"] = json!("10.0.0.7");
+    fake.put(path, service);
+    reconcile_gateway(&fake).await;
+    assert_eq!(
+        fake.at(GATEWAY).unwrap()["status"]["addresses"],
+        json!([
+            {"type": "IPAddress", "value": "192.0.2.10"},
+            {"type": "IPAddress", "value": "2001:db8::10"},
+        ]),
+        "the requested addresses, not the ClusterIP"
+    );
+}
+
+#[tokio::test]
 async fn autoscaling_turned_off_removes_the_hpa() {
     let fake = ApiServer::start().await;
     fake.put(CLASS, class(Some(class_params_ref())));

@@ -230,6 +230,47 @@ async fn status_reports_gateway_listeners_and_route_parents() {
     );
 }
 
+/// A standalone proxy listening on 127.0.0.1 cannot give a Gateway another address: the
+/// Gateway says `AddressNotAssigned` (and names the flag that would) while it still serves.
+#[tokio::test]
+async fn a_static_address_the_proxy_does_not_listen_on_is_not_assigned() {
+    let (services, _) = echo_backends(&[("default", "web")]).await;
+    let port = free_port();
+    let gateway = gateway_yaml("gw", port).replacen(
+        "  gatewayClassName: gantry\n",
+        "  gatewayClassName: gantry\n  addresses:\n  - value: 127.0.0.1\n  - value: 192.0.2.10\n",
+        1,
+    );
+    assert!(gateway.contains("192.0.2.10"), "{gateway}");
+    let proxy = Proxy::start_ready(
+        &[
+            ("gateway.yaml", &gateway),
+            ("services.yaml", &services),
+            ("route.yaml", &route("good", "good.example.com", "web")),
+        ],
+        &[],
+    )
+    .await;
+    let statuses = proxy.status().await;
+    let gw = find(&statuses, "Gateway", "gw");
+    let programmed = condition(&gw["status"]["conditions"], "Programmed");
+    assert_eq!(programmed["status"], "False", "{gw}");
+    assert_eq!(programmed["reason"], "AddressNotAssigned");
+    let message = programmed["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("spec.addresses[1] 192.0.2.10") && message.contains("--bind-address"),
+        "{message}"
+    );
+    let reply = get_host(
+        &format!("http://127.0.0.1:{port}/"),
+        "good.example.com",
+        &[],
+    )
+    .await
+    .expect("request");
+    assert_eq!(reply.status, 200, "the listener still serves");
+}
+
 #[tokio::test]
 async fn hot_reload_under_load_drops_nothing() {
     let (services, _) = echo_backends(&[("default", "web"), ("default", "other")]).await;

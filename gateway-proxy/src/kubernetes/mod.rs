@@ -26,7 +26,7 @@ use self::status_writer::StatusWriter;
 use self::watch::{Namespaced, Scope};
 use crate::source::{Source, SourceError, SourceLink};
 use gantry_translate::store::ObjectKey;
-use gantry_translate::translate::TranslateOptions;
+use gantry_translate::translate::{AddressAssignment, TranslateOptions};
 
 /// How long shutdown waits to hand the Lease back.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -180,6 +180,12 @@ impl Source for KubeSource {
             namespace_labels: self.namespaced.is_none(),
             // The operator resolves parametersRef and owns `InvalidParameters`.
             parameters_refs: false,
+            // A Gateway's own fleet gets its spec.addresses on its Service (the operator puts
+            // them there); the Service of a fleet serving several Gateways is all of theirs.
+            addresses: match &self.scope {
+                Scope::Gateways(keys) if keys.len() == 1 => AddressAssignment::Any,
+                _ => AddressAssignment::Shared,
+            },
             ..TranslateOptions::default()
         }
     }

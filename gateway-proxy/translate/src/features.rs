@@ -92,6 +92,13 @@ pub const FEATURES: &[Feature] = &[
         ],
     ),
     feature(
+        "GatewayInfrastructurePropagation",
+        NONE,
+        // GEP-1867: the operator copies them onto the fleet; the Gateway translates as usual.
+        &["gateway-infrastructure"],
+        &["operator/tests/render_goldens.rs#render_goldens"],
+    ),
+    feature(
         "ListenerSet",
         LS,
         &[

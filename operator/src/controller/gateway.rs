@@ -341,8 +341,9 @@ async fn secret_states(
     Ok(states)
 }
 
-/// Addresses of the fleet's Service: load balancer ingress when there is one, else the
-/// ClusterIP (GEP-1762 leaves the choice to the implementation).
+/// Addresses of the fleet's Service: its load balancer ingress and external IPs (where a
+/// Gateway's `spec.addresses` go) when it has any, else the ClusterIP (GEP-1762 leaves the
+/// choice to the implementation).
 async fn addresses(ctx: &Context, fleet: &FleetRef) -> Result<Vec<GatewayStatusAddresses>, Error> {
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), &fleet.namespace);
     let service = match api.get_opt(&fleet.name).await {
@@ -359,7 +360,12 @@ async fn addresses(ctx: &Context, fleet: &FleetRef) -> Result<Vec<GatewayStatusA
         r#type: Some(type_.to_string()),
         value,
     };
-    let ingress: Vec<GatewayStatusAddresses> = service
+    let external: Vec<String> = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.external_ips.clone())
+        .unwrap_or_default();
+    let mut ingress: Vec<GatewayStatusAddresses> = service
         .status
         .and_then(|s| s.load_balancer)
         .and_then(|lb| lb.ingress)
@@ -371,6 +377,11 @@ async fn addresses(ctx: &Context, fleet: &FleetRef) -> Result<Vec<GatewayStatusA
             (None, None) => None,
         })
         .collect();
+    for ip in external {
+        if !ingress.iter().any(|a| a.value == ip) {
+            ingress.push(address("IPAddress", ip));
+        }
+    }
     if !ingress.is_empty() {
         return Ok(ingress);
     }

@@ -461,6 +461,7 @@ fn service(fleet: &Fleet<'_>, ports: &[PortMapping]) -> Service {
     let node_ports: BTreeMap<i32, i32> =
         s.node_ports.iter().map(|n| (n.port, n.node_port)).collect();
     let exposes_nodes = s.type_ != ServiceType::ClusterIP;
+    let (load_balancer_ip, external_ips) = static_addresses(fleet, s.type_);
     Service {
         metadata: meta,
         spec: Some(ServiceSpec {
@@ -486,9 +487,40 @@ fn service(fleet: &Fleet<'_>, ports: &[PortMapping]) -> Service {
             load_balancer_class: s.load_balancer_class.clone(),
             load_balancer_source_ranges: Some(s.load_balancer_source_ranges.clone())
                 .filter(|r| !r.is_empty()),
+            load_balancer_ip,
+            external_ips,
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// A dedicated fleet's Gateway `spec.addresses` (type `IPAddress` with a value) on its Service:
+/// the one address of a LoadBalancer Service as `loadBalancerIP`, which load balancer
+/// controllers honour; several addresses, or any on a ClusterIP or NodePort Service, as
+/// `externalIPs`. Other types and malformed values are left out: the proxy refuses them with
+/// `UnsupportedAddress` or `AddressNotUsable`. A shared fleet's Service is every Gateway's, so
+/// it takes none (the proxy reports `AddressNotAssigned`).
+fn static_addresses(
+    fleet: &Fleet<'_>,
+    type_: ServiceType,
+) -> (Option<String>, Option<Vec<String>>) {
+    let Target::Dedicated(gateway) = fleet.target else {
+        return (None, None);
+    };
+    let ips: Vec<String> = gateway
+        .spec
+        .addresses
+        .iter()
+        .flatten()
+        .filter(|a| a.r#type.as_deref().is_none_or(|t| t == "IPAddress"))
+        .filter_map(|a| a.value.as_deref()?.parse::<std::net::IpAddr>().ok())
+        .map(|ip| ip.to_string())
+        .collect();
+    match (type_, ips.as_slice()) {
+        (_, []) => (None, None),
+        (ServiceType::LoadBalancer, [one]) => (Some(one.clone()), None),
+        _ => (None, Some(ips)),
     }
 }
 

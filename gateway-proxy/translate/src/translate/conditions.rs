@@ -17,6 +17,9 @@ pub const REASON_INVALID: &str = "Invalid";
 pub const REASON_LISTENERS_NOT_VALID: &str = "ListenersNotValid";
 pub const REASON_CONFIGURATION_CHANGED: &str = "ConfigurationChanged";
 pub const REASON_INVALID_PARAMETERS: &str = "InvalidParameters";
+pub const REASON_UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
+pub const REASON_ADDRESS_NOT_USABLE: &str = "AddressNotUsable";
+pub const REASON_ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
 
 // ListenerSet reasons.
 pub const REASON_NOT_ALLOWED: &str = "NotAllowed";

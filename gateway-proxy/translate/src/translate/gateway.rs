@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gantry_crds::gateway::gateways::Gateway;
 
+use super::addresses;
 use super::conditions::{self as c, Problem};
 use super::listener::{ListenerState, validate_merged};
 use super::listener_set::{self, ListenerSetState};
@@ -20,9 +21,13 @@ pub struct GatewayState {
     /// The Gateway's own listeners (`origin: None`), then those of each attached ListenerSet
     /// in precedence order (see `listener_set`).
     pub listeners: Vec<ListenerState>,
-    /// Why `spec.infrastructure.parametersRef` cannot be used, if it cannot: the Gateway is
-    /// then `Accepted=False InvalidParameters` and none of its listeners is served.
-    pub invalid_parameters: Option<Problem>,
+    /// Why the Gateway is refused, if it is: `spec.infrastructure.parametersRef` cannot be
+    /// used (`InvalidParameters`) or `spec.addresses` asks for an unsupported type
+    /// (`UnsupportedAddress`). It is then `Accepted=False` and none of its listeners is served.
+    pub refusal: Option<Problem>,
+    /// Why `spec.addresses` keeps the Gateway from being `Programmed` (`AddressNotUsable`,
+    /// `AddressNotAssigned`); its listeners still serve on the addresses it has.
+    pub address_problem: Option<Problem>,
     /// `spec.tls.frontend` lets clients without a valid certificate in (`AllowInsecureFallback`
     /// by default or on some port): the Gateway says so in `InsecureFrontendValidationMode`.
     pub insecure_frontend_validation: bool,
@@ -52,8 +57,11 @@ pub fn our_gateways(
         .map(|(key, gw)| {
             let mut state = gateway_state(store, key, gw, options.namespace_labels);
             if options.parameters_refs {
-                state.set_invalid_parameters(parameters_problem(store, key, gw));
+                state.refuse(parameters_problem(store, key, gw));
             }
+            let addresses = addresses::judge(gw, &options.addresses);
+            state.refuse(addresses.refusal);
+            state.address_problem = addresses.not_programmed;
             if !options.namespace_labels {
                 for listener in &mut state.listeners {
                     listener.allowed_namespaces.labels_unreadable();
@@ -122,7 +130,8 @@ fn gateway_state(
         key: key.clone(),
         generation: generation_of(&gw.metadata),
         listeners,
-        invalid_parameters: None,
+        refusal: None,
+        address_problem: None,
         insecure_frontend_validation: frontend_tls::allows_insecure_fallback(gw),
         listener_sets,
         reports_listener_sets,
@@ -161,11 +170,14 @@ fn parameters_problem(store: &Store, key: &ObjectKey, gw: &Gateway) -> Option<Pr
 }
 
 impl GatewayState {
-    /// Rejects the Gateway for its parameters: no listener is served.
-    fn set_invalid_parameters(&mut self, problem: Option<Problem>) {
+    /// Refuses the Gateway (the first refusal stands): no listener is served.
+    fn refuse(&mut self, problem: Option<Problem>) {
         let Some(problem) = problem else {
             return;
         };
+        if self.refusal.is_some() {
+            return;
+        }
         for listener in &mut self.listeners {
             listener.not_programmed.get_or_insert_with(|| {
                 Problem::new(
@@ -174,7 +186,7 @@ impl GatewayState {
                 )
             });
         }
-        self.invalid_parameters = Some(problem);
+        self.refusal = Some(problem);
     }
 
     /// The Gateway's own listeners (GEP-1713: the Gateway's `Accepted` and `Programmed`
@@ -206,7 +218,7 @@ impl GatewayState {
         // Gateway `ListenersNotValid`: "This can be the reason when "Accepted" is "True" or
         // "False", depending on whether the listener being invalid causes the entire Gateway
         // to not be accepted." We accept the Gateway while one listener can be served.
-        let accepted = if let Some(problem) = &self.invalid_parameters {
+        let accepted = if let Some(problem) = &self.refusal {
             c::not_ok(c::ACCEPTED, problem, generation)
         } else if programmed.is_empty() {
             let problem = Problem::new(
@@ -246,6 +258,8 @@ impl GatewayState {
                 "no listener is programmed; see the listener conditions",
             );
             c::not_ok(c::PROGRAMMED, &problem, generation)
+        } else if let Some(problem) = &self.address_problem {
+            c::not_ok(c::PROGRAMMED, problem, generation)
         } else {
             c::ok(
                 c::PROGRAMMED,

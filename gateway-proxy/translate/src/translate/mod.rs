@@ -3,6 +3,7 @@
 //! Invariant: it never fails and never does IO. Bad input becomes a status condition with the
 //! spec's reason, and the bad part is dropped; everything else is still translated.
 
+mod addresses;
 mod allowed_routes;
 mod assemble;
 mod backend;
@@ -45,6 +46,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+pub use self::addresses::AddressAssignment;
 pub use self::route_cache::CacheStats;
 
 /// The translator's own rules for whether a listener takes a route, for `gantry-proxy
@@ -79,6 +81,8 @@ pub struct TranslateOptions {
     /// store's GatewayParameters (standalone mode). In Kubernetes mode the operator resolves
     /// it and owns the `InvalidParameters` condition, so the proxy does not.
     pub parameters_refs: bool,
+    /// Which `spec.addresses` the serving process can assign (`addresses`).
+    pub addresses: AddressAssignment,
 }
 
 impl Default for TranslateOptions {
@@ -88,6 +92,7 @@ impl Default for TranslateOptions {
             gateways: None,
             namespace_labels: true,
             parameters_refs: true,
+            addresses: AddressAssignment::Any,
         }
     }
 }
