@@ -10,3 +10,4 @@ pub mod infra;
 pub mod leader;
 pub mod metrics;
 pub mod params;
+pub mod skew;

@@ -22,11 +22,12 @@ struct Args {
     /// Address of the admin endpoint (`/metrics`, `/healthz`, `/readyz`).
     #[arg(long, env = "GANTRY_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     admin_addr: SocketAddr,
-    /// Proxy image used when GatewayParameters do not name one.
+    /// Proxy image used when GatewayParameters do not name one: the operator's own version
+    /// (an upgrade of the operator rolls the fleets that use the default to its version).
     #[arg(
         long,
         env = "GANTRY_PROXY_IMAGE",
-        default_value = "ghcr.io/gantry-dev/gantry-proxy:latest"
+        default_value = concat!("ghcr.io/gantry-dev/gantry-proxy:", env!("CARGO_PKG_VERSION"))
     )]
     proxy_image: String,
     /// Prefix of the roles fleets are bound to (installed with the operator): `<prefix>`,

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::skew;
 use gantry_crds::params::{
     AccessLogFormat, AutoscalingParameters, CertificateParameters, ClientTrafficParameters,
     DeploymentParameters, ExternalTrafficPolicy, GatewayParametersSpec, IssuerRef, LogLevel,
@@ -376,6 +377,14 @@ pub fn resolve(
     let port_offset = port_offset(spec.proxy.as_ref()).map_err(|problem| vec![problem])?;
     let drain = drain(spec)?;
     let deployment = spec.deployment.clone().unwrap_or_default();
+    let image = deployment
+        .image
+        .clone()
+        .unwrap_or_else(|| defaults.proxy_image.clone());
+    let operator = semver::Version::parse(skew::OPERATOR_VERSION).expect("a semver crate version");
+    if let Some(problem) = skew::unsupported(&image, &operator) {
+        return Err(vec![problem]);
+    }
     let pod = spec.pod.clone().unwrap_or_default();
     let service = spec.service.clone().unwrap_or_default();
     let proxy = spec.proxy.clone().unwrap_or_default();
@@ -383,9 +392,7 @@ pub fn resolve(
         roles: defaults.proxy_roles.clone(),
         topology: spec.topology.unwrap_or_default(),
         replicas: deployment.replicas.unwrap_or(1),
-        image: deployment
-            .image
-            .unwrap_or_else(|| defaults.proxy_image.clone()),
+        image,
         image_pull_policy: deployment
             .image_pull_policy
             .unwrap_or(PullPolicy::IfNotPresent),

@@ -101,6 +101,38 @@ fn render_goldens() {
     assert!(stale.is_empty(), "stale goldens: {stale:?}");
 }
 
+/// An upgrade of the operator restarts no proxy by itself: rendered as two operator versions
+/// would render it (their default proxy images differ), every case gives the same objects but
+/// for the image of the fleets that use the default. Nothing else in a pod template (no
+/// version label or annotation, no timestamp) may depend on the operator.
+#[test]
+fn an_operator_upgrade_changes_nothing_but_the_default_image() {
+    let image = |version: &str| format!("ghcr.io/gantry-dev/gantry-proxy:{version}");
+    let (old, new) = (image("0.1.0"), image("0.1.1"));
+    let mut defaulted = 0;
+    for case in cases() {
+        let mut before = parse(&case);
+        before.defaults.proxy_image = old.clone();
+        let mut after = parse(&case);
+        after.defaults.proxy_image = new.clone();
+        let (before, after) = (render(&before), render(&after));
+        assert_eq!(before.len(), after.len(), "{}", case.display());
+        for (b, a) in before.iter().zip(&after) {
+            let b = to_yaml(std::slice::from_ref(b));
+            if b.contains(&old) {
+                defaulted += 1;
+            }
+            assert_eq!(
+                b.replace(&old, &new),
+                to_yaml(std::slice::from_ref(a)),
+                "{}: an object differs beyond the default image",
+                case.display()
+            );
+        }
+    }
+    assert!(defaulted > 0, "no case uses the default image");
+}
+
 /// Labels must be valid: values ≤ 63 characters, and names of Services ≤ 63. A fleet's Lease
 /// is named as its proxies name it (a DNS subdomain, ≤ 253).
 #[test]

@@ -32,6 +32,8 @@ pub struct Input {
     /// ReferenceGrants, BackendTLSPolicies, ListenerSets and Namespaces: what decides which
     /// namespaces fleets read and which ports ListenerSets add.
     pub references: Store,
+    /// The operator's command-line defaults the case is rendered with.
+    pub defaults: OperatorDefaults,
 }
 
 /// Every `<case>.in.yaml`, sorted.
@@ -70,6 +72,7 @@ pub fn parse(path: &Path) -> Input {
         gateways: Vec::new(),
         secrets: Vec::new(),
         references: Store::default(),
+        defaults: defaults(),
     };
     for doc in docs.into_iter().filter(|d| !d.is_null()) {
         let kind = doc["kind"].as_str().unwrap_or_default().to_string();
@@ -152,13 +155,17 @@ impl Input {
         plan::gateway_parameters(
             self.class_parameters().map(|p| &p.spec),
             own.map(|p| &p.spec),
-            &defaults(),
+            &self.defaults,
         )
     }
 
     /// The class's parameters alone (what a shared fleet runs with).
     pub fn class_fleet_parameters(&self) -> Result<FleetParameters, String> {
-        plan::gateway_parameters(self.class_parameters().map(|p| &p.spec), None, &defaults())
+        plan::gateway_parameters(
+            self.class_parameters().map(|p| &p.spec),
+            None,
+            &self.defaults,
+        )
     }
 
     /// What the operator knows about the Secrets a Gateway's HTTPS listeners name.
