@@ -64,6 +64,70 @@ pub struct GatewayParametersSpec {
     /// Certificate issuance through cert-manager for HTTPS listeners whose Secret does not exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<CertificateParameters>,
+    /// Free-form patches of the rendered objects, for what no field above offers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlays: Option<Overlays>,
+}
+
+/// Patches applied to the objects the operator renders, per kind, after every field above:
+/// the class's patches first, then the Gateway's. A patch that cannot be applied, or that
+/// leaves an object the API server refuses, makes the parameters `InvalidParameters` with the
+/// reason, and the fleet keeps its last good objects.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Overlays {
+    /// Patches of the proxy Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<Vec<Overlay>>,
+    /// Patches of the Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<Vec<Overlay>>,
+    /// Patches of the HorizontalPodAutoscaler (when autoscaling renders one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub horizontal_pod_autoscaler: Option<Vec<Overlay>>,
+    /// Patches of the PodDisruptionBudget (when one is rendered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_disruption_budget: Option<Vec<Overlay>>,
+    /// Patches of the ServiceAccount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<Vec<Overlay>>,
+}
+
+/// One patch (the shape of Envoy Gateway's `KubernetesPatchSpec`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Overlay {
+    /// How `value` is applied (default StrategicMerge).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<OverlayType>,
+    /// The patch: an object for StrategicMerge and JSONMerge, a list of operations for
+    /// JSONPatch.
+    #[schemars(schema_with = "any_json")]
+    pub value: serde_json::Value,
+}
+
+/// How an overlay's value is applied.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum OverlayType {
+    /// Kubernetes strategic merge patch: objects merge, lists of named items (containers, env,
+    /// volumes, ports, ...) merge by their key, `$patch: delete` removes an item, `null`
+    /// removes a field.
+    #[default]
+    StrategicMerge,
+    /// JSON merge patch (RFC 7386): objects merge, lists are replaced, `null` removes.
+    #[serde(rename = "JSONMerge")]
+    JsonMerge,
+    /// JSON patch (RFC 6902): a list of `add`, `remove`, `replace`, `move`, `copy` and `test`
+    /// operations.
+    #[serde(rename = "JSONPatch")]
+    JsonPatch,
+}
+
+/// Any JSON value: a structural schema that keeps whatever is written.
+fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-preserve-unknown-fields": true
+    })
 }
 
 /// How Gateways of a class map to proxy fleets.

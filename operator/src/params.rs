@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::infra::overlay::OverlaySet;
 use crate::skew;
 use gantry_crds::params::{
     AccessLogFormat, AutoscalingParameters, CertificateParameters, ClientTrafficParameters,
     DeploymentParameters, ExternalTrafficPolicy, GatewayParametersSpec, IssuerRef, LogLevel,
-    NodePort, PodDisruptionBudgetParameters, PodParameters, ProxyParameters, PullPolicy,
+    NodePort, Overlays, PodDisruptionBudgetParameters, PodParameters, ProxyParameters, PullPolicy,
     ServiceParameters, ServiceType, ShutdownParameters, Topology,
 };
 use gantry_translate::ports;
@@ -123,6 +124,8 @@ pub struct FleetParameters {
     pub proxy: ProxySettings,
     /// cert-manager issuer, when issuance is configured.
     pub issuer_ref: Option<IssuerRef>,
+    /// `overlays`, class first then Gateway, applied to the rendered objects.
+    pub overlays: OverlaySet,
     /// The ClusterRoles the fleet is bound to.
     pub roles: ProxyRoles,
 }
@@ -270,6 +273,24 @@ pub fn merge(base: &GatewayParametersSpec, over: &GatewayParametersSpec) -> Gate
                 issuer_ref: pick(&b.issuer_ref, &o.issuer_ref),
             }
         }),
+        // Patches accumulate: the class's apply first, then the Gateway's.
+        overlays: nested(&base.overlays, &over.overlays, |b, o| Overlays {
+            deployment: concat(&b.deployment, &o.deployment),
+            service: concat(&b.service, &o.service),
+            horizontal_pod_autoscaler: concat(
+                &b.horizontal_pod_autoscaler,
+                &o.horizontal_pod_autoscaler,
+            ),
+            pod_disruption_budget: concat(&b.pod_disruption_budget, &o.pod_disruption_budget),
+            service_account: concat(&b.service_account, &o.service_account),
+        }),
+    }
+}
+
+fn concat<T: Clone>(base: &Option<Vec<T>>, over: &Option<Vec<T>>) -> Option<Vec<T>> {
+    match (base, over) {
+        (Some(b), Some(o)) => Some(b.iter().chain(o).cloned().collect()),
+        _ => pick(base, over),
     }
 }
 
@@ -370,7 +391,9 @@ pub fn resolve(
     spec: &GatewayParametersSpec,
     defaults: &OperatorDefaults,
 ) -> Result<FleetParameters, Vec<String>> {
-    let problems = contradictions(spec);
+    let overlays = OverlaySet::from_levels(spec.overlays.as_ref());
+    let mut problems = contradictions(spec);
+    problems.extend(overlays.problems());
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -460,6 +483,7 @@ pub fn resolve(
             .certificates
             .as_ref()
             .and_then(|c| c.issuer_ref.clone()),
+        overlays,
     })
 }
 

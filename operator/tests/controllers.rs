@@ -307,6 +307,69 @@ async fn contradictory_parameters_are_invalid_and_a_fix_accepts_the_class() {
 }
 
 #[tokio::test]
+async fn a_broken_overlay_is_invalid_parameters_and_the_last_good_fleet_stays() {
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(Some(class_params_ref())));
+    let env_overlay = |value: &str| {
+        json!({"overlays": {"deployment": [{"value": {"spec": {"template": {"spec": {
+            "containers": [{"name": "proxy", "env": [{"name": "EXTRA", "value": value}]}]
+        }}}}}]}})
+    };
+    fake.put(CLASS_PARAMS, parameters(env_overlay("one")));
+    fake.put(GATEWAY, gateway_object());
+    reconcile_gateway(&fake).await;
+    let env = |fake: &ApiServer| {
+        fake.at(DEDICATED).unwrap()["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e["name"] == "EXTRA")
+            .map(|e| e["value"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(env(&fake), ["one"], "the overlay is applied");
+
+    let mut broken = env_overlay("two");
+    broken["overlays"]["deployment"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "JSONPatch", "value": [
+            {"op": "replace", "path": "/spec/template/spec/containers/7/image", "value": "x"}
+        ]}));
+    fake.put(CLASS_PARAMS, parameters(broken));
+    let calls = reconcile_gateway(&fake).await;
+    let condition = &status_patches(&calls)[0].body["status"]["conditions"][0];
+    assert_eq!(condition["status"], "False");
+    assert_eq!(condition["reason"], "InvalidParameters");
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("overlay 1 of Deployment web-gantry:"),
+        "{message}"
+    );
+    assert_eq!(env(&fake), ["one"], "the last good Deployment stays");
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.method == "PATCH" && c.path.contains("deployments")),
+        "nothing is applied while an overlay is broken"
+    );
+
+    fake.put(CLASS_PARAMS, parameters(env_overlay("two")));
+    reconcile_gateway(&fake).await;
+    assert_eq!(env(&fake), ["two"]);
+    let accepted = &fake.at(GATEWAY).unwrap()["status"]["conditions"];
+    assert!(
+        accepted
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|c| c["reason"] != "InvalidParameters"),
+        "the refusal is withdrawn: {accepted}"
+    );
+}
+
+#[tokio::test]
 async fn a_drain_longer_than_the_grace_period_is_invalid_parameters() {
     let fake = ApiServer::start().await;
     fake.put(CLASS, class(Some(class_params_ref())));

@@ -18,7 +18,7 @@ use gantry_crds::gateway::gateways::Gateway;
 use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::params::{AccessLogFormat, GatewayParametersSpec};
 use gantry_operator::infra::kind::Kind;
-use gantry_operator::infra::plan;
+use gantry_operator::infra::{overlay, plan};
 use gantry_operator::infra::render::{ADMIN_DEBUG_PORT, ADMIN_PORT, DesiredObject, POD_IP_ENV};
 use gantry_operator::params::FleetParameters;
 use gantry_proxy::admin::Placement;
@@ -410,6 +410,10 @@ fn check_case(case: &str, input: &Input) -> BTreeSet<(String, String)> {
             &input.secrets_of(gateway),
             &input.references,
         );
+        // What the controller applies: the objects after their overlays, or nothing.
+        let Ok(objects) = overlay::apply(objects, &params.overlays) else {
+            continue;
+        };
         if !objects.iter().any(|o| o.kind == Kind::Deployment) {
             continue;
         }
@@ -438,6 +442,7 @@ fn check_case(case: &str, input: &Input) -> BTreeSet<(String, String)> {
             Some(&plan::class_owner(&input.class)),
             &input.references,
         );
+        let objects = overlay::apply(objects, &params.overlays).unwrap_or_default();
         if objects.iter().any(|o| o.kind == Kind::Deployment) {
             let class = input.class.metadata.name.clone().unwrap_or_default();
             let gateways: Vec<&Gateway> = input.gateways.iter().collect();

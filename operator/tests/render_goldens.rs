@@ -9,7 +9,7 @@ mod support;
 
 use std::path::PathBuf;
 
-use gantry_operator::infra::plan;
+use gantry_operator::infra::{overlay, plan};
 use serde_json::{Value, json};
 use support::render_cases::{Input, cases, golden_path, parse};
 
@@ -18,17 +18,17 @@ fn render(input: &Input) -> Vec<Value> {
     let mut out = Vec::new();
     for gateway in &input.gateways {
         let ns = gateway.metadata.namespace.clone().unwrap_or_default();
-        match input.gateway_parameters(gateway) {
-            Ok(params) => out.extend(
-                plan::gateway_objects(
-                    gateway,
-                    &params,
-                    &input.secrets_of(gateway),
-                    &input.references,
-                )
-                .into_iter()
-                .map(|o| o.body),
-            ),
+        let rendered = input.gateway_parameters(gateway).and_then(|params| {
+            let objects = plan::gateway_objects(
+                gateway,
+                &params,
+                &input.secrets_of(gateway),
+                &input.references,
+            );
+            overlay::apply(objects, &params.overlays)
+        });
+        match rendered {
+            Ok(objects) => out.extend(objects.into_iter().map(|o| o.body)),
             Err(message) => out.push(json!({
                 "kind": "InvalidParameters",
                 "gateway": format!("{ns}/{}", gateway.metadata.name.clone().unwrap_or_default()),
@@ -38,19 +38,22 @@ fn render(input: &Input) -> Vec<Value> {
     }
     match input.class_fleet_parameters() {
         Ok(params) => {
-            out.extend(
-                plan::class_objects(
-                    &input.class,
-                    &params,
-                    input.shared_namespace(),
-                    &input.gateways,
-                    false,
-                    Some(&plan::class_owner(&input.class)),
-                    &input.references,
-                )
-                .into_iter()
-                .map(|o| o.body),
+            let objects = plan::class_objects(
+                &input.class,
+                &params,
+                input.shared_namespace(),
+                &input.gateways,
+                false,
+                Some(&plan::class_owner(&input.class)),
+                &input.references,
             );
+            match overlay::apply(objects, &params.overlays) {
+                Ok(objects) => out.extend(objects.into_iter().map(|o| o.body)),
+                Err(message) => {
+                    out.push(json!({ "kind": "InvalidParameters", "class": message }));
+                    return out;
+                }
+            }
             out.extend(
                 plan::reference_bindings(
                     &input.class,

@@ -25,6 +25,7 @@ use super::parameters::{self, Invalid};
 use super::{Context, Error, event_reference, objects};
 use crate::infra::apply::Teardown;
 use crate::infra::names::{self, FIELD_MANAGER, FLEET_FINALIZER};
+use crate::infra::overlay;
 use crate::infra::plan::{self, FleetRef};
 use crate::infra::render::{SecretState, https_secrets};
 use crate::params::FleetParameters;
@@ -48,24 +49,15 @@ pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Actio
 
     let (params, shared_namespace) = match resolve(&ctx, &class, &gateway).await? {
         Ok(found) => found,
-        Err(Invalid(message)) => {
-            let accepted = accepted(&gateway, false, "InvalidParameters", message.clone());
-            write_status(&ctx, &gateway, Some(&accepted), Vec::new()).await?;
-            ctx.warn(
-                &event_reference(gateway.as_ref()),
-                "InvalidParameters",
-                message,
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
+        Err(invalid) => return refuse(&ctx, &gateway, invalid).await,
     };
 
     if params.topology == Topology::Dedicated {
         add_finalizer(&ctx, &gateway).await?;
     }
     match sync_fleet(&ctx, &gateway, &params, shared_namespace.as_deref()).await {
-        Ok(Serving { fleet, moving }) => {
+        Ok(Err(invalid)) => refuse(&ctx, &gateway, invalid).await,
+        Ok(Ok(Serving { fleet, moving })) => {
             let addresses = addresses(&ctx, &fleet).await?;
             tracing::debug!(fleet = %format!("{}/{}", fleet.namespace, fleet.name), "served");
             let waiting = addresses.is_empty() || moving;
@@ -82,6 +74,20 @@ pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Actio
             Err(error)
         }
     }
+}
+
+/// `Accepted=False InvalidParameters` with an Event; nothing is applied, so the fleet keeps
+/// its last good objects.
+async fn refuse(
+    ctx: &Context,
+    gateway: &Gateway,
+    Invalid(message): Invalid,
+) -> Result<Action, Error> {
+    let accepted = accepted(gateway, false, "InvalidParameters", message.clone());
+    write_status(ctx, gateway, Some(&accepted), Vec::new()).await?;
+    ctx.warn(&event_reference(gateway), "InvalidParameters", message)
+        .await;
+    Ok(Action::await_change())
 }
 
 type Resolved = Result<(FleetParameters, Option<String>), Invalid>;
@@ -135,13 +141,14 @@ impl Serving {
     }
 }
 
-/// Applies what the Gateway needs and returns the fleet that serves it right now.
+/// Applies what the Gateway needs and returns the fleet that serves it right now, or, when
+/// overlays cannot be applied to the rendered objects, why (and applies nothing).
 async fn sync_fleet(
     ctx: &Context,
     gateway: &Gateway,
     params: &FleetParameters,
     shared_namespace: Option<&str>,
-) -> Result<Serving, Error> {
+) -> Result<Result<Serving, Invalid>, Error> {
     let secrets = secret_states(ctx, gateway, params).await?;
     // A dedicated fleet opens the ports of the listeners its ListenerSets add; a shared one is
     // rendered by the class controller.
@@ -152,6 +159,10 @@ async fn sync_fleet(
         Topology::Shared => Store::default(),
     };
     let objects = plan::gateway_objects(gateway, params, &secrets, &listener_sets);
+    let objects = match overlay::apply(objects, &params.overlays) {
+        Ok(objects) => objects,
+        Err(message) => return Ok(Err(Invalid(message))),
+    };
     ctx.applier.apply_all(&objects).await?;
     let namespace = gateway.namespace().unwrap_or_default();
     if params.issuer_ref.is_some() {
@@ -163,12 +174,12 @@ async fn sync_fleet(
     let target = plan::fleet_for(gateway, params.topology, shared_namespace);
     if target == dedicated {
         ctx.applier.prune_fleet(&dedicated, &objects).await?;
-        return Ok(Serving::settled(dedicated));
+        return Ok(Ok(Serving::settled(dedicated)));
     }
     // Moving to the shared fleet (applied by the GatewayClass controller): keep the dedicated
     // fleet serving until the shared one is available, then remove it.
     if !ctx.applier.fleet_remains(&dedicated).await? {
-        return Ok(Serving::settled(target));
+        return Ok(Ok(Serving::settled(target)));
     }
     let serving = deployment(ctx, &target)
         .await?
@@ -181,14 +192,14 @@ async fn sync_fleet(
             .teardown_fleet(&dedicated, &params.roles, &lease)
             .await?;
         if teardown == Teardown::Done {
-            return Ok(Serving::settled(target));
+            return Ok(Ok(Serving::settled(target)));
         }
         // The dedicated pods drain (its Service and address stay until they are gone).
     }
-    Ok(Serving {
+    Ok(Ok(Serving {
         fleet: dedicated,
         moving: true,
-    })
+    }))
 }
 
 /// The Lease of the Gateway's dedicated fleet.

@@ -24,6 +24,7 @@ use super::parameters::{self, Invalid};
 use super::{Context, Error, objects};
 use crate::infra::apply::{Teardown, is_not_found};
 use crate::infra::names::{self, FIELD_MANAGER, FLEET_FINALIZER};
+use crate::infra::overlay;
 use crate::infra::plan::{self, FleetRef};
 use crate::params::FleetParameters;
 
@@ -67,18 +68,35 @@ pub async fn reconcile(class: Arc<GatewayClass>, ctx: Arc<Context>) -> Result<Ac
             observed_generation: class.metadata.generation,
         },
     };
-    write_status(&ctx, &class, &accepted).await?;
     let (params, parameters) = match resolved {
         Ok(found) => found,
         Err(Invalid(message)) => {
+            write_status(&ctx, &class, &accepted).await?;
             ctx.warn_class(&class, "InvalidParameters", message).await;
             return Ok(Action::await_change());
         }
     };
 
+    // The parameters resolved; `Accepted` is written once the objects they render are known
+    // to be valid (overlays), before an error of the API server is returned.
     match sync(&ctx, &class, &params, parameters.as_ref()).await {
-        Ok(action) => Ok(action),
+        Ok(Ok(action)) => {
+            write_status(&ctx, &class, &accepted).await?;
+            Ok(action)
+        }
+        Ok(Err(Invalid(message))) => {
+            let refused = Wanted {
+                status: false,
+                reason: "InvalidParameters",
+                message: message.clone(),
+                ..accepted
+            };
+            write_status(&ctx, &class, &refused).await?;
+            ctx.warn_class(&class, "InvalidParameters", message).await;
+            Ok(Action::await_change())
+        }
         Err(error) => {
+            write_status(&ctx, &class, &accepted).await?;
             ctx.warn_class(&class, "ReconcileFailed", error.to_string())
                 .await;
             Err(error)
@@ -88,12 +106,13 @@ pub async fn reconcile(class: Arc<GatewayClass>, ctx: Arc<Context>) -> Result<Ac
 
 /// Applies the class's RBAC and shared fleet, and retires a shared fleet no longer wanted.
 /// `parameters` are the class's GatewayParameters: a shared fleet runs in their namespace.
+/// Overlays that cannot be applied to the rendered objects leave everything as it is.
 async fn sync(
     ctx: &Context,
     class: &GatewayClass,
     params: &FleetParameters,
     parameters: Option<&GatewayParameters>,
-) -> Result<Action, Error> {
+) -> Result<Result<Action, Invalid>, Error> {
     let shared_namespace = parameters.and_then(|p| p.metadata.namespace.as_deref());
     let owner = plan::class_controlled_owner(class, parameters, &params.roles);
     let class_name = class.name_any();
@@ -117,6 +136,10 @@ async fn sync(
         owner.as_ref(),
         &references,
     );
+    let objects = match overlay::apply(objects, &params.overlays) {
+        Ok(objects) => objects,
+        Err(message) => return Ok(Err(Invalid(message))),
+    };
     ctx.applier.apply_all(&objects).await?;
     let grants = plan::reference_bindings(
         class,
@@ -137,18 +160,18 @@ async fn sync(
     }
 
     let Some(shared) = shared else {
-        return Ok(Action::requeue(RESYNC));
+        return Ok(Ok(Action::requeue(RESYNC)));
     };
     let wanted = params.topology == Topology::Shared && !gateways.is_empty();
     if wanted {
         if shared_running {
             ctx.applier.prune_fleet(&shared, &objects).await?;
         }
-        return Ok(Action::requeue(RESYNC));
+        return Ok(Ok(Action::requeue(RESYNC)));
     }
     // A teardown whose pods are gone still removes the rest (the Service goes last).
     if !shared_running && !ctx.applier.fleet_remains(&shared).await? {
-        return Ok(Action::requeue(RESYNC));
+        return Ok(Ok(Action::requeue(RESYNC)));
     }
     // Switching to dedicated (or no Gateway left): the shared fleet goes only once every
     // Gateway's dedicated fleet is available, so no Gateway is ever without a proxy.
@@ -159,7 +182,7 @@ async fn sync(
             .is_some_and(|d| available(&d))
         {
             tracing::info!(fleet = %dedicated.name, "waiting for dedicated fleet before removing the shared one");
-            return Ok(Action::requeue(SWITCH_POLL));
+            return Ok(Ok(Action::requeue(SWITCH_POLL)));
         }
     }
     let lease = names::shared_lease(&class_name);
@@ -169,8 +192,8 @@ async fn sync(
         .await?
     {
         // Its pods drain; the rest goes once they are gone.
-        Teardown::Draining => Ok(Action::requeue(SWITCH_POLL)),
-        Teardown::Done => Ok(Action::requeue(RESYNC)),
+        Teardown::Draining => Ok(Ok(Action::requeue(SWITCH_POLL))),
+        Teardown::Done => Ok(Ok(Action::requeue(RESYNC))),
     }
 }
 

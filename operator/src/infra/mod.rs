@@ -3,5 +3,6 @@
 pub mod apply;
 pub mod kind;
 pub mod names;
+pub mod overlay;
 pub mod plan;
 pub mod render;
