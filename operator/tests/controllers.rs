@@ -355,6 +355,31 @@ async fn a_broken_overlay_is_invalid_parameters_and_the_last_good_fleet_stays() 
         "nothing is applied while an overlay is broken"
     );
 
+    // Valid as JSON, refused by the API server: its message, through a dry run.
+    let mut sidecar = env_overlay("two");
+    sidecar["overlays"]["deployment"][0]["value"]["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "Log_Shipper", "image": "log-shipper:1"}));
+    fake.put(CLASS_PARAMS, parameters(sidecar));
+    let gateway: Arc<Gateway> = stored(&fake, GATEWAY);
+    fake.take_requests();
+    gateway::reconcile(gateway, context(&fake)).await.unwrap();
+    let calls = fake.take_requests();
+    let refusals: Vec<&Recorded> = calls.iter().filter(|c| c.status >= 400).collect();
+    assert!(
+        refusals.len() == 1 && refusals[0].query.contains("dryRun=All"),
+        "only the dry run is refused: {refusals:?}"
+    );
+    let condition = &status_patches(&calls)[0].body["status"]["conditions"][0];
+    assert_eq!(condition["reason"], "InvalidParameters");
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("the overlays of Deployment web-gantry leave an object the API server refuses: Deployment.apps \"web-gantry\" is invalid: spec.template.spec.containers[1].name: Invalid value: \"Log_Shipper\""),
+        "{message}"
+    );
+    assert_eq!(env(&fake), ["one"], "the dry run stored nothing");
+
     fake.put(CLASS_PARAMS, parameters(env_overlay("two")));
     reconcile_gateway(&fake).await;
     assert_eq!(env(&fake), ["two"]);

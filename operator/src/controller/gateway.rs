@@ -21,11 +21,11 @@ use tracing::instrument;
 
 use super::conditions::{self, Wanted};
 use super::gatewayclass::{available, deployment};
+use super::overlays;
 use super::parameters::{self, Invalid};
 use super::{Context, Error, event_reference, objects};
 use crate::infra::apply::Teardown;
 use crate::infra::names::{self, FIELD_MANAGER, FLEET_FINALIZER};
-use crate::infra::overlay;
 use crate::infra::plan::{self, FleetRef};
 use crate::infra::render::{SecretState, https_secrets};
 use crate::params::FleetParameters;
@@ -159,9 +159,9 @@ async fn sync_fleet(
         Topology::Shared => Store::default(),
     };
     let objects = plan::gateway_objects(gateway, params, &secrets, &listener_sets);
-    let objects = match overlay::apply(objects, &params.overlays) {
+    let objects = match overlays::overlaid(ctx, objects, &params.overlays).await? {
         Ok(objects) => objects,
-        Err(message) => return Ok(Err(Invalid(message))),
+        Err(invalid) => return Ok(Err(invalid)),
     };
     ctx.applier.apply_all(&objects).await?;
     let namespace = gateway.namespace().unwrap_or_default();

@@ -20,11 +20,11 @@ use serde_json::json;
 use tracing::instrument;
 
 use super::conditions::{self, Wanted};
+use super::overlays;
 use super::parameters::{self, Invalid};
 use super::{Context, Error, objects};
 use crate::infra::apply::{Teardown, is_not_found};
 use crate::infra::names::{self, FIELD_MANAGER, FLEET_FINALIZER};
-use crate::infra::overlay;
 use crate::infra::plan::{self, FleetRef};
 use crate::params::FleetParameters;
 
@@ -136,9 +136,9 @@ async fn sync(
         owner.as_ref(),
         &references,
     );
-    let objects = match overlay::apply(objects, &params.overlays) {
+    let objects = match overlays::overlaid(ctx, objects, &params.overlays).await? {
         Ok(objects) => objects,
-        Err(message) => return Ok(Err(Invalid(message))),
+        Err(invalid) => return Ok(Err(invalid)),
     };
     ctx.applier.apply_all(&objects).await?;
     let grants = plan::reference_bindings(

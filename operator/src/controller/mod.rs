@@ -5,6 +5,7 @@ pub mod gateway;
 pub mod gatewayclass;
 pub mod listener_sets;
 pub mod objects;
+mod overlays;
 pub mod parameters;
 pub mod run;
 

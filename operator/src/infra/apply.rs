@@ -91,6 +91,31 @@ impl Applier {
             })
     }
 
+    /// What the API server says of applying `object`, without storing it (`dryRun=All`): its
+    /// validation message when it refuses the object (`400` or `422`), `Ok(None)` when it
+    /// would take it. Other failures are errors.
+    pub async fn refusal(&self, object: &DesiredObject) -> Result<Option<String>, ApplyError> {
+        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        params.dry_run = true;
+        match self
+            .api(object.kind, object.namespace.as_deref())
+            .patch(&object.name, &params, &Patch::Apply(&object.body))
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(kube::Error::Api(status)) if status.code == 400 || status.code == 422 => {
+                Ok(Some(status.message))
+            }
+            Err(source) => Err(ApplyError {
+                verb: "dry-run apply",
+                kind: object.kind,
+                namespace: object.namespace.clone().unwrap_or_default(),
+                name: object.name.clone(),
+                source,
+            }),
+        }
+    }
+
     /// Deletes one object; `Ok(false)` when it was already gone.
     pub async fn delete(
         &self,

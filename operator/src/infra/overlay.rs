@@ -54,6 +54,11 @@ impl OverlaySet {
         set
     }
 
+    /// Whether objects of `kind` are patched.
+    pub fn patches(&self, kind: Kind) -> bool {
+        !self.for_kind(kind).is_empty()
+    }
+
     fn for_kind(&self, kind: Kind) -> &[Overlay] {
         match kind {
             Kind::Deployment => &self.deployment,

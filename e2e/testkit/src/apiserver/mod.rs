@@ -8,7 +8,8 @@
 // `propagationPolicy: Foreground`, which adds `foregroundDeletion`, only sets
 // `deletionTimestamp`; the object goes when a write removes its last finalizer; the garbage
 // collector is not simulated: a test removes what it would with [`ApiServer::delete`]); server-side apply with `managedFields` per field manager (`managed`,
-// `fields`); a log of every request.
+// `fields`); PATCH with `dryRun=All` (answered, not stored); `422 Invalid` for objects that
+// break the validation rules `validation` implements; a log of every request.
 //
 // The Kubernetes-mode tests of `gantry-proxy`, the operator's controller tests and the
 // watch-to-first-200 benchmark (`gantry-bench`) run against it; `objects` builds what they
@@ -23,6 +24,7 @@ pub mod managed;
 pub mod objects;
 #[cfg(test)]
 mod tests;
+mod validation;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -850,6 +852,13 @@ impl ApiServer {
             return status(415, "UnsupportedMediaType", content_type);
         };
         let created = current.is_none();
+        if let Some(message) = validation::invalid(&target.resource, &next) {
+            return status(422, "Invalid", &message);
+        }
+        // A dry run answers what the write would leave and stores nothing.
+        if params.get("dryRun").is_some_and(|d| d == "All") {
+            return json_response(if created { 201 } else { 200 }, &next);
+        }
         let stored = self.commit(&mut st, target, current.as_ref(), next);
         json_response(if created { 201 } else { 200 }, &stored)
     }

@@ -336,6 +336,59 @@ async fn apply_needs_a_field_manager_and_creates_a_missing_object() {
 }
 
 #[tokio::test]
+async fn a_dry_run_stores_nothing_and_invalid_objects_are_refused_with_422() {
+    let server = ApiServer::start().await;
+    let path = "/apis/apps/v1/namespaces/apps/deployments/web";
+    let deployment = |container: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "web", "namespace": "apps"},
+               "spec": {"template": {"spec": {"containers": [{"name": container, "image": "x"}]}}}})
+    };
+    let (code, answer) = call(
+        &server,
+        "PATCH",
+        &format!("{path}?fieldManager=op&force=true&dryRun=All"),
+        APPLY,
+        &deployment("proxy"),
+    )
+    .await;
+    assert_eq!(code, 201, "{answer}");
+    assert_eq!(
+        answer["spec"]["template"]["spec"]["containers"][0]["name"],
+        "proxy"
+    );
+    assert_eq!(server.at(path), None, "a dry run stores nothing");
+    assert!(
+        server.writes().len() == 1,
+        "but it is a request like any other"
+    );
+
+    for query in [
+        "fieldManager=op&force=true&dryRun=All",
+        "fieldManager=op&force=true",
+    ] {
+        let (code, status) = call(
+            &server,
+            "PATCH",
+            &format!("{path}?{query}"),
+            APPLY,
+            &deployment("Proxy_1"),
+        )
+        .await;
+        assert_eq!(code, 422, "{query}");
+        assert_eq!(status["reason"], "Invalid");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("Deployment.apps \"web\" is invalid: spec.template.spec.containers[0].name: Invalid value: \"Proxy_1\""),
+            "{status}"
+        );
+    }
+    assert_eq!(server.at(path), None);
+}
+
+#[tokio::test]
 async fn a_stale_resource_version_is_a_conflict_and_versions_only_increase() {
     let server = world().await;
     let first = get(&server, GW).await;
