@@ -43,6 +43,11 @@ pub struct GatewayParametersSpec {
     /// class's GatewayParameters. Only meaningful on the GatewayClass's parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology: Option<Topology>,
+    /// What runs the proxy pods: a Deployment (default) or a DaemonSet (one pod per node the
+    /// pods may run on). `deployment` sets the container of either; its `replicas`, and
+    /// `autoscaling`, apply to a Deployment only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
     /// The proxy Deployment and its container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<DeploymentParameters>,
@@ -79,6 +84,9 @@ pub struct Overlays {
     /// Patches of the proxy Deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<Vec<Overlay>>,
+    /// Patches of the proxy DaemonSet (`workload: DaemonSet`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon_set: Option<Vec<Overlay>>,
     /// Patches of the Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<Vec<Overlay>>,
@@ -128,6 +136,16 @@ fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "x-kubernetes-preserve-unknown-fields": true
     })
+}
+
+/// The kind of workload that runs a fleet's proxy pods.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum Workload {
+    /// An apps/v1 Deployment (replicas, or an HPA).
+    #[default]
+    Deployment,
+    /// An apps/v1 DaemonSet: one proxy per node its scheduling settings allow.
+    DaemonSet,
 }
 
 /// How Gateways of a class map to proxy fleets.
@@ -211,6 +229,12 @@ pub struct PodParameters {
     /// Priority class of the proxy pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
+    /// Run the proxy in the node's network namespace: listeners bind on the node's addresses
+    /// (container ports become host ports, so two proxies of a fleet never share a node), DNS
+    /// uses `ClusterFirstWithHostNet`, and rollouts replace a node's pod before starting its
+    /// successor (`docs/reference/gatewayparameters.md#workload-and-hostnetwork`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_network: Option<bool>,
 }
 
 /// Horizontal autoscaling of the fleet.

@@ -13,7 +13,7 @@ use gantry_crds::params::{
     AccessLogFormat, AutoscalingParameters, CertificateParameters, ClientTrafficParameters,
     DeploymentParameters, ExternalTrafficPolicy, GatewayParametersSpec, IssuerRef, LogLevel,
     NodePort, Overlays, PodDisruptionBudgetParameters, PodParameters, ProxyParameters, PullPolicy,
-    ServiceParameters, ServiceType, ShutdownParameters, Topology,
+    ServiceParameters, ServiceType, ShutdownParameters, Topology, Workload,
 };
 use gantry_translate::ports;
 use k8s_openapi::api::core::v1::{
@@ -96,6 +96,8 @@ impl ProxyRoles {
 pub struct FleetParameters {
     /// Dedicated or shared.
     pub topology: Topology,
+    /// Deployment or DaemonSet.
+    pub workload: Workload,
     /// Replicas when autoscaling is off.
     pub replicas: i32,
     /// Proxy image.
@@ -208,6 +210,7 @@ pub const PROXY_UID: i64 = 65532;
 pub fn merge(base: &GatewayParametersSpec, over: &GatewayParametersSpec) -> GatewayParametersSpec {
     GatewayParametersSpec {
         topology: pick(&base.topology, &over.topology),
+        workload: pick(&base.workload, &over.workload),
         deployment: nested(&base.deployment, &over.deployment, merge_deployment),
         pod: nested(&base.pod, &over.pod, merge_pod),
         autoscaling: nested(&base.autoscaling, &over.autoscaling, |b, o| {
@@ -276,6 +279,7 @@ pub fn merge(base: &GatewayParametersSpec, over: &GatewayParametersSpec) -> Gate
         // Patches accumulate: the class's apply first, then the Gateway's.
         overlays: nested(&base.overlays, &over.overlays, |b, o| Overlays {
             deployment: concat(&b.deployment, &o.deployment),
+            daemon_set: concat(&b.daemon_set, &o.daemon_set),
             service: concat(&b.service, &o.service),
             horizontal_pod_autoscaler: concat(
                 &b.horizontal_pod_autoscaler,
@@ -325,6 +329,7 @@ fn merge_pod(b: &PodParameters, o: &PodParameters) -> PodParameters {
         ),
         security_context: pick(&b.security_context, &o.security_context),
         priority_class_name: pick(&b.priority_class_name, &o.priority_class_name),
+        host_network: pick(&b.host_network, &o.host_network),
     }
 }
 
@@ -414,6 +419,7 @@ pub fn resolve(
     Ok(FleetParameters {
         roles: defaults.proxy_roles.clone(),
         topology: spec.topology.unwrap_or_default(),
+        workload: spec.workload.unwrap_or_default(),
         replicas: deployment.replicas.unwrap_or(1),
         image,
         image_pull_policy: deployment

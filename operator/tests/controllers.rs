@@ -459,11 +459,14 @@ async fn dedicated_gateway_gets_its_fleet_applied_owned_and_pruned() {
             "DELETE /apis/autoscaling/v2/namespaces/apps/horizontalpodautoscalers/web-gantry"
                 .to_string(),
             "DELETE /apis/policy/v1/namespaces/apps/poddisruptionbudgets/web-gantry".to_string(),
+            format!("GET {DEDICATED}"),
+            "GET /apis/apps/v1/namespaces/apps/daemonsets/web-gantry".to_string(),
             "GET /api/v1/namespaces/apps/services/web-gantry".to_string(),
         ],
         "the fleet finalizer first (on the Gateway read afresh); no status yet: no address to report, and Accepted belongs \
          to the proxy fleet; the ListenerSets are read for the ports they may add; the Lease \
-         the proxies will hold is applied with an owner"
+         the proxies will hold is applied with an owner; both workload kinds are read (a switch \
+         of kind retires the other)"
     );
     assert_eq!(
         fake.at(GATEWAY).unwrap()["metadata"]["finalizers"],
@@ -589,6 +592,43 @@ async fn static_addresses_go_on_the_service_and_into_the_gateway_status() {
         ]),
         "the requested addresses, not the ClusterIP"
     );
+}
+
+#[tokio::test]
+async fn a_switch_to_a_daemon_set_keeps_the_deployment_until_the_daemon_set_serves() {
+    const DAEMON_SET: &str = "/apis/apps/v1/namespaces/apps/daemonsets/web-gantry";
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(Some(class_params_ref())));
+    fake.put(CLASS_PARAMS, parameters(json!({})));
+    fake.put(GATEWAY, gateway_object());
+    reconcile_gateway(&fake).await;
+    assert!(fake.at(DEDICATED).is_some() && fake.at(DAEMON_SET).is_none());
+
+    fake.put(CLASS_PARAMS, parameters(json!({"workload": "DaemonSet"})));
+    let calls = reconcile_gateway(&fake).await;
+    assert!(fake.at(DAEMON_SET).is_some(), "the DaemonSet is applied");
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.method == "DELETE" && c.path == DEDICATED),
+        "the Deployment serves until the DaemonSet has an available pod"
+    );
+
+    let mut daemon_set = fake.at(DAEMON_SET).unwrap();
+    daemon_set["metadata"]["generation"] = json!(1);
+    daemon_set["status"] = json!({"observedGeneration": 1, "desiredNumberScheduled": 2,
+        "numberAvailable": 1, "updatedNumberScheduled": 1, "currentNumberScheduled": 2,
+        "numberMisscheduled": 0, "numberReady": 1});
+    fake.put(DAEMON_SET, daemon_set);
+    let calls = reconcile_gateway(&fake).await;
+    let deletes: Vec<&Recorded> = calls.iter().filter(|c| c.method == "DELETE").collect();
+    let deployment_delete = deletes
+        .iter()
+        .find(|c| c.path == DEDICATED)
+        .expect("the Deployment goes once the DaemonSet serves");
+    assert_eq!(deployment_delete.body["propagationPolicy"], "Foreground");
+    assert!(fake.at(DEDICATED).unwrap()["metadata"]["deletionTimestamp"].is_string());
+    assert!(fake.at(DAEMON_SET).is_some());
 }
 
 #[tokio::test]

@@ -168,8 +168,8 @@ fn check_fleet(
 ) -> (String, String) {
     let deployment = objects
         .iter()
-        .find(|o| o.kind == Kind::Deployment)
-        .unwrap_or_else(|| panic!("{context}: no Deployment rendered"));
+        .find(|o| o.kind == Kind::Deployment || o.kind == Kind::DaemonSet)
+        .unwrap_or_else(|| panic!("{context}: no Deployment or DaemonSet rendered"));
     let body = &deployment.body;
     for pod_ip in POD_IPS {
         let args = proxy_args(body, pod_ip);
@@ -387,7 +387,7 @@ fn golden_deployments(case: &std::path::Path) -> BTreeSet<(String, String)> {
     let text = std::fs::read_to_string(render_cases::golden_path(case)).unwrap();
     let docs: Vec<Value> = serde_saphyr::from_str_multiple(&text).unwrap();
     docs.iter()
-        .filter(|d| d["kind"] == "Deployment")
+        .filter(|d| d["kind"] == "Deployment" || d["kind"] == "DaemonSet")
         .map(|d| {
             (
                 d["metadata"]["namespace"].as_str().unwrap().to_string(),
@@ -414,7 +414,10 @@ fn check_case(case: &str, input: &Input) -> BTreeSet<(String, String)> {
         let Ok(objects) = overlay::apply(objects, &params.overlays) else {
             continue;
         };
-        if !objects.iter().any(|o| o.kind == Kind::Deployment) {
+        if !objects
+            .iter()
+            .any(|o| o.kind == Kind::Deployment || o.kind == Kind::DaemonSet)
+        {
             continue;
         }
         let key = format!(
@@ -443,7 +446,10 @@ fn check_case(case: &str, input: &Input) -> BTreeSet<(String, String)> {
             &input.references,
         );
         let objects = overlay::apply(objects, &params.overlays).unwrap_or_default();
-        if objects.iter().any(|o| o.kind == Kind::Deployment) {
+        if objects
+            .iter()
+            .any(|o| o.kind == Kind::Deployment || o.kind == Kind::DaemonSet)
+        {
             let class = input.class.metadata.name.clone().unwrap_or_default();
             let gateways: Vec<&Gateway> = input.gateways.iter().collect();
             checked.insert(check_fleet(

@@ -20,9 +20,9 @@ use serde_json::json;
 use tracing::instrument;
 
 use super::conditions::{self, Wanted};
-use super::gatewayclass::{available, deployment};
 use super::overlays;
 use super::parameters::{self, Invalid};
+use super::workload;
 use super::{Context, Error, event_reference, objects};
 use crate::infra::apply::Teardown;
 use crate::infra::names::{self, FIELD_MANAGER, FLEET_FINALIZER};
@@ -174,16 +174,19 @@ async fn sync_fleet(
     let target = plan::fleet_for(gateway, params.topology, shared_namespace);
     if target == dedicated {
         ctx.applier.prune_fleet(&dedicated, &objects).await?;
-        return Ok(Ok(Serving::settled(dedicated)));
+        // A switch of workload kind is a move within the fleet: polled until the old one goes.
+        let moving = workload::retire_other(ctx, &dedicated, params.workload).await?;
+        return Ok(Ok(Serving {
+            fleet: dedicated,
+            moving,
+        }));
     }
     // Moving to the shared fleet (applied by the GatewayClass controller): keep the dedicated
     // fleet serving until the shared one is available, then remove it.
     if !ctx.applier.fleet_remains(&dedicated).await? {
         return Ok(Ok(Serving::settled(target)));
     }
-    let serving = deployment(ctx, &target)
-        .await?
-        .is_some_and(|d| available(&d));
+    let serving = workload::workloads(ctx, &target).await?.available();
     if serving {
         tracing::info!(from = %dedicated.name, to = %target.name, "moving Gateway to the shared fleet");
         let lease = dedicated_lease(gateway);

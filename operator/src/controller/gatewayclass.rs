@@ -12,7 +12,6 @@ use gantry_crds::gateway::gateways::Gateway;
 use gantry_crds::params::Topology;
 use gantry_crds::{CONTROLLER_NAME, GatewayParameters};
 use gantry_translate::features;
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -22,6 +21,7 @@ use tracing::instrument;
 use super::conditions::{self, Wanted};
 use super::overlays;
 use super::parameters::{self, Invalid};
+use super::workload;
 use super::{Context, Error, objects};
 use crate::infra::apply::{Teardown, is_not_found};
 use crate::infra::names::{self, FIELD_MANAGER, FLEET_FINALIZER};
@@ -122,7 +122,7 @@ async fn sync(
         name: names::shared_fleet(&class_name),
     });
     let shared_running = match &shared {
-        Some(fleet) => deployment(ctx, fleet).await?.is_some(),
+        Some(fleet) => workload::workloads(ctx, fleet).await?.exists(),
         None => false,
     };
     // ListenerSets decide both the shared fleet's ports and which namespaces fleets read.
@@ -167,6 +167,9 @@ async fn sync(
         if shared_running {
             ctx.applier.prune_fleet(&shared, &objects).await?;
         }
+        if workload::retire_other(ctx, &shared, params.workload).await? {
+            return Ok(Ok(Action::requeue(SWITCH_POLL)));
+        }
         return Ok(Ok(Action::requeue(RESYNC)));
     }
     // A teardown whose pods are gone still removes the rest (the Service goes last).
@@ -177,10 +180,7 @@ async fn sync(
     // Gateway's dedicated fleet is available, so no Gateway is ever without a proxy.
     for gateway in &gateways {
         let dedicated = plan::dedicated_fleet(gateway);
-        if !deployment(ctx, &dedicated)
-            .await?
-            .is_some_and(|d| available(&d))
-        {
+        if !workload::workloads(ctx, &dedicated).await?.available() {
             tracing::info!(fleet = %dedicated.name, "waiting for dedicated fleet before removing the shared one");
             return Ok(Ok(Action::requeue(SWITCH_POLL)));
         }
@@ -224,33 +224,6 @@ pub async fn gateways_of(ctx: &Context, class: &str) -> Result<Vec<Gateway>, Err
         .collect();
     gateways.sort_by_key(|g| (g.namespace(), g.name_any()));
     Ok(gateways)
-}
-
-/// The fleet's Deployment, if it exists.
-pub async fn deployment(ctx: &Context, fleet: &FleetRef) -> Result<Option<Deployment>, Error> {
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &fleet.namespace);
-    match api.get(&fleet.name).await {
-        Ok(d) => Ok(Some(d)),
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(Error::kube(
-            format!("reading Deployment {}/{}", fleet.namespace, fleet.name),
-            e,
-        )),
-    }
-}
-
-/// Whether a Deployment has at least one available pod of its current revision.
-pub fn available(deployment: &Deployment) -> bool {
-    let Some(status) = deployment.status.as_ref() else {
-        return false;
-    };
-    let current = status.observed_generation >= deployment.metadata.generation;
-    let wanted = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
-    current && (wanted == 0 || status.available_replicas.unwrap_or(0) >= 1)
 }
 
 /// The optional kinds ([`features::OPTIONAL_KINDS`]) the API server serves at a version the

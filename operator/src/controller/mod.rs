@@ -8,6 +8,7 @@ pub mod objects;
 mod overlays;
 pub mod parameters;
 pub mod run;
+pub mod workload;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

@@ -11,14 +11,14 @@ use gantry_crds::gateway::gateways::Gateway;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_translate::listener_sets::selects_namespaces_by_label;
 use gantry_translate::store::ObjectKey;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
-use super::{Context, Error, Scope, gateway, gatewayclass, listener_sets};
+use super::{Context, Error, Scope, gateway, gatewayclass, listener_sets, workload};
 use crate::infra::names::{
     GATEWAY_CLASS_NAME_LABEL, GATEWAY_NAME_LABEL, MANAGED_BY, MANAGED_BY_LABEL, label_value,
 };
@@ -83,15 +83,16 @@ fn selecting(gateways: &reflector::Store<Gateway>) -> Vec<Arc<Gateway>> {
         .collect()
 }
 
-/// The Gateways a fleet's Deployment matters to: its owner, for a dedicated fleet; for a shared
-/// fleet (labelled with its class and no Gateway) once it is available, every Gateway of the
-/// class, since those moving to it remove their dedicated fleet then.
+/// The Gateways a fleet's Deployment or DaemonSet matters to: its owner, for a dedicated
+/// fleet; for a shared fleet (labelled with its class and no Gateway) once it is available,
+/// every Gateway of the class, since those moving to it remove their dedicated fleet then.
 fn fleet_gateways(
-    deployment: &Deployment,
+    workload: &impl ResourceExt,
+    available: bool,
     gateways: &reflector::Store<Gateway>,
 ) -> Vec<ObjectRef<Gateway>> {
-    let namespace = deployment.namespace().unwrap_or_default();
-    let owners: Vec<ObjectRef<Gateway>> = deployment
+    let namespace = workload.namespace().unwrap_or_default();
+    let owners: Vec<ObjectRef<Gateway>> = workload
         .owner_references()
         .iter()
         .filter(|o| o.kind == "Gateway" && o.api_version.starts_with(gantry_crds::GATEWAY_GROUP))
@@ -100,8 +101,8 @@ fn fleet_gateways(
     if !owners.is_empty() {
         return owners;
     }
-    let labels = deployment.labels();
-    if labels.contains_key(GATEWAY_NAME_LABEL) || !gatewayclass::available(deployment) {
+    let labels = workload.labels();
+    if labels.contains_key(GATEWAY_NAME_LABEL) || !available {
         return Vec::new();
     }
     let Some(class) = labels.get(GATEWAY_CLASS_NAME_LABEL) else {
@@ -131,11 +132,23 @@ pub async fn run(ctx: Arc<Context>) {
     let by_set = gateway_store.clone();
     let by_set_namespace = gateway_store.clone();
     let by_deployment_class = gateway_store.clone();
+    let by_daemon_set_class = gateway_store.clone();
     let mut gateway_controller = gateways
         .watches(
             api::<Deployment>(&ctx),
             managed.clone(),
-            move |deployment: Deployment| fleet_gateways(&deployment, &by_deployment_class),
+            move |deployment: Deployment| {
+                let available = workload::deployment_available(&deployment);
+                fleet_gateways(&deployment, available, &by_deployment_class)
+            },
+        )
+        .watches(
+            api::<DaemonSet>(&ctx),
+            managed.clone(),
+            move |daemon_set: DaemonSet| {
+                let available = workload::daemon_set_available(&daemon_set);
+                fleet_gateways(&daemon_set, available, &by_daemon_set_class)
+            },
         )
         .owns(api::<Service>(&ctx), managed.clone())
         // A ListenerSet adds listeners to the Gateway it names: its dedicated fleet's ports.
@@ -222,13 +235,22 @@ pub async fn run(ctx: Arc<Context>) {
             .collect::<Vec<_>>()
     };
     let namespaced = ctx.namespace().is_some();
+    let by_daemon_set = class_store.clone();
     let classes = if namespaced {
         // The shared fleet is owned by the class's GatewayParameters there, not by the class.
-        classes.watches(api::<Deployment>(&ctx), managed, move |_: Deployment| {
-            ours(&by_deployment)
-        })
+        classes
+            .watches(
+                api::<Deployment>(&ctx),
+                managed.clone(),
+                move |_: Deployment| ours(&by_deployment),
+            )
+            .watches(api::<DaemonSet>(&ctx), managed, move |_: DaemonSet| {
+                ours(&by_daemon_set)
+            })
     } else {
-        classes.owns(Api::<Deployment>::all(client.clone()), managed)
+        classes
+            .owns(Api::<Deployment>::all(client.clone()), managed.clone())
+            .owns(Api::<DaemonSet>::all(client.clone()), managed)
     };
     let classes = classes.reconcile_on(listener_sets::parent_changes(ctx.clone()).filter_map(
         move |gateway| {

@@ -162,7 +162,7 @@ impl Applier {
     }
 
     /// Removes a fleet that no longer serves anything, in order, over several calls: first
-    /// the Deployment, deleted in the foreground, so that it disappears only once its pods
+    /// the Deployment (or DaemonSet), deleted in the foreground, so that it disappears only once its pods
     /// are gone ([`Teardown::Draining`] until then); then what the pods used while draining
     /// (the Lease they held, their RoleBindings, their ServiceAccount), the HPA and PDB, and
     /// the Service last: while it exists, a teardown is unfinished. `lease` is the fleet's
@@ -175,32 +175,41 @@ impl Applier {
         lease: &str,
     ) -> Result<Teardown, ApplyError> {
         let namespace = Some(fleet.namespace.as_str());
-        let deployments = self.api(Kind::Deployment, namespace);
-        let error = |verb, source| ApplyError {
-            verb,
-            kind: Kind::Deployment,
-            namespace: fleet.namespace.clone(),
-            name: fleet.name.clone(),
-            source,
-        };
-        match deployments.get_opt(&fleet.name).await {
-            Ok(Some(deployment)) => {
-                if deployment.metadata.deletion_timestamp.is_none() {
-                    // Foreground: the garbage collector removes the ReplicaSets and their pods
-                    // (each draining for its grace period) before the Deployment itself.
-                    match deployments
-                        .delete(&fleet.name, &DeleteParams::foreground())
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(e) if is_not_found(&e) => {}
-                        Err(source) => return Err(error("delete", source)),
+        let mut draining = false;
+        for kind in [Kind::Deployment, Kind::DaemonSet] {
+            let workloads = self.api(kind, namespace);
+            let error = |verb, source| ApplyError {
+                verb,
+                kind,
+                namespace: fleet.namespace.clone(),
+                name: fleet.name.clone(),
+                source,
+            };
+            match workloads.get_opt(&fleet.name).await {
+                Ok(Some(workload)) => {
+                    if workload.metadata.deletion_timestamp.is_none() {
+                        // Foreground: the garbage collector removes the ReplicaSets (or the
+                        // DaemonSet's pods), each pod draining for its grace period, before
+                        // the object itself.
+                        match workloads
+                            .delete(&fleet.name, &DeleteParams::foreground())
+                            .await
+                        {
+                            Ok(_) => {}
+                            Err(e) if is_not_found(&e) => {}
+                            Err(source) => return Err(error("delete", source)),
+                        }
                     }
+                    draining = true;
                 }
-                return Ok(Teardown::Draining);
+                Ok(None) => {}
+                // A cluster (or test) that serves no DaemonSets has none to delete.
+                Err(e) if is_not_found(&e) => {}
+                Err(source) => return Err(error("get", source)),
             }
-            Ok(None) => {}
-            Err(source) => return Err(error("get", source)),
+        }
+        if draining {
+            return Ok(Teardown::Draining);
         }
         let mut rest = vec![
             (Kind::HorizontalPodAutoscaler, fleet.name.clone()),
@@ -222,10 +231,10 @@ impl Applier {
         Ok(Teardown::Done)
     }
 
-    /// Whether anything of a fleet is left: its Deployment, or the Service a teardown deletes
-    /// last.
+    /// Whether anything of a fleet is left: its Deployment or DaemonSet, or the Service a
+    /// teardown deletes last.
     pub async fn fleet_remains(&self, fleet: &FleetRef) -> Result<bool, ApplyError> {
-        for kind in [Kind::Deployment, Kind::Service] {
+        for kind in [Kind::Deployment, Kind::DaemonSet, Kind::Service] {
             match self
                 .api(kind, Some(&fleet.namespace))
                 .get_metadata_opt(&fleet.name)

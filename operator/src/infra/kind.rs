@@ -1,6 +1,6 @@
 //! The kinds of object the operator creates, and where the API serves each.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
@@ -21,6 +21,8 @@ pub enum Kind {
     Service,
     /// apps/v1 Deployment.
     Deployment,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
     /// autoscaling/v2 HorizontalPodAutoscaler.
     HorizontalPodAutoscaler,
     /// policy/v1 PodDisruptionBudget.
@@ -41,6 +43,7 @@ impl Kind {
             Kind::ClusterRoleBinding => ApiResource::erase::<ClusterRoleBinding>(&()),
             Kind::Service => ApiResource::erase::<Service>(&()),
             Kind::Deployment => ApiResource::erase::<Deployment>(&()),
+            Kind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
             Kind::HorizontalPodAutoscaler => ApiResource::erase::<HorizontalPodAutoscaler>(&()),
             Kind::PodDisruptionBudget => ApiResource::erase::<PodDisruptionBudget>(&()),
             Kind::Lease => ApiResource::erase::<Lease>(&()),

@@ -15,7 +15,7 @@
 //! - `JSONPatch`: RFC 6902 (the `json-patch` crate).
 
 use gantry_crds::params::{Overlay, OverlayType, Overlays};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -28,6 +28,7 @@ use super::render::DesiredObject;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OverlaySet {
     pub deployment: Vec<Overlay>,
+    pub daemon_set: Vec<Overlay>,
     pub service: Vec<Overlay>,
     pub horizontal_pod_autoscaler: Vec<Overlay>,
     pub pod_disruption_budget: Vec<Overlay>,
@@ -43,6 +44,7 @@ impl OverlaySet {
                 to.extend(from.iter().flatten().cloned());
             };
             extend(&mut set.deployment, &level.deployment);
+            extend(&mut set.daemon_set, &level.daemon_set);
             extend(&mut set.service, &level.service);
             extend(
                 &mut set.horizontal_pod_autoscaler,
@@ -62,6 +64,7 @@ impl OverlaySet {
     fn for_kind(&self, kind: Kind) -> &[Overlay] {
         match kind {
             Kind::Deployment => &self.deployment,
+            Kind::DaemonSet => &self.daemon_set,
             Kind::Service => &self.service,
             Kind::HorizontalPodAutoscaler => &self.horizontal_pod_autoscaler,
             Kind::PodDisruptionBudget => &self.pod_disruption_budget,
@@ -73,6 +76,7 @@ impl OverlaySet {
     /// Whether there is nothing to apply.
     pub fn is_empty(&self) -> bool {
         self.deployment.is_empty()
+            && self.daemon_set.is_empty()
             && self.service.is_empty()
             && self.horizontal_pod_autoscaler.is_empty()
             && self.pod_disruption_budget.is_empty()
@@ -86,6 +90,7 @@ impl OverlaySet {
         let mut problems = Vec::new();
         for (field, overlays) in [
             ("deployment", &self.deployment),
+            ("daemonSet", &self.daemon_set),
             ("service", &self.service),
             ("horizontalPodAutoscaler", &self.horizontal_pod_autoscaler),
             ("podDisruptionBudget", &self.pod_disruption_budget),
@@ -182,6 +187,7 @@ fn check(object: &DesiredObject, before: &Value) -> Result<(), String> {
     }
     match object.kind {
         Kind::Deployment => typed::<Deployment>(body),
+        Kind::DaemonSet => typed::<DaemonSet>(body),
         Kind::Service => typed::<Service>(body),
         Kind::HorizontalPodAutoscaler => typed::<HorizontalPodAutoscaler>(body),
         Kind::PodDisruptionBudget => typed::<PodDisruptionBudget>(body),

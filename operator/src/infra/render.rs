@@ -5,13 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use gantry_crds::gateway::gateways::{Gateway, GatewayListeners};
 use gantry_crds::params::{
     AccessLogFormat, ClientTrafficParameters, EscapedSlashesAction, IssuerKind, LogLevel,
-    PullPolicy, ServiceType,
+    PullPolicy, ServiceType, Workload,
 };
 use gantry_translate::listener_sets;
 use gantry_translate::ports::bound_port;
 use gantry_translate::store::{ObjectKey, Store};
 use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+    DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, Deployment, DeploymentSpec,
+    DeploymentStrategy, RollingUpdateDaemonSet, RollingUpdateDeployment,
 };
 use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
@@ -259,9 +260,17 @@ pub fn render_fleet(fleet: &Fleet<'_>) -> Vec<DesiredObject> {
     if !ports.is_empty() {
         objects.push(object(Kind::Service, fleet, &service(fleet, &ports)));
     }
-    objects.push(object(Kind::Deployment, fleet, &deployment(fleet, &ports)));
-    if let Some(hpa) = autoscaler(fleet) {
-        objects.push(object(Kind::HorizontalPodAutoscaler, fleet, &hpa));
+    match fleet.params.workload {
+        Workload::Deployment => {
+            objects.push(object(Kind::Deployment, fleet, &deployment(fleet, &ports)));
+            if let Some(hpa) = autoscaler(fleet) {
+                objects.push(object(Kind::HorizontalPodAutoscaler, fleet, &hpa));
+            }
+        }
+        // One pod per node: no replica count, nothing to autoscale.
+        Workload::DaemonSet => {
+            objects.push(object(Kind::DaemonSet, fleet, &daemon_set(fleet, &ports)));
+        }
     }
     if let Some(pdb) = disruption_budget(fleet) {
         objects.push(object(Kind::PodDisruptionBudget, fleet, &pdb));
@@ -646,8 +655,10 @@ fn log_level(level: LogLevel) -> &'static str {
     }
 }
 
-fn deployment(fleet: &Fleet<'_>, ports: &[PortMapping]) -> Deployment {
+/// The proxy pods, as a Deployment or a DaemonSet runs them.
+fn pod_template(fleet: &Fleet<'_>, ports: &[PortMapping]) -> PodTemplateSpec {
     let params = fleet.params;
+    let host_network = params.pod.host_network.unwrap_or(false);
     let selector = names::selector(&fleet.name);
     let mut pod_labels = params.pod.labels.clone().unwrap_or_default();
     pod_labels.extend(fleet.labels());
@@ -666,6 +677,13 @@ fn deployment(fleet: &Fleet<'_>, ports: &[PortMapping]) -> Deployment {
         protocol: Some(p.protocol.to_string()),
         ..Default::default()
     }));
+    if host_network {
+        // In the node's network namespace every container port is a host port; declaring it
+        // lets the scheduler keep two pods that bind the same ports off one node.
+        for port in &mut container_ports {
+            port.host_port = Some(port.container_port);
+        }
+    }
 
     let probe = |path: &str, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
@@ -744,6 +762,37 @@ fn deployment(fleet: &Fleet<'_>, ports: &[PortMapping]) -> Deployment {
                 .collect()
         });
 
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: Some(pod_annotations).filter(|a| !a.is_empty()),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            service_account_name: Some(fleet.name.clone()),
+            containers: vec![container],
+            termination_grace_period_seconds: Some(params.termination_grace_period_seconds),
+            security_context: Some(params.pod_security_context.clone()),
+            node_selector: params.pod.node_selector.clone().filter(|m| !m.is_empty()),
+            tolerations: params.pod.tolerations.clone(),
+            affinity: params.pod.affinity.clone(),
+            topology_spread_constraints: spread,
+            priority_class_name: params.pod.priority_class_name.clone(),
+            host_network: host_network.then_some(true),
+            // Cluster DNS still resolves Services from the node's network namespace.
+            dns_policy: host_network.then(|| "ClusterFirstWithHostNet".to_string()),
+            volumes: Some(vec![Volume {
+                name: "tmp".to_string(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
+fn deployment(fleet: &Fleet<'_>, ports: &[PortMapping]) -> Deployment {
+    let params = fleet.params;
     Deployment {
         metadata: fleet.meta(&fleet.name),
         spec: Some(DeploymentSpec {
@@ -755,9 +804,11 @@ fn deployment(fleet: &Fleet<'_>, ports: &[PortMapping]) -> Deployment {
                 Some(params.replicas)
             },
             selector: LabelSelector {
-                match_labels: Some(selector.clone()),
+                match_labels: Some(names::selector(&fleet.name)),
                 ..Default::default()
             },
+            // A new pod is ready before an old one goes (host ports included: the scheduler
+            // puts the surge pod on a node whose ports are free).
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".to_string()),
                 rolling_update: Some(RollingUpdateDeployment {
@@ -765,30 +816,39 @@ fn deployment(fleet: &Fleet<'_>, ports: &[PortMapping]) -> Deployment {
                     max_unavailable: Some(IntOrString::Int(0)),
                 }),
             }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(pod_annotations).filter(|a| !a.is_empty()),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(fleet.name.clone()),
-                    containers: vec![container],
-                    termination_grace_period_seconds: Some(params.termination_grace_period_seconds),
-                    security_context: Some(params.pod_security_context.clone()),
-                    node_selector: params.pod.node_selector.clone().filter(|m| !m.is_empty()),
-                    tolerations: params.pod.tolerations.clone(),
-                    affinity: params.pod.affinity.clone(),
-                    topology_spread_constraints: spread,
-                    priority_class_name: params.pod.priority_class_name.clone(),
-                    volumes: Some(vec![Volume {
-                        name: "tmp".to_string(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Default::default()
-                    }]),
-                    ..Default::default()
-                }),
+            template: pod_template(fleet, ports),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn daemon_set(fleet: &Fleet<'_>, ports: &[PortMapping]) -> DaemonSet {
+    // A node's new pod starts before its old one stops (surge), unless both would bind the
+    // node's own ports (hostNetwork): then the old one drains first, one node at a time.
+    let rolling_update = if fleet.params.pod.host_network.unwrap_or(false) {
+        RollingUpdateDaemonSet {
+            max_surge: Some(IntOrString::Int(0)),
+            max_unavailable: Some(IntOrString::Int(1)),
+        }
+    } else {
+        RollingUpdateDaemonSet {
+            max_surge: Some(IntOrString::Int(1)),
+            max_unavailable: Some(IntOrString::Int(0)),
+        }
+    };
+    DaemonSet {
+        metadata: fleet.meta(&fleet.name),
+        spec: Some(DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(names::selector(&fleet.name)),
+                ..Default::default()
             },
+            update_strategy: Some(DaemonSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_string()),
+                rolling_update: Some(rolling_update),
+            }),
+            template: pod_template(fleet, ports),
             ..Default::default()
         }),
         ..Default::default()
