@@ -1,4 +1,4 @@
-//! Which routes a proxy needs to translate: those that name a Gateway it serves, directly or
+//! Which routes (and EndpointSlices, [`retain_served_endpoints`]) a proxy needs to translate: those that name a Gateway it serves, directly or
 //! through a ListenerSet of one, and those still carrying a `status.parents[]` entry of its
 //! controller for one (so that the status writer removes the entry once the route detached).
 //!
@@ -133,6 +133,118 @@ pub fn retain_served_routes(mut store: Store, controller_name: &str) -> Store {
     retain(&mut store.tls_routes, &served, controller_name);
     retain(&mut store.tcp_routes, &served, controller_name);
     retain(&mut store.udp_routes, &served, controller_name);
+    store
+}
+
+/// The namespaces whose EndpointSlices a translation of `store` can read: a backend is a
+/// Service in its referrer's namespace (a route, or the HTTPComposition a route's ExtensionRef
+/// names, always in the route's namespace) or in the namespace a reference names. Every such
+/// namespace of the routes in `store` (after [`retain_served_routes`]) and of the
+/// HTTPCompositions in theirs. Wider than the Services really used, never narrower; the
+/// differential test (`tests/scope_differential.rs`) translates every golden case both ways.
+pub fn backend_namespaces(store: &Store) -> BTreeSet<String> {
+    fn named(out: &mut BTreeSet<String>, referrer: &str, namespace: Option<&String>) {
+        out.insert(
+            namespace
+                .filter(|n| !n.is_empty())
+                .map_or(referrer, String::as_str)
+                .to_owned(),
+        );
+    }
+    let mut namespaces = BTreeSet::new();
+    for (key, route) in &store.http_routes {
+        named(&mut namespaces, &key.namespace, None);
+        for rule in route.spec.rules.iter().flatten() {
+            for filter in rule.filters.iter().flatten() {
+                if let Some(mirror) = &filter.request_mirror {
+                    named(
+                        &mut namespaces,
+                        &key.namespace,
+                        mirror.backend_ref.namespace.as_ref(),
+                    );
+                }
+            }
+            for backend in rule.backend_refs.iter().flatten() {
+                named(&mut namespaces, &key.namespace, backend.namespace.as_ref());
+                for filter in backend.filters.iter().flatten() {
+                    if let Some(mirror) = &filter.request_mirror {
+                        named(
+                            &mut namespaces,
+                            &key.namespace,
+                            mirror.backend_ref.namespace.as_ref(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for (key, route) in &store.grpc_routes {
+        named(&mut namespaces, &key.namespace, None);
+        for rule in route.spec.rules.iter().flatten() {
+            for filter in rule.filters.iter().flatten() {
+                if let Some(mirror) = &filter.request_mirror {
+                    named(
+                        &mut namespaces,
+                        &key.namespace,
+                        mirror.backend_ref.namespace.as_ref(),
+                    );
+                }
+            }
+            for backend in rule.backend_refs.iter().flatten() {
+                named(&mut namespaces, &key.namespace, backend.namespace.as_ref());
+                for filter in backend.filters.iter().flatten() {
+                    if let Some(mirror) = &filter.request_mirror {
+                        named(
+                            &mut namespaces,
+                            &key.namespace,
+                            mirror.backend_ref.namespace.as_ref(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for (key, route) in &store.tls_routes {
+        named(&mut namespaces, &key.namespace, None);
+        for backend in route.spec.rules.iter().flat_map(|r| &r.backend_refs) {
+            named(&mut namespaces, &key.namespace, backend.namespace.as_ref());
+        }
+    }
+    for (key, route) in &store.tcp_routes {
+        named(&mut namespaces, &key.namespace, None);
+        for backend in route.spec.rules.iter().flat_map(|r| &r.backend_refs) {
+            named(&mut namespaces, &key.namespace, backend.namespace.as_ref());
+        }
+    }
+    for (key, route) in &store.udp_routes {
+        named(&mut namespaces, &key.namespace, None);
+        for backend in route.spec.rules.iter().flat_map(|r| &r.backend_refs) {
+            named(&mut namespaces, &key.namespace, backend.namespace.as_ref());
+        }
+    }
+    let route_namespaces = namespaces.clone();
+    for (key, composition) in &store.http_compositions {
+        if route_namespaces.contains(&key.namespace) {
+            for part in &composition.spec.parts {
+                named(
+                    &mut namespaces,
+                    &key.namespace,
+                    part.backend_ref.namespace.as_ref(),
+                );
+            }
+        }
+    }
+    namespaces
+}
+
+/// `store` (after [`retain_served_routes`]) without the EndpointSlices of namespaces no
+/// backend of its routes can be in ([`backend_namespaces`]): endpoint churn there is not
+/// published, and a fleet holds no endpoints of other teams' namespaces in its config.
+pub fn retain_served_endpoints(mut store: Store) -> Store {
+    let namespaces = backend_namespaces(&store);
+    store
+        .endpoint_slices
+        .retain(|key, _| namespaces.contains(&key.namespace));
     store
 }
 

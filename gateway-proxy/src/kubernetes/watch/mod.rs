@@ -33,6 +33,10 @@
 //!   ListenerSet of one), or still carry a `parents[]` entry of ours for one, are published
 //!   ([`gantry_translate::route_scope`]); a burst that changes only other routes publishes
 //!   nothing, so routes of other Gateways never reach the translator or the status writer.
+//! - EndpointSlices: likewise watched everywhere, but only those of namespaces a published
+//!   route's backends can be in (its own, those its backendRefs, mirrors and HTTPCompositions
+//!   name) are published (`route_scope::retain_served_endpoints`), so endpoint churn in other
+//!   teams' namespaces costs the fleet nothing.
 //!
 //! Nothing is published until every watch has listed once (including those of newly
 //! referenced namespaces), so `/readyz` stays false until the initial sync is complete; after
@@ -217,8 +221,9 @@ impl Publisher {
                 return Ok(());
             }
             if self.unsynced.is_empty() {
-                let store =
-                    route_scope::retain_served_routes(self.store.clone(), &self.controller_name);
+                let store = route_scope::retain_served_endpoints(
+                    route_scope::retain_served_routes(self.store.clone(), &self.controller_name),
+                );
                 if self
                     .published
                     .as_ref()
