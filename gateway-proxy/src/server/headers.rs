@@ -28,11 +28,21 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
     }
 }
 
+/// The peer's address as a header value (IPv4-mapped IPv6 addresses as IPv4), made once per
+/// connection: what X-Forwarded-For says when no proxy in front is trusted.
+pub fn address_value(ip: IpAddr) -> HeaderValue {
+    // An IP address in text is always a valid header value.
+    HeaderValue::from_str(&ip.to_canonical().to_string())
+        .unwrap_or(HeaderValue::from_static("unknown"))
+}
+
 /// What the proxy tells the upstream about the client.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Forwarding {
     /// The peer of the client connection.
     pub client: IpAddr,
+    /// `client` as a header value ([`address_value`]).
+    pub client_value: HeaderValue,
     /// `http` or `https`, as the client connected.
     pub scheme: &'static str,
     /// Proxies in front of Gantry whose forwarding headers are trusted
@@ -51,13 +61,16 @@ pub fn add_forwarded(headers: &mut HeaderMap, forwarding: &Forwarding) {
     let client = forwarding.client.to_canonical();
     let trusted = forwarding.trusted_hops > 0;
     let host = headers.get(HOST).cloned();
-    let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) if trusted && !existing.is_empty() => format!("{existing}, {client}"),
-        _ => client.to_string(),
+    let appended = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(existing) if trusted && !existing.is_empty() => {
+            HeaderValue::from_str(&format!("{existing}, {client}")).ok()
+        }
+        _ => None,
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
+    headers.insert(
+        X_FORWARDED_FOR,
+        appended.unwrap_or_else(|| forwarding.client_value.clone()),
+    );
     if !trusted || !headers.contains_key(X_FORWARDED_PROTO) {
         headers.insert(
             X_FORWARDED_PROTO,
@@ -84,6 +97,20 @@ pub fn add_forwarded(headers: &mut HeaderMap, forwarding: &Forwarding) {
     }
 }
 
+/// Whether the name is one `strip_hop_by_hop` removes by name (the others go only when the
+/// `Connection` header, itself one of these, names them).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == TE
+        || name == TRAILER
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name == PROXY_AUTHENTICATE
+        || name == PROXY_AUTHORIZATION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
 /// Headers a `Connection` token never removes: the request's identity and framing, which the
 /// proxy sets or relies on, and the request ID it adds.
 fn protected(name: &HeaderName) -> bool {
@@ -94,6 +121,11 @@ fn protected(name: &HeaderName) -> bool {
 /// names. `TE: trailers` survives (gRPC needs it). With `keep_upgrade`, `Connection: upgrade`
 /// and `Upgrade` are kept so the upgrade reaches the other side.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of them: one pass over the names (a standard name compares as
+    // an integer) instead of a hashed removal per hop-by-hop header.
+    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -151,6 +183,7 @@ mod tests {
     fn forwarding(trusted_hops: u32) -> Forwarding {
         Forwarding {
             client: "10.0.0.1".parse().unwrap(),
+            client_value: address_value("10.0.0.1".parse().unwrap()),
             scheme: "http",
             trusted_hops,
         }
@@ -227,6 +260,34 @@ mod tests {
         assert!(!headers.contains_key(UPGRADE));
         assert_eq!(headers[TE], "trailers");
         assert_eq!(headers["x-keep"], "1");
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_goes_on_its_own_and_others_stay() {
+        for name in [
+            CONNECTION,
+            KEEP_ALIVE,
+            PROXY_CONNECTION,
+            TRANSFER_ENCODING,
+            TE,
+            TRAILER,
+            PROXY_AUTHENTICATE,
+            PROXY_AUTHORIZATION,
+            UPGRADE,
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(name.clone(), HeaderValue::from_static("x"));
+            headers.insert("x-keep", HeaderValue::from_static("1"));
+            strip_hop_by_hop(&mut headers, false);
+            assert!(!headers.contains_key(&name), "{name} stays");
+            assert_eq!(headers.len(), 1, "{name}: {headers:?}");
+        }
+        let mut plain = HeaderMap::new();
+        plain.insert(HOST, HeaderValue::from_static("a"));
+        plain.insert("x-keep", HeaderValue::from_static("1"));
+        let before = plain.clone();
+        strip_hop_by_hop(&mut plain, false);
+        assert_eq!(plain, before);
     }
 
     #[test]

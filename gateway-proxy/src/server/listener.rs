@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -19,7 +20,7 @@ use tokio::task::JoinHandle;
 use super::activity::{Activity, Verdict, Watchdog};
 use super::drain::Watcher;
 use super::l4::{self, Transport};
-use super::{Shared, pipeline};
+use super::{Shared, headers, pipeline};
 use crate::telemetry::logging::ACCESS_LOG_TARGET;
 use gantry_translate::ir::PortProtocol;
 
@@ -69,6 +70,8 @@ pub struct ConnectionInfo {
     pub tls: Option<Arc<super::tls::TlsInfo>>,
     /// What the connection's requests are doing, for its watchdog.
     pub activity: Arc<Activity>,
+    /// The peer's address as X-Forwarded-For names it, made once for every request.
+    pub forwarded_for: HeaderValue,
 }
 
 /// A running accept loop. Stopping it closes the socket; open connections carry on.
@@ -114,7 +117,13 @@ async fn accept_loop(
                         drop(stream);
                         continue;
                     };
-                    let info = ConnectionInfo { port, peer, tls: None, activity: Arc::default() };
+                    let info = ConnectionInfo {
+                        port,
+                        peer,
+                        tls: None,
+                        activity: Arc::default(),
+                        forwarded_for: headers::address_value(peer.ip()),
+                    };
                     let watcher = shared.drain.watcher();
                     // The port's protocol in the configuration current now decides how the
                     // connection is served, so a port can change protocol without a rebind.

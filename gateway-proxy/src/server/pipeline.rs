@@ -202,6 +202,7 @@ async fn forward<'s>(
         &mut parts.headers,
         &Forwarding {
             client: connection.peer.ip(),
+            client_value: connection.forwarded_for.clone(),
             scheme,
             trusted_hops: shared.options.http.trusted_proxy_hops,
         },

@@ -175,8 +175,11 @@ impl Upstreams {
             }
         };
         let policy = via.policy();
+        // The rarer steps' futures are boxed where they are awaited: inline, each would add
+        // its size to this future (an HTTP/2 checkout holds a whole connect and handshake),
+        // and every request would copy all of it as the future moves (docs/benchmarks.md).
         let held = match policy.and_then(|p| p.limits()) {
-            Some(limits) if !http2 => match limits.acquire().await {
+            Some(limits) if !http2 => match Box::pin(limits.acquire()).await {
                 Ok(held) => Some(held),
                 Err(overflow) => {
                     if let Some(policy) = policy {
@@ -211,9 +214,9 @@ impl Upstreams {
             Version::HTTP_11
         };
         let sent = match via {
-            Via::Plain(_) if http2 => self.h2c.send(endpoint, request).await,
-            Via::Tls(_, clients) if http2 => clients.h2.send(endpoint, request).await,
-            Via::Own(_, clients) if http2 => clients.h2c.send(endpoint, request).await,
+            Via::Plain(_) if http2 => Box::pin(self.h2c.send(endpoint, request)).await,
+            Via::Tls(_, clients) if http2 => Box::pin(clients.h2.send(endpoint, request)).await,
+            Via::Own(_, clients) if http2 => Box::pin(clients.h2c.send(endpoint, request)).await,
             Via::Plain(_) => legacy(endpoint, self.http1.request(request).await),
             Via::Tls(_, clients) => legacy(endpoint, clients.http1.request(request).await),
             Via::Own(_, clients) => legacy(endpoint, clients.http1.request(request).await),
