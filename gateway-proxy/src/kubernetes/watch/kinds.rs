@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use ::kube::Resource;
 use gantry_crds::backend_config::BackendConfigPolicy;
+use gantry_crds::{Consumer, SecurityPolicy};
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
@@ -112,6 +113,8 @@ namespaced! {
     HttpTransform => http_transforms,
     HttpComposition => http_compositions,
     BackendConfigPolicy => backend_config_policies,
+    SecurityPolicy => security_policies,
+    Consumer => consumers,
     Service => services,
     EndpointSlice => endpoint_slices,
     Secret => secrets,

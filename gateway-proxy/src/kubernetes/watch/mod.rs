@@ -49,6 +49,7 @@ use std::sync::Arc;
 use ::kube::runtime::watcher;
 use ::kube::{Api, Client};
 use gantry_crds::backend_config::BackendConfigPolicy;
+use gantry_crds::{Consumer, SecurityPolicy};
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
 use gantry_crds::gateway::gatewayclasses::{GatewayClass, GatewayClassSpec};
@@ -416,6 +417,8 @@ fn spawn_watches(
         BackendTlsPolicy => "BackendTLSPolicy",
         XBackendTrafficPolicy => "XBackendTrafficPolicy",
         BackendConfigPolicy => "BackendConfigPolicy",
+        SecurityPolicy => "SecurityPolicy",
+        Consumer => "Consumer",
         // Gantry's ExtensionRef filters.
         HttpTransform => "HTTPTransform",
         HttpComposition => "HTTPComposition",
