@@ -90,6 +90,30 @@ fn protected(name: &HeaderName) -> bool {
     name == HOST || name == CONTENT_LENGTH || name == X_REQUEST_ID
 }
 
+/// The client's address for authorization: with `n` trusted proxy hops in front, the `n`-th
+/// address from the right of the X-Forwarded-For that [`add_forwarded`] wrote (the rightmost is
+/// the connection's peer, which the nearest trusted proxy appended to); with fewer entries, the
+/// leftmost; with none trusted, the peer. Read only by routes whose SecurityPolicy authorizes
+/// by address.
+pub fn client_address(headers: &HeaderMap, forwarding: &Forwarding) -> IpAddr {
+    let peer = forwarding.client.to_canonical();
+    if forwarding.trusted_hops == 0 {
+        return peer;
+    }
+    let Some(list) = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) else {
+        return peer;
+    };
+    let entries: Vec<&str> = list.split(',').map(str::trim).collect();
+    let index = entries
+        .len()
+        .saturating_sub(1)
+        .saturating_sub(forwarding.trusted_hops as usize);
+    entries
+        .get(index)
+        .and_then(|e| e.parse::<IpAddr>().ok())
+        .map_or(peer, |a| a.to_canonical())
+}
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the Connection header
 /// names. `TE: trailers` survives (gRPC needs it). With `keep_upgrade`, `Connection: upgrade`
 /// and `Upgrade` are kept so the upgrade reaches the other side.

@@ -28,6 +28,10 @@ pub struct SecurityIr {
     pub basic_auth: Option<BasicAuthIr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<AuthorizationIr>,
+    /// Lower-case header carrying the Consumer's `namespace/name` upstream; a value the
+    /// client sent in it is always removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_header: Option<String>,
 }
 
 /// API keys: where to look for one, and the known ones.
@@ -40,8 +44,6 @@ pub struct ApiKeyAuthIr {
     pub clients: Vec<ApiClientIr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_client_id_header: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consumer_header: Option<String>,
 }
 
 /// Where an API key is carried. Header names are lower-case.

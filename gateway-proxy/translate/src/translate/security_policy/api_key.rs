@@ -75,7 +75,6 @@ pub fn validate(
     key: &ObjectKey,
     auth: &ApiKeyAuth,
     consumers: &Consumers,
-    consumer_header: Option<&str>,
 ) -> Result<ApiKeyAuthIr, Vec<String>> {
     let mut problems = consumers.problems.clone();
     let mut clients = Vec::new();
@@ -115,7 +114,6 @@ pub fn validate(
         auth.forward_client_id_header.as_deref(),
         &mut problems,
     );
-    let consumer_header = header("consumerHeader", consumer_header, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -124,7 +122,6 @@ pub fn validate(
         extract_from,
         clients,
         forward_client_id_header,
-        consumer_header,
     })
 }
 

@@ -16,7 +16,6 @@ pub fn validate(
     key: &ObjectKey,
     auth: &BasicAuth,
     consumers: &Consumers,
-    consumer_header: Option<&str>,
 ) -> Result<BasicAuthIr, Vec<String>> {
     let mut problems = consumers.problems.clone();
     let secret = ObjectKey::new(
@@ -44,8 +43,6 @@ pub fn validate(
         auth.forward_username_header.as_deref(),
         &mut problems,
     );
-    // Checked again here so that a policy with only basicAuth still refuses a bad one.
-    header("consumerHeader", consumer_header, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }

@@ -115,12 +115,12 @@ fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validate
     let consumers = api_key::Consumers::select(store, key, policy);
     let mut problems = Vec::new();
     let api_key_auth = policy.spec.api_key_auth.as_ref().and_then(|a| {
-        api_key::validate(store, key, a, &consumers, policy.spec.consumer_header.as_deref())
+        api_key::validate(store, key, a, &consumers)
             .map_err(|p| problems.extend(p))
             .ok()
     });
     let basic_auth = policy.spec.basic_auth.as_ref().and_then(|b| {
-        basic_auth::validate(store, key, b, &consumers, policy.spec.consumer_header.as_deref())
+        basic_auth::validate(store, key, b, &consumers)
             .map_err(|p| problems.extend(p))
             .ok()
     });
@@ -129,6 +129,11 @@ fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validate
             .map_err(|p| problems.extend(p))
             .ok()
     });
+    let consumer_header = api_key::header(
+        "consumerHeader",
+        policy.spec.consumer_header.as_deref(),
+        &mut problems,
+    );
     if api_key_auth.is_none() && basic_auth.is_none() && authorization.is_none() && problems.is_empty()
     {
         problems.push(
@@ -152,6 +157,7 @@ fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validate
         api_key_auth: api_key_auth.filter(|_| invalid.is_none()),
         basic_auth: basic_auth.filter(|_| invalid.is_none()),
         authorization: authorization.filter(|_| invalid.is_none()),
+        consumer_header: consumer_header.filter(|_| invalid.is_none()),
     };
     Validated {
         key: key.clone(),
