@@ -46,9 +46,18 @@ async fn security_policy_ancestors_are_written() {
     let route = json!({"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "r1"});
     let listener = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw",
                           "sectionName": "http"});
-    server.apply("securitypolicies", policy("old", "2026-01-01T00:00:00Z", route.clone()));
-    server.apply("securitypolicies", policy("young", "2026-01-02T00:00:00Z", route));
-    server.apply("securitypolicies", policy("on-listener", "2026-01-03T00:00:00Z", listener));
+    server.apply(
+        "securitypolicies",
+        policy("old", "2026-01-01T00:00:00Z", route.clone()),
+    );
+    server.apply(
+        "securitypolicies",
+        policy("young", "2026-01-02T00:00:00Z", route),
+    );
+    server.apply(
+        "securitypolicies",
+        policy("on-listener", "2026-01-03T00:00:00Z", listener),
+    );
     let updates = start_source(&server);
     let store = store_where(&updates, "the three policies", |s| {
         s.security_policies.len() == 3 && s.http_routes.len() == 1
@@ -66,7 +75,9 @@ async fn security_policy_ancestors_are_written() {
         .collect();
     assert!(
         writes.len() == 3
-            && writes.iter().all(|w| w.method == "PATCH" && w.path.ends_with("/status")),
+            && writes
+                .iter()
+                .all(|w| w.method == "PATCH" && w.path.ends_with("/status")),
         "{writes:#?}"
     );
 

@@ -12,8 +12,6 @@
 
 mod consumer;
 
-
-
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -156,7 +154,9 @@ pub struct Authorization {
 }
 
 /// `Allow` or `Deny`.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 pub enum AuthorizationAction {
     Allow,
     #[default]

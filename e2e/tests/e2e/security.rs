@@ -232,12 +232,21 @@ fn basic(user: &str, password: &str) -> String {
 async fn api_keys_map_to_consumers_and_never_reach_the_backend() {
     let (_proxy, base) = setup().await;
 
-    let reply = get(&base, "/keys", &[("x-api-key", "acme-key"), ("x-consumer", "forged")]).await;
+    let reply = get(
+        &base,
+        "/keys",
+        &[("x-api-key", "acme-key"), ("x-consumer", "forged")],
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let echo = reply.echo();
     assert_eq!(echo.headers["x-consumer"], ["default/acme"]);
     assert_eq!(echo.headers["x-client-id"], ["default/acme"]);
-    assert!(!echo.headers.contains_key("x-api-key"), "{:?}", echo.headers);
+    assert!(
+        !echo.headers.contains_key("x-api-key"),
+        "{:?}",
+        echo.headers
+    );
 
     let reply = get(&base, "/keys?a=1&api_key=key-a&b=2", &[]).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -257,16 +266,28 @@ async fn api_keys_map_to_consumers_and_never_reach_the_backend() {
 async fn basic_auth_accepts_bcrypt_and_sha_users() {
     let (_proxy, base) = setup().await;
     for (user, password) in [("bob", "bob-pass"), ("sam", "password")] {
-        let reply = get(&base, "/basic", &[("authorization", &basic(user, password))]).await;
+        let reply = get(
+            &base,
+            "/basic",
+            &[("authorization", &basic(user, password))],
+        )
+        .await;
         assert_eq!(reply.status, 200, "{user}: {}", reply.text());
         let echo = reply.echo();
         assert_eq!(echo.headers["x-user"], [user]);
         assert!(!echo.headers.contains_key("authorization"));
     }
-    for auth in [basic("bob", "wrong"), basic("nobody", "x"), "Bearer x".to_owned()] {
+    for auth in [
+        basic("bob", "wrong"),
+        basic("nobody", "x"),
+        "Bearer x".to_owned(),
+    ] {
         let reply = get(&base, "/basic", &[("authorization", &auth)]).await;
         assert_eq!(reply.status, 401, "{auth}");
-        assert_eq!(reply.header("www-authenticate"), Some("Basic realm=\"e2e\""));
+        assert_eq!(
+            reply.header("www-authenticate"),
+            Some("Basic realm=\"e2e\"")
+        );
     }
     let reply = get(&base, "/basic", &[]).await;
     assert_eq!(reply.status, 401);
@@ -302,7 +323,9 @@ async fn the_most_specific_policy_wins() {
     // The route's policy governs its other rule: a key, whatever the address.
     assert_eq!(get(&base, "/layered/route", &[]).await.status, 401);
     assert_eq!(
-        get(&base, "/layered/route", &[("x-api-key", "key-a")]).await.status,
+        get(&base, "/layered/route", &[("x-api-key", "key-a")])
+            .await
+            .status,
         200
     );
     // A rule-targeted policy leaves the route's other rules to the Gateway's policy.
@@ -317,7 +340,10 @@ async fn a_broken_policy_keeps_its_route_closed_until_fixed() {
     let reply = get(&base, "/broken", &[("x-api-key", "anything")]).await;
     assert_eq!(reply.status, 500);
     let body = reply.text();
-    assert!(body.contains("default/broken") && body.contains("not-yet"), "{body}");
+    assert!(
+        body.contains("default/broken") && body.contains("not-yet"),
+        "{body}"
+    );
 
     let version = proxy.version().await;
     proxy.write(
@@ -327,7 +353,9 @@ async fn a_broken_policy_keeps_its_route_closed_until_fixed() {
     proxy.wait_version_above(version).await;
     assert_eq!(get(&base, "/broken", &[]).await.status, 401);
     assert_eq!(
-        get(&base, "/broken", &[("x-api-key", "late-key")]).await.status,
+        get(&base, "/broken", &[("x-api-key", "late-key")])
+            .await
+            .status,
         200
     );
 }

@@ -37,7 +37,9 @@ impl ApiKeys {
             .extract_from
             .iter()
             .filter_map(|s| match s {
-                KeySourceIr::Header(h) => HeaderName::from_bytes(h.as_bytes()).ok().map(Source::Header),
+                KeySourceIr::Header(h) => HeaderName::from_bytes(h.as_bytes())
+                    .ok()
+                    .map(Source::Header),
                 KeySourceIr::Param(p) => Some(Source::Param(p.clone())),
                 KeySourceIr::Cookie(c) => Some(Source::Cookie(c.clone())),
             })

@@ -2,12 +2,13 @@
 //!
 //! bcrypt is slow on purpose (about 50 ms at cost 10), so a successful verification is
 //! remembered for as long as this compiled policy lives (until its users change), keyed by the
-//! SHA-256 of the `Authorization` value; at most [`CACHE_LIMIT`] entries (the cache is emptied
-//! when full). Failures are never cached. bcrypt runs on the blocking thread pool so that it
+//! SHA-256 of the `Authorization` value: a table of [`CACHE_LIMIT`] slots of atomics (no lock),
+//! each holding 128 bits of one such digest, a newer verification replacing the older one in
+//! its slot. Failures are never cached. bcrypt runs on the blocking thread pool so that it
 //! does not stall other requests of the same worker.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use gantry_translate::ir::BasicAuthIr;
@@ -25,7 +26,47 @@ pub struct BasicAuth {
     users: HashMap<String, User>,
     challenge: HeaderValue,
     forward_username: Option<HeaderName>,
-    verified: Mutex<HashSet<[u8; 32]>>,
+    verified: Verified,
+}
+
+/// Digests of verified `Authorization` values, direct-mapped.
+struct Verified(Box<[[AtomicU64; 2]]>);
+
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Verified")
+    }
+}
+
+impl Verified {
+    fn new() -> Self {
+        Self(
+            (0..CACHE_LIMIT)
+                .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
+                .collect(),
+        )
+    }
+
+    fn parts(&self, key: &[u8; 32]) -> (&[AtomicU64; 2], u64, u64) {
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&key[i..i + 8]);
+            u64::from_le_bytes(w)
+        };
+        let index = (word(16) % self.0.len() as u64) as usize;
+        (&self.0[index], word(0), word(8))
+    }
+
+    fn contains(&self, key: &[u8; 32]) -> bool {
+        let (slot, a, b) = self.parts(key);
+        slot[0].load(Ordering::Relaxed) == a && slot[1].load(Ordering::Relaxed) == b
+    }
+
+    fn insert(&self, key: &[u8; 32]) {
+        let (slot, a, b) = self.parts(key);
+        slot[0].store(a, Ordering::Relaxed);
+        slot[1].store(b, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug)]
@@ -74,7 +115,7 @@ impl BasicAuth {
                 .forward_username_header
                 .as_deref()
                 .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
-            verified: Mutex::new(HashSet::new()),
+            verified: Verified::new(),
         }
     }
 
@@ -94,28 +135,19 @@ impl BasicAuth {
         let Some(value) = header.as_ref().and_then(|v| v.to_str().ok()) else {
             return Err(self.deny("basic authentication is required"));
         };
-        let (user, password) = decode(value).ok_or_else(|| self.deny("malformed Basic credentials"))?;
+        let (user, password) =
+            decode(value).ok_or_else(|| self.deny("malformed Basic credentials"))?;
         let Some(known) = self.users.get(&user) else {
             return Err(self.deny("unknown user or wrong password"));
         };
         let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
         let mut key = [0u8; 32];
         key.copy_from_slice(digest.as_ref());
-        let cached = self
-            .verified
-            .lock()
-            .map(|set| set.contains(&key))
-            .unwrap_or(false);
-        if !cached {
+        if !self.verified.contains(&key) {
             if !verify(&known.hash, password).await {
                 return Err(self.deny("unknown user or wrong password"));
             }
-            if let Ok(mut set) = self.verified.lock() {
-                if set.len() >= CACHE_LIMIT {
-                    set.clear();
-                }
-                set.insert(key);
-            }
+            self.verified.insert(&key);
         }
         if let Some(h) = &self.forward_username
             && let Ok(v) = HeaderValue::from_str(&user)

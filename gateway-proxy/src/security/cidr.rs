@@ -112,7 +112,11 @@ mod tests {
         assert!(!v6.contains(ip("2001:db9::1")));
         assert!(!v6.contains(ip("10.1.2.3")));
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("192.0.2.1")));
-        assert!(!Cidr::parse("0.0.0.0/0").unwrap().contains(ip("2001:db8::1")));
+        assert!(
+            !Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains(ip("2001:db8::1"))
+        );
         assert!(Cidr::parse("127.0.0.1").unwrap().contains(ip("127.0.0.1")));
         assert!(Cidr::parse("10.0.0.0/33").is_err());
     }

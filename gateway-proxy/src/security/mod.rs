@@ -64,16 +64,16 @@ impl Guard {
     /// so a route is never left open.
     pub fn compile(ir: &SecurityIr) -> Self {
         let mut refuse = ir.refuse.clone();
-        let authorization = ir
-            .authorization
-            .as_ref()
-            .and_then(|a| match cidr::Authorization::compile(a) {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    refuse.get_or_insert(format!("SecurityPolicy {}: {e}", ir.policy));
-                    None
-                }
-            });
+        let authorization =
+            ir.authorization
+                .as_ref()
+                .and_then(|a| match cidr::Authorization::compile(a) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        refuse.get_or_insert(format!("SecurityPolicy {}: {e}", ir.policy));
+                        None
+                    }
+                });
         let consumer_header = ir
             .consumer_header
             .as_deref()
@@ -135,10 +135,7 @@ impl Guard {
 }
 
 /// The identity of a credential that belongs to a Consumer, or names only a subject.
-fn identity_of(
-    subject: &str,
-    consumer: Option<&gantry_translate::ir::ConsumerIr>,
-) -> Identity {
+fn identity_of(subject: &str, consumer: Option<&gantry_translate::ir::ConsumerIr>) -> Identity {
     Identity {
         consumer: consumer.map(|c| Arc::from(c.name.as_str())),
         labels: Arc::new(consumer.map(|c| c.labels.clone()).unwrap_or_default()),

@@ -46,8 +46,7 @@ use super::client_body::ClientBody;
 use super::errors::ProxyError;
 use super::grpc_status;
 use super::headers::{
-    Forwarding, X_REQUEST_ID, add_forwarded, client_address, ensure_request_id,
-    strip_hop_by_hop,
+    Forwarding, X_REQUEST_ID, add_forwarded, client_address, ensure_request_id, strip_hop_by_hop,
 };
 use super::listener::ConnectionInfo;
 use super::request_checks;
@@ -212,10 +211,8 @@ async fn forward<'s>(
     if let Some(guard) = &entry.security
         && !filters::cors::is_preflight_for(&rule.filters, &parts)
     {
-        let checked = Box::pin(guard.check(&mut parts, |p| {
-            client_address(&p.headers, &forwarding)
-        }))
-        .await;
+        let checked =
+            Box::pin(guard.check(&mut parts, |p| client_address(&p.headers, &forwarding))).await;
         match checked {
             Ok(Some(identity)) => {
                 parts.extensions.insert(identity);

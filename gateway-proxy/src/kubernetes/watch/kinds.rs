@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use ::kube::Resource;
 use gantry_crds::backend_config::BackendConfigPolicy;
-use gantry_crds::{Consumer, SecurityPolicy};
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
@@ -18,6 +17,7 @@ use gantry_crds::gateway::httproutes::HttpRoute;
 use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
+use gantry_crds::{Consumer, SecurityPolicy};
 use gantry_crds::{HttpComposition, HttpTransform};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;

@@ -46,7 +46,11 @@ pub fn policy_statuses<P: RoutePolicy>(
                         problem.section_name.clone(),
                     ),
                     controller_name: controller_name.to_owned(),
-                    conditions: vec![c::not_ok(c::ACCEPTED, &problem.problem, policy.generation())],
+                    conditions: vec![c::not_ok(
+                        c::ACCEPTED,
+                        &problem.problem,
+                        policy.generation(),
+                    )],
                 });
             }
             if ancestors.is_empty() {

@@ -42,7 +42,7 @@ pub trait RoutePolicy {
     /// `metadata.generation`.
     fn generation(&self) -> i64;
     /// Targets by `targetRefs` index.
-    fn targets(&self) -> &[Result<Target, TargetProblem>];
+    fn targets(&self) -> &[Result<Target, Box<TargetProblem>>];
     /// Why the policy's own values cannot be used (`Invalid`), if they cannot.
     fn invalid(&self) -> Option<&Problem>;
 }
@@ -125,8 +125,10 @@ impl<P: RoutePolicy> Resolved<P> {
                         let Some(kind) = route_kind(&entry.route.kind) else {
                             continue;
                         };
-                        let route =
-                            ObjectKey::new(entry.route.namespace.as_str(), entry.route.name.as_str());
+                        let route = ObjectKey::new(
+                            entry.route.namespace.as_str(),
+                            entry.route.name.as_str(),
+                        );
                         let mut candidates = Vec::with_capacity(4);
                         if let Some(rule) = &entry.rule.name {
                             candidates.push(Target::Rule(kind, route.clone(), rule.clone()));

@@ -47,14 +47,20 @@ const GRPC_ROUTE: &str = "GRPCRoute";
 /// Resolves one reference of a policy in `namespace`. LocalPolicyTargetReferenceWithSectionName:
 /// "If a SectionName is specified, but does not exist on the targeted object, the Policy must
 /// fail to attach".
-pub fn resolve(store: &Store, namespace: &str, t: TargetRef<'_>) -> Result<Target, TargetProblem> {
+pub fn resolve(
+    store: &Store,
+    namespace: &str,
+    t: TargetRef<'_>,
+) -> Result<Target, Box<TargetProblem>> {
     let object = ObjectKey::new(namespace, t.name);
     let section = t.section_name.filter(|s| !s.is_empty()).map(str::to_owned);
-    let fail = |message: String| TargetProblem {
-        kind: t.kind.to_owned(),
-        object: object.clone(),
-        section_name: section.clone(),
-        problem: Problem::new(REASON_TARGET_NOT_FOUND, message),
+    let fail = |message: String| {
+        Box::new(TargetProblem {
+            kind: t.kind.to_owned(),
+            object: object.clone(),
+            section_name: section.clone(),
+            problem: Problem::new(REASON_TARGET_NOT_FOUND, message),
+        })
     };
     if t.group != gantry_crds::GATEWAY_GROUP {
         return Err(fail(format!(

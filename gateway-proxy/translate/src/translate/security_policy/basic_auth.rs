@@ -129,7 +129,15 @@ mod tests {
         let (line, message) = parse_htpasswd(md5).unwrap_err();
         assert_eq!(line, 1);
         assert!(message.contains("carol"), "{message}");
-        assert!(!message.contains("apr1"), "the hash is never shown: {message}");
-        assert_eq!(parse_htpasswd(&format!("a:{BCRYPT}\na:{BCRYPT}")).unwrap_err().0, 2);
+        assert!(
+            !message.contains("apr1"),
+            "the hash is never shown: {message}"
+        );
+        assert_eq!(
+            parse_htpasswd(&format!("a:{BCRYPT}\na:{BCRYPT}"))
+                .unwrap_err()
+                .0,
+            2
+        );
     }
 }

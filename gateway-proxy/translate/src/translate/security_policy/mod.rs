@@ -38,7 +38,7 @@ pub struct Validated {
     key: ObjectKey,
     created: Option<Time>,
     generation: i64,
-    targets: Vec<Result<Target, TargetProblem>>,
+    targets: Vec<Result<Target, Box<TargetProblem>>>,
     invalid: Option<Problem>,
     ir: Arc<SecurityIr>,
 }
@@ -53,7 +53,7 @@ impl RoutePolicy for Validated {
     fn generation(&self) -> i64 {
         self.generation
     }
-    fn targets(&self) -> &[Result<Target, TargetProblem>] {
+    fn targets(&self) -> &[Result<Target, Box<TargetProblem>>] {
         &self.targets
     }
     fn invalid(&self) -> Option<&Problem> {
@@ -82,8 +82,9 @@ impl Security {
 
     /// Gives every HTTP route entry of `ports` the policy governing it.
     pub fn attach(&mut self, ports: &mut [PortIr]) {
-        self.resolved
-            .attach(ports, |entry, policy| entry.security = Some(policy.ir.clone()));
+        self.resolved.attach(ports, |entry, policy| {
+            entry.security = Some(policy.ir.clone())
+        });
     }
 
     /// Status of every policy in use at a served Gateway, or with a target that does not
@@ -134,11 +135,12 @@ fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validate
         policy.spec.consumer_header.as_deref(),
         &mut problems,
     );
-    if api_key_auth.is_none() && basic_auth.is_none() && authorization.is_none() && problems.is_empty()
+    if api_key_auth.is_none()
+        && basic_auth.is_none()
+        && authorization.is_none()
+        && problems.is_empty()
     {
-        problems.push(
-            "the policy sets none of apiKeyAuth, basicAuth and authorization".to_owned(),
-        );
+        problems.push("the policy sets none of apiKeyAuth, basicAuth and authorization".to_owned());
     }
     let invalid = (!problems.is_empty()).then(|| {
         Problem::new(
@@ -152,7 +154,10 @@ fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validate
     let ir = SecurityIr {
         policy: key.clone(),
         refuse: invalid.as_ref().map(|_| {
-            format!("SecurityPolicy {key} cannot be used: {}", problems.join("; "))
+            format!(
+                "SecurityPolicy {key} cannot be used: {}",
+                problems.join("; ")
+            )
         }),
         api_key_auth: api_key_auth.filter(|_| invalid.is_none()),
         basic_auth: basic_auth.filter(|_| invalid.is_none()),
