@@ -344,6 +344,22 @@ async fn a_broken_policy_keeps_its_route_closed_until_fixed() {
         body.contains("default/broken") && body.contains("not-yet"),
         "{body}"
     );
+    // `/status` (standalone mode) says why.
+    let statuses = proxy.status().await;
+    let policy = statuses
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["kind"] == "SecurityPolicy" && s["name"] == "broken")
+        .unwrap_or_else(|| panic!("no status for SecurityPolicy broken: {statuses:#}"));
+    let condition = &policy["status"]["ancestors"][0]["conditions"][0];
+    assert_eq!(condition["reason"], "Invalid", "{policy:#}");
+    assert!(
+        condition["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Secret default/not-yet does not exist")),
+        "{policy:#}"
+    );
 
     let version = proxy.version().await;
     proxy.write(

@@ -191,6 +191,38 @@ mod tests {
     }
 
     #[test]
+    fn client_address_counts_trusted_hops_from_the_right() {
+        let mut headers = HeaderMap::new();
+        add_forwarded(&mut headers, &forwarding(0));
+        assert_eq!(
+            client_address(&headers, &forwarding(0)).to_string(),
+            "10.0.0.1"
+        );
+        for (sent, hops, want) in [
+            ("192.0.2.9", 1, "192.0.2.9"),
+            ("198.51.100.1, 192.0.2.9", 1, "192.0.2.9"),
+            ("198.51.100.1, 192.0.2.9", 2, "198.51.100.1"),
+            // Fewer entries than hops: the leftmost.
+            ("192.0.2.9", 3, "192.0.2.9"),
+            ("not-an-address", 1, "10.0.0.1"),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(X_FORWARDED_FOR, HeaderValue::from_static(sent));
+            add_forwarded(&mut headers, &forwarding(hops));
+            let got = client_address(&headers, &forwarding(hops)).to_string();
+            assert_eq!(got, want, "{sent} with {hops} hops");
+        }
+        // Untrusted: whatever the client sent is ignored.
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.9"));
+        add_forwarded(&mut headers, &forwarding(0));
+        assert_eq!(
+            client_address(&headers, &forwarding(0)).to_string(),
+            "10.0.0.1"
+        );
+    }
+
+    #[test]
     fn untrusted_forwarding_headers_are_overwritten() {
         let mut headers = spoofed();
         add_forwarded(&mut headers, &forwarding(0));
