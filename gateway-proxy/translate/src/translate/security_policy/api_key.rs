@@ -114,6 +114,16 @@ pub fn validate(
         auth.forward_client_id_header.as_deref(),
         &mut problems,
     );
+    clients.sort_by(|a, b| (&a.key_sha256, &a.client_id).cmp(&(&b.key_sha256, &b.client_id)));
+    for pair in clients.windows(2) {
+        if pair[0].key_sha256 == pair[1].key_sha256 && pair[0].client_id != pair[1].client_id {
+            problems.push(format!(
+                "clients {} and {} have the same API key; a key must name one client",
+                pair[0].client_id, pair[1].client_id
+            ));
+        }
+    }
+    clients.dedup_by(|a, b| a.key_sha256 == b.key_sha256);
     if !problems.is_empty() {
         return Err(problems);
     }
