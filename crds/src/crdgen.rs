@@ -17,6 +17,7 @@ use crate::gateway::{
     referencegrants::ReferenceGrant, tlsroutes::TlsRoute,
 };
 use crate::params::GatewayParameters;
+use crate::security::{Consumer, SecurityPolicy};
 use crate::transform::HttpTransform;
 
 /// Upstream's approval link for the `gateway.networking.k8s.io` group.
@@ -69,6 +70,8 @@ pub fn gantry_crds() -> Result<Vec<GeneratedFile>, CrdGenError> {
         BackendConfigPolicy::crd(),
         HttpTransform::crd(),
         HttpComposition::crd(),
+        SecurityPolicy::crd(),
+        Consumer::crd(),
     ]
     .into_iter()
     .map(|crd| to_file(crd, |_| {}))

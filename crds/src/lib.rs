@@ -29,6 +29,7 @@ pub mod backend_config;
 pub mod composition;
 pub mod crdgen;
 pub mod params;
+pub mod security;
 pub mod transform;
 
 pub use backend_config::{
@@ -36,6 +37,9 @@ pub use backend_config::{
 };
 pub use composition::{HTTP_COMPOSITION_KIND, HttpComposition, HttpCompositionSpec};
 pub use params::{GATEWAY_PARAMETERS_KIND, GatewayParameters, GatewayParametersSpec};
+pub use security::{
+    CONSUMER_KIND, Consumer, ConsumerSpec, SECURITY_POLICY_KIND, SecurityPolicy, SecurityPolicySpec,
+};
 pub use transform::{HTTP_TRANSFORM_KIND, HttpTransform, HttpTransformSpec};
 
 /// Gantry's own API version.

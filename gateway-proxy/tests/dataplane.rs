@@ -138,6 +138,7 @@ fn entry(name: &str, prefix: &str, rule: HttpRuleIr) -> RouteEntryIr {
             ..Default::default()
         },
         rule: Arc::new(rule),
+        security: None,
     }
 }
 

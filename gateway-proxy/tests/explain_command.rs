@@ -508,3 +508,36 @@ fn usage_and_configuration_errors_exit_2_and_a_port_without_listener_exits_1() {
     assert_eq!(report["outcomes"][0]["kind"], "noListener");
     assert!(report["outcomes"][0].get("status").is_none());
 }
+
+#[test]
+fn the_security_policy_governing_the_rule_is_listed_first() {
+    let routes = "\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: guarded, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - backendRefs:
+    - {name: shop, port: 80}
+---
+apiVersion: gantry.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: keys, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: guarded}]
+  apiKeyAuth:
+    credentialRefs: [{name: missing}]
+    extractFrom: [{headers: [x-api-key]}]
+";
+    let dir = config_dir(&[("gateway.yaml", GATEWAY), ("routes.yaml", routes)]);
+    let (_, report) = explain_json(dir.path(), &["GET http://anything:8080/"]);
+    let policy = &report["policies"][0];
+    assert_eq!(policy["kind"], "SecurityPolicy", "{report:#}");
+    assert_eq!(policy["name"], "default/keys");
+    let summary = policy["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("refuses every request with 500") && summary.contains("default/missing"),
+        "{summary}"
+    );
+}

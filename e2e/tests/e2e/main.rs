@@ -22,6 +22,7 @@ mod mtls;
 mod quickstart;
 mod retries;
 mod routing;
+mod security;
 mod sessions;
 mod tls;
 mod tls_rotation;

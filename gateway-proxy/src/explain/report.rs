@@ -110,8 +110,8 @@ pub struct FilterSummary {
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicySummary {
-    /// `timeouts`, `retry`, `sessionPersistence`, `BackendConfigPolicy`, `BackendTLSPolicy`
-    /// or `XBackendTrafficPolicy`.
+    /// `SecurityPolicy`, `timeouts`, `retry`, `sessionPersistence`, `BackendConfigPolicy`,
+    /// `BackendTLSPolicy` or `XBackendTrafficPolicy`.
     pub kind: String,
     /// The policy object (`namespace/name`), for policies.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -389,6 +389,33 @@ fn rule_policies(ir: &HttpRuleIr) -> Vec<PolicySummary> {
     out
 }
 
+/// The SecurityPolicy governing the entry (checked before the filters; not evaluated here).
+pub fn security(ir: &gantry_translate::ir::SecurityIr) -> PolicySummary {
+    let summary = match &ir.refuse {
+        Some(message) => format!("refuses every request with 500: {message}"),
+        None => {
+            let mut parts = Vec::new();
+            if ir.authorization.is_some() {
+                parts.push("client address rules");
+            }
+            if ir.api_key_auth.is_some() {
+                parts.push("API key");
+            }
+            if ir.basic_auth.is_some() {
+                parts.push("basic auth");
+            }
+            format!("requires {}", parts.join(", "))
+        }
+    };
+    PolicySummary {
+        kind: "SecurityPolicy".to_owned(),
+        name: Some(ir.policy.to_string()),
+        applies_to: None,
+        summary,
+        settings: json(ir),
+    }
+}
+
 fn session(sp: &SessionPersistenceIr, applies_to: Option<String>) -> PolicySummary {
     let from_policy = !sp.from_rule();
     PolicySummary {

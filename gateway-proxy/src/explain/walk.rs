@@ -295,6 +295,9 @@ impl Walk<'_, '_> {
         );
         self.out.filters = report.filters;
         self.out.policies = report.policies;
+        if let Some(security) = &entry_ir.security {
+            self.out.policies.insert(0, rule::security(security));
+        }
         self.out.backends = report.backends;
         self.out.upstream_request = report.upstream_request;
         self.out.outcomes = report.outcomes;

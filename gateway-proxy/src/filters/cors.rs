@@ -348,6 +348,17 @@ fn parse_pattern(pattern: &str) -> Option<OriginPattern> {
     })
 }
 
+/// Whether the request is a CORS preflight that one of `filters` answers (an `OPTIONS`
+/// request with `Origin` and `Access-Control-Request-Method` on a rule with a CORS filter).
+pub fn is_preflight_for(filters: &[super::Filter], request: &Parts) -> bool {
+    request.method == Method::OPTIONS
+        && request.headers.contains_key(http::header::ORIGIN)
+        && request
+            .headers
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        && filters.iter().any(|f| matches!(f, super::Filter::Cors(_)))
+}
+
 /// The preflight answer's status: "always an OK status (i.e., 204 or 200)".
 pub const PREFLIGHT_STATUS: StatusCode = StatusCode::OK;
 

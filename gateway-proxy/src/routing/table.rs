@@ -52,6 +52,8 @@ pub struct RouteEntry {
     pub rule: Arc<Rule>,
     pub matcher: RequestMatcher,
     pub metrics: RouteMetrics,
+    /// The SecurityPolicy governing the entry, compiled once per policy and snapshot.
+    pub security: Option<Arc<crate::security::Guard>>,
 }
 
 /// The result of looking a request up.
@@ -75,6 +77,8 @@ pub(super) type SeriesMap = HashMap<(Arc<str>, Arc<str>, Arc<str>), RouteMetrics
 pub(super) struct CompileCache<'p> {
     /// Rules by the address of their IR `Arc`: the entries of one rule share it.
     rules: HashMap<usize, Arc<Rule>>,
+    /// SecurityPolicies by the address of their IR `Arc`: the entries they govern share it.
+    guards: HashMap<usize, Arc<crate::security::Guard>>,
     /// Handles of the previous snapshot: registering a series is the costly part of a
     /// compile, so routes that stay keep theirs.
     previous: Option<&'p SeriesMap>,
@@ -131,6 +135,13 @@ impl<'p> CompileCache<'p> {
         }
         self.reused_virtual_hosts += 1;
         table.clone()
+    }
+
+    fn guard(&mut self, ir: &Arc<gantry_translate::ir::SecurityIr>) -> Arc<crate::security::Guard> {
+        self.guards
+            .entry(Arc::as_ptr(ir) as usize)
+            .or_insert_with(|| Arc::new(crate::security::Guard::compile(ir)))
+            .clone()
     }
 
     fn rule(&mut self, ir: &Arc<HttpRuleIr>) -> Result<Arc<Rule>, CompileError> {
@@ -290,6 +301,7 @@ impl VirtualHostTable {
                 match_index: entry.match_index,
                 rule: cache.rule(&entry.rule)?,
                 matcher: RequestMatcher::compile(&entry.matches)?,
+                security: entry.security.as_ref().map(|ir| cache.guard(ir)),
             });
         }
         Ok(Self { entries, paths })

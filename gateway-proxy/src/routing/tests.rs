@@ -24,6 +24,7 @@ fn entry(name: &str, matches: HttpMatchIr) -> RouteEntryIr {
         match_index: 0,
         matches,
         rule: Arc::new(HttpRuleIr::default()),
+        security: None,
     }
 }
 

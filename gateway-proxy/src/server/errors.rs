@@ -75,6 +75,10 @@ pub enum ProxyError {
     /// upstream's.
     #[error("{0}")]
     ClientBody(ClientBodyError),
+    /// Refused by the route's SecurityPolicy: 401 (with `WWW-Authenticate` for basic auth),
+    /// 403 (client address), or 500 (a policy that cannot be used).
+    #[error("{}", .0.message)]
+    Denied(crate::security::Denial),
 }
 
 /// How a client's request body failed.
@@ -118,6 +122,7 @@ impl ProxyError {
             Self::ClientBody(ClientBodyError::Invalid) => StatusCode::BAD_REQUEST,
             Self::ClientBody(ClientBodyError::Timeout) => StatusCode::REQUEST_TIMEOUT,
             Self::ClientBody(ClientBodyError::Aborted) => CLIENT_CLOSED_REQUEST,
+            Self::Denied(denial) => denial.status,
         }
     }
 
@@ -136,6 +141,13 @@ impl ProxyError {
             response.headers_mut().insert(name, value);
         }
         self.add_circuit_breaker_header(&mut response);
+        if let Self::Denied(denial) = self
+            && let Some(challenge) = &denial.challenge
+        {
+            response
+                .headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, challenge.clone());
+        }
         response
     }
 

@@ -46,8 +46,11 @@ pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 pub enum GrpcCode {
     Unknown = 2,
     DeadlineExceeded = 4,
+    PermissionDenied = 7,
     Unimplemented = 12,
+    Internal = 13,
     Unavailable = 14,
+    Unauthenticated = 16,
 }
 
 impl GrpcCode {
@@ -94,6 +97,11 @@ impl ProxyError {
             | Self::ClientBody(_)
             | Self::BodyTooLarge(_)
             | Self::InvalidJsonBody => GrpcCode::Unknown,
+            Self::Denied(denial) => match denial.status.as_u16() {
+                401 => GrpcCode::Unauthenticated,
+                403 => GrpcCode::PermissionDenied,
+                _ => GrpcCode::Internal,
+            },
         }
     }
 

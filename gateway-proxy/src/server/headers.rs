@@ -117,6 +117,30 @@ fn protected(name: &HeaderName) -> bool {
     name == HOST || name == CONTENT_LENGTH || name == X_REQUEST_ID
 }
 
+/// The client's address for authorization: with `n` trusted proxy hops in front, the `n`-th
+/// address from the right of the X-Forwarded-For that [`add_forwarded`] wrote (the rightmost is
+/// the connection's peer, which the nearest trusted proxy appended to); with fewer entries, the
+/// leftmost; with none trusted, the peer. Read only by routes whose SecurityPolicy authorizes
+/// by address.
+pub fn client_address(headers: &HeaderMap, forwarding: &Forwarding) -> IpAddr {
+    let peer = forwarding.client.to_canonical();
+    if forwarding.trusted_hops == 0 {
+        return peer;
+    }
+    let Some(list) = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) else {
+        return peer;
+    };
+    let entries: Vec<&str> = list.split(',').map(str::trim).collect();
+    let index = entries
+        .len()
+        .saturating_sub(1)
+        .saturating_sub(forwarding.trusted_hops as usize);
+    entries
+        .get(index)
+        .and_then(|e| e.parse::<IpAddr>().ok())
+        .map_or(peer, |a| a.to_canonical())
+}
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the Connection header
 /// names. `TE: trailers` survives (gRPC needs it). With `keep_upgrade`, `Connection: upgrade`
 /// and `Upgrade` are kept so the upgrade reaches the other side.
@@ -197,6 +221,38 @@ mod tests {
         headers.insert(X_FORWARDED_HOST, HeaderValue::from_static("admin.internal"));
         headers.insert(FORWARDED, HeaderValue::from_static("for=1.2.3.4"));
         headers
+    }
+
+    #[test]
+    fn client_address_counts_trusted_hops_from_the_right() {
+        let mut headers = HeaderMap::new();
+        add_forwarded(&mut headers, &forwarding(0));
+        assert_eq!(
+            client_address(&headers, &forwarding(0)).to_string(),
+            "10.0.0.1"
+        );
+        for (sent, hops, want) in [
+            ("192.0.2.9", 1, "192.0.2.9"),
+            ("198.51.100.1, 192.0.2.9", 1, "192.0.2.9"),
+            ("198.51.100.1, 192.0.2.9", 2, "198.51.100.1"),
+            // Fewer entries than hops: the leftmost.
+            ("192.0.2.9", 3, "192.0.2.9"),
+            ("not-an-address", 1, "10.0.0.1"),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(X_FORWARDED_FOR, HeaderValue::from_static(sent));
+            add_forwarded(&mut headers, &forwarding(hops));
+            let got = client_address(&headers, &forwarding(hops)).to_string();
+            assert_eq!(got, want, "{sent} with {hops} hops");
+        }
+        // Untrusted: whatever the client sent is ignored.
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.9"));
+        add_forwarded(&mut headers, &forwarding(0));
+        assert_eq!(
+            client_address(&headers, &forwarding(0)).to_string(),
+            "10.0.0.1"
+        );
     }
 
     #[test]

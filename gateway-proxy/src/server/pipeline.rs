@@ -7,7 +7,9 @@
 //!    response headers
 //! 5. hop-by-hop headers removed (an upgrade other than WebSocket with them);
 //!    X-Forwarded-For/Proto/Host and `Forwarded` set by the trusted-hops rule
-//! 6. rule filters (a redirect, a CORS preflight or an HTTPComposition answers here), backend
+//! 6. the route's SecurityPolicy ([`crate::security`]: 500 for a policy that cannot be used,
+//!    403 by client address, 401 for API keys and basic auth; a CORS preflight is left to its
+//!    filter), then rule filters (a redirect, a CORS preflight or an HTTPComposition answers here), backend
 //!    choice (a session's backend and endpoint when the request resumes one; else by weight:
 //!    500), backend filters, the circuit breaker's `maxParallelRequests` (503), the endpoint
 //!    (the cluster's load balancer: [`crate::upstream::balancer`])
@@ -44,7 +46,7 @@ use super::client_body::ClientBody;
 use super::errors::ProxyError;
 use super::grpc_status;
 use super::headers::{
-    Forwarding, X_REQUEST_ID, add_forwarded, ensure_request_id, strip_hop_by_hop,
+    Forwarding, X_REQUEST_ID, add_forwarded, client_address, ensure_request_id, strip_hop_by_hop,
 };
 use super::listener::ConnectionInfo;
 use super::request_checks;
@@ -198,15 +200,31 @@ async fn forward<'s>(
     } else {
         "http"
     };
-    add_forwarded(
-        &mut parts.headers,
-        &Forwarding {
-            client: connection.peer.ip(),
-            client_value: connection.forwarded_for.clone(),
-            scheme,
-            trusted_hops: shared.options.http.trusted_proxy_hops,
-        },
-    );
+    let forwarding = Forwarding {
+        client: connection.peer.ip(),
+        client_value: connection.forwarded_for.clone(),
+        scheme,
+        trusted_hops: shared.options.http.trusted_proxy_hops,
+    };
+    add_forwarded(&mut parts.headers, &forwarding);
+    // The route's SecurityPolicy, after routing and before any filter answers or calls
+    // upstream; a CORS preflight (which carries no credentials) is answered by its filter.
+    if let Some(guard) = &entry.security
+        && !filters::cors::is_preflight_for(&rule.filters, &parts)
+    {
+        let checked =
+            Box::pin(guard.check(&mut parts, |p| client_address(&p.headers, &forwarding))).await;
+        match checked {
+            Ok(Some(identity)) => {
+                parts.extensions.insert(identity);
+            }
+            Ok(None) => {}
+            Err(denial) => {
+                shared.metrics.security_denied(&entry.route, denial.reason);
+                return Err(ProxyError::Denied(denial));
+            }
+        }
+    }
 
     let context = FilterContext {
         scheme,

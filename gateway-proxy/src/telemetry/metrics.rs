@@ -131,6 +131,15 @@ pub struct RejectLabels {
     pub reason: &'static str,
 }
 
+/// Labels of `gantry_security_denied_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SecurityDeniedLabels {
+    /// `namespace/name` of the route.
+    pub route: String,
+    /// `invalid_policy`, `client_address`, `api_key`, `basic_auth`.
+    pub reason: &'static str,
+}
+
 /// Labels of [`Metrics::observe_stage`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabels {
@@ -165,6 +174,7 @@ pub struct Metrics {
     stages: Family<StageLabels, AtomicHistogram>,
     tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
     requests_rejected: Family<RejectLabels, Counter>,
+    security_denied: Family<SecurityDeniedLabels, Counter>,
     connections_refused: Family<RejectLabels, Counter>,
     connections_closed: Family<RejectLabels, Counter>,
     body_transforms_skipped: Family<RejectLabels, Counter>,
@@ -215,6 +225,13 @@ impl Metrics {
         let stages = Family::<StageLabels, AtomicHistogram>::default();
         let tls_handshake_errors = Family::<HandshakeErrorLabels, Counter>::default();
         let requests_rejected = Family::<RejectLabels, Counter>::default();
+        let security_denied = Family::<SecurityDeniedLabels, Counter>::default();
+        registry.register(
+            "security_denied",
+            "Requests refused by a route's SecurityPolicy, by route and reason (invalid_policy, \
+             client_address, api_key, basic_auth)",
+            security_denied.clone(),
+        );
         let connections_refused = Family::<RejectLabels, Counter>::default();
         let connections_closed = Family::<RejectLabels, Counter>::default();
         let body_transforms_skipped = Family::<RejectLabels, Counter>::default();
@@ -330,6 +347,7 @@ impl Metrics {
             health,
             tls_handshake_errors,
             requests_rejected,
+            security_denied,
             connections_refused,
             connections_closed,
             body_transforms_skipped,
@@ -371,6 +389,16 @@ impl Metrics {
     pub fn request_rejected(&self, reason: &'static str) {
         self.requests_rejected
             .get_or_create(&RejectLabels { reason })
+            .inc();
+    }
+
+    /// Counts a request a SecurityPolicy refused (only denied requests pay for the labels).
+    pub fn security_denied(&self, route: &str, reason: &'static str) {
+        self.security_denied
+            .get_or_create(&SecurityDeniedLabels {
+                route: route.to_owned(),
+                reason,
+            })
             .inc();
     }
 

@@ -120,7 +120,50 @@ pub fn referenced(store: &Store) -> Referenced {
             out.config_maps.insert(key.namespace.clone());
         }
     }
+    security_secrets(store, &mut out);
     out
+}
+
+/// Secrets of SecurityPolicies (`apiKeyAuth.credentialRefs`, `basicAuth.users`) and Consumers
+/// (`credentials.apiKeys`), across namespaces only where a ReferenceGrant permits the kind.
+fn security_secrets(store: &Store, out: &mut Referenced) {
+    use gantry_crds::security::SecretObjectReference;
+    let mut add = |kind: &str, namespace: &str, r: &SecretObjectReference| {
+        let secret = r.group.as_deref().unwrap_or("").is_empty()
+            && r.kind.as_deref().unwrap_or("Secret") == "Secret";
+        let target = r.namespace.as_deref().unwrap_or(namespace);
+        let permitted = reference_grant::permits(
+            store,
+            &reference_grant::From {
+                group: gantry_crds::GROUP,
+                kind,
+                namespace,
+            },
+            &reference_grant::To {
+                group: "",
+                kind: "Secret",
+                namespace: target,
+                name: &r.name,
+            },
+        );
+        if secret && permitted {
+            out.secrets.insert(target.to_owned());
+        }
+    };
+    for (key, policy) in &store.security_policies {
+        let spec = &policy.spec;
+        for r in spec.api_key_auth.iter().flat_map(|a| &a.credential_refs) {
+            add(gantry_crds::SECURITY_POLICY_KIND, &key.namespace, r);
+        }
+        if let Some(b) = &spec.basic_auth {
+            add(gantry_crds::SECURITY_POLICY_KIND, &key.namespace, &b.users);
+        }
+    }
+    for (key, consumer) in &store.consumers {
+        for r in &consumer.spec.credentials.api_keys {
+            add(gantry_crds::CONSUMER_KIND, &key.namespace, r);
+        }
+    }
 }
 
 /// References found on one Gateway: kind and target.

@@ -77,6 +77,8 @@ pub const STATUS_SUBRESOURCE: &[&str] = &[
     "backendtlspolicies",
     "xbackendtrafficpolicies",
     "backendconfigpolicies",
+    "securitypolicies",
+    "consumers",
     "gatewayparameters",
     "deployments",
     "services",

@@ -2,6 +2,7 @@
 //! carry them, owned entries for writing, and borrowed views for comparing without copies.
 
 use ::kube::api::ApiResource;
+use gantry_crds::SecurityPolicy;
 use gantry_crds::backend_config::BackendConfigPolicy;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
@@ -31,10 +32,11 @@ pub(super) enum Kind {
     BackendTlsPolicy,
     XBackendTrafficPolicy,
     BackendConfigPolicy,
+    SecurityPolicy,
 }
 
 impl Kind {
-    pub(super) const ALL: [Self; 8] = [
+    pub(super) const ALL: [Self; 9] = [
         Self::HttpRoute,
         Self::GrpcRoute,
         Self::TlsRoute,
@@ -43,6 +45,7 @@ impl Kind {
         Self::BackendTlsPolicy,
         Self::XBackendTrafficPolicy,
         Self::BackendConfigPolicy,
+        Self::SecurityPolicy,
     ];
 
     /// The kind an `ObjectStatus` names; `None` for kinds without entries (and Gateways).
@@ -56,6 +59,7 @@ impl Kind {
             "BackendTLSPolicy" => Self::BackendTlsPolicy,
             "XBackendTrafficPolicy" => Self::XBackendTrafficPolicy,
             "BackendConfigPolicy" => Self::BackendConfigPolicy,
+            "SecurityPolicy" => Self::SecurityPolicy,
             _ => return None,
         })
     }
@@ -71,6 +75,7 @@ impl Kind {
             Self::BackendTlsPolicy => "BackendTLSPolicy",
             Self::XBackendTrafficPolicy => "XBackendTrafficPolicy",
             Self::BackendConfigPolicy => "BackendConfigPolicy",
+            Self::SecurityPolicy => "SecurityPolicy",
         }
     }
 
@@ -82,7 +87,10 @@ impl Kind {
     pub(super) fn is_policy(self) -> bool {
         matches!(
             self,
-            Self::BackendTlsPolicy | Self::XBackendTrafficPolicy | Self::BackendConfigPolicy
+            Self::BackendTlsPolicy
+                | Self::XBackendTrafficPolicy
+                | Self::BackendConfigPolicy
+                | Self::SecurityPolicy
         )
     }
 
@@ -125,6 +133,7 @@ impl Kind {
             Self::BackendTlsPolicy => ApiResource::erase::<BackendTlsPolicy>(&()),
             Self::XBackendTrafficPolicy => ApiResource::erase::<XBackendTrafficPolicy>(&()),
             Self::BackendConfigPolicy => ApiResource::erase::<BackendConfigPolicy>(&()),
+            Self::SecurityPolicy => ApiResource::erase::<SecurityPolicy>(&()),
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use gantry_crds::SecurityPolicy;
 use gantry_crds::backend_config::BackendConfigPolicy;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
@@ -65,6 +66,7 @@ live_object!(
     BackendTlsPolicy => ancestors.ancestor_ref,
     XBackendTrafficPolicy => ancestors.ancestor_ref,
     BackendConfigPolicy => ancestors.ancestor_ref,
+    SecurityPolicy => ancestors.ancestor_ref,
 );
 
 /// Calls `visit` with every object of `kind` in the store, in key order.
@@ -90,6 +92,7 @@ pub(super) fn for_each_object<'s>(
         Kind::BackendTlsPolicy => each(&store.backend_tls_policies, &mut visit),
         Kind::XBackendTrafficPolicy => each(&store.backend_traffic_policies, &mut visit),
         Kind::BackendConfigPolicy => each(&store.backend_config_policies, &mut visit),
+        Kind::SecurityPolicy => each(&store.security_policies, &mut visit),
     }
 }
 
@@ -145,6 +148,12 @@ pub(super) fn changes<'s>(
                 kind,
                 &previous.backend_config_policies,
                 &store.backend_config_policies,
+                &mut out,
+            ),
+            Kind::SecurityPolicy => diff(
+                kind,
+                &previous.security_policies,
+                &store.security_policies,
                 &mut out,
             ),
         }

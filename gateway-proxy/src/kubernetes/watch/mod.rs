@@ -62,6 +62,7 @@ use gantry_crds::gateway::httproutes::HttpRoute;
 use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
+use gantry_crds::{Consumer, SecurityPolicy};
 use gantry_crds::{HttpComposition, HttpTransform};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -421,6 +422,8 @@ fn spawn_watches(
         BackendTlsPolicy => "BackendTLSPolicy",
         XBackendTrafficPolicy => "XBackendTrafficPolicy",
         BackendConfigPolicy => "BackendConfigPolicy",
+        SecurityPolicy => "SecurityPolicy",
+        Consumer => "Consumer",
         // Gantry's ExtensionRef filters.
         HttpTransform => "HTTPTransform",
         HttpComposition => "HTTPComposition",

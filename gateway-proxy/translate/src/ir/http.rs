@@ -19,6 +19,10 @@ pub struct RouteEntryIr {
     pub matches: HttpMatchIr,
     /// Shared by every entry of the same rule.
     pub rule: Arc<HttpRuleIr>,
+    /// The SecurityPolicy governing the entry (the most specific attachment: rule, route,
+    /// listener, Gateway), shared by every entry it governs; `None`: no policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Arc<super::SecurityIr>>,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -19,7 +19,7 @@ use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
 use gantry_crds::params::GatewayParameters;
-use gantry_crds::{HttpComposition, HttpTransform};
+use gantry_crds::{Consumer, HttpComposition, HttpTransform, SecurityPolicy};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -195,6 +195,8 @@ impl Loader {
             Object::XBackendTrafficPolicy(o) => {
                 insert_namespaced(&mut s.backend_traffic_policies, o);
             }
+            Object::SecurityPolicy(o) => insert_namespaced(&mut s.security_policies, o),
+            Object::Consumer(o) => insert_namespaced(&mut s.consumers, o),
             Object::BackendConfigPolicy(o) => {
                 insert_namespaced(&mut s.backend_config_policies, o);
             }
@@ -257,6 +259,8 @@ with_meta!(
     BackendTlsPolicy,
     XBackendTrafficPolicy,
     BackendConfigPolicy,
+    SecurityPolicy,
+    Consumer,
     ListenerSet,
     GatewayParameters,
     HttpTransform,

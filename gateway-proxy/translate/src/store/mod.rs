@@ -27,7 +27,7 @@ use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
 use gantry_crds::params::GatewayParameters;
-use gantry_crds::{HttpComposition, HttpTransform};
+use gantry_crds::{Consumer, HttpComposition, HttpTransform, SecurityPolicy};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::{Deserialize, Serialize};
@@ -93,6 +93,10 @@ pub struct Store {
     /// Gantry's BackendConfigPolicies: load balancing, health checks, circuit breaking and
     /// connection settings of the clusters of the Services they target.
     pub backend_config_policies: BTreeMap<ObjectKey, Arc<BackendConfigPolicy>>,
+    /// Gantry's SecurityPolicies (Gateways, listeners, routes, route rules) and the Consumers
+    /// they select.
+    pub security_policies: BTreeMap<ObjectKey, Arc<SecurityPolicy>>,
+    pub consumers: BTreeMap<ObjectKey, Arc<Consumer>>,
     pub services: BTreeMap<ObjectKey, Arc<Service>>,
     pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
     pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
@@ -189,6 +193,8 @@ impl Store {
                 &self.backend_config_policies,
                 &other.backend_config_policies,
             )
+            && ptr(&self.security_policies, &other.security_policies)
+            && ptr(&self.consumers, &other.consumers)
             && ptr(&self.services, &other.services)
             && ptr(&self.endpoint_slices, &other.endpoint_slices)
             && ptr(&self.secrets, &other.secrets)
@@ -211,7 +217,8 @@ impl Store {
         same(
             &self.backend_config_policies,
             &other.backend_config_policies,
-        )
+        ) && same(&self.security_policies, &other.security_policies)
+            && same(&self.consumers, &other.consumers)
     }
 
     /// True when `other` holds the same Namespaces as `self` (labels select routes).
@@ -294,9 +301,9 @@ macro_rules! translated {
 translated!(
     with status: Namespace, GatewayClass, Gateway, HttpRoute, GrpcRoute, TlsRoute, TcpRoute,
         UdpRoute, BackendTlsPolicy, XBackendTrafficPolicy, BackendConfigPolicy, ListenerSet,
-        Service;
+        Service, SecurityPolicy;
     without: ReferenceGrant, EndpointSlice, Secret, ConfigMap, GatewayParameters,
-        HttpTransform, HttpComposition
+        HttpTransform, HttpComposition, Consumer
 );
 
 fn forget_versions(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {

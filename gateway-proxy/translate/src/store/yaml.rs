@@ -24,7 +24,7 @@ use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
 use gantry_crds::params::GatewayParameters;
-use gantry_crds::{HttpComposition, HttpTransform};
+use gantry_crds::{Consumer, HttpComposition, HttpTransform, SecurityPolicy};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -63,6 +63,8 @@ pub enum Object {
     BackendTlsPolicy(Arc<BackendTlsPolicy>),
     XBackendTrafficPolicy(Arc<XBackendTrafficPolicy>),
     BackendConfigPolicy(Arc<BackendConfigPolicy>),
+    SecurityPolicy(Arc<SecurityPolicy>),
+    Consumer(Arc<Consumer>),
     Service(Arc<Service>),
     EndpointSlice(Arc<EndpointSlice>),
     Secret(Arc<Secret>),
@@ -292,6 +294,8 @@ fn parse_document(
         ("gantry.dev/v1alpha1", "BackendConfigPolicy") => {
             Object::BackendConfigPolicy(typed.parse(&value)?)
         }
+        ("gantry.dev/v1alpha1", "SecurityPolicy") => Object::SecurityPolicy(typed.parse(&value)?),
+        ("gantry.dev/v1alpha1", "Consumer") => Object::Consumer(typed.parse(&value)?),
         (GW_V1 | GW_V1BETA1, "ReferenceGrant") => Object::ReferenceGrant(typed.parse(&value)?),
         (GW_V1 | GW_V1ALPHA3, "BackendTLSPolicy") => Object::BackendTlsPolicy(typed.parse(&value)?),
         _ => {
@@ -418,6 +422,8 @@ impl Object {
             Self::BackendTlsPolicy(_) => "BackendTLSPolicy",
             Self::XBackendTrafficPolicy(_) => "XBackendTrafficPolicy",
             Self::BackendConfigPolicy(_) => "BackendConfigPolicy",
+            Self::SecurityPolicy(_) => "SecurityPolicy",
+            Self::Consumer(_) => "Consumer",
             Self::Service(_) => "Service",
             Self::EndpointSlice(_) => "EndpointSlice",
             Self::Secret(_) => "Secret",
@@ -443,6 +449,8 @@ impl Object {
             Self::BackendTlsPolicy(o) => &o.metadata,
             Self::XBackendTrafficPolicy(o) => &o.metadata,
             Self::BackendConfigPolicy(o) => &o.metadata,
+            Self::SecurityPolicy(o) => &o.metadata,
+            Self::Consumer(o) => &o.metadata,
             Self::Service(o) => &o.metadata,
             Self::EndpointSlice(o) => &o.metadata,
             Self::Secret(o) => &o.metadata,

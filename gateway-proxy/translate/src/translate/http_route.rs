@@ -92,6 +92,7 @@ impl TranslatedKind for TranslatedRoute {
                                 match_index,
                                 matches: m.clone(),
                                 rule: rule.rule.clone(),
+                                security: None,
                             },
                             created: at.created.cloned(),
                             match_index,

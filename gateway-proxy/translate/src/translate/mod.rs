@@ -34,7 +34,9 @@ mod precedence;
 pub(crate) mod reference_grant;
 mod retry;
 mod route_cache;
+mod route_policy;
 mod routes;
+mod security_policy;
 mod service_policy;
 mod session_persistence;
 mod shared_ports;
@@ -167,6 +169,7 @@ fn translate_with(
     let mut backend_tls = backend_tls::BackendTls::resolve(store, &gateways);
     let mut backend_traffic = backend_traffic::BackendTraffic::resolve(store);
     let mut backend_config = backend_config::BackendConfig::resolve(store);
+    let mut security = security_policy::Security::resolve(store);
     let mut attacher = Attacher::new(store, &options.controller_name, &gateways);
     let exclusions = cross_serving::exclusions(store, &gateways);
     attacher.replay_attachments(cache.replay_attachments(&exclusions));
@@ -229,7 +232,10 @@ fn translate_with(
     statuses.extend(backend_tls.policy_statuses(&options.controller_name));
     statuses.extend(backend_traffic.policy_statuses(&options.controller_name));
     statuses.extend(backend_config.policy_statuses(&options.controller_name));
-    let (ports, superseded) = collected.into_ports(&gateways);
+    let (mut ports, superseded) = collected.into_ports(&gateways);
+    // Route policies attach to the assembled entries: each entry gets the most specific one.
+    security.attach(&mut ports);
+    statuses.extend(security.policy_statuses(&options.controller_name));
     // Precedence between L4 routes is decided per listener, once every route is placed: the
     // routes that lose some traffic say so in their (already collected) statuses.
     l4_routes::note_superseded(&mut statuses, &superseded);

@@ -113,6 +113,7 @@ mod tests {
                     method: method.then(|| "GET".to_owned()),
                 },
                 rule: Arc::new(HttpRuleIr::default()),
+                security: None,
             },
             created: created
                 .map(|s| Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap_or_default())),

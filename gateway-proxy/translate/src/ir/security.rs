@@ -1,0 +1,159 @@
+//! SecurityPolicy of a route entry: authentication (API keys, basic auth) and authorization by
+//! client address, compiled by the data plane once per snapshot.
+//!
+//! No credential is readable here: API keys are carried as their SHA-256 (hex), htpasswd hashes
+//! serialise as `<redacted>`, so neither `GET /config`, goldens nor logs show one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::REDACTED;
+use crate::store::ObjectKey;
+
+/// The SecurityPolicy governing a route entry (the most specific attachment).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityIr {
+    /// The policy's `namespace/name`.
+    pub policy: ObjectKey,
+    /// The policy cannot be used (a missing Secret, a malformed htpasswd line): every request
+    /// is refused with 500 and this message, so a route is never left unprotected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refuse: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_auth: Option<ApiKeyAuthIr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuthIr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationIr>,
+    /// Lower-case header carrying the Consumer's `namespace/name` upstream; a value the
+    /// client sent in it is always removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_header: Option<String>,
+}
+
+/// API keys: where to look for one, and the known ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyAuthIr {
+    /// Tried in order; the first present wins.
+    pub extract_from: Vec<KeySourceIr>,
+    /// Sorted by client ID.
+    pub clients: Vec<ApiClientIr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_client_id_header: Option<String>,
+}
+
+/// Where an API key is carried. Header names are lower-case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "name")]
+pub enum KeySourceIr {
+    Header(String),
+    Param(String),
+    Cookie(String),
+}
+
+/// One accepted API key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiClientIr {
+    /// The client ID: the Secret data key (credentialRefs), or the Consumer's name.
+    pub client_id: String,
+    /// SHA-256 of the key, lower-case hex.
+    pub key_sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<ConsumerIr>,
+}
+
+/// The Consumer a credential belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerIr {
+    /// `namespace/name`.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Basic authentication: the users of an htpasswd file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuthIr {
+    /// `WWW-Authenticate: Basic realm="..."`.
+    pub realm: String,
+    /// Sorted by name.
+    pub users: Vec<HtpasswdUserIr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_username_header: Option<String>,
+}
+
+/// One htpasswd user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HtpasswdUserIr {
+    pub name: String,
+    pub hash: PasswordHash,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<ConsumerIr>,
+}
+
+/// An htpasswd hash (`$2y$...` bcrypt or `{SHA}...`). Never shown: `Debug` and `Serialize`
+/// print `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    pub fn new(hash: impl Into<String>) -> Self {
+        Self(hash.into())
+    }
+
+    /// The hash, for verification only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for PasswordHash {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(REDACTED)
+    }
+}
+
+impl<'de> Deserialize<'de> for PasswordHash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self)
+    }
+}
+
+/// Authorization by client address: the first rule whose ranges hold the client decides.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationIr {
+    pub default_action: ActionIr,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<AuthorizationRuleIr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActionIr {
+    Allow,
+    Deny,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationRuleIr {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub action: ActionIr,
+    /// Normalised CIDRs (`10.0.0.0/8`, `2001:db8::/32`).
+    pub client_cidrs: Vec<String>,
+}

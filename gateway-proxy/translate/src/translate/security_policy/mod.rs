@@ -1,0 +1,178 @@
+//! SecurityPolicy (`gantry.dev/v1alpha1`): each policy validated once into a [`SecurityIr`]
+//! (API keys as SHA-256 digests, htpasswd users, client CIDRs, the Consumers its keys and users
+//! map to), attached to route entries through `route_policy` (rule > route > listener >
+//! Gateway; the winner applies whole), and its `ancestors[]` status.
+//!
+//! A policy that cannot be used (a Secret missing or not permitted, a malformed htpasswd line,
+//! a bad CIDR) is `Accepted=False`, reason `Invalid`, and still attaches: the entries it
+//! governs carry `refuse`, so their requests are answered 500 until it is fixed. A route with a
+//! broken policy is closed, never open.
+
+mod api_key;
+mod authorization;
+mod basic_auth;
+mod secrets;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gantry_crds::SecurityPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::conditions::{self as c, Problem};
+use super::route_policy::{self, Resolved, RoutePolicy, Target, TargetProblem};
+use super::service_policy::ancestors::PolicyKind;
+use super::service_policy::target::TargetRef;
+use crate::ir::{PortIr, SecurityIr};
+use crate::status::ObjectStatus;
+use crate::store::{ObjectKey, Store};
+
+const KIND: PolicyKind = PolicyKind {
+    kind: gantry_crds::SECURITY_POLICY_KIND,
+    api_version: "gantry.dev/v1alpha1",
+};
+
+/// One SecurityPolicy after validation.
+#[derive(Debug)]
+pub struct Validated {
+    key: ObjectKey,
+    created: Option<Time>,
+    generation: i64,
+    targets: Vec<Result<Target, Box<TargetProblem>>>,
+    invalid: Option<Problem>,
+    ir: Arc<SecurityIr>,
+}
+
+impl RoutePolicy for Validated {
+    fn key(&self) -> &ObjectKey {
+        &self.key
+    }
+    fn created(&self) -> Option<&Time> {
+        self.created.as_ref()
+    }
+    fn generation(&self) -> i64 {
+        self.generation
+    }
+    fn targets(&self) -> &[Result<Target, Box<TargetProblem>>] {
+        &self.targets
+    }
+    fn invalid(&self) -> Option<&Problem> {
+        self.invalid.as_ref()
+    }
+}
+
+/// Every SecurityPolicy of one translation.
+#[derive(Debug, Default)]
+pub struct Security {
+    resolved: Resolved<Validated>,
+}
+
+impl Security {
+    /// Validates every policy of `store` and settles precedence per target.
+    pub fn resolve(store: &Store) -> Self {
+        let policies = store
+            .security_policies
+            .iter()
+            .map(|(key, p)| (key.clone(), validate(store, key, p)))
+            .collect();
+        Self {
+            resolved: Resolved::new(policies),
+        }
+    }
+
+    /// Gives every HTTP route entry of `ports` the policy governing it.
+    pub fn attach(&mut self, ports: &mut [PortIr]) {
+        self.resolved.attach(ports, |entry, policy| {
+            entry.security = Some(policy.ir.clone())
+        });
+    }
+
+    /// Status of every policy in use at a served Gateway, or with a target that does not
+    /// attach.
+    pub fn policy_statuses(&self, controller_name: &str) -> Vec<ObjectStatus> {
+        route_policy::ancestors::policy_statuses(KIND, &self.resolved, controller_name)
+    }
+}
+
+fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validated {
+    let ns = key.namespace.as_str();
+    let targets = policy
+        .spec
+        .target_refs
+        .iter()
+        .map(|t| {
+            route_policy::target::resolve(
+                store,
+                ns,
+                TargetRef {
+                    group: &t.group,
+                    kind: &t.kind,
+                    name: &t.name,
+                    section_name: t.section_name.as_deref(),
+                },
+            )
+        })
+        .collect();
+    let consumers = api_key::Consumers::select(store, key, policy);
+    let mut problems = Vec::new();
+    let api_key_auth = policy.spec.api_key_auth.as_ref().and_then(|a| {
+        api_key::validate(store, key, a, &consumers)
+            .map_err(|p| problems.extend(p))
+            .ok()
+    });
+    let basic_auth = policy.spec.basic_auth.as_ref().and_then(|b| {
+        basic_auth::validate(store, key, b, &consumers)
+            .map_err(|p| problems.extend(p))
+            .ok()
+    });
+    let authorization = policy.spec.authorization.as_ref().and_then(|a| {
+        authorization::validate(a)
+            .map_err(|p| problems.extend(p))
+            .ok()
+    });
+    let consumer_header = api_key::header(
+        "consumerHeader",
+        policy.spec.consumer_header.as_deref(),
+        &mut problems,
+    );
+    if api_key_auth.is_none()
+        && basic_auth.is_none()
+        && authorization.is_none()
+        && problems.is_empty()
+    {
+        problems.push("the policy sets none of apiKeyAuth, basicAuth and authorization".to_owned());
+    }
+    let invalid = (!problems.is_empty()).then(|| {
+        Problem::new(
+            c::REASON_INVALID,
+            format!(
+                "{}; requests it governs are refused with 500 until it is fixed",
+                problems.join("; ")
+            ),
+        )
+    });
+    let ir = SecurityIr {
+        policy: key.clone(),
+        refuse: invalid.as_ref().map(|_| {
+            format!(
+                "SecurityPolicy {key} cannot be used: {}",
+                problems.join("; ")
+            )
+        }),
+        api_key_auth: api_key_auth.filter(|_| invalid.is_none()),
+        basic_auth: basic_auth.filter(|_| invalid.is_none()),
+        authorization: authorization.filter(|_| invalid.is_none()),
+        consumer_header: consumer_header.filter(|_| invalid.is_none()),
+    };
+    Validated {
+        key: key.clone(),
+        created: policy.metadata.creation_timestamp.clone(),
+        generation: super::generation_of(&policy.metadata),
+        targets,
+        invalid,
+        ir: Arc::new(ir),
+    }
+}
+
+/// Labels of a Consumer, for the IR.
+pub(super) type Labels = BTreeMap<String, String>;
