@@ -12,83 +12,51 @@ const HOST: &str = "secure.example.com";
 /// `htpasswd -s` of "password".
 const SHA_PASSWORD: &str = "{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=";
 
+/// An HTTPRoute `default/{name}` on `gw` to the echo Service, one rule per `(name, path
+/// prefix)` (an empty name leaves the rule unnamed).
+fn route(name: &str, rules: &[(&str, &str)]) -> String {
+    let mut yaml = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+         metadata: {{name: {name}, namespace: default}}\n\
+         spec:\n  parentRefs: [{{name: gw}}]\n  rules:\n"
+    );
+    for (rule, path) in rules {
+        let named = if rule.is_empty() {
+            String::new()
+        } else {
+            format!("name: {rule}\n      ")
+        };
+        yaml.push_str(&format!(
+            "    - {named}matches: [{{path: {{type: PathPrefix, value: {path}}}}}]\n      \
+             backendRefs: [{{name: echo, port: 8080}}]\n"
+        ));
+    }
+    yaml + "---\n"
+}
+
 fn routes() -> String {
     let bcrypt = bcrypt::hash_with_salt("bob-pass", 4, [9u8; 16])
         .expect("bcrypt")
         .format_for_version(bcrypt::Version::TwoY);
-    format!(
-        r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: keys, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - matches: [{{path: {{type: PathPrefix, value: /keys}}}}]
-      backendRefs: [{{name: echo, port: 8080}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: basic, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - matches: [{{path: {{type: PathPrefix, value: /basic}}}}]
-      backendRefs: [{{name: echo, port: 8080}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: ip-allow, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - matches: [{{path: {{type: PathPrefix, value: /ip-allow}}}}]
-      backendRefs: [{{name: echo, port: 8080}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: ip-deny, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - matches: [{{path: {{type: PathPrefix, value: /ip-deny}}}}]
-      backendRefs: [{{name: echo, port: 8080}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: layered, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - name: by-rule
-      matches: [{{path: {{type: PathPrefix, value: /layered/rule}}}}]
-      backendRefs: [{{name: echo, port: 8080}}]
-    - name: by-route
-      matches: [{{path: {{type: PathPrefix, value: /layered/route}}}}]
-      backendRefs: [{{name: echo, port: 8080}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: partial, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - name: locked
-      matches: [{{path: {{type: PathPrefix, value: /partial/locked}}}}]
-      backendRefs: [{{name: echo, port: 8080}}]
-    - name: free
-      matches: [{{path: {{type: PathPrefix, value: /partial/free}}}}]
-      backendRefs: [{{name: echo, port: 8080}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: broken, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - matches: [{{path: {{type: PathPrefix, value: /broken}}}}]
-      backendRefs: [{{name: echo, port: 8080}}]
----
+    let routes = [
+        route("keys", &[("", "/keys")]),
+        route("basic", &[("", "/basic")]),
+        route("ip-allow", &[("", "/ip-allow")]),
+        route("ip-deny", &[("", "/ip-deny")]),
+        route(
+            "layered",
+            &[("by-rule", "/layered/rule"), ("by-route", "/layered/route")],
+        ),
+        route(
+            "partial",
+            &[("locked", "/partial/locked"), ("free", "/partial/free")],
+        ),
+        route("broken", &[("", "/broken")]),
+    ]
+    .concat();
+    routes
+        + &format!(
+            r#"
 apiVersion: v1
 kind: Secret
 metadata: {{name: keys, namespace: default}}
@@ -198,7 +166,7 @@ spec:
     credentialRefs: [{{name: not-yet}}]
     extractFrom: [{{headers: [x-api-key]}}]
 "#
-    )
+        )
 }
 
 /// A proxy trusting one proxy hop in front of it (so X-Forwarded-For names the client).

@@ -97,18 +97,21 @@ pub fn add_forwarded(headers: &mut HeaderMap, forwarding: &Forwarding) {
     }
 }
 
-/// Whether the name is one `strip_hop_by_hop` removes by name (the others go only when the
-/// `Connection` header, itself one of these, names them).
+/// The headers `strip_hop_by_hop` removes by name (`Upgrade` too, unless an upgrade is kept;
+/// the others go only when the `Connection` header, itself one of these, names them).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    TRANSFER_ENCODING,
+    TE,
+    TRAILER,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+];
+
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == CONNECTION
-        || name == TE
-        || name == TRAILER
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name == PROXY_AUTHENTICATE
-        || name == PROXY_AUTHORIZATION
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
+    name == UPGRADE || HOP_BY_HOP.contains(name)
 }
 
 /// Headers a `Connection` token never removes: the request's identity and framing, which the
@@ -168,16 +171,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         });
-    for name in [
-        CONNECTION,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        TRANSFER_ENCODING,
-        TE,
-        TRAILER,
-        PROXY_AUTHENTICATE,
-        PROXY_AUTHORIZATION,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
     if te_trailers {

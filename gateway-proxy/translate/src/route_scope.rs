@@ -152,76 +152,43 @@ pub fn backend_namespaces(store: &Store) -> BTreeSet<String> {
         );
     }
     let mut namespaces = BTreeSet::new();
-    for (key, route) in &store.http_routes {
-        named(&mut namespaces, &key.namespace, None);
-        for rule in route.spec.rules.iter().flatten() {
-            for filter in rule.filters.iter().flatten() {
-                if let Some(mirror) = &filter.request_mirror {
-                    named(
-                        &mut namespaces,
-                        &key.namespace,
-                        mirror.backend_ref.namespace.as_ref(),
-                    );
-                }
-            }
-            for backend in rule.backend_refs.iter().flatten() {
-                named(&mut namespaces, &key.namespace, backend.namespace.as_ref());
-                for filter in backend.filters.iter().flatten() {
-                    if let Some(mirror) = &filter.request_mirror {
-                        named(
-                            &mut namespaces,
-                            &key.namespace,
-                            mirror.backend_ref.namespace.as_ref(),
-                        );
+    // HTTPRoute and GRPCRoute rules: backendRefs, and mirrors in the rule's and in each
+    // backendRef's filters (the two kinds' types differ, their shape does not).
+    macro_rules! request_routes {
+        ($($routes:expr),*) => {$(
+            for (key, route) in $routes {
+                named(&mut namespaces, &key.namespace, None);
+                for rule in route.spec.rules.iter().flatten() {
+                    for filter in rule.filters.iter().flatten() {
+                        if let Some(mirror) = &filter.request_mirror {
+                            named(&mut namespaces, &key.namespace, mirror.backend_ref.namespace.as_ref());
+                        }
+                    }
+                    for backend in rule.backend_refs.iter().flatten() {
+                        named(&mut namespaces, &key.namespace, backend.namespace.as_ref());
+                        for filter in backend.filters.iter().flatten() {
+                            if let Some(mirror) = &filter.request_mirror {
+                                named(&mut namespaces, &key.namespace, mirror.backend_ref.namespace.as_ref());
+                            }
+                        }
                     }
                 }
             }
-        }
+        )*};
     }
-    for (key, route) in &store.grpc_routes {
-        named(&mut namespaces, &key.namespace, None);
-        for rule in route.spec.rules.iter().flatten() {
-            for filter in rule.filters.iter().flatten() {
-                if let Some(mirror) = &filter.request_mirror {
-                    named(
-                        &mut namespaces,
-                        &key.namespace,
-                        mirror.backend_ref.namespace.as_ref(),
-                    );
+    // TLSRoute, TCPRoute and UDPRoute rules: backendRefs only.
+    macro_rules! stream_routes {
+        ($($routes:expr),*) => {$(
+            for (key, route) in $routes {
+                named(&mut namespaces, &key.namespace, None);
+                for backend in route.spec.rules.iter().flat_map(|r| &r.backend_refs) {
+                    named(&mut namespaces, &key.namespace, backend.namespace.as_ref());
                 }
             }
-            for backend in rule.backend_refs.iter().flatten() {
-                named(&mut namespaces, &key.namespace, backend.namespace.as_ref());
-                for filter in backend.filters.iter().flatten() {
-                    if let Some(mirror) = &filter.request_mirror {
-                        named(
-                            &mut namespaces,
-                            &key.namespace,
-                            mirror.backend_ref.namespace.as_ref(),
-                        );
-                    }
-                }
-            }
-        }
+        )*};
     }
-    for (key, route) in &store.tls_routes {
-        named(&mut namespaces, &key.namespace, None);
-        for backend in route.spec.rules.iter().flat_map(|r| &r.backend_refs) {
-            named(&mut namespaces, &key.namespace, backend.namespace.as_ref());
-        }
-    }
-    for (key, route) in &store.tcp_routes {
-        named(&mut namespaces, &key.namespace, None);
-        for backend in route.spec.rules.iter().flat_map(|r| &r.backend_refs) {
-            named(&mut namespaces, &key.namespace, backend.namespace.as_ref());
-        }
-    }
-    for (key, route) in &store.udp_routes {
-        named(&mut namespaces, &key.namespace, None);
-        for backend in route.spec.rules.iter().flat_map(|r| &r.backend_refs) {
-            named(&mut namespaces, &key.namespace, backend.namespace.as_ref());
-        }
-    }
+    request_routes!(&store.http_routes, &store.grpc_routes);
+    stream_routes!(&store.tls_routes, &store.tcp_routes, &store.udp_routes);
     let route_namespaces = namespaces.clone();
     for (key, composition) in &store.http_compositions {
         if route_namespaces.contains(&key.namespace) {

@@ -12,12 +12,14 @@ use gantry_translate::translate::translate;
 #[test]
 fn a_scoped_store_translates_as_the_whole_store_does() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/translate");
-    let mut cases: Vec<_> = std::fs::read_dir(&dir)
-        .expect("testdata/translate exists")
-        .map(|e| e.expect("readable entry").path())
-        .filter(|p| p.to_string_lossy().ends_with(".in.yaml"))
-        .collect();
-    cases.sort();
+    let files = std::fs::read_dir(&dir).expect("testdata/translate exists");
+    let cases = goldens::listing(files.map(|e| {
+        e.expect("readable entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned()
+    }))
+    .cases;
     assert!(
         cases.len() > 100,
         "golden cases missing in {}",
@@ -25,12 +27,8 @@ fn a_scoped_store_translates_as_the_whole_store_does() {
     );
     let (mut slices_dropped, mut routes_dropped) = (0, 0);
     let mut failures = Vec::new();
-    for input in cases {
-        let name = input
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .replace(".in.yaml", "");
+    for name in cases {
+        let input = dir.join(format!("{name}{}", goldens::INPUT_SUFFIX));
         let text = std::fs::read_to_string(&input).expect("readable input");
         let options = goldens::options(&name, &text).unwrap_or_else(|e| panic!("{e}"));
         let store = goldens::load(&name, &text).unwrap_or_else(|e| panic!("{e}"));
