@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::explain;
 use crate::kubernetes::KubeSource;
+use crate::kubernetes::serving::{FleetConfig, Policy};
 use crate::kubernetes::watch::Scope;
 use crate::routing::normalize::{EscapedSlashes, PathOptions};
 use crate::serve::{ServeOptions, serve};
@@ -116,6 +117,20 @@ pub struct RunArgs {
     /// be read either, so a listener's allowedRoutes `from: Selector` admits no route.
     #[arg(long, value_name = "NS", requires = "kubernetes")]
     pub watch_namespace: Option<String>,
+    /// Kubernetes mode: the fleet this replica belongs to, its Deployment's name in
+    /// POD_NAMESPACE and the value of its Pods' `gantry.dev/fleet` label. Each replica then
+    /// reports what it serves on its Pod (POD_NAME, annotation `gantry.dev/serving`), and a
+    /// Gateway is `Programmed` only once enough ready replicas serve its generation.
+    #[arg(long, value_name = "NAME", requires = "kubernetes")]
+    pub fleet: Option<String>,
+    /// With --fleet: how many ready replicas must serve a Gateway's generation for it to be
+    /// `Programmed`. Default: every replica the fleet's Deployment wants (`spec.replicas`).
+    #[arg(long, value_name = "N", requires = "fleet", value_parser = clap::value_parser!(u32).range(1..))]
+    pub programmed_min_replicas: Option<u32>,
+    /// With --fleet: how long a Gateway may wait for its replicas with `Programmed=False`
+    /// reason `Pending` before the reason becomes `NoResources`, e.g. `60s`.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub programmed_timeout: Duration,
     /// Address every listener binds.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind_address: IpAddr,
@@ -397,6 +412,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .await
             .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?
             .in_namespace(namespaced);
+        let fleet = args.fleet.clone().map(|name| FleetConfig {
+            name,
+            namespace: source.lease().namespace.clone(),
+            pod: std::env::var("POD_NAME")
+                .ok()
+                .map(|pod| ObjectKey::new(source.lease().namespace.clone(), pod)),
+            policy: Policy {
+                min_replicas: args.programmed_min_replicas,
+                timeout: args.programmed_timeout,
+            },
+        });
+        let source = source.with_fleet(fleet);
         return Ok(serve(source, options).await?);
     }
     let Some(config_dir) = args.config_dir.clone() else {

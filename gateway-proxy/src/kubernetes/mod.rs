@@ -6,12 +6,15 @@
 //!   BackendTLSPolicies, only what is ours and only when it changed.
 //! - [`leader`]: a Lease (the elector is `gantry_lease`); only its holder writes status, every
 //!   replica serves traffic.
+//! - [`serving`]: each replica reports on its Pod what it serves; the leader decides from the
+//!   fleet's reports whether a Gateway is `Programmed`.
 //! - [`metrics`]: relists, watch errors, status writes and leadership.
 //!
 //! Nothing outside this module has a Kubernetes client.
 
 pub mod leader;
 pub mod metrics;
+pub mod serving;
 pub mod status_writer;
 pub mod watch;
 
@@ -22,6 +25,8 @@ use tokio::sync::watch as channel;
 
 use self::leader::{Elector, LeaseConfig};
 use self::metrics::KubeMetrics;
+use self::serving::FleetConfig;
+use self::serving::verdict::{Fleet, Gate};
 use self::status_writer::StatusWriter;
 use self::watch::{Namespaced, Scope};
 use crate::source::{Source, SourceError, SourceLink};
@@ -116,6 +121,7 @@ pub struct KubeSource {
     scope: Scope,
     namespaced: Option<Namespaced>,
     lease: LeaseConfig,
+    fleet: Option<FleetConfig>,
     metrics: KubeMetrics,
 }
 
@@ -125,6 +131,7 @@ impl std::fmt::Debug for KubeSource {
             .field("scope", &self.scope)
             .field("namespaced", &self.namespaced)
             .field("lease", &self.lease)
+            .field("fleet", &self.fleet)
             .finish_non_exhaustive()
     }
 }
@@ -143,8 +150,21 @@ impl KubeSource {
             scope,
             namespaced: None,
             lease,
+            fleet: None,
             metrics: KubeMetrics::default(),
         }
+    }
+
+    /// The fleet this replica belongs to: it reports what it serves on its Pod and, while it
+    /// leads, decides `Programmed` from the fleet's reports (`--fleet`).
+    pub fn with_fleet(mut self, fleet: Option<FleetConfig>) -> Self {
+        self.fleet = fleet;
+        self
+    }
+
+    /// The namespace and Pod name this replica runs as (`POD_NAMESPACE`, `POD_NAME`).
+    pub fn lease(&self) -> &LeaseConfig {
+        &self.lease
     }
 
     /// Watches only `namespaced.namespace` and serves `namespaced.class` without reading it
@@ -212,9 +232,32 @@ impl Source for KubeSource {
             Scope::Gateways(keys) => keys.clone(),
             _ => Vec::new(),
         };
+        let mut writer = StatusWriter::new(self.client.clone(), controller_name, configured)
+            .with_metrics(self.metrics.clone());
+        let mut serving = Vec::new();
+        if let Some(fleet) = self.fleet {
+            if let Some(pod) = fleet.pod.clone() {
+                serving.push(tokio::spawn(serving::publish::run(
+                    self.client.clone(),
+                    pod,
+                    link.statuses.clone(),
+                )));
+            }
+            let (fleet_tx, fleet_rx) = channel::channel(std::sync::Arc::new(Fleet::default()));
+            serving.push(tokio::spawn(serving::fleet::run(
+                self.client.clone(),
+                fleet.namespace,
+                fleet.name,
+                leading_rx.clone(),
+                fleet_tx,
+            )));
+            writer = writer.with_fleet(
+                Gate::new(fleet.policy, serving::report::OWN_VERSION),
+                fleet_rx,
+            );
+        }
         let status = tokio::spawn(status_writer::run(
-            StatusWriter::new(self.client.clone(), controller_name, configured)
-                .with_metrics(self.metrics.clone()),
+            writer,
             link.statuses,
             link.updates.subscribe(),
             leading_rx,
@@ -229,6 +272,9 @@ impl Source for KubeSource {
         election.abort();
         status.abort();
         leadership.abort();
+        for task in serving {
+            task.abort();
+        }
         // Hand the Lease over so another replica writes status at once; bounded, so an
         // unreachable API server cannot hold up draining.
         match tokio::time::timeout(RELEASE_TIMEOUT, elector.release()).await {

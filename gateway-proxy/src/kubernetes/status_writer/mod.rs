@@ -31,6 +31,7 @@
 
 mod compare;
 mod entries;
+mod fleet_gate;
 mod listener_set;
 mod live;
 mod settled;
@@ -48,9 +49,11 @@ use tracing::instrument;
 
 use self::compare::{gateway_wish, keep_times, parse_list, same_conditions, same_listeners};
 use self::entries::{Entries, Entry, Kind, Served, Shape, is_served_gateway, same_entries};
+use self::fleet_gate::FleetGate;
 use self::live::LiveObject;
 use self::settled::{Ledger, Settled};
 use crate::kubernetes::metrics::{KubeMetrics, ReconcileOutcome, WriteResult};
+use crate::kubernetes::serving::verdict::{Fleet, Gate, PROXY_VERSIONS};
 use crate::source::SourceUpdate;
 use gantry_translate::status::{
     Condition, GatewayStatus, ListenerStatus, ObjectStatus, StatusBody,
@@ -67,11 +70,12 @@ const ACCEPTED: &str = "Accepted";
 const PROGRAMMED: &str = "Programmed";
 const RESOLVED_REFS: &str = "ResolvedRefs";
 const INSECURE_FRONTEND_VALIDATION_MODE: &str = "InsecureFrontendValidationMode";
-const OWNED_GATEWAY_CONDITIONS: [&str; 4] = [
+const OWNED_GATEWAY_CONDITIONS: [&str; 5] = [
     ACCEPTED,
     PROGRAMMED,
     RESOLVED_REFS,
     INSECURE_FRONTEND_VALIDATION_MODE,
+    PROXY_VERSIONS,
 ];
 /// The reason of the operator's refusal of a Gateway.
 const INVALID_PARAMETERS: &str = "InvalidParameters";
@@ -106,6 +110,8 @@ pub struct StatusWriter {
     configured: Vec<ObjectKey>,
     settled: Ledger,
     metrics: KubeMetrics,
+    /// With a fleet (`--fleet`): `Programmed` means its replicas serve the Gateway.
+    fleet: Option<FleetGate>,
     /// `lastTransitionTime` of changed conditions.
     clock: fn() -> String,
 }
@@ -135,8 +141,16 @@ impl StatusWriter {
             configured,
             settled: Ledger::default(),
             metrics: KubeMetrics::default(),
+            fleet: None,
             clock: crate::clock::now,
         }
+    }
+
+    /// Decides `Programmed` (and adds `gantry.dev/ProxyVersions`) from the fleet's reports
+    /// in [`run`]: True only when enough ready replicas serve the Gateway's generation.
+    pub fn with_fleet(mut self, gate: Gate, fleet: watch::Receiver<Arc<Fleet>>) -> Self {
+        self.fleet = Some(FleetGate::new(gate, fleet));
+        self
     }
 
     /// Takes `lastTransitionTime` of changed conditions from `clock` instead of the wall
@@ -599,7 +613,15 @@ pub async fn run(
         if let Some(SourceUpdate::Objects { store: s, .. }) = &*objects.borrow_and_update() {
             store = Some(s.clone());
         }
-        let desired = statuses.borrow_and_update().clone();
+        let translation = statuses.borrow_and_update().clone();
+        // With a fleet, nothing is written until its Pods are known.
+        let (desired, fleet_known) = match writer.fleet.as_mut() {
+            Some(fleet) => match fleet.desired(&translation) {
+                Some(desired) => (desired, true),
+                None => (translation, false),
+            },
+            None => (translation, true),
+        };
         let mut retry = false;
         if !leading {
             reconciled = None;
@@ -609,7 +631,7 @@ pub async fn run(
                     .status_reconciled(ReconcileOutcome::not_leader);
             }
         }
-        if let (true, true, Some(store)) = (leading, translated, &store) {
+        if let (true, true, true, Some(store)) = (leading, translated, fleet_known, &store) {
             // With the same statuses as last time, only what changed in the store needs a look
             // (often nothing: the event was about Services, EndpointSlices or Secrets).
             let previous = reconciled
@@ -643,6 +665,7 @@ pub async fn run(
                 }
             }
         }
+        let deadline = writer.fleet.as_ref().and_then(|f| f.deadline);
         tokio::select! {
             changed = statuses.changed() => {
                 if changed.is_err() { return; }
@@ -651,7 +674,24 @@ pub async fn run(
             changed = objects.changed() => if changed.is_err() { return; },
             changed = leader.changed() => if changed.is_err() { return; },
             () = tokio::time::sleep(RETRY_AFTER), if retry => {}
+            () = fleet_changed(&mut writer.fleet) => {}
+            () = sleep_until(deadline), if deadline.is_some() => {}
         }
+    }
+}
+
+/// Waits for a change of the fleet, forever without one.
+async fn fleet_changed(fleet: &mut Option<FleetGate>) {
+    match fleet {
+        Some(fleet) => fleet.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
