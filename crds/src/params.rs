@@ -369,6 +369,29 @@ pub struct ProxyParameters {
     /// `deployment.terminationGracePeriodSeconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown: Option<ShutdownParameters>,
+    /// When a Gateway counts as `Programmed` (`docs/operations.md`): once enough ready replicas
+    /// of its fleet serve its current generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programmed: Option<ProgrammedParameters>,
+}
+
+/// `Programmed` means serving: a Gateway is `Programmed=True` only once this many ready
+/// replicas of its fleet report that they serve its current generation; until then it is
+/// `Programmed=False` with reason `Pending`, and with `NoResources` once the timeout has passed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgrammedParameters {
+    /// How many ready replicas must serve a Gateway's generation (`--programmed-min-replicas`).
+    /// Default: every replica the fleet's Deployment wants (its `spec.replicas`, which an
+    /// autoscaler changes), or every Pod of a DaemonSet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub min_replicas: Option<i32>,
+    /// How long a Gateway may stay `Pending` before the reason becomes `NoResources`
+    /// (`--programmed-timeout`, default 60s), a Gateway API duration such as `2m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"))]
+    pub timeout: Option<String>,
 }
 
 /// A proxy's graceful stop. On SIGTERM the proxy fails readiness and keeps serving for the

@@ -12,8 +12,9 @@ use crate::skew;
 use gantry_crds::params::{
     AccessLogFormat, AutoscalingParameters, CertificateParameters, ClientTrafficParameters,
     DeploymentParameters, ExternalTrafficPolicy, GatewayParametersSpec, IssuerRef, LogLevel,
-    NodePort, Overlays, PodDisruptionBudgetParameters, PodParameters, ProxyParameters, PullPolicy,
-    ServiceParameters, ServiceType, ShutdownParameters, Topology, Workload,
+    NodePort, Overlays, PodDisruptionBudgetParameters, PodParameters, ProgrammedParameters,
+    ProxyParameters, PullPolicy, ServiceParameters, ServiceType, ShutdownParameters, Topology,
+    Workload,
 };
 use gantry_translate::ports;
 use k8s_openapi::api::core::v1::{
@@ -189,7 +190,14 @@ pub struct ProxySettings {
     pub drain_delay_ms: u128,
     /// `--drain-timeout`, in milliseconds.
     pub drain_timeout_ms: u128,
+    /// `--programmed-min-replicas`, when set.
+    pub programmed_min_replicas: Option<i32>,
+    /// `--programmed-timeout`, in milliseconds.
+    pub programmed_timeout_ms: u128,
 }
+
+/// Default of `proxy.programmed.timeout` (the proxy's own default, `--programmed-timeout`).
+pub const DEFAULT_PROGRAMMED_TIMEOUT: &str = "60s";
 
 /// Default of `proxy.shutdown.drainDelay` (the proxy's own default, `--drain-delay`).
 pub const DEFAULT_DRAIN_DELAY: &str = "5s";
@@ -269,6 +277,10 @@ pub fn merge(base: &GatewayParametersSpec, over: &GatewayParametersSpec) -> Gate
             shutdown: nested(&b.shutdown, &o.shutdown, |b, o| ShutdownParameters {
                 drain_delay: pick(&b.drain_delay, &o.drain_delay),
                 drain_timeout: pick(&b.drain_timeout, &o.drain_timeout),
+            }),
+            programmed: nested(&b.programmed, &o.programmed, |b, o| ProgrammedParameters {
+                min_replicas: pick(&b.min_replicas, &o.min_replicas),
+                timeout: pick(&b.timeout, &o.timeout),
             }),
         }),
         certificates: nested(&base.certificates, &over.certificates, |b, o| {
@@ -404,6 +416,7 @@ pub fn resolve(
     }
     let port_offset = port_offset(spec.proxy.as_ref()).map_err(|problem| vec![problem])?;
     let drain = drain(spec)?;
+    let programmed = programmed(spec)?;
     let deployment = spec.deployment.clone().unwrap_or_default();
     let image = deployment
         .image
@@ -484,6 +497,8 @@ pub fn resolve(
             client_traffic: proxy.client_traffic.unwrap_or_default(),
             drain_delay_ms: drain.delay_ms,
             drain_timeout_ms: drain.timeout_ms,
+            programmed_min_replicas: programmed.min_replicas,
+            programmed_timeout_ms: programmed.timeout_ms,
         },
         issuer_ref: spec
             .certificates
@@ -559,6 +574,9 @@ pub fn contradictions(spec: &GatewayParametersSpec) -> Vec<String> {
     if let Err(drain_problems) = drain(spec) {
         problems.extend(drain_problems);
     }
+    if let Err(programmed_problems) = programmed(spec) {
+        problems.extend(programmed_problems);
+    }
     if let Some(i) = spec
         .certificates
         .as_ref()
@@ -619,6 +637,78 @@ pub fn gateway_duration_ms(value: &str) -> Result<u128, String> {
     gantry_crds::gateway::Duration::from_str(value)
         .map(|d| d.as_millis())
         .map_err(|e| e.to_string())
+}
+
+/// `proxy.programmed`, resolved.
+struct Programmed {
+    min_replicas: Option<i32>,
+    timeout_ms: u128,
+}
+
+/// `proxy.programmed`, or the defaults, checked: a timeout of at least a second, and a
+/// minimum the fleet can reach (at most `deployment.replicas`, or the autoscaler's
+/// `maxReplicas`), or no Gateway of the fleet could ever be `Programmed`.
+fn programmed(spec: &GatewayParametersSpec) -> Result<Programmed, Vec<String>> {
+    let programmed = spec.proxy.as_ref().and_then(|p| p.programmed.as_ref());
+    let mut problems = Vec::new();
+    let timeout = programmed
+        .and_then(|p| p.timeout.as_deref())
+        .unwrap_or(DEFAULT_PROGRAMMED_TIMEOUT);
+    let timeout_ms = match gateway_duration_ms(timeout) {
+        Ok(ms) if ms >= 1000 => ms,
+        Ok(_) => {
+            problems.push(format!(
+                "proxy.programmed.timeout {timeout:?} must be at least 1s: replicas need time \
+                 to apply a new configuration"
+            ));
+            0
+        }
+        Err(error) => {
+            problems.push(format!(
+                "proxy.programmed.timeout {timeout:?} is not a duration such as \"60s\": {error}"
+            ));
+            0
+        }
+    };
+    let min_replicas = programmed.and_then(|p| p.min_replicas);
+    if let Some(min) = min_replicas {
+        // As resolved below: autoscaling on unless disabled, up to 10 replicas by default;
+        // otherwise `deployment.replicas`, default 1.
+        let most = match spec
+            .autoscaling
+            .as_ref()
+            .filter(|a| a.enabled.unwrap_or(true))
+        {
+            Some(a) => a
+                .max_replicas
+                .unwrap_or(10)
+                .max(a.min_replicas.unwrap_or(1)),
+            None => spec
+                .deployment
+                .as_ref()
+                .and_then(|d| d.replicas)
+                .unwrap_or(1),
+        };
+        if min < 1 {
+            problems.push(format!(
+                "proxy.programmed.minReplicas must be at least 1, not {min} (leave it unset to \
+                 wait for every replica)"
+            ));
+        } else if spec.workload != Some(Workload::DaemonSet) && min > most {
+            problems.push(format!(
+                "proxy.programmed.minReplicas ({min}) is more than the fleet can have ({most}): \
+                 no Gateway of it could ever be Programmed"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(Programmed {
+            min_replicas,
+            timeout_ms,
+        })
+    } else {
+        Err(problems)
+    }
 }
 
 /// The drain delay and timeout, resolved.
@@ -923,6 +1013,64 @@ mod tests {
         );
         assert!(
             problems[1].starts_with("proxy.shutdown.drainTimeout \"-1s\""),
+            "{problems:?}"
+        );
+    }
+
+    fn programmed(min: Option<i32>, timeout: Option<&str>) -> GatewayParametersSpec {
+        GatewayParametersSpec {
+            proxy: Some(ProxyParameters {
+                programmed: Some(ProgrammedParameters {
+                    min_replicas: min,
+                    timeout: timeout.map(Into::into),
+                }),
+                ..Default::default()
+            }),
+            autoscaling: Some(AutoscalingParameters {
+                enabled: Some(false),
+                ..Default::default()
+            }),
+            deployment: Some(DeploymentParameters {
+                replicas: Some(3),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn programmed_defaults_to_every_replica_within_a_minute() {
+        let p = resolve(&GatewayParametersSpec::default(), &defaults()).unwrap();
+        assert_eq!(p.proxy.programmed_min_replicas, None);
+        assert_eq!(p.proxy.programmed_timeout_ms, 60_000);
+        let p = resolve(&programmed(Some(2), Some("2m")), &defaults()).unwrap();
+        assert_eq!(p.proxy.programmed_min_replicas, Some(2));
+        assert_eq!(p.proxy.programmed_timeout_ms, 120_000);
+    }
+
+    #[test]
+    fn programmed_must_be_reachable() {
+        assert_eq!(
+            resolve(&programmed(Some(4), None), &defaults()).unwrap_err(),
+            vec![
+                "proxy.programmed.minReplicas (4) is more than the fleet can have (3): no \
+                 Gateway of it could ever be Programmed"
+            ]
+        );
+        assert!(resolve(&programmed(Some(3), None), &defaults()).is_ok());
+        let problems = resolve(&programmed(Some(0), Some("500ms")), &defaults()).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("proxy.programmed.timeout \"500ms\" must be at least 1s"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("proxy.programmed.minReplicas must be at least 1"),
+            "{problems:?}"
+        );
+        let problems = resolve(&programmed(None, Some("soon")), &defaults()).unwrap_err();
+        assert!(
+            problems[0].starts_with("proxy.programmed.timeout \"soon\" is not a duration"),
             "{problems:?}"
         );
     }

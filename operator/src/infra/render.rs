@@ -599,6 +599,16 @@ pub fn proxy_args(fleet: &Fleet<'_>) -> Vec<String> {
     args.push(format!("{}ms", p.drain_delay_ms));
     args.push("--drain-timeout".to_string());
     args.push(format!("{}ms", p.drain_timeout_ms));
+    // Each replica reports what it serves on its Pod, and the status writer counts the fleet's
+    // ready replicas before it says `Programmed` (the Pods carry `gantry.dev/fleet: <name>`).
+    args.push("--fleet".to_string());
+    args.push(fleet.name.clone());
+    if let Some(min) = p.programmed_min_replicas {
+        args.push("--programmed-min-replicas".to_string());
+        args.push(min.to_string());
+    }
+    args.push("--programmed-timeout".to_string());
+    args.push(format!("{}ms", p.programmed_timeout_ms));
     args
 }
 

@@ -55,45 +55,28 @@ async fn follow(client: Client, namespace: &str, name: &str, out: &watch::Sender
     )
     .default_backoff()
     .boxed();
-    let mut replicas: BTreeMap<String, Replica> = BTreeMap::new();
-    let mut listing: BTreeMap<String, Replica> = BTreeMap::new();
-    let mut pods_listed = false;
+    let mut pods = Pods::default();
     let mut desired: Option<i32> = None;
     let mut deployment_listed = false;
     loop {
         tokio::select! {
-            event = next(&mut pod_events) => match event {
-                Event::Init => listing.clear(),
-                Event::InitApply(pod) => { let r = replica(&pod); listing.insert(r.name.clone(), r); }
-                Event::InitDone => { replicas = std::mem::take(&mut listing); pods_listed = true; }
-                Event::Apply(pod) => {
-                    let r = replica(&pod);
-                    if pod.metadata.deletion_timestamp.is_some() {
-                        replicas.remove(&r.name);
-                    } else {
-                        replicas.insert(r.name.clone(), r);
-                    }
-                }
-                Event::Delete(pod) => { replicas.remove(pod.metadata.name.as_deref().unwrap_or_default()); }
-            },
+            event = next(&mut pod_events) => pods.on(event),
             event = next(&mut deployment_events) => match event {
-                Event::Init | Event::InitApply(_) => {}
-                Event::InitDone => deployment_listed = true,
-                Event::Apply(d) => desired = Some(spec_replicas(&d)),
-                Event::Delete(_) => desired = None,
+                // A fleet whose Deployment cannot be read counts its Pods instead.
+                Err(_) | Ok(Event::InitDone) => deployment_listed = true,
+                Ok(Event::Init | Event::InitApply(_)) => {}
+                Ok(Event::Apply(d)) => desired = Some(spec_replicas(&d)),
+                Ok(Event::Delete(_)) => desired = None,
             },
         }
         // An initial list replaces the Deployment's replicas too (it may be gone).
-        if !deployment_listed {
+        if !deployment_listed && pods.error.is_none() {
             continue;
         }
         let fleet = Fleet {
-            synced: pods_listed,
-            replicas: replicas
-                .values()
-                .filter(|r| !r.name.is_empty())
-                .cloned()
-                .collect(),
+            synced: pods.listed,
+            error: pods.error.clone(),
+            replicas: pods.replicas.values().cloned().collect(),
             desired,
         };
         out.send_if_modified(|current| {
@@ -107,16 +90,72 @@ async fn follow(client: Client, namespace: &str, name: &str, out: &watch::Sender
     }
 }
 
-/// The next event; errors are logged and the watcher retries with backoff.
+/// The fleet's Pods as the watch tells them.
+#[derive(Default)]
+struct Pods {
+    replicas: BTreeMap<String, Replica>,
+    /// An initial list in progress.
+    listing: BTreeMap<String, Replica>,
+    listed: bool,
+    /// Why the Pods cannot be listed, until they have been once: most often a missing grant,
+    /// told in `Programmed`'s message rather than holding every status write back.
+    error: Option<String>,
+}
+
+impl Pods {
+    fn on(&mut self, event: Result<Event<Pod>, String>) {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                if !self.listed {
+                    self.error = Some(error);
+                }
+                return;
+            }
+        };
+        self.error = None;
+        match event {
+            Event::Init => self.listing.clear(),
+            Event::InitApply(pod) => self.insert(&pod, true),
+            Event::InitDone => {
+                self.replicas = std::mem::take(&mut self.listing);
+                self.listed = true;
+            }
+            Event::Apply(pod) if pod.metadata.deletion_timestamp.is_none() => {
+                self.insert(&pod, false);
+            }
+            Event::Apply(pod) | Event::Delete(pod) => {
+                self.replicas
+                    .remove(pod.metadata.name.as_deref().unwrap_or_default());
+            }
+        }
+    }
+
+    fn insert(&mut self, pod: &Pod, listing: bool) {
+        let replica = replica(pod);
+        if replica.name.is_empty() {
+            return;
+        }
+        let into = if listing {
+            &mut self.listing
+        } else {
+            &mut self.replicas
+        };
+        into.insert(replica.name.clone(), replica);
+    }
+}
+
+/// The next event or error; after an error the watcher retries with backoff.
 async fn next<K>(
     events: &mut (impl Stream<Item = Result<Event<K>, watcher::Error>> + Unpin),
-) -> Event<K> {
-    loop {
-        match events.next().await {
-            Some(Ok(event)) => return event,
-            Some(Err(error)) => tracing::warn!(%error, "fleet watch failed; retrying"),
-            None => std::future::pending::<()>().await,
+) -> Result<Event<K>, String> {
+    match events.next().await {
+        Some(Ok(event)) => Ok(event),
+        Some(Err(error)) => {
+            tracing::warn!(%error, "fleet watch failed; retrying");
+            Err(error.to_string())
         }
+        None => std::future::pending().await,
     }
 }
 

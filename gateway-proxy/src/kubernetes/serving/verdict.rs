@@ -27,6 +27,8 @@ pub struct Replica {
 pub struct Fleet {
     /// Every Pod has been listed at least once since this replica started leading.
     pub synced: bool,
+    /// Why the Pods could not be listed, while they cannot be (`synced` is false).
+    pub error: Option<String>,
     /// The Pods that are not terminating.
     pub replicas: Vec<Replica>,
     /// The Deployment's `spec.replicas` (an HPA changes it); `None` when it cannot be read.
@@ -194,6 +196,20 @@ impl Gate {
                 continue;
             };
             let generation = status.conditions[programmed].observed_generation;
+            if let (false, Some(error)) = (fleet.synced, &fleet.error) {
+                let condition = &mut status.conditions[programmed];
+                if condition.status == "True" {
+                    condition.status = "False".to_owned();
+                    condition.reason = "Pending".to_owned();
+                    condition.message = format!(
+                        "the fleet's Pods cannot be read, so whether its replicas serve \
+                         generation {generation} is unknown: {error} (the proxies' \
+                         leader-election Role grants pods get, list, watch and patch in their \
+                         namespace)"
+                    );
+                }
+                continue;
+            }
             let tally = Tally::of(fleet, &key, generation, &self.own, &self.policy);
             status
                 .conditions
@@ -275,6 +291,7 @@ mod tests {
     fn every_desired_replica_must_serve_the_generation() {
         let fleet = Fleet {
             synced: true,
+            error: None,
             replicas: vec![
                 replica("a", true, "0.1.0", Some(7)),
                 replica("b", true, "0.1.0", Some(7)),
@@ -300,6 +317,7 @@ mod tests {
     fn replicas_too_far_apart_are_not_counted() {
         let fleet = Fleet {
             synced: true,
+            error: None,
             replicas: vec![
                 replica("a", true, "0.1.0", Some(7)),
                 replica("b", true, "0.0.9", Some(7)),

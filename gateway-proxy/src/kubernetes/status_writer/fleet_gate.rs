@@ -34,13 +34,14 @@ impl FleetGate {
         }
     }
 
-    /// The statuses to write for `translated`; `None` until the fleet's Pods were listed.
+    /// The statuses to write for `translated`; `None` until the fleet's Pods were listed or
+    /// could not be.
     pub(super) fn desired(
         &mut self,
         translated: &Arc<Vec<ObjectStatus>>,
     ) -> Option<Arc<Vec<ObjectStatus>>> {
         let fleet = self.fleet.borrow_and_update().clone();
-        if !fleet.synced {
+        if !fleet.synced && fleet.error.is_none() {
             return None;
         }
         let now = Instant::now();
