@@ -6,26 +6,14 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use support::apiserver::ApiServer;
 use support::objects::seed;
-use support::{add_route_and_wait_until_served, eventually, free_port, http_get, start_backend};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn admin_ready(admin: u16) -> bool {
-    http_get(admin, "/readyz")
-        .await
-        .is_some_and(|(code, _)| code == 200)
-}
+use support::{
+    Killed, add_route_and_wait_until_served, admin_ready, eventually, free_port, http_get,
+    start_backend,
+};
 
 #[tokio::test]
 async fn the_binary_serves_the_cluster_and_writes_status() {

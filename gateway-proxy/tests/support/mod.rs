@@ -120,6 +120,23 @@ where
     }
 }
 
+/// A child process killed (and reaped) when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The proxy's admin `/readyz` answers 200.
+pub async fn admin_ready(admin: u16) -> bool {
+    http_get(admin, "/readyz")
+        .await
+        .is_some_and(|(code, _)| code == 200)
+}
+
 /// The Gateway `default/gw`.
 pub fn gw() -> ObjectKey {
     ObjectKey::new("default", "gw")

@@ -116,17 +116,24 @@ impl Tally {
 
     /// "2 of 3 ready replicas serve generation 7 (1 serves 6); 3 required".
     pub fn message(&self) -> String {
+        // The verb agrees with the count: "1 serves", "2 serve".
+        let verb =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         let mut notes: Vec<String> = self
             .other
             .iter()
             .rev()
-            .map(|(g, n)| format!("{n} serves {g}"))
+            .map(|(g, n)| format!("{} {g}", verb(*n, "serves", "serve")))
             .collect();
         if self.silent > 0 {
-            notes.push(format!("{} reports nothing", self.silent));
+            notes.push(verb(self.silent, "reports nothing", "report nothing"));
         }
         if self.unsupported > 0 {
-            notes.push(format!("{} runs an unsupported version", self.unsupported));
+            notes.push(verb(
+                self.unsupported,
+                "runs an unsupported version",
+                "run an unsupported version",
+            ));
         }
         let notes = if notes.is_empty() {
             String::new()
@@ -217,8 +224,13 @@ impl Gate {
             seen.push(key.clone());
             let condition = &mut status.conditions[programmed];
             // The translation's own reasons (Invalid, AddressNotAssigned, ...) win.
-            if condition.status != "True" || tally.enough() {
+            if condition.status != "True" {
                 self.waiting.remove(&key);
+                continue;
+            }
+            if tally.enough() {
+                self.waiting.remove(&key);
+                condition.message = format!("{}: {}", condition.message, tally.message());
                 continue;
             }
             let since = match self.waiting.get(&key) {
@@ -329,5 +341,69 @@ mod tests {
         assert_eq!(tally.serving, 2);
         assert_eq!(tally.skew, Skew::Unsupported);
         assert_eq!(tally.versions_text(), "0.0.9 ×1, 0.1.0 ×1, 0.3.0 ×1");
+    }
+
+    fn gateway(status: &str, reason: &str) -> ObjectStatus {
+        ObjectStatus {
+            api_version: "gateway.networking.k8s.io/v1".into(),
+            kind: "Gateway".into(),
+            namespace: "ns".into(),
+            name: "gw".into(),
+            status: StatusBody::Gateway(gantry_translate::status::GatewayStatus {
+                addresses: Vec::new(),
+                attached_listener_sets: None,
+                conditions: vec![Condition {
+                    type_: PROGRAMMED.into(),
+                    status: status.into(),
+                    reason: reason.into(),
+                    message: "from the translation".into(),
+                    observed_generation: 7,
+                    last_transition_time: None,
+                }],
+                listeners: Vec::new(),
+            }),
+        }
+    }
+
+    fn programmed(statuses: &[ObjectStatus]) -> (String, String, String) {
+        let StatusBody::Gateway(status) = &statuses[0].status else {
+            panic!("not a Gateway");
+        };
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == PROGRAMMED)
+            .unwrap();
+        (c.status.clone(), c.reason.clone(), c.message.clone())
+    }
+
+    #[test]
+    fn pending_turns_into_no_resources_at_the_timeout_and_the_translation_wins() {
+        let fleet = Fleet {
+            synced: true,
+            error: None,
+            replicas: vec![replica("a", true, "0.1.0", Some(6))],
+            desired: Some(1),
+        };
+        let mut gate = Gate::new(all(), "0.1.0");
+        let start = Instant::now();
+        let (out, next) = gate.apply(&[gateway("True", "Programmed")], &fleet, start);
+        assert_eq!(programmed(&out).1, "Pending");
+        assert_eq!(next, Some(start + Duration::from_secs(60)));
+        // Still the same generation waited for: the clock runs from the first verdict.
+        let later = start + Duration::from_secs(61);
+        let (out, next) = gate.apply(&[gateway("True", "Programmed")], &fleet, later);
+        assert_eq!(programmed(&out).1, "NoResources");
+        assert_eq!(next, None);
+        // The translation's own False reasons are kept as they are.
+        let (out, _) = gate.apply(&[gateway("False", "Invalid")], &fleet, later);
+        assert_eq!(
+            programmed(&out),
+            (
+                "False".into(),
+                "Invalid".into(),
+                "from the translation".into()
+            )
+        );
     }
 }
