@@ -222,6 +222,15 @@ fn check_fleet(
         namespace.clone(),
         "{context}: {scope:?}"
     );
+    // The fleet the proxy reports to is the one whose Pods it watches: `--fleet` is the
+    // workload's name and its Pods' `gantry.dev/fleet` label, in the same namespace.
+    let pod_labels = &body["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(run.fleet.as_deref(), Some(deployment.name.as_str()), "{context}");
+    assert_eq!(
+        pod_labels[gantry_proxy::kubernetes::serving::fleet::FLEET_LABEL],
+        json!(deployment.name),
+        "{context}: the Pods carry the label the proxy selects them by"
+    );
     // The Lease the proxy holds (in its namespace, `POD_NAMESPACE`) is the one rendered with
     // the fleet, so that it has an owner and is deleted with the fleet.
     let leases: Vec<(Option<&str>, &str)> = objects
@@ -819,4 +828,33 @@ fn shutdown_parameters_become_the_proxy_drain() {
         error.contains("terminationGracePeriodSeconds (30)"),
         "{error}"
     );
+}
+
+#[test]
+fn programmed_parameters_become_the_proxy_options() {
+    use std::time::Duration;
+
+    let defaults = render_cases::defaults();
+    let g = gateway("web", &[("http", 80, "HTTP")]);
+    let run_for = |spec: Value| {
+        let spec: GatewayParametersSpec = serde_json::from_value(spec).unwrap();
+        let params = plan::gateway_parameters(Some(&spec), None, &defaults).unwrap();
+        let objects = plan::gateway_objects(&g, &params, &BTreeMap::new(), &Store::default());
+        let deployment = objects.iter().find(|o| o.kind == Kind::Deployment).unwrap();
+        parse("programmed", &proxy_args(&deployment.body, POD_IPS[0]))
+    };
+
+    let set = run_for(json!({
+        "deployment": {"replicas": 3},
+        "autoscaling": {"enabled": false},
+        "proxy": {"programmed": {"minReplicas": 2, "timeout": "2m"}},
+    }));
+    assert_eq!(set.programmed_min_replicas, Some(2));
+    assert_eq!(set.programmed_timeout, Duration::from_secs(120));
+
+    // Unset, the proxy's own defaults: every desired replica, and its default timeout.
+    let unset = run_for(json!({}));
+    let proxy_defaults = parse("defaults", &["run".into(), "--kubernetes".into()]);
+    assert_eq!(unset.programmed_min_replicas, None);
+    assert_eq!(unset.programmed_timeout, proxy_defaults.programmed_timeout);
 }

@@ -10,7 +10,7 @@ pub mod verdict;
 
 use gantry_translate::store::ObjectKey;
 
-pub use self::verdict::{DEFAULT_TIMEOUT, Policy};
+pub use self::verdict::Policy;
 
 /// The fleet this replica belongs to (`--fleet`, `--programmed-min-replicas`,
 /// `--programmed-timeout`).

@@ -44,8 +44,6 @@ pub struct Policy {
     pub timeout: Duration,
 }
 
-/// Default of `--programmed-timeout`.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the fleet's ready replicas serve of one Gateway.
 #[derive(Debug, PartialEq)]
