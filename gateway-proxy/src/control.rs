@@ -315,7 +315,10 @@ impl ControlLoop {
         if *current.ir != translated_ir || !translated_before {
             let next = Arc::new(translated_ir);
             match self.dataplane.apply(next.clone(), version + 1).await {
-                Ok(applied) => unbound = applied.unbound,
+                Ok(applied) => {
+                    unbound = applied.unbound;
+                    self.metrics.certificates.observe(&next);
+                }
                 Err(error) => {
                     tracing::error!(%error, "configuration not applied; the last good configuration keeps serving");
                     self.metrics.config_reloads_rejected.inc();

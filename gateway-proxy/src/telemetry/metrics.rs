@@ -15,6 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::certificates::CertificateMetrics;
 use super::circuit_breaker::CircuitBreakerMetrics;
 use super::health::HealthMetrics;
 use super::histogram::AtomicHistogram;
@@ -170,6 +171,8 @@ pub struct Metrics {
     pub upstream_connections: UpstreamConnectionMetrics,
     /// Endpoint health (BackendConfigPolicy `healthCheck`).
     pub health: HealthMetrics,
+    /// Expiry of the listeners' certificates.
+    pub certificates: CertificateMetrics,
     /// Time spent in each stage of applying a change.
     stages: Family<StageLabels, AtomicHistogram>,
     tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
@@ -327,6 +330,7 @@ impl Metrics {
         let circuit_breaker = CircuitBreakerMetrics::register(&mut registry);
         let upstream_connections = UpstreamConnectionMetrics::register(&mut registry);
         let health = HealthMetrics::register(&mut registry);
+        let certificates = CertificateMetrics::register(&mut registry);
         registry.register(
             "config_stage_duration_seconds",
             "Time a configuration change spent in each stage: source (Kubernetes mode: first event of \
@@ -345,6 +349,7 @@ impl Metrics {
             circuit_breaker,
             upstream_connections,
             health,
+            certificates,
             tls_handshake_errors,
             requests_rejected,
             security_denied,

@@ -130,6 +130,7 @@ mod tests {
             dns_names: vec![name.to_owned()],
             chain: PemCertificates(cert.pem()),
             private_key: PrivateKeyPem::new(key.serialize_pem()),
+            not_after: 0,
         }
     }
 

@@ -48,6 +48,9 @@ pub struct CertificateIr {
     pub chain: PemCertificates,
     /// `tls.key`.
     pub private_key: PrivateKeyPem,
+    /// The leaf's `notAfter`, in seconds since the Unix epoch.
+    #[serde(default)]
+    pub not_after: i64,
 }
 
 /// Client-certificate validation of an HTTPS listener (GEP-91, Gateway
@@ -173,6 +176,7 @@ mod tests {
             dns_names: vec!["a.example.com".to_owned()],
             chain: PemCertificates(String::new()),
             private_key: key,
+            not_after: 0,
         };
         let shown = format!(
             "{certificate:?} {}",

@@ -108,6 +108,8 @@ pub(super) struct CheckedPair {
     pub(super) cert_pem: String,
     pub(super) key_pem: String,
     pub(super) dns_names: Vec<String>,
+    /// The leaf's `notAfter`, in seconds since the Unix epoch.
+    pub(super) not_after: i64,
 }
 
 impl CheckedPair {
@@ -116,6 +118,7 @@ impl CheckedPair {
         CertificateIr {
             secret,
             dns_names: self.dns_names,
+            not_after: self.not_after,
             chain: PemCertificates(self.cert_pem),
             private_key: PrivateKeyPem::new(self.key_pem),
         }
@@ -144,6 +147,12 @@ pub(super) fn check_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<CheckedPair,
     let parsed = webpki::EndEntityCert::try_from(leaf)
         .map_err(|e| format!("tls.crt: the first certificate does not parse ({e:?})"))?;
     let dns_names = parsed.valid_dns_names().map(str::to_owned).collect();
+    let not_after = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| format!("tls.crt: the first certificate does not parse ({e})"))?
+        .1
+        .validity()
+        .not_after
+        .timestamp();
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|_| "tls.key holds no PEM private key (PKCS#8, PKCS#1 or SEC1)".to_owned())?;
     let provider = rustls::crypto::ring::default_provider();
@@ -168,6 +177,7 @@ pub(super) fn check_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<CheckedPair,
         cert_pem: text(cert_pem, "tls.crt")?,
         key_pem: text(key_pem, "tls.key")?,
         dns_names,
+        not_after,
     })
 }
 
