@@ -49,9 +49,14 @@ for d in crd_docs:
     for v in spec["versions"]:
         schemas[(spec["group"] + "/" + v["name"], spec["names"]["kind"])] = v["schema"]["openAPIV3Schema"]
 builtin, custom = [], 0
+rules = 0
 for d in docs:
     key = (d.get("apiVersion"), d.get("kind"))
-    if key in schemas:
+    if key == ("monitoring.coreos.com/v1", "PrometheusRule"):
+        # No CRD here: its rule groups are checked by promtool (validate).
+        rules += 1
+        yaml.safe_dump(d["spec"], open(os.path.join(out, "rules-%02d.yaml" % rules), "w"))
+    elif key in schemas:
         custom += 1
         base = os.path.join(out, "custom-%02d-%s" % (custom, d["kind"]))
         json.dump(d, open(base + ".json", "w"))
@@ -74,6 +79,11 @@ validate() {
   split_render "$out/render.yaml" "$out"
   echo "== $name: kubernetes-validate --strict (Kubernetes $k8s_version)"
   kubernetes-validate --strict --quiet -k "$k8s_version" "$out/builtin.yaml"
+  for rules in "$out"/rules-*.yaml; do
+    [ -e "$rules" ] || continue
+    echo "== $name: promtool check rules $(basename "$rules")"
+    promtool check rules "$rules"
+  done
   for doc in "$out"/custom-*.json; do
     [ -e "$doc" ] || continue
     case "$doc" in *.schema.json) continue ;; esac
