@@ -225,7 +225,11 @@ fn check_fleet(
     // The fleet the proxy reports to is the one whose Pods it watches: `--fleet` is the
     // workload's name and its Pods' `gantry.dev/fleet` label, in the same namespace.
     let pod_labels = &body["spec"]["template"]["metadata"]["labels"];
-    assert_eq!(run.fleet.as_deref(), Some(deployment.name.as_str()), "{context}");
+    assert_eq!(
+        run.fleet.as_deref(),
+        Some(deployment.name.as_str()),
+        "{context}"
+    );
     assert_eq!(
         pod_labels[gantry_proxy::kubernetes::serving::fleet::FLEET_LABEL],
         json!(deployment.name),

@@ -7,6 +7,7 @@ mod backends;
 mod config_files;
 mod connections;
 mod cors;
+mod dashboards;
 mod drain;
 mod filters;
 mod grpc;

@@ -44,7 +44,6 @@ pub struct Policy {
     pub timeout: Duration,
 }
 
-
 /// What the fleet's ready replicas serve of one Gateway.
 #[derive(Debug, PartialEq)]
 pub struct Tally {
