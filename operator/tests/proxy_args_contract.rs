@@ -717,15 +717,8 @@ fn client_traffic_parameters_become_the_proxy_options() {
     use gantry_proxy::routing::normalize::EscapedSlashes;
     use std::time::Duration;
 
-    let defaults = render_cases::defaults();
-    let g = gateway("web", &[("http", 80, "HTTP")]);
     let run_for = |proxy: Value| {
-        let spec: GatewayParametersSpec =
-            serde_json::from_value(json!({"topology": "Dedicated", "proxy": proxy})).unwrap();
-        let params = plan::gateway_parameters(Some(&spec), None, &defaults).unwrap();
-        let objects = plan::gateway_objects(&g, &params, &BTreeMap::new(), &Store::default());
-        let deployment = objects.iter().find(|o| o.kind == Kind::Deployment).unwrap();
-        parse("clientTraffic", &proxy_args(&deployment.body, POD_IPS[0])).dataplane_options()
+        rendered_run(json!({"topology": "Dedicated", "proxy": proxy})).dataplane_options()
     };
 
     let set = run_for(json!({"clientTraffic": {
@@ -790,8 +783,18 @@ fn client_traffic_parameters_become_the_proxy_options() {
     let spec: GatewayParametersSpec =
         serde_json::from_value(json!({"proxy": {"clientTraffic": {"idleTimeout": "soon"}}}))
             .unwrap();
-    let error = plan::gateway_parameters(Some(&spec), None, &defaults).unwrap_err();
+    let error = plan::gateway_parameters(Some(&spec), None, &render_cases::defaults()).unwrap_err();
     assert!(error.contains("proxy.clientTraffic.idleTimeout"), "{error}");
+}
+
+/// The command line of the proxy of a dedicated fleet for Gateway `web` with parameters `spec`.
+fn rendered_run(spec: Value) -> RunArgs {
+    let spec: GatewayParametersSpec = serde_json::from_value(spec).unwrap();
+    let params = plan::gateway_parameters(Some(&spec), None, &render_cases::defaults()).unwrap();
+    let g = gateway("web", &[("http", 80, "HTTP")]);
+    let objects = plan::gateway_objects(&g, &params, &BTreeMap::new(), &Store::default());
+    let deployment = objects.iter().find(|o| o.kind == Kind::Deployment).unwrap();
+    parse("web", &proxy_args(&deployment.body, POD_IPS[0]))
 }
 
 /// `proxy.shutdown` reaches the proxy as its drain delay and timeout; unset, the operator renders
@@ -801,23 +804,14 @@ fn shutdown_parameters_become_the_proxy_drain() {
     use std::time::Duration;
 
     let defaults = render_cases::defaults();
-    let g = gateway("web", &[("http", 80, "HTTP")]);
-    let run_for = |spec: Value| {
-        let spec: GatewayParametersSpec = serde_json::from_value(spec).unwrap();
-        let params = plan::gateway_parameters(Some(&spec), None, &defaults).unwrap();
-        let objects = plan::gateway_objects(&g, &params, &BTreeMap::new(), &Store::default());
-        let deployment = objects.iter().find(|o| o.kind == Kind::Deployment).unwrap();
-        parse("shutdown", &proxy_args(&deployment.body, POD_IPS[0]))
-    };
-
-    let set = run_for(json!({
+    let set = rendered_run(json!({
         "deployment": {"terminationGracePeriodSeconds": 120},
         "proxy": {"shutdown": {"drainDelay": "15s", "drainTimeout": "1m30s"}},
     }));
     assert_eq!(set.drain_delay, Duration::from_secs(15));
     assert_eq!(set.drain_timeout, Duration::from_secs(90));
 
-    let unset = run_for(json!({}));
+    let unset = rendered_run(json!({}));
     let proxy_defaults = parse("defaults", &["run".into(), "--kubernetes".into()]);
     assert_eq!(unset.drain_delay, proxy_defaults.drain_delay);
     assert_eq!(unset.drain_timeout, proxy_defaults.drain_timeout);
@@ -838,17 +832,7 @@ fn shutdown_parameters_become_the_proxy_drain() {
 fn programmed_parameters_become_the_proxy_options() {
     use std::time::Duration;
 
-    let defaults = render_cases::defaults();
-    let g = gateway("web", &[("http", 80, "HTTP")]);
-    let run_for = |spec: Value| {
-        let spec: GatewayParametersSpec = serde_json::from_value(spec).unwrap();
-        let params = plan::gateway_parameters(Some(&spec), None, &defaults).unwrap();
-        let objects = plan::gateway_objects(&g, &params, &BTreeMap::new(), &Store::default());
-        let deployment = objects.iter().find(|o| o.kind == Kind::Deployment).unwrap();
-        parse("programmed", &proxy_args(&deployment.body, POD_IPS[0]))
-    };
-
-    let set = run_for(json!({
+    let set = rendered_run(json!({
         "deployment": {"replicas": 3},
         "autoscaling": {"enabled": false},
         "proxy": {"programmed": {"minReplicas": 2, "timeout": "2m"}},
@@ -857,7 +841,7 @@ fn programmed_parameters_become_the_proxy_options() {
     assert_eq!(set.programmed_timeout, Duration::from_secs(120));
 
     // Unset, the proxy's own defaults: every desired replica, and its default timeout.
-    let unset = run_for(json!({}));
+    let unset = rendered_run(json!({}));
     let proxy_defaults = parse("defaults", &["run".into(), "--kubernetes".into()]);
     assert_eq!(unset.programmed_min_replicas, None);
     assert_eq!(unset.programmed_timeout, proxy_defaults.programmed_timeout);
