@@ -388,6 +388,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         admin_debug_addr: args.admin_debug_addr,
         dataplane,
         drain_delay: args.drain_delay,
+        explainer: Some(crate::admin::ui::Explainer::new(explain::explain_live)),
     };
     if args.kubernetes {
         let (scope, namespaced) = Scope::from_flags_in(

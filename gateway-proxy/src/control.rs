@@ -12,9 +12,9 @@
 //! ports that cannot be bound are reported on their listeners' status, and bound again every
 //! [`REBIND_EVERY`] until they are.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -55,6 +55,33 @@ pub struct View {
     /// Listener ports of `ir` that could not be bound (their listeners are not served).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unbound_ports: Vec<UnboundPort>,
+    /// The objects `ir` was translated from (for `explain` on the live configuration).
+    #[serde(skip)]
+    pub store: Option<Arc<Store>>,
+}
+
+/// How many configuration changes [`Published::reloads`] remembers.
+pub const RELOADS_KEPT: usize = 20;
+
+/// One configuration change the control loop handled, newest last in [`Published::reloads`].
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reload {
+    /// When it was handled (RFC 3339, UTC).
+    pub at: String,
+    /// `applied` (a new configuration serves), `unchanged` (nothing the routing reads
+    /// changed), `rejected` (the source or the data plane refused it; the last good
+    /// configuration keeps serving).
+    pub result: &'static str,
+    /// The configuration version serving afterwards.
+    pub version: u64,
+    /// Why it was rejected.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Time from the update's arrival to the configuration in use, in milliseconds.
+    pub took_ms: f64,
 }
 
 /// How often ports that could not be bound are tried again.
@@ -69,9 +96,35 @@ pub struct Published {
     draining: AtomicBool,
     dataplane: Arc<DataPlane>,
     metrics: Arc<Metrics>,
+    /// The last [`RELOADS_KEPT`] changes; written by the control loop only, read by the
+    /// admin server (never on the request path).
+    reloads: Mutex<VecDeque<Reload>>,
 }
 
 impl Published {
+    /// The last configuration changes, oldest first.
+    pub fn reloads(&self) -> Vec<Reload> {
+        self.reloads
+            .lock()
+            .map(|reloads| reloads.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The routing snapshot serving now (its version may be one ahead of [`Published::view`]
+    /// for the instant between the data plane's swap and the view's).
+    pub fn snapshot(&self) -> Arc<crate::routing::Snapshot> {
+        self.dataplane.snapshot()
+    }
+
+    fn record(&self, reload: Reload) {
+        if let Ok(mut reloads) = self.reloads.lock() {
+            if reloads.len() == RELOADS_KEPT {
+                reloads.pop_front();
+            }
+            reloads.push_back(reload);
+        }
+    }
+
     /// The configuration in use.
     pub fn view(&self) -> Arc<View> {
         self.view.load_full()
@@ -153,6 +206,7 @@ impl ControlLoop {
             draining: AtomicBool::new(false),
             dataplane: dataplane.clone(),
             metrics: metrics.clone(),
+            reloads: Mutex::new(VecDeque::with_capacity(RELOADS_KEPT)),
         });
         Self {
             translator: Translator::new(options),
@@ -246,6 +300,14 @@ impl ControlLoop {
                     tracing::error!(%error, "configuration rejected; the last good configuration keeps serving");
                 }
                 self.metrics.config_reloads_rejected.inc();
+                self.published.record(Reload {
+                    at: crate::clock::now(),
+                    result: "rejected",
+                    version: self.published.view.load().version,
+                    errors: errors.clone(),
+                    warnings: warnings.clone(),
+                    took_ms: 0.0,
+                });
                 self.published
                     .update_view(|view| view.source = SourceReport { errors, warnings });
             }
@@ -322,6 +384,14 @@ impl ControlLoop {
                 Err(error) => {
                     tracing::error!(%error, "configuration not applied; the last good configuration keeps serving");
                     self.metrics.config_reloads_rejected.inc();
+                    self.published.record(Reload {
+                        at: crate::clock::now(),
+                        result: "rejected",
+                        version,
+                        errors: vec![error.to_string()],
+                        warnings: warnings.clone(),
+                        took_ms: started.elapsed().as_secs_f64() * 1e3,
+                    });
                     self.published.update_view(|view| {
                         view.source = SourceReport {
                             errors: vec![error.to_string()],
@@ -366,7 +436,19 @@ impl ControlLoop {
         for warning in &warnings {
             tracing::warn!(%warning, "configuration warning");
         }
-        self.last_store = Some(applied_store);
+        self.last_store = Some(applied_store.clone());
+        self.published.record(Reload {
+            at: crate::clock::now(),
+            result: if version == current.version {
+                "unchanged"
+            } else {
+                "applied"
+            },
+            version,
+            errors: Vec::new(),
+            warnings: warnings.clone(),
+            took_ms: started.elapsed().as_secs_f64() * 1e3,
+        });
         self.published.view.store(Arc::new(View {
             version,
             ir,
@@ -376,6 +458,7 @@ impl ControlLoop {
                 warnings,
             },
             unbound_ports: unbound,
+            store: Some(applied_store),
         }));
         // Set after the view, so that the gauge never names a version `/config` does not show.
         self.metrics

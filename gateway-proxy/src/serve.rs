@@ -61,6 +61,8 @@ pub struct ServeOptions {
     pub dataplane: DataPlaneOptions,
     /// How long the process keeps serving, unready, after SIGTERM (`--drain-delay`).
     pub drain_delay: Duration,
+    /// How the dashboard runs `explain` (`/ui/api/explain`); none: the search box says so.
+    pub explainer: Option<admin::ui::Explainer>,
 }
 
 /// Default of `--drain-delay`. Removing a terminating pod from a Service's endpoints reaches
@@ -104,17 +106,27 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
         admin::Placement::OnAdmin => admin::Endpoints::WithDebug,
         admin::Placement::Separate(_) | admin::Placement::Nowhere => admin::Endpoints::Public,
     };
-    let (admin_addr, admin) = admin::serve(options.admin_addr, published.clone(), endpoints)
-        .await
-        .map_err(|source| ServeError::Admin {
-            addr: options.admin_addr,
-            source,
-        })?;
+    let (admin_addr, admin) = admin::serve(
+        options.admin_addr,
+        published.clone(),
+        endpoints,
+        options.explainer.clone(),
+    )
+    .await
+    .map_err(|source| ServeError::Admin {
+        addr: options.admin_addr,
+        source,
+    })?;
     let (admin_debug_addr, admin_debug) = match placement {
         admin::Placement::Separate(addr) => {
-            let (bound, task) = admin::serve(addr, published.clone(), admin::Endpoints::WithDebug)
-                .await
-                .map_err(|source| ServeError::AdminDebug { addr, source })?;
+            let (bound, task) = admin::serve(
+                addr,
+                published.clone(),
+                admin::Endpoints::WithDebug,
+                options.explainer.clone(),
+            )
+            .await
+            .map_err(|source| ServeError::AdminDebug { addr, source })?;
             (Some(bound), Some(task))
         }
         admin::Placement::OnAdmin | admin::Placement::Nowhere => (None, None),

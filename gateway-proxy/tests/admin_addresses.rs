@@ -51,6 +51,7 @@ async fn proxy(dir: &TempDir, admin: SocketAddr, debug: Option<SocketAddr>) -> R
                 connections: Default::default(),
             },
             drain_delay: Duration::ZERO,
+            explainer: None,
         },
     )
     .await

@@ -3,6 +3,7 @@
 pub mod apiserver;
 pub mod balancer;
 pub mod blackhole;
+pub mod browser;
 pub mod certs;
 pub mod echo;
 pub mod grpc;

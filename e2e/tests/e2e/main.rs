@@ -29,3 +29,4 @@ mod tls;
 mod tls_rotation;
 mod tls_routes;
 mod transform;
+mod ui;

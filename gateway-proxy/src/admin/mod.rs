@@ -7,7 +7,10 @@
 //! with its version, what the source last reported and, for clusters with health checks, this
 //! replica's view of their endpoints' health) say more about the cluster than a
 //! scraper needs: they are served only on the debug address ([`Placement`]), which is the
-//! loopback interface unless the command line names another.
+//! loopback interface unless the command line names another. The dashboard (`/ui`, [`ui`])
+//! is served with them.
+
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -23,7 +26,7 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::control::{Published, View};
+use crate::control::{Published, Reload, View};
 use crate::upstream::health::ClusterHealthView;
 
 /// Where `/status` and `/config` are served, given `--admin-addr` and `--admin-debug-addr`.
@@ -58,7 +61,7 @@ impl Placement {
 pub enum Endpoints {
     /// `/healthz`, `/readyz`, `/metrics`.
     Public,
-    /// Those and `/status`, `/config`.
+    /// Those and `/status`, `/config`, `/ui`.
     WithDebug,
 }
 
@@ -67,6 +70,7 @@ pub async fn serve(
     addr: SocketAddr,
     published: Arc<Published>,
     endpoints: Endpoints,
+    explainer: Option<ui::Explainer>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -76,10 +80,14 @@ pub async fn serve(
                 continue;
             };
             let published = published.clone();
+            let explainer = explainer.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
                     let published = published.clone();
-                    async move { Ok::<_, Infallible>(route(&published, &req, endpoints)) }
+                    let explainer = explainer.clone();
+                    async move {
+                        Ok::<_, Infallible>(route(&published, explainer.as_ref(), &req, endpoints))
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -92,13 +100,21 @@ pub async fn serve(
 
 fn route(
     published: &Published,
+    explainer: Option<&ui::Explainer>,
     req: &Request<Incoming>,
     endpoints: Endpoints,
 ) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
     }
-    match req.uri().path() {
+    let path = req.uri().path();
+    if endpoints == Endpoints::WithDebug
+        && let Some(response) =
+            ui::route(published, explainer, path, req.uri().query().unwrap_or(""))
+    {
+        return response;
+    }
+    match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => match published.ready() {
             Ok(()) => text(StatusCode::OK, "ready\n"),
@@ -112,22 +128,28 @@ fn route(
             published.metrics().encode(),
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
-        "/status" | "/config" if endpoints == Endpoints::Public => text(
+        "/status" | "/config" | "/ui" if endpoints == Endpoints::Public => text(
             StatusCode::NOT_FOUND,
-            "/status and /config are served only on the debug address (--admin-debug-addr, \
-             by default the loopback interface)\n",
+            "/status, /config and /ui are served only on the debug address \
+             (--admin-debug-addr, by default the loopback interface)\n",
+        ),
+        p if p.starts_with("/ui/") && endpoints == Endpoints::Public => text(
+            StatusCode::NOT_FOUND,
+            "the dashboard is served only on the debug address (--admin-debug-addr, by \
+             default the loopback interface)\n",
         ),
         "/status" => json(&*published.view().statuses),
         "/config" => json(&Config {
             view: &published.view(),
             endpoint_health: published.endpoint_health(),
+            reloads: published.reloads(),
         }),
         _ => text(
             StatusCode::NOT_FOUND,
             match endpoints {
                 Endpoints::Public => "unknown path; try /healthz, /readyz or /metrics\n",
                 Endpoints::WithDebug => {
-                    "unknown path; try /healthz, /readyz, /metrics, /status or /config\n"
+                    "unknown path; try /healthz, /readyz, /metrics, /status, /config or /ui\n"
                 }
             },
         ),
@@ -143,6 +165,8 @@ struct Config<'a> {
     view: &'a View,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     endpoint_health: BTreeMap<String, ClusterHealthView>,
+    /// The last configuration changes handled, oldest first.
+    reloads: Vec<Reload>,
 }
 
 fn json<T: serde::Serialize + ?Sized>(value: &T) -> Response<Full<Bytes>> {

@@ -12,6 +12,7 @@
 
 mod attachment;
 mod candidates;
+mod live;
 mod report;
 mod request;
 mod rule;
@@ -28,6 +29,7 @@ use gantry_translate::store::ObjectKey;
 use gantry_translate::store::load::ParseCache;
 use gantry_translate::translate::{TranslateOptions, translate};
 
+pub use live::explain_live;
 pub use report::{
     Answerer, BackendSummary, Candidate, Explanation, FilterSummary, ListenerSummary, Outcome,
     PolicySummary, RequestSummary, RouteSummary, UpstreamRequest, Why,

@@ -53,15 +53,18 @@ impl TypedMetric for AtomicHistogram {
 }
 
 impl EncodeMetric for AtomicHistogram {
+    /// The encoder takes each bucket's own count and sums them into the cumulative `le`
+    /// series itself; the last bucket's bound must be infinity to be printed as `+Inf`.
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let mut cumulative = 0;
+        let mut total = 0;
         let mut buckets = Vec::with_capacity(BUCKETS.len() + 1);
         for (i, count) in self.inner.counts.iter().enumerate() {
-            cumulative += count.load(Ordering::Relaxed);
-            buckets.push((BUCKETS.get(i).copied().unwrap_or(f64::MAX), cumulative));
+            let count = count.load(Ordering::Relaxed);
+            total += count;
+            buckets.push((BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), count));
         }
         let sum = self.inner.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        encoder.encode_histogram::<NoLabelSet>(sum, cumulative, &buckets, None)
+        encoder.encode_histogram::<NoLabelSet>(sum, total, &buckets, None)
     }
 
     fn metric_type(&self) -> MetricType {
@@ -83,5 +86,32 @@ mod tests {
         assert_eq!(h.inner.counts[0].load(Ordering::Relaxed), 1);
         assert_eq!(h.inner.counts[4].load(Ordering::Relaxed), 1);
         assert_eq!(h.inner.counts[BUCKETS.len()].load(Ordering::Relaxed), 1);
+    }
+
+    /// The text Prometheus reads: cumulative `le` series ending in `+Inf` equal to the count.
+    #[test]
+    fn buckets_are_encoded_cumulatively_up_to_inf() {
+        let h = AtomicHistogram::default();
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_millis(7));
+        h.observe(Duration::from_secs(60));
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("latency", "test", h);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        let bucket = |le: &str| -> u64 {
+            let prefix = format!("latency_bucket{{le=\"{le}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(&prefix))
+                .unwrap_or_else(|| panic!("no bucket le={le} in:\n{text}"))
+                .parse()
+                .expect("a count")
+        };
+        assert_eq!(bucket("0.0005"), 1);
+        assert_eq!(bucket("0.005"), 1);
+        assert_eq!(bucket("0.01"), 2);
+        assert_eq!(bucket("30.0"), 2);
+        assert_eq!(bucket("+Inf"), 3);
+        assert!(text.contains("latency_count 3"), "{text}");
     }
 }
