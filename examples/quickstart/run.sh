@@ -55,6 +55,8 @@ Gantry is serving http://127.0.0.1:8080 (admin on 127.0.0.1:9901). Try:
   curl -si -H 'Host: api.example.com' http://127.0.0.1:8080/old/users
   curl -s http://127.0.0.1:9901/status
 
+The live dashboard: http://127.0.0.1:9901/ui
+
 Edit examples/quickstart/*.yaml and the change is live within a second. Ctrl-C to stop.
 TXT
 wait

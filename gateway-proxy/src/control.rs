@@ -12,9 +12,9 @@
 //! ports that cannot be bound are reported on their listeners' status, and bound again every
 //! [`REBIND_EVERY`] until they are.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -96,18 +96,15 @@ pub struct Published {
     draining: AtomicBool,
     dataplane: Arc<DataPlane>,
     metrics: Arc<Metrics>,
-    /// The last [`RELOADS_KEPT`] changes; written by the control loop only, read by the
-    /// admin server (never on the request path).
-    reloads: Mutex<VecDeque<Reload>>,
+    /// The last [`RELOADS_KEPT`] changes, oldest first; replaced whole by the control loop
+    /// (its only writer), read by the admin server.
+    reloads: ArcSwap<Vec<Reload>>,
 }
 
 impl Published {
     /// The last configuration changes, oldest first.
-    pub fn reloads(&self) -> Vec<Reload> {
-        self.reloads
-            .lock()
-            .map(|reloads| reloads.iter().cloned().collect())
-            .unwrap_or_default()
+    pub fn reloads(&self) -> Arc<Vec<Reload>> {
+        self.reloads.load_full()
     }
 
     /// The routing snapshot serving now (its version may be one ahead of [`Published::view`]
@@ -117,12 +114,11 @@ impl Published {
     }
 
     fn record(&self, reload: Reload) {
-        if let Ok(mut reloads) = self.reloads.lock() {
-            if reloads.len() == RELOADS_KEPT {
-                reloads.pop_front();
-            }
-            reloads.push_back(reload);
-        }
+        let before = self.reloads.load();
+        let skip = (before.len() + 1).saturating_sub(RELOADS_KEPT);
+        let mut reloads: Vec<Reload> = before.iter().skip(skip).cloned().collect();
+        reloads.push(reload);
+        self.reloads.store(Arc::new(reloads));
     }
 
     /// The configuration in use.
@@ -206,7 +202,7 @@ impl ControlLoop {
             draining: AtomicBool::new(false),
             dataplane: dataplane.clone(),
             metrics: metrics.clone(),
-            reloads: Mutex::new(VecDeque::with_capacity(RELOADS_KEPT)),
+            reloads: ArcSwap::from_pointee(Vec::new()),
         });
         Self {
             translator: Translator::new(options),

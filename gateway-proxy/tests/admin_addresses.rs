@@ -79,15 +79,30 @@ async fn pod_ip_serves_probes_and_metrics_and_only_loopback_serves_status_and_co
     assert!(metrics.contains("gantry_config_version"), "{metrics}");
     let readyz = get(pod, "/readyz").await.0;
     assert!(readyz == 200 || readyz == 503, "/readyz answers: {readyz}");
-    for path in ["/config", "/status"] {
+    for path in [
+        "/config",
+        "/status",
+        "/ui",
+        "/ui/routes",
+        "/ui/assets/app.js",
+    ] {
         let (code, body) = get(pod, path).await;
         assert_eq!(code, 404, "{path} on the pod IP: {body}");
         assert!(body.contains("--admin-debug-addr"), "{body}");
         assert!(!body.contains("\"ir\""), "{body}");
         let (code, body) = get(debug, path).await;
         assert_eq!(code, 200, "{path} on loopback: {body}");
-        assert!(body.starts_with(['{', '[']), "{path} is JSON: {body}");
+        if !path.starts_with("/ui") {
+            assert!(body.starts_with(['{', '[']), "{path} is JSON: {body}");
+        }
     }
+    let (code, page) = get(debug, "/ui/backends").await;
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("/ui/assets/app.js"),
+        "every view is the page: {page}"
+    );
+    assert_eq!(get(debug, "/ui/nothing-here").await.0, 404);
     // Nothing of the debug listener is reachable on the pod IP's port either way round.
     assert_ne!(pod.port(), 0);
     assert_eq!(get(debug, "/healthz").await.0, 200);
@@ -103,6 +118,7 @@ async fn an_admin_address_reachable_from_outside_serves_no_status_or_config_by_d
     assert_eq!(get(admin, "/metrics").await.0, 200);
     assert_eq!(get(admin, "/config").await.0, 404);
     assert_eq!(get(admin, "/status").await.0, 404);
+    assert_eq!(get(admin, "/ui").await.0, 404);
 }
 
 #[tokio::test]

@@ -166,7 +166,7 @@ struct Config<'a> {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     endpoint_health: BTreeMap<String, ClusterHealthView>,
     /// The last configuration changes handled, oldest first.
-    reloads: Vec<Reload>,
+    reloads: Arc<Vec<Reload>>,
 }
 
 fn json<T: serde::Serialize + ?Sized>(value: &T) -> Response<Full<Bytes>> {
