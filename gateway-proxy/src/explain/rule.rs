@@ -310,6 +310,32 @@ pub fn filter(ir: &HttpFilterIr) -> FilterSummary {
                     .unwrap_or("an invalid backend (nothing is mirrored)")
             ),
         ),
+        HttpFilterIr::ExternalAuth(a) => (
+            "ExternalAuth",
+            format!(
+                "{} check by {}{}{}, before the other filters",
+                match a.protocol {
+                    gantry_translate::ir::ExternalAuthProtocol::Http => "HTTP",
+                    gantry_translate::ir::ExternalAuthProtocol::Grpc => "gRPC",
+                },
+                a.cluster
+                    .as_deref()
+                    .unwrap_or("an invalid backend (every request is refused with 500)"),
+                if a.path_prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!(" under {}", a.path_prefix)
+                },
+                if a.forward_body_max_bytes > 0 {
+                    format!(
+                        ", with up to {} bytes of the body",
+                        a.forward_body_max_bytes
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        ),
         HttpFilterIr::Cors(c) => (
             "CORS",
             format!(

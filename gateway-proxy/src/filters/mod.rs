@@ -7,6 +7,7 @@
 
 pub mod composition;
 pub mod cors;
+pub mod ext_auth;
 mod headers;
 pub mod json_body;
 pub mod mirror;
@@ -21,6 +22,7 @@ use http::request::Parts;
 
 pub use composition::{Composition, PreparedComposition};
 pub use cors::{Cors, CorsHeaders, CorsOutcome};
+pub use ext_auth::ExternalAuth;
 pub use headers::HeaderModifier;
 pub use mirror::Mirror;
 pub use path::{replace_path, replace_prefix};
@@ -41,6 +43,8 @@ pub enum Filter {
     Cors(Cors),
     Transform(Transform),
     Composition(Composition),
+    /// Run by the pipeline before the other filters ([`authorizations`]).
+    ExternalAuth(ExternalAuth),
 }
 
 /// Why a filter of the IR cannot be applied.
@@ -77,6 +81,7 @@ impl Filter {
             HttpFilterIr::Cors(c) => Self::Cors(Cors::compile(c)?),
             HttpFilterIr::Transform(t) => Self::Transform(Transform::compile(t)?),
             HttpFilterIr::Composition(c) => Self::Composition(Composition::compile(c)?),
+            HttpFilterIr::ExternalAuth(a) => Self::ExternalAuth(ExternalAuth::compile(a)?),
         })
     }
 }
@@ -179,9 +184,19 @@ pub fn apply_request<'a>(
             Filter::Composition(c) => {
                 return Some(LocalAnswer::Compose(c.prepare(request, context)));
             }
+            // Already decided before the filters ran.
+            Filter::ExternalAuth(_) => {}
         }
     }
     None
+}
+
+/// The ExternalAuth filters of a list, in order.
+pub fn authorizations(filters: &[Filter]) -> impl Iterator<Item = &ExternalAuth> {
+    filters.iter().filter_map(|f| match f {
+        Filter::ExternalAuth(auth) => Some(auth),
+        _ => None,
+    })
 }
 
 /// The Host header value of a request (HTTP/2 requests get theirs from `:authority` before

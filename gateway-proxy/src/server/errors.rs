@@ -65,8 +65,9 @@ pub enum ProxyError {
     /// Refused before routing: framing, Host, path or method.
     #[error(transparent)]
     Refused(#[from] Refusal),
-    /// A request body an HTTPTransform edits is larger than its `maxBytes`.
-    #[error("request body larger than the {0} bytes this route transforms")]
+    /// A request body an HTTPTransform edits is larger than its `maxBytes`, or one an
+    /// ExternalAuth filter forwards larger than its `forwardBody.maxSize`.
+    #[error("request body larger than the {0} bytes this route reads before forwarding")]
     BodyTooLarge(usize),
     /// A request body an HTTPTransform edits says it is JSON but is not.
     #[error("request body is not valid JSON")]

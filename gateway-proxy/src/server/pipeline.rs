@@ -52,7 +52,7 @@ use super::listener::ConnectionInfo;
 use super::request_checks;
 use super::retry;
 use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
-use crate::filters::{self, Deferred, FilterContext, LocalAnswer};
+use crate::filters::{self, Deferred, FilterContext, LocalAnswer, ext_auth};
 use crate::routing::{Lookup, RequestView, Resumed, RouteEntry, Rule, Snapshot};
 use crate::upstream::balancer::RequestKey;
 use crate::upstream::retry::replay::Replayable;
@@ -226,6 +226,30 @@ async fn forward<'s>(
         }
     }
 
+    // The rule's ExternalAuth filters (GEP-1494) decide before its other filters run, on the
+    // request as the client sent it.
+    let mut body = RequestBody::Incoming(body);
+    let request_id = parts
+        .headers
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let auth = Auth {
+        shared,
+        snapshot,
+        connection,
+        gateway,
+        route: &entry.route,
+        scheme,
+        request_id: &request_id,
+    };
+    if filters::authorizations(&rule.filters).next().is_some()
+        && let Some(answer) = Box::pin(auth.run(&rule.filters, &mut parts, &mut body)).await?
+    {
+        return Ok(answer);
+    }
+
     let context = FilterContext {
         scheme,
         listener_port: connection.port,
@@ -265,6 +289,11 @@ async fn forward<'s>(
         .cluster
         .as_deref()
         .ok_or(ProxyError::InvalidBackend)?;
+    if filters::authorizations(&backend.filters).next().is_some()
+        && let Some(answer) = Box::pin(auth.run(&backend.filters, &mut parts, &mut body)).await?
+    {
+        return Ok(answer);
+    }
     if let Some(answer) =
         filters::apply_request(&backend.filters, &mut parts, &context, &mut deferred)
     {
@@ -343,19 +372,29 @@ async fn forward<'s>(
     let picked = endpoint.clone();
 
     // A body that breaks or stalls is the client's failure, answered as such, not a 502.
-    let has_body = !body.is_end_stream();
-    let (body, client_body) = if has_body {
-        let (body, outcome) = ClientBody::new(
-            body,
-            parts.version,
-            shared.options.http.request_body_timeout,
-        );
-        (upstream::stream(body), Some(outcome))
-    } else {
-        (upstream::stream(body), None)
+    let (body, has_body, client_body, read) = match body {
+        // Read whole already (for an ExternalAuth filter's `forwardBody`).
+        RequestBody::Read(bytes) => (
+            upstream::full(bytes.clone()),
+            !bytes.is_empty(),
+            None,
+            Some(bytes),
+        ),
+        RequestBody::Incoming(body) if !body.is_end_stream() => {
+            let (body, outcome) = ClientBody::new(
+                body,
+                parts.version,
+                shared.options.http.request_body_timeout,
+            );
+            (upstream::stream(body), true, Some(outcome), None)
+        }
+        RequestBody::Incoming(body) => (upstream::stream(body), false, None, None),
     };
     let body = if deferred.request_body.is_empty() {
-        Outgoing::Stream(body)
+        match read {
+            Some(bytes) => Outgoing::Buffered(bytes),
+            None => Outgoing::Stream(body),
+        }
     } else {
         match Box::pin(body_transform::request(
             &mut parts.headers,
@@ -508,6 +547,119 @@ async fn forward<'s>(
 }
 
 /// A request body on its way upstream.
+/// The client's request body before it is sent on.
+enum RequestBody {
+    /// Not read yet.
+    Incoming(Incoming),
+    /// Read whole, for an ExternalAuth filter that forwards it.
+    Read(bytes::Bytes),
+}
+
+impl RequestBody {
+    /// The whole body, read now if it was not yet: 413 when it is larger than `limit`, the
+    /// client's error (400, 408, 499) when it breaks.
+    async fn read(
+        &mut self,
+        version: http::Version,
+        limit: usize,
+        timeout: Option<Duration>,
+    ) -> Result<bytes::Bytes, ProxyError> {
+        let incoming = match std::mem::replace(self, Self::Read(bytes::Bytes::new())) {
+            Self::Read(bytes) => {
+                let over = bytes.len() > limit;
+                *self = Self::Read(bytes.clone());
+                return if over {
+                    Err(ProxyError::BodyTooLarge(limit))
+                } else {
+                    Ok(bytes)
+                };
+            }
+            Self::Incoming(body) if body.is_end_stream() => return Ok(bytes::Bytes::new()),
+            Self::Incoming(body) => body,
+        };
+        let (body, outcome) = ClientBody::new(incoming, version, timeout);
+        match mirror::buffer(upstream::stream(body), limit).await {
+            Buffered::Complete(bytes) => match outcome.get() {
+                Some(&failure) => Err(ProxyError::ClientBody(failure)),
+                None => {
+                    *self = Self::Read(bytes.clone());
+                    Ok(bytes)
+                }
+            },
+            Buffered::Streaming(_) => Err(match outcome.get() {
+                Some(&failure) => ProxyError::ClientBody(failure),
+                None => ProxyError::BodyTooLarge(limit),
+            }),
+        }
+    }
+}
+
+/// What the ExternalAuth filters of a request need.
+struct Auth<'a> {
+    shared: &'a Shared,
+    snapshot: &'a Snapshot,
+    connection: &'a ConnectionInfo,
+    gateway: &'a Arc<str>,
+    route: &'a str,
+    scheme: &'static str,
+    request_id: &'a str,
+}
+
+impl Auth<'_> {
+    /// Runs the ExternalAuth filters of `filters` in order: the first denial is the answer;
+    /// a check that cannot be made refuses the request (fail closed).
+    async fn run(
+        &self,
+        filters: &[filters::Filter],
+        parts: &mut Parts,
+        body: &mut RequestBody,
+    ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
+        for auth in filters::authorizations(filters) {
+            let forwarded = if auth.forward_body > 0 {
+                Some(
+                    body.read(
+                        parts.version,
+                        auth.forward_body,
+                        self.shared.options.http.request_body_timeout,
+                    )
+                    .await?,
+                )
+            } else {
+                None
+            };
+            let cluster = auth.cluster().and_then(|name| self.snapshot.cluster(name));
+            let call = ext_auth::Call {
+                upstreams: &self.shared.upstreams,
+                gateway: self.gateway,
+                client: self.connection.peer,
+                scheme: self.scheme,
+                request_id: self.request_id,
+            };
+            match auth.check(cluster, &call, parts, forwarded.as_ref()).await {
+                Ok(ext_auth::Verdict::Allow) => {}
+                Ok(ext_auth::Verdict::Deny(answer)) => {
+                    self.shared
+                        .metrics
+                        .security_denied(self.route, "external_auth");
+                    return Ok(Some(answer));
+                }
+                Err(failure) => {
+                    self.shared
+                        .metrics
+                        .security_denied(self.route, "external_auth_error");
+                    return Err(ProxyError::Denied(crate::security::Denial {
+                        status: failure.status,
+                        reason: "external_auth_error",
+                        message: failure.message,
+                        challenge: None,
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
 enum Outgoing {
     /// Read whole (for mirrors).
     Buffered(bytes::Bytes),

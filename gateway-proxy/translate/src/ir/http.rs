@@ -261,6 +261,48 @@ pub enum HttpFilterIr {
     /// An ExtensionRef to an HTTPComposition: the rule answers itself.
     #[serde(rename = "HTTPComposition")]
     Composition(super::CompositionIr),
+    /// The ExternalAuth filter (GEP-1494): an authorization service decides first.
+    ExternalAuth(Box<ExternalAuthIr>),
+}
+
+/// The ExternalAuth filter (GEP-1494), validated. Header names are lower-case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalAuthIr {
+    pub protocol: ExternalAuthProtocol,
+    /// The authorization service; `None` when its backendRef did not resolve, and then every
+    /// request is refused ("this filter MUST fail closed").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// HTTP: the prefix put before the request's path (`http.path`); empty for none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path_prefix: String,
+    /// HTTP: request headers sent besides the ones always sent (Host, Method, Path,
+    /// Content-Length, Authorization). gRPC: the headers sent; empty sends all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_request_headers: Vec<String>,
+    /// HTTP: headers of the service's `200` copied onto the request to the backend; empty
+    /// copies all but Host (and hop-by-hop and framing headers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_response_headers: Vec<String>,
+    /// Bytes of the request body sent to the service (`forwardBody.maxSize`); 0 sends none.
+    /// A larger body is refused with 413.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub forward_body_max_bytes: usize,
+    /// How long the service may take to answer, in milliseconds (the check fails closed
+    /// after it).
+    pub timeout_ms: u64,
+}
+
+/// How the ExternalAuth filter talks to its service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExternalAuthProtocol {
+    /// A `200` allows; any other answer is given to the client as it is.
+    #[serde(rename = "HTTP")]
+    Http,
+    /// Envoy's `envoy.service.auth.v3.Authorization/Check`.
+    #[serde(rename = "GRPC")]
+    Grpc,
 }
 
 /// The CORS filter (GEP-1767), validated. Header names are lower-case.

@@ -12,7 +12,7 @@ use gantry_crds::gateway::httproutes::{
 
 use super::backend::{self, BackendRef, Referrer};
 use super::conditions::{self as c, Problem};
-use super::{extension_ref, hostname};
+use super::{extension_ref, external_auth, hostname};
 use crate::ir::{
     ClusterIr, CorsIr, HeaderModifierIr, HeaderValueIr, HttpFilterIr, MirrorIr, PathModifierIr,
     RedirectIr, UrlRewriteIr,
@@ -31,7 +31,8 @@ pub struct FilterContext<'a> {
 #[derive(Debug, Default)]
 pub struct Filters {
     pub filters: Vec<HttpFilterIr>,
-    /// A RequestMirror whose backendRef did not resolve (the rule is still served).
+    /// A RequestMirror or ExternalAuth whose backendRef did not resolve (the rule is still
+    /// served: without the mirror, or refusing every request).
     pub unresolved: Vec<Problem>,
     /// A filter the proxy does not implement. The filter "MUST NOT be skipped": the rule
     /// answers 500 instead.
@@ -144,11 +145,15 @@ pub fn translate_filters(
                 }
             }
             HttpRouteRulesFiltersType::ExternalAuth => {
-                out.unsupported.get_or_insert(Problem::new(
-                    c::REASON_UNSUPPORTED_VALUE,
-                    format!("ExternalAuth filter is not supported by this proxy; requests to this rule get {answer}"),
-                ));
-                continue;
+                let (auth, problem) = external_auth::translate(
+                    f.external_auth
+                        .as_ref()
+                        .ok_or_else(|| missing("externalAuth"))?,
+                    ctx,
+                    clusters,
+                )?;
+                out.unresolved.extend(problem);
+                HttpFilterIr::ExternalAuth(Box::new(auth))
             }
             HttpRouteRulesFiltersType::Cors => {
                 HttpFilterIr::Cors(cors(f.cors.as_ref().ok_or_else(|| missing("cors"))?)?)

@@ -15,6 +15,7 @@ mod composition;
 mod conditions;
 mod cross_serving;
 mod extension_ref;
+mod external_auth;
 mod filters;
 mod frontend_tls;
 mod gateway;
