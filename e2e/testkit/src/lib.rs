@@ -6,6 +6,7 @@ pub mod blackhole;
 pub mod browser;
 pub mod certs;
 pub mod echo;
+pub mod ext_authz;
 pub mod grpc;
 pub mod harness;
 pub mod ports;

@@ -9,6 +9,7 @@ mod connections;
 mod cors;
 mod dashboards;
 mod drain;
+mod external_auth;
 mod filters;
 mod grpc;
 mod health_checks;

@@ -9,9 +9,11 @@
 //!    X-Forwarded-For/Proto/Host and `Forwarded` set by the trusted-hops rule
 //! 6. the route's SecurityPolicy ([`crate::security`]: 500 for a policy that cannot be used,
 //!    403 by client address, 401 for API keys and basic auth; a CORS preflight is left to its
-//!    filter), then rule filters (a redirect, a CORS preflight or an HTTPComposition answers here), backend
+//!    filter), then the rule's ExternalAuth filters ([`crate::filters::ext_auth`]: the
+//!    service's denial, or 403/500 when it fails closed; the body read first when one forwards
+//!    it, 413 over its `maxSize`), then rule filters (a redirect, a CORS preflight or an HTTPComposition answers here), backend
 //!    choice (a session's backend and endpoint when the request resumes one; else by weight:
-//!    500), backend filters, the circuit breaker's `maxParallelRequests` (503), the endpoint
+//!    500), the backend's ExternalAuth filters, then its other filters, the circuit breaker's `maxParallelRequests` (503), the endpoint
 //!    (the cluster's load balancer: [`crate::upstream::balancer`])
 //! 7. HTTPTransform request body edits (JSON, buffered within `maxBytes`: 413, 400), then
 //!    mirrors, with the body buffered only when one of them applies

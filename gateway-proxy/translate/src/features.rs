@@ -258,6 +258,29 @@ pub const FEATURES: &[Feature] = &[
         ],
     ),
     feature(
+        "HTTPRouteExternalAuthHTTP",
+        NONE,
+        &["filters-external-auth"],
+        &[
+            "e2e/tests/e2e/external_auth.rs#an_http_service_allows_with_its_headers_and_its_denial_is_the_answer",
+            "e2e/tests/e2e/external_auth.rs#it_fails_closed",
+        ],
+    ),
+    feature(
+        "HTTPRouteExternalAuthGRPC",
+        NONE,
+        &["filters-external-auth"],
+        &["e2e/tests/e2e/external_auth.rs#a_grpc_service_decides_with_envoys_check_protocol"],
+    ),
+    feature(
+        "HTTPRouteExternalAuthForwardBody",
+        NONE,
+        &["filters-external-auth"],
+        &[
+            "e2e/tests/e2e/external_auth.rs#the_body_is_forwarded_up_to_max_size_and_a_larger_one_is_refused",
+        ],
+    ),
+    feature(
         "HTTPRouteCORS",
         NONE,
         &["cors-filter-wildcards-and-credentials"],
