@@ -221,9 +221,62 @@ pub struct RunArgs {
     /// random key of its own.
     #[arg(long, value_name = "FILE")]
     pub session_key_file: Option<PathBuf>,
+    /// Trace requests with OpenTelemetry: the OTLP receiver, `http://host:port` (OTLP/HTTP
+    /// posts to its `/v1/traces`; OTLP/gRPC uses its host and port). Without it nothing is
+    /// traced and `traceparent` passes through untouched.
+    #[arg(long, value_name = "URL", value_parser = parse_tracing_endpoint)]
+    pub tracing_endpoint: Option<http::Uri>,
+    /// How spans are sent to --tracing-endpoint.
+    #[arg(long, value_enum, default_value_t = crate::telemetry::trace::Protocol::Http)]
+    pub tracing_protocol: crate::telemetry::trace::Protocol,
+    /// Share of new traces sampled, from 0 to 1 (trace-ID based, as OpenTelemetry's
+    /// TraceIdRatioBased, so every replica decides alike for one trace).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_ratio)]
+    pub tracing_sampling_ratio: f64,
+    /// Follow the sampled flag of a request's valid `traceparent` (parent-based sampling);
+    /// with `false`, the ratio decides for every request.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub tracing_parent_based: bool,
+    /// `service.name` of the spans.
+    #[arg(long, default_value = "gantry-proxy")]
+    pub tracing_service_name: String,
+}
+
+/// `--tracing-endpoint`: an `http://` URL with a host.
+fn parse_tracing_endpoint(value: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = value
+        .parse()
+        .map_err(|e| format!("not a URL ({e}): give http://host:port"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http"), Some(_)) => Ok(uri),
+        (Some("https"), _) => Err(
+            "https receivers are not supported yet; use a plaintext OTLP receiver (a collector              beside the proxy)"
+                .to_owned(),
+        ),
+        _ => Err("give http://host:port".to_owned()),
+    }
+}
+
+/// A number from 0 to 1.
+fn parse_ratio(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("{value:?} is not a number from 0 to 1")),
+    }
 }
 
 impl RunArgs {
+    /// Tracing, when an endpoint is given.
+    pub fn tracing_options(&self) -> Option<crate::telemetry::trace::TracingOptions> {
+        let endpoint = self.tracing_endpoint.clone()?;
+        let mut options =
+            crate::telemetry::trace::TracingOptions::new(endpoint, self.tracing_protocol);
+        options.ratio = self.tracing_sampling_ratio;
+        options.parent_based = self.tracing_parent_based;
+        options.service_name.clone_from(&self.tracing_service_name);
+        Some(options)
+    }
+
     /// The data plane's settings, the same in both modes.
     pub fn dataplane_options(&self) -> DataPlaneOptions {
         DataPlaneOptions {
@@ -389,6 +442,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         dataplane,
         drain_delay: args.drain_delay,
         explainer: Some(crate::admin::ui::Explainer::new(explain::explain_live)),
+        tracing: args.tracing_options(),
     };
     if args.kubernetes {
         let (scope, namespaced) = Scope::from_flags_in(

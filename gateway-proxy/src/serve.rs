@@ -63,6 +63,8 @@ pub struct ServeOptions {
     pub drain_delay: Duration,
     /// How the dashboard runs `explain` (`/ui/api/explain`); none: the search box says so.
     pub explainer: Option<admin::ui::Explainer>,
+    /// OpenTelemetry tracing (`--tracing-endpoint`); none: no request is traced.
+    pub tracing: Option<crate::telemetry::trace::TracingOptions>,
 }
 
 /// Default of `--drain-delay`. Removing a terminating pod from a Service's endpoints reaches
@@ -93,7 +95,11 @@ pub struct Running {
 pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running, ServeError> {
     let metrics = Arc::new(Metrics::with(|registry| source.register_metrics(registry)));
     let drain_delay = options.drain_delay;
-    let dataplane = Arc::new(DataPlane::new(options.dataplane, metrics.clone()));
+    let dataplane = Arc::new(DataPlane::with_tracing(
+        options.dataplane,
+        metrics.clone(),
+        options.tracing,
+    ));
     let control = ControlLoop::new(
         source.translate_options(),
         dataplane.clone(),
@@ -244,6 +250,11 @@ impl Running {
             }
         };
         tokio::join!(source_stopped, connections_closed);
+        // The spans of the last requests, within what is left of the drain timeout (at least
+        // a second, so that a drain that used it all still sends them).
+        dataplane
+            .flush_traces(deadline.max(tokio::time::Instant::now() + Duration::from_secs(1)))
+            .await;
         control.abort();
         source.abort();
         match failed {

@@ -52,6 +52,7 @@ async fn proxy(dir: &TempDir, admin: SocketAddr, debug: Option<SocketAddr>) -> R
             },
             drain_delay: Duration::ZERO,
             explainer: None,
+            tracing: None,
         },
     )
     .await

@@ -14,6 +14,8 @@ pub struct Record<'s> {
     pub method: Method,
     pub path: String,
     pub host: String,
+    /// `namespace/name` of the Gateway whose listener took the request.
+    pub gateway: Option<&'s str>,
     /// `namespace/name` of the matched route.
     pub route: Option<&'s str>,
     /// Kind of the matched route (`HTTPRoute`, `GRPCRoute`).
@@ -28,6 +30,8 @@ pub struct Record<'s> {
     /// Why a retry the rule asked for was not made, when one was not (for example a request
     /// body over the retry buffer).
     pub retry: Option<&'static str>,
+    /// The trace ID, when the request is traced.
+    pub trace_id: Option<String>,
 }
 
 impl<'s> Record<'s> {
@@ -47,6 +51,12 @@ impl<'s> Record<'s> {
         if self.enabled {
             self.host.clear();
             self.host.push_str(host);
+        }
+    }
+
+    pub fn set_trace_id(&mut self, trace_id: impl FnOnce() -> String) {
+        if self.enabled {
+            self.trace_id = Some(trace_id());
         }
     }
 
@@ -82,6 +92,7 @@ impl<'s> Record<'s> {
             grpc_status = self.grpc_status,
             attempts = self.attempts,
             retry = self.retry,
+            trace_id = self.trace_id.as_deref(),
         );
     }
 }

@@ -195,6 +195,8 @@ pub(crate) struct Shared {
     drain: Drain,
     /// Places under the process-wide connection limit.
     connections: Arc<tokio::sync::Semaphore>,
+    /// OpenTelemetry tracing, when an endpoint is configured.
+    tracer: Option<crate::telemetry::trace::Tracer>,
 }
 
 /// The running data plane.
@@ -219,6 +221,18 @@ impl fmt::Debug for DataPlane {
 
 impl DataPlane {
     pub fn new(options: DataPlaneOptions, metrics: Arc<Metrics>) -> Self {
+        Self::with_tracing(options, metrics, None)
+    }
+
+    /// [`DataPlane::new`], tracing requests when `tracing` names a receiver (starts the
+    /// exporter task).
+    pub fn with_tracing(
+        options: DataPlaneOptions,
+        metrics: Arc<Metrics>,
+        tracing: Option<crate::telemetry::trace::TracingOptions>,
+    ) -> Self {
+        let tracer =
+            tracing.map(|t| crate::telemetry::trace::Tracer::start(t, metrics.tracing.clone()));
         let limits = &options.connections;
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1()
@@ -240,6 +254,7 @@ impl DataPlane {
             metrics,
             http,
             drain: Drain::default(),
+            tracer,
         };
         Self {
             shared: Arc::new(shared),
@@ -349,6 +364,13 @@ impl DataPlane {
         drop(listeners);
         self.shared.drain.signal();
         self.shared.drain.open()
+    }
+
+    /// Sends the spans still queued, waiting at most until `deadline`.
+    pub async fn flush_traces(&self, deadline: tokio::time::Instant) {
+        if let Some(tracer) = &self.shared.tracer {
+            tracer.shutdown(deadline).await;
+        }
     }
 
     /// Resolves once every connection has closed.

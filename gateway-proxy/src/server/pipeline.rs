@@ -56,6 +56,7 @@ use super::retry;
 use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
 use crate::filters::{self, Deferred, FilterContext, LocalAnswer, ext_auth};
 use crate::routing::{Lookup, RequestView, Resumed, RouteEntry, Rule, Snapshot};
+use crate::telemetry::trace::{self, Tracer};
 use crate::upstream::balancer::RequestKey;
 use crate::upstream::retry::replay::Replayable;
 use crate::upstream::session::{self, Token};
@@ -70,8 +71,17 @@ pub async fn handle(
     let started = Instant::now();
     let request_id = ensure_request_id(request.headers_mut());
     let grpc = grpc_status::is_grpc_request(request.headers());
+    // Tracing, when configured: the request's trace context read, `traceparent` replaced for
+    // upstream, and what the span needs copied only when it is sampled.
+    let traced = shared
+        .tracer
+        .as_ref()
+        .map(|tracer| Traced::begin(tracer, &mut request));
     let snapshot = shared.snapshot.load_full();
     let mut record = Record::new(shared.options.access_log, &request);
+    if let Some(traced) = &traced {
+        record.set_trace_id(|| trace::hex(&traced.active.trace_id));
+    }
     let mut metrics = None;
     let mut response = match route(
         shared,
@@ -86,6 +96,9 @@ pub async fn handle(
         Ok(response) => response,
         Err(error) => {
             record.set_error(|| error_chain(&error));
+            if let Some(traced) = traced.as_ref().filter(|t| t.active.sampled) {
+                traced.error.set(Some(error_chain(&error)));
+            }
             if let ProxyError::Refused(refusal) = &error {
                 shared.metrics.request_rejected(refusal.reason);
             }
@@ -108,7 +121,76 @@ pub async fn handle(
         .unwrap_or(&snapshot.ports.unmatched)
         .record(response.status().as_u16(), elapsed);
     record.emit(&response, &request_id, elapsed.as_secs_f64() * 1000.0);
+    if let Some(traced) = traced {
+        traced.end(connection, &record, response.status().as_u16(), elapsed);
+    }
     response
+}
+
+/// A request being traced.
+struct Traced<'t> {
+    tracer: &'t Tracer,
+    active: trace::Active,
+    /// Method, path and host, copied when sampled.
+    facts: Option<(String, String, String)>,
+    /// Why the proxy answered itself, when sampled.
+    error: std::cell::Cell<Option<String>>,
+}
+
+impl<'t> Traced<'t> {
+    fn begin(tracer: &'t Tracer, request: &mut Request<Incoming>) -> Self {
+        let active = tracer.begin(request.headers_mut());
+        let facts = active.sampled.then(|| {
+            let host = request
+                .uri()
+                .host()
+                .or_else(|| {
+                    request
+                        .headers()
+                        .get(http::header::HOST)
+                        .and_then(|v| v.to_str().ok())
+                })
+                .unwrap_or_default();
+            (
+                request.method().as_str().to_owned(),
+                request.uri().path().to_owned(),
+                host.to_owned(),
+            )
+        });
+        Self {
+            tracer,
+            active,
+            facts,
+            error: std::cell::Cell::new(None),
+        }
+    }
+
+    fn end(self, connection: &ConnectionInfo, record: &Record<'_>, status: u16, elapsed: Duration) {
+        let Some((method, path, host)) = &self.facts else {
+            return;
+        };
+        let upstream = record.upstream.as_ref().map(http::uri::Authority::as_str);
+        let finished = trace::Finished {
+            method,
+            path,
+            scheme: if connection.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+            host,
+            listener_port: connection.port,
+            peer: connection.peer,
+            status,
+            gateway: record.gateway,
+            route: record.route,
+            upstream,
+            attempts: record.attempts,
+            error: self.error.take(),
+            duration: elapsed,
+        };
+        self.tracer.end(self.active, &finished);
+    }
 }
 
 /// Steps 2 to 4: checks the request, finds the entry and runs the rest under the request
@@ -149,6 +231,7 @@ async fn route<'s>(
         Lookup::Route(listener, entry) => (listener, entry),
     };
     *metrics = Some(&entry.metrics);
+    record.gateway = Some(&listener.gateway);
     record.route = Some(&entry.route);
     record.route_kind = Some(&entry.route_kind);
     // On the heap: the future holds every step's state (some kilobytes), and on the stack it

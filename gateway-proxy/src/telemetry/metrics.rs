@@ -174,6 +174,8 @@ pub struct Metrics {
     pub health: HealthMetrics,
     /// Expiry of the listeners' certificates.
     pub certificates: CertificateMetrics,
+    /// Spans exported, failed and dropped (OpenTelemetry tracing).
+    pub tracing: super::trace::TracingMetrics,
     /// Time spent in each stage of applying a change.
     stages: Family<StageLabels, AtomicHistogram>,
     tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
@@ -332,6 +334,7 @@ impl Metrics {
         let upstream_connections = UpstreamConnectionMetrics::register(&mut registry);
         let health = HealthMetrics::register(&mut registry);
         let certificates = CertificateMetrics::register(&mut registry);
+        let tracing = super::trace::TracingMetrics::register(&mut registry);
         registry.register(
             "config_stage_duration_seconds",
             "Time a configuration change spent in each stage: source (Kubernetes mode: first event of \
@@ -351,6 +354,7 @@ impl Metrics {
             upstream_connections,
             health,
             certificates,
+            tracing,
             tls_handshake_errors,
             requests_rejected,
             security_denied,

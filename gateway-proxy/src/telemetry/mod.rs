@@ -7,6 +7,7 @@ pub mod histogram;
 pub mod l4;
 pub mod logging;
 pub mod metrics;
+pub mod trace;
 pub mod upstream_connections;
 
 pub use metrics::{DrainPhase, Metrics, RetryReason, RouteMetrics, SkipReason};
