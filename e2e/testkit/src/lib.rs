@@ -9,6 +9,7 @@ pub mod echo;
 pub mod ext_authz;
 pub mod grpc;
 pub mod harness;
+pub mod otlp;
 pub mod ports;
 pub mod stream_echo;
 pub mod tls_client;

@@ -29,5 +29,6 @@ mod sessions;
 mod tls;
 mod tls_rotation;
 mod tls_routes;
+mod tracing;
 mod transform;
 mod ui;
