@@ -9,8 +9,8 @@
 //! of one request in steady state.
 //!
 //! Cases: Gantry, nginx and haproxy with the suite's single route; and Gantry's own variants
-//! next to their plain route (a retry that never triggers; each load balancer; HTTPTransform
-//! header templates and JSON body edits).
+//! next to their plain route (a retry that never triggers; each load balancer; tracing not
+//! configured, sampling 1% and 100%; HTTPTransform header templates and JSON body edits).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -96,6 +96,45 @@ pub fn measure(
     }
     drop(group);
     drop(echoes);
+
+    // OpenTelemetry tracing: not configured, then sampling 1% and 100% of requests, the spans
+    // exported over OTLP/HTTP to an echo backend (which answers every POST 200) as receiver.
+    progress("instructions: gantry, tracing");
+    let (sink, sink_addr) = backend::start(bins, Echo::Plain)?;
+    let endpoint = format!("http://{sink_addr}");
+    for (label, ratio) in [
+        ("tracing not configured", None),
+        ("tracing, 1% sampled", Some("0.01")),
+        ("tracing, 100% sampled", Some("1")),
+    ] {
+        let args: Vec<&str> = match ratio {
+            Some(ratio) => vec![
+                "--tracing-endpoint",
+                &endpoint,
+                "--tracing-sampling-ratio",
+                ratio,
+                // Every request is a new trace: the ratio alone decides.
+                "--tracing-parent-based",
+                "false",
+            ],
+            None => Vec::new(),
+        };
+        let mut group = Group::start_with_args(
+            &setup,
+            "tracing",
+            |port| {
+                config::gantry(port, backend, 1)
+                    .into_iter()
+                    .map(|(_, text)| text)
+                    .collect::<Vec<_>>()
+                    .join("\n---\n")
+            },
+            &args,
+        )?;
+        let count = group.count(&run, &Request::get(&config::host(0), &config::path(0)))?;
+        cases.push(case("tracing", label, count, requests));
+    }
+    drop(sink);
 
     // HTTPTransform, in front of the JSON echo.
     progress("instructions: gantry, HTTPTransform");
@@ -263,17 +302,25 @@ struct Group {
 
 impl Group {
     fn start(setup: &Setup, name: &str, files: impl FnOnce(u16) -> String) -> anyhow::Result<Self> {
+        Self::start_with_args(setup, name, files, &[])
+    }
+
+    /// [`Group::start`], with more arguments for the proxy.
+    fn start_with_args(
+        setup: &Setup,
+        name: &str,
+        files: impl FnOnce(u16) -> String,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let dir = scratch(&format!("instructions-{name}"))?;
         let config_dir = dir.join("config");
         std::fs::create_dir_all(&config_dir)?;
         let port = free_port()?;
         std::fs::write(config_dir.join("config.yaml"), files(port))?;
         let out = dir.join("callgrind.out");
-        let mut command = under_callgrind(
-            proxy::gantry_command(setup, &config_dir)?,
-            &out,
-            Kind::Gantry,
-        );
+        let mut gantry = proxy::gantry_command(setup, &config_dir)?;
+        gantry.args(args);
+        let mut command = under_callgrind(gantry, &out, Kind::Gantry);
         let proc = Proc::spawn(
             "gantry (callgrind)",
             &mut command,
