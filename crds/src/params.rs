@@ -373,6 +373,46 @@ pub struct ProxyParameters {
     /// of its fleet serve its current generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub programmed: Option<ProgrammedParameters>,
+    /// OpenTelemetry tracing of requests (`docs/tracing.md`); unset traces nothing. Field
+    /// names follow Envoy Gateway's EnvoyProxy `telemetry.tracing` where they agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<TracingParameters>,
+}
+
+/// Where and how much the proxies trace: one SERVER span per sampled request, exported over
+/// OTLP.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TracingParameters {
+    /// The OTLP receiver, `http://host:port` (`--tracing-endpoint`), such as an OpenTelemetry
+    /// Collector's Service: `http://otel-collector.observability:4318` for OTLP/HTTP, port
+    /// 4317 for OTLP/gRPC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^http://[^\s/?#]+(/[^\s?#]*)?$"), length(max = 2048))]
+    pub endpoint: Option<String>,
+    /// `HTTP` (default) or `GRPC` (`--tracing-protocol`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<TracingProtocol>,
+    /// Percentage of new traces sampled, 0 to 100 (`--tracing-sampling-ratio`, default 100); a
+    /// request whose caller sent a valid `traceparent` follows the caller's decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub sampling_rate: Option<i32>,
+    /// `service.name` of the spans (`--tracing-service-name`, default `gantry-proxy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub service_name: Option<String>,
+}
+
+/// How spans are sent.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum TracingProtocol {
+    /// OTLP/HTTP, protobuf bodies posted to `/v1/traces`.
+    #[serde(rename = "HTTP")]
+    Http,
+    /// OTLP/gRPC over h2c.
+    #[serde(rename = "GRPC")]
+    Grpc,
 }
 
 /// `Programmed` means serving: a Gateway is `Programmed=True` only once this many ready

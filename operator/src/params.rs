@@ -14,7 +14,7 @@ use gantry_crds::params::{
     DeploymentParameters, ExternalTrafficPolicy, GatewayParametersSpec, IssuerRef, LogLevel,
     NodePort, Overlays, PodDisruptionBudgetParameters, PodParameters, ProgrammedParameters,
     ProxyParameters, PullPolicy, ServiceParameters, ServiceType, ShutdownParameters, Topology,
-    Workload,
+    TracingParameters, Workload,
 };
 use gantry_translate::ports;
 use k8s_openapi::api::core::v1::{
@@ -194,6 +194,8 @@ pub struct ProxySettings {
     pub programmed_min_replicas: Option<i32>,
     /// `--programmed-timeout`, in milliseconds.
     pub programmed_timeout_ms: u128,
+    /// `proxy.tracing`, when it names an endpoint: the `--tracing-*` flags.
+    pub tracing: Option<TracingParameters>,
 }
 
 /// Default of `proxy.programmed.timeout` (the proxy's own default, `--programmed-timeout`).
@@ -281,6 +283,12 @@ pub fn merge(base: &GatewayParametersSpec, over: &GatewayParametersSpec) -> Gate
             programmed: nested(&b.programmed, &o.programmed, |b, o| ProgrammedParameters {
                 min_replicas: pick(&b.min_replicas, &o.min_replicas),
                 timeout: pick(&b.timeout, &o.timeout),
+            }),
+            tracing: nested(&b.tracing, &o.tracing, |b, o| TracingParameters {
+                endpoint: pick(&b.endpoint, &o.endpoint),
+                protocol: pick(&b.protocol, &o.protocol),
+                sampling_rate: pick(&b.sampling_rate, &o.sampling_rate),
+                service_name: pick(&b.service_name, &o.service_name),
             }),
         }),
         certificates: nested(&base.certificates, &over.certificates, |b, o| {
@@ -499,6 +507,7 @@ pub fn resolve(
             drain_timeout_ms: drain.timeout_ms,
             programmed_min_replicas: programmed.min_replicas,
             programmed_timeout_ms: programmed.timeout_ms,
+            tracing: proxy.tracing.filter(|t| t.endpoint.is_some()),
         },
         issuer_ref: spec
             .certificates

@@ -846,3 +846,46 @@ fn programmed_parameters_become_the_proxy_options() {
     assert_eq!(unset.programmed_min_replicas, None);
     assert_eq!(unset.programmed_timeout, proxy_defaults.programmed_timeout);
 }
+
+/// `proxy.tracing` reaches the proxy as its `--tracing-*` options; unset, no tracing flag is
+/// rendered at all (a fleet one minor older need not know them).
+#[test]
+fn tracing_parameters_become_the_proxy_tracing_options() {
+    let set = rendered_run(json!({
+        "proxy": {"tracing": {
+            "endpoint": "http://otel-collector.observability:4317",
+            "protocol": "GRPC",
+            "samplingRate": 5,
+            "serviceName": "edge-gateway",
+        }},
+    }));
+    let options = set.tracing_options().expect("tracing is on");
+    assert_eq!(
+        options.endpoint.to_string(),
+        "http://otel-collector.observability:4317/"
+    );
+    assert_eq!(
+        options.protocol,
+        gantry_proxy::telemetry::trace::Protocol::Grpc
+    );
+    assert!((options.ratio - 0.05).abs() < 1e-9, "{}", options.ratio);
+    assert_eq!(options.service_name, "edge-gateway");
+
+    let unset = rendered_run(json!({}));
+    assert!(unset.tracing_endpoint.is_none());
+    let proxy_defaults = parse("defaults", &["run".into(), "--kubernetes".into()]);
+    assert_eq!(
+        unset.tracing_sampling_ratio,
+        proxy_defaults.tracing_sampling_ratio
+    );
+    // An endpoint alone: the proxy's defaults for the rest.
+    let minimal = rendered_run(json!({
+        "proxy": {"tracing": {"endpoint": "http://collector:4318"}},
+    }));
+    let options = minimal.tracing_options().expect("tracing is on");
+    assert_eq!(
+        options.protocol,
+        gantry_proxy::telemetry::trace::Protocol::Http
+    );
+    assert!((options.ratio - 1.0).abs() < 1e-9);
+}

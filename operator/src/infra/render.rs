@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use gantry_crds::gateway::gateways::{Gateway, GatewayListeners};
 use gantry_crds::params::{
     AccessLogFormat, ClientTrafficParameters, EscapedSlashesAction, IssuerKind, LogLevel,
-    PullPolicy, ServiceType, Workload,
+    PullPolicy, ServiceType, TracingProtocol, Workload,
 };
 use gantry_translate::listener_sets;
 use gantry_translate::ports::bound_port;
@@ -609,6 +609,32 @@ pub fn proxy_args(fleet: &Fleet<'_>) -> Vec<String> {
     }
     args.push("--programmed-timeout".to_string());
     args.push(format!("{}ms", p.programmed_timeout_ms));
+    // Rendered only when set, so a fleet one minor older (which may not know the flags) runs
+    // unchanged unless tracing is asked for.
+    if let Some(tracing) = &p.tracing
+        && let Some(endpoint) = &tracing.endpoint
+    {
+        args.push("--tracing-endpoint".to_string());
+        args.push(endpoint.clone());
+        if let Some(protocol) = tracing.protocol {
+            args.push("--tracing-protocol".to_string());
+            args.push(
+                match protocol {
+                    TracingProtocol::Http => "http",
+                    TracingProtocol::Grpc => "grpc",
+                }
+                .to_string(),
+            );
+        }
+        if let Some(rate) = tracing.sampling_rate {
+            args.push("--tracing-sampling-ratio".to_string());
+            args.push(format!("{}", f64::from(rate.clamp(0, 100)) / 100.0));
+        }
+        if let Some(name) = &tracing.service_name {
+            args.push("--tracing-service-name".to_string());
+            args.push(name.clone());
+        }
+    }
     args
 }
 
