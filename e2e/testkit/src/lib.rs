@@ -7,6 +7,7 @@ pub mod certs;
 pub mod echo;
 pub mod grpc;
 pub mod harness;
+pub mod pebble;
 pub mod ports;
 pub mod stream_echo;
 pub mod tls_client;
