@@ -288,3 +288,80 @@ async fn an_unreachable_directory_is_a_clear_error() {
     assert!(!error.message.is_empty());
     assert!(!dir.path().join("account.json").exists());
 }
+
+#[tokio::test]
+async fn a_stored_order_is_resumed_instead_of_placing_another() {
+    let http_port = free_port();
+    let pebble = Pebble::start(PebbleOptions::new(http_port, free_port())).await;
+    let dir = TempDir::new("gantry-acme");
+    let store = AcmeStore::open(dir.path()).expect("store");
+    let challenges = Challenges::new(Some(store.clone()));
+    serve_http01(http_port, challenges.clone()).await;
+    // The account exists (as after a first run); then an order is placed and stored, as a
+    // process stopped right after placing it would leave it.
+    drop(
+        AcmeClient::connect(
+            config(&pebble, ChallengeKind::Http01),
+            store.clone(),
+            challenges.clone(),
+        )
+        .await
+        .expect("account"),
+    );
+    let credentials: instant_acme::AccountCredentials =
+        serde_json::from_str(&store.account().expect("read").expect("stored account"))
+            .expect("credentials");
+    let account = instant_acme::Account::builder_with_root(pebble.directory_ca_file())
+        .expect("builder")
+        .from_credentials(credentials)
+        .await
+        .expect("account");
+    let identifiers = [instant_acme::Identifier::Dns("resume.example.com".into())];
+    let mut order = account
+        .new_order(&instant_acme::NewOrder::new(&identifiers))
+        .await
+        .expect("order");
+    let url = order.url().to_owned();
+    assert!(matches!(
+        order.state().status,
+        instant_acme::OrderStatus::Pending
+    ));
+    let key = rcgen::KeyPair::generate().expect("key");
+    store
+        .save_pending_order("resume.example.com", &url, &key.serialize_pem())
+        .expect("store order");
+
+    // The next run picks the stored order up, answers its challenge and finalizes it.
+    let client = AcmeClient::connect(
+        config(&pebble, ChallengeKind::Http01),
+        store.clone(),
+        challenges,
+    )
+    .await
+    .expect("stored account");
+    let issued = client
+        .issue("resume.example.com")
+        .await
+        .unwrap_or_else(|e| panic!("issue: {e}\npebble log:\n{}", pebble.log()));
+    assert_trusted(&pebble, &issued, "resume.example.com").await;
+    assert_eq!(
+        issued.key_pem,
+        key.serialize_pem(),
+        "the stored order's key is the certificate's"
+    );
+    let mut stored_order = account.order(url).await.expect("stored order");
+    assert!(
+        matches!(
+            stored_order.state().status,
+            instant_acme::OrderStatus::Valid
+        ),
+        "the stored order was the one finalized: {:?}",
+        stored_order.state().status
+    );
+    assert!(
+        store
+            .pending_order("resume.example.com")
+            .expect("read")
+            .is_none()
+    );
+}
