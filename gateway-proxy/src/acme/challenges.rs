@@ -2,7 +2,9 @@
 //! by token (RFC 8555 §8.3) and TLS-ALPN-01 certificates by hostname (RFC 8737).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use rcgen::{CertificateParams, CustomExtension, KeyPair};
 use rustls::sign::CertifiedKey;
@@ -19,8 +21,9 @@ pub const TLS_ALPN01_PROTOCOL: &[u8] = b"acme-tls/1";
 /// The pending challenges; cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct Challenges {
-    http01: Arc<RwLock<HashMap<String, String>>>,
-    tls_alpn01: Arc<RwLock<HashMap<String, Arc<CertifiedKey>>>>,
+    /// Copy-on-write maps: a lookup on the data path takes no lock.
+    http01: Arc<ArcSwap<HashMap<String, String>>>,
+    tls_alpn01: Arc<ArcSwap<HashMap<String, Arc<CertifiedKey>>>>,
     /// A storage directory shared with other proxies: answers they published are read on a
     /// miss.
     store: Option<AcmeStore>,
@@ -29,13 +32,9 @@ pub struct Challenges {
 impl std::fmt::Debug for Challenges {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Counts only: key authorizations and challenge keys stay out of logs.
-        let count = |n: Option<usize>| n.unwrap_or(0);
         f.debug_struct("Challenges")
-            .field("http01", &count(self.http01.read().ok().map(|m| m.len())))
-            .field(
-                "tls_alpn01",
-                &count(self.tls_alpn01.read().ok().map(|m| m.len())),
-            )
+            .field("http01", &self.http01.load().len())
+            .field("tls_alpn01", &self.tls_alpn01.load().len())
             .finish_non_exhaustive()
     }
 }
@@ -52,7 +51,7 @@ impl Challenges {
     /// process or one sharing its storage published; `None` lets the request route as usual.
     pub fn http01_response(&self, path: &str) -> Option<String> {
         let token = path.strip_prefix(HTTP01_PREFIX)?;
-        if let Some(found) = self.http01.read().ok()?.get(token) {
+        if let Some(found) = self.http01.load().get(token) {
             return Some(found.clone());
         }
         self.store.as_ref()?.http01(token).ok().flatten()
@@ -62,9 +61,11 @@ impl Challenges {
         if let Some(store) = &self.store {
             store.save_http01(token, key_authorization)?;
         }
-        if let Ok(mut map) = self.http01.write() {
+        self.http01.rcu(|map| {
+            let mut map = HashMap::clone(map);
             map.insert(token.to_owned(), key_authorization.to_owned());
-        }
+            map
+        });
         Ok(())
     }
 
@@ -72,16 +73,17 @@ impl Challenges {
         if let Some(store) = &self.store {
             let _ = store.remove_http01(token);
         }
-        if let Ok(mut map) = self.http01.write() {
+        self.http01.rcu(|map| {
+            let mut map = HashMap::clone(map);
             map.remove(token);
-        }
+            map
+        });
     }
 
     /// The TLS-ALPN-01 certificate for `hostname` (the SNI of an `acme-tls/1` handshake).
     pub fn tls_alpn01_cert(&self, hostname: &str) -> Option<Arc<CertifiedKey>> {
         self.tls_alpn01
-            .read()
-            .ok()?
+            .load()
             .get(&hostname.to_ascii_lowercase())
             .cloned()
     }
@@ -101,16 +103,21 @@ impl Challenges {
         let signing =
             rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| e.to_string())?;
         let certified = CertifiedKey::new(vec![CertificateDer::from(cert.der().to_vec())], signing);
-        if let Ok(mut map) = self.tls_alpn01.write() {
-            map.insert(hostname.to_ascii_lowercase(), Arc::new(certified));
-        }
+        let certified = Arc::new(certified);
+        self.tls_alpn01.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.insert(hostname.to_ascii_lowercase(), Arc::clone(&certified));
+            map
+        });
         Ok(())
     }
 
     pub fn remove_tls_alpn01(&self, hostname: &str) {
-        if let Ok(mut map) = self.tls_alpn01.write() {
+        self.tls_alpn01.rcu(|map| {
+            let mut map = HashMap::clone(map);
             map.remove(&hostname.to_ascii_lowercase());
-        }
+            map
+        });
     }
 }
 
