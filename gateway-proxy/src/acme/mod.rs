@@ -4,6 +4,7 @@
 
 pub mod challenges;
 pub mod client;
+pub mod schedule;
 pub mod store;
 
 pub use challenges::{Challenges, HTTP01_PREFIX, TLS_ALPN01_PROTOCOL};
