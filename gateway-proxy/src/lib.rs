@@ -7,6 +7,7 @@
 //! server (`admin`) exposes health, metrics, status and the config in use. `serve` wires one
 //! process together the same way for every source; `cli` parses the command line.
 
+pub mod acme;
 pub mod admin;
 pub mod cli;
 pub mod clock;

@@ -12,6 +12,7 @@ const LAYERS: &[&str] = &[
     "upstream",
     "filters",
     "security",
+    "acme",
     "routing",
     "server",
     "source",

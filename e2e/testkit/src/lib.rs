@@ -10,6 +10,7 @@ pub mod ext_authz;
 pub mod grpc;
 pub mod harness;
 pub mod otlp;
+pub mod pebble;
 pub mod ports;
 pub mod stream_echo;
 pub mod tls_client;

@@ -1,0 +1,164 @@
+//! Challenge answers the listeners serve while the CA validates: HTTP-01 key authorizations
+//! by token (RFC 8555 §8.3) and TLS-ALPN-01 certificates by hostname (RFC 8737).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use rcgen::{CertificateParams, CustomExtension, KeyPair};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use super::store::AcmeStore;
+
+/// RFC 8555 §8.3: where HTTP-01 answers are served.
+pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// RFC 8737 §6.2: the ALPN protocol of a TLS-ALPN-01 validation handshake.
+pub const TLS_ALPN01_PROTOCOL: &[u8] = b"acme-tls/1";
+
+/// The pending challenges; cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct Challenges {
+    /// Copy-on-write maps: a lookup on the data path takes no lock.
+    http01: Arc<ArcSwap<HashMap<String, String>>>,
+    tls_alpn01: Arc<ArcSwap<HashMap<String, Arc<CertifiedKey>>>>,
+    /// A storage directory shared with other proxies: answers they published are read on a
+    /// miss.
+    store: Option<AcmeStore>,
+}
+
+impl std::fmt::Debug for Challenges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Counts only: key authorizations and challenge keys stay out of logs.
+        f.debug_struct("Challenges")
+            .field("http01", &self.http01.load().len())
+            .field("tls_alpn01", &self.tls_alpn01.load().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Challenges {
+    pub fn new(store: Option<AcmeStore>) -> Self {
+        Self {
+            store,
+            ..Self::default()
+        }
+    }
+
+    /// The answer for a request path, when it is an HTTP-01 challenge path of a token this
+    /// process or one sharing its storage published; `None` lets the request route as usual.
+    pub fn http01_response(&self, path: &str) -> Option<String> {
+        let token = path.strip_prefix(HTTP01_PREFIX)?;
+        if let Some(found) = self.http01.load().get(token) {
+            return Some(found.clone());
+        }
+        self.store.as_ref()?.http01(token).ok().flatten()
+    }
+
+    pub fn add_http01(&self, token: &str, key_authorization: &str) -> std::io::Result<()> {
+        if let Some(store) = &self.store {
+            store.save_http01(token, key_authorization)?;
+        }
+        self.http01.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.insert(token.to_owned(), key_authorization.to_owned());
+            map
+        });
+        Ok(())
+    }
+
+    pub fn remove_http01(&self, token: &str) {
+        if let Some(store) = &self.store {
+            let _ = store.remove_http01(token);
+        }
+        self.http01.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.remove(token);
+            map
+        });
+    }
+
+    /// The TLS-ALPN-01 certificate for `hostname` (the SNI of an `acme-tls/1` handshake).
+    pub fn tls_alpn01_cert(&self, hostname: &str) -> Option<Arc<CertifiedKey>> {
+        self.tls_alpn01
+            .load()
+            .get(&hostname.to_ascii_lowercase())
+            .cloned()
+    }
+
+    /// Publishes the RFC 8737 §3 challenge certificate for `hostname`: self-signed, one
+    /// dNSName SAN, and the critical `acmeIdentifier` extension holding SHA-256 of the key
+    /// authorization.
+    pub fn add_tls_alpn01(&self, hostname: &str, key_auth_sha256: &[u8]) -> Result<(), String> {
+        let mut params =
+            CertificateParams::new(vec![hostname.to_owned()]).map_err(|e| e.to_string())?;
+        params
+            .custom_extensions
+            .push(CustomExtension::new_acme_identifier(key_auth_sha256));
+        let key = KeyPair::generate().map_err(|e| e.to_string())?;
+        let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let signing =
+            rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| e.to_string())?;
+        let certified = CertifiedKey::new(vec![CertificateDer::from(cert.der().to_vec())], signing);
+        let certified = Arc::new(certified);
+        self.tls_alpn01.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.insert(hostname.to_ascii_lowercase(), Arc::clone(&certified));
+            map
+        });
+        Ok(())
+    }
+
+    pub fn remove_tls_alpn01(&self, hostname: &str) {
+        self.tls_alpn01.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.remove(&hostname.to_ascii_lowercase());
+            map
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http01_answers_known_tokens_only() {
+        let challenges = Challenges::new(None);
+        challenges.add_http01("tok", "tok.thumb").expect("add");
+        assert_eq!(
+            challenges.http01_response("/.well-known/acme-challenge/tok"),
+            Some("tok.thumb".to_owned())
+        );
+        assert_eq!(
+            challenges.http01_response("/.well-known/acme-challenge/other"),
+            None
+        );
+        assert_eq!(challenges.http01_response("/tok"), None);
+        challenges.remove_http01("tok");
+        assert_eq!(
+            challenges.http01_response("/.well-known/acme-challenge/tok"),
+            None
+        );
+    }
+
+    #[test]
+    fn tls_alpn01_cert_carries_the_acme_identifier() {
+        let challenges = Challenges::new(None);
+        challenges
+            .add_tls_alpn01("Example.com", &[7u8; 32])
+            .expect("cert");
+        let cert = challenges.tls_alpn01_cert("example.com").expect("cert");
+        let der = cert.cert[0].as_ref().to_vec();
+        // id-pe-acmeIdentifier, 1.3.6.1.5.5.7.1.31, DER-encoded.
+        let oid = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x1f];
+        assert!(
+            der.windows(oid.len()).any(|w| w == oid),
+            "no acmeIdentifier"
+        );
+        assert!(challenges.tls_alpn01_cert("other.com").is_none());
+    }
+}
