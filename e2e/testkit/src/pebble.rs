@@ -218,14 +218,6 @@ impl Pebble {
         std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
     }
 
-    /// How many orders pebble has created so far (from its log).
-    pub fn orders_created(&self) -> usize {
-        self.log()
-            .lines()
-            .filter(|line| line.contains("There are now") && line.contains("orders in the db"))
-            .count()
-    }
-
     async fn wait_until<F, Fut>(&self, what: &str, mut check: F)
     where
         F: FnMut() -> Fut,
