@@ -240,6 +240,8 @@ pub struct RunArgs {
     /// `service.name` of the spans.
     #[arg(long, default_value = "gantry-proxy")]
     pub tracing_service_name: String,
+    #[command(flatten)]
+    pub acme: crate::acme::args::AcmeArgs,
 }
 
 /// `--tracing-endpoint`: an `http://` URL with a host.
@@ -443,8 +445,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         drain_delay: args.drain_delay,
         explainer: Some(crate::admin::ui::Explainer::new(explain::explain_live)),
         tracing: args.tracing_options(),
+        acme: args.acme.options()?,
     };
     if args.kubernetes {
+        if options.acme.is_some() {
+            bail!(
+                "--acme-directory is for standalone mode; in Kubernetes use cert-manager (docs/acme.md)"
+            );
+        }
         let (scope, namespaced) = Scope::from_flags_in(
             &args.gateways,
             args.gateway_class.as_deref(),

@@ -24,11 +24,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::admin;
 use crate::control::{ControlLoop, Published};
 use crate::server::{DataPlane, DataPlaneOptions};
 use crate::source::{Source, SourceError, SourceLink};
 use crate::telemetry::{DrainPhase, Metrics};
+use crate::{acme, admin};
 
 /// Why a proxy stopped other than by a signal.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,8 @@ pub enum ServeError {
     SourceTask(tokio::task::JoinError),
     #[error("the control loop stopped")]
     ControlLoop,
+    #[error("opening the ACME storage directory (--acme-dir): {0}")]
+    Acme(std::io::Error),
 }
 
 /// Settings of `serve` that do not depend on the mode.
@@ -65,6 +67,9 @@ pub struct ServeOptions {
     pub explainer: Option<admin::ui::Explainer>,
     /// OpenTelemetry tracing (`--tracing-endpoint`); none: no request is traced.
     pub tracing: Option<crate::telemetry::trace::TracingOptions>,
+    /// Automatic certificates from an ACME CA (`--acme-directory`); none: a listener whose
+    /// certificate Secret does not exist is not served.
+    pub acme: Option<crate::acme::AcmeOptions>,
 }
 
 /// Default of `--drain-delay`. Removing a terminating pod from a Service's endpoints reaches
@@ -95,10 +100,15 @@ pub struct Running {
 pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running, ServeError> {
     let metrics = Arc::new(Metrics::with(|registry| source.register_metrics(registry)));
     let drain_delay = options.drain_delay;
-    let dataplane = Arc::new(DataPlane::with_tracing(
+    let challenges = match &options.acme {
+        Some(acme) => Some(acme::Manager::challenges_for(&acme.dir).map_err(ServeError::Acme)?),
+        None => None,
+    };
+    let dataplane = Arc::new(DataPlane::with_extras(
         options.dataplane,
         metrics.clone(),
         options.tracing,
+        challenges.clone(),
     ));
     let control = ControlLoop::new(
         source.translate_options(),
@@ -138,6 +148,23 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
         admin::Placement::OnAdmin | admin::Placement::Nowhere => (None, None),
     };
     let (updates, updates_rx) = watch::channel(None);
+    // With ACME, the manager stands between the source and the control loop and adds the
+    // certificates it obtains; it stops when the source does.
+    let updates = match (options.acme, challenges) {
+        (Some(acme), Some(challenges)) => {
+            let manager = acme::Manager::new(
+                acme,
+                source.translate_options(),
+                challenges,
+                metrics.acme.clone(),
+            )
+            .map_err(ServeError::Acme)?;
+            let (from_source, to_manager) = watch::channel(None);
+            tokio::spawn(manager.run(to_manager, updates));
+            from_source
+        }
+        _ => updates,
+    };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let link = SourceLink {
         updates,

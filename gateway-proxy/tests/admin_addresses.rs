@@ -53,6 +53,7 @@ async fn proxy(dir: &TempDir, admin: SocketAddr, debug: Option<SocketAddr>) -> R
             drain_delay: Duration::ZERO,
             explainer: None,
             tracing: None,
+            acme: None,
         },
     )
     .await

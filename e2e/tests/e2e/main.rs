@@ -1,5 +1,6 @@
 //! Black-box tests: the real `gantry-proxy` binary, real sockets, echo backends.
 
+mod acme;
 mod backend_config;
 mod backend_connections;
 mod backend_tls;

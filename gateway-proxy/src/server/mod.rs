@@ -197,6 +197,9 @@ pub(crate) struct Shared {
     connections: Arc<tokio::sync::Semaphore>,
     /// OpenTelemetry tracing, when an endpoint is configured.
     tracer: Option<crate::telemetry::trace::Tracer>,
+    /// ACME challenge answers (HTTP-01 on HTTP ports, TLS-ALPN-01 on TLS ports), when an
+    /// ACME issuer is configured.
+    acme: Option<crate::acme::Challenges>,
 }
 
 /// The running data plane.
@@ -231,6 +234,16 @@ impl DataPlane {
         metrics: Arc<Metrics>,
         tracing: Option<crate::telemetry::trace::TracingOptions>,
     ) -> Self {
+        Self::with_extras(options, metrics, tracing, None)
+    }
+
+    /// [`DataPlane::with_tracing`], answering the ACME challenges in `acme` ahead of routing.
+    pub fn with_extras(
+        options: DataPlaneOptions,
+        metrics: Arc<Metrics>,
+        tracing: Option<crate::telemetry::trace::TracingOptions>,
+        acme: Option<crate::acme::Challenges>,
+    ) -> Self {
         let tracer =
             tracing.map(|t| crate::telemetry::trace::Tracer::start(t, metrics.tracing.clone()));
         let limits = &options.connections;
@@ -255,6 +268,7 @@ impl DataPlane {
             http,
             drain: Drain::default(),
             tracer,
+            acme,
         };
         Self {
             shared: Arc::new(shared),

@@ -208,6 +208,16 @@ async fn route<'s>(
     // header), a method and framing the proxy serves; then the path routes are matched on.
     let host = request_checks::prepare(&mut parts, &shared.options.http.paths)?;
     record.set_host(&host);
+    // ACME HTTP-01 (RFC 8555 §8.3): a token this proxy, or one sharing its ACME directory,
+    // published is answered on plain HTTP before routes are matched, so no route shadows it.
+    // Other paths and unknown tokens route as usual (cert-manager's solver routes answer
+    // theirs).
+    if connection.tls.is_none()
+        && let Some(challenges) = &shared.acme
+        && let Some(answer) = crate::acme::http01::answer(challenges, &parts)
+    {
+        return Ok(answer);
+    }
     let table = snapshot.port(connection.port).ok_or(ProxyError::NoRoute)?;
     let view = RequestView {
         method: &parts.method,

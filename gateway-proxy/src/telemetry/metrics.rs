@@ -15,6 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::acme::AcmeMetrics;
 use super::certificates::CertificateMetrics;
 use super::circuit_breaker::CircuitBreakerMetrics;
 use super::health::HealthMetrics;
@@ -174,6 +175,8 @@ pub struct Metrics {
     pub health: HealthMetrics,
     /// Expiry of the listeners' certificates.
     pub certificates: CertificateMetrics,
+    /// ACME orders and the expiry of the certificates they obtained.
+    pub acme: AcmeMetrics,
     /// Spans exported, failed and dropped (OpenTelemetry tracing).
     pub tracing: super::trace::TracingMetrics,
     /// Time spent in each stage of applying a change.
@@ -334,6 +337,7 @@ impl Metrics {
         let upstream_connections = UpstreamConnectionMetrics::register(&mut registry);
         let health = HealthMetrics::register(&mut registry);
         let certificates = CertificateMetrics::register(&mut registry);
+        let acme = AcmeMetrics::register(&mut registry);
         let tracing = super::trace::TracingMetrics::register(&mut registry);
         registry.register(
             "config_stage_duration_seconds",
@@ -354,6 +358,7 @@ impl Metrics {
             upstream_connections,
             health,
             certificates,
+            acme,
             tracing,
             tls_handshake_errors,
             requests_rejected,

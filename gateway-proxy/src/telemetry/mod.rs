@@ -1,5 +1,6 @@
 //! Metrics and logs.
 
+pub mod acme;
 pub mod certificates;
 pub mod circuit_breaker;
 pub mod health;

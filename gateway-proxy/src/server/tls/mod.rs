@@ -61,6 +61,20 @@ pub(super) async fn serve(
         Err(error) => return failed(error.reason(), &error),
     };
     let server_name = peeked.hello.server_name.clone();
+    // ACME TLS-ALPN-01 (RFC 8737): the CA's validation handshake gets the challenge
+    // certificate for its name, before listener selection (the listener waiting for that
+    // certificate is not served yet).
+    if let Some(challenges) = &shared.acme
+        && crate::acme::tls_alpn01::is_validation(&peeked.hello.alpn)
+    {
+        let stream = Prefixed::new(peeked.bytes, stream);
+        if let Err(error) =
+            crate::acme::tls_alpn01::answer(stream, server_name.as_deref(), challenges).await
+        {
+            failed("acme_tls_alpn01", &error);
+        }
+        return;
+    }
     let snapshot = shared.snapshot.load_full();
     let Some(listener) = snapshot
         .tls

@@ -4,6 +4,7 @@
 //! ever reads one. Maps are `BTreeMap`s so iteration order, and therefore translation, is
 //! deterministic.
 
+mod acme;
 pub mod field_path;
 pub mod load;
 pub mod schema;
@@ -31,6 +32,8 @@ use gantry_crds::{Consumer, HttpComposition, HttpTransform, SecurityPolicy};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::{Deserialize, Serialize};
+
+pub use self::acme::AcmeCertificate;
 
 /// Namespace used for objects that do not name one, as in Kubernetes.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -101,6 +104,10 @@ pub struct Store {
     pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
     pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
     pub config_maps: BTreeMap<ObjectKey, Arc<ConfigMap>>,
+    /// Listener certificate Secrets that do not exist yet because the proxy's ACME client is
+    /// obtaining them (never read from a source: the ACME manager adds them), so a listener
+    /// says why it waits. An issued certificate is an ordinary entry of `secrets`.
+    pub acme_certificates: BTreeMap<ObjectKey, AcmeCertificate>,
     /// Built lazily by [`Store::endpoint_slices_for`]; never set it.
     pub slices_by_service: SliceIndex,
 }
@@ -127,7 +134,8 @@ impl Store {
         let others_same = self.same_routes(next)
             && self.same_rule_inputs(next)
             && self.same_namespaces(next)
-            && self.same_cluster_policies(next);
+            && self.same_cluster_policies(next)
+            && self.acme_certificates == next.acme_certificates;
         if !others_same {
             Difference::Objects
         } else if same(&self.endpoint_slices, &next.endpoint_slices) {
@@ -199,6 +207,7 @@ impl Store {
             && ptr(&self.endpoint_slices, &other.endpoint_slices)
             && ptr(&self.secrets, &other.secrets)
             && ptr(&self.config_maps, &other.config_maps)
+            && self.acme_certificates == other.acme_certificates
     }
 
     /// True when `other` holds the same routes of every kind as `self`.

@@ -62,6 +62,14 @@ impl Collected {
         for (key, gateway) in gateways {
             for (index, listener) in gateway.listeners.iter().enumerate() {
                 if !listener.programmed() {
+                    if listener.acme_port && listener.accepted.is_none() {
+                        // A TLS port with no listener served yet, so the CA's TLS-ALPN-01
+                        // validation can connect (RFC 8737); every other handshake is
+                        // refused as for an unknown name.
+                        ports
+                            .entry((listener.port, false))
+                            .or_insert_with(|| (PortProtocol::Tls, Vec::new()));
+                    }
                     continue;
                 }
                 let by_host = self

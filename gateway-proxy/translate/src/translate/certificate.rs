@@ -73,6 +73,10 @@ pub fn resolve(
         ));
     }
     let Some(secret) = store.secrets.get(&key) else {
+        // The proxy's ACME client is obtaining this Secret's certificate: say where it is.
+        if let Some(acme) = store.acme_certificates.get(&key) {
+            return Err(invalid(acme.message.clone()));
+        }
         return Err(invalid("Secret does not exist".to_owned()));
     };
     let secret_type = secret.type_.as_deref().unwrap_or("Opaque");

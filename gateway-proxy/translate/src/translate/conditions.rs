@@ -14,6 +14,9 @@ pub const INSECURE_FRONTEND_VALIDATION_MODE: &str = "InsecureFrontendValidationM
 pub const REASON_ACCEPTED: &str = "Accepted";
 pub const REASON_PROGRAMMED: &str = "Programmed";
 pub const REASON_INVALID: &str = "Invalid";
+/// Listener `Programmed=False`: "the Listener is waiting for some resources" (here, its
+/// certificate from an ACME CA).
+pub const REASON_PENDING: &str = "Pending";
 pub const REASON_LISTENERS_NOT_VALID: &str = "ListenersNotValid";
 pub const REASON_CONFIGURATION_CHANGED: &str = "ConfigurationChanged";
 pub const REASON_INVALID_PARAMETERS: &str = "InvalidParameters";

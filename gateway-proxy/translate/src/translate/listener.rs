@@ -78,6 +78,9 @@ pub struct ListenerState {
     pub not_programmed: Option<Problem>,
     /// TLS of an HTTPS or TLS listener, once its references are resolved.
     pub tls: Option<Arc<ListenerTlsIr>>,
+    /// Not programmed, but its port must accept connections for the CA's TLS-ALPN-01
+    /// validation of the certificate it waits for.
+    pub acme_port: bool,
     /// Routes attached (counted whether or not the listener is accepted).
     pub attached_routes: i32,
     /// The ListenerSet that declares this listener; `None` for the Gateway's own listeners.
@@ -182,7 +185,13 @@ impl ListenerState {
             .map(|p| p.message.as_str())
             .next()
             .unwrap_or("Listener supports no route kind");
-            let problem = Problem::new(c::REASON_INVALID, format!("Listener is not served: {why}"));
+            // Accepted, and waiting only for its certificate (ACME): `Pending`, "the Listener
+            // is waiting for some resources"; anything else is `Invalid`.
+            let reason = match (&self.accepted, &self.conflicted, &self.not_programmed) {
+                (None, None, Some(p)) if p.reason == c::REASON_PENDING => c::REASON_PENDING,
+                _ => c::REASON_INVALID,
+            };
+            let problem = Problem::new(reason, format!("Listener is not served: {why}"));
             c::not_ok(c::PROGRAMMED, &problem, generation)
         };
         let resolved = match &self.resolved_refs {
@@ -299,6 +308,7 @@ fn validate_one(l: &GatewayListeners) -> ListenerState {
         resolved_refs,
         not_programmed: None,
         tls: None,
+        acme_port: false,
         attached_routes: 0,
         origin: None,
     }

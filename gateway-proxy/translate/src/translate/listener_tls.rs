@@ -7,14 +7,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use gantry_crds::gateway::gateways::{Gateway, GatewayListeners, GatewayListenersTlsMode};
+use gantry_crds::gateway::gateways::{
+    Gateway, GatewayListeners, GatewayListenersTlsCertificateRefs, GatewayListenersTlsMode,
+};
 
 use super::certificate::{self, Owner};
 use super::conditions::{self as c, Problem};
 use super::frontend_tls::{self, FrontendValidation};
 use super::listener::ListenerState;
 use crate::ir::{ListenerTlsIr, TlsModeIr};
-use crate::store::{ObjectKey, Store};
+use crate::store::{AcmeCertificate, ObjectKey, Store};
 
 /// Protocols whose listeners carry TLS.
 pub fn has_tls(protocol: &str) -> bool {
@@ -56,6 +58,10 @@ pub struct ResolvedTls {
     /// Why the listener cannot be programmed: `Terminate` without a single valid
     /// certificate.
     pub not_programmed: Option<Problem>,
+    /// The listener waits only for certificates the proxy's ACME client is obtaining, and
+    /// the CA validates on the listener's port (TLS-ALPN-01): the port must accept
+    /// connections although no listener on it is served.
+    pub acme_port: bool,
 }
 
 /// Resolves the TLS of a listener of the Gateway `gateway`. The mode defaults to `Terminate`
@@ -105,10 +111,24 @@ pub fn resolve(store: &Store, owner: Owner<'_>, l: &GatewayListeners) -> Resolve
         ));
     }
     if certificates.is_empty() {
-        out.not_programmed = Some(Problem::new(
-            c::REASON_INVALID,
-            "no valid certificate to terminate TLS with; see ResolvedRefs",
-        ));
+        let acme: Vec<_> = refs
+            .iter()
+            .filter_map(|r| acme_pending(store, owner, r))
+            .collect();
+        out.not_programmed = Some(if !refs.is_empty() && acme.len() == refs.len() {
+            // Gateway API: Programmed=False with `Pending` "when the Listener is waiting for
+            // some resources" — here, its certificate.
+            out.acme_port = acme.iter().any(|a| a.needs_tls_port);
+            Problem::new(
+                c::REASON_PENDING,
+                "waiting for the certificate from the ACME CA; see ResolvedRefs",
+            )
+        } else {
+            Problem::new(
+                c::REASON_INVALID,
+                "no valid certificate to terminate TLS with; see ResolvedRefs",
+            )
+        });
         return out;
     }
     out.ir = Some(ListenerTlsIr {
@@ -117,6 +137,29 @@ pub fn resolve(store: &Store, owner: Owner<'_>, l: &GatewayListeners) -> Resolve
         client_validation: None,
     });
     out
+}
+
+/// The ACME certificate a `certificateRefs` entry waits for: a Secret in the owner's own
+/// namespace that does not exist and that the proxy's ACME client is obtaining.
+fn acme_pending<'s>(
+    store: &'s Store,
+    owner: Owner<'_>,
+    reference: &GatewayListenersTlsCertificateRefs,
+) -> Option<&'s AcmeCertificate> {
+    let same_namespace = reference
+        .namespace
+        .as_deref()
+        .is_none_or(|n| n.is_empty() || n == owner.namespace);
+    let core_secret = reference.group.as_deref().unwrap_or("").is_empty()
+        && reference.kind.as_deref().unwrap_or("Secret") == "Secret";
+    if !same_namespace || !core_secret {
+        return None;
+    }
+    let key = ObjectKey::new(owner.namespace, reference.name.clone());
+    if store.secrets.contains_key(&key) {
+        return None;
+    }
+    store.acme_certificates.get(&key)
 }
 
 /// Resolves the TLS of every HTTPS and TLS listener of one Gateway (its own, then those of
@@ -150,6 +193,7 @@ pub fn apply(
             state.add_resolved_refs_problem(problem);
         }
         state.not_programmed = resolved.not_programmed;
+        state.acme_port = resolved.acme_port;
         let mut client_validation = None;
         // GEP-91: frontend validation applies to "all Listeners handling HTTPS traffic" on the
         // port; TLS listeners are not HTTPS.

@@ -3,6 +3,7 @@
 //! Invariant: it never fails and never does IO. Bad input becomes a status condition with the
 //! spec's reason, and the bad part is dropped; everything else is still translated.
 
+pub mod acme;
 mod addresses;
 mod allowed_routes;
 mod assemble;

@@ -1,0 +1,351 @@
+//! Automatic HTTPS against a real ACME server (Debian's pebble, started by the test kit): the
+//! proxy orders the certificate an HTTPS listener names but nobody created, answers the
+//! CA's HTTP-01 or TLS-ALPN-01 validation itself, and serves the issued certificate, which a
+//! client trusting only pebble's root accepts. A restart reuses the stored certificate, a
+//! failed validation shows the CA's words on the listener, and a short-lived certificate is
+//! renewed under load with no failed request.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use gantry_testkit::harness::tempdir::TempDir;
+use gantry_testkit::harness::{
+    Proxy, echo_backends, free_port, gateway_with_listeners_yaml, get_host,
+};
+use gantry_testkit::pebble::{Pebble, PebbleOptions};
+use gantry_testkit::tls_client::{TlsClient, served_by};
+use http::StatusCode;
+use serde_json::Value;
+
+/// pebble's DNS (pebble-challtestsrv) resolves every name to 127.0.0.1.
+const HOST: &str = "app.example.com";
+
+/// A Gateway with an HTTPS listener on `https_port` naming the Secret `app-cert`, which does
+/// not exist, an HTTP listener on `http_port` when given, and a route for every path (so a
+/// challenge path that reached routing would go to the backend).
+fn config(http_port: Option<u16>, https_port: u16, services: &str) -> String {
+    let http = http_port.map_or_else(String::new, |port| {
+        format!("    - {{name: http, port: {port}, protocol: HTTP}}\n")
+    });
+    let listeners = format!(
+        r#"{http}    - name: https
+      port: {https_port}
+      protocol: HTTPS
+      hostname: {HOST}
+      tls:
+        certificateRefs: [{{name: app-cert}}]
+"#
+    );
+    let gateway = gateway_with_listeners_yaml("gw", &listeners);
+    format!(
+        r#"{gateway}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: app, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /}}}}]
+      backendRefs: [{{name: app, port: 8080}}]
+---
+{services}"#
+    )
+}
+
+fn acme_args<'a>(pebble: &'a Pebble, dir: &'a TempDir, ca_file: &'a str) -> Vec<String> {
+    vec![
+        "--acme-directory".into(),
+        pebble.directory_url.clone(),
+        "--acme-dir".into(),
+        dir.path().display().to_string(),
+        "--acme-ca-file".into(),
+        ca_file.into(),
+        "--acme-email".into(),
+        "ops@example.com".into(),
+    ]
+}
+
+fn start(files: &[(&str, &str)], args: &[String]) -> Proxy {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proxy::start(files, &args)
+}
+
+/// The `https` listener's condition of `type_`.
+fn https_condition(status: &Value, type_: &str) -> Value {
+    let gateway = status
+        .as_array()
+        .and_then(|a| a.iter().find(|o| o["kind"] == "Gateway"))
+        .unwrap_or_else(|| panic!("no Gateway in /status: {status:#}"));
+    let listener = gateway["status"]["listeners"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["name"] == "https"))
+        .unwrap_or_else(|| panic!("no https listener: {gateway:#}"));
+    listener["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {type_} condition: {listener:#}"))
+}
+
+/// Waits until the listener serves a certificate `client` trusts; returns its leaf.
+async fn served_certificate(proxy: &Proxy, client: &TlsClient, addr: SocketAddr) -> Vec<u8> {
+    proxy
+        .eventually(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || async {
+                let connected = client
+                    .connect(addr, HOST)
+                    .await
+                    .map_err(|e| format!("no trusted certificate served yet: {e:#}"))?;
+                Ok(connected
+                    .server_certificate()
+                    .expect("a certificate")
+                    .as_ref()
+                    .to_vec())
+            },
+        )
+        .await
+}
+
+#[tokio::test]
+async fn http01_orders_the_missing_certificate_and_the_listener_serves_it() {
+    let (http_port, https_port) = (free_port(), free_port());
+    let pebble = Pebble::start(PebbleOptions::new(http_port, https_port)).await;
+    let acme_dir = TempDir::new("gantry-acme");
+    let ca_file = pebble.directory_ca_file().display().to_string();
+    let (services, _) = echo_backends(&[("default", "app")]).await;
+    let proxy = start(
+        &[(
+            "gateway.yaml",
+            &config(Some(http_port), https_port, &services),
+        )],
+        &acme_args(&pebble, &acme_dir, &ca_file),
+    );
+    proxy.wait_ready().await;
+
+    let client = TlsClient::new(pebble.issuing_roots().await);
+    let addr = SocketAddr::from(([127, 0, 0, 1], https_port));
+    served_certificate(&proxy, &client, addr).await;
+    let reply = client
+        .get(addr, HOST, HOST, "/hello")
+        .await
+        .expect("HTTPS request");
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(served_by(&reply, "app"), "not routed to the backend");
+
+    // The listener is served, and says so.
+    let status = proxy.status().await;
+    assert_eq!(https_condition(&status, "ResolvedRefs")["status"], "True");
+    assert_eq!(https_condition(&status, "Programmed")["status"], "True");
+    assert_eq!(
+        proxy
+            .metric(r#"gantry_acme_orders_total{result="issued"}"#)
+            .await,
+        1.0
+    );
+    assert!(
+        proxy
+            .metric(&format!(
+                r#"gantry_acme_certificate_expiry_timestamp_seconds{{secret="default/app-cert",hostname="{HOST}"}}"#
+            ))
+            .await
+            > 0.0
+    );
+
+    // The challenge was answered before routing: every path routes to the backend, yet the
+    // CA validated. An unknown token still reaches the routes.
+    let unknown = get_host(
+        &format!("http://127.0.0.1:{http_port}/.well-known/acme-challenge/unknown"),
+        HOST,
+        &[],
+    )
+    .await
+    .expect("HTTP request");
+    assert!(served_by(&unknown, "app"), "an unknown token is routed");
+
+    // Stored 0600 in a 0700 directory; the private key appears nowhere on the admin server.
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(acme_dir.path()), 0o700);
+    for file in [
+        "account.json",
+        "certificates/app.example.com.key",
+        "certificates/app.example.com.crt",
+    ] {
+        assert_eq!(mode(&acme_dir.path().join(file)), 0o600, "{file}");
+    }
+    let key = std::fs::read_to_string(acme_dir.path().join("certificates/app.example.com.key"))
+        .expect("stored key");
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    for path in ["/config", "/status"] {
+        let text = proxy.admin_json(path).await.to_string();
+        assert!(!text.contains("PRIVATE KEY"), "{path} shows a private key");
+        assert!(!text.contains(&key_body[..40]), "{path} shows the key");
+    }
+}
+
+#[tokio::test]
+async fn tls_alpn01_works_with_no_http_listener_and_a_restart_reuses_the_certificate() {
+    let https_port = free_port();
+    let pebble = Pebble::start(PebbleOptions::new(free_port(), https_port)).await;
+    let acme_dir = TempDir::new("gantry-acme");
+    let ca_file = pebble.directory_ca_file().display().to_string();
+    let (services, _) = echo_backends(&[("default", "app")]).await;
+    let files = [("gateway.yaml", config(None, https_port, &services))];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let mut args = acme_args(&pebble, &acme_dir, &ca_file);
+    args.extend(["--acme-challenge".into(), "tls-alpn-01".into()]);
+
+    let client = TlsClient::new(pebble.issuing_roots().await);
+    let addr = SocketAddr::from(([127, 0, 0, 1], https_port));
+    let first = start(&files, &args);
+    first.wait_ready().await;
+    let issued = served_certificate(&first, &client, addr).await;
+    let reply = client
+        .get(addr, HOST, HOST, "/")
+        .await
+        .expect("HTTPS request");
+    assert!(served_by(&reply, "app"));
+    first.terminate();
+    drop(first);
+
+    // The next process serves the stored certificate and orders nothing.
+    let second = start(&files, &args);
+    second.wait_ready().await;
+    assert_eq!(served_certificate(&second, &client, addr).await, issued);
+    assert_eq!(
+        second
+            .metric(r#"gantry_acme_orders_total{result="issued"}"#)
+            .await,
+        0.0
+    );
+    assert!(second.log().contains("using the stored ACME certificate"));
+}
+
+#[tokio::test]
+async fn a_failed_validation_shows_the_ca_error_on_the_listener() {
+    // pebble validates HTTP-01 on a port nobody listens on.
+    let (unreachable, https_port) = (free_port(), free_port());
+    let pebble = Pebble::start(PebbleOptions::new(unreachable, https_port)).await;
+    let acme_dir = TempDir::new("gantry-acme");
+    let ca_file = pebble.directory_ca_file().display().to_string();
+    let (services, _) = echo_backends(&[("default", "app")]).await;
+    let proxy = start(
+        &[("gateway.yaml", &config(None, https_port, &services))],
+        &acme_args(&pebble, &acme_dir, &ca_file),
+    );
+    proxy.wait_ready().await;
+    let resolved = proxy
+        .eventually(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || async {
+                let condition = https_condition(&proxy.status().await, "ResolvedRefs");
+                let message = condition["message"].as_str().unwrap_or_default();
+                if message.contains("failed") {
+                    Ok(condition)
+                } else {
+                    Err(format!("no failure on the listener yet: {condition}"))
+                }
+            },
+        )
+        .await;
+    assert_eq!(resolved["status"], "False");
+    assert_eq!(resolved["reason"], "InvalidCertificateRef");
+    let message = resolved["message"].as_str().expect("message");
+    assert!(message.contains(HOST), "{message}");
+    assert!(
+        message.contains("connection refused") || message.contains("Connection refused"),
+        "the CA's reason is shown: {message}"
+    );
+    assert!(message.contains("next attempt in"), "{message}");
+    let programmed = https_condition(&proxy.status().await, "Programmed");
+    assert_eq!(programmed["status"], "False");
+    assert_eq!(programmed["reason"], "Pending");
+    assert_eq!(
+        proxy
+            .metric(r#"gantry_acme_orders_total{result="failed"}"#)
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_short_lived_certificate_is_renewed_under_load_with_no_failed_request() {
+    let (http_port, https_port) = (free_port(), free_port());
+    let mut options = PebbleOptions::new(http_port, https_port);
+    // Renewed at two thirds of its lifetime: 20 s after issuance.
+    options.validity = Some(Duration::from_secs(30));
+    let pebble = Pebble::start(options).await;
+    let acme_dir = TempDir::new("gantry-acme");
+    let ca_file = pebble.directory_ca_file().display().to_string();
+    let (services, _) = echo_backends(&[("default", "app")]).await;
+    let proxy = start(
+        &[(
+            "gateway.yaml",
+            &config(Some(http_port), https_port, &services),
+        )],
+        &acme_args(&pebble, &acme_dir, &ca_file),
+    );
+    proxy.wait_ready().await;
+    let client = TlsClient::new(pebble.issuing_roots().await);
+    let addr = SocketAddr::from(([127, 0, 0, 1], https_port));
+    let first = served_certificate(&proxy, &client, addr).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load = {
+        let (client, stop, ok, failed) = (client.clone(), stop.clone(), ok.clone(), failed.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match client.get(addr, HOST, HOST, "/").await {
+                    Ok(reply) if reply.status == StatusCode::OK => {
+                        ok.fetch_add(1, Ordering::Relaxed)
+                    }
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    let renewed = proxy
+        .eventually(
+            Duration::from_secs(90),
+            Duration::from_millis(200),
+            || async {
+                let connected = client
+                    .connect(addr, HOST)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let leaf = connected
+                    .server_certificate()
+                    .expect("certificate")
+                    .as_ref()
+                    .to_vec();
+                if leaf == first {
+                    Err("still the first certificate".to_owned())
+                } else {
+                    Ok(leaf)
+                }
+            },
+        )
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.expect("load loop");
+    assert_ne!(renewed, first);
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "failed requests during renewal"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        proxy
+            .metric(r#"gantry_acme_orders_total{result="issued"}"#)
+            .await,
+        2.0
+    );
+}

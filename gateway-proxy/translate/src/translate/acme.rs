@@ -1,0 +1,210 @@
+//! Which listener certificates an ACME client should obtain: pure, from the store, so the
+//! manager that orders them (in the proxy) and its tests agree with the translator on which
+//! Gateways and listeners are served.
+//!
+//! A certificate is wanted for a `certificateRefs` entry of an HTTPS listener (or a TLS
+//! listener in `Terminate` mode) of a Gateway we serve when the entry names a core Secret in
+//! the Gateway's own namespace that does not exist. Cross-namespace references are never
+//! ordered for: a ReferenceGrant permits reading a Secret, not creating it.
+
+use std::collections::BTreeMap;
+
+use gantry_crds::gateway::gateways::GatewayListenersTlsMode;
+
+use super::TranslateOptions;
+use super::gateway_class::our_classes;
+use crate::store::{ObjectKey, Store};
+
+/// A certificate Secret to obtain, and the hostname it is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WantedCertificate {
+    /// The hostname of the first listener (by Gateway, then listener order) naming the
+    /// Secret; ACME orders one name per certificate.
+    pub hostname: Option<String>,
+    /// Why no certificate can be ordered, when one cannot: the listener has no hostname, a
+    /// wildcard one, or listeners of other hostnames name the same Secret.
+    pub problem: Option<String>,
+    /// `namespace/name/listener` of every listener naming the Secret.
+    pub listeners: Vec<String>,
+}
+
+/// The missing certificate Secrets of the Gateways `options` serves, by Secret.
+pub fn wanted_certificates(
+    store: &Store,
+    options: &TranslateOptions,
+) -> BTreeMap<ObjectKey, WantedCertificate> {
+    let (classes, _) = our_classes(store, options);
+    let mut wanted: BTreeMap<ObjectKey, WantedCertificate> = BTreeMap::new();
+    for (key, gateway) in &store.gateways {
+        let served = classes.contains(&gateway.spec.gateway_class_name)
+            && options
+                .gateways
+                .as_ref()
+                .is_none_or(|only| only.contains(key));
+        if !served {
+            continue;
+        }
+        for listener in &gateway.spec.listeners {
+            let Some(tls) = &listener.tls else { continue };
+            let terminates = matches!(listener.protocol.as_str(), "HTTPS" | "TLS")
+                && tls.mode != Some(GatewayListenersTlsMode::Passthrough);
+            if !terminates {
+                continue;
+            }
+            for reference in tls.certificate_refs.iter().flatten() {
+                let core_secret = reference.group.as_deref().unwrap_or("").is_empty()
+                    && reference.kind.as_deref().unwrap_or("Secret") == "Secret";
+                let same_namespace = reference
+                    .namespace
+                    .as_deref()
+                    .is_none_or(|n| n.is_empty() || n == key.namespace);
+                let secret = ObjectKey::new(key.namespace.clone(), reference.name.clone());
+                if !core_secret || !same_namespace || store.secrets.contains_key(&secret) {
+                    continue;
+                }
+                let entry = wanted.entry(secret).or_insert_with(|| WantedCertificate {
+                    hostname: None,
+                    problem: None,
+                    listeners: Vec::new(),
+                });
+                let first = entry.listeners.is_empty();
+                entry.listeners.push(format!("{key}/{}", listener.name));
+                let hostname = listener.hostname.as_deref();
+                if first {
+                    match hostname {
+                        None => {
+                            entry.problem = Some(format!(
+                                "the Secret does not exist and listener {} has no hostname to \
+                                 order a certificate for; set its hostname, or create the Secret",
+                                listener.name
+                            ))
+                        }
+                        Some(h) if h.starts_with("*.") => {
+                            entry.problem = Some(format!(
+                                "the Secret does not exist and {h} is a wildcard: ACME validates \
+                                 wildcards only by DNS-01, which Gantry does not answer; use \
+                                 cert-manager, or a hostname without a wildcard"
+                            ))
+                        }
+                        Some(h) => entry.hostname = Some(h.to_owned()),
+                    }
+                } else if entry.problem.is_none() && hostname != entry.hostname.as_deref() {
+                    entry.problem = Some(format!(
+                        "the Secret does not exist and listeners of different hostnames name it \
+                         ({}); an ACME certificate is for one hostname: give each listener its \
+                         own certificateRefs name",
+                        entry.listeners.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    wanted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::load::load_store;
+
+    const CLASS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gantry}
+spec: {controllerName: gantry.dev/gateway-controller}
+"#;
+
+    fn store(gateways: &str) -> Store {
+        load_store([("t.yaml", format!("{CLASS}\n---\n{gateways}"))])
+            .expect("store")
+            .0
+    }
+
+    #[test]
+    fn missing_same_namespace_secrets_of_terminating_listeners_are_wanted() {
+        let store = store(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: web, namespace: apps}
+spec:
+  gatewayClassName: gantry
+  listeners:
+  - {name: http, protocol: HTTP, port: 80}
+  - name: https
+    protocol: HTTPS
+    port: 443
+    hostname: app.example.com
+    tls: {certificateRefs: [{name: app-cert}]}
+  - name: other-namespace
+    protocol: HTTPS
+    port: 443
+    hostname: other.example.com
+    tls: {certificateRefs: [{name: shared, namespace: certs}]}
+  - name: passthrough
+    protocol: TLS
+    port: 8443
+    hostname: tls.example.com
+    tls: {mode: Passthrough}
+  - name: wildcard
+    protocol: HTTPS
+    port: 443
+    hostname: "*.example.com"
+    tls: {certificateRefs: [{name: wild}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: foreign, namespace: apps}
+spec:
+  gatewayClassName: someone-else
+  listeners:
+  - name: https
+    protocol: HTTPS
+    port: 443
+    hostname: foreign.example.com
+    tls: {certificateRefs: [{name: foreign-cert}]}
+"#,
+        );
+        let wanted = wanted_certificates(&store, &TranslateOptions::default());
+        let keys: Vec<String> = wanted.keys().map(ToString::to_string).collect();
+        assert_eq!(keys, ["apps/app-cert", "apps/wild"]);
+        let app = &wanted[&ObjectKey::new("apps", "app-cert")];
+        assert_eq!(app.hostname.as_deref(), Some("app.example.com"));
+        assert_eq!(app.problem, None);
+        let wild = &wanted[&ObjectKey::new("apps", "wild")];
+        assert_eq!(wild.hostname, None);
+        assert!(wild.problem.as_deref().unwrap().contains("DNS-01"));
+    }
+
+    #[test]
+    fn one_secret_for_two_hostnames_is_refused() {
+        let store = store(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  gatewayClassName: gantry
+  listeners:
+  - name: a
+    protocol: HTTPS
+    port: 443
+    hostname: a.example.com
+    tls: {certificateRefs: [{name: cert}]}
+  - name: b
+    protocol: HTTPS
+    port: 443
+    hostname: b.example.com
+    tls: {certificateRefs: [{name: cert}]}
+"#,
+        );
+        let wanted = wanted_certificates(&store, &TranslateOptions::default());
+        let cert = &wanted[&ObjectKey::new("default", "cert")];
+        assert!(
+            cert.problem
+                .as_deref()
+                .unwrap()
+                .contains("default/web/a, default/web/b")
+        );
+    }
+}
