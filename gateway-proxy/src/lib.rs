@@ -8,6 +8,7 @@
 //! process together the same way for every source; `cli` parses the command line.
 
 pub mod acme;
+pub mod acme_manager;
 pub mod admin;
 pub mod cli;
 pub mod clock;

@@ -24,11 +24,12 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::acme_manager::Manager;
+use crate::admin;
 use crate::control::{ControlLoop, Published};
 use crate::server::{DataPlane, DataPlaneOptions};
 use crate::source::{Source, SourceError, SourceLink};
 use crate::telemetry::{DrainPhase, Metrics};
-use crate::{acme, admin};
 
 /// Why a proxy stopped other than by a signal.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +102,7 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
     let metrics = Arc::new(Metrics::with(|registry| source.register_metrics(registry)));
     let drain_delay = options.drain_delay;
     let challenges = match &options.acme {
-        Some(acme) => Some(acme::Manager::challenges_for(&acme.dir).map_err(ServeError::Acme)?),
+        Some(acme) => Some(Manager::challenges_for(&acme.dir).map_err(ServeError::Acme)?),
         None => None,
     };
     let dataplane = Arc::new(DataPlane::with_extras(
@@ -152,7 +153,7 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
     // certificates it obtains; it stops when the source does.
     let updates = match (options.acme, challenges) {
         (Some(acme), Some(challenges)) => {
-            let manager = acme::Manager::new(
+            let manager = Manager::new(
                 acme,
                 source.translate_options(),
                 challenges,

@@ -16,6 +16,7 @@ const LAYERS: &[&str] = &[
     "routing",
     "server",
     "source",
+    "acme_manager",
     "kubernetes",
     "control",
     "admin",

@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 
+use super::AcmeOptions;
 use super::client::{AcmeConfig, ChallengeKind};
-use super::manager::AcmeOptions;
 use super::schedule::DEFAULT_RENEW_BEFORE;
 
 /// `--acme-challenge`.

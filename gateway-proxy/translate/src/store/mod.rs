@@ -134,8 +134,7 @@ impl Store {
         let others_same = self.same_routes(next)
             && self.same_rule_inputs(next)
             && self.same_namespaces(next)
-            && self.same_cluster_policies(next)
-            && self.acme_certificates == next.acme_certificates;
+            && self.same_cluster_policies(next);
         if !others_same {
             Difference::Objects
         } else if same(&self.endpoint_slices, &next.endpoint_slices) {
@@ -148,8 +147,9 @@ impl Store {
     /// True when `other` holds the same objects as `self` (statuses and versions aside) in
     /// every kind a route's rules read when translated besides the route itself: Services,
     /// ReferenceGrants, BackendTLSPolicies and the ConfigMaps and Secrets they reference,
-    /// HTTPTransforms and HTTPCompositions (ExtensionRef filters), and
-    /// Gateways and GatewayClasses (a Gateway's backend client certificate). See
+    /// HTTPTransforms and HTTPCompositions (ExtensionRef filters),
+    /// Gateways and GatewayClasses (a Gateway's backend client certificate), and the ACME
+    /// certificates listeners wait for (what their parents say). See
     /// `translate::route_cache`.
     pub fn same_rule_inputs(&self, other: &Store) -> bool {
         same(&self.services, &other.services)
@@ -167,6 +167,7 @@ impl Store {
             && same(&self.http_transforms, &other.http_transforms)
             && same(&self.http_compositions, &other.http_compositions)
             && same(&self.gateway_classes, &other.gateway_classes)
+            && self.acme_certificates == other.acme_certificates
     }
 
     /// True when `other` holds the very same objects as `self` (the same `Arc`s, statuses

@@ -15,7 +15,6 @@
 //! One order per Secret at a time; after a failure the next waits ([`schedule::backoff`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -25,10 +24,11 @@ use kube::api::ObjectMeta;
 use tokio::sync::{OnceCell, mpsc, watch};
 use tokio::time::Instant;
 
-use super::client::{AcmeClient, AcmeConfig, AcmeError, ChallengeKind, Issued};
-use super::schedule;
-use super::store::AcmeStore;
-use super::{Challenges, StoredCertificate};
+use crate::acme::schedule;
+use crate::acme::{
+    AcmeClient, AcmeConfig, AcmeError, AcmeOptions, AcmeStore, ChallengeKind, Challenges, Issued,
+    StoredCertificate,
+};
 use crate::source::SourceUpdate;
 use crate::telemetry::acme::AcmeMetrics;
 use gantry_translate::store::{AcmeCertificate, ObjectKey, Store};
@@ -40,16 +40,6 @@ const RATE_LIMITED_WAIT: Duration = Duration::from_secs(15 * 60);
 
 /// The annotation on a Secret the manager made, naming the ACME directory it came from.
 pub const ISSUER_ANNOTATION: &str = "gantry.dev/acme-directory";
-
-/// The ACME issuer (`--acme-*`).
-#[derive(Clone, Debug)]
-pub struct AcmeOptions {
-    pub config: AcmeConfig,
-    /// The storage directory.
-    pub dir: PathBuf,
-    /// How long before expiry a certificate is renewed.
-    pub renew_before: Duration,
-}
 
 /// A finished order.
 struct Finished {
