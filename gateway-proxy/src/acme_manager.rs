@@ -269,13 +269,33 @@ impl Manager {
             self.challenges.clone(),
         );
         let finished = self.finished_tx.clone();
-        tracing::info!(%secret, hostname, directory = %options.directory, "ordering an ACME certificate");
+        let renew_before = self.options.renew_before;
         tokio::spawn(async move {
             let result = async {
+                // One order per hostname among the processes sharing the directory: wait for
+                // the right to order, then use what another process obtained meanwhile.
+                let lock = {
+                    let (store, hostname) = (store.clone(), hostname.clone());
+                    tokio::task::spawn_blocking(move || store.lock_orders(&hostname))
+                        .await
+                        .map_err(|e| AcmeError::new(format!("ACME storage lock: {e}")))?
+                        .map_err(|e| AcmeError::new(format!("ACME storage lock: {e}")))?
+                };
+                if let Ok(Some(stored)) = store.certificate(&hostname)
+                    && validity(&stored.chain_pem).is_ok_and(|(from, to)| {
+                        SystemTime::now() < schedule::renew_at(from, to, renew_before)
+                    })
+                {
+                    tracing::info!(hostname, "another process sharing the ACME directory obtained the certificate");
+                    return Ok(stored);
+                }
+                tracing::info!(%secret, hostname, directory = %options.directory, "ordering an ACME certificate");
                 let client = client
                     .get_or_try_init(|| AcmeClient::connect(options, store, challenges))
                     .await?;
-                client.issue(&hostname).await
+                let issued = client.issue(&hostname).await;
+                drop(lock);
+                issued
             }
             .await;
             let _ = finished.send(Finished {

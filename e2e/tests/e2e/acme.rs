@@ -349,3 +349,69 @@ async fn a_short_lived_certificate_is_renewed_under_load_with_no_failed_request(
         2.0
     );
 }
+
+/// A Gateway with one HTTP listener on `port` and the catch-all route.
+fn http_only(port: u16, services: &str) -> String {
+    let gateway = gateway_with_listeners_yaml(
+        "gw",
+        &format!("    - {{name: http, port: {port}, protocol: HTTP}}\n"),
+    );
+    format!(
+        r#"{gateway}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: app, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - backendRefs: [{{name: app, port: 8080}}]
+---
+{services}"#
+    )
+}
+
+#[tokio::test]
+async fn replicas_sharing_the_acme_directory_answer_each_others_challenges_and_share_the_certificate()
+ {
+    // The CA validates on replica A's HTTP port only; replica B, which has the HTTPS
+    // listener, orders. A answers B's token from the shared directory; then A gets the HTTPS
+    // listener too and serves B's certificate without ordering. (Two configurations stand in
+    // for two replicas behind a load balancer the CA reached through A.)
+    let (a_http, b_https, a_https) = (free_port(), free_port(), free_port());
+    let pebble = Pebble::start(PebbleOptions::new(a_http, b_https)).await;
+    let acme_dir = TempDir::new("gantry-acme");
+    let ca_file = pebble.directory_ca_file().display().to_string();
+    let args = acme_args(&pebble, &acme_dir, &ca_file);
+    let (services, _) = echo_backends(&[("default", "app")]).await;
+    let a = start(&[("gateway.yaml", &http_only(a_http, &services))], &args);
+    a.wait_ready().await;
+    let b = start(
+        &[("gateway.yaml", &config(None, b_https, &services))],
+        &args,
+    );
+    b.wait_ready().await;
+
+    let client = TlsClient::new(pebble.issuing_roots().await);
+    let issued = served_certificate(&b, &client, SocketAddr::from(([127, 0, 0, 1], b_https))).await;
+    assert_eq!(
+        b.metric(r#"gantry_acme_orders_total{result="issued"}"#)
+            .await,
+        1.0
+    );
+    // A's access log has the CA's request for B's token (answered 200 from the directory).
+    let a_log = a.log();
+    let validation = a_log
+        .lines()
+        .find(|l| l.contains("/.well-known/acme-challenge/"))
+        .unwrap_or_else(|| panic!("A did not see the validation request; log:\n{a_log}"));
+    assert!(validation.contains(" status=200 "), "{validation}");
+
+    a.write("gateway.yaml", &config(Some(a_http), a_https, &services));
+    let on_a = served_certificate(&a, &client, SocketAddr::from(([127, 0, 0, 1], a_https))).await;
+    assert_eq!(on_a, issued, "A serves the certificate B obtained");
+    assert_eq!(
+        a.metric(r#"gantry_acme_orders_total{result="issued"}"#)
+            .await,
+        0.0
+    );
+}

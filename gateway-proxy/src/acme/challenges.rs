@@ -80,45 +80,68 @@ impl Challenges {
         });
     }
 
-    /// The TLS-ALPN-01 certificate for `hostname` (the SNI of an `acme-tls/1` handshake).
+    /// The TLS-ALPN-01 certificate for `hostname` (the SNI of an `acme-tls/1` handshake):
+    /// one this process published, else one built from the answer another process sharing
+    /// the storage directory published.
     pub fn tls_alpn01_cert(&self, hostname: &str) -> Option<Arc<CertifiedKey>> {
-        self.tls_alpn01
-            .load()
-            .get(&hostname.to_ascii_lowercase())
-            .cloned()
+        let hostname = hostname.to_ascii_lowercase();
+        if let Some(found) = self.tls_alpn01.load().get(&hostname) {
+            return Some(found.clone());
+        }
+        let digest = self.store.as_ref()?.tls_alpn01(&hostname).ok().flatten()?;
+        challenge_certificate(&hostname, &digest).ok()
     }
 
-    /// Publishes the RFC 8737 §3 challenge certificate for `hostname`: self-signed, one
-    /// dNSName SAN, and the critical `acmeIdentifier` extension holding SHA-256 of the key
-    /// authorization.
+    /// Publishes the RFC 8737 §3 challenge certificate for `hostname`.
     pub fn add_tls_alpn01(&self, hostname: &str, key_auth_sha256: &[u8]) -> Result<(), String> {
-        let mut params =
-            CertificateParams::new(vec![hostname.to_owned()]).map_err(|e| e.to_string())?;
-        params
-            .custom_extensions
-            .push(CustomExtension::new_acme_identifier(key_auth_sha256));
-        let key = KeyPair::generate().map_err(|e| e.to_string())?;
-        let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
-        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let signing =
-            rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| e.to_string())?;
-        let certified = CertifiedKey::new(vec![CertificateDer::from(cert.der().to_vec())], signing);
-        let certified = Arc::new(certified);
+        let hostname = hostname.to_ascii_lowercase();
+        let certified = challenge_certificate(&hostname, key_auth_sha256)?;
+        if let Some(store) = &self.store {
+            store
+                .save_tls_alpn01(&hostname, key_auth_sha256)
+                .map_err(|e| format!("ACME storage: writing the challenge: {e}"))?;
+        }
         self.tls_alpn01.rcu(|map| {
             let mut map = HashMap::clone(map);
-            map.insert(hostname.to_ascii_lowercase(), Arc::clone(&certified));
+            map.insert(hostname.clone(), Arc::clone(&certified));
             map
         });
         Ok(())
     }
 
     pub fn remove_tls_alpn01(&self, hostname: &str) {
+        let hostname = hostname.to_ascii_lowercase();
+        if let Some(store) = &self.store {
+            let _ = store.remove_tls_alpn01(&hostname);
+        }
         self.tls_alpn01.rcu(|map| {
             let mut map = HashMap::clone(map);
-            map.remove(&hostname.to_ascii_lowercase());
+            map.remove(&hostname);
             map
         });
     }
+}
+
+/// The RFC 8737 §3 challenge certificate: self-signed, one dNSName SAN, and the critical
+/// `acmeIdentifier` extension holding SHA-256 of the key authorization.
+fn challenge_certificate(
+    hostname: &str,
+    key_auth_sha256: &[u8],
+) -> Result<Arc<CertifiedKey>, String> {
+    let mut params =
+        CertificateParams::new(vec![hostname.to_owned()]).map_err(|e| e.to_string())?;
+    params
+        .custom_extensions
+        .push(CustomExtension::new_acme_identifier(key_auth_sha256));
+    let key = KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signing =
+        rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| e.to_string())?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![CertificateDer::from(cert.der().to_vec())],
+        signing,
+    )))
 }
 
 #[cfg(test)]

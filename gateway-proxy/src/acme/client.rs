@@ -54,7 +54,7 @@ pub struct AcmeError {
 }
 
 impl AcmeError {
-    fn new(message: impl Into<String>) -> Self {
+    pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             rate_limited: false,

@@ -116,6 +116,55 @@ impl AcmeStore {
         }
         remove(&self.dir.join("challenges").join(token))
     }
+
+    /// SHA-256 of the TLS-ALPN-01 key authorization pending for `hostname`, if this or
+    /// another process sharing the directory published one. (A token has no dot, so these
+    /// files never meet HTTP-01's.)
+    pub fn tls_alpn01(&self, hostname: &str) -> io::Result<Option<Vec<u8>>> {
+        let Some(text) = read(&self.tls_alpn01_path(hostname))? else {
+            return Ok(None);
+        };
+        Ok(hex_decode(text.trim()))
+    }
+
+    pub fn save_tls_alpn01(&self, hostname: &str, key_auth_sha256: &[u8]) -> io::Result<()> {
+        let hex: String = key_auth_sha256.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&self.tls_alpn01_path(hostname), &hex)
+    }
+
+    pub fn remove_tls_alpn01(&self, hostname: &str) -> io::Result<()> {
+        remove(&self.tls_alpn01_path(hostname))
+    }
+
+    fn tls_alpn01_path(&self, hostname: &str) -> PathBuf {
+        Base(self.dir.join("challenges").join(file_name(hostname))).with("tls-alpn-01")
+    }
+
+    /// Waits for, then holds, the right to order a certificate for `hostname` among the
+    /// processes sharing the directory (an advisory lock on `orders/<host>.lock`, released
+    /// when the file is dropped, or when the process dies). Blocking: call it off the
+    /// runtime's workers.
+    pub fn lock_orders(&self, hostname: &str) -> io::Result<fs::File> {
+        let path = Base(self.dir.join("orders").join(file_name(hostname))).with("lock");
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        file.lock()?;
+        Ok(file)
+    }
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// A file's path without its extension; unlike `Path::with_extension`, a hostname's last
@@ -208,6 +257,20 @@ mod tests {
         let mode = fs::metadata(key).expect("key file").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert!(store.save_http01("../etc", "x").is_err());
+        store
+            .save_tls_alpn01("a.example.com", &[0, 1, 254, 255])
+            .expect("save");
+        assert_eq!(
+            store.tls_alpn01("a.example.com").expect("read"),
+            Some(vec![0, 1, 254, 255])
+        );
+        // A hostname's file is never an HTTP-01 token's.
+        assert_eq!(
+            store.http01("a.example.com.tls-alpn-01").expect("read"),
+            None
+        );
+        store.remove_tls_alpn01("a.example.com").expect("remove");
+        assert_eq!(store.tls_alpn01("a.example.com").expect("read"), None);
         assert_eq!(store.http01("../etc").expect("read"), None);
         fs::remove_dir_all(dir).expect("cleanup");
     }
