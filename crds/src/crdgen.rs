@@ -17,6 +17,7 @@ use crate::gateway::{
     referencegrants::ReferenceGrant, tlsroutes::TlsRoute,
 };
 use crate::params::GatewayParameters;
+use crate::rate_limit::RateLimitPolicy;
 use crate::security::{Consumer, SecurityPolicy};
 use crate::transform::HttpTransform;
 
@@ -72,6 +73,7 @@ pub fn gantry_crds() -> Result<Vec<GeneratedFile>, CrdGenError> {
         HttpComposition::crd(),
         SecurityPolicy::crd(),
         Consumer::crd(),
+        RateLimitPolicy::crd(),
     ]
     .into_iter()
     .map(|crd| to_file(crd, |_| {}))

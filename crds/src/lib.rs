@@ -29,6 +29,7 @@ pub mod backend_config;
 pub mod composition;
 pub mod crdgen;
 pub mod params;
+pub mod rate_limit;
 pub mod security;
 pub mod transform;
 
@@ -37,6 +38,7 @@ pub use backend_config::{
 };
 pub use composition::{HTTP_COMPOSITION_KIND, HttpComposition, HttpCompositionSpec};
 pub use params::{GATEWAY_PARAMETERS_KIND, GatewayParameters, GatewayParametersSpec};
+pub use rate_limit::{RATE_LIMIT_POLICY_KIND, RateLimitPolicy, RateLimitPolicySpec};
 pub use security::{
     CONSUMER_KIND, Consumer, ConsumerSpec, SECURITY_POLICY_KIND, SecurityPolicy, SecurityPolicySpec,
 };

@@ -139,6 +139,7 @@ fn entry(name: &str, prefix: &str, rule: HttpRuleIr) -> RouteEntryIr {
         },
         rule: Arc::new(rule),
         security: None,
+        rate_limit: None,
     }
 }
 

@@ -25,6 +25,7 @@ fn entry(name: &str, matches: HttpMatchIr) -> RouteEntryIr {
         matches,
         rule: Arc::new(HttpRuleIr::default()),
         security: None,
+        rate_limit: None,
     }
 }
 

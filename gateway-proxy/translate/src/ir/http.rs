@@ -23,6 +23,9 @@ pub struct RouteEntryIr {
     /// listener, Gateway), shared by every entry it governs; `None`: no policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<Arc<super::SecurityIr>>,
+    /// The RateLimitPolicy governing the entry, by the same precedence; `None`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<Arc<super::RateLimitIr>>,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -19,7 +19,7 @@ use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
 use gantry_crds::params::GatewayParameters;
-use gantry_crds::{Consumer, HttpComposition, HttpTransform, SecurityPolicy};
+use gantry_crds::{Consumer, HttpComposition, HttpTransform, RateLimitPolicy, SecurityPolicy};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -196,6 +196,7 @@ impl Loader {
                 insert_namespaced(&mut s.backend_traffic_policies, o);
             }
             Object::SecurityPolicy(o) => insert_namespaced(&mut s.security_policies, o),
+            Object::RateLimitPolicy(o) => insert_namespaced(&mut s.rate_limit_policies, o),
             Object::Consumer(o) => insert_namespaced(&mut s.consumers, o),
             Object::BackendConfigPolicy(o) => {
                 insert_namespaced(&mut s.backend_config_policies, o);
@@ -260,6 +261,7 @@ with_meta!(
     XBackendTrafficPolicy,
     BackendConfigPolicy,
     SecurityPolicy,
+    RateLimitPolicy,
     Consumer,
     ListenerSet,
     GatewayParameters,

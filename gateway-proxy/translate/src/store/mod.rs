@@ -28,7 +28,7 @@ use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
 use gantry_crds::params::GatewayParameters;
-use gantry_crds::{Consumer, HttpComposition, HttpTransform, SecurityPolicy};
+use gantry_crds::{Consumer, HttpComposition, HttpTransform, RateLimitPolicy, SecurityPolicy};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::{Deserialize, Serialize};
@@ -99,6 +99,8 @@ pub struct Store {
     /// Gantry's SecurityPolicies (Gateways, listeners, routes, route rules) and the Consumers
     /// they select.
     pub security_policies: BTreeMap<ObjectKey, Arc<SecurityPolicy>>,
+    /// Gantry's RateLimitPolicies (Gateways, listeners, routes, route rules).
+    pub rate_limit_policies: BTreeMap<ObjectKey, Arc<RateLimitPolicy>>,
     pub consumers: BTreeMap<ObjectKey, Arc<Consumer>>,
     pub services: BTreeMap<ObjectKey, Arc<Service>>,
     pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
@@ -203,6 +205,7 @@ impl Store {
                 &other.backend_config_policies,
             )
             && ptr(&self.security_policies, &other.security_policies)
+            && ptr(&self.rate_limit_policies, &other.rate_limit_policies)
             && ptr(&self.consumers, &other.consumers)
             && ptr(&self.services, &other.services)
             && ptr(&self.endpoint_slices, &other.endpoint_slices)
@@ -228,6 +231,7 @@ impl Store {
             &self.backend_config_policies,
             &other.backend_config_policies,
         ) && same(&self.security_policies, &other.security_policies)
+            && same(&self.rate_limit_policies, &other.rate_limit_policies)
             && same(&self.consumers, &other.consumers)
     }
 
@@ -311,7 +315,7 @@ macro_rules! translated {
 translated!(
     with status: Namespace, GatewayClass, Gateway, HttpRoute, GrpcRoute, TlsRoute, TcpRoute,
         UdpRoute, BackendTlsPolicy, XBackendTrafficPolicy, BackendConfigPolicy, ListenerSet,
-        Service, SecurityPolicy;
+        Service, SecurityPolicy, RateLimitPolicy;
     without: ReferenceGrant, EndpointSlice, Secret, ConfigMap, GatewayParameters,
         HttpTransform, HttpComposition, Consumer
 );

@@ -24,7 +24,7 @@ use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
 use gantry_crds::params::GatewayParameters;
-use gantry_crds::{Consumer, HttpComposition, HttpTransform, SecurityPolicy};
+use gantry_crds::{Consumer, HttpComposition, HttpTransform, RateLimitPolicy, SecurityPolicy};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -64,6 +64,7 @@ pub enum Object {
     XBackendTrafficPolicy(Arc<XBackendTrafficPolicy>),
     BackendConfigPolicy(Arc<BackendConfigPolicy>),
     SecurityPolicy(Arc<SecurityPolicy>),
+    RateLimitPolicy(Arc<RateLimitPolicy>),
     Consumer(Arc<Consumer>),
     Service(Arc<Service>),
     EndpointSlice(Arc<EndpointSlice>),
@@ -295,6 +296,7 @@ fn parse_document(
             Object::BackendConfigPolicy(typed.parse(&value)?)
         }
         ("gantry.dev/v1alpha1", "SecurityPolicy") => Object::SecurityPolicy(typed.parse(&value)?),
+        ("gantry.dev/v1alpha1", "RateLimitPolicy") => Object::RateLimitPolicy(typed.parse(&value)?),
         ("gantry.dev/v1alpha1", "Consumer") => Object::Consumer(typed.parse(&value)?),
         (GW_V1 | GW_V1BETA1, "ReferenceGrant") => Object::ReferenceGrant(typed.parse(&value)?),
         (GW_V1 | GW_V1ALPHA3, "BackendTLSPolicy") => Object::BackendTlsPolicy(typed.parse(&value)?),
@@ -423,6 +425,7 @@ impl Object {
             Self::XBackendTrafficPolicy(_) => "XBackendTrafficPolicy",
             Self::BackendConfigPolicy(_) => "BackendConfigPolicy",
             Self::SecurityPolicy(_) => "SecurityPolicy",
+            Self::RateLimitPolicy(_) => "RateLimitPolicy",
             Self::Consumer(_) => "Consumer",
             Self::Service(_) => "Service",
             Self::EndpointSlice(_) => "EndpointSlice",
@@ -450,6 +453,7 @@ impl Object {
             Self::XBackendTrafficPolicy(o) => &o.metadata,
             Self::BackendConfigPolicy(o) => &o.metadata,
             Self::SecurityPolicy(o) => &o.metadata,
+            Self::RateLimitPolicy(o) => &o.metadata,
             Self::Consumer(o) => &o.metadata,
             Self::Service(o) => &o.metadata,
             Self::EndpointSlice(o) => &o.metadata,

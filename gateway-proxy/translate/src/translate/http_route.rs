@@ -93,6 +93,7 @@ impl TranslatedKind for TranslatedRoute {
                                 matches: m.clone(),
                                 rule: rule.rule.clone(),
                                 security: None,
+                                rate_limit: None,
                             },
                             created: at.created.cloned(),
                             match_index,

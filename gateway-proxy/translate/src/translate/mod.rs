@@ -33,6 +33,7 @@ mod listener_tls;
 mod matches;
 pub(crate) mod parent_ref;
 mod precedence;
+mod rate_limit_policy;
 pub(crate) mod reference_grant;
 mod retry;
 mod route_cache;
@@ -172,6 +173,7 @@ fn translate_with(
     let mut backend_traffic = backend_traffic::BackendTraffic::resolve(store);
     let mut backend_config = backend_config::BackendConfig::resolve(store);
     let mut security = security_policy::Security::resolve(store);
+    let mut rate_limits = rate_limit_policy::RateLimits::resolve(store);
     let mut attacher = Attacher::new(store, &options.controller_name, &gateways);
     let exclusions = cross_serving::exclusions(store, &gateways);
     attacher.replay_attachments(cache.replay_attachments(&exclusions));
@@ -238,6 +240,8 @@ fn translate_with(
     // Route policies attach to the assembled entries: each entry gets the most specific one.
     security.attach(&mut ports);
     statuses.extend(security.policy_statuses(&options.controller_name));
+    rate_limits.attach(&mut ports);
+    statuses.extend(rate_limits.policy_statuses(&options.controller_name));
     // Precedence between L4 routes is decided per listener, once every route is placed: the
     // routes that lose some traffic say so in their (already collected) statuses.
     l4_routes::note_superseded(&mut statuses, &superseded);

@@ -114,6 +114,7 @@ mod tests {
                 },
                 rule: Arc::new(HttpRuleIr::default()),
                 security: None,
+                rate_limit: None,
             },
             created: created
                 .map(|s| Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap_or_default())),

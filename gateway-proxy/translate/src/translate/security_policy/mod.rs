@@ -13,6 +13,8 @@ mod authorization;
 mod basic_auth;
 mod secrets;
 
+pub(super) use self::authorization::normalise_cidr;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
