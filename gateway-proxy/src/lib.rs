@@ -16,6 +16,7 @@ pub mod control;
 pub mod explain;
 pub mod filters;
 pub mod kubernetes;
+pub mod rate_limit;
 pub mod routing;
 pub mod security;
 pub mod serve;

@@ -12,6 +12,7 @@ const LAYERS: &[&str] = &[
     "upstream",
     "filters",
     "security",
+    "rate_limit",
     "acme",
     "routing",
     "server",

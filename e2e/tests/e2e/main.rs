@@ -23,6 +23,7 @@ mod listener_sets;
 mod load_balancing;
 mod mtls;
 mod quickstart;
+mod rate_limits;
 mod retries;
 mod routing;
 mod security;

@@ -25,6 +25,9 @@ pub struct Snapshot {
     /// the previous snapshot when the ports did not change.
     pub tls: Arc<TlsPorts>,
     pub clusters: HashMap<String, Arc<Cluster>>,
+    /// RateLimitPolicy buckets: passed from each snapshot to the next, so a reload keeps
+    /// every count.
+    pub rate_limit_buckets: Arc<crate::rate_limit::buckets::Buckets>,
 }
 
 /// The tables of every port, and the metric series they record into.
@@ -54,6 +57,7 @@ impl Snapshot {
             }),
             tls: Arc::new(TlsPorts::default()),
             clusters: HashMap::new(),
+            rate_limit_buckets: Arc::default(),
         }
     }
 
@@ -104,6 +108,9 @@ impl Snapshot {
             })
             .collect::<Result<_, CompileError>>()?;
         Ok(Self {
+            rate_limit_buckets: previous
+                .map(|p| p.rate_limit_buckets.clone())
+                .unwrap_or_default(),
             version,
             ir,
             ports,

@@ -54,6 +54,8 @@ pub struct RouteEntry {
     pub metrics: RouteMetrics,
     /// The SecurityPolicy governing the entry, compiled once per policy and snapshot.
     pub security: Option<Arc<crate::security::Guard>>,
+    /// The RateLimitPolicy governing the entry, compiled once per policy and snapshot.
+    pub rate_limit: Option<Arc<crate::rate_limit::Limiter>>,
 }
 
 /// The result of looking a request up.
@@ -79,6 +81,8 @@ pub(super) struct CompileCache<'p> {
     rules: HashMap<usize, Arc<Rule>>,
     /// SecurityPolicies by the address of their IR `Arc`: the entries they govern share it.
     guards: HashMap<usize, Arc<crate::security::Guard>>,
+    /// RateLimitPolicies likewise.
+    limiters: HashMap<usize, Arc<crate::rate_limit::Limiter>>,
     /// Handles of the previous snapshot: registering a series is the costly part of a
     /// compile, so routes that stay keep theirs.
     previous: Option<&'p SeriesMap>,
@@ -141,6 +145,16 @@ impl<'p> CompileCache<'p> {
         self.guards
             .entry(Arc::as_ptr(ir) as usize)
             .or_insert_with(|| Arc::new(crate::security::Guard::compile(ir)))
+            .clone()
+    }
+
+    fn limiter(
+        &mut self,
+        ir: &Arc<gantry_translate::ir::RateLimitIr>,
+    ) -> Arc<crate::rate_limit::Limiter> {
+        self.limiters
+            .entry(Arc::as_ptr(ir) as usize)
+            .or_insert_with(|| Arc::new(crate::rate_limit::Limiter::compile(ir)))
             .clone()
     }
 
@@ -302,6 +316,7 @@ impl VirtualHostTable {
                 rule: cache.rule(&entry.rule)?,
                 matcher: RequestMatcher::compile(&entry.matches)?,
                 security: entry.security.as_ref().map(|ir| cache.guard(ir)),
+                rate_limit: entry.rate_limit.as_ref().map(|ir| cache.limiter(ir)),
             });
         }
         Ok(Self { entries, paths })

@@ -9,7 +9,7 @@
 
 mod api_key;
 mod basic_auth;
-mod cidr;
+pub mod cidr;
 mod identity;
 
 pub use basic_auth::CACHE_LIMIT as BASIC_AUTH_CACHE_LIMIT;

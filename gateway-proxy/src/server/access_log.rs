@@ -32,6 +32,10 @@ pub struct Record<'s> {
     pub retry: Option<&'static str>,
     /// The trace ID, when the request is traced.
     pub trace_id: Option<String>,
+    /// `RateLimit-Policy` and `RateLimit` for the response, set by the route's RateLimitPolicy
+    /// (carried here, with the rest of what the request learnt on its way, to the step that
+    /// has the response).
+    pub rate_limit_headers: Option<[(http::HeaderName, HeaderValue); 2]>,
 }
 
 impl<'s> Record<'s> {

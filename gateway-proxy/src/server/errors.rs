@@ -80,6 +80,10 @@ pub enum ProxyError {
     /// 403 (client address), or 500 (a policy that cannot be used).
     #[error("{}", .0.message)]
     Denied(crate::security::Denial),
+    /// Refused by a RateLimitPolicy rule (429, with `Retry-After` and the `RateLimit`
+    /// headers).
+    #[error("rate limit {} of RateLimitPolicy {} exceeded; retry after {} s", .0.rule, .0.policy, .0.retry_after.as_secs_f64().ceil())]
+    RateLimited(crate::rate_limit::Limited),
 }
 
 /// How a client's request body failed.
@@ -124,6 +128,7 @@ impl ProxyError {
             Self::ClientBody(ClientBodyError::Timeout) => StatusCode::REQUEST_TIMEOUT,
             Self::ClientBody(ClientBodyError::Aborted) => CLIENT_CLOSED_REQUEST,
             Self::Denied(denial) => denial.status,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -142,6 +147,11 @@ impl ProxyError {
             response.headers_mut().insert(name, value);
         }
         self.add_circuit_breaker_header(&mut response);
+        if let Self::RateLimited(limited) = self {
+            for (name, value) in &limited.headers {
+                response.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
         if let Self::Denied(denial) = self
             && let Some(challenge) = &denial.challenge
         {

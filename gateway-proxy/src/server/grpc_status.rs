@@ -47,6 +47,7 @@ pub enum GrpcCode {
     Unknown = 2,
     DeadlineExceeded = 4,
     PermissionDenied = 7,
+    ResourceExhausted = 8,
     Unimplemented = 12,
     Internal = 13,
     Unavailable = 14,
@@ -102,6 +103,8 @@ impl ProxyError {
                 403 => GrpcCode::PermissionDenied,
                 _ => GrpcCode::Internal,
             },
+            // gRPC's HTTP mapping: 429 is UNAVAILABLE; a rate limit is RESOURCE_EXHAUSTED.
+            Self::RateLimited(_) => GrpcCode::ResourceExhausted,
         }
     }
 

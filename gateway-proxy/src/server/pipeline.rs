@@ -55,6 +55,7 @@ use super::request_checks;
 use super::retry;
 use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
 use crate::filters::{self, Deferred, FilterContext, LocalAnswer, ext_auth};
+use crate::rate_limit;
 use crate::routing::{Lookup, RequestView, Resumed, RouteEntry, Rule, Snapshot};
 use crate::telemetry::trace::{self, Tracer};
 use crate::upstream::balancer::RequestKey;
@@ -264,7 +265,9 @@ async fn route<'s>(
         Some(limit) => Some(limit),
         None => shared.options.http.default_request_timeout,
     };
-    within(request_timeout, forward, ProxyError::RequestTimeout).await
+    let mut response = within(request_timeout, forward, ProxyError::RequestTimeout).await?;
+    rate_limit::add_headers(response.headers_mut(), record.rate_limit_headers.take());
+    Ok(response)
 }
 
 /// Steps 5 to 9.
@@ -317,6 +320,46 @@ async fn forward<'s>(
             Err(denial) => {
                 shared.metrics.security_denied(&entry.route, denial.reason);
                 return Err(ProxyError::Denied(denial));
+            }
+        }
+    }
+    // The route's RateLimitPolicy, once the Consumer is known and before anything answers or
+    // calls upstream.
+    if let Some(limiter) = &entry.rate_limit {
+        let facts = rate_limit::Facts {
+            parts: &parts,
+            client: client_address(&parts.headers, &forwarding),
+            route: &entry.route,
+        };
+        match limiter.check(&snapshot.rate_limit_buckets, &facts) {
+            rate_limit::Checked::Passed(passed) => {
+                for rule in &passed.shadow_limited {
+                    shared
+                        .metrics
+                        .rate_limit
+                        .limited(&entry.route, limiter.policy(), rule, true);
+                }
+                record.rate_limit_headers = passed.headers;
+            }
+            rate_limit::Checked::Limited(limited) => {
+                shared.metrics.rate_limit.limited(
+                    &entry.route,
+                    &limited.policy,
+                    &limited.rule,
+                    false,
+                );
+                return Err(ProxyError::RateLimited(limited));
+            }
+            rate_limit::Checked::Refused(message) => {
+                shared
+                    .metrics
+                    .security_denied(&entry.route, "invalid_rate_limit_policy");
+                return Err(ProxyError::Denied(crate::security::Denial {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    reason: "invalid_rate_limit_policy",
+                    message,
+                    challenge: None,
+                }));
             }
         }
     }

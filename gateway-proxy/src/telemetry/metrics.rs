@@ -21,6 +21,7 @@ use super::circuit_breaker::CircuitBreakerMetrics;
 use super::health::HealthMetrics;
 use super::histogram::AtomicHistogram;
 use super::l4::L4Metrics;
+use super::rate_limit::RateLimitMetrics;
 use super::upstream_connections::UpstreamConnectionMetrics;
 
 /// Labels of per-request series.
@@ -177,6 +178,8 @@ pub struct Metrics {
     pub certificates: CertificateMetrics,
     /// ACME orders and the expiry of the certificates they obtained.
     pub acme: AcmeMetrics,
+    /// Requests refused (or, in shadow mode, counted) by RateLimitPolicy rules.
+    pub rate_limit: RateLimitMetrics,
     /// Spans exported, failed and dropped (OpenTelemetry tracing).
     pub tracing: super::trace::TracingMetrics,
     /// Time spent in each stage of applying a change.
@@ -338,6 +341,7 @@ impl Metrics {
         let health = HealthMetrics::register(&mut registry);
         let certificates = CertificateMetrics::register(&mut registry);
         let acme = AcmeMetrics::register(&mut registry);
+        let rate_limit = RateLimitMetrics::register(&mut registry);
         let tracing = super::trace::TracingMetrics::register(&mut registry);
         registry.register(
             "config_stage_duration_seconds",
@@ -359,6 +363,7 @@ impl Metrics {
             health,
             certificates,
             acme,
+            rate_limit,
             tracing,
             tls_handshake_errors,
             requests_rejected,

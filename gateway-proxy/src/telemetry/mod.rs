@@ -8,6 +8,7 @@ pub mod histogram;
 pub mod l4;
 pub mod logging;
 pub mod metrics;
+pub mod rate_limit;
 pub mod trace;
 pub mod upstream_connections;
 

@@ -1,0 +1,342 @@
+//! RateLimitPolicy on the request path ([docs/rate-limits.md]): a route entry's policy
+//! compiled once per snapshot into a [`Limiter`], checked after the SecurityPolicy (so the
+//! Consumer is known) and before anything calls upstream.
+//!
+//! Every rule whose selectors all match takes the request's cost from its bucket: one per
+//! rule, route (unless `shared`) and distinct value ([`buckets`]). The request is refused with
+//! 429 when an enforced rule's bucket is empty; a shadow rule only counts. The answer carries
+//! `Retry-After` and the IETF `RateLimit-Policy` / `RateLimit` headers
+//! (draft-ietf-httpapi-ratelimit-headers), and an allowed response carries the two latter for
+//! the enforced rule closest to its limit.
+
+pub mod buckets;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue};
+
+use self::buckets::{Buckets, Rate, Taken};
+use crate::security::Identity;
+use crate::security::cidr::Cidr;
+use gantry_translate::ir::{LimitValueIr, RateLimitIr, SelectorIr};
+
+/// A compiled RateLimitPolicy.
+#[derive(Debug)]
+pub struct Limiter {
+    policy: Arc<str>,
+    /// The policy cannot be used: every request is refused (500) with this message.
+    refuse: Option<String>,
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug)]
+struct Rule {
+    name: Arc<str>,
+    selectors: Vec<Selector>,
+    rate: Rate,
+    cost: u32,
+    shadow: bool,
+    shared: bool,
+    /// `"name";q=requests;w=seconds`.
+    policy_header: HeaderValue,
+}
+
+#[derive(Debug)]
+enum Value {
+    Exact(String),
+    Regex(regex::Regex),
+    Distinct,
+}
+
+impl Value {
+    fn compile(ir: &LimitValueIr) -> Result<Self, String> {
+        Ok(match ir {
+            LimitValueIr::Exact(v) => Self::Exact(v.clone()),
+            LimitValueIr::RegularExpression(v) => {
+                Self::Regex(regex::Regex::new(&format!("^(?:{v})$")).map_err(|e| e.to_string())?)
+            }
+            LimitValueIr::Distinct => Self::Distinct,
+        })
+    }
+
+    /// Whether `value` matches; `Distinct` matches any present value.
+    fn matches(&self, value: &str) -> bool {
+        match self {
+            Self::Exact(v) => v == value,
+            Self::Regex(r) => r.is_match(value),
+            Self::Distinct => true,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Selector {
+    Header {
+        name: http::HeaderName,
+        value: Value,
+        invert: bool,
+    },
+    Source {
+        range: Cidr,
+        distinct: bool,
+    },
+    Consumer {
+        name: Option<String>,
+    },
+    ConsumerLabel {
+        name: String,
+        value: Value,
+    },
+}
+
+/// What a request brings to the selectors.
+pub struct Facts<'a> {
+    pub parts: &'a Parts,
+    pub client: IpAddr,
+    /// `namespace/name` of the route.
+    pub route: &'a str,
+}
+
+/// Why a request is refused.
+#[derive(Debug)]
+pub struct Limited {
+    /// `namespace/name` of the policy.
+    pub policy: Arc<str>,
+    pub rule: Arc<str>,
+    pub retry_after: Duration,
+    /// `RateLimit-Policy` and `RateLimit` of the rule that refused.
+    pub headers: [(http::HeaderName, HeaderValue); 3],
+}
+
+/// What the check decided for a request that passes.
+#[derive(Debug, Default)]
+pub struct Passed {
+    /// The headers to add to the response: the enforced rule with the fewest requests left.
+    pub headers: Option<[(http::HeaderName, HeaderValue); 2]>,
+    /// Shadow rules that would have refused the request: `(policy, rule)`.
+    pub shadow_limited: Vec<Arc<str>>,
+}
+
+/// The outcome of [`Limiter::check`].
+pub enum Checked {
+    Passed(Passed),
+    Limited(Limited),
+    /// The policy cannot be used (500).
+    Refused(String),
+}
+
+pub const RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
+
+impl Limiter {
+    /// Compiles a policy. Never fails: what cannot be compiled refuses every request (500),
+    /// so a route meant to be limited is never left unlimited.
+    pub fn compile(ir: &RateLimitIr) -> Self {
+        let mut refuse = ir.refuse.clone();
+        let mut rules = Vec::with_capacity(ir.rules.len());
+        for rule in &ir.rules {
+            match compile_rule(rule) {
+                Ok(rule) => rules.push(rule),
+                Err(e) => {
+                    refuse.get_or_insert_with(|| {
+                        format!("RateLimitPolicy {} cannot be used: {e}", ir.policy)
+                    });
+                }
+            }
+        }
+        Self {
+            policy: Arc::from(ir.policy.to_string()),
+            refuse,
+            rules,
+        }
+    }
+
+    pub fn policy(&self) -> &Arc<str> {
+        &self.policy
+    }
+
+    /// Checks a request against every rule, taking from the buckets of those that match.
+    pub fn check(&self, buckets: &Buckets, facts: &Facts<'_>) -> Checked {
+        if let Some(message) = &self.refuse {
+            return Checked::Refused(message.clone());
+        }
+        let identity = facts.parts.extensions.get::<Identity>();
+        let mut passed = Passed::default();
+        let mut closest: Option<(u64, &Rule, Taken)> = None;
+        for rule in &self.rules {
+            let Some(key) = self.key(rule, facts, identity) else {
+                continue;
+            };
+            // A shadow rule counts like an enforced one; it only never refuses.
+            let taken = buckets.take(&key, rule.rate, rule.cost);
+            if rule.shadow {
+                if !taken.allowed {
+                    passed.shadow_limited.push(rule.name.clone());
+                }
+                continue;
+            }
+            if !taken.allowed {
+                let seconds = ceil_seconds(taken.wait);
+                return Checked::Limited(Limited {
+                    policy: self.policy.clone(),
+                    rule: rule.name.clone(),
+                    retry_after: taken.wait,
+                    headers: [
+                        (http::header::RETRY_AFTER, HeaderValue::from(seconds)),
+                        (RATELIMIT_POLICY, rule.policy_header.clone()),
+                        (RATELIMIT, remaining_header(&rule.name, 0, seconds)),
+                    ],
+                });
+            }
+            if closest
+                .as_ref()
+                .is_none_or(|(r, _, _)| taken.remaining < *r)
+            {
+                closest = Some((taken.remaining, rule, taken));
+            }
+        }
+        passed.headers = closest.map(|(remaining, rule, taken)| {
+            [
+                (RATELIMIT_POLICY, rule.policy_header.clone()),
+                (
+                    RATELIMIT,
+                    remaining_header(&rule.name, remaining, ceil_seconds(taken.wait)),
+                ),
+            ]
+        });
+        Checked::Passed(passed)
+    }
+
+    /// The bucket of `rule` for this request, or `None` when a selector does not match.
+    fn key(&self, rule: &Rule, facts: &Facts<'_>, identity: Option<&Identity>) -> Option<String> {
+        let mut key = String::with_capacity(64);
+        key.push_str(&self.policy);
+        key.push('\0');
+        key.push_str(&rule.name);
+        key.push('\0');
+        key.push_str(if rule.shared { "*" } else { facts.route });
+        // A changed limit starts a bucket of its own.
+        key.push_str(&format!(
+            "\0{}/{}",
+            rule.rate.requests,
+            rule.rate.unit.as_secs()
+        ));
+        for selector in &rule.selectors {
+            match selector {
+                Selector::Header {
+                    name,
+                    value,
+                    invert,
+                } => {
+                    let found = facts.parts.headers.get(name).and_then(|v| v.to_str().ok());
+                    let matched = found.is_some_and(|v| value.matches(v));
+                    if matched == *invert {
+                        return None;
+                    }
+                    if matches!(value, Value::Distinct) {
+                        key.push('\0');
+                        key.push_str(found.unwrap_or_default());
+                    }
+                }
+                Selector::Source { range, distinct } => {
+                    if !range.contains(facts.client) {
+                        return None;
+                    }
+                    if *distinct {
+                        key.push('\0');
+                        key.push_str(&facts.client.to_string());
+                    }
+                }
+                Selector::Consumer { name } => {
+                    let consumer = identity.and_then(|i| i.consumer.as_deref())?;
+                    match name {
+                        Some(want) if want != consumer => return None,
+                        Some(_) => {}
+                        None => {
+                            key.push('\0');
+                            key.push_str(consumer);
+                        }
+                    }
+                }
+                Selector::ConsumerLabel { name, value } => {
+                    let identity = identity.filter(|i| i.consumer.is_some())?;
+                    let found = identity.label(name)?;
+                    if !value.matches(found) {
+                        return None;
+                    }
+                    if matches!(value, Value::Distinct) {
+                        key.push('\0');
+                        key.push_str(found);
+                    }
+                }
+            }
+        }
+        Some(key)
+    }
+}
+
+fn compile_rule(ir: &gantry_translate::ir::RateLimitRuleIr) -> Result<Rule, String> {
+    let mut selectors = Vec::with_capacity(ir.selectors.len());
+    for selector in &ir.selectors {
+        selectors.push(match selector {
+            SelectorIr::Header {
+                name,
+                value,
+                invert,
+            } => Selector::Header {
+                name: http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?,
+                value: Value::compile(value)?,
+                invert: *invert,
+            },
+            SelectorIr::SourceCidr { cidr, distinct } => Selector::Source {
+                range: Cidr::parse(cidr)?,
+                distinct: *distinct,
+            },
+            SelectorIr::Consumer { name } => Selector::Consumer { name: name.clone() },
+            SelectorIr::ConsumerLabel { name, value } => Selector::ConsumerLabel {
+                name: name.clone(),
+                value: Value::compile(value)?,
+            },
+        });
+    }
+    let name: Arc<str> = Arc::from(ir.name.as_str());
+    let policy_header = HeaderValue::from_str(&format!(
+        "\"{}\";q={};w={}",
+        ir.name, ir.requests, ir.unit_seconds
+    ))
+    .map_err(|e| e.to_string())?;
+    Ok(Rule {
+        name,
+        selectors,
+        rate: Rate {
+            requests: ir.requests,
+            unit: Duration::from_secs(ir.unit_seconds),
+        },
+        cost: ir.cost.max(1),
+        shadow: ir.shadow,
+        shared: ir.shared,
+        policy_header,
+    })
+}
+
+/// `"name";r=remaining;t=seconds`.
+fn remaining_header(name: &str, remaining: u64, seconds: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{name}\";r={remaining};t={seconds}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"limit\";r=0;t=1"))
+}
+
+/// Whole seconds, rounded up, at least 1 (`Retry-After: 0` would invite a retry at once).
+fn ceil_seconds(d: Duration) -> u64 {
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    s.max(1)
+}
+
+/// Adds a passed check's headers to a response.
+pub fn add_headers(headers: &mut HeaderMap, passed: Option<[(http::HeaderName, HeaderValue); 2]>) {
+    for (name, value) in passed.into_iter().flatten() {
+        headers.insert(name, value);
+    }
+}
