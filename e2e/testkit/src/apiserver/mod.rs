@@ -78,6 +78,7 @@ pub const STATUS_SUBRESOURCE: &[&str] = &[
     "xbackendtrafficpolicies",
     "backendconfigpolicies",
     "securitypolicies",
+    "ratelimitpolicies",
     "consumers",
     "gatewayparameters",
     "deployments",

@@ -2,7 +2,6 @@
 //! carry them, owned entries for writing, and borrowed views for comparing without copies.
 
 use ::kube::api::ApiResource;
-use gantry_crds::SecurityPolicy;
 use gantry_crds::backend_config::BackendConfigPolicy;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
@@ -11,6 +10,7 @@ use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTraffic
 use gantry_crds::gateway::grpcroutes::GrpcRoute;
 use gantry_crds::gateway::httproutes::HttpRoute;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
+use gantry_crds::{RateLimitPolicy, SecurityPolicy};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -33,10 +33,11 @@ pub(super) enum Kind {
     XBackendTrafficPolicy,
     BackendConfigPolicy,
     SecurityPolicy,
+    RateLimitPolicy,
 }
 
 impl Kind {
-    pub(super) const ALL: [Self; 9] = [
+    pub(super) const ALL: [Self; 10] = [
         Self::HttpRoute,
         Self::GrpcRoute,
         Self::TlsRoute,
@@ -46,6 +47,7 @@ impl Kind {
         Self::XBackendTrafficPolicy,
         Self::BackendConfigPolicy,
         Self::SecurityPolicy,
+        Self::RateLimitPolicy,
     ];
 
     /// The kind an `ObjectStatus` names; `None` for kinds without entries (and Gateways).
@@ -60,6 +62,7 @@ impl Kind {
             "XBackendTrafficPolicy" => Self::XBackendTrafficPolicy,
             "BackendConfigPolicy" => Self::BackendConfigPolicy,
             "SecurityPolicy" => Self::SecurityPolicy,
+            "RateLimitPolicy" => Self::RateLimitPolicy,
             _ => return None,
         })
     }
@@ -76,6 +79,7 @@ impl Kind {
             Self::XBackendTrafficPolicy => "XBackendTrafficPolicy",
             Self::BackendConfigPolicy => "BackendConfigPolicy",
             Self::SecurityPolicy => "SecurityPolicy",
+            Self::RateLimitPolicy => "RateLimitPolicy",
         }
     }
 
@@ -91,6 +95,7 @@ impl Kind {
                 | Self::XBackendTrafficPolicy
                 | Self::BackendConfigPolicy
                 | Self::SecurityPolicy
+                | Self::RateLimitPolicy
         )
     }
 
@@ -134,6 +139,7 @@ impl Kind {
             Self::XBackendTrafficPolicy => ApiResource::erase::<XBackendTrafficPolicy>(&()),
             Self::BackendConfigPolicy => ApiResource::erase::<BackendConfigPolicy>(&()),
             Self::SecurityPolicy => ApiResource::erase::<SecurityPolicy>(&()),
+            Self::RateLimitPolicy => ApiResource::erase::<RateLimitPolicy>(&()),
         }
     }
 }

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use gantry_crds::SecurityPolicy;
 use gantry_crds::backend_config::BackendConfigPolicy;
 use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
@@ -14,6 +13,7 @@ use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTraffic
 use gantry_crds::gateway::grpcroutes::GrpcRoute;
 use gantry_crds::gateway::httproutes::HttpRoute;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
+use gantry_crds::{RateLimitPolicy, SecurityPolicy};
 use serde_json::Value;
 
 use super::entries::{Kind, Served, is_served_gateway};
@@ -67,6 +67,7 @@ live_object!(
     XBackendTrafficPolicy => ancestors.ancestor_ref,
     BackendConfigPolicy => ancestors.ancestor_ref,
     SecurityPolicy => ancestors.ancestor_ref,
+    RateLimitPolicy => ancestors.ancestor_ref,
 );
 
 /// Calls `visit` with every object of `kind` in the store, in key order.
@@ -93,6 +94,7 @@ pub(super) fn for_each_object<'s>(
         Kind::XBackendTrafficPolicy => each(&store.backend_traffic_policies, &mut visit),
         Kind::BackendConfigPolicy => each(&store.backend_config_policies, &mut visit),
         Kind::SecurityPolicy => each(&store.security_policies, &mut visit),
+        Kind::RateLimitPolicy => each(&store.rate_limit_policies, &mut visit),
     }
 }
 
@@ -154,6 +156,12 @@ pub(super) fn changes<'s>(
                 kind,
                 &previous.security_policies,
                 &store.security_policies,
+                &mut out,
+            ),
+            Kind::RateLimitPolicy => diff(
+                kind,
+                &previous.rate_limit_policies,
+                &store.rate_limit_policies,
                 &mut out,
             ),
         }

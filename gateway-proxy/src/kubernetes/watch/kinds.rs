@@ -17,7 +17,7 @@ use gantry_crds::gateway::httproutes::HttpRoute;
 use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
-use gantry_crds::{Consumer, SecurityPolicy};
+use gantry_crds::{Consumer, RateLimitPolicy, SecurityPolicy};
 use gantry_crds::{HttpComposition, HttpTransform};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -114,6 +114,7 @@ namespaced! {
     HttpComposition => http_compositions,
     BackendConfigPolicy => backend_config_policies,
     SecurityPolicy => security_policies,
+    RateLimitPolicy => rate_limit_policies,
     Consumer => consumers,
     Service => services,
     EndpointSlice => endpoint_slices,

@@ -62,7 +62,7 @@ use gantry_crds::gateway::httproutes::HttpRoute;
 use gantry_crds::gateway::listenersets::ListenerSet;
 use gantry_crds::gateway::referencegrants::ReferenceGrant;
 use gantry_crds::gateway::tlsroutes::TlsRoute;
-use gantry_crds::{Consumer, SecurityPolicy};
+use gantry_crds::{Consumer, RateLimitPolicy, SecurityPolicy};
 use gantry_crds::{HttpComposition, HttpTransform};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -423,6 +423,7 @@ fn spawn_watches(
         XBackendTrafficPolicy => "XBackendTrafficPolicy",
         BackendConfigPolicy => "BackendConfigPolicy",
         SecurityPolicy => "SecurityPolicy",
+        RateLimitPolicy => "RateLimitPolicy",
         Consumer => "Consumer",
         // Gantry's ExtensionRef filters.
         HttpTransform => "HTTPTransform",
