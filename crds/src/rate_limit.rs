@@ -6,7 +6,8 @@
 //! rules have the shape of Envoy Gateway's `BackendTrafficPolicy.spec.rateLimit.local.rules`
 //! (`clientSelectors`, `limit`, `cost`, `shadowMode`), so a policy translates field by field;
 //! Gantry adds selectors on the authenticated Consumer and its labels (a plan), which
-//! SecurityPolicy establishes, and `shared`. Limits are counted by each replica (`local`).
+//! SecurityPolicy establishes, and `shared`. `local` limits are counted by each replica,
+//! `global` ones by the whole fleet in Redis.
 //!
 //! Following GEP-5160's goals: a rule without selectors is one static bucket; `Distinct`
 //! selectors give a bucket per distinct value (client address, header, consumer, label); a
@@ -40,6 +41,9 @@ pub const RATE_LIMIT_POLICY_KIND: &str = "RateLimitPolicy";
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.local) || has(self.global)").message("set local, global or both")
+)]
 pub struct RateLimitPolicySpec {
     /// What the policy applies to, in the policy's namespace: a `Gateway` (with `sectionName`,
     /// one listener), an `HTTPRoute` or a `GRPCRoute` (with `sectionName`, the rule of that
@@ -50,7 +54,25 @@ pub struct RateLimitPolicySpec {
     )]
     pub target_refs: Vec<LocalPolicyTargetReferenceWithSectionName>,
     /// Limits each replica counts on its own.
-    pub local: LocalRateLimit,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalRateLimit>,
+    /// Limits every replica of the fleet counts together, in Redis (`--rate-limit-redis`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<GlobalRateLimit>,
+}
+
+/// Limits counted together by every replica, in Redis: a client gets the limit through the
+/// whole fleet, and counts survive a restart (per-consumer quotas by the day, for example).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GlobalRateLimit {
+    /// As `local.rules`.
+    #[schemars(length(min = 1, max = 16))]
+    pub rules: Vec<RateLimitRule>,
+    /// When Redis cannot be reached (or answers late): `false` (the default) lets requests
+    /// through uncounted, `true` refuses them with 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_closed: Option<bool>,
 }
 
 /// Limits counted by each replica.

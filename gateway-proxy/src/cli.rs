@@ -242,6 +242,11 @@ pub struct RunArgs {
     pub tracing_service_name: String,
     #[command(flatten)]
     pub acme: crate::acme::args::AcmeArgs,
+    /// Redis for the global rules of RateLimitPolicies, shared by every replica of the fleet:
+    /// `redis://host:port` (`/db` optional; `rediss://` for TLS). Without it a policy with
+    /// global rules answers 500.
+    #[arg(long, value_name = "URL")]
+    pub rate_limit_redis: Option<String>,
 }
 
 /// `--tracing-endpoint`: an `http://` URL with a host.
@@ -446,6 +451,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         explainer: Some(crate::admin::ui::Explainer::new(explain::explain_live)),
         tracing: args.tracing_options(),
         acme: args.acme.options()?,
+        rate_limit_redis: args.rate_limit_redis.clone(),
     };
     if args.kubernetes {
         if options.acme.is_some() {

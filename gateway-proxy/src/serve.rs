@@ -27,7 +27,8 @@ use tokio::sync::{mpsc, watch};
 use crate::acme_manager::Manager;
 use crate::admin;
 use crate::control::{ControlLoop, Published};
-use crate::server::{DataPlane, DataPlaneOptions};
+use crate::rate_limit::global::GlobalBuckets;
+use crate::server::{DataPlane, DataPlaneOptions, Extras};
 use crate::source::{Source, SourceError, SourceLink};
 use crate::telemetry::{DrainPhase, Metrics};
 
@@ -52,6 +53,8 @@ pub enum ServeError {
     ControlLoop,
     #[error("opening the ACME storage directory (--acme-dir): {0}")]
     Acme(std::io::Error),
+    #[error("--rate-limit-redis: {0}")]
+    Redis(String),
 }
 
 /// Settings of `serve` that do not depend on the mode.
@@ -71,6 +74,8 @@ pub struct ServeOptions {
     /// Automatic certificates from an ACME CA (`--acme-directory`); none: a listener whose
     /// certificate Secret does not exist is not served.
     pub acme: Option<crate::acme::AcmeOptions>,
+    /// Redis for global RateLimitPolicy rules (`--rate-limit-redis`, `redis://host:port`).
+    pub rate_limit_redis: Option<String>,
 }
 
 /// Default of `--drain-delay`. Removing a terminating pod from a Service's endpoints reaches
@@ -105,11 +110,20 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
         Some(acme) => Some(Manager::challenges_for(&acme.dir).map_err(ServeError::Acme)?),
         None => None,
     };
+    let global_rate_limits = match &options.rate_limit_redis {
+        Some(url) => Some(Arc::new(
+            GlobalBuckets::new(url).map_err(|e| ServeError::Redis(e.to_string()))?,
+        )),
+        None => None,
+    };
     let dataplane = Arc::new(DataPlane::with_extras(
         options.dataplane,
         metrics.clone(),
-        options.tracing,
-        challenges.clone(),
+        Extras {
+            tracing: options.tracing,
+            acme: challenges.clone(),
+            global_rate_limits,
+        },
     ));
     let control = ControlLoop::new(
         source.translate_options(),

@@ -68,7 +68,7 @@ async fn rate_limit_policy_ancestors_are_written() {
     server.apply("ratelimitpolicies", policy("good", "10.0.0.0/99"));
     let store = store_where(&updates, "the changed policy", |s| {
         s.rate_limit_policies.values().any(|p| {
-            p.spec.local.rules[0].client_selectors[0]
+            p.spec.local.as_ref().unwrap().rules[0].client_selectors[0]
                 .source_cidr
                 .as_ref()
                 .is_some_and(|c| c.value.ends_with("/99"))

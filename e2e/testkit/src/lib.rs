@@ -12,5 +12,6 @@ pub mod harness;
 pub mod otlp;
 pub mod pebble;
 pub mod ports;
+pub mod redis;
 pub mod stream_echo;
 pub mod tls_client;

@@ -24,6 +24,7 @@ mod load_balancing;
 mod mtls;
 mod quickstart;
 mod rate_limits;
+mod rate_limits_global;
 mod retries;
 mod routing;
 mod security;

@@ -10,6 +10,7 @@
 //! the enforced rule closest to its limit.
 
 pub mod buckets;
+pub mod global;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 
 use self::buckets::{Buckets, Rate, Taken};
+use self::global::GlobalBuckets;
 use crate::security::Identity;
 use crate::security::cidr::Cidr;
 use gantry_translate::ir::{LimitValueIr, RateLimitIr, SelectorIr};
@@ -30,6 +32,8 @@ pub struct Limiter {
     /// The policy cannot be used: every request is refused (500) with this message.
     refuse: Option<String>,
     rules: Vec<Rule>,
+    /// Refuse (503) when Redis cannot answer a global rule; otherwise let the request through.
+    fail_closed: bool,
 }
 
 #[derive(Debug)]
@@ -40,6 +44,8 @@ struct Rule {
     cost: u32,
     shadow: bool,
     shared: bool,
+    /// Counted in Redis by the whole fleet.
+    global: bool,
     /// `"name";q=requests;w=seconds`.
     policy_header: HeaderValue,
 }
@@ -116,8 +122,10 @@ pub struct Limited {
 pub struct Passed {
     /// The headers to add to the response: the enforced rule with the fewest requests left.
     pub headers: Option<[(http::HeaderName, HeaderValue); 2]>,
-    /// Shadow rules that would have refused the request: `(policy, rule)`.
+    /// Shadow rules that would have refused the request.
     pub shadow_limited: Vec<Arc<str>>,
+    /// Global rules Redis could not answer, let through (the policy fails open).
+    pub unanswered: Vec<Arc<str>>,
 }
 
 /// The outcome of [`Limiter::check`].
@@ -126,6 +134,11 @@ pub enum Checked {
     Limited(Limited),
     /// The policy cannot be used (500).
     Refused(String),
+    /// Redis could not answer a global rule of a policy that fails closed (503).
+    Unavailable {
+        rule: Arc<str>,
+        message: String,
+    },
 }
 
 pub const RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
@@ -151,6 +164,7 @@ impl Limiter {
             policy: Arc::from(ir.policy.to_string()),
             refuse,
             rules,
+            fail_closed: ir.fail_closed,
         }
     }
 
@@ -158,8 +172,14 @@ impl Limiter {
         &self.policy
     }
 
-    /// Checks a request against every rule, taking from the buckets of those that match.
-    pub fn check(&self, buckets: &Buckets, facts: &Facts<'_>) -> Checked {
+    /// Checks a request against every rule, taking from the buckets of those that match:
+    /// this replica's `buckets`, or for global rules `global` (Redis).
+    pub async fn check(
+        &self,
+        buckets: &Buckets,
+        global: Option<&GlobalBuckets>,
+        facts: &Facts<'_>,
+    ) -> Checked {
         if let Some(message) = &self.refuse {
             return Checked::Refused(message.clone());
         }
@@ -171,7 +191,35 @@ impl Limiter {
                 continue;
             };
             // A shadow rule counts like an enforced one; it only never refuses.
-            let taken = buckets.take(&key, rule.rate, rule.cost);
+            let taken = if rule.global {
+                let Some(global) = global else {
+                    return Checked::Refused(format!(
+                        "RateLimitPolicy {} has global rules, and this proxy has no Redis to \
+                         count them in: start it with --rate-limit-redis",
+                        self.policy
+                    ));
+                };
+                match global.take(&key, rule.rate, rule.cost).await {
+                    Ok(taken) => taken,
+                    Err(error) if self.fail_closed => {
+                        return Checked::Unavailable {
+                            rule: rule.name.clone(),
+                            message: format!(
+                                "rate limit {} of RateLimitPolicy {} cannot be counted ({error}); \
+                                 the policy fails closed",
+                                rule.name, self.policy
+                            ),
+                        };
+                    }
+                    Err(error) => {
+                        tracing::debug!(policy = %self.policy, rule = %rule.name, %error, "global rate limit not counted; the policy fails open");
+                        passed.unanswered.push(rule.name.clone());
+                        continue;
+                    }
+                }
+            } else {
+                buckets.take(&key, rule.rate, rule.cost)
+            };
             if rule.shadow {
                 if !taken.allowed {
                     passed.shadow_limited.push(rule.name.clone());
@@ -318,6 +366,7 @@ fn compile_rule(ir: &gantry_translate::ir::RateLimitRuleIr) -> Result<Rule, Stri
         cost: ir.cost.max(1),
         shadow: ir.shadow,
         shared: ir.shared,
+        global: ir.global,
         policy_header,
     })
 }

@@ -200,6 +200,20 @@ pub(crate) struct Shared {
     /// ACME challenge answers (HTTP-01 on HTTP ports, TLS-ALPN-01 on TLS ports), when an
     /// ACME issuer is configured.
     acme: Option<crate::acme::Challenges>,
+    /// Redis for global RateLimitPolicy rules (`--rate-limit-redis`).
+    global_rate_limits: Option<Arc<crate::rate_limit::global::GlobalBuckets>>,
+}
+
+/// What a data plane may have besides its options.
+#[derive(Default)]
+pub struct Extras {
+    /// OpenTelemetry tracing: requests are traced when it names a receiver (starts the
+    /// exporter task).
+    pub tracing: Option<crate::telemetry::trace::TracingOptions>,
+    /// ACME challenge answers, given ahead of routing.
+    pub acme: Option<crate::acme::Challenges>,
+    /// Redis for global rate limits.
+    pub global_rate_limits: Option<Arc<crate::rate_limit::global::GlobalBuckets>>,
 }
 
 /// The running data plane.
@@ -234,16 +248,23 @@ impl DataPlane {
         metrics: Arc<Metrics>,
         tracing: Option<crate::telemetry::trace::TracingOptions>,
     ) -> Self {
-        Self::with_extras(options, metrics, tracing, None)
+        Self::with_extras(
+            options,
+            metrics,
+            Extras {
+                tracing,
+                ..Extras::default()
+            },
+        )
     }
 
-    /// [`DataPlane::with_tracing`], answering the ACME challenges in `acme` ahead of routing.
-    pub fn with_extras(
-        options: DataPlaneOptions,
-        metrics: Arc<Metrics>,
-        tracing: Option<crate::telemetry::trace::TracingOptions>,
-        acme: Option<crate::acme::Challenges>,
-    ) -> Self {
+    /// [`DataPlane::new`] with the optional parts of [`Extras`].
+    pub fn with_extras(options: DataPlaneOptions, metrics: Arc<Metrics>, extras: Extras) -> Self {
+        let Extras {
+            tracing,
+            acme,
+            global_rate_limits,
+        } = extras;
         let tracer =
             tracing.map(|t| crate::telemetry::trace::Tracer::start(t, metrics.tracing.clone()));
         let limits = &options.connections;
@@ -269,6 +290,7 @@ impl DataPlane {
             drain: Drain::default(),
             tracer,
             acme,
+            global_rate_limits,
         };
         Self {
             shared: Arc::new(shared),

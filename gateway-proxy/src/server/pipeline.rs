@@ -331,8 +331,15 @@ async fn forward<'s>(
             client: client_address(&parts.headers, &forwarding),
             route: &entry.route,
         };
-        match limiter.check(&snapshot.rate_limit_buckets, &facts) {
+        let global = shared.global_rate_limits.as_deref();
+        match Box::pin(limiter.check(&snapshot.rate_limit_buckets, global, &facts)).await {
             rate_limit::Checked::Passed(passed) => {
+                for rule in &passed.unanswered {
+                    shared
+                        .metrics
+                        .rate_limit
+                        .uncounted(limiter.policy(), rule, false);
+                }
                 for rule in &passed.shadow_limited {
                     shared
                         .metrics
@@ -349,6 +356,18 @@ async fn forward<'s>(
                     false,
                 );
                 return Err(ProxyError::RateLimited(limited));
+            }
+            rate_limit::Checked::Unavailable { rule, message } => {
+                shared
+                    .metrics
+                    .rate_limit
+                    .uncounted(limiter.policy(), &rule, true);
+                return Err(ProxyError::Denied(crate::security::Denial {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    reason: "rate_limit_unavailable",
+                    message,
+                    challenge: None,
+                }));
             }
             rate_limit::Checked::Refused(message) => {
                 shared

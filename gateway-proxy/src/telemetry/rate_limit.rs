@@ -1,5 +1,7 @@
 //! `gantry_rate_limited_total{route, policy, rule, mode}`: requests a RateLimitPolicy rule
-//! refused (`mode="enforced"`, answered 429) or would have refused (`mode="shadow"`).
+//! refused (`mode="enforced"`, answered 429) or would have refused (`mode="shadow"`), and
+//! `gantry_rate_limit_uncounted_total{policy, rule, outcome}`: global rules Redis did not
+//! answer.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -17,10 +19,19 @@ struct LimitedLabels {
     mode: &'static str,
 }
 
-/// The family. Cheap to clone.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UncountedLabels {
+    policy: String,
+    rule: String,
+    /// `allowed` (the policy fails open) or `refused` (it fails closed: 503).
+    outcome: &'static str,
+}
+
+/// The families. Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct RateLimitMetrics {
     limited: Family<LimitedLabels, Counter>,
+    uncounted: Family<UncountedLabels, Counter>,
 }
 
 impl RateLimitMetrics {
@@ -32,7 +43,23 @@ impl RateLimitMetrics {
              refused (mode shadow), by route, policy and rule",
             metrics.limited.clone(),
         );
+        registry.register(
+            "rate_limit_uncounted",
+            "Requests a global RateLimitPolicy rule could not count because Redis did not answer, \
+             by policy, rule and outcome (allowed: the policy fails open; refused: 503)",
+            metrics.uncounted.clone(),
+        );
         metrics
+    }
+
+    pub fn uncounted(&self, policy: &str, rule: &str, refused: bool) {
+        self.uncounted
+            .get_or_create(&UncountedLabels {
+                policy: policy.to_owned(),
+                rule: rule.to_owned(),
+                outcome: if refused { "refused" } else { "allowed" },
+            })
+            .inc();
     }
 
     pub fn limited(&self, route: &str, policy: &str, rule: &str, shadow: bool) {

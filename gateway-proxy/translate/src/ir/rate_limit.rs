@@ -15,6 +15,9 @@ pub struct RateLimitIr {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refuse: Option<String>,
     pub rules: Vec<RateLimitRuleIr>,
+    /// Refuse (503) rather than let through when the global store (Redis) cannot answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fail_closed: bool,
 }
 
 /// One limit.
@@ -37,6 +40,9 @@ pub struct RateLimitRuleIr {
     /// One bucket across every route the policy governs, rather than one per route.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared: bool,
+    /// Counted by every replica together, in Redis; otherwise by each replica.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub global: bool,
 }
 
 /// How a selector compares a value.

@@ -112,25 +112,27 @@ fn validate(store: &Store, key: &ObjectKey, policy: &RateLimitPolicy) -> Validat
         .collect();
     let mut problems = Vec::new();
     let mut names = std::collections::BTreeSet::new();
-    let rules: Vec<RateLimitRuleIr> = policy
-        .spec
-        .local
-        .rules
-        .iter()
-        .enumerate()
-        .map(|(i, rule)| {
-            let ir = rule_ir(ns, i, rule, &mut problems);
+    let local = policy.spec.local.iter().flat_map(|l| &l.rules);
+    let global = policy.spec.global.iter().flat_map(|g| &g.rules);
+    let mut rules = Vec::new();
+    for (list, rules_in, is_global) in [
+        ("local", local.collect::<Vec<_>>(), false),
+        ("global", global.collect(), true),
+    ] {
+        for (i, rule) in rules_in.into_iter().enumerate() {
+            let mut ir = rule_ir(ns, list, i, rule, &mut problems);
+            ir.global = is_global;
             if !names.insert(ir.name.clone()) {
                 problems.push(format!(
-                    "local.rules[{i}]: the name {} is used twice; rule names must be unique",
+                    "{list}.rules[{i}]: the name {} is used twice; rule names must be unique",
                     ir.name
                 ));
             }
-            ir
-        })
-        .collect();
+            rules.push(ir);
+        }
+    }
     if rules.is_empty() {
-        problems.push("local.rules is empty; give at least one rule".to_owned());
+        problems.push("the policy has no rules; give local.rules or global.rules".to_owned());
     }
     let invalid = (!problems.is_empty()).then(|| {
         Problem::new(
@@ -150,6 +152,12 @@ fn validate(store: &Store, key: &ObjectKey, policy: &RateLimitPolicy) -> Validat
             )
         }),
         rules: if invalid.is_some() { Vec::new() } else { rules },
+        fail_closed: policy
+            .spec
+            .global
+            .as_ref()
+            .and_then(|g| g.fail_closed)
+            .unwrap_or(false),
     };
     Validated {
         key: key.clone(),
@@ -163,11 +171,12 @@ fn validate(store: &Store, key: &ObjectKey, policy: &RateLimitPolicy) -> Validat
 
 fn rule_ir(
     namespace: &str,
+    list: &str,
     index: usize,
     rule: &RateLimitRule,
     problems: &mut Vec<String>,
 ) -> RateLimitRuleIr {
-    let at = format!("local.rules[{index}]");
+    let at = format!("{list}.rules[{index}]");
     let cost = match rule.cost.as_ref().and_then(|c| c.request.as_ref()) {
         None => 1,
         Some(cost) if cost.from == "Number" => match cost.number {
@@ -210,13 +219,17 @@ fn rule_ir(
         })
         .collect();
     RateLimitRuleIr {
-        name: rule.name.clone().unwrap_or_else(|| format!("rule-{index}")),
+        name: rule.name.clone().unwrap_or_else(|| match list {
+            "global" => format!("global-rule-{index}"),
+            _ => format!("rule-{index}"),
+        }),
         selectors,
         requests: rule.limit.requests,
         unit_seconds: rule.limit.unit.seconds(),
         cost,
         shadow: rule.shadow_mode.unwrap_or(false),
         shared: rule.shared.unwrap_or(false),
+        global: false,
     }
 }
 
