@@ -377,6 +377,31 @@ pub struct ProxyParameters {
     /// names follow Envoy Gateway's EnvoyProxy `telemetry.tracing` where they agree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<TracingParameters>,
+    /// Where the global rules of RateLimitPolicies are counted (`docs/rate-limits.md`); field
+    /// names follow Envoy Gateway's `rateLimit.backend.redis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitParameters>,
+}
+
+/// The store every replica of the fleet counts global rate limits in.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitParameters {
+    /// Redis (`--rate-limit-redis`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisParameters>,
+}
+
+/// A Redis server.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisParameters {
+    /// `redis://host:port[/db]`, or `rediss://` for TLS: `redis://redis.gantry-system:6379`.
+    #[schemars(
+        regex(pattern = r"^rediss?://[^\s/?#]+(/[0-9]+)?$"),
+        length(max = 2048)
+    )]
+    pub url: String,
 }
 
 /// Where and how much the proxies trace: one SERVER span per sampled request, exported over

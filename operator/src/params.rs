@@ -13,8 +13,8 @@ use gantry_crds::params::{
     AccessLogFormat, AutoscalingParameters, CertificateParameters, ClientTrafficParameters,
     DeploymentParameters, ExternalTrafficPolicy, GatewayParametersSpec, IssuerRef, LogLevel,
     NodePort, Overlays, PodDisruptionBudgetParameters, PodParameters, ProgrammedParameters,
-    ProxyParameters, PullPolicy, ServiceParameters, ServiceType, ShutdownParameters, Topology,
-    TracingParameters, Workload,
+    ProxyParameters, PullPolicy, RateLimitParameters, ServiceParameters, ServiceType,
+    ShutdownParameters, Topology, TracingParameters, Workload,
 };
 use gantry_translate::ports;
 use k8s_openapi::api::core::v1::{
@@ -196,6 +196,8 @@ pub struct ProxySettings {
     pub programmed_timeout_ms: u128,
     /// `proxy.tracing`, when it names an endpoint: the `--tracing-*` flags.
     pub tracing: Option<TracingParameters>,
+    /// `proxy.rateLimit.redis.url`: `--rate-limit-redis`.
+    pub rate_limit_redis: Option<String>,
 }
 
 /// Default of `proxy.programmed.timeout` (the proxy's own default, `--programmed-timeout`).
@@ -289,6 +291,9 @@ pub fn merge(base: &GatewayParametersSpec, over: &GatewayParametersSpec) -> Gate
                 protocol: pick(&b.protocol, &o.protocol),
                 sampling_rate: pick(&b.sampling_rate, &o.sampling_rate),
                 service_name: pick(&b.service_name, &o.service_name),
+            }),
+            rate_limit: nested(&b.rate_limit, &o.rate_limit, |b, o| RateLimitParameters {
+                redis: pick(&b.redis, &o.redis),
             }),
         }),
         certificates: nested(&base.certificates, &over.certificates, |b, o| {
@@ -508,6 +513,7 @@ pub fn resolve(
             programmed_min_replicas: programmed.min_replicas,
             programmed_timeout_ms: programmed.timeout_ms,
             tracing: proxy.tracing.filter(|t| t.endpoint.is_some()),
+            rate_limit_redis: proxy.rate_limit.and_then(|r| r.redis).map(|r| r.url),
         },
         issuer_ref: spec
             .certificates

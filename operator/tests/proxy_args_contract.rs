@@ -889,3 +889,16 @@ fn tracing_parameters_become_the_proxy_tracing_options() {
     );
     assert!((options.ratio - 1.0).abs() < 1e-9);
 }
+
+#[test]
+fn rate_limit_redis_becomes_the_proxy_redis_flag() {
+    let set = rendered_run(json!({
+        "proxy": {"rateLimit": {"redis": {"url": "redis://redis.gantry-system:6379"}}},
+    }));
+    assert_eq!(
+        set.rate_limit_redis.as_deref(),
+        Some("redis://redis.gantry-system:6379")
+    );
+    // Unset: no flag, so a fleet one minor older runs unchanged.
+    assert!(rendered_run(json!({})).rate_limit_redis.is_none());
+}

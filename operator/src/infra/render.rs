@@ -635,6 +635,11 @@ pub fn proxy_args(fleet: &Fleet<'_>) -> Vec<String> {
             args.push(name.clone());
         }
     }
+    // Likewise only when set.
+    if let Some(url) = &p.rate_limit_redis {
+        args.push("--rate-limit-redis".to_string());
+        args.push(url.clone());
+    }
     args
 }
 
