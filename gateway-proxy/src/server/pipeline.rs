@@ -9,7 +9,8 @@
 //!    X-Forwarded-For/Proto/Host and `Forwarded` set by the trusted-hops rule
 //! 6. the route's SecurityPolicy ([`crate::security`]: 500 for a policy that cannot be used,
 //!    403 by client address, 401 for API keys and basic auth; a CORS preflight is left to its
-//!    filter), then the rule's ExternalAuth filters ([`crate::filters::ext_auth`]: the
+//!    filter), then its RateLimitPolicy ([`crate::rate_limit`]: 429, 503 when Redis cannot
+//!    count a global rule of a policy that fails closed), then the rule's ExternalAuth filters ([`crate::filters::ext_auth`]: the
 //!    service's denial, or 403/500 when it fails closed; the body read first when one forwards
 //!    it, 413 over its `maxSize`), then rule filters (a redirect, a CORS preflight or an HTTPComposition answers here), backend
 //!    choice (a session's backend and endpoint when the request resumes one; else by weight:
