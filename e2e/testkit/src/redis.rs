@@ -82,7 +82,7 @@ impl Redis {
             return false;
         }
         let mut reply = [0u8; 7];
-        matches!(stream.read_exact(&mut reply).await, Ok(_) if &reply == b"+PONG\r\n")
+        stream.read_exact(&mut reply).await.is_ok() && &reply == b"+PONG\r\n"
     }
 }
 
