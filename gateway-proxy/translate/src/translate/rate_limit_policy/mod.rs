@@ -13,13 +13,11 @@ use gantry_crds::RateLimitPolicy;
 use gantry_crds::rate_limit::{
     HeaderMatch, LabelMatch, MatchType, RateLimitRule, RateLimitSelectCondition, SourceMatchType,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self as c, Problem};
-use super::route_policy::{self, Resolved, RoutePolicy, Target, TargetProblem};
+use super::route_policy::{self, Resolved};
 use super::security_policy::normalise_cidr;
 use super::service_policy::ancestors::PolicyKind;
-use super::service_policy::target::TargetRef;
 use crate::ir::{LimitValueIr, PortIr, RateLimitIr, RateLimitRuleIr, SelectorIr};
 use crate::status::ObjectStatus;
 use crate::store::{ObjectKey, Store};
@@ -29,34 +27,7 @@ const KIND: PolicyKind = PolicyKind {
     api_version: "gantry.dev/v1alpha1",
 };
 
-/// One RateLimitPolicy after validation.
-#[derive(Debug)]
-pub struct Validated {
-    key: ObjectKey,
-    created: Option<Time>,
-    generation: i64,
-    targets: Vec<Result<Target, Box<TargetProblem>>>,
-    invalid: Option<Problem>,
-    ir: Arc<RateLimitIr>,
-}
-
-impl RoutePolicy for Validated {
-    fn key(&self) -> &ObjectKey {
-        &self.key
-    }
-    fn created(&self) -> Option<&Time> {
-        self.created.as_ref()
-    }
-    fn generation(&self) -> i64 {
-        self.generation
-    }
-    fn targets(&self) -> &[Result<Target, Box<TargetProblem>>] {
-        &self.targets
-    }
-    fn invalid(&self) -> Option<&Problem> {
-        self.invalid.as_ref()
-    }
-}
+type Validated = route_policy::Validated<RateLimitIr>;
 
 /// Every RateLimitPolicy of one translation.
 #[derive(Debug, Default)]
@@ -93,23 +64,7 @@ impl RateLimits {
 
 fn validate(store: &Store, key: &ObjectKey, policy: &RateLimitPolicy) -> Validated {
     let ns = key.namespace.as_str();
-    let targets = policy
-        .spec
-        .target_refs
-        .iter()
-        .map(|t| {
-            route_policy::target::resolve(
-                store,
-                ns,
-                TargetRef {
-                    group: &t.group,
-                    kind: &t.kind,
-                    name: &t.name,
-                    section_name: t.section_name.as_deref(),
-                },
-            )
-        })
-        .collect();
+    let targets = route_policy::target::resolve_all(store, ns, &policy.spec.target_refs);
     let mut problems = Vec::new();
     let mut names = std::collections::BTreeSet::new();
     let local = policy.spec.local.iter().flat_map(|l| &l.rules);

@@ -1,5 +1,5 @@
 //! What every Gantry policy attached to Gateways and routes shares (GEP-713 Direct policies):
-//! SecurityPolicy today. Its `targetRefs` (LocalPolicyTargetReferenceWithSectionName, in the
+//! SecurityPolicy and RateLimitPolicy. Their `targetRefs` (LocalPolicyTargetReferenceWithSectionName, in the
 //! policy's namespace) name a Gateway, one Gateway listener (`sectionName`), an HTTPRoute or
 //! GRPCRoute, or one rule of a route (`sectionName` = the rule's `name`).
 //!
@@ -15,11 +15,11 @@
 //! - [`ancestors`]: the `ancestors[]` status (one entry per Gateway, with `sectionName` when
 //!   the policy targets a listener) with `Accepted`, `TargetNotFound`, `Conflicted`, `Invalid`.
 //!
-//! Another policy kind (say RateLimitPolicy) plugs in with a few lines: validate each object
-//! into a type implementing [`RoutePolicy`] (its key, creation time, `targets()` from
-//! [`target::resolve`], and the problem that makes it `Invalid`), build
-//! `Resolved::new(policies)`, call `attach` after `into_ports` with a closure setting the
-//! entry's field for that kind, and add `ancestors::policy_statuses(...)` to the statuses.
+//! SecurityPolicy and RateLimitPolicy use it the same way: validate each object into a
+//! [`Validated`] (its targets from [`target::resolve_all`], the problem that makes it `Invalid`,
+//! and the IR for the entries), build `Resolved::new(policies)`, call `attach` after
+//! `into_ports` with a closure setting the entry's field for that kind, and add
+//! `ancestors::policy_statuses(...)` to the statuses.
 
 pub mod ancestors;
 pub mod target;
@@ -45,6 +45,36 @@ pub trait RoutePolicy {
     fn targets(&self) -> &[Result<Target, Box<TargetProblem>>];
     /// Why the policy's own values cannot be used (`Invalid`), if they cannot.
     fn invalid(&self) -> Option<&Problem>;
+}
+
+/// A policy of a kind after validation: what attachment needs, and the IR it gives the entries
+/// it governs (shared by all of them).
+#[derive(Debug)]
+pub struct Validated<I> {
+    pub key: ObjectKey,
+    pub created: Option<Time>,
+    pub generation: i64,
+    pub targets: Vec<Result<Target, Box<TargetProblem>>>,
+    pub invalid: Option<Problem>,
+    pub ir: std::sync::Arc<I>,
+}
+
+impl<I> RoutePolicy for Validated<I> {
+    fn key(&self) -> &ObjectKey {
+        &self.key
+    }
+    fn created(&self) -> Option<&Time> {
+        self.created.as_ref()
+    }
+    fn generation(&self) -> i64 {
+        self.generation
+    }
+    fn targets(&self) -> &[Result<Target, Box<TargetProblem>>] {
+        &self.targets
+    }
+    fn invalid(&self) -> Option<&Problem> {
+        self.invalid.as_ref()
+    }
 }
 
 /// Where a policy was found relevant: a Gateway, and the listener when the policy targets one.

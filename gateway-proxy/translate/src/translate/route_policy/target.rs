@@ -47,6 +47,28 @@ const GRPC_ROUTE: &str = "GRPCRoute";
 /// Resolves one reference of a policy in `namespace`. LocalPolicyTargetReferenceWithSectionName:
 /// "If a SectionName is specified, but does not exist on the targeted object, the Policy must
 /// fail to attach".
+/// Every `targetRefs` entry of a policy in `namespace`, in order.
+pub fn resolve_all(
+    store: &Store,
+    namespace: &str,
+    refs: &[gantry_crds::backend_config::LocalPolicyTargetReferenceWithSectionName],
+) -> Vec<Result<Target, Box<TargetProblem>>> {
+    refs.iter()
+        .map(|t| {
+            resolve(
+                store,
+                namespace,
+                TargetRef {
+                    group: &t.group,
+                    kind: &t.kind,
+                    name: &t.name,
+                    section_name: t.section_name.as_deref(),
+                },
+            )
+        })
+        .collect()
+}
+
 pub fn resolve(
     store: &Store,
     namespace: &str,

@@ -19,12 +19,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gantry_crds::SecurityPolicy;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self as c, Problem};
-use super::route_policy::{self, Resolved, RoutePolicy, Target, TargetProblem};
+use super::route_policy::{self, Resolved};
 use super::service_policy::ancestors::PolicyKind;
-use super::service_policy::target::TargetRef;
 use crate::ir::{PortIr, SecurityIr};
 use crate::status::ObjectStatus;
 use crate::store::{ObjectKey, Store};
@@ -34,34 +32,7 @@ const KIND: PolicyKind = PolicyKind {
     api_version: "gantry.dev/v1alpha1",
 };
 
-/// One SecurityPolicy after validation.
-#[derive(Debug)]
-pub struct Validated {
-    key: ObjectKey,
-    created: Option<Time>,
-    generation: i64,
-    targets: Vec<Result<Target, Box<TargetProblem>>>,
-    invalid: Option<Problem>,
-    ir: Arc<SecurityIr>,
-}
-
-impl RoutePolicy for Validated {
-    fn key(&self) -> &ObjectKey {
-        &self.key
-    }
-    fn created(&self) -> Option<&Time> {
-        self.created.as_ref()
-    }
-    fn generation(&self) -> i64 {
-        self.generation
-    }
-    fn targets(&self) -> &[Result<Target, Box<TargetProblem>>] {
-        &self.targets
-    }
-    fn invalid(&self) -> Option<&Problem> {
-        self.invalid.as_ref()
-    }
-}
+type Validated = route_policy::Validated<SecurityIr>;
 
 /// Every SecurityPolicy of one translation.
 #[derive(Debug, Default)]
@@ -98,23 +69,7 @@ impl Security {
 
 fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validated {
     let ns = key.namespace.as_str();
-    let targets = policy
-        .spec
-        .target_refs
-        .iter()
-        .map(|t| {
-            route_policy::target::resolve(
-                store,
-                ns,
-                TargetRef {
-                    group: &t.group,
-                    kind: &t.kind,
-                    name: &t.name,
-                    section_name: t.section_name.as_deref(),
-                },
-            )
-        })
-        .collect();
+    let targets = route_policy::target::resolve_all(store, ns, &policy.spec.target_refs);
     let consumers = api_key::Consumers::select(store, key, policy);
     let mut problems = Vec::new();
     let api_key_auth = policy.spec.api_key_auth.as_ref().and_then(|a| {
