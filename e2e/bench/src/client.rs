@@ -20,6 +20,17 @@ impl Request {
         }
     }
 
+    /// A GET with one more header.
+    pub fn get_with(host: &str, path: &str, header: (&str, &str)) -> Self {
+        Self {
+            text: format!(
+                "GET {path} HTTP/1.1\r\nHost: {host}\r\n{}: {}\r\n\r\n",
+                header.0, header.1
+            )
+            .into_bytes(),
+        }
+    }
+
     pub fn post_json(host: &str, path: &str, body: &str) -> Self {
         Self {
             text: format!(

@@ -10,7 +10,8 @@
 //!
 //! Cases: Gantry, nginx and haproxy with the suite's single route; and Gantry's own variants
 //! next to their plain route (a retry that never triggers; each load balancer; tracing not
-//! configured, sampling 1% and 100%; HTTPTransform header templates and JSON body edits).
+//! configured, sampling 1% and 100%; API keys, local and global rate limits; HTTPTransform
+//! header templates and JSON body edits).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,7 +24,7 @@ use super::client::{KeepAlive, Request};
 use super::process::{Proc, free_port};
 use super::proxy::{self, Kind, Running, Setup};
 use super::results::{InstructionCase, Instructions};
-use super::{config, lb_cost, retry_cost, transform_cost};
+use super::{config, lb_cost, policy_cost, retry_cost, transform_cost};
 
 /// How long a proxy under callgrind may take to serve (it runs some 50 times slower).
 const START_TIMEOUT: Duration = Duration::from_secs(300);
@@ -135,6 +136,30 @@ pub fn measure(
         cases.push(case("tracing", label, count, requests));
     }
     drop(sink);
+
+    // API keys and rate limits (local, and global in Redis), next to the same route without
+    // a policy; no limit is reached.
+    progress("instructions: gantry, API key and rate limits");
+    let redis_dir = scratch("instructions-redis")?;
+    let redis = policy_cost::Redis::start(&redis_dir)?;
+    let mut group = Group::start_with_args(
+        &setup,
+        "policies",
+        |port| policy_cost::config(port, backend),
+        &["--rate-limit-redis", &redis.url],
+    )?;
+    for (label, host) in policy_cost::CASES {
+        let request = if label.starts_with("API key") {
+            Request::get_with(host, policy_cost::PATH, ("X-API-Key", policy_cost::API_KEY))
+        } else {
+            Request::get(host, policy_cost::PATH)
+        };
+        let count = group.count(&run, &request)?;
+        cases.push(case("policies", label, count, requests));
+    }
+    drop(group);
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&redis_dir);
 
     // HTTPTransform, in front of the JSON echo.
     progress("instructions: gantry, HTTPTransform");

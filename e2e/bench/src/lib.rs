@@ -12,6 +12,7 @@ pub mod kube_propagation;
 pub mod lb_cost;
 pub mod matrix;
 pub mod nginx;
+pub mod policy_cost;
 pub mod probe;
 pub mod process;
 pub mod propagation;
