@@ -16,6 +16,7 @@ pub mod headers;
 pub mod l4;
 mod listener;
 mod pipeline;
+mod rate_limits;
 pub mod request_checks;
 mod retry;
 pub mod tls;

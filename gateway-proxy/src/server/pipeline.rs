@@ -9,8 +9,9 @@
 //!    X-Forwarded-For/Proto/Host and `Forwarded` set by the trusted-hops rule
 //! 6. the route's SecurityPolicy ([`crate::security`]: 500 for a policy that cannot be used,
 //!    403 by client address, 401 for API keys and basic auth; a CORS preflight is left to its
-//!    filter), then its RateLimitPolicy ([`crate::rate_limit`]: 429, 503 when Redis cannot
-//!    count a global rule of a policy that fails closed), then the rule's ExternalAuth filters ([`crate::filters::ext_auth`]: the
+//!    filter), then its RateLimitPolicy ([`super::rate_limits`]: 429, 503 when Redis cannot
+//!    count a global rule of a policy that fails closed), then the rule's ExternalAuth
+//!    filters ([`crate::filters::ext_auth`]: the
 //!    service's denial, or 403/500 when it fails closed; the body read first when one forwards
 //!    it, 413 over its `maxSize`), then rule filters (a redirect, a CORS preflight or an HTTPComposition answers here), backend
 //!    choice (a session's backend and endpoint when the request resumes one; else by weight:
@@ -52,6 +53,7 @@ use super::headers::{
     Forwarding, X_REQUEST_ID, add_forwarded, client_address, ensure_request_id, strip_hop_by_hop,
 };
 use super::listener::ConnectionInfo;
+use super::rate_limits;
 use super::request_checks;
 use super::retry;
 use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
@@ -327,61 +329,11 @@ async fn forward<'s>(
     // The route's RateLimitPolicy, once the Consumer is known and before anything answers or
     // calls upstream.
     if let Some(limiter) = &entry.rate_limit {
-        let facts = rate_limit::Facts {
-            parts: &parts,
-            client: client_address(&parts.headers, &forwarding),
-            route: &entry.route,
-        };
-        let global = shared.global_rate_limits.as_deref();
-        match Box::pin(limiter.check(&snapshot.rate_limit_buckets, global, &facts)).await {
-            rate_limit::Checked::Passed(passed) => {
-                for rule in &passed.unanswered {
-                    shared
-                        .metrics
-                        .rate_limit
-                        .uncounted(limiter.policy(), rule, false);
-                }
-                for rule in &passed.shadow_limited {
-                    shared
-                        .metrics
-                        .rate_limit
-                        .limited(&entry.route, limiter.policy(), rule, true);
-                }
-                record.rate_limit_headers = passed.headers;
-            }
-            rate_limit::Checked::Limited(limited) => {
-                shared.metrics.rate_limit.limited(
-                    &entry.route,
-                    &limited.policy,
-                    &limited.rule,
-                    false,
-                );
-                return Err(ProxyError::RateLimited(limited));
-            }
-            rate_limit::Checked::Unavailable { rule, message } => {
-                shared
-                    .metrics
-                    .rate_limit
-                    .uncounted(limiter.policy(), &rule, true);
-                return Err(ProxyError::Denied(crate::security::Denial {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    reason: "rate_limit_unavailable",
-                    message,
-                    challenge: None,
-                }));
-            }
-            rate_limit::Checked::Refused(message) => {
-                shared
-                    .metrics
-                    .security_denied(&entry.route, "invalid_rate_limit_policy");
-                return Err(ProxyError::Denied(crate::security::Denial {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    reason: "invalid_rate_limit_policy",
-                    message,
-                    challenge: None,
-                }));
-            }
-        }
+        let client = client_address(&parts.headers, &forwarding);
+        record.rate_limit_headers = Box::pin(rate_limits::check(
+            shared, snapshot, entry, limiter, &parts, client,
+        ))
+        .await?;
     }
 
     // The rule's ExternalAuth filters (GEP-1494) decide before its other filters run, on the
