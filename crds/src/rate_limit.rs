@@ -138,6 +138,11 @@ pub struct RateLimitSelectCondition {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub consumer_labels: Vec<LabelMatch>,
+    /// Claims of the JWT a SecurityPolicy verified (`name` is the claim, nested claims by
+    /// dotted path such as `org.id`). A request without a verified token does not match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub claims: Vec<LabelMatch>,
 }
 
 /// `Exact`: the value must equal `value`; `RegularExpression`: match it (RE2 syntax, whole

@@ -96,6 +96,10 @@ enum Selector {
         name: String,
         value: Value,
     },
+    Claim {
+        name: String,
+        value: Value,
+    },
 }
 
 /// What a request brings to the selectors.
@@ -311,19 +315,28 @@ impl Limiter {
                 }
                 Selector::ConsumerLabel { name, value } => {
                     let identity = identity.filter(|i| i.consumer.is_some())?;
-                    let found = identity.label(name)?;
-                    if !value.matches(found) {
-                        return None;
-                    }
-                    if matches!(value, Value::Distinct) {
-                        key.push('\0');
-                        key.push_str(found);
-                    }
+                    push_match(&mut key, value, identity.label(name))?;
+                }
+                Selector::Claim { name, value } => {
+                    push_match(&mut key, value, identity?.claim(name))?;
                 }
             }
         }
         Some(key)
     }
+}
+
+/// Whether `found` is present and matches; a `Distinct` value joins the key.
+fn push_match(key: &mut String, value: &Value, found: Option<&str>) -> Option<()> {
+    let found = found?;
+    if !value.matches(found) {
+        return None;
+    }
+    if matches!(value, Value::Distinct) {
+        key.push('\0');
+        key.push_str(found);
+    }
+    Some(())
 }
 
 fn compile_rule(ir: &gantry_translate::ir::RateLimitRuleIr) -> Result<Rule, String> {
@@ -345,6 +358,10 @@ fn compile_rule(ir: &gantry_translate::ir::RateLimitRuleIr) -> Result<Rule, Stri
             },
             SelectorIr::Consumer { name } => Selector::Consumer { name: name.clone() },
             SelectorIr::ConsumerLabel { name, value } => Selector::ConsumerLabel {
+                name: name.clone(),
+                value: Value::compile(value)?,
+            },
+            SelectorIr::Claim { name, value } => Selector::Claim {
                 name: name.clone(),
                 value: Value::compile(value)?,
             },
@@ -387,5 +404,135 @@ fn ceil_seconds(d: Duration) -> u64 {
 pub fn add_headers(headers: &mut HeaderMap, passed: Option<[(http::HeaderName, HeaderValue); 2]>) {
     for (name, value) in passed.into_iter().flatten() {
         headers.insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use gantry_translate::ir::RateLimitRuleIr;
+    use gantry_translate::store::ObjectKey;
+
+    fn limiter(selectors: Vec<SelectorIr>) -> Limiter {
+        Limiter::compile(&RateLimitIr {
+            policy: ObjectKey::new("default", "p"),
+            refuse: None,
+            rules: vec![RateLimitRuleIr {
+                name: "r".into(),
+                selectors,
+                requests: 1,
+                unit_seconds: 3600,
+                cost: 1,
+                shadow: false,
+                shared: false,
+                global: false,
+            }],
+            fail_closed: false,
+        })
+    }
+
+    fn parts(headers: &[(&str, &str)], identity: Option<Identity>) -> Parts {
+        let mut request = http::Request::builder().uri("/");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let (mut parts, ()) = request.body(()).expect("request").into_parts();
+        if let Some(identity) = identity {
+            parts.extensions.insert(identity);
+        }
+        parts
+    }
+
+    fn identity(
+        consumer: Option<&str>,
+        labels: &[(&str, &str)],
+        claims: &[(&str, &str)],
+    ) -> Identity {
+        let map = |pairs: &[(&str, &str)]| -> Arc<BTreeMap<String, String>> {
+            Arc::new(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            )
+        };
+        Identity {
+            consumer: consumer.map(Arc::from),
+            labels: map(labels),
+            subject: None,
+            claims: map(claims),
+        }
+    }
+
+    /// Whether a request passes; `None`: no rule applies (passes without headers).
+    async fn passes(limiter: &Limiter, buckets: &Buckets, parts: &Parts) -> Option<bool> {
+        let facts = Facts {
+            parts,
+            client: IpAddr::from([192, 0, 2, 1]),
+            route: "default/r",
+        };
+        match limiter.check(buckets, None, &facts).await {
+            Checked::Passed(p) => p.headers.is_some().then_some(true),
+            Checked::Limited(_) => Some(false),
+            Checked::Refused(m) | Checked::Unavailable { message: m, .. } => panic!("{m}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn distinct_claims_get_a_bucket_each_and_tokens_without_the_claim_are_not_counted() {
+        let limiter = limiter(vec![SelectorIr::Claim {
+            name: "org.id".into(),
+            value: LimitValueIr::Distinct,
+        }]);
+        let buckets = Buckets::default();
+        let org = |id| parts(&[], Some(identity(None, &[], &[("org.id", id)])));
+        assert_eq!(passes(&limiter, &buckets, &org("a")).await, Some(true));
+        assert_eq!(passes(&limiter, &buckets, &org("a")).await, Some(false));
+        assert_eq!(passes(&limiter, &buckets, &org("b")).await, Some(true));
+        assert_eq!(passes(&limiter, &buckets, &parts(&[], None)).await, None);
+    }
+
+    #[tokio::test]
+    async fn inverted_headers_and_consumer_labels_select_as_documented() {
+        let buckets = Buckets::default();
+        let internal = limiter(vec![SelectorIr::Header {
+            name: "x-internal".into(),
+            value: LimitValueIr::Exact("yes".into()),
+            invert: true,
+        }]);
+        let yes = parts(&[("x-internal", "yes")], None);
+        assert_eq!(passes(&internal, &buckets, &yes).await, None, "exempt");
+        assert_eq!(
+            passes(&internal, &buckets, &parts(&[], None)).await,
+            Some(true)
+        );
+        assert_eq!(
+            passes(&internal, &buckets, &parts(&[], None)).await,
+            Some(false)
+        );
+
+        let free = limiter(vec![SelectorIr::ConsumerLabel {
+            name: "plan".into(),
+            value: LimitValueIr::RegularExpression("free|trial".into()),
+        }]);
+        let buckets = Buckets::default();
+        let on = |plan| {
+            parts(
+                &[],
+                Some(identity(Some("default/c"), &[("plan", plan)], &[])),
+            )
+        };
+        assert_eq!(passes(&free, &buckets, &on("gold")).await, None);
+        assert_eq!(passes(&free, &buckets, &on("trial")).await, Some(true));
+        assert_eq!(
+            passes(&free, &buckets, &on("free")).await,
+            Some(false),
+            "one bucket"
+        );
+        // Labels without a Consumer never match.
+        let anonymous = parts(&[], Some(identity(None, &[("plan", "free")], &[])));
+        assert_eq!(passes(&free, &buckets, &anonymous).await, None);
     }
 }

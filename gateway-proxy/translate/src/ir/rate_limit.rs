@@ -73,4 +73,6 @@ pub enum SelectorIr {
     Consumer { name: Option<String> },
     /// A label of the authenticated Consumer.
     ConsumerLabel { name: String, value: LimitValueIr },
+    /// A claim of the verified JWT, by dotted path.
+    Claim { name: String, value: LimitValueIr },
 }

@@ -224,6 +224,14 @@ fn selectors(
         };
         out.push(SelectorIr::Consumer { name });
     }
+    for (l, claim) in condition.claims.iter().enumerate() {
+        if let Some(value) = label_value(&format!("{at}.claims[{l}]"), claim, problems) {
+            out.push(SelectorIr::Claim {
+                name: claim.name.clone(),
+                value,
+            });
+        }
+    }
     for (l, label) in condition.consumer_labels.iter().enumerate() {
         if let Some(value) = label_value(&format!("{at}.consumerLabels[{l}]"), label, problems) {
             out.push(SelectorIr::ConsumerLabel {
