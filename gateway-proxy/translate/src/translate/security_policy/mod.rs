@@ -1,6 +1,6 @@
 //! SecurityPolicy (`gantry.dev/v1alpha1`): each policy validated once into a [`SecurityIr`]
-//! (API keys as SHA-256 digests, htpasswd users, client CIDRs, the Consumers its keys and users
-//! map to), attached to route entries through `route_policy` (rule > route > listener >
+//! (API keys as SHA-256 digests, htpasswd users, JWT providers with their checked JWKS or
+//! JWKS URL, client CIDRs, the Consumers its keys and users map to), attached to route entries through `route_policy` (rule > route > listener >
 //! Gateway; the winner applies whole), and its `ancestors[]` status.
 //!
 //! A policy that cannot be used (a Secret missing or not permitted, a malformed htpasswd line,
@@ -11,6 +11,7 @@
 mod api_key;
 mod authorization;
 mod basic_auth;
+mod jwt;
 mod secrets;
 
 use std::collections::BTreeMap;
@@ -125,6 +126,11 @@ fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validate
             .map_err(|p| problems.extend(p))
             .ok()
     });
+    let jwt = policy.spec.jwt.as_ref().and_then(|j| {
+        jwt::validate(store, key, j)
+            .map_err(|p| problems.extend(p))
+            .ok()
+    });
     let authorization = policy.spec.authorization.as_ref().and_then(|a| {
         authorization::validate(a)
             .map_err(|p| problems.extend(p))
@@ -137,10 +143,13 @@ fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validate
     );
     if api_key_auth.is_none()
         && basic_auth.is_none()
+        && jwt.is_none()
         && authorization.is_none()
         && problems.is_empty()
     {
-        problems.push("the policy sets none of apiKeyAuth, basicAuth and authorization".to_owned());
+        problems.push(
+            "the policy sets none of apiKeyAuth, basicAuth, jwt and authorization".to_owned(),
+        );
     }
     let invalid = (!problems.is_empty()).then(|| {
         Problem::new(
@@ -161,6 +170,7 @@ fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validate
         }),
         api_key_auth: api_key_auth.filter(|_| invalid.is_none()),
         basic_auth: basic_auth.filter(|_| invalid.is_none()),
+        jwt: jwt.filter(|_| invalid.is_none()),
         authorization: authorization.filter(|_| invalid.is_none()),
         consumer_header: consumer_header.filter(|_| invalid.is_none()),
     };
