@@ -1,10 +1,10 @@
 //! JWT issuers for SecurityPolicy `jwt` tests: ES256 signing keys ([`SigningKey`]) and a small
 //! HTTP server that serves a JWKS document the test can change at any time ([`JwksServer`]),
-//! counting how often it was fetched.
+//! counting how often it was fetched, and failing on request.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -78,6 +78,7 @@ pub struct JwksServer {
     pub addr: SocketAddr,
     document: Arc<Mutex<String>>,
     fetches: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
 }
 
 impl JwksServer {
@@ -86,17 +87,24 @@ impl JwksServer {
         let addr = listener.local_addr().expect("address");
         let document = Arc::new(Mutex::new(jwks(keys)));
         let fetches = Arc::new(AtomicUsize::new(0));
-        let (doc, count) = (document.clone(), fetches.clone());
+        let failing = Arc::new(AtomicBool::new(false));
+        let (doc, count, fail) = (document.clone(), fetches.clone(), failing.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (doc, count) = (doc.clone(), count.clone());
+                let (doc, count, fail) = (doc.clone(), count.clone(), fail.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |_request| {
                         count.fetch_add(1, Ordering::SeqCst);
                         let body = doc.lock().expect("document").clone();
+                        let status = if fail.load(Ordering::SeqCst) {
+                            500
+                        } else {
+                            200
+                        };
                         async move {
                             Ok::<_, Infallible>(
                                 hyper::Response::builder()
+                                    .status(status)
                                     .header("content-type", "application/json")
                                     .body(Full::new(Bytes::from(body)))
                                     .expect("response"),
@@ -113,6 +121,7 @@ impl JwksServer {
             addr,
             document,
             fetches,
+            failing,
         }
     }
 
@@ -123,6 +132,11 @@ impl JwksServer {
     /// Serves `keys` from now on.
     pub fn set_keys(&self, keys: &[&SigningKey]) {
         *self.document.lock().expect("document") = jwks(keys);
+    }
+
+    /// Answers 500 (while `true`) instead of the document.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
     }
 
     /// How many times the document was fetched.

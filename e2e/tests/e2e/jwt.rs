@@ -260,4 +260,18 @@ async fn a_key_rotation_under_load_fails_no_request() {
         server.fetches() > fetches_before,
         "the unknown kid made the proxy fetch the JWKS again"
     );
+
+    // Tokens of a kid nobody publishes: refused, and they cannot make the proxy hammer the
+    // issuer (one forced fetch per 10 s).
+    let fetches = server.fetches();
+    let stranger = SigningKey::generate("stranger");
+    for _ in 0..5 {
+        let reply = get(&base, "/api", Some(&stranger.token(&claims()))).await;
+        assert_eq!(reply.status, 401);
+    }
+    assert!(
+        server.fetches() <= fetches + 1,
+        "{} fetches",
+        server.fetches() - fetches
+    );
 }

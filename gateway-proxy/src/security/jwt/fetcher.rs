@@ -256,3 +256,63 @@ where
         .map(|b| b.to_bytes())
         .map_err(|e| format!("reading the body failed: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_testkit::jwks::{JwksServer, SigningKey};
+
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_forces_one_fetch_per_interval() {
+        let (old, new) = (SigningKey::generate("old"), SigningKey::generate("new"));
+        let server = JwksServer::spawn(&[&old]).await;
+        let remote = RemoteJwks::get(&server.url(), Duration::from_secs(300));
+        until("the first fetch", || remote.keys().is_some()).await;
+        assert_eq!(server.fetches(), 1);
+        assert!(
+            Arc::ptr_eq(
+                &remote,
+                &RemoteJwks::get(&server.url(), Duration::from_secs(300))
+            ),
+            "one handle per URL"
+        );
+
+        server.set_keys(&[&new]);
+        assert!(remote.refetch_for_unknown_key().await);
+        assert!(remote.keys().is_some_and(|k| k.contains_kid("new")));
+        assert_eq!(server.fetches(), 2);
+
+        // Within the interval: no fetch, no wait.
+        let started = Instant::now();
+        assert!(!remote.refetch_for_unknown_key().await);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(server.fetches(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_keeps_the_last_good_keys() {
+        let key = SigningKey::generate("k");
+        let server = JwksServer::spawn(&[&key]).await;
+        let remote = RemoteJwks::get(&server.url(), Duration::from_secs(1));
+        until("the first fetch", || remote.keys().is_some()).await;
+        server.set_failing(true);
+        let before = server.fetches();
+        until("a refresh", || server.fetches() > before + 1).await;
+        assert!(remote.keys().is_some_and(|k| k.contains_kid("k")));
+
+        // Never fetched: no keys, and a waiting request gets its answer (401) at once.
+        let down = RemoteJwks::get("http://127.0.0.1:9/jwks", Duration::from_secs(300));
+        let started = Instant::now();
+        let _ = down.refetch_for_unknown_key().await;
+        assert!(down.keys().is_none());
+        assert!(started.elapsed() < FETCH_TIMEOUT + Duration::from_secs(1));
+    }
+}

@@ -105,6 +105,11 @@ impl KeySet {
         self.keys.is_empty()
     }
 
+    /// Whether a key has this `kid`.
+    pub fn contains_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
     /// Verifies `signature` over `message` (`header.payload`) with the key of `kid` (every
     /// key that fits `alg`, without a `kid`).
     pub fn verify(&self, alg: &str, kid: Option<&str>, message: &[u8], sig: &[u8]) -> Verified {

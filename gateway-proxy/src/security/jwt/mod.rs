@@ -254,16 +254,20 @@ impl Provider {
             Keys::Local(Ok(set)) => set.verify(alg, kid, message, &signature),
             Keys::Local(Err(_)) => Verified::UnknownKey,
             Keys::Remote(remote) => {
-                let first = remote.keys().map_or(Verified::UnknownKey, |set| {
-                    set.verify(alg, kid, message, &signature)
-                });
-                if first == Verified::UnknownKey && remote.refetch_for_unknown_key().await {
+                let check = || {
                     remote.keys().map_or(Verified::UnknownKey, |set| {
                         set.verify(alg, kid, message, &signature)
                     })
-                } else {
-                    first
+                };
+                let mut verified = check();
+                // Twice: the fetch waited for may have started before the rotation.
+                for _ in 0..2 {
+                    if verified != Verified::UnknownKey || !remote.refetch_for_unknown_key().await {
+                        break;
+                    }
+                    verified = check();
                 }
+                verified
             }
         };
         match verified {
