@@ -67,13 +67,38 @@ pub struct JwtProvider {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RemoteJwks {
-    /// `http://` or `https://` URL of the JWKS document.
+    /// `http://` or `https://` URL of the JWKS document. Without `backendRefs` its host is
+    /// resolved and connected to; with one, the URL gives the Host header, the path and the
+    /// TLS server name.
     #[schemars(length(min = 1, max = 253))]
     pub uri: String,
+    /// A Service port of the policy's namespace the JWKS is fetched through (at most one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1))]
+    pub backend_refs: Vec<JwksBackendRef>,
     /// How long fetched keys are used before they are fetched again. Default `5m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub cache_duration: Option<String>,
+}
+
+/// A Service port (Gateway API `BackendObjectReference`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JwksBackendRef {
+    /// `""` (core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// `Service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Must be the policy's namespace when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
 }
 
 /// `Inline` or `ValueRef`.

@@ -21,8 +21,8 @@ pub use self::consumer::{
     CONSUMER_KIND, Consumer, ConsumerCredentials, ConsumerSelector, ConsumerSpec,
 };
 pub use self::jwt::{
-    ClaimToHeader, Jwt, JwtExtractor, JwtHeaderExtractor, JwtProvider, LocalJwks, LocalJwksType,
-    RemoteJwks, RequiredClaim, ValueRef,
+    ClaimToHeader, JwksBackendRef, Jwt, JwtExtractor, JwtHeaderExtractor, JwtProvider, LocalJwks,
+    LocalJwksType, RemoteJwks, RequiredClaim, ValueRef,
 };
 use crate::backend_config::PolicyAncestorStatus;
 

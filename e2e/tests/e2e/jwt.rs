@@ -2,13 +2,13 @@
 //! a valid token passes (its claims copied to headers, the token removed); a wrong issuer or
 //! audience, an expired or not-yet-valid token are 401 with an RFC 6750 challenge; a missing
 //! required claim is 403; a JWKS that cannot be fetched answers 401; a broken provider is
-//! `Invalid`; and a key rotation under a steady client costs no request.
+//! `Invalid`; a JWKS fetched through a Service backendRef works; and a key rotation under a steady client costs no request.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gantry_testkit::harness::{Proxy, Reply, echo_backends, gateway_yaml, get_host};
+use gantry_testkit::harness::{Proxy, Reply, echo_backends, gateway_yaml, get_host, service_yaml};
 use gantry_testkit::jwks::{JwksServer, SigningKey, now};
 use gantry_testkit::ports::free_port;
 use serde_json::{Value, json};
@@ -31,6 +31,7 @@ fn config(jwks_url: &str, unreachable_url: &str) -> String {
         route("api", "/api"),
         route("down", "/down"),
         route("broken", "/broken"),
+        route("mesh", "/mesh"),
     ]
     .concat()
         + &format!(
@@ -64,6 +65,19 @@ spec:
 ---
 apiVersion: gantry.dev/v1alpha1
 kind: SecurityPolicy
+metadata: {{name: mesh, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: mesh}}]
+  jwt:
+    providers:
+    - name: in-cluster
+      issuer: {ISSUER}
+      remoteJWKS:
+        uri: http://jwks.internal.invalid/keys
+        backendRefs: [{{name: jwks, port: 8080}}]
+---
+apiVersion: gantry.dev/v1alpha1
+kind: SecurityPolicy
 metadata: {{name: broken, namespace: default}}
 spec:
   targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: broken}}]
@@ -83,6 +97,10 @@ async fn setup(server: &JwksServer) -> (Proxy, String) {
         &[
             ("gateway.yaml", &gateway_yaml("gw", port)),
             ("services.yaml", &services),
+            (
+                "jwks-service.yaml",
+                &service_yaml("default", "jwks", 8080, &[server.addr]),
+            ),
             ("policies.yaml", &config(&server.url(), &unreachable)),
         ],
         &[],
@@ -169,6 +187,10 @@ async fn tokens_are_verified_against_a_remote_jwks() {
     )
     .await;
     assert_eq!(reply.status, 403, "{}", reply.text());
+
+    // The same issuer's JWKS fetched through a Service (the URL's host does not resolve).
+    let reply = get(&base, "/mesh", Some(&key.token(&claims()))).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
 
     // A JWKS that cannot be fetched: 401, and the proxy keeps serving.
     let reply = get(&base, "/down", Some(&key.token(&claims()))).await;

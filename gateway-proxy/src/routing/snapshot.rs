@@ -103,6 +103,8 @@ impl Snapshot {
                 ))
             })
             .collect::<Result<_, CompileError>>()?;
+        // JWKS fetched through a backendRef follow its endpoints.
+        crate::security::jwt::update_endpoints(&ir.clusters);
         Ok(Self {
             version,
             ir,

@@ -2,13 +2,16 @@
 //! duration), shared by every compiled policy that names it and kept across configuration
 //! swaps, so a reload never forgets the keys.
 //!
+//! The JWKS is fetched from the URL's host, or through the ready endpoints of a backendRef's
+//! cluster, which each published snapshot hands over ([`update_endpoints`]).
+//!
 //! The task fetches at once, then every cache duration (every second while it has never
 //! succeeded). A token whose `kid` the cached set does not know wakes it at once, at most once
 //! per [`FORCED_REFETCH_INTERVAL`], and the request waits (up to [`FETCH_TIMEOUT`]) for that
 //! fetch: a key rotation costs no failed request. A failed fetch keeps the last good set.
 //! Requests read the set with one `ArcSwap` load; nothing here takes a lock.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Weak};
 use std::time::{Duration, Instant};
@@ -17,6 +20,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use tokio::sync::{Notify, watch};
+
+use gantry_translate::ir::ClusterIr;
 
 use super::keys::KeySet;
 
@@ -39,6 +44,10 @@ pub struct RemoteJwks {
 struct Inner {
     uri: http::Uri,
     refresh: Duration,
+    /// The cluster (a Service port) fetched through, when the policy names a backendRef.
+    cluster: Option<String>,
+    /// Its ready endpoints (`ip:port`), from the snapshot in use ([`update_endpoints`]).
+    endpoints: ArcSwap<Vec<String>>,
     keys: ArcSwapOption<KeySet>,
     /// Bumped when a fetch ends (success or failure).
     fetched: watch::Sender<u64>,
@@ -51,21 +60,25 @@ struct Inner {
     epoch: Instant,
 }
 
-type Registry = HashMap<(String, u64), Weak<RemoteJwks>>;
+type Registry = HashMap<(String, u64, Option<String>), Weak<RemoteJwks>>;
 
-/// Every live [`RemoteJwks`], by URL and cache duration.
+/// Every live [`RemoteJwks`], by URL, cache duration and cluster.
 static REGISTRY: LazyLock<ArcSwap<Registry>> = LazyLock::new(Default::default);
 
 impl RemoteJwks {
     /// The shared handle for `uri`, started when a Tokio runtime is running (otherwise on
     /// first use).
-    pub fn get(uri: &str, refresh: Duration) -> Arc<Self> {
-        let key = (uri.to_owned(), refresh.as_millis() as u64);
+    pub fn get(uri: &str, refresh: Duration, cluster: Option<&str>) -> Arc<Self> {
+        let key = (
+            uri.to_owned(),
+            refresh.as_millis() as u64,
+            cluster.map(str::to_owned),
+        );
         if let Some(found) = REGISTRY.load().get(&key).and_then(Weak::upgrade) {
             found.ensure_started();
             return found;
         }
-        let fresh = Arc::new(Self::new(uri, refresh));
+        let fresh = Arc::new(Self::new(uri, refresh, cluster));
         let mut chosen = fresh.clone();
         REGISTRY.rcu(|registry| {
             let mut next: Registry = registry
@@ -86,12 +99,14 @@ impl RemoteJwks {
         chosen
     }
 
-    fn new(uri: &str, refresh: Duration) -> Self {
+    fn new(uri: &str, refresh: Duration, cluster: Option<&str>) -> Self {
         let (fetched, _) = watch::channel(0);
         Self {
             inner: Arc::new(Inner {
                 uri: uri.parse().unwrap_or_default(),
                 refresh: refresh.max(Duration::from_secs(1)),
+                cluster: cluster.map(str::to_owned),
+                endpoints: ArcSwap::default(),
                 keys: ArcSwapOption::empty(),
                 fetched,
                 wake: Notify::new(),
@@ -127,13 +142,24 @@ impl RemoteJwks {
         self.inner.keys.load_full()
     }
 
-    /// Called when the cached set cannot verify a token's `kid` (or there is none yet):
-    /// forces a fetch unless one was forced within [`FORCED_REFETCH_INTERVAL`], and waits
-    /// for the fetch in progress, if any. True when a fetch ended meanwhile.
+    /// Called when the cached set cannot verify a token's `kid`: forces a fetch unless one
+    /// was forced within [`FORCED_REFETCH_INTERVAL`], and waits for the fetch in progress, if
+    /// any. Before the first successful fetch it only waits for the one in progress. True
+    /// when a fetch ended meanwhile.
     pub async fn refetch_for_unknown_key(&self) -> bool {
         self.ensure_started();
         let inner = &self.inner;
         let mut fetched = inner.fetched.subscribe();
+        if inner.keys.load().is_none() {
+            // Never fetched yet: the task is at it (and retries every second); wait for the
+            // fetch in progress, but spend no forced fetch, which a rotation may soon need.
+            if !inner.fetching.load(Ordering::Acquire) {
+                return false;
+            }
+            return tokio::time::timeout(FETCH_TIMEOUT, fetched.changed())
+                .await
+                .is_ok_and(|r| r.is_ok());
+        }
         let now = inner.epoch.elapsed().as_millis() as u64 + 1;
         let last = inner.last_forced.load(Ordering::Acquire);
         let forced = (last == 0
@@ -153,6 +179,28 @@ impl RemoteJwks {
     }
 }
 
+/// Gives every live [`RemoteJwks`] fetched through a cluster that cluster's endpoints in
+/// `clusters` (the snapshot being published); one that has no keys yet fetches at once.
+pub fn update_endpoints(clusters: &BTreeMap<String, ClusterIr>) {
+    for remote in REGISTRY.load().values().filter_map(Weak::upgrade) {
+        let inner = &remote.inner;
+        let Some(cluster) = &inner.cluster else {
+            continue;
+        };
+        let endpoints = clusters
+            .get(cluster)
+            .map(|c| c.endpoints.clone())
+            .unwrap_or_default();
+        if **inner.endpoints.load() != endpoints {
+            let reachable = !endpoints.is_empty();
+            inner.endpoints.store(Arc::new(endpoints));
+            if reachable && inner.keys.load().is_none() {
+                inner.wake.notify_one();
+            }
+        }
+    }
+}
+
 impl Drop for RemoteJwks {
     fn drop(&mut self) {
         self.inner.closed.store(true, Ordering::Release);
@@ -164,7 +212,8 @@ async fn run(inner: Arc<Inner>) {
     let uri = inner.uri.to_string();
     while !inner.closed.load(Ordering::Acquire) {
         inner.fetching.store(true, Ordering::Release);
-        let result = tokio::time::timeout(FETCH_TIMEOUT, fetch(&inner.uri))
+        let endpoints = inner.cluster.as_ref().map(|_| inner.endpoints.load_full());
+        let result = tokio::time::timeout(FETCH_TIMEOUT, fetch(&inner.uri, endpoints.as_deref()))
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {FETCH_TIMEOUT:?}")))
             .and_then(|body| KeySet::parse(&body));
@@ -192,8 +241,9 @@ async fn run(inner: Arc<Inner>) {
 }
 
 /// GETs `uri` (HTTP/1.1, `https` verified against the system roots) and returns the body of
-/// a 200 answer.
-async fn fetch(uri: &http::Uri) -> Result<Bytes, String> {
+/// a 200 answer. With `endpoints` (a backendRef's), the first of them that accepts a
+/// connection is used instead of the URL's host.
+async fn fetch(uri: &http::Uri, endpoints: Option<&Vec<String>>) -> Result<Bytes, String> {
     let host = uri.host().ok_or("the URL has no host")?.to_owned();
     let https = uri.scheme_str() == Some("https");
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
@@ -201,9 +251,25 @@ async fn fetch(uri: &http::Uri) -> Result<Bytes, String> {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let tcp = tokio::net::TcpStream::connect((host_name.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+    let tcp = match endpoints {
+        None => tokio::net::TcpStream::connect((host_name.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?,
+        Some(endpoints) => {
+            let mut last = "the backendRef has no ready endpoint".to_owned();
+            let mut connected = None;
+            for endpoint in endpoints {
+                match tokio::net::TcpStream::connect(endpoint.as_str()).await {
+                    Ok(s) => {
+                        connected = Some(s);
+                        break;
+                    }
+                    Err(e) => last = format!("cannot connect to endpoint {endpoint}: {e}"),
+                }
+            }
+            connected.ok_or(last)?
+        }
+    };
     let _ = tcp.set_nodelay(true);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = uri.authority().map_or(host.as_str(), |a| a.as_str());
@@ -274,13 +340,13 @@ mod tests {
     async fn an_unknown_kid_forces_one_fetch_per_interval() {
         let (old, new) = (SigningKey::generate("old"), SigningKey::generate("new"));
         let server = JwksServer::spawn(&[&old]).await;
-        let remote = RemoteJwks::get(&server.url(), Duration::from_secs(300));
+        let remote = RemoteJwks::get(&server.url(), Duration::from_secs(300), None);
         until("the first fetch", || remote.keys().is_some()).await;
         assert_eq!(server.fetches(), 1);
         assert!(
             Arc::ptr_eq(
                 &remote,
-                &RemoteJwks::get(&server.url(), Duration::from_secs(300))
+                &RemoteJwks::get(&server.url(), Duration::from_secs(300), None)
             ),
             "one handle per URL"
         );
@@ -301,7 +367,7 @@ mod tests {
     async fn a_failed_fetch_keeps_the_last_good_keys() {
         let key = SigningKey::generate("k");
         let server = JwksServer::spawn(&[&key]).await;
-        let remote = RemoteJwks::get(&server.url(), Duration::from_secs(1));
+        let remote = RemoteJwks::get(&server.url(), Duration::from_secs(1), None);
         until("the first fetch", || remote.keys().is_some()).await;
         server.set_failing(true);
         let before = server.fetches();
@@ -309,7 +375,7 @@ mod tests {
         assert!(remote.keys().is_some_and(|k| k.contains_kid("k")));
 
         // Never fetched: no keys, and a waiting request gets its answer (401) at once.
-        let down = RemoteJwks::get("http://127.0.0.1:9/jwks", Duration::from_secs(300));
+        let down = RemoteJwks::get("http://127.0.0.1:9/jwks", Duration::from_secs(300), None);
         let started = Instant::now();
         let _ = down.refetch_for_unknown_key().await;
         assert!(down.keys().is_none());

@@ -19,7 +19,7 @@ use http::request::Parts;
 use http::{HeaderName, StatusCode};
 use serde_json::Value;
 
-pub use self::fetcher::{FETCH_TIMEOUT, FORCED_REFETCH_INTERVAL, RemoteJwks};
+pub use self::fetcher::{FETCH_TIMEOUT, FORCED_REFETCH_INTERVAL, RemoteJwks, update_endpoints};
 pub use self::keys::{KeySet, Verified};
 use super::api_key::{Source, extract, strip};
 use super::{Denial, Identity};
@@ -172,9 +172,11 @@ impl Provider {
             JwksSourceIr::Remote {
                 uri,
                 cache_duration_ms,
+                cluster,
             } => Keys::Remote(RemoteJwks::get(
                 uri,
                 Duration::from_millis(*cache_duration_ms),
+                cluster.as_deref(),
             )),
         };
         let sources = ir

@@ -196,8 +196,14 @@ pub struct JwtProviderIr {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum JwksSourceIr {
-    /// Fetched by the data plane, refreshed every `cache_duration_ms`.
-    Remote { uri: String, cache_duration_ms: u64 },
+    /// Fetched by the data plane, refreshed every `cache_duration_ms`; through the endpoints
+    /// of `cluster` (a Service port, in the IR's clusters) when set, else from the URL's host.
+    Remote {
+        uri: String,
+        cache_duration_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster: Option<String>,
+    },
     /// The JWKS document (JSON), checked by the translator.
     Local { jwks: String },
 }

@@ -1,7 +1,9 @@
 //! `jwt`: each provider's key source (a JWKS URL, or a JWKS inline or in a ConfigMap or Secret
-//! of the policy's namespace, checked here), where its tokens are carried, which claims go
+//! of the policy's namespace, checked here; a JWKS URL fetched through a Service port of the
+//! policy's namespace resolves like any backendRef into a cluster), where its tokens are carried, which claims go
 //! upstream and which are required.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use gantry_crds::gateway::Duration;
@@ -9,9 +11,10 @@ use gantry_crds::security::{Jwt, JwtProvider, LocalJwks, LocalJwksType};
 
 use super::api_key::header;
 use crate::ir::{
-    ClaimToHeaderIr, JwksSourceIr, JwtIr, JwtProviderIr, RequiredClaimIr, TokenSourceIr,
+    ClaimToHeaderIr, ClusterIr, JwksSourceIr, JwtIr, JwtProviderIr, RequiredClaimIr, TokenSourceIr,
 };
 use crate::store::{ObjectKey, Store};
+use crate::translate::backend::{self, BackendRef, Referrer};
 
 /// The data key of a `localJWKS.valueRef` ConfigMap or Secret (Envoy Gateway's).
 pub const JWKS_KEY: &str = "jwks";
@@ -20,7 +23,13 @@ pub const DEFAULT_CACHE_DURATION_MS: u64 = 5 * 60 * 1000;
 /// `clockSkew` when unset.
 pub const DEFAULT_CLOCK_SKEW_MS: u64 = 60 * 1000;
 
-pub fn validate(store: &Store, key: &ObjectKey, jwt: &Jwt) -> Result<JwtIr, Vec<String>> {
+/// Validates `jwt`; the clusters of `remoteJWKS.backendRefs` are added to `clusters`.
+pub fn validate(
+    store: &Store,
+    key: &ObjectKey,
+    jwt: &Jwt,
+    clusters: &mut BTreeMap<String, ClusterIr>,
+) -> Result<JwtIr, Vec<String>> {
     let mut problems = Vec::new();
     let mut providers = Vec::new();
     for (i, p) in jwt.providers.iter().enumerate() {
@@ -28,7 +37,7 @@ pub fn validate(store: &Store, key: &ObjectKey, jwt: &Jwt) -> Result<JwtIr, Vec<
         if jwt.providers[..i].iter().any(|o| o.name == p.name) {
             problems.push(format!("{field}: the name is used by an earlier provider"));
         }
-        if let Some(ir) = provider(store, key, &field, p, &mut problems) {
+        if let Some(ir) = provider(store, key, &field, p, clusters, &mut problems) {
             providers.push(ir);
         }
     }
@@ -50,6 +59,7 @@ fn provider(
     key: &ObjectKey,
     field: &str,
     p: &JwtProvider,
+    clusters: &mut BTreeMap<String, ClusterIr>,
     problems: &mut Vec<String>,
 ) -> Option<JwtProviderIr> {
     let before = problems.len();
@@ -81,9 +91,42 @@ fn provider(
                 DEFAULT_CACHE_DURATION_MS,
                 problems,
             );
-            usable.then(|| JwksSourceIr::Remote {
-                uri: uri.to_owned(),
-                cache_duration_ms,
+            let cluster = remote.backend_refs.first().and_then(|r| {
+                let namespace = r.namespace.as_deref().unwrap_or(&key.namespace);
+                if namespace != key.namespace {
+                    problems.push(format!(
+                        "{field}: remoteJWKS.backendRefs {} is in namespace {namespace}; only Services of the policy's namespace can be used",
+                        r.name
+                    ));
+                    return None;
+                }
+                let resolved = backend::resolve(
+                    store,
+                    Referrer {
+                        kind: gantry_crds::SECURITY_POLICY_KIND,
+                        namespace: &key.namespace,
+                    },
+                    BackendRef {
+                        group: r.group.as_deref(),
+                        kind: r.kind.as_deref(),
+                        name: &r.name,
+                        namespace: None,
+                        port: r.port,
+                    },
+                    clusters,
+                );
+                resolved
+                    .map_err(|p| {
+                        problems.push(format!("{field}: remoteJWKS.backendRefs: {}", p.message))
+                    })
+                    .ok()
+            });
+            (usable && (remote.backend_refs.is_empty() || cluster.is_some())).then(|| {
+                JwksSourceIr::Remote {
+                    uri: uri.to_owned(),
+                    cache_duration_ms,
+                    cluster,
+                }
             })
         }
         (None, Some(local)) => {

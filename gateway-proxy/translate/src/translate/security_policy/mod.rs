@@ -24,7 +24,7 @@ use super::conditions::{self as c, Problem};
 use super::route_policy::{self, Resolved, RoutePolicy, Target, TargetProblem};
 use super::service_policy::ancestors::PolicyKind;
 use super::service_policy::target::TargetRef;
-use crate::ir::{PortIr, SecurityIr};
+use crate::ir::{ClusterIr, PortIr, SecurityIr};
 use crate::status::ObjectStatus;
 use crate::store::{ObjectKey, Store};
 
@@ -66,18 +66,32 @@ impl RoutePolicy for Validated {
 #[derive(Debug, Default)]
 pub struct Security {
     resolved: Resolved<Validated>,
+    /// The clusters of `jwt` `remoteJWKS.backendRefs`, for the IR's clusters.
+    clusters: BTreeMap<String, ClusterIr>,
 }
 
 impl Security {
     /// Validates every policy of `store` and settles precedence per target.
     pub fn resolve(store: &Store) -> Self {
+        let mut clusters = BTreeMap::new();
         let policies = store
             .security_policies
             .iter()
-            .map(|(key, p)| (key.clone(), validate(store, key, p)))
+            .map(|(key, p)| (key.clone(), validate(store, key, p, &mut clusters)))
             .collect();
         Self {
             resolved: Resolved::new(policies),
+            clusters,
+        }
+    }
+
+    /// Adds the clusters JWKS are fetched through (their endpoints are read with every other
+    /// cluster's).
+    pub fn add_clusters(&self, clusters: &mut BTreeMap<String, ClusterIr>) {
+        for (name, cluster) in &self.clusters {
+            clusters
+                .entry(name.clone())
+                .or_insert_with(|| cluster.clone());
         }
     }
 
@@ -95,7 +109,12 @@ impl Security {
     }
 }
 
-fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validated {
+fn validate(
+    store: &Store,
+    key: &ObjectKey,
+    policy: &SecurityPolicy,
+    clusters: &mut BTreeMap<String, ClusterIr>,
+) -> Validated {
     let ns = key.namespace.as_str();
     let targets = policy
         .spec
@@ -127,7 +146,7 @@ fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validate
             .ok()
     });
     let jwt = policy.spec.jwt.as_ref().and_then(|j| {
-        jwt::validate(store, key, j)
+        jwt::validate(store, key, j, clusters)
             .map_err(|p| problems.extend(p))
             .ok()
     });
