@@ -5,8 +5,8 @@
 //! The JWKS is fetched from the URL's host, or through the ready endpoints of a backendRef's
 //! cluster, which each published snapshot hands over ([`update_endpoints`]).
 //!
-//! The task fetches at once, then every cache duration (every second while it has never
-//! succeeded). A token whose `kid` the cached set does not know wakes it at once, at most once
+//! The task fetches at once, then every cache duration (while it has never succeeded, after
+//! 1 s, doubling up to 30 s; a snapshot giving its backendRef endpoints wakes it). A token whose `kid` the cached set does not know wakes it at once, at most once
 //! per [`FORCED_REFETCH_INTERVAL`], and the request waits (up to [`FETCH_TIMEOUT`]) for that
 //! fetch: a key rotation costs no failed request. A failed fetch keeps the last good set.
 //! Requests read the set with one `ArcSwap` load; nothing here takes a lock.
@@ -29,8 +29,10 @@ use super::keys::KeySet;
 pub const FORCED_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 /// A fetch (connect, TLS, response) taking longer fails.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Retry interval until the first fetch succeeds.
+/// Retry interval until the first fetch succeeds, doubled after each failure up to
+/// [`MAX_FIRST_FETCH_RETRY`].
 const FIRST_FETCH_RETRY: Duration = Duration::from_secs(1);
+const MAX_FIRST_FETCH_RETRY: Duration = Duration::from_secs(30);
 /// A JWKS document larger than this is refused.
 const MAX_JWKS_BYTES: usize = 1 << 20;
 
@@ -210,6 +212,7 @@ impl Drop for RemoteJwks {
 
 async fn run(inner: Arc<Inner>) {
     let uri = inner.uri.to_string();
+    let mut retry = FIRST_FETCH_RETRY;
     while !inner.closed.load(Ordering::Acquire) {
         inner.fetching.store(true, Ordering::Release);
         let endpoints = inner.cluster.as_ref().map(|_| inner.endpoints.load_full());
@@ -231,7 +234,9 @@ async fn run(inner: Arc<Inner>) {
         let wait = if inner.keys.load().is_some() {
             inner.refresh
         } else {
-            FIRST_FETCH_RETRY
+            let wait = retry;
+            retry = (retry * 2).min(MAX_FIRST_FETCH_RETRY);
+            wait
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
