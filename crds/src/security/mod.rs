@@ -5,18 +5,24 @@
 //! HTTPRoute or GRPCRoute, or one rule of a route; its field names follow Envoy Gateway's
 //! `SecurityPolicy` (`apiKeyAuth`, `basicAuth`, `authorization`). The most specific policy
 //! applies whole to a request (rule, then route, then listener, then Gateway); fields never
-//! merge. `jwt`, `oidc` and `extAuth` are not implemented; they would sit beside these fields.
+//! merge. `jwt` verifies bearer tokens (after Envoy Gateway's `jwt.providers`). `oidc` and
+//! `extAuth` are not implemented; they would sit beside these fields.
 //!
 //! A Consumer is an API client: its API keys and basic-auth user, and labels (`plan: gold`)
 //! that later stages (rate limits) key on.
 
 mod consumer;
+mod jwt;
 
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 pub use self::consumer::{
     CONSUMER_KIND, Consumer, ConsumerCredentials, ConsumerSelector, ConsumerSpec,
+};
+pub use self::jwt::{
+    ClaimToHeader, JwksBackendRef, Jwt, JwtExtractor, JwtHeaderExtractor, JwtProvider, LocalJwks,
+    LocalJwksType, RemoteJwks, RequiredClaim, ValueRef,
 };
 use crate::backend_config::PolicyAncestorStatus;
 
@@ -58,6 +64,9 @@ pub struct SecurityPolicySpec {
     /// Requests must carry `Authorization: Basic` credentials of a user in an htpasswd file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,
+    /// Requests must carry a JSON Web Token signed by a key of one of the providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<Jwt>,
     /// Which client addresses are allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,

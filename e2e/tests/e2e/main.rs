@@ -15,6 +15,7 @@ mod filters;
 mod grpc;
 mod health_checks;
 mod hostile;
+mod jwt;
 mod l4;
 mod l4_backend_tls;
 mod lifecycle;

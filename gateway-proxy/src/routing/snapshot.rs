@@ -107,6 +107,8 @@ impl Snapshot {
                 ))
             })
             .collect::<Result<_, CompileError>>()?;
+        // JWKS fetched through a backendRef follow its endpoints.
+        crate::security::jwt::update_endpoints(&ir.clusters);
         Ok(Self {
             rate_limit_buckets: previous
                 .map(|p| p.rate_limit_buckets.clone())

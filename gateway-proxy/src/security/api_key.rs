@@ -19,7 +19,7 @@ pub struct ApiKeys {
 }
 
 #[derive(Debug)]
-enum Source {
+pub(super) enum Source {
     Header(HeaderName),
     Param(String),
     Cookie(String),
@@ -112,7 +112,7 @@ fn from_hex(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn extract(source: &Source, parts: &Parts) -> Option<String> {
+pub(super) fn extract(source: &Source, parts: &Parts) -> Option<String> {
     match source {
         Source::Header(h) => parts
             .headers
@@ -140,7 +140,7 @@ fn extract(source: &Source, parts: &Parts) -> Option<String> {
 }
 
 /// Removes a source's key from the request.
-fn strip(source: &Source, parts: &mut Parts) {
+pub(super) fn strip(source: &Source, parts: &mut Parts) {
     match source {
         Source::Header(h) => {
             parts.headers.remove(h);

@@ -4,13 +4,15 @@
 //!
 //! A request on a route without a policy pays one `Option` check. With one, in order:
 //! a policy that cannot be used answers 500; `authorization` (client CIDRs) answers 403;
-//! `apiKeyAuth` and `basicAuth` (each configured one must pass) answer 401. A request that
-//! passes carries its [`Identity`] in its extensions for later stages.
+//! `apiKeyAuth`, `basicAuth` and `jwt` (each configured one must pass) answer 401, and `jwt`
+//! answers 403 when a verified token lacks a required claim. A request that passes carries its
+//! [`Identity`] in its extensions for later stages.
 
 mod api_key;
 mod basic_auth;
 pub mod cidr;
 mod identity;
+pub mod jwt;
 
 pub use basic_auth::CACHE_LIMIT as BASIC_AUTH_CACHE_LIMIT;
 
@@ -32,6 +34,7 @@ pub struct Guard {
     authorization: Option<cidr::Authorization>,
     api_keys: Option<api_key::ApiKeys>,
     basic: Option<basic_auth::BasicAuth>,
+    jwt: Option<jwt::JwtAuth>,
     /// Where the Consumer's name goes upstream (a client's own value is always removed).
     consumer_header: Option<HeaderName>,
 }
@@ -41,10 +44,10 @@ pub struct Guard {
 pub struct Denial {
     pub status: StatusCode,
     /// The metric's `reason` label: `invalid_policy`, `client_address`, `api_key`,
-    /// `basic_auth`.
+    /// `basic_auth`, `jwt` (no valid token), `jwt_claims` (a required claim missing).
     pub reason: &'static str,
     pub message: String,
-    /// `WWW-Authenticate` of a basic-auth 401.
+    /// `WWW-Authenticate` of a basic-auth or JWT refusal.
     pub challenge: Option<HeaderValue>,
 }
 
@@ -83,6 +86,7 @@ impl Guard {
             authorization,
             api_keys: ir.api_key_auth.as_ref().map(api_key::ApiKeys::compile),
             basic: ir.basic_auth.as_ref().map(basic_auth::BasicAuth::compile),
+            jwt: ir.jwt.as_ref().map(jwt::JwtAuth::compile),
             consumer_header,
         }
     }
@@ -122,6 +126,11 @@ impl Guard {
         if let Some(basic) = &self.basic {
             let user = basic.authenticate(parts).await?;
             identity.get_or_insert(user);
+        }
+        if let Some(jwt) = &self.jwt
+            && let Some(caller) = jwt.authenticate(parts).await?
+        {
+            identity.get_or_insert(caller);
         }
         if let (Some(header), Some(consumer)) = (
             &self.consumer_header,

@@ -124,7 +124,8 @@ pub fn referenced(store: &Store) -> Referenced {
     out
 }
 
-/// Secrets of SecurityPolicies (`apiKeyAuth.credentialRefs`, `basicAuth.users`) and Consumers
+/// Secrets of SecurityPolicies (`apiKeyAuth.credentialRefs`, `basicAuth.users`, the
+/// ConfigMap or Secret of `jwt` `localJWKS.valueRef`) and Consumers
 /// (`credentials.apiKeys`), across namespaces only where a ReferenceGrant permits the kind.
 fn security_secrets(store: &Store, out: &mut Referenced) {
     use gantry_crds::security::SecretObjectReference;
@@ -150,6 +151,7 @@ fn security_secrets(store: &Store, out: &mut Referenced) {
             out.secrets.insert(target.to_owned());
         }
     };
+    let mut local = Vec::new();
     for (key, policy) in &store.security_policies {
         let spec = &policy.spec;
         for r in spec.api_key_auth.iter().flat_map(|a| &a.credential_refs) {
@@ -158,11 +160,28 @@ fn security_secrets(store: &Store, out: &mut Referenced) {
         if let Some(b) = &spec.basic_auth {
             add(gantry_crds::SECURITY_POLICY_KIND, &key.namespace, &b.users);
         }
+        // `jwt` `localJWKS.valueRef`: a LocalObjectReference, the policy's own namespace.
+        let value_refs = spec
+            .jwt
+            .iter()
+            .flat_map(|j| &j.providers)
+            .filter_map(|p| p.local_jwks.as_ref()?.value_ref.as_ref());
+        for r in value_refs {
+            if r.group.as_deref().unwrap_or("").is_empty() {
+                local.push((r.kind.as_deref() == Some("Secret"), key.namespace.clone()));
+            }
+        }
     }
     for (key, consumer) in &store.consumers {
         for r in &consumer.spec.credentials.api_keys {
             add(gantry_crds::CONSUMER_KIND, &key.namespace, r);
         }
+    }
+    for (secret, namespace) in local {
+        match secret {
+            true => out.secrets.insert(namespace),
+            false => out.config_maps.insert(namespace),
+        };
     }
 }
 

@@ -201,6 +201,17 @@ pub fn backend_namespaces(store: &Store) -> BTreeSet<String> {
             }
         }
     }
+    // SecurityPolicies fetch JWKS through Services of their own namespace.
+    for (key, policy) in &store.security_policies {
+        let through_service = policy.spec.jwt.iter().flat_map(|j| &j.providers).any(|p| {
+            p.remote_jwks
+                .as_ref()
+                .is_some_and(|r| !r.backend_refs.is_empty())
+        });
+        if through_service {
+            namespaces.insert(key.namespace.clone());
+        }
+    }
     namespaces
 }
 

@@ -24,6 +24,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls_pki_types::ServerName;
 
 pub use self::connector::{Handshake, TlsConnection, TlsConnector, failure_reason, unusable};
+pub use self::roots::root_store;
 pub use self::verifier::SubjectAltNameVerifier;
 use super::connect::ConnectionPolicy;
 use super::counted::Counted;

@@ -27,6 +27,8 @@ pub struct SecurityIr {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuthIr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtIr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<AuthorizationIr>,
     /// Lower-case header carrying the Consumer's `namespace/name` upstream; a value the
     /// client sent in it is always removed.
@@ -156,4 +158,92 @@ pub struct AuthorizationRuleIr {
     pub action: ActionIr,
     /// Normalised CIDRs (`10.0.0.0/8`, `2001:db8::/32`).
     pub client_cidrs: Vec<String>,
+}
+
+/// JWT authentication: the providers whose tokens are accepted. Keys are public; tokens are
+/// never part of the IR.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtIr {
+    /// A request without a token passes without an identity.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+    /// `realm` of `WWW-Authenticate: Bearer`: the policy's `namespace/name`.
+    pub realm: String,
+    pub providers: Vec<JwtProviderIr>,
+}
+
+/// One issuer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtProviderIr {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+    pub keys: JwksSourceIr,
+    /// Tried in order; the first present wins.
+    pub extract_from: Vec<TokenSourceIr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claim_to_headers: Vec<ClaimToHeaderIr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_claims: Vec<RequiredClaimIr>,
+    pub clock_skew_ms: u64,
+}
+
+/// Where a provider's keys come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum JwksSourceIr {
+    /// Fetched by the data plane, refreshed every `cache_duration_ms`; through the endpoints
+    /// of `cluster` (a Service port, in the IR's clusters) when set, else from the URL's host.
+    Remote {
+        uri: String,
+        cache_duration_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster: Option<String>,
+    },
+    /// The JWKS document (JSON), checked by the translator.
+    Local { jwks: String },
+}
+
+/// Where a token is carried. Header names are lower-case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum TokenSourceIr {
+    Header {
+        name: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        value_prefix: String,
+    },
+    Cookie {
+        name: String,
+    },
+    Param {
+        name: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimToHeaderIr {
+    /// Lower-case.
+    pub header: String,
+    /// Dotted path.
+    pub claim: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequiredClaimIr {
+    /// Dotted path.
+    pub name: String,
+    /// Empty: the claim must be present.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
 }

@@ -248,6 +248,8 @@ fn translate_with(
     // Route rules are translated (and cached) without endpoints: they are read here, once for
     // every cluster in use, and so are each Service's retry budget and each Service port's
     // BackendConfigPolicy settings.
+    let mut clusters = clusters;
+    security.add_clusters(&mut clusters);
     let mut clusters = backend::refresh_endpoints(store, &clusters);
     backend_traffic.apply(&mut clusters);
     backend_config.apply(store, &mut clusters);

@@ -1,6 +1,6 @@
 //! SecurityPolicy (`gantry.dev/v1alpha1`): each policy validated once into a [`SecurityIr`]
-//! (API keys as SHA-256 digests, htpasswd users, client CIDRs, the Consumers its keys and users
-//! map to), attached to route entries through `route_policy` (rule > route > listener >
+//! (API keys as SHA-256 digests, htpasswd users, JWT providers with their checked JWKS or
+//! JWKS URL, client CIDRs, the Consumers its keys and users map to), attached to route entries through `route_policy` (rule > route > listener >
 //! Gateway; the winner applies whole), and its `ancestors[]` status.
 //!
 //! A policy that cannot be used (a Secret missing or not permitted, a malformed htpasswd line,
@@ -11,6 +11,7 @@
 mod api_key;
 mod authorization;
 mod basic_auth;
+mod jwt;
 mod secrets;
 
 pub(super) use self::authorization::normalise_cidr;
@@ -23,7 +24,7 @@ use gantry_crds::SecurityPolicy;
 use super::conditions::{self as c, Problem};
 use super::route_policy::{self, Resolved};
 use super::service_policy::ancestors::PolicyKind;
-use crate::ir::{PortIr, SecurityIr};
+use crate::ir::{ClusterIr, PortIr, SecurityIr};
 use crate::status::ObjectStatus;
 use crate::store::{ObjectKey, Store};
 
@@ -38,18 +39,32 @@ type Validated = route_policy::Validated<SecurityIr>;
 #[derive(Debug, Default)]
 pub struct Security {
     resolved: Resolved<Validated>,
+    /// The clusters of `jwt` `remoteJWKS.backendRefs`, for the IR's clusters.
+    clusters: BTreeMap<String, ClusterIr>,
 }
 
 impl Security {
     /// Validates every policy of `store` and settles precedence per target.
     pub fn resolve(store: &Store) -> Self {
+        let mut clusters = BTreeMap::new();
         let policies = store
             .security_policies
             .iter()
-            .map(|(key, p)| (key.clone(), validate(store, key, p)))
+            .map(|(key, p)| (key.clone(), validate(store, key, p, &mut clusters)))
             .collect();
         Self {
             resolved: Resolved::new(policies),
+            clusters,
+        }
+    }
+
+    /// Adds the clusters JWKS are fetched through (their endpoints are read with every other
+    /// cluster's).
+    pub fn add_clusters(&self, clusters: &mut BTreeMap<String, ClusterIr>) {
+        for (name, cluster) in &self.clusters {
+            clusters
+                .entry(name.clone())
+                .or_insert_with(|| cluster.clone());
         }
     }
 
@@ -67,7 +82,12 @@ impl Security {
     }
 }
 
-fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validated {
+fn validate(
+    store: &Store,
+    key: &ObjectKey,
+    policy: &SecurityPolicy,
+    clusters: &mut BTreeMap<String, ClusterIr>,
+) -> Validated {
     let ns = key.namespace.as_str();
     let targets = route_policy::target::resolve_all(store, ns, &policy.spec.target_refs);
     let consumers = api_key::Consumers::select(store, key, policy);
@@ -79,6 +99,11 @@ fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validate
     });
     let basic_auth = policy.spec.basic_auth.as_ref().and_then(|b| {
         basic_auth::validate(store, key, b, &consumers)
+            .map_err(|p| problems.extend(p))
+            .ok()
+    });
+    let jwt = policy.spec.jwt.as_ref().and_then(|j| {
+        jwt::validate(store, key, j, clusters)
             .map_err(|p| problems.extend(p))
             .ok()
     });
@@ -94,10 +119,13 @@ fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validate
     );
     if api_key_auth.is_none()
         && basic_auth.is_none()
+        && jwt.is_none()
         && authorization.is_none()
         && problems.is_empty()
     {
-        problems.push("the policy sets none of apiKeyAuth, basicAuth and authorization".to_owned());
+        problems.push(
+            "the policy sets none of apiKeyAuth, basicAuth, jwt and authorization".to_owned(),
+        );
     }
     let invalid = (!problems.is_empty()).then(|| {
         Problem::new(
@@ -118,6 +146,7 @@ fn validate(store: &Store, key: &ObjectKey, policy: &SecurityPolicy) -> Validate
         }),
         api_key_auth: api_key_auth.filter(|_| invalid.is_none()),
         basic_auth: basic_auth.filter(|_| invalid.is_none()),
+        jwt: jwt.filter(|_| invalid.is_none()),
         authorization: authorization.filter(|_| invalid.is_none()),
         consumer_header: consumer_header.filter(|_| invalid.is_none()),
     };
