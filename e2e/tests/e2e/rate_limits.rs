@@ -1,7 +1,8 @@
 //! RateLimitPolicy through the real binary: per-client buckets (X-Forwarded-For under a
 //! trusted hop) answered 429 with `Retry-After` and the IETF `RateLimit` headers, per-header
 //! buckets with a cost, shadow mode, limits per Consumer and per plan after API-key
-//! authentication, counts kept across a reload, and a broken policy keeping its route closed.
+//! authentication, per JWT claim after token verification, counts kept across a reload, and a
+//! broken policy keeping its route closed.
 
 use gantry_testkit::harness::{Proxy, Reply, echo_backends, gateway_yaml, get_host};
 use gantry_testkit::ports::free_port;
@@ -256,5 +257,71 @@ async fn a_broken_policy_keeps_its_route_closed_and_says_why() {
             .as_str()
             .is_some_and(|m| m.contains("10.0.0.0/99")),
         "{accepted}"
+    );
+}
+
+#[tokio::test]
+async fn each_jwt_claim_value_gets_its_own_bucket() {
+    use gantry_testkit::jwks::{JwksServer, SigningKey, now};
+    let key = SigningKey::generate("k1");
+    let server = JwksServer::spawn(&[&key]).await;
+    let (services, _) = echo_backends(&[("default", "echo")]).await;
+    let port = free_port();
+    let config = format!(
+        r#"{route}apiVersion: gantry.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: tokens, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: orgs}}]
+  jwt:
+    providers:
+    - name: issuer
+      issuer: https://issuer.e2e
+      remoteJWKS: {{uri: "{jwks}"}}
+---
+{policy}"#,
+        route = route("orgs"),
+        jwks = server.url(),
+        policy = policy(
+            "orgs",
+            "orgs",
+            "    - name: per-org\n      clientSelectors: [{claims: [{name: org.id, type: Distinct}]}]\n      limit: {requests: 2, unit: Hour}\n",
+        ),
+    );
+    let _proxy = Proxy::start_ready(
+        &[
+            ("gateway.yaml", &gateway_yaml("gw", port)),
+            ("services.yaml", &services),
+            ("config.yaml", &config),
+        ],
+        &[],
+    )
+    .await;
+    let base = format!("http://127.0.0.1:{port}");
+    let token = |org: &str| {
+        let claims = serde_json::json!({"iss": "https://issuer.e2e", "sub": "u",
+            "org": {"id": org}, "iat": now(), "exp": now() + 600});
+        format!("Bearer {}", key.token(&claims))
+    };
+    let (acme, globex) = (token("acme"), token("globex"));
+    for _ in 0..2 {
+        assert_eq!(
+            get(&base, "/orgs", &[("authorization", &acme)])
+                .await
+                .status,
+            200
+        );
+    }
+    let refused = get(&base, "/orgs", &[("authorization", &acme)]).await;
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(
+        header(&refused, "ratelimit-policy"),
+        r#""per-org";q=2;w=3600"#
+    );
+    assert_eq!(
+        get(&base, "/orgs", &[("authorization", &globex)])
+            .await
+            .status,
+        200
     );
 }
