@@ -12,6 +12,7 @@
 pub mod buckets;
 pub mod global;
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +49,9 @@ struct Rule {
     global: bool,
     /// `"name";q=requests;w=seconds`.
     policy_header: HeaderValue,
+    /// What every bucket key of the rule starts with, built once: the policy, the rule and
+    /// its limit (a changed limit starts buckets of its own).
+    key_prefix: String,
 }
 
 #[derive(Debug)]
@@ -155,7 +159,7 @@ impl Limiter {
         let mut refuse = ir.refuse.clone();
         let mut rules = Vec::with_capacity(ir.rules.len());
         for rule in &ir.rules {
-            match compile_rule(rule) {
+            match compile_rule(&ir.policy.to_string(), rule) {
                 Ok(rule) => rules.push(rule),
                 Err(e) => {
                     refuse.get_or_insert_with(|| {
@@ -264,18 +268,11 @@ impl Limiter {
 
     /// The bucket of `rule` for this request, or `None` when a selector does not match.
     fn key(&self, rule: &Rule, facts: &Facts<'_>, identity: Option<&Identity>) -> Option<String> {
-        let mut key = String::with_capacity(64);
-        key.push_str(&self.policy);
-        key.push('\0');
-        key.push_str(&rule.name);
-        key.push('\0');
-        key.push_str(if rule.shared { "*" } else { facts.route });
-        // A changed limit starts a bucket of its own.
-        key.push_str(&format!(
-            "\0{}/{}",
-            rule.rate.requests,
-            rule.rate.unit.as_secs()
-        ));
+        let route = if rule.shared { "*" } else { facts.route };
+        // Room for the route and a distinct value or two without growing.
+        let mut key = String::with_capacity(rule.key_prefix.len() + route.len() + 48);
+        key.push_str(&rule.key_prefix);
+        key.push_str(route);
         for selector in &rule.selectors {
             match selector {
                 Selector::Header {
@@ -298,8 +295,8 @@ impl Limiter {
                         return None;
                     }
                     if *distinct {
-                        key.push('\0');
-                        key.push_str(&facts.client.to_string());
+                        // Written in place: no temporary `String` per request.
+                        let _ = write!(key, "\0{}", facts.client);
                     }
                 }
                 Selector::Consumer { name } => {
@@ -339,7 +336,7 @@ fn push_match(key: &mut String, value: &Value, found: Option<&str>) -> Option<()
     Some(())
 }
 
-fn compile_rule(ir: &gantry_translate::ir::RateLimitRuleIr) -> Result<Rule, String> {
+fn compile_rule(policy: &str, ir: &gantry_translate::ir::RateLimitRuleIr) -> Result<Rule, String> {
     let mut selectors = Vec::with_capacity(ir.selectors.len());
     for selector in &ir.selectors {
         selectors.push(match selector {
@@ -385,6 +382,10 @@ fn compile_rule(ir: &gantry_translate::ir::RateLimitRuleIr) -> Result<Rule, Stri
         shared: ir.shared,
         global: ir.global,
         policy_header,
+        key_prefix: format!(
+            "{policy}\0{}\0{}/{}\0",
+            ir.name, ir.requests, ir.unit_seconds
+        ),
     })
 }
 
