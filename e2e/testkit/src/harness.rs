@@ -519,6 +519,18 @@ pub fn gateway_yaml(name: &str, port: u16) -> String {
     )
 }
 
+/// An HTTPRoute `default/{name}` on the Gateway `gw`, matching the path prefix `path`, to the
+/// echo Service `echo` port 8080 (what [`echo_backends`] serves), ending with `---`.
+pub fn echo_route_yaml(name: &str, path: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+         metadata: {{name: {name}, namespace: default}}\n\
+         spec:\n  parentRefs: [{{name: gw}}]\n  rules:\n\
+         \x20   - matches: [{{path: {{type: PathPrefix, value: {path}}}}}]\n\
+         \x20     backendRefs: [{{name: echo, port: 8080}}]\n---\n"
+    )
+}
+
 /// A GatewayClass for Gantry and a Gateway `default/{name}` with `listeners`: YAML list items
 /// indented by four spaces (`    - name: ...`).
 pub fn gateway_with_listeners_yaml(name: &str, listeners: &str) -> String {

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gantry_testkit::harness::{Proxy, Reply, echo_backends, gateway_yaml, get_host, service_yaml};
+use gantry_testkit::harness::{
+    Proxy, Reply, echo_backends, echo_route_yaml, gateway_yaml, get_host, service_yaml,
+};
 use gantry_testkit::jwks::{JwksServer, SigningKey, now};
 use gantry_testkit::ports::free_port;
 use serde_json::{Value, json};
@@ -17,13 +19,7 @@ const HOST: &str = "jwt.example.com";
 const ISSUER: &str = "https://issuer.e2e";
 
 fn route(name: &str, path: &str) -> String {
-    format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
-         metadata: {{name: {name}, namespace: default}}\n\
-         spec:\n  parentRefs: [{{name: gw}}]\n  rules:\n\
-         \x20   - matches: [{{path: {{type: PathPrefix, value: {path}}}}}]\n\
-         \x20     backendRefs: [{{name: echo, port: 8080}}]\n---\n"
-    )
+    echo_route_yaml(name, path)
 }
 
 fn config(jwks_url: &str, unreachable_url: &str) -> String {

@@ -4,7 +4,9 @@
 //! authentication, per JWT claim after token verification, counts kept across a reload, and a
 //! broken policy keeping its route closed.
 
-use gantry_testkit::harness::{Proxy, Reply, echo_backends, gateway_yaml, get_host};
+use gantry_testkit::harness::{
+    Proxy, Reply, echo_backends, echo_route_yaml, gateway_yaml, get_host,
+};
 use gantry_testkit::ports::free_port;
 use serde_json::Value;
 
@@ -12,13 +14,7 @@ const HOST: &str = "limits.example.com";
 
 /// An HTTPRoute `default/{name}` on `gw` for the path prefix `/{name}` to the echo Service.
 fn route(name: &str) -> String {
-    format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
-         metadata: {{name: {name}, namespace: default}}\n\
-         spec:\n  parentRefs: [{{name: gw}}]\n  rules:\n\
-         \x20   - matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]\n\
-         \x20     backendRefs: [{{name: echo, port: 8080}}]\n---\n"
-    )
+    echo_route_yaml(name, &format!("/{name}"))
 }
 
 fn policy(name: &str, route: &str, rules: &str) -> String {

@@ -3,7 +3,9 @@
 //! a proxy restart, and with Redis gone a policy fails open or closed as it says, counted in
 //! metrics, and counts again once Redis is back.
 
-use gantry_testkit::harness::{Proxy, Reply, echo_backends, gateway_yaml, get_host};
+use gantry_testkit::harness::{
+    Proxy, Reply, echo_backends, echo_route_yaml, gateway_yaml, get_host,
+};
 use gantry_testkit::ports::free_port;
 use gantry_testkit::redis::Redis;
 use std::time::Duration;
@@ -11,13 +13,7 @@ use std::time::Duration;
 const HOST: &str = "global.example.com";
 
 fn route(name: &str) -> String {
-    format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
-         metadata: {{name: {name}, namespace: default}}\n\
-         spec:\n  parentRefs: [{{name: gw}}]\n  rules:\n\
-         \x20   - matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]\n\
-         \x20     backendRefs: [{{name: echo, port: 8080}}]\n---\n"
-    )
+    echo_route_yaml(name, &format!("/{name}"))
 }
 
 fn policy(name: &str, fail_closed: bool, rules: &str) -> String {
