@@ -33,20 +33,39 @@ where
 /// An upstream response's body. For a cluster with a BackendConfigPolicy it holds what its
 /// request took of the cluster's limits (over HTTP/1.1 a circuit breaker connection, as one
 /// connection carries one response at a time; over HTTP/2 a stream of a connection with
-/// `maxConcurrentStreams`) until the body ends or is dropped; otherwise it is the body as hyper
-/// gives it.
+/// `maxConcurrentStreams`) until the body ends or is dropped. Over the plain HTTP/1.1 pool it
+/// holds the connection it came on, given back to the pool once the body has ended (and
+/// closed if the body is dropped before its end).
 #[derive(Debug)]
 pub struct UpstreamBody {
     inner: hyper::body::Incoming,
     held: Option<std::sync::Arc<super::limits::Held>>,
+    lent: Option<super::http1_pool::Lent>,
 }
 
 impl UpstreamBody {
     pub(super) fn new(
         inner: hyper::body::Incoming,
         held: Option<std::sync::Arc<super::limits::Held>>,
+        lent: Option<super::http1_pool::Lent>,
     ) -> Self {
-        Self { inner, held }
+        Self { inner, held, lent }
+    }
+
+    /// The body has ended: its connection goes back to the pool.
+    fn ended(&mut self) {
+        if let Some(lent) = self.lent.take() {
+            lent.give_back();
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // An empty body (204, 304, a HEAD's answer) may be dropped without being read.
+        if self.lent.is_some() && http_body::Body::is_end_stream(&self.inner) {
+            self.ended();
+        }
     }
 }
 
@@ -66,6 +85,17 @@ impl http_body::Body for UpstreamBody {
             && (read.is_none() || matches!(read, Some(Err(_))) || this.inner.is_end_stream())
         {
             this.held = None;
+        }
+        if this.lent.is_some()
+            && let std::task::Poll::Ready(read) = &frame
+        {
+            match read {
+                None => this.ended(),
+                Some(Ok(_)) if this.inner.is_end_stream() => this.ended(),
+                // Not reusable: it closes with the body.
+                Some(Err(_)) => this.lent = None,
+                Some(Ok(_)) => {}
+            }
         }
         frame
     }

@@ -11,6 +11,7 @@ mod cluster;
 pub mod connect;
 pub mod counted;
 pub mod health;
+mod http1_pool;
 mod http2_pool;
 pub mod in_flight;
 pub mod limits;
@@ -34,6 +35,7 @@ use prometheus_client::metrics::counter::Counter;
 
 pub use body::{BoxError, ProxyBody, UpstreamBody, empty, full, stream};
 pub use cluster::{Cluster, ClusterError, Picked};
+pub use http1_pool::Http1Pool;
 pub use http2_pool::Http2Pool;
 
 use crate::telemetry::Metrics;
@@ -111,7 +113,8 @@ pub(crate) fn http_connector() -> HttpConnector {
     connector
 }
 
-/// Pool and timer settings shared by every upstream client.
+/// Pool and timer settings of hyper-util's clients (TLS clusters, and clusters with a
+/// BackendConfigPolicy).
 pub(crate) fn client_builder() -> hyper_util::client::legacy::Builder {
     let mut builder = Client::builder(TokioExecutor::new());
     builder
@@ -125,7 +128,8 @@ pub(crate) fn client_builder() -> hyper_util::client::legacy::Builder {
 /// survive configuration swaps and endpoint changes.
 #[derive(Clone, Debug)]
 pub struct Upstreams {
-    http1: Client<HttpConnector, ProxyBody>,
+    /// Plain HTTP/1.1 requests.
+    http1: Http1Pool,
     h2c: Http2Pool<HttpConnector>,
     connect_errors: Counter,
 }
@@ -133,7 +137,7 @@ pub struct Upstreams {
 impl Upstreams {
     pub fn new(metrics: &Metrics) -> Self {
         let connector = http_connector();
-        let http1 = client_builder().build(connector.clone());
+        let http1 = Http1Pool::new(connector.clone(), POOL_IDLE_TIMEOUT);
         let h2c = Http2Pool::new(connector, Scheme::HTTP, POOL_IDLE_TIMEOUT);
         Self {
             http1,
@@ -193,33 +197,32 @@ impl Upstreams {
         let capture = policy
             .filter(|p| !http2 && p.retires_connections())
             .map(|_| capture_connection(&mut request));
-        let mut parts = std::mem::take(request.uri_mut()).into_parts();
-        parts.scheme = Some(match via {
-            Via::Plain(_) | Via::Own(..) => Scheme::HTTP,
-            Via::Tls(..) => Scheme::HTTPS,
-        });
-        parts.authority = Some(if http2 {
-            authority_from_host(request.headers_mut(), endpoint)
-        } else {
-            // The HTTP/1.1 clients pool by the URI's authority; the Host header goes as it is.
-            endpoint.clone()
-        });
-        if parts.path_and_query.is_none() {
-            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        // The plain HTTP/1.1 pool sends the URI's path and query (origin form) on a connection
+        // to `endpoint`; hyper-util's clients take the endpoint from the URI.
+        let plain_http1 = matches!(via, Via::Plain(_)) && !http2;
+        if !plain_http1 {
+            self.endpoint_uri(&via, http2, endpoint, &mut request)?;
         }
-        *request.uri_mut() = Uri::from_parts(parts).map_err(http::Error::from)?;
         *request.version_mut() = if http2 {
             Version::HTTP_2
         } else {
             Version::HTTP_11
         };
         let sent = match via {
-            Via::Plain(_) if http2 => Box::pin(self.h2c.send(endpoint, request)).await,
-            Via::Tls(_, clients) if http2 => Box::pin(clients.h2.send(endpoint, request)).await,
-            Via::Own(_, clients) if http2 => Box::pin(clients.h2c.send(endpoint, request)).await,
-            Via::Plain(_) => legacy(endpoint, self.http1.request(request).await),
-            Via::Tls(_, clients) => legacy(endpoint, clients.http1.request(request).await),
-            Via::Own(_, clients) => legacy(endpoint, clients.http1.request(request).await),
+            Via::Plain(_) if http2 => Box::pin(self.h2c.send(endpoint, request)).await.map(unlent),
+            Via::Tls(_, clients) if http2 => Box::pin(clients.h2.send(endpoint, request))
+                .await
+                .map(unlent),
+            Via::Own(_, clients) if http2 => Box::pin(clients.h2c.send(endpoint, request))
+                .await
+                .map(unlent),
+            Via::Plain(_) => self.http1.send(endpoint, request).await,
+            Via::Tls(_, clients) => {
+                legacy(endpoint, clients.http1.request(request).await).map(unlent)
+            }
+            Via::Own(_, clients) => {
+                legacy(endpoint, clients.http1.request(request).await).map(unlent)
+            }
         };
         let sent = sent.map_err(UpstreamError::name_timeout);
         match &sent {
@@ -233,7 +236,7 @@ impl Upstreams {
             }
             _ => {}
         }
-        let mut response = sent?;
+        let (mut response, lent) = sent?;
         // An HTTP/2 stream counted against `maxConcurrentStreams`, kept with the body.
         let held = match policy {
             Some(_) => held
@@ -249,8 +252,42 @@ impl Upstreams {
             let retire = policy.retire_after_request(state);
             state.remember(capture, retire);
         }
-        Ok(response.map(|body| UpstreamBody::new(body, held)))
+        Ok(response.map(|body| UpstreamBody::new(body, held, lent)))
     }
+}
+
+impl Upstreams {
+    /// Makes `request`'s URI absolute for hyper-util's clients and the HTTP/2 pools: the
+    /// scheme `via` dials, and the endpoint (HTTP/1.1, whose clients pool by it; the Host
+    /// header goes as it is) or the Host header (HTTP/2's `:authority`) as its authority.
+    fn endpoint_uri(
+        &self,
+        via: &Via<'_>,
+        http2: bool,
+        endpoint: &Authority,
+        request: &mut Request<ProxyBody>,
+    ) -> Result<(), UpstreamError> {
+        let mut parts = std::mem::take(request.uri_mut()).into_parts();
+        parts.scheme = Some(match via {
+            Via::Plain(_) | Via::Own(..) => Scheme::HTTP,
+            Via::Tls(..) => Scheme::HTTPS,
+        });
+        parts.authority = Some(if http2 {
+            authority_from_host(request.headers_mut(), endpoint)
+        } else {
+            endpoint.clone()
+        });
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        *request.uri_mut() = Uri::from_parts(parts).map_err(http::Error::from)?;
+        Ok(())
+    }
+}
+
+/// A response whose connection the pool does not lend (it is pooled on its own).
+fn unlent(response: Response<Incoming>) -> (Response<Incoming>, Option<http1_pool::Lent>) {
+    (response, None)
 }
 
 /// The `:authority` of an HTTP/2 request to a backend: the Host header, taken out of the
