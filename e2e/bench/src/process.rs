@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-/// A process killed (with its process group's direct children gone with it) on drop.
+/// A process killed, with every process it started, on drop.
 pub struct Proc {
     pub name: String,
     child: Child,
@@ -75,7 +75,21 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // Its descendants first (nginx's and haproxy's workers keep listening when only their
+        // master is killed), read before the master dies and they are re-parented.
+        let descendants: Vec<String> = tree(self.pid())
+            .into_iter()
+            .skip(1)
+            .map(|pid| pid.to_string())
+            .collect();
         let _ = self.child.kill();
+        if !descendants.is_empty() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .args(&descendants)
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.child.wait();
     }
 }

@@ -19,9 +19,11 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
     match headers.get(X_REQUEST_ID) {
         Some(id) if !id.is_empty() => id.clone(),
         _ => {
-            let id = uuid::Uuid::new_v4().hyphenated().to_string();
+            // Written into a buffer on the stack, not through `fmt`: one copy, into the value.
+            let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
             // A hyphenated UUID is always a valid header value.
-            let id = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("invalid"));
+            let id = HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("invalid"));
             headers.insert(X_REQUEST_ID, id.clone());
             id
         }

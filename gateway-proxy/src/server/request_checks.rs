@@ -146,10 +146,13 @@ fn check_host(parts: &mut Parts) -> Result<(), Refusal> {
         // RFC 9112 §3.2.2: with an absolute-form target the Host header is ignored and
         // replaced by the target's authority.
         (_, Some(authority), _) => authority,
-        (_, None, Some(header)) => match header.to_str() {
-            Ok(text) => text.to_owned(),
-            Err(_) => return Err(Refusal::bad_request("host_invalid", "invalid Host header")),
-        },
+        // The one Host header is the authority: validated, and left where it is.
+        (_, None, Some(header)) => {
+            let text = header
+                .to_str()
+                .map_err(|_| Refusal::bad_request("host_invalid", "invalid Host header"))?;
+            return validate_host(text);
+        }
         // RFC 9112 §3.2: an HTTP/1.1 request without Host gets 400. HTTP/1.0 may omit it.
         (Version::HTTP_11, None, None) => {
             return Err(Refusal::bad_request(
@@ -202,10 +205,11 @@ pub fn validate_host(host: &str) -> Result<(), Refusal> {
         if name.is_empty() {
             return invalid("no host name");
         }
-        if let Some(c) = name
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+        if let Some(at) = name
+            .bytes()
+            .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')))
         {
+            let c = name[at..].chars().next().unwrap_or('?');
             return invalid(&format!(
                 "`{}` is not allowed in a host name",
                 c.escape_debug()
