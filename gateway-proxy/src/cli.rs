@@ -377,10 +377,13 @@ pub fn main() -> anyhow::Result<()> {
     if let Some(threads) = args.worker_threads {
         builder.worker_threads(threads.max(1));
     }
-    builder
+    let ran = builder
         .build()
         .context("starting the async runtime")?
-        .block_on(run(args))
+        .block_on(run(args));
+    // The access log's last lines, still buffered.
+    crate::telemetry::access_log::flush();
+    ran
 }
 
 /// `validate`: prints the report and exits, 0 when there is no error and 1 otherwise.

@@ -1,10 +1,10 @@
-//! One structured access-log event per request.
+//! One structured access-log line per request, written by [`crate::telemetry::access_log`].
 
 use http::header::{CONTENT_LENGTH, HeaderValue};
 use http::uri::Authority;
-use http::{Method, Response};
+use http::{Method, Response, Uri};
 
-use crate::telemetry::logging::ACCESS_LOG_TARGET;
+use crate::telemetry::access_log;
 
 /// What the access log needs, filled in as the request moves through the stack. When the
 /// access log is off, nothing is copied into it.
@@ -12,7 +12,8 @@ use crate::telemetry::logging::ACCESS_LOG_TARGET;
 pub struct Record<'s> {
     enabled: bool,
     pub method: Method,
-    pub path: String,
+    /// The request's URI as the client sent it (a clone shares its bytes).
+    pub uri: Uri,
     pub host: String,
     /// `namespace/name` of the Gateway whose listener took the request.
     pub gateway: Option<&'s str>,
@@ -40,13 +41,13 @@ pub struct Record<'s> {
 
 impl<'s> Record<'s> {
     pub fn new<B>(enabled: bool, request: &http::Request<B>) -> Self {
-        if !enabled {
+        if !enabled || !access_log::enabled() {
             return Self::default();
         }
         Self {
             enabled,
             method: request.method().clone(),
-            path: request.uri().path().to_owned(),
+            uri: request.uri().clone(),
             ..Self::default()
         }
     }
@@ -80,58 +81,57 @@ impl<'s> Record<'s> {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        tracing::info!(
-            target: ACCESS_LOG_TARGET,
-            method = %self.method,
-            path = %self.path,
-            host = %self.host,
-            status = response.status().as_u16(),
-            duration_ms,
-            route = self.route.unwrap_or(""),
-            route_kind = self.route_kind.unwrap_or(""),
-            upstream = self.upstream.as_ref().map(Authority::as_str).unwrap_or(""),
-            request_id = request_id.to_str().unwrap_or(""),
-            bytes,
-            error = self.error.as_deref(),
-            grpc_status = self.grpc_status,
-            attempts = self.attempts,
-            retry = self.retry,
-            trace_id = self.trace_id.as_deref(),
-        );
+        access_log::write(|line| self.fields(line, response, request_id, duration_ms, bytes));
+    }
+
+    /// The line's fields, in the order `tracing` wrote them.
+    fn fields<B>(
+        &self,
+        line: &mut access_log::Line<'_>,
+        response: &Response<B>,
+        request_id: &HeaderValue,
+        duration_ms: f64,
+        bytes: Option<u64>,
+    ) {
+        {
+            line.bare("method", self.method.as_str());
+            line.bare("path", self.uri.path());
+            line.bare("host", &self.host);
+            line.number("status", u64::from(response.status().as_u16()));
+            line.float("duration_ms", duration_ms);
+            line.quoted("route", self.route.unwrap_or(""));
+            line.quoted("route_kind", self.route_kind.unwrap_or(""));
+            line.quoted(
+                "upstream",
+                self.upstream.as_ref().map(Authority::as_str).unwrap_or(""),
+            );
+            line.quoted("request_id", request_id.to_str().unwrap_or(""));
+            if let Some(bytes) = bytes {
+                line.number("bytes", bytes);
+            }
+            if let Some(error) = &self.error {
+                line.quoted("error", error);
+            }
+            if let Some(status) = self.grpc_status {
+                line.number("grpc_status", u64::from(status));
+            }
+            line.number("attempts", u64::from(self.attempts));
+            if let Some(retry) = self.retry {
+                line.quoted("retry", retry);
+            }
+            if let Some(trace_id) = &self.trace_id {
+                line.quoted("trace_id", trace_id);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::Arc;
-
     use super::*;
 
-    /// Collects what the subscriber writes. A test-only buffer, so a std lock is fine here.
-    #[allow(clippy::disallowed_types)]
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
-    fn emits_structured_fields() {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_writer(move || writer.clone())
-            .finish();
+    fn writes_structured_fields() {
         let request = http::Request::get("/a/b?q=1").body(()).unwrap();
         let mut record = Record::new(true, &request);
         record.set_host("example.com");
@@ -146,13 +146,12 @@ mod tests {
             .header(CONTENT_LENGTH, "42")
             .body(())
             .unwrap();
-        tracing::subscriber::with_default(subscriber, || {
-            record.emit(&response, &HeaderValue::from_static("id-1"), 1.5);
-            Record::new(false, &request).emit(&response, &HeaderValue::from_static("id-2"), 1.0);
+        let id = HeaderValue::from_static("id-1");
+        let out = access_log::render(true, |line| {
+            record.fields(line, &response, &id, 1.5, Some(42));
         });
-        let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-        assert_eq!(line["target"], ACCESS_LOG_TARGET);
+        let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(line["target"], crate::telemetry::logging::ACCESS_LOG_TARGET);
         assert_eq!(line["method"], "GET");
         assert_eq!(line["path"], "/a/b");
         assert_eq!(line["host"], "example.com");
@@ -169,6 +168,15 @@ mod tests {
             line["retry"],
             "not retried: request body over the 64 KiB retry buffer"
         );
-        assert!(!out.contains("id-2"), "a disabled record wrote: {out}");
+        assert!(line.get("trace_id").is_none(), "{line}");
+        assert!(line.get("error").is_none(), "{line}");
+    }
+
+    #[test]
+    fn a_disabled_record_copies_nothing() {
+        let request = http::Request::get("/a/b?q=1").body(()).unwrap();
+        let record = Record::new(false, &request);
+        assert!(!record.enabled);
+        assert_eq!(record.uri, Uri::default());
     }
 }

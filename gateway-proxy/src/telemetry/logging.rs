@@ -28,4 +28,7 @@ pub fn init(level: &str, format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    // Access-log lines are written by their own writer, in the same format, when this filter
+    // lets the `access` target through at INFO.
+    super::access_log::configure(format);
 }

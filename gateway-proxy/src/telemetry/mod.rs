@@ -1,5 +1,6 @@
 //! Metrics and logs.
 
+pub mod access_log;
 pub mod acme;
 pub mod certificates;
 pub mod circuit_breaker;
