@@ -387,4 +387,28 @@ spec:
         let kept = retain_served_routes(store, CONTROLLER);
         assert!(kept.http_routes.contains_key(&key), "our stale entry");
     }
+
+    #[test]
+    fn external_authorization_services_keep_their_namespaces_endpoints() {
+        let store = load(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: filtered, namespace: apps}
+spec:
+  parentRefs: [{name: dmz, namespace: edge}]
+  rules:
+  - filters: [{type: ExternalAuth, externalAuth: {protocol: HTTP, backendRef: {name: a, namespace: filter-auth, port: 80}}}]
+---
+apiVersion: gantry.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: p, namespace: policies}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: dmz}]
+  extAuth: {grpc: {backendRefs: [{name: a, namespace: policy-auth, port: 80}]}}
+"#,
+        );
+        let namespaces: Vec<_> = backend_namespaces(&store).into_iter().collect();
+        assert_eq!(namespaces, ["apps", "filter-auth", "policy-auth"]);
+    }
 }
