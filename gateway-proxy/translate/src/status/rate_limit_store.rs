@@ -89,3 +89,116 @@ pub fn mark_store_unavailable(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::load::load_store;
+    use crate::translate::{TranslateOptions, translate};
+
+    const OBJECTS: &str = r"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gantry}
+spec: {controllerName: gantry.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: gantry
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: a, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /a}}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /b}}]}]
+---
+apiVersion: gantry.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: global, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: a}]
+  global:
+    failClosed: true
+    rules: [{name: all, limit: {requests: 10, unit: Minute}}]
+---
+apiVersion: gantry.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: local, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: b}]
+  local:
+    rules: [{name: all, limit: {requests: 10, unit: Minute}}]
+";
+
+    fn degraded<'a>(statuses: &'a [ObjectStatus], name: &str) -> Option<&'a Condition> {
+        let object = statuses
+            .iter()
+            .find(|o| o.kind == KIND && o.name == name)
+            .expect("the policy's status");
+        let StatusBody::Policy(policy) = &object.status else {
+            panic!("a policy status")
+        };
+        policy.ancestors[0]
+            .conditions
+            .iter()
+            .find(|c| c.type_ == DEGRADED)
+    }
+
+    #[test]
+    fn only_policies_with_global_rules_are_marked_with_their_fail_mode() {
+        let store = load_store([("t.yaml", OBJECTS)]).expect("loads").0;
+        let translation = translate(&store, &TranslateOptions::default());
+        let mut statuses = translation.statuses.clone();
+        mark_store_unavailable(&mut statuses, &translation.ir, None);
+        assert_eq!(
+            statuses, translation.statuses,
+            "nothing while Redis answers"
+        );
+
+        let down = StoreUnavailable {
+            address: "redis.internal:6379",
+            error: "connection refused",
+        };
+        mark_store_unavailable(&mut statuses, &translation.ir, Some(&down));
+        let condition = degraded(&statuses, "global").expect("marked");
+        assert_eq!(condition.status, "True");
+        assert_eq!(condition.reason, REASON_BACKEND_UNAVAILABLE);
+        assert!(
+            condition
+                .message
+                .contains("Redis at redis.internal:6379 cannot be reached")
+                && condition.message.contains("fail closed"),
+            "{}",
+            condition.message
+        );
+        assert!(degraded(&statuses, "local").is_none(), "no global rule");
+        // Marking again keeps one condition.
+        mark_store_unavailable(&mut statuses, &translation.ir, Some(&down));
+        let object = statuses
+            .iter()
+            .find(|o| o.kind == KIND && o.name == "global")
+            .expect("status");
+        let StatusBody::Policy(policy) = &object.status else {
+            panic!("a policy status")
+        };
+        assert_eq!(
+            policy.ancestors[0]
+                .conditions
+                .iter()
+                .filter(|c| c.type_ == DEGRADED)
+                .count(),
+            1
+        );
+    }
+}
