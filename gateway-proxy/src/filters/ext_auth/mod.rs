@@ -9,6 +9,10 @@
 //! The pipeline runs a rule's ExternalAuth filters first, after the SecurityPolicy and before
 //! the rule's other filters, with the request as the client sent it (and the body, up to
 //! `forwardBody.maxSize`, when asked); then a chosen backend's.
+//!
+//! A SecurityPolicy's `extAuth` is the same check ([`ExternalAuth::with_server_errors_failing`]:
+//! an HTTP `5xx` is an error rather than a denial), run at the policy's stage; a [`Failure`]'s
+//! [`Cause`] tells its `failOpen` what may pass (never [`Cause::Unresolved`]).
 
 mod grpc;
 mod http1;
