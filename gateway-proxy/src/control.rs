@@ -10,7 +10,9 @@
 //! reads (our own status writes coming back through the watch) costs a comparison;
 //! EndpointSlices alone refresh the clusters' endpoints; anything else is translated. Listener
 //! ports that cannot be bound are reported on their listeners' status, and bound again every
-//! [`REBIND_EVERY`] until they are.
+//! [`REBIND_EVERY`] until they are. While the global rate limit store (Redis) cannot be
+//! reached, the policies with global rules say so in their status
+//! ([`gantry_translate::status::rate_limit_store`]), from the data plane's report.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use crate::source::SourceUpdate;
 use crate::telemetry::{DrainPhase, Metrics};
 use crate::upstream::health::ClusterHealthView;
 use gantry_translate::ir::Ir;
+use gantry_translate::status::rate_limit_store::{StoreUnavailable, mark_store_unavailable};
 use gantry_translate::status::stamp;
 use gantry_translate::status::unbound::{UnboundPort, mark_unbound};
 use gantry_translate::status::{GatewayStatusAddress, ObjectStatus, StatusBody};
@@ -179,9 +182,15 @@ pub struct ControlLoop {
     translator: Translator,
     /// The store the configuration in use was built from.
     last_store: Option<Arc<Store>>,
-    /// While a listener port is unbound: the translated statuses in use, before the unbound
-    /// listeners were marked on them. Empty otherwise.
+    /// While a listener port is unbound or Redis unreachable: the translated statuses in use,
+    /// before the unbound listeners and the rate limit policies were marked on them. Empty
+    /// otherwise.
     unmarked_statuses: Arc<Vec<ObjectStatus>>,
+    /// The global rate limit store's address and its health (`Some(why)` while unreachable),
+    /// as the data plane reports it.
+    rate_limit_store: Option<(String, watch::Receiver<Option<String>>)>,
+    /// Why the global rate limit store cannot be reached, while it cannot.
+    rate_limit_store_down: Option<String>,
     /// Written into every Gateway's `status.addresses` (standalone mode, where no operator
     /// owns that field).
     gateway_addresses: Vec<GatewayStatusAddress>,
@@ -208,6 +217,8 @@ impl ControlLoop {
             translator: Translator::new(options),
             last_store: None,
             unmarked_statuses: Arc::default(),
+            rate_limit_store: None,
+            rate_limit_store_down: None,
             gateway_addresses: Vec::new(),
             dataplane,
             metrics,
@@ -218,6 +229,17 @@ impl ControlLoop {
     /// Reports these addresses in every Gateway's status.
     pub fn with_gateway_addresses(mut self, addresses: Vec<GatewayStatusAddress>) -> Self {
         self.gateway_addresses = addresses;
+        self
+    }
+
+    /// Reports the global rate limit store at `address` (`host:port`) on the policies with
+    /// global rules while `health` says it cannot be reached.
+    pub fn with_rate_limit_store(
+        mut self,
+        address: String,
+        health: watch::Receiver<Option<String>>,
+    ) -> Self {
+        self.rate_limit_store = Some((address, health));
         self
     }
 
@@ -232,6 +254,7 @@ impl ControlLoop {
         let mut changed = true;
         // Updates that apply nothing (statuses read back) must not postpone the retry.
         let mut rebind_at = tokio::time::Instant::now() + REBIND_EVERY;
+        let mut store_health = self.rate_limit_store.as_ref().map(|(_, h)| h.clone());
         loop {
             if changed {
                 let update = updates.borrow_and_update().clone();
@@ -254,6 +277,21 @@ impl ControlLoop {
                     self.rebind().await;
                     changed = false;
                     rebind_at = tokio::time::Instant::now() + REBIND_EVERY;
+                }
+                result = async {
+                    match &mut store_health {
+                        Some(health) => health.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    changed = false;
+                    match (result, &mut store_health) {
+                        (Ok(()), Some(health)) => {
+                            let down = health.borrow_and_update().clone();
+                            self.rate_limit_store_changed(down);
+                        }
+                        _ => store_health = None,
+                    }
                 }
             }
         }
@@ -285,6 +323,18 @@ impl ControlLoop {
             view.statuses = statuses;
             view.unbound_ports = unbound;
         });
+    }
+
+    /// Marks or clears the global rate limit store's condition on the statuses in use.
+    pub fn rate_limit_store_changed(&mut self, down: Option<String>) {
+        if down == self.rate_limit_store_down {
+            return;
+        }
+        self.rate_limit_store_down = down;
+        let current = self.published.view();
+        let unmarked = self.unmarked_statuses(&current);
+        let statuses = self.mark_and_stamp(unmarked, &current.ir, &current.unbound_ports, &current);
+        self.published.update_view(|view| view.statuses = statuses);
     }
 
     /// Applies one update.
@@ -491,13 +541,18 @@ impl ControlLoop {
         unbound: &[UnboundPort],
         current: &View,
     ) -> Arc<Vec<ObjectStatus>> {
-        self.unmarked_statuses = if unbound.is_empty() {
+        let store = match (&self.rate_limit_store, &self.rate_limit_store_down) {
+            (Some((address, _)), Some(error)) => Some(StoreUnavailable { address, error }),
+            _ => None,
+        };
+        self.unmarked_statuses = if unbound.is_empty() && store.is_none() {
             Arc::default()
         } else {
             unmarked.clone()
         };
         let mut statuses = Arc::unwrap_or_clone(unmarked);
         mark_unbound(&mut statuses, ir, unbound);
+        mark_store_unavailable(&mut statuses, ir, store.as_ref());
         stamp::stamp(&current.statuses, &mut statuses, &crate::clock::now());
         let statuses = Arc::new(statuses);
         self.published.statuses.send_replace(statuses.clone());

@@ -116,6 +116,9 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
         )),
         None => None,
     };
+    let rate_limit_store = global_rate_limits
+        .as_ref()
+        .map(|g| (g.address().to_owned(), g.health()));
     let dataplane = Arc::new(DataPlane::with_extras(
         options.dataplane,
         metrics.clone(),
@@ -125,12 +128,15 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
             global_rate_limits,
         },
     ));
-    let control = ControlLoop::new(
+    let mut control = ControlLoop::new(
         source.translate_options(),
         dataplane.clone(),
         metrics.clone(),
     )
     .with_gateway_addresses(source.gateway_addresses());
+    if let Some((address, health)) = rate_limit_store {
+        control = control.with_rate_limit_store(address, health);
+    }
     let published = control.published().clone();
     let placement = admin::Placement::new(options.admin_addr, options.admin_debug_addr);
     let endpoints = match placement {

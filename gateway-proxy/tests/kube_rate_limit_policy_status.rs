@@ -1,6 +1,6 @@
 //! Kubernetes mode: RateLimitPolicy is watched and its `ancestors[]` are written by the status
 //! writer like the other policies' (merge patch of the status subresource, only our entries):
-//! `Accepted`, or `Invalid` with what to fix.
+//! `Accepted`, or `Invalid` with what to fix; and `gantry.dev/Degraded` while Redis is away.
 
 #![allow(clippy::unwrap_used)]
 
@@ -88,5 +88,89 @@ async fn rate_limit_policy_ancestors_are_written() {
             .unwrap()
             .contains("10.0.0.0/99"),
         "{condition}"
+    );
+}
+
+/// While Redis cannot be reached, the control loop marks the policies with global rules
+/// (`gantry_translate::status::rate_limit_store`); the writer writes the condition beside
+/// `Accepted`, and removes it once the statuses no longer carry it.
+#[tokio::test]
+async fn the_degraded_condition_of_a_global_policy_is_written_and_cleared() {
+    use gantry_translate::status::rate_limit_store::{StoreUnavailable, mark_store_unavailable};
+    use gantry_translate::translate::{TranslateOptions, translate};
+
+    let server = ApiServer::start().await;
+    seed(&server, free_port(), start_backend().await);
+    server.apply(
+        "ratelimitpolicies",
+        json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "RateLimitPolicy",
+            "metadata": {"name": "global", "namespace": "default",
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                                     "name": "r1"}],
+                     "global": {"rules": [{"limit": {"requests": 10, "unit": "Second"}}]}}}),
+    );
+    let updates = start_source(&server);
+    let store = store_where(&updates, "the policy", |s| {
+        s.rate_limit_policies.len() == 1 && s.http_routes.len() == 1
+    })
+    .await;
+    let options = TranslateOptions {
+        gateways: Some(vec![support::gw()]),
+        ..TranslateOptions::default()
+    };
+    let translation = translate(&store, &options);
+    let mut marked = translation.statuses.clone();
+    mark_store_unavailable(
+        &mut marked,
+        &translation.ir,
+        Some(&StoreUnavailable {
+            address: "redis.internal:6379",
+            error: "connection refused",
+        }),
+    );
+    let conditions = |server: &ApiServer| -> Vec<Value> {
+        let live = server
+            .get("ratelimitpolicies", "default", "global")
+            .unwrap();
+        live["status"]["ancestors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["controllerName"] == CONTROLLER)
+            .unwrap()["conditions"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let mut writer = writer(&server);
+    writer.reconcile(&store, &marked).await.unwrap();
+    let written = conditions(&server);
+    let degraded = written
+        .iter()
+        .find(|c| c["type"] == "gantry.dev/Degraded")
+        .unwrap_or_else(|| panic!("{written:#?}"));
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "BackendUnavailable");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("redis.internal:6379") && m.contains("fail open")),
+        "{degraded}"
+    );
+    assert!(
+        written
+            .iter()
+            .any(|c| c["type"] == "Accepted" && c["status"] == "True")
+    );
+
+    writer
+        .reconcile(&store, &translation.statuses)
+        .await
+        .unwrap();
+    let written = conditions(&server);
+    assert!(
+        written.iter().all(|c| c["type"] != "gantry.dev/Degraded"),
+        "cleared: {written:#?}"
     );
 }

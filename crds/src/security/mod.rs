@@ -5,13 +5,16 @@
 //! HTTPRoute or GRPCRoute, or one rule of a route; its field names follow Envoy Gateway's
 //! `SecurityPolicy` (`apiKeyAuth`, `basicAuth`, `authorization`). The most specific policy
 //! applies whole to a request (rule, then route, then listener, then Gateway); fields never
-//! merge. `jwt` verifies bearer tokens (after Envoy Gateway's `jwt.providers`). `oidc` and
-//! `extAuth` are not implemented; they would sit beside these fields.
+//! merge. `jwt` verifies bearer tokens (after Envoy Gateway's `jwt.providers`); `extAuth` asks an
+//! external authorization service (HTTP or Envoy's `ext_authz` gRPC) after the other
+//! mechanisms, failing closed unless `failOpen` says otherwise. `oidc` is not implemented; it
+//! would sit beside these fields.
 //!
 //! A Consumer is an API client: its API keys and basic-auth user, and labels (`plan: gold`)
 //! that later stages (rate limits) key on.
 
 mod consumer;
+mod ext_auth;
 mod jwt;
 
 use kube::{CustomResource, KubeSchema};
@@ -19,6 +22,9 @@ use serde::{Deserialize, Serialize};
 
 pub use self::consumer::{
     CONSUMER_KIND, Consumer, ConsumerCredentials, ConsumerSelector, ConsumerSpec,
+};
+pub use self::ext_auth::{
+    BodyToExtAuth, ExtAuth, ExtAuthBackendRef, GrpcExtAuthService, HttpExtAuthService,
 };
 pub use self::jwt::{
     ClaimToHeader, JwksBackendRef, Jwt, JwtExtractor, JwtHeaderExtractor, JwtProvider, LocalJwks,
@@ -70,6 +76,9 @@ pub struct SecurityPolicySpec {
     /// Which client addresses are allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
+    /// An external authorization service decides, after the other mechanisms passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext_auth: Option<ExtAuth>,
     /// Consumers of the policy's namespace whose credentials the policy accepts: their API
     /// keys (with `apiKeyAuth`) and their basic-auth user names (with `basicAuth`). A request
     /// authenticated with one carries the Consumer's identity.

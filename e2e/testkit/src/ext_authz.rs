@@ -4,7 +4,9 @@
 //!
 //! Both allow a request whose `Authorization` is `Bearer good` (adding `x-auth-user: alice`)
 //! and deny any other with 401, `WWW-Authenticate: Bearer realm="test"` and a body naming the
-//! service; both record what they were asked ([`Seen`]).
+//! service; both record what they were asked ([`Seen`]). A request carrying [`SLOW_TOKEN`] is
+//! recorded and never answered (a service slower than any timeout), one carrying
+//! [`BROKEN_TOKEN`] gets an error rather than a decision (HTTP `500`, gRPC `UNAVAILABLE`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -22,6 +24,12 @@ use tonic_prost::ProstCodec;
 
 /// The token the services accept.
 pub const GOOD_TOKEN: &str = "Bearer good";
+
+/// The token the services never answer.
+pub const SLOW_TOKEN: &str = "Bearer slow";
+
+/// The token the services answer with an error.
+pub const BROKEN_TOKEN: &str = "Bearer broken";
 
 /// One question a service was asked.
 #[derive(Clone, Debug, Default)]
@@ -53,6 +61,11 @@ impl Log {
         self.0.lock().expect("log").push(seen);
     }
 }
+
+/// [`spawn_http`] or [`spawn_grpc`].
+pub type Spawn = fn() -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::io::Result<(SocketAddr, Log)>> + Send>,
+>;
 
 /// The HTTP service: `200` with `x-auth-user: alice` (and a `content-type` and
 /// `x-not-for-backend` the filter must not copy unless allowed) for the good token, else
@@ -100,7 +113,8 @@ async fn answer_http(request: http::Request<Incoming>, log: &Log) -> http::Respo
             })
             .or_insert(value);
     }
-    let allowed = headers.get("authorization").map(String::as_str) == Some(GOOD_TOKEN);
+    let token = headers.get("authorization").cloned().unwrap_or_default();
+    let allowed = token == GOOD_TOKEN;
     log.push(Seen {
         method: parts.method.to_string(),
         path: parts
@@ -112,8 +126,15 @@ async fn answer_http(request: http::Request<Incoming>, log: &Log) -> http::Respo
         body: body.to_vec(),
         ..Seen::default()
     });
+    if token == SLOW_TOKEN {
+        std::future::pending::<()>().await;
+    }
     let builder = http::Response::builder();
-    if allowed {
+    if token == BROKEN_TOKEN {
+        builder
+            .status(500)
+            .body(Full::new(Bytes::from_static(b"the service is broken\n")))
+    } else if allowed {
         builder
             .status(200)
             .header("x-auth-user", "alice")
@@ -166,7 +187,12 @@ struct Check(Log);
 
 impl UnaryService<CheckRequest> for Check {
     type Response = CheckResponse;
-    type Future = std::future::Ready<Result<tonic::Response<CheckResponse>, tonic::Status>>;
+    type Future = std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<tonic::Response<CheckResponse>, tonic::Status>>
+                + Send,
+        >,
+    >;
 
     fn call(&mut self, request: tonic::Request<CheckRequest>) -> Self::Future {
         let attributes = request.into_inner().attributes.unwrap_or_default();
@@ -176,7 +202,12 @@ impl UnaryService<CheckRequest> for Check {
             .and_then(|p| p.address)
             .and_then(|a| a.socket_address)
             .map(|s| format!("{}:{}", s.address, s.port_value));
-        let allowed = http.headers.get("authorization").map(String::as_str) == Some(GOOD_TOKEN);
+        let token = http
+            .headers
+            .get("authorization")
+            .cloned()
+            .unwrap_or_default();
+        let allowed = token == GOOD_TOKEN;
         self.0.push(Seen {
             method: http.method,
             path: http.path,
@@ -187,6 +218,14 @@ impl UnaryService<CheckRequest> for Check {
             host: http.host,
             protocol: http.protocol,
         });
+        if token == SLOW_TOKEN {
+            return Box::pin(std::future::pending());
+        }
+        if token == BROKEN_TOKEN {
+            return Box::pin(std::future::ready(Err(tonic::Status::unavailable(
+                "the service is broken",
+            ))));
+        }
         let header = |key: &str, value: &str| HeaderValueOption {
             header: Some(HeaderValue {
                 key: key.to_owned(),
@@ -218,7 +257,7 @@ impl UnaryService<CheckRequest> for Check {
                 })),
             }
         };
-        std::future::ready(Ok(tonic::Response::new(response)))
+        Box::pin(std::future::ready(Ok(tonic::Response::new(response))))
     }
 }
 

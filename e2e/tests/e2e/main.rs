@@ -29,6 +29,7 @@ mod rate_limits_global;
 mod retries;
 mod routing;
 mod security;
+mod security_ext_auth;
 mod sessions;
 mod tls;
 mod tls_rotation;

@@ -1,7 +1,8 @@
 //! Global RateLimitPolicy rules against a real Redis (`redis-server`, started by the test kit):
 //! two proxies serving one configuration share one bucket, a per-Consumer daily quota survives
 //! a proxy restart, and with Redis gone a policy fails open or closed as it says, counted in
-//! metrics, and counts again once Redis is back.
+//! metrics and said in its status (`gantry.dev/Degraded`, naming Redis's address), and counts
+//! again once Redis is back, the condition cleared.
 
 use gantry_testkit::harness::{
     Proxy, Reply, echo_backends, echo_route_yaml, gateway_yaml, get_host,
@@ -196,8 +197,44 @@ async fn without_redis_a_policy_fails_open_or_closed_as_it_says() {
             >= 1.0
     );
 
-    // Redis back: the closed route serves again once the proxy has reconnected.
+    // Each policy with global rules says so in its status, naming Redis and what it does.
+    let address = redis.url().trim_start_matches("redis://").to_owned();
+    for (policy, mode) in [("open", "fail open"), ("closed", "fail closed")] {
+        let condition = proxy
+            .eventually(Duration::from_secs(10), Duration::from_millis(50), || {
+                degraded(&proxy, policy)
+            })
+            .await;
+        assert_eq!(condition["status"], "True", "{condition}");
+        assert_eq!(condition["reason"], "BackendUnavailable", "{condition}");
+        let message = condition["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("Redis at {address} ")) && message.contains(mode),
+            "{condition}"
+        );
+        assert!(
+            !message.contains("redis://"),
+            "the address, never the URL: {condition}"
+        );
+    }
+
+    // Redis back: the conditions clear without a request (the proxy probes Redis), and the
+    // closed route serves again once the proxy has reconnected.
     redis.restart().await;
+    for policy in ["open", "closed"] {
+        proxy
+            .eventually(
+                Duration::from_secs(15),
+                Duration::from_millis(100),
+                || async {
+                    match degraded(&proxy, policy).await {
+                        Ok(condition) => Err(format!("{policy} still degraded: {condition}")),
+                        Err(_) => Ok(()),
+                    }
+                },
+            )
+            .await;
+    }
     proxy
         .eventually(
             Duration::from_secs(15),
@@ -210,4 +247,23 @@ async fn without_redis_a_policy_fails_open_or_closed_as_it_says() {
             },
         )
         .await;
+}
+
+/// The `gantry.dev/Degraded` condition of RateLimitPolicy `default/{policy}` (`Err` while it
+/// has none).
+async fn degraded(proxy: &Proxy, policy: &str) -> Result<serde_json::Value, String> {
+    let statuses = proxy.status().await;
+    let object = statuses
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["kind"] == "RateLimitPolicy" && s["name"] == policy)
+        .ok_or_else(|| format!("no status for RateLimitPolicy {policy}"))?;
+    object["status"]["ancestors"][0]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "gantry.dev/Degraded")
+        .cloned()
+        .ok_or_else(|| format!("RateLimitPolicy {policy} has no Degraded condition yet"))
 }

@@ -6,12 +6,21 @@
 //! Redis unreachable or slower than [`TIMEOUT`]: the take fails and the policy's
 //! `failClosed` decides (through the pipeline). The connection is made on first use and
 //! made again after a failure, at most once per [`RECONNECT_EVERY`].
+//!
+//! Whether Redis answers is published ([`GlobalBuckets::health`]) for the control loop, which
+//! puts a condition on the status of every policy with global rules while it does not. The
+//! state changes only on a transition: the first failed take marks Redis unreachable (with
+//! that failure's message) and starts a probe that PINGs it every [`RECONNECT_EVERY`]; the
+//! first take or PING that succeeds marks it reachable again, so the condition clears even
+//! when no request comes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use redis::aio::ConnectionManager;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, watch};
 
 use super::buckets::{Rate, Taken};
 
@@ -58,6 +67,10 @@ pub struct GlobalBuckets {
     origin: Instant,
     /// Milliseconds since `origin` before which no new connection is tried.
     retry_after_ms: AtomicU64,
+    /// `Some(why)` while Redis cannot be reached.
+    health: Arc<watch::Sender<Option<String>>>,
+    /// `host:port` (or the socket path): never the URL, which may hold a password.
+    address: String,
 }
 
 impl std::fmt::Debug for GlobalBuckets {
@@ -69,17 +82,70 @@ impl std::fmt::Debug for GlobalBuckets {
 impl GlobalBuckets {
     /// For `redis://host:port[/db]`; connects on first use.
     pub fn new(url: &str) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let address = client.get_connection_info().addr.to_string();
         Ok(Self {
-            client: redis::Client::open(url)?,
+            client,
             connection: OnceCell::new(),
             script: redis::Script::new(TAKE),
             origin: Instant::now(),
             retry_after_ms: AtomicU64::new(0),
+            health: Arc::new(watch::Sender::new(None)),
+            address,
         })
+    }
+
+    /// Redis's `host:port`, without credentials.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// `Some(why)` while Redis cannot be reached; changes only on a transition.
+    pub fn health(&self) -> watch::Receiver<Option<String>> {
+        self.health.subscribe()
     }
 
     /// Takes `cost` from the shared bucket `key` of `rate`; a refusal takes nothing.
     pub async fn take(&self, key: &str, rate: Rate, cost: u32) -> Result<Taken, GlobalError> {
+        let taken = self.take_once(key, rate, cost).await;
+        match &taken {
+            Ok(_) => reachable(&self.health),
+            // Already marked by the failure that started the backoff.
+            Err(GlobalError::Backoff) => {}
+            Err(error) => self.unreachable(error),
+        }
+        taken
+    }
+
+    /// Marks Redis unreachable, and on the transition starts the probe that marks it
+    /// reachable again.
+    fn unreachable(&self, error: &GlobalError) {
+        let marked = self.health.send_if_modified(|health| {
+            if health.is_some() {
+                return false;
+            }
+            *health = Some(error.to_string());
+            true
+        });
+        if !marked {
+            return;
+        }
+        tracing::warn!(address = %self.address, %error, "Redis cannot be reached; global rate limit rules fail open or closed as their policies say");
+        let health = self.health.clone();
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(RECONNECT_EVERY);
+            every.tick().await;
+            while health.borrow().is_some() {
+                every.tick().await;
+                if ping(&client).await {
+                    reachable(&health);
+                }
+            }
+        });
+    }
+
+    async fn take_once(&self, key: &str, rate: Rate, cost: u32) -> Result<Taken, GlobalError> {
         let unit = u64::try_from(rate.unit.as_micros()).unwrap_or(u64::MAX);
         let emission = (unit / u64::from(rate.requests.max(1))).max(1);
         let mut connection = match self.connection.get() {
@@ -131,4 +197,22 @@ impl GlobalBuckets {
             }
         }
     }
+}
+
+/// Marks Redis reachable (a no-op when it already is).
+fn reachable(health: &watch::Sender<Option<String>>) {
+    if health.send_if_modified(|health| health.take().is_some()) {
+        tracing::info!("Redis answers again; global rate limit rules are counted");
+    }
+}
+
+/// Whether Redis answers PING within [`TIMEOUT`] on a new connection.
+async fn ping(client: &redis::Client) -> bool {
+    let attempt = async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+    };
+    matches!(tokio::time::timeout(TIMEOUT, attempt).await, Ok(Ok(_)))
 }

@@ -5,8 +5,11 @@
 //! A request on a route without a policy pays one `Option` check. With one, in order:
 //! a policy that cannot be used answers 500; `authorization` (client CIDRs) answers 403;
 //! `apiKeyAuth`, `basicAuth` and `jwt` (each configured one must pass) answer 401, and `jwt`
-//! answers 403 when a verified token lacks a required claim. A request that passes carries its
-//! [`Identity`] in its extensions for later stages.
+//! answers 403 when a verified token lacks a required claim. Then `extAuth`
+//! ([`Guard::ext_auth`], run by the pipeline, which holds the upstream clients and the body):
+//! the service's denial is the answer; a service that cannot be reached, times out or answers
+//! with an error refuses the request (403) unless `failOpen` lets it through. A request that
+//! passes carries its [`Identity`] in its extensions for later stages.
 
 mod api_key;
 mod basic_auth;
@@ -20,6 +23,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::filters::ext_auth::ExternalAuth;
 use gantry_translate::ir::SecurityIr;
 use http::header::HeaderValue;
 use http::request::Parts;
@@ -35,8 +39,20 @@ pub struct Guard {
     api_keys: Option<api_key::ApiKeys>,
     basic: Option<basic_auth::BasicAuth>,
     jwt: Option<jwt::JwtAuth>,
+    ext_auth: Option<ExtAuth>,
     /// Where the Consumer's name goes upstream (a client's own value is always removed).
     consumer_header: Option<HeaderName>,
+}
+
+/// A policy's `extAuth`: the ExternalAuth filter's check, and what happens when it cannot be
+/// made.
+#[derive(Debug)]
+pub struct ExtAuth {
+    pub check: ExternalAuth,
+    /// A check that cannot be made (not a denial) lets the request through.
+    pub fail_open: bool,
+    /// The policy's `namespace/name`, for logs.
+    pub policy: String,
 }
 
 /// Why a request was refused.
@@ -77,6 +93,20 @@ impl Guard {
                         None
                     }
                 });
+        let ext_auth = ir
+            .ext_auth
+            .as_ref()
+            .and_then(|a| match ExternalAuth::compile(&a.service) {
+                Ok(check) => Some(ExtAuth {
+                    check: check.with_server_errors_failing(),
+                    fail_open: a.fail_open,
+                    policy: ir.policy.to_string(),
+                }),
+                Err(e) => {
+                    refuse.get_or_insert(format!("SecurityPolicy {} extAuth: {e}", ir.policy));
+                    None
+                }
+            });
         let consumer_header = ir
             .consumer_header
             .as_deref()
@@ -87,8 +117,14 @@ impl Guard {
             api_keys: ir.api_key_auth.as_ref().map(api_key::ApiKeys::compile),
             basic: ir.basic_auth.as_ref().map(basic_auth::BasicAuth::compile),
             jwt: ir.jwt.as_ref().map(jwt::JwtAuth::compile),
+            ext_auth,
             consumer_header,
         }
+    }
+
+    /// The external authorization service, asked after [`Guard::check`] passed.
+    pub fn ext_auth(&self) -> Option<&ExtAuth> {
+        self.ext_auth.as_ref()
     }
 
     /// Checks a request; `client` gives the client address (only called with

@@ -308,36 +308,6 @@ async fn forward<'s>(
         trusted_hops: shared.options.http.trusted_proxy_hops,
     };
     add_forwarded(&mut parts.headers, &forwarding);
-    // The route's SecurityPolicy, after routing and before any filter answers or calls
-    // upstream; a CORS preflight (which carries no credentials) is answered by its filter.
-    if let Some(guard) = &entry.security
-        && !filters::cors::is_preflight_for(&rule.filters, &parts)
-    {
-        let checked =
-            Box::pin(guard.check(&mut parts, |p| client_address(&p.headers, &forwarding))).await;
-        match checked {
-            Ok(Some(identity)) => {
-                parts.extensions.insert(identity);
-            }
-            Ok(None) => {}
-            Err(denial) => {
-                shared.metrics.security_denied(&entry.route, denial.reason);
-                return Err(ProxyError::Denied(denial));
-            }
-        }
-    }
-    // The route's RateLimitPolicy, once the Consumer is known and before anything answers or
-    // calls upstream.
-    if let Some(limiter) = &entry.rate_limit {
-        let client = client_address(&parts.headers, &forwarding);
-        record.rate_limit_headers = Box::pin(rate_limits::check(
-            shared, snapshot, entry, limiter, &parts, client,
-        ))
-        .await?;
-    }
-
-    // The rule's ExternalAuth filters (GEP-1494) decide before its other filters run, on the
-    // request as the client sent it.
     let mut body = RequestBody::Incoming(body);
     let request_id = parts
         .headers
@@ -354,6 +324,42 @@ async fn forward<'s>(
         scheme,
         request_id: &request_id,
     };
+    // The route's SecurityPolicy, after routing and before any filter answers or calls
+    // upstream; a CORS preflight (which carries no credentials) is answered by its filter.
+    // Its `extAuth` goes last, once every other mechanism passed.
+    if let Some(guard) = &entry.security
+        && !filters::cors::is_preflight_for(&rule.filters, &parts)
+    {
+        let checked =
+            Box::pin(guard.check(&mut parts, |p| client_address(&p.headers, &forwarding))).await;
+        match checked {
+            Ok(Some(identity)) => {
+                parts.extensions.insert(identity);
+            }
+            Ok(None) => {}
+            Err(denial) => {
+                shared.metrics.security_denied(&entry.route, denial.reason);
+                return Err(ProxyError::Denied(denial));
+            }
+        }
+        if let Some(ext_auth) = guard.ext_auth()
+            && let Some(answer) = Box::pin(auth.run_policy(ext_auth, &mut parts, &mut body)).await?
+        {
+            return Ok(answer);
+        }
+    }
+    // The route's RateLimitPolicy, once the Consumer is known and before anything answers or
+    // calls upstream.
+    if let Some(limiter) = &entry.rate_limit {
+        let client = client_address(&parts.headers, &forwarding);
+        record.rate_limit_headers = Box::pin(rate_limits::check(
+            shared, snapshot, entry, limiter, &parts, client,
+        ))
+        .await?;
+    }
+
+    // The rule's ExternalAuth filters (GEP-1494) decide before its other filters run, on the
+    // request as the client sent it.
     if filters::authorizations(&rule.filters).next().is_some()
         && let Some(answer) = Box::pin(auth.run(&rule.filters, &mut parts, &mut body)).await?
     {
@@ -716,6 +722,73 @@ struct Auth<'a> {
 }
 
 impl Auth<'_> {
+    /// Asks a SecurityPolicy's `extAuth` service: its denial is the answer; a check that
+    /// cannot be made refuses the request (403), or with `failOpen` lets it through, counted
+    /// and logged (the log names the policy, route and cause, never a credential). A backendRef
+    /// that does not resolve never passes (the policy is refused whole by the translator).
+    async fn run_policy(
+        &self,
+        ext_auth: &crate::security::ExtAuth,
+        parts: &mut Parts,
+        body: &mut RequestBody,
+    ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
+        let check = &ext_auth.check;
+        let forwarded = if check.forward_body > 0 {
+            Some(
+                body.read(
+                    parts.version,
+                    check.forward_body,
+                    self.shared.options.http.request_body_timeout,
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let cluster = check.cluster().and_then(|name| self.snapshot.cluster(name));
+        let call = ext_auth::Call {
+            upstreams: &self.shared.upstreams,
+            gateway: self.gateway,
+            client: self.connection.peer,
+            scheme: self.scheme,
+            request_id: self.request_id,
+        };
+        match check.check(cluster, &call, parts, forwarded.as_ref()).await {
+            Ok(ext_auth::Verdict::Allow) => Ok(None),
+            Ok(ext_auth::Verdict::Deny(answer)) => {
+                self.shared
+                    .metrics
+                    .security_denied(self.route, "external_auth");
+                Ok(Some(answer))
+            }
+            Err(failure) if ext_auth.fail_open && failure.cause != ext_auth::Cause::Unresolved => {
+                self.shared
+                    .metrics
+                    .security_fail_open(self.route, failure.cause.label());
+                tracing::warn!(
+                    route = self.route,
+                    policy = %ext_auth.policy,
+                    reason = failure.cause.label(),
+                    request_id = self.request_id,
+                    message = %failure.message,
+                    "external authorization failed open: the request goes on unchecked"
+                );
+                Ok(None)
+            }
+            Err(failure) => {
+                self.shared
+                    .metrics
+                    .security_denied(self.route, "external_auth_error");
+                Err(ProxyError::Denied(crate::security::Denial {
+                    status: failure.status,
+                    reason: "external_auth_error",
+                    message: failure.refusal(),
+                    challenge: None,
+                }))
+            }
+        }
+    }
+
     /// Runs the ExternalAuth filters of `filters` in order: the first denial is the answer;
     /// a check that cannot be made refuses the request (fail closed).
     async fn run(
@@ -760,7 +833,7 @@ impl Auth<'_> {
                     return Err(ProxyError::Denied(crate::security::Denial {
                         status: failure.status,
                         reason: "external_auth_error",
-                        message: failure.message,
+                        message: failure.refusal(),
                         challenge: None,
                     }));
                 }

@@ -139,8 +139,9 @@ pub struct RejectLabels {
 pub struct SecurityDeniedLabels {
     /// `namespace/name` of the route.
     pub route: String,
-    /// `invalid_policy`, `client_address`, `api_key`, `basic_auth`, `external_auth`,
-    /// `external_auth_error`.
+    /// `invalid_policy`, `client_address`, `api_key`, `basic_auth`, `jwt`, `jwt_claims`,
+    /// `external_auth`, `external_auth_error`; for `gantry_security_fail_open_total`,
+    /// `unreachable`, `timeout`, `error`.
     pub reason: &'static str,
 }
 
@@ -187,6 +188,7 @@ pub struct Metrics {
     tls_handshake_errors: Family<HandshakeErrorLabels, Counter>,
     requests_rejected: Family<RejectLabels, Counter>,
     security_denied: Family<SecurityDeniedLabels, Counter>,
+    security_fail_open: Family<SecurityDeniedLabels, Counter>,
     connections_refused: Family<RejectLabels, Counter>,
     connections_closed: Family<RejectLabels, Counter>,
     body_transforms_skipped: Family<RejectLabels, Counter>,
@@ -241,8 +243,16 @@ impl Metrics {
         registry.register(
             "security_denied",
             "Requests refused by a route's SecurityPolicy, by route and reason (invalid_policy, \
-             client_address, api_key, basic_auth)",
+             client_address, api_key, basic_auth, jwt, jwt_claims, external_auth, \
+             external_auth_error)",
             security_denied.clone(),
+        );
+        let security_fail_open = Family::<SecurityDeniedLabels, Counter>::default();
+        registry.register(
+            "security_fail_open",
+            "Requests a SecurityPolicy's extAuth let through with failOpen because the check \
+             could not be made, by route and reason (unreachable, timeout, error)",
+            security_fail_open.clone(),
         );
         let connections_refused = Family::<RejectLabels, Counter>::default();
         let connections_closed = Family::<RejectLabels, Counter>::default();
@@ -368,6 +378,7 @@ impl Metrics {
             tls_handshake_errors,
             requests_rejected,
             security_denied,
+            security_fail_open,
             connections_refused,
             connections_closed,
             body_transforms_skipped,
@@ -415,6 +426,16 @@ impl Metrics {
     /// Counts a request a SecurityPolicy refused (only denied requests pay for the labels).
     pub fn security_denied(&self, route: &str, reason: &'static str) {
         self.security_denied
+            .get_or_create(&SecurityDeniedLabels {
+                route: route.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Counts a request an `extAuth` with `failOpen` let through unchecked.
+    pub fn security_fail_open(&self, route: &str, reason: &'static str) {
+        self.security_fail_open
             .get_or_create(&SecurityDeniedLabels {
                 route: route.to_owned(),
                 reason,

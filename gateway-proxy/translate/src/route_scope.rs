@@ -188,6 +188,26 @@ pub fn backend_namespaces(store: &Store) -> BTreeSet<String> {
         )*};
     }
     request_routes!(&store.http_routes, &store.grpc_routes);
+    // HTTPRoute's ExternalAuth filters (GEP-1494; GRPCRoute has none).
+    for (key, route) in &store.http_routes {
+        for rule in route.spec.rules.iter().flatten() {
+            let backend_filters = rule.backend_refs.iter().flatten().flat_map(|b| {
+                b.filters.iter().flatten().filter_map(|f| {
+                    f.external_auth
+                        .as_ref()
+                        .map(|a| a.backend_ref.namespace.as_ref())
+                })
+            });
+            let rule_filters = rule.filters.iter().flatten().filter_map(|f| {
+                f.external_auth
+                    .as_ref()
+                    .map(|a| a.backend_ref.namespace.as_ref())
+            });
+            for namespace in rule_filters.chain(backend_filters) {
+                named(&mut namespaces, &key.namespace, namespace);
+            }
+        }
+    }
     stream_routes!(&store.tls_routes, &store.tcp_routes, &store.udp_routes);
     let route_namespaces = namespaces.clone();
     for (key, composition) in &store.http_compositions {
@@ -201,8 +221,16 @@ pub fn backend_namespaces(store: &Store) -> BTreeSet<String> {
             }
         }
     }
-    // SecurityPolicies fetch JWKS through Services of their own namespace.
+    // SecurityPolicies fetch JWKS through Services of their own namespace, and ask external
+    // authorization services of any (with a ReferenceGrant).
     for (key, policy) in &store.security_policies {
+        if let Some(auth) = &policy.spec.ext_auth {
+            let grpc = auth.grpc.iter().flat_map(|g| &g.backend_refs);
+            let http = auth.http.iter().flat_map(|h| &h.backend_refs);
+            for r in grpc.chain(http) {
+                named(&mut namespaces, &key.namespace, r.namespace.as_ref());
+            }
+        }
         let through_service = policy.spec.jwt.iter().flat_map(|j| &j.providers).any(|p| {
             p.remote_jwks
                 .as_ref()
@@ -358,5 +386,29 @@ spec:
         store.http_routes.insert(key.clone(), Arc::new(route));
         let kept = retain_served_routes(store, CONTROLLER);
         assert!(kept.http_routes.contains_key(&key), "our stale entry");
+    }
+
+    #[test]
+    fn external_authorization_services_keep_their_namespaces_endpoints() {
+        let store = load(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: filtered, namespace: apps}
+spec:
+  parentRefs: [{name: dmz, namespace: edge}]
+  rules:
+  - filters: [{type: ExternalAuth, externalAuth: {protocol: HTTP, backendRef: {name: a, namespace: filter-auth, port: 80}}}]
+---
+apiVersion: gantry.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: p, namespace: policies}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: dmz}]
+  extAuth: {grpc: {backendRefs: [{name: a, namespace: policy-auth, port: 80}]}}
+"#,
+        );
+        let namespaces: Vec<_> = backend_namespaces(&store).into_iter().collect();
+        assert_eq!(namespaces, ["apps", "filter-auth", "policy-auth"]);
     }
 }

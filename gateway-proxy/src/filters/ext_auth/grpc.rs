@@ -33,7 +33,7 @@ pub async fn check(
 ) -> Result<Verdict, Failure> {
     let endpoint = cluster
         .pick()
-        .ok_or_else(|| Failure::closed("the authorization service has no ready endpoint"))?;
+        .ok_or_else(|| Failure::unreachable("the authorization service has no ready endpoint"))?;
     let message = check_request(auth, call, request, body).encode_to_vec();
     let mut framed = BytesMut::with_capacity(message.len() + 5);
     framed.put_u8(0);
@@ -55,7 +55,7 @@ pub async fn check(
         .send_via(via, endpoint, ask)
         .await
         .map_err(|error| {
-            Failure::closed(format!(
+            Failure::unreachable(format!(
                 "the authorization service cannot be reached: {error}"
             ))
         })?;

@@ -23,7 +23,7 @@ pub async fn check(
 ) -> Result<Verdict, Failure> {
     let endpoint = cluster
         .pick()
-        .ok_or_else(|| Failure::closed("the authorization service has no ready endpoint"))?;
+        .ok_or_else(|| Failure::unreachable("the authorization service has no ready endpoint"))?;
     let target = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let uri: Uri = format!("{}{target}", auth.path_prefix)
         .parse()
@@ -51,7 +51,7 @@ pub async fn check(
         .send_via(via, endpoint, ask)
         .await
         .map_err(|error| {
-            Failure::closed(format!(
+            Failure::unreachable(format!(
                 "the authorization service cannot be reached: {error}"
             ))
         })?;
@@ -59,6 +59,12 @@ pub async fn check(
     if parts.status == StatusCode::OK {
         copy_allowed(auth, &parts.headers, &mut request.headers);
         return Ok(Verdict::Allow);
+    }
+    if auth.server_errors_fail && parts.status.is_server_error() {
+        return Err(Failure::closed(format!(
+            "the authorization service answered with an error, HTTP {}",
+            parts.status.as_u16()
+        )));
     }
     // A denial: its status, headers and body (up to a limit) are the client's answer.
     let mut bytes = BytesMut::new();

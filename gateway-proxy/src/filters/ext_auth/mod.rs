@@ -9,6 +9,10 @@
 //! The pipeline runs a rule's ExternalAuth filters first, after the SecurityPolicy and before
 //! the rule's other filters, with the request as the client sent it (and the body, up to
 //! `forwardBody.maxSize`, when asked); then a chosen backend's.
+//!
+//! A SecurityPolicy's `extAuth` is the same check ([`ExternalAuth::with_server_errors_failing`]:
+//! an HTTP `5xx` is an error rather than a denial), run at the policy's stage; a [`Failure`]'s
+//! [`Cause`] tells its `failOpen` what may pass (never [`Cause::Unresolved`]).
 
 mod grpc;
 mod http1;
@@ -40,6 +44,9 @@ pub struct ExternalAuth {
     /// Bytes of the body sent to the service; 0 for none.
     pub forward_body: usize,
     timeout: Duration,
+    /// An HTTP service's `5xx` is an error, not a denial (a SecurityPolicy's `extAuth`, as
+    /// Envoy treats it); the filter passes every non-`200` answer to the client (GEP-1494).
+    server_errors_fail: bool,
 }
 
 /// What the check needs besides the request.
@@ -64,18 +71,63 @@ pub enum Verdict {
     Deny(Response<ProxyBody>),
 }
 
-/// The check could not be made: the request is refused (fail closed).
+/// The check could not be made: the request is refused (fail closed), unless a
+/// SecurityPolicy's `failOpen` lets it through.
 #[derive(Debug)]
 pub struct Failure {
     pub status: StatusCode,
+    pub cause: Cause,
+    /// Names no credential: the service's address, status or timeout at most.
     pub message: String,
+}
+
+/// Why a check could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// The backendRef does not resolve: a configuration problem, never passed.
+    Unresolved,
+    /// No endpoint, or the connection or request failed.
+    Unreachable,
+    /// No answer within the timeout.
+    Timeout,
+    /// An answer that is neither an allow nor a denial: a gRPC error status, an HTTP `5xx`
+    /// (for a SecurityPolicy), an answer that cannot be read.
+    Error,
+}
+
+impl Cause {
+    /// The metric's `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unresolved => "unresolved",
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+            Self::Error => "error",
+        }
+    }
 }
 
 impl Failure {
     fn closed(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::FORBIDDEN,
-            message: format!("external authorization failed closed: {}", message.into()),
+            cause: Cause::Error,
+            message: message.into(),
+        }
+    }
+
+    /// The message of the refusal: why the check failed closed.
+    pub fn refusal(&self) -> String {
+        match self.cause {
+            Cause::Unresolved => self.message.clone(),
+            _ => format!("external authorization failed closed: {}", self.message),
+        }
+    }
+
+    fn unreachable(message: impl Into<String>) -> Self {
+        Self {
+            cause: Cause::Unreachable,
+            ..Self::closed(message)
         }
     }
 }
@@ -98,7 +150,16 @@ impl ExternalAuth {
             response_headers: names(&ir.allowed_response_headers)?,
             forward_body: ir.forward_body_max_bytes,
             timeout: Duration::from_millis(ir.timeout_ms),
+            server_errors_fail: false,
         })
+    }
+
+    /// The check of a SecurityPolicy's `extAuth`: an HTTP service's `5xx` is an error (which
+    /// `failOpen` may pass), not a denial.
+    #[must_use]
+    pub fn with_server_errors_failing(mut self) -> Self {
+        self.server_errors_fail = true;
+        self
     }
 
     /// The cluster of the authorization service, when its backendRef resolved.
@@ -118,6 +179,7 @@ impl ExternalAuth {
         let Some(cluster) = cluster else {
             return Err(Failure {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
+                cause: Cause::Unresolved,
                 message: "the ExternalAuth filter's backendRef does not resolve (see the \
                           route's ResolvedRefs condition)"
                     .to_owned(),
@@ -133,10 +195,13 @@ impl ExternalAuth {
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(Failure::closed(format!(
-                "no answer from the authorization service within {:?}",
-                self.timeout
-            ))),
+            Err(_) => Err(Failure {
+                cause: Cause::Timeout,
+                ..Failure::closed(format!(
+                    "no answer from the authorization service within {:?}",
+                    self.timeout
+                ))
+            }),
         }
     }
 }

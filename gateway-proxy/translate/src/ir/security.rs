@@ -30,10 +30,28 @@ pub struct SecurityIr {
     pub jwt: Option<JwtIr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<AuthorizationIr>,
+    /// The external authorization service, asked after every other mechanism passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext_auth: Option<SecurityExtAuthIr>,
     /// Lower-case header carrying the Consumer's `namespace/name` upstream; a value the
     /// client sent in it is always removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_header: Option<String>,
+}
+
+/// `extAuth`: the same check as the ExternalAuth filter's (GEP-1494), with what the policy
+/// adds to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityExtAuthIr {
+    /// The service, the headers and body it is sent, the headers copied back, the timeout.
+    /// `cluster` is always set: a policy whose backendRef does not resolve is refused whole.
+    #[serde(flatten)]
+    pub service: super::ExternalAuthIr,
+    /// A service that cannot be reached, times out or answers with an error (an HTTP `5xx`, a
+    /// gRPC error status) lets the request through; a denial is still a denial.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fail_open: bool,
 }
 
 /// API keys: where to look for one, and the known ones.

@@ -22,6 +22,8 @@ pub struct BackendRef<'a> {
 /// Who refers to the backend (for ReferenceGrant checks).
 #[derive(Clone, Copy, Debug)]
 pub struct Referrer<'a> {
+    /// `gateway.networking.k8s.io` for routes, `gantry.dev` for Gantry's policies.
+    pub group: &'a str,
     pub kind: &'a str,
     pub namespace: &'a str,
 }
@@ -87,7 +89,7 @@ fn resolve_for(
     let permitted = reference_grant::permits(
         store,
         &From {
-            group: gantry_crds::GATEWAY_GROUP,
+            group: referrer.group,
             kind: referrer.kind,
             namespace: referrer.namespace,
         },

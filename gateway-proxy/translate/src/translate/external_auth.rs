@@ -36,37 +36,17 @@ pub fn translate(
         HttpRouteRulesFiltersExternalAuthProtocol::Http => ExternalAuthProtocol::Http,
         HttpRouteRulesFiltersExternalAuthProtocol::Grpc => ExternalAuthProtocol::Grpc,
     };
-    let path_prefix = match auth.http.as_ref().and_then(|h| h.path.as_deref()) {
-        None | Some("") => String::new(),
-        Some(path) => {
-            // The same rule as a path match's value: absolute, no query or fragment, no
-            // whitespace or control characters.
-            if !path.starts_with('/')
-                || path
-                    .chars()
-                    .any(|ch| ch == '?' || ch == '#' || ch.is_whitespace() || ch.is_control())
-            {
-                return Err(bad(format!(
-                    "ExternalAuth http.path {path:?} must be an absolute path without a query, fragment or whitespace"
-                )));
-            }
-            path.trim_end_matches('/').to_owned()
-        }
-    };
+    let path_prefix = path_prefix(
+        "ExternalAuth http.path",
+        auth.http.as_ref().and_then(|h| h.path.as_deref()),
+    )
+    .map_err(bad)?;
     let headers = |list: Option<&Vec<String>>, field: &str| -> Result<Vec<String>, Problem> {
-        let mut out = Vec::new();
-        for name in list.into_iter().flatten() {
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(bad(format!(
-                    "ExternalAuth {field} has an invalid header name {name:?}"
-                )));
-            }
-            let lower = name.to_ascii_lowercase();
-            if !out.contains(&lower) {
-                out.push(lower);
-            }
-        }
-        Ok(out)
+        header_names(
+            &format!("ExternalAuth {field}"),
+            list.map_or(&[][..], Vec::as_slice),
+        )
+        .map_err(bad)
     };
     let (allowed_request_headers, allowed_response_headers) = match protocol {
         ExternalAuthProtocol::Http => {
@@ -136,4 +116,39 @@ pub fn translate(
         },
         problem,
     ))
+}
+
+/// The prefix an HTTP service's path gets (`http.path`): empty for none; the same rule as a
+/// path match's value: absolute, no query or fragment, no whitespace or control characters.
+pub fn path_prefix(field: &str, path: Option<&str>) -> Result<String, String> {
+    match path {
+        None | Some("") => Ok(String::new()),
+        Some(path) => {
+            if !path.starts_with('/')
+                || path
+                    .chars()
+                    .any(|ch| ch == '?' || ch == '#' || ch.is_whitespace() || ch.is_control())
+            {
+                return Err(format!(
+                    "{field} {path:?} must be an absolute path without a query, fragment or whitespace"
+                ));
+            }
+            Ok(path.trim_end_matches('/').to_owned())
+        }
+    }
+}
+
+/// Header names, checked, lower-cased and without repeats.
+pub fn header_names(field: &str, list: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for name in list {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(format!("{field} has an invalid header name {name:?}"));
+        }
+        let lower = name.to_ascii_lowercase();
+        if !out.contains(&lower) {
+            out.push(lower);
+        }
+    }
+    Ok(out)
 }

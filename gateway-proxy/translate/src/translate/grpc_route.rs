@@ -37,6 +37,7 @@ pub fn translate_route(store: &Store, namespace: &str, route: &GrpcRoute) -> Tra
         return out;
     }
     let referrer = Referrer {
+        group: gantry_crds::GATEWAY_GROUP,
         kind: KIND,
         namespace,
     };

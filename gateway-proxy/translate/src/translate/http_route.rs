@@ -117,6 +117,7 @@ pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> Tra
         return out;
     }
     let referrer = Referrer {
+        group: gantry_crds::GATEWAY_GROUP,
         kind: HttpRoute::KIND,
         namespace,
     };

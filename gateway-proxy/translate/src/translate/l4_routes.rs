@@ -452,7 +452,11 @@ fn translate(
             ),
         ));
     }
-    let referrer = Referrer { kind, namespace };
+    let referrer = Referrer {
+        group: gantry_crds::GATEWAY_GROUP,
+        kind,
+        namespace,
+    };
     let mut clusters = BTreeMap::new();
     for b in first {
         // BackendRef weight: "If unspecified, weight defaults to 1."

@@ -103,6 +103,7 @@ fn provider(
                 let resolved = backend::resolve(
                     store,
                     Referrer {
+                        group: gantry_crds::GROUP,
                         kind: gantry_crds::SECURITY_POLICY_KIND,
                         namespace: &key.namespace,
                     },

@@ -1,6 +1,6 @@
 //! SecurityPolicy (`gantry.dev/v1alpha1`): each policy validated once into a [`SecurityIr`]
 //! (API keys as SHA-256 digests, htpasswd users, JWT providers with their checked JWKS or
-//! JWKS URL, client CIDRs, the Consumers its keys and users map to), attached to route entries through `route_policy` (rule > route > listener >
+//! JWKS URL, client CIDRs, the external authorization service, the Consumers its keys and users map to), attached to route entries through `route_policy` (rule > route > listener >
 //! Gateway; the winner applies whole), and its `ancestors[]` status.
 //!
 //! A policy that cannot be used (a Secret missing or not permitted, a malformed htpasswd line,
@@ -11,6 +11,7 @@
 mod api_key;
 mod authorization;
 mod basic_auth;
+mod ext_auth;
 mod jwt;
 mod secrets;
 
@@ -39,7 +40,8 @@ type Validated = route_policy::Validated<SecurityIr>;
 #[derive(Debug, Default)]
 pub struct Security {
     resolved: Resolved<Validated>,
-    /// The clusters of `jwt` `remoteJWKS.backendRefs`, for the IR's clusters.
+    /// The clusters of `jwt` `remoteJWKS.backendRefs` and `extAuth` backendRefs, for the IR's
+    /// clusters.
     clusters: BTreeMap<String, ClusterIr>,
 }
 
@@ -112,6 +114,11 @@ fn validate(
             .map_err(|p| problems.extend(p))
             .ok()
     });
+    let ext_auth = policy.spec.ext_auth.as_ref().and_then(|a| {
+        ext_auth::validate(store, key, a, clusters)
+            .map_err(|p| problems.extend(p))
+            .ok()
+    });
     let consumer_header = api_key::header(
         "consumerHeader",
         policy.spec.consumer_header.as_deref(),
@@ -121,10 +128,12 @@ fn validate(
         && basic_auth.is_none()
         && jwt.is_none()
         && authorization.is_none()
+        && ext_auth.is_none()
         && problems.is_empty()
     {
         problems.push(
-            "the policy sets none of apiKeyAuth, basicAuth, jwt and authorization".to_owned(),
+            "the policy sets none of apiKeyAuth, basicAuth, jwt, authorization and extAuth"
+                .to_owned(),
         );
     }
     let invalid = (!problems.is_empty()).then(|| {
@@ -148,6 +157,7 @@ fn validate(
         basic_auth: basic_auth.filter(|_| invalid.is_none()),
         jwt: jwt.filter(|_| invalid.is_none()),
         authorization: authorization.filter(|_| invalid.is_none()),
+        ext_auth: ext_auth.filter(|_| invalid.is_none()),
         consumer_header: consumer_header.filter(|_| invalid.is_none()),
     };
     Validated {
