@@ -201,7 +201,7 @@ impl Upstreams {
         // to `endpoint`; hyper-util's clients take the endpoint from the URI.
         let plain_http1 = matches!(via, Via::Plain(_)) && !http2;
         if !plain_http1 {
-            self.endpoint_uri(&via, http2, endpoint, &mut request)?;
+            endpoint_uri(&via, http2, endpoint, &mut request)?;
         }
         *request.version_mut() = if http2 {
             Version::HTTP_2
@@ -256,33 +256,30 @@ impl Upstreams {
     }
 }
 
-impl Upstreams {
-    /// Makes `request`'s URI absolute for hyper-util's clients and the HTTP/2 pools: the
-    /// scheme `via` dials, and the endpoint (HTTP/1.1, whose clients pool by it; the Host
-    /// header goes as it is) or the Host header (HTTP/2's `:authority`) as its authority.
-    fn endpoint_uri(
-        &self,
-        via: &Via<'_>,
-        http2: bool,
-        endpoint: &Authority,
-        request: &mut Request<ProxyBody>,
-    ) -> Result<(), UpstreamError> {
-        let mut parts = std::mem::take(request.uri_mut()).into_parts();
-        parts.scheme = Some(match via {
-            Via::Plain(_) | Via::Own(..) => Scheme::HTTP,
-            Via::Tls(..) => Scheme::HTTPS,
-        });
-        parts.authority = Some(if http2 {
-            authority_from_host(request.headers_mut(), endpoint)
-        } else {
-            endpoint.clone()
-        });
-        if parts.path_and_query.is_none() {
-            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-        }
-        *request.uri_mut() = Uri::from_parts(parts).map_err(http::Error::from)?;
-        Ok(())
+/// Makes `request`'s URI absolute for hyper-util's clients and the HTTP/2 pools: the scheme
+/// `via` dials, and the endpoint (HTTP/1.1, whose clients pool by it; the Host header goes as
+/// it is) or the Host header (HTTP/2's `:authority`) as its authority.
+fn endpoint_uri(
+    via: &Via<'_>,
+    http2: bool,
+    endpoint: &Authority,
+    request: &mut Request<ProxyBody>,
+) -> Result<(), UpstreamError> {
+    let mut parts = std::mem::take(request.uri_mut()).into_parts();
+    parts.scheme = Some(match via {
+        Via::Plain(_) | Via::Own(..) => Scheme::HTTP,
+        Via::Tls(..) => Scheme::HTTPS,
+    });
+    parts.authority = Some(if http2 {
+        authority_from_host(request.headers_mut(), endpoint)
+    } else {
+        endpoint.clone()
+    });
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
+    *request.uri_mut() = Uri::from_parts(parts).map_err(http::Error::from)?;
+    Ok(())
 }
 
 /// A response whose connection the pool does not lend (it is pooled on its own).
