@@ -5,14 +5,16 @@
 //! HTTPRoute or GRPCRoute, or one rule of a route; its field names follow Envoy Gateway's
 //! `SecurityPolicy` (`apiKeyAuth`, `basicAuth`, `authorization`). The most specific policy
 //! applies whole to a request (rule, then route, then listener, then Gateway); fields never
-//! merge. `jwt` verifies bearer tokens (after Envoy Gateway's `jwt.providers`). `oidc` and
-//! `extAuth` are not implemented; they would sit beside these fields.
+//! merge. `jwt` verifies bearer tokens (after Envoy Gateway's `jwt.providers`); `oidc` logs
+//! browsers in at an OpenID provider (authorization code flow with PKCE, an encrypted session
+//! cookie). `extAuth` is not implemented; it would sit beside these fields.
 //!
 //! A Consumer is an API client: its API keys and basic-auth user, and labels (`plan: gold`)
 //! that later stages (rate limits) key on.
 
 mod consumer;
 mod jwt;
+mod oidc;
 
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,7 @@ pub use self::jwt::{
     ClaimToHeader, JwksBackendRef, Jwt, JwtExtractor, JwtHeaderExtractor, JwtProvider, LocalJwks,
     LocalJwksType, RemoteJwks, RequiredClaim, ValueRef,
 };
+pub use self::oidc::{Oidc, OidcCookieNames, OidcProvider};
 use crate::backend_config::PolicyAncestorStatus;
 
 /// Kind name of `SecurityPolicy`.
@@ -67,6 +70,10 @@ pub struct SecurityPolicySpec {
     /// Requests must carry a JSON Web Token signed by a key of one of the providers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<Jwt>,
+    /// Browsers without a session are sent to log in at an OpenID provider; other clients
+    /// are answered 401.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<Oidc>,
     /// Which client addresses are allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,

@@ -1,6 +1,6 @@
 //! SecurityPolicy (`gantry.dev/v1alpha1`): each policy validated once into a [`SecurityIr`]
 //! (API keys as SHA-256 digests, htpasswd users, JWT providers with their checked JWKS or
-//! JWKS URL, client CIDRs, the Consumers its keys and users map to), attached to route entries through `route_policy` (rule > route > listener >
+//! JWKS URL, the OpenID provider and client secret of `oidc`, client CIDRs, the Consumers its keys and users map to), attached to route entries through `route_policy` (rule > route > listener >
 //! Gateway; the winner applies whole), and its `ancestors[]` status.
 //!
 //! A policy that cannot be used (a Secret missing or not permitted, a malformed htpasswd line,
@@ -12,6 +12,7 @@ mod api_key;
 mod authorization;
 mod basic_auth;
 mod jwt;
+mod oidc;
 mod secrets;
 
 pub(super) use self::authorization::normalise_cidr;
@@ -107,6 +108,11 @@ fn validate(
             .map_err(|p| problems.extend(p))
             .ok()
     });
+    let oidc = policy.spec.oidc.as_ref().and_then(|o| {
+        oidc::validate(store, key, o)
+            .map_err(|p| problems.extend(p))
+            .ok()
+    });
     let authorization = policy.spec.authorization.as_ref().and_then(|a| {
         authorization::validate(a)
             .map_err(|p| problems.extend(p))
@@ -120,11 +126,12 @@ fn validate(
     if api_key_auth.is_none()
         && basic_auth.is_none()
         && jwt.is_none()
+        && oidc.is_none()
         && authorization.is_none()
         && problems.is_empty()
     {
         problems.push(
-            "the policy sets none of apiKeyAuth, basicAuth, jwt and authorization".to_owned(),
+            "the policy sets none of apiKeyAuth, basicAuth, jwt, oidc and authorization".to_owned(),
         );
     }
     let invalid = (!problems.is_empty()).then(|| {
@@ -147,6 +154,7 @@ fn validate(
         api_key_auth: api_key_auth.filter(|_| invalid.is_none()),
         basic_auth: basic_auth.filter(|_| invalid.is_none()),
         jwt: jwt.filter(|_| invalid.is_none()),
+        oidc: oidc.filter(|_| invalid.is_none()),
         authorization: authorization.filter(|_| invalid.is_none()),
         consumer_header: consumer_header.filter(|_| invalid.is_none()),
     };
