@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use tokio::sync::{Notify, watch};
 
 use gantry_translate::ir::ClusterIr;
@@ -249,6 +249,24 @@ async fn run(inner: Arc<Inner>) {
 /// a 200 answer. With `endpoints` (a backendRef's), the first of them that accepts a
 /// connection is used instead of the URL's host.
 async fn fetch(uri: &http::Uri, endpoints: Option<&Vec<String>>) -> Result<Bytes, String> {
+    let (status, body) = call(uri, endpoints, None, &[]).await?;
+    if status != http::StatusCode::OK {
+        return Err(format!("answered {status}"));
+    }
+    Ok(body)
+}
+
+/// Sends one request to `uri` (HTTP/1.1, `https` verified against the system roots): a GET,
+/// or with `form` a POST of that `application/x-www-form-urlencoded` body; `headers` are
+/// added. Returns the status and the body (at most 1 MiB), whatever the status. With
+/// `endpoints` (a backendRef's), the first of them that accepts a connection is used instead
+/// of the URL's host. Nothing of the request or the answer is logged.
+pub(crate) async fn call(
+    uri: &http::Uri,
+    endpoints: Option<&Vec<String>>,
+    form: Option<String>,
+    headers: &[(http::HeaderName, http::HeaderValue)],
+) -> Result<(http::StatusCode, Bytes), String> {
     let host = uri.host().ok_or("the URL has no host")?.to_owned();
     let https = uri.scheme_str() == Some("https");
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
@@ -278,11 +296,28 @@ async fn fetch(uri: &http::Uri, endpoints: Option<&Vec<String>>) -> Result<Bytes
     let _ = tcp.set_nodelay(true);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = uri.authority().map_or(host.as_str(), |a| a.as_str());
-    let request = http::Request::get(path)
+    let method = if form.is_some() {
+        http::Method::POST
+    } else {
+        http::Method::GET
+    };
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(path)
         .header(http::header::HOST, authority)
         .header(http::header::ACCEPT, "application/json")
-        .header(http::header::USER_AGENT, "gantry-proxy")
-        .body(Empty::<Bytes>::new())
+        .header(http::header::USER_AGENT, "gantry-proxy");
+    if form.is_some() {
+        builder = builder.header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        );
+    }
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(form.unwrap_or_default())))
         .map_err(|e| e.to_string())?;
     if https {
         let roots = crate::upstream::tls::root_store(&gantry_translate::ir::TrustIr::System)?;
@@ -304,7 +339,10 @@ async fn fetch(uri: &http::Uri, endpoints: Option<&Vec<String>>) -> Result<Bytes
     }
 }
 
-async fn send<T>(io: T, request: http::Request<Empty<Bytes>>) -> Result<Bytes, String>
+async fn send<T>(
+    io: T,
+    request: http::Request<Full<Bytes>>,
+) -> Result<(http::StatusCode, Bytes), String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -318,13 +356,11 @@ where
         .send_request(request)
         .await
         .map_err(|e| format!("request failed: {e}"))?;
-    if response.status() != http::StatusCode::OK {
-        return Err(format!("answered {}", response.status()));
-    }
+    let status = response.status();
     Limited::new(response.into_body(), MAX_JWKS_BYTES)
         .collect()
         .await
-        .map(|b| b.to_bytes())
+        .map(|b| (status, b.to_bytes()))
         .map_err(|e| format!("reading the body failed: {e}"))
 }
 
