@@ -133,7 +133,7 @@ mod tests {
     fn pkce_s256_matches_rfc_7636_appendix_b() {
         assert_eq!(
             pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGMSZw-cM"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         let verifier = random_token(32);
         assert_eq!(verifier.len(), 43);
