@@ -48,11 +48,19 @@ pub struct Oidc {
     pub forward_access_token: Option<bool>,
     /// How long a session lasts when the token response carries no `expires_in`. Default
     /// `1h`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "defaultTokenTTL",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub default_token_ttl: Option<String>,
     /// How long a refresh token is used. Default `168h` (7 days).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "defaultRefreshTokenTTL",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub default_refresh_token_ttl: Option<String>,
 }
