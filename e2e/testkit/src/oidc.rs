@@ -118,7 +118,8 @@ impl CookieJar {
             };
             let expired = attributes.any(|a| {
                 a.eq_ignore_ascii_case("max-age=0")
-                    || a.to_ascii_lowercase().starts_with("expires=thu, 01 jan 1970")
+                    || a.to_ascii_lowercase()
+                        .starts_with("expires=thu, 01 jan 1970")
             });
             if value.is_empty() || expired {
                 self.cookies.remove(name);

@@ -7,7 +7,9 @@
 //! refreshed; a policy whose Secret is missing is `Invalid`. No token, cookie or secret reaches
 //! the log or `/config`.
 
-use gantry_testkit::harness::{Proxy, Reply, echo_backends, echo_route_yaml, gateway_yaml, get_host};
+use gantry_testkit::harness::{
+    Proxy, Reply, echo_backends, echo_route_yaml, gateway_yaml, get_host,
+};
 use gantry_testkit::oidc::{ACCOUNT, CLIENT_SECRET, CookieJar, OidcProvider, query_param};
 use gantry_testkit::ports::free_port;
 
@@ -119,14 +121,22 @@ async fn log_in(jar: &mut CookieJar, s: &Setup, start: &str) -> (Reply, Reply) {
     let first = jar.get(&format!("{}{start}", s.base), &[]).await;
     assert_eq!(first.status, 302, "{}", first.text());
     let mut url = first.header("location").expect("Location").to_owned();
-    assert!(url.starts_with(&format!("{}/auth?", s.provider.issuer())), "{url}");
+    assert!(
+        url.starts_with(&format!("{}/auth?", s.provider.issuer())),
+        "{url}"
+    );
     // Through the provider's login and consent until it sends the browser back.
     for _ in 0..20 {
         if url.starts_with(&s.base) {
             break;
         }
         let reply = jar.get(&url, &[]).await;
-        assert!(reply.status.is_redirection(), "{url}: {} {}", reply.status, reply.text());
+        assert!(
+            reply.status.is_redirection(),
+            "{url}: {} {}",
+            reply.status,
+            reply.text()
+        );
         url = gantry_testkit::oidc::resolve(&url, reply.header("location").expect("Location"));
     }
     assert!(url.contains("/oauth2/callback?"), "{url}");
@@ -151,18 +161,33 @@ async fn a_browser_logs_in_with_pkce_and_reaches_the_backend() {
     let first = jar.get(&format!("{}/app/page?x=1", s.base), &[]).await;
     assert_eq!(first.status, 302, "{}", first.text());
     let location = first.header("location").unwrap().to_owned();
-    assert!(location.starts_with(&format!("{}/auth?", s.provider.issuer())), "{location}");
+    assert!(
+        location.starts_with(&format!("{}/auth?", s.provider.issuer())),
+        "{location}"
+    );
     assert_eq!(query_param(&location, "response_type"), Some("code"));
     assert_eq!(query_param(&location, "client_id"), Some("gantry"));
-    assert_eq!(query_param(&location, "code_challenge_method"), Some("S256"));
-    assert_eq!(query_param(&location, "code_challenge").map(str::len), Some(43));
+    assert_eq!(
+        query_param(&location, "code_challenge_method"),
+        Some("S256")
+    );
+    assert_eq!(
+        query_param(&location, "code_challenge").map(str::len),
+        Some(43)
+    );
     assert!(query_param(&location, "state").is_some_and(|v| v.len() >= 32));
     assert!(query_param(&location, "nonce").is_some_and(|v| v.len() >= 32));
     assert_eq!(query_param(&location, "scope"), Some("openid+email"));
     let state_cookie = first.header("set-cookie").unwrap();
-    assert!(state_cookie.starts_with(&format!("{STATE}=")), "{state_cookie}");
+    assert!(
+        state_cookie.starts_with(&format!("{STATE}=")),
+        "{state_cookie}"
+    );
     assert!(state_cookie.contains("HttpOnly") && state_cookie.contains("SameSite=Lax"));
-    assert!(!state_cookie.contains("Secure"), "plain HTTP: {state_cookie}");
+    assert!(
+        !state_cookie.contains("Secure"),
+        "plain HTTP: {state_cookie}"
+    );
 
     // The whole flow: provider, callback, the original URL.
     let mut jar = CookieJar::default();
@@ -175,26 +200,43 @@ async fn a_browser_logs_in_with_pkce_and_reaches_the_backend() {
         .filter_map(|v| v.to_str().ok())
         .collect();
     assert!(
-        set.iter()
-            .any(|c| c.starts_with(&format!("{SESSION}=")) && c.contains("HttpOnly") && c.contains("SameSite=Lax")),
+        set.iter().any(|c| c.starts_with(&format!("{SESSION}="))
+            && c.contains("HttpOnly")
+            && c.contains("SameSite=Lax")),
         "{set:?}"
     );
-    assert!(set.iter().any(|c| c.starts_with(&format!("{STATE}=;"))), "state cleared: {set:?}");
+    assert!(
+        set.iter().any(|c| c.starts_with(&format!("{STATE}=;"))),
+        "state cleared: {set:?}"
+    );
     let session = jar.cookie(SESSION).expect("session cookie").to_owned();
     assert!(!session.contains(ACCOUNT), "the cookie is sealed");
     assert_eq!(reply.status, 200, "{}", reply.text());
     let echo = reply.echo();
     assert_eq!(echo.path, "/app/page?x=1");
     let bearer = echo.headers["authorization"][0].clone();
-    assert!(bearer.starts_with("Bearer ") && bearer.len() > 20, "{bearer}");
-    let upstream_cookies = echo.headers.get("cookie").cloned().unwrap_or_default().join(";");
+    assert!(
+        bearer.starts_with("Bearer ") && bearer.len() > 20,
+        "{bearer}"
+    );
+    let upstream_cookies = echo
+        .headers
+        .get("cookie")
+        .cloned()
+        .unwrap_or_default()
+        .join(";");
     assert!(!upstream_cookies.contains(SESSION), "{upstream_cookies}");
 
     // The session keeps working, for a browser and for an API client that carries it.
     let again = jar.get(&format!("{}/app/other", s.base), &[]).await;
     assert_eq!(again.status, 200, "{}", again.text());
     let cookie = format!("{SESSION}={session}");
-    assert_eq!(api_get(&format!("{}/app/x", s.base), Some(&cookie)).await.status, 200);
+    assert_eq!(
+        api_get(&format!("{}/app/x", s.base), Some(&cookie))
+            .await
+            .status,
+        200
+    );
 
     // An API client without a session: 401 with a challenge and the request ID.
     let denied = api_get(&format!("{}/app/x", s.base), None).await;
@@ -211,12 +253,24 @@ async fn a_browser_logs_in_with_pkce_and_reaches_the_backend() {
     bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(bytes).unwrap();
     let cookie = format!("{SESSION}={tampered}");
-    assert_eq!(api_get(&format!("{}/app/x", s.base), Some(&cookie)).await.status, 401);
+    assert_eq!(
+        api_get(&format!("{}/app/x", s.base), Some(&cookie))
+            .await
+            .status,
+        401
+    );
     let mut forged = jar.clone();
     forged.set(SESSION, &tampered);
-    assert_eq!(forged.get(&format!("{}/app/x", s.base), &[]).await.status, 302);
+    assert_eq!(
+        forged.get(&format!("{}/app/x", s.base), &[]).await.status,
+        302
+    );
     // The session of one policy is no session of another.
-    let elsewhere = api_get(&format!("{}/short/x", s.base), Some(&format!("{SESSION}={session}"))).await;
+    let elsewhere = api_get(
+        &format!("{}/short/x", s.base),
+        Some(&format!("{SESSION}={session}")),
+    )
+    .await;
     assert_eq!(elsewhere.status, 401);
 
     // Logout: cookies cleared, the browser sent to the provider's end-session endpoint.
@@ -265,20 +319,25 @@ async fn a_short_lived_access_token_is_refreshed_and_a_broken_policy_is_invalid(
     let next = jar.get(&format!("{}/short/b", s.base), &[]).await;
     assert_eq!(next.status, 200, "{}", next.text());
     assert!(
-        next.headers
-            .get_all("set-cookie")
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.starts_with(&format!("{session_name}=")))),
+        next.headers.get_all("set-cookie").iter().any(|v| v
+            .to_str()
+            .is_ok_and(|v| v.starts_with(&format!("{session_name}=")))),
         "a refresh sets the cookie again"
     );
     let second = next.echo().headers["authorization"][0].clone();
     assert_ne!(first, second, "a new access token");
     assert_ne!(jar.cookie(&session_name).unwrap(), cookie_before);
     // The refreshed session goes on working.
-    assert_eq!(jar.get(&format!("{}/short/c", s.base), &[]).await.status, 200);
+    assert_eq!(
+        jar.get(&format!("{}/short/c", s.base), &[]).await.status,
+        200
+    );
 
     // A policy whose client Secret is missing: Invalid, the route closed.
-    assert_eq!(api_get(&format!("{}/broken", s.base), None).await.status, 500);
+    assert_eq!(
+        api_get(&format!("{}/broken", s.base), None).await.status,
+        500
+    );
     let statuses = s.proxy.status().await;
     let policy = statuses
         .as_array()

@@ -59,8 +59,8 @@ use super::retry;
 use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
 use crate::filters::{self, Deferred, FilterContext, LocalAnswer, ext_auth};
 use crate::rate_limit;
-use crate::security::Checked;
 use crate::routing::{Lookup, RequestView, Resumed, RouteEntry, Rule, Snapshot};
+use crate::security::Checked;
 use crate::telemetry::trace::{self, Tracer};
 use crate::upstream::balancer::RequestKey;
 use crate::upstream::retry::replay::Replayable;
@@ -333,7 +333,10 @@ async fn forward<'s>(
             }
         }
         // A session an `oidc` policy refreshed: its cookie goes on the response.
-        if let Some(cookie) = parts.extensions.remove::<crate::security::oidc::SetCookie>() {
+        if let Some(cookie) = parts
+            .extensions
+            .remove::<crate::security::oidc::SetCookie>()
+        {
             record.set_cookie = Some(cookie.0);
         }
     }

@@ -89,7 +89,10 @@ pub fn random_token(n: usize) -> String {
 
 /// RFC 7636 `S256`: base64url(SHA-256(verifier)).
 pub fn pkce_challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()))
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ))
 }
 
 #[cfg(test)]
@@ -100,14 +103,26 @@ mod tests {
     fn a_sealed_value_opens_with_the_same_key_and_name_only() {
         let sealer = Sealer::derive(b"client-secret", "default/app");
         let sealed = sealer.seal("session", b"tokens");
-        assert_eq!(sealer.open("session", &sealed).as_deref(), Some(&b"tokens"[..]));
+        assert_eq!(
+            sealer.open("session", &sealed).as_deref(),
+            Some(&b"tokens"[..])
+        );
         // Another replica derives the same key.
         let replica = Sealer::derive(b"client-secret", "default/app");
-        assert_eq!(replica.open("session", &sealed).as_deref(), Some(&b"tokens"[..]));
+        assert_eq!(
+            replica.open("session", &sealed).as_deref(),
+            Some(&b"tokens"[..])
+        );
         // Another cookie name, policy or secret does not open it.
         assert_eq!(sealer.open("state", &sealed), None);
-        assert_eq!(Sealer::derive(b"client-secret", "default/other").open("session", &sealed), None);
-        assert_eq!(Sealer::derive(b"rotated", "default/app").open("session", &sealed), None);
+        assert_eq!(
+            Sealer::derive(b"client-secret", "default/other").open("session", &sealed),
+            None
+        );
+        assert_eq!(
+            Sealer::derive(b"rotated", "default/app").open("session", &sealed),
+            None
+        );
         // Two seals of the same text differ (random nonce).
         assert_ne!(sealer.seal("session", b"tokens"), sealed);
         assert!(!sealed.contains("tokens"));
@@ -120,13 +135,20 @@ mod tests {
         let mut bytes = URL_SAFE_NO_PAD.decode(&sealed).unwrap();
         for i in [0, NONCE_LEN, bytes.len() - 1] {
             bytes[i] ^= 1;
-            assert_eq!(sealer.open("session", &URL_SAFE_NO_PAD.encode(&bytes)), None, "byte {i}");
+            assert_eq!(
+                sealer.open("session", &URL_SAFE_NO_PAD.encode(&bytes)),
+                None,
+                "byte {i}"
+            );
             bytes[i] ^= 1;
         }
         assert_eq!(sealer.open("session", &sealed[..sealed.len() - 2]), None);
         assert_eq!(sealer.open("session", ""), None);
         assert_eq!(sealer.open("session", "not base64 !"), None);
-        assert_eq!(sealer.open("session", &"A".repeat(MAX_SEALED_BYTES + 1)), None);
+        assert_eq!(
+            sealer.open("session", &"A".repeat(MAX_SEALED_BYTES + 1)),
+            None
+        );
     }
 
     #[test]

@@ -29,9 +29,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use gantry_translate::ir::OidcIr;
-use http::header::{
-    ACCEPT, AUTHORIZATION, CACHE_CONTROL, HeaderValue, LOCATION, SET_COOKIE,
-};
+use http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, HeaderValue, LOCATION, SET_COOKIE};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -263,9 +261,7 @@ impl OidcAuth {
             return Ok(e);
         }
         let url = format!("{}/.well-known/openid-configuration", self.ir.issuer);
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|_| format!("{url} is not a URL"))?;
+        let uri: http::Uri = url.parse().map_err(|_| format!("{url} is not a URL"))?;
         let (status, body) = tokio::time::timeout(FETCH_TIMEOUT, call(&uri, None, None, &[]))
             .await
             .map_err(|_| format!("{url} gave no answer within {FETCH_TIMEOUT:?}"))??;
@@ -280,11 +276,7 @@ impl OidcAuth {
                 doc.issuer, self.ir.issuer
             ));
         }
-        let token = self
-            .ir
-            .token_endpoint
-            .clone()
-            .unwrap_or(doc.token_endpoint);
+        let token = self.ir.token_endpoint.clone().unwrap_or(doc.token_endpoint);
         let endpoints = Arc::new(Endpoints {
             authorization: self
                 .ir
@@ -311,7 +303,12 @@ impl OidcAuth {
     }
 
     /// A redirect to the authorization endpoint, with the state cookie.
-    async fn login(&self, parts: &Parts, now: u64, secure: bool) -> Result<Response<Bytes>, Denial> {
+    async fn login(
+        &self,
+        parts: &Parts,
+        now: u64,
+        secure: bool,
+    ) -> Result<Response<Bytes>, Denial> {
         let endpoints = self.endpoints().await.map_err(|e| self.unavailable(&e))?;
         let login = Login {
             state: random_token(24),
@@ -344,7 +341,12 @@ impl OidcAuth {
             &self.ir.state_cookie,
             &serde_json::to_vec(&login).unwrap_or_default(),
         );
-        let cookie = self.cookie(&self.ir.state_cookie, &sealed, LOGIN_TIMEOUT.as_secs(), secure);
+        let cookie = self.cookie(
+            &self.ir.state_cookie,
+            &sealed,
+            LOGIN_TIMEOUT.as_secs(),
+            secure,
+        );
         Ok(redirect(&location, [cookie]))
     }
 
@@ -376,7 +378,9 @@ impl OidcAuth {
                 .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .take(64)
                 .collect();
-            return Err(self.deny(format!("the OpenID provider did not log the user in: {error}")));
+            return Err(self.deny(format!(
+                "the OpenID provider did not log the user in: {error}"
+            )));
         }
         if state.as_deref() != Some(login.state.as_str()) {
             return Err(self.deny("the callback's state is not the login's in progress"));
@@ -473,7 +477,11 @@ impl OidcAuth {
 
     /// POSTs `form` to the token endpoint with the client's credentials
     /// (`client_secret_basic`). The error names the status and the OAuth `error` only.
-    async fn token_call(&self, endpoints: &Endpoints, form: String) -> Result<TokenResponse, String> {
+    async fn token_call(
+        &self,
+        endpoints: &Endpoints,
+        form: String,
+    ) -> Result<TokenResponse, String> {
         let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         let credentials = STANDARD.encode(format!(
             "{}:{}",

@@ -58,10 +58,7 @@ async fn an_api_client_without_a_session_is_401_with_a_challenge() {
     };
     assert_eq!(denial.status, StatusCode::UNAUTHORIZED);
     assert_eq!(denial.reason, "oidc");
-    assert_eq!(
-        denial.challenge.unwrap(),
-        "Bearer realm=\"default/app\""
-    );
+    assert_eq!(denial.challenge.unwrap(), "Bearer realm=\"default/app\"");
 }
 
 #[tokio::test]
@@ -118,7 +115,11 @@ async fn a_callback_without_a_login_in_progress_is_refused() {
         panic!("a callback without a state cookie was accepted");
     };
     assert_eq!(denial.status, StatusCode::UNAUTHORIZED);
-    assert!(denial.message.contains("no login is in progress"), "{}", denial.message);
+    assert!(
+        denial.message.contains("no login is in progress"),
+        "{}",
+        denial.message
+    );
     assert!(!denial.message.contains("code=c"));
 }
 

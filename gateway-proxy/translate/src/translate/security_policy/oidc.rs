@@ -4,12 +4,12 @@
 
 use std::str::FromStr;
 
-use gantry_crds::security::Oidc;
 use super::api_key::sha256_hex;
 use super::jwt::duration_ms;
 use super::secrets;
 use crate::ir::{OidcIr, SecretText};
 use crate::store::{ObjectKey, Store};
+use gantry_crds::security::Oidc;
 
 /// The Secret key holding the client secret (Envoy Gateway's).
 pub const CLIENT_SECRET_KEY: &str = "client-secret";
@@ -21,9 +21,9 @@ pub const DEFAULT_REFRESH_TOKEN_TTL_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 pub fn validate(store: &Store, key: &ObjectKey, oidc: &Oidc) -> Result<OidcIr, Vec<String>> {
     let mut problems = Vec::new();
     let url = |field: &str, text: &str, problems: &mut Vec<String>| -> Option<http::Uri> {
-        let parsed = http::Uri::from_str(text.trim()).ok().filter(|u| {
-            matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
-        });
+        let parsed = http::Uri::from_str(text.trim())
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
         if parsed.is_none() {
             problems.push(format!(
                 "oidc.{field} {text:?} is not an http:// or https:// URL"
@@ -53,9 +53,14 @@ pub fn validate(store: &Store, key: &ObjectKey, oidc: &Oidc) -> Result<OidcIr, V
     let callback_path = url("redirectURL", &oidc.redirect_url, &mut problems)
         .map(|u| u.path().to_owned())
         .unwrap_or_default();
-    let logout_path = oidc.logout_path.clone().unwrap_or_else(|| "/logout".to_owned());
+    let logout_path = oidc
+        .logout_path
+        .clone()
+        .unwrap_or_else(|| "/logout".to_owned());
     if !logout_path.starts_with('/') {
-        problems.push(format!("oidc.logoutPath {logout_path:?} does not start with /"));
+        problems.push(format!(
+            "oidc.logoutPath {logout_path:?} does not start with /"
+        ));
     }
     if logout_path == callback_path {
         problems.push("oidc.logoutPath is the redirectURL's path".to_owned());
@@ -70,27 +75,31 @@ pub fn validate(store: &Store, key: &ObjectKey, oidc: &Oidc) -> Result<OidcIr, V
             .unwrap_or(&key.namespace),
         oidc.client_secret.name.as_str(),
     );
-    let client_secret = match secrets::data(store, "SecurityPolicy", &key.namespace, &oidc.client_secret) {
-        Ok(data) => match data.get(CLIENT_SECRET_KEY).map(|b| std::str::from_utf8(&b.0)) {
-            None => {
-                problems.push(format!("Secret {secret} has no {CLIENT_SECRET_KEY:?} key"));
+    let client_secret =
+        match secrets::data(store, "SecurityPolicy", &key.namespace, &oidc.client_secret) {
+            Ok(data) => match data
+                .get(CLIENT_SECRET_KEY)
+                .map(|b| std::str::from_utf8(&b.0))
+            {
+                None => {
+                    problems.push(format!("Secret {secret} has no {CLIENT_SECRET_KEY:?} key"));
+                    None
+                }
+                Some(Err(_)) => {
+                    problems.push(format!("Secret {secret} {CLIENT_SECRET_KEY} is not UTF-8"));
+                    None
+                }
+                Some(Ok(text)) if text.trim().is_empty() => {
+                    problems.push(format!("Secret {secret} {CLIENT_SECRET_KEY} is empty"));
+                    None
+                }
+                Some(Ok(text)) => Some(SecretText::new(text.trim())),
+            },
+            Err(message) => {
+                problems.push(message);
                 None
             }
-            Some(Err(_)) => {
-                problems.push(format!("Secret {secret} {CLIENT_SECRET_KEY} is not UTF-8"));
-                None
-            }
-            Some(Ok(text)) if text.trim().is_empty() => {
-                problems.push(format!("Secret {secret} {CLIENT_SECRET_KEY} is empty"));
-                None
-            }
-            Some(Ok(text)) => Some(SecretText::new(text.trim())),
-        },
-        Err(message) => {
-            problems.push(message);
-            None
-        }
-    };
+        };
     let mut scopes = vec!["openid".to_owned()];
     for s in &oidc.scopes {
         if s.is_empty() || s.contains([' ', '"', '\\']) {
@@ -123,7 +132,10 @@ pub fn validate(store: &Store, key: &ObjectKey, oidc: &Oidc) -> Result<OidcIr, V
         problems.push("oidc.cookieNames: session and state are the same name".to_owned());
     }
     if let Some(d) = &oidc.cookie_domain
-        && (d.is_empty() || !d.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)))
+        && (d.is_empty()
+            || !d
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)))
     {
         problems.push(format!("oidc.cookieDomain {d:?} is not a domain name"));
     }
