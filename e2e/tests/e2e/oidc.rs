@@ -160,7 +160,7 @@ async fn a_browser_logs_in_with_pkce_and_reaches_the_backend() {
     // A browser without a session: redirected to the provider with PKCE (S256), state, nonce.
     let first = jar.get(&format!("{}/app/page?x=1", s.base), &[]).await;
     assert_eq!(first.status, 302, "{}", first.text());
-    let location = first.header("location").unwrap().to_owned();
+    let location = first.header("location").expect("Location").to_owned();
     assert!(
         location.starts_with(&format!("{}/auth?", s.provider.issuer())),
         "{location}"
@@ -178,7 +178,7 @@ async fn a_browser_logs_in_with_pkce_and_reaches_the_backend() {
     assert!(query_param(&location, "state").is_some_and(|v| v.len() >= 32));
     assert!(query_param(&location, "nonce").is_some_and(|v| v.len() >= 32));
     assert_eq!(query_param(&location, "scope"), Some("openid+email"));
-    let state_cookie = first.header("set-cookie").unwrap();
+    let state_cookie = first.header("set-cookie").expect("Set-Cookie");
     assert!(
         state_cookie.starts_with(&format!("{STATE}=")),
         "{state_cookie}"
@@ -251,7 +251,7 @@ async fn a_browser_logs_in_with_pkce_and_reaches_the_backend() {
     let mut bytes = session.clone().into_bytes();
     let i = bytes.len() / 2;
     bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
-    let tampered = String::from_utf8(bytes).unwrap();
+    let tampered = String::from_utf8(bytes).expect("ASCII");
     let cookie = format!("{SESSION}={tampered}");
     assert_eq!(
         api_get(&format!("{}/app/x", s.base), Some(&cookie))
@@ -315,7 +315,10 @@ async fn a_short_lived_access_token_is_refreshed_and_a_broken_policy_is_invalid(
         .into_iter()
         .find(|n| n.starts_with("gantry-session-"))
         .expect("the default session cookie name");
-    let cookie_before = jar.cookie(&session_name).unwrap().to_owned();
+    let cookie_before = jar
+        .cookie(&session_name)
+        .expect("session cookie")
+        .to_owned();
     let next = jar.get(&format!("{}/short/b", s.base), &[]).await;
     assert_eq!(next.status, 200, "{}", next.text());
     assert!(
@@ -326,7 +329,10 @@ async fn a_short_lived_access_token_is_refreshed_and_a_broken_policy_is_invalid(
     );
     let second = next.echo().headers["authorization"][0].clone();
     assert_ne!(first, second, "a new access token");
-    assert_ne!(jar.cookie(&session_name).unwrap(), cookie_before);
+    assert_ne!(
+        jar.cookie(&session_name).expect("session cookie"),
+        cookie_before
+    );
     // The refreshed session goes on working.
     assert_eq!(
         jar.get(&format!("{}/short/c", s.base), &[]).await.status,

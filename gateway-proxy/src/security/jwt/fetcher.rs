@@ -139,6 +139,17 @@ impl RemoteJwks {
         }
     }
 
+    /// Waits (at most `limit`) for the first fetch to end when no key set was fetched yet,
+    /// as a newly created handle has none.
+    pub async fn first_fetch(&self, limit: Duration) {
+        self.ensure_started();
+        let mut fetched = self.inner.fetched.subscribe();
+        if self.inner.keys.load().is_some() {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, fetched.changed()).await;
+    }
+
     /// The last good key set, if any fetch succeeded yet.
     pub fn keys(&self) -> Option<Arc<KeySet>> {
         self.inner.keys.load_full()

@@ -195,6 +195,11 @@ impl IdTokenVerifier {
         &self,
         token: &str,
     ) -> Result<serde_json::Map<String, Value>, &'static str> {
+        // A verifier is made when the provider is discovered, often by the request that
+        // brings the first ID token: its JWKS has not been fetched yet.
+        if let Keys::Remote(remote) = &self.0.keys {
+            remote.first_fetch(FETCH_TIMEOUT).await;
+        }
         let claims = self.0.verify(token, now_seconds()).await?;
         if !claims.contains_key("exp") {
             return Err("it has no exp");
