@@ -139,8 +139,8 @@ pub struct RejectLabels {
 pub struct SecurityDeniedLabels {
     /// `namespace/name` of the route.
     pub route: String,
-    /// `invalid_policy`, `client_address`, `api_key`, `basic_auth`, `external_auth`,
-    /// `external_auth_error`.
+    /// `invalid_policy`, `client_address`, `api_key`, `basic_auth`, `jwt`, `jwt_claims`,
+    /// `oidc`, `oidc_provider`, `external_auth`, `external_auth_error`.
     pub reason: &'static str,
 }
 
