@@ -32,8 +32,8 @@ use crate::backend_config::PolicyAncestorStatus;
 /// Kind name of `SecurityPolicy`.
 pub const SECURITY_POLICY_KIND: &str = "SecurityPolicy";
 
-/// Authentication (API keys, basic auth) and authorization by client address for the requests
-/// of a Gateway, listener, route or route rule.
+/// Authentication (API keys, basic auth, JWT, OpenID Connect login) and authorization by client
+/// address for the requests of a Gateway, listener, route or route rule.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "gantry.dev",
@@ -43,7 +43,7 @@ pub const SECURITY_POLICY_KIND: &str = "SecurityPolicy";
     singular = "securitypolicy",
     shortname = "sp",
     category = "gateway-api",
-    doc = "SecurityPolicy authenticates (API keys, basic auth) and authorizes (client address) the requests of a Gateway, listener, route or route rule.",
+    doc = "SecurityPolicy authenticates (API keys, basic auth, JWT, OpenID Connect login) and authorizes (client address) the requests of a Gateway, listener, route or route rule.",
     namespaced,
     status = "SecurityPolicyStatus",
     derive = "Default",
