@@ -1,5 +1,6 @@
 // An OpenID provider for the e2e tests (node-oidc-provider), started by
-// e2e/testkit/src/oidc.rs: `node provider.mjs <port> <redirect-uri>...`.
+// e2e/testkit/src/oidc.rs: `node provider.mjs <port> <redirect-uri>...`. It listens on
+// 127.0.0.1; its issuer is `http://127.0.0.1:<port>`, or `http://<OIDC_ISSUER_HOST>:<port>`.
 //
 // Two confidential clients with the same secret: `gantry` (access tokens live 1 h) and
 // `gantry-short` (access tokens live 20 s, so a proxy refreshes them on every request).
@@ -10,7 +11,7 @@ import Provider from 'oidc-provider';
 
 const port = Number(process.argv[2]);
 const redirectUris = process.argv.slice(3);
-const issuer = `http://127.0.0.1:${port}`;
+const issuer = `http://${process.env.OIDC_ISSUER_HOST || '127.0.0.1'}:${port}`;
 const ACCOUNT = 'alice';
 const SECRET = 'e2e-client-secret';
 

@@ -25,6 +25,8 @@ pub const ACCOUNT: &str = "alice";
 /// A running provider; killed on drop.
 pub struct OidcProvider {
     pub port: u16,
+    /// The issuer's host: `127.0.0.1`, or a name under `.invalid` (see [`OidcProvider::start_as`]).
+    host: String,
     child: Child,
 }
 
@@ -36,6 +38,13 @@ impl OidcProvider {
     /// Starts the provider, which accepts `redirect_uris`, and waits until its discovery
     /// document answers.
     pub async fn start(redirect_uris: &[&str]) -> Self {
+        Self::start_as("127.0.0.1", redirect_uris).await
+    }
+
+    /// Starts the provider with the issuer `http://<host>:<port>`. A `host` under `.invalid`
+    /// resolves nowhere: only what is told to connect elsewhere reaches it (a proxy through a
+    /// Service backendRef, and [`CookieJar`], which sends such requests to 127.0.0.1).
+    pub async fn start_as(host: &str, redirect_uris: &[&str]) -> Self {
         let dir = provider_dir();
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -45,6 +54,7 @@ impl OidcProvider {
         let port = free_port();
         let child = Command::new("node")
             .current_dir(&dir)
+            .env("OIDC_ISSUER_HOST", host)
             .arg("provider.mjs")
             .arg(port.to_string())
             .args(redirect_uris)
@@ -52,9 +62,13 @@ impl OidcProvider {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawning node (Debian packages nodejs and npm)");
-        let provider = Self { port, child };
+        let provider = Self {
+            port,
+            host: host.to_owned(),
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        let discovery = format!("{}/.well-known/openid-configuration", provider.issuer());
+        let discovery = format!("http://127.0.0.1:{port}/.well-known/openid-configuration");
         loop {
             if let Ok(reply) = crate::harness::get(&discovery).await
                 && reply.status == 200
@@ -69,9 +83,14 @@ impl OidcProvider {
         }
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://<host>:<port>`.
     pub fn issuer(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
+    }
+
+    /// Where it listens: `127.0.0.1:<port>`.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 }
 
@@ -149,7 +168,19 @@ impl CookieJar {
             all.push(("cookie", c));
         }
         all.extend_from_slice(headers);
-        let reply = send(client(), Method::GET, url, &all, Bytes::new())
+        // A host under `.invalid` is an OpenID provider started with `start_as`: connect to
+        // 127.0.0.1 with that Host.
+        let authority = url
+            .split_once("://")
+            .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+        let host = authority.split(':').next().unwrap_or("");
+        let target = if host.ends_with(".invalid") {
+            all.push(("host", authority));
+            url.replacen(host, "127.0.0.1", 1)
+        } else {
+            url.to_owned()
+        };
+        let reply = send(client(), Method::GET, &target, &all, Bytes::new())
             .await
             .unwrap_or_else(|e| panic!("GET {url}: {e}"));
         self.store(&reply.headers);

@@ -4,11 +4,12 @@
 //! sealed session cookie and the original request reaches the backend (with the access token
 //! when forwarded, never with the session cookie); an API client without a session is 401; a
 //! tampered cookie is refused; logout ends the session; a short-lived access token is
-//! refreshed; a policy whose Secret is missing is `Invalid`. No token, cookie or secret reaches
-//! the log or `/config`.
+//! refreshed; a policy whose Secret is missing is `Invalid`; a provider whose host resolves
+//! nowhere is reached through a Service backendRef. No token, cookie or secret reaches the log
+//! or `/config`.
 
 use gantry_testkit::harness::{
-    Proxy, Reply, echo_backends, echo_route_yaml, gateway_yaml, get_host,
+    Proxy, Reply, echo_backends, echo_route_yaml, gateway_yaml, get_host, service_yaml,
 };
 use gantry_testkit::oidc::{ACCOUNT, CLIENT_SECRET, CookieJar, OidcProvider, query_param};
 use gantry_testkit::ports::free_port;
@@ -358,5 +359,72 @@ async fn a_short_lived_access_token_is_refreshed_and_a_broken_policy_is_invalid(
             .as_str()
             .is_some_and(|m| m.contains("Secret default/missing does not exist")),
         "{policy:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_provider_is_reached_through_a_service_backend_ref() {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    // The issuer's host resolves nowhere: the proxy reaches discovery, the token endpoint and
+    // the JWKS only through the Service's endpoints.
+    let provider = OidcProvider::start_as(
+        "idp.e2e.invalid",
+        &[&format!("{base}/mesh/oauth2/callback")],
+    )
+    .await;
+    let (services, _) = echo_backends(&[("default", "echo")]).await;
+    let policies = echo_route_yaml("mesh", "/mesh")
+        + &format!(
+            r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: oidc-client, namespace: default}}
+stringData: {{client-secret: {CLIENT_SECRET}}}
+---
+apiVersion: gantry.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: mesh, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: mesh}}]
+  oidc:
+    provider:
+      issuer: "{}"
+      backendRefs: [{{name: idp, port: 8080}}]
+    clientID: gantry
+    clientSecret: {{name: oidc-client}}
+    redirectURL: "{base}/mesh/oauth2/callback"
+    logoutPath: /mesh/logout
+"#,
+            provider.issuer()
+        );
+    let proxy = Proxy::start_ready(
+        &[
+            ("gateway.yaml", &gateway_yaml("gw", port)),
+            ("services.yaml", &services),
+            (
+                "idp.yaml",
+                &service_yaml("default", "idp", 8080, &[provider.addr()]),
+            ),
+            ("policies.yaml", &policies),
+        ],
+        &[],
+    )
+    .await;
+    let s = Setup {
+        provider,
+        proxy,
+        base,
+    };
+    let mut jar = CookieJar::default();
+    let (_, reply) = log_in(&mut jar, &s, "/mesh/page").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.echo().path, "/mesh/page");
+    let out = jar.get(&format!("{}/mesh/logout", s.base), &[]).await;
+    assert!(
+        out.header("location")
+            .is_some_and(|l| l.starts_with("http://idp.e2e.invalid:")),
+        "{:?}",
+        out.header("location")
     );
 }

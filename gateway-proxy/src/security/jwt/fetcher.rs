@@ -108,7 +108,9 @@ impl RemoteJwks {
                 uri: uri.parse().unwrap_or_default(),
                 refresh: refresh.max(Duration::from_secs(1)),
                 cluster: cluster.map(str::to_owned),
-                endpoints: ArcSwap::default(),
+                // A handle made between snapshots (an `oidc` provider discovered on a request)
+                // starts from the endpoints the last snapshot gave its cluster.
+                endpoints: ArcSwap::new(cluster.map(cluster_endpoints).unwrap_or_default()),
                 keys: ArcSwapOption::empty(),
                 fetched,
                 wake: Notify::new(),
@@ -192,9 +194,48 @@ impl RemoteJwks {
     }
 }
 
+/// Clusters something else than a JWKS is fetched through (an `oidc` provider's
+/// `backendRefs`), registered when its policy compiles, with their ready endpoints from the
+/// snapshot in use. Names are never removed: they are few, one per configured backendRef.
+static WANTED: LazyLock<ArcSwap<BTreeMap<String, Arc<Vec<String>>>>> =
+    LazyLock::new(Default::default);
+
+/// Registers `cluster` so that [`update_endpoints`] keeps its endpoints for
+/// [`cluster_endpoints`].
+pub fn want_cluster(cluster: &str) {
+    if WANTED.load().contains_key(cluster) {
+        return;
+    }
+    WANTED.rcu(|wanted| {
+        let mut next = BTreeMap::clone(wanted);
+        next.entry(cluster.to_owned()).or_default();
+        next
+    });
+}
+
+/// The ready endpoints (`ip:port`) of a cluster registered with [`want_cluster`], from the
+/// last published snapshot.
+pub fn cluster_endpoints(cluster: &str) -> Arc<Vec<String>> {
+    WANTED.load().get(cluster).cloned().unwrap_or_default()
+}
+
 /// Gives every live [`RemoteJwks`] fetched through a cluster that cluster's endpoints in
 /// `clusters` (the snapshot being published); one that has no keys yet fetches at once.
 pub fn update_endpoints(clusters: &BTreeMap<String, ClusterIr>) {
+    if !WANTED.load().is_empty() {
+        WANTED.rcu(|wanted| {
+            wanted
+                .keys()
+                .map(|name| {
+                    let endpoints = clusters
+                        .get(name)
+                        .map(|c| c.endpoints.clone())
+                        .unwrap_or_default();
+                    (name.clone(), Arc::new(endpoints))
+                })
+                .collect::<BTreeMap<_, _>>()
+        });
+    }
     for remote in REGISTRY.load().values().filter_map(Weak::upgrade) {
         let inner = &remote.inner;
         let Some(cluster) = &inner.cluster else {

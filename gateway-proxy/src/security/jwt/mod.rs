@@ -19,8 +19,8 @@ use http::request::Parts;
 use http::{HeaderName, StatusCode};
 use serde_json::Value;
 
-pub(crate) use self::fetcher::call;
 pub use self::fetcher::{FETCH_TIMEOUT, FORCED_REFETCH_INTERVAL, RemoteJwks, update_endpoints};
+pub(crate) use self::fetcher::{call, cluster_endpoints, want_cluster};
 pub use self::keys::{KeySet, Verified};
 use super::api_key::{Source, extract, strip};
 use super::{Denial, Identity};
@@ -173,7 +173,8 @@ impl JwtAuth {
 pub struct IdTokenVerifier(Provider);
 
 impl IdTokenVerifier {
-    pub fn new(issuer: &str, client_id: &str, jwks_uri: &str) -> Self {
+    /// With `cluster`, the JWKS is fetched through its endpoints.
+    pub fn new(issuer: &str, client_id: &str, jwks_uri: &str, cluster: Option<&str>) -> Self {
         Self(Provider::compile(&JwtProviderIr {
             name: "oidc".to_owned(),
             issuer: Some(issuer.to_owned()),
@@ -181,7 +182,7 @@ impl IdTokenVerifier {
             keys: JwksSourceIr::Remote {
                 uri: jwks_uri.to_owned(),
                 cache_duration_ms: 5 * 60 * 1000,
-                cluster: None,
+                cluster: cluster.map(str::to_owned),
             },
             extract_from: Vec::new(),
             claim_to_headers: Vec::new(),

@@ -35,7 +35,7 @@ use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::api_key::{Source, extract, strip};
-use super::jwt::{FETCH_TIMEOUT, IdTokenVerifier, call};
+use super::jwt::{FETCH_TIMEOUT, IdTokenVerifier, call, cluster_endpoints, want_cluster};
 use super::{Denial, Identity};
 
 /// An access token this close to its expiry is refreshed (when a refresh token is kept).
@@ -144,6 +144,9 @@ struct Discovery {
 
 impl OidcAuth {
     pub fn compile(ir: &OidcIr) -> Self {
+        if let Some(cluster) = &ir.cluster {
+            want_cluster(cluster);
+        }
         let realm = ir.realm.replace(['"', '\\'], "");
         Self {
             sealer: Sealer::derive(ir.client_secret.expose().as_bytes(), &ir.realm),
@@ -262,9 +265,11 @@ impl OidcAuth {
         }
         let url = format!("{}/.well-known/openid-configuration", self.ir.issuer);
         let uri: http::Uri = url.parse().map_err(|_| format!("{url} is not a URL"))?;
-        let (status, body) = tokio::time::timeout(FETCH_TIMEOUT, call(&uri, None, None, &[]))
-            .await
-            .map_err(|_| format!("{url} gave no answer within {FETCH_TIMEOUT:?}"))??;
+        let endpoints = self.ir.cluster.as_deref().map(cluster_endpoints);
+        let (status, body) =
+            tokio::time::timeout(FETCH_TIMEOUT, call(&uri, endpoints.as_deref(), None, &[]))
+                .await
+                .map_err(|_| format!("{url} gave no answer within {FETCH_TIMEOUT:?}"))??;
         if status != StatusCode::OK {
             return Err(format!("{url} answered {status}"));
         }
@@ -287,7 +292,12 @@ impl OidcAuth {
                 .parse()
                 .map_err(|_| format!("the token endpoint {token:?} is not a URL"))?,
             end_session: doc.end_session_endpoint,
-            id_tokens: IdTokenVerifier::new(&doc.issuer, &self.ir.client_id, &doc.jwks_uri),
+            id_tokens: IdTokenVerifier::new(
+                &doc.issuer,
+                &self.ir.client_id,
+                &doc.jwks_uri,
+                self.ir.cluster.as_deref(),
+            ),
         });
         self.discovered.store(Some(endpoints.clone()));
         Ok(endpoints)
@@ -491,11 +501,12 @@ impl OidcAuth {
         let mut authorization = HeaderValue::from_str(&format!("Basic {credentials}"))
             .map_err(|_| "the client credentials are not a header value".to_owned())?;
         authorization.set_sensitive(true);
+        let through = self.ir.cluster.as_deref().map(cluster_endpoints);
         let (status, body) = tokio::time::timeout(
             FETCH_TIMEOUT,
             call(
                 &endpoints.token,
-                None,
+                through.as_deref(),
                 Some(form),
                 &[(AUTHORIZATION, authorization)],
             ),

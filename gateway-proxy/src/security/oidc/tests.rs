@@ -8,6 +8,7 @@ fn ir() -> OidcIr {
         issuer: "http://127.0.0.1:9".to_owned(),
         authorization_endpoint: None,
         token_endpoint: None,
+        cluster: None,
         client_id: "app".to_owned(),
         client_secret: SecretText::new("s3cret"),
         redirect_url: "http://app.example.com/oauth2/callback".to_owned(),

@@ -263,6 +263,11 @@ pub struct OidcIr {
     /// When unset, discovered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_endpoint: Option<String>,
+    /// The cluster (a Service port of `provider.backendRefs`, in the IR's clusters) the
+    /// discovery document, the token endpoint and the JWKS are reached through; else the
+    /// URLs' hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     #[serde(rename = "clientID")]
     pub client_id: String,
     pub client_secret: SecretText,

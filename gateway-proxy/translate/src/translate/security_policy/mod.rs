@@ -40,7 +40,8 @@ type Validated = route_policy::Validated<SecurityIr>;
 #[derive(Debug, Default)]
 pub struct Security {
     resolved: Resolved<Validated>,
-    /// The clusters of `jwt` `remoteJWKS.backendRefs`, for the IR's clusters.
+    /// The clusters of `jwt` `remoteJWKS.backendRefs` and `oidc` `provider.backendRefs`, for
+    /// the IR's clusters.
     clusters: BTreeMap<String, ClusterIr>,
 }
 
@@ -109,7 +110,7 @@ fn validate(
             .ok()
     });
     let oidc = policy.spec.oidc.as_ref().and_then(|o| {
-        oidc::validate(store, key, o)
+        oidc::validate(store, key, o, clusters)
             .map_err(|p| problems.extend(p))
             .ok()
     });

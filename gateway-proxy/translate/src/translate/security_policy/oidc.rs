@@ -1,14 +1,17 @@
-//! `oidc`: the provider's URLs checked, the client secret read from its Secret (`client-secret`
+//! `oidc`: the provider's URLs checked (a `backendRefs` Service port of the policy's namespace
+//! resolved into a cluster, as a JWKS backendRef is), the client secret read from its Secret (`client-secret`
 //! key, through a ReferenceGrant across namespaces), the callback and logout paths, scopes
 //! (`openid` first), cookie names (by default derived from the policy's name) and TTLs.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use super::api_key::sha256_hex;
 use super::jwt::duration_ms;
 use super::secrets;
-use crate::ir::{OidcIr, SecretText};
+use crate::ir::{ClusterIr, OidcIr, SecretText};
 use crate::store::{ObjectKey, Store};
+use crate::translate::backend::{self, BackendRef, Referrer};
 use gantry_crds::security::Oidc;
 
 /// The Secret key holding the client secret (Envoy Gateway's).
@@ -18,7 +21,13 @@ pub const DEFAULT_TOKEN_TTL_MS: u64 = 60 * 60 * 1000;
 /// `defaultRefreshTokenTTL` when unset.
 pub const DEFAULT_REFRESH_TOKEN_TTL_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
-pub fn validate(store: &Store, key: &ObjectKey, oidc: &Oidc) -> Result<OidcIr, Vec<String>> {
+/// Validates `oidc`; the cluster of `provider.backendRefs` is added to `clusters`.
+pub fn validate(
+    store: &Store,
+    key: &ObjectKey,
+    oidc: &Oidc,
+    clusters: &mut BTreeMap<String, ClusterIr>,
+) -> Result<OidcIr, Vec<String>> {
     let mut problems = Vec::new();
     let url = |field: &str, text: &str, problems: &mut Vec<String>| -> Option<http::Uri> {
         let parsed = http::Uri::from_str(text.trim())
@@ -44,12 +53,33 @@ pub fn validate(store: &Store, key: &ObjectKey, oidc: &Oidc) -> Result<OidcIr, V
             url(field, v, &mut problems);
         }
     }
-    if !oidc.provider.backend_refs.is_empty() {
-        problems.push(
-            "oidc.provider.backendRefs is not supported yet; leave it out and the provider is reached at its URLs' hosts"
-                .to_owned(),
-        );
-    }
+    let cluster = oidc.provider.backend_refs.first().and_then(|r| {
+        let namespace = r.namespace.as_deref().unwrap_or(&key.namespace);
+        if namespace != key.namespace {
+            problems.push(format!(
+                "oidc.provider.backendRefs {} is in namespace {namespace}; only Services of the policy's namespace can be used",
+                r.name
+            ));
+            return None;
+        }
+        backend::resolve(
+            store,
+            Referrer {
+                kind: gantry_crds::SECURITY_POLICY_KIND,
+                namespace: &key.namespace,
+            },
+            BackendRef {
+                group: r.group.as_deref(),
+                kind: r.kind.as_deref(),
+                name: &r.name,
+                namespace: None,
+                port: r.port,
+            },
+            clusters,
+        )
+        .map_err(|p| problems.push(format!("oidc.provider.backendRefs: {}", p.message)))
+        .ok()
+    });
     let callback_path = url("redirectURL", &oidc.redirect_url, &mut problems)
         .map(|u| u.path().to_owned())
         .unwrap_or_default();
@@ -156,6 +186,7 @@ pub fn validate(store: &Store, key: &ObjectKey, oidc: &Oidc) -> Result<OidcIr, V
             issuer,
             authorization_endpoint: oidc.provider.authorization_endpoint.clone(),
             token_endpoint: oidc.provider.token_endpoint.clone(),
+            cluster,
             client_id: oidc.client_id.trim().to_owned(),
             client_secret,
             redirect_url: oidc.redirect_url.trim().to_owned(),
