@@ -5,10 +5,10 @@
 //! HTTPRoute or GRPCRoute, or one rule of a route; its field names follow Envoy Gateway's
 //! `SecurityPolicy` (`apiKeyAuth`, `basicAuth`, `authorization`). The most specific policy
 //! applies whole to a request (rule, then route, then listener, then Gateway); fields never
-//! merge. `jwt` verifies bearer tokens (after Envoy Gateway's `jwt.providers`); `extAuth` asks an
-//! external authorization service (HTTP or Envoy's `ext_authz` gRPC) after the other
-//! mechanisms, failing closed unless `failOpen` says otherwise. `oidc` is not implemented; it
-//! would sit beside these fields.
+//! merge. `jwt` verifies bearer tokens (after Envoy Gateway's `jwt.providers`); `oidc` logs
+//! browsers in at an OpenID provider (authorization code flow with PKCE, an encrypted session
+//! cookie); `extAuth` asks an external authorization service (HTTP or Envoy's `ext_authz` gRPC)
+//! after the other mechanisms, failing closed unless `failOpen` says otherwise.
 //!
 //! A Consumer is an API client: its API keys and basic-auth user, and labels (`plan: gold`)
 //! that later stages (rate limits) key on.
@@ -16,6 +16,7 @@
 mod consumer;
 mod ext_auth;
 mod jwt;
+mod oidc;
 
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -30,13 +31,14 @@ pub use self::jwt::{
     ClaimToHeader, JwksBackendRef, Jwt, JwtExtractor, JwtHeaderExtractor, JwtProvider, LocalJwks,
     LocalJwksType, RemoteJwks, RequiredClaim, ValueRef,
 };
+pub use self::oidc::{Oidc, OidcCookieNames, OidcProvider};
 use crate::backend_config::PolicyAncestorStatus;
 
 /// Kind name of `SecurityPolicy`.
 pub const SECURITY_POLICY_KIND: &str = "SecurityPolicy";
 
-/// Authentication (API keys, basic auth) and authorization by client address for the requests
-/// of a Gateway, listener, route or route rule.
+/// Authentication (API keys, basic auth, JWT, OpenID Connect login) and authorization by client
+/// address for the requests of a Gateway, listener, route or route rule.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "gantry.dev",
@@ -46,7 +48,7 @@ pub const SECURITY_POLICY_KIND: &str = "SecurityPolicy";
     singular = "securitypolicy",
     shortname = "sp",
     category = "gateway-api",
-    doc = "SecurityPolicy authenticates (API keys, basic auth) and authorizes (client address) the requests of a Gateway, listener, route or route rule.",
+    doc = "SecurityPolicy authenticates (API keys, basic auth, JWT, OpenID Connect login) and authorizes (client address) the requests of a Gateway, listener, route or route rule.",
     namespaced,
     status = "SecurityPolicyStatus",
     derive = "Default",
@@ -73,6 +75,10 @@ pub struct SecurityPolicySpec {
     /// Requests must carry a JSON Web Token signed by a key of one of the providers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<Jwt>,
+    /// Browsers without a session are sent to log in at an OpenID provider; other clients
+    /// are answered 401.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<Oidc>,
     /// Which client addresses are allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,

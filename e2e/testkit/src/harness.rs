@@ -380,9 +380,10 @@ impl Reply {
     }
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-fn client() -> &'static HttpClient {
+/// The shared plain-HTTP client of [`get`] and [`send`].
+pub fn client() -> &'static HttpClient {
     static CLIENT: OnceLock<HttpClient> = OnceLock::new();
     CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build_http())
 }

@@ -10,6 +10,7 @@ pub mod ext_authz;
 pub mod grpc;
 pub mod harness;
 pub mod jwks;
+pub mod oidc;
 pub mod otlp;
 pub mod pebble;
 pub mod ports;

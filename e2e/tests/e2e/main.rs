@@ -23,6 +23,7 @@ mod listener_ports;
 mod listener_sets;
 mod load_balancing;
 mod mtls;
+mod oidc;
 mod quickstart;
 mod rate_limits;
 mod rate_limits_global;

@@ -430,6 +430,12 @@ pub fn security(ir: &gantry_translate::ir::SecurityIr) -> PolicySummary {
             if ir.basic_auth.is_some() {
                 parts.push("basic auth");
             }
+            if ir.jwt.is_some() {
+                parts.push("JWT");
+            }
+            if ir.oidc.is_some() {
+                parts.push("an OpenID Connect login");
+            }
             format!("requires {}", parts.join(", "))
         }
     };

@@ -4,18 +4,20 @@
 //!
 //! A request on a route without a policy pays one `Option` check. With one, in order:
 //! a policy that cannot be used answers 500; `authorization` (client CIDRs) answers 403;
-//! `apiKeyAuth`, `basicAuth` and `jwt` (each configured one must pass) answer 401, and `jwt`
-//! answers 403 when a verified token lacks a required claim. Then `extAuth`
-//! ([`Guard::ext_auth`], run by the pipeline, which holds the upstream clients and the body):
-//! the service's denial is the answer; a service that cannot be reached, times out or answers
-//! with an error refuses the request (403) unless `failOpen` lets it through. A request that
-//! passes carries its [`Identity`] in its extensions for later stages.
+//! `oidc` answers its callback and logout paths, redirects a browser without a session to log
+//! in and answers other clients 401; `apiKeyAuth`, `basicAuth` and `jwt` (each configured one
+//! must pass) answer 401, and `jwt` answers 403 when a verified token lacks a required claim.
+//! Then `extAuth` ([`Guard::ext_auth`], run by the pipeline, which holds the upstream clients
+//! and the body): the service's denial is the answer; a service that cannot be reached, times
+//! out or answers with an error refuses the request (403) unless `failOpen` lets it through. A
+//! request that passes carries its [`Identity`] in its extensions for later stages.
 
 mod api_key;
 mod basic_auth;
 pub mod cidr;
 mod identity;
 pub mod jwt;
+pub mod oidc;
 
 pub use basic_auth::CACHE_LIMIT as BASIC_AUTH_CACHE_LIMIT;
 
@@ -40,6 +42,7 @@ pub struct Guard {
     basic: Option<basic_auth::BasicAuth>,
     jwt: Option<jwt::JwtAuth>,
     ext_auth: Option<ExtAuth>,
+    oidc: Option<oidc::OidcAuth>,
     /// Where the Consumer's name goes upstream (a client's own value is always removed).
     consumer_header: Option<HeaderName>,
 }
@@ -60,7 +63,9 @@ pub struct ExtAuth {
 pub struct Denial {
     pub status: StatusCode,
     /// The metric's `reason` label: `invalid_policy`, `client_address`, `api_key`,
-    /// `basic_auth`, `jwt` (no valid token), `jwt_claims` (a required claim missing).
+    /// `basic_auth`, `jwt` (no valid token), `jwt_claims` (a required claim missing), `oidc`
+    /// (no login session, or a callback that fails), `oidc_provider` (the OpenID provider
+    /// cannot be reached).
     pub reason: &'static str,
     pub message: String,
     /// `WWW-Authenticate` of a basic-auth or JWT refusal.
@@ -118,6 +123,7 @@ impl Guard {
             basic: ir.basic_auth.as_ref().map(basic_auth::BasicAuth::compile),
             jwt: ir.jwt.as_ref().map(jwt::JwtAuth::compile),
             ext_auth,
+            oidc: ir.oidc.as_ref().map(oidc::OidcAuth::compile),
             consumer_header,
         }
     }
@@ -129,12 +135,13 @@ impl Guard {
 
     /// Checks a request; `client` gives the client address (only called with
     /// `authorization`). On success the request's credentials are stripped, the configured
-    /// identity headers set, and the identity returned.
+    /// identity headers set, and the identity returned; or the policy answers itself
+    /// (`oidc`'s login redirect, callback and logout).
     pub async fn check(
         &self,
         parts: &mut Parts,
         client: impl FnOnce(&Parts) -> IpAddr,
-    ) -> Result<Option<Identity>, Denial> {
+    ) -> Result<Checked, Denial> {
         if let Some(message) = &self.refuse {
             return Err(Denial::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -156,6 +163,12 @@ impl Guard {
             parts.headers.remove(header);
         }
         let mut identity = None;
+        if let Some(oidc) = &self.oidc {
+            match oidc.authenticate(parts).await? {
+                oidc::Outcome::Answer(response) => return Ok(Checked::Answer(response)),
+                oidc::Outcome::Pass(caller) => identity = Some(caller),
+            }
+        }
         if let Some(keys) = &self.api_keys {
             identity = Some(keys.authenticate(parts)?);
         }
@@ -175,8 +188,17 @@ impl Guard {
         {
             parts.headers.insert(header.clone(), value);
         }
-        Ok(identity)
+        Ok(Checked::Pass(identity))
     }
+}
+
+/// What a policy let through, or its own answer.
+#[derive(Debug)]
+pub enum Checked {
+    /// The request goes on, with the caller's identity when the policy knows one.
+    Pass(Option<Identity>),
+    /// The policy answers the request itself (a redirect).
+    Answer(http::Response<bytes::Bytes>),
 }
 
 /// The identity of a credential that belongs to a Consumer, or names only a subject.

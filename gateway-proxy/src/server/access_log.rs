@@ -37,6 +37,9 @@ pub struct Record<'s> {
     /// (carried here, with the rest of what the request learnt on its way, to the step that
     /// has the response).
     pub rate_limit_headers: Option<[(http::HeaderName, HeaderValue); 2]>,
+    /// `Set-Cookie` for the response: a session an `oidc` SecurityPolicy refreshed (never
+    /// logged).
+    pub set_cookie: Option<HeaderValue>,
 }
 
 impl<'s> Record<'s> {

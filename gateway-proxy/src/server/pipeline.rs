@@ -60,6 +60,7 @@ use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
 use crate::filters::{self, Deferred, FilterContext, LocalAnswer, ext_auth};
 use crate::rate_limit;
 use crate::routing::{Lookup, RequestView, Resumed, RouteEntry, Rule, Snapshot};
+use crate::security::Checked;
 use crate::telemetry::trace::{self, Tracer};
 use crate::upstream::balancer::RequestKey;
 use crate::upstream::retry::replay::Replayable;
@@ -270,6 +271,11 @@ async fn route<'s>(
     };
     let mut response = within(request_timeout, forward, ProxyError::RequestTimeout).await?;
     rate_limit::add_headers(response.headers_mut(), record.rate_limit_headers.take());
+    if let Some(cookie) = record.set_cookie.take() {
+        response
+            .headers_mut()
+            .append(http::header::SET_COOKIE, cookie);
+    }
     Ok(response)
 }
 
@@ -333,14 +339,22 @@ async fn forward<'s>(
         let checked =
             Box::pin(guard.check(&mut parts, |p| client_address(&p.headers, &forwarding))).await;
         match checked {
-            Ok(Some(identity)) => {
+            Ok(Checked::Pass(Some(identity))) => {
                 parts.extensions.insert(identity);
             }
-            Ok(None) => {}
+            Ok(Checked::Pass(None)) => {}
+            Ok(Checked::Answer(answer)) => return Ok(answer.map(upstream::full)),
             Err(denial) => {
                 shared.metrics.security_denied(&entry.route, denial.reason);
                 return Err(ProxyError::Denied(denial));
             }
+        }
+        // A session an `oidc` policy refreshed: its cookie goes on the response.
+        if let Some(cookie) = parts
+            .extensions
+            .remove::<crate::security::oidc::SetCookie>()
+        {
+            record.set_cookie = Some(cookie.0);
         }
         if let Some(ext_auth) = guard.ext_auth()
             && let Some(answer) = Box::pin(auth.run_policy(ext_auth, &mut parts, &mut body)).await?

@@ -140,8 +140,8 @@ pub struct SecurityDeniedLabels {
     /// `namespace/name` of the route.
     pub route: String,
     /// `invalid_policy`, `client_address`, `api_key`, `basic_auth`, `jwt`, `jwt_claims`,
-    /// `external_auth`, `external_auth_error`; for `gantry_security_fail_open_total`,
-    /// `unreachable`, `timeout`, `error`.
+    /// `oidc`, `oidc_provider`, `external_auth`, `external_auth_error`; for
+    /// `gantry_security_fail_open_total`, `unreachable`, `timeout`, `error`.
     pub reason: &'static str,
 }
 

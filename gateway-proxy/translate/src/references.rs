@@ -124,8 +124,8 @@ pub fn referenced(store: &Store) -> Referenced {
     out
 }
 
-/// Secrets of SecurityPolicies (`apiKeyAuth.credentialRefs`, `basicAuth.users`, the
-/// ConfigMap or Secret of `jwt` `localJWKS.valueRef`) and Consumers
+/// Secrets of SecurityPolicies (`apiKeyAuth.credentialRefs`, `basicAuth.users`,
+/// `oidc.clientSecret`, the ConfigMap or Secret of `jwt` `localJWKS.valueRef`) and Consumers
 /// (`credentials.apiKeys`), across namespaces only where a ReferenceGrant permits the kind.
 fn security_secrets(store: &Store, out: &mut Referenced) {
     use gantry_crds::security::SecretObjectReference;
@@ -159,6 +159,13 @@ fn security_secrets(store: &Store, out: &mut Referenced) {
         }
         if let Some(b) = &spec.basic_auth {
             add(gantry_crds::SECURITY_POLICY_KIND, &key.namespace, &b.users);
+        }
+        if let Some(o) = &spec.oidc {
+            add(
+                gantry_crds::SECURITY_POLICY_KIND,
+                &key.namespace,
+                &o.client_secret,
+            );
         }
         // `jwt` `localJWKS.valueRef`: a LocalObjectReference, the policy's own namespace.
         let value_refs = spec
@@ -370,5 +377,35 @@ spec:
         // apps: the ListenerSet's own namespace; certs: granted to ListenerSets; not
         // gateway-certs (granted to Gateways only) nor other (its Gateway does not allow it).
         assert_eq!(referenced(&store).secrets, set(&["apps", "certs"]));
+    }
+
+    #[test]
+    fn an_oidc_client_secret_names_its_namespace_where_permitted() {
+        let yaml = r#"
+apiVersion: gantry.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: login, namespace: shop}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: app}]
+  oidc:
+    provider: {issuer: "https://idp.example.com"}
+    clientID: app
+    clientSecret: {name: oidc}
+    redirectURL: https://app.example.com/oauth2/callback
+---
+apiVersion: gantry.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: elsewhere, namespace: shop}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: other}]
+  oidc:
+    provider: {issuer: "https://idp.example.com"}
+    clientID: app
+    clientSecret: {name: oidc, namespace: vault}
+    redirectURL: https://app.example.com/oauth2/callback
+"#;
+        let (store, _) = load_store([("t.yaml", yaml)]).expect("loads");
+        // vault has no ReferenceGrant for SecurityPolicies of shop.
+        assert_eq!(referenced(&store).secrets, set(&["shop"]));
     }
 }

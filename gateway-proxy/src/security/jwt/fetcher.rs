@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use tokio::sync::{Notify, watch};
 
 use gantry_translate::ir::ClusterIr;
@@ -108,7 +108,9 @@ impl RemoteJwks {
                 uri: uri.parse().unwrap_or_default(),
                 refresh: refresh.max(Duration::from_secs(1)),
                 cluster: cluster.map(str::to_owned),
-                endpoints: ArcSwap::default(),
+                // A handle made between snapshots (an `oidc` provider discovered on a request)
+                // starts from the endpoints the last snapshot gave its cluster.
+                endpoints: ArcSwap::new(cluster.map(cluster_endpoints).unwrap_or_default()),
                 keys: ArcSwapOption::empty(),
                 fetched,
                 wake: Notify::new(),
@@ -137,6 +139,17 @@ impl RemoteJwks {
         {
             runtime.spawn(run(self.inner.clone()));
         }
+    }
+
+    /// Waits (at most `limit`) for the first fetch to end when no key set was fetched yet,
+    /// as a newly created handle has none.
+    pub async fn first_fetch(&self, limit: Duration) {
+        self.ensure_started();
+        let mut fetched = self.inner.fetched.subscribe();
+        if self.inner.keys.load().is_some() {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, fetched.changed()).await;
     }
 
     /// The last good key set, if any fetch succeeded yet.
@@ -181,9 +194,48 @@ impl RemoteJwks {
     }
 }
 
+/// Clusters something else than a JWKS is fetched through (an `oidc` provider's
+/// `backendRefs`), registered when its policy compiles, with their ready endpoints from the
+/// snapshot in use. Names are never removed: they are few, one per configured backendRef.
+static WANTED: LazyLock<ArcSwap<BTreeMap<String, Arc<Vec<String>>>>> =
+    LazyLock::new(Default::default);
+
+/// Registers `cluster` so that [`update_endpoints`] keeps its endpoints for
+/// [`cluster_endpoints`].
+pub fn want_cluster(cluster: &str) {
+    if WANTED.load().contains_key(cluster) {
+        return;
+    }
+    WANTED.rcu(|wanted| {
+        let mut next = BTreeMap::clone(wanted);
+        next.entry(cluster.to_owned()).or_default();
+        next
+    });
+}
+
+/// The ready endpoints (`ip:port`) of a cluster registered with [`want_cluster`], from the
+/// last published snapshot.
+pub fn cluster_endpoints(cluster: &str) -> Arc<Vec<String>> {
+    WANTED.load().get(cluster).cloned().unwrap_or_default()
+}
+
 /// Gives every live [`RemoteJwks`] fetched through a cluster that cluster's endpoints in
 /// `clusters` (the snapshot being published); one that has no keys yet fetches at once.
 pub fn update_endpoints(clusters: &BTreeMap<String, ClusterIr>) {
+    if !WANTED.load().is_empty() {
+        WANTED.rcu(|wanted| {
+            wanted
+                .keys()
+                .map(|name| {
+                    let endpoints = clusters
+                        .get(name)
+                        .map(|c| c.endpoints.clone())
+                        .unwrap_or_default();
+                    (name.clone(), Arc::new(endpoints))
+                })
+                .collect::<BTreeMap<_, _>>()
+        });
+    }
     for remote in REGISTRY.load().values().filter_map(Weak::upgrade) {
         let inner = &remote.inner;
         let Some(cluster) = &inner.cluster else {
@@ -249,6 +301,24 @@ async fn run(inner: Arc<Inner>) {
 /// a 200 answer. With `endpoints` (a backendRef's), the first of them that accepts a
 /// connection is used instead of the URL's host.
 async fn fetch(uri: &http::Uri, endpoints: Option<&Vec<String>>) -> Result<Bytes, String> {
+    let (status, body) = call(uri, endpoints, None, &[]).await?;
+    if status != http::StatusCode::OK {
+        return Err(format!("answered {status}"));
+    }
+    Ok(body)
+}
+
+/// Sends one request to `uri` (HTTP/1.1, `https` verified against the system roots): a GET,
+/// or with `form` a POST of that `application/x-www-form-urlencoded` body; `headers` are
+/// added. Returns the status and the body (at most 1 MiB), whatever the status. With
+/// `endpoints` (a backendRef's), the first of them that accepts a connection is used instead
+/// of the URL's host. Nothing of the request or the answer is logged.
+pub(crate) async fn call(
+    uri: &http::Uri,
+    endpoints: Option<&Vec<String>>,
+    form: Option<String>,
+    headers: &[(http::HeaderName, http::HeaderValue)],
+) -> Result<(http::StatusCode, Bytes), String> {
     let host = uri.host().ok_or("the URL has no host")?.to_owned();
     let https = uri.scheme_str() == Some("https");
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
@@ -278,11 +348,28 @@ async fn fetch(uri: &http::Uri, endpoints: Option<&Vec<String>>) -> Result<Bytes
     let _ = tcp.set_nodelay(true);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = uri.authority().map_or(host.as_str(), |a| a.as_str());
-    let request = http::Request::get(path)
+    let method = if form.is_some() {
+        http::Method::POST
+    } else {
+        http::Method::GET
+    };
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(path)
         .header(http::header::HOST, authority)
         .header(http::header::ACCEPT, "application/json")
-        .header(http::header::USER_AGENT, "gantry-proxy")
-        .body(Empty::<Bytes>::new())
+        .header(http::header::USER_AGENT, "gantry-proxy");
+    if form.is_some() {
+        builder = builder.header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        );
+    }
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(form.unwrap_or_default())))
         .map_err(|e| e.to_string())?;
     if https {
         let roots = crate::upstream::tls::root_store(&gantry_translate::ir::TrustIr::System)?;
@@ -304,7 +391,10 @@ async fn fetch(uri: &http::Uri, endpoints: Option<&Vec<String>>) -> Result<Bytes
     }
 }
 
-async fn send<T>(io: T, request: http::Request<Empty<Bytes>>) -> Result<Bytes, String>
+async fn send<T>(
+    io: T,
+    request: http::Request<Full<Bytes>>,
+) -> Result<(http::StatusCode, Bytes), String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -318,13 +408,11 @@ where
         .send_request(request)
         .await
         .map_err(|e| format!("request failed: {e}"))?;
-    if response.status() != http::StatusCode::OK {
-        return Err(format!("answered {}", response.status()));
-    }
+    let status = response.status();
     Limited::new(response.into_body(), MAX_JWKS_BYTES)
         .collect()
         .await
-        .map(|b| b.to_bytes())
+        .map(|b| (status, b.to_bytes()))
         .map_err(|e| format!("reading the body failed: {e}"))
 }
 

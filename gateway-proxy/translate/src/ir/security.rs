@@ -29,6 +29,8 @@ pub struct SecurityIr {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtIr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcIr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<AuthorizationIr>,
     /// The external authorization service, asked after every other mechanism passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -264,4 +266,78 @@ pub struct RequiredClaimIr {
     /// Empty: the claim must be present.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
+}
+
+/// OpenID Connect login (authorization code flow with PKCE). The client secret is never shown:
+/// `Debug` and `Serialize` print `<redacted>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OidcIr {
+    /// `iss` of the ID tokens; discovery at `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// When unset, discovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    /// When unset, discovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    /// The cluster (a Service port of `provider.backendRefs`, in the IR's clusters) the
+    /// discovery document, the token endpoint and the JWKS are reached through; else the
+    /// URLs' hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    pub client_secret: SecretText,
+    #[serde(rename = "redirectURL")]
+    pub redirect_url: String,
+    /// The path of `redirect_url`, answered by the proxy (the callback).
+    pub callback_path: String,
+    pub logout_path: String,
+    /// `openid` first.
+    pub scopes: Vec<String>,
+    pub session_cookie: String,
+    pub state_cookie: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie_domain: Option<String>,
+    pub refresh_token: bool,
+    pub forward_access_token: bool,
+    pub default_token_ttl_ms: u64,
+    pub default_refresh_token_ttl_ms: u64,
+    /// `realm` of the 401's `WWW-Authenticate: Bearer`: the policy's `namespace/name`.
+    pub realm: String,
+}
+
+/// A secret (an OAuth client secret). Never shown: `Debug` and `Serialize` print
+/// `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The secret, for use only (never for a log or a message).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for SecretText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(REDACTED)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self)
+    }
 }

@@ -219,7 +219,12 @@ fn provider(
     })
 }
 
-fn duration_ms(field: &str, text: Option<&str>, default: u64, problems: &mut Vec<String>) -> u64 {
+pub(super) fn duration_ms(
+    field: &str,
+    text: Option<&str>,
+    default: u64,
+    problems: &mut Vec<String>,
+) -> u64 {
     let Some(text) = text else {
         return default;
     };

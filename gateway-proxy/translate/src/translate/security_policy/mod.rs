@@ -1,6 +1,6 @@
 //! SecurityPolicy (`gantry.dev/v1alpha1`): each policy validated once into a [`SecurityIr`]
 //! (API keys as SHA-256 digests, htpasswd users, JWT providers with their checked JWKS or
-//! JWKS URL, client CIDRs, the external authorization service, the Consumers its keys and users map to), attached to route entries through `route_policy` (rule > route > listener >
+//! JWKS URL, the OpenID provider and client secret of `oidc`, client CIDRs, the external authorization service, the Consumers its keys and users map to), attached to route entries through `route_policy` (rule > route > listener >
 //! Gateway; the winner applies whole), and its `ancestors[]` status.
 //!
 //! A policy that cannot be used (a Secret missing or not permitted, a malformed htpasswd line,
@@ -13,6 +13,7 @@ mod authorization;
 mod basic_auth;
 mod ext_auth;
 mod jwt;
+mod oidc;
 mod secrets;
 
 pub(super) use self::authorization::normalise_cidr;
@@ -40,8 +41,8 @@ type Validated = route_policy::Validated<SecurityIr>;
 #[derive(Debug, Default)]
 pub struct Security {
     resolved: Resolved<Validated>,
-    /// The clusters of `jwt` `remoteJWKS.backendRefs` and `extAuth` backendRefs, for the IR's
-    /// clusters.
+    /// The clusters of `jwt` `remoteJWKS.backendRefs`, `oidc` `provider.backendRefs` and
+    /// `extAuth` backendRefs, for the IR's clusters.
     clusters: BTreeMap<String, ClusterIr>,
 }
 
@@ -109,6 +110,11 @@ fn validate(
             .map_err(|p| problems.extend(p))
             .ok()
     });
+    let oidc = policy.spec.oidc.as_ref().and_then(|o| {
+        oidc::validate(store, key, o, clusters)
+            .map_err(|p| problems.extend(p))
+            .ok()
+    });
     let authorization = policy.spec.authorization.as_ref().and_then(|a| {
         authorization::validate(a)
             .map_err(|p| problems.extend(p))
@@ -127,12 +133,13 @@ fn validate(
     if api_key_auth.is_none()
         && basic_auth.is_none()
         && jwt.is_none()
+        && oidc.is_none()
         && authorization.is_none()
         && ext_auth.is_none()
         && problems.is_empty()
     {
         problems.push(
-            "the policy sets none of apiKeyAuth, basicAuth, jwt, authorization and extAuth"
+            "the policy sets none of apiKeyAuth, basicAuth, jwt, oidc, authorization and extAuth"
                 .to_owned(),
         );
     }
@@ -156,6 +163,7 @@ fn validate(
         api_key_auth: api_key_auth.filter(|_| invalid.is_none()),
         basic_auth: basic_auth.filter(|_| invalid.is_none()),
         jwt: jwt.filter(|_| invalid.is_none()),
+        oidc: oidc.filter(|_| invalid.is_none()),
         authorization: authorization.filter(|_| invalid.is_none()),
         ext_auth: ext_auth.filter(|_| invalid.is_none()),
         consumer_header: consumer_header.filter(|_| invalid.is_none()),
