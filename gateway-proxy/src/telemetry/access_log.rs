@@ -178,6 +178,14 @@ impl<'b> Line<'b> {
         self.key(key);
         if self.json {
             json_string(self.out, value);
+        } else if value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' || b == b' ')
+        {
+            // What `{:?}` writes for it, without the `fmt` machinery.
+            self.out.push(b'"');
+            self.out.extend_from_slice(value.as_bytes());
+            self.out.push(b'"');
         } else {
             let _ = write!(self.out, "{value:?}");
         }
@@ -303,13 +311,14 @@ mod tests {
             l.number("max", u64::MAX);
             l.float("duration_ms", 1.5);
             l.quoted("route", "default/web \"x\"");
+            l.quoted("plain", "a b/c:1");
         });
         let (time, rest) = text.split_once("  ").unwrap();
         assert_eq!(time.len(), 27, "{time}");
         assert!(humantime::parse_rfc3339(time).is_ok(), "{time}");
         assert_eq!(
             rest,
-            "INFO access: method=GET status=200 zero=0 max=18446744073709551615 duration_ms=1.5 route=\"default/web \\\"x\\\"\"\n"
+            "INFO access: method=GET status=200 zero=0 max=18446744073709551615 duration_ms=1.5 route=\"default/web \\\"x\\\"\" plain=\"a b/c:1\"\n"
         );
     }
 
