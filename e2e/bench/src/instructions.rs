@@ -48,6 +48,7 @@ pub fn measure(
         bins: bins.to_path_buf(),
         backend,
         workers: 1,
+        access_log: false,
     };
     let run = Counter { requests, warmup };
     let mut cases = Vec::new();
@@ -65,6 +66,38 @@ pub fn measure(
         let mut dumps = Dumps::new(running.pid(), out);
         let count = run.count(running.port, &request, &mut dumps)?;
         cases.push(case("proxies", kind.name(), count, requests));
+        drop(running);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // The same route with access logs on, in Gantry and nginx (haproxy logs only to syslog).
+    let logged = Setup {
+        access_log: true,
+        ..setup.clone()
+    };
+    for kind in [Kind::Gantry, Kind::Nginx] {
+        progress(&format!(
+            "instructions: {}, 1 route, access log on",
+            kind.name()
+        ));
+        let dir = scratch(&format!("instructions-{}-logged", kind.name()))?;
+        let out = dir.join("callgrind.out");
+        let out_for_wrap = out.clone();
+        let running = Running::start_with(kind, &logged, 1, START_TIMEOUT, move |command| {
+            under_callgrind(command, &out_for_wrap, kind)
+        })?;
+        let request = Request::get(&config::host(0), &config::path(0));
+        let mut dumps = Dumps::new(running.pid(), out);
+        let count = run.count(running.port, &request, &mut dumps)?;
+        // Each proxy against itself with the access log off (the run above).
+        let group = format!("access log, {}", kind.name());
+        if let Some(off) = cases
+            .iter()
+            .find(|c| c.group == "proxies" && c.case == kind.name())
+        {
+            cases.push(case(&group, "off", off.instructions, requests));
+        }
+        cases.push(case(&group, "on", count, requests));
         drop(running);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -8,16 +8,29 @@ use std::path::Path;
 use super::config::{host, path};
 
 /// `nginx.conf` for `routes` routes on `port`, with `workers` worker processes and every file
-/// nginx writes kept under `dir`.
-pub fn config(dir: &Path, port: u16, backend: SocketAddr, routes: usize, workers: usize) -> String {
+/// nginx writes kept under `dir`. With `access_log`, one line per request in `dir/access.log`,
+/// buffered as Gantry buffers its own (32 KiB, flushed every 100 ms).
+pub fn config(
+    dir: &Path,
+    port: u16,
+    backend: SocketAddr,
+    routes: usize,
+    workers: usize,
+    access_log: bool,
+) -> String {
     let dir = dir.display();
+    let access_log = if access_log {
+        format!("access_log {dir}/access.log combined buffer=32k flush=100ms;")
+    } else {
+        "access_log off;".to_owned()
+    };
     let mut s = format!(
         r#"worker_processes {workers};
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
 events {{ worker_connections 8192; }}
 http {{
-  access_log off;
+  {access_log}
   client_body_temp_path {dir}/client_body;
   proxy_temp_path {dir}/proxy;
   fastcgi_temp_path {dir}/fastcgi;
@@ -59,11 +72,13 @@ mod tests {
     #[test]
     fn one_server_block_per_route() {
         let backend = "127.0.0.1:3000".parse().expect("addr");
-        let conf = super::config(std::path::Path::new("/tmp/x"), 8080, backend, 3, 2);
+        let conf = super::config(std::path::Path::new("/tmp/x"), 8080, backend, 3, 2, false);
         assert_eq!(conf.matches("server_name r").count(), 3);
         assert!(conf.contains("server_name r2.bench.example.com; location /svc2 {"));
         assert!(conf.contains("keepalive 256;"));
         assert!(conf.contains("access_log off;"));
         assert!(conf.contains("worker_processes 2;"));
+        let logged = super::config(std::path::Path::new("/tmp/x"), 8080, backend, 3, 2, true);
+        assert!(logged.contains("access_log /tmp/x/access.log combined buffer=32k flush=100ms;"));
     }
 }

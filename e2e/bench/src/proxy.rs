@@ -41,12 +41,16 @@ impl Kind {
 }
 
 /// Where the programs are and how many workers each proxy gets.
+#[derive(Clone)]
 pub struct Setup {
     /// Directory holding the release `gantry-proxy`.
     pub bins: PathBuf,
     pub backend: SocketAddr,
     /// Worker processes (nginx) or threads (haproxy, Gantry): the number of cores.
     pub workers: usize,
+    /// Access logs on (Gantry and nginx, each buffered and written to a file); every scenario
+    /// but the access log's own instruction counts runs with them off.
+    pub access_log: bool,
 }
 
 /// A started proxy serving `routes` routes; its files are removed on drop.
@@ -102,7 +106,14 @@ impl Running {
                 let conf = config_dir.join("nginx.conf");
                 std::fs::write(
                     &conf,
-                    nginx::config(&dir, port, setup.backend, routes, setup.workers),
+                    nginx::config(
+                        &dir,
+                        port,
+                        setup.backend,
+                        routes,
+                        setup.workers,
+                        setup.access_log,
+                    ),
                 )?;
                 let mut c = Command::new(which("nginx")?);
                 c.arg("-p")
@@ -194,12 +205,18 @@ impl Drop for Running {
     }
 }
 
-/// `gantry-proxy run` on the files in `config_dir`, as every scenario runs it: no access log,
+/// `gantry-proxy run` on the files in `config_dir`, as every scenario runs it: no access log
+/// (unless `setup.access_log`),
 /// warnings only, listeners on 127.0.0.1, an admin port, `setup.workers` worker threads.
 pub fn gantry_command(setup: &Setup, config_dir: &Path) -> anyhow::Result<Command> {
     let mut c = Command::new(setup.bins.join("gantry-proxy"));
-    c.args(["run", "--no-access-log", "--log-level", "warn"])
-        .arg("--config-dir")
+    if setup.access_log {
+        // The access log is written at INFO, to stderr (the process's log file).
+        c.args(["run", "--log-level", "warn,access=info"]);
+    } else {
+        c.args(["run", "--no-access-log", "--log-level", "warn"]);
+    }
+    c.arg("--config-dir")
         .arg(config_dir)
         .args(["--bind-address", "127.0.0.1"])
         .args(["--admin-addr", &format!("127.0.0.1:{}", free_port()?)])

@@ -207,6 +207,7 @@ fn main() -> anyhow::Result<()> {
         bins,
         backend,
         workers: cores,
+        access_log: false,
     };
     let plan = matrix::LoadPlan {
         connections: settings.connections.clone(),
