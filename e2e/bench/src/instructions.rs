@@ -175,15 +175,19 @@ pub fn measure(
     progress("instructions: gantry, API key and rate limits");
     let redis_dir = scratch("instructions-redis")?;
     let redis = policy_cost::Redis::start(&redis_dir)?;
+    let (jwt_key, token) = policy_cost::jwt_key();
+    let bearer = format!("Bearer {token}");
     let mut group = Group::start_with_args(
         &setup,
         "policies",
-        |port| policy_cost::config(port, backend),
+        |port| policy_cost::config(port, backend, &jwt_key),
         &["--rate-limit-redis", &redis.url],
     )?;
     for (label, host) in policy_cost::CASES {
         let request = if label.starts_with("API key") {
             Request::get_with(host, policy_cost::PATH, ("X-API-Key", policy_cost::API_KEY))
+        } else if label.starts_with("JWT") {
+            Request::get_with(host, policy_cost::PATH, ("Authorization", &bearer))
         } else {
             Request::get(host, policy_cost::PATH)
         };

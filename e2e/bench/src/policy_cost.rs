@@ -1,7 +1,7 @@
-//! What API-key authentication and rate limits cost per request: one Gantry with routes to the
-//! same backend that differ only by the policy on them (none; an API key; a local rate limit
-//! per client address; the same limit global, counted in Redis; an API key and a local limit
-//! per Consumer). Every limit is far above what the benchmark sends, so nothing is refused:
+//! What API-key authentication, JWT validation and rate limits cost per request: one Gantry
+//! with routes to the same backend that differ only by the policy on them (none; an API key; a
+//! local rate limit per client address; the same limit global, counted in Redis; an API key
+//! and a local limit per Consumer; a JWT signed ES256, verified against an inline JWKS). Every limit is far above what the benchmark sends, so nothing is refused:
 //! the figure is the price of checking. Counted by [`crate::instructions`].
 
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ pub const PATH: &str = "/svc";
 pub const API_KEY: &str = "bench-key-0123456789abcdef";
 
 /// `(case, host)`, the plain route first.
-pub const CASES: [(&str, &str); 5] = [
+pub const CASES: [(&str, &str); 6] = [
     ("no policy", "plain.policy.bench.example.com"),
     ("API key", "key.policy.bench.example.com"),
     ("local rate limit", "local.policy.bench.example.com"),
@@ -29,7 +29,21 @@ pub const CASES: [(&str, &str); 5] = [
         "API key and a local limit per Consumer",
         "key-limit.policy.bench.example.com",
     ),
+    ("JWT (ES256)", "jwt.policy.bench.example.com"),
 ];
+
+/// The issuer of the `jwt` route's tokens.
+pub const ISSUER: &str = "https://issuer.bench.example.com";
+
+/// The key the `jwt` route's tokens are signed with, and a token valid for a day.
+pub fn jwt_key() -> (gantry_testkit::jwks::SigningKey, String) {
+    let key = gantry_testkit::jwks::SigningKey::generate("bench");
+    let now = gantry_testkit::jwks::now();
+    let token = key.token(&serde_json::json!({
+        "iss": ISSUER, "sub": "bench", "iat": now, "exp": now + 86_400
+    }));
+    (key, token)
+}
 
 fn route(name: &str, host: &str) -> String {
     format!(
@@ -49,8 +63,13 @@ spec:
 
 /// Gantry standalone files: a Gateway on `port`, the backend's Service, one route per case and
 /// the policies.
-pub fn config(port: u16, backend: SocketAddr) -> String {
-    let names = ["plain", "key", "local", "global", "key-limit"];
+pub fn config(
+    port: u16,
+    backend: SocketAddr,
+    jwt_key: &gantry_testkit::jwks::SigningKey,
+) -> String {
+    let names = ["plain", "key", "local", "global", "key-limit", "jwt"];
+    let jwks = gantry_testkit::jwks::jwks(&[jwt_key]);
     let routes: String = names
         .iter()
         .zip(CASES)
@@ -111,6 +130,17 @@ spec:
     rules:
     - clientSelectors: [{{consumer: {{type: Distinct}}}}]
       {limit}
+---
+apiVersion: gantry.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: jwt, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: jwt}}]
+  jwt:
+    providers:
+    - name: bench
+      issuer: {ISSUER}
+      localJWKS: {{type: Inline, inline: '{jwks}'}}
 "#,
         base = crate::config::base(port, backend),
     )

@@ -231,7 +231,8 @@ async fn a_key_rotation_under_load_fails_no_request() {
     let server = JwksServer::spawn(&[&old]).await;
     let (_proxy, base) = setup(&server).await;
 
-    let token = Arc::new(Mutex::new(old.token(&claims())));
+    let old_token = old.token(&claims());
+    let token = Arc::new(Mutex::new(old_token.clone()));
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
     let client = {
@@ -278,6 +279,10 @@ async fn a_key_rotation_under_load_fails_no_request() {
         server.fetches() > fetches_before,
         "the unknown kid made the proxy fetch the JWKS again"
     );
+    // The proxy's JWKS no longer has the old key: the old token, verified (and remembered)
+    // many times before the rotation, is refused now.
+    let reply = get(&base, "/api", Some(&old_token)).await;
+    assert_eq!(reply.status, 401, "{}", reply.text());
 
     // Tokens of a kid nobody publishes: refused, and they cannot make the proxy hammer the
     // issuer (one forced fetch per 10 s).

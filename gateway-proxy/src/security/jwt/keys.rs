@@ -10,7 +10,12 @@ use serde::Deserialize;
 #[derive(Debug, Default)]
 pub struct KeySet {
     keys: Vec<Key>,
+    /// Unique to this parse of a document (a fetch of the same document gets another): what
+    /// a signature verified against it is remembered under ([`super::verified`]).
+    id: u64,
 }
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 #[derive(Debug)]
 struct Key {
@@ -94,7 +99,15 @@ impl KeySet {
         if keys.is_empty() {
             return Err("the JWKS has no usable key (RSA, EC P-256/P-384, Ed25519)".to_owned());
         }
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    /// This set's identity, never reused by another set.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn len(&self) -> usize {

@@ -6,6 +6,7 @@
 
 mod fetcher;
 mod keys;
+mod verified;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,6 +50,8 @@ struct Provider {
     claim_to_headers: Vec<(HeaderName, String)>,
     required_claims: Vec<(String, Vec<String>)>,
     clock_skew: u64,
+    /// Tokens whose signature verified.
+    verified: verified::VerifiedTokens,
 }
 
 #[derive(Debug)]
@@ -259,6 +262,7 @@ impl Provider {
                 .map(|c| (c.name.clone(), c.values.clone()))
                 .collect(),
             clock_skew: ir.clock_skew_ms / 1000,
+            verified: verified::VerifiedTokens::default(),
         }
     }
 
@@ -296,14 +300,26 @@ impl Provider {
         let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
         let kid = header.get("kid").and_then(Value::as_str);
         let message = &token.as_bytes()[..h.len() + 1 + p.len()];
+        // A token seen before skips the signature check, for as long as the same key set
+        // is current.
+        let check_with = |set: &KeySet| {
+            if self.verified.holds(token, set.id()) {
+                return Verified::Valid;
+            }
+            let verified = set.verify(alg, kid, message, &signature);
+            if verified == Verified::Valid {
+                self.verified.remember(token, set.id());
+            }
+            verified
+        };
         let verified = match &self.keys {
-            Keys::Local(Ok(set)) => set.verify(alg, kid, message, &signature),
+            Keys::Local(Ok(set)) => check_with(set),
             Keys::Local(Err(_)) => Verified::UnknownKey,
             Keys::Remote(remote) => {
                 let check = || {
-                    remote.keys().map_or(Verified::UnknownKey, |set| {
-                        set.verify(alg, kid, message, &signature)
-                    })
+                    remote
+                        .keys()
+                        .map_or(Verified::UnknownKey, |set| check_with(&set))
                 };
                 let mut verified = check();
                 // Twice: the fetch waited for may have started before the rotation.
