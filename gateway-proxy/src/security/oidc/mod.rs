@@ -226,7 +226,7 @@ impl OidcAuth {
     fn secure(&self, parts: &Parts) -> bool {
         parts
             .headers
-            .get(crate::server::headers::X_FORWARDED_PROTO)
+            .get("x-forwarded-proto")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
             || self.ir.redirect_url.starts_with("https://")
     }
