@@ -736,17 +736,14 @@ struct Auth<'a> {
 }
 
 impl Auth<'_> {
-    /// Asks a SecurityPolicy's `extAuth` service: its denial is the answer; a check that
-    /// cannot be made refuses the request (403), or with `failOpen` lets it through, counted
-    /// and logged (the log names the policy, route and cause, never a credential). A backendRef
-    /// that does not resolve never passes (the policy is refused whole by the translator).
-    async fn run_policy(
+    /// Asks `check`'s service about the request: its body read first (up to the check's
+    /// `forward_body`) when the check forwards it (413 over it, a body error as the body's).
+    async fn ask(
         &self,
-        ext_auth: &crate::security::ExtAuth,
+        check: &ext_auth::ExternalAuth,
         parts: &mut Parts,
         body: &mut RequestBody,
-    ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
-        let check = &ext_auth.check;
+    ) -> Result<Result<ext_auth::Verdict, ext_auth::Failure>, ProxyError> {
         let forwarded = if check.forward_body > 0 {
             Some(
                 body.read(
@@ -767,7 +764,20 @@ impl Auth<'_> {
             scheme: self.scheme,
             request_id: self.request_id,
         };
-        match check.check(cluster, &call, parts, forwarded.as_ref()).await {
+        Ok(check.check(cluster, &call, parts, forwarded.as_ref()).await)
+    }
+
+    /// Asks a SecurityPolicy's `extAuth` service: its denial is the answer; a check that
+    /// cannot be made refuses the request (403), or with `failOpen` lets it through, counted
+    /// and logged (the log names the policy, route and cause, never a credential). A backendRef
+    /// that does not resolve never passes (the policy is refused whole by the translator).
+    async fn run_policy(
+        &self,
+        ext_auth: &crate::security::ExtAuth,
+        parts: &mut Parts,
+        body: &mut RequestBody,
+    ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
+        match self.ask(&ext_auth.check, parts, body).await? {
             Ok(ext_auth::Verdict::Allow) => Ok(None),
             Ok(ext_auth::Verdict::Deny(answer)) => {
                 self.shared
@@ -812,27 +822,7 @@ impl Auth<'_> {
         body: &mut RequestBody,
     ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
         for auth in filters::authorizations(filters) {
-            let forwarded = if auth.forward_body > 0 {
-                Some(
-                    body.read(
-                        parts.version,
-                        auth.forward_body,
-                        self.shared.options.http.request_body_timeout,
-                    )
-                    .await?,
-                )
-            } else {
-                None
-            };
-            let cluster = auth.cluster().and_then(|name| self.snapshot.cluster(name));
-            let call = ext_auth::Call {
-                upstreams: &self.shared.upstreams,
-                gateway: self.gateway,
-                client: self.connection.peer,
-                scheme: self.scheme,
-                request_id: self.request_id,
-            };
-            match auth.check(cluster, &call, parts, forwarded.as_ref()).await {
+            match self.ask(auth, parts, body).await? {
                 Ok(ext_auth::Verdict::Allow) => {}
                 Ok(ext_auth::Verdict::Deny(answer)) => {
                     self.shared
