@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use gantry_crds::gateway::Duration;
-use gantry_crds::security::{Jwt, JwtProvider, LocalJwks, LocalJwksType};
+use gantry_crds::security::{JwksBackendRef, Jwt, JwtProvider, LocalJwks, LocalJwksType};
 
 use super::api_key::header;
 use crate::ir::{
@@ -92,35 +92,14 @@ fn provider(
                 problems,
             );
             let cluster = remote.backend_refs.first().and_then(|r| {
-                let namespace = r.namespace.as_deref().unwrap_or(&key.namespace);
-                if namespace != key.namespace {
-                    problems.push(format!(
-                        "{field}: remoteJWKS.backendRefs {} is in namespace {namespace}; only Services of the policy's namespace can be used",
-                        r.name
-                    ));
-                    return None;
-                }
-                let resolved = backend::resolve(
+                own_namespace_backend(
                     store,
-                    Referrer {
-                        group: gantry_crds::GROUP,
-                        kind: gantry_crds::SECURITY_POLICY_KIND,
-                        namespace: &key.namespace,
-                    },
-                    BackendRef {
-                        group: r.group.as_deref(),
-                        kind: r.kind.as_deref(),
-                        name: &r.name,
-                        namespace: None,
-                        port: r.port,
-                    },
+                    key,
+                    &format!("{field}: remoteJWKS.backendRefs"),
+                    r,
                     clusters,
-                );
-                resolved
-                    .map_err(|p| {
-                        problems.push(format!("{field}: remoteJWKS.backendRefs: {}", p.message))
-                    })
-                    .ok()
+                    problems,
+                )
             });
             (usable && (remote.backend_refs.is_empty() || cluster.is_some())).then(|| {
                 JwksSourceIr::Remote {
@@ -217,6 +196,45 @@ fn provider(
         required_claims,
         clock_skew_ms,
     })
+}
+
+/// The cluster of a backendRef a SecurityPolicy fetches through (`remoteJWKS.backendRefs`,
+/// `oidc.provider.backendRefs`): a Service port of the policy's own namespace. A ref to
+/// another namespace, or one that does not resolve, is a problem named after `field`.
+pub(super) fn own_namespace_backend(
+    store: &Store,
+    key: &ObjectKey,
+    field: &str,
+    r: &JwksBackendRef,
+    clusters: &mut BTreeMap<String, ClusterIr>,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    let namespace = r.namespace.as_deref().unwrap_or(&key.namespace);
+    if namespace != key.namespace {
+        problems.push(format!(
+            "{field} {} is in namespace {namespace}; only Services of the policy's namespace can be used",
+            r.name
+        ));
+        return None;
+    }
+    backend::resolve(
+        store,
+        Referrer {
+            group: gantry_crds::GROUP,
+            kind: gantry_crds::SECURITY_POLICY_KIND,
+            namespace: &key.namespace,
+        },
+        BackendRef {
+            group: r.group.as_deref(),
+            kind: r.kind.as_deref(),
+            name: &r.name,
+            namespace: None,
+            port: r.port,
+        },
+        clusters,
+    )
+    .map_err(|p| problems.push(format!("{field}: {}", p.message)))
+    .ok()
 }
 
 pub(super) fn duration_ms(

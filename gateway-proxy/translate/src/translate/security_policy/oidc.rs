@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use super::api_key::sha256_hex;
-use super::jwt::duration_ms;
+use super::jwt::{duration_ms, own_namespace_backend};
 use super::secrets;
 use crate::ir::{ClusterIr, OidcIr, SecretText};
 use crate::store::{ObjectKey, Store};
-use crate::translate::backend::{self, BackendRef, Referrer};
 use gantry_crds::security::Oidc;
 
 /// The Secret key holding the client secret (Envoy Gateway's).
@@ -54,32 +53,14 @@ pub fn validate(
         }
     }
     let cluster = oidc.provider.backend_refs.first().and_then(|r| {
-        let namespace = r.namespace.as_deref().unwrap_or(&key.namespace);
-        if namespace != key.namespace {
-            problems.push(format!(
-                "oidc.provider.backendRefs {} is in namespace {namespace}; only Services of the policy's namespace can be used",
-                r.name
-            ));
-            return None;
-        }
-        backend::resolve(
+        own_namespace_backend(
             store,
-            Referrer {
-                group: gantry_crds::GROUP,
-                kind: gantry_crds::SECURITY_POLICY_KIND,
-                namespace: &key.namespace,
-            },
-            BackendRef {
-                group: r.group.as_deref(),
-                kind: r.kind.as_deref(),
-                name: &r.name,
-                namespace: None,
-                port: r.port,
-            },
+            key,
+            "oidc.provider.backendRefs",
+            r,
             clusters,
+            &mut problems,
         )
-        .map_err(|p| problems.push(format!("oidc.provider.backendRefs: {}", p.message)))
-        .ok()
     });
     let callback_path = url("redirectURL", &oidc.redirect_url, &mut problems)
         .map(|u| u.path().to_owned())
