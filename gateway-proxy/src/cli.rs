@@ -454,12 +454,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         explainer: Some(crate::admin::ui::Explainer::new(explain::explain_live)),
         tracing: args.tracing_options(),
         acme: args.acme.options()?,
+        acme_cluster: None,
         rate_limit_redis: args.rate_limit_redis.clone(),
     };
     if args.kubernetes {
-        if options.acme.is_some() {
+        if args.acme.acme_dir.is_some() {
             bail!(
-                "--acme-directory is for standalone mode; in Kubernetes use cert-manager (docs/acme.md)"
+                "--acme-dir is for standalone mode: in Kubernetes mode the fleet keeps its ACME \
+                 state in a Secret (docs/acme.md)"
             );
         }
         let (scope, namespaced) = Scope::from_flags_in(
@@ -496,6 +498,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             },
         });
         let source = source.with_fleet(fleet);
+        let mut options = options;
+        if options.acme.is_some() {
+            options.acme_cluster = Some(source.acme_cluster());
+        }
         return Ok(serve(source, options).await?);
     }
     let Some(config_dir) = args.config_dir.clone() else {
@@ -503,6 +509,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     if args.gateway_class.is_some() {
         bail!("--gateway-class is only meaningful with --kubernetes");
+    }
+    if options.acme.is_some() && args.acme.acme_dir.is_none() {
+        bail!("--acme-directory needs --acme-dir in standalone mode (where certificates are kept)");
     }
     // Standalone: nobody else reports where the Gateways are reachable, so the proxy does.
     let reachable = match args.bind_address {

@@ -74,6 +74,9 @@ pub struct ServeOptions {
     /// Automatic certificates from an ACME CA (`--acme-directory`); none: a listener whose
     /// certificate Secret does not exist is not served.
     pub acme: Option<crate::acme::AcmeOptions>,
+    /// Kubernetes mode's side of ACME (the fleet's state, leadership, Secret writes);
+    /// none: standalone, the storage directory of `acme`.
+    pub acme_cluster: Option<Arc<dyn crate::acme_manager::Cluster>>,
     /// Redis for global RateLimitPolicy rules (`--rate-limit-redis`, `redis://host:port`).
     pub rate_limit_redis: Option<String>,
 }
@@ -107,7 +110,9 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
     let metrics = Arc::new(Metrics::with(|registry| source.register_metrics(registry)));
     let drain_delay = options.drain_delay;
     let challenges = match &options.acme {
-        Some(acme) => Some(Manager::challenges_for(&acme.dir).map_err(ServeError::Acme)?),
+        Some(acme) => Some(
+            Manager::challenges(acme, options.acme_cluster.as_ref()).map_err(ServeError::Acme)?,
+        ),
         None => None,
     };
     let global_rate_limits = match &options.rate_limit_redis {
@@ -178,6 +183,7 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
                 source.translate_options(),
                 challenges,
                 metrics.acme.clone(),
+                options.acme_cluster,
             )
             .map_err(ServeError::Acme)?;
             let (from_source, to_manager) = watch::channel(None);

@@ -329,6 +329,7 @@ async fn a_stored_order_is_resumed_instead_of_placing_another() {
     let key = rcgen::KeyPair::generate().expect("key");
     store
         .save_pending_order("resume.example.com", &url, &key.serialize_pem())
+        .await
         .expect("store order");
 
     // The next run picks the stored order up, answers its challenge and finalizes it.

@@ -54,6 +54,7 @@ async fn proxy(dir: &TempDir, admin: SocketAddr, debug: Option<SocketAddr>) -> R
             explainer: None,
             tracing: None,
             acme: None,
+            acme_cluster: None,
             rate_limit_redis: None,
         },
     )

@@ -21,17 +21,18 @@ pub enum ChallengeArg {
     TlsAlpn01,
 }
 
-/// Automatic certificates for HTTPS listeners (standalone mode).
+/// Automatic certificates for HTTPS listeners.
 #[derive(clap::Args, Clone, Debug)]
 pub struct AcmeArgs {
     /// Obtain the certificate of every HTTPS listener whose certificateRefs Secret does not
     /// exist from this ACME (RFC 8555) directory, for example
-    /// https://acme-v02.api.letsencrypt.org/directory. Standalone mode; needs --acme-dir.
-    #[arg(long, value_name = "URL", requires = "acme_dir")]
+    /// https://acme-v02.api.letsencrypt.org/directory. Standalone mode needs --acme-dir; in
+    /// Kubernetes mode the fleet's leader orders and keeps its state in a Secret.
+    #[arg(long, value_name = "URL")]
     pub acme_directory: Option<String>,
     /// Where the account, certificates and orders in progress are kept (created 0700, files
     /// 0600); keep it across restarts, and share it between replicas so any answers any
-    /// HTTP-01 challenge.
+    /// HTTP-01 challenge. Standalone mode only.
     #[arg(long, value_name = "DIR", requires = "acme_directory")]
     pub acme_dir: Option<PathBuf>,
     /// Contact address of the ACME account.
@@ -59,7 +60,7 @@ pub struct AcmeArgs {
 impl AcmeArgs {
     /// The issuer, when `--acme-directory` is given.
     pub fn options(&self) -> anyhow::Result<Option<AcmeOptions>> {
-        let (Some(directory), Some(dir)) = (&self.acme_directory, &self.acme_dir) else {
+        let Some(directory) = &self.acme_directory else {
             return Ok(None);
         };
         let eab = match (&self.acme_eab_kid, &self.acme_eab_hmac_file) {
@@ -84,7 +85,7 @@ impl AcmeArgs {
                     ChallengeArg::TlsAlpn01 => ChallengeKind::TlsAlpn01,
                 },
             },
-            dir: dir.clone(),
+            dir: self.acme_dir.clone(),
             renew_before: if self.acme_renew_before.is_zero() {
                 DEFAULT_RENEW_BEFORE
             } else {

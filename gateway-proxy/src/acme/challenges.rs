@@ -57,9 +57,9 @@ impl Challenges {
         self.store.as_ref()?.http01(token).ok().flatten()
     }
 
-    pub fn add_http01(&self, token: &str, key_authorization: &str) -> std::io::Result<()> {
+    pub async fn add_http01(&self, token: &str, key_authorization: &str) -> std::io::Result<()> {
         if let Some(store) = &self.store {
-            store.save_http01(token, key_authorization)?;
+            store.save_http01(token, key_authorization).await?;
         }
         self.http01.rcu(|map| {
             let mut map = HashMap::clone(map);
@@ -69,9 +69,9 @@ impl Challenges {
         Ok(())
     }
 
-    pub fn remove_http01(&self, token: &str) {
+    pub async fn remove_http01(&self, token: &str) {
         if let Some(store) = &self.store {
-            let _ = store.remove_http01(token);
+            let _ = store.remove_http01(token).await;
         }
         self.http01.rcu(|map| {
             let mut map = HashMap::clone(map);
@@ -93,12 +93,17 @@ impl Challenges {
     }
 
     /// Publishes the RFC 8737 §3 challenge certificate for `hostname`.
-    pub fn add_tls_alpn01(&self, hostname: &str, key_auth_sha256: &[u8]) -> Result<(), String> {
+    pub async fn add_tls_alpn01(
+        &self,
+        hostname: &str,
+        key_auth_sha256: &[u8],
+    ) -> Result<(), String> {
         let hostname = hostname.to_ascii_lowercase();
         let certified = challenge_certificate(&hostname, key_auth_sha256)?;
         if let Some(store) = &self.store {
             store
                 .save_tls_alpn01(&hostname, key_auth_sha256)
+                .await
                 .map_err(|e| format!("ACME storage: writing the challenge: {e}"))?;
         }
         self.tls_alpn01.rcu(|map| {
@@ -109,10 +114,10 @@ impl Challenges {
         Ok(())
     }
 
-    pub fn remove_tls_alpn01(&self, hostname: &str) {
+    pub async fn remove_tls_alpn01(&self, hostname: &str) {
         let hostname = hostname.to_ascii_lowercase();
         if let Some(store) = &self.store {
-            let _ = store.remove_tls_alpn01(&hostname);
+            let _ = store.remove_tls_alpn01(&hostname).await;
         }
         self.tls_alpn01.rcu(|map| {
             let mut map = HashMap::clone(map);
@@ -147,11 +152,15 @@ fn challenge_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acme::store::SharedState;
 
-    #[test]
-    fn http01_answers_known_tokens_only() {
+    #[tokio::test]
+    async fn http01_answers_known_tokens_only() {
         let challenges = Challenges::new(None);
-        challenges.add_http01("tok", "tok.thumb").expect("add");
+        challenges
+            .add_http01("tok", "tok.thumb")
+            .await
+            .expect("add");
         assert_eq!(
             challenges.http01_response("/.well-known/acme-challenge/tok"),
             Some("tok.thumb".to_owned())
@@ -161,18 +170,19 @@ mod tests {
             None
         );
         assert_eq!(challenges.http01_response("/tok"), None);
-        challenges.remove_http01("tok");
+        challenges.remove_http01("tok").await;
         assert_eq!(
             challenges.http01_response("/.well-known/acme-challenge/tok"),
             None
         );
     }
 
-    #[test]
-    fn tls_alpn01_cert_carries_the_acme_identifier() {
+    #[tokio::test]
+    async fn tls_alpn01_cert_carries_the_acme_identifier() {
         let challenges = Challenges::new(None);
         challenges
             .add_tls_alpn01("Example.com", &[7u8; 32])
+            .await
             .expect("cert");
         let cert = challenges.tls_alpn01_cert("example.com").expect("cert");
         let der = cert.cert[0].as_ref().to_vec();
@@ -183,5 +193,76 @@ mod tests {
             "no acmeIdentifier"
         );
         assert!(challenges.tls_alpn01_cert("other.com").is_none());
+    }
+
+    /// A [`SharedState`] in memory, as every replica sees the cluster's.
+    #[derive(Default)]
+    struct Memory(parking_lot::Mutex<std::collections::BTreeMap<String, String>>);
+
+    impl SharedState for Memory {
+        fn get(&self, key: &str) -> Option<String> {
+            self.0.lock().get(key).cloned()
+        }
+        fn set(
+            &self,
+            writes: Vec<(String, Option<String>)>,
+        ) -> futures::future::BoxFuture<'_, std::io::Result<()>> {
+            let mut map = self.0.lock();
+            for (key, value) in writes {
+                match value {
+                    Some(v) => map.insert(key, v),
+                    None => map.remove(&key),
+                };
+            }
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replica_answers_what_another_published_in_the_shared_state() {
+        let state = Arc::new(Memory::default());
+        let leader = Challenges::new(Some(AcmeStore::shared(state.clone())));
+        let other = Challenges::new(Some(AcmeStore::shared(state.clone())));
+        leader.add_http01("tok", "tok.thumb").await.expect("add");
+        leader
+            .add_tls_alpn01("a.example.com", &[9u8; 32])
+            .await
+            .expect("add");
+        assert_eq!(
+            other.http01_response("/.well-known/acme-challenge/tok"),
+            Some("tok.thumb".to_owned())
+        );
+        assert!(other.tls_alpn01_cert("A.example.com").is_some());
+        // Keys a Secret's data accepts.
+        let keys: Vec<String> = state.0.lock().keys().cloned().collect();
+        assert_eq!(keys, ["http-01.tok", "tls-alpn-01.a.example.com"]);
+        leader.remove_http01("tok").await;
+        leader.remove_tls_alpn01("a.example.com").await;
+        assert_eq!(
+            other.http01_response("/.well-known/acme-challenge/tok"),
+            None
+        );
+        assert!(other.tls_alpn01_cert("a.example.com").is_none());
+        assert!(state.0.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_order_is_stored_whole_in_the_shared_state() {
+        let state = Arc::new(Memory::default());
+        let store = AcmeStore::shared(state.clone());
+        store
+            .save_pending_order("a.example.com", "https://ca/order/1", "KEY")
+            .await
+            .expect("save");
+        assert_eq!(
+            store.pending_order("a.example.com").expect("read"),
+            Some(("https://ca/order/1".to_owned(), "KEY".to_owned()))
+        );
+        assert!(store.lock_orders("a.example.com").expect("lock").is_none());
+        store
+            .clear_pending_order("a.example.com")
+            .await
+            .expect("clear");
+        assert!(state.0.lock().is_empty());
     }
 }

@@ -129,6 +129,7 @@ impl AcmeClient {
                     .map_err(|e| AcmeError::new(format!("ACME account credentials: {e}")))?;
                 store
                     .save_account(&json)
+                    .await
                     .map_err(io_error("writing the account"))?;
                 account
             }
@@ -160,7 +161,7 @@ impl AcmeClient {
         if let Err(e) = &result {
             // A finished (failed) order is not resumed; a transient error keeps it.
             if matches!(order.state().status, OrderStatus::Invalid) {
-                let _ = self.store.clear_pending_order(hostname);
+                let _ = self.store.clear_pending_order(hostname).await;
             }
             tracing::warn!(hostname, error = %e, "ACME order failed");
         }
@@ -181,10 +182,10 @@ impl AcmeClient {
                         tracing::info!(hostname, "resuming the stored ACME order");
                         return Ok((order, key_pem));
                     }
-                    let _ = self.store.clear_pending_order(hostname);
+                    let _ = self.store.clear_pending_order(hostname).await;
                 }
                 Err(_) => {
-                    let _ = self.store.clear_pending_order(hostname);
+                    let _ = self.store.clear_pending_order(hostname).await;
                 }
             }
         }
@@ -194,6 +195,7 @@ impl AcmeClient {
         let key_pem = key.serialize_pem();
         self.store
             .save_pending_order(hostname, order.url(), &key_pem)
+            .await
             .map_err(io_error("writing the pending order"))?;
         tracing::info!(hostname, "placed an ACME order");
         Ok((order, key_pem))
@@ -227,12 +229,14 @@ impl AcmeClient {
                     ChallengeType::Http01 => {
                         self.challenges
                             .add_http01(&challenge.token, key_authorization.as_str())
+                            .await
                             .map_err(io_error("writing the challenge"))?;
                         published.push(Published::Http01(challenge.token.clone()));
                     }
                     _ => {
                         self.challenges
                             .add_tls_alpn01(hostname, key_authorization.digest().as_ref())
+                            .await
                             .map_err(AcmeError::new)?;
                         published.push(Published::TlsAlpn01(hostname.to_owned()));
                     }
@@ -246,8 +250,8 @@ impl AcmeClient {
         let status = order.poll_ready(&retries).await;
         for p in published {
             match p {
-                Published::Http01(token) => self.challenges.remove_http01(&token),
-                Published::TlsAlpn01(host) => self.challenges.remove_tls_alpn01(&host),
+                Published::Http01(token) => self.challenges.remove_http01(&token).await,
+                Published::TlsAlpn01(host) => self.challenges.remove_tls_alpn01(&host).await,
             }
         }
         let status = status?;
@@ -274,6 +278,7 @@ impl AcmeClient {
             .map_err(io_error("writing the certificate"))?;
         self.store
             .clear_pending_order(hostname)
+            .await
             .map_err(io_error("removing the finished order"))?;
         tracing::info!(hostname, "ACME certificate issued");
         Ok(issued)

@@ -1,5 +1,5 @@
 //! ACME (RFC 8555) certificates for HTTPS listeners: an account and orders against a CA's
-//! directory (`client`), what is kept on disk between runs (`store`), and the challenge
+//! directory (`client`), what is kept between runs (`store`: a directory, or the cluster), and the challenge
 //! answers the listeners serve while a CA validates (`challenges`, `http01`, `tls_alpn01`).
 //! What orders certificates for listeners is `crate::acme_manager`, above the source.
 
@@ -13,14 +13,15 @@ pub mod tls_alpn01;
 
 pub use challenges::{Challenges, HTTP01_PREFIX, TLS_ALPN01_PROTOCOL};
 pub use client::{AcmeClient, AcmeConfig, AcmeError, ChallengeKind, Issued};
-pub use store::{AcmeStore, StoredCertificate};
+pub use store::{AcmeStore, SharedState, StoredCertificate};
 
 /// The ACME issuer (`--acme-*`).
 #[derive(Clone, Debug)]
 pub struct AcmeOptions {
     pub config: AcmeConfig,
-    /// The storage directory.
-    pub dir: std::path::PathBuf,
+    /// The storage directory (standalone mode; in Kubernetes mode the state is the fleet's
+    /// Secret).
+    pub dir: Option<std::path::PathBuf>,
     /// How long before expiry a certificate is renewed.
     pub renew_before: std::time::Duration,
 }

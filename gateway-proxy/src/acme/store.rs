@@ -1,13 +1,20 @@
-//! The ACME storage directory (`--acme-dir`): the account credentials, each certificate's key
-//! and chain, each in-progress order's URL and key (a restart mid-order resumes that order
-//! instead of placing another), and pending HTTP-01 answers (so that another proxy sharing the
-//! directory answers a token it did not create). Every file is 0600, written to a temporary
-//! name then renamed, so a reader never sees half a file.
+//! ACME storage: the account credentials, each in-progress order's URL and key (a restart
+//! mid-order resumes that order instead of placing another), and pending challenge answers (so
+//! that another proxy sharing the store answers a token it did not create).
+//!
+//! In standalone mode it is the storage directory (`--acme-dir`), which also holds each
+//! issued certificate's key and chain; every file is 0600, written to a temporary name then
+//! renamed, so a reader never sees half a file. In Kubernetes mode it is a [`SharedState`]
+//! (one Secret of the fleet, see `kubernetes::acme`), and issued certificates are the
+//! listeners' own Secrets.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 
 /// A certificate and its private key, PEM.
 #[derive(Clone)]
@@ -23,10 +30,74 @@ impl std::fmt::Debug for StoredCertificate {
     }
 }
 
-/// The storage directory.
-#[derive(Debug, Clone)]
+/// ACME state kept in the cluster instead of a directory (Kubernetes mode): a map of short
+/// keys (`[-._a-zA-Z0-9]+`) to text, readable by every replica and written by the one that
+/// orders. Reads come from memory (the data path asks it for challenge answers); a write
+/// returns once the state holds it.
+pub trait SharedState: Send + Sync + 'static {
+    /// The value under `key`.
+    fn get(&self, key: &str) -> Option<String>;
+    /// Sets (`Some`) or removes (`None`) every entry of `writes` at once.
+    fn set(&self, writes: Vec<(String, Option<String>)>) -> BoxFuture<'_, io::Result<()>>;
+}
+
+/// Where the account, orders in progress and challenge answers are kept: the storage
+/// directory (`--acme-dir`), or the cluster ([`SharedState`]), where issued certificates
+/// are the listeners' own Secrets rather than part of this store.
+#[derive(Clone)]
 pub struct AcmeStore {
-    dir: PathBuf,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Dir(PathBuf),
+    Shared(Arc<dyn SharedState>),
+}
+
+impl std::fmt::Debug for AcmeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.backend {
+            Backend::Dir(dir) => f.debug_tuple("AcmeStore::Dir").field(dir).finish(),
+            Backend::Shared(_) => f.write_str("AcmeStore::Shared"),
+        }
+    }
+}
+
+/// One stored item, named in both backends.
+enum Entry<'a> {
+    Account,
+    OrderUrl(&'a str),
+    OrderKey(&'a str),
+    Http01(&'a str),
+    TlsAlpn01(&'a str),
+}
+
+impl Entry<'_> {
+    /// The file under the storage directory.
+    fn path(&self, dir: &Path) -> PathBuf {
+        match self {
+            Entry::Account => dir.join("account.json"),
+            Entry::OrderUrl(host) => Base(dir.join("orders").join(file_name(host))).with("url"),
+            Entry::OrderKey(host) => Base(dir.join("orders").join(file_name(host))).with("key"),
+            Entry::Http01(token) => dir.join("challenges").join(token),
+            // A token has no dot, so these files never meet HTTP-01's.
+            Entry::TlsAlpn01(host) => {
+                Base(dir.join("challenges").join(file_name(host))).with("tls-alpn-01")
+            }
+        }
+    }
+
+    /// The key in a [`SharedState`].
+    fn key(&self) -> String {
+        match self {
+            Entry::Account => "account.json".to_owned(),
+            Entry::OrderUrl(host) => format!("order.{}.url", file_name(host)),
+            Entry::OrderKey(host) => format!("order.{}.key", file_name(host)),
+            Entry::Http01(token) => format!("http-01.{token}"),
+            Entry::TlsAlpn01(host) => format!("tls-alpn-01.{}", file_name(host)),
+        }
+    }
 }
 
 impl AcmeStore {
@@ -38,25 +109,71 @@ impl AcmeStore {
             fs::create_dir_all(&path)?;
             fs::set_permissions(&path, fs::Permissions::from_mode(0o700))?;
         }
-        Ok(Self { dir })
+        Ok(Self {
+            backend: Backend::Dir(dir),
+        })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.dir
+    /// A store kept in the cluster.
+    pub fn shared(state: Arc<dyn SharedState>) -> Self {
+        Self {
+            backend: Backend::Shared(state),
+        }
+    }
+
+    /// The storage directory, when there is one.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Dir(dir) => Some(dir),
+            Backend::Shared(_) => None,
+        }
+    }
+
+    fn get(&self, entry: &Entry<'_>) -> io::Result<Option<String>> {
+        match &self.backend {
+            Backend::Dir(dir) => read(&entry.path(dir)),
+            Backend::Shared(state) => Ok(state.get(&entry.key())),
+        }
+    }
+
+    /// Applies `writes` in order (the directory) or at once (the cluster).
+    async fn set(&self, writes: &[(Entry<'_>, Option<&str>)]) -> io::Result<()> {
+        match &self.backend {
+            Backend::Dir(dir) => {
+                for (entry, value) in writes {
+                    match value {
+                        Some(text) => write_private(&entry.path(dir), text)?,
+                        None => remove(&entry.path(dir))?,
+                    }
+                }
+                Ok(())
+            }
+            Backend::Shared(state) => {
+                let writes = writes
+                    .iter()
+                    .map(|(entry, value)| (entry.key(), value.map(str::to_owned)))
+                    .collect();
+                state.set(writes).await
+            }
+        }
     }
 
     /// The account credentials (instant-acme's JSON), if an account was created.
     pub fn account(&self) -> io::Result<Option<String>> {
-        read(&self.dir.join("account.json"))
+        self.get(&Entry::Account)
     }
 
-    pub fn save_account(&self, json: &str) -> io::Result<()> {
-        write_private(&self.dir.join("account.json"), json)
+    pub async fn save_account(&self, json: &str) -> io::Result<()> {
+        self.set(&[(Entry::Account, Some(json))]).await
     }
 
-    /// The issued certificate for `hostname`.
+    /// The issued certificate for `hostname` (the directory only: in the cluster the
+    /// certificate is its listener's Secret).
     pub fn certificate(&self, hostname: &str) -> io::Result<Option<StoredCertificate>> {
-        let base = Base(self.dir.join("certificates").join(file_name(hostname)));
+        let Backend::Dir(dir) = &self.backend else {
+            return Ok(None);
+        };
+        let base = Base(dir.join("certificates").join(file_name(hostname)));
         let chain = read(&base.with("crt"))?;
         let key = read(&base.with("key"))?;
         Ok(chain
@@ -64,88 +181,101 @@ impl AcmeStore {
             .map(|(chain_pem, key_pem)| StoredCertificate { chain_pem, key_pem }))
     }
 
-    /// Stores an issued certificate (key first: a chain is never there without its key).
+    /// Stores an issued certificate (key first: a chain is never there without its key). In
+    /// the cluster nothing: the manager writes the listener's Secret.
     pub fn save_certificate(&self, hostname: &str, cert: &StoredCertificate) -> io::Result<()> {
-        let base = Base(self.dir.join("certificates").join(file_name(hostname)));
+        let Backend::Dir(dir) = &self.backend else {
+            return Ok(());
+        };
+        let base = Base(dir.join("certificates").join(file_name(hostname)));
         write_private(&base.with("key"), &cert.key_pem)?;
         write_private(&base.with("crt"), &cert.chain_pem)
     }
 
     /// The URL and private key of the order in progress for `hostname`.
     pub fn pending_order(&self, hostname: &str) -> io::Result<Option<(String, String)>> {
-        let base = Base(self.dir.join("orders").join(file_name(hostname)));
-        let url = read(&base.with("url"))?;
-        let key = read(&base.with("key"))?;
+        let url = self.get(&Entry::OrderUrl(hostname))?;
+        let key = self.get(&Entry::OrderKey(hostname))?;
         Ok(url.zip(key))
     }
 
-    pub fn save_pending_order(&self, hostname: &str, url: &str, key_pem: &str) -> io::Result<()> {
-        let base = Base(self.dir.join("orders").join(file_name(hostname)));
-        write_private(&base.with("key"), key_pem)?;
-        write_private(&base.with("url"), url)
+    /// Stores an order in progress (its key first: a URL is never there without its key).
+    pub async fn save_pending_order(
+        &self,
+        hostname: &str,
+        url: &str,
+        key_pem: &str,
+    ) -> io::Result<()> {
+        self.set(&[
+            (Entry::OrderKey(hostname), Some(key_pem)),
+            (Entry::OrderUrl(hostname), Some(url)),
+        ])
+        .await
     }
 
-    pub fn clear_pending_order(&self, hostname: &str) -> io::Result<()> {
-        let base = Base(self.dir.join("orders").join(file_name(hostname)));
-        remove(&base.with("url"))?;
-        remove(&base.with("key"))
+    pub async fn clear_pending_order(&self, hostname: &str) -> io::Result<()> {
+        self.set(&[
+            (Entry::OrderUrl(hostname), None),
+            (Entry::OrderKey(hostname), None),
+        ])
+        .await
     }
 
     /// The HTTP-01 key authorization for `token`, if this or another process sharing the
-    /// directory published one.
+    /// store published one.
     pub fn http01(&self, token: &str) -> io::Result<Option<String>> {
         if !is_token(token) {
             return Ok(None);
         }
-        read(&self.dir.join("challenges").join(token))
+        self.get(&Entry::Http01(token))
     }
 
-    pub fn save_http01(&self, token: &str, key_authorization: &str) -> io::Result<()> {
+    pub async fn save_http01(&self, token: &str, key_authorization: &str) -> io::Result<()> {
         if !is_token(token) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "ACME token is not base64url",
             ));
         }
-        write_private(&self.dir.join("challenges").join(token), key_authorization)
+        self.set(&[(Entry::Http01(token), Some(key_authorization))])
+            .await
     }
 
-    pub fn remove_http01(&self, token: &str) -> io::Result<()> {
+    pub async fn remove_http01(&self, token: &str) -> io::Result<()> {
         if !is_token(token) {
             return Ok(());
         }
-        remove(&self.dir.join("challenges").join(token))
+        self.set(&[(Entry::Http01(token), None)]).await
     }
 
     /// SHA-256 of the TLS-ALPN-01 key authorization pending for `hostname`, if this or
-    /// another process sharing the directory published one. (A token has no dot, so these
-    /// files never meet HTTP-01's.)
+    /// another process sharing the store published one.
     pub fn tls_alpn01(&self, hostname: &str) -> io::Result<Option<Vec<u8>>> {
-        let Some(text) = read(&self.tls_alpn01_path(hostname))? else {
+        let Some(text) = self.get(&Entry::TlsAlpn01(hostname))? else {
             return Ok(None);
         };
         Ok(hex_decode(text.trim()))
     }
 
-    pub fn save_tls_alpn01(&self, hostname: &str, key_auth_sha256: &[u8]) -> io::Result<()> {
+    pub async fn save_tls_alpn01(&self, hostname: &str, key_auth_sha256: &[u8]) -> io::Result<()> {
         let hex: String = key_auth_sha256.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(&self.tls_alpn01_path(hostname), &hex)
+        self.set(&[(Entry::TlsAlpn01(hostname), Some(&hex))]).await
     }
 
-    pub fn remove_tls_alpn01(&self, hostname: &str) -> io::Result<()> {
-        remove(&self.tls_alpn01_path(hostname))
-    }
-
-    fn tls_alpn01_path(&self, hostname: &str) -> PathBuf {
-        Base(self.dir.join("challenges").join(file_name(hostname))).with("tls-alpn-01")
+    pub async fn remove_tls_alpn01(&self, hostname: &str) -> io::Result<()> {
+        self.set(&[(Entry::TlsAlpn01(hostname), None)]).await
     }
 
     /// Waits for, then holds, the right to order a certificate for `hostname` among the
     /// processes sharing the directory (an advisory lock on `orders/<host>.lock`, released
     /// when the file is dropped, or when the process dies). Blocking: call it off the
-    /// runtime's workers.
-    pub fn lock_orders(&self, hostname: &str) -> io::Result<fs::File> {
-        let path = Base(self.dir.join("orders").join(file_name(hostname))).with("lock");
+    /// runtime's workers. In the cluster there is nothing to take (`None`): only the fleet's
+    /// leader orders.
+    pub fn lock_orders(&self, hostname: &str) -> io::Result<Option<fs::File>> {
+        let Backend::Dir(dir) = &self.backend else {
+            return Ok(None);
+        };
+        let path = Base(dir.join("orders").join(file_name(hostname))).with("lock");
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -153,7 +283,7 @@ impl AcmeStore {
             .mode(0o600)
             .open(path)?;
         file.lock()?;
-        Ok(file)
+        Ok(Some(file))
     }
 }
 
@@ -236,8 +366,8 @@ fn write_private(path: &Path, text: &str) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn files_are_0600_and_round_trip() {
+    #[tokio::test]
+    async fn files_are_0600_and_round_trip() {
         let dir = std::env::temp_dir().join(format!("gantry-acme-store-{}", std::process::id()));
         let store = AcmeStore::open(&dir).expect("open");
         let cert = StoredCertificate {
@@ -256,9 +386,10 @@ mod tests {
         assert!(dir.join("certificates/_wildcard.example.com.crt").exists());
         let mode = fs::metadata(key).expect("key file").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(store.save_http01("../etc", "x").is_err());
+        assert!(store.save_http01("../etc", "x").await.is_err());
         store
             .save_tls_alpn01("a.example.com", &[0, 1, 254, 255])
+            .await
             .expect("save");
         assert_eq!(
             store.tls_alpn01("a.example.com").expect("read"),
@@ -269,7 +400,10 @@ mod tests {
             store.http01("a.example.com.tls-alpn-01").expect("read"),
             None
         );
-        store.remove_tls_alpn01("a.example.com").expect("remove");
+        store
+            .remove_tls_alpn01("a.example.com")
+            .await
+            .expect("remove");
         assert_eq!(store.tls_alpn01("a.example.com").expect("read"), None);
         assert_eq!(store.http01("../etc").expect("read"), None);
         fs::remove_dir_all(dir).expect("cleanup");

@@ -9,9 +9,12 @@
 //! - [`serving`]: each replica reports on its Pod what it serves; the leader decides from the
 //!   fleet's reports whether a Gateway is `Programmed`.
 //! - [`metrics`]: relists, watch errors, status writes and leadership.
+//! - [`acme`]: ACME in Kubernetes mode (the leader orders; state in a Secret every replica
+//!   watches; certificates written as the listeners' Secrets).
 //!
 //! Nothing outside this module has a Kubernetes client.
 
+pub mod acme;
 pub mod leader;
 pub mod metrics;
 pub mod serving;
@@ -123,6 +126,8 @@ pub struct KubeSource {
     lease: LeaseConfig,
     fleet: Option<FleetConfig>,
     metrics: KubeMetrics,
+    /// Whether this replica holds the Lease, for what else only the leader does (ACME).
+    leading: std::sync::Arc<channel::Sender<bool>>,
 }
 
 impl std::fmt::Debug for KubeSource {
@@ -152,7 +157,21 @@ impl KubeSource {
             lease,
             fleet: None,
             metrics: KubeMetrics::default(),
+            leading: std::sync::Arc::new(channel::channel(false).0),
         }
+    }
+
+    /// ACME for this fleet: its state Secret (watched from now on), leadership, and the
+    /// writes of certificates and Events.
+    pub fn acme_cluster(&self) -> std::sync::Arc<dyn crate::acme_manager::Cluster> {
+        let state =
+            acme::KubeState::start(self.client.clone(), &self.lease.namespace, &self.lease.name);
+        std::sync::Arc::new(acme::KubeAcme::new(
+            self.client.clone(),
+            state,
+            self.leading.subscribe(),
+            self.lease.identity.clone(),
+        ))
     }
 
     /// The fleet this replica belongs to: it reports what it serves on its Pod and, while it
@@ -223,10 +242,12 @@ impl Source for KubeSource {
             Elector::new(self.client.clone(), self.lease),
             leading_tx,
         ));
+        let shared_leading = self.leading.clone();
         let leadership = tokio::spawn(count_leadership(
             leading_rx.clone(),
             self.metrics.clone(),
             lease_id,
+            self.leading.clone(),
         ));
         let configured = match &self.scope {
             Scope::Gateways(keys) => keys.clone(),
@@ -272,6 +293,7 @@ impl Source for KubeSource {
         election.abort();
         status.abort();
         leadership.abort();
+        shared_leading.send_replace(false);
         for task in serving {
             task.abort();
         }
@@ -292,15 +314,19 @@ impl Source for KubeSource {
     }
 }
 
-/// Keeps `gantry_kube_leader` in step with the election.
+/// Keeps `gantry_kube_leader`, and what else follows leadership, in step with the election.
 async fn count_leadership(
     mut leading: channel::Receiver<bool>,
     metrics: KubeMetrics,
     lease: String,
+    shared: std::sync::Arc<channel::Sender<bool>>,
 ) {
     loop {
-        metrics.leading(&lease, *leading.borrow_and_update());
+        let now = *leading.borrow_and_update();
+        metrics.leading(&lease, now);
+        shared.send_if_modified(|held| std::mem::replace(held, now) != now);
         if leading.changed().await.is_err() {
+            shared.send_replace(false);
             return;
         }
     }

@@ -4,8 +4,10 @@
 //!
 //! A certificate is wanted for a `certificateRefs` entry of an HTTPS listener (or a TLS
 //! listener in `Terminate` mode) of a Gateway we serve when the entry names a core Secret in
-//! the Gateway's own namespace that does not exist. Cross-namespace references are never
-//! ordered for: a ReferenceGrant permits reading a Secret, not creating it.
+//! the Gateway's own namespace that does not exist, or that an ACME client wrote (it carries
+//! [`ISSUER_ANNOTATION`]; in Kubernetes mode the issued certificate is that Secret, renewed
+//! in place). Cross-namespace references are never ordered for: a ReferenceGrant permits
+//! reading a Secret, not creating it.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,10 @@ use gantry_crds::gateway::gateways::GatewayListenersTlsMode;
 use super::TranslateOptions;
 use super::gateway_class::our_classes;
 use crate::store::{ObjectKey, Store};
+
+/// The annotation on a certificate Secret an ACME client wrote, naming the ACME directory
+/// it came from. A Secret without it is the user's and never replaced.
+pub const ISSUER_ANNOTATION: &str = "gantry.dev/acme-directory";
 
 /// A certificate Secret to obtain, and the hostname it is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +32,11 @@ pub struct WantedCertificate {
     pub problem: Option<String>,
     /// `namespace/name/listener` of every listener naming the Secret.
     pub listeners: Vec<String>,
+    /// The Gateways whose listeners name the Secret (Events about the certificate go there).
+    pub gateways: Vec<ObjectKey>,
+    /// The Secret exists, written by an ACME client ([`ISSUER_ANNOTATION`]): it is renewed,
+    /// not ordered.
+    pub issued: bool,
 }
 
 /// The missing certificate Secrets of the Gateways `options` serves, by Secret.
@@ -59,14 +70,24 @@ pub fn wanted_certificates(
                     .as_deref()
                     .is_none_or(|n| n.is_empty() || n == key.namespace);
                 let secret = ObjectKey::new(key.namespace.clone(), reference.name.clone());
-                if !core_secret || !same_namespace || store.secrets.contains_key(&secret) {
+                let issued = match store.secrets.get(&secret) {
+                    None => false,
+                    Some(existing) if acme_issued(existing) => true,
+                    Some(_) => continue,
+                };
+                if !core_secret || !same_namespace {
                     continue;
                 }
                 let entry = wanted.entry(secret).or_insert_with(|| WantedCertificate {
                     hostname: None,
                     problem: None,
                     listeners: Vec::new(),
+                    gateways: Vec::new(),
+                    issued,
                 });
+                if !entry.gateways.contains(key) {
+                    entry.gateways.push(key.clone());
+                }
                 let first = entry.listeners.is_empty();
                 entry.listeners.push(format!("{key}/{}", listener.name));
                 let hostname = listener.hostname.as_deref();
@@ -100,6 +121,15 @@ pub fn wanted_certificates(
         }
     }
     wanted
+}
+
+/// `secret` was written by an ACME client.
+pub fn acme_issued(secret: &k8s_openapi::api::core::v1::Secret) -> bool {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(ISSUER_ANNOTATION))
 }
 
 #[cfg(test)]
@@ -206,5 +236,50 @@ spec:
                 .unwrap()
                 .contains("default/web/a, default/web/b")
         );
+    }
+
+    #[test]
+    fn an_acme_issued_secret_is_wanted_for_renewal_and_a_users_secret_is_not() {
+        let store = store(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  gatewayClassName: gantry
+  listeners:
+  - name: issued
+    protocol: HTTPS
+    port: 443
+    hostname: a.example.com
+    tls: {certificateRefs: [{name: issued}]}
+  - name: users
+    protocol: HTTPS
+    port: 443
+    hostname: b.example.com
+    tls: {certificateRefs: [{name: users}]}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: issued
+  namespace: default
+  annotations: {gantry.dev/acme-directory: "https://ca.example/dir"}
+type: kubernetes.io/tls
+data: {tls.crt: "", tls.key: ""}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: users, namespace: default}
+type: kubernetes.io/tls
+data: {tls.crt: "", tls.key: ""}
+"#,
+        );
+        let wanted = wanted_certificates(&store, &TranslateOptions::default());
+        let keys: Vec<String> = wanted.keys().map(ToString::to_string).collect();
+        assert_eq!(keys, ["default/issued"]);
+        let issued = &wanted[&ObjectKey::new("default", "issued")];
+        assert!(issued.issued);
+        assert_eq!(issued.gateways, [ObjectKey::new("default", "web")]);
     }
 }

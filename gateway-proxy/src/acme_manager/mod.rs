@@ -13,21 +13,29 @@
 //! served until the new one exists.
 //!
 //! One order per Secret at a time; after a failure the next waits ([`schedule::backoff`]).
+//!
+//! In Kubernetes mode ([`Cluster`]) the state is the fleet's (account, orders in progress and
+//! challenge answers in one Secret every replica watches), only the fleet's leader orders, and
+//! an issued certificate is written as the listener's own Secret, which every replica then
+//! serves through its watch; the leader renews it in place, and publishes an Event on the
+//! Gateways for each issuance and failure.
 
-use std::collections::{BTreeMap, HashMap};
+mod certificate;
+pub mod cluster;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::ObjectMeta;
 use tokio::sync::{OnceCell, mpsc, watch};
 use tokio::time::Instant;
 
+use self::certificate::{Current, current, current_in_secret, unix, validity};
+pub use self::cluster::{CertificateEvent, Cluster};
 use crate::acme::schedule;
 use crate::acme::{
     AcmeClient, AcmeConfig, AcmeError, AcmeOptions, AcmeStore, ChallengeKind, Challenges, Issued,
-    StoredCertificate,
 };
 use crate::source::SourceUpdate;
 use crate::telemetry::acme::AcmeMetrics;
@@ -38,21 +46,17 @@ use gantry_translate::translate::acme::wanted_certificates;
 /// The least wait after a `rateLimited` answer, which comes without a usable Retry-After.
 const RATE_LIMITED_WAIT: Duration = Duration::from_secs(15 * 60);
 
-/// The annotation on a Secret the manager made, naming the ACME directory it came from.
-pub const ISSUER_ANNOTATION: &str = "gantry.dev/acme-directory";
+pub use gantry_translate::translate::acme::ISSUER_ANNOTATION;
+
+/// How long the leader serves the Secret it wrote before its own watch shows it; a Secret
+/// still missing after that was deleted, and is ordered again.
+const WRITTEN_GRACE: Duration = Duration::from_secs(60);
 
 /// A finished order.
 struct Finished {
     secret: ObjectKey,
     hostname: String,
     result: Result<Issued, AcmeError>,
-}
-
-/// The certificate a Secret is served from.
-struct Current {
-    secret: Arc<Secret>,
-    not_after: SystemTime,
-    renew_at: SystemTime,
 }
 
 /// One managed certificate Secret.
@@ -64,6 +68,10 @@ struct Managed {
     /// No order before this, after a failure.
     not_before: Option<Instant>,
     last_error: Option<String>,
+    /// The Gateways whose listeners name the Secret.
+    gateways: Vec<ObjectKey>,
+    /// When this replica last wrote the Secret (Kubernetes mode).
+    written: Option<Instant>,
 }
 
 impl Managed {
@@ -106,17 +114,23 @@ pub struct Manager {
     finished_tx: mpsc::UnboundedSender<Finished>,
     finished_rx: mpsc::UnboundedReceiver<Finished>,
     metrics: AcmeMetrics,
+    cluster: Option<Arc<dyn Cluster>>,
+    /// Whether this replica orders (always in standalone mode).
+    leading: Option<watch::Receiver<bool>>,
 }
 
 impl Manager {
-    /// Opens the storage directory. `challenges` are the answers the data plane serves.
+    /// Opens the storage directory, or uses the cluster's state. `challenges` are the
+    /// answers the data plane serves ([`Manager::challenges`]).
     pub fn new(
         options: AcmeOptions,
         translate: TranslateOptions,
         challenges: Challenges,
         metrics: AcmeMetrics,
+        cluster: Option<Arc<dyn Cluster>>,
     ) -> std::io::Result<Self> {
-        let store = AcmeStore::open(&options.dir)?;
+        let store = store(&options, cluster.as_ref())?;
+        let leading = cluster.as_ref().map(|c| c.leading());
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
         Ok(Self {
             options,
@@ -128,13 +142,23 @@ impl Manager {
             finished_tx,
             finished_rx,
             metrics,
+            cluster,
+            leading,
         })
     }
 
-    /// The challenge answers to give the data plane, sharing the storage directory so that a
-    /// token another process published is answered too.
-    pub fn challenges_for(dir: &std::path::Path) -> std::io::Result<Challenges> {
-        Ok(Challenges::new(Some(AcmeStore::open(dir)?)))
+    /// The challenge answers to give the data plane, sharing the store so that a token
+    /// another process (another replica) published is answered too.
+    pub fn challenges(
+        options: &AcmeOptions,
+        cluster: Option<&Arc<dyn Cluster>>,
+    ) -> std::io::Result<Challenges> {
+        Ok(Challenges::new(Some(store(options, cluster)?)))
+    }
+
+    /// This replica may order now.
+    fn orders(&self) -> bool {
+        self.leading.as_ref().is_none_or(|l| *l.borrow())
     }
 
     /// Follows `input` (the source) and publishes on `output` (the control loop) until the
@@ -145,6 +169,7 @@ impl Manager {
         output: watch::Sender<Option<SourceUpdate>>,
     ) {
         let mut latest: Option<SourceUpdate> = None;
+        let mut leading = self.leading.clone();
         loop {
             let wake = self.wake_at();
             tokio::select! {
@@ -155,6 +180,8 @@ impl Manager {
                     latest = input.borrow_and_update().clone();
                 }
                 Some(finished) = self.finished_rx.recv() => self.finished(finished),
+                // Leadership changed: a new leader orders what is due.
+                Ok(()) = leadership_changed(&mut leading) => {}
                 () = sleep_until(wake) => {}
             }
             if let Some(update) = &latest {
@@ -179,8 +206,9 @@ impl Manager {
             // certificates are still renewed (and used with the next valid input).
             let (now, instant) = (SystemTime::now(), Instant::now());
             let mut start = Vec::new();
+            let orders = self.orders();
             for (key, managed) in &mut self.certificates {
-                if managed.due(now, instant) {
+                if orders && managed.due(now, instant) {
                     managed.ordering = true;
                     start.push((key.clone(), managed.hostname.clone()));
                 }
@@ -190,7 +218,11 @@ impl Manager {
             }
             return update.clone();
         };
-        let wanted = wanted_certificates(store, &self.translate);
+        let mut wanted = wanted_certificates(store, &self.translate);
+        if self.cluster.is_none() {
+            // Standalone: a Secret in the files is the user's, whatever it says.
+            wanted.retain(|_, w| !w.issued);
+        }
         // A Secret no longer wanted (created by someone, or its listener gone) is forgotten;
         // its files stay for a later listener of the same hostname.
         let metrics = &self.metrics;
@@ -209,6 +241,7 @@ impl Manager {
         let mut next = Store::clone(store);
         let (now, instant) = (SystemTime::now(), Instant::now());
         let mut start = Vec::new();
+        let orders = self.orders();
         for (key, want) in wanted {
             let hostname = match (want.hostname, want.problem) {
                 (Some(hostname), None) => hostname,
@@ -229,11 +262,19 @@ impl Manager {
                 .certificates
                 .entry(key.clone())
                 .or_insert_with(|| load(&self.store, &key, &hostname, &self.options, metrics));
-            if managed.due(now, instant) {
+            managed.gateways = want.gateways;
+            // Kubernetes mode: the Secret in the cluster is the certificate.
+            let in_cluster = self.cluster.is_some();
+            if in_cluster {
+                refresh_from_cluster(managed, store, &key, want.issued, &self.options, metrics);
+            }
+            if orders && managed.due(now, instant) {
                 managed.ordering = true;
                 start.push((key.clone(), hostname.clone()));
             }
             match &managed.current {
+                // Already in the store when the cluster has it.
+                Some(_) if want.issued => {}
                 Some(current) => {
                     next.secrets.insert(key, current.secret.clone());
                 }
@@ -270,6 +311,8 @@ impl Manager {
         );
         let finished = self.finished_tx.clone();
         let renew_before = self.options.renew_before;
+        let cluster = self.cluster.clone();
+        let acme_options = self.options.clone();
         tokio::spawn(async move {
             let result = async {
                 // One order per hostname among the processes sharing the directory: wait for
@@ -295,7 +338,23 @@ impl Manager {
                     .await?;
                 let issued = client.issue(&hostname).await;
                 drop(lock);
-                issued
+                let issued = issued?;
+                if let Some(cluster) = &cluster {
+                    // The listener's Secret, which every replica serves through its watch.
+                    let object = current(&secret, &issued, &acme_options)
+                        .map_err(AcmeError::new)?
+                        .secret;
+                    cluster
+                        .write_secret(Secret::clone(&object))
+                        .await
+                        .map_err(|e| {
+                            AcmeError::new(format!(
+                                "the certificate for {hostname} was issued but the Secret \
+                                 {secret} could not be written: {e}"
+                            ))
+                        })?;
+                }
+                Ok(issued)
             }
             .await;
             let _ = finished.send(Finished {
@@ -321,7 +380,7 @@ impl Manager {
             })
         });
         let secret = finished.secret.to_string();
-        match current {
+        let event = match current {
             Ok(current) => {
                 tracing::info!(
                     secret,
@@ -331,10 +390,28 @@ impl Manager {
                 self.metrics.order_finished(true);
                 self.metrics
                     .set_expiry(&secret, &managed.hostname, unix(current.not_after));
+                let renewed = managed.current.is_some();
+                let until = humantime::format_rfc3339_seconds(current.not_after);
                 managed.current = Some(current);
+                managed.written = Some(Instant::now());
                 managed.failures = 0;
                 managed.not_before = None;
                 managed.last_error = None;
+                CertificateEvent {
+                    gateways: managed.gateways.clone(),
+                    warning: false,
+                    reason: if renewed {
+                        "CertificateRenewed"
+                    } else {
+                        "CertificateIssued"
+                    },
+                    note: format!(
+                        "{} a certificate for {} from {} into Secret {secret}, valid until {until}",
+                        if renewed { "Renewed" } else { "Issued" },
+                        managed.hostname,
+                        self.options.config.directory
+                    ),
+                }
             }
             Err(error) => {
                 self.metrics.order_finished(false);
@@ -350,7 +427,22 @@ impl Manager {
                     error.message,
                     humantime::format_duration(Duration::from_secs(wait.as_secs()))
                 ));
+                CertificateEvent {
+                    gateways: managed.gateways.clone(),
+                    warning: true,
+                    reason: "CertificateFailed",
+                    note: format!(
+                        "The ACME order for {} (Secret {secret}) from {} failed: {}",
+                        managed.hostname,
+                        self.options.config.directory,
+                        managed.last_error.as_deref().unwrap_or_default()
+                    ),
+                }
             }
+        };
+        if let Some(cluster) = &self.cluster {
+            let cluster = cluster.clone();
+            tokio::spawn(async move { cluster.publish(event).await });
         }
     }
 }
@@ -409,68 +501,65 @@ fn load(
         failures: 0,
         not_before: None,
         last_error: None,
+        gateways: Vec::new(),
+        written: None,
     }
 }
 
-/// The Secret for a certificate, and when to renew it.
-fn current(
-    secret: &ObjectKey,
-    certificate: &StoredCertificate,
+/// Kubernetes mode: the certificate is the Secret in the cluster when an ACME client wrote
+/// it; the one this replica wrote is kept a while until its watch shows it; otherwise there
+/// is none (never created, or deleted: ordered again).
+fn refresh_from_cluster(
+    managed: &mut Managed,
+    store: &Store,
+    key: &ObjectKey,
+    issued: bool,
     options: &AcmeOptions,
-) -> Result<Current, String> {
-    let (not_before, not_after) = validity(&certificate.chain_pem)?;
-    let data = BTreeMap::from([
-        (
-            "tls.crt".to_owned(),
-            ByteString(certificate.chain_pem.clone().into_bytes()),
-        ),
-        (
-            "tls.key".to_owned(),
-            ByteString(certificate.key_pem.clone().into_bytes()),
-        ),
-    ]);
-    let object = Secret {
-        metadata: ObjectMeta {
-            name: Some(secret.name.clone()),
-            namespace: Some(secret.namespace.clone()),
-            annotations: Some(BTreeMap::from([(
-                ISSUER_ANNOTATION.to_owned(),
-                options.config.directory.clone(),
-            )])),
-            ..ObjectMeta::default()
+    metrics: &AcmeMetrics,
+) {
+    let in_cluster = store.secrets.get(key).filter(|_| issued);
+    match in_cluster {
+        Some(secret) => match current_in_secret(secret, options) {
+            Ok(current) => {
+                metrics.set_expiry(&key.to_string(), &managed.hostname, unix(current.not_after));
+                managed.current = Some(current);
+            }
+            Err(error) => {
+                tracing::warn!(secret = %key, %error, "the ACME certificate's Secret is unusable; ordering a new one");
+                managed.current = None;
+            }
         },
-        type_: Some("kubernetes.io/tls".to_owned()),
-        data: Some(data),
-        ..Secret::default()
-    };
-    Ok(Current {
-        secret: Arc::new(object),
-        not_after,
-        renew_at: schedule::renew_at(not_before, not_after, options.renew_before),
-    })
+        None => {
+            let recent = managed
+                .written
+                .is_some_and(|at| at.elapsed() < WRITTEN_GRACE);
+            if !recent {
+                managed.current = None;
+            }
+        }
+    }
 }
 
-/// The validity period of the first certificate of a PEM chain.
-fn validity(chain_pem: &str) -> Result<(SystemTime, SystemTime), String> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let leaf = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-        .next()
-        .ok_or("the chain holds no certificate")?
-        .map_err(|e| format!("the chain is not PEM: {e}"))?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(&leaf)
-        .map_err(|e| format!("the certificate does not parse: {e}"))?;
-    let at = |t: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(t.max(0).unsigned_abs());
-    let validity = parsed.validity();
-    Ok((
-        at(validity.not_before.timestamp()),
-        at(validity.not_after.timestamp()),
-    ))
+/// Opens the storage directory, or the cluster's shared state.
+fn store(options: &AcmeOptions, cluster: Option<&Arc<dyn Cluster>>) -> std::io::Result<AcmeStore> {
+    match (cluster, &options.dir) {
+        (Some(cluster), _) => Ok(AcmeStore::shared(cluster.state())),
+        (None, Some(dir)) => AcmeStore::open(dir),
+        (None, None) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no ACME storage: --acme-dir is required in standalone mode",
+        )),
+    }
 }
 
-fn unix(time: SystemTime) -> i64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+/// Resolves when leadership changes; never without an election.
+async fn leadership_changed(
+    leading: &mut Option<watch::Receiver<bool>>,
+) -> Result<(), watch::error::RecvError> {
+    match leading {
+        Some(leading) => leading.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
