@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gantry_proxy::acme::{
-    AcmeClient, AcmeConfig, AcmeStore, ChallengeKind, Challenges, Issued, TLS_ALPN01_PROTOCOL,
+    AcmeClient, AcmeConfig, AcmeStore, ChallengeKind, Challenges, Issued, KeyType,
+    TLS_ALPN01_PROTOCOL,
 };
 use gantry_testkit::harness::tempdir::TempDir;
 use gantry_testkit::pebble::{Pebble, PebbleOptions};
@@ -35,6 +36,7 @@ fn config(pebble: &Pebble, challenge: ChallengeKind) -> AcmeConfig {
         ca_file: Some(pebble.directory_ca_file()),
         eab: None,
         challenge,
+        key_type: KeyType::EcdsaP256,
     }
 }
 
