@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gantry_proxy::acme::{
-    AcmeClient, AcmeConfig, AcmeStore, ChallengeKind, Challenges, Issued, TLS_ALPN01_PROTOCOL,
+    AcmeClient, AcmeConfig, AcmeStore, ChallengeKind, Challenges, Issued, KeyType,
+    TLS_ALPN01_PROTOCOL,
 };
 use gantry_testkit::harness::tempdir::TempDir;
 use gantry_testkit::pebble::{Pebble, PebbleOptions};
@@ -35,6 +36,7 @@ fn config(pebble: &Pebble, challenge: ChallengeKind) -> AcmeConfig {
         ca_file: Some(pebble.directory_ca_file()),
         eab: None,
         challenge,
+        key_type: KeyType::EcdsaP256,
     }
 }
 
@@ -160,6 +162,11 @@ async fn http01_issues_a_trusted_certificate_and_stores_it_0600() {
         .await
         .unwrap_or_else(|e| panic!("issue: {e}\npebble log:\n{}", pebble.log()));
     assert_trusted(&pebble, &issued, "http01.example.com").await;
+    assert_eq!(
+        leaf_key(&issued.chain_pem),
+        (false, 256),
+        "an ECDSA P-256 leaf"
+    );
 
     for file in [
         "account.json",
@@ -198,6 +205,50 @@ async fn http01_issues_a_trusted_certificate_and_stores_it_0600() {
         .expect("read")
         .expect("stored certificate");
     assert_eq!(stored.chain_pem, issued.chain_pem);
+}
+
+/// The leaf's public key: whether it is RSA, and its size in bits.
+fn leaf_key(chain_pem: &str) -> (bool, usize) {
+    let leaf = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .next()
+        .expect("a leaf")
+        .expect("leaf PEM");
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf).expect("leaf parses");
+    let key = cert.public_key().parsed().expect("leaf public key");
+    (
+        matches!(key, x509_parser::public_key::PublicKey::RSA(_)),
+        key.key_size(),
+    )
+}
+
+#[tokio::test]
+async fn an_rsa_2048_certificate_is_issued_and_served() {
+    let http_port = free_port();
+    let pebble = Pebble::start(PebbleOptions::new(http_port, free_port())).await;
+    let dir = TempDir::new("gantry-acme");
+    let store = AcmeStore::open(dir.path()).expect("store");
+    let challenges = Challenges::new(Some(store.clone()));
+    serve_http01(http_port, challenges.clone()).await;
+
+    let config = AcmeConfig {
+        key_type: KeyType::Rsa2048,
+        ..config(&pebble, ChallengeKind::Http01)
+    };
+    let client = AcmeClient::connect(config, store, challenges)
+        .await
+        .expect("account");
+    let issued = client
+        .issue("rsa.example.com")
+        .await
+        .unwrap_or_else(|e| panic!("issue: {e}\npebble log:\n{}", pebble.log()));
+    assert_eq!(
+        leaf_key(&issued.chain_pem),
+        (true, 2048),
+        "an RSA 2048 leaf"
+    );
+    assert!(issued.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    // rustls with ring serves it (signs the handshake with the RSA key).
+    assert_trusted(&pebble, &issued, "rsa.example.com").await;
 }
 
 #[tokio::test]
@@ -326,7 +377,9 @@ async fn a_stored_order_is_resumed_instead_of_placing_another() {
         order.state().status,
         instant_acme::OrderStatus::Pending
     ));
-    let key = rcgen::KeyPair::generate().expect("key");
+    // An RSA key while the client makes ECDSA keys: the stored order's key is used whatever
+    // its type.
+    let key = gantry_proxy::acme::key::generate(KeyType::Rsa2048).expect("key");
     store
         .save_pending_order("resume.example.com", &url, &key.serialize_pem())
         .await
@@ -350,6 +403,7 @@ async fn a_stored_order_is_resumed_instead_of_placing_another() {
         key.serialize_pem(),
         "the stored order's key is the certificate's"
     );
+    assert_eq!(leaf_key(&issued.chain_pem), (true, 2048));
     let mut stored_order = account.order(url).await.expect("stored order");
     assert!(
         matches!(

@@ -3,7 +3,8 @@
 //! CA's HTTP-01 or TLS-ALPN-01 validation itself, and serves the issued certificate, which a
 //! client trusting only pebble's root accepts. A restart reuses the stored certificate, a
 //! failed validation shows the CA's words on the listener, and a short-lived certificate is
-//! renewed under load with no failed request.
+//! renewed under load with no failed request. `--acme-key-type rsa-2048` gives an RSA
+//! certificate, and a ListenerSet's listener gets its certificate as a Gateway's does.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use gantry_testkit::harness::tempdir::TempDir;
 use gantry_testkit::harness::{
-    Proxy, echo_backends, free_port, gateway_with_listeners_yaml, get_host,
+    Proxy, echo_backends, free_port, gateway_with_listeners_yaml, get_host, namespace_yaml,
 };
 use gantry_testkit::pebble::{Pebble, PebbleOptions};
 use gantry_testkit::tls_client::{TlsClient, served_by};
@@ -186,6 +187,145 @@ async fn http01_orders_the_missing_certificate_and_the_listener_serves_it() {
         assert!(!text.contains("PRIVATE KEY"), "{path} shows a private key");
         assert!(!text.contains(&key_body[..40]), "{path} shows the key");
     }
+}
+
+/// Whether the DER certificate's public key is RSA, and its size in bits.
+fn public_key(der: &[u8]) -> (bool, usize) {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).expect("leaf parses");
+    let key = cert.public_key().parsed().expect("public key");
+    (
+        matches!(key, x509_parser::public_key::PublicKey::RSA(_)),
+        key.key_size(),
+    )
+}
+
+#[tokio::test]
+async fn rsa_2048_keys_give_an_rsa_certificate_served_over_tls() {
+    let (http_port, https_port) = (free_port(), free_port());
+    let pebble = Pebble::start(PebbleOptions::new(http_port, https_port)).await;
+    let acme_dir = TempDir::new("gantry-acme");
+    let ca_file = pebble.directory_ca_file().display().to_string();
+    let (services, _) = echo_backends(&[("default", "app")]).await;
+    let mut args = acme_args(&pebble, &acme_dir, &ca_file);
+    args.extend(["--acme-key-type".into(), "rsa-2048".into()]);
+    let proxy = start(
+        &[(
+            "gateway.yaml",
+            &config(Some(http_port), https_port, &services),
+        )],
+        &args,
+    );
+    proxy.wait_ready().await;
+
+    // Only RSA signature schemes offered: the handshake is signed with the RSA key.
+    let client = TlsClient::new(pebble.issuing_roots().await).signature_schemes(&[
+        rustls::SignatureScheme::RSA_PSS_SHA256,
+        rustls::SignatureScheme::RSA_PKCS1_SHA256,
+    ]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], https_port));
+    let leaf = served_certificate(&proxy, &client, addr).await;
+    assert_eq!(public_key(&leaf), (true, 2048), "an RSA 2048 leaf");
+    let reply = client
+        .get(addr, HOST, HOST, "/hello")
+        .await
+        .expect("HTTPS request");
+    assert!(served_by(&reply, "app"), "not routed to the backend");
+    let key = std::fs::read_to_string(acme_dir.path().join("certificates/app.example.com.key"))
+        .expect("stored key");
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8");
+}
+
+#[tokio::test]
+async fn a_listener_set_listener_gets_its_certificate_over_http01() {
+    let (http_port, https_port) = (free_port(), free_port());
+    let pebble = Pebble::start(PebbleOptions::new(http_port, https_port)).await;
+    let acme_dir = TempDir::new("gantry-acme");
+    let ca_file = pebble.directory_ca_file().display().to_string();
+    let (services, _) = echo_backends(&[("team", "app")]).await;
+    // The Gateway has only the HTTP listener the CA validates on; the HTTPS listener is the
+    // ListenerSet's, naming a Secret in the ListenerSet's namespace that nobody created.
+    let gateway = gateway_with_listeners_yaml(
+        "gw",
+        &format!("    - {{name: http, port: {http_port}, protocol: HTTP}}\n"),
+    );
+    let yaml = format!(
+        r#"{gateway}  allowedListeners:
+    namespaces: {{from: All}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {{name: apps, namespace: team}}
+spec:
+  parentRef: {{name: gw, namespace: default}}
+  listeners:
+    - name: https
+      port: {https_port}
+      protocol: HTTPS
+      hostname: {HOST}
+      tls:
+        certificateRefs: [{{name: team-cert}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: app, namespace: team}}
+spec:
+  parentRefs: [{{group: gateway.networking.k8s.io, kind: ListenerSet, name: apps}}]
+  rules:
+    - backendRefs: [{{name: app, port: 8080}}]
+---
+{services}"#
+    );
+    let proxy = start(
+        &[
+            ("gateway.yaml", &yaml),
+            ("namespaces.yaml", &namespace_yaml("team", &[])),
+        ],
+        &acme_args(&pebble, &acme_dir, &ca_file),
+    );
+    proxy.wait_ready().await;
+
+    let client = TlsClient::new(pebble.issuing_roots().await);
+    let addr = SocketAddr::from(([127, 0, 0, 1], https_port));
+    let leaf = served_certificate(&proxy, &client, addr).await;
+    assert_eq!(
+        public_key(&leaf),
+        (false, 256),
+        "the default ECDSA P-256 key"
+    );
+    let reply = client
+        .get(addr, HOST, HOST, "/hello")
+        .await
+        .expect("HTTPS request");
+    assert!(served_by(&reply, "app"), "not routed to the backend");
+
+    // The ListenerSet's listener reports itself served.
+    let status = proxy.status().await;
+    let set = status
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|o| o["kind"] == "ListenerSet" && o["name"] == "apps")
+        })
+        .unwrap_or_else(|| panic!("no ListenerSet in /status: {status:#}"));
+    let listener = set["status"]["listeners"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["name"] == "https"))
+        .unwrap_or_else(|| panic!("no https listener: {set:#}"));
+    for type_ in ["ResolvedRefs", "Programmed"] {
+        let condition = listener["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == type_))
+            .unwrap_or_else(|| panic!("no {type_}: {listener:#}"));
+        assert_eq!(condition["status"], "True", "{condition}");
+    }
+    assert!(
+        proxy
+            .metric(&format!(
+                r#"gantry_acme_certificate_expiry_timestamp_seconds{{secret="team/team-cert",hostname="{HOST}"}}"#
+            ))
+            .await
+            > 0.0
+    );
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use base64::Engine;
 
 use super::AcmeOptions;
 use super::client::{AcmeConfig, ChallengeKind};
+use super::key::KeyType;
 use super::schedule::DEFAULT_RENEW_BEFORE;
 
 /// `--acme-challenge`.
@@ -19,6 +20,17 @@ pub enum ChallengeArg {
     /// On the HTTPS listener's own port (443 for a public CA).
     #[value(name = "tls-alpn-01")]
     TlsAlpn01,
+}
+
+/// `--acme-key-type`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyTypeArg {
+    /// ECDSA P-256 with SHA-256.
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
+    /// RSA 2048 with SHA-256, for clients without ECDSA.
+    #[value(name = "rsa-2048")]
+    Rsa2048,
 }
 
 /// Automatic certificates for HTTPS listeners.
@@ -51,6 +63,9 @@ pub struct AcmeArgs {
     /// How the CA validates a hostname.
     #[arg(long, value_enum, default_value = "http-01")]
     pub acme_challenge: ChallengeArg,
+    /// The algorithm of new certificate keys; an order already in progress keeps its key.
+    #[arg(long, value_enum, default_value = "ecdsa-p256")]
+    pub acme_key_type: KeyTypeArg,
     /// Renew this long before expiry (at two thirds of the lifetime for certificates shorter
     /// than three times this).
     #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = humantime::parse_duration)]
@@ -83,6 +98,10 @@ impl AcmeArgs {
                 challenge: match self.acme_challenge {
                     ChallengeArg::Http01 => ChallengeKind::Http01,
                     ChallengeArg::TlsAlpn01 => ChallengeKind::TlsAlpn01,
+                },
+                key_type: match self.acme_key_type {
+                    KeyTypeArg::EcdsaP256 => KeyType::EcdsaP256,
+                    KeyTypeArg::Rsa2048 => KeyType::Rsa2048,
                 },
             },
             dir: self.acme_dir.clone(),

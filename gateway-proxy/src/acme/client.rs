@@ -11,9 +11,9 @@ use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey,
     Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
 };
-use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 
 use super::challenges::Challenges;
+use super::key::{self, KeyType};
 use super::store::{AcmeStore, StoredCertificate};
 
 /// RFC 8555 §6.7: the CA refuses for now because of a rate limit.
@@ -42,6 +42,9 @@ pub struct AcmeConfig {
     /// External Account Binding: key id and the HMAC key (raw bytes).
     pub eab: Option<(String, Vec<u8>)>,
     pub challenge: ChallengeKind,
+    /// The algorithm of new certificate keys (a stored order keeps the key it was placed
+    /// with, whatever its type).
+    pub key_type: KeyType,
 }
 
 /// Why an order did not give a certificate: the CA's own words when it gave any.
@@ -191,13 +194,17 @@ impl AcmeClient {
         }
         let identifiers = [Identifier::Dns(hostname.to_owned())];
         let order = self.account.new_order(&NewOrder::new(&identifiers)).await?;
-        let key = KeyPair::generate().map_err(|e| AcmeError::new(e.to_string()))?;
-        let key_pem = key.serialize_pem();
+        let key_type = self.config.key_type;
+        let key_pem = tokio::task::spawn_blocking(move || key::generate(key_type))
+            .await
+            .map_err(|e| AcmeError::new(format!("generating the certificate key: {e}")))?
+            .map_err(AcmeError::new)?
+            .serialize_pem();
         self.store
             .save_pending_order(hostname, order.url(), &key_pem)
             .await
             .map_err(io_error("writing the pending order"))?;
-        tracing::info!(hostname, "placed an ACME order");
+        tracing::info!(hostname, key_type = key_type.name(), "placed an ACME order");
         Ok((order, key_pem))
     }
 
@@ -259,14 +266,10 @@ impl AcmeClient {
             return Err(AcmeError::new(self.failure(order, hostname).await));
         }
         if matches!(status, OrderStatus::Ready) {
-            let key = KeyPair::from_pem(key_pem).map_err(|e| AcmeError::new(e.to_string()))?;
-            let mut params = CertificateParams::new(vec![hostname.to_owned()])
-                .map_err(|e| AcmeError::new(e.to_string()))?;
-            params.distinguished_name = DistinguishedName::new();
-            let csr = params
-                .serialize_request(&key)
-                .map_err(|e| AcmeError::new(e.to_string()))?;
-            order.finalize_csr(csr.der()).await?;
+            let key = key::load(key_pem)
+                .map_err(|e| AcmeError::new(format!("ACME storage: orders/{hostname}.key: {e}")))?;
+            let csr = key::csr(hostname, &key).map_err(AcmeError::new)?;
+            order.finalize_csr(&csr).await?;
         }
         let chain_pem = order.poll_certificate(&retries).await?;
         let issued = Issued {
