@@ -116,8 +116,9 @@ PY
 # the reviewed list in rbac-allowlist.txt. A grant added, widened or removed fails until the list
 # is reviewed and updated (GANTRY_UPDATE_RBAC_ALLOWLIST=1 rewrites it). The list also holds what
 # must never appear: the check below fails on a wildcard, on escalate or impersonate, on bind
-# without resourceNames, and on any role that grants Secrets or ConfigMaps beyond list and
-# watch or any write on roles or clusterroles, and on any ClusterRole or ClusterRoleBinding (or a
+# without resourceNames, and on any role that grants Secrets or ConfigMaps beyond get, list and
+# watch (but the proxies' ACME role, which creates and patches Secrets and nothing else), or any
+# write on roles or clusterroles, and on any ClusterRole or ClusterRoleBinding (or a
 # RoleBinding of a ClusterRole, or anything outside the watched namespace) in the watchNamespace
 # install, which must use Roles only.
 check_rbac() {
@@ -164,9 +165,11 @@ for install in ("cluster-wide", "watch-namespace"):
                                 problems.append("bind without resourceNames in %s %s" % (kind, meta["name"]))
                             if resource in ("roles", "clusterroles") and verb not in ("bind",):
                                 problems.append("%s %s on %s in %s %s" % (verb, resource, group, kind, meta["name"]))
-                            if resource in ("secrets", "configmaps") and verb not in ("get", "list", "watch"):
+                            # The fleets' own ACME client writes certificate Secrets (and its state).
+                            acme_write = meta["name"].endswith("-acme") and resource == "secrets" and verb in ("create", "patch")
+                            if resource in ("secrets", "configmaps") and verb not in ("get", "list", "watch") and not acme_write:
                                 problems.append("%s %s in %s %s" % (verb, resource, kind, meta["name"]))
-                            if resource == "secrets" and verb in ("list", "watch") and kind == "ClusterRole" and not meta["name"].endswith("-secrets"):
+                            if resource == "secrets" and verb in ("list", "watch") and kind == "ClusterRole" and not meta["name"].endswith(("-secrets", "-acme")):
                                 problems.append("%s secrets cluster-wide in %s %s" % (verb, kind, meta["name"]))
         elif kind in ("RoleBinding", "ClusterRoleBinding"):
             subjects = ",".join("%s:%s/%s" % (s["kind"], s.get("namespace", "-"), s["name"]) for s in d.get("subjects") or [])

@@ -66,7 +66,8 @@ pub struct GatewayParametersSpec {
     /// Settings of the proxy process itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxyParameters>,
-    /// Certificate issuance through cert-manager for HTTPS listeners whose Secret does not exist.
+    /// Certificate issuance for HTTPS listeners whose Secret does not exist: through
+    /// cert-manager (`issuerRef`) or by the fleet itself from an ACME CA (`acme`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<CertificateParameters>,
     /// Free-form patches of the rendered objects, for what no field above offers.
@@ -571,13 +572,128 @@ pub enum AccessLogFormat {
     Text,
 }
 
-/// Certificate issuance.
+/// Certificate issuance: one of `issuerRef` and `acme`. A Gateway's parameters that set either
+/// replace the class's choice as a whole.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.issuerRef) && has(self.acme))").message("certificates: set issuerRef or acme, not both"))]
 pub struct CertificateParameters {
     /// cert-manager issuer used for HTTPS listeners whose certificateRef Secret does not exist yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer_ref: Option<IssuerRef>,
+    /// The fleet obtains the certificates itself from an ACME (RFC 8555) CA such as Let's
+    /// Encrypt (`docs/acme.md`): for each HTTPS listener whose certificateRef Secret in the
+    /// Gateway's namespace does not exist, the fleet's leader orders a certificate for the
+    /// listener's hostname, answers the CA's challenge and writes the Secret
+    /// (`kubernetes.io/tls`); every replica serves it and it is renewed before it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeParameters>,
+}
+
+/// An ACME CA and how the fleet's account there obtains certificates.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AcmeParameters {
+    /// The CA's ACME directory, an `https://` URL (`--acme-directory`), for example
+    /// `https://acme-v02.api.letsencrypt.org/directory` (Let's Encrypt) or
+    /// `https://acme-staging-v02.api.letsencrypt.org/directory` to try things out.
+    #[schemars(regex(pattern = r"^https://[^\s/?#]+(/[^\s]*)?$"), length(max = 2048))]
+    pub directory: String,
+    /// Contact address of the ACME account (`--acme-email`); the CA writes there about
+    /// expiring certificates and changes of its terms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^\s@]+@[^\s@]+$"), length(max = 254))]
+    pub email: Option<String>,
+    /// A ConfigMap in the fleet's namespace holding the CA (PEM) to trust for the directory's
+    /// HTTPS instead of the system's roots (`--acme-ca-file`): a private CA, or a test server
+    /// such as pebble. Mounted read-only into the proxies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate_ref: Option<AcmeCaCertificateRef>,
+    /// External Account Binding, for CAs that require an account to be tied to one of theirs
+    /// (`--acme-eab-kid`, `--acme-eab-hmac-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_account_binding: Option<ExternalAccountBinding>,
+    /// How the CA validates a hostname (`--acme-challenge`, default HTTP01): `HTTP01` on the
+    /// Gateway's HTTP listeners (port 80 for a public CA), `TLSALPN01` on the HTTPS listener's
+    /// own port (443 for a public CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<AcmeChallenge>,
+    /// The key of each certificate (`--acme-key-type`, default ECDSAP256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<AcmeKeyType>,
+    /// Renew a certificate this long before it expires (`--acme-renew-before`, default `720h`,
+    /// 30 days), a Gateway API duration such as `720h`; a certificate whose lifetime is shorter
+    /// than three times this is renewed at two thirds of its lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"))]
+    pub renew_before: Option<String>,
+}
+
+/// A key of a ConfigMap in the fleet's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AcmeCaCertificateRef {
+    /// Name of the ConfigMap.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key holding the PEM certificates (default `ca.crt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(min = 1, max = 253))]
+    pub key: Option<String>,
+}
+
+/// An ACME External Account Binding (RFC 8555 §7.3.4): the key id and HMAC key the CA gave.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalAccountBinding {
+    /// The key id the CA gave (`--acme-eab-kid`).
+    #[serde(rename = "keyID")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub key_id: String,
+    /// A Secret in the fleet's namespace holding the HMAC key, base64url-encoded as the CA
+    /// gives it (`--acme-eab-hmac-file`). Mounted read-only into the proxies.
+    pub hmac_key_ref: SecretKeyRef,
+}
+
+/// A key of a Secret in the fleet's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key within the Secret.
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// How the ACME CA validates that the fleet serves a hostname (`--acme-challenge`, default
+/// HTTP01): `HTTP01` on the Gateway's HTTP listeners (port 80 for a public CA), `TLSALPN01` on
+/// the HTTPS listener's own port (443 for a public CA).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum AcmeChallenge {
+    /// HTTP-01 (RFC 8555 §8.3): the CA fetches `/.well-known/acme-challenge/<token>` on port 80,
+    /// answered on every HTTP listener of the Gateway.
+    #[default]
+    #[serde(rename = "HTTP01")]
+    Http01,
+    /// TLS-ALPN-01 (RFC 8737): the CA connects to port 443 offering the `acme-tls/1` protocol;
+    /// the Gateway needs no HTTP listener.
+    #[serde(rename = "TLSALPN01")]
+    TlsAlpn01,
+}
+
+/// The key of each ACME certificate (`--acme-key-type`, default ECDSAP256): `ECDSAP256`, or
+/// `RSA2048` for clients that cannot use ECDSA.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum AcmeKeyType {
+    /// ECDSA on the P-256 curve.
+    #[default]
+    #[serde(rename = "ECDSAP256")]
+    EcdsaP256,
+    /// RSA, 2048 bits, for clients that cannot use ECDSA.
+    #[serde(rename = "RSA2048")]
+    Rsa2048,
 }
 
 /// A cert-manager issuer reference.

@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use crate::infra::overlay::OverlaySet;
 use crate::skew;
 use gantry_crds::params::{
-    AccessLogFormat, AutoscalingParameters, CertificateParameters, ClientTrafficParameters,
-    DeploymentParameters, ExternalTrafficPolicy, GatewayParametersSpec, IssuerRef, LogLevel,
-    NodePort, Overlays, PodDisruptionBudgetParameters, PodParameters, ProgrammedParameters,
-    ProxyParameters, PullPolicy, RateLimitParameters, ServiceParameters, ServiceType,
-    ShutdownParameters, Topology, TracingParameters, Workload,
+    AccessLogFormat, AcmeChallenge, AcmeKeyType, AcmeParameters, AutoscalingParameters,
+    CertificateParameters, ClientTrafficParameters, DeploymentParameters, ExternalTrafficPolicy,
+    GatewayParametersSpec, IssuerRef, LogLevel, NodePort, Overlays, PodDisruptionBudgetParameters,
+    PodParameters, ProgrammedParameters, ProxyParameters, PullPolicy, RateLimitParameters,
+    ServiceParameters, ServiceType, ShutdownParameters, Topology, TracingParameters, Workload,
 };
 use gantry_translate::ports;
 use k8s_openapi::api::core::v1::{
@@ -38,7 +38,10 @@ pub struct OperatorDefaults {
 /// EndpointSlices (and Namespaces, cluster-wide only), and status writes;
 /// `<prefix>-leader-election`: Leases (a RoleBinding in the fleet's namespace);
 /// `<prefix>-secrets` and `<prefix>-configmaps`: reads (a RoleBinding in each namespace whose
-/// Secrets or ConfigMaps the fleet's Gateways reference).
+/// Secrets or ConfigMaps the fleet's Gateways reference); `<prefix>-acme`: Secrets written and
+/// Events recorded by a fleet that obtains certificates itself (`certificates.acme`; a
+/// RoleBinding in the fleet's namespace and in each namespace of its Gateways and their
+/// ListenerSets).
 ///
 /// Cluster-wide installs bind ClusterRoles (`<prefix>` with one ClusterRoleBinding per class);
 /// a namespace-scoped install (`namespace` set) binds Roles of the same names in that namespace,
@@ -90,6 +93,12 @@ impl ProxyRoles {
     pub fn config_maps(&self) -> String {
         format!("{}-configmaps", self.prefix)
     }
+
+    /// ACME issuance in one namespace: Secrets read, created and patched (certificates, and the
+    /// fleet's ACME state in its own namespace), Events recorded.
+    pub fn acme(&self) -> String {
+        format!("{}-acme", self.prefix)
+    }
 }
 
 /// Settings of one fleet after merging every level; nothing left to default.
@@ -127,6 +136,8 @@ pub struct FleetParameters {
     pub proxy: ProxySettings,
     /// cert-manager issuer, when issuance is configured.
     pub issuer_ref: Option<IssuerRef>,
+    /// The fleet's own ACME issuance (`certificates.acme`), when configured.
+    pub acme: Option<AcmeSettings>,
     /// `overlays`, class first then Gateway, applied to the rendered objects.
     pub overlays: OverlaySet,
     /// The ClusterRoles the fleet is bound to.
@@ -199,6 +210,43 @@ pub struct ProxySettings {
     /// `proxy.rateLimit.redis.url`: `--rate-limit-redis`.
     pub rate_limit_redis: Option<String>,
 }
+
+/// Resolved `certificates.acme`: what the `--acme-*` flags say, and the ConfigMap and Secret
+/// keys mounted for the files they name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AcmeSettings {
+    /// `--acme-directory`.
+    pub directory: String,
+    /// `--acme-email`, when set.
+    pub email: Option<String>,
+    /// The ConfigMap (in the fleet's namespace) and key of `--acme-ca-file`, when set.
+    pub ca_certificate: Option<(String, String)>,
+    /// `--acme-eab-kid`, and the Secret (in the fleet's namespace) and key of
+    /// `--acme-eab-hmac-file`, when set.
+    pub external_account_binding: Option<AcmeBinding>,
+    /// `--acme-challenge`.
+    pub challenge: AcmeChallenge,
+    /// `--acme-key-type`.
+    pub key_type: AcmeKeyType,
+    /// `--acme-renew-before`, in milliseconds.
+    pub renew_before_ms: u128,
+}
+
+/// A resolved External Account Binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcmeBinding {
+    /// The key id.
+    pub key_id: String,
+    /// The Secret holding the HMAC key.
+    pub secret: String,
+    /// Its key.
+    pub key: String,
+}
+
+/// Default of `certificates.acme.renewBefore` (the proxy's own default, 30 days).
+pub const DEFAULT_ACME_RENEW_BEFORE: &str = "720h";
+/// Default of `certificates.acme.caCertificateRef.key`.
+pub const DEFAULT_ACME_CA_KEY: &str = "ca.crt";
 
 /// Default of `proxy.programmed.timeout` (the proxy's own default, `--programmed-timeout`).
 pub const DEFAULT_PROGRAMMED_TIMEOUT: &str = "60s";
@@ -296,11 +344,7 @@ pub fn merge(base: &GatewayParametersSpec, over: &GatewayParametersSpec) -> Gate
                 redis: pick(&b.redis, &o.redis),
             }),
         }),
-        certificates: nested(&base.certificates, &over.certificates, |b, o| {
-            CertificateParameters {
-                issuer_ref: pick(&b.issuer_ref, &o.issuer_ref),
-            }
-        }),
+        certificates: nested(&base.certificates, &over.certificates, merge_certificates),
         // Patches accumulate: the class's apply first, then the Gateway's.
         overlays: nested(&base.overlays, &over.overlays, |b, o| Overlays {
             deployment: concat(&b.deployment, &o.deployment),
@@ -355,6 +399,20 @@ fn merge_pod(b: &PodParameters, o: &PodParameters) -> PodParameters {
         security_context: pick(&b.security_context, &o.security_context),
         priority_class_name: pick(&b.priority_class_name, &o.priority_class_name),
         host_network: pick(&b.host_network, &o.host_network),
+    }
+}
+
+/// An issuer chosen at the more specific level (`issuerRef` or `acme`) replaces the other
+/// level's choice as a whole, so a Gateway can move from cert-manager to ACME (or back) without a
+/// contradiction; each is one issuer, never merged field by field.
+fn merge_certificates(
+    b: &CertificateParameters,
+    o: &CertificateParameters,
+) -> CertificateParameters {
+    if o.issuer_ref.is_some() || o.acme.is_some() {
+        o.clone()
+    } else {
+        b.clone()
     }
 }
 
@@ -519,6 +577,11 @@ pub fn resolve(
             .certificates
             .as_ref()
             .and_then(|c| c.issuer_ref.clone()),
+        acme: spec
+            .certificates
+            .as_ref()
+            .and_then(|c| c.acme.as_ref())
+            .map(acme_settings),
         overlays,
     })
 }
@@ -600,7 +663,98 @@ pub fn contradictions(spec: &GatewayParametersSpec) -> Vec<String> {
     {
         problems.push("certificates.issuerRef.name must not be empty".to_string());
     }
+    if let Some(c) = &spec.certificates {
+        if c.issuer_ref.is_some() && c.acme.is_some() {
+            problems.push(
+                "certificates sets both issuerRef (cert-manager) and acme (the fleet's own ACME \
+                 client); set one"
+                    .to_string(),
+            );
+        }
+        if let Some(acme) = &c.acme {
+            problems.extend(acme_problems(acme));
+        }
+    }
     problems
+}
+
+/// Values of `certificates.acme` the proxy would refuse, or that could never work (the schema
+/// checks most too; this catches what reaches the operator another way).
+fn acme_problems(acme: &AcmeParameters) -> Vec<String> {
+    let mut problems = Vec::new();
+    let host = acme.directory.strip_prefix("https://").unwrap_or_default();
+    if host.is_empty() || host.starts_with('/') || acme.directory.contains(char::is_whitespace) {
+        problems.push(format!(
+            "certificates.acme.directory must be an https:// URL such as \
+             \"https://acme-v02.api.letsencrypt.org/directory\", not {:?}",
+            acme.directory
+        ));
+    }
+    if let Some(value) = &acme.renew_before {
+        match gateway_duration_ms(value) {
+            Ok(0) => problems.push(format!(
+                "certificates.acme.renewBefore must be more than 0s, not {value:?} (leave it unset \
+                 for {DEFAULT_ACME_RENEW_BEFORE})"
+            )),
+            Ok(_) => {}
+            Err(error) => problems.push(format!(
+                "certificates.acme.renewBefore {value:?} is not a duration such as \"720h\": {error}"
+            )),
+        }
+    }
+    if let Some(ca) = &acme.ca_certificate_ref
+        && (ca.name.is_empty() || ca.key.as_deref() == Some(""))
+    {
+        problems.push(
+            "certificates.acme.caCertificateRef needs a ConfigMap name (and a key, when set, \
+             that is not empty)"
+                .to_string(),
+        );
+    }
+    if let Some(eab) = &acme.external_account_binding
+        && (eab.key_id.is_empty()
+            || eab.hmac_key_ref.name.is_empty()
+            || eab.hmac_key_ref.key.is_empty())
+    {
+        problems.push(
+            "certificates.acme.externalAccountBinding needs a keyID and an hmacKeyRef with a \
+             Secret name and key"
+                .to_string(),
+        );
+    }
+    problems
+}
+
+/// `certificates.acme`, checked by [`acme_problems`], with its defaults filled in.
+fn acme_settings(acme: &AcmeParameters) -> AcmeSettings {
+    let renew_before = acme
+        .renew_before
+        .as_deref()
+        .unwrap_or(DEFAULT_ACME_RENEW_BEFORE);
+    AcmeSettings {
+        directory: acme.directory.clone(),
+        email: acme.email.clone(),
+        ca_certificate: acme.ca_certificate_ref.as_ref().map(|ca| {
+            (
+                ca.name.clone(),
+                ca.key
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_ACME_CA_KEY.to_string()),
+            )
+        }),
+        external_account_binding: acme
+            .external_account_binding
+            .as_ref()
+            .map(|eab| AcmeBinding {
+                key_id: eab.key_id.clone(),
+                secret: eab.hmac_key_ref.name.clone(),
+                key: eab.hmac_key_ref.key.clone(),
+            }),
+        challenge: acme.challenge.unwrap_or_default(),
+        key_type: acme.key_type.unwrap_or_default(),
+        // Checked above; the default is a valid duration.
+        renew_before_ms: gateway_duration_ms(renew_before).unwrap_or(30 * 24 * 3_600_000),
+    }
 }
 
 /// Values of `proxy.clientTraffic` the proxy would refuse: durations that are not Gateway API
@@ -1100,6 +1254,125 @@ mod tests {
             (15_000, 40_000)
         );
         assert_eq!(p.termination_grace_period_seconds, 60);
+    }
+
+    fn certificates(value: serde_json::Value) -> GatewayParametersSpec {
+        serde_json::from_value(serde_json::json!({ "certificates": value })).unwrap()
+    }
+
+    #[test]
+    fn acme_defaults_and_files() {
+        let p = resolve(
+            &certificates(serde_json::json!({"acme": {
+                "directory": "https://acme.example.com/dir",
+                "caCertificateRef": {"name": "ca"},
+                "externalAccountBinding": {"keyID": "k", "hmacKeyRef": {"name": "eab", "key": "hmac"}},
+            }})),
+            &defaults(),
+        )
+        .unwrap();
+        let acme = p.acme.unwrap();
+        assert_eq!(acme.challenge, AcmeChallenge::Http01);
+        assert_eq!(acme.key_type, AcmeKeyType::EcdsaP256);
+        assert_eq!(acme.renew_before_ms, 30 * 24 * 3_600_000);
+        assert_eq!(acme.ca_certificate, Some(("ca".into(), "ca.crt".into())));
+        assert_eq!(
+            acme.external_account_binding,
+            Some(AcmeBinding {
+                key_id: "k".into(),
+                secret: "eab".into(),
+                key: "hmac".into()
+            })
+        );
+        assert!(p.issuer_ref.is_none());
+    }
+
+    #[test]
+    fn a_gateway_replaces_the_class_issuer_as_a_whole() {
+        let class = certificates(serde_json::json!({"acme": {
+            "directory": "https://acme.example.com/dir",
+            "email": "ops@example.com",
+        }}));
+        // cert-manager at the Gateway: no ACME left, no contradiction.
+        let gateway = certificates(serde_json::json!({"issuerRef": {"name": "letsencrypt"}}));
+        let p = resolve(&merge(&class, &gateway), &defaults()).unwrap();
+        assert!(p.acme.is_none());
+        assert_eq!(p.issuer_ref.unwrap().name, "letsencrypt");
+        // Another CA at the Gateway: none of the class's ACME fields carried over.
+        let gateway = certificates(serde_json::json!({"acme": {
+            "directory": "https://other.example.com/dir",
+        }}));
+        let acme = resolve(&merge(&class, &gateway), &defaults())
+            .unwrap()
+            .acme
+            .unwrap();
+        assert_eq!(acme.directory, "https://other.example.com/dir");
+        assert_eq!(acme.email, None);
+        // And the other way round: ACME at the Gateway replaces the class's issuer.
+        let p = resolve(
+            &merge(
+                &certificates(serde_json::json!({"issuerRef": {"name": "letsencrypt"}})),
+                &class,
+            ),
+            &defaults(),
+        )
+        .unwrap();
+        assert!(p.issuer_ref.is_none() && p.acme.is_some());
+        // A Gateway that says nothing of certificates keeps the class's.
+        let p = resolve(
+            &merge(&class, &certificates(serde_json::json!({}))),
+            &defaults(),
+        )
+        .unwrap();
+        assert!(p.acme.is_some());
+    }
+
+    #[test]
+    fn issuer_ref_and_acme_together_and_unusable_acme_values_are_invalid_parameters() {
+        let both = certificates(serde_json::json!({
+            "issuerRef": {"name": "letsencrypt"},
+            "acme": {"directory": "https://acme.example.com/dir"},
+        }));
+        assert_eq!(
+            resolve(&both, &defaults()).unwrap_err(),
+            vec![
+                "certificates sets both issuerRef (cert-manager) and acme (the fleet's own ACME \
+                 client); set one"
+            ]
+        );
+        for (acme, problem) in [
+            (
+                serde_json::json!({"directory": "http://acme.example.com/dir"}),
+                "certificates.acme.directory must be an https:// URL",
+            ),
+            (
+                serde_json::json!({"directory": "https:///dir"}),
+                "certificates.acme.directory must be an https:// URL",
+            ),
+            (
+                serde_json::json!({"directory": "https://a.example/d", "renewBefore": "0s"}),
+                "certificates.acme.renewBefore must be more than 0s",
+            ),
+            (
+                serde_json::json!({"directory": "https://a.example/d", "renewBefore": "30d"}),
+                "certificates.acme.renewBefore \"30d\" is not a duration",
+            ),
+            (
+                serde_json::json!({"directory": "https://a.example/d",
+                    "externalAccountBinding": {"keyID": "", "hmacKeyRef": {"name": "s", "key": "k"}}}),
+                "certificates.acme.externalAccountBinding needs a keyID",
+            ),
+        ] {
+            let problems = resolve(
+                &certificates(serde_json::json!({ "acme": acme })),
+                &defaults(),
+            )
+            .unwrap_err();
+            assert!(
+                problems.len() == 1 && problems[0].starts_with(problem),
+                "{problems:?}"
+            );
+        }
     }
 
     #[test]

@@ -1083,7 +1083,10 @@ async fn a_namespace_scoped_install_reads_and_writes_only_its_namespace_and_bind
         fake.forbid(resource, "");
     }
     // No GatewayClass exists: a namespace-scoped install takes its class from the command line.
-    let mut params = parameters(json!({}));
+    // The fleet obtains its certificates itself: the ACME role is bound too, as a Role.
+    let mut params = parameters(
+        json!({"certificates": {"acme": {"directory": "https://acme.example.com/directory"}}}),
+    );
     params["metadata"]["namespace"] = json!("apps");
     params["metadata"]["uid"] = json!("params-uid");
     fake.apply("gatewayparameters", params);
@@ -1106,6 +1109,9 @@ async fn a_namespace_scoped_install_reads_and_writes_only_its_namespace_and_bind
                     "apps",
                     "gantry-proxy-apps-web-gantry-secrets",
                 )
+                .is_some()
+            && fake
+                .get("rolebindings", "apps", "gantry-proxy-apps-web-gantry-acme")
                 .is_some()
     })
     .await;
@@ -1139,6 +1145,10 @@ async fn a_namespace_scoped_install_reads_and_writes_only_its_namespace_and_bind
         )
         .unwrap();
     assert_eq!(secrets["roleRef"], role_ref("gantry-proxy-secrets"));
+    assert_eq!(
+        role("gantry-proxy-apps-web-gantry-acme"),
+        role_ref("gantry-proxy-acme")
+    );
     assert_eq!(
         secrets["metadata"]["ownerReferences"][0]["kind"], "Gateway",
         "owned by the Gateway: no GatewayClass uid is known"
@@ -1795,4 +1805,121 @@ async fn a_deleted_gateway_loses_its_pods_before_their_rbac_and_lease() {
     }
     controllers.abort();
     assert_eq!(reconcile_errors(&ctx), Vec::<String>::new());
+}
+
+/// `namespace/name` of every RoleBinding of the ACME role.
+fn acme_grants(fake: &ApiServer) -> Vec<String> {
+    let mut grants: Vec<String> = fake
+        .objects("rolebindings")
+        .iter()
+        .filter(|b| b["metadata"]["labels"]["gantry.dev/grant"] == "acme")
+        .map(|b| {
+            format!(
+                "{}/{}",
+                b["metadata"]["namespace"].as_str().unwrap(),
+                b["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    grants.sort();
+    grants
+}
+
+#[tokio::test]
+async fn a_fleet_obtaining_its_certificates_is_bound_the_acme_role_where_it_writes_them_and_only_while_it_does()
+ {
+    const OWN_PARAMS: &str = "/apis/gantry.dev/v1alpha1/namespaces/apps/gatewayparameters/own";
+    let fake = ApiServer::start().await;
+    fake.put(CLASS, class(Some(class_params_ref())));
+    fake.put(
+        CLASS_PARAMS,
+        parameters(json!({"certificates": {"acme": {
+            "directory": "https://acme.example.com/directory",
+        }}})),
+    );
+    fake.put(GATEWAY, admitting("All"));
+    fake.apply(
+        "listenersets",
+        listener_set("team-a", "team", team_listeners()),
+    );
+
+    // The fleet's namespace (its ACME state Secret, and the Gateway's), and the namespace of
+    // the ListenerSet its Gateway admits.
+    reconcile_class(&fake).await;
+    assert_eq!(
+        acme_grants(&fake),
+        [
+            "apps/gantry-proxy-apps-web-gantry-acme",
+            "team-a/gantry-proxy-apps-web-gantry-acme"
+        ]
+    );
+    let binding = fake
+        .get(
+            "rolebindings",
+            "team-a",
+            "gantry-proxy-apps-web-gantry-acme",
+        )
+        .unwrap();
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gantry-proxy-acme"})
+    );
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "web-gantry", "namespace": "apps"}])
+    );
+    assert_eq!(
+        binding["metadata"]["ownerReferences"][0]["kind"],
+        "GatewayClass"
+    );
+
+    // The Gateway's own parameters choose cert-manager instead: both bindings go.
+    fake.put(
+        OWN_PARAMS,
+        json!({
+            "apiVersion": "gantry.dev/v1alpha1",
+            "kind": "GatewayParameters",
+            "metadata": {"name": "own", "namespace": "apps"},
+            "spec": {"certificates": {"issuerRef": {"name": "letsencrypt"}}},
+        }),
+    );
+    let mut gateway = admitting("All");
+    gateway["spec"]["infrastructure"] = json!({"parametersRef":
+        {"group": "gantry.dev", "kind": "GatewayParameters", "name": "own"}});
+    fake.put(GATEWAY, gateway.clone());
+    let calls = reconcile_class(&fake).await;
+    assert!(
+        lines(&calls).contains(&format!("GET {OWN_PARAMS}")),
+        "{:?}",
+        lines(&calls)
+    );
+    assert_eq!(acme_grants(&fake), Vec::<String>::new());
+    // The read grants are untouched by it.
+    assert!(
+        fake.get(
+            "rolebindings",
+            "team-a",
+            "gantry-proxy-apps-web-gantry-secrets"
+        )
+        .is_some()
+    );
+
+    // Its own parameters turn to ACME, and the Gateway no longer admits the ListenerSet: the
+    // fleet is bound at home only.
+    fake.put(
+        OWN_PARAMS,
+        json!({
+            "apiVersion": "gantry.dev/v1alpha1",
+            "kind": "GatewayParameters",
+            "metadata": {"name": "own", "namespace": "apps"},
+            "spec": {"certificates": {"acme": {"directory": "https://other.example.com/dir"}}},
+        }),
+    );
+    gateway["spec"]["allowedListeners"] = json!({"namespaces": {"from": "Same"}});
+    fake.put(GATEWAY, gateway);
+    reconcile_class(&fake).await;
+    assert_eq!(
+        acme_grants(&fake),
+        ["apps/gantry-proxy-apps-web-gantry-acme"]
+    );
 }

@@ -63,6 +63,7 @@ fn render(input: &Input) -> Vec<Value> {
                     false,
                     &input.references,
                     Some(&plan::class_owner(&input.class)),
+                    &|g| input.gateway_acme(g),
                 )
                 .into_iter()
                 .map(|o| o.body),

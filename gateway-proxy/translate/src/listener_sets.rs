@@ -6,6 +6,8 @@
 //! Gateway's `spec.allowedListeners`, the precedence order), so the ports the operator exposes
 //! and the listeners the proxy serves cannot drift apart.
 
+use std::collections::BTreeSet;
+
 use gantry_crds::gateway::gateways::{
     Gateway, GatewayAllowedListenersNamespacesFrom, GatewayListeners,
 };
@@ -31,6 +33,22 @@ pub fn admitted_listeners(
 ) -> Vec<GatewayListeners> {
     let (candidates, _) = listener_set::for_gateway(store, gateway, gw, namespace_labels);
     candidates.into_iter().flat_map(|c| c.listeners).collect()
+}
+
+/// The namespaces of the ListenerSets in `store` that the Gateway `gw` (at `gateway`) admits,
+/// by the same rule as [`admitted_listeners`]: where the listeners it takes from them name
+/// their certificate Secrets.
+pub fn admitted_namespaces(
+    store: &Store,
+    gateway: &ObjectKey,
+    gw: &Gateway,
+    namespace_labels: bool,
+) -> BTreeSet<String> {
+    let (candidates, _) = listener_set::for_gateway(store, gateway, gw, namespace_labels);
+    candidates
+        .into_iter()
+        .map(|c| c.key.namespace.clone())
+        .collect()
 }
 
 /// The Gateway a ListenerSet at `key` attaches to, if its `parentRef` names a Gateway (the
@@ -112,6 +130,31 @@ spec:
 
     fn pairs(items: &[(&str, i32)]) -> Vec<(String, i32)> {
         items.iter().map(|(n, p)| ((*n).to_owned(), *p)).collect()
+    }
+
+    #[test]
+    fn admitted_namespaces_are_those_of_the_listener_sets_a_gateway_takes_listeners_from() {
+        let namespaces = |allowed: &str, namespace_labels: bool| {
+            let yaml = OBJECTS.replace("ALLOWED", allowed);
+            let (store, _) = load_store([("t.yaml", yaml.as_str())]).expect("loads");
+            let key = ObjectKey::new("infra", "gw");
+            let gw = store.gateways.get(&key).expect("gateway");
+            admitted_namespaces(&store, &key, gw, namespace_labels)
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        assert!(namespaces("# no allowedListeners", true).is_empty());
+        assert_eq!(
+            namespaces("allowedListeners: {namespaces: {from: Same}}", true),
+            ["infra"]
+        );
+        assert_eq!(
+            namespaces("allowedListeners: {namespaces: {from: All}}", true),
+            ["infra", "team-a", "team-b"]
+        );
+        let selector = "allowedListeners: {namespaces: {from: Selector, selector: {matchLabels: {listeners: allowed}}}}";
+        assert_eq!(namespaces(selector, true), ["team-a"]);
+        assert!(namespaces(selector, false).is_empty());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Reconciles a GatewayClass: its Accepted condition and supportedFeatures, the proxies'
 //! RBAC (the class's ClusterRoleBinding, and per fleet a RoleBinding in each namespace whose
-//! Secrets or ConfigMaps its Gateways reference), and the shared fleet when the class's
-//! topology is Shared.
+//! Secrets or ConfigMaps its Gateways reference, and for a fleet with `certificates.acme` one
+//! of the ACME role in each namespace it writes certificates in), and the shared fleet when
+//! the class's topology is Shared.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -141,6 +142,7 @@ async fn sync(
         Err(invalid) => return Ok(Err(invalid)),
     };
     ctx.applier.apply_all(&objects).await?;
+    let acme = acme_gateways(ctx, parameters, &gateways).await?;
     let grants = plan::reference_bindings(
         class,
         params,
@@ -149,6 +151,7 @@ async fn sync(
         shared_running,
         &references,
         owner.as_ref(),
+        &|g: &Gateway| acme.contains(&(g.namespace().unwrap_or_default(), g.name_any())),
     );
     ctx.applier.apply_all(&grants).await?;
     for (namespace, name) in ctx
@@ -195,6 +198,28 @@ async fn sync(
         Teardown::Draining => Ok(Ok(Action::requeue(SWITCH_POLL))),
         Teardown::Done => Ok(Ok(Action::requeue(RESYNC))),
     }
+}
+
+/// The Gateways (namespace, name) whose dedicated fleet obtains certificates itself
+/// ([`plan::sets_acme`]); a Gateway parametersRef that cannot be followed counts as the class's
+/// parameters alone.
+async fn acme_gateways(
+    ctx: &Context,
+    class: Option<&GatewayParameters>,
+    gateways: &[Gateway],
+) -> Result<BTreeSet<(String, String)>, Error> {
+    let class = class.map(|p| &p.spec);
+    let mut acme = BTreeSet::new();
+    for gateway in gateways {
+        let own = parameters::for_gateway(&ctx.client, gateway)
+            .await?
+            .ok()
+            .flatten();
+        if plan::sets_acme(class, own.as_ref().map(|p| &p.spec)) {
+            acme.insert((gateway.namespace().unwrap_or_default(), gateway.name_any()));
+        }
+    }
+    Ok(acme)
 }
 
 /// Gateways of the class (in the operator's namespace scope).

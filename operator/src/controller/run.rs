@@ -133,6 +133,7 @@ pub async fn run(ctx: Arc<Context>) {
     let by_set_namespace = gateway_store.clone();
     let by_deployment_class = gateway_store.clone();
     let by_daemon_set_class = gateway_store.clone();
+    let by_gateway_params = gateway_store.clone();
     let mut gateway_controller = gateways
         .watches(
             api::<Deployment>(&ctx),
@@ -299,17 +300,34 @@ pub async fn run(ctx: Arc<Context>) {
             watcher::Config::default(),
             move |params: GatewayParameters| {
                 let (name, ns) = (params.name_any(), params.namespace());
-                class_store
+                let mut classes: Vec<ObjectRef<GatewayClass>> = class_store
                     .state()
                     .into_iter()
-                    .filter(move |c| {
+                    .filter(|c| {
                         c.spec
                             .parameters_ref
                             .as_ref()
                             .is_some_and(|r| r.name == name && r.namespace == ns)
                     })
                     .map(|c| ObjectRef::from_obj(c.as_ref()))
-                    .collect::<Vec<_>>()
+                    .collect();
+                // A Gateway's own parameters decide whether its fleet is bound the ACME role
+                // (`certificates.acme`), which the class's bindings hold.
+                classes.extend(
+                    by_gateway_params
+                        .state()
+                        .into_iter()
+                        .filter(|g| {
+                            g.namespace() == ns
+                                && g.spec
+                                    .infrastructure
+                                    .as_ref()
+                                    .and_then(|i| i.parameters_ref.as_ref())
+                                    .is_some_and(|r| r.name == name)
+                        })
+                        .map(|g| ObjectRef::<GatewayClass>::new(&g.spec.gateway_class_name)),
+                );
+                classes
             },
         )
         .shutdown_on_signal()

@@ -81,6 +81,27 @@ pub fn gateway_parameters(
     params::resolve(&merged, defaults).map_err(|problems| problems.join("; "))
 }
 
+/// Whether a Gateway's dedicated fleet obtains certificates itself: the class's
+/// `certificates.acme`, unless the Gateway's own parameters replace it (`issuerRef` or another
+/// `acme`). Read from the merged specs, not the resolved parameters, so that a mistake
+/// elsewhere in a Gateway's parameters (refused: the fleet keeps its last good objects) does
+/// not withdraw the role its running proxies use; like the class's ClusterRoleBinding, which
+/// names every Gateway's fleet, it may so bind a fleet that is not running.
+pub fn sets_acme(
+    class: Option<&GatewayParametersSpec>,
+    gateway: Option<&GatewayParametersSpec>,
+) -> bool {
+    let merged = match (class, gateway) {
+        (Some(class), Some(gateway)) => params::merge(class, gateway),
+        (Some(one), None) | (None, Some(one)) => one.clone(),
+        (None, None) => return false,
+    };
+    // Both at one level (which the CRD refuses) is no choice of ACME.
+    merged
+        .certificates
+        .is_some_and(|c| c.acme.is_some() && c.issuer_ref.is_none())
+}
+
 /// Owner reference making `gateway` the controller of an object.
 pub fn gateway_owner(gateway: &Gateway) -> OwnerReference {
     owner(gateway)
@@ -210,6 +231,12 @@ pub fn class_objects(
 /// proxy watches by). `objects` holds the cluster's ReferenceGrants, BackendTLSPolicies and
 /// ListenerSets (in the operator's scope); its Gateways are ignored. The fleets are those `class_objects` binds:
 /// every Gateway's dedicated fleet, and the shared fleet when it runs or is wanted.
+///
+/// A fleet that obtains certificates itself (`certificates.acme`: the class's `params` for the
+/// shared fleet, `dedicated_acme` of its Gateway for a dedicated one, whose own parameters may
+/// set or replace it) is also bound the `<prefix>-acme` role in its namespace and in each
+/// namespace of its Gateways and of the ListenerSets they admit ([`acme_namespaces`]).
+#[allow(clippy::too_many_arguments)]
 pub fn reference_bindings(
     class: &GatewayClass,
     params: &FleetParameters,
@@ -218,6 +245,7 @@ pub fn reference_bindings(
     keep_shared_subject: bool,
     objects: &Store,
     owner: Option<&OwnerReference>,
+    dedicated_acme: &dyn Fn(&Gateway) -> bool,
 ) -> Vec<DesiredObject> {
     let class_name = class.metadata.name.clone().unwrap_or_default();
     let namespaced = params.roles.namespace.is_some();
@@ -246,10 +274,16 @@ pub fn reference_bindings(
             } else {
                 owner?.clone()
             };
+            let acme = if dedicated_acme(g) {
+                acme_namespaces(&fleet.namespace, &[g], objects, !namespaced)
+            } else {
+                BTreeSet::new()
+            };
             Some(FleetReferences {
                 namespace: fleet.namespace,
                 name: fleet.name,
                 referenced: referenced(&[g]),
+                acme,
                 owner,
             })
         })
@@ -260,12 +294,47 @@ pub fn reference_bindings(
         && (shared_wanted || keep_shared_subject)
     {
         let all: Vec<&Gateway> = gateways.iter().collect();
+        let acme = if params.acme.is_some() {
+            acme_namespaces(ns, &all, objects, !namespaced)
+        } else {
+            BTreeSet::new()
+        };
         fleets.push(FleetReferences {
             namespace: ns.to_string(),
             name: names::shared_fleet(&class_name),
             referenced: referenced(&all),
+            acme,
             owner: owner.clone(),
         });
     }
     render::render_reference_bindings(&class_name, &params.roles, &fleets)
+}
+
+/// Where a fleet that obtains certificates itself writes: its own namespace (`fleet_namespace`,
+/// where its ACME state Secret lives), the namespaces of its Gateways (their listeners'
+/// certificate Secrets, and Events on the Gateways) and of the ListenerSets in `objects` they
+/// admit ([`gantry_translate::listener_sets::admitted_namespaces`], the rule the proxy takes
+/// their listeners by; Namespace labels read when `namespace_labels`). A ListenerSet naming a
+/// Gateway that does not admit it grants nothing.
+pub fn acme_namespaces(
+    fleet_namespace: &str,
+    gateways: &[&Gateway],
+    objects: &Store,
+    namespace_labels: bool,
+) -> BTreeSet<String> {
+    let mut namespaces = BTreeSet::from([fleet_namespace.to_string()]);
+    for g in gateways {
+        let key = ObjectKey::new(
+            g.metadata.namespace.as_deref().unwrap_or_default(),
+            g.metadata.name.as_deref().unwrap_or_default(),
+        );
+        namespaces.extend(gantry_translate::listener_sets::admitted_namespaces(
+            objects,
+            &key,
+            g,
+            namespace_labels,
+        ));
+        namespaces.insert(key.namespace);
+    }
+    namespaces
 }

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gantry_crds::gateway::gateways::{Gateway, GatewayListeners};
 use gantry_crds::params::{
-    AccessLogFormat, ClientTrafficParameters, EscapedSlashesAction, IssuerKind, LogLevel,
-    PullPolicy, ServiceType, TracingProtocol, Workload,
+    AccessLogFormat, AcmeChallenge, AcmeKeyType, ClientTrafficParameters, EscapedSlashesAction,
+    IssuerKind, LogLevel, PullPolicy, ServiceType, TracingProtocol, Workload,
 };
 use gantry_translate::listener_sets;
 use gantry_translate::ports::bound_port;
@@ -20,9 +20,9 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, Service, ServiceAccount, ServicePort,
-    ServiceSpec, Volume, VolumeMount,
+    ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe,
+    SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
@@ -36,13 +36,25 @@ use super::names::{
     self, FLEET_LABEL, FLEET_NAMESPACE_LABEL, GATEWAY_CLASS_NAME_LABEL, GATEWAY_NAME_LABEL,
     GATEWAY_NAMESPACE_LABEL, GRANT_LABEL, MANAGED_BY, MANAGED_BY_LABEL,
 };
-use crate::params::{DisruptionBudget, FleetParameters, ProxyRoles, gateway_duration_ms};
+use crate::params::{
+    AcmeSettings, DisruptionBudget, FleetParameters, ProxyRoles, gateway_duration_ms,
+};
 
 /// The proxy's admin port on the pod IP: `/healthz`, `/readyz`, `/metrics` (probes, scrapers).
 pub const ADMIN_PORT: i32 = 9901;
 /// The proxy's debug port on the pod's loopback interface: `/status`, `/config` (reached with
 /// `kubectl port-forward`, never from the network).
 pub const ADMIN_DEBUG_PORT: i32 = 9902;
+
+/// Where the ConfigMap of `certificates.acme.caCertificateRef` is mounted (its one key only).
+pub const ACME_CA_DIR: &str = "/etc/gantry/acme/ca";
+/// `--acme-ca-file`: the ConfigMap's key, under [`ACME_CA_DIR`].
+pub const ACME_CA_FILE: &str = "/etc/gantry/acme/ca/ca.crt";
+/// Where the Secret of `certificates.acme.externalAccountBinding.hmacKeyRef` is mounted (its
+/// one key only).
+pub const ACME_EAB_DIR: &str = "/etc/gantry/acme/eab";
+/// `--acme-eab-hmac-file`: the Secret's key, under [`ACME_EAB_DIR`].
+pub const ACME_EAB_HMAC_FILE: &str = "/etc/gantry/acme/eab/hmac-key";
 
 /// One object the operator wants to exist, ready for server-side apply.
 #[derive(Clone, Debug, PartialEq)]
@@ -396,6 +408,10 @@ pub struct FleetReferences {
     pub name: String,
     /// What its Gateways reference.
     pub referenced: gantry_translate::references::Referenced,
+    /// Where it obtains certificates itself (`certificates.acme`): its own namespace (the ACME
+    /// state Secret) and those of its Gateways and of the ListenerSets they admit (certificate
+    /// Secrets, Events); empty without `acme`.
+    pub acme: BTreeSet<String>,
     /// The owner of its RoleBindings: the GatewayClass; in a namespace-scoped install (which
     /// never reads the class) the fleet's Gateway, or the class's GatewayParameters for a
     /// shared fleet, all in the same namespace as the bindings.
@@ -404,7 +420,8 @@ pub struct FleetReferences {
 
 /// One RoleBinding per fleet and referenced namespace and kind, binding the `<prefix>-secrets`
 /// or `<prefix>-configmaps` role there: the fleet reads Secrets and ConfigMaps only in
-/// those namespaces. Owned by [`FleetReferences::owner`] (an owner in another namespace would
+/// those namespaces; and for a fleet with `certificates.acme`, one binding the `<prefix>-acme`
+/// role in each namespace of [`FleetReferences::acme`]. Owned by [`FleetReferences::owner`] (an owner in another namespace would
 /// be invalid) and labelled so that the class controller finds and prunes those no longer referenced.
 pub fn render_reference_bindings(
     class: &str,
@@ -420,6 +437,7 @@ pub fn render_reference_bindings(
                 roles.config_maps(),
                 &fleet.referenced.config_maps,
             ),
+            ("acme", roles.acme(), &fleet.acme),
         ];
         for (grant, role, namespaces) in grants {
             for namespace in namespaces {
@@ -640,7 +658,108 @@ pub fn proxy_args(fleet: &Fleet<'_>) -> Vec<String> {
         args.push("--rate-limit-redis".to_string());
         args.push(url.clone());
     }
+    if let Some(acme) = &fleet.params.acme {
+        acme_args(acme, &mut args);
+    }
     args
+}
+
+/// `certificates.acme` as flags. No `--acme-dir`: in Kubernetes mode the fleet keeps its ACME
+/// state in a Secret of its namespace, not on a volume. The CA and the HMAC key are files of
+/// the volumes [`acme_volumes`] mounts.
+fn acme_args(acme: &AcmeSettings, args: &mut Vec<String>) {
+    let mut flag = |name: &str, value: String| {
+        args.push(name.to_string());
+        args.push(value);
+    };
+    flag("--acme-directory", acme.directory.clone());
+    if let Some(email) = &acme.email {
+        flag("--acme-email", email.clone());
+    }
+    let challenge = match acme.challenge {
+        AcmeChallenge::Http01 => "http-01",
+        AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
+    };
+    flag("--acme-challenge", challenge.to_string());
+    let key_type = match acme.key_type {
+        AcmeKeyType::EcdsaP256 => "ecdsa-p256",
+        AcmeKeyType::Rsa2048 => "rsa-2048",
+    };
+    flag("--acme-key-type", key_type.to_string());
+    flag(
+        "--acme-renew-before",
+        humantime_duration(acme.renew_before_ms),
+    );
+    if acme.ca_certificate.is_some() {
+        flag("--acme-ca-file", ACME_CA_FILE.to_string());
+    }
+    if let Some(eab) = &acme.external_account_binding {
+        flag("--acme-eab-kid", eab.key_id.clone());
+        flag("--acme-eab-hmac-file", ACME_EAB_HMAC_FILE.to_string());
+    }
+}
+
+/// A duration in the largest of `h`, `m`, `s` and `ms` that divides it: `720h`, `90m`, as
+/// `humantime` (the proxy's parser of `--acme-renew-before`) reads it.
+fn humantime_duration(ms: u128) -> String {
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if ms > 0 && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// The volumes (and their read-only mounts in the proxy container) holding the files the
+/// `--acme-*` flags name: the CA ConfigMap and the External Account Binding Secret, in the
+/// fleet's namespace, each with only the one key named.
+fn acme_volumes(acme: &AcmeSettings) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    let file_of = |path: &str| path.rsplit('/').next().unwrap_or(path).to_string();
+    if let Some((config_map, key)) = &acme.ca_certificate {
+        volumes.push(Volume {
+            name: "acme-ca".to_string(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map.clone(),
+                items: Some(vec![KeyToPath {
+                    key: key.clone(),
+                    path: file_of(ACME_CA_FILE),
+                    mode: None,
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: "acme-ca".to_string(),
+            mount_path: ACME_CA_DIR.to_string(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    if let Some(eab) = &acme.external_account_binding {
+        volumes.push(Volume {
+            name: "acme-eab".to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(eab.secret.clone()),
+                items: Some(vec![KeyToPath {
+                    key: eab.key.clone(),
+                    path: file_of(ACME_EAB_HMAC_FILE),
+                    mode: None,
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: "acme-eab".to_string(),
+            mount_path: ACME_EAB_DIR.to_string(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    (volumes, mounts)
 }
 
 /// `proxy.clientTraffic` as flags; unset fields keep the proxy's defaults.
@@ -753,6 +872,21 @@ fn pod_template(fleet: &Fleet<'_>, ports: &[PortMapping]) -> PodTemplateSpec {
         field_env(POD_IP_ENV, "status.podIP"),
     ];
     env.extend(params.env.clone());
+    let mut volumes = vec![Volume {
+        name: "tmp".to_string(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    }];
+    let mut volume_mounts = vec![VolumeMount {
+        name: "tmp".to_string(),
+        mount_path: "/tmp".to_string(),
+        ..Default::default()
+    }];
+    if let Some(acme) = &params.acme {
+        let (acme_volumes, acme_mounts) = acme_volumes(acme);
+        volumes.extend(acme_volumes);
+        volume_mounts.extend(acme_mounts);
+    }
 
     let container = Container {
         name: "proxy".to_string(),
@@ -776,11 +910,7 @@ fn pod_template(fleet: &Fleet<'_>, ports: &[PortMapping]) -> PodTemplateSpec {
         // sleep used to buy; the grace period covers the delay and the drain timeout
         // (`params::resolve` checks it).
         security_context: Some(params.container_security_context.clone()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".to_string(),
-            mount_path: "/tmp".to_string(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(volume_mounts),
         ..Default::default()
     };
 
@@ -822,11 +952,7 @@ fn pod_template(fleet: &Fleet<'_>, ports: &[PortMapping]) -> PodTemplateSpec {
             host_network: host_network.then_some(true),
             // Cluster DNS still resolves Services from the node's network namespace.
             dns_policy: host_network.then(|| "ClusterFirstWithHostNet".to_string()),
-            volumes: Some(vec![Volume {
-                name: "tmp".to_string(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Default::default()
-            }]),
+            volumes: Some(volumes),
             ..Default::default()
         }),
     }

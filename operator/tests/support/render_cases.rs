@@ -159,6 +159,22 @@ impl Input {
         )
     }
 
+    /// Whether the Gateway's dedicated fleet obtains certificates itself, as the class
+    /// controller decides it ([`plan::sets_acme`]).
+    pub fn gateway_acme(&self, gateway: &Gateway) -> bool {
+        let ns = gateway.metadata.namespace.clone().unwrap_or_default();
+        let own = gateway
+            .spec
+            .infrastructure
+            .as_ref()
+            .and_then(|i| i.parameters_ref.as_ref())
+            .and_then(|r| self.find_params(&ns, &r.name));
+        plan::sets_acme(
+            self.class_parameters().map(|p| &p.spec),
+            own.map(|p| &p.spec),
+        )
+    }
+
     /// The class's parameters alone (what a shared fleet runs with).
     pub fn class_fleet_parameters(&self) -> Result<FleetParameters, String> {
         plan::gateway_parameters(
