@@ -76,44 +76,6 @@ fn proxy_container(deployment: &Value) -> &Value {
         .expect("a container named proxy")
 }
 
-/// Whether the proxy this test is built with parses the ACME flags of Kubernetes mode that the
-/// operator renders for `certificates.acme`: `--acme-key-type`, and `--acme-directory` without
-/// `--acme-dir` (the fleet keeps its ACME state in a Secret). They come with the proxy's
-/// Kubernetes-mode ACME client; until it is there, [`parseable`] sets the golden fleets' ACME
-/// flags aside, and `acme_parameters_become_the_proxy_acme_options` is ignored. Once the
-/// proxy parses them, both check them with nothing to change here.
-fn proxy_parses_kubernetes_acme() -> bool {
-    Cli::try_parse_from([
-        "gantry-proxy",
-        "run",
-        "--kubernetes",
-        "--acme-directory",
-        "https://acme.example.com/directory",
-        "--acme-key-type",
-        "ecdsa-p256",
-    ])
-    .is_ok()
-}
-
-/// `args`, without the `--acme-*` flags (each takes a value) while the proxy does not parse
-/// them in Kubernetes mode ([`proxy_parses_kubernetes_acme`]).
-fn parseable(args: Vec<String>) -> Vec<String> {
-    if !args.iter().any(|a| a.starts_with("--acme-")) || proxy_parses_kubernetes_acme() {
-        return args;
-    }
-    eprintln!("the proxy does not parse the Kubernetes-mode --acme-* flags yet: set aside");
-    let mut kept = Vec::new();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        if arg.starts_with("--acme-") {
-            args.next();
-        } else {
-            kept.push(arg);
-        }
-    }
-    kept
-}
-
 /// Parses `args` with the proxy's parser, failing the test with clap's message when it refuses.
 fn parse(context: &str, args: &[String]) -> RunArgs {
     let argv = std::iter::once("gantry-proxy".to_string()).chain(args.iter().cloned());
@@ -210,7 +172,7 @@ fn check_fleet(
         .unwrap_or_else(|| panic!("{context}: no Deployment or DaemonSet rendered"));
     let body = &deployment.body;
     for pod_ip in POD_IPS {
-        let args = parseable(proxy_args(body, pod_ip));
+        let args = proxy_args(body, pod_ip);
         let run = parse(context, &args);
         let context = format!("{context}: {args:?}");
         // Probes and scrapers reach the pod IP; /status and /config only loopback.
@@ -231,7 +193,7 @@ fn check_fleet(
             "{context}"
         );
     }
-    let args = parseable(proxy_args(body, POD_IPS[0]));
+    let args = proxy_args(body, POD_IPS[0]);
     let run = parse(context, &args);
     let context = format!("{context}: {args:?}");
     let env = &proxy_container(body)["env"];
@@ -1072,17 +1034,13 @@ fn acme_parameters_become_acme_flags_and_mounted_files() {
     assert!(!unset.iter().any(|a| a.starts_with("--acme-")), "{unset:?}");
 }
 
-/// The proxy reads `certificates.acme` from the command line as the parameters say. Needs the
-/// proxy's Kubernetes-mode ACME flags ([`proxy_parses_kubernetes_acme`]); `--acme-key-type` is
-/// checked as text above, since this proxy has no field for it yet.
+/// The proxy reads `certificates.acme` from the command line as the parameters say.
 #[test]
-#[ignore = "needs the proxy's Kubernetes-mode ACME flags (--acme-key-type; --acme-directory without --acme-dir)"]
 fn acme_parameters_become_the_proxy_acme_options() {
-    use gantry_proxy::acme::args::ChallengeArg;
+    use gantry_proxy::acme::args::{ChallengeArg, KeyTypeArg};
     use std::path::Path;
     use std::time::Duration;
 
-    assert!(proxy_parses_kubernetes_acme());
     let run = parse(
         "acme",
         &proxy_args(&rendered_deployment(acme_spec()), POD_IPS[0]),
@@ -1104,6 +1062,7 @@ fn acme_parameters_become_the_proxy_acme_options() {
         Some(Path::new("/etc/gantry/acme/eab/hmac-key"))
     );
     assert_eq!(acme.acme_challenge, ChallengeArg::TlsAlpn01);
+    assert_eq!(acme.acme_key_type, KeyTypeArg::Rsa2048);
     assert_eq!(acme.acme_renew_before, Duration::from_secs(60 * 86_400));
 
     // The defaults the operator renders are the proxy's own.
@@ -1132,5 +1091,9 @@ fn acme_parameters_become_the_proxy_acme_options() {
     assert_eq!(
         minimal.acme.acme_renew_before,
         proxy_defaults.acme.acme_renew_before
+    );
+    assert_eq!(
+        minimal.acme.acme_key_type,
+        proxy_defaults.acme.acme_key_type
     );
 }
