@@ -10,8 +10,11 @@ mod support;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
-use gantry_proxy::acme::{AcmeClient, AcmeConfig, AcmeStore, ChallengeKind, Challenges};
+use gantry_proxy::acme::{AcmeClient, AcmeConfig, AcmeStore, ChallengeKind, Challenges, KeyType};
 use gantry_proxy::kubernetes::acme::KubeState;
 use gantry_testkit::harness::tempdir::TempDir;
 use gantry_testkit::pebble::{Pebble, PebbleOptions};
@@ -74,6 +77,17 @@ struct Replica {
 
 impl Replica {
     fn start(server: &ApiServer, dir: &TempDir, pod: &str, pebble: &Pebble, offset: u16) -> Self {
+        Self::start_with(server, dir, pod, pebble, offset, &[])
+    }
+
+    fn start_with(
+        server: &ApiServer,
+        dir: &TempDir,
+        pod: &str,
+        pebble: &Pebble,
+        offset: u16,
+        extra: &[&str],
+    ) -> Self {
         let kubeconfig = server.kubeconfig(dir.path());
         let admin = support::free_port();
         let log = dir.path().join(format!("{pod}.log"));
@@ -88,6 +102,7 @@ impl Replica {
                 &pebble.directory_ca_file().display().to_string(),
             ])
             .args(["--acme-email", "ops@example.com"])
+            .args(extra)
             .env("KUBECONFIG", &kubeconfig)
             .env("POD_NAME", pod)
             .env("POD_NAMESPACE", FLEET_NAMESPACE)
@@ -357,6 +372,7 @@ async fn an_order_left_in_the_fleet_state_is_resumed_by_the_next_leader() {
         ca_file: Some(pebble.directory_ca_file()),
         eab: None,
         challenge: ChallengeKind::Http01,
+        key_type: KeyType::EcdsaP256,
     };
     drop(
         AcmeClient::connect(config, store.clone(), Challenges::new(Some(store.clone())))
@@ -407,4 +423,106 @@ async fn an_order_left_in_the_fleet_state_is_resumed_by_the_next_leader() {
         order.refresh().await.unwrap().status,
         instant_acme::OrderStatus::Valid
     ));
+}
+
+#[tokio::test]
+async fn tls_alpn01_answered_by_another_replica_and_renewal_in_place_under_load() {
+    let server = ApiServer::start().await;
+    seed(&server).await;
+    let dir = TempDir::new("gantry-kube-acme");
+    let (leader_offset, other_offset) = (offset(), offset());
+    // TLS-ALPN-01 validated on the other replica's HTTPS port only; certificates live 30 s,
+    // so the leader renews 20 s after issuance.
+    let mut options = PebbleOptions::new(support::free_port(), 443 + other_offset);
+    options.validity = Some(Duration::from_secs(30));
+    let pebble = Pebble::start(options).await;
+    let tls_alpn = ["--acme-challenge", "tls-alpn-01"];
+    let leader = Replica::start_with(
+        &server,
+        &dir,
+        "proxy-leader",
+        &pebble,
+        leader_offset,
+        &tls_alpn,
+    );
+    eventually(20, "the first replica to lead", || {
+        let s = server.clone();
+        async move {
+            s.get("leases", FLEET_NAMESPACE, LEASE)
+                .is_some_and(|l| l["spec"]["holderIdentity"] == "proxy-leader")
+        }
+    })
+    .await;
+    let other = Replica::start_with(
+        &server,
+        &dir,
+        "proxy-other",
+        &pebble,
+        other_offset,
+        &tls_alpn,
+    );
+    let client = TlsClient::new(pebble.issuing_roots().await);
+    let first = served(&other, &client).await;
+    assert_eq!(served(&leader, &client).await, first);
+    let first_chain = decoded(
+        &server.get("secrets", "default", "app-cert").unwrap(),
+        "tls.crt",
+    );
+
+    // Requests to both replicas all through the renewal.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut load = Vec::new();
+    for addr in [leader.https(), other.https()] {
+        let (client, stop, ok, failed) = (client.clone(), stop.clone(), ok.clone(), failed.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match client.get(addr, HOST, HOST, "/").await {
+                    Ok(reply) if reply.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    eventually(90, "the renewed certificate in the Secret", || {
+        let s = server.clone();
+        let first_chain = first_chain.clone();
+        async move {
+            s.get("secrets", "default", "app-cert")
+                .is_some_and(|secret| decoded(&secret, "tls.crt") != first_chain)
+        }
+    })
+    .await;
+    for replica in [&leader, &other] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while served(replica, &client).await == first {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} still serves the first certificate",
+                replica.https()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "failed requests during renewal"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        leader
+            .metric(r#"gantry_acme_orders_total{result="issued"}"#)
+            .await,
+        2.0
+    );
+    eventually(10, "a CertificateRenewed Event", || {
+        let s = server.clone();
+        async move { !events(&s, "CertificateRenewed").is_empty() }
+    })
+    .await;
 }
