@@ -526,3 +526,51 @@ async fn tls_alpn01_answered_by_another_replica_and_renewal_in_place_under_load(
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_listener_opting_in_has_its_placeholder_secret_replaced() {
+    let server = ApiServer::start().await;
+    seed(&server).await;
+    // The user's placeholder (self-signed) serves until the first certificate; the listener
+    // asks for ACME anyway.
+    let placeholder = rcgen::generate_simple_self_signed(vec![HOST.to_owned()]).unwrap();
+    let b64 = |text: String| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(text)
+    };
+    server.apply(
+        "secrets",
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+               "metadata": {"name": "app-cert", "namespace": "default",
+                            // Applied by a person: its fields are theirs.
+                            "managedFields": [{"manager": "kubectl", "operation": "Apply",
+                                "apiVersion": "v1", "fieldsType": "FieldsV1",
+                                "fieldsV1": {"f:data": {"f:tls.crt": {}, "f:tls.key": {}},
+                                             "f:type": {}}}]},
+               "data": {"tls.crt": b64(placeholder.cert.pem()),
+                        "tls.key": b64(placeholder.signing_key.serialize_pem())}}),
+    );
+    let mut gateway = server.get("gateways", "default", "web").unwrap();
+    gateway["spec"]["listeners"][1]["tls"]["options"] = json!({"gantry.dev/acme": "true"});
+    server.apply("gateways", gateway);
+
+    let dir = TempDir::new("gantry-kube-acme");
+    let offset = offset();
+    let pebble = Pebble::start(PebbleOptions::new(80 + offset, 443 + offset)).await;
+    let proxy = Replica::start(&server, &dir, "proxy-0", &pebble, offset);
+    let client = TlsClient::new(pebble.issuing_roots().await);
+    let served = served(&proxy, &client).await;
+    assert_ne!(served, placeholder.cert.der().to_vec());
+    let secret = server.get("secrets", "default", "app-cert").unwrap();
+    assert_eq!(
+        secret["metadata"]["annotations"]["gantry.dev/acme-directory"],
+        pebble.directory_url.as_str()
+    );
+    assert_ne!(decoded(&secret, "tls.crt"), placeholder.cert.pem());
+    assert_eq!(
+        proxy
+            .metric(r#"gantry_acme_orders_total{result="issued"}"#)
+            .await,
+        1.0
+    );
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use gantry_testkit::certs::{Ca, tls_secret_yaml};
 use gantry_testkit::harness::tempdir::TempDir;
 use gantry_testkit::harness::{
     Proxy, echo_backends, free_port, gateway_with_listeners_yaml, get_host, namespace_yaml,
@@ -554,4 +555,41 @@ async fn replicas_sharing_the_acme_directory_answer_each_others_challenges_and_s
             .await,
         0.0
     );
+}
+
+#[tokio::test]
+async fn a_listener_opting_in_serves_its_placeholder_until_the_certificate_replaces_it() {
+    let (http_port, https_port) = (free_port(), free_port());
+    let pebble = Pebble::start(PebbleOptions::new(http_port, https_port)).await;
+    let acme_dir = TempDir::new("gantry-acme");
+    let ca_file = pebble.directory_ca_file().display().to_string();
+    let (services, _) = echo_backends(&[("default", "app")]).await;
+    // The Secret exists (a self-signed placeholder), and the listener asks for ACME anyway.
+    let placeholder = Ca::new("placeholder").server(&[HOST]);
+    let secret = format!(
+        "---\n{}",
+        tls_secret_yaml("default", "app-cert", &placeholder)
+    );
+    let gateway = config(Some(http_port), https_port, &services).replace(
+        "        certificateRefs: [{name: app-cert}]\n",
+        "        certificateRefs: [{name: app-cert}]\n        options: {gantry.dev/acme: \"true\"}\n",
+    );
+    let proxy = start(
+        &[("gateway.yaml", &format!("{gateway}{secret}"))],
+        &acme_args(&pebble, &acme_dir, &ca_file),
+    );
+    proxy.wait_ready().await;
+    let client = TlsClient::new(pebble.issuing_roots().await);
+    let addr = SocketAddr::from(([127, 0, 0, 1], https_port));
+    // Before the certificate, the placeholder (not trusted by this client) is what serves;
+    // `served_certificate` waits for one the client trusts: pebble's.
+    served_certificate(&proxy, &client, addr).await;
+    assert_eq!(
+        proxy
+            .metric(r#"gantry_acme_orders_total{result="issued"}"#)
+            .await,
+        1.0
+    );
+    let status = proxy.status().await;
+    assert_eq!(https_condition(&status, "ResolvedRefs")["status"], "True");
 }

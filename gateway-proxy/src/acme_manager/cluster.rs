@@ -29,7 +29,9 @@ pub trait Cluster: Send + Sync + std::fmt::Debug + 'static {
     /// True while this replica is the fleet's leader: only the leader orders.
     fn leading(&self) -> watch::Receiver<bool>;
     /// Writes an issued certificate's Secret; the error says why it could not be written.
-    fn write_secret(&self, secret: Secret) -> BoxFuture<'_, Result<(), String>>;
+    /// `take_over`: the Secret is a placeholder whose listener opted in, and its fields become
+    /// ours even though someone else wrote them.
+    fn write_secret(&self, secret: Secret, take_over: bool) -> BoxFuture<'_, Result<(), String>>;
     /// Publishes `event` (a failure to publish is only logged).
     fn publish(&self, event: CertificateEvent) -> BoxFuture<'_, ()>;
 }

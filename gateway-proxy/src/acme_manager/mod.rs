@@ -72,6 +72,9 @@ struct Managed {
     gateways: Vec<ObjectKey>,
     /// When this replica last wrote the Secret (Kubernetes mode).
     written: Option<Instant>,
+    /// The Secret is the user's, served until the first certificate replaces it (a listener
+    /// opted in): the write takes its fields over.
+    placeholder: bool,
 }
 
 impl Managed {
@@ -263,9 +266,9 @@ impl Manager {
                 .entry(key.clone())
                 .or_insert_with(|| load(&self.store, &key, &hostname, &self.options, metrics));
             managed.gateways = want.gateways;
+            managed.placeholder = want.placeholder;
             // Kubernetes mode: the Secret in the cluster is the certificate.
-            let in_cluster = self.cluster.is_some();
-            if in_cluster {
+            if self.cluster.is_some() {
                 refresh_from_cluster(managed, store, &key, want.issued, &self.options, metrics);
             }
             if orders && managed.due(now, instant) {
@@ -278,6 +281,8 @@ impl Manager {
                 Some(current) => {
                     next.secrets.insert(key, current.secret.clone());
                 }
+                // The user's Secret serves until the first certificate.
+                None if want.placeholder => {}
                 None => {
                     let message = pending_message(managed, &self.options.config);
                     next.acme_certificates.insert(
@@ -313,6 +318,10 @@ impl Manager {
         let renew_before = self.options.renew_before;
         let cluster = self.cluster.clone();
         let acme_options = self.options.clone();
+        let take_over = self
+            .certificates
+            .get(&secret)
+            .is_some_and(|m| m.placeholder);
         tokio::spawn(async move {
             let result = async {
                 // One order per hostname among the processes sharing the directory: wait for
@@ -345,7 +354,7 @@ impl Manager {
                         .map_err(AcmeError::new)?
                         .secret;
                     cluster
-                        .write_secret(Secret::clone(&object))
+                        .write_secret(Secret::clone(&object), take_over)
                         .await
                         .map_err(|e| {
                             AcmeError::new(format!(
@@ -503,6 +512,7 @@ fn load(
         last_error: None,
         gateways: Vec::new(),
         written: None,
+        placeholder: false,
     }
 }
 

@@ -6,8 +6,9 @@
 //!   HTTP-01 and TLS-ALPN-01 validations from it, so the CA may reach any replica; only the
 //!   leader writes it.
 //! - An issued certificate is written, by server-side apply (field manager `gantry-acme`,
-//!   never forced), as the `kubernetes.io/tls` Secret the listener names, annotated
-//!   `gantry.dev/acme-directory`; every replica serves it through its Secret watch.
+//!   forced only over a placeholder whose listener opted in), as the `kubernetes.io/tls`
+//!   Secret the listener names, annotated `gantry.dev/acme-directory`; every replica serves it
+//!   through its Secret watch.
 //! - Issuances and failures are Events on the Gateways whose listeners name the Secret.
 //!
 //! Why the fleet and not the operator: the fleet already watches these Secrets, answers the
@@ -253,7 +254,7 @@ impl Cluster for KubeAcme {
         self.leading.clone()
     }
 
-    fn write_secret(&self, secret: Secret) -> BoxFuture<'_, Result<(), String>> {
+    fn write_secret(&self, secret: Secret, take_over: bool) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let namespace = secret.metadata.namespace.clone().unwrap_or_default();
             let name = secret.metadata.name.clone().unwrap_or_default();
@@ -261,22 +262,24 @@ impl Cluster for KubeAcme {
             let mut body = serde_json::to_value(&secret).map_err(|e| e.to_string())?;
             body["apiVersion"] = json!("v1");
             body["kind"] = json!("Secret");
-            // Never forced: a Secret someone else wrote is theirs (a conflict is the answer).
-            api.patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER),
-                &Patch::Apply(&body),
-            )
-            .await
-            .map(drop)
-            .map_err(|e| match e {
-                ::kube::Error::Api(status) if status.code == 409 => format!(
-                    "{namespace}/{name} is managed by someone else ({}); delete it, or \
+            // Not forced: a Secret someone else wrote is theirs (a conflict is the answer),
+            // unless its listener opted in to have it replaced.
+            let params = if take_over {
+                PatchParams::apply(FIELD_MANAGER).force()
+            } else {
+                PatchParams::apply(FIELD_MANAGER)
+            };
+            api.patch(&name, &params, &Patch::Apply(&body))
+                .await
+                .map(drop)
+                .map_err(|e| match e {
+                    ::kube::Error::Api(status) if status.code == 409 => format!(
+                        "{namespace}/{name} is managed by someone else ({}); delete it, or \
                          name another Secret in certificateRefs",
-                    status.message
-                ),
-                other => other.to_string(),
-            })
+                        status.message
+                    ),
+                    other => other.to_string(),
+                })
         })
     }
 

@@ -6,7 +6,8 @@
 //! listener in `Terminate` mode) of a Gateway we serve, or of a ListenerSet attached to one
 //! and admitted by its `allowedListeners` (the same [`listener_set::for_gateway`] the
 //! translator merges listeners with), when the entry names a core Secret in the namespace of
-//! the listener's owner (the Gateway, or the ListenerSet) that does not exist, or that an ACME
+//! the listener's owner (the Gateway, or the ListenerSet) that does not exist, that a listener
+//! opts in for with the TLS option `gantry.dev/acme: "true"` ([`OPT_IN_OPTION`]), or that an ACME
 //! client wrote (it carries [`ISSUER_ANNOTATION`]; in Kubernetes mode the issued certificate is
 //! that Secret, renewed in place). Cross-namespace references are never ordered for: a
 //! ReferenceGrant permits reading a Secret, not creating it.
@@ -23,6 +24,11 @@ use crate::store::{ObjectKey, Store};
 /// The annotation on a certificate Secret an ACME client wrote, naming the ACME directory
 /// it came from. A Secret without it is the user's and never replaced.
 pub const ISSUER_ANNOTATION: &str = "gantry.dev/acme-directory";
+
+/// The listener TLS option (`tls.options`) that asks for an ACME certificate even though the
+/// Secret exists: the Secret (a placeholder, say) is served until the first certificate is
+/// issued, then replaced by it.
+pub const OPT_IN_OPTION: &str = "gantry.dev/acme";
 
 /// A certificate Secret to obtain, and the hostname it is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +49,9 @@ pub struct WantedCertificate {
     /// The Secret exists, written by an ACME client ([`ISSUER_ANNOTATION`]): it is renewed,
     /// not ordered.
     pub issued: bool,
+    /// The Secret exists, not written by ACME, and a listener naming it opts in
+    /// ([`OPT_IN_OPTION`]): it serves until the first certificate replaces it.
+    pub placeholder: bool,
 }
 
 /// The missing certificate Secrets of the Gateways `options` serves and of their
@@ -99,7 +108,7 @@ pub fn acme_issued(secret: &k8s_openapi::api::core::v1::Secret) -> bool {
         .is_some_and(|a| a.contains_key(ISSUER_ANNOTATION))
 }
 
-/// Adds the missing (or ACME-issued) Secrets `listener` names in `namespace` (its owner's)
+/// Adds the missing (or ACME-issued, or opted-in) Secrets `listener` names in `namespace` (its owner's)
 /// to `wanted`; `label` names the listener in messages, `gateway` is the Gateway it belongs to.
 fn want(
     wanted: &mut BTreeMap<ObjectKey, WantedCertificate>,
@@ -126,9 +135,15 @@ fn want(
         if !core_secret || !same_namespace {
             continue;
         }
-        let issued = match store.secrets.get(&secret) {
-            None => false,
-            Some(existing) if acme_issued(existing) => true,
+        let opted_in = tls
+            .options
+            .as_ref()
+            .and_then(|o| o.get(OPT_IN_OPTION))
+            .is_some_and(|v| v == "true");
+        let (issued, placeholder) = match store.secrets.get(&secret) {
+            None => (false, false),
+            Some(existing) if acme_issued(existing) => (true, false),
+            Some(_) if opted_in => (false, true),
             Some(_) => continue,
         };
         let entry = wanted.entry(secret).or_insert_with(|| WantedCertificate {
@@ -137,6 +152,7 @@ fn want(
             listeners: Vec::new(),
             gateways: Vec::new(),
             issued,
+            placeholder,
         });
         if !entry.gateways.contains(gateway) {
             entry.gateways.push(gateway.clone());
@@ -476,5 +492,37 @@ data: {tls.crt: "", tls.key: ""}
         let issued = &wanted[&ObjectKey::new("default", "issued")];
         assert!(issued.issued);
         assert_eq!(issued.gateways, [ObjectKey::new("default", "web")]);
+    }
+
+    #[test]
+    fn a_listener_opting_in_wants_a_certificate_for_its_existing_secret() {
+        let store = store(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  gatewayClassName: gantry
+  listeners:
+  - name: https
+    protocol: HTTPS
+    port: 443
+    hostname: a.example.com
+    tls:
+      certificateRefs: [{name: placeholder}]
+      options: {gantry.dev/acme: "true"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: placeholder, namespace: default}
+type: kubernetes.io/tls
+data: {tls.crt: "", tls.key: ""}
+"#,
+        );
+        let wanted = wanted_certificates(&store, &TranslateOptions::default());
+        let placeholder = &wanted[&ObjectKey::new("default", "placeholder")];
+        assert!(placeholder.placeholder);
+        assert!(!placeholder.issued);
+        assert_eq!(placeholder.hostname.as_deref(), Some("a.example.com"));
     }
 }
