@@ -64,6 +64,8 @@ pub struct KubeState {
     entries: ArcSwap<BTreeMap<String, String>>,
     /// The newest resourceVersion the cache holds (a write's answer, or the watch's).
     version: watch::Sender<u64>,
+    /// The newest resourceVersion this replica's watch has shown.
+    watched: watch::Sender<u64>,
 }
 
 impl KubeState {
@@ -78,6 +80,7 @@ impl KubeState {
             lease_name: lease_name.to_owned(),
             entries: ArcSwap::default(),
             version: watch::channel(0).0,
+            watched: watch::channel(0).0,
         });
         tokio::spawn(Arc::clone(&state).watch());
         state
@@ -90,16 +93,26 @@ impl KubeState {
             .boxed();
         let mut listed: Option<Secret> = None;
         while let Some(event) = events.next().await {
-            match event {
-                Ok(Event::Apply(secret)) => self.observe(Some(&secret)),
-                Ok(Event::Delete(_)) => self.observe(None),
-                Ok(Event::Init) => listed = None,
-                Ok(Event::InitApply(secret)) => listed = Some(secret),
-                Ok(Event::InitDone) => self.observe(listed.take().as_ref()),
+            let shown = match event {
+                Ok(Event::Apply(secret)) => Some(secret),
+                Ok(Event::Delete(_)) => None,
+                Ok(Event::Init) => {
+                    listed = None;
+                    continue;
+                }
+                Ok(Event::InitApply(secret)) => {
+                    listed = Some(secret);
+                    continue;
+                }
+                Ok(Event::InitDone) => listed.take(),
                 Err(error) => {
                     tracing::warn!(secret = self.name, %error, "watching the ACME state Secret");
+                    continue;
                 }
-            }
+            };
+            self.observe(shown.as_ref());
+            let version = shown.as_ref().map_or(0, resource_version);
+            self.watched.send_modify(|v| *v = (*v).max(version));
         }
     }
 
@@ -117,7 +130,7 @@ impl KubeState {
 
     /// Waits (bounded) until this replica's watch has shown `version`.
     async fn seen(&self, version: u64) {
-        let mut seen = self.version.subscribe();
+        let mut seen = self.watched.subscribe();
         let _ = tokio::time::timeout(SEEN_TIMEOUT, seen.wait_for(|v| *v >= version)).await;
     }
 
