@@ -1,6 +1,7 @@
 //! `apiKeyAuth`: the key is looked up by its SHA-256 (so the lookup's timing depends on the
 //! digest, not on how many leading bytes of a real key were guessed), and removed from the
-//! request (header, query parameter, cookie) before it goes upstream.
+//! request (header, query parameter, cookie) before it goes upstream. A key that verified is
+//! remembered ([`KnownKeys`]), so its next request skips the digest.
 
 use std::collections::HashMap;
 
@@ -9,12 +10,17 @@ use http::header::{COOKIE, HeaderValue};
 use http::request::Parts;
 use http::{HeaderName, StatusCode, Uri};
 
+use super::known_keys::KnownKeys;
 use super::{Denial, Identity, identity_of};
 
 #[derive(Debug)]
 pub struct ApiKeys {
     sources: Vec<Source>,
-    by_digest: HashMap<[u8; 32], Client>,
+    clients: Vec<Client>,
+    /// Index into `clients` by SHA-256 of the key, looked up with foldhash (a digest needs no
+    /// SipHash).
+    by_digest: HashMap<[u8; 32], usize, foldhash::fast::RandomState>,
+    known: KnownKeys,
     forward_client_id: Option<HeaderName>,
 }
 
@@ -44,7 +50,8 @@ impl ApiKeys {
                 KeySourceIr::Cookie(c) => Some(Source::Cookie(c.clone())),
             })
             .collect();
-        let mut by_digest = HashMap::new();
+        let mut by_digest = HashMap::with_hasher(foldhash::fast::RandomState::default());
+        let mut clients = Vec::new();
         for c in &ir.clients {
             let Some(digest) = from_hex(&c.key_sha256) else {
                 continue;
@@ -52,13 +59,18 @@ impl ApiKeys {
             let Ok(id) = HeaderValue::from_str(&c.client_id) else {
                 continue;
             };
-            by_digest.entry(digest).or_insert_with(|| Client {
-                id,
-                identity: identity_of(&c.client_id, c.consumer.as_ref()),
+            by_digest.entry(digest).or_insert_with(|| {
+                clients.push(Client {
+                    id,
+                    identity: identity_of(&c.client_id, c.consumer.as_ref()),
+                });
+                clients.len() - 1
             });
         }
         Self {
             sources,
+            known: KnownKeys::new(clients.len()),
+            clients,
             by_digest,
             forward_client_id: ir
                 .forward_client_id_header
@@ -84,10 +96,15 @@ impl ApiKeys {
                 "an API key is required",
             ));
         };
-        let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-        let mut d = [0u8; 32];
-        d.copy_from_slice(digest.as_ref());
-        let Some(client) = self.by_digest.get(&d) else {
+        let found = self.known.get(&key).or_else(|| {
+            let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+            let mut d = [0u8; 32];
+            d.copy_from_slice(digest.as_ref());
+            let index = *self.by_digest.get(&d)?;
+            self.known.insert(&key, index);
+            Some(index)
+        });
+        let Some(client) = found.and_then(|i| self.clients.get(i)) else {
             return Err(Denial::new(
                 StatusCode::UNAUTHORIZED,
                 "api_key",

@@ -17,6 +17,7 @@ mod basic_auth;
 pub mod cidr;
 mod identity;
 pub mod jwt;
+mod known_keys;
 pub mod oidc;
 
 pub use basic_auth::CACHE_LIMIT as BASIC_AUTH_CACHE_LIMIT;
