@@ -72,6 +72,9 @@ struct Managed {
     gateways: Vec<ObjectKey>,
     /// When this replica last wrote the Secret (Kubernetes mode).
     written: Option<Instant>,
+    /// The order in progress replaces a certificate (decided when it starts: in Kubernetes
+    /// mode the written Secret may come back through the watch before the order's end).
+    renewal: bool,
     /// The Secret is the user's, served until the first certificate replaces it (a listener
     /// opted in): the write takes its fields over.
     placeholder: bool,
@@ -213,6 +216,7 @@ impl Manager {
             for (key, managed) in &mut self.certificates {
                 if orders && managed.due(now, instant) {
                     managed.ordering = true;
+                    managed.renewal = managed.current.is_some();
                     start.push((key.clone(), managed.hostname.clone()));
                 }
             }
@@ -273,6 +277,7 @@ impl Manager {
             }
             if orders && managed.due(now, instant) {
                 managed.ordering = true;
+                managed.renewal = managed.current.is_some();
                 start.push((key.clone(), hostname.clone()));
             }
             match &managed.current {
@@ -399,7 +404,7 @@ impl Manager {
                 self.metrics.order_finished(true);
                 self.metrics
                     .set_expiry(&secret, &managed.hostname, unix(current.not_after));
-                let renewed = managed.current.is_some();
+                let renewed = managed.renewal;
                 let until = humantime::format_rfc3339_seconds(current.not_after);
                 managed.current = Some(current);
                 managed.written = Some(Instant::now());
@@ -512,6 +517,7 @@ fn load(
         last_error: None,
         gateways: Vec::new(),
         written: None,
+        renewal: false,
         placeholder: false,
     }
 }
