@@ -534,6 +534,12 @@ fn refresh_from_cluster(
     metrics: &AcmeMetrics,
 ) {
     let in_cluster = store.secrets.get(key).filter(|_| issued);
+    // The same Secret as last time (most updates change something else): nothing to parse.
+    if let (Some(secret), Some(current)) = (in_cluster, &managed.current)
+        && Arc::ptr_eq(secret, &current.secret)
+    {
+        return;
+    }
     match in_cluster {
         Some(secret) => match current_in_secret(secret, options) {
             Ok(current) => {
