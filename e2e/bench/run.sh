@@ -32,6 +32,8 @@ command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The global rate limit of the policy scenarios counts in Redis.
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # Instructions per request are counted by callgrind: in a full run, or when asked for.
 if [ -z "$quick" ] || [[ " ${args[*]-} " == *" --instructions"* ]]; then
   command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)

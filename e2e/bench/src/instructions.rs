@@ -184,12 +184,9 @@ pub fn measure(
         &["--rate-limit-redis", &redis.url],
     )?;
     for (label, host) in policy_cost::CASES {
-        let request = if label.starts_with("API key") {
-            Request::get_with(host, policy_cost::PATH, ("X-API-Key", policy_cost::API_KEY))
-        } else if label.starts_with("JWT") {
-            Request::get_with(host, policy_cost::PATH, ("Authorization", &bearer))
-        } else {
-            Request::get(host, policy_cost::PATH)
+        let request = match policy_cost::credential(label, &bearer) {
+            Some((name, value)) => Request::get_with(host, policy_cost::PATH, (name, &value)),
+            None => Request::get(host, policy_cost::PATH),
         };
         let count = group.count(&run, &request)?;
         cases.push(case("policies", label, count, requests));

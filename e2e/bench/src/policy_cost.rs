@@ -1,8 +1,13 @@
 //! What API-key authentication, JWT validation and rate limits cost per request: one Gantry
 //! with routes to the same backend that differ only by the policy on them (none; an API key; a
 //! local rate limit per client address; the same limit global, counted in Redis; an API key
-//! and a local limit per Consumer; a JWT signed ES256, verified against an inline JWKS). Every limit is far above what the benchmark sends, so nothing is refused:
-//! the figure is the price of checking. Counted by [`crate::instructions`].
+//! and a local limit per Consumer; a JWT signed ES256, verified against an inline JWKS). Every
+//! limit is far above what the benchmark sends, so nothing is refused: the figure is the price
+//! of checking. Counted two ways: instructions per request by [`crate::instructions`], and
+//! under load by [`measure`] (`wrk` on each route in turn, interleaved; the proxy's CPU time
+//! per request and its requests per second, as a gateway's published throughput figures are).
+//!
+//! Nothing is asserted: timings on a shared machine are read from the report, not tested.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -10,7 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use super::probe;
 use super::process::{Proc, free_port};
+use super::proxy::{self, Setup};
+use super::results::{PolicyCost, PolicyCostCase};
+use super::retry_cost::summarise;
+use super::wrk::{self, Counting};
 
 pub const PATH: &str = "/svc";
 /// The API key the `key` routes accept.
@@ -43,6 +53,110 @@ pub fn jwt_key() -> (gantry_testkit::jwks::SigningKey, String) {
         "iss": ISSUER, "sub": "bench", "iat": now, "exp": now + 86_400
     }));
     (key, token)
+}
+
+/// The credential a case's requests carry (header, value): the API key, or the JWT as a
+/// bearer token; none for the others.
+pub fn credential(case: &str, bearer: &str) -> Option<(&'static str, String)> {
+    if case.starts_with("API key") {
+        Some(("X-API-Key", API_KEY.to_owned()))
+    } else if case.starts_with("JWT") {
+        Some(("Authorization", bearer.to_owned()))
+    } else {
+        None
+    }
+}
+
+/// Starts Gantry (and Redis for the global limit) and loads each case's route in turn,
+/// `repeats` times each, with `connections` connections for `duration` per run (after
+/// `warmup` on each).
+pub fn measure(
+    setup: &Setup,
+    connections: u32,
+    duration: Duration,
+    warmup: Duration,
+    repeats: usize,
+) -> anyhow::Result<PolicyCost> {
+    let dir = std::env::temp_dir().join(format!("gantry-bench-{}-policy-cost", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config_dir = dir.join("config");
+    std::fs::create_dir_all(&config_dir)?;
+    let redis = Redis::start(&dir)?;
+    let (key, token) = jwt_key();
+    let bearer = format!("Bearer {token}");
+    let port = free_port()?;
+    std::fs::write(
+        config_dir.join("config.yaml"),
+        config(port, setup.backend, &key),
+    )?;
+    let mut command = proxy::gantry_command(setup, &config_dir)?;
+    command.args(["--rate-limit-redis", &redis.url]);
+    let mut proc = Proc::spawn("gantry", &mut command, Some(&dir.join("stderr.log")))?;
+    let wait = probe::Wait {
+        started: Instant::now(),
+        timeout: Duration::from_secs(60),
+        interval: Duration::from_millis(2),
+    };
+    let credentials: Vec<_> = CASES
+        .iter()
+        .map(|(case, _)| credential(case, &bearer))
+        .collect();
+    for ((_, host), credential) in CASES.iter().zip(&credentials) {
+        let headers: Vec<(&str, &str)> = credential.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        probe::wait_for_200_with(port, host, PATH, &headers, wait, || proc.check_alive())
+            .with_context(|| format!("gantry did not serve {host}"))?;
+    }
+    // Each case's credential, sent by `wrk` with every request.
+    let preludes: Vec<String> = credentials
+        .iter()
+        .map(|c| match c {
+            Some((name, value)) => format!("wrk.headers[\"{name}\"] = \"{value}\""),
+            None => String::new(),
+        })
+        .collect();
+    let url = format!("http://127.0.0.1:{port}{PATH}");
+    let load = |host: &str, prelude: &str, duration| {
+        wrk::run_with(
+            &url,
+            host,
+            connections,
+            duration,
+            Counting::Summary,
+            prelude,
+        )
+    };
+    if !warmup.is_zero() {
+        for ((_, host), prelude) in CASES.iter().zip(&preludes) {
+            load(host, prelude, warmup)?;
+        }
+    }
+    // Interleaved, so a drift of the machine hits every case alike.
+    let mut samples: Vec<Vec<_>> = CASES.iter().map(|_| Vec::new()).collect();
+    for _ in 0..repeats.max(1) {
+        for (((_, host), prelude), samples) in CASES.iter().zip(&preludes).zip(&mut samples) {
+            let before = proc.cpu_time()?;
+            let result = load(host, prelude, duration)?;
+            let cpu = proc.cpu_time()?.saturating_sub(before);
+            proc.check_alive()?;
+            samples.push((result, cpu));
+        }
+    }
+    drop(proc);
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(PolicyCost {
+        connections,
+        seconds_per_run: duration.as_secs(),
+        repeats: repeats.max(1),
+        cases: CASES
+            .iter()
+            .zip(&samples)
+            .map(|((case, _), samples)| PolicyCostCase {
+                case: (*case).to_owned(),
+                route: summarise(samples),
+            })
+            .collect(),
+    })
 }
 
 fn route(name: &str, host: &str) -> String {

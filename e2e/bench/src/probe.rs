@@ -8,9 +8,23 @@ use anyhow::bail;
 
 /// Sends one `GET path` with `Host: host` on a new connection and returns the status code.
 pub fn status(port: u16, host: &str, path: &str) -> std::io::Result<u16> {
+    status_with(port, host, path, &[])
+}
+
+/// [`status`] with more request headers.
+pub fn status_with(
+    port: u16,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
     stream.write_all(request.as_bytes())?;
     let mut head = [0u8; 12];
     stream.read_exact(&mut head)?;
@@ -49,10 +63,39 @@ pub fn wait_for_200(
     started: Instant,
     timeout: Duration,
     interval: Duration,
+    alive: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Duration> {
+    let wait = Wait {
+        started,
+        timeout,
+        interval,
+    };
+    wait_for_200_with(port, host, path, &[], wait, alive)
+}
+
+/// How [`wait_for_200_with`] polls.
+#[derive(Clone, Copy, Debug)]
+pub struct Wait {
+    pub started: Instant,
+    pub timeout: Duration,
+    pub interval: Duration,
+}
+
+/// [`wait_for_200`] with more request headers (a credential, say).
+pub fn wait_for_200_with(
+    port: u16,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    Wait {
+        started,
+        timeout,
+        interval,
+    }: Wait,
     mut alive: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Duration> {
     loop {
-        let last = match status(port, host, path) {
+        let last = match status_with(port, host, path, headers) {
             Ok(200) => return Ok(started.elapsed()),
             Ok(code) => format!("status {code}"),
             Err(e) => e.to_string(),

@@ -20,6 +20,7 @@ pub fn markdown(r: &Results) -> String {
     retry_cost(&mut s, r);
     transform_cost(&mut s, r);
     lb_cost(&mut s, r);
+    policy_cost(&mut s, r);
     instructions(&mut s, r);
     kube_propagation(&mut s, r);
     let _ = writeln!(
@@ -70,6 +71,14 @@ fn header(s: &mut String, r: &Results) {
             s,
             "- Only the cost of each load balancer was measured: gantry-proxy ({build}, \
              `--no-access-log --log-level warn --worker-threads {}`), backends `gantry-echo --plain`.",
+            m.cores
+        );
+    } else if st.policy_cost_only {
+        let _ = writeln!(
+            s,
+            "- Only the cost of API keys, JWT and rate limits under load was measured: \
+             gantry-proxy ({build}, `--no-access-log --log-level warn --worker-threads {}`), \
+             backend `gantry-echo --plain`, Redis for the global limit.",
             m.cores
         );
     } else if st.instructions_only {
@@ -357,6 +366,49 @@ fn lb_cost(s: &mut String, r: &Results) {
             route.requests_per_sec,
             route.cpu_us_per_request,
             (route.cpu_us_per_request / base.max(1e-9) - 1.0) * 100.0
+        );
+    }
+    let _ = writeln!(s);
+}
+
+/// API keys, JWT and rate limits under load, each against the route without a policy.
+fn policy_cost(s: &mut String, r: &Results) {
+    let Some(c) = &r.policy_cost else {
+        return;
+    };
+    let _ = writeln!(
+        s,
+        "## Gantry: what API keys, JWT and rate limits cost under load\n"
+    );
+    let _ = writeln!(
+        s,
+        "Routes to the same backend that differ only by their policy, every limit far above the \
+         load (nothing is refused). `wrk` with {} connections, {} s per run, {} run(s) per \
+         route, interleaved; each request carries its route's credential. CPU is the proxy's \
+         user + system time (the kernel's work included, as in a throughput figure); the \
+         instruction counts below leave the kernel out.\n",
+        c.connections, c.seconds_per_run, c.repeats
+    );
+    let _ = writeln!(
+        s,
+        "| case | requests | errors | req/s (median) | vs no policy | CPU µs / request | vs no policy |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    let (base_rps, base_cpu) = c.cases.first().map_or((0.0, 0.0), |b| {
+        (b.route.requests_per_sec, b.route.cpu_us_per_request)
+    });
+    for case in &c.cases {
+        let route = &case.route;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.0} | {:+.1}% | {:.2} | {:+.1}% |",
+            case.case,
+            route.requests,
+            route.errors,
+            route.requests_per_sec,
+            (route.requests_per_sec / base_rps.max(1e-9) - 1.0) * 100.0,
+            route.cpu_us_per_request,
+            (route.cpu_us_per_request / base_cpu.max(1e-9) - 1.0) * 100.0
         );
     }
     let _ = writeln!(s);

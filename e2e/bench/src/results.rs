@@ -26,6 +26,7 @@ pub struct Results {
     pub transform_cost: Option<TransformCost>,
     /// Gantry: one route per BackendConfigPolicy load balancer, next to one without a policy.
     pub lb_cost: Option<LbCost>,
+    pub policy_cost: Option<PolicyCost>,
     /// User-space instructions per request, counted by callgrind.
     pub instructions: Option<Instructions>,
 }
@@ -78,6 +79,11 @@ pub struct Settings {
     pub lb_cost_repeats: usize,
     /// Only the load balancer cost was measured.
     pub lb_cost_only: bool,
+    /// Seconds per run of the API key, JWT and rate limit scenario (0: not run).
+    pub policy_cost_seconds: u64,
+    pub policy_cost_repeats: usize,
+    /// Only the API key, JWT and rate limit cost was measured.
+    pub policy_cost_only: bool,
     /// Measured requests per instruction-count case (0: not counted).
     pub instructions_requests: usize,
     pub instructions_only: bool,
@@ -206,6 +212,23 @@ pub struct LbCost {
 #[derive(Debug, Default, serde::Serialize)]
 pub struct LbCostRoute {
     pub algorithm: String,
+    pub route: RetryCostRoute,
+}
+
+/// The CPU price of API keys, JWT and rate limits under load (see `policy_cost`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct PolicyCost {
+    pub connections: u32,
+    pub seconds_per_run: u64,
+    pub repeats: usize,
+    /// The route without a policy first, then one per policy.
+    pub cases: Vec<PolicyCostCase>,
+}
+
+/// One case's route, over all its runs.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct PolicyCostCase {
+    pub case: String,
     pub route: RetryCostRoute,
 }
 

@@ -33,6 +33,8 @@ pub struct Limiter {
     /// The policy cannot be used: every request is refused (500) with this message.
     refuse: Option<String>,
     rules: Vec<Rule>,
+    /// Some rule is counted in Redis: only [`Limiter::check`] can check it.
+    has_global: bool,
     /// Refuse (503) when Redis cannot answer a global rule; otherwise let the request through.
     fail_closed: bool,
 }
@@ -114,6 +116,8 @@ pub struct Facts<'a> {
     pub client: IpAddr,
     /// `namespace/name` of the route.
     pub route: &'a str,
+    /// Who the route's SecurityPolicy found the caller to be.
+    pub identity: Option<&'a Identity>,
 }
 
 /// Why a request is refused.
@@ -173,6 +177,7 @@ impl Limiter {
         Self {
             policy: Arc::from(ir.policy.to_string()),
             refuse,
+            has_global: rules.iter().any(|r| r.global),
             rules,
             fail_closed: ir.fail_closed,
         }
@@ -180,6 +185,46 @@ impl Limiter {
 
     pub fn policy(&self) -> &Arc<str> {
         &self.policy
+    }
+
+    /// Whether every rule is counted on this replica, so [`Limiter::check_local`] decides.
+    pub fn is_local(&self) -> bool {
+        !self.has_global
+    }
+
+    /// [`Limiter::check`] for a policy whose rules are all local ([`Limiter::is_local`]):
+    /// nothing to wait for, so no future to build and move on every request (the policy group
+    /// of `e2e/bench/run.sh --instructions-only` counts it). A global rule is refused as with
+    /// no Redis.
+    pub fn check_local(&self, buckets: &Buckets, facts: &Facts<'_>) -> Checked {
+        if let Some(message) = &self.refuse {
+            return Checked::Refused(message.clone());
+        }
+        let mut tally = Tally::default();
+        for rule in &self.rules {
+            if rule.global {
+                return self.no_redis();
+            }
+            let taken = KEY.with_borrow_mut(|key| {
+                key.clear();
+                self.key(rule, facts, key)
+                    .map(|()| buckets.take(key, rule.rate, rule.cost))
+            });
+            if let Some(taken) = taken
+                && let Some(limited) = tally.add(&self.policy, rule, taken)
+            {
+                return Checked::Limited(limited);
+            }
+        }
+        Checked::Passed(tally.finish())
+    }
+
+    fn no_redis(&self) -> Checked {
+        Checked::Refused(format!(
+            "RateLimitPolicy {} has global rules, and this proxy has no Redis to count them in: \
+             start it with --rate-limit-redis",
+            self.policy
+        ))
     }
 
     /// Checks a request against every rule, taking from the buckets of those that match:
@@ -193,21 +238,16 @@ impl Limiter {
         if let Some(message) = &self.refuse {
             return Checked::Refused(message.clone());
         }
-        let identity = facts.parts.extensions.get::<Identity>();
-        let mut passed = Passed::default();
-        let mut closest: Option<(u64, &Rule, Taken)> = None;
+        let mut tally = Tally::default();
         for rule in &self.rules {
-            let Some(key) = self.key(rule, facts, identity) else {
+            let mut key = String::new();
+            if self.key(rule, facts, &mut key).is_none() {
                 continue;
-            };
+            }
             // A shadow rule counts like an enforced one; it only never refuses.
             let taken = if rule.global {
                 let Some(global) = global else {
-                    return Checked::Refused(format!(
-                        "RateLimitPolicy {} has global rules, and this proxy has no Redis to \
-                         count them in: start it with --rate-limit-redis",
-                        self.policy
-                    ));
+                    return self.no_redis();
                 };
                 match global.take(&key, rule.rate, rule.cost).await {
                     Ok(taken) => taken,
@@ -223,59 +263,26 @@ impl Limiter {
                     }
                     Err(error) => {
                         tracing::debug!(policy = %self.policy, rule = %rule.name, %error, "global rate limit not counted; the policy fails open");
-                        passed.unanswered.push(rule.name.clone());
+                        tally.passed.unanswered.push(rule.name.clone());
                         continue;
                     }
                 }
             } else {
                 buckets.take(&key, rule.rate, rule.cost)
             };
-            if rule.shadow {
-                if !taken.allowed {
-                    passed.shadow_limited.push(rule.name.clone());
-                }
-                continue;
-            }
-            if !taken.allowed {
-                let seconds = ceil_seconds(taken.wait);
-                return Checked::Limited(Limited {
-                    policy: self.policy.clone(),
-                    rule: rule.name.clone(),
-                    retry_after: taken.wait,
-                    headers: [
-                        (http::header::RETRY_AFTER, HeaderValue::from(seconds)),
-                        (RATELIMIT_POLICY, rule.policy_header.clone()),
-                        (
-                            RATELIMIT,
-                            remaining_header(&rule.remaining_prefix, 0, seconds),
-                        ),
-                    ],
-                });
-            }
-            if closest
-                .as_ref()
-                .is_none_or(|(r, _, _)| taken.remaining < *r)
-            {
-                closest = Some((taken.remaining, rule, taken));
+            if let Some(limited) = tally.add(&self.policy, rule, taken) {
+                return Checked::Limited(limited);
             }
         }
-        passed.headers = closest.map(|(remaining, rule, taken)| {
-            [
-                (RATELIMIT_POLICY, rule.policy_header.clone()),
-                (
-                    RATELIMIT,
-                    remaining_header(&rule.remaining_prefix, remaining, ceil_seconds(taken.wait)),
-                ),
-            ]
-        });
-        Checked::Passed(passed)
+        Checked::Passed(tally.finish())
     }
 
-    /// The bucket of `rule` for this request, or `None` when a selector does not match.
-    fn key(&self, rule: &Rule, facts: &Facts<'_>, identity: Option<&Identity>) -> Option<String> {
+    /// Writes the bucket key of `rule` for this request into `key` (empty); `None` when a
+    /// selector does not match.
+    fn key(&self, rule: &Rule, facts: &Facts<'_>, key: &mut String) -> Option<()> {
         let route = if rule.shared { "*" } else { facts.route };
-        // Room for the route and a distinct value or two without growing.
-        let mut key = String::with_capacity(rule.key_prefix.len() + route.len() + 48);
+        let identity = facts.identity;
+        key.reserve(rule.key_prefix.len() + route.len() + 48);
         key.push_str(&rule.key_prefix);
         key.push_str(route);
         for selector in &rule.selectors {
@@ -301,7 +308,7 @@ impl Limiter {
                     }
                     if *distinct {
                         key.push('\0');
-                        push_address(&mut key, facts.client);
+                        push_address(key, facts.client);
                     }
                 }
                 Selector::Consumer { name } => {
@@ -317,14 +324,78 @@ impl Limiter {
                 }
                 Selector::ConsumerLabel { name, value } => {
                     let identity = identity.filter(|i| i.consumer.is_some())?;
-                    push_match(&mut key, value, identity.label(name))?;
+                    push_match(key, value, identity.label(name))?;
                 }
                 Selector::Claim { name, value } => {
-                    push_match(&mut key, value, identity?.claim(name))?;
+                    push_match(key, value, identity?.claim(name))?;
                 }
             }
         }
-        Some(key)
+        Some(())
+    }
+}
+
+thread_local! {
+    /// The bucket key of a local rule, written afresh for each rule a request meets: one
+    /// buffer per thread instead of an allocation per request and rule.
+    static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// What the rules checked so far decided.
+#[derive(Default)]
+struct Tally<'r> {
+    passed: Passed,
+    /// The enforced rule with the fewest requests left.
+    closest: Option<(u64, &'r Rule, Taken)>,
+}
+
+impl<'r> Tally<'r> {
+    /// Counts one rule's take; the refusal when an enforced rule's bucket was empty.
+    fn add(&mut self, policy: &Arc<str>, rule: &'r Rule, taken: Taken) -> Option<Limited> {
+        // A shadow rule counts like an enforced one; it only never refuses.
+        if rule.shadow {
+            if !taken.allowed {
+                self.passed.shadow_limited.push(rule.name.clone());
+            }
+            return None;
+        }
+        if !taken.allowed {
+            let seconds = ceil_seconds(taken.wait);
+            return Some(Limited {
+                policy: policy.clone(),
+                rule: rule.name.clone(),
+                retry_after: taken.wait,
+                headers: [
+                    (http::header::RETRY_AFTER, HeaderValue::from(seconds)),
+                    (RATELIMIT_POLICY, rule.policy_header.clone()),
+                    (
+                        RATELIMIT,
+                        remaining_header(&rule.remaining_prefix, 0, seconds),
+                    ),
+                ],
+            });
+        }
+        if self
+            .closest
+            .as_ref()
+            .is_none_or(|(r, _, _)| taken.remaining < *r)
+        {
+            self.closest = Some((taken.remaining, rule, taken));
+        }
+        None
+    }
+
+    fn finish(mut self) -> Passed {
+        self.passed.headers = self.closest.map(|(remaining, rule, taken)| {
+            [
+                (RATELIMIT_POLICY, rule.policy_header.clone()),
+                (
+                    RATELIMIT,
+                    remaining_header(&rule.remaining_prefix, remaining, ceil_seconds(taken.wait)),
+                ),
+            ]
+        });
+        self.passed
     }
 }
 
@@ -491,16 +562,16 @@ mod tests {
         })
     }
 
-    fn parts(headers: &[(&str, &str)], identity: Option<Identity>) -> Parts {
+    /// A request, and who its SecurityPolicy found the caller to be.
+    type Request = (Parts, Option<Identity>);
+
+    fn parts(headers: &[(&str, &str)], identity: Option<Identity>) -> Request {
         let mut request = http::Request::builder().uri("/");
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let (mut parts, ()) = request.body(()).expect("request").into_parts();
-        if let Some(identity) = identity {
-            parts.extensions.insert(identity);
-        }
-        parts
+        let (parts, ()) = request.body(()).expect("request").into_parts();
+        (parts, identity)
     }
 
     fn identity(
@@ -524,18 +595,29 @@ mod tests {
         }
     }
 
+    /// Buckets for [`Limiter::check`] and for [`Limiter::check_local`], which must decide
+    /// alike.
+    #[derive(Default)]
+    struct Buckets(super::Buckets, super::Buckets);
+
     /// Whether a request passes; `None`: no rule applies (passes without headers).
-    async fn passes(limiter: &Limiter, buckets: &Buckets, parts: &Parts) -> Option<bool> {
+    async fn passes(limiter: &Limiter, buckets: &Buckets, request: &Request) -> Option<bool> {
         let facts = Facts {
-            parts,
+            parts: &request.0,
             client: IpAddr::from([192, 0, 2, 1]),
             route: "default/r",
+            identity: request.1.as_ref(),
         };
-        match limiter.check(buckets, None, &facts).await {
+        let outcome = |checked| match checked {
             Checked::Passed(p) => p.headers.is_some().then_some(true),
             Checked::Limited(_) => Some(false),
             Checked::Refused(m) | Checked::Unavailable { message: m, .. } => panic!("{m}"),
-        }
+        };
+        let checked = outcome(limiter.check(&buckets.0, None, &facts).await);
+        assert!(limiter.is_local());
+        let local = outcome(limiter.check_local(&buckets.1, &facts));
+        assert_eq!(checked, local, "both checks decide alike");
+        checked
     }
 
     #[tokio::test]

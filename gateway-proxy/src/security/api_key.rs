@@ -3,6 +3,7 @@
 //! request (header, query parameter, cookie) before it goes upstream. A key that verified is
 //! remembered ([`KnownKeys`]), so its next request skips the digest.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use gantry_translate::ir::{ApiKeyAuthIr, KeySourceIr};
@@ -82,28 +83,36 @@ impl ApiKeys {
     /// Finds the key (the first source present), strips every configured source from the
     /// request, and names the client.
     pub fn authenticate(&self, parts: &mut Parts) -> Result<Identity, Denial> {
-        let key = self.sources.iter().find_map(|s| extract(s, parts));
+        // `None`: no key was presented; `Some(None)`: the key is not valid. A header source is
+        // read by removing it (one lookup for both), the others are read, then stripped.
+        let mut found: Option<Option<usize>> = None;
         for source in &self.sources {
-            strip(source, parts);
+            if let Source::Header(h) = source {
+                let value = parts.headers.remove(h);
+                if found.is_none()
+                    && let Some(key) = value.as_ref().and_then(header_text)
+                {
+                    found = Some(self.find(key));
+                }
+            } else {
+                if found.is_none()
+                    && let Some(key) = extract(source, parts)
+                {
+                    found = Some(self.find(&key));
+                }
+                strip(source, parts);
+            }
         }
         if let Some(h) = &self.forward_client_id {
             parts.headers.remove(h);
         }
-        let Some(key) = key else {
+        let Some(found) = found else {
             return Err(Denial::new(
                 StatusCode::UNAUTHORIZED,
                 "api_key",
                 "an API key is required",
             ));
         };
-        let found = self.known.get(&key).or_else(|| {
-            let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-            let mut d = [0u8; 32];
-            d.copy_from_slice(digest.as_ref());
-            let index = *self.by_digest.get(&d)?;
-            self.known.insert(&key, index);
-            Some(index)
-        });
         let Some(client) = found.and_then(|i| self.clients.get(i)) else {
             return Err(Denial::new(
                 StatusCode::UNAUTHORIZED,
@@ -115,6 +124,18 @@ impl ApiKeys {
             parts.headers.insert(h.clone(), client.id.clone());
         }
         Ok(client.identity.clone())
+    }
+
+    /// The client a presented key belongs to.
+    fn find(&self, key: &str) -> Option<usize> {
+        self.known.get(key).or_else(|| {
+            let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+            let mut d = [0u8; 32];
+            d.copy_from_slice(digest.as_ref());
+            let index = *self.by_digest.get(&d)?;
+            self.known.insert(key, index);
+            Some(index)
+        })
     }
 }
 
@@ -129,18 +150,18 @@ fn from_hex(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-pub(super) fn extract(source: &Source, parts: &Parts) -> Option<String> {
+/// A credential from where `source` says, borrowed from the request where it can be.
+pub(super) fn extract<'p>(source: &Source, parts: &'p Parts) -> Option<Cow<'p, str>> {
     match source {
         Source::Header(h) => parts
             .headers
             .get(h)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty()),
+            .and_then(header_text)
+            .map(Cow::Borrowed),
         Source::Param(name) => parts.uri.query().and_then(|q| {
             q.split('&').find_map(|pair| {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (k == name && !v.is_empty()).then(|| percent_decode(v))
+                (k == name && !v.is_empty()).then(|| Cow::Owned(percent_decode(v)))
             })
         }),
         Source::Cookie(name) => parts
@@ -151,9 +172,14 @@ pub(super) fn extract(source: &Source, parts: &Parts) -> Option<String> {
             .flat_map(|v| v.split(';'))
             .find_map(|c| {
                 let (k, v) = c.trim().split_once('=')?;
-                (k == name && !v.is_empty()).then(|| v.to_owned())
+                (k == name && !v.is_empty()).then_some(Cow::Borrowed(v))
             }),
     }
+}
+
+/// A header's value as a credential: trimmed, not empty.
+fn header_text(value: &HeaderValue) -> Option<&str> {
+    value.to_str().ok().map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// Removes a source's key from the request.

@@ -10,7 +10,7 @@
 //! Then `extAuth` ([`Guard::ext_auth`], run by the pipeline, which holds the upstream clients
 //! and the body): the service's denial is the answer; a service that cannot be reached, times
 //! out or answers with an error refuses the request (403) unless `failOpen` lets it through. A
-//! request that passes carries its [`Identity`] in its extensions for later stages.
+//! request that passes carries its [`Identity`] to later stages (the rate limit).
 
 mod api_key;
 mod basic_auth;
@@ -134,6 +134,27 @@ impl Guard {
         self.ext_auth.as_ref()
     }
 
+    /// Whether [`Guard::check_now`] can decide: nothing in the policy waits (no `oidc`,
+    /// `basicAuth` or `jwt`), so the request needs no future for it.
+    pub fn is_immediate(&self) -> bool {
+        self.oidc.is_none() && self.basic.is_none() && self.jwt.is_none()
+    }
+
+    /// [`Guard::check`] for a policy that [`Guard::is_immediate`] (the policy group of
+    /// `e2e/bench/run.sh --instructions-only` counts the future this saves).
+    pub fn check_now(
+        &self,
+        parts: &mut Parts,
+        client: impl FnOnce(&Parts) -> IpAddr,
+    ) -> Result<Checked, Denial> {
+        self.admit(parts, client)?;
+        let identity = match &self.api_keys {
+            Some(keys) => Some(keys.authenticate(parts)?),
+            None => None,
+        };
+        Ok(Checked::Pass(self.name_consumer(parts, identity)))
+    }
+
     /// Checks a request; `client` gives the client address (only called with
     /// `authorization`). On success the request's credentials are stripped, the configured
     /// identity headers set, and the identity returned; or the policy answers itself
@@ -143,6 +164,36 @@ impl Guard {
         parts: &mut Parts,
         client: impl FnOnce(&Parts) -> IpAddr,
     ) -> Result<Checked, Denial> {
+        self.admit(parts, client)?;
+        let mut identity = None;
+        if let Some(oidc) = &self.oidc {
+            match oidc.authenticate(parts).await? {
+                oidc::Outcome::Answer(response) => return Ok(Checked::Answer(response)),
+                oidc::Outcome::Pass(caller) => identity = Some(caller),
+            }
+        }
+        if let Some(keys) = &self.api_keys {
+            identity = Some(keys.authenticate(parts)?);
+        }
+        if let Some(basic) = &self.basic {
+            let user = basic.authenticate(parts).await?;
+            identity.get_or_insert(user);
+        }
+        if let Some(jwt) = &self.jwt
+            && let Some(caller) = jwt.authenticate(parts).await?
+        {
+            identity.get_or_insert(caller);
+        }
+        Ok(Checked::Pass(self.name_consumer(parts, identity)))
+    }
+
+    /// What comes before any credential: a policy that cannot be used (500), the client
+    /// address (403), and the client's own value of the consumer header removed.
+    fn admit(
+        &self,
+        parts: &mut Parts,
+        client: impl FnOnce(&Parts) -> IpAddr,
+    ) -> Result<(), Denial> {
         if let Some(message) = &self.refuse {
             return Err(Denial::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -163,25 +214,11 @@ impl Guard {
         if let Some(header) = &self.consumer_header {
             parts.headers.remove(header);
         }
-        let mut identity = None;
-        if let Some(oidc) = &self.oidc {
-            match oidc.authenticate(parts).await? {
-                oidc::Outcome::Answer(response) => return Ok(Checked::Answer(response)),
-                oidc::Outcome::Pass(caller) => identity = Some(caller),
-            }
-        }
-        if let Some(keys) = &self.api_keys {
-            identity = Some(keys.authenticate(parts)?);
-        }
-        if let Some(basic) = &self.basic {
-            let user = basic.authenticate(parts).await?;
-            identity.get_or_insert(user);
-        }
-        if let Some(jwt) = &self.jwt
-            && let Some(caller) = jwt.authenticate(parts).await?
-        {
-            identity.get_or_insert(caller);
-        }
+        Ok(())
+    }
+
+    /// The Consumer's name in the consumer header, when the policy names one.
+    fn name_consumer(&self, parts: &mut Parts, identity: Option<Identity>) -> Option<Identity> {
         if let (Some(header), Some(consumer)) = (
             &self.consumer_header,
             identity.as_ref().and_then(|i| i.consumer.as_ref()),
@@ -189,7 +226,7 @@ impl Guard {
         {
             parts.headers.insert(header.clone(), value);
         }
-        Ok(Checked::Pass(identity))
+        identity
     }
 }
 

@@ -333,16 +333,18 @@ async fn forward<'s>(
     // The route's SecurityPolicy, after routing and before any filter answers or calls
     // upstream; a CORS preflight (which carries no credentials) is answered by its filter.
     // Its `extAuth` goes last, once every other mechanism passed.
+    let mut identity = None;
     if let Some(guard) = &entry.security
         && !filters::cors::is_preflight_for(&rule.filters, &parts)
     {
-        let checked =
-            Box::pin(guard.check(&mut parts, |p| client_address(&p.headers, &forwarding))).await;
+        let client = |p: &Parts| client_address(&p.headers, &forwarding);
+        let checked = if guard.is_immediate() {
+            guard.check_now(&mut parts, client)
+        } else {
+            Box::pin(guard.check(&mut parts, client)).await
+        };
         match checked {
-            Ok(Checked::Pass(Some(identity))) => {
-                parts.extensions.insert(identity);
-            }
-            Ok(Checked::Pass(None)) => {}
+            Ok(Checked::Pass(caller)) => identity = caller,
             Ok(Checked::Answer(answer)) => return Ok(answer.map(upstream::full)),
             Err(denial) => {
                 shared.metrics.security_denied(&entry.route, denial.reason);
@@ -365,11 +367,17 @@ async fn forward<'s>(
     // The route's RateLimitPolicy, once the Consumer is known and before anything answers or
     // calls upstream.
     if let Some(limiter) = &entry.rate_limit {
-        let client = client_address(&parts.headers, &forwarding);
-        record.rate_limit_headers = Box::pin(rate_limits::check(
-            shared, snapshot, entry, limiter, &parts, client,
-        ))
-        .await?;
+        let facts = rate_limit::Facts {
+            parts: &parts,
+            client: client_address(&parts.headers, &forwarding),
+            route: &entry.route,
+            identity: identity.as_ref(),
+        };
+        record.rate_limit_headers = if limiter.is_local() {
+            rate_limits::check_local(shared, snapshot, entry, limiter, &facts)?
+        } else {
+            Box::pin(rate_limits::check(shared, snapshot, entry, limiter, &facts)).await?
+        };
     }
 
     // The rule's ExternalAuth filters (GEP-1494) decide before its other filters run, on the

@@ -16,8 +16,8 @@ use gantry_bench::process::release_bins;
 use gantry_bench::proxy::{self, Kind, Running, Setup};
 use gantry_bench::results::{Machine, Results, Settings};
 use gantry_bench::{
-    churn, instructions, kube_propagation, lb_cost, matrix, propagation, report, retry_cost,
-    transform_cost,
+    churn, instructions, kube_propagation, lb_cost, matrix, policy_cost, propagation, report,
+    retry_cost, transform_cost,
 };
 
 #[derive(Parser)]
@@ -96,6 +96,16 @@ struct Args {
     /// Measure only the load balancer cost (no other load runs, no other proxy).
     #[arg(long)]
     lb_cost_only: bool,
+    /// Seconds per run of the policy scenario under load: API key, JWT, local and global
+    /// (Redis) rate limits next to the same route without a policy (0 skips it).
+    #[arg(long)]
+    policy_cost_seconds: Option<u64>,
+    /// Runs per route of the policy scenario, interleaved.
+    #[arg(long)]
+    policy_cost_repeats: Option<usize>,
+    /// Measure only the policy scenario under load (no other load runs, no other proxy).
+    #[arg(long)]
+    policy_cost_only: bool,
     /// Measured requests per case of the instruction counts (callgrind: Gantry, nginx and
     /// haproxy at one route, and Gantry's retry, load balancer and transform variants);
     /// 0 skips them [default: 2000; 0 with --quick].
@@ -160,6 +170,9 @@ impl Args {
             lb_cost_seconds: self.lb_cost_seconds.unwrap_or(if q { 1 } else { 5 }),
             lb_cost_repeats: self.lb_cost_repeats.unwrap_or(if q { 1 } else { 3 }),
             lb_cost_only: self.lb_cost_only,
+            policy_cost_seconds: self.policy_cost_seconds.unwrap_or(if q { 1 } else { 5 }),
+            policy_cost_repeats: self.policy_cost_repeats.unwrap_or(if q { 1 } else { 5 }),
+            policy_cost_only: self.policy_cost_only,
             instructions_requests: self
                 .instructions_requests
                 .unwrap_or(if q { 0 } else { 2_000 }),
@@ -227,6 +240,7 @@ fn main() -> anyhow::Result<()> {
     let only = settings.kube_only
         || settings.retry_cost_only
         || settings.lb_cost_only
+        || settings.policy_cost_only
         || settings.instructions_only;
     let wanted = |flag: bool| flag || !only;
     let rounds: &[usize] = if only { &[] } else { &settings.routes };
@@ -329,6 +343,26 @@ fn main() -> anyhow::Result<()> {
             ));
         }
         results.lb_cost = Some(cost);
+    }
+    if kinds.contains(&Kind::Gantry)
+        && settings.policy_cost_seconds > 0
+        && wanted(settings.policy_cost_only)
+    {
+        progress("gantry: API key, JWT and rate limits under load, next to no policy");
+        let cost = policy_cost::measure(
+            &setup,
+            16,
+            Duration::from_secs(settings.policy_cost_seconds),
+            Duration::from_secs(settings.warmup_seconds),
+            settings.policy_cost_repeats,
+        )?;
+        for c in &cost.cases {
+            progress(&format!(
+                "policy {}: {:.2} µs CPU per request, {:.0} requests/s",
+                c.case, c.route.cpu_us_per_request, c.route.requests_per_sec
+            ));
+        }
+        results.policy_cost = Some(cost);
     }
     if kinds.contains(&Kind::Gantry)
         && settings.instructions_requests > 0

@@ -107,17 +107,19 @@ impl JwtAuth {
                 let Some(value) = extract(source, parts) else {
                     continue;
                 };
-                let Some(token) = strip_prefix(&value, prefix) else {
+                let Some(token) = token_in(&value, prefix) else {
                     continue;
                 };
                 found_any = true;
-                if provider.accepts_issuer_of(token) {
-                    chosen = Some((provider, source, token.to_owned()));
+                // A token this provider verified before has the issuer it accepts.
+                let known = provider.known(&value[token.clone()]);
+                if known.is_some() || provider.accepts_issuer_of(&value[token.clone()]) {
+                    chosen = Some((provider, source, value, token, known));
                     break 'providers;
                 }
             }
         }
-        let Some((provider, source, token)) = chosen else {
+        let Some((provider, source, value, token, known)) = chosen else {
             if !found_any {
                 if self.optional {
                     return Ok(None);
@@ -135,17 +137,23 @@ impl JwtAuth {
                 "the token is invalid: its issuer is not accepted here",
             ));
         };
+        let invalid = |why: Failure| {
+            self.deny(
+                StatusCode::UNAUTHORIZED,
+                &format!("the token is invalid: {why}"),
+            )
+        };
+        let claims = match known {
+            Some(claims) => claims,
+            None => provider.verify(&value[token]).await.map_err(invalid)?,
+        };
+        // The token is read from the request as it came; only now is it removed.
+        drop(value);
         strip(source, parts);
-        let claims = provider
-            .verify(&token, now_seconds())
-            .await
-            .map_err(|why| {
-                self.deny(
-                    StatusCode::UNAUTHORIZED,
-                    &format!("the token is invalid: {why}"),
-                )
-            })?;
-        if let Err(name) = provider.check_required(&claims) {
+        provider
+            .check_time(&claims.map, now_seconds())
+            .map_err(invalid)?;
+        if let Err(name) = provider.check_required(&claims.map) {
             return Err(self.deny(
                 StatusCode::FORBIDDEN,
                 &format!("the token lacks a required claim: {name}"),
@@ -153,19 +161,39 @@ impl JwtAuth {
         }
         for (header, claim) in &provider.claim_to_headers {
             if let Some(v) =
-                lookup(&claims, claim).and_then(|v| HeaderValue::from_str(&as_text(v)).ok())
+                lookup(&claims.map, claim).and_then(|v| HeaderValue::from_str(&as_text(v)).ok())
             {
                 parts.headers.insert(header.clone(), v);
             }
         }
-        let mut flat = BTreeMap::new();
-        flatten("", &claims, &mut flat);
         Ok(Some(Identity {
             consumer: None,
             labels: Arc::default(),
-            subject: claims.get("sub").and_then(Value::as_str).map(Arc::from),
-            claims: Arc::new(flat),
+            subject: claims.subject.clone(),
+            claims: claims.flat.clone(),
         }))
+    }
+}
+
+/// A verified token's claims, decoded once and kept with the token ([`verified`]).
+#[derive(Debug)]
+pub struct Claims {
+    pub map: serde_json::Map<String, Value>,
+    /// Every claim as text by dotted path (what rate limits select on).
+    flat: Arc<BTreeMap<String, String>>,
+    /// `sub`.
+    subject: Option<Arc<str>>,
+}
+
+impl Claims {
+    fn new(map: serde_json::Map<String, Value>) -> Self {
+        let mut flat = BTreeMap::new();
+        flatten("", &map, &mut flat);
+        Self {
+            subject: map.get("sub").and_then(Value::as_str).map(Arc::from),
+            flat: Arc::new(flat),
+            map,
+        }
     }
 }
 
@@ -195,17 +223,18 @@ impl IdTokenVerifier {
     }
 
     /// The token's claims, or why it is not valid (never the token).
-    pub async fn verify(
-        &self,
-        token: &str,
-    ) -> Result<serde_json::Map<String, Value>, &'static str> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, &'static str> {
         // A verifier is made when the provider is discovered, often by the request that
         // brings the first ID token: its JWKS has not been fetched yet.
         if let Keys::Remote(remote) = &self.0.keys {
             remote.first_fetch(FETCH_TIMEOUT).await;
         }
-        let claims = self.0.verify(token, now_seconds()).await?;
-        if !claims.contains_key("exp") {
+        let claims = match self.0.known(token) {
+            Some(claims) => claims,
+            None => self.0.verify(token).await?,
+        };
+        self.0.check_time(&claims.map, now_seconds())?;
+        if !claims.map.contains_key("exp") {
             return Err("it has no exp");
         }
         Ok(claims)
@@ -277,12 +306,20 @@ impl Provider {
             .unwrap_or(false)
     }
 
-    /// The verified claims, or why the token is not valid.
-    async fn verify(
-        &self,
-        token: &str,
-        now: u64,
-    ) -> Result<serde_json::Map<String, Value>, Failure> {
+    /// The claims of a token this provider verified before against its current keys.
+    fn known(&self, token: &str) -> Option<Arc<Claims>> {
+        let keys = match &self.keys {
+            Keys::Local(Ok(set)) => set.id(),
+            Keys::Local(Err(_)) => return None,
+            Keys::Remote(remote) => remote.keys()?.id(),
+        };
+        self.verified.get(token, keys)
+    }
+
+    /// The claims of a token whose signature, `iss` and `aud` verify (remembered with the
+    /// token, see [`verified`]), or why it is not valid. Its `exp` and `nbf` are
+    /// [`Provider::check_time`]'s.
+    async fn verify(&self, token: &str) -> Result<Arc<Claims>, Failure> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err("it is too long");
         }
@@ -300,31 +337,21 @@ impl Provider {
         let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
         let kid = header.get("kid").and_then(Value::as_str);
         let message = &token.as_bytes()[..h.len() + 1 + p.len()];
-        // A token seen before skips the signature check, for as long as the same key set
-        // is current.
-        let check_with = |set: &KeySet| {
-            if self.verified.holds(token, set.id()) {
-                return Verified::Valid;
-            }
-            let verified = set.verify(alg, kid, message, &signature);
-            if verified == Verified::Valid {
-                self.verified.remember(token, set.id());
-            }
-            verified
-        };
-        let verified = match &self.keys {
+        let check_with = |set: &KeySet| (set.verify(alg, kid, message, &signature), set.id());
+        let (verified, keys) = match &self.keys {
             Keys::Local(Ok(set)) => check_with(set),
-            Keys::Local(Err(_)) => Verified::UnknownKey,
+            Keys::Local(Err(_)) => (Verified::UnknownKey, 0),
             Keys::Remote(remote) => {
                 let check = || {
                     remote
                         .keys()
-                        .map_or(Verified::UnknownKey, |set| check_with(&set))
+                        .map_or((Verified::UnknownKey, 0), |set| check_with(&set))
                 };
                 let mut verified = check();
                 // Twice: the fetch waited for may have started before the rotation.
                 for _ in 0..2 {
-                    if verified != Verified::UnknownKey || !remote.refetch_for_unknown_key().await {
+                    if verified.0 != Verified::UnknownKey || !remote.refetch_for_unknown_key().await
+                    {
                         break;
                     }
                     verified = check();
@@ -356,6 +383,13 @@ impl Provider {
                 return Err("its audience is not accepted here");
             }
         }
+        let claims = Arc::new(Claims::new(claims));
+        self.verified.remember(token, keys, claims.clone());
+        Ok(claims)
+    }
+
+    /// `exp` and `nbf` against `now`, with the provider's clock skew.
+    fn check_time(&self, claims: &serde_json::Map<String, Value>, now: u64) -> Result<(), Failure> {
         match claims.get("exp") {
             None => {}
             Some(exp) => match exp.as_f64() {
@@ -372,7 +406,7 @@ impl Provider {
                 None => return Err("its nbf is not a number"),
             },
         }
-        Ok(claims)
+        Ok(())
     }
 
     /// Every required claim is present (with one of its values, when values are listed), or
@@ -399,14 +433,18 @@ impl Provider {
     }
 }
 
-/// The token after `prefix` (compared without regard to case, as `Bearer` is).
-fn strip_prefix<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
+/// Where the token is in `value`: after `prefix` (compared without regard to case, as
+/// `Bearer` is), trimmed.
+fn token_in(value: &str, prefix: &str) -> Option<std::ops::Range<usize>> {
     let head = value.get(..prefix.len())?;
     if !head.eq_ignore_ascii_case(prefix) {
         return None;
     }
-    let token = value[prefix.len()..].trim();
-    (!token.is_empty()).then_some(token)
+    let rest = &value[prefix.len()..];
+    let token = rest.trim_start();
+    let start = prefix.len() + rest.len() - token.len();
+    let token = token.trim_end();
+    (!token.is_empty()).then_some(start..start + token.len())
 }
 
 fn decode_part(part: &str) -> Option<serde_json::Map<String, Value>> {

@@ -417,10 +417,11 @@ impl OidcAuth {
             .verify(id_token)
             .await
             .map_err(|why| self.deny(format!("the ID token is invalid: {why}")))?;
-        if claims.get("nonce").and_then(|n| n.as_str()) != Some(login.nonce.as_str()) {
+        if claims.map.get("nonce").and_then(|n| n.as_str()) != Some(login.nonce.as_str()) {
             return Err(self.deny("the ID token is invalid: its nonce is not the login's"));
         }
         let subject = claims
+            .map
             .get("sub")
             .and_then(|s| s.as_str())
             .unwrap_or_default()
