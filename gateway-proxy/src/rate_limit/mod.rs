@@ -470,12 +470,15 @@ fn compile_rule(policy: &str, ir: &gantry_translate::ir::RateLimitRuleIr) -> Res
 /// goes on every response of a limited route (the policy group of `e2e/bench/run.sh
 /// --instructions-only` counts it).
 fn remaining_header(prefix: &str, remaining: u64, seconds: u64) -> HeaderValue {
-    let mut numbers = itoa::Buffer::new();
-    let mut value = Vec::with_capacity(prefix.len() + 24);
+    let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (r, t) = (r.format(remaining), t.format(seconds));
+    // Exactly as long as the value: `Bytes` takes a full `Vec` over without another
+    // allocation.
+    let mut value = Vec::with_capacity(prefix.len() + r.len() + 3 + t.len());
     value.extend_from_slice(prefix.as_bytes());
-    value.extend_from_slice(numbers.format(remaining).as_bytes());
+    value.extend_from_slice(r.as_bytes());
     value.extend_from_slice(b";t=");
-    value.extend_from_slice(numbers.format(seconds).as_bytes());
+    value.extend_from_slice(t.as_bytes());
     HeaderValue::from_maybe_shared(bytes::Bytes::from(value))
         .unwrap_or_else(|_| HeaderValue::from_static("\"limit\";r=0;t=1"))
 }

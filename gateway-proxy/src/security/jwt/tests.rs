@@ -342,3 +342,59 @@ fn jwks_parsing_skips_unusable_keys_and_refuses_an_empty_set() {
     assert!(KeySet::parse(br#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#).is_err());
     assert!(KeySet::parse(b"<html>").is_err());
 }
+
+#[tokio::test]
+async fn a_remembered_token_is_decoded_once_and_still_checked_for_time_and_stripped() {
+    let s = signer("ES256");
+    let auth = auth_for(&[&s], false);
+    let token = s.token(&good_claims());
+    let mut first = bearer(&token);
+    let a = auth.authenticate(&mut first).await.unwrap().unwrap();
+    let mut second = bearer(&token);
+    let b = auth.authenticate(&mut second).await.unwrap().unwrap();
+    assert!(
+        Arc::ptr_eq(&a.claims, &b.claims),
+        "the second request reuses the claims decoded for the first"
+    );
+    assert_eq!(b.subject.as_deref(), Some("alice"));
+    for parts in [&first, &second] {
+        assert!(
+            parts.headers.get("authorization").is_none(),
+            "token removed"
+        );
+        assert_eq!(
+            parts.headers["x-sub"], "alice",
+            "claims copied, spoofed value replaced"
+        );
+    }
+    // Time is not remembered: the same claims, read later, have expired.
+    let provider = &auth.providers[0];
+    let claims = provider.known(&token).expect("remembered");
+    assert!(provider.check_time(&claims.map, now() as u64).is_ok());
+    assert_eq!(
+        provider.check_time(&claims.map, now() as u64 + 3 * 3600),
+        Err("it has expired")
+    );
+    // A token refused for its issuer is not remembered: refused again, for the same reason.
+    let mut claims = good_claims();
+    claims["aud"] = json!("web");
+    let foreign = s.token(&claims);
+    for _ in 0..2 {
+        let d = auth.authenticate(&mut bearer(&foreign)).await.unwrap_err();
+        assert!(d.message.contains("audience"), "{}", d.message);
+    }
+    assert!(provider.known(&foreign).is_none());
+}
+
+#[test]
+fn the_token_is_found_after_its_prefix_whatever_the_case_and_spaces() {
+    let find = |value: &str, prefix: &str| token_in(value, prefix).map(|r| value[r].to_owned());
+    assert_eq!(
+        find("Bearer abc.def.ghi", "Bearer ").as_deref(),
+        Some("abc.def.ghi")
+    );
+    assert_eq!(find("bearer   abc  ", "Bearer ").as_deref(), Some("abc"));
+    assert_eq!(find("Bearer   ", "Bearer "), None);
+    assert_eq!(find("Basic abc", "Bearer "), None);
+    assert_eq!(find("tok", "").as_deref(), Some("tok"));
+}
