@@ -57,7 +57,7 @@ fn line(out: &mut String, depth: usize, text: std::fmt::Arguments<'_>) {
     out.push('\n');
 }
 
-fn sorted<K: Ord, V>(map: &std::collections::HashMap<K, V>) -> BTreeMap<&K, &V> {
+fn sorted<K: Ord, V, S>(map: &std::collections::HashMap<K, V, S>) -> BTreeMap<&K, &V> {
     map.iter().collect()
 }
 

@@ -1,7 +1,8 @@
 //! Hostname index: exact names, wildcard suffixes (most specific first) and `*`.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+
+use super::FastMap;
 
 /// Finds the entry for a request host without scanning: one map probe for the exact name, one
 /// per label for wildcard suffixes (longest suffix first), then `*`.
@@ -10,9 +11,9 @@ use std::collections::HashMap;
 /// one wins, like the first-match rule of the IR.
 #[derive(Debug, Default)]
 pub struct HostIndex {
-    pub(super) exact: HashMap<String, usize>,
+    pub(super) exact: FastMap<String, usize>,
     /// Keyed by the suffix including its leading dot: `*.example.com` → `.example.com`.
-    pub(super) wildcard: HashMap<String, usize>,
+    pub(super) wildcard: FastMap<String, usize>,
     pub(super) any: Option<usize>,
 }
 

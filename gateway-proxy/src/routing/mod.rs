@@ -28,6 +28,12 @@ pub use snapshot::{PortTables, Snapshot};
 pub use table::{ListenerTable, Lookup, PortTable, RouteEntry};
 
 use crate::filters::FilterError;
+
+/// The hash map of the per-request lookups (hostname, path, port, cluster): foldhash, randomly
+/// seeded, instead of SipHash, which cost some 800 instructions per request across these
+/// lookups (`e2e/bench/run.sh --instructions-only`). Their keys come from the configuration;
+/// a request only looks them up, so it cannot fill a map with colliding keys.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use crate::upstream::ClusterError;
 
 /// Why an IR cannot be compiled. The previous snapshot keeps serving.

@@ -1,7 +1,6 @@
 //! Path index: narrows a virtual host's route entries to those whose path match can apply.
 
-use std::collections::HashMap;
-
+use super::FastMap;
 use gantry_translate::ir::PathMatchIr;
 
 /// Entry indices by path. A lookup probes the exact map once and the prefix map once per
@@ -10,9 +9,9 @@ use gantry_translate::ir::PathMatchIr;
 /// fully matches.
 #[derive(Debug, Default)]
 pub struct PathIndex {
-    pub(super) exact: HashMap<String, Vec<usize>>,
+    pub(super) exact: FastMap<String, Vec<usize>>,
     /// Keyed by the prefix without trailing slashes (`/` becomes the empty key).
-    pub(super) prefix: HashMap<String, Vec<usize>>,
+    pub(super) prefix: FastMap<String, Vec<usize>>,
     pub(super) regex: Vec<usize>,
 }
 

@@ -1,6 +1,8 @@
 //! The compiled configuration: one immutable value, published with one atomic swap.
 
 use std::collections::HashMap;
+
+use super::FastMap;
 use std::sync::Arc;
 
 use super::CompileError;
@@ -24,7 +26,7 @@ pub struct Snapshot {
     /// TLS listeners by port, with their precompiled handshake configurations; shared with
     /// the previous snapshot when the ports did not change.
     pub tls: Arc<TlsPorts>,
-    pub clusters: HashMap<String, Arc<Cluster>>,
+    pub clusters: FastMap<String, Arc<Cluster>>,
     /// RateLimitPolicy buckets: passed from each snapshot to the next, so a reload keeps
     /// every count.
     pub rate_limit_buckets: Arc<crate::rate_limit::buckets::Buckets>,
@@ -33,7 +35,7 @@ pub struct Snapshot {
 /// The tables of every port, and the metric series they record into.
 #[derive(Debug)]
 pub struct PortTables {
-    pub(super) tables: HashMap<u16, PortTable>,
+    pub(super) tables: FastMap<u16, PortTable>,
     /// Series for requests no listener took.
     pub unmatched: RouteMetrics,
     /// TCPRoute, UDPRoute and TLSRoute forwarding of the TCP, UDP and TLS ports.
@@ -50,13 +52,13 @@ impl Snapshot {
             version: 0,
             ir: Arc::new(Ir::default()),
             ports: Arc::new(PortTables {
-                tables: HashMap::new(),
+                tables: FastMap::default(),
                 unmatched: metrics.route_metrics("", "", ""),
                 l4: L4Tables::default(),
                 series: SeriesMap::new(),
             }),
             tls: Arc::new(TlsPorts::default()),
-            clusters: HashMap::new(),
+            clusters: FastMap::default(),
             rate_limit_buckets: Arc::default(),
         }
     }
@@ -166,7 +168,7 @@ fn compile_ports(
         previous.map(|p| &p.ports.series),
         previous.map(|p| (&*p.ir, &p.ports.tables)),
     );
-    let mut tables = HashMap::with_capacity(ir.ports.len());
+    let mut tables = FastMap::with_capacity_and_hasher(ir.ports.len(), Default::default());
     for port in &ir.ports {
         let table = PortTable::compile(port, metrics, &mut cache)?;
         if tables.insert(port.port, table).is_some() {

@@ -1,6 +1,8 @@
 //! Per-port lookup tables: listener by hostname, virtual host by hostname, route entry by path.
 
 use std::collections::HashMap;
+
+use super::FastMap;
 use std::sync::Arc;
 
 use super::CompileError;
@@ -88,7 +90,7 @@ pub(super) struct CompileCache<'p> {
     previous: Option<&'p SeriesMap>,
     /// The previous snapshot's IR and port tables: a virtual host whose IR did not change
     /// keeps its compiled table, so a change to one route recompiles one virtual host.
-    previous_tables: Option<(&'p Ir, &'p HashMap<u16, PortTable>)>,
+    previous_tables: Option<(&'p Ir, &'p FastMap<u16, PortTable>)>,
     pub(super) route_metrics: SeriesMap,
     /// Virtual hosts reused from the previous snapshot (for tests and logs).
     pub(super) reused_virtual_hosts: usize,
@@ -97,7 +99,7 @@ pub(super) struct CompileCache<'p> {
 impl<'p> CompileCache<'p> {
     pub(super) fn new(
         previous: Option<&'p SeriesMap>,
-        previous_tables: Option<(&'p Ir, &'p HashMap<u16, PortTable>)>,
+        previous_tables: Option<(&'p Ir, &'p FastMap<u16, PortTable>)>,
     ) -> Self {
         Self {
             previous,
