@@ -63,8 +63,12 @@ pub fn add_forwarded(headers: &mut HeaderMap, forwarding: &Forwarding) {
     let client = forwarding.client.to_canonical();
     let trusted = forwarding.trusted_hops > 0;
     let host = headers.get(HOST).cloned();
-    let appended = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) if trusted && !existing.is_empty() => {
+    // The client's own X-Forwarded-For is read only when it is trusted.
+    let existing = trusted
+        .then(|| headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()))
+        .flatten();
+    let appended = match existing {
+        Some(existing) if !existing.is_empty() => {
             HeaderValue::from_str(&format!("{existing}, {client}")).ok()
         }
         _ => None,
