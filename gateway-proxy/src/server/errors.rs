@@ -81,9 +81,9 @@ pub enum ProxyError {
     #[error("{}", .0.message)]
     Denied(crate::security::Denial),
     /// Refused by a RateLimitPolicy rule (429, with `Retry-After` and the `RateLimit`
-    /// headers).
+    /// headers). Boxed: its headers would make every `Result` of the request path larger.
     #[error("rate limit {} of RateLimitPolicy {} exceeded; retry after {} s", .0.rule, .0.policy, .0.retry_after.as_secs_f64().ceil())]
-    RateLimited(crate::rate_limit::Limited),
+    RateLimited(Box<crate::rate_limit::Limited>),
 }
 
 /// How a client's request body failed.

@@ -58,7 +58,7 @@ fn outcome(
         }
         Checked::Limited(limited) => {
             metrics.limited(&entry.route, &limited.policy, &limited.rule, false);
-            Err(ProxyError::RateLimited(limited))
+            Err(ProxyError::RateLimited(Box::new(limited)))
         }
         Checked::Unavailable { rule, message } => {
             metrics.uncounted(limiter.policy(), &rule, true);
