@@ -90,6 +90,8 @@ pub(super) struct CompileCache<'p> {
     /// keeps its compiled table, so a change to one route recompiles one virtual host.
     previous_tables: Option<(&'p Ir, &'p HashMap<u16, PortTable>)>,
     pub(super) route_metrics: SeriesMap,
+    /// Route kinds, one `Arc` each for every entry (and metric label) of the compilation.
+    kinds: Vec<Arc<str>>,
     /// Virtual hosts reused from the previous snapshot (for tests and logs).
     pub(super) reused_virtual_hosts: usize,
 }
@@ -158,6 +160,16 @@ impl<'p> CompileCache<'p> {
             .clone()
     }
 
+    /// `kind` as an `Arc` every entry of that kind shares.
+    fn kind(&mut self, kind: &str) -> Arc<str> {
+        if let Some(known) = self.kinds.iter().find(|k| ***k == *kind) {
+            return known.clone();
+        }
+        let new: Arc<str> = Arc::from(kind);
+        self.kinds.push(new.clone());
+        new
+    }
+
     fn rule(&mut self, ir: &Arc<HttpRuleIr>) -> Result<Arc<Rule>, CompileError> {
         let key = Arc::as_ptr(ir) as usize;
         if let Some(rule) = self.rules.get(&key) {
@@ -181,7 +193,7 @@ impl<'p> CompileCache<'p> {
             .entry(key)
             .or_insert_with_key(|key| match previous.and_then(|p| p.get(key)) {
                 Some(handles) => handles.clone(),
-                None => metrics.route_metrics(gateway, route_kind, route),
+                None => metrics.route_metrics(gateway.clone(), route_kind.clone(), route.clone()),
             })
             .clone()
     }
@@ -305,7 +317,7 @@ impl VirtualHostTable {
         for (i, entry) in vhost.routes.iter().enumerate() {
             let route: Arc<str> =
                 Arc::from(format!("{}/{}", entry.route.namespace, entry.route.name));
-            let route_kind: Arc<str> = Arc::from(entry.route.kind.as_str());
+            let route_kind = cache.kind(&entry.route.kind);
             paths.insert(i, &entry.matches.path);
             entries.push(RouteEntry {
                 metrics: cache.metrics(metrics, gateway, &route_kind, &route),
