@@ -36,8 +36,13 @@ pub struct ListenerTable {
 #[derive(Debug)]
 pub(super) struct VirtualHostTable {
     pub(super) entries: Vec<RouteEntry>,
-    pub(super) paths: PathIndex,
+    /// `None` for fewer than [`INDEX_FROM`] entries, which a lookup tries in turn: with one
+    /// virtual host per route, the index's maps would cost more than the entries.
+    pub(super) paths: Option<Box<PathIndex>>,
 }
+
+/// A virtual host with at least this many entries gets a [`PathIndex`].
+pub(super) const INDEX_FROM: usize = 5;
 
 /// One match of one rule.
 #[derive(Debug)]
@@ -313,12 +318,14 @@ impl VirtualHostTable {
         cache: &mut CompileCache<'_>,
     ) -> Result<Self, CompileError> {
         let mut entries = Vec::with_capacity(vhost.routes.len());
-        let mut paths = PathIndex::default();
+        let mut paths = (vhost.routes.len() >= INDEX_FROM).then(Box::<PathIndex>::default);
         for (i, entry) in vhost.routes.iter().enumerate() {
             let route: Arc<str> =
                 Arc::from(format!("{}/{}", entry.route.namespace, entry.route.name));
             let route_kind = cache.kind(&entry.route.kind);
-            paths.insert(i, &entry.matches.path);
+            if let Some(paths) = &mut paths {
+                paths.insert(i, &entry.matches.path);
+            }
             entries.push(RouteEntry {
                 metrics: cache.metrics(metrics, gateway, &route_kind, &route),
                 route,
@@ -334,10 +341,17 @@ impl VirtualHostTable {
         Ok(Self { entries, paths })
     }
 
-    /// The first entry in IR order that matches: the lowest candidate index that holds.
+    /// The first entry in IR order that matches: the lowest candidate index that holds (every
+    /// entry is a candidate without an index; an entry's matcher checks its path too).
     fn find(&self, request: &RequestView<'_>) -> Option<&RouteEntry> {
+        let Some(paths) = &self.paths else {
+            return self
+                .entries
+                .iter()
+                .find(|entry| entry.matcher.matches(request));
+        };
         let mut candidates = Vec::new();
-        self.paths.candidates(request.path, &mut candidates);
+        paths.candidates(request.path, &mut candidates);
         candidates
             .into_iter()
             .filter_map(|i| self.entries.get(i))
