@@ -272,7 +272,7 @@ pub fn translate_rule(
     let rule_session = rule
         .session_persistence
         .as_ref()
-        .map(|sp| session_persistence::translate(sp, SessionPersistenceIr::RULE))
+        .map(|sp| session_persistence::translate(sp, SessionPersistenceIr::RULE).map(Box::new))
         .transpose()?;
     let mut unresolved = translated.unresolved;
     let mut backends = Vec::with_capacity(backend_refs.len());
@@ -324,7 +324,9 @@ pub fn translate_rule(
                 .get(name)
                 .and_then(|c| policy_session(store, &c.service))
                 .and_then(|(policy, sp)| {
-                    session_persistence::translate(&sp, &policy.to_string()).ok()
+                    session_persistence::translate(&sp, &policy.to_string())
+                        .ok()
+                        .map(Box::new)
                 }),
             _ => None,
         };
