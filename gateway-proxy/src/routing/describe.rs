@@ -107,7 +107,13 @@ fn describe_ports(snapshot: &Snapshot, out: &mut String) {
                 line(
                     out,
                     3,
-                    format_args!("entries by path: {}", path_index(&vhost.paths)),
+                    format_args!(
+                        "entries by path: {}",
+                        vhost
+                            .paths
+                            .as_deref()
+                            .map_or_else(|| "none (tried in turn)".to_owned(), path_index)
+                    ),
                 );
                 for (e, entry) in vhost.entries.iter().enumerate() {
                     line(

@@ -3,8 +3,9 @@
 //! Lookup never scans every route.
 //!
 //! Lookup per request: port table → listener by hostname ([`host::HostIndex`]) → virtual host
-//! by hostname (same index) → candidate entries by path ([`path::PathIndex`]) → the first
-//! candidate in IR order whose whole match holds.
+//! by hostname (same index) → candidate entries by path ([`path::PathIndex`], for a virtual host
+//! of five entries or more; a smaller one's entries are all candidates) → the first candidate in
+//! IR order whose whole match holds.
 
 mod candidates;
 mod describe;

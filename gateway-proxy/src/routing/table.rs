@@ -38,8 +38,13 @@ pub struct ListenerTable {
 #[derive(Debug)]
 pub(super) struct VirtualHostTable {
     pub(super) entries: Vec<RouteEntry>,
-    pub(super) paths: PathIndex,
+    /// `None` for fewer than [`INDEX_FROM`] entries, which a lookup tries in turn: with one
+    /// virtual host per route, the index's maps would cost more than the entries.
+    pub(super) paths: Option<Box<PathIndex>>,
 }
+
+/// A virtual host with at least this many entries gets a [`PathIndex`].
+pub(super) const INDEX_FROM: usize = 5;
 
 /// One match of one rule.
 #[derive(Debug)]
@@ -92,6 +97,8 @@ pub(super) struct CompileCache<'p> {
     /// keeps its compiled table, so a change to one route recompiles one virtual host.
     previous_tables: Option<(&'p Ir, &'p FastMap<u16, PortTable>)>,
     pub(super) route_metrics: SeriesMap,
+    /// Route kinds, one `Arc` each for every entry (and metric label) of the compilation.
+    kinds: Vec<Arc<str>>,
     /// Virtual hosts reused from the previous snapshot (for tests and logs).
     pub(super) reused_virtual_hosts: usize,
 }
@@ -160,6 +167,16 @@ impl<'p> CompileCache<'p> {
             .clone()
     }
 
+    /// `kind` as an `Arc` every entry of that kind shares.
+    fn kind(&mut self, kind: &str) -> Arc<str> {
+        if let Some(known) = self.kinds.iter().find(|k| ***k == *kind) {
+            return known.clone();
+        }
+        let new: Arc<str> = Arc::from(kind);
+        self.kinds.push(new.clone());
+        new
+    }
+
     fn rule(&mut self, ir: &Arc<HttpRuleIr>) -> Result<Arc<Rule>, CompileError> {
         let key = Arc::as_ptr(ir) as usize;
         if let Some(rule) = self.rules.get(&key) {
@@ -183,7 +200,7 @@ impl<'p> CompileCache<'p> {
             .entry(key)
             .or_insert_with_key(|key| match previous.and_then(|p| p.get(key)) {
                 Some(handles) => handles.clone(),
-                None => metrics.route_metrics(gateway, route_kind, route),
+                None => metrics.route_metrics(gateway.clone(), route_kind.clone(), route.clone()),
             })
             .clone()
     }
@@ -303,12 +320,14 @@ impl VirtualHostTable {
         cache: &mut CompileCache<'_>,
     ) -> Result<Self, CompileError> {
         let mut entries = Vec::with_capacity(vhost.routes.len());
-        let mut paths = PathIndex::default();
+        let mut paths = (vhost.routes.len() >= INDEX_FROM).then(Box::<PathIndex>::default);
         for (i, entry) in vhost.routes.iter().enumerate() {
             let route: Arc<str> =
                 Arc::from(format!("{}/{}", entry.route.namespace, entry.route.name));
-            let route_kind: Arc<str> = Arc::from(entry.route.kind.as_str());
-            paths.insert(i, &entry.matches.path);
+            let route_kind = cache.kind(&entry.route.kind);
+            if let Some(paths) = &mut paths {
+                paths.insert(i, &entry.matches.path);
+            }
             entries.push(RouteEntry {
                 metrics: cache.metrics(metrics, gateway, &route_kind, &route),
                 route,
@@ -324,10 +343,17 @@ impl VirtualHostTable {
         Ok(Self { entries, paths })
     }
 
-    /// The first entry in IR order that matches: the lowest candidate index that holds.
+    /// The first entry in IR order that matches: the lowest candidate index that holds (every
+    /// entry is a candidate without an index; an entry's matcher checks its path too).
     fn find(&self, request: &RequestView<'_>) -> Option<&RouteEntry> {
+        let Some(paths) = &self.paths else {
+            return self
+                .entries
+                .iter()
+                .find(|entry| entry.matcher.matches(request));
+        };
         let mut candidates = Vec::new();
-        self.paths.candidates(request.path, &mut candidates);
+        paths.candidates(request.path, &mut candidates);
         candidates
             .into_iter()
             .filter_map(|i| self.entries.get(i))

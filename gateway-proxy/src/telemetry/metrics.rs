@@ -155,11 +155,8 @@ pub struct StageLabels {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    durations: Family<RequestLabels, AtomicHistogram>,
-    upstream_attempts: Family<RouteLabels, Counter>,
-    upstream_retries: Family<RetryLabels, Counter>,
-    retries_skipped: Family<RetryLabels, Counter>,
+    /// The per-route families, shared by every route's [`RouteMetrics`].
+    routes: Arc<RouteFamilies>,
     pub config_version: Gauge,
     pub config_reloads: Counter,
     pub config_reloads_rejected: Counter,
@@ -383,11 +380,13 @@ impl Metrics {
             connections_closed,
             body_transforms_skipped,
             registry,
-            requests,
-            durations,
-            upstream_attempts,
-            upstream_retries,
-            retries_skipped,
+            routes: Arc::new(RouteFamilies {
+                requests,
+                durations,
+                upstream_attempts,
+                upstream_retries,
+                retries_skipped,
+            }),
             config_version,
             config_reloads,
             config_reloads_rejected,
@@ -467,22 +466,23 @@ impl Metrics {
     /// Handles for one gateway/route pair (`route_kind` and `route` empty for requests no route
     /// took); call when compiling a routing table, not per request.
     /// Series are created on the first request of each status class, so routes that see no
-    /// traffic cost a few hundred bytes and no exported series.
-    pub fn route_metrics(&self, gateway: &str, route_kind: &str, route: &str) -> RouteMetrics {
+    /// traffic cost about two hundred bytes and no exported series. The label values are
+    /// shared with the caller when it passes `Arc<str>`s (the routing table does).
+    pub fn route_metrics(
+        &self,
+        gateway: impl Into<Arc<str>>,
+        route_kind: impl Into<Arc<str>>,
+        route: impl Into<Arc<str>>,
+    ) -> RouteMetrics {
         RouteMetrics {
             inner: Arc::new(LazySeries {
-                requests: self.requests.clone(),
-                durations: self.durations.clone(),
-                upstream_attempts: self.upstream_attempts.clone(),
-                upstream_retries: self.upstream_retries.clone(),
-                retries_skipped: self.retries_skipped.clone(),
-                gateway: gateway.to_owned(),
-                route_kind: route_kind.to_owned(),
-                route: route.to_owned(),
+                families: self.routes.clone(),
+                gateway: gateway.into(),
+                route_kind: route_kind.into(),
+                route: route.into(),
                 per_class: Default::default(),
                 attempts: OnceLock::new(),
-                retries: Default::default(),
-                skipped: Default::default(),
+                retries: OnceLock::new(),
             }),
         }
     }
@@ -496,15 +496,15 @@ impl Metrics {
                 route: route.to_owned(),
                 status_class: class.to_owned(),
             };
-            self.requests.remove(&labels);
-            self.durations.remove(&labels);
+            self.routes.requests.remove(&labels);
+            self.routes.durations.remove(&labels);
         }
         let route_labels = RouteLabels {
             gateway: gateway.to_owned(),
             route: route.to_owned(),
             route_kind: route_kind.to_owned(),
         };
-        self.upstream_attempts.remove(&route_labels);
+        self.routes.upstream_attempts.remove(&route_labels);
         let retry_labels = |reason| RetryLabels {
             gateway: gateway.to_owned(),
             route: route.to_owned(),
@@ -512,10 +512,14 @@ impl Metrics {
             reason,
         };
         for reason in RetryReason::ALL {
-            self.upstream_retries.remove(&retry_labels(reason.label()));
+            self.routes
+                .upstream_retries
+                .remove(&retry_labels(reason.label()));
         }
         for reason in SkipReason::ALL {
-            self.retries_skipped.remove(&retry_labels(reason.label()));
+            self.routes
+                .retries_skipped
+                .remove(&retry_labels(reason.label()));
         }
     }
 
@@ -535,18 +539,33 @@ pub struct RouteMetrics {
     inner: Arc<LazySeries>,
 }
 
+/// The families of per-route series, one for the process.
 #[derive(Debug)]
-struct LazySeries {
+struct RouteFamilies {
     requests: Family<RequestLabels, Counter>,
     durations: Family<RequestLabels, AtomicHistogram>,
-    gateway: String,
-    route_kind: String,
-    route: String,
-    per_class: [OnceLock<(Counter, AtomicHistogram)>; 5],
     upstream_attempts: Family<RouteLabels, Counter>,
     upstream_retries: Family<RetryLabels, Counter>,
     retries_skipped: Family<RetryLabels, Counter>,
+}
+
+/// One route's handles. Every route of the routing table holds one, so it is kept small: the
+/// families behind one shared pointer, label values shared with the table, and the retry
+/// counters (only routes that retry need them) behind one lazily made box.
+#[derive(Debug)]
+struct LazySeries {
+    families: Arc<RouteFamilies>,
+    gateway: Arc<str>,
+    route_kind: Arc<str>,
+    route: Arc<str>,
+    per_class: [OnceLock<(Counter, AtomicHistogram)>; 5],
     attempts: OnceLock<Counter>,
+    retries: OnceLock<Box<RetrySeries>>,
+}
+
+/// A route's retry counters, by reason.
+#[derive(Debug, Default)]
+struct RetrySeries {
     retries: [OnceLock<Counter>; RetryReason::ALL.len()],
     skipped: [OnceLock<Counter>; SkipReason::ALL.len()],
 }
@@ -554,11 +573,15 @@ struct LazySeries {
 impl LazySeries {
     fn retry_labels(&self, reason: &'static str) -> RetryLabels {
         RetryLabels {
-            gateway: self.gateway.clone(),
-            route: self.route.clone(),
-            route_kind: self.route_kind.clone(),
+            gateway: self.gateway.to_string(),
+            route: self.route.to_string(),
+            route_kind: self.route_kind.to_string(),
             reason,
         }
+    }
+
+    fn retry_series(&self) -> &RetrySeries {
+        self.retries.get_or_init(Box::default)
     }
 }
 
@@ -569,14 +592,14 @@ impl RouteMetrics {
         let (count, duration) = series.per_class[slot].get_or_init(|| {
             // Once per route and status class: registering takes the family's lock.
             let labels = RequestLabels {
-                gateway: series.gateway.clone(),
-                route_kind: series.route_kind.clone(),
-                route: series.route.clone(),
+                gateway: series.gateway.to_string(),
+                route_kind: series.route_kind.to_string(),
+                route: series.route.to_string(),
                 status_class: STATUS_CLASSES[slot].to_owned(),
             };
             (
-                series.requests.get_or_create_owned(&labels),
-                series.durations.get_or_create_owned(&labels),
+                series.families.requests.get_or_create_owned(&labels),
+                series.families.durations.get_or_create_owned(&labels),
             )
         });
         count.inc();
@@ -589,11 +612,14 @@ impl RouteMetrics {
         series
             .attempts
             .get_or_init(|| {
-                series.upstream_attempts.get_or_create_owned(&RouteLabels {
-                    gateway: series.gateway.clone(),
-                    route: series.route.clone(),
-                    route_kind: series.route_kind.clone(),
-                })
+                series
+                    .families
+                    .upstream_attempts
+                    .get_or_create_owned(&RouteLabels {
+                        gateway: series.gateway.to_string(),
+                        route: series.route.to_string(),
+                        route_kind: series.route_kind.to_string(),
+                    })
             })
             .inc();
     }
@@ -605,9 +631,10 @@ impl RouteMetrics {
             .iter()
             .position(|r| *r == reason)
             .unwrap_or(0);
-        series.retries[slot]
+        series.retry_series().retries[slot]
             .get_or_init(|| {
                 series
+                    .families
                     .upstream_retries
                     .get_or_create_owned(&series.retry_labels(reason.label()))
             })
@@ -621,9 +648,10 @@ impl RouteMetrics {
             .iter()
             .position(|r| *r == reason)
             .unwrap_or(0);
-        series.skipped[slot]
+        series.retry_series().skipped[slot]
             .get_or_init(|| {
                 series
+                    .families
                     .retries_skipped
                     .get_or_create_owned(&series.retry_labels(reason.label()))
             })
@@ -658,6 +686,37 @@ mod tests {
             "{text}"
         );
         metrics.forget_route("default/gw", "GRPCRoute", "default/web");
+        assert!(!metrics.encode().contains("default/web"));
+    }
+
+    /// The routing table passes its `Arc<str>`s: a route's handles hold no copy of its labels,
+    /// and the retry counters, made on the first retry, record under them.
+    #[test]
+    fn route_handles_share_the_label_values_and_count_retries() {
+        let metrics = Metrics::new();
+        let (gateway, kind, route): (Arc<str>, Arc<str>, Arc<str>) = (
+            Arc::from("default/gw"),
+            Arc::from("HTTPRoute"),
+            Arc::from("default/web"),
+        );
+        let handles = metrics.route_metrics(gateway.clone(), kind.clone(), route.clone());
+        assert!(Arc::ptr_eq(&handles.inner.gateway, &gateway));
+        assert!(Arc::ptr_eq(&handles.inner.route_kind, &kind));
+        assert!(Arc::ptr_eq(&handles.inner.route, &route));
+        assert!(handles.inner.retries.get().is_none());
+        handles.upstream_attempt();
+        handles.retry(RetryReason::Reset);
+        handles.retry(RetryReason::Reset);
+        handles.retry_skipped(SkipReason::BudgetExhausted);
+        let text = metrics.encode();
+        for line in [
+            r#"gantry_upstream_attempts_total{gateway="default/gw",route="default/web",route_kind="HTTPRoute"} 1"#,
+            r#"gantry_upstream_retries_total{gateway="default/gw",route="default/web",route_kind="HTTPRoute",reason="reset"} 2"#,
+            r#"gantry_upstream_retries_skipped_total{gateway="default/gw",route="default/web",route_kind="HTTPRoute",reason="budget_exhausted"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        metrics.forget_route("default/gw", "HTTPRoute", "default/web");
         assert!(!metrics.encode().contains("default/web"));
     }
 }

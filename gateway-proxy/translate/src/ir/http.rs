@@ -115,9 +115,10 @@ pub struct HttpRuleIr {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub grpc: bool,
     /// The rule's own `sessionPersistence` (GEP-1619), for every backend of the rule. It
-    /// overrides any XBackendTrafficPolicy of the backends' Services.
+    /// overrides any XBackendTrafficPolicy of the backends' Services. Boxed: most rules have
+    /// none, and every rule of every route is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_persistence: Option<SessionPersistenceIr>,
+    pub session_persistence: Option<Box<SessionPersistenceIr>>,
 }
 
 /// Session persistence (GEP-1619): a signed token, in a cookie or a header, names the
@@ -241,9 +242,9 @@ pub struct BackendIr {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<HttpFilterIr>,
     /// Session persistence from an XBackendTrafficPolicy of the backend's Service, when the
-    /// rule sets none of its own.
+    /// rule sets none of its own. Boxed, as the rule's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_persistence: Option<SessionPersistenceIr>,
+    pub session_persistence: Option<Box<SessionPersistenceIr>>,
 }
 
 /// An HTTPRoute filter, validated.

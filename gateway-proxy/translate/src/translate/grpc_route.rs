@@ -76,6 +76,7 @@ pub fn translate_route(store: &Store, namespace: &str, route: &GrpcRoute) -> Tra
         }
     }
     out.clusters = all_clusters.into_values().collect();
+    out.shrink_to_fit();
     out
 }
 

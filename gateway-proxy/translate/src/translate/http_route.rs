@@ -51,6 +51,38 @@ pub struct TranslatedRoute {
     pub missing_services: BTreeSet<ObjectKey>,
 }
 
+impl TranslatedRoute {
+    /// Gives back the room lists grew into: a translated route is kept between translations
+    /// (`route_cache`), so at 10,000 routes every spare slot counts.
+    pub fn shrink_to_fit(&mut self) {
+        self.rules.shrink_to_fit();
+        for rule in &mut self.rules {
+            rule.matches.shrink_to_fit();
+            rule.grpc_ranks.shrink_to_fit();
+        }
+        self.problems.shrink_to_fit();
+        self.hostnames.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+impl TranslatedRoute {
+    /// Slots allocated and not used in its lists (a cached route should have none).
+    pub(super) fn spare_capacity(&self) -> usize {
+        self.rules.capacity() - self.rules.len()
+            + self
+                .rules
+                .iter()
+                .map(|r| {
+                    r.matches.capacity() - r.matches.len() + r.grpc_ranks.capacity()
+                        - r.grpc_ranks.len()
+                })
+                .sum::<usize>()
+            + self.hostnames.capacity()
+            - self.hostnames.len()
+    }
+}
+
 impl TranslatedKind for TranslatedRoute {
     fn hostnames(&self) -> &[String] {
         &self.hostnames
@@ -159,6 +191,7 @@ pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> Tra
         }
     }
     out.clusters = all_clusters.into_values().collect();
+    out.shrink_to_fit();
     out
 }
 
@@ -239,7 +272,7 @@ pub fn translate_rule(
     let rule_session = rule
         .session_persistence
         .as_ref()
-        .map(|sp| session_persistence::translate(sp, SessionPersistenceIr::RULE))
+        .map(|sp| session_persistence::translate(sp, SessionPersistenceIr::RULE).map(Box::new))
         .transpose()?;
     let mut unresolved = translated.unresolved;
     let mut backends = Vec::with_capacity(backend_refs.len());
@@ -291,7 +324,9 @@ pub fn translate_rule(
                 .get(name)
                 .and_then(|c| policy_session(store, &c.service))
                 .and_then(|(policy, sp)| {
-                    session_persistence::translate(&sp, &policy.to_string()).ok()
+                    session_persistence::translate(&sp, &policy.to_string())
+                        .ok()
+                        .map(Box::new)
                 }),
             _ => None,
         };

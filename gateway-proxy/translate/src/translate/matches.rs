@@ -14,7 +14,15 @@ pub fn translate_matches(
 ) -> Result<Vec<HttpMatchIr>, Problem> {
     match matches {
         None | Some([]) => Ok(vec![HttpMatchIr::default()]),
-        Some(ms) => ms.iter().map(translate_match).collect(),
+        // Collecting `Result`s gives no size hint, so the list would keep room for four.
+        Some(ms) => ms
+            .iter()
+            .map(translate_match)
+            .collect::<Result<Vec<_>, _>>()
+            .map(|mut list| {
+                list.shrink_to_fit();
+                list
+            }),
     }
 }
 

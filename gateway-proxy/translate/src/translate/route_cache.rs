@@ -199,6 +199,11 @@ impl<R: Translated, T> KindCache<R, T> {
             translated: entry.translated.clone(),
             attached: entry.attached.clone(),
         };
+        if self.current.capacity() == 0 {
+            // The list is kept until the next translation: room for the routes of the last
+            // one and a new one, rather than doubling into up to twice that.
+            self.current.reserve_exact(self.previous.len() + 1);
+        }
         self.current.push(entry);
         cached
     }
@@ -362,6 +367,48 @@ spec:
         assert_eq!(warm, translate(&store, &TranslateOptions::default()));
         let stats = translator.stats();
         (stats.translated, stats.reused)
+    }
+
+    /// The cache is kept for every route between translations: what it holds is sized to
+    /// fit, with no room left from growing lists (about a kilobyte per route otherwise).
+    #[test]
+    fn cached_routes_keep_no_spare_capacity() {
+        let mut t = Translator::new(TranslateOptions::default());
+        let two_matches = R1.replace(
+            "matches: [{path: {type: PathPrefix, value: /a}}]",
+            "matches: [{path: {type: PathPrefix, value: /a}}, {path: {type: Exact, value: /x}}]",
+        );
+        let base = BASE.replace("sectionName: http}]", "}]");
+        step(&mut t, &[&base, &two_matches, GRANT, GRPC]);
+        let cache = &t.cache;
+        assert_eq!(cache.http.previous.len(), 4);
+        assert_eq!(cache.grpc.previous.len(), 1);
+        let spare = cache
+            .http
+            .previous
+            .iter()
+            .map(|e| (&e.key, &e.translated, &e.attached))
+            .chain(
+                cache
+                    .grpc
+                    .previous
+                    .iter()
+                    .map(|e| (&e.key, &e.translated, &e.attached)),
+            );
+        for (key, translated, attached) in spare {
+            assert_eq!(translated.spare_capacity(), 0, "{key:?}");
+            let attached = attached.as_ref().expect("attached");
+            assert_eq!(attached.spare_capacity(), 0, "{key:?}");
+        }
+        // A route added after the first translation: the list of entries is sized for it.
+        step(&mut t, &[&base, &two_matches, GRANT, GRPC, SERVICE_C]);
+        let extra = R1.replace("name: r1,", "name: r5,");
+        step(
+            &mut t,
+            &[&base, &two_matches, GRANT, GRPC, SERVICE_C, &extra],
+        );
+        let http = &t.cache.http.previous;
+        assert_eq!((http.len(), http.capacity()), (5, 5));
     }
 
     #[test]

@@ -62,6 +62,13 @@ impl RuleProblems {
         None
     }
 
+    /// Gives back the room the lists grew into (kept between translations with the route).
+    pub fn shrink_to_fit(&mut self) {
+        self.dropped.shrink_to_fit();
+        self.unresolved.shrink_to_fit();
+        self.unresolved_when_originating.shrink_to_fit();
+    }
+
     /// `PartiallyInvalid`: some rules served, some dropped. The message starts with
     /// "Dropped Rule" as RouteConditionPartiallyInvalid requires.
     pub fn partially_invalid(&self) -> Option<Problem> {
@@ -90,7 +97,11 @@ impl RuleProblems {
         generation: i64,
         originate: bool,
     ) -> Vec<Condition> {
-        let mut out = vec![match accepted {
+        // Kept with the route between translations: sized exactly (a `vec!` of one would grow to
+        // room for four on the first push).
+        let partially_invalid = self.partially_invalid();
+        let mut out = Vec::with_capacity(2 + usize::from(partially_invalid.is_some()));
+        out.push(match accepted {
             Ok(()) => c::ok(
                 c::ACCEPTED,
                 c::REASON_ACCEPTED,
@@ -98,7 +109,7 @@ impl RuleProblems {
                 generation,
             ),
             Err(p) => c::not_ok(c::ACCEPTED, &p, generation),
-        }];
+        });
         let mut unresolved: Vec<&Problem> = self.unresolved.iter().collect();
         if originate {
             unresolved.extend(&self.unresolved_when_originating);
@@ -123,7 +134,7 @@ impl RuleProblems {
                 )
             }
         });
-        if let Some(p) = self.partially_invalid() {
+        if let Some(p) = partially_invalid {
             out.push(Condition::new(
                 c::PARTIALLY_INVALID,
                 true,
@@ -195,6 +206,29 @@ pub struct Attached {
     /// Listeners that serve the route, once each, in parentRef order.
     placed: Vec<(ObjectKey, usize)>,
     status: Option<ObjectStatus>,
+}
+
+impl Attached {
+    /// Slots allocated and not used in its lists (what `route_cache` keeps should have none).
+    #[cfg(test)]
+    pub(super) fn spare_capacity(&self) -> usize {
+        let status = match &self.status {
+            Some(ObjectStatus {
+                status: StatusBody::Route(route),
+                ..
+            }) => {
+                route.parents.capacity() - route.parents.len()
+                    + route
+                        .parents
+                        .iter()
+                        .map(|p| p.conditions.capacity() - p.conditions.len())
+                        .sum::<usize>()
+            }
+            _ => 0,
+        };
+        self.attached.capacity() - self.attached.len() + self.placed.capacity() - self.placed.len()
+            + status
+    }
 }
 
 /// Adds `(gateway, index)` to `list` unless it is there (a route reaching one listener through
@@ -307,9 +341,10 @@ impl<'a> Attacher<'a> {
         };
         let generation = generation_of(route.meta);
         let rejection = problems.rejection();
-        let mut parents = Vec::new();
-        let mut placed = Vec::new();
-        let mut attached_to = Vec::new();
+        // Kept between translations (`route_cache`): sized for the route, not by doubling.
+        let mut parents = Vec::with_capacity(route.parent_refs.len());
+        let mut placed = Vec::with_capacity(route.parent_refs.len());
+        let mut attached_to = Vec::with_capacity(route.parent_refs.len());
         for parent in &route.parent_refs {
             // Whether this parent's listeners would originate TLS to a covered backend: all
             // but a parent served on TLS Passthrough listeners only.
@@ -351,6 +386,9 @@ impl<'a> Attacher<'a> {
                 conditions: problems.conditions(accepted, generation, originate),
             });
         }
+        parents.shrink_to_fit();
+        placed.shrink_to_fit();
+        attached_to.shrink_to_fit();
         Attached {
             route: RouteRef {
                 kind: route.kind.to_owned(),

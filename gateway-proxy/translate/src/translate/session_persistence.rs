@@ -206,7 +206,9 @@ mod tests {
     #[test]
     fn defaults_are_a_session_cookie_with_a_generated_name() {
         let mut rule = HttpRuleIr {
-            session_persistence: Some(translate(&sp(|_| {}), SessionPersistenceIr::RULE).unwrap()),
+            session_persistence: Some(Box::new(
+                translate(&sp(|_| {}), SessionPersistenceIr::RULE).unwrap(),
+            )),
             ..Default::default()
         };
         bind(&mut rule, "HTTPRoute", "ns", "r", 2);
@@ -221,7 +223,9 @@ mod tests {
         );
         // Another rule gets another name.
         let mut other = HttpRuleIr {
-            session_persistence: Some(translate(&sp(|_| {}), SessionPersistenceIr::RULE).unwrap()),
+            session_persistence: Some(Box::new(
+                translate(&sp(|_| {}), SessionPersistenceIr::RULE).unwrap(),
+            )),
             ..Default::default()
         };
         bind(&mut other, "HTTPRoute", "ns", "r", 3);
