@@ -68,8 +68,8 @@ pub fn credential(case: &str, bearer: &str) -> Option<(&'static str, String)> {
 }
 
 /// Starts Gantry (and Redis for the global limit) and loads each case's route in turn,
-/// `repeats` times each, with `connections` connections for `duration` per run (after
-/// `warmup` on each).
+/// `repeats` rounds, with `connections` connections for `duration` per run (after `warmup` on
+/// each).
 pub fn measure(
     setup: &Setup,
     connections: u32,
@@ -130,15 +130,17 @@ pub fn measure(
             load(host, prelude, warmup)?;
         }
     }
-    // Interleaved, so a drift of the machine hits every case alike.
+    // Interleaved, so a drift of the machine hits every case alike, and each round starts at
+    // the next case, so no case always follows the same one (the global case leaves Redis
+    // work behind it, for one).
     let mut samples: Vec<Vec<_>> = CASES.iter().map(|_| Vec::new()).collect();
-    for _ in 0..repeats.max(1) {
-        for (((_, host), prelude), samples) in CASES.iter().zip(&preludes).zip(&mut samples) {
+    for round in 0..repeats.max(1) {
+        for i in (0..CASES.len()).map(|i| (i + round) % CASES.len()) {
             let before = proc.cpu_time()?;
-            let result = load(host, prelude, duration)?;
+            let result = load(CASES[i].1, &preludes[i], duration)?;
             let cpu = proc.cpu_time()?.saturating_sub(before);
             proc.check_alive()?;
-            samples.push((result, cpu));
+            samples[i].push((result, cpu));
         }
     }
     drop(proc);
