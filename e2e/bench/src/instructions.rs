@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 
 use super::backend::{self, Echo};
 use super::client::{KeepAlive, Request};
-use super::process::{Proc, free_port};
+use super::process::{Proc, free_port, scratch};
 use super::proxy::{self, Kind, Running, Setup};
 use super::results::{InstructionCase, Instructions};
 use super::{config, lb_cost, policy_cost, retry_cost, transform_cost};
@@ -418,13 +418,6 @@ impl Drop for Group {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn scratch(name: &str) -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("gantry-bench-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 #[cfg(test)]

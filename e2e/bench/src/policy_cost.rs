@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::probe;
-use super::process::{Proc, free_port};
+use super::process::{Proc, free_port, scratch};
 use super::proxy::{self, Setup};
 use super::results::{PolicyCost, PolicyCostCase};
 use super::retry_cost::summarise;
@@ -77,8 +77,7 @@ pub fn measure(
     warmup: Duration,
     repeats: usize,
 ) -> anyhow::Result<PolicyCost> {
-    let dir = std::env::temp_dir().join(format!("gantry-bench-{}-policy-cost", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch("policy-cost")?;
     let config_dir = dir.join("config");
     std::fs::create_dir_all(&config_dir)?;
     let redis = Redis::start(&dir)?;

@@ -187,6 +187,15 @@ fn clock_ticks() -> u64 {
     })
 }
 
+/// An empty scratch directory of this run, `gantry-bench-<pid>-<name>` under the temporary
+/// directory (emptied first, so a previous run's files never leak in).
+pub fn scratch(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("gantry-bench-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

@@ -373,11 +373,15 @@ async fn forward<'s>(
             route: &entry.route,
             identity: identity.as_ref(),
         };
-        record.rate_limit_headers = if limiter.is_local() {
-            rate_limits::check_local(shared, snapshot, entry, limiter, &facts)?
+        let buckets = &snapshot.rate_limit_buckets;
+        // A policy counted only on this replica has nothing to wait for: no future to build.
+        let checked = if limiter.is_local() {
+            limiter.check_local(buckets, &facts)
         } else {
-            Box::pin(rate_limits::check(shared, snapshot, entry, limiter, &facts)).await?
+            let global = shared.global_rate_limits.as_deref();
+            Box::pin(limiter.check(buckets, global, &facts)).await
         };
+        record.rate_limit_headers = rate_limits::outcome(shared, entry, limiter, checked)?;
     }
 
     // The rule's ExternalAuth filters (GEP-1494) decide before its other filters run, on the

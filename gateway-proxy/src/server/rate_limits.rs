@@ -1,45 +1,18 @@
-//! The request's RateLimitPolicy check ([`crate::rate_limit`]) and what it counts in metrics.
+//! What a RateLimitPolicy check ([`crate::rate_limit`]) decided for a request, and what it counts in metrics.
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::{ProxyError, Shared};
-use crate::rate_limit::{self, Checked, Limiter};
-use crate::routing::{RouteEntry, Snapshot};
+use crate::rate_limit::{Checked, Limiter};
+use crate::routing::RouteEntry;
 
 /// The `RateLimit` headers for the response.
 type Headers = Option<[(HeaderName, HeaderValue); 2]>;
 
-/// Checks the request against the route's policy: the `RateLimit` headers for the response
-/// when it passes, the answer (429, 503, 500) when it does not.
-pub(super) async fn check(
-    shared: &Shared,
-    snapshot: &Snapshot,
-    entry: &RouteEntry,
-    limiter: &Limiter,
-    facts: &rate_limit::Facts<'_>,
-) -> Result<Headers, ProxyError> {
-    let global = shared.global_rate_limits.as_deref();
-    let checked = limiter
-        .check(&snapshot.rate_limit_buckets, global, facts)
-        .await;
-    outcome(shared, entry, limiter, checked)
-}
-
-/// [`check`] for a policy whose rules are all counted on this replica
-/// ([`Limiter::is_local`]): nothing to wait for.
-pub(super) fn check_local(
-    shared: &Shared,
-    snapshot: &Snapshot,
-    entry: &RouteEntry,
-    limiter: &Limiter,
-    facts: &rate_limit::Facts<'_>,
-) -> Result<Headers, ProxyError> {
-    let checked = limiter.check_local(&snapshot.rate_limit_buckets, facts);
-    outcome(shared, entry, limiter, checked)
-}
-
-/// What a check decided, counted in metrics.
-fn outcome(
+/// What the route's policy decided for the request ([`Limiter::check`], or
+/// [`Limiter::check_local`] when [`Limiter::is_local`]), counted in metrics: the `RateLimit`
+/// headers for the response when it passes, the answer (429, 503, 500) when it does not.
+pub(super) fn outcome(
     shared: &Shared,
     entry: &RouteEntry,
     limiter: &Limiter,
