@@ -1,4 +1,5 @@
-//! What a RateLimitPolicy check ([`crate::rate_limit`]) decided for a request, and what it counts in metrics.
+//! What a RateLimitPolicy check ([`crate::rate_limit`]) decided for a request, and what it
+//! counts in metrics.
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
