@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,18 +28,10 @@ const HOST: &str = "app.example.com";
 const FLEET_NAMESPACE: &str = "gantry-system";
 const LEASE: &str = "gantry-proxy-default.web";
 
-/// A port offset under which the Gateway's ports 80 and 443 are both free here.
+/// A port offset under which the Gateway's ports 80 and 443 are both free here (below the
+/// ephemeral range, so no outgoing connection takes one before the proxy binds it).
 fn offset() -> u16 {
-    loop {
-        let http = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let port = http.local_addr().unwrap().port();
-        let Some(offset) = port.checked_sub(80).filter(|o| *o + 443 < 65535) else {
-            continue;
-        };
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, 443 + offset)).is_ok() {
-            return offset;
-        }
-    }
+    gantry_testkit::ports::free_offset(&[80, 443])
 }
 
 /// Gateway `default/web` (HTTP on 80, HTTPS on 443 for [`HOST`] with the missing Secret
