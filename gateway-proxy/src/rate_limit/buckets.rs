@@ -61,9 +61,10 @@ impl Default for Buckets {
 }
 
 impl Buckets {
-    /// Takes `cost` from the bucket `key` of `rate`; a refusal takes nothing.
-    pub fn take(&self, key: &str, rate: Rate, cost: u32) -> Taken {
-        let now = nanos(self.origin.elapsed());
+    /// Takes `cost` from the bucket `key` of `rate` at `now` (the request's arrival, read
+    /// once by the caller); a refusal takes nothing.
+    pub fn take(&self, key: &str, rate: Rate, cost: u32, now: Instant) -> Taken {
+        let now = nanos(now.saturating_duration_since(self.origin));
         self.take_at(key, rate, cost, now)
     }
 

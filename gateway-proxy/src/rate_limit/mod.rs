@@ -15,7 +15,7 @@ pub mod global;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
@@ -49,10 +49,9 @@ struct Rule {
     shared: bool,
     /// Counted in Redis by the whole fleet.
     global: bool,
-    /// `"name";q=requests;w=seconds`.
-    policy_header: HeaderValue,
-    /// `"name";r=`, what every `RateLimit` value of the rule starts with.
-    remaining_prefix: String,
+    /// What the rule's `RateLimit` headers are made of, shared with every response that
+    /// carries them.
+    headers: Arc<RuleHeaders>,
     /// What every bucket key of the rule starts with, built once: the policy, the rule and
     /// its limit (a changed limit starts buckets of its own).
     key_prefix: String,
@@ -113,6 +112,9 @@ enum Selector {
 /// What a request brings to the selectors.
 pub struct Facts<'a> {
     pub parts: &'a Parts,
+    /// When the request arrived: the time local buckets are taken at (the pipeline has read
+    /// the clock already).
+    pub now: Instant,
     pub client: IpAddr,
     /// `namespace/name` of the route.
     pub route: &'a str,
@@ -131,11 +133,41 @@ pub struct Limited {
     pub headers: [(http::HeaderName, HeaderValue); 3],
 }
 
+/// What a rule's `RateLimit` headers are made of.
+#[derive(Debug)]
+pub struct RuleHeaders {
+    /// `RateLimit-Policy`: `"name";q=requests;w=seconds`.
+    policy: HeaderValue,
+    /// `"name";r=`, what every `RateLimit` value of the rule starts with.
+    remaining_prefix: Box<str>,
+}
+
+/// The `RateLimit` and `RateLimit-Policy` headers of a response that passed, written only
+/// when the response is: a few words carried through the request instead of two header
+/// values (the policy group of `e2e/bench/run.sh --instructions-only` counts the moves).
+#[derive(Debug)]
+pub struct RateHeaders {
+    rule: Arc<RuleHeaders>,
+    remaining: u64,
+    seconds: u64,
+}
+
+impl RateHeaders {
+    /// Adds both headers to a response's, replacing any the backend sent.
+    pub fn add_to(self, headers: &mut HeaderMap) {
+        headers.insert(RATELIMIT_POLICY, self.rule.policy.clone());
+        headers.insert(
+            RATELIMIT,
+            remaining_header(&self.rule.remaining_prefix, self.remaining, self.seconds),
+        );
+    }
+}
+
 /// What the check decided for a request that passes.
 #[derive(Debug, Default)]
 pub struct Passed {
     /// The headers to add to the response: the enforced rule with the fewest requests left.
-    pub headers: Option<[(http::HeaderName, HeaderValue); 2]>,
+    pub headers: Option<RateHeaders>,
     /// Shadow rules that would have refused the request.
     pub shadow_limited: Vec<Arc<str>>,
     /// Global rules Redis could not answer, let through (the policy fails open).
@@ -208,7 +240,7 @@ impl Limiter {
             let taken = KEY.with_borrow_mut(|key| {
                 key.clear();
                 self.key(rule, facts, key)
-                    .map(|()| buckets.take(key, rule.rate, rule.cost))
+                    .map(|()| buckets.take(key, rule.rate, rule.cost, facts.now))
             });
             if let Some(taken) = taken
                 && let Some(limited) = tally.add(&self.policy, rule, taken)
@@ -268,7 +300,7 @@ impl Limiter {
                     }
                 }
             } else {
-                buckets.take(&key, rule.rate, rule.cost)
+                buckets.take(&key, rule.rate, rule.cost, facts.now)
             };
             if let Some(limited) = tally.add(&self.policy, rule, taken) {
                 return Checked::Limited(limited);
@@ -308,7 +340,11 @@ impl Limiter {
                     }
                     if *distinct {
                         key.push('\0');
-                        push_address(key, facts.client);
+                        if rule.global {
+                            push_address(key, facts.client);
+                        } else {
+                            push_address_local(key, facts.client);
+                        }
                     }
                 }
                 Selector::Consumer { name } => {
@@ -367,10 +403,10 @@ impl<'r> Tally<'r> {
                 retry_after: taken.wait,
                 headers: [
                     (http::header::RETRY_AFTER, HeaderValue::from(seconds)),
-                    (RATELIMIT_POLICY, rule.policy_header.clone()),
+                    (RATELIMIT_POLICY, rule.headers.policy.clone()),
                     (
                         RATELIMIT,
-                        remaining_header(&rule.remaining_prefix, 0, seconds),
+                        remaining_header(&rule.headers.remaining_prefix, 0, seconds),
                     ),
                 ],
             });
@@ -386,14 +422,10 @@ impl<'r> Tally<'r> {
     }
 
     fn finish(mut self) -> Passed {
-        self.passed.headers = self.closest.map(|(remaining, rule, taken)| {
-            [
-                (RATELIMIT_POLICY, rule.policy_header.clone()),
-                (
-                    RATELIMIT,
-                    remaining_header(&rule.remaining_prefix, remaining, ceil_seconds(taken.wait)),
-                ),
-            ]
+        self.passed.headers = self.closest.map(|(remaining, rule, taken)| RateHeaders {
+            rule: rule.headers.clone(),
+            remaining,
+            seconds: ceil_seconds(taken.wait),
         });
         self.passed
     }
@@ -457,8 +489,10 @@ fn compile_rule(policy: &str, ir: &gantry_translate::ir::RateLimitRuleIr) -> Res
         shadow: ir.shadow,
         shared: ir.shared,
         global: ir.global,
-        policy_header,
-        remaining_prefix: format!("\"{}\";r=", ir.name),
+        headers: Arc::new(RuleHeaders {
+            policy: policy_header,
+            remaining_prefix: format!("\"{}\";r=", ir.name).into(),
+        }),
         key_prefix: format!(
             "{policy}\0{}\0{}/{}\0",
             ir.name, ir.requests, ir.unit_seconds
@@ -502,17 +536,25 @@ fn push_address(key: &mut String, address: IpAddr) {
     }
 }
 
+/// The client address in a key that never leaves this process (a local bucket's): an IPv4
+/// address as its four octets, one character each, instead of in decimal (the policy group of
+/// `e2e/bench/run.sh --instructions-only` counts it). A global key stays readable in Redis
+/// ([`push_address`]). The octets follow U+0001, which no IPv6 address's text has, so `::12`
+/// and 58.58.49.50 (`::12` as four characters) get buckets of their own.
+fn push_address_local(key: &mut String, address: IpAddr) {
+    match address {
+        IpAddr::V4(v4) => {
+            key.push('\u{1}');
+            key.extend(v4.octets().map(char::from));
+        }
+        IpAddr::V6(_) => push_address(key, address),
+    }
+}
+
 /// Whole seconds, rounded up, at least 1 (`Retry-After: 0` would invite a retry at once).
 fn ceil_seconds(d: Duration) -> u64 {
     let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     s.max(1)
-}
-
-/// Adds a passed check's headers to a response.
-pub fn add_headers(headers: &mut HeaderMap, passed: Option<[(http::HeaderName, HeaderValue); 2]>) {
-    for (name, value) in passed.into_iter().flatten() {
-        headers.insert(name, value);
-    }
 }
 
 #[cfg(test)]
@@ -522,6 +564,31 @@ mod tests {
     use super::*;
     use gantry_translate::ir::RateLimitRuleIr;
     use gantry_translate::store::ObjectKey;
+
+    #[test]
+    fn local_keys_tell_every_address_apart() {
+        let mut seen = std::collections::HashSet::new();
+        for address in [
+            "10.0.0.1",
+            "10.0.0.10",
+            "100.0.0.1",
+            "1.0.0.100",
+            "255.255.255.255",
+            "0.0.0.0",
+            "127.0.0.1",
+            "::1",
+            "::12",
+            "58.58.49.50",
+            "fd00::7",
+        ] {
+            let mut key = String::new();
+            push_address_local(&mut key, address.parse().unwrap());
+            assert!(seen.insert(key), "{address} shares a key");
+        }
+        let mut key = String::new();
+        push_address_local(&mut key, IpAddr::from([192, 0, 2, 200]));
+        assert_eq!(key.chars().count(), 5);
+    }
 
     #[test]
     fn keys_and_header_values_are_written_as_fmt_would() {
@@ -607,6 +674,7 @@ mod tests {
     async fn passes(limiter: &Limiter, buckets: &Buckets, request: &Request) -> Option<bool> {
         let facts = Facts {
             parts: &request.0,
+            now: Instant::now(),
             client: IpAddr::from([192, 0, 2, 1]),
             route: "default/r",
             identity: request.1.as_ref(),

@@ -36,7 +36,10 @@ pub struct Record<'s> {
     /// `RateLimit-Policy` and `RateLimit` for the response, set by the route's RateLimitPolicy
     /// (carried here, with the rest of what the request learnt on its way, to the step that
     /// has the response).
-    pub rate_limit_headers: Option<[(http::HeaderName, HeaderValue); 2]>,
+    pub rate_limit_headers: Option<crate::rate_limit::RateHeaders>,
+    /// When the request arrived, for the steps that need the time (local rate limits) without
+    /// reading the clock again.
+    pub arrived: Option<std::time::Instant>,
     /// `Set-Cookie` for the response: a session an `oidc` SecurityPolicy refreshed (never
     /// logged).
     pub set_cookie: Option<HeaderValue>,

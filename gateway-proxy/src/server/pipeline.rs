@@ -84,6 +84,7 @@ pub async fn handle(
         .map(|tracer| Traced::begin(tracer, &mut request));
     let snapshot = shared.snapshot.load_full();
     let mut record = Record::new(shared.options.access_log, &request);
+    record.arrived = Some(started);
     if let Some(traced) = &traced {
         record.set_trace_id(|| trace::hex(&traced.active.trace_id));
     }
@@ -270,7 +271,9 @@ async fn route<'s>(
         None => shared.options.http.default_request_timeout,
     };
     let mut response = within(request_timeout, forward, ProxyError::RequestTimeout).await?;
-    rate_limit::add_headers(response.headers_mut(), record.rate_limit_headers.take());
+    if let Some(headers) = record.rate_limit_headers.take() {
+        headers.add_to(response.headers_mut());
+    }
     if let Some(cookie) = record.set_cookie.take() {
         response
             .headers_mut()
@@ -369,6 +372,7 @@ async fn forward<'s>(
     if let Some(limiter) = &entry.rate_limit {
         let facts = rate_limit::Facts {
             parts: &parts,
+            now: record.arrived.unwrap_or_else(Instant::now),
             client: client_address(&parts.headers, &forwarding),
             route: &entry.route,
             identity: identity.as_ref(),

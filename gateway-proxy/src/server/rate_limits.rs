@@ -1,14 +1,14 @@
 //! What a RateLimitPolicy check ([`crate::rate_limit`]) decided for a request, and what it
 //! counts in metrics.
 
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::StatusCode;
 
 use super::{ProxyError, Shared};
-use crate::rate_limit::{Checked, Limiter};
+use crate::rate_limit::{Checked, Limiter, RateHeaders};
 use crate::routing::RouteEntry;
 
 /// The `RateLimit` headers for the response.
-type Headers = Option<[(HeaderName, HeaderValue); 2]>;
+type Headers = Option<RateHeaders>;
 
 /// What the route's policy decided for the request ([`Limiter::check`], or
 /// [`Limiter::check_local`] when [`Limiter::is_local`]), counted in metrics: the `RateLimit`
