@@ -49,9 +49,9 @@ struct Rule {
     shared: bool,
     /// Counted in Redis by the whole fleet.
     global: bool,
-    /// What the rule's `RateLimit` headers are made of, shared with every response that
+    /// What the rule's `RateLimit` headers are made of, borrowed by every response that
     /// carries them.
-    headers: Arc<RuleHeaders>,
+    headers: RuleHeaders,
     /// What every bucket key of the rule starts with, built once: the policy, the rule and
     /// its limit (a changed limit starts buckets of its own).
     key_prefix: String,
@@ -143,16 +143,17 @@ pub struct RuleHeaders {
 }
 
 /// The `RateLimit` and `RateLimit-Policy` headers of a response that passed, written only
-/// when the response is: a few words carried through the request instead of two header
-/// values (the policy group of `e2e/bench/run.sh --instructions-only` counts the moves).
+/// when the response is: a few words borrowed from the snapshot and carried through the
+/// request instead of two header values (the policy group of `e2e/bench/run.sh
+/// --instructions-only` counts the moves).
 #[derive(Debug)]
-pub struct RateHeaders {
-    rule: Arc<RuleHeaders>,
+pub struct RateHeaders<'r> {
+    rule: &'r RuleHeaders,
     remaining: u64,
     seconds: u64,
 }
 
-impl RateHeaders {
+impl RateHeaders<'_> {
     /// Adds both headers to a response's, replacing any the backend sent.
     pub fn add_to(self, headers: &mut HeaderMap) {
         headers.insert(RATELIMIT_POLICY, self.rule.policy.clone());
@@ -165,9 +166,9 @@ impl RateHeaders {
 
 /// What the check decided for a request that passes.
 #[derive(Debug, Default)]
-pub struct Passed {
+pub struct Passed<'r> {
     /// The headers to add to the response: the enforced rule with the fewest requests left.
-    pub headers: Option<RateHeaders>,
+    pub headers: Option<RateHeaders<'r>>,
     /// Shadow rules that would have refused the request.
     pub shadow_limited: Vec<Arc<str>>,
     /// Global rules Redis could not answer, let through (the policy fails open).
@@ -175,8 +176,8 @@ pub struct Passed {
 }
 
 /// The outcome of [`Limiter::check`].
-pub enum Checked {
-    Passed(Passed),
+pub enum Checked<'r> {
+    Passed(Passed<'r>),
     Limited(Limited),
     /// The policy cannot be used (500).
     Refused(String),
@@ -228,7 +229,7 @@ impl Limiter {
     /// nothing to wait for, so no future to build and move on every request (the policy group
     /// of `e2e/bench/run.sh --instructions-only` counts it). A global rule is refused as with
     /// no Redis.
-    pub fn check_local(&self, buckets: &Buckets, facts: &Facts<'_>) -> Checked {
+    pub fn check_local(&self, buckets: &Buckets, facts: &Facts<'_>) -> Checked<'_> {
         if let Some(message) = &self.refuse {
             return Checked::Refused(message.clone());
         }
@@ -251,7 +252,7 @@ impl Limiter {
         Checked::Passed(tally.finish())
     }
 
-    fn no_redis(&self) -> Checked {
+    fn no_redis(&self) -> Checked<'_> {
         Checked::Refused(format!(
             "RateLimitPolicy {} has global rules, and this proxy has no Redis to count them in: \
              start it with --rate-limit-redis",
@@ -266,7 +267,7 @@ impl Limiter {
         buckets: &Buckets,
         global: Option<&GlobalBuckets>,
         facts: &Facts<'_>,
-    ) -> Checked {
+    ) -> Checked<'_> {
         if let Some(message) = &self.refuse {
             return Checked::Refused(message.clone());
         }
@@ -380,7 +381,7 @@ thread_local! {
 /// What the rules checked so far decided.
 #[derive(Default)]
 struct Tally<'r> {
-    passed: Passed,
+    passed: Passed<'r>,
     /// The enforced rule with the fewest requests left.
     closest: Option<(u64, &'r Rule, Taken)>,
 }
@@ -421,9 +422,9 @@ impl<'r> Tally<'r> {
         None
     }
 
-    fn finish(mut self) -> Passed {
+    fn finish(mut self) -> Passed<'r> {
         self.passed.headers = self.closest.map(|(remaining, rule, taken)| RateHeaders {
-            rule: rule.headers.clone(),
+            rule: &rule.headers,
             remaining,
             seconds: ceil_seconds(taken.wait),
         });
@@ -489,10 +490,10 @@ fn compile_rule(policy: &str, ir: &gantry_translate::ir::RateLimitRuleIr) -> Res
         shadow: ir.shadow,
         shared: ir.shared,
         global: ir.global,
-        headers: Arc::new(RuleHeaders {
+        headers: RuleHeaders {
             policy: policy_header,
             remaining_prefix: format!("\"{}\";r=", ir.name).into(),
-        }),
+        },
         key_prefix: format!(
             "{policy}\0{}\0{}/{}\0",
             ir.name, ir.requests, ir.unit_seconds

@@ -36,7 +36,7 @@ pub struct Record<'s> {
     /// `RateLimit-Policy` and `RateLimit` for the response, set by the route's RateLimitPolicy
     /// (carried here, with the rest of what the request learnt on its way, to the step that
     /// has the response).
-    pub rate_limit_headers: Option<crate::rate_limit::RateHeaders>,
+    pub rate_limit_headers: Option<crate::rate_limit::RateHeaders<'s>>,
     /// When the request arrived, for the steps that need the time (local rate limits) without
     /// reading the clock again.
     pub arrived: Option<std::time::Instant>,

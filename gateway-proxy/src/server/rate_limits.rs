@@ -8,17 +8,17 @@ use crate::rate_limit::{Checked, Limiter, RateHeaders};
 use crate::routing::RouteEntry;
 
 /// The `RateLimit` headers for the response.
-type Headers = Option<RateHeaders>;
+type Headers<'r> = Option<RateHeaders<'r>>;
 
 /// What the route's policy decided for the request ([`Limiter::check`], or
 /// [`Limiter::check_local`] when [`Limiter::is_local`]), counted in metrics: the `RateLimit`
 /// headers for the response when it passes, the answer (429, 503, 500) when it does not.
-pub(super) fn outcome(
+pub(super) fn outcome<'r>(
     shared: &Shared,
     entry: &RouteEntry,
     limiter: &Limiter,
-    checked: Checked,
-) -> Result<Headers, ProxyError> {
+    checked: Checked<'r>,
+) -> Result<Headers<'r>, ProxyError> {
     let metrics = &shared.metrics.rate_limit;
     match checked {
         Checked::Passed(passed) => {
