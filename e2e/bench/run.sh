@@ -4,7 +4,7 @@
 # then Gantry in Kubernetes mode against an in-process API server (watch event to first 200 at
 # 1,000 and 5,000 routes; 100 routes with --quick).
 #
-#   e2e/bench/run.sh                  full run (about 16 minutes on 2 cores); writes docs/benchmarks/
+#   e2e/bench/run.sh                  full run (about 30 minutes on 2 cores); writes docs/benchmarks/
 #   e2e/bench/run.sh --quick          short run of release builds (about a minute once built)
 #   e2e/bench/run.sh --quick --debug  CI smoke test: debug builds (the test build's, mostly), a
 #                                     tiny matrix, every proxy and the Kubernetes-mode
