@@ -70,4 +70,7 @@ fi
 # One build of every package, so the binaries share one feature set and the benchmark's own
 # `cargo build` of the proxy is a no-op.
 cargo build --release --quiet -p gantry-proxy -p gantry-testkit -p gantry-bench --bins
+# The binaries just built are the ones measured (without --bins the suite would build them
+# again itself, with the whole workspace's features).
+[[ " ${args[*]-} " == *" --bins"* ]] || args=(--bins "$target/release" ${args[@]+"${args[@]}"})
 exec "$target/release/gantry-bench" ${args[@]+"${args[@]}"}

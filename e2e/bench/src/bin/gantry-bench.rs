@@ -232,6 +232,9 @@ fn main() -> anyhow::Result<()> {
         machine: machine(cores),
         ..Results::default()
     };
+    if !settings.quick {
+        wait_for_quiet(&progress);
+    }
     results.machine.load_average_start = load_average();
 
     // One round per route count: every proxy started (one at a time, each timed alone), then
@@ -445,11 +448,34 @@ fn machine(cores: usize) -> Machine {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
             .unwrap_or_default(),
-        gantry_commit: cmd("git", &["-C", dir, "rev-parse", "--short", "HEAD"]),
+        // `-dirty` when the working tree differs from the commit (the binaries may too).
+        gantry_commit: cmd(
+            "git",
+            &["-C", dir, "describe", "--always", "--dirty", "--abbrev=7"],
+        ),
         nginx: proxy::version("nginx"),
         haproxy: proxy::version("haproxy"),
         wrk: proxy::version("wrk"),
         ..Machine::default()
+    }
+}
+
+/// Waits, at most two minutes, for the 1-minute load average to fall below 1 (after a release
+/// build, say), so that the run starts on a quiet machine when it can.
+fn wait_for_quiet(progress: &dyn Fn(&str)) {
+    const LIMIT: Duration = Duration::from_secs(120);
+    let started = Instant::now();
+    let mut said = false;
+    while load_average() >= 1.0 && started.elapsed() < LIMIT {
+        if !said {
+            progress(&format!(
+                "load average {:.1}: waiting up to {} s for the machine to settle",
+                load_average(),
+                LIMIT.as_secs()
+            ));
+            said = true;
+        }
+        std::thread::sleep(Duration::from_secs(5));
     }
 }
 
