@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::backend::{self, Echo};
+use super::interleave::{self, summarise};
 use super::probe;
-use super::process::{Proc, free_port};
+use super::process::{Proc, free_port, scratch};
 use super::proxy::{self, Setup};
 use super::results::{LbCost, LbCostRoute};
-use super::retry_cost::summarise;
 use super::wrk::{self, Counting};
 
 pub const PATH: &str = "/svc";
@@ -89,8 +89,7 @@ pub fn measure(
     repeats: usize,
 ) -> anyhow::Result<LbCost> {
     let port = free_port()?;
-    let dir = std::env::temp_dir().join(format!("gantry-bench-{}-lb-cost", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch("lb-cost")?;
     let config_dir = dir.join("config");
     std::fs::create_dir_all(&config_dir)?;
     let mut backends = vec![setup.backend];
@@ -123,17 +122,9 @@ pub fn measure(
             wrk::run(&url, host, connections, warmup, Counting::Summary)?;
         }
     }
-    // Interleaved, so a drift of the machine hits every route alike.
-    let mut samples: Vec<Vec<_>> = hosts.iter().map(|_| Vec::new()).collect();
-    for _ in 0..repeats.max(1) {
-        for (host, samples) in hosts.iter().zip(&mut samples) {
-            let before = proc.cpu_time()?;
-            let load = wrk::run(&url, host, connections, duration, Counting::Summary)?;
-            let cpu = proc.cpu_time()?.saturating_sub(before);
-            proc.check_alive()?;
-            samples.push((load, cpu));
-        }
-    }
+    let samples = interleave::rounds(&mut proc, hosts.len(), repeats, false, |i| {
+        wrk::run(&url, &hosts[i], connections, duration, Counting::Summary)
+    })?;
     for host in &hosts {
         let code = probe::status(port, host, PATH)?;
         anyhow::ensure!(code == 200, "{host} answered {code} after the load");

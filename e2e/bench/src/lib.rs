@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod haproxy;
 pub mod instructions;
+pub mod interleave;
 pub mod kube_propagation;
 pub mod lb_cost;
 pub mod matrix;

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use super::interleave::{self, summarise};
 use super::probe;
 use super::process::{Proc, free_port, scratch};
 use super::proxy::{self, Setup};
 use super::results::{PolicyCost, PolicyCostCase};
-use super::retry_cost::summarise;
 use super::wrk::{self, Counting};
 
 pub const PATH: &str = "/svc";
@@ -129,19 +129,11 @@ pub fn measure(
             load(host, prelude, warmup)?;
         }
     }
-    // Interleaved, so a drift of the machine hits every case alike, and each round starts at
-    // the next case, so no case always follows the same one (the global case leaves Redis
-    // work behind it, for one).
-    let mut samples: Vec<Vec<_>> = CASES.iter().map(|_| Vec::new()).collect();
-    for round in 0..repeats.max(1) {
-        for i in (0..CASES.len()).map(|i| (i + round) % CASES.len()) {
-            let before = proc.cpu_time()?;
-            let result = load(CASES[i].1, &preludes[i], duration)?;
-            let cpu = proc.cpu_time()?.saturating_sub(before);
-            proc.check_alive()?;
-            samples[i].push((result, cpu));
-        }
-    }
+    // Each round starts at the next case, so no case always follows the same one (the global
+    // case leaves Redis work behind it, for one).
+    let samples = interleave::rounds(&mut proc, CASES.len(), repeats, true, |i| {
+        load(CASES[i].1, &preludes[i], duration)
+    })?;
     drop(proc);
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);

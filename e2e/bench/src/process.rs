@@ -1,7 +1,6 @@
 //! Child processes under measurement: start, stop, and read memory and CPU from /proc.
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -196,9 +195,11 @@ pub fn scratch(name: &str) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, from below the ephemeral range (the test kit's
+/// [`gantry_testkit::ports::free_port`]), so no outgoing connection takes it before the proxy
+/// binds it.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(gantry_testkit::ports::free_port())
 }
 
 /// Builds the workspace binaries in release mode and returns the directory holding them.

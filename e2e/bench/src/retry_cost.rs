@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::interleave::{self, summarise};
 use super::probe;
-use super::process::{Proc, free_port};
+use super::process::{Proc, free_port, scratch};
 use super::proxy::{self, Setup};
-use super::results::{RetryCost, RetryCostRoute};
-use super::wrk::{self, Counting, LoadResult};
+use super::results::RetryCost;
+use super::wrk::{self, Counting};
 
 pub const PLAIN_HOST: &str = "plain.bench.example.com";
 pub const RETRY_HOST: &str = "retry.bench.example.com";
@@ -63,8 +64,7 @@ pub fn measure(
     repeats: usize,
 ) -> anyhow::Result<RetryCost> {
     let port = free_port()?;
-    let dir = std::env::temp_dir().join(format!("gantry-bench-{}-retry-cost", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch("retry-cost")?;
     let config_dir = dir.join("config");
     std::fs::create_dir_all(&config_dir)?;
     std::fs::write(config_dir.join("config.yaml"), config(port, setup.backend))?;
@@ -89,25 +89,17 @@ pub fn measure(
             wrk::run(&url, host, connections, warmup, Counting::Summary)?;
         }
     }
-    // Interleaved, so a drift of the machine hits both routes alike.
-    let mut plain = Vec::new();
-    let mut retry = Vec::new();
-    for _ in 0..repeats.max(1) {
-        for (host, samples) in [(PLAIN_HOST, &mut plain), (RETRY_HOST, &mut retry)] {
-            let before = proc.cpu_time()?;
-            let load = wrk::run(&url, host, connections, duration, Counting::Summary)?;
-            let cpu = proc.cpu_time()?.saturating_sub(before);
-            proc.check_alive()?;
-            samples.push((load, cpu));
-        }
-    }
+    let hosts = [PLAIN_HOST, RETRY_HOST];
+    let samples = interleave::rounds(&mut proc, hosts.len(), repeats, false, |i| {
+        wrk::run(&url, hosts[i], connections, duration, Counting::Summary)
+    })?;
     for host in [PLAIN_HOST, RETRY_HOST] {
         let code = probe::status(port, host, PATH)?;
         anyhow::ensure!(code == 200, "{host} answered {code} after the load");
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let plain = summarise(&plain);
-    let retry = summarise(&retry);
+    let plain = summarise(&samples[0]);
+    let retry = summarise(&samples[1]);
     Ok(RetryCost {
         connections,
         seconds_per_run: duration.as_secs(),
@@ -118,21 +110,6 @@ pub fn measure(
         plain,
         retry,
     })
-}
-
-/// One route's runs: requests, errors, the median rate and CPU per request.
-pub fn summarise(samples: &[(LoadResult, Duration)]) -> RetryCostRoute {
-    let requests: u64 = samples.iter().map(|(l, _)| l.requests).sum();
-    let errors: u64 = samples.iter().map(|(l, _)| l.errors()).sum();
-    let cpu: f64 = samples.iter().map(|(_, c)| c.as_secs_f64()).sum();
-    let mut rps: Vec<f64> = samples.iter().map(|(l, _)| l.requests_per_sec).collect();
-    rps.sort_by(f64::total_cmp);
-    RetryCostRoute {
-        requests,
-        errors,
-        requests_per_sec: rps.get(rps.len() / 2).copied().unwrap_or(0.0),
-        cpu_us_per_request: cpu * 1e6 / requests.max(1) as f64,
-    }
 }
 
 #[cfg(test)]
@@ -158,21 +135,5 @@ mod tests {
         };
         assert_eq!(strip(routes[0]), strip(routes[1]));
         assert!(routes[1].contains("retry: {codes"));
-    }
-
-    #[test]
-    fn cpu_per_request_is_summed_over_runs() {
-        let run = |requests: u64| LoadResult {
-            requests,
-            requests_per_sec: requests as f64,
-            ..LoadResult::default()
-        };
-        let s = summarise(&[
-            (run(1_000), Duration::from_millis(30)),
-            (run(3_000), Duration::from_millis(50)),
-        ]);
-        assert_eq!(s.requests, 4_000);
-        assert!((s.cpu_us_per_request - 20.0).abs() < 1e-9);
-        assert_eq!(s.requests_per_sec, 3_000.0);
     }
 }

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::backend::{self, Echo};
+use super::interleave::{self, summarise};
 use super::probe;
-use super::process::{Proc, free_port};
+use super::process::{Proc, free_port, scratch};
 use super::proxy::{self, Setup};
 use super::results::TransformCost;
-use super::wrk::{self, Counting, LoadResult};
+use super::wrk::{self, Counting};
 
 pub const PLAIN_HOST: &str = "plain.bench.example.com";
 pub const HEADERS_HOST: &str = "headers.bench.example.com";
@@ -114,11 +115,7 @@ pub fn measure(
     repeats: usize,
     body_kib: usize,
 ) -> anyhow::Result<TransformCost> {
-    let dir = std::env::temp_dir().join(format!(
-        "gantry-bench-{}-transform-cost",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch("transform-cost")?;
     let config_dir = dir.join("config");
     std::fs::create_dir_all(&config_dir)?;
     let (mut echo, backend) = backend::start(&setup.bins, Echo::Json)?;
@@ -155,26 +152,20 @@ pub fn measure(
             wrk::run_with(&url, host, connections, warmup, Counting::Summary, prelude)?;
         }
     }
-    let mut samples: [Vec<(LoadResult, Duration)>; 4] = Default::default();
-    for _ in 0..repeats.max(1) {
-        for ((host, prelude), runs) in cases.iter().zip(samples.iter_mut()) {
-            let before = proc.cpu_time()?;
-            let load = wrk::run_with(
-                &url,
-                host,
-                connections,
-                duration,
-                Counting::Summary,
-                prelude,
-            )?;
-            let cpu = proc.cpu_time()?.saturating_sub(before);
-            proc.check_alive()?;
-            runs.push((load, cpu));
-        }
-    }
+    let samples = interleave::rounds(&mut proc, cases.len(), repeats, false, |i| {
+        let (host, prelude) = cases[i];
+        wrk::run_with(
+            &url,
+            host,
+            connections,
+            duration,
+            Counting::Summary,
+            prelude,
+        )
+    })?;
     echo.check_alive()?;
     let _ = std::fs::remove_dir_all(&dir);
-    let [plain_get, headers, plain_post, json] = samples.map(|s| super::retry_cost::summarise(&s));
+    let [plain_get, headers, plain_post, json] = [0, 1, 2, 3].map(|i| summarise(&samples[i]));
     // The answer echoes the request's body as a JSON string: about as large again.
     let kib_edited = (body_kib * 2) as f64;
     Ok(TransformCost {
