@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::proxy::Kind;
-use super::results::{Results, percentile};
+use super::results::{Results, percent_over, percentile};
 use super::svg::{Chart, Panel};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -365,7 +365,7 @@ fn lb_cost(s: &mut String, r: &Results) {
             route.errors,
             route.requests_per_sec,
             route.cpu_us_per_request,
-            (route.cpu_us_per_request / base.max(1e-9) - 1.0) * 100.0
+            percent_over(route.cpu_us_per_request, base)
         );
     }
     let _ = writeln!(s);
@@ -406,9 +406,9 @@ fn policy_cost(s: &mut String, r: &Results) {
             route.requests,
             route.errors,
             route.requests_per_sec,
-            (route.requests_per_sec / base_rps.max(1e-9) - 1.0) * 100.0,
+            percent_over(route.requests_per_sec, base_rps),
             route.cpu_us_per_request,
-            (route.cpu_us_per_request / base_cpu.max(1e-9) - 1.0) * 100.0
+            percent_over(route.cpu_us_per_request, base_cpu)
         );
     }
     let _ = writeln!(s);
@@ -449,7 +449,7 @@ fn instructions(s: &mut String, r: &Results) {
             case.group,
             case.case,
             case.per_request,
-            (case.per_request / base.max(1e-9) - 1.0) * 100.0
+            percent_over(case.per_request, base)
         );
     }
     let post = |name: &str| {

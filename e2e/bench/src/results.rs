@@ -255,6 +255,11 @@ pub struct InstructionCase {
     pub per_request: f64,
 }
 
+/// How much `value` is over `base`, in percent (negative: under).
+pub fn percent_over(value: f64, base: f64) -> f64 {
+    (value / base.max(1e-9) - 1.0) * 100.0
+}
+
 /// Nearest-rank percentile of `values` (`p` in 0..=100); `None` when empty.
 pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
     let mut sorted = values.to_vec();

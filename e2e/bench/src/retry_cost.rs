@@ -16,7 +16,7 @@ use super::interleave::{self, summarise};
 use super::probe;
 use super::process::{Proc, free_port, scratch};
 use super::proxy::{self, Setup};
-use super::results::RetryCost;
+use super::results::{RetryCost, percent_over};
 use super::wrk::{self, Counting};
 
 pub const PLAIN_HOST: &str = "plain.bench.example.com";
@@ -104,9 +104,7 @@ pub fn measure(
         connections,
         seconds_per_run: duration.as_secs(),
         repeats: repeats.max(1),
-        cpu_difference_percent: (retry.cpu_us_per_request / plain.cpu_us_per_request.max(1e-9)
-            - 1.0)
-            * 100.0,
+        cpu_difference_percent: percent_over(retry.cpu_us_per_request, plain.cpu_us_per_request),
         plain,
         retry,
     })
