@@ -1,5 +1,7 @@
 //! One structured access-log line per request, written by [`crate::telemetry::access_log`].
 
+use std::time::Instant;
+
 use http::header::{CONTENT_LENGTH, HeaderValue};
 use http::uri::Authority;
 use http::{Method, Response, Uri};
@@ -8,7 +10,7 @@ use crate::telemetry::access_log;
 
 /// What the access log needs, filled in as the request moves through the stack. When the
 /// access log is off, nothing is copied into it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Record<'s> {
     enabled: bool,
     pub method: Method,
@@ -39,22 +41,42 @@ pub struct Record<'s> {
     pub rate_limit_headers: Option<crate::rate_limit::RateHeaders<'s>>,
     /// When the request arrived, for the steps that need the time (local rate limits) without
     /// reading the clock again.
-    pub arrived: Option<std::time::Instant>,
+    pub arrived: Instant,
     /// `Set-Cookie` for the response: a session an `oidc` SecurityPolicy refreshed (never
     /// logged).
     pub set_cookie: Option<HeaderValue>,
 }
 
 impl<'s> Record<'s> {
-    pub fn new<B>(enabled: bool, request: &http::Request<B>) -> Self {
-        if !enabled || !access_log::enabled() {
-            return Self::default();
-        }
+    /// The record of a request that arrived at `arrived`; with the access log off, its method
+    /// and URI are not copied.
+    pub fn new<B>(enabled: bool, request: &http::Request<B>, arrived: Instant) -> Self {
+        let enabled = enabled && access_log::enabled();
         Self {
             enabled,
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            ..Self::default()
+            method: if enabled {
+                request.method().clone()
+            } else {
+                Method::default()
+            },
+            uri: if enabled {
+                request.uri().clone()
+            } else {
+                Uri::default()
+            },
+            host: String::new(),
+            gateway: None,
+            route: None,
+            route_kind: None,
+            upstream: None,
+            error: None,
+            grpc_status: None,
+            attempts: 0,
+            retry: None,
+            trace_id: None,
+            rate_limit_headers: None,
+            arrived,
+            set_cookie: None,
         }
     }
 
@@ -139,7 +161,7 @@ mod tests {
     #[test]
     fn writes_structured_fields() {
         let request = http::Request::get("/a/b?q=1").body(()).unwrap();
-        let mut record = Record::new(true, &request);
+        let mut record = Record::new(true, &request, Instant::now());
         record.set_host("example.com");
         record.route = Some("default/web");
         record.route_kind = Some("GRPCRoute");
@@ -181,7 +203,7 @@ mod tests {
     #[test]
     fn a_disabled_record_copies_nothing() {
         let request = http::Request::get("/a/b?q=1").body(()).unwrap();
-        let record = Record::new(false, &request);
+        let record = Record::new(false, &request, Instant::now());
         assert!(!record.enabled);
         assert_eq!(record.uri, Uri::default());
     }

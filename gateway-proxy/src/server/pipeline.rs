@@ -83,8 +83,7 @@ pub async fn handle(
         .as_ref()
         .map(|tracer| Traced::begin(tracer, &mut request));
     let snapshot = shared.snapshot.load_full();
-    let mut record = Record::new(shared.options.access_log, &request);
-    record.arrived = Some(started);
+    let mut record = Record::new(shared.options.access_log, &request, started);
     if let Some(traced) = &traced {
         record.set_trace_id(|| trace::hex(&traced.active.trace_id));
     }
@@ -372,7 +371,7 @@ async fn forward<'s>(
     if let Some(limiter) = &entry.rate_limit {
         let facts = rate_limit::Facts {
             parts: &parts,
-            now: record.arrived.unwrap_or_else(Instant::now),
+            now: record.arrived,
             client: client_address(&parts.headers, &forwarding),
             route: &entry.route,
             identity: identity.as_ref(),
