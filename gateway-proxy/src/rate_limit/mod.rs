@@ -238,18 +238,23 @@ impl Limiter {
             if rule.global {
                 return self.no_redis();
             }
-            let taken = KEY.with_borrow_mut(|key| {
-                key.clear();
-                self.key(rule, facts, key)
-                    .map(|()| buckets.take(key, rule.rate, rule.cost, facts.now))
-            });
-            if let Some(taken) = taken
+            if let Some(taken) = self.take_local(rule, buckets, facts)
                 && let Some(limited) = tally.add(&self.policy, rule, taken)
             {
                 return Checked::Limited(limited);
             }
         }
         Checked::Passed(tally.finish())
+    }
+
+    /// Takes from this replica's bucket of a local `rule` for the request; `None` when a
+    /// selector does not match. The key is written into a buffer of this thread.
+    fn take_local(&self, rule: &Rule, buckets: &Buckets, facts: &Facts<'_>) -> Option<Taken> {
+        KEY.with_borrow_mut(|key| {
+            key.clear();
+            self.key(rule, facts, key)
+                .map(|()| buckets.take(key, rule.rate, rule.cost, facts.now))
+        })
     }
 
     fn no_redis(&self) -> Checked<'_> {
@@ -273,12 +278,12 @@ impl Limiter {
         }
         let mut tally = Tally::default();
         for rule in &self.rules {
-            let mut key = String::new();
-            if self.key(rule, facts, &mut key).is_none() {
-                continue;
-            }
             // A shadow rule counts like an enforced one; it only never refuses.
             let taken = if rule.global {
+                let mut key = String::new();
+                if self.key(rule, facts, &mut key).is_none() {
+                    continue;
+                }
                 let Some(global) = global else {
                     return self.no_redis();
                 };
@@ -301,7 +306,10 @@ impl Limiter {
                     }
                 }
             } else {
-                buckets.take(&key, rule.rate, rule.cost, facts.now)
+                let Some(taken) = self.take_local(rule, buckets, facts) else {
+                    continue;
+                };
+                taken
             };
             if let Some(limited) = tally.add(&self.policy, rule, taken) {
                 return Checked::Limited(limited);
