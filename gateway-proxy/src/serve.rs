@@ -117,13 +117,13 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
     };
     let global_rate_limits = match &options.rate_limit_redis {
         Some(url) => Some(Arc::new(
-            GlobalBuckets::new(url).map_err(|e| ServeError::Redis(e.to_string()))?,
+            GlobalBuckets::new(url).map_err(ServeError::Redis)?,
         )),
         None => None,
     };
     let rate_limit_store = global_rate_limits
         .as_ref()
-        .map(|g| (g.address().to_owned(), g.health()));
+        .map(|g| (g.address(), g.health()));
     let dataplane = Arc::new(DataPlane::with_extras(
         options.dataplane,
         metrics.clone(),

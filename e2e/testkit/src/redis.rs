@@ -1,6 +1,6 @@
 //! A real Redis for tests: Debian's `redis-server` (package `redis-server`, in `.ci/packages`)
 //! on a free port, with nothing written to disk; stopped and started again on the same port
-//! to test what a proxy does while it is gone.
+//! to test what a proxy does while it is gone. [`Options`] add a password and a TLS port.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -8,12 +8,29 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::certs::Leaf;
+use crate::harness::tempdir::TempDir;
 use crate::ports::free_port;
 
 /// A running (or stopped) redis-server; killed on drop.
 pub struct Redis {
+    /// The plain port (also served with TLS on: the test talks to Redis there).
     pub port: u16,
+    /// The TLS port, with [`Options::tls`].
+    pub tls_port: Option<u16>,
+    password: Option<String>,
+    /// The TLS certificate and key files, with [`Options::tls`].
+    dir: TempDir,
     child: Option<Child>,
+}
+
+/// How [`Redis::start_with`] starts the server.
+#[derive(Default)]
+pub struct Options {
+    /// `requirepass`: every client must `AUTH` first.
+    pub password: Option<String>,
+    /// A TLS port too, serving this certificate (clients are not asked for one).
+    pub tls: Option<Leaf>,
 }
 
 fn redis_server() -> PathBuf {
@@ -31,8 +48,22 @@ fn redis_server() -> PathBuf {
 impl Redis {
     /// Starts redis-server on a free port and waits until it answers PING.
     pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Starts redis-server with `options` and waits until it answers PING.
+    pub async fn start_with(options: Options) -> Self {
+        let dir = TempDir::new("gantry-redis");
+        let tls_port = options.tls.map(|leaf| {
+            std::fs::write(dir.path().join("tls.crt"), &leaf.cert_pem).expect("writing tls.crt");
+            std::fs::write(dir.path().join("tls.key"), &leaf.key_pem).expect("writing tls.key");
+            free_port()
+        });
         let mut redis = Self {
             port: free_port(),
+            tls_port,
+            password: options.password,
+            dir,
             child: None,
         };
         redis.restart().await;
@@ -55,10 +86,25 @@ impl Redis {
     /// Starts the server again on the same port, empty, and waits until it answers.
     pub async fn restart(&mut self) {
         self.stop();
-        let child = Command::new(redis_server())
+        let mut command = Command::new(redis_server());
+        command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", "", "--appendonly", "no"]);
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
+        if let Some(tls_port) = self.tls_port {
+            let file = |name: &str| self.dir.path().join(name);
+            command
+                .args(["--tls-port", &tls_port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(file("tls.crt"))
+                .arg("--tls-key-file")
+                .arg(file("tls.key"))
+                .args(["--tls-auth-clients", "no"]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -78,11 +124,28 @@ impl Redis {
         let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
             return false;
         };
-        if stream.write_all(b"PING\r\n").await.is_err() {
+        let (ask, answer): (String, &[u8]) = match &self.password {
+            Some(password) => (format!("AUTH {password}\r\nPING\r\n"), b"+OK\r\n+PONG\r\n"),
+            None => ("PING\r\n".to_owned(), b"+PONG\r\n"),
+        };
+        if stream.write_all(ask.as_bytes()).await.is_err() {
             return false;
         }
-        let mut reply = [0u8; 7];
-        stream.read_exact(&mut reply).await.is_ok() && &reply == b"+PONG\r\n"
+        let mut reply = vec![0u8; answer.len()];
+        stream.read_exact(&mut reply).await.is_ok() && reply == answer
+    }
+
+    /// Runs one command with `redis-cli` (package redis-tools, which redis-server depends on)
+    /// on the plain port, logged in, and returns what it printed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut command = Command::new("redis-cli");
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(password) = &self.password {
+            command.args(["-a", password, "--no-auth-warning"]);
+        }
+        let output = command.args(args).output().expect("running redis-cli");
+        assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 }
 

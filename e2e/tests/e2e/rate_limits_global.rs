@@ -2,13 +2,16 @@
 //! two proxies serving one configuration share one bucket, a per-Consumer daily quota survives
 //! a proxy restart, and with Redis gone a policy fails open or closed as it says, counted in
 //! metrics and said in its status (`gantry.dev/Degraded`, naming Redis's address), and counts
-//! again once Redis is back, the condition cleared.
+//! again once Redis is back, the condition cleared. A Redis that loses the script, restarts
+//! between requests, or asks for TLS and a password in a numbered database costs no request.
 
+use gantry_testkit::certs::Ca;
+use gantry_testkit::harness::tempdir::TempDir;
 use gantry_testkit::harness::{
     Proxy, Reply, echo_backends, echo_route_yaml, gateway_yaml, get_host,
 };
 use gantry_testkit::ports::free_port;
-use gantry_testkit::redis::Redis;
+use gantry_testkit::redis::{Options, Redis};
 use std::time::Duration;
 
 const HOST: &str = "global.example.com";
@@ -79,6 +82,8 @@ fn config() -> String {
 struct Fleet {
     files: Vec<(String, String)>,
     redis_url: String,
+    /// The proxies' environment.
+    env: Vec<(String, String)>,
 }
 
 impl Fleet {
@@ -91,6 +96,7 @@ impl Fleet {
                 ("config.yaml".into(), config()),
             ],
             redis_url: redis.url(),
+            env: Vec::new(),
         }
     }
 
@@ -103,7 +109,12 @@ impl Fleet {
             .iter()
             .map(|(n, t)| (n.as_str(), t.as_str()))
             .collect();
-        let proxy = Proxy::start_ready(
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let proxy = Proxy::start_with_env(
             &files,
             &[
                 "--port-offset",
@@ -111,8 +122,9 @@ impl Fleet {
                 "--rate-limit-redis",
                 &self.redis_url,
             ],
-        )
-        .await;
+            &env,
+        );
+        proxy.wait_ready().await;
         (proxy, format!("http://127.0.0.1:{port}"))
     }
 }
@@ -247,6 +259,105 @@ async fn without_redis_a_policy_fails_open_or_closed_as_it_says() {
             },
         )
         .await;
+}
+
+#[tokio::test]
+async fn a_lost_script_or_a_restarted_redis_costs_no_request() {
+    let mut redis = Redis::start().await;
+    let fleet = Fleet::new(&redis).await;
+    let (proxy, base) = fleet.replica().await;
+    // The closed policy answers 503 whenever a take is not counted.
+    let closed = || async { get(&base, "/closed", &[]).await };
+    assert_eq!(closed().await.status, 200);
+
+    // Redis forgets the script: the proxy loads it again and runs the take.
+    assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]).trim(), "OK");
+    let reply = closed().await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // Redis restarts between two requests: the pooled connection is closed, and the take
+    // runs on a new one.
+    redis.restart().await;
+    let reply = closed().await;
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), proxy.log());
+    assert_eq!(
+        proxy
+            .metric(r#"gantry_rate_limit_uncounted_total{policy="default/closed",rule="closed",outcome="refused"}"#)
+            .await,
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_redis_slower_than_the_timeout_fails_the_take_and_the_next_is_counted() {
+    let redis = Redis::start().await;
+    let fleet = Fleet::new(&redis).await;
+    let (proxy, base) = fleet.replica().await;
+    // A pooled connection, whose timer is reused by the next take.
+    assert_eq!(get(&base, "/closed", &[]).await.status, 200);
+    // Redis runs no command of any client for 1.5 s (the take's timeout is 250 ms).
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "1500", "ALL"]).trim(), "OK");
+    let reply = get(&base, "/closed", &[]).await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(
+        reply.text().contains("did not answer within 250ms"),
+        "{}",
+        reply.text()
+    );
+    assert_eq!(redis.cli(&["CLIENT", "UNPAUSE"]).trim(), "OK");
+    proxy
+        .eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || async {
+                match get(&base, "/closed", &[]).await.status.as_u16() {
+                    200 => Ok(()),
+                    other => Err(format!("still {other}")),
+                }
+            },
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_redis_with_tls_a_password_and_a_database_counts_the_fleet() {
+    let ca = Ca::new("Redis test CA");
+    let password = "s3cret/!";
+    let redis = Redis::start_with(Options {
+        password: Some(password.to_owned()),
+        tls: Some(ca.server(&["localhost"])),
+    })
+    .await;
+    let trust = TempDir::new("gantry-redis-ca");
+    let ca_file = trust.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.cert_pem).expect("writing ca.pem");
+    let mut fleet = Fleet::new(&redis).await;
+    let tls_port = redis.tls_port.expect("TLS port");
+    // The password percent-encoded, as in any URL; database 2.
+    fleet.redis_url = format!("rediss://:s3cret%2F%21@localhost:{tls_port}/2");
+    // The system trust store, here made of the test CA alone.
+    fleet.env = vec![("SSL_CERT_FILE".into(), ca_file.display().to_string())];
+    let (a_proxy, a) = fleet.replica().await;
+    let (b_proxy, b) = fleet.replica().await;
+    let mut passed = 0;
+    for i in 0..16 {
+        let base = if i % 2 == 0 { &a } else { &b };
+        match get(base, "/fleet", &[]).await.status.as_u16() {
+            200 => passed += 1,
+            429 => {}
+            other => panic!("unexpected status {other}\n{}", a_proxy.log()),
+        }
+    }
+    assert!((10..=11).contains(&passed), "{passed} passed");
+    assert!(
+        redis
+            .cli(&["-n", "2", "KEYS", "gantry:rl:*"])
+            .contains("gantry:rl:")
+    );
+    assert_eq!(redis.cli(&["-n", "0", "KEYS", "*"]).trim(), "");
+    for proxy in [&a_proxy, &b_proxy] {
+        assert!(!proxy.log().contains("s3cret"), "{}", proxy.log());
+    }
 }
 
 /// The `gantry.dev/Degraded` condition of RateLimitPolicy `default/{policy}` (`Err` while it

@@ -11,6 +11,8 @@
 
 pub mod buckets;
 pub mod global;
+mod redis_client;
+mod resp;
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
