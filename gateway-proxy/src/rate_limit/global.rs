@@ -201,11 +201,15 @@ impl GlobalBuckets {
                 match reply {
                     // Closed while idle (Redis restarted, or dropped an idle client) before
                     // the script ran: it runs once on a new connection.
-                    Err(CallError::Closed) => self.eval_new(deadline, &key, &args).await?,
+                    Err(CallError::Closed) => {
+                        Box::pin(self.eval_new(deadline, &key, &args)).await?
+                    }
                     reply => (pooled, reply?),
                 }
             }
-            None => self.eval_new(deadline, &key, &args).await?,
+            // Boxed: connecting (TLS included) is a large future, and a rare one; inline, it
+            // would be copied with every take's.
+            None => Box::pin(self.eval_new(deadline, &key, &args)).await?,
         };
         // A whole reply was read: the connection is ready for the next take.
         self.idle.lock().push(pooled);
