@@ -3,12 +3,12 @@
 //! arrival time, decides and writes it atomically, with Redis's own clock, so replicas whose
 //! clocks differ still agree; the key expires once the bucket is full again.
 //!
-//! Each take in flight has a connection of its own ([`redis_client`](super::redis_client)),
-//! taken from a pool of idle ones or opened, and written and read on the request's own task.
-//! Redis unreachable or slower than [`TIMEOUT`]: the take fails and the policy's
-//! `failClosed` decides (through the pipeline). After a failed connection attempt the next one
-//! waits [`RECONNECT_EVERY`]; a pooled connection found closed (Redis restarted) is replaced at
-//! once, and the take runs on the new one, since the script never ran on the old.
+//! Every take of a replica goes through one pipelined connection ([`redis_mux`](super::redis_mux),
+//! opened by [`redis_client`](super::redis_client) on first use). Redis unreachable or slower
+//! than [`TIMEOUT`]: the take fails and the policy's `failClosed` decides (through the
+//! pipeline). After a failed connection attempt the next one waits [`RECONNECT_EVERY`]; a
+//! connection found closed (Redis restarted) is replaced at once and the take sent again on
+//! the new one, and should Redis have lost the script (`SCRIPT FLUSH`) the take sends it whole.
 //!
 //! Whether Redis answers is published ([`GlobalBuckets::health`]) for the control loop, which
 //! puts a condition on the status of every policy with global rules while it does not. The
@@ -21,23 +21,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-use std::pin::Pin;
-
-use tokio::sync::{Semaphore, watch};
-use tokio::time::{Instant as Deadline, Sleep};
+use arc_swap::ArcSwapOption;
+use tokio::sync::watch;
+use tokio::time::Instant as Deadline;
 
 use super::buckets::{Rate, Taken};
 use super::redis_client::{Address, CallError, Connection};
-use super::resp::Reply;
+use super::redis_mux::Mux;
+use super::resp::{Command, Reply};
 
 /// The longest a take waits for Redis.
 pub const TIMEOUT: Duration = Duration::from_millis(250);
 /// How often a lost Redis is tried again.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
-/// At most this many connections per replica: one per take in flight. A take beyond them
-/// waits (within [`TIMEOUT`]) for one to be free.
-const MAX_CONNECTIONS: usize = 64;
 
 /// GCRA in microseconds, on Redis's clock. KEYS[1]: the bucket; ARGV: emission interval,
 /// tolerance (the unit), cost. Returns {allowed, remaining, wait in microseconds}.
@@ -71,23 +67,14 @@ pub enum GlobalError {
 /// The Redis every replica shares.
 pub struct GlobalBuckets {
     address: Address,
-    /// Connections no take is using, logged in and with the script loaded.
-    idle: Mutex<Vec<Pooled>>,
-    /// One per connection, idle or in use.
-    permits: Semaphore,
+    /// The connection, once open, and `EVALSHA <sha> 1`: what every take's command starts with.
+    connection: ArcSwapOption<(Mux, Vec<u8>)>,
+    /// Held while a connection is opened, so concurrent takes open one.
+    connecting: tokio::sync::Mutex<()>,
     origin: Instant,
     /// Milliseconds since `origin` before which no new connection is tried.
     retry_after_ms: AtomicU64,
     health: Arc<Health>,
-}
-
-/// A connection and the timer of the take using it. The timer stays with the connection:
-/// moving a registered timer to a later deadline is one atomic store, where a timer per take
-/// locks the timer wheel to register it and again to cancel it (`gantry-bench
-/// --instructions-only`, "global rate limit").
-struct Pooled {
-    connection: Connection,
-    deadline: Pin<Box<Sleep>>,
 }
 
 /// Whether Redis answers, for the control loop.
@@ -111,8 +98,8 @@ impl GlobalBuckets {
     pub fn new(url: &str) -> Result<Self, String> {
         Ok(Self {
             address: Address::parse(url)?,
-            idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(MAX_CONNECTIONS),
+            connection: ArcSwapOption::empty(),
+            connecting: tokio::sync::Mutex::new(()),
             origin: Instant::now(),
             retry_after_ms: AtomicU64::new(0),
             health: Arc::new(Health {
@@ -179,40 +166,29 @@ impl GlobalBuckets {
         let unit = u64::try_from(rate.unit.as_micros()).unwrap_or(u64::MAX);
         let emission = (unit / u64::from(rate.requests.max(1))).max(1);
         let args = [emission, unit, u64::from(cost)];
-        let key = [&b"gantry:rl:"[..], key.as_bytes()];
-        let _permit = match self.permits.try_acquire() {
-            Ok(permit) => permit,
-            Err(_) => tokio::time::timeout_at(deadline, self.permits.acquire())
-                .await
-                .map_err(|_| GlobalError::Timeout)?
-                .map_err(|_| GlobalError::Backoff)?,
-        };
-        let idle = self.idle.lock().pop();
-        let (pooled, reply) = match idle {
-            Some(mut pooled) => {
-                pooled.deadline.as_mut().reset(deadline);
-                let eval = pooled.connection.eval(TAKE, &key, &args);
-                let reply = tokio::select! {
-                    biased;
-                    reply = eval => reply,
-                    // The connection is dropped: its reply may still come.
-                    () = &mut pooled.deadline => return Err(GlobalError::Timeout),
-                };
-                match reply {
-                    // Closed while idle (Redis restarted, or dropped an idle client) before
-                    // the script ran: it runs once on a new connection.
-                    Err(CallError::Closed) => {
-                        Box::pin(self.eval_new(deadline, &key, &args)).await?
+        let key = key.as_bytes();
+        let mut reply = match self.send(deadline, key, &args).await {
+            // Closed (Redis restarted, or dropped the connection) before the reply: the take
+            // is sent again on a new connection.
+            Err(GlobalError::Redis(CallError::Closed)) => self.send(deadline, key, &args).await,
+            reply => reply,
+        }?;
+        if matches!(&reply, Reply::Error(message) if message.starts_with("NOSCRIPT")) {
+            // Redis lost the script (SCRIPT FLUSH): EVAL sends it whole, and Redis keeps it.
+            let (mux, _) = &*self.connection(deadline).await?;
+            reply = mux
+                .send(deadline, |out| {
+                    let mut command = Command::new(out, 4 + args.len())
+                        .arg(b"EVAL")
+                        .arg(TAKE.as_bytes())
+                        .arg(b"1")
+                        .parts(&[KEY_PREFIX, key]);
+                    for &arg in &args {
+                        command = command.int(arg);
                     }
-                    reply => (pooled, reply?),
-                }
-            }
-            // Boxed: connecting (TLS included) is a large future, and a rare one; inline, it
-            // would be copied with every take's.
-            None => Box::pin(self.eval_new(deadline, &key, &args)).await?,
-        };
-        // A whole reply was read: the connection is ready for the next take.
-        self.idle.lock().push(pooled);
+                })
+                .await?;
+        }
         match reply {
             Reply::Array(values) => match values[..] {
                 [
@@ -234,26 +210,59 @@ impl GlobalBuckets {
         }
     }
 
-    /// Runs the script on a new connection, by `deadline`.
-    async fn eval_new(
+    /// Sends one `EVALSHA` of the script and waits for its reply.
+    async fn send(
         &self,
         deadline: Deadline,
-        key: &[&[u8]],
+        key: &[u8],
         args: &[u64],
-    ) -> Result<(Pooled, Reply), GlobalError> {
-        let attempt = async {
-            let mut connection = self.connect().await?;
-            let reply = connection.eval(TAKE, key, args).await?;
-            Ok::<_, GlobalError>((connection, reply))
-        };
-        let (connection, reply) = tokio::time::timeout_at(deadline, attempt)
+    ) -> Result<Reply, GlobalError> {
+        let connection = self.connection(deadline).await?;
+        let (mux, evalsha) = &*connection;
+        let answer = mux.send(deadline, |out| {
+            out.extend_from_slice(evalsha);
+            let mut command = Command::append(out).parts(&[KEY_PREFIX, key]);
+            for &arg in args {
+                command = command.int(arg);
+            }
+        });
+        Ok(answer.await?)
+    }
+
+    /// The open connection, or a new one.
+    async fn connection(&self, deadline: Deadline) -> Result<Arc<(Mux, Vec<u8>)>, GlobalError> {
+        if let Some(connection) = &*self.connection.load()
+            && !connection.0.failed()
+        {
+            return Ok(connection.clone());
+        }
+        // Boxed: connecting (TLS included) is a large future, and a rare one; inline, it would
+        // be copied with every take's.
+        Box::pin(self.reconnect(deadline)).await
+    }
+
+    async fn reconnect(&self, deadline: Deadline) -> Result<Arc<(Mux, Vec<u8>)>, GlobalError> {
+        let _one = tokio::time::timeout_at(deadline, self.connecting.lock())
             .await
-            .map_err(|_| GlobalError::Timeout)??;
-        let pooled = Pooled {
-            connection,
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
-        };
-        Ok((pooled, reply))
+            .map_err(|_| GlobalError::Timeout)?;
+        // Another take may have opened it meanwhile.
+        if let Some(connection) = &*self.connection.load()
+            && !connection.0.failed()
+        {
+            return Ok(connection.clone());
+        }
+        let (stream, sha) = tokio::time::timeout_at(deadline, self.connect())
+            .await
+            .map_err(|_| GlobalError::Timeout)??
+            .into_stream();
+        let mut evalsha = Vec::new();
+        Command::new(&mut evalsha, 7)
+            .arg(b"EVALSHA")
+            .arg(&sha)
+            .arg(b"1");
+        let connection = Arc::new((Mux::start(stream, TIMEOUT), evalsha));
+        self.connection.store(Some(connection.clone()));
+        Ok(connection)
     }
 
     /// Connects (once per [`RECONNECT_EVERY`] at most after a failure).
@@ -271,6 +280,9 @@ impl GlobalBuckets {
             })
     }
 }
+
+/// Every bucket's key in Redis starts with this.
+const KEY_PREFIX: &[u8] = b"gantry:rl:";
 
 fn unexpected(reply: Reply) -> GlobalError {
     GlobalError::Redis(CallError::Unexpected {

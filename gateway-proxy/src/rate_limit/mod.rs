@@ -12,6 +12,7 @@
 pub mod buckets;
 pub mod global;
 mod redis_client;
+mod redis_mux;
 mod resp;
 
 use std::fmt::Write as _;

@@ -1,14 +1,17 @@
-//! A Redis connection for global rate limits: the address from `--rate-limit-redis`, the
-//! handshake (TLS for `rediss://`, `AUTH`, `SELECT`, `SCRIPT LOAD`) and one script call at a
-//! time over [`resp`](super::resp). [`super::global`] keeps a pool of them, one per take in
-//! flight, so a take writes and reads on its own task with no hand-off to a connection task.
+//! A Redis connection for global rate limits: the address from `--rate-limit-redis` and the
+//! handshake (TLS for `rediss://`, `AUTH`, `SELECT`, `SCRIPT LOAD`, and `PING` for the health
+//! probe), one command at a time over [`resp`](super::resp). The takes then share it through
+//! [`super::redis_mux`].
 
 use std::io;
 use std::sync::Arc;
 
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -118,10 +121,12 @@ fn client_config() -> Result<Arc<ClientConfig>, String> {
 pub enum CallError {
     #[error("cannot connect to {address}: {error}")]
     Connect { address: String, error: io::Error },
-    /// The connection closed before any byte of the reply: on a reused connection the
-    /// command was not run (Redis restarted, or closed an idle client).
+    /// The connection closed before the reply.
     #[error("Redis closed the connection")]
     Closed,
+    /// No reply within the take's time; the connection is closed.
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     #[error("{0}")]
     Io(#[from] io::Error),
     #[error(transparent)]
@@ -136,21 +141,47 @@ pub enum CallError {
     Unexpected { command: &'static str, reply: Reply },
 }
 
-enum Stream {
+/// The connection's byte stream.
+pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// One open connection, logged in, with the script loaded.
+impl Stream {
+    pub fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self {
+            Self::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+
+    pub fn poll_write(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        match self {
+            Self::Plain(tcp) => Pin::new(tcp).poll_write(cx, bytes),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, bytes),
+        }
+    }
+
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::Plain(_) => Poll::Ready(Ok(())),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+}
+
+/// An open connection, logged in, with the script loaded; one command at a time until
+/// [`Connection::into_stream`] hands it to the pipeline ([`super::redis_mux`]).
 pub struct Connection {
     stream: Stream,
     /// The command being sent.
     out: Vec<u8>,
     /// What has been read and not yet parsed.
     input: Vec<u8>,
-    /// `EVALSHA <sha> 1` with the array's length for `args` arguments (the part of a script
-    /// call that is the same every time), and that number of arguments.
-    eval_prefix: (usize, Vec<u8>),
     /// SHA-1 (hex) of the script, as `SCRIPT LOAD` answered.
     sha: Vec<u8>,
 }
@@ -165,7 +196,7 @@ impl Connection {
         let tcp = TcpStream::connect((address.host.as_str(), address.port))
             .await
             .map_err(connect_error)?;
-        // One write per command, and the reply is awaited: Nagle would only add delay.
+        // Commands are written as they come: Nagle would only add delay.
         tcp.set_nodelay(true).map_err(connect_error)?;
         let stream = match &address.tls {
             None => Stream::Plain(tcp),
@@ -180,7 +211,6 @@ impl Connection {
             stream,
             out: Vec::with_capacity(256),
             input: Vec::with_capacity(256),
-            eval_prefix: (0, Vec::new()),
             sha: Vec::new(),
         };
         if let Some(password) = &address.password {
@@ -199,7 +229,14 @@ impl Connection {
                 .int(u64::from(address.db));
             connection.expect_ok("SELECT").await?;
         }
-        connection.load(script).await?;
+        Command::new(&mut connection.out, 3)
+            .arg(b"SCRIPT")
+            .arg(b"LOAD")
+            .arg(script.as_bytes());
+        match connection.round_trip().await? {
+            Reply::Bulk(Some(sha)) => connection.sha = sha,
+            reply => return Err(unexpected("SCRIPT LOAD", reply)),
+        }
         Ok(connection)
     }
 
@@ -207,22 +244,6 @@ impl Connection {
         match self.round_trip().await? {
             Reply::Simple(ok) if ok == "OK" => Ok(()),
             reply => Err(unexpected(command, reply)),
-        }
-    }
-
-    /// `SCRIPT LOAD`: Redis keeps the script until it restarts (or `SCRIPT FLUSH`).
-    async fn load(&mut self, script: &str) -> Result<(), CallError> {
-        Command::new(&mut self.out, 3)
-            .arg(b"SCRIPT")
-            .arg(b"LOAD")
-            .arg(script.as_bytes());
-        match self.round_trip().await? {
-            Reply::Bulk(Some(sha)) => {
-                self.sha = sha;
-                self.eval_prefix.1.clear();
-                Ok(())
-            }
-            reply => Err(unexpected("SCRIPT LOAD", reply)),
         }
     }
 
@@ -235,41 +256,9 @@ impl Connection {
         }
     }
 
-    /// Runs the loaded script with one key (written as `key_parts` one after the other) and
-    /// `args`. Should Redis have lost the script (`SCRIPT FLUSH`), it is loaded again from
-    /// `script` and run once more.
-    pub async fn eval(
-        &mut self,
-        script: &str,
-        key_parts: &[&[u8]],
-        args: &[u64],
-    ) -> Result<Reply, CallError> {
-        self.encode_eval(key_parts, args);
-        match self.round_trip().await? {
-            Reply::Error(message) if message.starts_with("NOSCRIPT") => {
-                self.load(script).await?;
-                self.encode_eval(key_parts, args);
-                self.round_trip().await
-            }
-            reply => Ok(reply),
-        }
-    }
-
-    fn encode_eval(&mut self, key_parts: &[&[u8]], args: &[u64]) {
-        let (count, prefix) = &mut self.eval_prefix;
-        if *count != args.len() || prefix.is_empty() {
-            Command::new(prefix, 4 + args.len())
-                .arg(b"EVALSHA")
-                .arg(&self.sha)
-                .arg(b"1");
-            *count = args.len();
-        }
-        self.out.clear();
-        self.out.extend_from_slice(prefix);
-        let mut command = Command::append(&mut self.out).parts(key_parts);
-        for &arg in args {
-            command = command.int(arg);
-        }
+    /// The stream, and the script's SHA-1 (hex).
+    pub fn into_stream(self) -> (Stream, Vec<u8>) {
+        (self.stream, self.sha)
     }
 
     /// Sends the command in `out` and reads one reply.
@@ -282,7 +271,8 @@ impl Connection {
                 Err(error) => Err(error),
             },
         };
-        sent.map_err(closed_or_io)?;
+        self.out.clear();
+        sent?;
         loop {
             if let Some((reply, _)) = resp::parse(&self.input)? {
                 return Ok(reply);
@@ -291,40 +281,19 @@ impl Connection {
                 Stream::Plain(tcp) => tcp.read_buf(&mut self.input).await,
                 Stream::Tls(tls) => tls.read_buf(&mut self.input).await,
             };
-            match read {
-                Ok(0) if self.input.is_empty() => return Err(CallError::Closed),
-                Ok(0) => {
-                    return Err(CallError::Io(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "Redis closed the connection within a reply",
-                    )));
-                }
-                Ok(_) => {}
-                Err(error) if self.input.is_empty() => return Err(closed_or_io(error)),
-                Err(error) => return Err(CallError::Io(error)),
+            if read? == 0 {
+                return Err(CallError::Closed);
             }
         }
     }
 }
 
-/// A reset or broken pipe before any reply is a closed connection.
-fn closed_or_io(error: io::Error) -> CallError {
-    match error.kind() {
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::BrokenPipe
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::UnexpectedEof => CallError::Closed,
-        _ => CallError::Io(error),
-    }
-}
-
-fn unexpected(command: &'static str, reply: Reply) -> CallError {
+pub fn unexpected(command: &'static str, reply: Reply) -> CallError {
     match reply {
         Reply::Error(message) => CallError::Refused { command, message },
         reply => CallError::Unexpected { command, reply },
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ pub enum Reply {
 }
 
 /// The server sent something that is not RESP2 (or nested deeper than a flat array).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("Redis sent a malformed reply ({0})")]
 pub struct Malformed(pub &'static str);
 
@@ -30,10 +30,9 @@ pub struct Command<'b> {
 }
 
 impl<'b> Command<'b> {
-    /// Starts a command of `arguments` parts (the command's name counts as one) in `out`,
-    /// which is cleared first.
+    /// Starts a command of `arguments` parts (the command's name counts as one) at the end of
+    /// `out` (after the commands before it, in a pipeline).
     pub fn new(out: &'b mut Vec<u8>, arguments: usize) -> Self {
-        out.clear();
         out.push(b'*');
         out.extend_from_slice(itoa::Buffer::new().format(arguments).as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -183,7 +182,7 @@ mod tests {
 
     #[test]
     fn a_command_is_an_array_of_bulk_strings() {
-        let mut out = b"left over".to_vec();
+        let mut out = b"+".to_vec();
         Command::new(&mut out, 4)
             .arg(b"EVALSHA")
             .parts(&[b"gantry:rl:", b"k\r\n"])
@@ -191,7 +190,7 @@ mod tests {
             .int(1_000_000);
         assert_eq!(
             out,
-            b"*4\r\n$7\r\nEVALSHA\r\n$13\r\ngantry:rl:k\r\n\r\n$1\r\n0\r\n$7\r\n1000000\r\n"
+            b"+*4\r\n$7\r\nEVALSHA\r\n$13\r\ngantry:rl:k\r\n\r\n$1\r\n0\r\n$7\r\n1000000\r\n"
         );
     }
 

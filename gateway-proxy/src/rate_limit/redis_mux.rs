@@ -1,0 +1,321 @@
+//! One Redis connection shared by every take of a replica, pipelined. A take appends its
+//! command to the shared buffer and waits on a slot of its own; one driver task per connection
+//! writes whatever has accumulated in one write, reads whatever replies have arrived in one
+//! read, and fills the slots in order (Redis answers a connection's commands in the order it
+//! received them). Under load, many takes share each system call, on this side and on Redis's.
+//!
+//! Timeouts: a command not answered by its deadline means the connection is stuck (every
+//! later reply waits behind it), so the driver fails every waiting take and the connection
+//! closes; the next take opens another. The driver keeps one timer, for the oldest command,
+//! moved forward as replies come: that is an atomic store, where a timer per take would lock
+//! the timer wheel twice (`gantry-bench --instructions-only`, "global rate limit").
+//!
+//! Hand-written because it is on the request path of every global rule: the `redis` crate's
+//! multiplexed connection and parser cost about 22,000 instructions per take.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::task::AtomicWaker;
+use parking_lot::Mutex;
+use tokio::io::ReadBuf;
+use tokio::time::{Instant, Sleep};
+
+use super::redis_client::{CallError, Stream};
+use super::resp::{self, Reply};
+
+/// A handle on the connection; clones share it.
+#[derive(Clone)]
+pub struct Mux {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// The driver's waker: a take that appends a command wakes it.
+    driver: AtomicWaker,
+    /// Set once the connection has failed: no command is taken any more.
+    failed: AtomicBool,
+    /// How long a take may wait, for the timeout's message.
+    timeout: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    /// Commands the driver has not taken yet.
+    out: Vec<u8>,
+    /// One per command taken or to take, in order.
+    waiting: VecDeque<Waiter>,
+    /// Why the connection failed.
+    failure: Option<Failure>,
+}
+
+struct Waiter {
+    slot: Arc<Slot>,
+    deadline: Instant,
+}
+
+#[derive(Default)]
+struct Slot {
+    reply: Mutex<Option<Result<Reply, CallError>>>,
+    waker: AtomicWaker,
+}
+
+impl Slot {
+    fn fill(&self, reply: Result<Reply, CallError>) {
+        *self.reply.lock() = Some(reply);
+        self.waker.wake();
+    }
+}
+
+/// Why a connection failed, for every take it fails (an `io::Error` cannot be cloned).
+#[derive(Clone, Debug)]
+enum Failure {
+    Closed,
+    Timeout(Duration),
+    Io(io::ErrorKind, String),
+    Malformed(resp::Malformed),
+}
+
+impl Failure {
+    fn error(&self) -> CallError {
+        match self {
+            Self::Closed => CallError::Closed,
+            Self::Timeout(after) => CallError::Timeout(*after),
+            Self::Io(kind, message) => CallError::Io(io::Error::new(*kind, message.clone())),
+            Self::Malformed(malformed) => CallError::Malformed(malformed.clone()),
+        }
+    }
+}
+
+impl Mux {
+    /// Starts the driver of `stream` (on the current runtime).
+    pub fn start(stream: Stream, timeout: Duration) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            driver: AtomicWaker::new(),
+            failed: AtomicBool::new(false),
+            timeout,
+        });
+        let mut driver = Driver {
+            shared: shared.clone(),
+            stream,
+            writing: Vec::with_capacity(1024),
+            written: 0,
+            input: Vec::with_capacity(1024),
+            parsed: 0,
+            replies: Vec::new(),
+            timer: Box::pin(tokio::time::sleep(timeout)),
+            timer_at: None,
+        };
+        tokio::spawn(async move {
+            let failure = std::future::poll_fn(|cx| driver.poll(cx)).await;
+            driver.fail(failure);
+        });
+        Self { shared }
+    }
+
+    /// Whether the connection has failed (a new one is needed).
+    pub fn failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
+    }
+
+    /// Sends the command `encode` appends to the pipeline, to be answered by `deadline`.
+    pub fn send(&self, deadline: Instant, encode: impl FnOnce(&mut Vec<u8>)) -> Answer {
+        let slot = Arc::new(Slot::default());
+        {
+            let mut state = self.shared.state.lock();
+            if let Some(failure) = &state.failure {
+                slot.fill(Err(failure.error()));
+                return Answer(slot);
+            }
+            encode(&mut state.out);
+            state.waiting.push_back(Waiter {
+                slot: slot.clone(),
+                deadline,
+            });
+        }
+        self.shared.driver.wake();
+        Answer(slot)
+    }
+}
+
+/// The reply to one command.
+pub struct Answer(Arc<Slot>);
+
+impl Future for Answer {
+    type Output = Result<Reply, CallError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.waker.register(cx.waker());
+        match self.0.reply.lock().take() {
+            Some(reply) => Poll::Ready(reply),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Rounds of writing and reading before the driver yields to other tasks.
+const ROUNDS: usize = 16;
+
+struct Driver {
+    shared: Arc<Shared>,
+    stream: Stream,
+    /// Commands being written, and how much of them is.
+    writing: Vec<u8>,
+    written: usize,
+    /// Bytes read, and how many of them are parsed.
+    input: Vec<u8>,
+    parsed: usize,
+    /// Replies parsed and not yet handed to their takes.
+    replies: Vec<Reply>,
+    /// Fires at the oldest waiting command's deadline.
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<Instant>,
+}
+
+impl Driver {
+    /// Runs until the connection fails, and says why.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Failure> {
+        self.shared.driver.register(cx.waker());
+        for _ in 0..ROUNDS {
+            let mut progress = false;
+            if self.written == self.writing.len() {
+                self.writing.clear();
+                self.written = 0;
+                std::mem::swap(&mut self.shared.state.lock().out, &mut self.writing);
+            }
+            while self.written < self.writing.len() {
+                match self.stream.poll_write(cx, &self.writing[self.written..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Failure::Closed),
+                    Poll::Ready(Ok(n)) => {
+                        self.written += n;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(error)) => return Poll::Ready(io_failure(&error)),
+                    Poll::Pending => break,
+                }
+            }
+            if self.written == self.writing.len()
+                && let Poll::Ready(Err(error)) = self.stream.poll_flush(cx)
+            {
+                return Poll::Ready(io_failure(&error));
+            }
+            match self.read(cx) {
+                Poll::Ready(Ok(true)) => progress = true,
+                Poll::Ready(Ok(false)) | Poll::Pending => {}
+                Poll::Ready(Err(failure)) => return Poll::Ready(failure),
+            }
+            if let Some(failure) = self.hand_out() {
+                return Poll::Ready(failure);
+            }
+            if let Some(deadline) = self.oldest_deadline() {
+                if self.timer_at != Some(deadline) {
+                    self.timer.as_mut().reset(deadline);
+                    self.timer_at = Some(deadline);
+                }
+                if self.timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Failure::Timeout(self.shared.timeout));
+                }
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        // Busy: let the other tasks of this thread run, and come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Reads what has arrived and parses the whole replies in it: `Ok(true)` when something
+    /// was read.
+    fn read(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Failure>> {
+        let mut chunk = [0u8; 4096];
+        let mut buf = ReadBuf::new(&mut chunk);
+        match self.stream.poll_read(cx, &mut buf) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(io_failure(&error))),
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                return Poll::Ready(Err(Failure::Closed));
+            }
+            Poll::Ready(Ok(())) => self.input.extend_from_slice(buf.filled()),
+        }
+        loop {
+            match resp::parse(&self.input[self.parsed..]) {
+                Ok(Some((reply, used))) => {
+                    self.parsed += used;
+                    self.replies.push(reply);
+                }
+                Ok(None) => break,
+                Err(malformed) => return Poll::Ready(Err(Failure::Malformed(malformed))),
+            }
+        }
+        if self.parsed == self.input.len() {
+            self.input.clear();
+            self.parsed = 0;
+        }
+        Poll::Ready(Ok(true))
+    }
+
+    /// Gives each parsed reply to the oldest waiting take; a reply nobody waits for is an
+    /// error (Redis sends nothing unasked in RESP2).
+    fn hand_out(&mut self) -> Option<Failure> {
+        if self.replies.is_empty() {
+            return None;
+        }
+        let mut slots = Vec::with_capacity(self.replies.len());
+        {
+            let mut state = self.shared.state.lock();
+            for _ in 0..self.replies.len() {
+                match state.waiting.pop_front() {
+                    Some(waiter) => slots.push(waiter.slot),
+                    None => break,
+                }
+            }
+        }
+        let unasked = self.replies.len() > slots.len();
+        for (slot, reply) in slots.into_iter().zip(self.replies.drain(..)) {
+            slot.fill(Ok(reply));
+        }
+        unasked.then_some(Failure::Malformed(resp::Malformed("a reply to no command")))
+    }
+
+    fn oldest_deadline(&self) -> Option<Instant> {
+        self.shared
+            .state
+            .lock()
+            .waiting
+            .front()
+            .map(|waiter| waiter.deadline)
+    }
+
+    /// Marks the connection failed and fails every waiting take.
+    fn fail(&mut self, failure: Failure) {
+        self.shared.failed.store(true, Ordering::Release);
+        let waiting = {
+            let mut state = self.shared.state.lock();
+            state.failure = Some(failure.clone());
+            state.out.clear();
+            std::mem::take(&mut state.waiting)
+        };
+        for waiter in waiting {
+            waiter.slot.fill(Err(failure.error()));
+        }
+    }
+}
+
+fn io_failure(error: &io::Error) -> Failure {
+    match error.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::UnexpectedEof => Failure::Closed,
+        kind => Failure::Io(kind, error.to_string()),
+    }
+}
