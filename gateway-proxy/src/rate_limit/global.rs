@@ -217,15 +217,26 @@ impl GlobalBuckets {
         key: &[u8],
         args: &[u64],
     ) -> Result<Reply, GlobalError> {
-        let connection = self.connection(deadline).await?;
-        let (mux, evalsha) = &*connection;
-        let answer = mux.send(deadline, |out| {
+        let encode = |out: &mut Vec<u8>, evalsha: &[u8]| {
             out.extend_from_slice(evalsha);
             let mut command = Command::append(out).parts(&[KEY_PREFIX, key]);
             for &arg in args {
                 command = command.int(arg);
             }
-        });
+        };
+        let answer = match &*self.connection.load() {
+            Some(connection) if !connection.0.failed() => {
+                let (mux, evalsha) = &**connection;
+                mux.send(deadline, |out| encode(out, evalsha))
+            }
+            _ => {
+                // Boxed: connecting (TLS included) is a large future, and a rare one; inline,
+                // it would be copied with every take's.
+                let connection = Box::pin(self.reconnect(deadline)).await?;
+                let (mux, evalsha) = &*connection;
+                mux.send(deadline, |out| encode(out, evalsha))
+            }
+        };
         Ok(answer.await?)
     }
 
@@ -236,8 +247,6 @@ impl GlobalBuckets {
         {
             return Ok(connection.clone());
         }
-        // Boxed: connecting (TLS included) is a large future, and a rare one; inline, it would
-        // be copied with every take's.
         Box::pin(self.reconnect(deadline)).await
     }
 

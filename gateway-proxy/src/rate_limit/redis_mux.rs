@@ -108,9 +108,11 @@ impl Mux {
             stream,
             writing: Vec::with_capacity(1024),
             written: 0,
+            chunk: Box::new([0; 4096]),
             input: Vec::with_capacity(1024),
             parsed: 0,
             replies: Vec::new(),
+            slots: Vec::new(),
             timer: Box::pin(tokio::time::sleep(timeout)),
             timer_at: None,
         };
@@ -170,11 +172,14 @@ struct Driver {
     /// Commands being written, and how much of them is.
     writing: Vec<u8>,
     written: usize,
+    /// What each read fills (zeroed once, not per read).
+    chunk: Box<[u8; 4096]>,
     /// Bytes read, and how many of them are parsed.
     input: Vec<u8>,
     parsed: usize,
-    /// Replies parsed and not yet handed to their takes.
+    /// Replies parsed and not yet handed to their takes, and the takes they go to.
     replies: Vec<Reply>,
+    slots: Vec<Arc<Slot>>,
     /// Fires at the oldest waiting command's deadline.
     timer: Pin<Box<Sleep>>,
     timer_at: Option<Instant>,
@@ -212,10 +217,11 @@ impl Driver {
                 Poll::Ready(Ok(false)) | Poll::Pending => {}
                 Poll::Ready(Err(failure)) => return Poll::Ready(failure),
             }
-            if let Some(failure) = self.hand_out() {
-                return Poll::Ready(failure);
-            }
-            if let Some(deadline) = self.oldest_deadline() {
+            let oldest = match self.hand_out() {
+                Ok(oldest) => oldest,
+                Err(failure) => return Poll::Ready(failure),
+            };
+            if let Some(deadline) = oldest {
                 if self.timer_at != Some(deadline) {
                     self.timer.as_mut().reset(deadline);
                     self.timer_at = Some(deadline);
@@ -236,8 +242,7 @@ impl Driver {
     /// Reads what has arrived and parses the whole replies in it: `Ok(true)` when something
     /// was read.
     fn read(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Failure>> {
-        let mut chunk = [0u8; 4096];
-        let mut buf = ReadBuf::new(&mut chunk);
+        let mut buf = ReadBuf::new(&mut self.chunk[..]);
         match self.stream.poll_read(cx, &mut buf) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Err(error)) => return Poll::Ready(Err(io_failure(&error))),
@@ -263,36 +268,28 @@ impl Driver {
         Poll::Ready(Ok(true))
     }
 
-    /// Gives each parsed reply to the oldest waiting take; a reply nobody waits for is an
-    /// error (Redis sends nothing unasked in RESP2).
-    fn hand_out(&mut self) -> Option<Failure> {
-        if self.replies.is_empty() {
-            return None;
-        }
-        let mut slots = Vec::with_capacity(self.replies.len());
-        {
+    /// Gives each parsed reply to the oldest waiting take, and says when the oldest take
+    /// still waiting must be answered by. A reply nobody waits for is an error (Redis sends
+    /// nothing unasked in RESP2).
+    fn hand_out(&mut self) -> Result<Option<Instant>, Failure> {
+        let oldest = {
             let mut state = self.shared.state.lock();
             for _ in 0..self.replies.len() {
                 match state.waiting.pop_front() {
-                    Some(waiter) => slots.push(waiter.slot),
+                    Some(waiter) => self.slots.push(waiter.slot),
                     None => break,
                 }
             }
-        }
-        let unasked = self.replies.len() > slots.len();
-        for (slot, reply) in slots.into_iter().zip(self.replies.drain(..)) {
+            state.waiting.front().map(|waiter| waiter.deadline)
+        };
+        let unasked = self.replies.len() > self.slots.len();
+        for (slot, reply) in self.slots.drain(..).zip(self.replies.drain(..)) {
             slot.fill(Ok(reply));
         }
-        unasked.then_some(Failure::Malformed(resp::Malformed("a reply to no command")))
-    }
-
-    fn oldest_deadline(&self) -> Option<Instant> {
-        self.shared
-            .state
-            .lock()
-            .waiting
-            .front()
-            .map(|waiter| waiter.deadline)
+        if unasked {
+            return Err(Failure::Malformed(resp::Malformed("a reply to no command")));
+        }
+        Ok(oldest)
     }
 
     /// Marks the connection failed and fails every waiting take.
