@@ -165,7 +165,7 @@ impl GlobalBuckets {
         let deadline = Deadline::now() + TIMEOUT;
         let unit = u64::try_from(rate.unit.as_micros()).unwrap_or(u64::MAX);
         let emission = (unit / u64::from(rate.requests.max(1))).max(1);
-        let args = [emission, unit, u64::from(cost)];
+        let args: [u64; TAKE_ARGS] = [emission, unit, u64::from(cost)];
         let key = key.as_bytes();
         let mut reply = match self.send(deadline, key, &args).await {
             // Closed (Redis restarted, or dropped the connection) before the reply: the take
@@ -178,7 +178,7 @@ impl GlobalBuckets {
             let (mux, _) = &*self.connection(deadline).await?;
             reply = mux
                 .send(deadline, |out| {
-                    let mut command = Command::new(out, 4 + args.len())
+                    let mut command = Command::new(out, 4 + TAKE_ARGS)
                         .arg(b"EVAL")
                         .arg(TAKE.as_bytes())
                         .arg(b"1")
@@ -215,7 +215,7 @@ impl GlobalBuckets {
         &self,
         deadline: Deadline,
         key: &[u8],
-        args: &[u64],
+        args: &[u64; TAKE_ARGS],
     ) -> Result<Reply, GlobalError> {
         let encode = |out: &mut Vec<u8>, evalsha: &[u8]| {
             out.extend_from_slice(evalsha);
@@ -260,12 +260,9 @@ impl GlobalBuckets {
         {
             return Ok(connection.clone());
         }
-        let (stream, sha) = tokio::time::timeout_at(deadline, self.connect())
-            .await
-            .map_err(|_| GlobalError::Timeout)??
-            .into_stream();
+        let (stream, sha) = self.connect(deadline).await?.into_stream();
         let mut evalsha = Vec::new();
-        Command::new(&mut evalsha, 7)
+        Command::new(&mut evalsha, 4 + TAKE_ARGS)
             .arg(b"EVALSHA")
             .arg(&sha)
             .arg(b"1");
@@ -274,21 +271,27 @@ impl GlobalBuckets {
         Ok(connection)
     }
 
-    /// Connects (once per [`RECONNECT_EVERY`] at most after a failure).
-    async fn connect(&self) -> Result<Connection, GlobalError> {
+    /// Connects by `deadline` (once per [`RECONNECT_EVERY`] at most after a failure or a
+    /// timeout).
+    async fn connect(&self, deadline: Deadline) -> Result<Connection, GlobalError> {
         let now_ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
         if now_ms < self.retry_after_ms.load(Ordering::Relaxed) {
             return Err(GlobalError::Backoff);
         }
-        Connection::open(&self.address, TAKE)
-            .await
-            .map_err(|error| {
-                let next = now_ms + u64::try_from(RECONNECT_EVERY.as_millis()).unwrap_or(1000);
-                self.retry_after_ms.store(next, Ordering::Relaxed);
-                GlobalError::Redis(error)
-            })
+        let error =
+            match tokio::time::timeout_at(deadline, Connection::open(&self.address, TAKE)).await {
+                Ok(Ok(connection)) => return Ok(connection),
+                Ok(Err(error)) => GlobalError::Redis(error),
+                Err(_) => GlobalError::Timeout,
+            };
+        let next = now_ms + u64::try_from(RECONNECT_EVERY.as_millis()).unwrap_or(1000);
+        self.retry_after_ms.store(next, Ordering::Relaxed);
+        Err(error)
     }
 }
+
+/// The script's arguments: emission interval, tolerance, cost.
+const TAKE_ARGS: usize = 3;
 
 /// Every bucket's key in Redis starts with this.
 const KEY_PREFIX: &[u8] = b"gantry:rl:";

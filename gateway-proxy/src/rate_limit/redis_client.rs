@@ -288,7 +288,7 @@ impl Connection {
     }
 }
 
-pub fn unexpected(command: &'static str, reply: Reply) -> CallError {
+fn unexpected(command: &'static str, reply: Reply) -> CallError {
     match reply {
         Reply::Error(message) => CallError::Refused { command, message },
         reply => CallError::Unexpected { command, reply },
