@@ -247,18 +247,7 @@ async fn without_redis_a_policy_fails_open_or_closed_as_it_says() {
             )
             .await;
     }
-    proxy
-        .eventually(
-            Duration::from_secs(15),
-            Duration::from_millis(100),
-            || async {
-                match get(&base, "/closed", &[]).await.status.as_u16() {
-                    200 => Ok(()),
-                    other => Err(format!("still {other}")),
-                }
-            },
-        )
-        .await;
+    closed_serves_again(&proxy, &base).await;
 }
 
 #[tokio::test]
@@ -275,7 +264,7 @@ async fn a_lost_script_or_a_restarted_redis_costs_no_request() {
     let reply = closed().await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 
-    // Redis restarts between two requests: the pooled connection is closed, and the take
+    // Redis restarts between two requests: the proxy's connection is closed, and the take
     // runs on a new one.
     redis.restart().await;
     let reply = closed().await;
@@ -293,7 +282,7 @@ async fn a_redis_slower_than_the_timeout_fails_the_take_and_the_next_is_counted(
     let redis = Redis::start().await;
     let fleet = Fleet::new(&redis).await;
     let (proxy, base) = fleet.replica().await;
-    // A pooled connection, whose timer is reused by the next take.
+    // The connection is open.
     assert_eq!(get(&base, "/closed", &[]).await.status, 200);
     // Redis runs no command of any client for 1.5 s (the take's timeout is 250 ms).
     assert_eq!(redis.cli(&["CLIENT", "PAUSE", "1500", "ALL"]).trim(), "OK");
@@ -305,12 +294,17 @@ async fn a_redis_slower_than_the_timeout_fails_the_take_and_the_next_is_counted(
         reply.text()
     );
     assert_eq!(redis.cli(&["CLIENT", "UNPAUSE"]).trim(), "OK");
+    closed_serves_again(&proxy, &base).await;
+}
+
+/// Waits until the fail-closed route serves again (its take counted in Redis).
+async fn closed_serves_again(proxy: &Proxy, base: &str) {
     proxy
         .eventually(
-            Duration::from_secs(10),
+            Duration::from_secs(15),
             Duration::from_millis(50),
             || async {
-                match get(&base, "/closed", &[]).await.status.as_u16() {
+                match get(base, "/closed", &[]).await.status.as_u16() {
                     200 => Ok(()),
                     other => Err(format!("still {other}")),
                 }
