@@ -11,22 +11,36 @@ use super::wrk::LoadResult;
 /// One run of one case: what `wrk` saw and the proxy's CPU time during it.
 pub type Sample = (LoadResult, Duration);
 
-/// Loads `cases` cases `repeats` times each (at least once), interleaved: `load(i)` runs case
-/// `i` once. With `rotate`, each round starts at the next case, so no case always follows the
-/// same one. The samples come back per case, in case order.
+/// How a scenario's cases are loaded: a warm-up run of `warmup` per case first (skipped when
+/// zero, not measured), then `repeats` rounds (at least one) of a `duration` run per case.
+/// With `rotate`, each round starts at the next case, so no case always follows the same one.
+#[derive(Clone, Copy, Debug)]
+pub struct Runs {
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub repeats: usize,
+    pub rotate: bool,
+}
+
+/// Loads `cases` cases as `runs` says, interleaved: `load(i, duration)` runs case `i` once.
+/// The samples come back per case, in case order.
 pub fn rounds(
     proc: &mut Proc,
     cases: usize,
-    repeats: usize,
-    rotate: bool,
-    mut load: impl FnMut(usize) -> anyhow::Result<LoadResult>,
+    runs: Runs,
+    mut load: impl FnMut(usize, Duration) -> anyhow::Result<LoadResult>,
 ) -> anyhow::Result<Vec<Vec<Sample>>> {
+    if !runs.warmup.is_zero() {
+        for i in 0..cases {
+            load(i, runs.warmup)?;
+        }
+    }
     let mut samples: Vec<Vec<Sample>> = (0..cases).map(|_| Vec::new()).collect();
-    for round in 0..repeats.max(1) {
-        let start = if rotate { round } else { 0 };
+    for round in 0..runs.repeats.max(1) {
+        let start = if runs.rotate { round } else { 0 };
         for i in (0..cases).map(|i| (i + start) % cases) {
             let before = proc.cpu_time()?;
-            let result = load(i)?;
+            let result = load(i, runs.duration)?;
             let cpu = proc.cpu_time()?.saturating_sub(before);
             proc.check_alive()?;
             samples[i].push((result, cpu));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::backend::{self, Echo};
-use super::interleave::{self, summarise};
+use super::interleave::{self, Runs, summarise};
 use super::probe;
 use super::process::{Proc, free_port, scratch};
 use super::proxy::{self, Setup};
@@ -117,12 +117,13 @@ pub fn measure(
         .with_context(|| format!("gantry did not serve {host}"))?;
     }
     let url = format!("http://127.0.0.1:{port}{PATH}");
-    if !warmup.is_zero() {
-        for host in &hosts {
-            wrk::run(&url, host, connections, warmup, Counting::Summary)?;
-        }
-    }
-    let samples = interleave::rounds(&mut proc, hosts.len(), repeats, false, |i| {
+    let runs = Runs {
+        warmup,
+        duration,
+        repeats,
+        rotate: false,
+    };
+    let samples = interleave::rounds(&mut proc, hosts.len(), runs, |i, duration| {
         wrk::run(&url, &hosts[i], connections, duration, Counting::Summary)
     })?;
     for host in &hosts {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::interleave::{self, summarise};
+use super::interleave::{self, Runs, summarise};
 use super::probe;
 use super::process::{Proc, free_port, scratch};
 use super::proxy::{self, Setup};
@@ -114,25 +114,23 @@ pub fn measure(
         })
         .collect();
     let url = format!("http://127.0.0.1:{port}{PATH}");
-    let load = |host: &str, prelude: &str, duration| {
+    // Each round starts at the next case, so no case always follows the same one (the global
+    // case leaves Redis work behind it, for one).
+    let runs = Runs {
+        warmup,
+        duration,
+        repeats,
+        rotate: true,
+    };
+    let samples = interleave::rounds(&mut proc, CASES.len(), runs, |i, duration| {
         wrk::run_with(
             &url,
-            host,
+            CASES[i].1,
             connections,
             duration,
             Counting::Summary,
-            prelude,
+            &preludes[i],
         )
-    };
-    if !warmup.is_zero() {
-        for ((_, host), prelude) in CASES.iter().zip(&preludes) {
-            load(host, prelude, warmup)?;
-        }
-    }
-    // Each round starts at the next case, so no case always follows the same one (the global
-    // case leaves Redis work behind it, for one).
-    let samples = interleave::rounds(&mut proc, CASES.len(), repeats, true, |i| {
-        load(CASES[i].1, &preludes[i], duration)
     })?;
     drop(proc);
     drop(redis);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::interleave::{self, summarise};
+use super::interleave::{self, Runs, summarise};
 use super::probe;
 use super::process::{Proc, free_port, scratch};
 use super::proxy::{self, Setup};
@@ -84,13 +84,14 @@ pub fn measure(
         .with_context(|| format!("gantry did not serve {host}"))?;
     }
     let url = format!("http://127.0.0.1:{port}{PATH}");
-    if !warmup.is_zero() {
-        for host in [PLAIN_HOST, RETRY_HOST] {
-            wrk::run(&url, host, connections, warmup, Counting::Summary)?;
-        }
-    }
     let hosts = [PLAIN_HOST, RETRY_HOST];
-    let samples = interleave::rounds(&mut proc, hosts.len(), repeats, false, |i| {
+    let runs = Runs {
+        warmup,
+        duration,
+        repeats,
+        rotate: false,
+    };
+    let samples = interleave::rounds(&mut proc, hosts.len(), runs, |i, duration| {
         wrk::run(&url, hosts[i], connections, duration, Counting::Summary)
     })?;
     for host in [PLAIN_HOST, RETRY_HOST] {

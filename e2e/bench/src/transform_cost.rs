@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::backend::{self, Echo};
-use super::interleave::{self, summarise};
+use super::interleave::{self, Runs, summarise};
 use super::probe;
 use super::process::{Proc, free_port, scratch};
 use super::proxy::{self, Setup};
@@ -147,12 +147,13 @@ pub fn measure(
         (PLAIN_HOST, &post),
         (JSON_HOST, &post),
     ];
-    if !warmup.is_zero() {
-        for (host, prelude) in cases {
-            wrk::run_with(&url, host, connections, warmup, Counting::Summary, prelude)?;
-        }
-    }
-    let samples = interleave::rounds(&mut proc, cases.len(), repeats, false, |i| {
+    let runs = Runs {
+        warmup,
+        duration,
+        repeats,
+        rotate: false,
+    };
+    let samples = interleave::rounds(&mut proc, cases.len(), runs, |i, duration| {
         let (host, prelude) = cases[i];
         wrk::run_with(
             &url,

@@ -56,8 +56,6 @@ return {1, math.floor((now + tolerance - next) / emission), next - now}
 /// Why a global take did not decide.
 #[derive(Debug, thiserror::Error)]
 pub enum GlobalError {
-    #[error("Redis did not answer within {TIMEOUT:?}")]
-    Timeout,
     #[error(transparent)]
     Redis(#[from] CallError),
     #[error("Redis unreachable; trying again shortly")]
@@ -178,14 +176,11 @@ impl GlobalBuckets {
             let (mux, _) = &*self.connection(deadline).await?;
             reply = mux
                 .send(deadline, |out| {
-                    let mut command = Command::new(out, 4 + TAKE_ARGS)
+                    let command = Command::new(out, 4 + TAKE_ARGS)
                         .arg(b"EVAL")
                         .arg(TAKE.as_bytes())
-                        .arg(b"1")
-                        .parts(&[KEY_PREFIX, key]);
-                    for &arg in &args {
-                        command = command.int(arg);
-                    }
+                        .arg(b"1");
+                    key_and_args(command, key, &args);
                 })
                 .await?;
         }
@@ -219,10 +214,7 @@ impl GlobalBuckets {
     ) -> Result<Reply, GlobalError> {
         let encode = |out: &mut Vec<u8>, evalsha: &[u8]| {
             out.extend_from_slice(evalsha);
-            let mut command = Command::append(out).parts(&[KEY_PREFIX, key]);
-            for &arg in args {
-                command = command.int(arg);
-            }
+            key_and_args(Command::append(out), key, args);
         };
         let answer = match &*self.connection.load() {
             Some(connection) if !connection.0.failed() => {
@@ -253,7 +245,7 @@ impl GlobalBuckets {
     async fn reconnect(&self, deadline: Deadline) -> Result<Arc<(Mux, Vec<u8>)>, GlobalError> {
         let _one = tokio::time::timeout_at(deadline, self.connecting.lock())
             .await
-            .map_err(|_| GlobalError::Timeout)?;
+            .map_err(|_| GlobalError::Redis(CallError::Timeout(TIMEOUT)))?;
         // Another take may have opened it meanwhile.
         if let Some(connection) = &*self.connection.load()
             && !connection.0.failed()
@@ -282,7 +274,7 @@ impl GlobalBuckets {
             match tokio::time::timeout_at(deadline, Connection::open(&self.address, TAKE)).await {
                 Ok(Ok(connection)) => return Ok(connection),
                 Ok(Err(error)) => GlobalError::Redis(error),
-                Err(_) => GlobalError::Timeout,
+                Err(_) => GlobalError::Redis(CallError::Timeout(TIMEOUT)),
             };
         let next = now_ms + u64::try_from(RECONNECT_EVERY.as_millis()).unwrap_or(1000);
         self.retry_after_ms.store(next, Ordering::Relaxed);
@@ -295,6 +287,14 @@ const TAKE_ARGS: usize = 3;
 
 /// Every bucket's key in Redis starts with this.
 const KEY_PREFIX: &[u8] = b"gantry:rl:";
+
+/// The rest of a script call: the bucket's key, then the arguments.
+fn key_and_args(command: Command<'_>, key: &[u8], args: &[u64; TAKE_ARGS]) {
+    args.iter()
+        .fold(command.parts(&[KEY_PREFIX, key]), |command, &arg| {
+            command.int(arg)
+        });
+}
 
 fn unexpected(reply: Reply) -> GlobalError {
     GlobalError::Redis(CallError::Unexpected {
