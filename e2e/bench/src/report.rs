@@ -87,6 +87,13 @@ fn header(s: &mut String, r: &Results) {
             "- Only instructions per request were counted (callgrind): gantry-proxy ({build}, \
              `--no-access-log --log-level warn --worker-threads 1`), nginx and haproxy with one worker."
         );
+    } else if st.propagation_only {
+        let _ = writeln!(
+            s,
+            "- Only file mode's route propagation was measured: gantry-proxy ({build}, \
+             `--no-access-log --log-level warn --worker-threads {}`).",
+            m.cores
+        );
     } else if st.kube_only {
         let _ = writeln!(
             s,

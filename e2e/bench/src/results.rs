@@ -65,6 +65,8 @@ pub struct Settings {
     pub kube_propagation_samples: usize,
     /// Only the Kubernetes-mode propagation was measured.
     pub kube_only: bool,
+    /// Only file mode's route propagation was measured.
+    pub propagation_only: bool,
     /// Seconds per run of the retry-cost scenario (0: not run).
     pub retry_cost_seconds: u64,
     pub retry_cost_repeats: usize,

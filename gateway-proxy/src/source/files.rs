@@ -2,13 +2,16 @@
 //!
 //! Each change re-reads the directory and publishes either the complete set of objects or, when
 //! any file is invalid, a rejection naming every problem (the control loop keeps the last good
-//! configuration). Bursts of file events are coalesced before reading.
+//! configuration). Bursts of file events are coalesced before reading: the directory is read
+//! once no file is being written ([`Pending`]), so a file renamed into place or closed after
+//! writing is read at once, and one still open for writing is waited for.
 //!
 //! Only regular files are read (symlinks are followed, as ConfigMap volumes need, but must end
 //! at a regular file), each at most [`MAX_FILE_BYTES`] and all together at most
 //! [`MAX_TOTAL_BYTES`]; a FIFO, a device or a symlink loop is refused by name and never opened
 //! in a way that could block or read without end.
 
+use std::collections::HashSet;
 use std::collections::hash_map::DefaultHasher;
 use std::fs::File;
 use std::hash::{Hash, Hasher};
@@ -18,14 +21,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use super::SourceUpdate;
 use gantry_translate::store::load::ParseCache;
 
-/// How long the directory must be quiet before it is read, and the longest a burst can delay
-/// a read.
+/// While a file is being written: how long the directory must be quiet before it is read
+/// anyway (a writer that never closes the file, a symlink created in place), and the longest a
+/// burst can delay a read.
 const QUIET: Duration = Duration::from_millis(5);
 const MAX_DELAY: Duration = Duration::from_millis(100);
 
@@ -299,14 +304,15 @@ pub async fn run(
         dir: dir.clone(),
         source,
     })?;
-    let (events_tx, mut events) = mpsc::unbounded_channel::<()>();
+    let (events_tx, mut events) = mpsc::unbounded_channel::<Signal>();
+    let root = dir.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = match &event {
-            Ok(e) => !matches!(e.kind, EventKind::Access(_)),
-            Err(_) => true,
+        let signals = match &event {
+            Ok(e) => Signal::of(&root, e),
+            Err(_) => vec![Signal::Changed],
         };
-        if relevant {
-            let _ = events_tx.send(());
+        for signal in signals {
+            let _ = events_tx.send(signal);
         }
     })
     .map_err(|source| FileSourceError::Watch {
@@ -322,8 +328,8 @@ pub async fn run(
 
     let mut state = Some(PublishState::default());
     publish(&dir, &updates, &mut state).await;
-    while events.recv().await.is_some() {
-        coalesce(&mut events).await;
+    while let Some(first) = events.recv().await {
+        coalesce(first, &mut events).await;
         if updates.is_closed() {
             break;
         }
@@ -333,15 +339,101 @@ pub async fn run(
     Ok(())
 }
 
-/// Waits until no event arrived for [`QUIET`], or [`MAX_DELAY`] passed.
-async fn coalesce(events: &mut mpsc::UnboundedReceiver<()>) {
+/// What a file event says about when the directory may be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Signal {
+    /// A file is being written (created, or its data changed): wait for it to be closed.
+    Writing(PathBuf),
+    /// A file is complete (closed after writing) or gone (renamed away, removed).
+    Written(PathBuf),
+    /// Anything else that may change what is read (a rename into place, a directory, a
+    /// metadata change, an error of the watcher).
+    Changed,
+}
+
+impl Signal {
+    /// The signals of one watcher event. Reads (opening, closing unwritten) are ours or
+    /// harmless: none. Writes to hidden names (`.`-prefixed under `root`), which are never
+    /// read, are none either; their renames (a temporary file, ConfigMap's `..data`) are not.
+    fn of(root: &Path, event: &notify::Event) -> Vec<Self> {
+        let hidden = |path: &PathBuf| {
+            path.strip_prefix(root).is_ok_and(|relative| {
+                relative
+                    .components()
+                    .any(|c| c.as_os_str().as_encoded_bytes().starts_with(b"."))
+            })
+        };
+        let each = |make: fn(PathBuf) -> Self| -> Vec<Self> {
+            event
+                .paths
+                .iter()
+                .filter(|path| !hidden(path))
+                .map(|path| make(path.clone()))
+                .collect()
+        };
+        match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => each(Self::Written),
+            EventKind::Access(_) => Vec::new(),
+            EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => {
+                each(Self::Writing)
+            }
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)) | EventKind::Remove(_) => {
+                let mut signals: Vec<Self> =
+                    event.paths.iter().cloned().map(Self::Written).collect();
+                signals.push(Self::Changed);
+                signals
+            }
+            _ => vec![Self::Changed],
+        }
+    }
+}
+
+/// The files being written since the last read. The directory is read when none is left.
+#[derive(Debug, Default)]
+struct Pending {
+    writing: HashSet<PathBuf>,
+}
+
+impl Pending {
+    fn note(&mut self, signal: Signal) {
+        match signal {
+            Signal::Writing(path) => {
+                self.writing.insert(path);
+            }
+            Signal::Written(path) => {
+                self.writing.remove(&path);
+            }
+            Signal::Changed => {}
+        }
+    }
+
+    /// Nothing is being written: read now.
+    fn settled(&self) -> bool {
+        self.writing.is_empty()
+    }
+}
+
+/// Waits until no file is being written (every file written since `first` was closed, or
+/// renamed or removed), no event arrived for [`QUIET`], or [`MAX_DELAY`] passed. Events already
+/// queued are taken first, so a burst is read once.
+async fn coalesce(first: Signal, events: &mut mpsc::UnboundedReceiver<Signal>) {
     let deadline = tokio::time::Instant::now() + MAX_DELAY;
+    let mut pending = Pending::default();
+    pending.note(first);
     loop {
-        let quiet = tokio::time::sleep(QUIET);
+        while let Ok(signal) = events.try_recv() {
+            pending.note(signal);
+        }
+        if pending.settled() {
+            return;
+        }
         tokio::select! {
-            _ = quiet => return,
+            _ = tokio::time::sleep(QUIET) => return,
             _ = tokio::time::sleep_until(deadline) => return,
-            more = events.recv() => if more.is_none() { return },
+            more = events.recv() => match more {
+                Some(signal) => pending.note(signal),
+                None => return,
+            },
         }
     }
 }
@@ -510,5 +602,131 @@ mod tests {
             errors.iter().any(|e| e.contains("broken.yaml:1")),
             "{errors:#?}"
         );
+    }
+
+    fn event(kind: EventKind, paths: &[&str]) -> notify::Event {
+        paths.iter().fold(notify::Event::new(kind), |e, p| {
+            e.add_path(PathBuf::from(p))
+        })
+    }
+
+    /// Feeds the signals of `events` (as the inotify watcher reports them) to a fresh
+    /// [`Pending`], and says after each event whether the directory would be read.
+    fn settled_after_each(events: &[notify::Event]) -> Vec<bool> {
+        let root = Path::new("/config");
+        let mut pending = Pending::default();
+        let mut any = false;
+        events
+            .iter()
+            .map(|e| {
+                for signal in Signal::of(root, e) {
+                    any = true;
+                    pending.note(signal);
+                }
+                any && pending.settled()
+            })
+            .collect()
+    }
+
+    const WRITE: EventKind = EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any));
+    const CLOSE_WRITE: EventKind = EventKind::Access(AccessKind::Close(AccessMode::Write));
+
+    #[test]
+    fn a_file_written_in_place_is_read_once_it_is_closed() {
+        assert_eq!(
+            settled_after_each(&[
+                event(EventKind::Create(CreateKind::File), &["/config/a.yaml"]),
+                event(WRITE, &["/config/a.yaml"]),
+                event(WRITE, &["/config/a.yaml"]),
+                event(CLOSE_WRITE, &["/config/a.yaml"]),
+            ]),
+            [false, false, false, true]
+        );
+    }
+
+    #[test]
+    fn a_read_waits_for_every_file_being_written() {
+        assert_eq!(
+            settled_after_each(&[
+                event(WRITE, &["/config/a.yaml"]),
+                event(WRITE, &["/config/sub/b.yaml"]),
+                event(CLOSE_WRITE, &["/config/a.yaml"]),
+                event(
+                    EventKind::Remove(notify::event::RemoveKind::File),
+                    &["/config/sub/b.yaml"]
+                ),
+            ]),
+            [false, false, false, true]
+        );
+    }
+
+    #[test]
+    fn a_temporary_file_renamed_into_place_is_read_at_the_rename() {
+        // Writing the hidden temporary file says nothing (it is never read); its rename is
+        // the change.
+        let tmp = "/config/.new.yaml.tmp";
+        assert_eq!(
+            settled_after_each(&[
+                event(EventKind::Create(CreateKind::File), &[tmp]),
+                event(WRITE, &[tmp]),
+                event(CLOSE_WRITE, &[tmp]),
+                event(
+                    EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+                    &[tmp]
+                ),
+            ]),
+            [false, false, false, true]
+        );
+        assert_eq!(
+            settled_after_each(&[event(
+                EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+                &["/config/new.yaml"]
+            )]),
+            [true]
+        );
+    }
+
+    #[test]
+    fn a_config_map_volume_update_is_read_when_data_is_swapped() {
+        // The kubelet writes a new hidden directory, links `..data_tmp` to it and renames
+        // that over `..data`.
+        let symlink_swap = [
+            event(
+                EventKind::Create(CreateKind::Folder),
+                &["/config/..2026_12_06"],
+            ),
+            event(
+                EventKind::Create(CreateKind::File),
+                &["/config/..2026_12_06/routes.yaml"],
+            ),
+            event(CLOSE_WRITE, &["/config/..2026_12_06/routes.yaml"]),
+            event(EventKind::Create(CreateKind::File), &["/config/..data_tmp"]),
+            event(
+                EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+                &["/config/..data_tmp"],
+            ),
+        ];
+        // The new directory is a change of its own (read at once, unchanged files: nothing
+        // is published); the swap is read at once too.
+        assert_eq!(
+            settled_after_each(&symlink_swap),
+            [true, true, true, true, true]
+        );
+        assert_eq!(
+            settled_after_each(&symlink_swap[1..]),
+            [false, false, false, true]
+        );
+    }
+
+    #[test]
+    fn reading_the_directory_says_nothing() {
+        // The source's own reads open and close every file.
+        let root = Path::new("/config");
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+        ] {
+            assert_eq!(Signal::of(root, &event(kind, &["/config/a.yaml"])), []);
+        }
     }
 }

@@ -54,6 +54,9 @@ struct Args {
     /// New routes added one at a time for each propagation measurement.
     #[arg(long)]
     propagation_samples: Option<usize>,
+    /// Measure only file mode's route propagation (no load runs, no other proxy, no churn).
+    #[arg(long)]
+    propagation_only: bool,
     /// Routes loaded before the churn.
     #[arg(long)]
     churn_routes: Option<usize>,
@@ -162,6 +165,7 @@ impl Args {
                 100
             }),
             kube_only: self.kube_only,
+            propagation_only: self.propagation_only,
             retry_cost_seconds: self.retry_cost_seconds.unwrap_or(if q { 1 } else { 5 }),
             retry_cost_repeats: self.retry_cost_repeats.unwrap_or(if q { 1 } else { 5 }),
             retry_cost_only: self.retry_cost_only,
@@ -241,6 +245,7 @@ fn main() -> anyhow::Result<()> {
     // runs interleaved across the proxies and a direct connection.
     // With an `--*-only` flag, only the scenarios so flagged run; without one, all of them.
     let only = settings.kube_only
+        || settings.propagation_only
         || settings.retry_cost_only
         || settings.lb_cost_only
         || settings.policy_cost_only
@@ -266,9 +271,9 @@ fn main() -> anyhow::Result<()> {
                 .push(propagation::measure(gantry, settings.propagation_samples)?);
         }
     }
-    if kinds.contains(&Kind::Gantry) && !only {
+    if kinds.contains(&Kind::Gantry) && wanted(settings.propagation_only) {
         for &n in &settings.propagation_at {
-            if !settings.routes.contains(&n) {
+            if only || !settings.routes.contains(&n) {
                 progress(&format!("{n} routes: gantry route propagation"));
                 let mut running = Running::start(Kind::Gantry, &setup, n, START_TIMEOUT)?;
                 results.propagation.push(propagation::measure(
@@ -277,7 +282,7 @@ fn main() -> anyhow::Result<()> {
                 )?);
             }
         }
-        if settings.churn_seconds > 0 {
+        if settings.churn_seconds > 0 && !only {
             progress(&format!(
                 "{} routes: gantry churn under load for {} s",
                 settings.churn_routes, settings.churn_seconds
