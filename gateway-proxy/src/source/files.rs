@@ -87,7 +87,7 @@ pub enum ConfigFileError {
 
 /// What one read of the config directory found: the text of every readable config file as
 /// `(path, text)`, sorted by path, and every file that could not be read.
-#[derive(Debug, Default, Hash)]
+#[derive(Debug, Default)]
 pub struct DirContents {
     pub files: Vec<(String, String)>,
     pub errors: Vec<ConfigFileError>,
@@ -441,8 +441,10 @@ async fn coalesce(first: Signal, events: &mut mpsc::UnboundedReceiver<Signal>) {
 /// What the watcher remembers between reads.
 #[derive(Default)]
 struct PublishState {
-    /// Hash of every file's path and text at the last read.
-    fingerprint: Option<u64>,
+    /// Hash of the files that could not be read at the last read; `None` after the
+    /// directory itself could not be read.
+    unreadable: Option<u64>,
+    /// Says whether the readable files changed since the last read.
     cache: ParseCache,
 }
 
@@ -458,17 +460,18 @@ async fn publish(
         let update = match read_dir(&dir) {
             Ok(contents) => {
                 let mut h = DefaultHasher::new();
-                contents.hash(&mut h);
-                let fingerprint = Some(h.finish());
-                if fingerprint == owned.fingerprint {
-                    None
+                contents.errors.hash(&mut h);
+                let unreadable = Some(h.finish());
+                let update = parse(contents, &mut owned.cache);
+                if owned.cache.changed() || unreadable != owned.unreadable {
+                    owned.unreadable = unreadable;
+                    Some(update)
                 } else {
-                    owned.fingerprint = fingerprint;
-                    Some(parse(contents, &mut owned.cache))
+                    None
                 }
             }
             Err(error) => {
-                owned.fingerprint = None;
+                owned.unreadable = None;
                 Some(unreadable(&dir, &error))
             }
         };

@@ -62,9 +62,12 @@ fn cases() -> Vec<Case> {
 const KEPT: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kept-by-the-cache\n";
 
 /// One cache walks through every golden (forwards, backwards, each twice in a row), the golden
-/// in a file that changes each step, either under one name or under a new name each step (the
-/// old file forgotten), beside a file that never changes. Each step's store equals a cold load
-/// of the same files.
+/// in a file that changes each step, either under one name, under a new name each step (the
+/// old file forgotten), or split into a file per document (so that a step re-parses only the
+/// documents that differ and patches the last store with them), beside a file that never
+/// changes. Every third step of the split walk also adds a file that defines one of the
+/// golden's objects again, so that load fails, and the next starts from scratch. Each step's
+/// store (or errors) equals a cold load of the same files, object for object.
 #[test]
 fn a_warm_parse_cache_loads_what_a_cold_load_does() {
     let cases = cases();
@@ -76,21 +79,56 @@ fn a_warm_parse_cache_loads_what_a_cold_load_does() {
     let mut failures = Vec::new();
     let mut same_name = ParseCache::without_crd_validation();
     let mut new_names = ParseCache::without_crd_validation();
+    let mut split = ParseCache::without_crd_validation();
     let mut previous = "start";
+    let mut patched = 0;
     for (step, case) in order.iter().enumerate() {
         let moved = format!("step-{}.yaml", step % 3);
-        for (how, cache, file) in [
-            ("same file", &mut same_name, "config.yaml"),
-            ("renamed file", &mut new_names, moved.as_str()),
-        ] {
-            let files = [(file, case.text.as_str()), ("kept.yaml", KEPT)];
-            let (cold, _) = ParseCache::without_crd_validation()
-                .load(files)
-                .expect("loads cold");
-            let (warm, _) = cache.load(files).expect("loads warm");
-            if warm.difference(&cold) != Difference::Nothing || !same_endpoint_slices(&warm, &cold)
-            {
-                failures.push(format!("{previous} → {} ({how})", case.name));
+        let documents = documents(&case.text);
+        let mut per_document: Vec<(String, &str)> = documents
+            .iter()
+            .enumerate()
+            .map(|(i, text)| (format!("doc-{i:03}.yaml"), *text))
+            .collect();
+        if step % 3 == 2
+            && let Some(first) = documents.iter().find(|d| d.contains("kind:"))
+        {
+            per_document.push(("zz-duplicate.yaml".to_owned(), first));
+        }
+        let walks: [Walk<'_, '_>; 3] = [
+            (
+                "same file",
+                &mut same_name,
+                vec![("config.yaml".to_owned(), case.text.as_str())],
+            ),
+            (
+                "renamed file",
+                &mut new_names,
+                vec![(moved.clone(), case.text.as_str())],
+            ),
+            ("a file per document", &mut split, per_document),
+        ];
+        for (how, cache, mut files) in walks {
+            files.push(("kept.yaml".to_owned(), KEPT));
+            let cold = ParseCache::without_crd_validation().load(files.iter().cloned());
+            let warm = cache.load(files.iter().cloned());
+            let same = match (&warm, &cold) {
+                (Ok((warm, warm_warnings)), Ok((cold, cold_warnings))) => {
+                    same_objects(warm, cold) && warm_warnings == cold_warnings
+                }
+                (Err(warm), Err(cold)) => warm == cold,
+                _ => false,
+            };
+            if !same {
+                failures.push(format!(
+                    "{previous} → {} ({how}): warm {} cold {}",
+                    case.name,
+                    if warm.is_ok() { "loads" } else { "fails" },
+                    if cold.is_ok() { "loads" } else { "fails" }
+                ));
+            }
+            if how == "a file per document" && warm.is_ok() && cache.changed() {
+                patched += 1;
             }
         }
         previous = &case.name;
@@ -101,6 +139,55 @@ fn a_warm_parse_cache_loads_what_a_cold_load_does() {
         failures.len(),
         failures[..failures.len().min(20)].join("\n")
     );
+    assert!(patched > cases.len(), "only {patched} loads changed files");
+}
+
+/// How one cache is walked: its name, the cache, and this step's files.
+type Walk<'c, 't> = (&'static str, &'c mut ParseCache, Vec<(String, &'t str)>);
+
+/// The documents of a golden's text, each with its leading `---` line if any.
+fn documents(text: &str) -> Vec<&str> {
+    let mut starts: Vec<usize> = text.match_indices("\n---").map(|(i, _)| i + 1).collect();
+    starts.insert(0, 0);
+    starts
+        .iter()
+        .zip(starts.iter().skip(1).chain(std::iter::once(&text.len())))
+        .map(|(&a, &b)| &text[a..b])
+        .filter(|d| !d.trim().is_empty())
+        .collect()
+}
+
+/// Every object of every kind the same in both stores, under the same keys.
+fn same_objects(a: &Store, b: &Store) -> bool {
+    macro_rules! all_same {
+        ($($field:ident),* $(,)?) => { true $(&& a.$field == b.$field)* };
+    }
+    all_same!(
+        namespaces,
+        gateway_classes,
+        gateways,
+        listener_sets,
+        gateway_parameters,
+        http_transforms,
+        http_compositions,
+        http_routes,
+        grpc_routes,
+        tls_routes,
+        tcp_routes,
+        udp_routes,
+        reference_grants,
+        backend_tls_policies,
+        backend_traffic_policies,
+        backend_config_policies,
+        security_policies,
+        rate_limit_policies,
+        consumers,
+        services,
+        endpoint_slices,
+        secrets,
+        config_maps,
+        acme_certificates,
+    )
 }
 
 /// Whenever `Store::difference` lets the control loop skip translation (`Nothing`) or only
@@ -254,12 +341,4 @@ fn bump_versions(store: &mut Store) {
     for o in store.endpoint_slices.values_mut() {
         bump(&mut Arc::make_mut(o).metadata);
     }
-}
-
-fn same_endpoint_slices(a: &Store, b: &Store) -> bool {
-    a.endpoint_slices.len() == b.endpoint_slices.len()
-        && a.endpoint_slices
-            .iter()
-            .zip(&b.endpoint_slices)
-            .all(|((ka, va), (kb, vb))| ka == kb && va == vb)
 }

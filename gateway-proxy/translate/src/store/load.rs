@@ -1,30 +1,12 @@
 //! Loads parsed objects into a [`Store`], refusing duplicates and naming both places.
 
+use std::collections::HashSet;
 use std::collections::hash_map::{DefaultHasher, Entry, HashMap};
-use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-use gantry_crds::backend_config::BackendConfigPolicy;
-use gantry_crds::gateway::backendtlspolicies::BackendTlsPolicy;
-use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
-use gantry_crds::gateway::experimental::udproutes::UdpRoute;
-use gantry_crds::gateway::experimental::xbackendtrafficpolicies::XBackendTrafficPolicy;
-use gantry_crds::gateway::gateways::Gateway;
-use gantry_crds::gateway::grpcroutes::GrpcRoute;
-use gantry_crds::gateway::httproutes::HttpRoute;
-use gantry_crds::gateway::listenersets::ListenerSet;
-use gantry_crds::gateway::referencegrants::ReferenceGrant;
-use gantry_crds::gateway::tlsroutes::TlsRoute;
-use gantry_crds::params::GatewayParameters;
-use gantry_crds::{Consumer, HttpComposition, HttpTransform, RateLimitPolicy, SecurityPolicy};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-
-use super::yaml::{CrdValidation, Object, ParseIssue, Parsed, parse_documents_with};
-use crate::store::{DEFAULT_NAMESPACE, ObjectKey, Store};
+use super::slot;
+use super::yaml::{CrdValidation, ParseIssue, Parsed, parse_documents_with};
+use crate::store::Store;
 
 /// Why a bundle of objects could not be loaded into a [`Store`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -55,11 +37,19 @@ where
 }
 
 /// Parsed files kept between loads, so that a change re-parses only the files whose text
-/// changed; loading the rest is a copy of already parsed objects.
+/// changed. When the last load succeeded, the next one starts from its store and replaces only
+/// the objects of the files that changed, were added or were removed; loading from scratch
+/// (every file's objects into an empty store) is what it falls back to, and what it must equal
+/// (`tests/store_differential.rs`).
 #[derive(Debug, Default)]
 pub struct ParseCache {
     files: HashMap<String, ParsedFile>,
     validation: CrdValidation,
+    /// The store of the last load, when it had no error.
+    last: Option<Store>,
+    /// Whether the last load read a different set of files or texts than the one before.
+    changed: bool,
+    loaded: bool,
 }
 
 #[derive(Debug)]
@@ -73,9 +63,15 @@ impl ParseCache {
     /// A cache that checks only the types, not the CRDs' validation ([`CrdValidation::Off`]).
     pub fn without_crd_validation() -> Self {
         Self {
-            files: HashMap::new(),
             validation: CrdValidation::Off,
+            ..Self::default()
         }
+    }
+
+    /// Whether the last [`ParseCache::load`] was given files, or texts, the one before it was
+    /// not (always, for the first).
+    pub fn changed(&self) -> bool {
+        self.changed
     }
 
     /// Like [`load_store`], reusing the parse of every file whose text is unchanged since the
@@ -88,10 +84,12 @@ impl ParseCache {
         O: AsRef<str>,
         T: AsRef<str>,
     {
-        let mut loader = Loader::default();
         let mut warnings = Vec::new();
-        let mut errors = Vec::new();
-        let mut seen = HashSet::new();
+        let mut failed = false;
+        let mut order = Vec::new();
+        // The objects of the files replaced or removed, and the names of the files parsed.
+        let mut gone: Vec<Parsed> = Vec::new();
+        let mut parsed_now = Vec::new();
         for (origin, text) in sources {
             let (origin, text) = (origin.as_ref(), text.as_ref());
             let text_hash = hash(text);
@@ -104,32 +102,86 @@ impl ParseCache {
                         objects,
                         issues,
                     };
+                    parsed_now.push(origin.to_owned());
                     match entry {
                         Entry::Occupied(mut e) => {
-                            e.insert(parsed);
+                            gone.append(&mut e.insert(parsed).objects);
                             e.into_mut()
                         }
                         Entry::Vacant(e) => e.insert(parsed),
                     }
                 }
             };
-            seen.insert(origin.to_owned());
+            order.push(origin.to_owned());
             for issue in &file.issues {
                 if issue.is_warning() {
                     warnings.push(issue.clone());
                 } else {
-                    errors.push(LoadError::Parse(issue.clone()));
+                    failed = true;
                 }
             }
+        }
+        let seen: HashSet<&str> = order.iter().map(String::as_str).collect();
+        let before = self.files.len();
+        self.files.retain(|origin, file| {
+            let kept = seen.contains(origin.as_str());
+            if !kept {
+                gone.append(&mut file.objects);
+            }
+            kept
+        });
+        self.changed = !self.loaded || !parsed_now.is_empty() || self.files.len() != before;
+        self.loaded = true;
+        let last = self.last.take();
+        if failed {
+            return Err(self.load_from_scratch(&order).err().unwrap_or_default());
+        }
+        let store = match last.and_then(|store| self.patch(store, &gone, &parsed_now)) {
+            Some(store) => store,
+            None => self.load_from_scratch(&order)?,
+        };
+        self.last = Some(store.clone());
+        Ok((store, warnings))
+    }
+
+    /// `store` without the objects `gone` and with those of the files `parsed`, or `None`
+    /// when one of those takes a place already taken (a duplicate: the load from scratch names
+    /// both places).
+    fn patch(&self, mut store: Store, gone: &[Parsed], parsed: &[String]) -> Option<Store> {
+        for old in gone {
+            slot::remove(&mut store, &old.object);
+        }
+        for origin in parsed {
+            for new in &self.files.get(origin)?.objects {
+                if slot::is_taken(&mut store, &new.object) {
+                    return None;
+                }
+                slot::insert(&mut store, new.object.clone());
+            }
+        }
+        Some(store)
+    }
+
+    /// The objects of the files `order` names, in that order, loaded into an empty store; or
+    /// every error, file by file: its parse errors, then the duplicates it defines.
+    fn load_from_scratch(&self, order: &[String]) -> Result<Store, Vec<LoadError>> {
+        let mut loader = Loader::default();
+        let mut errors = Vec::new();
+        for file in order.iter().filter_map(|origin| self.files.get(origin)) {
+            errors.extend(
+                file.issues
+                    .iter()
+                    .filter(|issue| !issue.is_warning())
+                    .map(|issue| LoadError::Parse(issue.clone())),
+            );
             for parsed in &file.objects {
                 if let Err(e) = loader.insert(parsed.clone()) {
                     errors.push(e);
                 }
             }
         }
-        self.files.retain(|origin, _| seen.contains(origin));
         if errors.is_empty() {
-            Ok((loader.store, warnings))
+            Ok(loader.store)
         } else {
             Err(errors)
         }
@@ -168,114 +220,15 @@ impl Loader {
                 slot.insert(origin);
             }
         }
-        let s = &mut self.store;
-        match object {
-            Object::Namespace(o) => {
-                s.namespaces.insert(name_of(&o.metadata), o);
-            }
-            Object::GatewayClass(o) => {
-                s.gateway_classes.insert(name_of(&o.metadata), o);
-            }
-            Object::Gateway(o) => insert_namespaced(&mut s.gateways, o),
-            Object::ListenerSet(o) => insert_namespaced(&mut s.listener_sets, o),
-            Object::GatewayParameters(o) => insert_namespaced(&mut s.gateway_parameters, o),
-            Object::HttpTransform(o) => insert_namespaced(&mut s.http_transforms, o),
-            Object::HttpComposition(o) => insert_namespaced(&mut s.http_compositions, o),
-            Object::HttpRoute(o) => insert_namespaced(&mut s.http_routes, o),
-            Object::GrpcRoute(o) => insert_namespaced(&mut s.grpc_routes, o),
-            Object::TlsRoute(o) => insert_namespaced(&mut s.tls_routes, o),
-            Object::TcpRoute(o) => insert_namespaced(&mut s.tcp_routes, o),
-            Object::UdpRoute(o) => insert_namespaced(&mut s.udp_routes, o),
-            Object::ReferenceGrant(o) => {
-                insert_namespaced(&mut s.reference_grants, o);
-            }
-            Object::BackendTlsPolicy(o) => {
-                insert_namespaced(&mut s.backend_tls_policies, o);
-            }
-            Object::XBackendTrafficPolicy(o) => {
-                insert_namespaced(&mut s.backend_traffic_policies, o);
-            }
-            Object::SecurityPolicy(o) => insert_namespaced(&mut s.security_policies, o),
-            Object::RateLimitPolicy(o) => insert_namespaced(&mut s.rate_limit_policies, o),
-            Object::Consumer(o) => insert_namespaced(&mut s.consumers, o),
-            Object::BackendConfigPolicy(o) => {
-                insert_namespaced(&mut s.backend_config_policies, o);
-            }
-            Object::Service(o) => insert_namespaced(&mut s.services, o),
-            Object::EndpointSlice(o) => {
-                insert_namespaced(&mut s.endpoint_slices, o);
-            }
-            Object::Secret(o) => insert_namespaced(&mut s.secrets, o),
-            Object::ConfigMap(o) => insert_namespaced(&mut s.config_maps, o),
-        }
+        slot::insert(&mut self.store, object);
         Ok(())
     }
 }
 
-fn name_of(meta: &ObjectMeta) -> String {
-    meta.name.clone().unwrap_or_default()
-}
-
-/// Inserts a namespaced object, filling in the default namespace as Kubernetes would (copying
-/// the object only when it has none).
-fn insert_namespaced<T: Clone + WithMeta>(
-    map: &mut BTreeMap<ObjectKey, Arc<T>>,
-    mut object: Arc<T>,
-) {
-    if object.meta().namespace.is_none() {
-        Arc::make_mut(&mut object).meta_mut().namespace = Some(DEFAULT_NAMESPACE.to_owned());
-    }
-    let m = object.meta();
-    let key = ObjectKey::new(m.namespace.clone().unwrap_or_default(), name_of(m));
-    map.insert(key, object);
-}
-
-/// Access to `metadata` of every namespaced kind the store holds.
-trait WithMeta {
-    fn meta(&self) -> &ObjectMeta;
-    fn meta_mut(&mut self) -> &mut ObjectMeta;
-}
-
-macro_rules! with_meta {
-    ($($t:ty),* $(,)?) => {$(
-        impl WithMeta for $t {
-            fn meta(&self) -> &ObjectMeta {
-                &self.metadata
-            }
-            fn meta_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
-            }
-        }
-    )*};
-}
-
-with_meta!(
-    Gateway,
-    HttpRoute,
-    GrpcRoute,
-    TlsRoute,
-    TcpRoute,
-    UdpRoute,
-    ReferenceGrant,
-    BackendTlsPolicy,
-    XBackendTrafficPolicy,
-    BackendConfigPolicy,
-    SecurityPolicy,
-    RateLimitPolicy,
-    Consumer,
-    ListenerSet,
-    GatewayParameters,
-    HttpTransform,
-    HttpComposition,
-    Service,
-    EndpointSlice,
-    Secret,
-    ConfigMap,
-);
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ObjectKey;
 
     #[test]
     fn duplicates_name_both_places() {
@@ -309,6 +262,27 @@ mod tests {
         // A broken file is an error every time it is loaded, cached or not.
         assert!(cache.load([("a.yaml", "kind: [".to_owned())]).is_err());
         assert!(cache.load([("a.yaml", "kind: [".to_owned())]).is_err());
+    }
+
+    #[test]
+    fn changed_says_whether_the_files_differ_from_the_last_load() {
+        let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n";
+        let mut cache = ParseCache::default();
+        let mut changed = |files: &[(&str, &str)]| {
+            let _ = cache.load(files.iter().copied());
+            cache.changed()
+        };
+        assert!(changed(&[("a.yaml", svc)]), "the first load");
+        assert!(!changed(&[("a.yaml", svc)]));
+        assert!(changed(&[("a.yaml", svc), ("b.yaml", "")]), "a file added");
+        assert!(
+            changed(&[("b.yaml", ""), ("c.yaml", svc)]),
+            "a file renamed"
+        );
+        assert!(changed(&[("c.yaml", svc)]), "a file removed");
+        assert!(changed(&[("c.yaml", "kind: [")]), "a text changed");
+        assert!(!changed(&[("c.yaml", "kind: [")]), "the same broken file");
+        assert!(changed(&[("c.yaml", svc)]), "mended");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod field_path;
 pub mod load;
 pub mod schema;
 mod secret;
+mod slot;
 pub mod yaml;
 
 use std::collections::{BTreeMap, HashMap};
