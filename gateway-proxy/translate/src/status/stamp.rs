@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use super::types::{Condition, ObjectStatus, StatusBody};
+use std::sync::Arc;
+
+use super::types::{Condition, ObjectStatus, RouteParentStatus, RouteStatus, StatusBody};
 
 /// Fills every condition's `last_transition_time` in `next`: the time from `previous` when the
 /// same object has a condition of the same type (and, for routes, the same parent) with the
@@ -61,10 +63,17 @@ fn stamp_body(before: Option<&StatusBody>, body: &mut StatusBody, now: &str) {
         }
         StatusBody::Route(s) => {
             let old = match before {
-                Some(StatusBody::Route(o)) => o.parents.as_slice(),
+                Some(StatusBody::Route(o)) => {
+                    if stamps_to(o, s, now) {
+                        // An unchanged route: its last status, shared rather than copied.
+                        *s = o.clone();
+                        return;
+                    }
+                    o.parents.as_slice()
+                }
                 _ => &[],
             };
-            for p in &mut s.parents {
+            for p in &mut Arc::make_mut(s).parents {
                 let old_parent = old
                     .iter()
                     .find(|x| x.parent_ref == p.parent_ref)
@@ -91,13 +100,56 @@ fn stamp_body(before: Option<&StatusBody>, body: &mut StatusBody, now: &str) {
 /// Each condition keeps the time of the old condition of the same type and status.
 fn stamp_conditions(old: &[Condition], conditions: &mut [Condition], now: &str) {
     for condition in conditions {
-        let time = old
-            .iter()
-            .find(|o| o.type_ == condition.type_ && o.status == condition.status)
-            .and_then(|o| o.last_transition_time.as_deref())
-            .unwrap_or(now);
+        let time = stamp_time(old, condition, now);
         condition.last_transition_time = Some(time.to_owned());
     }
+}
+
+/// The `lastTransitionTime` [`stamp_conditions`] gives `condition`.
+fn stamp_time<'a>(old: &'a [Condition], condition: &Condition, now: &'a str) -> &'a str {
+    old.iter()
+        .find(|o| o.type_ == condition.type_ && o.status == condition.status)
+        .and_then(|o| o.last_transition_time.as_deref())
+        .unwrap_or(now)
+}
+
+/// Whether stamping `next` against `old` gives `old` again, field for field: what a route
+/// whose status did not change gives. Checked without building the stamped copy.
+fn stamps_to(old: &RouteStatus, next: &RouteStatus, now: &str) -> bool {
+    old.parents.len() == next.parents.len()
+        && old.parents.iter().zip(&next.parents).all(|(o, n)| {
+            // Every field named, so that a new one cannot be forgotten here.
+            let RouteParentStatus {
+                parent_ref,
+                controller_name,
+                conditions,
+            } = o;
+            let old_conditions = old
+                .parents
+                .iter()
+                .find(|x| x.parent_ref == n.parent_ref)
+                .map_or(&[][..], |x| x.conditions.as_slice());
+            *parent_ref == n.parent_ref
+                && *controller_name == n.controller_name
+                && conditions.len() == n.conditions.len()
+                && conditions.iter().zip(&n.conditions).all(|(oc, nc)| {
+                    let Condition {
+                        type_,
+                        status,
+                        reason,
+                        message,
+                        observed_generation,
+                        last_transition_time,
+                    } = oc;
+                    *type_ == nc.type_
+                        && *status == nc.status
+                        && *reason == nc.reason
+                        && *message == nc.message
+                        && *observed_generation == nc.observed_generation
+                        && last_transition_time.as_deref()
+                            == Some(stamp_time(old_conditions, nc, now))
+                })
+        })
 }
 
 #[cfg(test)]
@@ -158,9 +210,9 @@ mod tests {
             kind: "HTTPRoute".into(),
             namespace: "default".into(),
             name: "web".into(),
-            status: StatusBody::Route(RouteStatus {
+            status: StatusBody::Route(Arc::new(RouteStatus {
                 parents: vec![parent("a", accepted[0]), parent("b", accepted[1])],
-            }),
+            })),
         }
     }
 
@@ -184,6 +236,100 @@ mod tests {
         assert_eq!(
             parent_times(&next[0]),
             [Some("T1".to_owned()), Some("T2".to_owned())]
+        );
+    }
+
+    /// The stamping of one route without the shortcut: every condition of `next` stamped
+    /// against the parent of `old` with the same parentRef.
+    fn stamped_in_full(old: &RouteStatus, next: &RouteStatus, now: &str) -> RouteStatus {
+        let mut stamped = next.clone();
+        for p in &mut stamped.parents {
+            let old_parent = old
+                .parents
+                .iter()
+                .find(|x| x.parent_ref == p.parent_ref)
+                .map_or(&[][..], |x| x.conditions.as_slice());
+            stamp_conditions(old_parent, &mut p.conditions, now);
+        }
+        stamped
+    }
+
+    fn route_status(o: &ObjectStatus) -> &Arc<RouteStatus> {
+        match &o.status {
+            StatusBody::Route(s) => s,
+            _ => panic!("not a route"),
+        }
+    }
+
+    /// Over variants of a route's status (each field of a parent and of a condition changed,
+    /// parents reordered, repeated or dropped, a condition without a time), stamping gives what
+    /// stamping in full gives, and shares the old status exactly when that equals it.
+    #[test]
+    fn an_unchanged_route_shares_its_last_status_and_any_change_is_stamped_in_full() {
+        let base = route([true, true]);
+        let mut variants: Vec<ObjectStatus> = vec![base.clone(), route([true, false])];
+        let edit = |f: &dyn Fn(&mut RouteStatus)| {
+            let mut o = base.clone();
+            if let StatusBody::Route(s) = &mut o.status {
+                f(Arc::make_mut(s));
+            }
+            o
+        };
+        variants.push(edit(&|s| s.parents[1].parent_ref.name = "c".into()));
+        variants.push(edit(&|s| s.parents[0].controller_name = "other".into()));
+        variants.push(edit(&|s| s.parents[0].conditions[0].reason = "X".into()));
+        variants.push(edit(&|s| s.parents[0].conditions[0].message = "m".into()));
+        variants.push(edit(&|s| {
+            s.parents[0].conditions[0].observed_generation = 2
+        }));
+        variants.push(edit(&|s| s.parents[0].conditions[0].type_ = "Other".into()));
+        variants.push(edit(&|s| s.parents.swap(0, 1)));
+        variants.push(edit(&|s| s.parents.truncate(1)));
+        variants.push(edit(&|s| {
+            let first = s.parents[0].clone();
+            s.parents.push(first);
+        }));
+        variants.push(edit(&|s| {
+            let first = s.parents[0].conditions[0].clone();
+            s.parents[0].conditions.push(first);
+        }));
+        variants.push(edit(&|s| {
+            s.parents[1].conditions[0] = Condition::new("ResolvedRefs", true, "R", "", 1);
+        }));
+        let mut checked = (0, 0);
+        for before in &variants {
+            for first_time in ["T0", ""] {
+                let mut old = vec![before.clone()];
+                stamp(&[], &mut old, "T1");
+                if first_time.is_empty() {
+                    // A previous status without times (never stamped).
+                    if let StatusBody::Route(s) = &mut old[0].status {
+                        for p in &mut Arc::make_mut(s).parents {
+                            for c in &mut p.conditions {
+                                c.last_transition_time = None;
+                            }
+                        }
+                    }
+                }
+                for after in &variants {
+                    let mut next = vec![after.clone()];
+                    stamp(&old, &mut next, "T2");
+                    let expected =
+                        stamped_in_full(route_status(&old[0]), route_status(after), "T2");
+                    assert_eq!(**route_status(&next[0]), expected);
+                    let shared = Arc::ptr_eq(route_status(&next[0]), route_status(&old[0]));
+                    assert_eq!(shared, expected == **route_status(&old[0]));
+                    if shared {
+                        checked.0 += 1;
+                    } else {
+                        checked.1 += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            checked.0 >= variants.len() && checked.1 > checked.0,
+            "{checked:?}"
         );
     }
 }

@@ -1,5 +1,7 @@
 //! Status payloads: conditions, Gateway listeners, Route parents.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// A `metav1.Condition`. `last_transition_time` is left empty by the translator and stamped by
@@ -59,7 +61,8 @@ pub enum StatusBody {
     /// `listeners[]`, without `addresses` and `attachedListenerSets`): `ObjectStatus::kind`
     /// tells them apart.
     Gateway(GatewayStatus),
-    Route(RouteStatus),
+    /// Shared with the translator's route cache, which replays it while the route is unchanged.
+    Route(Arc<RouteStatus>),
     /// A policy (BackendTLSPolicy): one entry per ancestor this controller handles.
     Policy(PolicyStatus),
 }

@@ -325,7 +325,7 @@ pub fn note_superseded(statuses: &mut [ObjectStatus], superseded: &Superseded) {
             "Route is accepted; an older route wins where they overlap: {}",
             notes.join("; ")
         );
-        for condition in route_status
+        for condition in std::sync::Arc::make_mut(route_status)
             .parents
             .iter_mut()
             .flat_map(|p| p.conditions.iter_mut())

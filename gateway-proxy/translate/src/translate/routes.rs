@@ -403,7 +403,7 @@ impl<'a> Attacher<'a> {
                 kind: route.kind.to_owned(),
                 namespace: route.key.namespace.clone(),
                 name: route.key.name.clone(),
-                status: StatusBody::Route(RouteStatus { parents }),
+                status: StatusBody::Route(Arc::new(RouteStatus { parents })),
             }),
         }
     }
