@@ -55,7 +55,7 @@ impl Snapshot {
                 tables: FastMap::default(),
                 unmatched: metrics.route_metrics("", "", ""),
                 l4: L4Tables::default(),
-                series: SeriesMap::new(),
+                series: SeriesMap::default(),
             }),
             tls: Arc::new(TlsPorts::default()),
             clusters: FastMap::default(),

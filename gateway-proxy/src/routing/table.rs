@@ -79,7 +79,7 @@ pub enum Lookup<'a> {
 }
 
 /// Metric handles by `(gateway, route kind, route)`.
-pub(super) type SeriesMap = HashMap<(Arc<str>, Arc<str>, Arc<str>), RouteMetrics>;
+pub(super) type SeriesMap = FastMap<(Arc<str>, Arc<str>, Arc<str>), RouteMetrics>;
 
 /// Shares compiled pieces between the entries of one compilation, and with the previous one.
 #[derive(Default)]
@@ -111,6 +111,11 @@ impl<'p> CompileCache<'p> {
         Self {
             previous,
             previous_tables,
+            // About as many series as last time: no rehashing as they are added again.
+            route_metrics: SeriesMap::with_capacity_and_hasher(
+                previous.map_or(0, |p| p.len() + 1),
+                Default::default(),
+            ),
             ..Self::default()
         }
     }
@@ -219,7 +224,7 @@ impl PortTable {
             let previous = cache
                 .previous_listener(ir.port, listener)
                 .map(|(l, table)| {
-                    let by_host: HashMap<&str, (&VirtualHostIr, &Arc<VirtualHostTable>)> = l
+                    let by_host: FastMap<&str, (&VirtualHostIr, &Arc<VirtualHostTable>)> = l
                         .virtual_hosts
                         .iter()
                         .zip(&table.virtual_hosts)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 /// One `HTTPRouteMatch` of one rule, with the rule's behaviour.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteEntryIr {
     pub route: RouteRef,
@@ -26,6 +26,40 @@ pub struct RouteEntryIr {
     /// The RateLimitPolicy governing the entry, by the same precedence; `None`: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<Arc<super::RateLimitIr>>,
+}
+
+/// Field by field, but a shared rule or policy (the same `Arc`, as the translator's route cache
+/// hands out for an unchanged route) is equal without comparing its contents: comparing IRs
+/// is how the control loop and the compiler find what did not change.
+impl PartialEq for RouteEntryIr {
+    fn eq(&self, other: &Self) -> bool {
+        fn same<T: PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
+            Arc::ptr_eq(a, b) || **a == **b
+        }
+        // Every field named, so that a new one cannot be forgotten here.
+        let Self {
+            route,
+            rule_index,
+            match_index,
+            matches,
+            rule,
+            security,
+            rate_limit,
+        } = self;
+        *route == other.route
+            && *rule_index == other.rule_index
+            && *match_index == other.match_index
+            && *matches == other.matches
+            && same(rule, &other.rule)
+            && match (security, &other.security) {
+                (Some(a), Some(b)) => same(a, b),
+                (a, b) => a.is_none() && b.is_none(),
+            }
+            && match (rate_limit, &other.rate_limit) {
+                (Some(a), Some(b)) => same(a, b),
+                (a, b) => a.is_none() && b.is_none(),
+            }
+    }
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -397,4 +431,46 @@ pub struct MirrorIr {
     /// Share of requests mirrored, as numerator over denominator (100/100 by default).
     pub numerator: u32,
     pub denominator: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(rule: Arc<HttpRuleIr>) -> RouteEntryIr {
+        RouteEntryIr {
+            route: RouteRef {
+                kind: "HTTPRoute".into(),
+                namespace: "default".into(),
+                name: "web".into(),
+            },
+            rule_index: 0,
+            match_index: 0,
+            matches: HttpMatchIr::default(),
+            rule,
+            security: None,
+            rate_limit: None,
+        }
+    }
+
+    #[test]
+    fn entries_compare_their_rules_by_value_unless_they_share_them() {
+        let rule = Arc::new(HttpRuleIr::default());
+        assert_eq!(entry(rule.clone()), entry(rule));
+        assert_eq!(
+            entry(Arc::new(HttpRuleIr::default())),
+            entry(Arc::new(HttpRuleIr::default()))
+        );
+        let other = HttpRuleIr {
+            name: Some("named".into()),
+            ..HttpRuleIr::default()
+        };
+        assert_ne!(
+            entry(Arc::new(HttpRuleIr::default())),
+            entry(Arc::new(other))
+        );
+        let mut moved = entry(Arc::new(HttpRuleIr::default()));
+        moved.match_index = 1;
+        assert_ne!(moved, entry(Arc::new(HttpRuleIr::default())));
+    }
 }
