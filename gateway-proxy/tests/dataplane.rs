@@ -126,11 +126,11 @@ fn backend(cluster: Option<&str>) -> BackendIr {
 
 fn entry(name: &str, prefix: &str, rule: HttpRuleIr) -> RouteEntryIr {
     RouteEntryIr {
-        route: RouteRef {
+        route: Arc::new(RouteRef {
             kind: "HTTPRoute".into(),
             namespace: "default".into(),
             name: name.into(),
-        },
+        }),
         rule_index: 0,
         match_index: 0,
         matches: HttpMatchIr {

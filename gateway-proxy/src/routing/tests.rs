@@ -15,11 +15,11 @@ use gantry_translate::store::ObjectKey;
 
 fn entry(name: &str, matches: HttpMatchIr) -> RouteEntryIr {
     RouteEntryIr {
-        route: RouteRef {
+        route: Arc::new(RouteRef {
             kind: "HTTPRoute".into(),
             namespace: "default".into(),
             name: name.into(),
-        },
+        }),
         rule_index: 0,
         match_index: 0,
         matches,

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteEntryIr {
-    pub route: RouteRef,
+    /// Shared by every entry of the route.
+    pub route: Arc<RouteRef>,
     /// Index of the rule in `spec.rules`.
     pub rule_index: usize,
     /// Index of the match in the rule's `matches` (0 for a rule without matches, whose one
@@ -439,11 +440,11 @@ mod tests {
 
     fn entry(rule: Arc<HttpRuleIr>) -> RouteEntryIr {
         RouteEntryIr {
-            route: RouteRef {
+            route: Arc::new(RouteRef {
                 kind: "HTTPRoute".into(),
                 namespace: "default".into(),
                 name: "web".into(),
-            },
+            }),
             rule_index: 0,
             match_index: 0,
             matches: HttpMatchIr::default(),

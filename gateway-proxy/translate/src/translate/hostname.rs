@@ -53,26 +53,35 @@ pub fn covers(pattern: &str, name: &str) -> bool {
 /// (`NoMatchingListenerHostname`). Without route hostnames the listener's hostname (or `*`)
 /// is used.
 pub fn intersect(listener: Option<&str>, route: &[String]) -> Vec<String> {
+    intersections(listener, route).map(str::to_owned).collect()
+}
+
+/// [`intersect`] without copying the names: each effective hostname once, in route order.
+pub fn intersections<'a>(
+    listener: Option<&'a str>,
+    route: &'a [String],
+) -> impl Iterator<Item = &'a str> + 'a {
     let listener = listener.unwrap_or(ANY);
-    if route.is_empty() {
-        return vec![listener.to_owned()];
-    }
-    let mut out: Vec<String> = Vec::new();
-    for r in route {
-        let effective = if covers(listener, r) {
+    let effective = move |r: &'a String| -> Option<&'a str> {
+        if covers(listener, r) {
             Some(r.as_str())
         } else if covers(r, listener) {
             Some(listener)
         } else {
             None
-        };
-        if let Some(h) = effective
-            && !out.iter().any(|o| o == h)
-        {
-            out.push(h.to_owned());
         }
-    }
-    out
+    };
+    let no_route_hostnames = route.is_empty().then_some(listener);
+    no_route_hostnames
+        .into_iter()
+        .chain(route.iter().enumerate().filter_map(move |(i, r)| {
+            let h = effective(r)?;
+            // A route lists at most 16 hostnames: looking back is cheaper than a set.
+            (!route[..i]
+                .iter()
+                .any(|earlier| effective(earlier) == Some(h)))
+            .then_some(h)
+        }))
 }
 
 /// Orders hostnames most specific first: exact names before wildcards, wildcards with more

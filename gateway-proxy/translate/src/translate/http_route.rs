@@ -110,13 +110,13 @@ impl TranslatedKind for TranslatedRoute {
     /// Every match of every served rule, once per effective hostname (listener and route
     /// hostnames intersected).
     fn place(&self, collected: &mut Collected, at: &Placement<'_>) {
-        for host in hostname::intersect(at.listener.hostname.as_deref(), &self.hostnames) {
+        for host in hostname::intersections(at.listener.hostname.as_deref(), &self.hostnames) {
             for rule in &self.rules {
                 for (match_index, m) in rule.matches.iter().enumerate() {
                     collected.add(
                         at.gateway,
                         at.index,
-                        &host,
+                        host,
                         Ranked {
                             entry: RouteEntryIr {
                                 route: at.route.clone(),

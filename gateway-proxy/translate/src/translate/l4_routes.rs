@@ -107,7 +107,7 @@ impl TranslatedKind for TranslatedL4Route {
             at.index,
             L4Candidate {
                 route: L4RouteIr {
-                    route: at.route.clone(),
+                    route: RouteRef::clone(at.route),
                     hostnames,
                     backends: match &self.passthrough {
                         Some(p) if at.listener.is_tls_passthrough() => p.backends.clone(),

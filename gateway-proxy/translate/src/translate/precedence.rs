@@ -99,11 +99,11 @@ mod tests {
         };
         Ranked {
             entry: RouteEntryIr {
-                route: RouteRef {
+                route: std::sync::Arc::new(RouteRef {
                     kind: "HTTPRoute".to_owned(),
                     namespace: "default".to_owned(),
                     name: name.to_owned(),
-                },
+                }),
                 rule_index: 0,
                 match_index: 0,
                 matches: HttpMatchIr {

@@ -153,7 +153,7 @@ pub struct Placement<'a> {
     /// Index of the listener in the Gateway's `spec.listeners`.
     pub index: usize,
     pub listener: &'a ListenerState,
-    pub route: &'a RouteRef,
+    pub route: &'a Arc<RouteRef>,
     /// The route's `metadata.creationTimestamp` (precedence ties go to the oldest route).
     pub created: Option<&'a Time>,
 }
@@ -198,7 +198,7 @@ struct RouteObject<'a> {
 /// replayed as is while nothing it read besides the route changed (see `route_cache`).
 #[derive(Debug)]
 pub struct Attached {
-    route: RouteRef,
+    route: Arc<RouteRef>,
     /// `metadata.creationTimestamp` (precedence ties go to the oldest route).
     created: Option<Time>,
     /// Listeners the route attaches to (`attachedRoutes`), once each.
@@ -390,11 +390,11 @@ impl<'a> Attacher<'a> {
         placed.shrink_to_fit();
         attached_to.shrink_to_fit();
         Attached {
-            route: RouteRef {
+            route: Arc::new(RouteRef {
                 kind: route.kind.to_owned(),
                 namespace: route.key.namespace.clone(),
                 name: route.key.name.clone(),
-            },
+            }),
             created: route.meta.creation_timestamp.clone(),
             attached: attached_to,
             placed,
