@@ -294,12 +294,15 @@ macro_rules! translated {
     (with status: $($ty:ty),*; without: $($plain:ty),*) => {
         $(impl Translated for $ty {
             fn same_input(&self, other: &Self) -> bool {
-                let (mut a, mut b) = (self.clone(), other.clone());
-                a.status = None;
-                b.status = None;
-                forget_versions(&mut a.metadata);
-                forget_versions(&mut b.metadata);
-                a == b
+                // Compared in place: a status write makes every route a new object that the
+                // translator's route cache compares with the one it translated.
+                // Every field named, so that a new one cannot be forgotten here.
+                let Self {
+                    metadata,
+                    spec,
+                    status: _,
+                } = self;
+                *spec == other.spec && same_meta(metadata, &other.metadata)
             }
         })*
         $(impl Translated for $plain {
@@ -320,6 +323,43 @@ translated!(
     without: ReferenceGrant, EndpointSlice, Secret, ConfigMap, GatewayParameters,
         HttpTransform, HttpComposition, Consumer
 );
+
+/// Equal but for `resourceVersion` and `managedFields` (what [`forget_versions`] clears).
+fn same_meta(
+    a: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    b: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> bool {
+    let k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        annotations,
+        creation_timestamp,
+        deletion_grace_period_seconds,
+        deletion_timestamp,
+        finalizers,
+        generate_name,
+        generation,
+        labels,
+        managed_fields: _,
+        name,
+        namespace,
+        owner_references,
+        resource_version: _,
+        self_link,
+        uid,
+    } = a;
+    *name == b.name
+        && *namespace == b.namespace
+        && *generation == b.generation
+        && *uid == b.uid
+        && *labels == b.labels
+        && *annotations == b.annotations
+        && *creation_timestamp == b.creation_timestamp
+        && *deletion_grace_period_seconds == b.deletion_grace_period_seconds
+        && *deletion_timestamp == b.deletion_timestamp
+        && *finalizers == b.finalizers
+        && *generate_name == b.generate_name
+        && *owner_references == b.owner_references
+        && *self_link == b.self_link
+}
 
 fn forget_versions(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
     meta.resource_version = None;
@@ -434,5 +474,88 @@ mod tests {
         let mut next = store.clone();
         next.http_routes.insert(key, Arc::new(edited));
         assert_eq!(store.difference(&next), Difference::Objects);
+    }
+
+    /// `same_input` of an object with a status, compared in place, agrees with comparing
+    /// copies whose status, resourceVersion and managedFields are cleared, over edits of
+    /// each part.
+    #[test]
+    fn same_input_ignores_status_and_versions_and_nothing_else() {
+        use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec, ServiceStatus};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        fn by_copies(a: &Service, b: &Service) -> bool {
+            let (mut a, mut b) = (a.clone(), b.clone());
+            a.status = None;
+            b.status = None;
+            forget_versions(&mut a.metadata);
+            forget_versions(&mut b.metadata);
+            a == b
+        }
+        let mut base = Service::default();
+        base.metadata.name = Some("s".into());
+        base.metadata.namespace = Some("default".into());
+        base.metadata.generation = Some(1);
+        base.spec = Some(ServiceSpec {
+            ports: Some(vec![ServicePort {
+                port: 80,
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        });
+        type Edit = Box<dyn Fn(&mut Service)>;
+        let edits: Vec<(&str, bool, Edit)> = vec![
+            (
+                "status",
+                true,
+                Box::new(|s| s.status = Some(ServiceStatus::default())),
+            ),
+            (
+                "resourceVersion",
+                true,
+                Box::new(|s| s.metadata.resource_version = Some("9".into())),
+            ),
+            (
+                "managedFields",
+                true,
+                Box::new(|s| s.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()])),
+            ),
+            ("spec", false, Box::new(|s| s.spec = None)),
+            (
+                "generation",
+                false,
+                Box::new(|s| s.metadata.generation = Some(2)),
+            ),
+            (
+                "labels",
+                false,
+                Box::new(|s| s.metadata.labels = Some([("a".into(), "b".into())].into())),
+            ),
+            (
+                "annotations",
+                false,
+                Box::new(|s| s.metadata.annotations = Some([("a".into(), "b".into())].into())),
+            ),
+            (
+                "name",
+                false,
+                Box::new(|s| s.metadata.name = Some("t".into())),
+            ),
+            (
+                "uid",
+                false,
+                Box::new(|s| s.metadata.uid = Some("u".into())),
+            ),
+        ];
+        for (what, same, edit) in &edits {
+            let mut edited = base.clone();
+            edit(&mut edited);
+            assert_eq!(base.same_input(&edited), *same, "{what}");
+            assert_eq!(edited.same_input(&base), *same, "{what}");
+            assert_eq!(
+                base.same_input(&edited),
+                by_copies(&base, &edited),
+                "{what}"
+            );
+        }
     }
 }
