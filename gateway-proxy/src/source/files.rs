@@ -340,7 +340,7 @@ pub async fn run(
 }
 
 /// What a file event says about when the directory may be read.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 enum Signal {
     /// A file is being written (created, or its data changed): wait for it to be closed.
     Writing(PathBuf),

@@ -153,7 +153,7 @@ impl ParseCache {
         }
         for origin in parsed {
             for new in &self.files.get(origin)?.objects {
-                if slot::is_taken(&mut store, &new.object) {
+                if slot::is_taken(&store, &new.object) {
                     return None;
                 }
                 slot::insert(&mut store, new.object.clone());

@@ -236,8 +236,9 @@ pub fn attach(
         .iter()
         .copied()
         .filter(|&i| {
-            !hostname::intersect(gateway.listeners[i].hostname.as_deref(), route.hostnames)
-                .is_empty()
+            hostname::intersections(gateway.listeners[i].hostname.as_deref(), route.hostnames)
+                .next()
+                .is_some()
         })
         .collect();
     let served: Vec<usize> = matching
