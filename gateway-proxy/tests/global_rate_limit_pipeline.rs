@@ -46,3 +46,58 @@ async fn concurrent_takes_on_one_connection_each_get_their_own_reply() {
     let clients = redis.cli(&["CLIENT", "LIST"]);
     assert_eq!(clients.lines().count(), 2, "{clients}");
 }
+
+/// Takes of one bucket queued together share one script call: they get, in order, exactly
+/// what one call each would have given them (the limit, each remaining count once, the
+/// refused told when one more fits), in fewer calls than takes.
+#[tokio::test(flavor = "current_thread")]
+async fn takes_of_one_bucket_share_a_call_and_get_what_one_call_each_would() {
+    let redis = Redis::start().await;
+    let buckets = Arc::new(GlobalBuckets::new(&redis.url()).expect("URL"));
+    let rate = Rate {
+        requests: 10,
+        unit: Duration::from_secs(60),
+    };
+    // Opens the connection and loads the script, so that the takes below queue together.
+    let first = buckets.take("shared:warm", rate, 1).await.expect("Redis");
+    assert!(first.allowed);
+    // 40 takes of cost 2 from a bucket of 10: 5 pass. On one thread, every take is queued
+    // before the connection's driver writes.
+    let takes: Vec<_> = (0..40)
+        .map(|_| {
+            let buckets = buckets.clone();
+            tokio::spawn(async move { buckets.take("shared:hot", rate, 2).await })
+        })
+        .collect();
+    let mut remaining = Vec::new();
+    let mut refused = 0;
+    for taken in join_all(takes).await {
+        let taken = taken.expect("take task").expect("Redis answers");
+        if taken.allowed {
+            remaining.push(taken.remaining);
+            // Full again once this take's 2 units (6 s each) and those before it have
+            // drained.
+            assert!(taken.wait <= Duration::from_secs(60), "{taken:?}");
+        } else {
+            refused += 1;
+            assert_eq!(taken.remaining, 0, "{taken:?}");
+            // One more fits once the first grant's 2 units are back: about 12 s.
+            assert!(
+                taken.wait > Duration::from_secs(11) && taken.wait <= Duration::from_secs(12),
+                "{taken:?}"
+            );
+        }
+    }
+    remaining.sort_unstable();
+    assert_eq!(remaining, [0, 2, 4, 6, 8], "one remaining count per grant");
+    assert_eq!(refused, 35);
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let calls: u32 = stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or_else(|| panic!("EVALSHA calls in {stats}"));
+    // The warm-up's call, and far fewer than one per take for the 40.
+    assert!(calls <= 5, "{calls} EVALSHA calls for 41 takes:\n{stats}");
+}

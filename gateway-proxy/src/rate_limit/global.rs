@@ -1,10 +1,13 @@
 //! Global buckets: the same GCRA as [`super::buckets`], kept in Redis so every replica of a
-//! fleet takes from one bucket (`--rate-limit-redis`). One Lua script per take reads the
-//! arrival time, decides and writes it atomically, with Redis's own clock, so replicas whose
-//! clocks differ still agree; the key expires once the bucket is full again.
+//! fleet takes from one bucket (`--rate-limit-redis`). A Lua script reads the arrival time,
+//! decides and writes it atomically, with Redis's own clock, so replicas whose clocks differ
+//! still agree; the key expires once the bucket is full again.
 //!
 //! Every take of a replica goes through one pipelined connection ([`redis_mux`](super::redis_mux),
-//! opened by [`redis_client`](super::redis_client) on first use). Redis unreachable or slower
+//! opened by [`redis_client`](super::redis_client) on first use). Takes of one bucket queued
+//! together share one script call, which grants the first as many as fit, in order: each take
+//! is answered exactly as a call of its own would have been, so the limit stays exact across
+//! replicas. Redis unreachable or slower
 //! than [`TIMEOUT`]: the take fails and the policy's `failClosed` decides (through the
 //! pipeline). After a failed connection attempt the next one waits [`RECONNECT_EVERY`]; a
 //! connection found closed (Redis restarted) is replaced at once and the take sent again on
@@ -35,22 +38,28 @@ pub const TIMEOUT: Duration = Duration::from_millis(250);
 /// How often a lost Redis is tried again.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 
-/// GCRA in microseconds, on Redis's clock. KEYS[1]: the bucket; ARGV: emission interval,
-/// tolerance (the unit), cost. Returns {allowed, remaining, wait in microseconds}.
+/// GCRA in microseconds, on Redis's clock, for `count` takes of one bucket at once (the takes
+/// of one replica that share a command, [`redis_mux`](super::redis_mux)): as many as fit are
+/// granted, in order, exactly as one call each would have been. KEYS[1]: the bucket; ARGV:
+/// emission interval, tolerance (the unit), cost, count. Returns {granted, remaining after
+/// them, microseconds until the bucket is full again, microseconds until one more fits}.
 const TAKE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local emission = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
+local step = emission * tonumber(ARGV[3])
+local count = tonumber(ARGV[4])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-local next = tat + emission * cost
-if next - now > tolerance then
-  return {0, math.floor((now + tolerance - tat) / emission), next - now - tolerance}
+local granted = math.floor((now + tolerance - tat) / step)
+if granted > count then granted = count end
+if granted < 0 then granted = 0 end
+local next = tat + step * granted
+if granted > 0 then
+  redis.call('SET', KEYS[1], string.format('%d', next), 'PX', math.ceil((next - now) / 1000) + 1)
 end
-redis.call('SET', KEYS[1], string.format('%d', next), 'PX', math.ceil((next - now) / 1000) + 1)
-return {1, math.floor((now + tolerance - next) / emission), next - now}
+return {granted, math.floor((now + tolerance - next) / emission), next - now, next + step - now - tolerance}
 ";
 
 /// Why a global take did not decide.
@@ -165,7 +174,7 @@ impl GlobalBuckets {
         let emission = (unit / u64::from(rate.requests.max(1))).max(1);
         let args: [u64; TAKE_ARGS] = [emission, unit, u64::from(cost)];
         let key = key.as_bytes();
-        let mut reply = match self.send(deadline, key, &args).await {
+        let (mut reply, mut place) = match self.send(deadline, key, &args).await {
             // Closed (Redis restarted, or dropped the connection) before the reply: the take
             // is sent again on a new connection.
             Err(GlobalError::Redis(CallError::Closed)) => self.send(deadline, key, &args).await,
@@ -176,25 +185,33 @@ impl GlobalBuckets {
             let (mux, _) = &*self.connection(deadline).await?;
             reply = mux
                 .send(deadline, |out| {
-                    let command = Command::new(out, 4 + TAKE_ARGS)
+                    let command = Command::new(out, 4 + TAKE_ARGS + 1)
                         .arg(b"EVAL")
                         .arg(TAKE.as_bytes())
                         .arg(b"1");
                     key_and_args(command, key, &args);
                 })
                 .await?;
+            place = 0;
         }
         match reply {
             Reply::Array(values) => match values[..] {
                 [
-                    Reply::Integer(allowed),
+                    Reply::Integer(granted),
                     Reply::Integer(remaining),
-                    Reply::Integer(wait),
-                ] => Ok(Taken {
-                    allowed: allowed == 1,
-                    remaining: u64::try_from(remaining).unwrap_or(0),
-                    wait: Duration::from_micros(u64::try_from(wait).unwrap_or(0)),
-                }),
+                    Reply::Integer(full_in),
+                    Reply::Integer(retry_in),
+                ] => Ok(share(
+                    Shared {
+                        granted,
+                        remaining,
+                        full_in,
+                        retry_in,
+                    },
+                    place,
+                    emission,
+                    cost,
+                )),
                 _ => Err(unexpected(Reply::Array(values))),
             },
             Reply::Error(message) => Err(GlobalError::Redis(CallError::Refused {
@@ -205,13 +222,14 @@ impl GlobalBuckets {
         }
     }
 
-    /// Sends one `EVALSHA` of the script and waits for its reply.
+    /// Sends one `EVALSHA` of the script, or joins a queued one of the same bucket, and waits
+    /// for its reply; says this take's place among those sharing it.
     async fn send(
         &self,
         deadline: Deadline,
         key: &[u8],
         args: &[u64; TAKE_ARGS],
-    ) -> Result<Reply, GlobalError> {
+    ) -> Result<(Reply, u32), GlobalError> {
         let encode = |out: &mut Vec<u8>, evalsha: &[u8]| {
             out.extend_from_slice(evalsha);
             key_and_args(Command::append(out), key, args);
@@ -219,17 +237,18 @@ impl GlobalBuckets {
         let answer = match &*self.connection.load() {
             Some(connection) if !connection.0.failed() => {
                 let (mux, evalsha) = &**connection;
-                mux.send(deadline, |out| encode(out, evalsha))
+                mux.send_shared(deadline, |out| encode(out, evalsha))
             }
             _ => {
                 // Boxed: connecting (TLS included) is a large future, and a rare one; inline,
                 // it would be copied with every take's.
                 let connection = Box::pin(self.reconnect(deadline)).await?;
                 let (mux, evalsha) = &*connection;
-                mux.send(deadline, |out| encode(out, evalsha))
+                mux.send_shared(deadline, |out| encode(out, evalsha))
             }
         };
-        Ok(answer.await?)
+        let (answer, place) = answer;
+        Ok((answer.await?, place))
     }
 
     /// The open connection, or a new one.
@@ -254,7 +273,7 @@ impl GlobalBuckets {
         }
         let (stream, sha) = self.connect(deadline).await?.into_stream();
         let mut evalsha = Vec::new();
-        Command::new(&mut evalsha, 4 + TAKE_ARGS)
+        Command::new(&mut evalsha, 4 + TAKE_ARGS + 1)
             .arg(b"EVALSHA")
             .arg(&sha)
             .arg(b"1");
@@ -282,18 +301,56 @@ impl GlobalBuckets {
     }
 }
 
-/// The script's arguments: emission interval, tolerance, cost.
+/// The script's arguments but the count: emission interval, tolerance, cost.
 const TAKE_ARGS: usize = 3;
 
 /// Every bucket's key in Redis starts with this.
 const KEY_PREFIX: &[u8] = b"gantry:rl:";
 
-/// The rest of a script call: the bucket's key, then the arguments.
+/// The rest of a script call: the bucket's key, the arguments, and a count of 1 (raised in
+/// place by the takes that share the call).
 fn key_and_args(command: Command<'_>, key: &[u8], args: &[u64; TAKE_ARGS]) {
     args.iter()
         .fold(command.parts(&[KEY_PREFIX, key]), |command, &arg| {
             command.int(arg)
-        });
+        })
+        .count();
+}
+
+/// The script's answer to the takes sharing a call.
+#[derive(Debug, Clone, Copy)]
+struct Shared {
+    granted: i64,
+    remaining: i64,
+    /// Microseconds until the bucket is full again, after the grants.
+    full_in: i64,
+    /// Microseconds until one more take fits.
+    retry_in: i64,
+}
+
+/// What the take at `place` among those sharing a call was given, as if each had made the
+/// call on its own, in order: the first `granted` are let through, each seeing the bucket as it
+/// was after its own grant (one `cost` of `emission` microseconds apart from the next), and
+/// the rest are refused.
+fn share(shared: Shared, place: u32, emission: u64, cost: u32) -> Taken {
+    let place = i64::from(place);
+    let (remaining, wait) = if place < shared.granted {
+        let after = shared.granted - 1 - place;
+        let step = i64::try_from(emission.saturating_mul(u64::from(cost))).unwrap_or(i64::MAX);
+        (
+            shared
+                .remaining
+                .saturating_add(after.saturating_mul(i64::from(cost))),
+            shared.full_in.saturating_sub(after.saturating_mul(step)),
+        )
+    } else {
+        (shared.remaining, shared.retry_in)
+    };
+    Taken {
+        allowed: place < shared.granted,
+        remaining: u64::try_from(remaining).unwrap_or(0),
+        wait: Duration::from_micros(u64::try_from(wait).unwrap_or(0)),
+    }
 }
 
 fn unexpected(reply: Reply) -> GlobalError {

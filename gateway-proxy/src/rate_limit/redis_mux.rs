@@ -4,6 +4,15 @@
 //! read, and fills the slots in order (Redis answers a connection's commands in the order it
 //! received them). Under load, many takes share each system call, on this side and on Redis's.
 //!
+//! Takes of one bucket share a command. A command that takes may share ends with a count
+//! ([`resp::Command::count`]); while it still waits in the buffer, a take whose command is the
+//! same but for the count raises the count in place instead of adding one of its own, and is
+//! told its place among the takes sharing it (the script grants the first as many as fit, in
+//! order). And the driver, woken by a take, first lets the other tasks ready on its thread run
+//! before it writes: the takes they add go out in the same write, and a hot bucket's (one key
+//! under load: a route's limit, a plan's, every request of one client) in one command, one
+//! script run and one reply (`gantry-bench --policy-cost-only`, "global rate limit").
+//!
 //! Timeouts: a command not answered by its deadline means the connection is stuck (every
 //! later reply waits behind it), so the driver fails every waiting take and the connection
 //! closes; the next take opens another. The driver keeps one timer, for the oldest command,
@@ -16,6 +25,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,14 +62,45 @@ struct State {
     out: Vec<u8>,
     /// One per command taken or to take, in order.
     waiting: VecDeque<Waiter>,
+    /// How many commands `out` holds: the last ones of `waiting`.
+    queued: usize,
     /// Why the connection failed.
     failure: Option<Failure>,
 }
 
 struct Waiter {
     slot: Arc<Slot>,
+    /// The other takes sharing the command, in order.
+    more: Vec<Arc<Slot>>,
     deadline: Instant,
+    /// For a command takes may share, while it is in `out`: where, and its count.
+    sharing: Option<Sharing>,
 }
+
+struct Sharing {
+    span: Range<usize>,
+    count: u32,
+}
+
+impl Waiter {
+    fn answer(self, reply: Reply) {
+        for slot in self.more {
+            slot.fill(Ok(reply.clone()));
+        }
+        self.slot.fill(Ok(reply));
+    }
+
+    fn fail(self, failure: &Failure) {
+        for slot in self.more {
+            slot.fill(Err(failure.error()));
+        }
+        self.slot.fill(Err(failure.error()));
+    }
+}
+
+/// How far back a take looks among the queued commands for one it may share (the cost of a
+/// take when many buckets are queued at once stays bounded).
+const SHARE_LOOKBACK: usize = 32;
 
 #[derive(Default)]
 struct Slot {
@@ -112,9 +153,10 @@ impl Mux {
             input: Vec::with_capacity(1024),
             parsed: 0,
             replies: Vec::new(),
-            slots: Vec::new(),
+            answered: Vec::new(),
             timer: Box::pin(tokio::time::sleep(timeout)),
             timer_at: None,
+            gathered: false,
         };
         tokio::spawn(async move {
             let failure = std::future::poll_fn(|cx| driver.poll(cx)).await;
@@ -138,13 +180,86 @@ impl Mux {
                 return Answer(slot);
             }
             encode(&mut state.out);
-            state.waiting.push_back(Waiter {
-                slot: slot.clone(),
-                deadline,
-            });
+            state.push(slot.clone(), deadline, None);
         }
         self.shared.driver.wake();
         Answer(slot)
+    }
+
+    /// Sends the command `encode` appends, which must end with a count of 1
+    /// ([`resp::Command::count`]), or joins a queued command that is the same but for its
+    /// count. Answers the reply, and this take's place among those sharing it (from 0).
+    pub fn send_shared(
+        &self,
+        deadline: Instant,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> (Answer, u32) {
+        let slot = Arc::new(Slot::default());
+        let place = {
+            let mut state = self.shared.state.lock();
+            if let Some(failure) = &state.failure {
+                slot.fill(Err(failure.error()));
+                return (Answer(slot), 0);
+            }
+            let start = state.out.len();
+            encode(&mut state.out);
+            match state.join(start, &slot) {
+                Some(place) => place,
+                None => {
+                    let span = start..state.out.len();
+                    state.push(slot.clone(), deadline, Some(Sharing { span, count: 1 }));
+                    0
+                }
+            }
+        };
+        // A take that joined needs no wake: the driver was woken for the command it joined.
+        if place == 0 {
+            self.shared.driver.wake();
+        }
+        (Answer(slot), place)
+    }
+}
+
+impl State {
+    fn push(&mut self, slot: Arc<Slot>, deadline: Instant, sharing: Option<Sharing>) {
+        self.waiting.push_back(Waiter {
+            slot,
+            more: Vec::new(),
+            deadline,
+            sharing,
+        });
+        self.queued += 1;
+    }
+
+    /// Joins the command just written at `start` to a queued one that is the same but for its
+    /// count: raises that one's count, takes the new one back out, and says the take's place.
+    fn join(&mut self, start: usize, slot: &Arc<Slot>) -> Option<u32> {
+        let Self {
+            out,
+            waiting,
+            queued,
+            ..
+        } = self;
+        let body = |span: &Range<usize>| &out[span.start..span.end - resp::COUNT_DIGITS - 2];
+        let new = start..out.len();
+        let queued = waiting.len() - (*queued).min(waiting.len());
+        let waiter = waiting
+            .range_mut(queued..)
+            .rev()
+            .take(SHARE_LOOKBACK)
+            .find(|waiter| {
+                waiter.sharing.as_ref().is_some_and(|sharing| {
+                    sharing.count < resp::MAX_COUNT
+                        && sharing.span.len() == new.len()
+                        && body(&sharing.span) == body(&new)
+                })
+            })?;
+        let sharing = waiter.sharing.as_mut()?;
+        sharing.count += 1;
+        resp::set_count(&mut out[sharing.span.clone()], sharing.count);
+        out.truncate(start);
+        waiter.more.push(slot.clone());
+        Some(sharing.count - 1)
     }
 }
 
@@ -179,10 +294,13 @@ struct Driver {
     parsed: usize,
     /// Replies parsed and not yet handed to their takes, and the takes they go to.
     replies: Vec<Reply>,
-    slots: Vec<Arc<Slot>>,
+    answered: Vec<Waiter>,
     /// Fires at the oldest waiting command's deadline.
     timer: Pin<Box<Sleep>>,
     timer_at: Option<Instant>,
+    /// Whether the driver has let the other tasks add their commands since it last took
+    /// `out`.
+    gathered: bool,
 }
 
 impl Driver {
@@ -194,7 +312,20 @@ impl Driver {
             if self.written == self.writing.len() {
                 self.writing.clear();
                 self.written = 0;
-                std::mem::swap(&mut self.shared.state.lock().out, &mut self.writing);
+                let mut state = self.shared.state.lock();
+                if !state.out.is_empty() {
+                    if !self.gathered {
+                        // Woken by a take: the other tasks ready on this thread run first, and
+                        // their takes go out in the same write (or join a queued command).
+                        self.gathered = true;
+                        drop(state);
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    std::mem::swap(&mut state.out, &mut self.writing);
+                    state.queued = 0;
+                    self.gathered = false;
+                }
             }
             while self.written < self.writing.len() {
                 match self.stream.poll_write(cx, &self.writing[self.written..]) {
@@ -274,17 +405,19 @@ impl Driver {
     fn hand_out(&mut self) -> Result<Option<Instant>, Failure> {
         let oldest = {
             let mut state = self.shared.state.lock();
-            for _ in 0..self.replies.len() {
+            // Only commands written are answered: never one still queued in `out`.
+            let sent = state.waiting.len() - state.queued.min(state.waiting.len());
+            for _ in 0..self.replies.len().min(sent) {
                 match state.waiting.pop_front() {
-                    Some(waiter) => self.slots.push(waiter.slot),
+                    Some(waiter) => self.answered.push(waiter),
                     None => break,
                 }
             }
             state.waiting.front().map(|waiter| waiter.deadline)
         };
-        let unasked = self.replies.len() > self.slots.len();
-        for (slot, reply) in self.slots.drain(..).zip(self.replies.drain(..)) {
-            slot.fill(Ok(reply));
+        let unasked = self.replies.len() > self.answered.len();
+        for (waiter, reply) in self.answered.drain(..).zip(self.replies.drain(..)) {
+            waiter.answer(reply);
         }
         if unasked {
             return Err(Failure::Malformed(resp::Malformed("a reply to no command")));
@@ -299,10 +432,11 @@ impl Driver {
             let mut state = self.shared.state.lock();
             state.failure = Some(failure.clone());
             state.out.clear();
+            state.queued = 0;
             std::mem::take(&mut state.waiting)
         };
         for waiter in waiting {
-            waiter.slot.fill(Err(failure.error()));
+            waiter.fail(&failure);
         }
     }
 }

@@ -24,6 +24,22 @@ pub enum Reply {
 #[error("Redis sent a malformed reply ({0})")]
 pub struct Malformed(pub &'static str);
 
+/// Digits of a shared command's count ([`Command::count`]), and the largest count they hold.
+pub const COUNT_DIGITS: usize = 6;
+pub const MAX_COUNT: u32 = 999_999;
+
+/// Rewrites the count that ends `command` (written by [`Command::count`]) as `count`
+/// (at most [`MAX_COUNT`]).
+pub fn set_count(command: &mut [u8], count: u32) {
+    debug_assert!(count <= MAX_COUNT);
+    let end = command.len() - 2;
+    let mut rest = count;
+    for digit in command[end - COUNT_DIGITS..end].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+}
+
 /// Writes a command: `*<n>` then each argument as a bulk string.
 pub struct Command<'b> {
     out: &'b mut Vec<u8>,
@@ -67,6 +83,14 @@ impl<'b> Command<'b> {
         self.out.extend_from_slice(digits);
         self.out.extend_from_slice(b"\r\n");
         self
+    }
+
+    /// The last argument of a command that several takes may share: a count of 1, written
+    /// with [`COUNT_DIGITS`] digits so that the pipeline can raise it in place
+    /// ([`set_count`]).
+    pub fn count(mut self) {
+        self.length(COUNT_DIGITS);
+        self.out.extend_from_slice(b"000001\r\n");
     }
 
     /// `$<len>\r\n`.
@@ -192,6 +216,17 @@ mod tests {
             out,
             b"+*4\r\n$7\r\nEVALSHA\r\n$13\r\ngantry:rl:k\r\n\r\n$1\r\n0\r\n$7\r\n1000000\r\n"
         );
+    }
+
+    #[test]
+    fn a_shared_count_is_raised_in_place() {
+        let mut out = Vec::new();
+        Command::new(&mut out, 2).arg(b"X").count();
+        assert_eq!(out, b"*2\r\n$1\r\nX\r\n$6\r\n000001\r\n");
+        set_count(&mut out, 42);
+        assert_eq!(out, b"*2\r\n$1\r\nX\r\n$6\r\n000042\r\n");
+        set_count(&mut out, MAX_COUNT);
+        assert_eq!(out, b"*2\r\n$1\r\nX\r\n$6\r\n999999\r\n");
     }
 
     #[test]
