@@ -8,10 +8,11 @@
 //! ([`resp::Command::count`]); while it still waits in the buffer, a take whose command is the
 //! same but for the count raises the count in place instead of adding one of its own, and is
 //! told its place among the takes sharing it (the script grants the first as many as fit, in
-//! order). And the driver, woken by a take, first lets the other tasks ready on its thread run
-//! before it writes: the takes they add go out in the same write, and a hot bucket's (one key
-//! under load: a route's limit, a plan's, every request of one client) in one command, one
-//! script run and one reply (`gantry-bench --policy-cost-only`, "global rate limit").
+//! order). And the driver, woken by a take while others are in flight, first lets the other
+//! tasks ready on its thread run before it writes: the takes they add go out in the same write,
+//! and a hot bucket's (one key under load: a route's limit, a plan's, every request of one
+//! client) in one command, one script run and one reply (`gantry-bench --policy-cost-only`,
+//! "global rate limit"). A take alone is written at once.
 //!
 //! Timeouts: a command not answered by its deadline means the connection is stuck (every
 //! later reply waits behind it), so the driver fails every waiting take and the connection
@@ -314,9 +315,12 @@ impl Driver {
                 self.written = 0;
                 let mut state = self.shared.state.lock();
                 if !state.out.is_empty() {
-                    if !self.gathered {
-                        // Woken by a take: the other tasks ready on this thread run first, and
-                        // their takes go out in the same write (or join a queued command).
+                    let in_flight = state.waiting.len() > state.queued;
+                    if in_flight && !self.gathered {
+                        // Takes are already waiting for Redis, so others are likely under way:
+                        // the tasks ready on this thread run first, and their takes go out in
+                        // the same write (or join a queued command). With none in flight (one
+                        // take at a time) the command is written at once.
                         self.gathered = true;
                         drop(state);
                         cx.waker().wake_by_ref();
