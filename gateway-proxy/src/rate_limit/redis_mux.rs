@@ -243,9 +243,9 @@ impl State {
         } = self;
         let body = |span: &Range<usize>| &out[span.start..span.end - resp::COUNT_DIGITS - 2];
         let new = start..out.len();
-        let queued = waiting.len() - (*queued).min(waiting.len());
+        let first_queued = waiting.len() - (*queued).min(waiting.len());
         let waiter = waiting
-            .range_mut(queued..)
+            .range_mut(first_queued..)
             .rev()
             .take(SHARE_LOOKBACK)
             .find(|waiter| {
