@@ -181,9 +181,23 @@ impl Args {
                 .instructions_requests
                 .unwrap_or(if q { 0 } else { 2_000 }),
             instructions_only: self.instructions_only,
-            bins: self.bins.as_ref().map(|d| d.display().to_string()),
+            // `run.sh` hands a release suite the release binaries it built beside it: that is
+            // the release build, not another (a debug suite's are debug builds).
+            bins: self
+                .bins
+                .as_ref()
+                .filter(|dir| cfg!(debug_assertions) || !beside_this_binary(dir))
+                .map(|d| d.display().to_string()),
         }
     }
+}
+
+/// Whether `dir` is the directory this binary runs from.
+fn beside_this_binary(dir: &std::path::Path) -> bool {
+    let own = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().and_then(|d| d.canonicalize().ok()));
+    own.is_some() && dir.canonicalize().ok() == own
 }
 
 /// Requests on a connection before its instructions are counted.
