@@ -505,3 +505,19 @@ fn load_average() -> f64 {
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
         .unwrap_or(0.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::beside_this_binary;
+
+    #[test]
+    fn only_this_binarys_own_folder_is_beside_it() {
+        let exe = std::env::current_exe().expect("this test's binary");
+        let own = exe.parent().expect("its folder");
+        assert!(beside_this_binary(own));
+        // The same folder written another way is still it.
+        assert!(beside_this_binary(&own.join(".")));
+        assert!(!beside_this_binary(own.parent().expect("the folder above")));
+        assert!(!beside_this_binary(std::path::Path::new("/no/such/folder")));
+    }
+}

@@ -37,6 +37,12 @@ impl PartialEq for RouteEntryIr {
         fn same<T: PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
             Arc::ptr_eq(a, b) || **a == **b
         }
+        fn same_if_any<T: PartialEq>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => same(a, b),
+                (a, b) => a.is_none() && b.is_none(),
+            }
+        }
         // Every field named, so that a new one cannot be forgotten here.
         let Self {
             route,
@@ -52,14 +58,8 @@ impl PartialEq for RouteEntryIr {
             && *match_index == other.match_index
             && *matches == other.matches
             && same(rule, &other.rule)
-            && match (security, &other.security) {
-                (Some(a), Some(b)) => same(a, b),
-                (a, b) => a.is_none() && b.is_none(),
-            }
-            && match (rate_limit, &other.rate_limit) {
-                (Some(a), Some(b)) => same(a, b),
-                (a, b) => a.is_none() && b.is_none(),
-            }
+            && same_if_any(security, &other.security)
+            && same_if_any(rate_limit, &other.rate_limit)
     }
 }
 

@@ -32,6 +32,7 @@ use gantry_crds::params::GatewayParameters;
 use gantry_crds::{Consumer, HttpComposition, HttpTransform, RateLimitPolicy, SecurityPolicy};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 pub use self::acme::AcmeCertificate;
@@ -325,11 +326,8 @@ translated!(
 );
 
 /// Equal but for `resourceVersion` and `managedFields` (what [`forget_versions`] clears).
-fn same_meta(
-    a: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    b: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> bool {
-    let k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+fn same_meta(a: &ObjectMeta, b: &ObjectMeta) -> bool {
+    let ObjectMeta {
         annotations,
         creation_timestamp,
         deletion_grace_period_seconds,
@@ -361,7 +359,7 @@ fn same_meta(
         && *self_link == b.self_link
 }
 
-fn forget_versions(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+fn forget_versions(meta: &mut ObjectMeta) {
     meta.resource_version = None;
     meta.managed_fields = None;
 }
