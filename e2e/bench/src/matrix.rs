@@ -83,11 +83,14 @@ pub fn round(
     let mut results = Vec::new();
     for (p, runs) in proxies.iter_mut().zip(through) {
         p.expect_200(i)?;
+        // Memory first: reading `/config` makes the proxy serialize its whole configuration.
+        let memory = p.memory()?;
         results.push(ProxyAtScale {
             proxy: p.kind,
             routes,
             load_time_ms: p.load_time.as_secs_f64() * 1e3,
-            memory: p.memory()?,
+            build_ms: p.first_build_ms()?,
+            memory,
             runs,
         });
     }

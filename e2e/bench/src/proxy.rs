@@ -61,6 +61,8 @@ pub struct Running {
     /// From spawning the process to the first 200 from the last route.
     pub load_time: Duration,
     pub dir: PathBuf,
+    /// Gantry's admin port.
+    pub admin: Option<u16>,
     proc: Proc,
 }
 
@@ -95,14 +97,19 @@ impl Running {
         std::fs::create_dir_all(&dir)?;
         let config_dir = dir.join("config");
         std::fs::create_dir_all(&config_dir)?;
-        let command = match kind {
-            Kind::Gantry => {
+        let admin = match kind {
+            Kind::Gantry => Some(free_port()?),
+            Kind::Nginx | Kind::Haproxy => None,
+        };
+        let command = match (kind, admin) {
+            (Kind::Gantry, Some(admin)) => {
                 for (name, text) in config::gantry(port, setup.backend, routes) {
                     std::fs::write(config_dir.join(name), text)?;
                 }
-                gantry_command(setup, &config_dir)?
+                gantry_command_on(setup, &config_dir, admin)
             }
-            Kind::Nginx => {
+            (Kind::Gantry, None) => unreachable!("Gantry always gets an admin port"),
+            (Kind::Nginx, _) => {
                 let conf = config_dir.join("nginx.conf");
                 std::fs::write(
                     &conf,
@@ -125,7 +132,7 @@ impl Running {
                     .args(["-g", "daemon off;"]);
                 c
             }
-            Kind::Haproxy => {
+            (Kind::Haproxy, _) => {
                 let map = config_dir.join("routes.map");
                 std::fs::write(&map, haproxy::map(routes))?;
                 let cfg = config_dir.join("haproxy.cfg");
@@ -158,6 +165,7 @@ impl Running {
             port,
             load_time,
             dir,
+            admin,
             proc,
         })
     }
@@ -190,6 +198,18 @@ impl Running {
         self.proc.memory()
     }
 
+    /// Gantry: milliseconds its first configuration took from the objects read to the routing
+    /// in use (translation, compilation, statuses), as its `/config` records it (the first
+    /// applied change, version 1). `None` for the other proxies.
+    pub fn first_build_ms(&self) -> anyhow::Result<Option<f64>> {
+        let Some(admin) = self.admin else {
+            return Ok(None);
+        };
+        let config: serde_json::Value = serde_json::from_str(&probe::get_body(admin, "/config")?)
+            .context("reading Gantry's /config")?;
+        first_build(&config).map(Some)
+    }
+
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
         self.proc.cpu_time()
     }
@@ -205,10 +225,26 @@ impl Drop for Running {
     }
 }
 
+/// The `tookMs` of the first applied change (version 1) among `/config`'s `reloads`.
+fn first_build(config: &serde_json::Value) -> anyhow::Result<f64> {
+    config["reloads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["result"] == "applied" && r["version"] == 1)
+        .and_then(|r| r["tookMs"].as_f64())
+        .context("Gantry's /config records no first applied change (version 1)")
+}
+
 /// `gantry-proxy run` on the files in `config_dir`, as every scenario runs it: no access log
 /// (unless `setup.access_log`),
 /// warnings only, listeners on 127.0.0.1, an admin port, `setup.workers` worker threads.
 pub fn gantry_command(setup: &Setup, config_dir: &Path) -> anyhow::Result<Command> {
+    Ok(gantry_command_on(setup, config_dir, free_port()?))
+}
+
+/// [`gantry_command`] with its admin port on `admin`.
+fn gantry_command_on(setup: &Setup, config_dir: &Path, admin: u16) -> Command {
     let mut c = Command::new(setup.bins.join("gantry-proxy"));
     if setup.access_log {
         // The access log is written at INFO, to stderr (the process's log file).
@@ -219,9 +255,9 @@ pub fn gantry_command(setup: &Setup, config_dir: &Path) -> anyhow::Result<Comman
     c.arg("--config-dir")
         .arg(config_dir)
         .args(["--bind-address", "127.0.0.1"])
-        .args(["--admin-addr", &format!("127.0.0.1:{}", free_port()?)])
+        .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
         .args(["--worker-threads", &setup.workers.to_string()]);
-    Ok(c)
+    c
 }
 
 /// Full path of a program on `PATH` (Debian puts nginx and haproxy in /usr/sbin).
@@ -258,4 +294,24 @@ pub fn version(program: &str) -> String {
             first.trim().to_owned()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_build;
+
+    #[test]
+    fn first_build_is_the_first_applied_version() {
+        let config = serde_json::json!({"reloads": [
+            {"result": "rejected", "version": 0, "tookMs": 0.0},
+            {"result": "applied", "version": 1, "tookMs": 41.5},
+            {"result": "applied", "version": 2, "tookMs": 3.0},
+        ]});
+        assert_eq!(first_build(&config).unwrap(), 41.5);
+        let later = serde_json::json!({"reloads": [
+            {"result": "applied", "version": 2, "tookMs": 3.0},
+        ]});
+        assert!(first_build(&later).is_err());
+        assert!(first_build(&serde_json::json!({})).is_err());
+    }
 }

@@ -217,14 +217,16 @@ fn footprint(s: &mut String, r: &Results) {
         s,
         "Memory is read after the load runs, summed over the proxy's processes (nginx: master + workers). RSS counts \
          pages shared between processes once per process; PSS divides them among the sharers. Per route: \
-         (RSS at N − RSS at 1) / N. Load time: from starting the process to the first 200 from the last route.\n"
+         (RSS at N − RSS at 1) / N. Load time: from starting the process to the first 200 from the last route. \
+         Build (Gantry): its first configuration, from the objects read to the routing in use (translation, \
+         compilation and statuses; the `tookMs` of the first change in its `/config`).\n"
     );
     let _ = writeln!(s, "![Resident memory](memory.svg)\n");
     let _ = writeln!(
         s,
-        "| proxy | routes | load time ms | × nginx | RSS MiB | × nginx | PSS MiB | per route KiB (RSS) |"
+        "| proxy | routes | load time ms | × nginx | build ms | RSS MiB | × nginx | PSS MiB | per route KiB (RSS) |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &r.settings.routes {
         let nginx = r.at(Kind::Nginx, n);
         for kind in Kind::ALL {
@@ -239,10 +241,11 @@ fn footprint(s: &mut String, r: &Results) {
             };
             let _ = writeln!(
                 s,
-                "| {} | {n} | {:.0} | {} | {:.1} | {} | {:.1} | {per_route} |",
+                "| {} | {n} | {:.0} | {} | {} | {:.1} | {} | {:.1} | {per_route} |",
                 kind.name(),
                 p.load_time_ms,
                 ratio(Some(p.load_time_ms), nginx.map(|x| x.load_time_ms)),
+                p.build_ms.map(|b| format!("{b:.1}")).unwrap_or_default(),
                 p.memory.rss_bytes as f64 / MIB,
                 ratio(
                     Some(p.memory.rss_bytes as f64),

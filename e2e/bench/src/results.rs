@@ -110,6 +110,10 @@ pub struct ProxyAtScale {
     pub routes: usize,
     /// From spawning the process to the first 200 from the last route.
     pub load_time_ms: f64,
+    /// Gantry: its first configuration's build, from the objects read to the routing in use
+    /// (translation, compilation, statuses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_ms: Option<f64>,
     /// After all load runs at this route count.
     pub memory: Memory,
     pub runs: Vec<LoadRun>,
