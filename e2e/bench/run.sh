@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Gantry's benchmark suite: installs wrk, nginx, haproxy (and valgrind for a full run) when
+# Gantry's benchmark suite: installs wrk, h2load, nginx, haproxy (and valgrind for a full run) when
 # missing, builds the release binaries, and runs Gantry side by side with nginx and haproxy,
 # then Gantry in Kubernetes mode against an in-process API server (watch event to first 200 at
 # 1,000 and 5,000 routes; 100 routes with --quick).
@@ -32,6 +32,8 @@ command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# HTTP/2 load (h2c and TLS) for every proxy.
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
 # The global rate limit of the policy scenarios counts in Redis.
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # Instructions per request are counted by callgrind: in a full run, or when asked for.

@@ -16,6 +16,7 @@ pub fn markdown(r: &Results) -> String {
         throughput(&mut s, r);
         footprint(&mut s, r);
     }
+    protocols(&mut s, r);
     gantry_only(&mut s, r);
     retry_cost(&mut s, r);
     transform_cost(&mut s, r);
@@ -105,10 +106,15 @@ fn header(s: &mut String, r: &Results) {
         let _ = writeln!(
             s,
             "- Proxies: gantry-proxy ({build}, `--no-access-log --log-level warn --worker-threads {c}`), {}, {}; \
-             {c} workers each, access logs off, keepalive to the backend. Load generator: {}.",
+             {c} workers each, access logs off, keepalive to the backend. Load generator: {}{}.",
             m.nginx,
             m.haproxy,
             m.wrk,
+            if r.protocols.is_some() {
+                format!("; HTTP/2: {}", m.h2load)
+            } else {
+                String::new()
+            },
             c = m.cores
         );
         let _ = writeln!(
@@ -347,6 +353,55 @@ fn transform_cost(s: &mut String, r: &Results) {
 }
 
 /// One route per load balancing algorithm.
+/// Each proxy over h2c, HTTP/2 over TLS and HTTP/1.1 over TLS, against nginx.
+fn protocols(s: &mut String, r: &Results) {
+    let Some(p) = &r.protocols else {
+        return;
+    };
+    let _ = writeln!(s, "## HTTP/2 and TLS\n");
+    let _ = writeln!(
+        s,
+        "One route (`localhost/svc`) in each proxy, to the same plain HTTP/1.1 backend. HTTP/2 with \
+         `h2load`: {} connections of at most {} concurrent streams each, h2c with prior knowledge or \
+         TLS with ALPN `h2`; HTTP/1.1 over TLS with `wrk`, {} connections. One ECDSA P-256 \
+         certificate and each proxy's default TLS settings. {} s per run, {} run(s) per case, \
+         interleaved across protocols and proxies. CPU: the proxy's processes, per request.\n",
+        p.connections, p.streams, p.connections, p.seconds_per_run, p.repeats
+    );
+    let _ = writeln!(
+        s,
+        "| protocol | proxy | requests | errors | req/s (median) | × nginx | CPU µs / request | × nginx |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
+    for c in &p.cases {
+        let nginx = p
+            .cases
+            .iter()
+            .find(|n| n.protocol == c.protocol && n.proxy == Kind::Nginx)
+            .map(|n| &n.route);
+        let route = &c.route;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.0} | {} | {:.2} | {} |",
+            c.protocol,
+            c.proxy.name(),
+            route.requests,
+            route.errors,
+            route.requests_per_sec,
+            ratio(
+                Some(route.requests_per_sec),
+                nginx.map(|n| n.requests_per_sec)
+            ),
+            route.cpu_us_per_request,
+            ratio(
+                Some(route.cpu_us_per_request),
+                nginx.map(|n| n.cpu_us_per_request)
+            ),
+        );
+    }
+    let _ = writeln!(s);
+}
+
 fn lb_cost(s: &mut String, r: &Results) {
     let Some(c) = &r.lb_cost else {
         return;

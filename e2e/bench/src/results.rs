@@ -29,6 +29,8 @@ pub struct Results {
     pub policy_cost: Option<PolicyCost>,
     /// User-space instructions per request, counted by callgrind.
     pub instructions: Option<Instructions>,
+    /// Each proxy over HTTP/2 (h2c and TLS) and HTTP/1.1 over TLS.
+    pub protocols: Option<Protocols>,
 }
 
 /// Where and with what the figures were taken.
@@ -42,6 +44,8 @@ pub struct Machine {
     pub nginx: String,
     pub haproxy: String,
     pub wrk: String,
+    /// `h2load --version` (the HTTP/2 load generator).
+    pub h2load: String,
     /// 1-minute load average before and after the run (from `/proc/loadavg`).
     pub load_average_start: f64,
     pub load_average_end: f64,
@@ -86,6 +90,11 @@ pub struct Settings {
     pub policy_cost_repeats: usize,
     /// Only the API key, JWT and rate limit cost was measured.
     pub policy_cost_only: bool,
+    /// Seconds per run of the HTTP/2 and TLS scenario (0: not run).
+    pub protocols_seconds: u64,
+    pub protocols_repeats: usize,
+    /// Only the HTTP/2 and TLS scenario was measured.
+    pub protocols_only: bool,
     /// Measured requests per instruction-count case (0: not counted).
     pub instructions_requests: usize,
     pub instructions_only: bool,
@@ -202,6 +211,26 @@ pub struct RetryCostRoute {
     pub requests_per_sec: f64,
     /// CPU time of the proxy per request, in microseconds.
     pub cpu_us_per_request: f64,
+}
+
+/// Each proxy over HTTP/2 and TLS (see `protocols`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Protocols {
+    pub connections: u32,
+    /// Concurrent streams per HTTP/2 connection.
+    pub streams: u32,
+    pub seconds_per_run: u64,
+    pub repeats: usize,
+    /// Per protocol, each proxy in turn.
+    pub cases: Vec<ProtocolCase>,
+}
+
+/// One proxy over one protocol, over all its runs.
+#[derive(Debug, serde::Serialize)]
+pub struct ProtocolCase {
+    pub protocol: String,
+    pub proxy: Kind,
+    pub route: RetryCostRoute,
 }
 
 /// The CPU price of each load balancing algorithm (see `lb_cost`).

@@ -16,8 +16,8 @@ use gantry_bench::process::release_bins;
 use gantry_bench::proxy::{self, Kind, Running, Setup};
 use gantry_bench::results::{Machine, Results, Settings};
 use gantry_bench::{
-    churn, instructions, kube_propagation, lb_cost, matrix, policy_cost, propagation, report,
-    retry_cost, transform_cost,
+    churn, instructions, kube_propagation, lb_cost, matrix, policy_cost, propagation, protocols,
+    report, retry_cost, transform_cost,
 };
 
 #[derive(Parser)]
@@ -109,6 +109,16 @@ struct Args {
     /// Measure only the policy scenario under load (no other load runs, no other proxy).
     #[arg(long)]
     policy_cost_only: bool,
+    /// Seconds per run of the HTTP/2 and TLS scenario: every proxy over h2c, HTTP/2 over TLS
+    /// and HTTP/1.1 over TLS (0 skips it).
+    #[arg(long)]
+    protocols_seconds: Option<u64>,
+    /// Runs per protocol and proxy of the HTTP/2 and TLS scenario, interleaved.
+    #[arg(long)]
+    protocols_repeats: Option<usize>,
+    /// Measure only the HTTP/2 and TLS scenario (no other load runs).
+    #[arg(long)]
+    protocols_only: bool,
     /// Measured requests per case of the instruction counts (callgrind: Gantry, nginx and
     /// haproxy at one route, and Gantry's retry, load balancer and transform variants);
     /// 0 skips them [default: 2000; 0 with --quick].
@@ -177,6 +187,9 @@ impl Args {
             policy_cost_seconds: self.policy_cost_seconds.unwrap_or(if q { 1 } else { 5 }),
             policy_cost_repeats: self.policy_cost_repeats.unwrap_or(if q { 1 } else { 5 }),
             policy_cost_only: self.policy_cost_only,
+            protocols_seconds: self.protocols_seconds.unwrap_or(if q { 1 } else { 5 }),
+            protocols_repeats: self.protocols_repeats.unwrap_or(if q { 1 } else { 3 }),
+            protocols_only: self.protocols_only,
             instructions_requests: self
                 .instructions_requests
                 .unwrap_or(if q { 0 } else { 2_000 }),
@@ -202,6 +215,10 @@ fn beside_this_binary(dir: &std::path::Path) -> bool {
 
 /// Requests on a connection before its instructions are counted.
 const INSTRUCTIONS_WARMUP: usize = 200;
+
+/// Connections of the HTTP/2 and TLS scenario, and concurrent streams per HTTP/2 connection.
+const PROTOCOLS_CONNECTIONS: u32 = 16;
+const PROTOCOLS_STREAMS: u32 = 10;
 
 /// How long a proxy may take to serve its last route after starting.
 const START_TIMEOUT: Duration = Duration::from_secs(300);
@@ -263,6 +280,7 @@ fn main() -> anyhow::Result<()> {
         || settings.retry_cost_only
         || settings.lb_cost_only
         || settings.policy_cost_only
+        || settings.protocols_only
         || settings.instructions_only;
     let wanted = |flag: bool| flag || !only;
     let rounds: &[usize] = if only { &[] } else { &settings.routes };
@@ -309,6 +327,30 @@ fn main() -> anyhow::Result<()> {
                 settings.churn_connections,
             )?);
         }
+    }
+    if settings.protocols_seconds > 0 && wanted(settings.protocols_only) {
+        progress("every proxy over h2c, HTTP/2 over TLS and HTTP/1.1 over TLS");
+        let measured = protocols::measure(
+            &setup,
+            &kinds,
+            protocols::Plan {
+                connections: PROTOCOLS_CONNECTIONS,
+                streams: PROTOCOLS_STREAMS,
+                duration: Duration::from_secs(settings.protocols_seconds),
+                warmup: Duration::from_secs(settings.warmup_seconds),
+                repeats: settings.protocols_repeats,
+            },
+        )?;
+        for c in &measured.cases {
+            progress(&format!(
+                "{}, {}: {:.0} requests/s, {:.2} µs CPU per request",
+                c.protocol,
+                c.proxy.name(),
+                c.route.requests_per_sec,
+                c.route.cpu_us_per_request
+            ));
+        }
+        results.protocols = Some(measured);
     }
     if kinds.contains(&Kind::Gantry)
         && settings.retry_cost_seconds > 0
@@ -475,6 +517,7 @@ fn machine(cores: usize) -> Machine {
         nginx: proxy::version("nginx"),
         haproxy: proxy::version("haproxy"),
         wrk: proxy::version("wrk"),
+        h2load: cmd("h2load", &["--version"]),
         ..Machine::default()
     }
 }
