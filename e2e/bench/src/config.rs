@@ -21,6 +21,12 @@ pub fn base(port: u16, backend: SocketAddr) -> String {
 
 /// The GatewayClass `gantry` and the Gateway `default/bench` with one HTTP listener on `port`.
 pub fn gateway(port: u16) -> String {
+    gateway_with(&format!("[{{name: http, port: {port}, protocol: HTTP}}]"))
+}
+
+/// The GatewayClass `gantry` and the Gateway `default/bench` with `listeners` (a YAML flow
+/// sequence).
+pub fn gateway_with(listeners: &str) -> String {
     format!(
         r#"apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -32,7 +38,7 @@ kind: Gateway
 metadata: {{name: bench, namespace: default}}
 spec:
   gatewayClassName: gantry
-  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+  listeners: {listeners}
 "#
     )
 }

@@ -267,29 +267,14 @@ fn command(
 /// Gantry standalone files: the Gateway with an HTTP listener on `ports.plain` and an HTTPS
 /// listener on `ports.tls` (its certificate in a Secret), and the route to `backend`.
 pub fn gantry_config(ports: Ports, backend: SocketAddr, leaf: &Leaf) -> String {
-    let mut text = format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: gantry}}
-spec: {{controllerName: gantry.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: bench, namespace: default}}
-spec:
-  gatewayClassName: gantry
-  listeners:
-    - {{name: http, port: {plain}, protocol: HTTP}}
-    - name: https
-      port: {tls}
-      protocol: HTTPS
-      tls: {{certificateRefs: [{{name: bench-cert}}]}}
----
-{secret}"#,
+    let mut text = config::gateway_with(&format!(
+        "[{{name: http, port: {plain}, protocol: HTTP}}, {{name: https, port: {tls}, protocol: HTTPS, \
+         tls: {{certificateRefs: [{{name: bench-cert}}]}}}}]",
         plain = ports.plain,
         tls = ports.tls,
-        secret = tls_secret_yaml("default", "bench-cert", leaf),
-    );
+    ));
+    text.push_str("---\n");
+    text.push_str(&tls_secret_yaml("default", "bench-cert", leaf));
     text.push_str(&config::service("backend", &[backend]));
     let _ = write!(
         text,
@@ -326,7 +311,7 @@ mod tests {
         let backend = "127.0.0.1:3000".parse().expect("addr");
         let text = gantry_config(ports, backend, &leaf);
         assert!(text.contains("{name: http, port: 8080, protocol: HTTP}"));
-        assert!(text.contains("port: 8443\n      protocol: HTTPS"));
+        assert!(text.contains("{name: https, port: 8443, protocol: HTTPS, tls:"));
         assert!(text.contains("certificateRefs: [{name: bench-cert}]"));
         assert!(text.contains("type: kubernetes.io/tls"));
         assert_eq!(text.matches("kind: HTTPRoute").count(), 1);
