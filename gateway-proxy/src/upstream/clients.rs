@@ -6,18 +6,17 @@
 use std::sync::Arc;
 
 use http::uri::Scheme;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use super::connect::ConnectionPolicy;
 use super::counted::Counted;
-use super::{Http2Pool, ProxyBody};
+use super::{Http1Pool, Http2Pool};
 
 /// One cluster's own plaintext pools.
 #[derive(Debug)]
 pub struct ClusterClients {
     pub policy: Arc<ConnectionPolicy>,
-    pub(super) http1: Client<Counted<HttpConnector>, ProxyBody>,
+    pub(super) http1: Http1Pool<Counted<HttpConnector>>,
     pub(super) h2c: Http2Pool<Counted<HttpConnector>>,
 }
 
@@ -25,7 +24,7 @@ impl ClusterClients {
     pub fn new(policy: Arc<ConnectionPolicy>) -> Self {
         let connector = Counted::new(policy.http_connector(), Some(policy.clone()));
         Self {
-            http1: policy.client_builder().build(connector.clone()),
+            http1: Http1Pool::with_policy(connector.clone(), Scheme::HTTP, policy.clone()),
             h2c: Http2Pool::with_policy(connector, Scheme::HTTP, policy.clone()),
             policy,
         }

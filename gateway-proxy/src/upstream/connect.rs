@@ -11,9 +11,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpStream;
 
@@ -113,19 +111,18 @@ impl ConnectionPolicy {
             .rejected(&self.cluster, overflow.limit.name());
     }
 
-    /// True when connections may have to be retired after a request (a maximum age or request
-    /// count), so the HTTP/1.1 client must be able to find the connection a request used.
-    pub fn retires_connections(&self) -> bool {
-        self.max_age().is_some() || self.max_requests_per_connection().is_some()
-    }
-
     /// Counts one more request on a connection; true when the connection must take no other
     /// (it carried `maxRequestsPerConnection` requests, or it is `maxConnectionDuration` old).
     pub fn retire_after_request(&self, state: &ConnectionState) -> bool {
-        let carried = state.count_request();
+        self.retires(state.count_request(), state.age())
+    }
+
+    /// True when a connection that carried `carried` requests and is `age` old must take no
+    /// other (`maxRequestsPerConnection`, `maxConnectionDuration`).
+    pub fn retires(&self, carried: u32, age: Duration) -> bool {
         self.max_requests_per_connection()
             .is_some_and(|max| carried >= max)
-            || self.max_age().is_some_and(|age| state.age() >= age)
+            || self.max_age().is_some_and(|max| age >= max)
     }
 
     /// The TCP connector of the cluster's HTTP clients: the policy's connect timeout and TCP
@@ -141,17 +138,6 @@ impl ConnectionPolicy {
             connector.set_keepalive_retries(Some(keepalive.probes));
         }
         connector
-    }
-
-    /// The cluster's HTTP/1.1 client builder: idle pooled connections closed after the
-    /// policy's idle timeout.
-    pub fn client_builder(&self) -> hyper_util::client::legacy::Builder {
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_idle_timeout(self.idle_timeout())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new());
-        builder
     }
 
     /// Opens a TCP connection to `addr` (a TCP or TLS route's backend) with the policy's
@@ -280,7 +266,6 @@ mod tests {
             max_requests_per_connection: Some(3),
         });
         let policy = ConnectionPolicy::new("ns/svc:80", &settings, &metrics);
-        assert!(policy.retires_connections());
         let state = ConnectionState::new();
         let retired: Vec<bool> = (0..3)
             .map(|_| policy.retire_after_request(&state))
@@ -299,7 +284,7 @@ mod tests {
         assert!(policy.retire_after_request(&old));
 
         let default = ConnectionPolicy::new("ns/svc:80", &config(ConnectionIr::DEFAULT), &metrics);
-        assert!(!default.retires_connections());
+        assert!(!default.retires(u32::MAX, Duration::from_secs(86_400)));
     }
 
     #[test]

@@ -1,20 +1,17 @@
 //! The connector wrapper of clusters with a BackendConfigPolicy: [`Counted`] counts the
-//! connections it opens in the cluster's open-connections gauge and gives each one a
-//! [`ConnectionState`] (its age and request count), which HTTP/1.1 responses carry in their
-//! extensions so the pools can retire a connection after `maxRequestsPerConnection` requests or
-//! `maxConnectionDuration`.
+//! connections it opens in the cluster's open-connections gauge, for as long as each is open.
+//! [`ConnectionState`] is an HTTP/2 connection's age and request count, for the pool to retire
+//! it after `maxRequestsPerConnection` requests or `maxConnectionDuration`.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 
-use arc_swap::ArcSwapOption;
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{CaptureConnection, Connected, Connection};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 
@@ -38,20 +35,26 @@ impl Drop for OpenConnection {
     }
 }
 
-/// What one connection knows about itself: its age and the requests it carried. HTTP/1.1
-/// responses carry it in their extensions (hyper-util's `Connected::extra`).
+/// What one HTTP/2 connection knows about itself: its age and the requests it carried, for
+/// retiring it after `maxRequestsPerConnection` requests or `maxConnectionDuration`.
 pub struct ConnectionState {
     opened: Instant,
     requests: AtomicU32,
-    /// An HTTP/1.1 connection's handle in hyper-util's pool, from its first response: what
-    /// poisons it (it is not pooled again) once it gets too old. Taken out when the connection
-    /// closes (the handle refers back to this state).
-    pool_entry: ArcSwapOption<CaptureConnection>,
-    /// Too old (`maxConnectionDuration`): takes no new request.
-    expired: AtomicBool,
 }
 
 impl ConnectionState {
+    pub fn new() -> Arc<Self> {
+        Self::opened_at(Instant::now())
+    }
+
+    /// The state of a connection opened at `opened`.
+    pub(super) fn opened_at(opened: Instant) -> Arc<Self> {
+        Arc::new(Self {
+            opened,
+            requests: AtomicU32::new(0),
+        })
+    }
+
     pub(super) fn age(&self) -> std::time::Duration {
         self.opened.elapsed()
     }
@@ -69,61 +72,7 @@ impl std::fmt::Debug for ConnectionState {
         f.debug_struct("ConnectionState")
             .field("opened", &self.opened)
             .field("requests", &self.requests)
-            .field("expired", &self.expired)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ConnectionState {
-    pub fn new() -> Arc<Self> {
-        Self::opened_at(Instant::now())
-    }
-
-    /// The state of a connection opened at `opened`.
-    pub(super) fn opened_at(opened: Instant) -> Arc<Self> {
-        Arc::new(Self {
-            opened,
-            requests: AtomicU32::new(0),
-            pool_entry: ArcSwapOption::empty(),
-            expired: AtomicBool::new(false),
-        })
-    }
-
-    /// Keeps the pool handle of the HTTP/1.1 connection this state is of, from a response it
-    /// carried, so it can be poisoned when it gets too old; poisons it at once when it already
-    /// is (or `retire`).
-    pub fn remember(&self, entry: CaptureConnection, retire: bool) {
-        if retire || self.expired.load(Ordering::Acquire) {
-            poison(&entry);
-            return;
-        }
-        // The first response's handle is kept; later ones are of the same connection.
-        if self.pool_entry.load().is_none() {
-            self.pool_entry.store(Some(Arc::new(entry)));
-        }
-        // It may have expired meanwhile.
-        if self.expired.load(Ordering::Acquire) {
-            self.expire();
-        }
-    }
-
-    /// Marks the connection too old: a pooled HTTP/1.1 connection is poisoned, so hyper-util
-    /// does not hand it out again and closes it.
-    fn expire(&self) {
-        self.expired.store(true, Ordering::Release);
-        if let Some(entry) = self.pool_entry.swap(None) {
-            poison(&entry);
-        }
-    }
-
-    fn forget_pool_entry(&self) {
-        self.pool_entry.store(None);
-    }
-}
-
-fn poison(entry: &CaptureConnection) {
-    if let Some(connection) = entry.connection_metadata().as_ref() {
-        connection.poison();
+            .finish()
     }
 }
 
@@ -160,48 +109,19 @@ where
         let policy = self.policy.clone();
         Box::pin(async move {
             let io = connecting.await.map_err(Into::into)?;
-            let counted = policy.map(|policy| {
-                let state = ConnectionState::new();
-                if let Some(age) = policy.max_age() {
-                    // Too old at `age`: not pooled again from then on.
-                    let state = Arc::downgrade(&state);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(age).await;
-                        if let Some(state) = state.upgrade() {
-                            state.expire();
-                        }
-                    });
-                }
-                (state, policy.count_open())
-            });
-            Ok(CountedIo { io, counted })
+            let open = policy.map(|policy| policy.count_open());
+            Ok(CountedIo { io, _open: open })
         })
     }
 }
 
-/// A connection opened by [`Counted`].
+/// A connection opened by [`Counted`], counted in its cluster's gauge until it is dropped
+/// (an upgraded connection included).
 #[derive(Debug)]
 pub struct CountedIo<T> {
     io: T,
-    counted: Option<(Arc<ConnectionState>, OpenConnection)>,
-}
-
-impl<T> Drop for CountedIo<T> {
-    fn drop(&mut self) {
-        if let Some((state, _)) = &self.counted {
-            state.forget_pool_entry();
-        }
-    }
-}
-
-impl<T: Connection> Connection for CountedIo<T> {
-    fn connected(&self) -> Connected {
-        let connected = self.io.connected();
-        match &self.counted {
-            Some((state, _)) => connected.extra(state.clone()),
-            None => connected,
-        }
-    }
+    /// Held for its `Drop`: the gauge goes down when the connection does.
+    _open: Option<OpenConnection>,
 }
 
 impl<T: Read + Unpin> Read for CountedIo<T> {

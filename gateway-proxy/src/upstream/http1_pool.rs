@@ -1,12 +1,15 @@
-//! HTTP/1.1 to plaintext backends without a BackendConfigPolicy: keep-alive connections
-//! pooled by the endpoint they dial, most recently used first.
+//! HTTP/1.1 to backends: keep-alive connections pooled by the endpoint they dial, most
+//! recently used first. One pool serves every plaintext cluster without a BackendConfigPolicy;
+//! each cluster with a policy, and each TLS cluster, has a pool of its own (`clients`, `tls`),
+//! built with its connector and settings, so its connections are never shared with clusters
+//! under other settings.
 //!
-//! It replaces hyper-util's pooled client on the proxy's most common path, where that client
-//! cost about 9,500 instructions per request (callgrind, `e2e/bench/run.sh --instructions-only`,
-//! docs/benchmarks.md): its checkout and return each hashed the pool key (scheme and
-//! authority) byte by byte with SipHash under one process-wide lock, and rebuilt the request
-//! URI. Here the endpoint's idle stack is found by its address string (one foldhash, in a
-//! lock-free map) and popped or pushed under its own lock, held for that push or pop only.
+//! It replaces hyper-util's pooled client, which cost about 9,500 instructions per request
+//! (callgrind, `e2e/bench/run.sh --instructions-only`, docs/benchmarks.md): its checkout and
+//! return each hashed the pool key (scheme and authority) byte by byte with SipHash under one
+//! process-wide lock, and rebuilt the request URI. Here the endpoint's idle stack is found by
+//! its address string (one foldhash, in a lock-free map) and popped or pushed under its own
+//! lock, held for that push or pop only.
 //!
 //! A connection is taken from the stack when its request starts and given back when its
 //! response body has ended (read to its end, or empty), so a connection carries one request at
@@ -17,9 +20,16 @@
 //! hyper-util's client does. Idle connections older than the idle timeout are closed by a
 //! sweep that runs while the pool has any.
 //!
-//! Clusters with a BackendConfigPolicy (connection limits, retirement by age or request
-//! count) and TLS clusters keep hyper-util's client (`clients`, `tls`).
+//! A pool built for a cluster with a policy ([`Http1Pool::with_policy`]) uses the policy's idle
+//! timeout, and retires a connection once it carried `maxRequestsPerConnection` requests or is
+//! `maxConnectionDuration` old: it is not given back after that response (it closes once the
+//! response is read), and an idle one that got too old is closed instead of handed out. Each
+//! connection knows its own age and request count ([`Life`]); as one connection carries one
+//! request at a time, they travel with it and need no lock. The circuit breaker's
+//! `maxConnections` is taken per request by the caller (`Upstreams::send_via`), and the
+//! connector (`counted::Counted`) counts open connections in the cluster's gauge.
 
+use std::future::poll_fn;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -31,25 +41,37 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use super::connect::ConnectionPolicy;
 use super::{BoxError, ProxyBody, UpstreamError};
 
 /// Endpoint address → its idle connections.
 type Endpoints = papaya::HashMap<Box<str>, Arc<IdleStack>, RandomState>;
 
-/// HTTP/1.1 connections to endpoints. Cheap to clone: clones share the connections.
-#[derive(Clone)]
-pub struct Http1Pool {
-    inner: Arc<Inner>,
+/// HTTP/1.1 connections to endpoints, dialled with connector `C` (plain TCP by default).
+/// Cheap to clone: clones share the connections.
+pub struct Http1Pool<C = HttpConnector> {
+    inner: Arc<Inner<C>>,
 }
 
-struct Inner {
-    connector: HttpConnector,
+impl<C> Clone for Http1Pool<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<C> {
+    connector: C,
+    /// What the connector is called with: `scheme://endpoint/`.
+    scheme: Scheme,
     builder: http1::Builder,
     idle_timeout: Duration,
+    /// The connection settings of a cluster a BackendConfigPolicy governs.
+    policy: Option<Arc<ConnectionPolicy>>,
     endpoints: Endpoints,
     /// Set while a sweep task runs.
     sweeping: std::sync::atomic::AtomicBool,
@@ -64,6 +86,23 @@ pub(super) struct IdleStack {
 struct Idle {
     sender: SendRequest<ProxyBody>,
     since: Instant,
+    life: Life,
+}
+
+/// What one connection has lived: when it was opened and how many requests it carried.
+#[derive(Clone, Copy, Debug)]
+struct Life {
+    opened: Instant,
+    carried: u32,
+}
+
+impl Life {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            carried: 0,
+        }
+    }
 }
 
 /// A connection lent to one request: given back to its endpoint's stack when the response
@@ -71,6 +110,7 @@ struct Idle {
 pub struct Lent {
     sender: SendRequest<ProxyBody>,
     stack: Arc<IdleStack>,
+    life: Life,
 }
 
 impl Lent {
@@ -78,16 +118,20 @@ impl Lent {
     /// it is ready for the next request, at once in the common case; otherwise a small task
     /// waits for that (the last bytes are still being read or the request body written).
     pub(super) fn give_back(self) {
-        let Self { mut sender, stack } = self;
+        let Self {
+            mut sender,
+            stack,
+            life,
+        } = self;
         let mut cx = Context::from_waker(Waker::noop());
         match sender.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => stack.push(sender),
+            Poll::Ready(Ok(())) => stack.push(sender, life),
             Poll::Ready(Err(_)) => {}
             Poll::Pending => {
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     runtime.spawn(async move {
                         if sender.ready().await.is_ok() {
-                            stack.push(sender);
+                            stack.push(sender, life);
                         }
                     });
                 }
@@ -97,10 +141,11 @@ impl Lent {
 }
 
 impl IdleStack {
-    fn push(&self, sender: SendRequest<ProxyBody>) {
+    fn push(&self, sender: SendRequest<ProxyBody>, life: Life) {
         self.connections.lock().push(Idle {
             sender,
             since: Instant::now(),
+            life,
         });
     }
 }
@@ -111,7 +156,7 @@ impl std::fmt::Debug for Lent {
     }
 }
 
-impl std::fmt::Debug for Http1Pool {
+impl<C> std::fmt::Debug for Http1Pool<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Http1Pool")
             .field("endpoints", &self.inner.endpoints.len())
@@ -119,14 +164,38 @@ impl std::fmt::Debug for Http1Pool {
     }
 }
 
-impl Http1Pool {
-    /// A pool dialling with `connector`; connections idle for `idle_timeout` are closed.
-    pub fn new(connector: HttpConnector, idle_timeout: Duration) -> Self {
+impl<C> Http1Pool<C>
+where
+    C: tower_service::Service<Uri> + Clone + Send + Sync + 'static,
+    C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    C::Future: Send,
+    C::Error: Into<BoxError>,
+{
+    /// A pool dialling with `connector` (called with `scheme://endpoint/`); connections idle
+    /// for `idle_timeout` are closed.
+    pub fn new(connector: C, scheme: Scheme, idle_timeout: Duration) -> Self {
+        Self::build(connector, scheme, idle_timeout, None)
+    }
+
+    /// A pool for a cluster with a policy: its idle timeout, and connections retired after
+    /// `maxRequestsPerConnection` requests or `maxConnectionDuration`.
+    pub fn with_policy(connector: C, scheme: Scheme, policy: Arc<ConnectionPolicy>) -> Self {
+        Self::build(connector, scheme, policy.idle_timeout(), Some(policy))
+    }
+
+    fn build(
+        connector: C,
+        scheme: Scheme,
+        idle_timeout: Duration,
+        policy: Option<Arc<ConnectionPolicy>>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 connector,
+                scheme,
                 builder: http1::Builder::new(),
                 idle_timeout,
+                policy,
                 endpoints: Endpoints::with_hasher(RandomState::default()),
                 sweeping: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -137,7 +206,8 @@ impl Http1Pool {
     /// a new one. The Host header goes as it is; a request without one gets the endpoint's
     /// address, as hyper-util's client does. The connection comes back with the response,
     /// to be given back when its body ends; a `101 Switching Protocols` keeps it (the
-    /// upgraded stream owns it).
+    /// upgraded stream owns it), and so does a connection this response retires (it closes
+    /// once the response is read).
     pub async fn send(
         &self,
         endpoint: &Authority,
@@ -157,17 +227,20 @@ impl Http1Pool {
         let stack = self.inner.stack(endpoint);
         let mut retried = false;
         loop {
-            let (mut sender, reused) = match self.checkout(&stack) {
-                Some(sender) => (sender, true),
-                None => (self.inner.connect(endpoint).await?, false),
+            let (mut sender, mut life, reused) = match self.checkout(&stack) {
+                Some((sender, life)) => (sender, life, true),
+                None => (self.inner.connect(endpoint).await?, Life::new(), false),
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
-                    let lent =
-                        (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lent {
-                            sender,
-                            stack: stack.clone(),
-                        });
+                    life.carried = life.carried.saturating_add(1);
+                    let kept = response.status() != StatusCode::SWITCHING_PROTOCOLS
+                        && !self.inner.retires(&life);
+                    let lent = kept.then(|| Lent {
+                        sender,
+                        stack: stack.clone(),
+                        life,
+                    });
                     return Ok((response, lent));
                 }
                 Err(mut failed) => {
@@ -190,18 +263,18 @@ impl Http1Pool {
         }
     }
 
-    /// The most recently used idle connection that is still open and fresh; the closed and
-    /// stale ones on the way are dropped (closing them).
-    fn checkout(&self, stack: &IdleStack) -> Option<SendRequest<ProxyBody>> {
+    /// The most recently used idle connection that is still open and fresh; the closed, stale
+    /// and too old ones on the way are dropped (closing them).
+    fn checkout(&self, stack: &IdleStack) -> Option<(SendRequest<ProxyBody>, Life)> {
         let mut cx = Context::from_waker(Waker::noop());
         loop {
             let mut idle = stack.connections.lock().pop()?;
-            if idle.since.elapsed() >= self.inner.idle_timeout {
+            if idle.since.elapsed() >= self.inner.idle_timeout || self.inner.too_old(&idle.life) {
                 continue;
             }
             // Only ready connections are pushed; not ready now means it closed.
             if let Poll::Ready(Ok(())) = idle.sender.poll_ready(&mut cx) {
-                return Some(idle.sender);
+                return Some((idle.sender, idle.life));
             }
         }
     }
@@ -217,7 +290,30 @@ impl Http1Pool {
     }
 }
 
-impl Inner {
+impl<C> Inner<C> {
+    /// True when the policy retires a connection that lived `life` (after a response).
+    fn retires(&self, life: &Life) -> bool {
+        self.policy
+            .as_ref()
+            .is_some_and(|policy| policy.retires(life.carried, life.opened.elapsed()))
+    }
+
+    /// True when a connection that lived `life` may take no new request (`maxConnectionDuration`).
+    fn too_old(&self, life: &Life) -> bool {
+        self.policy
+            .as_ref()
+            .and_then(|policy| policy.max_age())
+            .is_some_and(|age| life.opened.elapsed() >= age)
+    }
+}
+
+impl<C> Inner<C>
+where
+    C: tower_service::Service<Uri> + Clone + Send + Sync + 'static,
+    C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    C::Future: Send,
+    C::Error: Into<BoxError>,
+{
     /// The endpoint's idle stack, added when it has none.
     fn stack(self: &Arc<Self>, endpoint: &Authority) -> Arc<IdleStack> {
         let endpoints = self.endpoints.pin();
@@ -239,17 +335,21 @@ impl Inner {
             source,
         };
         let uri = Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(self.scheme.clone())
             .authority(endpoint.clone())
             .path_and_query("/")
             .build()?;
         let mut connector = self.connector.clone();
-        let io = tower_service::Service::call(&mut connector, uri)
+        poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map_err(|e| connect_error(e.into()))?;
+        let io = connector
+            .call(uri)
             .await
             .map_err(|e| connect_error(e.into()))?;
         let (sender, connection) = self
             .builder
-            .handshake::<TokioIo<tokio::net::TcpStream>, ProxyBody>(io)
+            .handshake::<C::Response, ProxyBody>(io)
             .await
             .map_err(|e| connect_error(e.into()))?;
         tokio::spawn(async move {
@@ -272,10 +372,10 @@ impl Inner {
     }
 }
 
-/// Every `every`, drops the idle connections past the idle timeout (closing them) and the
-/// endpoints left with none; ends with the pool, or when no endpoint is left (the next new
-/// endpoint starts it again).
-async fn sweep(pool: Weak<Inner>, every: Duration) {
+/// Every `every`, drops the idle connections past the idle timeout or too old (closing them)
+/// and the endpoints left with none; ends with the pool, or when no endpoint is left (the next
+/// new endpoint starts it again).
+async fn sweep<C: Send + Sync + 'static>(pool: Weak<Inner<C>>, every: Duration) {
     use std::sync::atomic::Ordering;
     loop {
         tokio::time::sleep(every).await;
@@ -286,7 +386,9 @@ async fn sweep(pool: Weak<Inner>, every: Duration) {
         endpoints.retain(|_, stack| {
             let mut connections = stack.connections.lock();
             connections.retain(|idle| {
-                idle.since.elapsed() < inner.idle_timeout && !idle.sender.is_closed()
+                idle.since.elapsed() < inner.idle_timeout
+                    && !inner.too_old(&idle.life)
+                    && !idle.sender.is_closed()
             });
             // An endpoint in use (a lent connection will come back to this stack) stays.
             !connections.is_empty() || Arc::strong_count(stack) > 1
@@ -353,7 +455,11 @@ mod tests {
     const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
 
     fn pool() -> Http1Pool {
-        Http1Pool::new(super::super::http_connector(), Duration::from_secs(60))
+        Http1Pool::new(
+            super::super::http_connector(),
+            Scheme::HTTP,
+            Duration::from_secs(60),
+        )
     }
 
     fn get() -> Request<ProxyBody> {
@@ -458,7 +564,11 @@ mod tests {
     #[tokio::test]
     async fn idle_connections_are_closed_after_the_idle_timeout() {
         let (endpoint, accepted) = backend(OK, false).await;
-        let pool = Http1Pool::new(super::super::http_connector(), Duration::from_millis(200));
+        let pool = Http1Pool::new(
+            super::super::http_connector(),
+            Scheme::HTTP,
+            Duration::from_millis(200),
+        );
         let (response, lent) = pool.send(&endpoint, get()).await.unwrap();
         read(response, lent).await;
         assert_eq!(pool.idle(endpoint.as_str()), 1);
@@ -475,5 +585,95 @@ mod tests {
         let (response, lent) = pool.send(&endpoint, get()).await.unwrap();
         assert_eq!(read(response, lent).await, "hello");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// A pool with a BackendConfigPolicy's connection settings, counting its connections.
+    fn policy_pool(
+        connection: gantry_translate::ir::ConnectionIr,
+        max_requests: Option<u32>,
+    ) -> (
+        Http1Pool<crate::upstream::counted::Counted<HttpConnector>>,
+        prometheus_client::metrics::gauge::Gauge,
+    ) {
+        use gantry_translate::ir::{BackendConfigIr, CircuitBreakerIr, LoadBalancerIr};
+        let metrics = crate::telemetry::Metrics::new();
+        let config = BackendConfigIr {
+            policy: "ns/p".into(),
+            load_balancer: LoadBalancerIr::Random,
+            health_check: None,
+            circuit_breaker: max_requests.map(|max| CircuitBreakerIr {
+                max_connections: 100,
+                max_pending_requests: 100,
+                max_parallel_requests: 100,
+                max_parallel_retries: 100,
+                max_requests_per_connection: Some(max),
+            }),
+            connection,
+        };
+        let policy = ConnectionPolicy::new("ns/svc:80", &config, &metrics);
+        let connector =
+            crate::upstream::counted::Counted::new(policy.http_connector(), Some(policy.clone()));
+        let open = metrics.upstream_connections.open("ns/svc:80");
+        (
+            Http1Pool::with_policy(connector, Scheme::HTTP, policy),
+            open,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_policy_retires_a_connection_after_max_requests_per_connection() {
+        let (endpoint, accepted) = backend(OK, false).await;
+        let (pool, open) = policy_pool(gantry_translate::ir::ConnectionIr::DEFAULT, Some(2));
+        for _ in 0..5 {
+            let (response, lent) = pool.send(&endpoint, get()).await.unwrap();
+            assert_eq!(read(response, lent).await, "hello");
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            3,
+            "two requests per connection"
+        );
+        // The two retired ones close once their last response is read; the third, with one
+        // request carried, stays pooled.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while open.get() != 1 {
+            assert!(
+                Instant::now() < deadline,
+                "{} connections still counted open",
+                open.get()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(pool.idle(endpoint.as_str()), 1);
+    }
+
+    #[tokio::test]
+    async fn a_policy_never_hands_out_a_connection_older_than_its_max_duration() {
+        let (endpoint, accepted) = backend(OK, false).await;
+        let (pool, _open) = policy_pool(
+            gantry_translate::ir::ConnectionIr {
+                max_connection_duration_ms: Some(60_000),
+                ..gantry_translate::ir::ConnectionIr::DEFAULT
+            },
+            None,
+        );
+        for _ in 0..2 {
+            let (response, lent) = pool.send(&endpoint, get()).await.unwrap();
+            assert_eq!(read(response, lent).await, "hello");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "young: reused");
+        // The idle connection turns 61 seconds old: closed instead of handed out.
+        let stack = pool.inner.stack(&endpoint);
+        for idle in stack.connections.lock().iter_mut() {
+            idle.life.opened = Instant::now() - Duration::from_secs(61);
+        }
+        let (response, lent) = pool.send(&endpoint, get()).await.unwrap();
+        assert_eq!(read(response, lent).await, "hello");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            pool.idle(endpoint.as_str()),
+            1,
+            "only the new one is pooled"
+        );
     }
 }

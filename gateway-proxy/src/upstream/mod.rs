@@ -27,10 +27,7 @@ use http::header::HOST;
 use http::uri::{Authority, Scheme, Uri};
 use http::{HeaderMap, Request, Response, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::connect::capture_connection;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::counter::Counter;
 
 pub use body::{BoxError, ProxyBody, UpstreamBody, empty, full, stream};
@@ -113,17 +110,6 @@ pub(crate) fn http_connector() -> HttpConnector {
     connector
 }
 
-/// Pool and timer settings of hyper-util's clients (TLS clusters, and clusters with a
-/// BackendConfigPolicy).
-pub(crate) fn client_builder() -> hyper_util::client::legacy::Builder {
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new());
-    builder
-}
-
 /// Connection pools, one per upstream protocol. Pools are keyed by endpoint, so they
 /// survive configuration swaps and endpoint changes.
 #[derive(Clone, Debug)]
@@ -137,7 +123,7 @@ pub struct Upstreams {
 impl Upstreams {
     pub fn new(metrics: &Metrics) -> Self {
         let connector = http_connector();
-        let http1 = Http1Pool::new(connector.clone(), POOL_IDLE_TIMEOUT);
+        let http1 = Http1Pool::new(connector.clone(), Scheme::HTTP, POOL_IDLE_TIMEOUT);
         let h2c = Http2Pool::new(connector, Scheme::HTTP, POOL_IDLE_TIMEOUT);
         Self {
             http1,
@@ -194,14 +180,10 @@ impl Upstreams {
             },
             _ => None,
         };
-        let capture = policy
-            .filter(|p| !http2 && p.retires_connections())
-            .map(|_| capture_connection(&mut request));
-        // The plain HTTP/1.1 pool sends the URI's path and query (origin form) on a connection
-        // to `endpoint`; hyper-util's clients take the endpoint from the URI.
-        let plain_http1 = matches!(via, Via::Plain(_)) && !http2;
-        if !plain_http1 {
-            endpoint_uri(&via, http2, endpoint, &mut request)?;
+        // HTTP/1.1 goes out in origin form on a connection to `endpoint`; HTTP/2 needs the
+        // URI absolute (its authority becomes `:authority`).
+        if http2 {
+            endpoint_uri(&via, endpoint, &mut request)?;
         }
         *request.version_mut() = if http2 {
             Version::HTTP_2
@@ -217,12 +199,8 @@ impl Upstreams {
                 .await
                 .map(unlent),
             Via::Plain(_) => self.http1.send(endpoint, request).await,
-            Via::Tls(_, clients) => {
-                legacy(endpoint, clients.http1.request(request).await).map(unlent)
-            }
-            Via::Own(_, clients) => {
-                legacy(endpoint, clients.http1.request(request).await).map(unlent)
-            }
+            Via::Tls(_, clients) => clients.http1.send(endpoint, request).await,
+            Via::Own(_, clients) => clients.http1.send(endpoint, request).await,
         };
         let sent = sent.map_err(UpstreamError::name_timeout);
         match &sent {
@@ -244,24 +222,14 @@ impl Upstreams {
                 .or_else(|| response.extensions_mut().remove::<Arc<limits::Held>>()),
             None => None,
         };
-        if let (Some(policy), Some(capture)) = (policy, capture)
-            && let Some(state) = response.extensions().get::<Arc<counted::ConnectionState>>()
-        {
-            // Retired: not pooled again, it closes once this response is read. Otherwise kept
-            // so the connection can be retired when it gets too old.
-            let retire = policy.retire_after_request(state);
-            state.remember(capture, retire);
-        }
         Ok(response.map(|body| UpstreamBody::new(body, held, lent)))
     }
 }
 
-/// Makes `request`'s URI absolute for hyper-util's clients and the HTTP/2 pools: the scheme
-/// `via` dials, and the endpoint (HTTP/1.1, whose clients pool by it; the Host header goes as
-/// it is) or the Host header (HTTP/2's `:authority`) as its authority.
+/// Makes an HTTP/2 `request`'s URI absolute for the HTTP/2 pools: the scheme `via` dials, and
+/// the Host header as its authority (HTTP/2's `:authority`).
 fn endpoint_uri(
     via: &Via<'_>,
-    http2: bool,
     endpoint: &Authority,
     request: &mut Request<ProxyBody>,
 ) -> Result<(), UpstreamError> {
@@ -270,11 +238,7 @@ fn endpoint_uri(
         Via::Plain(_) | Via::Own(..) => Scheme::HTTP,
         Via::Tls(..) => Scheme::HTTPS,
     });
-    parts.authority = Some(if http2 {
-        authority_from_host(request.headers_mut(), endpoint)
-    } else {
-        endpoint.clone()
-    });
+    parts.authority = Some(authority_from_host(request.headers_mut(), endpoint));
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
@@ -300,27 +264,6 @@ fn authority_from_host(headers: &mut HeaderMap, endpoint: &Authority) -> Authori
         .and_then(|host| Authority::try_from(host.as_bytes()).ok())
         .filter(|authority| !authority.host().is_empty())
         .unwrap_or_else(|| endpoint.clone())
-}
-
-/// A result of hyper-util's pooled client as an [`UpstreamError`].
-fn legacy(
-    endpoint: &Authority,
-    sent: Result<Response<Incoming>, hyper_util::client::legacy::Error>,
-) -> Result<Response<Incoming>, UpstreamError> {
-    sent.map_err(|source| {
-        let endpoint = endpoint.clone();
-        if source.is_connect() {
-            UpstreamError::Connect {
-                endpoint,
-                source: source.into(),
-            }
-        } else {
-            UpstreamError::Request {
-                endpoint,
-                source: source.into(),
-            }
-        }
-    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! A hyper-util connector that opens TCP with `HttpConnector` and then TLS with one fixed
-//! rustls configuration and server name (the policy's hostname, not the endpoint address).
+//! The connector of TLS clusters' pools (a `tower` service): it opens TCP with `HttpConnector`
+//! and then TLS with one fixed rustls configuration and server name (the policy's hostname,
+//! not the endpoint address).
 //!
 //! The handshake itself ([`Handshake::connect`], [`unusable`]) is shared with the L4
 //! forwarder, which originates TLS for TCPRoute and terminated TLSRoute connections: one
@@ -13,7 +14,7 @@ use std::task::{Context, Poll};
 
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
@@ -145,18 +146,6 @@ impl tower_service::Service<Uri> for TlsConnector {
 /// An established TLS connection to a backend.
 #[derive(Debug)]
 pub struct TlsConnection(TokioIo<TlsStream<TcpStream>>);
-
-impl Connection for TlsConnection {
-    fn connected(&self) -> Connected {
-        let (tcp, session) = self.0.inner().get_ref();
-        let connected = tcp.connected();
-        if session.alpn_protocol() == Some(b"h2") {
-            connected.negotiated_h2()
-        } else {
-            connected
-        }
-    }
-}
 
 impl Read for TlsConnection {
     fn poll_read(

@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::uri::Scheme;
-use hyper_util::client::legacy::Client;
 use rustls::ClientConfig;
 use rustls::client::WebPkiServerVerifier;
 use rustls_pki_types::ServerName;
@@ -28,7 +27,7 @@ pub use self::roots::root_store;
 pub use self::verifier::SubjectAltNameVerifier;
 use super::connect::ConnectionPolicy;
 use super::counted::Counted;
-use super::{Http2Pool, POOL_IDLE_TIMEOUT, ProxyBody, client_builder, http_connector};
+use super::{Http1Pool, Http2Pool, POOL_IDLE_TIMEOUT, http_connector};
 use gantry_translate::ir::{CertificateIr, UpstreamTlsIr};
 
 /// ALPN protocol IDs.
@@ -52,7 +51,7 @@ pub struct TlsUpstream {
 #[derive(Clone, Debug)]
 pub struct TlsClients {
     /// ALPN `http/1.1`: HTTP/1.1 requests, including upgrades.
-    pub http1: Client<Counted<TlsConnector>, ProxyBody>,
+    pub http1: Http1Pool<Counted<TlsConnector>>,
     /// ALPN `h2`, HTTP/2 only: requests to a port that speaks HTTP/2 (`appProtocol:
     /// kubernetes.io/h2c`) and gRPC.
     pub h2: Http2Pool<Counted<TlsConnector>>,
@@ -149,11 +148,11 @@ impl TlsClients {
         };
         let (http1, h2) = match policy {
             Some(policy) => (
-                policy.client_builder().build(connector(ALPN_HTTP1)),
+                Http1Pool::with_policy(connector(ALPN_HTTP1), Scheme::HTTPS, policy.clone()),
                 Http2Pool::with_policy(connector(ALPN_H2), Scheme::HTTPS, policy.clone()),
             ),
             None => (
-                client_builder().build(connector(ALPN_HTTP1)),
+                Http1Pool::new(connector(ALPN_HTTP1), Scheme::HTTPS, POOL_IDLE_TIMEOUT),
                 Http2Pool::new(connector(ALPN_H2), Scheme::HTTPS, POOL_IDLE_TIMEOUT),
             ),
         };
