@@ -45,7 +45,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use super::connect::ConnectionPolicy;
-use super::{BoxError, ProxyBody, UpstreamError};
+use super::{BoxError, Connector, ProxyBody, UpstreamError};
 
 /// Endpoint address → its idle connections.
 type Endpoints = papaya::HashMap<Box<str>, Arc<IdleStack>, RandomState>;
@@ -164,13 +164,7 @@ impl<C> std::fmt::Debug for Http1Pool<C> {
     }
 }
 
-impl<C> Http1Pool<C>
-where
-    C: tower_service::Service<Uri> + Clone + Send + Sync + 'static,
-    C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    C::Future: Send,
-    C::Error: Into<BoxError>,
-{
+impl<C: Connector> Http1Pool<C> {
     /// A pool dialling with `connector` (called with `scheme://endpoint/`); connections idle
     /// for `idle_timeout` are closed.
     pub fn new(connector: C, scheme: Scheme, idle_timeout: Duration) -> Self {
@@ -307,13 +301,7 @@ impl<C> Inner<C> {
     }
 }
 
-impl<C> Inner<C>
-where
-    C: tower_service::Service<Uri> + Clone + Send + Sync + 'static,
-    C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    C::Future: Send,
-    C::Error: Into<BoxError>,
-{
+impl<C: Connector> Inner<C> {
     /// The endpoint's idle stack, added when it has none.
     fn stack(self: &Arc<Self>, endpoint: &Authority) -> Arc<IdleStack> {
         let endpoints = self.endpoints.pin();
@@ -469,6 +457,14 @@ mod tests {
             .unwrap()
     }
 
+    /// Sends `times` GETs to `endpoint` one after the other, each answered "hello".
+    async fn get_hello<C: Connector>(pool: &Http1Pool<C>, endpoint: &Authority, times: usize) {
+        for _ in 0..times {
+            let (response, lent) = pool.send(endpoint, get()).await.unwrap();
+            assert_eq!(read(response, lent).await, "hello");
+        }
+    }
+
     async fn read(response: Response<Incoming>, lent: Option<Lent>) -> String {
         let body = response.into_body().collect().await.unwrap().to_bytes();
         if let Some(lent) = lent {
@@ -515,10 +511,7 @@ mod tests {
     async fn a_backend_that_hangs_up_costs_no_request() {
         let (endpoint, accepted) = backend(OK, true).await;
         let pool = pool();
-        for _ in 0..4 {
-            let (response, lent) = pool.send(&endpoint, get()).await.unwrap();
-            assert_eq!(read(response, lent).await, "hello");
-        }
+        get_hello(&pool, &endpoint, 4).await;
         assert_eq!(
             accepted.load(Ordering::SeqCst),
             4,
@@ -624,10 +617,7 @@ mod tests {
     async fn a_policy_retires_a_connection_after_max_requests_per_connection() {
         let (endpoint, accepted) = backend(OK, false).await;
         let (pool, open) = policy_pool(gantry_translate::ir::ConnectionIr::DEFAULT, Some(2));
-        for _ in 0..5 {
-            let (response, lent) = pool.send(&endpoint, get()).await.unwrap();
-            assert_eq!(read(response, lent).await, "hello");
-        }
+        get_hello(&pool, &endpoint, 5).await;
         assert_eq!(
             accepted.load(Ordering::SeqCst),
             3,
@@ -657,18 +647,14 @@ mod tests {
             },
             None,
         );
-        for _ in 0..2 {
-            let (response, lent) = pool.send(&endpoint, get()).await.unwrap();
-            assert_eq!(read(response, lent).await, "hello");
-        }
+        get_hello(&pool, &endpoint, 2).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "young: reused");
         // The idle connection turns 61 seconds old: closed instead of handed out.
         let stack = pool.inner.stack(&endpoint);
         for idle in stack.connections.lock().iter_mut() {
             idle.life.opened = Instant::now() - Duration::from_secs(61);
         }
-        let (response, lent) = pool.send(&endpoint, get()).await.unwrap();
-        assert_eq!(read(response, lent).await, "hello");
+        get_hello(&pool, &endpoint, 1).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         assert_eq!(
             pool.idle(endpoint.as_str()),

@@ -42,7 +42,7 @@ use tokio::time::Instant;
 use super::connect::ConnectionPolicy;
 use super::counted::ConnectionState;
 use super::limits::{ConnectionLimits, Held, Overflow};
-use super::{BoxError, ProxyBody, UpstreamError};
+use super::{BoxError, Connector, ProxyBody, UpstreamError};
 
 /// Endpoint → its connection (or the connect under way).
 type Table = ArcSwap<HashMap<Authority, Arc<Slot>>>;
@@ -102,13 +102,7 @@ impl<C> fmt::Debug for Http2Pool<C> {
     }
 }
 
-impl<C> Http2Pool<C>
-where
-    C: tower_service::Service<Uri> + Clone + Send + Sync + 'static,
-    C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    C::Future: Send,
-    C::Error: Into<BoxError>,
-{
+impl<C: Connector> Http2Pool<C> {
     /// A pool dialling with `connector` (called with `scheme://endpoint/`); connections
     /// without a new request for `idle_timeout` are let go.
     pub fn new(connector: C, scheme: Scheme, idle_timeout: Duration) -> Self {
@@ -245,13 +239,7 @@ where
     }
 }
 
-impl<C> Inner<C>
-where
-    C: tower_service::Service<Uri> + Clone + Send + Sync + 'static,
-    C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    C::Future: Send,
-    C::Error: Into<BoxError>,
-{
+impl<C: Connector> Inner<C> {
     /// Opens a connection to `endpoint` and starts the task that drives it.
     async fn connect(&self, endpoint: &Authority, slot: &Arc<Slot>) -> Result<Open, SharedError> {
         // The circuit breaker's connection, held for as long as the connection is open.

@@ -80,6 +80,34 @@ impl UpstreamError {
     }
 }
 
+/// What the pools dial with: a `tower` service that opens a connection to `scheme://endpoint/`
+/// (plain TCP or TLS, counted in a cluster's gauge or not).
+pub trait Connector:
+    tower_service::Service<
+        Uri,
+        Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        Future: Send,
+        Error: Into<BoxError>,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<C> Connector for C where
+    C: tower_service::Service<
+            Uri,
+            Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+            Future: Send,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// How a request reaches its endpoint.
 #[derive(Clone, Copy, Debug)]
 pub enum Via<'a> {
