@@ -227,7 +227,9 @@ impl Upstreams {
                 .await
                 .map(unlent),
             Via::Plain(_) => self.http1.send(endpoint, request).await,
-            Via::Tls(_, clients) => clients.http1.send(endpoint, request).await,
+            // Boxed: its connect holds a whole TLS handshake (rustls's connection state), which
+            // inline would grow every request's future.
+            Via::Tls(_, clients) => Box::pin(clients.http1.send(endpoint, request)).await,
             Via::Own(_, clients) => clients.http1.send(endpoint, request).await,
         };
         let sent = sent.map_err(UpstreamError::name_timeout);
