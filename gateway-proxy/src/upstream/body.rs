@@ -33,7 +33,7 @@ where
 /// An upstream response's body. For a cluster with a BackendConfigPolicy it holds what its
 /// request took of the cluster's limits (over HTTP/1.1 a circuit breaker connection, as one
 /// connection carries one response at a time; over HTTP/2 a stream of a connection with
-/// `maxConcurrentStreams`) until the body ends or is dropped. Over the plain HTTP/1.1 pool it
+/// `maxConcurrentStreams`) until the body ends or is dropped. Over HTTP/1.1 it
 /// holds the connection it came on, given back to the pool once the body has ended (and
 /// closed if the body is dropped before its end).
 #[derive(Debug)]

@@ -114,15 +114,16 @@ impl ConnectionPolicy {
     /// Counts one more request on a connection; true when the connection must take no other
     /// (it carried `maxRequestsPerConnection` requests, or it is `maxConnectionDuration` old).
     pub fn retire_after_request(&self, state: &ConnectionState) -> bool {
-        self.retires(state.count_request(), state.age())
+        self.retires(state.count_request(), state.opened())
     }
 
-    /// True when a connection that carried `carried` requests and is `age` old must take no
-    /// other (`maxRequestsPerConnection`, `maxConnectionDuration`).
-    pub fn retires(&self, carried: u32, age: Duration) -> bool {
+    /// True when a connection that carried `carried` requests and was opened at `opened` must
+    /// take no other (`maxRequestsPerConnection`, `maxConnectionDuration`). The clock is read
+    /// only when the policy has a maximum age.
+    pub fn retires(&self, carried: u32, opened: tokio::time::Instant) -> bool {
         self.max_requests_per_connection()
             .is_some_and(|max| carried >= max)
-            || self.max_age().is_some_and(|max| age >= max)
+            || self.max_age().is_some_and(|max| opened.elapsed() >= max)
     }
 
     /// The TCP connector of the cluster's HTTP clients: the policy's connect timeout and TCP
@@ -284,7 +285,8 @@ mod tests {
         assert!(policy.retire_after_request(&old));
 
         let default = ConnectionPolicy::new("ns/svc:80", &config(ConnectionIr::DEFAULT), &metrics);
-        assert!(!default.retires(u32::MAX, Duration::from_secs(86_400)));
+        let day_old = tokio::time::Instant::now() - Duration::from_secs(86_400);
+        assert!(!default.retires(u32::MAX, day_old));
     }
 
     #[test]

@@ -37,6 +37,7 @@ impl Drop for OpenConnection {
 
 /// What one HTTP/2 connection knows about itself: its age and the requests it carried, for
 /// retiring it after `maxRequestsPerConnection` requests or `maxConnectionDuration`.
+#[derive(Debug)]
 pub struct ConnectionState {
     opened: Instant,
     requests: AtomicU32,
@@ -55,8 +56,8 @@ impl ConnectionState {
         })
     }
 
-    pub(super) fn age(&self) -> std::time::Duration {
-        self.opened.elapsed()
+    pub(super) fn opened(&self) -> Instant {
+        self.opened
     }
 
     /// Counts one more request; the count with it.
@@ -64,15 +65,6 @@ impl ConnectionState {
         self.requests
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1)
-    }
-}
-
-impl std::fmt::Debug for ConnectionState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectionState")
-            .field("opened", &self.opened)
-            .field("requests", &self.requests)
-            .finish()
     }
 }
 

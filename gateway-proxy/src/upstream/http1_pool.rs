@@ -263,7 +263,7 @@ impl<C: Connector> Http1Pool<C> {
         let mut cx = Context::from_waker(Waker::noop());
         loop {
             let mut idle = stack.connections.lock().pop()?;
-            if idle.since.elapsed() >= self.inner.idle_timeout || self.inner.too_old(&idle.life) {
+            if idle.since.elapsed() >= self.inner.idle_timeout || self.inner.retires(&idle.life) {
                 continue;
             }
             // Only ready connections are pushed; not ready now means it closed.
@@ -285,19 +285,13 @@ impl<C: Connector> Http1Pool<C> {
 }
 
 impl<C> Inner<C> {
-    /// True when the policy retires a connection that lived `life` (after a response).
+    /// True when the policy retires a connection that lived `life`: after its response, or
+    /// when it is found idle (then only its age can retire it, as a connection that carried
+    /// its last request was never given back).
     fn retires(&self, life: &Life) -> bool {
         self.policy
             .as_ref()
-            .is_some_and(|policy| policy.retires(life.carried, life.opened.elapsed()))
-    }
-
-    /// True when a connection that lived `life` may take no new request (`maxConnectionDuration`).
-    fn too_old(&self, life: &Life) -> bool {
-        self.policy
-            .as_ref()
-            .and_then(|policy| policy.max_age())
-            .is_some_and(|age| life.opened.elapsed() >= age)
+            .is_some_and(|policy| policy.retires(life.carried, life.opened))
     }
 }
 
@@ -375,7 +369,7 @@ async fn sweep<C: Send + Sync + 'static>(pool: Weak<Inner<C>>, every: Duration) 
             let mut connections = stack.connections.lock();
             connections.retain(|idle| {
                 idle.since.elapsed() < inner.idle_timeout
-                    && !inner.too_old(&idle.life)
+                    && !inner.retires(&idle.life)
                     && !idle.sender.is_closed()
             });
             // An endpoint in use (a lent connection will come back to this stack) stays.
