@@ -133,10 +133,10 @@ fn entry(name: &str, prefix: &str, rule: HttpRuleIr) -> RouteEntryIr {
         }),
         rule_index: 0,
         match_index: 0,
-        matches: HttpMatchIr {
+        matches: Arc::new(HttpMatchIr {
             path: PathMatchIr::Prefix(prefix.into()),
             ..Default::default()
-        },
+        }),
         rule: Arc::new(rule),
         security: None,
         rate_limit: None,
@@ -675,9 +675,8 @@ async fn config_swap_drops_no_in_flight_request() {
 
     // A bad configuration is rejected and the last good one keeps serving.
     let mut bad = test_ir(proxy.port, proxy.echo, vec![]);
-    bad.ports[0].listeners[1].virtual_hosts[0].routes[0]
-        .matches
-        .path = PathMatchIr::RegularExpression("(".into());
+    Arc::make_mut(&mut bad.ports[0].listeners[1].virtual_hosts[0].routes[0].matches).path =
+        PathMatchIr::RegularExpression("(".into());
     assert!(proxy.plane.apply(Arc::new(bad), 3).await.is_err());
     assert_eq!(proxy.plane.snapshot().version, 2);
     assert_eq!(

@@ -1,7 +1,5 @@
 //! Per-port lookup tables: listener by hostname, virtual host by hostname, route entry by path.
 
-use std::collections::HashMap;
-
 use super::FastMap;
 use std::sync::Arc;
 
@@ -84,12 +82,13 @@ pub(super) type SeriesMap = FastMap<(Arc<str>, Arc<str>, Arc<str>), RouteMetrics
 /// Shares compiled pieces between the entries of one compilation, and with the previous one.
 #[derive(Default)]
 pub(super) struct CompileCache<'p> {
-    /// Rules by the address of their IR `Arc`: the entries of one rule share it.
-    rules: HashMap<usize, Arc<Rule>>,
+    /// Rules by the address of their IR `Arc`: the entries of one rule share it. Looked up
+    /// for every entry of every compile, so foldhash rather than SipHash.
+    rules: FastMap<usize, Arc<Rule>>,
     /// SecurityPolicies by the address of their IR `Arc`: the entries they govern share it.
-    guards: HashMap<usize, Arc<crate::security::Guard>>,
+    guards: FastMap<usize, Arc<crate::security::Guard>>,
     /// RateLimitPolicies likewise.
-    limiters: HashMap<usize, Arc<crate::rate_limit::Limiter>>,
+    limiters: FastMap<usize, Arc<crate::rate_limit::Limiter>>,
     /// Handles of the previous snapshot: registering a series is the costly part of a
     /// compile, so routes that stay keep theirs.
     previous: Option<&'p SeriesMap>,

@@ -22,7 +22,7 @@ fn entry(name: &str, matches: HttpMatchIr) -> RouteEntryIr {
         }),
         rule_index: 0,
         match_index: 0,
-        matches,
+        matches: matches.into(),
         rule: Arc::new(HttpRuleIr::default()),
         security: None,
         rate_limit: None,

@@ -16,8 +16,10 @@ pub struct RouteEntryIr {
     /// match is the default).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub match_index: usize,
+    /// Shared with the translator's route cache: placing a route on every translation copies
+    /// no match.
     #[serde(rename = "match")]
-    pub matches: HttpMatchIr,
+    pub matches: Arc<HttpMatchIr>,
     /// Shared by every entry of the same rule.
     pub rule: Arc<HttpRuleIr>,
     /// The SecurityPolicy governing the entry (the most specific attachment: rule, route,
@@ -56,7 +58,7 @@ impl PartialEq for RouteEntryIr {
         *route == other.route
             && *rule_index == other.rule_index
             && *match_index == other.match_index
-            && *matches == other.matches
+            && same(matches, &other.matches)
             && same(rule, &other.rule)
             && same_if_any(security, &other.security)
             && same_if_any(rate_limit, &other.rate_limit)
@@ -447,7 +449,7 @@ mod tests {
             }),
             rule_index: 0,
             match_index: 0,
-            matches: HttpMatchIr::default(),
+            matches: Arc::default(),
             rule,
             security: None,
             rate_limit: None,

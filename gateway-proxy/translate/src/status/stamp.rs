@@ -14,15 +14,16 @@ use super::types::{Condition, ObjectStatus, RouteParentStatus, RouteStatus, Stat
 /// Objects are matched by one map lookup each and conditions within an object by a short
 /// scan, with no key built per condition: thousands of routes cost a few milliseconds.
 pub fn stamp(previous: &[ObjectStatus], next: &mut [ObjectStatus], now: &str) {
-    let old: HashMap<(&str, &str, &str), &StatusBody> = previous
-        .iter()
-        .map(|o| {
-            (
-                (o.kind.as_str(), o.namespace.as_str(), o.name.as_str()),
-                &o.status,
-            )
-        })
-        .collect();
+    // foldhash, not SipHash: with thousands of routes, hashing the keys was most of the
+    // stamp (`docs/benchmarks.md`, "Route propagation at 5,000 routes").
+    let mut old: HashMap<(&str, &str, &str), &StatusBody, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(previous.len(), Default::default());
+    old.extend(previous.iter().map(|o| {
+        (
+            (o.kind.as_str(), o.namespace.as_str(), o.name.as_str()),
+            &o.status,
+        )
+    }));
     for object in next.iter_mut() {
         let before = old
             .get(&(

@@ -1,6 +1,6 @@
 //! Builds the IR's ports, listeners and virtual hosts from the route entries of each listener.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::gateway::GatewayState;
 use super::hostname;
@@ -9,11 +9,17 @@ use super::precedence::{self, Ranked};
 use crate::ir::{ListenerIr, ListenerSetListenerIr, PortIr, PortProtocol, VirtualHostIr};
 use crate::store::ObjectKey;
 
+/// A listener's route entries by effective hostname. Hashed, not ordered: every route is
+/// placed on every translation, and with thousands of hostnames the searches of an ordered
+/// map (each a run of string comparisons) were the largest part of a change's translation
+/// (`docs/benchmarks.md`, "Route propagation at 5,000 routes"). [`virtual_hosts`] sorts once.
+type ByHost = HashMap<String, Vec<Ranked>, foldhash::fast::RandomState>;
+
 /// Route entries collected per listener, then per effective hostname.
 #[derive(Default)]
 pub struct Collected {
     /// By Gateway, listener index and effective hostname.
-    entries: BTreeMap<ObjectKey, BTreeMap<usize, BTreeMap<String, Vec<Ranked>>>>,
+    entries: BTreeMap<ObjectKey, BTreeMap<usize, ByHost>>,
     /// TLSRoutes, TCPRoutes and UDPRoutes placed on each listener, before precedence.
     l4: BTreeMap<(ObjectKey, usize), Vec<L4Candidate>>,
 }
@@ -158,14 +164,17 @@ fn port_protocol(listener_protocol: &str) -> PortProtocol {
 /// matched). Each virtual host lists only its own entries, in match precedence; the data plane
 /// tries the virtual hosts matching a request from the most specific to the least, so nothing
 /// is copied between virtual hosts and translation stays linear in the number of routes.
-fn virtual_hosts(by_host: BTreeMap<String, Vec<Ranked>>) -> Vec<VirtualHostIr> {
-    // In alphabetical order from the map; a stable sort by specificity keeps that order among
-    // equals, which is `most_specific_first`.
-    let mut hosts: Vec<(String, Vec<Ranked>)> = by_host.into_iter().collect();
-    hosts.sort_by_cached_key(|(h, _)| hostname::specificity(h));
+fn virtual_hosts(by_host: ByHost) -> Vec<VirtualHostIr> {
+    // By specificity, then alphabetically among equals: `most_specific_first`. Hostnames are
+    // distinct, so the order is total and does not depend on the map's.
+    let mut hosts: Vec<_> = by_host
+        .into_iter()
+        .map(|(host, entries)| (hostname::specificity(&host), host, entries))
+        .collect();
+    hosts.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
     hosts
         .into_iter()
-        .map(|(hostname, mut entries)| {
+        .map(|(_, hostname, mut entries)| {
             entries.sort_by(precedence::compare);
             VirtualHostIr {
                 hostname,

@@ -96,7 +96,10 @@ fn translate_grpc_rule(
     };
     let (mut ir, _, unresolved) = translate_rule(store, referrer, &as_http, clusters)?;
     ir.grpc = true;
-    let (matches, grpc_ranks) = matches.into_iter().map(|m| (m.ir, m.rank)).unzip();
+    let (matches, grpc_ranks) = matches
+        .into_iter()
+        .map(|m| (Arc::new(m.ir), m.rank))
+        .unzip();
     Ok((
         TranslatedRule {
             index: 0,

@@ -92,9 +92,8 @@ pub fn most_specific_first(a: &str, b: &str) -> Ordering {
     specificity(a).cmp(&specificity(b)).then_with(|| a.cmp(b))
 }
 
-/// The sort key of [`most_specific_first`] without the alphabetical tie-break: sorting names
-/// that are already in alphabetical order by it, stably, gives the same order, computing the
-/// key once per name instead of once per comparison.
+/// The sort key of [`most_specific_first`] without the alphabetical tie-break, for callers
+/// that compute it once per name instead of once per comparison.
 pub fn specificity(h: &str) -> (u8, usize, usize) {
     if h == ANY {
         (2, 0, 0)

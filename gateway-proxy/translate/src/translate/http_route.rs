@@ -28,7 +28,7 @@ use crate::store::{ObjectKey, Store};
 #[derive(Clone, Debug)]
 pub struct TranslatedRule {
     pub index: usize,
-    pub matches: Vec<HttpMatchIr>,
+    pub matches: Vec<Arc<HttpMatchIr>>,
     /// GRPCRoute only: what precedence needs of each match (same order as `matches`).
     pub grpc_ranks: Vec<GrpcMatchRank>,
     pub rule: Arc<HttpRuleIr>,
@@ -182,7 +182,7 @@ pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> Tra
                 all_clusters.extend(clusters);
                 out.rules.push(TranslatedRule {
                     index,
-                    matches,
+                    matches: matches.into_iter().map(Arc::new).collect(),
                     grpc_ranks: Vec::new(),
                     rule: Arc::new(ir),
                 });

@@ -106,12 +106,12 @@ mod tests {
                 }),
                 rule_index: 0,
                 match_index: 0,
-                matches: HttpMatchIr {
+                matches: Arc::new(HttpMatchIr {
                     path,
                     headers: (0..headers).map(value).collect(),
                     query_params: Vec::new(),
                     method: method.then(|| "GET".to_owned()),
-                },
+                }),
                 rule: Arc::new(HttpRuleIr::default()),
                 security: None,
                 rate_limit: None,
