@@ -114,7 +114,7 @@ pub fn of_object(object: &ObjectStatus, origin: Option<String>) -> Vec<Finding> 
                 severity: Severity::Error,
                 origin: origin.clone(),
                 object: Some(ObjectRef {
-                    kind: object.kind.clone(),
+                    kind: object.kind.to_string(),
                     namespace: object.namespace.clone(),
                     name: object.name.clone(),
                 }),
@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn references_default_the_kind_and_namespace() {
         let route = ObjectStatus {
-            api_version: String::new(),
+            api_version: "".into(),
             kind: "HTTPRoute".into(),
             namespace: "team".into(),
             name: "r".into(),

@@ -63,7 +63,7 @@ pub fn validate(dir: &Path, options: &TranslateOptions) -> Report {
     for object in &translation.statuses {
         let origin = origins
             .get(&(
-                object.kind.clone(),
+                object.kind.to_string(),
                 object_key(&object.namespace, &object.name),
             ))
             .cloned();
@@ -75,7 +75,7 @@ pub fn validate(dir: &Path, options: &TranslateOptions) -> Report {
     let with_status: HashSet<(&str, &str, &str)> = translation
         .statuses
         .iter()
-        .map(|o| (o.kind.as_str(), o.namespace.as_str(), o.name.as_str()))
+        .map(|o| (&*o.kind, o.namespace.as_str(), o.name.as_str()))
         .collect();
     let routes = [
         ("HTTPRoute", keys(&store.http_routes)),

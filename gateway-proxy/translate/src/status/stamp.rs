@@ -18,16 +18,15 @@ pub fn stamp(previous: &[ObjectStatus], next: &mut [ObjectStatus], now: &str) {
     // stamp (`docs/benchmarks.md`, "Route propagation at 5,000 routes").
     let mut old: HashMap<(&str, &str, &str), &StatusBody, foldhash::fast::RandomState> =
         HashMap::with_capacity_and_hasher(previous.len(), Default::default());
-    old.extend(previous.iter().map(|o| {
-        (
-            (o.kind.as_str(), o.namespace.as_str(), o.name.as_str()),
-            &o.status,
-        )
-    }));
+    old.extend(
+        previous
+            .iter()
+            .map(|o| ((&*o.kind, o.namespace.as_str(), o.name.as_str()), &o.status)),
+    );
     for object in next.iter_mut() {
         let before = old
             .get(&(
-                object.kind.as_str(),
+                &*object.kind,
                 object.namespace.as_str(),
                 object.name.as_str(),
             ))

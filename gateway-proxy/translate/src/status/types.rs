@@ -1,5 +1,6 @@
 //! Status payloads: conditions, Gateway listeners, Route parents.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -43,8 +44,10 @@ impl Condition {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectStatus {
-    pub api_version: String,
-    pub kind: String,
+    /// Static for every object the translator reports on: a status is copied into every
+    /// translation's list, and these two were half of the copy's allocations.
+    pub api_version: Cow<'static, str>,
+    pub kind: Cow<'static, str>,
     /// Empty for cluster-scoped objects (GatewayClass).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,

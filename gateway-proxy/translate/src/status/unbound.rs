@@ -67,11 +67,7 @@ pub fn mark_unbound(statuses: &mut [ObjectStatus], ir: &Ir, unbound: &[UnboundPo
         let StatusBody::Gateway(gateway) = &mut object.status else {
             continue;
         };
-        let id = (
-            object.kind.as_str(),
-            object.namespace.clone(),
-            object.name.clone(),
-        );
+        let id = (&*object.kind, object.namespace.clone(), object.name.clone());
         let Some(listeners) = affected.get(&id) else {
             continue;
         };

@@ -176,10 +176,11 @@ fn virtual_hosts(by_host: ByHost) -> Vec<VirtualHostIr> {
         .into_iter()
         .map(|(_, hostname, mut entries)| {
             entries.sort_by(precedence::compare);
-            VirtualHostIr {
-                hostname,
-                routes: entries.into_iter().map(|r| r.entry).collect(),
-            }
+            // A new list rather than `collect`, which would keep the larger allocation of the
+            // `Ranked` list for the whole life of the IR.
+            let mut routes = Vec::with_capacity(entries.len());
+            routes.extend(entries.into_iter().map(|r| r.entry));
+            VirtualHostIr { hostname, routes }
         })
         .collect()
 }

@@ -281,8 +281,8 @@ impl GatewayState {
             ));
         }
         ObjectStatus {
-            api_version: API_VERSION.to_owned(),
-            kind: "Gateway".to_owned(),
+            api_version: API_VERSION.into(),
+            kind: "Gateway".into(),
             namespace: self.key.namespace.clone(),
             name: self.key.name.clone(),
             status: StatusBody::Gateway(GatewayStatus {

@@ -22,8 +22,8 @@ pub fn our_classes(
         names.insert(name.clone());
         let generation = generation_of(&class.metadata);
         statuses.push(ObjectStatus {
-            api_version: API_VERSION.to_owned(),
-            kind: "GatewayClass".to_owned(),
+            api_version: API_VERSION.into(),
+            kind: "GatewayClass".into(),
             namespace: String::new(),
             name: name.clone(),
             status: StatusBody::GatewayClass(GatewayClassStatus {

@@ -314,7 +314,7 @@ pub fn note_superseded(statuses: &mut [ObjectStatus], superseded: &Superseded) {
             continue;
         };
         let key = RouteRef {
-            kind: status.kind.clone(),
+            kind: status.kind.to_string(),
             namespace: status.namespace.clone(),
             name: status.name.clone(),
         };

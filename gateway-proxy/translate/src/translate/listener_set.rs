@@ -248,8 +248,8 @@ impl ListenerSetState {
             None => summary(own, generation),
         };
         ObjectStatus {
-            api_version: API_VERSION.to_owned(),
-            kind: KIND.to_owned(),
+            api_version: API_VERSION.into(),
+            kind: KIND.into(),
             namespace: self.key.namespace.clone(),
             name: self.key.name.clone(),
             status: StatusBody::Gateway(GatewayStatus {

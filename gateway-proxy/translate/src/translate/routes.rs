@@ -399,8 +399,8 @@ impl<'a> Attacher<'a> {
             attached: attached_to,
             placed,
             status: (!parents.is_empty()).then(|| ObjectStatus {
-                api_version: API_VERSION.to_owned(),
-                kind: route.kind.to_owned(),
+                api_version: API_VERSION.into(),
+                kind: route.kind.into(),
                 namespace: route.key.namespace.clone(),
                 name: route.key.name.clone(),
                 status: StatusBody::Route(Arc::new(RouteStatus { parents })),

@@ -58,8 +58,8 @@ pub fn policy_statuses<P: RoutePolicy>(
             }
             ancestors.truncate(MAX_ANCESTORS);
             Some(ObjectStatus {
-                api_version: kind.api_version.to_owned(),
-                kind: kind.kind.to_owned(),
+                api_version: kind.api_version.into(),
+                kind: kind.kind.into(),
                 namespace: policy.key().namespace.clone(),
                 name: policy.key().name.clone(),
                 status: StatusBody::Policy(PolicyStatus { ancestors }),

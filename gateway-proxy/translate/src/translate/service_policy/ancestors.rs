@@ -106,8 +106,8 @@ pub fn policy_status(
         })
         .collect();
     ObjectStatus {
-        api_version: kind.api_version.to_owned(),
-        kind: kind.kind.to_owned(),
+        api_version: kind.api_version.into(),
+        kind: kind.kind.into(),
         namespace: key.namespace.clone(),
         name: key.name.clone(),
         status: StatusBody::Policy(PolicyStatus { ancestors }),
