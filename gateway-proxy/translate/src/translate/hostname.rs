@@ -98,14 +98,16 @@ pub fn specificity(h: &str) -> (u8, usize, usize) {
     if h == ANY {
         (2, 0, 0)
     } else if let Some(suffix) = wildcard_suffix(h) {
-        (
-            1,
-            usize::MAX - suffix.matches('.').count(),
-            usize::MAX - h.len(),
-        )
+        (1, usize::MAX - dots(suffix), usize::MAX - h.len())
     } else {
-        (0, usize::MAX - h.matches('.').count(), usize::MAX - h.len())
+        (0, usize::MAX - dots(h), usize::MAX - h.len())
     }
+}
+
+/// The labels of a hostname less one. Counted byte by byte: `str::matches` took some 500
+/// instructions per hostname, for every hostname of every translation.
+fn dots(h: &str) -> usize {
+    h.bytes().filter(|&b| b == b'.').count()
 }
 
 #[cfg(test)]

@@ -231,6 +231,9 @@ fn translate_with(
         .flat_map(|g| g.listener_set_statuses())
         .collect();
     listener_sets.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    // Thousands of route statuses: room for them at once, not by doubling (each doubling
+    // copies every status so far).
+    statuses.reserve(listener_sets.len() + route_statuses.len() + 1);
     statuses.extend(listener_sets);
     statuses.extend(route_statuses);
     statuses.extend(backend_tls.policy_statuses(&options.controller_name));

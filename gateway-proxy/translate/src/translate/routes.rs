@@ -309,6 +309,8 @@ impl<'a> Attacher<'a> {
         cache: &mut KindCache<R, T>,
         translate: impl Fn(&Store, &ObjectKey, &R) -> T,
     ) {
+        // At most one status per route.
+        self.statuses.reserve(routes.len());
         for (key, route) in routes {
             let store = self.store;
             let cached = cache.get_or_translate(key, route, || translate(store, key, route));
