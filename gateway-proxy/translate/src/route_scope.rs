@@ -14,14 +14,29 @@ use std::sync::Arc;
 
 use crate::store::{ObjectKey, Store};
 use crate::translate::listener_set::{self, parent_of};
-use crate::translate::parent_ref::{ParentRef, RouteResource};
 
 const GATEWAY_GROUP: &str = gantry_crds::GATEWAY_GROUP;
 
 /// The parents a route may name that this store's translation serves.
+/// Served Gateways and ListenerSets, by namespace then name: looked up for every parentRef
+/// of every route on every watch event, with borrowed strings (an `ObjectKey` per lookup was
+/// two copies).
 struct Served {
-    gateways: BTreeSet<ObjectKey>,
-    listener_sets: BTreeSet<ObjectKey>,
+    gateways: BTreeMap<String, BTreeSet<String>>,
+    listener_sets: BTreeMap<String, BTreeSet<String>>,
+}
+
+fn by_namespace(keys: impl Iterator<Item = ObjectKey>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for key in keys {
+        out.entry(key.namespace).or_default().insert(key.name);
+    }
+    out
+}
+
+fn contains(keys: &BTreeMap<String, BTreeSet<String>>, namespace: &str, name: &str) -> bool {
+    keys.get(namespace)
+        .is_some_and(|names| names.contains(name))
 }
 
 impl Served {
@@ -38,68 +53,81 @@ impl Served {
             })
             .map(|(k, _)| k.clone())
             .collect();
-        let listener_sets = store
+        let listener_sets: Vec<ObjectKey> = store
             .listener_sets
             .iter()
             .filter(|(k, s)| parent_of(k, s).is_some_and(|p| gateways.contains(&p)))
             .map(|(k, _)| k.clone())
             .collect();
         Self {
-            gateways,
-            listener_sets,
+            gateways: by_namespace(gateways.into_iter()),
+            listener_sets: by_namespace(listener_sets.into_iter()),
         }
     }
 
     /// Whether `parent`, written in a route of `namespace`, names a served Gateway or
     /// ListenerSet (the namespace defaults to the route's, the group and kind to Gateway's).
-    fn names(&self, namespace: &str, parent: &ParentRef) -> bool {
-        if parent.group.as_deref().unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP {
+    fn names(&self, namespace: &str, parent: ParentFields<'_>) -> bool {
+        if parent.group.unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP {
             return false;
         }
-        let key = ObjectKey::new(
-            parent
-                .namespace
-                .as_deref()
-                .filter(|n| !n.is_empty())
-                .unwrap_or(namespace),
-            parent.name.as_str(),
-        );
-        match parent.kind.as_deref().unwrap_or("Gateway") {
-            "Gateway" => self.gateways.contains(&key),
-            listener_set::KIND => self.listener_sets.contains(&key),
+        let namespace = parent
+            .namespace
+            .filter(|n| !n.is_empty())
+            .unwrap_or(namespace);
+        match parent.kind.unwrap_or("Gateway") {
+            "Gateway" => contains(&self.gateways, namespace, parent.name),
+            listener_set::KIND => contains(&self.listener_sets, namespace, parent.name),
             _ => false,
         }
     }
 }
 
-/// A route's `status.parents[]` entries written by `controller_name`, as parentRefs.
-trait StatusParents: RouteResource {
-    fn status_parents(&self, controller_name: &str) -> Vec<ParentRef>;
+/// The fields of a parentRef that say which object it names, borrowed.
+#[derive(Clone, Copy)]
+struct ParentFields<'a> {
+    group: Option<&'a str>,
+    kind: Option<&'a str>,
+    namespace: Option<&'a str>,
+    name: &'a str,
 }
 
-macro_rules! status_parents {
+/// Whether a route names a served Gateway or ListenerSet, in `spec.parentRefs` or in a
+/// `status.parents[]` entry written by `controller_name`; read in place, nothing copied.
+trait NamesServed {
+    fn names_served(&self, namespace: &str, served: &Served, controller_name: &str) -> bool;
+}
+
+macro_rules! names_served {
     ($($route:ty),* $(,)?) => {$(
-        impl StatusParents for $route {
-            fn status_parents(&self, controller_name: &str) -> Vec<ParentRef> {
-                self.status
+        impl NamesServed for $route {
+            fn names_served(&self, namespace: &str, served: &Served, controller_name: &str) -> bool {
+                self.spec.parent_refs.iter().flatten().any(|p| {
+                    served.names(namespace, ParentFields {
+                        group: p.group.as_deref(),
+                        kind: p.kind.as_deref(),
+                        namespace: p.namespace.as_deref(),
+                        name: &p.name,
+                    })
+                }) || self
+                    .status
                     .iter()
                     .flat_map(|s| s.parents.iter())
                     .filter(|p| p.controller_name == controller_name)
-                    .map(|p| ParentRef {
-                        group: p.parent_ref.group.clone(),
-                        kind: p.parent_ref.kind.clone(),
-                        namespace: p.parent_ref.namespace.clone(),
-                        name: p.parent_ref.name.clone(),
-                        section_name: None,
-                        port: None,
+                    .any(|p| {
+                        served.names(namespace, ParentFields {
+                            group: p.parent_ref.group.as_deref(),
+                            kind: p.parent_ref.kind.as_deref(),
+                            namespace: p.parent_ref.namespace.as_deref(),
+                            name: &p.parent_ref.name,
+                        })
                     })
-                    .collect()
             }
         }
     )*};
 }
 
-status_parents! {
+names_served! {
     gantry_crds::gateway::httproutes::HttpRoute,
     gantry_crds::gateway::grpcroutes::GrpcRoute,
     gantry_crds::gateway::tlsroutes::TlsRoute,
@@ -107,18 +135,12 @@ status_parents! {
     gantry_crds::gateway::experimental::udproutes::UdpRoute,
 }
 
-fn retain<R: StatusParents>(
+fn retain<R: NamesServed>(
     routes: &mut BTreeMap<ObjectKey, Arc<R>>,
     served: &Served,
     controller_name: &str,
 ) {
-    routes.retain(|key, route| {
-        route
-            .parent_refs()
-            .iter()
-            .chain(route.status_parents(controller_name).iter())
-            .any(|p| served.names(&key.namespace, p))
-    });
+    routes.retain(|key, route| route.names_served(&key.namespace, served, controller_name));
 }
 
 /// `store` without the routes that neither name a Gateway served by `controller_name` (of a
@@ -142,13 +164,15 @@ pub fn retain_served_routes(mut store: Store, controller_name: &str) -> Store {
 /// namespace of the routes in `store` (after [`retain_served_routes`]) and of the
 /// HTTPCompositions in theirs. Wider than the Services really used, never narrower; the
 /// differential test (`tests/scope_differential.rs`) translates every golden case both ways.
-pub fn backend_namespaces(store: &Store) -> BTreeSet<String> {
-    fn named(out: &mut BTreeSet<String>, referrer: &str, namespace: Option<&String>) {
+///
+/// Borrowed from `store`: it runs on every watch event, and copying a namespace for each route
+/// and backend was most of its time with thousands of routes.
+pub fn backend_namespaces(store: &Store) -> BTreeSet<&str> {
+    fn named<'s>(out: &mut BTreeSet<&'s str>, referrer: &'s str, namespace: Option<&'s String>) {
         out.insert(
             namespace
                 .filter(|n| !n.is_empty())
-                .map_or(referrer, String::as_str)
-                .to_owned(),
+                .map_or(referrer, String::as_str),
         );
     }
     let mut namespaces = BTreeSet::new();
@@ -211,7 +235,7 @@ pub fn backend_namespaces(store: &Store) -> BTreeSet<String> {
     stream_routes!(&store.tls_routes, &store.tcp_routes, &store.udp_routes);
     let route_namespaces = namespaces.clone();
     for (key, composition) in &store.http_compositions {
-        if route_namespaces.contains(&key.namespace) {
+        if route_namespaces.contains(key.namespace.as_str()) {
             for part in &composition.spec.parts {
                 named(
                     &mut namespaces,
@@ -237,7 +261,7 @@ pub fn backend_namespaces(store: &Store) -> BTreeSet<String> {
                 .is_some_and(|r| !r.backend_refs.is_empty())
         });
         if through_service {
-            namespaces.insert(key.namespace.clone());
+            namespaces.insert(key.namespace.as_str());
         }
     }
     namespaces
@@ -247,10 +271,11 @@ pub fn backend_namespaces(store: &Store) -> BTreeSet<String> {
 /// backend of its routes can be in ([`backend_namespaces`]): endpoint churn there is not
 /// published, and a fleet holds no endpoints of other teams' namespaces in its config.
 pub fn retain_served_endpoints(mut store: Store) -> Store {
+    let mut slices = std::mem::take(&mut store.endpoint_slices);
     let namespaces = backend_namespaces(&store);
-    store
-        .endpoint_slices
-        .retain(|key, _| namespaces.contains(&key.namespace));
+    slices.retain(|key, _| namespaces.contains(key.namespace.as_str()));
+    drop(namespaces);
+    store.endpoint_slices = slices;
     store
 }
 
