@@ -14,8 +14,9 @@ use super::types::{Condition, ObjectStatus, RouteParentStatus, RouteStatus, Stat
 /// Objects are matched by one map lookup each and conditions within an object by a short
 /// scan, with no key built per condition: thousands of routes cost a few milliseconds.
 pub fn stamp(previous: &[ObjectStatus], next: &mut [ObjectStatus], now: &str) {
-    // foldhash, not SipHash: with thousands of routes, hashing the keys was most of the
-    // stamp (`docs/benchmarks.md`, "Route propagation at 5,000 routes").
+    // foldhash, not SipHash: with thousands of routes, hashing the keys was half of the
+    // stamp (`docs/benchmarks.md`, "Route propagation at 5,000 routes: the cost of each
+    // change").
     let mut old: HashMap<(&str, &str, &str), &StatusBody, foldhash::fast::RandomState> =
         HashMap::with_capacity_and_hasher(previous.len(), Default::default());
     old.extend(

@@ -188,8 +188,9 @@ impl ParseCache {
 }
 
 /// Whether a file's text changed is decided by its length and hash, for every file on every
-/// read: foldhash, several times faster than SipHash on megabytes of YAML (`docs/benchmarks.md`,
-/// "Route propagation at 5,000 routes"). A fixed seed, so the same text always hashes alike.
+/// read: foldhash, twice as fast as SipHash on megabytes of YAML (`docs/benchmarks.md`, "Route
+/// propagation at 5,000 routes: the cost of each change"). A fixed seed, so the same text
+/// always hashes alike.
 fn hash(text: &str) -> (usize, u64) {
     use std::hash::BuildHasher;
     (

@@ -12,7 +12,8 @@ use crate::store::ObjectKey;
 /// A listener's route entries by effective hostname. Hashed, not ordered: every route is
 /// placed on every translation, and with thousands of hostnames the searches of an ordered
 /// map (each a run of string comparisons) were the largest part of a change's translation
-/// (`docs/benchmarks.md`, "Route propagation at 5,000 routes"). [`virtual_hosts`] sorts once.
+/// (`docs/benchmarks.md`, "Route propagation at 5,000 routes: the cost of each change").
+/// [`virtual_hosts`] sorts once.
 type ByHost = HashMap<String, Vec<Ranked>, foldhash::fast::RandomState>;
 
 /// Route entries collected per listener, then per effective hostname.
