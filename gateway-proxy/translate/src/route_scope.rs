@@ -17,10 +17,9 @@ use crate::translate::listener_set::{self, parent_of};
 
 const GATEWAY_GROUP: &str = gantry_crds::GATEWAY_GROUP;
 
-/// The parents a route may name that this store's translation serves.
-/// Served Gateways and ListenerSets, by namespace then name: looked up for every parentRef
-/// of every route on every watch event, with borrowed strings (an `ObjectKey` per lookup was
-/// two copies).
+/// The parents a route may name that this store's translation serves: Gateways and
+/// ListenerSets, by namespace then name. Looked up for every parentRef of every route on every
+/// watch event, with borrowed strings (an `ObjectKey` per lookup was two copies).
 struct Served {
     gateways: BTreeMap<String, BTreeSet<String>>,
     listener_sets: BTreeMap<String, BTreeSet<String>>,
@@ -165,8 +164,8 @@ pub fn retain_served_routes(mut store: Store, controller_name: &str) -> Store {
 /// HTTPCompositions in theirs. Wider than the Services really used, never narrower; the
 /// differential test (`tests/scope_differential.rs`) translates every golden case both ways.
 ///
-/// Borrowed from `store`: it runs on every watch event, and copying a namespace for each route
-/// and backend was most of its time with thousands of routes.
+/// Borrowed from `store`: it runs on every watch event, and copied a namespace for each route
+/// and backend.
 pub fn backend_namespaces(store: &Store) -> BTreeSet<&str> {
     fn named<'s>(out: &mut BTreeSet<&'s str>, referrer: &'s str, namespace: Option<&'s String>) {
         out.insert(
