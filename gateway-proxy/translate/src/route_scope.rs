@@ -21,19 +21,24 @@ const GATEWAY_GROUP: &str = gantry_crds::GATEWAY_GROUP;
 /// ListenerSets, by namespace then name. Looked up for every parentRef of every route on every
 /// watch event, with borrowed strings (an `ObjectKey` per lookup was two copies).
 struct Served {
-    gateways: BTreeMap<String, BTreeSet<String>>,
-    listener_sets: BTreeMap<String, BTreeSet<String>>,
+    gateways: ByNamespace,
+    listener_sets: ByNamespace,
 }
 
-fn by_namespace(keys: impl Iterator<Item = ObjectKey>) -> BTreeMap<String, BTreeSet<String>> {
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+/// Object names by namespace.
+type ByNamespace = BTreeMap<String, BTreeSet<String>>;
+
+fn by_namespace<'a>(keys: impl Iterator<Item = &'a ObjectKey>) -> ByNamespace {
+    let mut out = ByNamespace::new();
     for key in keys {
-        out.entry(key.namespace).or_default().insert(key.name);
+        out.entry(key.namespace.clone())
+            .or_default()
+            .insert(key.name.clone());
     }
     out
 }
 
-fn contains(keys: &BTreeMap<String, BTreeSet<String>>, namespace: &str, name: &str) -> bool {
+fn contains(keys: &ByNamespace, namespace: &str, name: &str) -> bool {
     keys.get(namespace)
         .is_some_and(|names| names.contains(name))
 }
@@ -41,26 +46,30 @@ fn contains(keys: &BTreeMap<String, BTreeSet<String>>, namespace: &str, name: &s
 impl Served {
     /// Gateways of a class with `controller_name`, and the ListenerSets that name one of them.
     fn of(store: &Store, controller_name: &str) -> Self {
-        let gateways: BTreeSet<ObjectKey> = store
-            .gateways
-            .iter()
-            .filter(|(_, g)| {
-                store
-                    .gateway_classes
-                    .get(&g.spec.gateway_class_name)
-                    .is_some_and(|c| c.spec.controller_name == controller_name)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        let listener_sets: Vec<ObjectKey> = store
-            .listener_sets
-            .iter()
-            .filter(|(k, s)| parent_of(k, s).is_some_and(|p| gateways.contains(&p)))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let gateways = by_namespace(
+            store
+                .gateways
+                .iter()
+                .filter(|(_, g)| {
+                    store
+                        .gateway_classes
+                        .get(&g.spec.gateway_class_name)
+                        .is_some_and(|c| c.spec.controller_name == controller_name)
+                })
+                .map(|(k, _)| k),
+        );
+        let listener_sets = by_namespace(
+            store
+                .listener_sets
+                .iter()
+                .filter(|(k, s)| {
+                    parent_of(k, s).is_some_and(|p| contains(&gateways, &p.namespace, &p.name))
+                })
+                .map(|(k, _)| k),
+        );
         Self {
-            gateways: by_namespace(gateways.into_iter()),
-            listener_sets: by_namespace(listener_sets.into_iter()),
+            gateways,
+            listener_sets,
         }
     }
 
@@ -97,30 +106,34 @@ trait NamesServed {
     fn names_served(&self, namespace: &str, served: &Served, controller_name: &str) -> bool;
 }
 
+/// The [`ParentFields`] of a generated parentRef type (every route kind's spec and status
+/// parentRefs have the same fields).
+macro_rules! parent_fields {
+    ($parent:expr) => {
+        ParentFields {
+            group: $parent.group.as_deref(),
+            kind: $parent.kind.as_deref(),
+            namespace: $parent.namespace.as_deref(),
+            name: &$parent.name,
+        }
+    };
+}
+
 macro_rules! names_served {
     ($($route:ty),* $(,)?) => {$(
         impl NamesServed for $route {
             fn names_served(&self, namespace: &str, served: &Served, controller_name: &str) -> bool {
-                self.spec.parent_refs.iter().flatten().any(|p| {
-                    served.names(namespace, ParentFields {
-                        group: p.group.as_deref(),
-                        kind: p.kind.as_deref(),
-                        namespace: p.namespace.as_deref(),
-                        name: &p.name,
-                    })
-                }) || self
-                    .status
+                self.spec
+                    .parent_refs
                     .iter()
-                    .flat_map(|s| s.parents.iter())
-                    .filter(|p| p.controller_name == controller_name)
-                    .any(|p| {
-                        served.names(namespace, ParentFields {
-                            group: p.parent_ref.group.as_deref(),
-                            kind: p.parent_ref.kind.as_deref(),
-                            namespace: p.parent_ref.namespace.as_deref(),
-                            name: &p.parent_ref.name,
-                        })
-                    })
+                    .flatten()
+                    .any(|p| served.names(namespace, parent_fields!(p)))
+                    || self
+                        .status
+                        .iter()
+                        .flat_map(|s| s.parents.iter())
+                        .filter(|p| p.controller_name == controller_name)
+                        .any(|p| served.names(namespace, parent_fields!(p.parent_ref)))
             }
         }
     )*};
