@@ -49,12 +49,23 @@ impl HostIndex {
     /// wildcard suffixes from the longest to the shortest, then `*`. One map probe per label,
     /// no allocation.
     pub fn lookup_all<'a>(&'a self, host: &'a str) -> impl Iterator<Item = usize> + 'a {
-        let exact = self.exact.get(host).copied();
-        // A wildcard needs at least one label in front of its suffix, so dots at position 0
-        // do not count; the first hit is the longest, most specific suffix.
-        let wildcards = host
-            .match_indices('.')
-            .filter(move |(pos, _)| *pos > 0 && !self.wildcard.is_empty())
+        // Most listeners have no hostname and most virtual hosts no wildcard: an empty map is
+        // not probed and its suffixes not scanned (the scan was about 500 instructions per
+        // request, `gantry-bench --instructions-only`).
+        let exact = if self.exact.is_empty() {
+            None
+        } else {
+            self.exact.get(host).copied()
+        };
+        let scanned = if self.wildcard.is_empty() { "" } else { host };
+        // A wildcard needs at least one label in front of its suffix, so a dot at position 0
+        // does not count; the first hit is the longest, most specific suffix. Hostnames are
+        // short: a byte loop finds their dots for less than `match_indices`' searcher.
+        let wildcards = scanned
+            .bytes()
+            .enumerate()
+            .skip(1)
+            .filter(|&(_, byte)| byte == b'.')
             .filter_map(move |(pos, _)| self.wildcard.get(&host[pos..]).copied());
         exact.into_iter().chain(wildcards).chain(self.any)
     }
@@ -69,8 +80,10 @@ pub fn normalize_host(raw: &str) -> Cow<'_, str> {
             None => raw,
         }
     } else {
-        match raw.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        match raw.bytes().rposition(|b| b == b':') {
+            Some(colon) if raw.as_bytes()[colon + 1..].iter().all(u8::is_ascii_digit) => {
+                &raw[..colon]
+            }
             _ => raw,
         }
     };

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use super::activity::{Activity, Verdict, Watchdog};
 use super::drain::Watcher;
 use super::l4::{self, Transport};
+use super::wake_gate::WakeGate;
 use super::{Shared, headers, pipeline};
 use crate::telemetry::logging::ACCESS_LOG_TARGET;
 use gantry_translate::ir::PortProtocol;
@@ -228,13 +229,16 @@ pub(super) async fn serve_http<S>(
     let mut watchdog = Watchdog::new(activity, shared.options.connections.timeouts);
     let mut closing = false;
     let result = loop {
+        // The connection first; the drain signal and the watchdog are gated (see `wake_gate`),
+        // polled only when they have news.
         tokio::select! {
+            biased;
             result = connection.as_mut() => break result,
-            () = drain.signaled(), if !closing => {
+            () = WakeGate::new(drain.signaled()), if !closing => {
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }
-            verdict = watchdog.verdict() => match verdict {
+            verdict = WakeGate::new(watchdog.verdict()) => match verdict {
                 // Idle: close gracefully (HTTP/2 GOAWAY); if that does not finish the
                 // connection by the next verdict, it is dropped.
                 Verdict::Idle if !closing => {

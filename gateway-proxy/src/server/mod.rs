@@ -20,6 +20,7 @@ mod rate_limits;
 pub mod request_checks;
 mod retry;
 pub mod tls;
+mod wake_gate;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

@@ -198,8 +198,8 @@ pub fn validate_host(host: &str) -> Result<(), Refusal> {
             },
         }
     } else {
-        let (name, port) = match host.split_once(':') {
-            Some((name, port)) => (name, Some(port)),
+        let (name, port) = match host.bytes().position(|b| b == b':') {
+            Some(colon) => (&host[..colon], Some(&host[colon + 1..])),
             None => (host, None),
         };
         if name.is_empty() {
