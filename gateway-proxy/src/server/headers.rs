@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, HeaderMap, HeaderName, HeaderValue,
+    CONNECTION, CONTENT_LENGTH, Entry, FORWARDED, HOST, HeaderMap, HeaderName, HeaderValue,
     PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 
@@ -16,18 +16,26 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 
 /// The request's `x-request-id`, generated (UUID v4) and inserted when absent or empty.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    match headers.get(X_REQUEST_ID) {
-        Some(id) if !id.is_empty() => id.clone(),
-        _ => {
-            // Written into a buffer on the stack, not through `fmt`: one copy, into the value.
-            let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-            let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-            // A hyphenated UUID is always a valid header value.
-            let id = HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("invalid"));
-            headers.insert(X_REQUEST_ID, id.clone());
-            id
+    // One entry lookup, not a `get` and an `insert`: the name is hashed once.
+    let entry = match headers.entry(X_REQUEST_ID) {
+        Entry::Occupied(id) if !id.get().is_empty() => return id.get().clone(),
+        entry => entry,
+    };
+    // Written into a buffer on the stack, not through `fmt`: one copy, into the value.
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    // A hyphenated UUID is always a valid header value.
+    let id = HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("invalid"));
+    match entry {
+        // Every empty value goes, as `insert` would remove them.
+        Entry::Occupied(mut empty) => {
+            empty.insert(id.clone());
+        }
+        Entry::Vacant(vacant) => {
+            vacant.insert(id.clone());
         }
     }
+    id
 }
 
 /// The peer's address as a header value (IPv4-mapped IPv6 addresses as IPv4), made once per
@@ -202,6 +210,13 @@ mod tests {
         assert_eq!(headers[X_REQUEST_ID], id);
         headers.insert(X_REQUEST_ID, HeaderValue::from_static("abc"));
         assert_eq!(ensure_request_id(&mut headers), "abc");
+        // An empty ID is replaced, every copy of it.
+        headers.insert(X_REQUEST_ID, HeaderValue::from_static(""));
+        headers.append(X_REQUEST_ID, HeaderValue::from_static(""));
+        let id = ensure_request_id(&mut headers);
+        assert_eq!(id.len(), 36);
+        let all: Vec<_> = headers.get_all(X_REQUEST_ID).iter().collect();
+        assert_eq!(all, [&id]);
     }
 
     fn forwarding(trusted_hops: u32) -> Forwarding {

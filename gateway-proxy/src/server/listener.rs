@@ -208,6 +208,8 @@ pub(super) async fn serve_http<S>(
     let handler = shared.clone();
     let peer = info.peer;
     let activity = info.activity.clone();
+    // Shared by the connection's requests: one reference count per request, not one per field.
+    let info = Arc::new(info);
     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let shared = handler.clone();
         let info = info.clone();
