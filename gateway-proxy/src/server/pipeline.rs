@@ -223,7 +223,9 @@ async fn route<'s>(
     {
         return Ok(answer);
     }
-    let table = snapshot.port(connection.port).ok_or(ProxyError::NoRoute)?;
+    let table = snapshot
+        .port(connection.port)
+        .ok_or_else(|| ProxyError::NoRoute)?;
     let view = RequestView {
         method: &parts.method,
         path: parts.uri.path(),
@@ -269,7 +271,7 @@ async fn route<'s>(
         Some(limit) => Some(limit),
         None => shared.options.http.default_request_timeout,
     };
-    let mut response = within(request_timeout, forward, ProxyError::RequestTimeout).await?;
+    let mut response = within(request_timeout, forward, || ProxyError::RequestTimeout).await?;
     if let Some(headers) = record.rate_limit_headers.take() {
         headers.add_to(response.headers_mut());
     }
@@ -428,12 +430,12 @@ async fn forward<'s>(
     };
     let backend = match &resumed {
         Some(Resumed::Kept { backend, .. } | Resumed::Moved { backend }) => *backend,
-        None => rule.choose_backend().ok_or(ProxyError::NoBackend)?,
+        None => rule.choose_backend().ok_or_else(|| ProxyError::NoBackend)?,
     };
     let cluster_name = backend
         .cluster
         .as_deref()
-        .ok_or(ProxyError::InvalidBackend)?;
+        .ok_or_else(|| ProxyError::InvalidBackend)?;
     if filters::authorizations(&backend.filters).next().is_some()
         && let Some(answer) = Box::pin(auth.run(&backend.filters, &mut parts, &mut body)).await?
     {
@@ -452,7 +454,7 @@ async fn forward<'s>(
     }
     let cluster = snapshot
         .cluster(cluster_name)
-        .ok_or(ProxyError::InvalidBackend)?;
+        .ok_or_else(|| ProxyError::InvalidBackend)?;
     // A BackendConfigPolicy's `maxParallelRequests`: over it, 503 at once. The counts taken
     // here are held until the response body ends.
     let mut in_flight = cluster.admit().map_err(|limit| {
@@ -495,7 +497,7 @@ async fn forward<'s>(
             };
             let picked = cluster
                 .pick_for(&key)
-                .ok_or(ProxyError::NoHealthyUpstream)?;
+                .ok_or_else(|| ProxyError::NoHealthyUpstream)?;
             let (endpoint, endpoint_id) = (picked.endpoint, picked.id);
             in_flight.set_endpoint(picked.slot);
             balancer_cookie = picked.set_cookie;
@@ -611,7 +613,7 @@ async fn forward<'s>(
             // otherwise take (copy) the whole of it.
             let sent = match rule.backend_timeout {
                 Some(limit) => {
-                    within(Some(limit), Box::pin(sent), ProxyError::BackendTimeout).await
+                    within(Some(limit), Box::pin(sent), || ProxyError::BackendTimeout).await
                 }
                 None => sent.await,
             };
@@ -973,16 +975,18 @@ async fn local_response(
     Ok(response)
 }
 
-/// Runs `future` under an optional time limit.
+/// Runs `future` under an optional time limit. The error is made by a function, only on a
+/// timeout: a request served in time builds and drops no `ProxyError` (for the same reason
+/// this path's `Option`s become errors with `ok_or_else`).
 async fn within<T>(
     limit: Option<Duration>,
     future: impl Future<Output = Result<T, ProxyError>>,
-    on_timeout: ProxyError,
+    on_timeout: fn() -> ProxyError,
 ) -> Result<T, ProxyError> {
     match limit {
         Some(limit) => tokio::time::timeout(limit, future)
             .await
-            .unwrap_or(Err(on_timeout)),
+            .unwrap_or_else(|_| Err(on_timeout())),
         None => future.await,
     }
 }
