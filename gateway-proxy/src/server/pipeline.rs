@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use http::header::{EXPECT, LOCATION};
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -93,6 +93,7 @@ pub async fn handle(
         &snapshot,
         connection,
         request,
+        &request_id,
         &mut record,
         &mut metrics,
     )
@@ -205,6 +206,7 @@ async fn route<'s>(
     snapshot: &'s Snapshot,
     connection: &ConnectionInfo,
     request: Request<Incoming>,
+    request_id: &HeaderValue,
     record: &mut Record<'s>,
     metrics: &mut Option<&'s crate::telemetry::RouteMetrics>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -263,6 +265,7 @@ async fn route<'s>(
         &host,
         parts,
         body,
+        request_id,
         record,
     ));
     // A route's own timeout, or the proxy's default when it sets none ("0s" disables both).
@@ -294,6 +297,7 @@ async fn forward<'s>(
     host: &str,
     mut parts: Parts,
     body: Incoming,
+    request_id: &HeaderValue,
     record: &mut Record<'s>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let rule = &entry.rule;
@@ -319,12 +323,6 @@ async fn forward<'s>(
     };
     add_forwarded(&mut parts.headers, &forwarding);
     let mut body = RequestBody::Incoming(body);
-    let request_id = parts
-        .headers
-        .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
     let auth = Auth {
         shared,
         snapshot,
@@ -332,7 +330,7 @@ async fn forward<'s>(
         gateway,
         route: &entry.route,
         scheme,
-        request_id: &request_id,
+        request_id,
     };
     // The route's SecurityPolicy, after routing and before any filter answers or calls
     // upstream; a CORS preflight (which carries no credentials) is answered by its filter.
@@ -749,7 +747,8 @@ struct Auth<'a> {
     gateway: &'a Arc<str>,
     route: &'a str,
     scheme: &'static str,
-    request_id: &'a str,
+    /// The request's `x-request-id`, as `handle` found or made it.
+    request_id: &'a HeaderValue,
 }
 
 impl Auth<'_> {
@@ -779,7 +778,7 @@ impl Auth<'_> {
             gateway: self.gateway,
             client: self.connection.peer,
             scheme: self.scheme,
-            request_id: self.request_id,
+            request_id: self.request_id.to_str().unwrap_or_default(),
         };
         Ok(check.check(cluster, &call, parts, forwarded.as_ref()).await)
     }
@@ -810,7 +809,7 @@ impl Auth<'_> {
                     route = self.route,
                     policy = %ext_auth.policy,
                     reason = failure.cause.label(),
-                    request_id = self.request_id,
+                    request_id = self.request_id.to_str().unwrap_or_default(),
                     message = %failure.message,
                     "external authorization failed open: the request goes on unchecked"
                 );
