@@ -594,26 +594,27 @@ async fn forward<'s>(
         _ => {
             record.attempts = 1;
             entry.metrics.upstream_attempt();
-            let send = shared.upstreams.send_via(
-                via,
-                endpoint,
-                Request::from_parts(parts, body.into_body()),
-            );
-            let sent = async {
-                send.await.map_err(|error| {
-                    match client_body.as_ref().and_then(|outcome| outcome.get()) {
-                        Some(&failure) => ProxyError::ClientBody(failure),
-                        None => ProxyError::from(error),
-                    }
-                })
+            let request = Request::from_parts(parts, body.into_body());
+            let failed = |error| match client_body.as_ref().and_then(|outcome| outcome.get()) {
+                Some(&failure) => ProxyError::ClientBody(failure),
+                None => ProxyError::from(error),
             };
-            // Under a time limit the send's future is boxed, like `forward`'s: the timeout would
-            // otherwise take (copy) the whole of it.
+            // The send's future is made where it is awaited: made first and awaited later, it
+            // would be copied whole at each move (`gantry-bench --instructions-only`). Under a
+            // time limit it is boxed, like `forward`'s: the timeout would otherwise take (copy)
+            // the whole of it.
             let sent = match rule.backend_timeout {
                 Some(limit) => {
-                    within(Some(limit), Box::pin(sent), || ProxyError::BackendTimeout).await
+                    let send = Box::pin(async {
+                        let sent = shared.upstreams.send_via(via, endpoint, request).await;
+                        sent.map_err(failed)
+                    });
+                    within(Some(limit), send, || ProxyError::BackendTimeout).await
                 }
-                None => sent.await,
+                None => {
+                    let sent = shared.upstreams.send_via(via, endpoint, request).await;
+                    sent.map_err(failed)
+                }
             };
             retry::observe(cluster, endpoint, &sent);
             sent?
