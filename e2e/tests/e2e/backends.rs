@@ -171,6 +171,49 @@ async fn proxy_errors_map_to_the_documented_codes() {
     assert_eq!(reply.status, 200);
 }
 
+/// An HTTP/1.1 connection's requests share one request timer in turn: each request gets its
+/// own deadline, earlier or later than the one before, on the same keep-alive connection.
+#[tokio::test]
+async fn every_request_of_a_keep_alive_connection_gets_its_own_request_timeout() {
+    use http_body_util::{BodyExt, Empty};
+    let env = setup().await;
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+        .await
+        .expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    let driven = tokio::spawn(connection);
+    // `/` has the default timeout (long), `/slow` 300 ms; the echo answers after the delay.
+    let steps = [
+        ("/", "0", 200),
+        ("/slow", "2000", 504),
+        ("/slow", "10", 200),
+        ("/", "0", 200),
+        ("/slow", "2000", 504),
+    ];
+    for (path, delay, status) in steps {
+        let request = hyper::Request::get(path)
+            .header("host", HOST)
+            .header("x-echo-delay-ms", delay)
+            .body(Empty::<bytes::Bytes>::new())
+            .expect("request");
+        sender.ready().await.expect("the connection stays open");
+        let response = sender.send_request(request).await.expect("response");
+        assert_eq!(
+            response.status().as_u16(),
+            status,
+            "{path} after {delay} ms"
+        );
+        response.into_body().collect().await.expect("body");
+    }
+    assert!(
+        !driven.is_finished(),
+        "one connection carried every request"
+    );
+}
+
 #[tokio::test]
 async fn forwarded_headers_and_request_id() {
     let env = setup().await;

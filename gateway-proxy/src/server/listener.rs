@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use super::activity::{Activity, Verdict, Watchdog};
 use super::drain::Watcher;
 use super::l4::{self, Transport};
+use super::request_timer::RequestTimer;
 use super::wake_gate::WakeGate;
 use super::{Shared, headers, pipeline};
 use crate::telemetry::logging::ACCESS_LOG_TARGET;
@@ -62,7 +63,7 @@ impl Bound {
 }
 
 /// What a request knows about the connection it came on.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ConnectionInfo {
     /// The port the Gateway listener declares (the IR port, before any offset).
     pub port: u16,
@@ -73,6 +74,8 @@ pub struct ConnectionInfo {
     pub activity: Arc<Activity>,
     /// The peer's address as X-Forwarded-For names it, made once for every request.
     pub forwarded_for: HeaderValue,
+    /// The request timeout of an HTTP/1.1 connection's requests.
+    pub request_timer: RequestTimer,
 }
 
 /// A running accept loop. Stopping it closes the socket; open connections carry on.
@@ -124,6 +127,7 @@ async fn accept_loop(
                         tls: None,
                         activity: Arc::default(),
                         forwarded_for: headers::address_value(peer.ip()),
+                        request_timer: RequestTimer::default(),
                     };
                     let watcher = shared.drain.watcher();
                     // The port's protocol in the configuration current now decides how the

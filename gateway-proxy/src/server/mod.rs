@@ -18,6 +18,7 @@ mod listener;
 mod pipeline;
 mod rate_limits;
 pub mod request_checks;
+mod request_timer;
 mod retry;
 pub mod tls;
 mod wake_gate;

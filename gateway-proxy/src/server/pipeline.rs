@@ -36,6 +36,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::Either;
 use http::header::{EXPECT, LOCATION};
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -55,6 +56,7 @@ use super::headers::{
 use super::listener::ConnectionInfo;
 use super::rate_limits;
 use super::request_checks;
+use super::request_timer::RequestTimer;
 use super::retry;
 use crate::filters::mirror::{self, Buffered, MIRROR_BODY_LIMIT};
 use crate::filters::{self, Deferred, FilterContext, LocalAnswer, ext_auth};
@@ -211,6 +213,8 @@ async fn route<'s>(
     metrics: &mut Option<&'s crate::telemetry::RouteMetrics>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut parts, body) = request.into_parts();
+    // One request at a time on the connection: it may use the connection's request timer.
+    let http1 = parts.version < http::Version::HTTP_2;
     // One valid Host (HTTP/2's `:authority`, an absolute-form target's authority or the
     // header), a method and framing the proxy serves; then the path routes are matched on.
     let host = request_checks::prepare(&mut parts, &shared.options.http.paths)?;
@@ -274,7 +278,13 @@ async fn route<'s>(
         Some(limit) => Some(limit),
         None => shared.options.http.default_request_timeout,
     };
-    let mut response = within(request_timeout, forward, || ProxyError::RequestTimeout).await?;
+    let mut response = within(
+        request_timeout,
+        forward,
+        || ProxyError::RequestTimeout,
+        http1.then_some(&connection.request_timer),
+    )
+    .await?;
     if let Some(headers) = record.rate_limit_headers.take() {
         headers.add_to(response.headers_mut());
     }
@@ -609,7 +619,7 @@ async fn forward<'s>(
                         let sent = shared.upstreams.send_via(via, endpoint, request).await;
                         sent.map_err(failed)
                     });
-                    within(Some(limit), send, || ProxyError::BackendTimeout).await
+                    within(Some(limit), send, || ProxyError::BackendTimeout, None).await
                 }
                 None => {
                     let sent = shared.upstreams.send_via(via, endpoint, request).await;
@@ -975,19 +985,28 @@ async fn local_response(
     Ok(response)
 }
 
-/// Runs `future` under an optional time limit. The error is made by a function, only on a
-/// timeout: a request served in time builds and drops no `ProxyError` (for the same reason
-/// this path's `Option`s become errors with `ok_or_else`).
+/// Runs `future` under an optional time limit: on `timer`, an HTTP/1.1 connection's request
+/// timer, when given and free, or else on a timer of its own. The error is made by a
+/// function, only on a timeout: a request served in time builds and drops no `ProxyError`
+/// (for the same reason this path's `Option`s become errors with `ok_or_else`).
 async fn within<T>(
     limit: Option<Duration>,
-    future: impl Future<Output = Result<T, ProxyError>>,
+    future: impl Future<Output = Result<T, ProxyError>> + Unpin,
     on_timeout: fn() -> ProxyError,
+    timer: Option<&RequestTimer>,
 ) -> Result<T, ProxyError> {
-    match limit {
-        Some(limit) => tokio::time::timeout(limit, future)
+    let Some(limit) = limit else {
+        return future.await;
+    };
+    match timer.and_then(|timer| timer.take(limit)) {
+        // The request's future is polled first, as `tokio::time::timeout` does.
+        Some(deadline) => match futures::future::select(future, deadline).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), _)) => Err(on_timeout()),
+        },
+        None => tokio::time::timeout(limit, future)
             .await
             .unwrap_or_else(|_| Err(on_timeout())),
-        None => future.await,
     }
 }
 
