@@ -4,7 +4,7 @@
 //! starts and removed when it ends, each under the wheel's lock. An HTTP/1.1 connection serves
 //! one request at a time, so its requests take turns on one timer: each moves the deadline
 //! forward, which tokio does with one atomic store while the timer is armed for an earlier
-//! instant. That saved about 400 instructions per request (`gantry-bench --instructions-only`,
+//! instant. That saved about 200 instructions per request (`gantry-bench --instructions-only`,
 //! docs/benchmarks.md). HTTP/2 requests run side by side and keep a timer each, as does a
 //! request that finds the connection's timer taken.
 

@@ -3,9 +3,9 @@
 //! A connection's task waits on three things at once: the connection, the drain signal and
 //! the idle watchdog. `select!` polls every branch each time the task wakes, and the task
 //! wakes a few times per request for the connection alone; polling a watch receiver and a
-//! timer that have nothing to say cost about 600 instructions per request
-//! (`gantry-bench --instructions-only`). Behind a gate, a branch is polled on its first poll
-//! and then only after its own waker fired.
+//! timer that have nothing to say cost about 670 instructions per request
+//! (`gantry-bench --instructions-only`, docs/benchmarks.md). Behind a gate, a branch is polled
+//! on its first poll and then only after its own waker fired.
 
 use std::future::Future;
 use std::pin::Pin;
