@@ -27,12 +27,14 @@ pub struct RequestTimer {
 
 impl RequestTimer {
     /// The timer, set to fire `limit` from now, for one request; `None` while another request
-    /// holds it.
+    /// holds it, and for a limit too long to add to the clock (an enormous
+    /// `--default-request-timeout`), which the caller's `tokio::time::timeout` then treats as
+    /// no limit, as it always has.
     pub fn take(&self, limit: Duration) -> Option<Deadline<'_>> {
+        let deadline = Instant::now().checked_add(limit)?;
         if self.taken.swap(true, Ordering::Acquire) {
             return None;
         }
-        let deadline = Instant::now() + limit;
         let mut sleep = self.sleep.lock();
         match sleep.as_mut() {
             // Later than the instant the timer is armed for (the usual case): an atomic store.
@@ -78,6 +80,13 @@ mod tests {
         let first = timer.take(Duration::from_secs(30)).expect("free");
         assert!(timer.take(Duration::from_secs(30)).is_none());
         drop(first);
+        assert!(timer.take(Duration::from_secs(30)).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_limit_too_long_to_add_leaves_the_timer_free() {
+        let timer = RequestTimer::default();
+        assert!(timer.take(Duration::MAX).is_none());
         assert!(timer.take(Duration::from_secs(30)).is_some());
     }
 
