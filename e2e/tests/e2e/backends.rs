@@ -214,6 +214,48 @@ async fn every_request_of_a_keep_alive_connection_gets_its_own_request_timeout()
     );
 }
 
+/// HTTP/2 requests run side by side on one connection, each under a request timer of its own:
+/// a slow request times out while the others on the connection are answered.
+#[tokio::test]
+async fn concurrent_http2_requests_each_get_their_own_request_timeout() {
+    use http_body_util::{BodyExt, Empty};
+    let env = setup().await;
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+        .await
+        .expect("connect");
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("handshake");
+    tokio::spawn(connection);
+    // `/` has the default timeout (long), `/slow` 300 ms; the echo answers after the delay.
+    let cases = [
+        ("/", "0", 200),
+        ("/slow", "2000", 504),
+        ("/slow", "10", 200),
+        ("/", "600", 200),
+        ("/slow", "2000", 504),
+    ];
+    let calls = cases.map(|(path, delay, status)| {
+        let mut sender = sender.clone();
+        async move {
+            let request = hyper::Request::get(format!("http://{HOST}{path}"))
+                .header("x-echo-delay-ms", delay)
+                .body(Empty::<bytes::Bytes>::new())
+                .expect("request");
+            let response = sender.send_request(request).await.expect("response");
+            let got = response.status().as_u16();
+            response.into_body().collect().await.expect("body");
+            (path, delay, status, got)
+        }
+    });
+    for (path, delay, status, got) in futures::future::join_all(calls).await {
+        assert_eq!(got, status, "{path} after {delay} ms");
+    }
+}
+
 #[tokio::test]
 async fn forwarded_headers_and_request_id() {
     let env = setup().await;
