@@ -3,15 +3,18 @@
 //! decides and writes it atomically, with Redis's own clock, so replicas whose clocks differ
 //! still agree; the key expires once the bucket is full again.
 //!
-//! Every take of a replica goes through one pipelined connection ([`redis_mux`](super::redis_mux),
-//! opened by [`redis_client`](super::redis_client) on first use). Takes of one bucket queued
-//! together share one script call, which grants the first as many as fit, in order: each take
-//! is answered exactly as a call of its own would have been, so the limit stays exact across
-//! replicas. Redis unreachable or slower
-//! than [`TIMEOUT`]: the take fails and the policy's `failClosed` decides (through the
-//! pipeline). After a failed connection attempt the next one waits [`RECONNECT_EVERY`]; a
-//! connection found closed (Redis restarted) is replaced at once and the take sent again on
-//! the new one, and should Redis have lost the script (`SCRIPT FLUSH`) the take sends it whole.
+//! A busy bucket's takes are mostly handed out from a few the replica reserved ahead in an
+//! earlier call ([`reserve`](super::reserve)), within bounds that keep the fleet's limit the
+//! configured one; a bucket slower than one take per [`reserve::HOLD`](super::reserve::HOLD)
+//! is decided take by take. Every take that goes to Redis goes through one pipelined
+//! connection ([`redis_mux`](super::redis_mux), opened by [`redis_client`](super::redis_client)
+//! on first use). Takes of one bucket queued together share one script call, which grants the
+//! first as many as fit, in order: each take is answered exactly as a call of its own would
+//! have been. Redis unreachable or slower than [`TIMEOUT`]: the take fails and the policy's
+//! `failClosed` decides (through the pipeline). After a failed connection attempt the next one
+//! waits [`RECONNECT_EVERY`]; a connection found closed (Redis restarted) is replaced at once
+//! and the take sent again on the new one, and should Redis have lost the script (`SCRIPT
+//! FLUSH`) the take sends it whole.
 //!
 //! Whether Redis answers is published ([`GlobalBuckets::health`]) for the control loop, which
 //! puts a condition on the status of every policy with global rules while it does not. The
@@ -31,6 +34,7 @@ use tokio::time::Instant as Deadline;
 use super::buckets::{Rate, Taken};
 use super::redis_client::{Address, CallError, Connection};
 use super::redis_mux::Mux;
+use super::reserve::Reserves;
 use super::resp::{Command, Reply};
 
 /// The longest a take waits for Redis.
@@ -41,25 +45,32 @@ const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 /// GCRA in microseconds, on Redis's clock, for `count` takes of one bucket at once (the takes
 /// of one replica that share a command, [`redis_mux`](super::redis_mux)): as many as fit are
 /// granted, in order, exactly as one call each would have been. KEYS[1]: the bucket; ARGV:
-/// emission interval, tolerance (the unit), cost, count. Returns {granted, remaining after
-/// them, microseconds until the bucket is full again, microseconds until one more fits}.
+/// emission interval, tolerance (the unit), cost, takes given back (of a reserve that lapsed),
+/// takes to reserve once every take fits ([`reserve`](super::reserve)), count. Returns
+/// {granted, remaining after them and the reserve, microseconds until the bucket is full again,
+/// microseconds until one more fits, reserved}.
 const TAKE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local emission = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local step = emission * tonumber(ARGV[3])
-local count = tonumber(ARGV[4])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local returned = tonumber(ARGV[4])
+local reserve = tonumber(ARGV[5])
+local count = tonumber(ARGV[6])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0') - step * returned
 if tat < now then tat = now end
-local granted = math.floor((now + tolerance - tat) / step)
+local fit = math.floor((now + tolerance - tat) / step)
+local granted = fit
 if granted > count then granted = count end
 if granted < 0 then granted = 0 end
-local next = tat + step * granted
-if granted > 0 then
+local reserved = 0
+if granted == count and fit - count > 0 then reserved = math.min(reserve, fit - count) end
+local next = tat + step * (granted + reserved)
+if granted + reserved > 0 or returned > 0 then
   redis.call('SET', KEYS[1], string.format('%d', next), 'PX', math.ceil((next - now) / 1000) + 1)
 end
-return {granted, math.floor((now + tolerance - next) / emission), next - now, next + step - now - tolerance}
+return {granted, math.floor((now + tolerance - next) / emission), next - now, next + step - now - tolerance, reserved}
 ";
 
 /// Why a global take did not decide.
@@ -82,6 +93,8 @@ pub struct GlobalBuckets {
     /// Milliseconds since `origin` before which no new connection is tried.
     retry_after_ms: AtomicU64,
     health: Arc<Health>,
+    /// Takes of busy buckets reserved ahead.
+    reserves: Reserves,
 }
 
 /// Whether Redis answers, for the control loop.
@@ -113,6 +126,7 @@ impl GlobalBuckets {
                 down: AtomicBool::new(false),
                 sender: watch::Sender::new(None),
             }),
+            reserves: Reserves::default(),
         })
     }
 
@@ -126,16 +140,43 @@ impl GlobalBuckets {
         self.health.sender.subscribe()
     }
 
-    /// Takes `cost` from the shared bucket `key` of `rate`; a refusal takes nothing.
+    /// Takes `cost` from the shared bucket `key` of `rate`; a refusal takes nothing. A busy
+    /// bucket's takes are mostly handed out from what this replica reserved ahead
+    /// ([`reserve`](super::reserve)).
     pub async fn take(&self, key: &str, rate: Rate, cost: u32) -> Result<Taken, GlobalError> {
-        let taken = self.take_once(key, rate, cost).await;
-        match &taken {
+        let plan = match self.reserves.take(key, rate, cost, Instant::now()) {
+            Ok(taken) => return Ok(taken),
+            Err(plan) => plan,
+        };
+        let unit = u64::try_from(rate.unit.as_micros()).unwrap_or(u64::MAX);
+        let emission = (unit / u64::from(rate.requests.max(1))).max(1);
+        let args: [u64; TAKE_ARGS] = [
+            emission,
+            unit,
+            u64::from(cost),
+            u64::from(plan.returned),
+            u64::from(plan.reserve),
+        ];
+        let answered = self.take_once(key.as_bytes(), &args).await;
+        if plan.refill {
+            let reserved = answered.as_ref().ok().map(|&(shared, place)| {
+                // Only a call of its own reserves (a shared one asked for none).
+                let reserved = if place == 0 { shared.reserved } else { 0 };
+                (
+                    u32::try_from(reserved).unwrap_or(0),
+                    u64::try_from(shared.remaining).unwrap_or(0),
+                    Duration::from_micros(u64::try_from(shared.full_in).unwrap_or(0)),
+                )
+            });
+            self.reserves.refilled(key, reserved, Instant::now());
+        }
+        match &answered {
             Ok(_) => self.health.reachable(),
             // Already marked by the failure that started the backoff.
             Err(GlobalError::Backoff) => {}
             Err(error) => self.unreachable(error),
         }
-        taken
+        answered.map(|(shared, place)| share(shared, place, emission, cost))
     }
 
     /// Marks Redis unreachable, and on the transition starts the probe that marks it
@@ -168,16 +209,17 @@ impl GlobalBuckets {
         });
     }
 
-    async fn take_once(&self, key: &str, rate: Rate, cost: u32) -> Result<Taken, GlobalError> {
+    /// One script call for the take (or a share of one), and this take's place in it.
+    async fn take_once(
+        &self,
+        key: &[u8],
+        args: &[u64; TAKE_ARGS],
+    ) -> Result<(Shared, u32), GlobalError> {
         let deadline = Deadline::now() + TIMEOUT;
-        let unit = u64::try_from(rate.unit.as_micros()).unwrap_or(u64::MAX);
-        let emission = (unit / u64::from(rate.requests.max(1))).max(1);
-        let args: [u64; TAKE_ARGS] = [emission, unit, u64::from(cost)];
-        let key = key.as_bytes();
-        let (mut reply, mut place) = match self.send(deadline, key, &args).await {
+        let (mut reply, mut place) = match self.send(deadline, key, args).await {
             // Closed (Redis restarted, or dropped the connection) before the reply: the take
             // is sent again on a new connection.
-            Err(GlobalError::Redis(CallError::Closed)) => self.send(deadline, key, &args).await,
+            Err(GlobalError::Redis(CallError::Closed)) => self.send(deadline, key, args).await,
             reply => reply,
         }?;
         if matches!(&reply, Reply::Error(message) if message.starts_with("NOSCRIPT")) {
@@ -189,7 +231,7 @@ impl GlobalBuckets {
                         .arg(b"EVAL")
                         .arg(TAKE.as_bytes())
                         .arg(b"1");
-                    key_and_args(command, key, &args);
+                    key_and_args(command, key, args);
                 })
                 .await?;
             place = 0;
@@ -201,16 +243,16 @@ impl GlobalBuckets {
                     Reply::Integer(remaining),
                     Reply::Integer(full_in),
                     Reply::Integer(retry_in),
-                ] => Ok(share(
+                    Reply::Integer(reserved),
+                ] => Ok((
                     Shared {
                         granted,
                         remaining,
                         full_in,
                         retry_in,
+                        reserved,
                     },
                     place,
-                    emission,
-                    cost,
                 )),
                 _ => Err(unexpected(Reply::Array(values))),
             },
@@ -301,8 +343,9 @@ impl GlobalBuckets {
     }
 }
 
-/// The script's arguments but the count: emission interval, tolerance, cost.
-const TAKE_ARGS: usize = 3;
+/// The script's arguments but the count: emission interval, tolerance, cost, takes given back,
+/// takes to reserve.
+const TAKE_ARGS: usize = 5;
 
 /// Every bucket's key in Redis starts with this.
 const KEY_PREFIX: &[u8] = b"gantry:rl:";
@@ -326,16 +369,18 @@ struct Shared {
     full_in: i64,
     /// Microseconds until one more take fits.
     retry_in: i64,
+    /// Takes reserved after the granted ones, for this replica to hand out.
+    reserved: i64,
 }
 
 /// What the take at `place` among those sharing a call was given, as if each had made the
 /// call on its own, in order: the first `granted` are let through, each seeing the bucket as it
-/// was after its own grant (one `cost` of `emission` microseconds apart from the next), and
-/// the rest are refused.
+/// was after its own grant (one `cost` of `emission` microseconds apart from the next, the
+/// takes reserved after the last), and the rest are refused.
 fn share(shared: Shared, place: u32, emission: u64, cost: u32) -> Taken {
     let place = i64::from(place);
     let (remaining, wait) = if place < shared.granted {
-        let after = shared.granted - 1 - place;
+        let after = shared.granted - 1 - place + shared.reserved.max(0);
         let step = i64::try_from(emission.saturating_mul(u64::from(cost))).unwrap_or(i64::MAX);
         (
             shared
@@ -380,4 +425,42 @@ impl Health {
 async fn ping(address: &Address) -> bool {
     let attempt = async { Connection::open(address, TAKE).await?.ping().await };
     matches!(tokio::time::timeout(TIMEOUT, attempt).await, Ok(Ok(())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_testkit::redis::Redis;
+
+    /// The script's arguments for takes of cost 1 from a bucket of 100 a second.
+    fn args(returned: u64, reserve: u64) -> [u64; TAKE_ARGS] {
+        [10_000, 1_000_000, 1, returned, reserve]
+    }
+
+    /// The script against a real Redis: a reserve is granted after the take only when it fits,
+    /// counted like takes, and what is given back is in the bucket again.
+    #[tokio::test]
+    async fn the_script_reserves_what_fits_and_takes_back_what_is_returned() {
+        let redis = Redis::start().await;
+        let buckets = GlobalBuckets::new(&redis.url()).expect("URL");
+        let (first, place) = buckets.take_once(b"r", &args(0, 30)).await.expect("Redis");
+        assert_eq!(place, 0);
+        assert_eq!((first.granted, first.reserved), (1, 30));
+        // A new bucket holds 100: 1 taken and 30 reserved.
+        assert_eq!(first.remaining, 69, "{first:?}");
+        // 30 given back with the next take: it sees them in the bucket again (and what
+        // refilled meanwhile, up to full).
+        let (back, _) = buckets.take_once(b"r", &args(30, 0)).await.expect("Redis");
+        assert_eq!((back.granted, back.reserved), (1, 0));
+        assert!((98..=99).contains(&back.remaining), "{back:?}");
+        // A reserve never takes the last of the bucket from the takes themselves: asked for
+        // more than is left, it gets what is left after the take.
+        let (drained, _) = buckets.take_once(b"r", &args(0, 500)).await.expect("Redis");
+        assert_eq!(drained.granted, 1);
+        assert!((97..=99).contains(&drained.reserved), "{drained:?}");
+        assert_eq!(drained.remaining, 0);
+        // Empty: the take is refused and nothing is reserved.
+        let (refused, _) = buckets.take_once(b"r", &args(0, 5)).await.expect("Redis");
+        assert_eq!((refused.granted, refused.reserved), (0, 0), "{refused:?}");
+    }
 }

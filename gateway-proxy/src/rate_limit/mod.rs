@@ -13,6 +13,7 @@ pub mod buckets;
 pub mod global;
 mod redis_client;
 mod redis_mux;
+mod reserve;
 mod resp;
 
 use std::fmt::Write as _;
