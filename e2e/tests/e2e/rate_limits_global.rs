@@ -156,6 +156,47 @@ async fn two_replicas_share_one_global_bucket() {
     assert_eq!(passed + refused, 30);
 }
 
+/// A busy bucket (1,000 a second) is not sent to Redis for every request: each replica reserves
+/// a few takes ahead and lets its next requests through from them (`rate_limit::reserve`).
+#[tokio::test]
+async fn a_busy_bucket_is_counted_in_redis_far_less_often_than_once_per_request() {
+    let redis = Redis::start().await;
+    let fleet = Fleet::new(&redis).await;
+    let (_a, a) = fleet.replica().await;
+    let (_b, b) = fleet.replica().await;
+    let calls_before = script_calls(&redis);
+    let mut left = Vec::new();
+    for i in 0..80 {
+        let base = if i % 2 == 0 { &a } else { &b };
+        let reply = get(base, "/open", &[]).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let header = reply.header("ratelimit").expect("RateLimit header");
+        let r: u64 = header
+            .strip_prefix(r#""open";r="#)
+            .and_then(|rest| rest.split(';').next())
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("RateLimit: {header}"));
+        left.push(r);
+    }
+    // Requests let through from a reserve say what is left like the others do: less than the
+    // bucket holds, and no further below it than the 80 requests and what the other replica
+    // holds (at most 50: what 1,000 a second refill in 50 ms).
+    assert!(left.iter().all(|&r| (870..1000).contains(&r)), "{left:?}");
+    let calls = script_calls(&redis) - calls_before;
+    assert!(calls <= 40, "{calls} script calls for 80 requests");
+}
+
+/// How many times Redis ran the rate limit script by its digest.
+fn script_calls(redis: &Redis) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
+}
+
 #[tokio::test]
 async fn a_daily_quota_per_consumer_survives_a_proxy_restart() {
     let redis = Redis::start().await;
