@@ -6,22 +6,24 @@
 //! When a take of a bucket must go to Redis, the replica may ask the script for a few more
 //! takes than it needs (`reserve`). The script grants them only when every take of the call
 //! fits and the bucket holds them; they are counted in Redis at once, like any take, and the
-//! replica hands them to its next requests of that bucket during [`HOLD`]. What the reserve
-//! did not hand out by then goes back to Redis with the bucket's next call from this replica.
+//! replica hands them to its next requests of that bucket until [`HOLD`] after that call. The
+//! take that finds a quarter of the last grant left goes to Redis for the next reserve while
+//! the rest is handed out, so that under load hardly a request waits for Redis. What is held
+//! when the reserve lapses goes back to Redis with the bucket's next call from this replica.
 //!
-//! How much it may reserve is bounded so that the fleet's limit stays the configured one:
+//! How much it may hold is bounded so that the fleet's limit stays the configured one:
 //! - at most what the bucket's rate refills in [`HOLD`] (so a bucket slower than one take per
 //!   [`HOLD`], such as 10 a minute or a daily quota, never reserves and is decided take by
-//!   take, exactly), at most a quarter of what Redis said remained at the last call, and at
-//!   most [`MAX_RESERVE`];
+//!   take, exactly), and at most [`MAX_RESERVE`]; a reserve is at most a quarter of what Redis
+//!   said remained at the last call;
 //! - it starts at none and grows (1, 3, 7, …) only while each reserve is used up within its
 //!   [`HOLD`]; a reserve that lapses shrinks the next to what was used;
 //! - one call that reserves is in flight per bucket and replica at a time.
 //!
-//! So a reserved take is let through at most [`HOLD`] (and the round trip) after Redis
-//! counted it: over any window the fleet lets through at most what the rate refills in one
-//! [`HOLD`] more than a take-by-take count would, and a replica holds back at most its
-//! reserve from the others until it lapses or it is used. docs/rate-limits.md states this.
+//! So over any window the fleet lets through at most one [`HOLD`] of the rate per replica more
+//! than a take-by-take count would (what was counted before the window and handed out in it),
+//! and a replica holds back at most as much from the others until it uses it or gives it back.
+//! docs/rate-limits.md states this.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -130,19 +132,24 @@ impl Reserves {
                 ..Plan::default()
             });
         }
-        if reserve.left > 0 && now < reserve.until {
-            reserve.left -= 1;
-            return Ok(reserve.taken(now));
-        }
-        if reserve
+        let fresh = now < reserve.until;
+        let refilling = reserve
             .refilling
-            .is_some_and(|since| now.saturating_duration_since(since) < REFILL_STALE)
-        {
+            .is_some_and(|since| now.saturating_duration_since(since) < REFILL_STALE);
+        if fresh && reserve.left > 0 {
+            // Down to a quarter of the last grant with no call in flight: this take refills
+            // (the rest is handed out meanwhile, so that the requests of a busy bucket rarely
+            // wait for Redis). Otherwise it is handed out.
+            if refilling || reserve.left > reserve.granted / 4 {
+                reserve.left -= 1;
+                return Ok(reserve.taken(now));
+            }
+        } else if refilling {
             // Another take's call reserves for this bucket: this one goes alone.
             return Err(Plan::default());
         }
-        let returned = if now < reserve.until {
-            // Used up within its hold: the next may be larger.
+        let returned = if fresh {
+            // Used up (or nearly) within its hold: the next may be larger.
             reserve.size = reserve.size.saturating_mul(2).saturating_add(1).min(cap);
             0
         } else {
@@ -153,9 +160,10 @@ impl Reserves {
         };
         reserve.refilling = Some(now);
         let by_remaining = reserve.remaining / u64::from(cost.max(1)) / 4;
+        // What is still held counts against the cap.
         let reserve = reserve
             .size
-            .min(cap)
+            .min(cap.saturating_sub(reserve.left))
             .min(u32::try_from(by_remaining).unwrap_or(u32::MAX));
         Err(Plan {
             returned,
@@ -207,6 +215,15 @@ impl Reserves {
     #[cfg(test)]
     fn buckets(&self) -> usize {
         self.map.len()
+    }
+
+    /// How many takes of `key` are held (tests).
+    #[cfg(test)]
+    fn held(&self, key: &str) -> u32 {
+        self.map
+            .pin()
+            .get(key)
+            .map_or(0, |reserve| reserve.lock().left)
     }
 }
 
@@ -272,6 +289,20 @@ mod tests {
         );
     }
 
+    /// Takes at `now` until one goes to Redis: how many were handed out, and its plan.
+    fn drain(reserves: &Reserves, now: Instant) -> (u32, Plan) {
+        let mut served = 0;
+        loop {
+            match reserves.take("k", FAST, 1, now) {
+                Ok(taken) => {
+                    assert!(taken.allowed);
+                    served += 1;
+                }
+                Err(plan) => return (served, plan),
+            }
+        }
+    }
+
     #[test]
     fn a_slow_bucket_never_reserves() {
         let reserves = Reserves::default();
@@ -318,22 +349,22 @@ mod tests {
         let plan = reserves.take("k", FAST, 1, at(0)).unwrap_err();
         assert_eq!(plan.reserve, 0);
         answer(&reserves, plan, 900, at(0));
-        // Sizes 1, 3, 7, 15, 31, then the rate's cap of 50 (what 1,000 a second refills in
-        // 50 ms), each used up within its hold.
+        // Sizes 1, 3, 7, 15, 31, each used up within its hold, then what the rate's cap of 50
+        // (what 1,000 a second refills in 50 ms) leaves beside what is still held: from a
+        // reserve of 4 or more, the take that finds a quarter of it left refills while the
+        // rest is handed out.
         let mut sizes = Vec::new();
+        let mut served = Vec::new();
         for ms in 1..=7 {
-            let plan = reserves.take("k", FAST, 1, at(ms)).unwrap_err();
+            let (handed, plan) = drain(&reserves, at(ms));
             assert_eq!(plan.returned, 0);
+            assert!(plan.reserve + reserves.held("k") <= 50, "{plan:?}");
+            served.push(handed);
             sizes.push(plan.reserve);
             answer(&reserves, plan, 900, at(ms));
-            for _ in 0..plan.reserve {
-                let taken = reserves
-                    .take("k", FAST, 1, at(ms))
-                    .expect("from the reserve");
-                assert!(taken.allowed);
-            }
         }
-        assert_eq!(sizes, [1, 3, 7, 15, 31, 50, 50]);
+        assert_eq!(sizes, [1, 3, 7, 15, 31, 43, 40]);
+        assert_eq!(served, [0, 1, 3, 6, 13, 27, 40]);
     }
 
     #[test]
@@ -372,28 +403,28 @@ mod tests {
         let plan = reserves.take("k", FAST, 1, at(0)).unwrap_err();
         answer(&reserves, plan, 900, at(0));
         for ms in 1..=3 {
-            let plan = reserves.take("k", FAST, 1, at(ms)).unwrap_err();
+            let (_, plan) = drain(&reserves, at(ms));
             answer(&reserves, plan, 900, at(ms));
-            for _ in 0..plan.reserve {
-                reserves.take("k", FAST, 1, at(ms)).unwrap();
-            }
         }
-        // Size 15 reserved at 5 ms; 5 handed out; the rest lapses at 55 ms.
-        let plan = reserves.take("k", FAST, 1, at(5)).unwrap_err();
-        assert_eq!(plan.reserve, 15);
+        // Size 7 reserved at 3 ms; 6 handed out, and the take that found 1 left reserves 15
+        // more at 5 ms: 16 held until 55 ms.
+        let (handed, plan) = drain(&reserves, at(5));
+        assert_eq!((handed, plan.reserve), (6, 15));
         answer(&reserves, plan, 900, at(5));
         for _ in 0..5 {
             reserves.take("k", FAST, 1, at(30)).unwrap();
         }
+        // Lapsed with 11 held: they go back, and the next reserve is the 4 of the 15 used.
         let late = reserves.take("k", FAST, 1, at(55)).unwrap_err();
         assert_eq!(
             late,
             Plan {
-                returned: 10,
-                reserve: 5,
+                returned: 11,
+                reserve: 4,
                 refill: true,
             }
         );
+        assert_eq!(reserves.held("k"), 0);
     }
 
     #[test]
@@ -425,25 +456,45 @@ mod tests {
         let plan = reserves.take("k", FAST, 1, now).unwrap_err();
         answer(&reserves, plan, 900, now);
         for _ in 0..4 {
-            let plan = reserves.take("k", FAST, 1, now).unwrap_err();
+            let (_, plan) = drain(&reserves, now);
             answer(&reserves, plan, 900, now);
-            for _ in 0..plan.reserve {
-                reserves.take("k", FAST, 1, now).unwrap();
-            }
         }
-        let plan = reserves.take("k", FAST, 1, now).unwrap_err();
+        // Redis says 13 remain: the next reserve is 3 at most.
+        let (_, plan) = drain(&reserves, now);
         answer(&reserves, plan, 13, now);
-        for _ in 0..plan.reserve {
-            reserves.take("k", FAST, 1, now).unwrap();
-        }
-        // 13 remain: 3 at most, then none as the bucket runs dry.
-        let plan = reserves.take("k", FAST, 1, now).unwrap_err();
+        let (_, plan) = drain(&reserves, now);
         assert_eq!(plan.reserve, 3);
+        // Then 2: none, as the bucket runs dry.
         answer(&reserves, plan, 2, now);
+        let (_, plan) = drain(&reserves, now);
+        assert_eq!(plan.reserve, 0);
+    }
+
+    #[test]
+    fn while_a_refill_is_in_flight_what_is_held_is_handed_out() {
+        let reserves = Reserves::default();
+        let now = Instant::now();
+        let plan = reserves.take("k", FAST, 1, now).unwrap_err();
+        answer(&reserves, plan, 900, now);
         for _ in 0..3 {
-            reserves.take("k", FAST, 1, now).unwrap();
+            let (_, plan) = drain(&reserves, now);
+            answer(&reserves, plan, 900, now);
         }
-        assert_eq!(reserves.take("k", FAST, 1, now).unwrap_err().reserve, 0);
+        // 7 granted: the take that finds 1 left refills; its answer has not come.
+        let (handed, refill) = drain(&reserves, now);
+        assert_eq!(handed, 6);
+        assert!(refill.refill && refill.reserve > 0, "{refill:?}");
+        assert!(
+            reserves.take("k", FAST, 1, now).is_ok(),
+            "the last one held"
+        );
+        assert_eq!(
+            reserves.take("k", FAST, 1, now),
+            Err(Plan::default()),
+            "none held: alone to Redis"
+        );
+        answer(&reserves, refill, 900, now);
+        assert_eq!(reserves.held("k"), refill.reserve);
     }
 
     #[test]
