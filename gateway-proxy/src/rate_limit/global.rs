@@ -34,7 +34,7 @@ use tokio::time::Instant as Deadline;
 use super::buckets::{Rate, Taken};
 use super::redis_client::{Address, CallError, Connection};
 use super::redis_mux::Mux;
-use super::reserve::Reserves;
+use super::reserve::{Plan, Reserves};
 use super::resp::{Command, Reply};
 
 /// The longest a take waits for Redis.
@@ -144,10 +144,26 @@ impl GlobalBuckets {
     /// bucket's takes are mostly handed out from what this replica reserved ahead
     /// ([`reserve`](super::reserve)).
     pub async fn take(&self, key: &str, rate: Rate, cost: u32) -> Result<Taken, GlobalError> {
-        let plan = match self.reserves.take(key, rate, cost, Instant::now()) {
-            Ok(taken) => return Ok(taken),
-            Err(plan) => plan,
-        };
+        match self.try_reserved(key, rate, cost) {
+            Ok(taken) => Ok(taken),
+            Err(plan) => self.take_with(key, rate, cost, plan).await,
+        }
+    }
+
+    /// The take handed out from this replica's reserve of the bucket, or what its call to Redis
+    /// ([`GlobalBuckets::take_with`]) should give back and reserve.
+    pub(crate) fn try_reserved(&self, key: &str, rate: Rate, cost: u32) -> Result<Taken, Plan> {
+        self.reserves.take(key, rate, cost, Instant::now())
+    }
+
+    /// The take counted in Redis, with what `plan` gives back and reserves.
+    pub(crate) async fn take_with(
+        &self,
+        key: &str,
+        rate: Rate,
+        cost: u32,
+        plan: Plan,
+    ) -> Result<Taken, GlobalError> {
         let unit = u64::try_from(rate.unit.as_micros()).unwrap_or(u64::MAX);
         let emission = (unit / u64::from(rate.requests.max(1))).max(1);
         let args: [u64; TAKE_ARGS] = [

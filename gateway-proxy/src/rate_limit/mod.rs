@@ -284,14 +284,27 @@ impl Limiter {
         for rule in &self.rules {
             // A shadow rule counts like an enforced one; it only never refuses.
             let taken = if rule.global {
-                let mut key = String::new();
-                if self.key(rule, facts, &mut key).is_none() {
-                    continue;
-                }
                 let Some(global) = global else {
                     return self.no_redis();
                 };
-                match global.take(&key, rule.rate, rule.cost).await {
+                // Most takes of a busy bucket are handed out from this replica's reserve: the
+                // key is written into this thread's buffer, and copied only for Redis.
+                let reserved = KEY.with_borrow_mut(|key| {
+                    key.clear();
+                    self.key(rule, facts, key).map(|()| {
+                        global
+                            .try_reserved(key, rule.rate, rule.cost)
+                            .map_err(|plan| (key.clone(), plan))
+                    })
+                });
+                let taken = match reserved {
+                    None => continue,
+                    Some(Ok(taken)) => Ok(taken),
+                    Some(Err((key, plan))) => {
+                        global.take_with(&key, rule.rate, rule.cost, plan).await
+                    }
+                };
+                match taken {
                     Ok(taken) => taken,
                     Err(error) if self.fail_closed => {
                         return Checked::Unavailable {

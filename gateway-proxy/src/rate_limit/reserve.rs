@@ -36,7 +36,7 @@ use super::buckets::{Rate, Taken};
 /// How long a reserve is handed out before it lapses.
 pub const HOLD: Duration = Duration::from_millis(50);
 /// The most takes one reserve holds.
-pub const MAX_RESERVE: u32 = 64;
+pub const MAX_RESERVE: u32 = 256;
 /// A reserving call not answered in this long no longer keeps the next from reserving (its
 /// take gave up on Redis: [`super::global::TIMEOUT`]).
 const REFILL_STALE: Duration = Duration::from_millis(250);
