@@ -92,20 +92,9 @@ async fn takes_of_one_bucket_share_a_call_and_get_what_one_call_each_would() {
     remaining.sort_unstable();
     assert_eq!(remaining, [0, 2, 4, 6, 8], "one remaining count per grant");
     assert_eq!(refused, 35);
-    let calls = script_calls(&redis);
+    let calls = redis.calls("evalsha");
     // The warm-up's call, and far fewer than one per take for the 40.
     assert!(calls <= 5, "{calls} EVALSHA calls for 41 takes");
-}
-
-/// How many times Redis ran the rate limit script by its digest.
-fn script_calls(redis: &Redis) -> u64 {
-    let stats = redis.cli(&["INFO", "commandstats"]);
-    stats
-        .lines()
-        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|calls| calls.parse().ok())
-        .unwrap_or_else(|| panic!("EVALSHA calls in {stats}"))
 }
 
 /// Two replicas drain one bucket of 1,000 a second (60,000 a minute, so a full bucket holds
@@ -150,7 +139,7 @@ async fn two_replicas_drain_a_busy_bucket_exactly_with_takes_reserved_ahead() {
         (60_000..=60_000 + refilled + 1).contains(&passed),
         "{passed} passed in {elapsed:?}"
     );
-    let calls = script_calls(&redis);
+    let calls = redis.calls("evalsha");
     assert!(
         calls * 10 < passed,
         "{calls} script calls for {passed} takes: not reserved ahead"

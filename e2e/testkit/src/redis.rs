@@ -147,6 +147,22 @@ impl Redis {
         assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
+
+    /// How many times Redis ran `command` (lower case, as `INFO commandstats` names it) since
+    /// it started: 0 before the first.
+    pub fn calls(&self, command: &str) -> u64 {
+        let stats = self.cli(&["INFO", "commandstats"]);
+        let prefix = format!("cmdstat_{command}:calls=");
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |calls| {
+                calls
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{command} calls in {stats}"))
+            })
+    }
 }
 
 impl Drop for Redis {

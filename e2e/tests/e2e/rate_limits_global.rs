@@ -164,7 +164,7 @@ async fn a_busy_bucket_is_counted_in_redis_far_less_often_than_once_per_request(
     let fleet = Fleet::new(&redis).await;
     let (_a, a) = fleet.replica().await;
     let (_b, b) = fleet.replica().await;
-    let calls_before = script_calls(&redis);
+    let calls_before = redis.calls("evalsha");
     let mut left = Vec::new();
     for i in 0..80 {
         let base = if i % 2 == 0 { &a } else { &b };
@@ -182,19 +182,8 @@ async fn a_busy_bucket_is_counted_in_redis_far_less_often_than_once_per_request(
     // bucket holds, and no further below it than the 80 requests and what the other replica
     // holds (at most 50: what 1,000 a second refill in 50 ms).
     assert!(left.iter().all(|&r| (870..1000).contains(&r)), "{left:?}");
-    let calls = script_calls(&redis) - calls_before;
+    let calls = redis.calls("evalsha") - calls_before;
     assert!(calls <= 40, "{calls} script calls for 80 requests");
-}
-
-/// How many times Redis ran the rate limit script by its digest.
-fn script_calls(redis: &Redis) -> u64 {
-    let stats = redis.cli(&["INFO", "commandstats"]);
-    stats
-        .lines()
-        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|calls| calls.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test]

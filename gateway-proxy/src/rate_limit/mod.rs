@@ -284,23 +284,24 @@ impl Limiter {
         for rule in &self.rules {
             // A shadow rule counts like an enforced one; it only never refuses.
             let taken = if rule.global {
-                let Some(global) = global else {
-                    return self.no_redis();
-                };
                 // Most takes of a busy bucket are handed out from this replica's reserve: the
                 // key is written into this thread's buffer, and copied only for Redis.
                 let reserved = KEY.with_borrow_mut(|key| {
                     key.clear();
                     self.key(rule, facts, key).map(|()| {
-                        global
-                            .try_reserved(key, rule.rate, rule.cost)
-                            .map_err(|plan| (key.clone(), plan))
+                        global.map(|global| {
+                            global
+                                .try_reserved(key, rule.rate, rule.cost)
+                                .map_err(|plan| (key.clone(), plan))
+                        })
                     })
                 });
-                let taken = match reserved {
-                    None => continue,
-                    Some(Ok(taken)) => Ok(taken),
-                    Some(Err((key, plan))) => {
+                let taken = match (reserved, global) {
+                    // A selector does not match: the rule does not apply.
+                    (None, _) => continue,
+                    (Some(None), _) | (_, None) => return self.no_redis(),
+                    (Some(Some(Ok(taken))), _) => Ok(taken),
+                    (Some(Some(Err((key, plan)))), Some(global)) => {
                         global.take_with(&key, rule.rate, rule.cost, plan).await
                     }
                 };
@@ -771,5 +772,53 @@ mod tests {
         // Labels without a Consumer never match.
         let anonymous = parts(&[], Some(identity(None, &[("plan", "free")], &[])));
         assert_eq!(passes(&free, &buckets, &anonymous).await, None);
+    }
+
+    /// Without Redis, a global rule refuses only the requests it applies to.
+    #[tokio::test]
+    async fn without_redis_a_global_rule_refuses_only_what_it_selects() {
+        let ir = RateLimitIr {
+            policy: ObjectKey::new("default", "p"),
+            refuse: None,
+            rules: vec![RateLimitRuleIr {
+                name: "r".into(),
+                selectors: vec![SelectorIr::Header {
+                    name: "x-plan".into(),
+                    value: LimitValueIr::Exact("free".into()),
+                    invert: false,
+                }],
+                requests: 1,
+                unit_seconds: 3600,
+                cost: 1,
+                shadow: false,
+                shared: false,
+                global: true,
+            }],
+            fail_closed: false,
+        };
+        let limiter = Limiter::compile(&ir);
+        let buckets = super::Buckets::default();
+        let check = |request: Request| {
+            let limiter = &limiter;
+            let buckets = &buckets;
+            async move {
+                let facts = Facts {
+                    parts: &request.0,
+                    now: Instant::now(),
+                    client: IpAddr::from([192, 0, 2, 1]),
+                    route: "default/r",
+                    identity: None,
+                };
+                matches!(
+                    limiter.check(buckets, None, &facts).await,
+                    Checked::Refused(_)
+                )
+            }
+        };
+        assert!(
+            !check(parts(&[("x-plan", "gold")], None)).await,
+            "not selected"
+        );
+        assert!(check(parts(&[("x-plan", "free")], None)).await, "no Redis");
     }
 }

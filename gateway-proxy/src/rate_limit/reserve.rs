@@ -303,6 +303,17 @@ mod tests {
         }
     }
 
+    /// The first take, then `cycles` reserves each used up, all at `now` with 900 remaining
+    /// (sizes 1, 3, 7, 15, …).
+    fn warm(reserves: &Reserves, cycles: usize, now: Instant) {
+        let plan = reserves.take("k", FAST, 1, now).unwrap_err();
+        answer(reserves, plan, 900, now);
+        for _ in 0..cycles {
+            let (_, plan) = drain(reserves, now);
+            answer(reserves, plan, 900, now);
+        }
+    }
+
     #[test]
     fn a_slow_bucket_never_reserves() {
         let reserves = Reserves::default();
@@ -453,12 +464,7 @@ mod tests {
     fn a_reserve_is_at_most_a_quarter_of_what_remains() {
         let reserves = Reserves::default();
         let now = Instant::now();
-        let plan = reserves.take("k", FAST, 1, now).unwrap_err();
-        answer(&reserves, plan, 900, now);
-        for _ in 0..4 {
-            let (_, plan) = drain(&reserves, now);
-            answer(&reserves, plan, 900, now);
-        }
+        warm(&reserves, 4, now);
         // Redis says 13 remain: the next reserve is 3 at most.
         let (_, plan) = drain(&reserves, now);
         answer(&reserves, plan, 13, now);
@@ -474,12 +480,7 @@ mod tests {
     fn while_a_refill_is_in_flight_what_is_held_is_handed_out() {
         let reserves = Reserves::default();
         let now = Instant::now();
-        let plan = reserves.take("k", FAST, 1, now).unwrap_err();
-        answer(&reserves, plan, 900, now);
-        for _ in 0..3 {
-            let (_, plan) = drain(&reserves, now);
-            answer(&reserves, plan, 900, now);
-        }
+        warm(&reserves, 3, now);
         // 7 granted: the take that finds 1 left refills; its answer has not come.
         let (handed, refill) = drain(&reserves, now);
         assert_eq!(handed, 6);
