@@ -26,6 +26,7 @@ use http::{HeaderMap, HeaderValue};
 
 use self::buckets::{Buckets, Rate, Taken};
 use self::global::GlobalBuckets;
+use self::reserve::Plan;
 use crate::security::Identity;
 use crate::security::cidr::Cidr;
 use gantry_translate::ir::{LimitValueIr, RateLimitIr, SelectorIr};
@@ -277,11 +278,86 @@ impl Limiter {
         global: Option<&GlobalBuckets>,
         facts: &Facts<'_>,
     ) -> Checked<'_> {
-        if let Some(message) = &self.refuse {
-            return Checked::Refused(message.clone());
+        match self.check_now(buckets, global, facts) {
+            Ok(checked) => checked,
+            Err(pending) => self.resume(buckets, global, facts, pending).await,
         }
-        let mut tally = Tally::default();
-        for rule in &self.rules {
+    }
+
+    /// [`Limiter::check`] up to the first take that must go to Redis: the answer when none
+    /// must, as when every global take is handed out from this replica's reserve, so that
+    /// the common case builds no future (`gantry-bench --instructions-only`, "global rate
+    /// limit"). Otherwise where the check stopped, for [`Limiter::resume`].
+    pub fn check_now(
+        &self,
+        buckets: &Buckets,
+        global: Option<&GlobalBuckets>,
+        facts: &Facts<'_>,
+    ) -> Result<Checked<'_>, Box<Pending<'_>>> {
+        if let Some(message) = &self.refuse {
+            return Ok(Checked::Refused(message.clone()));
+        }
+        self.run(buckets, global, facts, 0, Tally::default())
+    }
+
+    /// Finishes a check that stopped at `pending`: its take counted in Redis, then the rules
+    /// after it.
+    pub async fn resume<'r>(
+        &'r self,
+        buckets: &Buckets,
+        global: Option<&GlobalBuckets>,
+        facts: &Facts<'_>,
+        mut pending: Box<Pending<'r>>,
+    ) -> Checked<'r> {
+        let Some(global) = global else {
+            return self.no_redis();
+        };
+        loop {
+            let Pending {
+                index,
+                key,
+                plan,
+                mut tally,
+            } = *pending;
+            let rule = &self.rules[index];
+            match global.take_with(&key, rule.rate, rule.cost, plan).await {
+                Ok(taken) => {
+                    if let Some(limited) = tally.add(&self.policy, rule, taken) {
+                        return Checked::Limited(limited);
+                    }
+                }
+                Err(error) if self.fail_closed => {
+                    return Checked::Unavailable {
+                        rule: rule.name.clone(),
+                        message: format!(
+                            "rate limit {} of RateLimitPolicy {} cannot be counted ({error}); \
+                             the policy fails closed",
+                            rule.name, self.policy
+                        ),
+                    };
+                }
+                Err(error) => {
+                    tracing::debug!(policy = %self.policy, rule = %rule.name, %error, "global rate limit not counted; the policy fails open");
+                    tally.passed.unanswered.push(rule.name.clone());
+                }
+            }
+            match self.run(buckets, Some(global), facts, index + 1, tally) {
+                Ok(checked) => return checked,
+                Err(next) => pending = next,
+            }
+        }
+    }
+
+    /// Takes for the rules from `from` on, in order, until one must go to Redis.
+    fn run<'r>(
+        &'r self,
+        buckets: &Buckets,
+        global: Option<&GlobalBuckets>,
+        facts: &Facts<'_>,
+        from: usize,
+        mut tally: Tally<'r>,
+    ) -> Result<Checked<'r>, Box<Pending<'r>>> {
+        for (index, rule) in self.rules.iter().enumerate().skip(from) {
             // A shadow rule counts like an enforced one; it only never refuses.
             let taken = if rule.global {
                 // Most takes of a busy bucket are handed out from this replica's reserve: the
@@ -296,31 +372,18 @@ impl Limiter {
                         })
                     })
                 });
-                let taken = match (reserved, global) {
+                match reserved {
                     // A selector does not match: the rule does not apply.
-                    (None, _) => continue,
-                    (Some(None), _) | (_, None) => return self.no_redis(),
-                    (Some(Some(Ok(taken))), _) => Ok(taken),
-                    (Some(Some(Err((key, plan)))), Some(global)) => {
-                        global.take_with(&key, rule.rate, rule.cost, plan).await
-                    }
-                };
-                match taken {
-                    Ok(taken) => taken,
-                    Err(error) if self.fail_closed => {
-                        return Checked::Unavailable {
-                            rule: rule.name.clone(),
-                            message: format!(
-                                "rate limit {} of RateLimitPolicy {} cannot be counted ({error}); \
-                                 the policy fails closed",
-                                rule.name, self.policy
-                            ),
-                        };
-                    }
-                    Err(error) => {
-                        tracing::debug!(policy = %self.policy, rule = %rule.name, %error, "global rate limit not counted; the policy fails open");
-                        tally.passed.unanswered.push(rule.name.clone());
-                        continue;
+                    None => continue,
+                    Some(None) => return Ok(self.no_redis()),
+                    Some(Some(Ok(taken))) => taken,
+                    Some(Some(Err((key, plan)))) => {
+                        return Err(Box::new(Pending {
+                            index,
+                            key,
+                            plan,
+                            tally,
+                        }));
                     }
                 }
             } else {
@@ -330,10 +393,10 @@ impl Limiter {
                 taken
             };
             if let Some(limited) = tally.add(&self.policy, rule, taken) {
-                return Checked::Limited(limited);
+                return Ok(Checked::Limited(limited));
             }
         }
-        Checked::Passed(tally.finish())
+        Ok(Checked::Passed(tally.finish()))
     }
 
     /// Writes the bucket key of `rule` for this request into `key` (empty); `None` when a
@@ -402,6 +465,16 @@ thread_local! {
     /// The bucket key of a local rule, written afresh for each rule a request meets: one
     /// buffer per thread instead of an allocation per request and rule.
     static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// A check stopped at a global rule whose take must go to Redis ([`Limiter::check_now`]).
+pub struct Pending<'r> {
+    /// The rule's place among the policy's rules.
+    index: usize,
+    key: String,
+    plan: Plan,
+    /// What the rules before it decided.
+    tally: Tally<'r>,
 }
 
 /// What the rules checked so far decided.
@@ -820,5 +893,66 @@ mod tests {
             "not selected"
         );
         assert!(check(parts(&[("x-plan", "free")], None)).await, "no Redis");
+    }
+
+    /// Two global rules against a real Redis: the check stops at each take that goes to Redis
+    /// and resumes with the next rule, what the rules before decided carried along.
+    #[tokio::test]
+    async fn a_check_resumes_after_each_take_counted_in_redis() {
+        let redis = gantry_testkit::redis::Redis::start().await;
+        let global = GlobalBuckets::new(&redis.url()).expect("URL");
+        let rule = |name: &str, requests, unit_seconds| RateLimitRuleIr {
+            name: name.into(),
+            selectors: Vec::new(),
+            requests,
+            unit_seconds,
+            cost: 1,
+            shadow: false,
+            shared: false,
+            global: true,
+        };
+        let limiter = Limiter::compile(&RateLimitIr {
+            policy: ObjectKey::new("default", "p"),
+            refuse: None,
+            // The first is busy enough to reserve ahead; the second never reserves.
+            rules: vec![rule("fast", 100_000, 1), rule("hourly", 3, 3600)],
+            fail_closed: true,
+        });
+        let buckets = super::Buckets::default();
+        let request = parts(&[], None);
+        let mut outcomes = Vec::new();
+        for _ in 0..5 {
+            let facts = Facts {
+                parts: &request.0,
+                now: Instant::now(),
+                client: IpAddr::from([192, 0, 2, 1]),
+                route: "default/r",
+                identity: None,
+            };
+            outcomes.push(match limiter.check(&buckets, Some(&global), &facts).await {
+                Checked::Passed(passed) => {
+                    // The rule closest to its limit names the headers: the hourly one.
+                    let mut headers = HeaderMap::new();
+                    passed
+                        .headers
+                        .expect("RateLimit headers")
+                        .add_to(&mut headers);
+                    let value = headers.get(RATELIMIT).expect("RateLimit");
+                    format!("passed {}", value.to_str().expect("text"))
+                }
+                Checked::Limited(limited) => format!("limited by {}", limited.rule),
+                Checked::Refused(m) | Checked::Unavailable { message: m, .. } => panic!("{m}"),
+            });
+        }
+        assert_eq!(
+            outcomes,
+            [
+                "passed \"hourly\";r=2;t=1200",
+                "passed \"hourly\";r=1;t=2400",
+                "passed \"hourly\";r=0;t=3600",
+                "limited by hourly",
+                "limited by hourly",
+            ]
+        );
     }
 }
