@@ -162,8 +162,10 @@ impl AcmeClient {
         let (mut order, key_pem) = self.order_for(hostname).await?;
         let result = self.complete(&mut order, hostname, &key_pem).await;
         if let Err(e) = &result {
-            // A finished (failed) order is not resumed; a transient error keeps it.
-            if matches!(order.state().status, OrderStatus::Invalid) {
+            // A finished (failed) order is not resumed; a transient error keeps it. The CA is
+            // asked once more: the error may have come before the order's state said so.
+            let _ = order.refresh().await;
+            if failed(&mut order) {
                 let _ = self.store.clear_pending_order(hostname).await;
             }
             tracing::warn!(hostname, error = %e, "ACME order failed");
@@ -181,7 +183,7 @@ impl AcmeClient {
         if let Some((url, key_pem)) = pending {
             match self.account.order(url).await {
                 Ok(mut order) => {
-                    if !matches!(order.state().status, OrderStatus::Invalid) {
+                    if !failed(&mut order) {
                         tracing::info!(hostname, "resuming the stored ACME order");
                         return Ok((order, key_pem));
                     }
@@ -307,4 +309,12 @@ impl AcmeClient {
 enum Published {
     Http01(String),
     TlsAlpn01(String),
+}
+
+/// Whether the CA says `order` failed: it is `invalid`, or it carries an error (RFC 8555
+/// §7.1.3, "the error that occurred while processing the order"). The CA may report the error
+/// before the status turns `invalid`, and `poll_ready` stops at the first.
+fn failed(order: &mut Order) -> bool {
+    let state = order.state();
+    matches!(state.status, OrderStatus::Invalid) || state.error.is_some()
 }
