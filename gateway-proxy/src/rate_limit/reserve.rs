@@ -133,9 +133,7 @@ impl Reserves {
             });
         }
         let fresh = now < reserve.until;
-        let refilling = reserve
-            .refilling
-            .is_some_and(|since| now.saturating_duration_since(since) < REFILL_STALE);
+        let refilling = reserve.refilling(now);
         if fresh && reserve.left > 0 {
             // Down to a quarter of the last grant with no call in flight: this take refills
             // (the rest is handed out meanwhile, so that the requests of a busy bucket rarely
@@ -205,7 +203,7 @@ impl Reserves {
             let map = self.map.pin();
             map.retain(|_, reserve| {
                 let reserve = reserve.lock();
-                reserve.refilling.is_some() || now < reserve.until + FORGET_AFTER
+                reserve.refilling(now) || now < reserve.until + FORGET_AFTER
             });
         }
         self.map.len() < MAX_BUCKETS
@@ -240,6 +238,13 @@ impl Reserve {
             remaining: 0,
             full_at: now,
         }
+    }
+
+    /// Whether a reserving call is in flight (one not answered in [`REFILL_STALE`] no longer
+    /// counts: its take was dropped or gave up).
+    fn refilling(&self, now: Instant) -> bool {
+        self.refilling
+            .is_some_and(|since| now.saturating_duration_since(since) < REFILL_STALE)
     }
 
     /// A take handed out, as the client sees the bucket: the takes still held here are in it.
@@ -526,18 +531,20 @@ mod tests {
     fn buckets_are_bounded_and_lapsed_ones_forgotten() {
         let reserves = Reserves::default();
         let start = Instant::now();
-        for i in 0..MAX_BUCKETS {
+        for i in 1..MAX_BUCKETS {
             let key = format!("k{i}");
             reserves.take(&key, FAST, 1, start).unwrap_err();
             reserves.refilled(&key, Some((0, 900, Duration::ZERO)), start);
         }
+        // One whose reserving call was never answered (its request was dropped).
+        assert!(reserves.take("stuck", FAST, 1, start).unwrap_err().refill);
         // Full, none lapsed long enough: another bucket goes to Redis take by take.
         assert_eq!(
             reserves.take("new", FAST, 1, start + HOLD),
             Err(Plan::default())
         );
         assert_eq!(reserves.buckets(), MAX_BUCKETS);
-        // A second later, they are forgotten and the new one is kept.
+        // A second later, they are forgotten, the stuck one too, and the new one is kept.
         let later = start + HOLD + FORGET_AFTER + Duration::from_millis(1);
         assert!(reserves.take("new", FAST, 1, later).unwrap_err().refill);
         assert_eq!(reserves.buckets(), 1);
