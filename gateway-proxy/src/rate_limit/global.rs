@@ -144,16 +144,22 @@ impl GlobalBuckets {
     /// bucket's takes are mostly handed out from what this replica reserved ahead
     /// ([`reserve`](super::reserve)).
     pub async fn take(&self, key: &str, rate: Rate, cost: u32) -> Result<Taken, GlobalError> {
-        match self.try_reserved(key, rate, cost) {
+        match self.try_reserved(key, rate, cost, Instant::now()) {
             Ok(taken) => Ok(taken),
             Err(plan) => self.take_with(key, rate, cost, plan).await,
         }
     }
 
-    /// The take handed out from this replica's reserve of the bucket, or what its call to Redis
-    /// ([`GlobalBuckets::take_with`]) should give back and reserve.
-    pub(crate) fn try_reserved(&self, key: &str, rate: Rate, cost: u32) -> Result<Taken, Plan> {
-        self.reserves.take(key, rate, cost, Instant::now())
+    /// The take handed out at `now` from this replica's reserve of the bucket, or what its call
+    /// to Redis ([`GlobalBuckets::take_with`]) should give back and reserve.
+    pub(crate) fn try_reserved(
+        &self,
+        key: &str,
+        rate: Rate,
+        cost: u32,
+        now: Instant,
+    ) -> Result<Taken, Plan> {
+        self.reserves.take(key, rate, cost, now)
     }
 
     /// The take counted in Redis, with what `plan` gives back and reserves.

@@ -117,8 +117,8 @@ enum Selector {
 /// What a request brings to the selectors.
 pub struct Facts<'a> {
     pub parts: &'a Parts,
-    /// When the request arrived: the time local buckets are taken at (the pipeline has read
-    /// the clock already).
+    /// When the request arrived: the time local buckets are taken and global reserves handed
+    /// out at (the pipeline has read the clock already).
     pub now: Instant,
     pub client: IpAddr,
     /// `namespace/name` of the route.
@@ -367,7 +367,7 @@ impl Limiter {
                     self.key(rule, facts, key).map(|()| {
                         global.map(|global| {
                             global
-                                .try_reserved(key, rule.rate, rule.cost)
+                                .try_reserved(key, rule.rate, rule.cost, facts.now)
                                 .map_err(|plan| (key.clone(), plan))
                         })
                     })
@@ -765,6 +765,36 @@ mod tests {
         }
     }
 
+    /// What `request` brings to the selectors, arriving now from 192.0.2.1 on `default/r`.
+    fn facts(request: &Request) -> Facts<'_> {
+        Facts {
+            parts: &request.0,
+            now: Instant::now(),
+            client: IpAddr::from([192, 0, 2, 1]),
+            route: "default/r",
+            identity: request.1.as_ref(),
+        }
+    }
+
+    /// A global rule `name` of `requests` per `unit_seconds`.
+    fn global_rule(
+        name: &str,
+        selectors: Vec<SelectorIr>,
+        requests: u32,
+        unit_seconds: u64,
+    ) -> RateLimitRuleIr {
+        RateLimitRuleIr {
+            name: name.into(),
+            selectors,
+            requests,
+            unit_seconds,
+            cost: 1,
+            shadow: false,
+            shared: false,
+            global: true,
+        }
+    }
+
     /// Buckets for [`Limiter::check`] and for [`Limiter::check_local`], which must decide
     /// alike.
     #[derive(Default)]
@@ -772,13 +802,7 @@ mod tests {
 
     /// Whether a request passes; `None`: no rule applies (passes without headers).
     async fn passes(limiter: &Limiter, buckets: &Buckets, request: &Request) -> Option<bool> {
-        let facts = Facts {
-            parts: &request.0,
-            now: Instant::now(),
-            client: IpAddr::from([192, 0, 2, 1]),
-            route: "default/r",
-            identity: request.1.as_ref(),
-        };
+        let facts = facts(request);
         let outcome = |checked| match checked {
             Checked::Passed(p) => p.headers.is_some().then_some(true),
             Checked::Limited(_) => Some(false),
@@ -853,20 +877,16 @@ mod tests {
         let ir = RateLimitIr {
             policy: ObjectKey::new("default", "p"),
             refuse: None,
-            rules: vec![RateLimitRuleIr {
-                name: "r".into(),
-                selectors: vec![SelectorIr::Header {
+            rules: vec![global_rule(
+                "r",
+                vec![SelectorIr::Header {
                     name: "x-plan".into(),
                     value: LimitValueIr::Exact("free".into()),
                     invert: false,
                 }],
-                requests: 1,
-                unit_seconds: 3600,
-                cost: 1,
-                shadow: false,
-                shared: false,
-                global: true,
-            }],
+                1,
+                3600,
+            )],
             fail_closed: false,
         };
         let limiter = Limiter::compile(&ir);
@@ -875,13 +895,7 @@ mod tests {
             let limiter = &limiter;
             let buckets = &buckets;
             async move {
-                let facts = Facts {
-                    parts: &request.0,
-                    now: Instant::now(),
-                    client: IpAddr::from([192, 0, 2, 1]),
-                    route: "default/r",
-                    identity: None,
-                };
+                let facts = facts(&request);
                 matches!(
                     limiter.check(buckets, None, &facts).await,
                     Checked::Refused(_)
@@ -901,34 +915,21 @@ mod tests {
     async fn a_check_resumes_after_each_take_counted_in_redis() {
         let redis = gantry_testkit::redis::Redis::start().await;
         let global = GlobalBuckets::new(&redis.url()).expect("URL");
-        let rule = |name: &str, requests, unit_seconds| RateLimitRuleIr {
-            name: name.into(),
-            selectors: Vec::new(),
-            requests,
-            unit_seconds,
-            cost: 1,
-            shadow: false,
-            shared: false,
-            global: true,
-        };
         let limiter = Limiter::compile(&RateLimitIr {
             policy: ObjectKey::new("default", "p"),
             refuse: None,
             // The first is busy enough to reserve ahead; the second never reserves.
-            rules: vec![rule("fast", 100_000, 1), rule("hourly", 3, 3600)],
+            rules: vec![
+                global_rule("fast", Vec::new(), 100_000, 1),
+                global_rule("hourly", Vec::new(), 3, 3600),
+            ],
             fail_closed: true,
         });
         let buckets = super::Buckets::default();
         let request = parts(&[], None);
         let mut outcomes = Vec::new();
         for _ in 0..5 {
-            let facts = Facts {
-                parts: &request.0,
-                now: Instant::now(),
-                client: IpAddr::from([192, 0, 2, 1]),
-                route: "default/r",
-                identity: None,
-            };
+            let facts = facts(&request);
             outcomes.push(match limiter.check(&buckets, Some(&global), &facts).await {
                 Checked::Passed(passed) => {
                     // The rule closest to its limit names the headers: the hourly one.

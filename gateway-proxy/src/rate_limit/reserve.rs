@@ -109,13 +109,10 @@ impl Reserves {
     /// A take of `cost` from the bucket `key` of `rate`, handed out from its reserve; or what
     /// the call to Redis should give back and reserve.
     pub fn take(&self, key: &str, rate: Rate, cost: u32, now: Instant) -> Result<Taken, Plan> {
-        let cap = rate_cap(rate, cost);
-        if cap == 0 {
-            return Err(Plan::default());
-        }
         let map = self.map.pin();
         let Some(reserve) = map.get(key) else {
-            if map.len() >= MAX_BUCKETS && !self.forget(now) {
+            // Only buckets fast enough to reserve are kept.
+            if rate_cap(rate, cost) == 0 || (map.len() >= MAX_BUCKETS && !self.forget(now)) {
                 return Err(Plan::default());
             }
             map.insert(key.into(), Mutex::new(Reserve::new(rate, cost, now)));
@@ -146,6 +143,7 @@ impl Reserves {
             // Another take's call reserves for this bucket: this one goes alone.
             return Err(Plan::default());
         }
+        let cap = rate_cap(rate, cost);
         let returned = if fresh {
             // Used up (or nearly) within its hold: the next may be larger.
             reserve.size = reserve.size.saturating_mul(2).saturating_add(1).min(cap);
