@@ -157,7 +157,9 @@ pub struct RunArgs {
     /// Do not log a line per request.
     #[arg(long)]
     pub no_access_log: bool,
-    /// Threads serving traffic (default: one per core).
+    /// Threads serving traffic (default: one per core). With 1, the whole proxy runs on one
+    /// thread, like one nginx worker (blocking work such as translation still has threads of
+    /// its own).
     #[arg(long)]
     pub worker_threads: Option<usize>,
     /// On SIGTERM, how long the proxy keeps serving with `/readyz` failing before it stops
@@ -372,11 +374,22 @@ pub fn main() -> anyhow::Result<()> {
         Command::Explain(args) => explain_command(&args),
     };
     logging::init(&args.log_level, args.access_log_format);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // One worker thread: a current-thread runtime on this thread, the way one nginx worker
+    // runs. It skips the multi-threaded scheduler's work that only pays off with several
+    // workers (work stealing, waking idle workers, per-batch poll-time statistics): about 900
+    // instructions per request in `gantry-bench --instructions-only` (docs/benchmarks.md,
+    // "Instructions per request: the runtime and the allocator"). Blocking work (translation,
+    // bcrypt, key generation, file reads) still goes to the blocking pool's own threads.
+    let mut builder = match args.worker_threads {
+        Some(threads) if threads <= 1 => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     builder.enable_all();
-    if let Some(threads) = args.worker_threads {
-        builder.worker_threads(threads.max(1));
-    }
     let ran = builder
         .build()
         .context("starting the async runtime")?

@@ -175,6 +175,13 @@ impl Proxy {
                 vec![flag, value]
             }
         };
+        // `GANTRY_E2E_WORKER_THREADS=N` runs every proxy with `--worker-threads N` (unless the
+        // test sets it), e.g. 1 to run the suite on the current-thread runtime.
+        let workers = std::env::var("GANTRY_E2E_WORKER_THREADS")
+            .ok()
+            .filter(|_| !extra_args.contains(&"--worker-threads"))
+            .map(|n| vec![String::from("--worker-threads"), n])
+            .unwrap_or_default();
         let child = Command::new(proxy_bin())
             .arg("run")
             .arg("--config-dir")
@@ -184,6 +191,7 @@ impl Proxy {
             .args(default("--drain-timeout", "10"))
             .args(default("--drain-delay", "0s"))
             .args(extra_args)
+            .args(&workers)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)

@@ -273,6 +273,17 @@ async fn a_static_address_the_proxy_does_not_listen_on_is_not_assigned() {
 
 #[tokio::test]
 async fn hot_reload_under_load_drops_nothing() {
+    hot_reload_under_load(&[]).await;
+}
+
+/// One worker thread runs the proxy on a current-thread runtime (`cli::main`): reloads,
+/// whose translation runs on the blocking pool, go live under load just the same.
+#[tokio::test]
+async fn hot_reload_under_load_drops_nothing_with_one_worker_thread() {
+    hot_reload_under_load(&["--worker-threads", "1"]).await;
+}
+
+async fn hot_reload_under_load(args: &[&str]) {
     let (services, _) = echo_backends(&[("default", "web"), ("default", "other")]).await;
     let port = free_port();
     let proxy = Proxy::start_ready(
@@ -281,7 +292,7 @@ async fn hot_reload_under_load_drops_nothing() {
             ("services.yaml", &services),
             ("stable.yaml", &route("stable", "stable.example.com", "web")),
         ],
-        &[],
+        args,
     )
     .await;
     let url = format!("http://127.0.0.1:{port}/");
@@ -342,6 +353,15 @@ async fn hot_reload_under_load_drops_nothing() {
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests() {
+    sigterm_drains(&[]).await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_with_one_worker_thread() {
+    sigterm_drains(&["--worker-threads", "1"]).await;
+}
+
+async fn sigterm_drains(args: &[&str]) {
     let (services, addrs) = echo_backends(&[("default", "web")]).await;
     let port = free_port();
     let mut proxy = Proxy::start_ready(
@@ -350,7 +370,7 @@ async fn sigterm_drains_in_flight_requests() {
             ("services.yaml", &services),
             ("route.yaml", &route("web", "drain.example.com", "web")),
         ],
-        &[],
+        args,
     )
     .await;
     let url = format!("http://127.0.0.1:{port}/slow-in-flight");
