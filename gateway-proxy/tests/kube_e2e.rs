@@ -1,6 +1,7 @@
 //! The real `gantry-proxy run --kubernetes` binary against the in-repo API server: it becomes
 //! ready after the initial sync, serves the cluster's routes, follows a route added later,
-//! takes the Lease, writes status, and hands the Lease back on SIGTERM.
+//! takes the Lease, writes status, and hands the Lease back on SIGTERM; with the default
+//! runtime and with one worker thread (a current-thread runtime).
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,10 +18,21 @@ use support::{
 
 #[tokio::test]
 async fn the_binary_serves_the_cluster_and_writes_status() {
+    serves_the_cluster_and_writes_status(&[], "default").await;
+}
+
+/// The same on one worker thread: the watches, the status writer and the Lease share the
+/// current-thread runtime with the traffic.
+#[tokio::test]
+async fn the_binary_serves_the_cluster_and_writes_status_on_one_worker_thread() {
+    serves_the_cluster_and_writes_status(&["--worker-threads", "1"], "one-worker").await;
+}
+
+async fn serves_the_cluster_and_writes_status(args: &[&str], name: &str) {
     let server = ApiServer::start().await;
     let port = free_port();
     seed(&server, port, start_backend().await);
-    let dir = std::env::temp_dir().join(format!("gantry-kube-e2e-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("gantry-kube-e2e-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = server.kubeconfig(&dir);
     let admin = free_port();
@@ -31,6 +43,7 @@ async fn the_binary_serves_the_cluster_and_writes_status() {
             .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
             // A short drain delay: the source (and the Lease) is released when it ends.
             .args(["--drain-delay", "1s"])
+            .args(args)
             .env("KUBECONFIG", &kubeconfig)
             .env("POD_NAME", "proxy-0")
             .env("POD_NAMESPACE", "gantry-system")
