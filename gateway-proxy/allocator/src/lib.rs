@@ -1,14 +1,15 @@
 //! The proxy's global allocator: mimalloc, called the way the system allocator is.
 //!
 //! The `mimalloc` crate's `MiMalloc` passes every allocation to `mi_malloc_aligned`, with the
-//! layout's alignment. For a block over 1 KiB, or one whose free block is not aligned by chance,
-//! that takes mimalloc's generic aligned path, which over-allocates and adjusts the pointer:
-//! about 13 allocations per proxied request go through it, 6 of them the slow way, some 1,400
-//! instructions per request in all (callgrind, `gantry-bench --instructions-only`,
-//! docs/benchmarks.md "Instructions per request: the runtime and the allocator"). Every mimalloc block is at
-//! least word-aligned, so an alignment up to a word needs nothing more than `mi_malloc`, as
-//! Rust's `System` allocator needs nothing more than `malloc`. Larger alignments (tokio's
-//! cache-padded task cells) still go through the aligned calls.
+//! layout's alignment. For a block over 1 KiB, or one whose free block is not aligned by
+//! chance, that takes mimalloc's generic aligned path, which over-allocates and adjusts the
+//! pointer: 13 allocations per proxied request went through `mi_malloc_aligned`, 6 of them
+//! the slow way, some 1,400 instructions per request in all (callgrind, `gantry-bench
+//! --instructions-only`, docs/benchmarks.md "Instructions per request: the runtime and the
+//! allocator"). Every mimalloc block is at least word-aligned, so an alignment up to a word
+//! needs nothing more than `mi_malloc`, as Rust's `System` allocator needs nothing more than
+//! `malloc`. Larger alignments (tokio's cache-padded task cells) still go through the aligned
+//! calls.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;
