@@ -38,8 +38,6 @@ pub struct Limiter {
     /// The policy cannot be used: every request is refused (500) with this message.
     refuse: Option<String>,
     rules: Vec<Rule>,
-    /// Some rule is counted in Redis: only [`Limiter::check`] can check it.
-    has_global: bool,
     /// Refuse (503) when Redis cannot answer a global rule; otherwise let the request through.
     fail_closed: bool,
 }
@@ -215,7 +213,6 @@ impl Limiter {
         Self {
             policy: Arc::from(ir.policy.to_string()),
             refuse,
-            has_global: rules.iter().any(|r| r.global),
             rules,
             fail_closed: ir.fail_closed,
         }
@@ -223,33 +220,6 @@ impl Limiter {
 
     pub fn policy(&self) -> &Arc<str> {
         &self.policy
-    }
-
-    /// Whether every rule is counted on this replica, so [`Limiter::check_local`] decides.
-    pub fn is_local(&self) -> bool {
-        !self.has_global
-    }
-
-    /// [`Limiter::check`] for a policy whose rules are all local ([`Limiter::is_local`]):
-    /// nothing to wait for, so no future to build and move on every request (the policy group
-    /// of `e2e/bench/run.sh --instructions-only` counts it). A global rule is refused as with
-    /// no Redis.
-    pub fn check_local(&self, buckets: &Buckets, facts: &Facts<'_>) -> Checked<'_> {
-        if let Some(message) = &self.refuse {
-            return Checked::Refused(message.clone());
-        }
-        let mut tally = Tally::default();
-        for rule in &self.rules {
-            if rule.global {
-                return self.no_redis();
-            }
-            if let Some(taken) = self.take_local(rule, buckets, facts)
-                && let Some(limited) = tally.add(&self.policy, rule, taken)
-            {
-                return Checked::Limited(limited);
-            }
-        }
-        Checked::Passed(tally.finish())
     }
 
     /// Takes from this replica's bucket of a local `rule` for the request; `None` when a
@@ -285,9 +255,10 @@ impl Limiter {
     }
 
     /// [`Limiter::check`] up to the first take that must go to Redis: the answer when none
-    /// must, as when every global take is handed out from this replica's reserve, so that
-    /// the common case builds no future (`gantry-bench --instructions-only`, "global rate
-    /// limit"). Otherwise where the check stopped, for [`Limiter::resume`].
+    /// must (a policy of local rules only, or global takes all handed out from this
+    /// replica's reserves), so that the common case builds no future (`gantry-bench
+    /// --instructions-only`, the policy group). Otherwise where the check stopped, for
+    /// [`Limiter::resume`].
     pub fn check_now(
         &self,
         buckets: &Buckets,
@@ -362,22 +333,25 @@ impl Limiter {
             let taken = if rule.global {
                 // Most takes of a busy bucket are handed out from this replica's reserve: the
                 // key is written into this thread's buffer, and copied only for Redis.
-                let reserved = KEY.with_borrow_mut(|key| {
+                let take = KEY.with_borrow_mut(|key| {
                     key.clear();
-                    self.key(rule, facts, key).map(|()| {
-                        global.map(|global| {
-                            global
-                                .try_reserved(key, rule.rate, rule.cost, facts.now)
-                                .map_err(|plan| (key.clone(), plan))
-                        })
+                    // A selector does not match: the rule does not apply.
+                    self.key(rule, facts, key)?;
+                    Some(match global {
+                        None => GlobalTake::NoRedis,
+                        Some(global) => {
+                            match global.try_reserved(key, rule.rate, rule.cost, facts.now) {
+                                Ok(taken) => GlobalTake::Reserved(taken),
+                                Err(plan) => GlobalTake::Redis(key.clone(), plan),
+                            }
+                        }
                     })
                 });
-                match reserved {
-                    // A selector does not match: the rule does not apply.
+                match take {
                     None => continue,
-                    Some(None) => return Ok(self.no_redis()),
-                    Some(Some(Ok(taken))) => taken,
-                    Some(Some(Err((key, plan)))) => {
+                    Some(GlobalTake::NoRedis) => return Ok(self.no_redis()),
+                    Some(GlobalTake::Reserved(taken)) => taken,
+                    Some(GlobalTake::Redis(key, plan)) => {
                         return Err(Box::new(Pending {
                             index,
                             key,
@@ -465,6 +439,17 @@ thread_local! {
     /// The bucket key of a local rule, written afresh for each rule a request meets: one
     /// buffer per thread instead of an allocation per request and rule.
     static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Where the take of a global rule whose selectors match comes from.
+enum GlobalTake {
+    /// This replica's reserve of the bucket.
+    Reserved(Taken),
+    /// Redis: the bucket key (copied out of the thread's buffer) and what the call gives back
+    /// and reserves.
+    Redis(String, Plan),
+    /// None: this proxy has no Redis.
+    NoRedis,
 }
 
 /// A check stopped at a global rule whose take must go to Redis ([`Limiter::check_now`]).
@@ -795,7 +780,7 @@ mod tests {
         }
     }
 
-    /// Buckets for [`Limiter::check`] and for [`Limiter::check_local`], which must decide
+    /// Buckets for [`Limiter::check`] and for [`Limiter::check_now`], which must decide
     /// alike.
     #[derive(Default)]
     struct Buckets(super::Buckets, super::Buckets);
@@ -809,8 +794,10 @@ mod tests {
             Checked::Refused(m) | Checked::Unavailable { message: m, .. } => panic!("{m}"),
         };
         let checked = outcome(limiter.check(&buckets.0, None, &facts).await);
-        assert!(limiter.is_local());
-        let local = outcome(limiter.check_local(&buckets.1, &facts));
+        let Ok(now) = limiter.check_now(&buckets.1, None, &facts) else {
+            panic!("a local rule never waits for Redis");
+        };
+        let local = outcome(now);
         assert_eq!(checked, local, "both checks decide alike");
         checked
     }

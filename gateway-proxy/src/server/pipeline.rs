@@ -389,14 +389,10 @@ async fn forward<'s>(
         let buckets = &snapshot.rate_limit_buckets;
         // A policy counted only on this replica has nothing to wait for, nor has a global one
         // whose takes this replica's reserves hand out: no future to build.
-        let checked = if limiter.is_local() {
-            limiter.check_local(buckets, &facts)
-        } else {
-            let global = shared.global_rate_limits.as_deref();
-            match limiter.check_now(buckets, global, &facts) {
-                Ok(checked) => checked,
-                Err(pending) => Box::pin(limiter.resume(buckets, global, &facts, pending)).await,
-            }
+        let global = shared.global_rate_limits.as_deref();
+        let checked = match limiter.check_now(buckets, global, &facts) {
+            Ok(checked) => checked,
+            Err(pending) => Box::pin(limiter.resume(buckets, global, &facts, pending)).await,
         };
         record.rate_limit_headers = rate_limits::outcome(shared, entry, limiter, checked)?;
     }

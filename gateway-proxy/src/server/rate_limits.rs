@@ -10,8 +10,8 @@ use crate::routing::RouteEntry;
 /// The `RateLimit` headers for the response.
 type Headers<'r> = Option<RateHeaders<'r>>;
 
-/// What the route's policy decided for the request ([`Limiter::check`], or
-/// [`Limiter::check_local`] when [`Limiter::is_local`]), counted in metrics: the `RateLimit`
+/// What the route's policy decided for the request ([`Limiter::check_now`], and
+/// [`Limiter::resume`] when a take went to Redis), counted in metrics: the `RateLimit`
 /// headers for the response when it passes, the answer (429, 503, 500) when it does not.
 pub(super) fn outcome<'r>(
     shared: &Shared,
