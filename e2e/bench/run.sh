@@ -69,9 +69,24 @@ if [ -n "$debug" ]; then
     --propagation-at 10 --propagation-samples 1 --churn-seconds 0 \
     --kube-propagation-at 10 --kube-propagation-samples 1 ${args[@]+"${args[@]}"}
 fi
-# One build of every package, so the binaries share one feature set and the benchmark's own
-# `cargo build` of the proxy is a no-op.
-cargo build --release --quiet -p gantry-proxy -p gantry-testkit -p gantry-bench --bins
+# The proxy is built on its own, as its image and `gateway-proxy/link/update-order.sh` build
+# it: built with other packages, features would unify differently and change its symbols'
+# hashes, and its link order (gateway-proxy/build.rs) would no longer find them.
+cargo build --release --quiet --locked -p gantry-proxy --bins
+cargo build --release --quiet --locked -p gantry-testkit -p gantry-bench --bins
+# How much of the link order this build found: it lists the functions the proxy runs, so
+# that they share a few MiB of code pages (docs/benchmarks.md, "Code pages").
+order="$root/gateway-proxy/link/order.txt"
+if [ -f "$order" ] && command -v nm >/dev/null 2>&1; then
+  listed=$(grep -vc '^#' "$order")
+  found=$(grep -v '^#' "$order" \
+    | grep -Fxc -f <(nm --defined-only "$target/release/gantry-proxy" | awk '{print $3}') || true)
+  echo "link order: $found of $listed functions found in this build"
+  if [ $((found * 10)) -lt $((listed * 9)) ]; then
+    echo "link order: stale (other toolchain or dependencies); regenerate it with" \
+      "gateway-proxy/link/update-order.sh, or the proxy's memory figures will be higher" >&2
+  fi
+fi
 # The binaries just built are the ones measured (without --bins the suite would build them
 # again itself, with the whole workspace's features).
 [[ " ${args[*]-} " == *" --bins"* ]] || args=(--bins "$target/release" ${args[@]+"${args[@]}"})
