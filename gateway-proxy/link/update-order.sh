@@ -115,8 +115,9 @@ curl -sf -o /dev/null "http://127.0.0.1:$ADMIN/readyz"
 callgrind_control --dump "$VP" >/dev/null
 kill -9 "$VP"; wait "$VP" 2>/dev/null || true; VP=
 
-# Self cost per function of one callgrind dump: "cost name" lines. A cost line after `calls=`
-# is the call's inclusive cost, not the caller's own.
+# Self cost per function of one callgrind dump: "cost name" lines. A cost line starts with its
+# position (a line number, `+N` or `-N` relative to the last, or `*` for the same); one after
+# `calls=` is the call's inclusive cost, not the caller's own.
 self_costs() {
   awk '
     # A name is given once, where its id first appears (`fn=` or `cfn=`), and by id after.
@@ -127,7 +128,7 @@ self_costs() {
       next
     }
     /^calls=/ { skip = 1; next }
-    /^[0-9+-]/ {
+    /^[0-9+*-]/ {
       if (skip) { skip = 0; next }
       if (cur != "") cost[cur] += $NF
       next
