@@ -10,7 +10,8 @@
 # (gateway-proxy/Dockerfile):
 #   cargo build --release --locked -p gantry-proxy --bins
 #   cargo build --release --locked -p gantry-testkit --bins
-# Needs valgrind, curl, h2load (nghttp2-client), openssl and nm.
+# Needs valgrind, curl, h2load (nghttp2-client), openssl and nm. KEEP=1 keeps the callgrind
+# output and the configuration in the temporary directory.
 #
 # The proxy runs under callgrind: it starts in standalone mode with an HTTP and an HTTPS
 # listener, serves HTTP/1.1, h2c and HTTP/2 over TLS, answers a 404 and the admin endpoints.
@@ -33,7 +34,7 @@ WORK=$(mktemp -d)
 cleanup() {
   [[ -n ${VP:-} ]] && kill -9 "$VP" 2>/dev/null || true
   [[ -n ${EP:-} ]] && kill "$EP" 2>/dev/null || true
-  [[ -n ${KEEP:-} ]] || rm -rf "$WORK"
+  if [[ -n ${KEEP:-} ]]; then echo "update-order.sh: kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 

@@ -12,7 +12,7 @@ use gantry_translate::translate::{TranslateOptions, Translator, translate};
 
 /// As in the proxy's binary.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: gantry_allocator::Mimalloc = gantry_allocator::Mimalloc;
 
 const BASE: &str = "
 apiVersion: gateway.networking.k8s.io/v1
