@@ -97,7 +97,7 @@ const TRUE_IS_A_PROBLEM: &[&str] = &["Conflicted", "OverlappingTLSConfig", "Part
 
 /// A condition that says the object does not work as written.
 fn unhealthy(condition: &Condition) -> bool {
-    let problem_when = if TRUE_IS_A_PROBLEM.contains(&condition.type_.as_str()) {
+    let problem_when = if TRUE_IS_A_PROBLEM.contains(&&*condition.type_) {
         "True"
     } else {
         "False"
@@ -120,11 +120,11 @@ pub fn of_object(object: &ObjectStatus, origin: Option<String>) -> Vec<Finding> 
                 }),
                 scope: scope.clone(),
                 condition: Some(ConditionRef {
-                    type_: condition.type_.clone(),
-                    status: condition.status.clone(),
-                    reason: condition.reason.clone(),
+                    type_: condition.type_.to_string(),
+                    status: condition.status.to_string(),
+                    reason: condition.reason.to_string(),
                 }),
-                message: condition.message.clone(),
+                message: condition.message.to_string(),
             });
         }
     };
@@ -183,7 +183,7 @@ mod tests {
     use super::*;
     use gantry_translate::status::{GatewayStatus, ListenerStatus};
 
-    fn condition(type_: &str, ok: bool, reason: &str) -> Condition {
+    fn condition(type_: &'static str, ok: bool, reason: &'static str) -> Condition {
         Condition::new(type_, ok, reason, format!("{type_} {reason}"), 1)
     }
 

@@ -203,14 +203,15 @@ impl Gate {
             if let (false, Some(error)) = (fleet.synced, &fleet.error) {
                 let condition = &mut status.conditions[programmed];
                 if condition.status == "True" {
-                    condition.status = "False".to_owned();
-                    condition.reason = "Pending".to_owned();
+                    condition.status = "False".into();
+                    condition.reason = "Pending".into();
                     condition.message = format!(
                         "the fleet's Pods cannot be read, so whether its replicas serve \
                          generation {generation} is unknown: {error} (the proxies' \
                          leader-election Role grants pods get, list, watch and patch in their \
                          namespace)"
-                    );
+                    )
+                    .into();
                 }
                 continue;
             }
@@ -227,7 +228,7 @@ impl Gate {
             }
             if tally.enough() {
                 self.waiting.remove(&key);
-                condition.message = format!("{}: {}", condition.message, tally.message());
+                condition.message = format!("{}: {}", condition.message, tally.message()).into();
                 continue;
             }
             let since = match self.waiting.get(&key) {
@@ -246,9 +247,9 @@ impl Gate {
                 next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
                 "Pending"
             };
-            condition.status = "False".to_owned();
-            condition.reason = reason.to_owned();
-            condition.message = tally.message();
+            condition.status = "False".into();
+            condition.reason = reason.into();
+            condition.message = tally.message().into();
         }
         self.waiting.retain(|key, _| seen.contains(key));
         (out, next)
@@ -262,10 +263,10 @@ fn versions_condition(tally: &Tally, programmed: &Condition) -> Condition {
         Skew::Unsupported => "UnsupportedSkew",
     };
     Condition {
-        type_: PROXY_VERSIONS.to_owned(),
-        status: "True".to_owned(),
-        reason: reason.to_owned(),
-        message: tally.versions_text(),
+        type_: PROXY_VERSIONS.into(),
+        status: "True".into(),
+        reason: reason.into(),
+        message: tally.versions_text().into(),
         observed_generation: programmed.observed_generation,
         last_transition_time: programmed.last_transition_time.clone(),
     }
@@ -340,7 +341,7 @@ mod tests {
         assert_eq!(tally.versions_text(), "0.0.9 ×1, 0.1.0 ×1, 0.3.0 ×1");
     }
 
-    fn gateway(status: &str, reason: &str) -> ObjectStatus {
+    fn gateway(status: &'static str, reason: &'static str) -> ObjectStatus {
         ObjectStatus {
             api_version: "gateway.networking.k8s.io/v1".into(),
             kind: "Gateway".into(),
@@ -371,7 +372,11 @@ mod tests {
             .iter()
             .find(|c| c.type_ == PROGRAMMED)
             .unwrap();
-        (c.status.clone(), c.reason.clone(), c.message.clone())
+        (
+            c.status.to_string(),
+            c.reason.to_string(),
+            c.message.to_string(),
+        )
     }
 
     #[test]

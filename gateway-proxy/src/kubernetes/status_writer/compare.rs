@@ -1,6 +1,8 @@
 //! Comparing statuses the way the API server should see them: times aside, and carrying the
 //! time of a condition that did not change over to the status written.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -12,7 +14,7 @@ pub(super) fn gateway_wish(desired: &GatewayStatus) -> Value {
     let programmed: Vec<&Condition> = desired
         .conditions
         .iter()
-        .filter(|c| OWNED_GATEWAY_CONDITIONS.contains(&c.type_.as_str()))
+        .filter(|c| OWNED_GATEWAY_CONDITIONS.contains(&&*c.type_))
         .collect();
     json!({
         "conditions": strip(&programmed),
@@ -43,7 +45,7 @@ pub(super) fn keep_times(conditions: &mut [Condition], old: &[Condition], now: &
             .iter()
             .find(|o| o.type_ == condition.type_ && o.status == condition.status)
             .and_then(|o| o.last_transition_time.clone());
-        condition.last_transition_time = Some(previous.unwrap_or_else(|| now.to_owned()));
+        condition.last_transition_time = Some(previous.unwrap_or_else(|| Arc::from(now)));
     }
 }
 
@@ -97,9 +99,9 @@ fn remove_times(v: &mut Value) {
 mod tests {
     use super::*;
 
-    fn cond(type_: &str, ok: bool, time: Option<&str>) -> Condition {
+    fn cond(type_: &'static str, ok: bool, time: Option<&str>) -> Condition {
         let mut c = Condition::new(type_, ok, "R", "m", 1);
-        c.last_transition_time = time.map(str::to_owned);
+        c.last_transition_time = time.map(Arc::from);
         c
     }
 

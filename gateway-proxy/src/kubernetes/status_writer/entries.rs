@@ -341,9 +341,9 @@ pub(super) fn same_entries(a: &[Entry], b: &[Entry]) -> bool {
 mod tests {
     use super::*;
 
-    fn parent(gateway: &str, reason: &str, time: Option<&str>) -> RouteParentStatus {
+    fn parent(gateway: &str, reason: &'static str, time: Option<&str>) -> RouteParentStatus {
         let mut accepted = Condition::new("Accepted", true, reason, "m", 1);
-        accepted.last_transition_time = time.map(str::to_owned);
+        accepted.last_transition_time = time.map(std::sync::Arc::from);
         RouteParentStatus {
             parent_ref: ParentReference {
                 group: None,
@@ -353,7 +353,7 @@ mod tests {
                 section_name: None,
                 port: None,
             },
-            controller_name: "c".to_owned(),
+            controller_name: "c".into(),
             conditions: vec![accepted],
         }
     }

@@ -405,8 +405,7 @@ impl StatusWriter {
                 && Some(c.observed_generation) == generation
         });
         let owned = |c: &Condition| {
-            OWNED_GATEWAY_CONDITIONS.contains(&c.type_.as_str())
-                && !(refused && c.type_ == ACCEPTED)
+            OWNED_GATEWAY_CONDITIONS.contains(&&*c.type_) && !(refused && c.type_ == ACCEPTED)
         };
         let live_programmed: Vec<Condition> =
             live_conditions.into_iter().filter(|c| owned(c)).collect();

@@ -24,6 +24,8 @@ pub fn stamp(previous: &[ObjectStatus], next: &mut [ObjectStatus], now: &str) {
             .iter()
             .map(|o| ((&*o.kind, o.namespace.as_str(), o.name.as_str()), &o.status)),
     );
+    // One time for every condition that changes now, shared rather than copied into each.
+    let now: Arc<str> = Arc::from(now);
     for object in next.iter_mut() {
         let before = old
             .get(&(
@@ -32,11 +34,11 @@ pub fn stamp(previous: &[ObjectStatus], next: &mut [ObjectStatus], now: &str) {
                 object.name.as_str(),
             ))
             .copied();
-        stamp_body(before, &mut object.status, now);
+        stamp_body(before, &mut object.status, &now);
     }
 }
 
-fn stamp_body(before: Option<&StatusBody>, body: &mut StatusBody, now: &str) {
+fn stamp_body(before: Option<&StatusBody>, body: &mut StatusBody, now: &Arc<str>) {
     match body {
         StatusBody::GatewayClass(s) => {
             let old = match before {
@@ -99,24 +101,24 @@ fn stamp_body(before: Option<&StatusBody>, body: &mut StatusBody, now: &str) {
 }
 
 /// Each condition keeps the time of the old condition of the same type and status.
-fn stamp_conditions(old: &[Condition], conditions: &mut [Condition], now: &str) {
+fn stamp_conditions(old: &[Condition], conditions: &mut [Condition], now: &Arc<str>) {
     for condition in conditions {
         let time = stamp_time(old, condition, now);
-        condition.last_transition_time = Some(time.to_owned());
+        condition.last_transition_time = Some(time.clone());
     }
 }
 
 /// The `lastTransitionTime` [`stamp_conditions`] gives `condition`.
-fn stamp_time<'a>(old: &'a [Condition], condition: &Condition, now: &'a str) -> &'a str {
+fn stamp_time<'a>(old: &'a [Condition], condition: &Condition, now: &'a Arc<str>) -> &'a Arc<str> {
     old.iter()
         .find(|o| o.type_ == condition.type_ && o.status == condition.status)
-        .and_then(|o| o.last_transition_time.as_deref())
+        .and_then(|o| o.last_transition_time.as_ref())
         .unwrap_or(now)
 }
 
 /// Whether stamping `next` against `old` gives `old` again, field for field: what a route
 /// whose status did not change gives. Checked without building the stamped copy.
-fn stamps_to(old: &RouteStatus, next: &RouteStatus, now: &str) -> bool {
+fn stamps_to(old: &RouteStatus, next: &RouteStatus, now: &Arc<str>) -> bool {
     old.parents.len() == next.parents.len()
         && old.parents.iter().zip(&next.parents).all(|(o, n)| {
             // Every field named, so that a new one cannot be forgotten here.
@@ -148,7 +150,7 @@ fn stamps_to(old: &RouteStatus, next: &RouteStatus, now: &str) -> bool {
                         && *message == nc.message
                         && *observed_generation == nc.observed_generation
                         && last_transition_time.as_deref()
-                            == Some(stamp_time(old_conditions, nc, now))
+                            == Some(&**stamp_time(old_conditions, nc, now))
                 })
         })
 }
@@ -172,7 +174,10 @@ mod tests {
 
     fn time_of(o: &ObjectStatus) -> Option<String> {
         match &o.status {
-            StatusBody::GatewayClass(s) => s.conditions[0].last_transition_time.clone(),
+            StatusBody::GatewayClass(s) => s.conditions[0]
+                .last_transition_time
+                .as_deref()
+                .map(str::to_owned),
             _ => None,
         }
     }
@@ -222,7 +227,12 @@ mod tests {
             StatusBody::Route(s) => s
                 .parents
                 .iter()
-                .map(|p| p.conditions[0].last_transition_time.clone())
+                .map(|p| {
+                    p.conditions[0]
+                        .last_transition_time
+                        .as_deref()
+                        .map(str::to_owned)
+                })
                 .collect(),
             _ => Vec::new(),
         }
@@ -243,6 +253,7 @@ mod tests {
     /// The stamping of one route without the shortcut: every condition of `next` stamped
     /// against the parent of `old` with the same parentRef.
     fn stamped_in_full(old: &RouteStatus, next: &RouteStatus, now: &str) -> RouteStatus {
+        let now: Arc<str> = Arc::from(now);
         let mut stamped = next.clone();
         for p in &mut stamped.parents {
             let old_parent = old
@@ -250,7 +261,7 @@ mod tests {
                 .iter()
                 .find(|x| x.parent_ref == p.parent_ref)
                 .map_or(&[][..], |x| x.conditions.as_slice());
-            stamp_conditions(old_parent, &mut p.conditions, now);
+            stamp_conditions(old_parent, &mut p.conditions, &now);
         }
         stamped
     }

@@ -9,30 +9,35 @@ use serde::{Deserialize, Serialize};
 /// the status writer (kept from the previous status when the condition did not change).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+///
+/// Every route keeps its conditions between translations and again, stamped, in the statuses
+/// in use, so a condition should cost little: the type, status and reason are constants of the
+/// spec, as most messages are, and are borrowed rather than copied; all conditions stamped at
+/// one time share that time. Heap per route: docs/benchmarks.md, "Memory per route: status".
 pub struct Condition {
     #[serde(rename = "type")]
-    pub type_: String,
+    pub type_: Cow<'static, str>,
     /// "True", "False" or "Unknown".
-    pub status: String,
-    pub reason: String,
-    pub message: String,
+    pub status: Cow<'static, str>,
+    pub reason: Cow<'static, str>,
+    pub message: Cow<'static, str>,
     pub observed_generation: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_transition_time: Option<String>,
+    pub last_transition_time: Option<Arc<str>>,
 }
 
 impl Condition {
     pub fn new(
-        type_: &str,
+        type_: &'static str,
         ok: bool,
-        reason: &str,
-        message: impl Into<String>,
+        reason: &'static str,
+        message: impl Into<Cow<'static, str>>,
         observed_generation: i64,
     ) -> Self {
         Self {
-            type_: type_.to_owned(),
-            status: if ok { "True" } else { "False" }.to_owned(),
-            reason: reason.to_owned(),
+            type_: Cow::Borrowed(type_),
+            status: Cow::Borrowed(if ok { "True" } else { "False" }),
+            reason: Cow::Borrowed(reason),
             message: message.into(),
             observed_generation,
             last_transition_time: None,
@@ -127,7 +132,8 @@ pub struct RouteStatus {
 #[serde(rename_all = "camelCase")]
 pub struct RouteParentStatus {
     pub parent_ref: ParentReference,
-    pub controller_name: String,
+    /// One per translation, shared by every parent's status.
+    pub controller_name: Arc<str>,
     pub conditions: Vec<Condition>,
 }
 
@@ -143,7 +149,7 @@ pub struct PolicyStatus {
 #[serde(rename_all = "camelCase")]
 pub struct PolicyAncestorStatus {
     pub ancestor_ref: ParentReference,
-    pub controller_name: String,
+    pub controller_name: Arc<str>,
     pub conditions: Vec<Condition>,
 }
 

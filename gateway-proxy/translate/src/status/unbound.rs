@@ -83,7 +83,13 @@ fn mark_gateway(gateway: &mut GatewayStatus, unbound: &BTreeMap<String, String>)
         let generation = observed_generation(&listener.conditions);
         set(
             &mut listener.conditions,
-            Condition::new(ACCEPTED, false, REASON_PORT_UNAVAILABLE, why, generation),
+            Condition::new(
+                ACCEPTED,
+                false,
+                REASON_PORT_UNAVAILABLE,
+                why.clone(),
+                generation,
+            ),
         );
         set(
             &mut listener.conditions,

@@ -1,5 +1,7 @@
 //! Condition types and reasons, in the Gateway API's own words, and a helper to build them.
 
+use std::borrow::Cow;
+
 use crate::status::Condition;
 
 // Condition types.
@@ -56,11 +58,12 @@ pub const REASON_BACKEND_NOT_FOUND: &str = "BackendNotFound";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
     pub reason: &'static str,
-    pub message: String,
+    /// Borrowed when the message is a constant, as the conditions made from it are.
+    pub message: Cow<'static, str>,
 }
 
 impl Problem {
-    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(reason: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             reason,
             message: message.into(),
@@ -69,12 +72,17 @@ impl Problem {
 }
 
 /// `type=True` with `reason`.
-pub fn ok(type_: &str, reason: &str, message: impl Into<String>, generation: i64) -> Condition {
+pub fn ok(
+    type_: &'static str,
+    reason: &'static str,
+    message: impl Into<Cow<'static, str>>,
+    generation: i64,
+) -> Condition {
     Condition::new(type_, true, reason, message, generation)
 }
 
 /// `type=False` with the problem's reason and message.
-pub fn not_ok(type_: &str, problem: &Problem, generation: i64) -> Condition {
+pub fn not_ok(type_: &'static str, problem: &Problem, generation: i64) -> Condition {
     Condition::new(
         type_,
         false,

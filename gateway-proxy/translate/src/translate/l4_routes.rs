@@ -12,6 +12,7 @@
 //! A route that loses traffic this way stays `Accepted`, and the message of that condition names
 //! the routes that take it and what they take.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -331,7 +332,7 @@ pub fn note_superseded(statuses: &mut [ObjectStatus], superseded: &Superseded) {
             .flat_map(|p| p.conditions.iter_mut())
             .filter(|c| c.type_ == c::ACCEPTED && c.status == "True")
         {
-            condition.message.clone_from(&message);
+            condition.message = Cow::Owned(message.clone());
         }
     }
 }

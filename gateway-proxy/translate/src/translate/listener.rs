@@ -111,8 +111,9 @@ impl ListenerState {
     pub fn add_resolved_refs_problem(&mut self, problem: Problem) {
         match &mut self.resolved_refs {
             Some(first) => {
-                first.message.push_str("; ");
-                first.message.push_str(&problem.message);
+                let message = first.message.to_mut();
+                message.push_str("; ");
+                message.push_str(&problem.message);
             }
             None => self.resolved_refs = Some(problem),
         }
@@ -182,7 +183,7 @@ impl ListenerState {
             ]
             .into_iter()
             .flatten()
-            .map(|p| p.message.as_str())
+            .map(|p| &*p.message)
             .next()
             .unwrap_or("Listener supports no route kind");
             // Accepted, and waiting only for its certificate (ACME): `Pending`, "the Listener

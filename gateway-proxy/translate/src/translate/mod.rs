@@ -174,7 +174,9 @@ fn translate_with(
     let mut backend_config = backend_config::BackendConfig::resolve(store);
     let mut security = security_policy::Security::resolve(store);
     let mut rate_limits = rate_limit_policy::RateLimits::resolve(store);
-    let mut attacher = Attacher::new(store, &options.controller_name, &gateways);
+    // Shared by every route's and policy's status rather than copied into each.
+    let controller_name: Arc<str> = Arc::from(options.controller_name.as_str());
+    let mut attacher = Attacher::new(store, &controller_name, &gateways);
     let exclusions = cross_serving::exclusions(store, &gateways);
     attacher.replay_attachments(cache.replay_attachments(&exclusions));
     attacher.exclude(exclusions);
@@ -236,15 +238,15 @@ fn translate_with(
     statuses.reserve(listener_sets.len() + route_statuses.len() + 1);
     statuses.extend(listener_sets);
     statuses.extend(route_statuses);
-    statuses.extend(backend_tls.policy_statuses(&options.controller_name));
-    statuses.extend(backend_traffic.policy_statuses(&options.controller_name));
-    statuses.extend(backend_config.policy_statuses(&options.controller_name));
+    statuses.extend(backend_tls.policy_statuses(&controller_name));
+    statuses.extend(backend_traffic.policy_statuses(&controller_name));
+    statuses.extend(backend_config.policy_statuses(&controller_name));
     let (mut ports, superseded) = collected.into_ports(&gateways);
     // Route policies attach to the assembled entries: each entry gets the most specific one.
     security.attach(&mut ports);
-    statuses.extend(security.policy_statuses(&options.controller_name));
+    statuses.extend(security.policy_statuses(&controller_name));
     rate_limits.attach(&mut ports);
-    statuses.extend(rate_limits.policy_statuses(&options.controller_name));
+    statuses.extend(rate_limits.policy_statuses(&controller_name));
     // Precedence between L4 routes is decided per listener, once every route is placed: the
     // routes that lose some traffic say so in their (already collected) statuses.
     l4_routes::note_superseded(&mut statuses, &superseded);

@@ -124,7 +124,7 @@ impl RuleProblems {
             Some(first) => {
                 let message = unresolved
                     .iter()
-                    .map(|p| p.message.as_str())
+                    .map(|p| &*p.message)
                     .collect::<Vec<_>>()
                     .join("; ");
                 c::not_ok(
@@ -242,7 +242,7 @@ fn push_once(list: &mut Vec<(ObjectKey, usize)>, gateway: &ObjectKey, index: usi
 /// Attaches routes of every kind to the Gateways we serve and collects what they produce.
 pub struct Attacher<'a> {
     store: &'a Store,
-    controller_name: &'a str,
+    controller_name: &'a Arc<str>,
     gateways: &'a BTreeMap<ObjectKey, GatewayState>,
     pub collected: Collected,
     /// Clusters of every route placed somewhere.
@@ -269,7 +269,7 @@ pub struct Attacher<'a> {
 impl<'a> Attacher<'a> {
     pub fn new(
         store: &'a Store,
-        controller_name: &'a str,
+        controller_name: &'a Arc<str>,
         gateways: &'a BTreeMap<ObjectKey, GatewayState>,
     ) -> Self {
         Self {
@@ -384,7 +384,7 @@ impl<'a> Attacher<'a> {
             };
             parents.push(RouteParentStatus {
                 parent_ref: parent.echo(),
-                controller_name: self.controller_name.to_owned(),
+                controller_name: self.controller_name.clone(),
                 conditions: problems.conditions(accepted, generation, originate),
             });
         }

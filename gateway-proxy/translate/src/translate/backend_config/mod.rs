@@ -73,7 +73,7 @@ impl BackendConfig {
     }
 
     /// Status of every policy relevant to at least one served Gateway.
-    pub fn policy_statuses(&self, controller_name: &str) -> Vec<ObjectStatus> {
+    pub fn policy_statuses(&self, controller_name: &Arc<str>) -> Vec<ObjectStatus> {
         self.ancestors
             .iter()
             .filter_map(|(key, gateways)| {

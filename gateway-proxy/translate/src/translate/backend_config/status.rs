@@ -2,6 +2,8 @@
 //! Service, with `Accepted` (PolicyConditionReason `Accepted`, `TargetNotFound`, `Conflicted`,
 //! `Invalid`), written the way BackendTLSPolicy's and XBackendTrafficPolicy's are.
 
+use std::sync::Arc;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::policy::ConfigPolicy;
@@ -25,7 +27,7 @@ pub fn policy_status(
     policy: &ConfigPolicy,
     gateways: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     winners: &BTreeMap<Target, ObjectKey>,
-    controller_name: &str,
+    controller_name: &Arc<str>,
 ) -> ObjectStatus {
     ancestors::policy_status(
         POLICY_KIND,

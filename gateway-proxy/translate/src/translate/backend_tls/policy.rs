@@ -160,7 +160,7 @@ fn validation(store: &Store, key: &ObjectKey, policy: &BackendTlsPolicy) -> Vali
                 // `NoValidCACertificate`."
                 let message = format!(
                     "no caCertificateRef is usable, so no backend certificate can be trusted: {}",
-                    unresolved.as_ref().map_or("", |p| p.message.as_str())
+                    unresolved.as_ref().map_or("", |p| &*p.message)
                 );
                 return Err((
                     Problem::new(c::REASON_NO_VALID_CA_CERTIFICATE, message),
@@ -261,7 +261,7 @@ fn ca_certificates(
             first.reason,
             problems
                 .iter()
-                .map(|p| p.message.as_str())
+                .map(|p| &*p.message)
                 .collect::<Vec<_>>()
                 .join("; "),
         )

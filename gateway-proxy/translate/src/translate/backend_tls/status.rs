@@ -1,6 +1,8 @@
 //! BackendTLSPolicy status: one `ancestors[]` entry per Gateway the policy is relevant to,
 //! with `Accepted` and `ResolvedRefs`.
 
+use std::sync::Arc;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::policy::PolicyState;
@@ -25,7 +27,7 @@ pub fn policy_status(
     gateways: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     originating: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     winners: &BTreeMap<Target, ObjectKey>,
-    controller_name: &str,
+    controller_name: &Arc<str>,
 ) -> ObjectStatus {
     ancestors::policy_status(
         POLICY_KIND,

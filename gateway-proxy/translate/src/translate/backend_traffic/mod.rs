@@ -11,6 +11,8 @@ pub mod resolve;
 pub(crate) mod session;
 mod status;
 
+use std::sync::Arc;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use self::resolve::ResolvedPolicies;
@@ -66,7 +68,7 @@ impl BackendTraffic {
     }
 
     /// Status of every policy relevant to at least one served Gateway.
-    pub fn policy_statuses(&self, controller_name: &str) -> Vec<ObjectStatus> {
+    pub fn policy_statuses(&self, controller_name: &Arc<str>) -> Vec<ObjectStatus> {
         self.ancestors
             .iter()
             .filter_map(|(key, gateways)| {

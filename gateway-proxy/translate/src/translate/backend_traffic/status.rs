@@ -2,6 +2,8 @@
 //! to, with `Accepted` (PolicyConditionReason: `Accepted`, `TargetNotFound`, `Conflicted`,
 //! `Invalid`), written the way BackendTLSPolicy's are (`service_policy::ancestors`).
 
+use std::sync::Arc;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::resolve::{ResolvedPolicies, TrafficPolicy};
@@ -25,7 +27,7 @@ pub fn policy_status(
     policy: &TrafficPolicy,
     gateways: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     resolved: &ResolvedPolicies,
-    controller_name: &str,
+    controller_name: &Arc<str>,
 ) -> ObjectStatus {
     ancestors::policy_status(
         POLICY_KIND,

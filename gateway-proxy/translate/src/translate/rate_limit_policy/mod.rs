@@ -57,7 +57,7 @@ impl RateLimits {
 
     /// Status of every policy in use at a served Gateway, or with a target that does not
     /// attach.
-    pub fn policy_statuses(&self, controller_name: &str) -> Vec<ObjectStatus> {
+    pub fn policy_statuses(&self, controller_name: &Arc<str>) -> Vec<ObjectStatus> {
         route_policy::ancestors::policy_statuses(KIND, &self.resolved, controller_name)
     }
 }

@@ -4,6 +4,8 @@
 //! (naming the missing object), each with `Accepted`: `TargetNotFound`, `Conflicted`,
 //! `Invalid` or `Accepted`.
 
+use std::sync::Arc;
+
 use super::{Ancestor, Resolved, RoutePolicy};
 use crate::status::{
     Condition, ObjectStatus, ParentReference, PolicyAncestorStatus, PolicyStatus, StatusBody,
@@ -21,7 +23,7 @@ pub const REASON_CONFLICTED: &str = "Conflicted";
 pub fn policy_statuses<P: RoutePolicy>(
     kind: PolicyKind,
     resolved: &Resolved<P>,
-    controller_name: &str,
+    controller_name: &Arc<str>,
 ) -> Vec<ObjectStatus> {
     resolved
         .policies
@@ -34,7 +36,7 @@ pub fn policy_statuses<P: RoutePolicy>(
                 let ancestor: Ancestor = (gateway.clone(), section.clone());
                 ancestors.push(PolicyAncestorStatus {
                     ancestor_ref: parent_ref("Gateway", &ancestor.0, ancestor.1.clone()),
-                    controller_name: controller_name.to_owned(),
+                    controller_name: controller_name.clone(),
                     conditions: vec![accepted(kind, resolved, policy, targets)],
                 });
             }
@@ -45,7 +47,7 @@ pub fn policy_statuses<P: RoutePolicy>(
                         &problem.object,
                         problem.section_name.clone(),
                     ),
-                    controller_name: controller_name.to_owned(),
+                    controller_name: controller_name.clone(),
                     conditions: vec![c::not_ok(
                         c::ACCEPTED,
                         &problem.problem,

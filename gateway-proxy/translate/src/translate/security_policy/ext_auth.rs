@@ -131,5 +131,5 @@ fn resolve(
         },
         clusters,
     )
-    .map_err(|p| p.message)
+    .map_err(|p| p.message.into_owned())
 }

@@ -2,6 +2,8 @@
 //! use a targeted Service (GEP-713: "the relevant object for status is the Gateway"), each with
 //! the policy's conditions there.
 
+use std::sync::Arc;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{REASON_CONFLICTED, ServicePolicy, Target};
@@ -86,7 +88,7 @@ pub fn policy_status(
     kind: PolicyKind,
     key: &ObjectKey,
     gateways: &BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
-    controller_name: &str,
+    controller_name: &Arc<str>,
     conditions: impl Fn(&ObjectKey, &BTreeSet<ObjectKey>) -> Vec<Condition>,
 ) -> ObjectStatus {
     let ancestors = gateways
@@ -101,7 +103,7 @@ pub fn policy_status(
                 section_name: None,
                 port: None,
             },
-            controller_name: controller_name.to_owned(),
+            controller_name: controller_name.clone(),
             conditions: conditions(gateway, services),
         })
         .collect();
@@ -141,7 +143,7 @@ pub fn attachment_problem<P: ServicePolicy>(
     if let Some(first) = not_attached.first() {
         let message = not_attached
             .iter()
-            .map(|p| p.message.as_str())
+            .map(|p| &*p.message)
             .collect::<Vec<_>>()
             .join("; ");
         return Some(Problem::new(first.reason, message));
