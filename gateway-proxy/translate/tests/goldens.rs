@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gantry_translate::goldens::{self, INPUT_SUFFIX, OUTPUT_SUFFIX};
+use gantry_translate::status::stamp::stamp;
 use gantry_translate::translate::{CacheStats, Translation, Translator, translate};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -145,5 +146,31 @@ fn warm_translator(dir: &Path, case: &str) -> Result<(), Failed> {
             translated: 0,
             reused: routes,
         },
-    )
+    )?;
+    // Stamped, with the cache keeping the stamped copies as the proxy does: the next
+    // translation, stamped, is what a translation from scratch, stamped, gives.
+    let mut in_use = second.statuses;
+    stamp(&[], &mut in_use, "T1");
+    translator.adopt_stamped(&in_use);
+    let third = translator.translate(&Arc::new(goldens::load(case, &text)?));
+    if third.ir != cold.ir {
+        return Err(format!("{case}, after adopting the stamped statuses: the IR differs").into());
+    }
+    let mut warm = third.statuses;
+    stamp(&in_use, &mut warm, "T2");
+    let mut scratch = cold.statuses.clone();
+    stamp(&in_use, &mut scratch, "T2");
+    if warm != scratch {
+        let difference = goldens::first_difference(
+            &serde_json::to_string_pretty(&scratch).unwrap_or_default(),
+            &serde_json::to_string_pretty(&warm).unwrap_or_default(),
+        );
+        return Err(format!(
+            "{case}, after adopting the stamped statuses: the stamped statuses differ from \
+             those of a translation from scratch at {}",
+            difference.unwrap_or_default()
+        )
+        .into());
+    }
+    Ok(())
 }

@@ -155,6 +155,37 @@ fn stamps_to(old: &RouteStatus, next: &RouteStatus, now: &Arc<str>) -> bool {
         })
 }
 
+/// Whether `a` and `b` say the same, their conditions' `lastTransitionTime` aside: what a
+/// route's stamped status and its status as translated do.
+pub fn same_but_times(a: &RouteStatus, b: &RouteStatus) -> bool {
+    a.parents.len() == b.parents.len()
+        && a.parents.iter().zip(&b.parents).all(|(x, y)| {
+            let RouteParentStatus {
+                parent_ref,
+                controller_name,
+                conditions,
+            } = x;
+            *parent_ref == y.parent_ref
+                && *controller_name == y.controller_name
+                && conditions.len() == y.conditions.len()
+                && conditions.iter().zip(&y.conditions).all(|(c, d)| {
+                    let Condition {
+                        type_,
+                        status,
+                        reason,
+                        message,
+                        observed_generation,
+                        last_transition_time: _,
+                    } = c;
+                    *type_ == d.type_
+                        && *status == d.status
+                        && *reason == d.reason
+                        && *message == d.message
+                        && *observed_generation == d.observed_generation
+                })
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

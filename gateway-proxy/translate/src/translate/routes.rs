@@ -209,6 +209,30 @@ pub struct Attached {
 }
 
 impl Attached {
+    /// The route's status, when it has one.
+    #[cfg(test)]
+    pub(super) fn route_status(&self) -> Option<&Arc<RouteStatus>> {
+        match &self.status {
+            Some(ObjectStatus {
+                status: StatusBody::Route(status),
+                ..
+            }) => Some(status),
+            _ => None,
+        }
+    }
+
+    /// Takes `stamped` for its status when it says the same, times aside.
+    pub(super) fn adopt(&mut self, stamped: &Arc<RouteStatus>) {
+        if let Some(ObjectStatus {
+            status: StatusBody::Route(status),
+            ..
+        }) = &mut self.status
+            && crate::status::stamp::same_but_times(status, stamped)
+        {
+            *status = stamped.clone();
+        }
+    }
+
     /// Slots allocated and not used in its lists (what `route_cache` keeps should have none).
     #[cfg(test)]
     pub(super) fn spare_capacity(&self) -> usize {
