@@ -253,7 +253,7 @@ fn order_created(a: &Option<Time>, b: &Option<Time>) -> Ordering {
 
 fn created(store: &Store, entry: &RouteEntryIr) -> Option<Time> {
     let key = ObjectKey::new(entry.route.namespace.as_str(), entry.route.name.as_str());
-    let meta = match entry.route.kind.as_str() {
+    let meta = match &*entry.route.kind {
         "GRPCRoute" => store.grpc_routes.get(&key).map(|r| &r.metadata),
         _ => store.http_routes.get(&key).map(|r| &r.metadata),
     };

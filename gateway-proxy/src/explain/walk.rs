@@ -392,7 +392,7 @@ impl Walk<'_, '_> {
 
     fn l4_route(&mut self, route: &L4RouteIr, by: String, how: &str) {
         self.out.route = Some(RouteSummary {
-            kind: route.route.kind.clone(),
+            kind: route.route.kind.to_string(),
             namespace: route.route.namespace.clone(),
             name: route.route.name.clone(),
             rule: 0,

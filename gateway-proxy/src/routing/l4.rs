@@ -142,7 +142,7 @@ impl L4Route {
         let backends: Vec<L4Backend> = ir.backends.iter().map(L4Backend::compile).collect();
         Self {
             name: Arc::from(format!("{}/{}", ir.route.namespace, ir.route.name)),
-            kind: ir.route.kind.clone(),
+            kind: ir.route.kind.to_string(),
             total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
             backends,
         }

@@ -1,5 +1,6 @@
 //! HTTP routing: route entries, matches, rules, filters and backends (HTTPRoute, GRPCRoute).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -73,7 +74,8 @@ fn is_zero(n: &usize) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteRef {
-    pub kind: String,
+    /// A constant of the translator for every route it translates, so not a copy per route.
+    pub kind: Cow<'static, str>,
     pub namespace: String,
     pub name: String,
 }

@@ -315,7 +315,7 @@ pub fn note_superseded(statuses: &mut [ObjectStatus], superseded: &Superseded) {
             continue;
         };
         let key = RouteRef {
-            kind: status.kind.to_string(),
+            kind: status.kind.clone(),
             namespace: status.namespace.clone(),
             name: status.name.clone(),
         };

@@ -100,7 +100,7 @@ mod tests {
         Ranked {
             entry: RouteEntryIr {
                 route: std::sync::Arc::new(RouteRef {
-                    kind: "HTTPRoute".to_owned(),
+                    kind: "HTTPRoute".into(),
                     namespace: "default".to_owned(),
                     name: name.to_owned(),
                 }),

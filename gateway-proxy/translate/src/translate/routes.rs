@@ -6,6 +6,7 @@
 //! its rules into a value that implements [`TranslatedKind`]; attachment, acceptance and status are the same for every kind (Gateway
 //! API "Route status" and "ParentReference"), only placement differs.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -205,28 +206,24 @@ pub struct Attached {
     attached: Vec<(ObjectKey, usize)>,
     /// Listeners that serve the route, once each, in parentRef order.
     placed: Vec<(ObjectKey, usize)>,
-    status: Option<ObjectStatus>,
+    /// The route's kind (`HTTPRoute`, ...), for its [`ObjectStatus`].
+    kind: &'static str,
+    /// The status of the parents that are ours, if any. Only the body is kept: the
+    /// [`ObjectStatus`] around it is built from `route` when it is applied (the whole
+    /// struct, sized for a Gateway's status, was two thirds of what an `Attached` held).
+    status: Option<Arc<RouteStatus>>,
 }
 
 impl Attached {
     /// The route's status, when it has one.
     #[cfg(test)]
     pub(super) fn route_status(&self) -> Option<&Arc<RouteStatus>> {
-        match &self.status {
-            Some(ObjectStatus {
-                status: StatusBody::Route(status),
-                ..
-            }) => Some(status),
-            _ => None,
-        }
+        self.status.as_ref()
     }
 
     /// Takes `stamped` for its status when it says the same, times aside.
     pub(super) fn adopt(&mut self, stamped: &Arc<RouteStatus>) {
-        if let Some(ObjectStatus {
-            status: StatusBody::Route(status),
-            ..
-        }) = &mut self.status
+        if let Some(status) = &mut self.status
             && crate::status::stamp::same_but_times(status, stamped)
         {
             *status = stamped.clone();
@@ -236,20 +233,14 @@ impl Attached {
     /// Slots allocated and not used in its lists (what `route_cache` keeps should have none).
     #[cfg(test)]
     pub(super) fn spare_capacity(&self) -> usize {
-        let status = match &self.status {
-            Some(ObjectStatus {
-                status: StatusBody::Route(route),
-                ..
-            }) => {
-                route.parents.capacity() - route.parents.len()
-                    + route
-                        .parents
-                        .iter()
-                        .map(|p| p.conditions.capacity() - p.conditions.len())
-                        .sum::<usize>()
-            }
-            _ => 0,
-        };
+        let status = self.status.as_ref().map_or(0, |route| {
+            route.parents.capacity() - route.parents.len()
+                + route
+                    .parents
+                    .iter()
+                    .map(|p| p.conditions.capacity() - p.conditions.len())
+                    .sum::<usize>()
+        });
         self.attached.capacity() - self.attached.len() + self.placed.capacity() - self.placed.len()
             + status
     }
@@ -417,20 +408,15 @@ impl<'a> Attacher<'a> {
         attached_to.shrink_to_fit();
         Attached {
             route: Arc::new(RouteRef {
-                kind: route.kind.to_owned(),
+                kind: Cow::Borrowed(route.kind),
                 namespace: route.key.namespace.clone(),
                 name: route.key.name.clone(),
             }),
             created: route.meta.creation_timestamp.clone(),
             attached: attached_to,
             placed,
-            status: (!parents.is_empty()).then(|| ObjectStatus {
-                api_version: API_VERSION.into(),
-                kind: route.kind.into(),
-                namespace: route.key.namespace.clone(),
-                name: route.key.name.clone(),
-                status: StatusBody::Route(Arc::new(RouteStatus { parents })),
-            }),
+            kind: route.kind,
+            status: (!parents.is_empty()).then(|| Arc::new(RouteStatus { parents })),
         }
     }
 
@@ -513,7 +499,13 @@ impl<'a> Attacher<'a> {
             }
         }
         if let Some(status) = &attached.status {
-            self.statuses.push(status.clone());
+            self.statuses.push(ObjectStatus {
+                api_version: API_VERSION.into(),
+                kind: attached.kind.into(),
+                namespace: attached.route.namespace.clone(),
+                name: attached.route.name.clone(),
+                status: StatusBody::Route(status.clone()),
+            });
         }
     }
 
