@@ -16,6 +16,11 @@
 //! ([`refresh_endpoints`]) and keeps the statuses. That shortcut is checked against the
 //! translation from scratch too, before the translator is given the step.
 //!
+//! The walk runs the translator as the proxy does: each translation's statuses are stamped
+//! against those in use and handed back ([`Translator::adopt_stamped`]), so replayed routes
+//! carry their times. Its steps are therefore compared stamped: the IR exactly, and the
+//! statuses once both are stamped against the statuses in use before the step.
+//!
 //! Options: the translator's options are fixed for its life, so both translations of a pair, and
 //! every step of its walk, use B's options (B's `# options:` header, or the defaults). A is then translated with options it
 //! was not written for, which is still a translation the cache must not leak into B's.
@@ -29,6 +34,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gantry_translate::goldens;
+use gantry_translate::status::ObjectStatus;
+use gantry_translate::status::stamp::stamp;
 use gantry_translate::store::{Difference, Store};
 use gantry_translate::translate::{
     TranslateOptions, Translation, Translator, refresh_endpoints, translate,
@@ -83,14 +90,22 @@ fn translator_after(cases: &[Case], a: usize) -> Result<(), Failed> {
 
         let mut translator = Translator::new(second.options.clone());
         let mut in_use = translator.translate(&first.store);
+        // The statuses in use, stamped; a new time per step.
+        let mut stamped = in_use.statuses.clone();
+        stamp(&[], &mut stamped, "T0");
+        translator.adopt_stamped(&stamped);
         let mut previous = first.store.clone();
-        for step in goldens::walk(&first.store, &second.store) {
+        for (n, step) in goldens::walk(&first.store, &second.store)
+            .into_iter()
+            .enumerate()
+        {
             let store = Arc::new(step.store);
             let cold = translate(&store, &second.options);
             let at = format!(
                 "{pair}, one kind at a time, after taking {} from {}",
                 step.taken, second.name
             );
+            let now = format!("T{}", n + 1);
             // The runtime's shortcuts, taken when the store differs only in what the
             // translator does not read, or only in EndpointSlices.
             let shortcut = match previous.difference(&store) {
@@ -104,21 +119,43 @@ fn translator_after(cases: &[Case], a: usize) -> Result<(), Failed> {
                 )),
                 Difference::Objects => None,
             };
-            if let Some((how, kept)) = shortcut.filter(|(_, kept)| *kept != cold) {
-                failures.push(format!("{at}, with {how}: {}", difference(&cold, &kept)));
-                break;
+            if let Some((how, kept)) = shortcut {
+                let (cold, kept) = (
+                    stamped_with(&cold, &stamped, &now),
+                    stamped_with(&kept, &stamped, &now),
+                );
+                if kept != cold {
+                    failures.push(format!("{at}, with {how}: {}", difference(&cold, &kept)));
+                    break;
+                }
             }
             let warm = translator.translate(&store);
+            let (cold, warm) = (
+                stamped_with(&cold, &stamped, &now),
+                stamped_with(&warm, &stamped, &now),
+            );
             if warm != cold {
                 failures.push(format!("{at}: {}", difference(&cold, &warm)));
                 // Later steps start from a translator already known to be wrong.
                 break;
             }
+            translator.adopt_stamped(&warm.statuses);
+            stamped = warm.statuses.clone();
             in_use = warm;
             previous = store;
         }
     }
     report(&first.name, cases.len(), &failures)
+}
+
+/// `translation` with its statuses stamped at `now` against `in_use`.
+fn stamped_with(translation: &Translation, in_use: &[ObjectStatus], now: &str) -> Translation {
+    let mut statuses = translation.statuses.clone();
+    stamp(in_use, &mut statuses, now);
+    Translation {
+        ir: translation.ir.clone(),
+        statuses,
+    }
 }
 
 /// Where `warm` differs from `cold`, in the golden output's JSON.
