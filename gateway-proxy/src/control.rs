@@ -473,8 +473,6 @@ impl ControlLoop {
         let statuses = match unmarked {
             Some(unmarked) => {
                 let statuses = self.mark_and_stamp(unmarked, &ir, &unbound, &current);
-                // The route cache keeps the stamped statuses rather than a second copy.
-                self.translator.adopt_stamped(&statuses);
                 self.metrics
                     .observe_stage("status", status_started.elapsed());
                 statuses

@@ -356,7 +356,7 @@ mod tests {
                     reason: reason.into(),
                     message: "from the translation".into(),
                     observed_generation: 7,
-                    last_transition_time: None,
+                    last_transition_time: Default::default(),
                 }],
                 listeners: Vec::new(),
             }),

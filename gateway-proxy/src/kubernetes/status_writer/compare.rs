@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::OWNED_GATEWAY_CONDITIONS;
-use gantry_translate::status::types::{Condition, GatewayStatus, ListenerStatus};
+use gantry_translate::status::types::{Condition, GatewayStatus, ListenerStatus, TransitionTime};
 
 /// What the proxy wants on a Gateway, without times.
 pub(super) fn gateway_wish(desired: &GatewayStatus) -> Value {
@@ -44,8 +44,9 @@ pub(super) fn keep_times(conditions: &mut [Condition], old: &[Condition], now: &
         let previous = old
             .iter()
             .find(|o| o.type_ == condition.type_ && o.status == condition.status)
-            .and_then(|o| o.last_transition_time.clone());
-        condition.last_transition_time = Some(previous.unwrap_or_else(|| Arc::from(now)));
+            .and_then(|o| o.last_transition_time.get().cloned());
+        condition.last_transition_time =
+            TransitionTime::at(previous.unwrap_or_else(|| Arc::from(now)));
     }
 }
 
@@ -54,7 +55,7 @@ fn timeless(conditions: &[Condition]) -> Vec<Condition> {
         .iter()
         .cloned()
         .map(|mut c| {
-            c.last_transition_time = None;
+            c.last_transition_time = TransitionTime::unset();
             c
         })
         .collect();
@@ -101,7 +102,7 @@ mod tests {
 
     fn cond(type_: &'static str, ok: bool, time: Option<&str>) -> Condition {
         let mut c = Condition::new(type_, ok, "R", "m", 1);
-        c.last_transition_time = time.map(Arc::from);
+        c.last_transition_time = time.map_or_else(TransitionTime::unset, TransitionTime::at);
         c
     }
 

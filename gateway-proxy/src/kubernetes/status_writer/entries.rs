@@ -343,7 +343,10 @@ mod tests {
 
     fn parent(gateway: &str, reason: &'static str, time: Option<&str>) -> RouteParentStatus {
         let mut accepted = Condition::new("Accepted", true, reason, "m", 1);
-        accepted.last_transition_time = time.map(std::sync::Arc::from);
+        accepted.last_transition_time = time.map_or_else(
+            gantry_translate::status::TransitionTime::unset,
+            gantry_translate::status::TransitionTime::at,
+        );
         RouteParentStatus {
             parent_ref: ParentReference {
                 group: None,

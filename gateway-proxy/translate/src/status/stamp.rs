@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use std::sync::Arc;
 
-use super::types::{Condition, ObjectStatus, RouteParentStatus, RouteStatus, StatusBody};
+use super::types::{
+    Condition, ObjectStatus, RouteParentStatus, RouteStatus, StatusBody, TransitionTime,
+};
 
 /// Fills every condition's `last_transition_time` in `next`: the time from `previous` when the
 /// same object has a condition of the same type (and, for routes, the same parent) with the
@@ -76,12 +78,30 @@ fn stamp_body(before: Option<&StatusBody>, body: &mut StatusBody, now: &Arc<str>
                 }
                 _ => &[],
             };
-            for p in &mut Arc::make_mut(s).parents {
-                let old_parent = old
-                    .iter()
+            let old_of = |p: &RouteParentStatus| {
+                old.iter()
                     .find(|x| x.parent_ref == p.parent_ref)
-                    .map_or(&[][..], |x| x.conditions.as_slice());
-                stamp_conditions(old_parent, &mut p.conditions, now);
+                    .map_or(&[][..], |x| x.conditions.as_slice())
+            };
+            let fresh = s
+                .parents
+                .iter()
+                .flat_map(|p| &p.conditions)
+                .all(|c| c.last_transition_time.is_unset());
+            if fresh {
+                // As the translator made it, shared with its route cache entry: stamped in
+                // place, so that the cache replays the stamped status and no copy is made.
+                for p in &s.parents {
+                    for condition in &p.conditions {
+                        let time = stamp_time(old_of(p), condition, now);
+                        condition.last_transition_time.set_once(time);
+                    }
+                }
+            } else {
+                for p in &mut Arc::make_mut(s).parents {
+                    let old_parent = old_of(p);
+                    stamp_conditions(old_parent, &mut p.conditions, now);
+                }
             }
         }
         StatusBody::Policy(s) => {
@@ -104,7 +124,7 @@ fn stamp_body(before: Option<&StatusBody>, body: &mut StatusBody, now: &Arc<str>
 fn stamp_conditions(old: &[Condition], conditions: &mut [Condition], now: &Arc<str>) {
     for condition in conditions {
         let time = stamp_time(old, condition, now);
-        condition.last_transition_time = Some(time.clone());
+        condition.last_transition_time = TransitionTime::at(time.clone());
     }
 }
 
@@ -112,7 +132,7 @@ fn stamp_conditions(old: &[Condition], conditions: &mut [Condition], now: &Arc<s
 fn stamp_time<'a>(old: &'a [Condition], condition: &Condition, now: &'a Arc<str>) -> &'a Arc<str> {
     old.iter()
         .find(|o| o.type_ == condition.type_ && o.status == condition.status)
-        .and_then(|o| o.last_transition_time.as_ref())
+        .and_then(|o| o.last_transition_time.get())
         .unwrap_or(now)
 }
 
@@ -151,37 +171,6 @@ fn stamps_to(old: &RouteStatus, next: &RouteStatus, now: &Arc<str>) -> bool {
                         && *observed_generation == nc.observed_generation
                         && last_transition_time.as_deref()
                             == Some(&**stamp_time(old_conditions, nc, now))
-                })
-        })
-}
-
-/// Whether `a` and `b` say the same, their conditions' `lastTransitionTime` aside: what a
-/// route's stamped status and its status as translated do.
-pub fn same_but_times(a: &RouteStatus, b: &RouteStatus) -> bool {
-    a.parents.len() == b.parents.len()
-        && a.parents.iter().zip(&b.parents).all(|(x, y)| {
-            let RouteParentStatus {
-                parent_ref,
-                controller_name,
-                conditions,
-            } = x;
-            *parent_ref == y.parent_ref
-                && *controller_name == y.controller_name
-                && conditions.len() == y.conditions.len()
-                && conditions.iter().zip(&y.conditions).all(|(c, d)| {
-                    let Condition {
-                        type_,
-                        status,
-                        reason,
-                        message,
-                        observed_generation,
-                        last_transition_time: _,
-                    } = c;
-                    *type_ == d.type_
-                        && *status == d.status
-                        && *reason == d.reason
-                        && *message == d.message
-                        && *observed_generation == d.observed_generation
                 })
         })
 }
@@ -349,7 +338,7 @@ mod tests {
                     if let StatusBody::Route(s) = &mut old[0].status {
                         for p in &mut Arc::make_mut(s).parents {
                             for c in &mut p.conditions {
-                                c.last_transition_time = None;
+                                c.last_transition_time = TransitionTime::unset();
                             }
                         }
                     }

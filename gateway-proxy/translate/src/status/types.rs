@@ -1,7 +1,7 @@
 //! Status payloads: conditions, Gateway listeners, Route parents.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,8 +22,55 @@ pub struct Condition {
     pub reason: Cow<'static, str>,
     pub message: Cow<'static, str>,
     pub observed_generation: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_transition_time: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "TransitionTime::is_unset")]
+    pub last_transition_time: TransitionTime,
+}
+
+/// A condition's `lastTransitionTime`: unset as the translator makes a condition, set once
+/// when it is stamped. It can be set through a shared reference, so a route's status, which
+/// the route cache and the statuses in use share, is stamped in place rather than copied
+/// (docs/benchmarks.md, "Memory per route: status").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransitionTime(OnceLock<Arc<str>>);
+
+impl TransitionTime {
+    pub fn unset() -> Self {
+        Self::default()
+    }
+
+    pub fn at(time: impl Into<Arc<str>>) -> Self {
+        Self(OnceLock::from(time.into()))
+    }
+
+    pub fn get(&self) -> Option<&Arc<str>> {
+        self.0.get()
+    }
+
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.get().map(|time| &**time)
+    }
+
+    pub fn is_unset(&self) -> bool {
+        self.0.get().is_none()
+    }
+
+    /// Sets the time unless it is set already.
+    pub fn set_once(&self, time: &Arc<str>) {
+        let _ = self.0.set(time.clone());
+    }
+}
+
+impl Serialize for TransitionTime {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.get().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for TransitionTime {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let time = Option::<Arc<str>>::deserialize(deserializer)?;
+        Ok(time.map_or_else(Self::unset, Self::at))
+    }
 }
 
 impl Condition {
@@ -40,7 +87,7 @@ impl Condition {
             reason: Cow::Borrowed(reason),
             message: message.into(),
             observed_generation,
-            last_transition_time: None,
+            last_transition_time: TransitionTime::unset(),
         }
     }
 }

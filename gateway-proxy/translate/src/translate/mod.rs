@@ -138,21 +138,14 @@ impl Translator {
     }
 
     /// Translates `store`. Pure and deterministic, like [`translate`], but for the
-    /// `lastTransitionTime` of routes whose status was replayed after
-    /// [`Translator::adopt_stamped`]: stamping sets those again.
+    /// `lastTransitionTime` of routes whose status was replayed: the route cache shares each
+    /// route's status with the statuses the translation returned, and stamping those sets the
+    /// times in place (stamping the next translation's statuses sets them again).
     pub fn translate(&mut self, store: &Arc<Store>) -> Translation {
         self.cache.begin(store);
         let translation = translate_with(store, &self.options, &mut self.cache);
         self.cache.finish();
         translation
-    }
-
-    /// Keeps, in place of the routes' statuses of the last translation, the copies
-    /// [`crate::status::stamp::stamp`] made of them in `stamped` (its statuses once stamped):
-    /// else each route's status is held twice while it is in use, as translated and as
-    /// stamped. Statuses that differ other than in their times are left as they are.
-    pub fn adopt_stamped(&mut self, stamped: &[ObjectStatus]) {
-        self.cache.adopt_stamped(stamped);
     }
 
     /// A translator with the same options and nothing cached.

@@ -17,9 +17,9 @@
 //! With the rules, each entry keeps what attaching the route produced (listeners, placement,
 //! status: [`Attached`]). That is replayed when, besides the above, the Namespaces (their labels
 //! select routes) and the listeners excluded by cross serving (which depend on the other
-//! routes) are unchanged too. Once the statuses are stamped, the entry takes the stamped
-//! copy of its status ([`RouteCache::adopt_stamped`]), so that the status in use and the one
-//! replayed are one, not two of about 600 bytes per route.
+//! routes) are unchanged too. The status is shared with the translation's statuses, whose
+//! stamping sets its times in place ([`crate::status::stamp::stamp`]): the status in use and
+//! the one replayed are one, not two of about 600 bytes per route.
 
 use std::sync::Arc;
 
@@ -32,9 +32,7 @@ use gantry_crds::gateway::tlsroutes::TlsRoute;
 use super::cross_serving::Exclusions;
 use super::http_route::TranslatedRoute;
 use super::l4_routes::TranslatedL4Route;
-use super::parent_ref::RouteResource;
 use super::routes::Attached;
-use crate::status::{ObjectStatus, RouteStatus, StatusBody};
 use crate::store::{ObjectKey, Store, Translated};
 
 /// The translated rules and attachments of every route of the previous translation.
@@ -111,34 +109,6 @@ impl RouteCache {
             self.exclusions.clone_from(exclusions);
         }
         same
-    }
-
-    /// Takes the copies the stamp made of the last translation's route statuses (see
-    /// [`super::Translator::adopt_stamped`]).
-    pub(super) fn adopt_stamped(&mut self, stamped: &[ObjectStatus]) {
-        for object in stamped {
-            let StatusBody::Route(status) = &object.status else {
-                continue;
-            };
-            // A status the stamp shared (an unchanged route's, or one adopted before) is held
-            // at least twice; only a copy it made is held by the list alone.
-            if Arc::strong_count(status) != 1 {
-                continue;
-            }
-            let (namespace, name) = (object.namespace.as_str(), object.name.as_str());
-            let kind = &*object.kind;
-            if kind == HttpRoute::KIND {
-                self.http.adopt(namespace, name, status);
-            } else if kind == GrpcRoute::KIND {
-                self.grpc.adopt(namespace, name, status);
-            } else if kind == TlsRoute::KIND {
-                self.tls.adopt(namespace, name, status);
-            } else if kind == TcpRoute::KIND {
-                self.tcp.adopt(namespace, name, status);
-            } else if kind == UdpRoute::KIND {
-                self.udp.adopt(namespace, name, status);
-            }
-        }
     }
 
     /// What the last translation translated and reused.
@@ -248,24 +218,6 @@ impl<R: Translated, T> KindCache<R, T> {
         }
     }
 
-    /// Gives the entry of `namespace/name` from the last translation the stamped copy of its
-    /// status.
-    fn adopt(&mut self, namespace: &str, name: &str, stamped: &Arc<RouteStatus>) {
-        // Entries are sorted by key, and `ObjectKey` orders by namespace, then name.
-        let Ok(index) = self.previous.binary_search_by(|entry| {
-            (entry.key.namespace.as_str(), entry.key.name.as_str()).cmp(&(namespace, name))
-        }) else {
-            return;
-        };
-        if let Some(attached) = self.previous[index]
-            .attached
-            .as_mut()
-            .and_then(Arc::get_mut)
-        {
-            attached.adopt(stamped);
-        }
-    }
-
     fn clear(&mut self) {
         self.previous.clear();
         self.current.clear();
@@ -285,6 +237,7 @@ impl<R: Translated, T> KindCache<R, T> {
 mod tests {
     use super::super::{TranslateOptions, Translator, translate};
     use super::*;
+    use crate::status::{ObjectStatus, RouteStatus, StatusBody};
     use crate::store::load::load_store;
 
     const BASE: &str = r#"
@@ -472,9 +425,9 @@ spec:
             .collect()
     }
 
-    /// Once the stamped statuses are adopted, the cache and the statuses in use share each
-    /// route's status; the next translation replays it, times included, and stamping it again
-    /// copies nothing. A route whose status changes gets a copy, adopted in turn.
+    /// The cache and the stamped statuses in use share each route's status (stamping sets
+    /// the times in place); the next translation replays it, times included, and stamping it
+    /// again copies nothing. A route whose status changes gets a new one, shared in turn.
     #[test]
     fn the_cache_keeps_the_stamped_status_not_a_second_copy() {
         use crate::status::stamp::stamp;
@@ -489,7 +442,6 @@ spec:
         };
         let mut in_use = t.translate(&store(&[BASE, R1, GRANT])).statuses;
         stamp(&[], &mut in_use, "T1");
-        t.adopt_stamped(&in_use);
         // How many route statuses of `statuses` the cache holds too (not a copy of).
         let shared = |t: &Translator, statuses: &[ObjectStatus]| {
             let cached: Vec<&Arc<RouteStatus>> = (t.cache.http.previous.iter())
@@ -523,11 +475,10 @@ spec:
             assert!(Arc::ptr_eq(a, b), "{name} was copied");
         }
         // r1's backend becomes a Service that does not exist: its ResolvedRefs flips, so its
-        // status is stamped anew, and that copy adopted.
+        // status is new, and stamped in place.
         let edited = R1.replace("name: a, port: 80", "name: missing, port: 80");
         let mut changed = t.translate(&store(&[BASE, &edited, GRANT])).statuses;
         stamp(&next, &mut changed, "T3");
-        t.adopt_stamped(&changed);
         assert_eq!(shared(&t, &changed), 5);
         let r1 = route_statuses(&changed)
             .into_iter()

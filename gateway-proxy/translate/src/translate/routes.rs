@@ -221,15 +221,6 @@ impl Attached {
         self.status.as_ref()
     }
 
-    /// Takes `stamped` for its status when it says the same, times aside.
-    pub(super) fn adopt(&mut self, stamped: &Arc<RouteStatus>) {
-        if let Some(status) = &mut self.status
-            && crate::status::stamp::same_but_times(status, stamped)
-        {
-            *status = stamped.clone();
-        }
-    }
-
     /// Slots allocated and not used in its lists (what `route_cache` keeps should have none).
     #[cfg(test)]
     pub(super) fn spare_capacity(&self) -> usize {
