@@ -18,8 +18,8 @@
 //!
 //! The walk runs the translator as the proxy does: each translation's statuses are stamped
 //! against those in use, which stamps the route statuses the cache shares in place, so
-//! replayed routes carry their times. Its steps are therefore compared stamped: the IR exactly, and the
-//! statuses once both are stamped against the statuses in use before the step.
+//! replayed routes carry their times. Its steps are therefore compared stamped: the IR
+//! exactly, and the statuses once both are stamped against those in use before the step.
 //!
 //! Options: the translator's options are fixed for its life, so both translations of a pair, and
 //! every step of its walk, use B's options (B's `# options:` header, or the defaults). A is then translated with options it

@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 
 /// A `metav1.Condition`. `last_transition_time` is left empty by the translator and stamped by
 /// the status writer (kept from the previous status when the condition did not change).
+///
+/// Every route keeps its conditions between translations, so a condition should cost little:
+/// the type, status and reason are constants of the spec, as most messages are, and are
+/// borrowed rather than copied; all conditions stamped at one time share that time. Heap per
+/// route: docs/benchmarks.md, "Memory per route: status".
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-///
-/// Every route keeps its conditions between translations and again, stamped, in the statuses
-/// in use, so a condition should cost little: the type, status and reason are constants of the
-/// spec, as most messages are, and are borrowed rather than copied; all conditions stamped at
-/// one time share that time. Heap per route: docs/benchmarks.md, "Memory per route: status".
 pub struct Condition {
     #[serde(rename = "type")]
     pub type_: Cow<'static, str>,
