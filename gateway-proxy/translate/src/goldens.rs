@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::status::ObjectStatus;
+use crate::status::stamp::stamp;
 use crate::store::load::{LoadError, ParseCache};
 use crate::store::yaml::ParseIssue;
 use crate::store::{ObjectKey, Store, Translated};
@@ -126,6 +128,19 @@ pub fn load(case: &str, text: &str) -> Result<Store, CaseError> {
         });
     }
     Ok(store)
+}
+
+/// `translation` with its statuses stamped at `now` against `in_use`, as the proxy stamps the
+/// statuses of each translation. A route status fresh from the translator is stamped in place
+/// (see [`stamp`]), so `translation`'s own, and a translator cache sharing it, get the times
+/// too, as in the proxy.
+pub fn stamped(translation: &Translation, in_use: &[ObjectStatus], now: &str) -> Translation {
+    let mut statuses = translation.statuses.clone();
+    stamp(in_use, &mut statuses, now);
+    Translation {
+        ir: translation.ir.clone(),
+        statuses,
+    }
 }
 
 /// A translation as a golden output file holds it: the IR and the statuses, pretty JSON with

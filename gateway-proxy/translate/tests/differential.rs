@@ -34,8 +34,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gantry_translate::goldens;
-use gantry_translate::status::ObjectStatus;
-use gantry_translate::status::stamp::stamp;
 use gantry_translate::store::{Difference, Store};
 use gantry_translate::translate::{
     TranslateOptions, Translation, Translator, refresh_endpoints, translate,
@@ -89,22 +87,23 @@ fn translator_after(cases: &[Case], a: usize) -> Result<(), Failed> {
         }
 
         let mut translator = Translator::new(second.options.clone());
-        let mut in_use = translator.translate(&first.store);
-        // The statuses in use, stamped; a new time per step.
-        let mut stamped = in_use.statuses.clone();
-        stamp(&[], &mut stamped, "T0");
+        // The translation in use, its statuses stamped as the proxy stamps them.
+        let mut in_use = goldens::stamped(&translator.translate(&first.store), &[], "T0");
         let mut previous = first.store.clone();
         for (n, step) in goldens::walk(&first.store, &second.store)
             .into_iter()
             .enumerate()
         {
             let store = Arc::new(step.store);
-            let cold = translate(&store, &second.options);
             let at = format!(
                 "{pair}, one kind at a time, after taking {} from {}",
                 step.taken, second.name
             );
+            // Every translation compared stamped against the statuses in use, a new time per
+            // step.
             let now = format!("T{}", n + 1);
+            let cold =
+                goldens::stamped(&translate(&store, &second.options), &in_use.statuses, &now);
             // The runtime's shortcuts, taken when the store differs only in what the
             // translator does not read, or only in EndpointSlices.
             let shortcut = match previous.difference(&store) {
@@ -119,41 +118,23 @@ fn translator_after(cases: &[Case], a: usize) -> Result<(), Failed> {
                 Difference::Objects => None,
             };
             if let Some((how, kept)) = shortcut {
-                let (cold, kept) = (
-                    stamped_with(&cold, &stamped, &now),
-                    stamped_with(&kept, &stamped, &now),
-                );
+                let kept = goldens::stamped(&kept, &in_use.statuses, &now);
                 if kept != cold {
                     failures.push(format!("{at}, with {how}: {}", difference(&cold, &kept)));
                     break;
                 }
             }
-            let warm = translator.translate(&store);
-            let (cold, warm) = (
-                stamped_with(&cold, &stamped, &now),
-                stamped_with(&warm, &stamped, &now),
-            );
+            let warm = goldens::stamped(&translator.translate(&store), &in_use.statuses, &now);
             if warm != cold {
                 failures.push(format!("{at}: {}", difference(&cold, &warm)));
                 // Later steps start from a translator already known to be wrong.
                 break;
             }
-            stamped = warm.statuses.clone();
             in_use = warm;
             previous = store;
         }
     }
     report(&first.name, cases.len(), &failures)
-}
-
-/// `translation` with its statuses stamped at `now` against `in_use`.
-fn stamped_with(translation: &Translation, in_use: &[ObjectStatus], now: &str) -> Translation {
-    let mut statuses = translation.statuses.clone();
-    stamp(in_use, &mut statuses, now);
-    Translation {
-        ir: translation.ir.clone(),
-        statuses,
-    }
 }
 
 /// Where `warm` differs from `cold`, in the golden output's JSON.

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gantry_translate::goldens::{self, INPUT_SUFFIX, OUTPUT_SUFFIX};
-use gantry_translate::status::stamp::stamp;
 use gantry_translate::translate::{CacheStats, Translation, Translator, translate};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -109,19 +108,11 @@ fn warm_translator(dir: &Path, case: &str) -> Result<(), Failed> {
         + store.udp_routes.len();
     let mut translator = Translator::new(options);
     let check = |step: &str, warm: &Translation, stats: CacheStats, expected: CacheStats| {
-        if *warm != cold {
-            let difference = goldens::first_difference(
-                &goldens::render(&cold).unwrap_or_default(),
-                &goldens::render(warm).unwrap_or_default(),
-            );
-            return Err(Failed::from(format!(
-                "{case}, {step}: the translator's output differs from a translation from \
-                 scratch at {}",
-                difference.unwrap_or_else(|| "a field JSON does not show".to_owned())
-            )));
-        }
+        same_as_scratch(case, step, &cold, warm)?;
         if stats != expected {
-            return Err(format!("{case}, {step}: {stats:?}, expected {expected:?}").into());
+            return Err(Failed::from(format!(
+                "{case}, {step}: {stats:?}, expected {expected:?}"
+            )));
         }
         Ok(())
     };
@@ -149,27 +140,32 @@ fn warm_translator(dir: &Path, case: &str) -> Result<(), Failed> {
     )?;
     // Stamped, as the proxy does (which stamps the statuses the cache shares): the next
     // translation, stamped, is what a translation from scratch, stamped, gives.
-    let mut in_use = second.statuses;
-    stamp(&[], &mut in_use, "T1");
+    let in_use = goldens::stamped(&second, &[], "T1").statuses;
     let third = translator.translate(&Arc::new(goldens::load(case, &text)?));
-    if third.ir != cold.ir {
-        return Err(format!("{case}, after stamping: the IR differs").into());
+    same_as_scratch(
+        case,
+        "third translation, stamped",
+        &goldens::stamped(&cold, &in_use, "T2"),
+        &goldens::stamped(&third, &in_use, "T2"),
+    )
+}
+
+/// `Ok` when `warm` is `cold`, else where they first differ in the golden output's JSON.
+fn same_as_scratch(
+    case: &str,
+    step: &str,
+    cold: &Translation,
+    warm: &Translation,
+) -> Result<(), Failed> {
+    if warm == cold {
+        return Ok(());
     }
-    let mut warm = third.statuses;
-    stamp(&in_use, &mut warm, "T2");
-    let mut scratch = cold.statuses.clone();
-    stamp(&in_use, &mut scratch, "T2");
-    if warm != scratch {
-        let difference = goldens::first_difference(
-            &serde_json::to_string_pretty(&scratch).unwrap_or_default(),
-            &serde_json::to_string_pretty(&warm).unwrap_or_default(),
-        );
-        return Err(format!(
-            "{case}, after stamping: the stamped statuses differ from \
-             those of a translation from scratch at {}",
-            difference.unwrap_or_default()
-        )
-        .into());
-    }
-    Ok(())
+    let difference = goldens::first_difference(
+        &goldens::render(cold).unwrap_or_default(),
+        &goldens::render(warm).unwrap_or_default(),
+    );
+    Err(Failed::from(format!(
+        "{case}, {step}: the translator's output differs from a translation from scratch at {}",
+        difference.unwrap_or_else(|| "a field JSON does not show".to_owned())
+    )))
 }

@@ -206,8 +206,6 @@ pub struct Attached {
     attached: Vec<(ObjectKey, usize)>,
     /// Listeners that serve the route, once each, in parentRef order.
     placed: Vec<(ObjectKey, usize)>,
-    /// The route's kind (`HTTPRoute`, ...), for its [`ObjectStatus`].
-    kind: &'static str,
     /// The status of the parents that are ours, if any. Only the body is kept: the
     /// [`ObjectStatus`] around it is built from `route` when it is applied (the whole
     /// struct, sized for a Gateway's status, was two thirds of what an `Attached` held).
@@ -406,7 +404,6 @@ impl<'a> Attacher<'a> {
             created: route.meta.creation_timestamp.clone(),
             attached: attached_to,
             placed,
-            kind: route.kind,
             status: (!parents.is_empty()).then(|| Arc::new(RouteStatus { parents })),
         }
     }
@@ -492,7 +489,7 @@ impl<'a> Attacher<'a> {
         if let Some(status) = &attached.status {
             self.statuses.push(ObjectStatus {
                 api_version: API_VERSION.into(),
-                kind: attached.kind.into(),
+                kind: attached.route.kind.clone(),
                 namespace: attached.route.namespace.clone(),
                 name: attached.route.name.clone(),
                 status: StatusBody::Route(status.clone()),
