@@ -506,6 +506,11 @@ impl ControlLoop {
             unbound_ports: unbound,
             store: Some(applied_store),
         }));
+        if version != current.version {
+            // Translation and compilation freed far more than they kept; give it back now
+            // rather than after mimalloc's purge delay, which a quiet proxy may never reach.
+            gantry_allocator::release_free_memory();
+        }
         // Set after the view, so that the gauge never names a version `/config` does not show.
         self.metrics
             .config_version

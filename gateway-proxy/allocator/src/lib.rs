@@ -68,6 +68,19 @@ unsafe impl GlobalAlloc for Mimalloc {
     }
 }
 
+/// Gives back to the system the memory the calling thread's heap holds but no longer uses,
+/// and the pages other threads left behind, without waiting for mimalloc's purge delay.
+///
+/// Call it after a burst of short-lived allocations that a long quiet spell may follow: the
+/// proxy calls it once a new configuration is in use, whose translation and compilation freed
+/// far more than they kept. With 5,000 routes that returns about 1 MiB of resident memory
+/// (docs/benchmarks.md, "Memory per route: what is left"); it takes well under a millisecond
+/// and runs after the configuration is published, so no request waits for it.
+pub fn release_free_memory() {
+    // SAFETY: `mi_collect` has no preconditions; it may be called from any thread at any time.
+    unsafe { mi::mi_collect(true) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +117,25 @@ mod tests {
                 grown,
                 Layout::from_size_align(layout.size() * 2, layout.align()).unwrap(),
             );
+        }
+    }
+
+    #[test]
+    fn releasing_free_memory_keeps_live_blocks() {
+        let allocator = Mimalloc;
+        let layout = Layout::from_size_align(4096, 8).unwrap();
+        // SAFETY: each block is freed once, with its layout.
+        unsafe {
+            let kept = allocator.alloc(layout);
+            std::slice::from_raw_parts_mut(kept, layout.size()).fill(0xa5);
+            let freed: Vec<_> = (0..256).map(|_| allocator.alloc(layout)).collect();
+            for ptr in freed {
+                allocator.dealloc(ptr, layout);
+            }
+            release_free_memory();
+            let block = std::slice::from_raw_parts(kept, layout.size());
+            assert!(block.iter().all(|&b| b == 0xa5), "a live block changed");
+            allocator.dealloc(kept, layout);
         }
     }
 
