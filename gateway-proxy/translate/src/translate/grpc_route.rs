@@ -75,7 +75,7 @@ pub fn translate_route(store: &Store, namespace: &str, route: &GrpcRoute) -> Tra
             Err(problem) => out.problems.dropped.push((index, problem)),
         }
     }
-    out.clusters = all_clusters.into_values().collect();
+    out.clusters = all_clusters.into_values().map(Arc::new).collect();
     out.shrink_to_fit();
     out
 }

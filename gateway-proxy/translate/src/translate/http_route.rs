@@ -41,7 +41,8 @@ pub struct TranslatedRoute {
     pub problems: RuleProblems,
     /// Clusters the served rules use, sorted by name. A list rather than a map: it is kept for every
     /// route between translations, and a map's node costs far more than its one or two entries.
-    pub clusters: Vec<ClusterIr>,
+    /// Shared with every other route of the kind that uses the same cluster (`route_cache`).
+    pub clusters: Vec<Arc<ClusterIr>>,
     pub hostnames: Vec<String>,
     /// Services of backends made invalid because their BackendTLSPolicy cannot be used (their
     /// clusters are gone from `clusters`).
@@ -92,8 +93,12 @@ impl TranslatedKind for TranslatedRoute {
         &self.problems
     }
 
-    fn clusters(&self) -> &[ClusterIr] {
+    fn clusters(&self) -> &[Arc<ClusterIr>] {
         &self.clusters
+    }
+
+    fn clusters_mut(&mut self) -> &mut [Arc<ClusterIr>] {
+        &mut self.clusters
     }
 
     fn services(&self) -> BTreeSet<ObjectKey> {
@@ -190,7 +195,7 @@ pub fn translate_route(store: &Store, namespace: &str, route: &HttpRoute) -> Tra
             Err(problem) => out.problems.dropped.push((index, problem)),
         }
     }
-    out.clusters = all_clusters.into_values().collect();
+    out.clusters = all_clusters.into_values().map(Arc::new).collect();
     out.shrink_to_fit();
     out
 }

@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
 use gantry_crds::gateway::experimental::udproutes::UdpRoute;
@@ -42,7 +43,7 @@ pub struct TranslatedL4Route {
     /// `Terminate`): a backend whose BackendTLSPolicy cannot be used has no cluster.
     backends: Vec<L4BackendIr>,
     /// Sorted by name (a list: see `http_route::TranslatedRoute::clusters`).
-    clusters: Vec<ClusterIr>,
+    clusters: Vec<Arc<ClusterIr>>,
     /// TLSRoute only, when a BackendTLSPolicy governs one of its backends: the backends and
     /// clusters a TLS `Passthrough` listener uses instead.
     passthrough: Option<Passthrough>,
@@ -60,7 +61,7 @@ pub struct TranslatedL4Route {
 struct Passthrough {
     backends: Vec<L4BackendIr>,
     /// The plaintext clusters of the governed backends; the others use `clusters`.
-    clusters: Vec<ClusterIr>,
+    clusters: Vec<Arc<ClusterIr>>,
 }
 
 /// A route placed on a listener, competing with the others placed there.
@@ -79,11 +80,15 @@ impl TranslatedKind for TranslatedL4Route {
         &self.problems
     }
 
-    fn clusters(&self) -> &[ClusterIr] {
+    fn clusters(&self) -> &[Arc<ClusterIr>] {
         &self.clusters
     }
 
-    fn passthrough_clusters(&self) -> Option<&[ClusterIr]> {
+    fn clusters_mut(&mut self) -> &mut [Arc<ClusterIr>] {
+        &mut self.clusters
+    }
+
+    fn passthrough_clusters(&self) -> Option<&[Arc<ClusterIr>]> {
         self.passthrough.as_ref().map(|p| &p.clusters[..])
     }
 
@@ -147,7 +152,7 @@ impl TranslatedL4Route {
         for cluster in &mut self.clusters {
             match tls(cluster) {
                 ClusterTls::None => continue,
-                ClusterTls::Tls(settings) => cluster.tls = Some(settings),
+                ClusterTls::Tls(settings) => Arc::make_mut(cluster).tls = Some(settings),
                 ClusterTls::Unusable { policy, problem } => {
                     self.problems
                         .unresolved_when_originating
@@ -187,10 +192,12 @@ impl TranslatedL4Route {
                     .clusters
                     .iter()
                     .filter(|c| governed.contains(&c.name))
-                    .map(|c| ClusterIr {
-                        name: plain(&c.name),
-                        tls: None,
-                        ..c.clone()
+                    .map(|c| {
+                        Arc::new(ClusterIr {
+                            name: plain(&c.name),
+                            tls: None,
+                            ..(**c).clone()
+                        })
                     })
                     .collect(),
             });
@@ -475,6 +482,6 @@ fn translate(
         };
         out.backends.push(L4BackendIr { weight, cluster });
     }
-    out.clusters = clusters.into_values().collect();
+    out.clusters = clusters.into_values().map(Arc::new).collect();
     out
 }

@@ -166,11 +166,13 @@ pub trait TranslatedKind {
     fn hostnames(&self) -> &[String];
     fn problems(&self) -> &RuleProblems;
     /// Clusters the served rules use.
-    fn clusters(&self) -> &[ClusterIr];
+    fn clusters(&self) -> &[Arc<ClusterIr>];
+    /// The same, for the route cache to share them between routes.
+    fn clusters_mut(&mut self) -> &mut [Arc<ClusterIr>];
     /// Clusters a TLS `Passthrough` listener uses besides those of [`Self::clusters`] that
     /// originate no TLS, when they differ: `None` when a passthrough listener uses
     /// [`Self::clusters`] as they are (see `l4_routes::Passthrough`).
-    fn passthrough_clusters(&self) -> Option<&[ClusterIr]> {
+    fn passthrough_clusters(&self) -> Option<&[Arc<ClusterIr>]> {
         None
     }
     /// Services the route's backends reference, usable or not (policies that target Services,
@@ -478,10 +480,11 @@ impl<'a> Attacher<'a> {
             };
             for cluster in clusters.iter().chain(passthrough) {
                 match self.clusters.get_mut(&cluster.name) {
-                    Some(existing) if existing == cluster => {}
+                    Some(existing) if existing == &**cluster => {}
                     Some(existing) => existing.clone_from(cluster),
                     None => {
-                        self.clusters.insert(cluster.name.clone(), cluster.clone());
+                        self.clusters
+                            .insert(cluster.name.clone(), ClusterIr::clone(cluster));
                     }
                 }
             }

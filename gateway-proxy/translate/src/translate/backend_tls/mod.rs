@@ -100,7 +100,7 @@ impl BackendTls {
         let mut unusable = BTreeSet::new();
         for cluster in &mut route.clusters {
             match self.for_cluster(store, cluster) {
-                ClusterTls::Tls(tls) => cluster.tls = Some(tls),
+                ClusterTls::Tls(tls) => Arc::make_mut(cluster).tls = Some(tls),
                 ClusterTls::Unusable { policy, problem } => {
                     route.problems.unresolved.push(unusable_problem(
                         cluster,
