@@ -194,7 +194,7 @@ mod tests {
             kind: "Gateway".into(),
             namespace: "ns".into(),
             name: "gw".into(),
-            status: StatusBody::Gateway(GatewayStatus {
+            status: StatusBody::Gateway(Box::new(GatewayStatus {
                 conditions: vec![
                     condition("Accepted", true, "Accepted"),
                     condition("Programmed", false, "Invalid"),
@@ -210,7 +210,7 @@ mod tests {
                     ],
                 }],
                 ..GatewayStatus::default()
-            }),
+            })),
         };
         let found = of_object(&gateway, Some("gw.yaml:3".into()));
         let named: Vec<_> = found

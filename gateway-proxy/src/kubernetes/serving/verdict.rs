@@ -347,7 +347,7 @@ mod tests {
             kind: "Gateway".into(),
             namespace: "ns".into(),
             name: "gw".into(),
-            status: StatusBody::Gateway(gantry_translate::status::GatewayStatus {
+            status: StatusBody::Gateway(Box::new(gantry_translate::status::GatewayStatus {
                 addresses: Vec::new(),
                 attached_listener_sets: None,
                 conditions: vec![Condition {
@@ -359,7 +359,7 @@ mod tests {
                     last_transition_time: Default::default(),
                 }],
                 listeners: Vec::new(),
-            }),
+            })),
         }
     }
 

@@ -285,7 +285,7 @@ impl GatewayState {
             kind: "Gateway".into(),
             namespace: self.key.namespace.clone(),
             name: self.key.name.clone(),
-            status: StatusBody::Gateway(GatewayStatus {
+            status: StatusBody::Gateway(Box::new(GatewayStatus {
                 addresses: Vec::new(),
                 attached_listener_sets: self.reports_listener_sets.then(|| {
                     let attached = self
@@ -297,7 +297,7 @@ impl GatewayState {
                 }),
                 conditions,
                 listeners: own.iter().map(|l| l.status(generation)).collect(),
-            }),
+            })),
         }
     }
 }

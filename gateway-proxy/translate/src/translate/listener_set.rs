@@ -252,12 +252,12 @@ impl ListenerSetState {
             kind: KIND.into(),
             namespace: self.key.namespace.clone(),
             name: self.key.name.clone(),
-            status: StatusBody::Gateway(GatewayStatus {
+            status: StatusBody::Gateway(Box::new(GatewayStatus {
                 addresses: Vec::new(),
                 attached_listener_sets: None,
                 conditions: vec![accepted, programmed],
                 listeners: own.iter().map(|l| l.status(generation)).collect(),
-            }),
+            })),
         }
     }
 }
