@@ -506,9 +506,12 @@ impl ControlLoop {
             unbound_ports: unbound,
             store: Some(applied_store),
         }));
-        if version != current.version {
-            // Translation and compilation freed far more than they kept; give it back now
-            // rather than after mimalloc's purge delay, which a quiet proxy may never reach.
+        if !translated_before && version != current.version {
+            // The first configuration: reading and translating every object freed far more
+            // than it kept. Given back now rather than after mimalloc's purge delay, which a
+            // quiet proxy may never reach. Not after later changes: their pages are reused by
+            // the next one, and faulting them in again slowed a new route at 5,000 routes by
+            // about 1.4 ms (docs/benchmarks.md, "Memory per route: what is left").
             gantry_allocator::release_free_memory();
         }
         // Set after the view, so that the gauge never names a version `/config` does not show.
