@@ -72,10 +72,10 @@ unsafe impl GlobalAlloc for Mimalloc {
 /// and the pages other threads left behind, without waiting for mimalloc's purge delay.
 ///
 /// Call it after a burst of short-lived allocations that a long quiet spell may follow: the
-/// proxy calls it once a new configuration is in use, whose translation and compilation freed
+/// proxy calls it once its first configuration is in use, whose reading and translation freed
 /// far more than they kept. With 5,000 routes that returns about 1 MiB of resident memory
-/// (docs/benchmarks.md, "Memory per route: what is left"); it takes well under a millisecond
-/// and runs after the configuration is published, so no request waits for it.
+/// (docs/benchmarks.md, "Memory per route: what is left"). Not for every change: memory given
+/// back is faulted in again by the next allocations, which costs more than it saves there.
 pub fn release_free_memory() {
     // SAFETY: `mi_collect` has no preconditions; it may be called from any thread at any time.
     unsafe { mi::mi_collect(true) }
