@@ -2,9 +2,8 @@
 //! Service, with `Accepted` (PolicyConditionReason `Accepted`, `TargetNotFound`, `Conflicted`,
 //! `Invalid`), written the way BackendTLSPolicy's and XBackendTrafficPolicy's are.
 
-use std::sync::Arc;
-
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::policy::ConfigPolicy;
 use crate::status::{Condition, ObjectStatus};

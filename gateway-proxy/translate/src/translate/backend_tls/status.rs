@@ -1,9 +1,8 @@
 //! BackendTLSPolicy status: one `ancestors[]` entry per Gateway the policy is relevant to,
 //! with `Accepted` and `ResolvedRefs`.
 
-use std::sync::Arc;
-
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::policy::PolicyState;
 use crate::status::{Condition, ObjectStatus};

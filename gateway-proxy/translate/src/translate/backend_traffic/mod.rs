@@ -11,9 +11,8 @@ pub mod resolve;
 pub(crate) mod session;
 mod status;
 
-use std::sync::Arc;
-
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use self::resolve::ResolvedPolicies;
 use super::service_policy::Ancestors;

@@ -2,9 +2,8 @@
 //! to, with `Accepted` (PolicyConditionReason: `Accepted`, `TargetNotFound`, `Conflicted`,
 //! `Invalid`), written the way BackendTLSPolicy's are (`service_policy::ancestors`).
 
-use std::sync::Arc;
-
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::resolve::{ResolvedPolicies, TrafficPolicy};
 use crate::status::{Condition, ObjectStatus};

@@ -2,9 +2,8 @@
 //! use a targeted Service (GEP-713: "the relevant object for status is the Gateway"), each with
 //! the policy's conditions there.
 
-use std::sync::Arc;
-
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::{REASON_CONFLICTED, ServicePolicy, Target};
 use crate::status::{
