@@ -543,6 +543,83 @@ async fn filters_apply_over_the_wire() {
     assert!(first.starts_with("POST /modify") && second.starts_with("POST /modify"));
 }
 
+/// A stream whose first write sends one byte only, so the proxy may see a first segment
+/// that is just "P": the start of the HTTP/2 preface and of `POST` alike.
+struct OneByteFirst(TcpStream, bool);
+
+impl tokio::io::AsyncRead for OneByteFirst {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for OneByteFirst {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let first = std::mem::replace(&mut self.1, false);
+        let buf = if first { &buf[..buf.len().min(1)] } else { buf };
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// The proxy peeks at a cleartext connection's first bytes to choose HTTP/1 or HTTP/2; a first
+/// segment that does not settle it ("P") is served by reading on, with either protocol.
+#[tokio::test]
+async fn a_first_segment_that_could_be_either_protocol_is_served_by_the_one_that_follows() {
+    let proxy = start_proxy(Duration::from_secs(5)).await;
+    let connect = || async {
+        let stream = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        OneByteFirst(stream, true)
+    };
+    let (mut sender, connection) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
+        TokioExecutor::new(),
+        TokioIo::new(connect().await),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let request = Request::get("http://app.example.com/echo/split-h2")
+        .body(Full::default())
+        .unwrap();
+    let answer = answer(sender.send_request(request).await.unwrap()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(
+        answer.body.starts_with("GET /echo/split-h2\n"),
+        "{}",
+        answer.body
+    );
+
+    let mut stream = connect().await;
+    stream
+        .write_all(b"POST /echo/split-h1 HTTP/1.1\r\nhost: app.example.com\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.0.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("POST /echo/split-h1\n"), "{response}");
+}
+
 #[tokio::test]
 async fn http2_prior_knowledge_and_h2c_upstreams() {
     let proxy = start_proxy(Duration::from_secs(5)).await;

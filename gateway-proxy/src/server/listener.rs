@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::activity::{Activity, Verdict, Watchdog};
 use super::drain::Watcher;
+use super::http_version::HttpVersion;
 use super::l4::{self, Transport};
 use super::request_timer::RequestTimer;
 use super::wake_gate::WakeGate;
@@ -193,16 +194,20 @@ async fn serve(stream: TcpStream, info: ConnectionInfo, shared: Arc<Shared>, dra
     let _ = stream.set_nodelay(true);
     let tls_port = shared.snapshot.load().tls.port(info.port).is_some();
     if tls_port {
-        super::tls::serve(stream, info, shared, drain).await;
+        // Boxed: a TLS connection's future holds the handshake and the TLS stream, some
+        // 13 KiB a cleartext connection's task would otherwise be sized for.
+        Box::pin(super::tls::serve(stream, info, shared, drain)).await;
     } else {
-        serve_http(stream, info, shared, drain).await;
+        let version = HttpVersion::peek(&stream, shared.options.connections.timeouts.header).await;
+        serve_http(stream, version, info, shared, drain).await;
     }
 }
 
-/// Serves HTTP/1.1 or HTTP/2 on `stream` until it closes, or until draining finishes it
-/// gracefully.
+/// Serves HTTP/1.1 or HTTP/2 (`version`, when already known) on `stream` until it closes, or
+/// until draining finishes it gracefully.
 pub(super) async fn serve_http<S>(
     stream: S,
+    version: HttpVersion,
     info: ConnectionInfo,
     shared: Arc<Shared>,
     mut drain: Watcher,
@@ -228,9 +233,7 @@ pub(super) async fn serve_http<S>(
             Ok::<_, Infallible>(response)
         }
     });
-    let connection = shared
-        .http
-        .serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let connection = shared.http.serve(version, TokioIo::new(stream), service);
     tokio::pin!(connection);
     let mut watchdog = Watchdog::new(activity, shared.options.connections.timeouts);
     let mut closing = false;

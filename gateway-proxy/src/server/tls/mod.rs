@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 pub use self::prefixed::Prefixed;
 use super::Shared;
 use super::drain::Watcher;
+use super::http_version::HttpVersion;
 use super::listener::{self, ConnectionInfo};
 use crate::routing::tls::TlsAction;
 
@@ -135,12 +136,13 @@ pub(super) async fn serve(
         return;
     }
     let tls_info = info_of(tls.get_ref().1.peer_certificates().is_some());
+    let version = HttpVersion::of_alpn(tls.get_ref().1.alpn_protocol());
     drop(snapshot);
     let info = ConnectionInfo {
         tls: Some(Arc::new(tls_info)),
         ..info
     };
-    listener::serve_http(tls, info, shared, drain).await;
+    listener::serve_http(tls, version, info, shared, drain).await;
 }
 
 /// A TLS 1.2-framed fatal `unrecognized_name` (112) alert.

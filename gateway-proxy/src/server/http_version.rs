@@ -1,0 +1,239 @@
+//! Which HTTP a client connection speaks, decided before hyper reads from it where that can
+//! be done without consuming a byte, and the connection served with that protocol's builder.
+//!
+//! hyper-util's `auto` builder tells the HTTP/2 preface from an HTTP/1 request by reading up
+//! to 24 bytes and handing them back through a prefix that hyper reads first. hyper then asks
+//! its read buffer for 8 KiB more with those bytes still in it, so the buffer doubles to
+//! 16 KiB, and it keeps that buffer for the life of the connection: 8 KiB more per open
+//! connection, idle keep-alive connections included. Here a cleartext connection is peeked at
+//! instead (the bytes stay in the socket), and a TLS connection's ALPN names its protocol;
+//! only a connection that neither settles (a first segment of one or two bytes that could
+//! still be the preface, a TLS client without ALPN) goes through `auto`. The figures are in
+//! docs/benchmarks.md, "Memory per connection".
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
+use hyper::rt::{Read, Write};
+use hyper::server::conn::{http1, http2};
+use hyper::service::{HttpService, Service};
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4) a client with prior knowledge sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The protocol of a connection, as far as it is known before serving it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HttpVersion {
+    Http1,
+    Http2,
+    /// Not known yet: hyper-util reads the first bytes to tell.
+    Unknown,
+}
+
+impl HttpVersion {
+    /// What the first bytes of a cleartext connection say. Any byte that departs from the
+    /// HTTP/2 preface makes it HTTP/1; a complete preface makes it HTTP/2; a part of the
+    /// preface, or nothing, leaves it unknown.
+    pub(crate) fn of_first_bytes(bytes: &[u8]) -> Self {
+        if bytes.is_empty() {
+            Self::Unknown
+        } else if !H2_PREFACE.starts_with(&bytes[..bytes.len().min(H2_PREFACE.len())]) {
+            Self::Http1
+        } else if bytes.len() >= H2_PREFACE.len() {
+            Self::Http2
+        } else {
+            Self::Unknown
+        }
+    }
+
+    /// The protocol a TLS handshake agreed on through ALPN (RFC 7301); without ALPN a client
+    /// may still send the HTTP/2 preface, so it is unknown.
+    pub(crate) fn of_alpn(protocol: Option<&[u8]>) -> Self {
+        match protocol {
+            Some(b"h2") => Self::Http2,
+            Some(b"http/1.1" | b"http/1.0") => Self::Http1,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// Peeks at what a cleartext client sent first, waiting at most `within` for it (the
+    /// header timeout; after it, `auto` and the connection's watchdog take over as before).
+    pub(crate) async fn peek(stream: &TcpStream, within: Duration) -> Self {
+        let mut first = [0u8; H2_PREFACE.len()];
+        match tokio::time::timeout(within, stream.peek(&mut first)).await {
+            Ok(Ok(n)) => Self::of_first_bytes(&first[..n]),
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// The builders of the three ways of serving, configured alike.
+pub(crate) struct HttpBuilders {
+    pub(crate) auto: auto::Builder<TokioExecutor>,
+    pub(crate) http1: http1::Builder,
+    pub(crate) http2: http2::Builder<TokioExecutor>,
+}
+
+impl HttpBuilders {
+    /// Serves `io` with `service` over `version`, with HTTP/1 upgrades.
+    pub(crate) fn serve<I, S, B>(&self, version: HttpVersion, io: I, service: S) -> Served<'_, I, S>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+        I: Read + Write + Unpin + Send + 'static,
+    {
+        match version {
+            HttpVersion::Http1 => Served::Http1 {
+                connection: self.http1.serve_connection(io, service).with_upgrades(),
+            },
+            HttpVersion::Http2 => Served::Http2 {
+                connection: self.http2.serve_connection(io, service),
+            },
+            HttpVersion::Unknown => Served::Auto {
+                connection: self.auto.serve_connection_with_upgrades(io, service),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection being served, by whichever builder served it.
+    #[project = ServedProj]
+    pub(crate) enum Served<'a, I, S>
+    where
+        S: HttpService<Incoming>,
+    {
+        Http1 { #[pin] connection: http1::UpgradeableConnection<I, S> },
+        Http2 { #[pin] connection: http2::Connection<I, S, TokioExecutor> },
+        Auto { #[pin] connection: auto::UpgradeableConnection<'a, I, S, TokioExecutor> },
+    }
+}
+
+impl<I, S, B> Served<'_, I, S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    I: Read + Write + Unpin + Send + 'static,
+{
+    /// Starts a graceful shutdown: HTTP/1 finishes the request in flight, HTTP/2 sends GOAWAY.
+    pub(crate) fn graceful_shutdown(self: Pin<&mut Self>) {
+        match self.project() {
+            ServedProj::Http1 { connection } => connection.graceful_shutdown(),
+            ServedProj::Http2 { connection } => connection.graceful_shutdown(),
+            ServedProj::Auto { connection } => connection.graceful_shutdown(),
+        }
+    }
+}
+
+impl<I, S, B> Future for Served<'_, I, S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    I: Read + Write + Unpin + Send + 'static,
+{
+    type Output = Result<(), BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ServedProj::Http1 { connection } => connection.poll(cx).map_err(Into::into),
+            ServedProj::Http2 { connection } => connection.poll(cx).map_err(Into::into),
+            ServedProj::Auto { connection } => connection.poll(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_bytes_settle_the_protocol_as_soon_as_they_can() {
+        assert_eq!(
+            HttpVersion::of_first_bytes(b"GET / HTTP/1.1\r\n"),
+            HttpVersion::Http1
+        );
+        // One byte off the preface is enough; "P" alone is not.
+        assert_eq!(
+            HttpVersion::of_first_bytes(b"POST / HTTP/1.1"),
+            HttpVersion::Http1
+        );
+        assert_eq!(HttpVersion::of_first_bytes(b"G"), HttpVersion::Http1);
+        assert_eq!(HttpVersion::of_first_bytes(b"P"), HttpVersion::Unknown);
+        assert_eq!(
+            HttpVersion::of_first_bytes(b"PRI * HTTP/2.0\r\n"),
+            HttpVersion::Unknown
+        );
+        assert_eq!(HttpVersion::of_first_bytes(H2_PREFACE), HttpVersion::Http2);
+        assert_eq!(HttpVersion::of_first_bytes(b""), HttpVersion::Unknown);
+    }
+
+    /// The peek leaves the bytes in the socket for hyper, and waits for the first segment.
+    #[tokio::test]
+    async fn a_peek_reads_nothing_away() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let within = Duration::from_secs(10);
+        client.write_all(b"P").await.unwrap();
+        assert_eq!(
+            HttpVersion::peek(&server, within).await,
+            HttpVersion::Unknown
+        );
+        let mut first = [0u8; 1];
+        server.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"P");
+        let mut other = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut served, _) = listener.accept().await.unwrap();
+        other.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        assert_eq!(HttpVersion::peek(&served, within).await, HttpVersion::Http1);
+        let mut request = [0u8; 18];
+        served.read_exact(&mut request).await.unwrap();
+        assert_eq!(&request, b"GET / HTTP/1.1\r\n\r\n");
+        let mut h2 = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (h2_served, _) = listener.accept().await.unwrap();
+        h2.write_all(H2_PREFACE).await.unwrap();
+        let mut version = HttpVersion::peek(&h2_served, within).await;
+        // The preface may arrive in more than one segment; it is HTTP/2 once all of it is in.
+        while version == HttpVersion::Unknown {
+            h2_served.readable().await.unwrap();
+            version = HttpVersion::peek(&h2_served, within).await;
+        }
+        assert_eq!(version, HttpVersion::Http2);
+    }
+
+    #[test]
+    fn alpn_names_the_protocol_and_its_absence_leaves_it_open() {
+        assert_eq!(HttpVersion::of_alpn(Some(b"h2")), HttpVersion::Http2);
+        assert_eq!(HttpVersion::of_alpn(Some(b"http/1.1")), HttpVersion::Http1);
+        assert_eq!(HttpVersion::of_alpn(None), HttpVersion::Unknown);
+    }
+}
