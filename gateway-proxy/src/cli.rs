@@ -390,6 +390,9 @@ pub fn main() -> anyhow::Result<()> {
         None => tokio::runtime::Builder::new_multi_thread(),
     };
     builder.enable_all();
+    // After a crowd of connections has gone, each worker gives its free memory back when idle
+    // (see `server::trim`).
+    builder.on_thread_park(crate::server::trim::on_worker_idle);
     let ran = builder
         .build()
         .context("starting the async runtime")?

@@ -133,6 +133,7 @@ pub async fn start(source: impl Source, options: ServeOptions) -> Result<Running
             global_rate_limits,
         },
     ));
+    tokio::spawn(crate::server::trim::run(metrics.active_connections.clone()));
     let mut control = ControlLoop::new(
         source.translate_options(),
         dataplane.clone(),

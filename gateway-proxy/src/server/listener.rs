@@ -326,7 +326,7 @@ struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
 impl OpenConnection {
     fn new(shared: &Shared) -> Self {
         let gauge = shared.metrics.active_connections.clone();
-        gauge.inc();
+        super::trim::opened(gauge.inc() + 1);
         Self(gauge)
     }
 }

@@ -22,6 +22,7 @@ pub mod request_checks;
 mod request_timer;
 mod retry;
 pub mod tls;
+pub mod trim;
 mod wake_gate;
 
 use std::collections::{HashMap, HashSet};
