@@ -67,7 +67,8 @@ if [ -n "$debug" ]; then
   exec "$target/debug/gantry-bench" --quick --bins "$target/debug" \
     --routes 1,10 --connections 1 --duration 1 --warmup 0 --repeats 1 \
     --propagation-at 10 --propagation-samples 1 --churn-seconds 0 \
-    --kube-propagation-at 10 --kube-propagation-samples 1 ${args[@]+"${args[@]}"}
+    --kube-propagation-at 10 --kube-propagation-samples 1 --idle-connections 50 \
+    ${args[@]+"${args[@]}"}
 fi
 # The proxy is built on its own, as its image and `gateway-proxy/link/update-order.sh` build
 # it: built with other packages, features would unify differently and change its symbols'

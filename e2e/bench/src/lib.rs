@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod h2load;
 pub mod haproxy;
+pub mod idle_connections;
 pub mod instructions;
 pub mod interleave;
 pub mod kube_propagation;

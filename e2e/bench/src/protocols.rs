@@ -158,15 +158,15 @@ pub fn measure(setup: &Setup, kinds: &[Kind], plan: Plan) -> anyhow::Result<Prot
 }
 
 /// A proxy serving the scenario's route; its files are removed on drop.
-struct Started {
-    kind: Kind,
-    ports: Ports,
-    proc: Proc,
+pub struct Started {
+    pub kind: Kind,
+    pub ports: Ports,
+    pub proc: Proc,
     dir: std::path::PathBuf,
 }
 
 impl Started {
-    fn start(kind: Kind, setup: &Setup, leaf: &Leaf) -> anyhow::Result<Self> {
+    pub fn start(kind: Kind, setup: &Setup, leaf: &Leaf) -> anyhow::Result<Self> {
         let dir = scratch(&format!("protocols-{}", kind.name()))?;
         let plain = free_port()?;
         let ports = Ports {

@@ -17,6 +17,7 @@ pub fn markdown(r: &Results) -> String {
         footprint(&mut s, r);
     }
     protocols(&mut s, r);
+    idle_connections(&mut s, r);
     gantry_only(&mut s, r);
     retry_cost(&mut s, r);
     transform_cost(&mut s, r);
@@ -354,6 +355,50 @@ fn transform_cost(s: &mut String, r: &Results) {
 
 /// One route per load balancing algorithm.
 /// Each proxy over h2c, HTTP/2 over TLS and HTTP/1.1 over TLS, against nginx.
+fn idle_connections(s: &mut String, r: &Results) {
+    let Some(idle) = &r.idle_connections else {
+        return;
+    };
+    let _ = writeln!(s, "## Memory per idle connection\n");
+    let _ = writeln!(
+        s,
+        "Each proxy serves the route of the HTTP/2 and TLS scenario. {} clients connect over \
+         HTTP/1.1 one after the other, each sends one request, reads the answer and keeps its \
+         connection open (the proxy reuses one connection to the backend). Memory is read before, \
+         with all of them open, and after they have closed, once it stopped falling (at most 5 s). \
+         Per connection: (with them open − before) / connections.\n",
+        idle.connections
+    );
+    let _ = writeln!(
+        s,
+        "| proxy | RSS before MiB | RSS open MiB | per connection KiB (RSS) | × nginx | per connection KiB (PSS) | RSS after closing MiB |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    let per = |before: u64, open: u64| {
+        open.saturating_sub(before) as f64 / 1024.0 / idle.connections.max(1) as f64
+    };
+    let nginx = idle
+        .cases
+        .iter()
+        .find(|c| c.proxy == Kind::Nginx)
+        .map(|c| per(c.rss_before_bytes, c.rss_open_bytes));
+    for c in &idle.cases {
+        let rss = per(c.rss_before_bytes, c.rss_open_bytes);
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} |",
+            c.proxy.name(),
+            c.rss_before_bytes as f64 / MIB,
+            c.rss_open_bytes as f64 / MIB,
+            rss,
+            ratio(Some(rss), nginx),
+            per(c.pss_before_bytes, c.pss_open_bytes),
+            c.rss_closed_bytes as f64 / MIB,
+        );
+    }
+    let _ = writeln!(s);
+}
+
 fn protocols(s: &mut String, r: &Results) {
     let Some(p) = &r.protocols else {
         return;

@@ -31,6 +31,8 @@ pub struct Results {
     pub instructions: Option<Instructions>,
     /// Each proxy over HTTP/2 (h2c and TLS) and HTTP/1.1 over TLS.
     pub protocols: Option<Protocols>,
+    /// Each proxy's memory per open, idle keep-alive connection.
+    pub idle_connections: Option<IdleConnections>,
 }
 
 /// Where and with what the figures were taken.
@@ -95,6 +97,10 @@ pub struct Settings {
     pub protocols_repeats: usize,
     /// Only the HTTP/2 and TLS scenario was measured.
     pub protocols_only: bool,
+    /// Connections held open by the idle-connection scenario (0: not run).
+    pub idle_connections: usize,
+    /// Only the idle-connection scenario was measured.
+    pub idle_connections_only: bool,
     /// Measured requests per instruction-count case (0: not counted).
     pub instructions_requests: usize,
     pub instructions_only: bool,
@@ -231,6 +237,26 @@ pub struct ProtocolCase {
     pub protocol: String,
     pub proxy: Kind,
     pub route: RetryCostRoute,
+}
+
+/// Memory per open, idle keep-alive connection (see `idle_connections`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct IdleConnections {
+    /// Connections held open at once.
+    pub connections: usize,
+    pub cases: Vec<IdleCase>,
+}
+
+/// One proxy's memory before, with the connections open and after they closed.
+#[derive(Debug, serde::Serialize)]
+pub struct IdleCase {
+    pub proxy: Kind,
+    pub rss_before_bytes: u64,
+    pub rss_open_bytes: u64,
+    /// Once the memory stopped falling after the connections closed (at most 5 s).
+    pub rss_closed_bytes: u64,
+    pub pss_before_bytes: u64,
+    pub pss_open_bytes: u64,
 }
 
 /// The CPU price of each load balancing algorithm (see `lb_cost`).

@@ -16,8 +16,8 @@ use gantry_bench::process::release_bins;
 use gantry_bench::proxy::{self, Kind, Running, Setup};
 use gantry_bench::results::{Machine, Results, Settings};
 use gantry_bench::{
-    churn, instructions, kube_propagation, lb_cost, matrix, policy_cost, propagation, protocols,
-    report, retry_cost, transform_cost,
+    churn, idle_connections, instructions, kube_propagation, lb_cost, matrix, policy_cost,
+    propagation, protocols, report, retry_cost, transform_cost,
 };
 
 #[derive(Parser)]
@@ -119,6 +119,13 @@ struct Args {
     /// Measure only the HTTP/2 and TLS scenario (no other load runs).
     #[arg(long)]
     protocols_only: bool,
+    /// Connections each proxy holds open, idle, in the memory-per-connection scenario
+    /// (0 skips it) [default: 1000; 200 with --quick].
+    #[arg(long)]
+    idle_connections: Option<usize>,
+    /// Measure only memory per idle connection (no load runs).
+    #[arg(long)]
+    idle_connections_only: bool,
     /// Measured requests per case of the instruction counts (callgrind: Gantry, nginx and
     /// haproxy at one route, and Gantry's retry, load balancer and transform variants);
     /// 0 skips them [default: 2000; 0 with --quick].
@@ -190,6 +197,8 @@ impl Args {
             protocols_seconds: self.protocols_seconds.unwrap_or(if q { 1 } else { 5 }),
             protocols_repeats: self.protocols_repeats.unwrap_or(if q { 1 } else { 3 }),
             protocols_only: self.protocols_only,
+            idle_connections: self.idle_connections.unwrap_or(if q { 200 } else { 1_000 }),
+            idle_connections_only: self.idle_connections_only,
             instructions_requests: self
                 .instructions_requests
                 .unwrap_or(if q { 0 } else { 2_000 }),
@@ -281,6 +290,7 @@ fn main() -> anyhow::Result<()> {
         || settings.lb_cost_only
         || settings.policy_cost_only
         || settings.protocols_only
+        || settings.idle_connections_only
         || settings.instructions_only;
     let wanted = |flag: bool| flag || !only;
     let rounds: &[usize] = if only { &[] } else { &settings.routes };
@@ -351,6 +361,24 @@ fn main() -> anyhow::Result<()> {
             ));
         }
         results.protocols = Some(measured);
+    }
+    if settings.idle_connections > 0 && wanted(settings.idle_connections_only) {
+        progress(&format!(
+            "every proxy with {} idle connections open",
+            settings.idle_connections
+        ));
+        let measured = idle_connections::measure(&setup, &kinds, settings.idle_connections)?;
+        for c in &measured.cases {
+            progress(&format!(
+                "{}: {:.1} KiB per idle connection; {:.1} MiB after they closed",
+                c.proxy.name(),
+                c.rss_open_bytes.saturating_sub(c.rss_before_bytes) as f64
+                    / 1024.0
+                    / settings.idle_connections as f64,
+                c.rss_closed_bytes as f64 / (1024.0 * 1024.0)
+            ));
+        }
+        results.idle_connections = Some(measured);
     }
     if kinds.contains(&Kind::Gantry)
         && settings.retry_cost_seconds > 0
