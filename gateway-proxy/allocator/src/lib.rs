@@ -73,7 +73,8 @@ unsafe impl GlobalAlloc for Mimalloc {
 ///
 /// Call it after a burst of short-lived allocations that a long quiet spell may follow: the
 /// proxy calls it once its first configuration is in use, whose reading and translation freed
-/// far more than they kept. With 5,000 routes that returns about 1 MiB of resident memory
+/// far more than they kept, and once a crowd of connections has gone (on the thread that
+/// noticed, and on each worker thread when it next goes idle). With 5,000 routes that returns about 1 MiB of resident memory
 /// (docs/benchmarks.md, "Memory per route: what is left"). Not for every change: memory given
 /// back is faulted in again by the next allocations, which costs more than it saves there.
 pub fn release_free_memory() {
