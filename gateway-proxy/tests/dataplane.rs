@@ -868,3 +868,21 @@ async fn an_announced_shutdown_asks_http1_clients_to_reconnect_and_keeps_serving
         "readiness is the control loop's; the plane still serves"
     );
 }
+
+/// A connection that has not sent a byte has nothing to finish: shutdown closes it at once
+/// rather than waiting for the header timeout (30 s by default) or the drain timeout.
+#[tokio::test]
+async fn shutdown_closes_a_connection_that_sent_nothing() {
+    let proxy = start_proxy(Duration::from_secs(600)).await;
+    let mut silent = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    // Accepted and being served (waiting for its first bytes).
+    while proxy.metrics.active_connections.get() < 1 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(20), proxy.plane.shutdown())
+        .await
+        .expect("shutdown waited for a connection that had sent nothing");
+    let mut rest = Vec::new();
+    silent.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+}

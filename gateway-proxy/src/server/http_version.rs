@@ -15,7 +15,6 @@ use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
@@ -66,13 +65,13 @@ impl HttpVersion {
         }
     }
 
-    /// Peeks at what a cleartext client sent first, waiting at most `within` for it (the
-    /// header timeout; after it, `auto` and the connection's watchdog take over as before).
-    pub(crate) async fn peek(stream: &TcpStream, within: Duration) -> Self {
+    /// Peeks at what a cleartext client sent first, waiting for it. The bytes stay in the
+    /// socket; an error leaves the protocol unknown (serving it then fails as it would).
+    pub(crate) async fn peek(stream: &TcpStream) -> Self {
         let mut first = [0u8; H2_PREFACE.len()];
-        match tokio::time::timeout(within, stream.peek(&mut first)).await {
-            Ok(Ok(n)) => Self::of_first_bytes(&first[..n]),
-            _ => Self::Unknown,
+        match stream.peek(&mut first).await {
+            Ok(n) => Self::of_first_bytes(&first[..n]),
+            Err(_) => Self::Unknown,
         }
     }
 }
@@ -198,12 +197,8 @@ mod tests {
             .await
             .unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
-        let within = Duration::from_secs(10);
         client.write_all(b"P").await.unwrap();
-        assert_eq!(
-            HttpVersion::peek(&server, within).await,
-            HttpVersion::Unknown
-        );
+        assert_eq!(HttpVersion::peek(&server).await, HttpVersion::Unknown);
         let mut first = [0u8; 1];
         server.read_exact(&mut first).await.unwrap();
         assert_eq!(&first, b"P");
@@ -212,7 +207,7 @@ mod tests {
             .unwrap();
         let (mut served, _) = listener.accept().await.unwrap();
         other.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-        assert_eq!(HttpVersion::peek(&served, within).await, HttpVersion::Http1);
+        assert_eq!(HttpVersion::peek(&served).await, HttpVersion::Http1);
         let mut request = [0u8; 18];
         served.read_exact(&mut request).await.unwrap();
         assert_eq!(&request, b"GET / HTTP/1.1\r\n\r\n");
@@ -221,11 +216,11 @@ mod tests {
             .unwrap();
         let (h2_served, _) = listener.accept().await.unwrap();
         h2.write_all(H2_PREFACE).await.unwrap();
-        let mut version = HttpVersion::peek(&h2_served, within).await;
+        let mut version = HttpVersion::peek(&h2_served).await;
         // The preface may arrive in more than one segment; it is HTTP/2 once all of it is in.
         while version == HttpVersion::Unknown {
             h2_served.readable().await.unwrap();
-            version = HttpVersion::peek(&h2_served, within).await;
+            version = HttpVersion::peek(&h2_served).await;
         }
         assert_eq!(version, HttpVersion::Http2);
     }

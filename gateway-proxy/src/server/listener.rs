@@ -189,7 +189,7 @@ fn admit(
 
 /// Serves one client connection until it closes: HTTP, or TLS when the port is a TLS port
 /// in the configuration current when the connection arrives.
-async fn serve(stream: TcpStream, info: ConnectionInfo, shared: Arc<Shared>, drain: Watcher) {
+async fn serve(stream: TcpStream, info: ConnectionInfo, shared: Arc<Shared>, mut drain: Watcher) {
     let _open = OpenConnection::new(&shared);
     let _ = stream.set_nodelay(true);
     let tls_port = shared.snapshot.load().tls.port(info.port).is_some();
@@ -198,7 +198,19 @@ async fn serve(stream: TcpStream, info: ConnectionInfo, shared: Arc<Shared>, dra
         // 13 KiB a cleartext connection's task would otherwise be sized for.
         Box::pin(super::tls::serve(stream, info, shared, drain)).await;
     } else {
-        let version = HttpVersion::peek(&stream, shared.options.connections.timeouts.header).await;
+        // The first bytes name the protocol. A client that sends none within the header
+        // timeout is closed, as the watchdog closes one later; one that has sent nothing when
+        // draining starts has nothing to finish.
+        let version = tokio::select! {
+            biased;
+            version = HttpVersion::peek(&stream) => version,
+            () = drain.signaled() => return,
+            () = tokio::time::sleep(shared.options.connections.timeouts.header) => {
+                tracing::debug!(peer = %info.peer, "closing a connection that sent nothing");
+                shared.metrics.connection_closed("idle");
+                return;
+            }
+        };
         serve_http(stream, version, info, shared, drain).await;
     }
 }
