@@ -76,6 +76,30 @@ impl HttpVersion {
     }
 }
 
+/// A service each of the three builders can serve: what hyper asks of it and of its body.
+pub(crate) trait ServedService:
+    Service<
+        Request<Incoming>,
+        Response = Response<Self::Body>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + 'static
+{
+    type Body: Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B> ServedService for S
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Body = B;
+}
+
 /// The builders of the three ways of serving, configured alike.
 pub(crate) struct HttpBuilders {
     pub(crate) auto: auto::Builder<TokioExecutor>,
@@ -85,14 +109,9 @@ pub(crate) struct HttpBuilders {
 
 impl HttpBuilders {
     /// Serves `io` with `service` over `version`, with HTTP/1 upgrades.
-    pub(crate) fn serve<I, S, B>(&self, version: HttpVersion, io: I, service: S) -> Served<'_, I, S>
+    pub(crate) fn serve<I, S>(&self, version: HttpVersion, io: I, service: S) -> Served<'_, I, S>
     where
-        S: Service<Request<Incoming>, Response = Response<B>> + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send + 'static,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: ServedService,
         I: Read + Write + Unpin + Send + 'static,
     {
         match version {
@@ -122,14 +141,9 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<I, S, B> Served<'_, I, S>
+impl<I, S> Served<'_, I, S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: ServedService,
     I: Read + Write + Unpin + Send + 'static,
 {
     /// Starts a graceful shutdown: HTTP/1 finishes the request in flight, HTTP/2 sends GOAWAY.
@@ -142,14 +156,9 @@ where
     }
 }
 
-impl<I, S, B> Future for Served<'_, I, S>
+impl<I, S> Future for Served<'_, I, S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: ServedService,
     I: Read + Write + Unpin + Send + 'static,
 {
     type Output = Result<(), BoxError>;
@@ -188,39 +197,38 @@ mod tests {
         assert_eq!(HttpVersion::of_first_bytes(b""), HttpVersion::Unknown);
     }
 
-    /// The peek leaves the bytes in the socket for hyper, and waits for the first segment.
-    #[tokio::test]
-    async fn a_peek_reads_nothing_away() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// A connected pair: the client's end, which has sent `first`, and the server's.
+    async fn sent(listener: &tokio::net::TcpListener, first: &[u8]) -> (TcpStream, TcpStream) {
+        use tokio::io::AsyncWriteExt;
         let mut client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
-        client.write_all(b"P").await.unwrap();
-        assert_eq!(HttpVersion::peek(&server).await, HttpVersion::Unknown);
-        let mut first = [0u8; 1];
-        server.read_exact(&mut first).await.unwrap();
-        assert_eq!(&first, b"P");
-        let mut other = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (mut served, _) = listener.accept().await.unwrap();
-        other.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-        assert_eq!(HttpVersion::peek(&served).await, HttpVersion::Http1);
-        let mut request = [0u8; 18];
-        served.read_exact(&mut request).await.unwrap();
-        assert_eq!(&request, b"GET / HTTP/1.1\r\n\r\n");
-        let mut h2 = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (h2_served, _) = listener.accept().await.unwrap();
-        h2.write_all(H2_PREFACE).await.unwrap();
-        let mut version = HttpVersion::peek(&h2_served).await;
+        let (server, _) = listener.accept().await.unwrap();
+        client.write_all(first).await.unwrap();
+        (client, server)
+    }
+
+    /// The peek leaves the bytes in the socket for hyper, and waits for the first segment.
+    #[tokio::test]
+    async fn a_peek_reads_nothing_away() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        for (first, version) in [
+            (&b"P"[..], HttpVersion::Unknown),
+            (b"GET / HTTP/1.1\r\n\r\n", HttpVersion::Http1),
+        ] {
+            let (_client, mut server) = sent(&listener, first).await;
+            assert_eq!(HttpVersion::peek(&server).await, version);
+            let mut read = vec![0u8; first.len()];
+            server.read_exact(&mut read).await.unwrap();
+            assert_eq!(read, first);
+        }
+        let (_client, server) = sent(&listener, H2_PREFACE).await;
+        let mut version = HttpVersion::peek(&server).await;
         // The preface may arrive in more than one segment; it is HTTP/2 once all of it is in.
         while version == HttpVersion::Unknown {
-            h2_served.readable().await.unwrap();
-            version = HttpVersion::peek(&h2_served).await;
+            server.readable().await.unwrap();
+            version = HttpVersion::peek(&server).await;
         }
         assert_eq!(version, HttpVersion::Http2);
     }
