@@ -7,8 +7,8 @@
 //! 16 KiB, and it keeps that buffer for the life of the connection: 8 KiB more per open
 //! connection, idle keep-alive connections included. Here a cleartext connection is peeked at
 //! instead (the bytes stay in the socket), and a TLS connection's ALPN names its protocol;
-//! only a connection that neither settles (a first segment of one or two bytes that could
-//! still be the preface, a TLS client without ALPN) goes through `auto`. The figures are in
+//! only a connection that neither settles (a first segment that is only the start of the
+//! preface, a TLS client without ALPN) goes through `auto`. The figures are in
 //! docs/benchmarks.md, "Memory per connection".
 
 use std::error::Error as StdError;
