@@ -71,12 +71,13 @@ unsafe impl GlobalAlloc for Mimalloc {
 /// Gives back to the system the memory the calling thread's heap holds but no longer uses,
 /// and the pages other threads left behind, without waiting for mimalloc's purge delay.
 ///
-/// Call it after a burst of short-lived allocations that a long quiet spell may follow: the
+/// Call it after a burst of short-lived allocations that a long quiet spell may follow. The
 /// proxy calls it once its first configuration is in use, whose reading and translation freed
-/// far more than they kept, and once a crowd of connections has gone (on the thread that
-/// noticed, and on each worker thread when it next goes idle). With 5,000 routes that returns about 1 MiB of resident memory
-/// (docs/benchmarks.md, "Memory per route: what is left"). Not for every change: memory given
-/// back is faulted in again by the next allocations, which costs more than it saves there.
+/// far more than they kept (about 1 MiB with 5,000 routes: docs/benchmarks.md, "Memory per
+/// route: what is left"), and once a crowd of connections has gone, on the thread that
+/// noticed and on each worker thread when it next goes idle ("Memory per connection"). Not
+/// for every change: memory given back is faulted in again by the next allocations, which
+/// costs more than it saves there.
 pub fn release_free_memory() {
     // SAFETY: `mi_collect` has no preconditions; it may be called from any thread at any time.
     unsafe { mi::mi_collect(true) }

@@ -21,9 +21,13 @@ use hyper::body::{Body, Incoming};
 use hyper::rt::{Read, Write};
 use hyper::server::conn::{http1, http2};
 use hyper::service::{HttpService, Service};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
+
+use super::{
+    ConnectionOptions, HTTP2_KEEP_ALIVE_INTERVAL, HTTP2_MAX_HEADER_LIST, HTTP2_MAX_SEND_BUFFER,
+};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4) a client with prior knowledge sends first.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -102,12 +106,45 @@ where
 
 /// The builders of the three ways of serving, configured alike.
 pub(crate) struct HttpBuilders {
-    pub(crate) auto: auto::Builder<TokioExecutor>,
-    pub(crate) http1: http1::Builder,
-    pub(crate) http2: http2::Builder<TokioExecutor>,
+    auto: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
 }
 
 impl HttpBuilders {
+    /// The three builders with the same settings: `limits`' header timeout and HTTP/2 stream
+    /// limit, and the data plane's HTTP/2 keep-alive and buffer bounds.
+    pub(crate) fn new(limits: &ConnectionOptions) -> Self {
+        // `auto`'s builders and hyper's are different types with the same methods: each
+        // protocol's settings are written once, in a macro, and applied to both.
+        macro_rules! http1_settings {
+            ($builder:expr) => {
+                $builder
+                    .keep_alive(true)
+                    .header_read_timeout(limits.timeouts.header)
+                    .timer(TokioTimer::new())
+            };
+        }
+        macro_rules! http2_settings {
+            ($builder:expr) => {
+                $builder
+                    .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
+                    .max_concurrent_streams(limits.http2_max_streams)
+                    .max_send_buf_size(HTTP2_MAX_SEND_BUFFER)
+                    .max_header_list_size(HTTP2_MAX_HEADER_LIST)
+                    .timer(TokioTimer::new())
+            };
+        }
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        http1_settings!(auto.http1());
+        http2_settings!(auto.http2());
+        let mut http1 = http1::Builder::new();
+        http1_settings!(http1);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2_settings!(http2);
+        Self { auto, http1, http2 }
+    }
+
     /// Serves `io` with `service` over `version`, with HTTP/1 upgrades.
     pub(crate) fn serve<I, S>(&self, version: HttpVersion, io: I, service: S) -> Served<'_, I, S>
     where
@@ -231,6 +268,64 @@ mod tests {
             version = HttpVersion::peek(&server).await;
         }
         assert_eq!(version, HttpVersion::Http2);
+    }
+
+    /// Answers a request on a new connection to `listener`, speaking HTTP/2 or HTTP/1.1; `Err`
+    /// when the proxy side refuses it.
+    async fn ask(
+        listener: std::net::SocketAddr,
+        h2: bool,
+    ) -> Result<http::StatusCode, hyper::Error> {
+        use http_body_util::Empty;
+        let io = hyper_util::rt::TokioIo::new(TcpStream::connect(listener).await.unwrap());
+        let request = || Request::get("http://a.example/").body(Empty::<bytes::Bytes>::new());
+        if h2 {
+            let (mut send, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+            tokio::spawn(conn);
+            Ok(send.send_request(request().unwrap()).await?.status())
+        } else {
+            let (mut send, conn) = hyper::client::conn::http1::handshake(io).await?;
+            tokio::spawn(conn);
+            Ok(send.send_request(request().unwrap()).await?.status())
+        }
+    }
+
+    /// Each way of serving speaks the protocol it is given, and `auto` either.
+    #[tokio::test]
+    async fn each_version_is_served_by_its_builder() {
+        let builders = std::sync::Arc::new(HttpBuilders::new(&ConnectionOptions::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cases = [
+            (HttpVersion::Http1, false, true),
+            (HttpVersion::Http1, true, false),
+            (HttpVersion::Http2, true, true),
+            (HttpVersion::Http2, false, false),
+            (HttpVersion::Unknown, false, true),
+            (HttpVersion::Unknown, true, true),
+        ];
+        for (version, h2, served) in cases {
+            let client = tokio::spawn(ask(addr, h2));
+            let (stream, _) = listener.accept().await.unwrap();
+            let builders = builders.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Empty::<
+                        bytes::Bytes,
+                    >::new()))
+                });
+                let _ = builders
+                    .serve(version, hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+            let answer = client.await.unwrap();
+            assert_eq!(
+                answer.as_ref().is_ok_and(|s| *s == 200),
+                served,
+                "{version:?}, HTTP/2 client {h2}: {answer:?}"
+            );
+        }
     }
 
     #[test]

@@ -33,8 +33,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 
 use self::drain::Drain;
 use self::http_version::HttpBuilders;
@@ -274,32 +272,7 @@ impl DataPlane {
         let tracer =
             tracing.map(|t| crate::telemetry::trace::Tracer::start(t, metrics.tracing.clone()));
         let limits = &options.connections;
-        // The same settings in each builder: `auto` for connections whose protocol is not
-        // known before serving, the other two for the rest (see `http_version`).
-        let mut auto = auto::Builder::new(TokioExecutor::new());
-        auto.http1()
-            .keep_alive(true)
-            .header_read_timeout(limits.timeouts.header)
-            .timer(TokioTimer::new());
-        auto.http2()
-            .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
-            .max_concurrent_streams(limits.http2_max_streams)
-            .max_send_buf_size(HTTP2_MAX_SEND_BUFFER)
-            .max_header_list_size(HTTP2_MAX_HEADER_LIST)
-            .timer(TokioTimer::new());
-        let mut http1 = hyper::server::conn::http1::Builder::new();
-        http1
-            .keep_alive(true)
-            .header_read_timeout(limits.timeouts.header)
-            .timer(TokioTimer::new());
-        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        http2
-            .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
-            .max_concurrent_streams(limits.http2_max_streams)
-            .max_send_buf_size(HTTP2_MAX_SEND_BUFFER)
-            .max_header_list_size(HTTP2_MAX_HEADER_LIST)
-            .timer(TokioTimer::new());
-        let http = HttpBuilders { auto, http1, http2 };
+        let http = HttpBuilders::new(limits);
         let connections = Arc::new(tokio::sync::Semaphore::new(limits.process));
         let shared = Shared {
             connections,
