@@ -157,9 +157,9 @@ pub struct RunArgs {
     /// Do not log a line per request.
     #[arg(long)]
     pub no_access_log: bool,
-    /// Threads serving traffic (default: one per core). With 1, the whole proxy runs on one
-    /// thread, like one nginx worker (blocking work such as translation still has threads of
-    /// its own).
+    /// Threads serving traffic (default: one per core), each with its own connections, like
+    /// nginx's worker processes. The first also runs the control loop and the admin server;
+    /// blocking work such as translation has threads of its own.
     #[arg(long)]
     pub worker_threads: Option<usize>,
     /// On SIGTERM, how long the proxy keeps serving with `/readyz` failing before it stops
@@ -374,25 +374,28 @@ pub fn main() -> anyhow::Result<()> {
         Command::Explain(args) => explain_command(&args),
     };
     logging::init(&args.log_level, args.access_log_format);
-    // One worker thread: a current-thread runtime on this thread, the way one nginx worker
-    // runs. It skips the multi-threaded scheduler's work that only pays off with several
-    // workers (work stealing, waking idle workers, per-batch poll-time statistics): about 900
-    // instructions per request in `gantry-bench --instructions-only` (docs/benchmarks.md,
-    // "Instructions per request: the runtime and the allocator"). Blocking work (translation,
-    // bcrypt, key generation, file reads) still goes to the blocking pool's own threads.
-    let mut builder = match args.worker_threads {
-        Some(threads) if threads <= 1 => tokio::runtime::Builder::new_current_thread(),
-        Some(threads) => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(threads);
-            builder
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
+    // Each worker thread runs a single-threaded runtime of its own, the way each nginx worker
+    // is a process of its own; the main thread is worker 0 (see `workers`). Against one
+    // multi-threaded runtime, that skips the scheduler's work that only pays off when threads
+    // share tasks (work stealing, waking idle threads, per-batch poll-time statistics: about
+    // 900 instructions per request, docs/benchmarks.md, "Instructions per request: the
+    // runtime and the allocator"), and a request's tasks are no longer woken across threads.
+    // Blocking work (translation, bcrypt, key generation, file reads) still goes to the
+    // blocking pool's own threads.
+    let workers = args
+        .worker_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1);
+    let runtime = || {
+        let mut builder = tokio::runtime::Builder::new_current_thread();
+        builder.enable_all();
+        // After a crowd of connections has gone, each worker gives its free memory back when
+        // idle (see `server::trim`).
+        builder.on_thread_park(crate::server::trim::on_worker_idle);
+        builder
     };
-    builder.enable_all();
-    // After a crowd of connections has gone, each worker gives its free memory back when idle
-    // (see `server::trim`).
-    builder.on_thread_park(crate::server::trim::on_worker_idle);
+    crate::workers::start(workers - 1, runtime).context("starting the worker threads")?;
+    let mut builder = runtime();
     let ran = builder
         .build()
         .context("starting the async runtime")?

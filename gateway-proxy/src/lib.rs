@@ -25,3 +25,4 @@ pub mod source;
 pub mod telemetry;
 pub mod upstream;
 pub mod validate;
+pub mod workers;

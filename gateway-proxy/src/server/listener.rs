@@ -79,28 +79,90 @@ pub struct ConnectionInfo {
     pub request_timer: RequestTimer,
 }
 
-/// A running accept loop. Stopping it closes the socket; open connections carry on.
+/// A port's running accept loops (one per worker, `crate::workers`) or receive loop. Stopping
+/// it closes the socket; open connections carry on.
 #[derive(Debug)]
 pub struct PortListener {
     pub addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    loops: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 impl PortListener {
     pub fn start(socket: Bound, addr: SocketAddr, port: u16, shared: Arc<Shared>) -> Self {
-        let (stop, stopped) = oneshot::channel();
-        let task = match socket {
-            Bound::Tcp(listener) => tokio::spawn(accept_loop(listener, port, shared, stopped)),
-            Bound::Udp(socket) => tokio::spawn(l4::udp::run(socket, port, shared, stopped)),
-        };
-        Self { addr, stop, task }
+        let mut loops = Vec::new();
+        match socket {
+            Bound::Tcp(listener) => {
+                // One place count for the port, whichever worker accepts.
+                let per_listener =
+                    Arc::new(Semaphore::new(shared.options.connections.per_listener));
+                // The other workers accept on copies of the socket, each registered with the
+                // worker's own runtime. One that cannot be copied (out of descriptors) leaves
+                // its worker out; the port is still served.
+                let mut copies = Vec::new();
+                let listener = match listener.into_std() {
+                    Ok(socket) => {
+                        for _ in crate::workers::others() {
+                            match socket.try_clone() {
+                                Ok(copy) => copies.push(copy),
+                                Err(error) => {
+                                    tracing::warn!(port, %error, "a worker cannot accept on this port");
+                                }
+                            }
+                        }
+                        TcpListener::from_std(socket)
+                    }
+                    Err(error) => Err(error),
+                };
+                match listener {
+                    Ok(listener) => {
+                        let (stop, stopped) = oneshot::channel();
+                        let task = tokio::spawn(accept_loop(
+                            listener,
+                            port,
+                            shared.clone(),
+                            per_listener.clone(),
+                            stopped,
+                        ));
+                        loops.push((stop, task));
+                    }
+                    Err(error) => tracing::warn!(port, %error, "cannot accept on this port"),
+                }
+                for (copy, worker) in copies.into_iter().zip(crate::workers::others()) {
+                    let (stop, stopped) = oneshot::channel();
+                    let (shared, per_listener) = (shared.clone(), per_listener.clone());
+                    let task = worker.spawn(async move {
+                        // Registered with the runtime of the worker it runs on.
+                        match TcpListener::from_std(copy) {
+                            Ok(listener) => {
+                                accept_loop(listener, port, shared, per_listener, stopped).await;
+                            }
+                            Err(error) => {
+                                tracing::warn!(port, %error, "a worker cannot accept on this port");
+                            }
+                        }
+                    });
+                    loops.push((stop, task));
+                }
+            }
+            Bound::Udp(socket) => {
+                let (stop, stopped) = oneshot::channel();
+                let task = tokio::spawn(l4::udp::run(socket, port, shared, stopped));
+                loops.push((stop, task));
+            }
+        }
+        Self { addr, loops }
     }
 
     /// Stops accepting and waits until the socket is closed.
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
+        let mut tasks = Vec::with_capacity(self.loops.len());
+        for (stop, task) in self.loops {
+            let _ = stop.send(());
+            tasks.push(task);
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
     }
 }
 
@@ -108,9 +170,9 @@ async fn accept_loop(
     listener: TcpListener,
     port: u16,
     shared: Arc<Shared>,
+    per_listener: Arc<Semaphore>,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let per_listener = Arc::new(Semaphore::new(shared.options.connections.per_listener));
     loop {
         tokio::select! {
             _ = &mut stopped => break,

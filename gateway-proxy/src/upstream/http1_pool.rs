@@ -77,10 +77,35 @@ struct Inner<C> {
     sweeping: std::sync::atomic::AtomicBool,
 }
 
-/// One endpoint's idle connections, the most recently used last.
-#[derive(Default)]
+/// One endpoint's idle connections, the most recently used last: a stack per worker thread
+/// (`crate::workers`). A connection's task runs on the worker that opened it, and the
+/// connection goes back to that worker's stack, so a request takes only connections whose
+/// task runs on its own thread (a request on another thread would wake that thread to send
+/// and to read).
 pub(super) struct IdleStack {
-    connections: Mutex<Vec<Idle>>,
+    workers: Box<[Mutex<Vec<Idle>>]>,
+}
+
+impl Default for IdleStack {
+    fn default() -> Self {
+        Self {
+            workers: (0..crate::workers::count())
+                .map(|_| Mutex::default())
+                .collect(),
+        }
+    }
+}
+
+impl IdleStack {
+    /// The idle connections of `worker` (of worker 0 for a thread that is no worker).
+    fn of(&self, worker: usize) -> &Mutex<Vec<Idle>> {
+        self.workers.get(worker).unwrap_or(&self.workers[0])
+    }
+
+    /// The idle connections of the worker running now.
+    fn here(&self) -> &Mutex<Vec<Idle>> {
+        self.of(crate::workers::index())
+    }
 }
 
 struct Idle {
@@ -89,11 +114,13 @@ struct Idle {
     life: Life,
 }
 
-/// What one connection has lived: when it was opened and how many requests it carried.
+/// What one connection has lived: when it was opened, how many requests it carried, and the
+/// worker whose thread runs its task.
 #[derive(Clone, Copy, Debug)]
 struct Life {
     opened: Instant,
     carried: u32,
+    worker: usize,
 }
 
 impl Life {
@@ -101,6 +128,7 @@ impl Life {
         Self {
             opened: Instant::now(),
             carried: 0,
+            worker: crate::workers::index(),
         }
     }
 }
@@ -142,7 +170,7 @@ impl Lent {
 
 impl IdleStack {
     fn push(&self, sender: SendRequest<ProxyBody>, life: Life) {
-        self.connections.lock().push(Idle {
+        self.of(life.worker).lock().push(Idle {
             sender,
             since: Instant::now(),
             life,
@@ -262,7 +290,7 @@ impl<C: Connector> Http1Pool<C> {
     fn checkout(&self, stack: &IdleStack) -> Option<(SendRequest<ProxyBody>, Life)> {
         let mut cx = Context::from_waker(Waker::noop());
         loop {
-            let mut idle = stack.connections.lock().pop()?;
+            let mut idle = stack.here().lock().pop()?;
             if idle.since.elapsed() >= self.inner.idle_timeout || self.inner.retires(&idle.life) {
                 continue;
             }
@@ -276,11 +304,9 @@ impl<C: Connector> Http1Pool<C> {
     /// How many idle connections the pool holds for `endpoint` (tests).
     #[cfg(test)]
     fn idle(&self, endpoint: &str) -> usize {
-        self.inner
-            .endpoints
-            .pin()
-            .get(endpoint)
-            .map_or(0, |stack| stack.connections.lock().len())
+        self.inner.endpoints.pin().get(endpoint).map_or(0, |stack| {
+            stack.workers.iter().map(|w| w.lock().len()).sum()
+        })
     }
 }
 
@@ -366,14 +392,18 @@ async fn sweep<C: Send + Sync + 'static>(pool: Weak<Inner<C>>, every: Duration) 
         };
         let endpoints = inner.endpoints.pin();
         endpoints.retain(|_, stack| {
-            let mut connections = stack.connections.lock();
-            connections.retain(|idle| {
-                idle.since.elapsed() < inner.idle_timeout
-                    && !inner.retires(&idle.life)
-                    && !idle.sender.is_closed()
-            });
+            let mut empty = true;
+            for worker in &stack.workers {
+                let mut connections = worker.lock();
+                connections.retain(|idle| {
+                    idle.since.elapsed() < inner.idle_timeout
+                        && !inner.retires(&idle.life)
+                        && !idle.sender.is_closed()
+                });
+                empty &= connections.is_empty();
+            }
             // An endpoint in use (a lent connection will come back to this stack) stays.
-            !connections.is_empty() || Arc::strong_count(stack) > 1
+            !empty || Arc::strong_count(stack) > 1
         });
         if endpoints.is_empty() {
             inner.sweeping.store(false, Ordering::Release);
@@ -645,7 +675,7 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "young: reused");
         // The idle connection turns 61 seconds old: closed instead of handed out.
         let stack = pool.inner.stack(&endpoint);
-        for idle in stack.connections.lock().iter_mut() {
+        for idle in stack.here().lock().iter_mut() {
             idle.life.opened = Instant::now() - Duration::from_secs(61);
         }
         get_hello(&pool, &endpoint, 1).await;
