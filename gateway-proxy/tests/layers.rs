@@ -9,6 +9,7 @@ use std::path::Path;
 const LAYERS: &[&str] = &[
     "telemetry",
     "clock",
+    "workers",
     "upstream",
     "filters",
     "security",

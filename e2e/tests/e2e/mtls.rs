@@ -3,6 +3,7 @@
 //! references shown in /status.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use gantry_testkit::certs::{Ca, ca_config_map_yaml, tls_secret_yaml};
 use gantry_testkit::harness::{Proxy, echo_backends, free_port, get};
@@ -123,15 +124,27 @@ async fn valid_client_certificates_are_required_unless_the_port_falls_back() {
         let result = client.get(gw.strict, host, host, "/").await;
         assert!(result.is_err(), "{who} was served: {result:?}");
     }
-    let metrics = get(&format!("http://{}/metrics", gw.proxy.admin))
-        .await
-        .expect("GET /metrics")
-        .text();
+    // The refusal is counted once the handshake has failed, which the client may learn of
+    // (rustls sends the alert first) a moment before.
+    let url = format!("http://{}/metrics", gw.proxy.admin);
     let line = format!(
         "gantry_tls_handshake_errors_total{{port=\"{}\",reason=\"client_certificate\"}} 2",
         gw.strict.port()
     );
-    assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+    gw.proxy
+        .eventually(
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            || async {
+                let metrics = get(&url).await.map_err(|e| e.to_string())?.text();
+                if metrics.contains(&line) {
+                    Ok(())
+                } else {
+                    Err(format!("{line} not in\n{metrics}"))
+                }
+            },
+        )
+        .await;
 
     let host = "fallback.example.com";
     for client in [

@@ -82,11 +82,13 @@ pub(super) async fn serve(
         .port(port)
         .and_then(|p| p.select(server_name.as_deref()))
     else {
+        // Counted before the client can see the refusal.
+        let shown = server_name.as_deref().unwrap_or("(no SNI)");
+        failed("no_listener", &format_args!("no listener for {shown}"));
         // RFC 6066 §3: a server that recognises no name may send a fatal
         // `unrecognized_name` alert.
         let _ = stream.write_all(&UNRECOGNIZED_NAME_ALERT).await;
-        let shown = server_name.as_deref().unwrap_or("(no SNI)");
-        return failed("no_listener", &format_args!("no listener for {shown}"));
+        return;
     };
     let config = match &listener.action {
         TlsAction::Terminate(config) => config.clone(),
