@@ -394,12 +394,14 @@ pub fn main() -> anyhow::Result<()> {
         builder.on_thread_park(crate::server::trim::on_worker_idle);
         builder
     };
-    crate::workers::start(workers - 1, runtime).context("starting the worker threads")?;
-    let mut builder = runtime();
-    let ran = builder
+    let ran = runtime()
         .build()
         .context("starting the async runtime")?
-        .block_on(run(args));
+        .block_on(async move {
+            // This thread is worker 0.
+            crate::workers::start(workers - 1, runtime).context("starting the worker threads")?;
+            run(args).await
+        });
     // The access log's last lines, still buffered.
     crate::telemetry::access_log::flush();
     ran

@@ -17,11 +17,17 @@
 
 use std::cell::Cell;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::runtime::{Builder, Handle};
 
-/// The workers besides the main thread, in order (worker 1 first).
-static OTHERS: OnceLock<Vec<Handle>> = OnceLock::new();
+/// Every worker's runtime and the connections it serves, worker 0 first.
+static WORKERS: OnceLock<Vec<Worker>> = OnceLock::new();
+
+struct Worker {
+    runtime: Handle,
+    connections: AtomicUsize,
+}
 
 thread_local! {
     /// This thread's worker number; 0 on the main thread and on threads that are no worker.
@@ -29,15 +35,20 @@ thread_local! {
 }
 
 /// Starts `count` more workers, each a thread running a single-threaded runtime built by
-/// `builder` (which should enable I/O and time). Once per process; a second call starts none.
+/// `builder` (which should enable I/O and time). Called on worker 0's runtime, once per
+/// process; a second call starts none.
 pub fn start(count: usize, builder: impl Fn() -> Builder) -> std::io::Result<()> {
-    if count == 0 || OTHERS.get().is_some() {
+    if WORKERS.get().is_some() {
         return Ok(());
     }
-    let mut handles = Vec::with_capacity(count);
+    let worker = |runtime: Handle| Worker {
+        runtime,
+        connections: AtomicUsize::new(0),
+    };
+    let mut workers = vec![worker(Handle::current())];
     for index in 1..=count {
         let runtime = builder().build()?;
-        handles.push(runtime.handle().clone());
+        workers.push(worker(runtime.handle().clone()));
         std::thread::Builder::new()
             .name(format!("gantry-worker-{index}"))
             .spawn(move || {
@@ -46,22 +57,76 @@ pub fn start(count: usize, builder: impl Fn() -> Builder) -> std::io::Result<()>
                 runtime.block_on(std::future::pending::<()>());
             })?;
     }
-    let _ = OTHERS.set(handles);
+    let _ = WORKERS.set(workers);
     Ok(())
 }
 
-/// The runtimes of workers 1 to N − 1 that [`start`] started (none before it, and none with
-/// one worker).
-pub fn others() -> &'static [Handle] {
-    OTHERS.get().map_or(&[], Vec::as_slice)
+/// The runtimes of workers 1 to N − 1 (none before [`start`], and none with one worker).
+pub fn others() -> impl Iterator<Item = &'static Handle> {
+    all().iter().skip(1).map(|w| &w.runtime)
 }
 
-/// How many workers serve traffic: the main thread and the [`others`].
+fn all() -> &'static [Worker] {
+    WORKERS.get().map_or(&[], Vec::as_slice)
+}
+
+/// How many workers serve traffic.
 pub fn count() -> usize {
-    1 + others().len()
+    all().len().max(1)
 }
 
 /// The worker running on this thread (0 on the main thread and on any other thread).
 pub fn index() -> usize {
     INDEX.with(Cell::get)
+}
+
+/// The connections each worker serves now, worker 0 first (empty before [`start`]).
+pub fn connections() -> Vec<usize> {
+    all()
+        .iter()
+        .map(|w| w.connections.load(Ordering::Relaxed))
+        .collect()
+}
+
+/// A connection counted against the worker that serves it, until dropped.
+#[derive(Debug)]
+pub struct Assigned {
+    worker: Option<usize>,
+}
+
+impl Assigned {
+    /// The worker with the fewest connections, this one when it has no more than any other:
+    /// its runtime, or `None` for this one. Whichever worker is free accepts, and takes a
+    /// whole burst of connections at once, so the busier one hands them on (a connection
+    /// moved to another runtime is registered there, one `epoll_ctl` more).
+    pub fn least_busy() -> (Self, Option<&'static Handle>) {
+        let workers = all();
+        if workers.is_empty() {
+            return (Self { worker: None }, None);
+        }
+        let here = index().min(workers.len() - 1);
+        let load = |i: usize| workers[i].connections.load(Ordering::Relaxed);
+        let mut chosen = here;
+        for i in 0..workers.len() {
+            if load(i) < load(chosen) {
+                chosen = i;
+            }
+        }
+        workers[chosen].connections.fetch_add(1, Ordering::Relaxed);
+        let elsewhere = (chosen != here).then(|| &workers[chosen].runtime);
+        (
+            Self {
+                worker: Some(chosen),
+            },
+            elsewhere,
+        )
+    }
+}
+
+impl Drop for Assigned {
+    fn drop(&mut self) {
+        if let Some(worker) = self.worker {
+            all()[worker].connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! The test's runtime is worker 0. A request sent with a blocking socket from that runtime's
 //! own thread can only be served by worker 1; a request sent while worker 1 is held busy can
-//! only be served by worker 0.
+//! only be served by worker 0. Connections left to whichever is free are shared out evenly.
 
 // Harness helpers outside #[test] functions panic on purpose: a panic is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -140,6 +140,30 @@ fn blocking_get(port: u16) -> Result<String, String> {
     Ok(format!("{status} {body}"))
 }
 
+/// Blocks the thread of the worker `runtime` belongs to until the returned sender sends.
+fn hold(runtime: &tokio::runtime::Handle) -> std::sync::mpsc::Sender<()> {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (holding, busy) = std::sync::mpsc::channel::<()>();
+    runtime.spawn(async move {
+        holding.send(()).unwrap();
+        let _ = held.recv();
+    });
+    busy.recv().unwrap();
+    release
+}
+
+/// Polls `done` until it holds; fails after 5 s.
+async fn wait_for(done: impl Fn() -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited 5 s for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn every_worker_accepts_and_keeps_its_own_backend_connections() {
     workers::start(1, || {
@@ -171,14 +195,8 @@ async fn every_worker_accepts_and_keeps_its_own_backend_connections() {
 
     // Worker 1 held busy: worker 0 accepts and serves. The backend connection worker 1
     // opened stays with worker 1, so worker 0 opens its own.
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let (holding, busy) = std::sync::mpsc::channel::<()>();
-    workers::others()[0].spawn(async move {
-        holding.send(()).unwrap();
-        // Blocks worker 1's only thread until released.
-        let _ = held.recv();
-    });
-    busy.recv().unwrap();
+    wait_for(|| workers::connections() == [0, 0], "the connection to end").await;
+    let release = hold(workers::others().next().unwrap());
     let port_copy = port;
     let served = tokio::task::spawn_blocking(move || blocking_get(port_copy));
     // The blocking client runs on another thread; this runtime serves it.
@@ -187,8 +205,66 @@ async fn every_worker_accepts_and_keeps_its_own_backend_connections() {
     release.send(()).unwrap();
 
     // Worker 1 again: it takes the connection it left idle.
+    wait_for(|| workers::connections() == [0, 0], "the connection to end").await;
     assert_eq!(blocking_get(port), Ok("HTTP/1.1 200 OK ok".to_owned()));
     assert_eq!(backend_connections.load(Ordering::SeqCst), 2);
+
+    // Connections are shared out: the worker that accepts hands each to the one serving the
+    // fewest. With worker 1 held busy, worker 0 accepts six and hands three on; worker 1
+    // serves them once it is free.
+    wait_for(
+        || workers::connections() == [0, 0],
+        "the connections above to end",
+    )
+    .await;
+    let release = hold(workers::others().next().unwrap());
+    let clients = tokio::task::spawn_blocking(move || {
+        (0..6)
+            .map(|_| {
+                let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                stream
+                    .write_all(b"GET / HTTP/1.1\r\nhost: app.example.com\r\n\r\n")
+                    .unwrap();
+                stream
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    wait_for(
+        || workers::connections().iter().sum::<usize>() == 6,
+        "six connections to be accepted",
+    )
+    .await;
+    assert_eq!(workers::connections(), [3, 3]);
+    release.send(()).unwrap();
+    let answers = tokio::task::spawn_blocking(move || {
+        clients
+            .into_iter()
+            .map(|mut stream| {
+                // The answer is in once its 2-byte body is.
+                let mut answer = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !answer.ends_with(b"\r\n\r\nok") {
+                    match stream.read(&mut buf) {
+                        Ok(n) if n > 0 => answer.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
+                String::from_utf8_lossy(&answer)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(answers, vec!["HTTP/1.1 200 OK"; 6]);
 
     // Stopping the port closes every worker's copy of the socket.
     plane.shutdown().await;

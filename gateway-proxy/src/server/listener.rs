@@ -202,17 +202,19 @@ async fn accept_loop(
                         .l4
                         .port(port)
                         .is_some_and(|t| t.protocol == PortProtocol::Tcp);
-                    let shared = shared.clone();
-                    if tcp {
-                        tokio::spawn(async move {
-                            l4::serve_tcp(stream, info, shared, watcher).await;
-                            drop(permits);
-                        });
-                    } else {
-                        tokio::spawn(async move {
-                            serve(stream, info, shared, watcher).await;
-                            drop(permits);
-                        });
+                    let (worker, elsewhere) = crate::workers::Assigned::least_busy();
+                    let accepted = Accepted {
+                        info,
+                        shared: shared.clone(),
+                        watcher,
+                        tcp,
+                        places: (permits, worker),
+                    };
+                    match elsewhere {
+                        None => {
+                            tokio::spawn(accepted.serve(stream));
+                        }
+                        Some(runtime) => hand_on(stream, accepted, runtime),
                     }
                 }
                 Err(error) => {
@@ -224,6 +226,59 @@ async fn accept_loop(
         }
     }
     tracing::debug!(port, "stopped accepting");
+}
+
+/// An accepted connection and what serving it takes.
+struct Accepted {
+    info: ConnectionInfo,
+    shared: Arc<Shared>,
+    watcher: Watcher,
+    /// Forwarded as TCP (a TCP port), or served as HTTP or TLS.
+    tcp: bool,
+    /// Its places under the connection limits and on its worker, given up when it ends.
+    places: (
+        (OwnedSemaphorePermit, OwnedSemaphorePermit),
+        crate::workers::Assigned,
+    ),
+}
+
+impl Accepted {
+    async fn serve(self, stream: TcpStream) {
+        let Self {
+            info,
+            shared,
+            watcher,
+            tcp,
+            places,
+        } = self;
+        if tcp {
+            l4::serve_tcp(stream, info, shared, watcher).await;
+        } else {
+            serve(stream, info, shared, watcher).await;
+        }
+        drop(places);
+    }
+}
+
+/// Serves `accepted` on the worker whose runtime is `runtime`: the socket is taken out of this
+/// runtime and registered with that one.
+fn hand_on(stream: TcpStream, accepted: Accepted, runtime: &tokio::runtime::Handle) {
+    let port = accepted.info.port;
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!(port, %error, "cannot hand a connection to another worker");
+            return;
+        }
+    };
+    runtime.spawn(async move {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => accepted.serve(stream).await,
+            Err(error) => {
+                tracing::warn!(port, %error, "cannot hand a connection to another worker");
+            }
+        }
+    });
 }
 
 /// A connection's places under the process-wide and the listener's connection limits; `None`
