@@ -3,10 +3,11 @@
 //!
 //! With `--worker-threads N`, the main thread is worker 0 and [`start`] adds workers 1 to
 //! N − 1. Every listening TCP port has an accept loop on each worker (`server::listener`),
-//! all on the same socket; whichever worker is free takes the next connection. A connection
-//! and the requests it carries run on the worker that accepted it, and so do the HTTP/1.1
-//! backend connections they open, which go back to that worker's idle stack
-//! (`upstream::http1_pool`). Worker 0 also runs the control loop, the sources and the admin
+//! all on the same socket. Whichever worker is free accepts, but a free worker takes a whole
+//! burst at once, so it hands each connection to the worker serving the fewest
+//! ([`Assigned::least_busy`]). A connection and the requests it carries run on that worker,
+//! and so do the HTTP/1.1 backend connections they open, which go back to that worker's idle
+//! stack (`upstream::http1_pool`). Worker 0 also runs the control loop, the sources and the admin
 //! server; translation and other blocking work go to the blocking pool's threads.
 //!
 //! One multi-threaded runtime with the same number of threads spent about 1.5 times the CPU
