@@ -6,13 +6,13 @@
 //! all on the same socket. Whichever worker is free accepts, but a free worker takes a whole
 //! burst at once, so it hands each connection to the worker serving the fewest
 //! ([`Assigned::least_busy`]). A connection and the requests it carries run on that worker,
-//! and so do the HTTP/1.1 backend connections they open, which go back to that worker's idle
-//! stack (`upstream::http1_pool`). Worker 0 also runs the control loop, the sources and the admin
-//! server; translation and other blocking work go to the blocking pool's threads.
+//! and so do the HTTP/1.1 backend connections they open, which go back to that worker's
+//! idle stack (`upstream::http1_pool`). Worker 0 also runs the control loop, the sources and
+//! the admin server; translation and other blocking work go to the blocking pool's threads.
 //!
-//! One multi-threaded runtime with the same number of threads spent about 1.5 times the CPU
-//! per request, and served about 0.7 times the requests per second, on 2 cores
-//! (docs/benchmarks.md, "A runtime per worker thread"): a request's tasks (the client
+//! One multi-threaded runtime with as many threads spent 1.07 to 1.5 times the CPU per
+//! request of these workers at 16 and 128 connections on 2 cores; for h2c, 0.97 times
+//! nginx's against 0.77 (docs/benchmarks.md, "A runtime per worker thread"). A request's tasks (the client
 //! connection's and the backend connection's) were woken across threads, each wake a system
 //! call and a cache miss, and the scheduler shared its queues through atomics.
 
