@@ -1,9 +1,10 @@
-//! Worker threads (`gantry_proxy::workers`): each accepts on every port and serves what it
-//! accepted, HTTP/1.1 backend connections included, on its own runtime.
+//! Worker threads (`gantry_proxy::workers`): each accepts on every port, and each serves the
+//! connections it is given, HTTP/1.1 backend connections included, on its own runtime.
 //!
 //! The test's runtime is worker 0. A request sent with a blocking socket from that runtime's
 //! own thread can only be served by worker 1; a request sent while worker 1 is held busy can
-//! only be served by worker 0. Connections left to whichever is free are shared out evenly.
+//! only be served by worker 0. A worker that accepts a connection while another serves fewer
+//! hands it on.
 
 // Harness helpers outside #[test] functions panic on purpose: a panic is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -197,8 +198,7 @@ async fn every_worker_accepts_and_keeps_its_own_backend_connections() {
     // opened stays with worker 1, so worker 0 opens its own.
     wait_for(|| workers::connections() == [0, 0], "the connection to end").await;
     let release = hold(workers::others().next().unwrap());
-    let port_copy = port;
-    let served = tokio::task::spawn_blocking(move || blocking_get(port_copy));
+    let served = tokio::task::spawn_blocking(move || blocking_get(port));
     // The blocking client runs on another thread; this runtime serves it.
     assert_eq!(served.await.unwrap(), Ok("HTTP/1.1 200 OK ok".to_owned()));
     assert_eq!(backend_connections.load(Ordering::SeqCst), 2);
