@@ -9,6 +9,8 @@
 // Harness helpers outside #[test] functions panic on purpose: a panic is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -19,12 +21,12 @@ use std::time::Duration;
 use gantry_proxy::server::{DataPlane, DataPlaneOptions};
 use gantry_proxy::telemetry::Metrics;
 use gantry_proxy::workers;
-use gantry_testkit::ports::free_port;
 use gantry_translate::ir::{
     BackendIr, ClusterIr, HttpMatchIr, HttpRuleIr, Ir, ListenerIr, PathMatchIr, PortIr,
     PortProtocol, RouteEntryIr, RouteRef, UpstreamProtocol, VirtualHostIr,
 };
 use gantry_translate::store::ObjectKey;
+use support::{eventually, free_port};
 
 /// A keep-alive HTTP/1.1 backend on its own threads that answers `ok` and counts the
 /// connections it accepted.
@@ -153,16 +155,9 @@ fn hold(runtime: &tokio::runtime::Handle) -> std::sync::mpsc::Sender<()> {
     release
 }
 
-/// Polls `done` until it holds; fails after 5 s.
-async fn wait_for(done: impl Fn() -> bool, what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited 5 s for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// No worker serves a connection.
+async fn no_connections() -> bool {
+    workers::connections() == [0, 0]
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -196,7 +191,7 @@ async fn every_worker_accepts_and_keeps_its_own_backend_connections() {
 
     // Worker 1 held busy: worker 0 accepts and serves. The backend connection worker 1
     // opened stays with worker 1, so worker 0 opens its own.
-    wait_for(|| workers::connections() == [0, 0], "the connection to end").await;
+    eventually(5, "the connection to end", no_connections).await;
     let release = hold(workers::others().next().unwrap());
     let served = tokio::task::spawn_blocking(move || blocking_get(port));
     // The blocking client runs on another thread; this runtime serves it.
@@ -205,18 +200,14 @@ async fn every_worker_accepts_and_keeps_its_own_backend_connections() {
     release.send(()).unwrap();
 
     // Worker 1 again: it takes the connection it left idle.
-    wait_for(|| workers::connections() == [0, 0], "the connection to end").await;
+    eventually(5, "the connection to end", no_connections).await;
     assert_eq!(blocking_get(port), Ok("HTTP/1.1 200 OK ok".to_owned()));
     assert_eq!(backend_connections.load(Ordering::SeqCst), 2);
 
     // Connections are shared out: the worker that accepts hands each to the one serving the
     // fewest. With worker 1 held busy, worker 0 accepts six and hands three on; worker 1
     // serves them once it is free.
-    wait_for(
-        || workers::connections() == [0, 0],
-        "the connections above to end",
-    )
-    .await;
+    eventually(5, "the connections above to end", no_connections).await;
     let release = hold(workers::others().next().unwrap());
     let clients = tokio::task::spawn_blocking(move || {
         (0..6)
@@ -234,10 +225,9 @@ async fn every_worker_accepts_and_keeps_its_own_backend_connections() {
     })
     .await
     .unwrap();
-    wait_for(
-        || workers::connections().iter().sum::<usize>() == 6,
-        "six connections to be accepted",
-    )
+    eventually(5, "six connections to be accepted", || async {
+        workers::connections().iter().sum::<usize>() == 6
+    })
     .await;
     assert_eq!(workers::connections(), [3, 3]);
     release.send(()).unwrap();

@@ -95,49 +95,38 @@ impl PortListener {
                 // One place count for the port, whichever worker accepts.
                 let per_listener =
                     Arc::new(Semaphore::new(shared.options.connections.per_listener));
-                // The other workers accept on copies of the socket, each registered with the
-                // worker's own runtime. One that cannot be copied (out of descriptors) leaves
-                // its worker out; the port is still served.
-                let mut copies = Vec::new();
-                let listener = match listener.into_std() {
+                // Each worker accepts on a copy of the socket, registered with its own runtime
+                // by the loop's task, which runs there. A copy that cannot be made (out of
+                // descriptors) leaves a worker out; the port is still served.
+                let sockets = match listener.into_std() {
                     Ok(socket) => {
-                        for _ in crate::workers::others() {
-                            match socket.try_clone() {
-                                Ok(copy) => copies.push(copy),
-                                Err(error) => {
-                                    tracing::warn!(port, %error, "a worker cannot accept on this port");
-                                }
+                        let copy = |_| match socket.try_clone() {
+                            Ok(copy) => Some(copy),
+                            Err(error) => {
+                                tracing::warn!(port, %error, "a worker cannot accept on this port");
+                                None
                             }
-                        }
-                        TcpListener::from_std(socket)
+                        };
+                        let copies: Vec<_> = crate::workers::others().filter_map(copy).collect();
+                        std::iter::once(socket).chain(copies).collect()
                     }
-                    Err(error) => Err(error),
+                    Err(error) => {
+                        tracing::warn!(port, %error, "cannot accept on this port");
+                        Vec::new()
+                    }
                 };
-                match listener {
-                    Ok(listener) => {
-                        let (stop, stopped) = oneshot::channel();
-                        let task = tokio::spawn(accept_loop(
-                            listener,
-                            port,
-                            shared.clone(),
-                            per_listener.clone(),
-                            stopped,
-                        ));
-                        loops.push((stop, task));
-                    }
-                    Err(error) => tracing::warn!(port, %error, "cannot accept on this port"),
-                }
-                for (copy, worker) in copies.into_iter().zip(crate::workers::others()) {
+                let runtimes = std::iter::once(tokio::runtime::Handle::current())
+                    .chain(crate::workers::others().cloned());
+                for (socket, runtime) in sockets.into_iter().zip(runtimes) {
                     let (stop, stopped) = oneshot::channel();
                     let (shared, per_listener) = (shared.clone(), per_listener.clone());
-                    let task = worker.spawn(async move {
-                        // Registered with the runtime of the worker it runs on.
-                        match TcpListener::from_std(copy) {
+                    let task = runtime.spawn(async move {
+                        match TcpListener::from_std(socket) {
                             Ok(listener) => {
                                 accept_loop(listener, port, shared, per_listener, stopped).await;
                             }
                             Err(error) => {
-                                tracing::warn!(port, %error, "a worker cannot accept on this port");
+                                tracing::warn!(port, %error, "cannot accept on this port");
                             }
                         }
                     });
