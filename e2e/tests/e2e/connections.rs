@@ -201,6 +201,45 @@ async fn connections_that_do_nothing_are_closed() {
         .await;
 }
 
+/// A client that starts a request head and stops is closed after the header timeout, though
+/// the idle timeout is far longer: the first head, and the next one on a keep-alive connection
+/// that has been answered (between HTTP/1 requests the connection waits for a head).
+#[tokio::test]
+async fn http1_heads_that_stop_halfway_are_closed_after_the_header_timeout() {
+    let env = setup(&[
+        "--client-header-timeout",
+        "300ms",
+        "--client-idle-timeout",
+        "300s",
+    ])
+    .await;
+    // The connections of the readiness check are gone (and counted) first.
+    env.proxy
+        .wait_metric("gantry_downstream_connections_active", 0.0)
+        .await;
+    let idle = "gantry_downstream_connections_closed_total{reason=\"idle\"}";
+    let before = env.proxy.metric(idle).await;
+
+    let mut first = TcpStream::connect(env.addr).await.expect("connect");
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    closed_by_peer(&mut first).await;
+
+    let mut next = TcpStream::connect(env.addr).await.expect("connect");
+    next.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\nGET / HT").as_bytes())
+        .await
+        .expect("write");
+    let answer = String::from_utf8_lossy(&closed_by_peer(&mut next).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+
+    // Both were closed by the connection watchdog (counted once each as idle; one whose head
+    // had started is dropped at its next tick, if the graceful close does not end it).
+    assert_eq!(env.proxy.metric(idle).await - before, 2.0);
+}
+
 #[tokio::test]
 async fn connections_over_the_limits_are_refused_and_the_admin_port_answers() {
     let env = setup(&["--max-connections-per-listener", "20"]).await;

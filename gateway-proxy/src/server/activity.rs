@@ -3,8 +3,12 @@
 //! A connection is **idle** while no request is waiting for its response and no response body
 //! is being sent. An idle connection is closed gracefully (HTTP/2 GOAWAY, HTTP/1 close) once it
 //! stays idle for the idle timeout, or, before its first request, for the header timeout (a
-//! client that connects and sends nothing). Bytes alone do not count as activity: HTTP/2 PINGs
-//! and SETTINGS keep no connection open.
+//! client that connects and sends nothing). An idle HTTP/1 connection is waiting for its next
+//! request head, so the header timeout bounds it too: a client that sends part of a head and
+//! stops is closed like one that sends nothing. (hyper's parser can time each head itself, but
+//! it boxes a timer per request and registers it with the runtime's timer wheel; see
+//! `http_version.rs`.) Bytes alone do not count as activity: HTTP/2 PINGs and SETTINGS keep no
+//! connection open.
 //!
 //! A connection is **stalled** while response bodies are open, no request is waiting for its
 //! response, and no body data has moved for the stall timeout: a client that stopped reading
@@ -16,7 +20,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -34,11 +38,17 @@ pub struct Activity {
     streaming: AtomicUsize,
     /// Data frames sent from response bodies.
     progress: AtomicU64,
+    /// An HTTP/1 request was served: between requests the connection waits for a head.
+    http1: AtomicBool,
 }
 
 impl Activity {
-    /// Marks a request as started; it is pending until the guard drops.
-    pub fn request(self: &Arc<Self>) -> PendingGuard {
+    /// Marks a request as started (`http1`: an HTTP/1 request); it is pending until the guard
+    /// drops.
+    pub fn request(self: &Arc<Self>, http1: bool) -> PendingGuard {
+        if http1 {
+            self.http1.store(true, Ordering::Relaxed);
+        }
         self.started.fetch_add(1, Ordering::Relaxed);
         self.pending.fetch_add(1, Ordering::Relaxed);
         PendingGuard(self.clone())
@@ -107,7 +117,7 @@ where
 /// The timeouts the watchdog applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
-    /// Before the first request.
+    /// Before the first request, and between HTTP/1 requests (for the next head).
     pub header: Duration,
     /// Between requests.
     pub idle: Duration,
@@ -180,6 +190,8 @@ impl Watchdog {
         self.idle_for += self.tick;
         let limit = if started == 0 {
             self.timeouts.header
+        } else if activity.http1.load(Ordering::Relaxed) {
+            self.timeouts.idle.min(self.timeouts.header)
         } else {
             self.timeouts.idle
         };
@@ -221,15 +233,24 @@ mod tests {
     #[test]
     fn between_requests_the_idle_timeout_applies() {
         let (activity, mut dog) = watchdog();
-        drop(activity.request());
+        drop(activity.request(false));
         assert_eq!(dog.check(), None);
         assert_eq!(ticks(&mut dog), (8, Some(Verdict::Idle)));
     }
 
     #[test]
+    fn between_http1_requests_the_next_head_is_due_within_the_header_timeout() {
+        let (activity, mut dog) = watchdog();
+        drop(activity.request(true));
+        assert_eq!(dog.check(), None);
+        // The header timeout (2 s), not the idle timeout (4 s): 4 ticks.
+        assert_eq!(ticks(&mut dog), (4, Some(Verdict::Idle)));
+    }
+
+    #[test]
     fn a_pending_request_is_never_idle_or_stalled() {
         let (activity, mut dog) = watchdog();
-        let _pending = activity.request();
+        let _pending = activity.request(false);
         let _body = activity.track(http_body_util::Empty::<Bytes>::new());
         assert_eq!(ticks(&mut dog), (100, None));
     }
@@ -237,7 +258,7 @@ mod tests {
     #[test]
     fn a_body_that_does_not_move_stalls() {
         let (activity, mut dog) = watchdog();
-        let pending = activity.request();
+        let pending = activity.request(false);
         let body = activity.track(http_body_util::Empty::<Bytes>::new());
         drop(pending);
         assert_eq!(dog.check(), None);

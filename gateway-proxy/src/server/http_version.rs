@@ -112,16 +112,23 @@ pub(crate) struct HttpBuilders {
 }
 
 impl HttpBuilders {
-    /// The three builders with the same settings: `limits`' header timeout and HTTP/2 stream
-    /// limit, and the data plane's HTTP/2 keep-alive and buffer bounds.
+    /// The three builders with the same settings: `limits`' HTTP/2 stream limit, and the data
+    /// plane's HTTP/2 keep-alive and buffer bounds.
     pub(crate) fn new(limits: &ConnectionOptions) -> Self {
         // `auto`'s builders and hyper's are different types with the same methods: each
         // protocol's settings are written once, in a macro, and applied to both.
+        //
+        // The header timeout is the connection watchdog's (`activity.rs`), which bounds every
+        // HTTP/1 head, the first and each one after: hyper's own (on by default) boxes a new
+        // timer for every request, registers it in the runtime's timer wheel while the head
+        // is read and takes it out again, about 600 instructions per request
+        // (`gantry-bench --instructions-only`; docs/benchmarks.md, "Instructions per
+        // request: the header timeout").
         macro_rules! http1_settings {
             ($builder:expr) => {
                 $builder
                     .keep_alive(true)
-                    .header_read_timeout(limits.timeouts.header)
+                    .header_read_timeout(None)
                     .timer(TokioTimer::new())
             };
         }

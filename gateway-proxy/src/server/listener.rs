@@ -343,8 +343,8 @@ pub(super) async fn serve_http<S>(
     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let shared = handler.clone();
         let info = info.clone();
-        let pending = info.activity.request();
         let http1 = request.version() < http::Version::HTTP_2;
+        let pending = info.activity.request(http1);
         async move {
             let mut response = pipeline::handle(&shared, &info, request).await;
             drop(pending);
