@@ -204,7 +204,8 @@ pub struct RunArgs {
     /// Client connections open at once in the process (default: half the open-file limit).
     #[arg(long)]
     pub max_connections: Option<usize>,
-    /// A client must send each request head, and the first one after connecting, within this.
+    /// A client must send its first request head after connecting, and each HTTP/1 head after
+    /// the previous response, within this.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub client_header_timeout: Duration,
     /// A client connection with no request in flight is closed after this long.
