@@ -121,7 +121,7 @@ impl HttpBuilders {
         // The header timeout is the connection watchdog's (`activity.rs`), which bounds every
         // HTTP/1 head, the first and each one after: hyper's own (on by default) boxes a new
         // timer for every request, registers it in the runtime's timer wheel while the head
-        // is read and takes it out again, about 600 instructions per request
+        // is read and takes it out again, about 1,200 instructions per request
         // (`gantry-bench --instructions-only`; docs/benchmarks.md, "Instructions per
         // request: the header timeout").
         macro_rules! http1_settings {
