@@ -230,19 +230,23 @@ pub fn validate_host(host: &str) -> Result<(), Refusal> {
             },
         }
     } else {
-        let (name, port) = match host.bytes().position(|b| b == b':') {
-            Some(colon) => (&host[..colon], Some(&host[colon + 1..])),
+        // One pass: the first byte a host name cannot hold ends the name, and is either the
+        // port's `:` or an error.
+        let bytes = host.as_bytes();
+        let (name, port) = match bytes.iter().position(|&b| !HOST_NAME_BYTES[usize::from(b)]) {
             None => (host, None),
+            Some(colon) if bytes[colon] == b':' => (&host[..colon], Some(&host[colon + 1..])),
+            Some(at) => {
+                // Allowed bytes are ASCII, so `at` starts a character.
+                let c = host[at..].chars().next().unwrap_or('?');
+                return invalid(&format!(
+                    "`{}` is not allowed in a host name",
+                    c.escape_debug()
+                ));
+            }
         };
         if name.is_empty() {
             return invalid("no host name");
-        }
-        if let Some(at) = name.bytes().position(|b| !HOST_NAME_BYTES[usize::from(b)]) {
-            let c = name[at..].chars().next().unwrap_or('?');
-            return invalid(&format!(
-                "`{}` is not allowed in a host name",
-                c.escape_debug()
-            ));
         }
         port
     };
@@ -286,6 +290,25 @@ mod tests {
         }
         assert!(validate_host("Under_score-1.example:443").is_ok());
         assert!(validate_host("a%2e.example").is_err());
+    }
+
+    #[test]
+    fn an_invalid_host_is_named_by_its_first_fault() {
+        let message = |host: &str| validate_host(host).unwrap_err().message;
+        assert!(
+            message(":80").ends_with("no host name"),
+            "{}",
+            message(":80")
+        );
+        assert!(message("a b:80").ends_with("` ` is not allowed in a host name"));
+        assert!(message("é.example").ends_with("`é` is not allowed in a host name"));
+        assert!(message("a.example:8x").ends_with("the port is not a number from 0 to 65535"));
+        // The first `:` ends the name; what follows is the port, all of it.
+        assert!(message("a:1:2").ends_with("the port is not a number from 0 to 65535"));
+        assert!(message("a.example:65536").ends_with("from 0 to 65535"));
+        assert!(validate_host("a.example:").is_ok());
+        assert!(validate_host("a.example").is_ok());
+        assert!(validate_host("").is_ok());
     }
 
     #[test]
