@@ -231,20 +231,19 @@ mod tests {
     }
 
     #[test]
-    fn between_requests_the_idle_timeout_applies() {
-        let (activity, mut dog) = watchdog();
-        drop(activity.request(false));
-        assert_eq!(dog.check(), None);
-        assert_eq!(ticks(&mut dog), (8, Some(Verdict::Idle)));
-    }
-
-    #[test]
-    fn between_http1_requests_the_next_head_is_due_within_the_header_timeout() {
-        let (activity, mut dog) = watchdog();
-        drop(activity.request(true));
-        assert_eq!(dog.check(), None);
-        // The header timeout (2 s), not the idle timeout (4 s): 4 ticks.
-        assert_eq!(ticks(&mut dog), (4, Some(Verdict::Idle)));
+    fn between_requests_the_idle_timeout_applies_and_for_http1_the_header_timeout() {
+        // HTTP/2: the idle timeout (4 s), 8 ticks. HTTP/1 waits for the next head: the
+        // header timeout (2 s), 4 ticks.
+        for (http1, want) in [(false, 8), (true, 4)] {
+            let (activity, mut dog) = watchdog();
+            drop(activity.request(http1));
+            assert_eq!(dog.check(), None);
+            assert_eq!(
+                ticks(&mut dog),
+                (want, Some(Verdict::Idle)),
+                "http1: {http1}"
+            );
+        }
     }
 
     #[test]
