@@ -245,7 +245,12 @@ impl Reserve {
             .is_some_and(|since| now.saturating_duration_since(since) < REFILL_STALE)
     }
 
-    /// A take handed out, as the client sees the bucket: the takes still held here are in it.
+    /// A take handed out, as the client sees the bucket: the takes still held here are in it,
+    /// but never more than a full bucket leaves after this take. The held takes were counted in
+    /// Redis when they were reserved; a reserving call made while some were still held (a
+    /// quarter of the last grant) may find the bucket full again, refilled since (GCRA counts
+    /// no refill beyond full), so its `remaining` no longer has them taken out. They are the
+    /// one [`HOLD`] a replica may let through beyond the rate, not room in the bucket.
     fn taken(&self, now: Instant) -> Taken {
         let cost = u64::from(self.cost.max(1));
         let held = u64::from(self.left) * cost;
@@ -256,7 +261,10 @@ impl Reserve {
             .saturating_sub(step.saturating_mul(u32::try_from(held).unwrap_or(u32::MAX)));
         Taken {
             allowed: true,
-            remaining: self.remaining.saturating_add(held),
+            remaining: self
+                .remaining
+                .saturating_add(held)
+                .min(u64::from(self.rate.requests).saturating_sub(cost)),
             wait,
         }
     }
@@ -407,6 +415,33 @@ mod tests {
         // Two still held: 2 more remain, and the bucket is 2 ms (1 ms a take) fuller.
         assert_eq!(first.remaining, 892);
         assert_eq!(first.wait, Duration::from_millis(108));
+    }
+
+    #[test]
+    fn the_headers_never_say_more_remains_than_a_full_bucket_leaves() {
+        let reserves = Reserves::default();
+        let now = Instant::now();
+        warm(&reserves, 4, now);
+        // 16 held (15 granted and 1 of the 7 before): the take that finds 3 left reserves 31
+        // more while those are still held.
+        let (handed, plan) = drain(&reserves, now);
+        assert_eq!((handed, plan.reserve, reserves.held("k")), (13, 31, 3));
+        // The bucket refilled to full since the 15 were counted: Redis says 1,000 less this
+        // take and the 31 remain, with 34 held here.
+        reserves.refilled(
+            "k",
+            Some((plan.reserve, 1000 - 1 - 31, Duration::from_millis(32))),
+            now,
+        );
+        let mut left = Vec::new();
+        while let Ok(taken) = reserves.take("k", FAST, 1, now) {
+            left.push(taken.remaining);
+        }
+        // Redis's 968 and the 33 still held after the first would say 1,001. After a take at
+        // most 999 of 1,000 remain; the count goes down from there once fewer are held.
+        assert_eq!(left.len(), 27, "{left:?}");
+        assert_eq!(left[..4], [999, 999, 999, 998], "{left:?}");
+        assert_eq!(left.last(), Some(&975));
     }
 
     #[test]
