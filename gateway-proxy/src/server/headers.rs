@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, Entry, FORWARDED, HOST, HeaderMap, HeaderName, HeaderValue,
+    CONNECTION, CONTENT_LENGTH, EXPECT, Entry, FORWARDED, HOST, HeaderMap, HeaderName, HeaderValue,
     PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 
@@ -60,17 +60,54 @@ pub struct Forwarding {
     pub trusted_hops: u32,
 }
 
-/// Sets X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and `Forwarded` (RFC 7239).
+/// What a request carries of the headers the proxy removes or rewrites on its way upstream,
+/// found in one pass over its fields ([`carried`]): one that is absent then costs no hashed
+/// lookup or removal (about 90 instructions each; `gantry-bench --instructions-only`,
+/// docs/benchmarks.md).
+#[derive(Clone, Debug, Default)]
+pub struct Carried {
+    /// Any hop-by-hop header, `Upgrade` among them ([`strip_hop_by_hop`] has work to do).
+    pub hop_by_hop: bool,
+    /// An `Upgrade` header (the request may ask for one).
+    pub upgrade: bool,
+    /// An `Expect` header.
+    pub expect: bool,
+    /// A `Forwarded` header.
+    pub forwarded: bool,
+    /// The Host, for X-Forwarded-Host.
+    pub host: Option<HeaderValue>,
+}
+
+/// What `headers` carry; a standard name compares as an integer.
+pub fn carried(headers: &HeaderMap) -> Carried {
+    let mut carried = Carried::default();
+    for (name, value) in headers {
+        if name == HOST {
+            carried.host.get_or_insert_with(|| value.clone());
+        } else if name == EXPECT {
+            carried.expect = true;
+        } else if name == FORWARDED {
+            carried.forwarded = true;
+        } else if is_hop_by_hop(name) {
+            carried.hop_by_hop = true;
+            carried.upgrade |= name == UPGRADE;
+        }
+    }
+    carried
+}
+
+/// Sets X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and `Forwarded` (RFC 7239);
+/// `carried` is what [`carried`] found in `headers`.
 ///
 /// With no trusted hops (the default), what the client sent in them is a claim nobody vouches
 /// for: X-Forwarded-For becomes the peer address alone, X-Forwarded-Proto and -Host are set
 /// from the connection and the Host, and `Forwarded` is removed. With trusted hops in front,
 /// the peer is appended to X-Forwarded-For and to `Forwarded`, and a proxy's X-Forwarded-Proto
 /// and -Host are kept.
-pub fn add_forwarded(headers: &mut HeaderMap, forwarding: &Forwarding) {
+pub fn add_forwarded(headers: &mut HeaderMap, forwarding: &Forwarding, carried: Carried) {
     let client = forwarding.client.to_canonical();
     let trusted = forwarding.trusted_hops > 0;
-    let host = headers.get(HOST).cloned();
+    let host = carried.host;
     // The client's own X-Forwarded-For is read only when it is trusted.
     let existing = trusted
         .then(|| headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()))
@@ -106,7 +143,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, forwarding: &Forwarding) {
         if let Ok(value) = HeaderValue::from_str(&appended) {
             headers.insert(FORWARDED, value);
         }
-    } else {
+    } else if carried.forwarded {
         headers.remove(FORWARDED);
     }
 }
@@ -219,6 +256,12 @@ mod tests {
         assert_eq!(all, [&id]);
     }
 
+    /// What the pipeline does: the request's headers looked at once, then forwarding added.
+    fn add(headers: &mut HeaderMap, forwarding: &Forwarding) {
+        let found = carried(headers);
+        add_forwarded(headers, forwarding, found);
+    }
+
     fn forwarding(trusted_hops: u32) -> Forwarding {
         Forwarding {
             client: "10.0.0.1".parse().unwrap(),
@@ -241,7 +284,7 @@ mod tests {
     #[test]
     fn client_address_counts_trusted_hops_from_the_right() {
         let mut headers = HeaderMap::new();
-        add_forwarded(&mut headers, &forwarding(0));
+        add(&mut headers, &forwarding(0));
         assert_eq!(
             client_address(&headers, &forwarding(0)).to_string(),
             "10.0.0.1"
@@ -256,14 +299,14 @@ mod tests {
         ] {
             let mut headers = HeaderMap::new();
             headers.insert(X_FORWARDED_FOR, HeaderValue::from_static(sent));
-            add_forwarded(&mut headers, &forwarding(hops));
+            add(&mut headers, &forwarding(hops));
             let got = client_address(&headers, &forwarding(hops)).to_string();
             assert_eq!(got, want, "{sent} with {hops} hops");
         }
         // Untrusted: whatever the client sent is ignored.
         let mut headers = HeaderMap::new();
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.9"));
-        add_forwarded(&mut headers, &forwarding(0));
+        add(&mut headers, &forwarding(0));
         assert_eq!(
             client_address(&headers, &forwarding(0)).to_string(),
             "10.0.0.1"
@@ -271,9 +314,31 @@ mod tests {
     }
 
     #[test]
+    fn carried_names_what_the_request_has_to_remove_or_rewrite() {
+        let plain = carried(&HeaderMap::new());
+        assert!(!plain.hop_by_hop && !plain.upgrade && !plain.expect && !plain.forwarded);
+        assert_eq!(plain.host, None);
+        let mut headers = spoofed();
+        headers.append(HOST, HeaderValue::from_static("second.example"));
+        headers.insert(EXPECT, HeaderValue::from_static("100-continue"));
+        let found = carried(&headers);
+        assert_eq!(
+            found.host.as_ref().map(|h| h.as_bytes()),
+            Some(&b"example.com:8080"[..])
+        );
+        assert!(found.expect && found.forwarded);
+        assert!(!found.hop_by_hop && !found.upgrade);
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+        let found = carried(&headers);
+        assert!(found.hop_by_hop && !found.upgrade);
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(carried(&headers).upgrade);
+    }
+
+    #[test]
     fn untrusted_forwarding_headers_are_overwritten() {
         let mut headers = spoofed();
-        add_forwarded(&mut headers, &forwarding(0));
+        add(&mut headers, &forwarding(0));
         assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1");
         assert_eq!(headers[X_FORWARDED_PROTO], "http");
         assert_eq!(headers[X_FORWARDED_HOST], "example.com:8080");
@@ -283,13 +348,13 @@ mod tests {
     #[test]
     fn trusted_forwarding_headers_are_appended() {
         let mut headers = spoofed();
-        add_forwarded(&mut headers, &forwarding(1));
+        add(&mut headers, &forwarding(1));
         assert_eq!(headers[X_FORWARDED_FOR], "1.2.3.4, 10.0.0.1");
         assert_eq!(headers[X_FORWARDED_PROTO], "https");
         assert_eq!(headers[X_FORWARDED_HOST], "admin.internal");
         assert_eq!(headers[FORWARDED], "for=1.2.3.4, for=10.0.0.1;proto=http");
         let mut headers = HeaderMap::new();
-        add_forwarded(&mut headers, &forwarding(1));
+        add(&mut headers, &forwarding(1));
         assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1");
         assert!(!headers.contains_key(FORWARDED));
     }

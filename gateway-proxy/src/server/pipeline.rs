@@ -51,7 +51,8 @@ use super::client_body::ClientBody;
 use super::errors::ProxyError;
 use super::grpc_status;
 use super::headers::{
-    Forwarding, X_REQUEST_ID, add_forwarded, client_address, ensure_request_id, strip_hop_by_hop,
+    Forwarding, X_REQUEST_ID, add_forwarded, carried, client_address, ensure_request_id,
+    strip_hop_by_hop,
 };
 use super::listener::ConnectionInfo;
 use super::rate_limits;
@@ -257,6 +258,7 @@ async fn route<'s>(
     record.gateway = Some(&listener.gateway);
     record.route = Some(&entry.route);
     record.route_kind = Some(&entry.route_kind);
+    let arrived = record.arrived;
     // On the heap: the future holds every step's state (some kilobytes), and on the stack it
     // would be copied whole each time it moves into `within`, the timeout and the caller's
     // future; boxed, only a pointer moves. One allocation against several large copies.
@@ -278,8 +280,11 @@ async fn route<'s>(
         Some(limit) => Some(limit),
         None => shared.options.http.default_request_timeout,
     };
+    // Counted from the request's arrival: GEP-1742's request timeout covers the whole of it,
+    // from the Gateway receiving the request to the response. One too long to add to the clock
+    // (an enormous `--default-request-timeout`) is no limit.
     let mut response = within(
-        request_timeout,
+        request_timeout.and_then(|limit| arrived.checked_add(limit)),
         forward,
         || ProxyError::RequestTimeout,
         http1.then_some(&connection.request_timer),
@@ -314,12 +319,22 @@ async fn forward<'s>(
     // WebSocket only (RFC 6455 over HTTP/1.1), and not on GRPCRoute rules; any other
     // `Upgrade` (h2c, which RFC 9113 §3.1 removed, or anything else) is dropped and the request
     // served as an ordinary one.
-    let upgrade = upgrade::requested(&parts).filter(|_| !rule.grpc);
+    // What the request carries of the headers removed or rewritten below, found in one pass.
+    let carried = carried(&parts.headers);
+    let upgrade = carried
+        .upgrade
+        .then(|| upgrade::requested(&parts))
+        .flatten()
+        .filter(|_| !rule.grpc);
     let downstream_upgrade = upgrade.and_then(|_| parts.extensions.remove::<OnUpgrade>());
     let upgrade = upgrade.filter(|_| downstream_upgrade.is_some());
-    strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
+    if carried.hop_by_hop {
+        strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
+    }
     // hyper already answered `Expect: 100-continue` when the body was first read.
-    parts.headers.remove(EXPECT);
+    if carried.expect {
+        parts.headers.remove(EXPECT);
+    }
     let scheme = if connection.tls.is_some() {
         "https"
     } else {
@@ -331,7 +346,7 @@ async fn forward<'s>(
         scheme,
         trusted_hops: shared.options.http.trusted_proxy_hops,
     };
-    add_forwarded(&mut parts.headers, &forwarding);
+    add_forwarded(&mut parts.headers, &forwarding, carried);
     let mut body = RequestBody::Incoming(body);
     let auth = Auth {
         shared,
@@ -428,7 +443,12 @@ async fn forward<'s>(
     // A session the request resumes picks the backend and endpoint; otherwise the weights
     // and the cluster's rotation do, and a backend with session persistence starts a session.
     let key = &shared.options.http.session_key;
-    let now = session::now();
+    // The wall clock, for session tokens only (`Backend::session` names one of the rule's).
+    let now = if rule.sessions.is_empty() {
+        0
+    } else {
+        session::now()
+    };
     let resumed = if rule.sessions.is_empty() {
         None
     } else {
@@ -619,7 +639,8 @@ async fn forward<'s>(
                         let sent = shared.upstreams.send_via(via, endpoint, request).await;
                         sent.map_err(failed)
                     });
-                    within(Some(limit), send, || ProxyError::BackendTimeout, None).await
+                    let deadline = Instant::now().checked_add(limit);
+                    within(deadline, send, || ProxyError::BackendTimeout, None).await
                 }
                 None => {
                     let sent = shared.upstreams.send_via(via, endpoint, request).await;
@@ -985,26 +1006,27 @@ async fn local_response(
     Ok(response)
 }
 
-/// Runs `future` under an optional time limit: on `timer`, an HTTP/1.1 connection's request
-/// timer, when given and free, or else on a timer of its own. The error is made by a
+/// Runs `future` until `deadline`, when there is one: on `timer`, an HTTP/1.1 connection's
+/// request timer, when given and free, or else on a timer of its own. The error is made by a
 /// function, only on a timeout: a request served in time builds and drops no `ProxyError`
 /// (for the same reason this path's `Option`s become errors with `ok_or_else`).
 async fn within<T>(
-    limit: Option<Duration>,
+    deadline: Option<Instant>,
     future: impl Future<Output = Result<T, ProxyError>> + Unpin,
     on_timeout: fn() -> ProxyError,
     timer: Option<&RequestTimer>,
 ) -> Result<T, ProxyError> {
-    let Some(limit) = limit else {
+    let Some(deadline) = deadline else {
         return future.await;
     };
-    match timer.and_then(|timer| timer.take(limit)) {
+    let deadline = tokio::time::Instant::from_std(deadline);
+    match timer.and_then(|timer| timer.take(deadline)) {
         // The request's future is polled first, as `tokio::time::timeout` does.
-        Some(deadline) => match futures::future::select(future, deadline).await {
+        Some(held) => match futures::future::select(future, held).await {
             Either::Left((result, _)) => result,
             Either::Right(((), _)) => Err(on_timeout()),
         },
-        None => tokio::time::timeout(limit, future)
+        None => tokio::time::timeout_at(deadline, future)
             .await
             .unwrap_or_else(|_| Err(on_timeout())),
     }

@@ -12,7 +12,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::time::{Instant, Sleep};
@@ -26,12 +25,9 @@ pub struct RequestTimer {
 }
 
 impl RequestTimer {
-    /// The timer, set to fire `limit` from now, for one request; `None` while another request
-    /// holds it, and for a limit too long to add to the clock (an enormous
-    /// `--default-request-timeout`), which the caller's `tokio::time::timeout` then treats as
-    /// no limit, as it always has.
-    pub fn take(&self, limit: Duration) -> Option<Deadline<'_>> {
-        let deadline = Instant::now().checked_add(limit)?;
+    /// The timer, set to fire at `deadline`, for one request; `None` while another request
+    /// holds it.
+    pub fn take(&self, deadline: Instant) -> Option<Deadline<'_>> {
         if self.taken.swap(true, Ordering::Acquire) {
             return None;
         }
@@ -72,22 +68,21 @@ impl Drop for Deadline<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    fn in_secs(secs: u64) -> Instant {
+        Instant::now() + Duration::from_secs(secs)
+    }
 
     #[tokio::test]
     async fn one_request_at_a_time_holds_the_timer() {
         let timer = RequestTimer::default();
-        let first = timer.take(Duration::from_secs(30)).expect("free");
-        assert!(timer.take(Duration::from_secs(30)).is_none());
+        let first = timer.take(in_secs(30)).expect("free");
+        assert!(timer.take(in_secs(30)).is_none());
         drop(first);
-        assert!(timer.take(Duration::from_secs(30)).is_some());
-    }
-
-    #[tokio::test]
-    async fn a_limit_too_long_to_add_leaves_the_timer_free() {
-        let timer = RequestTimer::default();
-        assert!(timer.take(Duration::MAX).is_none());
-        assert!(timer.take(Duration::from_secs(30)).is_some());
+        assert!(timer.take(in_secs(30)).is_some());
     }
 
     #[tokio::test]
@@ -95,13 +90,15 @@ mod tests {
         let timer = RequestTimer::default();
         // A long deadline first, then a short one: the timer must fire at the short one even
         // though it was armed for later.
-        drop(timer.take(Duration::from_secs(3600)).expect("free"));
-        let short = timer.take(Duration::from_millis(10)).expect("free");
+        drop(timer.take(in_secs(3600)).expect("free"));
+        let short = timer
+            .take(Instant::now() + Duration::from_millis(10))
+            .expect("free");
         tokio::time::timeout(Duration::from_secs(30), short)
             .await
             .expect("the short deadline fires before the outer timeout");
         // And a later deadline after it fired re-arms it: not ready at once.
-        let again = timer.take(Duration::from_secs(3600)).expect("free");
+        let again = timer.take(in_secs(3600)).expect("free");
         let mut again = std::pin::pin!(again);
         let mut cx = Context::from_waker(std::task::Waker::noop());
         assert!(again.as_mut().poll(&mut cx).is_pending());

@@ -186,10 +186,11 @@ impl Upstreams {
         endpoint: &Authority,
         mut request: Request<ProxyBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let upgrade = upgrade::is_upgrade_request(request.headers());
+        // An upgrade goes over HTTP/1.1 whatever the cluster's protocol; the headers are looked
+        // at only when it is HTTP/2.
         let http2 = match via {
             Via::Plain(protocol) | Via::Tls(protocol, _) | Via::Own(protocol, _) => {
-                protocol == UpstreamProtocol::H2c && !upgrade
+                protocol == UpstreamProtocol::H2c && !upgrade::is_upgrade_request(request.headers())
             }
         };
         let policy = via.policy();
