@@ -353,6 +353,7 @@ async fn http2_clients_that_never_read_cannot_exhaust_memory() {
     // connection whose upstream answers were already buffered holds no upstream connection and
     // one descriptor, so the other two figures can settle before its stall timeout fires.
     let stalled = "gantry_downstream_connections_closed_total{reason=\"stalled\"}";
+    let idle = "gantry_downstream_connections_closed_total{reason=\"idle\"}";
     env.proxy
         .eventually(
             Duration::from_secs(30),
@@ -364,9 +365,17 @@ async fn http2_clients_that_never_read_cannot_exhaust_memory() {
                 if open == 0 && fds <= fds_before + 8 && closed >= CONNECTIONS as f64 {
                     Ok(())
                 } else {
+                    // What else closed or still holds a connection, should this fail.
+                    let idle = env.proxy.metric(idle).await;
+                    let active = env
+                        .proxy
+                        .metric("gantry_downstream_connections_active")
+                        .await;
+                    let heads = heads.iter().filter(|h| h.is_finished()).count();
                     Err(format!(
                         "{open} upstream connections, {fds} descriptors (before: {fds_before}), \
-                         {closed} connections closed as stalled"
+                         {closed} connections closed as stalled, {idle} as idle, {active} \
+                         client connections open, {heads} requests answered or failed"
                     ))
                 }
             },

@@ -61,7 +61,12 @@ pub fn prepare(parts: &mut Parts, paths: &PathOptions) -> Result<String, Refusal
         parts.uri = rewrite::with_path(&parts.uri, &path)
             .map_err(|_| Refusal::bad_request("path_invalid", "invalid request path"))?;
     }
-    let host = host.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+    // `check` validated the Host (`validate_host`: ASCII only), so it is read as UTF-8 without
+    // `to_str`'s check of every byte again.
+    let host = host
+        .as_ref()
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        .unwrap_or("");
     Ok(normalize_host(host).into_owned())
 }
 
