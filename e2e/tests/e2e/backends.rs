@@ -282,6 +282,28 @@ async fn forwarded_headers_and_request_id() {
     // No trusted proxy in front (the default): the client's claim is replaced by its address.
     assert_eq!(echo.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(reply.header("x-request-id"), Some("abc-123"));
+
+    // What is meant for this hop only never reaches the backend: `Expect` (the proxy answers
+    // it), an untrusted `Forwarded`, and the headers `Connection` names.
+    let reply = get_host(
+        &format!("{}/fwd", env.base),
+        HOST,
+        &[
+            ("expect", "100-continue"),
+            ("forwarded", "for=10.0.0.1"),
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+            ("x-kept", "1"),
+        ],
+    )
+    .await
+    .expect("request");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let echo = reply.echo();
+    for name in ["expect", "forwarded", "x-hop"] {
+        assert_eq!(echo.header(name), None, "{name} reached the backend");
+    }
+    assert_eq!(echo.header("x-kept"), Some("1"));
 }
 
 #[tokio::test]
