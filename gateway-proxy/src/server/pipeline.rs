@@ -316,11 +316,11 @@ async fn forward<'s>(
     record: &mut Record<'s>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let rule = &entry.rule;
+    // What the request carries of the headers removed or rewritten below, found in one pass.
+    let carried = carried(&parts.headers);
     // WebSocket only (RFC 6455 over HTTP/1.1), and not on GRPCRoute rules; any other
     // `Upgrade` (h2c, which RFC 9113 §3.1 removed, or anything else) is dropped and the request
     // served as an ordinary one.
-    // What the request carries of the headers removed or rewritten below, found in one pass.
-    let carried = carried(&parts.headers);
     let upgrade = carried
         .upgrade
         .then(|| upgrade::requested(&parts))
@@ -443,18 +443,16 @@ async fn forward<'s>(
     // A session the request resumes picks the backend and endpoint; otherwise the weights
     // and the cluster's rotation do, and a backend with session persistence starts a session.
     let key = &shared.options.http.session_key;
-    // The wall clock, for session tokens only (`Backend::session` names one of the rule's).
-    let now = if rule.sessions.is_empty() {
-        0
+    // The wall clock is read for session tokens only (`Backend::session` names one of the
+    // rule's).
+    let (now, resumed) = if rule.sessions.is_empty() {
+        (0, None)
     } else {
-        session::now()
-    };
-    let resumed = if rule.sessions.is_empty() {
-        None
-    } else {
-        rule.resume(&parts.headers, key, now, |name| {
+        let now = session::now();
+        let resumed = rule.resume(&parts.headers, key, now, |name| {
             snapshot.cluster(name).map(|c| &**c)
-        })
+        });
+        (now, resumed)
     };
     let backend = match &resumed {
         Some(Resumed::Kept { backend, .. } | Resumed::Moved { backend }) => *backend,
