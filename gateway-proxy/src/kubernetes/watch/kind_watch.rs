@@ -200,8 +200,64 @@ fn removal<K: Watched>(watch: &str, key: K::Key) -> Change {
     }
 }
 
-/// Drops `managedFields`, which nothing reads and which can dwarf the object.
+/// The annotation in which a client-side `kubectl apply` keeps the whole object it applied.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what nothing reads and what can dwarf the object: `managedFields`, and the copy of
+/// the whole object that `kubectl apply` keeps in an annotation (every rule of a route again;
+/// a TLS Secret's certificate and key again). Other annotations stay (some are read: an ACME
+/// issuer's, a Gateway's ACME directory).
 fn trimmed<K: Resource>(mut object: K) -> K {
-    object.meta_mut().managed_fields = None;
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = &mut meta.annotations
+        && annotations.remove(LAST_APPLIED).is_some()
+        && annotations.is_empty()
+    {
+        meta.annotations = None;
+    }
     object
+}
+
+#[cfg(test)]
+mod tests {
+    use gantry_crds::gateway::httproutes::HttpRoute;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    use super::*;
+
+    fn route(annotations: &[(&str, &str)]) -> HttpRoute {
+        let mut route: HttpRoute = serde_json::from_value(serde_json::json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "default"},
+            "spec": {"hostnames": ["a.example"]},
+        }))
+        .expect("route");
+        route.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        route.metadata.annotations = (!annotations.is_empty()).then(|| {
+            annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        });
+        route
+    }
+
+    #[test]
+    fn what_nothing_reads_is_dropped_and_the_rest_kept() {
+        let applied = serde_json::to_string(&route(&[])).expect("json");
+        let kept = trimmed(route(&[
+            (LAST_APPLIED, &applied),
+            ("example.com/team", "a"),
+        ]));
+        assert_eq!(kept.metadata.managed_fields, None);
+        assert_eq!(
+            kept.metadata.annotations,
+            Some([("example.com/team".to_owned(), "a".to_owned())].into())
+        );
+        let bare = trimmed(route(&[(LAST_APPLIED, &applied)]));
+        assert_eq!(bare.metadata.annotations, None);
+        assert_eq!(bare.spec, route(&[]).spec);
+    }
 }
