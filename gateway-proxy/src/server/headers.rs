@@ -64,7 +64,7 @@ pub struct Forwarding {
 /// found in one pass over its fields ([`carried`]): one that is absent then costs no hashed
 /// lookup or removal (about 90 instructions each; `gantry-bench --instructions-only`,
 /// docs/benchmarks.md).
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Carried {
     /// Any hop-by-hop header, `Upgrade` among them ([`strip_hop_by_hop`] has work to do).
     pub hop_by_hop: bool,
