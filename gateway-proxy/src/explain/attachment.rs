@@ -129,7 +129,7 @@ fn accepted(
     let StatusBody::Route(body) = &status.status else {
         return None;
     };
-    let entry = body.parents.iter().find(|p| &p.parent_ref == parent)?;
+    let entry = body.parents.iter().find(|p| *p.parent_ref == *parent)?;
     let condition = entry.conditions.iter().find(|c| c.type_ == "Accepted")?;
     Some(if condition.status == "True" {
         Ok(())

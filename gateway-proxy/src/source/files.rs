@@ -18,7 +18,6 @@ use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
@@ -270,7 +269,7 @@ fn parse(contents: DirContents, cache: &mut ParseCache) -> SourceUpdate {
     let mut errors: Vec<String> = contents.errors.iter().map(ToString::to_string).collect();
     match cache.load(contents.files) {
         Ok((store, warnings)) if errors.is_empty() => SourceUpdate::Objects {
-            store: Arc::new(store),
+            store,
             warnings: warnings.iter().map(ToString::to_string).collect(),
         },
         Ok((_, warnings)) => SourceUpdate::Rejected {

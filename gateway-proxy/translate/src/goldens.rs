@@ -127,7 +127,7 @@ pub fn load(case: &str, text: &str) -> Result<Store, CaseError> {
             warnings,
         });
     }
-    Ok(store)
+    Ok(Arc::unwrap_or_clone(store))
 }
 
 /// `translation` with its statuses stamped at `now` against `in_use`, as the proxy stamps the

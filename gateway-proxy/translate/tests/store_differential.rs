@@ -51,7 +51,7 @@ fn cases() -> Vec<Case> {
                 name,
                 text,
                 options,
-                store,
+                store: Arc::unwrap_or_clone(store),
                 translation,
             }
         })

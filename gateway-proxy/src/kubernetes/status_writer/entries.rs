@@ -340,6 +340,7 @@ pub(super) fn same_entries(a: &[Entry], b: &[Entry]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn parent(gateway: &str, reason: &'static str, time: Option<&str>) -> RouteParentStatus {
         let mut accepted = Condition::new("Accepted", true, reason, "m", 1);
@@ -348,14 +349,14 @@ mod tests {
             gantry_translate::status::TransitionTime::at,
         );
         RouteParentStatus {
-            parent_ref: ParentReference {
+            parent_ref: Arc::new(ParentReference {
                 group: None,
                 kind: None,
                 namespace: None,
                 name: gateway.to_owned(),
                 section_name: None,
                 port: None,
-            },
+            }),
             controller_name: "c".into(),
             conditions: vec![accepted],
         }
@@ -385,7 +386,7 @@ mod tests {
     fn ancestors_compare_like_parents() {
         let p = parent("gw", "Accepted", None);
         let ancestor = PolicyAncestorStatus {
-            ancestor_ref: p.parent_ref.clone(),
+            ancestor_ref: (*p.parent_ref).clone(),
             controller_name: p.controller_name.clone(),
             conditions: p.conditions.clone(),
         };

@@ -220,14 +220,14 @@ mod tests {
     fn route(accepted: [bool; 2]) -> ObjectStatus {
         use crate::status::types::{ParentReference, RouteParentStatus, RouteStatus};
         let parent = |name: &str, ok: bool| RouteParentStatus {
-            parent_ref: ParentReference {
+            parent_ref: Arc::new(ParentReference {
                 group: None,
                 kind: None,
                 namespace: None,
                 name: name.into(),
                 section_name: None,
                 port: None,
-            },
+            }),
             controller_name: "gantry.dev/gateway-controller".into(),
             conditions: vec![Condition::new("Accepted", ok, "R", "", 1)],
         };
@@ -307,7 +307,9 @@ mod tests {
             }
             o
         };
-        variants.push(edit(&|s| s.parents[1].parent_ref.name = "c".into()));
+        variants.push(edit(&|s| {
+            Arc::make_mut(&mut s.parents[1].parent_ref).name = "c".into()
+        }));
         variants.push(edit(&|s| s.parents[0].controller_name = "other".into()));
         variants.push(edit(&|s| s.parents[0].conditions[0].reason = "X".into()));
         variants.push(edit(&|s| s.parents[0].conditions[0].message = "m".into()));

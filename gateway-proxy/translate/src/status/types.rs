@@ -179,7 +179,9 @@ pub struct RouteStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteParentStatus {
-    pub parent_ref: ParentReference,
+    /// Shared by every route status that echoes an equal parentRef (thousands of routes name
+    /// the same Gateway): 48 bytes a parent rather than 168 (`route_cache`).
+    pub parent_ref: Arc<ParentReference>,
     /// One per translation, shared by every parent's status.
     pub controller_name: Arc<str>,
     pub conditions: Vec<Condition>,
@@ -202,7 +204,7 @@ pub struct PolicyAncestorStatus {
 }
 
 /// A `ParentReference` echoed back exactly as the route wrote it (fields it left out stay out).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ParentReference {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -25,7 +25,7 @@
 //! one [`ClusterIr`]: each route translated is given the cluster an earlier one made, when it
 //! is equal. The shared clusters are kept as long as the entries are, and dropped with them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
@@ -39,6 +39,7 @@ use super::http_route::TranslatedRoute;
 use super::l4_routes::TranslatedL4Route;
 use super::routes::{Attached, TranslatedKind};
 use crate::ir::ClusterIr;
+use crate::status::ParentReference;
 use crate::store::{ObjectKey, Store, Translated};
 
 /// The translated rules and attachments of every route of the previous translation.
@@ -154,6 +155,31 @@ pub(super) struct KindCache<R, T> {
     /// than keeping copies of its own (5,000 routes to one Service keep one cluster, not
     /// 5,000 of about 250 bytes each).
     clusters: HashMap<String, Arc<ClusterIr>>,
+    /// The parentRefs the entries' statuses echo, shared likewise.
+    pub(super) parent_refs: SharedParentRefs,
+}
+
+/// One [`ParentReference`] for every route status that echoes an equal one: thousands of
+/// routes name the same Gateway, and each echo is 128 bytes and its strings. Kept as long
+/// as an entry uses it.
+#[derive(Debug, Default)]
+pub(super) struct SharedParentRefs(HashSet<Arc<ParentReference>>);
+
+impl SharedParentRefs {
+    /// The shared reference equal to `echo`.
+    pub(super) fn share(&mut self, echo: ParentReference) -> Arc<ParentReference> {
+        if let Some(shared) = self.0.get(&echo) {
+            return shared.clone();
+        }
+        let shared = Arc::new(echo);
+        self.0.insert(shared.clone());
+        shared
+    }
+
+    /// Forgets those no entry uses any more.
+    fn retain_used(&mut self) {
+        self.0.retain(|shared| Arc::strong_count(shared) > 1);
+    }
 }
 
 #[derive(Debug)]
@@ -178,6 +204,7 @@ impl<R, T> Default for KindCache<R, T> {
             current: Vec::new(),
             translated: 0,
             clusters: HashMap::new(),
+            parent_refs: SharedParentRefs::default(),
         }
     }
 }
@@ -250,16 +277,24 @@ impl<R: Translated, T: TranslatedKind> KindCache<R, T> {
         self.previous.clear();
         self.current.clear();
         self.clusters.clear();
+        self.parent_refs.0.clear();
         self.next = 0;
     }
 
     /// `(translated, reused)` by this translation; what it did not see is dropped.
     fn finish(&mut self) -> (usize, usize) {
         self.previous = std::mem::take(&mut self.current);
+        // The first translation has no previous count to size the list by, and doubled it
+        // into up to twice the routes (about 45 bytes a route kept at 5,000 routes); later
+        // ones reserve the last count and one more.
+        if self.previous.capacity() - self.previous.len() > self.previous.len() / 8 {
+            self.previous.shrink_to_fit();
+        }
         self.next = 0;
         // Those no entry uses any more.
         self.clusters
             .retain(|_, cluster| Arc::strong_count(cluster) > 1);
+        self.parent_refs.retain_used();
         let translated = std::mem::take(&mut self.translated);
         (translated, self.previous.len() - translated)
     }
@@ -444,6 +479,15 @@ spec:
         );
         let http = &t.cache.http.previous;
         assert_eq!((http.len(), http.capacity()), (5, 5));
+        // The same routes in a first translation, which has no count to size the list by:
+        // no room is left from doubling it (8 slots for 5).
+        let mut first = Translator::new(TranslateOptions::default());
+        step(
+            &mut first,
+            &[&base, &two_matches, GRANT, GRPC, SERVICE_C, &extra],
+        );
+        let http = &first.cache.http.previous;
+        assert_eq!((http.len(), http.capacity()), (5, 5));
     }
 
     /// The route statuses of `statuses`, each with its route's name.
@@ -598,6 +642,48 @@ spec:
         step(&mut t, &[BASE, &to_c(R1), GRANT, &to_c(&r5), SERVICE_C]);
         assert_eq!(users_of_a(&t), 0);
         assert!(!clusters_shared(&t).contains(&"default/a:80".to_owned()));
+    }
+
+    /// Route statuses that echo equal parentRefs share one, whether the routes were attached
+    /// in the same translation or a later one; one no status uses any more is not kept.
+    #[test]
+    fn statuses_echoing_one_parent_ref_share_it() {
+        let echoes = |t: &Translator, section: &str| -> Vec<Arc<ParentReference>> {
+            (t.cache.http.previous.iter())
+                .filter_map(|e| e.attached.as_ref()?.route_status())
+                .flat_map(|s| s.parents.iter().map(|p| p.parent_ref.clone()))
+                .filter(|r| r.name == "gw" && r.namespace.is_none())
+                .filter(|r| r.section_name.as_deref() == Some(section))
+                .collect()
+        };
+        let kept = |t: &Translator, section: &str| {
+            (t.cache.http.parent_refs.0.iter())
+                .filter(|r| r.namespace.is_none() && r.section_name.as_deref() == Some(section))
+                .count()
+        };
+        let mut t = Translator::new(TranslateOptions::default());
+        step(&mut t, &[BASE, R1, GRANT]);
+        let r5 = R1
+            .replace("name: r1,", "name: r5,")
+            .replace("value: /a", "value: /a5");
+        assert_eq!(step(&mut t, &[BASE, R1, GRANT, &r5]).0, 1, "r5 alone");
+        // r1, r2, r3 and r5 name `gw`'s listener `http`.
+        let http = echoes(&t, "http");
+        assert_eq!(http.len(), 4, "{http:?}");
+        assert!(
+            http.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])),
+            "statuses hold copies"
+        );
+        assert_eq!(kept(&t, "http"), 1);
+        drop(http);
+        // Every route moves to the listener `team-a`: the echo of `http` is not kept.
+        let moved = |r: &str| r.replace("sectionName: http}", "sectionName: team-a}");
+        step(&mut t, &[&moved(BASE), &moved(R1), GRANT, &moved(&r5)]);
+        assert!(echoes(&t, "http").is_empty());
+        assert_eq!(kept(&t, "http"), 0);
+        let team_a = echoes(&t, "team-a");
+        assert_eq!(team_a.len(), 4, "{team_a:?}");
+        assert!(team_a.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::cross_serving::Exclusions;
 use super::gateway::GatewayState;
 use super::listener::ListenerState;
 use super::parent_ref::{self, Attachment, ParentRef, RouteInfo, RouteResource};
-use super::route_cache::KindCache;
+use super::route_cache::{KindCache, SharedParentRefs};
 use super::{API_VERSION, generation_of};
 use crate::ir::{ClusterIr, RouteRef};
 use crate::status::{Condition, ObjectStatus, RouteParentStatus, RouteStatus, StatusBody};
@@ -329,7 +329,7 @@ impl<'a> Attacher<'a> {
                         meta: route.meta(),
                         parent_refs: route.parent_refs(),
                     };
-                    Arc::new(self.attach(&object, &*cached.translated))
+                    Arc::new(self.attach(&object, &*cached.translated, &mut cache.parent_refs))
                 }
             };
             self.apply(&attached, &*cached.translated);
@@ -340,7 +340,12 @@ impl<'a> Attacher<'a> {
     /// Resolves every parentRef of `route`: the listeners it attaches to, those that serve it,
     /// and its status (only for parents that are ours: "Implementations of this API can only
     /// populate Route status for the Gateways/parent resources they are responsible for").
-    fn attach(&self, route: &RouteObject<'_>, translated: &impl TranslatedKind) -> Attached {
+    fn attach(
+        &self,
+        route: &RouteObject<'_>,
+        translated: &impl TranslatedKind,
+        parent_refs: &mut SharedParentRefs,
+    ) -> Attached {
         let problems = translated.problems();
         let info = RouteInfo {
             kind: route.kind,
@@ -389,7 +394,7 @@ impl<'a> Attacher<'a> {
                 }
             };
             parents.push(RouteParentStatus {
-                parent_ref: parent.echo(),
+                parent_ref: parent_refs.share(parent.echo()),
                 controller_name: self.controller_name.clone(),
                 conditions: problems.conditions(accepted, generation, originate),
             });
