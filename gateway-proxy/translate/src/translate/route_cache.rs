@@ -26,6 +26,7 @@
 //! is equal. The shared clusters are kept as long as the entries are, and dropped with them.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use gantry_crds::gateway::experimental::tcproutes::TcpRoute;
@@ -155,23 +156,49 @@ pub(super) struct KindCache<R, T> {
     /// than keeping copies of its own (5,000 routes to one Service keep one cluster, not
     /// 5,000 of about 250 bytes each).
     clusters: HashMap<String, Arc<ClusterIr>>,
-    /// The parentRefs the entries' statuses echo, shared likewise.
-    pub(super) parent_refs: SharedParentRefs,
+    /// Values the entries' attachments hold, shared likewise.
+    pub(super) shared: Shared,
 }
 
-/// One [`ParentReference`] for every route status that echoes an equal one: thousands of
-/// routes name the same Gateway, and each echo is 128 bytes and its strings. Kept as long
-/// as an entry uses it.
+/// Values that the attachments of many routes hold equal copies of, one of each shared by
+/// them all: thousands of routes name the same Gateway. Kept as long as an entry uses it.
 #[derive(Debug, Default)]
-pub(super) struct SharedParentRefs(HashSet<Arc<ParentReference>>);
+pub(super) struct Shared {
+    /// The parentRefs route statuses echo (each 128 bytes and its strings).
+    pub parent_refs: Interned<ParentReference>,
+    /// The keys of the Gateways routes attach to (each 48 bytes and its two strings).
+    pub gateways: Interned<ObjectKey>,
+}
 
-impl SharedParentRefs {
-    /// The shared reference equal to `echo`.
-    pub(super) fn share(&mut self, echo: ParentReference) -> Arc<ParentReference> {
-        if let Some(shared) = self.0.get(&echo) {
+impl Shared {
+    fn retain_used(&mut self) {
+        self.parent_refs.retain_used();
+        self.gateways.retain_used();
+    }
+
+    fn clear(&mut self) {
+        self.parent_refs.0.clear();
+        self.gateways.0.clear();
+    }
+}
+
+/// One `Arc` for every equal value.
+#[derive(Debug)]
+pub(super) struct Interned<T>(HashSet<Arc<T>>);
+
+impl<T> Default for Interned<T> {
+    fn default() -> Self {
+        Self(HashSet::new())
+    }
+}
+
+impl<T: Hash + Eq + Clone> Interned<T> {
+    /// The shared value equal to `value`.
+    pub fn share(&mut self, value: &T) -> Arc<T> {
+        if let Some(shared) = self.0.get(value) {
             return shared.clone();
         }
-        let shared = Arc::new(echo);
+        let shared = Arc::new(value.clone());
         self.0.insert(shared.clone());
         shared
     }
@@ -204,7 +231,7 @@ impl<R, T> Default for KindCache<R, T> {
             current: Vec::new(),
             translated: 0,
             clusters: HashMap::new(),
-            parent_refs: SharedParentRefs::default(),
+            shared: Shared::default(),
         }
     }
 }
@@ -277,7 +304,7 @@ impl<R: Translated, T: TranslatedKind> KindCache<R, T> {
         self.previous.clear();
         self.current.clear();
         self.clusters.clear();
-        self.parent_refs.0.clear();
+        self.shared.clear();
         self.next = 0;
     }
 
@@ -294,7 +321,7 @@ impl<R: Translated, T: TranslatedKind> KindCache<R, T> {
         // Those no entry uses any more.
         self.clusters
             .retain(|_, cluster| Arc::strong_count(cluster) > 1);
-        self.parent_refs.retain_used();
+        self.shared.retain_used();
         let translated = std::mem::take(&mut self.translated);
         (translated, self.previous.len() - translated)
     }
@@ -645,9 +672,10 @@ spec:
     }
 
     /// Route statuses that echo equal parentRefs share one, whether the routes were attached
-    /// in the same translation or a later one; one no status uses any more is not kept.
+    /// in the same translation or a later one; one no status uses any more is not kept. The
+    /// keys of the Gateways routes attach to are shared likewise.
     #[test]
-    fn statuses_echoing_one_parent_ref_share_it() {
+    fn equal_parent_refs_and_gateway_keys_are_shared() {
         let echoes = |t: &Translator, section: &str| -> Vec<Arc<ParentReference>> {
             (t.cache.http.previous.iter())
                 .filter_map(|e| e.attached.as_ref()?.route_status())
@@ -657,7 +685,7 @@ spec:
                 .collect()
         };
         let kept = |t: &Translator, section: &str| {
-            (t.cache.http.parent_refs.0.iter())
+            (t.cache.http.shared.parent_refs.0.iter())
                 .filter(|r| r.namespace.is_none() && r.section_name.as_deref() == Some(section))
                 .count()
         };
@@ -676,6 +704,16 @@ spec:
         );
         assert_eq!(kept(&t, "http"), 1);
         drop(http);
+        let gateway_keys: Vec<&Arc<ObjectKey>> = (t.cache.http.previous.iter())
+            .filter_map(|e| e.attached.as_ref())
+            .flat_map(|a| a.gateway_keys())
+            .collect();
+        assert!(gateway_keys.len() >= 4, "{gateway_keys:?}");
+        assert!(
+            gateway_keys.windows(2).all(|w| Arc::ptr_eq(w[0], w[1])),
+            "attachments hold copies of the Gateway's key"
+        );
+        assert_eq!(t.cache.http.shared.gateways.0.len(), 1);
         // Every route moves to the listener `team-a`: the echo of `http` is not kept.
         let moved = |r: &str| r.replace("sectionName: http}", "sectionName: team-a}");
         step(&mut t, &[&moved(BASE), &moved(R1), GRANT, &moved(&r5)]);

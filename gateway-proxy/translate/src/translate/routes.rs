@@ -18,7 +18,7 @@ use super::cross_serving::Exclusions;
 use super::gateway::GatewayState;
 use super::listener::ListenerState;
 use super::parent_ref::{self, Attachment, ParentRef, RouteInfo, RouteResource};
-use super::route_cache::{KindCache, SharedParentRefs};
+use super::route_cache::{Interned, KindCache, Shared};
 use super::{API_VERSION, generation_of};
 use crate::ir::{ClusterIr, RouteRef};
 use crate::status::{Condition, ObjectStatus, RouteParentStatus, RouteStatus, StatusBody};
@@ -205,9 +205,9 @@ pub struct Attached {
     /// `metadata.creationTimestamp` (precedence ties go to the oldest route).
     created: Option<Time>,
     /// Listeners the route attaches to (`attachedRoutes`), once each.
-    attached: Vec<(ObjectKey, usize)>,
+    attached: Vec<(Arc<ObjectKey>, usize)>,
     /// Listeners that serve the route, once each, in parentRef order.
-    placed: Vec<(ObjectKey, usize)>,
+    placed: Vec<(Arc<ObjectKey>, usize)>,
     /// The status of the parents that are ours, if any. Only the body is kept: the
     /// [`ObjectStatus`] around it is built from `route` when it is applied (the whole
     /// struct, sized for a Gateway's status, was two thirds of what an `Attached` held).
@@ -219,6 +219,12 @@ impl Attached {
     #[cfg(test)]
     pub(super) fn route_status(&self) -> Option<&Arc<RouteStatus>> {
         self.status.as_ref()
+    }
+
+    /// The Gateway keys of its listeners, attached and placed.
+    #[cfg(test)]
+    pub(super) fn gateway_keys(&self) -> impl Iterator<Item = &Arc<ObjectKey>> {
+        (self.attached.iter().chain(&self.placed)).map(|(gateway, _)| gateway)
     }
 
     /// Slots allocated and not used in its lists (what `route_cache` keeps should have none).
@@ -239,9 +245,14 @@ impl Attached {
 
 /// Adds `(gateway, index)` to `list` unless it is there (a route reaching one listener through
 /// two parentRefs is counted and served once).
-fn push_once(list: &mut Vec<(ObjectKey, usize)>, gateway: &ObjectKey, index: usize) {
-    if !list.iter().any(|(g, i)| *i == index && g == gateway) {
-        list.push((gateway.clone(), index));
+fn push_once(
+    list: &mut Vec<(Arc<ObjectKey>, usize)>,
+    gateway: &ObjectKey,
+    index: usize,
+    gateways: &mut Interned<ObjectKey>,
+) {
+    if !list.iter().any(|(g, i)| *i == index && **g == *gateway) {
+        list.push((gateways.share(gateway), index));
     }
 }
 
@@ -329,7 +340,7 @@ impl<'a> Attacher<'a> {
                         meta: route.meta(),
                         parent_refs: route.parent_refs(),
                     };
-                    Arc::new(self.attach(&object, &*cached.translated, &mut cache.parent_refs))
+                    Arc::new(self.attach(&object, &*cached.translated, &mut cache.shared))
                 }
             };
             self.apply(&attached, &*cached.translated);
@@ -344,7 +355,7 @@ impl<'a> Attacher<'a> {
         &self,
         route: &RouteObject<'_>,
         translated: &impl TranslatedKind,
-        parent_refs: &mut SharedParentRefs,
+        shared: &mut Shared,
     ) -> Attached {
         let problems = translated.problems();
         let info = RouteInfo {
@@ -372,7 +383,7 @@ impl<'a> Attacher<'a> {
                     problem,
                 } => {
                     for index in attached {
-                        push_once(&mut attached_to, &gateway, index);
+                        push_once(&mut attached_to, &gateway, index, &mut shared.gateways);
                     }
                     let (served, excluded) = self.without_exclusions(&gateway, served, route);
                     originate = served.is_empty()
@@ -386,7 +397,7 @@ impl<'a> Attacher<'a> {
                         Some(p) => Err(p),
                         None => {
                             for index in served {
-                                push_once(&mut placed, &gateway, index);
+                                push_once(&mut placed, &gateway, index, &mut shared.gateways);
                             }
                             Ok(())
                         }
@@ -394,7 +405,7 @@ impl<'a> Attacher<'a> {
                 }
             };
             parents.push(RouteParentStatus {
-                parent_ref: parent_refs.share(parent.echo()),
+                parent_ref: shared.parent_refs.share(&parent.echo()),
                 controller_name: self.controller_name.clone(),
                 conditions: problems.conditions(accepted, generation, originate),
             });
@@ -449,17 +460,22 @@ impl<'a> Attacher<'a> {
                     match uses.get_mut(service) {
                         Some(gateways) => {
                             if !gateways.contains(gateway) {
-                                gateways.insert(gateway.clone());
+                                gateways.insert((**gateway).clone());
                             }
                         }
                         None => {
-                            uses.insert(service.clone(), BTreeSet::from([gateway.clone()]));
+                            uses.insert(service.clone(), BTreeSet::from([(**gateway).clone()]));
                         }
                     }
                 }
             }
             if traffic_policies {
-                let gateways = || attached.placed.iter().map(|(gateway, _)| gateway.clone());
+                let gateways = || {
+                    attached
+                        .placed
+                        .iter()
+                        .map(|(gateway, _)| (**gateway).clone())
+                };
                 for service in translated.missing_services() {
                     self.missing_services
                         .entry(service)
