@@ -24,6 +24,8 @@
 //! Routes that use the same cluster (the same Service port, translated the same way) share
 //! one [`ClusterIr`]: each route translated is given the cluster an earlier one made, when it
 //! is equal. The shared clusters are kept as long as the entries are, and dropped with them.
+//! So are the parentRefs route statuses echo and the Gateway keys attachments hold
+//! ([`Interned`]): thousands of routes name the same Gateway.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
