@@ -280,6 +280,34 @@ mod tests {
         assert!(cache.load([("a.yaml", "kind: [".to_owned())]).is_err());
     }
 
+    /// The cache holds the store it returned, not a copy: a read in which no file changed
+    /// returns that store itself, and a change while it is in use leaves it as it was.
+    #[test]
+    fn the_store_returned_is_kept_shared_and_left_alone_by_a_change() {
+        let svc =
+            |name: &str| format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n");
+        let mut cache = ParseCache::default();
+        let (in_use, _) = cache
+            .load([("a.yaml", svc("a")), ("b.yaml", svc("b"))])
+            .expect("loads");
+        let (again, _) = cache
+            .load([("a.yaml", svc("a")), ("b.yaml", svc("b"))])
+            .expect("loads");
+        assert!(
+            Arc::ptr_eq(&in_use, &again),
+            "an unchanged read copied the store"
+        );
+        drop(again);
+        let (changed, _) = cache
+            .load([("a.yaml", svc("a")), ("b.yaml", svc("c"))])
+            .expect("loads");
+        let names = |store: &Store| -> Vec<String> {
+            store.services.keys().map(|k| k.name.clone()).collect()
+        };
+        assert_eq!(names(&changed), ["a", "c"]);
+        assert_eq!(names(&in_use), ["a", "b"], "the store in use was patched");
+    }
+
     #[test]
     fn changed_says_whether_the_files_differ_from_the_last_load() {
         let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n";

@@ -27,6 +27,7 @@
 //! So are the parentRefs route statuses echo and the Gateway keys attachments hold
 //! ([`Interned`]): thousands of routes name the same Gateway.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
@@ -195,12 +196,12 @@ impl<T> Default for Interned<T> {
 }
 
 impl<T: Hash + Eq + Clone> Interned<T> {
-    /// The shared value equal to `value`.
-    pub fn share(&mut self, value: &T) -> Arc<T> {
-        if let Some(shared) = self.0.get(value) {
+    /// The shared value equal to `value`; a borrowed one is copied only when none is.
+    pub fn share(&mut self, value: Cow<'_, T>) -> Arc<T> {
+        if let Some(shared) = self.0.get(&*value) {
             return shared.clone();
         }
-        let shared = Arc::new(value.clone());
+        let shared = Arc::new(value.into_owned());
         self.0.insert(shared.clone());
         shared
     }

@@ -252,7 +252,7 @@ fn push_once(
     gateways: &mut Interned<ObjectKey>,
 ) {
     if !list.iter().any(|(g, i)| *i == index && **g == *gateway) {
-        list.push((gateways.share(gateway), index));
+        list.push((gateways.share(Cow::Borrowed(gateway)), index));
     }
 }
 
@@ -405,7 +405,7 @@ impl<'a> Attacher<'a> {
                 }
             };
             parents.push(RouteParentStatus {
-                parent_ref: shared.parent_refs.share(&parent.echo()),
+                parent_ref: shared.parent_refs.share(Cow::Owned(parent.echo())),
                 controller_name: self.controller_name.clone(),
                 conditions: problems.conditions(accepted, generation, originate),
             });
